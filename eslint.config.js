@@ -1,0 +1,29 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // STYLE.md habit 1: one storage boundary. Only src/store talks to the driver.
+    files: ['src/**/*.ts'],
+    ignores: ['src/store/**', 'src/embedded/**'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: 'mongodb', message: 'Only src/store may import mongodb (STYLE.md habit 1).' }] }],
+    },
+  },
+  {
+    // The embedded server is a separate product: it imports nothing from jobd.
+    files: ['src/embedded/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['../*', '!../embedded/*'], message: 'src/embedded imports nothing from jobd.' }] }],
+    },
+  },
+);

@@ -1,0 +1,160 @@
+/**
+ * jobd's shared vocabulary. Every layer (store, worker, sandbox, cli, library API) speaks these types.
+ * docs/state-machine.md is the authority on which state transitions are legal.
+ */
+
+export const JOB_STATES = ['waiting', 'queued', 'running', 'retrying', 'completed', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+/** States a job never leaves on its own (only an operator's retry re-queues it). */
+export const FINISHED_STATES: readonly JobState[] = ['completed', 'failed', 'cancelled'];
+/** States from which a worker may claim a job (once its runAt is due). */
+export const CLAIMABLE_STATES: readonly JobState[] = ['queued', 'retrying'];
+
+export type JobId = string;
+
+/** A serialisable error: how errors travel across the child-process boundary and into the database. */
+export interface SerializedError {
+  name: string;
+  code?: string;
+  message: string;
+  stack?: string;
+}
+
+export interface JobError extends SerializedError {
+  at: Date;
+  attempt: number;
+  worker?: string;
+}
+
+export interface JobLease {
+  /** Worker id (host:pid:random) that holds the job. */
+  owner: string;
+  /** Fencing token: every write to a running job filters on it. */
+  token: string;
+  expiresAt: Date;
+}
+
+export interface JobProgress {
+  percent: number;
+  message?: string;
+  updatedAt: Date;
+}
+
+export interface JobResources {
+  peakRssBytes?: number;
+  cpuMs?: number;
+  wallMs?: number;
+}
+
+export interface JobDoc {
+  _id: JobId;
+  type: string;
+  params: unknown;
+  state: JobState;
+  /** 1 is the highest priority, as the legacy service numbers it. */
+  priority: number;
+  runAt: Date;
+  attempts: number;
+  maxAttempts: number;
+  timeoutMs: number;
+  lease?: JobLease | null;
+  progress?: JobProgress | null;
+  result?: unknown;
+  lastError?: JobError | null;
+  /** Bounded history of failed attempts, newest last. */
+  errors: JobError[];
+  resources?: JobResources | null;
+  /** Last few KB of the job's stdout/stderr. */
+  logTail?: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  startedAt?: Date | null;
+  finishedAt?: Date | null;
+  datasetUuid?: string | null;
+  dedupeKey?: string | null;
+  tags: string[];
+}
+
+export interface JobEventDoc {
+  _id?: unknown;
+  jobId: JobId;
+  from: JobState | null;
+  to: JobState;
+  at: Date;
+  worker?: string | null;
+  attempt: number;
+  message?: string | null;
+}
+
+export interface WorkerDoc {
+  _id: string;
+  host: string;
+  pid: number;
+  version: string;
+  startedAt: Date;
+  heartbeatAt: Date;
+  concurrency: number;
+  running: JobId[];
+  state: 'running' | 'draining' | 'stopped';
+}
+
+export type ExecutionMode = 'pooled' | 'isolated';
+
+export interface RetryPolicy {
+  /** Delay before the first retry, ms. */
+  baseMs: number;
+  /** Multiplier per further attempt. */
+  factor: number;
+  /** Largest delay, ms. */
+  capMs: number;
+  /** 0..1: share of the delay that is randomised ("full jitter" at 1). */
+  jitter: number;
+}
+
+/** How a job type is registered with the daemon. */
+export interface JobTypeDefinition {
+  name: string;
+  /** Absolute path or package specifier of the module whose default (or `handler`) export runs the job. */
+  handler: string;
+  mode: ExecutionMode;
+  timeoutMs: number;
+  maxAttempts: number;
+  priority: number;
+  /** Max jobs of this type running at once on one daemon (undefined: only the global limit). */
+  concurrency?: number;
+  /** Kill the child when its RSS exceeds this many bytes. */
+  memoryLimitBytes?: number;
+  retry: RetryPolicy;
+}
+
+export interface EnqueueOptions {
+  priority?: number;
+  runAt?: Date;
+  /** Delay from now, ms (ignored when runAt is given). */
+  delayMs?: number;
+  maxAttempts?: number;
+  timeoutMs?: number;
+  dedupeKey?: string;
+  datasetUuid?: string;
+  tags?: string[];
+}
+
+/** What a handler receives besides its params. */
+export interface JobContext {
+  jobId: JobId;
+  type: string;
+  attempt: number;
+  /** Report progress; the daemon stores at most one update per job per second. */
+  progress(percent: number, message?: string): void;
+  /** Aborted when the job must stop (timeout, lost lease, shutdown). */
+  signal: AbortSignal;
+  logger: {
+    info(msg: string, extra?: Record<string, unknown>): void;
+    warn(msg: string, extra?: Record<string, unknown>): void;
+    error(msg: string, extra?: Record<string, unknown>): void;
+  };
+  paths: { log: string; work?: string };
+}
+
+export type JobHandler<P = unknown, R = unknown> = (params: P, ctx: JobContext) => Promise<R> | R;
