@@ -1,0 +1,76 @@
+import type { ExecutionMode, JobTypeDefinition, RetryPolicy } from '../types.js';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+/**
+ * Settings after loading (flag > JOBD_* env > file > defaults) and validation. Frozen; handed around.
+ * Durations are milliseconds, sizes bytes. Relative paths in the file are resolved against the file's folder.
+ */
+export interface ResolvedConfig {
+  /** 'embedded' (jobd runs its own MongoDB-compatible server) or a mongodb:// / mongodb+srv:// URI. */
+  mongoUri: string;
+  /** Database holding jobs, job_events, workers. */
+  database: string;
+  embedded: {
+    host: string;
+    /** Fixed so jobctl can reach the daemon's embedded database. */
+    port: number;
+    /** Where the embedded server keeps its data; null keeps it in memory (lost at exit). */
+    dataDir: string | null;
+  };
+  /** Base folder for jobd's own state. */
+  dataDir: string;
+  /** Per-job log files go here: <logDir>/<jobId>.log */
+  logDir: string;
+  pidFile: string;
+  logLevel: LogLevel;
+  /** Folders job paths must stay inside (used by built-in handlers). */
+  dataDirs: string[];
+
+  worker: {
+    /** Jobs running at once on this daemon. */
+    concurrency: number;
+    /** Jobs claimed in one round trip. */
+    claimBatchSize: number;
+    leaseMs: number;
+    heartbeatMs: number;
+    pollMinMs: number;
+    pollMaxMs: number;
+    /** SIGTERM/SIGINT: how long running jobs may finish before they are killed and re-queued. */
+    shutdownGraceMs: number;
+    /** Between SIGTERM and SIGKILL of a child. */
+    killGraceMs: number;
+    /** At most one progress write per job per this many ms. */
+    progressIntervalMs: number;
+    /** Bytes of stdout/stderr kept on the job document. */
+    logTailBytes: number;
+    /** Failed attempts kept in job.errors. */
+    errorHistory: number;
+    /** Use change streams to wake up on new jobs where the server offers them. */
+    changeStreams: boolean;
+  };
+
+  maintenance: {
+    rescueIntervalMs: number;
+  };
+
+  pool: {
+    /** Recycle a pooled child after this many jobs. */
+    maxJobsPerChild: number;
+    /** Recycle a pooled child whose RSS passed this (bytes) after a job. */
+    maxRssBytes: number;
+    /** How often children are sampled with pidusage. */
+    sampleIntervalMs: number;
+  };
+
+  defaults: {
+    mode: ExecutionMode;
+    timeoutMs: number;
+    maxAttempts: number;
+    priority: number;
+    retry: RetryPolicy;
+  };
+
+  /** Registered job types by name (built-ins plus those in the settings file). */
+  jobTypes: Record<string, JobTypeDefinition>;
+}
