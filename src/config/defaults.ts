@@ -1,0 +1,73 @@
+/**
+ * Default settings: what jobd uses for every key that neither a flag, a JOBD_* variable nor the
+ * settings file sets. Values that depend on others (heartbeat, rescue interval, paths under dataDir)
+ * are derived in load.ts after the layers are merged, so overriding `worker.leaseMs` alone moves them too.
+ */
+import { availableParallelism } from 'node:os';
+import type { LogLevel } from './types.js';
+
+export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+export const KIB = 1024;
+export const MIB = 1024 * KIB;
+
+/** Sentinel for `mongoUri`: jobd runs its own MongoDB-compatible server. */
+export const EMBEDDED_URI = 'embedded';
+
+export const DEFAULTS = {
+  mongoUri: EMBEDDED_URI,
+  database: 'jobd',
+  embedded: {
+    host: '127.0.0.1',
+    port: 27117,
+    // dataDir: derived, <dataDir>/db
+  },
+  // dataDir: derived: $STATE_DIRECTORY (systemd StateDirectory=) when set, else ./var next to the
+  // settings file, else ./var in the working directory.
+  // logDir: derived, <dataDir>/logs; pidFile: derived, <dataDir>/jobd.pid
+  logLevel: 'info' as LogLevel,
+  dataDirs: [] as string[],
+  worker: {
+    // concurrency: derived, the CPU count
+    claimBatchSize: 50,
+    leaseMs: 30_000,
+    // heartbeatMs: derived, leaseMs / 3
+    pollMinMs: 50,
+    pollMaxMs: 2_000,
+    shutdownGraceMs: 30_000,
+    killGraceMs: 5_000,
+    progressIntervalMs: 1_000,
+    logTailBytes: 4 * KIB,
+    errorHistory: 10,
+    changeStreams: true,
+  },
+  maintenance: {
+    // rescueIntervalMs: derived, leaseMs / 2
+  },
+  pool: {
+    maxJobsPerChild: 1_000,
+    maxRssBytes: 512 * MIB,
+    sampleIntervalMs: 1_000,
+  },
+  defaults: {
+    mode: 'pooled' as const,
+    timeoutMs: 60 * 60_000,
+    maxAttempts: 3,
+    priority: 5,
+    retry: {
+      baseMs: 1_000,
+      factor: 2,
+      capMs: 5 * 60_000,
+      jitter: 0.2,
+    },
+  },
+} as const;
+
+export function defaultConcurrency(): number {
+  return Math.max(1, Math.min(1024, availableParallelism()));
+}
+
+export const DEFAULT_DATA_DIR_NAME = 'var';
+export const EMBEDDED_DB_SUBDIR = 'db';
+export const LOG_SUBDIR = 'logs';
+export const PID_FILE_NAME = 'jobd.pid';

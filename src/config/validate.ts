@@ -1,0 +1,251 @@
+/**
+ * The shape of the settings a user may write (file, JOBD_* variables, flags — merged before this runs)
+ * and how mistakes are reported: every message names the dotted key, the value given, what is allowed
+ * and where the value came from, e.g.
+ *
+ *   settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024 (in /etc/jobd/settings.json)
+ */
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { LOG_LEVELS } from './defaults.js';
+
+const DAY_MS = 24 * 60 * 60_000;
+
+function int(min: number, max: number, unit = ''): z.ZodNumber {
+  const msg = `must be an integer from ${min} to ${max}${unit}`;
+  return z.number({ error: msg }).int({ error: msg }).min(min, { error: msg }).max(max, { error: msg });
+}
+
+function num(min: number, max: number, what = 'a number'): z.ZodNumber {
+  const msg = `must be ${what} from ${min} to ${max}`;
+  return z.number({ error: msg }).min(min, { error: msg }).max(max, { error: msg });
+}
+
+function text(what: string): z.ZodString {
+  return z.string({ error: `must be ${what}` }).min(1, { error: `must be ${what} (not empty)` });
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T): z.ZodEnum<{ [K in T[number]]: K }> {
+  return z.enum(values, { error: `must be one of ${values.join(', ')}` });
+}
+
+function bool(): z.ZodBoolean {
+  return z.boolean({ error: 'must be true or false' });
+}
+
+/** MongoDB database names: no /\. "$*<>:|? or spaces, at most 63 bytes. */
+const databaseName = z
+  .string({ error: 'must be a database name (a string)' })
+  .regex(/^[^/\\. "$*<>:|?\0]{1,63}$/, {
+    error: 'must be a database name of 1 to 63 characters without / \\ . " $ * < > : | ? or spaces',
+  });
+
+const mongoUri = z
+  .string({ error: 'must be "embedded" or a mongodb:// or mongodb+srv:// URI' })
+  .refine((v) => v === 'embedded' || /^mongodb(\+srv)?:\/\/[^\s]+$/.test(v), {
+    error: 'must be "embedded" or a mongodb:// or mongodb+srv:// URI',
+  });
+
+const retrySchema = z.strictObject({
+  baseMs: int(1, DAY_MS, ' (ms)').optional(),
+  factor: num(1, 100).optional(),
+  capMs: int(1, 7 * DAY_MS, ' (ms)').optional(),
+  jitter: num(0, 1).optional(),
+});
+
+const modeSchema = oneOf(['pooled', 'isolated']);
+
+export const JOB_TYPE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,99}$/;
+
+const jobTypeSchema = z.strictObject({
+  handler: text('a path to the handler module (relative to the settings file) or a package specifier').optional(),
+  mode: modeSchema.optional(),
+  timeoutMs: int(1, 7 * DAY_MS, ' (ms)').optional(),
+  maxAttempts: int(1, 1000).optional(),
+  priority: int(1, 100).optional(),
+  concurrency: int(1, 1024).optional(),
+  memoryLimitMb: int(1, 1024 * 1024, ' (MiB)').optional(),
+  retry: retrySchema.optional(),
+});
+
+export const settingsSchema = z.strictObject({
+  mongoUri: mongoUri.optional(),
+  database: databaseName.optional(),
+  embedded: z
+    .strictObject({
+      host: text('a host name or IP address').optional(),
+      port: int(1, 65535).optional(),
+      dataDir: text('a folder path, or null to keep the embedded database in memory').nullable().optional(),
+    })
+    .optional(),
+  dataDir: text('a folder path').optional(),
+  logDir: text('a folder path').optional(),
+  pidFile: text('a file path').optional(),
+  logLevel: oneOf(LOG_LEVELS as unknown as readonly [string, ...string[]]).optional(),
+  dataDirs: z.array(text('a folder path'), { error: 'must be a list of folder paths' }).optional(),
+  worker: z
+    .strictObject({
+      concurrency: int(1, 1024).optional(),
+      claimBatchSize: int(1, 1000).optional(),
+      leaseMs: int(1_000, DAY_MS, ' (ms)').optional(),
+      heartbeatMs: int(100, DAY_MS, ' (ms)').optional(),
+      pollMinMs: int(1, 60_000, ' (ms)').optional(),
+      pollMaxMs: int(1, 600_000, ' (ms)').optional(),
+      shutdownGraceMs: int(0, DAY_MS, ' (ms)').optional(),
+      killGraceMs: int(0, 600_000, ' (ms)').optional(),
+      progressIntervalMs: int(0, 600_000, ' (ms)').optional(),
+      logTailBytes: int(0, 16 * 1024 * 1024, ' (bytes)').optional(),
+      errorHistory: int(0, 1000).optional(),
+      changeStreams: bool().optional(),
+    })
+    .optional(),
+  maintenance: z
+    .strictObject({
+      rescueIntervalMs: int(100, DAY_MS, ' (ms)').optional(),
+    })
+    .optional(),
+  pool: z
+    .strictObject({
+      maxJobsPerChild: int(1, 10_000_000).optional(),
+      maxRssBytes: int(16 * 1024 * 1024, 1024 ** 4, ' (bytes)').optional(),
+      sampleIntervalMs: int(50, 600_000, ' (ms)').optional(),
+    })
+    .optional(),
+  defaults: z
+    .strictObject({
+      mode: modeSchema.optional(),
+      timeoutMs: int(1, 7 * DAY_MS, ' (ms)').optional(),
+      maxAttempts: int(1, 1000).optional(),
+      priority: int(1, 100).optional(),
+      retry: retrySchema.optional(),
+    })
+    .optional(),
+  jobTypes: z
+    .record(
+      z.string().regex(JOB_TYPE_NAME, {
+        error: 'job type names start with a letter and use letters, digits, _ . : - (at most 100)',
+      }),
+      jobTypeSchema,
+      { error: 'must be an object of job types by name' },
+    )
+    .optional(),
+});
+
+export type SettingsInput = z.infer<typeof settingsSchema>;
+
+/** Where a value came from, for messages: "in /etc/jobd/settings.json", "from JOBD_CONCURRENCY", "from --concurrency". */
+export type OriginOf = (path: readonly (string | number)[]) => string | undefined;
+
+export function formatValue(value: unknown): string {
+  if (value === undefined) return '(missing)';
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = String(value);
+  }
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+export function dotted(path: readonly PropertyKey[]): string {
+  return path.map((p) => String(p)).join('.');
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = root;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[p as string];
+  }
+  return cur;
+}
+
+/** Levenshtein distance; the key lists are short, so the plain O(n·m) table is fine. */
+function distance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+export function didYouMean(given: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = distance(given.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(given.length / 3)) ? best : undefined;
+}
+
+/** The keys the schema allows at an object path (for "did you mean" and listing what is allowed). */
+function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let schema: z.ZodType = settingsSchema;
+  for (const p of path) {
+    schema = unwrap(schema);
+    if (schema instanceof z.ZodObject) {
+      const next = (schema.shape as Record<string, z.ZodType>)[String(p)];
+      if (!next) return [];
+      schema = next;
+    } else if (schema instanceof z.ZodRecord) {
+      schema = schema.valueType as z.ZodType;
+    } else {
+      return [];
+    }
+  }
+  schema = unwrap(schema);
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape as Record<string, unknown>) : [];
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let s = schema;
+  while (s instanceof z.ZodOptional || s instanceof z.ZodNullable) s = s.unwrap() as z.ZodType;
+  return s;
+}
+
+export function settingsLine(path: string, value: unknown, allowed: string, origin: string | undefined): string {
+  return `settings: ${path} = ${formatValue(value)} is not allowed: ${allowed}${origin ? ` (${origin})` : ''}`;
+}
+
+/** Validate the merged settings; throw one ConfigError listing every problem. */
+export function validateSettings(raw: unknown, originOf: OriginOf): SettingsInput {
+  const parsed = settingsSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const lines: string[] = [];
+  for (const issue of parsed.error.issues) {
+    const path = issue.path as (string | number)[];
+    if (issue.code === 'unrecognized_keys') {
+      const known = knownKeysAt(path);
+      for (const key of issue.keys) {
+        const full = [...path, key];
+        const hint = didYouMean(key, known);
+        const allowed = `unknown key${hint ? `; did you mean "${dotted([...path, hint])}"?` : ''}${
+          known.length ? ` Known keys${path.length ? ` of ${dotted(path)}` : ''}: ${known.join(', ')}` : ''
+        }`;
+        lines.push(settingsLine(dotted(full), valueAt(raw, full), allowed, originOf(full)));
+      }
+      continue;
+    }
+    if (issue.code === 'invalid_key') {
+      const key = issue.path[issue.path.length - 1];
+      lines.push(
+        `settings: ${dotted(path)} is not allowed as a name: ${issue.issues[0]?.message ?? issue.message}${
+          originOf(path) ? ` (${originOf(path)})` : ''
+        } [name given: ${formatValue(key)}]`,
+      );
+      continue;
+    }
+    lines.push(settingsLine(dotted(path) || '(top level)', valueAt(raw, path), issue.message, originOf(path)));
+  }
+  throw new ConfigError(lines.join('\n'));
+}
