@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import type { Filter } from 'mongodb';
+import { CLAIMABLE_STATES, type JobDoc } from '../types.js';
+import { appendEvents, event } from './events.js';
+import { stripInternal } from './enqueue.js';
+import type { Store, StoredJob } from './types.js';
+
+export interface ClaimOptions {
+  /** Worker id; becomes lease.owner. */
+  owner: string;
+  leaseMs: number;
+  now: Date;
+  /** Job types this worker must not take now (their per-type concurrency is used up). */
+  excludeTypes?: string[];
+}
+
+export interface ClaimBatchOptions extends ClaimOptions {
+  limit: number;
+  /** Free slots left per limited type; candidates beyond them are skipped this round. */
+  typeSlots?: Record<string, number>;
+}
+
+/** The claim order: highest priority (1) first, then earliest runAt, then oldest id. Served by the 'claim' index. */
+export const CLAIM_SORT = { priority: 1, runAt: 1, _id: 1 } as const;
+
+export function newLeaseToken(): string {
+  return randomBytes(12).toString('hex');
+}
+
+function claimableFilter(now: Date, excludeTypes?: string[]): Filter<StoredJob> {
+  const f: Filter<StoredJob> = { state: { $in: [...CLAIMABLE_STATES] }, runAt: { $lte: now } };
+  if (excludeTypes && excludeTypes.length > 0) f.type = { $nin: excludeTypes };
+  return f;
+}
+
+function claimSet(owner: string, token: string, leaseMs: number, now: Date) {
+  return {
+    state: 'running' as const,
+    lease: { owner, token, expiresAt: new Date(now.getTime() + leaseMs) },
+    startedAt: now,
+    updatedAt: now,
+    progress: null,
+  };
+}
+
+/**
+ * Claim one job atomically: one findOneAndUpdate. Attempts are counted here, at claim time, so an
+ * attempt that crashes the worker still counts.
+ */
+export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDoc | null> {
+  const token = newLeaseToken();
+  const doc = await store.jobs.findOneAndUpdate(
+    claimableFilter(opts.now, opts.excludeTypes),
+    { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1 } },
+    { sort: CLAIM_SORT, returnDocument: 'before' },
+  );
+  if (!doc) return null;
+  const claimed: StoredJob = {
+    ...doc,
+    ...claimSet(opts.owner, token, opts.leaseMs, opts.now),
+    attempts: doc.attempts + 1,
+  };
+  await appendEvents(store, [event(doc._id, doc.state, 'running', opts.now, claimed.attempts, opts.owner, 'claimed')]);
+  return stripInternal(claimed);
+}
+
+/**
+ * Claim up to `limit` jobs in three commands (MongoDB has no UPDATE ... LIMIT):
+ * 1. find candidate ids in claim order;
+ * 2. updateMany those ids, guarded on still being claimable and due, stamping a fresh batch token;
+ * 3. read back the documents carrying that token.
+ * Jobs another worker took between 1 and 2 fail the guard and are simply not ours.
+ *
+ * Every job of the batch shares the batch token. Fencing still holds: the token is fresh per claim
+ * and every later write addresses {_id, state: 'running', lease.token}, so the pair (job, token) names
+ * exactly one claim of one job; a re-claim of that job after rescue carries a different token.
+ */
+export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise<JobDoc[]> {
+  if (opts.limit <= 0) return [];
+  const filter = claimableFilter(opts.now, opts.excludeTypes);
+  const candidates = await store.jobs
+    .find(filter, { projection: { _id: 1, type: 1, state: 1 }, sort: CLAIM_SORT, limit: opts.limit })
+    .toArray();
+  let ids = candidates.map((c) => c._id);
+  if (opts.typeSlots) {
+    const left = { ...opts.typeSlots };
+    ids = [];
+    for (const c of candidates) {
+      const slots = left[c.type];
+      if (slots === undefined) ids.push(c._id);
+      else if (slots > 0) {
+        left[c.type] = slots - 1;
+        ids.push(c._id);
+      }
+    }
+  }
+  if (ids.length === 0) return [];
+  const token = newLeaseToken();
+  const res = await store.jobs.updateMany(
+    { ...filter, _id: { $in: ids } },
+    { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1 } },
+  );
+  if (res.modifiedCount === 0) return [];
+  // Read back by _id (served by the _id index) and token (only what this claim won).
+  const docs = await store.jobs
+    .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
+    .toArray();
+  // A candidate we won was still in the state we read (claimable states only leave by being claimed or cancelled).
+  const fromState = new Map(candidates.map((c) => [c._id, c.state]));
+  await appendEvents(
+    store,
+    docs.map((d) => event(d._id, fromState.get(d._id) ?? null, 'running', opts.now, d.attempts, opts.owner, 'claimed')),
+  );
+  return docs.map(stripInternal);
+}

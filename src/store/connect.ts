@@ -1,0 +1,75 @@
+import { MongoClient } from 'mongodb';
+import type { JobEventDoc, WorkerDoc } from '../types.js';
+import { ensureIndexes } from './indexes.js';
+import type { Store, StoredJob } from './types.js';
+
+export interface OpenStoreOptions {
+  /** A mongodb:// or mongodb+srv:// URI ('embedded' must be resolved first, see resolveMongoUri). */
+  mongoUri: string;
+  database: string;
+  /** Shown in the server's logs and currentOp. */
+  appName?: string;
+  /** How long an operation waits for a reachable server before it fails (the daemon keeps it short). */
+  serverSelectionTimeoutMS?: number;
+  /** Create jobd's indexes (idempotent). Default true. */
+  ensureIndexes?: boolean;
+  /** Emit commandStarted/commandSucceeded on store.client (benchmarks count commands). */
+  monitorCommands?: boolean;
+}
+
+/** The URI of jobd's embedded server as the driver reaches it. */
+export function embeddedUri(embedded: { host: string; port: number }): string {
+  const host = embedded.host.includes(':') ? `[${embedded.host}]` : embedded.host;
+  return `mongodb://${host}:${embedded.port}/?directConnection=true`;
+}
+
+/** 'embedded' → the embedded server's URI; anything else unchanged. */
+export function resolveMongoUri(cfg: { mongoUri: string; embedded?: { host: string; port: number } }): string {
+  if (cfg.mongoUri !== 'embedded') return cfg.mongoUri;
+  if (!cfg.embedded) throw new Error('mongoUri is "embedded" but no embedded host/port was given');
+  return embeddedUri(cfg.embedded);
+}
+
+/** Hide credentials before a URI reaches a log line or an error message. */
+export function redactMongoUri(uri: string): string {
+  return uri.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/, '$1***@');
+}
+
+export async function openStore(opts: OpenStoreOptions): Promise<Store> {
+  const client = new MongoClient(opts.mongoUri, {
+    appName: opts.appName ?? 'jobd',
+    serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS ?? 10_000,
+    monitorCommands: opts.monitorCommands ?? false,
+    // Writes to jobs must be acknowledged: they are the coordination between daemons.
+    writeConcern: { w: 'majority' },
+    retryWrites: true,
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.close().catch(() => {});
+    // The driver's message may echo the URI; never let credentials through.
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new Error(`cannot connect to MongoDB at ${redactMongoUri(opts.mongoUri)}: ${redactMongoUri(msg)}`, {
+      cause: err,
+    });
+  }
+  const db = client.db(opts.database);
+  const store: Store = {
+    client,
+    db,
+    jobs: db.collection<StoredJob>('jobs'),
+    events: db.collection<JobEventDoc>('job_events'),
+    workers: db.collection<WorkerDoc>('workers'),
+    close: () => client.close(),
+  };
+  if (opts.ensureIndexes !== false) await ensureIndexes(store);
+  return store;
+}
+
+/** A cheap round trip that proves the database answers. */
+export async function ping(store: Store): Promise<number> {
+  const t0 = performance.now();
+  await store.db.command({ ping: 1 });
+  return performance.now() - t0;
+}

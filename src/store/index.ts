@@ -1,0 +1,36 @@
+/** jobd's store: the only code that talks to MongoDB. One function per operation, each guarded. */
+export type { Store, StoredJob } from './types.js';
+export { openStore, ping, embeddedUri, resolveMongoUri, redactMongoUri, type OpenStoreOptions } from './connect.js';
+export { ensureIndexes } from './indexes.js';
+export { EDGES, allowedFrom, isAllowed, illegalTransition, type EdgeName, type Edge } from './stateMachine.js';
+export { resolveNewJob, type NewJob, type JobDefaults } from './newJob.js';
+export { enqueue, enqueueMany, newJobId, type EnqueueResult } from './enqueue.js';
+export { claimNext, claimBatch, CLAIM_SORT, type ClaimOptions, type ClaimBatchOptions } from './claim.js';
+export {
+  settleManyIfRunning,
+  completeIfRunning,
+  completeManyIfRunning,
+  failIfRunning,
+  requeueIfRunning,
+  heartbeatLeases,
+  progressIfRunning,
+  settlementTarget,
+  type Settlement,
+  type SettleContext,
+  type SettleResult,
+  type HeldLease,
+  type HeartbeatResult,
+} from './running.js';
+export { rescueExpired, type RescueOptions, type RescueResult } from './rescue.js';
+export { cancel, retry, releaseWaiting, deleteFinishedBefore } from './operator.js';
+export { get, list, countByState, type ListOptions } from './queries.js';
+export { eventsOf, appendEvents } from './events.js';
+export {
+  registerWorker,
+  heartbeatWorker,
+  markWorkerStopped,
+  listWorkers,
+  type WorkerInfo,
+  type WorkerView,
+} from './workers.js';
+export { watchClaimable, watchJob, isChangeStreamUnsupported, type Watcher, type WatchHandlers } from './watch.js';

@@ -1,0 +1,81 @@
+import { ValidationError } from '../errors.js';
+import type { EnqueueOptions, JobState } from '../types.js';
+
+/** What the store needs to insert a job; every field resolved. */
+export interface NewJob {
+  type: string;
+  params: unknown;
+  priority: number;
+  runAt: Date;
+  maxAttempts: number;
+  timeoutMs: number;
+  dedupeKey?: string;
+  datasetUuid?: string;
+  tags?: string[];
+  /** Start in 'waiting' (dependencies unmet) instead of 'queued'. */
+  waiting?: boolean;
+}
+
+export interface JobDefaults {
+  priority: number;
+  maxAttempts: number;
+  timeoutMs: number;
+}
+
+function positiveInt(field: string, v: number, min: number): number {
+  if (!Number.isInteger(v) || v < min) {
+    throw new ValidationError(`${field} must be an integer >= ${min}; got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Resolve EnqueueOptions against defaults (the job type's, else the global ones) and validate them. */
+export function resolveNewJob(
+  type: string,
+  params: unknown,
+  opts: EnqueueOptions,
+  defaults: JobDefaults,
+  now: Date,
+): NewJob {
+  if (typeof type !== 'string' || type.trim() === '') {
+    throw new ValidationError(`type must be a non-empty string; got ${JSON.stringify(type)}`);
+  }
+  let runAt = now;
+  if (opts.runAt !== undefined) {
+    if (!(opts.runAt instanceof Date) || Number.isNaN(opts.runAt.getTime())) {
+      throw new ValidationError(`runAt must be a valid Date; got ${String(opts.runAt)}`);
+    }
+    runAt = opts.runAt;
+  } else if (opts.delayMs !== undefined) {
+    if (!Number.isFinite(opts.delayMs) || opts.delayMs < 0) {
+      throw new ValidationError(`delayMs must be a number >= 0; got ${JSON.stringify(opts.delayMs)}`);
+    }
+    runAt = new Date(now.getTime() + opts.delayMs);
+  }
+  const job: NewJob = {
+    type,
+    params: params === undefined ? null : params,
+    priority: positiveInt('priority', opts.priority ?? defaults.priority, 1),
+    runAt,
+    maxAttempts: positiveInt('maxAttempts', opts.maxAttempts ?? defaults.maxAttempts, 1),
+    timeoutMs: positiveInt('timeoutMs', opts.timeoutMs ?? defaults.timeoutMs, 1),
+  };
+  if (opts.dedupeKey !== undefined) {
+    if (typeof opts.dedupeKey !== 'string' || opts.dedupeKey === '') {
+      throw new ValidationError(`dedupeKey must be a non-empty string; got ${JSON.stringify(opts.dedupeKey)}`);
+    }
+    job.dedupeKey = opts.dedupeKey;
+  }
+  if (opts.datasetUuid !== undefined) job.datasetUuid = String(opts.datasetUuid);
+  if (opts.tags !== undefined) {
+    if (!Array.isArray(opts.tags) || opts.tags.some((t) => typeof t !== 'string')) {
+      throw new ValidationError(`tags must be an array of strings; got ${JSON.stringify(opts.tags)}`);
+    }
+    job.tags = [...opts.tags];
+  }
+  return job;
+}
+
+export function initialState(job: NewJob): JobState {
+  return job.waiting ? 'waiting' : 'queued';
+}

@@ -1,0 +1,105 @@
+/** Operator edges (cancel, retry, release) and retention. Each is guarded on the allowed from-states. */
+import { MongoServerError } from 'mongodb';
+import { IllegalTransitionError, NotFoundError } from '../errors.js';
+import { FINISHED_STATES, type JobDoc, type JobId } from '../types.js';
+import { appendEvents, event } from './events.js';
+import { stripInternal } from './enqueue.js';
+import { allowedFrom, illegalTransition, isAllowed } from './stateMachine.js';
+import type { Store } from './types.js';
+
+async function explainMiss(store: Store, edge: 'cancel' | 'retry' | 'release', id: JobId): Promise<never> {
+  const doc = await store.jobs.findOne({ _id: id }, { projection: { state: 1 } });
+  if (!doc) throw new NotFoundError(`job ${id} not found`);
+  throw illegalTransition(edge, id, doc.state);
+}
+
+/**
+ * Cancel a job that has not finished. A running job's lease is dropped with it: its worker's next
+ * heartbeat finds the lease gone, kills the child and writes nothing.
+ */
+export async function cancel(store: Store, id: JobId, opts: { now: Date; by?: string; reason?: string }): Promise<JobDoc> {
+  const before = await store.jobs.findOneAndUpdate(
+    { _id: id, state: { $in: allowedFrom('cancel') } },
+    {
+      $set: { state: 'cancelled', lease: null, settledToken: null, finishedAt: opts.now, updatedAt: opts.now },
+      $unset: { dedupeActive: '' },
+    },
+    { returnDocument: 'before' },
+  );
+  if (!before) return explainMiss(store, 'cancel', id);
+  await appendEvents(store, [
+    event(id, before.state, 'cancelled', opts.now, before.attempts, opts.by ?? null, opts.reason ?? 'cancelled'),
+  ]);
+  const after = await store.jobs.findOne({ _id: id });
+  return stripInternal(after ?? { ...before, state: 'cancelled' });
+}
+
+/**
+ * Operator retry of a failed or cancelled job: back to queued, due now, with a fresh set of attempts.
+ * Its error history stays. Optimistic: the update is guarded on the state just read.
+ */
+export async function retry(store: Store, id: JobId, opts: { now: Date; by?: string }): Promise<JobDoc> {
+  for (;;) {
+    const doc = await store.jobs.findOne({ _id: id });
+    if (!doc) throw new NotFoundError(`job ${id} not found`);
+    if (!isAllowed('retry', doc.state)) throw illegalTransition('retry', id, doc.state);
+    const set: Record<string, unknown> = {
+      state: 'queued',
+      runAt: opts.now,
+      attempts: 0,
+      lease: null,
+      settledToken: null,
+      progress: null,
+      finishedAt: null,
+      startedAt: null,
+      updatedAt: opts.now,
+    };
+    if (doc.dedupeKey) set.dedupeActive = doc.dedupeKey;
+    let after;
+    try {
+      after = await store.jobs.findOneAndUpdate({ _id: id, state: doc.state }, { $set: set }, { returnDocument: 'after' });
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === 11000) {
+        const holder = await store.jobs.findOne({ dedupeActive: doc.dedupeKey ?? '' }, { projection: { _id: 1 } });
+        throw new IllegalTransitionError(
+          `cannot retry job ${id}: unfinished job ${holder?._id ?? '(unknown)'} holds its dedupeKey ${JSON.stringify(doc.dedupeKey)}`,
+        );
+      }
+      throw err;
+    }
+    if (!after) continue; // its state changed under us: read again
+    await appendEvents(store, [event(id, doc.state, 'queued', opts.now, 0, opts.by ?? null, 'retried by operator')]);
+    return stripInternal(after);
+  }
+}
+
+/** Dependencies met: waiting → queued. Ids not waiting raise IllegalTransitionError. */
+export async function releaseWaiting(store: Store, id: JobId, opts: { now: Date }): Promise<JobDoc> {
+  const after = await store.jobs.findOneAndUpdate(
+    { _id: id, state: 'waiting' },
+    { $set: { state: 'queued', updatedAt: opts.now } },
+    { returnDocument: 'after' },
+  );
+  if (!after) return explainMiss(store, 'release', id);
+  await appendEvents(store, [event(id, 'waiting', 'queued', opts.now, after.attempts, null, 'dependencies met')]);
+  return stripInternal(after);
+}
+
+/** Retention: delete finished jobs (and their events) whose finishedAt is before `before`. Returns jobs deleted. */
+export async function deleteFinishedBefore(
+  store: Store,
+  opts: { before: Date; states?: readonly JobDoc['state'][]; chunk?: number },
+): Promise<number> {
+  const states = (opts.states ?? FINISHED_STATES).filter((s) => FINISHED_STATES.includes(s));
+  const filter = { state: { $in: [...states] }, finishedAt: { $lt: opts.before } };
+  let total = 0;
+  for (;;) {
+    const ids = (
+      await store.jobs.find(filter, { projection: { _id: 1 }, limit: opts.chunk ?? 1000 }).toArray()
+    ).map((d) => d._id);
+    if (ids.length === 0) return total;
+    const res = await store.jobs.deleteMany({ ...filter, _id: { $in: ids } });
+    await store.events.deleteMany({ jobId: { $in: ids } });
+    total += res.deletedCount;
+  }
+}

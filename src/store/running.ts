@@ -1,0 +1,219 @@
+/**
+ * Writes to running jobs. Every one filters {_id, state: 'running', 'lease.token': token} and
+ * reports whether it matched: a worker whose lease was lost (rescued, cancelled) writes nothing.
+ */
+import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
+import type { JobEventDoc, JobId, JobResources, JobState, SerializedError } from '../types.js';
+import { appendEvents, event } from './events.js';
+import type { Store, StoredJob } from './types.js';
+
+export interface HeldLease {
+  jobId: JobId;
+  token: string;
+}
+
+export interface SettleBase extends HeldLease {
+  /** The attempt being settled (job.attempts after the claim). */
+  attempt: number;
+  resources?: JobResources | null;
+  logTail?: string | null;
+}
+
+export type Settlement =
+  | (SettleBase & { kind: 'complete'; result: unknown })
+  /** retryAt null: no further attempt, the job fails for good. */
+  | (SettleBase & { kind: 'fail'; error: SerializedError; retryAt: Date | null })
+  /** Shutdown past grace: back to queued, the attempt given back. */
+  | (SettleBase & { kind: 'requeue'; message?: string });
+
+export interface SettleContext {
+  owner: string;
+  now: Date;
+  /** Failed attempts kept in job.errors. */
+  errorHistory: number;
+}
+
+export interface SettleResult {
+  landed: JobId[];
+  /** The lease was gone: nothing was written for these. */
+  lost: JobId[];
+}
+
+export function leaseGuard(l: HeldLease): Filter<StoredJob> {
+  return { _id: l.jobId, state: 'running', 'lease.token': l.token };
+}
+
+export function settlementTarget(s: Settlement): JobState {
+  if (s.kind === 'complete') return 'completed';
+  if (s.kind === 'requeue') return 'queued';
+  return s.retryAt ? 'retrying' : 'failed';
+}
+
+function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob> {
+  const to = settlementTarget(s);
+  const set: Record<string, unknown> = {
+    state: to,
+    lease: null,
+    settledToken: s.token,
+    updatedAt: ctx.now,
+  };
+  if (s.resources !== undefined) set.resources = s.resources;
+  if (s.logTail !== undefined) set.logTail = s.logTail;
+  const update: UpdateFilter<StoredJob> = { $set: set };
+  if (to === 'completed' || to === 'failed') {
+    set.finishedAt = ctx.now;
+    update.$unset = { dedupeActive: '' };
+  }
+  if (s.kind === 'complete') {
+    set.result = s.result === undefined ? null : s.result;
+  } else if (s.kind === 'fail') {
+    const err = { ...s.error, at: ctx.now, attempt: s.attempt, worker: ctx.owner };
+    set.lastError = err;
+    if (s.retryAt) set.runAt = s.retryAt;
+    update.$push = { errors: { $each: [err], $slice: -Math.max(1, ctx.errorHistory) } };
+  } else {
+    set.runAt = ctx.now;
+    update.$inc = { attempts: -1 };
+  }
+  return update;
+}
+
+function settleMessage(s: Settlement): string {
+  if (s.kind === 'complete') return 'completed';
+  if (s.kind === 'requeue') return s.message ?? 'requeued at shutdown; attempt given back';
+  const head = `${s.error.name}${s.error.code ? ` (${s.error.code})` : ''}: ${s.error.message}`;
+  return s.retryAt ? `${head}; retry at ${s.retryAt.toISOString()}` : head;
+}
+
+/**
+ * Settle many running jobs with one unordered bulkWrite of guarded updates, then one insertMany of
+ * their events. Only when fewer matched than were sent is the outcome of each read back (by the
+ * settledToken the guarded update leaves behind).
+ */
+export async function settleManyIfRunning(
+  store: Store,
+  settlements: Settlement[],
+  ctx: SettleContext,
+): Promise<SettleResult> {
+  if (settlements.length === 0) return { landed: [], lost: [] };
+  const ops: AnyBulkWriteOperation<StoredJob>[] = settlements.map((s) => ({
+    updateOne: { filter: leaseGuard(s), update: settleUpdate(s, ctx) },
+  }));
+  const res = await store.jobs.bulkWrite(ops, { ordered: false });
+  let landedSet: Set<JobId>;
+  if (res.matchedCount === settlements.length) {
+    landedSet = new Set(settlements.map((s) => s.jobId));
+  } else {
+    const docs = await store.jobs
+      .find({ _id: { $in: settlements.map((s) => s.jobId) } }, { projection: { _id: 1, settledToken: 1 } })
+      .toArray();
+    const tokenOf = new Map(docs.map((d) => [d._id, d.settledToken]));
+    landedSet = new Set(settlements.filter((s) => tokenOf.get(s.jobId) === s.token).map((s) => s.jobId));
+  }
+  const events: JobEventDoc[] = [];
+  for (const s of settlements) {
+    if (!landedSet.has(s.jobId)) continue;
+    const attempt = s.kind === 'requeue' ? s.attempt - 1 : s.attempt;
+    events.push(event(s.jobId, 'running', settlementTarget(s), ctx.now, attempt, ctx.owner, settleMessage(s)));
+  }
+  await appendEvents(store, events);
+  return {
+    landed: settlements.filter((s) => landedSet.has(s.jobId)).map((s) => s.jobId),
+    lost: settlements.filter((s) => !landedSet.has(s.jobId)).map((s) => s.jobId),
+  };
+}
+
+async function settleOne(store: Store, s: Settlement, ctx: SettleContext): Promise<boolean> {
+  const r = await settleManyIfRunning(store, [s], ctx);
+  return r.landed.length === 1;
+}
+
+export function completeIfRunning(
+  store: Store,
+  s: Omit<Extract<Settlement, { kind: 'complete' }>, 'kind'>,
+  ctx: SettleContext,
+): Promise<boolean> {
+  return settleOne(store, { ...s, kind: 'complete' }, ctx);
+}
+
+export function completeManyIfRunning(
+  store: Store,
+  list: Omit<Extract<Settlement, { kind: 'complete' }>, 'kind'>[],
+  ctx: SettleContext,
+): Promise<SettleResult> {
+  return settleManyIfRunning(
+    store,
+    list.map((s) => ({ ...s, kind: 'complete' as const })),
+    ctx,
+  );
+}
+
+export function failIfRunning(
+  store: Store,
+  s: Omit<Extract<Settlement, { kind: 'fail' }>, 'kind'>,
+  ctx: SettleContext,
+): Promise<boolean> {
+  return settleOne(store, { ...s, kind: 'fail' }, ctx);
+}
+
+export function requeueIfRunning(
+  store: Store,
+  s: Omit<Extract<Settlement, { kind: 'requeue' }>, 'kind'>,
+  ctx: SettleContext,
+): Promise<boolean> {
+  return settleOne(store, { ...s, kind: 'requeue' }, ctx);
+}
+
+export interface HeartbeatResult {
+  renewed: JobId[];
+  lost: JobId[];
+}
+
+/**
+ * Renew the leases of all of a worker's running jobs in one updateMany (grouped by token; a batch
+ * claim shares one). Jobs whose guard no longer matches are reported lost: their owner must abort
+ * the child and write nothing.
+ */
+export async function heartbeatLeases(
+  store: Store,
+  opts: { leases: HeldLease[]; leaseMs: number; now: Date },
+): Promise<HeartbeatResult> {
+  if (opts.leases.length === 0) return { renewed: [], lost: [] };
+  const byToken = new Map<string, JobId[]>();
+  for (const l of opts.leases) {
+    const ids = byToken.get(l.token);
+    if (ids) ids.push(l.jobId);
+    else byToken.set(l.token, [l.jobId]);
+  }
+  const or = [...byToken].map(([token, ids]) => ({ _id: { $in: ids }, 'lease.token': token }));
+  const filter: Filter<StoredJob> = { state: 'running', ...(or.length === 1 ? or[0]! : { $or: or }) };
+  const res = await store.jobs.updateMany(filter, {
+    $set: { 'lease.expiresAt': new Date(opts.now.getTime() + opts.leaseMs) },
+  });
+  if (res.matchedCount === opts.leases.length) return { renewed: opts.leases.map((l) => l.jobId), lost: [] };
+  const held = await store.jobs
+    .find(
+      { _id: { $in: opts.leases.map((l) => l.jobId) }, state: 'running' },
+      { projection: { _id: 1, 'lease.token': 1 } },
+    )
+    .toArray();
+  const tokenOf = new Map(held.map((d) => [d._id, d.lease?.token]));
+  const renewed: JobId[] = [];
+  const lost: JobId[] = [];
+  for (const l of opts.leases) (tokenOf.get(l.jobId) === l.token ? renewed : lost).push(l.jobId);
+  return { renewed, lost };
+}
+
+/** Record progress of a running job; false when the lease is gone. */
+export async function progressIfRunning(
+  store: Store,
+  opts: HeldLease & { percent: number; message?: string; now: Date },
+): Promise<boolean> {
+  const percent = Math.max(0, Math.min(100, Number.isFinite(opts.percent) ? opts.percent : 0));
+  const res = await store.jobs.updateOne(leaseGuard(opts), {
+    $set: {
+      progress: { percent, ...(opts.message !== undefined ? { message: String(opts.message) } : {}), updatedAt: opts.now },
+    },
+  });
+  return res.matchedCount === 1;
+}

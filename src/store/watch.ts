@@ -1,0 +1,97 @@
+import type { ChangeStream, Document } from 'mongodb';
+import type { JobId } from '../types.js';
+import type { Store } from './types.js';
+
+export interface Watcher {
+  close(): Promise<void>;
+}
+
+export interface WatchHandlers<T> {
+  onChange(info: T): void;
+  /** unsupported: the server offers no change streams (standalone, old server); fall back to polling. */
+  onError(err: unknown, unsupported: boolean): void;
+}
+
+const UNSUPPORTED_CODES = new Set([40573, 59, 115, 20, 136, 40324]);
+
+/** True when an error says change streams are not available on this server at all. */
+export function isChangeStreamUnsupported(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  if (typeof e?.code === 'number' && UNSUPPORTED_CODES.has(e.code)) return true;
+  return /replica set|not supported|unrecognized pipeline stage|\$changeStream/i.test(String(e?.message ?? ''));
+}
+
+function open<T>(
+  store: Store,
+  pipeline: Document[],
+  map: (change: Document) => T | null,
+  h: WatchHandlers<T>,
+): Watcher {
+  let stream: ChangeStream | null = store.jobs.watch(pipeline, { maxAwaitTimeMS: 1000 });
+  stream.on('change', (change: Document) => {
+    const info = map(change);
+    if (info !== null) h.onChange(info);
+  });
+  stream.on('error', (err: unknown) => {
+    const s = stream;
+    stream = null;
+    void s?.close().catch(() => {});
+    h.onError(err, isChangeStreamUnsupported(err));
+  });
+  return {
+    async close() {
+      const s = stream;
+      stream = null;
+      await s?.close().catch(() => {});
+    },
+  };
+}
+
+/**
+ * Watch for jobs becoming claimable: inserts, and updates whose new state is queued or retrying.
+ * onChange receives the job's runAt where the event carries it (a retrying job is due later).
+ * The caller keeps polling as a safety net: no event fires when a retrying job's runAt arrives.
+ */
+export function watchClaimable(store: Store, h: WatchHandlers<{ runAt: Date | null }>): Watcher {
+  const pipeline = [
+    {
+      $match: {
+        $or: [
+          { operationType: 'insert', 'fullDocument.state': { $in: ['queued', 'retrying'] } },
+          { operationType: 'update', 'updateDescription.updatedFields.state': { $in: ['queued', 'retrying'] } },
+          { operationType: 'replace', 'fullDocument.state': { $in: ['queued', 'retrying'] } },
+        ],
+      },
+    },
+    {
+      $project: {
+        operationType: 1,
+        'fullDocument.runAt': 1,
+        'updateDescription.updatedFields.runAt': 1,
+      },
+    },
+  ];
+  return open(
+    store,
+    pipeline,
+    (c) => {
+      const runAt = (c.fullDocument?.runAt ?? c.updateDescription?.updatedFields?.runAt) as unknown;
+      return { runAt: runAt instanceof Date ? runAt : null };
+    },
+    h,
+  );
+}
+
+/** Watch one job's changes (any update, replace or delete). */
+export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: string | null }>): Watcher {
+  const pipeline = [
+    { $match: { 'documentKey._id': id } },
+    { $project: { operationType: 1, 'updateDescription.updatedFields.state': 1, 'fullDocument.state': 1 } },
+  ];
+  return open(
+    store,
+    pipeline,
+    (c) => ({ state: (c.updateDescription?.updatedFields?.state ?? c.fullDocument?.state ?? null) as string | null }),
+    h,
+  );
+}
