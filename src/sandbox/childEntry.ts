@@ -1,0 +1,251 @@
+/**
+ * Entry of a sandbox child process: `node childEntry.js pooled|isolated` with an IPC channel.
+ *
+ * Kept deliberately small: isolated children start once per job, so this file imports only
+ * node builtins at startup; the error serialiser and the handler module are loaded lazily.
+ *
+ * pooled:   runs jobs one at a time for as long as the parent keeps it; handler modules are cached.
+ *           After each job it writes an end-of-job marker to stdout and stderr (see protocol.ts),
+ *           then sends 'done'.
+ * isolated: runs exactly one job, sends 'done', exits.
+ *
+ * On SIGTERM the current job's ctx.signal is aborted; the process exits once the handler settles
+ * (the parent sends SIGKILL if that takes longer than the grace period).
+ */
+import { pathToFileURL } from 'node:url';
+import { isAbsolute } from 'node:path';
+import type { JobContext, SerializedError } from '../types.js';
+import type { ChildMessage, DoneMessage, JobMessage, ParentMessage, SelfUsage } from './protocol.js';
+
+type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
+
+const mode = process.argv[2] === 'isolated' ? 'isolated' : 'pooled';
+// Only pooled children mark the end of each job's output (protocol.ts); isolated ones skip the import.
+const nonce = process.env.JOBD_SANDBOX_NONCE;
+delete process.env.JOBD_SANDBOX_NONCE;
+const markerReady: Promise<string | undefined> = nonce
+  ? import('./protocol.js').then((p) => p.endOfJobMarker(nonce))
+  : Promise.resolve(undefined);
+
+const handlers = new Map<string, Promise<HandlerFn>>();
+let current: { controller: AbortController; settled: Promise<void> } | null = null;
+let stopping = false;
+
+function send(msg: ChildMessage, cb?: (err: Error | null) => void): void {
+  if (!process.connected || !process.send) {
+    cb?.(new Error('IPC channel closed'));
+    return;
+  }
+  process.send(msg, undefined, undefined, cb ?? (() => {}));
+}
+
+function usage(): SelfUsage {
+  const ru = process.resourceUsage();
+  return {
+    cpuMs: (ru.userCPUTime + ru.systemCPUTime) / 1000,
+    rssBytes: process.memoryUsage.rss(),
+    maxRssBytes: ru.maxRSS * 1024,
+  };
+}
+
+async function serialize(err: unknown): Promise<SerializedError> {
+  const { serializeError } = await import('../errors.js');
+  return serializeError(err);
+}
+
+function namedError(name: string, code: string, message: string): Error {
+  const e = new Error(message) as Error & { code: string };
+  e.name = name;
+  e.code = code;
+  return e;
+}
+
+function loadHandler(spec: string): Promise<HandlerFn> {
+  let p = handlers.get(spec);
+  if (!p) {
+    const url = isAbsolute(spec) ? pathToFileURL(spec).href : spec;
+    p = import(url).then((mod: Record<string, unknown>) => {
+      const dflt = mod.default as Record<string, unknown> | ((...a: unknown[]) => unknown) | undefined;
+      const candidates = [
+        dflt,
+        mod.handler,
+        dflt && typeof dflt === 'object' ? dflt.default : undefined,
+        dflt && typeof dflt === 'object' ? dflt.handler : undefined,
+      ];
+      const fn = candidates.find((c) => typeof c === 'function');
+      if (!fn) {
+        throw namedError(
+          'HandlerLoadError',
+          'JOBD_HANDLER_LOAD',
+          `handler module ${spec} has no default export function and no "handler" export function`,
+        );
+      }
+      return fn as HandlerFn;
+    });
+    // A module that failed to load is retried on the next job rather than cached as broken.
+    p.catch(() => handlers.delete(spec));
+    handlers.set(spec, p);
+  }
+  return p;
+}
+
+function makeLogger(): JobContext['logger'] {
+  const line = (level: string, msg: string, extra?: Record<string, unknown>): string => {
+    let rest = '';
+    if (extra) {
+      try {
+        rest = ' ' + JSON.stringify(extra);
+      } catch {
+        rest = ' [unserialisable extra]';
+      }
+    }
+    return `${new Date().toISOString()} ${level} ${msg}${rest}\n`;
+  };
+  return {
+    info: (msg, extra) => void process.stdout.write(line('INFO', msg, extra)),
+    warn: (msg, extra) => void process.stderr.write(line('WARN', msg, extra)),
+    error: (msg, extra) => void process.stderr.write(line('ERROR', msg, extra)),
+  };
+}
+
+function applyEnv(env: Record<string, string> | undefined, cwd: string | undefined): () => void {
+  const saved = new Map<string, string | undefined>();
+  for (const [k, v] of Object.entries(env ?? {})) {
+    saved.set(k, process.env[k]);
+    process.env[k] = v;
+  }
+  const prevCwd = cwd ? process.cwd() : undefined;
+  if (cwd) process.chdir(cwd);
+  return () => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    if (prevCwd) process.chdir(prevCwd);
+  };
+}
+
+async function runJob(msg: JobMessage): Promise<void> {
+  const controller = new AbortController();
+  let done!: () => void;
+  const settled = new Promise<void>((r) => (done = r));
+  current = { controller, settled };
+  let active = true;
+
+  // Coalesce bursts of progress calls into one IPC message per event-loop turn; the parent
+  // applies the per-interval limit.
+  let pending: { percent: number; message?: string } | null = null;
+  let scheduled = false;
+  const flushProgress = (): void => {
+    scheduled = false;
+    if (!pending) return;
+    const p = pending;
+    pending = null;
+    send({ t: 'progress', percent: p.percent, ...(p.message !== undefined ? { message: p.message } : {}) });
+  };
+  const progress = (percent: number, message?: string): void => {
+    if (!active || typeof percent !== 'number' || !Number.isFinite(percent)) return;
+    pending = { percent: Math.min(100, Math.max(0, percent)), ...(message !== undefined ? { message: String(message) } : {}) };
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flushProgress);
+    }
+  };
+
+  const ctx: JobContext = {
+    jobId: msg.jobId,
+    type: msg.type,
+    attempt: msg.attempt,
+    progress,
+    signal: controller.signal,
+    logger: makeLogger(),
+    paths: { log: msg.logFile },
+  };
+
+  let result: DoneMessage;
+  let restore: (() => void) | undefined;
+  try {
+    restore = applyEnv(msg.env, msg.cwd);
+    const fn = await loadHandler(msg.handler);
+    const output = await fn(msg.params, ctx);
+    result = { t: 'done', ok: true, output, usage: usage() };
+  } catch (err) {
+    result = { t: 'done', ok: false, error: await serialize(err), usage: usage() };
+  }
+  try {
+    restore?.();
+  } catch {
+    // a cwd that vanished during the job; the parent recycles nothing for this, the next job sets its own
+  }
+  active = false;
+  flushProgress();
+  const marker = await markerReady;
+  if (marker) {
+    process.stdout.write(marker);
+    process.stderr.write(marker);
+  }
+  const finish = (): void => {
+    current = null;
+    done();
+    if (mode === 'isolated') process.exit(0);
+  };
+  try {
+    send(result, finish);
+  } catch (err) {
+    // v8 serialisation failed: functions, symbols, promises and the like in the output
+    const reason = err instanceof Error ? err.message : String(err);
+    send(
+      {
+        t: 'done',
+        ok: false,
+        error: {
+          name: 'UnserializableOutputError',
+          code: 'JOBD_UNSERIALIZABLE_OUTPUT',
+          message: `handler output cannot be sent to jobd (structured clone failed: ${reason}); return plain data`,
+        },
+        usage: result.usage,
+      },
+      finish,
+    );
+  }
+}
+
+process.on('message', (m: ParentMessage) => {
+  if (m.t === 'job') {
+    if (current || stopping) return; // one job at a time; the parent never does this
+    void runJob(m);
+  } else if (m.t === 'retire') {
+    stopping = true;
+    if (!current) process.exit(0);
+  }
+});
+
+// The parent went away (daemon crash or SIGKILL): nothing can report our outcome any more.
+process.on('disconnect', () => process.exit(0));
+
+process.on('SIGTERM', () => {
+  stopping = true;
+  if (!current) process.exit(143);
+  const abortReason = namedError('AbortError', 'ABORT_ERR', 'job stopped by jobd (SIGTERM)');
+  current.controller.abort(abortReason);
+  void current.settled.then(() => process.exit(143));
+});
+
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`uncaught exception in job handler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  void serialize(err).then((error) =>
+    send({ t: 'taint', error }, () => process.exit(70)),
+  );
+  setImmediate(() => {
+    if (!process.connected) process.exit(70);
+  });
+});
+
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(
+    `unhandled promise rejection in job handler: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`,
+  );
+  void serialize(reason).then((error) => send({ t: 'taint', error }));
+});
+
+if (mode === 'pooled') send({ t: 'ready', usage: usage() });

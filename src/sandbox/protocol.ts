@@ -1,0 +1,71 @@
+/**
+ * Messages between the daemon and a sandbox child over the IPC channel ('advanced' serialization).
+ * Type-only: the child entry imports nothing at runtime from here, which keeps its startup lean.
+ */
+import type { SerializedError } from '../types.js';
+
+export interface JobMessage {
+  t: 'job';
+  jobId: string;
+  type: string;
+  attempt: number;
+  handler: string;
+  params: unknown;
+  logFile: string;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+/** Ask an idle pooled child to exit on its own. */
+export interface RetireMessage {
+  t: 'retire';
+}
+
+export type ParentMessage = JobMessage | RetireMessage;
+
+/** CPU time and memory the child measured about itself. */
+export interface SelfUsage {
+  /** Cumulative user+system CPU of the child process, ms. */
+  cpuMs: number;
+  /** Current RSS, bytes. */
+  rssBytes: number;
+  /** Peak RSS over the process lifetime (getrusage maxrss), bytes. */
+  maxRssBytes: number;
+}
+
+export interface ReadyMessage {
+  t: 'ready';
+  usage: SelfUsage;
+}
+
+export interface ProgressMessage {
+  t: 'progress';
+  percent: number;
+  message?: string;
+}
+
+export interface DoneMessage {
+  t: 'done';
+  ok: boolean;
+  output?: unknown;
+  error?: SerializedError;
+  usage: SelfUsage;
+}
+
+/** Something went wrong outside the job's promise (an unhandled rejection): the child must not be reused. */
+export interface TaintMessage {
+  t: 'taint';
+  error: SerializedError;
+}
+
+export type ChildMessage = ReadyMessage | ProgressMessage | DoneMessage | TaintMessage;
+
+/**
+ * Written to stdout and stderr by a pooled child after each job, before its 'done' message, so the
+ * parent knows where one job's output ends even though pipes and IPC are separate channels.
+ * The nonce (per child, passed in the MARKER_NONCE_ENV variable) keeps handlers from faking it by accident.
+ */
+export function endOfJobMarker(nonce: string): string {
+  return `\u0000jobd-end-of-job:${nonce}\u0000`;
+}
+export const MARKER_NONCE_ENV = 'JOBD_SANDBOX_NONCE';
