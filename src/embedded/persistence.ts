@@ -263,9 +263,14 @@ class FileDurableStore implements FileStore {
     this.gen = next;
     this.logSize = HEADER_BYTES;
     this.snapSize = snapBytes;
-    unlinkIfExists(this.path(logFileName(oldGen)));
-    if (oldGen > 0) unlinkIfExists(this.path(snapshotFileName(oldGen)));
-    fsyncDir(this.dir);
+    // The new generation is complete; leftovers of the old one are only garbage (start-up removes them too).
+    try {
+      unlinkIfExists(this.path(logFileName(oldGen)));
+      if (oldGen > 0) unlinkIfExists(this.path(snapshotFileName(oldGen)));
+      fsyncDir(this.dir);
+    } catch (err) {
+      this.log(`compaction to generation ${next} could not remove the old files yet: ${(err as Error).message}`);
+    }
   }
 
   close(): void {
