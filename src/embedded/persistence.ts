@@ -269,7 +269,9 @@ class FileDurableStore implements FileStore {
       if (oldGen > 0) unlinkIfExists(this.path(snapshotFileName(oldGen)));
       fsyncDir(this.dir);
     } catch (err) {
-      this.log(`compaction to generation ${next} could not remove the old files yet: ${(err as Error).message}`);
+      this.log(
+        `compaction to generation ${next} could not remove the old files yet: ${(err as Error).message}`,
+      );
     }
   }
 
