@@ -37,6 +37,11 @@ export interface SettleResult {
   landed: JobId[];
   /** The lease was gone: nothing was written for these. */
   lost: JobId[];
+  /**
+   * The transitions landed but their history did not (the database failed in between). The caller
+   * may append them later with appendEvents; retrying the settlement itself would not rewrite them.
+   */
+  unwrittenEvents: JobEventDoc[];
 }
 
 export function leaseGuard(l: HeldLease): Filter<StoredJob> {
@@ -95,7 +100,7 @@ export async function settleManyIfRunning(
   settlements: Settlement[],
   ctx: SettleContext,
 ): Promise<SettleResult> {
-  if (settlements.length === 0) return { landed: [], lost: [] };
+  if (settlements.length === 0) return { landed: [], lost: [], unwrittenEvents: [] };
   const ops: AnyBulkWriteOperation<StoredJob>[] = settlements.map((s) => ({
     updateOne: { filter: leaseGuard(s), update: settleUpdate(s, ctx) },
   }));
@@ -116,10 +121,16 @@ export async function settleManyIfRunning(
     const attempt = s.kind === 'requeue' ? s.attempt - 1 : s.attempt;
     events.push(event(s.jobId, 'running', settlementTarget(s), ctx.now, attempt, ctx.owner, settleMessage(s)));
   }
-  await appendEvents(store, events);
+  let unwrittenEvents: JobEventDoc[] = [];
+  try {
+    await appendEvents(store, events);
+  } catch {
+    unwrittenEvents = events;
+  }
   return {
     landed: settlements.filter((s) => landedSet.has(s.jobId)).map((s) => s.jobId),
     lost: settlements.filter((s) => !landedSet.has(s.jobId)).map((s) => s.jobId),
+    unwrittenEvents,
   };
 }
 

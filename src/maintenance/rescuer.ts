@@ -1,0 +1,90 @@
+/**
+ * Rescues jobs whose lease expired (their worker died or lost the database): back to 'retrying'
+ * after the job type's backoff, or 'failed' when attempts are used up. Runs on every daemon;
+ * rescueExpired's guarded updates make concurrent rescuers safe.
+ */
+import type { Logger } from 'pino';
+import { rescueExpired, type RescueResult, type Store } from '../store/index.js';
+import type { Clock } from '../clock.js';
+import type { JobDoc, RetryPolicy } from '../types.js';
+import { backoffMs } from '../worker/retryPolicy.js';
+
+export interface RescuerOptions {
+  intervalMs: number;
+  clock: Clock;
+  errorHistory: number;
+  /** The retry policy of a job type (the global default for unknown types). */
+  policyFor(type: string): RetryPolicy;
+  /** Recorded on the job events. */
+  rescuerId?: string;
+  logger?: Logger;
+  random?: () => number;
+  onRescued?(r: RescueResult): void;
+  onError?(err: unknown): void;
+  onOk?(): void;
+}
+
+/** When a rescued job runs again; null when its attempts are used up. Attempts were counted at claim. */
+export function rescueRetryAt(job: JobDoc, now: Date, policy: RetryPolicy, random: number): Date | null {
+  if (job.attempts >= job.maxAttempts) return null;
+  return new Date(now.getTime() + backoffMs(job.attempts, policy, random));
+}
+
+export class Rescuer {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly o: RescuerOptions,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.runOnce()
+        .catch((err: unknown) => this.o.onError?.(err))
+        .finally(() => {
+          this.running = null;
+          this.schedule();
+        });
+    }, this.o.intervalMs);
+  }
+
+  /** One pass: rescue every expired lease (in chunks). */
+  async runOnce(): Promise<RescueResult> {
+    const total: RescueResult = { retrying: [], failed: [] };
+    const random = this.o.random ?? Math.random;
+    for (;;) {
+      const now = this.o.clock.now();
+      const r = await rescueExpired(this.store, {
+        now,
+        errorHistory: this.o.errorHistory,
+        rescuer: this.o.rescuerId,
+        limit: 500,
+        retryAt: (job) => rescueRetryAt(job, now, this.o.policyFor(job.type), random()),
+      });
+      total.retrying.push(...r.retrying);
+      total.failed.push(...r.failed);
+      if (r.retrying.length + r.failed.length < 500) break;
+    }
+    this.o.onOk?.();
+    if (total.retrying.length + total.failed.length > 0) {
+      this.o.logger?.warn({ retrying: total.retrying, failed: total.failed }, 'rescued jobs with expired leases');
+      this.o.onRescued?.(total);
+    }
+    return total;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The claim loop: claim up to the free slots (in batches of claimBatchSize), hand each job to the
+ * daemon, and sleep until something may be claimable: a change event, a freed slot, the earliest
+ * known runAt, or the poll timer (adaptive pollMinMs..pollMaxMs; pollMaxMs as a safety net while a
+ * change stream is healthy). Database errors are logged and backed off; the loop never exits on them.
+ */
+import { claimBatch, claimNext, type Store } from '../store/index.js';
+import type { Clock } from '../clock.js';
+import type { JobDoc } from '../types.js';
+import type { DbHealth } from './dbHealth.js';
+import { Backoff, type Wakeup } from './wakeup.js';
+
+export interface TypeLimits {
+  /** Types with no free slot on this daemon. */
+  exclude: string[];
+  /** Free slots of the other limited types. */
+  slots: Record<string, number>;
+}
+
+export interface ClaimLoopDeps {
+  store: Store;
+  clock: Clock;
+  owner: string;
+  leaseMs: number;
+  claimBatchSize: number;
+  pollMinMs: number;
+  pollMaxMs: number;
+  wakeup: Wakeup;
+  health: DbHealth;
+  freeSlots(): number;
+  typeLimits(): TypeLimits;
+  /** True while a change stream is delivering wake-ups. */
+  watching(): boolean;
+  stopping(): boolean;
+  start(job: JobDoc): void;
+}
+
+export class ClaimLoop {
+  private idleDelay: number;
+  private readonly backoff = new Backoff(100, 5_000);
+  /** The last round stopped because no slot (global or per type) was free: a freed slot should wake us. */
+  blockedBySlots = false;
+
+  constructor(private readonly d: ClaimLoopDeps) {
+    this.idleDelay = d.pollMinMs;
+  }
+
+  async run(): Promise<void> {
+    const d = this.d;
+    while (!d.stopping()) {
+      const free = d.freeSlots();
+      if (free <= 0) {
+        this.blockedBySlots = true;
+        await d.wakeup.wait(d.pollMaxMs);
+        continue;
+      }
+      this.blockedBySlots = false;
+      const limit = Math.min(free, d.claimBatchSize);
+      const limits = d.typeLimits();
+      let jobs: JobDoc[];
+      try {
+        const base = { owner: d.owner, leaseMs: d.leaseMs, now: d.clock.now(), excludeTypes: limits.exclude };
+        if (limit === 1) {
+          const one = await claimNext(d.store, base);
+          jobs = one ? [one] : [];
+        } else {
+          jobs = await claimBatch(d.store, { ...base, limit, typeSlots: limits.slots });
+        }
+        d.health.ok('claim');
+        this.backoff.reset();
+      } catch (err) {
+        d.health.error('claim', err);
+        await d.wakeup.wait(this.backoff.next());
+        continue;
+      }
+      for (const job of jobs) d.start(job);
+      if (jobs.length === limit) {
+        this.idleDelay = d.pollMinMs;
+        continue; // probably more waiting
+      }
+      // Fewer than asked. If limited types held jobs back, a freed slot of theirs should wake us.
+      this.blockedBySlots = limits.exclude.length > 0 || Object.keys(limits.slots).length > 0;
+      if (jobs.length > 0) this.idleDelay = d.pollMinMs;
+      const delay = d.watching() ? d.pollMaxMs : this.idleDelay;
+      if (jobs.length === 0) this.idleDelay = Math.min(d.pollMaxMs, this.idleDelay * 2);
+      await d.wakeup.wait(delay);
+    }
+  }
+}

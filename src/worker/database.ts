@@ -1,0 +1,60 @@
+/**
+ * The daemon's database: with mongoUri 'embedded' it starts jobd's embedded server in-process on
+ * config.embedded.{host,port,dataDir} and connects to it; otherwise it connects to the given URI.
+ * The initial connection is retried with backoff until startupTimeoutMs passes.
+ */
+import type { Logger } from 'pino';
+import type { ResolvedConfig } from '../config/types.js';
+import { openStore, redactMongoUri, type Store } from '../store/index.js';
+import { Backoff } from './wakeup.js';
+
+export interface EmbeddedHandle {
+  uri: string;
+  close(): Promise<void>;
+}
+
+interface EmbeddedModule {
+  startEmbeddedServer(opts: { host?: string; port?: number; dataDir?: string | null }): Promise<EmbeddedHandle>;
+}
+
+export async function startEmbedded(config: ResolvedConfig, logger: Logger): Promise<EmbeddedHandle> {
+  const spec = '../embedded/index.js';
+  const mod = (await import(spec)) as EmbeddedModule;
+  const server = await mod.startEmbeddedServer({
+    host: config.embedded.host,
+    port: config.embedded.port,
+    dataDir: config.embedded.dataDir,
+  });
+  logger.info(
+    { uri: server.uri, dataDir: config.embedded.dataDir ?? '(memory)' },
+    'embedded database started',
+  );
+  return server;
+}
+
+export async function connectDaemonStore(
+  uri: string,
+  config: ResolvedConfig,
+  logger: Logger,
+  opts: { appName: string; startupTimeoutMs: number; monitorCommands?: boolean },
+): Promise<Store> {
+  const deadline = Date.now() + opts.startupTimeoutMs;
+  const backoff = new Backoff(200, 5_000);
+  for (;;) {
+    try {
+      return await openStore({
+        mongoUri: uri,
+        database: config.database,
+        appName: opts.appName,
+        // Short, so loops notice a lost database quickly and back off; the driver reconnects by itself.
+        serverSelectionTimeoutMS: 5_000,
+        monitorCommands: opts.monitorCommands ?? false,
+      });
+    } catch (err) {
+      const message = redactMongoUri(err instanceof Error ? err.message : String(err));
+      if (Date.now() >= deadline) throw new Error(`database unreachable at start: ${message}`, { cause: err });
+      logger.warn({ uri: redactMongoUri(uri), message }, 'database unreachable at start; retrying');
+      await new Promise((r) => setTimeout(r, backoff.next()));
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/** The daemon's typed events. Tests await them; the CLI and metrics may listen later. */
+import { EventEmitter } from 'node:events';
+import type { JobDoc, JobId, SerializedError } from '../types.js';
+
+interface JobRef {
+  jobId: JobId;
+  type: string;
+  attempt: number;
+}
+
+export interface DaemonEvents {
+  'daemon:started': { workerId: string; changeStreams: boolean };
+  'daemon:stopping': { workerId: string; graceMs: number };
+  'daemon:stopped': { workerId: string; requeued: number };
+  'job:claimed': JobRef & { job: JobDoc };
+  'job:completed': JobRef & { result: unknown };
+  'job:retrying': JobRef & { error: SerializedError; runAt: Date; delayMs: number };
+  'job:failed': JobRef & { error: SerializedError };
+  /** The lease was gone (rescued or cancelled): the child was stopped and nothing was written. */
+  'job:lost': JobRef & { stage: 'running' | 'settling' };
+  /** Shutdown past grace: the job went back to queued, its attempt given back. */
+  'job:requeued': JobRef;
+  'db:error': { op: string; error: unknown };
+  'db:recovered': { op: string };
+  'rescue': { retrying: JobId[]; failed: JobId[] };
+  'watch:fallback': { reason: string };
+}
+
+export type DaemonEventName = keyof DaemonEvents;
+
+/** A small typed wrapper over EventEmitter, with `waitFor` for tests. */
+export class TypedEmitter<E extends { [K in keyof E]: unknown }> {
+  private readonly ee = new EventEmitter();
+  constructor() {
+    this.ee.setMaxListeners(0);
+  }
+  on<K extends keyof E & string>(name: K, fn: (payload: E[K]) => void): () => void {
+    this.ee.on(name, fn);
+    return () => this.ee.off(name, fn);
+  }
+  once<K extends keyof E & string>(name: K, fn: (payload: E[K]) => void): () => void {
+    this.ee.once(name, fn);
+    return () => this.ee.off(name, fn);
+  }
+  emit<K extends keyof E & string>(name: K, payload: E[K]): void {
+    // A throwing listener must not break the daemon's loops.
+    for (const fn of this.ee.listeners(name)) {
+      try {
+        (fn as (p: E[K]) => void)(payload);
+      } catch {
+        /* listeners are observers */
+      }
+    }
+  }
+  /** Resolves with the first payload of `name` that passes `match`; rejects after timeoutMs if given. */
+  waitFor<K extends keyof E & string>(
+    name: K,
+    match: (payload: E[K]) => boolean = () => true,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<E[K]> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const off = this.on(name, (p) => {
+        if (!match(p)) return;
+        off();
+        if (timer) clearTimeout(timer);
+        resolve(p);
+      });
+      if (opts.timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          off();
+          reject(new Error(`timed out after ${opts.timeoutMs} ms waiting for ${name}`));
+        }, opts.timeoutMs);
+      }
+    });
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Runs one claimed job through the sandbox and turns its outcome into a Settlement (what the store
+ * should write), or null when nothing may be written (the lease is lost).
+ */
+import { join } from 'node:path';
+import { JobTimeoutError, UnknownJobTypeError, serializeError } from '../errors.js';
+import type { Settlement } from '../store/index.js';
+import type { RunOutcome, RunRequest, Sandbox } from '../sandbox/types.js';
+import type { ResolvedConfig } from '../config/types.js';
+import type { JobDoc, JobTypeDefinition, RetryPolicy, SerializedError } from '../types.js';
+import { decideRetry } from './retryPolicy.js';
+
+/** Why the daemon aborted a running job. */
+export type AbortCause = 'lost' | 'shutdown';
+
+export interface Execution {
+  job: JobDoc;
+  token: string;
+  controller: AbortController;
+  abortCause: AbortCause | null;
+}
+
+export function runRequestFor(job: JobDoc, def: JobTypeDefinition, config: ResolvedConfig): RunRequest {
+  return {
+    jobId: job._id,
+    type: job.type,
+    attempt: job.attempts,
+    handler: def.handler,
+    mode: def.mode,
+    params: job.params,
+    timeoutMs: job.timeoutMs > 0 ? job.timeoutMs : def.timeoutMs,
+    killGraceMs: config.worker.killGraceMs,
+    ...(def.memoryLimitBytes !== undefined ? { memoryLimitBytes: def.memoryLimitBytes } : {}),
+    logFile: join(config.logDir, `${job._id}.log`),
+    logTailBytes: config.worker.logTailBytes,
+    progressIntervalMs: config.worker.progressIntervalMs,
+  };
+}
+
+export interface ExecuteDeps {
+  config: ResolvedConfig;
+  sandbox: Sandbox;
+  now(): Date;
+  random(): number;
+  onProgress(percent: number, message?: string): void;
+}
+
+/** A timeout is always recorded as JobTimeoutError / JOBD_TIMEOUT, whatever text the sandbox chose. */
+function attemptError(outcome: Extract<RunOutcome, { status: 'failed' }>, timeoutMs: number): SerializedError {
+  if (outcome.reason === 'timeout') {
+    const t = serializeError(new JobTimeoutError(timeoutMs));
+    return { name: t.name, code: t.code, message: outcome.error.message || t.message };
+  }
+  const e = { ...outcome.error };
+  if (outcome.reason === 'crash' && (outcome.exitCode != null || outcome.signal)) {
+    const how = outcome.signal ? `signal ${outcome.signal}` : `exit code ${outcome.exitCode}`;
+    if (!e.message.includes(how)) e.message = `${e.message} (${how})`;
+  }
+  return e;
+}
+
+export function failSettlement(
+  ex: Execution,
+  error: SerializedError,
+  policy: RetryPolicy,
+  now: Date,
+  random: number,
+  extra: { resources?: RunOutcome['resources']; logTail?: string } = {},
+): Settlement {
+  const d = decideRetry({ attempt: ex.job.attempts, maxAttempts: ex.job.maxAttempts, error, policy, random });
+  return {
+    kind: 'fail',
+    jobId: ex.job._id,
+    token: ex.token,
+    attempt: ex.job.attempts,
+    error,
+    retryAt: d.retry ? new Date(now.getTime() + d.delayMs) : null,
+    ...extra,
+  };
+}
+
+export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Settlement | null> {
+  const { job } = ex;
+  const def = deps.config.jobTypes[job.type];
+  if (!def) {
+    const err = serializeError(new UnknownJobTypeError(job.type, Object.keys(deps.config.jobTypes).sort()));
+    delete err.stack;
+    return failSettlement(ex, err, deps.config.defaults.retry, deps.now(), deps.random());
+  }
+  const req = runRequestFor(job, def, deps.config);
+  let outcome: RunOutcome;
+  try {
+    outcome = await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
+  } catch (err) {
+    // The sandbox rejects only when it is closed (shutdown): treat like an abort.
+    if (ex.abortCause === null) ex.abortCause = 'shutdown';
+    outcome = {
+      status: 'failed',
+      error: serializeError(err),
+      resources: {},
+      logTail: '',
+      reason: 'aborted',
+    };
+  }
+  if (ex.abortCause === 'lost') return null;
+  const base = { jobId: job._id, token: ex.token, attempt: job.attempts, resources: outcome.resources, logTail: outcome.logTail };
+  if (outcome.status === 'completed') return { kind: 'complete', ...base, result: outcome.output };
+  if (ex.abortCause === 'shutdown' && outcome.reason === 'aborted') {
+    return { kind: 'requeue', ...base, message: 'shutdown grace passed; requeued with the attempt given back' };
+  }
+  return failSettlement(ex, attemptError(outcome, req.timeoutMs), def.retry, deps.now(), deps.random(), {
+    resources: outcome.resources,
+    logTail: outcome.logTail,
+  });
+}

@@ -1,0 +1,74 @@
+/**
+ * One timer per daemon renews the leases of all its jobs in one updateMany (the daemon's timer, not
+ * the child's, so a CPU-bound handler never looks dead), then beats the worker registry.
+ */
+import { heartbeatLeases, heartbeatWorker, type HeldLease, type Store } from '../store/index.js';
+import type { Clock } from '../clock.js';
+import type { JobId, WorkerDoc } from '../types.js';
+import type { DbHealth } from './dbHealth.js';
+
+export interface LeaseKeeperOptions {
+  workerId: string;
+  intervalMs: number;
+  leaseMs: number;
+  clock: Clock;
+  health: DbHealth;
+  /** Leases this daemon holds right now (running and not yet settled). */
+  held(): HeldLease[];
+  /** The database says these leases are gone. */
+  onLost(ids: JobId[]): void;
+  workerState(): { running: JobId[]; state: WorkerDoc['state'] };
+}
+
+export class LeaseKeeper {
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly o: LeaseKeeperOptions,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick().finally(() => {
+        this.ticking = null;
+        this.schedule();
+      });
+    }, this.o.intervalMs);
+  }
+
+  /** Renew now (also used after a batch claim is settled by tests). */
+  async tick(): Promise<void> {
+    const leases = this.o.held();
+    if (leases.length > 0) {
+      try {
+        const res = await heartbeatLeases(this.store, { leases, leaseMs: this.o.leaseMs, now: this.o.clock.now() });
+        this.o.health.ok('heartbeat');
+        if (res.lost.length > 0) this.o.onLost(res.lost);
+      } catch (err) {
+        this.o.health.error('heartbeat', err);
+      }
+    }
+    try {
+      const w = this.o.workerState();
+      await heartbeatWorker(this.store, this.o.workerId, { now: this.o.clock.now(), ...w });
+      this.o.health.ok('worker-heartbeat');
+    } catch (err) {
+      this.o.health.error('worker-heartbeat', err);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.ticking;
+  }
+}
