@@ -1,0 +1,96 @@
+import { Command } from 'commander';
+import type { Store } from '../../store/types.js';
+import { JOB_STATES, type JobState } from '../../types.js';
+import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import { formatMs, table } from '../output.js';
+
+const HOUR_MS = 60 * 60_000;
+
+interface TypeStats {
+  type: string;
+  states: Record<JobState, number>;
+  total: number;
+  /** Jobs that finished in the last hour, by outcome. */
+  lastHour: { completed: number; failed: number; cancelled: number; perMinute: number };
+  /** Average wall time of the jobs completed in the last hour, ms (null when none). */
+  avgWallMs: number | null;
+}
+
+// These two aggregations belong in src/store (a `jobStats` operation) once the store offers one;
+// until then they go through the store's collection handle, never through the driver directly.
+async function collect(store: Store, now: Date): Promise<TypeStats[]> {
+  const since = new Date(now.getTime() - HOUR_MS);
+  const byState = await store.jobs
+    .aggregate<{ _id: { type: string; state: JobState }; n: number }>([
+      { $group: { _id: { type: '$type', state: '$state' }, n: { $sum: 1 } } },
+    ])
+    .toArray();
+  const recent = await store.jobs
+    .aggregate<{ _id: { type: string; state: JobState }; n: number; wall: number | null }>([
+      { $match: { finishedAt: { $gte: since } } },
+      { $group: { _id: { type: '$type', state: '$state' }, n: { $sum: 1 }, wall: { $avg: '$resources.wallMs' } } },
+    ])
+    .toArray();
+  const out = new Map<string, TypeStats>();
+  const entry = (type: string): TypeStats => {
+    let e = out.get(type);
+    if (!e) {
+      e = {
+        type,
+        states: Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>,
+        total: 0,
+        lastHour: { completed: 0, failed: 0, cancelled: 0, perMinute: 0 },
+        avgWallMs: null,
+      };
+      out.set(type, e);
+    }
+    return e;
+  };
+  for (const r of byState) {
+    const e = entry(r._id.type);
+    if (r._id.state in e.states) e.states[r._id.state] += r.n;
+    e.total += r.n;
+  }
+  for (const r of recent) {
+    const e = entry(r._id.type);
+    if (r._id.state === 'completed') {
+      e.lastHour.completed += r.n;
+      e.avgWallMs = r.wall === null ? null : Math.round(r.wall);
+    } else if (r._id.state === 'failed') e.lastHour.failed += r.n;
+    else if (r._id.state === 'cancelled') e.lastHour.cancelled += r.n;
+  }
+  for (const e of out.values()) {
+    e.lastHour.perMinute = Number(((e.lastHour.completed + e.lastHour.failed) / 60).toFixed(2));
+  }
+  return [...out.values()].sort((a, b) => a.type.localeCompare(b.type));
+}
+
+export const registerStats: RegisterCommand = (program, env) => {
+  program.addCommand(
+    withCommonOptions(new Command('stats'))
+      .description('jobs by type and state, throughput over the last hour, average wall time')
+      .action(async (opts: CommonOptions) => {
+        const ctx = commandContext(opts, env);
+        await withConnection(ctx, async (conn) => {
+          const now = ctx.clock.now();
+          const types = await collect(conn.store, now);
+          ctx.printer.emit({ at: now, windowMs: HOUR_MS, types }, () =>
+            types.length === 0
+              ? 'no jobs'
+              : table(
+                  ['type', ...JOB_STATES, 'total', 'done/h', 'failed/h', 'per min', 'avg wall'],
+                  types.map((t) => [
+                    t.type,
+                    ...JOB_STATES.map((s) => t.states[s]),
+                    t.total,
+                    t.lastHour.completed,
+                    t.lastHour.failed,
+                    t.lastHour.perMinute,
+                    formatMs(t.avgWallMs),
+                  ]),
+                ),
+          );
+        });
+      }),
+  );
+};

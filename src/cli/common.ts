@@ -1,0 +1,75 @@
+/** What jobd and jobctl share: version, the error → exit code mapping, option parsers. */
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { EXIT_CODES } from '../errors.js';
+
+let versionCache: string | undefined;
+/** jobd's version from package.json (src/cli and dist/cli are both two folders below it). */
+export function jobdVersion(): string {
+  if (versionCache === undefined) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+      versionCache = pkg.version ?? '0.0.0';
+    } catch {
+      versionCache = '0.0.0';
+    }
+  }
+  return versionCache;
+}
+
+/** Exit code for anything thrown; matched by name/code (errors may come from other module copies). */
+export function exitCodeFor(err: unknown): number {
+  const e = err as { name?: string; code?: unknown } | null;
+  switch (e?.name) {
+    case 'ConfigError':
+    case 'ValidationError':
+      return EXIT_CODES.config;
+    case 'NotFoundError':
+      return EXIT_CODES.notFound;
+    case 'AlreadyRunningError':
+      return EXIT_CODES.alreadyRunning;
+  }
+  if (e?.code === 'JOBD_CONFIG' || e?.code === 'JOBD_VALIDATION') return EXIT_CODES.config;
+  if (e?.code === 'JOBD_NOT_FOUND') return EXIT_CODES.notFound;
+  if (e?.code === 'JOBD_ALREADY_RUNNING') return EXIT_CODES.alreadyRunning;
+  return EXIT_CODES.failure;
+}
+
+/** Commander errors: help and --version exit 0; every usage mistake exits 2. */
+export function isCommanderError(err: unknown): err is { code: string; exitCode: number; message: string } {
+  const e = err as { code?: unknown } | null;
+  return typeof e?.code === 'string' && e.code.startsWith('commander.');
+}
+
+export function commanderExitCode(err: { code: string; exitCode: number }): number {
+  if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+  return err.exitCode === 0 ? 0 : EXIT_CODES.config;
+}
+
+/** Route commander's usage errors through exitOverride on the program and all its subcommands. */
+export function throwOnUsageErrors(program: Command): void {
+  program.exitOverride();
+  for (const sub of program.commands) throwOnUsageErrors(sub);
+}
+
+export function intOption(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value.trim());
+    if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
+export function isoDateOption(value: string): Date {
+  const d = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(d.getTime())) {
+    throw new InvalidArgumentError('must be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z.');
+  }
+  return d;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,69 @@
+/**
+ * jobctl: the admin CLI. Same settings as jobd (--settings / JOBD_SETTINGS, JOBD_* variables, flags).
+ * Exit codes: 0 ok, 1 failure, 2 bad flags/arguments/settings, 3 job not found.
+ */
+import { Command } from 'commander';
+import { EXIT_CODES } from '../errors.js';
+import { redactUri } from '../logging.js';
+import { registerCancel } from './commands/cancel.js';
+import { registerEnqueue } from './commands/enqueue.js';
+import { registerList } from './commands/list.js';
+import { registerLogs } from './commands/logs.js';
+import { registerPing } from './commands/ping.js';
+import { registerRetry } from './commands/retry.js';
+import { registerShow } from './commands/show.js';
+import { registerStats } from './commands/stats.js';
+import { registerStatus } from './commands/status.js';
+import { registerVersion } from './commands/version.js';
+import { registerWorkers } from './commands/workers.js';
+import { commanderExitCode, errorMessage, exitCodeFor, isCommanderError, jobdVersion, throwOnUsageErrors } from './common.js';
+import type { CliEnv } from './context.js';
+
+export function buildProgram(env: CliEnv, result: { code: number }): Command {
+  const program = new Command('jobctl')
+    .description('inspect and manage jobd jobs')
+    .version(jobdVersion(), '-V, --version', "print jobctl's version")
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const register of [
+    registerPing,
+    registerVersion,
+    registerStatus,
+    registerList,
+    registerShow,
+    registerLogs,
+    registerEnqueue,
+    registerRetry,
+    registerCancel,
+    registerStats,
+    registerWorkers,
+  ]) {
+    register(program, env, result);
+  }
+  throwOnUsageErrors(program);
+  return program;
+}
+
+/** Run jobctl with a full argv (node, script, ...args); resolves to the exit code after setting it. */
+export async function run(argv: string[], env: CliEnv = {}): Promise<number> {
+  const result = { code: EXIT_CODES.ok as number };
+  try {
+    const program = buildProgram(env, result);
+    if (argv.length <= 2) {
+      program.outputHelp({ error: true });
+      return EXIT_CODES.config;
+    }
+    await program.parseAsync(argv);
+    return result.code;
+  } catch (err) {
+    if (isCommanderError(err)) return commanderExitCode(err);
+    process.stderr.write(`jobctl: ${redactUri(errorMessage(err))}\n`);
+    return exitCodeFor(err);
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const code = await run(argv);
+  // Exit explicitly: a driver or embedded-server timer must not keep a finished command alive.
+  process.exit(code);
+}
