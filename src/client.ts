@@ -1,0 +1,159 @@
+/**
+ * jobd's library API for applications: enqueue jobs and follow them. It talks to the same database
+ * as the daemons; it does not run jobs (startDaemon does).
+ */
+import { JobdError } from './errors.js';
+import { systemClock, type Clock } from './clock.js';
+import {
+  cancel as storeCancel,
+  enqueue as storeEnqueue,
+  enqueueMany as storeEnqueueMany,
+  eventsOf as storeEventsOf,
+  get as storeGet,
+  list as storeList,
+  countByState as storeCountByState,
+  openStore,
+  resolveMongoUri,
+  resolveNewJob,
+  retry as storeRetry,
+  watchJob,
+  type EnqueueResult,
+  type JobDefaults,
+  type ListOptions,
+  type Store,
+  type Watcher,
+} from './store/index.js';
+import {
+  FINISHED_STATES,
+  type EnqueueOptions,
+  type JobDoc,
+  type JobEventDoc,
+  type JobId,
+  type JobState,
+  type JobTypeDefinition,
+} from './types.js';
+
+export interface ClientOptions {
+  /** A mongodb:// URI, or 'embedded' to reach a jobd daemon's embedded server at `embedded`. */
+  mongoUri: string;
+  database: string;
+  embedded?: { host: string; port: number };
+  /** Per-type defaults for priority, maxAttempts, timeoutMs (e.g. config.jobTypes). */
+  jobTypes?: Record<string, Pick<JobTypeDefinition, 'priority' | 'maxAttempts' | 'timeoutMs'>>;
+  /** Defaults for types not in jobTypes. */
+  defaults?: JobDefaults;
+  clock?: Clock;
+  appName?: string;
+}
+
+/** Used when neither the job type nor the options give a value (matches jobd's settings defaults). */
+export const CLIENT_DEFAULTS: JobDefaults = { priority: 5, maxAttempts: 3, timeoutMs: 60 * 60_000 };
+
+export class WaitTimeoutError extends JobdError {
+  constructor(id: JobId, timeoutMs: number, state: JobState) {
+    super(`job ${id} did not finish within ${timeoutMs} ms (it is ${state})`, 'JOBD_WAIT_TIMEOUT');
+    this.name = 'WaitTimeoutError';
+  }
+}
+
+export class JobdClient {
+  private constructor(
+    readonly store: Store,
+    private readonly opts: ClientOptions,
+    private readonly clock: Clock,
+  ) {}
+
+  static async connect(opts: ClientOptions): Promise<JobdClient> {
+    const store = await openStore({
+      mongoUri: resolveMongoUri(opts),
+      database: opts.database,
+      appName: opts.appName ?? 'jobd-client',
+    });
+    return new JobdClient(store, opts, opts.clock ?? systemClock);
+  }
+
+  private defaultsFor(type: string): JobDefaults {
+    const t = this.opts.jobTypes?.[type];
+    const d = this.opts.defaults ?? CLIENT_DEFAULTS;
+    return t ? { priority: t.priority, maxAttempts: t.maxAttempts, timeoutMs: t.timeoutMs } : d;
+  }
+
+  /** Enqueue one job. With a dedupeKey held by an unfinished job, that job is returned (created: false). */
+  async enqueue(type: string, params: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+    const now = this.clock.now();
+    return storeEnqueue(this.store, resolveNewJob(type, params, opts, this.defaultsFor(type), now), now);
+  }
+
+  async enqueueMany(
+    jobs: { type: string; params?: unknown; options?: EnqueueOptions }[],
+  ): Promise<EnqueueResult[]> {
+    const now = this.clock.now();
+    const resolved = jobs.map((j) => resolveNewJob(j.type, j.params, j.options ?? {}, this.defaultsFor(j.type), now));
+    return storeEnqueueMany(this.store, resolved, now);
+  }
+
+  get(id: JobId): Promise<JobDoc | null> {
+    return storeGet(this.store, id);
+  }
+
+  list(opts: ListOptions = {}): Promise<JobDoc[]> {
+    return storeList(this.store, opts);
+  }
+
+  countByState(opts: { type?: string } = {}): Promise<Record<JobState, number>> {
+    return storeCountByState(this.store, opts);
+  }
+
+  events(id: JobId): Promise<JobEventDoc[]> {
+    return storeEventsOf(this.store, id);
+  }
+
+  cancel(id: JobId): Promise<JobDoc> {
+    return storeCancel(this.store, id, { now: this.clock.now(), by: 'client' });
+  }
+
+  retry(id: JobId): Promise<JobDoc> {
+    return storeRetry(this.store, id, { now: this.clock.now(), by: 'client' });
+  }
+
+  /**
+   * Resolve with the job once it is completed, failed or cancelled. Woken by a change stream where
+   * the server offers one; polls (pollMs, default 250) in any case as a safety net.
+   */
+  async waitFor(id: JobId, opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<JobDoc> {
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    const pollMs = opts.pollMs ?? 250;
+    const deadline = Date.now() + timeoutMs;
+    let wake: (() => void) | null = null;
+    let watcher: Watcher | null = null;
+    try {
+      // On error the stream closes itself and polling carries on alone.
+      watcher = watchJob(this.store, id, { onChange: () => wake?.(), onError: () => {} });
+    } catch {
+      /* no change streams: poll */
+    }
+    try {
+      for (;;) {
+        const job = await this.get(id);
+        if (!job) throw new JobdError(`job ${id} not found`, 'JOBD_NOT_FOUND');
+        if (FINISHED_STATES.includes(job.state)) return job;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new WaitTimeoutError(id, timeoutMs, job.state);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(pollMs, left));
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        wake = null;
+      }
+    } finally {
+      await watcher?.close();
+    }
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
