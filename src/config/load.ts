@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { builtinJobTypes } from '../jobs/registry.js';
 import type { JobTypeDefinition, RetryPolicy } from '../types.js';
 import {
   DEFAULT_DATA_DIR_NAME,
@@ -367,7 +368,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     retry: retryOf({ ...DEFAULTS.defaults.retry }, s.defaults?.retry, 'defaults.retry'),
   };
 
-  const jobTypes = toRecord((options.builtins ?? noBuiltins)(defaults));
+  const jobTypes = toRecord((options.builtins ?? builtinJobTypes)(defaults));
   for (const [name, t] of Object.entries(s.jobTypes ?? {})) {
     const base = jobTypes[name];
     const key = `jobTypes.${name}`;
@@ -449,11 +450,6 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     jobTypes,
   };
   return deepFreeze(config);
-}
-
-/** Until src/jobs/registry.ts lands, callers pass the registry's builtinJobTypes as `builtins`. */
-function noBuiltins(): Record<string, JobTypeDefinition> {
-  return {};
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
