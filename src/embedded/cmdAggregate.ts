@@ -1,0 +1,122 @@
+/**
+ * aggregate: a leading $match/$sort/$skip/$limit goes through the planner, the rest through
+ * mingo; $lookup and friends resolve collections of the same database; $out and $merge write
+ * through the engine; a leading $changeStream opens a change stream.
+ */
+import type { Document } from 'bson';
+import { CommandError } from './errors.js';
+import { deepClone, isPlainObject } from './bsonOrder.js';
+import { runPipeline } from './mql.js';
+import { runQuery, type QueryOptions } from './query.js';
+import { openChangeStream } from './cmdChangeStream.js';
+import { nonNegative, optionalDoc, optionalNumber, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
+import { openCursor } from './cmdRead.js';
+import { mergeInto, outInto } from './cmdAggregateOutput.js';
+
+const SUPPORTED_STAGES = new Set([
+  '$match', '$group', '$sort', '$project', '$addFields', '$set', '$unset', '$unwind', '$facet', '$count',
+  '$lookup', '$bucket', '$bucketAuto', '$limit', '$skip', '$replaceRoot', '$replaceWith', '$sortByCount',
+  '$sample', '$graphLookup', '$unionWith', '$redact', '$setWindowFields', '$densify', '$fill', '$documents',
+  '$out', '$merge',
+]);
+
+function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
+  if (!Array.isArray(pipeline)) throw new CommandError('TypeMismatch', "'pipeline' option must be specified as an array");
+  pipeline.forEach((stage, i) => {
+    if (!isPlainObject(stage) || Object.keys(stage).length !== 1) {
+      throw new CommandError('Location40324' as never, 'A pipeline stage specification object must contain exactly one field.');
+    }
+    const name = Object.keys(stage)[0] as string;
+    if (name === '$changeStream') {
+      if (i !== 0) throw new CommandError('BadValue' as never, '$changeStream is only valid as the first stage in a pipeline');
+      return;
+    }
+    if (!SUPPORTED_STAGES.has(name)) {
+      throw new CommandError('Location40324', `Unrecognized pipeline stage name: '${name}' (or not supported by the jobd embedded server)`);
+    }
+    if ((name === '$out' || name === '$merge') && i !== pipeline.length - 1) {
+      throw new CommandError('BadValue', `${name} can only be the final stage in the pipeline`);
+    }
+  });
+}
+
+/** Moves a leading $match, $sort, $skip and $limit into a planned query. */
+function pushDown(pipeline: Document[]): { query: QueryOptions; rest: Document[] } {
+  const query: QueryOptions = {};
+  let i = 0;
+  const first = pipeline[0];
+  if (first && '$match' in first && isPlainObject(first.$match) && !('$expr' in first.$match)) {
+    query.filter = first.$match;
+    i++;
+  }
+  const sortStage = pipeline[i];
+  if (sortStage && '$sort' in sortStage) {
+    query.sort = sortStage.$sort;
+    i++;
+  }
+  // $skip then $limit maps directly; $limit then $skip would need rewriting, so stop there.
+  const skipStage = pipeline[i];
+  if (skipStage && '$skip' in skipStage && typeof skipStage.$skip === 'number') {
+    query.skip = skipStage.$skip;
+    i++;
+  }
+  const limitStage = pipeline[i];
+  if (limitStage && '$limit' in limitStage && typeof limitStage.$limit === 'number' && limitStage.$limit > 0) {
+    query.limit = limitStage.$limit;
+    i++;
+  }
+  return { query, rest: pipeline.slice(i) };
+}
+
+export function runAggregation(ctx: CommandContext, collName: string | null, pipeline: Document[], variables?: Document): Document[] {
+  const resolver = (name: string): Document[] => deepClone([...(ctx.engine.getCollection(ctx.db, name)?.docs.values() ?? [])]);
+  const last = pipeline[pipeline.length - 1];
+  const writes = last && ('$out' in last || '$merge' in last) ? last : undefined;
+  const body = writes ? pipeline.slice(0, -1) : pipeline;
+  let docs: Document[];
+  let rest: Document[];
+  if (collName === null) {
+    docs = [];
+    rest = body;
+    if (!body[0] || !('$documents' in body[0])) {
+      throw new CommandError('InvalidNamespace', "{aggregate: 1} is not valid for '$match'; a collection is required.");
+    }
+  } else {
+    const pushed = pushDown(body);
+    const coll = ctx.engine.getCollection(ctx.db, collName);
+    docs = runQuery(coll, { ...pushed.query, ...(variables ? { variables } : {}) }).docs;
+    rest = pushed.rest;
+  }
+  let out = rest.length > 0 ? runPipeline(deepClone(docs), rest, { collectionResolver: resolver, ...(variables ? { variables } : {}) }) : docs;
+  if (writes) {
+    if ('$out' in writes) outInto(ctx, writes.$out, out);
+    else mergeInto(ctx, writes.$merge, out);
+    out = [];
+  }
+  return out;
+}
+
+const aggregate: CommandHandler = (cmd, ctx) => {
+  rejectUnknownFields(cmd, 'aggregate', ['pipeline', 'cursor', 'explain', 'hint', 'fromMongos', 'needsMerge']);
+  const target = cmd.aggregate as unknown;
+  let collName: string | null;
+  if (target === 1) collName = null;
+  else if (typeof target === 'string' && target.length > 0) collName = target;
+  else throw new CommandError('InvalidNamespace', `Invalid aggregate namespace`);
+  validatePipeline(cmd.pipeline);
+  const pipeline = cmd.pipeline;
+  const cursorOpts = optionalDoc(cmd, 'cursor');
+  if (!cursorOpts && !cmd.explain) throw new CommandError('FailedToParse', "The 'cursor' option is required, except for aggregate with the explain argument");
+  const batchSize = nonNegative(cursorOpts ? optionalNumber(cursorOpts, 'batchSize') : undefined, 'batchSize');
+  const first = pipeline[0];
+  if (first && '$changeStream' in first) return openChangeStream(ctx, collName, first.$changeStream, pipeline.slice(1), batchSize);
+  if (cmd.explain) {
+    return { explainVersion: '1', stages: pipeline.map((s) => ({ ...s })), queryPlanner: { namespace: `${ctx.db}.${String(collName)}` }, ok: 1 };
+  }
+  const variables = optionalDoc(cmd, 'let');
+  const docs = runAggregation(ctx, collName, pipeline, variables);
+  const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
+  return openCursor(ctx, ns, docs, batchSize);
+};
+
+export const aggregateCommands: Record<string, CommandHandler> = { aggregate };

@@ -1,0 +1,230 @@
+/**
+ * Namespace and index commands: create, drop, dropDatabase, listCollections, renameCollection,
+ * createIndexes, listIndexes, dropIndexes.
+ */
+import { Long, type Document } from 'bson';
+import { CommandError } from './errors.js';
+import { canonicalKey, isPlainObject } from './bsonOrder.js';
+import { ArrayCursor } from './cursor.js';
+import { validateCollectionName } from './engine.js';
+import { defaultIndexName, validateKeyPattern, type IndexSpec } from './indexes.js';
+import { compileFilter } from './mql.js';
+import { collectionArg, optionalDoc, type CommandContext, type CommandHandler } from './commandContext.js';
+
+const CREATE_OPTIONS = ['capped', 'size', 'max', 'validator', 'validationLevel', 'validationAction', 'timeseries', 'clusteredIndex', 'changeStreamPreAndPostImages', 'expireAfterSeconds', 'storageEngine', 'indexOptionDefaults', 'viewOn', 'pipeline', 'idIndex'];
+
+const create: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'create');
+  const options: Document = {};
+  for (const k of Object.keys(cmd)) {
+    if (!CREATE_OPTIONS.includes(k)) continue;
+    if (['capped', 'timeseries', 'viewOn', 'pipeline', 'clusteredIndex', 'validator'].includes(k) && cmd[k]) {
+      throw new CommandError('InvalidOptions', `create option '${k}' is not supported by the jobd embedded server`);
+    }
+    options[k] = cmd[k];
+  }
+  ctx.engine.createCollection(ctx.db, name, options);
+  return { ok: 1 };
+};
+
+const drop: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'drop');
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  if (!coll) throw new CommandError('NamespaceNotFound', 'ns not found');
+  const nIndexesWas = coll.indexes.size;
+  ctx.engine.dropCollection(ctx.db, name);
+  return { nIndexesWas, ns: `${ctx.db}.${name}`, ok: 1 };
+};
+
+const dropDatabase: CommandHandler = (_cmd, ctx) => {
+  ctx.engine.dropDatabase(ctx.db);
+  return { dropped: ctx.db, ok: 1 };
+};
+
+function cursorReply(ctx: CommandContext, ns: string, docs: Document[], batchSize: number | undefined): Document {
+  const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 0);
+  let id = 0;
+  if (rest.length > 0) {
+    id = ctx.cursors.allocateId();
+    ctx.cursors.add(new ArrayCursor(id, ns, rest));
+  }
+  return { cursor: { id: Long.fromNumber(id), ns, firstBatch: first }, ok: 1 };
+}
+
+const listCollections: CommandHandler = (cmd, ctx) => {
+  const filter = optionalDoc(cmd, 'filter');
+  const nameOnly = Boolean(cmd.nameOnly);
+  const infos = ctx.engine
+    .listCollections(ctx.db)
+    .map((c) => ({
+      name: c.name,
+      type: 'collection',
+      options: c.options,
+      info: { readOnly: false, uuid: undefined },
+      idIndex: { v: 2, key: { _id: 1 }, name: '_id_' },
+    }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const matcher = compileFilter(filter);
+  let out: Document[] = infos.filter((i) => matcher.test(i));
+  if (nameOnly) out = out.map((i) => ({ name: i.name, type: i.type }));
+  else out = out.map((i) => ({ ...i, info: { readOnly: false } }));
+  const batchSize = (cmd.cursor as Document | undefined)?.batchSize as number | undefined;
+  return cursorReply(ctx, `${ctx.db}.$cmd.listCollections`, out, batchSize);
+};
+
+const renameCollection: CommandHandler = (cmd, ctx) => {
+  if (ctx.db !== 'admin') throw new CommandError('Unauthorized', 'renameCollection may only be run against the admin database.');
+  const from = String(cmd.renameCollection);
+  const to = String(cmd.to);
+  const [fromDb, ...fromRest] = from.split('.');
+  const [toDb, ...toRest] = to.split('.');
+  if (!fromDb || fromRest.length === 0) throw new CommandError('InvalidNamespace', `Invalid source namespace: ${from}`);
+  if (!toDb || toRest.length === 0) throw new CommandError('InvalidNamespace', `Invalid target namespace: ${to}`);
+  if (from === to) throw new CommandError('IllegalOperation', `Can't rename a collection to itself`);
+  ctx.engine.renameCollection(fromDb, fromRest.join('.'), toDb, toRest.join('.'), Boolean(cmd.dropTarget));
+  return { ok: 1 };
+};
+
+const INDEX_OPTIONS = ['key', 'name', 'unique', 'sparse', 'partialFilterExpression', 'expireAfterSeconds', 'v', 'background', 'hidden', 'ns'];
+
+function parseIndexSpec(raw: unknown): IndexSpec {
+  if (!isPlainObject(raw)) throw new CommandError('TypeMismatch', 'Each index specification must be an object');
+  const problem = validateKeyPattern(raw.key);
+  if (problem) throw new CommandError('CannotCreateIndex', problem);
+  for (const k of Object.keys(raw)) {
+    if (!INDEX_OPTIONS.includes(k)) throw new CommandError('InvalidOptions', `The field '${k}' is not valid for an index specification (or not supported by the jobd embedded server). Specification: ${JSON.stringify(raw)}`);
+  }
+  const key = raw.key as Document;
+  const name = raw.name === undefined ? defaultIndexName(key) : raw.name;
+  if (typeof name !== 'string' || name.length === 0) throw new CommandError('CannotCreateIndex', 'The index name must be a non-empty string');
+  const spec: IndexSpec = { v: 2, key, name };
+  if (raw.unique) spec.unique = true;
+  if (raw.sparse) spec.sparse = true;
+  if (raw.hidden) spec.hidden = true;
+  if (raw.partialFilterExpression !== undefined) {
+    if (!isPlainObject(raw.partialFilterExpression)) throw new CommandError('TypeMismatch', 'partialFilterExpression must be an object');
+    compileFilter(raw.partialFilterExpression);
+    spec.partialFilterExpression = raw.partialFilterExpression;
+  }
+  if (raw.expireAfterSeconds !== undefined) {
+    const e = Number(raw.expireAfterSeconds);
+    if (!Number.isFinite(e) || e < 0) throw new CommandError('CannotCreateIndex', `TTL index 'expireAfterSeconds' option must be a non-negative number`);
+    if (Object.keys(key).length !== 1) throw new CommandError('CannotCreateIndex', 'TTL indexes are single-field indexes, compound indexes do not support TTL');
+    spec.expireAfterSeconds = Math.floor(e);
+  }
+  if (name === '_id_' && canonicalKey(key) !== canonicalKey({ _id: 1 })) throw new CommandError('BadValue', `The index name '_id_' is reserved for the _id index`);
+  return spec;
+}
+
+function sameOptions(a: IndexSpec, b: IndexSpec): boolean {
+  return (
+    Boolean(a.unique) === Boolean(b.unique) &&
+    Boolean(a.sparse) === Boolean(b.sparse) &&
+    canonicalKey(a.partialFilterExpression ?? null) === canonicalKey(b.partialFilterExpression ?? null) &&
+    a.expireAfterSeconds === b.expireAfterSeconds
+  );
+}
+
+const createIndexes: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'createIndexes');
+  if (!Array.isArray(cmd.indexes) || cmd.indexes.length === 0) throw new CommandError('BadValue', 'Must specify at least one index to create');
+  const specs = cmd.indexes.map(parseIndexSpec);
+  const existed = ctx.engine.getCollection(ctx.db, name);
+  const coll = ctx.engine.ensureCollection(ctx.db, name);
+  const before = coll.indexes.size;
+  const toCreate: IndexSpec[] = [];
+  for (const spec of specs) {
+    const sameName = coll.indexes.get(spec.name)?.spec ?? toCreate.find((s) => s.name === spec.name);
+    const keyCanon = canonicalKey(spec.key);
+    if (sameName) {
+      if (canonicalKey(sameName.key) !== keyCanon) {
+        throw new CommandError('IndexKeySpecsConflict', `An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: ${JSON.stringify(spec)}, existing index: ${JSON.stringify(sameName)}`);
+      }
+      if (!sameOptions(sameName, spec)) {
+        throw new CommandError('IndexOptionsConflict', `An equivalent index already exists with the same name but different options. Requested index: ${JSON.stringify(spec)}, existing index: ${JSON.stringify(sameName)}`);
+      }
+      continue;
+    }
+    for (const idx of coll.indexes.values()) {
+      if (canonicalKey(idx.spec.key) !== keyCanon) continue;
+      if (canonicalKey(idx.spec.partialFilterExpression ?? null) !== canonicalKey(spec.partialFilterExpression ?? null)) continue;
+      throw new CommandError('IndexOptionsConflict', `Index already exists with a different name: ${idx.name}`);
+    }
+    toCreate.push(spec);
+  }
+  for (const spec of toCreate) ctx.engine.createIndex(coll, spec);
+  const reply: Document = {
+    numIndexesBefore: before,
+    numIndexesAfter: coll.indexes.size,
+    createdCollectionAutomatically: !existed,
+    ok: 1,
+  };
+  if (toCreate.length === 0) reply.note = 'all indexes already exist';
+  return reply;
+};
+
+const listIndexes: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'listIndexes');
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  if (!coll) throw new CommandError('NamespaceNotFound', `ns does not exist: ${ctx.db}.${name}`);
+  const docs = [...coll.indexes.values()].map((i) => i.describe());
+  const batchSize = (cmd.cursor as Document | undefined)?.batchSize as number | undefined;
+  return cursorReply(ctx, `${ctx.db}.${name}`, docs, batchSize);
+};
+
+const dropIndexes: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'dropIndexes');
+  validateCollectionName(ctx.db, name);
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  if (!coll) throw new CommandError('NamespaceNotFound', `ns not found ${ctx.db}.${name}`);
+  const nIndexesWas = coll.indexes.size;
+  const which = cmd.index as unknown;
+  const names: string[] = [];
+  if (which === '*') {
+    for (const n of coll.indexes.keys()) if (n !== '_id_') names.push(n);
+  } else {
+    const list = Array.isArray(which) ? which : [which];
+    for (const w of list) {
+      let found: string | undefined;
+      if (typeof w === 'string') found = coll.indexes.has(w) ? w : undefined;
+      else if (isPlainObject(w)) found = [...coll.indexes.values()].find((i) => canonicalKey(i.spec.key) === canonicalKey(w))?.name;
+      if (!found) throw new CommandError('IndexNotFound', `index not found with name [${typeof w === 'string' ? w : JSON.stringify(w)}]`);
+      if (found === '_id_') throw new CommandError('InvalidOptions', 'cannot drop _id index');
+      names.push(found);
+    }
+  }
+  for (const n of names) ctx.engine.dropIndex(coll, n);
+  return { nIndexesWas, ok: 1 };
+};
+
+const collStats: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'collStats');
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  return { ns: `${ctx.db}.${name}`, count: coll?.docs.size ?? 0, size: 0, storageSize: 0, nindexes: coll?.indexes.size ?? 0, ok: 1 };
+};
+
+const dbStats: CommandHandler = (_cmd, ctx) => {
+  const colls = ctx.engine.listCollections(ctx.db);
+  return {
+    db: ctx.db,
+    collections: colls.length,
+    objects: colls.reduce((n, c) => n + c.docs.size, 0),
+    indexes: colls.reduce((n, c) => n + c.indexes.size, 0),
+    dataSize: 0,
+    storageSize: 0,
+    ok: 1,
+  };
+};
+
+export const ddlCommands: Record<string, CommandHandler> = {
+  create,
+  drop,
+  dropDatabase,
+  listCollections,
+  renameCollection,
+  createIndexes,
+  listIndexes,
+  dropIndexes,
+  collStats,
+  dbStats,
+};

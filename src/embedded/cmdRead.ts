@@ -1,0 +1,198 @@
+/**
+ * Read commands: find, getMore, killCursors, count, distinct, explain.
+ */
+import { Long, type Document } from 'bson';
+import { CommandError } from './errors.js';
+import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
+import { ArrayCursor } from './cursor.js';
+import { project } from './mql.js';
+import type { Plan } from './planner.js';
+import { runQuery, type QueryOptions } from './query.js';
+import { SERVER_VERSION } from './cmdAdmin.js';
+import {
+  collectionArg, nonNegative, optionalBool, optionalDoc, optionalNumber, rejectUnknownFields,
+  type CommandContext, type CommandHandler,
+} from './commandContext.js';
+
+const FIND_FIELDS = ['filter', 'sort', 'projection', 'skip', 'limit', 'batchSize', 'singleBatch', 'hint', 'noCursorTimeout', 'allowPartialResults', 'returnKey', 'showRecordId', 'tailable', 'awaitData', 'min', 'max', 'oplogReplay', 'readOnce'];
+
+function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
+  for (const f of ['tailable', 'awaitData', 'returnKey', 'showRecordId', 'min', 'max']) {
+    if (cmd[f]) throw new CommandError('BadValue', `find option '${f}' is not supported by the jobd embedded server`);
+  }
+  const limit = nonNegative(optionalNumber(cmd, 'limit'), 'limit');
+  const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip');
+  const letVars = optionalDoc(cmd, 'let');
+  return {
+    filter: optionalDoc(cmd, 'filter') ?? {},
+    sort: optionalDoc(cmd, 'sort'),
+    projection: optionalDoc(cmd, 'projection'),
+    ...(skip !== undefined ? { skip } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+    hint: cmd.hint,
+    ...(letVars ? { variables: letVars } : {}),
+  };
+}
+
+/** A cursor reply with the first batch; the rest stays on the server under a cursor id. */
+export function openCursor(ctx: CommandContext, ns: string, docs: Document[], batchSize: number | undefined, single = false): Document {
+  const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 101);
+  let id = 0;
+  if (rest.length > 0 && !single) {
+    id = ctx.cursors.allocateId();
+    ctx.cursors.add(new ArrayCursor(id, ns, rest));
+  }
+  return { cursor: { firstBatch: first, id: Long.fromNumber(id), ns }, ok: 1 };
+}
+
+const find: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'find');
+  rejectUnknownFields(cmd, 'find', FIND_FIELDS);
+  const opts = findOptions(cmd);
+  const batchSize = nonNegative(optionalNumber(cmd, 'batchSize'), 'batchSize');
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  const { docs } = runQuery(coll, opts);
+  const shaped = project(docs, opts.projection, opts.filter);
+  const single = optionalBool(cmd, 'singleBatch') ?? false;
+  return openCursor(ctx, `${ctx.db}.${name}`, shaped, batchSize, single);
+};
+
+const getMore: CommandHandler = async (cmd, ctx) => {
+  const id = Number(cmd.getMore);
+  if (typeof cmd.collection !== 'string') throw new CommandError('TypeMismatch', "BSON field 'getMore.collection' is missing or is not a string");
+  const ns = `${ctx.db}.${cmd.collection}`;
+  const cursor = ctx.cursors.get(id, ns);
+  if (cursor.busy) throw new CommandError('BadValue', `cursor id ${id} is already in use`);
+  const batchSize = nonNegative(optionalNumber(cmd, 'batchSize'), 'batchSize') ?? 0;
+  const maxTimeMS = optionalNumber(cmd, 'maxTimeMS');
+  cursor.busy = true;
+  let batch;
+  try {
+    batch = await cursor.next(batchSize, maxTimeMS);
+  } finally {
+    cursor.busy = false;
+    cursor.lastUsed = Date.now();
+  }
+  if (batch.exhausted) ctx.cursors.kill(id);
+  const out: Document = { nextBatch: batch.docs, id: Long.fromNumber(batch.exhausted ? 0 : id), ns };
+  if (batch.postBatchResumeToken) out.postBatchResumeToken = batch.postBatchResumeToken;
+  return { cursor: out, ok: 1 };
+};
+
+const killCursors: CommandHandler = (cmd, ctx) => {
+  if (!Array.isArray(cmd.cursors)) throw new CommandError('TypeMismatch', "BSON field 'killCursors.cursors' is missing or is not an array");
+  const killed: Long[] = [];
+  const notFound: Long[] = [];
+  for (const raw of cmd.cursors as unknown[]) {
+    const id = Number(raw);
+    (ctx.cursors.kill(id) ? killed : notFound).push(Long.fromNumber(id));
+  }
+  return { cursorsKilled: killed, cursorsNotFound: notFound, cursorsAlive: [], cursorsUnknown: [], ok: 1 };
+};
+
+const count: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'count');
+  rejectUnknownFields(cmd, 'count', ['query', 'limit', 'skip', 'hint', 'fields']);
+  const query = optionalDoc(cmd, 'query') ?? {};
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  const limit = Math.abs(optionalNumber(cmd, 'limit') ?? 0);
+  const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip') ?? 0;
+  if (coll && Object.keys(query).length === 0 && cmd.hint === undefined) {
+    const n = Math.max(0, coll.docs.size - skip);
+    return { n: limit > 0 ? Math.min(limit, n) : n, ok: 1 };
+  }
+  const { docs } = runQuery(coll, { filter: query, limit, skip, hint: cmd.hint });
+  return { n: docs.length, ok: 1 };
+};
+
+const distinct: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'distinct');
+  rejectUnknownFields(cmd, 'distinct', ['key', 'query', 'hint']);
+  if (typeof cmd.key !== 'string') throw new CommandError('TypeMismatch', "BSON field 'distinct.key' is missing or is not a string");
+  const key = cmd.key;
+  const query = optionalDoc(cmd, 'query') ?? {};
+  const { docs } = runQuery(ctx.engine.getCollection(ctx.db, name), { filter: query, hint: cmd.hint });
+  const seen = new Map<string, unknown>();
+  for (const doc of docs) {
+    for (const v of pathValues(doc, key).values) {
+      if (v === undefined) continue;
+      const k = canonicalKey(v);
+      if (!seen.has(k)) seen.set(k, v);
+    }
+  }
+  const values = [...seen.values()].sort(compareValues);
+  return { values, ok: 1 };
+};
+
+function planStages(plan: Plan, keyPattern: Document | undefined, sortInMemory: boolean, limit: number | undefined): Document {
+  let stage: Document;
+  if (plan.stage === 'COLLSCAN' || plan.stage === 'EOF') stage = { stage: plan.stage, direction: 'forward' };
+  else if (plan.stage === 'IDHACK') stage = { stage: 'IDHACK' };
+  else stage = { stage: 'FETCH', inputStage: { stage: 'IXSCAN', indexName: plan.indexName, keyPattern, direction: 'forward' } };
+  if (sortInMemory) stage = { stage: 'SORT', inputStage: stage };
+  if (limit) stage = { stage: 'LIMIT', limitAmount: limit, inputStage: stage };
+  return stage;
+}
+
+/** explain for find, count, distinct, findAndModify, update and delete (executes only the read side). */
+const explain: CommandHandler = (cmd, ctx) => {
+  const inner = cmd.explain as unknown;
+  if (!isPlainObject(inner)) throw new CommandError('TypeMismatch', 'explain must be an object');
+  const verb = Object.keys(inner)[0] as string;
+  const name = collectionArg(inner, verb);
+  let opts: QueryOptions;
+  switch (verb) {
+    case 'find':
+      opts = findOptions(inner);
+      break;
+    case 'count':
+      opts = { filter: (inner.query as Document) ?? {}, limit: Number(inner.limit ?? 0), skip: Number(inner.skip ?? 0), hint: inner.hint };
+      break;
+    case 'distinct':
+      opts = { filter: (inner.query as Document) ?? {}, hint: inner.hint };
+      break;
+    case 'findAndModify':
+    case 'findandmodify':
+      opts = { filter: (inner.query as Document) ?? {}, sort: inner.sort, limit: 1, hint: inner.hint };
+      break;
+    case 'update':
+    case 'delete': {
+      const st = ((inner[verb === 'update' ? 'updates' : 'deletes'] as Document[] | undefined) ?? [])[0] ?? {};
+      const limit = verb === 'update' ? (st.multi ? 0 : 1) : Number(st.limit ?? 0);
+      opts = { filter: (st.q as Document) ?? {}, limit, hint: st.hint, sort: st.sort };
+      break;
+    }
+    default:
+      throw new CommandError('CommandNotFound', `explain is not supported for '${verb}' by the jobd embedded server`);
+  }
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  const started = Date.now();
+  const { docs, plan } = runQuery(coll, opts);
+  const index = plan.indexName ? coll?.indexes.get(plan.indexName) : undefined;
+  const sortInMemory = !plan.sorted;
+  const winningPlan = planStages(plan, index?.spec.key, sortInMemory && opts.sort !== undefined, opts.limit);
+  return {
+    explainVersion: '1',
+    queryPlanner: { namespace: `${ctx.db}.${name}`, parsedQuery: opts.filter ?? {}, winningPlan, rejectedPlans: [] },
+    executionStats: {
+      executionSuccess: true,
+      nReturned: docs.length,
+      executionTimeMillis: Date.now() - started,
+      totalKeysExamined: plan.stats.keysExamined,
+      totalDocsExamined: plan.stats.docsExamined,
+      executionStages: winningPlan,
+    },
+    serverInfo: { host: ctx.server.host, port: ctx.server.port, version: SERVER_VERSION },
+    command: inner,
+    ok: 1,
+  };
+};
+
+export const readCommands: Record<string, CommandHandler> = {
+  find,
+  getMore,
+  killCursors,
+  count,
+  distinct,
+  explain,
+};

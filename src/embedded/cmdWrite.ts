@@ -1,0 +1,202 @@
+/**
+ * Write commands: insert, update, delete, findAndModify. Each runs synchronously from start to
+ * finish, so it is atomic with respect to every other command.
+ */
+import { BSON, type Document } from 'bson';
+import { CommandError, toCommandError } from './errors.js';
+import { isPlainObject } from './bsonOrder.js';
+import type { Collection } from './collection.js';
+import { project } from './mql.js';
+import { runQuery } from './query.js';
+import { applyUpdate, buildUpsert, isReplacement, validateUpdate, withId, type UpdateSpec } from './update.js';
+import { collectionArg, optionalBool, optionalDoc, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
+
+function writeError(index: number, err: unknown): Document {
+  const e = toCommandError(err);
+  return { index, code: e.code, codeName: e.codeName, errmsg: e.message, ...e.extra };
+}
+
+function statements(cmd: Document, field: string): Document[] {
+  const list = cmd[field] as unknown;
+  if (!Array.isArray(list)) throw new CommandError('TypeMismatch', `BSON field '${field}' is missing or is not an array`);
+  if (list.length > 100_000) throw new CommandError('InvalidOptions', `Write batch sizes must be between 1 and 100000. Got ${list.length} operations.`);
+  return list as Document[];
+}
+
+function unchanged(a: Document, b: Document): boolean {
+  return Buffer.from(BSON.serialize(a)).equals(BSON.serialize(b));
+}
+
+const insert: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'insert');
+  rejectUnknownFields(cmd, 'insert', ['documents', 'ordered']);
+  const docs = statements(cmd, 'documents');
+  const ordered = optionalBool(cmd, 'ordered') ?? true;
+  const coll = ctx.engine.ensureCollection(ctx.db, name);
+  let n = 0;
+  const writeErrors: Document[] = [];
+  for (let i = 0; i < docs.length; i++) {
+    try {
+      const doc = docs[i];
+      if (!isPlainObject(doc)) throw new CommandError('TypeMismatch', 'Each inserted document must be an object');
+      ctx.engine.insert(coll, withId(doc));
+      n++;
+    } catch (err) {
+      writeErrors.push(writeError(i, err));
+      if (ordered) break;
+    }
+  }
+  const reply: Document = { n, ok: 1 };
+  if (writeErrors.length > 0) reply.writeErrors = writeErrors;
+  return reply;
+};
+
+interface UpdateOutcome {
+  n: number;
+  nModified: number;
+  upsertedId?: unknown;
+}
+
+function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars: Document | undefined): UpdateOutcome {
+  const q = (st.q ?? {}) as Document;
+  if (!isPlainObject(q)) throw new CommandError('TypeMismatch', 'The update filter (q) must be an object');
+  const u = st.u as unknown;
+  validateUpdate(u);
+  const multi = Boolean(st.multi);
+  if (multi && isReplacement(u as UpdateSpec)) throw new CommandError('FailedToParse', 'multi update is not supported for replacement-style update');
+  const arrayFilters = st.arrayFilters as Document[] | undefined;
+  if (arrayFilters !== undefined && !Array.isArray(arrayFilters)) throw new CommandError('TypeMismatch', 'arrayFilters must be an array');
+  const variables = { ...(letVars ?? {}), ...((st.c as Document | undefined) ?? {}) };
+  const { docs } = runQuery(coll, { filter: q, limit: multi ? 0 : 1, hint: st.hint, sort: st.sort, variables });
+  const opts = { arrayFilters, filter: q, variables };
+  let nModified = 0;
+  for (const doc of docs) {
+    const next = applyUpdate(doc, u, opts);
+    if (unchanged(doc, next)) continue;
+    ctx.engine.replace(coll, doc, next, isReplacement(u));
+    nModified++;
+  }
+  if (docs.length === 0 && st.upsert) {
+    const doc = buildUpsert(q, u, opts);
+    ctx.engine.insert(coll, doc);
+    return { n: 1, nModified: 0, upsertedId: doc._id };
+  }
+  return { n: docs.length, nModified };
+}
+
+const update: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'update');
+  rejectUnknownFields(cmd, 'update', ['updates', 'ordered']);
+  const list = statements(cmd, 'updates');
+  const ordered = optionalBool(cmd, 'ordered') ?? true;
+  const letVars = optionalDoc(cmd, 'let');
+  let n = 0;
+  let nModified = 0;
+  const upserted: Document[] = [];
+  const writeErrors: Document[] = [];
+  for (let i = 0; i < list.length; i++) {
+    try {
+      const st = list[i] as Document;
+      const coll = ctx.engine.getCollection(ctx.db, name) ?? (st.upsert ? ctx.engine.ensureCollection(ctx.db, name) : undefined);
+      if (!coll) {
+        validateUpdate(st.u);
+        continue;
+      }
+      const r = runUpdate(ctx, coll, st, letVars);
+      n += r.n;
+      nModified += r.nModified;
+      if (r.upsertedId !== undefined) upserted.push({ index: i, _id: r.upsertedId });
+    } catch (err) {
+      writeErrors.push(writeError(i, err));
+      if (ordered) break;
+    }
+  }
+  const reply: Document = { n, nModified, ok: 1 };
+  if (upserted.length > 0) reply.upserted = upserted;
+  if (writeErrors.length > 0) reply.writeErrors = writeErrors;
+  return reply;
+};
+
+const del: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'delete');
+  rejectUnknownFields(cmd, 'delete', ['deletes', 'ordered']);
+  const list = statements(cmd, 'deletes');
+  const ordered = optionalBool(cmd, 'ordered') ?? true;
+  const letVars = optionalDoc(cmd, 'let');
+  let n = 0;
+  const writeErrors: Document[] = [];
+  for (let i = 0; i < list.length; i++) {
+    try {
+      const st = list[i] as Document;
+      const limit = Number(st.limit ?? 0);
+      if (limit !== 0 && limit !== 1) throw new CommandError('FailedToParse', 'The limit field in delete objects must be 0 or 1. Got ' + String(st.limit));
+      const q = (st.q ?? {}) as Document;
+      if (!isPlainObject(q)) throw new CommandError('TypeMismatch', 'The delete filter (q) must be an object');
+      const coll = ctx.engine.getCollection(ctx.db, name);
+      const { docs } = runQuery(coll, { filter: q, limit, hint: st.hint, variables: letVars });
+      if (!coll) continue;
+      for (const doc of docs) ctx.engine.delete(coll, doc);
+      n += docs.length;
+    } catch (err) {
+      writeErrors.push(writeError(i, err));
+      if (ordered) break;
+    }
+  }
+  const reply: Document = { n, ok: 1 };
+  if (writeErrors.length > 0) reply.writeErrors = writeErrors;
+  return reply;
+};
+
+const findAndModify: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'findAndModify' in cmd ? 'findAndModify' : 'findandmodify');
+  rejectUnknownFields(cmd, 'findAndModify' in cmd ? 'findAndModify' : 'findandmodify', [
+    'query', 'sort', 'remove', 'update', 'new', 'fields', 'upsert', 'arrayFilters', 'hint',
+  ]);
+  const query = optionalDoc(cmd, 'query') ?? {};
+  const remove = optionalBool(cmd, 'remove') ?? false;
+  const returnNew = optionalBool(cmd, 'new') ?? false;
+  const upsert = optionalBool(cmd, 'upsert') ?? false;
+  const fields = optionalDoc(cmd, 'fields');
+  const u = cmd.update as unknown;
+  if (remove && u !== undefined) throw new CommandError('FailedToParse', 'Cannot specify both an update and remove=true');
+  if (!remove && u === undefined) throw new CommandError('FailedToParse', 'Either an update or remove=true must be specified');
+  if (remove && returnNew) throw new CommandError('FailedToParse', 'Cannot specify both new=true and remove=true; \'remove\' always returns the deleted document');
+  if (remove && upsert) throw new CommandError('FailedToParse', 'Cannot specify both upsert=true and remove=true');
+  if (!remove) validateUpdate(u);
+  const variables = optionalDoc(cmd, 'let');
+  const arrayFilters = cmd.arrayFilters as Document[] | undefined;
+  const shape = (doc: Document | null): Document | null => (doc && fields ? (project([doc], fields, query)[0] ?? null) : doc);
+
+  const existing = ctx.engine.getCollection(ctx.db, name);
+  const { docs } = runQuery(existing, { filter: query, sort: cmd.sort, limit: 1, hint: cmd.hint, variables });
+  const doc = docs[0];
+  if (remove) {
+    if (!doc || !existing) return { lastErrorObject: { n: 0 }, value: null, ok: 1 };
+    ctx.engine.delete(existing, doc);
+    return { lastErrorObject: { n: 1 }, value: shape(doc), ok: 1 };
+  }
+  const spec = u as UpdateSpec;
+  const opts = { arrayFilters, filter: query, ...(variables ? { variables } : {}) };
+  if (doc && existing) {
+    const next = applyUpdate(doc, spec, opts);
+    if (!unchanged(doc, next)) ctx.engine.replace(existing, doc, next, isReplacement(spec));
+    return { lastErrorObject: { n: 1, updatedExisting: true }, value: shape(returnNew ? next : doc), ok: 1 };
+  }
+  if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
+  const coll = ctx.engine.ensureCollection(ctx.db, name);
+  const created = buildUpsert(query, spec, opts);
+  ctx.engine.insert(coll, created);
+  return {
+    lastErrorObject: { n: 1, updatedExisting: false, upserted: created._id },
+    value: returnNew ? shape(created) : null,
+    ok: 1,
+  };
+};
+
+export const writeCommands: Record<string, CommandHandler> = {
+  insert,
+  update,
+  delete: del,
+  findAndModify,
+  findandmodify: findAndModify,
+};

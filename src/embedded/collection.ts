@@ -1,0 +1,126 @@
+/**
+ * A collection: documents by canonical _id, in insertion order, plus its indexes.
+ * Every mutation keeps indexes consistent and checks unique constraints before touching anything.
+ */
+import type { Document } from 'bson';
+import { CommandError } from './errors.js';
+import { canonicalKey, isPlainObject, typeRank, Rank } from './bsonOrder.js';
+import { Index, type IndexKey, type IndexSpec } from './indexes.js';
+
+export class Collection {
+  readonly docs = new Map<string, Document>();
+  readonly indexes = new Map<string, Index>();
+
+  constructor(
+    public db: string,
+    public name: string,
+    public options: Document = {},
+  ) {
+    this.indexes.set('_id_', new Index({ v: 2, key: { _id: 1 }, name: '_id_' }));
+  }
+
+  get ns(): string {
+    return `${this.db}.${this.name}`;
+  }
+
+  get(id: unknown): Document | undefined {
+    return this.docs.get(canonicalKey(id));
+  }
+
+  /** Throws DuplicateKey if `doc` would violate a unique index (ignoring the document's own entries). */
+  checkUnique(doc: Document, replacing?: Document): void {
+    const idk = canonicalKey(doc._id);
+    if (!replacing && this.docs.has(idk)) throw this.duplicate(this.indexes.get('_id_') as Index, [doc._id]);
+    for (const index of this.indexes.values()) {
+      if (!index.spec.unique || index.isIdIndex) continue;
+      const conflict = index.findConflict(doc);
+      if (conflict) throw this.duplicate(index, conflict);
+    }
+  }
+
+  insert(doc: Document): void {
+    validateStoredDoc(doc);
+    this.checkUnique(doc);
+    this.docs.set(canonicalKey(doc._id), doc);
+    for (const index of this.indexes.values()) index.add(doc);
+  }
+
+  /** Replaces a document with a new version carrying the same _id. */
+  replace(oldDoc: Document, newDoc: Document): void {
+    validateStoredDoc(newDoc);
+    this.checkUnique(newDoc, oldDoc);
+    for (const index of this.indexes.values()) {
+      const before = index.keysFor(oldDoc);
+      const after = index.keysFor(newDoc);
+      if (sameKeys(before, after)) continue;
+      index.remove(oldDoc, before);
+      index.add(newDoc, after);
+    }
+    this.docs.set(canonicalKey(newDoc._id), newDoc);
+  }
+
+  remove(doc: Document): void {
+    for (const index of this.indexes.values()) index.remove(doc);
+    this.docs.delete(canonicalKey(doc._id));
+  }
+
+  addIndex(spec: IndexSpec): void {
+    const index = new Index(spec);
+    for (const doc of this.docs.values()) {
+      const keys = index.keysFor(doc);
+      const conflict = index.findConflict(doc, keys);
+      if (conflict) throw this.duplicate(index, conflict);
+      index.add(doc, keys);
+    }
+    this.indexes.set(spec.name, index);
+  }
+
+  clear(): void {
+    this.docs.clear();
+    for (const index of this.indexes.values()) index.tree.clear();
+  }
+
+  duplicate(index: Index, key: IndexKey): CommandError {
+    const keyPattern = index.spec.key;
+    const keyValue: Document = {};
+    index.fields.forEach(([path], i) => (keyValue[path] = key[i]));
+    const shown = index.fields.map(([path], i) => `${path}: ${formatValue(key[i])}`).join(', ');
+    return new CommandError(
+      'DuplicateKey',
+      `E11000 duplicate key error collection: ${this.ns} index: ${index.name} dup key: { ${shown} }`,
+      { keyPattern, keyValue },
+    );
+  }
+}
+
+function sameKeys(a: IndexKey[], b: IndexKey[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (canonicalKey(a[i]) !== canonicalKey(b[i])) return false;
+  return true;
+}
+
+/** How MongoDB prints a value inside a duplicate-key message. */
+export function formatValue(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (v instanceof Date) return `new Date(${v.getTime()})`;
+  if (Array.isArray(v)) return `[ ${v.map(formatValue).join(', ')} ]`;
+  if (typeRank(v) === Rank.ObjectId) return `ObjectId('${(v as { toHexString(): string }).toHexString()}')`;
+  if (isPlainObject(v)) {
+    const inner = Object.entries(v)
+      .map(([k, x]) => `${k}: ${formatValue(x)}`)
+      .join(', ');
+    return inner ? `{ ${inner} }` : '{}';
+  }
+  return String(v);
+}
+
+/** Rules every stored document follows: an _id that is not an array, a regex or undefined. */
+export function validateStoredDoc(doc: Document): void {
+  const id = doc._id as unknown;
+  if (Array.isArray(id)) throw new CommandError('InvalidIdField', `The '_id' value cannot be of type array`);
+  if (id instanceof RegExp || typeRank(id) === Rank.Regex) {
+    throw new CommandError('InvalidIdField', `The '_id' value cannot be of type regex`);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Open cursors: result sets handed out in batches by getMore, and change streams that wait
+ * for the next event. Idle cursors are reaped after ten minutes, as in MongoDB.
+ */
+import { BSON, type Document } from 'bson';
+import { CommandError } from './errors.js';
+
+export const MAX_BATCH_BYTES = 16 * 1024 * 1024 - 64 * 1024;
+const IDLE_MS = 10 * 60 * 1000;
+
+export interface Batch {
+  docs: Document[];
+  exhausted: boolean;
+  postBatchResumeToken?: Document;
+}
+
+export interface Cursor {
+  id: number;
+  ns: string;
+  lastUsed: number;
+  busy: boolean;
+  next(batchSize: number, maxTimeMS: number | undefined): Batch | Promise<Batch>;
+  close?(): void;
+}
+
+/** Takes up to `batchSize` documents (0 = no count limit) within the reply size limit. */
+export function takeBatch(docs: Document[], start: number, batchSize: number): Document[] {
+  const max = batchSize > 0 ? Math.min(batchSize, docs.length - start) : docs.length - start;
+  const out: Document[] = [];
+  let bytes = 0;
+  for (let i = 0; i < max; i++) {
+    const doc = docs[start + i] as Document;
+    if (max > 100) {
+      bytes += BSON.calculateObjectSize(doc);
+      if (bytes > MAX_BATCH_BYTES && out.length > 0) break;
+    }
+    out.push(doc);
+  }
+  return out;
+}
+
+export class ArrayCursor implements Cursor {
+  lastUsed = Date.now();
+  busy = false;
+  private pos = 0;
+
+  constructor(
+    readonly id: number,
+    readonly ns: string,
+    private readonly docs: Document[],
+  ) {}
+
+  next(batchSize: number): Batch {
+    const docs = takeBatch(this.docs, this.pos, batchSize);
+    this.pos += docs.length;
+    return { docs, exhausted: this.pos >= this.docs.length };
+  }
+
+  /** The first batch, taken at creation. */
+  static first(docs: Document[], batchSize: number): { docs: Document[]; rest: Document[] } {
+    const first = takeBatch(docs, 0, batchSize);
+    return { docs: first, rest: docs.slice(first.length) };
+  }
+}
+
+export class CursorManager {
+  private readonly cursors = new Map<number, Cursor>();
+  private nextId = Math.floor(Math.random() * 1_000_000) * 1000 + 1;
+  private readonly reaper: NodeJS.Timeout;
+
+  constructor() {
+    this.reaper = setInterval(() => this.reap(), 60_000);
+    this.reaper.unref();
+  }
+
+  allocateId(): number {
+    return this.nextId++;
+  }
+
+  add(cursor: Cursor): void {
+    this.cursors.set(cursor.id, cursor);
+  }
+
+  get(id: number, ns: string): Cursor {
+    const c = this.cursors.get(id);
+    if (!c) throw new CommandError('CursorNotFound', `cursor id ${id} not found`);
+    if (c.ns !== ns) throw new CommandError('Unauthorized', `Requested getMore on namespace '${ns}', but cursor belongs to a different namespace ${c.ns}`);
+    c.lastUsed = Date.now();
+    return c;
+  }
+
+  kill(id: number): boolean {
+    const c = this.cursors.get(id);
+    if (!c) return false;
+    this.cursors.delete(id);
+    c.close?.();
+    return true;
+  }
+
+  private reap(): void {
+    const now = Date.now();
+    for (const [id, c] of this.cursors) if (!c.busy && now - c.lastUsed > IDLE_MS) this.kill(id);
+  }
+
+  closeAll(): void {
+    clearInterval(this.reaper);
+    for (const id of [...this.cursors.keys()]) this.kill(id);
+  }
+}

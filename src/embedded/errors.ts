@@ -1,0 +1,84 @@
+/**
+ * Errors the embedded server reports to clients, shaped like MongoDB's: ok 0, errmsg, code, codeName.
+ */
+import type { Document } from 'bson';
+
+export const ErrorCodes = {
+  InternalError: 1,
+  BadValue: 2,
+  Unauthorized: 13,
+  FailedToParse: 9,
+  TypeMismatch: 14,
+  IllegalOperation: 20,
+  NamespaceNotFound: 26,
+  IndexNotFound: 27,
+  CursorNotFound: 43,
+  NamespaceExists: 48,
+  MaxTimeMSExpired: 50,
+  DollarPrefixedFieldName: 52,
+  InvalidIdField: 53,
+  CommandNotFound: 59,
+  ImmutableField: 66,
+  CannotCreateIndex: 67,
+  IndexAlreadyExists: 68,
+  InvalidOptions: 72,
+  InvalidNamespace: 73,
+  IndexOptionsConflict: 85,
+  IndexKeySpecsConflict: 86,
+  OperationNotSupportedInTransaction: 263,
+  NoSuchKey: 4,
+  Location40324: 40324,
+  InvalidResumeToken: 260,
+  ChangeStreamFatalError: 280,
+  ChangeStreamHistoryLost: 286,
+  DuplicateKey: 11000,
+  NotImplemented: 238,
+  InvalidPipelineOperator: 168,
+  ConflictingUpdateOperators: 40,
+} as const;
+
+export type ErrorCodeName = keyof typeof ErrorCodes;
+
+const nameByCode = new Map<number, string>(
+  Object.entries(ErrorCodes).map(([name, code]) => [code, name.startsWith('Location') ? name : name]),
+);
+
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  readonly code: number;
+  readonly codeName: string;
+  /** Extra fields for the error reply (keyPattern, keyValue, ...). */
+  readonly extra: Document;
+
+  constructor(codeName: ErrorCodeName, message: string, extra: Document = {}) {
+    super(message);
+    this.code = ErrorCodes[codeName];
+    this.codeName = nameByCode.get(this.code) ?? codeName;
+    this.extra = extra;
+  }
+
+  toReply(): Document {
+    return { ok: 0, errmsg: this.message, code: this.code, codeName: this.codeName, ...this.extra };
+  }
+}
+
+export function badValue(message: string): CommandError {
+  return new CommandError('BadValue', message);
+}
+
+export function failedToParse(message: string): CommandError {
+  return new CommandError('FailedToParse', message);
+}
+
+export function typeMismatch(message: string): CommandError {
+  return new CommandError('TypeMismatch', message);
+}
+
+/** Turns anything thrown while running a command into a CommandError. */
+export function toCommandError(err: unknown): CommandError {
+  if (err instanceof CommandError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  // mingo reports unknown or malformed operators with its own error class.
+  if (err instanceof Error && err.constructor.name === 'MingoError') return new CommandError('BadValue', message);
+  return new CommandError('InternalError', message);
+}

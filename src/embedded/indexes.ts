@@ -1,0 +1,189 @@
+/**
+ * One secondary (or the _id) index: a B+tree of [field values..., _id] → canonical _id key.
+ * Multikey fields get one entry per array element, as in MongoDB.
+ */
+import BTreeModule from 'sorted-btree';
+import type { Document } from 'bson';
+import { Query } from 'mingo';
+import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
+
+// sorted-btree is CommonJS with an ES-style default export: under NodeNext the class sits on .default.
+const BTree = BTreeModule.default;
+type Tree = InstanceType<typeof BTree<IndexKey, string>>;
+
+export interface IndexSpec {
+  v?: number;
+  name: string;
+  key: Document;
+  unique?: boolean;
+  sparse?: boolean;
+  partialFilterExpression?: Document;
+  expireAfterSeconds?: number;
+  hidden?: boolean;
+}
+
+/** Sentinels below/above every value at one key position, in key order (direction already applied). */
+export const KEY_MIN = Symbol('keyMin');
+export const KEY_MAX = Symbol('keyMax');
+export type IndexKey = unknown[];
+
+export class Index {
+  readonly fields: Array<[string, number]>;
+  readonly tree: Tree;
+  private readonly partial: Query | undefined;
+  multikey = false;
+
+  constructor(readonly spec: IndexSpec) {
+    this.fields = Object.entries(spec.key).map(([k, v]) => [k, typeof v === 'number' && v < 0 ? -1 : 1]);
+    const dirs = [...this.fields.map(([, d]) => d), 1];
+    this.tree = new BTree<IndexKey, string>(undefined, (a, b) => compareKeys(a, b, dirs));
+    this.partial = spec.partialFilterExpression ? new Query(spec.partialFilterExpression) : undefined;
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get isIdIndex(): boolean {
+    return this.spec.name === '_id_';
+  }
+
+  /** The key values (without the trailing _id) this document contributes; none when it is not indexed. */
+  keysFor(doc: Document): IndexKey[] {
+    if (this.partial && !this.partial.test(doc)) return [];
+    const perField: unknown[][] = [];
+    let present = false;
+    for (const [path] of this.fields) {
+      const { values, multikey } = pathValues(doc, path);
+      if (multikey) this.multikey = true;
+      if (values.some((v) => v !== undefined)) present = true;
+      perField.push(values.map((v) => (v === undefined ? null : v)));
+    }
+    if (this.spec.sparse && !present) return [];
+    let keys: IndexKey[] = [[]];
+    for (const values of perField) {
+      const next: IndexKey[] = [];
+      for (const k of keys) for (const v of values) next.push([...k, v]);
+      keys = next;
+    }
+    if (keys.length <= 1) return keys;
+    const seen = new Set<string>();
+    return keys.filter((k) => {
+      const c = canonicalKey(k);
+      if (seen.has(c)) return false;
+      seen.add(c);
+      return true;
+    });
+  }
+
+  add(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
+    const id = canonicalKey(doc._id);
+    for (const k of keys) this.tree.set([...k, doc._id], id);
+  }
+
+  remove(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
+    for (const k of keys) this.tree.delete([...k, doc._id]);
+  }
+
+  /** For a unique index: the first key of `doc` already held by another document. */
+  findConflict(doc: Document, keys: IndexKey[] = this.keysFor(doc)): IndexKey | undefined {
+    if (!this.spec.unique) return undefined;
+    const self = canonicalKey(doc._id);
+    for (const k of keys) {
+      for (const [entry, id] of this.tree.entries([...k, KEY_MIN])) {
+        if (!sameKeyPrefix(entry, k)) break;
+        if (id !== self) return k;
+      }
+    }
+    return undefined;
+  }
+
+  /** Canonical _id keys in key order between two full keys (inclusive), forward or backward. */
+  *scan(lower: IndexKey, upper: IndexKey, reverse: boolean): Generator<string> {
+    const cmp = this.tree._compare;
+    if (!reverse) {
+      for (const [k, id] of this.tree.entries(lower)) {
+        if (cmp(k, upper) > 0) return;
+        yield id;
+      }
+    } else {
+      for (const [k, id] of this.tree.entriesReversed(upper)) {
+        if (cmp(k, lower) < 0) return;
+        yield id;
+      }
+    }
+  }
+
+  /** Entries (key, _id key) in key order from `lower`, for merging several ranges. */
+  entriesFrom(lower: IndexKey, upper: IndexKey, reverse: boolean): Generator<[IndexKey, string]> {
+    const tree = this.tree;
+    const cmp = tree._compare;
+    return (function* () {
+      if (!reverse) {
+        for (const e of tree.entries(lower)) {
+          if (cmp(e[0], upper) > 0) return;
+          yield e;
+        }
+      } else {
+        for (const e of tree.entriesReversed(upper)) {
+          if (cmp(e[0], lower) < 0) return;
+          yield e;
+        }
+      }
+    })();
+  }
+
+  get comparator(): (a: IndexKey, b: IndexKey) => number {
+    return this.tree._compare;
+  }
+
+  describe(): Document {
+    const out: Document = { v: this.spec.v ?? 2, key: this.spec.key, name: this.spec.name };
+    if (this.spec.unique) out.unique = true;
+    if (this.spec.sparse) out.sparse = true;
+    if (this.spec.partialFilterExpression) out.partialFilterExpression = this.spec.partialFilterExpression;
+    if (this.spec.expireAfterSeconds !== undefined) out.expireAfterSeconds = this.spec.expireAfterSeconds;
+    if (this.spec.hidden) out.hidden = true;
+    return out;
+  }
+}
+
+function sameKeyPrefix(entry: IndexKey, key: IndexKey): boolean {
+  for (let i = 0; i < key.length; i++) if (compareValues(entry[i], key[i]) !== 0) return false;
+  return true;
+}
+
+export function compareKeys(a: IndexKey, b: IndexKey, dirs: number[]): number {
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === y) {
+      if (x === KEY_MIN || x === KEY_MAX) continue;
+    }
+    if (x === KEY_MIN) return -1;
+    if (y === KEY_MIN) return 1;
+    if (x === KEY_MAX) return 1;
+    if (y === KEY_MAX) return -1;
+    const c = compareValues(x, y);
+    if (c !== 0) return c * (dirs[i] ?? 1);
+  }
+  return 0;
+}
+
+/** Normalises a createIndexes key pattern; only ascending/descending keys are supported. */
+export function validateKeyPattern(key: unknown): string | undefined {
+  if (!isPlainObject(key) || Object.keys(key).length === 0) return 'The index key pattern must be a non-empty object';
+  for (const [k, v] of Object.entries(key)) {
+    if (typeof v === 'string') return `Index type '${v}' on field '${k}' is not supported by the embedded server`;
+    const n = typeof v === 'number' ? v : Number(v);
+    if (!Number.isFinite(n) || n === 0) return `Values in the index key pattern must be 1 or -1, found ${String(v)} for '${k}'`;
+  }
+  return undefined;
+}
+
+export function defaultIndexName(key: Document): string {
+  return Object.entries(key)
+    .map(([k, v]) => `${k}_${String(v)}`)
+    .join('_');
+}

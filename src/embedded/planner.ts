@@ -1,0 +1,292 @@
+/**
+ * Chooses how to find the candidates of a filter: direct _id lookups, an ordered walk of an index
+ * (merging the ranges of $in points so the walk still yields documents in sort order), or a scan.
+ * Candidates are always re-checked against the full filter by the caller, so bounds only need to
+ * cover every matching document; what they buy is stopping early once a limit is reached.
+ */
+import type { Document } from 'bson';
+import { CommandError } from './errors.js';
+import { canonicalKey, compareValues, isPlainObject, typeRank, Rank, TypeBound, type SortSpec } from './bsonOrder.js';
+import type { Collection } from './collection.js';
+import { KEY_MAX, KEY_MIN, type Index, type IndexKey } from './indexes.js';
+
+interface FieldPredicate {
+  points?: unknown[];
+  lower?: { v: unknown; incl: boolean };
+  upper?: { v: unknown; incl: boolean };
+}
+
+export interface Plan {
+  /** 'IDHACK' | 'IXSCAN' | 'COLLSCAN' */
+  stage: string;
+  indexName?: string;
+  /** True when candidates arrive already in the requested sort order. */
+  sorted: boolean;
+  candidates: Iterable<Document>;
+  stats: { keysExamined: number; docsExamined: number };
+}
+
+const MAX_POINT_RANGES = 4096;
+
+function indexable(v: unknown): boolean {
+  if (v === undefined || Array.isArray(v) || v instanceof RegExp) return false;
+  const r = typeRank(v);
+  if (r === Rank.Regex || r === Rank.MinKey || r === Rank.MaxKey || r === Rank.Array) return false;
+  if (isPlainObject(v) && Object.keys(v).some((k) => k.startsWith('$'))) return false;
+  return true;
+}
+
+/** Per-field predicates an index can bound, from the top level of the filter and its $and. */
+export function extractPredicates(filter: Document, out = new Map<string, FieldPredicate>()): Map<string, FieldPredicate> {
+  for (const [field, cond] of Object.entries(filter)) {
+    if (field === '$and' && Array.isArray(cond)) {
+      for (const sub of cond) if (isPlainObject(sub)) extractPredicates(sub, out);
+      continue;
+    }
+    if (field.startsWith('$')) continue;
+    const pred = out.get(field) ?? {};
+    if (isPlainObject(cond) && Object.keys(cond).some((k) => k.startsWith('$'))) {
+      for (const [op, arg] of Object.entries(cond)) {
+        if (op === '$eq' && indexable(arg)) pred.points = [arg];
+        else if (op === '$in' && Array.isArray(arg) && arg.every(indexable) && !pred.points) pred.points = arg;
+        else if ((op === '$gt' || op === '$gte') && indexable(arg) && !isPlainObject(arg)) pred.lower = { v: arg, incl: op === '$gte' };
+        else if ((op === '$lt' || op === '$lte') && indexable(arg) && !isPlainObject(arg)) pred.upper = { v: arg, incl: op === '$lte' };
+      }
+    } else if (indexable(cond)) {
+      pred.points = [cond];
+    }
+    if (pred.points || pred.lower || pred.upper) out.set(field, pred);
+  }
+  return out;
+}
+
+interface IndexChoice {
+  index: Index;
+  score: number;
+  pointFields: number;
+  range?: FieldPredicate;
+  providesSort: boolean;
+  reverse: boolean;
+}
+
+function dedupePoints(points: unknown[]): unknown[] {
+  const seen = new Set<string>();
+  return points.filter((p) => {
+    const k = canonicalKey(p);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: SortSpec): IndexChoice {
+  let pointFields = 0;
+  let ranges = 1;
+  let range: FieldPredicate | undefined;
+  const constant = new Set<string>();
+  for (const [path] of index.fields) {
+    const p = preds.get(path);
+    if (p?.points && ranges * p.points.length <= MAX_POINT_RANGES && p.points.length > 0) {
+      pointFields++;
+      ranges *= p.points.length;
+      if (p.points.length === 1) constant.add(path);
+      continue;
+    }
+    if (p && (p.lower || p.upper)) range = p;
+    break;
+  }
+  // The order within one range: sort fields minus the fixed point prefix must follow the index.
+  const prefix = new Set(index.fields.slice(0, pointFields).map(([f]) => f));
+  const effective = sort.filter(([f]) => !constant.has(f));
+  const within = effective.filter(([f]) => !prefix.has(f));
+  let providesSort = effective.length === 0;
+  let reverse = false;
+  if (!providesSort && !index.multikey && effective.every(([f]) => index.fields.some(([g]) => g === f))) {
+    const suffix = index.fields.slice(pointFields);
+    let flip = 0;
+    let ok = within.length <= suffix.length;
+    within.forEach(([f, d], i) => {
+      const [g, gd] = suffix[i] ?? ['', 1];
+      const sign = d === gd ? 1 : -1;
+      if (f !== g || (flip !== 0 && flip !== sign)) ok = false;
+      flip = sign;
+    });
+    // Fields of the point prefix that the sort still orders by merge fine only in a uniform direction.
+    for (const [f, d] of effective) {
+      if (!prefix.has(f)) continue;
+      const gd = index.fields.find(([g]) => g === f)?.[1] ?? 1;
+      const sign = d === gd ? 1 : -1;
+      if (flip === 0) flip = sign;
+      else if (flip !== sign) ok = false;
+    }
+    providesSort = ok;
+    reverse = flip === -1;
+  }
+  const score = pointFields * 10 + (range ? 5 : 0) + (providesSort && sort.length > 0 ? 8 : 0);
+  return { index, score, pointFields, range, providesSort, reverse };
+}
+
+function findHinted(coll: Collection, hint: unknown): Index | 'natural' {
+  if (typeof hint === 'string') {
+    const idx = coll.indexes.get(hint);
+    if (!idx) throw new CommandError('BadValue', `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`);
+    return idx;
+  }
+  if (isPlainObject(hint)) {
+    if ('$natural' in hint) return 'natural';
+    const want = canonicalKey(hint);
+    for (const idx of coll.indexes.values()) if (canonicalKey(idx.spec.key) === want) return idx;
+  }
+  throw new CommandError('BadValue', `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`);
+}
+
+export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hint?: unknown): Plan {
+  const stats = { keysExamined: 0, docsExamined: 0 };
+  const preds = extractPredicates(filter);
+  const hinted = hint !== undefined && hint !== null && !(isPlainObject(hint) && Object.keys(hint).length === 0) ? findHinted(coll, hint) : undefined;
+
+  const idPred = preds.get('_id');
+  if (!hinted && idPred?.points) {
+    const points = dedupePoints(idPred.points);
+    return {
+      stage: 'IDHACK',
+      indexName: '_id_',
+      sorted: points.length <= 1,
+      stats,
+      candidates: (function* () {
+        for (const p of points) {
+          stats.keysExamined++;
+          const doc = coll.get(p);
+          if (doc) {
+            stats.docsExamined++;
+            yield doc;
+          }
+        }
+      })(),
+    };
+  }
+
+  let best: IndexChoice | undefined;
+  if (hinted && hinted !== 'natural') best = evaluateIndex(hinted, preds, sort);
+  else if (!hinted) {
+    for (const index of coll.indexes.values()) {
+      if (index.spec.sparse || index.spec.partialFilterExpression || index.spec.hidden) continue;
+      const choice = evaluateIndex(index, preds, sort);
+      if (choice.score > 0 && (!best || choice.score > best.score)) best = choice;
+    }
+  }
+  if (!best) {
+    return {
+      stage: 'COLLSCAN',
+      sorted: sort.length === 0,
+      stats,
+      candidates: (function* () {
+        for (const doc of coll.docs.values()) {
+          stats.docsExamined++;
+          yield doc;
+        }
+      })(),
+    };
+  }
+  return indexPlan(coll, best, preds, sort, stats);
+}
+
+function indexPlan(coll: Collection, choice: IndexChoice, preds: Map<string, FieldPredicate>, sort: SortSpec, stats: Plan['stats']): Plan {
+  const { index, pointFields, range, reverse } = choice;
+  const width = index.fields.length + 1;
+  // Cartesian product of the point values of the prefix fields, in key order.
+  let prefixes: unknown[][] = [[]];
+  for (let i = 0; i < pointFields; i++) {
+    const [path] = index.fields[i] as [string, number];
+    const points = dedupePoints(preds.get(path)?.points ?? []);
+    const next: unknown[][] = [];
+    for (const p of prefixes) for (const v of points) next.push([...p, v]);
+    prefixes = next;
+  }
+  const bounds = prefixes.map((prefix) => rangeBounds(index, prefix, range, width));
+  const cmp = index.comparator;
+  // Order the ranges themselves in key order so concatenation is already ordered when one range leads.
+  bounds.sort((a, b) => cmp(a[0], b[0]));
+  if (reverse) bounds.reverse();
+
+  const multikey = index.multikey;
+  const sortPositions = sort.map(([f, d]) => {
+    const pos = index.fields.findIndex(([g]) => g === f);
+    return [pos, d] as [number, number];
+  });
+  const needMerge = bounds.length > 1 && sort.length > 0 && choice.providesSort;
+  const mergeCmp = (a: IndexKey, b: IndexKey): number => {
+    for (const [pos, d] of sortPositions) {
+      if (pos < 0) continue;
+      const c = compareValues(a[pos], b[pos]);
+      if (c !== 0) return c * d;
+    }
+    return 0;
+  };
+
+  function* entries(): Generator<[IndexKey, string]> {
+    if (!needMerge) {
+      for (const [lo, hi] of bounds) yield* index.entriesFrom(lo, hi, reverse);
+      return;
+    }
+    const heads = bounds.map(([lo, hi]) => {
+      const it = index.entriesFrom(lo, hi, reverse);
+      const first = it.next();
+      return { it, cur: first.done ? undefined : first.value };
+    });
+    for (;;) {
+      let bestHead: (typeof heads)[number] | undefined;
+      for (const h of heads) {
+        if (!h.cur) continue;
+        if (!bestHead || mergeCmp(h.cur[0], (bestHead.cur as [IndexKey, string])[0]) < 0) bestHead = h;
+      }
+      if (!bestHead || !bestHead.cur) return;
+      yield bestHead.cur;
+      const n = bestHead.it.next();
+      bestHead.cur = n.done ? undefined : n.value;
+    }
+  }
+
+  return {
+    stage: 'IXSCAN',
+    indexName: index.name,
+    sorted: choice.providesSort,
+    stats,
+    candidates: (function* () {
+      const seen = multikey ? new Set<string>() : undefined;
+      for (const [, id] of entries()) {
+        stats.keysExamined++;
+        if (seen) {
+          if (seen.has(id)) continue;
+          seen.add(id);
+        }
+        const doc = coll.docs.get(id);
+        if (!doc) continue;
+        stats.docsExamined++;
+        yield doc;
+      }
+    })(),
+  };
+}
+
+/** Key-order bounds of one point prefix, optionally followed by a range on the next field. */
+function rangeBounds(index: Index, prefix: unknown[], range: FieldPredicate | undefined, width: number): [IndexKey, IndexKey] {
+  const lo: IndexKey = [...prefix];
+  const hi: IndexKey = [...prefix];
+  let loFill: symbol = KEY_MIN;
+  let hiFill: symbol = KEY_MAX;
+  if (range && prefix.length < index.fields.length) {
+    const dir = index.fields[prefix.length]?.[1] ?? 1;
+    const rank = typeRank(range.lower?.v ?? range.upper?.v);
+    const vLo = range.lower ? range.lower : { v: new TypeBound(rank, false), incl: true };
+    const vHi = range.upper ? range.upper : { v: new TypeBound(rank, true), incl: true };
+    const [kLo, kHi] = dir > 0 ? [vLo, vHi] : [vHi, vLo];
+    lo.push(kLo.v);
+    hi.push(kHi.v);
+    loFill = kLo.incl ? KEY_MIN : KEY_MAX;
+    hiFill = kHi.incl ? KEY_MAX : KEY_MIN;
+  }
+  while (lo.length < width) lo.push(loFill);
+  while (hi.length < width) hi.push(hiFill);
+  return [lo, hi];
+}

@@ -1,0 +1,60 @@
+/**
+ * Running a filter + sort + skip + limit against a collection through the planner, stopping as
+ * soon as the limit is reached when the plan delivers documents in order.
+ */
+import type { Document } from 'bson';
+import { CommandError } from './errors.js';
+import { compareBySort, parseSortSpec, type SortSpec } from './bsonOrder.js';
+import type { Collection } from './collection.js';
+import { compileFilter } from './mql.js';
+import { planQuery, type Plan } from './planner.js';
+
+export interface QueryOptions {
+  filter?: Document;
+  sort?: unknown;
+  skip?: number;
+  /** 0 or undefined: no limit. */
+  limit?: number;
+  hint?: unknown;
+  variables?: Document;
+}
+
+export interface QueryResult {
+  docs: Document[];
+  plan: Plan;
+}
+
+export function toSortSpec(sort: unknown): SortSpec {
+  try {
+    return parseSortSpec(sort);
+  } catch (err) {
+    throw new CommandError('BadValue', err instanceof Error ? err.message : String(err));
+  }
+}
+
+export function runQuery(coll: Collection | undefined, opts: QueryOptions): QueryResult {
+  const filter = opts.filter ?? {};
+  const sort = toSortSpec(opts.sort);
+  const matcher = compileFilter(filter, opts.variables);
+  const skip = opts.skip ?? 0;
+  const limit = opts.limit ?? 0;
+  if (skip < 0) throw new CommandError('BadValue', 'skip value must be non-negative');
+  if (!coll) {
+    return { docs: [], plan: { stage: 'EOF', sorted: true, candidates: [], stats: { keysExamined: 0, docsExamined: 0 } } };
+  }
+  const plan = planQuery(coll, filter, sort, opts.hint);
+  const out: Document[] = [];
+  if (plan.sorted) {
+    const want = limit > 0 ? skip + limit : Infinity;
+    for (const doc of plan.candidates) {
+      if (!matcher.test(doc)) continue;
+      out.push(doc);
+      if (out.length >= want) break;
+    }
+    return { docs: out.slice(skip), plan };
+  }
+  for (const doc of plan.candidates) if (matcher.test(doc)) out.push(doc);
+  if (sort.length > 0) out.sort(compareBySort(sort));
+  const end = limit > 0 ? skip + limit : out.length;
+  return { docs: out.slice(skip, end), plan };
+}

@@ -1,0 +1,211 @@
+/**
+ * Computing the new version of a document from an update: operators, a replacement document or
+ * an aggregation pipeline; and the document an upsert starts from.
+ */
+import { ObjectId, type Document } from 'bson';
+import { CommandError } from './errors.js';
+import { canonicalKey, deepClone, isPlainObject, typeRank, Rank } from './bsonOrder.js';
+import { applyOperators, runPipeline } from './mql.js';
+
+const OPERATORS = new Set([
+  '$set', '$unset', '$inc', '$mul', '$rename', '$min', '$max', '$currentDate',
+  '$addToSet', '$pop', '$pull', '$push', '$pullAll', '$bit', '$setOnInsert',
+]);
+const PIPELINE_STAGES = new Set(['$addFields', '$set', '$project', '$unset', '$replaceRoot', '$replaceWith']);
+
+export type UpdateSpec = Document | Document[];
+
+export interface UpdateOptions {
+  arrayFilters?: Document[];
+  /** The filter that selected the document, for the positional `$` operator. */
+  filter?: Document;
+  /** True when the document is being created by an upsert ($setOnInsert applies). */
+  inserting?: boolean;
+  variables?: Document;
+}
+
+export function isReplacement(u: UpdateSpec): boolean {
+  if (Array.isArray(u)) return false;
+  const keys = Object.keys(u);
+  return keys.length === 0 || !(keys[0] as string).startsWith('$');
+}
+
+export function validateUpdate(u: unknown): asserts u is UpdateSpec {
+  if (Array.isArray(u)) {
+    for (const stage of u) {
+      if (!isPlainObject(stage) || Object.keys(stage).length !== 1) throw new CommandError('FailedToParse', 'Each pipeline update stage must be an object with exactly one field');
+      const name = Object.keys(stage)[0] as string;
+      if (!PIPELINE_STAGES.has(name)) {
+        throw new CommandError('InvalidOptions', `${name} is not allowed to be used within an update`);
+      }
+    }
+    return;
+  }
+  if (!isPlainObject(u)) throw new CommandError('FailedToParse', 'Update argument must be either an object or an array');
+  const keys = Object.keys(u);
+  if (keys.length === 0 || !(keys[0] as string).startsWith('$')) {
+    for (const k of keys) if (k.startsWith('$')) throw new CommandError('DollarPrefixedFieldName', `The dollar ($) prefixed field '${k}' in '${k}' is not valid for storage.`);
+    return;
+  }
+  const seen: string[] = [];
+  for (const op of keys) {
+    if (!op.startsWith('$') || !OPERATORS.has(op)) {
+      throw new CommandError('FailedToParse', `Unknown modifier: ${op}. Expected a valid update modifier or pipeline-style update specified as an array`);
+    }
+    const args = u[op] as unknown;
+    if (!isPlainObject(args)) throw new CommandError('FailedToParse', `Modifiers operate on fields but we found type ${typeof args} instead. For example: {$mod: {<field>: ...}} not {${op}: ${String(args)}}`);
+    for (const path of Object.keys(args)) {
+      const targets = op === '$rename' ? [path, String(args[path])] : [path];
+      for (const t of targets) {
+        const base = t.replace(/\.\$(\[[^\]]*\])?/g, '');
+        for (const other of seen) {
+          if (other === base || other.startsWith(base + '.') || base.startsWith(other + '.')) {
+            throw new CommandError('ConflictingUpdateOperators', `Updating the path '${t}' would create a conflict at '${other}'`);
+          }
+        }
+        seen.push(base);
+      }
+      if ((op === '$inc' || op === '$mul') && typeRank(args[path]) !== Rank.Number) {
+        throw new CommandError('TypeMismatch', `Cannot ${op === '$inc' ? 'increment' : 'multiply'} with non-numeric argument: {${path}: ${String(args[path])}}`);
+      }
+    }
+  }
+}
+
+/** The new version of `doc` (never mutated) after applying `u`. Keeps _id first and unchanged. */
+export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = {}): Document {
+  let next: Document;
+  if (Array.isArray(u)) {
+    const out = runPipeline([deepClone(doc)], u, opts.variables ? { variables: opts.variables } : {});
+    next = out[0] ?? {};
+    if (!('_id' in next)) next = { _id: doc._id, ...next };
+  } else if (isReplacement(u)) {
+    if ('_id' in u && canonicalKey(u._id) !== canonicalKey(doc._id)) throw immutableId(doc);
+    next = { _id: doc._id, ...deepClone(u) };
+    next._id = doc._id;
+  } else {
+    const modifier: Document = {};
+    for (const [op, args] of Object.entries(u)) {
+      if (op === '$setOnInsert') {
+        if (opts.inserting) modifier.$set = { ...(modifier.$set ?? {}), ...args };
+        continue;
+      }
+      if (op === '$set') modifier.$set = { ...args, ...(modifier.$set ?? {}) };
+      else modifier[op] = args;
+    }
+    checkNumericTargets(doc, modifier);
+    next = deepClone(doc);
+    if (Object.keys(modifier).length > 0) applyOperators(next, modifier, opts.arrayFilters, opts.filter);
+  }
+  if (!('_id' in next) || canonicalKey(next._id) !== canonicalKey(doc._id)) {
+    if ('_id' in doc && doc._id !== undefined) throw immutableId(doc);
+  }
+  return idFirst(next);
+}
+
+function checkNumericTargets(doc: Document, modifier: Document): void {
+  for (const op of ['$inc', '$mul'] as const) {
+    const args = modifier[op] as Document | undefined;
+    if (!args) continue;
+    for (const path of Object.keys(args)) {
+      const v = getPath(doc, path);
+      if (v !== undefined && v !== null && typeRank(v) !== Rank.Number) {
+        throw new CommandError(
+          'TypeMismatch',
+          `Cannot apply ${op} to a value of non-numeric type. {_id: ${String(doc._id)}} has the field '${path.split('.').pop() ?? path}' of non-numeric type ${typeName(v)}`,
+        );
+      }
+    }
+  }
+}
+
+function typeName(v: unknown): string {
+  if (typeof v === 'string') return 'string';
+  if (typeof v === 'boolean') return 'bool';
+  if (Array.isArray(v)) return 'array';
+  if (v instanceof Date) return 'date';
+  if (isPlainObject(v)) return 'object';
+  return typeof v;
+}
+
+function getPath(doc: Document, path: string): unknown {
+  let cur: unknown = doc;
+  for (const part of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Document)[part];
+  }
+  return cur;
+}
+
+function immutableId(doc: Document): CommandError {
+  return new CommandError(
+    'ImmutableField',
+    `Performing an update on the path '_id' would modify the immutable field '_id'`,
+    doc._id === undefined ? {} : {},
+  );
+}
+
+export function idFirst(doc: Document): Document {
+  const keys = Object.keys(doc);
+  if (keys[0] === '_id' || !('_id' in doc)) return doc;
+  const out: Document = { _id: doc._id };
+  for (const k of keys) if (k !== '_id') out[k] = doc[k];
+  return out;
+}
+
+/** A new document for insertion: _id generated when absent, and placed first. */
+export function withId(doc: Document): Document {
+  if (!('_id' in doc) || doc._id === undefined) return { _id: new ObjectId(), ...doc };
+  return idFirst(doc);
+}
+
+/** The document an upsert starts from: the equality conditions of its filter. */
+export function upsertSeed(filter: Document): Document {
+  const seed: Document = {};
+  collectEqualities(filter, seed);
+  return seed;
+}
+
+function collectEqualities(filter: Document, seed: Document): void {
+  for (const [k, v] of Object.entries(filter)) {
+    if (k === '$and' && Array.isArray(v)) {
+      for (const sub of v) if (isPlainObject(sub)) collectEqualities(sub, seed);
+      continue;
+    }
+    if (k.startsWith('$')) continue;
+    let value: unknown;
+    if (isPlainObject(v) && Object.keys(v).some((x) => x.startsWith('$'))) {
+      if ('$eq' in v) value = v.$eq;
+      else if (Array.isArray(v.$in) && v.$in.length === 1) value = v.$in[0];
+      else continue;
+    } else value = v;
+    if (value instanceof RegExp) continue;
+    setPath(seed, k, deepClone(value));
+  }
+}
+
+function setPath(doc: Document, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let cur = doc;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const p = parts[i] as string;
+    if (!isPlainObject(cur[p])) cur[p] = {};
+    cur = cur[p] as Document;
+  }
+  cur[parts[parts.length - 1] as string] = value;
+}
+
+/** Builds the document an upsert inserts. */
+export function buildUpsert(filter: Document, u: UpdateSpec, opts: UpdateOptions): Document {
+  const seed = upsertSeed(filter);
+  if (!Array.isArray(u) && isReplacement(u)) {
+    const doc = deepClone(u);
+    if (!('_id' in doc) && '_id' in seed) doc._id = seed._id;
+    return withId(doc);
+  }
+  const base = withId(seed);
+  const hadId = '_id' in seed;
+  const next = applyUpdate(base, u, { ...opts, inserting: true });
+  if (!hadId && !('_id' in next)) next._id = base._id;
+  return idFirst(next);
+}
