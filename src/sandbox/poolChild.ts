@@ -65,6 +65,9 @@ export class PoolChild {
     this.sinks.stderr = null;
     this.markersLeft = 0;
     this.markersSeen = null;
+    // A stream paused for the job's file never gets its 'drain' once the file is being closed.
+    this.child.proc.stdout?.resume();
+    this.child.proc.stderr?.resume();
   }
 
   markUnfit(why: string, detail?: Record<string, unknown>): void {

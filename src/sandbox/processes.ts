@@ -4,7 +4,8 @@
  * daemon does not reach the children behind its back.
  */
 import { fork, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const fromSources = import.meta.url.endsWith('.ts');
 const entryFile = fileURLToPath(new URL(fromSources ? './childEntry.ts' : './childEntry.js', import.meta.url));
@@ -20,7 +21,8 @@ let tsxUrl: string | undefined;
 function execArgvFor(loader: Loader): string[] {
   if (loader === 'node') return [];
   // An absolute URL, so a job's cwd does not change what '--import tsx' resolves to.
-  tsxUrl ??= import.meta.resolve('tsx');
+  // (createRequire rather than import.meta.resolve, which vitest's module runner does not provide.)
+  tsxUrl ??= pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   return ['--import', tsxUrl];
 }
 
