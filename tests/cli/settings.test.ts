@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { testDbName, testMongoUri } from '../helpers/db.js';
+import { logLines, Proc, run, tempDir, writeSettings } from './proc.js';
+
+describe('bad settings exit 2 naming the key and the value', () => {
+  const cases: [string, unknown, string[]][] = [
+    ['wrong type', { worker: { leaseMs: '30s' } }, ['worker.leaseMs = "30s"', 'must be an integer from 1000']],
+    ['out of range', { worker: { concurrency: -3 } }, ['worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024']],
+    ['unknown key', { worker: { concurency: 4 } }, ['worker.concurency = 4', 'unknown key; did you mean "worker.concurrency"?']],
+    ['bad enum', { logLevel: 'verbose' }, ['logLevel = "verbose"', 'must be one of trace, debug, info']],
+    [
+      'missing handler file',
+      { jobTypes: { resize: { handler: './handlers/resize.js' } } },
+      ['jobTypes.resize.handler = "./handlers/resize.js"', 'handlers/resize.js does not exist'],
+    ],
+  ];
+
+  for (const [name, settings, expected] of cases) {
+    it(`jobd: ${name}`, async () => {
+      const file = writeSettings(settings);
+      const r = await run('jobd', ['--settings', file]);
+      expect(r.code).toBe(2);
+      for (const text of expected) expect(r.stderr).toContain(text);
+      expect(r.stderr).toContain(file);
+    });
+  }
+
+  it('jobctl: same settings, same message, same exit code', async () => {
+    const file = writeSettings({ worker: { concurrency: -3 } });
+    const r = await run('jobctl', ['status', '--settings', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024');
+  });
+
+  it('a settings file that does not exist', async () => {
+    const r = await run('jobd', ['--settings', '/nonexistent/jobd-settings.json']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('cannot read settings file /nonexistent/jobd-settings.json');
+  });
+
+  it('bad flag values name the flag', async () => {
+    const r = await run('jobd', ['--concurrency', 'lots', '--settings', writeSettings({})]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('worker.concurrency = "lots" is not allowed: must be an integer from 1 to 1024 (from --concurrency)');
+    const unknown = await run('jobd', ['--frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown option '--frobnicate'");
+  });
+});
+
+describe('precedence: flag > env > file', () => {
+  it('env beats the file (the error names the variable, not the file value)', async () => {
+    const file = writeSettings({ worker: { concurrency: 2 } });
+    const r = await run('jobctl', ['status', '--settings', file], { env: { JOBD_CONCURRENCY: 'abc' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('worker.concurrency = "abc" is not allowed: must be an integer from 1 to 1024 (from JOBD_CONCURRENCY)');
+  });
+
+  it('a flag beats the environment', async () => {
+    const file = writeSettings({});
+    const env = { JOBD_MONGO_URI: 'mongodb://127.0.0.1:1/?directConnection=true', JOBD_DATABASE: testDbName('prec') };
+    const good = await run('jobctl', ['ping', '--json', '--settings', file, '--mongo-uri', testMongoUri()], { env });
+    expect(good.stderr).toBe('');
+    expect(good.code).toBe(0);
+    expect(JSON.parse(good.stdout)).toMatchObject({ ok: true, database: env.JOBD_DATABASE });
+
+    const bad = await run('jobctl', ['ping', '--settings', file, '--mongo-uri', 'postgres://x'], {
+      env: { ...env, JOBD_MONGO_URI: testMongoUri() },
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('mongoUri = "postgres://x" is not allowed');
+    expect(bad.stderr).toContain('(from --mongo-uri)');
+  });
+
+  it('jobd reports the effective concurrency: file < env < flag', async () => {
+    const folder = tempDir('prec');
+    const file = writeSettings({ mongoUri: testMongoUri(), dataDir: './var', worker: { concurrency: 2 } }, folder);
+    const env = { JOBD_DATABASE: testDbName('prec'), JOBD_CONCURRENCY: '3' };
+
+    const started = async (args: string[]): Promise<number> => {
+      const p = new Proc('jobd', ['--settings', file, ...args], { env });
+      try {
+        const line = await p.waitForLine('"msg":"jobd started"');
+        return (JSON.parse(line) as { concurrency: number }).concurrency;
+      } finally {
+        const exit = await p.stop();
+        expect(exit.code).toBe(0);
+      }
+    };
+    expect(await started([])).toBe(3);
+    expect(await started(['--concurrency', '5'])).toBe(5);
+  });
+});
+
+describe('log redaction', () => {
+  it('a URI with credentials never reaches jobd output', async () => {
+    const secret = 'pa55-w0rd-never-logged';
+    // Nothing listens on port 1: jobd keeps retrying its first connection and logs each attempt.
+    const uri = `mongodb://alice:${secret}@127.0.0.1:1/jobd?directConnection=true&authSource=admin`;
+    const file = writeSettings({ dataDir: './var' });
+    const p = new Proc('jobd', ['--settings', file, '--mongo-uri', uri], { env: { JOBD_DATABASE: testDbName('redact') } });
+    const line = await p.waitForLine('database unreachable at start');
+    const exit = await p.stop();
+    expect(exit.code).toBe(0);
+    expect(line).toContain('mongodb://***@127.0.0.1:1/jobd');
+    expect(p.stdout + p.stderr).not.toContain(secret);
+    expect(logLines(p.stdout).length).toBeGreaterThan(0);
+  });
+});
