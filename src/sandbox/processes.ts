@@ -38,6 +38,11 @@ export interface Child {
   pid: number | undefined;
   /** Resolves once the process has exited and its IPC channel is drained (all its messages delivered). */
   exited: Promise<ExitInfo>;
+  /**
+   * Like `exited`, but the callback can be withdrawn: a pooled child lives through thousands of
+   * jobs, and a `.then` per job on a promise that stays pending would pile up closures.
+   */
+  onExit(cb: (info: ExitInfo) => void): () => void;
   hasExited(): boolean;
 }
 
@@ -57,11 +62,14 @@ export function startChild(opts: {
     detached: true,
   });
   let done = false;
+  const listeners = new Set<(info: ExitInfo) => void>();
   const exited = new Promise<ExitInfo>((resolve) => {
     const finish = (info: ExitInfo): void => {
       if (done) return;
       done = true;
       resolve(info);
+      for (const cb of listeners) cb(info);
+      listeners.clear();
     };
     proc.on('error', (err) => {
       // 'error' also reports failed kill()/send(); only a process that never started ends here.
@@ -74,7 +82,15 @@ export function startChild(opts: {
       else setImmediate(() => finish(info));
     });
   });
-  return { proc, pid: proc.pid, exited, hasExited: () => done || proc.exitCode !== null || proc.signalCode !== null };
+  const onExit = (cb: (info: ExitInfo) => void): (() => void) => {
+    if (done) {
+      void exited.then(cb);
+      return () => {};
+    }
+    listeners.add(cb);
+    return () => listeners.delete(cb);
+  };
+  return { proc, pid: proc.pid, exited, onExit, hasExited: () => done || proc.exitCode !== null || proc.signalCode !== null };
 }
 
 function signalGroup(child: Child, signal: NodeJS.Signals): void {
@@ -95,6 +111,17 @@ function signalGroup(child: Child, signal: NodeJS.Signals): void {
  * SIGTERM to the child's process group, SIGKILL after `graceMs`; resolves once the child has exited.
  * Whatever is left of the group (programs the handler started) gets SIGKILL at the end.
  */
+/** Resolves true when `p` settles first, false when the child exits first; nothing is left attached. */
+export function untilOrExit(child: Child, p: Promise<unknown>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const off = child.onExit(() => resolve(false));
+    void p.then(() => {
+      off();
+      resolve(true);
+    });
+  });
+}
+
 export async function killChild(child: Child, graceMs: number): Promise<ExitInfo> {
   if (!child.hasExited()) signalGroup(child, 'SIGTERM');
   const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), Math.max(0, graceMs));

@@ -11,7 +11,7 @@ import { JobTimeoutError, serializeError } from '../errors.js';
 import type { JobResources, SerializedError } from '../types.js';
 import { JobLog, ensureDir, readFileTail } from './jobLog.js';
 import { PoolChild } from './poolChild.js';
-import { killChild, loaderFor, startChild, sweepGroup, type Child, type ExitInfo } from './processes.js';
+import { killChild, loaderFor, startChild, sweepGroup, untilOrExit, type Child, type ExitInfo } from './processes.js';
 import { ProgressCoalescer } from './progress.js';
 import type { ChildMessage, DoneMessage, JobMessage } from './protocol.js';
 import type {
@@ -187,7 +187,7 @@ class SandboxImpl implements Sandbox {
     const { ex, sampled, taint } = await this.execute(pc.child, req, hooks, () => pc.child.proc.send(msg));
 
     if (ex.kind === 'done') {
-      await Promise.race([markers, pc.child.exited]);
+      await untilOrExit(pc.child, markers);
     } else if (ex.kind === 'kill') {
       pc.markUnfit(ex.reason);
       killed = await killChild(pc.child, req.killGraceMs);
@@ -294,6 +294,7 @@ class SandboxImpl implements Sandbox {
         ended = true;
         clearTimeout(timeout);
         clearInterval(sampler);
+        offExit();
         child.proc.off('message', onMessage);
         hooks.signal?.removeEventListener('abort', onAbort);
         this.stoppers.delete(stop);
@@ -307,7 +308,7 @@ class SandboxImpl implements Sandbox {
         else if (m.t === 'done') finish({ kind: 'done', done: m });
       };
       child.proc.on('message', onMessage);
-      void child.exited.then((exit) => finish({ kind: 'exit', exit }));
+      const offExit = child.onExit((exit) => finish({ kind: 'exit', exit }));
 
       const timeout = setTimeout(
         () => finish({ kind: 'kill', reason: 'timeout', error: serializeError(new JobTimeoutError(req.timeoutMs)) }),

@@ -1,0 +1,111 @@
+/** The sandbox's pure parts: marker splitting, the bounded tail, progress coalescing. */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MarkerSplitter, TailRing, decodeTail } from '../../src/sandbox/jobLog.js';
+import { ProgressCoalescer } from '../../src/sandbox/progress.js';
+import { endOfJobMarker } from '../../src/sandbox/protocol.js';
+
+const marker = Buffer.from(endOfJobMarker('nonce-1'));
+
+function split(chunks: Buffer[]): { segments: string[]; markers: number; flushed: string } {
+  const segments: string[] = [''];
+  let markers = 0;
+  const s = new MarkerSplitter(marker);
+  const emit = (b: Buffer): void => {
+    segments[segments.length - 1] += b.toString();
+  };
+  for (const c of chunks) {
+    s.push(c, emit, () => {
+      markers++;
+      segments.push('');
+    });
+  }
+  let flushed = '';
+  s.flush((b) => (flushed += b.toString()));
+  return { segments, markers, flushed };
+}
+
+describe('MarkerSplitter', () => {
+  it('splits output at the marker', () => {
+    const r = split([Buffer.concat([Buffer.from('job one\n'), marker, Buffer.from('stray')])]);
+    expect(r).toEqual({ segments: ['job one\n', 'stray'], markers: 1, flushed: '' });
+  });
+
+  it('finds a marker split across reads at every possible position', () => {
+    const whole = Buffer.concat([Buffer.from('abc'), marker, Buffer.from('def')]);
+    for (let cut = 0; cut <= whole.length; cut++) {
+      const r = split([whole.subarray(0, cut), whole.subarray(cut)]);
+      expect(r.markers).toBe(1);
+      expect(r.segments).toEqual(['abc', 'def']);
+    }
+  });
+
+  it('passes through NUL bytes and marker look-alikes, holding back only a possible prefix', () => {
+    const fake = Buffer.from('\u0000jobd-end-of-job:other-nonce\u0000');
+    const r = split([Buffer.concat([fake, Buffer.from('x')]), marker.subarray(0, 5)]);
+    expect(r.markers).toBe(0);
+    expect(r.segments).toEqual([fake.toString() + 'x']);
+    expect(r.flushed).toBe(marker.subarray(0, 5).toString());
+  });
+});
+
+describe('TailRing', () => {
+  it('keeps only the last bytes', () => {
+    const t = new TailRing(10);
+    for (let i = 0; i < 100; i++) t.push(Buffer.from(`line ${i}\n`));
+    expect(t.text()).toBe('e 98\nline 99\n'.slice(-10));
+  });
+
+  it('handles chunks larger than the ring and a zero-size ring', () => {
+    const t = new TailRing(4);
+    t.push(Buffer.from('0123456789'));
+    expect(t.text()).toBe('6789');
+    const z = new TailRing(0);
+    z.push(Buffer.from('abc'));
+    expect(z.text()).toBe('');
+  });
+
+  it('never starts inside a UTF-8 character', () => {
+    expect(decodeTail(Buffer.from('é', 'utf8').subarray(1))).toBe('');
+    const t = new TailRing(3);
+    t.push(Buffer.from('aéé', 'utf8')); // 5 bytes: a, c3 a9, c3 a9
+    expect(t.text()).toBe('é');
+  });
+});
+
+describe('ProgressCoalescer', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('emits the first value at once, then at most one per interval, last value wins, final value flushed', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const calls: Array<[number, string | undefined]> = [];
+    const c = new ProgressCoalescer(1000, (p, m) => calls.push([p, m]));
+    c.push(1, 'a');
+    expect(calls).toEqual([[1, 'a']]);
+    for (let i = 2; i <= 50; i++) c.push(i, `m${i}`);
+    expect(calls).toHaveLength(1);
+    vi.advanceTimersByTime(1000);
+    expect(calls).toEqual([
+      [1, 'a'],
+      [50, 'm50'],
+    ]);
+    c.push(60);
+    c.push(70, 'late');
+    expect(calls).toHaveLength(2);
+    c.close();
+    expect(calls.at(-1)).toEqual([70, 'late']);
+    c.push(80);
+    vi.advanceTimersByTime(5000);
+    expect(calls).toHaveLength(3);
+  });
+
+  it('close() with nothing pending emits nothing', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const calls: number[] = [];
+    const c = new ProgressCoalescer(1000, (p) => calls.push(p));
+    c.push(5);
+    c.close();
+    expect(calls).toEqual([5]);
+  });
+});
