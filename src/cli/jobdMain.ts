@@ -14,6 +14,9 @@ import { startDaemon, type Daemon } from '../worker/daemon.js';
 import { acquirePidfile, type Pidfile } from '../worker/pidfile.js';
 import { commanderExitCode, errorMessage, exitCodeFor, isCommanderError, jobdVersion } from './common.js';
 
+/** After a second signal: killGraceMs for the children, plus this for writing outcomes and closing. */
+const HARD_STOP_MARGIN_MS = 15_000;
+
 interface JobdFlags {
   settings?: string;
   logLevel?: string;
@@ -79,6 +82,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on('exit', () => pidfile.release());
 
   let stopping: Promise<void> | null = null;
+  let forced = false;
   const fatal = (err: unknown, what: string): void => {
     logger.fatal({ err }, `${what}: ${errorMessage(err)}`);
     pidfile.release();
@@ -96,8 +100,22 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(EXIT_CODES.ok);
     }
     if (stopping) {
+      if (forced) {
+        logger.fatal({ signal }, 'third signal: exiting without waiting for running jobs (the rescuer recovers them)');
+        pidfile.release();
+        process.exit(EXIT_CODES.failure);
+      }
+      forced = true;
       logger.warn({ signal }, 'second signal: stopping now; running jobs are killed and re-queued');
       void daemon.stop({ graceMs: 0 });
+      // If the drain still hangs (a child that ignores SIGKILL, a settle that cannot reach the database),
+      // do not wait forever: the rescuer recovers whatever is left.
+      const deadline = config.worker.killGraceMs + HARD_STOP_MARGIN_MS;
+      setTimeout(() => {
+        logger.fatal({ waitedMs: deadline }, 'jobd did not stop in time after the second signal; exiting');
+        pidfile.release();
+        process.exit(EXIT_CODES.failure);
+      }, deadline).unref();
       return;
     }
     logger.info({ signal, graceMs: config.worker.shutdownGraceMs }, 'stopping: no new jobs; running jobs may finish');
