@@ -40,6 +40,8 @@ function claimSet(owner: string, token: string, leaseMs: number, now: Date) {
     startedAt: now,
     updatedAt: now,
     progress: null,
+    // A new claim: settlements of earlier claims must no longer read back as landed.
+    settledToken: null,
   };
 }
 

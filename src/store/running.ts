@@ -1,6 +1,8 @@
 /**
  * Writes to running jobs. Every one filters {_id, state: 'running', 'lease.token': token} and
  * reports whether it matched: a worker whose lease was lost (rescued, cancelled) writes nothing.
+ * Settling is idempotent per claim: repeating a settlement that already landed (a retry after a
+ * network error) reports it as landed, via the settledToken it left; it never writes twice.
  */
 import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
 import type { JobEventDoc, JobId, JobResources, JobState, SerializedError } from '../types.js';
@@ -22,7 +24,7 @@ export interface SettleBase extends HeldLease {
 export type Settlement =
   | (SettleBase & { kind: 'complete'; result: unknown })
   /** retryAt null: no further attempt, the job fails for good. */
-  | (SettleBase & { kind: 'fail'; error: SerializedError; retryAt: Date | null })
+  | (SettleBase & { kind: 'fail'; error: SerializedError; retryAt: Date | null; delayMs?: number })
   /** Shutdown past grace: back to queued, the attempt given back. */
   | (SettleBase & { kind: 'requeue'; message?: string });
 

@@ -340,7 +340,7 @@ class DaemonImpl implements Daemon {
       this.events.emit('job:requeued', ref);
     } else if (to === 'retrying' && s.retryAt) {
       this.counters.retried++;
-      const delayMs = s.retryAt.getTime() - this.clock.now().getTime();
+      const delayMs = s.delayMs ?? s.retryAt.getTime() - this.clock.now().getTime();
       this.logger.info({ ...ref, error: s.error.message, code: s.error.code, runAt: s.retryAt }, 'job retrying');
       this.events.emit('job:retrying', { ...ref, error: s.error, runAt: s.retryAt, delayMs });
       this.wakeup.at(s.retryAt.getTime(), this.clock.now().getTime());

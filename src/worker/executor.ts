@@ -75,6 +75,7 @@ export function failSettlement(
     attempt: ex.job.attempts,
     error,
     retryAt: d.retry ? new Date(now.getTime() + d.delayMs) : null,
+    ...(d.retry ? { delayMs: d.delayMs } : {}),
     ...extra,
   };
 }

@@ -1,0 +1,88 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { enqueue, enqueueMany, eventsOf, get, listWorkers } from '../../src/store/index.js';
+import type { Daemon } from '../../src/worker/daemon.js';
+import { fixtureHandler, recorder, startTestDaemon } from './daemon-helpers.js';
+import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+
+describe('daemon: running jobs', () => {
+  let f: StoreFixture;
+  let d: Daemon | null = null;
+  beforeEach(async () => {
+    f = await openStoreFixture('daemon_run');
+  });
+  afterEach(async () => {
+    await d?.stop({ graceMs: 0 });
+    d = null;
+    await f.close();
+  });
+  const now = () => new Date();
+
+  it('runs built-in jobs to completion and registers itself', async () => {
+    d = await startTestDaemon(f);
+    const jobs = [
+      ...Array.from({ length: 30 }, (_, i) => newJob('noop', { i }, {}, now())),
+      newJob('echo', { hello: 'world' }, {}, now()),
+      newJob('sleep', { ms: 20 }, {}, now()),
+    ];
+    const seen = recorder(d, 'job:completed');
+    const ids = (await enqueueMany(f.store, jobs, now())).map((r) => r.job._id);
+    await seen.waitAll(ids);
+    for (const id of ids) expect((await get(f.store, id))?.state).toBe('completed');
+    const echo = await get(f.store, ids[30]!);
+    expect(echo?.result).toEqual({ hello: 'world' });
+    expect((await eventsOf(f.store, ids[0]!)).map((e) => e.to)).toEqual(['queued', 'running', 'completed']);
+    const workers = await listWorkers(f.store, { now: now(), leaseMs: 5_000 });
+    expect(workers.find((w) => w._id === d!.workerId)).toMatchObject({ state: 'running', dead: false, pid: process.pid });
+  });
+
+  it('an unknown job type fails at once with a clear error; the daemon keeps running', async () => {
+    d = await startTestDaemon(f);
+    const failed = d.events.waitFor('job:failed');
+    const { job } = await enqueue(f.store, newJob('no-such-type', {}, { maxAttempts: 5 }, now()), now());
+    const ev = await failed;
+    expect(ev.jobId).toBe(job._id);
+    expect(ev.error).toMatchObject({ name: 'UnknownJobTypeError', code: 'JOBD_UNKNOWN_JOB_TYPE' });
+    expect(ev.error.message).toMatch(/unknown job type "no-such-type"; this daemon knows: .*noop/);
+    const doc = await get(f.store, job._id);
+    expect(doc).toMatchObject({ state: 'failed', attempts: 1 });
+    const completed = d.events.waitFor('job:completed');
+    const ok = await enqueue(f.store, newJob('noop', {}, {}, now()), now());
+    expect((await completed).jobId).toBe(ok.job._id);
+  });
+
+  it('DoNotRetryError fails the job at once', async () => {
+    d = await startTestDaemon(f);
+    const failed = d.events.waitFor('job:failed');
+    const { job } = await enqueue(f.store, newJob('fail', { message: 'bad input', doNotRetry: true }, { maxAttempts: 5 }, now()), now());
+    const ev = await failed;
+    expect(ev.jobId).toBe(job._id);
+    const doc = await get(f.store, job._id);
+    expect(doc).toMatchObject({ state: 'failed', attempts: 1, lastError: { name: 'DoNotRetryError', code: 'JOBD_DO_NOT_RETRY', message: 'bad input' } });
+  });
+
+  it('a job past its timeout is killed, retried with growing delays, then fails with a timeout error', async () => {
+    mkdirSync(join(process.cwd(), '.tmp'), { recursive: true });
+    const pidFile = `${f.t.dbName}.pids`;
+    d = await startTestDaemon(f, {
+      jobTypes: { hang: { handler: fixtureHandler('hang.mjs'), timeoutMs: 2_000, maxAttempts: 3, retry: { baseMs: 100, factor: 3, capMs: 10_000, jitter: 0 } } },
+    });
+    const delays: number[] = [];
+    d.on('job:retrying', (e) => delays.push(e.delayMs));
+    const failed = d.events.waitFor('job:failed');
+    // The timeout leaves room for a fresh child to start (each timed-out child is killed, never reused).
+    const { job } = await enqueue(f.store, newJob('hang', { pidFile: join(process.cwd(), '.tmp', pidFile) }, { maxAttempts: 3, timeoutMs: 2_000 }, now()), now());
+    const ev = await failed;
+    expect(ev.jobId).toBe(job._id);
+    expect(ev.error).toMatchObject({ name: 'JobTimeoutError', code: 'JOBD_TIMEOUT' });
+    expect(delays).toEqual([100, 300]);
+    const doc = await get(f.store, job._id);
+    expect(doc).toMatchObject({ state: 'failed', attempts: 3 });
+    expect(doc?.errors.map((e) => e.code)).toEqual(['JOBD_TIMEOUT', 'JOBD_TIMEOUT', 'JOBD_TIMEOUT']);
+    const pids = readFileSync(join(process.cwd(), '.tmp', pidFile), 'utf8').trim().split('\n').map(Number);
+    expect(pids).toHaveLength(3);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+  });
+});
+

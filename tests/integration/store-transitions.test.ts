@@ -1,0 +1,221 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { IllegalTransitionError, NotFoundError } from '../../src/errors.js';
+import {
+  cancel,
+  claimNext,
+  completeIfRunning,
+  completeManyIfRunning,
+  enqueue,
+  enqueueMany,
+  eventsOf,
+  failIfRunning,
+  get,
+  heartbeatLeases,
+  progressIfRunning,
+  releaseWaiting,
+  requeueIfRunning,
+  rescueExpired,
+  retry,
+  claimBatch,
+} from '../../src/store/index.js';
+import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+
+const ctx = (now: Date, owner = 'w1') => ({ owner, now, errorHistory: 3 });
+
+describe('store: guarded transitions', () => {
+  let f: StoreFixture;
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  beforeEach(async () => {
+    f = await openStoreFixture('transitions');
+  });
+  afterEach(async () => {
+    await f.close();
+  });
+
+  async function claimOne(owner = 'w1', leaseMs = 30_000) {
+    const j = await claimNext(f.store, { owner, leaseMs, now: clock.now() });
+    if (!j?.lease) throw new Error('nothing claimed');
+    return { job: j, token: j.lease.token };
+  }
+
+  it('completes a running job under its lease, with history', async () => {
+    const { job: queued } = await enqueue(f.store, newJob('echo', { a: 1 }, {}, clock.now()), clock.now());
+    const { job, token } = await claimOne();
+    expect(job._id).toBe(queued._id);
+    expect(await progressIfRunning(f.store, { jobId: job._id, token, percent: 50, message: 'half', now: clock.now() })).toBe(true);
+    expect(await completeIfRunning(f.store, { jobId: job._id, token, attempt: 1, result: { a: 1 } }, ctx(clock.now()))).toBe(true);
+    const done = await get(f.store, job._id);
+    expect(done).toMatchObject({ state: 'completed', result: { a: 1 }, attempts: 1, lease: null });
+    expect(done?.finishedAt).toEqual(clock.now());
+    const ev = await eventsOf(f.store, job._id);
+    expect(ev.map((e) => e.to)).toEqual(['queued', 'running', 'completed']);
+    expect(ev[2]).toMatchObject({ from: 'running', worker: 'w1', attempt: 1 });
+  });
+
+  it('fencing: a worker whose lease was rescued and re-claimed cannot write', async () => {
+    await enqueue(f.store, newJob('noop', {}, {}, clock.now()), clock.now());
+    const old = await claimOne('w-old', 1_000);
+    clock.advance(5_000);
+    const rescued = await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => clock.now() });
+    expect(rescued.retrying).toEqual([old.job._id]);
+    const fresh = await claimOne('w-new');
+    expect(fresh.job._id).toBe(old.job._id);
+    expect(fresh.job.attempts).toBe(2);
+
+    const now = clock.now();
+    expect(await completeIfRunning(f.store, { jobId: old.job._id, token: old.token, attempt: 1, result: 'stale' }, ctx(now, 'w-old'))).toBe(false);
+    expect(
+      await failIfRunning(f.store, { jobId: old.job._id, token: old.token, attempt: 1, error: { name: 'Error', message: 'x' }, retryAt: null }, ctx(now, 'w-old')),
+    ).toBe(false);
+    expect(await progressIfRunning(f.store, { jobId: old.job._id, token: old.token, percent: 99, now })).toBe(false);
+    const hb = await heartbeatLeases(f.store, { leases: [{ jobId: old.job._id, token: old.token }], leaseMs: 30_000, now });
+    expect(hb).toEqual({ renewed: [], lost: [old.job._id] });
+
+    const doc = await get(f.store, old.job._id);
+    expect(doc).toMatchObject({ state: 'running', lease: { owner: 'w-new', token: fresh.token } });
+    expect(doc?.result).toBeUndefined();
+    expect(await completeIfRunning(f.store, { jobId: fresh.job._id, token: fresh.token, attempt: 2, result: 'ok' }, ctx(now, 'w-new'))).toBe(true);
+    const ev = await eventsOf(f.store, old.job._id);
+    expect(ev.map((e) => `${e.from}->${e.to}`)).toEqual(['null->queued', 'queued->running', 'running->retrying', 'retrying->running', 'running->completed']);
+    expect(ev[2]?.message).toBe('lease expired; worker w-old stopped renewing it');
+  });
+
+  it('rescue fails a job whose attempts are used up, naming the lost worker', async () => {
+    await enqueue(f.store, newJob('noop', {}, { maxAttempts: 1 }, clock.now()), clock.now());
+    const { job } = await claimOne('w-dead', 1_000);
+    // Not expired yet: nothing to rescue.
+    expect(await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null })).toEqual({ retrying: [], failed: [] });
+    clock.advance(2_000);
+    const r = await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null });
+    expect(r.failed).toEqual([job._id]);
+    const doc = await get(f.store, job._id);
+    expect(doc?.state).toBe('failed');
+    expect(doc?.lastError).toMatchObject({ name: 'LeaseExpiredError', code: 'JOBD_LEASE_EXPIRED', worker: 'w-dead' });
+    expect(doc?.lastError?.message).toBe('lease expired; worker w-dead stopped renewing it');
+  });
+
+  it('concurrent rescuers rescue each job once', async () => {
+    await enqueueMany(f.store, Array.from({ length: 20 }, () => newJob('noop', {}, {}, clock.now())), clock.now());
+    await claimBatch(f.store, { owner: 'w-dead', leaseMs: 1_000, now: clock.now(), limit: 20 });
+    clock.advance(2_000);
+    const opts = { now: clock.now(), errorHistory: 3, retryAt: () => clock.now() };
+    const results = await Promise.all([1, 2, 3].map(() => rescueExpired(f.store, opts)));
+    const all = results.flatMap((r) => r.retrying);
+    expect(all).toHaveLength(20);
+    expect(new Set(all).size).toBe(20);
+  });
+
+  it('heartbeat renews held leases and keeps them from rescue', async () => {
+    await enqueueMany(f.store, [newJob('noop', {}, {}, clock.now()), newJob('noop', {}, {}, clock.now())], clock.now());
+    const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 1_000, now: clock.now(), limit: 2 });
+    clock.advance(800);
+    const hb = await heartbeatLeases(f.store, {
+      leases: batch.map((j) => ({ jobId: j._id, token: j.lease!.token })),
+      leaseMs: 1_000,
+      now: clock.now(),
+    });
+    expect(hb.renewed.sort()).toEqual(batch.map((j) => j._id).sort());
+    clock.advance(800);
+    expect((await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null })).failed).toEqual([]);
+  });
+
+  it('fail → retrying keeps a bounded error history; fail at last attempt → failed', async () => {
+    await enqueue(f.store, newJob('fail', {}, { maxAttempts: 5 }, clock.now()), clock.now());
+    for (let i = 1; i <= 5; i++) {
+      const { job, token } = await claimOne();
+      const retryAt = i < 5 ? new Date(clock.now().getTime() + 1_000) : null;
+      const ok = await failIfRunning(f.store, { jobId: job._id, token, attempt: i, error: { name: 'Error', message: `boom ${i}` }, retryAt }, ctx(clock.now()));
+      expect(ok).toBe(true);
+      clock.advance(1_000);
+    }
+    const [doc] = await f.store.jobs.find({}).toArray();
+    expect(doc?.state).toBe('failed');
+    expect(doc?.errors.map((e) => e.message)).toEqual(['boom 3', 'boom 4', 'boom 5']);
+    expect(doc?.lastError?.message).toBe('boom 5');
+  });
+
+  it('requeue gives the attempt back', async () => {
+    await enqueue(f.store, newJob('sleep', {}, {}, clock.now()), clock.now());
+    const { job, token } = await claimOne();
+    expect(job.attempts).toBe(1);
+    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(true);
+    expect(await get(f.store, job._id)).toMatchObject({ state: 'queued', attempts: 0, lease: null });
+    // Repeating a settlement that landed reports it landed (the settler retries writes after network errors)...
+    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(true);
+    // ...but once the job is claimed again, the old lease writes nothing.
+    await claimOne('w2');
+    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(false);
+    expect(await get(f.store, job._id)).toMatchObject({ state: 'running', attempts: 1, lease: { owner: 'w2' } });
+  });
+
+  it('completeManyIfRunning reports which jobs landed and which leases were lost', async () => {
+    await enqueueMany(f.store, Array.from({ length: 4 }, () => newJob('noop', {}, {}, clock.now())), clock.now());
+    const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 30_000, now: clock.now(), limit: 4 });
+    await cancel(f.store, batch[1]!._id, { now: clock.now() });
+    const res = await completeManyIfRunning(
+      f.store,
+      batch.map((j) => ({ jobId: j._id, token: j.lease!.token, attempt: 1, result: j._id })),
+      ctx(clock.now()),
+    );
+    expect(res.lost).toEqual([batch[1]!._id]);
+    expect(res.landed.sort()).toEqual([batch[0]!._id, batch[2]!._id, batch[3]!._id].sort());
+    expect((await get(f.store, batch[1]!._id))?.state).toBe('cancelled');
+  });
+
+  it('illegal transitions raise IllegalTransitionError naming the job, its state and what is allowed', async () => {
+    const { job } = await enqueue(f.store, newJob('noop', {}, {}, clock.now()), clock.now());
+    await expect(retry(f.store, job._id, { now: clock.now() })).rejects.toThrow(IllegalTransitionError);
+    await expect(retry(f.store, job._id, { now: clock.now() })).rejects.toThrow(
+      `cannot retry job ${job._id}: it is queued; retry (operator retry) is allowed only from failed, cancelled`,
+    );
+    await expect(releaseWaiting(f.store, job._id, { now: clock.now() })).rejects.toThrow(/it is queued/);
+    const { token } = await claimOne();
+    await completeIfRunning(f.store, { jobId: job._id, token, attempt: 1, result: null }, ctx(clock.now()));
+    const err = await cancel(f.store, job._id, { now: clock.now() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IllegalTransitionError);
+    expect((err as IllegalTransitionError).code).toBe('JOBD_ILLEGAL_TRANSITION');
+    expect((err as Error).message).toMatch(/it is completed; cancel .* allowed only from waiting, queued, retrying, running/);
+    await expect(cancel(f.store, 'nope', { now: clock.now() })).rejects.toThrow(NotFoundError);
+    expect((await get(f.store, job._id))?.state).toBe('completed');
+  });
+
+  it('operator retry and cancel; waiting jobs are released', async () => {
+    const { job } = await enqueue(f.store, newJob('noop', {}, { maxAttempts: 1 }, clock.now()), clock.now());
+    const { token } = await claimOne();
+    await failIfRunning(f.store, { jobId: job._id, token, attempt: 1, error: { name: 'E', message: 'x' }, retryAt: null }, ctx(clock.now()));
+    const again = await retry(f.store, job._id, { now: clock.now() });
+    expect(again).toMatchObject({ state: 'queued', attempts: 0 });
+    expect(again.errors).toHaveLength(1);
+    expect((await cancel(f.store, job._id, { now: clock.now() })).state).toBe('cancelled');
+
+    const w = await enqueue(f.store, { ...newJob('noop', {}, {}, clock.now()), waiting: true }, clock.now());
+    expect(w.job.state).toBe('waiting');
+    expect(await claimNext(f.store, { owner: 'w1', leaseMs: 1000, now: clock.now() })).toBeNull();
+    expect((await releaseWaiting(f.store, w.job._id, { now: clock.now() })).state).toBe('queued');
+  });
+
+  it('dedupeKey: a second enqueue returns the unfinished job; after it finishes the key is free', async () => {
+    const now = clock.now();
+    const a = await enqueue(f.store, newJob('noop', { n: 1 }, { dedupeKey: 'k1' }, now), now);
+    const b = await enqueue(f.store, newJob('noop', { n: 2 }, { dedupeKey: 'k1' }, now), now);
+    expect(a.created).toBe(true);
+    expect(b).toMatchObject({ created: false, job: { _id: a.job._id } });
+    const many = await enqueueMany(
+      f.store,
+      [newJob('noop', {}, { dedupeKey: 'k1' }, now), newJob('noop', {}, { dedupeKey: 'k2' }, now), newJob('noop', {}, { dedupeKey: 'k2' }, now)],
+      now,
+    );
+    expect(many.map((r) => r.created)).toEqual([false, true, false]);
+    expect(many[0]!.job._id).toBe(a.job._id);
+    expect(many[2]!.job._id).toBe(many[1]!.job._id);
+    expect(await f.store.jobs.countDocuments({})).toBe(2);
+
+    await cancel(f.store, a.job._id, { now });
+    const c = await enqueue(f.store, newJob('noop', { n: 3 }, { dedupeKey: 'k1' }, now), now);
+    expect(c.created).toBe(true);
+    expect(c.job._id).not.toBe(a.job._id);
+    // Retrying the cancelled one would make two unfinished jobs share the key.
+    await expect(retry(f.store, a.job._id, { now })).rejects.toThrow(/holds its dedupeKey "k1"/);
+  });
+});
