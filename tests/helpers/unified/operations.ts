@@ -1,0 +1,377 @@
+/**
+ * Entity operations of the unified test format, mapped onto the official driver. Arguments arrive as
+ * the case file names them (all options flat beside the required parameters); results leave as plain
+ * documents (model objects converted, cursors fully iterated) ready for matching.
+ */
+import {
+  MongoClient,
+  type AnyBulkWriteOperation,
+  type BulkWriteResult,
+  type ChangeStream,
+  type ClientSession,
+  type Collection,
+  type Db,
+  type Document,
+  type FindCursor,
+} from 'mongodb';
+import { EntityMap, UnsupportedCase, isCursorEntity, readPreferenceFrom, type CursorEntity } from './entities.js';
+
+export interface OperationContext {
+  entities: EntityMap;
+  mapDb(name: string): string;
+}
+
+type Args = Document;
+
+/** Splits off named parameters and returns the remaining keys as the options object. */
+function take(args: Args, ...names: string[]): [Document, Document] {
+  const params: Document = {};
+  const options: Document = {};
+  for (const [k, v] of Object.entries(args)) {
+    if (names.includes(k)) params[k] = v;
+    else options[k] = v;
+  }
+  return [params, options];
+}
+
+function prepareArgs(raw: Args | undefined, ctx: OperationContext): Args {
+  const args: Args = { ...(raw ?? {}) };
+  if (typeof args.session === 'string') args.session = ctx.entities.session(args.session) as ClientSession;
+  if (args.readPreference) args.readPreference = readPreferenceFrom(args.readPreference as Document);
+  if (typeof args.returnDocument === 'string') {
+    const rd = args.returnDocument.toLowerCase();
+    if (rd !== 'before' && rd !== 'after') throw new Error(`returnDocument must be Before or After, got ${args.returnDocument}`);
+    args.returnDocument = rd;
+  }
+  return args;
+}
+
+export function bulkWriteResultDoc(result: BulkWriteResult): Document {
+  return {
+    deletedCount: result.deletedCount,
+    insertedCount: result.insertedCount,
+    insertedIds: { ...result.insertedIds },
+    matchedCount: result.matchedCount,
+    modifiedCount: result.modifiedCount,
+    upsertedCount: result.upsertedCount,
+    upsertedIds: { ...result.upsertedIds },
+  };
+}
+
+/**
+ * The driver (6.x) replaces an explicit `_id: null` with a generated ObjectId before sending. When every
+ * document to insert names its _id, asking the driver not to generate ids sends them exactly as given,
+ * so the server sees the case's documents.
+ */
+function keepGivenIds(documents: Document[], options: Document): Document {
+  const allGiven = documents.length > 0 && documents.every((d) => Object.prototype.hasOwnProperty.call(d, '_id'));
+  return allGiven && options.forceServerObjectId === undefined ? { ...options, forceServerObjectId: true } : options;
+}
+
+function mapToDoc(m: unknown): Document | undefined {
+  if (!(m instanceof Map)) return undefined;
+  const out: Document = {};
+  for (const [k, v] of m) out[String(k)] = v;
+  return out;
+}
+
+export function clientBulkWriteResultDoc(result: Document): Document {
+  const out: Document = {
+    insertedCount: result.insertedCount,
+    upsertedCount: result.upsertedCount,
+    matchedCount: result.matchedCount,
+    modifiedCount: result.modifiedCount,
+    deletedCount: result.deletedCount,
+  };
+  if (result.acknowledged === false) out.acknowledged = false;
+  const inserts = mapToDoc(result.insertResults);
+  const updates = mapToDoc(result.updateResults);
+  const deletes = mapToDoc(result.deleteResults);
+  if (inserts) out.insertResults = inserts;
+  if (updates) out.updateResults = updates;
+  if (deletes) out.deleteResults = deletes;
+  return out;
+}
+
+function bulkModels(requests: Document[]): AnyBulkWriteOperation[] {
+  return requests.map((request) => {
+    const [name, model] = Object.entries(request)[0] as [string, Document];
+    if (!['insertOne', 'updateOne', 'updateMany', 'replaceOne', 'deleteOne', 'deleteMany'].includes(name)) {
+      throw new UnsupportedCase(`unknown bulkWrite model ${name}`);
+    }
+    return { [name]: model } as AnyBulkWriteOperation;
+  });
+}
+
+function clientBulkModels(models: Document[], ctx: OperationContext): Document[] {
+  return models.map((entry) => {
+    const [name, model] = Object.entries(entry)[0] as [string, Document];
+    return { ...model, name, namespace: mapNamespace(String(model.namespace), ctx) };
+  });
+}
+
+export function mapNamespace(ns: string, ctx: OperationContext): string {
+  const dot = ns.indexOf('.');
+  return dot < 0 ? ctx.mapDb(ns) : `${ctx.mapDb(ns.slice(0, dot))}${ns.slice(dot)}`;
+}
+
+/** $out / $merge stages may name another database of the case: it is renamed like the entities. */
+function mapPipeline(pipeline: Document[], ctx: OperationContext): Document[] {
+  return pipeline.map((stage) => {
+    if (stage.$out && typeof stage.$out === 'object' && typeof stage.$out.db === 'string') {
+      return { $out: { ...stage.$out, db: ctx.mapDb(stage.$out.db) } };
+    }
+    const into = stage.$merge?.into;
+    if (into && typeof into === 'object' && typeof into.db === 'string') {
+      return { $merge: { ...stage.$merge, into: { ...into, db: ctx.mapDb(into.db) } } };
+    }
+    return stage;
+  });
+}
+
+class DriverCursor implements CursorEntity {
+  readonly kind = 'cursor' as const;
+  buffered: Document[] = [];
+  constructor(private readonly cursor: FindCursor | ChangeStream | { next(): Promise<Document | null>; tryNext(): Promise<Document | null>; close(): Promise<void> }) {}
+
+  async open(): Promise<void> {
+    // Opens the server-side cursor now; a document fetched while doing so is kept for the first iteration.
+    if ('hasNext' in this.cursor && typeof this.cursor.hasNext === 'function' && !('resumeToken' in this.cursor)) {
+      await this.cursor.hasNext();
+    } else {
+      const first = await this.cursor.tryNext();
+      if (first) this.buffered.push(first as Document);
+    }
+  }
+
+  async next(): Promise<Document | null> {
+    if (this.buffered.length > 0) return this.buffered.shift() ?? null;
+    return (await this.cursor.next()) as Document | null;
+  }
+
+  async tryNext(): Promise<Document | null> {
+    if (this.buffered.length > 0) return this.buffered.shift() ?? null;
+    return (await this.cursor.tryNext()) as Document | null;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.cursor.close();
+    } catch {
+      // Closing errors are suppressed, as the format asks.
+    }
+  }
+}
+
+async function collectionOperation(name: string, coll: Collection, args: Args, ctx: OperationContext): Promise<unknown> {
+  switch (name) {
+    case 'aggregate': {
+      const [{ pipeline }, options] = take(args, 'pipeline');
+      return coll.aggregate(mapPipeline(pipeline as Document[], ctx), options).toArray();
+    }
+    case 'bulkWrite': {
+      const [{ requests }, options] = take(args, 'requests');
+      const inserted = (requests as Document[]).filter((r) => r.insertOne).map((r) => r.insertOne.document as Document);
+      return bulkWriteResultDoc(await coll.bulkWrite(bulkModels(requests as Document[]), keepGivenIds(inserted, options)));
+    }
+    case 'count': {
+      const [{ filter }, options] = take(args, 'filter');
+      return coll.count(filter as Document | undefined, options);
+    }
+    case 'countDocuments': {
+      const [{ filter }, options] = take(args, 'filter');
+      return coll.countDocuments(filter as Document, options);
+    }
+    case 'estimatedDocumentCount':
+      return coll.estimatedDocumentCount(args);
+    case 'createIndex': {
+      const [{ keys }, options] = take(args, 'keys');
+      return coll.createIndex(keys as Document, options);
+    }
+    case 'dropIndex': {
+      const [{ name: indexName }, options] = take(args, 'name');
+      return coll.dropIndex(indexName as string, options);
+    }
+    case 'dropIndexes':
+      return coll.dropIndexes(args);
+    case 'listIndexes':
+      return coll.listIndexes(args).toArray();
+    case 'listIndexNames':
+      return (await coll.listIndexes(args).toArray()).map((i) => i.name as string);
+    case 'deleteOne':
+    case 'deleteMany': {
+      const [{ filter }, options] = take(args, 'filter');
+      const result = name === 'deleteOne' ? await coll.deleteOne(filter as Document, options) : await coll.deleteMany(filter as Document, options);
+      return result;
+    }
+    case 'distinct': {
+      const [{ fieldName, filter }, options] = take(args, 'fieldName', 'filter');
+      return coll.distinct(fieldName as string, (filter ?? {}) as Document, options);
+    }
+    case 'find': {
+      const [{ filter }, options] = take(args, 'filter');
+      return coll.find((filter ?? {}) as Document, options).toArray();
+    }
+    case 'findOne': {
+      const [{ filter }, options] = take(args, 'filter');
+      return coll.findOne((filter ?? {}) as Document, options);
+    }
+    case 'createFindCursor': {
+      const [{ filter }, options] = take(args, 'filter');
+      const cursor = new DriverCursor(coll.find((filter ?? {}) as Document, options));
+      await cursor.open();
+      return cursor;
+    }
+    case 'createChangeStream': {
+      const [{ pipeline }, options] = take(args, 'pipeline');
+      const cursor = new DriverCursor(coll.watch((pipeline ?? []) as Document[], options));
+      await cursor.open();
+      return cursor;
+    }
+    case 'findOneAndDelete': {
+      const [{ filter }, options] = take(args, 'filter');
+      return coll.findOneAndDelete(filter as Document, options);
+    }
+    case 'findOneAndReplace': {
+      const [{ filter, replacement }, options] = take(args, 'filter', 'replacement');
+      return coll.findOneAndReplace(filter as Document, replacement as Document, options);
+    }
+    case 'findOneAndUpdate': {
+      const [{ filter, update }, options] = take(args, 'filter', 'update');
+      return coll.findOneAndUpdate(filter as Document, update as Document, options);
+    }
+    case 'insertOne': {
+      const [{ document }, options] = take(args, 'document');
+      return coll.insertOne(document as Document, keepGivenIds([document as Document], options));
+    }
+    case 'insertMany': {
+      const [{ documents }, options] = take(args, 'documents');
+      return coll.insertMany(documents as Document[], keepGivenIds(documents as Document[], options));
+    }
+    case 'replaceOne': {
+      const [{ filter, replacement }, options] = take(args, 'filter', 'replacement');
+      return coll.replaceOne(filter as Document, replacement as Document, options);
+    }
+    case 'updateOne':
+    case 'updateMany': {
+      const [{ filter, update }, options] = take(args, 'filter', 'update');
+      return name === 'updateOne'
+        ? coll.updateOne(filter as Document, update as Document, options)
+        : coll.updateMany(filter as Document, update as Document[], options);
+    }
+    case 'rename': {
+      const [{ to }, options] = take(args, 'to');
+      await coll.rename(to as string, options);
+      return undefined;
+    }
+    case 'drop':
+      return coll.drop(args);
+    default:
+      throw new UnsupportedCase(`collection operation ${name} is not mapped by this runner`);
+  }
+}
+
+async function databaseOperation(name: string, db: Db, args: Args, ctx: OperationContext): Promise<unknown> {
+  switch (name) {
+    case 'aggregate': {
+      const [{ pipeline }, options] = take(args, 'pipeline');
+      return db.aggregate(mapPipeline(pipeline as Document[], ctx), options).toArray();
+    }
+    case 'runCommand': {
+      const [{ command }, options] = take(args, 'command', 'commandName');
+      return db.command(command as Document, options);
+    }
+    case 'createCollection': {
+      const [{ collection }, options] = take(args, 'collection');
+      await db.createCollection(collection as string, options);
+      return undefined;
+    }
+    case 'dropCollection': {
+      const [{ collection }, options] = take(args, 'collection');
+      return db.dropCollection(collection as string, options);
+    }
+    case 'listCollections': {
+      const [{ filter }, options] = take(args, 'filter');
+      return db.listCollections((filter ?? {}) as Document, options).toArray();
+    }
+    case 'listCollectionNames': {
+      const [{ filter }, options] = take(args, 'filter');
+      return (await db.listCollections((filter ?? {}) as Document, { ...options, nameOnly: true }).toArray()).map((c) => c.name);
+    }
+    case 'modifyCollection': {
+      const [{ collection }, options] = take(args, 'collection');
+      return db.command({ collMod: collection, ...options });
+    }
+    case 'createChangeStream': {
+      const [{ pipeline }, options] = take(args, 'pipeline');
+      const cursor = new DriverCursor(db.watch((pipeline ?? []) as Document[], options));
+      await cursor.open();
+      return cursor;
+    }
+    default:
+      throw new UnsupportedCase(`database operation ${name} is not mapped by this runner`);
+  }
+}
+
+async function clientOperation(name: string, client: MongoClient, args: Args, ctx: OperationContext): Promise<unknown> {
+  switch (name) {
+    case 'clientBulkWrite': {
+      const [{ models }, options] = take(args, 'models');
+      const result = await client.bulkWrite(clientBulkModels(models as Document[], ctx) as never, options);
+      return clientBulkWriteResultDoc(result as unknown as Document);
+    }
+    case 'listDatabases':
+      return (await client.db('admin').admin().listDatabases(args)).databases;
+    case 'listDatabaseNames':
+      return (await client.db('admin').admin().listDatabases(args)).databases.map((d) => d.name);
+    case 'createChangeStream': {
+      const [{ pipeline }, options] = take(args, 'pipeline');
+      const cursor = new DriverCursor(client.watch((pipeline ?? []) as Document[], options));
+      await cursor.open();
+      return cursor;
+    }
+    default:
+      throw new UnsupportedCase(`client operation ${name} is not mapped by this runner`);
+  }
+}
+
+async function cursorOperation(name: string, cursor: CursorEntity): Promise<unknown> {
+  switch (name) {
+    case 'iterateUntilDocumentOrError': {
+      for (;;) {
+        const doc = await cursor.next();
+        if (doc) return doc;
+      }
+    }
+    case 'iterateOnce':
+      return (await cursor.tryNext()) ?? undefined;
+    case 'close':
+      await cursor.close();
+      return undefined;
+    default:
+      throw new UnsupportedCase(`cursor operation ${name} is not mapped by this runner`);
+  }
+}
+
+async function sessionOperation(name: string, session: ClientSession): Promise<unknown> {
+  switch (name) {
+    case 'endSession':
+      await session.endSession();
+      return undefined;
+    default:
+      throw new UnsupportedCase(`session operation ${name} is not mapped by this runner`);
+  }
+}
+
+/** Runs one entity operation and returns its result as a matchable value. */
+export async function runEntityOperation(object: string, name: string, rawArgs: Args | undefined, ctx: OperationContext): Promise<unknown> {
+  const target = ctx.entities.get(object);
+  const args = prepareArgs(rawArgs, ctx);
+  if (target instanceof MongoClient) return clientOperation(name, target, args, ctx);
+  if (isCursorEntity(target)) return cursorOperation(name, target);
+  const t = target as Document;
+  if (typeof t?.insertOne === 'function' && typeof t?.collectionName === 'string') return collectionOperation(name, target as Collection, args, ctx);
+  if (typeof t?.collection === 'function' && typeof t?.databaseName === 'string') return databaseOperation(name, target as Db, args, ctx);
+  if (typeof t?.endSession === 'function') return sessionOperation(name, target as ClientSession);
+  throw new UnsupportedCase(`operations on entity ${object} are not mapped by this runner`);
+}
