@@ -18,7 +18,7 @@ const UNSUPPORTED_CODES = new Set([40573, 59, 115, 20, 136, 40324]);
 export function isChangeStreamUnsupported(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   if (typeof e?.code === 'number' && UNSUPPORTED_CODES.has(e.code)) return true;
-  return /replica set|not supported|unrecognized pipeline stage|\$changeStream/i.test(String(e?.message ?? ''));
+  return /replica set|not supported|not implemented|unrecognized pipeline stage|\$changeStream/i.test(String(e?.message ?? ''));
 }
 
 function open<T>(

@@ -380,10 +380,17 @@ class DaemonImpl implements Daemon {
     return new Promise((r) => this.executionsIdle.push(r));
   }
 
+  /** A second stop() with a shorter graceMs cuts the grace period of the first. */
   stop(opts: { graceMs?: number } = {}): Promise<void> {
-    this.stopPromise ??= this.doStop(opts.graceMs ?? this.config.worker.shutdownGraceMs);
+    if (this.stopPromise) {
+      if (opts.graceMs !== undefined) setTimeout(() => this.cutGrace(), Math.max(0, opts.graceMs)).unref();
+      return this.stopPromise;
+    }
+    this.stopPromise = this.doStop(opts.graceMs ?? this.config.worker.shutdownGraceMs);
     return this.stopPromise;
   }
+
+  private cutGrace: () => void = () => {};
 
   private async doStop(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -393,7 +400,13 @@ class DaemonImpl implements Daemon {
     this.wakeup.close();
     await Promise.all([this.watcher?.close(), this.rescuer.stop(), this.loopDone]);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.executionsDone(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    await Promise.race([
+      this.executionsDone(),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, graceMs);
+        this.cutGrace = r;
+      }),
+    ]);
     clearTimeout(timer);
     const requeueBefore = this.counters.requeued;
     if (this.executions.size > 0) {
