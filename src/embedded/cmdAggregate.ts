@@ -87,13 +87,25 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
     docs = runQuery(coll, { ...pushed.query, ...(variables ? { variables } : {}) }).docs;
     rest = pushed.rest;
   }
-  let out = rest.length > 0 ? runPipeline(deepClone(docs), rest, { collectionResolver: resolver, ...(variables ? { variables } : {}) }) : docs;
+  let out = rest.length > 0 ? runPipeline(deepClone(docs), expandCount(rest), { collectionResolver: resolver, ...(variables ? { variables } : {}) }) : docs;
   if (writes) {
     if ('$out' in writes) outInto(ctx, writes.$out, out);
     else mergeInto(ctx, writes.$merge, out);
     out = [];
   }
   return out;
+}
+
+/** $count as its documented equivalent, so an empty input yields no document. */
+function expandCount(pipeline: Document[]): Document[] {
+  return pipeline.flatMap((stage) => {
+    if (!('$count' in stage)) return [stage];
+    const field = stage.$count as unknown;
+    if (typeof field !== 'string' || field.length === 0 || field.startsWith('$') || field.includes('.')) {
+      throw new CommandError('BadValue', 'the count field must be a non-empty string that does not start with $ and has no dots');
+    }
+    return [{ $group: { _id: null, [field]: { $sum: 1 } } }, { $project: { _id: 0 } }];
+  });
 }
 
 const aggregate: CommandHandler = (cmd, ctx) => {

@@ -7,8 +7,10 @@ import type { Document } from 'bson';
 import { Query } from 'mingo';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
 
-// sorted-btree is CommonJS with an ES-style default export: under NodeNext the class sits on .default.
-const BTree = BTreeModule.default;
+// sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
+// bundlers (vitest) hand it over directly.
+type BTreeClass = typeof BTreeModule.default;
+const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 type Tree = InstanceType<typeof BTree<IndexKey, string>>;
 
 export interface IndexSpec {

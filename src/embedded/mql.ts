@@ -5,7 +5,7 @@
 import type { Document } from 'bson';
 import { Aggregator, Query, update as mingoUpdate } from 'mingo';
 import { CommandError } from './errors.js';
-import { isPlainObject } from './bsonOrder.js';
+import { deepClone, isPlainObject } from './bsonOrder.js';
 
 export interface Matcher {
   test(doc: Document): boolean;
@@ -50,7 +50,36 @@ export function project(docs: Document[], projection: unknown, filter?: Document
   if (projection === undefined || projection === null) return docs;
   if (!isPlainObject(projection)) throw new CommandError('TypeMismatch', 'projection must be an object');
   if (Object.keys(projection).length === 0) return docs;
+  const slices = Object.entries(projection).filter(([, v]) => isPlainObject(v) && '$slice' in v);
+  const excluding = Object.entries(projection).some(([k, v]) => k !== '_id' && (v === 0 || v === false));
+  const including = Object.entries(projection).some(([k, v]) => k !== '_id' && !(v === 0 || v === false) && !(isPlainObject(v) && '$slice' in v));
+  if (slices.length > 0 && (excluding || !including)) {
+    // mingo counts $slice as an inclusion; in MongoDB it sits alongside exclusions too.
+    const rest: Document = {};
+    for (const [k, v] of Object.entries(projection)) if (!(isPlainObject(v) && '$slice' in v)) rest[k] = v;
+    const base = project(docs, rest, filter);
+    return base.map((d) => applySlices(deepClone(d), slices));
+  }
   return wrap('invalid projection', () => new Query(filter ?? {}).find(docs, projection).all() as Document[]);
+}
+
+function applySlices(doc: Document, slices: Array<[string, unknown]>): Document {
+  for (const [path, spec] of slices) {
+    const arg = (spec as Document).$slice as unknown;
+    const parts = path.split('.');
+    let holder: unknown = doc;
+    for (const p of parts.slice(0, -1)) holder = isPlainObject(holder) ? holder[p] : undefined;
+    const last = parts[parts.length - 1] as string;
+    if (!isPlainObject(holder) || !Array.isArray(holder[last])) continue;
+    const arr = holder[last] as unknown[];
+    if (typeof arg === 'number') holder[last] = arg >= 0 ? arr.slice(0, arg) : arr.slice(arg);
+    else if (Array.isArray(arg) && arg.length === 2) {
+      const [skip, n] = arg as [number, number];
+      const start = skip < 0 ? Math.max(0, arr.length + skip) : skip;
+      holder[last] = arr.slice(start, start + n);
+    } else throw new CommandError('BadValue', `Invalid $slice argument for '${path}'`);
+  }
+  return doc;
 }
 
 export function runPipeline(docs: Document[], pipeline: Document[], options: { collectionResolver?: (name: string) => Document[]; variables?: Document } = {}): Document[] {

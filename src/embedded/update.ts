@@ -2,7 +2,7 @@
  * Computing the new version of a document from an update: operators, a replacement document or
  * an aggregation pipeline; and the document an upsert starts from.
  */
-import { ObjectId, type Document } from 'bson';
+import { ObjectId, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { canonicalKey, deepClone, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { applyOperators, runPipeline } from './mql.js';
@@ -93,14 +93,89 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
       if (op === '$set') modifier.$set = { ...args, ...(modifier.$set ?? {}) };
       else modifier[op] = args;
     }
-    checkNumericTargets(doc, modifier);
-    next = deepClone(doc);
-    if (Object.keys(modifier).length > 0) applyOperators(next, modifier, opts.arrayFilters, opts.filter);
+    const base = stripIdUpdates(doc, modifier, opts.inserting ?? false);
+    checkNumericTargets(base, modifier);
+    next = deepClone(base);
+    rewriteAddToSet(next, modifier);
+    rewriteCurrentDate(modifier);
+    for (const op of Object.keys(modifier)) if (Object.keys(modifier[op] as Document).length === 0) delete modifier[op];
+    if (Object.keys(modifier).length > 0) applyOperators(next, modifier, opts.arrayFilters, opts.inserting ? undefined : opts.filter);
+    if (opts.inserting) return idFirst(next);
   }
   if (!('_id' in next) || canonicalKey(next._id) !== canonicalKey(doc._id)) {
     if ('_id' in doc && doc._id !== undefined) throw immutableId(doc);
   }
   return idFirst(next);
+}
+
+/**
+ * _id may be $set to the value it already has (or to anything while an upsert inserts);
+ * any other change to it is refused with ImmutableField.
+ */
+function stripIdUpdates(doc: Document, modifier: Document, inserting: boolean): Document {
+  let base = doc;
+  for (const [op, args] of Object.entries(modifier)) {
+    for (const path of Object.keys(args as Document)) {
+      if (path !== '_id' && !path.startsWith('_id.')) continue;
+      const value = (args as Document)[path] as unknown;
+      if (op === '$set' && path === '_id' && (inserting || canonicalKey(value) === canonicalKey(doc._id))) {
+        if (inserting) base = { ...base, _id: value };
+        delete (args as Document)[path];
+        continue;
+      }
+      throw immutableId(doc);
+    }
+  }
+  return base;
+}
+
+/** $addToSet with MongoDB's semantics: only values absent from the array (compared as BSON) are appended. */
+function rewriteAddToSet(doc: Document, modifier: Document): void {
+  const args = modifier.$addToSet as Document | undefined;
+  if (!args) return;
+  delete modifier.$addToSet;
+  for (const [path, spec] of Object.entries(args)) {
+    const values = isPlainObject(spec) && '$each' in spec ? (spec.$each as unknown[]) : [spec];
+    if (!Array.isArray(values)) throw new CommandError('TypeMismatch', `The argument to $each in $addToSet must be an array but it was of type ${typeof values}`);
+    const current = getPath(doc, path);
+    if (current !== undefined && !Array.isArray(current)) {
+      throw new CommandError('BadValue', `Cannot apply $addToSet to non-array field. Field named '${path.split('.').pop() ?? path}' has non-array type ${typeName(current)}`);
+    }
+    const seen = new Set((current ?? []).map(canonicalKey));
+    const add: unknown[] = [];
+    for (const v of values) {
+      const k = canonicalKey(v);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      add.push(v);
+    }
+    if (current === undefined) modifier.$set = { ...(modifier.$set ?? {}), [path]: add };
+    else if (add.length > 0) modifier.$push = { ...(modifier.$push ?? {}), [path]: { $each: add } };
+  }
+}
+
+let lastStampSecs = 0;
+let lastStampInc = 0;
+
+/** $currentDate becomes a $set of the current date, or of a fresh timestamp when asked. */
+function rewriteCurrentDate(modifier: Document): void {
+  const args = modifier.$currentDate as Document | undefined;
+  if (!args) return;
+  delete modifier.$currentDate;
+  const set: Document = { ...(modifier.$set ?? {}) };
+  for (const [path, spec] of Object.entries(args)) {
+    if (isPlainObject(spec) && spec.$type === 'timestamp') {
+      const secs = Math.floor(Date.now() / 1000);
+      lastStampInc = secs === lastStampSecs ? lastStampInc + 1 : 1;
+      lastStampSecs = secs;
+      set[path] = new Timestamp({ t: secs, i: lastStampInc });
+    } else if (spec === true || (isPlainObject(spec) && spec.$type === 'date')) {
+      set[path] = new Date();
+    } else {
+      throw new CommandError('BadValue', `${JSON.stringify(spec)} is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).`);
+    }
+  }
+  modifier.$set = set;
 }
 
 function checkNumericTargets(doc: Document, modifier: Document): void {
