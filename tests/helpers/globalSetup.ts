@@ -38,7 +38,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     };
   } else {
     const { startEmbeddedServer } = await import('../../src/embedded/index.js');
-    const server = await startEmbeddedServer({ port: 0 });
+    // Sweep TTL indexes every second so TTL tests finish quickly; MongoDB documents its own monitor as every 60 s.
+    const server = await startEmbeddedServer({ port: 0, ttlIntervalMs: 1000 });
     uri = server.uri;
     backend = 'embedded';
     stop = () => server.close();
