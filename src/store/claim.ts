@@ -67,11 +67,12 @@ export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDo
 }
 
 /**
- * Claim up to `limit` jobs in three commands (MongoDB has no UPDATE ... LIMIT):
- * 1. find candidate ids in claim order;
+ * Claim up to `limit` jobs (MongoDB has no UPDATE ... LIMIT):
+ * 1. find candidates in claim order;
  * 2. updateMany those ids, guarded on still being claimable and due, stamping a fresh batch token;
- * 3. read back the documents carrying that token.
- * Jobs another worker took between 1 and 2 fail the guard and are simply not ours.
+ * 3. only when fewer were modified than chosen (another worker took some in between), read back the
+ *    documents carrying that token. Otherwise the claimed documents are the candidates with the
+ *    update applied, so an uncontended batch costs two commands (plus one for its events).
  *
  * Every job of the batch shares the batch token. Fencing still holds: the token is fresh per claim
  * and every later write addresses {_id, state: 'running', lease.token}, so the pair (job, token) names
@@ -80,35 +81,35 @@ export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDo
 export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise<JobDoc[]> {
   if (opts.limit <= 0) return [];
   const filter = claimableFilter(opts.now, opts.excludeTypes);
-  const candidates = await store.jobs
-    .find(filter, { projection: { _id: 1, type: 1, state: 1 }, sort: CLAIM_SORT, limit: opts.limit })
-    .toArray();
-  let ids = candidates.map((c) => c._id);
+  const candidates = await store.jobs.find(filter, { sort: CLAIM_SORT, limit: opts.limit }).toArray();
+  let chosen = candidates;
   if (opts.typeSlots) {
     const left = { ...opts.typeSlots };
-    ids = [];
-    for (const c of candidates) {
+    chosen = candidates.filter((c) => {
       const slots = left[c.type];
-      if (slots === undefined) ids.push(c._id);
-      else if (slots > 0) {
-        left[c.type] = slots - 1;
-        ids.push(c._id);
-      }
-    }
+      if (slots === undefined) return true;
+      if (slots <= 0) return false;
+      left[c.type] = slots - 1;
+      return true;
+    });
   }
-  if (ids.length === 0) return [];
+  if (chosen.length === 0) return [];
+  const ids = chosen.map((c) => c._id);
   const token = newLeaseToken();
-  const res = await store.jobs.updateMany(
-    { ...filter, _id: { $in: ids } },
-    { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1 } },
-  );
+  const set = claimSet(opts.owner, token, opts.leaseMs, opts.now);
+  const res = await store.jobs.updateMany({ ...filter, _id: { $in: ids } }, { $set: set, $inc: { attempts: 1 } });
   if (res.modifiedCount === 0) return [];
-  // Read back by _id (served by the _id index) and token (only what this claim won).
-  const docs = await store.jobs
-    .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
-    .toArray();
+  let docs: StoredJob[];
+  if (res.modifiedCount === chosen.length) {
+    docs = chosen.map((c) => ({ ...c, ...set, lease: { ...set.lease }, attempts: c.attempts + 1 }));
+  } else {
+    // Contended: read back by _id (served by the _id index) and token (only what this claim won).
+    docs = await store.jobs
+      .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
+      .toArray();
+  }
   // A candidate we won was still in the state we read (claimable states only leave by being claimed or cancelled).
-  const fromState = new Map(candidates.map((c) => [c._id, c.state]));
+  const fromState = new Map(chosen.map((c) => [c._id, c.state]));
   await appendEvents(
     store,
     docs.map((d) => event(d._id, fromState.get(d._id) ?? null, 'running', opts.now, d.attempts, opts.owner, 'claimed')),

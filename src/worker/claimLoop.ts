@@ -23,6 +23,7 @@ export interface ClaimLoopDeps {
   owner: string;
   leaseMs: number;
   claimBatchSize: number;
+  concurrency: number;
   pollMinMs: number;
   pollMaxMs: number;
   wakeup: Wakeup;
@@ -49,7 +50,10 @@ export class ClaimLoop {
     const d = this.d;
     while (!d.stopping()) {
       const free = d.freeSlots();
-      if (free <= 0) {
+      // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
+      // its round trips (half the concurrency, at most a batch); claim at once when idle.
+      const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(d.concurrency / 2)));
+      if (free <= 0 || (free < worthIt && free < d.concurrency)) {
         this.blockedBySlots = true;
         await d.wakeup.wait(d.pollMaxMs);
         continue;

@@ -196,6 +196,7 @@ class DaemonImpl implements Daemon {
       owner: workerId,
       leaseMs: w.leaseMs,
       claimBatchSize: w.claimBatchSize,
+      concurrency: w.concurrency,
       pollMinMs: w.pollMinMs,
       pollMaxMs: w.pollMaxMs,
       wakeup: this.wakeup,
