@@ -6,7 +6,9 @@ import { CursorManager } from './cursor.js';
 import { Engine } from './engine.js';
 import { TtlMonitor } from './ttl.js';
 import { WireServer } from './server.js';
+import { openDurableStore } from './persistence.js';
 import type { DurableStore } from './persistenceTypes.js';
+import { WIRE_DESERIALIZE_OPTIONS } from './wire.js';
 
 export interface EmbeddedServerOptions {
   /** 0 = an ephemeral port. */
@@ -28,21 +30,32 @@ export interface EmbeddedServer {
   close(): Promise<void>;
 }
 
-async function openStore(dir: string): Promise<DurableStore> {
-  const mod = (await import('./persistence.js')) as { openDurableStore: (dir: string) => DurableStore };
-  return mod.openDurableStore(dir);
+/** Options only the standalone command exposes. */
+export interface InternalServerOptions extends EmbeddedServerOptions {
+  /** The durable log is compacted once it exceeds this many bytes (and twice the snapshot). */
+  compactThresholdBytes?: number;
 }
 
-export async function startEmbeddedServer(opts: EmbeddedServerOptions = {}): Promise<EmbeddedServer> {
+export function startEmbeddedServer(opts: EmbeddedServerOptions = {}): Promise<EmbeddedServer> {
+  return startServer(opts);
+}
+
+export async function startServer(opts: InternalServerOptions = {}): Promise<EmbeddedServer> {
   const host = opts.host ?? '127.0.0.1';
   const log = opts.log ?? (() => {});
-  const store = opts.dataDir ? await openStore(opts.dataDir) : undefined;
+  const store: DurableStore | undefined = opts.dataDir
+    ? openDurableStore(opts.dataDir, {
+        bsonOptions: WIRE_DESERIALIZE_OPTIONS,
+        log,
+        ...(opts.compactThresholdBytes !== undefined ? { compactMinBytes: opts.compactThresholdBytes } : {}),
+      })
+    : undefined;
   const engine = new Engine(store);
   if (store) {
     try {
       const loaded = store.load();
       engine.restore(loaded.snapshot, loaded.records);
-      if (loaded.droppedTornTail) log(`jobd-embedded: dropped a torn tail of the log in ${store.dir}`);
+      if (loaded.droppedTornTail) log(`jobd-embedded: dropped a torn tail of the log in ${store.dir} (an interrupted write)`);
     } catch (err) {
       store.close();
       throw err;

@@ -30,7 +30,7 @@ export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
 }
 
-const DESERIALIZE: BSON.DeserializeOptions = { promoteLongs: true, promoteValues: true, promoteBuffers: false };
+export const WIRE_DESERIALIZE_OPTIONS: BSON.DeserializeOptions = { promoteLongs: true, promoteValues: true, promoteBuffers: false };
 
 export function readHeader(buf: Buffer): Header {
   return {
@@ -70,7 +70,7 @@ function parseOpMsg(header: Header, msg: Buffer): Request {
     if (kind === 0) {
       const size = msg.readInt32LE(pos);
       if (body) throw new ProtocolError('OP_MSG has more than one body section');
-      body = BSON.deserialize(msg.subarray(pos, pos + size), DESERIALIZE);
+      body = BSON.deserialize(msg.subarray(pos, pos + size), WIRE_DESERIALIZE_OPTIONS);
       pos += size;
     } else if (kind === 1) {
       const size = msg.readInt32LE(pos);
@@ -83,7 +83,7 @@ function parseOpMsg(header: Header, msg: Buffer): Request {
       const docs: Document[] = [];
       while (p < sectionEnd) {
         const dsize = msg.readInt32LE(p);
-        docs.push(BSON.deserialize(msg.subarray(p, p + dsize), DESERIALIZE));
+        docs.push(BSON.deserialize(msg.subarray(p, p + dsize), WIRE_DESERIALIZE_OPTIONS));
         p += dsize;
       }
       sequences.push([id, docs]);
@@ -107,7 +107,7 @@ function parseOpQuery(header: Header, msg: Buffer): Request {
   const collection = msg.toString('utf8', pos, nul);
   pos = nul + 1 + 8; // numberToSkip, numberToReturn
   const size = msg.readInt32LE(pos);
-  let command = BSON.deserialize(msg.subarray(pos, pos + size), DESERIALIZE);
+  let command = BSON.deserialize(msg.subarray(pos, pos + size), WIRE_DESERIALIZE_OPTIONS);
   if (command.$query && typeof command.$query === 'object') command = command.$query as Document;
   return { kind: 'query', header, collection, command };
 }

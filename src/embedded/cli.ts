@@ -1,0 +1,87 @@
+/**
+ * The standalone embedded server: `jobd-embedded --port P [--host H] [--data-dir D]`.
+ * Prints one "listening" line when ready; closes cleanly on SIGTERM or SIGINT.
+ */
+import { startServer, type InternalServerOptions } from './index.js';
+
+const USAGE = 'usage: jobd-embedded [--port P] [--host H] [--data-dir D] [--ttl-interval-ms MS] [--compact-threshold-bytes N]';
+
+function parseArgs(args: string[]): InternalServerOptions {
+  const opts: InternalServerOptions = { port: 27017 };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i] as string;
+    const [name, inline] = flag.includes('=') ? (flag.split(/=(.*)/s, 2) as [string, string]) : [flag, undefined];
+    const value = (): string => {
+      const v = inline ?? args[++i];
+      if (v === undefined) throw new Error(`${name} needs a value`);
+      return v;
+    };
+    const int = (what: string): number => {
+      const v = value();
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a non-negative integer, got '${v}'`);
+      return n;
+    };
+    switch (name) {
+      case '--port':
+        opts.port = int('--port');
+        if ((opts.port ?? 0) > 65535) throw new Error(`--port must be at most 65535, got ${opts.port}`);
+        break;
+      case '--host':
+        opts.host = value();
+        break;
+      case '--data-dir':
+        opts.dataDir = value();
+        break;
+      case '--ttl-interval-ms':
+        opts.ttlIntervalMs = int('--ttl-interval-ms');
+        break;
+      case '--compact-threshold-bytes':
+        opts.compactThresholdBytes = int('--compact-threshold-bytes');
+        break;
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option '${flag}'`);
+    }
+  }
+  return opts;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let opts: InternalServerOptions;
+  try {
+    opts = parseArgs(argv.slice(2));
+  } catch (err) {
+    console.error(`jobd-embedded: ${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  let server;
+  try {
+    server = await startServer({ ...opts, log: (msg) => console.error(msg) });
+  } catch (err) {
+    console.error(`jobd-embedded: cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+    return;
+  }
+  console.log(`jobd-embedded listening on ${server.uri}${opts.dataDir ? ` (data directory ${opts.dataDir})` : ' (in memory)'}`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`jobd-embedded: ${signal} received, closing`);
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`jobd-embedded: error while closing: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
