@@ -8,7 +8,9 @@ let versionCache: string | undefined;
 export function jobdVersion(): string {
   if (versionCache === undefined) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version?: string;
+      };
       versionCache = pkg.version ?? '0.0.0';
     } catch {
       versionCache = '0.0.0';
@@ -42,7 +44,12 @@ export function isCommanderError(err: unknown): err is { code: string; exitCode:
 }
 
 export function commanderExitCode(err: { code: string; exitCode: number }): number {
-  if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+  if (
+    err.code === 'commander.helpDisplayed' ||
+    err.code === 'commander.version' ||
+    err.code === 'commander.help'
+  )
+    return 0;
   return err.exitCode === 0 ? 0 : EXIT_CODES.config;
 }
 

@@ -11,7 +11,11 @@ import { embeddedUri, openStore } from '../store/connect.js';
 import type { Store } from '../store/types.js';
 
 interface EmbeddedModule {
-  startEmbeddedServer(opts: { host?: string; port?: number; dataDir?: string | null }): Promise<{ uri: string; close(): Promise<void> }>;
+  startEmbeddedServer(opts: {
+    host?: string;
+    port?: number;
+    dataDir?: string | null;
+  }): Promise<{ uri: string; close(): Promise<void> }>;
 }
 
 /** Loaded only when needed: most jobctl runs talk to a daemon's server or a real MongoDB. */
@@ -45,7 +49,10 @@ export function isListening(host: string, port: number, timeoutMs = 1_000): Prom
   });
 }
 
-export async function connectStore(config: ResolvedConfig, opts: { ensureIndexes?: boolean } = {}): Promise<Connection> {
+export async function connectStore(
+  config: ResolvedConfig,
+  opts: { ensureIndexes?: boolean } = {},
+): Promise<Connection> {
   let stopEmbedded: (() => Promise<void>) | undefined;
   let backend: Backend = 'mongodb';
   let uri = config.mongoUri;
@@ -77,7 +84,7 @@ export async function connectStore(config: ResolvedConfig, opts: { ensureIndexes
       database: config.database,
       appName: 'jobctl',
       serverSelectionTimeoutMS: 5_000,
-      ensureIndexes: opts.ensureIndexes ?? true,
+      ensureIndexes: opts.ensureIndexes ?? false,
     });
   } catch (err) {
     await stopEmbedded?.().catch(() => {});

@@ -17,7 +17,9 @@ export interface CommonOptions {
 export function withCommonOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--settings <file>', 'settings file (JSON); default $JOBD_SETTINGS'))
-    .addOption(new Option('--mongo-uri <uri>', 'MongoDB URI or "embedded" (beats JOBD_MONGO_URI and the file)'))
+    .addOption(
+      new Option('--mongo-uri <uri>', 'MongoDB URI or "embedded" (beats JOBD_MONGO_URI and the file)'),
+    )
     .addOption(new Option('--database <name>', 'database name (beats JOBD_DATABASE and the file)'))
     .addOption(new Option('--json', 'print JSON instead of tables'));
 }
@@ -46,9 +48,17 @@ export function commandContext(opts: CommonOptions, env: CliEnv): CommandContext
   return { config, printer: createPrinter(!!opts.json), clock: env.clock ?? systemClock };
 }
 
-/** Run `fn` with a connection that is closed afterwards, whatever happens. */
-export async function withConnection<T>(ctx: CommandContext, fn: (conn: Connection) => Promise<T>): Promise<T> {
-  const conn = await connectStore(ctx.config);
+/**
+ * Run `fn` with a connection that is closed afterwards, whatever happens. Only commands that write new
+ * jobs ask for the indexes (the dedupe index must exist before an insert); reading commands then work
+ * with a read-only database user too.
+ */
+export async function withConnection<T>(
+  ctx: CommandContext,
+  fn: (conn: Connection) => Promise<T>,
+  opts: { ensureIndexes?: boolean } = {},
+): Promise<T> {
+  const conn = await connectStore(ctx.config, { ensureIndexes: opts.ensureIndexes ?? false });
   try {
     return await fn(conn);
   } finally {

@@ -16,7 +16,14 @@ import { registerStats } from './commands/stats.js';
 import { registerStatus } from './commands/status.js';
 import { registerVersion } from './commands/version.js';
 import { registerWorkers } from './commands/workers.js';
-import { commanderExitCode, errorMessage, exitCodeFor, isCommanderError, jobdVersion, throwOnUsageErrors } from './common.js';
+import {
+  commanderExitCode,
+  errorMessage,
+  exitCodeFor,
+  isCommanderError,
+  jobdVersion,
+  throwOnUsageErrors,
+} from './common.js';
 import type { CliEnv } from './context.js';
 
 export function buildProgram(env: CliEnv, result: { code: number }): Command {

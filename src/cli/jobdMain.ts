@@ -101,7 +101,10 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (stopping) {
       if (forced) {
-        logger.fatal({ signal }, 'third signal: exiting without waiting for running jobs (the rescuer recovers them)');
+        logger.fatal(
+          { signal },
+          'third signal: exiting without waiting for running jobs (the rescuer recovers them)',
+        );
         pidfile.release();
         process.exit(EXIT_CODES.failure);
       }
@@ -118,7 +121,10 @@ export async function main(argv: string[]): Promise<void> {
       }, deadline).unref();
       return;
     }
-    logger.info({ signal, graceMs: config.worker.shutdownGraceMs }, 'stopping: no new jobs; running jobs may finish');
+    logger.info(
+      { signal, graceMs: config.worker.shutdownGraceMs },
+      'stopping: no new jobs; running jobs may finish',
+    );
     stopping = daemon
       .stop({ graceMs: config.worker.shutdownGraceMs })
       .then(() => {

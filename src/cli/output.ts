@@ -59,7 +59,12 @@ export function cell(v: unknown): string {
 export function formatDate(d: Date | string | null | undefined): string {
   if (!d) return '';
   const date = d instanceof Date ? d : new Date(d);
-  return Number.isNaN(date.getTime()) ? String(d) : date.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+  return Number.isNaN(date.getTime())
+    ? String(d)
+    : date
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d{3}Z$/, 'Z');
 }
 
 export function formatMs(ms: number | null | undefined): string {

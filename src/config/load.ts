@@ -30,7 +30,14 @@ import {
   defaultConcurrency,
 } from './defaults.js';
 import type { LogLevel, ResolvedConfig } from './types.js';
-import { didYouMean, dotted, settingsLine, settingsSchema, validateSettings, type SettingsInput } from './validate.js';
+import {
+  didYouMean,
+  dotted,
+  settingsLine,
+  settingsSchema,
+  validateSettings,
+  type SettingsInput,
+} from './validate.js';
 
 /** Values given on the command line (strings as commander hands them over). */
 export interface FlagValues {
@@ -56,7 +63,9 @@ export interface LoadOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   /** Built-in job types; the registry's by default. */
-  builtins?: (defaults: ResolvedConfig['defaults']) => Record<string, JobTypeDefinition> | JobTypeDefinition[];
+  builtins?: (
+    defaults: ResolvedConfig['defaults'],
+  ) => Record<string, JobTypeDefinition> | JobTypeDefinition[];
 }
 
 type Json = Record<string, unknown>;
@@ -102,7 +111,13 @@ function settingLeaves(): Leaf[] {
     }
     if (s instanceof z.ZodRecord) return;
     const kind: Kind =
-      s instanceof z.ZodNumber ? 'number' : s instanceof z.ZodBoolean ? 'boolean' : s instanceof z.ZodArray ? 'list' : 'string';
+      s instanceof z.ZodNumber
+        ? 'number'
+        : s instanceof z.ZodBoolean
+          ? 'boolean'
+          : s instanceof z.ZodArray
+            ? 'list'
+            : 'string';
     out.push({ path, kind, nullable: isNull });
   };
   walk(settingsSchema, [], false);
@@ -168,7 +183,8 @@ function readSettingsFile(file: string): Json {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
     throw new ConfigError(`settings: cannot read settings file ${file}: ${why}`, { cause: err });
   }
   let data: unknown;
@@ -178,7 +194,9 @@ function readSettingsFile(file: string): Json {
     throw new ConfigError(`settings: ${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   if (!isPlainObject(data)) {
-    throw new ConfigError(`settings: ${file} must hold a JSON object ({ ... }), found ${Array.isArray(data) ? 'an array' : typeof data}`);
+    throw new ConfigError(
+      `settings: ${file} must hold a JSON object ({ ... }), found ${Array.isArray(data) ? 'an array' : typeof data}`,
+    );
   }
   return data;
 }
@@ -288,7 +306,9 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-function toRecord(list: Record<string, JobTypeDefinition> | JobTypeDefinition[]): Record<string, JobTypeDefinition> {
+function toRecord(
+  list: Record<string, JobTypeDefinition> | JobTypeDefinition[],
+): Record<string, JobTypeDefinition> {
   if (!Array.isArray(list)) return { ...list };
   const out: Record<string, JobTypeDefinition> = {};
   for (const def of list) out[def.name] = def;
@@ -332,7 +352,12 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
 
   if (heartbeatMs >= leaseMs) {
     problems.push(
-      settingsLine('worker.heartbeatMs', heartbeatMs, `must be less than worker.leaseMs (${leaseMs})`, originOf(['worker', 'heartbeatMs'])),
+      settingsLine(
+        'worker.heartbeatMs',
+        heartbeatMs,
+        `must be less than worker.leaseMs (${leaseMs})`,
+        originOf(['worker', 'heartbeatMs']),
+      ),
     );
   }
   if (rescueIntervalMs > leaseMs) {
@@ -347,7 +372,12 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   }
   if (pollMinMs > pollMaxMs) {
     problems.push(
-      settingsLine('worker.pollMaxMs', pollMaxMs, `must be at least worker.pollMinMs (${pollMinMs})`, originOf(['worker', 'pollMaxMs'])),
+      settingsLine(
+        'worker.pollMaxMs',
+        pollMaxMs,
+        `must be at least worker.pollMinMs (${pollMinMs})`,
+        originOf(['worker', 'pollMaxMs']),
+      ),
     );
   }
 
@@ -355,7 +385,14 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     const r = { ...base, ...stripUndefined(over ?? {}) };
     if (r.baseMs > r.capMs) {
       const path = `${key}.capMs`;
-      problems.push(settingsLine(path, r.capMs, `must be at least ${key}.baseMs (${r.baseMs})`, originOf(path.split('.'))));
+      problems.push(
+        settingsLine(
+          path,
+          r.capMs,
+          `must be at least ${key}.baseMs (${r.baseMs})`,
+          originOf(path.split('.')),
+        ),
+      );
     }
     return r;
   };
@@ -375,7 +412,12 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     let handler = base?.handler;
     if (t.handler !== undefined) {
       try {
-        handler = resolveHandler(t.handler, fileDir, `${key}.handler`, originOf(['jobTypes', name, 'handler']));
+        handler = resolveHandler(
+          t.handler,
+          fileDir,
+          `${key}.handler`,
+          originOf(['jobTypes', name, 'handler']),
+        );
       } catch (err) {
         problems.push((err as Error).message);
         continue;

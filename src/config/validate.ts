@@ -25,7 +25,9 @@ function text(what: string): z.ZodString {
   return z.string({ error: `must be ${what}` }).min(1, { error: `must be ${what} (not empty)` });
 }
 
-function oneOf<const T extends readonly [string, ...string[]]>(values: T): z.ZodEnum<{ [K in T[number]]: K }> {
+function oneOf<const T extends readonly [string, ...string[]]>(
+  values: T,
+): z.ZodEnum<{ [K in T[number]]: K }> {
   return z.enum(values, { error: `must be one of ${values.join(', ')}` });
 }
 
@@ -58,7 +60,9 @@ const modeSchema = oneOf(['pooled', 'isolated']);
 export const JOB_TYPE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,99}$/;
 
 const jobTypeSchema = z.strictObject({
-  handler: text('a path to the handler module (relative to the settings file) or a package specifier').optional(),
+  handler: text(
+    'a path to the handler module (relative to the settings file) or a package specifier',
+  ).optional(),
   mode: modeSchema.optional(),
   timeoutMs: int(1, 7 * DAY_MS, ' (ms)').optional(),
   maxAttempts: int(1, 1000).optional(),
@@ -213,7 +217,12 @@ function unwrap(schema: z.ZodType): z.ZodType {
   return s;
 }
 
-export function settingsLine(path: string, value: unknown, allowed: string, origin: string | undefined): string {
+export function settingsLine(
+  path: string,
+  value: unknown,
+  allowed: string,
+  origin: string | undefined,
+): string {
   return `settings: ${path} = ${formatValue(value)} is not allowed: ${allowed}${origin ? ` (${origin})` : ''}`;
 }
 
@@ -245,7 +254,9 @@ export function validateSettings(raw: unknown, originOf: OriginOf): SettingsInpu
       );
       continue;
     }
-    lines.push(settingsLine(dotted(path) || '(top level)', valueAt(raw, path), issue.message, originOf(path)));
+    lines.push(
+      settingsLine(dotted(path) || '(top level)', valueAt(raw, path), issue.message, originOf(path)),
+    );
   }
   throw new ConfigError(lines.join('\n'));
 }

@@ -121,7 +121,10 @@ export function acquirePidfile(path: string, options: PidfileOptions = {}): Pidf
       // Another process renamed its file over ours between the rename and the read-back: check it again.
     }
     const owner = readPid(path);
-    throw new AlreadyRunningError(`could not take the pidfile ${path}; pid ${owner ?? '?'} holds it`, owner ?? 0);
+    throw new AlreadyRunningError(
+      `could not take the pidfile ${path}; pid ${owner ?? '?'} holds it`,
+      owner ?? 0,
+    );
   } finally {
     try {
       unlinkSync(tmp);

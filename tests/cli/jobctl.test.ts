@@ -7,7 +7,9 @@ function ctl(label: string) {
   const database = testDbName(label);
   const settings = writeSettings({ dataDir: './var' });
   const call = (args: string[]) =>
-    run('jobctl', [...args, '--settings', settings, '--mongo-uri', testMongoUri()], { env: { JOBD_DATABASE: database } });
+    run('jobctl', [...args, '--settings', settings, '--mongo-uri', testMongoUri()], {
+      env: { JOBD_DATABASE: database },
+    });
   const json = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
     const r = await call([...args, '--json']);
     if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
@@ -19,21 +21,46 @@ function ctl(label: string) {
 describe('jobctl against the harness database', () => {
   it('enqueue, show, list, cancel, retry, status', async () => {
     const c = ctl('ctl_flow');
-    const enq = await c.call(['enqueue', 'echo', '--params', '{"hello":"world"}', '--priority', '2', '--delay', '3600000']);
+    const enq = await c.call([
+      'enqueue',
+      'echo',
+      '--params',
+      '{"hello":"world"}',
+      '--priority',
+      '2',
+      '--delay',
+      '3600000',
+    ]);
     expect(enq.stderr).toBe('');
     expect(enq.code).toBe(0);
     const id = enq.stdout.trim();
     expect(id).toMatch(/^[0-9a-f]{24}$/);
 
-    const shown = await c.json<{ job: Record<string, unknown>; events: Record<string, unknown>[] }>(['show', id]);
-    expect(shown.job).toMatchObject({ _id: id, type: 'echo', state: 'queued', priority: 2, params: { hello: 'world' } });
+    const shown = await c.json<{ job: Record<string, unknown>; events: Record<string, unknown>[] }>([
+      'show',
+      id,
+    ]);
+    expect(shown.job).toMatchObject({
+      _id: id,
+      type: 'echo',
+      state: 'queued',
+      priority: 2,
+      params: { hello: 'world' },
+    });
     expect(shown.events).toMatchObject([{ from: null, to: 'queued', message: 'enqueued' }]);
     const human = await c.call(['show', id]);
     expect(human.code).toBe(0);
     expect(human.stdout).toContain(id);
     expect(human.stdout).toContain('events');
 
-    const second = await c.json<{ id: string }>(['enqueue', 'sleep', '--params', '{"ms":1}', '--delay', '3600000']);
+    const second = await c.json<{ id: string }>([
+      'enqueue',
+      'sleep',
+      '--params',
+      '{"ms":1}',
+      '--delay',
+      '3600000',
+    ]);
     const listed = await c.json<{ _id: string }[]>(['list']);
     expect(listed.map((j) => j._id)).toEqual([second.id, id]); // newest first
     expect((await c.json<{ _id: string }[]>(['list', '--type', 'echo'])).map((j) => j._id)).toEqual([id]);
@@ -65,8 +92,22 @@ describe('jobctl against the harness database', () => {
 
   it('enqueue with a dedupe key returns the unfinished job', async () => {
     const c = ctl('ctl_dedupe');
-    const a = await c.json<{ id: string; created: boolean }>(['enqueue', 'echo', '--dedupe-key', 'k1', '--delay', '60000']);
-    const b = await c.json<{ id: string; created: boolean }>(['enqueue', 'echo', '--dedupe-key', 'k1', '--delay', '60000']);
+    const a = await c.json<{ id: string; created: boolean }>([
+      'enqueue',
+      'echo',
+      '--dedupe-key',
+      'k1',
+      '--delay',
+      '60000',
+    ]);
+    const b = await c.json<{ id: string; created: boolean }>([
+      'enqueue',
+      'echo',
+      '--dedupe-key',
+      'k1',
+      '--delay',
+      '60000',
+    ]);
     expect(a.created).toBe(true);
     expect(b).toMatchObject({ id: a.id, created: false });
   });
@@ -114,7 +155,9 @@ describe('jobctl against the harness database', () => {
 
   it('ping and version', async () => {
     const c = ctl('ctl_ping');
-    const ping = await c.json<{ ok: boolean; backend: string; roundTripMs: number; database: string }>(['ping']);
+    const ping = await c.json<{ ok: boolean; backend: string; roundTripMs: number; database: string }>([
+      'ping',
+    ]);
     expect(ping).toMatchObject({ ok: true, backend: 'mongodb', database: c.database });
     expect(ping.roundTripMs).toBeGreaterThanOrEqual(0);
     const version = await run('jobctl', ['version', '--json']);
@@ -127,14 +170,21 @@ describe('jobctl with a running jobd', () => {
   it('enqueue --wait exits 0 when the job completes and 1 when it fails; logs and workers', async () => {
     const database = testDbName('ctl_wait');
     const folder = tempDir('wait');
-    const settings = writeSettings({ mongoUri: testMongoUri(), dataDir: './var', worker: { concurrency: 2 } }, folder);
+    const settings = writeSettings(
+      { mongoUri: testMongoUri(), dataDir: './var', worker: { concurrency: 2 } },
+      folder,
+    );
     const env = { JOBD_DATABASE: database };
     const daemon = new Proc('jobd', ['--settings', settings], { env });
     try {
       await daemon.waitForLine('"msg":"jobd started"');
-      const ok = await run('jobctl', ['enqueue', 'echo', '--params', '{"n":42}', '--wait', '--json', '--settings', settings], {
-        env,
-      });
+      const ok = await run(
+        'jobctl',
+        ['enqueue', 'echo', '--params', '{"n":42}', '--wait', '--json', '--settings', settings],
+        {
+          env,
+        },
+      );
       expect(ok.stderr).toBe('');
       expect(ok.code).toBe(0);
       const done = JSON.parse(ok.stdout) as { id: string; state: string; result: unknown };
@@ -142,7 +192,15 @@ describe('jobctl with a running jobd', () => {
 
       const bad = await run(
         'jobctl',
-        ['enqueue', 'fail', '--params', '{"message":"nope","doNotRetry":true}', '--wait', '--settings', settings],
+        [
+          'enqueue',
+          'fail',
+          '--params',
+          '{"message":"nope","doNotRetry":true}',
+          '--wait',
+          '--settings',
+          settings,
+        ],
         { env },
       );
       expect(bad.code).toBe(1);

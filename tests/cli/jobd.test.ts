@@ -38,7 +38,11 @@ describe('jobd process', () => {
     const first = new Proc('jobd', ['--settings', settings], { env });
     try {
       const started = JSON.parse(await first.waitForLine('"msg":"jobd started"')) as Record<string, unknown>;
-      expect(started).toMatchObject({ version: expect.any(String), workerId: expect.any(String), database: env.JOBD_DATABASE });
+      expect(started).toMatchObject({
+        version: expect.any(String),
+        workerId: expect.any(String),
+        database: env.JOBD_DATABASE,
+      });
       expect(started.concurrency).toBeGreaterThanOrEqual(1);
       expect(readFileSync(pidFile, 'utf8').trim()).toBe(String(first.pid));
 
@@ -59,7 +63,9 @@ describe('jobd process', () => {
     const stale = await deadPid();
     mkdirSync(join(pidFile, '..'), { recursive: true });
     writeFileSync(pidFile, `${stale}\n`);
-    const p = new Proc('jobd', ['--settings', settings], { env: { JOBD_DATABASE: testDbName('jobd_stale') } });
+    const p = new Proc('jobd', ['--settings', settings], {
+      env: { JOBD_DATABASE: testDbName('jobd_stale') },
+    });
     try {
       const warning = await p.waitForLine('taking it over');
       expect(warning).toContain(`pid ${stale}`);
@@ -89,7 +95,17 @@ describe('jobctl and the embedded database', () => {
     const settings = writeSettings({ mongoUri: 'embedded', dataDir: './var', embedded: { port } }, folder);
 
     // No daemon: jobctl opens the embedded database itself; what it writes is on disk afterwards.
-    const enq = await run('jobctl', ['enqueue', 'echo', '--params', '{"x":1}', '--delay', '3600000', '--json', '--settings', settings]);
+    const enq = await run('jobctl', [
+      'enqueue',
+      'echo',
+      '--params',
+      '{"x":1}',
+      '--delay',
+      '3600000',
+      '--json',
+      '--settings',
+      settings,
+    ]);
     expect(enq.stderr).toBe('');
     expect(enq.code).toBe(0);
     const { id } = JSON.parse(enq.stdout) as { id: string };

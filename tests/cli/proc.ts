@@ -50,7 +50,11 @@ export function run(bin: keyof typeof BIN, args: string[], opts: RunOptions = {}
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${bin} ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(
+        new Error(
+          `${bin} ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+        ),
+      );
     }, opts.timeoutMs ?? 30_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
@@ -103,12 +107,18 @@ export class Proc {
 
   /** Resolves with the first stdout line (seen or future) matching; rejects if the process exits first. */
   waitForLine(match: string | RegExp, timeoutMs = 30_000): Promise<string> {
-    const test = (line: string): boolean => (typeof match === 'string' ? line.includes(match) : match.test(line));
+    const test = (line: string): boolean =>
+      typeof match === 'string' ? line.includes(match) : match.test(line);
     const seen = this.lines.find(test);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolveLine, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`no line matching ${String(match)} within ${timeoutMs} ms\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)),
+        () =>
+          reject(
+            new Error(
+              `no line matching ${String(match)} within ${timeoutMs} ms\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+            ),
+          ),
         timeoutMs,
       );
       this.waiters.push({
@@ -120,12 +130,18 @@ export class Proc {
       });
       void this.exited.then(({ code, signal }) => {
         clearTimeout(timer);
-        reject(new Error(`process exited (code ${code}, signal ${signal}) before a line matching ${String(match)}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`));
+        reject(
+          new Error(
+            `process exited (code ${code}, signal ${signal}) before a line matching ${String(match)}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+          ),
+        );
       });
     });
   }
 
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  async stop(
+    signal: NodeJS.Signals = 'SIGTERM',
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
   }

@@ -4,9 +4,21 @@ import { logLines, Proc, run, tempDir, writeSettings } from './proc.js';
 
 describe('bad settings exit 2 naming the key and the value', () => {
   const cases: [string, unknown, string[]][] = [
-    ['wrong type', { worker: { leaseMs: '30s' } }, ['worker.leaseMs = "30s"', 'must be an integer from 1000']],
-    ['out of range', { worker: { concurrency: -3 } }, ['worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024']],
-    ['unknown key', { worker: { concurency: 4 } }, ['worker.concurency = 4', 'unknown key; did you mean "worker.concurrency"?']],
+    [
+      'wrong type',
+      { worker: { leaseMs: '30s' } },
+      ['worker.leaseMs = "30s"', 'must be an integer from 1000'],
+    ],
+    [
+      'out of range',
+      { worker: { concurrency: -3 } },
+      ['worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024'],
+    ],
+    [
+      'unknown key',
+      { worker: { concurency: 4 } },
+      ['worker.concurency = 4', 'unknown key; did you mean "worker.concurrency"?'],
+    ],
     ['bad enum', { logLevel: 'verbose' }, ['logLevel = "verbose"', 'must be one of trace, debug, info']],
     [
       'missing handler file',
@@ -29,7 +41,9 @@ describe('bad settings exit 2 naming the key and the value', () => {
     const file = writeSettings({ worker: { concurrency: -3 } });
     const r = await run('jobctl', ['status', '--settings', file]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024');
+    expect(r.stderr).toContain(
+      'settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024',
+    );
   });
 
   it('a settings file that does not exist', async () => {
@@ -41,7 +55,9 @@ describe('bad settings exit 2 naming the key and the value', () => {
   it('bad flag values name the flag', async () => {
     const r = await run('jobd', ['--concurrency', 'lots', '--settings', writeSettings({})]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('worker.concurrency = "lots" is not allowed: must be an integer from 1 to 1024 (from --concurrency)');
+    expect(r.stderr).toContain(
+      'worker.concurrency = "lots" is not allowed: must be an integer from 1 to 1024 (from --concurrency)',
+    );
     const unknown = await run('jobd', ['--frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown option '--frobnicate'");
@@ -53,13 +69,20 @@ describe('precedence: flag > env > file', () => {
     const file = writeSettings({ worker: { concurrency: 2 } });
     const r = await run('jobctl', ['status', '--settings', file], { env: { JOBD_CONCURRENCY: 'abc' } });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('worker.concurrency = "abc" is not allowed: must be an integer from 1 to 1024 (from JOBD_CONCURRENCY)');
+    expect(r.stderr).toContain(
+      'worker.concurrency = "abc" is not allowed: must be an integer from 1 to 1024 (from JOBD_CONCURRENCY)',
+    );
   });
 
   it('a flag beats the environment', async () => {
     const file = writeSettings({});
-    const env = { JOBD_MONGO_URI: 'mongodb://127.0.0.1:1/?directConnection=true', JOBD_DATABASE: testDbName('prec') };
-    const good = await run('jobctl', ['ping', '--json', '--settings', file, '--mongo-uri', testMongoUri()], { env });
+    const env = {
+      JOBD_MONGO_URI: 'mongodb://127.0.0.1:1/?directConnection=true',
+      JOBD_DATABASE: testDbName('prec'),
+    };
+    const good = await run('jobctl', ['ping', '--json', '--settings', file, '--mongo-uri', testMongoUri()], {
+      env,
+    });
     expect(good.stderr).toBe('');
     expect(good.code).toBe(0);
     expect(JSON.parse(good.stdout)).toMatchObject({ ok: true, database: env.JOBD_DATABASE });
@@ -74,7 +97,10 @@ describe('precedence: flag > env > file', () => {
 
   it('jobd reports the effective concurrency: file < env < flag', async () => {
     const folder = tempDir('prec');
-    const file = writeSettings({ mongoUri: testMongoUri(), dataDir: './var', worker: { concurrency: 2 } }, folder);
+    const file = writeSettings(
+      { mongoUri: testMongoUri(), dataDir: './var', worker: { concurrency: 2 } },
+      folder,
+    );
     const env = { JOBD_DATABASE: testDbName('prec'), JOBD_CONCURRENCY: '3' };
 
     const started = async (args: string[]): Promise<number> => {
@@ -98,7 +124,9 @@ describe('log redaction', () => {
     // Nothing listens on port 1: jobd keeps retrying its first connection and logs each attempt.
     const uri = `mongodb://alice:${secret}@127.0.0.1:1/jobd?directConnection=true&authSource=admin`;
     const file = writeSettings({ dataDir: './var' });
-    const p = new Proc('jobd', ['--settings', file, '--mongo-uri', uri], { env: { JOBD_DATABASE: testDbName('redact') } });
+    const p = new Proc('jobd', ['--settings', file, '--mongo-uri', uri], {
+      env: { JOBD_DATABASE: testDbName('redact') },
+    });
     const line = await p.waitForLine('database unreachable at start');
     const exit = await p.stop();
     expect(exit.code).toBe(0);

@@ -3,7 +3,10 @@ import { testDbName, testMongoUri } from '../helpers/db.js';
 import { Proc, run, tempDir, writeSettings } from './proc.js';
 
 function setup(label: string, worker: Record<string, unknown>) {
-  const settings = writeSettings({ mongoUri: testMongoUri(), dataDir: './var', logLevel: 'debug', worker }, tempDir(label));
+  const settings = writeSettings(
+    { mongoUri: testMongoUri(), dataDir: './var', logLevel: 'debug', worker },
+    tempDir(label),
+  );
   const env = { JOBD_DATABASE: testDbName(label) };
   const ctl = async (args: string[]) => {
     const r = await run('jobctl', [...args, '--json', '--settings', settings], { env });

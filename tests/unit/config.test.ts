@@ -84,7 +84,10 @@ describe('defaults', () => {
 describe('layers: flag > env > file > defaults', () => {
   it('file beats defaults; relative paths resolve against the file folder', () => {
     const folder = dir();
-    const file = settingsFile({ dataDir: './state', logDir: 'logs-here', worker: { concurrency: 3 } }, folder);
+    const file = settingsFile(
+      { dataDir: './state', logDir: 'logs-here', worker: { concurrency: 3 } },
+      folder,
+    );
     const c = load({ settingsPath: file, cwd: dir() });
     expect(c.worker.concurrency).toBe(3);
     expect(c.dataDir).toBe(join(folder, 'state'));
@@ -139,7 +142,9 @@ describe('messages name the key, the value and what is allowed', () => {
     const file = settingsFile({ worker: { concurrency: -3 } });
     const err = errorOf(() => load({ settingsPath: file }));
     expect(err.name).toBe('ConfigError');
-    expect(err.message).toContain('settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024');
+    expect(err.message).toContain(
+      'settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024',
+    );
     expect(err.message).toContain(file);
   });
 
@@ -150,22 +155,30 @@ describe('messages name the key, the value and what is allowed', () => {
 
   it('bad enum', () => {
     const err = errorOf(() => load({ settingsPath: settingsFile({ logLevel: 'verbose' }) }));
-    expect(err.message).toContain('logLevel = "verbose" is not allowed: must be one of trace, debug, info, warn, error, fatal, silent');
+    expect(err.message).toContain(
+      'logLevel = "verbose" is not allowed: must be one of trace, debug, info, warn, error, fatal, silent',
+    );
   });
 
   it('unknown key with a suggestion', () => {
     const err = errorOf(() => load({ settingsPath: settingsFile({ worker: { concurency: 4 } }) }));
-    expect(err.message).toContain('worker.concurency = 4 is not allowed: unknown key; did you mean "worker.concurrency"?');
+    expect(err.message).toContain(
+      'worker.concurency = 4 is not allowed: unknown key; did you mean "worker.concurrency"?',
+    );
   });
 
   it('unknown top-level key', () => {
     const err = errorOf(() => load({ settingsPath: settingsFile({ mongoURI: 'embedded' }) }));
-    expect(err.message).toContain('mongoURI = "embedded" is not allowed: unknown key; did you mean "mongoUri"?');
+    expect(err.message).toContain(
+      'mongoURI = "embedded" is not allowed: unknown key; did you mean "mongoUri"?',
+    );
   });
 
   it('a bad env value names the variable', () => {
     const err = errorOf(() => load({ cwd: dir(), env: { JOBD_CONCURRENCY: 'many' } }));
-    expect(err.message).toContain('worker.concurrency = "many" is not allowed: must be an integer from 1 to 1024 (from JOBD_CONCURRENCY)');
+    expect(err.message).toContain(
+      'worker.concurrency = "many" is not allowed: must be an integer from 1 to 1024 (from JOBD_CONCURRENCY)',
+    );
   });
 
   it('a misspelt nested env variable is an error with a suggestion', () => {
@@ -176,28 +189,44 @@ describe('messages name the key, the value and what is allowed', () => {
 
   it('a bad flag value names the flag', () => {
     const err = errorOf(() => load({ cwd: dir(), flags: { concurrency: '0' } }));
-    expect(err.message).toContain('worker.concurrency = 0 is not allowed: must be an integer from 1 to 1024 (from --concurrency)');
+    expect(err.message).toContain(
+      'worker.concurrency = 0 is not allowed: must be an integer from 1 to 1024 (from --concurrency)',
+    );
   });
 
   it('cross-field rules', () => {
     const err = errorOf(() =>
-      load({ settingsPath: settingsFile({ worker: { leaseMs: 5000, heartbeatMs: 6000, pollMinMs: 500, pollMaxMs: 100 } }) }),
+      load({
+        settingsPath: settingsFile({
+          worker: { leaseMs: 5000, heartbeatMs: 6000, pollMinMs: 500, pollMaxMs: 100 },
+        }),
+      }),
     );
-    expect(err.message).toContain('worker.heartbeatMs = 6000 is not allowed: must be less than worker.leaseMs (5000)');
-    expect(err.message).toContain('worker.pollMaxMs = 100 is not allowed: must be at least worker.pollMinMs (500)');
+    expect(err.message).toContain(
+      'worker.heartbeatMs = 6000 is not allowed: must be less than worker.leaseMs (5000)',
+    );
+    expect(err.message).toContain(
+      'worker.pollMaxMs = 100 is not allowed: must be at least worker.pollMinMs (500)',
+    );
   });
 
   it('bad mongoUri', () => {
     const err = errorOf(() => load({ cwd: dir(), flags: { mongoUri: 'postgres://x' } }));
-    expect(err.message).toContain('mongoUri = "postgres://x" is not allowed: must be "embedded" or a mongodb://');
+    expect(err.message).toContain(
+      'mongoUri = "postgres://x" is not allowed: must be "embedded" or a mongodb://',
+    );
   });
 
   it('settings file problems', () => {
     expect(errorOf(() => load({ settingsPath: '/nonexistent/jobd.json' })).message).toContain(
       'cannot read settings file /nonexistent/jobd.json: no such file',
     );
-    expect(errorOf(() => load({ settingsPath: settingsFile('{ "worker": ') })).message).toContain('is not valid JSON');
-    expect(errorOf(() => load({ settingsPath: settingsFile('[1]') })).message).toContain('must hold a JSON object');
+    expect(errorOf(() => load({ settingsPath: settingsFile('{ "worker": ') })).message).toContain(
+      'is not valid JSON',
+    );
+    expect(errorOf(() => load({ settingsPath: settingsFile('[1]') })).message).toContain(
+      'must hold a JSON object',
+    );
   });
 });
 
@@ -228,7 +257,11 @@ describe('job types', () => {
       folder,
     );
     const c = loadConfig({ settingsPath: file, env: {}, builtins });
-    expect(c.jobTypes.echo).toMatchObject({ handler: '/builtin/echo.js', timeoutMs: 5000, retry: { baseMs: 1000, capMs: 60_000 } });
+    expect(c.jobTypes.echo).toMatchObject({
+      handler: '/builtin/echo.js',
+      timeoutMs: 5000,
+      retry: { baseMs: 1000, capMs: 60_000 },
+    });
     expect(c.jobTypes.resize).toEqual({
       name: 'resize',
       handler: join(folder, 'handlers', 'resize.js'),
@@ -252,15 +285,29 @@ describe('job types', () => {
   });
 
   it('a new type without a handler is an error', () => {
-    const err = errorOf(() => loadConfig({ settingsPath: settingsFile({ jobTypes: { thumb: { timeoutMs: 10 } } }), env: {}, builtins }));
+    const err = errorOf(() =>
+      loadConfig({
+        settingsPath: settingsFile({ jobTypes: { thumb: { timeoutMs: 10 } } }),
+        env: {},
+        builtins,
+      }),
+    );
     expect(err.message).toContain('jobTypes.thumb.handler is missing');
   });
 
   it('bad job type fields', () => {
     const err = errorOf(() =>
-      loadConfig({ settingsPath: settingsFile({ jobTypes: { echo: { mode: 'threaded', retry: { jitter: 2 } } } }), env: {}, builtins }),
+      loadConfig({
+        settingsPath: settingsFile({ jobTypes: { echo: { mode: 'threaded', retry: { jitter: 2 } } } }),
+        env: {},
+        builtins,
+      }),
     );
-    expect(err.message).toContain('jobTypes.echo.mode = "threaded" is not allowed: must be one of pooled, isolated');
-    expect(err.message).toContain('jobTypes.echo.retry.jitter = 2 is not allowed: must be a number from 0 to 1');
+    expect(err.message).toContain(
+      'jobTypes.echo.mode = "threaded" is not allowed: must be one of pooled, isolated',
+    );
+    expect(err.message).toContain(
+      'jobTypes.echo.retry.jitter = 2 is not allowed: must be a number from 0 to 1',
+    );
   });
 });

@@ -18,16 +18,24 @@ describe('redactUri', () => {
     expect(redactUri('mongodb://alice:s3cret@db1:27017,db2/jobd?authSource=admin')).toBe(
       'mongodb://***@db1:27017,db2/jobd?authSource=admin',
     );
-    expect(redactUri('mongodb+srv://bob@cluster.example.net/x')).toBe('mongodb+srv://***@cluster.example.net/x');
+    expect(redactUri('mongodb+srv://bob@cluster.example.net/x')).toBe(
+      'mongodb+srv://***@cluster.example.net/x',
+    );
   });
 
   it('hides password-style query parameters', () => {
-    expect(redactUri('mongodb://db/?authSource=admin&password=s3cret&w=1')).toBe('mongodb://db/?authSource=admin&password=***&w=1');
+    expect(redactUri('mongodb://db/?authSource=admin&password=s3cret&w=1')).toBe(
+      'mongodb://db/?authSource=admin&password=***&w=1',
+    );
   });
 
   it('redacts every URI inside free text and leaves other text alone', () => {
-    expect(redactUri('failed: mongodb://a:b@h1/ then mongodb://c:d@h2/')).toBe('failed: mongodb://***@h1/ then mongodb://***@h2/');
-    expect(redactUri('mongodb://127.0.0.1:27117/?directConnection=true')).toBe('mongodb://127.0.0.1:27117/?directConnection=true');
+    expect(redactUri('failed: mongodb://a:b@h1/ then mongodb://c:d@h2/')).toBe(
+      'failed: mongodb://***@h1/ then mongodb://***@h2/',
+    );
+    expect(redactUri('mongodb://127.0.0.1:27117/?directConnection=true')).toBe(
+      'mongodb://127.0.0.1:27117/?directConnection=true',
+    );
     expect(redactUri('embedded')).toBe('embedded');
   });
 });
@@ -48,7 +56,10 @@ describe('logger', () => {
     const text = out.text();
     expect(text).not.toContain(secret);
     expect(text).toContain('mongodb://***@db.example.net:27017/jobd');
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(7);
     expect(lines[0]).toMatchObject({ level: 'info', msg: 'connecting' });
   });

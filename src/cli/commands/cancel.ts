@@ -1,6 +1,12 @@
 import { Command } from 'commander';
 import { cancel } from '../../store/operator.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 
 export const registerCancel: RegisterCommand = (program, env) => {
   program.addCommand(
@@ -10,7 +16,11 @@ export const registerCancel: RegisterCommand = (program, env) => {
       .action(async (id: string, opts: CommonOptions) => {
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {
-          const job = await cancel(conn.store, id, { now: ctx.clock.now(), by: 'jobctl', reason: 'cancelled by operator' });
+          const job = await cancel(conn.store, id, {
+            now: ctx.clock.now(),
+            by: 'jobctl',
+            reason: 'cancelled by operator',
+          });
           ctx.printer.emit({ id: job._id, state: job.state }, () => `job ${job._id} cancelled`);
         });
       }),

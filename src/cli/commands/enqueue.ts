@@ -8,7 +8,13 @@ import { watchJob } from '../../store/watch.js';
 import { FINISHED_STATES, type EnqueueOptions, type JobDoc } from '../../types.js';
 import { EXIT_CODES } from '../../errors.js';
 import { intOption, isoDateOption } from '../common.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 
 function jsonOption(value: string): unknown {
   try {
@@ -20,7 +26,8 @@ function jsonOption(value: string): unknown {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function uuidOption(value: string): string {
-  if (!UUID.test(value)) throw new InvalidArgumentError('must be a UUID like 123e4567-e89b-12d3-a456-426614174000.');
+  if (!UUID.test(value))
+    throw new InvalidArgumentError('must be a UUID like 123e4567-e89b-12d3-a456-426614174000.');
   return value.toLowerCase();
 }
 
@@ -100,14 +107,28 @@ export const registerEnqueue: RegisterCommand = (program, env, result) => {
       .argument('<type>', 'job type')
       .addOption(new Option('--params <json>', 'job parameters as JSON').argParser(jsonOption))
       .addOption(new Option('--priority <n>', '1 (highest) to 100').argParser(intOption(1, 100)))
-      .addOption(new Option('--delay <ms>', 'run no earlier than this many ms from now').argParser(intOption(0)))
-      .addOption(new Option('--run-at <iso>', 'run no earlier than this time (ISO 8601)').argParser(isoDateOption))
-      .addOption(new Option('--max-attempts <n>', 'attempts before the job fails').argParser(intOption(1, 1000)))
+      .addOption(
+        new Option('--delay <ms>', 'run no earlier than this many ms from now').argParser(intOption(0)),
+      )
+      .addOption(
+        new Option('--run-at <iso>', 'run no earlier than this time (ISO 8601)').argParser(isoDateOption),
+      )
+      .addOption(
+        new Option('--max-attempts <n>', 'attempts before the job fails').argParser(intOption(1, 1000)),
+      )
       .addOption(new Option('--timeout <ms>', 'per-attempt timeout in ms').argParser(intOption(1)))
-      .addOption(new Option('--dedupe-key <key>', 'return the unfinished job with this key instead of adding one').argParser(textOption))
+      .addOption(
+        new Option(
+          '--dedupe-key <key>',
+          'return the unfinished job with this key instead of adding one',
+        ).argParser(textOption),
+      )
       .addOption(new Option('--dataset <uuid>', 'dataset this job belongs to').argParser(uuidOption))
       .addOption(
-        new Option('--tag <tag>', 'a tag (repeatable)').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), textOption(v)]),
+        new Option('--tag <tag>', 'a tag (repeatable)').argParser((v: string, prev: string[] | undefined) => [
+          ...(prev ?? []),
+          textOption(v),
+        ]),
       )
       .addOption(new Option('--wait', 'wait until the job finishes; exit 0 if it completed, 1 otherwise'))
       .action(async (type: string, opts: EnqueueFlags) => {
@@ -133,30 +154,42 @@ export const registerEnqueue: RegisterCommand = (program, env, result) => {
           ...(opts.dataset !== undefined ? { datasetUuid: opts.dataset } : {}),
           ...(opts.tag !== undefined ? { tags: opts.tag } : {}),
         };
-        await withConnection(ctx, async (conn) => {
-          const now = ctx.clock.now();
-          const newJob = resolveNewJob(type, opts.params ?? null, enqueueOptions, defaults, now);
-          const { job, created } = await enqueue(conn.store, newJob, now);
-          if (!opts.wait) {
-            ctx.printer.emit({ id: job._id, created, state: job.state }, () =>
-              created ? job._id : `${job._id} (an unfinished job with this dedupe key already existed)`,
+        await withConnection(
+          ctx,
+          async (conn) => {
+            const now = ctx.clock.now();
+            const newJob = resolveNewJob(type, opts.params ?? null, enqueueOptions, defaults, now);
+            const { job, created } = await enqueue(conn.store, newJob, now);
+            if (!opts.wait) {
+              ctx.printer.emit({ id: job._id, created, state: job.state }, () =>
+                created ? job._id : `${job._id} (an unfinished job with this dedupe key already existed)`,
+              );
+              return;
+            }
+            if (conn.backend === 'embedded (in-process)') {
+              ctx.printer.note(
+                'warning: no jobd is running on this database; the job runs once a daemon starts',
+              );
+            }
+            if (!ctx.printer.json) process.stdout.write(`${job._id}\n`);
+            const done = await waitForFinish(conn.store, job._id);
+            ctx.printer.emit(
+              {
+                id: done._id,
+                created,
+                state: done.state,
+                result: done.result,
+                lastError: done.lastError ?? null,
+              },
+              () =>
+                done.state === 'completed'
+                  ? `job ${done._id} completed${done.result !== undefined ? `: ${JSON.stringify(done.result)}` : ''}`
+                  : `job ${done._id} ${done.state}${done.lastError ? `: ${done.lastError.name}: ${done.lastError.message}` : ''}`,
             );
-            return;
-          }
-          if (conn.backend === 'embedded (in-process)') {
-            ctx.printer.note('warning: no jobd is running on this database; the job runs once a daemon starts');
-          }
-          if (!ctx.printer.json) process.stdout.write(`${job._id}\n`);
-          const done = await waitForFinish(conn.store, job._id);
-          ctx.printer.emit(
-            { id: done._id, created, state: done.state, result: done.result, lastError: done.lastError ?? null },
-            () =>
-              done.state === 'completed'
-                ? `job ${done._id} completed${done.result !== undefined ? `: ${JSON.stringify(done.result)}` : ''}`
-                : `job ${done._id} ${done.state}${done.lastError ? `: ${done.lastError.name}: ${done.lastError.message}` : ''}`,
-          );
-          result.code = done.state === 'completed' ? EXIT_CODES.ok : EXIT_CODES.failure;
-        });
+            result.code = done.state === 'completed' ? EXIT_CODES.ok : EXIT_CODES.failure;
+          },
+          { ensureIndexes: true },
+        );
       }),
   );
 };

@@ -1,11 +1,17 @@
 import { Command, Option } from 'commander';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { NotFoundError, ValidationError } from '../../errors.js';
 import { get } from '../../store/queries.js';
 import { FINISHED_STATES } from '../../types.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 
 /** Copy bytes [from, end) of a file to stdout; returns the new offset. */
 async function copyFrom(file: string, from: number): Promise<number> {
@@ -31,34 +37,51 @@ export const registerLogs: RegisterCommand = (program, env) => {
       .addOption(new Option('-f, --follow', 'keep printing new output until the job finishes'))
       .action(async (id: string, opts: CommonOptions & { follow?: boolean }) => {
         if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) {
-          throw new ValidationError(`<id> = ${JSON.stringify(id)} is not a job id (letters, digits, _ and - only)`);
+          throw new ValidationError(
+            `<id> = ${JSON.stringify(id)} is not a job id (letters, digits, _ and - only)`,
+          );
         }
         const ctx = commandContext(opts, env);
         const file = join(ctx.config.logDir, `${id}.log`);
         await withConnection(ctx, async (conn) => {
           const job = await get(conn.store, id);
           const hasFile = existsSync(file);
-          if (!job && !hasFile) throw new NotFoundError(`job ${id} not found in database ${ctx.config.database}`);
+          if (!job && !hasFile)
+            throw new NotFoundError(`job ${id} not found in database ${ctx.config.database}`);
           if (ctx.printer.json) {
-            const { readFileSync } = await import('node:fs');
             ctx.printer.emit(
-              { id, file: hasFile ? file : null, state: job?.state ?? null, log: hasFile ? readFileSync(file, 'utf8') : (job?.logTail ?? '') },
+              {
+                id,
+                file: hasFile ? file : null,
+                state: job?.state ?? null,
+                log: hasFile ? readFileSync(file, 'utf8') : (job?.logTail ?? ''),
+              },
               () => '',
             );
             return;
           }
-          if (!hasFile) {
-            ctx.printer.note(`(no log file at ${file}; showing the tail kept on the job)`);
-            process.stdout.write(job?.logTail ?? '');
+          if (!opts.follow) {
+            if (hasFile) await copyFrom(file, 0);
+            else {
+              ctx.printer.note(`(no log file at ${file}; showing the tail kept on the job)`);
+              process.stdout.write(job?.logTail ?? '');
+            }
             return;
           }
-          let offset = await copyFrom(file, 0);
-          if (!opts.follow) return;
           // A log file has no change notification that works everywhere (NFS, containers): poll its size.
+          // The file may not exist yet (job queued, or nothing printed so far).
+          let offset = 0;
+          let printed = false;
           for (;;) {
             const current = await get(conn.store, id);
-            offset = await copyFrom(file, offset);
-            if (!current || FINISHED_STATES.includes(current.state)) return;
+            if (existsSync(file)) {
+              offset = await copyFrom(file, offset);
+              printed ||= offset > 0;
+            }
+            if (!current || FINISHED_STATES.includes(current.state)) {
+              if (!printed && current?.logTail) process.stdout.write(current.logTail);
+              return;
+            }
             await delay(FOLLOW_POLL_MS);
           }
         });

@@ -1,6 +1,12 @@
 import { Command } from 'commander';
 import { ping } from '../../store/connect.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 import { keyValues } from '../output.js';
 
 export const registerPing: RegisterCommand = (program, env) => {
@@ -11,7 +17,13 @@ export const registerPing: RegisterCommand = (program, env) => {
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {
           const ms = await ping(conn.store);
-          const data = { ok: true, backend: conn.backend, uri: conn.uri, database: ctx.config.database, roundTripMs: Number(ms.toFixed(2)) };
+          const data = {
+            ok: true,
+            backend: conn.backend,
+            uri: conn.uri,
+            database: ctx.config.database,
+            roundTripMs: Number(ms.toFixed(2)),
+          };
           ctx.printer.emit(data, () =>
             keyValues([
               ['backend', data.backend],

@@ -1,6 +1,12 @@
 import { Command } from 'commander';
 import { retry } from '../../store/operator.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 
 export const registerRetry: RegisterCommand = (program, env) => {
   program.addCommand(

@@ -2,7 +2,13 @@ import { Command } from 'commander';
 import { NotFoundError } from '../../errors.js';
 import { eventsOf } from '../../store/events.js';
 import { get } from '../../store/queries.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 import { formatBytes, formatDate, formatMs, keyValues, table } from '../output.js';
 
 export const registerShow: RegisterCommand = (program, env) => {
@@ -32,7 +38,10 @@ export const registerShow: RegisterCommand = (program, env) => {
               ['updated', formatDate(job.updatedAt)],
               ['params', job.params],
               ['result', job.result],
-              ['progress', job.progress ? `${job.progress.percent}% ${job.progress.message ?? ''}`.trim() : ''],
+              [
+                'progress',
+                job.progress ? `${job.progress.percent}% ${job.progress.message ?? ''}`.trim() : '',
+              ],
               ['lease', job.lease ? `${job.lease.owner} until ${formatDate(job.lease.expiresAt)}` : ''],
               ['dataset', job.datasetUuid],
               ['dedupe key', job.dedupeKey],
@@ -40,7 +49,12 @@ export const registerShow: RegisterCommand = (program, env) => {
               ['peak RSS', formatBytes(r?.peakRssBytes)],
               ['CPU', formatMs(r?.cpuMs)],
               ['wall time', formatMs(r?.wallMs)],
-              ['last error', job.lastError ? `${job.lastError.name}${job.lastError.code ? ` (${job.lastError.code})` : ''}: ${job.lastError.message}` : ''],
+              [
+                'last error',
+                job.lastError
+                  ? `${job.lastError.name}${job.lastError.code ? ` (${job.lastError.code})` : ''}: ${job.lastError.message}`
+                  : '',
+              ],
             ];
             const parts = [keyValues(fields.filter(([, v]) => v !== null && v !== undefined && v !== ''))];
             if (job.errors?.length) {
@@ -48,7 +62,12 @@ export const registerShow: RegisterCommand = (program, env) => {
                 'errors',
                 table(
                   ['attempt', 'at', 'worker', 'error'],
-                  job.errors.map((e) => [e.attempt, formatDate(e.at), e.worker ?? '', `${e.name}: ${e.message}`]),
+                  job.errors.map((e) => [
+                    e.attempt,
+                    formatDate(e.at),
+                    e.worker ?? '',
+                    `${e.name}: ${e.message}`,
+                  ]),
                 ),
               );
             }
@@ -57,7 +76,14 @@ export const registerShow: RegisterCommand = (program, env) => {
               events.length
                 ? table(
                     ['at', 'from', 'to', 'attempt', 'worker', 'message'],
-                    events.map((e) => [formatDate(e.at), e.from ?? '', e.to, e.attempt, e.worker ?? '', e.message ?? '']),
+                    events.map((e) => [
+                      formatDate(e.at),
+                      e.from ?? '',
+                      e.to,
+                      e.attempt,
+                      e.worker ?? '',
+                      e.message ?? '',
+                    ]),
                   )
                 : '(none)',
             );

@@ -1,7 +1,13 @@
 import { Command } from 'commander';
 import type { Store } from '../../store/types.js';
 import { JOB_STATES, type JobState } from '../../types.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 import { formatMs, table } from '../output.js';
 
 const HOUR_MS = 60 * 60_000;
@@ -28,7 +34,13 @@ async function collect(store: Store, now: Date): Promise<TypeStats[]> {
   const recent = await store.jobs
     .aggregate<{ _id: { type: string; state: JobState }; n: number; wall: number | null }>([
       { $match: { finishedAt: { $gte: since } } },
-      { $group: { _id: { type: '$type', state: '$state' }, n: { $sum: 1 }, wall: { $avg: '$resources.wallMs' } } },
+      {
+        $group: {
+          _id: { type: '$type', state: '$state' },
+          n: { $sum: 1 },
+          wall: { $avg: '$resources.wallMs' },
+        },
+      },
     ])
     .toArray();
   const out = new Map<string, TypeStats>();

@@ -2,7 +2,13 @@ import { Command } from 'commander';
 import { listWorkers } from '../../store/workers.js';
 import { countByState } from '../../store/queries.js';
 import { JOB_STATES } from '../../types.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 import { table } from '../output.js';
 
 export const registerStatus: RegisterCommand = (program, env) => {
@@ -14,7 +20,11 @@ export const registerStatus: RegisterCommand = (program, env) => {
         await withConnection(ctx, async (conn) => {
           const now = ctx.clock.now();
           const counts = await countByState(conn.store);
-          const workers = await listWorkers(conn.store, { now, leaseMs: ctx.config.worker.leaseMs, includeStopped: false });
+          const workers = await listWorkers(conn.store, {
+            now,
+            leaseMs: ctx.config.worker.leaseMs,
+            includeStopped: false,
+          });
           const alive = workers.filter((w) => !w.dead).length;
           const data = {
             backend: conn.backend,

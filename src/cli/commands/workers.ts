@@ -1,6 +1,12 @@
 import { Command, Option } from 'commander';
 import { listWorkers } from '../../store/workers.js';
-import { commandContext, withCommonOptions, withConnection, type CommonOptions, type RegisterCommand } from '../context.js';
+import {
+  commandContext,
+  withCommonOptions,
+  withConnection,
+  type CommonOptions,
+  type RegisterCommand,
+} from '../context.js';
 import { formatDate, table } from '../output.js';
 
 export const registerWorkers: RegisterCommand = (program, env) => {
@@ -34,7 +40,18 @@ export const registerWorkers: RegisterCommand = (program, env) => {
             rows.length === 0
               ? 'no workers registered'
               : table(
-                  ['id', 'status', 'state', 'host', 'pid', 'version', 'concurrency', 'running', 'started', 'heartbeat'],
+                  [
+                    'id',
+                    'status',
+                    'state',
+                    'host',
+                    'pid',
+                    'version',
+                    'concurrency',
+                    'running',
+                    'started',
+                    'heartbeat',
+                  ],
                   rows.map((r) => [
                     r.id,
                     r.status,
