@@ -20,6 +20,7 @@ export interface ChangeEvent {
 
 const TOKEN_PREFIX = '82';
 const MAX_RETAINED = 100_000;
+const TRIM_CHUNK = 10_000;
 
 export function encodeToken(seq: number): Document {
   return { _data: TOKEN_PREFIX + seq.toString(16).toUpperCase().padStart(16, '0') };
@@ -48,7 +49,8 @@ export class ChangeLog {
   append(event: Omit<ChangeEvent, 'seq'>): ChangeEvent {
     const full = { ...event, seq: this.nextSeq++ } as ChangeEvent;
     this.events.push(full);
-    if (this.events.length > MAX_RETAINED) this.events.splice(0, this.events.length - MAX_RETAINED);
+    // Trim in chunks: dropping one event per append would copy the whole array every time.
+    if (this.events.length > MAX_RETAINED + TRIM_CHUNK) this.events.splice(0, this.events.length - MAX_RETAINED);
     const waiters = [...this.waiters];
     this.waiters.clear();
     for (const w of waiters) w();

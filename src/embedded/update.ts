@@ -99,13 +99,70 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
     rewriteAddToSet(next, modifier);
     rewriteCurrentDate(modifier);
     for (const op of Object.keys(modifier)) if (Object.keys(modifier[op] as Document).length === 0) delete modifier[op];
-    if (Object.keys(modifier).length > 0) applyOperators(next, modifier, opts.arrayFilters, opts.inserting ? undefined : opts.filter);
+    if (Object.keys(modifier).length > 0 && !applySimple(next, modifier)) {
+      applyOperators(next, modifier, opts.arrayFilters, opts.inserting ? undefined : opts.filter);
+    }
     if (opts.inserting) return idFirst(next);
   }
   if (!('_id' in next) || canonicalKey(next._id) !== canonicalKey(doc._id)) {
     if ('_id' in doc && doc._id !== undefined) throw immutableId(doc);
   }
   return idFirst(next);
+}
+
+const SIMPLE_OPS = new Set(['$set', '$unset', '$inc']);
+
+/**
+ * $set, $unset and $inc on plain dotted paths through embedded documents, applied directly
+ * (the common case, and far cheaper than the general operator engine). Fields are processed in
+ * lexicographic order, as MongoDB 5.0+ does. Returns false, having changed nothing, when the
+ * update needs the general engine (other operators, positional paths, arrays on the way).
+ */
+function applySimple(doc: Document, modifier: Document): boolean {
+  const steps: Array<[string, string[], unknown]> = [];
+  for (const [op, args] of Object.entries(modifier)) {
+    if (!SIMPLE_OPS.has(op)) return false;
+    for (const path of Object.keys(args as Document).sort()) {
+      const parts = path.split('.');
+      if (parts.some((p) => p === '' || p.startsWith('$') || /^\d+$/.test(p))) return false;
+      let cur: unknown = doc;
+      for (const p of parts.slice(0, -1)) {
+        cur = (cur as Document)[p];
+        if (cur === undefined) break;
+        if (!isPlainObject(cur)) return false;
+      }
+      if (op === '$inc') {
+        const target = isPlainObject(cur) ? cur[parts[parts.length - 1] as string] : undefined;
+        if (typeof (args as Document)[path] !== 'number' || (target !== undefined && target !== null && typeof target !== 'number')) return false;
+      }
+      steps.push([op, parts, (args as Document)[path]]);
+    }
+  }
+  for (const [op, parts, value] of steps) {
+    let holder = doc;
+    const last = parts[parts.length - 1] as string;
+    let missing = false;
+    for (const p of parts.slice(0, -1)) {
+      if (holder[p] === undefined) {
+        if (op === '$unset') {
+          missing = true;
+          break;
+        }
+        holder[p] = {};
+      }
+      holder = holder[p] as Document;
+    }
+    if (missing) continue;
+    if (op === '$set') holder[last] = deepClone(value);
+    else if (op === '$unset') delete holder[last];
+    else {
+      const currentValue = holder[last] as unknown;
+      if (currentValue === undefined || currentValue === null) holder[last] = value;
+      else if (typeof currentValue === 'number' && typeof value === 'number') holder[last] = currentValue + value;
+      else holder[last] = (currentValue as number) + (value as number);
+    }
+  }
+  return true;
 }
 
 /**
