@@ -1,3 +1,4 @@
+import { redactUri } from '../logging.js';
 import { MongoClient } from 'mongodb';
 import type { JobEventDoc, WorkerDoc } from '../types.js';
 import { ensureIndexes } from './indexes.js';
@@ -30,10 +31,8 @@ export function resolveMongoUri(cfg: { mongoUri: string; embedded?: { host: stri
   return embeddedUri(cfg.embedded);
 }
 
-/** Hide credentials before a URI reaches a log line or an error message. */
-export function redactMongoUri(uri: string): string {
-  return uri.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/, '$1***@');
-}
+/** Hide credentials before a URI reaches a log line or an error message (one rule for all of jobd). */
+export const redactMongoUri = redactUri;
 
 export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   const client = new MongoClient(opts.mongoUri, {

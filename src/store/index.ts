@@ -23,7 +23,7 @@ export {
 } from './running.js';
 export { rescueExpired, type RescueOptions, type RescueResult } from './rescue.js';
 export { cancel, retry, releaseWaiting, deleteFinishedBefore } from './operator.js';
-export { get, list, countByState, type ListOptions } from './queries.js';
+export { get, list, countByState, jobStats, type ListOptions, type JobStatsRow } from './queries.js';
 export { eventsOf, appendEvents } from './events.js';
 export {
   registerWorker,

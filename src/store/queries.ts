@@ -45,3 +45,37 @@ export async function countByState(store: Store, opts: { type?: string } = {}): 
   for (const r of rows) if (r._id in out) out[r._id] = r.n;
   return out;
 }
+
+export interface JobStatsRow {
+  type: string;
+  state: JobState;
+  /** Jobs of this type in this state now. */
+  count: number;
+  /** Of those, how many finished at or after `since`. */
+  finishedSince: number;
+  /** Average wall time (ms) of the jobs that finished since `since`; null when none reported one. */
+  avgWallMsSince: number | null;
+}
+
+/** Counts by type × state, with the jobs that finished since `since` and their average wall time. */
+export async function jobStats(store: Store, opts: { since: Date }): Promise<JobStatsRow[]> {
+  const rows = await store.jobs
+    .aggregate<{ _id: { type: string; state: JobState }; count: number; recent: number; wall: number | null }>([
+      {
+        $group: {
+          _id: { type: '$type', state: '$state' },
+          count: { $sum: 1 },
+          recent: { $sum: { $cond: [{ $gte: ['$finishedAt', opts.since] }, 1, 0] } },
+          wall: { $avg: { $cond: [{ $gte: ['$finishedAt', opts.since] }, '$resources.wallMs', null] } },
+        },
+      },
+    ])
+    .toArray();
+  return rows.map((r) => ({
+    type: r._id.type,
+    state: r._id.state,
+    count: r.count,
+    finishedSince: r.recent,
+    avgWallMsSince: r.wall ?? null,
+  }));
+}

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../logging.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { systemClock, type Clock } from '../clock.js';
 import { createSandbox } from '../sandbox/index.js';
@@ -81,7 +82,7 @@ export function packageVersion(): string {
 
 export async function startDaemon(opts: StartDaemonOptions): Promise<Daemon> {
   const { config } = opts;
-  const logger = opts.logger ?? pino({ level: config.logLevel, base: { name: 'jobd' } });
+  const logger = opts.logger ?? createLogger({ level: config.logLevel, name: 'jobd' });
   const clock = opts.clock ?? systemClock;
   const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   let embedded: EmbeddedHandle | null = null;

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { jobStats } from '../../store/index.js';
 import type { Store } from '../../store/types.js';
 import { JOB_STATES, type JobState } from '../../types.js';
 import {
@@ -22,27 +23,8 @@ interface TypeStats {
   avgWallMs: number | null;
 }
 
-// These two aggregations belong in src/store (a `jobStats` operation) once the store offers one;
-// until then they go through the store's collection handle, never through the driver directly.
 async function collect(store: Store, now: Date): Promise<TypeStats[]> {
-  const since = new Date(now.getTime() - HOUR_MS);
-  const byState = await store.jobs
-    .aggregate<{ _id: { type: string; state: JobState }; n: number }>([
-      { $group: { _id: { type: '$type', state: '$state' }, n: { $sum: 1 } } },
-    ])
-    .toArray();
-  const recent = await store.jobs
-    .aggregate<{ _id: { type: string; state: JobState }; n: number; wall: number | null }>([
-      { $match: { finishedAt: { $gte: since } } },
-      {
-        $group: {
-          _id: { type: '$type', state: '$state' },
-          n: { $sum: 1 },
-          wall: { $avg: '$resources.wallMs' },
-        },
-      },
-    ])
-    .toArray();
+  const rows = await jobStats(store, { since: new Date(now.getTime() - HOUR_MS) });
   const out = new Map<string, TypeStats>();
   const entry = (type: string): TypeStats => {
     let e = out.get(type);
@@ -58,18 +40,15 @@ async function collect(store: Store, now: Date): Promise<TypeStats[]> {
     }
     return e;
   };
-  for (const r of byState) {
-    const e = entry(r._id.type);
-    if (r._id.state in e.states) e.states[r._id.state] += r.n;
-    e.total += r.n;
-  }
-  for (const r of recent) {
-    const e = entry(r._id.type);
-    if (r._id.state === 'completed') {
-      e.lastHour.completed += r.n;
-      e.avgWallMs = r.wall === null ? null : Math.round(r.wall);
-    } else if (r._id.state === 'failed') e.lastHour.failed += r.n;
-    else if (r._id.state === 'cancelled') e.lastHour.cancelled += r.n;
+  for (const r of rows) {
+    const e = entry(r.type);
+    if (r.state in e.states) e.states[r.state] += r.count;
+    e.total += r.count;
+    if (r.state === 'completed') {
+      e.lastHour.completed += r.finishedSince;
+      e.avgWallMs = r.avgWallMsSince === null ? null : Math.round(r.avgWallMsSince);
+    } else if (r.state === 'failed') e.lastHour.failed += r.finishedSince;
+    else if (r.state === 'cancelled') e.lastHour.cancelled += r.finishedSince;
   }
   for (const e of out.values()) {
     e.lastHour.perMinute = Number(((e.lastHour.completed + e.lastHour.failed) / 60).toFixed(2));
