@@ -6,7 +6,7 @@
 import type { Document } from 'bson';
 import { CommandError } from './errors.js';
 import { deepClone, isPlainObject } from './bsonOrder.js';
-import { runPipeline } from './mql.js';
+import { evaluateLet, runPipeline } from './mql.js';
 import { runQuery, type QueryOptions } from './query.js';
 import { openChangeStream } from './cmdChangeStream.js';
 import { nonNegative, optionalDoc, optionalNumber, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
@@ -125,7 +125,11 @@ const aggregate: CommandHandler = (cmd, ctx) => {
   if (cmd.explain) {
     return { explainVersion: '1', stages: pipeline.map((s) => ({ ...s })), queryPlanner: { namespace: `${ctx.db}.${String(collName)}` }, ok: 1 };
   }
-  const variables = optionalDoc(cmd, 'let');
+  const last = pipeline[pipeline.length - 1];
+  if (last && ('$out' in last || '$merge' in last) && (cmd.readConcern as Document | undefined)?.level === 'linearizable') {
+    throw new CommandError('InvalidOptions', `${Object.keys(last)[0] as string} cannot be used with a 'linearizable' read concern level`);
+  }
+  const variables = evaluateLet(optionalDoc(cmd, 'let'));
   const docs = runAggregation(ctx, collName, pipeline, variables);
   const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
   return openCursor(ctx, ns, docs, batchSize);

@@ -57,7 +57,7 @@ export function mergeInto(ctx: CommandContext, spec: unknown, docs: Document[]):
       case 'keepExisting':
         break;
       case 'fail':
-        throw new CommandError('DuplicateKey', `$merge failed: a document matching ${JSON.stringify(filter)} already exists`);
+        throw coll.duplicate(coll.indexes.get('_id_') as NonNullable<ReturnType<typeof coll.indexes.get>>, [existing._id]);
       default:
         throw new CommandError('BadValue', `$merge whenMatched '${whenMatched}' is not supported`);
     }

@@ -5,7 +5,7 @@ import { Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
 import { ArrayCursor } from './cursor.js';
-import { project } from './mql.js';
+import { evaluateLet, project } from './mql.js';
 import type { Plan } from './planner.js';
 import { runQuery, type QueryOptions } from './query.js';
 import { SERVER_VERSION } from './cmdAdmin.js';
@@ -22,7 +22,7 @@ function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
   }
   const limit = nonNegative(optionalNumber(cmd, 'limit'), 'limit');
   const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip');
-  const letVars = optionalDoc(cmd, 'let');
+  const letVars = evaluateLet(optionalDoc(cmd, 'let'));
   return {
     filter: optionalDoc(cmd, 'filter') ?? {},
     sort: optionalDoc(cmd, 'sort'),

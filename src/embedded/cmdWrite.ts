@@ -6,7 +6,7 @@ import { BSON, type Document } from 'bson';
 import { CommandError, toCommandError } from './errors.js';
 import { isPlainObject } from './bsonOrder.js';
 import type { Collection } from './collection.js';
-import { project } from './mql.js';
+import { evaluateLet, project } from './mql.js';
 import { runQuery } from './query.js';
 import { applyUpdate, buildUpsert, isReplacement, validateUpdate, withId, type UpdateSpec } from './update.js';
 import { collectionArg, optionalBool, optionalDoc, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
@@ -66,7 +66,8 @@ function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars:
   if (multi && isReplacement(u as UpdateSpec)) throw new CommandError('FailedToParse', 'multi update is not supported for replacement-style update');
   const arrayFilters = st.arrayFilters as Document[] | undefined;
   if (arrayFilters !== undefined && !Array.isArray(arrayFilters)) throw new CommandError('TypeMismatch', 'arrayFilters must be an array');
-  const variables = { ...(letVars ?? {}), ...((st.c as Document | undefined) ?? {}) };
+  if (st.sort !== undefined) throw new CommandError('FailedToParse', "BSON field 'update.updates.sort' is an unknown field.");
+  const variables = { ...(letVars ?? {}), ...(evaluateLet(st.c as Document | undefined) ?? {}) };
   const { docs } = runQuery(coll, { filter: q, limit: multi ? 0 : 1, hint: st.hint, sort: st.sort, variables });
   const opts = { arrayFilters, filter: q, variables };
   let nModified = 0;
@@ -89,7 +90,7 @@ const update: CommandHandler = (cmd, ctx) => {
   rejectUnknownFields(cmd, 'update', ['updates', 'ordered']);
   const list = statements(cmd, 'updates');
   const ordered = optionalBool(cmd, 'ordered') ?? true;
-  const letVars = optionalDoc(cmd, 'let');
+  const letVars = evaluateLet(optionalDoc(cmd, 'let'));
   let n = 0;
   let nModified = 0;
   const upserted: Document[] = [];
@@ -122,7 +123,7 @@ const del: CommandHandler = (cmd, ctx) => {
   rejectUnknownFields(cmd, 'delete', ['deletes', 'ordered']);
   const list = statements(cmd, 'deletes');
   const ordered = optionalBool(cmd, 'ordered') ?? true;
-  const letVars = optionalDoc(cmd, 'let');
+  const letVars = evaluateLet(optionalDoc(cmd, 'let'));
   let n = 0;
   const writeErrors: Document[] = [];
   for (let i = 0; i < list.length; i++) {
@@ -163,7 +164,7 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   if (remove && returnNew) throw new CommandError('FailedToParse', 'Cannot specify both new=true and remove=true; \'remove\' always returns the deleted document');
   if (remove && upsert) throw new CommandError('FailedToParse', 'Cannot specify both upsert=true and remove=true');
   if (!remove) validateUpdate(u);
-  const variables = optionalDoc(cmd, 'let');
+  const variables = evaluateLet(optionalDoc(cmd, 'let'));
   const arrayFilters = cmd.arrayFilters as Document[] | undefined;
   const shape = (doc: Document | null): Document | null => (doc && fields ? (project([doc], fields, query)[0] ?? null) : doc);
 

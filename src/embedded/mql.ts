@@ -96,3 +96,12 @@ export function runPipeline(docs: Document[], pipeline: Document[], options: { c
 export function applyOperators(doc: Document, modifier: Document, arrayFilters: Document[] | undefined, filter: Document | undefined): void {
   wrap('update failed', () => mingoUpdate(doc, modifier, arrayFilters ?? [], filter ?? {}, { cloneMode: 'deep' }));
 }
+
+/** Evaluates the expressions of a `let` document into plain variable values. */
+export function evaluateLet(letDoc: Document | undefined): Document | undefined {
+  if (!letDoc || Object.keys(letDoc).length === 0) return undefined;
+  const projection: Document = { _id: 0 };
+  for (const [k, v] of Object.entries(letDoc)) projection[k] = isPlainObject(v) || typeof v === 'string' ? v : { $literal: v };
+  const [out] = runPipeline([{ _id: 0 }], [{ $project: projection }]);
+  return { ...letDoc, ...(out ?? {}) };
+}
