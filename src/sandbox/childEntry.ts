@@ -30,6 +30,8 @@ const markerReady: Promise<string | undefined> = nonce
 const handlers = new Map<string, Promise<HandlerFn>>();
 let current: { controller: AbortController; settled: Promise<void> } | null = null;
 let stopping = false;
+/** First unhandled rejection since the current job started; reported with the job's 'done'. */
+let taintDuringJob: { reason: unknown } | null = null;
 
 function send(msg: ChildMessage, cb?: (err: Error | null) => void): void {
   if (!process.connected || !process.send) {
@@ -130,6 +132,7 @@ async function runJob(msg: JobMessage): Promise<void> {
   let done!: () => void;
   const settled = new Promise<void>((r) => (done = r));
   current = { controller, settled };
+  taintDuringJob = null;
   let active = true;
 
   // Coalesce bursts of progress calls into one IPC message per event-loop turn; the parent
@@ -179,6 +182,9 @@ async function runJob(msg: JobMessage): Promise<void> {
   }
   active = false;
   flushProgress();
+  // (set by the 'unhandledRejection' listener while the handler ran; TS cannot see that)
+  const taint = taintDuringJob as { reason: unknown } | null;
+  if (taint) result.taint = await serialize(taint.reason);
   const marker = await markerReady;
   if (marker) {
     process.stdout.write(marker);
@@ -245,7 +251,11 @@ process.on('unhandledRejection', (reason) => {
   process.stderr.write(
     `unhandled promise rejection in job handler: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`,
   );
-  void serialize(reason).then((error) => send({ t: 'taint', error }));
+  if (current) {
+    taintDuringJob ??= { reason };
+  } else {
+    void serialize(reason).then((error) => send({ t: 'taint', error }));
+  }
 });
 
 if (mode === 'pooled') send({ t: 'ready', usage: usage() });

@@ -124,7 +124,7 @@ export function untilOrExit(child: Child, p: Promise<unknown>): Promise<boolean>
 
 export async function killChild(child: Child, graceMs: number): Promise<ExitInfo> {
   if (!child.hasExited()) signalGroup(child, 'SIGTERM');
-  const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), Math.max(0, graceMs));
+  const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), Math.min(Math.max(0, graceMs), 2 ** 31 - 1));
   try {
     return await child.exited;
   } finally {

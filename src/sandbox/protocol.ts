@@ -50,6 +50,8 @@ export interface DoneMessage {
   output?: unknown;
   error?: SerializedError;
   usage: SelfUsage;
+  /** An unhandled rejection happened during the job: the child must not be reused. */
+  taint?: SerializedError;
 }
 
 /** Something went wrong outside the job's promise (an unhandled rejection): the child must not be reused. */

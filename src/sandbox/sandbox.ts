@@ -27,6 +27,7 @@ import type {
 
 /** How long trailing output of a dead child may take to arrive before the log is closed. */
 const DRAIN_AFTER_EXIT_MS = 200;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Execution =
   | { kind: 'done'; done: DoneMessage }
@@ -160,7 +161,7 @@ class SandboxImpl implements Sandbox {
     } catch {
       // channel already closed: the child is on its way out
     }
-    const t = setTimeout(() => void killChild(pc.child, this.opts.killGraceMs), this.opts.killGraceMs);
+    const t = setTimeout(() => void killChild(pc.child, this.opts.killGraceMs), Math.min(this.opts.killGraceMs, MAX_TIMER_MS));
     void pc.child.exited.then(() => clearTimeout(t));
   }
 
@@ -200,6 +201,7 @@ class SandboxImpl implements Sandbox {
 
     if (ex.kind !== 'unsendable') pc.jobsRun++;
     if (ex.kind === 'done') {
+      if (ex.done.taint) pc.markUnfit('unhandled rejection', { error: ex.done.taint });
       pc.lastRssBytes = ex.done.usage.rssBytes;
       // 'ready' may not have arrived before the job was sent; it always arrives before 'done'.
       const base = cpuBase ?? pc.cpuBaseMs ?? 0;
@@ -310,10 +312,13 @@ class SandboxImpl implements Sandbox {
       child.proc.on('message', onMessage);
       const offExit = child.onExit((exit) => finish({ kind: 'exit', exit }));
 
-      const timeout = setTimeout(
-        () => finish({ kind: 'kill', reason: 'timeout', error: serializeError(new JobTimeoutError(req.timeoutMs)) }),
-        req.timeoutMs,
-      );
+      // setTimeout fires at once for delays above 2^31-1 ms; a non-finite timeout means none.
+      const timeout = Number.isFinite(req.timeoutMs)
+        ? setTimeout(
+            () => finish({ kind: 'kill', reason: 'timeout', error: serializeError(new JobTimeoutError(req.timeoutMs)) }),
+            Math.min(Math.max(0, req.timeoutMs), MAX_TIMER_MS),
+          )
+        : undefined;
 
       const onAbort = (): void =>
         finish({
@@ -322,6 +327,8 @@ class SandboxImpl implements Sandbox {
           error: { name: 'JobAbortedError', code: 'JOBD_ABORTED', message: `job aborted: ${abortMessage(hooks.signal?.reason)}` },
         });
       hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      // Aborted while the child was being started: the listener above will never fire.
+      if (hooks.signal?.aborted) onAbort();
 
       const stop = (): void =>
         finish({

@@ -30,25 +30,36 @@ export interface RunRequest {
   handler: string;
   mode: 'pooled' | 'isolated';
   params: unknown;
+  /** Counted from run(): includes child start-up (isolated) and module loading. Infinity: no timeout. */
   timeoutMs: number;
   /** Between SIGTERM and SIGKILL when this job's child must die. */
   killGraceMs: number;
-  /** Kill the child when its sampled RSS exceeds this many bytes. */
+  /** Kill the child when its sampled RSS (the whole child process) exceeds this many bytes. */
   memoryLimitBytes?: number;
-  /** Per-job log file; the job's stdout and stderr are appended here (parent folders are created). */
+  /**
+   * Per-job log file; the job's stdout and stderr are appended here (parent folders are created).
+   * Isolated children write into it directly (it always exists afterwards); pooled children's output
+   * is piped through the daemon and the file is created on the first byte of output.
+   */
   logFile: string;
   /** Keep this many last bytes of output for the job document. */
   logTailBytes: number;
   /** At most one onProgress call per this many ms (last value wins, final value flushed). */
   progressIntervalMs: number;
-  /** Extra environment for the child (isolated mode only; pooled children share the pool's env). */
+  /** Extra environment variables (pooled: set for the job's duration, then restored). */
   env?: Record<string, string>;
-  /** Working directory of the child (isolated mode only). */
+  /** Working directory (pooled: process.chdir for the job's duration, then restored). */
   cwd?: string;
 }
 
 export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted';
 
+/**
+ * resources: wallMs from run() to the end; peakRssBytes the highest RSS seen (pidusage samples and
+ * the child's own report); cpuMs the child's user+system CPU for this job (pooled: the difference
+ * from the job's start; isolated: the whole process, start-up included). Fields a killed or crashed
+ * child could not report are left out.
+ */
 export type RunOutcome =
   | { status: 'completed'; output: unknown; resources: JobResources; logTail: string }
   | {
