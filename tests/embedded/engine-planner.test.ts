@@ -3,7 +3,7 @@
  * a filter and sort an index prefix can serve examine about `limit` documents, not the collection.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Collection, Document } from 'mongodb';
+import type { Collection, Document, Sort } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 
 let t: TestDb;
@@ -11,7 +11,7 @@ let jobs: Collection<Document>;
 const now = new Date('2030-01-01T00:00:00Z');
 const N = 3000;
 
-async function explainFind(filter: Document, sort: Document, limit: number): Promise<Document> {
+async function explainFind(filter: Document, sort: Sort, limit: number): Promise<Document> {
   return jobs.find(filter).sort(sort).limit(limit).explain('executionStats');
 }
 
@@ -40,7 +40,7 @@ afterAll(async () => {
 
 describe('query planning', () => {
   const claimFilter = { state: { $in: ['queued', 'retrying'] }, runAt: { $lte: now } };
-  const claimSort = { priority: 1, runAt: 1, _id: 1 };
+  const claimSort = { priority: 1, runAt: 1, _id: 1 } as const;
 
   it('claims in (priority, runAt, _id) order across both $in states', async () => {
     const got = await jobs.find(claimFilter).sort(claimSort).limit(20).toArray();
@@ -51,7 +51,7 @@ describe('query planning', () => {
       (a, b) =>
         (a.priority as number) - (b.priority as number) ||
         (a.runAt as Date).getTime() - (b.runAt as Date).getTime() ||
-        (a._id as number) - (b._id as number),
+        (a._id as unknown as number) - (b._id as unknown as number),
     );
     expect(got.map((d) => d._id)).toEqual(all.slice(0, 20).map((d) => d._id));
   });
@@ -70,8 +70,8 @@ describe('query planning', () => {
   });
 
   it('serves a reversed sort from the same index', async () => {
-    const plan = await explainFind({ state: 'queued' }, { priority: -1, runAt: -1, _id: -1 }, 3);
-    const docs = await jobs.find({ state: 'queued' }).sort({ priority: -1, runAt: -1, _id: -1 }).limit(3).toArray();
+    const plan = await explainFind({ state: 'queued' }, { priority: -1, runAt: -1, _id: -1 } as const, 3);
+    const docs = await jobs.find({ state: 'queued' }).sort({ priority: -1, runAt: -1, _id: -1 } as const).limit(3).toArray();
     expect(docs.map((d) => d.priority)).toEqual([2, 2, 2]);
     expect(plan.executionStats.totalDocsExamined).toBeLessThanOrEqual(3);
   });
