@@ -77,7 +77,7 @@ describe('query planning', () => {
   });
 
   it('looks an _id up without scanning', async () => {
-    const plan = await jobs.find({ _id: 1234 }).explain('executionStats');
+    const plan = await jobs.find({ _id: 1234 } as Document).explain('executionStats');
     expect(plan.executionStats.nReturned).toBe(1);
     expect(plan.executionStats.totalDocsExamined).toBe(1);
   });
