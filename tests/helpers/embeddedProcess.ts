@@ -184,7 +184,11 @@ function lineReader(stream: NodeJS.ReadableStream | null, onLine: (line: string)
   return new Promise((done) => rl.once('close', () => done()));
 }
 
+let checkedBuild = false;
+
+/** Once per test file: a build that was current when the file started stays usable for its whole run. */
 function assertBuilt(): void {
+  if (checkedBuild) return;
   const entry = join(ROOT, 'dist/embedded/cli.js');
   if (!existsSync(entry)) {
     throw new Error(`${entry} is missing: run \`npm run build\` before tests that start bin/jobd-embedded`);
@@ -196,6 +200,7 @@ function assertBuilt(): void {
       `dist/ is older than ${newest.path}: run \`npm run build\` so bin/jobd-embedded runs the current code`,
     );
   }
+  checkedBuild = true;
 }
 
 function newestMtime(dir: string): { path: string; mtime: number } {
