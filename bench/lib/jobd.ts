@@ -1,0 +1,46 @@
+/**
+ * The benchmark runs jobd's compiled code (dist/, what `npm run bench` just built), so pooled and
+ * isolated children load plain .js handlers exactly as in production. Types come from src/.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type * as ConfigLoad from '../../src/config/load.js';
+import type * as Embedded from '../../src/embedded/index.js';
+import type * as Registry from '../../src/jobs/registry.js';
+import type * as StoreApi from '../../src/store/index.js';
+import type * as DaemonApi from '../../src/worker/daemon.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const DIST = join(ROOT, 'dist');
+
+async function load<T>(rel: string): Promise<T> {
+  const file = join(DIST, rel);
+  if (!existsSync(file)) throw new Error(`${file} is missing: run \`npm run build\` (npm run bench does)`);
+  return (await import(pathToFileURL(file).href)) as T;
+}
+
+export interface Jobd {
+  startDaemon: typeof DaemonApi.startDaemon;
+  startEmbeddedServer: typeof Embedded.startEmbeddedServer;
+  loadConfig: typeof ConfigLoad.loadConfig;
+  store: typeof StoreApi;
+  builtinHandlerPath: typeof Registry.builtinHandlerPath;
+}
+
+export async function loadJobd(): Promise<Jobd> {
+  const [daemon, embedded, config, store, registry] = await Promise.all([
+    load<typeof DaemonApi>('worker/daemon.js'),
+    load<typeof Embedded>('embedded/index.js'),
+    load<typeof ConfigLoad>('config/load.js'),
+    load<typeof StoreApi>('store/index.js'),
+    load<typeof Registry>('jobs/registry.js'),
+  ]);
+  return {
+    startDaemon: daemon.startDaemon,
+    startEmbeddedServer: embedded.startEmbeddedServer,
+    loadConfig: config.loadConfig,
+    store,
+    builtinHandlerPath: registry.builtinHandlerPath,
+  };
+}
