@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const fromSources = import.meta.url.endsWith('.ts');
-const entryFile = fileURLToPath(new URL(fromSources ? './childEntry.ts' : './childEntry.js', import.meta.url));
+const entryFile = fileURLToPath(new URL(fromSources ? './childEntry.cts' : './childEntry.cjs', import.meta.url));
 
 export type Loader = 'node' | 'tsx';
 
@@ -53,7 +53,7 @@ export function startChild(opts: {
   env: NodeJS.ProcessEnv;
   cwd?: string;
 }): Child {
-  const proc = fork(entryFile, [opts.mode], {
+  const proc = fork(entryFile, [opts.mode, opts.loader === 'node' ? 'require' : 'import'], {
     execArgv: execArgvFor(opts.loader),
     env: opts.env,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),

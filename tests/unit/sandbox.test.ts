@@ -111,6 +111,17 @@ describe('pooled mode', () => {
     expect(o.output).toMatchObject({ named: true, params: { x: 1 } });
   });
 
+  it('loads CommonJS handlers and ES modules with top-level await, in both modes', async () => {
+    const s = sandbox();
+    for (const mode of ['pooled', 'isolated'] as const) {
+      expect(completed(await s.run(request('commonjs.cjs', { mode, params: { y: 2 } }), noHooks)).output).toEqual({
+        commonjs: true,
+        params: { y: 2 },
+      });
+      expect(completed(await s.run(request('topLevelAwait.js', { mode }), noHooks)).output).toBe('tla');
+    }
+  });
+
   it('recycles a child after maxJobsPerChild jobs', async () => {
     const s = sandbox({ maxJobsPerChild: 2 });
     const pids: number[] = [];

@@ -1,8 +1,12 @@
 /**
- * Entry of a sandbox child process: `node childEntry.js pooled|isolated` with an IPC channel.
+ * Entry of a sandbox child process: `node childEntry.cjs pooled|isolated require|import` with an IPC channel.
  *
  * Kept deliberately small: isolated children start once per job, so this file imports only
  * node builtins at startup; the error serialiser and the handler module are loaded lazily.
+ * It is CommonJS on purpose: with `require` (compiled builds, JavaScript handlers at absolute
+ * paths) an ES handler module is loaded through require(esm) without starting the asynchronous
+ * ESM loader, which is a large share of a short-lived child's start-up CPU. Handlers with
+ * top-level await, package specifiers and TypeScript handlers (tsx) go through import().
  *
  * pooled:   runs jobs one at a time for as long as the parent keeps it; handler modules are cached.
  *           After each job it writes an end-of-job marker to stdout and stderr (see protocol.ts),
@@ -20,6 +24,7 @@ import type { ChildMessage, DoneMessage, JobMessage, ParentMessage, SelfUsage } 
 type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
 
 const mode = process.argv[2] === 'isolated' ? 'isolated' : 'pooled';
+const preferRequire = process.argv[3] === 'require';
 // Only pooled children mark the end of each job's output (protocol.ts); isolated ones skip the import.
 const nonce = process.env.JOBD_SANDBOX_NONCE;
 delete process.env.JOBD_SANDBOX_NONCE;
@@ -62,11 +67,26 @@ function namedError(name: string, code: string, message: string): Error {
   return e;
 }
 
+function loadModule(spec: string): Promise<unknown> {
+  if (preferRequire && isAbsolute(spec) && /\.[cm]?js$/.test(spec)) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- synchronous loading is the point
+      return Promise.resolve(require(spec));
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      // top-level await, or a runtime without require(esm): the asynchronous loader can do it
+      if (code !== 'ERR_REQUIRE_ASYNC_MODULE' && code !== 'ERR_REQUIRE_ESM') return Promise.reject(err);
+    }
+  }
+  return import(isAbsolute(spec) ? pathToFileURL(spec).href : spec);
+}
+
 function loadHandler(spec: string): Promise<HandlerFn> {
   let p = handlers.get(spec);
   if (!p) {
-    const url = isAbsolute(spec) ? pathToFileURL(spec).href : spec;
-    p = import(url).then((mod: Record<string, unknown>) => {
+    p = loadModule(spec).then((loaded: unknown) => {
+      // module.exports = fn (CommonJS through require) counts as a default export
+      const mod = (typeof loaded === 'function' ? { default: loaded } : (loaded ?? {})) as Record<string, unknown>;
       const dflt = mod.default as Record<string, unknown> | ((...a: unknown[]) => unknown) | undefined;
       const candidates = [
         dflt,
