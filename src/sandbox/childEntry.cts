@@ -1,5 +1,6 @@
 /**
- * Entry of a sandbox child process: `node childEntry.cjs pooled|isolated require|import` with an IPC channel.
+ * Entry of a sandbox child process: `node childEntry.cjs pooled|isolated require|import`.
+ * pooled: Node IPC channel. isolated: job on stdin, messages to fd 3 (see processes.ts).
  *
  * Kept deliberately small: isolated children start once per job, so this file imports only
  * node builtins at startup; the error serialiser and the handler module are loaded lazily.
@@ -16,8 +17,10 @@
  * On SIGTERM the current job's ctx.signal is aborted; the process exits once the handler settles
  * (the parent sends SIGKILL if that takes longer than the grace period).
  */
-import { pathToFileURL } from 'node:url';
+import { readFileSync, writeSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { deserialize, serialize as v8Serialize } from 'node:v8';
 import type { JobContext, SerializedError } from '../types.js';
 import type { ChildMessage, DoneMessage, JobMessage, ParentMessage, SelfUsage } from './protocol.js';
 
@@ -38,7 +41,22 @@ let stopping = false;
 /** First unhandled rejection since the current job started; reported with the job's 'done'. */
 let taintDuringJob: { reason: unknown } | null = null;
 
+/** Throws (synchronously) when the message cannot be serialised. */
 function send(msg: ChildMessage, cb?: (err: Error | null) => void): void {
+  if (mode === 'isolated') {
+    // fd 3 is a blocking pipe to the parent: one synchronous, length-prefixed v8 frame per message.
+    const body = v8Serialize(msg);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(body.length);
+    try {
+      writeSync(3, Buffer.concat([head, body]));
+    } catch (err) {
+      cb?.(err as Error); // EPIPE: the parent is gone
+      return;
+    }
+    cb?.(null);
+    return;
+  }
   if (!process.connected || !process.send) {
     cb?.(new Error('IPC channel closed'));
     return;
@@ -236,7 +254,7 @@ async function runJob(msg: JobMessage): Promise<void> {
   }
 }
 
-process.on('message', (m: ParentMessage) => {
+function onParentMessage(m: ParentMessage): void {
   if (m.t === 'job') {
     if (current || stopping) return; // one job at a time; the parent never does this
     void runJob(m);
@@ -244,10 +262,7 @@ process.on('message', (m: ParentMessage) => {
     stopping = true;
     if (!current) process.exit(0);
   }
-});
-
-// The parent went away (daemon crash or SIGKILL): nothing can report our outcome any more.
-process.on('disconnect', () => process.exit(0));
+}
 
 process.on('SIGTERM', () => {
   stopping = true;
@@ -263,7 +278,7 @@ process.on('uncaughtException', (err) => {
     send({ t: 'taint', error }, () => process.exit(70)),
   );
   setImmediate(() => {
-    if (!process.connected) process.exit(70);
+    if (mode === 'pooled' && !process.connected) process.exit(70);
   });
 });
 
@@ -278,4 +293,18 @@ process.on('unhandledRejection', (reason) => {
   }
 });
 
-if (mode === 'pooled') send({ t: 'ready', usage: usage() });
+if (mode === 'pooled') {
+  process.on('message', onParentMessage);
+  // The parent went away (daemon crash or SIGKILL): nothing can report our outcome any more.
+  process.on('disconnect', () => process.exit(0));
+  send({ t: 'ready', usage: usage() });
+} else {
+  // No IPC channel to notice a dead parent by: being re-parented is the sign.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, 1000).unref();
+  // The one job arrives on stdin (the parent closes it after writing); reading blocks until then.
+  const input = readFileSync(0);
+  onParentMessage(deserialize(input.subarray(4, 4 + input.readUInt32BE(0))) as ParentMessage);
+}

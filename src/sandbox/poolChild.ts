@@ -35,13 +35,13 @@ export class PoolChild {
     this.child = startChild({
       mode: 'pooled',
       loader,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      output: 'pipe',
       env: { ...process.env, [MARKER_NONCE_ENV]: nonce },
     });
     const markerBuf = Buffer.from(endOfJobMarker(nonce));
     this.route('stdout', this.child.proc.stdout, markerBuf);
     this.route('stderr', this.child.proc.stderr, markerBuf);
-    this.child.proc.on('message', (m: ChildMessage) => {
+    this.child.onMessage((m: ChildMessage) => {
       if (m.t === 'ready') this.cpuBaseMs = m.usage.cpuMs;
       else if (m.t === 'taint') this.markUnfit('unhandled rejection', { error: m.error });
     });

@@ -3,14 +3,20 @@
  * process group: a kill reaches the programs a handler started too, and a Ctrl-C meant for the
  * daemon does not reach the children behind its back.
  */
-import { fork, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
+import type { Readable } from 'node:stream';
+import { deserialize, serialize } from 'node:v8';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ChildMessage, ParentMessage } from './protocol.js';
 
 const fromSources = import.meta.url.endsWith('.ts');
 const entryFile = fileURLToPath(new URL(fromSources ? './childEntry.cts' : './childEntry.cjs', import.meta.url));
 
 export type Loader = 'node' | 'tsx';
+
+/** How long an exited isolated child's message pipe may stay open (held by a grandchild) before we stop reading. */
+const DRAIN_MS = 200;
 
 /** Children need the tsx loader when jobd runs from its TypeScript sources or the handler is TypeScript. */
 export function loaderFor(handler: string): Loader {
@@ -44,23 +50,88 @@ export interface Child {
    */
   onExit(cb: (info: ExitInfo) => void): () => void;
   hasExited(): boolean;
+  onMessage(cb: (m: ChildMessage) => void): () => void;
+  /** Throws when the message cannot be serialised. */
+  send(m: ParentMessage): void;
 }
 
+/**
+ * pooled children talk over Node's IPC channel (fork, 'advanced' serialization).
+ * isolated children skip the IPC channel, whose set-up is a noticeable part of a short-lived
+ * child's start-up: the job goes in on stdin, messages come back on fd 3, both as
+ * length-prefixed v8-serialised frames (the same structured-clone format).
+ * `output` is where the child's stdout/stderr go: 'pipe', or a file descriptor.
+ */
 export function startChild(opts: {
   mode: 'pooled' | 'isolated';
   loader: Loader;
-  stdio: StdioOptions;
+  output: 'pipe' | number;
   env: NodeJS.ProcessEnv;
   cwd?: string;
 }): Child {
-  const proc = fork(entryFile, [opts.mode, opts.loader === 'node' ? 'require' : 'import'], {
-    execArgv: execArgvFor(opts.loader),
-    env: opts.env,
-    ...(opts.cwd ? { cwd: opts.cwd } : {}),
-    stdio: opts.stdio,
-    serialization: 'advanced',
-    detached: true,
-  });
+  const args = [opts.mode, opts.loader === 'node' ? 'require' : 'import'];
+  const common = { env: opts.env, ...(opts.cwd ? { cwd: opts.cwd } : {}), detached: true };
+  const isolated = opts.mode === 'isolated';
+  const proc = isolated
+    ? spawn(process.execPath, [...execArgvFor(opts.loader), entryFile, ...args], {
+        ...common,
+        stdio: ['pipe', opts.output, opts.output, 'pipe'],
+      })
+    : fork(entryFile, args, {
+        ...common,
+        execArgv: execArgvFor(opts.loader),
+        stdio: ['ignore', opts.output, opts.output, 'ipc'],
+        serialization: 'advanced',
+      });
+
+  const messageListeners = new Set<(m: ChildMessage) => void>();
+  const deliver = (m: ChildMessage): void => {
+    for (const cb of [...messageListeners]) cb(m);
+  };
+  let send: (m: ParentMessage) => void;
+  let channelDrained: (cb: () => void) => void;
+  if (isolated) {
+    const fromChild = proc.stdio[3] as Readable | null | undefined;
+    const reader = new FrameReader(deliver);
+    let ended = false;
+    const endWaiters: Array<() => void> = [];
+    const ended$ = (): void => {
+      if (ended) return;
+      ended = true;
+      reader.end();
+      for (const w of endWaiters.splice(0)) w();
+    };
+    fromChild?.on('data', (chunk: Buffer) => reader.push(chunk));
+    fromChild?.on('end', ended$);
+    fromChild?.on('close', ended$);
+    fromChild?.on('error', () => {});
+    proc.stdin?.on('error', () => {}); // EPIPE when the child died first
+    send = (m) => {
+      const body = serialize(m);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      proc.stdin?.end(Buffer.concat([head, body]));
+    };
+    channelDrained = (cb) => {
+      if (ended || !fromChild) return void setImmediate(cb);
+      // A program the handler started may hold fd 3 open; everything the child wrote is readable by now.
+      const t = setTimeout(() => ended$(), DRAIN_MS);
+      endWaiters.push(() => {
+        clearTimeout(t);
+        setImmediate(cb);
+      });
+    };
+  } else {
+    proc.on('message', deliver);
+    send = (m) => {
+      proc.send(m);
+    };
+    channelDrained = (cb) => {
+      if (proc.connected) proc.once('disconnect', () => setImmediate(cb));
+      else setImmediate(cb);
+    };
+  }
+
   let done = false;
   const listeners = new Set<(info: ExitInfo) => void>();
   const exited = new Promise<ExitInfo>((resolve) => {
@@ -76,10 +147,8 @@ export function startChild(opts: {
       if (proc.pid === undefined) finish({ code: null, signal: null, spawnError: err });
     });
     proc.once('exit', (code, signal) => {
-      const info = { code, signal };
       // A message sent just before exiting may still be in the channel: wait for it to drain.
-      if (proc.connected) proc.once('disconnect', () => setImmediate(() => finish(info)));
-      else setImmediate(() => finish(info));
+      channelDrained(() => finish({ code, signal }));
     });
   });
   const onExit = (cb: (info: ExitInfo) => void): (() => void) => {
@@ -90,7 +159,46 @@ export function startChild(opts: {
     listeners.add(cb);
     return () => listeners.delete(cb);
   };
-  return { proc, pid: proc.pid, exited, onExit, hasExited: () => done || proc.exitCode !== null || proc.signalCode !== null };
+  const onMessage = (cb: (m: ChildMessage) => void): (() => void) => {
+    messageListeners.add(cb);
+    return () => messageListeners.delete(cb);
+  };
+  return {
+    proc,
+    pid: proc.pid,
+    exited,
+    onExit,
+    onMessage,
+    send,
+    hasExited: () => done || proc.exitCode !== null || proc.signalCode !== null,
+  };
+}
+
+/** Length-prefixed (UInt32BE) v8-serialised frames. */
+class FrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+  constructor(private readonly deliver: (m: ChildMessage) => void) {}
+
+  push(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    while (this.buf.length >= 4) {
+      const len = this.buf.readUInt32BE(0);
+      if (this.buf.length < 4 + len) break;
+      const body = this.buf.subarray(4, 4 + len);
+      this.buf = this.buf.subarray(4 + len);
+      let m: ChildMessage;
+      try {
+        m = deserialize(body) as ChildMessage;
+      } catch {
+        continue; // a handler wrote garbage to fd 3; the job then ends without 'done' (crash)
+      }
+      this.deliver(m);
+    }
+  }
+
+  end(): void {
+    this.buf = Buffer.alloc(0);
+  }
 }
 
 function signalGroup(child: Child, signal: NodeJS.Signals): void {

@@ -157,7 +157,7 @@ class SandboxImpl implements Sandbox {
     this.idle = this.idle.filter((x) => x !== pc);
     this.log.debug?.({ pid: pc.pid, why }, 'recycling pooled child');
     try {
-      pc.child.proc.send({ t: 'retire' });
+      pc.child.send({ t: 'retire' });
     } catch {
       // channel already closed: the child is on its way out
     }
@@ -185,7 +185,7 @@ class SandboxImpl implements Sandbox {
     };
     const cpuBase = pc.cpuBaseMs;
     let killed: ExitInfo | undefined;
-    const { ex, sampled, taint } = await this.execute(pc.child, req, hooks, () => pc.child.proc.send(msg));
+    const { ex, sampled, taint } = await this.execute(pc.child, req, hooks, () => pc.child.send(msg));
 
     if (ex.kind === 'done') {
       await untilOrExit(pc.child, markers);
@@ -227,7 +227,7 @@ class SandboxImpl implements Sandbox {
       child = startChild({
         mode: 'isolated',
         loader: loaderFor(req.handler),
-        stdio: ['ignore', fh.fd, fh.fd, 'ipc'],
+        output: fh.fd,
         env: req.env ? { ...process.env, ...req.env } : process.env,
         ...(req.cwd ? { cwd: req.cwd } : {}),
       });
@@ -245,7 +245,7 @@ class SandboxImpl implements Sandbox {
       logFile: req.logFile,
     };
     try {
-      const { ex, sampled, taint } = await this.execute(child, req, hooks, () => child.proc.send(msg));
+      const { ex, sampled, taint } = await this.execute(child, req, hooks, () => child.send(msg));
       let killed: ExitInfo | undefined;
       if (ex.kind === 'kill' || ex.kind === 'unsendable') {
         killed = await killChild(child, req.killGraceMs);
@@ -297,7 +297,7 @@ class SandboxImpl implements Sandbox {
         clearTimeout(timeout);
         clearInterval(sampler);
         offExit();
-        child.proc.off('message', onMessage);
+        offMessage();
         hooks.signal?.removeEventListener('abort', onAbort);
         this.stoppers.delete(stop);
         progress.close();
@@ -309,7 +309,7 @@ class SandboxImpl implements Sandbox {
         else if (m.t === 'taint') taint = m.error;
         else if (m.t === 'done') finish({ kind: 'done', done: m });
       };
-      child.proc.on('message', onMessage);
+      const offMessage = child.onMessage(onMessage);
       const offExit = child.onExit((exit) => finish({ kind: 'exit', exit }));
 
       // setTimeout fires at once for delays above 2^31-1 ms; a non-finite timeout means none.
