@@ -8,7 +8,7 @@
  * Sizes (before BENCH_SCALE): BENCH_POOLED_JOBS 20000, BENCH_ISOLATED_JOBS 400, BENCH_LATENCY_SAMPLES 200,
  * BENCH_CLAIM_SMALL 1000, BENCH_CLAIM_LARGE 100000, BENCH_CLAIM_SAMPLES 300, BENCH_RSS_JOBS 50000;
  * BENCH_PHASE_MAX_S 240 caps any one phase (its figures then cover the jobs that finished; "capped": true).
- * BENCH_ONLY=pooled,isolated,latency,claim,rss runs a subset.
+ * BENCH_ONLY=pooled,isolated,latency,claim,rss runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +29,7 @@ const CLAIM_SMALL = size('BENCH_CLAIM_SMALL', 1_000, 200);
 const CLAIM_LARGE = size('BENCH_CLAIM_LARGE', 100_000, 1_000);
 const CLAIM_SAMPLES = size('BENCH_CLAIM_SAMPLES', 300, 30);
 const RSS_JOBS = size('BENCH_RSS_JOBS', 50_000, 500);
+const POOLED_CONCURRENCY = (process.env.BENCH_POOLED_CONCURRENCY ?? '1,8,32').split(',').map(Number);
 const PHASE_MAX_MS = Number(process.env.BENCH_PHASE_MAX_S ?? 240) * 1000;
 
 async function main(): Promise<void> {
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
   try {
     if (only.has('pooled')) {
       const pooled = [];
-      for (const concurrency of [1, 8, 32]) {
+      for (const concurrency of POOLED_CONCURRENCY) {
         log(`pooled: ${POOLED_JOBS} no-op jobs at concurrency ${concurrency}`);
         pooled.push(await throughput(ctx, { type: 'noop', jobs: POOLED_JOBS, concurrency }));
         log(`pooled c=${concurrency}: ${JSON.stringify(pooled[pooled.length - 1])}`);

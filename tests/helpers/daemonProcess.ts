@@ -25,9 +25,9 @@ export function crashFixture(name: string): string {
   return join(ROOT, 'tests/fixtures/crash', name);
 }
 
-/** A pino line as jobd writes it. `level` is pino's number (20 debug, 30 info, 40 warn, 50 error, 60 fatal). */
+/** A pino line as jobd writes it (`level` is the label: "debug", "info", "warn", "error", "fatal"). */
 export interface LogLine {
-  level: number;
+  level: string | number;
   time: string | number;
   msg: string;
   [key: string]: unknown;
