@@ -107,7 +107,13 @@ export function startChild(opts: {
     fromChild?.on('error', () => {});
     proc.stdin?.on('error', () => {}); // EPIPE when the child died first
     send = (m) => {
-      const body = serialize(m);
+      let body: Buffer;
+      try {
+        body = serialize(m);
+      } catch (err) {
+        proc.stdin?.end(); // the child reads EOF and exits instead of waiting for a job
+        throw err;
+      }
       const head = Buffer.alloc(4);
       head.writeUInt32BE(body.length);
       proc.stdin?.end(Buffer.concat([head, body]));

@@ -283,6 +283,16 @@ describe('pooled mode', () => {
     expect(s.stats()).toMatchObject({ children: 1, idle: 1 });
   });
 
+  it('fails clearly on params that cannot be sent to a child', async () => {
+    const s = sandbox();
+    for (const mode of ['pooled', 'isolated'] as const) {
+      const o = failed(await s.run(request('ok.ts', { mode, params: { callback: () => 1 } }), noHooks));
+      expect(o.reason).toBe('error');
+      expect(o.error).toMatchObject({ name: 'UnserializableParamsError', code: 'JOBD_UNSERIALIZABLE_PARAMS' });
+    }
+    expect(s.stats().busy).toBe(0);
+  });
+
   it('fails clearly on a module without a handler export', async () => {
     const o = failed(await sandbox().run(request('noExport.ts'), noHooks));
     expect(o.error).toMatchObject({ name: 'HandlerLoadError', code: 'JOBD_HANDLER_LOAD' });
