@@ -99,7 +99,7 @@ export function numericValue(v: unknown): number | bigint {
   return Number.NaN;
 }
 
-function cmpNum(a: number | bigint, b: number | bigint): number {
+export function cmpNum(a: number | bigint, b: number | bigint): number {
   if (typeof a === 'number' && Number.isNaN(a)) return typeof b === 'number' && Number.isNaN(b) ? 0 : -1;
   if (typeof b === 'number' && Number.isNaN(b)) return 1;
   if (typeof a === 'bigint' && typeof b === 'number' && !Number.isInteger(b)) return a < b ? -1 : a > b ? 1 : 0;
@@ -119,8 +119,11 @@ function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Total order of BSON values as MongoDB defines it. */
-export function compareValues(a: unknown, b: unknown): number {
+/** Compares two strings; a collation supplies its own, the default is binary order. */
+export type StringCompare = (a: string, b: string) => number;
+
+/** Total order of BSON values as MongoDB defines it; `strCmp` applies a collation to strings. */
+export function compareValues(a: unknown, b: unknown, strCmp: StringCompare = cmpStr): number {
   if (b instanceof TypeBound || a instanceof TypeBound) return compareWithBound(a, b);
   const ra = typeRank(a);
   const rb = typeRank(b);
@@ -133,7 +136,7 @@ export function compareValues(a: unknown, b: unknown): number {
     case Rank.Number:
       return cmpNum(numericValue(a), numericValue(b));
     case Rank.String:
-      return cmpStr(String(a), String(b));
+      return strCmp(String(a), String(b));
     case Rank.Bool:
       return a === b ? 0 : a ? 1 : -1;
     case Rank.Date:
@@ -162,13 +165,13 @@ export function compareValues(a: unknown, b: unknown): number {
       const xb = b as unknown[];
       const n = Math.min(xa.length, xb.length);
       for (let i = 0; i < n; i++) {
-        const c = compareValues(xa[i], xb[i]);
+        const c = compareValues(xa[i], xb[i], strCmp);
         if (c !== 0) return c;
       }
       return cmpNum(xa.length, xb.length);
     }
     case Rank.Object:
-      return compareObjects(a as Document, b as Document);
+      return compareObjects(a as Document, b as Document, strCmp);
     default:
       return cmpStr(String(a), String(b));
   }
@@ -186,7 +189,7 @@ function compareWithBound(a: unknown, b: unknown): number {
   return bound.high ? -1 : 1;
 }
 
-function compareObjects(a: Document, b: Document): number {
+function compareObjects(a: Document, b: Document, strCmp: StringCompare): number {
   const ka = Object.keys(a);
   const kb = Object.keys(b);
   const n = Math.min(ka.length, kb.length);
@@ -197,7 +200,7 @@ function compareObjects(a: Document, b: Document): number {
     const vb = b[fb];
     const r = typeRank(va) - typeRank(vb);
     if (r !== 0) return r < 0 ? -1 : 1;
-    const c = cmpStr(fa, fb) || compareValues(va, vb);
+    const c = cmpStr(fa, fb) || compareValues(va, vb, strCmp);
     if (c !== 0) return c;
   }
   return cmpNum(ka.length, kb.length);
@@ -318,11 +321,11 @@ export function pathValues(doc: unknown, path: string): { values: unknown[]; mul
 }
 
 /** The value a sort on `path` uses: the smallest (ascending) or largest (descending) reachable value. */
-export function sortValue(doc: unknown, path: string, dir: number): unknown {
+export function sortValue(doc: unknown, path: string, dir: number, strCmp: StringCompare = cmpStr): unknown {
   const { values } = pathValues(doc, path);
   let best: unknown = values[0];
   for (let i = 1; i < values.length; i++) {
-    const c = compareValues(values[i], best);
+    const c = compareValues(values[i], best, strCmp);
     if (dir > 0 ? c < 0 : c > 0) best = values[i];
   }
   return best;
@@ -341,10 +344,10 @@ export function parseSortSpec(sort: unknown): SortSpec {
   });
 }
 
-export function compareBySort(spec: SortSpec): (a: Document, b: Document) => number {
+export function compareBySort(spec: SortSpec, strCmp: StringCompare = cmpStr): (a: Document, b: Document) => number {
   return (a, b) => {
     for (const [path, dir] of spec) {
-      const c = compareValues(sortValue(a, path, dir), sortValue(b, path, dir));
+      const c = compareValues(sortValue(a, path, dir, strCmp), sortValue(b, path, dir, strCmp), strCmp);
       if (c !== 0) return c * dir;
     }
     return 0;

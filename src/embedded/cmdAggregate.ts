@@ -5,13 +5,15 @@
  */
 import type { Document } from 'bson';
 import { CommandError } from './errors.js';
-import { deepClone, isPlainObject } from './bsonOrder.js';
+import { isPlainObject } from './bsonOrder.js';
 import { evaluateLet, runPipeline } from './mql.js';
 import { runQuery, type QueryOptions } from './query.js';
 import { openChangeStream } from './cmdChangeStream.js';
 import { nonNegative, optionalDoc, optionalNumber, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
 import { openCursor } from './cmdRead.js';
 import { mergeInto, outInto } from './cmdAggregateOutput.js';
+import { parseCollation, type Collation } from './collation.js';
+import { toPlainNumbers } from './numbers.js';
 
 const SUPPORTED_STAGES = new Set([
   '$match', '$group', '$sort', '$project', '$addFields', '$set', '$unset', '$unwind', '$facet', '$count',
@@ -68,8 +70,8 @@ function pushDown(pipeline: Document[]): { query: QueryOptions; rest: Document[]
   return { query, rest: pipeline.slice(i) };
 }
 
-export function runAggregation(ctx: CommandContext, collName: string | null, pipeline: Document[], variables?: Document): Document[] {
-  const resolver = (name: string): Document[] => deepClone([...(ctx.engine.getCollection(ctx.db, name)?.docs.values() ?? [])]);
+export function runAggregation(ctx: CommandContext, collName: string | null, pipeline: Document[], variables?: Document, collation?: Collation): Document[] {
+  const resolver = (name: string): Document[] => toPlainNumbers([...(ctx.engine.getCollection(ctx.db, name)?.docs.values() ?? [])]);
   const last = pipeline[pipeline.length - 1];
   const writes = last && ('$out' in last || '$merge' in last) ? last : undefined;
   const body = writes ? pipeline.slice(0, -1) : pipeline;
@@ -84,10 +86,11 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
   } else {
     const pushed = pushDown(body);
     const coll = ctx.engine.getCollection(ctx.db, collName);
-    docs = runQuery(coll, { ...pushed.query, ...(variables ? { variables } : {}) }).docs;
+    docs = runQuery(coll, { ...pushed.query, ...(variables ? { variables } : {}), collation }).docs;
     rest = pushed.rest;
   }
-  let out = rest.length > 0 ? runPipeline(deepClone(docs), expandCount(rest), { collectionResolver: resolver, ...(variables ? { variables } : {}) }) : docs;
+  // mingo runs on plain-number copies: the stages after the planned prefix see values, not BSON types.
+  let out = rest.length > 0 ? runPipeline(toPlainNumbers(docs), expandCount(rest), { collectionResolver: resolver, ...(variables ? { variables } : {}), collation }) : docs;
   if (writes) {
     if ('$out' in writes) outInto(ctx, writes.$out, out);
     else mergeInto(ctx, writes.$merge, out);
@@ -130,7 +133,7 @@ const aggregate: CommandHandler = (cmd, ctx) => {
     throw new CommandError('InvalidOptions', `${Object.keys(last)[0] as string} cannot be used with a 'linearizable' read concern level`);
   }
   const variables = evaluateLet(optionalDoc(cmd, 'let'));
-  const docs = runAggregation(ctx, collName, pipeline, variables);
+  const docs = runAggregation(ctx, collName, pipeline, variables, parseCollation(cmd.collation));
   const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
   return openCursor(ctx, ns, docs, batchSize);
 };

@@ -9,6 +9,7 @@ import { evaluateLet, project } from './mql.js';
 import type { Plan } from './planner.js';
 import { runQuery, type QueryOptions } from './query.js';
 import { SERVER_VERSION } from './cmdAdmin.js';
+import { parseCollation } from './collation.js';
 import {
   collectionArg, nonNegative, optionalBool, optionalDoc, optionalNumber, rejectUnknownFields,
   type CommandContext, type CommandHandler,
@@ -31,6 +32,7 @@ function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
     ...(limit !== undefined ? { limit } : {}),
     hint: cmd.hint,
     ...(letVars ? { variables: letVars } : {}),
+    collation: parseCollation(cmd.collation),
   };
 }
 
@@ -101,7 +103,7 @@ const count: CommandHandler = (cmd, ctx) => {
     const n = Math.max(0, coll.docs.size - skip);
     return { n: limit > 0 ? Math.min(limit, n) : n, ok: 1 };
   }
-  const { docs } = runQuery(coll, { filter: query, limit, skip, hint: cmd.hint });
+  const { docs } = runQuery(coll, { filter: query, limit, skip, hint: cmd.hint, collation: parseCollation(cmd.collation) });
   return { n: docs.length, ok: 1 };
 };
 
@@ -111,7 +113,8 @@ const distinct: CommandHandler = (cmd, ctx) => {
   if (typeof cmd.key !== 'string') throw new CommandError('TypeMismatch', "BSON field 'distinct.key' is missing or is not a string");
   const key = cmd.key;
   const query = optionalDoc(cmd, 'query') ?? {};
-  const { docs } = runQuery(ctx.engine.getCollection(ctx.db, name), { filter: query, hint: cmd.hint });
+  const collation = parseCollation(cmd.collation);
+  const { docs } = runQuery(ctx.engine.getCollection(ctx.db, name), { filter: query, hint: cmd.hint, collation });
   const seen = new Map<string, unknown>();
   for (const doc of docs) {
     for (const v of pathValues(doc, key).values) {
@@ -120,7 +123,14 @@ const distinct: CommandHandler = (cmd, ctx) => {
       if (!seen.has(k)) seen.set(k, v);
     }
   }
-  const values = [...seen.values()].sort(compareValues);
+  let values = [...seen.values()];
+  if (collation) {
+    // Values equal under the collation count once; the first one met is the one reported.
+    const kept: unknown[] = [];
+    for (const v of values) if (!kept.some((k) => compareValues(k, v, collation.compare) === 0)) kept.push(v);
+    values = kept;
+  }
+  values.sort((a, b) => compareValues(a, b, collation?.compare));
   return { values, ok: 1 };
 };
 
@@ -146,20 +156,20 @@ const explain: CommandHandler = (cmd, ctx) => {
       opts = findOptions(inner);
       break;
     case 'count':
-      opts = { filter: (inner.query as Document) ?? {}, limit: Number(inner.limit ?? 0), skip: Number(inner.skip ?? 0), hint: inner.hint };
+      opts = { filter: (inner.query as Document) ?? {}, limit: Number(inner.limit ?? 0), skip: Number(inner.skip ?? 0), hint: inner.hint, collation: parseCollation(inner.collation) };
       break;
     case 'distinct':
-      opts = { filter: (inner.query as Document) ?? {}, hint: inner.hint };
+      opts = { filter: (inner.query as Document) ?? {}, hint: inner.hint, collation: parseCollation(inner.collation) };
       break;
     case 'findAndModify':
     case 'findandmodify':
-      opts = { filter: (inner.query as Document) ?? {}, sort: inner.sort, limit: 1, hint: inner.hint };
+      opts = { filter: (inner.query as Document) ?? {}, sort: inner.sort, limit: 1, hint: inner.hint, collation: parseCollation(inner.collation) };
       break;
     case 'update':
     case 'delete': {
       const st = ((inner[verb === 'update' ? 'updates' : 'deletes'] as Document[] | undefined) ?? [])[0] ?? {};
       const limit = verb === 'update' ? (st.multi ? 0 : 1) : Number(st.limit ?? 0);
-      opts = { filter: (st.q as Document) ?? {}, limit, hint: st.hint, sort: st.sort };
+      opts = { filter: (st.q as Document) ?? {}, limit, hint: st.hint, sort: st.sort, collation: parseCollation(st.collation) };
       break;
     }
     default:

@@ -8,6 +8,7 @@ import { isPlainObject } from './bsonOrder.js';
 import type { Collection } from './collection.js';
 import { evaluateLet, project } from './mql.js';
 import { runQuery } from './query.js';
+import { parseCollation } from './collation.js';
 import { applyUpdate, buildUpsert, isReplacement, validateUpdate, withId, type UpdateSpec } from './update.js';
 import { collectionArg, optionalBool, optionalDoc, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
 
@@ -68,7 +69,8 @@ function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars:
   if (arrayFilters !== undefined && !Array.isArray(arrayFilters)) throw new CommandError('TypeMismatch', 'arrayFilters must be an array');
   if (st.sort !== undefined) throw new CommandError('FailedToParse', "BSON field 'update.updates.sort' is an unknown field.");
   const variables = { ...(letVars ?? {}), ...(evaluateLet(st.c as Document | undefined) ?? {}) };
-  const { docs } = runQuery(coll, { filter: q, limit: multi ? 0 : 1, hint: st.hint, sort: st.sort, variables });
+  const collation = parseCollation(st.collation);
+  const { docs } = runQuery(coll, { filter: q, limit: multi ? 0 : 1, hint: st.hint, sort: st.sort, variables, collation });
   const opts = { arrayFilters, filter: q, variables };
   let nModified = 0;
   for (const doc of docs) {
@@ -134,7 +136,7 @@ const del: CommandHandler = (cmd, ctx) => {
       const q = (st.q ?? {}) as Document;
       if (!isPlainObject(q)) throw new CommandError('TypeMismatch', 'The delete filter (q) must be an object');
       const coll = ctx.engine.getCollection(ctx.db, name);
-      const { docs } = runQuery(coll, { filter: q, limit, hint: st.hint, variables: letVars });
+      const { docs } = runQuery(coll, { filter: q, limit, hint: st.hint, variables: letVars, collation: parseCollation(st.collation) });
       if (!coll) continue;
       for (const doc of docs) ctx.engine.delete(coll, doc);
       n += docs.length;
@@ -169,7 +171,7 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   const shape = (doc: Document | null): Document | null => (doc && fields ? (project([doc], fields, query)[0] ?? null) : doc);
 
   const existing = ctx.engine.getCollection(ctx.db, name);
-  const { docs } = runQuery(existing, { filter: query, sort: cmd.sort, limit: 1, hint: cmd.hint, variables });
+  const { docs } = runQuery(existing, { filter: query, sort: cmd.sort, limit: 1, hint: cmd.hint, variables, collation: parseCollation(cmd.collation) });
   const doc = docs[0];
   if (remove) {
     if (!doc || !existing) return { lastErrorObject: { n: 0 }, value: null, ok: 1 };

@@ -77,8 +77,4 @@ export function rejectUnknownFields(cmd: Document, command: string, known: strin
     if (k === command || GENERIC_FIELDS.has(k) || known.includes(k)) continue;
     throw new CommandError('BadValue', `BSON field '${command}.${k}' is an unknown field or an option the embedded server does not support.`);
   }
-  const collation = cmd.collation as unknown;
-  if (isPlainObject(collation) && collation.locale !== 'simple') {
-    throw new CommandError('BadValue', `collation is not supported by the embedded server (locale '${String(collation.locale)}')`);
-  }
 }

@@ -9,6 +9,7 @@ import type { DurableStore, IndexSpecRecord, LogRecord, SnapshotCollection } fro
 import { ChangeLog, describeUpdate, type ChangeEvent } from './changeLog.js';
 import { Collection } from './collection.js';
 import type { IndexSpec } from './indexes.js';
+import { normalizeNumbers } from './numbers.js';
 
 export class Engine {
   readonly dbs = new Map<string, Map<string, Collection>>();
@@ -180,9 +181,12 @@ export class Engine {
       for (const s of snapshot) {
         const coll = this.createCollection(s.db, s.coll, s.options ?? {});
         for (const spec of s.indexes) coll.addIndex(spec);
-        for (const doc of s.docs) coll.insert(doc);
+        for (const doc of s.docs) coll.insert(normalizeNumbers(doc));
       }
-      for (const r of records) this.replay(r);
+      for (const r of records) {
+        if (r.op === 'insert' || r.op === 'replace') normalizeNumbers(r.doc);
+        this.replay(r);
+      }
     } finally {
       this.replaying = false;
     }

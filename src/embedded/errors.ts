@@ -35,6 +35,11 @@ export const ErrorCodes = {
   NotImplemented: 238,
   InvalidPipelineOperator: 168,
   ConflictingUpdateOperators: 40,
+  DocumentValidationFailure: 121,
+  CommandNotSupportedOnView: 166,
+  OptionNotSupportedOnView: 167,
+  ViewDepthLimitExceeded: 170,
+  Location40415: 40415,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCodes;

@@ -8,7 +8,7 @@ import { TtlMonitor } from './ttl.js';
 import { WireServer } from './server.js';
 import { openDurableStore } from './persistence.js';
 import type { DurableStore } from './persistenceTypes.js';
-import { WIRE_DESERIALIZE_OPTIONS } from './wire.js';
+import { RAW_NUMBER_OPTIONS } from './numbers.js';
 
 export interface EmbeddedServerOptions {
   /** 0 = an ephemeral port. */
@@ -45,7 +45,7 @@ export async function startServer(opts: InternalServerOptions = {}): Promise<Emb
   const log = opts.log ?? (() => {});
   const store: DurableStore | undefined = opts.dataDir
     ? openDurableStore(opts.dataDir, {
-        bsonOptions: WIRE_DESERIALIZE_OPTIONS,
+        bsonOptions: RAW_NUMBER_OPTIONS,
         log,
         ...(opts.compactThresholdBytes !== undefined ? { compactMinBytes: opts.compactThresholdBytes } : {}),
       })

@@ -4,7 +4,7 @@
  */
 import BTreeModule from 'sorted-btree';
 import type { Document } from 'bson';
-import { Query } from 'mingo';
+import { compileFilter, type Matcher } from './mql.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
 
 // sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
@@ -32,14 +32,14 @@ export type IndexKey = unknown[];
 export class Index {
   readonly fields: Array<[string, number]>;
   readonly tree: Tree;
-  private readonly partial: Query | undefined;
+  private readonly partial: Matcher | undefined;
   multikey = false;
 
   constructor(readonly spec: IndexSpec) {
     this.fields = Object.entries(spec.key).map(([k, v]) => [k, typeof v === 'number' && v < 0 ? -1 : 1]);
     const dirs = [...this.fields.map(([, d]) => d), 1];
     this.tree = new BTree<IndexKey, string>(undefined, (a, b) => compareKeys(a, b, dirs));
-    this.partial = spec.partialFilterExpression ? new Query(spec.partialFilterExpression) : undefined;
+    this.partial = spec.partialFilterExpression ? compileFilter(spec.partialFilterExpression) : undefined;
   }
 
   get name(): string {

@@ -4,8 +4,13 @@
  */
 import type { Document } from 'bson';
 import { Aggregator, Query, update as mingoUpdate } from 'mingo';
+import type { CollationSpec } from 'mingo/types';
 import { CommandError } from './errors.js';
 import { deepClone, isPlainObject } from './bsonOrder.js';
+import type { Collation } from './collation.js';
+import { compileDocFilter, NeedsFallback } from './matcher.js';
+import { toPlainNumbers } from './numbers.js';
+import { compileProjection } from './projection.js';
 
 export interface Matcher {
   test(doc: Document): boolean;
@@ -23,13 +28,36 @@ function wrap<T>(what: string, fn: () => T): T {
   }
 }
 
-export function compileFilter(filter: unknown, variables?: Document): Matcher {
+/**
+ * A filter compiled once for a whole command. The native compiler (matcher.ts) handles the query
+ * language; a filter using an operator it leaves to mingo runs through mingo on plain-number copies.
+ */
+export function compileFilter(filter: unknown, variables?: Document, collation?: Collation): Matcher {
   if (filter === undefined || filter === null) return MATCH_ALL;
   if (!isPlainObject(filter)) throw new CommandError('TypeMismatch', 'filter must be an object');
   if (Object.keys(filter).length === 0) return MATCH_ALL;
   rejectUnsupported(filter);
-  const q = wrap('invalid filter', () => new Query(filter, variables ? { variables } : undefined));
-  return { test: (doc) => wrap('error evaluating filter', () => q.test(doc)) };
+  const mingoOptions = variables ? { variables } : undefined;
+  try {
+    const test = compileDocFilter(filter, {
+      collation,
+      expr: (expr) => {
+        const q = wrap('invalid $expr', () => new Query({ $expr: expr }, mingoOptions));
+        return (doc) => wrap('error evaluating $expr', () => q.test(toPlainNumbers(doc)));
+      },
+    });
+    return { test };
+  } catch (err) {
+    if (!(err instanceof NeedsFallback)) throw err;
+  }
+  if (collation) throw new CommandError('BadValue', `collation is not supported together with ${describeFallback(filter)} by the jobd embedded server`);
+  const q = wrap('invalid filter', () => new Query(filter, mingoOptions));
+  return { test: (doc) => wrap('error evaluating filter', () => q.test(toPlainNumbers(doc))) };
+}
+
+function describeFallback(filter: Document): string {
+  const m = /"(\$bits\w+)"/.exec(JSON.stringify(filter));
+  return m ? `the ${m[1] as string} operator` : 'this filter';
 }
 
 const UNSUPPORTED_QUERY_OPS = new Set(['$where', '$text', '$near', '$nearSphere', '$geoWithin', '$geoIntersects', '$jsonSchema']);
@@ -50,6 +78,8 @@ export function project(docs: Document[], projection: unknown, filter?: Document
   if (projection === undefined || projection === null) return docs;
   if (!isPlainObject(projection)) throw new CommandError('TypeMismatch', 'projection must be an object');
   if (Object.keys(projection).length === 0) return docs;
+  const direct = compileProjection(projection);
+  if (direct) return docs.map(direct);
   const slices = Object.entries(projection).filter(([, v]) => isPlainObject(v) && '$slice' in v);
   const excluding = Object.entries(projection).some(([k, v]) => k !== '_id' && (v === 0 || v === false));
   const including = Object.entries(projection).some(([k, v]) => k !== '_id' && !(v === 0 || v === false) && !(isPlainObject(v) && '$slice' in v));
@@ -60,7 +90,9 @@ export function project(docs: Document[], projection: unknown, filter?: Document
     const base = project(docs, rest, filter);
     return base.map((d) => applySlices(deepClone(d), slices));
   }
-  return wrap('invalid projection', () => new Query(filter ?? {}).find(docs, projection).all() as Document[]);
+  // Only the positional operator needs the filter; re-running it would ignore the command's collation.
+  const positional = Object.keys(projection).some((k) => k.endsWith('.$'));
+  return wrap('invalid projection', () => new Query(positional ? (filter ?? {}) : {}).find(docs, projection).all() as Document[]);
 }
 
 function applySlices(doc: Document, slices: Array<[string, unknown]>): Document {
@@ -82,11 +114,17 @@ function applySlices(doc: Document, slices: Array<[string, unknown]>): Document 
   return doc;
 }
 
-export function runPipeline(docs: Document[], pipeline: Document[], options: { collectionResolver?: (name: string) => Document[]; variables?: Document } = {}): Document[] {
+export function runPipeline(
+  docs: Document[],
+  pipeline: Document[],
+  options: { collectionResolver?: (name: string) => Document[]; variables?: Document; collation?: Collation | undefined } = {},
+): Document[] {
   return wrap('PlanExecutor error during aggregation', () => {
     const agg = new Aggregator(pipeline, {
       ...(options.collectionResolver ? { collectionResolver: options.collectionResolver } : {}),
       ...(options.variables ? { variables: options.variables } : {}),
+      // mingo applies a collation to $sort; its spec type covers the fields Intl understands.
+      ...(options.collation ? { collation: options.collation.spec as unknown as CollationSpec } : {}),
     });
     return agg.run(docs) as Document[];
   });

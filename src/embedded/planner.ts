@@ -36,23 +36,36 @@ function indexable(v: unknown): boolean {
   return true;
 }
 
-/** Per-field predicates an index can bound, from the top level of the filter and its $and. */
-export function extractPredicates(filter: Document, out = new Map<string, FieldPredicate>()): Map<string, FieldPredicate> {
+/** Values whose comparison a collation changes: strings, and documents or arrays holding them. */
+function collationSensitive(v: unknown): boolean {
+  const r = typeRank(v);
+  if (r === Rank.String) return true;
+  if (Array.isArray(v)) return v.some(collationSensitive);
+  if (isPlainObject(v)) return Object.values(v).some(collationSensitive);
+  return false;
+}
+
+/**
+ * Per-field predicates an index can bound, from the top level of the filter and its $and.
+ * Under a collation, indexes (which hold binary-ordered keys) cannot bound string comparisons.
+ */
+export function extractPredicates(filter: Document, out = new Map<string, FieldPredicate>(), collated = false): Map<string, FieldPredicate> {
+  const usable = collated ? (v: unknown) => indexable(v) && !collationSensitive(v) : indexable;
   for (const [field, cond] of Object.entries(filter)) {
     if (field === '$and' && Array.isArray(cond)) {
-      for (const sub of cond) if (isPlainObject(sub)) extractPredicates(sub, out);
+      for (const sub of cond) if (isPlainObject(sub)) extractPredicates(sub, out, collated);
       continue;
     }
     if (field.startsWith('$')) continue;
     const pred = out.get(field) ?? {};
     if (isPlainObject(cond) && Object.keys(cond).some((k) => k.startsWith('$'))) {
       for (const [op, arg] of Object.entries(cond)) {
-        if (op === '$eq' && indexable(arg)) pred.points = [arg];
-        else if (op === '$in' && Array.isArray(arg) && arg.every(indexable) && !pred.points) pred.points = arg;
-        else if ((op === '$gt' || op === '$gte') && indexable(arg) && !isPlainObject(arg)) pred.lower = { v: arg, incl: op === '$gte' };
-        else if ((op === '$lt' || op === '$lte') && indexable(arg) && !isPlainObject(arg)) pred.upper = { v: arg, incl: op === '$lte' };
+        if (op === '$eq' && usable(arg)) pred.points = [arg];
+        else if (op === '$in' && Array.isArray(arg) && arg.every(usable) && !pred.points) pred.points = arg;
+        else if ((op === '$gt' || op === '$gte') && usable(arg) && !isPlainObject(arg)) pred.lower = { v: arg, incl: op === '$gte' };
+        else if ((op === '$lt' || op === '$lte') && usable(arg) && !isPlainObject(arg)) pred.upper = { v: arg, incl: op === '$lte' };
       }
-    } else if (indexable(cond)) {
+    } else if (usable(cond)) {
       pred.points = [cond];
     }
     if (pred.points || pred.lower || pred.upper) out.set(field, pred);
@@ -79,7 +92,7 @@ function dedupePoints(points: unknown[]): unknown[] {
   });
 }
 
-function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: SortSpec): IndexChoice {
+function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: SortSpec, collated: boolean): IndexChoice {
   let pointFields = 0;
   let ranges = 1;
   let range: FieldPredicate | undefined;
@@ -101,7 +114,8 @@ function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: S
   const within = effective.filter(([f]) => !prefix.has(f));
   let providesSort = effective.length === 0;
   let reverse = false;
-  if (!providesSort && !index.multikey && effective.every(([f]) => index.fields.some(([g]) => g === f))) {
+  // Index order is binary: under a collation it cannot stand in for a sort that may meet strings.
+  if (!providesSort && !collated && !index.multikey && effective.every(([f]) => index.fields.some(([g]) => g === f))) {
     const suffix = index.fields.slice(pointFields);
     let flip = 0;
     let ok = within.length <= suffix.length;
@@ -140,9 +154,9 @@ function findHinted(coll: Collection, hint: unknown): Index | 'natural' {
   throw new CommandError('BadValue', `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`);
 }
 
-export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hint?: unknown): Plan {
+export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hint?: unknown, collated = false): Plan {
   const stats = { keysExamined: 0, docsExamined: 0 };
-  const preds = extractPredicates(filter);
+  const preds = extractPredicates(filter, undefined, collated);
   const hinted = hint !== undefined && hint !== null && !(isPlainObject(hint) && Object.keys(hint).length === 0) ? findHinted(coll, hint) : undefined;
 
   const idPred = preds.get('_id');
@@ -167,11 +181,11 @@ export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hi
   }
 
   let best: IndexChoice | undefined;
-  if (hinted && hinted !== 'natural') best = evaluateIndex(hinted, preds, sort);
+  if (hinted && hinted !== 'natural') best = evaluateIndex(hinted, preds, sort, collated);
   else if (!hinted) {
     for (const index of coll.indexes.values()) {
       if (index.spec.sparse || index.spec.partialFilterExpression || index.spec.hidden) continue;
-      const choice = evaluateIndex(index, preds, sort);
+      const choice = evaluateIndex(index, preds, sort, collated);
       if (choice.score > 0 && (!best || choice.score > best.score)) best = choice;
     }
   }

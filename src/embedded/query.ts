@@ -5,6 +5,7 @@
 import type { Document } from 'bson';
 import { CommandError } from './errors.js';
 import { compareBySort, parseSortSpec, type SortSpec } from './bsonOrder.js';
+import type { Collation } from './collation.js';
 import type { Collection } from './collection.js';
 import { compileFilter } from './mql.js';
 import { planQuery, type Plan } from './planner.js';
@@ -17,6 +18,7 @@ export interface QueryOptions {
   limit?: number;
   hint?: unknown;
   variables?: Document;
+  collation?: Collation | undefined;
 }
 
 export interface QueryResult {
@@ -35,14 +37,14 @@ export function toSortSpec(sort: unknown): SortSpec {
 export function runQuery(coll: Collection | undefined, opts: QueryOptions): QueryResult {
   const filter = opts.filter ?? {};
   const sort = toSortSpec(opts.sort);
-  const matcher = compileFilter(filter, opts.variables);
+  const matcher = compileFilter(filter, opts.variables, opts.collation);
   const skip = opts.skip ?? 0;
   const limit = opts.limit ?? 0;
   if (skip < 0) throw new CommandError('BadValue', 'skip value must be non-negative');
   if (!coll) {
     return { docs: [], plan: { stage: 'EOF', sorted: true, candidates: [], stats: { keysExamined: 0, docsExamined: 0 } } };
   }
-  const plan = planQuery(coll, filter, sort, opts.hint);
+  const plan = planQuery(coll, filter, sort, opts.hint, opts.collation !== undefined);
   const out: Document[] = [];
   if (plan.sorted) {
     const want = limit > 0 ? skip + limit : Infinity;
@@ -54,7 +56,7 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
     return { docs: out.slice(skip), plan };
   }
   for (const doc of plan.candidates) if (matcher.test(doc)) out.push(doc);
-  if (sort.length > 0) out.sort(compareBySort(sort));
+  if (sort.length > 0) out.sort(compareBySort(sort, opts.collation?.compare));
   const end = limit > 0 ? skip + limit : out.length;
   return { docs: out.slice(skip, end), plan };
 }

@@ -4,8 +4,9 @@
  */
 import { ObjectId, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
-import { canonicalKey, deepClone, isPlainObject, typeRank, Rank } from './bsonOrder.js';
+import { canonicalKey, compareValues, deepClone, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { applyOperators, runPipeline } from './mql.js';
+import { arithmetic, isInt32Number, toPlainNumbers } from './numbers.js';
 
 const OPERATORS = new Set([
   '$set', '$unset', '$inc', '$mul', '$rename', '$min', '$max', '$currentDate',
@@ -76,7 +77,7 @@ export function validateUpdate(u: unknown): asserts u is UpdateSpec {
 export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = {}): Document {
   let next: Document;
   if (Array.isArray(u)) {
-    const out = runPipeline([deepClone(doc)], u, opts.variables ? { variables: opts.variables } : {});
+    const out = runPipeline([toPlainNumbers(doc)], u, opts.variables ? { variables: opts.variables } : {});
     next = out[0] ?? {};
     if (!('_id' in next)) next = { _id: doc._id, ...next };
   } else if (isReplacement(u)) {
@@ -110,10 +111,11 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
   return idFirst(next);
 }
 
-const SIMPLE_OPS = new Set(['$set', '$unset', '$inc']);
+const SIMPLE_OPS = new Set(['$set', '$unset', '$inc', '$mul', '$min', '$max']);
+const ARITHMETIC = new Set(['$inc', '$mul']);
 
 /**
- * $set, $unset and $inc on plain dotted paths through embedded documents, applied directly
+ * $set, $unset, $inc, $mul, $min and $max on plain dotted paths through embedded documents, applied directly
  * (the common case, and far cheaper than the general operator engine). Fields are processed in
  * lexicographic order, as MongoDB 5.0+ does. Returns false, having changed nothing, when the
  * update needs the general engine (other operators, positional paths, arrays on the way).
@@ -131,9 +133,9 @@ function applySimple(doc: Document, modifier: Document): boolean {
         if (cur === undefined) break;
         if (!isPlainObject(cur)) return false;
       }
-      if (op === '$inc') {
+      if (ARITHMETIC.has(op)) {
         const target = isPlainObject(cur) ? cur[parts[parts.length - 1] as string] : undefined;
-        if (typeof (args as Document)[path] !== 'number' || (target !== undefined && target !== null && typeof target !== 'number')) return false;
+        if (typeRank((args as Document)[path]) !== Rank.Number || (target !== undefined && target !== null && typeRank(target) !== Rank.Number)) return false;
       }
       steps.push([op, parts, (args as Document)[path]]);
     }
@@ -155,11 +157,19 @@ function applySimple(doc: Document, modifier: Document): boolean {
     if (missing) continue;
     if (op === '$set') holder[last] = deepClone(value);
     else if (op === '$unset') delete holder[last];
-    else {
-      const currentValue = holder[last] as unknown;
-      if (currentValue === undefined || currentValue === null) holder[last] = value;
-      else if (typeof currentValue === 'number' && typeof value === 'number') holder[last] = currentValue + value;
-      else holder[last] = (currentValue as number) + (value as number);
+    else if (op === '$min' || op === '$max') {
+      const current = holder[last] as unknown;
+      const c = current === undefined ? 0 : compareValues(value, current);
+      if (current === undefined || (op === '$min' ? c < 0 : c > 0)) holder[last] = deepClone(value);
+    } else {
+      const current = holder[last] as unknown;
+      if (op === '$inc' && typeof current === 'number' && typeof value === 'number' && isInt32Number(current) && isInt32Number(value)) {
+        // int32 + int32 with no overflow: the common case stays cheap.
+        const sum = current + value;
+        holder[last] = sum >= -2147483648 && sum <= 2147483647 ? sum : arithmetic('$inc', current, value, parts.join('.'));
+      } else {
+        holder[last] = arithmetic(op as '$inc' | '$mul', current === null ? undefined : current, value, parts.join('.'));
+      }
     }
   }
   return true;

@@ -3,6 +3,7 @@
  * moreToCome), and the legacy OP_QUERY handshake answered with OP_REPLY.
  */
 import { BSON, type Document } from 'bson';
+import { deserializeKeepingTypes } from './numbers.js';
 
 export const OP_REPLY = 1;
 export const OP_QUERY = 2004;
@@ -30,7 +31,8 @@ export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
 }
 
-export const WIRE_DESERIALIZE_OPTIONS: BSON.DeserializeOptions = { promoteLongs: true, promoteValues: true, promoteBuffers: false };
+/** Commands keep each number's BSON type (see numbers.ts). */
+export const WIRE_DESERIALIZE_OPTIONS: BSON.DeserializeOptions = { promoteLongs: false, promoteValues: false, promoteBuffers: false };
 
 export function readHeader(buf: Buffer): Header {
   return {
@@ -70,7 +72,7 @@ function parseOpMsg(header: Header, msg: Buffer): Request {
     if (kind === 0) {
       const size = msg.readInt32LE(pos);
       if (body) throw new ProtocolError('OP_MSG has more than one body section');
-      body = BSON.deserialize(msg.subarray(pos, pos + size), WIRE_DESERIALIZE_OPTIONS);
+      body = deserializeKeepingTypes(msg.subarray(pos, pos + size));
       pos += size;
     } else if (kind === 1) {
       const size = msg.readInt32LE(pos);
@@ -83,7 +85,7 @@ function parseOpMsg(header: Header, msg: Buffer): Request {
       const docs: Document[] = [];
       while (p < sectionEnd) {
         const dsize = msg.readInt32LE(p);
-        docs.push(BSON.deserialize(msg.subarray(p, p + dsize), WIRE_DESERIALIZE_OPTIONS));
+        docs.push(deserializeKeepingTypes(msg.subarray(p, p + dsize)));
         p += dsize;
       }
       sequences.push([id, docs]);
@@ -107,7 +109,7 @@ function parseOpQuery(header: Header, msg: Buffer): Request {
   const collection = msg.toString('utf8', pos, nul);
   pos = nul + 1 + 8; // numberToSkip, numberToReturn
   const size = msg.readInt32LE(pos);
-  let command = BSON.deserialize(msg.subarray(pos, pos + size), WIRE_DESERIALIZE_OPTIONS);
+  let command = deserializeKeepingTypes(msg.subarray(pos, pos + size));
   if (command.$query && typeof command.$query === 'object') command = command.$query as Document;
   return { kind: 'query', header, collection, command };
 }
