@@ -4,6 +4,7 @@
  *   npm run bench                       full size
  *   BENCH_SCALE=0.1 npm run bench       a quick run (every size times 0.1)
  *   MONGODB_URI=mongodb://... npm run bench    against a real MongoDB instead of the in-process embedded server
+ *   BENCH_DB=process npm run bench              the embedded server in its own process (bin/jobd-embedded)
  *
  * Sizes (before BENCH_SCALE): BENCH_POOLED_JOBS 20000, BENCH_ISOLATED_JOBS 400, BENCH_LATENCY_SAMPLES 200,
  * BENCH_CLAIM_SMALL 1000, BENCH_CLAIM_LARGE 100000, BENCH_CLAIM_SAMPLES 300, BENCH_RSS_JOBS 50000;
@@ -12,7 +13,7 @@
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { loadJobd } from './lib/jobd.js';
+import { loadJobd, startEmbeddedProcess } from './lib/jobd.js';
 import { claimScaling, latency, rssRun, throughput, type Ctx } from './lib/phases.js';
 import { spawnRate } from './lib/spawnRate.js';
 import { log, round } from './lib/stats.js';
@@ -38,7 +39,12 @@ async function main(): Promise<void> {
   let uri = process.env.MONGODB_URI;
   let backend = 'mongodb (MONGODB_URI)';
   let closeServer = async (): Promise<void> => {};
-  if (!uri) {
+  if (!uri && process.env.BENCH_DB === 'process') {
+    const server = await startEmbeddedProcess();
+    uri = server.uri;
+    backend = 'embedded (bin/jobd-embedded process, in memory)';
+    closeServer = server.close;
+  } else if (!uri) {
     const server = await jobd.startEmbeddedServer({ port: 0 });
     uri = server.uri;
     backend = 'embedded (in-process, in memory)';
@@ -142,16 +148,24 @@ function targets(out: Fig): Record<string, { target: string; value: unknown; met
   const lat = out.enqueueToStartLatency as Fig | undefined;
   if (lat) {
     const cs = lat.changeStreams as Fig;
+    // Judged on claim time - createdAt from the job document; eventMs (insert sent -> claim event,
+    // so it includes the insert's own round trip) is reported next to it as an upper bound.
     t.idleLatencyP50 = {
-      target: '<= 5 ms with change streams',
-      value: { p50: cs.eventMs.p50, changeStreamsUsed: cs.changeStreamsUsed },
-      met: cs.changeStreamsUsed ? cs.eventMs.p50 <= 5 : null,
+      target: '<= 5 ms with change streams (job.startedAt - job.createdAt)',
+      value: { p50: cs.docMs.p50, eventP50: cs.eventMs.p50, changeStreamsUsed: cs.changeStreamsUsed },
+      met: cs.changeStreamsUsed ? cs.docMs.p50 <= 5 : null,
     };
   }
   const claim = out.claimLatency as Fig | undefined;
   if (claim) t.claimScaling = { target: 'claim p50 at 100k <= 2x at 1k', value: claim.claimNextP50Ratio, met: claim.claimNextP50Ratio <= 2 };
   const rss = out.rss as Fig | undefined;
-  if (rss) t.rssFlat = { target: 'RSS flat across the run (growth <= 10%)', value: rss.growthPct, met: rss.growthPct <= 10 };
+  if (rss) {
+    t.rssFlat = {
+      target: 'RSS flat: growth over the second half of the run <= 5%',
+      value: { secondHalfGrowthPct: rss.secondHalfGrowthPct, growthPct: rss.growthPct },
+      met: rss.secondHalfGrowthPct <= 5,
+    };
+  }
   return t;
 }
 

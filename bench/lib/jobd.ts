@@ -2,7 +2,9 @@
  * The benchmark runs jobd's compiled code (dist/, what `npm run bench` just built), so pooled and
  * isolated children load plain .js handlers exactly as in production. Types come from src/.
  */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as ConfigLoad from '../../src/config/load.js';
@@ -43,4 +45,27 @@ export async function loadJobd(): Promise<Jobd> {
     store,
     builtinHandlerPath: registry.builtinHandlerPath,
   };
+}
+
+/** bin/jobd-embedded in its own process (in memory, a free port); resolves once it listens. */
+export function startEmbeddedProcess(): Promise<{ uri: string; close(): Promise<void> }> {
+  return new Promise((resolveStart, rejectStart) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin/jobd-embedded'), '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const rl = createInterface({ input: child.stdout! });
+    rl.on('line', (line) => {
+      const m = /listening on (mongodb:\/\/\S+)/.exec(line);
+      if (!m) return;
+      resolveStart({
+        uri: m[1]!,
+        close: async () => {
+          child.kill('SIGTERM');
+          await exited;
+        },
+      });
+    });
+    child.once('exit', (code) => rejectStart(new Error(`bin/jobd-embedded exited (${code}) before listening`)));
+  });
 }

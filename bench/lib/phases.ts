@@ -206,36 +206,44 @@ export interface ClaimFigures {
   claimBatch50Ms: ReturnType<typeof summary>;
 }
 
-async function timeClaims(ctx: Ctx, store: Store, n: number, batch: boolean): Promise<number[]> {
-  const out: number[] = [];
+async function timeClaims(ctx: Ctx, store: Store, n: number, batch: boolean): Promise<{ ms: number[]; claimed: number }> {
+  const ms: number[] = [];
+  let claimed = 0;
   for (let i = 0; i < n; i++) {
     const now = new Date();
     const t0 = performance.now();
-    if (batch) await ctx.jobd.store.claimBatch(store, { owner: 'bench', leaseMs: 600_000, now, limit: 50 });
-    else await ctx.jobd.store.claimNext(store, { owner: 'bench', leaseMs: 600_000, now });
-    out.push(performance.now() - t0);
+    if (batch) claimed += (await ctx.jobd.store.claimBatch(store, { owner: 'bench', leaseMs: 600_000, now, limit: 50 })).length;
+    else claimed += (await ctx.jobd.store.claimNext(store, { owner: 'bench', leaseMs: 600_000, now })) ? 1 : 0;
+    ms.push(performance.now() - t0);
   }
-  return out;
+  // Put the claimed jobs back, so every measurement sees the same queue size.
+  await store.jobs.updateMany({ state: 'running' }, { $set: { state: 'queued', lease: null }, $inc: { attempts: -1 } });
+  return { ms, claimed };
 }
 
-/** claimNext and claimBatch(50) timings with `small` and then `large` jobs queued. */
+/**
+ * claimNext and claimBatch(50) timings with `small` and then `large` jobs queued. Every timed call
+ * claims (the queue never runs dry: at most half of `small` is taken before it is put back).
+ */
 export async function claimScaling(ctx: Ctx, o: { small: number; large: number; samples: number }): Promise<ClaimFigures[]> {
   const db = ctx.newDb('claim');
   const store = await openProducer(ctx, db);
   const out: ClaimFigures[] = [];
+  const nextSamples = Math.min(o.samples, Math.floor(o.small / 2));
+  const batchSamples = Math.max(2, Math.min(Math.floor(o.samples / 10), Math.floor(o.small / 2 / 50)));
   try {
     let queued = 0;
     for (const target of [o.small, o.large]) {
-      const add = target - queued;
-      log(`claim: enqueueing ${add} jobs (to ${target} queued)`);
-      await enqueueNoops(ctx, store, 'noop', add);
+      log(`claim: enqueueing ${target - queued} jobs (to ${target} queued)`);
+      await enqueueNoops(ctx, store, 'noop', target - queued);
       queued = target;
       await timeClaims(ctx, store, 10, false); // warm-up
-      const one = await timeClaims(ctx, store, o.samples, false);
-      const many = await timeClaims(ctx, store, Math.max(5, Math.floor(o.samples / 10)), true);
-      out.push({ queued: target, claimNextMs: summary(one), claimBatch50Ms: summary(many) });
-      // Put the claimed ones back so the next size is exact.
-      await store.jobs.updateMany({ state: 'running' }, { $set: { state: 'queued', lease: null }, $inc: { attempts: -1 } });
+      const one = await timeClaims(ctx, store, nextSamples, false);
+      const many = await timeClaims(ctx, store, batchSamples, true);
+      if (one.claimed !== nextSamples || many.claimed !== batchSamples * 50) {
+        throw new Error(`claim: expected every call to claim (got ${one.claimed}/${nextSamples}, ${many.claimed}/${batchSamples * 50})`);
+      }
+      out.push({ queued: target, claimNextMs: summary(one.ms), claimBatch50Ms: summary(many.ms) });
     }
   } finally {
     await store.db.dropDatabase().catch(() => {});
@@ -251,8 +259,11 @@ export interface RssFigures {
   rssBeforeMB: number;
   rssAfterMB: number;
   rssPeakMB: number;
+  /** RSS when half of the jobs had completed: growth after this point is what a leak would show. */
+  rssHalfwayMB: number;
   rssAfterIdleMB: number;
   growthPct: number;
+  secondHalfGrowthPct: number;
 }
 
 function rssMB(pid: number): number {
@@ -282,11 +293,11 @@ export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concur
       if (Date.now() > deadline) throw new Error('rss: jobd did not register within 30 s');
       await sleep(100);
     }
-    const runUntil = async (target: number, maxMs: number, sample?: (mb: number) => void): Promise<number> => {
+    const runUntil = async (target: number, maxMs: number, sample?: (mb: number, completed: number) => void): Promise<number> => {
       const end = Date.now() + maxMs;
       for (;;) {
         const n = await store.jobs.countDocuments({ state: 'completed' });
-        sample?.(rssMB(pid));
+        sample?.(rssMB(pid), n);
         if (n >= target || Date.now() > end) return n;
         await sleep(500);
       }
@@ -295,9 +306,13 @@ export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concur
     await runUntil(o.warmup, ctx.phaseMaxMs);
     const before = rssMB(pid);
     let peak = before;
+    let halfway = NaN;
     const t0 = performance.now();
     const producing = enqueueNoops(ctx, store, 'noop', o.jobs);
-    const done = await runUntil(o.warmup + o.jobs, ctx.phaseMaxMs, (mb) => (peak = Math.max(peak, mb)));
+    const done = await runUntil(o.warmup + o.jobs, ctx.phaseMaxMs, (mb, n) => {
+      peak = Math.max(peak, mb);
+      if (Number.isNaN(halfway) && n >= o.warmup + o.jobs / 2) halfway = mb;
+    });
     await producing;
     const seconds = (performance.now() - t0) / 1000;
     const after = rssMB(pid);
@@ -310,8 +325,10 @@ export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concur
       rssBeforeMB: before,
       rssAfterMB: after,
       rssPeakMB: peak,
+      rssHalfwayMB: halfway,
       rssAfterIdleMB: idle,
       growthPct: round(((after - before) / before) * 100, 1),
+      secondHalfGrowthPct: round(((after - halfway) / halfway) * 100, 1),
     };
   } finally {
     child.kill('SIGTERM');
