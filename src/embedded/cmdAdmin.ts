@@ -128,7 +128,10 @@ export const adminCommands: Record<string, CommandHandler> = {
   getParameter,
   serverStatus,
   listDatabases,
-  endSessions: ok,
+  endSessions: (cmd, ctx) => {
+    if (Array.isArray(cmd.endSessions)) ctx.engine.sessions.end(cmd.endSessions as unknown[]);
+    return { ok: 1 };
+  },
   killSessions: ok,
   killAllSessions: ok,
   refreshSessions: ok,

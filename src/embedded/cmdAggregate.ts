@@ -10,7 +10,10 @@ import { evaluateLet, runPipeline } from './mql.js';
 import { runQuery, type QueryOptions } from './query.js';
 import { openChangeStream } from './cmdChangeStream.js';
 import { nonNegative, optionalDoc, optionalNumber, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
-import { openCursor } from './cmdRead.js';
+import { openCursor } from './cursor.js';
+import { isView, resolveView } from './views.js';
+import { project } from './mql.js';
+import type { Collection } from './collection.js';
 import { mergeInto, outInto } from './cmdAggregateOutput.js';
 import { parseCollation, type Collation } from './collation.js';
 import { toPlainNumbers } from './numbers.js';
@@ -19,7 +22,7 @@ const SUPPORTED_STAGES = new Set([
   '$match', '$group', '$sort', '$project', '$addFields', '$set', '$unset', '$unwind', '$facet', '$count',
   '$lookup', '$bucket', '$bucketAuto', '$limit', '$skip', '$replaceRoot', '$replaceWith', '$sortByCount',
   '$sample', '$graphLookup', '$unionWith', '$redact', '$setWindowFields', '$densify', '$fill', '$documents',
-  '$out', '$merge',
+  '$out', '$merge', '$listLocalSessions',
 ]);
 
 function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
@@ -29,9 +32,9 @@ function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
       throw new CommandError('Location40324' as never, 'A pipeline stage specification object must contain exactly one field.');
     }
     const name = Object.keys(stage)[0] as string;
-    if (name === '$changeStream') {
-      if (i !== 0) throw new CommandError('BadValue' as never, '$changeStream is only valid as the first stage in a pipeline');
-      return;
+    if (name === '$changeStream' || name === '$listLocalSessions') {
+      if (i !== 0) throw new CommandError('BadValue', `${name} is only valid as the first stage in a pipeline`);
+      if (name === '$changeStream') return;
     }
     if (!SUPPORTED_STAGES.has(name)) {
       throw new CommandError('Location40324', `Unrecognized pipeline stage name: '${name}' (or not supported by the jobd embedded server)`);
@@ -70,7 +73,25 @@ function pushDown(pipeline: Document[]): { query: QueryOptions; rest: Document[]
   return { query, rest: pipeline.slice(i) };
 }
 
+/** find, count and distinct on a view: its pipeline, then the query as stages. */
+export function readView(ctx: CommandContext, view: Collection, q: QueryOptions & { projection?: Document | undefined }): Document[] {
+  const stages: Document[] = [];
+  if (q.filter && Object.keys(q.filter).length > 0) stages.push({ $match: q.filter });
+  if (q.sort && Object.keys(q.sort as Document).length > 0) stages.push({ $sort: q.sort });
+  if (q.skip) stages.push({ $skip: q.skip });
+  if (q.limit) stages.push({ $limit: q.limit });
+  const docs = runAggregation(ctx, view.name, stages, q.variables, q.collation);
+  return q.projection ? project(docs, q.projection) : docs;
+}
+
 export function runAggregation(ctx: CommandContext, collName: string | null, pipeline: Document[], variables?: Document, collation?: Collation): Document[] {
+  if (collName !== null) {
+    const target = ctx.engine.getCollection(ctx.db, collName);
+    if (target && isView(target)) {
+      const { source, pipeline: viewPipeline } = resolveView(ctx.engine, target);
+      return runAggregation(ctx, source, [...viewPipeline, ...pipeline], variables, collation);
+    }
+  }
   const resolver = (name: string): Document[] => toPlainNumbers([...(ctx.engine.getCollection(ctx.db, name)?.docs.values() ?? [])]);
   const last = pipeline[pipeline.length - 1];
   const writes = last && ('$out' in last || '$merge' in last) ? last : undefined;
@@ -80,7 +101,12 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
   if (collName === null) {
     docs = [];
     rest = body;
-    if (!body[0] || !('$documents' in body[0])) {
+    const first = body[0];
+    if (first && '$listLocalSessions' in first) {
+      if (!isPlainObject(first.$listLocalSessions)) throw new CommandError('TypeMismatch', '$listLocalSessions must be an object');
+      docs = ctx.engine.sessions.list();
+      rest = body.slice(1);
+    } else if (!first || !('$documents' in first)) {
       throw new CommandError('InvalidNamespace', "{aggregate: 1} is not valid for '$match'; a collection is required.");
     }
   } else {

@@ -9,7 +9,8 @@ import { ArrayCursor } from './cursor.js';
 import { validateCollectionName } from './engine.js';
 import { defaultIndexName, validateKeyPattern, type IndexSpec } from './indexes.js';
 import { compileFilter } from './mql.js';
-import { collectionArg, optionalDoc, type CommandContext, type CommandHandler } from './commandContext.js';
+import { GENERIC_FIELDS, collectionArg, optionalDoc, type CommandContext, type CommandHandler } from './commandContext.js';
+import { isView, validateValidatorOptions, validateViewOptions } from './views.js';
 
 const CREATE_OPTIONS = ['capped', 'size', 'max', 'validator', 'validationLevel', 'validationAction', 'timeseries', 'clusteredIndex', 'changeStreamPreAndPostImages', 'expireAfterSeconds', 'storageEngine', 'indexOptionDefaults', 'viewOn', 'pipeline', 'idIndex'];
 
@@ -18,19 +19,51 @@ const create: CommandHandler = (cmd, ctx) => {
   const options: Document = {};
   for (const k of Object.keys(cmd)) {
     if (!CREATE_OPTIONS.includes(k)) continue;
-    if (['capped', 'timeseries', 'viewOn', 'pipeline', 'clusteredIndex', 'validator'].includes(k) && cmd[k]) {
+    if (['capped', 'timeseries', 'clusteredIndex'].includes(k) && cmd[k]) {
       throw new CommandError('InvalidOptions', `create option '${k}' is not supported by the jobd embedded server`);
     }
     options[k] = cmd[k];
   }
+  if (options.viewOn !== undefined || options.pipeline !== undefined) {
+    if (cmd.collation !== undefined) options.collation = cmd.collation;
+    validateViewOptions(options);
+    if (options.pipeline === undefined) options.pipeline = [];
+  } else validateValidatorOptions(options);
   ctx.engine.createCollection(ctx.db, name, options);
+  return { ok: 1 };
+};
+
+const COLLMOD_OPTIONS = ['validator', 'validationLevel', 'validationAction', 'viewOn', 'pipeline'];
+
+const collMod: CommandHandler = (cmd, ctx) => {
+  const name = collectionArg(cmd, 'collMod');
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  if (!coll) throw new CommandError('NamespaceNotFound', `ns does not exist: ${ctx.db}.${name}`);
+  const changes: Document = {};
+  for (const k of Object.keys(cmd)) {
+    if (k === 'collMod' || GENERIC_FIELDS.has(k)) continue;
+    if (!COLLMOD_OPTIONS.includes(k)) throw new CommandError('InvalidOptions', `collMod option '${k}' is not supported by the jobd embedded server`);
+    changes[k] = cmd[k];
+  }
+  const options: Document = { ...coll.options, ...changes };
+  if (isView(coll)) {
+    if ('validator' in changes || 'validationLevel' in changes || 'validationAction' in changes) {
+      throw new CommandError('InvalidOptions', `option not supported on a view: ${Object.keys(changes).join(', ')}`);
+    }
+    validateViewOptions(options);
+  } else {
+    if ('viewOn' in changes || 'pipeline' in changes) throw new CommandError('InvalidOptions', `${ctx.db}.${name} is a collection, not a view`);
+    validateValidatorOptions(options);
+  }
+  ctx.engine.setOptions(coll, options);
   return { ok: 1 };
 };
 
 const drop: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'drop');
   const coll = ctx.engine.getCollection(ctx.db, name);
-  if (!coll) throw new CommandError('NamespaceNotFound', 'ns not found');
+  // MongoDB 7.0 no longer reports a missing namespace as an error.
+  if (!coll) return { ok: 1 };
   const nIndexesWas = coll.indexes.size;
   ctx.engine.dropCollection(ctx.db, name);
   return { nIndexesWas, ns: `${ctx.db}.${name}`, ok: 1 };
@@ -56,18 +89,15 @@ const listCollections: CommandHandler = (cmd, ctx) => {
   const nameOnly = Boolean(cmd.nameOnly);
   const infos = ctx.engine
     .listCollections(ctx.db)
-    .map((c) => ({
-      name: c.name,
-      type: 'collection',
-      options: c.options,
-      info: { readOnly: false, uuid: undefined },
-      idIndex: { v: 2, key: { _id: 1 }, name: '_id_' },
-    }))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .map((c): Document =>
+      isView(c)
+        ? { name: c.name, type: 'view', options: c.options, info: { readOnly: true } }
+        : { name: c.name, type: 'collection', options: c.options, info: { readOnly: false }, idIndex: { v: 2, key: { _id: 1 }, name: '_id_' } },
+    )
+    .sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : (a.name as string) > (b.name as string) ? 1 : 0));
   const matcher = compileFilter(filter);
   let out: Document[] = infos.filter((i) => matcher.test(i));
   if (nameOnly) out = out.map((i) => ({ name: i.name, type: i.type }));
-  else out = out.map((i) => ({ ...i, info: { readOnly: false } }));
   const batchSize = (cmd.cursor as Document | undefined)?.batchSize as number | undefined;
   return cursorReply(ctx, `${ctx.db}.$cmd.listCollections`, out, batchSize);
 };
@@ -218,6 +248,7 @@ const dbStats: CommandHandler = (_cmd, ctx) => {
 
 export const ddlCommands: Record<string, CommandHandler> = {
   create,
+  collMod,
   drop,
   dropDatabase,
   listCollections,

@@ -4,7 +4,9 @@
 import { Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
-import { ArrayCursor } from './cursor.js';
+import { openCursor } from './cursor.js';
+import { readView } from './cmdAggregate.js';
+import { isView } from './views.js';
 import { evaluateLet, project } from './mql.js';
 import type { Plan } from './planner.js';
 import { runQuery, type QueryOptions } from './query.js';
@@ -12,7 +14,7 @@ import { SERVER_VERSION } from './cmdAdmin.js';
 import { parseCollation } from './collation.js';
 import {
   collectionArg, nonNegative, optionalBool, optionalDoc, optionalNumber, rejectUnknownFields,
-  type CommandContext, type CommandHandler,
+  type CommandHandler,
 } from './commandContext.js';
 
 const FIND_FIELDS = ['filter', 'sort', 'projection', 'skip', 'limit', 'batchSize', 'singleBatch', 'hint', 'noCursorTimeout', 'allowPartialResults', 'returnKey', 'showRecordId', 'tailable', 'awaitData', 'min', 'max', 'oplogReplay', 'readOnce'];
@@ -36,25 +38,13 @@ function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
   };
 }
 
-/** A cursor reply with the first batch; the rest stays on the server under a cursor id. */
-export function openCursor(ctx: CommandContext, ns: string, docs: Document[], batchSize: number | undefined, single = false): Document {
-  const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 101);
-  let id = 0;
-  if (rest.length > 0 && !single) {
-    id = ctx.cursors.allocateId();
-    ctx.cursors.add(new ArrayCursor(id, ns, rest));
-  }
-  return { cursor: { firstBatch: first, id: Long.fromNumber(id), ns }, ok: 1 };
-}
-
 const find: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'find');
   rejectUnknownFields(cmd, 'find', FIND_FIELDS);
   const opts = findOptions(cmd);
   const batchSize = nonNegative(optionalNumber(cmd, 'batchSize'), 'batchSize');
   const coll = ctx.engine.getCollection(ctx.db, name);
-  const { docs } = runQuery(coll, opts);
-  const shaped = project(docs, opts.projection, opts.filter);
+  const shaped = coll && isView(coll) ? readView(ctx, coll, opts) : project(runQuery(coll, opts).docs, opts.projection, opts.filter);
   const single = optionalBool(cmd, 'singleBatch') ?? false;
   return openCursor(ctx, `${ctx.db}.${name}`, shaped, batchSize, single);
 };
@@ -99,6 +89,10 @@ const count: CommandHandler = (cmd, ctx) => {
   const coll = ctx.engine.getCollection(ctx.db, name);
   const limit = Math.abs(optionalNumber(cmd, 'limit') ?? 0);
   const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip') ?? 0;
+  if (coll && isView(coll)) {
+    const docs = readView(ctx, coll, { filter: query, skip, limit, collation: parseCollation(cmd.collation) });
+    return { n: docs.length, ok: 1 };
+  }
   if (coll && Object.keys(query).length === 0 && cmd.hint === undefined) {
     const n = Math.max(0, coll.docs.size - skip);
     return { n: limit > 0 ? Math.min(limit, n) : n, ok: 1 };
@@ -114,7 +108,8 @@ const distinct: CommandHandler = (cmd, ctx) => {
   const key = cmd.key;
   const query = optionalDoc(cmd, 'query') ?? {};
   const collation = parseCollation(cmd.collation);
-  const { docs } = runQuery(ctx.engine.getCollection(ctx.db, name), { filter: query, hint: cmd.hint, collation });
+  const coll = ctx.engine.getCollection(ctx.db, name);
+  const docs = coll && isView(coll) ? readView(ctx, coll, { filter: query, collation }) : runQuery(coll, { filter: query, hint: cmd.hint, collation }).docs;
   const seen = new Map<string, unknown>();
   for (const doc of docs) {
     for (const v of pathValues(doc, key).values) {

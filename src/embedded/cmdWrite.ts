@@ -6,9 +6,11 @@ import { BSON, type Document } from 'bson';
 import { CommandError, toCommandError } from './errors.js';
 import { isPlainObject } from './bsonOrder.js';
 import type { Collection } from './collection.js';
+import type { WriteOptions } from './engine.js';
 import { evaluateLet, project } from './mql.js';
 import { runQuery } from './query.js';
 import { parseCollation } from './collation.js';
+import { assertWritable } from './views.js';
 import { applyUpdate, buildUpsert, isReplacement, validateUpdate, withId, type UpdateSpec } from './update.js';
 import { collectionArg, optionalBool, optionalDoc, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
 
@@ -34,13 +36,15 @@ const insert: CommandHandler = (cmd, ctx) => {
   const docs = statements(cmd, 'documents');
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const coll = ctx.engine.ensureCollection(ctx.db, name);
+  assertWritable(coll);
+  const wopts = { bypassValidation: cmd.bypassDocumentValidation === true };
   let n = 0;
   const writeErrors: Document[] = [];
   for (let i = 0; i < docs.length; i++) {
     try {
       const doc = docs[i];
       if (!isPlainObject(doc)) throw new CommandError('TypeMismatch', 'Each inserted document must be an object');
-      ctx.engine.insert(coll, withId(doc));
+      ctx.engine.insert(coll, withId(doc), wopts);
       n++;
     } catch (err) {
       writeErrors.push(writeError(i, err));
@@ -58,7 +62,7 @@ interface UpdateOutcome {
   upsertedId?: unknown;
 }
 
-function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars: Document | undefined): UpdateOutcome {
+function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars: Document | undefined, wopts: WriteOptions): UpdateOutcome {
   const q = (st.q ?? {}) as Document;
   if (!isPlainObject(q)) throw new CommandError('TypeMismatch', 'The update filter (q) must be an object');
   const u = st.u as unknown;
@@ -76,12 +80,12 @@ function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars:
   for (const doc of docs) {
     const next = applyUpdate(doc, u, opts);
     if (unchanged(doc, next)) continue;
-    ctx.engine.replace(coll, doc, next, isReplacement(u));
+    ctx.engine.replace(coll, doc, next, isReplacement(u), wopts);
     nModified++;
   }
   if (docs.length === 0 && st.upsert) {
     const doc = buildUpsert(q, u, opts);
-    ctx.engine.insert(coll, doc);
+    ctx.engine.insert(coll, doc, wopts);
     return { n: 1, nModified: 0, upsertedId: doc._id };
   }
   return { n: docs.length, nModified };
@@ -93,6 +97,8 @@ const update: CommandHandler = (cmd, ctx) => {
   const list = statements(cmd, 'updates');
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const letVars = evaluateLet(optionalDoc(cmd, 'let'));
+  const wopts = { bypassValidation: cmd.bypassDocumentValidation === true };
+  assertWritable(ctx.engine.getCollection(ctx.db, name));
   let n = 0;
   let nModified = 0;
   const upserted: Document[] = [];
@@ -105,7 +111,7 @@ const update: CommandHandler = (cmd, ctx) => {
         validateUpdate(st.u);
         continue;
       }
-      const r = runUpdate(ctx, coll, st, letVars);
+      const r = runUpdate(ctx, coll, st, letVars, wopts);
       n += r.n;
       nModified += r.nModified;
       if (r.upsertedId !== undefined) upserted.push({ index: i, _id: r.upsertedId });
@@ -126,6 +132,7 @@ const del: CommandHandler = (cmd, ctx) => {
   const list = statements(cmd, 'deletes');
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const letVars = evaluateLet(optionalDoc(cmd, 'let'));
+  assertWritable(ctx.engine.getCollection(ctx.db, name));
   let n = 0;
   const writeErrors: Document[] = [];
   for (let i = 0; i < list.length; i++) {
@@ -171,6 +178,8 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   const shape = (doc: Document | null): Document | null => (doc && fields ? (project([doc], fields, query)[0] ?? null) : doc);
 
   const existing = ctx.engine.getCollection(ctx.db, name);
+  assertWritable(existing);
+  const wopts = { bypassValidation: cmd.bypassDocumentValidation === true };
   const { docs } = runQuery(existing, { filter: query, sort: cmd.sort, limit: 1, hint: cmd.hint, variables, collation: parseCollation(cmd.collation) });
   const doc = docs[0];
   if (remove) {
@@ -182,13 +191,13 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   const opts = { arrayFilters, filter: query, ...(variables ? { variables } : {}) };
   if (doc && existing) {
     const next = applyUpdate(doc, spec, opts);
-    if (!unchanged(doc, next)) ctx.engine.replace(existing, doc, next, isReplacement(spec));
+    if (!unchanged(doc, next)) ctx.engine.replace(existing, doc, next, isReplacement(spec), wopts);
     return { lastErrorObject: { n: 1, updatedExisting: true }, value: shape(returnNew ? next : doc), ok: 1 };
   }
   if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
   const coll = ctx.engine.ensureCollection(ctx.db, name);
   const created = buildUpsert(query, spec, opts);
-  ctx.engine.insert(coll, created);
+  ctx.engine.insert(coll, created, wopts);
   return {
     lastErrorObject: { n: 1, updatedExisting: false, upserted: created._id },
     value: returnNew ? shape(created) : null,

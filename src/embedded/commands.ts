@@ -29,6 +29,7 @@ export async function runCommand(cmd: Document, ctx: Omit<CommandContext, 'db'>,
     if (!name) throw new CommandError('FailedToParse', 'Empty command object');
     const handler = Object.prototype.hasOwnProperty.call(HANDLERS, name) ? HANDLERS[name] : undefined;
     if (!handler) throw new CommandError('CommandNotFound', `no such command: '${name}'`);
+    ctx.engine.sessions.touch(cmd.lsid);
     const db = typeof cmd.$db === 'string' ? cmd.$db : (dbName ?? 'admin');
     validateDbName(db);
     if (cmd.startTransaction || cmd.autocommit === false) {

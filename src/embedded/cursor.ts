@@ -2,7 +2,8 @@
  * Open cursors: result sets handed out in batches by getMore, and change streams that wait
  * for the next event. Idle cursors are reaped after ten minutes, as in MongoDB.
  */
-import { BSON, type Document } from 'bson';
+import { BSON, Long, type Document } from 'bson';
+import type { CommandContext } from './commandContext.js';
 import { CommandError } from './errors.js';
 
 export const MAX_BATCH_BYTES = 16 * 1024 * 1024 - 64 * 1024;
@@ -106,4 +107,15 @@ export class CursorManager {
     clearInterval(this.reaper);
     for (const id of [...this.cursors.keys()]) this.kill(id);
   }
+}
+
+/** A cursor reply with the first batch; the rest stays on the server under a cursor id. */
+export function openCursor(ctx: Pick<CommandContext, 'cursors'>, ns: string, docs: Document[], batchSize: number | undefined, single = false): Document {
+  const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 101);
+  let id = 0;
+  if (rest.length > 0 && !single) {
+    id = ctx.cursors.allocateId();
+    ctx.cursors.add(new ArrayCursor(id, ns, rest));
+  }
+  return { cursor: { firstBatch: first, id: Long.fromNumber(id), ns }, ok: 1 };
 }

@@ -10,10 +10,18 @@ import { ChangeLog, describeUpdate, type ChangeEvent } from './changeLog.js';
 import { Collection } from './collection.js';
 import type { IndexSpec } from './indexes.js';
 import { normalizeNumbers } from './numbers.js';
+import { SessionRegistry } from './sessions.js';
+import { assertWritable, checkValidator } from './views.js';
+
+export interface WriteOptions {
+  /** The command's bypassDocumentValidation. */
+  bypassValidation?: boolean;
+}
 
 export class Engine {
   readonly dbs = new Map<string, Map<string, Collection>>();
   readonly changes = new ChangeLog();
+  readonly sessions = new SessionRegistry();
   private pending: LogRecord[] = [];
   private lastSecs = 0;
   private inc = 0;
@@ -98,14 +106,18 @@ export class Engine {
     this.emit({ operationType: 'rename', db, coll: name, to: { db: toDb, coll: toName } });
   }
 
-  insert(coll: Collection, doc: Document): void {
+  insert(coll: Collection, doc: Document, opts: WriteOptions = {}): void {
+    assertWritable(coll);
+    if (!opts.bypassValidation) checkValidator(coll, doc);
     coll.insert(doc);
     this.record({ op: 'insert', db: coll.db, coll: coll.name, doc });
     this.emit({ operationType: 'insert', db: coll.db, coll: coll.name, documentKey: { _id: doc._id }, fullDocument: doc });
   }
 
   /** Stores a new version of a document; `replacement` chooses the change event's type. */
-  replace(coll: Collection, before: Document, after: Document, replacement: boolean): void {
+  replace(coll: Collection, before: Document, after: Document, replacement: boolean, opts: WriteOptions = {}): void {
+    assertWritable(coll);
+    if (!opts.bypassValidation) checkValidator(coll, after, before);
     coll.replace(before, after);
     this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after });
     if (replacement) {
@@ -123,12 +135,20 @@ export class Engine {
   }
 
   delete(coll: Collection, doc: Document): void {
+    assertWritable(coll);
     coll.remove(doc);
     this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id });
     this.emit({ operationType: 'delete', db: coll.db, coll: coll.name, documentKey: { _id: doc._id } });
   }
 
+  /** collMod: the collection's new options (validator, validation level and action, view definition). */
+  setOptions(coll: Collection, options: Document): void {
+    coll.options = options;
+    this.record({ op: 'collMod', db: coll.db, coll: coll.name, options });
+  }
+
   createIndex(coll: Collection, spec: IndexSpec): void {
+    assertWritable(coll);
     coll.addIndex(spec);
     this.record({ op: 'createIndex', db: coll.db, coll: coll.name, spec: toSpecRecord(spec) });
   }
@@ -234,6 +254,11 @@ export class Engine {
       case 'renameCollection':
         this.renameCollection(r.db, r.coll, r.toDb, r.toColl, true);
         return;
+      case 'collMod': {
+        const coll = this.getCollection(r.db, r.coll);
+        if (coll) coll.options = r.options;
+        return;
+      }
     }
   }
 }

@@ -24,7 +24,8 @@ export type LogRecord =
   | { op: 'dropDatabase'; db: string }
   | { op: 'createIndex'; db: string; coll: string; spec: IndexSpecRecord }
   | { op: 'dropIndex'; db: string; coll: string; name: string }
-  | { op: 'renameCollection'; db: string; coll: string; toDb: string; toColl: string };
+  | { op: 'renameCollection'; db: string; coll: string; toDb: string; toColl: string }
+  | { op: 'collMod'; db: string; coll: string; options: Document };
 
 export interface SnapshotCollection {
   db: string;
