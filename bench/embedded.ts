@@ -1,9 +1,12 @@
 /**
  * Embedded server throughput over loopback, through the official driver:
- * insertOne, find by _id, and findOneAndUpdate claims on an indexed queue of 1,000 and 100,000 jobs.
- * Prints JSON (ops/s). Not part of `npm test`.
+ * insertOne, find by _id, and findOneAndUpdate claims on an indexed queue of 1,000 and 100,000 jobs;
+ * and the daemon's batch write path in documents per second: batch claims (find ids, updateMany by
+ * ids, read back by lease token), heartbeats, bulkWrite of guarded updateOnes, insertMany of 1,000
+ * documents per call and of 20,000 in one call.
+ * Prints JSON (ops/s and docs/s). Not part of `npm test`.
  */
-import { MongoClient, type Collection, type Document } from 'mongodb';
+import { MongoClient, type Collection, type Document, type ObjectId } from 'mongodb';
 import { startEmbeddedServer } from '../src/embedded/index.js';
 
 async function rate(ops: number, fn: (i: number) => Promise<unknown>): Promise<number> {
@@ -42,6 +45,85 @@ async function claims(coll: Collection<Document>, ops: number, now: Date): Promi
   );
 }
 
+async function docsRate(fn: () => Promise<number>): Promise<number> {
+  const started = process.hrtime.bigint();
+  const docs = await fn();
+  const secs = Number(process.hrtime.bigint() - started) / 1e9;
+  return Math.round(docs / secs);
+}
+
+const CLAIM_FILTER = (now: Date): Document => ({ state: { $in: ['queued', 'retrying'] }, runAt: { $lte: now } });
+const CLAIM_SORT = { priority: 1, runAt: 1, _id: 1 } as const;
+
+/** The daemon's batch claim: candidate ids, one guarded updateMany, read back by lease token. */
+async function batchClaims(coll: Collection<Document>, rounds: number, batch: number, now: Date): Promise<number> {
+  let claimed = 0;
+  for (let r = 0; r < rounds; r++) {
+    const ids = (await coll.find(CLAIM_FILTER(now), { sort: CLAIM_SORT, limit: batch, projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    const token = `lease-${r}`;
+    await coll.updateMany(
+      { _id: { $in: ids }, state: { $in: ['queued', 'retrying'] } },
+      { $set: { state: 'running', 'lease.token': token, 'lease.expiresAt': new Date(now.getTime() + 60_000) }, $inc: { attempts: 1 } },
+    );
+    claimed += (await coll.find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT }).toArray()).length;
+  }
+  return claimed;
+}
+
+async function writePath(db: ReturnType<MongoClient['db']>, now: Date): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const jobs = db.collection('jobs_write_path');
+  await jobs.createIndex({ state: 1, priority: 1, runAt: 1, _id: 1 });
+  await jobs.createIndex({ 'lease.token': 1 }, { sparse: true });
+  const make = (i: number): Document => ({ state: 'queued', priority: i % 5, runAt: new Date(now.getTime() - (i % 1000)), type: 'report', attempts: 0, input: { n: i } });
+  out.insertMany_20000_in_one_call_docsPerSec = await docsRate(async () => {
+    await jobs.insertMany(Array.from({ length: 20_000 }, (_, i) => make(i)));
+    return 20_000;
+  });
+  const events = db.collection('job_events_write_path');
+  out.insertMany_1000_per_call_docsPerSec = await docsRate(async () => {
+    for (let c = 0; c < 20; c++) {
+      await events.insertMany(
+        Array.from({ length: 1000 }, (_, i) => ({ jobId: c * 1000 + i, kind: 'progress', at: now, data: { pct: i % 100 } })),
+        { ordered: false },
+      );
+    }
+    return 20_000;
+  });
+  out.batchClaim_50_docsPerSec = await docsRate(() => batchClaims(jobs, 100, 50, now));
+  const running = await jobs.find({ state: 'running' }, { projection: { _id: 1, 'lease.token': 1 } }).toArray();
+  const byToken = new Map<string, ObjectId[]>();
+  for (const d of running) {
+    const token = (d.lease as { token: string }).token;
+    byToken.set(token, [...(byToken.get(token) ?? []), d._id as ObjectId]);
+  }
+  out.heartbeat_updateMany_by_ids_docsPerSec = await docsRate(async () => {
+    let n = 0;
+    for (const [token, ids] of byToken) {
+      const r = await jobs.updateMany({ _id: { $in: ids }, 'lease.token': token }, { $set: { 'lease.expiresAt': new Date(now.getTime() + 120_000) } });
+      n += r.matchedCount;
+    }
+    return n;
+  });
+  out.bulkWrite_guarded_updateOne_docsPerSec = await docsRate(async () => {
+    let n = 0;
+    for (const [token, ids] of byToken) {
+      const r = await jobs.bulkWrite(
+        ids.map((id) => ({
+          updateOne: {
+            filter: { _id: id, state: 'running', 'lease.token': token },
+            update: { $set: { state: 'completed', output: { ok: true }, finishedAt: now } },
+          },
+        })),
+        { ordered: false },
+      );
+      n += r.modifiedCount;
+    }
+    return n;
+  });
+  return out;
+}
+
 async function main(): Promise<void> {
   const server = await startEmbeddedServer({ port: 0 });
   const client = new MongoClient(server.uri);
@@ -60,7 +142,9 @@ async function main(): Promise<void> {
     const coll = db.collection(`queue_${size}`);
     await fillQueue(coll, size, now);
     results[`claim_${size}`] = await claims(coll, 500, now);
+    results[`batchClaim_50_from_${size}_docsPerSec`] = await docsRate(() => batchClaims(coll, 10, 50, now));
   }
+  Object.assign(results, await writePath(db, now));
   console.log(JSON.stringify({ opsPerSecond: results }, null, 2));
   await client.close();
   await server.close();

@@ -124,6 +124,13 @@ export type StringCompare = (a: string, b: string) => number;
 
 /** Total order of BSON values as MongoDB defines it; `strCmp` applies a collation to strings. */
 export function compareValues(a: unknown, b: unknown, strCmp: StringCompare = cmpStr): number {
+  // The common cases first: two values of the same primitive kind.
+  const ta = typeof a;
+  if (ta === typeof b) {
+    if (ta === 'string') return strCmp(a as string, b as string);
+    if (ta === 'number' && !Number.isNaN(a) && !Number.isNaN(b)) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+    if (a instanceof Date && b instanceof Date) return cmpNum(a.getTime(), b.getTime());
+  }
   if (b instanceof TypeBound || a instanceof TypeBound) return compareWithBound(a, b);
   const ra = typeRank(a);
   const rb = typeRank(b);
@@ -352,4 +359,38 @@ export function compareBySort(spec: SortSpec, strCmp: StringCompare = cmpStr): (
     }
     return 0;
   };
+}
+
+/**
+ * True when two values would serialize to the same BSON: same field order, same types, same
+ * values. Decides whether an update modified a document (MongoDB's nModified).
+ */
+export function sameBson(a: unknown, b: unknown): boolean {
+  if (a === b) return typeof a !== 'number' || Object.is(a, b);
+  const t = typeof a;
+  if (t !== typeof b) return false;
+  if (t === 'number') return Object.is(a, b);
+  if (t !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameBson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  if (a instanceof Date) return b instanceof Date && Object.is(a.getTime(), b.getTime());
+  if (isPlainObject(a)) {
+    if (!isPlainObject(b)) return false;
+    const ka = Object.keys(a);
+    const kb = Object.keys(b);
+    if (ka.length !== kb.length) return false;
+    for (let i = 0; i < ka.length; i++) {
+      const k = ka[i] as string;
+      if (k !== kb[i] || !sameBson(a[k], b[k])) return false;
+    }
+    return true;
+  }
+  const ba = bsonType(a);
+  if (ba !== bsonType(b) || Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
+  if (ba === 'Decimal128' || ba === 'Double') return String(a) === String(b) && Object.is(numericValue(a), numericValue(b));
+  return canonicalKey(a) === canonicalKey(b);
 }

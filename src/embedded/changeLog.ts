@@ -14,7 +14,8 @@ export interface ChangeEvent {
   coll?: string;
   documentKey?: Document;
   fullDocument?: Document;
-  updateDescription?: Document;
+  /** For updates: the version before, from which updateDescription is computed when a stream reads it. */
+  before?: Document;
   to?: { db: string; coll: string };
 }
 
@@ -46,14 +47,18 @@ export class ChangeLog {
     return this.nextSeq - 1;
   }
 
+  /** Appends an event, giving it the next sequence number (the object is kept, not copied). */
   append(event: Omit<ChangeEvent, 'seq'>): ChangeEvent {
-    const full = { ...event, seq: this.nextSeq++ } as ChangeEvent;
+    const full = event as ChangeEvent;
+    full.seq = this.nextSeq++;
     this.events.push(full);
     // Trim in chunks: dropping one event per append would copy the whole array every time.
     if (this.events.length > MAX_RETAINED + TRIM_CHUNK) this.events.splice(0, this.events.length - MAX_RETAINED);
-    const waiters = [...this.waiters];
-    this.waiters.clear();
-    for (const w of waiters) w();
+    if (this.waiters.size > 0) {
+      const waiters = [...this.waiters];
+      this.waiters.clear();
+      for (const w of waiters) w();
+    }
     return full;
   }
 

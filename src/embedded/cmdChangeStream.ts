@@ -6,7 +6,7 @@
 import { Long, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { deepClone, isPlainObject } from './bsonOrder.js';
-import { decodeToken, encodeToken, type ChangeEvent } from './changeLog.js';
+import { decodeToken, describeUpdate, encodeToken, type ChangeEvent } from './changeLog.js';
 import type { Batch, Cursor } from './cursor.js';
 import type { Engine } from './engine.js';
 import { runPipeline } from './mql.js';
@@ -60,7 +60,7 @@ class ChangeStreamCursor implements Cursor {
     out.ns = e.coll === undefined ? { db: e.db } : { db: e.db, coll: e.coll };
     if (e.to) out.to = e.to;
     if (e.documentKey) out.documentKey = e.documentKey;
-    if (e.updateDescription) out.updateDescription = e.updateDescription;
+    if (e.operationType === 'update' && e.before && e.fullDocument) out.updateDescription = describeUpdate(e.before, e.fullDocument);
     return out;
   }
 

@@ -2,9 +2,9 @@
  * Write commands: insert, update, delete, findAndModify. Each runs synchronously from start to
  * finish, so it is atomic with respect to every other command.
  */
-import { BSON, type Document } from 'bson';
+import type { Document } from 'bson';
 import { CommandError, toCommandError } from './errors.js';
-import { isPlainObject } from './bsonOrder.js';
+import { isPlainObject, sameBson } from './bsonOrder.js';
 import type { Collection } from './collection.js';
 import type { WriteOptions } from './engine.js';
 import { evaluateLet, project } from './mql.js';
@@ -27,7 +27,7 @@ function statements(cmd: Document, field: string): Document[] {
 }
 
 function unchanged(a: Document, b: Document): boolean {
-  return Buffer.from(BSON.serialize(a)).equals(BSON.serialize(b));
+  return sameBson(a, b);
 }
 
 const insert: CommandHandler = (cmd, ctx) => {

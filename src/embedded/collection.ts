@@ -4,7 +4,7 @@
  */
 import type { Document } from 'bson';
 import { CommandError } from './errors.js';
-import { canonicalKey, isPlainObject, typeRank, Rank } from './bsonOrder.js';
+import { canonicalKey, compareValues, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { Index, type IndexKey, type IndexSpec } from './indexes.js';
 
 export class Collection {
@@ -40,23 +40,32 @@ export class Collection {
 
   insert(doc: Document): void {
     validateStoredDoc(doc);
-    this.checkUnique(doc);
-    this.docs.set(canonicalKey(doc._id), doc);
-    for (const index of this.indexes.values()) index.add(doc);
+    const idKey = canonicalKey(doc._id);
+    if (this.docs.has(idKey)) throw this.duplicate(this.indexes.get('_id_') as Index, [doc._id]);
+    for (const index of this.indexes.values()) {
+      if (!index.spec.unique || index.isIdIndex) continue;
+      const conflict = index.findConflict(doc);
+      if (conflict) throw this.duplicate(index, conflict);
+    }
+    this.docs.set(idKey, doc);
+    for (const index of this.indexes.values()) index.add(doc, undefined, idKey);
   }
 
   /** Replaces a document with a new version carrying the same _id. */
   replace(oldDoc: Document, newDoc: Document): void {
     validateStoredDoc(newDoc);
     this.checkUnique(newDoc, oldDoc);
+    const idKey = canonicalKey(newDoc._id);
     for (const index of this.indexes.values()) {
+      // The _id never changes, so neither does the _id index entry.
+      if (index.isIdIndex) continue;
       const before = index.keysFor(oldDoc);
       const after = index.keysFor(newDoc);
       if (sameKeys(before, after)) continue;
       index.remove(oldDoc, before);
-      index.add(newDoc, after);
+      index.add(newDoc, after, idKey);
     }
-    this.docs.set(canonicalKey(newDoc._id), newDoc);
+    this.docs.set(idKey, newDoc);
   }
 
   remove(doc: Document): void {
@@ -95,7 +104,11 @@ export class Collection {
 
 function sameKeys(a: IndexKey[], b: IndexKey[]): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (canonicalKey(a[i]) !== canonicalKey(b[i])) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as IndexKey;
+    const y = b[i] as IndexKey;
+    for (let j = 0; j < x.length; j++) if (x[j] !== y[j] && compareValues(x[j], y[j]) !== 0) return false;
+  }
   return true;
 }
 

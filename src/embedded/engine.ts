@@ -6,7 +6,7 @@
 import { Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import type { DurableStore, IndexSpecRecord, LogRecord, SnapshotCollection } from './persistenceTypes.js';
-import { ChangeLog, describeUpdate, type ChangeEvent } from './changeLog.js';
+import { ChangeLog, type ChangeEvent } from './changeLog.js';
 import { Collection } from './collection.js';
 import type { IndexSpec } from './indexes.js';
 import { normalizeNumbers } from './numbers.js';
@@ -129,7 +129,7 @@ export class Engine {
         coll: coll.name,
         documentKey: { _id: after._id },
         fullDocument: after,
-        updateDescription: describeUpdate(before, after),
+        before,
       });
     }
   }
@@ -160,7 +160,10 @@ export class Engine {
 
   private emit(event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'>): void {
     if (this.replaying) return;
-    this.changes.append({ ...event, clusterTime: this.nextOpTime(), wallTime: new Date() });
+    const e = event as ChangeEvent;
+    e.clusterTime = this.nextOpTime();
+    e.wallTime = new Date();
+    this.changes.append(e);
   }
 
   private record(rec: LogRecord): void {

@@ -31,12 +31,14 @@ export type IndexKey = unknown[];
 
 export class Index {
   readonly fields: Array<[string, number]>;
+  private readonly parts: string[][];
   readonly tree: Tree;
   private readonly partial: Matcher | undefined;
   multikey = false;
 
   constructor(readonly spec: IndexSpec) {
     this.fields = Object.entries(spec.key).map(([k, v]) => [k, typeof v === 'number' && v < 0 ? -1 : 1]);
+    this.parts = this.fields.map(([k]) => k.split('.'));
     const dirs = [...this.fields.map(([, d]) => d), 1];
     this.tree = new BTree<IndexKey, string>(undefined, (a, b) => compareKeys(a, b, dirs));
     this.partial = spec.partialFilterExpression ? compileFilter(spec.partialFilterExpression) : undefined;
@@ -53,6 +55,8 @@ export class Index {
   /** The key values (without the trailing _id) this document contributes; none when it is not indexed. */
   keysFor(doc: Document): IndexKey[] {
     if (this.partial && !this.partial.test(doc)) return [];
+    const simple = this.simpleKey(doc);
+    if (simple) return simple;
     const perField: unknown[][] = [];
     let present = false;
     for (const [path] of this.fields) {
@@ -78,13 +82,42 @@ export class Index {
     });
   }
 
-  add(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
-    const id = canonicalKey(doc._id);
-    for (const k of keys) this.tree.set([...k, doc._id], id);
+  /**
+   * The single key of a document whose indexed paths meet no array (the common case), without
+   * the general expansion; undefined when an array is on the way.
+   */
+  private simpleKey(doc: Document): IndexKey[] | undefined {
+    const key: IndexKey = [];
+    let present = false;
+    for (const parts of this.parts) {
+      let v: unknown = doc;
+      for (const p of parts) {
+        if (v === null || typeof v !== 'object') {
+          v = undefined;
+          break;
+        }
+        if (Array.isArray(v)) return undefined;
+        if (!isPlainObject(v)) {
+          v = undefined;
+          break;
+        }
+        v = v[p];
+      }
+      if (Array.isArray(v)) return undefined;
+      if (v === undefined) v = null;
+      else present = true;
+      key.push(v);
+    }
+    if (this.spec.sparse && !present) return [];
+    return [key];
+  }
+
+  add(doc: Document, keys: IndexKey[] = this.keysFor(doc), idKey: string = canonicalKey(doc._id)): void {
+    for (const k of keys) this.tree.set(withId(k, doc._id), idKey);
   }
 
   remove(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
-    for (const k of keys) this.tree.delete([...k, doc._id]);
+    for (const k of keys) this.tree.delete(withId(k, doc._id));
   }
 
   /** For a unique index: the first key of `doc` already held by another document. */
@@ -148,6 +181,12 @@ export class Index {
     if (this.spec.hidden) out.hidden = true;
     return out;
   }
+}
+
+function withId(key: IndexKey, id: unknown): IndexKey {
+  const full = key.slice();
+  full.push(id);
+  return full;
 }
 
 function sameKeyPrefix(entry: IndexKey, key: IndexKey): boolean {

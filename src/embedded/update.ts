@@ -96,11 +96,13 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
     }
     const base = stripIdUpdates(doc, modifier, opts.inserting ?? false);
     checkNumericTargets(base, modifier);
-    next = deepClone(base);
-    rewriteAddToSet(next, modifier);
+    rewriteAddToSet(base, modifier);
     rewriteCurrentDate(modifier);
     for (const op of Object.keys(modifier)) if (Object.keys(modifier[op] as Document).length === 0) delete modifier[op];
+    // Stored documents are never mutated: the direct path copies only what it changes.
+    next = { ...base };
     if (Object.keys(modifier).length > 0 && !applySimple(next, modifier)) {
+      next = deepClone(base);
       applyOperators(next, modifier, opts.arrayFilters, opts.inserting ? undefined : opts.filter);
     }
     if (opts.inserting) return idFirst(next);
@@ -140,6 +142,7 @@ function applySimple(doc: Document, modifier: Document): boolean {
       steps.push([op, parts, (args as Document)[path]]);
     }
   }
+  const copied = new Set<Document>();
   for (const [op, parts, value] of steps) {
     let holder = doc;
     const last = parts[parts.length - 1] as string;
@@ -151,6 +154,11 @@ function applySimple(doc: Document, modifier: Document): boolean {
           break;
         }
         holder[p] = {};
+        copied.add(holder[p] as Document);
+      } else if (!copied.has(holder[p] as Document)) {
+        // Copy on write: the embedded document may be shared with the stored version.
+        holder[p] = { ...(holder[p] as Document) };
+        copied.add(holder[p] as Document);
       }
       holder = holder[p] as Document;
     }
