@@ -130,6 +130,9 @@ export function compareValues(a: unknown, b: unknown, strCmp: StringCompare = cm
     if (ta === 'string') return strCmp(a as string, b as string);
     if (ta === 'number' && !Number.isNaN(a) && !Number.isNaN(b)) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
     if (a instanceof Date && b instanceof Date) return cmpNum(a.getTime(), b.getTime());
+    if (ta === 'object' && bsonType(a) === 'ObjectId' && bsonType(b) === 'ObjectId') {
+      return Buffer.compare((a as unknown as { id: Uint8Array }).id, (b as unknown as { id: Uint8Array }).id);
+    }
   }
   if (b instanceof TypeBound || a instanceof TypeBound) return compareWithBound(a, b);
   const ra = typeRank(a);

@@ -73,6 +73,17 @@ export function extractPredicates(filter: Document, out = new Map<string, FieldP
   return out;
 }
 
+/**
+ * A sparse index lacks documents missing all its fields; it can serve a filter only when the
+ * filter cannot match such documents, i.e. its predicate on the first field excludes null.
+ */
+function excludesMissing(pred: FieldPredicate | undefined): boolean {
+  if (!pred) return false;
+  if (pred.points) return pred.points.length > 0 && pred.points.every((p) => typeRank(p) !== Rank.Null);
+  const bounds = [pred.lower, pred.upper].filter((b) => b !== undefined);
+  return bounds.length > 0 && bounds.every((b) => typeRank(b.v) > Rank.Null);
+}
+
 interface IndexChoice {
   index: Index;
   score: number;
@@ -184,7 +195,8 @@ export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hi
   if (hinted && hinted !== 'natural') best = evaluateIndex(hinted, preds, sort, collated);
   else if (!hinted) {
     for (const index of coll.indexes.values()) {
-      if (index.spec.sparse || index.spec.partialFilterExpression || index.spec.hidden) continue;
+      if (index.spec.partialFilterExpression || index.spec.hidden) continue;
+      if (index.spec.sparse && !excludesMissing(preds.get(index.fields[0]?.[0] ?? ''))) continue;
       const choice = evaluateIndex(index, preds, sort, collated);
       if (choice.score > 0 && (!best || choice.score > best.score)) best = choice;
     }

@@ -91,6 +91,15 @@ describe('query planning', () => {
     expect(plan.executionStats.totalDocsExamined).toBe(expected);
   });
 
+  it('serves equality on a sparse index, and still finds documents missing the field when asked for null', async () => {
+    await jobs.updateMany({ _id: { $in: [1, 2, 3] } } as Document, { $set: { 'lease.token': 'tok' } });
+    await jobs.createIndex({ 'lease.token': 1 }, { sparse: true });
+    const plan = await jobs.find({ 'lease.token': 'tok' }).explain('executionStats');
+    expect(plan.executionStats.nReturned).toBe(3);
+    expect(plan.executionStats.totalDocsExamined).toBe(3);
+    expect(await jobs.countDocuments({ 'lease.token': null })).toBe(N - 3);
+  });
+
   it('findOneAndUpdate claims through the index, one document each time', async () => {
     const first = await jobs.findOneAndUpdate(claimFilter, { $set: { state: 'running' } }, { sort: claimSort, returnDocument: 'after' });
     const second = await jobs.findOneAndUpdate(claimFilter, { $set: { state: 'running' } }, { sort: claimSort, returnDocument: 'after' });
