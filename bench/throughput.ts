@@ -161,9 +161,9 @@ function targets(out: Fig): Record<string, { target: string; value: unknown; met
   const rss = out.rss as Fig | undefined;
   if (rss) {
     t.rssFlat = {
-      target: 'RSS flat: growth over the second half of the run <= 5%',
-      value: { secondHalfGrowthPct: rss.secondHalfGrowthPct, growthPct: rss.growthPct },
-      met: rss.secondHalfGrowthPct <= 5,
+      target: 'RSS flat: growth over the last three quarters of the run <= 5%',
+      value: { lastThreeQuartersGrowthPct: rss.lastThreeQuartersGrowthPct, growthPct: rss.growthPct },
+      met: rss.lastThreeQuartersGrowthPct <= 5,
     };
   }
   return t;

@@ -1,5 +1,5 @@
 /** The benchmark's phases. Each uses its own database and returns plain figures. */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -259,11 +259,21 @@ export interface RssFigures {
   rssBeforeMB: number;
   rssAfterMB: number;
   rssPeakMB: number;
-  /** RSS when half of the jobs had completed: growth after this point is what a leak would show. */
-  rssHalfwayMB: number;
+  /** RSS when a quarter of the jobs had completed (V8 has sized its heap by then): growth after it is what a leak shows. */
+  rssQuarterMB: number;
   rssAfterIdleMB: number;
+  openFdsBefore: number;
+  openFdsAfter: number;
   growthPct: number;
-  secondHalfGrowthPct: number;
+  lastThreeQuartersGrowthPct: number;
+}
+
+function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return NaN;
+  }
 }
 
 function rssMB(pid: number): number {
@@ -305,13 +315,14 @@ export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concur
     await enqueueNoops(ctx, store, 'noop', o.warmup);
     await runUntil(o.warmup, ctx.phaseMaxMs);
     const before = rssMB(pid);
+    const fdsBefore = openFds(pid);
     let peak = before;
-    let halfway = NaN;
+    let quarter = NaN;
     const t0 = performance.now();
     const producing = enqueueNoops(ctx, store, 'noop', o.jobs);
     const done = await runUntil(o.warmup + o.jobs, ctx.phaseMaxMs, (mb, n) => {
       peak = Math.max(peak, mb);
-      if (Number.isNaN(halfway) && n >= o.warmup + o.jobs / 2) halfway = mb;
+      if (Number.isNaN(quarter) && n >= o.warmup + o.jobs / 4) quarter = mb;
     });
     await producing;
     const seconds = (performance.now() - t0) / 1000;
@@ -325,10 +336,12 @@ export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concur
       rssBeforeMB: before,
       rssAfterMB: after,
       rssPeakMB: peak,
-      rssHalfwayMB: halfway,
+      rssQuarterMB: quarter,
       rssAfterIdleMB: idle,
+      openFdsBefore: fdsBefore,
+      openFdsAfter: openFds(pid),
       growthPct: round(((after - before) / before) * 100, 1),
-      secondHalfGrowthPct: round(((after - halfway) / halfway) * 100, 1),
+      lastThreeQuartersGrowthPct: round(((after - quarter) / quarter) * 100, 1),
     };
   } finally {
     child.kill('SIGTERM');
