@@ -3,8 +3,10 @@
  * validators and namespace edge cases — as MongoDB 7.0 documents them.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Decimal128, Double, Int32, Long, MongoServerError, type Collection, type Document } from 'mongodb';
+import { Decimal128, Double, Int32, Long, MongoClient, MongoServerError, type Collection, type Db, type Document } from 'mongodb';
+import { startEmbeddedServer } from '../../src/embedded/index.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
+import { useTempDirs } from '../fixtures/embedded/tempDir.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Loose = any;
@@ -136,5 +138,35 @@ describe('views, validators and namespaces', () => {
     const sessions = await admin.aggregate([{ $listLocalSessions: {} }]).toArray();
     expect(sessions.length).toBeGreaterThan(0);
     expect(sessions[0]?._id?.id).toBeDefined();
+  });
+});
+
+describe('numeric types across a restart of a durable server', () => {
+  const tempDir = useTempDirs('types');
+
+  it('replays int32, double, int64 and decimal128 with their types, and collMod validators', async () => {
+    const dir = tempDir();
+    const run = async (fn: (c: Collection<Loose>, db: Db) => Promise<void>): Promise<void> => {
+      const server = await startEmbeddedServer({ dataDir: dir });
+      const client = new MongoClient(server.uri);
+      try {
+        await client.connect();
+        const db = client.db('types');
+        await fn(db.collection('c'), db);
+      } finally {
+        await client.close();
+        await server.close();
+      }
+    };
+    await run(async (c, db) => {
+      await c.insertOne({ _id: 1, d: new Double(1), i: new Int32(2), l: Long.fromNumber(3), m: Decimal128.fromString('4.0') });
+      await db.command({ collMod: 'c', validator: { i: { $type: 'int' } } });
+    });
+    await run(async (c) => {
+      const [doc] = await c.find({}, { promoteValues: false, promoteLongs: false }).toArray();
+      expect([doc?.d, doc?.i, doc?.l, doc?.m].map(bsonType)).toEqual(['Double', 'Int32', 'Long', 'Decimal128']);
+      const err = await c.insertOne({ _id: 2, i: 'text' }).catch((e: MongoServerError) => e);
+      expect((err as MongoServerError).code).toBe(121);
+    });
   });
 });
