@@ -37,12 +37,12 @@ export function compileFilter(filter: unknown, variables?: Document, collation?:
   if (!isPlainObject(filter)) throw new CommandError('TypeMismatch', 'filter must be an object');
   if (Object.keys(filter).length === 0) return MATCH_ALL;
   rejectUnsupported(filter);
-  const mingoOptions = variables ? { variables } : undefined;
+  const mingoOptions = variables ? { variables: toPlainNumbers(variables) } : undefined;
   try {
     const test = compileDocFilter(filter, {
       collation,
       expr: (expr) => {
-        const q = wrap('invalid $expr', () => new Query({ $expr: expr }, mingoOptions));
+        const q = wrap('invalid $expr', () => new Query({ $expr: toPlainNumbers(expr) }, mingoOptions));
         return (doc) => wrap('error evaluating $expr', () => q.test(toPlainNumbers(doc)));
       },
     });
@@ -51,7 +51,7 @@ export function compileFilter(filter: unknown, variables?: Document, collation?:
     if (!(err instanceof NeedsFallback)) throw err;
   }
   if (collation) throw new CommandError('BadValue', `collation is not supported together with ${describeFallback(filter)} by the jobd embedded server`);
-  const q = wrap('invalid filter', () => new Query(filter, mingoOptions));
+  const q = wrap('invalid filter', () => new Query(toPlainNumbers(filter), mingoOptions));
   return { test: (doc) => wrap('error evaluating filter', () => q.test(toPlainNumbers(doc))) };
 }
 
@@ -120,9 +120,10 @@ export function runPipeline(
   options: { collectionResolver?: (name: string) => Document[]; variables?: Document; collation?: Collation | undefined } = {},
 ): Document[] {
   return wrap('PlanExecutor error during aggregation', () => {
-    const agg = new Aggregator(pipeline, {
+    // mingo computes with JS numbers: stage arguments and variables too.
+    const agg = new Aggregator(toPlainNumbers(pipeline), {
       ...(options.collectionResolver ? { collectionResolver: options.collectionResolver } : {}),
-      ...(options.variables ? { variables: options.variables } : {}),
+      ...(options.variables ? { variables: toPlainNumbers(options.variables) } : {}),
       // mingo applies a collation to $sort; its spec type covers the fields Intl understands.
       ...(options.collation ? { collation: options.collation.spec as unknown as CollationSpec } : {}),
     });

@@ -5,7 +5,7 @@
  * $slice) returns undefined from compileProjection and goes to the general engine.
  */
 import type { Document } from 'bson';
-import { isPlainObject } from './bsonOrder.js';
+import { isPlainObject, numericValue, typeRank, Rank } from './bsonOrder.js';
 
 interface Tree {
   [field: string]: Tree | true;
@@ -22,6 +22,7 @@ export function compileProjection(projection: Document): Projector | undefined {
     let on: boolean;
     if (v === true || v === false) on = v;
     else if (typeof v === 'number') on = v !== 0;
+    else if (typeRank(v) === Rank.Number && !isPlainObject(v)) on = Number(numericValue(v)) !== 0;
     else return undefined;
     if (path === '_id') {
       includeId = on;
