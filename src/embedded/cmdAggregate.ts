@@ -110,6 +110,9 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
       throw new CommandError('InvalidNamespace', "{aggregate: 1} is not valid for '$match'; a collection is required.");
     }
   } else {
+    if (body[0] && '$listLocalSessions' in body[0]) {
+      throw new CommandError('InvalidNamespace', '$listLocalSessions must be run against a database with {aggregate: 1}, not against a collection');
+    }
     const pushed = pushDown(body);
     const coll = ctx.engine.getCollection(ctx.db, collName);
     docs = runQuery(coll, { ...pushed.query, ...(variables ? { variables } : {}), collation }).docs;
