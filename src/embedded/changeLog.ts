@@ -62,6 +62,13 @@ export class ChangeLog {
     return full;
   }
 
+  /** Forgets the events after `seq` (those of a command that was rolled back); their numbers are reused. */
+  truncateAfter(seq: number): void {
+    if (seq >= this.head) return;
+    while (this.events.length > 0 && (this.events[this.events.length - 1] as ChangeEvent).seq > seq) this.events.pop();
+    this.nextSeq = seq + 1;
+  }
+
   /** Events after `seq`, oldest first. Throws when `seq` has already been trimmed away. */
   *after(seq: number): Generator<ChangeEvent> {
     const first = this.events[0];
@@ -86,6 +93,13 @@ export class ChangeLog {
       seq = e.seq;
     }
     return seq;
+  }
+
+  /** Wakes every waiting stream now, without an event (shutdown: closed streams then answer at once). */
+  wakeAll(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const w of waiters) w();
   }
 
   /** Resolves on the next append or after `ms`, whichever comes first. */

@@ -2,6 +2,18 @@
  * The storage engine: databases of collections, the operation clock, the change log and the
  * effects of each command, handed to the durable store (when there is one) before the reply.
  * Everything here is synchronous, so a command runs without interleaving with any other.
+ *
+ * A command changes memory as it runs (later statements of a batch must see earlier ones, unique
+ * indexes must check against them), so effects cannot simply wait for the append. Instead every
+ * change records how to undo it; commit() appends the command's records and, if the append fails,
+ * undoes the command in memory, so no later read sees effects that are not on disk.
+ *
+ * After a failed append the engine refuses every further write until it is restarted; reads go on.
+ * Why not retry: the failure leaves the disk in a state we cannot vouch for (after EIO, Linux may
+ * already have dropped the dirty pages of earlier writes and cleared the error), and the usual
+ * causes (a full disk, a failing device) need an operator. A restart replays what is really on disk.
+ * Why not exit: the engine also runs inside jobd's own process, which a library must not end; the
+ * standalone jobd-embedded reports the failure through its exit status when it is stopped.
  */
 import { Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
@@ -12,6 +24,7 @@ import type { IndexSpec } from './indexes.js';
 import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
 import { assertWritable, checkValidator } from './views.js';
+import { CompactionScheduler } from './compaction.js';
 
 export interface WriteOptions {
   /** The command's bypassDocumentValidation. */
@@ -23,11 +36,28 @@ export class Engine {
   readonly changes = new ChangeLog();
   readonly sessions = new SessionRegistry();
   private pending: LogRecord[] = [];
+  /** How to take back, newest last, each change made since the last commit. */
+  private undo: (() => void)[] = [];
+  /** The change log's head at the last commit: events after it belong to the uncommitted command. */
+  private committedSeq = 0;
   private lastSecs = 0;
   private inc = 0;
   private replaying = false;
+  /** Set by the first failed append; every later write is refused with it. */
+  private failure: Error | undefined;
+  private readonly compaction: CompactionScheduler | undefined;
 
-  constructor(private readonly store?: DurableStore) {}
+  constructor(
+    private readonly store?: DurableStore,
+    private readonly log: (msg: string) => void = () => {},
+  ) {
+    if (store) this.compaction = new CompactionScheduler(store, () => this.snapshot(), log, () => this.pending.length === 0);
+  }
+
+  /** Why writes are refused, once an append has failed. */
+  get writeFailure(): Error | undefined {
+    return this.failure;
+  }
 
   /** A strictly increasing cluster time for each write. */
   nextOpTime(): Timestamp {
@@ -60,20 +90,21 @@ export class Engine {
   createCollection(db: string, name: string, options: Document): Collection {
     validateCollectionName(db, name);
     if (this.getCollection(db, name)) throw new CommandError('NamespaceExists', `Collection ${db}.${name} already exists.`);
-    let colls = this.dbs.get(db);
-    if (!colls) this.dbs.set(db, (colls = new Map()));
+    this.assertAcceptingWrites();
     const coll = new Collection(db, name, options);
-    colls.set(name, coll);
-    this.record({ op: 'createCollection', db, coll: name, options });
+    this.link(coll);
+    this.record({ op: 'createCollection', db, coll: name, options }, () => this.unlink(db, name));
     return coll;
   }
 
   dropCollection(db: string, name: string): boolean {
     const colls = this.dbs.get(db);
-    if (!colls?.has(name)) return false;
+    const coll = colls?.get(name);
+    if (!colls || !coll) return false;
+    this.assertAcceptingWrites();
     colls.delete(name);
     if (colls.size === 0) this.dbs.delete(db);
-    this.record({ op: 'dropCollection', db, coll: name });
+    this.record({ op: 'dropCollection', db, coll: name }, () => this.link(coll));
     this.emit({ operationType: 'drop', db, coll: name });
     return true;
   }
@@ -81,9 +112,10 @@ export class Engine {
   dropDatabase(db: string): void {
     const colls = this.dbs.get(db);
     if (!colls) return;
+    this.assertAcceptingWrites();
     for (const name of [...colls.keys()]) this.emit({ operationType: 'drop', db, coll: name });
     this.dbs.delete(db);
-    this.record({ op: 'dropDatabase', db });
+    this.record({ op: 'dropDatabase', db }, () => this.dbs.set(db, colls));
     this.emit({ operationType: 'dropDatabase', db });
   }
 
@@ -91,35 +123,40 @@ export class Engine {
     const coll = this.getCollection(db, name);
     if (!coll) throw new CommandError('NamespaceNotFound', `Source collection ${db}.${name} does not exist`);
     validateCollectionName(toDb, toName);
+    this.assertAcceptingWrites();
     if (this.getCollection(toDb, toName)) {
       if (!dropTarget) throw new CommandError('NamespaceExists', `Target namespace ${toDb}.${toName} exists`);
       this.dropCollection(toDb, toName);
     }
-    this.dbs.get(db)?.delete(name);
-    if (this.dbs.get(db)?.size === 0) this.dbs.delete(db);
-    let target = this.dbs.get(toDb);
-    if (!target) this.dbs.set(toDb, (target = new Map()));
+    this.unlink(db, name);
     coll.db = toDb;
     coll.name = toName;
-    target.set(toName, coll);
-    this.record({ op: 'renameCollection', db, coll: name, toDb, toColl: toName });
+    this.link(coll);
+    this.record({ op: 'renameCollection', db, coll: name, toDb, toColl: toName }, () => {
+      this.unlink(toDb, toName);
+      coll.db = db;
+      coll.name = name;
+      this.link(coll);
+    });
     this.emit({ operationType: 'rename', db, coll: name, to: { db: toDb, coll: toName } });
   }
 
   insert(coll: Collection, doc: Document, opts: WriteOptions = {}): void {
     assertWritable(coll);
+    this.assertAcceptingWrites();
     if (!opts.bypassValidation) checkValidator(coll, doc);
     coll.insert(doc);
-    this.record({ op: 'insert', db: coll.db, coll: coll.name, doc });
+    this.record({ op: 'insert', db: coll.db, coll: coll.name, doc }, () => coll.remove(doc));
     this.emit({ operationType: 'insert', db: coll.db, coll: coll.name, documentKey: { _id: doc._id }, fullDocument: doc });
   }
 
   /** Stores a new version of a document; `replacement` chooses the change event's type. */
   replace(coll: Collection, before: Document, after: Document, replacement: boolean, opts: WriteOptions = {}): void {
     assertWritable(coll);
+    this.assertAcceptingWrites();
     if (!opts.bypassValidation) checkValidator(coll, after, before);
     coll.replace(before, after);
-    this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after });
+    this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () => coll.replace(after, before));
     if (replacement) {
       this.emit({ operationType: 'replace', db: coll.db, coll: coll.name, documentKey: { _id: after._id }, fullDocument: after });
     } else {
@@ -136,26 +173,34 @@ export class Engine {
 
   delete(coll: Collection, doc: Document): void {
     assertWritable(coll);
+    this.assertAcceptingWrites();
     coll.remove(doc);
-    this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id });
+    // Undone, the document comes back at the end of the collection's natural order.
+    this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id }, () => coll.insert(doc));
     this.emit({ operationType: 'delete', db: coll.db, coll: coll.name, documentKey: { _id: doc._id } });
   }
 
   /** collMod: the collection's new options (validator, validation level and action, view definition). */
   setOptions(coll: Collection, options: Document): void {
+    this.assertAcceptingWrites();
+    const previous = coll.options;
     coll.options = options;
-    this.record({ op: 'collMod', db: coll.db, coll: coll.name, options });
+    this.record({ op: 'collMod', db: coll.db, coll: coll.name, options }, () => (coll.options = previous));
   }
 
   createIndex(coll: Collection, spec: IndexSpec): void {
     assertWritable(coll);
+    this.assertAcceptingWrites();
+    const restore = indexRestorer(coll);
     coll.addIndex(spec);
-    this.record({ op: 'createIndex', db: coll.db, coll: coll.name, spec: toSpecRecord(spec) });
+    this.record({ op: 'createIndex', db: coll.db, coll: coll.name, spec: toSpecRecord(spec) }, restore);
   }
 
   dropIndex(coll: Collection, name: string): void {
+    this.assertAcceptingWrites();
+    const restore = indexRestorer(coll);
     coll.indexes.delete(name);
-    this.record({ op: 'dropIndex', db: coll.db, coll: coll.name, name });
+    this.record({ op: 'dropIndex', db: coll.db, coll: coll.name, name }, restore);
   }
 
   private emit(event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'>): void {
@@ -166,19 +211,81 @@ export class Engine {
     this.changes.append(e);
   }
 
-  private record(rec: LogRecord): void {
-    if (this.store && !this.replaying) this.pending.push(rec);
+  private record(rec: LogRecord, undo: () => void): void {
+    if (this.store && !this.replaying) {
+      this.pending.push(rec);
+      this.undo.push(undo);
+    }
   }
 
-  /** Makes the effects of the command that just ran durable; called before its reply is sent. */
+  /** Puts a collection object under its (db, name). */
+  private link(coll: Collection): void {
+    let colls = this.dbs.get(coll.db);
+    if (!colls) this.dbs.set(coll.db, (colls = new Map()));
+    colls.set(coll.name, coll);
+  }
+
+  private unlink(db: string, name: string): void {
+    const colls = this.dbs.get(db);
+    colls?.delete(name);
+    if (colls?.size === 0) this.dbs.delete(db);
+  }
+
+  /** Refuses a write before it touches memory once the log has failed. */
+  private assertAcceptingWrites(): void {
+    if (this.failure && !this.replaying) {
+      throw new CommandError('InternalError', `writes are refused: ${this.failure.message}`);
+    }
+  }
+
+  /**
+   * Makes the effects of the command that just ran durable; called before its reply is sent.
+   * Throws (and has taken the effects back out of memory) when they could not be logged.
+   */
   commit(): void {
     if (!this.store) return;
     if (this.pending.length > 0) {
       const records = this.pending;
+      const undo = this.undo;
       this.pending = [];
-      this.store.append(records);
+      this.undo = [];
+      try {
+        if (this.failure) throw this.failure;
+        this.store.append(records);
+      } catch (err) {
+        this.rollBack(undo);
+        if (!this.failure) {
+          const reason = err instanceof Error ? err.message : String(err);
+          this.failure = new Error(
+            `the durable log in ${this.store.dir} could not be written (${reason}); restart the server once the cause is fixed`,
+            { cause: err },
+          );
+          this.log(
+            `jobd-embedded: could not append to the durable log in ${this.store.dir}: ${reason}. ` +
+              'The command was not applied; from now on writes are refused and reads continue. ' +
+              'Fix the cause (disk space, I/O errors) and restart the server.',
+          );
+        }
+        throw new CommandError('InternalError', `the write was not applied: ${this.failure.message}`);
+      }
+      this.compaction?.noteAppend();
     }
-    if (this.store.shouldCompact()) this.store.compact(this.snapshot());
+    this.committedSeq = this.changes.head;
+  }
+
+  /** Takes back every change since the last commit, newest first, with the change events they emitted. */
+  private rollBack(undo: (() => void)[]): void {
+    for (let i = undo.length - 1; i >= 0; i--) (undo[i] as () => void)();
+    this.changes.truncateAfter(this.committedSeq);
+  }
+
+  /**
+   * For shutdown: no further scheduled compactions, and one last one so the next start-up has little to
+   * replay (skipped after a failed append: the disk is not to be trusted). Never throws.
+   */
+  finalCompaction(): void {
+    this.compaction?.stop();
+    if (!this.failure) this.compaction?.run(true);
   }
 
   snapshot(): SnapshotCollection[] {
@@ -264,6 +371,15 @@ export class Engine {
       }
     }
   }
+}
+
+/** Puts a collection's indexes back exactly as they are now, in the same order. */
+function indexRestorer(coll: Collection): () => void {
+  const saved = [...coll.indexes.entries()];
+  return () => {
+    coll.indexes.clear();
+    for (const [name, index] of saved) coll.indexes.set(name, index);
+  };
 }
 
 function toSpecRecord(spec: IndexSpec): IndexSpecRecord {

@@ -28,6 +28,8 @@ export class TtlMonitor {
   /** Removes every expired document now; returns how many. */
   sweep(now = new Date()): number {
     let removed = 0;
+    // Writes are refused after a failed append (the failure has been reported once already).
+    if (this.engine.writeFailure) return 0;
     try {
       for (const colls of [...this.engine.dbs.values()]) {
         for (const coll of [...colls.values()]) {
