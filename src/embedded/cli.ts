@@ -1,10 +1,13 @@
 /**
- * The standalone embedded server: `jobd-embedded --port P [--host H] [--data-dir D]`.
- * Prints one "listening" line when ready; closes cleanly on SIGTERM or SIGINT.
+ * The standalone embedded server: `jobd-embedded --port P [--host H] [--data-dir D] [--fsync always|never]`.
+ * Prints one "listening" line when ready. On SIGTERM or SIGINT it stops accepting connections, answers
+ * the requests it has received, compacts the data directory, releases its lock and exits 0, or 1 when a
+ * write could not be logged during its run (it then refused writes and kept serving reads until stopped).
  */
 import { startServer, type InternalServerOptions } from './index.js';
 
-const USAGE = 'usage: jobd-embedded [--port P] [--host H] [--data-dir D] [--ttl-interval-ms MS] [--compact-threshold-bytes N]';
+const USAGE =
+  'usage: jobd-embedded [--port P] [--host H] [--data-dir D] [--fsync always|never] [--ttl-interval-ms MS] [--compact-threshold-bytes N]';
 
 function parseArgs(args: string[]): InternalServerOptions {
   const opts: InternalServerOptions = { port: 27017 };
@@ -33,6 +36,12 @@ function parseArgs(args: string[]): InternalServerOptions {
       case '--data-dir':
         opts.dataDir = value();
         break;
+      case '--fsync': {
+        const v = value();
+        if (v !== 'always' && v !== 'never') throw new Error(`--fsync must be 'always' or 'never', got '${v}'`);
+        opts.fsync = v;
+        break;
+      }
       case '--ttl-interval-ms':
         opts.ttlIntervalMs = int('--ttl-interval-ms');
         break;
@@ -75,7 +84,11 @@ export async function main(argv: string[]): Promise<void> {
     stopping = true;
     console.error(`jobd-embedded: ${signal} received, closing`);
     server.close().then(
-      () => process.exit(0),
+      () => {
+        const failure = server.writeFailure;
+        if (failure) console.error(`jobd-embedded: closed; writes had been refused since: ${failure.message}`);
+        process.exit(failure ? 1 : 0);
+      },
       (err: unknown) => {
         console.error(`jobd-embedded: error while closing: ${err instanceof Error ? err.message : String(err)}`);
         process.exit(1);

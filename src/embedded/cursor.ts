@@ -103,6 +103,11 @@ export class CursorManager {
     for (const [id, c] of this.cursors) if (!c.busy && now - c.lastUsed > IDLE_MS) this.kill(id);
   }
 
+  /** Ends the cursors a getMore is waiting on (awaiting change streams), so those getMores answer now. */
+  closeWaiting(): void {
+    for (const [id, c] of [...this.cursors]) if (c.busy && c.close) this.kill(id);
+  }
+
   closeAll(): void {
     clearInterval(this.reaper);
     for (const id of [...this.cursors.keys()]) this.kill(id);

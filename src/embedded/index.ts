@@ -19,6 +19,13 @@ export interface EmbeddedServerOptions {
   dataDir?: string | null;
   /** How often expired TTL documents are removed; default 60000. */
   ttlIntervalMs?: number;
+  /**
+   * With a data directory: 'never' (default) acknowledges a write once it is in the operating system's
+   * page cache, which survives a crash of the process (SIGKILL included) but not of the machine;
+   * 'always' also fdatasyncs each write before acknowledging it, so it survives power loss too, at the
+   * cost of a disk flush per write.
+   */
+  fsync?: 'always' | 'never';
   log?: (msg: string) => void;
 }
 
@@ -27,6 +34,15 @@ export interface EmbeddedServer {
   readonly port: number;
   /** mongodb://HOST:PORT/?directConnection=true */
   readonly uri: string;
+  /**
+   * Set once a write could not be appended to the data directory's log: that command failed and was
+   * not applied, and every later write is refused until a restart; reads continue.
+   */
+  readonly writeFailure: Error | undefined;
+  /**
+   * Stops accepting connections and requests, answers the requests already received, compacts the
+   * data directory and releases its lock.
+   */
   close(): Promise<void>;
 }
 
@@ -46,16 +62,17 @@ export async function startServer(opts: InternalServerOptions = {}): Promise<Emb
   const store: DurableStore | undefined = opts.dataDir
     ? openDurableStore(opts.dataDir, {
         bsonOptions: RAW_NUMBER_OPTIONS,
-        log,
+        log: (msg) => log(`jobd-embedded: ${msg}`),
+        ...(opts.fsync !== undefined ? { fsync: opts.fsync } : {}),
         ...(opts.compactThresholdBytes !== undefined ? { compactMinBytes: opts.compactThresholdBytes } : {}),
       })
     : undefined;
-  const engine = new Engine(store);
+  const engine = new Engine(store, log);
   if (store) {
     try {
+      // A dropped torn tail has been reported by the store, with the file and the bytes dropped.
       const loaded = store.load();
       engine.restore(loaded.snapshot, loaded.records);
-      if (loaded.droppedTornTail) log(`jobd-embedded: dropped a torn tail of the log in ${store.dir} (an interrupted write)`);
     } catch (err) {
       store.close();
       throw err;
@@ -81,14 +98,21 @@ export async function startServer(opts: InternalServerOptions = {}): Promise<Emb
     host,
     port,
     uri: `mongodb://${uriHost}:${port}/?directConnection=true`,
+    get writeFailure() {
+      return engine.writeFailure;
+    },
     close() {
       closed ??= (async () => {
         ttl.stop();
+        await server.close(() => {
+          // Awaiting change streams answer now (an empty, final batch) instead of at their deadline.
+          cursors.closeWaiting();
+          engine.changes.wakeAll();
+        });
         cursors.closeAll();
-        await server.close();
         if (store) {
           try {
-            store.compact(engine.snapshot());
+            engine.finalCompaction();
           } finally {
             store.close();
           }

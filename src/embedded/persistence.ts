@@ -314,7 +314,8 @@ class FileDurableStore implements FileStore {
       const droppedBytes = scan.fileSize - scan.goodEnd;
       tornTail = { file: logPath, offset: scan.goodEnd, droppedBytes, reason: scan.problem };
       this.log(
-        `dropped a torn or corrupt tail of ${droppedBytes} bytes at offset ${scan.goodEnd} of ${logPath} (${scan.problem})`,
+        `data directory ${this.dir}: dropped a torn or corrupt tail of ${droppedBytes} bytes at offset ${scan.goodEnd} ` +
+          `of ${logPath} (${scan.problem}); a write cut short by a crash, never acknowledged`,
       );
     }
 

@@ -19,9 +19,19 @@ export interface WireServerDeps {
 
 let nextConnectionId = 1;
 
+/** How long a shutdown waits for a client to take its last replies before the connection is cut. */
+const DRAIN_GRACE_MS = 5_000;
+
+interface Connection {
+  socket: net.Socket;
+  /** Settles once every message received so far has been answered. */
+  idle(): Promise<void>;
+}
+
 export class WireServer {
   private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
+  private readonly connections = new Set<Connection>();
+  private closing = false;
 
   constructor(private readonly deps: WireServerDeps) {
     this.server = net.createServer((socket) => this.accept(socket));
@@ -37,14 +47,41 @@ export class WireServer {
     });
   }
 
-  close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  /**
+   * Stops accepting connections and reading requests; every request already received is answered and
+   * its reply flushed before its connection is ended. Call `beforeDrain` to make waiting commands
+   * (change stream getMores) answer at once.
+   */
+  async close(beforeDrain: () => void = () => {}): Promise<void> {
+    this.closing = true;
+    const listening = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.connections) c.socket.pause();
+    beforeDrain();
+    await Promise.all([...this.connections].map((c) => this.drain(c)));
+    await listening;
+  }
+
+  private async drain(c: Connection): Promise<void> {
+    await c.idle();
+    const { socket } = c;
+    if (socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => socket.destroy(), DRAIN_GRACE_MS);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      // end() flushes the replies still queued, then half-closes; the client closes its side in turn.
+      socket.end(() => socket.destroy());
+    });
   }
 
   private accept(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
-    this.sockets.add(socket);
     const ctx: Omit<CommandContext, 'db'> = {
       engine: this.deps.engine,
       cursors: this.deps.cursors,
@@ -54,7 +91,10 @@ export class WireServer {
     let buffered: Buffer[] = [];
     let size = 0;
     let chain: Promise<void> = Promise.resolve();
+    const connection: Connection = { socket, idle: () => chain.catch(() => {}) };
+    this.connections.add(connection);
     socket.on('data', (chunk: Buffer) => {
+      if (this.closing) return;
       buffered.push(chunk);
       size += chunk.length;
       let all = buffered.length === 1 ? (buffered[0] as Buffer) : Buffer.concat(buffered, size);
@@ -74,7 +114,7 @@ export class WireServer {
       size = all.length;
     });
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => this.connections.delete(connection));
   }
 
   private async handle(socket: net.Socket, msg: Buffer, ctx: Omit<CommandContext, 'db'>): Promise<void> {
