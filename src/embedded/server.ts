@@ -71,7 +71,9 @@ export class WireServer {
         clearTimeout(timer);
         resolve();
       });
-      // end() flushes the replies still queued, then half-closes; the client closes its side in turn.
+      // end() flushes the replies still queued, then half-closes; the client closes its side in turn,
+      // which a paused socket would never read (requests arriving now are dropped by the data handler).
+      socket.resume();
       socket.end(() => socket.destroy());
     });
   }
