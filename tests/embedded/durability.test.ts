@@ -1,10 +1,11 @@
 /**
  * Durability of the standalone embedded server, over the wire with the official driver, across real
  * SIGKILLs of a real process: acknowledged writes survive, the data directory is locked, the log is
- * compacted, and a torn tail is dropped.
+ * compacted, and a torn tail is dropped. Then real failures: a log append refused by the kernel
+ * (RLIMIT_FSIZE), a compaction blocked by the file system, and graceful shutdown on signals.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MongoClient, MongoServerError, type Collection, type Document } from 'mongodb';
@@ -293,6 +294,13 @@ describe('embedded server durability (standalone process, SIGKILL)', () => {
     const restarted = await startEmbeddedProcess({ dataDir: dir, port: server.port });
     // the store's recovery message, printed before the server listens (stderr may arrive after stdout)
     await restarted.waitForLine(/torn/i);
+    const tornLines = restarted
+      .output()
+      .split('\n')
+      .filter((l) => /torn/i.test(l));
+    expect(tornLines).toHaveLength(1);
+    expect(tornLines[0]).toContain(dir);
+    expect(tornLines[0]).toContain('11 bytes');
     expect(statSync(log).size).toBe(sizeBefore);
     const after = await connect(restarted);
     expect(await contents(after, 'app', 'jobs')).toEqual([{ _id: 1 }, { _id: 2 }, { _id: 3 }]);
@@ -304,5 +312,141 @@ describe('embedded server durability (standalone process, SIGKILL)', () => {
     expect(third.output()).not.toMatch(/torn/i);
     const last = await connect(third);
     expect(await contents(last, 'app', 'jobs')).toEqual([{ _id: 1 }, { _id: 2 }, { _id: 3 }, { _id: 4 }]);
+  });
+});
+
+describe('embedded server: failed writes, failed compactions and shutdown (standalone process)', () => {
+  it('a write the log cannot take (EFBIG under RLIMIT_FSIZE) fails, is not applied, and fences further writes', async () => {
+    const dir = dataDir();
+    // Small commands fit under the limit; one command of ~300 KB does not, so its append fails in write(2).
+    const server = await startEmbeddedProcess({ dataDir: dir, fileSizeLimitBytes: 256 * 1024 });
+    const client = new MongoClient(server.uri, { serverSelectionTimeoutMS: 5_000, retryWrites: false });
+    clients.push(client);
+    await client.connect();
+    const jobs = collection(client, 'app', 'jobs');
+    await jobs.createIndex({ key: 1 }, { unique: true });
+    await jobs.insertMany([
+      { _id: 1, key: 'a', v: 0 },
+      { _id: 2, key: 'b', v: 0 },
+      { _id: 3, key: 'c', v: 0 },
+    ]);
+    const stream = jobs.watch([], { maxAwaitTimeMS: 200 });
+    expect(await stream.tryNext()).toBeNull(); // opened before the failing write
+
+    // Several effects in one command: three replaced documents, each with a change event.
+    const failed = await jobs
+      .updateMany({}, { $set: { v: 1, pad: 'x'.repeat(100_000) } })
+      .catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(MongoServerError);
+    expect((failed as MongoServerError).message).toMatch(/not applied.*EFBIG/s);
+
+    // Memory shows none of it: documents, indexes and the change stream are as they were.
+    expect(await contents(client, 'app', 'jobs')).toEqual([
+      { _id: 1, key: 'a', v: 0 },
+      { _id: 2, key: 'b', v: 0 },
+      { _id: 3, key: 'c', v: 0 },
+    ]);
+    expect(await jobs.countDocuments({ key: 'b' })).toBe(1);
+    expect(await stream.tryNext()).toBeNull();
+    await stream.close();
+
+    // Writes are refused from now on, small ones included; reads continue.
+    const refused = await jobs.insertOne({ _id: 4, key: 'd' }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(MongoServerError);
+    expect((refused as MongoServerError).message).toMatch(/writes are refused/);
+    expect((refused as MongoServerError).message).toContain(dir);
+    await expect(client.db('app').createCollection('other')).rejects.toThrow(/writes are refused/);
+    expect(await jobs.countDocuments()).toBe(3);
+    await closeClients();
+
+    const exit = await server.stop('SIGTERM');
+    expect(exit.code).toBe(1);
+    expect(exit.output).toContain(`could not append to the durable log in ${dir}`);
+    expect(exit.output).toMatch(/writes are refused and reads continue/);
+
+    const restarted = await startEmbeddedProcess({ dataDir: dir });
+    const after = await connect(restarted);
+    expect(await contents(after, 'app', 'jobs')).toEqual([
+      { _id: 1, key: 'a', v: 0 },
+      { _id: 2, key: 'b', v: 0 },
+      { _id: 3, key: 'c', v: 0 },
+    ]);
+    await collection(after, 'app', 'jobs').insertOne({ _id: 4, key: 'd' });
+    expect(await collection(after, 'app', 'jobs').countDocuments()).toBe(4);
+  });
+
+  it('a failed compaction does not fail the write that triggered it; it is logged and retried later', async () => {
+    const dir = dataDir();
+    const server = await startEmbeddedProcess({
+      dataDir: dir,
+      args: ['--compact-threshold-bytes', String(16 * 1024)],
+    });
+    const client = await connect(server);
+    const coll = collection(client, 'app', 'docs');
+    // A directory where the next snapshot's temporary file must go: opening it for writing fails (EISDIR).
+    const obstacle = join(dir, 'snapshot-1.jobd.tmp');
+    mkdirSync(obstacle);
+
+    let i = 0;
+    const write = async (): Promise<void> => {
+      await coll.insertOne({ _id: i++, pad: 'p'.repeat(4096) });
+      await client.db('admin').command({ ping: 1 }); // answered after any compaction that write scheduled
+    };
+    while (!/compaction of .* failed/.test(server.output())) {
+      if (i > 20) throw new Error(`no compaction was attempted:\n${server.output()}`);
+      await write();
+    }
+    expect(server.output()).toContain(`compaction of ${dir} failed`);
+    expect(readdirSync(dir).filter((f) => /^snapshot-\d+\.jobd$/.test(f))).toEqual([]);
+
+    rmdirSync(obstacle);
+    const failedAt = i;
+    while (!readdirSync(dir).includes('snapshot-1.jobd')) {
+      if (i > failedAt + 20) throw new Error(`compaction was not retried:\n${server.output()}`);
+      await write();
+    }
+    expect(server.output()).toMatch(/compacted .* in [\d.]+ ms/);
+
+    await server.kill();
+    const restarted = await startEmbeddedProcess({ dataDir: dir });
+    const after = await connect(restarted);
+    expect(await collection(after, 'app', 'docs').countDocuments()).toBe(i);
+  });
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} closes gracefully: exit 0, data compacted, lock released`, async () => {
+      const dir = dataDir();
+      const server = await startEmbeddedProcess({ dataDir: dir });
+      const client = await connect(server);
+      await collection(client, 'app', 'jobs').insertMany([{ _id: 1 }, { _id: 2 }]);
+
+      const exit = await server.stop(signal);
+      expect(exit.code).toBe(0);
+      expect(exit.output).toContain(`${signal} received, closing`);
+      const files = readdirSync(dir).sort();
+      expect(files).not.toContain('LOCK');
+      expect(files).toEqual(['log-1.jobd', 'snapshot-1.jobd']);
+      await closeClients();
+
+      const restarted = await startEmbeddedProcess({ dataDir: dir });
+      const after = await connect(restarted);
+      expect(await contents(after, 'app', 'jobs')).toEqual([{ _id: 1 }, { _id: 2 }]);
+    });
+  }
+
+  it('--fsync always acknowledges writes that survive SIGKILL; a bad --fsync value is refused', async () => {
+    const dir = dataDir();
+    const server = await startEmbeddedProcess({ dataDir: dir, args: ['--fsync', 'always'] });
+    const client = await connect(server);
+    await collection(client, 'app', 'jobs').insertOne({ _id: 'synced' });
+    await server.kill();
+    await closeClients();
+    const restarted = await startEmbeddedProcess({ dataDir: dir });
+    const after = await connect(restarted);
+    expect(await contents(after, 'app', 'jobs')).toEqual([{ _id: 'synced' }]);
+
+    const bad = await spawnEmbeddedProcess({ args: ['--fsync', 'sometimes'] }).exited;
+    expect(bad.code).toBe(2);
+    expect(bad.output).toContain("--fsync must be 'always' or 'never', got 'sometimes'");
   });
 });

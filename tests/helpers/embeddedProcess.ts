@@ -34,6 +34,12 @@ export interface EmbeddedProcessOptions {
   /** Further command-line arguments, e.g. ['--compact-threshold-bytes', '65536']. */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * Run under RLIMIT_FSIZE (util-linux prlimit): a write that would grow any file past this many bytes
+   * fails with EFBIG, a real write failure that also binds root. Node ignores SIGXFSZ, so the process
+   * sees the error rather than dying.
+   */
+  fileSizeLimitBytes?: number;
   /** Print the server's output to this process's stderr as it arrives (debugging). */
   echo?: boolean;
 }
@@ -74,7 +80,12 @@ export function spawnEmbeddedProcess(options: EmbeddedProcessOptions = {}): Embe
   const args = [BIN, '--port', String(options.port ?? 0)];
   if (options.dataDir !== undefined) args.push('--data-dir', options.dataDir);
   args.push(...(options.args ?? []));
-  const child = spawn(process.execPath, args, {
+  const command = options.fileSizeLimitBytes === undefined ? process.execPath : 'prlimit';
+  if (options.fileSizeLimitBytes !== undefined) {
+    // prlimit sets the limit on itself and then execs node: same pid, so signals reach the server.
+    args.unshift(`--fsize=${options.fileSizeLimitBytes}`, '--', process.execPath);
+  }
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
