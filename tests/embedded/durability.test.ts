@@ -405,7 +405,7 @@ describe('embedded server: failed writes, failed compactions and shutdown (stand
       if (i > failedAt + 20) throw new Error(`compaction was not retried:\n${server.output()}`);
       await write();
     }
-    expect(server.output()).toMatch(/compacted .* in [\d.]+ ms/);
+    await server.waitForLine(/compacted .* in [\d.]+ ms/); // stderr may trail the replies
 
     await server.kill();
     const restarted = await startEmbeddedProcess({ dataDir: dir });
