@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Filter } from 'mongodb';
-import { CLAIMABLE_STATES, type JobDoc } from '../types.js';
+import { JobdError } from '../errors.js';
+import { CLAIMABLE_STATES, type JobDoc, type JobEventDoc, type JobId, type JobState } from '../types.js';
 import { appendEvents, event } from './events.js';
 import { stripInternal } from './enqueue.js';
 import type { Store, StoredJob } from './types.js';
@@ -12,6 +13,38 @@ export interface ClaimOptions {
   now: Date;
   /** Job types this worker must not take now (their per-type concurrency is used up). */
   excludeTypes?: string[];
+  /**
+   * Claim events that could not be written. The claim itself stands (the job document is the truth),
+   * so the claimed jobs are returned anyway; the caller may retry these events later. Without this
+   * hook they are dropped.
+   */
+  onUnwrittenEvents?: (events: JobEventDoc[], err: unknown) => void;
+}
+
+/**
+ * A claim whose write failed without a reply: it may or may not have landed. The claimed jobs, if any,
+ * carry `token`; recoverClaim() finds them once the database answers again.
+ */
+export interface PendingClaim {
+  token: string;
+  owner: string;
+  /** Candidate ids (a batch claim); null for claimNext, whose candidate is unknown. */
+  ids: JobId[] | null;
+  /** State each candidate was claimed from, for its event. */
+  from: Record<JobId, JobState>;
+  at: Date;
+}
+
+export class AmbiguousClaimError extends JobdError {
+  constructor(
+    readonly pending: PendingClaim,
+    cause: unknown,
+  ) {
+    super(`claim ${pending.token} may or may not have landed: ${(cause as Error)?.message ?? String(cause)}`, 'JOBD_AMBIGUOUS_CLAIM', {
+      cause,
+    });
+    this.name = 'AmbiguousClaimError';
+  }
 }
 
 export interface ClaimBatchOptions extends ClaimOptions {
@@ -51,18 +84,23 @@ function claimSet(owner: string, token: string, leaseMs: number, now: Date) {
  */
 export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDoc | null> {
   const token = newLeaseToken();
-  const doc = await store.jobs.findOneAndUpdate(
-    claimableFilter(opts.now, opts.excludeTypes),
-    { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1 } },
-    { sort: CLAIM_SORT, returnDocument: 'before' },
-  );
+  let doc: StoredJob | null;
+  try {
+    doc = await store.jobs.findOneAndUpdate(
+      claimableFilter(opts.now, opts.excludeTypes),
+      { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1 } },
+      { sort: CLAIM_SORT, returnDocument: 'before' },
+    );
+  } catch (err) {
+    throw new AmbiguousClaimError({ token, owner: opts.owner, ids: null, from: {}, at: opts.now }, err);
+  }
   if (!doc) return null;
   const claimed: StoredJob = {
     ...doc,
     ...claimSet(opts.owner, token, opts.leaseMs, opts.now),
     attempts: doc.attempts + 1,
   };
-  await appendEvents(store, [event(doc._id, doc.state, 'running', opts.now, claimed.attempts, opts.owner, 'claimed')]);
+  await writeClaimEvents(store, [claimed], { [doc._id]: doc.state }, opts.owner, opts.now, opts.onUnwrittenEvents);
   return stripInternal(claimed);
 }
 
@@ -97,7 +135,15 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   const ids = chosen.map((c) => c._id);
   const token = newLeaseToken();
   const set = claimSet(opts.owner, token, opts.leaseMs, opts.now);
-  const res = await store.jobs.updateMany({ ...filter, _id: { $in: ids } }, { $set: set, $inc: { attempts: 1 } });
+  // A candidate we win was still in the state we read (claimable states only leave by being claimed or cancelled).
+  const from: Record<JobId, JobState> = Object.fromEntries(chosen.map((c) => [c._id, c.state]));
+  let res;
+  try {
+    res = await store.jobs.updateMany({ ...filter, _id: { $in: ids } }, { $set: set, $inc: { attempts: 1 } });
+  } catch (err) {
+    // Multi-document updates are not retryable writes: a lost reply leaves the outcome unknown.
+    throw new AmbiguousClaimError({ token, owner: opts.owner, ids, from, at: opts.now }, err);
+  }
   if (res.modifiedCount === 0) return [];
   let docs: StoredJob[];
   if (res.modifiedCount === chosen.length) {
@@ -108,11 +154,38 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
       .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
       .toArray();
   }
-  // A candidate we won was still in the state we read (claimable states only leave by being claimed or cancelled).
-  const fromState = new Map(chosen.map((c) => [c._id, c.state]));
-  await appendEvents(
-    store,
-    docs.map((d) => event(d._id, fromState.get(d._id) ?? null, 'running', opts.now, d.attempts, opts.owner, 'claimed')),
-  );
+  await writeClaimEvents(store, docs, from, opts.owner, opts.now, opts.onUnwrittenEvents);
   return docs.map(stripInternal);
+}
+
+/**
+ * Settle an ambiguous claim: the jobs that carry its token are this worker's (nobody else holds that
+ * token, and a rescue or cancel would have replaced or removed it). Their events are written now.
+ */
+export async function recoverClaim(
+  store: Store,
+  pending: PendingClaim,
+  opts: Pick<ClaimOptions, 'onUnwrittenEvents'> = {},
+): Promise<JobDoc[]> {
+  const filter: Filter<StoredJob> = { state: 'running', 'lease.token': pending.token };
+  if (pending.ids) filter._id = { $in: pending.ids };
+  const docs = await store.jobs.find(filter, { sort: CLAIM_SORT }).toArray();
+  await writeClaimEvents(store, docs, pending.from, pending.owner, pending.at, opts.onUnwrittenEvents);
+  return docs.map(stripInternal);
+}
+
+async function writeClaimEvents(
+  store: Store,
+  docs: StoredJob[],
+  from: Record<JobId, JobState>,
+  owner: string,
+  now: Date,
+  onUnwritten: ClaimOptions['onUnwrittenEvents'],
+): Promise<void> {
+  const events = docs.map((d) => event(d._id, from[d._id] ?? null, 'running', now, d.attempts, owner, 'claimed'));
+  try {
+    await appendEvents(store, events);
+  } catch (err) {
+    onUnwritten?.(events, err);
+  }
 }

@@ -1,4 +1,4 @@
-import type { OptionalUnlessRequiredId } from 'mongodb';
+import { MongoBulkWriteError, type OptionalUnlessRequiredId } from 'mongodb';
 import type { JobEventDoc, JobId, JobState } from '../types.js';
 import type { Store } from './types.js';
 
@@ -20,8 +20,20 @@ export function event(
  */
 export async function appendEvents(store: Store, events: JobEventDoc[]): Promise<void> {
   if (events.length === 0) return;
-  // Fresh events carry no _id; the driver adds ObjectIds.
-  await store.events.insertMany(events as OptionalUnlessRequiredId<JobEventDoc>[], { ordered: false });
+  // Fresh events carry no _id; the driver adds ObjectIds to these objects on the first try, so a retry
+  // of the same array after an ambiguous failure meets the copies that did land as duplicate keys.
+  try {
+    await store.events.insertMany(events as OptionalUnlessRequiredId<JobEventDoc>[], { ordered: false });
+  } catch (err) {
+    if (!onlyDuplicateKeys(err)) throw err;
+  }
+}
+
+/** True when every write error of a bulk insert is a duplicate key: those documents are already stored. */
+function onlyDuplicateKeys(err: unknown): boolean {
+  if (!(err instanceof MongoBulkWriteError)) return false;
+  const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
+  return errors.length > 0 && errors.every((e) => e.code === 11000);
 }
 
 /** A job's history, oldest first. */

@@ -5,7 +5,16 @@ export { ensureIndexes } from './indexes.js';
 export { EDGES, allowedFrom, isAllowed, illegalTransition, type EdgeName, type Edge } from './stateMachine.js';
 export { resolveNewJob, type NewJob, type JobDefaults } from './newJob.js';
 export { enqueue, enqueueMany, newJobId, type EnqueueResult } from './enqueue.js';
-export { claimNext, claimBatch, CLAIM_SORT, type ClaimOptions, type ClaimBatchOptions } from './claim.js';
+export {
+  claimNext,
+  claimBatch,
+  recoverClaim,
+  AmbiguousClaimError,
+  CLAIM_SORT,
+  type ClaimOptions,
+  type ClaimBatchOptions,
+  type PendingClaim,
+} from './claim.js';
 export {
   settleManyIfRunning,
   completeIfRunning,

@@ -4,9 +4,16 @@
  * known runAt, or the poll timer (adaptive pollMinMs..pollMaxMs; pollMaxMs as a safety net while a
  * change stream is healthy). Database errors are logged and backed off; the loop never exits on them.
  */
-import { claimBatch, claimNext, type Store } from '../store/index.js';
+import {
+  AmbiguousClaimError,
+  claimBatch,
+  claimNext,
+  recoverClaim,
+  type PendingClaim,
+  type Store,
+} from '../store/index.js';
 import type { Clock } from '../clock.js';
-import type { JobDoc } from '../types.js';
+import type { JobDoc, JobEventDoc } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { Backoff, type Wakeup } from './wakeup.js';
 
@@ -34,6 +41,8 @@ export interface ClaimLoopDeps {
   watching(): boolean;
   stopping(): boolean;
   start(job: JobDoc): void;
+  /** Claim events the store could not write; the caller retries them with its other writes. */
+  onUnwrittenEvents(events: JobEventDoc[]): void;
 }
 
 export class ClaimLoop {
@@ -41,6 +50,8 @@ export class ClaimLoop {
   private readonly backoff = new Backoff(100, 5_000);
   /** The last round stopped because no slot (global or per type) was free: a freed slot should wake us. */
   blockedBySlots = false;
+  /** Claims whose write failed without a reply; settled (and their jobs started) once the database answers. */
+  private readonly pendingClaims: PendingClaim[] = [];
 
   constructor(private readonly d: ClaimLoopDeps) {
     this.idleDelay = d.pollMinMs;
@@ -49,6 +60,7 @@ export class ClaimLoop {
   async run(): Promise<void> {
     const d = this.d;
     while (!d.stopping()) {
+      if (this.pendingClaims.length > 0 && !(await this.recoverPending())) continue;
       const free = d.freeSlots();
       // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
       // its round trips (half the concurrency, at most a batch); claim at once when idle.
@@ -63,7 +75,13 @@ export class ClaimLoop {
       const limits = d.typeLimits();
       let jobs: JobDoc[];
       try {
-        const base = { owner: d.owner, leaseMs: d.leaseMs, now: d.clock.now(), excludeTypes: limits.exclude };
+        const base = {
+          owner: d.owner,
+          leaseMs: d.leaseMs,
+          now: d.clock.now(),
+          excludeTypes: limits.exclude,
+          onUnwrittenEvents: (events: JobEventDoc[]) => d.onUnwrittenEvents(events),
+        };
         if (limit === 1) {
           const one = await claimNext(d.store, base);
           jobs = one ? [one] : [];
@@ -73,6 +91,7 @@ export class ClaimLoop {
         d.health.ok('claim');
         this.backoff.reset();
       } catch (err) {
+        if (err instanceof AmbiguousClaimError) this.pendingClaims.push(err.pending);
         d.health.error('claim', err);
         await d.wakeup.wait(this.backoff.next());
         continue;
@@ -89,5 +108,28 @@ export class ClaimLoop {
       if (jobs.length === 0) this.idleDelay = Math.min(d.pollMaxMs, this.idleDelay * 2);
       await d.wakeup.wait(delay);
     }
+  }
+
+  /**
+   * Find the jobs of ambiguous claims by their lease token and start them: they are this worker's,
+   * with an attempt already counted. Returns false (after backing off) while the database is away.
+   */
+  private async recoverPending(): Promise<boolean> {
+    const d = this.d;
+    while (this.pendingClaims.length > 0) {
+      const pending = this.pendingClaims[0]!;
+      let jobs: JobDoc[];
+      try {
+        jobs = await recoverClaim(d.store, pending, { onUnwrittenEvents: (events) => d.onUnwrittenEvents(events) });
+      } catch (err) {
+        d.health.error('claim-recovery', err);
+        await d.wakeup.wait(this.backoff.next());
+        return false;
+      }
+      this.pendingClaims.shift();
+      d.health.ok('claim-recovery');
+      for (const job of jobs) d.start(job);
+    }
+    return true;
   }
 }

@@ -184,6 +184,7 @@ class DaemonImpl implements Daemon {
       clock,
       errorHistory: w.errorHistory,
       policyFor: (type) => config.jobTypes[type]?.retry ?? config.defaults.retry,
+      maxAttemptsFor: (type) => config.jobTypes[type]?.maxAttempts ?? config.defaults.maxAttempts,
       rescuerId: workerId,
       logger,
       random: this.random,
@@ -207,6 +208,7 @@ class DaemonImpl implements Daemon {
       watching: () => this.watchHealthy,
       stopping: () => this.stopping,
       start: (job) => this.startJob(job),
+      onUnwrittenEvents: (events) => this.settler.addEvents(events),
     });
   }
 

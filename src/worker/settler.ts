@@ -40,6 +40,12 @@ export class Settler {
     this.kick();
   }
 
+  /** History events written elsewhere that failed; they go out before the next settlement. */
+  addEvents(events: JobEventDoc[]): void {
+    this.unwrittenEvents.push(...events);
+    this.kick();
+  }
+
   get pending(): number {
     return this.queue.length + (this.inFlight ? 1 : 0);
   }
