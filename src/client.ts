@@ -47,7 +47,11 @@ export interface ClientOptions {
 }
 
 /** Used when neither the job type nor the options give a value (matches jobd's settings defaults). */
-export const CLIENT_DEFAULTS: JobDefaults = { priority: 5, maxAttempts: 3, timeoutMs: 60 * 60_000 };
+/**
+ * Without the job type's definition the client stores no maxAttempts/timeoutMs: the daemon that runs
+ * the job applies its type's settings (a client-side guess would silently override them).
+ */
+export const CLIENT_DEFAULTS: JobDefaults = { priority: 5 };
 
 export class WaitTimeoutError extends JobdError {
   constructor(id: JobId, timeoutMs: number, state: JobState) {

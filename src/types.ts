@@ -56,8 +56,10 @@ export interface JobDoc {
   priority: number;
   runAt: Date;
   attempts: number;
-  maxAttempts: number;
-  timeoutMs: number;
+  /** null: the job type's setting on the daemon that runs it (the enqueuer did not know the type). */
+  maxAttempts: number | null;
+  /** null: the job type's setting on the daemon that runs it. */
+  timeoutMs: number | null;
   lease?: JobLease | null;
   progress?: JobProgress | null;
   result?: unknown;

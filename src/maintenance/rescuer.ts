@@ -15,6 +15,8 @@ export interface RescuerOptions {
   errorHistory: number;
   /** The retry policy of a job type (the global default for unknown types). */
   policyFor(type: string): RetryPolicy;
+  /** The type's maxAttempts, for jobs that carry none of their own. */
+  maxAttemptsFor(type: string): number;
   /** Recorded on the job events. */
   rescuerId?: string;
   logger?: Logger;
@@ -25,8 +27,14 @@ export interface RescuerOptions {
 }
 
 /** When a rescued job runs again; null when its attempts are used up. Attempts were counted at claim. */
-export function rescueRetryAt(job: JobDoc, now: Date, policy: RetryPolicy, random: number): Date | null {
-  if (job.attempts >= job.maxAttempts) return null;
+export function rescueRetryAt(
+  job: JobDoc,
+  now: Date,
+  policy: RetryPolicy,
+  typeMaxAttempts: number,
+  random: number,
+): Date | null {
+  if (job.attempts >= (job.maxAttempts ?? typeMaxAttempts)) return null;
   return new Date(now.getTime() + backoffMs(job.attempts, policy, random));
 }
 
@@ -67,7 +75,7 @@ export class Rescuer {
         errorHistory: this.o.errorHistory,
         rescuer: this.o.rescuerId,
         limit: 500,
-        retryAt: (job) => rescueRetryAt(job, now, this.o.policyFor(job.type), random()),
+        retryAt: (job) => rescueRetryAt(job, now, this.o.policyFor(job.type), this.o.maxAttemptsFor(job.type), random()),
       });
       total.retrying.push(...r.retrying);
       total.failed.push(...r.failed);

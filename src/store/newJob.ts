@@ -7,8 +7,9 @@ export interface NewJob {
   params: unknown;
   priority: number;
   runAt: Date;
-  maxAttempts: number;
-  timeoutMs: number;
+  /** null: the job type's setting on the daemon that runs it. */
+  maxAttempts: number | null;
+  timeoutMs: number | null;
   dedupeKey?: string;
   datasetUuid?: string;
   tags?: string[];
@@ -16,10 +17,11 @@ export interface NewJob {
   waiting?: boolean;
 }
 
+/** Defaults for what the enqueue options leave out. Without maxAttempts/timeoutMs the job stores null. */
 export interface JobDefaults {
   priority: number;
-  maxAttempts: number;
-  timeoutMs: number;
+  maxAttempts?: number;
+  timeoutMs?: number;
 }
 
 function positiveInt(field: string, v: number, min: number): number {
@@ -27,6 +29,10 @@ function positiveInt(field: string, v: number, min: number): number {
     throw new ValidationError(`${field} must be an integer >= ${min}; got ${JSON.stringify(v)}`);
   }
   return v;
+}
+
+function optionalPositiveInt(field: string, v: number | undefined, min: number): number | null {
+  return v === undefined ? null : positiveInt(field, v, min);
 }
 
 /** Resolve EnqueueOptions against defaults (the job type's, else the global ones) and validate them. */
@@ -57,8 +63,8 @@ export function resolveNewJob(
     params: params === undefined ? null : params,
     priority: positiveInt('priority', opts.priority ?? defaults.priority, 1),
     runAt,
-    maxAttempts: positiveInt('maxAttempts', opts.maxAttempts ?? defaults.maxAttempts, 1),
-    timeoutMs: positiveInt('timeoutMs', opts.timeoutMs ?? defaults.timeoutMs, 1),
+    maxAttempts: optionalPositiveInt('maxAttempts', opts.maxAttempts ?? defaults.maxAttempts, 1),
+    timeoutMs: optionalPositiveInt('timeoutMs', opts.timeoutMs ?? defaults.timeoutMs, 1),
   };
   if (opts.dedupeKey !== undefined) {
     if (typeof opts.dedupeKey !== 'string' || opts.dedupeKey === '') {

@@ -28,7 +28,7 @@ export function runRequestFor(job: JobDoc, def: JobTypeDefinition, config: Resol
     handler: def.handler,
     mode: def.mode,
     params: job.params,
-    timeoutMs: job.timeoutMs > 0 ? job.timeoutMs : def.timeoutMs,
+    timeoutMs: job.timeoutMs ?? def.timeoutMs,
     killGraceMs: config.worker.killGraceMs,
     ...(def.memoryLimitBytes !== undefined ? { memoryLimitBytes: def.memoryLimitBytes } : {}),
     logFile: join(config.logDir, `${job._id}.log`),
@@ -62,12 +62,14 @@ function attemptError(outcome: Extract<RunOutcome, { status: 'failed' }>, timeou
 export function failSettlement(
   ex: Execution,
   error: SerializedError,
-  policy: RetryPolicy,
+  /** The job type's retry policy and maxAttempts (the latter for jobs that carry none of their own). */
+  type: { retry: RetryPolicy; maxAttempts: number },
   now: Date,
   random: number,
   extra: { resources?: RunOutcome['resources']; logTail?: string } = {},
 ): Settlement {
-  const d = decideRetry({ attempt: ex.job.attempts, maxAttempts: ex.job.maxAttempts, error, policy, random });
+  const maxAttempts = ex.job.maxAttempts ?? type.maxAttempts;
+  const d = decideRetry({ attempt: ex.job.attempts, maxAttempts, error, policy: type.retry, random });
   return {
     kind: 'fail',
     jobId: ex.job._id,
@@ -86,7 +88,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   if (!def) {
     const err = serializeError(new UnknownJobTypeError(job.type, Object.keys(deps.config.jobTypes).sort()));
     delete err.stack;
-    return failSettlement(ex, err, deps.config.defaults.retry, deps.now(), deps.random());
+    return failSettlement(ex, err, deps.config.defaults, deps.now(), deps.random());
   }
   const req = runRequestFor(job, def, deps.config);
   let outcome: RunOutcome;
@@ -109,7 +111,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   if (ex.abortCause === 'shutdown' && outcome.reason === 'aborted') {
     return { kind: 'requeue', ...base, message: 'shutdown grace passed; requeued with the attempt given back' };
   }
-  return failSettlement(ex, attemptError(outcome, req.timeoutMs), def.retry, deps.now(), deps.random(), {
+  return failSettlement(ex, attemptError(outcome, req.timeoutMs), def, deps.now(), deps.random(), {
     resources: outcome.resources,
     logTail: outcome.logTail,
   });

@@ -67,7 +67,7 @@ export const registerList: RegisterCommand = (program, env) => {
                     j.type,
                     j.state,
                     j.priority,
-                    `${j.attempts}/${j.maxAttempts}`,
+                    `${j.attempts}/${j.maxAttempts ?? ctx.config.jobTypes[j.type]?.maxAttempts ?? '?'}`,
                     j.progress ? `${j.progress.percent}%` : '',
                     formatDate(j.createdAt),
                     formatDate(j.runAt),

@@ -24,13 +24,14 @@ export const registerShow: RegisterCommand = (program, env) => {
           const events = await eventsOf(conn.store, id);
           ctx.printer.emit({ job, events }, () => {
             const r = job.resources;
+            const typeDef = ctx.config.jobTypes[job.type];
             const fields: [string, unknown][] = [
               ['id', job._id],
               ['type', job.type],
               ['state', job.state],
               ['priority', job.priority],
-              ['attempts', `${job.attempts} of ${job.maxAttempts}`],
-              ['timeout', formatMs(job.timeoutMs)],
+              ['attempts', `${job.attempts} of ${job.maxAttempts ?? `${typeDef?.maxAttempts ?? '?'} (the type's)`}`],
+              ['timeout', job.timeoutMs !== null ? formatMs(job.timeoutMs) : `${typeDef ? formatMs(typeDef.timeoutMs) : '?'} (the type's)`],
               ['run at', formatDate(job.runAt)],
               ['created', formatDate(job.createdAt)],
               ['started', formatDate(job.startedAt)],
