@@ -41,7 +41,9 @@ describe('crash: many daemons, one database', () => {
       const s = writeDaemonSettings({
         ...{ mongoUri: t.uri, database: t.dbName },
         dir: join(base.dir, `d${i}`),
-        worker: { concurrency: 8, claimBatchSize: 16 },
+        // This test is about claim exclusivity, not rescue: a lease long enough that a daemon starved
+        // of CPU by a busy machine never loses one (that would be a legitimate second run).
+        worker: { concurrency: 8, claimBatchSize: 16, leaseMs: 30_000, heartbeatMs: 2_000 },
         jobTypes: { record: { handler: crashFixture('record.mjs'), mode: 'pooled' } },
       });
       daemons.push(await startDaemonProcess(s));
