@@ -1,6 +1,12 @@
 /**
- * The change log behind change streams: every write appends an event with a sequence number;
- * resume tokens encode that number. Streams read from it and may wait for the next append.
+ * The change log behind change streams: every write appends an event stamped with its cluster time;
+ * an event's sequence number and its resume token are derived from that cluster time, so they keep
+ * increasing across restarts of a durable server (the engine never lets its clock go back behind the
+ * last persisted one). Streams read from the log and may wait for the next append.
+ *
+ * History is retained from `floor` on: a stream may resume at any position at or after it; before it,
+ * events may have been lost (trimmed, or from before a restart) and resuming fails with
+ * ChangeStreamHistoryLost, as MongoDB fails for a token that has fallen off the oplog.
  */
 import { Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
@@ -22,38 +28,72 @@ export interface ChangeEvent {
 const TOKEN_PREFIX = '82';
 const MAX_RETAINED = 100_000;
 const TRIM_CHUNK = 10_000;
+/**
+ * Increments per second a sequence number can hold: seconds × 2^21 + increment stays below 2^53 until
+ * 2106. The engine's clock moves to the next second before its increment reaches this.
+ */
+export const INCREMENTS_PER_SECOND = 2 ** 21;
 
+/** The sequence number of a cluster time: ordered as the cluster times are. */
+export function seqOf(ts: Timestamp): number {
+  return ts.high * INCREMENTS_PER_SECOND + Math.min(ts.low, INCREMENTS_PER_SECOND - 1);
+}
+
+export function timestampOf(seq: number): Timestamp {
+  const t = Math.floor(seq / INCREMENTS_PER_SECOND);
+  return new Timestamp({ t, i: seq - t * INCREMENTS_PER_SECOND });
+}
+
+/** The token carries the cluster time's seconds and increment, 8 hex digits each. */
 export function encodeToken(seq: number): Document {
-  return { _data: TOKEN_PREFIX + seq.toString(16).toUpperCase().padStart(16, '0') };
+  const ts = timestampOf(seq);
+  const hex = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
+  return { _data: TOKEN_PREFIX + hex(ts.high) + hex(ts.low) };
 }
 
 export function decodeToken(token: unknown): number {
   const data = (token as { _data?: unknown } | null)?._data;
-  if (typeof data !== 'string' || !data.startsWith(TOKEN_PREFIX) || data.length !== 18) {
+  if (typeof data !== 'string' || !data.startsWith(TOKEN_PREFIX) || data.length !== 18 || !/^[0-9A-Fa-f]+$/.test(data)) {
     throw new CommandError('BadValue', `Invalid resume token: ${JSON.stringify(token)}`);
   }
-  const n = Number.parseInt(data.slice(2), 16);
-  if (!Number.isFinite(n)) throw new CommandError('BadValue', `Invalid resume token: ${data}`);
-  return n;
+  const t = Number.parseInt(data.slice(2, 10), 16);
+  const i = Number.parseInt(data.slice(10), 16);
+  return seqOf(new Timestamp({ t, i }));
 }
 
 export class ChangeLog {
   private events: ChangeEvent[] = [];
-  private nextSeq = 1;
+  /** Events at or before this sequence number may be missing; every later one is here. */
+  private floor: number;
   private waiters = new Set<() => void>();
 
-  /** The sequence number of the latest event (0 before any). */
-  get head(): number {
-    return this.nextSeq - 1;
+  constructor(floor = 0) {
+    this.floor = floor;
   }
 
-  /** Appends an event, giving it the next sequence number (the object is kept, not copied). */
+  /** The sequence number of the latest event (the floor before any). */
+  get head(): number {
+    const last = this.events[this.events.length - 1];
+    return last ? last.seq : this.floor;
+  }
+
+  /** Where history starts: the engine sets it once it knows its clock (at start-up, after replay). */
+  startHistoryAt(seq: number): void {
+    this.events = [];
+    this.floor = seq;
+  }
+
+  /** Appends an event, numbered by its cluster time (the object is kept, not copied). */
   append(event: Omit<ChangeEvent, 'seq'>): ChangeEvent {
     const full = event as ChangeEvent;
-    full.seq = this.nextSeq++;
+    full.seq = seqOf(full.clusterTime);
+    if (full.seq <= this.head) throw new Error(`change event out of order: ${full.seq} after ${this.head}`);
     this.events.push(full);
     // Trim in chunks: dropping one event per append would copy the whole array every time.
-    if (this.events.length > MAX_RETAINED + TRIM_CHUNK) this.events.splice(0, this.events.length - MAX_RETAINED);
+    if (this.events.length > MAX_RETAINED + TRIM_CHUNK) {
+      const dropped = this.events.splice(0, this.events.length - MAX_RETAINED);
+      this.floor = (dropped[dropped.length - 1] as ChangeEvent).seq;
+    }
     if (this.waiters.size > 0) {
       const waiters = [...this.waiters];
       this.waiters.clear();
@@ -62,17 +102,14 @@ export class ChangeLog {
     return full;
   }
 
-  /** Forgets the events after `seq` (those of a command that was rolled back); their numbers are reused. */
+  /** Forgets the events after `seq` (those of a command that was rolled back). */
   truncateAfter(seq: number): void {
-    if (seq >= this.head) return;
     while (this.events.length > 0 && (this.events[this.events.length - 1] as ChangeEvent).seq > seq) this.events.pop();
-    this.nextSeq = seq + 1;
   }
 
-  /** Events after `seq`, oldest first. Throws when `seq` has already been trimmed away. */
+  /** Events after `seq`, oldest first. Throws when events after `seq` may have been lost. */
   *after(seq: number): Generator<ChangeEvent> {
-    const first = this.events[0];
-    if (first && seq < first.seq - 1) {
+    if (seq < this.floor) {
       throw new CommandError('ChangeStreamHistoryLost', 'Resume of change stream was not possible, as the resume point may no longer be in the oplog.');
     }
     let lo = 0;
@@ -85,14 +122,9 @@ export class ChangeLog {
     for (let i = lo; i < this.events.length; i++) yield this.events[i] as ChangeEvent;
   }
 
-  /** The last sequence number whose cluster time is before `ts`. */
+  /** The position just before `ts`: a stream starting there sees the events at `ts` and later. */
   seqBefore(ts: Timestamp): number {
-    let seq = this.events.length > 0 ? (this.events[0] as ChangeEvent).seq - 1 : this.head;
-    for (const e of this.events) {
-      if (e.clusterTime.compare(ts) >= 0) break;
-      seq = e.seq;
-    }
-    return seq;
+    return seqOf(ts) - 1;
   }
 
   /** Wakes every waiting stream now, without an event (shutdown: closed streams then answer at once). */

@@ -129,7 +129,10 @@ export const adminCommands: Record<string, CommandHandler> = {
   serverStatus,
   listDatabases,
   endSessions: (cmd, ctx) => {
-    if (Array.isArray(cmd.endSessions)) ctx.engine.sessions.end(cmd.endSessions as unknown[]);
+    if (Array.isArray(cmd.endSessions)) {
+      ctx.engine.sessions.end(cmd.endSessions as unknown[]);
+      ctx.engine.retryableWrites.forget(cmd.endSessions as unknown[]);
+    }
     return { ok: 1 };
   },
   killSessions: ok,

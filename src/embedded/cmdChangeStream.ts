@@ -134,12 +134,16 @@ export function openChangeStream(ctx: CommandContext, collName: string | null, s
   const changes = ctx.engine.changes;
   let pos = changes.head;
   const tokenArg = spec.startAfter ?? spec.resumeAfter;
-  if (tokenArg !== undefined) pos = decodeToken(tokenArg);
-  else if (spec.startAtOperationTime !== undefined) {
+  if (tokenArg !== undefined) {
+    pos = decodeToken(tokenArg);
+    // Tokens are cluster times and the clock never goes back, so only a token this server (or its
+    // data directory) never issued can be ahead of the head.
+    if (pos > changes.head) throw new CommandError('InvalidResumeToken', 'The resume token refers to a point in the future');
+  } else if (spec.startAtOperationTime !== undefined) {
     if (!(spec.startAtOperationTime instanceof Timestamp)) throw new CommandError('TypeMismatch', 'startAtOperationTime must be a timestamp');
+    // A time not reached yet is allowed: the stream reports the events from that time on.
     pos = changes.seqBefore(spec.startAtOperationTime);
   }
-  if (pos > changes.head) throw new CommandError('InvalidResumeToken', 'The resume token refers to a point in the future');
   const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
   const id = ctx.cursors.allocateId();
   const cursor = new ChangeStreamCursor(id, ns, ctx.engine, scope, pos, fullDocument, rest);

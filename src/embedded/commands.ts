@@ -11,6 +11,7 @@ import type { CommandContext, CommandHandler } from './commandContext.js';
 import { ddlCommands } from './cmdDdl.js';
 import { readCommands } from './cmdRead.js';
 import { writeCommands } from './cmdWrite.js';
+import { retryableWriteOf } from './retryableWrites.js';
 
 const HANDLERS: Record<string, CommandHandler> = {
   ...adminCommands,
@@ -35,9 +36,15 @@ export async function runCommand(cmd: Document, ctx: Omit<CommandContext, 'db'>,
     if (cmd.startTransaction || cmd.autocommit === false) {
       throw new CommandError('IllegalOperation', 'Transactions are not supported by the jobd embedded server');
     }
-    const result = handler(cmd, { ...ctx, db });
-    reply = result instanceof Promise ? await result : result;
-    ctx.engine.commit();
+    const write = retryableWriteOf(name, cmd);
+    const recorded = write ? ctx.engine.retryableWrites.begin(write) : undefined;
+    if (recorded) {
+      reply = recorded;
+    } else {
+      const result = handler(cmd, { ...ctx, db });
+      reply = result instanceof Promise ? await result : result;
+      ctx.engine.commit(write ? { write, reply } : undefined);
+    }
   } catch (err) {
     // Effects of a failed command (e.g. the documents an ordered batch wrote before its error) stay.
     try {

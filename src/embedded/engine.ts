@@ -14,17 +14,35 @@
  * causes (a full disk, a failing device) need an operator. A restart replays what is really on disk.
  * Why not exit: the engine also runs inside jobd's own process, which a library must not end; the
  * standalone jobd-embedded reports the failure through its exit status when it is stopped.
+ *
+ * The cluster clock (seconds since the epoch and an increment, as MongoDB's Timestamp) stamps every
+ * change event; with a data directory the time of the latest event is logged with each command, and
+ * start-up resumes the clock from it, so cluster times and resume tokens never go back across restarts.
+ * The change history itself is not persisted: after a restart it starts at that latest event, so a
+ * stream that had read up to it resumes, and an older token gets ChangeStreamHistoryLost.
  */
-import { Timestamp, type Document } from 'bson';
+import { BSON, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import type { DurableStore, IndexSpecRecord, LogRecord, SnapshotCollection } from './persistenceTypes.js';
-import { ChangeLog, type ChangeEvent } from './changeLog.js';
+import { ChangeLog, INCREMENTS_PER_SECOND, seqOf, timestampOf, type ChangeEvent } from './changeLog.js';
 import { Collection } from './collection.js';
 import type { IndexSpec } from './indexes.js';
 import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
 import { assertWritable, checkValidator } from './views.js';
 import { CompactionScheduler } from './compaction.js';
+import { RetryableWriteTable, retryableWriteDoc, type RetryableWrite, type RetryableWriteDoc } from './retryableWrites.js';
+
+/** Where a snapshot keeps the engine's own state, beside the collections (MongoDB's namespaces for it). */
+const TXN_NS = { db: 'config', coll: 'transactions' };
+const CLOCK_NS = { db: 'local', coll: 'replset.clusterTime' };
+const isNs = (ns: { db: string; coll: string }, db: string, coll: string): boolean => ns.db === db && ns.coll === coll;
+
+/** A retryable write that has run, and the reply to remember for it. */
+export interface RetryableResult {
+  write: RetryableWrite;
+  reply: Document;
+}
 
 export interface WriteOptions {
   /** The command's bypassDocumentValidation. */
@@ -33,16 +51,21 @@ export interface WriteOptions {
 
 export class Engine {
   readonly dbs = new Map<string, Map<string, Collection>>();
-  readonly changes = new ChangeLog();
+  readonly changes: ChangeLog;
   readonly sessions = new SessionRegistry();
+  readonly retryableWrites = new RetryableWriteTable();
   private pending: LogRecord[] = [];
   /** How to take back, newest last, each change made since the last commit. */
   private undo: (() => void)[] = [];
   /** The change log's head at the last commit: events after it belong to the uncommitted command. */
-  private committedSeq = 0;
-  private lastSecs = 0;
+  private committedSeq: number;
+  /** The change log's head as last written to the durable log. */
+  private loggedHead: number;
+  private lastSecs = Math.floor(Date.now() / 1000);
   private inc = 0;
   private replaying = false;
+  /** Set once start-up has found a logged clock. */
+  private restoredClock = false;
   /** Set by the first failed append; every later write is refused with it. */
   private failure: Error | undefined;
   private readonly compaction: CompactionScheduler | undefined;
@@ -52,6 +75,9 @@ export class Engine {
     private readonly log: (msg: string) => void = () => {},
   ) {
     if (store) this.compaction = new CompactionScheduler(store, () => this.snapshot(), log, () => this.pending.length === 0);
+    // Nothing before now is known: a stream may start right here (no event carries increment 0).
+    this.changes = new ChangeLog(seqOf(this.lastOpTime()) - 1);
+    this.committedSeq = this.loggedHead = this.changes.head;
   }
 
   /** Why writes are refused, once an append has failed. */
@@ -59,18 +85,24 @@ export class Engine {
     return this.failure;
   }
 
-  /** A strictly increasing cluster time for each write. */
+  /**
+   * A strictly increasing cluster time for each change event. It follows the wall clock, but never
+   * goes back when the wall clock does (nor behind the time restored at start-up); the increment
+   * carries into the next second rather than outgrow a sequence number.
+   */
   nextOpTime(): Timestamp {
     const secs = Math.floor(Date.now() / 1000);
     if (secs > this.lastSecs) {
       this.lastSecs = secs;
+      this.inc = 1;
+    } else if (this.inc + 1 >= INCREMENTS_PER_SECOND) {
+      this.lastSecs++;
       this.inc = 1;
     } else this.inc++;
     return new Timestamp({ t: this.lastSecs, i: this.inc });
   }
 
   lastOpTime(): Timestamp {
-    if (this.lastSecs === 0) return new Timestamp({ t: Math.floor(Date.now() / 1000), i: 0 });
     return new Timestamp({ t: this.lastSecs, i: this.inc });
   }
 
@@ -89,6 +121,9 @@ export class Engine {
 
   createCollection(db: string, name: string, options: Document): Collection {
     validateCollectionName(db, name);
+    if (isNs(TXN_NS, db, name) || isNs(CLOCK_NS, db, name)) {
+      throw new CommandError('InvalidNamespace', `${db}.${name} is reserved for the embedded server's own state`);
+    }
     if (this.getCollection(db, name)) throw new CommandError('NamespaceExists', `Collection ${db}.${name} already exists.`);
     this.assertAcceptingWrites();
     const coll = new Collection(db, name, options);
@@ -242,9 +277,18 @@ export class Engine {
    * Makes the effects of the command that just ran durable; called before its reply is sent.
    * Throws (and has taken the effects back out of memory) when they could not be logged.
    */
-  commit(): void {
-    if (!this.store) return;
+  commit(retryable?: RetryableResult): void {
+    const reply = retryable && retryable.reply.ok === 1 ? BSON.serialize(retryable.reply) : undefined;
+    if (!this.store) {
+      if (retryable && reply) this.retryableWrites.record(retryable.write, reply);
+      return;
+    }
     if (this.pending.length > 0) {
+      // Logged with the command's effects, so after a crash the write and its remembered reply both
+      // replay or neither does. A retryable write without effects is remembered in memory only.
+      if (retryable && reply) this.pending.push({ op: 'txn', ...retryableWriteDoc(retryable.write, reply) });
+      const head = this.changes.head;
+      if (head > this.loggedHead) this.pending.push({ op: 'clock', ts: timestampOf(head) });
       const records = this.pending;
       const undo = this.undo;
       this.pending = [];
@@ -268,8 +312,10 @@ export class Engine {
         }
         throw new CommandError('InternalError', `the write was not applied: ${this.failure.message}`);
       }
+      this.loggedHead = this.changes.head;
       this.compaction?.noteAppend();
     }
+    if (retryable && reply) this.retryableWrites.record(retryable.write, reply);
     this.committedSeq = this.changes.head;
   }
 
@@ -289,7 +335,10 @@ export class Engine {
   }
 
   snapshot(): SnapshotCollection[] {
-    const out: SnapshotCollection[] = [];
+    const out: SnapshotCollection[] = [
+      { ...CLOCK_NS, indexes: [], docs: [{ _id: 'clusterTime', ts: timestampOf(this.loggedHead) }] },
+      { ...TXN_NS, indexes: [], docs: this.retryableWrites.toDocs() as unknown as Document[] },
+    ];
     for (const colls of this.dbs.values()) {
       for (const c of colls.values()) {
         out.push({
@@ -309,6 +358,14 @@ export class Engine {
     this.replaying = true;
     try {
       for (const s of snapshot) {
+        if (isNs(CLOCK_NS, s.db, s.coll)) {
+          for (const d of s.docs) this.restoreClock(d.ts as Timestamp);
+          continue;
+        }
+        if (isNs(TXN_NS, s.db, s.coll)) {
+          for (const d of s.docs) this.retryableWrites.restore(d as RetryableWriteDoc);
+          continue;
+        }
         const coll = this.createCollection(s.db, s.coll, s.options ?? {});
         for (const spec of s.indexes) coll.addIndex(spec);
         for (const doc of s.docs) coll.insert(normalizeNumbers(doc));
@@ -319,6 +376,20 @@ export class Engine {
       }
     } finally {
       this.replaying = false;
+    }
+    this.changes.startHistoryAt(this.loggedHead);
+    this.committedSeq = this.changes.head;
+  }
+
+  /** The latest logged event's time: the clock resumes at or after it, and history starts there. */
+  private restoreClock(ts: Timestamp): void {
+    const seq = seqOf(ts);
+    if (this.restoredClock && seq <= this.loggedHead) return;
+    this.restoredClock = true;
+    this.loggedHead = seq;
+    if (ts.high > this.lastSecs || (ts.high === this.lastSecs && ts.low > this.inc)) {
+      this.lastSecs = ts.high;
+      this.inc = ts.low;
     }
   }
 
@@ -369,6 +440,12 @@ export class Engine {
         if (coll) coll.options = r.options;
         return;
       }
+      case 'txn':
+        this.retryableWrites.restore(r);
+        return;
+      case 'clock':
+        this.restoreClock(r.ts);
+        return;
     }
   }
 }

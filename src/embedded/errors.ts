@@ -31,6 +31,7 @@ export const ErrorCodes = {
   InvalidResumeToken: 260,
   ChangeStreamFatalError: 280,
   ChangeStreamHistoryLost: 286,
+  TransactionTooOld: 225,
   DuplicateKey: 11000,
   NotImplemented: 238,
   InvalidPipelineOperator: 168,

@@ -3,7 +3,7 @@
  * The engine calls append() with the effects of one command before it acknowledges the command;
  * at start-up it rebuilds itself from load(); now and then it hands a full snapshot to compact().
  */
-import type { Document } from 'bson';
+import type { Binary, Document, Long, Timestamp } from 'bson';
 
 export interface IndexSpecRecord {
   name: string;
@@ -25,7 +25,11 @@ export type LogRecord =
   | { op: 'createIndex'; db: string; coll: string; spec: IndexSpecRecord }
   | { op: 'dropIndex'; db: string; coll: string; name: string }
   | { op: 'renameCollection'; db: string; coll: string; toDb: string; toColl: string }
-  | { op: 'collMod'; db: string; coll: string; options: Document };
+  | { op: 'collMod'; db: string; coll: string; options: Document }
+  /** A retryable write's reply, logged with its effects (see retryableWrites.ts). */
+  | { op: 'txn'; lsid: Binary; txnNumber: Long; reply: Binary; at: Date }
+  /** The cluster time of the latest change event, so the clock never goes back after a restart. */
+  | { op: 'clock'; ts: Timestamp };
 
 export interface SnapshotCollection {
   db: string;
