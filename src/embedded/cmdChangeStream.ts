@@ -27,6 +27,7 @@ class ChangeStreamCursor implements Cursor {
   busy = false;
   private closed = false;
   private invalidated = false;
+  private shuttingDown = false;
 
   constructor(
     readonly id: number,
@@ -102,10 +103,20 @@ class ChangeStreamCursor implements Cursor {
       await this.engine.changes.waitForAppend(left);
       docs = this.collect(batchSize);
     }
+    // As mongod does (with the label drivers check on 4.4+): the driver takes this error as resumable and resumes from its last token once
+    // the server is back, instead of ending the stream as it would on a final (cursor id 0) batch.
+    if (docs.length === 0 && this.shuttingDown) {
+      throw new CommandError('InterruptedAtShutdown', 'interrupted at shutdown', { errorLabels: ['ResumableChangeStreamError'] });
+    }
     return { docs, exhausted: this.closed, postBatchResumeToken: this.token };
   }
 
   close(): void {
+    this.closed = true;
+  }
+
+  interruptAtShutdown(): void {
+    this.shuttingDown = true;
     this.closed = true;
   }
 }

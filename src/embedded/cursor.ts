@@ -22,6 +22,8 @@ export interface Cursor {
   busy: boolean;
   next(batchSize: number, maxTimeMS: number | undefined): Batch | Promise<Batch>;
   close?(): void;
+  /** Ends a waiting getMore because the server is shutting down (instead of close()). */
+  interruptAtShutdown?(): void;
 }
 
 /** Takes up to `batchSize` documents (0 = no count limit) within the reply size limit. */
@@ -105,7 +107,12 @@ export class CursorManager {
 
   /** Ends the cursors a getMore is waiting on (awaiting change streams), so those getMores answer now. */
   closeWaiting(): void {
-    for (const [id, c] of [...this.cursors]) if (c.busy && c.close) this.kill(id);
+    for (const [id, c] of [...this.cursors]) {
+      if (!c.busy || !c.close) continue;
+      this.cursors.delete(id);
+      if (c.interruptAtShutdown) c.interruptAtShutdown();
+      else c.close();
+    }
   }
 
   closeAll(): void {

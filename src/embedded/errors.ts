@@ -32,6 +32,7 @@ export const ErrorCodes = {
   ChangeStreamFatalError: 280,
   ChangeStreamHistoryLost: 286,
   TransactionTooOld: 225,
+  InterruptedAtShutdown: 11600,
   DuplicateKey: 11000,
   NotImplemented: 238,
   InvalidPipelineOperator: 168,

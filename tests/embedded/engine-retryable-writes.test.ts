@@ -130,9 +130,12 @@ describe('retryable writes: what the server remembers per session', () => {
     await t?.close();
   });
 
-  /** Sends a write command with an explicit session and txnNumber, as the driver does for a retry. */
+  /**
+   * Sends a write command with an explicit session and txnNumber, as the driver does for a retry. The
+   * txnNumbers are well above those the driver may already have used on the pooled session.
+   */
   function send(session: ReturnType<MongoClient['startSession']>, txnNumber: number, cmd: Document): Promise<Document> {
-    return t.db.command({ ...cmd, txnNumber: Long.fromNumber(txnNumber) }, { session });
+    return t.db.command({ ...cmd, txnNumber: Long.fromNumber(1000 + txnNumber) }, { session });
   }
 
   it('a repeated txnNumber gets the recorded reply; an older one is refused with TransactionTooOld (225)', async () => {
