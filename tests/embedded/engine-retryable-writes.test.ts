@@ -7,6 +7,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Long, MongoClient, MongoServerError, type Collection, type Document } from 'mongodb';
+import { Binary, BSON } from 'bson';
+import { RetryableWriteTable, sessionKey } from '../../src/embedded/retryableWrites.js';
 import { startLossyProxy, type LossyProxy } from '../helpers/lossyProxy.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 
@@ -160,5 +162,28 @@ describe('retryable writes: what the server remembers per session', () => {
     } finally {
       await session.endSession();
     }
+  });
+});
+
+describe('retryable writes: the per-session table', () => {
+  const lsid = new Binary(Buffer.alloc(16, 7), 4);
+  const write = (txnNumber: bigint) => ({ key: sessionKey(lsid) as string, lsid, txnNumber });
+
+  it('forgets a session after the session timeout without writes, and at endSessions', () => {
+    const minute = 60_000;
+    const table = new RetryableWriteTable(30 * minute);
+    expect(table.begin(write(1n), 0)).toBeUndefined();
+    table.record(write(1n), BSON.serialize({ n: 1, ok: 1 }), 0);
+    const n = (reply: unknown): number => Number((reply as { n: unknown }).n);
+    expect(n(table.begin(write(1n), 29 * minute))).toBe(1);
+    // Used at minute 29, so still remembered at minute 58; forgotten once 30 minutes pass without use,
+    // after which the same txnNumber is neither answered from memory nor refused as too old.
+    expect(n(table.begin(write(1n), 58 * minute))).toBe(1);
+    expect(table.begin(write(1n), 89 * minute)).toBeUndefined();
+    expect(table.size).toBe(1); // only the entry just begun
+    table.record(write(1n), BSON.serialize({ n: 2, ok: 1 }), 89 * minute);
+    expect(() => table.begin(write(0n), 90 * minute)).toThrow(/TransactionTooOld|newer retryable write/);
+    table.forget([{ id: lsid }]);
+    expect(table.size).toBe(0);
   });
 });
