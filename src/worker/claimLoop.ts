@@ -1,6 +1,6 @@
 /**
- * The claim loop: claim up to the free slots (in batches of claimBatchSize), hand each job to the
- * daemon, and sleep until something may be claimable: a change event, a freed slot, the earliest
+ * The claim loop: claim up to the free slots (in batches of claimBatchSize; with short jobs, up to a
+ * batch more, which the daemon holds until a slot frees), hand each job to the daemon, and sleep until something may be claimable: a change event, a freed slot, the earliest
  * known runAt, or the poll timer (adaptive pollMinMs..pollMaxMs; pollMaxMs as a safety net while a
  * change stream is healthy). Database errors are logged and backed off; the loop never exits on them.
  */
@@ -35,7 +35,10 @@ export interface ClaimLoopDeps {
   pollMaxMs: number;
   wakeup: Wakeup;
   health: DbHealth;
+  /** Jobs this daemon can take now: free execution slots plus room in its claimed-ahead queue. */
   freeSlots(): number;
+  /** How many jobs may wait claimed ahead of a free slot (0 when jobs are not short). */
+  prefetch(): number;
   typeLimits(): TypeLimits;
   /** True while a change stream is delivering wake-ups. */
   watching(): boolean;
@@ -62,10 +65,11 @@ export class ClaimLoop {
     while (!d.stopping()) {
       if (this.pendingClaims.length > 0 && !(await this.recoverPending())) continue;
       const free = d.freeSlots();
+      const capacity = d.concurrency + d.prefetch();
       // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
-      // its round trips (half the concurrency, at most a batch); claim at once when idle.
-      const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(d.concurrency / 2)));
-      if (free <= 0 || (free < worthIt && free < d.concurrency)) {
+      // its round trips (half the capacity, at most a batch); claim at once when idle.
+      const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(capacity / 2)));
+      if (free <= 0 || (free < worthIt && free < capacity)) {
         this.blockedBySlots = true;
         await d.wakeup.wait(d.pollMaxMs);
         continue;

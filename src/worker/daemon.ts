@@ -34,6 +34,16 @@ import { LeaseKeeper } from './leaseKeeper.js';
 import { Settler } from './settler.js';
 import { Wakeup } from './wakeup.js';
 
+/**
+ * Claiming ahead: when jobs are short, the claim loop may take up to one batch more than the free
+ * slots, so claims (and their events) go out in batches even at low concurrency. A job claimed ahead
+ * holds its lease (renewed with the others) while it waits, so the queue is sized to wait about this
+ * long on average, from the recent run time of jobs; long jobs are never claimed ahead.
+ */
+const CLAIM_AHEAD_WAIT_MS = 50;
+/** Weight of the newest run time in its moving average. */
+const RUN_MS_WEIGHT = 0.1;
+
 export interface StartDaemonOptions {
   config: ResolvedConfig;
   /** pino logger; a JSON-lines logger on stdout at config.logLevel when absent. */
@@ -119,7 +129,12 @@ class DaemonImpl implements Daemon {
   private readonly wakeup = new Wakeup();
   private readonly executions = new Map<JobId, Execution>();
   private readonly settling = new Map<JobId, Execution>();
+  /** Jobs held per type: running plus claimed ahead (so a job claimed ahead never waits for its type's slot). */
   private readonly perType = new Map<string, number>();
+  /** Claimed ahead, in claim order, waiting for a free slot. */
+  private ready: JobDoc[] = [];
+  /** Moving average of a job's run time on this daemon (ms); undefined until one finished. */
+  private avgRunMs: number | undefined;
   private readonly settler: Settler;
   private readonly leaseKeeper: LeaseKeeper;
   private readonly rescuer: Rescuer;
@@ -172,7 +187,10 @@ class DaemonImpl implements Daemon {
       leaseMs: w.leaseMs,
       clock,
       health: this.health,
-      held: () => [...this.executions.values(), ...this.settling.values()].map((e) => ({ jobId: e.job._id, token: e.token })),
+      held: () => [
+        ...[...this.executions.values(), ...this.settling.values()].map((e) => ({ jobId: e.job._id, token: e.token })),
+        ...this.ready.map((j) => ({ jobId: j._id, token: j.lease!.token })),
+      ],
       onLost: (ids) => this.leasesLost(ids),
       workerState: () => ({
         running: [...this.executions.keys()],
@@ -203,11 +221,12 @@ class DaemonImpl implements Daemon {
       pollMaxMs: w.pollMaxMs,
       wakeup: this.wakeup,
       health: this.health,
-      freeSlots: () => w.concurrency - this.executions.size,
+      freeSlots: () => w.concurrency + this.prefetch() - this.executions.size - this.ready.length,
+      prefetch: () => this.prefetch(),
       typeLimits: () => this.typeLimits(),
       watching: () => this.watchHealthy,
       stopping: () => this.stopping,
-      start: (job) => this.startJob(job),
+      start: (job) => this.accept(job),
       onUnwrittenEvents: (events) => this.settler.addEvents(events),
     });
   }
@@ -276,10 +295,25 @@ class DaemonImpl implements Daemon {
     return limits;
   }
 
+  /** How many jobs may be claimed ahead of a free slot now. */
+  private prefetch(): number {
+    const avg = this.avgRunMs;
+    if (avg === undefined || this.stopping) return 0;
+    const w = this.config.worker;
+    return Math.min(w.claimBatchSize, Math.floor((w.concurrency * CLAIM_AHEAD_WAIT_MS) / Math.max(avg, 0.01)));
+  }
+
+  /** A claimed job: run it now if a slot is free, else hold it until one is. */
+  private accept(job: JobDoc): void {
+    this.perType.set(job.type, (this.perType.get(job.type) ?? 0) + 1);
+    if (this.executions.size < this.config.worker.concurrency) this.startJob(job);
+    else this.ready.push(job);
+  }
+
   private startJob(job: JobDoc): void {
     const ex: Execution = { job, token: job.lease!.token, controller: new AbortController(), abortCause: null };
     this.executions.set(job._id, ex);
-    this.perType.set(job.type, (this.perType.get(job.type) ?? 0) + 1);
+    const t0 = performance.now();
     this.counters.claimed++;
     this.logger.debug({ jobId: job._id, type: job.type, attempt: job.attempts }, 'job claimed');
     this.events.emit('job:claimed', { jobId: job._id, type: job.type, attempt: job.attempts, job });
@@ -294,7 +328,11 @@ class DaemonImpl implements Daemon {
         this.logger.error({ jobId: job._id, err }, 'executor failed');
         return null;
       })
-      .then((settlement) => this.finishExecution(ex, settlement));
+      .then((settlement) => {
+        const ms = performance.now() - t0;
+        this.avgRunMs = this.avgRunMs === undefined ? ms : this.avgRunMs + (ms - this.avgRunMs) * RUN_MS_WEIGHT;
+        this.finishExecution(ex, settlement);
+      });
   }
 
   private progress(ex: Execution, percent: number, message?: string): void {
@@ -316,6 +354,8 @@ class DaemonImpl implements Daemon {
     const { job } = ex;
     this.executions.delete(job._id);
     this.perType.set(job.type, (this.perType.get(job.type) ?? 1) - 1);
+    const next = this.stopping ? undefined : this.ready.shift();
+    if (next) this.startJob(next);
     if (this.claimLoop.blockedBySlots) this.wakeup.wake();
     if (settlement === null) {
       this.jobLost(ex, 'running');
@@ -365,11 +405,41 @@ class DaemonImpl implements Daemon {
   /** The database no longer shows our lease: stop the child; its outcome will not be written. */
   private leasesLost(ids: JobId[]): void {
     for (const id of ids) {
+      const i = this.ready.findIndex((j) => j._id === id);
+      if (i >= 0) {
+        const [job] = this.ready.splice(i, 1);
+        this.perType.set(job!.type, (this.perType.get(job!.type) ?? 1) - 1);
+        const ref = { jobId: id, type: job!.type, attempt: job!.attempts };
+        this.counters.lost++;
+        this.logger.warn({ ...ref, stage: 'running' }, 'job lease lost before it started; nothing written');
+        this.events.emit('job:lost', { ...ref, stage: 'running' });
+        continue;
+      }
       const ex = this.executions.get(id);
       if (!ex || ex.abortCause === 'lost') continue;
       ex.abortCause = 'lost';
       ex.controller.abort(new Error('lease lost'));
     }
+  }
+
+  /** Stopping: jobs claimed ahead never started; they go back to queued with the attempt given back. */
+  private releaseReady(): void {
+    const jobs = this.ready;
+    this.ready = [];
+    for (const job of jobs) {
+      this.perType.set(job.type, (this.perType.get(job.type) ?? 1) - 1);
+      const s: Settlement = {
+        kind: 'requeue',
+        jobId: job._id,
+        token: job.lease!.token,
+        attempt: job.attempts,
+        message: 'claimed ahead but not started before shutdown; requeued with the attempt given back',
+      };
+      this.settler.add(s, (landed) => {
+        if (!landed) this.logger.warn({ jobId: job._id }, 'lease of a job claimed ahead was lost before it was given back');
+      });
+    }
+    if (jobs.length > 0) this.logger.info({ jobs: jobs.length }, 'jobs claimed ahead given back');
   }
 
   private checkIdle(): void {
@@ -403,6 +473,7 @@ class DaemonImpl implements Daemon {
     if (this.watchRetry) clearTimeout(this.watchRetry);
     this.wakeup.close();
     await Promise.all([this.watcher?.close(), this.rescuer.stop(), this.loopDone]);
+    this.releaseReady();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.executionsDone(),

@@ -84,5 +84,29 @@ describe('daemon: running jobs', () => {
     expect(pids).toHaveLength(3);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
   });
+  it('jobs claimed ahead of a free slot go back to queued, attempt given back, when the daemon stops', async () => {
+    d = await startTestDaemon(f, { worker: { concurrency: 1, claimBatchSize: 10 } });
+    // Short jobs first, so the daemon knows its jobs are short and claims ahead.
+    const warm = recorder(d, 'job:completed');
+    const warmJobs = Array.from({ length: 60 }, () => newJob('noop', {}, {}, now()));
+    const warmIds = (await enqueueMany(f.store, warmJobs, now())).map((r) => r.job._id);
+    await warm.waitAll(warmIds);
+    const started = new Set<string>();
+    d.on('job:claimed', (e) => started.add(e.jobId));
+    const slow = newJob('sleep', { ms: 10_000 }, { priority: 1 }, now());
+    const ids = (await enqueueMany(f.store, [slow, ...Array.from({ length: 5 }, () => newJob('noop', {}, {}, now()))], now())).map(
+      (r) => r.job._id,
+    );
+    await d.events.waitFor('job:claimed', (e) => e.jobId === ids[0]);
+    await d.stop({ graceMs: 0 });
+    for (const id of ids) {
+      const doc = await get(f.store, id);
+      if (doc?.state === 'completed') continue;
+      expect(doc).toMatchObject({ state: 'queued', attempts: 0, lease: null });
+      // Never started: either never claimed, or claimed ahead and given back (how many depends on timing).
+      if (!started.has(id)) expect(['queued', 'queued,running,queued']).toContain((await eventsOf(f.store, id)).map((e) => e.to).join());
+    }
+    expect(d.stats().requeued).toBe(1);
+  });
 });
 
