@@ -10,6 +10,11 @@ export interface WatchHandlers<T> {
   onChange(info: T): void;
   /** unsupported: the server offers no change streams (standalone, old server); fall back to polling. */
   onError(err: unknown, unsupported: boolean): void;
+  /**
+   * The stream is established on the server: every change from now on raises onChange. Changes made
+   * between opening and this moment raise nothing, so a caller that must not miss work looks once here.
+   */
+  onReady?(): void;
 }
 
 const UNSUPPORTED_CODES = new Set([40573, 59, 115, 20, 136, 40324]);
@@ -28,6 +33,8 @@ function open<T>(
   h: WatchHandlers<T>,
 ): Watcher {
   let stream: ChangeStream | null = store.jobs.watch(pipeline, { maxAwaitTimeMS: 1000 });
+  // The first resume token arrives with the reply to the stream's opening aggregate.
+  stream.once('resumeTokenChanged', () => h.onReady?.());
   stream.on('change', (change: Document) => {
     const info = map(change);
     if (info !== null) h.onChange(info);
@@ -37,6 +44,13 @@ function open<T>(
     stream = null;
     void s?.close().catch(() => {});
     h.onError(err, isChangeStreamUnsupported(err));
+  });
+  // A stream can also end without an error (an invalidate after the collection was dropped or
+  // renamed): unless we closed it, the caller must hear of it and open a new one.
+  stream.on('close', () => {
+    if (stream === null) return;
+    stream = null;
+    h.onError(new Error('change stream ended by the server'), false);
   });
   return {
     async close() {

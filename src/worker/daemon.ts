@@ -259,14 +259,21 @@ class DaemonImpl implements Daemon {
     this.events.emit('daemon:started', { workerId: this.workerId, changeStreams: w.changeStreams });
   }
 
-  private openWatcher(): void {
+  private openWatcher(reopening = false): void {
     if (this.stopping) return;
+    // Jobs enqueued while no stream was open raised no event: look once now.
+    if (reopening) this.wakeup.wake();
     this.watcher = watchClaimable(this.store, {
       onChange: ({ runAt }) => {
         this.watchHealthy = true;
         const now = this.clock.now().getTime();
         if (!runAt || runAt.getTime() <= now) this.wakeup.wake();
         else this.wakeup.at(runAt.getTime(), now);
+      },
+      onReady: () => {
+        // Jobs enqueued while the stream was being opened raised no event.
+        this.wakeup.wake();
+        this.events.emit('watch:ready', {});
       },
       onError: (err, unsupported) => {
         this.watchHealthy = false;
@@ -277,7 +284,7 @@ class DaemonImpl implements Daemon {
           return;
         }
         this.health.error('watch', err);
-        if (!this.stopping) this.watchRetry = setTimeout(() => this.openWatcher(), 1_000);
+        if (!this.stopping) this.watchRetry = setTimeout(() => this.openWatcher(true), 1_000);
       },
     });
     // Optimistic until it errors: a healthy stream lets the claim loop poll only as a safety net.

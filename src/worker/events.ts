@@ -24,6 +24,8 @@ export interface DaemonEvents {
   'db:recovered': { op: string };
   'rescue': { retrying: JobId[]; failed: JobId[] };
   'watch:fallback': { reason: string };
+  /** The change stream is established: new claimable jobs wake the claim loop from now on. */
+  'watch:ready': Record<string, never>;
 }
 
 export type DaemonEventName = keyof DaemonEvents;
