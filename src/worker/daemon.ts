@@ -471,7 +471,11 @@ class DaemonImpl implements Daemon {
     return this.stopPromise;
   }
 
-  private cutGrace: () => void = () => {};
+  /** Ends the grace period early; a call before the grace period began makes it zero. */
+  private cutGrace: () => void = () => {
+    this.graceCut = true;
+  };
+  private graceCut = false;
 
   private async doStop(graceMs: number): Promise<void> {
     this.stopping = true;
@@ -485,6 +489,8 @@ class DaemonImpl implements Daemon {
     await Promise.race([
       this.executionsDone(),
       new Promise<void>((r) => {
+        // A second stop() may have cut the grace while the claim loop and watcher were closing.
+        if (this.graceCut) return r();
         timer = setTimeout(r, graceMs);
         this.cutGrace = r;
       }),
