@@ -6,7 +6,21 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        URL: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        setImmediate: 'readonly',
+        AbortController: 'readonly',
+        AbortSignal: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
@@ -16,7 +30,10 @@ export default tseslint.config(
     files: ['src/**/*.ts'],
     ignores: ['src/store/**', 'src/embedded/**'],
     rules: {
-      'no-restricted-imports': ['error', { paths: [{ name: 'mongodb', message: 'Only src/store may import mongodb (STYLE.md habit 1).' }] }],
+      'no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'mongodb', message: 'Only src/store may import mongodb (STYLE.md habit 1).' }] },
+      ],
     },
   },
   {
@@ -29,7 +46,8 @@ export default tseslint.config(
         {
           patterns: [
             {
-              regex: '^(\\.\\./)+(?!embedded/)(cli|config|errors|types|clock|index|store|worker|sandbox|maintenance|jobs|migrate|client|logging)([/.]|$)',
+              regex:
+                '^(\\.\\./)+(?!embedded/)(cli|config|errors|types|clock|index|store|worker|sandbox|maintenance|jobs|migrate|client|logging)([/.]|$)',
               message: 'src/embedded imports nothing from jobd.',
             },
           ],

@@ -52,20 +52,37 @@ async function docsRate(fn: () => Promise<number>): Promise<number> {
   return Math.round(docs / secs);
 }
 
-const CLAIM_FILTER = (now: Date): Document => ({ state: { $in: ['queued', 'retrying'] }, runAt: { $lte: now } });
+const CLAIM_FILTER = (now: Date): Document => ({
+  state: { $in: ['queued', 'retrying'] },
+  runAt: { $lte: now },
+});
 const CLAIM_SORT = { priority: 1, runAt: 1, _id: 1 } as const;
 
 /** The daemon's batch claim: candidate ids, one guarded updateMany, read back by lease token. */
-async function batchClaims(coll: Collection<Document>, rounds: number, batch: number, now: Date): Promise<number> {
+async function batchClaims(
+  coll: Collection<Document>,
+  rounds: number,
+  batch: number,
+  now: Date,
+): Promise<number> {
   let claimed = 0;
   for (let r = 0; r < rounds; r++) {
-    const ids = (await coll.find(CLAIM_FILTER(now), { sort: CLAIM_SORT, limit: batch, projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    const ids = (
+      await coll.find(CLAIM_FILTER(now), { sort: CLAIM_SORT, limit: batch, projection: { _id: 1 } }).toArray()
+    ).map((d) => d._id);
     const token = `lease-${r}`;
     await coll.updateMany(
       { _id: { $in: ids }, state: { $in: ['queued', 'retrying'] } },
-      { $set: { state: 'running', 'lease.token': token, 'lease.expiresAt': new Date(now.getTime() + 60_000) }, $inc: { attempts: 1 } },
+      {
+        $set: { state: 'running', 'lease.token': token, 'lease.expiresAt': new Date(now.getTime() + 60_000) },
+        $inc: { attempts: 1 },
+      },
     );
-    claimed += (await coll.find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT }).toArray()).length;
+    claimed += (
+      await coll
+        .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
+        .toArray()
+    ).length;
   }
   return claimed;
 }
@@ -75,7 +92,14 @@ async function writePath(db: ReturnType<MongoClient['db']>, now: Date): Promise<
   const jobs = db.collection('jobs_write_path');
   await jobs.createIndex({ state: 1, priority: 1, runAt: 1, _id: 1 });
   await jobs.createIndex({ 'lease.token': 1 }, { sparse: true });
-  const make = (i: number): Document => ({ state: 'queued', priority: i % 5, runAt: new Date(now.getTime() - (i % 1000)), type: 'report', attempts: 0, input: { n: i } });
+  const make = (i: number): Document => ({
+    state: 'queued',
+    priority: i % 5,
+    runAt: new Date(now.getTime() - (i % 1000)),
+    type: 'report',
+    attempts: 0,
+    input: { n: i },
+  });
   out.insertMany_20000_in_one_call_docsPerSec = await docsRate(async () => {
     await jobs.insertMany(Array.from({ length: 20_000 }, (_, i) => make(i)));
     return 20_000;
@@ -84,14 +108,21 @@ async function writePath(db: ReturnType<MongoClient['db']>, now: Date): Promise<
   out.insertMany_1000_per_call_docsPerSec = await docsRate(async () => {
     for (let c = 0; c < 20; c++) {
       await events.insertMany(
-        Array.from({ length: 1000 }, (_, i) => ({ jobId: c * 1000 + i, kind: 'progress', at: now, data: { pct: i % 100 } })),
+        Array.from({ length: 1000 }, (_, i) => ({
+          jobId: c * 1000 + i,
+          kind: 'progress',
+          at: now,
+          data: { pct: i % 100 },
+        })),
         { ordered: false },
       );
     }
     return 20_000;
   });
   out.batchClaim_50_docsPerSec = await docsRate(() => batchClaims(jobs, 100, 50, now));
-  const running = await jobs.find({ state: 'running' }, { projection: { _id: 1, 'lease.token': 1 } }).toArray();
+  const running = await jobs
+    .find({ state: 'running' }, { projection: { _id: 1, 'lease.token': 1 } })
+    .toArray();
   const byToken = new Map<string, ObjectId[]>();
   for (const d of running) {
     const token = (d.lease as { token: string }).token;
@@ -100,7 +131,10 @@ async function writePath(db: ReturnType<MongoClient['db']>, now: Date): Promise<
   out.heartbeat_updateMany_by_ids_docsPerSec = await docsRate(async () => {
     let n = 0;
     for (const [token, ids] of byToken) {
-      const r = await jobs.updateMany({ _id: { $in: ids }, 'lease.token': token }, { $set: { 'lease.expiresAt': new Date(now.getTime() + 120_000) } });
+      const r = await jobs.updateMany(
+        { _id: { $in: ids }, 'lease.token': token },
+        { $set: { 'lease.expiresAt': new Date(now.getTime() + 120_000) } },
+      );
       n += r.matchedCount;
     }
     return n;

@@ -21,7 +21,9 @@ import { log, round } from './lib/stats.js';
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const size = (name: string, dflt: number, min = 1): number =>
   Math.max(min, Math.round(Number(process.env[name] ?? dflt) * scale));
-const only = new Set((process.env.BENCH_ONLY ?? 'pooled,isolated,latency,claim,rss').split(',').map((s) => s.trim()));
+const only = new Set(
+  (process.env.BENCH_ONLY ?? 'pooled,isolated,latency,claim,rss').split(',').map((s) => s.trim()),
+);
 
 const POOLED_JOBS = size('BENCH_POOLED_JOBS', 20_000, 100);
 const ISOLATED_JOBS = size('BENCH_ISOLATED_JOBS', 400, 20);
@@ -52,7 +54,12 @@ async function main(): Promise<void> {
   }
   const run = randomBytes(3).toString('hex');
   let n = 0;
-  const ctx: Ctx = { jobd, uri, newDb: (label) => `jobd_bench_${run}_${++n}_${label}`.slice(0, 60), phaseMaxMs: PHASE_MAX_MS };
+  const ctx: Ctx = {
+    jobd,
+    uri,
+    newDb: (label) => `jobd_bench_${run}_${++n}_${label}`.slice(0, 60),
+    phaseMaxMs: PHASE_MAX_MS,
+  };
   const out: Record<string, unknown> = {
     bench: 'jobd throughput',
     node: process.version,
@@ -99,12 +106,19 @@ async function main(): Promise<void> {
       log(`latency: ${LATENCY_SAMPLES} jobs one at a time, change streams on`);
       const withStreams = await latency(ctx, { samples: LATENCY_SAMPLES, changeStreams: true });
       log(`latency: ${Math.max(20, Math.round(LATENCY_SAMPLES / 4))} jobs, change streams off (polling)`);
-      const polling = await latency(ctx, { samples: Math.max(20, Math.round(LATENCY_SAMPLES / 4)), changeStreams: false });
+      const polling = await latency(ctx, {
+        samples: Math.max(20, Math.round(LATENCY_SAMPLES / 4)),
+        changeStreams: false,
+      });
       out.enqueueToStartLatency = { changeStreams: withStreams, polling };
     }
 
     if (only.has('claim')) {
-      const claims = await claimScaling(ctx, { small: CLAIM_SMALL, large: CLAIM_LARGE, samples: CLAIM_SAMPLES });
+      const claims = await claimScaling(ctx, {
+        small: CLAIM_SMALL,
+        large: CLAIM_LARGE,
+        samples: CLAIM_SAMPLES,
+      });
       out.claimLatency = {
         sizes: claims,
         claimNextP50Ratio: round(claims[1]!.claimNextMs.p50 / claims[0]!.claimNextMs.p50, 2),
@@ -136,9 +150,18 @@ function targets(out: Fig): Record<string, { target: string; value: unknown; met
   const pooled = out.pooled as Fig[] | undefined;
   if (pooled) {
     const best = Math.max(...pooled.map((p) => p.jobsPerSec as number));
-    t.pooledNoop = { target: '>= 10000 jobs/s (best concurrency, claim batch 50)', value: best, met: best >= 10_000 };
+    t.pooledNoop = {
+      target: '>= 10000 jobs/s (best concurrency, claim batch 50)',
+      value: best,
+      met: best >= 10_000,
+    };
     const c32 = pooled.find((p) => p.concurrency === 32);
-    if (c32) t.commandsPerJob = { target: '<= 0.5 at batch size 50 (concurrency 32)', value: c32.commandsPerJob, met: c32.commandsPerJob <= 0.5 };
+    if (c32)
+      t.commandsPerJob = {
+        target: '<= 0.5 at batch size 50 (concurrency 32)',
+        value: c32.commandsPerJob,
+        met: c32.commandsPerJob <= 0.5,
+      };
   }
   const isolated = out.isolated as Fig[] | undefined;
   if (isolated) {
@@ -157,7 +180,12 @@ function targets(out: Fig): Record<string, { target: string; value: unknown; met
     };
   }
   const claim = out.claimLatency as Fig | undefined;
-  if (claim) t.claimScaling = { target: 'claim p50 at 100k <= 2x at 1k', value: claim.claimNextP50Ratio, met: claim.claimNextP50Ratio <= 2 };
+  if (claim)
+    t.claimScaling = {
+      target: 'claim p50 at 100k <= 2x at 1k',
+      value: claim.claimNextP50Ratio,
+      met: claim.claimNextP50Ratio <= 2,
+    };
   const rss = out.rss as Fig | undefined;
   if (rss) {
     t.rssFlat = {

@@ -92,7 +92,9 @@ export class JobdClient {
     jobs: { type: string; params?: unknown; options?: EnqueueOptions }[],
   ): Promise<EnqueueResult[]> {
     const now = this.clock.now();
-    const resolved = jobs.map((j) => resolveNewJob(j.type, j.params, j.options ?? {}, this.defaultsFor(j.type), now));
+    const resolved = jobs.map((j) =>
+      resolveNewJob(j.type, j.params, j.options ?? {}, this.defaultsFor(j.type), now),
+    );
     return storeEnqueueMany(this.store, resolved, now);
   }
 

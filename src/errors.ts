@@ -115,7 +115,7 @@ export function serializeError(err: unknown): SerializedError {
   }
   let text: string;
   try {
-    text = typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+    text = typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err));
   } catch {
     text = String(err);
   }

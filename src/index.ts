@@ -4,12 +4,7 @@ export * from './errors.js';
 export { systemClock, ManualClock, type Clock } from './clock.js';
 export type { ResolvedConfig } from './config/types.js';
 export { JobdClient, WaitTimeoutError, CLIENT_DEFAULTS, type ClientOptions } from './client.js';
-export {
-  startDaemon,
-  type Daemon,
-  type DaemonStats,
-  type StartDaemonOptions,
-} from './worker/daemon.js';
+export { startDaemon, type Daemon, type DaemonStats, type StartDaemonOptions } from './worker/daemon.js';
 export type { DaemonEvents, DaemonEventName } from './worker/events.js';
 export { backoffMs, decideRetry, type RetryDecision } from './worker/retryPolicy.js';
 export { builtinJobTypes, BUILTIN_JOB_TYPES } from './jobs/registry.js';

@@ -3,7 +3,15 @@
  * docs/state-machine.md is the authority on which state transitions are legal.
  */
 
-export const JOB_STATES = ['waiting', 'queued', 'running', 'retrying', 'completed', 'failed', 'cancelled'] as const;
+export const JOB_STATES = [
+  'waiting',
+  'queued',
+  'running',
+  'retrying',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
 /** States a job never leaves on its own (only an operator's retry re-queues it). */

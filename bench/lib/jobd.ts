@@ -66,6 +66,8 @@ export function startEmbeddedProcess(): Promise<{ uri: string; close(): Promise<
         },
       });
     });
-    child.once('exit', (code) => rejectStart(new Error(`bin/jobd-embedded exited (${code}) before listening`)));
+    child.once('exit', (code) =>
+      rejectStart(new Error(`bin/jobd-embedded exited (${code}) before listening`)),
+    );
   });
 }

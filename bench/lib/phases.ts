@@ -49,7 +49,13 @@ export async function openProducer(ctx: Ctx, database: string): Promise<Store> {
   return ctx.jobd.store.openStore({ mongoUri: ctx.uri, database, appName: 'jobd-bench producer' });
 }
 
-export async function enqueueNoops(ctx: Ctx, store: Store, type: string, n: number, chunk = 1_000): Promise<string[]> {
+export async function enqueueNoops(
+  ctx: Ctx,
+  store: Store,
+  type: string,
+  n: number,
+  chunk = 1_000,
+): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i += chunk) {
     const now = new Date();
@@ -97,7 +103,10 @@ export async function throughput(
   o: { type: string; jobs: number; concurrency: number; claimBatchSize?: number },
 ): Promise<ThroughputFigures> {
   const db = ctx.newDb(`tp_${o.type}_${o.concurrency}`);
-  const config = configFor(ctx, db, { concurrency: o.concurrency, ...(o.claimBatchSize ? { claimBatchSize: o.claimBatchSize } : {}) });
+  const config = configFor(ctx, db, {
+    concurrency: o.concurrency,
+    ...(o.claimBatchSize ? { claimBatchSize: o.claimBatchSize } : {}),
+  });
   const producer = await openProducer(ctx, db);
   const d = await ctx.jobd.startDaemon({ config, logger: silent, monitorCommands: true });
   try {
@@ -148,7 +157,10 @@ export interface LatencyFigures {
 }
 
 /** Enqueue-to-start latency on an idle daemon: one job at a time, each after the previous finished. */
-export async function latency(ctx: Ctx, o: { samples: number; changeStreams: boolean }): Promise<LatencyFigures> {
+export async function latency(
+  ctx: Ctx,
+  o: { samples: number; changeStreams: boolean },
+): Promise<LatencyFigures> {
   const db = ctx.newDb(`lat_${o.changeStreams ? 'cs' : 'poll'}`);
   const config = configFor(ctx, db, { concurrency: 4, changeStreams: o.changeStreams });
   const producer = await openProducer(ctx, db);
@@ -173,7 +185,11 @@ export async function latency(ctx: Ctx, o: { samples: number; changeStreams: boo
       });
       const t0 = performance.now();
       const now = new Date();
-      const { job } = await ctx.jobd.store.enqueue(producer, ctx.jobd.store.resolveNewJob('noop', null, {}, JOB_DEFAULTS, now), now);
+      const { job } = await ctx.jobd.store.enqueue(
+        producer,
+        ctx.jobd.store.resolveNewJob('noop', null, {}, JOB_DEFAULTS, now),
+        now,
+      );
       const c = await claimed;
       if (c.job._id !== job._id) throw new Error('latency: another job was claimed');
       const completed = d.events.waitFor('job:completed', (e) => e.jobId === job._id);
@@ -193,7 +209,7 @@ export async function latency(ctx: Ctx, o: { samples: number; changeStreams: boo
   return {
     changeStreamsConfigured: o.changeStreams,
     changeStreamsUsed: o.changeStreams && fallbackReason === null && watchErrors.length === 0,
-    fallbackReason: fallbackReason ?? (watchErrors[0] ?? null),
+    fallbackReason: fallbackReason ?? watchErrors[0] ?? null,
     samples: eventMs.length,
     eventMs: summary(eventMs),
     docMs: summary(docMs),
@@ -206,18 +222,30 @@ export interface ClaimFigures {
   claimBatch50Ms: ReturnType<typeof summary>;
 }
 
-async function timeClaims(ctx: Ctx, store: Store, n: number, batch: boolean): Promise<{ ms: number[]; claimed: number }> {
+async function timeClaims(
+  ctx: Ctx,
+  store: Store,
+  n: number,
+  batch: boolean,
+): Promise<{ ms: number[]; claimed: number }> {
   const ms: number[] = [];
   let claimed = 0;
   for (let i = 0; i < n; i++) {
     const now = new Date();
     const t0 = performance.now();
-    if (batch) claimed += (await ctx.jobd.store.claimBatch(store, { owner: 'bench', leaseMs: 600_000, now, limit: 50 })).length;
-    else claimed += (await ctx.jobd.store.claimNext(store, { owner: 'bench', leaseMs: 600_000, now })) ? 1 : 0;
+    if (batch)
+      claimed += (
+        await ctx.jobd.store.claimBatch(store, { owner: 'bench', leaseMs: 600_000, now, limit: 50 })
+      ).length;
+    else
+      claimed += (await ctx.jobd.store.claimNext(store, { owner: 'bench', leaseMs: 600_000, now })) ? 1 : 0;
     ms.push(performance.now() - t0);
   }
   // Put the claimed jobs back, so every measurement sees the same queue size.
-  await store.jobs.updateMany({ state: 'running' }, { $set: { state: 'queued', lease: null }, $inc: { attempts: -1 } });
+  await store.jobs.updateMany(
+    { state: 'running' },
+    { $set: { state: 'queued', lease: null }, $inc: { attempts: -1 } },
+  );
   return { ms, claimed };
 }
 
@@ -225,7 +253,10 @@ async function timeClaims(ctx: Ctx, store: Store, n: number, batch: boolean): Pr
  * claimNext and claimBatch(50) timings with `small` and then `large` jobs queued. Every timed call
  * claims (the queue never runs dry: at most half of `small` is taken before it is put back).
  */
-export async function claimScaling(ctx: Ctx, o: { small: number; large: number; samples: number }): Promise<ClaimFigures[]> {
+export async function claimScaling(
+  ctx: Ctx,
+  o: { small: number; large: number; samples: number },
+): Promise<ClaimFigures[]> {
   const db = ctx.newDb('claim');
   const store = await openProducer(ctx, db);
   const out: ClaimFigures[] = [];
@@ -241,7 +272,9 @@ export async function claimScaling(ctx: Ctx, o: { small: number; large: number; 
       const one = await timeClaims(ctx, store, nextSamples, false);
       const many = await timeClaims(ctx, store, batchSamples, true);
       if (one.claimed !== nextSamples || many.claimed !== batchSamples * 50) {
-        throw new Error(`claim: expected every call to claim (got ${one.claimed}/${nextSamples}, ${many.claimed}/${batchSamples * 50})`);
+        throw new Error(
+          `claim: expected every call to claim (got ${one.claimed}/${nextSamples}, ${many.claimed}/${batchSamples * 50})`,
+        );
       }
       out.push({ queued: target, claimNextMs: summary(one.ms), claimBatch50Ms: summary(many.ms) });
     }
@@ -282,13 +315,22 @@ function rssMB(pid: number): number {
 }
 
 /** A real `bin/jobd` process: RSS after a warm-up, then after `jobs` more no-op jobs. */
-export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concurrency: number }): Promise<RssFigures> {
+export async function rssRun(
+  ctx: Ctx,
+  o: { jobs: number; warmup: number; concurrency: number },
+): Promise<RssFigures> {
   const db = ctx.newDb('rss');
   const dir = mkdtempSync(join(tmpdir(), 'jobd-bench-rss-'));
   const settingsFile = join(dir, 'settings.json');
   writeFileSync(
     settingsFile,
-    JSON.stringify({ mongoUri: ctx.uri, database: db, dataDir: dir, logLevel: 'warn', worker: { concurrency: o.concurrency } }),
+    JSON.stringify({
+      mongoUri: ctx.uri,
+      database: db,
+      dataDir: dir,
+      logLevel: 'warn',
+      worker: { concurrency: o.concurrency },
+    }),
   );
   const child = spawn(process.execPath, [join(ROOT, 'bin/jobd'), '--settings', settingsFile], {
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -303,7 +345,11 @@ export async function rssRun(ctx: Ctx, o: { jobs: number; warmup: number; concur
       if (Date.now() > deadline) throw new Error('rss: jobd did not register within 30 s');
       await sleep(100);
     }
-    const runUntil = async (target: number, maxMs: number, sample?: (mb: number, completed: number) => void): Promise<number> => {
+    const runUntil = async (
+      target: number,
+      maxMs: number,
+      sample?: (mb: number, completed: number) => void,
+    ): Promise<number> => {
       const end = Date.now() + maxMs;
       for (;;) {
         const n = await store.jobs.countDocuments({ state: 'completed' });

@@ -5,10 +5,22 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
-export function summary(values: number[]): { n: number; p50: number; p95: number; mean: number; max: number } {
+export function summary(values: number[]): {
+  n: number;
+  p50: number;
+  p95: number;
+  mean: number;
+  max: number;
+} {
   const s = [...values].sort((a, b) => a - b);
   const mean = s.reduce((a, b) => a + b, 0) / (s.length || 1);
-  return { n: s.length, p50: round(percentile(s, 50)), p95: round(percentile(s, 95)), mean: round(mean), max: round(s[s.length - 1] ?? NaN) };
+  return {
+    n: s.length,
+    p50: round(percentile(s, 50)),
+    p95: round(percentile(s, 95)),
+    mean: round(mean),
+    max: round(s[s.length - 1] ?? NaN),
+  };
 }
 
 export function round(v: number, digits = 2): number {

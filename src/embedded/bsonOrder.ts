@@ -102,7 +102,8 @@ export function numericValue(v: unknown): number | bigint {
 export function cmpNum(a: number | bigint, b: number | bigint): number {
   if (typeof a === 'number' && Number.isNaN(a)) return typeof b === 'number' && Number.isNaN(b) ? 0 : -1;
   if (typeof b === 'number' && Number.isNaN(b)) return 1;
-  if (typeof a === 'bigint' && typeof b === 'number' && !Number.isInteger(b)) return a < b ? -1 : a > b ? 1 : 0;
+  if (typeof a === 'bigint' && typeof b === 'number' && !Number.isInteger(b))
+    return a < b ? -1 : a > b ? 1 : 0;
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
@@ -128,7 +129,8 @@ export function compareValues(a: unknown, b: unknown, strCmp: StringCompare = cm
   const ta = typeof a;
   if (ta === typeof b) {
     if (ta === 'string') return strCmp(a as string, b as string);
-    if (ta === 'number' && !Number.isNaN(a) && !Number.isNaN(b)) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+    if (ta === 'number' && !Number.isNaN(a) && !Number.isNaN(b))
+      return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
     if (a instanceof Date && b instanceof Date) return cmpNum(a.getTime(), b.getTime());
     if (ta === 'object' && bsonType(a) === 'ObjectId' && bsonType(b) === 'ObjectId') {
       return Buffer.compare((a as unknown as { id: Uint8Array }).id, (b as unknown as { id: Uint8Array }).id);
@@ -354,7 +356,10 @@ export function parseSortSpec(sort: unknown): SortSpec {
   });
 }
 
-export function compareBySort(spec: SortSpec, strCmp: StringCompare = cmpStr): (a: Document, b: Document) => number {
+export function compareBySort(
+  spec: SortSpec,
+  strCmp: StringCompare = cmpStr,
+): (a: Document, b: Document) => number {
   return (a, b) => {
     for (const [path, dir] of spec) {
       const c = compareValues(sortValue(a, path, dir, strCmp), sortValue(b, path, dir, strCmp), strCmp);
@@ -394,6 +399,7 @@ export function sameBson(a: unknown, b: unknown): boolean {
   }
   const ba = bsonType(a);
   if (ba !== bsonType(b) || Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
-  if (ba === 'Decimal128' || ba === 'Double') return String(a) === String(b) && Object.is(numericValue(a), numericValue(b));
+  if (ba === 'Decimal128' || ba === 'Double')
+    return String(a) === String(b) && Object.is(numericValue(a), numericValue(b));
   return canonicalKey(a) === canonicalKey(b);
 }

@@ -13,7 +13,8 @@ import { CommandError } from './errors.js';
 
 export interface ChangeEvent {
   seq: number;
-  operationType: 'insert' | 'update' | 'replace' | 'delete' | 'drop' | 'dropDatabase' | 'rename' | 'invalidate';
+  operationType:
+    'insert' | 'update' | 'replace' | 'delete' | 'drop' | 'dropDatabase' | 'rename' | 'invalidate';
   clusterTime: Timestamp;
   wallTime: Date;
   db: string;
@@ -53,7 +54,12 @@ export function encodeToken(seq: number): Document {
 
 export function decodeToken(token: unknown): number {
   const data = (token as { _data?: unknown } | null)?._data;
-  if (typeof data !== 'string' || !data.startsWith(TOKEN_PREFIX) || data.length !== 18 || !/^[0-9A-Fa-f]+$/.test(data)) {
+  if (
+    typeof data !== 'string' ||
+    !data.startsWith(TOKEN_PREFIX) ||
+    data.length !== 18 ||
+    !/^[0-9A-Fa-f]+$/.test(data)
+  ) {
     throw new CommandError('BadValue', `Invalid resume token: ${JSON.stringify(token)}`);
   }
   const t = Number.parseInt(data.slice(2, 10), 16);
@@ -104,13 +110,17 @@ export class ChangeLog {
 
   /** Forgets the events after `seq` (those of a command that was rolled back). */
   truncateAfter(seq: number): void {
-    while (this.events.length > 0 && (this.events[this.events.length - 1] as ChangeEvent).seq > seq) this.events.pop();
+    while (this.events.length > 0 && (this.events[this.events.length - 1] as ChangeEvent).seq > seq)
+      this.events.pop();
   }
 
   /** Events after `seq`, oldest first. Throws when events after `seq` may have been lost. */
   *after(seq: number): Generator<ChangeEvent> {
     if (seq < this.floor) {
-      throw new CommandError('ChangeStreamHistoryLost', 'Resume of change stream was not possible, as the resume point may no longer be in the oplog.');
+      throw new CommandError(
+        'ChangeStreamHistoryLost',
+        'Resume of change stream was not possible, as the resume point may no longer be in the oplog.',
+      );
     }
     let lo = 0;
     let hi = this.events.length;
@@ -157,7 +167,14 @@ export function describeUpdate(before: Document, after: Document): Document {
   return { updatedFields, removedFields, truncatedArrays };
 }
 
-function diff(a: Document, b: Document, prefix: string, updated: Document, removed: string[], truncated: Document[]): void {
+function diff(
+  a: Document,
+  b: Document,
+  prefix: string,
+  updated: Document,
+  removed: string[],
+  truncated: Document[],
+): void {
   for (const k of Object.keys(a)) if (!(k in b)) removed.push(prefix + k);
   for (const k of Object.keys(b)) {
     const path = prefix + k;
@@ -174,7 +191,8 @@ function diff(a: Document, b: Document, prefix: string, updated: Document, remov
       const n = Math.min(va.length, vb.length);
       let prefixSame = true;
       for (let i = 0; i < n && prefixSame; i++) if (!sameValue(va[i], vb[i])) prefixSame = false;
-      if (prefixSame && vb.length > va.length) for (let i = va.length; i < vb.length; i++) updated[`${path}.${i}`] = vb[i];
+      if (prefixSame && vb.length > va.length)
+        for (let i = va.length; i < vb.length; i++) updated[`${path}.${i}`] = vb[i];
       else if (prefixSame && vb.length < va.length) truncated.push({ field: path, newSize: vb.length });
       else updated[path] = vb;
     } else {
@@ -184,19 +202,24 @@ function diff(a: Document, b: Document, prefix: string, updated: Document, remov
 }
 
 function isDoc(v: unknown): v is Document {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
+  return (
+    v !== null && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype
+  );
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  if (Array.isArray(a) && Array.isArray(b))
+    return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
   if (isDoc(a) && isDoc(b)) {
     const ka = Object.keys(a);
     const kb = Object.keys(b);
     return ka.length === kb.length && ka.every((k, i) => k === kb[i] && sameValue(a[k], b[k]));
   }
   if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
-  return a.constructor === b.constructor && String(a) === String(b) && JSON.stringify(a) === JSON.stringify(b);
+  return (
+    a.constructor === b.constructor && String(a) === String(b) && JSON.stringify(a) === JSON.stringify(b)
+  );
 }

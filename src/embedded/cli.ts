@@ -13,7 +13,9 @@ function parseArgs(args: string[]): InternalServerOptions {
   const opts: InternalServerOptions = { port: 27017 };
   for (let i = 0; i < args.length; i++) {
     const flag = args[i] as string;
-    const [name, inline] = flag.includes('=') ? (flag.split(/=(.*)/s, 2) as [string, string]) : [flag, undefined];
+    const [name, inline] = flag.includes('=')
+      ? (flag.split(/=(.*)/s, 2) as [string, string])
+      : [flag, undefined];
     const value = (): string => {
       const v = inline ?? args[++i];
       if (v === undefined) throw new Error(`${name} needs a value`);
@@ -22,7 +24,8 @@ function parseArgs(args: string[]): InternalServerOptions {
     const int = (what: string): number => {
       const v = value();
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a non-negative integer, got '${v}'`);
+      if (!Number.isInteger(n) || n < 0)
+        throw new Error(`${what} must be a non-negative integer, got '${v}'`);
       return n;
     };
     switch (name) {
@@ -38,7 +41,8 @@ function parseArgs(args: string[]): InternalServerOptions {
         break;
       case '--fsync': {
         const v = value();
-        if (v !== 'always' && v !== 'never') throw new Error(`--fsync must be 'always' or 'never', got '${v}'`);
+        if (v !== 'always' && v !== 'never')
+          throw new Error(`--fsync must be 'always' or 'never', got '${v}'`);
         opts.fsync = v;
         break;
       }
@@ -77,7 +81,9 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  console.log(`jobd-embedded listening on ${server.uri}${opts.dataDir ? ` (data directory ${opts.dataDir})` : ' (in memory)'}`);
+  console.log(
+    `jobd-embedded listening on ${server.uri}${opts.dataDir ? ` (data directory ${opts.dataDir})` : ' (in memory)'}`,
+  );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -86,11 +92,14 @@ export async function main(argv: string[]): Promise<void> {
     server.close().then(
       () => {
         const failure = server.writeFailure;
-        if (failure) console.error(`jobd-embedded: closed; writes had been refused since: ${failure.message}`);
+        if (failure)
+          console.error(`jobd-embedded: closed; writes had been refused since: ${failure.message}`);
         process.exit(failure ? 1 : 0);
       },
       (err: unknown) => {
-        console.error(`jobd-embedded: error while closing: ${err instanceof Error ? err.message : String(err)}`);
+        console.error(
+          `jobd-embedded: error while closing: ${err instanceof Error ? err.message : String(err)}`,
+        );
         process.exit(1);
       },
     );

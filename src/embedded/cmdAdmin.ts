@@ -67,9 +67,11 @@ const PARAMETERS: Document = {
 
 const getParameter: CommandHandler = (cmd) => {
   const out: Document = {};
-  const all = cmd.getParameter === '*' || (typeof cmd.getParameter === 'object' && cmd.getParameter?.allParameters);
+  const all =
+    cmd.getParameter === '*' || (typeof cmd.getParameter === 'object' && cmd.getParameter?.allParameters);
   for (const [k, v] of Object.entries(PARAMETERS)) if (all || k in cmd) out[k] = v;
-  if (!all && Object.keys(out).length === 0) throw new CommandError('InvalidOptions', 'no option found to get');
+  if (!all && Object.keys(out).length === 0)
+    throw new CommandError('InvalidOptions', 'no option found to get');
   return { ...out, ok: 1 };
 };
 
@@ -89,7 +91,11 @@ const serverStatus: CommandHandler = (_cmd, ctx) => ({
 
 const listDatabases: CommandHandler = (cmd, ctx) => {
   const names = [...ctx.engine.dbs.keys()].sort();
-  const databases = names.map((name) => ({ name, sizeOnDisk: 0, empty: (ctx.engine.dbs.get(name)?.size ?? 0) === 0 }));
+  const databases = names.map((name) => ({
+    name,
+    sizeOnDisk: 0,
+    empty: (ctx.engine.dbs.get(name)?.size ?? 0) === 0,
+  }));
   if (cmd.nameOnly) return { databases: databases.map((d) => ({ name: d.name })), ok: 1 };
   return { databases, totalSize: 0, totalSizeMb: 0, ok: 1 };
 };
@@ -112,7 +118,10 @@ const replSetGetStatus: CommandHandler = (_cmd, ctx) => ({
   ok: 1,
 });
 
-const connectionStatus: CommandHandler = () => ({ authInfo: { authenticatedUsers: [], authenticatedUserRoles: [] }, ok: 1 });
+const connectionStatus: CommandHandler = () => ({
+  authInfo: { authenticatedUsers: [], authenticatedUserRoles: [] },
+  ok: 1,
+});
 
 const refuseTransactions: CommandHandler = () => {
   throw new CommandError('IllegalOperation', 'Transactions are not supported by the jobd embedded server');

@@ -9,7 +9,14 @@ import { isPlainObject } from './bsonOrder.js';
 import { evaluateLet, runPipeline } from './mql.js';
 import { runQuery, type QueryOptions } from './query.js';
 import { openChangeStream } from './cmdChangeStream.js';
-import { nonNegative, optionalDoc, optionalNumber, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
+import {
+  nonNegative,
+  optionalDoc,
+  optionalNumber,
+  rejectUnknownFields,
+  type CommandContext,
+  type CommandHandler,
+} from './commandContext.js';
 import { openCursor } from './cursor.js';
 import { isView, resolveView } from './views.js';
 import { project } from './mql.js';
@@ -19,25 +26,58 @@ import { parseCollation, type Collation } from './collation.js';
 import { toPlainNumbers } from './numbers.js';
 
 const SUPPORTED_STAGES = new Set([
-  '$match', '$group', '$sort', '$project', '$addFields', '$set', '$unset', '$unwind', '$facet', '$count',
-  '$lookup', '$bucket', '$bucketAuto', '$limit', '$skip', '$replaceRoot', '$replaceWith', '$sortByCount',
-  '$sample', '$graphLookup', '$unionWith', '$redact', '$setWindowFields', '$densify', '$fill', '$documents',
-  '$out', '$merge', '$listLocalSessions',
+  '$match',
+  '$group',
+  '$sort',
+  '$project',
+  '$addFields',
+  '$set',
+  '$unset',
+  '$unwind',
+  '$facet',
+  '$count',
+  '$lookup',
+  '$bucket',
+  '$bucketAuto',
+  '$limit',
+  '$skip',
+  '$replaceRoot',
+  '$replaceWith',
+  '$sortByCount',
+  '$sample',
+  '$graphLookup',
+  '$unionWith',
+  '$redact',
+  '$setWindowFields',
+  '$densify',
+  '$fill',
+  '$documents',
+  '$out',
+  '$merge',
+  '$listLocalSessions',
 ]);
 
 function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
-  if (!Array.isArray(pipeline)) throw new CommandError('TypeMismatch', "'pipeline' option must be specified as an array");
+  if (!Array.isArray(pipeline))
+    throw new CommandError('TypeMismatch', "'pipeline' option must be specified as an array");
   pipeline.forEach((stage, i) => {
     if (!isPlainObject(stage) || Object.keys(stage).length !== 1) {
-      throw new CommandError('Location40324' as never, 'A pipeline stage specification object must contain exactly one field.');
+      throw new CommandError(
+        'Location40324' as never,
+        'A pipeline stage specification object must contain exactly one field.',
+      );
     }
     const name = Object.keys(stage)[0] as string;
     if (name === '$changeStream' || name === '$listLocalSessions') {
-      if (i !== 0) throw new CommandError('BadValue', `${name} is only valid as the first stage in a pipeline`);
+      if (i !== 0)
+        throw new CommandError('BadValue', `${name} is only valid as the first stage in a pipeline`);
       if (name === '$changeStream') return;
     }
     if (!SUPPORTED_STAGES.has(name)) {
-      throw new CommandError('Location40324', `Unrecognized pipeline stage name: '${name}' (or not supported by the jobd embedded server)`);
+      throw new CommandError(
+        'Location40324',
+        `Unrecognized pipeline stage name: '${name}' (or not supported by the jobd embedded server)`,
+      );
     }
     if ((name === '$out' || name === '$merge') && i !== pipeline.length - 1) {
       throw new CommandError('BadValue', `${name} can only be the final stage in the pipeline`);
@@ -66,7 +106,12 @@ function pushDown(pipeline: Document[]): { query: QueryOptions; rest: Document[]
     i++;
   }
   const limitStage = pipeline[i];
-  if (limitStage && '$limit' in limitStage && typeof limitStage.$limit === 'number' && limitStage.$limit > 0) {
+  if (
+    limitStage &&
+    '$limit' in limitStage &&
+    typeof limitStage.$limit === 'number' &&
+    limitStage.$limit > 0
+  ) {
     query.limit = limitStage.$limit;
     i++;
   }
@@ -74,7 +119,11 @@ function pushDown(pipeline: Document[]): { query: QueryOptions; rest: Document[]
 }
 
 /** find, count and distinct on a view: its pipeline, then the query as stages. */
-export function readView(ctx: CommandContext, view: Collection, q: QueryOptions & { projection?: Document | undefined }): Document[] {
+export function readView(
+  ctx: CommandContext,
+  view: Collection,
+  q: QueryOptions & { projection?: Document | undefined },
+): Document[] {
   const stages: Document[] = [];
   if (q.filter && Object.keys(q.filter).length > 0) stages.push({ $match: q.filter });
   if (q.sort && Object.keys(q.sort as Document).length > 0) stages.push({ $sort: q.sort });
@@ -84,7 +133,13 @@ export function readView(ctx: CommandContext, view: Collection, q: QueryOptions 
   return q.projection ? project(docs, q.projection) : docs;
 }
 
-export function runAggregation(ctx: CommandContext, collName: string | null, pipeline: Document[], variables?: Document, collation?: Collation): Document[] {
+export function runAggregation(
+  ctx: CommandContext,
+  collName: string | null,
+  pipeline: Document[],
+  variables?: Document,
+  collation?: Collation,
+): Document[] {
   if (collName !== null) {
     const target = ctx.engine.getCollection(ctx.db, collName);
     if (target && isView(target)) {
@@ -92,7 +147,8 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
       return runAggregation(ctx, source, [...viewPipeline, ...pipeline], variables, collation);
     }
   }
-  const resolver = (name: string): Document[] => toPlainNumbers([...(ctx.engine.getCollection(ctx.db, name)?.docs.values() ?? [])]);
+  const resolver = (name: string): Document[] =>
+    toPlainNumbers([...(ctx.engine.getCollection(ctx.db, name)?.docs.values() ?? [])]);
   const last = pipeline[pipeline.length - 1];
   const writes = last && ('$out' in last || '$merge' in last) ? last : undefined;
   const body = writes ? pipeline.slice(0, -1) : pipeline;
@@ -103,15 +159,22 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
     rest = body;
     const first = body[0];
     if (first && '$listLocalSessions' in first) {
-      if (!isPlainObject(first.$listLocalSessions)) throw new CommandError('TypeMismatch', '$listLocalSessions must be an object');
+      if (!isPlainObject(first.$listLocalSessions))
+        throw new CommandError('TypeMismatch', '$listLocalSessions must be an object');
       docs = ctx.engine.sessions.list();
       rest = body.slice(1);
     } else if (!first || !('$documents' in first)) {
-      throw new CommandError('InvalidNamespace', "{aggregate: 1} is not valid for '$match'; a collection is required.");
+      throw new CommandError(
+        'InvalidNamespace',
+        "{aggregate: 1} is not valid for '$match'; a collection is required.",
+      );
     }
   } else {
     if (body[0] && '$listLocalSessions' in body[0]) {
-      throw new CommandError('InvalidNamespace', '$listLocalSessions must be run against a database with {aggregate: 1}, not against a collection');
+      throw new CommandError(
+        'InvalidNamespace',
+        '$listLocalSessions must be run against a database with {aggregate: 1}, not against a collection',
+      );
     }
     const pushed = pushDown(body);
     const coll = ctx.engine.getCollection(ctx.db, collName);
@@ -119,7 +182,14 @@ export function runAggregation(ctx: CommandContext, collName: string | null, pip
     rest = pushed.rest;
   }
   // mingo runs on plain-number copies: the stages after the planned prefix see values, not BSON types.
-  let out = rest.length > 0 ? runPipeline(toPlainNumbers(docs), expandCount(rest), { collectionResolver: resolver, ...(variables ? { variables } : {}), collation }) : docs;
+  let out =
+    rest.length > 0
+      ? runPipeline(toPlainNumbers(docs), expandCount(rest), {
+          collectionResolver: resolver,
+          ...(variables ? { variables } : {}),
+          collation,
+        })
+      : docs;
   if (writes) {
     if ('$out' in writes) outInto(ctx, writes.$out, out);
     else mergeInto(ctx, writes.$merge, out);
@@ -134,14 +204,24 @@ function expandCount(pipeline: Document[]): Document[] {
     if (!('$count' in stage)) return [stage];
     const field = stage.$count as unknown;
     if (typeof field !== 'string' || field.length === 0 || field.startsWith('$') || field.includes('.')) {
-      throw new CommandError('BadValue', 'the count field must be a non-empty string that does not start with $ and has no dots');
+      throw new CommandError(
+        'BadValue',
+        'the count field must be a non-empty string that does not start with $ and has no dots',
+      );
     }
     return [{ $group: { _id: null, [field]: { $sum: 1 } } }, { $project: { _id: 0 } }];
   });
 }
 
 const aggregate: CommandHandler = (cmd, ctx) => {
-  rejectUnknownFields(cmd, 'aggregate', ['pipeline', 'cursor', 'explain', 'hint', 'fromMongos', 'needsMerge']);
+  rejectUnknownFields(cmd, 'aggregate', [
+    'pipeline',
+    'cursor',
+    'explain',
+    'hint',
+    'fromMongos',
+    'needsMerge',
+  ]);
   const target = cmd.aggregate as unknown;
   let collName: string | null;
   if (target === 1) collName = null;
@@ -150,16 +230,36 @@ const aggregate: CommandHandler = (cmd, ctx) => {
   validatePipeline(cmd.pipeline);
   const pipeline = cmd.pipeline;
   const cursorOpts = optionalDoc(cmd, 'cursor');
-  if (!cursorOpts && !cmd.explain) throw new CommandError('FailedToParse', "The 'cursor' option is required, except for aggregate with the explain argument");
-  const batchSize = nonNegative(cursorOpts ? optionalNumber(cursorOpts, 'batchSize') : undefined, 'batchSize');
+  if (!cursorOpts && !cmd.explain)
+    throw new CommandError(
+      'FailedToParse',
+      "The 'cursor' option is required, except for aggregate with the explain argument",
+    );
+  const batchSize = nonNegative(
+    cursorOpts ? optionalNumber(cursorOpts, 'batchSize') : undefined,
+    'batchSize',
+  );
   const first = pipeline[0];
-  if (first && '$changeStream' in first) return openChangeStream(ctx, collName, first.$changeStream, pipeline.slice(1), batchSize);
+  if (first && '$changeStream' in first)
+    return openChangeStream(ctx, collName, first.$changeStream, pipeline.slice(1), batchSize);
   if (cmd.explain) {
-    return { explainVersion: '1', stages: pipeline.map((s) => ({ ...s })), queryPlanner: { namespace: `${ctx.db}.${String(collName)}` }, ok: 1 };
+    return {
+      explainVersion: '1',
+      stages: pipeline.map((s) => ({ ...s })),
+      queryPlanner: { namespace: `${ctx.db}.${String(collName)}` },
+      ok: 1,
+    };
   }
   const last = pipeline[pipeline.length - 1];
-  if (last && ('$out' in last || '$merge' in last) && (cmd.readConcern as Document | undefined)?.level === 'linearizable') {
-    throw new CommandError('InvalidOptions', `${Object.keys(last)[0] as string} cannot be used with a 'linearizable' read concern level`);
+  if (
+    last &&
+    ('$out' in last || '$merge' in last) &&
+    (cmd.readConcern as Document | undefined)?.level === 'linearizable'
+  ) {
+    throw new CommandError(
+      'InvalidOptions',
+      `${Object.keys(last)[0] as string} cannot be used with a 'linearizable' read concern level`,
+    );
   }
   const variables = evaluateLet(optionalDoc(cmd, 'let'));
   const docs = runAggregation(ctx, collName, pipeline, variables, parseCollation(cmd.collation));

@@ -11,7 +11,8 @@ import type { CommandContext } from './commandContext.js';
 
 function target(ctx: CommandContext, spec: unknown, stage: string): { db: string; coll: string } {
   if (typeof spec === 'string') return { db: ctx.db, coll: spec };
-  if (isPlainObject(spec) && typeof spec.coll === 'string') return { db: typeof spec.db === 'string' ? spec.db : ctx.db, coll: spec.coll };
+  if (isPlainObject(spec) && typeof spec.coll === 'string')
+    return { db: typeof spec.db === 'string' ? spec.db : ctx.db, coll: spec.coll };
   throw new CommandError('FailedToParse', `${stage} requires a collection name or {db, coll}`);
 }
 
@@ -22,7 +23,11 @@ export function outInto(ctx: CommandContext, spec: unknown, docs: Document[]): v
   const prepared = docs.map((d) => withId(d));
   for (const d of prepared) {
     const key = JSON.stringify(d._id);
-    if (seen.has(key)) throw new CommandError('DuplicateKey', `E11000 duplicate key error collection: ${db}.${name} index: _id_ dup key in $out`);
+    if (seen.has(key))
+      throw new CommandError(
+        'DuplicateKey',
+        `E11000 duplicate key error collection: ${db}.${name} index: _id_ dup key in $out`,
+      );
     seen.add(key);
   }
   for (const doc of [...coll.docs.values()]) ctx.engine.delete(coll, doc);
@@ -32,10 +37,15 @@ export function outInto(ctx: CommandContext, spec: unknown, docs: Document[]): v
 export function mergeInto(ctx: CommandContext, spec: unknown, docs: Document[]): void {
   const opts: Document = typeof spec === 'string' ? { into: spec } : isPlainObject(spec) ? spec : {};
   const { db, coll: name } = target(ctx, opts.into, '$merge');
-  const on = opts.on === undefined ? ['_id'] : Array.isArray(opts.on) ? (opts.on as string[]) : [String(opts.on)];
+  const on =
+    opts.on === undefined ? ['_id'] : Array.isArray(opts.on) ? (opts.on as string[]) : [String(opts.on)];
   const whenMatched = opts.whenMatched ?? 'merge';
   const whenNotMatched = opts.whenNotMatched ?? 'insert';
-  if (typeof whenMatched !== 'string') throw new CommandError('BadValue', '$merge whenMatched pipelines are not supported by the jobd embedded server');
+  if (typeof whenMatched !== 'string')
+    throw new CommandError(
+      'BadValue',
+      '$merge whenMatched pipelines are not supported by the jobd embedded server',
+    );
   const coll = ctx.engine.ensureCollection(db, name);
   for (const raw of docs) {
     const doc = withId(raw);
@@ -44,7 +54,11 @@ export function mergeInto(ctx: CommandContext, spec: unknown, docs: Document[]):
     const existing = runQuery(coll, { filter, limit: 1 }).docs[0];
     if (!existing) {
       if (whenNotMatched === 'insert') ctx.engine.insert(coll, doc);
-      else if (whenNotMatched === 'fail') throw new CommandError('BadValue' as never, `$merge could not find a matching document in the target collection for ${JSON.stringify(filter)}`);
+      else if (whenNotMatched === 'fail')
+        throw new CommandError(
+          'BadValue' as never,
+          `$merge could not find a matching document in the target collection for ${JSON.stringify(filter)}`,
+        );
       continue;
     }
     switch (whenMatched) {
@@ -57,7 +71,9 @@ export function mergeInto(ctx: CommandContext, spec: unknown, docs: Document[]):
       case 'keepExisting':
         break;
       case 'fail':
-        throw coll.duplicate(coll.indexes.get('_id_') as NonNullable<ReturnType<typeof coll.indexes.get>>, [existing._id]);
+        throw coll.duplicate(coll.indexes.get('_id_') as NonNullable<ReturnType<typeof coll.indexes.get>>, [
+          existing._id,
+        ]);
       default:
         throw new CommandError('BadValue', `$merge whenMatched '${whenMatched}' is not supported`);
     }

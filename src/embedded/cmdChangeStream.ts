@@ -12,8 +12,25 @@ import type { Engine } from './engine.js';
 import { runPipeline } from './mql.js';
 import type { CommandContext } from './commandContext.js';
 
-const SPEC_FIELDS = ['fullDocument', 'fullDocumentBeforeChange', 'resumeAfter', 'startAfter', 'startAtOperationTime', 'allChangesForCluster', 'showExpandedEvents'];
-const ALLOWED_STAGES = new Set(['$match', '$project', '$addFields', '$set', '$unset', '$replaceRoot', '$replaceWith', '$redact']);
+const SPEC_FIELDS = [
+  'fullDocument',
+  'fullDocumentBeforeChange',
+  'resumeAfter',
+  'startAfter',
+  'startAtOperationTime',
+  'allChangesForCluster',
+  'showExpandedEvents',
+];
+const ALLOWED_STAGES = new Set([
+  '$match',
+  '$project',
+  '$addFields',
+  '$set',
+  '$unset',
+  '$replaceRoot',
+  '$replaceWith',
+  '$redact',
+]);
 const DEFAULT_AWAIT_MS = 1000;
 const INTERNAL_DBS = new Set(['admin', 'config', 'local']);
 
@@ -53,7 +70,12 @@ class ChangeStreamCursor implements Cursor {
   }
 
   private render(e: ChangeEvent): Document {
-    const out: Document = { _id: encodeToken(e.seq), operationType: e.operationType, clusterTime: e.clusterTime, wallTime: e.wallTime };
+    const out: Document = {
+      _id: encodeToken(e.seq),
+      operationType: e.operationType,
+      clusterTime: e.clusterTime,
+      wallTime: e.wallTime,
+    };
     if (e.operationType === 'insert' || e.operationType === 'replace') out.fullDocument = e.fullDocument;
     if (e.operationType === 'update' && this.fullDocument === 'updateLookup') {
       out.fullDocument = (e.coll && this.engine.getCollection(e.db, e.coll)?.get(e.documentKey?._id)) || null;
@@ -61,7 +83,8 @@ class ChangeStreamCursor implements Cursor {
     out.ns = e.coll === undefined ? { db: e.db } : { db: e.db, coll: e.coll };
     if (e.to) out.to = e.to;
     if (e.documentKey) out.documentKey = e.documentKey;
-    if (e.operationType === 'update' && e.before && e.fullDocument) out.updateDescription = describeUpdate(e.before, e.fullDocument);
+    if (e.operationType === 'update' && e.before && e.fullDocument)
+      out.updateDescription = describeUpdate(e.before, e.fullDocument);
     return out;
   }
 
@@ -76,7 +99,12 @@ class ChangeStreamCursor implements Cursor {
       if (this.pipeline.length > 0) docs = runPipeline(deepClone(docs), this.pipeline);
       out.push(...docs);
       if (this.invalidates(e)) {
-        out.push({ _id: encodeToken(e.seq), operationType: 'invalidate', clusterTime: e.clusterTime, wallTime: e.wallTime });
+        out.push({
+          _id: encodeToken(e.seq),
+          operationType: 'invalidate',
+          clusterTime: e.clusterTime,
+          wallTime: e.wallTime,
+        });
         this.invalidated = true;
         this.closed = true;
         break;
@@ -106,7 +134,9 @@ class ChangeStreamCursor implements Cursor {
     // As mongod does (with the label drivers check on 4.4+): the driver takes this error as resumable and resumes from its last token once
     // the server is back, instead of ending the stream as it would on a final (cursor id 0) batch.
     if (docs.length === 0 && this.shuttingDown) {
-      throw new CommandError('InterruptedAtShutdown', 'interrupted at shutdown', { errorLabels: ['ResumableChangeStreamError'] });
+      throw new CommandError('InterruptedAtShutdown', 'interrupted at shutdown', {
+        errorLabels: ['ResumableChangeStreamError'],
+      });
     }
     return { docs, exhausted: this.closed, postBatchResumeToken: this.token };
   }
@@ -121,25 +151,48 @@ class ChangeStreamCursor implements Cursor {
   }
 }
 
-export function openChangeStream(ctx: CommandContext, collName: string | null, spec: unknown, rest: Document[], batchSize: number | undefined): Document {
-  if (!isPlainObject(spec)) throw new CommandError('TypeMismatch', '$changeStream stage specification must be an object');
+export function openChangeStream(
+  ctx: CommandContext,
+  collName: string | null,
+  spec: unknown,
+  rest: Document[],
+  batchSize: number | undefined,
+): Document {
+  if (!isPlainObject(spec))
+    throw new CommandError('TypeMismatch', '$changeStream stage specification must be an object');
   for (const k of Object.keys(spec)) {
-    if (!SPEC_FIELDS.includes(k)) throw new CommandError('BadValue', `BSON field '$changeStream.${k}' is an unknown field.`);
+    if (!SPEC_FIELDS.includes(k))
+      throw new CommandError('BadValue', `BSON field '$changeStream.${k}' is an unknown field.`);
   }
   const fullDocument = (spec.fullDocument as string | undefined) ?? 'default';
   if (fullDocument !== 'default' && fullDocument !== 'updateLookup') {
-    throw new CommandError('BadValue', `$changeStream fullDocument '${fullDocument}' is not supported by the jobd embedded server (it keeps no post-images)`);
+    throw new CommandError(
+      'BadValue',
+      `$changeStream fullDocument '${fullDocument}' is not supported by the jobd embedded server (it keeps no post-images)`,
+    );
   }
   const before = (spec.fullDocumentBeforeChange as string | undefined) ?? 'off';
-  if (before !== 'off') throw new CommandError('BadValue', `$changeStream fullDocumentBeforeChange '${before}' is not supported by the jobd embedded server`);
+  if (before !== 'off')
+    throw new CommandError(
+      'BadValue',
+      `$changeStream fullDocumentBeforeChange '${before}' is not supported by the jobd embedded server`,
+    );
   for (const stage of rest) {
     const name = Object.keys(stage)[0] as string;
-    if (!ALLOWED_STAGES.has(name)) throw new CommandError('IllegalOperation', `${name} is not permitted in a $changeStream pipeline`);
+    if (!ALLOWED_STAGES.has(name))
+      throw new CommandError('IllegalOperation', `${name} is not permitted in a $changeStream pipeline`);
   }
   const cluster = Boolean(spec.allChangesForCluster);
-  if (cluster && ctx.db !== 'admin') throw new CommandError('BadValue', "A $changeStream with 'allChangesForCluster:true' may only be opened on the 'admin' database");
+  if (cluster && ctx.db !== 'admin')
+    throw new CommandError(
+      'BadValue',
+      "A $changeStream with 'allChangesForCluster:true' may only be opened on the 'admin' database",
+    );
   if (!cluster && collName === null && ctx.db === 'admin') {
-    throw new CommandError('InvalidNamespace', "$changeStream may not be opened on the internal admin database");
+    throw new CommandError(
+      'InvalidNamespace',
+      '$changeStream may not be opened on the internal admin database',
+    );
   }
   const scope: Scope = cluster ? { db: null, coll: null } : { db: ctx.db, coll: collName };
   const changes = ctx.engine.changes;
@@ -149,9 +202,11 @@ export function openChangeStream(ctx: CommandContext, collName: string | null, s
     pos = decodeToken(tokenArg);
     // Tokens are cluster times and the clock never goes back, so only a token this server (or its
     // data directory) never issued can be ahead of the head.
-    if (pos > changes.head) throw new CommandError('InvalidResumeToken', 'The resume token refers to a point in the future');
+    if (pos > changes.head)
+      throw new CommandError('InvalidResumeToken', 'The resume token refers to a point in the future');
   } else if (spec.startAtOperationTime !== undefined) {
-    if (!(spec.startAtOperationTime instanceof Timestamp)) throw new CommandError('TypeMismatch', 'startAtOperationTime must be a timestamp');
+    if (!(spec.startAtOperationTime instanceof Timestamp))
+      throw new CommandError('TypeMismatch', 'startAtOperationTime must be a timestamp');
     // A time not reached yet is allowed: the stream reports the events from that time on.
     pos = changes.seqBefore(spec.startAtOperationTime);
   }
@@ -161,5 +216,8 @@ export function openChangeStream(ctx: CommandContext, collName: string | null, s
   const firstBatch = cursor.collect(batchSize ?? 0);
   const closed = cursor.exhausted;
   if (!closed) ctx.cursors.add(cursor);
-  return { cursor: { firstBatch, postBatchResumeToken: cursor.token, id: Long.fromNumber(closed ? 0 : id), ns }, ok: 1 };
+  return {
+    cursor: { firstBatch, postBatchResumeToken: cursor.token, id: Long.fromNumber(closed ? 0 : id), ns },
+    ok: 1,
+  };
 }

@@ -9,10 +9,32 @@ import { ArrayCursor } from './cursor.js';
 import { validateCollectionName } from './engine.js';
 import { defaultIndexName, validateKeyPattern, type IndexSpec } from './indexes.js';
 import { compileFilter } from './mql.js';
-import { GENERIC_FIELDS, collectionArg, optionalDoc, type CommandContext, type CommandHandler } from './commandContext.js';
+import {
+  GENERIC_FIELDS,
+  collectionArg,
+  optionalDoc,
+  type CommandContext,
+  type CommandHandler,
+} from './commandContext.js';
 import { isView, validateValidatorOptions, validateViewOptions } from './views.js';
 
-const CREATE_OPTIONS = ['capped', 'size', 'max', 'validator', 'validationLevel', 'validationAction', 'timeseries', 'clusteredIndex', 'changeStreamPreAndPostImages', 'expireAfterSeconds', 'storageEngine', 'indexOptionDefaults', 'viewOn', 'pipeline', 'idIndex'];
+const CREATE_OPTIONS = [
+  'capped',
+  'size',
+  'max',
+  'validator',
+  'validationLevel',
+  'validationAction',
+  'timeseries',
+  'clusteredIndex',
+  'changeStreamPreAndPostImages',
+  'expireAfterSeconds',
+  'storageEngine',
+  'indexOptionDefaults',
+  'viewOn',
+  'pipeline',
+  'idIndex',
+];
 
 const create: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'create');
@@ -20,7 +42,10 @@ const create: CommandHandler = (cmd, ctx) => {
   for (const k of Object.keys(cmd)) {
     if (!CREATE_OPTIONS.includes(k)) continue;
     if (['capped', 'timeseries', 'clusteredIndex'].includes(k) && cmd[k]) {
-      throw new CommandError('InvalidOptions', `create option '${k}' is not supported by the jobd embedded server`);
+      throw new CommandError(
+        'InvalidOptions',
+        `create option '${k}' is not supported by the jobd embedded server`,
+      );
     }
     options[k] = cmd[k];
   }
@@ -42,17 +67,25 @@ const collMod: CommandHandler = (cmd, ctx) => {
   const changes: Document = {};
   for (const k of Object.keys(cmd)) {
     if (k === 'collMod' || GENERIC_FIELDS.has(k)) continue;
-    if (!COLLMOD_OPTIONS.includes(k)) throw new CommandError('InvalidOptions', `collMod option '${k}' is not supported by the jobd embedded server`);
+    if (!COLLMOD_OPTIONS.includes(k))
+      throw new CommandError(
+        'InvalidOptions',
+        `collMod option '${k}' is not supported by the jobd embedded server`,
+      );
     changes[k] = cmd[k];
   }
   const options: Document = { ...coll.options, ...changes };
   if (isView(coll)) {
     if ('validator' in changes || 'validationLevel' in changes || 'validationAction' in changes) {
-      throw new CommandError('InvalidOptions', `option not supported on a view: ${Object.keys(changes).join(', ')}`);
+      throw new CommandError(
+        'InvalidOptions',
+        `option not supported on a view: ${Object.keys(changes).join(', ')}`,
+      );
     }
     validateViewOptions(options);
   } else {
-    if ('viewOn' in changes || 'pipeline' in changes) throw new CommandError('InvalidOptions', `${ctx.db}.${name} is a collection, not a view`);
+    if ('viewOn' in changes || 'pipeline' in changes)
+      throw new CommandError('InvalidOptions', `${ctx.db}.${name} is a collection, not a view`);
     validateValidatorOptions(options);
   }
   ctx.engine.setOptions(coll, options);
@@ -74,7 +107,12 @@ const dropDatabase: CommandHandler = (_cmd, ctx) => {
   return { dropped: ctx.db, ok: 1 };
 };
 
-function cursorReply(ctx: CommandContext, ns: string, docs: Document[], batchSize: number | undefined): Document {
+function cursorReply(
+  ctx: CommandContext,
+  ns: string,
+  docs: Document[],
+  batchSize: number | undefined,
+): Document {
   const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 0);
   let id = 0;
   if (rest.length > 0) {
@@ -92,9 +130,17 @@ const listCollections: CommandHandler = (cmd, ctx) => {
     .map((c): Document =>
       isView(c)
         ? { name: c.name, type: 'view', options: c.options, info: { readOnly: true } }
-        : { name: c.name, type: 'collection', options: c.options, info: { readOnly: false }, idIndex: { v: 2, key: { _id: 1 }, name: '_id_' } },
+        : {
+            name: c.name,
+            type: 'collection',
+            options: c.options,
+            info: { readOnly: false },
+            idIndex: { v: 2, key: { _id: 1 }, name: '_id_' },
+          },
     )
-    .sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : (a.name as string) > (b.name as string) ? 1 : 0));
+    .sort((a, b) =>
+      (a.name as string) < (b.name as string) ? -1 : (a.name as string) > (b.name as string) ? 1 : 0,
+    );
   const matcher = compileFilter(filter);
   let out: Document[] = infos.filter((i) => matcher.test(i));
   if (nameOnly) out = out.map((i) => ({ name: i.name, type: i.type }));
@@ -103,46 +149,76 @@ const listCollections: CommandHandler = (cmd, ctx) => {
 };
 
 const renameCollection: CommandHandler = (cmd, ctx) => {
-  if (ctx.db !== 'admin') throw new CommandError('Unauthorized', 'renameCollection may only be run against the admin database.');
+  if (ctx.db !== 'admin')
+    throw new CommandError('Unauthorized', 'renameCollection may only be run against the admin database.');
   const from = String(cmd.renameCollection);
   const to = String(cmd.to);
   const [fromDb, ...fromRest] = from.split('.');
   const [toDb, ...toRest] = to.split('.');
-  if (!fromDb || fromRest.length === 0) throw new CommandError('InvalidNamespace', `Invalid source namespace: ${from}`);
-  if (!toDb || toRest.length === 0) throw new CommandError('InvalidNamespace', `Invalid target namespace: ${to}`);
+  if (!fromDb || fromRest.length === 0)
+    throw new CommandError('InvalidNamespace', `Invalid source namespace: ${from}`);
+  if (!toDb || toRest.length === 0)
+    throw new CommandError('InvalidNamespace', `Invalid target namespace: ${to}`);
   if (from === to) throw new CommandError('IllegalOperation', `Can't rename a collection to itself`);
   ctx.engine.renameCollection(fromDb, fromRest.join('.'), toDb, toRest.join('.'), Boolean(cmd.dropTarget));
   return { ok: 1 };
 };
 
-const INDEX_OPTIONS = ['key', 'name', 'unique', 'sparse', 'partialFilterExpression', 'expireAfterSeconds', 'v', 'background', 'hidden', 'ns'];
+const INDEX_OPTIONS = [
+  'key',
+  'name',
+  'unique',
+  'sparse',
+  'partialFilterExpression',
+  'expireAfterSeconds',
+  'v',
+  'background',
+  'hidden',
+  'ns',
+];
 
 function parseIndexSpec(raw: unknown): IndexSpec {
-  if (!isPlainObject(raw)) throw new CommandError('TypeMismatch', 'Each index specification must be an object');
+  if (!isPlainObject(raw))
+    throw new CommandError('TypeMismatch', 'Each index specification must be an object');
   const problem = validateKeyPattern(raw.key);
   if (problem) throw new CommandError('CannotCreateIndex', problem);
   for (const k of Object.keys(raw)) {
-    if (!INDEX_OPTIONS.includes(k)) throw new CommandError('InvalidOptions', `The field '${k}' is not valid for an index specification (or not supported by the jobd embedded server). Specification: ${JSON.stringify(raw)}`);
+    if (!INDEX_OPTIONS.includes(k))
+      throw new CommandError(
+        'InvalidOptions',
+        `The field '${k}' is not valid for an index specification (or not supported by the jobd embedded server). Specification: ${JSON.stringify(raw)}`,
+      );
   }
   const key = raw.key as Document;
   const name = raw.name === undefined ? defaultIndexName(key) : raw.name;
-  if (typeof name !== 'string' || name.length === 0) throw new CommandError('CannotCreateIndex', 'The index name must be a non-empty string');
+  if (typeof name !== 'string' || name.length === 0)
+    throw new CommandError('CannotCreateIndex', 'The index name must be a non-empty string');
   const spec: IndexSpec = { v: 2, key, name };
   if (raw.unique) spec.unique = true;
   if (raw.sparse) spec.sparse = true;
   if (raw.hidden) spec.hidden = true;
   if (raw.partialFilterExpression !== undefined) {
-    if (!isPlainObject(raw.partialFilterExpression)) throw new CommandError('TypeMismatch', 'partialFilterExpression must be an object');
+    if (!isPlainObject(raw.partialFilterExpression))
+      throw new CommandError('TypeMismatch', 'partialFilterExpression must be an object');
     compileFilter(raw.partialFilterExpression);
     spec.partialFilterExpression = raw.partialFilterExpression;
   }
   if (raw.expireAfterSeconds !== undefined) {
     const e = Number(raw.expireAfterSeconds);
-    if (!Number.isFinite(e) || e < 0) throw new CommandError('CannotCreateIndex', `TTL index 'expireAfterSeconds' option must be a non-negative number`);
-    if (Object.keys(key).length !== 1) throw new CommandError('CannotCreateIndex', 'TTL indexes are single-field indexes, compound indexes do not support TTL');
+    if (!Number.isFinite(e) || e < 0)
+      throw new CommandError(
+        'CannotCreateIndex',
+        `TTL index 'expireAfterSeconds' option must be a non-negative number`,
+      );
+    if (Object.keys(key).length !== 1)
+      throw new CommandError(
+        'CannotCreateIndex',
+        'TTL indexes are single-field indexes, compound indexes do not support TTL',
+      );
     spec.expireAfterSeconds = Math.floor(e);
   }
-  if (name === '_id_' && canonicalKey(key) !== canonicalKey({ _id: 1 })) throw new CommandError('BadValue', `The index name '_id_' is reserved for the _id index`);
+  if (name === '_id_' && canonicalKey(key) !== canonicalKey({ _id: 1 }))
+    throw new CommandError('BadValue', `The index name '_id_' is reserved for the _id index`);
   return spec;
 }
 
@@ -157,7 +233,8 @@ function sameOptions(a: IndexSpec, b: IndexSpec): boolean {
 
 const createIndexes: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'createIndexes');
-  if (!Array.isArray(cmd.indexes) || cmd.indexes.length === 0) throw new CommandError('BadValue', 'Must specify at least one index to create');
+  if (!Array.isArray(cmd.indexes) || cmd.indexes.length === 0)
+    throw new CommandError('BadValue', 'Must specify at least one index to create');
   const specs = cmd.indexes.map(parseIndexSpec);
   const existed = ctx.engine.getCollection(ctx.db, name);
   const coll = ctx.engine.ensureCollection(ctx.db, name);
@@ -168,17 +245,30 @@ const createIndexes: CommandHandler = (cmd, ctx) => {
     const keyCanon = canonicalKey(spec.key);
     if (sameName) {
       if (canonicalKey(sameName.key) !== keyCanon) {
-        throw new CommandError('IndexKeySpecsConflict', `An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: ${JSON.stringify(spec)}, existing index: ${JSON.stringify(sameName)}`);
+        throw new CommandError(
+          'IndexKeySpecsConflict',
+          `An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: ${JSON.stringify(spec)}, existing index: ${JSON.stringify(sameName)}`,
+        );
       }
       if (!sameOptions(sameName, spec)) {
-        throw new CommandError('IndexOptionsConflict', `An equivalent index already exists with the same name but different options. Requested index: ${JSON.stringify(spec)}, existing index: ${JSON.stringify(sameName)}`);
+        throw new CommandError(
+          'IndexOptionsConflict',
+          `An equivalent index already exists with the same name but different options. Requested index: ${JSON.stringify(spec)}, existing index: ${JSON.stringify(sameName)}`,
+        );
       }
       continue;
     }
     for (const idx of coll.indexes.values()) {
       if (canonicalKey(idx.spec.key) !== keyCanon) continue;
-      if (canonicalKey(idx.spec.partialFilterExpression ?? null) !== canonicalKey(spec.partialFilterExpression ?? null)) continue;
-      throw new CommandError('IndexOptionsConflict', `Index already exists with a different name: ${idx.name}`);
+      if (
+        canonicalKey(idx.spec.partialFilterExpression ?? null) !==
+        canonicalKey(spec.partialFilterExpression ?? null)
+      )
+        continue;
+      throw new CommandError(
+        'IndexOptionsConflict',
+        `Index already exists with a different name: ${idx.name}`,
+      );
     }
     toCreate.push(spec);
   }
@@ -217,8 +307,13 @@ const dropIndexes: CommandHandler = (cmd, ctx) => {
     for (const w of list) {
       let found: string | undefined;
       if (typeof w === 'string') found = coll.indexes.has(w) ? w : undefined;
-      else if (isPlainObject(w)) found = [...coll.indexes.values()].find((i) => canonicalKey(i.spec.key) === canonicalKey(w))?.name;
-      if (!found) throw new CommandError('IndexNotFound', `index not found with name [${typeof w === 'string' ? w : JSON.stringify(w)}]`);
+      else if (isPlainObject(w))
+        found = [...coll.indexes.values()].find((i) => canonicalKey(i.spec.key) === canonicalKey(w))?.name;
+      if (!found)
+        throw new CommandError(
+          'IndexNotFound',
+          `index not found with name [${typeof w === 'string' ? w : JSON.stringify(w)}]`,
+        );
       if (found === '_id_') throw new CommandError('InvalidOptions', 'cannot drop _id index');
       names.push(found);
     }
@@ -230,7 +325,14 @@ const dropIndexes: CommandHandler = (cmd, ctx) => {
 const collStats: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'collStats');
   const coll = ctx.engine.getCollection(ctx.db, name);
-  return { ns: `${ctx.db}.${name}`, count: coll?.docs.size ?? 0, size: 0, storageSize: 0, nindexes: coll?.indexes.size ?? 0, ok: 1 };
+  return {
+    ns: `${ctx.db}.${name}`,
+    count: coll?.docs.size ?? 0,
+    size: 0,
+    storageSize: 0,
+    nindexes: coll?.indexes.size ?? 0,
+    ok: 1,
+  };
 };
 
 const dbStats: CommandHandler = (_cmd, ctx) => {

@@ -13,15 +13,40 @@ import { runQuery, type QueryOptions } from './query.js';
 import { SERVER_VERSION } from './cmdAdmin.js';
 import { parseCollation } from './collation.js';
 import {
-  collectionArg, nonNegative, optionalBool, optionalDoc, optionalNumber, rejectUnknownFields,
+  collectionArg,
+  nonNegative,
+  optionalBool,
+  optionalDoc,
+  optionalNumber,
+  rejectUnknownFields,
   type CommandHandler,
 } from './commandContext.js';
 
-const FIND_FIELDS = ['filter', 'sort', 'projection', 'skip', 'limit', 'batchSize', 'singleBatch', 'hint', 'noCursorTimeout', 'allowPartialResults', 'returnKey', 'showRecordId', 'tailable', 'awaitData', 'min', 'max', 'oplogReplay', 'readOnce'];
+const FIND_FIELDS = [
+  'filter',
+  'sort',
+  'projection',
+  'skip',
+  'limit',
+  'batchSize',
+  'singleBatch',
+  'hint',
+  'noCursorTimeout',
+  'allowPartialResults',
+  'returnKey',
+  'showRecordId',
+  'tailable',
+  'awaitData',
+  'min',
+  'max',
+  'oplogReplay',
+  'readOnce',
+];
 
 function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
   for (const f of ['tailable', 'awaitData', 'returnKey', 'showRecordId', 'min', 'max']) {
-    if (cmd[f]) throw new CommandError('BadValue', `find option '${f}' is not supported by the jobd embedded server`);
+    if (cmd[f])
+      throw new CommandError('BadValue', `find option '${f}' is not supported by the jobd embedded server`);
   }
   const limit = nonNegative(optionalNumber(cmd, 'limit'), 'limit');
   const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip');
@@ -44,14 +69,18 @@ const find: CommandHandler = (cmd, ctx) => {
   const opts = findOptions(cmd);
   const batchSize = nonNegative(optionalNumber(cmd, 'batchSize'), 'batchSize');
   const coll = ctx.engine.getCollection(ctx.db, name);
-  const shaped = coll && isView(coll) ? readView(ctx, coll, opts) : project(runQuery(coll, opts).docs, opts.projection, opts.filter);
+  const shaped =
+    coll && isView(coll)
+      ? readView(ctx, coll, opts)
+      : project(runQuery(coll, opts).docs, opts.projection, opts.filter);
   const single = optionalBool(cmd, 'singleBatch') ?? false;
   return openCursor(ctx, `${ctx.db}.${name}`, shaped, batchSize, single);
 };
 
 const getMore: CommandHandler = async (cmd, ctx) => {
   const id = Number(cmd.getMore);
-  if (typeof cmd.collection !== 'string') throw new CommandError('TypeMismatch', "BSON field 'getMore.collection' is missing or is not a string");
+  if (typeof cmd.collection !== 'string')
+    throw new CommandError('TypeMismatch', "BSON field 'getMore.collection' is missing or is not a string");
   const ns = `${ctx.db}.${cmd.collection}`;
   const cursor = ctx.cursors.get(id, ns);
   if (cursor.busy) throw new CommandError('BadValue', `cursor id ${id} is already in use`);
@@ -72,7 +101,8 @@ const getMore: CommandHandler = async (cmd, ctx) => {
 };
 
 const killCursors: CommandHandler = (cmd, ctx) => {
-  if (!Array.isArray(cmd.cursors)) throw new CommandError('TypeMismatch', "BSON field 'killCursors.cursors' is missing or is not an array");
+  if (!Array.isArray(cmd.cursors))
+    throw new CommandError('TypeMismatch', "BSON field 'killCursors.cursors' is missing or is not an array");
   const killed: Long[] = [];
   const notFound: Long[] = [];
   for (const raw of cmd.cursors as unknown[]) {
@@ -90,26 +120,41 @@ const count: CommandHandler = (cmd, ctx) => {
   const limit = Math.abs(optionalNumber(cmd, 'limit') ?? 0);
   const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip') ?? 0;
   if (coll && isView(coll)) {
-    const docs = readView(ctx, coll, { filter: query, skip, limit, collation: parseCollation(cmd.collation) });
+    const docs = readView(ctx, coll, {
+      filter: query,
+      skip,
+      limit,
+      collation: parseCollation(cmd.collation),
+    });
     return { n: docs.length, ok: 1 };
   }
   if (coll && Object.keys(query).length === 0 && cmd.hint === undefined) {
     const n = Math.max(0, coll.docs.size - skip);
     return { n: limit > 0 ? Math.min(limit, n) : n, ok: 1 };
   }
-  const { docs } = runQuery(coll, { filter: query, limit, skip, hint: cmd.hint, collation: parseCollation(cmd.collation) });
+  const { docs } = runQuery(coll, {
+    filter: query,
+    limit,
+    skip,
+    hint: cmd.hint,
+    collation: parseCollation(cmd.collation),
+  });
   return { n: docs.length, ok: 1 };
 };
 
 const distinct: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'distinct');
   rejectUnknownFields(cmd, 'distinct', ['key', 'query', 'hint']);
-  if (typeof cmd.key !== 'string') throw new CommandError('TypeMismatch', "BSON field 'distinct.key' is missing or is not a string");
+  if (typeof cmd.key !== 'string')
+    throw new CommandError('TypeMismatch', "BSON field 'distinct.key' is missing or is not a string");
   const key = cmd.key;
   const query = optionalDoc(cmd, 'query') ?? {};
   const collation = parseCollation(cmd.collation);
   const coll = ctx.engine.getCollection(ctx.db, name);
-  const docs = coll && isView(coll) ? readView(ctx, coll, { filter: query, collation }) : runQuery(coll, { filter: query, hint: cmd.hint, collation }).docs;
+  const docs =
+    coll && isView(coll)
+      ? readView(ctx, coll, { filter: query, collation })
+      : runQuery(coll, { filter: query, hint: cmd.hint, collation }).docs;
   const seen = new Map<string, unknown>();
   for (const doc of docs) {
     for (const v of pathValues(doc, key).values) {
@@ -129,11 +174,20 @@ const distinct: CommandHandler = (cmd, ctx) => {
   return { values, ok: 1 };
 };
 
-function planStages(plan: Plan, keyPattern: Document | undefined, sortInMemory: boolean, limit: number | undefined): Document {
+function planStages(
+  plan: Plan,
+  keyPattern: Document | undefined,
+  sortInMemory: boolean,
+  limit: number | undefined,
+): Document {
   let stage: Document;
   if (plan.stage === 'COLLSCAN' || plan.stage === 'EOF') stage = { stage: plan.stage, direction: 'forward' };
   else if (plan.stage === 'IDHACK') stage = { stage: 'IDHACK' };
-  else stage = { stage: 'FETCH', inputStage: { stage: 'IXSCAN', indexName: plan.indexName, keyPattern, direction: 'forward' } };
+  else
+    stage = {
+      stage: 'FETCH',
+      inputStage: { stage: 'IXSCAN', indexName: plan.indexName, keyPattern, direction: 'forward' },
+    };
   if (sortInMemory) stage = { stage: 'SORT', inputStage: stage };
   if (limit) stage = { stage: 'LIMIT', limitAmount: limit, inputStage: stage };
   return stage;
@@ -151,24 +205,50 @@ const explain: CommandHandler = (cmd, ctx) => {
       opts = findOptions(inner);
       break;
     case 'count':
-      opts = { filter: (inner.query as Document) ?? {}, limit: Number(inner.limit ?? 0), skip: Number(inner.skip ?? 0), hint: inner.hint, collation: parseCollation(inner.collation) };
+      opts = {
+        filter: (inner.query as Document) ?? {},
+        limit: Number(inner.limit ?? 0),
+        skip: Number(inner.skip ?? 0),
+        hint: inner.hint,
+        collation: parseCollation(inner.collation),
+      };
       break;
     case 'distinct':
-      opts = { filter: (inner.query as Document) ?? {}, hint: inner.hint, collation: parseCollation(inner.collation) };
+      opts = {
+        filter: (inner.query as Document) ?? {},
+        hint: inner.hint,
+        collation: parseCollation(inner.collation),
+      };
       break;
     case 'findAndModify':
     case 'findandmodify':
-      opts = { filter: (inner.query as Document) ?? {}, sort: inner.sort, limit: 1, hint: inner.hint, collation: parseCollation(inner.collation) };
+      opts = {
+        filter: (inner.query as Document) ?? {},
+        sort: inner.sort,
+        limit: 1,
+        hint: inner.hint,
+        collation: parseCollation(inner.collation),
+      };
       break;
     case 'update':
     case 'delete': {
-      const st = ((inner[verb === 'update' ? 'updates' : 'deletes'] as Document[] | undefined) ?? [])[0] ?? {};
+      const st =
+        ((inner[verb === 'update' ? 'updates' : 'deletes'] as Document[] | undefined) ?? [])[0] ?? {};
       const limit = verb === 'update' ? (st.multi ? 0 : 1) : Number(st.limit ?? 0);
-      opts = { filter: (st.q as Document) ?? {}, limit, hint: st.hint, sort: st.sort, collation: parseCollation(st.collation) };
+      opts = {
+        filter: (st.q as Document) ?? {},
+        limit,
+        hint: st.hint,
+        sort: st.sort,
+        collation: parseCollation(st.collation),
+      };
       break;
     }
     default:
-      throw new CommandError('CommandNotFound', `explain is not supported for '${verb}' by the jobd embedded server`);
+      throw new CommandError(
+        'CommandNotFound',
+        `explain is not supported for '${verb}' by the jobd embedded server`,
+      );
   }
   const coll = ctx.engine.getCollection(ctx.db, name);
   const started = Date.now();
@@ -178,7 +258,12 @@ const explain: CommandHandler = (cmd, ctx) => {
   const winningPlan = planStages(plan, index?.spec.key, sortInMemory && opts.sort !== undefined, opts.limit);
   return {
     explainVersion: '1',
-    queryPlanner: { namespace: `${ctx.db}.${name}`, parsedQuery: opts.filter ?? {}, winningPlan, rejectedPlans: [] },
+    queryPlanner: {
+      namespace: `${ctx.db}.${name}`,
+      parsedQuery: opts.filter ?? {},
+      winningPlan,
+      rejectedPlans: [],
+    },
     executionStats: {
       executionSuccess: true,
       nReturned: docs.length,

@@ -11,8 +11,22 @@ import { evaluateLet, project } from './mql.js';
 import { runQuery } from './query.js';
 import { parseCollation } from './collation.js';
 import { assertWritable } from './views.js';
-import { applyUpdate, buildUpsert, isReplacement, validateUpdate, withId, type UpdateSpec } from './update.js';
-import { collectionArg, optionalBool, optionalDoc, rejectUnknownFields, type CommandContext, type CommandHandler } from './commandContext.js';
+import {
+  applyUpdate,
+  buildUpsert,
+  isReplacement,
+  validateUpdate,
+  withId,
+  type UpdateSpec,
+} from './update.js';
+import {
+  collectionArg,
+  optionalBool,
+  optionalDoc,
+  rejectUnknownFields,
+  type CommandContext,
+  type CommandHandler,
+} from './commandContext.js';
 
 function writeError(index: number, err: unknown): Document {
   const e = toCommandError(err);
@@ -21,8 +35,13 @@ function writeError(index: number, err: unknown): Document {
 
 function statements(cmd: Document, field: string): Document[] {
   const list = cmd[field] as unknown;
-  if (!Array.isArray(list)) throw new CommandError('TypeMismatch', `BSON field '${field}' is missing or is not an array`);
-  if (list.length > 100_000) throw new CommandError('InvalidOptions', `Write batch sizes must be between 1 and 100000. Got ${list.length} operations.`);
+  if (!Array.isArray(list))
+    throw new CommandError('TypeMismatch', `BSON field '${field}' is missing or is not an array`);
+  if (list.length > 100_000)
+    throw new CommandError(
+      'InvalidOptions',
+      `Write batch sizes must be between 1 and 100000. Got ${list.length} operations.`,
+    );
   return list as Document[];
 }
 
@@ -43,7 +62,8 @@ const insert: CommandHandler = (cmd, ctx) => {
   for (let i = 0; i < docs.length; i++) {
     try {
       const doc = docs[i];
-      if (!isPlainObject(doc)) throw new CommandError('TypeMismatch', 'Each inserted document must be an object');
+      if (!isPlainObject(doc))
+        throw new CommandError('TypeMismatch', 'Each inserted document must be an object');
       ctx.engine.insert(coll, withId(doc), wopts);
       n++;
     } catch (err) {
@@ -62,19 +82,35 @@ interface UpdateOutcome {
   upsertedId?: unknown;
 }
 
-function runUpdate(ctx: CommandContext, coll: Collection, st: Document, letVars: Document | undefined, wopts: WriteOptions): UpdateOutcome {
+function runUpdate(
+  ctx: CommandContext,
+  coll: Collection,
+  st: Document,
+  letVars: Document | undefined,
+  wopts: WriteOptions,
+): UpdateOutcome {
   const q = (st.q ?? {}) as Document;
   if (!isPlainObject(q)) throw new CommandError('TypeMismatch', 'The update filter (q) must be an object');
   const u = st.u as unknown;
   validateUpdate(u);
   const multi = Boolean(st.multi);
-  if (multi && isReplacement(u as UpdateSpec)) throw new CommandError('FailedToParse', 'multi update is not supported for replacement-style update');
+  if (multi && isReplacement(u as UpdateSpec))
+    throw new CommandError('FailedToParse', 'multi update is not supported for replacement-style update');
   const arrayFilters = st.arrayFilters as Document[] | undefined;
-  if (arrayFilters !== undefined && !Array.isArray(arrayFilters)) throw new CommandError('TypeMismatch', 'arrayFilters must be an array');
-  if (st.sort !== undefined) throw new CommandError('FailedToParse', "BSON field 'update.updates.sort' is an unknown field.");
+  if (arrayFilters !== undefined && !Array.isArray(arrayFilters))
+    throw new CommandError('TypeMismatch', 'arrayFilters must be an array');
+  if (st.sort !== undefined)
+    throw new CommandError('FailedToParse', "BSON field 'update.updates.sort' is an unknown field.");
   const variables = { ...(letVars ?? {}), ...(evaluateLet(st.c as Document | undefined) ?? {}) };
   const collation = parseCollation(st.collation);
-  const { docs } = runQuery(coll, { filter: q, limit: multi ? 0 : 1, hint: st.hint, sort: st.sort, variables, collation });
+  const { docs } = runQuery(coll, {
+    filter: q,
+    limit: multi ? 0 : 1,
+    hint: st.hint,
+    sort: st.sort,
+    variables,
+    collation,
+  });
   const opts = { arrayFilters, filter: q, variables };
   let nModified = 0;
   for (const doc of docs) {
@@ -106,7 +142,9 @@ const update: CommandHandler = (cmd, ctx) => {
   for (let i = 0; i < list.length; i++) {
     try {
       const st = list[i] as Document;
-      const coll = ctx.engine.getCollection(ctx.db, name) ?? (st.upsert ? ctx.engine.ensureCollection(ctx.db, name) : undefined);
+      const coll =
+        ctx.engine.getCollection(ctx.db, name) ??
+        (st.upsert ? ctx.engine.ensureCollection(ctx.db, name) : undefined);
       if (!coll) {
         validateUpdate(st.u);
         continue;
@@ -139,11 +177,22 @@ const del: CommandHandler = (cmd, ctx) => {
     try {
       const st = list[i] as Document;
       const limit = Number(st.limit ?? 0);
-      if (limit !== 0 && limit !== 1) throw new CommandError('FailedToParse', 'The limit field in delete objects must be 0 or 1. Got ' + String(st.limit));
+      if (limit !== 0 && limit !== 1)
+        throw new CommandError(
+          'FailedToParse',
+          'The limit field in delete objects must be 0 or 1. Got ' + String(st.limit),
+        );
       const q = (st.q ?? {}) as Document;
-      if (!isPlainObject(q)) throw new CommandError('TypeMismatch', 'The delete filter (q) must be an object');
+      if (!isPlainObject(q))
+        throw new CommandError('TypeMismatch', 'The delete filter (q) must be an object');
       const coll = ctx.engine.getCollection(ctx.db, name);
-      const { docs } = runQuery(coll, { filter: q, limit, hint: st.hint, variables: letVars, collation: parseCollation(st.collation) });
+      const { docs } = runQuery(coll, {
+        filter: q,
+        limit,
+        hint: st.hint,
+        variables: letVars,
+        collation: parseCollation(st.collation),
+      });
       if (!coll) continue;
       for (const doc of docs) ctx.engine.delete(coll, doc);
       n += docs.length;
@@ -160,7 +209,15 @@ const del: CommandHandler = (cmd, ctx) => {
 const findAndModify: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'findAndModify' in cmd ? 'findAndModify' : 'findandmodify');
   rejectUnknownFields(cmd, 'findAndModify' in cmd ? 'findAndModify' : 'findandmodify', [
-    'query', 'sort', 'remove', 'update', 'new', 'fields', 'upsert', 'arrayFilters', 'hint',
+    'query',
+    'sort',
+    'remove',
+    'update',
+    'new',
+    'fields',
+    'upsert',
+    'arrayFilters',
+    'hint',
   ]);
   const query = optionalDoc(cmd, 'query') ?? {};
   const remove = optionalBool(cmd, 'remove') ?? false;
@@ -168,19 +225,34 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   const upsert = optionalBool(cmd, 'upsert') ?? false;
   const fields = optionalDoc(cmd, 'fields');
   const u = cmd.update as unknown;
-  if (remove && u !== undefined) throw new CommandError('FailedToParse', 'Cannot specify both an update and remove=true');
-  if (!remove && u === undefined) throw new CommandError('FailedToParse', 'Either an update or remove=true must be specified');
-  if (remove && returnNew) throw new CommandError('FailedToParse', 'Cannot specify both new=true and remove=true; \'remove\' always returns the deleted document');
-  if (remove && upsert) throw new CommandError('FailedToParse', 'Cannot specify both upsert=true and remove=true');
+  if (remove && u !== undefined)
+    throw new CommandError('FailedToParse', 'Cannot specify both an update and remove=true');
+  if (!remove && u === undefined)
+    throw new CommandError('FailedToParse', 'Either an update or remove=true must be specified');
+  if (remove && returnNew)
+    throw new CommandError(
+      'FailedToParse',
+      "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document",
+    );
+  if (remove && upsert)
+    throw new CommandError('FailedToParse', 'Cannot specify both upsert=true and remove=true');
   if (!remove) validateUpdate(u);
   const variables = evaluateLet(optionalDoc(cmd, 'let'));
   const arrayFilters = cmd.arrayFilters as Document[] | undefined;
-  const shape = (doc: Document | null): Document | null => (doc && fields ? (project([doc], fields, query)[0] ?? null) : doc);
+  const shape = (doc: Document | null): Document | null =>
+    doc && fields ? (project([doc], fields, query)[0] ?? null) : doc;
 
   const existing = ctx.engine.getCollection(ctx.db, name);
   assertWritable(existing);
   const wopts = { bypassValidation: cmd.bypassDocumentValidation === true };
-  const { docs } = runQuery(existing, { filter: query, sort: cmd.sort, limit: 1, hint: cmd.hint, variables, collation: parseCollation(cmd.collation) });
+  const { docs } = runQuery(existing, {
+    filter: query,
+    sort: cmd.sort,
+    limit: 1,
+    hint: cmd.hint,
+    variables,
+    collation: parseCollation(cmd.collation),
+  });
   const doc = docs[0];
   if (remove) {
     if (!doc || !existing) return { lastErrorObject: { n: 0 }, value: null, ok: 1 };

@@ -14,7 +14,18 @@ export interface Collation {
   readonly compare: StringCompare;
 }
 
-const KNOWN = new Set(['locale', 'caseLevel', 'caseFirst', 'strength', 'numericOrdering', 'alternate', 'maxVariable', 'backwards', 'normalization', 'version']);
+const KNOWN = new Set([
+  'locale',
+  'caseLevel',
+  'caseFirst',
+  'strength',
+  'numericOrdering',
+  'alternate',
+  'maxVariable',
+  'backwards',
+  'normalization',
+  'version',
+]);
 
 /** MongoDB spells locales with underscores and ICU keywords after '@'; Intl wants BCP 47. */
 function toBcp47(locale: string): string {
@@ -32,15 +43,22 @@ function bad(message: string): CommandError {
 /** Parses a command's `collation`; undefined for none or for the simple (binary) collation. */
 export function parseCollation(raw: unknown): Collation | undefined {
   if (raw === undefined || raw === null) return undefined;
-  if (!isPlainObject(raw)) throw new CommandError('TypeMismatch', `BSON field 'collation' is the wrong type, expected type 'object'`);
+  if (!isPlainObject(raw))
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field 'collation' is the wrong type, expected type 'object'`,
+    );
   for (const k of Object.keys(raw)) {
-    if (!KNOWN.has(k)) throw new CommandError('Location40415', `BSON field 'collation.${k}' is an unknown field.`);
+    if (!KNOWN.has(k))
+      throw new CommandError('Location40415', `BSON field 'collation.${k}' is an unknown field.`);
   }
   const locale = raw.locale as unknown;
-  if (typeof locale !== 'string') throw bad(`Required field 'collation.locale' is missing or is not a string`);
+  if (typeof locale !== 'string')
+    throw bad(`Required field 'collation.locale' is missing or is not a string`);
   if (locale === 'simple') {
     const others = Object.keys(raw).filter((k) => k !== 'locale');
-    if (others.length > 0) throw bad(`If locale=simple, no other fields may be specified: collation.${others[0] as string}`);
+    if (others.length > 0)
+      throw bad(`If locale=simple, no other fields may be specified: collation.${others[0] as string}`);
     return undefined;
   }
   const tag = toBcp47(locale);
@@ -50,28 +68,40 @@ export function parseCollation(raw: unknown): Collation | undefined {
   } catch {
     supported = [];
   }
-  if (supported.length === 0 && locale !== 'root' && locale !== '') throw bad(`Field 'locale' is invalid in: { locale: "${locale}" }`);
+  if (supported.length === 0 && locale !== 'root' && locale !== '')
+    throw bad(`Field 'locale' is invalid in: { locale: "${locale}" }`);
 
   const strength = raw.strength === undefined ? 3 : Number(numericValue(raw.strength));
-  if (![1, 2, 3, 4, 5].includes(strength)) throw bad(`Field 'strength' must be an integer 1 through 5. Got: ${String(raw.strength)}`);
+  if (![1, 2, 3, 4, 5].includes(strength))
+    throw bad(`Field 'strength' must be an integer 1 through 5. Got: ${String(raw.strength)}`);
   const caseLevel = bool(raw, 'caseLevel');
   const numericOrdering = bool(raw, 'numericOrdering');
   const backwards = bool(raw, 'backwards');
   bool(raw, 'normalization'); // ICU collators compare canonically equivalent strings as equal either way
   const caseFirst = raw.caseFirst ?? 'off';
-  if (!['upper', 'lower', 'off'].includes(caseFirst as string)) throw bad(`Field 'caseFirst' must be 'upper', 'lower' or 'off'. Got: ${String(caseFirst)}`);
+  if (!['upper', 'lower', 'off'].includes(caseFirst as string))
+    throw bad(`Field 'caseFirst' must be 'upper', 'lower' or 'off'. Got: ${String(caseFirst)}`);
   const alternate = raw.alternate ?? 'non-ignorable';
-  if (alternate !== 'non-ignorable' && alternate !== 'shifted') throw bad(`Field 'alternate' must be 'non-ignorable' or 'shifted'. Got: ${String(alternate)}`);
+  if (alternate !== 'non-ignorable' && alternate !== 'shifted')
+    throw bad(`Field 'alternate' must be 'non-ignorable' or 'shifted'. Got: ${String(alternate)}`);
   const maxVariable = raw.maxVariable ?? 'punct';
-  if (maxVariable !== 'punct' && maxVariable !== 'space') throw bad(`Field 'maxVariable' must be 'punct' or 'space'. Got: ${String(maxVariable)}`);
+  if (maxVariable !== 'punct' && maxVariable !== 'space')
+    throw bad(`Field 'maxVariable' must be 'punct' or 'space'. Got: ${String(maxVariable)}`);
 
   // What Intl.Collator cannot express is refused rather than approximated.
-  if (backwards) throw bad(`collation option 'backwards' (French secondary ordering) is not supported by the jobd embedded server`);
+  if (backwards)
+    throw bad(
+      `collation option 'backwards' (French secondary ordering) is not supported by the jobd embedded server`,
+    );
   if (alternate === 'shifted' && maxVariable === 'space') {
-    throw bad(`collation option 'maxVariable: space' with 'alternate: shifted' is not supported by the jobd embedded server`);
+    throw bad(
+      `collation option 'maxVariable: space' with 'alternate: shifted' is not supported by the jobd embedded server`,
+    );
   }
   if (strength === 4 && alternate === 'shifted') {
-    throw bad(`collation option 'strength: 4' with 'alternate: shifted' is not supported by the jobd embedded server`);
+    throw bad(
+      `collation option 'strength: 4' with 'alternate: shifted' is not supported by the jobd embedded server`,
+    );
   }
 
   let sensitivity: Intl.CollatorOptions['sensitivity'];
@@ -94,6 +124,10 @@ export function parseCollation(raw: unknown): Collation | undefined {
 function bool(raw: Document, field: string): boolean {
   const v = raw[field] as unknown;
   if (v === undefined) return false;
-  if (typeof v !== 'boolean') throw new CommandError('TypeMismatch', `BSON field 'collation.${field}' is the wrong type, expected type 'bool'`);
+  if (typeof v !== 'boolean')
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field 'collation.${field}' is the wrong type, expected type 'bool'`,
+    );
   return v;
 }

@@ -134,7 +134,10 @@ export function validateStoredDoc(doc: Document): void {
   const id = doc._id as unknown;
   if (Array.isArray(id)) throw new CommandError('InvalidIdField', `The '_id' value cannot be of type array`);
   if (isPlainObject(id) && Object.keys(id).some((k) => k.startsWith('$'))) {
-    throw new CommandError('DollarPrefixedFieldName', `_id fields may not contain '$'-prefixed fields: ${Object.keys(id).find((k) => k.startsWith('$'))} is not valid for storage.`);
+    throw new CommandError(
+      'DollarPrefixedFieldName',
+      `_id fields may not contain '$'-prefixed fields: ${Object.keys(id).find((k) => k.startsWith('$'))} is not valid for storage.`,
+    );
   }
   if (id instanceof RegExp || typeRank(id) === Rank.Regex) {
     throw new CommandError('InvalidIdField', `The '_id' value cannot be of type regex`);

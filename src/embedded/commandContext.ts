@@ -28,16 +28,24 @@ export type CommandHandler = (cmd: Document, ctx: CommandContext) => Document | 
 export function collectionArg(cmd: Document, name: string): string {
   const v = cmd[name] as unknown;
   if (typeof v !== 'string') {
-    throw new CommandError('InvalidNamespace', `collection name has invalid type ${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v}`);
+    throw new CommandError(
+      'InvalidNamespace',
+      `collection name has invalid type ${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v}`,
+    );
   }
-  if (v.length === 0) throw new CommandError('InvalidNamespace', `Invalid namespace specified '${cmd.$db as string}.'`);
+  if (v.length === 0)
+    throw new CommandError('InvalidNamespace', `Invalid namespace specified '${cmd.$db as string}.'`);
   return v;
 }
 
 export function optionalDoc(cmd: Document, field: string): Document | undefined {
   const v = cmd[field] as unknown;
   if (v === undefined || v === null) return undefined;
-  if (!isPlainObject(v)) throw new CommandError('TypeMismatch', `BSON field '${field}' is the wrong type '${Array.isArray(v) ? 'array' : typeof v}', expected type 'object'`);
+  if (!isPlainObject(v))
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field '${field}' is the wrong type '${Array.isArray(v) ? 'array' : typeof v}', expected type 'object'`,
+    );
   return v;
 }
 
@@ -46,7 +54,10 @@ export function optionalNumber(cmd: Document, field: string): number | undefined
   if (v === undefined || v === null) return undefined;
   const n = numericValue(v);
   if (typeof n === 'number' && Number.isNaN(n)) {
-    throw new CommandError('TypeMismatch', `BSON field '${field}' is the wrong type '${typeof v}', expected types '[long, int, decimal, double]'`);
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field '${field}' is the wrong type '${typeof v}', expected types '[long, int, decimal, double]'`,
+    );
   }
   return Number(n);
 }
@@ -56,25 +67,51 @@ export function optionalBool(cmd: Document, field: string): boolean | undefined 
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'boolean') return v;
   if (typeof v === 'number') return v !== 0;
-  throw new CommandError('TypeMismatch', `BSON field '${field}' is the wrong type '${typeof v}', expected type 'bool'`);
+  throw new CommandError(
+    'TypeMismatch',
+    `BSON field '${field}' is the wrong type '${typeof v}', expected type 'bool'`,
+  );
 }
 
 export function nonNegative(n: number | undefined, field: string): number | undefined {
-  if (n !== undefined && n < 0) throw new CommandError('BadValue', `${field} value must be non-negative, but received: ${n}`);
+  if (n !== undefined && n < 0)
+    throw new CommandError('BadValue', `${field} value must be non-negative, but received: ${n}`);
   return n;
 }
 
 /** Fields every command may carry that do not change its result. */
 export const GENERIC_FIELDS = new Set([
-  '$db', 'lsid', 'txnNumber', '$clusterTime', '$readPreference', 'writeConcern', 'readConcern', 'comment',
-  'apiVersion', 'apiStrict', 'apiDeprecationErrors', 'maxTimeMS', '$audit', '$client', 'autocommit',
-  'bypassDocumentValidation', 'allowDiskUse', 'let', 'collation', 'maxTimeMSOpOnly', 'tenant', 'mayBypassWriteBlocking',
+  '$db',
+  'lsid',
+  'txnNumber',
+  '$clusterTime',
+  '$readPreference',
+  'writeConcern',
+  'readConcern',
+  'comment',
+  'apiVersion',
+  'apiStrict',
+  'apiDeprecationErrors',
+  'maxTimeMS',
+  '$audit',
+  '$client',
+  'autocommit',
+  'bypassDocumentValidation',
+  'allowDiskUse',
+  'let',
+  'collation',
+  'maxTimeMSOpOnly',
+  'tenant',
+  'mayBypassWriteBlocking',
 ]);
 
 /** Rejects options this server would otherwise silently ignore. */
 export function rejectUnknownFields(cmd: Document, command: string, known: string[]): void {
   for (const k of Object.keys(cmd)) {
     if (k === command || GENERIC_FIELDS.has(k) || known.includes(k)) continue;
-    throw new CommandError('BadValue', `BSON field '${command}.${k}' is an unknown field or an option the embedded server does not support.`);
+    throw new CommandError(
+      'BadValue',
+      `BSON field '${command}.${k}' is an unknown field or an option the embedded server does not support.`,
+    );
   }
 }

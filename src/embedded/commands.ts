@@ -23,7 +23,11 @@ const HANDLERS: Record<string, CommandHandler> = {
 
 const ZERO_SIGNATURE = { hash: new Binary(Buffer.alloc(20), 0), keyId: Long.fromNumber(0) };
 
-export async function runCommand(cmd: Document, ctx: Omit<CommandContext, 'db'>, dbName?: string): Promise<Document> {
+export async function runCommand(
+  cmd: Document,
+  ctx: Omit<CommandContext, 'db'>,
+  dbName?: string,
+): Promise<Document> {
   const name = Object.keys(cmd)[0];
   let reply: Document;
   try {
@@ -34,7 +38,10 @@ export async function runCommand(cmd: Document, ctx: Omit<CommandContext, 'db'>,
     const db = typeof cmd.$db === 'string' ? cmd.$db : (dbName ?? 'admin');
     validateDbName(db);
     if (cmd.startTransaction || cmd.autocommit === false) {
-      throw new CommandError('IllegalOperation', 'Transactions are not supported by the jobd embedded server');
+      throw new CommandError(
+        'IllegalOperation',
+        'Transactions are not supported by the jobd embedded server',
+      );
     }
     const write = retryableWriteOf(name, cmd);
     const recorded = write ? ctx.engine.retryableWrites.begin(write) : undefined;

@@ -87,7 +87,11 @@ export class CursorManager {
   get(id: number, ns: string): Cursor {
     const c = this.cursors.get(id);
     if (!c) throw new CommandError('CursorNotFound', `cursor id ${id} not found`);
-    if (c.ns !== ns) throw new CommandError('Unauthorized', `Requested getMore on namespace '${ns}', but cursor belongs to a different namespace ${c.ns}`);
+    if (c.ns !== ns)
+      throw new CommandError(
+        'Unauthorized',
+        `Requested getMore on namespace '${ns}', but cursor belongs to a different namespace ${c.ns}`,
+      );
     c.lastUsed = Date.now();
     return c;
   }
@@ -122,7 +126,13 @@ export class CursorManager {
 }
 
 /** A cursor reply with the first batch; the rest stays on the server under a cursor id. */
-export function openCursor(ctx: Pick<CommandContext, 'cursors'>, ns: string, docs: Document[], batchSize: number | undefined, single = false): Document {
+export function openCursor(
+  ctx: Pick<CommandContext, 'cursors'>,
+  ns: string,
+  docs: Document[],
+  batchSize: number | undefined,
+  single = false,
+): Document {
   const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 101);
   let id = 0;
   if (rest.length > 0 && !single) {

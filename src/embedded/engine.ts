@@ -31,12 +31,18 @@ import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
 import { assertWritable, checkValidator } from './views.js';
 import { CompactionScheduler } from './compaction.js';
-import { RetryableWriteTable, retryableWriteDoc, type RetryableWrite, type RetryableWriteDoc } from './retryableWrites.js';
+import {
+  RetryableWriteTable,
+  retryableWriteDoc,
+  type RetryableWrite,
+  type RetryableWriteDoc,
+} from './retryableWrites.js';
 
 /** Where a snapshot keeps the engine's own state, beside the collections (MongoDB's namespaces for it). */
 const TXN_NS = { db: 'config', coll: 'transactions' };
 const CLOCK_NS = { db: 'local', coll: 'replset.clusterTime' };
-const isNs = (ns: { db: string; coll: string }, db: string, coll: string): boolean => ns.db === db && ns.coll === coll;
+const isNs = (ns: { db: string; coll: string }, db: string, coll: string): boolean =>
+  ns.db === db && ns.coll === coll;
 
 /** A retryable write that has run, and the reply to remember for it. */
 export interface RetryableResult {
@@ -74,7 +80,13 @@ export class Engine {
     private readonly store?: DurableStore,
     private readonly log: (msg: string) => void = () => {},
   ) {
-    if (store) this.compaction = new CompactionScheduler(store, () => this.snapshot(), log, () => this.pending.length === 0);
+    if (store)
+      this.compaction = new CompactionScheduler(
+        store,
+        () => this.snapshot(),
+        log,
+        () => this.pending.length === 0,
+      );
     // Nothing before now is known: a stream may start right here (no event carries increment 0).
     this.changes = new ChangeLog(seqOf(this.lastOpTime()) - 1);
     this.committedSeq = this.loggedHead = this.changes.head;
@@ -122,9 +134,13 @@ export class Engine {
   createCollection(db: string, name: string, options: Document): Collection {
     validateCollectionName(db, name);
     if (isNs(TXN_NS, db, name) || isNs(CLOCK_NS, db, name)) {
-      throw new CommandError('InvalidNamespace', `${db}.${name} is reserved for the embedded server's own state`);
+      throw new CommandError(
+        'InvalidNamespace',
+        `${db}.${name} is reserved for the embedded server's own state`,
+      );
     }
-    if (this.getCollection(db, name)) throw new CommandError('NamespaceExists', `Collection ${db}.${name} already exists.`);
+    if (this.getCollection(db, name))
+      throw new CommandError('NamespaceExists', `Collection ${db}.${name} already exists.`);
     this.assertAcceptingWrites();
     const coll = new Collection(db, name, options);
     this.link(coll);
@@ -182,18 +198,38 @@ export class Engine {
     if (!opts.bypassValidation) checkValidator(coll, doc);
     coll.insert(doc);
     this.record({ op: 'insert', db: coll.db, coll: coll.name, doc }, () => coll.remove(doc));
-    this.emit({ operationType: 'insert', db: coll.db, coll: coll.name, documentKey: { _id: doc._id }, fullDocument: doc });
+    this.emit({
+      operationType: 'insert',
+      db: coll.db,
+      coll: coll.name,
+      documentKey: { _id: doc._id },
+      fullDocument: doc,
+    });
   }
 
   /** Stores a new version of a document; `replacement` chooses the change event's type. */
-  replace(coll: Collection, before: Document, after: Document, replacement: boolean, opts: WriteOptions = {}): void {
+  replace(
+    coll: Collection,
+    before: Document,
+    after: Document,
+    replacement: boolean,
+    opts: WriteOptions = {},
+  ): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
     if (!opts.bypassValidation) checkValidator(coll, after, before);
     coll.replace(before, after);
-    this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () => coll.replace(after, before));
+    this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () =>
+      coll.replace(after, before),
+    );
     if (replacement) {
-      this.emit({ operationType: 'replace', db: coll.db, coll: coll.name, documentKey: { _id: after._id }, fullDocument: after });
+      this.emit({
+        operationType: 'replace',
+        db: coll.db,
+        coll: coll.name,
+        documentKey: { _id: after._id },
+        fullDocument: after,
+      });
     } else {
       this.emit({
         operationType: 'update',
@@ -469,7 +505,8 @@ function toSpecRecord(spec: IndexSpec): IndexSpecRecord {
 }
 
 export function validateCollectionName(db: string, name: string): void {
-  if (typeof name !== 'string' || name.length === 0) throw new CommandError('InvalidNamespace', `Invalid collection name: '${String(name)}'`);
+  if (typeof name !== 'string' || name.length === 0)
+    throw new CommandError('InvalidNamespace', `Invalid collection name: '${String(name)}'`);
   if (name.includes('\0') || name.startsWith('.') || name.includes('$')) {
     throw new CommandError('InvalidNamespace', `Invalid collection name: ${db}.${name}`);
   }

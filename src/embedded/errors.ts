@@ -86,6 +86,7 @@ export function toCommandError(err: unknown): CommandError {
   if (err instanceof CommandError) return err;
   const message = err instanceof Error ? err.message : String(err);
   // mingo reports unknown or malformed operators with its own error class.
-  if (err instanceof Error && err.constructor.name === 'MingoError') return new CommandError('BadValue', message);
+  if (err instanceof Error && err.constructor.name === 'MingoError')
+    return new CommandError('BadValue', message);
   return new CommandError('InternalError', message);
 }

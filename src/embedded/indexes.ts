@@ -10,7 +10,8 @@ import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOr
 // sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
 // bundlers (vitest) hand it over directly.
 type BTreeClass = typeof BTreeModule.default;
-const BTree: BTreeClass = (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
+const BTree: BTreeClass =
+  (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 type Tree = InstanceType<typeof BTree<IndexKey, string>>;
 
 export interface IndexSpec {
@@ -214,11 +215,14 @@ export function compareKeys(a: IndexKey, b: IndexKey, dirs: number[]): number {
 
 /** Normalises a createIndexes key pattern; only ascending/descending keys are supported. */
 export function validateKeyPattern(key: unknown): string | undefined {
-  if (!isPlainObject(key) || Object.keys(key).length === 0) return 'The index key pattern must be a non-empty object';
+  if (!isPlainObject(key) || Object.keys(key).length === 0)
+    return 'The index key pattern must be a non-empty object';
   for (const [k, v] of Object.entries(key)) {
-    if (typeof v === 'string') return `Index type '${v}' on field '${k}' is not supported by the embedded server`;
+    if (typeof v === 'string')
+      return `Index type '${v}' on field '${k}' is not supported by the embedded server`;
     const n = typeof v === 'number' ? v : Number(v);
-    if (!Number.isFinite(n) || n === 0) return `Values in the index key pattern must be 1 or -1, found ${String(v)} for '${k}'`;
+    if (!Number.isFinite(n) || n === 0)
+      return `Values in the index key pattern must be 1 or -1, found ${String(v)} for '${k}'`;
   }
   return undefined;
 }

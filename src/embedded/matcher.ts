@@ -7,7 +7,14 @@
  */
 import type { Document } from 'bson';
 import { CommandError } from './errors.js';
-import { compareValues, isPlainObject, numericValue, typeRank, Rank, type StringCompare } from './bsonOrder.js';
+import {
+  compareValues,
+  isPlainObject,
+  numericValue,
+  typeRank,
+  Rank,
+  type StringCompare,
+} from './bsonOrder.js';
 import type { Collation } from './collation.js';
 import { isInt32Number } from './numbers.js';
 
@@ -53,9 +60,11 @@ class Compiler {
       case '$and':
       case '$or':
       case '$nor': {
-        if (!Array.isArray(arg) || arg.length === 0) throw new CommandError('BadValue', `${op} argument must be a non-empty array`);
+        if (!Array.isArray(arg) || arg.length === 0)
+          throw new CommandError('BadValue', `${op} argument must be a non-empty array`);
         const subs = arg.map((x) => {
-          if (!isPlainObject(x)) throw new CommandError('BadValue', `${op} argument's entries must be objects`);
+          if (!isPlainObject(x))
+            throw new CommandError('BadValue', `${op} argument's entries must be objects`);
           return this.filter(x);
         });
         if (op === '$and') return all(subs);
@@ -85,7 +94,8 @@ class Compiler {
       if (ops.length === 1 && (ops[0] === '$ne' || ops[0] === '$nin' || ops[0] === '$not')) {
         const op = ops[0];
         negate = true;
-        test = op === '$not' ? this.notInner(cond.$not) : op === '$ne' ? this.eq(cond.$ne) : this.in(cond.$nin);
+        test =
+          op === '$not' ? this.notInner(cond.$not) : op === '$ne' ? this.eq(cond.$ne) : this.in(cond.$nin);
       } else if (ops.length === 1 && ops[0] === '$exists') {
         const want = truthy(cond.$exists);
         const reach = reached(path);
@@ -155,7 +165,8 @@ class Compiler {
         return typeTest(arg);
       case '$size': {
         const n = Number(numericValue(arg));
-        if (!Number.isInteger(n) || n < 0) throw new CommandError('BadValue', `$size needs a non-negative integer`);
+        if (!Number.isInteger(n) || n < 0)
+          throw new CommandError('BadValue', `$size needs a non-negative integer`);
         return (v) => Array.isArray(v) && v.length === n;
       }
       case '$all':
@@ -178,7 +189,8 @@ class Compiler {
 
   private notInner(arg: unknown): ValuePredicate {
     if (arg instanceof RegExp || typeRank(arg) === Rank.Regex) return expand(regexTest(arg, undefined));
-    if (!isPlainObject(arg) || Object.keys(arg).length === 0) throw new CommandError('BadValue', '$not needs a regex or a document');
+    if (!isPlainObject(arg) || Object.keys(arg).length === 0)
+      throw new CommandError('BadValue', '$not needs a regex or a document');
     const tests = Object.keys(arg).map((op) => {
       if (!op.startsWith('$')) throw new CommandError('BadValue', `unknown operator: ${op}`);
       if (op === '$options') return () => true;
@@ -217,10 +229,18 @@ class Compiler {
 
   private scalarEq(operand: unknown): ValuePredicate {
     if (operand === null || operand === undefined) return (x) => x === null || x === undefined;
-    if (typeof operand === 'string' && !this.collated) return (x) => x === operand || (typeRank(x) === Rank.String && typeof x !== 'string' && String(x) === operand);
+    if (typeof operand === 'string' && !this.collated)
+      return (x) =>
+        x === operand || (typeRank(x) === Rank.String && typeof x !== 'string' && String(x) === operand);
     if (typeof operand === 'number') {
-      if (Number.isNaN(operand)) return (x) => typeRank(x) === Rank.Number && Number.isNaN(Number(numericValue(x)));
-      return (x) => x === operand || (typeof x === 'object' && x !== null && typeRank(x) === Rank.Number && compareValues(x, operand) === 0);
+      if (Number.isNaN(operand))
+        return (x) => typeRank(x) === Rank.Number && Number.isNaN(Number(numericValue(x)));
+      return (x) =>
+        x === operand ||
+        (typeof x === 'object' &&
+          x !== null &&
+          typeRank(x) === Rank.Number &&
+          compareValues(x, operand) === 0);
     }
     if (typeof operand === 'boolean') return (x) => x === operand;
     const rank = typeRank(operand);
@@ -237,7 +257,12 @@ class Compiler {
       if (isOperatorObject(x)) throw new CommandError('BadValue', 'cannot nest $ under $in');
       if (x === null) matchesNull = true;
       else if (x instanceof RegExp || typeRank(x) === Rank.Regex) others.push(regexTest(x, undefined));
-      else if ((typeof x === 'string' && !this.collated) || (typeof x === 'number' && !Number.isNaN(x)) || typeof x === 'boolean') prims.add(x);
+      else if (
+        (typeof x === 'string' && !this.collated) ||
+        (typeof x === 'number' && !Number.isNaN(x)) ||
+        typeof x === 'boolean'
+      )
+        prims.add(x);
       else others.push(this.scalarEq(x));
     }
     const hasNumbers = [...prims].some((x) => typeof x === 'number');
@@ -259,14 +284,25 @@ class Compiler {
     }
     const rank = typeRank(operand);
     const strCmp = this.strCmp;
-    const ok = op === '$gt' ? (c: number) => c > 0 : op === '$gte' ? (c: number) => c >= 0 : op === '$lt' ? (c: number) => c < 0 : (c: number) => c <= 0;
+    const ok =
+      op === '$gt'
+        ? (c: number) => c > 0
+        : op === '$gte'
+          ? (c: number) => c >= 0
+          : op === '$lt'
+            ? (c: number) => c < 0
+            : (c: number) => c <= 0;
     let scalar: ValuePredicate;
-    if (rank === Rank.MinKey || rank === Rank.MaxKey) scalar = (x) => x !== undefined && ok(compareValues(x, operand));
+    if (rank === Rank.MinKey || rank === Rank.MaxKey)
+      scalar = (x) => x !== undefined && ok(compareValues(x, operand));
     else if (operand instanceof Date) {
       const t = operand.getTime();
       scalar = (x) => x instanceof Date && ok(x.getTime() - t);
     } else if (typeof operand === 'number' && !Number.isNaN(operand)) {
-      scalar = (x) => (typeof x === 'number' ? !Number.isNaN(x) && ok(x - operand) : typeRank(x) === Rank.Number && ok(compareValues(x, operand)));
+      scalar = (x) =>
+        typeof x === 'number'
+          ? !Number.isNaN(x) && ok(x - operand)
+          : typeRank(x) === Rank.Number && ok(compareValues(x, operand));
     } else scalar = (x) => typeRank(x) === rank && ok(compareValues(x, operand, strCmp));
     if (rank === Rank.Array) return scalar;
     return (v) => scalar(v) || (Array.isArray(v) && v.some(scalar));
@@ -286,11 +322,14 @@ class Compiler {
   private elemMatch(arg: unknown): ValuePredicate {
     if (!isPlainObject(arg)) throw new CommandError('BadValue', '$elemMatch needs an Object');
     const keys = Object.keys(arg);
-    const valueOps = keys.length > 0 && keys.every((k) => k.startsWith('$') && k !== '$and' && k !== '$or' && k !== '$nor' && k !== '$expr');
+    const valueOps =
+      keys.length > 0 &&
+      keys.every((k) => k.startsWith('$') && k !== '$and' && k !== '$or' && k !== '$nor' && k !== '$expr');
     if (valueOps) {
       const tests = keys.map((op) => {
         if (op === '$ne' || op === '$nin' || op === '$not') {
-          const t = op === '$not' ? this.notInner(arg.$not) : op === '$ne' ? this.eq(arg.$ne) : this.in(arg.$nin);
+          const t =
+            op === '$not' ? this.notInner(arg.$not) : op === '$ne' ? this.eq(arg.$ne) : this.in(arg.$nin);
           return (v: unknown) => !t(v);
         }
         if (op === '$exists') {
@@ -399,7 +438,8 @@ function toRegExp(pattern: string, options: string): RegExp {
   for (const o of options) {
     if (o === 'i' || o === 'm' || o === 's') flags += o;
     else if (o === 'x') source = stripExtended(source);
-    else if (o !== 'u' && o !== 'g') throw new CommandError('BadValue', `invalid flag in regex options: ${o}`);
+    else if (o !== 'u' && o !== 'g')
+      throw new CommandError('BadValue', `invalid flag in regex options: ${o}`);
   }
   try {
     return new RegExp(source, flags + 'u');
@@ -407,7 +447,10 @@ function toRegExp(pattern: string, options: string): RegExp {
     try {
       return new RegExp(source, flags);
     } catch (err) {
-      throw new CommandError('BadValue', `Regular expression is invalid: ${err instanceof Error ? err.message : String(err)}`);
+      throw new CommandError(
+        'BadValue',
+        `Regular expression is invalid: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 }
@@ -428,10 +471,12 @@ function stripExtended(pattern: string): string {
 }
 
 function modTest(arg: unknown): ValuePredicate {
-  if (!Array.isArray(arg) || arg.length !== 2) throw new CommandError('BadValue', 'malformed mod, needs to be an array of two numbers');
+  if (!Array.isArray(arg) || arg.length !== 2)
+    throw new CommandError('BadValue', 'malformed mod, needs to be an array of two numbers');
   const d = Math.trunc(Number(numericValue(arg[0])));
   const r = Math.trunc(Number(numericValue(arg[1])));
-  if (!Number.isFinite(d) || !Number.isFinite(r)) throw new CommandError('BadValue', 'malformed mod, divisor and remainder must be numbers');
+  if (!Number.isFinite(d) || !Number.isFinite(r))
+    throw new CommandError('BadValue', 'malformed mod, divisor and remainder must be numbers');
   if (d === 0) throw new CommandError('BadValue', 'divisor cannot be 0');
   return (x) => {
     if (typeRank(x) !== Rank.Number) return false;
@@ -441,9 +486,27 @@ function modTest(arg: unknown): ValuePredicate {
 }
 
 const TYPE_CODES: Record<number, string> = {
-  1: 'double', 2: 'string', 3: 'object', 4: 'array', 5: 'binData', 6: 'undefined', 7: 'objectId', 8: 'bool', 9: 'date',
-  10: 'null', 11: 'regex', 12: 'dbPointer', 13: 'javascript', 14: 'symbol', 15: 'javascriptWithScope', 16: 'int',
-  17: 'timestamp', 18: 'long', 19: 'decimal', [-1]: 'minKey', 127: 'maxKey',
+  1: 'double',
+  2: 'string',
+  3: 'object',
+  4: 'array',
+  5: 'binData',
+  6: 'undefined',
+  7: 'objectId',
+  8: 'bool',
+  9: 'date',
+  10: 'null',
+  11: 'regex',
+  12: 'dbPointer',
+  13: 'javascript',
+  14: 'symbol',
+  15: 'javascriptWithScope',
+  16: 'int',
+  17: 'timestamp',
+  18: 'long',
+  19: 'decimal',
+  [-1]: 'minKey',
+  127: 'maxKey',
 };
 const TYPE_NAMES = new Set([...Object.values(TYPE_CODES), 'number']);
 

@@ -50,7 +50,11 @@ export function compileFilter(filter: unknown, variables?: Document, collation?:
   } catch (err) {
     if (!(err instanceof NeedsFallback)) throw err;
   }
-  if (collation) throw new CommandError('BadValue', `collation is not supported together with ${describeFallback(filter)} by the jobd embedded server`);
+  if (collation)
+    throw new CommandError(
+      'BadValue',
+      `collation is not supported together with ${describeFallback(filter)} by the jobd embedded server`,
+    );
   const q = wrap('invalid filter', () => new Query(toPlainNumbers(filter), mingoOptions));
   return { test: (doc) => wrap('error evaluating filter', () => q.test(toPlainNumbers(doc))) };
 }
@@ -60,7 +64,15 @@ function describeFallback(filter: Document): string {
   return m ? `the ${m[1] as string} operator` : 'this filter';
 }
 
-const UNSUPPORTED_QUERY_OPS = new Set(['$where', '$text', '$near', '$nearSphere', '$geoWithin', '$geoIntersects', '$jsonSchema']);
+const UNSUPPORTED_QUERY_OPS = new Set([
+  '$where',
+  '$text',
+  '$near',
+  '$nearSphere',
+  '$geoWithin',
+  '$geoIntersects',
+  '$jsonSchema',
+]);
 
 function rejectUnsupported(v: unknown): void {
   if (Array.isArray(v)) {
@@ -69,7 +81,8 @@ function rejectUnsupported(v: unknown): void {
   }
   if (!isPlainObject(v)) return;
   for (const [k, x] of Object.entries(v)) {
-    if (UNSUPPORTED_QUERY_OPS.has(k)) throw new CommandError('BadValue', `Query operator ${k} is not supported by the embedded server`);
+    if (UNSUPPORTED_QUERY_OPS.has(k))
+      throw new CommandError('BadValue', `Query operator ${k} is not supported by the embedded server`);
     rejectUnsupported(x);
   }
 }
@@ -82,7 +95,9 @@ export function project(docs: Document[], projection: unknown, filter?: Document
   if (direct) return docs.map(direct);
   const slices = Object.entries(projection).filter(([, v]) => isPlainObject(v) && '$slice' in v);
   const excluding = Object.entries(projection).some(([k, v]) => k !== '_id' && (v === 0 || v === false));
-  const including = Object.entries(projection).some(([k, v]) => k !== '_id' && !(v === 0 || v === false) && !(isPlainObject(v) && '$slice' in v));
+  const including = Object.entries(projection).some(
+    ([k, v]) => k !== '_id' && !(v === 0 || v === false) && !(isPlainObject(v) && '$slice' in v),
+  );
   if (slices.length > 0 && (excluding || !including)) {
     // mingo counts $slice as an inclusion; in MongoDB it sits alongside exclusions too.
     const rest: Document = {};
@@ -92,7 +107,10 @@ export function project(docs: Document[], projection: unknown, filter?: Document
   }
   // Only the positional operator needs the filter; re-running it would ignore the command's collation.
   const positional = Object.keys(projection).some((k) => k.endsWith('.$'));
-  return wrap('invalid projection', () => new Query(positional ? (filter ?? {}) : {}).find(docs, projection).all() as Document[]);
+  return wrap(
+    'invalid projection',
+    () => new Query(positional ? (filter ?? {}) : {}).find(docs, projection).all() as Document[],
+  );
 }
 
 function applySlices(doc: Document, slices: Array<[string, unknown]>): Document {
@@ -117,7 +135,11 @@ function applySlices(doc: Document, slices: Array<[string, unknown]>): Document 
 export function runPipeline(
   docs: Document[],
   pipeline: Document[],
-  options: { collectionResolver?: (name: string) => Document[]; variables?: Document; collation?: Collation | undefined } = {},
+  options: {
+    collectionResolver?: (name: string) => Document[];
+    variables?: Document;
+    collation?: Collation | undefined;
+  } = {},
 ): Document[] {
   return wrap('PlanExecutor error during aggregation', () => {
     // mingo computes with JS numbers: stage arguments and variables too.
@@ -132,15 +154,23 @@ export function runPipeline(
 }
 
 /** Applies update operators in place; returns nothing useful — callers diff documents themselves. */
-export function applyOperators(doc: Document, modifier: Document, arrayFilters: Document[] | undefined, filter: Document | undefined): void {
-  wrap('update failed', () => mingoUpdate(doc, modifier, arrayFilters ?? [], filter ?? {}, { cloneMode: 'deep' }));
+export function applyOperators(
+  doc: Document,
+  modifier: Document,
+  arrayFilters: Document[] | undefined,
+  filter: Document | undefined,
+): void {
+  wrap('update failed', () =>
+    mingoUpdate(doc, modifier, arrayFilters ?? [], filter ?? {}, { cloneMode: 'deep' }),
+  );
 }
 
 /** Evaluates the expressions of a `let` document into plain variable values. */
 export function evaluateLet(letDoc: Document | undefined): Document | undefined {
   if (!letDoc || Object.keys(letDoc).length === 0) return undefined;
   const projection: Document = { _id: 0 };
-  for (const [k, v] of Object.entries(letDoc)) projection[k] = isPlainObject(v) || typeof v === 'string' ? v : { $literal: v };
+  for (const [k, v] of Object.entries(letDoc))
+    projection[k] = isPlainObject(v) || typeof v === 'string' ? v : { $literal: v };
   const [out] = runPipeline([{ _id: 0 }], [{ $project: projection }]);
   return { ...letDoc, ...(out ?? {}) };
 }

@@ -14,7 +14,11 @@ import { CommandError } from './errors.js';
 type Tagged = { _bsontype?: string };
 
 /** Deserialization that keeps Int32/Double/Long wrappers, to be passed through normalizeNumbers. */
-export const RAW_NUMBER_OPTIONS: BSON.DeserializeOptions = { promoteLongs: false, promoteValues: false, promoteBuffers: false };
+export const RAW_NUMBER_OPTIONS: BSON.DeserializeOptions = {
+  promoteLongs: false,
+  promoteValues: false,
+  promoteBuffers: false,
+};
 
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
@@ -125,11 +129,15 @@ export function arithmetic(op: '$inc' | '$mul', a: unknown, b: unknown, path: st
     // Decimal arithmetic through doubles: exact for the integers and short fractions jobs use.
     return Decimal128.fromString(String(op === '$inc' ? x + y : x * y));
   }
-  if (kind === 'double') return double(op === '$inc' ? asNumber(a ?? 0) + asNumber(b) : asNumber(a ?? 0) * asNumber(b));
+  if (kind === 'double')
+    return double(op === '$inc' ? asNumber(a ?? 0) + asNumber(b) : asNumber(a ?? 0) * asNumber(b));
   const r = op === '$inc' ? asBig(a ?? 0) + asBig(b) : asBig(a ?? 0) * asBig(b);
   if (kind === 'int' && r >= BigInt(INT32_MIN) && r <= BigInt(INT32_MAX)) return Number(r);
   if (r < LONG_MIN || r > LONG_MAX) {
-    throw new CommandError('BadValue', `Failed to apply ${op} operations to current value (${String(a)}) for document field '${path}': integer overflow`);
+    throw new CommandError(
+      'BadValue',
+      `Failed to apply ${op} operations to current value (${String(a)}) for document field '${path}': integer overflow`,
+    );
   }
   return Long.fromBigInt(r);
 }

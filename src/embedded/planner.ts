@@ -6,7 +6,15 @@
  */
 import type { Document } from 'bson';
 import { CommandError } from './errors.js';
-import { canonicalKey, compareValues, isPlainObject, typeRank, Rank, TypeBound, type SortSpec } from './bsonOrder.js';
+import {
+  canonicalKey,
+  compareValues,
+  isPlainObject,
+  typeRank,
+  Rank,
+  TypeBound,
+  type SortSpec,
+} from './bsonOrder.js';
 import type { Collection } from './collection.js';
 import { KEY_MAX, KEY_MIN, type Index, type IndexKey } from './indexes.js';
 
@@ -49,7 +57,11 @@ function collationSensitive(v: unknown): boolean {
  * Per-field predicates an index can bound, from the top level of the filter and its $and.
  * Under a collation, indexes (which hold binary-ordered keys) cannot bound string comparisons.
  */
-export function extractPredicates(filter: Document, out = new Map<string, FieldPredicate>(), collated = false): Map<string, FieldPredicate> {
+export function extractPredicates(
+  filter: Document,
+  out = new Map<string, FieldPredicate>(),
+  collated = false,
+): Map<string, FieldPredicate> {
   const usable = collated ? (v: unknown) => indexable(v) && !collationSensitive(v) : indexable;
   for (const [field, cond] of Object.entries(filter)) {
     if (field === '$and' && Array.isArray(cond)) {
@@ -62,8 +74,10 @@ export function extractPredicates(filter: Document, out = new Map<string, FieldP
       for (const [op, arg] of Object.entries(cond)) {
         if (op === '$eq' && usable(arg)) pred.points = [arg];
         else if (op === '$in' && Array.isArray(arg) && arg.every(usable) && !pred.points) pred.points = arg;
-        else if ((op === '$gt' || op === '$gte') && usable(arg) && !isPlainObject(arg)) pred.lower = { v: arg, incl: op === '$gte' };
-        else if ((op === '$lt' || op === '$lte') && usable(arg) && !isPlainObject(arg)) pred.upper = { v: arg, incl: op === '$lte' };
+        else if ((op === '$gt' || op === '$gte') && usable(arg) && !isPlainObject(arg))
+          pred.lower = { v: arg, incl: op === '$gte' };
+        else if ((op === '$lt' || op === '$lte') && usable(arg) && !isPlainObject(arg))
+          pred.upper = { v: arg, incl: op === '$lte' };
       }
     } else if (usable(cond)) {
       pred.points = [cond];
@@ -103,7 +117,12 @@ function dedupePoints(points: unknown[]): unknown[] {
   });
 }
 
-function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: SortSpec, collated: boolean): IndexChoice {
+function evaluateIndex(
+  index: Index,
+  preds: Map<string, FieldPredicate>,
+  sort: SortSpec,
+  collated: boolean,
+): IndexChoice {
   let pointFields = 0;
   let ranges = 1;
   let range: FieldPredicate | undefined;
@@ -126,7 +145,12 @@ function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: S
   let providesSort = effective.length === 0;
   let reverse = false;
   // Index order is binary: under a collation it cannot stand in for a sort that may meet strings.
-  if (!providesSort && !collated && !index.multikey && effective.every(([f]) => index.fields.some(([g]) => g === f))) {
+  if (
+    !providesSort &&
+    !collated &&
+    !index.multikey &&
+    effective.every(([f]) => index.fields.some(([g]) => g === f))
+  ) {
     const suffix = index.fields.slice(pointFields);
     let flip = 0;
     let ok = within.length <= suffix.length;
@@ -154,7 +178,11 @@ function evaluateIndex(index: Index, preds: Map<string, FieldPredicate>, sort: S
 function findHinted(coll: Collection, hint: unknown): Index | 'natural' {
   if (typeof hint === 'string') {
     const idx = coll.indexes.get(hint);
-    if (!idx) throw new CommandError('BadValue', `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`);
+    if (!idx)
+      throw new CommandError(
+        'BadValue',
+        `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`,
+      );
     return idx;
   }
   if (isPlainObject(hint)) {
@@ -162,13 +190,25 @@ function findHinted(coll: Collection, hint: unknown): Index | 'natural' {
     const want = canonicalKey(hint);
     for (const idx of coll.indexes.values()) if (canonicalKey(idx.spec.key) === want) return idx;
   }
-  throw new CommandError('BadValue', `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`);
+  throw new CommandError(
+    'BadValue',
+    `error processing query: planner returned error :: caused by :: hint provided does not correspond to an existing index`,
+  );
 }
 
-export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hint?: unknown, collated = false): Plan {
+export function planQuery(
+  coll: Collection,
+  filter: Document,
+  sort: SortSpec,
+  hint?: unknown,
+  collated = false,
+): Plan {
   const stats = { keysExamined: 0, docsExamined: 0 };
   const preds = extractPredicates(filter, undefined, collated);
-  const hinted = hint !== undefined && hint !== null && !(isPlainObject(hint) && Object.keys(hint).length === 0) ? findHinted(coll, hint) : undefined;
+  const hinted =
+    hint !== undefined && hint !== null && !(isPlainObject(hint) && Object.keys(hint).length === 0)
+      ? findHinted(coll, hint)
+      : undefined;
 
   const idPred = preds.get('_id');
   if (!hinted && idPred?.points) {
@@ -217,7 +257,13 @@ export function planQuery(coll: Collection, filter: Document, sort: SortSpec, hi
   return indexPlan(coll, best, preds, sort, stats);
 }
 
-function indexPlan(coll: Collection, choice: IndexChoice, preds: Map<string, FieldPredicate>, sort: SortSpec, stats: Plan['stats']): Plan {
+function indexPlan(
+  coll: Collection,
+  choice: IndexChoice,
+  preds: Map<string, FieldPredicate>,
+  sort: SortSpec,
+  stats: Plan['stats'],
+): Plan {
   const { index, pointFields, range, reverse } = choice;
   const width = index.fields.length + 1;
   // Cartesian product of the point values of the prefix fields, in key order.
@@ -296,7 +342,12 @@ function indexPlan(coll: Collection, choice: IndexChoice, preds: Map<string, Fie
 }
 
 /** Key-order bounds of one point prefix, optionally followed by a range on the next field. */
-function rangeBounds(index: Index, prefix: unknown[], range: FieldPredicate | undefined, width: number): [IndexKey, IndexKey] {
+function rangeBounds(
+  index: Index,
+  prefix: unknown[],
+  range: FieldPredicate | undefined,
+  width: number,
+): [IndexKey, IndexKey] {
   const lo: IndexKey = [...prefix];
   const hi: IndexKey = [...prefix];
   let loFill: symbol = KEY_MIN;

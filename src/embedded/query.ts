@@ -42,7 +42,10 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
   const limit = opts.limit ?? 0;
   if (skip < 0) throw new CommandError('BadValue', 'skip value must be non-negative');
   if (!coll) {
-    return { docs: [], plan: { stage: 'EOF', sorted: true, candidates: [], stats: { keysExamined: 0, docsExamined: 0 } } };
+    return {
+      docs: [],
+      plan: { stage: 'EOF', sorted: true, candidates: [], stats: { keysExamined: 0, docsExamined: 0 } },
+    };
   }
   const plan = planQuery(coll, filter, sort, opts.hint, opts.collation !== undefined);
   const out: Document[] = [];

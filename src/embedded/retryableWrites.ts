@@ -67,7 +67,8 @@ export function retryableWriteOf(name: string, cmd: Document): RetryableWrite | 
   else if (typeof txn === 'number' && Number.isInteger(txn)) txnNumber = BigInt(txn);
   else if (typeof txn === 'object' && typeof (txn as { valueOf(): unknown }).valueOf() === 'number') {
     txnNumber = BigInt(Math.trunc((txn as { valueOf(): number }).valueOf()));
-  } else throw new CommandError('TypeMismatch', "BSON field 'txnNumber' is the wrong type, expected type 'long'");
+  } else
+    throw new CommandError('TypeMismatch', "BSON field 'txnNumber' is the wrong type, expected type 'long'");
   if (txnNumber < 0n) throw new CommandError('BadValue', `txnNumber must be non-negative, got ${txnNumber}`);
   return { key, lsid: lsid.id as Binary, txnNumber };
 }
@@ -129,7 +130,11 @@ export class RetryableWriteTable {
     const key = sessionKey(doc.lsid);
     const lastUse = doc.at.getTime();
     if (key === undefined || now - lastUse > this.timeoutMs) return;
-    this.record({ key, lsid: doc.lsid, txnNumber: BigInt(doc.txnNumber.toString()) }, doc.reply.buffer.subarray(0, doc.reply.position), lastUse);
+    this.record(
+      { key, lsid: doc.lsid, txnNumber: BigInt(doc.txnNumber.toString()) },
+      doc.reply.buffer.subarray(0, doc.reply.position),
+      lastUse,
+    );
   }
 
   /** The live entries with a reply, for a snapshot. */
@@ -138,7 +143,12 @@ export class RetryableWriteTable {
     const out: RetryableWriteDoc[] = [];
     for (const e of this.entries.values()) {
       if (!e.reply) continue;
-      out.push({ lsid: e.lsid, txnNumber: Long.fromBigInt(e.txnNumber), reply: new Binary(e.reply), at: new Date(e.lastUse) });
+      out.push({
+        lsid: e.lsid,
+        txnNumber: Long.fromBigInt(e.txnNumber),
+        reply: new Binary(e.reply),
+        at: new Date(e.lastUse),
+      });
     }
     return out;
   }
@@ -152,5 +162,10 @@ export class RetryableWriteTable {
 
 /** The persisted form of a write about to be remembered. */
 export function retryableWriteDoc(w: RetryableWrite, reply: Uint8Array, now = Date.now()): RetryableWriteDoc {
-  return { lsid: w.lsid, txnNumber: Long.fromBigInt(w.txnNumber), reply: new Binary(reply), at: new Date(now) };
+  return {
+    lsid: w.lsid,
+    txnNumber: Long.fromBigInt(w.txnNumber),
+    reply: new Binary(reply),
+    at: new Date(now),
+  };
 }

@@ -8,7 +8,14 @@ import { runCommand } from './commands.js';
 import type { CommandContext, ServerInfo } from './commandContext.js';
 import type { CursorManager } from './cursor.js';
 import type { Engine } from './engine.js';
-import { MAX_MESSAGE_SIZE, MSG_MORE_TO_COME, ProtocolError, encodeOpMsg, encodeOpReply, parseMessage } from './wire.js';
+import {
+  MAX_MESSAGE_SIZE,
+  MSG_MORE_TO_COME,
+  ProtocolError,
+  encodeOpMsg,
+  encodeOpReply,
+  parseMessage,
+} from './wire.js';
 
 export interface WireServerDeps {
   engine: Engine;
@@ -125,7 +132,9 @@ export class WireServer {
     try {
       request = parseMessage(Buffer.from(msg));
     } catch (err) {
-      this.deps.log(`closing connection ${ctx.connectionId}: ${err instanceof ProtocolError ? err.message : String(err)}`);
+      this.deps.log(
+        `closing connection ${ctx.connectionId}: ${err instanceof ProtocolError ? err.message : String(err)}`,
+      );
       socket.destroy();
       return;
     }

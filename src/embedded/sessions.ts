@@ -43,12 +43,16 @@ export class SessionRegistry {
   }
 
   private expire(now: Date): void {
-    for (const [k, s] of this.sessions) if (now.getTime() - s.lastUse.getTime() > SESSION_TIMEOUT_MS) this.sessions.delete(k);
+    for (const [k, s] of this.sessions)
+      if (now.getTime() - s.lastUse.getTime() > SESSION_TIMEOUT_MS) this.sessions.delete(k);
   }
 
   /** The documents of $listLocalSessions. */
   list(now = new Date()): Document[] {
     this.expire(now);
-    return [...this.sessions.values()].map((s) => ({ _id: { id: s.id, uid: NO_USER_UID }, lastUse: s.lastUse }));
+    return [...this.sessions.values()].map((s) => ({
+      _id: { id: s.id, uid: NO_USER_UID },
+      lastUse: s.lastUse,
+    }));
   }
 }

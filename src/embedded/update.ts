@@ -9,8 +9,21 @@ import { applyOperators, runPipeline } from './mql.js';
 import { arithmetic, isInt32Number, toPlainNumbers } from './numbers.js';
 
 const OPERATORS = new Set([
-  '$set', '$unset', '$inc', '$mul', '$rename', '$min', '$max', '$currentDate',
-  '$addToSet', '$pop', '$pull', '$push', '$pullAll', '$bit', '$setOnInsert',
+  '$set',
+  '$unset',
+  '$inc',
+  '$mul',
+  '$rename',
+  '$min',
+  '$max',
+  '$currentDate',
+  '$addToSet',
+  '$pop',
+  '$pull',
+  '$push',
+  '$pullAll',
+  '$bit',
+  '$setOnInsert',
 ]);
 const PIPELINE_STAGES = new Set(['$addFields', '$set', '$project', '$unset', '$replaceRoot', '$replaceWith']);
 
@@ -34,7 +47,11 @@ export function isReplacement(u: UpdateSpec): boolean {
 export function validateUpdate(u: unknown): asserts u is UpdateSpec {
   if (Array.isArray(u)) {
     for (const stage of u) {
-      if (!isPlainObject(stage) || Object.keys(stage).length !== 1) throw new CommandError('FailedToParse', 'Each pipeline update stage must be an object with exactly one field');
+      if (!isPlainObject(stage) || Object.keys(stage).length !== 1)
+        throw new CommandError(
+          'FailedToParse',
+          'Each pipeline update stage must be an object with exactly one field',
+        );
       const name = Object.keys(stage)[0] as string;
       if (!PIPELINE_STAGES.has(name)) {
         throw new CommandError('InvalidOptions', `${name} is not allowed to be used within an update`);
@@ -42,32 +59,51 @@ export function validateUpdate(u: unknown): asserts u is UpdateSpec {
     }
     return;
   }
-  if (!isPlainObject(u)) throw new CommandError('FailedToParse', 'Update argument must be either an object or an array');
+  if (!isPlainObject(u))
+    throw new CommandError('FailedToParse', 'Update argument must be either an object or an array');
   const keys = Object.keys(u);
   if (keys.length === 0 || !(keys[0] as string).startsWith('$')) {
-    for (const k of keys) if (k.startsWith('$')) throw new CommandError('DollarPrefixedFieldName', `The dollar ($) prefixed field '${k}' in '${k}' is not valid for storage.`);
+    for (const k of keys)
+      if (k.startsWith('$'))
+        throw new CommandError(
+          'DollarPrefixedFieldName',
+          `The dollar ($) prefixed field '${k}' in '${k}' is not valid for storage.`,
+        );
     return;
   }
   const seen: string[] = [];
   for (const op of keys) {
     if (!op.startsWith('$') || !OPERATORS.has(op)) {
-      throw new CommandError('FailedToParse', `Unknown modifier: ${op}. Expected a valid update modifier or pipeline-style update specified as an array`);
+      throw new CommandError(
+        'FailedToParse',
+        `Unknown modifier: ${op}. Expected a valid update modifier or pipeline-style update specified as an array`,
+      );
     }
     const args = u[op] as unknown;
-    if (!isPlainObject(args)) throw new CommandError('FailedToParse', `Modifiers operate on fields but we found type ${typeof args} instead. For example: {$mod: {<field>: ...}} not {${op}: ${String(args)}}`);
+    if (!isPlainObject(args))
+      throw new CommandError(
+        'FailedToParse',
+        `Modifiers operate on fields but we found type ${typeof args} instead. For example: {$mod: {<field>: ...}} not {${op}: ${String(args)}}`,
+      );
     for (const path of Object.keys(args)) {
       const targets = op === '$rename' ? [path, String(args[path])] : [path];
       for (const t of targets) {
         const base = t.replace(/\.\$(\[[^\]]*\])?/g, '');
         for (const other of seen) {
           if (other === base || other.startsWith(base + '.') || base.startsWith(other + '.')) {
-            throw new CommandError('ConflictingUpdateOperators', `Updating the path '${t}' would create a conflict at '${other}'`);
+            throw new CommandError(
+              'ConflictingUpdateOperators',
+              `Updating the path '${t}' would create a conflict at '${other}'`,
+            );
           }
         }
         seen.push(base);
       }
       if ((op === '$inc' || op === '$mul') && typeRank(args[path]) !== Rank.Number) {
-        throw new CommandError('TypeMismatch', `Cannot ${op === '$inc' ? 'increment' : 'multiply'} with non-numeric argument: {${path}: ${String(args[path])}}`);
+        throw new CommandError(
+          'TypeMismatch',
+          `Cannot ${op === '$inc' ? 'increment' : 'multiply'} with non-numeric argument: {${path}: ${String(args[path])}}`,
+        );
       }
     }
   }
@@ -98,7 +134,8 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
     checkNumericTargets(base, modifier);
     rewriteAddToSet(base, modifier);
     rewriteCurrentDate(modifier);
-    for (const op of Object.keys(modifier)) if (Object.keys(modifier[op] as Document).length === 0) delete modifier[op];
+    for (const op of Object.keys(modifier))
+      if (Object.keys(modifier[op] as Document).length === 0) delete modifier[op];
     // Stored documents are never mutated: the direct path copies only what it changes.
     next = { ...base };
     if (Object.keys(modifier).length > 0 && !applySimple(next, modifier)) {
@@ -137,7 +174,11 @@ function applySimple(doc: Document, modifier: Document): boolean {
       }
       if (ARITHMETIC.has(op)) {
         const target = isPlainObject(cur) ? cur[parts[parts.length - 1] as string] : undefined;
-        if (typeRank((args as Document)[path]) !== Rank.Number || (target !== undefined && target !== null && typeRank(target) !== Rank.Number)) return false;
+        if (
+          typeRank((args as Document)[path]) !== Rank.Number ||
+          (target !== undefined && target !== null && typeRank(target) !== Rank.Number)
+        )
+          return false;
       }
       steps.push([op, parts, (args as Document)[path]]);
     }
@@ -171,12 +212,24 @@ function applySimple(doc: Document, modifier: Document): boolean {
       if (current === undefined || (op === '$min' ? c < 0 : c > 0)) holder[last] = deepClone(value);
     } else {
       const current = holder[last] as unknown;
-      if (op === '$inc' && typeof current === 'number' && typeof value === 'number' && isInt32Number(current) && isInt32Number(value)) {
+      if (
+        op === '$inc' &&
+        typeof current === 'number' &&
+        typeof value === 'number' &&
+        isInt32Number(current) &&
+        isInt32Number(value)
+      ) {
         // int32 + int32 with no overflow: the common case stays cheap.
         const sum = current + value;
-        holder[last] = sum >= -2147483648 && sum <= 2147483647 ? sum : arithmetic('$inc', current, value, parts.join('.'));
+        holder[last] =
+          sum >= -2147483648 && sum <= 2147483647 ? sum : arithmetic('$inc', current, value, parts.join('.'));
       } else {
-        holder[last] = arithmetic(op as '$inc' | '$mul', current === null ? undefined : current, value, parts.join('.'));
+        holder[last] = arithmetic(
+          op as '$inc' | '$mul',
+          current === null ? undefined : current,
+          value,
+          parts.join('.'),
+        );
       }
     }
   }
@@ -211,10 +264,17 @@ function rewriteAddToSet(doc: Document, modifier: Document): void {
   delete modifier.$addToSet;
   for (const [path, spec] of Object.entries(args)) {
     const values = isPlainObject(spec) && '$each' in spec ? (spec.$each as unknown[]) : [spec];
-    if (!Array.isArray(values)) throw new CommandError('TypeMismatch', `The argument to $each in $addToSet must be an array but it was of type ${typeof values}`);
+    if (!Array.isArray(values))
+      throw new CommandError(
+        'TypeMismatch',
+        `The argument to $each in $addToSet must be an array but it was of type ${typeof values}`,
+      );
     const current = getPath(doc, path);
     if (current !== undefined && !Array.isArray(current)) {
-      throw new CommandError('BadValue', `Cannot apply $addToSet to non-array field. Field named '${path.split('.').pop() ?? path}' has non-array type ${typeName(current)}`);
+      throw new CommandError(
+        'BadValue',
+        `Cannot apply $addToSet to non-array field. Field named '${path.split('.').pop() ?? path}' has non-array type ${typeName(current)}`,
+      );
     }
     const seen = new Set((current ?? []).map(canonicalKey));
     const add: unknown[] = [];
@@ -247,7 +307,10 @@ function rewriteCurrentDate(modifier: Document): void {
     } else if (spec === true || (isPlainObject(spec) && spec.$type === 'date')) {
       set[path] = new Date();
     } else {
-      throw new CommandError('BadValue', `${JSON.stringify(spec)} is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).`);
+      throw new CommandError(
+        'BadValue',
+        `${JSON.stringify(spec)} is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).`,
+      );
     }
   }
   modifier.$set = set;

@@ -18,7 +18,8 @@ export function isView(coll: Collection | undefined): boolean {
 
 /** Refuses a write addressed to a view. */
 export function assertWritable(coll: Collection | undefined): void {
-  if (coll && isView(coll)) throw new CommandError('CommandNotSupportedOnView', `Namespace ${coll.ns} is a view, not a collection`);
+  if (coll && isView(coll))
+    throw new CommandError('CommandNotSupportedOnView', `Namespace ${coll.ns} is a view, not a collection`);
 }
 
 /** The collection a view finally reads and the pipeline that turns it into the view. */
@@ -27,7 +28,11 @@ export function resolveView(engine: Engine, view: Collection): { source: string;
   let current: Collection | undefined = view;
   let source = view.name;
   for (let depth = 0; current && isView(current); depth++) {
-    if (depth >= MAX_VIEW_DEPTH) throw new CommandError('ViewDepthLimitExceeded', `View depth too deep or view cycle detected; maximum depth is ${MAX_VIEW_DEPTH}`);
+    if (depth >= MAX_VIEW_DEPTH)
+      throw new CommandError(
+        'ViewDepthLimitExceeded',
+        `View depth too deep or view cycle detected; maximum depth is ${MAX_VIEW_DEPTH}`,
+      );
     pipeline = [...((current.options.pipeline as Document[] | undefined) ?? []), ...pipeline];
     source = current.options.viewOn as string;
     current = engine.getCollection(view.db, source);
@@ -36,20 +41,30 @@ export function resolveView(engine: Engine, view: Collection): { source: string;
 }
 
 export function validateViewOptions(options: Document): void {
-  if (typeof options.viewOn !== 'string' || options.viewOn.length === 0) throw new CommandError('TypeMismatch', "'viewOn' option must be a non-empty string");
+  if (typeof options.viewOn !== 'string' || options.viewOn.length === 0)
+    throw new CommandError('TypeMismatch', "'viewOn' option must be a non-empty string");
   const pipeline = options.pipeline ?? [];
   if (!Array.isArray(pipeline)) throw new CommandError('TypeMismatch', "'pipeline' option must be an array");
   for (const stage of pipeline as unknown[]) {
-    if (!isPlainObject(stage) || Object.keys(stage).length !== 1) throw new CommandError('FailedToParse', 'A pipeline stage specification object must contain exactly one field.');
+    if (!isPlainObject(stage) || Object.keys(stage).length !== 1)
+      throw new CommandError(
+        'FailedToParse',
+        'A pipeline stage specification object must contain exactly one field.',
+      );
     const name = Object.keys(stage)[0] as string;
     if (name === '$out' || name === '$merge' || name === '$changeStream') {
       throw new CommandError('OptionNotSupportedOnView', `${name} cannot be used in a view definition`);
     }
   }
   for (const k of Object.keys(options)) {
-    if (k !== 'viewOn' && k !== 'pipeline' && k !== 'collation') throw new CommandError('InvalidOptions', `option '${k}' is not valid for a view`);
+    if (k !== 'viewOn' && k !== 'pipeline' && k !== 'collation')
+      throw new CommandError('InvalidOptions', `option '${k}' is not valid for a view`);
   }
-  if (options.collation !== undefined) throw new CommandError('InvalidOptions', `views with a default collation are not supported by the jobd embedded server`);
+  if (options.collation !== undefined)
+    throw new CommandError(
+      'InvalidOptions',
+      `views with a default collation are not supported by the jobd embedded server`,
+    );
 }
 
 const LEVELS = ['off', 'strict', 'moderate'];
@@ -57,14 +72,21 @@ const ACTIONS = ['error', 'warn'];
 
 export function validateValidatorOptions(options: Document): void {
   if (options.validator !== undefined) {
-    if (!isPlainObject(options.validator)) throw new CommandError('TypeMismatch', "'validator' must be an object");
+    if (!isPlainObject(options.validator))
+      throw new CommandError('TypeMismatch', "'validator' must be an object");
     compileFilter(options.validator);
   }
   if (options.validationLevel !== undefined && !LEVELS.includes(options.validationLevel as string)) {
-    throw new CommandError('BadValue', `Enumeration value '${String(options.validationLevel)}' for field 'validationLevel' is not a valid value.`);
+    throw new CommandError(
+      'BadValue',
+      `Enumeration value '${String(options.validationLevel)}' for field 'validationLevel' is not a valid value.`,
+    );
   }
   if (options.validationAction !== undefined && !ACTIONS.includes(options.validationAction as string)) {
-    throw new CommandError('BadValue', `Enumeration value '${String(options.validationAction)}' for field 'validationAction' is not a valid value.`);
+    throw new CommandError(
+      'BadValue',
+      `Enumeration value '${String(options.validationAction)}' for field 'validationAction' is not a valid value.`,
+    );
   }
 }
 

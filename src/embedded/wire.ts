@@ -32,7 +32,11 @@ export class ProtocolError extends Error {
 }
 
 /** Commands keep each number's BSON type (see numbers.ts). */
-export const WIRE_DESERIALIZE_OPTIONS: BSON.DeserializeOptions = { promoteLongs: false, promoteValues: false, promoteBuffers: false };
+export const WIRE_DESERIALIZE_OPTIONS: BSON.DeserializeOptions = {
+  promoteLongs: false,
+  promoteValues: false,
+  promoteBuffers: false,
+};
 
 export function readHeader(buf: Buffer): Header {
   return {
@@ -47,7 +51,8 @@ export function parseMessage(msg: Buffer): Request {
   const header = readHeader(msg);
   if (header.opCode === OP_MSG) return parseOpMsg(header, msg);
   if (header.opCode === OP_QUERY) return parseOpQuery(header, msg);
-  if (header.opCode === OP_COMPRESSED) throw new ProtocolError('OP_COMPRESSED is not supported: the server advertises no compressors');
+  if (header.opCode === OP_COMPRESSED)
+    throw new ProtocolError('OP_COMPRESSED is not supported: the server advertises no compressors');
   throw new ProtocolError(`Unsupported opCode ${header.opCode}`);
 }
 
@@ -155,6 +160,7 @@ const CRC32C_TABLE = (() => {
 
 export function crc32c(buf: Uint8Array): number {
   let crc = 0xffffffff;
-  for (let i = 0; i < buf.length; i++) crc = (CRC32C_TABLE[(crc ^ (buf[i] as number)) & 0xff] as number) ^ (crc >>> 8);
+  for (let i = 0; i < buf.length; i++)
+    crc = (CRC32C_TABLE[(crc ^ (buf[i] as number)) & 0xff] as number) ^ (crc >>> 8);
   return (crc ^ 0xffffffff) >>> 0;
 }

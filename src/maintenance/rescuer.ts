@@ -75,7 +75,8 @@ export class Rescuer {
         errorHistory: this.o.errorHistory,
         rescuer: this.o.rescuerId,
         limit: 500,
-        retryAt: (job) => rescueRetryAt(job, now, this.o.policyFor(job.type), this.o.maxAttemptsFor(job.type), random()),
+        retryAt: (job) =>
+          rescueRetryAt(job, now, this.o.policyFor(job.type), this.o.maxAttemptsFor(job.type), random()),
       });
       total.retrying.push(...r.retrying);
       total.failed.push(...r.failed);
@@ -83,7 +84,10 @@ export class Rescuer {
     }
     this.o.onOk?.();
     if (total.retrying.length + total.failed.length > 0) {
-      this.o.logger?.warn({ retrying: total.retrying, failed: total.failed }, 'rescued jobs with expired leases');
+      this.o.logger?.warn(
+        { retrying: total.retrying, failed: total.failed },
+        'rescued jobs with expired leases',
+      );
       this.o.onRescued?.(total);
     }
     return total;

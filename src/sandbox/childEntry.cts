@@ -104,7 +104,10 @@ function loadHandler(spec: string): Promise<HandlerFn> {
   if (!p) {
     p = loadModule(spec).then((loaded: unknown) => {
       // module.exports = fn (CommonJS through require) counts as a default export
-      const mod = (typeof loaded === 'function' ? { default: loaded } : (loaded ?? {})) as Record<string, unknown>;
+      const mod = (typeof loaded === 'function' ? { default: loaded } : (loaded ?? {})) as Record<
+        string,
+        unknown
+      >;
       const dflt = mod.default as Record<string, unknown> | ((...a: unknown[]) => unknown) | undefined;
       const candidates = [
         dflt,
@@ -186,7 +189,10 @@ async function runJob(msg: JobMessage): Promise<void> {
   };
   const progress = (percent: number, message?: string): void => {
     if (!active || typeof percent !== 'number' || !Number.isFinite(percent)) return;
-    pending = { percent: Math.min(100, Math.max(0, percent)), ...(message !== undefined ? { message: String(message) } : {}) };
+    pending = {
+      percent: Math.min(100, Math.max(0, percent)),
+      ...(message !== undefined ? { message: String(message) } : {}),
+    };
     if (!scheduled) {
       scheduled = true;
       setImmediate(flushProgress);
@@ -273,10 +279,10 @@ process.on('SIGTERM', () => {
 });
 
 process.on('uncaughtException', (err) => {
-  process.stderr.write(`uncaught exception in job handler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  void serialize(err).then((error) =>
-    send({ t: 'taint', error }, () => process.exit(70)),
+  process.stderr.write(
+    `uncaught exception in job handler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
   );
+  void serialize(err).then((error) => send({ t: 'taint', error }, () => process.exit(70)));
   setImmediate(() => {
     if (mode === 'pooled' && !process.connected) process.exit(70);
   });

@@ -11,7 +11,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ChildMessage, ParentMessage } from './protocol.js';
 
 const fromSources = import.meta.url.endsWith('.ts');
-const entryFile = fileURLToPath(new URL(fromSources ? './childEntry.cts' : './childEntry.cjs', import.meta.url));
+const entryFile = fileURLToPath(
+  new URL(fromSources ? './childEntry.cts' : './childEntry.cjs', import.meta.url),
+);
 
 export type Loader = 'node' | 'tsx';
 

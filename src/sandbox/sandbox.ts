@@ -11,7 +11,15 @@ import { JobTimeoutError, serializeError } from '../errors.js';
 import type { JobResources, SerializedError } from '../types.js';
 import { JobLog, ensureDir, readFileTail } from './jobLog.js';
 import { PoolChild } from './poolChild.js';
-import { killChild, loaderFor, startChild, sweepGroup, untilOrExit, type Child, type ExitInfo } from './processes.js';
+import {
+  killChild,
+  loaderFor,
+  startChild,
+  sweepGroup,
+  untilOrExit,
+  type Child,
+  type ExitInfo,
+} from './processes.js';
 import { ProgressCoalescer } from './progress.js';
 import type { ChildMessage, DoneMessage, JobMessage } from './protocol.js';
 import type {
@@ -59,7 +67,12 @@ function crashError(exit: ExitInfo, taint: SerializedError | null, beforeDone: b
   else message = `child process exited with code ${exit.code}`;
   if (beforeDone && !exit.spawnError) message += ' before the job finished';
   if (taint) message += ` (uncaught exception: ${taint.name}: ${taint.message})`;
-  return { name: 'ChildCrashError', code: 'JOBD_CHILD_CRASH', message, ...(taint?.stack ? { stack: taint.stack } : {}) };
+  return {
+    name: 'ChildCrashError',
+    code: 'JOBD_CHILD_CRASH',
+    message,
+    ...(taint?.stack ? { stack: taint.stack } : {}),
+  };
 }
 
 function delay(ms: number): { promise: Promise<void>; cancel(): void } {
@@ -95,7 +108,11 @@ class SandboxImpl implements Sandbox {
       return {
         status: 'failed',
         reason: 'aborted',
-        error: { name: 'JobAbortedError', code: 'JOBD_ABORTED', message: `job aborted before it started: ${abortMessage(hooks.signal.reason)}` },
+        error: {
+          name: 'JobAbortedError',
+          code: 'JOBD_ABORTED',
+          message: `job aborted before it started: ${abortMessage(hooks.signal.reason)}`,
+        },
         resources: { wallMs: 0 },
         logTail: '',
       };
@@ -130,7 +147,10 @@ class SandboxImpl implements Sandbox {
     void pc.child.exited.then((exit) => {
       this.pool.delete(pc);
       this.idle = this.idle.filter((x) => x !== pc);
-      this.log.debug?.({ pid: pc.pid, code: exit.code, signal: exit.signal, jobs: pc.jobsRun }, 'pooled child exited');
+      this.log.debug?.(
+        { pid: pc.pid, code: exit.code, signal: exit.signal, jobs: pc.jobsRun },
+        'pooled child exited',
+      );
     });
     return pc;
   }
@@ -141,7 +161,8 @@ class SandboxImpl implements Sandbox {
     let why: string | null = pc.unfit;
     if (!why && this.closing) why = 'sandbox closing';
     if (!why && pc.jobsRun >= o.maxJobsPerChild) why = `ran ${pc.jobsRun} jobs`;
-    if (!why && pc.lastRssBytes > o.maxRssBytes) why = `RSS ${mib(pc.lastRssBytes)} above ${mib(o.maxRssBytes)}`;
+    if (!why && pc.lastRssBytes > o.maxRssBytes)
+      why = `RSS ${mib(pc.lastRssBytes)} above ${mib(o.maxRssBytes)}`;
     if (why) {
       this.retire(pc, why);
       return;
@@ -161,7 +182,10 @@ class SandboxImpl implements Sandbox {
     } catch {
       // channel already closed: the child is on its way out
     }
-    const t = setTimeout(() => void killChild(pc.child, this.opts.killGraceMs), Math.min(this.opts.killGraceMs, MAX_TIMER_MS));
+    const t = setTimeout(
+      () => void killChild(pc.child, this.opts.killGraceMs),
+      Math.min(this.opts.killGraceMs, MAX_TIMER_MS),
+    );
     void pc.child.exited.then(() => clearTimeout(t));
   }
 
@@ -261,7 +285,10 @@ class SandboxImpl implements Sandbox {
       try {
         tail = await readFileTail(req.logFile, startSize, req.logTailBytes);
       } catch (err) {
-        this.log.warn({ jobId: req.jobId, file: req.logFile, err: (err as Error).message }, 'cannot read job log tail');
+        this.log.warn(
+          { jobId: req.jobId, file: req.logFile, err: (err as Error).message },
+          'cannot read job log tail',
+        );
       }
       const rss = ex.kind === 'done' ? ex.done.usage.maxRssBytes : undefined;
       return this.outcome(ex, ex.kind === 'kill' ? killed : undefined, t0, sampled, taint, 0, rss, tail);
@@ -315,7 +342,12 @@ class SandboxImpl implements Sandbox {
       // setTimeout fires at once for delays above 2^31-1 ms; a non-finite timeout means none.
       const timeout = Number.isFinite(req.timeoutMs)
         ? setTimeout(
-            () => finish({ kind: 'kill', reason: 'timeout', error: serializeError(new JobTimeoutError(req.timeoutMs)) }),
+            () =>
+              finish({
+                kind: 'kill',
+                reason: 'timeout',
+                error: serializeError(new JobTimeoutError(req.timeoutMs)),
+              }),
             Math.min(Math.max(0, req.timeoutMs), MAX_TIMER_MS),
           )
         : undefined;
@@ -324,7 +356,11 @@ class SandboxImpl implements Sandbox {
         finish({
           kind: 'kill',
           reason: 'aborted',
-          error: { name: 'JobAbortedError', code: 'JOBD_ABORTED', message: `job aborted: ${abortMessage(hooks.signal?.reason)}` },
+          error: {
+            name: 'JobAbortedError',
+            code: 'JOBD_ABORTED',
+            message: `job aborted: ${abortMessage(hooks.signal?.reason)}`,
+          },
         });
       hooks.signal?.addEventListener('abort', onAbort, { once: true });
       // Aborted while the child was being started: the listener above will never fire.
@@ -334,37 +370,44 @@ class SandboxImpl implements Sandbox {
         finish({
           kind: 'kill',
           reason: 'aborted',
-          error: { name: 'JobAbortedError', code: 'JOBD_ABORTED', message: 'job aborted: the sandbox is closing' },
+          error: {
+            name: 'JobAbortedError',
+            code: 'JOBD_ABORTED',
+            message: 'job aborted: the sandbox is closing',
+          },
         });
       this.stoppers.add(stop);
 
       let sampling = false;
-      const sampler = setInterval(() => {
-        const pid = child.pid;
-        if (sampling || pid === undefined || ended) return;
-        sampling = true;
-        pidusage(pid, { maxage: this.sampleMaxAge })
-          .then((s) => {
-            sampled.peakRssBytes = Math.max(sampled.peakRssBytes ?? 0, s.memory);
-            sampled.lastCpuMs = s.ctime;
-            const limit = req.memoryLimitBytes;
-            if (limit !== undefined && s.memory > limit) {
-              finish({
-                kind: 'kill',
-                reason: 'memory',
-                error: {
-                  name: 'MemoryLimitError',
-                  code: 'JOBD_MEMORY_LIMIT',
-                  message: `job exceeded its memory limit of ${mib(limit)} (${limit} bytes): child RSS was ${mib(s.memory)} (${s.memory} bytes)`,
-                },
-              });
-            }
-          })
-          .catch(() => {
-            // the child exited between samples; its exit is handled elsewhere
-          })
-          .finally(() => (sampling = false));
-      }, Math.max(10, this.opts.sampleIntervalMs));
+      const sampler = setInterval(
+        () => {
+          const pid = child.pid;
+          if (sampling || pid === undefined || ended) return;
+          sampling = true;
+          pidusage(pid, { maxage: this.sampleMaxAge })
+            .then((s) => {
+              sampled.peakRssBytes = Math.max(sampled.peakRssBytes ?? 0, s.memory);
+              sampled.lastCpuMs = s.ctime;
+              const limit = req.memoryLimitBytes;
+              if (limit !== undefined && s.memory > limit) {
+                finish({
+                  kind: 'kill',
+                  reason: 'memory',
+                  error: {
+                    name: 'MemoryLimitError',
+                    code: 'JOBD_MEMORY_LIMIT',
+                    message: `job exceeded its memory limit of ${mib(limit)} (${limit} bytes): child RSS was ${mib(s.memory)} (${s.memory} bytes)`,
+                  },
+                });
+              }
+            })
+            .catch(() => {
+              // the child exited between samples; its exit is handled elsewhere
+            })
+            .finally(() => (sampling = false));
+        },
+        Math.max(10, this.opts.sampleIntervalMs),
+      );
 
       if (ended) return;
       try {
@@ -397,7 +440,8 @@ class SandboxImpl implements Sandbox {
     const peak = Math.max(sampled.peakRssBytes ?? 0, reportedRss ?? 0);
     if (peak > 0) resources.peakRssBytes = peak;
     const cpuTotal = ex.kind === 'done' ? ex.done.usage.cpuMs : sampled.lastCpuMs;
-    if (cpuTotal !== undefined) resources.cpuMs = Math.max(0, Math.round((cpuTotal - cpuBaseMs) * 1000) / 1000);
+    if (cpuTotal !== undefined)
+      resources.cpuMs = Math.max(0, Math.round((cpuTotal - cpuBaseMs) * 1000) / 1000);
 
     if (ex.kind === 'done') {
       if (ex.done.ok) return { status: 'completed', output: ex.done.output, resources, logTail };

@@ -40,9 +40,13 @@ export class AmbiguousClaimError extends JobdError {
     readonly pending: PendingClaim,
     cause: unknown,
   ) {
-    super(`claim ${pending.token} may or may not have landed: ${(cause as Error)?.message ?? String(cause)}`, 'JOBD_AMBIGUOUS_CLAIM', {
-      cause,
-    });
+    super(
+      `claim ${pending.token} may or may not have landed: ${(cause as Error)?.message ?? String(cause)}`,
+      'JOBD_AMBIGUOUS_CLAIM',
+      {
+        cause,
+      },
+    );
     this.name = 'AmbiguousClaimError';
   }
 }
@@ -100,7 +104,14 @@ export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDo
     ...claimSet(opts.owner, token, opts.leaseMs, opts.now),
     attempts: doc.attempts + 1,
   };
-  await writeClaimEvents(store, [claimed], { [doc._id]: doc.state }, opts.owner, opts.now, opts.onUnwrittenEvents);
+  await writeClaimEvents(
+    store,
+    [claimed],
+    { [doc._id]: doc.state },
+    opts.owner,
+    opts.now,
+    opts.onUnwrittenEvents,
+  );
   return stripInternal(claimed);
 }
 
@@ -182,7 +193,9 @@ async function writeClaimEvents(
   now: Date,
   onUnwritten: ClaimOptions['onUnwrittenEvents'],
 ): Promise<void> {
-  const events = docs.map((d) => event(d._id, from[d._id] ?? null, 'running', now, d.attempts, owner, 'claimed'));
+  const events = docs.map((d) =>
+    event(d._id, from[d._id] ?? null, 'running', now, d.attempts, owner, 'claimed'),
+  );
   try {
     await appendEvents(store, events);
   } catch (err) {

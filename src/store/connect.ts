@@ -25,7 +25,10 @@ export function embeddedUri(embedded: { host: string; port: number }): string {
 }
 
 /** 'embedded' → the embedded server's URI; anything else unchanged. */
-export function resolveMongoUri(cfg: { mongoUri: string; embedded?: { host: string; port: number } }): string {
+export function resolveMongoUri(cfg: {
+  mongoUri: string;
+  embedded?: { host: string; port: number };
+}): string {
   if (cfg.mongoUri !== 'embedded') return cfg.mongoUri;
   if (!cfg.embedded) throw new Error('mongoUri is "embedded" but no embedded host/port was given');
   return embeddedUri(cfg.embedded);

@@ -53,7 +53,12 @@ export function stripInternal(doc: StoredJob): JobDoc {
   return job;
 }
 
-function isDedupeClash(err: { code?: unknown; keyPattern?: unknown; errmsg?: unknown; message?: unknown }): boolean {
+function isDedupeClash(err: {
+  code?: unknown;
+  keyPattern?: unknown;
+  errmsg?: unknown;
+  message?: unknown;
+}): boolean {
   if (err.code !== 11000) return false;
   const kp = err.keyPattern as Record<string, unknown> | undefined;
   if (kp) return 'dedupeActive' in kp;
@@ -91,7 +96,11 @@ export async function enqueueMany(store: Store, jobs: NewJob[], now: Date): Prom
     if (!(err instanceof MongoBulkWriteError)) throw err;
     const writeErrors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
     for (const we of writeErrors) {
-      const info = { code: we.code, errmsg: we.errmsg, keyPattern: (we.err as { keyPattern?: unknown })?.keyPattern };
+      const info = {
+        code: we.code,
+        errmsg: we.errmsg,
+        keyPattern: (we.err as { keyPattern?: unknown })?.keyPattern,
+      };
       if (!isDedupeClash(info)) throw err;
       clashed.add(we.index);
     }

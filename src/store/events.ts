@@ -37,8 +37,10 @@ function onlyDuplicateKeys(err: unknown): boolean {
 }
 
 /** A job's history, oldest first. */
-export async function eventsOf(store: Store, jobId: JobId, opts: { limit?: number } = {}): Promise<JobEventDoc[]> {
-  return store.events
-    .find({ jobId }, { sort: { at: 1, _id: 1 }, limit: opts.limit ?? 0 })
-    .toArray();
+export async function eventsOf(
+  store: Store,
+  jobId: JobId,
+  opts: { limit?: number } = {},
+): Promise<JobEventDoc[]> {
+  return store.events.find({ jobId }, { sort: { at: 1, _id: 1 }, limit: opts.limit ?? 0 }).toArray();
 }

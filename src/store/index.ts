@@ -1,8 +1,22 @@
 /** jobd's store: the only code that talks to MongoDB. One function per operation, each guarded. */
 export type { Store, StoredJob } from './types.js';
-export { openStore, ping, embeddedUri, resolveMongoUri, redactMongoUri, type OpenStoreOptions } from './connect.js';
+export {
+  openStore,
+  ping,
+  embeddedUri,
+  resolveMongoUri,
+  redactMongoUri,
+  type OpenStoreOptions,
+} from './connect.js';
 export { ensureIndexes } from './indexes.js';
-export { EDGES, allowedFrom, isAllowed, illegalTransition, type EdgeName, type Edge } from './stateMachine.js';
+export {
+  EDGES,
+  allowedFrom,
+  isAllowed,
+  illegalTransition,
+  type EdgeName,
+  type Edge,
+} from './stateMachine.js';
 export { resolveNewJob, type NewJob, type JobDefaults } from './newJob.js';
 export { enqueue, enqueueMany, newJobId, type EnqueueResult } from './enqueue.js';
 export {
@@ -42,4 +56,10 @@ export {
   type WorkerInfo,
   type WorkerView,
 } from './workers.js';
-export { watchClaimable, watchJob, isChangeStreamUnsupported, type Watcher, type WatchHandlers } from './watch.js';
+export {
+  watchClaimable,
+  watchJob,
+  isChangeStreamUnsupported,
+  type Watcher,
+  type WatchHandlers,
+} from './watch.js';

@@ -68,7 +68,9 @@ export function resolveNewJob(
   };
   if (opts.dedupeKey !== undefined) {
     if (typeof opts.dedupeKey !== 'string' || opts.dedupeKey === '') {
-      throw new ValidationError(`dedupeKey must be a non-empty string; got ${JSON.stringify(opts.dedupeKey)}`);
+      throw new ValidationError(
+        `dedupeKey must be a non-empty string; got ${JSON.stringify(opts.dedupeKey)}`,
+      );
     }
     job.dedupeKey = opts.dedupeKey;
   }

@@ -17,18 +17,36 @@ async function explainMiss(store: Store, edge: 'cancel' | 'retry' | 'release', i
  * Cancel a job that has not finished. A running job's lease is dropped with it: its worker's next
  * heartbeat finds the lease gone, kills the child and writes nothing.
  */
-export async function cancel(store: Store, id: JobId, opts: { now: Date; by?: string; reason?: string }): Promise<JobDoc> {
+export async function cancel(
+  store: Store,
+  id: JobId,
+  opts: { now: Date; by?: string; reason?: string },
+): Promise<JobDoc> {
   const before = await store.jobs.findOneAndUpdate(
     { _id: id, state: { $in: allowedFrom('cancel') } },
     {
-      $set: { state: 'cancelled', lease: null, settledToken: null, finishedAt: opts.now, updatedAt: opts.now },
+      $set: {
+        state: 'cancelled',
+        lease: null,
+        settledToken: null,
+        finishedAt: opts.now,
+        updatedAt: opts.now,
+      },
       $unset: { dedupeActive: '' },
     },
     { returnDocument: 'before' },
   );
   if (!before) return explainMiss(store, 'cancel', id);
   await appendEvents(store, [
-    event(id, before.state, 'cancelled', opts.now, before.attempts, opts.by ?? null, opts.reason ?? 'cancelled'),
+    event(
+      id,
+      before.state,
+      'cancelled',
+      opts.now,
+      before.attempts,
+      opts.by ?? null,
+      opts.reason ?? 'cancelled',
+    ),
   ]);
   const after = await store.jobs.findOne({ _id: id });
   return stripInternal(after ?? { ...before, state: 'cancelled' });
@@ -57,10 +75,17 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
     if (doc.dedupeKey) set.dedupeActive = doc.dedupeKey;
     let after;
     try {
-      after = await store.jobs.findOneAndUpdate({ _id: id, state: doc.state }, { $set: set }, { returnDocument: 'after' });
+      after = await store.jobs.findOneAndUpdate(
+        { _id: id, state: doc.state },
+        { $set: set },
+        { returnDocument: 'after' },
+      );
     } catch (err) {
       if (err instanceof MongoServerError && err.code === 11000) {
-        const holder = await store.jobs.findOne({ dedupeActive: doc.dedupeKey ?? '' }, { projection: { _id: 1 } });
+        const holder = await store.jobs.findOne(
+          { dedupeActive: doc.dedupeKey ?? '' },
+          { projection: { _id: 1 } },
+        );
         throw new IllegalTransitionError(
           `cannot retry job ${id}: unfinished job ${holder?._id ?? '(unknown)'} holds its dedupeKey ${JSON.stringify(doc.dedupeKey)}`,
         );
@@ -68,7 +93,9 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
       throw err;
     }
     if (!after) continue; // its state changed under us: read again
-    await appendEvents(store, [event(id, doc.state, 'queued', opts.now, 0, opts.by ?? null, 'retried by operator')]);
+    await appendEvents(store, [
+      event(id, doc.state, 'queued', opts.now, 0, opts.by ?? null, 'retried by operator'),
+    ]);
     return stripInternal(after);
   }
 }
@@ -81,7 +108,9 @@ export async function releaseWaiting(store: Store, id: JobId, opts: { now: Date 
     { returnDocument: 'after' },
   );
   if (!after) return explainMiss(store, 'release', id);
-  await appendEvents(store, [event(id, 'waiting', 'queued', opts.now, after.attempts, null, 'dependencies met')]);
+  await appendEvents(store, [
+    event(id, 'waiting', 'queued', opts.now, after.attempts, null, 'dependencies met'),
+  ]);
   return stripInternal(after);
 }
 

@@ -36,7 +36,10 @@ export async function list(store: Store, opts: ListOptions = {}): Promise<JobDoc
 }
 
 /** Jobs per state (every state present, zero when none). */
-export async function countByState(store: Store, opts: { type?: string } = {}): Promise<Record<JobState, number>> {
+export async function countByState(
+  store: Store,
+  opts: { type?: string } = {},
+): Promise<Record<JobState, number>> {
   const match = opts.type !== undefined ? [{ $match: { type: opts.type } }] : [];
   const rows = await store.jobs
     .aggregate<{ _id: JobState; n: number }>([...match, { $group: { _id: '$state', n: { $sum: 1 } } }])
@@ -60,7 +63,12 @@ export interface JobStatsRow {
 /** Counts by type × state, with the jobs that finished since `since` and their average wall time. */
 export async function jobStats(store: Store, opts: { since: Date }): Promise<JobStatsRow[]> {
   const rows = await store.jobs
-    .aggregate<{ _id: { type: string; state: JobState }; count: number; recent: number; wall: number | null }>([
+    .aggregate<{
+      _id: { type: string; state: JobState };
+      count: number;
+      recent: number;
+      wall: number | null;
+    }>([
       {
         $group: {
           _id: { type: '$type', state: '$state' },

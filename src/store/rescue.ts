@@ -87,7 +87,15 @@ export async function rescueExpired(store: Store, opts: RescueOptions): Promise<
   await appendEvents(
     store,
     won.map((p) =>
-      event(p.job._id, 'running', p.retryAt ? 'retrying' : 'failed', opts.now, p.job.attempts, opts.rescuer ?? null, p.message),
+      event(
+        p.job._id,
+        'running',
+        p.retryAt ? 'retrying' : 'failed',
+        opts.now,
+        p.job.attempts,
+        opts.rescuer ?? null,
+        p.message,
+      ),
     ),
   );
   return {

@@ -121,7 +121,9 @@ export async function settleManyIfRunning(
   for (const s of settlements) {
     if (!landedSet.has(s.jobId)) continue;
     const attempt = s.kind === 'requeue' ? s.attempt - 1 : s.attempt;
-    events.push(event(s.jobId, 'running', settlementTarget(s), ctx.now, attempt, ctx.owner, settleMessage(s)));
+    events.push(
+      event(s.jobId, 'running', settlementTarget(s), ctx.now, attempt, ctx.owner, settleMessage(s)),
+    );
   }
   let unwrittenEvents: JobEventDoc[] = [];
   try {
@@ -225,7 +227,11 @@ export async function progressIfRunning(
   const percent = Math.max(0, Math.min(100, Number.isFinite(opts.percent) ? opts.percent : 0));
   const res = await store.jobs.updateOne(leaseGuard(opts), {
     $set: {
-      progress: { percent, ...(opts.message !== undefined ? { message: String(opts.message) } : {}), updatedAt: opts.now },
+      progress: {
+        percent,
+        ...(opts.message !== undefined ? { message: String(opts.message) } : {}),
+        updatedAt: opts.now,
+      },
     },
   });
   return res.matchedCount === 1;

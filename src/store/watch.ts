@@ -23,7 +23,9 @@ const UNSUPPORTED_CODES = new Set([40573, 59, 115, 20, 136, 40324]);
 export function isChangeStreamUnsupported(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   if (typeof e?.code === 'number' && UNSUPPORTED_CODES.has(e.code)) return true;
-  return /replica set|not supported|not implemented|unrecognized pipeline stage|\$changeStream/i.test(String(e?.message ?? ''));
+  return /replica set|not supported|not implemented|unrecognized pipeline stage|\$changeStream/i.test(
+    String(e?.message ?? ''),
+  );
 }
 
 function open<T>(
@@ -72,7 +74,10 @@ export function watchClaimable(store: Store, h: WatchHandlers<{ runAt: Date | nu
       $match: {
         $or: [
           { operationType: 'insert', 'fullDocument.state': { $in: ['queued', 'retrying'] } },
-          { operationType: 'update', 'updateDescription.updatedFields.state': { $in: ['queued', 'retrying'] } },
+          {
+            operationType: 'update',
+            'updateDescription.updatedFields.state': { $in: ['queued', 'retrying'] },
+          },
           { operationType: 'replace', 'fullDocument.state': { $in: ['queued', 'retrying'] } },
         ],
       },
@@ -105,7 +110,9 @@ export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: stri
   return open(
     store,
     pipeline,
-    (c) => ({ state: (c.updateDescription?.updatedFields?.state ?? c.fullDocument?.state ?? null) as string | null }),
+    (c) => ({
+      state: (c.updateDescription?.updatedFields?.state ?? c.fullDocument?.state ?? null) as string | null,
+    }),
     h,
   );
 }

@@ -124,7 +124,9 @@ export class ClaimLoop {
       const pending = this.pendingClaims[0]!;
       let jobs: JobDoc[];
       try {
-        jobs = await recoverClaim(d.store, pending, { onUnwrittenEvents: (events) => d.onUnwrittenEvents(events) });
+        jobs = await recoverClaim(d.store, pending, {
+          onUnwrittenEvents: (events) => d.onUnwrittenEvents(events),
+        });
       } catch (err) {
         d.health.error('claim-recovery', err);
         await d.wakeup.wait(this.backoff.next());

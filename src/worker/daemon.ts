@@ -83,7 +83,9 @@ export interface Daemon {
 
 export function packageVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
     return pkg.version ?? '0.0.0';
   } catch {
     return '0.0.0';
@@ -114,7 +116,15 @@ export async function startDaemon(opts: StartDaemonOptions): Promise<Daemon> {
     await embedded?.close().catch(() => {});
     throw err;
   }
-  const d = new DaemonImpl(config, logger.child({ worker: workerId }), clock, store, embedded, workerId, opts);
+  const d = new DaemonImpl(
+    config,
+    logger.child({ worker: workerId }),
+    clock,
+    store,
+    embedded,
+    workerId,
+    opts,
+  );
   await d.start();
   return d;
 }
@@ -148,7 +158,14 @@ class DaemonImpl implements Daemon {
   private stopPromise: Promise<void> | null = null;
   private executionsIdle: (() => void)[] = [];
   private readonly counters: DaemonStats = {
-    running: 0, settling: 0, claimed: 0, completed: 0, failed: 0, retried: 0, lost: 0, requeued: 0,
+    running: 0,
+    settling: 0,
+    claimed: 0,
+    completed: 0,
+    failed: 0,
+    retried: 0,
+    lost: 0,
+    requeued: 0,
   };
 
   constructor(
@@ -188,7 +205,10 @@ class DaemonImpl implements Daemon {
       clock,
       health: this.health,
       held: () => [
-        ...[...this.executions.values(), ...this.settling.values()].map((e) => ({ jobId: e.job._id, token: e.token })),
+        ...[...this.executions.values(), ...this.settling.values()].map((e) => ({
+          jobId: e.job._id,
+          token: e.token,
+        })),
         ...this.ready.map((j) => ({ jobId: j._id, token: j.lease!.token })),
       ],
       onLost: (ids) => this.leasesLost(ids),
@@ -243,7 +263,14 @@ class DaemonImpl implements Daemon {
     const w = this.config.worker;
     await registerWorker(
       this.store,
-      { _id: this.workerId, host: hostname(), pid: process.pid, version: packageVersion(), startedAt: this.clock.now(), concurrency: w.concurrency },
+      {
+        _id: this.workerId,
+        host: hostname(),
+        pid: process.pid,
+        version: packageVersion(),
+        startedAt: this.clock.now(),
+        concurrency: w.concurrency,
+      },
       this.clock.now(),
     );
     if (w.changeStreams) this.openWatcher();
@@ -253,7 +280,12 @@ class DaemonImpl implements Daemon {
       this.logger.fatal({ err }, 'claim loop crashed');
     });
     this.logger.info(
-      { concurrency: w.concurrency, claimBatchSize: w.claimBatchSize, leaseMs: w.leaseMs, jobTypes: Object.keys(this.config.jobTypes) },
+      {
+        concurrency: w.concurrency,
+        claimBatchSize: w.claimBatchSize,
+        leaseMs: w.leaseMs,
+        jobTypes: Object.keys(this.config.jobTypes),
+      },
       'daemon started',
     );
     this.events.emit('daemon:started', { workerId: this.workerId, changeStreams: w.changeStreams });
@@ -307,7 +339,10 @@ class DaemonImpl implements Daemon {
     const avg = this.avgRunMs;
     if (avg === undefined || this.stopping) return 0;
     const w = this.config.worker;
-    return Math.min(w.claimBatchSize, Math.floor((w.concurrency * CLAIM_AHEAD_WAIT_MS) / Math.max(avg, 0.01)));
+    return Math.min(
+      w.claimBatchSize,
+      Math.floor((w.concurrency * CLAIM_AHEAD_WAIT_MS) / Math.max(avg, 0.01)),
+    );
   }
 
   /** A claimed job: run it now if a slot is free, else hold it until one is. */
@@ -318,7 +353,12 @@ class DaemonImpl implements Daemon {
   }
 
   private startJob(job: JobDoc): void {
-    const ex: Execution = { job, token: job.lease!.token, controller: new AbortController(), abortCause: null };
+    const ex: Execution = {
+      job,
+      token: job.lease!.token,
+      controller: new AbortController(),
+      abortCause: null,
+    };
     this.executions.set(job._id, ex);
     const t0 = performance.now();
     this.counters.claimed++;
@@ -337,7 +377,8 @@ class DaemonImpl implements Daemon {
       })
       .then((settlement) => {
         const ms = performance.now() - t0;
-        this.avgRunMs = this.avgRunMs === undefined ? ms : this.avgRunMs + (ms - this.avgRunMs) * RUN_MS_WEIGHT;
+        this.avgRunMs =
+          this.avgRunMs === undefined ? ms : this.avgRunMs + (ms - this.avgRunMs) * RUN_MS_WEIGHT;
         this.finishExecution(ex, settlement);
       });
   }
@@ -392,12 +433,18 @@ class DaemonImpl implements Daemon {
     } else if (to === 'retrying' && s.retryAt) {
       this.counters.retried++;
       const delayMs = s.delayMs ?? s.retryAt.getTime() - this.clock.now().getTime();
-      this.logger.info({ ...ref, error: s.error.message, code: s.error.code, runAt: s.retryAt }, 'job retrying');
+      this.logger.info(
+        { ...ref, error: s.error.message, code: s.error.code, runAt: s.retryAt },
+        'job retrying',
+      );
       this.events.emit('job:retrying', { ...ref, error: s.error, runAt: s.retryAt, delayMs });
       this.wakeup.at(s.retryAt.getTime(), this.clock.now().getTime());
     } else {
       this.counters.failed++;
-      this.logger.info({ ...ref, error: s.error.message, code: s.error.code, name: s.error.name }, 'job failed');
+      this.logger.info(
+        { ...ref, error: s.error.message, code: s.error.code, name: s.error.name },
+        'job failed',
+      );
       this.events.emit('job:failed', { ...ref, error: s.error });
     }
   }
@@ -443,7 +490,11 @@ class DaemonImpl implements Daemon {
         message: 'claimed ahead but not started before shutdown; requeued with the attempt given back',
       };
       this.settler.add(s, (landed) => {
-        if (!landed) this.logger.warn({ jobId: job._id }, 'lease of a job claimed ahead was lost before it was given back');
+        if (!landed)
+          this.logger.warn(
+            { jobId: job._id },
+            'lease of a job claimed ahead was lost before it was given back',
+          );
       });
     }
     if (jobs.length > 0) this.logger.info({ jobs: jobs.length }, 'jobs claimed ahead given back');
@@ -506,7 +557,11 @@ class DaemonImpl implements Daemon {
       await this.executionsDone();
     }
     const unwritten = await this.settler.drain(Math.max(10_000, this.config.worker.killGraceMs));
-    if (unwritten > 0) this.logger.error({ unwritten }, 'outcomes not written before exit; the rescuer will recover those jobs');
+    if (unwritten > 0)
+      this.logger.error(
+        { unwritten },
+        'outcomes not written before exit; the rescuer will recover those jobs',
+      );
     await this.leaseKeeper.stop();
     try {
       await markWorkerStopped(this.store, this.workerId, this.clock.now());

@@ -14,7 +14,11 @@ export interface EmbeddedHandle {
 }
 
 interface EmbeddedModule {
-  startEmbeddedServer(opts: { host?: string; port?: number; dataDir?: string | null }): Promise<EmbeddedHandle>;
+  startEmbeddedServer(opts: {
+    host?: string;
+    port?: number;
+    dataDir?: string | null;
+  }): Promise<EmbeddedHandle>;
 }
 
 export async function startEmbedded(config: ResolvedConfig, logger: Logger): Promise<EmbeddedHandle> {
@@ -52,7 +56,8 @@ export async function connectDaemonStore(
       });
     } catch (err) {
       const message = redactMongoUri(err instanceof Error ? err.message : String(err));
-      if (Date.now() >= deadline) throw new Error(`database unreachable at start: ${message}`, { cause: err });
+      if (Date.now() >= deadline)
+        throw new Error(`database unreachable at start: ${message}`, { cause: err });
       logger.warn({ uri: redactMongoUri(uri), message }, 'database unreachable at start; retrying');
       await new Promise((r) => setTimeout(r, backoff.next()));
     }

@@ -22,7 +22,7 @@ export interface DaemonEvents {
   'job:requeued': JobRef;
   'db:error': { op: string; error: unknown };
   'db:recovered': { op: string };
-  'rescue': { retrying: JobId[]; failed: JobId[] };
+  rescue: { retrying: JobId[]; failed: JobId[] };
   'watch:fallback': { reason: string };
   /** The change stream is established: new claimable jobs wake the claim loop from now on. */
   'watch:ready': Record<string, never>;

@@ -46,7 +46,10 @@ export interface ExecuteDeps {
 }
 
 /** A timeout is always recorded as JobTimeoutError / JOBD_TIMEOUT, whatever text the sandbox chose. */
-function attemptError(outcome: Extract<RunOutcome, { status: 'failed' }>, timeoutMs: number): SerializedError {
+function attemptError(
+  outcome: Extract<RunOutcome, { status: 'failed' }>,
+  timeoutMs: number,
+): SerializedError {
   if (outcome.reason === 'timeout') {
     const t = serializeError(new JobTimeoutError(timeoutMs));
     return { name: t.name, code: t.code, message: outcome.error.message || t.message };
@@ -106,10 +109,20 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     };
   }
   if (ex.abortCause === 'lost') return null;
-  const base = { jobId: job._id, token: ex.token, attempt: job.attempts, resources: outcome.resources, logTail: outcome.logTail };
+  const base = {
+    jobId: job._id,
+    token: ex.token,
+    attempt: job.attempts,
+    resources: outcome.resources,
+    logTail: outcome.logTail,
+  };
   if (outcome.status === 'completed') return { kind: 'complete', ...base, result: outcome.output };
   if (ex.abortCause === 'shutdown' && outcome.reason === 'aborted') {
-    return { kind: 'requeue', ...base, message: 'shutdown grace passed; requeued with the attempt given back' };
+    return {
+      kind: 'requeue',
+      ...base,
+      message: 'shutdown grace passed; requeued with the attempt given back',
+    };
   }
   return failSettlement(ex, attemptError(outcome, req.timeoutMs), def, deps.now(), deps.random(), {
     resources: outcome.resources,

@@ -49,7 +49,11 @@ export class LeaseKeeper {
     const leases = this.o.held();
     if (leases.length > 0) {
       try {
-        const res = await heartbeatLeases(this.store, { leases, leaseMs: this.o.leaseMs, now: this.o.clock.now() });
+        const res = await heartbeatLeases(this.store, {
+          leases,
+          leaseMs: this.o.leaseMs,
+          now: this.o.clock.now(),
+        });
         this.o.health.ok('heartbeat');
         if (res.lost.length > 0) this.o.onLost(res.lost);
       } catch (err) {

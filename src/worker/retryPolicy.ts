@@ -16,8 +16,7 @@ export function backoffMs(attempt: number, policy: RetryPolicy, random: number):
 }
 
 export type RetryDecision =
-  | { retry: true; delayMs: number }
-  | { retry: false; why: 'do-not-retry' | 'attempts-exhausted' };
+  { retry: true; delayMs: number } | { retry: false; why: 'do-not-retry' | 'attempts-exhausted' };
 
 export function decideRetry(opts: {
   attempt: number;

@@ -32,7 +32,13 @@ export class Settler {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { owner: string; clock: Clock; errorHistory: number; maxBatch: number; health: DbHealth },
+    private readonly opts: {
+      owner: string;
+      clock: Clock;
+      errorHistory: number;
+      maxBatch: number;
+      health: DbHealth;
+    },
   ) {}
 
   add(s: Settlement, done: SettleCallback): void {

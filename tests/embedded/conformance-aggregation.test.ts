@@ -54,24 +54,58 @@ describe('aggregation', () => {
     ]);
     for (const row of rows) (row.days as number[]).sort((a, b) => a - b);
     expect(rows).toEqual([
-      { _id: 'abc', total: 120, count: 2, avgQty: 6, minQty: 2, maxQty: 10, ids: [1, 5], days: [1, 3], first: 1, last: 5 },
-      { _id: 'xyz', total: 150, count: 2, avgQty: 15, minQty: 10, maxQty: 20, ids: [3, 4], days: [2], first: 3, last: 4 },
+      {
+        _id: 'abc',
+        total: 120,
+        count: 2,
+        avgQty: 6,
+        minQty: 2,
+        maxQty: 10,
+        ids: [1, 5],
+        days: [1, 3],
+        first: 1,
+        last: 5,
+      },
+      {
+        _id: 'xyz',
+        total: 150,
+        count: 2,
+        avgQty: 15,
+        minQty: 10,
+        maxQty: 20,
+        ids: [3, 4],
+        days: [2],
+        first: 3,
+        last: 4,
+      },
     ]);
   });
 
   it('$group with _id null aggregates the whole input', async () => {
-    expect(await agg([{ $group: { _id: null, n: { $sum: 1 }, qty: { $sum: '$qty' } } }])).toEqual([{ _id: null, n: 5, qty: 43 }]);
+    expect(await agg([{ $group: { _id: null, n: { $sum: 1 }, qty: { $sum: '$qty' } } }])).toEqual([
+      { _id: null, n: 5, qty: 43 },
+    ]);
   });
 
   it('$project computes and renames fields; $addFields adds to the whole document', async () => {
-    const projected = await agg([{ $match: { _id: 1 } }, { $project: { _id: 0, name: '$item', amount: { $multiply: ['$price', '$qty'] } } }]);
+    const projected = await agg([
+      { $match: { _id: 1 } },
+      { $project: { _id: 0, name: '$item', amount: { $multiply: ['$price', '$qty'] } } },
+    ]);
     expect(projected).toEqual([{ name: 'abc', amount: 20 }]);
-    const added = await agg([{ $match: { _id: 2 } }, { $addFields: { amount: { $multiply: ['$price', '$qty'] }, item: { $toUpper: '$item' } } }]);
+    const added = await agg([
+      { $match: { _id: 2 } },
+      { $addFields: { amount: { $multiply: ['$price', '$qty'] }, item: { $toUpper: '$item' } } },
+    ]);
     expect(added).toEqual([{ _id: 2, item: 'JKL', price: 20, qty: 1, tags: ['y'], day: 1, amount: 20 }]);
   });
 
   it('$unwind emits one document per element, dropping empty and missing arrays unless asked', async () => {
-    const plain = await agg([{ $unwind: '$tags' }, { $project: { tags: 1 } }, { $sort: { _id: 1, tags: 1 } }]);
+    const plain = await agg([
+      { $unwind: '$tags' },
+      { $project: { tags: 1 } },
+      { $sort: { _id: 1, tags: 1 } },
+    ]);
     expect(plain).toEqual([
       { _id: 1, tags: 'x' },
       { _id: 1, tags: 'y' },
@@ -93,7 +127,12 @@ describe('aggregation', () => {
   });
 
   it('$sort, $skip and $limit page through the input', async () => {
-    const page = await agg([{ $sort: { qty: -1, _id: 1 } }, { $skip: 1 }, { $limit: 2 }, { $project: { _id: 1 } }]);
+    const page = await agg([
+      { $sort: { qty: -1, _id: 1 } },
+      { $skip: 1 },
+      { $limit: 2 },
+      { $project: { _id: 1 } },
+    ]);
     expect(page).toEqual([{ _id: 3 }, { _id: 5 }]);
   });
 
@@ -143,7 +182,14 @@ describe('aggregation', () => {
 
   it('$bucket groups by boundaries with a default bucket and output accumulators', async () => {
     const rows = await agg([
-      { $bucket: { groupBy: '$qty', boundaries: [0, 5, 15], default: 'big', output: { n: { $sum: 1 }, ids: { $push: '$_id' } } } },
+      {
+        $bucket: {
+          groupBy: '$qty',
+          boundaries: [0, 5, 15],
+          default: 'big',
+          output: { n: { $sum: 1 }, ids: { $push: '$_id' } },
+        },
+      },
     ]);
     expect(rows).toEqual([
       { _id: 0, n: 2, ids: [1, 2] },

@@ -105,7 +105,10 @@ describe('bulkWrite', () => {
         { ordered: false },
       ),
     );
-    const writeErrors = (err.writeErrors as unknown as { index: number; code: number }[]).map((e) => ({ index: e.index, code: e.code }));
+    const writeErrors = (err.writeErrors as unknown as { index: number; code: number }[]).map((e) => ({
+      index: e.index,
+      code: e.code,
+    }));
     expect(writeErrors.sort((a, b) => a.index - b.index)).toEqual([
       { index: 0, code: 11000 },
       { index: 2, code: 11000 },
@@ -127,7 +130,9 @@ describe('insertMany', () => {
   });
 
   it('unordered: inserts everything else', async () => {
-    const err = await bulkError(coll.insertMany([{ _id: 1 }, { _id: 2 }, { _id: 2 }, { _id: 3 }] as Document[], { ordered: false }));
+    const err = await bulkError(
+      coll.insertMany([{ _id: 1 }, { _id: 2 }, { _id: 2 }, { _id: 3 }] as Document[], { ordered: false }),
+    );
     expect((err.writeErrors as unknown as { index: number }[]).map((e) => e.index).sort()).toEqual([0, 2]);
     expect(err.result.insertedCount).toBe(2);
     expect(await ids()).toEqual([1, 2, 3]);

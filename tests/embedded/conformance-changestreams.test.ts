@@ -4,7 +4,13 @@
  * Tests wait for events (bounded by a deadline), never for time to pass.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Timestamp, type ChangeStream, type ChangeStreamDocument, type Collection, type Document } from 'mongodb';
+import {
+  Timestamp,
+  type ChangeStream,
+  type ChangeStreamDocument,
+  type Collection,
+  type Document,
+} from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 
 /** Free-form test documents: _id of any BSON type, any update shape (the driver's schema types assume ObjectId ids). */
@@ -54,20 +60,34 @@ describe('change streams', () => {
 
     const ns = { db: t.dbName, coll: 'events' };
     const insert = await nextEvent(stream);
-    expect(insert).toMatchObject({ operationType: 'insert', ns, documentKey: { _id: 1 }, fullDocument: { _id: 1, a: 1, b: 'x' } });
+    expect(insert).toMatchObject({
+      operationType: 'insert',
+      ns,
+      documentKey: { _id: 1 },
+      fullDocument: { _id: 1, a: 1, b: 'x' },
+    });
     expect(insert._id).toBeTypeOf('object');
     expect((insert as { clusterTime?: unknown }).clusterTime).toBeInstanceOf(Timestamp);
 
     const update = await nextEvent(stream);
     expect(update).toMatchObject({ operationType: 'update', ns, documentKey: { _id: 1 } });
-    const desc = (update as { updateDescription: { updatedFields: Document; removedFields: string[]; truncatedArrays?: unknown[] } }).updateDescription;
+    const desc = (
+      update as {
+        updateDescription: { updatedFields: Document; removedFields: string[]; truncatedArrays?: unknown[] };
+      }
+    ).updateDescription;
     expect(desc.updatedFields).toEqual({ a: 2 });
     expect(desc.removedFields).toEqual(['b']);
     expect(desc.truncatedArrays ?? []).toEqual([]);
     expect((update as { fullDocument?: unknown }).fullDocument).toBeUndefined();
 
     const replace = await nextEvent(stream);
-    expect(replace).toMatchObject({ operationType: 'replace', ns, documentKey: { _id: 1 }, fullDocument: { _id: 1, c: 3 } });
+    expect(replace).toMatchObject({
+      operationType: 'replace',
+      ns,
+      documentKey: { _id: 1 },
+      fullDocument: { _id: 1, c: 3 },
+    });
 
     const del = await nextEvent(stream);
     expect(del).toMatchObject({ operationType: 'delete', ns, documentKey: { _id: 1 } });

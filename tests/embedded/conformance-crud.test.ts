@@ -81,7 +81,14 @@ describe('find', () => {
       { _id: 2, name: 'bob', age: 25, tags: ['b'], address: { city: 'Bergen', zip: '5003' } },
       { _id: 3, name: 'cid', age: 42, tags: [], address: { city: 'Oslo', zip: '0151' } },
       { _id: 4, name: 'dee', age: 25, address: null },
-      { _id: 5, name: 'eve', scores: [{ k: 'x', v: 3 }, { k: 'y', v: 9 }] },
+      {
+        _id: 5,
+        name: 'eve',
+        scores: [
+          { k: 'x', v: 3 },
+          { k: 'y', v: 9 },
+        ],
+      },
     ] as Document[]);
   });
 
@@ -116,19 +123,36 @@ describe('find', () => {
   it('projects with inclusion, exclusion and dotted fields; _id is included unless excluded', async () => {
     expect(await coll.findOne({ _id: 1 }, { projection: { name: 1 } })).toEqual({ _id: 1, name: 'ann' });
     expect(await coll.findOne({ _id: 1 }, { projection: { name: 1, _id: 0 } })).toEqual({ name: 'ann' });
-    expect(await coll.findOne({ _id: 1 }, { projection: { tags: 0, address: 0, age: 0 } })).toEqual({ _id: 1, name: 'ann' });
-    expect(await coll.findOne({ _id: 1 }, { projection: { 'address.city': 1, _id: 0 } })).toEqual({ address: { city: 'Oslo' } });
+    expect(await coll.findOne({ _id: 1 }, { projection: { tags: 0, address: 0, age: 0 } })).toEqual({
+      _id: 1,
+      name: 'ann',
+    });
+    expect(await coll.findOne({ _id: 1 }, { projection: { 'address.city': 1, _id: 0 } })).toEqual({
+      address: { city: 'Oslo' },
+    });
   });
 
   it('projects array slices with $slice, alone, with inclusion and with exclusion', async () => {
-    expect(await coll.findOne({ _id: 5 }, { projection: { scores: { $slice: -1 } } })).toEqual({ _id: 5, name: 'eve', scores: [{ k: 'y', v: 9 }] });
-    expect(await coll.findOne({ _id: 1 }, { projection: { name: 1, tags: { $slice: [1, 1] } } })).toEqual({ _id: 1, name: 'ann', tags: ['b'] });
+    expect(await coll.findOne({ _id: 5 }, { projection: { scores: { $slice: -1 } } })).toEqual({
+      _id: 5,
+      name: 'eve',
+      scores: [{ k: 'y', v: 9 }],
+    });
+    expect(await coll.findOne({ _id: 1 }, { projection: { name: 1, tags: { $slice: [1, 1] } } })).toEqual({
+      _id: 1,
+      name: 'ann',
+      tags: ['b'],
+    });
     // A $slice inside an exclusion projection keeps every field that is not excluded.
-    expect(await coll.findOne({ _id: 5 }, { projection: { scores: { $slice: 1 }, _id: 0, name: 0 } })).toEqual({ scores: [{ k: 'x', v: 3 }] });
+    expect(
+      await coll.findOne({ _id: 5 }, { projection: { scores: { $slice: 1 }, _id: 0, name: 0 } }),
+    ).toEqual({ scores: [{ k: 'x', v: 3 }] });
   });
 
   it('sorts on several keys, then skips and limits', async () => {
-    const docs = await coll.find({ age: { $exists: true } }, { sort: { age: -1, _id: 1 }, projection: { _id: 1 } }).toArray();
+    const docs = await coll
+      .find({ age: { $exists: true } }, { sort: { age: -1, _id: 1 }, projection: { _id: 1 } })
+      .toArray();
     expect(docs.map((d) => d._id)).toEqual([3, 1, 2, 4]);
     const page = await coll.find({}, { sort: { _id: -1 }, skip: 1, limit: 2 }).toArray();
     expect(page.map((d) => d._id)).toEqual([4, 3]);
@@ -153,16 +177,32 @@ describe('find', () => {
 
 describe('update operators', () => {
   beforeEach(async () => {
-    await coll.insertOne({ _id: 1, n: 5, name: 'a', arr: [1, 2, 3, 4, 3], nested: { x: 1, y: 2 } } as Document);
+    await coll.insertOne({
+      _id: 1,
+      n: 5,
+      name: 'a',
+      arr: [1, 2, 3, 4, 3],
+      nested: { x: 1, y: 2 },
+    } as Document);
   });
 
   const one = async () => coll.findOne({ _id: 1 });
 
   it('$set creates nested paths and $unset removes fields', async () => {
-    const r = await coll.updateOne({ _id: 1 }, { $set: { 'deep.a.b': 1, name: 'b' }, $unset: { 'nested.y': '' } });
+    const r = await coll.updateOne(
+      { _id: 1 },
+      { $set: { 'deep.a.b': 1, name: 'b' }, $unset: { 'nested.y': '' } },
+    );
     expect(r.matchedCount).toBe(1);
     expect(r.modifiedCount).toBe(1);
-    expect(await one()).toEqual({ _id: 1, n: 5, name: 'b', arr: [1, 2, 3, 4, 3], nested: { x: 1 }, deep: { a: { b: 1 } } });
+    expect(await one()).toEqual({
+      _id: 1,
+      n: 5,
+      name: 'b',
+      arr: [1, 2, 3, 4, 3],
+      nested: { x: 1 },
+      deep: { a: { b: 1 } },
+    });
   });
 
   it('a no-op update matches but does not modify', async () => {
@@ -181,7 +221,14 @@ describe('update operators', () => {
 
   it('$rename moves a field, including into and out of embedded documents', async () => {
     await coll.updateOne({ _id: 1 }, { $rename: { name: 'title', 'nested.x': 'moved' } });
-    expect(await one()).toEqual({ _id: 1, n: 5, title: 'a', arr: [1, 2, 3, 4, 3], nested: { y: 2 }, moved: 1 });
+    expect(await one()).toEqual({
+      _id: 1,
+      n: 5,
+      title: 'a',
+      arr: [1, 2, 3, 4, 3],
+      nested: { y: 2 },
+      moved: 1,
+    });
   });
 
   it('$push appends, with $each, $position, $sort and $slice modifiers', async () => {
@@ -230,14 +277,26 @@ describe('update operators', () => {
     expect((await coll.findOne({ _id: 2 }))?.grades).toEqual([80, 96, 90]);
     await coll.updateOne({ _id: 2 }, { $inc: { 'grades.$[]': 1 } });
     expect((await coll.findOne({ _id: 2 }))?.grades).toEqual([81, 97, 91]);
-    await coll.updateOne({ _id: 2 }, { $set: { 'grades.$[g]': 100 } }, { arrayFilters: [{ g: { $gte: 91 } }] });
+    await coll.updateOne(
+      { _id: 2 },
+      { $set: { 'grades.$[g]': 100 } },
+      { arrayFilters: [{ g: { $gte: 91 } }] },
+    );
     expect((await coll.findOne({ _id: 2 }))?.grades).toEqual([81, 100, 100]);
-    await coll.updateOne({ _id: 2 }, { $set: { 'items.$[it].big': true } }, { arrayFilters: [{ 'it.q': { $gt: 2 } }] });
+    await coll.updateOne(
+      { _id: 2 },
+      { $set: { 'items.$[it].big': true } },
+      { arrayFilters: [{ 'it.q': { $gt: 2 } }] },
+    );
     expect((await coll.findOne({ _id: 2 }))?.items).toEqual([{ q: 1 }, { q: 5, big: true }]);
   });
 
   it('updateMany updates every match and reports counts', async () => {
-    await coll.insertMany([{ _id: 2, n: 1 }, { _id: 3, n: 1 }, { _id: 4, n: 2 }] as Document[]);
+    await coll.insertMany([
+      { _id: 2, n: 1 },
+      { _id: 3, n: 1 },
+      { _id: 4, n: 2 },
+    ] as Document[]);
     const r = await coll.updateMany({ n: 1 }, { $set: { flag: true } });
     expect(r.matchedCount).toBe(2);
     expect(r.modifiedCount).toBe(2);
@@ -253,7 +312,11 @@ describe('update operators', () => {
 
 describe('upsert and replace', () => {
   it('upserts with the filter equality fields and $setOnInsert, reporting the upserted id', async () => {
-    const r = await coll.updateOne({ sku: 'k1', qty: { $gt: 5 } }, { $set: { price: 3 }, $setOnInsert: { created: true } }, { upsert: true });
+    const r = await coll.updateOne(
+      { sku: 'k1', qty: { $gt: 5 } },
+      { $set: { price: 3 }, $setOnInsert: { created: true } },
+      { upsert: true },
+    );
     expect(r.matchedCount).toBe(0);
     expect(r.modifiedCount).toBe(0);
     expect(r.upsertedCount).toBe(1);
@@ -261,11 +324,19 @@ describe('upsert and replace', () => {
     const doc = await coll.findOne({ _id: r.upsertedId! });
     expect(doc).toEqual({ _id: r.upsertedId, sku: 'k1', price: 3, created: true });
 
-    const again = await coll.updateOne({ sku: 'k1' }, { $set: { price: 4 }, $setOnInsert: { created: false } }, { upsert: true });
+    const again = await coll.updateOne(
+      { sku: 'k1' },
+      { $set: { price: 4 }, $setOnInsert: { created: false } },
+      { upsert: true },
+    );
     expect(again.matchedCount).toBe(1);
     expect(again.upsertedCount).toBe(0);
     expect(again.upsertedId).toBeNull();
-    expect(await coll.findOne({ sku: 'k1' }, { projection: { _id: 0 } })).toEqual({ sku: 'k1', price: 4, created: true });
+    expect(await coll.findOne({ sku: 'k1' }, { projection: { _id: 0 } })).toEqual({
+      sku: 'k1',
+      price: 4,
+      created: true,
+    });
   });
 
   it('an upsert takes _id from the filter', async () => {
@@ -298,7 +369,12 @@ describe('upsert and replace', () => {
 
 describe('deletes', () => {
   beforeEach(async () => {
-    await coll.insertMany([{ _id: 1, k: 'a' }, { _id: 2, k: 'b' }, { _id: 3, k: 'b' }, { _id: 4, k: 'c' }] as Document[]);
+    await coll.insertMany([
+      { _id: 1, k: 'a' },
+      { _id: 2, k: 'b' },
+      { _id: 3, k: 'b' },
+      { _id: 4, k: 'c' },
+    ] as Document[]);
   });
 
   it('deleteOne removes one match, deleteMany every match', async () => {

@@ -29,20 +29,29 @@ describe('cursors', () => {
   it('iterates 1,000 documents in batches of 7 through getMore until the cursor is exhausted', async () => {
     await seed(1000);
     const replies: Document[] = [];
-    const client = new MongoClient(testMongoUri(), { monitorCommands: true, serverSelectionTimeoutMS: 10_000 });
+    const client = new MongoClient(testMongoUri(), {
+      monitorCommands: true,
+      serverSelectionTimeoutMS: 10_000,
+    });
     client.on('commandSucceeded', (e: CommandSucceededEvent) => {
-      if (e.commandName === 'find' || e.commandName === 'getMore') replies.push({ name: e.commandName, reply: e.reply as Document });
+      if (e.commandName === 'find' || e.commandName === 'getMore')
+        replies.push({ name: e.commandName, reply: e.reply as Document });
     });
     try {
       await client.connect();
-      const cursor = client.db(t.dbName).collection('c').find({}, { sort: { _id: 1 }, batchSize: 7 });
+      const cursor = client
+        .db(t.dbName)
+        .collection('c')
+        .find({}, { sort: { _id: 1 }, batchSize: 7 });
       const seen: number[] = [];
       for await (const doc of cursor) seen.push(Number(doc._id));
       expect(seen).toEqual(Array.from({ length: 1000 }, (_, i) => i));
       expect(cursor.closed).toBe(true);
 
       expect(replies[0]?.name).toBe('find');
-      const batches = replies.map((r) => (r.reply.cursor.firstBatch ?? r.reply.cursor.nextBatch) as Document[]);
+      const batches = replies.map(
+        (r) => (r.reply.cursor.firstBatch ?? r.reply.cursor.nextBatch) as Document[],
+      );
       for (const batch of batches) expect(batch.length).toBeLessThanOrEqual(7);
       expect(batches.reduce((n, b) => n + b.length, 0)).toBe(1000);
       // 993 documents after the first batch need at least 142 getMores of at most 7.

@@ -40,7 +40,12 @@ describe('error codes', () => {
     expect(err.code).toBe(48);
     expect(err.codeName).toBe('NamespaceExists');
     await t.db.collection('a').rename('b', { dropTarget: true });
-    expect(await t.db.collection('b').find({}, { projection: { _id: 0 } }).toArray()).toEqual([{ x: 1 }]);
+    expect(
+      await t.db
+        .collection('b')
+        .find({}, { projection: { _id: 0 } })
+        .toArray(),
+    ).toEqual([{ x: 1 }]);
   });
 
   it('an unknown command fails with CommandNotFound 59', async () => {
@@ -51,14 +56,21 @@ describe('error codes', () => {
 
   it('an unknown query operator fails with BadValue 2', async () => {
     await t.db.collection('c').insertOne({ a: 1 });
-    const err = await serverError(t.db.collection('c').find({ a: { $noSuchOperator: 1 } }).toArray());
+    const err = await serverError(
+      t.db
+        .collection('c')
+        .find({ a: { $noSuchOperator: 1 } })
+        .toArray(),
+    );
     expect(err.code).toBe(2);
     expect(err.codeName).toBe('BadValue');
   });
 
   it('an unknown update operator fails with FailedToParse 9', async () => {
     await t.db.collection('c').insertOne({ _id: 1, a: 1 } as never);
-    const err = await serverError(t.db.collection('c').updateOne({ _id: 1 } as never, { $noSuchModifier: { a: 1 } } as never));
+    const err = await serverError(
+      t.db.collection('c').updateOne({ _id: 1 } as never, { $noSuchModifier: { a: 1 } } as never),
+    );
     expect(err.code).toBe(9);
     expect(err.codeName).toBe('FailedToParse');
   });

@@ -40,16 +40,32 @@ describe('findOneAndUpdate', () => {
   });
 
   it('returns the pre-image by default (returnDocument before)', async () => {
-    const doc = await jobs.findOneAndUpdate({ state: 'queued' }, { $set: { state: 'running' } }, { sort: { runAt: 1 } });
+    const doc = await jobs.findOneAndUpdate(
+      { state: 'queued' },
+      { $set: { state: 'running' } },
+      { sort: { runAt: 1 } },
+    );
     expect(doc).toEqual({ _id: 1, state: 'queued', priority: 1, runAt: 10 });
-    const explicit = await jobs.findOneAndUpdate({ state: 'queued' }, { $set: { state: 'running' } }, { sort: { runAt: 1 }, returnDocument: 'before' });
+    const explicit = await jobs.findOneAndUpdate(
+      { state: 'queued' },
+      { $set: { state: 'running' } },
+      { sort: { runAt: 1 }, returnDocument: 'before' },
+    );
     expect(explicit).toEqual({ _id: 3, state: 'queued', priority: 5, runAt: 20 });
   });
 
   it('applies a projection to the returned document', async () => {
-    const doc = await jobs.findOneAndUpdate({ _id: 2 }, { $set: { state: 'running' } }, { projection: { state: 1 }, returnDocument: 'after' });
+    const doc = await jobs.findOneAndUpdate(
+      { _id: 2 },
+      { $set: { state: 'running' } },
+      { projection: { state: 1 }, returnDocument: 'after' },
+    );
     expect(doc).toEqual({ _id: 2, state: 'running' });
-    const noId = await jobs.findOneAndUpdate({ _id: 2 }, { $set: { state: 'x' } }, { projection: { _id: 0, priority: 1 } });
+    const noId = await jobs.findOneAndUpdate(
+      { _id: 2 },
+      { $set: { state: 'x' } },
+      { projection: { _id: 0, priority: 1 } },
+    );
     expect(noId).toEqual({ priority: 5 });
   });
 
@@ -63,7 +79,11 @@ describe('findOneAndUpdate', () => {
     expect(before).toBeNull();
     expect(await jobs.findOne({ _id: 10 })).toEqual({ _id: 10, state: 'queued' });
 
-    const after = await jobs.findOneAndUpdate({ name: 'n' }, { $setOnInsert: { state: 'new' } }, { upsert: true, returnDocument: 'after' });
+    const after = await jobs.findOneAndUpdate(
+      { name: 'n' },
+      { $setOnInsert: { state: 'new' } },
+      { upsert: true, returnDocument: 'after' },
+    );
     expect(after).toMatchObject({ name: 'n', state: 'new' });
     expect(after?._id).toBeInstanceOf(ObjectId);
   });
@@ -74,7 +94,11 @@ describe('findOneAndUpdate', () => {
     expect(hit.value).toEqual({ _id: 1, state: 'queued', priority: 1, runAt: 10 });
     expect(hit.lastErrorObject).toMatchObject({ n: 1, updatedExisting: true });
 
-    const upserted = await jobs.findOneAndUpdate({ _id: 99 }, { $set: { y: 1 } }, { upsert: true, includeResultMetadata: true });
+    const upserted = await jobs.findOneAndUpdate(
+      { _id: 99 },
+      { $set: { y: 1 } },
+      { upsert: true, includeResultMetadata: true },
+    );
     expect(upserted.value).toBeNull();
     expect(upserted.lastErrorObject).toMatchObject({ n: 1, updatedExisting: false, upserted: 99 });
   });
@@ -82,17 +106,28 @@ describe('findOneAndUpdate', () => {
 
 describe('findOneAndReplace and findOneAndDelete', () => {
   it('replaces the first document in sort order, keeping its _id', async () => {
-    const doc = await jobs.findOneAndReplace({ state: 'queued' }, { state: 'replaced' }, { sort: { runAt: -1 }, returnDocument: 'after' });
+    const doc = await jobs.findOneAndReplace(
+      { state: 'queued' },
+      { state: 'replaced' },
+      { sort: { runAt: -1 }, returnDocument: 'after' },
+    );
     expect(doc).toEqual({ _id: 2, state: 'replaced' });
   });
 
   it('upserts a replacement', async () => {
-    const doc = await jobs.findOneAndReplace({ _id: 50 }, { state: 'fresh' }, { upsert: true, returnDocument: 'after' });
+    const doc = await jobs.findOneAndReplace(
+      { _id: 50 },
+      { state: 'fresh' },
+      { upsert: true, returnDocument: 'after' },
+    );
     expect(doc).toEqual({ _id: 50, state: 'fresh' });
   });
 
   it('deletes the first document in sort order and returns it, projected', async () => {
-    const doc = await jobs.findOneAndDelete({ state: 'queued' }, { sort: { priority: -1, runAt: -1 }, projection: { runAt: 1 } });
+    const doc = await jobs.findOneAndDelete(
+      { state: 'queued' },
+      { sort: { priority: -1, runAt: -1 }, projection: { runAt: 1 } },
+    );
     expect(doc).toEqual({ _id: 2, runAt: 30 });
     expect(await jobs.findOne({ _id: 2 })).toBeNull();
     expect(await jobs.findOneAndDelete({ state: 'nope' })).toBeNull();

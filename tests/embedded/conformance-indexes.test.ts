@@ -45,7 +45,10 @@ describe('unique indexes', () => {
 
   it('rejects an update that would create a duplicate', async () => {
     await coll.createIndex({ email: 1 }, { unique: true });
-    await coll.insertMany([{ _id: 1, email: 'a' }, { _id: 2, email: 'b' }] as Document[]);
+    await coll.insertMany([
+      { _id: 1, email: 'a' },
+      { _id: 2, email: 'b' },
+    ] as Document[]);
     const err = await serverError(coll.updateOne({ _id: 2 }, { $set: { email: 'a' } }));
     expect(err.code).toBe(11000);
     expect((await coll.findOne({ _id: 2 }))?.email).toBe('b');
@@ -146,31 +149,27 @@ describe('listIndexes and dropIndexes', () => {
 });
 
 describe('TTL indexes', () => {
-  it(
-    'removes documents whose date is past expireAfterSeconds, leaving others',
-    async () => {
-      await coll.createIndex({ expireAt: 1 }, { expireAfterSeconds: 0 });
-      const ttl = (await coll.listIndexes().toArray()).find((i) => i.name === 'expireAt_1');
-      expect(ttl?.expireAfterSeconds).toBe(0);
+  it('removes documents whose date is past expireAfterSeconds, leaving others', async () => {
+    await coll.createIndex({ expireAt: 1 }, { expireAfterSeconds: 0 });
+    const ttl = (await coll.listIndexes().toArray()).find((i) => i.name === 'expireAt_1');
+    expect(ttl?.expireAfterSeconds).toBe(0);
 
-      const past = new Date(Date.now() - 60_000);
-      const future = new Date(Date.now() + 3_600_000);
-      await coll.insertMany([
-        { _id: 'old', expireAt: past },
-        { _id: 'later', expireAt: future },
-        { _id: 'noDate', expireAt: 'not a date' },
-        { _id: 'none' },
-      ] as Document[]);
+    const past = new Date(Date.now() - 60_000);
+    const future = new Date(Date.now() + 3_600_000);
+    await coll.insertMany([
+      { _id: 'old', expireAt: past },
+      { _id: 'later', expireAt: future },
+      { _id: 'noDate', expireAt: 'not a date' },
+      { _id: 'none' },
+    ] as Document[]);
 
-      // MongoDB's TTL monitor runs every 60 seconds; wait for the sweep, bounded.
-      const deadline = Date.now() + 75_000;
-      while ((await coll.countDocuments({ _id: 'old' } as Document)) > 0) {
-        if (Date.now() > deadline) throw new Error('the expired document was not removed within 75 s');
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-      const left = (await coll.find({}, { sort: { _id: 1 } }).toArray()).map((d) => d._id);
-      expect(left).toEqual(['later', 'noDate', 'none']);
-    },
-    90_000,
-  );
+    // MongoDB's TTL monitor runs every 60 seconds; wait for the sweep, bounded.
+    const deadline = Date.now() + 75_000;
+    while ((await coll.countDocuments({ _id: 'old' } as Document)) > 0) {
+      if (Date.now() > deadline) throw new Error('the expired document was not removed within 75 s');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const left = (await coll.find({}, { sort: { _id: 1 } }).toArray()).map((d) => d._id);
+    expect(left).toEqual(['later', 'noDate', 'none']);
+  }, 90_000);
 });

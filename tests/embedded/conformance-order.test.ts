@@ -4,7 +4,19 @@
  * across int32, int64, double and decimal128.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Binary, Decimal128, Double, Int32, Long, MaxKey, MinKey, ObjectId, Timestamp, type Collection, type Document } from 'mongodb';
+import {
+  Binary,
+  Decimal128,
+  Double,
+  Int32,
+  Long,
+  MaxKey,
+  MinKey,
+  ObjectId,
+  Timestamp,
+  type Collection,
+  type Document,
+} from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 
 /** Free-form test documents: _id of any BSON type, any update shape (the driver's schema types assume ObjectId ids). */
@@ -53,7 +65,9 @@ describe('BSON sort order', () => {
 
   it('sorts a missing field as null', async () => {
     await coll.insertOne({ _id: 'missing' } as Document);
-    const up = await coll.find({ _id: { $in: ['missing', 'null', 'minKey', 'number'] } } as Document, { sort: { v: 1, _id: 1 } }).toArray();
+    const up = await coll
+      .find({ _id: { $in: ['missing', 'null', 'minKey', 'number'] } } as Document, { sort: { v: 1, _id: 1 } })
+      .toArray();
     expect(up.map((d) => d._id)).toEqual(['minKey', 'missing', 'null', 'number']);
   });
 
@@ -106,7 +120,8 @@ describe('numeric comparison across types', () => {
   });
 
   it('matches equality and ranges by value across int32, int64, double and decimal128', async () => {
-    const ids = async (filter: Document) => (await coll.find(filter, { sort: { _id: 1 } }).toArray()).map((d) => d._id);
+    const ids = async (filter: Document) =>
+      (await coll.find(filter, { sort: { _id: 1 } }).toArray()).map((d) => d._id);
     expect(await ids({ v: 2 })).toEqual(['d2', 'l2']);
     expect(await ids({ v: Decimal128.fromString('2.0') })).toEqual(['d2', 'l2']);
     expect(await ids({ v: Long.fromNumber(3) })).toEqual(['m3']);
@@ -116,7 +131,8 @@ describe('numeric comparison across types', () => {
   });
 
   it('$type distinguishes the numeric types that compare equal', async () => {
-    const ids = async (type: string) => (await coll.find({ v: { $type: type } }, { sort: { _id: 1 } }).toArray()).map((d) => d._id);
+    const ids = async (type: string) =>
+      (await coll.find({ v: { $type: type } }, { sort: { _id: 1 } }).toArray()).map((d) => d._id);
     expect(await ids('int')).toEqual(['i1']);
     expect(await ids('long')).toEqual(['l-1', 'l2']);
     expect(await ids('double')).toEqual(['d2', 'd25']);

@@ -71,7 +71,11 @@ describe('query planning', () => {
 
   it('serves a reversed sort from the same index', async () => {
     const plan = await explainFind({ state: 'queued' }, { priority: -1, runAt: -1, _id: -1 } as const, 3);
-    const docs = await jobs.find({ state: 'queued' }).sort({ priority: -1, runAt: -1, _id: -1 } as const).limit(3).toArray();
+    const docs = await jobs
+      .find({ state: 'queued' })
+      .sort({ priority: -1, runAt: -1, _id: -1 } as const)
+      .limit(3)
+      .toArray();
     expect(docs.map((d) => d.priority)).toEqual([2, 2, 2]);
     expect(plan.executionStats.totalDocsExamined).toBeLessThanOrEqual(3);
   });
@@ -101,13 +105,26 @@ describe('query planning', () => {
   });
 
   it('findOneAndUpdate claims through the index, one document each time', async () => {
-    const first = await jobs.findOneAndUpdate(claimFilter, { $set: { state: 'running' } }, { sort: claimSort, returnDocument: 'after' });
-    const second = await jobs.findOneAndUpdate(claimFilter, { $set: { state: 'running' } }, { sort: claimSort, returnDocument: 'after' });
+    const first = await jobs.findOneAndUpdate(
+      claimFilter,
+      { $set: { state: 'running' } },
+      { sort: claimSort, returnDocument: 'after' },
+    );
+    const second = await jobs.findOneAndUpdate(
+      claimFilter,
+      { $set: { state: 'running' } },
+      { sort: claimSort, returnDocument: 'after' },
+    );
     expect(first?.state).toBe('running');
     expect(second?._id).not.toEqual(first?._id);
     expect([first?.priority, second?.priority]).toEqual([0, 0]);
     const plan = (await t.db.command({
-      explain: { findAndModify: 'jobs', query: claimFilter, sort: claimSort, update: { $set: { state: 'running' } } },
+      explain: {
+        findAndModify: 'jobs',
+        query: claimFilter,
+        sort: claimSort,
+        update: { $set: { state: 'running' } },
+      },
       verbosity: 'executionStats',
     })) as Document;
     expect(plan.executionStats.totalDocsExamined).toBeLessThan(20);

@@ -53,7 +53,9 @@ describe('retryable writes whose first reply is lost', () => {
     );
     await lost;
     expect(after).toEqual({ _id: 1, state: 'running', owner: 'w1' });
-    expect(await direct.find({ state: 'running' }).toArray()).toEqual([{ _id: 1, state: 'running', owner: 'w1' }]);
+    expect(await direct.find({ state: 'running' }).toArray()).toEqual([
+      { _id: 1, state: 'running', owner: 'w1' },
+    ]);
 
     lost = proxy.loseNextReply('findAndModify', 'tasks');
     const before = await tasks.findOneAndUpdate(
@@ -89,7 +91,11 @@ describe('retryable writes whose first reply is lost', () => {
 
   it('an upsert reports the upserted id on the retry and creates one document', async () => {
     const lost = proxy.loseNextReply('update', 'tasks');
-    const result = await tasks.updateOne({ _id: 9 }, { $set: { state: 'queued' }, $inc: { n: 1 } }, { upsert: true });
+    const result = await tasks.updateOne(
+      { _id: 9 },
+      { $set: { state: 'queued' }, $inc: { n: 1 } },
+      { upsert: true },
+    );
     await lost;
     expect(result).toMatchObject({ matchedCount: 0, upsertedCount: 1, upsertedId: 9 });
     expect(await direct.find({}).toArray()).toEqual([{ _id: 9, state: 'queued', n: 1 }]);
@@ -136,7 +142,11 @@ describe('retryable writes: what the server remembers per session', () => {
    * Sends a write command with an explicit session and txnNumber, as the driver does for a retry. The
    * txnNumbers are well above those the driver may already have used on the pooled session.
    */
-  function send(session: ReturnType<MongoClient['startSession']>, txnNumber: number, cmd: Document): Promise<Document> {
+  function send(
+    session: ReturnType<MongoClient['startSession']>,
+    txnNumber: number,
+    cmd: Document,
+  ): Promise<Document> {
     return t.db.command({ ...cmd, txnNumber: Long.fromNumber(1000 + txnNumber) }, { session });
   }
 

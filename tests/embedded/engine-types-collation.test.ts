@@ -3,7 +3,17 @@
  * validators and namespace edge cases — as MongoDB 7.0 documents them.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Decimal128, Double, Int32, Long, MongoClient, MongoServerError, type Collection, type Db, type Document } from 'mongodb';
+import {
+  Decimal128,
+  Double,
+  Int32,
+  Long,
+  MongoClient,
+  MongoServerError,
+  type Collection,
+  type Db,
+  type Document,
+} from 'mongodb';
 import { startEmbeddedServer } from '../../src/embedded/index.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 import { useTempDirs } from '../fixtures/embedded/tempDir.js';
@@ -34,7 +44,13 @@ function bsonType(v: unknown): string {
 
 describe('numeric types', () => {
   it('keeps double, int32, int64 and decimal128 as stored', async () => {
-    await coll.insertOne({ _id: 1, d: new Double(1), i: new Int32(1), l: Long.fromNumber(5), m: Decimal128.fromString('1.50') });
+    await coll.insertOne({
+      _id: 1,
+      d: new Double(1),
+      i: new Int32(1),
+      l: Long.fromNumber(5),
+      m: Decimal128.fromString('1.50'),
+    });
     const [doc] = await raw();
     expect(bsonType(doc?.d)).toBe('Double');
     expect(bsonType(doc?.i)).toBe('Int32');
@@ -43,7 +59,13 @@ describe('numeric types', () => {
   });
 
   it('$inc keeps the wider type, turns an overflowing int32 into a long, and reports long overflow', async () => {
-    await coll.insertOne({ _id: 1, i: new Int32(2147483647), l: Long.fromNumber(1), d: new Double(1), n: new Int32(1) });
+    await coll.insertOne({
+      _id: 1,
+      i: new Int32(2147483647),
+      l: Long.fromNumber(1),
+      d: new Double(1),
+      n: new Int32(1),
+    });
     await coll.updateOne({ _id: 1 }, { $inc: { i: 1, l: 1, d: 1, n: new Double(0.5) } });
     const [doc] = await raw();
     expect(bsonType(doc?.i)).toBe('Long');
@@ -79,34 +101,54 @@ describe('collation', () => {
   });
 
   it('strength 2 matches case-insensitively, also where an index exists on the field', async () => {
-    const ids = (await coll.find({ s: 'APPLE' }, { collation: { locale: 'en', strength: 2 } }).toArray()).map((d) => d._id);
+    const ids = (await coll.find({ s: 'APPLE' }, { collation: { locale: 'en', strength: 2 } }).toArray()).map(
+      (d) => d._id,
+    );
     expect(ids.sort()).toEqual([1, 2]);
-    expect(await coll.countDocuments({ s: { $in: ['BANANA'] } }, { collation: { locale: 'en', strength: 1 } })).toBe(1);
+    expect(
+      await coll.countDocuments({ s: { $in: ['BANANA'] } }, { collation: { locale: 'en', strength: 1 } }),
+    ).toBe(1);
   });
 
   it('numericOrdering sorts digits by value; simple is binary', async () => {
-    const sorted = await coll.find({ s: /^item/ }, { sort: { s: 1 }, collation: { locale: 'en', numericOrdering: true } }).toArray();
+    const sorted = await coll
+      .find({ s: /^item/ }, { sort: { s: 1 }, collation: { locale: 'en', numericOrdering: true } })
+      .toArray();
     expect(sorted.map((d) => d.s)).toEqual(['item9', 'item10']);
-    const binary = await coll.find({ s: /^item/ }, { sort: { s: 1 }, collation: { locale: 'simple' } }).toArray();
+    const binary = await coll
+      .find({ s: /^item/ }, { sort: { s: 1 }, collation: { locale: 'simple' } })
+      .toArray();
     expect(binary.map((d) => d.s)).toEqual(['item10', 'item9']);
   });
 
   it('updates and deletes honour the collation', async () => {
-    const r = await coll.updateMany({ s: 'APPLE' }, { $set: { hit: true } }, { collation: { locale: 'en', strength: 2 } });
+    const r = await coll.updateMany(
+      { s: 'APPLE' },
+      { $set: { hit: true } },
+      { collation: { locale: 'en', strength: 2 } },
+    );
     expect(r.modifiedCount).toBe(2);
     const d = await coll.deleteMany({ s: 'Banana' }, { collation: { locale: 'en', strength: 1 } });
     expect(d.deletedCount).toBe(1);
   });
 
   it('refuses unknown collation fields and invalid strengths', async () => {
-    await expect(coll.find({}, { collation: { locale: 'en', bogus: 1 } as Loose }).toArray()).rejects.toThrow(/bogus/);
-    await expect(coll.find({}, { collation: { locale: 'en', strength: 9 } as Loose }).toArray()).rejects.toThrow(/strength/);
+    await expect(coll.find({}, { collation: { locale: 'en', bogus: 1 } as Loose }).toArray()).rejects.toThrow(
+      /bogus/,
+    );
+    await expect(
+      coll.find({}, { collation: { locale: 'en', strength: 9 } as Loose }).toArray(),
+    ).rejects.toThrow(/strength/);
   });
 });
 
 describe('views, validators and namespaces', () => {
   it('reads through a view and refuses writes with CommandNotSupportedOnView 166', async () => {
-    await coll.insertMany([{ _id: 1, x: 1 }, { _id: 2, x: 2 }, { _id: 3, x: 3 }]);
+    await coll.insertMany([
+      { _id: 1, x: 1 },
+      { _id: 2, x: 2 },
+      { _id: 3, x: 3 },
+    ]);
     await t.db.createCollection('v', { viewOn: 'c', pipeline: [{ $match: { x: { $gte: 2 } } }] });
     const view = t.db.collection<Loose>('v');
     expect((await view.find({}, { sort: { _id: -1 } }).toArray()).map((d) => d._id)).toEqual([3, 2]);
@@ -159,12 +201,23 @@ describe('numeric types across a restart of a durable server', () => {
       }
     };
     await run(async (c, db) => {
-      await c.insertOne({ _id: 1, d: new Double(1), i: new Int32(2), l: Long.fromNumber(3), m: Decimal128.fromString('4.0') });
+      await c.insertOne({
+        _id: 1,
+        d: new Double(1),
+        i: new Int32(2),
+        l: Long.fromNumber(3),
+        m: Decimal128.fromString('4.0'),
+      });
       await db.command({ collMod: 'c', validator: { i: { $type: 'int' } } });
     });
     await run(async (c) => {
       const [doc] = await c.find({}, { promoteValues: false, promoteLongs: false }).toArray();
-      expect([doc?.d, doc?.i, doc?.l, doc?.m].map(bsonType)).toEqual(['Double', 'Int32', 'Long', 'Decimal128']);
+      expect([doc?.d, doc?.i, doc?.l, doc?.m].map(bsonType)).toEqual([
+        'Double',
+        'Int32',
+        'Long',
+        'Decimal128',
+      ]);
       const err = await c.insertOne({ _id: 2, i: 'text' }).catch((e: MongoServerError) => e);
       expect((err as MongoServerError).code).toBe(121);
     });

@@ -43,12 +43,18 @@ function header(length: number, opCode: number): Buffer {
   return h;
 }
 
-function opMsg(body: Document, opts: { checksum?: boolean; moreToCome?: boolean; sequence?: [string, Document[]] } = {}): Buffer {
+function opMsg(
+  body: Document,
+  opts: { checksum?: boolean; moreToCome?: boolean; sequence?: [string, Document[]] } = {},
+): Buffer {
   const flags = (opts.checksum ? 1 : 0) | (opts.moreToCome ? 2 : 0);
   const parts: Buffer[] = [Buffer.from([0]), Buffer.from(BSON.serialize(body))];
   if (opts.sequence) {
     const [id, docs] = opts.sequence;
-    const payload = Buffer.concat([Buffer.from(id + '\0'), ...docs.map((d) => Buffer.from(BSON.serialize(d)))]);
+    const payload = Buffer.concat([
+      Buffer.from(id + '\0'),
+      ...docs.map((d) => Buffer.from(BSON.serialize(d))),
+    ]);
     const size = Buffer.alloc(4);
     size.writeInt32LE(4 + payload.length);
     parts.push(Buffer.from([1]), size, payload);
@@ -92,7 +98,12 @@ afterAll(async () => {
 describe('wire protocol', () => {
   it('answers the legacy OP_QUERY isMaster handshake with an OP_REPLY', async () => {
     const query = Buffer.from(BSON.serialize({ isMaster: 1, helloOk: true }));
-    const fixed = Buffer.concat([Buffer.alloc(4), Buffer.from('admin.$cmd\0'), Buffer.from([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]), query]);
+    const fixed = Buffer.concat([
+      Buffer.alloc(4),
+      Buffer.from('admin.$cmd\0'),
+      Buffer.from([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+      query,
+    ]);
     socket.write(Buffer.concat([header(16 + fixed.length, 2004), fixed]));
     const reply = await readMessage();
     expect(reply.readInt32LE(12)).toBe(1);
@@ -110,13 +121,21 @@ describe('wire protocol', () => {
   });
 
   it('takes insert documents from a kind-1 document sequence', async () => {
-    const reply = await command({ insert: 'seq', $db: t.dbName }, { sequence: ['documents', [{ _id: 1 }, { _id: 2 }, { _id: 3 }]] });
+    const reply = await command(
+      { insert: 'seq', $db: t.dbName },
+      { sequence: ['documents', [{ _id: 1 }, { _id: 2 }, { _id: 3 }]] },
+    );
     expect(reply).toMatchObject({ ok: 1, n: 3 });
     expect(await t.db.collection('seq').countDocuments()).toBe(3);
   });
 
   it('sends no reply to a moreToCome message but still applies it', async () => {
-    socket.write(opMsg({ insert: 'quiet', documents: [{ _id: 'a' }], writeConcern: { w: 0 }, $db: t.dbName }, { moreToCome: true }));
+    socket.write(
+      opMsg(
+        { insert: 'quiet', documents: [{ _id: 'a' }], writeConcern: { w: 0 }, $db: t.dbName },
+        { moreToCome: true },
+      ),
+    );
     // The next request's reply is the next message on the socket: nothing came for the first.
     const reply = await command({ find: 'quiet', filter: {}, $db: t.dbName });
     expect(reply.cursor.firstBatch).toEqual([{ _id: 'a' }]);

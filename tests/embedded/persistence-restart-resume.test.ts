@@ -9,8 +9,19 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Long, MongoClient, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from 'mongodb';
-import { killAllEmbeddedProcesses, startEmbeddedProcess, type EmbeddedProcess } from '../helpers/embeddedProcess.js';
+import {
+  Long,
+  MongoClient,
+  MongoServerError,
+  type ChangeStreamDocument,
+  type Document,
+  type ResumeToken,
+} from 'mongodb';
+import {
+  killAllEmbeddedProcesses,
+  startEmbeddedProcess,
+  type EmbeddedProcess,
+} from '../helpers/embeddedProcess.js';
 
 type Doc = { _id: number; n?: number };
 
@@ -78,7 +89,10 @@ describe.each(['SIGTERM', 'SIGKILL'] as const)('a durable server restarted after
 
     // The latest token: nothing after it was lost, so the stream resumes and sees later writes.
     await expect(resumeRaw(client, latest)).resolves.toEqual([]);
-    const resumed = client.db('app').collection<Doc>('jobs').watch<Doc, ChangeStreamDocument<Doc>>([], { resumeAfter: latest });
+    const resumed = client
+      .db('app')
+      .collection<Doc>('jobs')
+      .watch<Doc, ChangeStreamDocument<Doc>>([], { resumeAfter: latest });
     const next = resumed.next();
     await client.db('app').collection<Doc>('jobs').insertOne({ _id: 3 });
     expect(await next).toMatchObject({ operationType: 'insert', documentKey: { _id: 3 } });
@@ -99,7 +113,11 @@ describe.each(['SIGTERM', 'SIGKILL'] as const)('a durable server restarted after
     await db.collection<Doc>('counters').insertOne({ _id: 1, n: 0 });
     const session = client.startSession();
     // Well above the txnNumbers the driver itself has used on this pooled session.
-    const inc = { update: 'counters', updates: [{ q: { _id: 1 }, u: { $inc: { n: 1 } } }], txnNumber: Long.fromNumber(1000) };
+    const inc = {
+      update: 'counters',
+      updates: [{ q: { _id: 1 }, u: { $inc: { n: 1 } } }],
+      txnNumber: Long.fromNumber(1000),
+    };
     const first = await db.command(inc, { session });
     expect(first).toMatchObject({ n: 1, nModified: 1 });
 

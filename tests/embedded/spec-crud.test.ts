@@ -34,14 +34,21 @@ if (!existsSync(casesDir)) {
       internal = new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 });
       await internal.connect();
       const server = await describeServer(internal.db('admin'));
-      console.log(`[spec-crud] ${files.length} files; server ${server.version.join('.')} (${server.topology}, ${inject('backend')})`);
+      console.log(
+        `[spec-crud] ${files.length} files; server ${server.version.join('.')} (${server.topology}, ${inject('backend')})`,
+      );
       runner = new SpecRunner(uri, server, internal);
     });
 
     afterAll(async () => {
-      if (eventsUnchecked > 0) console.log(`[spec-crud] ${eventsUnchecked} cases passed with their expectEvents (command monitoring) unchecked`);
+      if (eventsUnchecked > 0)
+        console.log(
+          `[spec-crud] ${eventsUnchecked} cases passed with their expectEvents (command monitoring) unchecked`,
+        );
       if (skipped.size > 0) {
-        const lines = [...skipped.entries()].sort((a, b) => b[1] - a[1]).map(([reason, n]) => `  ${String(n).padStart(4)}  ${reason}`);
+        const lines = [...skipped.entries()]
+          .sort((a, b) => b[1] - a[1])
+          .map(([reason, n]) => `  ${String(n).padStart(4)}  ${reason}`);
         console.log(`[spec-crud] skipped cases by reason:\n${lines.join('\n')}`);
       }
       await runner?.close();

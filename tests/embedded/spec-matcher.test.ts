@@ -7,7 +7,10 @@ import { Decimal128, Double, Int32, Long, ObjectId } from 'mongodb';
 import { MatchError, matchExactDocuments, matchRootDocuments, matchValue } from '../helpers/unified/match.js';
 import { compareVersions, parseVersion } from '../helpers/unified/requirements.js';
 
-const ok = (expected: unknown, actual: unknown, root = true) => () => matchValue(expected, actual, '', { root });
+const ok =
+  (expected: unknown, actual: unknown, root = true) =>
+  () =>
+    matchValue(expected, actual, '', { root });
 
 describe('unified matcher', () => {
   it('allows extra fields at the root only', () => {

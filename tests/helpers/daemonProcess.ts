@@ -153,7 +153,8 @@ function matcher(match: LogMatch): (l: LogLine) => boolean {
 
 function assertBuilt(): void {
   const entry = join(ROOT, 'dist/cli/jobdMain.js');
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` before tests that start bin/jobd`);
+  if (!existsSync(entry))
+    throw new Error(`${entry} is missing: run \`npm run build\` before tests that start bin/jobd`);
 }
 
 /** JOBD_* variables of the test runner must not leak into a daemon's settings. */
@@ -192,7 +193,8 @@ export function spawnDaemon(opts: {
     let parsed: LogLine;
     try {
       const v = JSON.parse(line) as unknown;
-      if (!v || typeof v !== 'object' || typeof (v as LogLine).msg !== 'string') throw new Error('not a log line');
+      if (!v || typeof v !== 'object' || typeof (v as LogLine).msg !== 'string')
+        throw new Error('not a log line');
       parsed = v as LogLine;
     } catch {
       other.push(line);
@@ -234,7 +236,11 @@ export function spawnDaemon(opts: {
     return new Promise<LogLine>((resolveLine, rejectLine) => {
       const timer = setTimeout(() => {
         waiters.delete(w);
-        rejectLine(new Error(`jobd ${child.pid}: no log line #${nth} matching ${String(match)} within ${timeoutMs} ms; output tail:\n${tail()}`));
+        rejectLine(
+          new Error(
+            `jobd ${child.pid}: no log line #${nth} matching ${String(match)} within ${timeoutMs} ms; output tail:\n${tail()}`,
+          ),
+        );
       }, timeoutMs);
       const w = {
         test,

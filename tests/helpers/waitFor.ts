@@ -72,7 +72,11 @@ export async function waitForCount<T extends Document>(
         last = await coll.countDocuments(filter);
         return last === expected ? last : undefined;
       },
-      { intervalMs: 100, ...opts, what: opts.what ?? `${expected} documents in ${coll.collectionName} matching ${describe(filter)}` },
+      {
+        intervalMs: 100,
+        ...opts,
+        what: opts.what ?? `${expected} documents in ${coll.collectionName} matching ${describe(filter)}`,
+      },
     );
   } catch (err) {
     throw new Error(`${(err as Error).message} (count was ${last})`, { cause: err });
@@ -80,7 +84,11 @@ export async function waitForCount<T extends Document>(
 }
 
 /** Waits until a document matches `filter` and returns it. */
-export async function waitForDoc<T extends Document>(coll: Collection<T>, filter: Filter<T>, opts: WaitOptions = {}) {
+export async function waitForDoc<T extends Document>(
+  coll: Collection<T>,
+  filter: Filter<T>,
+  opts: WaitOptions = {},
+) {
   return waitUntil(async () => (await coll.findOne(filter)) ?? undefined, {
     ...opts,
     what: opts.what ?? `a document in ${coll.collectionName} matching ${describe(filter)}`,

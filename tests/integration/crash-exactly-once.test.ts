@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobdClient } from '../../src/client.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
-import { crashFixture, killAllDaemons, startDaemonProcess, writeDaemonSettings, type DaemonProcess } from '../helpers/daemonProcess.js';
+import {
+  crashFixture,
+  killAllDaemons,
+  startDaemonProcess,
+  writeDaemonSettings,
+  type DaemonProcess,
+} from '../helpers/daemonProcess.js';
 import { waitForCount } from '../helpers/waitFor.js';
 
 const JOBS = 2_000;
@@ -56,7 +62,10 @@ describe('crash: many daemons, one database', () => {
     expect(new Set(ids).size).toBe(JOBS);
 
     const jobs = client.store.jobs;
-    await waitForCount(jobs, { state: 'completed' }, JOBS, { timeoutMs: 90_000, what: `${JOBS} completed jobs` });
+    await waitForCount(jobs, { state: 'completed' }, JOBS, {
+      timeoutMs: 90_000,
+      what: `${JOBS} completed jobs`,
+    });
 
     // Nothing else is left over in any other state.
     expect(await jobs.countDocuments({})).toBe(JOBS);
@@ -89,7 +98,11 @@ describe('crash: many daemons, one database', () => {
 
     // History: exactly one claim (→ running) and one completion per job.
     const claims = await client.store.events
-      .aggregate<{ _id: string; n: number }>([{ $match: { to: 'running' } }, { $group: { _id: '$jobId', n: { $sum: 1 } } }, { $match: { n: { $ne: 1 } } }])
+      .aggregate<{ _id: string; n: number }>([
+        { $match: { to: 'running' } },
+        { $group: { _id: '$jobId', n: { $sum: 1 } } },
+        { $match: { n: { $ne: 1 } } },
+      ])
       .toArray();
     expect(claims).toEqual([]);
     expect(await client.store.events.countDocuments({ to: 'running' })).toBe(JOBS);

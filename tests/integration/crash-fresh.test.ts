@@ -4,7 +4,13 @@
  */
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { JOBCTL_BIN, killAllDaemons, runCli, startDaemonProcess, writeDaemonSettings } from '../helpers/daemonProcess.js';
+import {
+  JOBCTL_BIN,
+  killAllDaemons,
+  runCli,
+  startDaemonProcess,
+  writeDaemonSettings,
+} from '../helpers/daemonProcess.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -28,7 +34,11 @@ describe('crash: fresh machine', () => {
     const d = await startDaemonProcess(s);
     expect(d.lines().some((l) => l.msg === 'embedded database started')).toBe(true);
 
-    const r = await runCli(JOBCTL_BIN, ['enqueue', 'echo', '--params', '{"x":1}', '--wait', '--settings', s.file], { cwd: s.dir });
+    const r = await runCli(
+      JOBCTL_BIN,
+      ['enqueue', 'echo', '--params', '{"x":1}', '--wait', '--settings', s.file],
+      { cwd: s.dir },
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const id = r.stdout.trim().split('\n')[0]!;

@@ -61,13 +61,18 @@ describe('crash: leases between daemon processes', () => {
     writeFileSync(startedFile, '');
     const a = await startDaemonProcess(settings('a', { worker: { concurrency: 4 } }));
     const { job: first } = await client.enqueue('block', { ms: 1_500, startedFile });
-    const rest = await client.enqueueMany([1, 2, 3].map(() => ({ type: 'block', params: { ms: 1_500, startedFile } })));
+    const rest = await client.enqueueMany(
+      [1, 2, 3].map(() => ({ type: 'block', params: { ms: 1_500, startedFile } })),
+    );
     const ids = [first._id, ...rest.map((r) => r.job._id)];
     // All four run in A's children.
-    const runsA = await waitUntil(() => {
-      const runs = startedRuns(startedFile);
-      return runs.length === 4 ? runs : undefined;
-    }, { what: 'four jobs started on daemon A' });
+    const runsA = await waitUntil(
+      () => {
+        const runs = startedRuns(startedFile);
+        return runs.length === 4 ? runs : undefined;
+      },
+      { what: 'four jobs started on daemon A' },
+    );
     expect(new Set(runsA.map((r) => r.ppid))).toEqual(new Set([a.pid]));
 
     // B is up before A dies, so the rescue is not delayed by B's start-up.
@@ -77,13 +82,14 @@ describe('crash: leases between daemon processes', () => {
     expect((await a.exited).signal).toBe('SIGKILL');
     // A can no longer renew: the leases recorded now are the ones that expire.
     const atDeath = new Map<string, JobDoc>();
-    for (const doc of await client.store.jobs.find({ _id: { $in: ids } }).toArray()) atDeath.set(doc._id, doc);
+    for (const doc of await client.store.jobs.find({ _id: { $in: ids } }).toArray())
+      atDeath.set(doc._id, doc);
     for (const id of ids) {
       expect(atDeath.get(id)).toMatchObject({ state: 'running', attempts: 1, lease: { owner: a.workerId } });
     }
 
     await waitForCount(client.store.jobs, { _id: { $in: ids }, state: 'completed' }, ids.length, {
-      what: 'the killed daemon\'s jobs completed by the other daemon',
+      what: "the killed daemon's jobs completed by the other daemon",
     });
 
     for (const id of ids) {
@@ -109,7 +115,9 @@ describe('crash: leases between daemon processes', () => {
     await b.waitForLog((l) => l.msg === 'rescued jobs with expired leases');
 
     // A's children did not outlive it.
-    await waitUntil(() => runsA.every((r) => !pidAlive(r.pid)), { what: "the killed daemon's children to exit" });
+    await waitUntil(() => runsA.every((r) => !pidAlive(r.pid)), {
+      what: "the killed daemon's children to exit",
+    });
     expect((await b.stop()).code).toBe(0);
   });
 
@@ -126,9 +134,13 @@ describe('crash: leases between daemon processes', () => {
     let b: DaemonProcess | undefined;
     try {
       b = await startDaemonProcess(settings('b', { worker: { concurrency: 1 } }));
-      const done = await waitForDoc(client.store.jobs, { _id: job._id, state: 'completed' }, {
-        what: 'the job completed by daemon B',
-      });
+      const done = await waitForDoc(
+        client.store.jobs,
+        { _id: job._id, state: 'completed' },
+        {
+          what: 'the job completed by daemon B',
+        },
+      );
       expect(done).toMatchObject({ attempts: 2, result: { ppid: b.pid, attempt: 2 } });
       expect(startedRuns(startedFile).map((r) => r.ppid)).toEqual([a.pid, b.pid]);
     } finally {
@@ -142,7 +154,11 @@ describe('crash: leases between daemon processes', () => {
     // Let A's next heartbeat and settle rounds pass: its worker heartbeat is a later write than the
     // lost-lease line, so once it lands every write A had queued for the job was tried.
     const seenAt = new Date();
-    await waitForDoc(client.store.workers, { _id: a.workerId, heartbeatAt: { $gt: seenAt } }, { what: "daemon A's next heartbeat" });
+    await waitForDoc(
+      client.store.workers,
+      { _id: a.workerId, heartbeatAt: { $gt: seenAt } },
+      { what: "daemon A's next heartbeat" },
+    );
 
     expect(await client.get(job._id)).toEqual(before);
     expect(await client.events(job._id)).toEqual(eventsBefore);

@@ -5,7 +5,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JobdClient } from '../../src/client.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
-import { JOBD_BIN, killAllDaemons, runCli, startDaemonProcess, writeDaemonSettings } from '../helpers/daemonProcess.js';
+import {
+  JOBD_BIN,
+  killAllDaemons,
+  runCli,
+  startDaemonProcess,
+  writeDaemonSettings,
+} from '../helpers/daemonProcess.js';
 import { waitForDoc } from '../helpers/waitFor.js';
 
 describe('crash: settings and unknown job types', () => {
@@ -45,7 +51,9 @@ describe('crash: settings and unknown job types', () => {
     expect(doc.lastError!.message).toContain('echo');
 
     const { job: next } = await client.enqueue('echo', { x: 1 });
-    expect(await waitForDoc(client.store.jobs, { _id: next._id, state: 'completed' })).toMatchObject({ result: { x: 1 } });
+    expect(await waitForDoc(client.store.jobs, { _id: next._id, state: 'completed' })).toMatchObject({
+      result: { x: 1 },
+    });
     expect(d.alive).toBe(true);
     expect((await d.stop()).code).toBe(0);
   });

@@ -46,7 +46,13 @@ describe('crash: timeouts and shutdown in a daemon process', () => {
       database: t.dbName,
       worker: { killGraceMs: 300 },
       jobTypes: {
-        stubborn: { handler: crashFixture('stubborn.mjs'), mode: 'isolated', timeoutMs: TIMEOUT_MS, maxAttempts: 3, retry: RETRY },
+        stubborn: {
+          handler: crashFixture('stubborn.mjs'),
+          mode: 'isolated',
+          timeoutMs: TIMEOUT_MS,
+          maxAttempts: 3,
+          retry: RETRY,
+        },
       },
     });
     const pidFile = join(s.dir, 'pids.txt');
@@ -54,8 +60,9 @@ describe('crash: timeouts and shutdown in a daemon process', () => {
     const d = await startDaemonProcess(s);
     const { job } = await client.enqueue('stubborn', { pidFile }, { maxAttempts: 3, timeoutMs: TIMEOUT_MS });
 
-    const ofJob = (msg: string, attempt: number) => (l: { msg: string; jobId?: unknown; attempt?: unknown }) =>
-      l.msg === msg && l.jobId === job._id && l.attempt === attempt;
+    const ofJob =
+      (msg: string, attempt: number) => (l: { msg: string; jobId?: unknown; attempt?: unknown }) =>
+        l.msg === msg && l.jobId === job._id && l.attempt === attempt;
     const retryRunAt: number[] = [];
     for (const attempt of [1, 2, 3]) {
       const line = await d.waitForLog(ofJob(attempt < 3 ? 'job retrying' : 'job failed', attempt));
@@ -82,7 +89,15 @@ describe('crash: timeouts and shutdown in a daemon process', () => {
     ]);
 
     const events = await client.events(job._id);
-    expect(events.map((e) => e.to)).toEqual(['queued', 'running', 'retrying', 'running', 'retrying', 'running', 'failed']);
+    expect(events.map((e) => e.to)).toEqual([
+      'queued',
+      'running',
+      'retrying',
+      'running',
+      'retrying',
+      'running',
+      'failed',
+    ]);
     const at = events.map((e) => e.at.getTime());
     // Each retry was scheduled base * factor^(n-1) after its failure (jitter 0). runAt is computed when
     // the attempt fails, a moment before the 'retrying' event is written, so runAt - event time is at
@@ -95,7 +110,11 @@ describe('crash: timeouts and shutdown in a daemon process', () => {
     expect(at[3]).toBeGreaterThanOrEqual(retryRunAt[0]!);
     expect(at[5]).toBeGreaterThanOrEqual(retryRunAt[1]!);
     // Each failure is the timeout: the attempt started, ran past timeoutMs, and was then recorded.
-    for (const [claim, fail] of [[1, 2], [3, 4], [5, 6]] as const) {
+    for (const [claim, fail] of [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ] as const) {
       expect(at[fail]! - at[claim]!).toBeGreaterThanOrEqual(TIMEOUT_MS);
       expect(events[fail]!.message).toContain('JOBD_TIMEOUT');
     }
@@ -118,17 +137,26 @@ describe('crash: timeouts and shutdown in a daemon process', () => {
     const { job: quick } = await client.enqueue('block', { ms: 800, startedFile });
     const long = await client.enqueueMany([1, 2].map(() => ({ type: 'block', params: { startedFile } })));
     const longIds = long.map((r) => r.job._id);
-    const runs = await waitUntil(() => {
-      const l = lines(startedFile);
-      return l.length === 3 ? l.map((x) => ({ jobId: x.split(' ')[0]!, pid: Number(x.split(' ')[1]) })) : undefined;
-    }, { what: 'three jobs running' });
+    const runs = await waitUntil(
+      () => {
+        const l = lines(startedFile);
+        return l.length === 3
+          ? l.map((x) => ({ jobId: x.split(' ')[0]!, pid: Number(x.split(' ')[1]) }))
+          : undefined;
+      },
+      { what: 'three jobs running' },
+    );
 
     d.signal('SIGTERM');
     const exit = await d.exited;
     expect(exit).toEqual({ code: 0, signal: null });
     expect(existsSync(s.pidFile)).toBe(false);
 
-    expect(await client.get(quick._id)).toMatchObject({ state: 'completed', attempts: 1, result: { ppid: d.pid } });
+    expect(await client.get(quick._id)).toMatchObject({
+      state: 'completed',
+      attempts: 1,
+      result: { ppid: d.pid },
+    });
     for (const id of longIds) {
       const doc = (await client.get(id))!;
       expect(doc).toMatchObject({ state: 'queued', attempts: 0, lease: null });

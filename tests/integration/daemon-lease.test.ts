@@ -69,7 +69,11 @@ describe('daemon: leases and shutdown', () => {
     expect(other?._id).toBe(job._id);
     expect((await lost).stage).toBe('running');
     const doc = await get(f.store, job._id);
-    expect(doc).toMatchObject({ state: 'running', attempts: 2, lease: { owner: 'other-worker', token: other!.lease!.token } });
+    expect(doc).toMatchObject({
+      state: 'running',
+      attempts: 2,
+      lease: { owner: 'other-worker', token: other!.lease!.token },
+    });
     expect(d.stats().running).toBe(0);
   });
 

@@ -34,7 +34,11 @@ describe('daemon: running jobs', () => {
     expect(echo?.result).toEqual({ hello: 'world' });
     expect((await eventsOf(f.store, ids[0]!)).map((e) => e.to)).toEqual(['queued', 'running', 'completed']);
     const workers = await listWorkers(f.store, { now: now(), leaseMs: 5_000 });
-    expect(workers.find((w) => w._id === d!.workerId)).toMatchObject({ state: 'running', dead: false, pid: process.pid });
+    expect(workers.find((w) => w._id === d!.workerId)).toMatchObject({
+      state: 'running',
+      dead: false,
+      pid: process.pid,
+    });
   });
 
   it('an unknown job type fails at once with a clear error; the daemon keeps running', async () => {
@@ -55,24 +59,48 @@ describe('daemon: running jobs', () => {
   it('DoNotRetryError fails the job at once', async () => {
     d = await startTestDaemon(f);
     const failed = d.events.waitFor('job:failed');
-    const { job } = await enqueue(f.store, newJob('fail', { message: 'bad input', doNotRetry: true }, { maxAttempts: 5 }, now()), now());
+    const { job } = await enqueue(
+      f.store,
+      newJob('fail', { message: 'bad input', doNotRetry: true }, { maxAttempts: 5 }, now()),
+      now(),
+    );
     const ev = await failed;
     expect(ev.jobId).toBe(job._id);
     const doc = await get(f.store, job._id);
-    expect(doc).toMatchObject({ state: 'failed', attempts: 1, lastError: { name: 'DoNotRetryError', code: 'JOBD_DO_NOT_RETRY', message: 'bad input' } });
+    expect(doc).toMatchObject({
+      state: 'failed',
+      attempts: 1,
+      lastError: { name: 'DoNotRetryError', code: 'JOBD_DO_NOT_RETRY', message: 'bad input' },
+    });
   });
 
   it('a job past its timeout is killed, retried with growing delays, then fails with a timeout error', async () => {
     mkdirSync(join(process.cwd(), '.tmp'), { recursive: true });
     const pidFile = `${f.t.dbName}.pids`;
     d = await startTestDaemon(f, {
-      jobTypes: { hang: { handler: fixtureHandler('hang.mjs'), timeoutMs: 2_000, maxAttempts: 3, retry: { baseMs: 100, factor: 3, capMs: 10_000, jitter: 0 } } },
+      jobTypes: {
+        hang: {
+          handler: fixtureHandler('hang.mjs'),
+          timeoutMs: 2_000,
+          maxAttempts: 3,
+          retry: { baseMs: 100, factor: 3, capMs: 10_000, jitter: 0 },
+        },
+      },
     });
     const delays: number[] = [];
     d.on('job:retrying', (e) => delays.push(e.delayMs));
     const failed = d.events.waitFor('job:failed');
     // The timeout leaves room for a fresh child to start (each timed-out child is killed, never reused).
-    const { job } = await enqueue(f.store, newJob('hang', { pidFile: join(process.cwd(), '.tmp', pidFile) }, { maxAttempts: 3, timeoutMs: 2_000 }, now()), now());
+    const { job } = await enqueue(
+      f.store,
+      newJob(
+        'hang',
+        { pidFile: join(process.cwd(), '.tmp', pidFile) },
+        { maxAttempts: 3, timeoutMs: 2_000 },
+        now(),
+      ),
+      now(),
+    );
     const ev = await failed;
     expect(ev.jobId).toBe(job._id);
     expect(ev.error).toMatchObject({ name: 'JobTimeoutError', code: 'JOBD_TIMEOUT' });
@@ -80,7 +108,10 @@ describe('daemon: running jobs', () => {
     const doc = await get(f.store, job._id);
     expect(doc).toMatchObject({ state: 'failed', attempts: 3 });
     expect(doc?.errors.map((e) => e.code)).toEqual(['JOBD_TIMEOUT', 'JOBD_TIMEOUT', 'JOBD_TIMEOUT']);
-    const pids = readFileSync(join(process.cwd(), '.tmp', pidFile), 'utf8').trim().split('\n').map(Number);
+    const pids = readFileSync(join(process.cwd(), '.tmp', pidFile), 'utf8')
+      .trim()
+      .split('\n')
+      .map(Number);
     expect(pids).toHaveLength(3);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
   });
@@ -94,9 +125,13 @@ describe('daemon: running jobs', () => {
     const started = new Set<string>();
     d.on('job:claimed', (e) => started.add(e.jobId));
     const slow = newJob('sleep', { ms: 10_000 }, { priority: 1 }, now());
-    const ids = (await enqueueMany(f.store, [slow, ...Array.from({ length: 5 }, () => newJob('noop', {}, {}, now()))], now())).map(
-      (r) => r.job._id,
-    );
+    const ids = (
+      await enqueueMany(
+        f.store,
+        [slow, ...Array.from({ length: 5 }, () => newJob('noop', {}, {}, now()))],
+        now(),
+      )
+    ).map((r) => r.job._id);
     await d.events.waitFor('job:claimed', (e) => e.jobId === ids[0]);
     await d.stop({ graceMs: 0 });
     for (const id of ids) {
@@ -104,9 +139,11 @@ describe('daemon: running jobs', () => {
       if (doc?.state === 'completed') continue;
       expect(doc).toMatchObject({ state: 'queued', attempts: 0, lease: null });
       // Never started: either never claimed, or claimed ahead and given back (how many depends on timing).
-      if (!started.has(id)) expect(['queued', 'queued,running,queued']).toContain((await eventsOf(f.store, id)).map((e) => e.to).join());
+      if (!started.has(id))
+        expect(['queued', 'queued,running,queued']).toContain(
+          (await eventsOf(f.store, id)).map((e) => e.to).join(),
+        );
     }
     expect(d.stats().requeued).toBe(1);
   });
 });
-

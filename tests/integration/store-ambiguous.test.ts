@@ -48,7 +48,9 @@ describe('store: a claim whose reply is lost', () => {
       now,
     );
     const lost = proxy.loseNextReply('update', 'jobs');
-    const err = await claimBatch(viaProxy, { owner: 'w1', leaseMs: 30_000, now, limit: 3 }).catch((e: unknown) => e);
+    const err = await claimBatch(viaProxy, { owner: 'w1', leaseMs: 30_000, now, limit: 3 }).catch(
+      (e: unknown) => e,
+    );
     await lost;
     expect(err).toBeInstanceOf(AmbiguousClaimError);
     const pending = (err as AmbiguousClaimError).pending;
@@ -72,13 +74,22 @@ describe('store: a claim whose reply is lost', () => {
   it('recoverClaim of a claim that did not land finds nothing', async () => {
     const now = clock.now();
     await enqueueMany(f.store, [newJob('noop', {}, {}, now)], now);
-    const none = await recoverClaim(f.store, { token: 'not-a-claim', owner: 'w1', ids: null, from: {}, at: now });
+    const none = await recoverClaim(f.store, {
+      token: 'not-a-claim',
+      owner: 'w1',
+      ids: null,
+      from: {},
+      at: now,
+    });
     expect(none).toEqual([]);
   });
 
   it('appending the same events again (a retry after a lost reply) stores each once', async () => {
     const now = clock.now();
-    const events = [event('job-a', 'queued', 'running', now, 1, 'w1'), event('job-b', 'queued', 'running', now, 1, 'w1')];
+    const events = [
+      event('job-a', 'queued', 'running', now, 1, 'w1'),
+      event('job-b', 'queued', 'running', now, 1, 'w1'),
+    ];
     const lost = proxy.loseNextReply('insert', 'job_events');
     // The driver retries the insert once on a new connection (a retryable write)...
     await appendEvents(viaProxy, events);

@@ -16,10 +16,17 @@ describe('store: claims', () => {
   it('claims by priority, then runAt, then _id', async () => {
     const now = clock.now();
     const early = new Date(now.getTime() - 60_000);
-    const mk = (priority: number, runAt: Date, tag: string) => newJob('noop', { tag }, { priority, runAt }, now);
+    const mk = (priority: number, runAt: Date, tag: string) =>
+      newJob('noop', { tag }, { priority, runAt }, now);
     const results = await enqueueMany(
       f.store,
-      [mk(5, early, 'p5-early-a'), mk(1, now, 'p1-now'), mk(5, early, 'p5-early-b'), mk(1, early, 'p1-early'), mk(9, early, 'p9')],
+      [
+        mk(5, early, 'p5-early-a'),
+        mk(1, now, 'p1-now'),
+        mk(5, early, 'p5-early-b'),
+        mk(1, early, 'p1-early'),
+        mk(9, early, 'p9'),
+      ],
       now,
     );
     // Not yet due: never claimed.
@@ -60,11 +67,21 @@ describe('store: claims', () => {
     const now = clock.now();
     await enqueueMany(
       f.store,
-      [newJob('a', {}, {}, now), newJob('a', {}, {}, now), newJob('b', {}, {}, now), newJob('c', {}, {}, now)],
+      [
+        newJob('a', {}, {}, now),
+        newJob('a', {}, {}, now),
+        newJob('b', {}, {}, now),
+        newJob('c', {}, {}, now),
+      ],
       now,
     );
     const batch = await claimBatch(f.store, {
-      owner: 'w1', leaseMs: 30_000, now, limit: 10, excludeTypes: ['c'], typeSlots: { a: 1 },
+      owner: 'w1',
+      leaseMs: 30_000,
+      now,
+      limit: 10,
+      excludeTypes: ['c'],
+      typeSlots: { a: 1 },
     });
     expect(batch.map((j) => j.type).sort()).toEqual(['a', 'b']);
   });
@@ -72,7 +89,11 @@ describe('store: claims', () => {
   it('concurrent batch claimers never claim the same job twice', async () => {
     const now = clock.now();
     const n = 300;
-    await enqueueMany(f.store, Array.from({ length: n }, (_, i) => newJob('noop', { i }, {}, now)), now);
+    await enqueueMany(
+      f.store,
+      Array.from({ length: n }, (_, i) => newJob('noop', { i }, {}, now)),
+      now,
+    );
     const seen = new Map<string, string>();
     const claimer = async (owner: string) => {
       for (;;) {

@@ -43,8 +43,22 @@ describe('store: guarded transitions', () => {
     const { job: queued } = await enqueue(f.store, newJob('echo', { a: 1 }, {}, clock.now()), clock.now());
     const { job, token } = await claimOne();
     expect(job._id).toBe(queued._id);
-    expect(await progressIfRunning(f.store, { jobId: job._id, token, percent: 50, message: 'half', now: clock.now() })).toBe(true);
-    expect(await completeIfRunning(f.store, { jobId: job._id, token, attempt: 1, result: { a: 1 } }, ctx(clock.now()))).toBe(true);
+    expect(
+      await progressIfRunning(f.store, {
+        jobId: job._id,
+        token,
+        percent: 50,
+        message: 'half',
+        now: clock.now(),
+      }),
+    ).toBe(true);
+    expect(
+      await completeIfRunning(
+        f.store,
+        { jobId: job._id, token, attempt: 1, result: { a: 1 } },
+        ctx(clock.now()),
+      ),
+    ).toBe(true);
     const done = await get(f.store, job._id);
     expect(done).toMatchObject({ state: 'completed', result: { a: 1 }, attempts: 1, lease: null });
     expect(done?.finishedAt).toEqual(clock.now());
@@ -57,27 +71,65 @@ describe('store: guarded transitions', () => {
     await enqueue(f.store, newJob('noop', {}, {}, clock.now()), clock.now());
     const old = await claimOne('w-old', 1_000);
     clock.advance(5_000);
-    const rescued = await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => clock.now() });
+    const rescued = await rescueExpired(f.store, {
+      now: clock.now(),
+      errorHistory: 3,
+      retryAt: () => clock.now(),
+    });
     expect(rescued.retrying).toEqual([old.job._id]);
     const fresh = await claimOne('w-new');
     expect(fresh.job._id).toBe(old.job._id);
     expect(fresh.job.attempts).toBe(2);
 
     const now = clock.now();
-    expect(await completeIfRunning(f.store, { jobId: old.job._id, token: old.token, attempt: 1, result: 'stale' }, ctx(now, 'w-old'))).toBe(false);
     expect(
-      await failIfRunning(f.store, { jobId: old.job._id, token: old.token, attempt: 1, error: { name: 'Error', message: 'x' }, retryAt: null }, ctx(now, 'w-old')),
+      await completeIfRunning(
+        f.store,
+        { jobId: old.job._id, token: old.token, attempt: 1, result: 'stale' },
+        ctx(now, 'w-old'),
+      ),
     ).toBe(false);
-    expect(await progressIfRunning(f.store, { jobId: old.job._id, token: old.token, percent: 99, now })).toBe(false);
-    const hb = await heartbeatLeases(f.store, { leases: [{ jobId: old.job._id, token: old.token }], leaseMs: 30_000, now });
+    expect(
+      await failIfRunning(
+        f.store,
+        {
+          jobId: old.job._id,
+          token: old.token,
+          attempt: 1,
+          error: { name: 'Error', message: 'x' },
+          retryAt: null,
+        },
+        ctx(now, 'w-old'),
+      ),
+    ).toBe(false);
+    expect(await progressIfRunning(f.store, { jobId: old.job._id, token: old.token, percent: 99, now })).toBe(
+      false,
+    );
+    const hb = await heartbeatLeases(f.store, {
+      leases: [{ jobId: old.job._id, token: old.token }],
+      leaseMs: 30_000,
+      now,
+    });
     expect(hb).toEqual({ renewed: [], lost: [old.job._id] });
 
     const doc = await get(f.store, old.job._id);
     expect(doc).toMatchObject({ state: 'running', lease: { owner: 'w-new', token: fresh.token } });
     expect(doc?.result).toBeUndefined();
-    expect(await completeIfRunning(f.store, { jobId: fresh.job._id, token: fresh.token, attempt: 2, result: 'ok' }, ctx(now, 'w-new'))).toBe(true);
+    expect(
+      await completeIfRunning(
+        f.store,
+        { jobId: fresh.job._id, token: fresh.token, attempt: 2, result: 'ok' },
+        ctx(now, 'w-new'),
+      ),
+    ).toBe(true);
     const ev = await eventsOf(f.store, old.job._id);
-    expect(ev.map((e) => `${e.from}->${e.to}`)).toEqual(['null->queued', 'queued->running', 'running->retrying', 'retrying->running', 'running->completed']);
+    expect(ev.map((e) => `${e.from}->${e.to}`)).toEqual([
+      'null->queued',
+      'queued->running',
+      'running->retrying',
+      'retrying->running',
+      'running->completed',
+    ]);
     expect(ev[2]?.message).toBe('lease expired; worker w-old stopped renewing it');
   });
 
@@ -85,18 +137,29 @@ describe('store: guarded transitions', () => {
     await enqueue(f.store, newJob('noop', {}, { maxAttempts: 1 }, clock.now()), clock.now());
     const { job } = await claimOne('w-dead', 1_000);
     // Not expired yet: nothing to rescue.
-    expect(await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null })).toEqual({ retrying: [], failed: [] });
+    expect(await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null })).toEqual({
+      retrying: [],
+      failed: [],
+    });
     clock.advance(2_000);
     const r = await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null });
     expect(r.failed).toEqual([job._id]);
     const doc = await get(f.store, job._id);
     expect(doc?.state).toBe('failed');
-    expect(doc?.lastError).toMatchObject({ name: 'LeaseExpiredError', code: 'JOBD_LEASE_EXPIRED', worker: 'w-dead' });
+    expect(doc?.lastError).toMatchObject({
+      name: 'LeaseExpiredError',
+      code: 'JOBD_LEASE_EXPIRED',
+      worker: 'w-dead',
+    });
     expect(doc?.lastError?.message).toBe('lease expired; worker w-dead stopped renewing it');
   });
 
   it('concurrent rescuers rescue each job once', async () => {
-    await enqueueMany(f.store, Array.from({ length: 20 }, () => newJob('noop', {}, {}, clock.now())), clock.now());
+    await enqueueMany(
+      f.store,
+      Array.from({ length: 20 }, () => newJob('noop', {}, {}, clock.now())),
+      clock.now(),
+    );
     await claimBatch(f.store, { owner: 'w-dead', leaseMs: 1_000, now: clock.now(), limit: 20 });
     clock.advance(2_000);
     const opts = { now: clock.now(), errorHistory: 3, retryAt: () => clock.now() };
@@ -107,7 +170,11 @@ describe('store: guarded transitions', () => {
   });
 
   it('heartbeat renews held leases and keeps them from rescue', async () => {
-    await enqueueMany(f.store, [newJob('noop', {}, {}, clock.now()), newJob('noop', {}, {}, clock.now())], clock.now());
+    await enqueueMany(
+      f.store,
+      [newJob('noop', {}, {}, clock.now()), newJob('noop', {}, {}, clock.now())],
+      clock.now(),
+    );
     const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 1_000, now: clock.now(), limit: 2 });
     clock.advance(800);
     const hb = await heartbeatLeases(f.store, {
@@ -117,7 +184,9 @@ describe('store: guarded transitions', () => {
     });
     expect(hb.renewed.sort()).toEqual(batch.map((j) => j._id).sort());
     clock.advance(800);
-    expect((await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null })).failed).toEqual([]);
+    expect(
+      (await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => null })).failed,
+    ).toEqual([]);
   });
 
   it('fail → retrying keeps a bounded error history; fail at last attempt → failed', async () => {
@@ -125,7 +194,11 @@ describe('store: guarded transitions', () => {
     for (let i = 1; i <= 5; i++) {
       const { job, token } = await claimOne();
       const retryAt = i < 5 ? new Date(clock.now().getTime() + 1_000) : null;
-      const ok = await failIfRunning(f.store, { jobId: job._id, token, attempt: i, error: { name: 'Error', message: `boom ${i}` }, retryAt }, ctx(clock.now()));
+      const ok = await failIfRunning(
+        f.store,
+        { jobId: job._id, token, attempt: i, error: { name: 'Error', message: `boom ${i}` }, retryAt },
+        ctx(clock.now()),
+      );
       expect(ok).toBe(true);
       clock.advance(1_000);
     }
@@ -139,18 +212,32 @@ describe('store: guarded transitions', () => {
     await enqueue(f.store, newJob('sleep', {}, {}, clock.now()), clock.now());
     const { job, token } = await claimOne();
     expect(job.attempts).toBe(1);
-    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(true);
+    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(
+      true,
+    );
     expect(await get(f.store, job._id)).toMatchObject({ state: 'queued', attempts: 0, lease: null });
     // Repeating a settlement that landed reports it landed (the settler retries writes after network errors)...
-    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(true);
+    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(
+      true,
+    );
     // ...but once the job is claimed again, the old lease writes nothing.
     await claimOne('w2');
-    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(false);
-    expect(await get(f.store, job._id)).toMatchObject({ state: 'running', attempts: 1, lease: { owner: 'w2' } });
+    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(
+      false,
+    );
+    expect(await get(f.store, job._id)).toMatchObject({
+      state: 'running',
+      attempts: 1,
+      lease: { owner: 'w2' },
+    });
   });
 
   it('completeManyIfRunning reports which jobs landed and which leases were lost', async () => {
-    await enqueueMany(f.store, Array.from({ length: 4 }, () => newJob('noop', {}, {}, clock.now())), clock.now());
+    await enqueueMany(
+      f.store,
+      Array.from({ length: 4 }, () => newJob('noop', {}, {}, clock.now())),
+      clock.now(),
+    );
     const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 30_000, now: clock.now(), limit: 4 });
     await cancel(f.store, batch[1]!._id, { now: clock.now() });
     const res = await completeManyIfRunning(
@@ -175,7 +262,9 @@ describe('store: guarded transitions', () => {
     const err = await cancel(f.store, job._id, { now: clock.now() }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IllegalTransitionError);
     expect((err as IllegalTransitionError).code).toBe('JOBD_ILLEGAL_TRANSITION');
-    expect((err as Error).message).toMatch(/it is completed; cancel .* allowed only from waiting, queued, retrying, running/);
+    expect((err as Error).message).toMatch(
+      /it is completed; cancel .* allowed only from waiting, queued, retrying, running/,
+    );
     await expect(cancel(f.store, 'nope', { now: clock.now() })).rejects.toThrow(NotFoundError);
     expect((await get(f.store, job._id))?.state).toBe('completed');
   });
@@ -183,7 +272,11 @@ describe('store: guarded transitions', () => {
   it('operator retry and cancel; waiting jobs are released', async () => {
     const { job } = await enqueue(f.store, newJob('noop', {}, { maxAttempts: 1 }, clock.now()), clock.now());
     const { token } = await claimOne();
-    await failIfRunning(f.store, { jobId: job._id, token, attempt: 1, error: { name: 'E', message: 'x' }, retryAt: null }, ctx(clock.now()));
+    await failIfRunning(
+      f.store,
+      { jobId: job._id, token, attempt: 1, error: { name: 'E', message: 'x' }, retryAt: null },
+      ctx(clock.now()),
+    );
     const again = await retry(f.store, job._id, { now: clock.now() });
     expect(again).toMatchObject({ state: 'queued', attempts: 0 });
     expect(again.errors).toHaveLength(1);
@@ -203,7 +296,11 @@ describe('store: guarded transitions', () => {
     expect(b).toMatchObject({ created: false, job: { _id: a.job._id } });
     const many = await enqueueMany(
       f.store,
-      [newJob('noop', {}, { dedupeKey: 'k1' }, now), newJob('noop', {}, { dedupeKey: 'k2' }, now), newJob('noop', {}, { dedupeKey: 'k2' }, now)],
+      [
+        newJob('noop', {}, { dedupeKey: 'k1' }, now),
+        newJob('noop', {}, { dedupeKey: 'k2' }, now),
+        newJob('noop', {}, { dedupeKey: 'k2' }, now),
+      ],
       now,
     );
     expect(many.map((r) => r.created)).toEqual([false, true, false]);

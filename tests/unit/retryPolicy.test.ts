@@ -8,7 +8,9 @@ const plain = { name: 'Error', message: 'boom' };
 
 describe('retry policy', () => {
   it('grows exponentially without jitter (random 0) and stops at the cap', () => {
-    expect([1, 2, 3, 4, 5, 6].map((a) => backoffMs(a, policy, 0))).toEqual([1000, 2000, 4000, 8000, 10_000, 10_000]);
+    expect([1, 2, 3, 4, 5, 6].map((a) => backoffMs(a, policy, 0))).toEqual([
+      1000, 2000, 4000, 8000, 10_000, 10_000,
+    ]);
   });
 
   it('jitter takes at most `jitter` of the delay away', () => {
@@ -24,8 +26,14 @@ describe('retry policy', () => {
   });
 
   it('retries while attempts remain', () => {
-    expect(decideRetry({ attempt: 1, maxAttempts: 3, error: plain, policy, random: 0 })).toEqual({ retry: true, delayMs: 1000 });
-    expect(decideRetry({ attempt: 2, maxAttempts: 3, error: plain, policy, random: 0 })).toEqual({ retry: true, delayMs: 2000 });
+    expect(decideRetry({ attempt: 1, maxAttempts: 3, error: plain, policy, random: 0 })).toEqual({
+      retry: true,
+      delayMs: 1000,
+    });
+    expect(decideRetry({ attempt: 2, maxAttempts: 3, error: plain, policy, random: 0 })).toEqual({
+      retry: true,
+      delayMs: 2000,
+    });
   });
 
   it('fails when attempts are used up', () => {
@@ -40,7 +48,10 @@ describe('retry policy', () => {
     const byName = { name: 'DoNotRetryError', message: 'x' };
     const byCode = { name: 'Error', code: 'JOBD_DO_NOT_RETRY', message: 'x' };
     for (const error of [asThrown, byName, byCode]) {
-      expect(decideRetry({ attempt: 1, maxAttempts: 5, error, policy, random: 0 })).toEqual({ retry: false, why: 'do-not-retry' });
+      expect(decideRetry({ attempt: 1, maxAttempts: 5, error, policy, random: 0 })).toEqual({
+        retry: false,
+        why: 'do-not-retry',
+      });
     }
   });
 

@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isDoNotRetry } from '../../src/errors.js';
-import { createSandbox, type RunOutcome, type RunRequest, type Sandbox, type SandboxOptions } from '../../src/sandbox/index.js';
+import {
+  createSandbox,
+  type RunOutcome,
+  type RunRequest,
+  type Sandbox,
+  type SandboxOptions,
+} from '../../src/sandbox/index.js';
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/handlers');
 const handler = (name: string): string => join(fixtures, name);
@@ -25,7 +31,13 @@ afterEach(async () => {
 });
 
 function sandbox(opts: Partial<SandboxOptions> = {}): Sandbox {
-  const s = createSandbox({ maxJobsPerChild: 100, maxRssBytes: 4 * 1024 ** 3, sampleIntervalMs: 20, killGraceMs: 300, ...opts });
+  const s = createSandbox({
+    maxJobsPerChild: 100,
+    maxRssBytes: 4 * 1024 ** 3,
+    sampleIntervalMs: 20,
+    killGraceMs: 300,
+    ...opts,
+  });
   sandboxes.push(s);
   return s;
 }
@@ -49,7 +61,11 @@ function request(name: string, over: Partial<RunRequest> = {}): RunRequest {
 }
 
 /** Runs a job whose handler reports `pid:<n>` as its first progress; resolves the pid as soon as it is known. */
-function runReportingPid(s: Sandbox, req: RunRequest, signal?: AbortSignal): { pid: Promise<number>; outcome: Promise<RunOutcome> } {
+function runReportingPid(
+  s: Sandbox,
+  req: RunRequest,
+  signal?: AbortSignal,
+): { pid: Promise<number>; outcome: Promise<RunOutcome> } {
   let gotPid!: (pid: number) => void;
   const pid = new Promise<number>((r) => (gotPid = r));
   const outcome = s.run(req, {
@@ -114,7 +130,9 @@ describe('pooled mode', () => {
   it('loads CommonJS handlers and ES modules with top-level await, in both modes', async () => {
     const s = sandbox();
     for (const mode of ['pooled', 'isolated'] as const) {
-      expect(completed(await s.run(request('commonjs.cjs', { mode, params: { y: 2 } }), noHooks)).output).toEqual({
+      expect(
+        completed(await s.run(request('commonjs.cjs', { mode, params: { y: 2 } }), noHooks)).output,
+      ).toEqual({
         commonjs: true,
         params: { y: 2 },
       });
@@ -125,7 +143,8 @@ describe('pooled mode', () => {
   it('recycles a child after maxJobsPerChild jobs', async () => {
     const s = sandbox({ maxJobsPerChild: 2 });
     const pids: number[] = [];
-    for (let i = 0; i < 3; i++) pids.push((completed(await s.run(request('ok.ts'), noHooks)).output as { pid: number }).pid);
+    for (let i = 0; i < 3; i++)
+      pids.push((completed(await s.run(request('ok.ts'), noHooks)).output as { pid: number }).pid);
     expect(pids[1]).toBe(pids[0]);
     expect(pids[2]).not.toBe(pids[0]);
   });
@@ -192,7 +211,10 @@ describe('pooled mode', () => {
 
   it('times out a polite handler: ctx.signal aborts on SIGTERM and the child exits without SIGKILL', async () => {
     const s = sandbox();
-    const { pid, outcome } = runReportingPid(s, request('sleepsUntilAborted.ts', { timeoutMs: 1500, killGraceMs: 30_000 }));
+    const { pid, outcome } = runReportingPid(
+      s,
+      request('sleepsUntilAborted.ts', { timeoutMs: 1500, killGraceMs: 30_000 }),
+    );
     const o = failed(await outcome);
     expect(o.reason).toBe('timeout');
     expect(o.signal).toBeNull();
@@ -216,7 +238,9 @@ describe('pooled mode', () => {
 
   it('does not start a job whose signal is already aborted', async () => {
     const s = sandbox();
-    const o = failed(await s.run(request('ok.ts'), { onProgress() {}, signal: AbortSignal.abort('shutdown') }));
+    const o = failed(
+      await s.run(request('ok.ts'), { onProgress() {}, signal: AbortSignal.abort('shutdown') }),
+    );
     expect(o.reason).toBe('aborted');
     expect(s.stats().children).toBe(0);
   });
@@ -240,7 +264,10 @@ describe('pooled mode', () => {
   it('kills a child above the job memory limit, naming the limit and the observed RSS', async () => {
     const s = sandbox();
     const limit = 200 * 1024 * 1024;
-    const { pid, outcome } = runReportingPid(s, request('memoryHog.ts', { memoryLimitBytes: limit, params: { capMb: 1024 } }));
+    const { pid, outcome } = runReportingPid(
+      s,
+      request('memoryHog.ts', { memoryLimitBytes: limit, params: { capMb: 1024 } }),
+    );
     const o = failed(await outcome);
     expect(o.reason).toBe('memory');
     expect(o.error).toMatchObject({ name: 'MemoryLimitError', code: 'JOBD_MEMORY_LIMIT' });
@@ -263,7 +290,12 @@ describe('pooled mode', () => {
     expect(num.error.message).toContain('42');
 
     const obj = failed(
-      await s.run(request('throwsValue.ts', { params: { value: { name: 'QuotaError', code: 'Q1', message: 'quota exceeded' } } }), noHooks),
+      await s.run(
+        request('throwsValue.ts', {
+          params: { value: { name: 'QuotaError', code: 'Q1', message: 'quota exceeded' } },
+        }),
+        noHooks,
+      ),
     );
     expect(obj.error).toMatchObject({ name: 'QuotaError', code: 'Q1', message: 'quota exceeded' });
   });
@@ -288,7 +320,10 @@ describe('pooled mode', () => {
     for (const mode of ['pooled', 'isolated'] as const) {
       const o = failed(await s.run(request('ok.ts', { mode, params: { callback: () => 1 } }), noHooks));
       expect(o.reason).toBe('error');
-      expect(o.error).toMatchObject({ name: 'UnserializableParamsError', code: 'JOBD_UNSERIALIZABLE_PARAMS' });
+      expect(o.error).toMatchObject({
+        name: 'UnserializableParamsError',
+        code: 'JOBD_UNSERIALIZABLE_PARAMS',
+      });
     }
     expect(s.stats().busy).toBe(0);
   });
@@ -332,7 +367,9 @@ describe('pooled mode', () => {
 
   it('applies per-job env and cwd for the duration of the job only', async () => {
     const s = sandbox();
-    const o = completed(await s.run(request('ok.ts', { env: { JOBD_FIXTURE_ENV: 'yes' }, cwd: dir }), noHooks));
+    const o = completed(
+      await s.run(request('ok.ts', { env: { JOBD_FIXTURE_ENV: 'yes' }, cwd: dir }), noHooks),
+    );
     expect(o.output).toMatchObject({ env: 'yes', cwd: dir });
     const after = completed(await s.run(request('ok.ts'), noHooks));
     expect(after.output).toMatchObject({ env: null });
@@ -381,14 +418,20 @@ describe('isolated mode', () => {
 
   it('applies env and cwd to the process', async () => {
     const o = completed(
-      await sandbox().run(request('ok.ts', { mode: 'isolated', env: { JOBD_FIXTURE_ENV: 'iso' }, cwd: dir }), noHooks),
+      await sandbox().run(
+        request('ok.ts', { mode: 'isolated', env: { JOBD_FIXTURE_ENV: 'iso' }, cwd: dir }),
+        noHooks,
+      ),
     );
     expect(o.output).toMatchObject({ env: 'iso', cwd: dir });
   });
 
   it('times out with SIGKILL escalation; the pid is gone', async () => {
     const s = sandbox();
-    const { pid, outcome } = runReportingPid(s, request('hangs.ts', { mode: 'isolated', timeoutMs: 3000, killGraceMs: 200 }));
+    const { pid, outcome } = runReportingPid(
+      s,
+      request('hangs.ts', { mode: 'isolated', timeoutMs: 3000, killGraceMs: 200 }),
+    );
     const o = failed(await outcome);
     expect(o).toMatchObject({ reason: 'timeout', signal: 'SIGKILL', error: { code: 'JOBD_TIMEOUT' } });
     expectGone(await pid);
@@ -405,9 +448,16 @@ describe('isolated mode', () => {
 
   it('reports a crash, a serialised error and CPU time', async () => {
     const s = sandbox();
-    expect(failed(await s.run(request('exits.ts', { mode: 'isolated' }), noHooks))).toMatchObject({ reason: 'crash', exitCode: 3 });
-    expect(failed(await s.run(request('doNotRetry.ts', { mode: 'isolated' }), noHooks)).error.code).toBe('JOBD_DO_NOT_RETRY');
-    const cpu = completed(await s.run(request('cpuBound.ts', { mode: 'isolated', params: { ms: 100 } }), noHooks));
+    expect(failed(await s.run(request('exits.ts', { mode: 'isolated' }), noHooks))).toMatchObject({
+      reason: 'crash',
+      exitCode: 3,
+    });
+    expect(failed(await s.run(request('doNotRetry.ts', { mode: 'isolated' }), noHooks)).error.code).toBe(
+      'JOBD_DO_NOT_RETRY',
+    );
+    const cpu = completed(
+      await s.run(request('cpuBound.ts', { mode: 'isolated', params: { ms: 100 } }), noHooks),
+    );
     expect(cpu.resources.cpuMs).toBeGreaterThanOrEqual(100);
   });
 });

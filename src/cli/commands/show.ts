@@ -30,8 +30,16 @@ export const registerShow: RegisterCommand = (program, env) => {
               ['type', job.type],
               ['state', job.state],
               ['priority', job.priority],
-              ['attempts', `${job.attempts} of ${job.maxAttempts ?? `${typeDef?.maxAttempts ?? '?'} (the type's)`}`],
-              ['timeout', job.timeoutMs !== null ? formatMs(job.timeoutMs) : `${typeDef ? formatMs(typeDef.timeoutMs) : '?'} (the type's)`],
+              [
+                'attempts',
+                `${job.attempts} of ${job.maxAttempts ?? `${typeDef?.maxAttempts ?? '?'} (the type's)`}`,
+              ],
+              [
+                'timeout',
+                job.timeoutMs !== null
+                  ? formatMs(job.timeoutMs)
+                  : `${typeDef ? formatMs(typeDef.timeoutMs) : '?'} (the type's)`,
+              ],
               ['run at', formatDate(job.runAt)],
               ['created', formatDate(job.createdAt)],
               ['started', formatDate(job.startedAt)],

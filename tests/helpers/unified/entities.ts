@@ -53,7 +53,10 @@ export class ClientPool {
     const key = JSON.stringify(uriOptions ?? {});
     let client = this.clients.get(key);
     if (!client) {
-      const options: MongoClientOptions = { serverSelectionTimeoutMS: 10_000, ...(uriOptions as MongoClientOptions) };
+      const options: MongoClientOptions = {
+        serverSelectionTimeoutMS: 10_000,
+        ...(uriOptions as MongoClientOptions),
+      };
       client = new MongoClient(this.uri, options);
       await client.connect();
       this.clients.set(key, client);
@@ -105,13 +108,15 @@ export class EntityMap implements EntityLookup {
 
   db(name: string): Db {
     const v = this.get(name) as Db;
-    if (typeof v?.collection !== 'function' || typeof v?.databaseName !== 'string') throw new Error(`entity ${name} is not a database`);
+    if (typeof v?.collection !== 'function' || typeof v?.databaseName !== 'string')
+      throw new Error(`entity ${name} is not a database`);
     return v;
   }
 
   collection(name: string): Collection {
     const v = this.get(name) as Collection;
-    if (typeof v?.collectionName !== 'string' || typeof v?.insertOne !== 'function') throw new Error(`entity ${name} is not a collection`);
+    if (typeof v?.collectionName !== 'string' || typeof v?.insertOne !== 'function')
+      throw new Error(`entity ${name} is not a collection`);
     return v;
   }
 
@@ -121,26 +126,46 @@ export class EntityMap implements EntityLookup {
     return v;
   }
 
-  async create(descriptions: EntityDescription[], pool: ClientPool, mapDb: (name: string) => string): Promise<void> {
+  async create(
+    descriptions: EntityDescription[],
+    pool: ClientPool,
+    mapDb: (name: string) => string,
+  ): Promise<void> {
     for (const description of descriptions) {
-      const [kind, spec] = Object.entries(description)[0] as [keyof EntityDescription, Document & { id: string }];
+      const [kind, spec] = Object.entries(description)[0] as [
+        keyof EntityDescription,
+        Document & { id: string },
+      ];
       switch (kind) {
         case 'client': {
           // observeEvents, ignoreCommandMonitoringEvents and observeSensitiveCommands only matter for
           // expectEvents, which this runner does not check. useMultipleMongoses is moot on one server.
           if (spec.serverApi) throw new UnsupportedCase('client serverApi is not supported by this runner');
-          if (spec.storeEventsAsEntities || spec.observeLogMessages) throw new UnsupportedCase('event/log entities are not supported by this runner');
+          if (spec.storeEventsAsEntities || spec.observeLogMessages)
+            throw new UnsupportedCase('event/log entities are not supported by this runner');
           this.set(spec.id, await pool.get(spec.uriOptions as Document | undefined));
           break;
         }
         case 'database': {
           const client = this.client(spec.client as string);
-          this.set(spec.id, client.db(mapDb(spec.databaseName as string), commonOptions(spec.databaseOptions as Document | undefined)));
+          this.set(
+            spec.id,
+            client.db(
+              mapDb(spec.databaseName as string),
+              commonOptions(spec.databaseOptions as Document | undefined),
+            ),
+          );
           break;
         }
         case 'collection': {
           const db = this.db(spec.database as string);
-          this.set(spec.id, db.collection(spec.collectionName as string, commonOptions(spec.collectionOptions as Document | undefined)));
+          this.set(
+            spec.id,
+            db.collection(
+              spec.collectionName as string,
+              commonOptions(spec.collectionOptions as Document | undefined),
+            ),
+          );
           break;
         }
         case 'session': {

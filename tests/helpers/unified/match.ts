@@ -38,7 +38,8 @@ export function bsonType(value: unknown): string | undefined {
 /** A plain document (not an array, not a BSON value wrapper, not a Date/RegExp/bytes). */
 export function isDocument(value: unknown): value is Document {
   if (typeof value !== 'object' || value === null) return false;
-  if (Array.isArray(value) || value instanceof Date || value instanceof RegExp || value instanceof Uint8Array) return false;
+  if (Array.isArray(value) || value instanceof Date || value instanceof RegExp || value instanceof Uint8Array)
+    return false;
   return bsonType(value) === undefined;
 }
 
@@ -88,7 +89,8 @@ function lte(actual: number | bigint, expected: number | bigint): boolean {
 export function typeNames(value: unknown): string[] {
   if (value === null) return ['null'];
   if (value === undefined) return [];
-  if (typeof value === 'number') return Number.isInteger(value) ? ['int', 'long', 'double', 'number'] : ['double', 'number'];
+  if (typeof value === 'number')
+    return Number.isInteger(value) ? ['int', 'long', 'double', 'number'] : ['double', 'number'];
   if (typeof value === 'bigint') return ['long', 'number'];
   if (typeof value === 'string') return ['string'];
   if (typeof value === 'boolean') return ['bool'];
@@ -143,7 +145,8 @@ function fail(path: string, message: string): never {
 function scalarEqual(expected: unknown, actual: unknown): boolean {
   const en = numeric(expected);
   const an = numeric(actual);
-  if (en !== undefined || an !== undefined) return en !== undefined && an !== undefined && numbersEqual(en, an);
+  if (en !== undefined || an !== undefined)
+    return en !== undefined && an !== undefined && numbersEqual(en, an);
   if (expected === null || actual === null) return expected === actual;
   if (typeof expected !== 'object' || typeof actual !== 'object') return expected === actual;
   if (expected instanceof Date || actual instanceof Date) {
@@ -156,7 +159,8 @@ function scalarEqual(expected: unknown, actual: unknown): boolean {
 }
 
 function normaliseRegex(value: unknown): unknown {
-  if (value instanceof RegExp) return { $regularExpression: { pattern: value.source, options: [...value.flags].sort().join('') } };
+  if (value instanceof RegExp)
+    return { $regularExpression: { pattern: value.source, options: [...value.flags].sort().join('') } };
   if (bsonType(value) === 'BSONRegExp') {
     const r = value as { pattern: string; options: string };
     return { $regularExpression: { pattern: r.pattern, options: [...r.options].sort().join('') } };
@@ -166,7 +170,8 @@ function normaliseRegex(value: unknown): unknown {
 
 function hexOf(value: unknown): string | undefined {
   if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
-  if (bsonType(value) === 'Binary') return Buffer.from((value as { buffer: Uint8Array }).buffer).toString('hex');
+  if (bsonType(value) === 'Binary')
+    return Buffer.from((value as { buffer: Uint8Array }).buffer).toString('hex');
   return undefined;
 }
 
@@ -175,7 +180,8 @@ function matchOperator(op: string, arg: unknown, actual: unknown, path: string, 
   const entities = options.entities ?? NO_ENTITIES;
   switch (op) {
     case '$$exists':
-      if (Boolean(arg) !== (actual !== undefined)) fail(path, arg ? 'expected the field to exist' : `expected no field, got ${describe(actual)}`);
+      if (Boolean(arg) !== (actual !== undefined))
+        fail(path, arg ? 'expected the field to exist' : `expected no field, got ${describe(actual)}`);
       return;
     case '$$unsetOrMatches':
       if (actual === undefined) return;
@@ -185,7 +191,11 @@ function matchOperator(op: string, arg: unknown, actual: unknown, path: string, 
       const wanted = Array.isArray(arg) ? (arg as string[]) : [arg as string];
       if (actual === undefined) fail(path, `expected a value of type ${wanted.join('|')}, field is absent`);
       const names = typeNames(actual);
-      if (!wanted.some((t) => names.includes(t))) fail(path, `expected type ${wanted.join('|')}, got ${names.join('|') || 'unknown'} (${describe(actual)})`);
+      if (!wanted.some((t) => names.includes(t)))
+        fail(
+          path,
+          `expected type ${wanted.join('|')}, got ${names.join('|') || 'unknown'} (${describe(actual)})`,
+        );
       return;
     }
     case '$$matchesEntity':
@@ -193,7 +203,8 @@ function matchOperator(op: string, arg: unknown, actual: unknown, path: string, 
       return;
     case '$$matchesHexBytes': {
       const hex = hexOf(actual);
-      if (hex === undefined || hex !== String(arg).toLowerCase()) fail(path, `expected bytes ${String(arg)}, got ${describe(actual)}`);
+      if (hex === undefined || hex !== String(arg).toLowerCase())
+        fail(path, `expected bytes ${String(arg)}, got ${describe(actual)}`);
       return;
     }
     case '$$sessionLsid': {
@@ -205,7 +216,8 @@ function matchOperator(op: string, arg: unknown, actual: unknown, path: string, 
     case '$$lte': {
       const a = numeric(actual);
       const e = numeric(arg);
-      if (a === undefined || e === undefined || !lte(a, e)) fail(path, `expected a number <= ${describe(arg)}, got ${describe(actual)}`);
+      if (a === undefined || e === undefined || !lte(a, e))
+        fail(path, `expected a number <= ${describe(arg)}, got ${describe(actual)}`);
       return;
     }
     case '$$matchAsDocument': {
@@ -222,7 +234,12 @@ function matchOperator(op: string, arg: unknown, actual: unknown, path: string, 
 }
 
 /** Asserts that `actual` matches `expected`; throws MatchError otherwise. */
-export function matchValue(expected: unknown, actual: unknown, path = '', options: MatchOptions = { root: true }): void {
+export function matchValue(
+  expected: unknown,
+  actual: unknown,
+  path = '',
+  options: MatchOptions = { root: true },
+): void {
   const op = specialOperator(expected);
   if (op) {
     matchOperator(op, (expected as Document)[op], actual, path, options);
@@ -236,23 +253,32 @@ export function matchValue(expected: unknown, actual: unknown, path = '', option
       const keyOp = specialOperator(value);
       const present = hasKey(actual, key);
       if (keyOp === '$$exists' || keyOp === '$$unsetOrMatches') {
-        matchOperator(keyOp, (value as Document)[keyOp], present ? actual[key] : undefined, sub, { ...options, root: false });
+        matchOperator(keyOp, (value as Document)[keyOp], present ? actual[key] : undefined, sub, {
+          ...options,
+          root: false,
+        });
         continue;
       }
       if (!present) fail(sub, `expected ${describe(value)}, field is absent`);
       matchValue(value, actual[key], sub, { ...options, root: false });
     }
     if (!options.root) {
-      const extra = Object.keys(actual).filter((k) => actual[k] !== undefined && !Object.prototype.hasOwnProperty.call(expected, k));
+      const extra = Object.keys(actual).filter(
+        (k) => actual[k] !== undefined && !Object.prototype.hasOwnProperty.call(expected, k),
+      );
       if (extra.length > 0) fail(path, `unexpected field(s) ${extra.join(', ')} in ${describe(actual)}`);
     }
     return;
   }
 
   if (Array.isArray(expected)) {
-    if (!Array.isArray(actual)) fail(path, `expected an array ${describe(expected)}, got ${describe(actual)}`);
-    if (actual.length !== expected.length) fail(path, `expected ${expected.length} element(s), got ${actual.length}: ${describe(actual)}`);
-    expected.forEach((value, i) => matchValue(value, actual[i], `${path}[${i}]`, { ...options, root: false }));
+    if (!Array.isArray(actual))
+      fail(path, `expected an array ${describe(expected)}, got ${describe(actual)}`);
+    if (actual.length !== expected.length)
+      fail(path, `expected ${expected.length} element(s), got ${actual.length}: ${describe(actual)}`);
+    expected.forEach((value, i) =>
+      matchValue(value, actual[i], `${path}[${i}]`, { ...options, root: false }),
+    );
     return;
   }
 
@@ -263,20 +289,28 @@ export function matchValue(expected: unknown, actual: unknown, path = '', option
  * Iterable results (find, aggregate, listCollections, ...) are arrays of root-level documents: each
  * element may carry extra fields, but the counts must agree.
  */
-export function matchRootDocuments(expected: unknown, actual: unknown, options: Omit<MatchOptions, 'root'> = {}): void {
+export function matchRootDocuments(
+  expected: unknown,
+  actual: unknown,
+  options: Omit<MatchOptions, 'root'> = {},
+): void {
   if (!Array.isArray(expected)) {
     matchValue(expected, actual, '', { ...options, root: true });
     return;
   }
-  if (!Array.isArray(actual)) fail('', `expected an array of ${expected.length} document(s), got ${describe(actual)}`);
-  if (actual.length !== expected.length) fail('', `expected ${expected.length} document(s), got ${actual.length}: ${describe(actual)}`);
+  if (!Array.isArray(actual))
+    fail('', `expected an array of ${expected.length} document(s), got ${describe(actual)}`);
+  if (actual.length !== expected.length)
+    fail('', `expected ${expected.length} document(s), got ${actual.length}: ${describe(actual)}`);
   expected.forEach((value, i) => matchValue(value, actual[i], `[${i}]`, { ...options, root: true }));
 }
 
 /** Collection contents after a test: exact documents (no extra fields), flexible numerics, any key order. */
 export function matchExactDocuments(expected: Document[], actual: Document[], label: string): void {
   if (actual.length !== expected.length) {
-    throw new MatchError(`${label}: expected ${expected.length} document(s), got ${actual.length}: ${describe(actual)}`);
+    throw new MatchError(
+      `${label}: expected ${expected.length} document(s), got ${actual.length}: ${describe(actual)}`,
+    );
   }
   expected.forEach((doc, i) => matchValue(doc, actual[i], `${label}[${i}]`, { root: false }));
 }

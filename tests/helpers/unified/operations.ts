@@ -14,7 +14,13 @@ import {
   type Document,
   type FindCursor,
 } from 'mongodb';
-import { EntityMap, UnsupportedCase, isCursorEntity, readPreferenceFrom, type CursorEntity } from './entities.js';
+import {
+  EntityMap,
+  UnsupportedCase,
+  isCursorEntity,
+  readPreferenceFrom,
+  type CursorEntity,
+} from './entities.js';
 
 export interface OperationContext {
   entities: EntityMap;
@@ -40,7 +46,8 @@ function prepareArgs(raw: Args | undefined, ctx: OperationContext): Args {
   if (args.readPreference) args.readPreference = readPreferenceFrom(args.readPreference as Document);
   if (typeof args.returnDocument === 'string') {
     const rd = args.returnDocument.toLowerCase();
-    if (rd !== 'before' && rd !== 'after') throw new Error(`returnDocument must be Before or After, got ${args.returnDocument}`);
+    if (rd !== 'before' && rd !== 'after')
+      throw new Error(`returnDocument must be Before or After, got ${args.returnDocument}`);
     args.returnDocument = rd;
   }
   return args;
@@ -64,8 +71,11 @@ export function bulkWriteResultDoc(result: BulkWriteResult): Document {
  * so the server sees the case's documents.
  */
 function keepGivenIds(documents: Document[], options: Document): Document {
-  const allGiven = documents.length > 0 && documents.every((d) => Object.prototype.hasOwnProperty.call(d, '_id'));
-  return allGiven && options.forceServerObjectId === undefined ? { ...options, forceServerObjectId: true } : options;
+  const allGiven =
+    documents.length > 0 && documents.every((d) => Object.prototype.hasOwnProperty.call(d, '_id'));
+  return allGiven && options.forceServerObjectId === undefined
+    ? { ...options, forceServerObjectId: true }
+    : options;
 }
 
 function mapToDoc(m: unknown): Document | undefined {
@@ -132,11 +142,20 @@ function mapPipeline(pipeline: Document[], ctx: OperationContext): Document[] {
 class DriverCursor implements CursorEntity {
   readonly kind = 'cursor' as const;
   buffered: Document[] = [];
-  constructor(private readonly cursor: FindCursor | ChangeStream | { next(): Promise<Document | null>; tryNext(): Promise<Document | null>; close(): Promise<void> }) {}
+  constructor(
+    private readonly cursor:
+      | FindCursor
+      | ChangeStream
+      | { next(): Promise<Document | null>; tryNext(): Promise<Document | null>; close(): Promise<void> },
+  ) {}
 
   async open(): Promise<void> {
     // Opens the server-side cursor now; a document fetched while doing so is kept for the first iteration.
-    if ('hasNext' in this.cursor && typeof this.cursor.hasNext === 'function' && !('resumeToken' in this.cursor)) {
+    if (
+      'hasNext' in this.cursor &&
+      typeof this.cursor.hasNext === 'function' &&
+      !('resumeToken' in this.cursor)
+    ) {
       await this.cursor.hasNext();
     } else {
       const first = await this.cursor.tryNext();
@@ -163,7 +182,12 @@ class DriverCursor implements CursorEntity {
   }
 }
 
-async function collectionOperation(name: string, coll: Collection, args: Args, ctx: OperationContext): Promise<unknown> {
+async function collectionOperation(
+  name: string,
+  coll: Collection,
+  args: Args,
+  ctx: OperationContext,
+): Promise<unknown> {
   switch (name) {
     case 'aggregate': {
       const [{ pipeline }, options] = take(args, 'pipeline');
@@ -171,8 +195,12 @@ async function collectionOperation(name: string, coll: Collection, args: Args, c
     }
     case 'bulkWrite': {
       const [{ requests }, options] = take(args, 'requests');
-      const inserted = (requests as Document[]).filter((r) => r.insertOne).map((r) => r.insertOne.document as Document);
-      return bulkWriteResultDoc(await coll.bulkWrite(bulkModels(requests as Document[]), keepGivenIds(inserted, options)));
+      const inserted = (requests as Document[])
+        .filter((r) => r.insertOne)
+        .map((r) => r.insertOne.document as Document);
+      return bulkWriteResultDoc(
+        await coll.bulkWrite(bulkModels(requests as Document[]), keepGivenIds(inserted, options)),
+      );
     }
     case 'count': {
       const [{ filter }, options] = take(args, 'filter');
@@ -201,7 +229,10 @@ async function collectionOperation(name: string, coll: Collection, args: Args, c
     case 'deleteOne':
     case 'deleteMany': {
       const [{ filter }, options] = take(args, 'filter');
-      const result = name === 'deleteOne' ? await coll.deleteOne(filter as Document, options) : await coll.deleteMany(filter as Document, options);
+      const result =
+        name === 'deleteOne'
+          ? await coll.deleteOne(filter as Document, options)
+          : await coll.deleteMany(filter as Document, options);
       return result;
     }
     case 'distinct': {
@@ -296,7 +327,9 @@ async function databaseOperation(name: string, db: Db, args: Args, ctx: Operatio
     }
     case 'listCollectionNames': {
       const [{ filter }, options] = take(args, 'filter');
-      return (await db.listCollections((filter ?? {}) as Document, { ...options, nameOnly: true }).toArray()).map((c) => c.name);
+      return (
+        await db.listCollections((filter ?? {}) as Document, { ...options, nameOnly: true }).toArray()
+      ).map((c) => c.name);
     }
     case 'modifyCollection': {
       const [{ collection }, options] = take(args, 'collection');
@@ -313,7 +346,12 @@ async function databaseOperation(name: string, db: Db, args: Args, ctx: Operatio
   }
 }
 
-async function clientOperation(name: string, client: MongoClient, args: Args, ctx: OperationContext): Promise<unknown> {
+async function clientOperation(
+  name: string,
+  client: MongoClient,
+  args: Args,
+  ctx: OperationContext,
+): Promise<unknown> {
   switch (name) {
     case 'clientBulkWrite': {
       const [{ models }, options] = take(args, 'models');
@@ -364,14 +402,21 @@ async function sessionOperation(name: string, session: ClientSession): Promise<u
 }
 
 /** Runs one entity operation and returns its result as a matchable value. */
-export async function runEntityOperation(object: string, name: string, rawArgs: Args | undefined, ctx: OperationContext): Promise<unknown> {
+export async function runEntityOperation(
+  object: string,
+  name: string,
+  rawArgs: Args | undefined,
+  ctx: OperationContext,
+): Promise<unknown> {
   const target = ctx.entities.get(object);
   const args = prepareArgs(rawArgs, ctx);
   if (target instanceof MongoClient) return clientOperation(name, target, args, ctx);
   if (isCursorEntity(target)) return cursorOperation(name, target);
   const t = target as Document;
-  if (typeof t?.insertOne === 'function' && typeof t?.collectionName === 'string') return collectionOperation(name, target as Collection, args, ctx);
-  if (typeof t?.collection === 'function' && typeof t?.databaseName === 'string') return databaseOperation(name, target as Db, args, ctx);
+  if (typeof t?.insertOne === 'function' && typeof t?.collectionName === 'string')
+    return collectionOperation(name, target as Collection, args, ctx);
+  if (typeof t?.collection === 'function' && typeof t?.databaseName === 'string')
+    return databaseOperation(name, target as Db, args, ctx);
   if (typeof t?.endSession === 'function') return sessionOperation(name, target as ClientSession);
   throw new UnsupportedCase(`operations on entity ${object} are not mapped by this runner`);
 }

@@ -57,7 +57,9 @@ async function unmet(req: RunOnRequirement, server: ServerInfo): Promise<string 
     return `needs server <= ${req.maxServerVersion} (server is ${v})`;
   }
   if (req.topologies) {
-    const ok = req.topologies.some((t) => t === server.topology || (t === 'sharded-replicaset' && server.topology === 'sharded'));
+    const ok = req.topologies.some(
+      (t) => t === server.topology || (t === 'sharded-replicaset' && server.topology === 'sharded'),
+    );
     if (!ok) return `needs topology ${req.topologies.join('|')} (server is ${server.topology})`;
   }
   if (req.serverless === 'require' && !server.serverless) return 'needs Atlas Serverless';
@@ -94,7 +96,10 @@ async function serverParameter(server: ServerInfo, name: string): Promise<unknow
 }
 
 /** Undefined when any requirement is met (or none is given); otherwise the reasons, joined. */
-export async function requirementsUnmet(reqs: RunOnRequirement[] | undefined, server: ServerInfo): Promise<string | undefined> {
+export async function requirementsUnmet(
+  reqs: RunOnRequirement[] | undefined,
+  server: ServerInfo,
+): Promise<string | undefined> {
   if (!reqs || reqs.length === 0) return undefined;
   const reasons: string[] = [];
   for (const req of reqs) {

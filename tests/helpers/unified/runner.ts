@@ -6,17 +6,16 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import {
-  BSON,
-  MongoBulkWriteError,
-  MongoServerError,
-  type MongoClient,
-  type Document,
-} from 'mongodb';
+import { BSON, MongoBulkWriteError, MongoServerError, type MongoClient, type Document } from 'mongodb';
 import type { CollectionData, ExpectedError, Operation, TestCase, TestFile } from './types.js';
 import { ClientPool, EntityMap, UnsupportedCase } from './entities.js';
 import { MatchError, matchExactDocuments, matchRootDocuments, matchValue } from './match.js';
-import { bulkWriteResultDoc, clientBulkWriteResultDoc, runEntityOperation, type OperationContext } from './operations.js';
+import {
+  bulkWriteResultDoc,
+  clientBulkWriteResultDoc,
+  runEntityOperation,
+  type OperationContext,
+} from './operations.js';
 import { parseVersion, requirementsUnmet, type ServerInfo } from './requirements.js';
 
 const { EJSON } = BSON;
@@ -25,7 +24,14 @@ const { EJSON } = BSON;
 const SUPPORTED_SCHEMA: [number, number] = [1, 26];
 
 /** Operations whose result is an iterable of root-level documents (each may carry extra fields). */
-const ITERABLE_RESULTS = new Set(['find', 'aggregate', 'listCollections', 'listIndexes', 'listDatabases', 'runCursorCommand']);
+const ITERABLE_RESULTS = new Set([
+  'find',
+  'aggregate',
+  'listCollections',
+  'listIndexes',
+  'listDatabases',
+  'runCursorCommand',
+]);
 
 /** Code names used by the case files, for errors that carry a code but no codeName (write errors). */
 const CODE_NAMES: Record<string, number> = {
@@ -56,14 +62,22 @@ export function loadSpecFiles(dir: string): LoadedFile[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.json'))
     .sort()
-    .map((name) => ({ name, data: EJSON.parse(readFileSync(path.join(dir, name), 'utf8'), { relaxed: true }) as TestFile }));
+    .map((name) => ({
+      name,
+      data: EJSON.parse(readFileSync(path.join(dir, name), 'utf8'), { relaxed: true }) as TestFile,
+    }));
 }
 
 export class SkipCase extends Error {
   override name = 'SkipCase';
 }
 
-const TEST_RUNNER_OPS = new Set(['assertCollectionExists', 'assertCollectionNotExists', 'assertIndexExists', 'assertIndexNotExists']);
+const TEST_RUNNER_OPS = new Set([
+  'assertCollectionExists',
+  'assertCollectionNotExists',
+  'assertIndexExists',
+  'assertIndexNotExists',
+]);
 
 export class SpecRunner {
   private readonly suffix = `${randomBytes(3).toString('hex')}`;
@@ -99,8 +113,10 @@ export class SpecRunner {
     if (testUnmet) return `runOnRequirements: ${testUnmet}`;
     for (const op of test.operations) {
       if (op.object !== 'testRunner') continue;
-      if (op.name === 'failPoint' || op.name === 'targetedFailPoint') return 'uses fail points (configureFailPoint test command)';
-      if (!TEST_RUNNER_OPS.has(op.name)) return `testRunner operation ${op.name} is not mapped by this runner`;
+      if (op.name === 'failPoint' || op.name === 'targetedFailPoint')
+        return 'uses fail points (configureFailPoint test command)';
+      if (!TEST_RUNNER_OPS.has(op.name))
+        return `testRunner operation ${op.name} is not mapped by this runner`;
     }
     return undefined;
   }
@@ -143,7 +159,11 @@ export class SpecRunner {
         .collection(expected.collectionName)
         .find({}, { sort: { _id: 1 }, readPreference: 'primary', readConcern: { level: 'local' } })
         .toArray();
-      matchExactDocuments(expected.documents, actual, `outcome ${expected.databaseName}.${expected.collectionName}`);
+      matchExactDocuments(
+        expected.documents,
+        actual,
+        `outcome ${expected.databaseName}.${expected.collectionName}`,
+      );
     }
     return notes;
   }
@@ -151,7 +171,11 @@ export class SpecRunner {
   private async seed(data: CollectionData): Promise<void> {
     const db = this.internal.db(this.mapDb(data.databaseName));
     const majority = { writeConcern: { w: 'majority' as const } };
-    for (const name of [data.collectionName, `enxcol_.${data.collectionName}.esc`, `enxcol_.${data.collectionName}.ecoc`]) {
+    for (const name of [
+      data.collectionName,
+      `enxcol_.${data.collectionName}.esc`,
+      `enxcol_.${data.collectionName}.ecoc`,
+    ]) {
       try {
         await db.collection(name).drop(majority);
       } catch (err) {
@@ -161,7 +185,8 @@ export class SpecRunner {
     if (data.createOptions || data.documents.length === 0) {
       await db.createCollection(data.collectionName, { ...(data.createOptions ?? {}), ...majority });
     }
-    if (data.documents.length > 0) await db.collection(data.collectionName).insertMany(data.documents, majority);
+    if (data.documents.length > 0)
+      await db.collection(data.collectionName).insertMany(data.documents, majority);
   }
 
   private async runOperation(op: Operation, ctx: OperationContext): Promise<void> {
@@ -189,7 +214,8 @@ export class SpecRunner {
     }
 
     if ('expectResult' in op) {
-      if (ITERABLE_RESULTS.has(op.name)) matchRootDocuments(op.expectResult, result, { entities: ctx.entities });
+      if (ITERABLE_RESULTS.has(op.name))
+        matchRootDocuments(op.expectResult, result, { entities: ctx.entities });
       else matchValue(op.expectResult, result, '', { root: true, entities: ctx.entities });
     }
     if (op.saveResultAsEntity) ctx.entities.set(op.saveResultAsEntity, result);
@@ -199,11 +225,14 @@ export class SpecRunner {
     const err = error as Document;
     const server = error instanceof MongoServerError;
     const describe = `${err?.name ?? 'Error'}: ${err?.message ?? String(error)}`;
-    if (expected.isClientError === true && server) throw new MatchError(`expected a client-side error, got server error ${describe}`);
-    if (expected.isClientError === false && !server) throw new MatchError(`expected a server error, got ${describe}`);
+    if (expected.isClientError === true && server)
+      throw new MatchError(`expected a client-side error, got server error ${describe}`);
+    if (expected.isClientError === false && !server)
+      throw new MatchError(`expected a server error, got ${describe}`);
     if (expected.isTimeoutError !== undefined) {
       const timeout = err?.name === 'MongoOperationTimeoutError';
-      if (timeout !== expected.isTimeoutError) throw new MatchError(`expected isTimeoutError=${expected.isTimeoutError}, got ${describe}`);
+      if (timeout !== expected.isTimeoutError)
+        throw new MatchError(`expected isTimeoutError=${expected.isTimeoutError}, got ${describe}`);
     }
 
     const writeErrors: Document[] = Array.isArray(err?.writeErrors)
@@ -211,29 +240,45 @@ export class SpecRunner {
       : err?.writeErrors instanceof Map
         ? [...(err.writeErrors as Map<number, Document>).values()]
         : [];
-    const wce: Document[] = [err?.writeConcernError, ...(Array.isArray(err?.writeConcernErrors) ? err.writeConcernErrors : [])].filter(Boolean);
+    const wce: Document[] = [
+      err?.writeConcernError,
+      ...(Array.isArray(err?.writeConcernErrors) ? err.writeConcernErrors : []),
+    ].filter(Boolean);
     const parts: Document[] = [err ?? {}, ...writeErrors, ...wce];
 
     if (expected.errorContains !== undefined) {
       const needle = expected.errorContains.toLowerCase();
-      const messages = parts.flatMap((p) => [p.message, p.errmsg, p.errMsg]).filter((m): m is string => typeof m === 'string');
+      const messages = parts
+        .flatMap((p) => [p.message, p.errmsg, p.errMsg])
+        .filter((m): m is string => typeof m === 'string');
       if (!messages.some((m) => m.toLowerCase().includes(needle))) {
-        throw new MatchError(`expected error message containing "${expected.errorContains}", got ${JSON.stringify(messages)}`);
+        throw new MatchError(
+          `expected error message containing "${expected.errorContains}", got ${JSON.stringify(messages)}`,
+        );
       }
     }
     if (expected.errorCode !== undefined) {
       const codes = parts.map((p) => p.code);
-      if (!server || !codes.includes(expected.errorCode)) throw new MatchError(`expected error code ${expected.errorCode}, got ${describe} (codes ${JSON.stringify(codes)})`);
+      if (!server || !codes.includes(expected.errorCode))
+        throw new MatchError(
+          `expected error code ${expected.errorCode}, got ${describe} (codes ${JSON.stringify(codes)})`,
+        );
     }
     if (expected.errorCodeName !== undefined) {
       const want = expected.errorCodeName.toLowerCase();
-      const names = parts.map((p) => p.codeName).filter((n): n is string => typeof n === 'string').map((n) => n.toLowerCase());
+      const names = parts
+        .map((p) => p.codeName)
+        .filter((n): n is string => typeof n === 'string')
+        .map((n) => n.toLowerCase());
       const byCode = Object.entries(CODE_NAMES).find(([n]) => n.toLowerCase() === want)?.[1];
-      const ok = server && (names.includes(want) || (byCode !== undefined && parts.some((p) => p.code === byCode)));
+      const ok =
+        server && (names.includes(want) || (byCode !== undefined && parts.some((p) => p.code === byCode)));
       if (!ok) throw new MatchError(`expected error codeName ${expected.errorCodeName}, got ${describe}`);
     }
     const hasLabel = (label: string) =>
-      typeof err?.hasErrorLabel === 'function' ? Boolean(err.hasErrorLabel(label)) : Array.isArray(err?.errorLabels) && err.errorLabels.includes(label);
+      typeof err?.hasErrorLabel === 'function'
+        ? Boolean(err.hasErrorLabel(label))
+        : Array.isArray(err?.errorLabels) && err.errorLabels.includes(label);
     for (const label of expected.errorLabelsContain ?? []) {
       if (!hasLabel(label)) throw new MatchError(`expected error label ${label} on ${describe}`);
     }
@@ -252,15 +297,23 @@ export class SpecRunner {
       for (const key of expectedKeys) {
         const we = actual.get(Number(key));
         if (!we) throw new MatchError(`expected a write error at index ${key}`);
-        matchValue(expected.writeErrors[key], { ...we }, `writeErrors.${key}`, { root: true, entities: ctx.entities });
+        matchValue(expected.writeErrors[key], { ...we }, `writeErrors.${key}`, {
+          root: true,
+          entities: ctx.entities,
+        });
       }
       const extra = [...actual.keys()].filter((k) => !expectedKeys.includes(String(k)));
       if (extra.length > 0) throw new MatchError(`unexpected write errors at index(es) ${extra.join(', ')}`);
     }
     if (expected.writeConcernErrors !== undefined) {
       const actual = Array.isArray(err?.writeConcernErrors) ? (err.writeConcernErrors as Document[]) : [];
-      if (actual.length !== expected.writeConcernErrors.length) throw new MatchError(`expected ${expected.writeConcernErrors.length} write concern error(s), got ${actual.length}`);
-      expected.writeConcernErrors.forEach((e, i) => matchValue(e, actual[i], `writeConcernErrors[${i}]`, { root: true, entities: ctx.entities }));
+      if (actual.length !== expected.writeConcernErrors.length)
+        throw new MatchError(
+          `expected ${expected.writeConcernErrors.length} write concern error(s), got ${actual.length}`,
+        );
+      expected.writeConcernErrors.forEach((e, i) =>
+        matchValue(e, actual[i], `writeConcernErrors[${i}]`, { root: true, entities: ctx.entities }),
+      );
     }
     if ('expectResult' in expected) {
       let partial: unknown;
@@ -278,19 +331,25 @@ export class SpecRunner {
       case 'assertCollectionNotExists': {
         const names = (await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name);
         const exists = names.includes(String(args.collectionName));
-        if (exists !== (op.name === 'assertCollectionExists')) throw new MatchError(`${op.name} ${String(args.collectionName)}: collections are ${JSON.stringify(names)}`);
+        if (exists !== (op.name === 'assertCollectionExists'))
+          throw new MatchError(
+            `${op.name} ${String(args.collectionName)}: collections are ${JSON.stringify(names)}`,
+          );
         return;
       }
       case 'assertIndexExists':
       case 'assertIndexNotExists': {
         let names: string[] = [];
         try {
-          names = (await db.collection(String(args.collectionName)).listIndexes().toArray()).map((i) => String(i.name));
+          names = (await db.collection(String(args.collectionName)).listIndexes().toArray()).map((i) =>
+            String(i.name),
+          );
         } catch (err) {
           if (!(err instanceof MongoServerError && err.code === 26)) throw err;
         }
         const exists = names.includes(String(args.indexName));
-        if (exists !== (op.name === 'assertIndexExists')) throw new MatchError(`${op.name} ${String(args.indexName)}: indexes are ${JSON.stringify(names)}`);
+        if (exists !== (op.name === 'assertIndexExists'))
+          throw new MatchError(`${op.name} ${String(args.indexName)}: indexes are ${JSON.stringify(names)}`);
         return;
       }
       default:
