@@ -6,6 +6,7 @@ import type { Store } from './types.js';
  * dedupe:  dedupeKey unique among unfinished jobs (see StoredJob.dedupeActive).
  * rescue:  running jobs by lease expiry.
  * cleanup: finished jobs by finishedAt (retention).
+ * created: listing newest or oldest first.
  */
 export async function ensureIndexes(store: Store): Promise<void> {
   await store.jobs.createIndexes([
@@ -20,6 +21,7 @@ export async function ensureIndexes(store: Store): Promise<void> {
     { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
     { key: { datasetUuid: 1 }, name: 'dataset' },
     { key: { type: 1, state: 1 }, name: 'type_state' },
+    { key: { createdAt: 1, _id: 1 }, name: 'created' },
   ]);
   await store.events.createIndexes([{ key: { jobId: 1, at: 1 }, name: 'job_at' }]);
   await store.workers.createIndexes([{ key: { heartbeatAt: 1 }, name: 'heartbeat' }]);

@@ -13,7 +13,10 @@ export interface ListOptions {
   type?: string;
   tag?: string;
   datasetUuid?: string;
-  /** Newest first (default) or oldest first, by id. */
+  /**
+   * Newest first (default) or oldest first, by creation time (then id). Ids alone do not order jobs
+   * created within the same second by different processes.
+   */
   order?: 'newest' | 'oldest';
   limit?: number;
   skip?: number;
@@ -27,7 +30,7 @@ export async function list(store: Store, opts: ListOptions = {}): Promise<JobDoc
   if (opts.datasetUuid !== undefined) f.datasetUuid = opts.datasetUuid;
   const docs = await store.jobs
     .find(f, {
-      sort: { _id: opts.order === 'oldest' ? 1 : -1 },
+      sort: opts.order === 'oldest' ? { createdAt: 1, _id: 1 } : { createdAt: -1, _id: -1 },
       limit: opts.limit ?? 100,
       skip: opts.skip ?? 0,
     })

@@ -41,19 +41,17 @@ function open<T>(
     const info = map(change);
     if (info !== null) h.onChange(info);
   });
-  stream.on('error', (err: unknown) => {
+  // Each stream's end is reported once, whether it comes as an error, as a close (an invalidate after
+  // the collection was dropped, or the driver giving up on resuming), or as both.
+  const ended = (err: unknown) => {
     const s = stream;
+    if (s === null) return;
     stream = null;
-    void s?.close().catch(() => {});
+    void s.close().catch(() => {});
     h.onError(err, isChangeStreamUnsupported(err));
-  });
-  // A stream can also end without an error (an invalidate after the collection was dropped or
-  // renamed): unless we closed it, the caller must hear of it and open a new one.
-  stream.on('close', () => {
-    if (stream === null) return;
-    stream = null;
-    h.onError(new Error('change stream ended by the server'), false);
-  });
+  };
+  stream.on('error', ended);
+  stream.on('close', () => ended(new Error('change stream ended by the server')));
   return {
     async close() {
       const s = stream;

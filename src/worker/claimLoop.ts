@@ -128,12 +128,12 @@ export class ClaimLoop {
           onUnwrittenEvents: (events) => d.onUnwrittenEvents(events),
         });
       } catch (err) {
-        d.health.error('claim-recovery', err);
+        d.health.error('claim', err);
         await d.wakeup.wait(this.backoff.next());
         return false;
       }
       this.pendingClaims.shift();
-      d.health.ok('claim-recovery');
+      d.health.ok('claim');
       for (const job of jobs) d.start(job);
     }
     return true;

@@ -316,7 +316,13 @@ class DaemonImpl implements Daemon {
           return;
         }
         this.health.error('watch', err);
-        if (!this.stopping) this.watchRetry = setTimeout(() => this.openWatcher(true), 1_000);
+        // One reopen pending at a time, whatever the stream reported.
+        if (!this.stopping && !this.watchRetry) {
+          this.watchRetry = setTimeout(() => {
+            this.watchRetry = null;
+            this.openWatcher(true);
+          }, 1_000);
+        }
       },
     });
     // Optimistic until it errors: a healthy stream lets the claim loop poll only as a safety net.
