@@ -6,6 +6,7 @@ import BTreeModule from 'sorted-btree';
 import type { Document } from 'bson';
 import { compileFilter, type Matcher } from './mql.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
+import type { IndexSpecRecord } from './persistenceTypes.js';
 
 // sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
 // bundlers (vitest) hand it over directly.
@@ -14,14 +15,9 @@ const BTree: BTreeClass =
   (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
 type Tree = InstanceType<typeof BTree<IndexKey, string>>;
 
-export interface IndexSpec {
+/** An index as the engine holds it: what the log persists, plus the fields listIndexes reports. */
+export interface IndexSpec extends IndexSpecRecord {
   v?: number;
-  name: string;
-  key: Document;
-  unique?: boolean;
-  sparse?: boolean;
-  partialFilterExpression?: Document;
-  expireAfterSeconds?: number;
   hidden?: boolean;
 }
 

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { rescueExpired, type RescueResult, type Store } from '../store/index.js';
 import type { Clock } from '../clock.js';
+import { Periodic } from '../periodic.js';
 import type { JobDoc, RetryPolicy } from '../types.js';
 import { backoffMs } from '../worker/retryPolicy.js';
 
@@ -39,29 +40,21 @@ export function rescueRetryAt(
 }
 
 export class Rescuer {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
-  private stopped = false;
+  private readonly loop: Periodic;
 
   constructor(
     private readonly store: Store,
     private readonly o: RescuerOptions,
-  ) {}
-
-  start(): void {
-    this.schedule();
+  ) {
+    this.loop = new Periodic(
+      o.intervalMs,
+      () => this.runOnce(),
+      (err) => this.o.onError?.(err),
+    );
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.runOnce()
-        .catch((err: unknown) => this.o.onError?.(err))
-        .finally(() => {
-          this.running = null;
-          this.schedule();
-        });
-    }, this.o.intervalMs);
+  start(): void {
+    this.loop.start();
   }
 
   /** One pass: rescue every expired lease (in chunks). */
@@ -94,9 +87,6 @@ export class Rescuer {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running;
+    await this.loop.stop();
   }
 }

@@ -33,6 +33,19 @@ import type {
   SandboxStats,
 } from './types.js';
 
+/** What every child is told about the job it runs. */
+function jobMessage(req: RunRequest): JobMessage {
+  return {
+    t: 'job',
+    jobId: req.jobId,
+    type: req.type,
+    attempt: req.attempt,
+    handler: req.handler,
+    params: req.params,
+    logFile: req.logFile,
+  };
+}
+
 /** How long trailing output of a dead child may take to arrive before the log is closed. */
 const DRAIN_AFTER_EXIT_MS = 200;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -196,14 +209,9 @@ class SandboxImpl implements Sandbox {
       this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
     );
     const markers = pc.beginJob(jobLog);
+    // A pooled child is shared, so the job's env and cwd travel with the job.
     const msg: JobMessage = {
-      t: 'job',
-      jobId: req.jobId,
-      type: req.type,
-      attempt: req.attempt,
-      handler: req.handler,
-      params: req.params,
-      logFile: req.logFile,
+      ...jobMessage(req),
       ...(req.env ? { env: req.env } : {}),
       ...(req.cwd ? { cwd: req.cwd } : {}),
     };
@@ -259,15 +267,8 @@ class SandboxImpl implements Sandbox {
       await fh.close();
     }
     this.isolated.add(child);
-    const msg: JobMessage = {
-      t: 'job',
-      jobId: req.jobId,
-      type: req.type,
-      attempt: req.attempt,
-      handler: req.handler,
-      params: req.params,
-      logFile: req.logFile,
-    };
+    // An isolated child got the job's env and cwd at spawn.
+    const msg = jobMessage(req);
     try {
       const { ex, sampled, taint } = await this.execute(child, req, hooks, () => child.send(msg));
       let killed: ExitInfo | undefined;

@@ -4,6 +4,7 @@
  */
 import { heartbeatLeases, heartbeatWorker, type HeldLease, type Store } from '../store/index.js';
 import type { Clock } from '../clock.js';
+import { Periodic } from '../periodic.js';
 import type { JobId, WorkerDoc } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 
@@ -21,27 +22,22 @@ export interface LeaseKeeperOptions {
 }
 
 export class LeaseKeeper {
-  private timer: NodeJS.Timeout | null = null;
-  private ticking: Promise<void> | null = null;
-  private stopped = false;
+  private readonly loop: Periodic;
 
   constructor(
     private readonly store: Store,
     private readonly o: LeaseKeeperOptions,
-  ) {}
-
-  start(): void {
-    this.schedule();
+  ) {
+    // tick() reports database errors itself; anything else it throws is reported the same way.
+    this.loop = new Periodic(
+      o.intervalMs,
+      () => this.tick(),
+      (err) => this.o.health.error('heartbeat', err),
+    );
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.ticking = this.tick().finally(() => {
-        this.ticking = null;
-        this.schedule();
-      });
-    }, this.o.intervalMs);
+  start(): void {
+    this.loop.start();
   }
 
   /** Renew now (also used after a batch claim is settled by tests). */
@@ -70,9 +66,6 @@ export class LeaseKeeper {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.ticking;
+    await this.loop.stop();
   }
 }

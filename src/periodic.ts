@@ -1,0 +1,38 @@
+/**
+ * Runs an async task every intervalMs, never two at once: the next run is scheduled when the last
+ * one has settled. stop() cancels the next run and waits for the one in flight.
+ */
+export class Periodic {
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<unknown> | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly task: () => Promise<unknown>,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.inFlight = this.task()
+        .catch(this.onError)
+        .finally(() => {
+          this.inFlight = null;
+          this.schedule();
+        });
+    }, this.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.inFlight;
+  }
+}
