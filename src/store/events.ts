@@ -42,5 +42,29 @@ export async function eventsOf(
   jobId: JobId,
   opts: { limit?: number } = {},
 ): Promise<JobEventDoc[]> {
-  return store.events.find({ jobId }, { sort: { at: 1, _id: 1 }, limit: opts.limit ?? 0 }).toArray();
+  const events = await store.events
+    .find({ jobId }, { sort: { at: 1, _id: 1 }, limit: opts.limit ?? 0 })
+    .toArray();
+  return chainTies(events);
+}
+
+/**
+ * Events written by different processes in the same millisecond tie on `at`, and their ids do not
+ * follow time across processes. The history is a chain (each `from` is the previous `to`), so ties
+ * are put in chain order.
+ */
+function chainTies(events: JobEventDoc[]): JobEventDoc[] {
+  const out: JobEventDoc[] = [];
+  for (let i = 0; i < events.length;) {
+    let j = i + 1;
+    while (j < events.length && events[j]!.at.getTime() === events[i]!.at.getTime()) j++;
+    const tied = events.slice(i, j);
+    while (tied.length > 0) {
+      const prev = out.length > 0 ? out[out.length - 1]!.to : null;
+      const next = tied.findIndex((e) => e.from === prev);
+      out.push(tied.splice(Math.max(0, next), 1)[0]!);
+    }
+    i = j;
+  }
+  return out;
 }

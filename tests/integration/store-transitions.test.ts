@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ObjectId } from 'mongodb';
 import { ManualClock } from '../../src/clock.js';
 import { IllegalTransitionError, NotFoundError } from '../../src/errors.js';
 import {
@@ -314,5 +315,35 @@ describe('store: guarded transitions', () => {
     expect(c.job._id).not.toBe(a.job._id);
     // Retrying the cancelled one would make two unfinished jobs share the key.
     await expect(retry(f.store, a.job._id, { now })).rejects.toThrow(/holds its dedupeKey "k1"/);
+  });
+});
+
+describe('store: event history order', () => {
+  it('puts events that tie on time in chain order, whatever their ids say', async () => {
+    const f = await openStoreFixture('event_order');
+    try {
+      const at = new Date(Date.UTC(2026, 0, 1));
+      // Ids made in reverse of the real order, as two processes can make them within one second.
+      const ids = [new ObjectId(), new ObjectId(), new ObjectId()].reverse();
+      await f.store.events.insertMany([
+        { _id: ids[0], jobId: 'j1', from: null, to: 'queued', at, attempt: 0 },
+        { _id: ids[1], jobId: 'j1', from: 'queued', to: 'running', at, attempt: 1 },
+        {
+          _id: ids[2],
+          jobId: 'j1',
+          from: 'running',
+          to: 'completed',
+          at: new Date(at.getTime() + 5),
+          attempt: 1,
+        },
+      ] as never[]);
+      expect((await eventsOf(f.store, 'j1')).map((e) => `${e.from}>${e.to}`)).toEqual([
+        'null>queued',
+        'queued>running',
+        'running>completed',
+      ]);
+    } finally {
+      await f.close();
+    }
   });
 });
