@@ -4,7 +4,13 @@
 import { Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { MAX_MESSAGE_SIZE } from './wire.js';
-import type { CommandContext, CommandHandler } from './commandContext.js';
+import {
+  optionalDoc,
+  rejectUnknownFields,
+  type CommandContext,
+  type CommandHandler,
+} from './commandContext.js';
+import { compileFilter } from './mql.js';
 
 export const SERVER_VERSION = '7.0.14';
 export const MAX_WIRE_VERSION = 21;
@@ -90,12 +96,17 @@ const serverStatus: CommandHandler = (_cmd, ctx) => ({
 });
 
 const listDatabases: CommandHandler = (cmd, ctx) => {
+  // authorizedDatabases only narrows the list for users without listDatabases; there is no access control.
+  rejectUnknownFields(cmd, 'listDatabases', ['filter', 'nameOnly', 'authorizedDatabases']);
+  const matcher = compileFilter(optionalDoc(cmd, 'filter'));
   const names = [...ctx.engine.dbs.keys()].sort();
-  const databases = names.map((name) => ({
-    name,
-    sizeOnDisk: 0,
-    empty: (ctx.engine.dbs.get(name)?.size ?? 0) === 0,
-  }));
+  const databases = names
+    .map((name) => ({
+      name,
+      sizeOnDisk: 0,
+      empty: (ctx.engine.dbs.get(name)?.size ?? 0) === 0,
+    }))
+    .filter((d) => matcher.test(d));
   if (cmd.nameOnly) return { databases: databases.map((d) => ({ name: d.name })), ok: 1 };
   return { databases, totalSize: 0, totalSizeMb: 0, ok: 1 };
 };

@@ -11,9 +11,11 @@ import { runQuery, type QueryOptions } from './query.js';
 import { openChangeStream } from './cmdChangeStream.js';
 import {
   nonNegative,
+  notImplemented,
   optionalDoc,
   optionalNumber,
   rejectUnknownFields,
+  rejectUnknownSubfields,
   type CommandContext,
   type CommandHandler,
 } from './commandContext.js';
@@ -24,38 +26,8 @@ import type { Collection } from './collection.js';
 import { mergeInto, outInto } from './cmdAggregateOutput.js';
 import { parseCollation, type Collation } from './collation.js';
 import { toPlainNumbers } from './numbers.js';
-
-const SUPPORTED_STAGES = new Set([
-  '$match',
-  '$group',
-  '$sort',
-  '$project',
-  '$addFields',
-  '$set',
-  '$unset',
-  '$unwind',
-  '$facet',
-  '$count',
-  '$lookup',
-  '$bucket',
-  '$bucketAuto',
-  '$limit',
-  '$skip',
-  '$replaceRoot',
-  '$replaceWith',
-  '$sortByCount',
-  '$sample',
-  '$graphLookup',
-  '$unionWith',
-  '$redact',
-  '$setWindowFields',
-  '$densify',
-  '$fill',
-  '$documents',
-  '$out',
-  '$merge',
-  '$listLocalSessions',
-]);
+import { checkPipeline, checkStageName, stageIgnoringCollation } from './mqlRefusals.js';
+import type { WriteOptions } from './engine.js';
 
 function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
   if (!Array.isArray(pipeline))
@@ -68,21 +40,17 @@ function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
       );
     }
     const name = Object.keys(stage)[0] as string;
+    checkStageName(name);
     if (name === '$changeStream' || name === '$listLocalSessions') {
       if (i !== 0)
         throw new CommandError('BadValue', `${name} is only valid as the first stage in a pipeline`);
-      if (name === '$changeStream') return;
-    }
-    if (!SUPPORTED_STAGES.has(name)) {
-      throw new CommandError(
-        'Location40324',
-        `Unrecognized pipeline stage name: '${name}' (or not supported by the jobd embedded server)`,
-      );
     }
     if ((name === '$out' || name === '$merge') && i !== pipeline.length - 1) {
       throw new CommandError('BadValue', `${name} can only be the final stage in the pipeline`);
     }
   });
+  // A change stream's own stages are checked where the stream is opened.
+  if (!(pipeline[0] && '$changeStream' in (pipeline[0] as Document))) checkPipeline(pipeline);
 }
 
 /** Moves a leading $match, $sort, $skip and $limit into a planned query. */
@@ -129,8 +97,14 @@ export function readView(
   if (q.sort && Object.keys(q.sort as Document).length > 0) stages.push({ $sort: q.sort });
   if (q.skip) stages.push({ $skip: q.skip });
   if (q.limit) stages.push({ $limit: q.limit });
-  const docs = runAggregation(ctx, view.name, stages, q.variables, q.collation);
+  const docs = runAggregation(ctx, view.name, stages, q.variables, q.collation, { hint: q.hint });
   return q.projection ? project(docs, q.projection) : docs;
+}
+
+/** What an aggregate passes down besides its pipeline: its hint, and bypassDocumentValidation for $out/$merge. */
+export interface AggregationExtras {
+  hint?: unknown;
+  writes?: WriteOptions;
 }
 
 export function runAggregation(
@@ -139,12 +113,13 @@ export function runAggregation(
   pipeline: Document[],
   variables?: Document,
   collation?: Collation,
+  extras: AggregationExtras = {},
 ): Document[] {
   if (collName !== null) {
     const target = ctx.engine.getCollection(ctx.db, collName);
     if (target && isView(target)) {
       const { source, pipeline: viewPipeline } = resolveView(ctx.engine, target);
-      return runAggregation(ctx, source, [...viewPipeline, ...pipeline], variables, collation);
+      return runAggregation(ctx, source, [...viewPipeline, ...pipeline], variables, collation, extras);
     }
   }
   const resolver = (name: string): Document[] =>
@@ -178,8 +153,21 @@ export function runAggregation(
     }
     const pushed = pushDown(body);
     const coll = ctx.engine.getCollection(ctx.db, collName);
-    docs = runQuery(coll, { ...pushed.query, ...(variables ? { variables } : {}), collation }).docs;
+    docs = runQuery(coll, {
+      ...pushed.query,
+      ...(variables ? { variables } : {}),
+      collation,
+      hint: extras.hint,
+    }).docs;
     rest = pushed.rest;
+  }
+  if (collation && rest.length > 0) {
+    const stage = stageIgnoringCollation(rest);
+    if (stage)
+      throw notImplemented(
+        `A collation with the ${stage} stage`,
+        'its aggregation engine applies a collation only to $sort and to a leading $match, $sort, $skip and $limit',
+      );
   }
   // mingo runs on plain-number copies: the stages after the planned prefix see values, not BSON types.
   let out =
@@ -191,8 +179,8 @@ export function runAggregation(
         })
       : docs;
   if (writes) {
-    if ('$out' in writes) outInto(ctx, writes.$out, out);
-    else mergeInto(ctx, writes.$merge, out);
+    if ('$out' in writes) outInto(ctx, writes.$out, out, extras.writes);
+    else mergeInto(ctx, writes.$merge, out, extras.writes);
     out = [];
   }
   return out;
@@ -213,15 +201,36 @@ function expandCount(pipeline: Document[]): Document[] {
   });
 }
 
+/** Internal fields of MongoDB's aggregate (sharding, resharding, mapReduce, encryption). */
+const AGGREGATE_INTERNAL = [
+  'needsMerge',
+  'fromMongos',
+  'fromRouter',
+  'exchange',
+  'runtimeConstants',
+  'isMapReduceCommand',
+  'collectionUUID',
+  'encryptionInformation',
+  '$_requestReshardingResumeToken',
+  '$_passthroughToShard',
+  '$_generateV2ResumeTokens',
+  'isClusterQueryWithoutShardKeyCmd',
+];
+
 const aggregate: CommandHandler = (cmd, ctx) => {
   rejectUnknownFields(cmd, 'aggregate', [
     'pipeline',
     'cursor',
     'explain',
     'hint',
-    'fromMongos',
-    'needsMerge',
+    'allowDiskUse',
+    'bypassDocumentValidation',
+    'collation',
+    'let',
+    ...AGGREGATE_INTERNAL,
   ]);
+  for (const f of AGGREGATE_INTERNAL)
+    if (cmd[f] !== undefined) throw notImplemented(`aggregate.${f}`, 'it is internal to sharded clusters');
   const target = cmd.aggregate as unknown;
   let collName: string | null;
   if (target === 1) collName = null;
@@ -230,6 +239,7 @@ const aggregate: CommandHandler = (cmd, ctx) => {
   validatePipeline(cmd.pipeline);
   const pipeline = cmd.pipeline;
   const cursorOpts = optionalDoc(cmd, 'cursor');
+  if (cursorOpts) rejectUnknownSubfields(cursorOpts, 'aggregate.cursor', ['batchSize']);
   if (!cursorOpts && !cmd.explain)
     throw new CommandError(
       'FailedToParse',
@@ -262,7 +272,10 @@ const aggregate: CommandHandler = (cmd, ctx) => {
     );
   }
   const variables = evaluateLet(optionalDoc(cmd, 'let'));
-  const docs = runAggregation(ctx, collName, pipeline, variables, parseCollation(cmd.collation));
+  const docs = runAggregation(ctx, collName, pipeline, variables, parseCollation(cmd.collation), {
+    hint: cmd.hint,
+    writes: { bypassValidation: cmd.bypassDocumentValidation === true },
+  });
   const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
   return openCursor(ctx, ns, docs, batchSize);
 };

@@ -4,31 +4,33 @@
  */
 import { Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
-import { canonicalKey, isPlainObject } from './bsonOrder.js';
+import { canonicalKey, isPlainObject, numericValue } from './bsonOrder.js';
 import { ArrayCursor } from './cursor.js';
 import { validateCollectionName } from './engine.js';
 import { defaultIndexName, validateKeyPattern, type IndexSpec } from './indexes.js';
 import { compileFilter } from './mql.js';
 import {
-  GENERIC_FIELDS,
   collectionArg,
+  nonNegative,
+  notImplemented,
+  optionalBool,
   optionalDoc,
+  optionalNumber,
+  rejectUnknownFields,
+  rejectUnknownSubfields,
   type CommandContext,
   type CommandHandler,
 } from './commandContext.js';
 import { isView, validateValidatorOptions, validateViewOptions } from './views.js';
 
+/** create's options that this server honours and keeps with the collection. */
 const CREATE_OPTIONS = [
-  'capped',
   'size',
   'max',
   'validator',
   'validationLevel',
   'validationAction',
-  'timeseries',
-  'clusteredIndex',
   'changeStreamPreAndPostImages',
-  'expireAfterSeconds',
   'storageEngine',
   'indexOptionDefaults',
   'viewOn',
@@ -36,19 +38,56 @@ const CREATE_OPTIONS = [
   'idIndex',
 ];
 
+/** create's fields (MongoDB's CreateCommand). storageEngine, indexOptionDefaults and flags tune storage only. */
+const CREATE_FIELDS = [
+  ...CREATE_OPTIONS,
+  'capped',
+  'timeseries',
+  'clusteredIndex',
+  'expireAfterSeconds',
+  'collation',
+  'autoIndexId',
+  'encryptedFields',
+  'temp',
+  'flags',
+];
+
+function refuseCreateOptions(cmd: Document): void {
+  rejectUnknownFields(cmd, 'create', CREATE_FIELDS);
+  if (cmd.capped) throw notImplemented('create.capped', 'there are no capped collections');
+  if (cmd.timeseries !== undefined)
+    throw notImplemented('create.timeseries', 'there are no time series collections');
+  if (cmd.clusteredIndex !== undefined && cmd.clusteredIndex !== false)
+    throw notImplemented('create.clusteredIndex', 'there are no clustered collections');
+  if (cmd.expireAfterSeconds !== undefined)
+    throw new CommandError(
+      'InvalidOptions',
+      "'expireAfterSeconds' is only supported on clustered or time series collections; use a TTL index",
+    );
+  if (cmd.encryptedFields !== undefined)
+    throw notImplemented('create.encryptedFields', 'there is no queryable encryption');
+  if (cmd.temp) throw notImplemented('create.temp', 'there are no temporary collections');
+  if (cmd.autoIndexId === false)
+    throw notImplemented('create.autoIndexId: false', 'every collection has its _id index');
+  const isView = cmd.viewOn !== undefined || cmd.pipeline !== undefined;
+  if (!isView && cmd.collation !== undefined && (cmd.collation as Document | null)?.locale !== 'simple')
+    throw notImplemented(
+      'A default collation on a collection',
+      'give the collation with each command instead',
+    );
+  const idIndex = cmd.idIndex as unknown;
+  if (idIndex !== undefined) {
+    if (!isPlainObject(idIndex) || canonicalKey(idIndex.key) !== canonicalKey({ _id: 1 }))
+      throw new CommandError('BadValue', 'The _id index must have key { _id: 1 }');
+    rejectUnknownSubfields(idIndex, 'create.idIndex', ['key', 'name', 'v', 'ns']);
+  }
+}
+
 const create: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'create');
+  refuseCreateOptions(cmd);
   const options: Document = {};
-  for (const k of Object.keys(cmd)) {
-    if (!CREATE_OPTIONS.includes(k)) continue;
-    if (['capped', 'timeseries', 'clusteredIndex'].includes(k) && cmd[k]) {
-      throw new CommandError(
-        'InvalidOptions',
-        `create option '${k}' is not supported by the jobd embedded server`,
-      );
-    }
-    options[k] = cmd[k];
-  }
+  for (const k of Object.keys(cmd)) if (CREATE_OPTIONS.includes(k)) options[k] = cmd[k];
   if (options.viewOn !== undefined || options.pipeline !== undefined) {
     if (cmd.collation !== undefined) options.collation = cmd.collation;
     validateViewOptions(options);
@@ -60,20 +99,27 @@ const create: CommandHandler = (cmd, ctx) => {
 
 const COLLMOD_OPTIONS = ['validator', 'validationLevel', 'validationAction', 'viewOn', 'pipeline'];
 
+/** collMod's fields in MongoDB 7.0 that this server does not implement. */
+const COLLMOD_NOT_IMPLEMENTED = [
+  'index',
+  'changeStreamPreAndPostImages',
+  'expireAfterSeconds',
+  'timeseries',
+  'timeseriesBucketsMayHaveMixedSchemaData',
+  'cappedSize',
+  'cappedMax',
+  'dryRun',
+  'collectionUUID',
+];
+
 const collMod: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'collMod');
+  rejectUnknownFields(cmd, 'collMod', [...COLLMOD_OPTIONS, ...COLLMOD_NOT_IMPLEMENTED]);
+  for (const k of COLLMOD_NOT_IMPLEMENTED) if (cmd[k] !== undefined) throw notImplemented(`collMod.${k}`);
   const coll = ctx.engine.getCollection(ctx.db, name);
   if (!coll) throw new CommandError('NamespaceNotFound', `ns does not exist: ${ctx.db}.${name}`);
   const changes: Document = {};
-  for (const k of Object.keys(cmd)) {
-    if (k === 'collMod' || GENERIC_FIELDS.has(k)) continue;
-    if (!COLLMOD_OPTIONS.includes(k))
-      throw new CommandError(
-        'InvalidOptions',
-        `collMod option '${k}' is not supported by the jobd embedded server`,
-      );
-    changes[k] = cmd[k];
-  }
+  for (const k of COLLMOD_OPTIONS) if (cmd[k] !== undefined) changes[k] = cmd[k];
   const options: Document = { ...coll.options, ...changes };
   if (isView(coll)) {
     if ('validator' in changes || 'validationLevel' in changes || 'validationAction' in changes) {
@@ -94,6 +140,9 @@ const collMod: CommandHandler = (cmd, ctx) => {
 
 const drop: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'drop');
+  rejectUnknownFields(cmd, 'drop', ['collectionUUID']);
+  if (cmd.collectionUUID !== undefined)
+    throw notImplemented('drop.collectionUUID', 'collections have no UUIDs');
   const coll = ctx.engine.getCollection(ctx.db, name);
   // MongoDB 7.0 no longer reports a missing namespace as an error.
   if (!coll) return { ok: 1 };
@@ -102,7 +151,8 @@ const drop: CommandHandler = (cmd, ctx) => {
   return { nIndexesWas, ns: `${ctx.db}.${name}`, ok: 1 };
 };
 
-const dropDatabase: CommandHandler = (_cmd, ctx) => {
+const dropDatabase: CommandHandler = (cmd, ctx) => {
+  rejectUnknownFields(cmd, 'dropDatabase', []);
   ctx.engine.dropDatabase(ctx.db);
   return { dropped: ctx.db, ok: 1 };
 };
@@ -113,7 +163,9 @@ function cursorReply(
   docs: Document[],
   batchSize: number | undefined,
 ): Document {
-  const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 0);
+  // No batchSize: everything in the first batch; batchSize 0: an empty first batch.
+  const { docs: first, rest } =
+    batchSize === 0 ? { docs: [], rest: docs } : ArrayCursor.first(docs, batchSize ?? 0);
   let id = 0;
   if (rest.length > 0) {
     id = ctx.cursors.allocateId();
@@ -122,7 +174,24 @@ function cursorReply(
   return { cursor: { id: Long.fromNumber(id), ns, firstBatch: first }, ok: 1 };
 }
 
+/** Cursor options of the listing commands. */
+function listingBatchSize(cmd: Document, command: string): number | undefined {
+  const cursor = optionalDoc(cmd, 'cursor');
+  if (!cursor) return undefined;
+  rejectUnknownSubfields(cursor, `${command}.cursor`, ['batchSize']);
+  return nonNegative(optionalNumber(cursor, 'batchSize'), 'batchSize');
+}
+
 const listCollections: CommandHandler = (cmd, ctx) => {
+  // authorizedCollections only narrows the list for users without listCollections; there is no access control.
+  rejectUnknownFields(cmd, 'listCollections', [
+    'cursor',
+    'filter',
+    'nameOnly',
+    'authorizedCollections',
+    'includePendingDrops',
+  ]);
+  const batchSize = listingBatchSize(cmd, 'listCollections');
   const filter = optionalDoc(cmd, 'filter');
   const nameOnly = Boolean(cmd.nameOnly);
   const infos = ctx.engine
@@ -144,13 +213,16 @@ const listCollections: CommandHandler = (cmd, ctx) => {
   const matcher = compileFilter(filter);
   let out: Document[] = infos.filter((i) => matcher.test(i));
   if (nameOnly) out = out.map((i) => ({ name: i.name, type: i.type }));
-  const batchSize = (cmd.cursor as Document | undefined)?.batchSize as number | undefined;
   return cursorReply(ctx, `${ctx.db}.$cmd.listCollections`, out, batchSize);
 };
 
 const renameCollection: CommandHandler = (cmd, ctx) => {
   if (ctx.db !== 'admin')
     throw new CommandError('Unauthorized', 'renameCollection may only be run against the admin database.');
+  // stayTemp only concerns temporary collections, which this server does not create.
+  rejectUnknownFields(cmd, 'renameCollection', ['to', 'dropTarget', 'stayTemp', 'collectionUUID']);
+  if (cmd.collectionUUID !== undefined)
+    throw notImplemented('renameCollection.collectionUUID', 'collections have no UUIDs');
   const from = String(cmd.renameCollection);
   const to = String(cmd.to);
   const [fromDb, ...fromRest] = from.split('.');
@@ -164,6 +236,7 @@ const renameCollection: CommandHandler = (cmd, ctx) => {
   return { ok: 1 };
 };
 
+/** Index options this server honours (background is ignored by MongoDB too; storageEngine tunes storage). */
 const INDEX_OPTIONS = [
   'key',
   'name',
@@ -175,19 +248,60 @@ const INDEX_OPTIONS = [
   'background',
   'hidden',
   'ns',
+  'storageEngine',
 ];
 
-function parseIndexSpec(raw: unknown): IndexSpec {
+/** Index options of MongoDB 7.0 that this server does not implement. */
+const INDEX_OPTIONS_NOT_IMPLEMENTED = [
+  'collation',
+  'weights',
+  'default_language',
+  'language_override',
+  'textIndexVersion',
+  '2dsphereIndexVersion',
+  'bits',
+  'min',
+  'max',
+  'bucketSize',
+  'coarsestIndexedLevel',
+  'finestIndexedLevel',
+  'wildcardProjection',
+  'prepareUnique',
+  'clustered',
+  'dropDups',
+  'columnstoreProjection',
+  'columnstoreCompressor',
+];
+
+/** Index types of MongoDB 7.0 (a string in the key pattern) that this server does not build. */
+const INDEX_TYPES = ['text', '2dsphere', '2d', 'hashed', 'geoHaystack', 'columnstore'];
+
+function refuseIndexKey(key: unknown): void {
+  if (!isPlainObject(key)) return;
+  for (const [field, v] of Object.entries(key)) {
+    if (field === '$**' || field.endsWith('.$**'))
+      throw notImplemented('A wildcard index', 'index each field by name');
+    if (typeof v !== 'string') continue;
+    if (INDEX_TYPES.includes(v))
+      throw notImplemented(`A '${v}' index (on '${field}')`, 'only ascending and descending keys are');
+    throw new CommandError('CannotCreateIndex', `Unknown index plugin '${v}'`);
+  }
+}
+
+function parseIndexSpec(raw: unknown, ignoreUnknown: boolean): IndexSpec {
   if (!isPlainObject(raw))
     throw new CommandError('TypeMismatch', 'Each index specification must be an object');
+  refuseIndexKey(raw.key);
   const problem = validateKeyPattern(raw.key);
   if (problem) throw new CommandError('CannotCreateIndex', problem);
   for (const k of Object.keys(raw)) {
-    if (!INDEX_OPTIONS.includes(k))
-      throw new CommandError(
-        'InvalidOptions',
-        `The field '${k}' is not valid for an index specification (or not supported by the jobd embedded server). Specification: ${JSON.stringify(raw)}`,
-      );
+    if (INDEX_OPTIONS.includes(k)) continue;
+    if (INDEX_OPTIONS_NOT_IMPLEMENTED.includes(k)) throw notImplemented(`The index option '${k}'`);
+    if (ignoreUnknown) continue;
+    throw new CommandError(
+      'InvalidIndexSpecificationOption',
+      `The field '${k}' is not valid for an index specification. Specification: ${JSON.stringify(raw)}`,
+    );
   }
   const key = raw.key as Document;
   const name = raw.name === undefined ? defaultIndexName(key) : raw.name;
@@ -231,11 +345,47 @@ function sameOptions(a: IndexSpec, b: IndexSpec): boolean {
   );
 }
 
+/**
+ * commitQuorum: the members that must finish an index build. The one member builds it before the
+ * reply, so 'votingMembers', 'majority', 0 and 1 are met; more members, or a tag, are not.
+ */
+function checkCommitQuorum(q: unknown): void {
+  if (q === undefined) return;
+  if (q === 'votingMembers' || q === 'majority') return;
+  if (typeof q === 'string')
+    throw new CommandError(
+      'UnsatisfiableCommitQuorum',
+      `No write concern mode named '${q}' found in replica set configuration`,
+    );
+  const n = Number(numericValue(q));
+  if (typeof q === 'boolean' || !Number.isInteger(n) || n < 0)
+    throw new CommandError(
+      'FailedToParse',
+      `commitQuorum must be a non-negative number or a string; found ${String(q)}`,
+    );
+  if (n > 1)
+    throw new CommandError(
+      'UnsatisfiableCommitQuorum',
+      `Not enough data-bearing nodes: commitQuorum ${n} asks for more members than this one-member replica set has`,
+    );
+}
+
 const createIndexes: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'createIndexes');
+  rejectUnknownFields(cmd, 'createIndexes', [
+    'indexes',
+    'commitQuorum',
+    'ignoreUnknownIndexOptions',
+    'collectionUUID',
+    'isTimeseriesNamespace',
+  ]);
+  for (const f of ['collectionUUID', 'isTimeseriesNamespace'])
+    if (cmd[f] !== undefined) throw notImplemented(`createIndexes.${f}`);
+  checkCommitQuorum(cmd.commitQuorum);
   if (!Array.isArray(cmd.indexes) || cmd.indexes.length === 0)
     throw new CommandError('BadValue', 'Must specify at least one index to create');
-  const specs = cmd.indexes.map(parseIndexSpec);
+  const ignoreUnknown = optionalBool(cmd, 'ignoreUnknownIndexOptions') ?? false;
+  const specs = cmd.indexes.map((raw) => parseIndexSpec(raw, ignoreUnknown));
   const existed = ctx.engine.getCollection(ctx.db, name);
   const coll = ctx.engine.ensureCollection(ctx.db, name);
   const before = coll.indexes.size;
@@ -285,15 +435,26 @@ const createIndexes: CommandHandler = (cmd, ctx) => {
 
 const listIndexes: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'listIndexes');
+  rejectUnknownFields(cmd, 'listIndexes', [
+    'cursor',
+    'collectionUUID',
+    'includeBuildUUIDs',
+    'includeIndexBuildInfo',
+  ]);
+  for (const f of ['collectionUUID', 'includeBuildUUIDs', 'includeIndexBuildInfo'])
+    if (cmd[f] !== undefined) throw notImplemented(`listIndexes.${f}`);
+  const batchSize = listingBatchSize(cmd, 'listIndexes');
   const coll = ctx.engine.getCollection(ctx.db, name);
   if (!coll) throw new CommandError('NamespaceNotFound', `ns does not exist: ${ctx.db}.${name}`);
   const docs = [...coll.indexes.values()].map((i) => i.describe());
-  const batchSize = (cmd.cursor as Document | undefined)?.batchSize as number | undefined;
   return cursorReply(ctx, `${ctx.db}.${name}`, docs, batchSize);
 };
 
 const dropIndexes: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'dropIndexes');
+  rejectUnknownFields(cmd, 'dropIndexes', ['index', 'collectionUUID']);
+  if (cmd.collectionUUID !== undefined)
+    throw notImplemented('dropIndexes.collectionUUID', 'collections have no UUIDs');
   validateCollectionName(ctx.db, name);
   const coll = ctx.engine.getCollection(ctx.db, name);
   if (!coll) throw new CommandError('NamespaceNotFound', `ns not found ${ctx.db}.${name}`);

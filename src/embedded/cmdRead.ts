@@ -15,6 +15,7 @@ import { parseCollation } from './collation.js';
 import {
   collectionArg,
   nonNegative,
+  notImplemented,
   optionalBool,
   optionalDoc,
   optionalNumber,
@@ -22,6 +23,7 @@ import {
   type CommandHandler,
 } from './commandContext.js';
 
+/** find's fields (MongoDB's find_command.idl), besides the generic arguments. */
 const FIND_FIELDS = [
   'filter',
   'sort',
@@ -29,8 +31,12 @@ const FIND_FIELDS = [
   'skip',
   'limit',
   'batchSize',
+  'ntoreturn',
   'singleBatch',
   'hint',
+  'collation',
+  'let',
+  'allowDiskUse',
   'noCursorTimeout',
   'allowPartialResults',
   'returnKey',
@@ -41,13 +47,51 @@ const FIND_FIELDS = [
   'max',
   'oplogReplay',
   'readOnce',
+  'options',
+  'term',
+  'allowSpeculativeMajorityRead',
+  '$_requestResumeToken',
+  '$_resumeAfter',
+  'runtimeConstants',
+  'collectionUUID',
 ];
 
+/** find's internal fields: for replication, resharding and mongos only. */
+const FIND_INTERNAL = [
+  'options',
+  'term',
+  'allowSpeculativeMajorityRead',
+  '$_requestResumeToken',
+  '$_resumeAfter',
+  'runtimeConstants',
+  'collectionUUID',
+];
+
+/**
+ * Refuses the find options this server does not honour. Accepted without effect, as on any
+ * unsharded replica set: oplogReplay (ignored by MongoDB too), readOnce (a cache hint),
+ * allowPartialResults (sharding only) and allowDiskUse (no memory limit is enforced here).
+ */
+function refuseFindOptions(cmd: Document, verb: string): void {
+  rejectUnknownFields(cmd, verb, FIND_FIELDS);
+  if (cmd.awaitData && !cmd.tailable)
+    throw new CommandError('FailedToParse', "Cannot set 'awaitData' without also setting 'tailable'");
+  if (cmd.tailable)
+    throw new CommandError(
+      'BadValue',
+      'error processing query: tailable cursor requested on non capped collection (the embedded server has no capped collections)',
+    );
+  for (const f of ['min', 'max'])
+    if (cmd[f] !== undefined && cmd[f] !== null)
+      throw notImplemented(`find.${f}`, 'index bounds cannot be given');
+  if (cmd.returnKey) throw notImplemented('find.returnKey', 'index keys are not returned');
+  if (cmd.showRecordId) throw notImplemented('find.showRecordId', 'documents have no record ids');
+  if (cmd.ntoreturn !== undefined) throw notImplemented('find.ntoreturn', 'use limit and batchSize');
+  for (const f of FIND_INTERNAL)
+    if (cmd[f] !== undefined) throw notImplemented(`find.${f}`, 'it is internal to replication and sharding');
+}
+
 function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
-  for (const f of ['tailable', 'awaitData', 'returnKey', 'showRecordId', 'min', 'max']) {
-    if (cmd[f])
-      throw new CommandError('BadValue', `find option '${f}' is not supported by the jobd embedded server`);
-  }
   const limit = nonNegative(optionalNumber(cmd, 'limit'), 'limit');
   const skip = nonNegative(optionalNumber(cmd, 'skip'), 'skip');
   const letVars = evaluateLet(optionalDoc(cmd, 'let'));
@@ -65,7 +109,7 @@ function findOptions(cmd: Document): QueryOptions & { projection?: Document } {
 
 const find: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'find');
-  rejectUnknownFields(cmd, 'find', FIND_FIELDS);
+  refuseFindOptions(cmd, 'find');
   const opts = findOptions(cmd);
   const batchSize = nonNegative(optionalNumber(cmd, 'batchSize'), 'batchSize');
   const coll = ctx.engine.getCollection(ctx.db, name);
@@ -74,10 +118,15 @@ const find: CommandHandler = (cmd, ctx) => {
       ? readView(ctx, coll, opts)
       : project(runQuery(coll, opts).docs, opts.projection, opts.filter);
   const single = optionalBool(cmd, 'singleBatch') ?? false;
-  return openCursor(ctx, `${ctx.db}.${name}`, shaped, batchSize, single);
+  const reply = openCursor(ctx, `${ctx.db}.${name}`, shaped, batchSize, single);
+  if (optionalBool(cmd, 'noCursorTimeout')) ctx.cursors.keepAlive(Number((reply.cursor as Document).id));
+  return reply;
 };
 
 const getMore: CommandHandler = async (cmd, ctx) => {
+  rejectUnknownFields(cmd, 'getMore', ['collection', 'batchSize', 'term', 'lastKnownCommittedOpTime']);
+  for (const f of ['term', 'lastKnownCommittedOpTime'])
+    if (cmd[f] !== undefined) throw notImplemented(`getMore.${f}`, 'it is internal to replication');
   const id = Number(cmd.getMore);
   if (typeof cmd.collection !== 'string')
     throw new CommandError('TypeMismatch', "BSON field 'getMore.collection' is missing or is not a string");
@@ -101,6 +150,7 @@ const getMore: CommandHandler = async (cmd, ctx) => {
 };
 
 const killCursors: CommandHandler = (cmd, ctx) => {
+  rejectUnknownFields(cmd, 'killCursors', ['cursors']);
   if (!Array.isArray(cmd.cursors))
     throw new CommandError('TypeMismatch', "BSON field 'killCursors.cursors' is missing or is not an array");
   const killed: Long[] = [];
@@ -114,7 +164,8 @@ const killCursors: CommandHandler = (cmd, ctx) => {
 
 const count: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'count');
-  rejectUnknownFields(cmd, 'count', ['query', 'limit', 'skip', 'hint', 'fields']);
+  // 'fields' is a legacy field MongoDB accepts and ignores: it cannot change a count.
+  rejectUnknownFields(cmd, 'count', ['query', 'limit', 'skip', 'hint', 'collation', 'fields']);
   const query = optionalDoc(cmd, 'query') ?? {};
   const coll = ctx.engine.getCollection(ctx.db, name);
   const limit = Math.abs(optionalNumber(cmd, 'limit') ?? 0);
@@ -144,7 +195,8 @@ const count: CommandHandler = (cmd, ctx) => {
 
 const distinct: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'distinct');
-  rejectUnknownFields(cmd, 'distinct', ['key', 'query', 'hint']);
+  // hint is MongoDB 7.1's; it is honoured here rather than refused.
+  rejectUnknownFields(cmd, 'distinct', ['key', 'query', 'hint', 'collation']);
   if (typeof cmd.key !== 'string')
     throw new CommandError('TypeMismatch', "BSON field 'distinct.key' is missing or is not a string");
   const key = cmd.key;
@@ -193,15 +245,24 @@ function planStages(
   return stage;
 }
 
+const VERBOSITIES = ['queryPlanner', 'executionStats', 'allPlansExecution'];
+
 /** explain for find, count, distinct, findAndModify, update and delete (executes only the read side). */
 const explain: CommandHandler = (cmd, ctx) => {
   const inner = cmd.explain as unknown;
   if (!isPlainObject(inner)) throw new CommandError('TypeMismatch', 'explain must be an object');
+  rejectUnknownFields(cmd, 'explain', ['verbosity']);
+  if (cmd.verbosity !== undefined && !VERBOSITIES.includes(cmd.verbosity as string))
+    throw new CommandError(
+      'BadValue',
+      `Enumeration value '${String(cmd.verbosity)}' for field 'explain.verbosity' is not a valid value.`,
+    );
   const verb = Object.keys(inner)[0] as string;
   const name = collectionArg(inner, verb);
   let opts: QueryOptions;
   switch (verb) {
     case 'find':
+      refuseFindOptions(inner, 'find');
       opts = findOptions(inner);
       break;
     case 'count':

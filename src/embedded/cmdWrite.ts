@@ -21,12 +21,36 @@ import {
 } from './update.js';
 import {
   collectionArg,
+  notImplemented,
   optionalBool,
   optionalDoc,
   rejectUnknownFields,
+  rejectUnknownSubfields,
   type CommandContext,
   type CommandHandler,
 } from './commandContext.js';
+
+/** Fields of MongoDB's write commands that are internal to sharding, time series or encryption. */
+const WRITE_INTERNAL = ['collectionUUID', 'isTimeseriesNamespace', 'encryptionInformation'];
+
+/** The fields every write command takes (MongoDB's WriteCommandRequestBase), plus the command's own. */
+function refuseWriteFields(cmd: Document, command: string, own: string[]): void {
+  rejectUnknownFields(
+    cmd,
+    command,
+    [own, 'ordered', 'bypassDocumentValidation', 'stmtIds', ...WRITE_INTERNAL].flat(),
+  );
+  for (const f of WRITE_INTERNAL) if (cmd[f] !== undefined) throw notImplemented(`${command}.${f}`);
+}
+
+/** Each statement's fields are parsed before any statement runs, as MongoDB parses the whole command. */
+function refuseStatementFields(list: Document[], path: string, known: string[]): void {
+  for (const st of list) {
+    if (!isPlainObject(st)) continue;
+    rejectUnknownSubfields(st, path, known);
+    if (st.sampleId !== undefined) throw notImplemented(`${path}.sampleId`, 'queries are not sampled');
+  }
+}
 
 function writeError(index: number, err: unknown): Document {
   const e = toCommandError(err);
@@ -51,7 +75,7 @@ function unchanged(a: Document, b: Document): boolean {
 
 const insert: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'insert');
-  rejectUnknownFields(cmd, 'insert', ['documents', 'ordered']);
+  refuseWriteFields(cmd, 'insert', ['documents']);
   const docs = statements(cmd, 'documents');
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const coll = ctx.engine.ensureCollection(ctx.db, name);
@@ -99,8 +123,6 @@ function runUpdate(
   const arrayFilters = st.arrayFilters as Document[] | undefined;
   if (arrayFilters !== undefined && !Array.isArray(arrayFilters))
     throw new CommandError('TypeMismatch', 'arrayFilters must be an array');
-  if (st.sort !== undefined)
-    throw new CommandError('FailedToParse', "BSON field 'update.updates.sort' is an unknown field.");
   const variables = { ...(letVars ?? {}), ...(evaluateLet(st.c as Document | undefined) ?? {}) };
   const collation = parseCollation(st.collation);
   const { docs } = runQuery(coll, {
@@ -129,8 +151,20 @@ function runUpdate(
 
 const update: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'update');
-  rejectUnknownFields(cmd, 'update', ['updates', 'ordered']);
+  refuseWriteFields(cmd, 'update', ['updates', 'let']);
   const list = statements(cmd, 'updates');
+  // upsertSupplied is internal to sharded upserts; sort on a statement is MongoDB 8.0's.
+  refuseStatementFields(list, 'update.updates', [
+    'q',
+    'u',
+    'c',
+    'upsert',
+    'multi',
+    'arrayFilters',
+    'hint',
+    'collation',
+    'sampleId',
+  ]);
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const letVars = evaluateLet(optionalDoc(cmd, 'let'));
   const wopts = { bypassValidation: cmd.bypassDocumentValidation === true };
@@ -166,8 +200,9 @@ const update: CommandHandler = (cmd, ctx) => {
 
 const del: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'delete');
-  rejectUnknownFields(cmd, 'delete', ['deletes', 'ordered']);
+  refuseWriteFields(cmd, 'delete', ['deletes', 'let']);
   const list = statements(cmd, 'deletes');
+  refuseStatementFields(list, 'delete.deletes', ['q', 'limit', 'hint', 'collation', 'sampleId']);
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const letVars = evaluateLet(optionalDoc(cmd, 'let'));
   assertWritable(ctx.engine.getCollection(ctx.db, name));
@@ -218,7 +253,12 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
     'upsert',
     'arrayFilters',
     'hint',
+    'collation',
+    'let',
+    'bypassDocumentValidation',
+    ...WRITE_INTERNAL,
   ]);
+  for (const f of WRITE_INTERNAL) if (cmd[f] !== undefined) throw notImplemented(`findAndModify.${f}`);
   const query = optionalDoc(cmd, 'query') ?? {};
   const remove = optionalBool(cmd, 'remove') ?? false;
   const returnNew = optionalBool(cmd, 'new') ?? false;

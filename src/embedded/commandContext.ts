@@ -79,11 +79,19 @@ export function nonNegative(n: number | undefined, field: string): number | unde
   return n;
 }
 
-/** Fields every command may carry that do not change its result. */
+/**
+ * MongoDB's generic command arguments (its generic_argument.idl): every command accepts them.
+ * options.ts checks the ones that change a command's meaning (readConcern, writeConcern, maxTimeMS,
+ * apiVersion...); the rest are routing, auditing and replication metadata with no effect on a single
+ * unsharded node. Transactions (autocommit, startTransaction) are refused before any command runs.
+ */
 export const GENERIC_FIELDS = new Set([
   '$db',
   'lsid',
   'txnNumber',
+  'stmtId',
+  'autocommit',
+  'startTransaction',
   '$clusterTime',
   '$readPreference',
   'writeConcern',
@@ -93,25 +101,49 @@ export const GENERIC_FIELDS = new Set([
   'apiStrict',
   'apiDeprecationErrors',
   'maxTimeMS',
+  'maxTimeMSOpOnly',
+  'clientOperationKey',
+  'txnRetryCounter',
   '$audit',
   '$client',
-  'autocommit',
-  'bypassDocumentValidation',
-  'allowDiskUse',
-  'let',
-  'collation',
-  'maxTimeMSOpOnly',
-  'tenant',
+  '$configServerState',
+  '$oplogQueryData',
+  '$queryOptions',
+  '$replData',
+  '$configTime',
+  '$topologyTime',
+  'tracking_info',
   'mayBypassWriteBlocking',
+  'expectPrefix',
 ]);
 
-/** Rejects options this server would otherwise silently ignore. */
-export function rejectUnknownFields(cmd: Document, command: string, known: string[]): void {
+/**
+ * Refuses a field the command does not know, as MongoDB's strict command parsers do (40415).
+ * `known` lists the command's own fields; generic arguments are always accepted.
+ */
+export function rejectUnknownFields(cmd: Document, command: string, known: readonly string[]): void {
   for (const k of Object.keys(cmd)) {
     if (k === command || GENERIC_FIELDS.has(k) || known.includes(k)) continue;
-    throw new CommandError(
-      'BadValue',
-      `BSON field '${command}.${k}' is an unknown field or an option the embedded server does not support.`,
-    );
+    throw unknownField(`${command}.${k}`);
   }
+}
+
+/** Refuses a field of a sub-document (an update statement, an index spec) that MongoDB does not know. */
+export function rejectUnknownSubfields(doc: Document, path: string, known: readonly string[]): void {
+  for (const k of Object.keys(doc)) if (!known.includes(k)) throw unknownField(`${path}.${k}`);
+}
+
+function unknownField(path: string): CommandError {
+  return new CommandError('Location40415', `BSON field '${path}' is an unknown field.`);
+}
+
+/**
+ * Refuses an option MongoDB implements and this server does not (NotImplemented 238), naming it:
+ * a known option is never silently ignored.
+ */
+export function notImplemented(what: string, why?: string): CommandError {
+  return new CommandError(
+    'NotImplemented',
+    `${what} is not implemented by the jobd embedded server${why ? `: ${why}` : ''}`,
+  );
 }

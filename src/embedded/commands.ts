@@ -12,6 +12,12 @@ import { ddlCommands } from './cmdDdl.js';
 import { readCommands } from './cmdRead.js';
 import { writeCommands } from './cmdWrite.js';
 import { retryableWriteOf } from './retryableWrites.js';
+import {
+  applyWriteConcern,
+  checkGenericArguments,
+  checkTimeLimit,
+  type GenericArguments,
+} from './options.js';
 
 const HANDLERS: Record<string, CommandHandler> = {
   ...adminCommands,
@@ -30,6 +36,7 @@ export async function runCommand(
 ): Promise<Document> {
   const name = Object.keys(cmd)[0];
   let reply: Document;
+  let generic: GenericArguments | undefined;
   try {
     if (!name) throw new CommandError('FailedToParse', 'Empty command object');
     const handler = Object.prototype.hasOwnProperty.call(HANDLERS, name) ? HANDLERS[name] : undefined;
@@ -43,14 +50,17 @@ export async function runCommand(
         'Transactions are not supported by the jobd embedded server',
       );
     }
+    generic = checkGenericArguments(name, cmd, ctx.engine);
     const write = retryableWriteOf(name, cmd);
     const recorded = write ? ctx.engine.retryableWrites.begin(write) : undefined;
     if (recorded) {
       reply = recorded;
     } else {
+      const started = Date.now();
       const result = handler(cmd, { ...ctx, db });
       reply = result instanceof Promise ? await result : result;
       ctx.engine.commit(write ? { write, reply } : undefined);
+      checkTimeLimit(generic, started, reply, (id) => ctx.cursors.kill(id));
     }
   } catch (err) {
     // Effects of a failed command (e.g. the documents an ordered batch wrote before its error) stay.
@@ -61,6 +71,7 @@ export async function runCommand(
     }
     reply = toCommandError(err).toReply();
   }
+  if (generic) applyWriteConcern(generic, reply, ctx.engine);
   const opTime = ctx.engine.lastOpTime();
   reply.operationTime = opTime;
   reply.$clusterTime = { clusterTime: opTime, signature: ZERO_SIGNATURE };

@@ -68,6 +68,8 @@ export class ArrayCursor implements Cursor {
 
 export class CursorManager {
   private readonly cursors = new Map<number, Cursor>();
+  /** Cursors opened with noCursorTimeout: never reaped, only killed or exhausted. */
+  private readonly pinned = new Set<number>();
   private nextId = Math.floor(Math.random() * 1_000_000) * 1000 + 1;
   private readonly reaper: NodeJS.Timeout;
 
@@ -96,17 +98,24 @@ export class CursorManager {
     return c;
   }
 
+  /** noCursorTimeout: the cursor stays until it is exhausted or killed. */
+  keepAlive(id: number): void {
+    if (this.cursors.has(id)) this.pinned.add(id);
+  }
+
   kill(id: number): boolean {
     const c = this.cursors.get(id);
     if (!c) return false;
     this.cursors.delete(id);
+    this.pinned.delete(id);
     c.close?.();
     return true;
   }
 
   private reap(): void {
     const now = Date.now();
-    for (const [id, c] of this.cursors) if (!c.busy && now - c.lastUsed > IDLE_MS) this.kill(id);
+    for (const [id, c] of this.cursors)
+      if (!c.busy && !this.pinned.has(id) && now - c.lastUsed > IDLE_MS) this.kill(id);
   }
 
   /** Ends the cursors a getMore is waiting on (awaiting change streams), so those getMores answer now. */
@@ -133,7 +142,9 @@ export function openCursor(
   batchSize: number | undefined,
   single = false,
 ): Document {
-  const { docs: first, rest } = ArrayCursor.first(docs, batchSize ?? 101);
+  // batchSize 0 asks for an empty first batch: the cursor is opened and everything comes by getMore.
+  const { docs: first, rest } =
+    batchSize === 0 ? { docs: [], rest: docs } : ArrayCursor.first(docs, batchSize ?? 101);
   let id = 0;
   if (rest.length > 0 && !single) {
     id = ctx.cursors.allocateId();

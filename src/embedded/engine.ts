@@ -92,6 +92,17 @@ export class Engine {
     this.committedSeq = this.loggedHead = this.changes.head;
   }
 
+  /** True when acknowledged writes go to a durable log (a data directory), so j: true can be honoured. */
+  get journaled(): boolean {
+    return this.store !== undefined;
+  }
+
+  /** Flushes the durable log to the device (a write concern's j: true); throws when it cannot. */
+  syncLog(): void {
+    if (this.failure) throw this.failure;
+    this.store?.sync();
+  }
+
   /** Why writes are refused, once an append has failed. */
   get writeFailure(): Error | undefined {
     return this.failure;

@@ -42,6 +42,15 @@ export const ErrorCodes = {
   OptionNotSupportedOnView: 167,
   ViewDepthLimitExceeded: 170,
   Location40415: 40415,
+  InvalidIndexSpecificationOption: 197,
+  UnsatisfiableCommitQuorum: 278,
+  NoQueryExecutionPlans: 291,
+  APIVersionError: 322,
+  APIStrictError: 323,
+  Location15952: 15952,
+  Location31264: 31264,
+  Location51183: 51183,
+  Location6108304: 6108304,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCodes;

@@ -11,6 +11,7 @@ import type { Collation } from './collation.js';
 import { compileDocFilter, NeedsFallback } from './matcher.js';
 import { toPlainNumbers } from './numbers.js';
 import { compileProjection } from './projection.js';
+import { checkExpression, checkFilter } from './mqlRefusals.js';
 
 export interface Matcher {
   test(doc: Document): boolean;
@@ -36,7 +37,7 @@ export function compileFilter(filter: unknown, variables?: Document, collation?:
   if (filter === undefined || filter === null) return MATCH_ALL;
   if (!isPlainObject(filter)) throw new CommandError('TypeMismatch', 'filter must be an object');
   if (Object.keys(filter).length === 0) return MATCH_ALL;
-  rejectUnsupported(filter);
+  checkFilter(filter);
   const mingoOptions = variables ? { variables: toPlainNumbers(variables) } : undefined;
   try {
     const test = compileDocFilter(filter, {
@@ -64,33 +65,11 @@ function describeFallback(filter: Document): string {
   return m ? `the ${m[1] as string} operator` : 'this filter';
 }
 
-const UNSUPPORTED_QUERY_OPS = new Set([
-  '$where',
-  '$text',
-  '$near',
-  '$nearSphere',
-  '$geoWithin',
-  '$geoIntersects',
-  '$jsonSchema',
-]);
-
-function rejectUnsupported(v: unknown): void {
-  if (Array.isArray(v)) {
-    for (const x of v) rejectUnsupported(x);
-    return;
-  }
-  if (!isPlainObject(v)) return;
-  for (const [k, x] of Object.entries(v)) {
-    if (UNSUPPORTED_QUERY_OPS.has(k))
-      throw new CommandError('BadValue', `Query operator ${k} is not supported by the embedded server`);
-    rejectUnsupported(x);
-  }
-}
-
 export function project(docs: Document[], projection: unknown, filter?: Document): Document[] {
   if (projection === undefined || projection === null) return docs;
   if (!isPlainObject(projection)) throw new CommandError('TypeMismatch', 'projection must be an object');
   if (Object.keys(projection).length === 0) return docs;
+  checkProjection(projection);
   const direct = compileProjection(projection);
   if (direct) return docs.map(direct);
   const slices = Object.entries(projection).filter(([, v]) => isPlainObject(v) && '$slice' in v);
@@ -111,6 +90,15 @@ export function project(docs: Document[], projection: unknown, filter?: Document
     'invalid projection',
     () => new Query(positional ? (filter ?? {}) : {}).find(docs, projection).all() as Document[],
   );
+}
+
+/** Projection operators ($slice, $elemMatch) and aggregation expressions in a find projection. */
+function checkProjection(projection: Document): void {
+  for (const v of Object.values(projection)) {
+    if (!isPlainObject(v)) continue;
+    if ('$elemMatch' in v) checkFilter(v.$elemMatch);
+    else if (!('$slice' in v)) checkExpression(v);
+  }
 }
 
 function applySlices(doc: Document, slices: Array<[string, unknown]>): Document {
@@ -168,6 +156,7 @@ export function applyOperators(
 /** Evaluates the expressions of a `let` document into plain variable values. */
 export function evaluateLet(letDoc: Document | undefined): Document | undefined {
   if (!letDoc || Object.keys(letDoc).length === 0) return undefined;
+  checkExpression(letDoc);
   const projection: Document = { _id: 0 };
   for (const [k, v] of Object.entries(letDoc))
     projection[k] = isPlainObject(v) || typeof v === 'string' ? v : { $literal: v };

@@ -222,6 +222,11 @@ class FileDurableStore implements FileStore {
     this.logSize += frame.length;
   }
 
+  sync(): void {
+    this.assertWritable();
+    fdatasyncSync(this.fd as number);
+  }
+
   shouldCompact(): boolean {
     return this.logSize - HEADER_BYTES > Math.max(this.compactMinBytes, this.compactRatio * this.snapSize);
   }

@@ -53,6 +53,8 @@ export interface DurableStore {
   load(): LoadedState;
   /** Durably append the effects of one command, as one unit: after a crash all or none of them replay. */
   append(records: LogRecord[]): void;
+  /** Flush everything appended so far to the device (for a write concern with j: true). */
+  sync(): void;
   /** True when the log has grown enough that the engine should call compact(). */
   shouldCompact(): boolean;
   /** Replace snapshot + log by this full state, crash-safely. */

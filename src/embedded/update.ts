@@ -6,6 +6,7 @@ import { ObjectId, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, deepClone, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { applyOperators, runPipeline } from './mql.js';
+import { checkPipeline } from './mqlRefusals.js';
 import { arithmetic, isInt32Number, toPlainNumbers } from './numbers.js';
 
 const OPERATORS = new Set([
@@ -57,6 +58,7 @@ export function validateUpdate(u: unknown): asserts u is UpdateSpec {
         throw new CommandError('InvalidOptions', `${name} is not allowed to be used within an update`);
       }
     }
+    checkPipeline(u);
     return;
   }
   if (!isPlainObject(u))

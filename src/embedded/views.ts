@@ -9,6 +9,7 @@ import { isPlainObject } from './bsonOrder.js';
 import type { Collection } from './collection.js';
 import type { Engine } from './engine.js';
 import { compileFilter, type Matcher } from './mql.js';
+import { checkPipeline } from './mqlRefusals.js';
 
 const MAX_VIEW_DEPTH = 20;
 
@@ -56,6 +57,7 @@ export function validateViewOptions(options: Document): void {
       throw new CommandError('OptionNotSupportedOnView', `${name} cannot be used in a view definition`);
     }
   }
+  checkPipeline(pipeline as unknown[]);
   for (const k of Object.keys(options)) {
     if (k !== 'viewOn' && k !== 'pipeline' && k !== 'collation')
       throw new CommandError('InvalidOptions', `option '${k}' is not valid for a view`);
