@@ -51,6 +51,8 @@ export const ErrorCodes = {
   Location31264: 31264,
   Location51183: 51183,
   Location6108304: 6108304,
+  Location4886600: 4886600,
+  Location4886601: 4886601,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCodes;

@@ -48,7 +48,7 @@ const RULES: Record<string, Rules> = {
   aggregate: { readConcern: READS, writeConcern: writesThrough, timed: true, apiV1: true },
   distinct: { readConcern: READS, writeConcern: false, timed: true, apiV1: true },
   count: { readConcern: READS_NO_SNAPSHOT, writeConcern: false, timed: true, apiV1: true },
-  explain: { readConcern: LOCAL_ONLY, writeConcern: false, timed: true },
+  explain: { readConcern: LOCAL_ONLY, writeConcern: false, timed: true, apiV1: true },
   getMore: { readConcern: LOCAL_ONLY, writeConcern: false, apiV1: true },
   killCursors: { readConcern: LOCAL_ONLY, writeConcern: false, apiV1: true },
   listCollections: { readConcern: LOCAL_ONLY, writeConcern: false, timed: true, apiV1: true },
@@ -111,10 +111,12 @@ export function checkGenericArguments(name: string, cmd: Document, engine: Engin
 function checkApi(name: string, cmd: Document, rules: Rules): void {
   const version = cmd.apiVersion as unknown;
   if (version === undefined) {
-    if (cmd.apiStrict !== undefined || cmd.apiDeprecationErrors !== undefined)
+    if (cmd.apiStrict !== undefined)
+      throw new CommandError('Location4886600', 'Provided apiStrict without a corresponding apiVersion');
+    if (cmd.apiDeprecationErrors !== undefined)
       throw new CommandError(
-        'BadValue',
-        "Parameter apiStrict or apiDeprecationErrors requires an 'apiVersion' parameter",
+        'Location4886601',
+        'Provided apiDeprecationErrors without a corresponding apiVersion',
       );
     return;
   }
