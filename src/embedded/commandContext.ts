@@ -122,7 +122,7 @@ export const GENERIC_FIELDS = new Set([
  * `known` lists the command's own fields; generic arguments are always accepted.
  */
 export function rejectUnknownFields(cmd: Document, command: string, known: readonly string[]): void {
-  for (const k of Object.keys(cmd)) {
+  for (const k in cmd) {
     if (k === command || GENERIC_FIELDS.has(k) || known.includes(k)) continue;
     throw unknownField(`${command}.${k}`);
   }

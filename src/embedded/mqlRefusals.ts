@@ -32,18 +32,20 @@ const EXPRESSIONS = new Set(
 );
 
 /** Expression operators of MongoDB 7.0 this server does not implement, and why. */
-const EXPRESSIONS_NOT_IMPLEMENTED: Record<string, string> = {
-  $indexOfCP: 'use $indexOfBytes on ASCII text',
-  $binarySize: 'BSON sizes are not computed by its aggregation engine',
-  $bsonSize: 'BSON sizes are not computed by its aggregation engine',
-  $meta: 'there is no text search and no record ids',
-  $tsIncrement: 'timestamps are not decomposed by its aggregation engine',
-  $tsSecond: 'timestamps are not decomposed by its aggregation engine',
-  $toObjectId: 'its aggregation engine does not build ObjectIds',
-  $toHashedIndexKey: 'there are no hashed indexes',
-  $toLong: 'its aggregation engine computes with JavaScript numbers and cannot produce a 64-bit integer',
-  $toDecimal: 'its aggregation engine computes with JavaScript numbers and cannot produce a decimal',
-};
+const EXPRESSIONS_NOT_IMPLEMENTED = new Map<string, string>(
+  Object.entries({
+    $indexOfCP: 'use $indexOfBytes on ASCII text',
+    $binarySize: 'BSON sizes are not computed by its aggregation engine',
+    $bsonSize: 'BSON sizes are not computed by its aggregation engine',
+    $meta: 'there is no text search and no record ids',
+    $tsIncrement: 'timestamps are not decomposed by its aggregation engine',
+    $tsSecond: 'timestamps are not decomposed by its aggregation engine',
+    $toObjectId: 'its aggregation engine does not build ObjectIds',
+    $toHashedIndexKey: 'there are no hashed indexes',
+    $toLong: 'its aggregation engine computes with JavaScript numbers and cannot produce a 64-bit integer',
+    $toDecimal: 'its aggregation engine computes with JavaScript numbers and cannot produce a decimal',
+  }),
+);
 
 /** Server-side JavaScript: refused as by a MongoDB server started with scripting disabled. */
 const JAVASCRIPT = new Set(['$function', '$accumulator']);
@@ -67,22 +69,24 @@ const WINDOW_ONLY = new Set(
 );
 
 /** Pipeline stages of MongoDB 7.0 this server does not implement. */
-const STAGES_NOT_IMPLEMENTED: Record<string, string> = {
-  $geoNear: 'there are no geospatial indexes',
-  $collStats: 'it keeps no storage statistics',
-  $indexStats: 'it keeps no index usage statistics',
-  $currentOp: 'commands run one at a time and are not listed',
-  $listSessions: 'use $listLocalSessions',
-  $planCacheStats: 'it has no plan cache',
-  $search: 'Atlas Search is not available',
-  $searchMeta: 'Atlas Search is not available',
-  $vectorSearch: 'Atlas Vector Search is not available',
-  $listSearchIndexes: 'Atlas Search is not available',
-  $changeStreamSplitLargeEvent: 'change events are not split',
-  $shardedDataDistribution: 'it is not sharded',
-  $listSampledQueries: 'it samples no queries',
-  $listCatalog: 'use listCollections and listIndexes',
-};
+const STAGES_NOT_IMPLEMENTED = new Map<string, string>(
+  Object.entries({
+    $geoNear: 'there are no geospatial indexes',
+    $collStats: 'it keeps no storage statistics',
+    $indexStats: 'it keeps no index usage statistics',
+    $currentOp: 'commands run one at a time and are not listed',
+    $listSessions: 'use $listLocalSessions',
+    $planCacheStats: 'it has no plan cache',
+    $search: 'Atlas Search is not available',
+    $searchMeta: 'Atlas Search is not available',
+    $vectorSearch: 'Atlas Vector Search is not available',
+    $listSearchIndexes: 'Atlas Search is not available',
+    $changeStreamSplitLargeEvent: 'change events are not split',
+    $shardedDataDistribution: 'it is not sharded',
+    $listSampledQueries: 'it samples no queries',
+    $listCatalog: 'use listCollections and listIndexes',
+  }),
+);
 
 /** MongoDB 7.0's user-facing stages that the server runs. */
 export const STAGES = new Set([
@@ -121,7 +125,7 @@ export const STAGES = new Set([
 /** Refuses a stage name that MongoDB does not know (40324) or this server does not run (238). */
 export function checkStageName(name: string): void {
   if (STAGES.has(name)) return;
-  const why = STAGES_NOT_IMPLEMENTED[name];
+  const why = STAGES_NOT_IMPLEMENTED.get(name);
   if (why !== undefined) throw notImplemented(`The ${name} stage`, why);
   throw new CommandError('Location40324', `Unrecognized pipeline stage name: '${name}'`);
 }
@@ -231,7 +235,7 @@ export function checkExpression(v: unknown): void {
   for (const [k, x] of Object.entries(v)) {
     if (k.startsWith('$')) {
       if (JAVASCRIPT.has(k)) throw javascript(k);
-      const why = EXPRESSIONS_NOT_IMPLEMENTED[k];
+      const why = EXPRESSIONS_NOT_IMPLEMENTED.get(k);
       if (why !== undefined) throw notImplemented(`The ${k} expression`, why);
       if (!EXPRESSIONS.has(k))
         throw new CommandError('InvalidPipelineOperator', `Unrecognized expression '${k}'`);
@@ -251,16 +255,18 @@ function checkConvertTarget(to: unknown): void {
 }
 
 /** Query operators MongoDB 7.0 has that need an index or an engine this server does not have. */
-const QUERY_REFUSALS: Record<string, () => CommandError> = {
-  $text: () => new CommandError('IndexNotFound', 'text index required for $text query'),
-  $near: () => noGeoIndex(),
-  $nearSphere: () => noGeoIndex(),
-  $geoNear: () => noGeoIndex(),
-  $geoWithin: () => notImplemented('The $geoWithin query operator', 'there is no geometry support'),
-  $geoIntersects: () => notImplemented('The $geoIntersects query operator', 'there is no geometry support'),
-  $within: () => notImplemented('The $within query operator', 'there is no geometry support'),
-  $jsonSchema: () => notImplemented('The $jsonSchema query operator', 'use query operators in a validator'),
-};
+const QUERY_REFUSALS = new Map<string, () => CommandError>(
+  Object.entries({
+    $text: () => new CommandError('IndexNotFound', 'text index required for $text query'),
+    $near: () => noGeoIndex(),
+    $nearSphere: () => noGeoIndex(),
+    $geoNear: () => noGeoIndex(),
+    $geoWithin: () => notImplemented('The $geoWithin query operator', 'there is no geometry support'),
+    $geoIntersects: () => notImplemented('The $geoIntersects query operator', 'there is no geometry support'),
+    $within: () => notImplemented('The $within query operator', 'there is no geometry support'),
+    $jsonSchema: () => notImplemented('The $jsonSchema query operator', 'use query operators in a validator'),
+  }),
+);
 
 function noGeoIndex(): CommandError {
   return new CommandError(
@@ -280,22 +286,29 @@ export function checkFilter(v: unknown, inPipeline = false): void {
     return;
   }
   if (!isPlainObject(v)) return;
-  for (const [k, x] of Object.entries(v)) {
-    if (k === '$where') {
-      if (inPipeline)
-        throw new CommandError('BadValue', '$where is not allowed inside of a $match aggregation expression');
-      throw new CommandError(
-        'Location6108304',
-        'no globalScriptEngine in $where parsing: the jobd embedded server runs no server-side JavaScript',
-      );
+  // Runs on every command's filter: a plain loop, and lookups only for operator names.
+  for (const k in v) {
+    const x = v[k] as unknown;
+    if (k.charCodeAt(0) === 36 /* $ */) {
+      if (k === '$where') {
+        if (inPipeline)
+          throw new CommandError(
+            'BadValue',
+            '$where is not allowed inside of a $match aggregation expression',
+          );
+        throw new CommandError(
+          'Location6108304',
+          'no globalScriptEngine in $where parsing: the jobd embedded server runs no server-side JavaScript',
+        );
+      }
+      const refusal = QUERY_REFUSALS.get(k);
+      if (refusal) throw refusal();
+      if (k === '$expr') {
+        checkExpression(x);
+        continue;
+      }
     }
-    const refusal = QUERY_REFUSALS[k];
-    if (refusal) throw refusal();
-    if (k === '$expr') {
-      checkExpression(x);
-      continue;
-    }
-    checkFilter(x, inPipeline);
+    if (typeof x === 'object' && x !== null) checkFilter(x, inPipeline);
   }
 }
 

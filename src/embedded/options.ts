@@ -153,7 +153,8 @@ function checkReadConcern(raw: unknown, rules: Rules, engine: Engine): void {
   let level: Level = 'local';
   let after: Timestamp | undefined;
   let at: Timestamp | undefined;
-  for (const [k, v] of Object.entries(raw)) {
+  for (const k in raw) {
+    const v = raw[k] as unknown;
     switch (k) {
       case 'level':
         if (typeof v !== 'string')
@@ -229,7 +230,8 @@ function parseWriteConcern(raw: unknown, engine: Engine): ParsedWriteConcern {
   if (!isPlainObject(raw)) throw new CommandError('FailedToParse', 'writeConcern must be an object');
   let w: number | string = 1;
   let journal = false;
-  for (const [k, v] of Object.entries(raw)) {
+  for (const k in raw) {
+    const v = raw[k] as unknown;
     switch (k) {
       case 'w':
         if (typeof v === 'string') w = v;
