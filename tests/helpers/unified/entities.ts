@@ -1,7 +1,8 @@
 /**
  * The entity map of one test: clients, databases, collections, sessions and saved results, built from
- * a file's createEntities. MongoClients are pooled across tests by their options (connecting per case
- * would dominate the run time); everything else is created afresh for each test.
+ * a file's createEntities. Everything is created afresh for each test, clients included: a client
+ * carries the test's command monitoring, and closing it at the end of the test ends whatever it still
+ * had in flight (an abandoned change stream iteration cannot deliver into the next test).
  */
 import {
   MongoClient,
@@ -17,6 +18,8 @@ import {
 } from 'mongodb';
 import type { EntityDescription } from './types.js';
 import type { EntityLookup } from './match.js';
+import { EventRecorder } from './events.js';
+import type { DbNames } from './dbNames.js';
 
 export class UnsupportedCase extends Error {
   override name = 'UnsupportedCase';
@@ -44,33 +47,6 @@ export function commonOptions(spec: Document | undefined): Document {
   return out;
 }
 
-export class ClientPool {
-  private readonly clients = new Map<string, MongoClient>();
-
-  constructor(private readonly uri: string) {}
-
-  async get(uriOptions: Document | undefined): Promise<MongoClient> {
-    const key = JSON.stringify(uriOptions ?? {});
-    let client = this.clients.get(key);
-    if (!client) {
-      const options: MongoClientOptions = {
-        serverSelectionTimeoutMS: 10_000,
-        ...(uriOptions as MongoClientOptions),
-      };
-      client = new MongoClient(this.uri, options);
-      await client.connect();
-      this.clients.set(key, client);
-    }
-    return client;
-  }
-
-  async closeAll(): Promise<void> {
-    const all = [...this.clients.values()];
-    this.clients.clear();
-    await Promise.allSettled(all.map((c) => c.close()));
-  }
-}
-
 /** A cursor-like entity whose first document may already have been fetched to open the server cursor. */
 export interface CursorEntity {
   kind: 'cursor';
@@ -84,6 +60,9 @@ export class EntityMap implements EntityLookup {
   private readonly map = new Map<string, unknown>();
   private readonly sessions: ClientSession[] = [];
   private readonly cursors: CursorEntity[] = [];
+  private readonly clients: MongoClient[] = [];
+  /** Command monitoring of each client entity that observes events, by entity id. */
+  readonly recorders = new Map<string, EventRecorder>();
 
   set(name: string, value: unknown): void {
     if (this.map.has(name)) throw new Error(`entity ${name} already exists`);
@@ -126,11 +105,7 @@ export class EntityMap implements EntityLookup {
     return v;
   }
 
-  async create(
-    descriptions: EntityDescription[],
-    pool: ClientPool,
-    mapDb: (name: string) => string,
-  ): Promise<void> {
+  async create(descriptions: EntityDescription[], uri: string, names: DbNames): Promise<void> {
     for (const description of descriptions) {
       const [kind, spec] = Object.entries(description)[0] as [
         keyof EntityDescription,
@@ -138,12 +113,22 @@ export class EntityMap implements EntityLookup {
       ];
       switch (kind) {
         case 'client': {
-          // observeEvents, ignoreCommandMonitoringEvents and observeSensitiveCommands only matter for
-          // expectEvents, which this runner does not check. useMultipleMongoses is moot on one server.
-          if (spec.serverApi) throw new UnsupportedCase('client serverApi is not supported by this runner');
-          if (spec.storeEventsAsEntities || spec.observeLogMessages)
+          // useMultipleMongoses is moot on one server.
+          if (spec.storeEventsAsEntities || spec.observeLogMessages || spec.observeTracingMessages)
             throw new UnsupportedCase('event/log entities are not supported by this runner');
-          this.set(spec.id, await pool.get(spec.uriOptions as Document | undefined));
+          if (spec.autoEncryptOpts) throw new UnsupportedCase('client-side encryption is not supported');
+          const options: MongoClientOptions = {
+            serverSelectionTimeoutMS: 10_000,
+            ...(uriOptionsOf(spec.uriOptions as Document | undefined) as MongoClientOptions),
+          };
+          if (spec.serverApi) options.serverApi = spec.serverApi as MongoClientOptions['serverApi'];
+          const observes = Array.isArray(spec.observeEvents) && spec.observeEvents.length > 0;
+          if (observes) options.monitorCommands = true;
+          const client = new MongoClient(uri, options);
+          this.clients.push(client);
+          if (observes) this.recorders.set(spec.id, new EventRecorder(client, spec));
+          await client.connect();
+          this.set(spec.id, client);
           break;
         }
         case 'database': {
@@ -151,7 +136,7 @@ export class EntityMap implements EntityLookup {
           this.set(
             spec.id,
             client.db(
-              mapDb(spec.databaseName as string),
+              names.map(spec.databaseName as string),
               commonOptions(spec.databaseOptions as Document | undefined),
             ),
           );
@@ -181,12 +166,36 @@ export class EntityMap implements EntityLookup {
     }
   }
 
-  /** Ends sessions and closes cursors; pooled clients stay open for the next test. */
+  /** Stops recording command events (before the test's own clean-up sends commands). */
+  stopRecording(): void {
+    for (const r of this.recorders.values()) r.stop();
+  }
+
+  /** Closes cursors, ends sessions and closes the test's clients. */
   async dispose(): Promise<void> {
+    this.stopRecording();
     await Promise.allSettled(this.cursors.map((c) => c.close()));
     await Promise.allSettled(this.sessions.map((s) => s.endSession()));
+    await Promise.allSettled(this.clients.map((c) => c.close()));
     this.map.clear();
   }
+}
+
+/** uriOptions as driver options; readPreferenceTags arrive as an array of tag-set strings. */
+function uriOptionsOf(uriOptions: Document | undefined): Document {
+  if (!uriOptions) return {};
+  const out: Document = { ...uriOptions };
+  if (Array.isArray(out.readPreferenceTags)) {
+    out.readPreferenceTags = (out.readPreferenceTags as string[]).map((t) =>
+      Object.fromEntries(
+        t
+          .split(',')
+          .filter(Boolean)
+          .map((kv) => kv.split(':')),
+      ),
+    );
+  }
+  return out;
 }
 
 export function isCursorEntity(value: unknown): value is CursorEntity {

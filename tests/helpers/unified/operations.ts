@@ -21,10 +21,15 @@ import {
   readPreferenceFrom,
   type CursorEntity,
 } from './entities.js';
+import { MatchError } from './match.js';
 
 export interface OperationContext {
   entities: EntityMap;
   mapDb(name: string): string;
+  /** Whether a database belongs to this run (client-wide change streams see every database). */
+  ownsDb(name: string): boolean;
+  /** How long one iteration may wait for a document before the operation fails. */
+  waitMs: number;
 }
 
 type Args = Document;
@@ -139,38 +144,36 @@ function mapPipeline(pipeline: Document[], ctx: OperationContext): Document[] {
   });
 }
 
+type Iterable =
+  | FindCursor
+  | { next(): Promise<Document | null>; tryNext(): Promise<Document | null>; close(): Promise<void> };
+
 class DriverCursor implements CursorEntity {
   readonly kind = 'cursor' as const;
   buffered: Document[] = [];
   constructor(
-    private readonly cursor:
-      | FindCursor
-      | ChangeStream
-      | { next(): Promise<Document | null>; tryNext(): Promise<Document | null>; close(): Promise<void> },
+    private readonly cursor: Iterable,
+    /** Events to pass over (a client-wide stream also sees the databases of other test files). */
+    private readonly skip: (doc: Document) => boolean = () => false,
   ) {}
 
+  /** Opens the server-side cursor now (find: first batch fetched, nothing consumed). */
   async open(): Promise<void> {
-    // Opens the server-side cursor now; a document fetched while doing so is kept for the first iteration.
-    if (
-      'hasNext' in this.cursor &&
-      typeof this.cursor.hasNext === 'function' &&
-      !('resumeToken' in this.cursor)
-    ) {
-      await this.cursor.hasNext();
-    } else {
-      const first = await this.cursor.tryNext();
-      if (first) this.buffered.push(first as Document);
-    }
+    if ('hasNext' in this.cursor && typeof this.cursor.hasNext === 'function') await this.cursor.hasNext();
   }
 
   async next(): Promise<Document | null> {
-    if (this.buffered.length > 0) return this.buffered.shift() ?? null;
-    return (await this.cursor.next()) as Document | null;
+    for (;;) {
+      const doc = this.buffered.shift() ?? ((await this.cursor.next()) as Document | null);
+      if (!doc || !this.skip(doc)) return doc;
+    }
   }
 
   async tryNext(): Promise<Document | null> {
-    if (this.buffered.length > 0) return this.buffered.shift() ?? null;
-    return (await this.cursor.tryNext()) as Document | null;
+    for (;;) {
+      const doc = this.buffered.shift() ?? ((await this.cursor.tryNext()) as Document | null);
+      if (!doc || !this.skip(doc)) return doc;
+    }
   }
 
   async close(): Promise<void> {
@@ -180,6 +183,20 @@ class DriverCursor implements CursorEntity {
       // Closing errors are suppressed, as the format asks.
     }
   }
+}
+
+/**
+ * A change stream whose aggregate has run: the driver opens it lazily, but a case's later writes must
+ * come after its start. cursorInit is the driver's hook for exactly this (its own unified runner
+ * calls it); the aggregate's error, if any, is the operation's error.
+ */
+async function openChangeStream(
+  stream: ChangeStream,
+  skip?: (doc: Document) => boolean,
+): Promise<DriverCursor> {
+  const inner = (stream as unknown as { cursor: { cursorInit(): Promise<void> } }).cursor;
+  await inner.cursorInit();
+  return new DriverCursor(stream, skip);
 }
 
 async function collectionOperation(
@@ -255,9 +272,7 @@ async function collectionOperation(
     }
     case 'createChangeStream': {
       const [{ pipeline }, options] = take(args, 'pipeline');
-      const cursor = new DriverCursor(coll.watch((pipeline ?? []) as Document[], options));
-      await cursor.open();
-      return cursor;
+      return openChangeStream(coll.watch((pipeline ?? []) as Document[], options));
     }
     case 'findOneAndDelete': {
       const [{ filter }, options] = take(args, 'filter');
@@ -337,9 +352,7 @@ async function databaseOperation(name: string, db: Db, args: Args, ctx: Operatio
     }
     case 'createChangeStream': {
       const [{ pipeline }, options] = take(args, 'pipeline');
-      const cursor = new DriverCursor(db.watch((pipeline ?? []) as Document[], options));
-      await cursor.open();
-      return cursor;
+      return openChangeStream(db.watch((pipeline ?? []) as Document[], options));
     }
     default:
       throw new UnsupportedCase(`database operation ${name} is not mapped by this runner`);
@@ -364,25 +377,49 @@ async function clientOperation(
       return (await client.db('admin').admin().listDatabases(args)).databases.map((d) => d.name);
     case 'createChangeStream': {
       const [{ pipeline }, options] = take(args, 'pipeline');
-      const cursor = new DriverCursor(client.watch((pipeline ?? []) as Document[], options));
-      await cursor.open();
-      return cursor;
+      const ns = (doc: Document): unknown => (doc.ns as Document | undefined)?.db;
+      return openChangeStream(
+        client.watch((pipeline ?? []) as Document[], options),
+        (doc) => typeof ns(doc) === 'string' && !ctx.ownsDb(ns(doc) as string),
+      );
     }
     default:
       throw new UnsupportedCase(`client operation ${name} is not mapped by this runner`);
   }
 }
 
-async function cursorOperation(name: string, cursor: CursorEntity): Promise<unknown> {
+/** Resolves with the promise's value, or fails once `ms` have passed (the promise is then abandoned). */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new MatchError(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  // An abandoned promise may still settle (or fail) later: that must not become an unhandled rejection.
+  promise.catch(() => {});
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function cursorOperation(name: string, cursor: CursorEntity, ctx: OperationContext): Promise<unknown> {
   switch (name) {
     case 'iterateUntilDocumentOrError': {
-      for (;;) {
-        const doc = await cursor.next();
-        if (doc) return doc;
+      let doc: Document | null;
+      try {
+        doc = await withDeadline(cursor.next(), ctx.waitMs, 'iterateUntilDocumentOrError');
+      } catch (err) {
+        // A stream left waiting would deliver its next event to nobody; close it now (the test's
+        // client is closed at the end of the test in any case).
+        if (err instanceof MatchError) await cursor.close();
+        throw err;
       }
+      if (!doc) throw new MatchError('iterateUntilDocumentOrError: the cursor is exhausted');
+      return doc;
     }
     case 'iterateOnce':
-      return (await cursor.tryNext()) ?? undefined;
+      return (await withDeadline(cursor.tryNext(), ctx.waitMs, 'iterateOnce')) ?? undefined;
     case 'close':
       await cursor.close();
       return undefined;
@@ -411,7 +448,7 @@ export async function runEntityOperation(
   const target = ctx.entities.get(object);
   const args = prepareArgs(rawArgs, ctx);
   if (target instanceof MongoClient) return clientOperation(name, target, args, ctx);
-  if (isCursorEntity(target)) return cursorOperation(name, target);
+  if (isCursorEntity(target)) return cursorOperation(name, target, ctx);
   const t = target as Document;
   if (typeof t?.insertOne === 'function' && typeof t?.collectionName === 'string')
     return collectionOperation(name, target as Collection, args, ctx);

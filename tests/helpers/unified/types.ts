@@ -1,6 +1,6 @@
 /**
  * Shapes of the unified test format (MongoDB specifications, unified-test-format.md) as far as the
- * CRUD cases use them. Values are loosely typed: they come from JSON read at run time.
+ * CRUD and change-stream cases use them. Values are loosely typed: they come from JSON read at run time.
  */
 import type { Document } from 'mongodb';
 
@@ -63,6 +63,8 @@ export interface TestCase {
   skipReason?: string;
   operations: Operation[];
   expectEvents?: Document[];
+  expectLogMessages?: Document[];
+  expectTracingMessages?: Document;
   outcome?: CollectionData[];
 }
 
