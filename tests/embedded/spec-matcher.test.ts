@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { Decimal128, Double, Int32, Long, ObjectId } from 'mongodb';
 import { MatchError, matchExactDocuments, matchRootDocuments, matchValue } from '../helpers/unified/match.js';
 import { compareVersions, parseVersion } from '../helpers/unified/requirements.js';
+import { DbNames } from '../helpers/unified/dbNames.js';
+import { withDeadline } from '../helpers/unified/operations.js';
 
 const ok =
   (expected: unknown, actual: unknown, root = true) =>
@@ -55,5 +57,35 @@ describe('unified matcher', () => {
     expect(compareVersions([7, 0, 0], parseVersion('4.4.14'))).toBeGreaterThan(0);
     expect(compareVersions([7, 0, 0], parseVersion('7.99'))).toBeLessThan(0);
     expect(compareVersions([4, 0, 10], parseVersion('4.0.9'))).toBeGreaterThan(0);
+  });
+
+  it("translates database names back to the case file's names, wherever the server reports them", () => {
+    const names = new DbNames();
+    const real = names.map('database0');
+    expect(real).not.toBe('database0');
+    expect(names.map('admin')).toBe('admin');
+    expect(names.owns(real)).toBe(true);
+    expect(names.owns('database0')).toBe(false);
+    const event = {
+      ns: { db: real, coll: 'c' },
+      to: { db: real, coll: 'd' },
+      id: new ObjectId(),
+      list: [`${real}.c`],
+      sort: new Map([['_id', 1]]),
+    };
+    const back = names.unmap(event);
+    expect(back.ns).toEqual({ db: 'database0', coll: 'c' });
+    expect(back.to.db).toBe('database0');
+    expect(back.list).toEqual(['database0.c']);
+    expect(back.id).toBe(event.id);
+    expect(back.sort).toEqual({ _id: 1 });
+    expect(names.unmapString(`ns not found ${real}.c`)).toBe('ns not found database0.c');
+    expect(event.ns.db).toBe(real);
+  });
+
+  it('bounds a wait', async () => {
+    const never = new Promise<never>(() => {});
+    await expect(withDeadline(never, 50, 'iterate')).rejects.toThrow(/iterate: nothing within 50 ms/);
+    await expect(withDeadline(Promise.resolve(7), 50, 'x')).resolves.toBe(7);
   });
 });
