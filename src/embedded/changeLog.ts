@@ -8,22 +8,60 @@
  * events may have been lost (trimmed, or from before a restart) and resuming fails with
  * ChangeStreamHistoryLost, as MongoDB fails for a token that has fallen off the oplog.
  */
-import { Timestamp, type Document } from 'bson';
+import { Timestamp, type Binary, type Document } from 'bson';
 import { CommandError } from './errors.js';
 
+export type OperationType =
+  | 'insert'
+  | 'update'
+  | 'replace'
+  | 'delete'
+  | 'drop'
+  | 'dropDatabase'
+  | 'rename'
+  | 'create'
+  | 'createIndexes'
+  | 'dropIndexes'
+  | 'modify'
+  | 'invalidate';
+
+/** Events a stream sees only with showExpandedEvents (MongoDB 6.0+). */
+export const EXPANDED_EVENTS: ReadonlySet<OperationType> = new Set([
+  'create',
+  'createIndexes',
+  'dropIndexes',
+  'modify',
+]);
+
+/**
+ * One change. Documents are referenced, not copied: the engine never changes a stored document in
+ * place (an update stores a new object), so keeping them costs no copy on the write path.
+ */
 export interface ChangeEvent {
   seq: number;
-  operationType:
-    'insert' | 'update' | 'replace' | 'delete' | 'drop' | 'dropDatabase' | 'rename' | 'invalidate';
+  operationType: OperationType;
   clusterTime: Timestamp;
   wallTime: Date;
   db: string;
   coll?: string;
+  /** The collection's UUID; absent for views and dropDatabase, as in MongoDB. */
+  uuid?: Binary;
   documentKey?: Document;
   fullDocument?: Document;
-  /** For updates: the version before, from which updateDescription is computed when a stream reads it. */
+  /**
+   * The version before the write. Kept for every update (updateDescription is computed from it when a
+   * stream reads the event); for replaces and deletes only when the collection records pre-images.
+   */
   before?: Document;
+  /** The collection had changeStreamPreAndPostImages enabled: `before` (and an update's fullDocument) are its images. */
+  images?: boolean;
   to?: { db: string; coll: string };
+  /** operationDescription, for DDL events and rename. */
+  description?: Document;
+  /** A modify event's collection options before the change. */
+  stateBeforeChange?: Document;
+  /** The event is about a view: MongoDB reports those through system.views, which only database and cluster streams see. */
+  view?: boolean;
 }
 
 const TOKEN_PREFIX = '82';
@@ -120,6 +158,7 @@ export class ChangeLog {
       throw new CommandError(
         'ChangeStreamHistoryLost',
         'Resume of change stream was not possible, as the resume point may no longer be in the oplog.',
+        { errorLabels: ['NonResumableChangeStreamError'] },
       );
     }
     let lo = 0;
@@ -158,47 +197,65 @@ export class ChangeLog {
   }
 }
 
-/** What changed between two versions of a document, in MongoDB's updateDescription shape. */
-export function describeUpdate(before: Document, after: Document): Document {
-  const updatedFields: Document = {};
-  const removedFields: string[] = [];
-  const truncatedArrays: Document[] = [];
-  diff(before, after, '', updatedFields, removedFields, truncatedArrays);
-  return { updatedFields, removedFields, truncatedArrays };
+/** One step of a path: a field name or an array index, and whether the path is ambiguous from here on. */
+interface Step {
+  key: string;
+  index: boolean;
+  ambiguous: boolean;
 }
 
-function diff(
-  a: Document,
-  b: Document,
-  prefix: string,
-  updated: Document,
-  removed: string[],
-  truncated: Document[],
-): void {
-  for (const k of Object.keys(a)) if (!(k in b)) removed.push(prefix + k);
-  for (const k of Object.keys(b)) {
-    const path = prefix + k;
-    const va = a[k] as unknown;
-    const vb = b[k] as unknown;
-    if (!(k in a)) {
-      updated[path] = vb;
-      continue;
+/**
+ * What changed between two versions of a document, in MongoDB's updateDescription shape. With
+ * `disambiguate` (showExpandedEvents), disambiguatedPaths lists, for each reported path that a reader
+ * could not split back into its steps (a field name that looks like an array index, below the top
+ * level, or that contains a dot), the path's steps with array indexes as numbers.
+ */
+export function describeUpdate(before: Document, after: Document, disambiguate = false): Document {
+  const out = {
+    updatedFields: {} as Document,
+    removedFields: [] as string[],
+    truncatedArrays: [] as Document[],
+    disambiguatedPaths: {} as Document,
+  };
+  const note = (steps: Step[]): string => {
+    const path = steps.map((s) => s.key).join('.');
+    if ((steps[steps.length - 1] as Step).ambiguous)
+      out.disambiguatedPaths[path] = steps.map((s) => (s.index ? Number(s.key) : s.key));
+    return path;
+  };
+  const field = (steps: Step[], key: string): Step[] => {
+    const last = steps[steps.length - 1];
+    const ambiguous =
+      (last?.ambiguous ?? false) || (steps.length > 0 && /^(0|[1-9][0-9]*)$/.test(key)) || key.includes('.');
+    return [...steps, { key, index: false, ambiguous }];
+  };
+  const element = (steps: Step[], i: number): Step[] => [
+    ...steps,
+    { key: String(i), index: true, ambiguous: (steps[steps.length - 1] as Step).ambiguous },
+  ];
+  const changed = (steps: Step[], a: unknown, b: unknown): void => {
+    if (isDoc(a) && isDoc(b)) diffDocs(steps, a, b);
+    else if (Array.isArray(a) && Array.isArray(b)) diffArrays(steps, a, b);
+    else out.updatedFields[note(steps)] = b;
+  };
+  const diffDocs = (steps: Step[], a: Document, b: Document): void => {
+    for (const k of Object.keys(a)) if (!(k in b)) out.removedFields.push(note(field(steps, k)));
+    for (const k of Object.keys(b)) {
+      if (!(k in a)) out.updatedFields[note(field(steps, k))] = b[k];
+      else if (!sameValue(a[k], b[k])) changed(field(steps, k), a[k], b[k]);
     }
-    if (sameValue(va, vb)) continue;
-    if (isDoc(va) && isDoc(vb)) {
-      diff(va, vb, path + '.', updated, removed, truncated);
-    } else if (Array.isArray(va) && Array.isArray(vb)) {
-      const n = Math.min(va.length, vb.length);
-      let prefixSame = true;
-      for (let i = 0; i < n && prefixSame; i++) if (!sameValue(va[i], vb[i])) prefixSame = false;
-      if (prefixSame && vb.length > va.length)
-        for (let i = va.length; i < vb.length; i++) updated[`${path}.${i}`] = vb[i];
-      else if (prefixSame && vb.length < va.length) truncated.push({ field: path, newSize: vb.length });
-      else updated[path] = vb;
-    } else {
-      updated[path] = vb;
-    }
-  }
+  };
+  // Element by element, as MongoDB diffs arrays: changed elements, appended ones, and a new size when
+  // the array got shorter.
+  const diffArrays = (steps: Step[], a: unknown[], b: unknown[]): void => {
+    const n = Math.min(a.length, b.length);
+    for (let i = 0; i < n; i++) if (!sameValue(a[i], b[i])) changed(element(steps, i), a[i], b[i]);
+    for (let i = n; i < b.length; i++) out.updatedFields[note(element(steps, i))] = b[i];
+    if (b.length < a.length) out.truncatedArrays.push({ field: note(steps), newSize: b.length });
+  };
+  diffDocs([], before, after);
+  const { disambiguatedPaths, ...rest } = out;
+  return disambiguate ? { ...rest, disambiguatedPaths } : rest;
 }
 
 function isDoc(v: unknown): v is Document {

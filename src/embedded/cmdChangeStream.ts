@@ -6,7 +6,8 @@
 import { Long, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { deepClone, isPlainObject } from './bsonOrder.js';
-import { decodeToken, describeUpdate, encodeToken, type ChangeEvent } from './changeLog.js';
+import { EXPANDED_EVENTS, decodeToken, describeUpdate, encodeToken, type ChangeEvent } from './changeLog.js';
+import { isView } from './views.js';
 import type { Batch, Cursor } from './cursor.js';
 import type { Engine } from './engine.js';
 import { runPipeline } from './mql.js';
@@ -21,6 +22,8 @@ const SPEC_FIELDS = [
   'allChangesForCluster',
   'showExpandedEvents',
 ];
+const FULL_DOCUMENT = ['default', 'updateLookup', 'whenAvailable', 'required'];
+const FULL_DOCUMENT_BEFORE_CHANGE = ['off', 'whenAvailable', 'required'];
 const ALLOWED_STAGES = new Set([
   '$match',
   '$project',
@@ -33,6 +36,15 @@ const ALLOWED_STAGES = new Set([
 ]);
 const DEFAULT_AWAIT_MS = 1000;
 const INTERNAL_DBS = new Set(['admin', 'config', 'local']);
+/** As MongoDB labels the errors a driver must not resume after. */
+const NON_RESUMABLE = { errorLabels: ['NonResumableChangeStreamError'] };
+
+interface StreamOptions {
+  fullDocument: string;
+  fullDocumentBeforeChange: string;
+  showExpandedEvents: boolean;
+  pipeline: Document[];
+}
 
 interface Scope {
   db: string | null;
@@ -52,17 +64,22 @@ class ChangeStreamCursor implements Cursor {
     private readonly engine: Engine,
     private readonly scope: Scope,
     private pos: number,
-    private readonly fullDocument: string,
-    private readonly pipeline: Document[],
+    private readonly options: StreamOptions,
   ) {}
 
   private inScope(e: ChangeEvent): boolean {
-    if (this.scope.db === null) return !INTERNAL_DBS.has(e.db);
-    if (e.db !== this.scope.db) return false;
-    if (this.scope.coll === null) return true;
-    return e.coll === this.scope.coll && e.operationType !== 'dropDatabase';
+    if (EXPANDED_EVENTS.has(e.operationType) && !this.options.showExpandedEvents) return false;
+    const renamedInto = (db: string, coll?: string): boolean =>
+      e.operationType === 'rename' && e.to?.db === db && (coll === undefined || e.to.coll === coll);
+    const { db, coll } = this.scope;
+    if (db === null) return !INTERNAL_DBS.has(e.db);
+    if (coll === null) return e.db === db || renamedInto(db);
+    // A single-collection stream does not watch system.views, where MongoDB records view changes.
+    if (e.view || e.operationType === 'dropDatabase') return false;
+    return (e.db === db && e.coll === coll) || renamedInto(db, coll);
   }
 
+  /** Called for events in scope: a collection stream ends when its collection is dropped or renamed (away or over). */
   private invalidates(e: ChangeEvent): boolean {
     if (this.scope.db === null) return false;
     if (this.scope.coll === null) return e.operationType === 'dropDatabase';
@@ -70,22 +87,84 @@ class ChangeStreamCursor implements Cursor {
   }
 
   private render(e: ChangeEvent): Document {
+    const expanded = this.options.showExpandedEvents;
     const out: Document = {
       _id: encodeToken(e.seq),
       operationType: e.operationType,
       clusterTime: e.clusterTime,
-      wallTime: e.wallTime,
     };
+    if (expanded && e.uuid) out.collectionUUID = e.uuid;
+    out.wallTime = e.wallTime;
     if (e.operationType === 'insert' || e.operationType === 'replace') out.fullDocument = e.fullDocument;
-    if (e.operationType === 'update' && this.fullDocument === 'updateLookup') {
-      out.fullDocument = (e.coll && this.engine.getCollection(e.db, e.coll)?.get(e.documentKey?._id)) || null;
+    if (e.operationType === 'update') {
+      const post = this.postImage(e);
+      if (post !== undefined) out.fullDocument = post;
     }
     out.ns = e.coll === undefined ? { db: e.db } : { db: e.db, coll: e.coll };
     if (e.to) out.to = e.to;
     if (e.documentKey) out.documentKey = e.documentKey;
+    if (expanded && e.description) out.operationDescription = e.description;
     if (e.operationType === 'update' && e.before && e.fullDocument)
-      out.updateDescription = describeUpdate(e.before, e.fullDocument);
+      out.updateDescription = describeUpdate(e.before, e.fullDocument, expanded);
+    if (expanded && e.stateBeforeChange) out.stateBeforeChange = e.stateBeforeChange;
+    if (
+      this.options.fullDocumentBeforeChange !== 'off' &&
+      (e.operationType === 'update' || e.operationType === 'replace' || e.operationType === 'delete')
+    )
+      out.fullDocumentBeforeChange = this.preImage(e);
     return out;
+  }
+
+  /** An update event's fullDocument under the stream's fullDocument mode (undefined: none). */
+  private postImage(e: ChangeEvent): Document | null | undefined {
+    switch (this.options.fullDocument) {
+      case 'updateLookup': {
+        // The document as it is now, if its collection is still the one the event was about.
+        const coll = e.coll === undefined ? undefined : this.engine.getCollection(e.db, e.coll);
+        if (!coll || (e.uuid && !Buffer.from(coll.uuid.buffer).equals(e.uuid.buffer))) return null;
+        return coll.get(e.documentKey?._id) ?? null;
+      }
+      case 'whenAvailable':
+        return e.images && e.fullDocument ? e.fullDocument : null;
+      case 'required':
+        if (e.images && e.fullDocument) return e.fullDocument;
+        throw new CommandError(
+          'NoMatchingDocument',
+          `Change stream was configured to require a post-image for all update events, but the post-image was not available for event: ${describeEvent(e)}`,
+        );
+      default:
+        return undefined;
+    }
+  }
+
+  private preImage(e: ChangeEvent): Document | null {
+    if (e.images && e.before) return e.before;
+    if (this.options.fullDocumentBeforeChange === 'whenAvailable') return null;
+    throw new CommandError(
+      'NoMatchingDocument',
+      `Change stream was configured to require a pre-image for all update, delete and replace events, but the pre-image was not available for event: ${describeEvent(e)}`,
+    );
+  }
+
+  /**
+   * The stream's pipeline over one event. MongoDB refuses (280, at the batch that would return it) any
+   * result whose _id is no longer the event's resume token: the stream could not be resumed after it.
+   */
+  private transform(event: Document): Document[] {
+    if (this.options.pipeline.length === 0) return [event];
+    const token = event._id as Document;
+    const docs = runPipeline(deepClone([event]), this.options.pipeline);
+    for (const doc of docs) {
+      const id = doc._id as unknown;
+      const intact = isPlainObject(id) && Object.keys(id).length === 1 && id._data === token._data;
+      if (!intact)
+        throw new CommandError(
+          'ChangeStreamFatalError',
+          `Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. Modifying the _id field of an event makes it impossible to resume the stream from that point. Only transformations that retain the unmodified _id field are allowed. Expected: { _id: ${JSON.stringify(token)} } but found: ${id === undefined ? '{}' : `{ _id: ${JSON.stringify(id)} }`}`,
+          NON_RESUMABLE,
+        );
+    }
+    return docs;
   }
 
   /** Events available now, up to `max` (0 = no limit). */
@@ -93,22 +172,25 @@ class ChangeStreamCursor implements Cursor {
     const out: Document[] = [];
     if (this.closed) return out;
     for (const e of this.engine.changes.after(this.pos)) {
-      this.pos = e.seq;
-      if (!this.inScope(e)) continue;
-      let docs = [this.render(e)];
-      if (this.pipeline.length > 0) docs = runPipeline(deepClone(docs), this.pipeline);
-      out.push(...docs);
-      if (this.invalidates(e)) {
-        out.push({
-          _id: encodeToken(e.seq),
-          operationType: 'invalidate',
-          clusterTime: e.clusterTime,
-          wallTime: e.wallTime,
-        });
-        this.invalidated = true;
-        this.closed = true;
-        break;
+      if (this.inScope(e)) {
+        out.push(...this.transform(this.render(e)));
+        if (this.invalidates(e)) {
+          // The invalidate event goes through the pipeline like any other; the stream ends either way.
+          out.push(
+            ...this.transform({
+              _id: encodeToken(e.seq),
+              operationType: 'invalidate',
+              clusterTime: e.clusterTime,
+              wallTime: e.wallTime,
+            }),
+          );
+          this.pos = e.seq;
+          this.invalidated = true;
+          this.closed = true;
+          break;
+        }
       }
+      this.pos = e.seq;
       if (max > 0 && out.length >= max) break;
     }
     return out;
@@ -162,26 +244,32 @@ export function openChangeStream(
     throw new CommandError('TypeMismatch', '$changeStream stage specification must be an object');
   for (const k of Object.keys(spec)) {
     if (!SPEC_FIELDS.includes(k))
-      throw new CommandError('BadValue', `BSON field '$changeStream.${k}' is an unknown field.`);
+      throw new CommandError('Location40415', `BSON field '$changeStream.${k}' is an unknown field.`);
   }
-  const fullDocument = (spec.fullDocument as string | undefined) ?? 'default';
-  if (fullDocument !== 'default' && fullDocument !== 'updateLookup') {
-    throw new CommandError(
-      'BadValue',
-      `$changeStream fullDocument '${fullDocument}' is not supported by the jobd embedded server (it keeps no post-images)`,
-    );
+  const fullDocument = enumOption(spec, 'fullDocument', FULL_DOCUMENT, 'default');
+  const fullDocumentBeforeChange = enumOption(
+    spec,
+    'fullDocumentBeforeChange',
+    FULL_DOCUMENT_BEFORE_CHANGE,
+    'off',
+  );
+  for (const k of ['showExpandedEvents', 'allChangesForCluster']) {
+    if (spec[k] !== undefined && typeof spec[k] !== 'boolean')
+      throw new CommandError(
+        'TypeMismatch',
+        `BSON field '$changeStream.${k}' is the wrong type '${typeof spec[k]}', expected type 'bool'`,
+      );
   }
-  const before = (spec.fullDocumentBeforeChange as string | undefined) ?? 'off';
-  if (before !== 'off')
-    throw new CommandError(
-      'BadValue',
-      `$changeStream fullDocumentBeforeChange '${before}' is not supported by the jobd embedded server`,
-    );
   for (const stage of rest) {
     const name = Object.keys(stage)[0] as string;
     if (!ALLOWED_STAGES.has(name))
       throw new CommandError('IllegalOperation', `${name} is not permitted in a $changeStream pipeline`);
   }
+  if (collName !== null && isView(ctx.engine.getCollection(ctx.db, collName)))
+    throw new CommandError(
+      'CommandNotSupportedOnView',
+      `Namespace ${ctx.db}.${collName} is a view, not a collection`,
+    );
   const cluster = Boolean(spec.allChangesForCluster);
   if (cluster && ctx.db !== 'admin')
     throw new CommandError(
@@ -212,7 +300,12 @@ export function openChangeStream(
   }
   const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
   const id = ctx.cursors.allocateId();
-  const cursor = new ChangeStreamCursor(id, ns, ctx.engine, scope, pos, fullDocument, rest);
+  const cursor = new ChangeStreamCursor(id, ns, ctx.engine, scope, pos, {
+    fullDocument,
+    fullDocumentBeforeChange,
+    showExpandedEvents: spec.showExpandedEvents === true,
+    pipeline: rest,
+  });
   const firstBatch = cursor.collect(batchSize ?? 0);
   const closed = cursor.exhausted;
   if (!closed) ctx.cursors.add(cursor);
@@ -220,4 +313,27 @@ export function openChangeStream(
     cursor: { firstBatch, postBatchResumeToken: cursor.token, id: Long.fromNumber(closed ? 0 : id), ns },
     ok: 1,
   };
+}
+
+/** A string option of the $changeStream stage that takes one of `allowed`. */
+function enumOption(spec: Document, field: string, allowed: string[], fallback: string): string {
+  const value = spec[field] as unknown;
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string')
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field '$changeStream.${field}' is the wrong type '${typeof value}', expected type 'string'`,
+    );
+  if (!allowed.includes(value))
+    throw new CommandError(
+      'BadValue',
+      `Enumeration value '${value}' for field '$changeStream.${field}' is not a valid value.`,
+    );
+  return value;
+}
+
+/** An event named in an error message: its type, namespace and document key. */
+function describeEvent(e: ChangeEvent): string {
+  const key = JSON.stringify(e.documentKey ?? {});
+  return `{ operationType: "${e.operationType}", ns: "${e.db}.${e.coll ?? ''}", documentKey: ${key} }`;
 }

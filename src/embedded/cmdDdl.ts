@@ -93,12 +93,54 @@ const create: CommandHandler = (cmd, ctx) => {
     if (cmd.collation !== undefined) options.collation = cmd.collation;
     validateViewOptions(options);
     if (options.pipeline === undefined) options.pipeline = [];
-  } else validateValidatorOptions(options);
+  } else {
+    validateValidatorOptions(options);
+    normalizeImagesOption(options);
+  }
   ctx.engine.createCollection(ctx.db, name, options);
   return { ok: 1 };
 };
 
-const COLLMOD_OPTIONS = ['validator', 'validationLevel', 'validationAction', 'viewOn', 'pipeline'];
+const COLLMOD_OPTIONS = [
+  'validator',
+  'validationLevel',
+  'validationAction',
+  'viewOn',
+  'pipeline',
+  'changeStreamPreAndPostImages',
+];
+
+/**
+ * changeStreamPreAndPostImages: { enabled: <bool> }, checked as MongoDB parses it. Stored only while
+ * enabled, as MongoDB lists it among a collection's options only then.
+ */
+function normalizeImagesOption(options: Document): void {
+  const value = options.changeStreamPreAndPostImages as unknown;
+  if (value === undefined) return;
+  if (!isPlainObject(value))
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field 'changeStreamPreAndPostImages' is the wrong type '${Array.isArray(value) ? 'array' : typeof value}', expected type 'object'`,
+    );
+  for (const k of Object.keys(value))
+    if (k !== 'enabled')
+      throw new CommandError(
+        'Location40415',
+        `BSON field 'changeStreamPreAndPostImages.${k}' is an unknown field.`,
+      );
+  if (value.enabled === undefined)
+    throw new CommandError(
+      'Location40414',
+      "BSON field 'changeStreamPreAndPostImages.enabled' is missing but a required field",
+    );
+  if (typeof value.enabled !== 'boolean')
+    throw new CommandError(
+      'TypeMismatch',
+      `BSON field 'changeStreamPreAndPostImages.enabled' is the wrong type '${typeof value.enabled}', expected type 'bool'`,
+    );
+  if (value.enabled) options.changeStreamPreAndPostImages = { enabled: true };
+  else delete options.changeStreamPreAndPostImages;
+}
 
 /** collMod's fields in MongoDB 7.0 that this server does not implement. */
 const COLLMOD_NOT_IMPLEMENTED = [
@@ -123,7 +165,12 @@ const collMod: CommandHandler = (cmd, ctx) => {
   for (const k of COLLMOD_OPTIONS) if (cmd[k] !== undefined) changes[k] = cmd[k];
   const options: Document = { ...coll.options, ...changes };
   if (isView(coll)) {
-    if ('validator' in changes || 'validationLevel' in changes || 'validationAction' in changes) {
+    if (
+      'validator' in changes ||
+      'validationLevel' in changes ||
+      'validationAction' in changes ||
+      'changeStreamPreAndPostImages' in changes
+    ) {
       throw new CommandError(
         'InvalidOptions',
         `option not supported on a view: ${Object.keys(changes).join(', ')}`,
@@ -134,8 +181,9 @@ const collMod: CommandHandler = (cmd, ctx) => {
     if ('viewOn' in changes || 'pipeline' in changes)
       throw new CommandError('InvalidOptions', `${ctx.db}.${name} is a collection, not a view`);
     validateValidatorOptions(options);
+    normalizeImagesOption(options);
   }
-  ctx.engine.setOptions(coll, options);
+  ctx.engine.setOptions(coll, options, changes);
   return { ok: 1 };
 };
 
@@ -204,7 +252,7 @@ const listCollections: CommandHandler = (cmd, ctx) => {
             name: c.name,
             type: 'collection',
             options: c.options,
-            info: { readOnly: false },
+            info: { readOnly: false, uuid: c.uuid },
             idIndex: { v: 2, key: { _id: 1 }, name: '_id_' },
           },
     )
@@ -289,7 +337,7 @@ const createIndexes: CommandHandler = (cmd, ctx) => {
     }
     toCreate.push(spec);
   }
-  for (const spec of toCreate) ctx.engine.createIndex(coll, spec);
+  ctx.engine.createIndexes(coll, toCreate);
   const reply: Document = {
     numIndexesBefore: before,
     numIndexesAfter: coll.indexes.size,

@@ -139,6 +139,10 @@ const getMore: CommandHandler = async (cmd, ctx) => {
   let batch;
   try {
     batch = await cursor.next(batchSize, maxTimeMS);
+  } catch (err) {
+    // As in MongoDB, a getMore that fails kills its cursor.
+    ctx.cursors.kill(id);
+    throw err;
   } finally {
     cursor.busy = false;
     cursor.lastUsed = Date.now();

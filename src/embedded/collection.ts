@@ -2,7 +2,7 @@
  * A collection: documents by canonical _id, in insertion order, plus its indexes.
  * Every mutation keeps indexes consistent and checks unique constraints before touching anything.
  */
-import type { Document } from 'bson';
+import { UUID, type Binary, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { Index, type IndexKey, type IndexSpec } from './indexes.js';
@@ -10,13 +10,22 @@ import { Index, type IndexKey, type IndexSpec } from './indexes.js';
 export class Collection {
   readonly docs = new Map<string, Document>();
   readonly indexes = new Map<string, Index>();
+  /** Stays with the collection through renames, as MongoDB's collection UUID does; a new collection gets a new one. */
+  readonly uuid: Binary;
 
   constructor(
     public db: string,
     public name: string,
     public options: Document = {},
+    uuid?: Binary,
   ) {
+    this.uuid = uuid ?? new UUID();
     this.indexes.set('_id_', new Index({ v: 2, key: { _id: 1 }, name: '_id_' }));
+  }
+
+  /** Pre- and post-images of this collection's changes are kept for change streams. */
+  get recordsImages(): boolean {
+    return (this.options.changeStreamPreAndPostImages as Document | undefined)?.enabled === true;
   }
 
   get ns(): string {

@@ -21,15 +21,16 @@
  * The change history itself is not persisted: after a restart it starts at that latest event, so a
  * stream that had read up to it resumes, and an older token gets ChangeStreamHistoryLost.
  */
-import { BSON, Timestamp, type Document } from 'bson';
+import { BSON, Timestamp, UUID, type Binary, type Document } from 'bson';
+import { createHash } from 'node:crypto';
 import { CommandError } from './errors.js';
 import type { DurableStore, IndexSpecRecord, LogRecord, SnapshotCollection } from './persistenceTypes.js';
 import { ChangeLog, INCREMENTS_PER_SECOND, seqOf, timestampOf, type ChangeEvent } from './changeLog.js';
 import { Collection } from './collection.js';
-import type { IndexSpec } from './indexes.js';
+import { Index, type IndexSpec } from './indexes.js';
 import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
-import { assertWritable, checkValidator } from './views.js';
+import { assertWritable, checkValidator, isView } from './views.js';
 import { CompactionScheduler } from './compaction.js';
 import {
   RetryableWriteTable,
@@ -142,7 +143,7 @@ export class Engine {
     return this.getCollection(db, name) ?? this.createCollection(db, name, {});
   }
 
-  createCollection(db: string, name: string, options: Document): Collection {
+  createCollection(db: string, name: string, options: Document, uuid?: Binary): Collection {
     validateCollectionName(db, name);
     if (isNs(TXN_NS, db, name) || isNs(CLOCK_NS, db, name)) {
       throw new CommandError(
@@ -153,13 +154,30 @@ export class Engine {
     if (this.getCollection(db, name))
       throw new CommandError('NamespaceExists', `Collection ${db}.${name} already exists.`);
     this.assertAcceptingWrites();
-    const coll = new Collection(db, name, options);
+    // Data written before collections had UUIDs gets one derived from its name, the same at every start.
+    const coll = new Collection(
+      db,
+      name,
+      options,
+      uuid ?? (this.replaying ? legacyUuid(db, name) : undefined),
+    );
     this.link(coll);
-    this.record({ op: 'createCollection', db, coll: name, options }, () => this.unlink(db, name));
+    this.record({ op: 'createCollection', db, coll: name, options, uuid: coll.uuid }, () =>
+      this.unlink(db, name),
+    );
+    if (isView(coll)) {
+      const description: Document = { viewOn: options.viewOn, pipeline: options.pipeline };
+      if (options.collation !== undefined) description.collation = options.collation;
+      this.emit({ operationType: 'create', db, coll: name, description, view: true });
+    } else {
+      // As MongoDB's create oplog entry: the options given, then the _id index.
+      const description: Document = { ...options, idIndex: { v: 2, key: { _id: 1 }, name: '_id_' } };
+      this.emit({ operationType: 'create', db, coll: name, uuid: coll.uuid, description });
+    }
     return coll;
   }
 
-  dropCollection(db: string, name: string): boolean {
+  dropCollection(db: string, name: string, emit = true): boolean {
     const colls = this.dbs.get(db);
     const coll = colls?.get(name);
     if (!colls || !coll) return false;
@@ -167,7 +185,7 @@ export class Engine {
     colls.delete(name);
     if (colls.size === 0) this.dbs.delete(db);
     this.record({ op: 'dropCollection', db, coll: name }, () => this.link(coll));
-    this.emit({ operationType: 'drop', db, coll: name });
+    if (emit) this.emit(dropEvent(coll));
     return true;
   }
 
@@ -175,7 +193,7 @@ export class Engine {
     const colls = this.dbs.get(db);
     if (!colls) return;
     this.assertAcceptingWrites();
-    for (const name of [...colls.keys()]) this.emit({ operationType: 'drop', db, coll: name });
+    for (const coll of [...colls.values()]) this.emit(dropEvent(coll));
     this.dbs.delete(db);
     this.record({ op: 'dropDatabase', db }, () => this.dbs.set(db, colls));
     this.emit({ operationType: 'dropDatabase', db });
@@ -186,9 +204,11 @@ export class Engine {
     if (!coll) throw new CommandError('NamespaceNotFound', `Source collection ${db}.${name} does not exist`);
     validateCollectionName(toDb, toName);
     this.assertAcceptingWrites();
-    if (this.getCollection(toDb, toName)) {
+    const target = this.getCollection(toDb, toName);
+    if (target) {
       if (!dropTarget) throw new CommandError('NamespaceExists', `Target namespace ${toDb}.${toName} exists`);
-      this.dropCollection(toDb, toName);
+      // One event, as MongoDB logs one rename naming the collection it dropped.
+      this.dropCollection(toDb, toName, false);
     }
     this.unlink(db, name);
     coll.db = toDb;
@@ -200,7 +220,10 @@ export class Engine {
       coll.name = name;
       this.link(coll);
     });
-    this.emit({ operationType: 'rename', db, coll: name, to: { db: toDb, coll: toName } });
+    const to = { db: toDb, coll: toName };
+    const description: Document = { to };
+    if (target) description.dropTarget = target.uuid;
+    this.emit({ operationType: 'rename', db, coll: name, uuid: coll.uuid, to, description });
   }
 
   insert(coll: Collection, doc: Document, opts: WriteOptions = {}): void {
@@ -213,6 +236,7 @@ export class Engine {
       operationType: 'insert',
       db: coll.db,
       coll: coll.name,
+      uuid: coll.uuid,
       documentKey: { _id: doc._id },
       fullDocument: doc,
     });
@@ -233,24 +257,18 @@ export class Engine {
     this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () =>
       coll.replace(after, before),
     );
-    if (replacement) {
-      this.emit({
-        operationType: 'replace',
-        db: coll.db,
-        coll: coll.name,
-        documentKey: { _id: after._id },
-        fullDocument: after,
-      });
-    } else {
-      this.emit({
-        operationType: 'update',
-        db: coll.db,
-        coll: coll.name,
-        documentKey: { _id: after._id },
-        fullDocument: after,
-        before,
-      });
-    }
+    // Images are references to the stored versions, never copies: nothing to pay when they are off.
+    const images = coll.recordsImages;
+    this.emit({
+      operationType: replacement ? 'replace' : 'update',
+      db: coll.db,
+      coll: coll.name,
+      uuid: coll.uuid,
+      documentKey: { _id: after._id },
+      fullDocument: after,
+      before: replacement && !images ? undefined : before,
+      images,
+    });
   }
 
   delete(coll: Collection, doc: Document): void {
@@ -259,30 +277,80 @@ export class Engine {
     coll.remove(doc);
     // Undone, the document comes back at the end of the collection's natural order.
     this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id }, () => coll.insert(doc));
-    this.emit({ operationType: 'delete', db: coll.db, coll: coll.name, documentKey: { _id: doc._id } });
+    const images = coll.recordsImages;
+    this.emit({
+      operationType: 'delete',
+      db: coll.db,
+      coll: coll.name,
+      uuid: coll.uuid,
+      documentKey: { _id: doc._id },
+      before: images ? doc : undefined,
+      images,
+    });
   }
 
-  /** collMod: the collection's new options (validator, validation level and action, view definition). */
-  setOptions(coll: Collection, options: Document): void {
+  /**
+   * collMod: the collection's new options (validator, validation level and action, pre- and post-images,
+   * view definition); `changes` are the options the command named, reported in the modify event.
+   */
+  setOptions(coll: Collection, options: Document, changes: Document = {}): void {
     this.assertAcceptingWrites();
     const previous = coll.options;
     coll.options = options;
     this.record({ op: 'collMod', db: coll.db, coll: coll.name, options }, () => (coll.options = previous));
+    if (isView(coll)) {
+      const description: Document = { viewOn: options.viewOn, pipeline: options.pipeline };
+      this.emit({ operationType: 'modify', db: coll.db, coll: coll.name, description, view: true });
+    } else {
+      this.emit({
+        operationType: 'modify',
+        db: coll.db,
+        coll: coll.name,
+        uuid: coll.uuid,
+        description: changes,
+        stateBeforeChange: { collectionOptions: { uuid: coll.uuid, ...previous } },
+      });
+    }
   }
 
-  createIndex(coll: Collection, spec: IndexSpec): void {
+  /**
+   * Builds indexes, with their change events as MongoDB 7.0 reports them: on an empty collection each
+   * index is its own createIndexes event; otherwise one index build commits them all in one event.
+   */
+  createIndexes(coll: Collection, specs: IndexSpec[]): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
-    const restore = indexRestorer(coll);
-    coll.addIndex(spec);
-    this.record({ op: 'createIndex', db: coll.db, coll: coll.name, spec: toSpecRecord(spec) }, restore);
+    const oneBuild = coll.docs.size > 0;
+    for (const spec of specs) {
+      const restore = indexRestorer(coll);
+      coll.addIndex(spec);
+      this.record({ op: 'createIndex', db: coll.db, coll: coll.name, spec: toSpecRecord(spec) }, restore);
+      if (!oneBuild) this.emitIndexes('createIndexes', coll, [spec]);
+    }
+    if (oneBuild && specs.length > 0) this.emitIndexes('createIndexes', coll, specs);
   }
 
   dropIndex(coll: Collection, name: string): void {
     this.assertAcceptingWrites();
     const restore = indexRestorer(coll);
+    const dropped = coll.indexes.get(name);
     coll.indexes.delete(name);
     this.record({ op: 'dropIndex', db: coll.db, coll: coll.name, name }, restore);
+    if (dropped) this.emitIndexes('dropIndexes', coll, [dropped.spec]);
+  }
+
+  private emitIndexes(
+    operationType: 'createIndexes' | 'dropIndexes',
+    coll: Collection,
+    specs: IndexSpec[],
+  ): void {
+    this.emit({
+      operationType,
+      db: coll.db,
+      coll: coll.name,
+      uuid: coll.uuid,
+      description: { indexes: specs.map((spec) => new Index(spec).describe()) },
+    });
   }
 
   private emit(event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'>): void {
@@ -391,6 +459,7 @@ export class Engine {
         out.push({
           db: c.db,
           coll: c.name,
+          uuid: c.uuid,
           options: c.options,
           indexes: [...c.indexes.values()].filter((i) => !i.isIdIndex).map((i) => toSpecRecord(i.spec)),
           docs: [...c.docs.values()],
@@ -413,7 +482,7 @@ export class Engine {
           for (const d of s.docs) this.retryableWrites.restore(d as RetryableWriteDoc);
           continue;
         }
-        const coll = this.createCollection(s.db, s.coll, s.options ?? {});
+        const coll = this.createCollection(s.db, s.coll, s.options ?? {}, s.uuid);
         for (const spec of s.indexes) coll.addIndex(spec);
         for (const doc of s.docs) coll.insert(normalizeNumbers(doc));
       }
@@ -463,7 +532,7 @@ export class Engine {
         return;
       }
       case 'createCollection':
-        if (!this.getCollection(r.db, r.coll)) this.createCollection(r.db, r.coll, r.options ?? {});
+        if (!this.getCollection(r.db, r.coll)) this.createCollection(r.db, r.coll, r.options ?? {}, r.uuid);
         return;
       case 'dropCollection':
         this.dropCollection(r.db, r.coll);
@@ -495,6 +564,21 @@ export class Engine {
         return;
     }
   }
+}
+
+/** A drop event: views are dropped through system.views, so they carry no collection UUID. */
+function dropEvent(coll: Collection): Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'> {
+  return isView(coll)
+    ? { operationType: 'drop', db: coll.db, coll: coll.name, view: true }
+    : { operationType: 'drop', db: coll.db, coll: coll.name, uuid: coll.uuid };
+}
+
+/** A stable UUID for a collection persisted before collections had one: derived from its namespace. */
+function legacyUuid(db: string, coll: string): Binary {
+  const bytes = createHash('sha256').update(`${db}.${coll}`).digest().subarray(0, 16);
+  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x80; // version 8: custom
+  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80; // RFC 4122 variant
+  return new UUID(bytes);
 }
 
 /** Puts a collection's indexes back exactly as they are now, in the same order. */

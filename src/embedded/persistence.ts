@@ -392,6 +392,7 @@ class FileDurableStore implements FileStore {
           docs: [],
         };
         if (meta.options !== undefined) current.options = meta.options as Document;
+        if (meta.uuid !== undefined) current.uuid = meta.uuid as SnapshotCollection['uuid'];
         colls.push(current);
       } else if (tag === Tag.documents) {
         if (!current) throw new Error('documents before any collection');
@@ -446,6 +447,7 @@ function writeSnapshot(path: string, gen: number, state: SnapshotCollection[]): 
     for (const c of state) {
       const meta: Document = { db: c.db, coll: c.coll, indexes: c.indexes };
       if (c.options !== undefined) meta.options = c.options;
+      if (c.uuid !== undefined) meta.uuid = c.uuid;
       put(encodeFrame(Tag.collection, [meta]));
       // Documents in frames of about SNAPSHOT_FRAME_BYTES each.
       let batch: Buffer[] = [];

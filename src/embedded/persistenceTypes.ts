@@ -19,7 +19,7 @@ export type LogRecord =
   | { op: 'insert'; db: string; coll: string; doc: Document }
   | { op: 'replace'; db: string; coll: string; doc: Document }
   | { op: 'delete'; db: string; coll: string; id: unknown }
-  | { op: 'createCollection'; db: string; coll: string; options?: Document }
+  | { op: 'createCollection'; db: string; coll: string; options?: Document; uuid?: Binary }
   | { op: 'dropCollection'; db: string; coll: string }
   | { op: 'dropDatabase'; db: string }
   | { op: 'createIndex'; db: string; coll: string; spec: IndexSpecRecord }
@@ -34,6 +34,8 @@ export type LogRecord =
 export interface SnapshotCollection {
   db: string;
   coll: string;
+  /** The collection's UUID (absent in data written before collections had one). */
+  uuid?: Binary;
   options?: Document;
   indexes: IndexSpecRecord[];
   docs: Document[];
