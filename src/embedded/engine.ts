@@ -257,18 +257,31 @@ export class Engine {
     this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () =>
       coll.replace(after, before),
     );
-    // Images are references to the stored versions, never copies: nothing to pay when they are off.
-    const images = coll.recordsImages;
-    this.emit({
-      operationType: replacement ? 'replace' : 'update',
-      db: coll.db,
-      coll: coll.name,
-      uuid: coll.uuid,
-      documentKey: { _id: after._id },
-      fullDocument: after,
-      before: replacement && !images ? undefined : before,
-      images,
-    });
+    // An update keeps its previous version to describe the change. Images are references to the
+    // stored versions, never copies: a collection without them pays nothing more.
+    const event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'> = replacement
+      ? {
+          operationType: 'replace',
+          db: coll.db,
+          coll: coll.name,
+          uuid: coll.uuid,
+          documentKey: { _id: after._id },
+          fullDocument: after,
+        }
+      : {
+          operationType: 'update',
+          db: coll.db,
+          coll: coll.name,
+          uuid: coll.uuid,
+          documentKey: { _id: after._id },
+          fullDocument: after,
+          before,
+        };
+    if (coll.recordsImages) {
+      event.before = before;
+      event.images = true;
+    }
+    this.emit(event);
   }
 
   delete(coll: Collection, doc: Document): void {
@@ -277,16 +290,18 @@ export class Engine {
     coll.remove(doc);
     // Undone, the document comes back at the end of the collection's natural order.
     this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id }, () => coll.insert(doc));
-    const images = coll.recordsImages;
-    this.emit({
+    const event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'> = {
       operationType: 'delete',
       db: coll.db,
       coll: coll.name,
       uuid: coll.uuid,
       documentKey: { _id: doc._id },
-      before: images ? doc : undefined,
-      images,
-    });
+    };
+    if (coll.recordsImages) {
+      event.before = doc;
+      event.images = true;
+    }
+    this.emit(event);
   }
 
   /**
