@@ -3,6 +3,7 @@
  * Every mutation keeps indexes consistent and checks unique constraints before touching anything.
  */
 import { UUID, type Binary, type Document } from 'bson';
+import { createHash } from 'node:crypto';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { Index, type IndexKey, type IndexSpec } from './indexes.js';
@@ -151,4 +152,12 @@ export function validateStoredDoc(doc: Document): void {
   if (id instanceof RegExp || typeRank(id) === Rank.Regex) {
     throw new CommandError('InvalidIdField', `The '_id' value cannot be of type regex`);
   }
+}
+
+/** A stable UUID for a collection persisted before collections had one: derived from its namespace. */
+export function legacyUuid(db: string, coll: string): Binary {
+  const bytes = createHash('sha256').update(`${db}.${coll}`).digest().subarray(0, 16);
+  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x80; // version 8: custom
+  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80; // RFC 4122 variant
+  return new UUID(bytes);
 }

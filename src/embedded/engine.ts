@@ -21,16 +21,23 @@
  * The change history itself is not persisted: after a restart it starts at that latest event, so a
  * stream that had read up to it resumes, and an older token gets ChangeStreamHistoryLost.
  */
-import { BSON, Timestamp, UUID, type Binary, type Document } from 'bson';
-import { createHash } from 'node:crypto';
+import { BSON, Timestamp, type Binary, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import type { DurableStore, IndexSpecRecord, LogRecord, SnapshotCollection } from './persistenceTypes.js';
 import { ChangeLog, INCREMENTS_PER_SECOND, seqOf, timestampOf, type ChangeEvent } from './changeLog.js';
-import { Collection } from './collection.js';
-import { Index, type IndexSpec } from './indexes.js';
+import { Collection, legacyUuid } from './collection.js';
+import type { IndexSpec } from './indexes.js';
+import {
+  createEvent,
+  dropEvent,
+  indexesEvent,
+  modifyEvent,
+  renameEvent,
+  type NewChangeEvent,
+} from './ddlEvents.js';
 import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
-import { assertWritable, checkValidator, isView } from './views.js';
+import { assertWritable, checkValidator } from './views.js';
 import { CompactionScheduler } from './compaction.js';
 import {
   RetryableWriteTable,
@@ -165,15 +172,7 @@ export class Engine {
     this.record({ op: 'createCollection', db, coll: name, options, uuid: coll.uuid }, () =>
       this.unlink(db, name),
     );
-    if (isView(coll)) {
-      const description: Document = { viewOn: options.viewOn, pipeline: options.pipeline };
-      if (options.collation !== undefined) description.collation = options.collation;
-      this.emit({ operationType: 'create', db, coll: name, description, view: true });
-    } else {
-      // As MongoDB's create oplog entry: the options given, then the _id index.
-      const description: Document = { ...options, idIndex: { v: 2, key: { _id: 1 }, name: '_id_' } };
-      this.emit({ operationType: 'create', db, coll: name, uuid: coll.uuid, description });
-    }
+    this.emit(createEvent(coll));
     return coll;
   }
 
@@ -220,10 +219,7 @@ export class Engine {
       coll.name = name;
       this.link(coll);
     });
-    const to = { db: toDb, coll: toName };
-    const description: Document = { to };
-    if (target) description.dropTarget = target.uuid;
-    this.emit({ operationType: 'rename', db, coll: name, uuid: coll.uuid, to, description });
+    this.emit(renameEvent(coll, { db, coll: name }, target));
   }
 
   insert(coll: Collection, doc: Document, opts: WriteOptions = {}): void {
@@ -259,7 +255,7 @@ export class Engine {
     );
     // An update keeps its previous version to describe the change. Images are references to the
     // stored versions, never copies: a collection without them pays nothing more.
-    const event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'> = replacement
+    const event: NewChangeEvent = replacement
       ? {
           operationType: 'replace',
           db: coll.db,
@@ -290,7 +286,7 @@ export class Engine {
     coll.remove(doc);
     // Undone, the document comes back at the end of the collection's natural order.
     this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id }, () => coll.insert(doc));
-    const event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'> = {
+    const event: NewChangeEvent = {
       operationType: 'delete',
       db: coll.db,
       coll: coll.name,
@@ -313,19 +309,7 @@ export class Engine {
     const previous = coll.options;
     coll.options = options;
     this.record({ op: 'collMod', db: coll.db, coll: coll.name, options }, () => (coll.options = previous));
-    if (isView(coll)) {
-      const description: Document = { viewOn: options.viewOn, pipeline: options.pipeline };
-      this.emit({ operationType: 'modify', db: coll.db, coll: coll.name, description, view: true });
-    } else {
-      this.emit({
-        operationType: 'modify',
-        db: coll.db,
-        coll: coll.name,
-        uuid: coll.uuid,
-        description: changes,
-        stateBeforeChange: { collectionOptions: { uuid: coll.uuid, ...previous } },
-      });
-    }
+    this.emit(modifyEvent(coll, changes, previous));
   }
 
   /**
@@ -340,9 +324,9 @@ export class Engine {
       const restore = indexRestorer(coll);
       coll.addIndex(spec);
       this.record({ op: 'createIndex', db: coll.db, coll: coll.name, spec: toSpecRecord(spec) }, restore);
-      if (!oneBuild) this.emitIndexes('createIndexes', coll, [spec]);
+      if (!oneBuild) this.emit(indexesEvent('createIndexes', coll, [spec]));
     }
-    if (oneBuild && specs.length > 0) this.emitIndexes('createIndexes', coll, specs);
+    if (oneBuild && specs.length > 0) this.emit(indexesEvent('createIndexes', coll, specs));
   }
 
   dropIndex(coll: Collection, name: string): void {
@@ -351,24 +335,10 @@ export class Engine {
     const dropped = coll.indexes.get(name);
     coll.indexes.delete(name);
     this.record({ op: 'dropIndex', db: coll.db, coll: coll.name, name }, restore);
-    if (dropped) this.emitIndexes('dropIndexes', coll, [dropped.spec]);
+    if (dropped) this.emit(indexesEvent('dropIndexes', coll, [dropped.spec]));
   }
 
-  private emitIndexes(
-    operationType: 'createIndexes' | 'dropIndexes',
-    coll: Collection,
-    specs: IndexSpec[],
-  ): void {
-    this.emit({
-      operationType,
-      db: coll.db,
-      coll: coll.name,
-      uuid: coll.uuid,
-      description: { indexes: specs.map((spec) => new Index(spec).describe()) },
-    });
-  }
-
-  private emit(event: Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'>): void {
+  private emit(event: NewChangeEvent): void {
     if (this.replaying) return;
     const e = event as ChangeEvent;
     e.clusterTime = this.nextOpTime();
@@ -579,21 +549,6 @@ export class Engine {
         return;
     }
   }
-}
-
-/** A drop event: views are dropped through system.views, so they carry no collection UUID. */
-function dropEvent(coll: Collection): Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'> {
-  return isView(coll)
-    ? { operationType: 'drop', db: coll.db, coll: coll.name, view: true }
-    : { operationType: 'drop', db: coll.db, coll: coll.name, uuid: coll.uuid };
-}
-
-/** A stable UUID for a collection persisted before collections had one: derived from its namespace. */
-function legacyUuid(db: string, coll: string): Binary {
-  const bytes = createHash('sha256').update(`${db}.${coll}`).digest().subarray(0, 16);
-  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x80; // version 8: custom
-  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80; // RFC 4122 variant
-  return new UUID(bytes);
 }
 
 /** Puts a collection's indexes back exactly as they are now, in the same order. */
