@@ -145,7 +145,6 @@ function normalizeImagesOption(options: Document): void {
 /** collMod's fields in MongoDB 7.0 that this server does not implement. */
 const COLLMOD_NOT_IMPLEMENTED = [
   'index',
-  'changeStreamPreAndPostImages',
   'expireAfterSeconds',
   'timeseries',
   'timeseriesBucketsMayHaveMixedSchemaData',
@@ -190,8 +189,7 @@ const collMod: CommandHandler = (cmd, ctx) => {
 const drop: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'drop');
   rejectUnknownFields(cmd, 'drop', ['collectionUUID']);
-  if (cmd.collectionUUID !== undefined)
-    throw notImplemented('drop.collectionUUID', 'collections have no UUIDs');
+  if (cmd.collectionUUID !== undefined) throw notImplemented('drop.collectionUUID');
   const coll = ctx.engine.getCollection(ctx.db, name);
   // MongoDB 7.0 no longer reports a missing namespace as an error.
   if (!coll) return { ok: 1 };
@@ -270,8 +268,7 @@ const renameCollection: CommandHandler = (cmd, ctx) => {
     throw new CommandError('Unauthorized', 'renameCollection may only be run against the admin database.');
   // stayTemp only concerns temporary collections, which this server does not create.
   rejectUnknownFields(cmd, 'renameCollection', ['to', 'dropTarget', 'stayTemp', 'collectionUUID']);
-  if (cmd.collectionUUID !== undefined)
-    throw notImplemented('renameCollection.collectionUUID', 'collections have no UUIDs');
+  if (cmd.collectionUUID !== undefined) throw notImplemented('renameCollection.collectionUUID');
   const from = String(cmd.renameCollection);
   const to = String(cmd.to);
   const [fromDb, ...fromRest] = from.split('.');
@@ -368,8 +365,7 @@ const listIndexes: CommandHandler = (cmd, ctx) => {
 const dropIndexes: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'dropIndexes');
   rejectUnknownFields(cmd, 'dropIndexes', ['index', 'collectionUUID']);
-  if (cmd.collectionUUID !== undefined)
-    throw notImplemented('dropIndexes.collectionUUID', 'collections have no UUIDs');
+  if (cmd.collectionUUID !== undefined) throw notImplemented('dropIndexes.collectionUUID');
   validateCollectionName(ctx.db, name);
   const coll = ctx.engine.getCollection(ctx.db, name);
   if (!coll) throw new CommandError('NamespaceNotFound', `ns not found ${ctx.db}.${name}`);
