@@ -3,7 +3,7 @@
  * frame at a time through h5wasm (HDF5 compiled to WebAssembly, reading the file in place).
  * A 4D dataset is presented as a stack of frames, one per scan position, y-major.
  */
-import { stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import h5wasm, { type Dataset, type Group } from 'h5wasm/node';
 import { ImageFormatError } from '../errors.js';
 import type { ImageStack, PixelSize, PixelType, PlaneArray, SpaceUnit } from '../types.js';
@@ -68,6 +68,25 @@ function pixelSizeOf(ds: Dataset): PixelSize | undefined {
   return { x, y, z: x, unit };
 }
 
+const SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** The HDF5 signature sits at byte 0, or after a user block at 512, 1024, 2048, ... */
+async function checkSignature(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const buf = Buffer.alloc(8);
+    for (let at = 0; at + 8 <= size; at = at === 0 ? 512 : at * 2) {
+      await fh.read(buf, 0, 8, at);
+      if (buf.equals(SIGNATURE)) return;
+      if (at >= 1 << 20) break;
+    }
+  } finally {
+    await fh.close();
+  }
+  throw new ImageFormatError(path, 'not a readable HDF5 file (no HDF5 signature)');
+}
+
 export interface Hdf5OpenOptions {
   /** Path of the dataset inside the file; by default the largest 3D or 4D dataset. */
   dataset?: string;
@@ -98,13 +117,13 @@ export class Hdf5Stack implements ImageStack {
   }
 
   static async open(path: string, opts: Hdf5OpenOptions = {}): Promise<Hdf5Stack> {
-    await stat(path);
+    await checkSignature(path);
     await h5wasm.ready;
     let file: InstanceType<typeof h5wasm.File>;
     try {
       file = new h5wasm.File(path, 'r');
     } catch (err) {
-      throw new ImageFormatError(path, `not a readable HDF5 file (${(err as Error).message})`, { cause: err });
+      throw new ImageFormatError(path, `not a readable HDF5 file (${String((err as Error)?.message ?? err)})`, { cause: err });
     }
     try {
       let dsPath = opts.dataset;
@@ -127,7 +146,10 @@ export class Hdf5Stack implements ImageStack {
       return new Hdf5Stack(path, dsPath, file, ds, dtype, pixelSizeOf(ds));
     } catch (err) {
       file.close();
-      throw err;
+      if (err instanceof ImageFormatError) throw err;
+      throw new ImageFormatError(path, `cannot read the HDF5 structure (${String((err as Error)?.message ?? err)})`, {
+        cause: err,
+      });
     }
   }
 

@@ -146,7 +146,8 @@ export class TiffStack implements ImageStack {
     if (img.getWidth() !== this.width || img.getHeight() !== this.height) {
       throw new ImageFormatError(
         this.path,
-        `page ${z} is ${img.getWidth()}×${img.getHeight()} but page 0 is ${this.width}×${this.height}; a stack needs equal pages`,
+        `page ${z} is ${img.getWidth()}×${img.getHeight()} but page 0 is ${this.width}×${this.height}; a stack needs equal pages` +
+          (img.getWidth() * img.getHeight() === 0 ? ' (an empty page directory: the file is truncated or corrupt)' : ''),
       );
     }
     const t = pixelTypeOf(img.getBitsPerSample(), img.getSampleFormat());
