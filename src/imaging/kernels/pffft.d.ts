@@ -1,0 +1,11 @@
+/** Types for the PFFFT WebAssembly build (an Emscripten module factory). */
+declare module '@echogarden/pffft-wasm/simd' {
+  import type { PffftModule } from './pffftModule.js';
+  const factory: () => Promise<PffftModule>;
+  export default factory;
+}
+declare module '@echogarden/pffft-wasm' {
+  import type { PffftModule } from './pffftModule.js';
+  const factory: () => Promise<PffftModule>;
+  export default factory;
+}
