@@ -1,0 +1,69 @@
+/**
+ * Zarr v2 chunk encoding and atomic chunk files. Blosc comes from numcodecs (the codec library
+ * of the zarr.js family, a WebAssembly build); zlib from Node itself.
+ */
+import { deflateSync, inflateSync } from 'node:zlib';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import Blosc from 'numcodecs/blosc';
+import type { PixelType } from '../types.js';
+
+export type Compression = 'blosc-lz4' | 'blosc-zstd' | 'zlib' | 'none';
+export const COMPRESSIONS: Compression[] = ['blosc-lz4', 'blosc-zstd', 'zlib', 'none'];
+
+export type ZarrCompressor =
+  | { id: 'blosc'; cname: 'lz4' | 'zstd'; clevel: number; shuffle: number; blocksize: number }
+  | { id: 'zlib'; level: number }
+  | null;
+
+export function compressorFor(c: Compression, itemsize: number): ZarrCompressor {
+  switch (c) {
+    case 'blosc-lz4':
+    case 'blosc-zstd':
+      // Byte shuffle groups the bytes of multi-byte pixels, which is what makes image data compress.
+      return { id: 'blosc', cname: c === 'blosc-lz4' ? 'lz4' : 'zstd', clevel: 5, shuffle: itemsize > 1 ? 1 : 0, blocksize: 0 };
+    case 'zlib':
+      return { id: 'zlib', level: 1 };
+    case 'none':
+      return null;
+  }
+}
+
+export const ZARR_DTYPE: Record<PixelType, string> = {
+  int8: '|i1',
+  uint8: '|u1',
+  int16: '<i2',
+  uint16: '<u2',
+  int32: '<i4',
+  uint32: '<u4',
+  float32: '<f4',
+  float64: '<f8',
+};
+
+export interface ChunkCodec {
+  encode(raw: Uint8Array): Promise<Uint8Array>;
+  decode(data: Uint8Array): Promise<Uint8Array>;
+}
+
+export function chunkCodec(compressor: ZarrCompressor): ChunkCodec {
+  if (compressor === null) return { encode: async (b) => b, decode: async (b) => b };
+  if (compressor.id === 'zlib') {
+    const level = compressor.level;
+    return { encode: async (b) => deflateSync(b, { level }), decode: async (b) => inflateSync(b) };
+  }
+  const blosc = Blosc.fromConfig(compressor);
+  return { encode: (b) => blosc.encode(b), decode: (b) => blosc.decode(b) };
+}
+
+/** Writes under a temporary name and renames, so a chunk file is either whole or absent. */
+export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, data);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(tmp, data);
+  }
+  await rename(tmp, path);
+}
