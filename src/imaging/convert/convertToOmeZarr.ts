@@ -91,7 +91,7 @@ export async function convertToOmeZarr(
   ctl: KernelControl = {},
 ): Promise<ConvertResult> {
   const { chunks, compression, minSide, writeConcurrency } = validate(opts);
-  const [cz, cy, cx] = chunks;
+  const cz = chunks[0];
   const { signal, onProgress } = ctl;
   const src = await openStack(input, { ...(opts.format ? { format: opts.format } : {}), ...(opts.dataset ? { dataset: opts.dataset } : {}) });
   try {
