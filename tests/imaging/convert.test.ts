@@ -34,7 +34,12 @@ function reference(src: number[], w: number, h: number): { data: number[]; w: nu
   for (let y = 0; y < h2; y++) {
     for (let x = 0; x < w2; x++) {
       const vals: number[] = [];
-      for (const [dy, dx] of [[0, 0], [0, 1], [1, 0], [1, 1]] as const) {
+      for (const [dy, dx] of [
+        [0, 0],
+        [0, 1],
+        [1, 0],
+        [1, 1],
+      ] as const) {
         if (2 * y + dy < h && 2 * x + dx < w) vals.push(src[(2 * y + dy) * w + 2 * x + dx]!);
       }
       data.push(Math.floor(vals.reduce((a, b) => a + b, 0) / vals.length + 0.5));
@@ -44,21 +49,30 @@ function reference(src: number[], w: number, h: number): { data: number[]; w: nu
 }
 
 async function zarrFiles(root: string): Promise<string[]> {
-  return (await readdir(root, { recursive: true })).filter((f) => /^\d+\/\d+\/\d+\/\d+$/.test(f.replaceAll('\\', '/')));
+  return (await readdir(root, { recursive: true })).filter((f) =>
+    /^\d+\/\d+\/\d+\/\d+$/.test(f.replaceAll('\\', '/')),
+  );
 }
 
 describe('convertToOmeZarr', () => {
   const tif = () => join(dir, 'stack.tif');
   beforeAll(async () => {
-    await writeTiffStack(tif(), { width: W, height: H, depth: D, dtype: 'uint16', pixelSizeUm: 0.5, zSpacingUm: 2 }, (z) =>
-      Uint16Array.from({ length: W * H }, (_, i) => pixel(z, i)),
+    await writeTiffStack(
+      tif(),
+      { width: W, height: H, depth: D, dtype: 'uint16', pixelSizeUm: 0.5, zSpacingUm: 2 },
+      (z) => Uint16Array.from({ length: W * H }, (_, i) => pixel(z, i)),
     );
   });
 
   it('TIFF → OME-Zarr 0.4 pyramid: read back equal, every level a 2×2 mean, metadata valid', async () => {
     const out = join(dir, 'out.zarr');
     const progress: number[] = [];
-    const r = await convertToOmeZarr(tif(), out, { chunks: [1, 128, 128] }, { onProgress: (f) => progress.push(f) });
+    const r = await convertToOmeZarr(
+      tif(),
+      out,
+      { chunks: [1, 128, 128] },
+      { onProgress: (f) => progress.push(f) },
+    );
     expect(r.levels.map((l) => l.shape)).toEqual([
       [3, 520, 600],
       [3, 260, 300],
@@ -77,7 +91,12 @@ describe('convertToOmeZarr', () => {
         expectSameValues(got, expected.data, `level ${l} plane ${k}`);
       }
     }
-    expect(ngff04Problems(z.attrs, [0, 1, 2].map((l) => z.shape(l)))).toEqual([]);
+    expect(
+      ngff04Problems(
+        z.attrs,
+        [0, 1, 2].map((l) => z.shape(l)),
+      ),
+    ).toEqual([]);
     const ms = (z.attrs.multiscales as { axes: unknown; datasets: unknown }[])[0]!;
     expect(ms.axes).toEqual([
       { name: 'z', type: 'space', unit: 'micrometer' },
@@ -85,9 +104,27 @@ describe('convertToOmeZarr', () => {
       { name: 'x', type: 'space', unit: 'micrometer' },
     ]);
     expect(ms.datasets).toEqual([
-      { path: '0', coordinateTransformations: [{ type: 'scale', scale: [2, 0.5, 0.5] }, { type: 'translation', translation: [0, 0, 0] }] },
-      { path: '1', coordinateTransformations: [{ type: 'scale', scale: [2, 1, 1] }, { type: 'translation', translation: [0, 0.25, 0.25] }] },
-      { path: '2', coordinateTransformations: [{ type: 'scale', scale: [2, 2, 2] }, { type: 'translation', translation: [0, 0.75, 0.75] }] },
+      {
+        path: '0',
+        coordinateTransformations: [
+          { type: 'scale', scale: [2, 0.5, 0.5] },
+          { type: 'translation', translation: [0, 0, 0] },
+        ],
+      },
+      {
+        path: '1',
+        coordinateTransformations: [
+          { type: 'scale', scale: [2, 1, 1] },
+          { type: 'translation', translation: [0, 0.25, 0.25] },
+        ],
+      },
+      {
+        path: '2',
+        coordinateTransformations: [
+          { type: 'scale', scale: [2, 2, 2] },
+          { type: 'translation', translation: [0, 0.75, 0.75] },
+        ],
+      },
     ]);
     // 5×5 + 3×3 + 2×2 chunks per plane.
     expect(r.chunksWritten).toBe(D * (25 + 9 + 4));
@@ -95,36 +132,41 @@ describe('convertToOmeZarr', () => {
   });
 
   const py = findPython(['zarr', 'numcodecs', 'numpy']);
-  it.skipIf(!py)('python3-zarr (Zarr v2) reads every level back equal, Blosc and zlib chunks alike', async () => {
-    for (const compression of ['blosc-lz4', 'zlib'] as const) {
-      const out = join(dir, `py-${compression}.zarr`);
-      await convertToOmeZarr(tif(), out, { chunks: [2, 100, 256], compression });
-      const ours = await OmeZarrReader.open(out);
-      const sums = [];
-      for (let l = 0; l < 3; l++) {
-        let s = 0;
-        for (let k = 0; k < D; k++) for (const v of await ours.readPlane(l, k)) s += v;
-        sums.push(s);
-      }
-      const text = runPython(
-        py!,
-        `import zarr, sys, json
+  it.skipIf(!py)(
+    'python3-zarr (Zarr v2) reads every level back equal, Blosc and zlib chunks alike',
+    async () => {
+      for (const compression of ['blosc-lz4', 'zlib'] as const) {
+        const out = join(dir, `py-${compression}.zarr`);
+        await convertToOmeZarr(tif(), out, { chunks: [2, 100, 256], compression });
+        const ours = await OmeZarrReader.open(out);
+        const sums = [];
+        for (let l = 0; l < 3; l++) {
+          let s = 0;
+          for (let k = 0; k < D; k++) for (const v of await ours.readPlane(l, k)) s += v;
+          sums.push(s);
+        }
+        const text = runPython(
+          py!,
+          `import zarr, sys, json
 g = zarr.open_group(sys.argv[1], mode='r')
 ms = g.attrs['multiscales'][0]
 print(json.dumps([[list(g[d['path']].shape), int(g[d['path']][:].astype('int64').sum()), str(g[d['path']].dtype), g[d['path']].compressor.codec_id] for d in ms['datasets']]))`,
-        [out],
-      );
-      const py3 = JSON.parse(text) as [number[], number, string, string][];
-      expect(py3.map((x) => x[0])).toEqual([0, 1, 2].map((l) => ours.shape(l)));
-      expect(py3.map((x) => x[1])).toEqual(sums);
-      expect(py3.map((x) => x[2])).toEqual(['uint16', 'uint16', 'uint16']);
-      expect(py3[0]![3]).toBe(compression === 'zlib' ? 'zlib' : 'blosc');
-    }
-  });
+          [out],
+        );
+        const py3 = JSON.parse(text) as [number[], number, string, string][];
+        expect(py3.map((x) => x[0])).toEqual([0, 1, 2].map((l) => ours.shape(l)));
+        expect(py3.map((x) => x[1])).toEqual(sums);
+        expect(py3.map((x) => x[2])).toEqual(['uint16', 'uint16', 'uint16']);
+        expect(py3[0]![3]).toBe(compression === 'zlib' ? 'zlib' : 'blosc');
+      }
+    },
+  );
 
   it('MRC float32 with depth not a multiple of the chunk depth; pixel size in Å from the header', async () => {
     const mrc = join(dir, 'vol.mrc');
-    const planes = Array.from({ length: 5 }, (_, z) => Float32Array.from({ length: 300 * 280 }, (_, i) => Math.sin(i / 17 + z) * 100));
+    const planes = Array.from({ length: 5 }, (_, z) =>
+      Float32Array.from({ length: 300 * 280 }, (_, i) => Math.sin(i / 17 + z) * 100),
+    );
     await writeMrc(mrc, planes, { width: 300, height: 280, mode: 2, pixelSize: { x: 1.1, y: 1.1, z: 1.1 } });
     const out = join(dir, 'vol.zarr');
     const r = await convertToOmeZarr(mrc, out, { chunks: [2, 64, 64], compression: 'blosc-zstd' });
@@ -133,18 +175,33 @@ print(json.dumps([[list(g[d['path']].shape), int(g[d['path']][:].astype('int64')
     expectSameValues(await z.readPlane(0, 4), planes[4]!);
     const lvl1 = await z.readPlane(1, 4);
     const p = planes[4]!;
-    expect(lvl1[151]).toBeCloseTo((p[2 * 300 + 2]! + p[2 * 300 + 3]! + p[3 * 300 + 2]! + p[3 * 300 + 3]!) / 4, 4);
-    const ms = (z.attrs.multiscales as { axes: { unit: string }[]; datasets: { coordinateTransformations: { scale: number[] }[] }[] }[])[0]!;
+    expect(lvl1[151]).toBeCloseTo(
+      (p[2 * 300 + 2]! + p[2 * 300 + 3]! + p[3 * 300 + 2]! + p[3 * 300 + 3]!) / 4,
+      4,
+    );
+    const ms = (
+      z.attrs.multiscales as {
+        axes: { unit: string }[];
+        datasets: { coordinateTransformations: { scale: number[] }[] }[];
+      }[]
+    )[0]!;
     expect(ms.axes[2]!.unit).toBe('angstrom');
     expect(ms.datasets[1]!.coordinateTransformations[0]!.scale[2]).toBeCloseTo(2.2, 5);
-    expect(ngff04Problems(z.attrs, [0, 1].map((l) => z.shape(l)))).toEqual([]);
+    expect(
+      ngff04Problems(
+        z.attrs,
+        [0, 1].map((l) => z.shape(l)),
+      ),
+    ).toEqual([]);
   });
 
   it('refuses bad options and an output that holds something else', async () => {
     await expect(convertToOmeZarr(tif(), join(dir, 'x.zarr'), { chunks: [1, 0, 64] })).rejects.toThrow(
       'chunks = [1,0,64] is not allowed: must be [z, y, x], positive integers up to 65536',
     );
-    await expect(convertToOmeZarr(tif(), join(dir, 'x.zarr'), { compression: 'lzma' as never })).rejects.toThrow(
+    await expect(
+      convertToOmeZarr(tif(), join(dir, 'x.zarr'), { compression: 'lzma' as never }),
+    ).rejects.toThrow(
       'compression = "lzma" is not allowed: must be one of blosc-lz4, blosc-zstd, zlib, none',
     );
     await expect(convertToOmeZarr(tif(), join(dir, 'out.zarr'), { chunks: [1, 64, 64] })).rejects.toThrow(
@@ -174,7 +231,11 @@ print(json.dumps([[list(g[d['path']].shape), int(g[d['path']][:].astype('int64')
           resolve(Number(m[1]));
         }
       });
-      child.on('exit', (code, sig) => (sig === 'SIGKILL' ? undefined : reject(new Error(`child exited ${code} before the kill: ${buffered}`))));
+      child.on('exit', (code, sig) =>
+        sig === 'SIGKILL'
+          ? undefined
+          : reject(new Error(`child exited ${code} before the kill: ${buffered}`)),
+      );
     });
     await new Promise((r) => child.once('exit', r));
     expect(killedAt).toBeGreaterThanOrEqual(6);
@@ -192,7 +253,10 @@ print(json.dumps([[list(g[d['path']].shape), int(g[d['path']][:].astype('int64')
     expect(r.chunksWritten).toBe((depth - recorded) * perBlock);
     const z = await OmeZarrReader.open(out);
     for (let k = 0; k < depth; k++) {
-      expectSameValues(await z.readPlane(0, k), Array.from({ length: 300 * 300 }, (_, i) => pixel(k, i)));
+      expectSameValues(
+        await z.readPlane(0, k),
+        Array.from({ length: 300 * 300 }, (_, i) => pixel(k, i)),
+      );
     }
     expect((await readdir(out, { recursive: true })).some((f) => f.includes('.tmp-'))).toBe(false);
     expect((await readFile(join(out, '.jobd-progress'), 'utf8')).endsWith('complete\n')).toBe(true);
@@ -208,15 +272,23 @@ print(json.dumps([[list(g[d['path']].shape), int(g[d['path']][:].astype('int64')
     expect(r.blocksSkipped).toBe(11);
     expect(r.chunksWritten).toBe(13);
     const z = await OmeZarrReader.open(out);
-    expectSameValues(await z.readPlane(0, 3), Array.from({ length: 300 * 300 }, (_, i) => pixel(3, i)));
+    expectSameValues(
+      await z.readPlane(0, 3),
+      Array.from({ length: 300 * 300 }, (_, i) => pixel(3, i)),
+    );
   });
 
   it('stops between planes when its signal fires', async () => {
     const ac = new AbortController();
-    const err = await convertToOmeZarr(tif(), join(dir, 'abort.zarr'), {}, {
-      signal: ac.signal,
-      onProgress: () => ac.abort(new Error('cancelled')),
-    }).catch((e: unknown) => e);
+    const err = await convertToOmeZarr(
+      tif(),
+      join(dir, 'abort.zarr'),
+      {},
+      {
+        signal: ac.signal,
+        onProgress: () => ac.abort(new Error('cancelled')),
+      },
+    ).catch((e: unknown) => e);
     expect((err as Error).name).toBe('AbortError');
     expect((err as Error).message).toBe('conversion aborted');
   });

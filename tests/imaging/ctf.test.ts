@@ -44,11 +44,19 @@ describe('CTF estimation', () => {
     it(`recovers defocus ${u / 1e4}/${v / 1e4} µm at ${angle}°`, async () => {
       const truth: TrueCtf = { ...scope, defocusU: u, defocusV: v, angleDeg: angle, bFactor: 60 };
       const img = await syntheticMicrograph(SIZE, truth, u + v + angle);
-      const r = await estimateCtf(img, SIZE, SIZE, { ...scope, tileSize: 512, minResolution: 30, maxResolution: 5 });
+      const r = await estimateCtf(img, SIZE, SIZE, {
+        ...scope,
+        tileSize: 512,
+        minResolution: 30,
+        maxResolution: 5,
+      });
       const tol = (d: number) => Math.max(0.02 * d, 500);
       expect(Math.abs(r.defocusU - u), `defocus U ${r.defocusU.toFixed(0)} vs ${u}`).toBeLessThan(tol(u));
       expect(Math.abs(r.defocusV - v), `defocus V ${r.defocusV.toFixed(0)} vs ${v}`).toBeLessThan(tol(v));
-      if (u - v >= 1000) expect(angleError(r.astigmatismAngle, angle), `angle ${r.astigmatismAngle.toFixed(1)}`).toBeLessThan(5);
+      if (u - v >= 1000)
+        expect(angleError(r.astigmatismAngle, angle), `angle ${r.astigmatismAngle.toFixed(1)}`).toBeLessThan(
+          5,
+        );
       expect(r.score).toBeGreaterThan(0.2);
       expect(r.fitResolution).toBeLessThan(8);
       expect(r.fitResolution).toBeGreaterThanOrEqual(2 * scope.pixelSize - 1e-9);
@@ -59,7 +67,13 @@ describe('CTF estimation', () => {
     const truth: TrueCtf = { ...scope, defocusU: 15000, defocusV: 14000, angleDeg: 40, bFactor: 60 };
     const img = await syntheticMicrograph(1024, truth, 3);
     const progress: number[] = [];
-    const r = await estimateCtf(img, 1024, 1024, { ...scope, tileSize: 256 }, { onProgress: (f) => progress.push(f) });
+    const r = await estimateCtf(
+      img,
+      1024,
+      1024,
+      { ...scope, tileSize: 256 },
+      { onProgress: (f) => progress.push(f) },
+    );
     const path = join(dir, 'diag.png');
     await writeCtfDiagnostic(path, r, scope);
     const png = PNG.sync.read(await readFile(path));
@@ -81,8 +95,8 @@ describe('CTF estimation', () => {
   it('stops when its signal fires', async () => {
     const ac = new AbortController();
     ac.abort();
-    await expect(estimateCtf(new Float32Array(512 * 512), 512, 512, scope, { signal: ac.signal })).rejects.toThrow(
-      'power spectrum aborted',
-    );
+    await expect(
+      estimateCtf(new Float32Array(512 * 512), 512, 512, scope, { signal: ac.signal }),
+    ).rejects.toThrow('power spectrum aborted');
   });
 });

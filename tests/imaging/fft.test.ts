@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { isFftSize, nextFftSize, prevFftSize, RealFft2d, spectrumIndex, toRowMajorSpectrum } from '../../src/imaging/kernels/fft.js';
+import {
+  isFftSize,
+  nextFftSize,
+  prevFftSize,
+  RealFft2d,
+  spectrumIndex,
+  toRowMajorSpectrum,
+} from '../../src/imaging/kernels/fft.js';
 import { findPython, runPythonBytes } from '../fixtures/imaging/python.js';
 
 function randomImage(w: number, h: number, seed = 1): Float32Array {

@@ -22,11 +22,13 @@ describe('HDF5 4D-STEM', () => {
   });
 
   const py = findPython(['h5py', 'numpy']);
-  it.skipIf(!py)('reads a chunked, gzip+shuffle compressed 4D dataset frame by frame, with its pixel size', async () => {
-    const path = join(dir, 'stem.h5');
-    runPython(
-      py!,
-      `import h5py, numpy as np, sys
+  it.skipIf(!py)(
+    'reads a chunked, gzip+shuffle compressed 4D dataset frame by frame, with its pixel size',
+    async () => {
+      const path = join(dir, 'stem.h5');
+      runPython(
+        py!,
+        `import h5py, numpy as np, sys
 a = (np.arange(3*4*20*16).reshape(3,4,20,16) % 1000).astype(np.uint16)
 with h5py.File(sys.argv[1], 'w') as f:
     f.create_dataset('/small', data=np.zeros((2,2,2), np.uint8))
@@ -34,20 +36,21 @@ with h5py.File(sys.argv[1], 'w') as f:
     d.attrs['pixel_size'] = [0.5, 0.25]
     d.attrs['pixel_size_units'] = 'nm'
 `,
-      [path],
-    );
-    const s = await openStack(path);
-    try {
-      expect([s.width, s.height, s.depth, s.dtype]).toEqual([16, 20, 12, 'uint16']);
-      expect(s.scanShape).toEqual([3, 4]);
-      expect((s as Hdf5Stack).datasetPath).toBe('/entry/data/frames');
-      expect(s.pixelSize).toEqual({ x: 0.25, y: 0.5, z: 0.25, unit: 'nanometer' });
-      // frame 7 = scan (1, 3)
-      const f = await s.readPlane(7);
-      const base = (1 * 4 + 3) * 320;
-      expect(Array.from(f)).toEqual(Array.from({ length: 320 }, (_, i) => (base + i) % 1000));
-    } finally {
-      await s.close();
-    }
-  });
+        [path],
+      );
+      const s = await openStack(path);
+      try {
+        expect([s.width, s.height, s.depth, s.dtype]).toEqual([16, 20, 12, 'uint16']);
+        expect(s.scanShape).toEqual([3, 4]);
+        expect((s as Hdf5Stack).datasetPath).toBe('/entry/data/frames');
+        expect(s.pixelSize).toEqual({ x: 0.25, y: 0.5, z: 0.25, unit: 'nanometer' });
+        // frame 7 = scan (1, 3)
+        const f = await s.readPlane(7);
+        const base = (1 * 4 + 3) * 320;
+        expect(Array.from(f)).toEqual(Array.from({ length: 320 }, (_, i) => (base + i) % 1000));
+      } finally {
+        await s.close();
+      }
+    },
+  );
 });

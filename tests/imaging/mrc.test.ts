@@ -21,7 +21,8 @@ const H = 32;
 const D = 3;
 function plane(z: number, mode: MrcMode): number[] {
   return Array.from({ length: W * H }, (_, i) => {
-    const v = mode === 0 ? ((i * 7 + z * 131) % 200) - 100 : ((i * 7 + z * 131) % 251) - (mode === 6 ? 0 : 120);
+    const v =
+      mode === 0 ? ((i * 7 + z * 131) % 200) - 100 : ((i * 7 + z * 131) % 251) - (mode === 6 ? 0 : 120);
     return mode === 2 || mode === 12 ? v / 4 : v;
   });
 }
@@ -92,7 +93,11 @@ describe('MRC', () => {
 
   it('refuses corrupt headers with the problem named', async () => {
     const cases: [string, (v: DataView) => void, RegExp][] = [
-      ['mode', (v) => v.setInt32(12, 4, true), /mode 4 \(complex float32\), which jobd does not read; supported modes: 0/],
+      [
+        'mode',
+        (v) => v.setInt32(12, 4, true),
+        /mode 4 \(complex float32\), which jobd does not read; supported modes: 0/,
+      ],
       ['dims', (v) => v.setInt32(4, -5, true), /invalid dimensions NX=4 NY=-5 NZ=1/],
       ['nsymbt', (v) => v.setInt32(92, -1, true), /NSYMBT=-1/],
       ['axes', (v) => v.setInt32(64, 3, true), /MAPC,MAPR,MAPS = 3,2,3/],
@@ -106,7 +111,9 @@ describe('MRC', () => {
     }
     const short = join(dir, 'short.mrc');
     await writeFile(short, Buffer.alloc(100));
-    await expect(MrcStack.open(short)).rejects.toThrow(`${short}: file has 100 bytes, fewer than the 1024-byte MRC header`);
+    await expect(MrcStack.open(short)).rejects.toThrow(
+      `${short}: file has 100 bytes, fewer than the 1024-byte MRC header`,
+    );
   });
 
   it('the writer leaves nothing under the final name until close, and refuses missing planes', async () => {
@@ -133,7 +140,12 @@ describe('MRC', () => {
   const py = findPython(['mrcfile', 'numpy']);
   it.skipIf(!py)('agrees with mrcfile both ways, extended headers and float16 included', async () => {
     const ours = join(dir, 'ours16.mrc');
-    await writeMrc(ours, [plane(0, 12), plane(1, 12)], { width: W, height: H, mode: 12, pixelSize: { x: 0.8, y: 0.8, z: 0.8 } });
+    await writeMrc(ours, [plane(0, 12), plane(1, 12)], {
+      width: W,
+      height: H,
+      mode: 12,
+      pixelSize: { x: 0.8, y: 0.8, z: 0.8 },
+    });
     const out = runPython(
       py!,
       `import mrcfile, sys, numpy as np
@@ -152,7 +164,10 @@ for mode, dt in [(0, np.int8), (1, np.int16), (2, np.float32), (6, np.uint16), (
     expect(dtype).toBe('float16');
     expect(shape).toBe(`(2, ${H}, ${W})`);
     expect(Number(vs)).toBeCloseTo(0.8, 5);
-    expect(Number(sum)).toBeCloseTo(plane(1, 12).reduce((a, b) => a + b, 0), 1);
+    expect(Number(sum)).toBeCloseTo(
+      plane(1, 12).reduce((a, b) => a + b, 0),
+      1,
+    );
     for (const mode of [0, 1, 2, 6, 12]) {
       const s = await MrcStack.open(join(dir, `py${mode}.mrc`));
       expect(s.header.nsymbt).toBe(37);

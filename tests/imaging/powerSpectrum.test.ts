@@ -19,7 +19,9 @@ describe('powerSpectrum', () => {
   it('puts a cosine at its frequency, centred and symmetric', async () => {
     const n = 256;
     // 20 cycles along x and 12 along y over the image.
-    const img = Float32Array.from({ length: n * n }, (_, i) => Math.cos(2 * Math.PI * ((20 * (i % n)) / n + (12 * Math.floor(i / n)) / n)));
+    const img = Float32Array.from({ length: n * n }, (_, i) =>
+      Math.cos(2 * Math.PI * ((20 * (i % n)) / n + (12 * Math.floor(i / n)) / n)),
+    );
     const ps = await powerSpectrum(img, n, n, { window: 'none' });
     expect(ps.size).toBe(n);
     expect(ps.tilesUsed).toBe(1);

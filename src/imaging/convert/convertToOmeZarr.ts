@@ -17,8 +17,20 @@ import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { KernelAbortedError } from '../errors.js';
 import { openStack, type StackFormat } from '../formats/openStack.js';
-import { chunkKey, writeOmeZarrMetadata, type OmeZarrImageSpec, type OmeZarrLevel } from '../formats/omeZarr.js';
-import { chunkCodec, compressorFor, COMPRESSIONS, writeFileAtomic, type ChunkCodec, type Compression } from '../formats/zarrChunks.js';
+import {
+  chunkKey,
+  writeOmeZarrMetadata,
+  type OmeZarrImageSpec,
+  type OmeZarrLevel,
+} from '../formats/omeZarr.js';
+import {
+  chunkCodec,
+  compressorFor,
+  COMPRESSIONS,
+  writeFileAtomic,
+  type ChunkCodec,
+  type Compression,
+} from '../formats/zarrChunks.js';
 import { downsample2x, pyramidShapes } from '../kernels/downsample.js';
 import { throwIfAborted, type KernelControl } from '../progress.js';
 import { allocPlane, BYTES_PER_PIXEL, type ImageStack, type PlaneArray } from '../types.js';
@@ -50,17 +62,24 @@ export interface ConvertResult {
   bytesWritten: number;
 }
 
-function validate(opts: ConvertOptions): Required<Pick<ConvertOptions, 'chunks' | 'compression' | 'minSide' | 'writeConcurrency'>> {
+function validate(
+  opts: ConvertOptions,
+): Required<Pick<ConvertOptions, 'chunks' | 'compression' | 'minSide' | 'writeConcurrency'>> {
   const chunks = opts.chunks ?? [1, 256, 256];
   if (chunks.length !== 3 || !chunks.every((c) => Number.isInteger(c) && c > 0 && c <= 65536)) {
-    throw new RangeError(`chunks = ${JSON.stringify(opts.chunks)} is not allowed: must be [z, y, x], positive integers up to 65536`);
+    throw new RangeError(
+      `chunks = ${JSON.stringify(opts.chunks)} is not allowed: must be [z, y, x], positive integers up to 65536`,
+    );
   }
   const compression = opts.compression ?? 'blosc-lz4';
   if (!COMPRESSIONS.includes(compression)) {
-    throw new RangeError(`compression = ${JSON.stringify(compression)} is not allowed: must be one of ${COMPRESSIONS.join(', ')}`);
+    throw new RangeError(
+      `compression = ${JSON.stringify(compression)} is not allowed: must be one of ${COMPRESSIONS.join(', ')}`,
+    );
   }
   const minSide = opts.minSide ?? 256;
-  if (!Number.isInteger(minSide) || minSide < 2) throw new RangeError(`minSide = ${minSide} is not allowed: must be an integer ≥ 2`);
+  if (!Number.isInteger(minSide) || minSide < 2)
+    throw new RangeError(`minSide = ${minSide} is not allowed: must be an integer ≥ 2`);
   const writeConcurrency = opts.writeConcurrency ?? 8;
   if (!Number.isInteger(writeConcurrency) || writeConcurrency < 1) {
     throw new RangeError(`writeConcurrency = ${writeConcurrency} is not allowed: must be a positive integer`);
@@ -93,7 +112,10 @@ export async function convertToOmeZarr(
   const { chunks, compression, minSide, writeConcurrency } = validate(opts);
   const cz = chunks[0];
   const { signal, onProgress } = ctl;
-  const src = await openStack(input, { ...(opts.format ? { format: opts.format } : {}), ...(opts.dataset ? { dataset: opts.dataset } : {}) });
+  const src = await openStack(input, {
+    ...(opts.format ? { format: opts.format } : {}),
+    ...(opts.dataset ? { dataset: opts.dataset } : {}),
+  });
   try {
     const bpp = BYTES_PER_PIXEL[src.dtype];
     const inputStat = await stat(input);
@@ -107,7 +129,10 @@ export async function convertToOmeZarr(
       minSide,
     });
     const shapes = pyramidShapes(src.width, src.height, minSide);
-    const levels: OmeZarrLevel[] = shapes.map((s, i) => ({ path: String(i), shape: [src.depth, s.height, s.width] }));
+    const levels: OmeZarrLevel[] = shapes.map((s, i) => ({
+      path: String(i),
+      shape: [src.depth, s.height, s.width],
+    }));
     const compressor = compressorFor(compression, bpp);
     const spec: OmeZarrImageSpec = {
       name: basename(input),
@@ -119,7 +144,9 @@ export async function convertToOmeZarr(
       firstAxis: src.scanShape ? { name: 'scan', type: 'scan' } : { name: 'z', type: 'space' },
       extra: {
         source: basename(input),
-        ...(src.scanShape ? { scanShape: src.scanShape, note: 'axis "scan" is scan_y * scanShape[1] + scan_x' } : {}),
+        ...(src.scanShape
+          ? { scanShape: src.scanShape, note: 'axis "scan" is scan_y * scanShape[1] + scan_x' }
+          : {}),
       },
     };
 
@@ -158,7 +185,8 @@ export async function convertToOmeZarr(
       if (b < nBlocks && (await blockIsIntact(output, levels, chunks, b, bpp, codec))) verified.add(b);
     }
     result.blocksSkipped = verified.size;
-    if (verified.size) onProgress?.(0, `skipping ${verified.size} of ${nBlocks} blocks already written and verified`);
+    if (verified.size)
+      onProgress?.(0, `skipping ${verified.size} of ${nBlocks} blocks already written and verified`);
 
     const lv: Level[] = shapes.map((s, i) => ({
       path: String(i),
@@ -166,7 +194,9 @@ export async function convertToOmeZarr(
       height: s.height,
       block: allocPlane(src.dtype, cz * s.width * s.height),
     }));
-    let planesDone = verified.size ? [...verified].reduce((n, b) => n + Math.min(cz, src.depth - b * cz), 0) : 0;
+    let planesDone = verified.size
+      ? [...verified].reduce((n, b) => n + Math.min(cz, src.depth - b * cz), 0)
+      : 0;
     for (let b = 0; b < nBlocks; b++) {
       if (verified.has(b)) continue;
       const z0 = b * cz;
@@ -188,7 +218,17 @@ export async function convertToOmeZarr(
         onProgress?.(planesDone / src.depth, `plane ${z0 + j + 1}/${src.depth}`);
       }
       for (const L of lv) {
-        const written = await writeBlockChunks(output, L, b, nz, chunks, src.dtype, codec, writeConcurrency, signal);
+        const written = await writeBlockChunks(
+          output,
+          L,
+          b,
+          nz,
+          chunks,
+          src.dtype,
+          codec,
+          writeConcurrency,
+          signal,
+        );
         result.chunksWritten += written.chunks;
         result.bytesWritten += written.bytes;
       }
@@ -212,7 +252,8 @@ async function removeStaleTemporaries(root: string): Promise<void> {
 
 async function readPlaneOf(src: ImageStack, z: number): Promise<PlaneArray> {
   const p = await src.readPlane(z);
-  if (p.length !== src.width * src.height) throw new Error(`${src.path}: plane ${z} has ${p.length} pixels, expected ${src.width}×${src.height}`);
+  if (p.length !== src.width * src.height)
+    throw new Error(`${src.path}: plane ${z} has ${p.length} pixels, expected ${src.width}×${src.height}`);
   return p;
 }
 
@@ -276,7 +317,9 @@ async function blockIsIntact(
     for (let iy = 0; iy < ny; iy++) {
       for (let ix = 0; ix < nx; ix++) {
         try {
-          const raw = await codec.decode(new Uint8Array(await readFile(join(root, chunkKey(l.path, b, iy, ix)))));
+          const raw = await codec.decode(
+            new Uint8Array(await readFile(join(root, chunkKey(l.path, b, iy, ix)))),
+          );
           if (raw.length !== expected) return false;
         } catch {
           return false;

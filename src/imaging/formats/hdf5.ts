@@ -38,7 +38,8 @@ function findDatasets(g: Group, prefix: string, out: { path: string; size: numbe
     if (child instanceof h5wasm.Group) findDatasets(child, path, out);
     else if (child instanceof h5wasm.Dataset) {
       const shape = child.shape;
-      if (shape && (shape.length === 3 || shape.length === 4)) out.push({ path, size: shape.reduce((a, b) => a * b, 1) });
+      if (shape && (shape.length === 3 || shape.length === 4))
+        out.push({ path, size: shape.reduce((a, b) => a * b, 1) });
     }
   }
 }
@@ -123,7 +124,11 @@ export class Hdf5Stack implements ImageStack {
     try {
       file = new h5wasm.File(path, 'r');
     } catch (err) {
-      throw new ImageFormatError(path, `not a readable HDF5 file (${String((err as Error)?.message ?? err)})`, { cause: err });
+      throw new ImageFormatError(
+        path,
+        `not a readable HDF5 file (${String((err as Error)?.message ?? err)})`,
+        { cause: err },
+      );
     }
     try {
       let dsPath = opts.dataset;
@@ -138,18 +143,29 @@ export class Hdf5Stack implements ImageStack {
       if (!(ds instanceof h5wasm.Dataset)) throw new ImageFormatError(path, `has no dataset at ${dsPath}`);
       const shape = ds.shape;
       if (!shape || (shape.length !== 3 && shape.length !== 4)) {
-        throw new ImageFormatError(path, `dataset ${dsPath} has shape [${shape?.join(', ')}]; jobd reads 3D or 4D datasets`);
+        throw new ImageFormatError(
+          path,
+          `dataset ${dsPath} has shape [${shape?.join(', ')}]; jobd reads 3D or 4D datasets`,
+        );
       }
       const dt = typeof ds.dtype === 'string' ? ds.dtype : '';
       const dtype = DTYPES[dt.replace(/^[<>=|]/, '')];
-      if (!dtype) throw new ImageFormatError(path, `dataset ${dsPath} has type ${JSON.stringify(ds.dtype)}; jobd reads integer and float pixels`);
+      if (!dtype)
+        throw new ImageFormatError(
+          path,
+          `dataset ${dsPath} has type ${JSON.stringify(ds.dtype)}; jobd reads integer and float pixels`,
+        );
       return new Hdf5Stack(path, dsPath, file, ds, dtype, pixelSizeOf(ds));
     } catch (err) {
       file.close();
       if (err instanceof ImageFormatError) throw err;
-      throw new ImageFormatError(path, `cannot read the HDF5 structure (${String((err as Error)?.message ?? err)})`, {
-        cause: err,
-      });
+      throw new ImageFormatError(
+        path,
+        `cannot read the HDF5 structure (${String((err as Error)?.message ?? err)})`,
+        {
+          cause: err,
+        },
+      );
     }
   }
 
@@ -181,7 +197,10 @@ export class Hdf5Stack implements ImageStack {
       );
     }
     if (!ArrayBuffer.isView(data) || (data as PlaneArray).length !== this.width * this.height) {
-      throw new ImageFormatError(this.path, `frame ${index} of ${this.datasetPath}: read returned no pixel data`);
+      throw new ImageFormatError(
+        this.path,
+        `frame ${index} of ${this.datasetPath}: read returned no pixel data`,
+      );
     }
     return data as PlaneArray;
   }

@@ -88,7 +88,10 @@ export class MrcStack implements ImageStack {
     const buf = new Uint8Array(n * bytes);
     const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.header.dataOffset + z * buf.length);
     if (bytesRead !== buf.length) {
-      throw new ImageFormatError(this.path, `plane ${z} ends past the end of the file (file changed while reading?)`);
+      throw new ImageFormatError(
+        this.path,
+        `plane ${z} ends past the end of the file (file changed while reading?)`,
+      );
     }
     if (!this.header.littleEndian && bytes > 1) swapBytes(buf, bytes);
     const ab = buf.buffer;
@@ -156,8 +159,10 @@ export class MrcWriter {
   async writePlane(z: number, data: ArrayLike<number>): Promise<void> {
     const { width, height, depth, mode } = this.opts;
     const n = width * height;
-    if (!Number.isInteger(z) || z < 0 || z >= depth) throw new RangeError(`plane ${z} is out of range 0..${depth - 1}`);
-    if (data.length !== n) throw new RangeError(`plane ${z} has ${data.length} pixels, expected ${width}×${height}`);
+    if (!Number.isInteger(z) || z < 0 || z >= depth)
+      throw new RangeError(`plane ${z} is out of range 0..${depth - 1}`);
+    if (data.length !== n)
+      throw new RangeError(`plane ${z} has ${data.length} pixels, expected ${width}×${height}`);
     let out: ArrayBufferView;
     switch (mode) {
       case 0:

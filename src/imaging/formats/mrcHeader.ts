@@ -59,7 +59,9 @@ function plausible(v: DataView, le: boolean): boolean {
   const ny = v.getInt32(4, le);
   const nz = v.getInt32(8, le);
   const mode = v.getInt32(12, le);
-  return nx > 0 && ny > 0 && nz > 0 && nx < 1 << 24 && ny < 1 << 24 && nz < 1 << 24 && mode >= 0 && mode < 1024;
+  return (
+    nx > 0 && ny > 0 && nz > 0 && nx < 1 << 24 && ny < 1 << 24 && nz < 1 << 24 && mode >= 0 && mode < 1024
+  );
 }
 
 /**
@@ -84,7 +86,9 @@ export function parseMrcHeader(buf: Uint8Array, fileSize: number): MrcHeader {
   const nz = i32(2);
   const mode = i32(3);
   if (!(nx > 0 && ny > 0 && nz > 0)) {
-    throw new Error(`header has invalid dimensions NX=${nx} NY=${ny} NZ=${nz} (each must be a positive integer)`);
+    throw new Error(
+      `header has invalid dimensions NX=${nx} NY=${ny} NZ=${nz} (each must be a positive integer)`,
+    );
   }
   if (!(mode in MRC_MODES)) {
     const what = OTHER_MODES[mode] ? ` (${OTHER_MODES[mode]})` : '';
@@ -112,7 +116,11 @@ export function parseMrcHeader(buf: Uint8Array, fileSize: number): MrcHeader {
   const nlabl = Math.max(0, Math.min(10, i32(55)));
   const labels: string[] = [];
   for (let i = 0; i < nlabl; i++) {
-    labels.push(Buffer.from(buf.subarray(224 + i * 80, 304 + i * 80)).toString('latin1').trimEnd());
+    labels.push(
+      Buffer.from(buf.subarray(224 + i * 80, 304 + i * 80))
+        .toString('latin1')
+        .trimEnd(),
+    );
   }
   return {
     nx,

@@ -95,7 +95,9 @@ export class TiffStack implements ImageStack {
     try {
       tiff = await fromFile(path);
     } catch (err) {
-      throw new ImageFormatError(path, `not a readable TIFF file (${(err as Error).message})`, { cause: err });
+      throw new ImageFormatError(path, `not a readable TIFF file (${(err as Error).message})`, {
+        cause: err,
+      });
     }
     try {
       let depth: number;
@@ -104,11 +106,16 @@ export class TiffStack implements ImageStack {
         depth = await tiff.getImageCount();
         first = await tiff.getImage(0);
       } catch (err) {
-        throw new ImageFormatError(path, `corrupt TIFF directory (${(err as Error).message})`, { cause: err });
+        throw new ImageFormatError(path, `corrupt TIFF directory (${(err as Error).message})`, {
+          cause: err,
+        });
       }
       const spp = first.getSamplesPerPixel();
       if (spp !== 1) {
-        throw new ImageFormatError(path, `page 0 has ${spp} samples per pixel; jobd reads grayscale stacks (1 sample)`);
+        throw new ImageFormatError(
+          path,
+          `page 0 has ${spp} samples per pixel; jobd reads grayscale stacks (1 sample)`,
+        );
       }
       const dtype = pixelTypeOf(first.getBitsPerSample(), first.getSampleFormat());
       if (!dtype) {
@@ -141,13 +148,17 @@ export class TiffStack implements ImageStack {
     try {
       img = await this.tiff.getImage(z);
     } catch (err) {
-      throw new ImageFormatError(this.path, `page ${z}: corrupt directory (${(err as Error).message})`, { cause: err });
+      throw new ImageFormatError(this.path, `page ${z}: corrupt directory (${(err as Error).message})`, {
+        cause: err,
+      });
     }
     if (img.getWidth() !== this.width || img.getHeight() !== this.height) {
       throw new ImageFormatError(
         this.path,
         `page ${z} is ${img.getWidth()}×${img.getHeight()} but page 0 is ${this.width}×${this.height}; a stack needs equal pages` +
-          (img.getWidth() * img.getHeight() === 0 ? ' (an empty page directory: the file is truncated or corrupt)' : ''),
+          (img.getWidth() * img.getHeight() === 0
+            ? ' (an empty page directory: the file is truncated or corrupt)'
+            : ''),
       );
     }
     const t = pixelTypeOf(img.getBitsPerSample(), img.getSampleFormat());
@@ -159,7 +170,9 @@ export class TiffStack implements ImageStack {
       const r = await img.readRasters({ samples: [0], interleave: true });
       return r as unknown as PlaneArray;
     } catch (err) {
-      throw new ImageFormatError(this.path, `page ${z}: cannot decode (${(err as Error).message})`, { cause: err });
+      throw new ImageFormatError(this.path, `page ${z}: cannot decode (${(err as Error).message})`, {
+        cause: err,
+      });
     }
   }
 
@@ -167,8 +180,10 @@ export class TiffStack implements ImageStack {
   private async checkExtent(img: GeoTIFFImage, z: number): Promise<void> {
     const fd = img.getFileDirectory();
     const tiled = fd.hasTag('TileOffsets');
-    const offsets = (await fd.loadValue(tiled ? 'TileOffsets' : 'StripOffsets')) as ArrayLike<number> | undefined;
-    const counts = (await fd.loadValue(tiled ? 'TileByteCounts' : 'StripByteCounts')) as ArrayLike<number> | undefined;
+    const offsets = (await fd.loadValue(tiled ? 'TileOffsets' : 'StripOffsets')) as
+      ArrayLike<number> | undefined;
+    const counts = (await fd.loadValue(tiled ? 'TileByteCounts' : 'StripByteCounts')) as
+      ArrayLike<number> | undefined;
     if (!offsets || !counts) throw new ImageFormatError(this.path, `page ${z} has no strip or tile offsets`);
     let end = 0;
     for (let i = 0; i < offsets.length; i++) end = Math.max(end, Number(offsets[i]) + Number(counts[i] ?? 0));

@@ -21,7 +21,13 @@ export function compressorFor(c: Compression, itemsize: number): ZarrCompressor 
     case 'blosc-lz4':
     case 'blosc-zstd':
       // Byte shuffle groups the bytes of multi-byte pixels, which is what makes image data compress.
-      return { id: 'blosc', cname: c === 'blosc-lz4' ? 'lz4' : 'zstd', clevel: 5, shuffle: itemsize > 1 ? 1 : 0, blocksize: 0 };
+      return {
+        id: 'blosc',
+        cname: c === 'blosc-lz4' ? 'lz4' : 'zstd',
+        clevel: 5,
+        shuffle: itemsize > 1 ? 1 : 0,
+        blocksize: 0,
+      };
     case 'zlib':
       return { id: 'zlib', level: 1 };
     case 'none':

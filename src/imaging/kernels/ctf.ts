@@ -31,7 +31,8 @@ export async function estimateCtf(
   ctl: KernelControl = {},
 ): Promise<CtfResult> {
   for (const k of ['voltageKv', 'csMm', 'pixelSize'] as const) {
-    if (!(Number.isFinite(opts[k]) && opts[k] > 0)) throw new RangeError(`${k} = ${opts[k]} is not allowed: must be a positive number`);
+    if (!(Number.isFinite(opts[k]) && opts[k] > 0))
+      throw new RangeError(`${k} = ${opts[k]} is not allowed: must be a positive number`);
   }
   if (!(opts.amplitudeContrast >= 0 && opts.amplitudeContrast < 1)) {
     throw new RangeError(`amplitudeContrast = ${opts.amplitudeContrast} is not allowed: must be in [0, 1)`);

@@ -160,7 +160,15 @@ function radialBand(spec: Float32Array, n: number, pixelSize: number, kmin: numb
 }
 
 /** Normalised cross-correlation of the band with CTF² for (mean defocus, half astigmatism, angle). */
-function score(b: Band, a: number, bb: number, phase: number, mean: number, half: number, angle: number): number {
+function score(
+  b: Band,
+  a: number,
+  bb: number,
+  phase: number,
+  mean: number,
+  half: number,
+  angle: number,
+): number {
   const c2 = Math.cos(2 * angle) * half;
   const s2 = Math.sin(2 * angle) * half;
   let sm = 0;
@@ -193,11 +201,16 @@ export async function fitCtf(
   const minDf = search.minDefocus ?? 3000;
   const maxDf = search.maxDefocus ?? 50000;
   const maxAst = search.maxAstigmatism ?? 3000;
-  if (!(minRes > maxRes)) throw new RangeError(`minResolution = ${minRes} Å must be larger than maxResolution = ${maxRes} Å`);
-  if (!(maxDf > minDf && minDf >= 0)) throw new RangeError(`defocus range ${minDf}..${maxDf} Å is not allowed: need 0 ≤ min < max`);
+  if (!(minRes > maxRes))
+    throw new RangeError(`minResolution = ${minRes} Å must be larger than maxResolution = ${maxRes} Å`);
+  if (!(maxDf > minDf && minDf >= 0))
+    throw new RangeError(`defocus range ${minDf}..${maxDf} Å is not allowed: need 0 ≤ min < max`);
   const spec = subtractBackground(power, n);
   const band = bandOf(spec, n, scope.pixelSize, 1 / minRes, 1 / maxRes);
-  if (band.k2.length < 100) throw new RangeError(`the fit band ${minRes}–${maxRes} Å holds too few spectrum pixels (${band.k2.length})`);
+  if (band.k2.length < 100)
+    throw new RangeError(
+      `the fit band ${minRes}–${maxRes} Å holds too few spectrum pixels (${band.k2.length})`,
+    );
   const { a, b, phase } = ctfConstants(scope);
   const f = (mean: number, half: number, angle: number) => score(band, a, b, phase, mean, half, angle);
 
@@ -233,10 +246,15 @@ export async function fitCtf(
   ctl.onProgress?.(0.6, 'astigmatism search done');
 
   // 3. Simplex refinement of all three.
-  const refined = nelderMead((x) => -f(x[0]!, x[1]!, x[2]!), [best.mean, best.half || 50, best.angle], [step1, 100, 0.2], {
-    maxIterations: 300,
-    tolerance: 1e-7,
-  });
+  const refined = nelderMead(
+    (x) => -f(x[0]!, x[1]!, x[2]!),
+    [best.mean, best.half || 50, best.angle],
+    [step1, 100, 0.2],
+    {
+      maxIterations: 300,
+      tolerance: 1e-7,
+    },
+  );
   const mean = refined.x[0]!;
   let half = refined.x[1]!;
   let angle = refined.x[2]!;
@@ -258,7 +276,13 @@ export async function fitCtf(
  * corrected frequency (each pixel's k scaled by √(Δf(θ)/Δf̄)), correlated with CTF² in a window of
  * two ring periods sliding outward; the fit ends where that correlation first drops below 0.5.
  */
-export function thonRingResolution(spec: Float32Array, n: number, scope: Microscope, p: CtfParams, minRes: number): number {
+export function thonRingResolution(
+  spec: Float32Array,
+  n: number,
+  scope: Microscope,
+  p: CtfParams,
+  minRes: number,
+): number {
   const c = n / 2;
   const dk = 1 / (n * scope.pixelSize);
   const meanDf = (p.defocusU + p.defocusV) / 2;

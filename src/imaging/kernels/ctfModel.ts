@@ -49,7 +49,11 @@ export function ctfConstants(scope: Microscope): CtfConstants {
   const lambda = electronWavelength(scope.voltageKv);
   const cs = scope.csMm * 1e7; // mm → Å
   const A = scope.amplitudeContrast;
-  return { a: Math.PI * lambda, b: (Math.PI / 2) * cs * lambda ** 3, phase: Math.atan2(A, Math.sqrt(1 - A * A)) };
+  return {
+    a: Math.PI * lambda,
+    b: (Math.PI / 2) * cs * lambda ** 3,
+    phase: Math.atan2(A, Math.sqrt(1 - A * A)),
+  };
 }
 
 /** Defocus along direction θ (radians). */

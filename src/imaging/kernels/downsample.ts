@@ -49,7 +49,11 @@ export function downsample2x(
 }
 
 /** Shapes of a 2× pyramid: halve until the smallest side is under `minSide` (that level included). */
-export function pyramidShapes(width: number, height: number, minSide = 256): { width: number; height: number }[] {
+export function pyramidShapes(
+  width: number,
+  height: number,
+  minSide = 256,
+): { width: number; height: number }[] {
   const out = [{ width, height }];
   let w = width;
   let h = height;

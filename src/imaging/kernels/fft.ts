@@ -4,7 +4,14 @@
  * contiguous run of `height` complex values — so the column pass needs no gather, and an inverse
  * needs one transpose, not two. `spectrumIndex` gives the layout.
  */
-import { loadPffft, PFFFT_BACKWARD, PFFFT_COMPLEX, PFFFT_FORWARD, PFFFT_REAL, type PffftModule } from './pffftModule.js';
+import {
+  loadPffft,
+  PFFFT_BACKWARD,
+  PFFFT_COMPLEX,
+  PFFFT_FORWARD,
+  PFFFT_REAL,
+  type PffftModule,
+} from './pffftModule.js';
 
 /** PFFFT sizes: 2^a·3^b·5^c, a multiple of 32 for real transforms (16 for complex). */
 export function isFftSize(n: number, multiple = 32): boolean {
@@ -84,7 +91,10 @@ export class RealFft2d {
    * unnormalised half-plane spectrum in the transposed layout, copied into `out` when given,
    * otherwise a view that the next call overwrites.
    */
-  forward(image: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> }, out?: Float32Array): Float32Array {
+  forward(
+    image: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> },
+    out?: Float32Array,
+  ): Float32Array {
     this.check();
     const { m, width: W, height: H } = this;
     if (image.length !== W * H) throw new RangeError(`image has ${image.length} pixels, expected ${W}×${H}`);
@@ -141,7 +151,8 @@ export class RealFft2d {
       throw new RangeError(`spectrum has ${spectrum.length} floats, expected ${this.spectrumLength}`);
     }
     const t0 = this.spec >> 2;
-    if (spectrum.buffer !== m.HEAPF32.buffer || spectrum.byteOffset !== this.spec) m.HEAPF32.set(spectrum, t0);
+    if (spectrum.buffer !== m.HEAPF32.buffer || spectrum.byteOffset !== this.spec)
+      m.HEAPF32.set(spectrum, t0);
     for (let k = 0; k < this.wc; k++) {
       const col = this.spec + k * H * 8;
       m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_BACKWARD);
@@ -192,7 +203,12 @@ export class RealFft2d {
 }
 
 /** Converts a transposed half-plane spectrum to numpy's rfft2 layout: [height][wc] complex. */
-export function toRowMajorSpectrum(spec: Float32Array, width: number, height: number, out?: Float32Array): Float32Array {
+export function toRowMajorSpectrum(
+  spec: Float32Array,
+  width: number,
+  height: number,
+  out?: Float32Array,
+): Float32Array {
   const wc = width / 2 + 1;
   const o = out ?? new Float32Array(2 * wc * height);
   for (let k = 0; k < wc; k++) {

@@ -4,7 +4,13 @@ export interface PffftModule {
   HEAPU32: Uint32Array;
   _pffft_new_setup(n: number, kind: number): number;
   _pffft_destroy_setup(setup: number): void;
-  _pffft_transform_ordered(setup: number, input: number, output: number, work: number, direction: number): void;
+  _pffft_transform_ordered(
+    setup: number,
+    input: number,
+    output: number,
+    work: number,
+    direction: number,
+  ): void;
   _pffft_aligned_malloc(bytes: number): number;
   _pffft_aligned_free(ptr: number): void;
   _pffft_simd_size(): number;

@@ -47,12 +47,16 @@ export async function powerSpectrum(
   opts: PowerSpectrumOptions = {},
   ctl: KernelControl = {},
 ): Promise<PowerSpectrum> {
-  if (image.length !== width * height) throw new RangeError(`image has ${image.length} pixels, expected ${width}×${height}`);
+  if (image.length !== width * height)
+    throw new RangeError(`image has ${image.length} pixels, expected ${width}×${height}`);
   const n = opts.tileSize ?? prevFftSize(Math.min(width, height));
   if (!isFftSize(n)) {
-    throw new RangeError(`tileSize = ${n} is not allowed: must be 2^a·3^b·5^c and a multiple of 32 (e.g. 256, 384, 512, 1024)`);
+    throw new RangeError(
+      `tileSize = ${n} is not allowed: must be 2^a·3^b·5^c and a multiple of 32 (e.g. 256, 384, 512, 1024)`,
+    );
   }
-  if (n > width || n > height) throw new RangeError(`tileSize = ${n} is larger than the ${width}×${height} image`);
+  if (n > width || n > height)
+    throw new RangeError(`tileSize = ${n} is larger than the ${width}×${height} image`);
   if (opts.tiles !== undefined && !(Number.isInteger(opts.tiles) && opts.tiles >= 1)) {
     throw new RangeError(`tiles = ${opts.tiles} is not allowed: must be a positive integer`);
   }
@@ -60,7 +64,8 @@ export async function powerSpectrum(
     ? tileOrigins(width, height, n, opts.tiles)
     : [[Math.floor((width - n) / 2), Math.floor((height - n) / 2)] as [number, number]];
   const win = new Float32Array(n);
-  for (let i = 0; i < n; i++) win[i] = opts.window === 'none' ? 1 : 0.5 - 0.5 * Math.cos((2 * Math.PI * (i + 0.5)) / n);
+  for (let i = 0; i < n; i++)
+    win[i] = opts.window === 'none' ? 1 : 0.5 - 0.5 * Math.cos((2 * Math.PI * (i + 0.5)) / n);
   const fft = await RealFft2d.create(n, n);
   const half = new Float64Array((n / 2 + 1) * n);
   const tile = new Float32Array(n * n);
@@ -73,7 +78,8 @@ export async function powerSpectrum(
       mean /= n * n;
       for (let y = 0; y < n; y++) {
         const wy = win[y]!;
-        for (let x = 0; x < n; x++) tile[y * n + x] = (image[(y0 + y) * width + x0 + x]! - mean) * wy * win[x]!;
+        for (let x = 0; x < n; x++)
+          tile[y * n + x] = (image[(y0 + y) * width + x0 + x]! - mean) * wy * win[x]!;
       }
       const spec = fft.forward(tile);
       for (let i = 0; i < half.length; i++) {
