@@ -65,16 +65,16 @@ describe('motion correction', () => {
   });
 
   it('aligns a TIFF movie on a binned grid and dose-weights the sum', async () => {
-    const movie = await syntheticMovie(512, 10, { seed: 5, dose: 3, contrast: 0.3, totalDrift: 20 });
+    const movie = await syntheticMovie(384, 10, { seed: 5, dose: 3, contrast: 0.3, totalDrift: 20 });
     const path = join(dir, 'movie.tif');
-    await writeTiffStack(path, { width: 512, height: 512, depth: 10, dtype: 'uint16' }, (i) =>
+    await writeTiffStack(path, { width: 384, height: 384, depth: 10, dtype: 'uint16' }, (i) =>
       movie.frame(i),
     );
-    const plain = await correctMotion(path, { alignSize: 256, pixelSize: 1 });
+    const plain = await correctMotion(path, { alignSize: 192, pixelSize: 1 });
     expect(plain.binning).toBe(2);
     expect(rmsError(movie, plain.shifts)).toBeLessThan(0.35);
     const weighted = await correctMotion(path, {
-      alignSize: 256,
+      alignSize: 192,
       pixelSize: 1,
       doseWeighting: { dosePerFrame: 3, voltageKv: 300 },
     });

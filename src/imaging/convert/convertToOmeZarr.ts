@@ -9,10 +9,11 @@
  * plus the plane being read and its downsampled copies (4/3 · H · W · b) and one chunk being encoded
  * (2 · cz · cy · cx · b): about (4/3 · (cz + 1)) · H · W · b + 2 · cz · cy · cx · b, whatever the depth.
  *
- * Resumable: chunks are written under a temporary name and renamed; after all chunks of a block are
- * in place at every level, the block is appended to the progress record. A re-run with the same input
+ * Resumable: after all chunks of a block are written at every level, the block is appended to the
+ * progress record. A re-run with the same input
  * and options verifies the recorded blocks' chunks (present, decodable, the right size) and skips them.
  */
+import { mkdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { KernelAbortedError } from '../errors.js';
@@ -27,7 +28,7 @@ import {
   chunkCodec,
   compressorFor,
   COMPRESSIONS,
-  writeFileAtomic,
+  writeChunkFile,
   type ChunkCodec,
   type Compression,
 } from '../formats/zarrChunks.js';
@@ -47,8 +48,6 @@ export interface ConvertOptions {
   dataset?: string;
   /** Replace an output that holds something else (a different input or options). */
   overwrite?: boolean;
-  /** Chunk files written at once; default 8. */
-  writeConcurrency?: number;
 }
 
 export interface ConvertResult {
@@ -64,7 +63,7 @@ export interface ConvertResult {
 
 function validate(
   opts: ConvertOptions,
-): Required<Pick<ConvertOptions, 'chunks' | 'compression' | 'minSide' | 'writeConcurrency'>> {
+): Required<Pick<ConvertOptions, 'chunks' | 'compression' | 'minSide'>> {
   const chunks = opts.chunks ?? [1, 256, 256];
   if (chunks.length !== 3 || !chunks.every((c) => Number.isInteger(c) && c > 0 && c <= 65536)) {
     throw new RangeError(
@@ -80,11 +79,7 @@ function validate(
   const minSide = opts.minSide ?? 256;
   if (!Number.isInteger(minSide) || minSide < 2)
     throw new RangeError(`minSide = ${minSide} is not allowed: must be an integer ≥ 2`);
-  const writeConcurrency = opts.writeConcurrency ?? 8;
-  if (!Number.isInteger(writeConcurrency) || writeConcurrency < 1) {
-    throw new RangeError(`writeConcurrency = ${writeConcurrency} is not allowed: must be a positive integer`);
-  }
-  return { chunks, compression, minSide, writeConcurrency };
+  return { chunks, compression, minSide };
 }
 
 async function isEmptyOrMissing(dir: string): Promise<boolean> {
@@ -100,7 +95,10 @@ interface Level {
   path: string;
   width: number;
   height: number;
+  /** cz planes of this level, filled plane by plane, then cut into chunks. */
   block: PlaneArray;
+  /** The current plane at this level (levels > 0), reused from plane to plane. */
+  plane: PlaneArray;
 }
 
 export async function convertToOmeZarr(
@@ -109,7 +107,7 @@ export async function convertToOmeZarr(
   opts: ConvertOptions = {},
   ctl: KernelControl = {},
 ): Promise<ConvertResult> {
-  const { chunks, compression, minSide, writeConcurrency } = validate(opts);
+  const { chunks, compression, minSide } = validate(opts);
   const cz = chunks[0];
   const { signal, onProgress } = ctl;
   const src = await openStack(input, {
@@ -163,7 +161,6 @@ export async function convertToOmeZarr(
       await rm(output, { recursive: true, force: true });
     }
     await mkdir(output, { recursive: true });
-    if (previous) await removeStaleTemporaries(output);
     await writeOmeZarrMetadata(output, spec);
     if (!previous || previous.fingerprint !== fingerprint) await startProgress(output, fingerprint);
 
@@ -193,7 +190,9 @@ export async function convertToOmeZarr(
       width: s.width,
       height: s.height,
       block: allocPlane(src.dtype, cz * s.width * s.height),
+      plane: allocPlane(src.dtype, i === 0 ? 0 : s.width * s.height),
     }));
+    const chunk = allocPlane(src.dtype, chunks[0] * chunks[1] * chunks[2]);
     let planesDone = verified.size
       ? [...verified].reduce((n, b) => n + Math.min(cz, src.depth - b * cz), 0)
       : 0;
@@ -210,7 +209,7 @@ export async function convertToOmeZarr(
           const L = lv[l]!;
           if (l > 0) {
             const prev = lv[l - 1]!;
-            cur = downsample2x(cur, prev.width, prev.height, src.dtype).data;
+            cur = downsample2x(cur, prev.width, prev.height, src.dtype, L.plane).data;
           }
           L.block.set(cur as PlaneArray as never, j * L.width * L.height);
         }
@@ -218,17 +217,7 @@ export async function convertToOmeZarr(
         onProgress?.(planesDone / src.depth, `plane ${z0 + j + 1}/${src.depth}`);
       }
       for (const L of lv) {
-        const written = await writeBlockChunks(
-          output,
-          L,
-          b,
-          nz,
-          chunks,
-          src.dtype,
-          codec,
-          writeConcurrency,
-          signal,
-        );
+        const written = await writeBlockChunks(output, L, b, nz, chunks, chunk, codec, signal);
         result.chunksWritten += written.chunks;
         result.bytesWritten += written.bytes;
       }
@@ -239,14 +228,6 @@ export async function convertToOmeZarr(
     return result;
   } finally {
     await src.close();
-  }
-}
-
-/** A killed run leaves "*.tmp-PID" files of chunks it was writing; they are never renamed now. */
-async function removeStaleTemporaries(root: string): Promise<void> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true });
-  for (const e of entries) {
-    if (e.isFile() && /\.tmp-\d+$/.test(e.name)) await rm(join(e.parentPath, e.name), { force: true });
   }
 }
 
@@ -263,28 +244,25 @@ async function writeBlockChunks(
   b: number,
   nz: number,
   [cz, cy, cx]: [number, number, number],
-  dtype: OmeZarrImageSpec['dtype'],
+  chunk: PlaneArray,
   codec: ChunkCodec,
-  concurrency: number,
   signal: AbortSignal | undefined,
 ): Promise<{ chunks: number; bytes: number }> {
   const ny = Math.ceil(L.height / cy);
   const nx = Math.ceil(L.width / cx);
   let bytes = 0;
   let chunks = 0;
-  const pending: Promise<void>[] = [];
   for (let iy = 0; iy < ny; iy++) {
+    mkdirSync(join(root, L.path, String(b), String(iy)), { recursive: true });
     for (let ix = 0; ix < nx; ix++) {
-      if (signal?.aborted) {
-        await Promise.all(pending);
-        throw new KernelAbortedError('conversion', { cause: signal.reason });
-      }
-      // Zarr v2 edge chunks are stored full-size, padded with the fill value (0).
-      const chunk = allocPlane(dtype, cz * cy * cx);
+      if (signal?.aborted) throw new KernelAbortedError('conversion', { cause: signal.reason });
+      // Zarr v2 edge chunks are stored full-size, padded with the fill value (0). The buffer is
+      // reused: the codec copies it before the next chunk is cut.
       const y0 = iy * cy;
       const x0 = ix * cx;
       const h = Math.min(cy, L.height - y0);
       const w = Math.min(cx, L.width - x0);
+      if (h < cy || w < cx || nz < cz) chunk.fill(0);
       for (let j = 0; j < nz; j++) {
         for (let y = 0; y < h; y++) {
           const s = j * L.width * L.height + (y0 + y) * L.width + x0;
@@ -294,11 +272,9 @@ async function writeBlockChunks(
       const encoded = await codec.encode(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       bytes += encoded.length;
       chunks++;
-      pending.push(writeFileAtomic(join(root, chunkKey(L.path, b, iy, ix)), encoded));
-      if (pending.length >= concurrency) await Promise.all(pending.splice(0));
+      writeChunkFile(join(root, chunkKey(L.path, b, iy, ix)), encoded);
     }
   }
-  await Promise.all(pending);
   return { chunks, bytes };
 }
 

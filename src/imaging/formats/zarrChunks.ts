@@ -3,7 +3,7 @@
  * of the zarr.js family, a WebAssembly build); zlib from Node itself.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Blosc from 'numcodecs/blosc';
 import type { PixelType } from '../types.js';
@@ -61,15 +61,18 @@ export function chunkCodec(compressor: ZarrCompressor): ChunkCodec {
   return { encode: (b) => blosc.encode(b), decode: (b) => blosc.decode(b) };
 }
 
-/** Writes under a temporary name and renames, so a chunk file is either whole or absent. */
-export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
+/**
+ * Writes a chunk file in place. No temporary name and rename: a torn chunk can only belong to a block
+ * the progress record does not list yet, and such blocks are written again on resume; recorded blocks
+ * are verified by decoding. Synchronous on purpose: a chunk is small and lands in the page cache at
+ * once, while thread-pool round trips of async calls cost more than the writes on a busy machine.
+ */
+export function writeChunkFile(path: string, data: Uint8Array): void {
   try {
-    await writeFile(tmp, data);
+    writeFileSync(path, data);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(tmp, data);
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, data);
   }
-  await rename(tmp, path);
 }

@@ -20,10 +20,11 @@ export function downsample2x(
   width: number,
   height: number,
   dtype: PixelType,
+  into?: PlaneArray,
 ): { data: PlaneArray; width: number; height: number } {
   const w2 = Math.ceil(width / 2);
   const h2 = Math.ceil(height / 2);
-  const out = allocPlane(dtype, w2 * h2);
+  const out = into && into.length === w2 * h2 ? into : allocPlane(dtype, w2 * h2);
   const round = INTEGER[dtype];
   for (let y = 0; y < h2; y++) {
     const r0 = 2 * y * width;

@@ -1,0 +1,30 @@
+/**
+ * One imaging kernel in a fresh process, so the benchmark can report its own wall time and peak RSS.
+ *   convert INPUT OUTPUT CZ CY CX      motion MOVIE OUT_PREFIX PIXEL_SIZE BFACTOR
+ */
+import { convertToOmeZarr } from '../../src/imaging/convert/convertToOmeZarr.js';
+import { correctMotion, writeMotionOutputs } from '../../src/imaging/kernels/motion.js';
+
+const [task, a, b, ...rest] = process.argv.slice(2);
+const started = performance.now();
+let extra: Record<string, unknown>;
+if (task === 'convert') {
+  const chunks = rest.map(Number) as [number, number, number];
+  const r = await convertToOmeZarr(a!, b!, { chunks, compression: 'blosc-lz4', overwrite: true });
+  extra = {
+    bytesRead: r.bytesRead,
+    bytesWritten: r.bytesWritten,
+    levels: r.levels.length,
+    chunks: r.chunksWritten,
+  };
+} else if (task === 'motion') {
+  const r = await correctMotion(a!, { pixelSize: Number(rest[0]), bFactor: Number(rest[1]) });
+  await writeMotionOutputs(r, { sumMrc: `${b}_sum.mrc`, trajectoryJson: `${b}_shifts.json` });
+  extra = { shifts: r.shifts, binning: r.binning, iterations: r.iterations };
+} else {
+  throw new Error(`unknown task ${task}`);
+}
+const seconds = (performance.now() - started) / 1000;
+process.stdout.write(
+  `${JSON.stringify({ seconds, maxRssMb: process.resourceUsage().maxRSS / 1024, ...extra })}\n`,
+);
