@@ -78,7 +78,8 @@ async function fftBench(): Promise<Record<string, unknown>> {
       inverseMs: { min: round(Math.min(...times.inverse)), median: round(median(times.inverse)) },
     },
   };
-  const py = findPython(['numpy', 'scipy']);
+  // The python3 first on PATH (the machine's own numpy and scipy), else Debian's.
+  const py = findPython(['numpy', 'scipy'], ['python3', '/usr/bin/python3']);
   if (!py) return { ...result, references: 'skipped: no python3 with numpy and scipy' };
   const script = `import numpy as np, scipy, scipy.fft, time, json
 a = np.random.default_rng(0).standard_normal((${N}, ${N})).astype(np.float32)
