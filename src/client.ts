@@ -4,6 +4,7 @@
  */
 import { JobdError } from './errors.js';
 import { systemClock, type Clock } from './clock.js';
+import { protectUri } from './redact.js';
 import {
   cancel as storeCancel,
   enqueue as storeEnqueue,
@@ -68,6 +69,7 @@ export class JobdClient {
   ) {}
 
   static async connect(opts: ClientOptions): Promise<JobdClient> {
+    protectUri(opts.mongoUri);
     const store = await openStore({
       mongoUri: resolveMongoUri(opts),
       database: opts.database,

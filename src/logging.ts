@@ -1,49 +1,36 @@
 /**
  * jobd's logger: pino JSON lines on stdout, one object per line, which journald stores as-is.
- * Credentials never reach the log: URIs pass through redactUri() (fields named uri/mongoUri/url by the
- * redact censor, message strings by a hook), and password/secret/token fields are replaced outright.
+ * Credentials never reach the log: every finished line passes through redact() (src/redact.ts) on its
+ * way to the destination, so it does not matter which field, message, error, cause or binding carries
+ * a connection string or a secret option.
  */
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { LogLevel } from './config/types.js';
+import { redact } from './redact.js';
 
 export type { Logger } from 'pino';
-
-const URI_KEYS = ['uri', 'mongoUri', 'url', 'connectionString'];
-const SECRET_KEYS = ['password', 'pass', 'secret', 'token', 'apiKey'];
-
-/** Matches the userinfo part of a connection string (user:pass@ or user@) right after the scheme. */
-const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^@/?#\s]*@/gi;
-/** Secret-bearing query parameters: password=..., pwd=..., secret=..., token=... */
-const SECRET_PARAM = /([?&;](?:password|pwd|pass|secret|token|authmechanismproperties)=)[^&#\s]*/gi;
-
-/**
- * Hide credentials in a MongoDB (or any scheme://) connection string:
- *   mongodb://alice:s3cret@db1,db2/jobd?authSource=admin → mongodb://***@db1,db2/jobd?authSource=admin
- *   mongodb://db/?password=s3cret                        → mongodb://db/?password=***
- * Works on free text too (every URI inside it is redacted).
- */
-export function redactUri(text: string): string {
-  if (!text.includes('://') && !/(password|pwd|pass|secret|token)=/i.test(text)) return text;
-  return text.replace(USERINFO, '$1***@').replace(SECRET_PARAM, '$1***');
-}
-
-function redactPaths(): string[] {
-  const out: string[] = [];
-  for (const k of [...URI_KEYS, ...SECRET_KEYS]) out.push(k, `*.${k}`, `*.*.${k}`);
-  return out;
-}
-
-function censor(value: unknown, path: string[]): unknown {
-  const key = path[path.length - 1] ?? '';
-  if (SECRET_KEYS.includes(key)) return '***';
-  return typeof value === 'string' ? redactUri(value) : value;
-}
+export { redact, protectUri } from './redact.js';
+/** The older name of redact(), kept for the callers that hide a URI before putting it in a message. */
+export const redactUri = redact;
 
 export interface LoggerSettings {
   level: LogLevel;
   /** Static fields on every line (e.g. worker id). */
   base?: Record<string, unknown>;
   name?: string;
+}
+
+/** A destination that redacts each line before writing it (flushing passes through). */
+function redacting(dest: DestinationStream): DestinationStream {
+  const d = dest as DestinationStream & {
+    flush?: (cb?: (err?: Error) => void) => void;
+    flushSync?: () => void;
+  };
+  return {
+    write: (line: string) => d.write(redact(line)),
+    ...(d.flush ? { flush: (cb?: (err?: Error) => void) => d.flush!(cb) } : {}),
+    ...(d.flushSync ? { flushSync: () => d.flushSync!() } : {}),
+  } as DestinationStream;
 }
 
 /** Build the logger; `destination` is for tests (stdout otherwise). */
@@ -54,21 +41,6 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
     base: { pid: process.pid, ...(settings.base ?? {}) },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    redact: { paths: redactPaths(), censor },
-    hooks: {
-      // Message strings and interpolation arguments can carry URIs too (e.g. a driver error message).
-      logMethod(args, method) {
-        const cleaned = args.map((a) => (typeof a === 'string' ? redactUri(a) : a)) as typeof args;
-        return method.apply(this, cleaned);
-      },
-    },
-    serializers: {
-      err: (err: unknown) => {
-        const s = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
-        for (const k of ['message', 'stack']) if (typeof s[k] === 'string') s[k] = redactUri(s[k] as string);
-        return s;
-      },
-    },
   };
-  return destination ? pino(options, destination) : pino(options, pino.destination({ dest: 1, sync: true }));
+  return pino(options, redacting(destination ?? pino.destination({ dest: 1, sync: true })));
 }

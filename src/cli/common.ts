@@ -53,10 +53,16 @@ export function commanderExitCode(err: { code: string; exitCode: number }): numb
   return err.exitCode === 0 ? 0 : EXIT_CODES.config;
 }
 
-/** Route commander's usage errors through exitOverride on the program and all its subcommands. */
+/**
+ * Route commander's usage errors through exitOverride on the program and all its subcommands, and give
+ * them the program's output settings (addCommand does not pass them on; they redact credentials).
+ */
 export function throwOnUsageErrors(program: Command): void {
   program.exitOverride();
-  for (const sub of program.commands) throwOnUsageErrors(sub);
+  for (const sub of program.commands) {
+    sub.configureOutput(program.configureOutput());
+    throwOnUsageErrors(sub);
+  }
 }
 
 export function intOption(min: number, max = Number.MAX_SAFE_INTEGER) {

@@ -4,7 +4,7 @@
  */
 import { Command } from 'commander';
 import { EXIT_CODES } from '../errors.js';
-import { redactUri } from '../logging.js';
+import { redact } from '../redact.js';
 import { registerCancel } from './commands/cancel.js';
 import { registerEnqueue } from './commands/enqueue.js';
 import { registerList } from './commands/list.js';
@@ -31,7 +31,7 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     .description('inspect and manage jobd jobs')
     .version(jobdVersion(), '-V, --version', "print jobctl's version")
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(redact(s)) });
   for (const register of [
     registerPing,
     registerVersion,
@@ -64,7 +64,7 @@ export async function run(argv: string[], env: CliEnv = {}): Promise<number> {
     return result.code;
   } catch (err) {
     if (isCommanderError(err)) return commanderExitCode(err);
-    process.stderr.write(`jobctl: ${redactUri(errorMessage(err))}\n`);
+    process.stderr.write(`jobctl: ${redact(errorMessage(err))}\n`);
     return exitCodeFor(err);
   }
 }

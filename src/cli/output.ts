@@ -4,6 +4,7 @@
  * always carry the same facts.
  */
 import Table from 'cli-table3';
+import { redact } from '../redact.js';
 
 export interface Printer {
   json: boolean;
@@ -20,7 +21,7 @@ export function createPrinter(json: boolean, out: NodeJS.WritableStream = proces
       out.write(json ? `${toJson(data)}\n` : `${human()}\n`);
     },
     note(text) {
-      if (!json) process.stderr.write(`${text}\n`);
+      if (!json) process.stderr.write(`${redact(text)}\n`);
     },
   };
 }

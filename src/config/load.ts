@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { protectUri } from '../redact.js';
 import { builtinJobTypes } from '../jobs/registry.js';
 import type { JobTypeDefinition, RetryPolicy } from '../types.js';
 import {
@@ -33,6 +34,7 @@ import type { LogLevel, ResolvedConfig } from './types.js';
 import {
   didYouMean,
   dotted,
+  formatValue,
   settingsLine,
   settingsSchema,
   validateSettings,
@@ -230,7 +232,7 @@ function envLayer(env: Record<string, string | undefined>, layers: Layers): void
       if (name.includes('__')) {
         const hint = didYouMean(name, [...known.keys()]);
         problems.push(
-          `settings: environment variable ${name} = ${JSON.stringify(raw)} is not allowed: it names no setting${
+          `settings: environment variable ${name} = ${formatValue(raw)} is not allowed: it names no setting${
             hint ? `; did you mean ${hint}?` : ''
           }`,
         );
@@ -322,8 +324,14 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   const settingsFile = settingsArg !== undefined ? resolve(cwd, settingsArg) : undefined;
   const fileDir = settingsFile ? dirname(settingsFile) : cwd;
 
+  // Remember the connection string's secrets before anything can print it (even a message about it
+  // being malformed), wherever it comes from.
+  protectUri(options.flags?.mongoUri);
+  protectUri(env.JOBD_MONGO_URI);
+  const fileSettings = settingsFile ? readSettingsFile(settingsFile) : {};
+  protectUri(fileSettings.mongoUri);
   const layers: Layers = {
-    merged: settingsFile ? readSettingsFile(settingsFile) : {},
+    merged: fileSettings,
     origins: new Map(),
     cwdRelative: new Set(),
     ...(settingsFile ? { fileLabel: `in ${settingsFile}` } : {}),

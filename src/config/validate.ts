@@ -5,8 +5,10 @@
  *
  *   settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024 (in /etc/jobd/settings.json)
  */
+import { ConnectionString } from 'mongodb-connection-string-url';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { redact } from '../redact.js';
 import { LOG_LEVELS } from './defaults.js';
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -42,11 +44,25 @@ const databaseName = z
     error: 'must be a database name of 1 to 63 characters without / \\ . " $ * < > : | ? or spaces',
   });
 
-const mongoUri = z
-  .string({ error: 'must be "embedded" or a mongodb:// or mongodb+srv:// URI' })
-  .refine((v) => v === 'embedded' || /^mongodb(\+srv)?:\/\/[^\s]+$/.test(v), {
-    error: 'must be "embedded" or a mongodb:// or mongodb+srv:// URI',
-  });
+const MONGO_URI_ALLOWED = 'must be "embedded" or a mongodb:// or mongodb+srv:// URI';
+/** Parsed as the driver parses it, so a URI it would refuse stops jobd here, with the key named. */
+const mongoUri = z.string({ error: MONGO_URI_ALLOWED }).superRefine((v, ctx) => {
+  if (v === 'embedded') return;
+  if (!/^mongodb(\+srv)?:\/\/[^\s]+$/.test(v)) {
+    ctx.addIssue({ code: 'custom', message: MONGO_URI_ALLOWED });
+    return;
+  }
+  try {
+    new ConnectionString(v);
+  } catch (err) {
+    const why = redact(err instanceof Error ? err.message : String(err));
+    const hint = /unescaped/i.test(why) ? '; percent-encode : / ? # [ ] @ in the user name and password' : '';
+    ctx.addIssue({
+      code: 'custom',
+      message: `${MONGO_URI_ALLOWED} the MongoDB driver accepts (${why}${hint})`,
+    });
+  }
+});
 
 const retrySchema = z.strictObject({
   baseMs: int(1, DAY_MS, ' (ms)').optional(),
@@ -140,6 +156,7 @@ export type SettingsInput = z.infer<typeof settingsSchema>;
 /** Where a value came from, for messages: "in /etc/jobd/settings.json", "from JOBD_CONCURRENCY", "from --concurrency". */
 export type OriginOf = (path: readonly (string | number)[]) => string | undefined;
 
+/** A value for a message: JSON, credentials hidden before it is cut short (a cut could split a URI). */
 export function formatValue(value: unknown): string {
   if (value === undefined) return '(missing)';
   let s: string;
@@ -148,6 +165,7 @@ export function formatValue(value: unknown): string {
   } catch {
     s = String(value);
   }
+  s = redact(s);
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
 }
 

@@ -118,8 +118,97 @@ describe('precedence: flag > env > file', () => {
   });
 });
 
-describe('log redaction', () => {
-  it('a URI with credentials never reaches jobd output', async () => {
+describe('credentials never reach jobd or jobctl output', () => {
+  // Unencoded, the password has the characters that break naive patterns: ":" "/" "@".
+  const raw = 'pa:ss/w@rd-7Q';
+  const enc = encodeURIComponent(raw);
+  const leaked = (text: string): string[] =>
+    [raw, enc, 'rd-7Q', 'pa:ss', 'pa%3Ass', 'rd%2D7Q'].filter((s) => text.includes(s));
+
+  // Shapes a user may type by mistake: jobd and jobctl refuse them (exit 2) without printing the password.
+  const malformed = [
+    `mongodb//admin:${raw}@127.0.0.1:1/jobd`,
+    `mongodb:/admin:${raw}@127.0.0.1:1`,
+    `admin:${raw}@127.0.0.1:27017`,
+    `mongodb://admin:${raw}@127.0.0.1:1/jobd`, // unescaped: the driver cannot parse it
+    `mongodb+srv://admin:${enc}@h1.invalid,h2.invalid/jobd`,
+  ];
+  // Well-formed, nothing listens: jobctl exits 1, jobd retries and logs; secrets ride in options too.
+  const unreachable = [
+    `mongodb://admin:${enc}@127.0.0.1:1/jobd?directConnection=true&authSource=admin`,
+    `mongodb://127.0.0.1:1/jobd?directConnection=true&tls=true&tlsCertificateKeyFile=/nonexistent/client.pem&tlsCertificateKeyFilePassword=${enc}`,
+    `mongodb://127.0.0.1:1/?directConnection=true&authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:${enc}`,
+    `mongodb://127.0.0.1:1/?directConnection=true&proxyHost=127.0.0.1&proxyPort=1&proxyUsername=u&proxyPassword=${enc}`,
+    `mongodb+srv://admin:${enc}@cluster0.invalid/jobd`,
+  ];
+
+  /** fn over items, a few at a time (each is a node process; the machine may be busy). */
+  async function fewAtATime<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+    const out: R[] = [];
+    for (let i = 0; i < items.length; i += 4) out.push(...(await Promise.all(items.slice(i, i + 4).map(fn))));
+    return out;
+  }
+
+  /** jobd until it exits or reports the database unreachable (then SIGTERM); all its output. */
+  async function jobdOutput(args: string[], env: Record<string, string> = {}): Promise<string> {
+    const p = new Proc('jobd', args, { env: { JOBD_DATABASE: testDbName('redact'), ...env } });
+    const exited = p.exited.then(() => 'exited');
+    const unreachableLine = p.waitForLine('unreachable', 60_000).then(
+      () => 'logged',
+      () => 'exited',
+    );
+    await Promise.race([exited, unreachableLine]);
+    await p.stop();
+    return p.stdout + p.stderr;
+  }
+
+  /** Each URI by flag, and a few by JOBD_MONGO_URI and by the settings file. */
+  function cases(extra: Record<string, unknown> = {}) {
+    const file = (more: Record<string, unknown> = {}) => writeSettings({ ...extra, ...more });
+    return [
+      ...[...malformed, ...unreachable].map((uri) => ({
+        uri,
+        args: ['--mongo-uri', uri, '--settings', file()],
+        env: {},
+      })),
+      ...[malformed[0]!, unreachable[1]!].map((uri) => ({
+        uri,
+        args: ['--settings', file()],
+        env: { JOBD_MONGO_URI: uri },
+      })),
+      ...[malformed[2]!, unreachable[2]!].map((uri) => ({
+        uri,
+        args: ['--settings', file({ mongoUri: uri })],
+        env: {},
+      })),
+    ];
+  }
+
+  it('jobctl: malformed URIs exit 2 and unreachable ones exit 1, by flag, variable or file', async () => {
+    const results = await fewAtATime(cases(), async (c) => ({
+      ...c,
+      r: await run('jobctl', ['ping', ...c.args], { env: c.env, timeoutMs: 120_000 }),
+    }));
+    for (const { uri, r } of results) {
+      const out = r.stdout + r.stderr;
+      expect(leaked(out), `${uri}:\n${out}`).toEqual([]);
+      expect(r.code, `${uri}:\n${out}`).toBe(malformed.includes(uri) ? 2 : 1);
+      expect(r.stderr).toMatch(/^jobctl: /);
+    }
+  }, 300_000);
+
+  it('jobd: nothing it prints or logs carries the password', async () => {
+    const outputs = await fewAtATime(cases({ dataDir: './var' }), async (c) => ({
+      ...c,
+      out: await jobdOutput(c.args, c.env),
+    }));
+    for (const { uri, out } of outputs) {
+      expect(leaked(out), `${uri}:\n${out}`).toEqual([]);
+      expect(out, uri).toMatch(/mongoUri|unreachable/);
+    }
+  }, 300_000);
+
+  it('a URI with credentials is shown redacted in the log', async () => {
     const secret = 'pa55-w0rd-never-logged';
     // Nothing listens on port 1: jobd keeps retrying its first connection and logs each attempt.
     const uri = `mongodb://alice:${secret}@127.0.0.1:1/jobd?directConnection=true&authSource=admin`;

@@ -217,6 +217,31 @@ describe('messages name the key, the value and what is allowed', () => {
     );
   });
 
+  it('a mongoUri the driver cannot parse is refused, the password hidden', () => {
+    const err = errorOf(() =>
+      load({ cwd: dir(), flags: { mongoUri: 'mongodb://admin:pa:ss/w@rd-7Q@db.example.net/jobd' } }),
+    );
+    expect(err.code).toBe('JOBD_CONFIG');
+    expect(err.message).toContain('mongoUri = "mongodb://***@db.example.net/jobd" is not allowed');
+    expect(err.message).toContain('Password contains unescaped characters');
+    expect(err.message).toContain('percent-encode');
+    expect(err.message).not.toContain('rd-7Q');
+    const srv = errorOf(() => load({ cwd: dir(), env: { JOBD_MONGO_URI: 'mongodb+srv://a,b/x' } }));
+    expect(srv.message).toContain('mongodb+srv URI cannot have multiple service names');
+    expect(srv.message).toContain('(from JOBD_MONGO_URI)');
+  });
+
+  it('values are shown with credentials hidden, even when cut short', () => {
+    const long = `mongodb//admin:S3cr3t-${'x'.repeat(200)}@db.example.net/jobd`;
+    const err = errorOf(() => load({ cwd: dir(), env: { JOBD_MONGO_URI: long } }));
+    expect(err.message).toContain('mongoUri = "mongodb//***@db.example.net/jobd"');
+    expect(err.message).not.toContain('S3cr3t');
+    const unknown = errorOf(() =>
+      load({ cwd: dir(), env: { JOBD_MONGO__URI: 'mongodb://admin:S3cr3t@db.example.net/' } }),
+    );
+    expect(unknown.message).toContain('JOBD_MONGO__URI = "mongodb://***@db.example.net/" is not allowed');
+  });
+
   it('settings file problems', () => {
     expect(errorOf(() => load({ settingsPath: '/nonexistent/jobd.json' })).message).toContain(
       'cannot read settings file /nonexistent/jobd.json: no such file',

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger, redactUri } from '../../src/logging.js';
+import { protectUri, redact, uriSecrets } from '../../src/redact.js';
 
 function capture(): { stream: Writable; text: () => string } {
   const chunks: string[] = [];
@@ -40,6 +41,94 @@ describe('redactUri', () => {
   });
 });
 
+describe('redact: any shape of connection string, any option that carries a secret', () => {
+  const pw = 'Pw-71x';
+  const shapes: [string, string][] = [
+    [`mongodb//admin:${pw}@host`, 'mongodb//***@host'],
+    [`mongodb:/admin:${pw}@h`, 'mongodb:/***@h'],
+    [`admin:${pw}@host:27017`, '***@host:27017'],
+    [`mongodb+srv://u:${pw}@cluster0.example.net/jobd`, 'mongodb+srv://***@cluster0.example.net/jobd'],
+    [`mongodb://u:p%40ss%2F${pw}@h/db`, 'mongodb://***@h/db'],
+    [`mongodb://u:p@ss/w:rd${pw}@h1,h2/db?w=1`, 'mongodb://***@h1,h2/db?w=1'],
+    [`uri=admin:${pw}@host`, 'uri=***@host'],
+    [
+      `mongodb://h/?tls=true&tlsCertificateKeyFilePassword=${pw}&w=1`,
+      'mongodb://h/?tls=true&tlsCertificateKeyFilePassword=***&w=1',
+    ],
+    [`mongodb://h/?password=${pw}`, 'mongodb://h/?password=***'],
+    [`mongodb://h/?sslPEMKeyPassword=${pw}`, 'mongodb://h/?sslPEMKeyPassword=***'],
+    [`mongodb://h/?proxyUsername=u&proxyPassword=${pw}`, 'mongodb://h/?proxyUsername=u&proxyPassword=***'],
+    [
+      `mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:${pw},SERVICE_NAME:s`,
+      'mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=***',
+    ],
+    [`token AWS_SESSION_TOKEN%3A${pw}`, 'token AWS_SESSION_TOKEN%3A***'],
+    [`{"password":"${pw}","proxyPassword":"a\\"b${pw}"}`, '{"password":"***","proxyPassword":"***"}'],
+    [`{ sslPEMKeyPassword: '${pw}' }`, "{ sslPEMKeyPassword: '***' }"],
+    [
+      `cannot connect to mongodb://h/?proxyPassword=${pw}: connect ECONNREFUSED`,
+      'cannot connect to mongodb://h/?proxyPassword=***: connect ECONNREFUSED',
+    ],
+  ];
+  for (const [given, expected] of shapes) {
+    it(given, () => {
+      expect(redact(given)).toBe(expected);
+      expect(redact(`error: "${given}" failed`)).not.toContain(pw);
+    });
+  }
+
+  it('inside a JSON log line, also as JSON within a JSON string', () => {
+    const line = JSON.stringify({
+      msg: `bad ${JSON.stringify({ tlsCertificateKeyFilePassword: pw, n: 1 })} at mongodb://a:b"${pw}@h/`,
+      uri: `mongodb//a:${pw}@h`,
+    });
+    const out = redact(line);
+    expect(out).not.toContain(pw);
+    expect(() => JSON.parse(out) as unknown).not.toThrow();
+  });
+
+  it('leaves text without credentials alone', () => {
+    for (const text of [
+      'mongodb://127.0.0.1:27117/?directConnection=true',
+      'write to alice@example.org',
+      'at load (/srv/app/node_modules/@scope/pkg/index.js:10:3)',
+      '{"leaseToken":"a1b2","resumeToken":{"_data":"82"},"msg":"claimed"}',
+      'embedded',
+    ]) {
+      expect(redact(text)).toBe(text);
+    }
+  });
+
+  it('takes linear time on long lines', () => {
+    const t0 = performance.now();
+    redact(`${'a'.repeat(300_000)}=x@y: ${'b'.repeat(300_000)} password=1 ${'c'.repeat(300_000)}:`);
+    // A backtracking pattern takes minutes here; linear scanning takes milliseconds.
+    expect(performance.now() - t0).toBeLessThan(5_000);
+  });
+
+  it('a remembered URI hides its password and secret options in any form, anywhere', () => {
+    const raw = 'S3:cr/t@Q9';
+    const encoded = encodeURIComponent(raw);
+    const uri = `mongodb://admin:${encoded}@db.example.net/?tlsCertificateKeyFilePassword=k3y-${pw}&authMechanismProperties=AWS_SESSION_TOKEN%3Atok-${pw}`;
+    expect(uriSecrets(uri)).toEqual(
+      expect.arrayContaining([encoded, `k3y-${pw}`, `AWS_SESSION_TOKEN%3Atok-${pw}`, `tok-${pw}`]),
+    );
+    protectUri(uri);
+    const text = redact(
+      `decoded ${raw}, encoded ${encoded}, json ${JSON.stringify(raw)}, k3y-${pw} tok-${pw}`,
+    );
+    for (const secret of [raw, encoded, `k3y-${pw}`, `tok-${pw}`, 'cr/t@Q9'])
+      expect(text).not.toContain(secret);
+  });
+
+  it('finds the password of a malformed URI too', () => {
+    expect(uriSecrets('mongodb//admin:Pw1@host')).toEqual(['Pw1']);
+    expect(uriSecrets('mongodb:/admin:Pw1@h')).toEqual(['Pw1']);
+    expect(uriSecrets('admin:Pw1@host:27017')).toEqual(['Pw1']);
+    expect(uriSecrets('mongodb://admin:p@ss:w/rd@h/?w=1')).toEqual(['p@ss:w/rd']);
+  });
+});
+
 describe('logger', () => {
   it('never writes credentials, whatever field or message carries them', () => {
     const out = capture();
@@ -53,6 +142,12 @@ describe('logger', () => {
     log.info('interpolated %s', uri);
     log.error({ err: new Error(`cannot connect to ${uri}`) }, 'error object');
     log.child({ uri }).info('child binding');
+    log.info({ uri: `mongodb//admin:${secret}@db` }, 'malformed');
+    log.info(
+      { options: { tlsCertificateKeyFilePassword: secret } },
+      `tls mongodb://h/?tlsCertificateKeyFilePassword=${secret}`,
+    );
+    log.error({ err: new Error('outer', { cause: new Error(`inner admin:${secret}@db:27017`) }) }, 'cause');
     const text = out.text();
     expect(text).not.toContain(secret);
     expect(text).toContain('mongodb://***@db.example.net:27017/jobd');
@@ -60,7 +155,7 @@ describe('logger', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines).toHaveLength(7);
+    expect(lines).toHaveLength(10);
     expect(lines[0]).toMatchObject({ level: 'info', msg: 'connecting' });
   });
 
