@@ -33,6 +33,7 @@ function buildProgram(): Command {
     .addOption(new Option('--mongo-uri <uri>', 'MongoDB URI, or "embedded" for the built-in server'))
     .version(jobdVersion(), '-V, --version', "print jobd's version")
     .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeErr: (s) => process.stderr.write(redactUri(s)) })
     .exitOverride();
 }
 
