@@ -3,6 +3,7 @@ export * from './types.js';
 export * from './errors.js';
 export { systemClock, ManualClock, type Clock } from './clock.js';
 export type { ResolvedConfig } from './config/types.js';
+export { loadSettings, type LoadSettingsOptions, type JobdSettings } from './config/settings.js';
 export { JobdClient, WaitTimeoutError, CLIENT_DEFAULTS, type ClientOptions } from './client.js';
 export { startDaemon, type Daemon, type DaemonStats, type StartDaemonOptions } from './worker/daemon.js';
 export type { DaemonEvents, DaemonEventName } from './worker/events.js';

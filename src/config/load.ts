@@ -62,6 +62,8 @@ export interface LoadOptions {
   /** --settings; when absent, JOBD_SETTINGS; when both are absent, defaults and environment only. */
   settingsPath?: string;
   flags?: FlagValues;
+  /** Settings in the file's shape, applied over everything else (the library's loadSettings). */
+  overrides?: Record<string, unknown>;
   env?: Record<string, string | undefined>;
   cwd?: string;
   /** Built-in job types; the registry's by default. */
@@ -261,6 +263,19 @@ function flagLayer(flags: FlagValues, layers: Layers): void {
   layers.merged = deepMerge(layers.merged, flagObj);
 }
 
+function overridesLayer(overrides: Json, layers: Layers): void {
+  const mark = (value: unknown, path: string[]): void => {
+    if (isPlainObject(value)) {
+      for (const [k, v] of Object.entries(value)) mark(v, [...path, k]);
+      return;
+    }
+    layers.origins.set(dotted(path), 'from overrides');
+    layers.cwdRelative.add(dotted(path));
+  };
+  mark(overrides, []);
+  layers.merged = deepMerge(layers.merged, overrides);
+}
+
 function originFinder(layers: Layers): (path: readonly (string | number)[]) => string | undefined {
   return (path) => {
     for (let n = path.length; n > 0; n--) {
@@ -328,6 +343,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   // being malformed), wherever it comes from.
   protectUri(options.flags?.mongoUri);
   protectUri(env.JOBD_MONGO_URI);
+  protectUri(options.overrides?.mongoUri);
   const fileSettings = settingsFile ? readSettingsFile(settingsFile) : {};
   protectUri(fileSettings.mongoUri);
   const layers: Layers = {
@@ -338,6 +354,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   };
   envLayer(env, layers);
   flagLayer(options.flags ?? {}, layers);
+  if (options.overrides) overridesLayer(options.overrides, layers);
   const originOf = originFinder(layers);
   const s: SettingsInput = validateSettings(layers.merged, originOf);
 
@@ -422,7 +439,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       try {
         handler = resolveHandler(
           t.handler,
-          fileDir,
+          layers.cwdRelative.has(`${key}.handler`) ? cwd : fileDir,
           `${key}.handler`,
           originOf(['jobTypes', name, 'handler']),
         );
