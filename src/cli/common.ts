@@ -86,3 +86,26 @@ export function isoDateOption(value: string): Date {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The settings variables both programs read, for --help (every key is in docs/configuration.md). */
+export const ENVIRONMENT_HELP = `Environment:
+  JOBD_SETTINGS      the settings file, when --settings is not given
+  JOBD_MONGO_URI     mongoUri: "embedded" or a mongodb:// / mongodb+srv:// URI
+  JOBD_DATABASE      database
+  JOBD_<KEY>         any other setting, "__" between levels: worker.leaseMs is JOBD_WORKER__LEASE_MS,
+                     embedded.port is JOBD_EMBEDDED__PORT (all keys: docs/configuration.md)
+  STATE_DIRECTORY    the default dataDir (systemd's StateDirectory=)
+
+Settings layers, later wins: defaults, the settings file, JOBD_* variables, flags.`;
+
+/** jobctl's exit codes, for --help. */
+export const JOBCTL_EXIT_CODES_HELP = `Exit codes:
+  0  ok
+  1  failure: the database is unreachable, a change was refused (e.g. cancelling a finished job),
+     or with enqueue --wait the job failed or was cancelled
+  2  bad settings, flags or arguments (nothing was changed)
+  3  no job with that id`;
+
+/** The exit codes of a command that looks up one job. */
+export const JOB_LOOKUP_EXIT_CODES_HELP =
+  '\nExit codes: 0 ok; 1 failure; 2 bad settings, flags or arguments; 3 no job with that id.';

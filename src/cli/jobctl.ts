@@ -1,6 +1,6 @@
 /**
  * jobctl: the admin CLI. Same settings as jobd (--settings / JOBD_SETTINGS, JOBD_* variables, flags).
- * Exit codes: 0 ok, 1 failure, 2 bad flags/arguments/settings, 3 job not found.
+ * Exit codes (also in --help): 0 ok, 1 failure, 2 bad flags/arguments/settings, 3 job not found.
  */
 import { Command } from 'commander';
 import { EXIT_CODES } from '../errors.js';
@@ -18,9 +18,11 @@ import { registerVersion } from './commands/version.js';
 import { registerWorkers } from './commands/workers.js';
 import {
   commanderExitCode,
+  ENVIRONMENT_HELP,
   errorMessage,
   exitCodeFor,
   isCommanderError,
+  JOBCTL_EXIT_CODES_HELP,
   jobdVersion,
   throwOnUsageErrors,
 } from './common.js';
@@ -31,7 +33,11 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     .description('inspect and manage jobd jobs')
     .version(jobdVersion(), '-V, --version', "print jobctl's version")
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeErr: (s) => process.stderr.write(redact(s)) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(redact(s)) })
+    .addHelpText(
+      'after',
+      `\nEvery command takes --settings, --mongo-uri, --database and --json.\n\n${ENVIRONMENT_HELP}\n\n${JOBCTL_EXIT_CODES_HELP}`,
+    );
   for (const register of [
     registerPing,
     registerVersion,

@@ -34,6 +34,8 @@ export interface RunOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   timeoutMs?: number;
+  /** Written to the process's stdin (which is otherwise closed). */
+  input?: string;
 }
 
 /** Run to completion. */
@@ -42,12 +44,13 @@ export function run(bin: keyof typeof BIN, args: string[], opts: RunOptions = {}
     const child = spawn(process.execPath, [BIN[bin], ...args], {
       env: cleanEnv(opts.env ?? {}),
       cwd: opts.cwd ?? tmpdir(),
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(

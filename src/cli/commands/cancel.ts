@@ -13,6 +13,10 @@ export const registerCancel: RegisterCommand = (program, env) => {
     withCommonOptions(new Command('cancel'))
       .description('cancel a job that has not finished (a running one is stopped by its worker)')
       .argument('<id>', 'job id')
+      .addHelpText(
+        'after',
+        '\nExit codes: 0 cancelled; 1 failure, or the job had already finished; 2 bad settings, flags or arguments; 3 no job with that id.',
+      )
       .action(async (id: string, opts: CommonOptions) => {
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {

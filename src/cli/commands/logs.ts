@@ -5,6 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { NotFoundError, ValidationError } from '../../errors.js';
 import { get } from '../../store/queries.js';
 import { FINISHED_STATES } from '../../types.js';
+import { JOB_LOOKUP_EXIT_CODES_HELP } from '../common.js';
 import {
   commandContext,
   withCommonOptions,
@@ -34,6 +35,7 @@ export const registerLogs: RegisterCommand = (program, env) => {
     withCommonOptions(new Command('logs'))
       .description("a job's output: its log file under logDir, or the tail kept on the job")
       .argument('<id>', 'job id')
+      .addHelpText('after', JOB_LOOKUP_EXIT_CODES_HELP)
       .addOption(new Option('-f, --follow', 'keep printing new output until the job finishes'))
       .action(async (id: string, opts: CommonOptions & { follow?: boolean }) => {
         if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) {

@@ -13,6 +13,10 @@ export const registerRetry: RegisterCommand = (program, env) => {
     withCommonOptions(new Command('retry'))
       .description('queue a failed or cancelled job again, with a fresh set of attempts')
       .argument('<id>', 'job id')
+      .addHelpText(
+        'after',
+        '\nExit codes: 0 queued again; 1 failure, or the job is not failed or cancelled; 2 bad settings, flags or arguments; 3 no job with that id.',
+      )
       .action(async (id: string, opts: CommonOptions) => {
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {
