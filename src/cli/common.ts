@@ -109,3 +109,13 @@ export const JOBCTL_EXIT_CODES_HELP = `Exit codes:
 /** The exit codes of a command that looks up one job. */
 export const JOB_LOOKUP_EXIT_CODES_HELP =
   '\nExit codes: 0 ok; 1 failure; 2 bad settings, flags or arguments; 3 no job with that id.';
+
+/** jobd's exit codes, for --help. */
+export const JOBD_EXIT_CODES_HELP = `Exit codes:
+  0  stopped cleanly after SIGTERM or SIGINT
+  1  a fatal runtime error
+  2  bad settings or flags
+  4  another live jobd owns the pidfile
+
+Signals: SIGTERM or SIGINT lets running jobs finish (worker.shutdownGraceMs), then stops; a second
+signal kills and re-queues them at once.`;

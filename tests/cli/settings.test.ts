@@ -64,6 +64,26 @@ describe('bad settings exit 2 naming the key and the value', () => {
   });
 });
 
+describe('jobd --help', () => {
+  it('names the exit codes, the signals and the environment variables', async () => {
+    const r = await run('jobd', ['--help']);
+    expect(r.code).toBe(0);
+    for (const text of [
+      '--settings <file>',
+      'Exit codes:',
+      '2  bad settings or flags',
+      '4  another live jobd owns the pidfile',
+      'SIGTERM',
+      'JOBD_SETTINGS',
+      'JOBD_MONGO_URI',
+      'JOBD_WORKER__LEASE_MS',
+      'STATE_DIRECTORY',
+    ]) {
+      expect(r.stdout).toContain(text);
+    }
+  });
+});
+
 describe('precedence: flag > env > file', () => {
   it('env beats the file (the error names the variable, not the file value)', async () => {
     const file = writeSettings({ worker: { concurrency: 2 } });
