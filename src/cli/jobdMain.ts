@@ -12,7 +12,15 @@ import { createLogger, redactUri, type Logger } from '../logging.js';
 import { embeddedUri } from '../store/connect.js';
 import { startDaemon, type Daemon } from '../worker/daemon.js';
 import { acquirePidfile, type Pidfile } from '../worker/pidfile.js';
-import { commanderExitCode, errorMessage, exitCodeFor, isCommanderError, jobdVersion } from './common.js';
+import {
+  commanderExitCode,
+  ENVIRONMENT_HELP,
+  errorMessage,
+  exitCodeFor,
+  isCommanderError,
+  JOBD_EXIT_CODES_HELP,
+  jobdVersion,
+} from './common.js';
 
 /** After a second signal: killGraceMs for the children, plus this for writing outcomes and closing. */
 const HARD_STOP_MARGIN_MS = 15_000;
@@ -34,6 +42,7 @@ function buildProgram(): Command {
     .version(jobdVersion(), '-V, --version', "print jobd's version")
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(redactUri(s)) })
+    .addHelpText('after', `\n${ENVIRONMENT_HELP}\n\n${JOBD_EXIT_CODES_HELP}`)
     .exitOverride();
 }
 
