@@ -84,7 +84,9 @@ describe('loadSettings, exported for startDaemon', () => {
       overrides: { mongoUri: testMongoUri() },
     });
     const daemon = await startDaemon({ config });
-    const client = await JobdClient.connect({ mongoUri: config.mongoUri, database });
+    expect(config.database).toBe(database);
+    // As the README shows it: the loaded settings are a client's options too.
+    const client = await JobdClient.connect(config);
     try {
       const { job } = await client.enqueue('double', { n: 21 });
       const done = await client.waitFor(job._id, { timeoutMs: 60_000 });
