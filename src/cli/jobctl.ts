@@ -75,8 +75,16 @@ export async function run(argv: string[], env: CliEnv = {}): Promise<number> {
   }
 }
 
+/** Resolves once everything written so far to `stream` has been handed to the OS. */
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  // Writes complete in order, so an empty write's callback comes after every earlier one.
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
+
 export async function main(argv: string[]): Promise<void> {
   const code = await run(argv);
+  // Output to a pipe may still be queued (a large --json); process.exit would cut it short.
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
   // Exit explicitly: a driver or embedded-server timer must not keep a finished command alive.
   process.exit(code);
 }

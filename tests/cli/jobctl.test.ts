@@ -1,10 +1,11 @@
 import { MongoClient, type Db } from 'mongodb';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { buildProgram } from '../../src/cli/jobctl.js';
-import { Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
+import { BIN, Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
 
 /** jobctl against the harness database: URI by flag, a fresh database by JOBD_DATABASE. */
 function ctl(label: string) {
@@ -301,6 +302,62 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
     const [first, second] = again.stdout.trim().split('\n');
     expect(first).toBe(`${out[1]!.id} (an unfinished job with this dedupe key already existed)`);
     expect(second).toMatch(/^[0-9a-f]{24}$/);
+  });
+
+  it('large --json output reaches a slow reader whole', async () => {
+    const c = ctl('ctl_bigout');
+    const file = join(tempDir('bigout'), 'jobs.ndjson');
+    writeFileSync(
+      file,
+      Array.from({ length: 3_000 }, (_, i) => `{"type":"noop","params":{"i":${i}}}`).join('\n'),
+    );
+    // The reader stops after the first chunk and goes on once jobctl has exited (or after 10 s, so a
+    // jobctl that waits for its output to be read is not left waiting forever): output still queued
+    // inside jobctl when it exits would be lost.
+    const child = spawn(
+      process.execPath,
+      [
+        BIN.jobctl,
+        'enqueue',
+        '--file',
+        file,
+        '--json',
+        '--settings',
+        c.settings,
+        '--mongo-uri',
+        testMongoUri(),
+      ],
+      {
+        env: {
+          ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JOBD_'))),
+          JOBD_DATABASE: c.database,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    child.stdout.once('data', (d: Buffer) => {
+      out += d.toString();
+      child.stdout.pause();
+      const resume = (): void => {
+        child.stdout.resume();
+      };
+      const timer = setTimeout(resume, 10_000);
+      void exited.then(() => {
+        clearTimeout(timer);
+        resume();
+      });
+      child.stdout.on('data', (more: Buffer) => (out += more.toString()));
+    });
+    const closed = new Promise<void>((res) => child.on('close', () => res()));
+    expect(await exited, err).toBe(0);
+    await closed;
+    const rows = JSON.parse(out) as { line: number }[];
+    expect(rows).toHaveLength(3_000);
+    expect(out.length).toBeGreaterThan(200_000); // well past a pipe's 64 KiB
   });
 
   it('--file: a bad line is reported with its number and field; exit 2 and nothing written', async () => {
