@@ -140,7 +140,7 @@ export interface FileStore extends DurableStore {
 export function openDurableStore(dir: string, options: DurableStoreOptions = {}): FileStore {
   const absDir = resolve(dir);
   mkdirSync(absDir, { recursive: true });
-  const lock = acquireDirLock(absDir);
+  const lock = acquireDirLock(absDir, options.log);
   try {
     return new FileDurableStore(absDir, lock, options);
   } catch (err) {

@@ -1,21 +1,23 @@
 /**
  * One process per data directory.
  *
- * The lock is a file `LOCK` in the data directory holding {pid, hostname, token, startedAt}. It is
- * published with link(2), which fails if the name exists, so nobody ever sees a half-written lock.
- * When LOCK names a process that no longer exists on this host (checked with `kill(pid, 0)`), the
- * lock is stale and is taken over; takeovers are serialised through a second file, `LOCK.takeover`,
- * so two starters that both see the same stale lock cannot both win.
+ * The lock is a file `LOCK` in the data directory holding {pid, hostname, token, startedAt} and the
+ * owner's process start time and boot id (processIdentity.ts). It is published with link(2), which
+ * fails if the name exists, so nobody ever sees a half-written lock. When LOCK names a process that is
+ * gone (its pid no longer exists, or now belongs to another process or thread, or the machine has
+ * rebooted since), the lock is stale and is taken over; takeovers are serialised through a second
+ * file, `LOCK.takeover`, so two starters that both see the same stale lock cannot both win.
  *
  * Limits: liveness can only be checked for a process on this host and in this pid namespace. A lock
- * written on another host is never taken over (remove it by hand once sure); a dead owner whose pid
- * has been reused by an unrelated process makes the lock look held. A second process is refused, not
- * queued: starting two servers on one directory is a mistake to report, not to wait out.
+ * written on another host is never taken over (remove it by hand once sure). Without /proc (not Linux)
+ * only kill(pid, 0) is available, and a reused pid makes the lock look held. A second process is
+ * refused, not queued: starting two servers on one directory is a mistake to report, not to wait out.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { closeSync, linkSync, openSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { ownMark, processLiveness, type ProcessMark } from './processIdentity.js';
 
 export const LOCK_FILE = 'LOCK';
 const TAKEOVER_FILE = 'LOCK.takeover';
@@ -33,7 +35,7 @@ export class DataDirLockedError extends Error {
   }
 }
 
-interface LockOwner {
+interface LockOwner extends ProcessMark {
   pid: number;
   hostname: string;
   token: string;
@@ -47,7 +49,8 @@ export interface DirLock {
   release(): void;
 }
 
-export function acquireDirLock(dir: string): DirLock {
+/** `log` receives one line when a stale lock is taken over, saying why it was stale. */
+export function acquireDirLock(dir: string, log: (message: string) => void = () => {}): DirLock {
   const key = realpathSync(dir);
   if (openHere.has(key)) {
     throw new DataDirLockedError(dir, process.pid, `it is already open in this process (pid ${process.pid})`);
@@ -58,13 +61,20 @@ export function acquireDirLock(dir: string): DirLock {
     hostname: hostname(),
     token: randomBytes(12).toString('hex'),
     startedAt: new Date().toISOString(),
+    ...ownMark(),
   };
 
   if (!publish(dir, lockPath, me)) {
     const owner = readOwner(lockPath);
     const verdict = judge(dir, lockPath, owner);
     if (verdict) throw verdict;
-    takeOver(dir, lockPath, owner as LockOwner, me);
+    const stale = owner as LockOwner;
+    const why = staleReason(stale);
+    takeOver(dir, lockPath, stale, me);
+    log(
+      `data directory ${dir}: took over the lock of process ${stale.pid} (since ${stale.startedAt}), ` +
+        `which is gone: ${why}`,
+    );
   }
   openHere.add(key);
 
@@ -129,7 +139,15 @@ function readOwner(path: string): LockOwner | undefined {
   try {
     const o = JSON.parse(text) as Partial<LockOwner>;
     if (typeof o.pid === 'number' && typeof o.token === 'string' && typeof o.hostname === 'string') {
-      return { pid: o.pid, token: o.token, hostname: o.hostname, startedAt: String(o.startedAt ?? '?') };
+      const owner: LockOwner = {
+        pid: o.pid,
+        token: o.token,
+        hostname: o.hostname,
+        startedAt: String(o.startedAt ?? '?'),
+      };
+      if (typeof o.startTicks === 'string') owner.startTicks = o.startTicks;
+      if (typeof o.bootId === 'string') owner.bootId = o.bootId;
+      return owner;
     }
   } catch {
     // fall through
@@ -155,7 +173,7 @@ function judge(dir: string, lockPath: string, owner: LockOwner | undefined): Dat
     );
   }
   // Our own pid without an open store here: a previous incarnation (pid reuse, e.g. pid 1 in a container).
-  if (owner.pid !== process.pid && isAlive(owner.pid)) {
+  if (owner.pid !== process.pid && isAlive(owner)) {
     return new DataDirLockedError(
       dir,
       owner.pid,
@@ -165,13 +183,14 @@ function judge(dir: string, lockPath: string, owner: LockOwner | undefined): Dat
   return undefined;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+function staleReason(owner: LockOwner): string {
+  if (owner.pid === process.pid) return `its pid is this process's own`;
+  const v = processLiveness(owner.pid, owner);
+  return v.alive ? 'it is running again' : v.why;
+}
+
+function isAlive(owner: LockOwner): boolean {
+  return processLiveness(owner.pid, owner).alive;
 }
 
 function takeOver(dir: string, lockPath: string, stale: LockOwner, me: LockOwner): void {
@@ -179,7 +198,7 @@ function takeOver(dir: string, lockPath: string, stale: LockOwner, me: LockOwner
   let haveMutex = publish(dir, mutexPath, me);
   if (!haveMutex) {
     const holder = readOwner(mutexPath);
-    if (holder && holder.hostname === hostname() && holder.pid !== process.pid && isAlive(holder.pid)) {
+    if (holder && holder.hostname === hostname() && holder.pid !== process.pid && isAlive(holder)) {
       // Someone else is taking over right now; whoever wins, the directory is not ours.
       const winner = readOwner(lockPath);
       throw new DataDirLockedError(

@@ -1,11 +1,16 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DataDirLockedError, LOCK_FILE, openDurableStore } from '../../src/embedded/persistence.js';
+import { MongoClient } from 'mongodb';
+import { readStat } from '../../src/embedded/processIdentity.js';
+import { startEmbeddedProcess } from '../helpers/embeddedProcess.js';
 import { useTempDirs } from '../fixtures/embedded/tempDir.js';
+import { waitUntil } from '../helpers/waitFor.js';
 
 const tempDir = useTempDirs('lock');
 const FIXTURE = join(import.meta.dirname, '../fixtures/embedded/openStore.ts');
@@ -130,6 +135,18 @@ describe('durable store: one process per data directory', () => {
     }
   });
 
+  it('records its own start time and boot id beside its pid', () => {
+    const dir = tempDir();
+    const s = openDurableStore(dir);
+    const owner = JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')) as Record<string, unknown>;
+    s.close();
+    expect(owner).toMatchObject({
+      pid: process.pid,
+      startTicks: readStat(process.pid)?.startTicks,
+      bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    });
+  });
+
   it('never takes over a lock it cannot check: another host, or an unreadable lock file', () => {
     const dir = tempDir();
     const lock = join(dir, LOCK_FILE);
@@ -141,5 +158,154 @@ describe('durable store: one process per data directory', () => {
     writeFileSync(lock, '');
     expect(() => openDurableStore(dir)).toThrow(/lock file .*LOCK is unreadable/);
     expect(readFileSync(lock, 'utf8')).toBe('');
+  });
+});
+
+describe('durable store: a lock that pid reuse cannot fool', () => {
+  const live: ChildProcess[] = [];
+  afterEach(async () => {
+    for (const c of live.splice(0)) {
+      if (c.exitCode === null && c.signalCode === null) {
+        c.kill('SIGKILL');
+        await once(c, 'exit');
+      }
+    }
+  });
+
+  /** A real, unrelated, live process. */
+  function sleeper(): ChildProcess & { pid: number } {
+    const child = spawn('sleep', ['600'], { stdio: 'ignore' });
+    live.push(child);
+    return child as ChildProcess & { pid: number };
+  }
+
+  function writeLock(dir: string, owner: Record<string, unknown>): void {
+    writeFileSync(
+      join(dir, LOCK_FILE),
+      JSON.stringify({ hostname: hostname(), token: 'old', startedAt: 'before the crash', ...owner }),
+    );
+  }
+
+  const bootId = (): string => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+
+  /** Opens the directory, expecting the old lock to be taken over; returns what the store logged. */
+  function takesOver(dir: string): string {
+    const messages: string[] = [];
+    const s = openDurableStore(dir, { log: (m) => messages.push(m) });
+    expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid });
+    s.close();
+    return messages.join('\n');
+  }
+
+  it('takes over a lock whose pid now belongs to another live process, started at another time', async () => {
+    const dir = tempDir();
+    const other = sleeper();
+    await waitUntil(() => readStat(other.pid) !== undefined, {
+      what: 'the sleep process to appear in /proc',
+    });
+    const ticks = Number((readStat(other.pid) as { startTicks: string }).startTicks);
+    writeLock(dir, { pid: other.pid, startTicks: String(ticks - 100), bootId: bootId() });
+    expect(takesOver(dir)).toMatch(
+      new RegExp(`took over the lock of process ${other.pid} .*started at another time`),
+    );
+    expect(other.exitCode).toBeNull(); // and nothing happened to that process
+  });
+
+  it('takes over a lock whose pid is now a thread of another process, even from a lock that records only a pid', async () => {
+    const dir = tempDir();
+    // a node process has several threads; each thread id passes kill(tid, 0)
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    live.push(other);
+    const pid = other.pid as number;
+    const tid = await waitUntil(
+      () => {
+        try {
+          return readdirSync(`/proc/${pid}/task`)
+            .map(Number)
+            .find((t) => t !== pid);
+        } catch {
+          return undefined;
+        }
+      },
+      { what: 'a thread of the node process' },
+    );
+    process.kill(tid, 0); // what used to decide: the thread id looks like a live process
+    // the thread's own start time, and a lock in the old format (pid only)
+    for (const mark of [{ startTicks: readStat(tid)?.startTicks, bootId: bootId() }, {}]) {
+      writeLock(dir, { pid: tid, ...mark });
+      expect(takesOver(dir)).toContain(`pid ${tid} is now a thread of process ${pid}`);
+    }
+  });
+
+  it('takes over a lock from an earlier boot, though its pid and start time match a live process', async () => {
+    const dir = tempDir();
+    const other = sleeper();
+    await waitUntil(() => readStat(other.pid) !== undefined, {
+      what: 'the sleep process to appear in /proc',
+    });
+    const startTicks = readStat(other.pid)?.startTicks;
+    writeLock(dir, { pid: other.pid, startTicks, bootId: '00000000-0000-4000-8000-000000000000' });
+    expect(takesOver(dir)).toContain('the machine has restarted since');
+  });
+
+  it('takes over the lock of an owner that has exited but not yet been reaped (a zombie)', async () => {
+    const dir = tempDir();
+    // the shell starts `true` in the background and becomes `sleep`, which never reaps it
+    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 600'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    live.push(parent);
+    const [line] = (await once(
+      createInterface({ input: parent.stdout as NodeJS.ReadableStream }),
+      'line',
+    )) as [string];
+    const zombie = Number(line);
+    await waitUntil(() => readStat(zombie)?.state === 'Z', { what: `process ${zombie} to become a zombie` });
+    writeLock(dir, { pid: zombie });
+    expect(takesOver(dir)).toContain(`process ${zombie} has exited`);
+  });
+
+  it('jobd-embedded restarts after a SIGKILL although its old pid now belongs to another live process', async () => {
+    const dir = tempDir();
+    const server = await startEmbeddedProcess({ dataDir: dir });
+    const client = new MongoClient(server.uri, { serverSelectionTimeoutMS: 10_000 });
+    await client.connect();
+    await client.db('app').collection<{ _id: number }>('jobs').insertOne({ _id: 1 });
+    await client.close(true);
+    await server.kill();
+    // the dead server's lock, as if the kernel had handed its pid to an unrelated process
+    const left = JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')) as Record<string, unknown>;
+    expect(left).toMatchObject({ pid: server.pid, startTicks: expect.any(String) });
+    const other = sleeper();
+    writeLock(dir, { ...left, pid: other.pid });
+
+    const restarted = await startEmbeddedProcess({ dataDir: dir });
+    try {
+      await restarted.waitForLine(
+        new RegExp(`took over the lock of process ${other.pid} .*started at another time`),
+      );
+      const again = new MongoClient(restarted.uri, { serverSelectionTimeoutMS: 10_000 });
+      await again.connect();
+      expect(await again.db('app').collection('jobs').find().toArray()).toEqual([{ _id: 1 }]);
+      await again.close(true);
+    } finally {
+      await restarted.stop();
+    }
+  });
+
+  it('still refuses while the recorded process is the one running: same pid, start time and boot', async () => {
+    const dir = tempDir();
+    const other = sleeper();
+    await waitUntil(() => readStat(other.pid) !== undefined, {
+      what: 'the sleep process to appear in /proc',
+    });
+    writeLock(dir, { pid: other.pid, startTicks: readStat(other.pid)?.startTicks, bootId: bootId() });
+    expect(() => openDurableStore(dir)).toThrow(
+      new RegExp(`data directory ${dir} is locked: it is in use by process ${other.pid}`),
+    );
+    expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8'))).toMatchObject({
+      pid: other.pid,
+      token: 'old',
+    });
   });
 });
