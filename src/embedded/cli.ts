@@ -1,13 +1,22 @@
 /**
- * The standalone embedded server: `jobd-embedded --port P [--host H] [--data-dir D] [--fsync always|never]`.
+ * The standalone embedded server: `jobd-embedded --port P [--host H] [--data-dir D] [--fsync always|never] [--repair]`.
  * Prints one "listening" line when ready. On SIGTERM or SIGINT it stops accepting connections, answers
  * the requests it has received, compacts the data directory, releases its lock and exits 0, or 1 when a
  * write could not be logged during its run (it then refused writes and kept serving reads until stopped).
+ *
+ * Exit codes: 0 clean stop; 1 runtime failure; 2 bad flags; 4 the data directory is locked by another
+ * live process; 5 the data directory is damaged and --repair was not given (nothing was changed).
  */
 import { startServer, type InternalServerOptions } from './index.js';
 
 const USAGE =
-  'usage: jobd-embedded [--port P] [--host H] [--data-dir D] [--fsync always|never] [--ttl-interval-ms MS] [--compact-threshold-bytes N]';
+  'usage: jobd-embedded [--port P] [--host H] [--data-dir D] [--fsync always|never] [--repair] [--ttl-interval-ms MS] [--compact-threshold-bytes N]\n' +
+  '  --repair   if a file in the data directory is damaged, start with everything before the damage\n' +
+  '             and keep the whole damaged file beside it as <name>.damaged-<time>\n' +
+  'exit codes: 0 stopped cleanly, 1 failure, 2 bad flags, 4 data directory locked by a live process,\n' +
+  '            5 data directory damaged (start again with --repair to keep what is before the damage)';
+
+export const EXIT_CODES = { ok: 0, failure: 1, usage: 2, locked: 4, damaged: 5 } as const;
 
 function parseArgs(args: string[]): InternalServerOptions {
   const opts: InternalServerOptions = { port: 27017 };
@@ -46,6 +55,10 @@ function parseArgs(args: string[]): InternalServerOptions {
         opts.fsync = v;
         break;
       }
+      case '--repair':
+        if (inline !== undefined) throw new Error(`--repair takes no value, got '${inline}'`);
+        opts.repair = true;
+        break;
       case '--ttl-interval-ms':
         opts.ttlIntervalMs = int('--ttl-interval-ms');
         break;
@@ -70,7 +83,7 @@ export async function main(argv: string[]): Promise<void> {
     opts = parseArgs(argv.slice(2));
   } catch (err) {
     console.error(`jobd-embedded: ${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
-    process.exitCode = 2;
+    process.exitCode = EXIT_CODES.usage;
     return;
   }
   let server;
@@ -78,7 +91,7 @@ export async function main(argv: string[]): Promise<void> {
     server = await startServer({ ...opts, log: (msg) => console.error(msg) });
   } catch (err) {
     console.error(`jobd-embedded: cannot start: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
+    process.exitCode = startFailureCode(err);
     return;
   }
   console.log(
@@ -94,16 +107,23 @@ export async function main(argv: string[]): Promise<void> {
         const failure = server.writeFailure;
         if (failure)
           console.error(`jobd-embedded: closed; writes had been refused since: ${failure.message}`);
-        process.exit(failure ? 1 : 0);
+        process.exit(failure ? EXIT_CODES.failure : EXIT_CODES.ok);
       },
       (err: unknown) => {
         console.error(
           `jobd-embedded: error while closing: ${err instanceof Error ? err.message : String(err)}`,
         );
-        process.exit(1);
+        process.exit(EXIT_CODES.failure);
       },
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+function startFailureCode(err: unknown): number {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'EMBEDDED_DATA_DIR_LOCKED') return EXIT_CODES.locked;
+  if (code === 'EMBEDDED_DATA_DIR_DAMAGED') return EXIT_CODES.damaged;
+  return EXIT_CODES.failure;
 }

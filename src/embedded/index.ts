@@ -26,6 +26,12 @@ export interface EmbeddedServerOptions {
    * cost of a disk flush per write.
    */
   fsync?: 'always' | 'never';
+  /**
+   * With a data directory: when a file in it is damaged, start with everything before the damage and
+   * keep the whole damaged file beside it as `<name>.damaged-<time>`. Without it (the default) a damaged
+   * data directory is refused with DataDirDamagedError, and nothing in it is changed.
+   */
+  repair?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -64,13 +70,14 @@ export async function startServer(opts: InternalServerOptions = {}): Promise<Emb
         bsonOptions: RAW_NUMBER_OPTIONS,
         log: (msg) => log(`jobd-embedded: ${msg}`),
         ...(opts.fsync !== undefined ? { fsync: opts.fsync } : {}),
+        ...(opts.repair !== undefined ? { repair: opts.repair } : {}),
         ...(opts.compactThresholdBytes !== undefined ? { compactMinBytes: opts.compactThresholdBytes } : {}),
       })
     : undefined;
   const engine = new Engine(store, log);
   if (store) {
     try {
-      // A dropped torn tail has been reported by the store, with the file and the bytes dropped.
+      // A dropped torn tail or a repair has been reported by the store, with the file and the bytes.
       const loaded = store.load();
       engine.restore(loaded.snapshot, loaded.records);
     } catch (err) {

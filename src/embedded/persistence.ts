@@ -16,12 +16,20 @@
  * the log still replays as a consistent prefix: the first damaged frame and everything after it is dropped.
  *
  * Compaction, from generation G to G+1, with the crash outcome of each step:
- *   1. write snapshot-<G+1>.jobd.tmp, fsync          crash: the .tmp is deleted at start-up; G stands
+ *   1. write snapshot-<G+1>.jobd.tmp, fsync, read it  crash: the .tmp is deleted at start-up; G stands
+ *      back and check it against what was written      mismatch: the .tmp is deleted; G stands
  *   2. rename it to snapshot-<G+1>.jobd, fsync dir  crash: G+1 stands; log-<G> is stale (its records are
  *                                                   inside the snapshot) and is deleted, never replayed
  *   3. write log-<G+1>.jobd via .tmp + rename        crash before: start-up creates the empty log-<G+1>
  *   4. delete log-<G> and snapshot-<G>               crash before: start-up deletes them
  * Start-up always picks the highest snapshot generation and replays only the log of that same generation.
+ *
+ * Damage: a torn tail of the log (its last frame cut short by a crash: the file ends inside it, or it
+ * reads as zeroes, and no intact frame follows) is dropped; that write was never acknowledged. Anything
+ * else that cannot be read (a bad checksum with data after it, a frame that does not decode, a bad
+ * header, a log without its snapshot) is damage: start-up refuses with DataDirDamagedError and changes
+ * nothing, unless opened with `repair`, which keeps everything before the damage and the whole damaged
+ * file beside it (persistenceRepair.ts).
  */
 import {
   closeSync,
@@ -36,32 +44,47 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { DeserializeOptions, Document } from 'bson';
-import type {
-  DurableStore,
-  IndexSpecRecord,
-  LoadedState,
-  LogRecord,
-  SnapshotCollection,
-} from './persistenceTypes.js';
+import type { DeserializeOptions, Document, Timestamp } from 'bson';
+import type { DurableStore, LoadedState, LogRecord, SnapshotCollection } from './persistenceTypes.js';
 import {
   FileKind,
   HEADER_BYTES,
   Tag,
   decodeDocuments,
-  decodeHeader,
   encodeFrame,
-  encodeFrameFromBytes,
   encodeHeader,
+  findIntactFrames,
   fsyncDir,
-  readHeader,
   scanFrames,
-  serializeDocument,
   writeFully,
+  zeroesFrom,
+  type ScanResult,
 } from './persistenceFrames.js';
+import {
+  checkHeader,
+  endFrame,
+  readSnapshotFile,
+  verifySnapshotFile,
+  writeSnapshotFile,
+  SNAPSHOT_TAGS,
+  type SnapshotReading,
+} from './persistenceSnapshot.js';
+import {
+  DataDirCorruptError,
+  DataDirDamagedError,
+  describeDamage,
+  type Damage,
+} from './persistenceErrors.js';
+import { rewriteAsPrefix, setAside } from './persistenceRepair.js';
 import { acquireDirLock, type DirLock } from './persistenceLock.js';
 
 export { DataDirLockedError, LOCK_FILE } from './persistenceLock.js';
+export {
+  DataDirCorruptError,
+  DataDirDamagedError,
+  describeDamage,
+  type Damage,
+} from './persistenceErrors.js';
 
 export interface DurableStoreOptions {
   /** 'never' (default): survives process crashes. 'always': fdatasync per append, survives power loss. */
@@ -71,30 +94,26 @@ export interface DurableStoreOptions {
   compactRatio?: number;
   /** How documents are decoded at load; pass the options the engine decodes wire messages with. */
   bsonOptions?: DeserializeOptions;
-  /** Receives one line for each notable recovery action (a dropped torn tail, a finished crashed compaction). */
+  /**
+   * A damaged file is cut back to what is before its damage, the whole original kept beside it as
+   * `<name>.damaged-<time>`. Without it, a damaged data directory is refused (DataDirDamagedError).
+   */
+  repair?: boolean;
+  /** Receives one line for each notable recovery action (a dropped torn tail, a finished crashed compaction, a repair). */
   log?: (message: string) => void;
 }
 
 export const DEFAULT_COMPACT_MIN_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_COMPACT_RATIO = 2;
-const SNAPSHOT_FRAME_BYTES = 1024 * 1024;
+const LOG_TAGS: ReadonlySet<number> = new Set([Tag.records]);
 
 /** What load() found beyond the LoadedState contract. */
 export interface DurableLoadedState extends LoadedState {
   generation: number;
-  /** Set when a torn or corrupt tail was dropped. */
+  /** Set when a torn tail was dropped. */
   tornTail?: { file: string; offset: number; droppedBytes: number; reason: string };
-}
-
-/** The data directory holds files this build cannot read safely. */
-export class DataDirCorruptError extends Error {
-  readonly code = 'EMBEDDED_DATA_DIR_CORRUPT';
-  readonly file: string;
-  constructor(file: string, detail: string) {
-    super(`cannot open data file ${file}: ${detail}`);
-    this.name = 'DataDirCorruptError';
-    this.file = file;
-  }
+  /** The damage a repair cut away at this start, each with where its file is kept. */
+  repaired?: Damage[];
 }
 
 export const snapshotFileName = (generation: number): string => `snapshot-${generation}.jobd`;
@@ -157,6 +176,7 @@ class FileDurableStore implements FileStore {
   private readonly compactRatio: number;
   private readonly bsonOptions: DeserializeOptions;
   private readonly log: (message: string) => void;
+  private readonly repair: boolean;
   private gen = 0;
   private fd: number | undefined;
   private logSize = 0;
@@ -174,6 +194,7 @@ class FileDurableStore implements FileStore {
     this.compactRatio = options.compactRatio ?? DEFAULT_COMPACT_RATIO;
     this.bsonOptions = options.bsonOptions ?? {};
     this.log = options.log ?? (() => {});
+    this.repair = options.repair ?? false;
     this.recovered = this.recover();
   }
 
@@ -192,10 +213,16 @@ class FileDurableStore implements FileStore {
     const first = this.recovered;
     this.recovered = undefined;
     if (first) return first;
-    const snapshot = this.gen > 0 ? this.readSnapshot(this.gen) : [];
-    const { records, scan } = this.readLog(this.gen);
-    if (scan.problem) throw new DataDirCorruptError(this.path(logFileName(this.gen)), scan.problem);
-    return { snapshot, records, droppedTornTail: false, generation: this.gen };
+    let snapshot: SnapshotCollection[] = [];
+    if (this.gen > 0) {
+      const path = this.path(snapshotFileName(this.gen));
+      const read = readSnapshotFile(path, this.gen, this.bsonOptions);
+      if (read.damage) throw new DataDirCorruptError(path, `snapshot is damaged: ${read.damage.reason}`);
+      snapshot = read.collections;
+    }
+    const log = this.readLog(this.gen);
+    if (log.scan.problem) throw new DataDirCorruptError(this.path(logFileName(this.gen)), log.scan.problem);
+    return { snapshot, records: log.records, droppedTornTail: false, generation: this.gen };
   }
 
   append(records: LogRecord[]): void {
@@ -239,7 +266,10 @@ class FileDurableStore implements FileStore {
     const snapTmp = `${snapPath}.tmp`;
     let snapBytes: number;
     try {
-      snapBytes = writeSnapshot(snapTmp, next, state);
+      const written = writeSnapshotFile(snapTmp, next, state);
+      // Only a snapshot proven to read back may replace the current generation.
+      verifySnapshotFile(snapTmp, next, written, this.bsonOptions);
+      snapBytes = written.bytes;
       renameSync(snapTmp, snapPath);
     } catch (err) {
       unlinkIfExists(snapTmp);
@@ -253,6 +283,7 @@ class FileDurableStore implements FileStore {
     } catch (err) {
       // Undo, so that start-up keeps replaying the current log, which the engine keeps appending to.
       try {
+        unlinkIfExists(this.path(logFileName(next)));
         unlinkSync(snapPath);
         fsyncDir(this.dir);
       } catch (undoErr) {
@@ -299,51 +330,69 @@ class FileDurableStore implements FileStore {
     const listing = listDir(this.dir);
     for (const t of listing.temps) unlinkIfExists(this.path(t));
     const gen = Math.max(0, ...listing.snapshots.keys());
-    for (const [g, name] of listing.logs) {
-      if (g > gen)
-        throw new DataDirCorruptError(
-          this.path(name),
-          `there is no snapshot of generation ${g} for this log`,
-        );
-    }
-    const snapshot = gen > 0 ? this.readSnapshot(gen) : [];
+    const damages: Damage[] = [];
 
-    const logPath = this.path(logFileName(gen));
-    if (!listing.logs.has(gen)) {
-      if (gen > 0) this.log(`completing an interrupted compaction: starting log ${logPath}`);
-      closeSync(createLog(this.dir, gen));
+    for (const [g, name] of listing.logs) {
+      if (g > gen) damages.push(orphanLogDamage(this.path(name), g));
     }
-    const { records, scan } = this.readLog(gen);
-    let tornTail: DurableLoadedState['tornTail'];
-    if (scan.problem) {
-      const droppedBytes = scan.fileSize - scan.goodEnd;
-      tornTail = { file: logPath, offset: scan.goodEnd, droppedBytes, reason: scan.problem };
+    let snap: SnapshotReading | undefined;
+    if (gen > 0) {
+      const snapPath = this.path(snapshotFileName(gen));
+      snap = readSnapshotFile(snapPath, gen, this.bsonOptions);
+      if (snap.damage) damages.push(snapshotDamage(snapPath, snap));
+    }
+    const logPath = this.path(logFileName(gen));
+    const log = listing.logs.has(gen) ? this.readLog(gen) : undefined;
+    if (log?.damage) damages.push(log.damage);
+
+    // Nothing in the directory has been changed up to here.
+    if (damages.length > 0 && !this.repair) throw new DataDirDamagedError(this.dir, damages);
+    for (const d of damages) {
+      d.keptAs = this.repairFile(d, snap, log);
       this.log(
-        `data directory ${this.dir}: dropped a torn or corrupt tail of ${droppedBytes} bytes at offset ${scan.goodEnd} ` +
-          `of ${logPath} (${scan.problem}); a write cut short by a crash, never acknowledged`,
+        `repaired data directory ${this.dir}: ${describeDamage(d)}. Started with what is before the damage; ` +
+          `the whole damaged file is kept as ${d.keptAs}`,
       );
     }
 
-    this.fd = openSync(logPath, 'r+');
-    if (scan.problem) {
-      ftruncateSync(this.fd, scan.goodEnd);
-      fsyncSync(this.fd);
+    if (!log) {
+      if (gen > 0) this.log(`completing an interrupted compaction: starting log ${logPath}`);
+      closeSync(createLog(this.dir, gen));
     }
-    this.logSize = scan.goodEnd;
+    const scan = log?.scan;
+    let tornTail: DurableLoadedState['tornTail'];
+    let logSize = HEADER_BYTES;
+    this.fd = openSync(logPath, 'r+');
+    if (log && scan) {
+      logSize = log.damage && log.damage.offset < HEADER_BYTES ? HEADER_BYTES : scan.goodEnd;
+      if (scan.problem && !log.damage) {
+        const droppedBytes = scan.fileSize - scan.goodEnd;
+        tornTail = { file: logPath, offset: scan.goodEnd, droppedBytes, reason: scan.problem };
+        this.log(
+          `data directory ${this.dir}: dropped a torn tail of ${droppedBytes} bytes at offset ${scan.goodEnd} ` +
+            `of ${logPath} (${scan.problem}); a write cut short by a crash, never acknowledged`,
+        );
+        ftruncateSync(this.fd, scan.goodEnd);
+        fsyncSync(this.fd);
+      }
+    }
+    this.logSize = logSize;
 
+    // Older generations are garbage once this one stands; after a repaired snapshot they are kept aside.
+    const keepOld = snap?.damage !== undefined;
     let removed = false;
     for (const [g, name] of listing.logs) {
       if (g < gen) {
         this.log(
-          `completing an interrupted compaction: removing ${this.path(name)}, already part of snapshot ${gen}`,
+          `completing an interrupted compaction: ${keepOld ? 'setting aside' : 'removing'} ${this.path(name)}, already part of snapshot ${gen}`,
         );
-        unlinkIfExists(this.path(name));
+        this.discard(name, keepOld);
         removed = true;
       }
     }
     for (const [g, name] of listing.snapshots) {
       if (g < gen) {
-        unlinkIfExists(this.path(name));
+        this.discard(name, keepOld);
         removed = true;
       }
     }
@@ -352,64 +401,89 @@ class FileDurableStore implements FileStore {
     this.gen = gen;
     this.snapSize = gen > 0 ? statSync(this.path(snapshotFileName(gen))).size : 0;
     const state: DurableLoadedState = {
-      snapshot,
-      records,
+      snapshot: snap?.collections ?? [],
+      records: log?.records ?? [],
       droppedTornTail: tornTail !== undefined,
       generation: gen,
     };
     if (tornTail) state.tornTail = tornTail;
+    if (damages.length > 0) state.repaired = damages;
     return state;
   }
 
-  private readLog(gen: number): { records: LogRecord[]; scan: ReturnType<typeof scanFrames> } {
-    const path = this.path(logFileName(gen));
-    checkHeader(path, FileKind.log, gen);
-    const records: LogRecord[] = [];
-    const scan = scanFrames(path, HEADER_BYTES, (tag, payload) => {
-      if (tag !== Tag.records) throw new Error(`unexpected frame tag ${tag}`);
-      const docs = decodeDocuments(payload, this.bsonOptions);
-      for (const d of docs) records.push(d as LogRecord);
-    });
-    return { records, scan };
+  /** Cuts one damaged file back to what is before its damage; returns where the original is kept. */
+  private repairFile(d: Damage, snap: SnapshotReading | undefined, log: LogReading | undefined): string {
+    if (d.what === 'orphan log') return setAside(d.file, true);
+    if (d.what === 'snapshot' && snap) {
+      const gen = this.genOf(d.file);
+      if (snap.ended)
+        return rewriteAsPrefix(d.file, snap.summary.bytes, { kind: FileKind.snapshot, generation: gen });
+      const trailer = endFrame(snap.summary.collections, snap.summary.documents);
+      const keep = d.offset < HEADER_BYTES ? 0 : snap.keptEnd;
+      return rewriteAsPrefix(d.file, keep, { kind: FileKind.snapshot, generation: gen }, trailer);
+    }
+    const keep = log && d.offset >= HEADER_BYTES ? log.scan.goodEnd : 0;
+    return rewriteAsPrefix(d.file, keep, { kind: FileKind.log, generation: this.genOf(d.file) });
   }
 
-  private readSnapshot(gen: number): SnapshotCollection[] {
-    const path = this.path(snapshotFileName(gen));
-    checkHeader(path, FileKind.snapshot, gen);
-    const colls: SnapshotCollection[] = [];
-    let current: SnapshotCollection | undefined;
-    let docCount = 0;
-    let end: Document | undefined;
+  private genOf(file: string): number {
+    return Number(/-(\d+)\.jobd$/.exec(file)?.[1]);
+  }
+
+  private discard(name: string, keep: boolean): void {
+    if (keep) setAside(this.path(name), true);
+    else unlinkIfExists(this.path(name));
+  }
+
+  /** Reads the log of `gen` up to its first bad frame, and tells a torn tail from damage. */
+  private readLog(gen: number): LogReading {
+    const path = this.path(logFileName(gen));
+    const records: LogRecord[] = [];
+    const headerProblem = checkHeader(path, FileKind.log, gen);
+    if (headerProblem) {
+      const fileSize = statSync(path).size;
+      return {
+        records,
+        scan: { goodEnd: 0, fileSize, frames: 0, problem: headerProblem },
+        damage: {
+          file: path,
+          what: 'log',
+          offset: 0,
+          reason: `bad header: ${headerProblem}`,
+          fileSize,
+          framesKept: 0,
+          framesAfter: findIntactFrames(path, 0, LOG_TAGS).count,
+        },
+      };
+    }
+    let lastTime: Date | undefined;
     const scan = scanFrames(path, HEADER_BYTES, (tag, payload) => {
-      if (end) throw new Error('data after the end frame');
-      const docs = decodeDocuments(payload, this.bsonOptions);
-      if (tag === Tag.collection) {
-        const meta = docs[0] as Document;
-        current = {
-          db: meta.db as string,
-          coll: meta.coll as string,
-          indexes: meta.indexes as IndexSpecRecord[],
-          docs: [],
-        };
-        if (meta.options !== undefined) current.options = meta.options as Document;
-        if (meta.uuid !== undefined) current.uuid = meta.uuid as SnapshotCollection['uuid'];
-        colls.push(current);
-      } else if (tag === Tag.documents) {
-        if (!current) throw new Error('documents before any collection');
-        for (const d of docs) current.docs.push(d);
-        docCount += docs.length;
-      } else if (tag === Tag.end) {
-        end = docs[0];
-      } else {
-        throw new Error(`unexpected frame tag ${tag}`);
+      if (tag !== Tag.records) throw new Error(`unexpected frame tag ${tag}`);
+      const docs = decodeDocuments(payload, this.bsonOptions) as LogRecord[];
+      for (const r of docs) {
+        records.push(r);
+        lastTime = operationTime(r) ?? lastTime;
       }
     });
-    if (scan.problem) throw new DataDirCorruptError(path, `snapshot is damaged: ${scan.problem}`);
-    if (!end) throw new DataDirCorruptError(path, 'snapshot is incomplete (no end frame)');
-    if (Number(end.collections) !== colls.length || Number(end.documents) !== docCount) {
-      throw new DataDirCorruptError(path, 'snapshot counts do not match its end frame');
-    }
-    return colls;
+    const reading: LogReading = { records, scan };
+    if (!scan.problem) return reading;
+    const after = findIntactFrames(path, scan.goodEnd + 1, LOG_TAGS);
+    const torn =
+      !scan.unreadable &&
+      after.count === 0 &&
+      (scan.badFrameEnd === undefined || zeroesFrom(path, scan.badFrameEnd));
+    if (torn) return reading;
+    reading.damage = {
+      file: path,
+      what: 'log',
+      offset: scan.goodEnd,
+      reason: scan.problem,
+      fileSize: scan.fileSize,
+      framesKept: scan.frames,
+      framesAfter: after.count,
+      ...(lastTime ? { lastGoodTime: lastTime } : {}),
+    };
+    return reading;
   }
 
   private path(name: string): string {
@@ -426,51 +500,59 @@ class FileDurableStore implements FileStore {
   }
 }
 
-function checkHeader(path: string, kind: FileKind, gen: number): void {
-  const h = decodeHeader(readHeader(path), kind);
-  if ('problem' in h) throw new DataDirCorruptError(path, h.problem);
-  if (h.generation !== gen)
-    throw new DataDirCorruptError(path, `header says generation ${h.generation}, file name says ${gen}`);
+interface LogReading {
+  records: LogRecord[];
+  scan: ScanResult;
+  /** Set when the log is damaged, not merely torn at its end. */
+  damage?: Damage;
 }
 
-/** Writes, fsyncs and closes a complete snapshot file; returns its size. */
-function writeSnapshot(path: string, gen: number, state: SnapshotCollection[]): number {
-  const fd = openSync(path, 'w');
-  try {
-    let pos = 0;
-    const put = (b: Buffer): void => {
-      writeFully(fd, b, pos);
-      pos += b.length;
-    };
-    put(encodeHeader(FileKind.snapshot, gen));
-    let documents = 0;
-    for (const c of state) {
-      const meta: Document = { db: c.db, coll: c.coll, indexes: c.indexes };
-      if (c.options !== undefined) meta.options = c.options;
-      if (c.uuid !== undefined) meta.uuid = c.uuid;
-      put(encodeFrame(Tag.collection, [meta]));
-      // Documents in frames of about SNAPSHOT_FRAME_BYTES each.
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      for (const d of c.docs) {
-        const bytes = serializeDocument(d);
-        batch.push(bytes);
-        batchBytes += bytes.length;
-        if (batchBytes >= SNAPSHOT_FRAME_BYTES) {
-          put(encodeFrameFromBytes(Tag.documents, batch));
-          batch = [];
-          batchBytes = 0;
-        }
-      }
-      if (batch.length > 0) put(encodeFrameFromBytes(Tag.documents, batch));
-      documents += c.docs.length;
+/** When a logged operation happened, for the records that carry a time. */
+function operationTime(r: LogRecord): Date | undefined {
+  if (r.op === 'clock') return new Date((r.ts as Timestamp).high * 1000);
+  if (r.op === 'txn' && r.at instanceof Date) return r.at;
+  return undefined;
+}
+
+function snapshotDamage(path: string, read: SnapshotReading): Damage {
+  const damage = read.damage as { offset: number; reason: string };
+  const fileSize = statSync(path).size;
+  let total: number | undefined;
+  // Frames after the damage; the end frame among them still tells how many documents there were.
+  const after = findIntactFrames(path, damage.offset + 1, SNAPSHOT_TAGS, (tag, payload) => {
+    if (tag !== Tag.end) return;
+    try {
+      const n = Number(decodeDocuments(payload, {})[0]?.documents);
+      if (Number.isSafeInteger(n)) total = n;
+    } catch {
+      // an end frame that does not decode tells nothing
     }
-    put(encodeFrame(Tag.end, [{ collections: state.length, documents }]));
-    fsyncSync(fd);
-    return pos;
-  } finally {
-    closeSync(fd);
-  }
+  });
+  const d: Damage = {
+    file: path,
+    what: 'snapshot',
+    offset: damage.offset,
+    reason: damage.offset === 0 ? `bad header: ${damage.reason}` : damage.reason,
+    fileSize,
+    framesKept: read.summary.frames,
+    framesAfter: after.count,
+    documentsKept: read.summary.documents,
+    lastGoodTime: statSync(path).mtime,
+  };
+  if (total !== undefined && total >= read.summary.documents) d.documentsTotal = total;
+  return d;
+}
+
+function orphanLogDamage(path: string, gen: number): Damage {
+  return {
+    file: path,
+    what: 'orphan log',
+    offset: 0,
+    reason: `there is no snapshot of generation ${gen} for this log`,
+    fileSize: statSync(path).size,
+    framesKept: 0,
+    framesAfter: findIntactFrames(path, HEADER_BYTES, LOG_TAGS).count,
+  };
 }
 
 /** Creates log-<gen> with its header via .tmp + rename, durably; returns an fd open for writing. */

@@ -221,8 +221,7 @@ describe('embedded server durability (standalone process, SIGKILL)', () => {
     const first = await startEmbeddedProcess({ dataDir: dir });
     const second = spawnEmbeddedProcess({ dataDir: dir });
     const exit = await second.exited;
-    expect(exit.code).not.toBe(0);
-    expect(exit.code).not.toBeNull();
+    expect(exit.code).toBe(4);
     expect(exit.output).toContain(dir);
     expect(exit.output).toContain(String(first.pid));
     expect(exit.output).toMatch(/locked/i);

@@ -11,7 +11,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { ObjectId } from 'bson';
-import { DataDirCorruptError, openDurableStore } from '../../src/embedded/persistence.js';
+import { crc32 } from 'node:zlib';
+import { DataDirDamagedError, openDurableStore } from '../../src/embedded/persistence.js';
+import { HEADER_BYTES, Tag, decodeDocuments, scanFrames } from '../../src/embedded/persistenceFrames.js';
 import type { LogRecord, SnapshotCollection } from '../../src/embedded/persistenceTypes.js';
 import { useTempDirs } from '../fixtures/embedded/tempDir.js';
 
@@ -200,15 +202,152 @@ describe('durable store: a crash at each step of compaction', () => {
     const path = join(after, 'snapshot-2.jobd');
     const bytes = readFileSync(path);
     writeFileSync(path, bytes.subarray(0, bytes.length - 3));
-    expect(() => openDurableStore(after)).toThrow(DataDirCorruptError);
-    expect(() => openDurableStore(after)).toThrow(/snapshot-2\.jobd.*(damaged|incomplete)/);
+    expect(() => openDurableStore(after)).toThrow(DataDirDamagedError);
+    expect(() => openDurableStore(after)).toThrow(/snapshot-2\.jobd: incomplete frame at offset \d+/);
+    expect(readFileSync(path).equals(bytes.subarray(0, bytes.length - 3))).toBe(true);
   });
 
-  it('a log newer than every snapshot is refused', () => {
-    const { after } = scenario();
+  it('a log newer than every snapshot is refused; a repair sets it aside and starts from the snapshot', () => {
+    const { after, stateAfter } = scenario();
+    const orphan = readFileSync(join(after, 'log-2.jobd'));
     copyFileSync(join(after, 'log-2.jobd'), join(after, 'log-3.jobd'));
-    expect(() => openDurableStore(after)).toThrow(/no snapshot of generation 3/);
+    expect(() => openDurableStore(after)).toThrow(/log-3\.jobd: there is no snapshot of generation 3/);
     expect(existsSync(join(after, 'log-3.jobd'))).toBe(true);
     expect(statSync(join(after, 'snapshot-2.jobd')).size).toBeGreaterThan(0);
+
+    const s = openDurableStore(after, { repair: true });
+    const loaded = s.load();
+    s.close();
+    expect(loaded.snapshot).toEqual(stateAfter);
+    const keptAs = loaded.repaired?.[0]?.keptAs as string;
+    expect(keptAs).toContain(join(after, 'log-3.jobd.damaged-'));
+    expect(readFileSync(keptAs).equals(orphan)).toBe(true);
+    expect(existsSync(join(after, 'log-3.jobd'))).toBe(false);
+  });
+});
+
+describe('durable store: a damaged snapshot', () => {
+  /** A snapshot of 4 collections, documents frames of about 1 MiB, a record in the log after it. */
+  function bigScenario(): { dir: string; path: string; state: SnapshotCollection[]; frames: Frame[] } {
+    const dir = tempDir();
+    const pad = 'p'.repeat(1000);
+    const state: SnapshotCollection[] = ['a', 'b', 'c', 'd'].map((coll) => ({
+      db: 'app',
+      coll,
+      indexes: [{ name: 'k_1', key: { k: 1 }, unique: true }],
+      docs: Array.from({ length: 1500 }, (_, i) => ({ _id: i, k: `${coll}${i}`, pad })),
+    }));
+    const s = openDurableStore(dir);
+    s.compact(state);
+    s.append([rec(11)]);
+    s.close();
+    const path = join(dir, 'snapshot-1.jobd');
+    return { dir, path, state, frames: framesOf(path) };
+  }
+
+  interface Frame {
+    offset: number;
+    tag: number;
+    len: number;
+    ids: unknown[];
+  }
+  function framesOf(path: string): Frame[] {
+    const out: Frame[] = [];
+    scanFrames(path, HEADER_BYTES, (tag, payload, offset) =>
+      out.push({ offset, tag, len: payload.length, ids: decodeDocuments(payload, {}).map((d) => d._id) }),
+    );
+    return out;
+  }
+
+  it('bytes flipped in the middle: refused with the offset and the documents past it; a repair keeps every frame before it, and the log', () => {
+    const { dir, path, state, frames } = bigScenario();
+    // the second documents frame of collection c
+    const collectionFrames = frames.flatMap((f, i) => (f.tag === Tag.collection ? [i] : []));
+    const target = frames[(collectionFrames[2] as number) + 2] as Frame;
+    expect(target.tag).toBe(Tag.documents);
+    const bytes = readFileSync(path);
+    const damaged = Buffer.from(bytes);
+    damaged[target.offset + 100] = (damaged[target.offset + 100] as number) ^ 0x55;
+    writeFileSync(path, damaged);
+    const before = frames.filter((f) => f.offset < target.offset);
+    const keptDocs = before.filter((f) => f.tag === Tag.documents).reduce((n, f) => n + f.ids.length, 0);
+
+    let err: unknown;
+    try {
+      openDurableStore(dir);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DataDirDamagedError);
+    const damage = (err as DataDirDamagedError).damages[0];
+    expect(damage).toMatchObject({
+      file: path,
+      what: 'snapshot',
+      offset: target.offset,
+      framesKept: before.length,
+      framesAfter: frames.length - before.length - 1,
+      documentsKept: keptDocs,
+      documentsTotal: 6000,
+    });
+    expect((err as Error).message).toContain(`${6000 - keptDocs} of the snapshot's 6000 documents`);
+    expect(readFileSync(path).equals(damaged)).toBe(true);
+
+    const messages: string[] = [];
+    const s = openDurableStore(dir, { repair: true, log: (m) => messages.push(m) });
+    const loaded = s.load();
+    s.close();
+    expect(loaded.snapshot.map((c) => c.coll)).toEqual(['a', 'b', 'c']);
+    expect(loaded.snapshot.slice(0, 2)).toEqual(state.slice(0, 2));
+    const c = loaded.snapshot[2] as SnapshotCollection;
+    expect(c.indexes).toEqual(state[2]?.indexes);
+    expect(c.docs).toEqual(state[2]?.docs.slice(0, c.docs.length));
+    expect(loaded.snapshot.reduce((n, x) => n + x.docs.length, 0)).toBe(keptDocs);
+    expect(ids(loaded.records)).toEqual([11]);
+    expect(readFileSync(loaded.repaired?.[0]?.keptAs as string).equals(damaged)).toBe(true);
+    expect(messages.join('\n')).toMatch(/repaired data directory/);
+
+    // what was kept is a whole snapshot now
+    const again = openDurableStore(dir);
+    const reloaded = again.load();
+    again.close();
+    expect(reloaded.snapshot).toEqual(loaded.snapshot);
+    expect(ids(reloaded.records)).toEqual([11]);
+  });
+
+  it('a frame with a valid checksum over bytes that do not decode (what an oversized document once left): refused, then repaired', () => {
+    const { dir, path, frames } = bigScenario();
+    const target = frames.find((f) => f.tag === Tag.documents && f.ids.length > 0) as Frame;
+    const damaged = readFileSync(path);
+    const firstDoc = damaged.readInt32LE(target.offset + 8 + 1);
+    damaged[target.offset + 8 + firstDoc] = 0x41; // the first document's terminating zero
+    const payload = damaged.subarray(target.offset + 8, target.offset + 8 + target.len);
+    damaged.writeUInt32LE(
+      crc32(payload, crc32(damaged.subarray(target.offset, target.offset + 4))),
+      target.offset + 4,
+    );
+    writeFileSync(path, damaged);
+    expect(() => openDurableStore(dir)).toThrow(
+      new RegExp(`snapshot-1\\.jobd: unreadable frame at offset ${target.offset}`),
+    );
+    const s = openDurableStore(dir, { repair: true });
+    const loaded = s.load();
+    s.close();
+    expect(loaded.snapshot.map((c) => [c.coll, c.docs.length])).toEqual([['a', 0]]);
+    expect(ids(loaded.records)).toEqual([11]);
+  });
+
+  it('a damaged snapshot header keeps no document from it; the log still replays', () => {
+    const { dir, path } = bigScenario();
+    const damaged = readFileSync(path);
+    damaged[3] = 0;
+    writeFileSync(path, damaged);
+    expect(() => openDurableStore(dir)).toThrow(
+      /snapshot-1\.jobd: bad header: not a jobd-embedded data file/,
+    );
+    const s = openDurableStore(dir, { repair: true });
+    const loaded = s.load();
+    s.close();
+    expect(loaded.snapshot).toEqual([]);
+    expect(ids(loaded.records)).toEqual([11]);
   });
 });
