@@ -15,6 +15,8 @@ interface EmbeddedModule {
     host?: string;
     port?: number;
     dataDir?: string | null;
+    repair?: boolean;
+    log?: (message: string) => void;
   }): Promise<{ uri: string; close(): Promise<void> }>;
 }
 
@@ -57,19 +59,32 @@ export async function connectStore(
   let backend: Backend = 'mongodb';
   let uri = config.mongoUri;
   if (config.mongoUri === 'embedded') {
-    const { host, port, dataDir } = config.embedded;
+    const { host, port, dataDir, repair } = config.embedded;
     uri = embeddedUri(config.embedded);
     backend = 'embedded (daemon)';
     if (!(await isListening(host, port))) {
       const { startEmbeddedServer } = await loadEmbedded();
       try {
-        const server = await startEmbeddedServer({ host, port, dataDir });
+        const server = await startEmbeddedServer({
+          host,
+          port,
+          dataDir,
+          repair,
+          // What start-up did to the folder (a repair, a dropped torn tail) is told; routine compactions are not.
+          log: (message) => {
+            if (!message.startsWith('jobd-embedded: compacted ')) process.stderr.write(`${message}\n`);
+          },
+        });
         stopEmbedded = () => server.close();
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
+        // Only a held lock means another process; a damaged folder says what to do itself.
+        const locked = (err as { code?: unknown }).code === 'EMBEDDED_DATA_DIR_LOCKED';
         throw new JobdError(
           `nothing listens on ${host}:${port} and the embedded database could not be opened in ${dataDir ?? '(memory)'}: ${why}` +
-            ` (is another jobd or jobctl holding that folder? wait for it to stop, or set mongoUri)`,
+            (locked
+              ? ' (is another jobd or jobctl holding that folder? wait for it to stop, or set mongoUri)'
+              : ''),
           'JOBD_EMBEDDED_UNAVAILABLE',
           { cause: err },
         );

@@ -20,6 +20,7 @@ export const DEFAULTS = {
   embedded: {
     host: '127.0.0.1',
     port: 27117,
+    repair: false,
     // dataDir: derived, <dataDir>/db
   },
   // dataDir: derived: $STATE_DIRECTORY (systemd StateDirectory=) when set, else ./var next to the

@@ -487,6 +487,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       host: s.embedded?.host ?? DEFAULTS.embedded.host,
       port: s.embedded?.port ?? DEFAULTS.embedded.port,
       dataDir: embeddedDataDir,
+      repair: s.embedded?.repair ?? DEFAULTS.embedded.repair,
     },
     dataDir,
     logDir: s.logDir ? pathFor('logDir', s.logDir) : resolve(dataDir, LOG_SUBDIR),

@@ -17,6 +17,11 @@ export interface ResolvedConfig {
     port: number;
     /** Where the embedded server keeps its data; null keeps it in memory (lost at exit). */
     dataDir: string | null;
+    /**
+     * A damaged data directory is refused unless this is set; with it, start-up keeps everything
+     * before the damage and the whole damaged file beside it (docs/operations.md).
+     */
+    repair: boolean;
   };
   /** Base folder for jobd's own state. */
   dataDir: string;

@@ -96,6 +96,7 @@ export const settingsSchema = z.strictObject({
       host: text('a host name or IP address').optional(),
       port: int(1, 65535).optional(),
       dataDir: text('a folder path, or null to keep the embedded database in memory').nullable().optional(),
+      repair: bool().optional(),
     })
     .optional(),
   dataDir: text('a folder path').optional(),

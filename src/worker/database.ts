@@ -18,8 +18,13 @@ interface EmbeddedModule {
     host?: string;
     port?: number;
     dataDir?: string | null;
+    repair?: boolean;
+    log?: (message: string) => void;
   }): Promise<EmbeddedHandle>;
 }
+
+/** A compaction that went as planned is routine; anything else the embedded server says is worth a warning. */
+const ROUTINE = /^jobd-embedded: compacted /;
 
 export async function startEmbedded(config: ResolvedConfig, logger: Logger): Promise<EmbeddedHandle> {
   const spec = '../embedded/index.js';
@@ -28,6 +33,12 @@ export async function startEmbedded(config: ResolvedConfig, logger: Logger): Pro
     host: config.embedded.host,
     port: config.embedded.port,
     dataDir: config.embedded.dataDir,
+    repair: config.embedded.repair,
+    // Repairs, dropped torn tails, lock takeovers and failed writes or compactions must reach the log.
+    log: (message) =>
+      ROUTINE.test(message)
+        ? logger.debug({ dataDir: config.embedded.dataDir }, message)
+        : logger.warn({ dataDir: config.embedded.dataDir }, message),
   });
   logger.info(
     { uri: server.uri, dataDir: config.embedded.dataDir ?? '(memory)' },

@@ -17,6 +17,7 @@ import {
   decodeDocuments,
   scanFrames,
 } from '../../src/embedded/persistenceFrames.js';
+import { run, writeSettings } from '../cli/proc.js';
 import {
   killAllEmbeddedProcesses,
   spawnEmbeddedProcess,
@@ -271,5 +272,42 @@ describe('jobd-embedded on a data directory damaged by hand', () => {
     // every document of app.jobs was in that one frame
     expect(await ids(client, 'jobs')).toEqual([]);
     expect(await client.db('app').listCollections({ name: 'jobs' }).toArray()).toHaveLength(1);
+  });
+
+  it('jobctl on a damaged embedded data directory: refused, naming the damage and embedded.repair; JOBD_EMBEDDED__REPAIR=true repairs it', async () => {
+    const folder = dataDir();
+    const dir = join(folder, 'var', 'db');
+    const first = await startEmbeddedProcess({ dataDir: dir });
+    const port = first.port;
+    const jobs = (await connect(first)).db('jobd').collection<{ _id: number }>('scratch');
+    for (const _id of range(0, 5)) await jobs.insertOne({ _id });
+    await first.kill();
+    await closeClients();
+    const file = join(dir, 'log-0.jobd');
+    const frames = framesOf(file);
+    const target = frames[frames.length - 3] as Frame;
+    const damaged = readFileSync(file);
+    damaged[target.offset + FRAME_HEADER_BYTES + 2] =
+      (damaged[target.offset + FRAME_HEADER_BYTES + 2] as number) ^ 0xff;
+    writeFileSync(file, damaged);
+    // jobctl opens the folder itself when nothing listens on the configured port (the server is gone)
+    const settings = writeSettings({ mongoUri: 'embedded', dataDir: './var', embedded: { port } }, folder);
+
+    const refused = await run('jobctl', ['ping', '--json', '--settings', settings]);
+    expect(refused.code).not.toBe(0);
+    const said = refused.stdout + refused.stderr;
+    expect(said).toContain(
+      `data directory ${dir} is damaged: ${file}: checksum mismatch in frame at offset ${target.offset}`,
+    );
+    expect(said).toContain('embedded.repair: true');
+    expect(said).not.toMatch(/another jobd or jobctl/);
+    expect(readdirSync(dir).filter((f) => f.includes('.damaged-'))).toEqual([]);
+
+    const repaired = await run('jobctl', ['ping', '--json', '--settings', settings], {
+      env: { JOBD_EMBEDDED__REPAIR: 'true' },
+    });
+    expect(repaired.code, repaired.stdout + repaired.stderr).toBe(0);
+    expect(repaired.stderr).toContain(`repaired data directory ${dir}`);
+    expect(readdirSync(dir).filter((f) => f.startsWith('log-0.jobd.damaged-'))).toHaveLength(1);
   });
 });

@@ -36,7 +36,7 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
   return {
     mongoUri: f.t.uri,
     database: f.t.dbName,
-    embedded: { host: '127.0.0.1', port: 0, dataDir: null },
+    embedded: { host: '127.0.0.1', port: 0, dataDir: null, repair: false },
     dataDir,
     logDir: join(dataDir, 'logs'),
     pidFile: join(dataDir, 'jobd.pid'),

@@ -34,7 +34,12 @@ describe('defaults', () => {
     const c = load({ cwd });
     expect(c.mongoUri).toBe('embedded');
     expect(c.database).toBe('jobd');
-    expect(c.embedded).toEqual({ host: '127.0.0.1', port: 27117, dataDir: join(cwd, 'var', 'db') });
+    expect(c.embedded).toEqual({
+      host: '127.0.0.1',
+      port: 27117,
+      dataDir: join(cwd, 'var', 'db'),
+      repair: false,
+    });
     expect(c.dataDir).toBe(join(cwd, 'var'));
     expect(c.logDir).toBe(join(cwd, 'var', 'logs'));
     expect(c.pidFile).toBe(join(cwd, 'var', 'jobd.pid'));
@@ -151,6 +156,13 @@ describe('messages name the key, the value and what is allowed', () => {
   it('wrong type', () => {
     const err = errorOf(() => load({ settingsPath: settingsFile({ worker: { leaseMs: '30s' } }) }));
     expect(err.message).toContain('worker.leaseMs = "30s" is not allowed: must be an integer from 1000');
+  });
+
+  it('embedded.repair is a boolean, from the file or JOBD_EMBEDDED__REPAIR', () => {
+    const err = errorOf(() => load({ settingsPath: settingsFile({ embedded: { repair: 'please' } }) }));
+    expect(err.message).toContain('embedded.repair = "please" is not allowed: must be true or false');
+    expect(load({ settingsPath: settingsFile({ embedded: { repair: true } }) }).embedded.repair).toBe(true);
+    expect(load({ cwd: dir(), env: { JOBD_EMBEDDED__REPAIR: 'true' } }).embedded.repair).toBe(true);
   });
 
   it('bad enum', () => {
