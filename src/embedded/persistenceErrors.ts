@@ -44,26 +44,26 @@ export function describeDamage(d: Damage): string {
     return `${d.file}: ${d.reason}; its ${plural(d.fileSize, 'byte')} (${plural(d.framesAfter, 'intact frame')}) cannot be replayed`;
   }
   const after = d.fileSize - d.offset;
-  const lost: string[] = [
+  const past: string[] = [
     d.offset === 0
-      ? 'the header is damaged'
+      ? 'the whole file'
       : `the damaged frame and ${plural(d.framesAfter, 'intact frame')} after it`,
   ];
   if (d.documentsTotal !== undefined && d.documentsKept !== undefined) {
-    lost.push(`${d.documentsTotal - d.documentsKept} of the snapshot's ${d.documentsTotal} documents`);
+    past.push(`${d.documentsTotal - d.documentsKept} of the snapshot's ${d.documentsTotal} documents`);
   }
-  const kept = [`${plural(d.framesKept, 'intact frame')} before it`];
-  if (d.documentsKept !== undefined) kept.push(plural(d.documentsKept, 'document'));
+  const before = [plural(d.framesKept, 'intact frame')];
+  if (d.documentsKept !== undefined) before.push(plural(d.documentsKept, 'document'));
   if (d.lastGoodTime) {
-    kept.push(
+    before.push(
       d.what === 'log'
-        ? `the last operation before the damage at ${d.lastGoodTime.toISOString()}`
+        ? `the last operation at ${d.lastGoodTime.toISOString()}`
         : `the snapshot written at ${d.lastGoodTime.toISOString()}`,
     );
   }
   return (
     `${d.file}: ${d.reason}; ${plural(after, 'byte')} from offset ${d.offset} to the end of the file ` +
-    `are past the damage (${lost.join('; ')}); kept: ${kept.join(', ')}`
+    `(${past.join('; ')}) are past the damage; before it: ${before.join(', ')}`
   );
 }
 

@@ -226,7 +226,9 @@ describe('jobd-embedded on a data directory damaged by hand', () => {
     const refused = await expectRefused(dir, file, target.offset);
     const after = frames.length - frames.indexOf(target) - 1;
     expect(refused.output).toContain(`the damaged frame and ${after} intact frames after it`);
-    expect(refused.output).toContain(`the last operation before the damage at ${lastKeptTime}`);
+    expect(refused.output).toContain(
+      `before it: ${frames.indexOf(target)} intact frames, the last operation at ${lastKeptTime}`,
+    );
 
     const repaired = await startRepaired(dir, file, damaged);
     const client = await connect(repaired);
