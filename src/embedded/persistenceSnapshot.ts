@@ -28,7 +28,7 @@ import { DataDirCorruptError } from './persistenceErrors.js';
 const SNAPSHOT_FRAME_BYTES = 1024 * 1024;
 export const SNAPSHOT_TAGS: ReadonlySet<number> = new Set([Tag.collection, Tag.documents, Tag.end]);
 
-/** What a snapshot holds: sizes, counts, and a digest of every frame's payload in order. */
+/** What a snapshot holds: sizes, counts, and a digest of every frame's payload in order ('' when not computed). */
 export interface SnapshotSummary {
   bytes: number;
   frames: number;
@@ -89,7 +89,7 @@ export function endFrame(collections: number, documents: number): Buffer {
 }
 
 export interface SnapshotReading {
-  /** The collections read (with their documents unless read with keep = false). */
+  /** The collections read (with their documents when read to load them). */
   collections: SnapshotCollection[];
   /** The intact part: up to the damage, or the whole file. */
   summary: SnapshotSummary;
@@ -109,10 +109,12 @@ export function readSnapshotFile(
   path: string,
   gen: number,
   bsonOptions: DeserializeOptions,
-  keep = true,
+  purpose: 'load' | 'verify' = 'load',
 ): SnapshotReading {
+  const keep = purpose === 'load';
   const colls: SnapshotCollection[] = [];
-  const hash = createHash('sha256');
+  // Only a verification compares digests; a load need not pay for one.
+  const hash = purpose === 'verify' ? createHash('sha256') : undefined;
   const empty = (reason: string): SnapshotReading => ({
     collections: [],
     summary: { bytes: 0, frames: 0, collections: 0, documents: 0, digest: digestOf(hash) },
@@ -150,7 +152,7 @@ export function readSnapshotFile(
     } else {
       throw new Error(`unexpected frame tag ${tag}`);
     }
-    hash.update(payload);
+    hash?.update(payload);
     if (tag !== Tag.end) keptEnd = offset + 8 + payload.length;
   });
   const summary = (bytes: number): SnapshotSummary => ({
@@ -195,7 +197,7 @@ export function verifySnapshotFile(
   written: SnapshotSummary,
   bsonOptions: DeserializeOptions,
 ): void {
-  const read = readSnapshotFile(path, gen, bsonOptions, false);
+  const read = readSnapshotFile(path, gen, bsonOptions, 'verify');
   const fail = (why: string): never => {
     throw new Error(`the new snapshot ${path} does not read back as written: ${why}`);
   };
@@ -224,6 +226,6 @@ export function checkHeader(path: string, kind: FileKind, gen: number): string |
   return undefined;
 }
 
-function digestOf(hash: Hash): string {
-  return hash.copy().digest('hex');
+function digestOf(hash: Hash | undefined): string {
+  return hash ? hash.copy().digest('hex') : '';
 }

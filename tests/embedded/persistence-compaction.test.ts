@@ -230,12 +230,12 @@ describe('durable store: a damaged snapshot', () => {
   /** A snapshot of 4 collections, documents frames of about 1 MiB, a record in the log after it. */
   function bigScenario(): { dir: string; path: string; state: SnapshotCollection[]; frames: Frame[] } {
     const dir = tempDir();
-    const pad = 'p'.repeat(1000);
+    const pad = 'p'.repeat(12_000);
     const state: SnapshotCollection[] = ['a', 'b', 'c', 'd'].map((coll) => ({
       db: 'app',
       coll,
       indexes: [{ name: 'k_1', key: { k: 1 }, unique: true }],
-      docs: Array.from({ length: 1500 }, (_, i) => ({ _id: i, k: `${coll}${i}`, pad })),
+      docs: Array.from({ length: 150 }, (_, i) => ({ _id: i, k: `${coll}${i}`, pad })),
     }));
     const s = openDurableStore(dir);
     s.compact(state);
@@ -287,9 +287,9 @@ describe('durable store: a damaged snapshot', () => {
       framesKept: before.length,
       framesAfter: frames.length - before.length - 1,
       documentsKept: keptDocs,
-      documentsTotal: 6000,
+      documentsTotal: 600,
     });
-    expect((err as Error).message).toContain(`${6000 - keptDocs} of the snapshot's 6000 documents`);
+    expect((err as Error).message).toContain(`${600 - keptDocs} of the snapshot's 600 documents`);
     expect(readFileSync(path).equals(damaged)).toBe(true);
 
     const messages: string[] = [];
