@@ -433,7 +433,7 @@ describe('embedded server: failed writes, failed compactions and shutdown (stand
     });
   }
 
-  it('--fsync always acknowledges writes that survive SIGKILL; a bad --fsync value is refused', async () => {
+  it('--fsync always acknowledges writes that survive SIGKILL; a bad --fsync or --repair value is refused', async () => {
     const dir = dataDir();
     const server = await startEmbeddedProcess({ dataDir: dir, args: ['--fsync', 'always'] });
     const client = await connect(server);
@@ -447,5 +447,8 @@ describe('embedded server: failed writes, failed compactions and shutdown (stand
     const bad = await spawnEmbeddedProcess({ args: ['--fsync', 'sometimes'] }).exited;
     expect(bad.code).toBe(2);
     expect(bad.output).toContain("--fsync must be 'always' or 'never', got 'sometimes'");
+    const badRepair = await spawnEmbeddedProcess({ args: ['--repair=yes'] }).exited;
+    expect(badRepair.code).toBe(2);
+    expect(badRepair.output).toContain("--repair takes no value, got 'yes'");
   });
 });
