@@ -10,7 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { ObjectId } from 'bson';
+import { Binary, ObjectId } from 'bson';
 import { crc32 } from 'node:zlib';
 import { DataDirDamagedError, openDurableStore } from '../../src/embedded/persistence.js';
 import { HEADER_BYTES, Tag, decodeDocuments, scanFrames } from '../../src/embedded/persistenceFrames.js';
@@ -28,6 +28,7 @@ function sampleState(docs = 3): SnapshotCollection[] {
     {
       db: 'app',
       coll: 'jobs',
+      uuid: new Binary(Buffer.alloc(16, 7), Binary.SUBTYPE_UUID),
       options: { validator: { state: { $type: 'string' } } },
       indexes: [
         { name: '_id_', key: { _id: 1 } },
