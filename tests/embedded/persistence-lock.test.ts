@@ -250,8 +250,9 @@ describe('durable store: a lock that pid reuse cannot fool', () => {
 
   it('takes over the lock of an owner that has exited but not yet been reaped (a zombie)', async () => {
     const dir = tempDir();
-    // the shell starts `true` in the background and becomes `sleep`, which never reaps it
-    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 600'], {
+    // The shell starts a child in the background and becomes `sleep`, which never reaps children;
+    // once it has, the child is killed and stays a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 600 & echo $!; exec sleep 600'], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     live.push(parent);
@@ -260,7 +261,17 @@ describe('durable store: a lock that pid reuse cannot fool', () => {
       'line',
     )) as [string];
     const zombie = Number(line);
+    const comm = (pid: number): string | undefined => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      } catch {
+        return undefined;
+      }
+    };
+    await waitUntil(() => comm(parent.pid as number) === 'sleep', { what: 'the shell to become sleep' });
+    process.kill(zombie, 'SIGKILL');
     await waitUntil(() => readStat(zombie)?.state === 'Z', { what: `process ${zombie} to become a zombie` });
+    process.kill(zombie, 0); // what used to decide: a zombie still passes kill(pid, 0)
     writeLock(dir, { pid: zombie });
     expect(takesOver(dir)).toContain(`process ${zombie} has exited`);
   });
