@@ -126,7 +126,7 @@ function serializeLarge(d: Document): Buffer {
   return bytes;
 }
 
-/** Why the BSON document at `at` (of `len` bytes available) is malformed, or undefined if its frame fits. */
+/** Why the BSON document at `at` (with `available` bytes left) is malformed, or undefined when it fits. */
 function documentProblem(b: Buffer, at: number, available: number): string | undefined {
   if (available < 5) return 'truncated BSON document';
   const len = b.readInt32LE(at);

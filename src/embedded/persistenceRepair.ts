@@ -12,9 +12,9 @@ import {
   constants,
   copyFileSync,
   fsyncSync,
-  ftruncateSync,
   linkSync,
   openSync,
+  readSync,
   renameSync,
   unlinkSync,
 } from 'node:fs';
@@ -32,17 +32,14 @@ export function rewriteAsPrefix(
   trailer?: Buffer,
 ): string {
   const tmp = `${path}.tmp`;
-  // A copy-on-write clone where the file system has them, a plain copy otherwise.
-  copyFileSync(path, tmp, constants.COPYFILE_FICLONE);
-  const fd = openSync(tmp, 'r+');
+  const fd = openSync(tmp, 'w');
   try {
     let size = keepBytes;
     if (keepBytes < HEADER_BYTES) {
-      ftruncateSync(fd, 0);
       writeFully(fd, encodeHeader(fresh.kind, fresh.generation), 0);
       size = HEADER_BYTES;
     } else {
-      ftruncateSync(fd, keepBytes);
+      copyPrefix(path, fd, keepBytes);
     }
     if (trailer) writeFully(fd, trailer, size);
     fsyncSync(fd);
@@ -53,6 +50,24 @@ export function rewriteAsPrefix(
   renameSync(tmp, path);
   fsyncDir(dirname(path));
   return keptAs;
+}
+
+const COPY_CHUNK = 8 * 1024 * 1024;
+
+/** Copies the first `n` bytes of `from` to the start of `to`. */
+function copyPrefix(from: string, to: number, n: number): void {
+  const src = openSync(from, 'r');
+  const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, n));
+  try {
+    for (let at = 0; at < n;) {
+      const got = readSync(src, buf, 0, Math.min(buf.length, n - at), at);
+      if (got === 0) throw new Error(`${from} ended at offset ${at} while being copied`);
+      writeFully(to, buf.subarray(0, got), at);
+      at += got;
+    }
+  } finally {
+    closeSync(src);
+  }
 }
 
 /**
