@@ -7,6 +7,6 @@ export { loadSettings, type LoadSettingsOptions, type JobdSettings } from './con
 export { JobdClient, WaitTimeoutError, CLIENT_DEFAULTS, type ClientOptions } from './client.js';
 export { startDaemon, type Daemon, type DaemonStats, type StartDaemonOptions } from './worker/daemon.js';
 export type { DaemonEvents, DaemonEventName } from './worker/events.js';
-export { backoffMs, decideRetry, type RetryDecision } from './worker/retryPolicy.js';
+export { backoffMs, decideRetry, type RetryDecision } from './retryPolicy.js';
 export { builtinJobTypes, BUILTIN_JOB_TYPES } from './jobs/registry.js';
 export type { EnqueueResult, ListOptions } from './store/index.js';

@@ -1,23 +1,8 @@
 /** What jobd and jobctl share: version, the error → exit code mapping, option parsers. */
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { EXIT_CODES } from '../errors.js';
 
-let versionCache: string | undefined;
-/** jobd's version from package.json (src/cli and dist/cli are both two folders below it). */
-export function jobdVersion(): string {
-  if (versionCache === undefined) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-        version?: string;
-      };
-      versionCache = pkg.version ?? '0.0.0';
-    } catch {
-      versionCache = '0.0.0';
-    }
-  }
-  return versionCache;
-}
+export { jobdVersion } from '../version.js';
 
 /** Exit code for anything thrown; matched by name/code (errors may come from other module copies). */
 export function exitCodeFor(err: unknown): number {

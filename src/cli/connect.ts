@@ -6,25 +6,10 @@
 import { connect as netConnect } from 'node:net';
 import type { ResolvedConfig } from '../config/types.js';
 import { JobdError } from '../errors.js';
+import { startEmbeddedServer } from '../embeddedLoader.js';
 import { redactUri } from '../logging.js';
 import { embeddedUri, openStore } from '../store/connect.js';
 import type { Store } from '../store/types.js';
-
-interface EmbeddedModule {
-  startEmbeddedServer(opts: {
-    host?: string;
-    port?: number;
-    dataDir?: string | null;
-    repair?: boolean;
-    log?: (message: string) => void;
-  }): Promise<{ uri: string; close(): Promise<void> }>;
-}
-
-/** Loaded only when needed: most jobctl runs talk to a daemon's server or a real MongoDB. */
-async function loadEmbedded(): Promise<EmbeddedModule> {
-  const spec = '../embedded/index.js';
-  return (await import(spec)) as EmbeddedModule;
-}
 
 export type Backend = 'mongodb' | 'embedded (daemon)' | 'embedded (in-process)';
 
@@ -63,7 +48,6 @@ export async function connectStore(
     uri = embeddedUri(config.embedded);
     backend = 'embedded (daemon)';
     if (!(await isListening(host, port))) {
-      const { startEmbeddedServer } = await loadEmbedded();
       try {
         const server = await startEmbeddedServer({
           host,

@@ -7,17 +7,15 @@ import type { Logger } from 'pino';
 import { rescueExpired, type RescueResult, type Store } from '../store/index.js';
 import type { Clock } from '../clock.js';
 import { Periodic } from '../periodic.js';
-import type { JobDoc, RetryPolicy } from '../types.js';
-import { backoffMs } from '../worker/retryPolicy.js';
+import { failedAttempt, type RetrySettings } from '../retryPolicy.js';
+import type { JobDoc, SerializedError } from '../types.js';
 
 export interface RescuerOptions {
   intervalMs: number;
   clock: Clock;
   errorHistory: number;
-  /** The retry policy of a job type (the global default for unknown types). */
-  policyFor(type: string): RetryPolicy;
-  /** The type's maxAttempts, for jobs that carry none of their own. */
-  maxAttemptsFor(type: string): number;
+  /** A job type's retry policy and maxAttempts (the global defaults for a type this daemon does not know). */
+  retrySettings(type: string): RetrySettings;
   /** Recorded on the job events. */
   rescuerId?: string;
   logger?: Logger;
@@ -27,19 +25,21 @@ export interface RescuerOptions {
   onOk?(): void;
 }
 
-/** When a rescued job runs again; null when its attempts are used up. Attempts were counted at claim. */
-export function rescueRetryAt(
+/** When a rescued job runs again (the worker's own decision for a failed attempt); null: it fails for good. */
+function rescueRetryAt(
   job: JobDoc,
+  error: SerializedError,
   now: Date,
-  policy: RetryPolicy,
-  typeMaxAttempts: number,
+  settings: RetrySettings,
   random: number,
 ): Date | null {
-  if (job.attempts >= (job.maxAttempts ?? typeMaxAttempts)) return null;
-  return new Date(now.getTime() + backoffMs(job.attempts, policy, random));
+  const d = failedAttempt(job, error, settings, random);
+  return d.retry ? new Date(now.getTime() + d.delayMs) : null;
 }
 
 export class Rescuer {
+  readonly name = 'rescuer';
+
   private readonly loop: Periodic;
 
   constructor(
@@ -68,8 +68,7 @@ export class Rescuer {
         errorHistory: this.o.errorHistory,
         rescuer: this.o.rescuerId,
         limit: 500,
-        retryAt: (job) =>
-          rescueRetryAt(job, now, this.o.policyFor(job.type), this.o.maxAttemptsFor(job.type), random()),
+        retryAt: (job, error) => rescueRetryAt(job, error, now, this.o.retrySettings(job.type), random()),
       });
       total.retrying.push(...r.retrying);
       total.failed.push(...r.failed);

@@ -1,13 +1,13 @@
 import type { AnyBulkWriteOperation } from 'mongodb';
-import type { JobDoc, JobId } from '../types.js';
+import type { JobDoc, JobId, SerializedError } from '../types.js';
 import { appendEvents, event } from './events.js';
 import { newLeaseToken } from './claim.js';
 import type { Store, StoredJob } from './types.js';
 
 export interface RescueOptions {
   now: Date;
-  /** When the rescued job runs again, or null to fail it (attempts used up). */
-  retryAt: (job: JobDoc) => Date | null;
+  /** When the rescued job runs again, or null to fail it (attempts used up); `error` is what it records. */
+  retryAt: (job: JobDoc, error: SerializedError) => Date | null;
   /** Failed attempts kept in job.errors. */
   errorHistory: number;
   /** Jobs handled per call. */
@@ -37,15 +37,13 @@ export async function rescueExpired(store: Store, opts: RescueOptions): Promise<
   const mark = `rescue:${newLeaseToken()}`;
   const plans = expired.map((job) => {
     const owner = job.lease?.owner ?? 'unknown';
-    const retryAt = opts.retryAt(job);
-    const err = {
+    const error: SerializedError = {
       name: 'LeaseExpiredError',
       code: 'JOBD_LEASE_EXPIRED',
       message: `lease expired; worker ${owner} stopped renewing it`,
-      at: opts.now,
-      attempt: job.attempts,
-      worker: owner,
     };
+    const retryAt = opts.retryAt(job, error);
+    const err = { ...error, at: opts.now, attempt: job.attempts, worker: owner };
     const set: Record<string, unknown> = {
       state: retryAt ? 'retrying' : 'failed',
       lease: null,

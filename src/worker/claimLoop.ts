@@ -1,8 +1,9 @@
 /**
  * The claim loop: claim up to the free slots (in batches of claimBatchSize; with short jobs, up to a
- * batch more, which the daemon holds until a slot frees), hand each job to the daemon, and sleep until something may be claimable: a change event, a freed slot, the earliest
- * known runAt, or the poll timer (adaptive pollMinMs..pollMaxMs; pollMaxMs as a safety net while a
- * change stream is healthy). Database errors are logged and backed off; the loop never exits on them.
+ * batch more, which the slots hold until one frees), hand each job to the slots, and sleep until
+ * something may be claimable: a change event, a freed slot, the earliest known runAt, or the poll
+ * timer (adaptive pollMinMs..pollMaxMs; pollMaxMs as a safety net while a change stream is healthy).
+ * Database errors are logged and backed off; the loop never exits on them.
  */
 import {
   AmbiguousClaimError,
@@ -15,14 +16,8 @@ import {
 import type { Clock } from '../clock.js';
 import type { JobDoc, JobEventDoc } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
+import type { ClaimSlots } from './slots.js';
 import { Backoff, type Wakeup } from './wakeup.js';
-
-export interface TypeLimits {
-  /** Types with no free slot on this daemon. */
-  exclude: string[];
-  /** Free slots of the other limited types. */
-  slots: Record<string, number>;
-}
 
 export interface ClaimLoopDeps {
   store: Store;
@@ -30,29 +25,22 @@ export interface ClaimLoopDeps {
   owner: string;
   leaseMs: number;
   claimBatchSize: number;
-  concurrency: number;
   pollMinMs: number;
   pollMaxMs: number;
   wakeup: Wakeup;
   health: DbHealth;
-  /** Jobs this daemon can take now: free execution slots plus room in its claimed-ahead queue. */
-  freeSlots(): number;
-  /** How many jobs may wait claimed ahead of a free slot (0 when jobs are not short). */
-  prefetch(): number;
-  typeLimits(): TypeLimits;
-  /** True while a change stream is delivering wake-ups. */
-  watching(): boolean;
-  stopping(): boolean;
-  start(job: JobDoc): void;
-  /** Claim events the store could not write; the caller retries them with its other writes. */
-  onUnwrittenEvents(events: JobEventDoc[]): void;
+  slots: ClaimSlots;
+  /** healthy: a change stream is delivering wake-ups. */
+  watch: { readonly healthy: boolean };
+  /** Claim events the store could not write; written later with the other writes. */
+  unwrittenEvents: { addEvents(events: JobEventDoc[]): void };
 }
 
 export class ClaimLoop {
   private idleDelay: number;
   private readonly backoff = new Backoff(100, 5_000);
-  /** The last round stopped because no slot (global or per type) was free: a freed slot should wake us. */
-  blockedBySlots = false;
+  private stopping = false;
+  private running: Promise<void> = Promise.resolve();
   /** Claims whose write failed without a reply; settled (and their jobs started) once the database answers. */
   private readonly pendingClaims: PendingClaim[] = [];
 
@@ -60,23 +48,36 @@ export class ClaimLoop {
     this.idleDelay = d.pollMinMs;
   }
 
-  async run(): Promise<void> {
+  /** Runs until stop(); `onCrash` hears of anything but a database error (which is backed off). */
+  start(onCrash: (err: unknown) => void): void {
+    this.running = this.run().catch(onCrash);
+  }
+
+  /** Ends the loop after the round in flight. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.d.wakeup.close();
+    await this.running;
+  }
+
+  private async run(): Promise<void> {
     const d = this.d;
-    while (!d.stopping()) {
+    const slots = d.slots;
+    while (!this.stopping) {
       if (this.pendingClaims.length > 0 && !(await this.recoverPending())) continue;
-      const free = d.freeSlots();
-      const capacity = d.concurrency + d.prefetch();
+      const free = slots.free();
+      const capacity = slots.capacity();
       // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
       // its round trips (half the capacity, at most a batch); claim at once when idle.
       const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(capacity / 2)));
       if (free <= 0 || (free < worthIt && free < capacity)) {
-        this.blockedBySlots = true;
+        slots.setBlocked(true);
         await d.wakeup.wait(d.pollMaxMs);
         continue;
       }
-      this.blockedBySlots = false;
+      slots.setBlocked(false);
       const limit = Math.min(free, d.claimBatchSize);
-      const limits = d.typeLimits();
+      const limits = slots.typeLimits();
       let jobs: JobDoc[];
       try {
         const base = {
@@ -84,7 +85,7 @@ export class ClaimLoop {
           leaseMs: d.leaseMs,
           now: d.clock.now(),
           excludeTypes: limits.exclude,
-          onUnwrittenEvents: (events: JobEventDoc[]) => d.onUnwrittenEvents(events),
+          onUnwrittenEvents: (events: JobEventDoc[]) => d.unwrittenEvents.addEvents(events),
         };
         if (limit === 1) {
           const one = await claimNext(d.store, base);
@@ -100,15 +101,15 @@ export class ClaimLoop {
         await d.wakeup.wait(this.backoff.next());
         continue;
       }
-      for (const job of jobs) d.start(job);
+      for (const job of jobs) slots.accept(job);
       if (jobs.length === limit) {
         this.idleDelay = d.pollMinMs;
         continue; // probably more waiting
       }
       // Fewer than asked. If limited types held jobs back, a freed slot of theirs should wake us.
-      this.blockedBySlots = limits.exclude.length > 0 || Object.keys(limits.slots).length > 0;
+      slots.setBlocked(limits.exclude.length > 0 || Object.keys(limits.slots).length > 0);
       if (jobs.length > 0) this.idleDelay = d.pollMinMs;
-      const delay = d.watching() ? d.pollMaxMs : this.idleDelay;
+      const delay = d.watch.healthy ? d.pollMaxMs : this.idleDelay;
       if (jobs.length === 0) this.idleDelay = Math.min(d.pollMaxMs, this.idleDelay * 2);
       await d.wakeup.wait(delay);
     }
@@ -125,7 +126,7 @@ export class ClaimLoop {
       let jobs: JobDoc[];
       try {
         jobs = await recoverClaim(d.store, pending, {
-          onUnwrittenEvents: (events) => d.onUnwrittenEvents(events),
+          onUnwrittenEvents: (events) => d.unwrittenEvents.addEvents(events),
         });
       } catch (err) {
         d.health.error('claim', err);
@@ -134,7 +135,7 @@ export class ClaimLoop {
       }
       this.pendingClaims.shift();
       d.health.ok('claim');
-      for (const job of jobs) d.start(job);
+      for (const job of jobs) d.slots.accept(job);
     }
     return true;
   }

@@ -5,31 +5,15 @@
  */
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/types.js';
+import { startEmbeddedServer, type EmbeddedServer } from '../embeddedLoader.js';
 import { openStore, redactMongoUri, type Store } from '../store/index.js';
 import { Backoff } from './wakeup.js';
-
-export interface EmbeddedHandle {
-  uri: string;
-  close(): Promise<void>;
-}
-
-interface EmbeddedModule {
-  startEmbeddedServer(opts: {
-    host?: string;
-    port?: number;
-    dataDir?: string | null;
-    repair?: boolean;
-    log?: (message: string) => void;
-  }): Promise<EmbeddedHandle>;
-}
 
 /** A compaction that went as planned is routine; anything else the embedded server says is worth a warning. */
 const ROUTINE = /^jobd-embedded: compacted /;
 
-export async function startEmbedded(config: ResolvedConfig, logger: Logger): Promise<EmbeddedHandle> {
-  const spec = '../embedded/index.js';
-  const mod = (await import(spec)) as EmbeddedModule;
-  const server = await mod.startEmbeddedServer({
+export async function startEmbedded(config: ResolvedConfig, logger: Logger): Promise<EmbeddedServer> {
+  const server = await startEmbeddedServer({
     host: config.embedded.host,
     port: config.embedded.port,
     dataDir: config.embedded.dataDir,

@@ -29,8 +29,4 @@ export class DbHealth {
     else this.logger.debug({ op, failures: n, message }, 'database still failing');
     this.events.emit('db:error', { op, error });
   }
-
-  get healthy(): boolean {
-    return this.failing.size === 0;
-  }
 }

@@ -7,8 +7,8 @@ import { JobTimeoutError, UnknownJobTypeError, serializeError } from '../errors.
 import type { Settlement } from '../store/index.js';
 import type { RunOutcome, RunRequest, Sandbox } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
-import type { JobDoc, JobTypeDefinition, RetryPolicy, SerializedError } from '../types.js';
-import { decideRetry } from './retryPolicy.js';
+import { failedAttempt, retrySettingsFor, type RetrySettings } from '../retryPolicy.js';
+import type { JobDoc, JobTypeDefinition, SerializedError } from '../types.js';
 
 /** Why the daemon aborted a running job. */
 export type AbortCause = 'lost' | 'shutdown';
@@ -20,7 +20,7 @@ export interface Execution {
   abortCause: AbortCause | null;
 }
 
-export function runRequestFor(job: JobDoc, def: JobTypeDefinition, config: ResolvedConfig): RunRequest {
+function runRequestFor(job: JobDoc, def: JobTypeDefinition, config: ResolvedConfig): RunRequest {
   return {
     jobId: job._id,
     type: job.type,
@@ -62,17 +62,15 @@ function attemptError(
   return e;
 }
 
-export function failSettlement(
+function failSettlement(
   ex: Execution,
   error: SerializedError,
-  /** The job type's retry policy and maxAttempts (the latter for jobs that carry none of their own). */
-  type: { retry: RetryPolicy; maxAttempts: number },
+  settings: RetrySettings,
   now: Date,
   random: number,
   extra: { resources?: RunOutcome['resources']; logTail?: string } = {},
 ): Settlement {
-  const maxAttempts = ex.job.maxAttempts ?? type.maxAttempts;
-  const d = decideRetry({ attempt: ex.job.attempts, maxAttempts, error, policy: type.retry, random });
+  const d = failedAttempt(ex.job, error, settings, random);
   return {
     kind: 'fail',
     jobId: ex.job._id,
@@ -91,7 +89,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   if (!def) {
     const err = serializeError(new UnknownJobTypeError(job.type, Object.keys(deps.config.jobTypes).sort()));
     delete err.stack;
-    return failSettlement(ex, err, deps.config.defaults, deps.now(), deps.random());
+    return failSettlement(ex, err, retrySettingsFor(deps.config, job.type), deps.now(), deps.random());
   }
   const req = runRequestFor(job, def, deps.config);
   let outcome: RunOutcome;

@@ -40,8 +40,7 @@ export class LeaseKeeper {
     this.loop.start();
   }
 
-  /** Renew now (also used after a batch claim is settled by tests). */
-  async tick(): Promise<void> {
+  private async tick(): Promise<void> {
     const leases = this.o.held();
     if (leases.length > 0) {
       try {

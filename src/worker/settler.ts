@@ -11,7 +11,7 @@ import {
   type Store,
 } from '../store/index.js';
 import type { Clock } from '../clock.js';
-import type { JobEventDoc, JobId } from '../types.js';
+import type { JobEventDoc } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { Backoff } from './wakeup.js';
 
@@ -50,14 +50,6 @@ export class Settler {
   addEvents(events: JobEventDoc[]): void {
     this.unwrittenEvents.push(...events);
     this.kick();
-  }
-
-  get pending(): number {
-    return this.queue.length + (this.inFlight ? 1 : 0);
-  }
-
-  pendingIds(): JobId[] {
-    return this.queue.map((p) => p.s.jobId);
   }
 
   private kick(): void {

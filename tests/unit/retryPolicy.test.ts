@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffMs, decideRetry } from '../../src/worker/retryPolicy.js';
+import { backoffMs, decideRetry, failedAttempt, retrySettingsFor } from '../../src/retryPolicy.js';
 import { DoNotRetryError, serializeError } from '../../src/errors.js';
 import type { RetryPolicy } from '../../src/types.js';
 
@@ -58,5 +58,25 @@ describe('retry policy', () => {
   it('an unknown job type is never retried', () => {
     const error = { name: 'UnknownJobTypeError', code: 'JOBD_UNKNOWN_JOB_TYPE', message: 'unknown' };
     expect(decideRetry({ attempt: 1, maxAttempts: 5, error, policy, random: 0 }).retry).toBe(false);
+  });
+
+  it("failedAttempt: a job's own maxAttempts wins over its type's; without one, the type's applies", () => {
+    const settings = { retry: policy, maxAttempts: 2 };
+    expect(failedAttempt({ attempts: 2, maxAttempts: 5 }, plain, settings, 0)).toEqual({
+      retry: true,
+      delayMs: 2000,
+    });
+    expect(failedAttempt({ attempts: 2, maxAttempts: null }, plain, settings, 0)).toEqual({
+      retry: false,
+      why: 'attempts-exhausted',
+    });
+  });
+
+  it('retrySettingsFor: the global defaults stand in for a type the daemon does not know', () => {
+    const known = { retry: policy, maxAttempts: 7 };
+    const defaults = { retry: { ...policy, baseMs: 1 }, maxAttempts: 1 };
+    const config = { jobTypes: { known }, defaults };
+    expect(retrySettingsFor(config, 'known')).toBe(known);
+    expect(retrySettingsFor(config, 'other')).toBe(defaults);
   });
 });

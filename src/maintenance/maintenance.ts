@@ -1,0 +1,61 @@
+/**
+ * The maintenance services every daemon runs beside its claim loop, each on its own non-overlapping
+ * timer (Periodic). Each is safe to run on many daemons at once: their writes are guarded.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/types.js';
+import { retrySettingsFor } from '../retryPolicy.js';
+import type { RescueResult, Store } from '../store/index.js';
+import { Rescuer } from './rescuer.js';
+
+export interface MaintenanceService {
+  /** Names the service in health reports and logs. */
+  readonly name: string;
+  start(): void;
+  /** Cancels the next run and waits for the one in flight. */
+  stop(): Promise<void>;
+}
+
+export interface MaintenanceOptions {
+  store: Store;
+  config: ResolvedConfig;
+  clock: Clock;
+  /** This daemon's worker id, recorded on the events the services write. */
+  workerId: string;
+  logger: Logger;
+  random: () => number;
+  onRescued(r: RescueResult): void;
+  /** A run of `service` failed (a database error, usually) / succeeded. */
+  onError(service: string, err: unknown): void;
+  onOk(service: string): void;
+}
+
+export class Maintenance {
+  private readonly services: MaintenanceService[];
+
+  constructor(o: MaintenanceOptions) {
+    this.services = [
+      new Rescuer(o.store, {
+        intervalMs: o.config.maintenance.rescueIntervalMs,
+        clock: o.clock,
+        errorHistory: o.config.worker.errorHistory,
+        retrySettings: (type) => retrySettingsFor(o.config, type),
+        rescuerId: o.workerId,
+        logger: o.logger,
+        random: o.random,
+        onRescued: o.onRescued,
+        onError: (err) => o.onError('rescue', err),
+        onOk: () => o.onOk('rescue'),
+      }),
+    ];
+  }
+
+  start(): void {
+    for (const s of this.services) s.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.services.map((s) => s.stop()));
+  }
+}

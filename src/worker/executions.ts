@@ -1,0 +1,146 @@
+/**
+ * The jobs this daemon runs, from the moment a slot starts one until its outcome is written: the
+ * sandbox run, its progress writes, and the hand-over of its outcome to the settler. Leases of all of
+ * them are renewed by the lease keeper until the outcome lands.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/types.js';
+import type { Sandbox } from '../sandbox/types.js';
+import { progressIfRunning, type HeldLease, type Settlement, type Store } from '../store/index.js';
+import type { JobDoc, JobId } from '../types.js';
+import type { DbHealth } from './dbHealth.js';
+import { executeJob, type AbortCause, type Execution } from './executor.js';
+import type { OutcomeReporter } from './outcomes.js';
+import type { Settler } from './settler.js';
+
+export interface ExecutionsOptions {
+  config: ResolvedConfig;
+  logger: Logger;
+  store: Store;
+  sandbox: Sandbox;
+  clock: Clock;
+  random: () => number;
+  health: DbHealth;
+  settler: Settler;
+  outcomes: OutcomeReporter;
+  /** A job finished running (its slot is free again), whatever its outcome. */
+  onFinished(job: JobDoc, runMs: number): void;
+  /** A write found the lease gone. */
+  onLeaseLost(ids: JobId[]): void;
+}
+
+export class Executions {
+  private readonly running = new Map<JobId, Execution>();
+  /** Finished, outcome handed to the settler and not yet written. */
+  private readonly settling = new Map<JobId, Execution>();
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: ExecutionsOptions) {}
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  get settlingCount(): number {
+    return this.settling.size;
+  }
+
+  runningIds(): JobId[] {
+    return [...this.running.keys()];
+  }
+
+  /** Leases held by jobs running or settling. */
+  held(): HeldLease[] {
+    return [...this.running.values(), ...this.settling.values()].map((e) => ({
+      jobId: e.job._id,
+      token: e.token,
+    }));
+  }
+
+  start(job: JobDoc): void {
+    const ex: Execution = {
+      job,
+      token: job.lease!.token,
+      controller: new AbortController(),
+      abortCause: null,
+    };
+    this.running.set(job._id, ex);
+    const t0 = performance.now();
+    this.o.outcomes.started(job);
+    void executeJob(ex, {
+      config: this.o.config,
+      sandbox: this.o.sandbox,
+      now: () => this.o.clock.now(),
+      random: this.o.random,
+      onProgress: (percent, message) => this.progress(ex, percent, message),
+    })
+      .catch((err: unknown) => {
+        this.o.logger.error({ jobId: job._id, err }, 'executor failed');
+        return null;
+      })
+      .then((settlement) => this.finish(ex, settlement, performance.now() - t0));
+  }
+
+  /**
+   * Stop a running job's child. A lost lease wins over a shutdown (nothing may be written then).
+   * False when the job is not running here or was already stopped for that cause.
+   */
+  abort(id: JobId, cause: AbortCause, reason: string): boolean {
+    const ex = this.running.get(id);
+    if (!ex || ex.abortCause === cause) return false;
+    if (ex.abortCause === null || cause === 'lost') ex.abortCause = cause;
+    ex.controller.abort(new Error(reason));
+    return true;
+  }
+
+  abortAll(cause: AbortCause, reason: string): void {
+    for (const id of [...this.running.keys()]) this.abort(id, cause, reason);
+  }
+
+  /** Resolves once no job is running (outcomes may still be settling). */
+  idle(): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private progress(ex: Execution, percent: number, message?: string): void {
+    progressIfRunning(this.o.store, {
+      jobId: ex.job._id,
+      token: ex.token,
+      percent,
+      ...(message !== undefined ? { message } : {}),
+      now: this.o.clock.now(),
+    }).then(
+      (held) => {
+        if (!held) this.o.onLeaseLost([ex.job._id]);
+      },
+      (err: unknown) => this.o.health.error('progress', err),
+    );
+  }
+
+  /** settlement null: the lease was lost while the job ran; nothing may be written. */
+  private finish(ex: Execution, settlement: Settlement | null, runMs: number): void {
+    const { job } = ex;
+    this.running.delete(job._id);
+    this.o.onFinished(job, runMs);
+    if (settlement === null) {
+      this.o.outcomes.lost(job, 'running');
+    } else {
+      this.settling.set(job._id, ex);
+      this.o.settler.add(settlement, (landed) => {
+        this.settling.delete(job._id);
+        if (landed) this.o.outcomes.settled(job, settlement);
+        else this.o.outcomes.lost(job, 'settling');
+      });
+    }
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.running.size > 0) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    w.forEach((f) => f());
+  }
+}

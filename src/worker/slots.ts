@@ -1,0 +1,147 @@
+/**
+ * The daemon's slots: how many jobs it runs at once (worker.concurrency, and each job type's own
+ * concurrency), and the jobs it claimed ahead of a free slot. The claim loop asks these how much to
+ * claim and hands every claimed job back here; a job starts when a slot is free.
+ */
+import type { JobTypeDefinition, JobDoc, JobId } from '../types.js';
+import type { Wakeup } from './wakeup.js';
+
+/**
+ * Claiming ahead: when jobs are short, the claim loop may take up to one batch more than the free
+ * slots, so claims (and their events) go out in batches even at low concurrency. A job claimed ahead
+ * holds its lease (renewed with the others) while it waits, so the queue is sized to wait about this
+ * long on average, from the recent run time of jobs; long jobs are never claimed ahead.
+ */
+const CLAIM_AHEAD_WAIT_MS = 50;
+/** Weight of the newest run time in its moving average. */
+const RUN_MS_WEIGHT = 0.1;
+
+export interface TypeLimits {
+  /** Types with no free slot on this daemon. */
+  exclude: string[];
+  /** Free slots of the other limited types. */
+  slots: Record<string, number>;
+}
+
+/** What the claim loop needs from the slots. */
+export interface ClaimSlots {
+  /** Jobs this daemon can take now: free execution slots plus room in its claimed-ahead queue. */
+  free(): number;
+  /** Execution slots plus the claim-ahead allowance. */
+  capacity(): number;
+  typeLimits(): TypeLimits;
+  /** A claimed job: it starts now if a slot is free, else waits claimed ahead. */
+  accept(job: JobDoc): void;
+  /** The loop waits for a slot: the next freed slot should wake it. */
+  setBlocked(blocked: boolean): void;
+}
+
+export interface SlotsOptions {
+  concurrency: number;
+  claimBatchSize: number;
+  jobTypes: Record<string, Pick<JobTypeDefinition, 'concurrency'>>;
+  /** Woken when a slot frees while the claim loop waits for one. */
+  wakeup: Wakeup;
+  /** Start a job in a free slot. */
+  start(job: JobDoc): void;
+}
+
+export class Slots implements ClaimSlots {
+  private running = 0;
+  /** Jobs held per type: running plus claimed ahead (so a job claimed ahead never waits for its type's slot). */
+  private readonly perType = new Map<string, number>();
+  /** Claimed ahead, in claim order, waiting for a free slot. */
+  private ready: JobDoc[] = [];
+  /** Moving average of a job's run time on this daemon (ms); undefined until one finished. */
+  private avgRunMs: number | undefined;
+  private blocked = false;
+  private closed = false;
+
+  constructor(private readonly o: SlotsOptions) {}
+
+  free(): number {
+    return this.o.concurrency + this.prefetch() - this.running - this.ready.length;
+  }
+
+  capacity(): number {
+    return this.o.concurrency + this.prefetch();
+  }
+
+  typeLimits(): TypeLimits {
+    const limits: TypeLimits = { exclude: [], slots: {} };
+    for (const [name, def] of Object.entries(this.o.jobTypes)) {
+      if (def.concurrency === undefined) continue;
+      const free = def.concurrency - (this.perType.get(name) ?? 0);
+      if (free <= 0) limits.exclude.push(name);
+      else limits.slots[name] = free;
+    }
+    return limits;
+  }
+
+  setBlocked(blocked: boolean): void {
+    this.blocked = blocked;
+  }
+
+  accept(job: JobDoc): void {
+    this.hold(job.type, 1);
+    if (this.running < this.o.concurrency) this.startNow(job);
+    else this.ready.push(job);
+  }
+
+  /** A job that ran here has finished (whatever its outcome): its slot goes to the next job claimed ahead. */
+  release(job: JobDoc, runMs: number): void {
+    this.running--;
+    this.hold(job.type, -1);
+    this.avgRunMs =
+      this.avgRunMs === undefined ? runMs : this.avgRunMs + (runMs - this.avgRunMs) * RUN_MS_WEIGHT;
+    const next = this.closed ? undefined : this.ready.shift();
+    if (next) this.startNow(next);
+    if (this.blocked) this.o.wakeup.wake();
+  }
+
+  /** Jobs claimed ahead and not started: their leases are renewed with the running ones. */
+  waiting(): readonly JobDoc[] {
+    return this.ready;
+  }
+
+  /** Take back a job claimed ahead (its lease was lost); undefined when it is not waiting here. */
+  drop(id: JobId): JobDoc | undefined {
+    const i = this.ready.findIndex((j) => j._id === id);
+    if (i < 0) return undefined;
+    const [job] = this.ready.splice(i, 1);
+    this.hold(job!.type, -1);
+    return job;
+  }
+
+  /** Stopping: no more claiming ahead, and a freed slot no longer starts a job claimed ahead. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Stopping, once nothing is claimed any more: the jobs claimed ahead, handed back to be requeued. */
+  takeWaiting(): JobDoc[] {
+    const jobs = this.ready;
+    this.ready = [];
+    for (const job of jobs) this.hold(job.type, -1);
+    return jobs;
+  }
+
+  /** How many jobs may be claimed ahead of a free slot now. */
+  private prefetch(): number {
+    const avg = this.avgRunMs;
+    if (avg === undefined || this.closed) return 0;
+    return Math.min(
+      this.o.claimBatchSize,
+      Math.floor((this.o.concurrency * CLAIM_AHEAD_WAIT_MS) / Math.max(avg, 0.01)),
+    );
+  }
+
+  private hold(type: string, n: number): void {
+    this.perType.set(type, (this.perType.get(type) ?? 0) + n);
+  }
+
+  private startNow(job: JobDoc): void {
+    this.running++;
+    this.o.start(job);
+  }
+}
