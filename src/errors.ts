@@ -69,6 +69,25 @@ export class JobTimeoutError extends JobdError {
   }
 }
 
+/**
+ * A handler's result that MongoDB cannot store as it is (circular, a BigInt, a function, over the
+ * 16 MiB document limit, ...). Deterministic, so the job fails without further attempts.
+ */
+export class UnencodableResultError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_UNENCODABLE_RESULT');
+    this.name = 'UnencodableResultError';
+  }
+}
+
+/** The database refused to store an attempt's outcome (not an outage: it would refuse it again). */
+export class OutcomeRefusedError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_OUTCOME_REFUSED');
+    this.name = 'OutcomeRefusedError';
+  }
+}
+
 /** Throw from a handler to fail the job at once, without further attempts. */
 export class DoNotRetryError extends JobdError {
   constructor(message: string, options?: { cause?: unknown }) {

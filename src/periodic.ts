@@ -20,8 +20,17 @@ export class Periodic {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.inFlight = this.task()
-        .catch(this.onError)
+      // A task that throws at once, or an error handler that throws, must not become an unhandled
+      // rejection (which ends the process).
+      this.inFlight = Promise.resolve()
+        .then(() => this.task())
+        .catch((err: unknown) => {
+          try {
+            this.onError(err);
+          } catch {
+            // the handler only reports
+          }
+        })
         .finally(() => {
           this.inFlight = null;
           this.schedule();

@@ -7,7 +7,11 @@ import { isDoNotRetry } from './errors.js';
 import type { JobDoc, JobTypeDefinition, RetryPolicy, SerializedError } from './types.js';
 
 /** Errors that fail a job at once: retrying them would fail the same way. */
-const NEVER_RETRIED_CODES: ReadonlySet<string> = new Set(['JOBD_UNKNOWN_JOB_TYPE']);
+const NEVER_RETRIED_CODES: ReadonlySet<string> = new Set([
+  'JOBD_UNKNOWN_JOB_TYPE',
+  'JOBD_UNENCODABLE_RESULT',
+  'JOBD_OUTCOME_REFUSED',
+]);
 
 /** Delay before the next attempt after `attempt` (1-based) failed. */
 export function backoffMs(attempt: number, policy: RetryPolicy, random: number): number {

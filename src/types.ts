@@ -84,17 +84,30 @@ export interface JobDoc {
   datasetUuid?: string | null;
   dedupeKey?: string | null;
   tags: string[];
+  /**
+   * How many state transitions the job has made; its history events are numbered 1..seq, so a
+   * missing event shows as a gap (absent on jobs created by older versions).
+   */
+  seq?: number;
 }
 
 export interface JobEventDoc {
+  /** `<jobId>:<seq>` for numbered events, so an event is stored once whoever writes it. */
   _id?: unknown;
   jobId: JobId;
+  /** The job's transition count after this transition (see JobDoc.seq). */
+  seq?: number;
   from: JobState | null;
   to: JobState;
   at: Date;
   worker?: string | null;
   attempt: number;
   message?: string | null;
+  /**
+   * Not written by the transition's own writer, which stopped before recording it: written later by
+   * the rescuer, or shown from the job document where the history has a gap.
+   */
+  recovered?: boolean;
 }
 
 export interface WorkerDoc {
@@ -105,6 +118,8 @@ export interface WorkerDoc {
   startedAt: Date;
   heartbeatAt: Date;
   concurrency: number;
+  /** The job types this daemon runs: it claims only these (absent on daemons of older versions). */
+  types?: string[];
   running: JobId[];
   state: 'running' | 'draining' | 'stopped';
 }

@@ -235,10 +235,23 @@ async function timeClaims(
     const t0 = performance.now();
     if (batch)
       claimed += (
-        await ctx.jobd.store.claimBatch(store, { owner: 'bench', leaseMs: 600_000, now, limit: 50 })
+        await ctx.jobd.store.claimBatch(store, {
+          owner: 'bench',
+          leaseMs: 600_000,
+          now,
+          limit: 50,
+          types: ['noop'],
+        })
       ).length;
     else
-      claimed += (await ctx.jobd.store.claimNext(store, { owner: 'bench', leaseMs: 600_000, now })) ? 1 : 0;
+      claimed += (await ctx.jobd.store.claimNext(store, {
+        owner: 'bench',
+        leaseMs: 600_000,
+        now,
+        types: ['noop'],
+      }))
+        ? 1
+        : 0;
     ms.push(performance.now() - t0);
   }
   // Put the claimed jobs back, so every measurement sees the same queue size.

@@ -11,6 +11,7 @@ import { EXIT_CODES } from '../errors.js';
 import { createLogger, redactUri, type Logger } from '../logging.js';
 import { embeddedUri } from '../store/connect.js';
 import { startDaemon, type Daemon } from '../worker/daemon.js';
+import { prepareDaemonDirs } from '../worker/dirs.js';
 import { acquirePidfile, type Pidfile } from '../worker/pidfile.js';
 import {
   commanderExitCode,
@@ -83,6 +84,12 @@ export async function main(argv: string[]): Promise<void> {
 
   const logger = createLogger({ level: config.logLevel, name: 'jobd' });
 
+  try {
+    prepareDaemonDirs(config);
+  } catch (err) {
+    fail(exitCodeFor(err), errorMessage(err), logger);
+  }
+
   let pidfile: Pidfile;
   try {
     pidfile = acquirePidfile(config.pidFile, { logger });
@@ -150,9 +157,12 @@ export async function main(argv: string[]): Promise<void> {
   try {
     daemon = await startDaemon({ config, logger });
   } catch (err) {
-    logger.fatal({ err }, `jobd could not start: ${errorMessage(err)}`);
+    const code = exitCodeFor(err);
     pidfile.release();
-    process.exit(exitCodeFor(err));
+    // A misconfiguration is told plainly (no stack trace); anything else keeps its details in the log.
+    if (code === EXIT_CODES.config) fail(code, `jobd could not start: ${errorMessage(err)}`, logger);
+    logger.fatal({ err }, `jobd could not start: ${errorMessage(err)}`);
+    process.exit(code);
   }
 
   logger.info(

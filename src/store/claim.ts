@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Filter } from 'mongodb';
 import { JobdError } from '../errors.js';
 import { CLAIMABLE_STATES, type JobDoc, type JobEventDoc, type JobId, type JobState } from '../types.js';
-import { appendEvents, event } from './events.js';
+import { appendEvents, event, nextSeq } from './events.js';
 import { stripInternal } from './enqueue.js';
 import type { Store, StoredJob } from './types.js';
 
@@ -11,8 +11,11 @@ export interface ClaimOptions {
   owner: string;
   leaseMs: number;
   now: Date;
-  /** Job types this worker must not take now (their per-type concurrency is used up). */
-  excludeTypes?: string[];
+  /**
+   * The job types this worker takes now: those it can run, minus those at their own concurrency
+   * limit. Jobs of other types stay where they are, for a daemon that runs them.
+   */
+  types: readonly string[];
   /**
    * Claim events that could not be written. The claim itself stands (the job document is the truth),
    * so the claimed jobs are returned anyway; the caller may retry these events later. Without this
@@ -57,17 +60,20 @@ export interface ClaimBatchOptions extends ClaimOptions {
   typeSlots?: Record<string, number>;
 }
 
-/** The claim order: highest priority (1) first, then earliest runAt, then oldest id. Served by the 'claim' index. */
+/**
+ * The claim order: highest priority (1) first, then earliest runAt, then oldest id. Served by the
+ * 'claim' index {state, type, priority, runAt, _id}: with both state and type given as $in, the
+ * server scans one range per (state, type) pair and merges them in this order (SORT_MERGE).
+ */
 export const CLAIM_SORT = { priority: 1, runAt: 1, _id: 1 } as const;
 
 export function newLeaseToken(): string {
   return randomBytes(12).toString('hex');
 }
 
-function claimableFilter(now: Date, excludeTypes?: string[]): Filter<StoredJob> {
-  const f: Filter<StoredJob> = { state: { $in: [...CLAIMABLE_STATES] }, runAt: { $lte: now } };
-  if (excludeTypes && excludeTypes.length > 0) f.type = { $nin: excludeTypes };
-  return f;
+/** What a worker that runs `types` may claim at `now`. */
+export function claimableFilter(now: Date, types: readonly string[]): Filter<StoredJob> {
+  return { state: { $in: [...CLAIMABLE_STATES] }, type: { $in: [...types] }, runAt: { $lte: now } };
 }
 
 function claimSet(owner: string, token: string, leaseMs: number, now: Date) {
@@ -87,12 +93,13 @@ function claimSet(owner: string, token: string, leaseMs: number, now: Date) {
  * attempt that crashes the worker still counts.
  */
 export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDoc | null> {
+  if (opts.types.length === 0) return null;
   const token = newLeaseToken();
   let doc: StoredJob | null;
   try {
     doc = await store.jobs.findOneAndUpdate(
-      claimableFilter(opts.now, opts.excludeTypes),
-      { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1 } },
+      claimableFilter(opts.now, opts.types),
+      { $set: claimSet(opts.owner, token, opts.leaseMs, opts.now), $inc: { attempts: 1, seq: 1 } },
       { sort: CLAIM_SORT, returnDocument: 'before' },
     );
   } catch (err) {
@@ -103,6 +110,7 @@ export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDo
     ...doc,
     ...claimSet(opts.owner, token, opts.leaseMs, opts.now),
     attempts: doc.attempts + 1,
+    seq: nextSeq(doc),
   };
   await writeClaimEvents(
     store,
@@ -128,8 +136,8 @@ export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDo
  * exactly one claim of one job; a re-claim of that job after rescue carries a different token.
  */
 export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise<JobDoc[]> {
-  if (opts.limit <= 0) return [];
-  const filter = claimableFilter(opts.now, opts.excludeTypes);
+  if (opts.limit <= 0 || opts.types.length === 0) return [];
+  const filter = claimableFilter(opts.now, opts.types);
   const candidates = await store.jobs.find(filter, { sort: CLAIM_SORT, limit: opts.limit }).toArray();
   let chosen = candidates;
   if (opts.typeSlots) {
@@ -150,7 +158,10 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   const from: Record<JobId, JobState> = Object.fromEntries(chosen.map((c) => [c._id, c.state]));
   let res;
   try {
-    res = await store.jobs.updateMany({ ...filter, _id: { $in: ids } }, { $set: set, $inc: { attempts: 1 } });
+    res = await store.jobs.updateMany(
+      { ...filter, _id: { $in: ids } },
+      { $set: set, $inc: { attempts: 1, seq: 1 } },
+    );
   } catch (err) {
     // Multi-document updates are not retryable writes: a lost reply leaves the outcome unknown.
     throw new AmbiguousClaimError({ token, owner: opts.owner, ids, from, at: opts.now }, err);
@@ -158,7 +169,13 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   if (res.modifiedCount === 0) return [];
   let docs: StoredJob[];
   if (res.modifiedCount === chosen.length) {
-    docs = chosen.map((c) => ({ ...c, ...set, lease: { ...set.lease }, attempts: c.attempts + 1 }));
+    docs = chosen.map((c) => ({
+      ...c,
+      ...set,
+      lease: { ...set.lease },
+      attempts: c.attempts + 1,
+      seq: nextSeq(c),
+    }));
   } else {
     // Contended: read back by _id (served by the _id index) and token (only what this claim won).
     docs = await store.jobs
@@ -194,7 +211,7 @@ async function writeClaimEvents(
   onUnwritten: ClaimOptions['onUnwrittenEvents'],
 ): Promise<void> {
   const events = docs.map((d) =>
-    event(d._id, from[d._id] ?? null, 'running', now, d.attempts, owner, 'claimed'),
+    event(d._id, from[d._id] ?? null, 'running', now, d.attempts, owner, 'claimed', d.seq),
   );
   try {
     await appendEvents(store, events);

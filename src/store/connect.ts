@@ -1,5 +1,7 @@
 import { redactUri } from '../logging.js';
 import { MongoClient } from 'mongodb';
+import { ConfigError } from '../errors.js';
+import { fatalConnectProblem } from './dbErrors.js';
 import type { JobEventDoc, WorkerDoc } from '../types.js';
 import { ensureIndexes } from './indexes.js';
 import type { Store, StoredJob } from './types.js';
@@ -37,24 +39,38 @@ export function resolveMongoUri(cfg: {
 /** Hide credentials before a URI reaches a log line or an error message (one rule for all of jobd). */
 export const redactMongoUri = redactUri;
 
+/**
+ * Why the connection failed, safe to print. A misconfiguration no retry cures (refused credentials,
+ * a connection string or option the driver refuses) is a ConfigError; anything else may pass.
+ */
+function connectError(uri: string, err: unknown): Error {
+  // The driver's message may echo the URI; never let credentials through.
+  const msg = redactMongoUri(err instanceof Error ? err.message : String(err));
+  const fatal = fatalConnectProblem(err);
+  // No cause attached to the ConfigError: the driver's error may carry the URI in other fields.
+  if (fatal) return new ConfigError(`${fatal}: ${msg} (mongoUri ${redactMongoUri(uri)})`);
+  return new Error(`cannot connect to MongoDB at ${redactMongoUri(uri)}: ${msg}`, { cause: err });
+}
+
 export async function openStore(opts: OpenStoreOptions): Promise<Store> {
-  const client = new MongoClient(opts.mongoUri, {
-    appName: opts.appName ?? 'jobd',
-    serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS ?? 10_000,
-    monitorCommands: opts.monitorCommands ?? false,
-    // Writes to jobs must be acknowledged: they are the coordination between daemons.
-    writeConcern: { w: 'majority' },
-    retryWrites: true,
-  });
+  let client: MongoClient;
+  try {
+    client = new MongoClient(opts.mongoUri, {
+      appName: opts.appName ?? 'jobd',
+      serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS ?? 10_000,
+      monitorCommands: opts.monitorCommands ?? false,
+      // Writes to jobs must be acknowledged: they are the coordination between daemons.
+      writeConcern: { w: 'majority' },
+      retryWrites: true,
+    });
+  } catch (err) {
+    throw connectError(opts.mongoUri, err);
+  }
   try {
     await client.connect();
   } catch (err) {
     await client.close().catch(() => {});
-    // The driver's message may echo the URI; never let credentials through.
-    const msg = err instanceof Error ? err.message : String(err);
-    throw new Error(`cannot connect to MongoDB at ${redactMongoUri(opts.mongoUri)}: ${redactMongoUri(msg)}`, {
-      cause: err,
-    });
+    throw connectError(opts.mongoUri, err);
   }
   const db = client.db(opts.database);
   const store: Store = {
@@ -65,7 +81,15 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     workers: db.collection<WorkerDoc>('workers'),
     close: () => client.close(),
   };
-  if (opts.ensureIndexes !== false) await ensureIndexes(store);
+  if (opts.ensureIndexes !== false) {
+    try {
+      await ensureIndexes(store);
+    } catch (err) {
+      await client.close().catch(() => {});
+      // Connected but not allowed to work here (e.g. a user without rights on the database).
+      throw fatalConnectProblem(err) ? connectError(opts.mongoUri, err) : err;
+    }
+  }
   return store;
 }
 

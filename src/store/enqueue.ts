@@ -43,6 +43,7 @@ function toDoc(j: NewJob, now: Date): StoredJob {
     datasetUuid: j.datasetUuid ?? null,
     dedupeKey: j.dedupeKey ?? null,
     tags: j.tags ?? [],
+    seq: 1,
   };
   if (j.dedupeKey !== undefined) doc.dedupeActive = j.dedupeKey;
   return doc;
@@ -73,7 +74,7 @@ export async function enqueue(store: Store, job: NewJob, now: Date): Promise<Enq
     const doc = toDoc(job, now);
     try {
       await store.jobs.insertOne(doc);
-      await appendEvents(store, [event(doc._id, null, doc.state, now, 0, null, 'enqueued')]);
+      await appendEvents(store, [event(doc._id, null, doc.state, now, 0, null, 'enqueued', 1)]);
       return { job: stripInternal(doc), created: true };
     } catch (err) {
       if (!(err instanceof MongoServerError) || !isDedupeClash(err) || job.dedupeKey === undefined) throw err;
@@ -111,7 +112,9 @@ export async function enqueueMany(store: Store, jobs: NewJob[], now: Date): Prom
   });
   await appendEvents(
     store,
-    docs.filter((_, i) => !clashed.has(i)).map((d) => event(d._id, null, d.state, now, 0, null, 'enqueued')),
+    docs
+      .filter((_, i) => !clashed.has(i))
+      .map((d) => event(d._id, null, d.state, now, 0, null, 'enqueued', 1)),
   );
   for (const i of clashed) {
     // Rare path: resolve each clash the single-job way (it also handles a holder that just finished).

@@ -9,6 +9,15 @@ export {
   type OpenStoreOptions,
 } from './connect.js';
 export { ensureIndexes } from './indexes.js';
+export { isTransientDbError, fatalConnectProblem } from './dbErrors.js';
+export {
+  whyUnstorable,
+  whyResultUnstorable,
+  bsonSize,
+  formatBytes,
+  MAX_DOCUMENT_BYTES,
+  MAX_PARAMS_BYTES,
+} from './encoding.js';
 export {
   EDGES,
   allowedFrom,
@@ -53,6 +62,8 @@ export {
   heartbeatWorker,
   markWorkerStopped,
   listWorkers,
+  unservedTypes,
+  type UnservedType,
   type WorkerInfo,
   type WorkerView,
 } from './workers.js';

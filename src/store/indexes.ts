@@ -1,28 +1,76 @@
+import { MongoServerError, type IndexDescription } from 'mongodb';
 import type { Store } from './types.js';
 
+/** Server codes for "an index of that name (or key) exists with another definition". */
+const INDEX_CONFLICT_CODES: ReadonlySet<number> = new Set([
+  85, // IndexOptionsConflict
+  86, // IndexKeySpecsConflict
+]);
+
 /**
- * jobd's indexes. createIndexes with identical specs is a no-op, so this runs at every start.
- * claim:   serves the claim filter {state ∈ claimable, runAt ≤ now} sorted {priority, runAt, _id}.
+ * jobd's indexes on jobs. createIndexes with identical specs is a no-op, so this runs at every start.
+ * claim:   serves the claim filter {state ∈ claimable, type ∈ the worker's types, runAt ≤ now} sorted
+ *          {priority, runAt, _id}: one range per (state, type), merged in sort order.
  * dedupe:  dedupeKey unique among unfinished jobs (see StoredJob.dedupeActive).
  * rescue:  running jobs by lease expiry.
  * cleanup: finished jobs by finishedAt (retention).
+ * type_state: counts per type and state (status, unserved types).
  * created: listing newest or oldest first.
  */
+export const JOB_INDEXES: IndexDescription[] = [
+  { key: { state: 1, type: 1, priority: 1, runAt: 1, _id: 1 }, name: 'claim' },
+  {
+    key: { dedupeActive: 1 },
+    name: 'dedupe_unfinished',
+    unique: true,
+    partialFilterExpression: { dedupeActive: { $exists: true } },
+  },
+  { key: { state: 1, 'lease.expiresAt': 1 }, name: 'rescue' },
+  { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
+  { key: { datasetUuid: 1 }, name: 'dataset' },
+  { key: { type: 1, state: 1 }, name: 'type_state' },
+  { key: { createdAt: 1, _id: 1 }, name: 'created' },
+];
+
+function sameKey(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  return JSON.stringify(Object.entries(a)) === JSON.stringify(Object.entries(b));
+}
+
+/**
+ * An index of jobd's name whose key changed between versions (the claim index gained `type`) is
+ * dropped and built again with the new key.
+ */
+async function replaceChanged(store: Store): Promise<void> {
+  let existing: { name?: string; key?: Record<string, unknown> }[];
+  try {
+    existing = await store.jobs.listIndexes().toArray();
+  } catch (err) {
+    if (err instanceof MongoServerError && err.code === 26) return; // NamespaceNotFound: nothing yet
+    throw err;
+  }
+  for (const want of JOB_INDEXES) {
+    const have = existing.find((i) => i.name === want.name);
+    if (have?.key && !sameKey(have.key, want.key as Record<string, unknown>)) {
+      try {
+        await store.jobs.dropIndex(want.name!);
+      } catch (err) {
+        // Another daemon starting at the same time dropped it first.
+        if (!(err instanceof MongoServerError && err.code === 27)) throw err;
+      }
+    }
+  }
+}
+
 export async function ensureIndexes(store: Store): Promise<void> {
-  await store.jobs.createIndexes([
-    { key: { state: 1, priority: 1, runAt: 1, _id: 1 }, name: 'claim' },
-    {
-      key: { dedupeActive: 1 },
-      name: 'dedupe_unfinished',
-      unique: true,
-      partialFilterExpression: { dedupeActive: { $exists: true } },
-    },
-    { key: { state: 1, 'lease.expiresAt': 1 }, name: 'rescue' },
-    { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
-    { key: { datasetUuid: 1 }, name: 'dataset' },
-    { key: { type: 1, state: 1 }, name: 'type_state' },
-    { key: { createdAt: 1, _id: 1 }, name: 'created' },
-  ]);
+  await replaceChanged(store);
+  try {
+    await store.jobs.createIndexes(JOB_INDEXES);
+  } catch (err) {
+    // An older daemon recreated an old definition in between: replace it once more.
+    if (!(err instanceof MongoServerError && INDEX_CONFLICT_CODES.has(err.code as number))) throw err;
+    await replaceChanged(store);
+    await store.jobs.createIndexes(JOB_INDEXES);
+  }
   await store.events.createIndexes([{ key: { jobId: 1, at: 1 }, name: 'job_at' }]);
   await store.workers.createIndexes([{ key: { heartbeatAt: 1 }, name: 'heartbeat' }]);
 }

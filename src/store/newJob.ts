@@ -1,5 +1,6 @@
 import { ValidationError } from '../errors.js';
 import type { EnqueueOptions, JobState } from '../types.js';
+import { bsonSize, formatBytes, MAX_PARAMS_BYTES, whyUnstorable } from './encoding.js';
 
 /** What the store needs to insert a job; every field resolved. */
 export interface NewJob {
@@ -35,6 +36,19 @@ function optionalPositiveInt(field: string, v: number | undefined, min: number):
   return v === undefined ? null : positiveInt(field, v, min);
 }
 
+/** Params MongoDB can store as given, within jobd's share of the document for them. */
+function checkParams(params: unknown): void {
+  const why = whyUnstorable(params, 'params');
+  if (why) throw new ValidationError(why);
+  const size = bsonSize({ params });
+  if (size > MAX_PARAMS_BYTES) {
+    throw new ValidationError(
+      `params take ${formatBytes(size)} as BSON, over jobd's limit of ${formatBytes(MAX_PARAMS_BYTES)} ` +
+        `(MongoDB stores at most 16 MiB per document, and the job's result and history need the rest)`,
+    );
+  }
+}
+
 /** Resolve EnqueueOptions against defaults (the job type's, else the global ones) and validate them. */
 export function resolveNewJob(
   type: string,
@@ -58,6 +72,7 @@ export function resolveNewJob(
     }
     runAt = new Date(now.getTime() + opts.delayMs);
   }
+  if (params !== undefined) checkParams(params);
   const job: NewJob = {
     type,
     params: params === undefined ? null : params,

@@ -2,7 +2,7 @@
 import { MongoServerError } from 'mongodb';
 import { IllegalTransitionError, NotFoundError } from '../errors.js';
 import { FINISHED_STATES, type JobDoc, type JobId } from '../types.js';
-import { appendEvents, event } from './events.js';
+import { appendEvents, event, nextSeq } from './events.js';
 import { stripInternal } from './enqueue.js';
 import { allowedFrom, illegalTransition, isAllowed } from './stateMachine.js';
 import type { Store } from './types.js';
@@ -33,6 +33,7 @@ export async function cancel(
         updatedAt: opts.now,
       },
       $unset: { dedupeActive: '' },
+      $inc: { seq: 1 },
     },
     { returnDocument: 'before' },
   );
@@ -46,6 +47,7 @@ export async function cancel(
       before.attempts,
       opts.by ?? null,
       opts.reason ?? 'cancelled',
+      nextSeq(before),
     ),
   ]);
   const after = await store.jobs.findOne({ _id: id });
@@ -77,7 +79,7 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
     try {
       after = await store.jobs.findOneAndUpdate(
         { _id: id, state: doc.state },
-        { $set: set },
+        { $set: set, $inc: { seq: 1 } },
         { returnDocument: 'after' },
       );
     } catch (err) {
@@ -94,7 +96,7 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
     }
     if (!after) continue; // its state changed under us: read again
     await appendEvents(store, [
-      event(id, doc.state, 'queued', opts.now, 0, opts.by ?? null, 'retried by operator'),
+      event(id, doc.state, 'queued', opts.now, 0, opts.by ?? null, 'retried by operator', after.seq),
     ]);
     return stripInternal(after);
   }
@@ -104,12 +106,12 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
 export async function releaseWaiting(store: Store, id: JobId, opts: { now: Date }): Promise<JobDoc> {
   const after = await store.jobs.findOneAndUpdate(
     { _id: id, state: 'waiting' },
-    { $set: { state: 'queued', updatedAt: opts.now } },
+    { $set: { state: 'queued', updatedAt: opts.now }, $inc: { seq: 1 } },
     { returnDocument: 'after' },
   );
   if (!after) return explainMiss(store, 'release', id);
   await appendEvents(store, [
-    event(id, 'waiting', 'queued', opts.now, after.attempts, null, 'dependencies met'),
+    event(id, 'waiting', 'queued', opts.now, after.attempts, null, 'dependencies met', after.seq),
   ]);
   return stripInternal(after);
 }

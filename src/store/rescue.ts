@@ -1,6 +1,6 @@
 import type { AnyBulkWriteOperation } from 'mongodb';
-import type { JobDoc, JobId, SerializedError } from '../types.js';
-import { appendEvents, event } from './events.js';
+import type { JobDoc, JobEventDoc, JobId, SerializedError } from '../types.js';
+import { appendEvents, event, missingEvents, nextSeq, orderHistory, RECOVERED_BY_RESCUER } from './events.js';
 import { newLeaseToken } from './claim.js';
 import type { Store, StoredJob } from './types.js';
 
@@ -64,6 +64,7 @@ export async function rescueExpired(store: Store, opts: RescueOptions): Promise<
         update: {
           $set: set,
           $push: { errors: { $each: [err], $slice: -Math.max(1, opts.errorHistory) } },
+          $inc: { seq: 1 },
           ...(retryAt ? {} : { $unset: { dedupeActive: '' } }),
         },
       },
@@ -82,9 +83,13 @@ export async function rescueExpired(store: Store, opts: RescueOptions): Promise<
     const ours = new Set(docs.filter((d) => d.settledToken === mark).map((d) => d._id));
     won = plans.filter((p) => ours.has(p.job._id));
   }
-  await appendEvents(
-    store,
-    won.map((p) =>
+  await appendEvents(store, [
+    ...(await recoverHistory(
+      store,
+      won.map((p) => p.job),
+      opts.now,
+    )),
+    ...won.map((p) =>
       event(
         p.job._id,
         'running',
@@ -93,11 +98,37 @@ export async function rescueExpired(store: Store, opts: RescueOptions): Promise<
         p.job.attempts,
         opts.rescuer ?? null,
         p.message,
+        p.job.seq === undefined ? undefined : nextSeq(p.job),
       ),
     ),
-  );
+  ]);
   return {
     retrying: won.filter((p) => p.retryAt).map((p) => p.job._id),
     failed: won.filter((p) => !p.retryAt).map((p) => p.job._id),
   };
+}
+
+/**
+ * A rescued job's worker died or lost its lease, maybe between a transition and its event (the claim,
+ * most often): the transitions missing from the job's history are written now, marked recovered.
+ */
+async function recoverHistory(store: Store, jobs: StoredJob[], now: Date): Promise<JobEventDoc[]> {
+  const numbered = jobs.filter((j) => j.seq !== undefined);
+  if (numbered.length === 0) return [];
+  const byJob = new Map<JobId, JobEventDoc[]>();
+  const events = await store.events
+    .find({ jobId: { $in: numbered.map((j) => j._id) } }, { sort: { at: 1, _id: 1 } })
+    .toArray();
+  for (const e of events) {
+    const list = byJob.get(e.jobId);
+    if (list) list.push(e);
+    else byJob.set(e.jobId, [e]);
+  }
+  return numbered.flatMap((j) =>
+    missingEvents(j, orderHistory(byJob.get(j._id) ?? []), {
+      message: RECOVERED_BY_RESCUER,
+      now,
+      graceMs: 0,
+    }),
+  );
 }

@@ -6,7 +6,7 @@
  */
 import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
 import type { JobEventDoc, JobId, JobResources, JobState, SerializedError } from '../types.js';
-import { appendEvents, event } from './events.js';
+import { appendEvents, event, nextSeq } from './events.js';
 import type { Store, StoredJob } from './types.js';
 
 export interface HeldLease {
@@ -17,14 +17,25 @@ export interface HeldLease {
 export interface SettleBase extends HeldLease {
   /** The attempt being settled (job.attempts after the claim). */
   attempt: number;
+  /** job.seq as claimed: the settlement is transition seq + 1 (undefined only for jobs of old versions). */
+  seq: number | undefined;
   resources?: JobResources | null;
   logTail?: string | null;
 }
 
 export type Settlement =
   | (SettleBase & { kind: 'complete'; result: unknown })
-  /** retryAt null: no further attempt, the job fails for good. */
-  | (SettleBase & { kind: 'fail'; error: SerializedError; retryAt: Date | null; delayMs?: number })
+  /**
+   * retryAt null: no further attempt, the job fails for good. failedAt: when the attempt failed
+   * (retryAt counts from it); the error records it, whenever the outcome is written.
+   */
+  | (SettleBase & {
+      kind: 'fail';
+      error: SerializedError;
+      retryAt: Date | null;
+      delayMs?: number;
+      failedAt?: Date;
+    })
   /** Shutdown past grace: back to queued, the attempt given back. */
   | (SettleBase & { kind: 'requeue'; message?: string });
 
@@ -66,7 +77,7 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
   };
   if (s.resources !== undefined) set.resources = s.resources;
   if (s.logTail !== undefined) set.logTail = s.logTail;
-  const update: UpdateFilter<StoredJob> = { $set: set };
+  const update: UpdateFilter<StoredJob> = { $set: set, $inc: { seq: 1 } };
   if (to === 'completed' || to === 'failed') {
     set.finishedAt = ctx.now;
     update.$unset = { dedupeActive: '' };
@@ -74,13 +85,13 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
   if (s.kind === 'complete') {
     set.result = s.result === undefined ? null : s.result;
   } else if (s.kind === 'fail') {
-    const err = { ...s.error, at: ctx.now, attempt: s.attempt, worker: ctx.owner };
+    const err = { ...s.error, at: s.failedAt ?? ctx.now, attempt: s.attempt, worker: ctx.owner };
     set.lastError = err;
     if (s.retryAt) set.runAt = s.retryAt;
     update.$push = { errors: { $each: [err], $slice: -Math.max(1, ctx.errorHistory) } };
   } else {
     set.runAt = ctx.now;
-    update.$inc = { attempts: -1 };
+    update.$inc = { seq: 1, attempts: -1 };
   }
   return update;
 }
@@ -122,7 +133,16 @@ export async function settleManyIfRunning(
     if (!landedSet.has(s.jobId)) continue;
     const attempt = s.kind === 'requeue' ? s.attempt - 1 : s.attempt;
     events.push(
-      event(s.jobId, 'running', settlementTarget(s), ctx.now, attempt, ctx.owner, settleMessage(s)),
+      event(
+        s.jobId,
+        'running',
+        settlementTarget(s),
+        ctx.now,
+        attempt,
+        ctx.owner,
+        settleMessage(s),
+        s.seq === undefined ? undefined : nextSeq(s),
+      ),
     );
   }
   let unwrittenEvents: JobEventDoc[] = [];

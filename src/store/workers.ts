@@ -31,6 +31,11 @@ export interface WorkerView extends WorkerDoc {
   dead: boolean;
 }
 
+/** A worker that sent no heartbeat for this long is taken for dead. */
+function deadAfterMs(leaseMs: number): number {
+  return 2 * leaseMs;
+}
+
 export async function listWorkers(
   store: Store,
   opts: { now: Date; leaseMs: number; includeStopped?: boolean },
@@ -38,6 +43,46 @@ export async function listWorkers(
   const docs = await store.workers
     .find(opts.includeStopped === false ? { state: { $ne: 'stopped' } } : {}, { sort: { startedAt: -1 } })
     .toArray();
-  const cutoff = opts.now.getTime() - 2 * opts.leaseMs;
+  const cutoff = opts.now.getTime() - deadAfterMs(opts.leaseMs);
   return docs.map((d) => ({ ...d, dead: d.state !== 'stopped' && d.heartbeatAt.getTime() < cutoff }));
+}
+
+export interface UnservedType {
+  type: string;
+  queued: number;
+  retrying: number;
+}
+
+/**
+ * Job types with jobs waiting to be claimed (queued or retrying) that no live worker runs: those
+ * jobs wait until a daemon that knows their type starts. Sorted by type.
+ */
+export async function unservedTypes(
+  store: Store,
+  opts: { now: Date; leaseMs: number },
+): Promise<UnservedType[]> {
+  const live = await store.workers
+    .find(
+      {
+        state: { $ne: 'stopped' },
+        heartbeatAt: { $gte: new Date(opts.now.getTime() - deadAfterMs(opts.leaseMs)) },
+      },
+      { projection: { types: 1 } },
+    )
+    .toArray();
+  const served = new Set(live.flatMap((w) => w.types ?? []));
+  const rows = await store.jobs
+    .aggregate<{ _id: { type: string; state: 'queued' | 'retrying' }; n: number }>([
+      { $match: { state: { $in: ['queued', 'retrying'] } } },
+      { $group: { _id: { type: '$type', state: '$state' }, n: { $sum: 1 } } },
+    ])
+    .toArray();
+  const byType = new Map<string, UnservedType>();
+  for (const r of rows) {
+    if (served.has(r._id.type)) continue;
+    const u = byType.get(r._id.type) ?? { type: r._id.type, queued: 0, retrying: 0 };
+    u[r._id.state] += r.n;
+    byType.set(r._id.type, u);
+  }
+  return [...byType.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
 }

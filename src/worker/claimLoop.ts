@@ -61,58 +61,69 @@ export class ClaimLoop {
   }
 
   private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.round();
+      } catch (err) {
+        // Not a database error (those are handled in the round): never let it end claiming.
+        this.d.health.error('claim-loop', err);
+        await this.d.wakeup.wait(this.backoff.next());
+      }
+    }
+  }
+
+  /** One claim, then the wait until something may be claimable. */
+  private async round(): Promise<void> {
     const d = this.d;
     const slots = d.slots;
-    while (!this.stopping) {
-      if (this.pendingClaims.length > 0 && !(await this.recoverPending())) continue;
-      const free = slots.free();
-      const capacity = slots.capacity();
-      // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
-      // its round trips (half the capacity, at most a batch); claim at once when idle.
-      const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(capacity / 2)));
-      if (free <= 0 || (free < worthIt && free < capacity)) {
-        slots.setBlocked(true);
-        await d.wakeup.wait(d.pollMaxMs);
-        continue;
-      }
-      slots.setBlocked(false);
-      const limit = Math.min(free, d.claimBatchSize);
-      const limits = slots.typeLimits();
-      let jobs: JobDoc[];
-      try {
-        const base = {
-          owner: d.owner,
-          leaseMs: d.leaseMs,
-          now: d.clock.now(),
-          excludeTypes: limits.exclude,
-          onUnwrittenEvents: (events: JobEventDoc[]) => d.unwrittenEvents.addEvents(events),
-        };
-        if (limit === 1) {
-          const one = await claimNext(d.store, base);
-          jobs = one ? [one] : [];
-        } else {
-          jobs = await claimBatch(d.store, { ...base, limit, typeSlots: limits.slots });
-        }
-        d.health.ok('claim');
-        this.backoff.reset();
-      } catch (err) {
-        if (err instanceof AmbiguousClaimError) this.pendingClaims.push(err.pending);
-        d.health.error('claim', err);
-        await d.wakeup.wait(this.backoff.next());
-        continue;
-      }
-      for (const job of jobs) slots.accept(job);
-      if (jobs.length === limit) {
-        this.idleDelay = d.pollMinMs;
-        continue; // probably more waiting
-      }
-      // Fewer than asked. If limited types held jobs back, a freed slot of theirs should wake us.
-      slots.setBlocked(limits.exclude.length > 0 || Object.keys(limits.slots).length > 0);
-      if (jobs.length > 0) this.idleDelay = d.pollMinMs;
-      const delay = d.watch.healthy ? d.pollMaxMs : this.idleDelay;
-      if (jobs.length === 0) this.idleDelay = Math.min(d.pollMaxMs, this.idleDelay * 2);
-      await d.wakeup.wait(delay);
+    if (this.pendingClaims.length > 0 && !(await this.recoverPending())) return;
+    const free = slots.free();
+    const capacity = slots.capacity();
+    // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
+    // its round trips (half the capacity, at most a batch); claim at once when idle.
+    const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(capacity / 2)));
+    const claimable = slots.claimable();
+    if (free <= 0 || (free < worthIt && free < capacity) || claimable.types.length === 0) {
+      slots.setBlocked(true);
+      await d.wakeup.wait(d.pollMaxMs);
+      return;
     }
+    slots.setBlocked(false);
+    const limit = Math.min(free, d.claimBatchSize);
+    let jobs: JobDoc[];
+    try {
+      const base = {
+        owner: d.owner,
+        leaseMs: d.leaseMs,
+        now: d.clock.now(),
+        types: claimable.types,
+        onUnwrittenEvents: (events: JobEventDoc[]) => d.unwrittenEvents.addEvents(events),
+      };
+      if (limit === 1) {
+        const one = await claimNext(d.store, base);
+        jobs = one ? [one] : [];
+      } else {
+        jobs = await claimBatch(d.store, { ...base, limit, typeSlots: claimable.slots });
+      }
+      d.health.ok('claim');
+      this.backoff.reset();
+    } catch (err) {
+      if (err instanceof AmbiguousClaimError) this.pendingClaims.push(err.pending);
+      d.health.error('claim', err);
+      await d.wakeup.wait(this.backoff.next());
+      return;
+    }
+    for (const job of jobs) slots.accept(job);
+    if (jobs.length === limit) {
+      this.idleDelay = d.pollMinMs;
+      return; // probably more waiting
+    }
+    // Fewer than asked. If limited types held jobs back, a freed slot of theirs should wake us.
+    slots.setBlocked(claimable.limited);
+    if (jobs.length > 0) this.idleDelay = d.pollMinMs;
+    const delay = d.watch.healthy ? d.pollMaxMs : this.idleDelay;
+    if (jobs.length === 0) this.idleDelay = Math.min(d.pollMaxMs, this.idleDelay * 2);
+    await d.wakeup.wait(delay);
   }
 
   /**

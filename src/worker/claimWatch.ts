@@ -32,41 +32,48 @@ export class ClaimWatch {
 
   open(reopening = false): void {
     if (this.closed) return;
-    const { wakeup, clock } = this.o;
     // Jobs enqueued while no stream was open raised no event: look once now.
-    if (reopening) wakeup.wake();
-    this.watcher = watchClaimable(this.o.store, {
-      onChange: ({ runAt }) => {
-        this.healthy = true;
-        const now = clock.now().getTime();
-        if (!runAt || runAt.getTime() <= now) wakeup.wake();
-        else wakeup.at(runAt.getTime(), now);
-      },
-      onReady: () => {
-        // Jobs enqueued while the stream was being opened raised no event.
-        wakeup.wake();
-        this.o.events.emit('watch:ready', {});
-      },
-      onError: (err, unsupported) => {
-        this.healthy = false;
-        this.watcher = null;
-        if (unsupported) {
-          this.o.logger.warn({ message: (err as Error)?.message }, 'change streams unavailable; polling');
-          this.o.events.emit('watch:fallback', { reason: String((err as Error)?.message ?? err) });
-          return;
-        }
-        this.o.health.error('watch', err);
-        // One reopen pending at a time, whatever the stream reported.
-        if (!this.closed && !this.retry) {
-          this.retry = setTimeout(() => {
-            this.retry = null;
-            this.open(true);
-          }, REOPEN_DELAY_MS);
-        }
-      },
-    });
+    if (reopening) this.o.wakeup.wake();
+    try {
+      this.watcher = watchClaimable(this.o.store, {
+        onChange: ({ runAt }) => {
+          this.healthy = true;
+          const now = this.o.clock.now().getTime();
+          if (!runAt || runAt.getTime() <= now) this.o.wakeup.wake();
+          else this.o.wakeup.at(runAt.getTime(), now);
+        },
+        onReady: () => {
+          // Jobs enqueued while the stream was being opened raised no event.
+          this.o.wakeup.wake();
+          this.o.events.emit('watch:ready', {});
+        },
+        onError: (err, unsupported) => this.failed(err, unsupported),
+      });
+    } catch (err) {
+      // Opening can throw at once (a client closing under it): reopen later like any stream error.
+      this.failed(err, false);
+      return;
+    }
     // Optimistic until it errors: a healthy stream lets the claim loop poll only as a safety net.
     this.healthy = true;
+  }
+
+  private failed(err: unknown, unsupported: boolean): void {
+    this.healthy = false;
+    this.watcher = null;
+    if (unsupported) {
+      this.o.logger.warn({ message: (err as Error)?.message }, 'change streams unavailable; polling');
+      this.o.events.emit('watch:fallback', { reason: String((err as Error)?.message ?? err) });
+      return;
+    }
+    this.o.health.error('watch', err);
+    // One reopen pending at a time, whatever the stream reported.
+    if (!this.closed && !this.retry) {
+      this.retry = setTimeout(() => {
+        this.retry = null;
+        this.open(true);
+      }, REOPEN_DELAY_MS);
+    }
   }
 
   async close(): Promise<void> {

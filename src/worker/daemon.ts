@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { createLogger } from '../logging.js';
+import { createLogger, redactUri } from '../logging.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { EmbeddedServer } from '../embeddedLoader.js';
@@ -20,6 +20,7 @@ import { ClaimLoop } from './claimLoop.js';
 import { ClaimWatch } from './claimWatch.js';
 import { connectDaemonStore, startEmbedded } from './database.js';
 import { DbHealth } from './dbHealth.js';
+import { prepareWorkDirs } from './dirs.js';
 import { TypedEmitter, type DaemonEvents } from './events.js';
 import { Executions } from './executions.js';
 import { LeaseKeeper } from './leaseKeeper.js';
@@ -72,6 +73,7 @@ export async function startDaemon(opts: StartDaemonOptions): Promise<Daemon> {
   const logger = opts.logger ?? createLogger({ level: config.logLevel, name: 'jobd' });
   const clock = opts.clock ?? systemClock;
   const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  prepareWorkDirs(config);
   let embedded: EmbeddedServer | null = null;
   let uri: string;
   if (config.mongoUri === 'embedded') {
@@ -155,6 +157,14 @@ class DaemonImpl implements Daemon {
       errorHistory: w.errorHistory,
       maxBatch: Math.max(50, w.claimBatchSize),
       health,
+      onRefused: (message, err, s) =>
+        logger.error(
+          {
+            jobId: s?.jobId,
+            err: { name: (err as Error)?.name, message: redactUri(String((err as Error)?.message ?? err)) },
+          },
+          message,
+        ),
     });
     this.outcomes = new OutcomeReporter({ logger, events, clock, wakeup: this.wakeup });
     this.slots = new Slots({
@@ -245,6 +255,7 @@ class DaemonImpl implements Daemon {
         version: jobdVersion(),
         startedAt: this.clock.now(),
         concurrency: w.concurrency,
+        types: Object.keys(this.config.jobTypes).sort(),
       },
       this.clock.now(),
     );

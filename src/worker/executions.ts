@@ -79,7 +79,8 @@ export class Executions {
         this.o.logger.error({ jobId: job._id, err }, 'executor failed');
         return null;
       })
-      .then((settlement) => this.finish(ex, settlement, performance.now() - t0));
+      .then((settlement) => this.finish(ex, settlement, performance.now() - t0))
+      .catch((err: unknown) => this.o.logger.error({ jobId: job._id, err }, 'bookkeeping of a job failed'));
   }
 
   /**
@@ -111,12 +112,16 @@ export class Executions {
       percent,
       ...(message !== undefined ? { message } : {}),
       now: this.o.clock.now(),
-    }).then(
-      (held) => {
-        if (!held) this.o.onLeaseLost([ex.job._id]);
-      },
-      (err: unknown) => this.o.health.error('progress', err),
-    );
+    })
+      .then(
+        (held) => {
+          if (!held) this.o.onLeaseLost([ex.job._id]);
+        },
+        (err: unknown) => this.o.health.error('progress', err),
+      )
+      .catch((err: unknown) =>
+        this.o.logger.error({ jobId: ex.job._id, err }, 'progress bookkeeping failed'),
+      );
   }
 
   /** settlement null: the lease was lost while the job ran; nothing may be written. */
@@ -128,10 +133,11 @@ export class Executions {
       this.o.outcomes.lost(job, 'running');
     } else {
       this.settling.set(job._id, ex);
-      this.o.settler.add(settlement, (landed) => {
+      this.o.settler.add(settlement, (status, written) => {
         this.settling.delete(job._id);
-        if (landed) this.o.outcomes.settled(job, settlement);
-        else this.o.outcomes.lost(job, 'settling');
+        if (status === 'landed') this.o.outcomes.settled(job, written);
+        else if (status === 'lost') this.o.outcomes.lost(job, 'settling');
+        else this.o.outcomes.lost(job, 'settling', 'outcome refused by the database; nothing written');
       });
     }
     this.checkIdle();

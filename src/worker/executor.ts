@@ -3,8 +3,8 @@
  * should write), or null when nothing may be written (the lease is lost).
  */
 import { join } from 'node:path';
-import { JobTimeoutError, UnknownJobTypeError, serializeError } from '../errors.js';
-import type { Settlement } from '../store/index.js';
+import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
+import { whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { RunOutcome, RunRequest, Sandbox } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { failedAttempt, retrySettingsFor, type RetrySettings } from '../retryPolicy.js';
@@ -45,6 +45,21 @@ export interface ExecuteDeps {
   onProgress(percent: number, message?: string): void;
 }
 
+/** Longest error message and stack kept per attempt: a job's history must fit in its document. */
+const MAX_ERROR_TEXT = 16 * 1024;
+
+function bounded(text: string): string {
+  if (text.length <= MAX_ERROR_TEXT) return text;
+  return `${text.slice(0, MAX_ERROR_TEXT)}… (${text.length - MAX_ERROR_TEXT} more characters cut)`;
+}
+
+function boundError(e: SerializedError): SerializedError {
+  const out: SerializedError = { name: bounded(String(e.name)), message: bounded(String(e.message)) };
+  if (e.code !== undefined) out.code = bounded(String(e.code));
+  if (e.stack !== undefined) out.stack = bounded(String(e.stack));
+  return out;
+}
+
 /** A timeout is always recorded as JobTimeoutError / JOBD_TIMEOUT, whatever text the sandbox chose. */
 function attemptError(
   outcome: Extract<RunOutcome, { status: 'failed' }>,
@@ -76,8 +91,10 @@ function failSettlement(
     jobId: ex.job._id,
     token: ex.token,
     attempt: ex.job.attempts,
-    error,
+    seq: ex.job.seq,
+    error: boundError(error),
     retryAt: d.retry ? new Date(now.getTime() + d.delayMs) : null,
+    failedAt: now,
     ...(d.retry ? { delayMs: d.delayMs } : {}),
     ...extra,
   };
@@ -111,10 +128,26 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     jobId: job._id,
     token: ex.token,
     attempt: job.attempts,
+    seq: job.seq,
     resources: outcome.resources,
     logTail: outcome.logTail,
   };
-  if (outcome.status === 'completed') return { kind: 'complete', ...base, result: outcome.output };
+  if (outcome.status === 'completed') {
+    // Checked here, before the outcome joins a batch: a result MongoDB cannot store fails this
+    // attempt alone, with a message naming what is wrong and where.
+    const why = whyResultUnstorable(
+      job as unknown as Record<string, unknown>,
+      outcome.output,
+      outcome.logTail,
+    );
+    if (!why) return { kind: 'complete', ...base, result: outcome.output };
+    const err = serializeError(new UnencodableResultError(why));
+    delete err.stack;
+    return failSettlement(ex, err, def, deps.now(), deps.random(), {
+      resources: outcome.resources,
+      logTail: outcome.logTail,
+    });
+  }
   if (ex.abortCause === 'shutdown' && outcome.reason === 'aborted') {
     return {
       kind: 'requeue',

@@ -9,9 +9,10 @@
  *   or renamed over a stale file, then read back to make sure it is ours.
  * - Released only if it still names this process.
  */
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { JobdError } from '../errors.js';
+import { makeWritableDir } from './dirs.js';
 
 export class AlreadyRunningError extends JobdError {
   readonly pid: number;
@@ -76,7 +77,7 @@ function defaultIsLiveJobd(pid: number): boolean {
 export function acquirePidfile(path: string, options: PidfileOptions = {}): Pidfile {
   const pid = options.pid ?? process.pid;
   const isLiveJobd = options.isLiveJobd ?? defaultIsLiveJobd;
-  mkdirSync(dirname(path), { recursive: true });
+  makeWritableDir(dirname(path), 'pidFile');
   const tmp = `${path}.${pid}.tmp`;
   writeFileSync(tmp, `${pid}\n`, { mode: 0o644 });
   try {

@@ -1,10 +1,18 @@
 /**
  * Writes job outcomes as a group commit: outcomes that arrive while a write is in flight go out
- * together in the next bulkWrite. When the database is down the outcomes stay here and the write is
- * retried with backoff until it lands or the lease turns out lost (guarded writes make retries safe).
+ * together in the next bulkWrite.
+ * - An outage (the database does not answer) keeps the outcomes here; the write is retried with
+ *   backoff until it lands or the lease turns out lost (guarded writes make retries safe).
+ * - A refusal (the database answered no) is never taken for an outage: the batch is split and each
+ *   outcome written alone, so one bad outcome cannot hold up the others. An outcome refused on its
+ *   own fails its attempt instead (OutcomeRefusedError), with the database's reason; if even that is
+ *   refused, the outcome is dropped and the rescuer settles the job once its lease expires.
  */
+import { OutcomeRefusedError, serializeError } from '../errors.js';
 import {
   appendEvents,
+  isTransientDbError,
+  redactMongoUri,
   settleManyIfRunning,
   type SettleResult,
   type Settlement,
@@ -15,11 +23,29 @@ import type { JobEventDoc } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { Backoff } from './wakeup.js';
 
-export type SettleCallback = (landed: boolean) => void;
+/**
+ * landed: the settlement `s` is written (it may differ from the one added: a refused outcome
+ * becomes a failure). lost: the lease was gone, nothing written. refused: nothing could be written.
+ */
+export type SettleCallback = (status: 'landed' | 'lost' | 'refused', s: Settlement) => void;
 
 interface Pending {
   s: Settlement;
   done: SettleCallback;
+  /** Written on its own (its batch was refused). */
+  alone?: boolean;
+  /** The database refused this outcome already; this is its replacement. */
+  replacement?: boolean;
+}
+
+export interface SettlerOptions {
+  owner: string;
+  clock: Clock;
+  errorHistory: number;
+  maxBatch: number;
+  health: DbHealth;
+  /** Something went wrong that is not an outage: `message` says what jobd does about it (logged). */
+  onRefused(message: string, err: unknown, s?: Settlement): void;
 }
 
 export class Settler {
@@ -32,13 +58,7 @@ export class Settler {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: {
-      owner: string;
-      clock: Clock;
-      errorHistory: number;
-      maxBatch: number;
-      health: DbHealth;
-    },
+    private readonly opts: SettlerOptions,
   ) {}
 
   add(s: Settlement, done: SettleCallback): void {
@@ -60,41 +80,122 @@ export class Settler {
       w.forEach((f) => f());
       return;
     }
-    this.inFlight = this.flush().finally(() => {
-      this.inFlight = null;
+    this.inFlight = this.flush()
+      .catch((err: unknown) => this.opts.onRefused('writing outcomes failed; trying again', err))
+      .finally(() => {
+        this.inFlight = null;
+        this.kick();
+      });
+  }
+
+  private retryLater(): void {
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
       this.kick();
-    });
+    }, this.backoff.next());
   }
 
   private async flush(): Promise<void> {
-    const batch = this.queue.splice(0, this.opts.maxBatch);
+    if (this.unwrittenEvents.length > 0 && !(await this.flushEvents())) return;
+    if (this.queue.length === 0) return;
+    const batch = this.queue[0]!.alone ? this.queue.splice(0, 1) : this.takeBatch();
     let res: SettleResult;
     try {
-      if (this.unwrittenEvents.length > 0) {
-        await appendEvents(this.store, this.unwrittenEvents);
-        this.unwrittenEvents = [];
-      }
-      res = batch.length
-        ? await settleManyIfRunning(
-            this.store,
-            batch.map((p) => p.s),
-            { owner: this.opts.owner, now: this.opts.clock.now(), errorHistory: this.opts.errorHistory },
-          )
-        : { landed: [], lost: [], unwrittenEvents: [] };
+      res = await settleManyIfRunning(
+        this.store,
+        batch.map((p) => p.s),
+        { owner: this.opts.owner, now: this.opts.clock.now(), errorHistory: this.opts.errorHistory },
+      );
     } catch (err) {
-      this.opts.health.error('settle', err);
-      this.queue.unshift(...batch);
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.kick();
-      }, this.backoff.next());
+      if (isTransientDbError(err)) {
+        this.opts.health.error('settle', err);
+        this.queue.unshift(...batch);
+        this.retryLater();
+      } else if (batch.length > 1) {
+        // Which outcome the database refused is not known: write each alone. Repeating one that
+        // did land reads back as landed (settledToken), so nothing is written twice.
+        this.queue.unshift(...batch.map((p) => ({ ...p, alone: true })));
+      } else {
+        this.refused(batch[0]!, err);
+      }
       return;
     }
     this.backoff.reset();
     this.opts.health.ok('settle');
     this.unwrittenEvents.push(...res.unwrittenEvents);
     const landed = new Set(res.landed);
-    for (const p of batch) p.done(landed.has(p.s.jobId));
+    for (const p of batch) this.report(p, landed.has(p.s.jobId) ? 'landed' : 'lost');
+  }
+
+  /** Up to maxBatch outcomes from the head of the queue, stopping at one that must go alone. */
+  private takeBatch(): Pending[] {
+    let n = 0;
+    while (n < this.queue.length && n < this.opts.maxBatch && !this.queue[n]!.alone) n++;
+    return this.queue.splice(0, n);
+  }
+
+  /** Events first (they describe earlier transitions). False while the database is away. */
+  private async flushEvents(): Promise<boolean> {
+    const events = this.unwrittenEvents;
+    this.unwrittenEvents = [];
+    try {
+      await appendEvents(this.store, events);
+      return true;
+    } catch (err) {
+      if (isTransientDbError(err)) {
+        this.unwrittenEvents.unshift(...events);
+        this.opts.health.error('settle', err);
+        this.retryLater();
+        return false;
+      }
+      // Refused history cannot block outcomes; the gap shows in the job's numbered history.
+      this.opts.onRefused(
+        "the database refused history events; they are dropped (the job's history marks the gap)",
+        err,
+      );
+      return true;
+    }
+  }
+
+  private refused(p: Pending, err: unknown): void {
+    if (p.replacement || p.s.kind === 'requeue') {
+      this.opts.onRefused(
+        'the database refused an outcome; nothing is written, and the rescuer settles the job when its lease expires',
+        err,
+        p.s,
+      );
+      this.report(p, 'refused');
+      return;
+    }
+    this.opts.onRefused(
+      'the database refused an outcome; the attempt fails with OutcomeRefusedError instead',
+      err,
+      p.s,
+    );
+    const why = redactMongoUri(err instanceof Error ? err.message : String(err));
+    const error = serializeError(
+      new OutcomeRefusedError(`the database refused to store this attempt's outcome: ${why}`),
+    );
+    delete error.stack;
+    const s: Settlement = {
+      kind: 'fail',
+      jobId: p.s.jobId,
+      token: p.s.token,
+      attempt: p.s.attempt,
+      seq: p.s.seq,
+      error,
+      retryAt: null,
+      ...(p.s.resources !== undefined ? { resources: p.s.resources } : {}),
+    };
+    this.queue.unshift({ s, done: p.done, alone: true, replacement: true });
+  }
+
+  private report(p: Pending, status: 'landed' | 'lost' | 'refused'): void {
+    try {
+      p.done(status, p.s);
+    } catch (err) {
+      this.opts.onRefused('a settle callback threw', err, p.s);
+    }
   }
 
   /** Resolves when everything is written, or after timeoutMs (outcomes still unwritten are dropped). */

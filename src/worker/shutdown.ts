@@ -107,10 +107,11 @@ function giveBackClaimedAhead(p: ShutdownParts): void {
       jobId: job._id,
       token: job.lease!.token,
       attempt: job.attempts,
+      seq: job.seq,
       message: 'claimed ahead but not started before shutdown; requeued with the attempt given back',
     };
-    p.settler.add(s, (landed) => {
-      if (!landed)
+    p.settler.add(s, (status) => {
+      if (status !== 'landed')
         p.logger.warn({ jobId: job._id }, 'lease of a job claimed ahead was lost before it was given back');
     });
   }

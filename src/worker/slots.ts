@@ -16,11 +16,14 @@ const CLAIM_AHEAD_WAIT_MS = 50;
 /** Weight of the newest run time in its moving average. */
 const RUN_MS_WEIGHT = 0.1;
 
-export interface TypeLimits {
-  /** Types with no free slot on this daemon. */
-  exclude: string[];
-  /** Free slots of the other limited types. */
+/** What this daemon may claim now. */
+export interface ClaimableTypes {
+  /** The job types it runs, minus those at their own concurrency limit. */
+  types: string[];
+  /** Free slots of the types that have a limit of their own. */
   slots: Record<string, number>;
+  /** Some type has a limit of its own: a freed slot of it may make more claimable. */
+  limited: boolean;
 }
 
 /** What the claim loop needs from the slots. */
@@ -29,7 +32,7 @@ export interface ClaimSlots {
   free(): number;
   /** Execution slots plus the claim-ahead allowance. */
   capacity(): number;
-  typeLimits(): TypeLimits;
+  claimable(): ClaimableTypes;
   /** A claimed job: it starts now if a slot is free, else waits claimed ahead. */
   accept(job: JobDoc): void;
   /** The loop waits for a slot: the next freed slot should wake it. */
@@ -67,15 +70,20 @@ export class Slots implements ClaimSlots {
     return this.o.concurrency + this.prefetch();
   }
 
-  typeLimits(): TypeLimits {
-    const limits: TypeLimits = { exclude: [], slots: {} };
+  claimable(): ClaimableTypes {
+    const c: ClaimableTypes = { types: [], slots: {}, limited: false };
     for (const [name, def] of Object.entries(this.o.jobTypes)) {
-      if (def.concurrency === undefined) continue;
+      if (def.concurrency === undefined) {
+        c.types.push(name);
+        continue;
+      }
+      c.limited = true;
       const free = def.concurrency - (this.perType.get(name) ?? 0);
-      if (free <= 0) limits.exclude.push(name);
-      else limits.slots[name] = free;
+      if (free <= 0) continue;
+      c.types.push(name);
+      c.slots[name] = free;
     }
-    return limits;
+    return c;
   }
 
   setBlocked(blocked: boolean): void {

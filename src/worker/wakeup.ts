@@ -1,3 +1,6 @@
+/** setTimeout's largest delay; a longer one fires at once (with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * What the claim loop sleeps on: a timeout, an explicit wake (change event, freed slot, stop), or
  * the earliest known runAt of a job that will become due (no change event fires when it arrives).
@@ -24,11 +27,15 @@ export class Wakeup {
     if (this.dueAt !== null && this.dueAt <= at) return;
     if (this.dueTimer) clearTimeout(this.dueTimer);
     this.dueAt = at;
-    this.dueTimer = setTimeout(() => {
-      this.dueAt = null;
-      this.dueTimer = null;
-      this.wake();
-    }, at - nowMs);
+    // Further away than a timer reaches: wake then, look again (the poll timer comes sooner anyway).
+    this.dueTimer = setTimeout(
+      () => {
+        this.dueAt = null;
+        this.dueTimer = null;
+        this.wake();
+      },
+      Math.min(at - nowMs, MAX_TIMER_MS),
+    );
   }
 
   /** Resolves on wake() or after ms. A wake() that came while nobody waited returns at once. */

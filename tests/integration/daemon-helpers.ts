@@ -64,11 +64,16 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
   };
 }
 
-export async function startTestDaemon(f: StoreFixture, o: Overrides = {}): Promise<Daemon> {
+/** random: the jitter source (default 0: delays exactly as the policy's upper bound). */
+export async function startTestDaemon(
+  f: StoreFixture,
+  o: Overrides = {},
+  random: () => number = () => 0,
+): Promise<Daemon> {
   return startDaemon({
     config: testConfig(f, o),
     logger: pino({ level: process.env.JOBD_TEST_LOG ?? 'silent' }),
-    random: () => 0,
+    random,
   });
 }
 

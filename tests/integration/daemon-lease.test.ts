@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cancel, claimNext, enqueue, eventsOf, get, rescueExpired } from '../../src/store/index.js';
 import type { Daemon } from '../../src/worker/daemon.js';
 import { startTestDaemon } from './daemon-helpers.js';
-import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
 describe('daemon: leases and shutdown', () => {
   let f: StoreFixture;
@@ -65,7 +65,12 @@ describe('daemon: leases and shutdown', () => {
         break;
       }
     }
-    const other = await claimNext(f.store, { owner: 'other-worker', leaseMs: 60_000, now: now() });
+    const other = await claimNext(f.store, {
+      types: TEST_TYPES,
+      owner: 'other-worker',
+      leaseMs: 60_000,
+      now: now(),
+    });
     expect(other?._id).toBe(job._id);
     expect((await lost).stage).toBe('running');
     const doc = await get(f.store, job._id);

@@ -1,8 +1,9 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { enqueue, enqueueMany, eventsOf, get, listWorkers } from '../../src/store/index.js';
+import { enqueue, enqueueMany, eventsOf, get, listWorkers, unservedTypes } from '../../src/store/index.js';
 import type { Daemon } from '../../src/worker/daemon.js';
+import { builtinHandlerPath } from '../../src/jobs/registry.js';
 import { fixtureHandler, recorder, startTestDaemon } from './daemon-helpers.js';
 import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
 
@@ -41,19 +42,53 @@ describe('daemon: running jobs', () => {
     });
   });
 
-  it('an unknown job type fails at once with a clear error; the daemon keeps running', async () => {
+  it('a job of a type this daemon does not run waits in queued, listed as unserved; other jobs run', async () => {
     d = await startTestDaemon(f);
-    const failed = d.events.waitFor('job:failed');
+    const claimed: string[] = [];
+    d.on('job:claimed', (e) => claimed.push(e.jobId));
     const { job } = await enqueue(f.store, newJob('no-such-type', {}, { maxAttempts: 5 }, now()), now());
-    const ev = await failed;
-    expect(ev.jobId).toBe(job._id);
-    expect(ev.error).toMatchObject({ name: 'UnknownJobTypeError', code: 'JOBD_UNKNOWN_JOB_TYPE' });
-    expect(ev.error.message).toMatch(/unknown job type "no-such-type"; this daemon knows: .*noop/);
-    const doc = await get(f.store, job._id);
-    expect(doc).toMatchObject({ state: 'failed', attempts: 1 });
     const completed = d.events.waitFor('job:completed');
-    const ok = await enqueue(f.store, newJob('noop', {}, {}, now()), now());
+    // Enqueued after, at a lower priority: it runs, while the unknown one is never claimed.
+    const ok = await enqueue(f.store, newJob('noop', {}, { priority: 9 }, now()), now());
     expect((await completed).jobId).toBe(ok.job._id);
+    expect(claimed).toEqual([ok.job._id]);
+    expect(await get(f.store, job._id)).toMatchObject({ state: 'queued', attempts: 0 });
+    const workers = await listWorkers(f.store, { now: now(), leaseMs: 5_000 });
+    expect(workers.find((w) => w._id === d!.workerId)?.types).toEqual(
+      expect.arrayContaining(['noop', 'echo', 'sleep', 'fail']),
+    );
+    expect(await unservedTypes(f.store, { now: now(), leaseMs: 5_000 })).toEqual([
+      { type: 'no-such-type', queued: 1, retrying: 0 },
+    ]);
+  });
+
+  it("a failed attempt's retry waits at least the policy's lower bound after the failure, and is not claimed before", async () => {
+    // Jitter 0.5 on a 1.5 s base: the first retry waits between 750 and 1500 ms, drawn at random.
+    const retry = { baseMs: 1_500, factor: 2, capMs: 10_000, jitter: 0.5 };
+    d = await startTestDaemon(
+      f,
+      { jobTypes: { flaky: { handler: builtinHandlerPath('fail'), maxAttempts: 2, retry } } },
+      Math.random,
+    );
+    const retrying = d.events.waitFor('job:retrying');
+    const failed = d.events.waitFor('job:failed');
+    const { job } = await enqueue(f.store, newJob('flaky', { message: 'boom' }, {}, now()), now());
+    const r = await retrying;
+    const afterFirst = await get(f.store, job._id);
+    expect(afterFirst).toMatchObject({ state: 'retrying', attempts: 1 });
+    const failedAt = afterFirst!.lastError!.at.getTime();
+    const runAt = afterFirst!.runAt.getTime();
+    // What is stored is what was reported, and within the policy's bounds.
+    expect(runAt).toBe(r.runAt.getTime());
+    expect(runAt - failedAt).toBe(r.delayMs);
+    expect(runAt - failedAt).toBeGreaterThanOrEqual(retry.baseMs * (1 - retry.jitter));
+    expect(runAt - failedAt).toBeLessThanOrEqual(retry.baseMs);
+    await failed;
+    // The second attempt was claimed no earlier than runAt.
+    const history = await eventsOf(f.store, job._id);
+    const secondClaim = history.find((e) => e.to === 'running' && e.attempt === 2)!;
+    expect(secondClaim.at.getTime()).toBeGreaterThanOrEqual(runAt);
+    expect((await get(f.store, job._id))?.startedAt?.getTime()).toBeGreaterThanOrEqual(runAt);
   });
 
   it('DoNotRetryError fails the job at once', async () => {

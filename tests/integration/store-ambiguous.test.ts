@@ -18,7 +18,7 @@ import {
 import { event } from '../../src/store/events.js';
 import { startLossyProxy, type LossyProxy } from '../helpers/lossyProxy.js';
 import { collect, startTestDaemon } from './daemon-helpers.js';
-import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
 const singleHost = (uri: string) => /^mongodb:\/\/(?:[^@/]*@)?[^/,?]+(?:[/?]|$)/.test(uri);
 
@@ -48,9 +48,13 @@ describe('store: a claim whose reply is lost', () => {
       now,
     );
     const lost = proxy.loseNextReply('update', 'jobs');
-    const err = await claimBatch(viaProxy, { owner: 'w1', leaseMs: 30_000, now, limit: 3 }).catch(
-      (e: unknown) => e,
-    );
+    const err = await claimBatch(viaProxy, {
+      types: TEST_TYPES,
+      owner: 'w1',
+      leaseMs: 30_000,
+      now,
+      limit: 3,
+    }).catch((e: unknown) => e);
     await lost;
     expect(err).toBeInstanceOf(AmbiguousClaimError);
     const pending = (err as AmbiguousClaimError).pending;

@@ -1,7 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { claimBatch, claimNext, enqueue, enqueueMany, eventsOf, get } from '../../src/store/index.js';
-import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+import {
+  claimBatch,
+  claimNext,
+  CLAIM_SORT,
+  enqueue,
+  enqueueMany,
+  eventsOf,
+  get,
+} from '../../src/store/index.js';
+import { claimableFilter } from '../../src/store/claim.js';
+import { ensureIndexes } from '../../src/store/indexes.js';
+import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
 describe('store: claims', () => {
   let f: StoreFixture;
@@ -33,7 +43,7 @@ describe('store: claims', () => {
     await enqueue(f.store, newJob('noop', { tag: 'future' }, { priority: 1, delayMs: 60_000 }, now), now);
     const order: string[] = [];
     for (;;) {
-      const j = await claimNext(f.store, { owner: 'w1', leaseMs: 30_000, now });
+      const j = await claimNext(f.store, { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now });
       if (!j) break;
       order.push((j.params as { tag: string }).tag);
       expect(j.state).toBe('running');
@@ -51,10 +61,22 @@ describe('store: claims', () => {
       Array.from({ length: 7 }, (_, i) => newJob('noop', { i }, { priority: 7 - i }, now)),
       now,
     );
-    const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 30_000, now, limit: 5 });
+    const batch = await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w1',
+      leaseMs: 30_000,
+      now,
+      limit: 5,
+    });
     expect(batch.map((j) => (j.params as { i: number }).i)).toEqual([6, 5, 4, 3, 2]);
     expect(new Set(batch.map((j) => j.lease?.token)).size).toBe(1);
-    const rest = await claimBatch(f.store, { owner: 'w2', leaseMs: 30_000, now, limit: 5 });
+    const rest = await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w2',
+      leaseMs: 30_000,
+      now,
+      limit: 5,
+    });
     expect(rest).toHaveLength(2);
     const ev = await eventsOf(f.store, batch[0]!._id);
     expect(ev.map((e) => [e.from, e.to])).toEqual([
@@ -63,7 +85,7 @@ describe('store: claims', () => {
     ]);
   });
 
-  it('respects excluded types and per-type slots', async () => {
+  it('claims only the types given, within per-type slots', async () => {
     const now = clock.now();
     await enqueueMany(
       f.store,
@@ -76,14 +98,17 @@ describe('store: claims', () => {
       now,
     );
     const batch = await claimBatch(f.store, {
+      types: ['a', 'b'],
       owner: 'w1',
       leaseMs: 30_000,
       now,
       limit: 10,
-      excludeTypes: ['c'],
       typeSlots: { a: 1 },
     });
     expect(batch.map((j) => j.type).sort()).toEqual(['a', 'b']);
+    // The other jobs wait where they were, for a worker that runs their type.
+    expect(await claimNext(f.store, { types: ['b'], owner: 'w2', leaseMs: 30_000, now })).toBeNull();
+    expect(await f.store.jobs.countDocuments({ state: 'queued' })).toBe(2);
   });
 
   it('concurrent batch claimers never claim the same job twice', async () => {
@@ -97,7 +122,7 @@ describe('store: claims', () => {
     const seen = new Map<string, string>();
     const claimer = async (owner: string) => {
       for (;;) {
-        const got = await claimBatch(f.store, { owner, leaseMs: 30_000, now, limit: 17 });
+        const got = await claimBatch(f.store, { types: TEST_TYPES, owner, leaseMs: 30_000, now, limit: 17 });
         for (const j of got) {
           expect(seen.has(j._id), `job ${j._id} claimed by ${seen.get(j._id)} and ${owner}`).toBe(false);
           seen.set(j._id, owner);
@@ -112,5 +137,63 @@ describe('store: claims', () => {
     expect(seen.size).toBe(n);
     const doc = await get(f.store, [...seen.keys()][0]!);
     expect(doc?.attempts).toBe(1);
+  });
+
+  it(
+    'the claim index serves the claim: 100,000 queued jobs of a type the worker does not run, ahead in priority, are never examined',
+    { timeout: 180_000 },
+    async () => {
+      const now = clock.now();
+      const early = new Date(now.getTime() - 60_000);
+      // Inserted directly (their contents do not matter here); in chunks to keep each command small.
+      for (let i = 0; i < 100_000; i += 10_000) {
+        await f.store.jobs.insertMany(
+          Array.from({ length: 10_000 }, (_, k) => ({
+            ...newJob('other', {}, { priority: 1, runAt: early }, now),
+            _id: `o${String(i + k).padStart(7, '0')}`,
+            state: 'queued' as const,
+            attempts: 0,
+            errors: [],
+            tags: [],
+            createdAt: now,
+            updatedAt: now,
+          })),
+        );
+      }
+      await enqueueMany(
+        f.store,
+        Array.from({ length: 60 }, (_, i) =>
+          newJob(i % 2 ? 'noop' : 'sleep', {}, { priority: 5, runAt: early }, now),
+        ),
+        now,
+      );
+      const types = ['noop', 'sleep'];
+      const explain = async (limit: number) =>
+        (await f.store.jobs
+          .find(claimableFilter(now, types), { sort: CLAIM_SORT, limit })
+          .explain('executionStats')) as {
+          executionStats: { nReturned: number; totalDocsExamined: number; totalKeysExamined: number };
+        };
+      // One range per (state, type): 2 × 2. The server reads at most a key or two past each.
+      const one = (await explain(1)).executionStats;
+      expect(one.nReturned).toBe(1);
+      expect(one.totalDocsExamined).toBeLessThanOrEqual(4 + 1);
+      expect(one.totalKeysExamined).toBeLessThanOrEqual(2 * 4 + 1);
+      const fifty = (await explain(50)).executionStats;
+      expect(fifty.nReturned).toBe(50);
+      expect(fifty.totalDocsExamined).toBeLessThanOrEqual(50 + 4);
+      // And the claim itself takes those jobs, never the others.
+      const got = await claimBatch(f.store, { types, owner: 'w1', leaseMs: 30_000, now, limit: 50 });
+      expect(got).toHaveLength(50);
+      expect(new Set(got.map((j) => j.type))).toEqual(new Set(types));
+    },
+  );
+
+  it('an older claim index (same name, another key) is replaced at start', async () => {
+    await f.store.jobs.dropIndex('claim');
+    await f.store.jobs.createIndex({ state: 1, priority: 1, runAt: 1, _id: 1 }, { name: 'claim' });
+    await ensureIndexes(f.store);
+    const claim = (await f.store.jobs.listIndexes().toArray()).find((i) => i.name === 'claim');
+    expect(claim?.key).toEqual({ state: 1, type: 1, priority: 1, runAt: 1, _id: 1 });
   });
 });

@@ -27,3 +27,6 @@ export const DEFAULTS = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
 export function newJob(type: string, params: unknown, opts: EnqueueOptions, now: Date): NewJob {
   return resolveNewJob(type, params, opts, DEFAULTS, now);
 }
+
+/** The job types store tests enqueue: a claim takes only the types its worker runs. */
+export const TEST_TYPES = ['noop', 'sleep', 'echo', 'fail', 'a', 'b', 'c'];

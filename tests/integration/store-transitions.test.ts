@@ -20,7 +20,7 @@ import {
   retry,
   claimBatch,
 } from '../../src/store/index.js';
-import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
 const ctx = (now: Date, owner = 'w1') => ({ owner, now, errorHistory: 3 });
 
@@ -35,7 +35,7 @@ describe('store: guarded transitions', () => {
   });
 
   async function claimOne(owner = 'w1', leaseMs = 30_000) {
-    const j = await claimNext(f.store, { owner, leaseMs, now: clock.now() });
+    const j = await claimNext(f.store, { types: TEST_TYPES, owner, leaseMs, now: clock.now() });
     if (!j?.lease) throw new Error('nothing claimed');
     return { job: j, token: j.lease.token };
   }
@@ -56,7 +56,7 @@ describe('store: guarded transitions', () => {
     expect(
       await completeIfRunning(
         f.store,
-        { jobId: job._id, token, attempt: 1, result: { a: 1 } },
+        { jobId: job._id, token, attempt: 1, seq: job.seq, result: { a: 1 } },
         ctx(clock.now()),
       ),
     ).toBe(true);
@@ -86,7 +86,7 @@ describe('store: guarded transitions', () => {
     expect(
       await completeIfRunning(
         f.store,
-        { jobId: old.job._id, token: old.token, attempt: 1, result: 'stale' },
+        { jobId: old.job._id, token: old.token, attempt: 1, seq: old.job.seq, result: 'stale' },
         ctx(now, 'w-old'),
       ),
     ).toBe(false);
@@ -97,6 +97,7 @@ describe('store: guarded transitions', () => {
           jobId: old.job._id,
           token: old.token,
           attempt: 1,
+          seq: old.job.seq,
           error: { name: 'Error', message: 'x' },
           retryAt: null,
         },
@@ -119,7 +120,7 @@ describe('store: guarded transitions', () => {
     expect(
       await completeIfRunning(
         f.store,
-        { jobId: fresh.job._id, token: fresh.token, attempt: 2, result: 'ok' },
+        { jobId: fresh.job._id, token: fresh.token, attempt: 2, seq: fresh.job.seq, result: 'ok' },
         ctx(now, 'w-new'),
       ),
     ).toBe(true);
@@ -161,7 +162,13 @@ describe('store: guarded transitions', () => {
       Array.from({ length: 20 }, () => newJob('noop', {}, {}, clock.now())),
       clock.now(),
     );
-    await claimBatch(f.store, { owner: 'w-dead', leaseMs: 1_000, now: clock.now(), limit: 20 });
+    await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w-dead',
+      leaseMs: 1_000,
+      now: clock.now(),
+      limit: 20,
+    });
     clock.advance(2_000);
     const opts = { now: clock.now(), errorHistory: 3, retryAt: () => clock.now() };
     const results = await Promise.all([1, 2, 3].map(() => rescueExpired(f.store, opts)));
@@ -176,7 +183,13 @@ describe('store: guarded transitions', () => {
       [newJob('noop', {}, {}, clock.now()), newJob('noop', {}, {}, clock.now())],
       clock.now(),
     );
-    const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 1_000, now: clock.now(), limit: 2 });
+    const batch = await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w1',
+      leaseMs: 1_000,
+      now: clock.now(),
+      limit: 2,
+    });
     clock.advance(800);
     const hb = await heartbeatLeases(f.store, {
       leases: batch.map((j) => ({ jobId: j._id, token: j.lease!.token })),
@@ -197,7 +210,14 @@ describe('store: guarded transitions', () => {
       const retryAt = i < 5 ? new Date(clock.now().getTime() + 1_000) : null;
       const ok = await failIfRunning(
         f.store,
-        { jobId: job._id, token, attempt: i, error: { name: 'Error', message: `boom ${i}` }, retryAt },
+        {
+          jobId: job._id,
+          token,
+          attempt: i,
+          seq: job.seq,
+          error: { name: 'Error', message: `boom ${i}` },
+          retryAt,
+        },
         ctx(clock.now()),
       );
       expect(ok).toBe(true);
@@ -213,19 +233,19 @@ describe('store: guarded transitions', () => {
     await enqueue(f.store, newJob('sleep', {}, {}, clock.now()), clock.now());
     const { job, token } = await claimOne();
     expect(job.attempts).toBe(1);
-    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(
-      true,
-    );
+    expect(
+      await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1, seq: job.seq }, ctx(clock.now())),
+    ).toBe(true);
     expect(await get(f.store, job._id)).toMatchObject({ state: 'queued', attempts: 0, lease: null });
     // Repeating a settlement that landed reports it landed (the settler retries writes after network errors)...
-    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(
-      true,
-    );
+    expect(
+      await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1, seq: job.seq }, ctx(clock.now())),
+    ).toBe(true);
     // ...but once the job is claimed again, the old lease writes nothing.
     await claimOne('w2');
-    expect(await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1 }, ctx(clock.now()))).toBe(
-      false,
-    );
+    expect(
+      await requeueIfRunning(f.store, { jobId: job._id, token, attempt: 1, seq: job.seq }, ctx(clock.now())),
+    ).toBe(false);
     expect(await get(f.store, job._id)).toMatchObject({
       state: 'running',
       attempts: 1,
@@ -239,11 +259,17 @@ describe('store: guarded transitions', () => {
       Array.from({ length: 4 }, () => newJob('noop', {}, {}, clock.now())),
       clock.now(),
     );
-    const batch = await claimBatch(f.store, { owner: 'w1', leaseMs: 30_000, now: clock.now(), limit: 4 });
+    const batch = await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w1',
+      leaseMs: 30_000,
+      now: clock.now(),
+      limit: 4,
+    });
     await cancel(f.store, batch[1]!._id, { now: clock.now() });
     const res = await completeManyIfRunning(
       f.store,
-      batch.map((j) => ({ jobId: j._id, token: j.lease!.token, attempt: 1, result: j._id })),
+      batch.map((j) => ({ jobId: j._id, token: j.lease!.token, attempt: 1, seq: j.seq, result: j._id })),
       ctx(clock.now()),
     );
     expect(res.lost).toEqual([batch[1]!._id]);
@@ -258,8 +284,12 @@ describe('store: guarded transitions', () => {
       `cannot retry job ${job._id}: it is queued; retry (operator retry) is allowed only from failed, cancelled`,
     );
     await expect(releaseWaiting(f.store, job._id, { now: clock.now() })).rejects.toThrow(/it is queued/);
-    const { token } = await claimOne();
-    await completeIfRunning(f.store, { jobId: job._id, token, attempt: 1, result: null }, ctx(clock.now()));
+    const { token, job: claimed } = await claimOne();
+    await completeIfRunning(
+      f.store,
+      { jobId: job._id, token, attempt: 1, seq: claimed.seq, result: null },
+      ctx(clock.now()),
+    );
     const err = await cancel(f.store, job._id, { now: clock.now() }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IllegalTransitionError);
     expect((err as IllegalTransitionError).code).toBe('JOBD_ILLEGAL_TRANSITION');
@@ -272,10 +302,17 @@ describe('store: guarded transitions', () => {
 
   it('operator retry and cancel; waiting jobs are released', async () => {
     const { job } = await enqueue(f.store, newJob('noop', {}, { maxAttempts: 1 }, clock.now()), clock.now());
-    const { token } = await claimOne();
+    const { token, job: claimed } = await claimOne();
     await failIfRunning(
       f.store,
-      { jobId: job._id, token, attempt: 1, error: { name: 'E', message: 'x' }, retryAt: null },
+      {
+        jobId: job._id,
+        token,
+        attempt: 1,
+        seq: claimed.seq,
+        error: { name: 'E', message: 'x' },
+        retryAt: null,
+      },
       ctx(clock.now()),
     );
     const again = await retry(f.store, job._id, { now: clock.now() });
@@ -285,7 +322,9 @@ describe('store: guarded transitions', () => {
 
     const w = await enqueue(f.store, { ...newJob('noop', {}, {}, clock.now()), waiting: true }, clock.now());
     expect(w.job.state).toBe('waiting');
-    expect(await claimNext(f.store, { owner: 'w1', leaseMs: 1000, now: clock.now() })).toBeNull();
+    expect(
+      await claimNext(f.store, { types: TEST_TYPES, owner: 'w1', leaseMs: 1000, now: clock.now() }),
+    ).toBeNull();
     expect((await releaseWaiting(f.store, w.job._id, { now: clock.now() })).state).toBe('queued');
   });
 
