@@ -59,10 +59,13 @@ describe('crash: leases between daemon processes', () => {
   it('SIGKILL a daemon mid-job: another daemon rescues its jobs within two lease periods and completes them', async () => {
     const startedFile = join(dir, 'started.txt');
     writeFileSync(startedFile, '');
+    // The jobs run until this file exists, which it does only after A is dead: none finishes on A,
+    // however long B takes to start.
+    const untilFile = join(dir, 'release');
     const a = await startDaemonProcess(settings('a', { worker: { concurrency: 4 } }));
-    const { job: first } = await client.enqueue('block', { ms: 1_500, startedFile });
+    const { job: first } = await client.enqueue('block', { untilFile, startedFile });
     const rest = await client.enqueueMany(
-      [1, 2, 3].map(() => ({ type: 'block', params: { ms: 1_500, startedFile } })),
+      [1, 2, 3].map(() => ({ type: 'block', params: { untilFile, startedFile } })),
     );
     const ids = [first._id, ...rest.map((r) => r.job._id)];
     // All four run in A's children.
@@ -87,6 +90,7 @@ describe('crash: leases between daemon processes', () => {
     for (const id of ids) {
       expect(atDeath.get(id)).toMatchObject({ state: 'running', attempts: 1, lease: { owner: a.workerId } });
     }
+    writeFileSync(untilFile, '');
 
     await waitForCount(client.store.jobs, { _id: { $in: ids }, state: 'completed' }, ids.length, {
       what: "the killed daemon's jobs completed by the other daemon",

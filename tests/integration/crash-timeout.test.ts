@@ -18,8 +18,9 @@ import {
 } from '../helpers/daemonProcess.js';
 import { waitUntil } from '../helpers/waitFor.js';
 
-// Long enough for a fresh child to start and load the handler on a busy machine.
-const TIMEOUT_MS = 1_500;
+// Long enough for a fresh child to start and load the handler on a busy machine (the timeout counts
+// from when the job is handed to the child, start-up included).
+const TIMEOUT_MS = 5_000;
 const RETRY = { baseMs: 300, factor: 3, capMs: 10_000, jitter: 0 };
 
 function lines(file: string): string[] {

@@ -1,7 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cancel, claimNext, enqueue, eventsOf, get, rescueExpired } from '../../src/store/index.js';
 import type { Daemon } from '../../src/worker/daemon.js';
-import { startTestDaemon } from './daemon-helpers.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fixtureHandler, startTestDaemon } from './daemon-helpers.js';
 import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
 describe('daemon: leases and shutdown', () => {
@@ -18,7 +21,10 @@ describe('daemon: leases and shutdown', () => {
   const now = () => new Date();
 
   it('graceful stop: jobs finishing within the grace complete; the rest go back to queued with attempts unchanged', async () => {
-    d = await startTestDaemon(f, { worker: { concurrency: 4 } });
+    d = await startTestDaemon(f, {
+      worker: { concurrency: 4 },
+      jobTypes: { gate: { handler: fixtureHandler('gate.mjs') } },
+    });
     const claimed = new Set<string>();
     const allClaimed = new Promise<void>((resolve) =>
       d!.on('job:claimed', (e) => {
@@ -26,14 +32,22 @@ describe('daemon: leases and shutdown', () => {
         if (claimed.size === 3) resolve();
       }),
     );
-    const quick = await enqueue(f.store, newJob('sleep', { ms: 50 }, {}, now()), now());
-    const long1 = await enqueue(f.store, newJob('sleep', { ms: 600_000 }, {}, now()), now());
-    const long2 = await enqueue(f.store, newJob('sleep', { ms: 600_000 }, {}, now()), now());
+    // The quick job finishes once the stop has begun (whenever its child got to run it): within the
+    // grace, however slow the machine. The long ones never finish.
+    const opened = join(mkdtempSync(join(tmpdir(), 'jobd-gate-')), 'open');
+    const quick = await enqueue(f.store, newJob('gate', { file: opened }, {}, now()), now());
+    const long1 = await enqueue(f.store, newJob('gate', {}, {}, now()), now());
+    const long2 = await enqueue(f.store, newJob('gate', {}, {}, now()), now());
     await allClaimed;
     const requeued: string[] = [];
     d.on('job:requeued', (e) => requeued.push(e.jobId));
     const stopped = d.events.waitFor('daemon:stopped');
-    await d.stop({ graceMs: 1_500 });
+    const stopping = d.stop({ graceMs: 20_000 });
+    writeFileSync(opened, '');
+    await d.events.waitFor('job:completed', (e) => e.jobId === quick.job._id);
+    // The quick job is done; the long ones would outlast any grace: cut it short.
+    void d.stop({ graceMs: 0 });
+    await stopping;
     expect((await stopped).requeued).toBe(2);
     d = null;
     expect(requeued.sort()).toEqual([long1.job._id, long2.job._id].sort());
@@ -57,9 +71,11 @@ describe('daemon: leases and shutdown', () => {
     const lost = d.events.waitFor('job:lost', (e) => e.jobId === job._id);
     // Pretend the lease expired long ago; a rescuer and another worker take the job over.
     // The daemon's heartbeat may renew the lease between the two writes; then try again.
+    // The rescued job is due in an hour, so this daemon's claim loop leaves it to the other worker.
+    const later = () => new Date(Date.now() + 3_600_000);
     for (;;) {
       await f.store.jobs.updateOne({ _id: job._id }, { $set: { 'lease.expiresAt': new Date(0) } });
-      const r = await rescueExpired(f.store, { now: now(), errorHistory: 5, retryAt: () => now() });
+      const r = await rescueExpired(f.store, { now: now(), errorHistory: 5, retryAt: later });
       if (r.retrying.length > 0) {
         expect(r.retrying).toEqual([job._id]);
         break;
@@ -69,7 +85,7 @@ describe('daemon: leases and shutdown', () => {
       types: TEST_TYPES,
       owner: 'other-worker',
       leaseMs: 60_000,
-      now: now(),
+      now: new Date(Date.now() + 7_200_000),
     });
     expect(other?._id).toBe(job._id);
     expect((await lost).stage).toBe('running');

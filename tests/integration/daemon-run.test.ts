@@ -109,47 +109,53 @@ describe('daemon: running jobs', () => {
     });
   });
 
-  it('a job past its timeout is killed, retried with growing delays, then fails with a timeout error', async () => {
-    mkdirSync(join(process.cwd(), '.tmp'), { recursive: true });
-    const pidFile = `${f.t.dbName}.pids`;
-    d = await startTestDaemon(f, {
-      jobTypes: {
-        hang: {
-          handler: fixtureHandler('hang.mjs'),
-          timeoutMs: 2_000,
-          maxAttempts: 3,
-          retry: { baseMs: 100, factor: 3, capMs: 10_000, jitter: 0 },
+  // Each attempt starts a fresh child (a timed-out one is never reused), and the timeout counts from
+  // when the job is handed to the child: it leaves a loaded machine room to start one.
+  it(
+    'a job past its timeout is killed, retried with growing delays, then fails with a timeout error',
+    { timeout: 120_000 },
+    async () => {
+      mkdirSync(join(process.cwd(), '.tmp'), { recursive: true });
+      const pidFile = `${f.t.dbName}.pids`;
+      d = await startTestDaemon(f, {
+        jobTypes: {
+          hang: {
+            handler: fixtureHandler('hang.mjs'),
+            timeoutMs: 6_000,
+            maxAttempts: 3,
+            retry: { baseMs: 100, factor: 3, capMs: 10_000, jitter: 0 },
+          },
         },
-      },
-    });
-    const delays: number[] = [];
-    d.on('job:retrying', (e) => delays.push(e.delayMs));
-    const failed = d.events.waitFor('job:failed');
-    // The timeout leaves room for a fresh child to start (each timed-out child is killed, never reused).
-    const { job } = await enqueue(
-      f.store,
-      newJob(
-        'hang',
-        { pidFile: join(process.cwd(), '.tmp', pidFile) },
-        { maxAttempts: 3, timeoutMs: 2_000 },
+      });
+      const delays: number[] = [];
+      d.on('job:retrying', (e) => delays.push(e.delayMs));
+      const failed = d.events.waitFor('job:failed');
+      // The timeout leaves room for a fresh child to start (each timed-out child is killed, never reused).
+      const { job } = await enqueue(
+        f.store,
+        newJob(
+          'hang',
+          { pidFile: join(process.cwd(), '.tmp', pidFile) },
+          { maxAttempts: 3, timeoutMs: 6_000 },
+          now(),
+        ),
         now(),
-      ),
-      now(),
-    );
-    const ev = await failed;
-    expect(ev.jobId).toBe(job._id);
-    expect(ev.error).toMatchObject({ name: 'JobTimeoutError', code: 'JOBD_TIMEOUT' });
-    expect(delays).toEqual([100, 300]);
-    const doc = await get(f.store, job._id);
-    expect(doc).toMatchObject({ state: 'failed', attempts: 3 });
-    expect(doc?.errors.map((e) => e.code)).toEqual(['JOBD_TIMEOUT', 'JOBD_TIMEOUT', 'JOBD_TIMEOUT']);
-    const pids = readFileSync(join(process.cwd(), '.tmp', pidFile), 'utf8')
-      .trim()
-      .split('\n')
-      .map(Number);
-    expect(pids).toHaveLength(3);
-    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
-  });
+      );
+      const ev = await failed;
+      expect(ev.jobId).toBe(job._id);
+      expect(ev.error).toMatchObject({ name: 'JobTimeoutError', code: 'JOBD_TIMEOUT' });
+      expect(delays).toEqual([100, 300]);
+      const doc = await get(f.store, job._id);
+      expect(doc).toMatchObject({ state: 'failed', attempts: 3 });
+      expect(doc?.errors.map((e) => e.code)).toEqual(['JOBD_TIMEOUT', 'JOBD_TIMEOUT', 'JOBD_TIMEOUT']);
+      const pids = readFileSync(join(process.cwd(), '.tmp', pidFile), 'utf8')
+        .trim()
+        .split('\n')
+        .map(Number);
+      expect(pids).toHaveLength(3);
+      for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+    },
+  );
   it('jobs claimed ahead of a free slot go back to queued, attempt given back, when the daemon stops', async () => {
     d = await startTestDaemon(f, { worker: { concurrency: 1, claimBatchSize: 10 } });
     // Short jobs first, so the daemon knows its jobs are short and claims ahead.
