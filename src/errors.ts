@@ -88,6 +88,93 @@ export class OutcomeRefusedError extends JobdError {
   }
 }
 
+/**
+ * The sandbox's errors. They are built in the daemon or in a child process and reach the job document
+ * as plain objects (SerializedError), so everything that reads them matches on `name` and `code`.
+ */
+
+/** The job was stopped by jobd: a cancel, a lost lease, a shutdown. */
+export class JobAbortedError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_ABORTED');
+    this.name = 'JobAbortedError';
+  }
+}
+
+/** The child process running the handler died (an exit, a signal) or could not be started. */
+export class ChildCrashError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_CHILD_CRASH');
+    this.name = 'ChildCrashError';
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** The child's RSS passed the job type's memory limit; the child was killed. */
+export class MemoryLimitError extends JobdError {
+  constructor(limitBytes: number, rssBytes: number) {
+    super(
+      `job exceeded its memory limit of ${mib(limitBytes)} (${limitBytes} bytes): child RSS was ${mib(rssBytes)} (${rssBytes} bytes)`,
+      'JOBD_MEMORY_LIMIT',
+    );
+    this.name = 'MemoryLimitError';
+  }
+}
+
+/** The job's params cannot be sent to a child process (structured clone refused them). */
+export class UnserializableParamsError extends JobdError {
+  constructor(reason: string) {
+    super(`job params cannot be sent to the child (${reason})`, 'JOBD_UNSERIALIZABLE_PARAMS');
+    this.name = 'UnserializableParamsError';
+  }
+}
+
+/** What a handler returned cannot travel to jobd unchanged (a function, a class instance, ...). */
+export class UnserializableOutputError extends JobdError {
+  constructor(reason: string) {
+    super(
+      `handler output cannot be sent to jobd: ${reason}; return plain data`,
+      'JOBD_UNSERIALIZABLE_OUTPUT',
+    );
+    this.name = 'UnserializableOutputError';
+  }
+}
+
+/** What a handler returned is too big to be a job's result. */
+export class OutputTooLargeError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_OUTPUT_TOO_LARGE');
+    this.name = 'OutputTooLargeError';
+  }
+}
+
+/**
+ * The handler module cannot be loaded: not found, a syntax error, a missing import, no handler export.
+ * Not retried (see isDoNotRetry): the next attempt would load the same file the same way.
+ */
+export class HandlerLoadError extends JobdError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, HANDLER_LOAD_CODE, options);
+    this.name = 'HandlerLoadError';
+  }
+}
+export const HANDLER_LOAD_CODE = 'JOBD_HANDLER_LOAD';
+
+/** The handler's promise never settled, and nothing was left for the child to run. */
+export class HandlerNeverSettledError extends JobdError {
+  constructor() {
+    super(
+      "the handler's promise never settled and nothing was left to run (the event loop emptied): " +
+        'a promise that is never resolved or rejected, or one waiting on something that was unref()ed',
+      'JOBD_HANDLER_NEVER_SETTLED',
+    );
+    this.name = 'HandlerNeverSettledError';
+  }
+}
+
 /** Throw from a handler to fail the job at once, without further attempts. */
 export class DoNotRetryError extends JobdError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -141,6 +228,8 @@ export function serializeError(err: unknown): SerializedError {
   return { name: 'NonError', message: `handler threw a non-Error value: ${text}` };
 }
 
+/** Errors whose next attempt would fail the same way: a DoNotRetryError, a handler module that cannot load. */
 export function isDoNotRetry(err: SerializedError | undefined | null): boolean {
-  return !!err && (err.code === DO_NOT_RETRY_CODE || err.name === 'DoNotRetryError');
+  if (!err) return false;
+  return err.code === DO_NOT_RETRY_CODE || err.name === 'DoNotRetryError' || err.code === HANDLER_LOAD_CODE;
 }
