@@ -1,6 +1,7 @@
 /**
- * Entry of a sandbox child process: `node childEntry.cjs pooled|isolated require|import`.
+ * Entry of a sandbox child process: `node childEntry.cjs pooled|isolated require|import [jobd-hook]`.
  * pooled: Node IPC channel. isolated: job on stdin, messages to fd 3 (see processes.ts).
+ * jobd-hook: register the resolve hook for `import 'jobd'` (see jobdResolve.cts).
  *
  * Kept deliberately small: isolated children start once per job, so this file imports only
  * node builtins at startup; the error serialiser and the handler module are loaded lazily.
@@ -16,6 +17,11 @@
  *
  * On SIGTERM the current job's ctx.signal is aborted; the process exits once the handler settles
  * (the parent sends SIGKILL if that takes longer than the grace period).
+ *
+ * A handler whose promise never settles while nothing is left to run would let the process end
+ * (isolated) or sit until the timeout (pooled). 'beforeExit' during a job is that moment: the job
+ * fails with HandlerNeverSettledError. A pooled child unrefs its IPC channel during each job so its
+ * event loop can empty like an isolated child's.
  */
 import { readFileSync, writeSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
@@ -23,11 +29,16 @@ import { pathToFileURL } from 'node:url';
 import { deserialize, serialize as v8Serialize } from 'node:v8';
 import type { JobContext, SerializedError } from '../types.js';
 import type { ChildMessage, DoneMessage, JobMessage, ParentMessage, SelfUsage } from './protocol.js';
+import { installRequireFallback, isJobdImportFailure, registerImportHook } from './jobdResolve.cjs';
+import { encodeOutput } from './outputEncoding.cjs';
 
 type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
 
 const mode = process.argv[2] === 'isolated' ? 'isolated' : 'pooled';
 const preferRequire = process.argv[3] === 'require';
+const jobdHook = process.argv[4] === 'jobd-hook';
+installRequireFallback();
+if (jobdHook) registerImportHook();
 // Only pooled children mark the end of each job's output (protocol.ts); isolated ones skip the import.
 const nonce = process.env.JOBD_SANDBOX_NONCE;
 delete process.env.JOBD_SANDBOX_NONCE;
@@ -36,7 +47,13 @@ const markerReady: Promise<string | undefined> = nonce
   : Promise.resolve(undefined);
 
 const handlers = new Map<string, Promise<HandlerFn>>();
-let current: { controller: AbortController; settled: Promise<void> } | null = null;
+let current: {
+  controller: AbortController;
+  settled: Promise<void>;
+  /** Fail the job: its handler can no longer settle (the event loop emptied). */
+  stall(err: Error): void;
+  stalled: boolean;
+} | null = null;
 let stopping = false;
 /** First unhandled rejection since the current job started; reported with the job's 'done'. */
 let taintDuringJob: { reason: unknown } | null = null;
@@ -73,15 +90,67 @@ function usage(): SelfUsage {
   };
 }
 
+/** jobd's error classes; loaded only when something failed, to keep start-up lean. */
+function errors(): Promise<typeof import('../errors.js')> {
+  return import('../errors.js');
+}
+
+/** Error text is stored on the job document: keep a runaway message or stack bounded. */
+const MAX_ERROR_TEXT = 64 * 1024;
+function bounded(text: string): string {
+  if (text.length <= MAX_ERROR_TEXT) return text;
+  return `${text.slice(0, MAX_ERROR_TEXT)}... (${text.length - MAX_ERROR_TEXT} more characters cut)`;
+}
+
 async function serialize(err: unknown): Promise<SerializedError> {
-  const { serializeError } = await import('../errors.js');
-  return serializeError(err);
+  const e = (await errors()).serializeError(err);
+  e.message = bounded(e.message);
+  if (e.stack) e.stack = bounded(e.stack);
+  return e;
 }
 
 function namedError(name: string, code: string, message: string): Error {
   const e = new Error(message) as Error & { code: string };
   e.name = name;
   e.code = code;
+  return e;
+}
+
+/** Failures of loading itself (resolution, parsing, linking): the same file fails the same way again. */
+const LOAD_FAILURE_CODES = new Set([
+  'ERR_MODULE_NOT_FOUND',
+  'MODULE_NOT_FOUND',
+  'ERR_UNSUPPORTED_DIR_IMPORT',
+  'ERR_UNKNOWN_FILE_EXTENSION',
+  'ERR_PACKAGE_PATH_NOT_EXPORTED',
+  'ERR_PACKAGE_IMPORT_NOT_DEFINED',
+  'ERR_INVALID_PACKAGE_TARGET',
+  'ERR_INVALID_PACKAGE_CONFIG',
+  'ERR_INVALID_MODULE_SPECIFIER',
+  'ERR_UNSUPPORTED_ESM_URL_SCHEME',
+  'ERR_IMPORT_ATTRIBUTE_MISSING',
+  'ERR_IMPORT_ASSERTION_TYPE_MISSING',
+  'ERR_REQUIRE_ESM',
+]);
+
+/**
+ * A module that cannot be loaded becomes HandlerLoadError (not retried), naming the module. An
+ * exception its top-level code threw while running stays what it is: that code ran, and like an
+ * error thrown by the handler it may be transient.
+ */
+async function loadFailure(spec: string, err: unknown): Promise<unknown> {
+  const code = (err as { code?: unknown } | null)?.code;
+  const isLoad =
+    err instanceof SyntaxError ||
+    (err as { name?: unknown } | null)?.name === 'TransformError' ||
+    (typeof code === 'string' && LOAD_FAILURE_CODES.has(code));
+  if (!isLoad) return err;
+  const { HandlerLoadError } = await errors();
+  // CommonJS appends a "Require stack" that names only this file.
+  const message = err instanceof Error ? err.message.replace(/\nRequire stack:[\s\S]*$/, '') : String(err);
+  const what = err instanceof Error ? `${err.name}${code ? ` [${String(code)}]` : ''}: ${message}` : message;
+  const e = new HandlerLoadError(`handler module ${spec} cannot be loaded: ${what}`, { cause: err });
+  if (err instanceof Error && err.stack) e.stack = err.stack;
   return e;
 }
 
@@ -117,11 +186,11 @@ function loadHandler(spec: string): Promise<HandlerFn> {
       ];
       const fn = candidates.find((c) => typeof c === 'function');
       if (!fn) {
-        throw namedError(
-          'HandlerLoadError',
-          'JOBD_HANDLER_LOAD',
-          `handler module ${spec} has no default export function and no "handler" export function`,
-        );
+        return errors().then(({ HandlerLoadError }) => {
+          throw new HandlerLoadError(
+            `handler module ${spec} has no default export function and no "handler" export function`,
+          );
+        });
       }
       return fn as HandlerFn;
     });
@@ -172,9 +241,13 @@ async function runJob(msg: JobMessage): Promise<void> {
   const controller = new AbortController();
   let done!: () => void;
   const settled = new Promise<void>((r) => (done = r));
-  current = { controller, settled };
+  let stall!: (err: Error) => void;
+  const stalled = new Promise<never>((_, reject) => (stall = reject));
+  current = { controller, settled, stall, stalled: false };
   taintDuringJob = null;
   let active = true;
+  // The channel must not keep the loop alive during the job (see 'beforeExit' below).
+  if (mode === 'pooled') process.channel?.unref();
 
   // Coalesce bursts of progress calls into one IPC message per event-loop turn; the parent
   // applies the per-interval limit.
@@ -211,13 +284,30 @@ async function runJob(msg: JobMessage): Promise<void> {
 
   let result: DoneMessage;
   let restore: (() => void) | undefined;
+  let jobdUnresolved = false;
   try {
     restore = applyEnv(msg.env, msg.cwd);
-    const fn = await loadHandler(msg.handler);
-    const output = await fn(msg.params, ctx);
-    result = { t: 'done', ok: true, output, usage: usage() };
+    let fn: HandlerFn;
+    try {
+      fn = await Promise.race([loadHandler(msg.handler), stalled]);
+    } catch (err) {
+      jobdUnresolved = !jobdHook && isJobdImportFailure(err);
+      throw await loadFailure(msg.handler, err);
+    }
+    // Stopped (SIGTERM) while the module loaded: the handler is not started at all.
+    if (controller.signal.aborted) throw controller.signal.reason;
+    const value = await Promise.race([fn(msg.params, ctx), stalled]);
+    const encoded = encodeOutput(value, msg.maxOutputBytes);
+    if (!encoded.ok) {
+      const e = await errors();
+      throw encoded.tooLarge
+        ? new e.OutputTooLargeError(encoded.reason)
+        : new e.UnserializableOutputError(encoded.reason);
+    }
+    result = { t: 'done', ok: true, output: encoded.bytes, usage: usage() };
   } catch (err) {
     result = { t: 'done', ok: false, error: await serialize(err), usage: usage() };
+    if (jobdUnresolved) result.jobdUnresolved = true;
   }
   try {
     restore?.();
@@ -225,6 +315,7 @@ async function runJob(msg: JobMessage): Promise<void> {
     // a cwd that vanished during the job; the parent recycles nothing for this, the next job sets its own
   }
   active = false;
+  if (mode === 'pooled') process.channel?.ref();
   flushProgress();
   // (set by the 'unhandledRejection' listener while the handler ran; TS cannot see that)
   const taint = taintDuringJob as { reason: unknown } | null;
@@ -242,21 +333,12 @@ async function runJob(msg: JobMessage): Promise<void> {
   try {
     send(result, finish);
   } catch (err) {
-    // v8 serialisation failed: functions, symbols, promises and the like in the output
+    // The output is encoded already and errors are plain text: only something pathological gets here.
     const reason = err instanceof Error ? err.message : String(err);
-    send(
-      {
-        t: 'done',
-        ok: false,
-        error: {
-          name: 'UnserializableOutputError',
-          code: 'JOBD_UNSERIALIZABLE_OUTPUT',
-          message: `handler output cannot be sent to jobd (structured clone failed: ${reason}); return plain data`,
-        },
-        usage: result.usage,
-      },
-      finish,
+    const error = await serialize(
+      new (await errors()).UnserializableOutputError(`the attempt's result could not be sent (${reason})`),
     );
+    send({ t: 'done', ok: false, error, usage: result.usage }, finish);
   }
 }
 
@@ -276,6 +358,13 @@ process.on('SIGTERM', () => {
   const abortReason = namedError('AbortError', 'ABORT_ERR', 'job stopped by jobd (SIGTERM)');
   current.controller.abort(abortReason);
   void current.settled.then(() => process.exit(143));
+});
+
+process.on('beforeExit', () => {
+  const job = current;
+  if (!job || job.stalled) return;
+  job.stalled = true;
+  void errors().then(({ HandlerNeverSettledError }) => job.stall(new HandlerNeverSettledError()));
 });
 
 process.on('uncaughtException', (err) => {

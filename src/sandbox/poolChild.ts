@@ -29,12 +29,15 @@ export class PoolChild {
 
   constructor(
     readonly loader: Loader,
+    /** Started with the resolve hook for the bare specifier `jobd` (see childEntry.cts). */
+    readonly jobdHook: boolean,
     private readonly onUnfit: (pc: PoolChild, why: string, detail?: Record<string, unknown>) => void,
   ) {
     const nonce = randomUUID();
     this.child = startChild({
       mode: 'pooled',
       loader,
+      jobdHook,
       output: 'pipe',
       env: { ...process.env, [MARKER_NONCE_ENV]: nonce },
     });

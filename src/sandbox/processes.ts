@@ -67,11 +67,18 @@ export interface Child {
 export function startChild(opts: {
   mode: 'pooled' | 'isolated';
   loader: Loader;
+  /** Register the resolve hook that lets handlers `import 'jobd'` (childEntry.cts). */
+  jobdHook: boolean;
   output: 'pipe' | number;
   env: NodeJS.ProcessEnv;
   cwd?: string;
 }): Child {
-  const args = [opts.mode, opts.loader === 'node' ? 'require' : 'import'];
+  // A child with the hook loads handlers through import(): the hook does not apply to require(esm).
+  const args = [
+    opts.mode,
+    opts.loader === 'node' && !opts.jobdHook ? 'require' : 'import',
+    ...(opts.jobdHook ? ['jobd-hook'] : []),
+  ];
   const common = { env: opts.env, ...(opts.cwd ? { cwd: opts.cwd } : {}), detached: true };
   const isolated = opts.mode === 'isolated';
   const proc = isolated
@@ -182,18 +189,28 @@ export function startChild(opts: {
   };
 }
 
-/** Length-prefixed (UInt32BE) v8-serialised frames. */
-class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+/**
+ * Length-prefixed (UInt32BE) v8-serialised frames. A frame of many megabytes arrives in thousands of
+ * pipe reads: they are kept as a list and joined once the frame is complete, not re-joined per read.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** Length of the frame being read, once its header is in. */
+  private want: number | null = null;
   constructor(private readonly deliver: (m: ChildMessage) => void) {}
 
   push(chunk: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32BE(0);
-      if (this.buf.length < 4 + len) break;
-      const body = this.buf.subarray(4, 4 + len);
-      this.buf = this.buf.subarray(4 + len);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    for (;;) {
+      if (this.want === null) {
+        if (this.size < 4) return;
+        this.want = this.take(4).readUInt32BE(0);
+      }
+      if (this.size < this.want) return;
+      const body = this.take(this.want);
+      this.want = null;
       let m: ChildMessage;
       try {
         m = deserialize(body) as ChildMessage;
@@ -205,7 +222,19 @@ class FrameReader {
   }
 
   end(): void {
-    this.buf = Buffer.alloc(0);
+    this.chunks = [];
+    this.size = 0;
+    this.want = null;
+  }
+
+  /** The next `n` buffered bytes (n <= size). */
+  private take(n: number): Buffer {
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.size = rest.length;
+    return out;
   }
 }
 

@@ -12,6 +12,8 @@ export interface JobMessage {
   handler: string;
   params: unknown;
   logFile: string;
+  /** The largest encoded output the child may send (see DoneMessage.output). */
+  maxOutputBytes: number;
   env?: Record<string, string>;
   cwd?: string;
 }
@@ -47,8 +49,15 @@ export interface ProgressMessage {
 export interface DoneMessage {
   t: 'done';
   ok: boolean;
-  output?: unknown;
+  /**
+   * What the handler returned, already encoded by the child with v8.serialize (structured clone):
+   * the child checks and measures it before anything is sent, so a value that cannot travel, or
+   * one too large, becomes an error of the attempt instead of a failure of the channel.
+   */
+  output?: Uint8Array;
   error?: SerializedError;
+  /** The handler (or a module it imports) imports `jobd`, which resolved only with the resolve hook. */
+  jobdUnresolved?: boolean;
   usage: SelfUsage;
   /** An unhandled rejection happened during the job: the child must not be reused. */
   taint?: SerializedError;

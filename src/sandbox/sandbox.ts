@@ -3,20 +3,32 @@
  *
  * Every way an attempt can end funnels through `execute`, which waits for the first of: the
  * child's 'done' message, the child's exit, the timeout, an abort, or the memory limit. Whatever
- * had to be killed is dead (exit event received) before run() resolves.
+ * had to be killed is dead (exit event received) before run() resolves. Children are counted
+ * against SandboxOptions.maxChildren by the pool (pool.ts) from start to exit.
  */
 import { open } from 'node:fs/promises';
+import { deserialize } from 'node:v8';
 import pidusage from 'pidusage';
-import { JobTimeoutError, serializeError } from '../errors.js';
+import {
+  ChildCrashError,
+  JobAbortedError,
+  JobTimeoutError,
+  MemoryLimitError,
+  UnserializableOutputError,
+  UnserializableParamsError,
+  serializeError,
+  type JobdError,
+} from '../errors.js';
 import type { JobResources, SerializedError } from '../types.js';
 import { JobLog, ensureDir, readFileTail } from './jobLog.js';
-import { PoolChild } from './poolChild.js';
+import { ChildPool, type Grant, type Want } from './pool.js';
+import type { PoolChild } from './poolChild.js';
 import {
-  killChild,
   loaderFor,
   startChild,
   sweepGroup,
   untilOrExit,
+  killChild,
   type Child,
   type ExitInfo,
 } from './processes.js';
@@ -33,8 +45,11 @@ import type {
   SandboxStats,
 } from './types.js';
 
+/** Large enough for any result MongoDB can store (16 MiB of BSON); small enough to spare the daemon. */
+const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
 /** What every child is told about the job it runs. */
-function jobMessage(req: RunRequest): JobMessage {
+function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
   return {
     t: 'job',
     jobId: req.jobId,
@@ -43,6 +58,7 @@ function jobMessage(req: RunRequest): JobMessage {
     handler: req.handler,
     params: req.params,
     logFile: req.logFile,
+    maxOutputBytes,
   };
 }
 
@@ -50,10 +66,12 @@ function jobMessage(req: RunRequest): JobMessage {
 const DRAIN_AFTER_EXIT_MS = 200;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+type KillReason = 'timeout' | 'aborted' | 'memory';
+
 type Execution =
   | { kind: 'done'; done: DoneMessage }
   | { kind: 'exit'; exit: ExitInfo }
-  | { kind: 'kill'; reason: 'timeout' | 'aborted' | 'memory'; error: SerializedError }
+  | { kind: 'kill'; reason: KillReason; error: SerializedError }
   | { kind: 'unsendable'; error: SerializedError };
 
 interface Sampled {
@@ -61,10 +79,23 @@ interface Sampled {
   lastCpuMs?: number;
 }
 
+/** One try at running the job; `jobdUnresolved`: it must be run again with the jobd resolve hook. */
+interface Try {
+  outcome: RunOutcome;
+  jobdUnresolved: boolean;
+}
+
 const noopLogger: SandboxLogger = { info() {}, warn() {}, error() {} };
 
 function mib(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** A daemon-side error as it is recorded: its stack would only show the sandbox's own frames. */
+function plain(err: JobdError): SerializedError {
+  const e = serializeError(err);
+  delete e.stack;
+  return e;
 }
 
 function abortMessage(reason: unknown): string {
@@ -80,12 +111,9 @@ function crashError(exit: ExitInfo, taint: SerializedError | null, beforeDone: b
   else message = `child process exited with code ${exit.code}`;
   if (beforeDone && !exit.spawnError) message += ' before the job finished';
   if (taint) message += ` (uncaught exception: ${taint.name}: ${taint.message})`;
-  return {
-    name: 'ChildCrashError',
-    code: 'JOBD_CHILD_CRASH',
-    message,
-    ...(taint?.stack ? { stack: taint.stack } : {}),
-  };
+  const e = plain(new ChildCrashError(message));
+  if (taint?.stack) e.stack = taint.stack;
+  return e;
 }
 
 function delay(ms: number): { promise: Promise<void>; cancel(): void } {
@@ -94,136 +122,166 @@ function delay(ms: number): { promise: Promise<void>; cancel(): void } {
   return { promise, cancel: () => clearTimeout(timer) };
 }
 
+/** Milliseconds left until `deadline` (performance.now() based), for setTimeout. */
+function msUntil(deadline: number): number {
+  return Math.min(Math.max(0, deadline - performance.now()), MAX_TIMER_MS);
+}
+
 class SandboxImpl implements Sandbox {
-  private readonly pool = new Set<PoolChild>();
-  private idle: PoolChild[] = [];
+  private readonly pool: ChildPool;
   private readonly isolated = new Set<Child>();
   private readonly stoppers = new Set<() => void>();
+  /** Handlers that import `jobd` and need children with the resolve hook (learnt on first failure). */
+  private readonly needsJobdHook = new Set<string>();
   private closing = false;
   private readonly log: SandboxLogger;
+  private readonly maxOutputBytes: number;
   /** pidusage keeps an open /proc fd per sampled pid until the entry expires; keep that short. */
   private readonly sampleMaxAge: number;
 
   constructor(private readonly opts: SandboxOptions) {
     this.log = opts.logger ?? noopLogger;
     this.sampleMaxAge = Math.max(1000, opts.sampleIntervalMs * 3);
+    this.maxOutputBytes = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    this.pool = new ChildPool({ max: opts.maxChildren, killGraceMs: opts.killGraceMs, log: this.log });
   }
 
   stats(): SandboxStats {
+    const pooled = this.pool.pooledChildren();
     let busy = this.isolated.size;
-    for (const pc of this.pool) if (pc.state === 'busy') busy++;
-    return { children: this.pool.size + this.isolated.size, idle: this.idle.length, busy };
+    for (const pc of pooled) if (pc.state === 'busy') busy++;
+    return { children: pooled.length + this.isolated.size, idle: this.pool.idleCount, busy };
   }
 
   async run(req: RunRequest, hooks: RunHooks): Promise<RunOutcome> {
     if (this.closing) throw new Error('sandbox is closed');
     if (hooks.signal?.aborted) {
-      return {
-        status: 'failed',
-        reason: 'aborted',
-        error: {
-          name: 'JobAbortedError',
-          code: 'JOBD_ABORTED',
-          message: `job aborted before it started: ${abortMessage(hooks.signal.reason)}`,
-        },
-        resources: { wallMs: 0 },
-        logTail: '',
-      };
+      const error = plain(
+        new JobAbortedError(`job aborted before it started: ${abortMessage(hooks.signal.reason)}`),
+      );
+      return { status: 'failed', reason: 'aborted', error, resources: { wallMs: 0 }, logTail: '' };
     }
-    return req.mode === 'isolated' ? this.runIsolated(req, hooks) : this.runPooled(req, hooks);
+    const t0 = performance.now();
+    // The timeout covers the whole run: waiting for a child, its start-up, and a second try.
+    const deadline = Number.isFinite(req.timeoutMs) ? t0 + Math.max(0, req.timeoutMs) : Infinity;
+    const hook = this.needsJobdHook.has(req.handler);
+    const first = await this.runOnce(req, hooks, t0, deadline, hook);
+    if (!first.jobdUnresolved || hook) return first.outcome;
+    // The module graph imports `jobd`, which only the hook resolves; the failed load ran no handler
+    // code (ES modules are linked before any of them runs), so the attempt starts over.
+    this.needsJobdHook.add(req.handler);
+    this.log.info(
+      { jobId: req.jobId, handler: req.handler },
+      'handler imports jobd: using children with the jobd resolve hook',
+    );
+    return (await this.runOnce(req, hooks, t0, deadline, true)).outcome;
   }
 
   async close(): Promise<void> {
     this.closing = true;
     for (const stop of [...this.stoppers]) stop();
-    const all = [...[...this.pool].map((pc) => pc.child), ...this.isolated];
-    await Promise.all(all.map((c) => killChild(c, this.opts.killGraceMs)));
-    this.idle = [];
+    await this.pool.close([...this.isolated]);
+  }
+
+  private runOnce(
+    req: RunRequest,
+    hooks: RunHooks,
+    t0: number,
+    deadline: number,
+    hook: boolean,
+  ): Promise<Try> {
+    return req.mode === 'isolated'
+      ? this.runIsolated(req, hooks, t0, deadline, hook)
+      : this.runPooled(req, hooks, t0, deadline, hook);
+  }
+
+  /** Wait for a child (or a slot) under the bound; the timeout, an abort or close() end the wait. */
+  private waitForChild(
+    want: Want,
+    req: RunRequest,
+    hooks: RunHooks,
+    deadline: number,
+  ): Promise<{ grant: Grant } | { ex: Execution }> {
+    const { granted, cancel } = this.pool.acquire(want);
+    return new Promise((resolve) => {
+      let ended = false;
+      const end = (r: { grant: Grant } | { ex: Execution }): void => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(timer);
+        hooks.signal?.removeEventListener('abort', onAbort);
+        this.stoppers.delete(stop);
+        if ('ex' in r) cancel();
+        resolve(r);
+      };
+      const timer =
+        deadline === Infinity
+          ? undefined
+          : setTimeout(
+              () => end({ ex: { kind: 'kill', reason: 'timeout', error: this.timeoutError(req) } }),
+              msUntil(deadline),
+            );
+      const onAbort = (): void => end({ ex: this.abortEx(hooks.signal?.reason) });
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      const stop = (): void => end({ ex: this.abortEx('the sandbox is closing') });
+      this.stoppers.add(stop);
+      if (hooks.signal?.aborted) onAbort();
+      void granted.then((grant) => end({ grant }));
+    });
+  }
+
+  private timeoutError(req: RunRequest): SerializedError {
+    return plain(new JobTimeoutError(req.timeoutMs));
+  }
+
+  private abortEx(reason: unknown): Execution {
+    return {
+      kind: 'kill',
+      reason: 'aborted',
+      error: plain(new JobAbortedError(`job aborted: ${abortMessage(reason)}`)),
+    };
   }
 
   // ---- pooled -------------------------------------------------------------------------------
 
-  private acquire(loader: PoolChild['loader']): PoolChild {
-    for (let i = this.idle.length - 1; i >= 0; i--) {
-      const pc = this.idle[i]!;
-      if (pc.loader === loader && !pc.unfit && !pc.child.hasExited()) {
-        this.idle.splice(i, 1);
-        pc.state = 'busy';
-        return pc;
-      }
+  private async runPooled(
+    req: RunRequest,
+    hooks: RunHooks,
+    t0: number,
+    deadline: number,
+    hook: boolean,
+  ): Promise<Try> {
+    const loader = loaderFor(req.handler);
+    const waited = await this.waitForChild({ pooled: true, loader, jobdHook: hook }, req, hooks, deadline);
+    if ('ex' in waited) {
+      return {
+        outcome: this.outcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
+        jobdUnresolved: false,
+      };
     }
-    const pc = new PoolChild(loader, (c, why, detail) => {
-      this.log.warn({ pid: c.pid, why, ...detail }, 'pooled child misbehaved; it will be recycled');
-      if (c.state === 'idle') this.retire(c, why);
-    });
-    this.pool.add(pc);
-    void pc.child.exited.then((exit) => {
-      this.pool.delete(pc);
-      this.idle = this.idle.filter((x) => x !== pc);
-      this.log.debug?.(
-        { pid: pc.pid, code: exit.code, signal: exit.signal, jobs: pc.jobsRun },
-        'pooled child exited',
-      );
-    });
-    return pc;
-  }
-
-  private release(pc: PoolChild): void {
-    if (pc.child.hasExited()) return;
-    const o = this.opts;
-    let why: string | null = pc.unfit;
-    if (!why && this.closing) why = 'sandbox closing';
-    if (!why && pc.jobsRun >= o.maxJobsPerChild) why = `ran ${pc.jobsRun} jobs`;
-    if (!why && pc.lastRssBytes > o.maxRssBytes)
-      why = `RSS ${mib(pc.lastRssBytes)} above ${mib(o.maxRssBytes)}`;
-    if (why) {
-      this.retire(pc, why);
-      return;
-    }
-    pc.state = 'idle';
-    this.idle.push(pc);
-  }
-
-  /** Ask a child to leave; SIGTERM/SIGKILL if it does not within the grace period. */
-  private retire(pc: PoolChild, why: string): void {
-    if (pc.state === 'retiring') return;
-    pc.state = 'retiring';
-    this.idle = this.idle.filter((x) => x !== pc);
-    this.log.debug?.({ pid: pc.pid, why }, 'recycling pooled child');
-    try {
-      pc.child.send({ t: 'retire' });
-    } catch {
-      // channel already closed: the child is on its way out
-    }
-    const t = setTimeout(
-      () => void killChild(pc.child, this.opts.killGraceMs),
-      Math.min(this.opts.killGraceMs, MAX_TIMER_MS),
-    );
-    void pc.child.exited.then(() => clearTimeout(t));
-  }
-
-  private async runPooled(req: RunRequest, hooks: RunHooks): Promise<RunOutcome> {
-    const t0 = performance.now();
-    const pc = this.acquire(loaderFor(req.handler));
+    const g = waited.grant;
+    const pc = g.kind === 'child' ? g.pc : this.pool.spawn(g.slot, loader, hook);
     const jobLog = new JobLog(req.logFile, req.logTailBytes, (err) =>
       this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
     );
     const markers = pc.beginJob(jobLog);
     // A pooled child is shared, so the job's env and cwd travel with the job.
     const msg: JobMessage = {
-      ...jobMessage(req),
+      ...jobMessage(req, this.maxOutputBytes),
       ...(req.env ? { env: req.env } : {}),
       ...(req.cwd ? { cwd: req.cwd } : {}),
     };
     const cpuBase = pc.cpuBaseMs;
     let killed: ExitInfo | undefined;
-    const { ex, sampled, taint } = await this.execute(pc.child, req, hooks, () => pc.child.send(msg));
+    const { ex, sampled, taint } = await this.execute(pc.child, req, hooks, deadline, () =>
+      pc.child.send(msg),
+    );
 
     if (ex.kind === 'done') {
       await untilOrExit(pc.child, markers);
     } else if (ex.kind === 'kill') {
       pc.markUnfit(ex.reason);
-      killed = await killChild(pc.child, req.killGraceMs);
+      killed = await this.pool.kill(pc, req.killGraceMs);
     } else if (ex.kind === 'exit') {
       pc.markUnfit('exited during a job');
     }
@@ -233,44 +291,84 @@ class SandboxImpl implements Sandbox {
 
     if (ex.kind !== 'unsendable') pc.jobsRun++;
     if (ex.kind === 'done') {
-      if (ex.done.taint) pc.markUnfit('unhandled rejection', { error: ex.done.taint });
-      pc.lastRssBytes = ex.done.usage.rssBytes;
+      const d = ex.done;
+      if (d.taint) pc.markUnfit('unhandled rejection', { error: d.taint });
+      // Its module cache now holds the failed module graph: a fresh child loads it anew.
+      if (d.error?.code === 'JOBD_HANDLER_LOAD') pc.markUnfit('a handler module failed to load');
+      pc.lastRssBytes = d.usage.rssBytes;
       // 'ready' may not have arrived before the job was sent; it always arrives before 'done'.
       const base = cpuBase ?? pc.cpuBaseMs ?? 0;
-      pc.cpuBaseMs = ex.done.usage.cpuMs;
-      this.release(pc);
-      return this.outcome(ex, undefined, t0, sampled, taint, base, ex.done.usage.rssBytes, jobLog.tail());
+      pc.cpuBaseMs = d.usage.cpuMs;
+      this.pool.release(pc, this.recycleReason(pc));
+      return {
+        outcome: this.outcome(ex, undefined, t0, sampled, taint, base, d.usage.rssBytes, jobLog.tail()),
+        jobdUnresolved: !!d.jobdUnresolved,
+      };
     }
-    this.release(pc);
-    return this.outcome(ex, killed, t0, sampled, taint, cpuBase ?? 0, undefined, jobLog.tail());
+    this.pool.release(pc, this.recycleReason(pc));
+    return {
+      outcome: this.outcome(ex, killed, t0, sampled, taint, cpuBase ?? 0, undefined, jobLog.tail()),
+      jobdUnresolved: false,
+    };
+  }
+
+  /** Why `pc` must not run another job, or null. */
+  private recycleReason(pc: PoolChild): string | null {
+    const o = this.opts;
+    if (pc.unfit) return pc.unfit;
+    if (this.closing) return 'sandbox closing';
+    if (pc.jobsRun >= o.maxJobsPerChild) return `ran ${pc.jobsRun} jobs`;
+    if (pc.lastRssBytes > o.maxRssBytes) return `RSS ${mib(pc.lastRssBytes)} above ${mib(o.maxRssBytes)}`;
+    return null;
   }
 
   // ---- isolated -----------------------------------------------------------------------------
 
-  private async runIsolated(req: RunRequest, hooks: RunHooks): Promise<RunOutcome> {
-    const t0 = performance.now();
-    ensureDir(req.logFile);
-    // The child writes straight into the log file: its output never passes through the daemon.
-    const fh = await open(req.logFile, 'a');
+  private async runIsolated(
+    req: RunRequest,
+    hooks: RunHooks,
+    t0: number,
+    deadline: number,
+    hook: boolean,
+  ): Promise<Try> {
+    const waited = await this.waitForChild({ pooled: false }, req, hooks, deadline);
+    if ('ex' in waited) {
+      return {
+        outcome: this.outcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
+        jobdUnresolved: false,
+      };
+    }
+    if (waited.grant.kind !== 'slot') throw new Error('isolated run was granted a pooled child');
+    const slot = waited.grant.slot;
     let startSize: number;
     let child: Child;
     try {
-      startSize = (await fh.stat()).size;
-      child = startChild({
-        mode: 'isolated',
-        loader: loaderFor(req.handler),
-        output: fh.fd,
-        env: req.env ? { ...process.env, ...req.env } : process.env,
-        ...(req.cwd ? { cwd: req.cwd } : {}),
-      });
-    } finally {
-      await fh.close();
+      ensureDir(req.logFile);
+      // The child writes straight into the log file: its output never passes through the daemon.
+      const fh = await open(req.logFile, 'a');
+      try {
+        startSize = (await fh.stat()).size;
+        child = startChild({
+          mode: 'isolated',
+          loader: loaderFor(req.handler),
+          jobdHook: hook,
+          output: fh.fd,
+          env: req.env ? { ...process.env, ...req.env } : process.env,
+          ...(req.cwd ? { cwd: req.cwd } : {}),
+        });
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      slot.free();
+      throw err;
     }
+    slot.bind(child);
     this.isolated.add(child);
     // An isolated child got the job's env and cwd at spawn.
-    const msg = jobMessage(req);
+    const msg = jobMessage(req, this.maxOutputBytes);
     try {
-      const { ex, sampled, taint } = await this.execute(child, req, hooks, () => child.send(msg));
+      const { ex, sampled, taint } = await this.execute(child, req, hooks, deadline, () => child.send(msg));
       let killed: ExitInfo | undefined;
       if (ex.kind === 'kill' || ex.kind === 'unsendable') {
         killed = await killChild(child, req.killGraceMs);
@@ -292,7 +390,10 @@ class SandboxImpl implements Sandbox {
         );
       }
       const rss = ex.kind === 'done' ? ex.done.usage.maxRssBytes : undefined;
-      return this.outcome(ex, ex.kind === 'kill' ? killed : undefined, t0, sampled, taint, 0, rss, tail);
+      return {
+        outcome: this.outcome(ex, ex.kind === 'kill' ? killed : undefined, t0, sampled, taint, 0, rss, tail),
+        jobdUnresolved: ex.kind === 'done' && !!ex.done.jobdUnresolved,
+      };
     } finally {
       this.isolated.delete(child);
     }
@@ -305,6 +406,7 @@ class SandboxImpl implements Sandbox {
     child: Child,
     req: RunRequest,
     hooks: RunHooks,
+    deadline: number,
     send: () => void,
   ): Promise<{ ex: Execution; sampled: Sampled; taint: SerializedError | null }> {
     const sampled: Sampled = {};
@@ -340,43 +442,21 @@ class SandboxImpl implements Sandbox {
       const offMessage = child.onMessage(onMessage);
       const offExit = child.onExit((exit) => finish({ kind: 'exit', exit }));
 
-      // setTimeout fires at once for delays above 2^31-1 ms; a non-finite timeout means none.
-      const timeout = Number.isFinite(req.timeoutMs)
-        ? setTimeout(
-            () =>
-              finish({
-                kind: 'kill',
-                reason: 'timeout',
-                error: serializeError(new JobTimeoutError(req.timeoutMs)),
-              }),
-            Math.min(Math.max(0, req.timeoutMs), MAX_TIMER_MS),
-          )
-        : undefined;
+      // A non-finite timeout means none.
+      const timeout =
+        deadline === Infinity
+          ? undefined
+          : setTimeout(
+              () => finish({ kind: 'kill', reason: 'timeout', error: this.timeoutError(req) }),
+              msUntil(deadline),
+            );
 
-      const onAbort = (): void =>
-        finish({
-          kind: 'kill',
-          reason: 'aborted',
-          error: {
-            name: 'JobAbortedError',
-            code: 'JOBD_ABORTED',
-            message: `job aborted: ${abortMessage(hooks.signal?.reason)}`,
-          },
-        });
+      const onAbort = (): void => finish(this.abortEx(hooks.signal?.reason));
       hooks.signal?.addEventListener('abort', onAbort, { once: true });
       // Aborted while the child was being started: the listener above will never fire.
       if (hooks.signal?.aborted) onAbort();
 
-      const stop = (): void =>
-        finish({
-          kind: 'kill',
-          reason: 'aborted',
-          error: {
-            name: 'JobAbortedError',
-            code: 'JOBD_ABORTED',
-            message: 'job aborted: the sandbox is closing',
-          },
-        });
+      const stop = (): void => finish(this.abortEx('the sandbox is closing'));
       this.stoppers.add(stop);
 
       let sampling = false;
@@ -394,11 +474,7 @@ class SandboxImpl implements Sandbox {
                 finish({
                   kind: 'kill',
                   reason: 'memory',
-                  error: {
-                    name: 'MemoryLimitError',
-                    code: 'JOBD_MEMORY_LIMIT',
-                    message: `job exceeded its memory limit of ${mib(limit)} (${limit} bytes): child RSS was ${mib(s.memory)} (${s.memory} bytes)`,
-                  },
+                  error: plain(new MemoryLimitError(limit, s.memory)),
                 });
               }
             })
@@ -414,14 +490,9 @@ class SandboxImpl implements Sandbox {
       try {
         send();
       } catch (err) {
-        const e = serializeError(err);
         finish({
           kind: 'unsendable',
-          error: {
-            name: 'UnserializableParamsError',
-            code: 'JOBD_UNSERIALIZABLE_PARAMS',
-            message: `job params cannot be sent to the child (${e.message})`,
-          },
+          error: plain(new UnserializableParamsError(serializeError(err).message)),
         });
       }
     });
@@ -445,7 +516,11 @@ class SandboxImpl implements Sandbox {
       resources.cpuMs = Math.max(0, Math.round((cpuTotal - cpuBaseMs) * 1000) / 1000);
 
     if (ex.kind === 'done') {
-      if (ex.done.ok) return { status: 'completed', output: ex.done.output, resources, logTail };
+      if (ex.done.ok) {
+        const decoded = decodeOutput(ex.done.output);
+        if ('output' in decoded) return { status: 'completed', output: decoded.output, resources, logTail };
+        return { status: 'failed', reason: 'error', error: decoded.error, resources, logTail };
+      }
       return {
         status: 'failed',
         reason: 'error',
@@ -473,6 +548,21 @@ class SandboxImpl implements Sandbox {
       ...(killed ? { exitCode: killed.code, signal: killed.signal } : {}),
       resources,
       logTail,
+    };
+  }
+}
+
+/** The child's encoded output back to the value the handler returned. */
+function decodeOutput(encoded: Uint8Array | undefined): { output: unknown } | { error: SerializedError } {
+  if (encoded === undefined) return { output: undefined };
+  try {
+    return { output: deserialize(encoded) };
+  } catch (err) {
+    // The child encoded it with the same v8 format; only a broken frame gets here.
+    return {
+      error: plain(
+        new UnserializableOutputError(`its encoding could not be decoded (${serializeError(err).message})`),
+      ),
     };
   }
 }

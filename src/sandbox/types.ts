@@ -11,12 +11,21 @@
  * signal (aborted when the job must stop), logger (lines go to the job's log file), paths.log.
  * The module is loaded with dynamic `import()`; pooled children cache it across jobs.
  *
- * Output travels back over the IPC channel with Node's 'advanced' serialization (structured
- * clone): plain objects, arrays, strings, numbers, booleans, null, Date, Map, Set, RegExp,
- * typed arrays and Buffers (as Uint8Array) are fine. `undefined` output is delivered as `undefined`.
- * Functions, symbols, class instances with methods and other non-cloneable values make the
- * attempt fail with error name 'UnserializableOutputError' (code JOBD_UNSERIALIZABLE_OUTPUT).
- * Storing the output in MongoDB is the daemon's business (BSON).
+ * Output is encoded by the child with v8.serialize (structured clone) and decoded by the daemon, so
+ * the daemon receives exactly the value returned: plain objects (also null-prototype ones, which
+ * arrive with Object.prototype), arrays (holes kept), strings, numbers (NaN, -0), BigInt, booleans,
+ * null, undefined, Date, RegExp, Map, Set, ArrayBuffer and typed arrays (a Buffer arrives as a
+ * Uint8Array), shared and circular references as such. Anything structured clone would drop or
+ * change (functions, symbols, class instances such as URL or an Error, whose prototype and private
+ * state would be lost, promises, proxies) fails the attempt with UnserializableOutputError
+ * (JOBD_UNSERIALIZABLE_OUTPUT), naming where in the output it sits; an output whose encoding passes
+ * SandboxOptions.maxOutputBytes fails it with OutputTooLargeError (JOBD_OUTPUT_TOO_LARGE). Neither
+ * harms the child or the channel. Whether the output can be stored (BSON) is the daemon's business.
+ *
+ * A handler may `import { DoNotRetryError } from 'jobd'` (or require it) wherever it lives: see
+ * childEntry.cts. A module that cannot be loaded fails the attempt with HandlerLoadError
+ * (JOBD_HANDLER_LOAD), which is not retried. A handler whose promise never settles while nothing is
+ * left to run fails with HandlerNeverSettledError (JOBD_HANDLER_NEVER_SETTLED), in both modes.
  *
  * Entry point: `createSandbox(options: SandboxOptions): Sandbox` from src/sandbox/index.ts.
  */
@@ -118,5 +127,12 @@ export interface SandboxOptions {
   sampleIntervalMs: number;
   /** SIGTERM → SIGKILL grace used by close() and for recycling. */
   killGraceMs: number;
+  /**
+   * At most this many child processes alive at any instant (pooled and isolated, counting those
+   * starting and those on their way out): the daemon's concurrency. A run that would exceed it waits.
+   */
+  maxChildren: number;
+  /** Largest encoded output (v8 structured clone bytes) a handler may return; default 64 MiB. */
+  maxOutputBytes?: number;
   logger?: SandboxLogger;
 }

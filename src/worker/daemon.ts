@@ -149,6 +149,8 @@ class DaemonImpl implements Daemon {
         maxRssBytes: config.pool.maxRssBytes,
         sampleIntervalMs: config.pool.sampleIntervalMs,
         killGraceMs: w.killGraceMs,
+        // One child per running job: the pool never holds more processes than the daemon runs jobs.
+        maxChildren: w.concurrency,
         logger,
       });
     this.settler = new Settler(store, {
