@@ -2,96 +2,21 @@
  * The sandbox with real child processes and real signals. Tests wait on outcomes, progress
  * callbacks and logger calls; none of them sleeps or asserts on wall-clock durations.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { isDoNotRetry } from '../../src/errors.js';
 import {
-  createSandbox,
-  type RunOutcome,
-  type RunRequest,
-  type Sandbox,
-  type SandboxOptions,
-} from '../../src/sandbox/index.js';
+  completed,
+  expectGone,
+  failed,
+  noHooks,
+  request,
+  runReportingPid,
+  sandbox,
+  useSandboxes,
+} from './sandboxHelpers.js';
 
-const fixtures = resolve(import.meta.dirname, '../fixtures/handlers');
-const handler = (name: string): string => join(fixtures, name);
-
-let dir: string;
-let seq = 0;
-const sandboxes: Sandbox[] = [];
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'jobd-sandbox-'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-afterEach(async () => {
-  await Promise.all(sandboxes.splice(0).map((s) => s.close()));
-});
-
-function sandbox(opts: Partial<SandboxOptions> = {}): Sandbox {
-  const s = createSandbox({
-    maxJobsPerChild: 100,
-    maxRssBytes: 4 * 1024 ** 3,
-    sampleIntervalMs: 20,
-    killGraceMs: 300,
-    ...opts,
-  });
-  sandboxes.push(s);
-  return s;
-}
-
-function request(name: string, over: Partial<RunRequest> = {}): RunRequest {
-  const jobId = `job-${++seq}`;
-  return {
-    jobId,
-    type: name.replace(/\.\w+$/, ''),
-    attempt: 1,
-    handler: handler(name),
-    mode: 'pooled',
-    params: {},
-    timeoutMs: 60_000,
-    killGraceMs: 300,
-    logFile: join(dir, 'logs', 'nested', `${jobId}.log`),
-    logTailBytes: 4096,
-    progressIntervalMs: 1000,
-    ...over,
-  };
-}
-
-/** Runs a job whose handler reports `pid:<n>` as its first progress; resolves the pid as soon as it is known. */
-function runReportingPid(
-  s: Sandbox,
-  req: RunRequest,
-  signal?: AbortSignal,
-): { pid: Promise<number>; outcome: Promise<RunOutcome> } {
-  let gotPid!: (pid: number) => void;
-  const pid = new Promise<number>((r) => (gotPid = r));
-  const outcome = s.run(req, {
-    onProgress: (_p, message) => {
-      const m = /^pid:(\d+)$/.exec(message ?? '');
-      if (m) gotPid(Number(m[1]));
-    },
-    ...(signal ? { signal } : {}),
-  });
-  return { pid, outcome };
-}
-
-function expectGone(pid: number): void {
-  expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
-}
-
-function completed(o: RunOutcome): Extract<RunOutcome, { status: 'completed' }> {
-  if (o.status !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(o)}`);
-  return o;
-}
-function failed(o: RunOutcome): Extract<RunOutcome, { status: 'failed' }> {
-  if (o.status !== 'failed') throw new Error(`expected failed, got ${JSON.stringify(o)}`);
-  return o;
-}
-
-const noHooks = { onProgress: () => {} };
+const { dir: tempDir } = useSandboxes();
 
 describe('pooled mode', () => {
   it('runs a handler, returns its output, writes its output to the log file and the tail', async () => {
@@ -211,9 +136,16 @@ describe('pooled mode', () => {
 
   it('times out a polite handler: ctx.signal aborts on SIGTERM and the child exits without SIGKILL', async () => {
     const s = sandbox();
+    // The timeout counts from run(), start-up included: a child still starting when it fires dies of
+    // the SIGTERM before any handler can be polite. So the child is started, and the module loaded,
+    // first; the timed job then reaches its handler within moments, however loaded the machine.
+    const warm = completed(
+      await s.run(request('sleepsUntilAborted.ts', { params: { instant: true } }), noHooks),
+    );
+    expect(warm.output).toBe('warm');
     const { pid, outcome } = runReportingPid(
       s,
-      request('sleepsUntilAborted.ts', { timeoutMs: 1500, killGraceMs: 30_000 }),
+      request('sleepsUntilAborted.ts', { timeoutMs: 3000, killGraceMs: 30_000 }),
     );
     const o = failed(await outcome);
     expect(o.reason).toBe('timeout');
@@ -311,7 +243,7 @@ describe('pooled mode', () => {
     const o = failed(await s.run(request('unserializable.ts'), noHooks));
     expect(o.reason).toBe('error');
     expect(o.error).toMatchObject({ name: 'UnserializableOutputError', code: 'JOBD_UNSERIALIZABLE_OUTPUT' });
-    expect(o.error.message).toContain('could not be cloned');
+    expect(o.error.message).toContain('output.callback is a function');
     expect(s.stats()).toMatchObject({ children: 1, idle: 1 });
   });
 
@@ -368,12 +300,12 @@ describe('pooled mode', () => {
   it('applies per-job env and cwd for the duration of the job only', async () => {
     const s = sandbox();
     const o = completed(
-      await s.run(request('ok.ts', { env: { JOBD_FIXTURE_ENV: 'yes' }, cwd: dir }), noHooks),
+      await s.run(request('ok.ts', { env: { JOBD_FIXTURE_ENV: 'yes' }, cwd: tempDir() }), noHooks),
     );
-    expect(o.output).toMatchObject({ env: 'yes', cwd: dir });
+    expect(o.output).toMatchObject({ env: 'yes', cwd: tempDir() });
     const after = completed(await s.run(request('ok.ts'), noHooks));
     expect(after.output).toMatchObject({ env: null });
-    expect((after.output as { cwd: string }).cwd).not.toBe(dir);
+    expect((after.output as { cwd: string }).cwd).not.toBe(tempDir());
   });
 
   it('close() kills running and idle children and the running job ends as aborted', async () => {
@@ -419,18 +351,22 @@ describe('isolated mode', () => {
   it('applies env and cwd to the process', async () => {
     const o = completed(
       await sandbox().run(
-        request('ok.ts', { mode: 'isolated', env: { JOBD_FIXTURE_ENV: 'iso' }, cwd: dir }),
+        request('ok.ts', { mode: 'isolated', env: { JOBD_FIXTURE_ENV: 'iso' }, cwd: tempDir() }),
         noHooks,
       ),
     );
-    expect(o.output).toMatchObject({ env: 'iso', cwd: dir });
+    expect(o.output).toMatchObject({ env: 'iso', cwd: tempDir() });
   });
 
   it('times out with SIGKILL escalation; the pid is gone', async () => {
     const s = sandbox();
+    // The timeout includes the fresh child's start-up; the handler must be running (ignoring SIGTERM)
+    // when it fires, so the timeout is set well above what a start-up takes on this machine now.
+    const startup =
+      completed(await s.run(request('ok.ts', { mode: 'isolated' }), noHooks)).resources.wallMs ?? 3000;
     const { pid, outcome } = runReportingPid(
       s,
-      request('hangs.ts', { mode: 'isolated', timeoutMs: 3000, killGraceMs: 200 }),
+      request('hangs.ts', { mode: 'isolated', timeoutMs: Math.max(3000, 5 * startup), killGraceMs: 200 }),
     );
     const o = failed(await outcome);
     expect(o).toMatchObject({ reason: 'timeout', signal: 'SIGKILL', error: { code: 'JOBD_TIMEOUT' } });

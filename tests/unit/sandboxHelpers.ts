@@ -1,0 +1,100 @@
+/**
+ * Shared by the sandbox test files: a sandbox per test (closed after it), job requests for the
+ * fixtures in tests/fixtures/handlers, and outcome helpers. Real child processes throughout.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import {
+  createSandbox,
+  type RunOutcome,
+  type RunRequest,
+  type Sandbox,
+  type SandboxOptions,
+} from '../../src/sandbox/index.js';
+
+export const fixtures = resolve(import.meta.dirname, '../fixtures/handlers');
+export const handler = (name: string): string => join(fixtures, name);
+
+let dir = '';
+let seq = 0;
+const sandboxes: Sandbox[] = [];
+
+/** Call once at the top of a test file: a temp folder for logs, and every sandbox closed after each test. */
+export function useSandboxes(): { dir: () => string } {
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'jobd-sandbox-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    await Promise.all(sandboxes.splice(0).map((s) => s.close()));
+  });
+  return { dir: () => dir };
+}
+
+export function sandbox(opts: Partial<SandboxOptions> = {}): Sandbox {
+  const s = createSandbox({
+    maxJobsPerChild: 100,
+    maxRssBytes: 4 * 1024 ** 3,
+    sampleIntervalMs: 20,
+    killGraceMs: 300,
+    maxChildren: 4,
+    ...opts,
+  });
+  sandboxes.push(s);
+  return s;
+}
+
+/** A request for fixture `name` (or an absolute handler path). */
+export function request(name: string, over: Partial<RunRequest> = {}): RunRequest {
+  const jobId = `job-${++seq}`;
+  return {
+    jobId,
+    type: name.replace(/^.*\//, '').replace(/\.\w+$/, ''),
+    attempt: 1,
+    handler: name.startsWith('/') ? name : handler(name),
+    mode: 'pooled',
+    params: {},
+    timeoutMs: 60_000,
+    killGraceMs: 300,
+    logFile: join(dir, 'logs', 'nested', `${jobId}.log`),
+    logTailBytes: 4096,
+    progressIntervalMs: 1000,
+    ...over,
+  };
+}
+
+/** Runs a job whose handler reports `pid:<n>` as its first progress; resolves the pid as soon as it is known. */
+export function runReportingPid(
+  s: Sandbox,
+  req: RunRequest,
+  signal?: AbortSignal,
+): { pid: Promise<number>; outcome: Promise<RunOutcome> } {
+  let gotPid!: (pid: number) => void;
+  const pid = new Promise<number>((r) => (gotPid = r));
+  const outcome = s.run(req, {
+    onProgress: (_p, message) => {
+      const m = /^pid:(\d+)$/.exec(message ?? '');
+      if (m) gotPid(Number(m[1]));
+    },
+    ...(signal ? { signal } : {}),
+  });
+  return { pid, outcome };
+}
+
+export function expectGone(pid: number): void {
+  expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+}
+
+export function completed(o: RunOutcome): Extract<RunOutcome, { status: 'completed' }> {
+  if (o.status !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(o)}`);
+  return o;
+}
+
+export function failed(o: RunOutcome): Extract<RunOutcome, { status: 'failed' }> {
+  if (o.status !== 'failed') throw new Error(`expected failed, got ${JSON.stringify(o)}`);
+  return o;
+}
+
+export const noHooks = { onProgress: (): void => {} };
