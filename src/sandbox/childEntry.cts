@@ -284,14 +284,14 @@ async function runJob(msg: JobMessage): Promise<void> {
 
   let result: DoneMessage;
   let restore: (() => void) | undefined;
-  let jobdUnresolved = false;
+  let jobdUnresolved: DoneMessage['jobdUnresolved'];
   try {
     restore = applyEnv(msg.env, msg.cwd);
     let fn: HandlerFn;
     try {
       fn = await Promise.race([loadHandler(msg.handler), stalled]);
     } catch (err) {
-      jobdUnresolved = !jobdHook && isJobdImportFailure(err);
+      if (!jobdHook && isJobdImportFailure(err)) jobdUnresolved = 'load';
       throw await loadFailure(msg.handler, err);
     }
     // Stopped (SIGTERM) while the module loaded: the handler is not started at all.
@@ -306,8 +306,10 @@ async function runJob(msg: JobMessage): Promise<void> {
     }
     result = { t: 'done', ok: true, output: encoded.bytes, usage: usage() };
   } catch (err) {
+    // An import('jobd') in the handler's body: its code ran, so only later attempts can use the hook.
+    if (!jobdUnresolved && !jobdHook && isJobdImportFailure(err)) jobdUnresolved = 'run';
     result = { t: 'done', ok: false, error: await serialize(err), usage: usage() };
-    if (jobdUnresolved) result.jobdUnresolved = true;
+    if (jobdUnresolved) result.jobdUnresolved = jobdUnresolved;
   }
   try {
     restore?.();

@@ -12,7 +12,9 @@
  *   so children start without it. A handler that needs it fails to load with "Cannot find package
  *   'jobd'" before any of its code runs (ES modules are linked first); the child reports that, and
  *   the sandbox reruns the attempt in a child with the hook and uses such children for that handler
- *   from then on. A failed load is cached by Node's module loader, hence the fresh child.
+ *   from then on. A failed load is cached by Node's module loader, hence the fresh child. An
+ *   import('jobd') inside the handler's function fails only when it runs: that attempt fails (and
+ *   is retried as usual), and the handler's later attempts get the hook.
  * Neither loads jobd itself: that happens only when a handler imports it.
  */
 import Module from 'node:module';

@@ -73,6 +73,11 @@ export class PoolChild {
     this.child.proc.stderr?.resume();
   }
 
+  /** Not to be reused, for an ordinary reason (nothing to warn about); retired once its job is released. */
+  retireAfterJob(why: string): void {
+    this.unfit ??= why;
+  }
+
   markUnfit(why: string, detail?: Record<string, unknown>): void {
     if (this.unfit) return;
     this.unfit = why;

@@ -56,8 +56,11 @@ export interface DoneMessage {
    */
   output?: Uint8Array;
   error?: SerializedError;
-  /** The handler (or a module it imports) imports `jobd`, which resolved only with the resolve hook. */
-  jobdUnresolved?: boolean;
+  /**
+   * `jobd` could not be imported without the resolve hook: while loading the handler's modules
+   * ('load': nothing of the handler ran), or by an import() in the handler's code ('run').
+   */
+  jobdUnresolved?: 'load' | 'run';
   usage: SelfUsage;
   /** An unhandled rejection happened during the job: the child must not be reused. */
   taint?: SerializedError;

@@ -79,10 +79,10 @@ interface Sampled {
   lastCpuMs?: number;
 }
 
-/** One try at running the job; `jobdUnresolved`: it must be run again with the jobd resolve hook. */
+/** One try at running the job, and whether it showed that the handler needs the jobd resolve hook. */
 interface Try {
   outcome: RunOutcome;
-  jobdUnresolved: boolean;
+  jobdUnresolved: DoneMessage['jobdUnresolved'];
 }
 
 const noopLogger: SandboxLogger = { info() {}, warn() {}, error() {} };
@@ -167,13 +167,15 @@ class SandboxImpl implements Sandbox {
     const hook = this.needsJobdHook.has(req.handler);
     const first = await this.runOnce(req, hooks, t0, deadline, hook);
     if (!first.jobdUnresolved || hook) return first.outcome;
-    // The module graph imports `jobd`, which only the hook resolves; the failed load ran no handler
-    // code (ES modules are linked before any of them runs), so the attempt starts over.
     this.needsJobdHook.add(req.handler);
     this.log.info(
       { jobId: req.jobId, handler: req.handler },
       'handler imports jobd: using children with the jobd resolve hook',
     );
+    // Its module graph imports `jobd`: the failed load ran none of its code (ES modules are linked
+    // before any of them runs), so the attempt starts over. An import() in the handler's body has
+    // run code already: that attempt fails as it did, and the next ones get the hook.
+    if (first.jobdUnresolved === 'run') return first.outcome;
     return (await this.runOnce(req, hooks, t0, deadline, true)).outcome;
   }
 
@@ -256,7 +258,7 @@ class SandboxImpl implements Sandbox {
     if ('ex' in waited) {
       return {
         outcome: this.outcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
-        jobdUnresolved: false,
+        jobdUnresolved: undefined,
       };
     }
     const g = waited.grant;
@@ -294,7 +296,8 @@ class SandboxImpl implements Sandbox {
       const d = ex.done;
       if (d.taint) pc.markUnfit('unhandled rejection', { error: d.taint });
       // Its module cache now holds the failed module graph: a fresh child loads it anew.
-      if (d.error?.code === 'JOBD_HANDLER_LOAD') pc.markUnfit('a handler module failed to load');
+      if (d.jobdUnresolved === 'load') pc.retireAfterJob('the handler needs the jobd resolve hook');
+      else if (d.error?.code === 'JOBD_HANDLER_LOAD') pc.markUnfit('a handler module failed to load');
       pc.lastRssBytes = d.usage.rssBytes;
       // 'ready' may not have arrived before the job was sent; it always arrives before 'done'.
       const base = cpuBase ?? pc.cpuBaseMs ?? 0;
@@ -302,13 +305,13 @@ class SandboxImpl implements Sandbox {
       this.pool.release(pc, this.recycleReason(pc));
       return {
         outcome: this.outcome(ex, undefined, t0, sampled, taint, base, d.usage.rssBytes, jobLog.tail()),
-        jobdUnresolved: !!d.jobdUnresolved,
+        jobdUnresolved: d.jobdUnresolved,
       };
     }
     this.pool.release(pc, this.recycleReason(pc));
     return {
       outcome: this.outcome(ex, killed, t0, sampled, taint, cpuBase ?? 0, undefined, jobLog.tail()),
-      jobdUnresolved: false,
+      jobdUnresolved: undefined,
     };
   }
 
@@ -335,7 +338,7 @@ class SandboxImpl implements Sandbox {
     if ('ex' in waited) {
       return {
         outcome: this.outcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
-        jobdUnresolved: false,
+        jobdUnresolved: undefined,
       };
     }
     if (waited.grant.kind !== 'slot') throw new Error('isolated run was granted a pooled child');
@@ -392,7 +395,7 @@ class SandboxImpl implements Sandbox {
       const rss = ex.kind === 'done' ? ex.done.usage.maxRssBytes : undefined;
       return {
         outcome: this.outcome(ex, ex.kind === 'kill' ? killed : undefined, t0, sampled, taint, 0, rss, tail),
-        jobdUnresolved: ex.kind === 'done' && !!ex.done.jobdUnresolved,
+        jobdUnresolved: ex.kind === 'done' ? ex.done.jobdUnresolved : undefined,
       };
     } finally {
       this.isolated.delete(child);

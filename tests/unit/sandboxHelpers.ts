@@ -87,13 +87,24 @@ export function expectGone(pid: number): void {
   expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
 }
 
+/** An outcome for a failure message: outputs can be megabytes (and BigInt, which JSON refuses). */
+function show(o: RunOutcome): string {
+  let text: string;
+  try {
+    text = JSON.stringify(o, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+  } catch {
+    text = String(o.status);
+  }
+  return text.length > 2000 ? `${text.slice(0, 2000)}... (${text.length} characters)` : text;
+}
+
 export function completed(o: RunOutcome): Extract<RunOutcome, { status: 'completed' }> {
-  if (o.status !== 'completed') throw new Error(`expected completed, got ${JSON.stringify(o)}`);
+  if (o.status !== 'completed') throw new Error(`expected completed, got ${show(o)}`);
   return o;
 }
 
 export function failed(o: RunOutcome): Extract<RunOutcome, { status: 'failed' }> {
-  if (o.status !== 'failed') throw new Error(`expected failed, got ${JSON.stringify(o)}`);
+  if (o.status !== 'failed') throw new Error(`expected failed, got ${show(o)}`);
   return o;
 }
 
