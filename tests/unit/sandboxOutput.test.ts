@@ -81,7 +81,17 @@ describe.each(modes)('output across the process boundary (%s)', (mode) => {
       reason: 'error',
       error: { name: 'OutputTooLargeError', code: 'JOBD_OUTPUT_TOO_LARGE' },
     });
-    expect(big.error.message).toContain('8388608 bytes');
+    expect(big.error.message).toContain('its encoding is at least 9.0 MiB');
+    expect(big.error.message).toContain('over the limit of 8.0 MiB (8388608 bytes)');
+    // 4.5 Mi characters, 9 MiB encoded: only the encoding itself shows it is too large.
+    const wide = failed(
+      await s.run(
+        request('returns.ts', { mode, params: { kind: 'wide', chars: 4.5 * 1024 * 1024 } }),
+        noHooks,
+      ),
+    );
+    expect(wide.error).toMatchObject({ code: 'JOBD_OUTPUT_TOO_LARGE' });
+    expect(wide.error.message).toMatch(/its encoding is 9\.0 MiB \(\d+ bytes\), over the limit of 8\.0 MiB/);
     const fits = completed(
       await s.run(request('returns.ts', { mode, params: { kind: 'megabytes', mb: 7 } }), noHooks),
     );

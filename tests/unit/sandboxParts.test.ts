@@ -1,8 +1,24 @@
-/** The sandbox's pure parts: marker splitting, the bounded tail, progress coalescing. */
+/** The sandbox's pure parts: marker splitting, the bounded tail, progress coalescing, frames, its errors. */
+import { serialize } from 'node:v8';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  ChildCrashError,
+  DoNotRetryError,
+  HandlerLoadError,
+  HandlerNeverSettledError,
+  JobAbortedError,
+  JobTimeoutError,
+  MemoryLimitError,
+  OutputTooLargeError,
+  UnserializableOutputError,
+  UnserializableParamsError,
+  isDoNotRetry,
+  serializeError,
+} from '../../src/errors.js';
 import { MarkerSplitter, TailRing, decodeTail } from '../../src/sandbox/jobLog.js';
+import { FrameReader } from '../../src/sandbox/processes.js';
 import { ProgressCoalescer } from '../../src/sandbox/progress.js';
-import { endOfJobMarker } from '../../src/sandbox/protocol.js';
+import { endOfJobMarker, type ChildMessage } from '../../src/sandbox/protocol.js';
 
 const marker = Buffer.from(endOfJobMarker('nonce-1'));
 
@@ -107,5 +123,68 @@ describe('ProgressCoalescer', () => {
     c.push(5);
     c.close();
     expect(calls).toEqual([5]);
+  });
+});
+
+describe('FrameReader', () => {
+  const frame = (m: ChildMessage): Buffer => {
+    const body = serialize(m);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(body.length);
+    return Buffer.concat([head, body]);
+  };
+  const a: ChildMessage = { t: 'progress', percent: 5, message: 'a' };
+  const b: ChildMessage = { t: 'progress', percent: 6 };
+
+  it('reads frames however the bytes are cut', () => {
+    const whole = Buffer.concat([frame(a), frame(b)]);
+    for (let cut = 0; cut <= whole.length; cut++) {
+      const got: ChildMessage[] = [];
+      const r = new FrameReader((m) => got.push(m));
+      r.push(whole.subarray(0, cut));
+      r.push(whole.subarray(cut));
+      expect(got).toEqual([a, b]);
+    }
+  });
+
+  it('assembles a frame of many megabytes from small reads', () => {
+    const big: ChildMessage = { t: 'progress', percent: 1, message: 'y'.repeat(8 * 1024 * 1024) };
+    const bytes = frame(big);
+    const got: ChildMessage[] = [];
+    const r = new FrameReader((m) => got.push(m));
+    for (let i = 0; i < bytes.length; i += 65536) r.push(bytes.subarray(i, i + 65536));
+    expect(got).toHaveLength(1);
+    expect((got[0] as { message: string }).message).toHaveLength(8 * 1024 * 1024);
+  });
+});
+
+describe("the sandbox's errors", () => {
+  it('each has a stable name and code, also as a plain object', () => {
+    const cases: Array<[Error, string, string]> = [
+      [new JobAbortedError('x'), 'JobAbortedError', 'JOBD_ABORTED'],
+      [new ChildCrashError('x'), 'ChildCrashError', 'JOBD_CHILD_CRASH'],
+      [new MemoryLimitError(1024, 2048), 'MemoryLimitError', 'JOBD_MEMORY_LIMIT'],
+      [new UnserializableParamsError('x'), 'UnserializableParamsError', 'JOBD_UNSERIALIZABLE_PARAMS'],
+      [new UnserializableOutputError('x'), 'UnserializableOutputError', 'JOBD_UNSERIALIZABLE_OUTPUT'],
+      [new OutputTooLargeError('x'), 'OutputTooLargeError', 'JOBD_OUTPUT_TOO_LARGE'],
+      [new HandlerLoadError('x'), 'HandlerLoadError', 'JOBD_HANDLER_LOAD'],
+      [new HandlerNeverSettledError(), 'HandlerNeverSettledError', 'JOBD_HANDLER_NEVER_SETTLED'],
+      [new JobTimeoutError(5), 'JobTimeoutError', 'JOBD_TIMEOUT'],
+    ];
+    for (const [err, name, code] of cases) {
+      expect(err).toBeInstanceOf(Error);
+      expect(serializeError(err)).toMatchObject({ name, code });
+    }
+    expect(new MemoryLimitError(1024, 2048).message).toContain(
+      'limit of 0.0 MiB (1024 bytes): child RSS was 0.0 MiB (2048 bytes)',
+    );
+  });
+
+  it('a module that cannot be loaded is not retried, like DoNotRetryError; the others are', () => {
+    expect(isDoNotRetry(serializeError(new HandlerLoadError('x')))).toBe(true);
+    expect(isDoNotRetry(serializeError(new DoNotRetryError('x')))).toBe(true);
+    expect(isDoNotRetry({ name: 'HandlerLoadError', code: 'JOBD_HANDLER_LOAD', message: 'x' })).toBe(true);
+    for (const e of [new HandlerNeverSettledError(), new ChildCrashError('x'), new OutputTooLargeError('x')])
+      expect(isDoNotRetry(serializeError(e))).toBe(false);
   });
 });
