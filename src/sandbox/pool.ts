@@ -95,10 +95,16 @@ export class ChildPool {
 
   /** Start a pooled child on a granted slot. */
   spawn(slot: Slot, loader: Loader, jobdHook: boolean): PoolChild {
-    const pc = new PoolChild(loader, jobdHook, (c, why, detail) => {
-      this.opts.log.warn({ pid: c.pid, why, ...detail }, 'pooled child misbehaved; it will be recycled');
-      if (c.state === 'idle') this.retire(c, why);
-    });
+    let pc: PoolChild;
+    try {
+      pc = new PoolChild(loader, jobdHook, (c, why, detail) => {
+        this.opts.log.warn({ pid: c.pid, why, ...detail }, 'pooled child misbehaved; it will be recycled');
+        if (c.state === 'idle') this.retire(c, why);
+      });
+    } catch (err) {
+      slot.free();
+      throw err;
+    }
     slot.bind(pc.child);
     this.pooled.add(pc);
     void pc.child.exited.then((exit) => {

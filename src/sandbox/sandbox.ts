@@ -7,20 +7,17 @@
  * against SandboxOptions.maxChildren by the pool (pool.ts) from start to exit.
  */
 import { open } from 'node:fs/promises';
-import { deserialize } from 'node:v8';
 import pidusage from 'pidusage';
 import {
-  ChildCrashError,
   JobAbortedError,
   JobTimeoutError,
   MemoryLimitError,
-  UnserializableOutputError,
   UnserializableParamsError,
   serializeError,
-  type JobdError,
 } from '../errors.js';
-import type { JobResources, SerializedError } from '../types.js';
+import type { SerializedError } from '../types.js';
 import { JobLog, ensureDir, readFileTail } from './jobLog.js';
+import { buildOutcome, plain, type Execution, type Sampled } from './outcome.js';
 import { ChildPool, type Grant, type Want } from './pool.js';
 import type { PoolChild } from './poolChild.js';
 import {
@@ -35,7 +32,6 @@ import {
 import { ProgressCoalescer } from './progress.js';
 import type { ChildMessage, DoneMessage, JobMessage } from './protocol.js';
 import type {
-  FailureReason,
   RunHooks,
   RunOutcome,
   RunRequest,
@@ -66,19 +62,6 @@ function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
 const DRAIN_AFTER_EXIT_MS = 200;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-type KillReason = 'timeout' | 'aborted' | 'memory';
-
-type Execution =
-  | { kind: 'done'; done: DoneMessage }
-  | { kind: 'exit'; exit: ExitInfo }
-  | { kind: 'kill'; reason: KillReason; error: SerializedError }
-  | { kind: 'unsendable'; error: SerializedError };
-
-interface Sampled {
-  peakRssBytes?: number;
-  lastCpuMs?: number;
-}
-
 /** One try at running the job, and whether it showed that the handler needs the jobd resolve hook. */
 interface Try {
   outcome: RunOutcome;
@@ -91,29 +74,10 @@ function mib(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
-/** A daemon-side error as it is recorded: its stack would only show the sandbox's own frames. */
-function plain(err: JobdError): SerializedError {
-  const e = serializeError(err);
-  delete e.stack;
-  return e;
-}
-
 function abortMessage(reason: unknown): string {
   if (reason instanceof Error) return reason.message;
   if (typeof reason === 'string') return reason;
   return 'aborted by jobd';
-}
-
-function crashError(exit: ExitInfo, taint: SerializedError | null, beforeDone: boolean): SerializedError {
-  let message: string;
-  if (exit.spawnError) message = `could not start the child process: ${exit.spawnError.message}`;
-  else if (exit.signal) message = `child process was killed by signal ${exit.signal}`;
-  else message = `child process exited with code ${exit.code}`;
-  if (beforeDone && !exit.spawnError) message += ' before the job finished';
-  if (taint) message += ` (uncaught exception: ${taint.name}: ${taint.message})`;
-  const e = plain(new ChildCrashError(message));
-  if (taint?.stack) e.stack = taint.stack;
-  return e;
 }
 
 function delay(ms: number): { promise: Promise<void>; cancel(): void } {
@@ -228,7 +192,10 @@ class SandboxImpl implements Sandbox {
       const stop = (): void => end({ ex: this.abortEx('the sandbox is closing') });
       this.stoppers.add(stop);
       if (hooks.signal?.aborted) onAbort();
-      void granted.then((grant) => end({ grant }));
+      // A grant racing with close(): the child would outlive the sandbox.
+      void granted.then((grant) =>
+        end(this.closing ? { ex: this.abortEx('the sandbox is closing') } : { grant }),
+      );
     });
   }
 
@@ -257,7 +224,7 @@ class SandboxImpl implements Sandbox {
     const waited = await this.waitForChild({ pooled: true, loader, jobdHook: hook }, req, hooks, deadline);
     if ('ex' in waited) {
       return {
-        outcome: this.outcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
+        outcome: buildOutcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
         jobdUnresolved: undefined,
       };
     }
@@ -304,13 +271,13 @@ class SandboxImpl implements Sandbox {
       pc.cpuBaseMs = d.usage.cpuMs;
       this.pool.release(pc, this.recycleReason(pc));
       return {
-        outcome: this.outcome(ex, undefined, t0, sampled, taint, base, d.usage.rssBytes, jobLog.tail()),
+        outcome: buildOutcome(ex, undefined, t0, sampled, taint, base, d.usage.rssBytes, jobLog.tail()),
         jobdUnresolved: d.jobdUnresolved,
       };
     }
     this.pool.release(pc, this.recycleReason(pc));
     return {
-      outcome: this.outcome(ex, killed, t0, sampled, taint, cpuBase ?? 0, undefined, jobLog.tail()),
+      outcome: buildOutcome(ex, killed, t0, sampled, taint, cpuBase ?? 0, undefined, jobLog.tail()),
       jobdUnresolved: undefined,
     };
   }
@@ -337,7 +304,7 @@ class SandboxImpl implements Sandbox {
     const waited = await this.waitForChild({ pooled: false }, req, hooks, deadline);
     if ('ex' in waited) {
       return {
-        outcome: this.outcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
+        outcome: buildOutcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
         jobdUnresolved: undefined,
       };
     }
@@ -394,7 +361,7 @@ class SandboxImpl implements Sandbox {
       }
       const rss = ex.kind === 'done' ? ex.done.usage.maxRssBytes : undefined;
       return {
-        outcome: this.outcome(ex, ex.kind === 'kill' ? killed : undefined, t0, sampled, taint, 0, rss, tail),
+        outcome: buildOutcome(ex, ex.kind === 'kill' ? killed : undefined, t0, sampled, taint, 0, rss, tail),
         jobdUnresolved: ex.kind === 'done' ? ex.done.jobdUnresolved : undefined,
       };
     } finally {
@@ -499,74 +466,6 @@ class SandboxImpl implements Sandbox {
         });
       }
     });
-  }
-
-  private outcome(
-    ex: Execution,
-    killed: ExitInfo | undefined,
-    t0: number,
-    sampled: Sampled,
-    taint: SerializedError | null,
-    cpuBaseMs: number,
-    reportedRss: number | undefined,
-    logTail: string,
-  ): RunOutcome {
-    const resources: JobResources = { wallMs: Math.round(performance.now() - t0) };
-    const peak = Math.max(sampled.peakRssBytes ?? 0, reportedRss ?? 0);
-    if (peak > 0) resources.peakRssBytes = peak;
-    const cpuTotal = ex.kind === 'done' ? ex.done.usage.cpuMs : sampled.lastCpuMs;
-    if (cpuTotal !== undefined)
-      resources.cpuMs = Math.max(0, Math.round((cpuTotal - cpuBaseMs) * 1000) / 1000);
-
-    if (ex.kind === 'done') {
-      if (ex.done.ok) {
-        const decoded = decodeOutput(ex.done.output);
-        if ('output' in decoded) return { status: 'completed', output: decoded.output, resources, logTail };
-        return { status: 'failed', reason: 'error', error: decoded.error, resources, logTail };
-      }
-      return {
-        status: 'failed',
-        reason: 'error',
-        error: ex.done.error ?? { name: 'Error', message: 'handler failed without an error' },
-        resources,
-        logTail,
-      };
-    }
-    if (ex.kind === 'exit') {
-      return {
-        status: 'failed',
-        reason: 'crash',
-        error: crashError(ex.exit, taint, true),
-        exitCode: ex.exit.code,
-        signal: ex.exit.signal,
-        resources,
-        logTail,
-      };
-    }
-    const reason: FailureReason = ex.kind === 'kill' ? ex.reason : 'error';
-    return {
-      status: 'failed',
-      reason,
-      error: ex.error,
-      ...(killed ? { exitCode: killed.code, signal: killed.signal } : {}),
-      resources,
-      logTail,
-    };
-  }
-}
-
-/** The child's encoded output back to the value the handler returned. */
-function decodeOutput(encoded: Uint8Array | undefined): { output: unknown } | { error: SerializedError } {
-  if (encoded === undefined) return { output: undefined };
-  try {
-    return { output: deserialize(encoded) };
-  } catch (err) {
-    // The child encoded it with the same v8 format; only a broken frame gets here.
-    return {
-      error: plain(
-        new UnserializableOutputError(`its encoding could not be decoded (${serializeError(err).message})`),
-      ),
-    };
   }
 }
 
