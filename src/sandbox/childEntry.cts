@@ -347,7 +347,9 @@ async function runJob(msg: JobMessage): Promise<void> {
 function onParentMessage(m: ParentMessage): void {
   if (m.t === 'job') {
     if (current || stopping) return; // one job at a time; the parent never does this
-    void runJob(m);
+    // The end-of-job marker is known before the handler starts, so the marker follows the handler's
+    // return at once: output from anything the handler left scheduled comes after it (stray output).
+    void markerReady.then(() => runJob(m));
   } else if (m.t === 'retire') {
     stopping = true;
     if (!current) process.exit(0);
