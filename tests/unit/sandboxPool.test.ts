@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import pidusage from 'pidusage';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunOutcome, Sandbox } from '../../src/sandbox/index.js';
 import {
@@ -21,23 +22,24 @@ import {
 
 useSandboxes();
 
-/** Counts node child processes of `pid` (zombies included: they are not reaped yet) every millisecond. */
+/**
+ * Counts the sandbox's child processes of `pid` every millisecond: those running the child entry,
+ * and node zombies (exited, not reaped yet). Other children of this process (pidusage runs
+ * `getconf` once) are not the sandbox's.
+ */
 const SAMPLER = `
 const { workerData } = require('node:worker_threads');
 const { readFileSync } = require('node:fs');
 const { pid, shared } = workerData;
 const a = new Int32Array(shared); // [max, samples, stop]
 const tick = new Int32Array(new SharedArrayBuffer(4));
+const read = (f) => { try { return readFileSync(f, 'utf8'); } catch { return ''; } };
 while (Atomics.load(a, 2) === 0) {
   let n = 0;
-  let kids = '';
-  try { kids = readFileSync('/proc/' + pid + '/task/' + pid + '/children', 'utf8'); } catch {}
-  for (const k of kids.split(' ')) {
+  for (const k of read('/proc/' + pid + '/task/' + pid + '/children').split(' ')) {
     if (!k) continue;
-    let stat = '';
-    try { stat = readFileSync('/proc/' + k + '/stat', 'utf8'); } catch {}
-    // Gone since the snapshot was taken: it was a child at that instant, count it.
-    if (stat === '' || stat.includes(' (node) ')) n++;
+    if (read('/proc/' + k + '/cmdline').includes('childEntry.')) n++;
+    else if (/^\\d+ \\(node\\) Z/.test(read('/proc/' + k + '/stat'))) n++;
   }
   if (n > a[0]) Atomics.store(a, 0, n);
   Atomics.add(a, 1, 1);
@@ -56,7 +58,9 @@ afterEach(async () => {
   await Promise.all(samplers.splice(0).map((s) => s.stop()));
 });
 
-function startSampler(): Promise<Sampler> {
+async function startSampler(): Promise<Sampler> {
+  // pidusage runs getconf on its first call; have that done before counting starts.
+  await pidusage(process.pid);
   const shared = new SharedArrayBuffer(12);
   const a = new Int32Array(shared);
   const w = new Worker(SAMPLER, { eval: true, workerData: { pid: process.pid, shared } });
@@ -124,8 +128,9 @@ describe('the bound on child processes', () => {
       () => s.run(request('ok.ts'), noHooks),
     ];
     const reasons = new Map<string, number>();
+    // Three lanes of five jobs: between them, every kind of job in the mix.
     const lane = async (offset: number): Promise<void> => {
-      for (let i = 0; i < mix.length; i++) {
+      for (let i = 0; i < 5; i++) {
         const o = await mix[(i + offset) % mix.length]!();
         const key = o.status === 'completed' ? 'completed' : o.reason;
         reasons.set(key, (reasons.get(key) ?? 0) + 1);
@@ -155,7 +160,7 @@ describe('the bound on child processes', () => {
     expect(reasons.get('crash')).toBeGreaterThanOrEqual(1);
     expect(reasons.get('timeout')).toBeGreaterThanOrEqual(1);
     expect(reasons.get('memory')).toBeGreaterThanOrEqual(1);
-    expect(reasons.get('completed')).toBeGreaterThanOrEqual(6);
+    expect(reasons.get('completed')).toBeGreaterThanOrEqual(5);
     expect(sampler.samples()).toBeGreaterThan(100);
     expect(sampler.max()).toBeGreaterThanOrEqual(2);
     // The bound.
@@ -163,7 +168,8 @@ describe('the bound on child processes', () => {
     expect(Math.max(...statsSeen)).toBeLessThanOrEqual(bound);
     await s.close();
     expect(childrenNow()).toBe(0);
-  });
+    // Fifteen fresh children on a loaded machine: well beyond the default test time.
+  }, 300_000);
 
   it('an idle child of another kind is retired to make room; the new child starts after it is gone', async () => {
     const sampler = await startSampler();
