@@ -18,7 +18,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface Slot {
   /** Count `child` against the bound; the slot is freed when it exits. */
   bind(child: Child): void;
-  /** Give back a slot that was never bound. */
+  /** Give back a slot that was never bound (no effect once bound). */
   free(): void;
 }
 
@@ -158,15 +158,21 @@ export class ChildPool {
   private newSlot(): Slot {
     this.used++;
     let freed = false;
-    const free = (): void => {
+    let bound = false;
+    const release = (): void => {
       if (freed) return;
       freed = true;
       this.used--;
       this.pump();
     };
     return {
-      bind: (child) => void child.exited.then(free),
-      free,
+      bind: (child) => {
+        bound = true;
+        void child.exited.then(release);
+      },
+      free: () => {
+        if (!bound) release();
+      },
     };
   }
 

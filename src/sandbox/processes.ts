@@ -252,10 +252,6 @@ function signalGroup(child: Child, signal: NodeJS.Signals): void {
   }
 }
 
-/**
- * SIGTERM to the child's process group, SIGKILL after `graceMs`; resolves once the child has exited.
- * Whatever is left of the group (programs the handler started) gets SIGKILL at the end.
- */
 /** Resolves true when `p` settles first, false when the child exits first; nothing is left attached. */
 export function untilOrExit(child: Child, p: Promise<unknown>): Promise<boolean> {
   return new Promise((resolve) => {
@@ -266,6 +262,11 @@ export function untilOrExit(child: Child, p: Promise<unknown>): Promise<boolean>
     });
   });
 }
+
+/**
+ * SIGTERM to the child's process group, SIGKILL after `graceMs`; resolves once the child has exited.
+ * Whatever is left of the group (programs the handler started) gets SIGKILL at the end.
+ */
 
 export async function killChild(child: Child, graceMs: number): Promise<ExitInfo> {
   if (!child.hasExited()) signalGroup(child, 'SIGTERM');

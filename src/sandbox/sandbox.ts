@@ -111,10 +111,20 @@ class SandboxImpl implements Sandbox {
   }
 
   stats(): SandboxStats {
-    const pooled = this.pool.pooledChildren();
-    let busy = this.isolated.size;
-    for (const pc of pooled) if (pc.state === 'busy') busy++;
-    return { children: pooled.length + this.isolated.size, idle: this.pool.idleCount, busy };
+    // A run still tidying up after its child exited (log tail, drain) no longer counts it.
+    let children = 0;
+    let busy = 0;
+    for (const pc of this.pool.pooledChildren()) {
+      if (pc.child.hasExited()) continue;
+      children++;
+      if (pc.state === 'busy') busy++;
+    }
+    for (const c of this.isolated) {
+      if (c.hasExited()) continue;
+      children++;
+      busy++;
+    }
+    return { children, idle: this.pool.idleCount, busy };
   }
 
   async run(req: RunRequest, hooks: RunHooks): Promise<RunOutcome> {
@@ -311,7 +321,7 @@ class SandboxImpl implements Sandbox {
     if (waited.grant.kind !== 'slot') throw new Error('isolated run was granted a pooled child');
     const slot = waited.grant.slot;
     let startSize: number;
-    let child: Child;
+    let child: Child | undefined;
     try {
       ensureDir(req.logFile);
       // The child writes straight into the log file: its output never passes through the daemon.
@@ -326,14 +336,17 @@ class SandboxImpl implements Sandbox {
           env: req.env ? { ...process.env, ...req.env } : process.env,
           ...(req.cwd ? { cwd: req.cwd } : {}),
         });
+        // Bound at once: from here its slot is freed by its exit, whatever happens next.
+        slot.bind(child);
       } finally {
         await fh.close();
       }
     } catch (err) {
+      // Not started: the slot is free again (free() does nothing once bound). Started: it is killed.
       slot.free();
+      if (child) await killChild(child, req.killGraceMs);
       throw err;
     }
-    slot.bind(child);
     this.isolated.add(child);
     // An isolated child got the job's env and cwd at spawn.
     const msg = jobMessage(req, this.maxOutputBytes);
