@@ -4,7 +4,7 @@
  * jobd-hook: register the resolve hook for `import 'jobd'` (see jobdResolve.cts).
  *
  * Kept deliberately small: isolated children start once per job, so this file imports only
- * node builtins at startup; the error serialiser and the handler module are loaded lazily.
+ * node builtins at startup; jobd's error classes and the handler module are loaded with the first job.
  * It is CommonJS on purpose: with `require` (compiled builds, JavaScript handlers at absolute
  * paths) an ES handler module is loaded through require(esm) without starting the asynchronous
  * ESM loader, which is a large share of a short-lived child's start-up CPU. Handlers with
@@ -90,9 +90,19 @@ function usage(): SelfUsage {
   };
 }
 
-/** jobd's error classes; loaded only when something failed, to keep start-up lean. */
-function errors(): Promise<typeof import('../errors.js')> {
-  return import('../errors.js');
+type Errors = typeof import('../errors.js');
+let errorsLoaded: Promise<Errors> | undefined;
+/**
+ * jobd's error classes. Loaded before the first handler module (see runJob), the way handlers
+ * are: require(esm) where they are required (no asynchronous loader to start), import() otherwise
+ * (tsx's require() cannot load an ES module).
+ */
+function errors(): Promise<Errors> {
+  errorsLoaded ??= preferRequire
+    ? // eslint-disable-next-line @typescript-eslint/no-require-imports -- synchronous loading is the point
+      new Promise<Errors>((resolve) => resolve(require('../errors.js') as Errors))
+    : import('../errors.js');
+  return errorsLoaded;
 }
 
 /** Error text is stored on the job document: keep a runaway message or stack bounded. */
@@ -103,10 +113,33 @@ function bounded(text: string): string {
 }
 
 async function serialize(err: unknown): Promise<SerializedError> {
-  const e = (await errors()).serializeError(err);
+  let e: SerializedError;
+  try {
+    e = (await errors()).serializeError(err);
+  } catch (failed) {
+    // jobd's own errors module is unusable: the attempt still reports what went wrong.
+    e = fallbackSerialize(err, failed);
+  }
   e.message = bounded(e.message);
   if (e.stack) e.stack = bounded(e.stack);
   return e;
+}
+
+/** Only builtins: for when errors.js cannot be loaded. */
+function fallbackSerialize(err: unknown, why: unknown): SerializedError {
+  const o = (err && typeof err === 'object' ? err : {}) as {
+    name?: unknown;
+    message?: unknown;
+    code?: unknown;
+    stack?: unknown;
+  };
+  const message = typeof o.message === 'string' ? o.message : String(err);
+  return {
+    name: typeof o.name === 'string' ? o.name : 'Error',
+    ...(o.code !== undefined ? { code: String(o.code) } : {}),
+    message: `${message} (and jobd's error module failed to load: ${why instanceof Error ? why.message : String(why)})`,
+    ...(typeof o.stack === 'string' ? { stack: o.stack } : {}),
+  };
 }
 
 function namedError(name: string, code: string, message: string): Error {
@@ -289,7 +322,11 @@ async function runJob(msg: JobMessage): Promise<void> {
     restore = applyEnv(msg.env, msg.cwd);
     let fn: HandlerFn;
     try {
-      fn = await Promise.race([loadHandler(msg.handler), stalled]);
+      // errors.js first: a handler's module graph may contain jobd's own files (its node_modules/jobd
+      // a link to this package). When such a graph fails to link under require(), Node leaves the
+      // files it had linked in a state no later require() or import() of them can use
+      // (ERR_INTERNAL_ASSERTION), and the error classes are needed just then.
+      fn = await Promise.race([errors().then(() => loadHandler(msg.handler)), stalled]);
     } catch (err) {
       if (!jobdHook && isJobdImportFailure(err)) jobdUnresolved = 'load';
       throw await loadFailure(msg.handler, err);
@@ -349,7 +386,9 @@ function onParentMessage(m: ParentMessage): void {
     if (current || stopping) return; // one job at a time; the parent never does this
     // The end-of-job marker is known before the handler starts, so the marker follows the handler's
     // return at once: output from anything the handler left scheduled comes after it (stray output).
-    void markerReady.then(() => runJob(m));
+    void markerReady
+      .then(() => runJob(m))
+      .catch((err: unknown) => die('the sandbox child could not run the job', err));
   } else if (m.t === 'retire') {
     stopping = true;
     if (!current) process.exit(0);
@@ -368,18 +407,22 @@ process.on('beforeExit', () => {
   const job = current;
   if (!job || job.stalled) return;
   job.stalled = true;
-  void errors().then(({ HandlerNeverSettledError }) => job.stall(new HandlerNeverSettledError()));
+  void errors().then(
+    ({ HandlerNeverSettledError }) => job.stall(new HandlerNeverSettledError()),
+    (err: unknown) => job.stall(err as Error),
+  );
 });
 
-process.on('uncaughtException', (err) => {
-  process.stderr.write(
-    `uncaught exception in job handler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
+/** Report `err` and end the process: the parent sees a crash, never a job that just stops. */
+function die(what: string, err: unknown): void {
+  process.stderr.write(`${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   void serialize(err).then((error) => send({ t: 'taint', error }, () => process.exit(70)));
   setImmediate(() => {
     if (mode === 'pooled' && !process.connected) process.exit(70);
   });
-});
+}
+
+process.on('uncaughtException', (err) => die('uncaught exception in job handler', err));
 
 process.on('unhandledRejection', (reason) => {
   process.stderr.write(
