@@ -132,7 +132,7 @@ export class UnserializableParamsError extends JobdError {
   }
 }
 
-/** What a handler returned cannot travel to jobd unchanged (a function, a class instance, ...). */
+/** What a handler returned cannot travel to jobd unchanged (a function, a class instance, ...). Not retried. */
 export class UnserializableOutputError extends JobdError {
   constructor(reason: string) {
     super(
@@ -143,7 +143,7 @@ export class UnserializableOutputError extends JobdError {
   }
 }
 
-/** What a handler returned is too big to be a job's result. */
+/** What a handler returned is too big to be a job's result. Not retried. */
 export class OutputTooLargeError extends JobdError {
   constructor(message: string) {
     super(message, 'JOBD_OUTPUT_TOO_LARGE');
@@ -228,8 +228,19 @@ export function serializeError(err: unknown): SerializedError {
   return { name: 'NonError', message: `handler threw a non-Error value: ${text}` };
 }
 
-/** Errors whose next attempt would fail the same way: a DoNotRetryError, a handler module that cannot load. */
+/** Codes of the sandbox's errors that the same handler would meet again: a module that cannot load, an output that cannot leave the child. */
+const SAME_AGAIN_CODES: ReadonlySet<string> = new Set([
+  HANDLER_LOAD_CODE,
+  'JOBD_UNSERIALIZABLE_OUTPUT',
+  'JOBD_OUTPUT_TOO_LARGE',
+]);
+
+/** Errors whose next attempt would fail the same way: a DoNotRetryError, and the sandbox's above. */
 export function isDoNotRetry(err: SerializedError | undefined | null): boolean {
   if (!err) return false;
-  return err.code === DO_NOT_RETRY_CODE || err.name === 'DoNotRetryError' || err.code === HANDLER_LOAD_CODE;
+  return (
+    err.code === DO_NOT_RETRY_CODE ||
+    err.name === 'DoNotRetryError' ||
+    (err.code !== undefined && SAME_AGAIN_CODES.has(err.code))
+  );
 }

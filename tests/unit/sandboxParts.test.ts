@@ -180,11 +180,20 @@ describe("the sandbox's errors", () => {
     );
   });
 
-  it('a module that cannot be loaded is not retried, like DoNotRetryError; the others are', () => {
-    expect(isDoNotRetry(serializeError(new HandlerLoadError('x')))).toBe(true);
-    expect(isDoNotRetry(serializeError(new DoNotRetryError('x')))).toBe(true);
+  it('a module that cannot be loaded and an output that cannot leave the child are not retried, like DoNotRetryError; the others are', () => {
+    for (const e of [
+      new HandlerLoadError('x'),
+      new DoNotRetryError('x'),
+      new UnserializableOutputError('x'),
+      new OutputTooLargeError('x'),
+    ])
+      expect(isDoNotRetry(serializeError(e))).toBe(true);
     expect(isDoNotRetry({ name: 'HandlerLoadError', code: 'JOBD_HANDLER_LOAD', message: 'x' })).toBe(true);
-    for (const e of [new HandlerNeverSettledError(), new ChildCrashError('x'), new OutputTooLargeError('x')])
+    for (const e of [
+      new HandlerNeverSettledError(),
+      new ChildCrashError('x'),
+      new UnserializableParamsError('x'),
+    ])
       expect(isDoNotRetry(serializeError(e))).toBe(false);
   });
 });
