@@ -4,9 +4,9 @@
  * normal resolution cannot find jobd. `jobd` resolves to this checkout's dist/index.js, so this
  * needs `npm run build` (the end-to-end test runs bin/jobd, which needs it anyway).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobdClient } from '../../src/client.js';
 import { isDoNotRetry } from '../../src/errors.js';
@@ -68,6 +68,17 @@ exports.DoNotRetryError = DoNotRetryError;
 `,
   );
   write('own/handler.mjs', `import { DoNotRetryError } from 'jobd';\n${body('own')}`);
+  // A handler folder whose node_modules/jobd is a link to this package, and a module there that
+  // cannot load (see sandboxOwnJobd.test.ts).
+  mkdirSync(at('linked/node_modules'), { recursive: true });
+  symlinkSync(resolve(import.meta.dirname, '../..'), at('linked/node_modules/jobd'), 'dir');
+  write(
+    'linked/missing.mjs',
+    `import { DoNotRetryError } from 'jobd';
+import missing from 'no-such-package-anywhere';
+export default async () => missing(DoNotRetryError);
+`,
+  );
   write(
     'own/handler.cjs',
     `const { DoNotRetryError } = require('jobd');
@@ -141,6 +152,7 @@ describe('end to end: a real daemon', () => {
         jobTypes: {
           readme: { handler: at('esm/handler.mjs'), mode: 'pooled', maxAttempts: 5 },
           readmeCjs: { handler: at('cjs/handler.cjs'), mode: 'isolated', maxAttempts: 5 },
+          linkedMissing: { handler: at('linked/missing.mjs'), mode: 'isolated', maxAttempts: 5 },
         },
       });
       await startDaemonProcess(s);
@@ -156,6 +168,15 @@ describe('end to end: a real daemon', () => {
       const { job } = await client.enqueue('readme', {});
       const ok = await client.waitFor(job._id, { timeoutMs: 60_000 });
       expect(ok).toMatchObject({ state: 'completed', attempts: 1, result: { isClass: true } });
+      // Beside its own link to jobd, a handler that cannot load fails at once: no crash, no retries.
+      // (Isolated: a fresh child, which loads it through require(), not one that ran 'readme'.)
+      const linked = await client.enqueue('linkedMissing', {});
+      const notLoaded = await client.waitFor(linked.job._id, { timeoutMs: 60_000 });
+      expect(notLoaded).toMatchObject({
+        state: 'failed',
+        attempts: 1,
+        lastError: { name: 'HandlerLoadError', code: 'JOBD_HANDLER_LOAD' },
+      });
     } finally {
       await client.close();
       await t.close();
