@@ -24,6 +24,8 @@ import {
   type Store,
   type Watcher,
 } from './store/index.js';
+import * as schedules from './schedules/operations.js';
+import type { ScheduleInput } from './schedules/spec.js';
 import {
   FINISHED_STATES,
   type EnqueueOptions,
@@ -32,6 +34,7 @@ import {
   type JobId,
   type JobState,
   type JobTypeDefinition,
+  type ScheduleDoc,
 } from './types.js';
 
 export interface ClientOptions {
@@ -122,6 +125,49 @@ export class JobdClient {
 
   retry(id: JobId): Promise<JobDoc> {
     return storeRetry(this.store, id, { now: this.clock.now(), by: 'client' });
+  }
+
+  /**
+   * Add a schedule: `{ cron | everyMs, timezone?, type, params?, priority?, catchUp?, catchUpMax? }`.
+   * A bad expression, timezone or interval throws ValidationError naming the field; nothing is written.
+   */
+  addSchedule(name: string, input: ScheduleInput): Promise<ScheduleDoc> {
+    return schedules.addSchedule(this.store, name, input, {
+      now: this.clock.now(),
+      defaultsFor: (t) => this.defaultsFor(t),
+    });
+  }
+
+  /** Every schedule, by name, each with its next fire time (nextFireAt). */
+  listSchedules(): Promise<ScheduleDoc[]> {
+    return schedules.listSchedules(this.store);
+  }
+
+  /** One schedule; NotFoundError when there is none of that name. */
+  getSchedule(name: string): Promise<ScheduleDoc> {
+    return schedules.showSchedule(this.store, name);
+  }
+
+  pauseSchedule(name: string): Promise<ScheduleDoc> {
+    return schedules.pauseSchedule(this.store, name, this.clock.now());
+  }
+
+  /** Fire times that passed while it was paused are not made up: it fires next after now. */
+  resumeSchedule(name: string): Promise<ScheduleDoc> {
+    return schedules.resumeSchedule(this.store, name, this.clock.now());
+  }
+
+  removeSchedule(name: string): Promise<void> {
+    return schedules.removeSchedule(this.store, name);
+  }
+
+  /** Enqueue the schedule's job now (outside its series); resolves with the job's id. */
+  triggerSchedule(name: string): Promise<JobId> {
+    return schedules.triggerSchedule(this.store, name, {
+      now: this.clock.now(),
+      by: 'client',
+      defaultsFor: (t) => this.defaultsFor(t),
+    });
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * Runs an async task every intervalMs, never two at once: the next run is scheduled when the last
- * one has settled. stop() cancels the next run and waits for the one in flight.
+ * one has settled. stop() cancels the next run and waits for the one in flight. intervalMs may be a
+ * function, asked after each run (a service that knows when it is next needed, like the scheduler).
  */
 export class Periodic {
   private timer: NodeJS.Timeout | null = null;
@@ -8,7 +9,7 @@ export class Periodic {
   private stopped = false;
 
   constructor(
-    private readonly intervalMs: number,
+    private readonly intervalMs: number | (() => number),
     private readonly task: () => Promise<unknown>,
     private readonly onError: (err: unknown) => void,
   ) {}
@@ -35,7 +36,7 @@ export class Periodic {
           this.inFlight = null;
           this.schedule();
         });
-    }, this.intervalMs);
+    }, typeof this.intervalMs === 'number' ? this.intervalMs : this.intervalMs());
   }
 
   async stop(): Promise<void> {

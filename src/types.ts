@@ -89,6 +89,48 @@ export interface JobDoc {
    * missing event shows as a gap (absent on jobs created by older versions).
    */
   seq?: number;
+  /** Set on a job a schedule created: the schedule's name. */
+  scheduleId?: string;
+  /** `<schedule>@<ISO fire time>`: unique for ever, so a fire time creates at most one job. */
+  fireKey?: string;
+  /** Lifecycle hooks that threw or timed out (newest last, bounded); they never change the outcome. */
+  hookErrors?: HookError[];
+}
+
+export type HookName = 'onStart' | 'onSuccess' | 'onFailure' | 'onRetry';
+
+export interface HookError extends SerializedError {
+  hook: HookName;
+  attempt: number;
+  at: Date;
+}
+
+export type CatchUpPolicy = 'skip' | 'once' | 'all';
+
+/** How a schedule fires: a cron expression (in a timezone) or a fixed interval. */
+export interface ScheduleDefinition {
+  cron?: string;
+  everyMs?: number;
+  /** IANA timezone for cron; UTC when absent. */
+  timezone?: string;
+  type: string;
+  params: unknown;
+  priority?: number;
+  /** Fires missed while every daemon was down: none, the latest one, or each of them (up to catchUpMax). */
+  catchUp: CatchUpPolicy;
+  catchUpMax: number;
+}
+
+export interface ScheduleDoc extends ScheduleDefinition {
+  /** The schedule's name. */
+  _id: string;
+  paused: boolean;
+  /** The next fire time not yet turned into a job. */
+  nextFireAt: Date;
+  lastFireAt: Date | null;
+  source: 'settings' | 'runtime';
+  createdAt: Date;
+  updatedAt: Date;
 }
 
 export interface JobEventDoc {
@@ -180,6 +222,20 @@ export interface JobContext {
     error(msg: string, extra?: Record<string, unknown>): void;
   };
   paths: { log: string; work?: string };
+}
+
+/**
+ * Optional exports of a job type's module, run in the child beside the handler, each bounded by
+ * worker.hookTimeoutMs. A hook that throws or times out is recorded on the job (hookErrors) and never
+ * changes the job's outcome.
+ */
+export interface JobHooks<R = unknown> {
+  onStart?(ctx: JobContext): unknown;
+  onSuccess?(result: R, ctx: JobContext): unknown;
+  /** After the last attempt only: the job failed for good. */
+  onFailure?(error: SerializedError, ctx: JobContext): unknown;
+  /** The attempt failed and the job runs again after delayMs. */
+  onRetry?(error: SerializedError, attempt: number, delayMs: number, ctx: JobContext): unknown;
 }
 
 export type JobHandler<P = unknown, R = unknown> = (params: P, ctx: JobContext) => Promise<R> | R;

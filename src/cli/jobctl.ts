@@ -11,6 +11,7 @@ import { registerList } from './commands/list.js';
 import { registerLogs } from './commands/logs.js';
 import { registerPing } from './commands/ping.js';
 import { registerRetry } from './commands/retry.js';
+import { registerSchedule } from './commands/schedule.js';
 import { registerShow } from './commands/show.js';
 import { registerStats } from './commands/stats.js';
 import { registerStatus } from './commands/status.js';
@@ -50,6 +51,7 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     registerCancel,
     registerStats,
     registerWorkers,
+    registerSchedule,
   ]) {
     register(program, env, result);
   }

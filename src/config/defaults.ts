@@ -41,9 +41,11 @@ export const DEFAULTS = {
     logTailBytes: 4 * KIB,
     errorHistory: 10,
     changeStreams: true,
+    hookTimeoutMs: 10_000,
   },
   maintenance: {
     // rescueIntervalMs: derived, leaseMs / 2
+    schedulePollMs: 1_000,
   },
   pool: {
     maxJobsPerChild: 1_000,

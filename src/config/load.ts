@@ -20,7 +20,8 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { protectUri } from '../redact.js';
 import { builtinJobTypes } from '../jobs/registry.js';
-import type { JobTypeDefinition, RetryPolicy } from '../types.js';
+import type { JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
+import { scheduleProblems, type ScheduleInput } from '../schedules/spec.js';
 import {
   DEFAULT_DATA_DIR_NAME,
   DEFAULTS,
@@ -471,6 +472,26 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     };
   }
 
+  const schedules: Record<string, ScheduleDefinition> = {};
+  for (const [name, input] of Object.entries(s.schedules ?? {})) {
+    const key = `schedules.${name}`;
+    const r = scheduleProblems(input as ScheduleInput, key);
+    const where = originOf(['schedules', name]);
+    for (const p of r.problems) problems.push(`settings: ${p}${where ? ` (${where})` : ''}`);
+    if (r.def && !jobTypes[r.def.type]) {
+      problems.push(
+        settingsLine(
+          `${key}.type`,
+          r.def.type,
+          `must be a job type these settings define: ${Object.keys(jobTypes).sort().join(', ')}`,
+          where,
+        ),
+      );
+    } else if (r.def) {
+      schedules[name] = r.def;
+    }
+  }
+
   if (problems.length) throw new ConfigError(problems.join('\n'));
 
   const embeddedDataDir =
@@ -507,8 +528,12 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       logTailBytes: s.worker?.logTailBytes ?? DEFAULTS.worker.logTailBytes,
       errorHistory: s.worker?.errorHistory ?? DEFAULTS.worker.errorHistory,
       changeStreams: s.worker?.changeStreams ?? DEFAULTS.worker.changeStreams,
+      hookTimeoutMs: s.worker?.hookTimeoutMs ?? DEFAULTS.worker.hookTimeoutMs,
     },
-    maintenance: { rescueIntervalMs },
+    maintenance: {
+      rescueIntervalMs,
+      schedulePollMs: s.maintenance?.schedulePollMs ?? DEFAULTS.maintenance.schedulePollMs,
+    },
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,
@@ -516,6 +541,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     },
     defaults,
     jobTypes,
+    schedules,
   };
   return deepFreeze(config);
 }

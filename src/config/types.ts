@@ -1,4 +1,4 @@
-import type { ExecutionMode, JobTypeDefinition, RetryPolicy } from '../types.js';
+import type { ExecutionMode, JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -53,10 +53,14 @@ export interface ResolvedConfig {
     errorHistory: number;
     /** Use change streams to wake up on new jobs where the server offers them. */
     changeStreams: boolean;
+    /** Longest run of one lifecycle hook (onStart, onSuccess, onFailure, onRetry). */
+    hookTimeoutMs: number;
   };
 
   maintenance: {
     rescueIntervalMs: number;
+    /** Longest sleep of the scheduler (it wakes at the next fire time anyway): how soon it sees new schedules. */
+    schedulePollMs: number;
   };
 
   pool: {
@@ -78,4 +82,7 @@ export interface ResolvedConfig {
 
   /** Registered job types by name (built-ins plus those in the settings file). */
   jobTypes: Record<string, JobTypeDefinition>;
+
+  /** Schedules from the settings, upserted into the database when the daemon starts. */
+  schedules: Record<string, ScheduleDefinition>;
 }

@@ -9,6 +9,7 @@ import { ConnectionString } from 'mongodb-connection-string-url';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { redact } from '../redact.js';
+import { SCHEDULE_NAME } from '../schedules/spec.js';
 import { LOG_LEVELS } from './defaults.js';
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -118,11 +119,13 @@ export const settingsSchema = z.strictObject({
       logTailBytes: int(0, 16 * 1024 * 1024, ' (bytes)').optional(),
       errorHistory: int(0, 1000).optional(),
       changeStreams: bool().optional(),
+      hookTimeoutMs: int(1, DAY_MS, ' (ms)').optional(),
     })
     .optional(),
   maintenance: z
     .strictObject({
       rescueIntervalMs: int(100, DAY_MS, ' (ms)').optional(),
+      schedulePollMs: int(10, 600_000, ' (ms)').optional(),
     })
     .optional(),
   pool: z
@@ -148,6 +151,16 @@ export const settingsSchema = z.strictObject({
       }),
       jobTypeSchema,
       { error: 'must be an object of job types by name' },
+    )
+    .optional(),
+  // Each schedule's fields are checked in load.ts (scheduleProblems), which knows cron and timezones.
+  schedules: z
+    .record(
+      z.string().regex(SCHEDULE_NAME, {
+        error: 'schedule names start with a letter and use letters, digits, _ . : - (at most 100)',
+      }),
+      z.record(z.string(), z.unknown(), { error: 'must be an object (cron or everyMs, type, params, ...)' }),
+      { error: 'must be an object of schedules by name' },
     )
     .optional(),
 });

@@ -6,8 +6,10 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { retrySettingsFor } from '../retryPolicy.js';
-import type { RescueResult, Store } from '../store/index.js';
+import type { FiredJob, RescueResult, Store } from '../store/index.js';
+import type { ScheduleDoc } from '../types.js';
 import { Rescuer } from './rescuer.js';
+import { Scheduler } from './scheduler.js';
 
 export interface MaintenanceService {
   /** Names the service in health reports and logs. */
@@ -26,6 +28,7 @@ export interface MaintenanceOptions {
   logger: Logger;
   random: () => number;
   onRescued(r: RescueResult): void;
+  onFired?(schedule: ScheduleDoc, jobs: FiredJob[]): void;
   /** A run of `service` failed (a database error, usually) / succeeded. */
   onError(service: string, err: unknown): void;
   onOk(service: string): void;
@@ -47,6 +50,22 @@ export class Maintenance {
         onRescued: o.onRescued,
         onError: (err) => o.onError('rescue', err),
         onOk: () => o.onOk('rescue'),
+      }),
+      new Scheduler(o.store, {
+        clock: o.clock,
+        pollMs: o.config.maintenance.schedulePollMs,
+        aliveWithinMs: 2 * o.config.worker.leaseMs,
+        workerId: o.workerId,
+        defaultsFor: (type) => {
+          const t = o.config.jobTypes[type];
+          return t
+            ? { priority: t.priority, maxAttempts: t.maxAttempts, timeoutMs: t.timeoutMs }
+            : { priority: o.config.defaults.priority };
+        },
+        logger: o.logger,
+        ...(o.onFired ? { onFired: o.onFired } : {}),
+        onError: (err) => o.onError('scheduler', err),
+        onOk: () => o.onOk('scheduler'),
       }),
     ];
   }

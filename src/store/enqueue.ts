@@ -19,7 +19,7 @@ export function newJobId(): string {
   return new ObjectId().toHexString();
 }
 
-function toDoc(j: NewJob, now: Date): StoredJob {
+export function toDoc(j: NewJob, now: Date): StoredJob {
   const doc: StoredJob = {
     _id: newJobId(),
     type: j.type,
@@ -46,6 +46,8 @@ function toDoc(j: NewJob, now: Date): StoredJob {
     seq: 1,
   };
   if (j.dedupeKey !== undefined) doc.dedupeActive = j.dedupeKey;
+  if (j.scheduleId !== undefined) doc.scheduleId = j.scheduleId;
+  if (j.fireKey !== undefined) doc.fireKey = j.fireKey;
   return doc;
 }
 

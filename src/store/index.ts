@@ -74,3 +74,20 @@ export {
   type Watcher,
   type WatchHandlers,
 } from './watch.js';
+export {
+  addSchedule,
+  syncSettingsSchedules,
+  getSchedule,
+  listSchedules,
+  pauseSchedule,
+  resumeSchedule,
+  removeSchedule,
+  dueSchedules,
+  earliestFireAt,
+  upSpans,
+  fireSchedule,
+  fireKeyOf,
+  triggerSchedule,
+  type Fire,
+  type FiredJob,
+} from './schedules.js';

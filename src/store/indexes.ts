@@ -30,6 +30,13 @@ export const JOB_INDEXES: IndexDescription[] = [
   { key: { datasetUuid: 1 }, name: 'dataset' },
   { key: { type: 1, state: 1 }, name: 'type_state' },
   { key: { createdAt: 1, _id: 1 }, name: 'created' },
+  // One job per schedule and fire time, for ever, however many daemons fire it.
+  {
+    key: { fireKey: 1 },
+    name: 'fire_key',
+    unique: true,
+    partialFilterExpression: { fireKey: { $exists: true } },
+  },
 ];
 
 function sameKey(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
@@ -73,4 +80,5 @@ export async function ensureIndexes(store: Store): Promise<void> {
   }
   await store.events.createIndexes([{ key: { jobId: 1, at: 1 }, name: 'job_at' }]);
   await store.workers.createIndexes([{ key: { heartbeatAt: 1 }, name: 'heartbeat' }]);
+  await store.schedules.createIndexes([{ key: { paused: 1, nextFireAt: 1 }, name: 'due' }]);
 }

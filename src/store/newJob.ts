@@ -16,6 +16,9 @@ export interface NewJob {
   tags?: string[];
   /** Start in 'waiting' (dependencies unmet) instead of 'queued'. */
   waiting?: boolean;
+  /** Created by a schedule: its name, and the fire time's unique key. */
+  scheduleId?: string;
+  fireKey?: string;
 }
 
 /** Defaults for what the enqueue options leave out. Without maxAttempts/timeoutMs the job stores null. */

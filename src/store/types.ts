@@ -1,5 +1,5 @@
 import type { Collection, Db, MongoClient } from 'mongodb';
-import type { JobDoc, JobEventDoc, WorkerDoc } from '../types.js';
+import type { JobDoc, JobEventDoc, ScheduleDoc, WorkerDoc } from '../types.js';
 
 /**
  * A job as stored. Besides JobDoc it carries:
@@ -20,5 +20,6 @@ export interface Store {
   jobs: Collection<StoredJob>;
   events: Collection<JobEventDoc>;
   workers: Collection<WorkerDoc>;
+  schedules: Collection<ScheduleDoc>;
   close(): Promise<void>;
 }

@@ -14,7 +14,7 @@ import type { EmbeddedServer } from '../embeddedLoader.js';
 import { Maintenance } from '../maintenance/maintenance.js';
 import { createSandbox } from '../sandbox/index.js';
 import type { Sandbox } from '../sandbox/types.js';
-import { registerWorker, resolveMongoUri, type Store } from '../store/index.js';
+import { registerWorker, resolveMongoUri, syncSettingsSchedules, type Store } from '../store/index.js';
 import { jobdVersion } from '../version.js';
 import { ClaimLoop } from './claimLoop.js';
 import { ClaimWatch } from './claimWatch.js';
@@ -214,6 +214,17 @@ class DaemonImpl implements Daemon {
       logger,
       random,
       onRescued: (r) => events.emit('rescue', r),
+      onFired: (schedule, jobs) => {
+        for (const j of jobs) {
+          events.emit('schedule:fired', {
+            schedule: schedule._id,
+            fireAt: j.at,
+            fireKey: j.fireKey,
+            jobId: j.jobId,
+            catchUp: j.catchUp,
+          });
+        }
+      },
       onError: (service, err) => health.error(service, err),
       onOk: (service) => health.ok(service),
     });
@@ -261,6 +272,10 @@ class DaemonImpl implements Daemon {
       },
       this.clock.now(),
     );
+    if (Object.keys(this.config.schedules).length) {
+      const r = await syncSettingsSchedules(this.store, this.config.schedules, this.clock.now());
+      if (r.added.length || r.updated.length) this.logger.info(r, 'schedules from the settings stored');
+    }
     if (w.changeStreams) this.watch.open();
     this.leaseKeeper.start();
     this.maintenance.start();

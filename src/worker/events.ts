@@ -1,6 +1,6 @@
 /** The daemon's typed events. Tests await them; the CLI and metrics may listen later. */
 import { EventEmitter } from 'node:events';
-import type { JobDoc, JobId, SerializedError } from '../types.js';
+import type { HookName, JobDoc, JobId, SerializedError } from '../types.js';
 
 interface JobRef {
   jobId: JobId;
@@ -26,6 +26,10 @@ export interface DaemonEvents {
   'watch:fallback': { reason: string };
   /** The change stream is established: new claimable jobs wake the claim loop from now on. */
   'watch:ready': Record<string, never>;
+  /** A schedule's fire time became a job (on this daemon; each fire time fires on one daemon only). */
+  'schedule:fired': { schedule: string; fireAt: Date; fireKey: string; jobId: JobId; catchUp: boolean };
+  /** A lifecycle hook threw or timed out; the job's outcome is unchanged. */
+  'hook:failed': JobRef & { hook: HookName; error: SerializedError };
 }
 
 export type DaemonEventName = keyof DaemonEvents;

@@ -55,12 +55,14 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
       logTailBytes: 1024,
       errorHistory: 10,
       changeStreams: true,
+      hookTimeoutMs: 2_000,
       ...o.worker,
     },
-    maintenance: { rescueIntervalMs: 1_000, ...o.maintenance },
+    maintenance: { rescueIntervalMs: 1_000, schedulePollMs: 1_000, ...o.maintenance },
     pool: { maxJobsPerChild: 1000, maxRssBytes: 512 * 1024 * 1024, sampleIntervalMs: 500 },
     defaults,
     jobTypes,
+    schedules: {},
   };
 }
 
