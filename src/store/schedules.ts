@@ -188,10 +188,12 @@ export async function upSpans(
   store: Store,
   opts: { from: Date; now: Date; aliveWithinMs: number },
 ): Promise<UpSpan[]> {
-  const docs = await store.workers
-    .find({ heartbeatAt: { $gte: opts.from } }, { projection: { startedAt: 1, heartbeatAt: 1, state: 1 } })
-    .toArray();
   const now = opts.now.getTime();
+  // A live daemon's last heartbeat may be older than `from`: its span still runs to now.
+  const since = new Date(Math.min(opts.from.getTime(), now - opts.aliveWithinMs));
+  const docs = await store.workers
+    .find({ heartbeatAt: { $gte: since } }, { projection: { startedAt: 1, heartbeatAt: 1, state: 1 } })
+    .toArray();
   return docs.map((w) => {
     const alive = w.state !== 'stopped' && now - w.heartbeatAt.getTime() <= opts.aliveWithinMs;
     return { from: w.startedAt.getTime(), to: alive ? now : w.heartbeatAt.getTime() };
