@@ -20,23 +20,26 @@ export class Periodic {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      // A task that throws at once, or an error handler that throws, must not become an unhandled
-      // rejection (which ends the process).
-      this.inFlight = Promise.resolve()
-        .then(() => this.task())
-        .catch((err: unknown) => {
-          try {
-            this.onError(err);
-          } catch {
-            // the handler only reports
-          }
-        })
-        .finally(() => {
-          this.inFlight = null;
-          this.schedule();
-        });
-    }, typeof this.intervalMs === 'number' ? this.intervalMs : this.intervalMs());
+    this.timer = setTimeout(
+      () => {
+        // A task that throws at once, or an error handler that throws, must not become an unhandled
+        // rejection (which ends the process).
+        this.inFlight = Promise.resolve()
+          .then(() => this.task())
+          .catch((err: unknown) => {
+            try {
+              this.onError(err);
+            } catch {
+              // the handler only reports
+            }
+          })
+          .finally(() => {
+            this.inFlight = null;
+            this.schedule();
+          });
+      },
+      typeof this.intervalMs === 'number' ? this.intervalMs : this.intervalMs(),
+    );
   }
 
   async stop(): Promise<void> {

@@ -31,6 +31,7 @@ import type { JobContext, SerializedError } from '../types.js';
 import type { ChildMessage, DoneMessage, JobMessage, ParentMessage, SelfUsage } from './protocol.js';
 import { installRequireFallback, isJobdImportFailure, registerImportHook } from './jobdResolve.cjs';
 import { encodeOutput } from './outputEncoding.cjs';
+import { hookRunner, pickHooks, type Hooks } from './childHooks.cjs';
 
 type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
 
@@ -47,6 +48,8 @@ const markerReady: Promise<string | undefined> = nonce
   : Promise.resolve(undefined);
 
 const handlers = new Map<string, Promise<HandlerFn>>();
+/** Lifecycle hooks of each loaded module (childHooks.cts), found when its handler is. */
+const hooksOf = new Map<string, Hooks>();
 let current: {
   controller: AbortController;
   settled: Promise<void>;
@@ -218,6 +221,7 @@ function loadHandler(spec: string): Promise<HandlerFn> {
         dflt && typeof dflt === 'object' ? dflt.handler : undefined,
       ];
       const fn = candidates.find((c) => typeof c === 'function');
+      hooksOf.set(spec, pickHooks(mod));
       if (!fn) {
         return errors().then(({ HandlerLoadError }) => {
           throw new HandlerLoadError(
@@ -318,6 +322,8 @@ async function runJob(msg: JobMessage): Promise<void> {
   let result: DoneMessage;
   let restore: (() => void) | undefined;
   let jobdUnresolved: DoneMessage['jobdUnresolved'];
+  const hooks = msg.hooks;
+  let runner: ReturnType<typeof hookRunner> | undefined;
   try {
     restore = applyEnv(msg.env, msg.cwd);
     let fn: HandlerFn;
@@ -333,7 +339,20 @@ async function runJob(msg: JobMessage): Promise<void> {
     }
     // Stopped (SIGTERM) while the module loaded: the handler is not started at all.
     if (controller.signal.aborted) throw controller.signal.reason;
-    const value = await Promise.race([fn(msg.params, ctx), stalled]);
+    runner =
+      hooks &&
+      hookRunner(hooksOf.get(msg.handler) ?? {}, hooks, ctx, serialize, () =>
+        send({ t: 'hooks', budgetMs: hooks.timeoutMs }),
+      );
+    let value: unknown = null;
+    if (hooks?.only) {
+      // The attempt's own child was killed: only the hook that follows it runs here.
+      const o = hooks.only;
+      await runner?.run(o.hook, o.hook === 'onRetry' ? [o.error, msg.attempt, o.delayMs ?? 0] : [o.error]);
+    } else {
+      await runner?.run('onStart', []);
+      value = await Promise.race([fn(msg.params, ctx), stalled]);
+    }
     const encoded = encodeOutput(value, msg.maxOutputBytes);
     if (!encoded.ok) {
       const e = await errors();
@@ -341,13 +360,19 @@ async function runJob(msg: JobMessage): Promise<void> {
         ? new e.OutputTooLargeError(encoded.reason)
         : new e.UnserializableOutputError(encoded.reason);
     }
+    if (!hooks?.only) await runner?.after({ ok: true, output: value });
     result = { t: 'done', ok: true, output: encoded.bytes, usage: usage() };
   } catch (err) {
     // An import('jobd') in the handler's body: its code ran, so only later attempts can use the hook.
     if (!jobdUnresolved && !jobdHook && isJobdImportFailure(err)) jobdUnresolved = 'run';
-    result = { t: 'done', ok: false, error: await serialize(err), usage: usage() };
+    const error = await serialize(err);
+    // A module that cannot load has no hooks to run (runner is set once it loaded).
+    if (runner && !hooks?.only) await runner.after({ ok: false, error });
+    result = { t: 'done', ok: false, error, usage: usage() };
     if (jobdUnresolved) result.jobdUnresolved = jobdUnresolved;
   }
+  if (runner?.failures.length) result.hookErrors = runner.failures;
+  if (runner?.abandoned) result.hookAbandoned = true;
   try {
     restore?.();
   } catch {

@@ -74,10 +74,13 @@ export function buildOutcome(
   if (cpuTotal !== undefined) resources.cpuMs = Math.max(0, Math.round((cpuTotal - cpuBaseMs) * 1000) / 1000);
 
   if (ex.kind === 'done') {
+    // Lifecycle hooks that threw or timed out travel with the outcome, which they never change.
+    const hooks = ex.done.hookErrors?.length ? { hookErrors: ex.done.hookErrors } : {};
     if (ex.done.ok) {
       const decoded = decodeOutput(ex.done.output);
-      if ('output' in decoded) return { status: 'completed', output: decoded.output, resources, logTail };
-      return { status: 'failed', reason: 'error', error: decoded.error, resources, logTail };
+      if ('output' in decoded)
+        return { status: 'completed', output: decoded.output, resources, logTail, ...hooks };
+      return { status: 'failed', reason: 'error', error: decoded.error, resources, logTail, ...hooks };
     }
     return {
       status: 'failed',
@@ -85,6 +88,7 @@ export function buildOutcome(
       error: ex.done.error ?? { name: 'Error', message: 'handler failed without an error' },
       resources,
       logTail,
+      ...hooks,
     };
   }
   if (ex.kind === 'exit') {

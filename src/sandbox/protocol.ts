@@ -2,7 +2,7 @@
  * Messages between the daemon and a sandbox child over the IPC channel ('advanced' serialization).
  * Type-only: the child entry imports nothing at runtime from here, which keeps its startup lean.
  */
-import type { SerializedError } from '../types.js';
+import type { HookName, RetryPolicy, SerializedError } from '../types.js';
 
 export interface JobMessage {
   t: 'job';
@@ -16,6 +16,29 @@ export interface JobMessage {
   maxOutputBytes: number;
   env?: Record<string, string>;
   cwd?: string;
+  /** Present when lifecycle hooks may run (childHooks.cts). */
+  hooks?: HooksRequest;
+}
+
+/** What the child needs to run a job's lifecycle hooks and to decide, as the daemon does, about a retry. */
+export interface HooksRequest {
+  /** Bound of each hook, ms. */
+  timeoutMs: number;
+  /** The job's effective maxAttempts and its type's retry policy. */
+  maxAttempts: number;
+  retry: RetryPolicy;
+  /** The random draw the daemon uses for this attempt's retry delay. */
+  random: number;
+  /**
+   * Run only this hook, not the handler: the attempt's child was killed (timeout, crash, memory), so
+   * the daemon decided and a fresh child runs the hook that follows.
+   */
+  only?: { hook: 'onFailure' | 'onRetry'; error: SerializedError; delayMs?: number };
+}
+
+export interface HookFailure {
+  hook: HookName;
+  error: SerializedError;
 }
 
 /** Ask an idle pooled child to exit on its own. */
@@ -64,6 +87,16 @@ export interface DoneMessage {
   usage: SelfUsage;
   /** An unhandled rejection happened during the job: the child must not be reused. */
   taint?: SerializedError;
+  /** Hooks that threw or timed out (the outcome above is the handler's regardless). */
+  hookErrors?: HookFailure[];
+  /** A hook was abandoned at its deadline and may still run: the child must not be reused. */
+  hookAbandoned?: boolean;
+}
+
+/** The handler settled and a hook follows: the daemon's job timeout gives way to the hook's bound. */
+export interface HooksMessage {
+  t: 'hooks';
+  budgetMs: number;
 }
 
 /** Something went wrong outside the job's promise (an unhandled rejection): the child must not be reused. */
@@ -72,7 +105,7 @@ export interface TaintMessage {
   error: SerializedError;
 }
 
-export type ChildMessage = ReadyMessage | ProgressMessage | DoneMessage | TaintMessage;
+export type ChildMessage = ReadyMessage | ProgressMessage | DoneMessage | TaintMessage | HooksMessage;
 
 /**
  * Written to stdout and stderr by a pooled child after each job, before its 'done' message, so the

@@ -55,6 +55,15 @@ function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
     params: req.params,
     logFile: req.logFile,
     maxOutputBytes,
+    ...(req.hooks ? { hooks: req.hooks } : {}),
+  };
+}
+
+function hookBlocked(budgetMs: number): SerializedError {
+  return {
+    name: 'HookTimeoutError',
+    code: 'JOBD_HOOK_TIMEOUT',
+    message: `a lifecycle hook blocked the child past its bound of ${budgetMs} ms (worker.hookTimeoutMs); the child was killed`,
   };
 }
 
@@ -272,6 +281,7 @@ class SandboxImpl implements Sandbox {
     if (ex.kind === 'done') {
       const d = ex.done;
       if (d.taint) pc.markUnfit('unhandled rejection', { error: d.taint });
+      if (d.hookAbandoned) pc.markUnfit('a lifecycle hook outlived its bound');
       // Its module cache now holds the failed module graph: a fresh child loads it anew.
       if (d.jobdUnresolved === 'load') pc.retireAfterJob('the handler needs the jobd resolve hook');
       else if (d.error?.code === 'JOBD_HANDLER_LOAD') pc.markUnfit('a handler module failed to load');
@@ -421,12 +431,21 @@ class SandboxImpl implements Sandbox {
         if (m.t === 'progress') progress.push(m.percent, m.message);
         else if (m.t === 'taint') taint = m.error;
         else if (m.t === 'done') finish({ kind: 'done', done: m });
+        else if (m.t === 'hooks') {
+          // The handler settled: the job's timeout gives way to the hook's bound (the child enforces
+          // it; this catches a hook that blocks the child's event loop).
+          clearTimeout(timeout);
+          timeout = setTimeout(
+            () => finish({ kind: 'kill', reason: 'timeout', error: hookBlocked(m.budgetMs) }),
+            Math.min(m.budgetMs + Math.max(1_000, req.killGraceMs), MAX_TIMER_MS),
+          );
+        }
       };
       const offMessage = child.onMessage(onMessage);
       const offExit = child.onExit((exit) => finish({ kind: 'exit', exit }));
 
       // A non-finite timeout means none.
-      const timeout =
+      let timeout =
         deadline === Infinity
           ? undefined
           : setTimeout(

@@ -30,6 +30,7 @@
  * Entry point: `createSandbox(options: SandboxOptions): Sandbox` from src/sandbox/index.ts.
  */
 import type { JobResources, SerializedError } from '../types.js';
+import type { HookFailure, HooksRequest } from './protocol.js';
 
 export interface RunRequest {
   jobId: string;
@@ -59,6 +60,11 @@ export interface RunRequest {
   env?: Record<string, string>;
   /** Working directory (pooled: process.chdir for the job's duration, then restored). */
   cwd?: string;
+  /**
+   * Lifecycle hooks (childHooks.cts): their bound and what the child needs to decide about a retry as
+   * the daemon will. Once the handler settled, the timeout gives way to the hook's bound.
+   */
+  hooks?: HooksRequest;
 }
 
 export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted';
@@ -69,7 +75,7 @@ export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted'
  * from the job's start; isolated: the whole process, start-up included). Fields a killed or crashed
  * child could not report are left out.
  */
-export type RunOutcome =
+export type RunOutcome = (
   | { status: 'completed'; output: unknown; resources: JobResources; logTail: string }
   | {
       status: 'failed';
@@ -79,7 +85,11 @@ export type RunOutcome =
       reason: FailureReason;
       exitCode?: number | null;
       signal?: string | null;
-    };
+    }
+) & {
+  /** Lifecycle hooks that threw or timed out; they never change the status. */
+  hookErrors?: HookFailure[];
+};
 
 export interface RunHooks {
   /** Coalesced: at most once per progressIntervalMs; the last value is always delivered. */

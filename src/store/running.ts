@@ -5,7 +5,7 @@
  * network error) reports it as landed, via the settledToken it left; it never writes twice.
  */
 import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
-import type { JobEventDoc, JobId, JobResources, JobState, SerializedError } from '../types.js';
+import type { HookError, JobEventDoc, JobId, JobResources, JobState, SerializedError } from '../types.js';
 import { appendEvents, event, nextSeq } from './events.js';
 import type { Store, StoredJob } from './types.js';
 
@@ -21,7 +21,12 @@ export interface SettleBase extends HeldLease {
   seq: number | undefined;
   resources?: JobResources | null;
   logTail?: string | null;
+  /** Lifecycle hooks that threw or timed out during this attempt (kept on the job, bounded). */
+  hookErrors?: HookError[];
 }
+
+/** Hook failures kept on a job, newest last. */
+export const HOOK_ERROR_HISTORY = 20;
 
 export type Settlement =
   | (SettleBase & { kind: 'complete'; result: unknown })
@@ -93,10 +98,23 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
     set.runAt = ctx.now;
     update.$inc = { seq: 1, attempts: -1 };
   }
+  if (s.hookErrors?.length) {
+    update.$push = {
+      ...update.$push,
+      hookErrors: { $each: s.hookErrors, $slice: -HOOK_ERROR_HISTORY },
+    } as UpdateFilter<StoredJob>['$push'];
+  }
   return update;
 }
 
 function settleMessage(s: Settlement): string {
+  const hooks = (s.hookErrors ?? [])
+    .map((h) => `; hook ${h.hook} failed: ${h.name}${h.code ? ` (${h.code})` : ''}: ${h.message}`)
+    .join('');
+  return settleText(s) + hooks;
+}
+
+function settleText(s: Settlement): string {
   if (s.kind === 'complete') return 'completed';
   if (s.kind === 'requeue') return s.message ?? 'requeued at shutdown; attempt given back';
   const head = `${s.error.name}${s.error.code ? ` (${s.error.code})` : ''}: ${s.error.message}`;

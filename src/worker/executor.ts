@@ -5,10 +5,11 @@
 import { join } from 'node:path';
 import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
 import { whyResultUnstorable, type Settlement } from '../store/index.js';
+import type { HookFailure } from '../sandbox/protocol.js';
 import type { RunOutcome, RunRequest, Sandbox } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { failedAttempt, retrySettingsFor, type RetrySettings } from '../retryPolicy.js';
-import type { JobDoc, JobTypeDefinition, SerializedError } from '../types.js';
+import type { HookError, JobDoc, JobTypeDefinition, SerializedError } from '../types.js';
 
 /** Why the daemon aborted a running job. */
 export type AbortCause = 'lost' | 'shutdown';
@@ -20,7 +21,12 @@ export interface Execution {
   abortCause: AbortCause | null;
 }
 
-function runRequestFor(job: JobDoc, def: JobTypeDefinition, config: ResolvedConfig): RunRequest {
+function runRequestFor(
+  job: JobDoc,
+  def: JobTypeDefinition,
+  config: ResolvedConfig,
+  random: number,
+): RunRequest {
   return {
     jobId: job._id,
     type: job.type,
@@ -34,6 +40,13 @@ function runRequestFor(job: JobDoc, def: JobTypeDefinition, config: ResolvedConf
     logFile: join(config.logDir, `${job._id}.log`),
     logTailBytes: config.worker.logTailBytes,
     progressIntervalMs: config.worker.progressIntervalMs,
+    // The child decides about onRetry/onFailure as failSettlement will: same inputs, same random draw.
+    hooks: {
+      timeoutMs: config.worker.hookTimeoutMs,
+      maxAttempts: job.maxAttempts ?? def.maxAttempts,
+      retry: def.retry,
+      random,
+    },
   };
 }
 
@@ -83,8 +96,8 @@ function failSettlement(
   settings: RetrySettings,
   now: Date,
   random: number,
-  extra: { resources?: RunOutcome['resources']; logTail?: string } = {},
-): Settlement {
+  extra: { resources?: RunOutcome['resources']; logTail?: string; hookErrors?: HookError[] } = {},
+): Extract<Settlement, { kind: 'fail' }> {
   const d = failedAttempt(ex.job, error, settings, random);
   return {
     kind: 'fail',
@@ -108,7 +121,9 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     delete err.stack;
     return failSettlement(ex, err, retrySettingsFor(deps.config, job.type), deps.now(), deps.random());
   }
-  const req = runRequestFor(job, def, deps.config);
+  // Drawn before the run: the child's hooks and the settlement below decide with the same value.
+  const random = deps.random();
+  const req = runRequestFor(job, def, deps.config, random);
   let outcome: RunOutcome;
   try {
     outcome = await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
@@ -124,6 +139,8 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     };
   }
   if (ex.abortCause === 'lost') return null;
+  const at = deps.now();
+  const hookErrors = (outcome.hookErrors ?? []).map((h) => hookError(h, job.attempts, at));
   const base = {
     jobId: job._id,
     token: ex.token,
@@ -131,6 +148,12 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     seq: job.seq,
     resources: outcome.resources,
     logTail: outcome.logTail,
+    ...(hookErrors.length ? { hookErrors } : {}),
+  };
+  const extra = {
+    resources: outcome.resources,
+    logTail: outcome.logTail,
+    ...(hookErrors.length ? { hookErrors } : {}),
   };
   if (outcome.status === 'completed') {
     // Checked here, before the outcome joins a batch: a result MongoDB cannot store fails this
@@ -143,10 +166,8 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     if (!why) return { kind: 'complete', ...base, result: outcome.output };
     const err = serializeError(new UnencodableResultError(why));
     delete err.stack;
-    return failSettlement(ex, err, def, deps.now(), deps.random(), {
-      resources: outcome.resources,
-      logTail: outcome.logTail,
-    });
+    // The child ran onSuccess; the attempt failed after all, so the hook that follows runs too.
+    return withAfterHooks(failSettlement(ex, err, def, deps.now(), random, extra), req, deps);
   }
   if (ex.abortCause === 'shutdown' && outcome.reason === 'aborted') {
     return {
@@ -155,8 +176,59 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
       message: 'shutdown grace passed; requeued with the attempt given back',
     };
   }
-  return failSettlement(ex, attemptError(outcome, req.timeoutMs), def, deps.now(), deps.random(), {
-    resources: outcome.resources,
-    logTail: outcome.logTail,
-  });
+  const settlement = failSettlement(ex, attemptError(outcome, req.timeoutMs), def, deps.now(), random, extra);
+  // A killed child ran no hook after its handler: a fresh short-lived child runs it.
+  if (outcome.reason === 'timeout' || outcome.reason === 'crash' || outcome.reason === 'memory') {
+    return withAfterHooks(settlement, req, deps);
+  }
+  return settlement;
+}
+
+/** Start-up allowance of the short-lived child that runs a hook after a killed attempt. */
+const HOOK_CHILD_START_MS = 15_000;
+
+function hookError(h: HookFailure, attempt: number, at: Date): HookError {
+  return { ...boundError(h.error), hook: h.hook, attempt, at };
+}
+
+/**
+ * Run onRetry or onFailure (whichever the settlement decided) in a fresh isolated child that loads
+ * the job's module and runs that hook only, within worker.hookTimeoutMs. Its failures join the
+ * settlement's hookErrors; the settlement itself is unchanged.
+ */
+async function withAfterHooks(
+  s: Extract<Settlement, { kind: 'fail' }>,
+  req: RunRequest,
+  deps: ExecuteDeps,
+): Promise<Settlement> {
+  if (!req.hooks) return s;
+  const hooks = {
+    ...req.hooks,
+    only: s.retryAt
+      ? { hook: 'onRetry' as const, error: s.error, delayMs: s.delayMs ?? 0 }
+      : { hook: 'onFailure' as const, error: s.error },
+  };
+  let outcome: RunOutcome;
+  try {
+    outcome = await deps.sandbox.run(
+      {
+        ...req,
+        mode: 'isolated',
+        hooks,
+        // The child bounds the hook itself; this outer bound also covers the child's start-up.
+        timeoutMs: req.hooks.timeoutMs + HOOK_CHILD_START_MS,
+        memoryLimitBytes: undefined,
+      },
+      { onProgress: () => {} },
+    );
+  } catch {
+    return s; // the sandbox is closing: no hook
+  }
+  const at = deps.now();
+  const found: HookError[] = (outcome.hookErrors ?? []).map((h) => hookError(h, s.attempt, at));
+  if (outcome.status === 'failed') {
+    // Loading the module or the child itself failed: the hook could not run.
+    found.push(hookError({ hook: hooks.only.hook, error: outcome.error }, s.attempt, at));
+  }
+  return found.length ? { ...s, hookErrors: [...(s.hookErrors ?? []), ...found] } : s;
 }

@@ -51,6 +51,11 @@ export class OutcomeReporter {
     const { logger, events } = this.o;
     const ref = { jobId: job._id, type: job.type, attempt: job.attempts };
     const to = settlementTarget(s);
+    for (const h of s.hookErrors ?? []) {
+      const { hook, attempt: _a, at: _t, ...error } = h;
+      logger.warn({ ...ref, hook, error: error.message, code: error.code }, 'job hook failed');
+      events.emit('hook:failed', { ...ref, hook, error });
+    }
     if (s.kind === 'complete') {
       this.counters.completed++;
       logger.info({ ...ref, wallMs: s.resources?.wallMs }, 'job completed');
