@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
 import { planFires } from '../../src/schedules/plan.js';
 import { fireSeries, firstFireAfter, validateSchedule } from '../../src/schedules/spec.js';
 
@@ -129,5 +130,31 @@ describe('which fires a due schedule creates', () => {
     const p = planFires({ ...base, now: T('2025-12-31T23:59:59Z'), catchUp: 'all', up: [] });
     expect(p.fires).toEqual([]);
     expect(p.nextFireAt).toEqual(base.nextFireAt);
+  });
+});
+
+describe('schedules in the settings', () => {
+  it('are validated with the rest and resolved with their defaults', () => {
+    const c = loadConfig({
+      env: {},
+      overrides: { schedules: { nightly: { cron: '0 2 * * *', timezone: 'Europe/Berlin', type: 'echo' } } },
+    });
+    expect(c.schedules).toEqual({
+      nightly: {
+        cron: '0 2 * * *',
+        timezone: 'Europe/Berlin',
+        type: 'echo',
+        params: {},
+        catchUp: 'once',
+        catchUpMax: 10,
+      },
+    });
+    expect(c.worker.hookTimeoutMs).toBe(10_000);
+    expect(() =>
+      loadConfig({
+        env: {},
+        overrides: { schedules: { a: { everyMs: 500, type: 'echo' }, b: { cron: '* * * * *', type: 'x' } } },
+      }),
+    ).toThrow(/schedules\.a\.everyMs = 500 is not allowed[\s\S]*schedules\.b\.type = "x" is not allowed/);
   });
 });
