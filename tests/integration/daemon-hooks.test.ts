@@ -145,6 +145,10 @@ describe('daemon: lifecycle hooks', () => {
       { hook: 'onStart', name: 'Error', message: 'onStart broke', attempt: 1 },
       { hook: 'onSuccess', name: 'TypeError', message: 'onSuccess broke', attempt: 1 },
     ]);
+    // The daemon reports after its write lands, which the test may see first.
+    await waitUntil(() => hookFailed.filter((h) => h.jobId === job._id).length >= 2, {
+      what: 'hook:failed events',
+    });
     expect(hookFailed.filter((h) => h.jobId === job._id).map((h) => h.hook)).toEqual([
       'onStart',
       'onSuccess',
