@@ -10,3 +10,4 @@ export type { DaemonEvents, DaemonEventName } from './worker/events.js';
 export { backoffMs, decideRetry, type RetryDecision } from './retryPolicy.js';
 export { builtinJobTypes, BUILTIN_JOB_TYPES } from './jobs/registry.js';
 export type { EnqueueResult, ListOptions } from './store/index.js';
+export type { ScheduleInput } from './schedules/spec.js';

@@ -86,14 +86,16 @@ function nameCommand(
     .description(description)
     .argument('<name>', 'schedule name')
     .addHelpText('after', EXIT_HELP)
-    .action(async (schedule: string, flags: CommonOptions) => {
-      const ctx = commandContext(flags, env);
+    .action(async (schedule: string, _flags: CommonOptions, command: Command) => {
+      const ctx = commandContext(command.optsWithGlobals<CommonOptions>(), env);
       await withConnection(ctx, (conn) => run(ctx, conn.store, schedule), opts);
     });
 }
 
 export const registerSchedule: RegisterCommand = (program, env) => {
-  const cmd = new Command('schedule').description(
+  // The global options are accepted before or after the subcommand (the subcommands read them with
+  // optsWithGlobals: commander hands an option the parent knows to the parent).
+  const cmd = withCommonOptions(new Command('schedule')).description(
     'cron and interval schedules: each fire time creates exactly one job, however many daemons run',
   );
 
@@ -124,7 +126,8 @@ export const registerSchedule: RegisterCommand = (program, env) => {
         new Option('--allow-unknown-type', 'add it even though no settings or live daemon know the type'),
       )
       .addHelpText('after', EXIT_HELP)
-      .action(async (name: string, flags: AddFlags) => {
+      .action(async (name: string, _flags: AddFlags, command: Command) => {
+        const flags = command.optsWithGlobals<AddFlags>();
         const ctx = commandContext(flags, env);
         const params = flags.params
           ? 'stdin' in flags.params
@@ -165,8 +168,8 @@ export const registerSchedule: RegisterCommand = (program, env) => {
     withCommonOptions(new Command('list'))
       .description('every schedule with its next fire time')
       .addHelpText('after', EXIT_HELP)
-      .action(async (flags: CommonOptions) => {
-        const ctx = commandContext(flags, env);
+      .action(async (_flags: CommonOptions, command: Command) => {
+        const ctx = commandContext(command.optsWithGlobals<CommonOptions>(), env);
         await withConnection(ctx, async (conn) => {
           const all = await listSchedules(conn.store);
           ctx.printer.emit(all, () =>
