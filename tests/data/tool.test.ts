@@ -104,7 +104,10 @@ describe('tool runner', () => {
         onLine: (l) => lines.push(l),
       }),
       recordingContext(),
-    ).catch((e: unknown) => e as Error);
+    ).then(
+      () => new Error('resolved'),
+      (e: unknown) => e as Error,
+    );
     const seen = JSON.stringify({
       lines,
       message: err.message,
