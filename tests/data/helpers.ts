@@ -14,6 +14,16 @@ import { waitUntil } from '../helpers/waitFor.js';
 
 export { isAlive, waitUntil };
 
+/** The error a promise rejects with (fails the test if it resolves). */
+export async function failure(p: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  return p.then(
+    (v) => {
+      throw new Error(`expected a failure, got ${JSON.stringify(v)}`);
+    },
+    (e: unknown) => e as Error & Record<string, unknown>,
+  );
+}
+
 export interface RecordingContext extends CoreContext {
   progressed: Array<{ percent: number; message?: string }>;
   logs: Array<{ msg: string; extra?: Record<string, unknown> }>;

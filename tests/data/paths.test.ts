@@ -2,7 +2,7 @@ import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { confine, recheck } from '../../src/jobs/lib/paths.js';
-import { tempDir } from './helpers.js';
+import { failure, tempDir } from './helpers.js';
 
 let base: { dir: string; cleanup(): Promise<void> };
 let upload: string;
@@ -38,9 +38,7 @@ describe('confine', () => {
   });
 
   it('refuses a path outside, naming the field, the path and the allowed roots', async () => {
-    const err = await confine(join(outside, 'secret.txt'), roots, { field: 'source_dir' }).catch(
-      (e: unknown) => e as Error,
-    );
+    const err = await failure(confine(join(outside, 'secret.txt'), roots, { field: 'source_dir' }));
     expect(err).toMatchObject({ name: 'PathNotAllowedError', code: 'JOBD_DO_NOT_RETRY' });
     expect(err.message).toContain('source_dir');
     expect(err.message).toContain(join(outside, 'secret.txt'));
@@ -93,7 +91,7 @@ describe('confine', () => {
     // Swap the directory for a symlink to outside, as an attacker with write access to upload might.
     await rename(target, join(upload, 'ds1.moved'));
     await symlink(outside, target);
-    const err = await recheck(first, roots).catch((e: unknown) => e as Error);
+    const err = await failure(recheck(first, roots));
     expect(err).toMatchObject({ name: 'PathNotAllowedError' });
     expect(err.message).toContain('output_path');
     await rm(target);

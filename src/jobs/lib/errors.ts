@@ -111,3 +111,9 @@ export function abortReason(signal: AbortSignal): string {
   if (r instanceof Error) return r.message;
   return r === undefined ? 'aborted' : String(r);
 }
+
+/** An error caused by the job's abort (a pipeline's AbortError, a stopped program) becomes ToolAbortedError. */
+export function asAbort(err: unknown, signal: AbortSignal, what: string): unknown {
+  if (!signal.aborted || err instanceof ToolAbortedError) return err;
+  return new ToolAbortedError(what, abortReason(signal));
+}

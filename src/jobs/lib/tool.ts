@@ -154,6 +154,7 @@ export function startTool(opts: ToolRunOptions, ctx: CoreContext): ToolRun {
     });
   }
 
+  ctx.log(`${tool.name}: started`, { pid, program });
   let stderrTail = '';
   const progressFrom = opts.progressFrom ?? 'both';
   const handleLine = (raw: string, stream: 'stdout' | 'stderr'): void => {

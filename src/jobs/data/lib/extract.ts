@@ -1,0 +1,191 @@
+/**
+ * file_extraction: unpacks a zip, tar, tar.gz or tar.zst into a data dir, safely. Entries go into a
+ * temporary sibling of the target, which is renamed into place once complete: a crash never leaves half
+ * an extraction where the target is, and the next run removes the crashed run's temporary.
+ */
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
+import type { CoreContext } from '../../lib/context.js';
+import { asAbort, DataInputError, throwIfAborted } from '../../lib/errors.js';
+import { throttle } from '../../lib/hash.js';
+import { confine, isInside, recheck } from '../../lib/paths.js';
+import {
+  detectFormat,
+  readLinkTarget,
+  refusedZip,
+  tarEntries,
+  zipEntries,
+  type ArchiveEntry,
+  type ArchiveFormat,
+} from './archiveReaders.js';
+import type { DataEnv } from './env.js';
+import { SafeTree } from './safeTree.js';
+
+export const DEFAULT_MAX_BYTES = 1024 ** 4; // 1 TiB
+export const DEFAULT_MAX_ENTRIES = 1_000_000;
+
+export const extractInput = z
+  .object({
+    archive: z.string().optional().describe('the archive to unpack (legacy name: zip_file)'),
+    zip_file: z.string().optional().describe('legacy name of archive'),
+    extract_dir: z.string().describe('the directory to create with the archive contents'),
+    format: z.enum(['auto', 'zip', 'tar', 'tar.gz', 'tar.zst']).default('auto'),
+    max_bytes: z.number().int().positive().optional().describe('stop past this many bytes written'),
+    max_entries: z.number().int().positive().optional().describe('stop past this many entries'),
+    on_existing: z
+      .enum(['replace', 'merge', 'fail'])
+      .default('replace')
+      .describe('a non-empty extract_dir: replace it whole, merge top-level entries into it, or fail'),
+  })
+  .refine((v) => v.archive !== undefined || v.zip_file !== undefined, {
+    message: 'archive (or its legacy name zip_file) is required',
+    path: ['archive'],
+  });
+export type ExtractInput = z.input<typeof extractInput>;
+
+export interface ExtractResult {
+  extract_dir: string;
+  format: ArchiveFormat;
+  entries: number;
+  bytes: number;
+}
+
+export async function extractArchive(
+  input: ExtractInput,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<ExtractResult> {
+  const opts = extractInput.parse(input);
+  const archiveField = opts.archive !== undefined ? 'archive' : 'zip_file';
+  const archive = await confine((opts.archive ?? opts.zip_file)!, env.dataDirs, {
+    field: archiveField,
+    mustExist: true,
+    kind: 'file',
+  });
+  const target = await confine(opts.extract_dir, env.dataDirs, { field: 'extract_dir', forWrite: true });
+  const format = opts.format === 'auto' ? await detectFormat(archive.real) : opts.format;
+  const limits = {
+    maxBytes: opts.max_bytes ?? env.extract?.maxBytes ?? DEFAULT_MAX_BYTES,
+    maxEntries: opts.max_entries ?? env.extract?.maxEntries ?? DEFAULT_MAX_ENTRIES,
+  };
+  const existing = await nonEmptyDir(target.real);
+  if (existing && opts.on_existing === 'fail') {
+    throw new DataInputError(
+      `extract_dir: "${opts.extract_dir}" exists and is not empty (on_existing: fail)`,
+    );
+  }
+  if (existing && opts.on_existing === 'replace' && isInside(archive.real, target.real)) {
+    throw new DataInputError(
+      `extract_dir: "${opts.extract_dir}" holds the archive itself, so it cannot be replaced; use on_existing: "merge"`,
+    );
+  }
+
+  await mkdir(dirname(target.real), { recursive: true });
+  const stale = await cleanStaleTemps(target.real);
+  if (stale.length) ctx.log("removed a crashed run's temporary extraction", { paths: stale });
+  const tmp = tempSibling(target.real);
+  await mkdir(tmp);
+  const tree = new SafeTree(tmp, limits);
+  const archiveSize = (await stat(archive.real)).size;
+  ctx.progress(0, `extracting ${format}`);
+  try {
+    if (format === 'zip') {
+      const zip = await zipEntries(archive.real);
+      const report = throttle(250, () =>
+        ctx.progress((tree.entries / Math.max(1, zip.count)) * 99, `${tree.entries}/${zip.count} entries`),
+      );
+      for await (const entry of zip.entries) {
+        throwIfAborted(ctx.signal, 'file_extraction');
+        await writeEntry(tree, entry, true);
+        report();
+      }
+    } else {
+      let read = 0;
+      const report = throttle(250, () =>
+        ctx.progress((read / Math.max(1, archiveSize)) * 99, `${tree.entries} entries, ${tree.bytes} bytes`),
+      );
+      const tar = tarEntries(archive.real, format, ctx, (n) => {
+        read = n;
+        report();
+      });
+      for await (const entry of tar.entries) {
+        throwIfAborted(ctx.signal, 'file_extraction');
+        await writeEntry(tree, entry, false);
+      }
+      await tar.done;
+    }
+    await tree.finalCheck();
+    throwIfAborted(ctx.signal, 'file_extraction');
+    await recheck(target, env.dataDirs);
+    await place(tmp, target.real, existing ? opts.on_existing : 'replace');
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw asAbort(err, ctx.signal, 'file_extraction');
+  }
+  ctx.progress(100, `${tree.entries} entries, ${tree.bytes} bytes`);
+  return { extract_dir: opts.extract_dir, format, entries: tree.entries, bytes: tree.bytes };
+}
+
+async function writeEntry(tree: SafeTree, e: ArchiveEntry, zip: boolean): Promise<void> {
+  switch (e.type) {
+    case 'directory':
+      return tree.directory(e.name);
+    case 'file':
+      try {
+        return await tree.file(e.name, await e.content(), e.mode, e.mtime);
+      } catch (err) {
+        throw zip ? refusedZip(err) : err;
+      }
+    case 'symlink':
+      return tree.symlink(e.name, zip ? await readLinkTarget(await e.content()) : (e.linkname ?? ''));
+    case 'link':
+      return tree.hardlink(e.name, e.linkname ?? '');
+    default:
+      return tree.refuseType(e.name, e.otherType ?? 'unknown');
+  }
+}
+
+async function nonEmptyDir(path: string): Promise<boolean> {
+  try {
+    return (await readdir(path)).length > 0;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return false;
+    if (code === 'ENOTDIR') throw new DataInputError(`extract_dir: "${path}" exists and is not a directory`);
+    throw err;
+  }
+}
+
+/**
+ * Puts the finished tree in place. A missing or empty target: one rename. Replace: the old tree is
+ * renamed aside first, then removed. Merge: each top-level entry is renamed in (a crash mid-merge is
+ * repaired by the re-run, which extracts and merges again).
+ */
+async function place(tmp: string, target: string, mode: 'replace' | 'merge' | 'fail'): Promise<void> {
+  await rmdir(target).catch(() => {}); // an empty directory (or nothing) gives way to the rename
+  const parent = dirname(target);
+  if (mode === 'merge') {
+    for (const name of await readdir(tmp)) {
+      const dest = `${target}/${name}`;
+      const st = await stat(dest).catch(() => null);
+      if (st?.isDirectory()) await rm(dest, { recursive: true, force: true });
+      await rename(`${tmp}/${name}`, dest);
+    }
+    await rm(tmp, { recursive: true, force: true });
+    await fsyncDir(target);
+    return;
+  }
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    const old = tempSibling(target);
+    await rename(target, old);
+    await rename(tmp, target);
+    await rm(old, { recursive: true, force: true });
+  }
+  await fsyncDir(parent);
+}

@@ -1,0 +1,214 @@
+/**
+ * Writes archive entries under one root without ever leaving it: names are checked (no absolute
+ * paths, no `..`), nothing is written through a symlink, links must resolve inside the root, device
+ * files and FIFOs are refused, and the bytes actually written (not what headers claim) are counted
+ * against the limits.
+ */
+import { createWriteStream } from 'node:fs';
+import { link, lstat, mkdir, readlink, symlink, unlink, utimes } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ArchiveRefusedError } from '../../lib/errors.js';
+import { isInside } from '../../lib/paths.js';
+
+export interface TreeLimits {
+  maxBytes: number;
+  maxEntries: number;
+}
+
+/** Checks an entry name and returns it relative and normalised ('' for the root itself). */
+export function safeEntryName(raw: string): string {
+  if (raw.includes('\0')) throw new ArchiveRefusedError(`entry "${raw}": the name contains a NUL byte`);
+  const name = raw.replace(/\\/g, '/');
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) {
+    throw new ArchiveRefusedError(`entry "${raw}": absolute paths are refused`);
+  }
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new ArchiveRefusedError(`entry "${raw}": ".." segments are refused`);
+  return parts.join('/');
+}
+
+export class SafeTree {
+  entries = 0;
+  bytes = 0;
+  private readonly dirs = new Set<string>(['']);
+  private readonly symlinks: string[] = [];
+
+  constructor(
+    readonly root: string,
+    private readonly limits: TreeLimits,
+  ) {}
+
+  private count(name: string): void {
+    this.entries += 1;
+    if (this.entries > this.limits.maxEntries) {
+      throw new ArchiveRefusedError(
+        `the archive has more than ${this.limits.maxEntries} entries (max_entries); stopped at "${name}"`,
+        { limit: 'max_entries', value: this.limits.maxEntries },
+      );
+    }
+  }
+
+  /** Makes sure every directory of `rel` exists and is a real directory (not a symlink). */
+  async mkdirs(rel: string, entryName: string): Promise<void> {
+    if (this.dirs.has(rel)) return;
+    const parts = rel.split('/');
+    let cur = '';
+    for (const part of parts) {
+      cur = cur ? `${cur}/${part}` : part;
+      if (this.dirs.has(cur)) continue;
+      const abs = join(this.root, cur);
+      const st = await lstat(abs).catch(() => null);
+      if (!st) await mkdir(abs);
+      else if (st.isSymbolicLink()) {
+        throw new ArchiveRefusedError(`entry "${entryName}" would be written through the symlink "${cur}"`);
+      } else if (!st.isDirectory()) {
+        throw new ArchiveRefusedError(`entry "${entryName}": "${cur}" is a file, not a directory`);
+      }
+      this.dirs.add(cur);
+    }
+  }
+
+  async directory(rawName: string): Promise<void> {
+    const rel = safeEntryName(rawName);
+    this.count(rawName);
+    if (rel) await this.mkdirs(rel, rawName);
+  }
+
+  /** Makes room for a new entry at `rel`: removes a file or link there, refuses a directory. */
+  private async clear(rel: string, rawName: string): Promise<string> {
+    if (!rel) throw new ArchiveRefusedError(`entry "${rawName}": a file cannot replace the target directory`);
+    const parent = posix.dirname(rel);
+    if (parent !== '.') await this.mkdirs(parent, rawName);
+    const abs = join(this.root, rel);
+    const st = await lstat(abs).catch(() => null);
+    if (st?.isDirectory())
+      throw new ArchiveRefusedError(`entry "${rawName}": a directory of that name exists`);
+    if (st) await unlink(abs);
+    return abs;
+  }
+
+  async file(rawName: string, content: Readable, mode?: number, mtime?: Date): Promise<void> {
+    const rel = safeEntryName(rawName);
+    this.count(rawName);
+    const abs = await this.clear(rel, rawName);
+    // O_EXCL ('wx'): never follows a symlink at the last component, and fails if something appeared there.
+    await pipeline(
+      content,
+      this.counter(rawName),
+      createWriteStream(abs, { flags: 'wx', mode: mode !== undefined ? (mode & 0o777) | 0o600 : 0o644 }),
+    );
+    if (mtime && !Number.isNaN(mtime.getTime())) await utimes(abs, mtime, mtime);
+  }
+
+  /** Counts real bytes as they are written; stops the stream at the limit. */
+  private counter(rawName: string): Transform {
+    const tree = this;
+    return new Transform({
+      transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+        tree.bytes += chunk.length;
+        if (tree.bytes > tree.limits.maxBytes) {
+          cb(
+            new ArchiveRefusedError(
+              `the archive expands to more than ${tree.limits.maxBytes} bytes (max_bytes); stopped in "${rawName}"`,
+              { limit: 'max_bytes', value: tree.limits.maxBytes },
+            ),
+          );
+          return;
+        }
+        cb(null, chunk);
+      },
+    });
+  }
+
+  async symlink(rawName: string, target: string): Promise<void> {
+    const rel = safeEntryName(rawName);
+    this.count(rawName);
+    if (target.startsWith('/') || target.includes('\0')) {
+      throw new ArchiveRefusedError(`entry "${rawName}": symlink to "${target}" points outside the target`);
+    }
+    const abs = await this.clear(rel, rawName);
+    await this.assertLinkInside(rawName, dirname(abs), target);
+    await symlink(target, abs);
+    this.symlinks.push(rel);
+  }
+
+  async hardlink(rawName: string, linkName: string): Promise<void> {
+    const rel = safeEntryName(rawName);
+    this.count(rawName);
+    let targetRel: string;
+    try {
+      targetRel = safeEntryName(linkName);
+    } catch {
+      throw new ArchiveRefusedError(
+        `entry "${rawName}": hard link to "${linkName}" points outside the target`,
+      );
+    }
+    const parent = posix.dirname(targetRel);
+    if (parent !== '.') await this.mkdirs(parent, rawName);
+    const targetAbs = join(this.root, targetRel);
+    const st = await lstat(targetAbs).catch(() => null);
+    if (!st?.isFile()) {
+      throw new ArchiveRefusedError(
+        `entry "${rawName}": hard link to "${linkName}", which is not a file already extracted`,
+      );
+    }
+    const abs = await this.clear(rel, rawName);
+    await link(targetAbs, abs);
+  }
+
+  refuseType(rawName: string, type: string): never {
+    throw new ArchiveRefusedError(`entry "${rawName}": ${type} entries are refused`);
+  }
+
+  /**
+   * Resolves a link target the way the kernel would (following symlinks already in the tree) and
+   * refuses one that leads outside the root.
+   */
+  private async assertLinkInside(rawName: string, fromDir: string, target: string): Promise<void> {
+    const resolved = await resolveLike(fromDir, target, 0);
+    if (resolved === null || !isInside(resolved, this.root)) {
+      throw new ArchiveRefusedError(`entry "${rawName}": symlink to "${target}" points outside the target`);
+    }
+  }
+
+  /** After every entry: each symlink must still resolve inside (later entries may change a chain). */
+  async finalCheck(): Promise<void> {
+    for (const rel of this.symlinks) {
+      const abs = join(this.root, rel);
+      const target = await readlink(abs);
+      await this.assertLinkInside(rel, dirname(abs), target);
+    }
+  }
+}
+
+/**
+ * Follows `target` from the real directory `dir` component by component, through existing symlinks
+ * (absolute ones included). Returns the path it reaches, or null for a loop. A missing component
+ * ends the walk; the rest must then hold no "..".
+ */
+async function resolveLike(dir: string, target: string, depth: number): Promise<string | null> {
+  if (depth > 40) return null;
+  let cur = target.startsWith('/') ? '/' : dir;
+  const parts = target.split('/').filter((p) => p !== '' && p !== '.');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (part === '..') {
+      cur = dirname(cur);
+      continue;
+    }
+    const next = join(cur, part);
+    const st = await lstat(next).catch(() => null);
+    if (!st) {
+      const rest = parts.slice(i + 1);
+      return rest.includes('..') ? null : join(next, ...rest);
+    }
+    if (st.isSymbolicLink()) {
+      const r = await resolveLike(cur, await readlink(next), depth + 1);
+      if (r === null) return null;
+      cur = r;
+    } else cur = next;
+  }
+  return cur;
+}

@@ -1,0 +1,63 @@
+/**
+ * Outputs appear whole or not at all: they are built under a temporary sibling name and renamed into
+ * place. A crashed run's temporaries are found by their name and removed by the next run.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { isAlive } from './processGroup.js';
+
+const MARK = '.jobd-tmp-';
+
+/** A temporary sibling of `target`: `.<name>.jobd-tmp-<pid>-<random>`, in the same directory. */
+export function tempSibling(target: string): string {
+  return join(dirname(target), `.${basename(target)}${MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/**
+ * Removes temporaries of `target` left by runs that died (their pid is not alive on this host).
+ * Returns the paths removed.
+ */
+export async function cleanStaleTemps(target: string): Promise<string[]> {
+  const dir = dirname(target);
+  const prefix = `.${basename(target)}${MARK}`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isAlive(pid))) continue;
+    if (pid === process.pid) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}
+
+/** fsync a directory, so a rename in it survives a power loss. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes a file whole: temporary sibling, fsync, rename, fsync of the directory. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = tempSibling(path);
+  try {
+    await writeFile(tmp, data, { flush: true });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dirname(path));
+}

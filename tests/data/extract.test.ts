@@ -1,0 +1,343 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { extractArchive } from '../../src/jobs/data/lib/extract.js';
+import {
+  gzipOf,
+  lyingZip,
+  makeDataset,
+  tarOf,
+  zipBomb,
+  zipOf,
+  zstdOf,
+  type FakeEntry,
+} from '../fixtures/data/archives.js';
+import { allGone, failure, isAlive, recordingContext, runCoreChild, tempDir } from './helpers.js';
+
+let base: { dir: string; cleanup(): Promise<void> };
+let upload: string;
+let outside: string;
+let env: { dataDirs: Record<string, string> };
+
+beforeEach(async () => {
+  base = await tempDir('extract');
+  upload = join(base.dir, 'upload');
+  outside = join(base.dir, 'outside');
+  await mkdir(upload, { recursive: true });
+  await mkdir(outside, { recursive: true });
+  env = { dataDirs: { upload } };
+});
+afterEach(() => base.cleanup());
+
+async function siblings(): Promise<string[]> {
+  return (await readdir(upload)).sort();
+}
+
+const good: FakeEntry[] = [
+  { name: 'data/', type: 'directory' },
+  { name: 'data/a.txt', type: 'file', content: 'alpha\n' },
+  { name: 'data/bin/tool.sh', type: 'file', content: '#!/bin/sh\n', mode: 0o755 },
+  { name: 'data/latest', type: 'symlink', linkname: 'a.txt' },
+  { name: 'data/up', type: 'symlink', linkname: '../data/bin' },
+  { name: 'data/a-again.txt', type: 'link', linkname: 'data/a.txt' },
+];
+
+describe('file_extraction: well-formed archives', () => {
+  for (const [fmt, wrap] of [
+    ['tar', (b: Buffer) => b],
+    ['tar.gz', gzipOf],
+    ['tar.zst', zstdOf],
+  ] as const) {
+    it(`extracts ${fmt} (files, modes, symlinks, hard links) and reports entries and bytes`, async () => {
+      await writeFile(join(upload, `in.${fmt}`), wrap(await tarOf(good)));
+      const ctx = recordingContext();
+      const res = await extractArchive(
+        { zip_file: join(upload, `in.${fmt}`), extract_dir: join(upload, 'out') },
+        ctx,
+        env,
+      );
+      expect(res).toMatchObject({ format: fmt, entries: 6, bytes: 16 });
+      const out = join(upload, 'out', 'data');
+      expect(await readFile(join(out, 'a.txt'), 'utf8')).toBe('alpha\n');
+      expect((await stat(join(out, 'bin/tool.sh'))).mode & 0o777).toBe(0o755);
+      expect(await readlink(join(out, 'latest'))).toBe('a.txt');
+      expect((await stat(join(out, 'a-again.txt'))).ino).toBe((await stat(join(out, 'a.txt'))).ino);
+      expect(ctx.progressed.at(-1)!.percent).toBe(100);
+      expect(await siblings()).toEqual([`in.${fmt}`, 'out']);
+    });
+  }
+
+  it('extracts a zip with a symlink inside, and a real dataset round trip through tar', async () => {
+    await writeFile(
+      join(upload, 'in.zip'),
+      await zipOf([
+        { name: 'd/', directory: true },
+        { name: 'd/x.txt', content: 'x'.repeat(1000) },
+        { name: 'd/link', symlink: 'x.txt' },
+      ]),
+    );
+    const res = await extractArchive(
+      { archive: join(upload, 'in.zip'), extract_dir: join(upload, 'z') },
+      recordingContext(),
+      env,
+    );
+    expect(res).toMatchObject({ format: 'zip', entries: 3, bytes: 1000 });
+    expect(await readFile(join(upload, 'z/d/link'), 'utf8')).toBe('x'.repeat(1000));
+
+    const src = join(base.dir, 'src');
+    const names = await makeDataset(src, 12, 2048);
+    execFileSync('tar', ['-czf', join(upload, 'ds.tar.gz'), '-C', src, '.']);
+    await extractArchive(
+      { archive: join(upload, 'ds.tar.gz'), extract_dir: join(upload, 'ds') },
+      recordingContext(),
+      env,
+    );
+    for (const n of names)
+      expect(await readFile(join(upload, 'ds', n))).toEqual(await readFile(join(src, n)));
+  });
+
+  it('on_existing: replace swaps the whole tree, merge keeps other files, fail refuses, and replace refuses to delete its own archive', async () => {
+    const arc = join(upload, 'a.tar');
+    await writeFile(arc, await tarOf([{ name: 'new.txt', type: 'file', content: 'new' }]));
+    const target = join(upload, 't');
+    await mkdir(target);
+    await writeFile(join(target, 'old.txt'), 'old');
+    await extractArchive({ archive: arc, extract_dir: target }, recordingContext(), env);
+    expect(await readdir(target)).toEqual(['new.txt']);
+    await writeFile(join(target, 'keep.txt'), 'k');
+    await extractArchive(
+      { archive: arc, extract_dir: target, on_existing: 'merge' },
+      recordingContext(),
+      env,
+    );
+    expect((await readdir(target)).sort()).toEqual(['keep.txt', 'new.txt']);
+    await expect(
+      extractArchive({ archive: arc, extract_dir: target, on_existing: 'fail' }, recordingContext(), env),
+    ).rejects.toThrow(/exists and is not empty/);
+    const inner = join(target, 'inner.tar');
+    await writeFile(inner, await tarOf([{ name: 'n.txt', type: 'file', content: 'n' }]));
+    await expect(
+      extractArchive({ archive: inner, extract_dir: target }, recordingContext(), env),
+    ).rejects.toThrow(/holds the archive itself/);
+    await extractArchive(
+      { archive: inner, extract_dir: target, on_existing: 'merge' },
+      recordingContext(),
+      env,
+    );
+    expect((await readdir(target)).sort()).toEqual(['inner.tar', 'keep.txt', 'n.txt', 'new.txt']);
+  });
+
+  it('refuses an archive or a target outside the data dirs', async () => {
+    await writeFile(join(outside, 'x.tar'), await tarOf(good));
+    await expect(
+      extractArchive(
+        { zip_file: join(outside, 'x.tar'), extract_dir: join(upload, 'o') },
+        recordingContext(),
+        env,
+      ),
+    ).rejects.toMatchObject({
+      name: 'PathNotAllowedError',
+      message: expect.stringContaining('zip_file'),
+    });
+    await writeFile(join(upload, 'x.tar'), await tarOf(good));
+    await expect(
+      extractArchive(
+        { zip_file: join(upload, 'x.tar'), extract_dir: join(outside, 'o') },
+        recordingContext(),
+        env,
+      ),
+    ).rejects.toMatchObject({
+      name: 'PathNotAllowedError',
+      message: expect.stringContaining('extract_dir'),
+    });
+  });
+});
+
+describe('file_extraction: hostile archives are refused with nothing written outside', () => {
+  const hostileTar: Array<[string, FakeEntry[]]> = [
+    ['an absolute path', [{ name: '/OUTSIDE/abs.txt', type: 'file', content: 'x' }]],
+    ['a ../ path', [{ name: 'ok/../../outside/dotdot.txt', type: 'file', content: 'x' }]],
+    ['a symlink out', [{ name: 'out', type: 'symlink', linkname: '../../outside' }]],
+    ['an absolute symlink', [{ name: 'out', type: 'symlink', linkname: '/etc' }]],
+    ['a hard link out', [{ name: 'hl', type: 'link', linkname: '../outside/victim.txt' }]],
+    ['a hard link to an absolute path', [{ name: 'hl', type: 'link', linkname: '/etc/passwd' }]],
+    [
+      'a symlink, then a file written through it',
+      [
+        { name: 'sub/', type: 'directory' },
+        { name: 'via', type: 'symlink', linkname: 'sub' },
+        { name: 'via/x.txt', type: 'file', content: 'x' },
+      ],
+    ],
+    [
+      'a chain of symlinks that leads out',
+      [
+        { name: 'self', type: 'symlink', linkname: '.' },
+        { name: 'up', type: 'symlink', linkname: 'self/..' },
+      ],
+    ],
+    ['a FIFO', [{ name: 'pipe', type: 'fifo' }]],
+    ['a device file', [{ name: 'null', type: 'character-device' }]],
+  ];
+  for (const [what, entries] of hostileTar) {
+    it(`tar with ${what}`, async () => {
+      await writeFile(join(outside, 'victim.txt'), 'untouched');
+      const realEntries = entries.map((e) =>
+        e.name.startsWith('/OUTSIDE') ? { ...e, name: join(outside, 'abs.txt') } : e,
+      );
+      await writeFile(join(upload, 'h.tar.gz'), gzipOf(await tarOf(realEntries)));
+      const err = await failure(
+        extractArchive(
+          { archive: join(upload, 'h.tar.gz'), extract_dir: join(upload, 'x') },
+          recordingContext(),
+          env,
+        ),
+      );
+      expect(err).toMatchObject({ name: 'ArchiveRefusedError', code: 'JOBD_DO_NOT_RETRY' });
+      expect(await readdir(outside)).toEqual(['victim.txt']);
+      expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('untouched');
+      expect(await siblings()).toEqual(['h.tar.gz']);
+    });
+  }
+
+  for (const [what, entries] of [
+    ['an absolute path', [{ name: '/tmp/jobd-zip-abs.txt', content: 'x' }]],
+    ['a ../ path', [{ name: '../outside/z.txt', content: 'x' }]],
+    ['a symlink out', [{ name: 'out', symlink: '../outside' }]],
+    [
+      'a symlink, then a file written through it',
+      [
+        { name: 'd/', directory: true as const },
+        { name: 'l', symlink: 'd' },
+        { name: 'l/f.txt', content: 'x' },
+      ],
+    ],
+  ] as const) {
+    it(`zip with ${what}`, async () => {
+      await writeFile(join(upload, 'h.zip'), await zipOf([...entries]));
+      const err = await failure(
+        extractArchive(
+          { archive: join(upload, 'h.zip'), extract_dir: join(upload, 'x') },
+          recordingContext(),
+          env,
+        ),
+      );
+      expect(err).toMatchObject({ name: 'ArchiveRefusedError', code: 'JOBD_DO_NOT_RETRY' });
+      expect(await readdir(outside)).toEqual([]);
+      expect(await siblings()).toEqual(['h.zip']);
+      await expect(lstat('/tmp/jobd-zip-abs.txt')).rejects.toThrow();
+    });
+  }
+
+  it('a zip bomb is stopped at max_bytes, counting bytes written', async () => {
+    await writeFile(join(upload, 'bomb.zip'), await zipBomb(64));
+    expect((await stat(join(upload, 'bomb.zip'))).size).toBeLessThan(1 << 20);
+    const err = await failure(
+      extractArchive(
+        { archive: join(upload, 'bomb.zip'), extract_dir: join(upload, 'x'), max_bytes: 8 << 20 },
+        recordingContext(),
+        env,
+      ),
+    );
+    expect(err.message).toContain('max_bytes');
+    expect(await siblings()).toEqual(['bomb.zip']);
+  });
+
+  it('a zip whose headers under-state the size is refused (actual bytes, not the claim)', async () => {
+    await writeFile(join(upload, 'lie.zip'), await lyingZip(32));
+    const err = await failure(
+      extractArchive(
+        { archive: join(upload, 'lie.zip'), extract_dir: join(upload, 'x') },
+        recordingContext(),
+        env,
+      ),
+    );
+    expect(err).toMatchObject({ name: 'ArchiveRefusedError' });
+    expect(await siblings()).toEqual(['lie.zip']);
+  });
+
+  it('a tar.gz bomb and too many entries are stopped at the limits', async () => {
+    await writeFile(
+      join(upload, 'b.tar.gz'),
+      gzipOf(await tarOf([{ name: 'z', type: 'file', content: Buffer.alloc(40 << 20) }])),
+    );
+    await expect(
+      extractArchive(
+        { archive: join(upload, 'b.tar.gz'), extract_dir: join(upload, 'x'), max_bytes: 4 << 20 },
+        recordingContext(),
+        env,
+      ),
+    ).rejects.toThrow(/max_bytes/);
+    const many = Array.from({ length: 50 }, (_, i): FakeEntry => ({
+      name: `f${i}`,
+      type: 'file',
+      content: 'x',
+    }));
+    await writeFile(join(upload, 'm.tar'), await tarOf(many));
+    await expect(
+      extractArchive(
+        { archive: join(upload, 'm.tar'), extract_dir: join(upload, 'x'), max_entries: 10 },
+        recordingContext(),
+        env,
+      ),
+    ).rejects.toThrow(/max_entries/);
+    expect(await siblings()).toEqual(['b.tar.gz', 'm.tar']);
+  });
+});
+
+describe('file_extraction: cancel and crash', () => {
+  async function bigTarZst(): Promise<string> {
+    const entries: FakeEntry[] = Array.from({ length: 40 }, (_, i) => ({
+      name: `f${i}.bin`,
+      type: 'file',
+      content: randomBytes(3 << 20),
+    }));
+    const path = join(upload, 'big.tar.zst');
+    await writeFile(path, zstdOf(await tarOf(entries)));
+    return path;
+  }
+
+  it('a cancel mid-run stops zstd (its pid is gone) and leaves nothing in place', async () => {
+    const arc = await bigTarZst();
+    const ctx = recordingContext();
+    const done = extractArchive({ archive: arc, extract_dir: join(upload, 'x') }, ctx, env);
+    const started = await (async () => {
+      for (;;) {
+        const hit = ctx.logs.find((l) => l.msg === 'zstd: started');
+        if (hit) return hit.extra!.pid as number;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    ctx.controller.abort(new Error('cancelled'));
+    await expect(done).rejects.toMatchObject({ name: 'ToolAbortedError' });
+    expect(await isAlive(started)).toBe(false);
+    expect(await siblings()).toEqual(['big.tar.zst']);
+  });
+
+  it('a SIGKILL of the extracting process leaves no partial output in place; the re-run cleans up and completes', async () => {
+    const arc = await bigTarZst();
+    const target = join(upload, 'x');
+    const child = runCoreChild('extract', 'extractArchive', { archive: arc, extract_dir: target }, env);
+    await child.waitEvent(
+      (e) => typeof e.progress === 'number' && (e.progress as number) > 0,
+      'extraction under way',
+    );
+    const zstdPid = child.events.find((e) => e.log === 'zstd: started')!.extra as { pid: number };
+    child.proc.kill('SIGKILL');
+    await child.exited;
+    expect(child.events.some((e) => 'result' in e)).toBe(false);
+    await expect(stat(target)).rejects.toThrow(/ENOENT/);
+    const left = (await siblings()).filter((n) => n.includes('jobd-tmp'));
+    expect(left).toHaveLength(1);
+    await allGone([zstdPid.pid], 'zstd of the killed run');
+
+    const ctx = recordingContext();
+    const res = await extractArchive({ archive: arc, extract_dir: target }, ctx, env);
+    expect(res.entries).toBe(40);
+    expect(res.bytes).toBe(40 * (3 << 20));
+    expect(await siblings()).toEqual(['big.tar.zst', 'x']);
+    expect(ctx.logs.some((l) => l.msg.includes('crashed run'))).toBe(true);
+  });
+});
