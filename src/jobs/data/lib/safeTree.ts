@@ -104,15 +104,14 @@ export class SafeTree {
 
   /** Counts real bytes as they are written; stops the stream at the limit. */
   private counter(rawName: string): Transform {
-    const tree = this;
     return new Transform({
-      transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-        tree.bytes += chunk.length;
-        if (tree.bytes > tree.limits.maxBytes) {
+      transform: (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) => {
+        this.bytes += chunk.length;
+        if (this.bytes > this.limits.maxBytes) {
           cb(
             new ArchiveRefusedError(
-              `the archive expands to more than ${tree.limits.maxBytes} bytes (max_bytes); stopped in "${rawName}"`,
-              { limit: 'max_bytes', value: tree.limits.maxBytes },
+              `the archive expands to more than ${this.limits.maxBytes} bytes (max_bytes); stopped in "${rawName}"`,
+              { limit: 'max_bytes', value: this.limits.maxBytes },
             ),
           );
           return;

@@ -1,0 +1,143 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, stat, symlink, writeFile, link } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { compressDirectory } from '../../src/jobs/data/lib/compress.js';
+import { extractArchive } from '../../src/jobs/data/lib/extract.js';
+import { makeDataset } from '../fixtures/data/archives.js';
+import { allGone, failure, isAlive, recordingContext, runCoreChild, tempDir } from './helpers.js';
+
+let base: { dir: string; cleanup(): Promise<void> };
+let conv: string;
+let env: { dataDirs: Record<string, string> };
+
+beforeEach(async () => {
+  base = await tempDir('compress');
+  conv = join(base.dir, 'converted');
+  await mkdir(conv, { recursive: true });
+  env = { dataDirs: { converted: conv } };
+});
+afterEach(() => base.cleanup());
+
+const sha256sum = (p: string): string => execFileSync('sha256sum', [p]).toString().split(' ')[0]!;
+
+describe('data_compression', () => {
+  it('packs tar.zst by default: a valid archive, sizes, ratio and the sha256 of the bytes written', async () => {
+    const src = join(conv, 'ds1');
+    const names = await makeDataset(src, 15, 8192);
+    await writeFile(join(src, 'zeros.bin'), Buffer.alloc(1 << 20));
+    await writeFile(join(src, 'empty.txt'), '');
+    await symlink('README.txt', join(src, 'readme-link'));
+    await link(join(src, 'README.txt'), join(src, 'README.hard'));
+    const ctx = recordingContext();
+    const res = await compressDirectory({ source_dir: src }, ctx, env);
+    const out = join(conv, 'ds1.tar.zst');
+    expect(res).toMatchObject({ output_path: out, format: 'tar.zst', files: 19 });
+    expect(res.input_bytes).toBe(15 * 8192 + 15 + (1 << 20) + 15);
+    expect(res.output_bytes).toBe((await stat(out)).size);
+    expect(res.ratio).toBeCloseTo(res.output_bytes / res.input_bytes, 3);
+    expect(res.sha256).toBe(sha256sum(out));
+    execFileSync('zstd', ['-t', '-q', out]);
+    const listing = execFileSync('tar', ['--zstd', '-tvf', out]).toString();
+    expect(listing).toContain('ds1/readme-link -> README.txt');
+    expect(listing).toMatch(
+      /ds1\/README\.hard link to ds1\/README\.txt|ds1\/README\.txt link to ds1\/README\.hard/,
+    );
+    expect(ctx.progressed.at(-1)!.percent).toBe(100);
+    // Round trip through file_extraction.
+    await extractArchive({ archive: out, extract_dir: join(conv, 'back') }, recordingContext(), env);
+    for (const n of names)
+      expect(await readFile(join(conv, 'back', 'ds1', n))).toEqual(await readFile(join(src, n)));
+    expect((await readdir(conv)).sort()).toEqual(['back', 'ds1', 'ds1.tar.zst']);
+  });
+
+  it('tar.gz with a level, and the legacy lz4 as a real lz4 frame', async () => {
+    const src = join(conv, 'ds2');
+    await makeDataset(src, 5, 1000);
+    const gz = await compressDirectory(
+      { source_dir: src, compression_type: 'gzip', level: 9 },
+      recordingContext(),
+      env,
+    );
+    expect(gz.output_path).toBe(join(conv, 'ds2.tar.gz'));
+    expect(execFileSync('tar', ['-tzf', gz.output_path]).toString()).toContain('ds2/README.txt');
+    expect(gz.sha256).toBe(sha256sum(gz.output_path));
+    const lz = await compressDirectory(
+      { source_dir: src, compression_type: 'lz4', output_path: join(conv, 'out', 'ds2.tar.lz4') },
+      recordingContext(),
+      env,
+    );
+    expect(lz.format).toBe('tar.lz4');
+    execFileSync('lz4', ['-t', '-q', lz.output_path]);
+    const tarBytes = execFileSync('lz4', ['-d', '-c', '-q', lz.output_path]);
+    expect(execFileSync('tar', ['-tf', '-'], { input: tarBytes }).toString()).toContain('ds2/README.txt');
+  });
+
+  it('refuses a bad level, an output inside the source, and paths outside the data dirs', async () => {
+    const src = join(conv, 'ds3');
+    await makeDataset(src, 2, 10);
+    await expect(
+      compressDirectory({ source_dir: src, compression_type: 'gzip', level: 12 }, recordingContext(), env),
+    ).rejects.toThrow(/level: 12 is not allowed for tar.gz: must be 1 to 9/);
+    await expect(
+      compressDirectory({ source_dir: src, output_path: join(src, 'self.tar.zst') }, recordingContext(), env),
+    ).rejects.toThrow(/inside source_dir/);
+    const err = await failure(
+      compressDirectory(
+        { source_dir: src, output_path: join(base.dir, 'x.tar.zst') },
+        recordingContext(),
+        env,
+      ),
+    );
+    expect(err).toMatchObject({
+      name: 'PathNotAllowedError',
+      message: expect.stringContaining('output_path'),
+    });
+  });
+
+  async function bigTree(name: string): Promise<string> {
+    const src = join(conv, name);
+    await mkdir(src);
+    for (let i = 0; i < 40; i++) await writeFile(join(src, `f${i}.bin`), randomBytes(3 << 19));
+    return src;
+  }
+
+  it('a cancel mid-run stops zstd (pid gone) and leaves neither the archive nor a temporary', async () => {
+    const src = await bigTree('big');
+    const ctx = recordingContext();
+    const run = compressDirectory({ source_dir: src }, ctx, env);
+    const pid = await (async () => {
+      for (;;) {
+        const hit = ctx.logs.find((l) => l.msg === 'zstd: started');
+        if (hit) return hit.extra!.pid as number;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    ctx.controller.abort(new Error('cancelled'));
+    await expect(run).rejects.toMatchObject({ name: 'ToolAbortedError' });
+    expect(await isAlive(pid)).toBe(false);
+    expect(await readdir(conv)).toEqual(['big']);
+  });
+
+  it('a SIGKILL mid-run leaves no archive in place; the re-run removes the temporary and writes a valid archive', async () => {
+    const src = await bigTree('big');
+    const child = runCoreChild('compress', 'compressDirectory', { source_dir: src }, env);
+    await child.waitEvent(
+      (e) => typeof e.progress === 'number' && (e.progress as number) > 0,
+      'packing under way',
+    );
+    const zstdPid = (child.events.find((e) => e.log === 'zstd: started')!.extra as { pid: number }).pid;
+    child.proc.kill('SIGKILL');
+    await child.exited;
+    expect(child.events.some((e) => 'result' in e)).toBe(false);
+    await allGone([zstdPid], 'zstd of the killed run');
+    const names = await readdir(conv);
+    expect(names).not.toContain('big.tar.zst');
+    expect(names.filter((n) => n.includes('jobd-tmp'))).toHaveLength(1);
+    const res = await compressDirectory({ source_dir: src }, recordingContext(), env);
+    expect((await readdir(conv)).sort()).toEqual(['big', 'big.tar.zst']);
+    execFileSync('zstd', ['-t', '-q', res.output_path]);
+    expect(res.sha256).toBe(sha256sum(res.output_path));
+  });
+});
