@@ -1,12 +1,20 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, symlink, writeFile, link } from 'node:fs/promises';
+import { link, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compressDirectory } from '../../src/jobs/data/lib/compress.js';
 import { extractArchive } from '../../src/jobs/data/lib/extract.js';
 import { makeDataset } from '../fixtures/data/archives.js';
-import { allGone, failure, isAlive, recordingContext, runCoreChild, tempDir } from './helpers.js';
+import {
+  allGone,
+  expectSameFile,
+  failure,
+  isAlive,
+  recordingContext,
+  runCoreChild,
+  tempDir,
+} from './helpers.js';
 
 let base: { dir: string; cleanup(): Promise<void> };
 let conv: string;
@@ -47,8 +55,7 @@ describe('data_compression', () => {
     expect(ctx.progressed.at(-1)!.percent).toBe(100);
     // Round trip through file_extraction.
     await extractArchive({ archive: out, extract_dir: join(conv, 'back') }, recordingContext(), env);
-    for (const n of names)
-      expect(await readFile(join(conv, 'back', 'ds1', n))).toEqual(await readFile(join(src, n)));
+    for (const n of names) await expectSameFile(join(src, n), join(conv, 'back', 'ds1', n));
     expect((await readdir(conv)).sort()).toEqual(['back', 'ds1', 'ds1.tar.zst']);
   });
 

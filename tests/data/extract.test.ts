@@ -14,7 +14,15 @@ import {
   zstdOf,
   type FakeEntry,
 } from '../fixtures/data/archives.js';
-import { allGone, failure, isAlive, recordingContext, runCoreChild, tempDir } from './helpers.js';
+import {
+  allGone,
+  expectSameFile,
+  failure,
+  isAlive,
+  recordingContext,
+  runCoreChild,
+  tempDir,
+} from './helpers.js';
 
 let base: { dir: string; cleanup(): Promise<void> };
 let upload: string;
@@ -94,8 +102,7 @@ describe('file_extraction: well-formed archives', () => {
       recordingContext(),
       env,
     );
-    for (const n of names)
-      expect(await readFile(join(upload, 'ds', n))).toEqual(await readFile(join(src, n)));
+    for (const n of names) await expectSameFile(join(src, n), join(upload, 'ds', n));
   });
 
   it('on_existing: replace swaps the whole tree, merge keeps other files, fail refuses, and replace refuses to delete its own archive', async () => {

@@ -137,3 +137,10 @@ export function runCoreChild(module: string, name: string, input: unknown, env: 
       }),
   };
 }
+
+/** Same bytes (Buffer.equals: a deep toEqual on megabytes is far too slow). */
+export async function expectSameFile(a: string, b: string): Promise<void> {
+  const { readFile } = await import('node:fs/promises');
+  const [x, y] = await Promise.all([readFile(a), readFile(b)]);
+  if (!x.equals(y)) throw new Error(`${b} differs from ${a} (${y.length} vs ${x.length} bytes)`);
+}
