@@ -186,6 +186,8 @@ export function startTool(opts: ToolRunOptions, ctx: CoreContext): ToolRun {
   };
   const onAbort = (): void => void stop(abortReason(ctx.signal));
   ctx.signal.addEventListener('abort', onAbort, { once: true });
+  // An abort from inside a callback above (the 'started' log) came before the listener: honour it.
+  if (ctx.signal.aborted) onAbort();
 
   const done = new Promise<ToolResult>((resolve, reject) => {
     let spawnError: Error | null = null;

@@ -6,8 +6,9 @@
 import { createReadStream } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline as pipelineCb } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { crc32, createGunzip } from 'node:zlib';
 import tarStream, { type Header as TarHeader } from 'tar-stream';
 import yauzl from 'yauzl';
 import type { CoreContext } from '../../lib/context.js';
@@ -35,7 +36,8 @@ export interface ArchiveEntry {
   linkname?: string;
   /** What the header claims; never trusted for limits. */
   declaredSize: number;
-  /** zip only: the CRC-32 the archive records (checked by yauzl while reading). */
+  /** zip only: the CRC-32 the archive records (yauzl checks sizes, not CRCs). */
+  crc32?: number;
   content(): Promise<Readable>;
 }
 
@@ -96,9 +98,28 @@ export function tarEntries(
     [...stages, extract],
     { signal: ctx.signal },
   );
-  const done = Promise.all([piped, filterDone]);
+  // Settles only when every stage has (zstd's group gone too), so no caller returns with a tool running.
+  const settled = Promise.allSettled([piped, filterDone]);
+  const done = settled.then((rs) => {
+    const bad = rs.find((r) => r.status === 'rejected');
+    if (bad) throw bad.reason;
+  });
   done.catch(() => {});
   async function* entries(): AsyncGenerator<ArchiveEntry> {
+    let finished = false;
+    try {
+      yield* readEntries();
+      finished = true;
+    } finally {
+      // Left early (an entry refused, an abort): stop reading and wait for the stages to wind down.
+      if (!finished) {
+        extract.destroy();
+        await settled;
+      }
+    }
+    await done;
+  }
+  async function* readEntries(): AsyncGenerator<ArchiveEntry> {
     for await (const entry of extract as unknown as AsyncIterable<TarSource>) {
       const h = entry.header;
       let consumed = false;
@@ -126,7 +147,6 @@ export function tarEntries(
       if (!consumed) entry.resume();
       await ended;
     }
-    await done;
   }
   return { entries: entries(), done };
 }
@@ -205,10 +225,16 @@ export async function zipEntries(
           ...(unixMode ? { mode: unixMode & 0o7777 } : {}),
           mtime: entry.getLastModDate(),
           declaredSize: entry.uncompressedSize,
+          crc32: entry.crc32,
           content: () =>
             new Promise<Readable>((resolve, reject) =>
               zip.openReadStream(entry, (err, stream) => (err ? reject(refusedZip(err)) : resolve(stream))),
-            ),
+            ).then((s) => {
+              // yauzl checks sizes but not CRC-32: check it here, as the bytes go by.
+              const checked = crcCheck(entry.crc32, entry.fileName);
+              pipelineCb(s, checked, () => {});
+              return checked;
+            }),
         };
       }
     } finally {
@@ -236,4 +262,24 @@ export async function readLinkTarget(stream: Readable): Promise<string> {
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Passes bytes through and fails at the end if their CRC-32 differs from the archive's. */
+function crcCheck(expected: number, name: string): Transform {
+  let crc = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      crc = crc32(chunk, crc);
+      cb(null, chunk);
+    },
+    flush(cb) {
+      cb(
+        crc === expected
+          ? null
+          : new ArchiveRefusedError(
+              `zip entry "${name}": CRC-32 ${crc.toString(16)}, the archive says ${expected.toString(16)}`,
+            ),
+      );
+    },
+  });
 }
