@@ -12,7 +12,7 @@ import { Duplex, type Readable, type Writable } from 'node:stream';
 import type { CoreContext } from './context.js';
 import { abortReason, ToolAbortedError, ToolFailedError, ToolMissingError } from './errors.js';
 import { stopGroup } from './processGroup.js';
-import type { ToolDef } from './toolTable.js';
+import type { ExitMeaning, ToolDef } from './toolTable.js';
 
 export interface ProgressUpdate {
   percent: number;
@@ -45,6 +45,11 @@ export interface ToolRunOptions {
   killGraceMs?: number;
   /** How much of stderr is kept for the error. Default 8 KiB. */
   stderrTailBytes?: number;
+  /**
+   * Reads a failure before the exit-code table does (some tools give one code to a refused
+   * connection and to a usage error: the stderr tells them apart). Undefined: the table decides.
+   */
+  classify?: (exitCode: number, stderrTail: string) => ExitMeaning | undefined;
 }
 
 export interface ToolResult {
@@ -211,14 +216,20 @@ export function startTool(opts: ToolRunOptions, ctx: CoreContext): ToolRun {
           );
         }
         if (code === 0) return resolve({ exitCode: 0, stderrTail: tail, durationMs: Date.now() - started });
-        reject(failure(tool, code, signal, tail));
+        reject(failure(tool, code, signal, tail, opts.classify));
       });
     });
   });
   return { pid, stdin: child.stdin, stdout: child.stdout, done, stop };
 }
 
-function failure(tool: ToolDef, code: number | null, signal: string | null, tail: string): ToolFailedError {
+function failure(
+  tool: ToolDef,
+  code: number | null,
+  signal: string | null,
+  tail: string,
+  classify?: ToolRunOptions['classify'],
+): ToolFailedError {
   const lastLines = tail.split('\n').slice(-12).join('\n').slice(-2000);
   let what: string;
   let retryable: boolean;
@@ -226,7 +237,7 @@ function failure(tool: ToolDef, code: number | null, signal: string | null, tail
     what = `was killed by ${signal ?? 'a signal'}`;
     retryable = true; // the OOM killer or an operator: the next attempt may run
   } else {
-    const m = tool.exitCodes[code];
+    const m = classify?.(code, tail) ?? tool.exitCodes[code];
     retryable = m ? m.retryable : tool.otherRetryable;
     what = `exited with code ${code}${m ? ` (${m.meaning})` : ''}`;
   }
