@@ -32,6 +32,9 @@ export async function startRcloneServer(kind: 'webdav' | 'sftp', dir: string): P
       kind,
       '--config',
       '/dev/null',
+      // The tests change the served folder behind the server's back: no cached listings.
+      '--dir-cache-time',
+      '0s',
       '--addr',
       '127.0.0.1:0',
       '--user',

@@ -193,7 +193,7 @@ export async function runRclone(o: RcloneRunOptions, ctx: CoreContext): Promise<
     if (err instanceof ToolFailedError && errorTexts.length) {
       // rclone's JSON log is hard to read in a tail: say what it reported instead.
       const said = [...new Set(errorTexts)].slice(-5).join('; ');
-      throw new ToolFailedError({
+      const failed = new ToolFailedError({
         tool: `rclone (${o.label})`,
         message: `${o.label}: rclone ${err.exitCode === null ? 'was killed' : `exited with code ${err.exitCode}`}; ${err.retryable ? 'retryable' : 'not retryable'}; rclone said: ${said.slice(0, 2000)}`,
         retryable: err.retryable,
@@ -201,6 +201,9 @@ export async function runRclone(o: RcloneRunOptions, ctx: CoreContext): Promise<
         signal: err.signal,
         stderrTail: err.stderrTail,
       });
+      // What rclone reported per object (a file that differs, one that failed), for the caller.
+      failed.details = { errors, notices, stdout };
+      throw failed;
     }
     throw asAbort(err, ctx.signal, o.label);
   }
