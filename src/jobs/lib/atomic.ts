@@ -61,3 +61,21 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
   await fsyncDir(dirname(path));
 }
+
+/**
+ * Moves a finished temporary (file or directory) to `target`, replacing what is there: the old one is
+ * renamed aside first and removed after, so `target` is never missing nor half-written.
+ */
+export async function renameIntoPlace(tmp: string, target: string): Promise<void> {
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR' && code !== 'ENOTDIR') throw err;
+    const old = tempSibling(target);
+    await rename(target, old);
+    await rename(tmp, target);
+    await rm(old, { recursive: true, force: true });
+  }
+  await fsyncDir(dirname(target));
+}
