@@ -121,6 +121,7 @@ export async function extractArchive(
     await recheck(target, env.dataDirs);
     await place(tmp, target.real, existing ? opts.on_existing : 'replace');
   } catch (err) {
+    await tree.settle().catch(() => {}); // no write may land after the removal
     await rm(tmp, { recursive: true, force: true });
     throw asAbort(err, ctx.signal, 'file_extraction');
   }
@@ -134,7 +135,7 @@ async function writeEntry(tree: SafeTree, e: ArchiveEntry, zip: boolean): Promis
       return tree.directory(e.name);
     case 'file':
       try {
-        return await tree.file(e.name, await e.content(), e.mode, e.mtime);
+        return await tree.file(e.name, await e.content(), e.mode, e.mtime, e.declaredSize);
       } catch (err) {
         throw zip ? refusedZip(err) : err;
       }

@@ -5,7 +5,7 @@
  * against the limits.
  */
 import { createWriteStream } from 'node:fs';
-import { link, lstat, mkdir, readlink, symlink, unlink, utimes } from 'node:fs/promises';
+import { link, lstat, mkdir, readlink, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -29,11 +29,18 @@ export function safeEntryName(raw: string): string {
   return parts.join('/');
 }
 
+/** Entries up to this size are written from memory in one call. */
+const SMALL_FILE = 1 << 20;
+const PARALLEL_WRITES = 16;
+
 export class SafeTree {
   entries = 0;
   bytes = 0;
   private readonly dirs = new Set<string>(['']);
   private readonly symlinks: string[] = [];
+  /** Small files being written in the background, by name; the first failure among them. */
+  private readonly writing = new Map<string, Promise<void>>();
+  private writeError: unknown = null;
 
   constructor(
     readonly root: string,
@@ -76,9 +83,17 @@ export class SafeTree {
     if (rel) await this.mkdirs(rel, rawName);
   }
 
+  /** Waits for the background writes; throws the first that failed. */
+  async settle(): Promise<void> {
+    while (this.writing.size) await Promise.all(this.writing.values());
+    if (this.writeError) throw this.writeError;
+  }
+
   /** Makes room for a new entry at `rel`: removes a file or link there, refuses a directory. */
   private async clear(rel: string, rawName: string): Promise<string> {
     if (!rel) throw new ArchiveRefusedError(`entry "${rawName}": a file cannot replace the target directory`);
+    // The same name again (archives may repeat one): the earlier write lands first.
+    await this.writing.get(rel);
     const parent = posix.dirname(rel);
     if (parent !== '.') await this.mkdirs(parent, rawName);
     const abs = join(this.root, rel);
@@ -89,32 +104,63 @@ export class SafeTree {
     return abs;
   }
 
-  async file(rawName: string, content: Readable, mode?: number, mtime?: Date): Promise<void> {
+  /**
+   * Writes a file entry. `sizeHint` (the header's size) only picks the way: small entries are read into
+   * memory and written in one call (a stream per file costs more than the file); the limits always
+   * count the bytes actually read.
+   */
+  async file(
+    rawName: string,
+    content: Readable,
+    mode?: number,
+    mtime?: Date,
+    sizeHint?: number,
+  ): Promise<void> {
     const rel = safeEntryName(rawName);
     this.count(rawName);
     const abs = await this.clear(rel, rawName);
+    const fileMode = mode !== undefined ? (mode & 0o777) | 0o600 : 0o644;
     // O_EXCL ('wx'): never follows a symlink at the last component, and fails if something appeared there.
-    await pipeline(
-      content,
-      this.counter(rawName),
-      createWriteStream(abs, { flags: 'wx', mode: mode !== undefined ? (mode & 0o777) | 0o600 : 0o644 }),
-    );
+    if (sizeHint !== undefined && sizeHint <= SMALL_FILE) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of content as AsyncIterable<Buffer>) {
+        this.addBytes(chunk.length, rawName);
+        chunks.push(chunk);
+      }
+      const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      // Written in the background, a few at a time: per-file latency, not bandwidth, bounds small files.
+      const w = writeFile(abs, data, { flag: 'wx', mode: fileMode })
+        .then(() => (mtime && !Number.isNaN(mtime.getTime()) ? utimes(abs, mtime, mtime) : undefined))
+        .catch((err: unknown) => void (this.writeError ??= err))
+        .finally(() => this.writing.delete(rel));
+      this.writing.set(rel, w);
+      if (this.writing.size >= PARALLEL_WRITES) await Promise.race(this.writing.values());
+      if (this.writeError) throw this.writeError;
+      return;
+    } else {
+      await pipeline(content, this.counter(rawName), createWriteStream(abs, { flags: 'wx', mode: fileMode }));
+    }
     if (mtime && !Number.isNaN(mtime.getTime())) await utimes(abs, mtime, mtime);
+  }
+
+  private addBytes(n: number, rawName: string): void {
+    this.bytes += n;
+    if (this.bytes > this.limits.maxBytes) {
+      throw new ArchiveRefusedError(
+        `the archive expands to more than ${this.limits.maxBytes} bytes (max_bytes); stopped in "${rawName}"`,
+        { limit: 'max_bytes', value: this.limits.maxBytes },
+      );
+    }
   }
 
   /** Counts real bytes as they are written; stops the stream at the limit. */
   private counter(rawName: string): Transform {
     return new Transform({
       transform: (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) => {
-        this.bytes += chunk.length;
-        if (this.bytes > this.limits.maxBytes) {
-          cb(
-            new ArchiveRefusedError(
-              `the archive expands to more than ${this.limits.maxBytes} bytes (max_bytes); stopped in "${rawName}"`,
-              { limit: 'max_bytes', value: this.limits.maxBytes },
-            ),
-          );
-          return;
+        try {
+          this.addBytes(chunk.length, rawName);
+        } catch (err) {
+          return cb(err as Error);
         }
         cb(null, chunk);
       },
@@ -122,6 +168,7 @@ export class SafeTree {
   }
 
   async symlink(rawName: string, target: string): Promise<void> {
+    await this.settle(); // links are checked against the tree as written
     const rel = safeEntryName(rawName);
     this.count(rawName);
     if (target.startsWith('/') || target.includes('\0')) {
@@ -134,6 +181,7 @@ export class SafeTree {
   }
 
   async hardlink(rawName: string, linkName: string): Promise<void> {
+    await this.settle();
     const rel = safeEntryName(rawName);
     this.count(rawName);
     let targetRel: string;
@@ -174,6 +222,7 @@ export class SafeTree {
 
   /** After every entry: each symlink must still resolve inside (later entries may change a chain). */
   async finalCheck(): Promise<void> {
+    await this.settle();
     for (const rel of this.symlinks) {
       const abs = join(this.root, rel);
       const target = await readlink(abs);

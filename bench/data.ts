@@ -1,0 +1,258 @@
+/**
+ * Dataset cores against the native tools, the same files side by side in one run. Prints ONE JSON
+ * document on stdout (progress goes to stderr).
+ *
+ *   npm run bench:data                    full size (1 GiB tree, 10,000-file zip, 2 GiB hash, ...)
+ *   npm run bench:data -- --scale=0.25    every size times 0.25 (BENCH_SCALE works too)
+ *   BENCH_DIR=/somewhere npm run bench:data   where the files go (default: the temp dir)
+ *
+ * Each figure: jobd's seconds, the native tool's seconds, and ratio = native / jobd (1.0 = as fast as
+ * the native tool; the target is ≥ 0.9). The backup figure is a second backup of an unchanged
+ * 10,000-file dataset: its seconds and the bytes it added (target < 1 MiB).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createBackup } from '../src/jobs/data/lib/backup.js';
+import { compressDirectory } from '../src/jobs/data/lib/compress.js';
+import { extractArchive } from '../src/jobs/data/lib/extract.js';
+import { rsyncTransfer } from '../src/jobs/data/lib/rsync.js';
+import { sha256File } from '../src/jobs/lib/hash.js';
+import type { CoreContext } from '../src/jobs/lib/context.js';
+
+const arg = process.argv.find((a) => a.startsWith('--scale='));
+const scale = Number(arg ? arg.slice('--scale='.length) : (process.env.BENCH_SCALE ?? 1));
+if (!(scale > 0 && scale <= 4)) {
+  process.stderr.write(`--scale must be a number in (0, 4]; got ${arg ?? process.env.BENCH_SCALE}\n`);
+  process.exit(2);
+}
+const MiB = 1 << 20;
+const TREE_FILES = Math.max(4, Math.round(64 * scale)); // 16 MiB each: 1 GiB at scale 1
+const SMALL_FILES = Math.max(500, Math.round(10_000 * scale));
+const HASH_BYTES = Math.max(64 * MiB, Math.round(2048 * scale) * MiB);
+
+const log = (msg: string): void => void process.stderr.write(`[bench:data] ${msg}\n`);
+const round = (n: number, d = 3): number => Math.round(n * 10 ** d) / 10 ** d;
+const ctx: CoreContext = { signal: new AbortController().signal, progress: () => {}, log: () => {} };
+
+function run(cmd: string, args: string[], cwd?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.on('error', reject);
+    p.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`)),
+    );
+  });
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+}
+
+/** Semi-compressible content (half random, half text), like real detector data after headers. */
+function fileContent(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  const text = Buffer.from('frame 000123 exposure=0.100 gain=1.000 status=ok\n'.repeat(1400));
+  for (let off = 0; off < size; off += 128 * 1024) {
+    const rnd = Math.min(64 * 1024, size - off);
+    randomBytes(rnd).copy(b, off);
+    const rest = Math.min(64 * 1024, size - off - rnd);
+    if (rest > 0) text.copy(b, off + rnd, 0, rest);
+  }
+  return b;
+}
+
+interface Pair {
+  what: string;
+  bytes?: number;
+  files?: number;
+  jobd_s: number;
+  native: string;
+  native_s: number;
+  ratio: number;
+}
+
+async function pair(
+  what: string,
+  native: string,
+  ours: () => Promise<unknown>,
+  theirs: () => Promise<unknown>,
+  reset: () => Promise<void>,
+  size: { bytes?: number; files?: number },
+): Promise<Pair> {
+  // Native first, then jobd, then each once more: the better of two runs each, caches warm for both.
+  const n1 = await timed(theirs);
+  await reset();
+  const j1 = await timed(ours);
+  await reset();
+  const n2 = await timed(theirs);
+  await reset();
+  const j2 = await timed(ours);
+  await reset();
+  const [jobd_s, native_s] = [Math.min(j1, j2), Math.min(n1, n2)];
+  const out = {
+    what,
+    ...size,
+    jobd_s: round(jobd_s),
+    native,
+    native_s: round(native_s),
+    ratio: round(native_s / jobd_s, 2),
+  };
+  log(JSON.stringify(out));
+  return out;
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(join(process.env.BENCH_DIR ?? tmpdir(), 'jobd-bench-data-'));
+  const env = { dataDirs: [root] };
+  const out: Record<string, unknown> = {
+    bench: 'jobd dataset cores',
+    node: process.version,
+    cpus: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? null,
+    loadAvgAtStart: loadavg().map((v) => round(v, 2)),
+    scale,
+  };
+  const results: Record<string, unknown> = {};
+  try {
+    const tree = join(root, 'tree');
+    log(`making a tree of ${TREE_FILES} files of 16 MiB`);
+    await mkdir(tree);
+    for (let i = 0; i < TREE_FILES; i++)
+      await writeFile(join(tree, `frame_${String(i).padStart(4, '0')}.bin`), fileContent(16 * MiB));
+    const treeBytes = TREE_FILES * 16 * MiB;
+
+    // Extraction of a tar.gz.
+    const tgz = join(root, 'tree.tar.gz');
+    await run('tar', ['-czf', tgz, '-C', root, 'tree']);
+    const x = (n: string): string => join(root, `x-${n}`);
+    results.extract_tar_gz = await pair(
+      'extract tar.gz',
+      'tar -xzf',
+      () => extractArchive({ archive: tgz, extract_dir: x('jobd') }, ctx, env),
+      async () => {
+        await mkdir(x('native'));
+        await run('tar', ['-xzf', tgz, '-C', x('native')]);
+      },
+      async () => {
+        await rm(x('jobd'), { recursive: true, force: true });
+        await rm(x('native'), { recursive: true, force: true });
+      },
+      { bytes: treeBytes, files: TREE_FILES },
+    );
+    await rm(tgz);
+
+    // Extraction of a zip of many small files.
+    const small = join(root, 'small');
+    log(`making ${SMALL_FILES} small files`);
+    for (let i = 0; i < SMALL_FILES; i++) {
+      if (i % 500 === 0) await mkdir(join(small, `d${i / 500}`), { recursive: true });
+      await writeFile(
+        join(small, `d${Math.floor(i / 500)}`, `f${i}.txt`),
+        fileContent(1024 + (i % 7) * 1024),
+      );
+    }
+    const zip = join(root, 'small.zip');
+    await run('zip', ['-q', '-r', zip, 'small'], root);
+    results.extract_zip_small_files = await pair(
+      'extract zip of small files',
+      'unzip -q',
+      () => extractArchive({ archive: zip, extract_dir: x('jobd') }, ctx, env),
+      () => run('unzip', ['-q', zip, '-d', x('native')]),
+      async () => {
+        await rm(x('jobd'), { recursive: true, force: true });
+        await rm(x('native'), { recursive: true, force: true });
+      },
+      { files: SMALL_FILES },
+    );
+    await rm(zip);
+
+    // Compression to tar.zst (level 3, every core, both sides).
+    const zOut = (n: string): string => join(root, `tree-${n}.tar.zst`);
+    results.compress_tar_zst = await pair(
+      'compress to tar.zst',
+      'tar -I "zstd -T0 -3" -cf',
+      () => compressDirectory({ source_dir: tree, output_path: zOut('jobd') }, ctx, env),
+      () => run('tar', ['-I', 'zstd -T0 -3', '-cf', zOut('native'), '-C', root, 'tree']),
+      async () => {
+        await rm(zOut('jobd'), { force: true });
+        await rm(zOut('native'), { force: true });
+      },
+      { bytes: treeBytes },
+    );
+
+    // rsync_transfer against bare rsync, local to local, same options (archive, partial).
+    const r = (n: string): string => join(root, `rsync-${n}`);
+    results.rsync = await pair(
+      'rsync_transfer',
+      'rsync -a --partial',
+      () => rsyncTransfer({ source: `${tree}/`, destination: r('jobd') }, ctx, env),
+      () => run('rsync', ['-a', '--partial', `${tree}/`, r('native')]),
+      async () => {
+        await rm(r('jobd'), { recursive: true, force: true });
+        await rm(r('native'), { recursive: true, force: true });
+      },
+      { bytes: treeBytes, files: TREE_FILES },
+    );
+    await rm(tree, { recursive: true, force: true });
+
+    // sha256 of one big file.
+    const big = join(root, 'big.bin');
+    log(`making a ${HASH_BYTES / MiB} MiB file`);
+    const chunk = fileContent(64 * MiB);
+    await writeFile(big, '');
+    for (let done = 0; done < HASH_BYTES; done += chunk.length) {
+      await appendFile(big, chunk.subarray(0, Math.min(chunk.length, HASH_BYTES - done)));
+    }
+    results.sha256 = await pair(
+      'sha256',
+      'sha256sum',
+      () => sha256File(big),
+      () => run('sha256sum', [big]),
+      async () => {},
+      { bytes: (await stat(big)).size },
+    );
+    await rm(big);
+
+    // A backup of an unchanged many-file dataset.
+    const backups = join(root, 'backups');
+    const first = await timed(() => createBackup({ source_dir: small, backup_dir: backups }, ctx, env));
+    let second: Awaited<ReturnType<typeof createBackup>> | undefined;
+    const secondS = await timed(async () => {
+      second = await createBackup({ source_dir: small, backup_dir: backups }, ctx, env);
+    });
+    results.backup_unchanged = {
+      what: 'second backup of an unchanged dataset',
+      files: second!.files,
+      first_backup_s: round(first),
+      seconds: round(secondS),
+      new_bytes: second!.new_bytes,
+      new_files: second!.new_files,
+      hashed_files: second!.hashed_files,
+    };
+    log(JSON.stringify(results.backup_unchanged));
+
+    const ratios = Object.values(results)
+      .filter((v): v is Pair => typeof (v as Pair).ratio === 'number')
+      .map((v) => ({ what: v.what, ratio: v.ratio }));
+    out.results = results;
+    out.targets = {
+      ratio_min: 0.9,
+      below_target: ratios.filter((v) => v.ratio < 0.9).map((v) => v.what),
+      backup_new_bytes_max: MiB,
+      backup_met: second!.new_bytes < MiB,
+    };
+  } finally {
+    out.loadAvgAtEnd = loadavg().map((v) => round(v, 2));
+    await rm(root, { recursive: true, force: true });
+  }
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+}
+
+await main();
