@@ -1,7 +1,7 @@
 /**
  * Reads zip and tar archives (plain, gzip, zstd) entry by entry, as one shape: yauzl for zip,
- * tar-stream for tar, zlib for gzip, and Debian's `zstd -d` behind the toolkit for zstd (measured
- * against the pure-JS decoders: several times faster, see docs/jobs.md).
+ * tar-stream for tar, zlib for gzip, and Debian's `zstd -d` behind the toolkit for zstd: it streams,
+ * where the WebAssembly decoders in npm decode a whole buffer in memory (see docs/jobs.md).
  */
 import { createReadStream } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
