@@ -32,8 +32,11 @@ export interface ToolRunOptions {
   env?: Record<string, string>;
   /** 'pipe' gives `run.stdin` (a stream filter); default: no input. */
   stdin?: 'ignore' | 'pipe';
-  /** 'pipe' gives `run.stdout` to the caller; default: read as lines (progress, onLine). */
-  stdout?: 'lines' | 'pipe';
+  /**
+   * 'pipe' gives `run.stdout` to the caller; a number is a file descriptor the program writes to
+   * directly (output that need not pass through this process); default: read as lines.
+   */
+  stdout?: 'lines' | 'pipe' | number;
   /** Which stream carries progress lines. Default: both. */
   progressFrom?: 'stdout' | 'stderr' | 'both';
   progress?: ProgressParser;
@@ -142,7 +145,11 @@ export function startTool(opts: ToolRunOptions, ctx: CoreContext): ToolRun {
   const child: ChildProcess = spawn(cmd, argv, {
     cwd: opts.cwd,
     env: opts.env ? { ...process.env, ...opts.env } : process.env,
-    stdio: [opts.stdin === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    stdio: [
+      opts.stdin === 'pipe' ? 'pipe' : 'ignore',
+      typeof opts.stdout === 'number' ? opts.stdout : 'pipe',
+      'pipe',
+    ],
     detached: true, // its own process group (setsid), so a stop reaches every process it started
   });
   const pid = child.pid;
@@ -176,7 +183,7 @@ export function startTool(opts: ToolRunOptions, ctx: CoreContext): ToolRun {
     errLines.push(chunk);
   });
   child.stderr!.on('end', () => errLines.end());
-  if (opts.stdout !== 'pipe') {
+  if (opts.stdout === undefined || opts.stdout === 'lines') {
     const outLines = lineSplitter((l) => handleLine(l, 'stdout'));
     child.stdout!.on('data', (chunk: Buffer) => outLines.push(chunk));
     child.stdout!.on('end', () => outLines.end());

