@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createBackup } from '../../src/jobs/data/lib/backup.js';
-import type { Manifest } from '../../src/jobs/data/lib/manifest.js';
+import { readManifest } from '../../src/jobs/data/lib/manifest.js';
 import { makeDataset } from '../fixtures/data/archives.js';
 import { allGone, pidsWithArg, recordingContext, runCoreChild, tempDir } from './helpers.js';
 
@@ -35,7 +35,7 @@ describe('backup_creation', () => {
     const first = await createBackup({ source_dir: ds }, recordingContext(), env);
     expect(first.previous_snapshot).toBeNull();
     expect(first).toMatchObject({ files: 31, hashed_files: 31, new_files: 31 });
-    const m1 = JSON.parse(await readFile(first.manifest_path, 'utf8')) as Manifest;
+    const m1 = await readManifest(first.snapshot_path);
     expect(m1.files.map((f) => f.path).sort()).toEqual([...names].sort());
     for (const f of m1.files.slice(0, 5)) {
       expect(f.sha256).toBe(sha(join(ds, f.path)));
@@ -47,7 +47,11 @@ describe('backup_creation', () => {
     const added = du(join(backupRoot, 'ds1')) - before;
     expect(second.previous_snapshot).toBe(first.snapshot_path);
     expect(second).toMatchObject({ files: 31, hashed_files: 0, new_files: 0 });
-    expect(second.new_bytes).toBeLessThan(16 * 1024); // the manifest
+    expect(second.new_bytes).toBeLessThan(1024); // the manifest's header: the file list is a hard link
+    expect((await stat(join(second.snapshot_path, 'files.json'))).ino).toBe(
+      (await stat(join(first.snapshot_path, 'files.json'))).ino,
+    );
+    expect((await readManifest(second.snapshot_path)).files).toEqual(m1.files);
     expect(added).toBeLessThan(64 * 1024); // directories and the manifest; the data is hard links
     expect((await stat(join(second.snapshot_path, 'data', names[0]!))).ino).toBe(
       (await stat(join(first.snapshot_path, 'data', names[0]!))).ino,
@@ -56,7 +60,7 @@ describe('backup_creation', () => {
     await writeFile(join(ds, names[1]!), randomBytes(1000));
     const third = await createBackup({ source_dir: ds }, recordingContext(), env);
     expect(third).toMatchObject({ hashed_files: 1, new_files: 1 });
-    const m3 = JSON.parse(await readFile(third.manifest_path, 'utf8')) as Manifest;
+    const m3 = await readManifest(third.snapshot_path);
     expect(m3.files.find((f) => f.path === names[1])!.sha256).toBe(sha(join(ds, names[1]!)));
     expect((await readdir(join(backupRoot, 'ds1'))).filter((n) => !n.startsWith('.'))).toHaveLength(3);
   });
@@ -67,16 +71,19 @@ describe('backup_creation', () => {
     for (let i = 0; i < 30; i++) await writeFile(join(ds, `f${i}.bin`), randomBytes(1 << 20));
     const backupDir = join(backupRoot, 'big');
     const ctx = recordingContext();
-    const run = createBackup({ source_dir: ds }, ctx, env);
-    const pid = await (async () => {
-      for (;;) {
-        const hit = ctx.logs.find((l) => l.msg === 'rsync: started');
-        if (hit) return hit.extra!.pid as number;
-        await new Promise((r) => setTimeout(r, 10));
+    let pid = 0;
+    const log = ctx.log;
+    // Cancel the moment rsync is started: mid-run however fast the machine is.
+    ctx.log = (msg, extra) => {
+      log(msg, extra);
+      if (msg === 'rsync: started') {
+        pid = extra!.pid as number;
+        ctx.controller.abort(new Error('cancelled'));
       }
-    })();
-    ctx.controller.abort(new Error('cancelled'));
+    };
+    const run = createBackup({ source_dir: ds }, ctx, env);
     await expect(run).rejects.toMatchObject({ name: 'ToolAbortedError' });
+    expect(pid).toBeGreaterThan(0);
     await allGone([pid], 'rsync');
     expect(await readdir(backupDir)).toEqual([]);
 

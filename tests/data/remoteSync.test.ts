@@ -256,6 +256,11 @@ describe('remote_sync and google_sync', () => {
   it('credentials never appear in anything the cores said', () => {
     expect(reveal(server.obscured)).toBe(PASSWORD);
     expect(configSecrets(server.section('x'))).toEqual(expect.arrayContaining([server.obscured, PASSWORD]));
+    const drive = configSecrets(
+      '[g]\ntype = drive\nclient_secret = cs-123456\ntoken = {"access_token":"ya29.a0AfH6SM","refresh_token":"1//0gLongRefresh","expiry":"2030-01-01T00:00:00Z"}\nuse_trash = true\n',
+    );
+    expect(drive).toEqual(expect.arrayContaining(['cs-123456', 'ya29.a0AfH6SM', '1//0gLongRefresh']));
+    expect(drive).not.toContain('true');
     const all = captured.join('\n');
     expect(all.length).toBeGreaterThan(1000);
     expect(all).not.toContain(PASSWORD);

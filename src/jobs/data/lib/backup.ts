@@ -6,7 +6,7 @@
  * snapshot is built under a temporary name and renamed when whole; a crashed run's temporary is removed
  * by the next run.
  */
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
@@ -22,7 +22,7 @@ import {
   MANIFEST_FILE,
   newestSnapshot,
   snapshotName,
-  type Manifest,
+  writeManifest,
   type ManifestFile,
 } from './manifest.js';
 import { parseProgress2 } from './rsync.js';
@@ -122,17 +122,18 @@ export async function createBackup(
         ctx.progress(70 + (i / entries.length) * 29, `manifest: ${i}/${entries.length} files`);
     }
     const name = snapshotName();
-    const manifest: Manifest = {
-      version: 1,
-      created_at: new Date().toISOString(),
-      source_dir: opts.source_dir,
-      snapshot: name,
-      previous: prev?.name ?? null,
-      files,
-      total_bytes: total,
-    };
-    const text = JSON.stringify(manifest);
-    await writeFile(join(tmp, MANIFEST_FILE), text, { flush: true });
+    const manifestBytes = await writeManifest(
+      tmp,
+      {
+        created_at: new Date().toISOString(),
+        source_dir: opts.source_dir,
+        snapshot: name,
+        previous: prev?.name ?? null,
+        files,
+        total_bytes: total,
+      },
+      prev ? { dir: join(backup.real, prev.name), manifest: prev.manifest } : null,
+    );
     await recheck(backup, env.dataDirs);
     await rename(tmp, join(backup.real, name));
     await fsyncDir(backup.real);
@@ -145,7 +146,7 @@ export async function createBackup(
       files: files.length,
       bytes: total,
       new_files: newFiles,
-      new_bytes: newBytes + Buffer.byteLength(text),
+      new_bytes: newBytes + manifestBytes,
       hashed_files: hashed,
     };
   } catch (err) {
