@@ -2,7 +2,8 @@
  * Writes archive entries under one root without ever leaving it: names are checked (no absolute
  * paths, no `..`), nothing is written through a symlink, links must resolve inside the root, device
  * files and FIFOs are refused, and the bytes actually written (not what headers claim) are counted
- * against the limits.
+ * against the limits. The root must be a new, empty directory that only this tree writes to (a
+ * temporary sibling of the target).
  */
 import { createWriteStream } from 'node:fs';
 import { link, lstat, mkdir, readlink, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
@@ -41,6 +42,8 @@ export class SafeTree {
   /** Small files being written in the background, by name; the first failure among them. */
   private readonly writing = new Map<string, Promise<void>>();
   private writeError: unknown = null;
+  /** Names of files and links written (directories are in `dirs`). */
+  private readonly written = new Set<string>();
 
   constructor(
     readonly root: string,
@@ -97,6 +100,14 @@ export class SafeTree {
     const parent = posix.dirname(rel);
     if (parent !== '.') await this.mkdirs(parent, rawName);
     const abs = join(this.root, rel);
+    if (this.dirs.has(rel))
+      throw new ArchiveRefusedError(`entry "${rawName}": a directory of that name exists`);
+    // The root is a fresh private directory written only by this tree: a name it never wrote is free,
+    // and looking for it (an ENOENT per file) would cost as much as writing a small file.
+    if (!this.written.has(rel)) {
+      this.written.add(rel);
+      return abs;
+    }
     const st = await lstat(abs).catch(() => null);
     if (st?.isDirectory())
       throw new ArchiveRefusedError(`entry "${rawName}": a directory of that name exists`);
