@@ -4,6 +4,7 @@
  *
  *   npm run bench:data                    full size (1 GiB tree, 10,000-file zip, 2 GiB hash, ...)
  *   npm run bench:data -- --scale=0.25    every size times 0.25 (BENCH_SCALE works too)
+ *   npm run bench:data -- --scale=0.25 --small-scale=1   big files quartered, the 10,000 small files kept
  *   BENCH_DIR=/somewhere npm run bench:data   where the files go (default: the temp dir)
  *
  * Each figure: jobd's seconds, the native tool's seconds, and ratio = native / jobd (1.0 = as fast as
@@ -28,9 +29,15 @@ if (!(scale > 0 && scale <= 4)) {
   process.stderr.write(`--scale must be a number in (0, 4]; got ${arg ?? process.env.BENCH_SCALE}\n`);
   process.exit(2);
 }
+const smallArg = process.argv.find((a) => a.startsWith('--small-scale='));
+const smallScale = smallArg ? Number(smallArg.slice('--small-scale='.length)) : scale;
+if (!(smallScale > 0 && smallScale <= 4)) {
+  process.stderr.write(`--small-scale must be a number in (0, 4]; got ${smallArg}\n`);
+  process.exit(2);
+}
 const MiB = 1 << 20;
 const TREE_FILES = Math.max(4, Math.round(64 * scale)); // 16 MiB each: 1 GiB at scale 1
-const SMALL_FILES = Math.max(500, Math.round(10_000 * scale));
+const SMALL_FILES = Math.max(500, Math.round(10_000 * smallScale));
 const HASH_BYTES = Math.max(64 * MiB, Math.round(2048 * scale) * MiB);
 
 const log = (msg: string): void => void process.stderr.write(`[bench:data] ${msg}\n`);
@@ -118,6 +125,7 @@ async function main(): Promise<void> {
     cpuModel: cpus()[0]?.model ?? null,
     loadAvgAtStart: loadavg().map((v) => round(v, 2)),
     scale,
+    smallScale,
   };
   const results: Record<string, unknown> = {};
   try {
