@@ -151,14 +151,26 @@ export function tarEntries(
   return { entries: entries(), done };
 }
 
-function openZip(path: string): Promise<yauzl.ZipFile> {
-  return new Promise((resolve, reject) =>
-    yauzl.open(
-      path,
-      { lazyEntries: true, autoClose: true, validateEntrySizes: true, decodeStrings: true },
-      (err, zip) => (err ? reject(err) : resolve(zip)),
-    ),
-  );
+/** Zips up to this size are read into memory first: no file read per header and per entry. */
+const ZIP_IN_MEMORY = 128 << 20;
+
+async function openZip(path: string): Promise<yauzl.ZipFile> {
+  const options = { lazyEntries: true, validateEntrySizes: true, decodeStrings: true };
+  const fh = await openFile(path, 'r');
+  let buf: Buffer | null = null;
+  try {
+    const { size } = await fh.stat();
+    // Many small entries cost a file read each for the central record, the local header and the data;
+    // from memory they cost none, which is most of the time a small entry takes.
+    if (size <= ZIP_IN_MEMORY) buf = await fh.readFile();
+  } finally {
+    await fh.close();
+  }
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, zip?: yauzl.ZipFile): void => (err ? reject(err) : resolve(zip!));
+    if (buf) yauzl.fromBuffer(buf, options, done);
+    else yauzl.open(path, { ...options, autoClose: true }, done);
+  });
 }
 
 const S_IFMT = 0o170000;
