@@ -3,7 +3,7 @@
  */
 import { Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
-import { MAX_MESSAGE_SIZE } from './wire.js';
+import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES, MAX_WRITE_BATCH_SIZE } from './limits.js';
 import {
   optionalDoc,
   rejectUnknownFields,
@@ -15,7 +15,6 @@ import { compileFilter } from './mql.js';
 export const SERVER_VERSION = '7.0.14';
 export const MAX_WIRE_VERSION = 21;
 export const SET_NAME = 'jobd-embedded';
-const MAX_BSON_SIZE = 16 * 1024 * 1024;
 
 function hostString(ctx: CommandContext): string {
   return `${ctx.server.host}:${ctx.server.port}`;
@@ -34,9 +33,9 @@ function helloReply(ctx: CommandContext, legacy: boolean): Document {
     hosts: [me],
     primary: me,
     me,
-    maxBsonObjectSize: MAX_BSON_SIZE,
-    maxMessageSizeBytes: MAX_MESSAGE_SIZE,
-    maxWriteBatchSize: 100_000,
+    maxBsonObjectSize: MAX_BSON_OBJECT_SIZE,
+    maxMessageSizeBytes: MAX_MESSAGE_SIZE_BYTES,
+    maxWriteBatchSize: MAX_WRITE_BATCH_SIZE,
     localTime: new Date(),
     logicalSessionTimeoutMinutes: 30,
     connectionId: ctx.connectionId,
@@ -57,7 +56,7 @@ const buildInfo: CommandHandler = () => ({
   versionArray: SERVER_VERSION.split('.').map(Number).concat(0),
   bits: 64,
   debug: false,
-  maxBsonObjectSize: MAX_BSON_SIZE,
+  maxBsonObjectSize: MAX_BSON_OBJECT_SIZE,
   storageEngines: ['jobd-embedded'],
   modules: [],
   javascriptEngine: 'none',

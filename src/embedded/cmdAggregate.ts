@@ -28,6 +28,7 @@ import { parseCollation, type Collation } from './collation.js';
 import { toPlainNumbers } from './numbers.js';
 import { checkPipeline, checkStageName, stageIgnoringCollation } from './mqlRefusals.js';
 import type { WriteOptions } from './engine.js';
+import { checkInternalSize } from './limits.js';
 
 function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
   if (!Array.isArray(pipeline))
@@ -170,14 +171,16 @@ export function runAggregation(
       );
   }
   // mingo runs on plain-number copies: the stages after the planned prefix see values, not BSON types.
-  let out =
-    rest.length > 0
-      ? runPipeline(toPlainNumbers(docs), expandCount(rest), {
-          collectionResolver: resolver,
-          ...(variables ? { variables } : {}),
-          collation,
-        })
-      : docs;
+  let out = docs;
+  if (rest.length > 0) {
+    out = runPipeline(toPlainNumbers(docs), expandCount(rest), {
+      collectionResolver: resolver,
+      ...(variables ? { variables } : {}),
+      collation,
+    });
+    // Stored documents are within the limit; documents the stages built are measured, as MongoDB does.
+    for (const doc of out) checkInternalSize(doc, 'PlanExecutor error during aggregation');
+  }
   if (writes) {
     if ('$out' in writes) outInto(ctx, writes.$out, out, extras.writes);
     else mergeInto(ctx, writes.$merge, out, extras.writes);

@@ -42,8 +42,15 @@ export function outInto(
       );
     seen.add(key);
   }
-  for (const doc of [...coll.docs.values()]) ctx.engine.delete(coll, doc);
-  for (const doc of prepared) ctx.engine.insert(coll, doc, wopts);
+  // $out replaces the collection whole or not at all (MongoDB writes a temporary collection and renames it).
+  const sp = ctx.engine.savepoint();
+  try {
+    for (const doc of [...coll.docs.values()]) ctx.engine.delete(coll, doc);
+    for (const doc of prepared) ctx.engine.insert(coll, doc, wopts);
+  } catch (err) {
+    ctx.engine.rollBackTo(sp);
+    throw err;
+  }
 }
 
 const WHEN_MATCHED = ['replace', 'keepExisting', 'merge', 'fail'];

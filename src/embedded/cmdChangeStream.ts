@@ -12,6 +12,7 @@ import type { Batch, Cursor } from './cursor.js';
 import type { Engine } from './engine.js';
 import { runPipeline } from './mql.js';
 import type { CommandContext } from './commandContext.js';
+import { MAX_BATCH_BYTES, bsonSize } from './limits.js';
 
 const SPEC_FIELDS = [
   'fullDocument',
@@ -167,13 +168,18 @@ class ChangeStreamCursor implements Cursor {
     return docs;
   }
 
-  /** Events available now, up to `max` (0 = no limit). */
+  /** Events available now, up to `max` (0 = no limit) and 16 MiB (but at least one event). */
   collect(max: number): Document[] {
     const out: Document[] = [];
     if (this.closed) return out;
+    let bytes = 0;
     for (const e of this.engine.changes.after(this.pos)) {
       if (this.inScope(e)) {
-        out.push(...this.transform(this.render(e)));
+        const docs = this.transform(this.render(e));
+        for (const d of docs) bytes += bsonSize(d);
+        // The event stays for the next batch: the position only moves past events that were sent.
+        if (out.length > 0 && bytes > MAX_BATCH_BYTES) break;
+        out.push(...docs);
         if (this.invalidates(e)) {
           // The invalidate event goes through the pipeline like any other; the stream ends either way.
           out.push(

@@ -3,10 +3,11 @@
  * finish, so it is atomic with respect to every other command.
  */
 import type { Document } from 'bson';
-import { CommandError, toCommandError } from './errors.js';
+import { CommandError, isInternalFault, toCommandError } from './errors.js';
+import { GENERATED_ID_BYTES, MAX_WRITE_BATCH_SIZE } from './limits.js';
 import { isPlainObject, sameBson } from './bsonOrder.js';
 import type { Collection } from './collection.js';
-import type { WriteOptions } from './engine.js';
+import type { Savepoint, WriteOptions } from './engine.js';
 import { evaluateLet, project } from './mql.js';
 import { runQuery } from './query.js';
 import { parseCollation } from './collation.js';
@@ -52,19 +53,33 @@ function refuseStatementFields(list: Document[], path: string, known: string[]):
   }
 }
 
-function writeError(index: number, err: unknown): Document {
+/**
+ * The write error for statement `index`. A statement that failed on a fault (not a refusal) is taken
+ * back whole, so no half of it stays; the statements before it stay, as after any write error.
+ */
+function writeError(ctx: CommandContext, sp: Savepoint, index: number, err: unknown): Document {
+  if (isInternalFault(err)) {
+    ctx.engine.rollBackTo(sp);
+    ctx.log?.(
+      `jobd-embedded: statement ${index} of a write command failed with an internal error and was undone: ${describeFault(err)}`,
+    );
+  }
   const e = toCommandError(err);
   return { index, code: e.code, codeName: e.codeName, errmsg: e.message, ...e.extra };
+}
+
+function describeFault(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
 function statements(cmd: Document, field: string): Document[] {
   const list = cmd[field] as unknown;
   if (!Array.isArray(list))
     throw new CommandError('TypeMismatch', `BSON field '${field}' is missing or is not an array`);
-  if (list.length > 100_000)
+  if (list.length === 0 || list.length > MAX_WRITE_BATCH_SIZE)
     throw new CommandError(
-      'InvalidOptions',
-      `Write batch sizes must be between 1 and 100000. Got ${list.length} operations.`,
+      'InvalidLength',
+      `Write batch sizes must be between 1 and ${MAX_WRITE_BATCH_SIZE}. Got ${list.length} operations.`,
     );
   return list as Document[];
 }
@@ -80,10 +95,15 @@ const insert: CommandHandler = (cmd, ctx) => {
   const ordered = optionalBool(cmd, 'ordered') ?? true;
   const coll = ctx.engine.ensureCollection(ctx.db, name);
   assertWritable(coll);
-  const wopts = { bypassValidation: cmd.bypassDocumentValidation === true };
+  // Each document came in the request, so the request's size bounds its own (plus a generated _id).
+  const wopts: WriteOptions = {
+    bypassValidation: cmd.bypassDocumentValidation === true,
+    ...(ctx.requestSize !== undefined ? { sizeBound: ctx.requestSize + GENERATED_ID_BYTES } : {}),
+  };
   let n = 0;
   const writeErrors: Document[] = [];
   for (let i = 0; i < docs.length; i++) {
+    const sp = ctx.engine.savepoint();
     try {
       const doc = docs[i];
       if (!isPlainObject(doc))
@@ -91,7 +111,7 @@ const insert: CommandHandler = (cmd, ctx) => {
       ctx.engine.insert(coll, withId(doc), wopts);
       n++;
     } catch (err) {
-      writeErrors.push(writeError(i, err));
+      writeErrors.push(writeError(ctx, sp, i, err));
       if (ordered) break;
     }
   }
@@ -143,7 +163,7 @@ function runUpdate(
   }
   if (docs.length === 0 && st.upsert) {
     const doc = buildUpsert(q, u, opts);
-    ctx.engine.insert(coll, doc, wopts);
+    ctx.engine.insert(coll, doc, { ...wopts, origin: 'upsert' });
     return { n: 1, nModified: 0, upsertedId: doc._id };
   }
   return { n: docs.length, nModified };
@@ -174,6 +194,7 @@ const update: CommandHandler = (cmd, ctx) => {
   const upserted: Document[] = [];
   const writeErrors: Document[] = [];
   for (let i = 0; i < list.length; i++) {
+    const sp = ctx.engine.savepoint();
     try {
       const st = list[i] as Document;
       const coll =
@@ -188,7 +209,7 @@ const update: CommandHandler = (cmd, ctx) => {
       nModified += r.nModified;
       if (r.upsertedId !== undefined) upserted.push({ index: i, _id: r.upsertedId });
     } catch (err) {
-      writeErrors.push(writeError(i, err));
+      writeErrors.push(writeError(ctx, sp, i, err));
       if (ordered) break;
     }
   }
@@ -209,6 +230,7 @@ const del: CommandHandler = (cmd, ctx) => {
   let n = 0;
   const writeErrors: Document[] = [];
   for (let i = 0; i < list.length; i++) {
+    const sp = ctx.engine.savepoint();
     try {
       const st = list[i] as Document;
       const limit = Number(st.limit ?? 0);
@@ -232,7 +254,7 @@ const del: CommandHandler = (cmd, ctx) => {
       for (const doc of docs) ctx.engine.delete(coll, doc);
       n += docs.length;
     } catch (err) {
-      writeErrors.push(writeError(i, err));
+      writeErrors.push(writeError(ctx, sp, i, err));
       if (ordered) break;
     }
   }
@@ -309,7 +331,7 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
   const coll = ctx.engine.ensureCollection(ctx.db, name);
   const created = buildUpsert(query, spec, opts);
-  ctx.engine.insert(coll, created, wopts);
+  ctx.engine.insert(coll, created, { ...wopts, origin: 'upsert' });
   return {
     lastErrorObject: { n: 1, updatedExisting: false, upserted: created._id },
     value: returnNew ? shape(created) : null,

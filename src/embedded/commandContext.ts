@@ -20,6 +20,10 @@ export interface CommandContext {
   connectionId: number;
   /** The database the command addresses ($db). */
   db: string;
+  /** The size in bytes of the message that carried the command, when it came over the wire. */
+  requestSize?: number;
+  /** Where faults met while serving the command are reported. */
+  log?: (msg: string) => void;
 }
 
 export type CommandHandler = (cmd: Document, ctx: CommandContext) => Document | Promise<Document>;

@@ -2,11 +2,10 @@
  * Open cursors: result sets handed out in batches by getMore, and change streams that wait
  * for the next event. Idle cursors are reaped after ten minutes, as in MongoDB.
  */
-import { BSON, Long, type Document } from 'bson';
+import { Long, type Document } from 'bson';
 import type { CommandContext } from './commandContext.js';
 import { CommandError } from './errors.js';
-
-export const MAX_BATCH_BYTES = 16 * 1024 * 1024 - 64 * 1024;
+import { MAX_BATCH_BYTES, bsonSize } from './limits.js';
 const IDLE_MS = 10 * 60 * 1000;
 
 export interface Batch {
@@ -26,17 +25,21 @@ export interface Cursor {
   interruptAtShutdown?(): void;
 }
 
-/** Takes up to `batchSize` documents (0 = no count limit) within the reply size limit. */
+/**
+ * Takes up to `batchSize` documents (0 = no count limit) as MongoDB fills a batch: the first document
+ * always, then each next one while the batch stays within 16 MiB, so a reply fits in a message.
+ */
 export function takeBatch(docs: Document[], start: number, batchSize: number): Document[] {
   const max = batchSize > 0 ? Math.min(batchSize, docs.length - start) : docs.length - start;
-  const out: Document[] = [];
-  let bytes = 0;
-  for (let i = 0; i < max; i++) {
+  if (max <= 0) return [];
+  const first = docs[start] as Document;
+  if (max === 1) return [first];
+  const out: Document[] = [first];
+  let bytes = bsonSize(first);
+  for (let i = 1; i < max; i++) {
     const doc = docs[start + i] as Document;
-    if (max > 100) {
-      bytes += BSON.calculateObjectSize(doc);
-      if (bytes > MAX_BATCH_BYTES && out.length > 0) break;
-    }
+    bytes += bsonSize(doc);
+    if (bytes > MAX_BATCH_BYTES) break;
     out.push(doc);
   }
   return out;

@@ -39,6 +39,7 @@ import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
 import { assertWritable, checkValidator } from './views.js';
 import { CompactionScheduler } from './compaction.js';
+import { checkStoredSize, type WriteOrigin } from './limits.js';
 import {
   RetryableWriteTable,
   retryableWriteDoc,
@@ -61,6 +62,17 @@ export interface RetryableResult {
 export interface WriteOptions {
   /** The command's bypassDocumentValidation. */
   bypassValidation?: boolean;
+  /** Which error a document over the size limit gets (default: insert for insert, update for replace). */
+  origin?: WriteOrigin;
+  /** An upper bound on the document's BSON size known to the caller; spares the exact measure when small. */
+  sizeBound?: number;
+}
+
+/** A point in the current command's effects that a failed statement can be taken back to. */
+export interface Savepoint {
+  undo: number;
+  pending: number;
+  seq: number;
 }
 
 export class Engine {
@@ -225,6 +237,7 @@ export class Engine {
   insert(coll: Collection, doc: Document, opts: WriteOptions = {}): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
+    checkStoredSize(doc, opts.origin ?? 'insert', opts.sizeBound);
     if (!opts.bypassValidation) checkValidator(coll, doc);
     coll.insert(doc);
     this.record({ op: 'insert', db: coll.db, coll: coll.name, doc }, () => coll.remove(doc));
@@ -248,6 +261,7 @@ export class Engine {
   ): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
+    checkStoredSize(after, opts.origin ?? 'update', opts.sizeBound);
     if (!opts.bypassValidation) checkValidator(coll, after, before);
     coll.replace(before, after);
     this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () =>
@@ -347,10 +361,10 @@ export class Engine {
   }
 
   private record(rec: LogRecord, undo: () => void): void {
-    if (this.store && !this.replaying) {
-      this.pending.push(rec);
-      this.undo.push(undo);
-    }
+    if (this.replaying) return;
+    // Undo is kept in memory too: a command that fails on a fault is taken back (see abort()).
+    if (this.store) this.pending.push(rec);
+    this.undo.push(undo);
   }
 
   /** Puts a collection object under its (db, name). */
@@ -380,7 +394,9 @@ export class Engine {
   commit(retryable?: RetryableResult): void {
     const reply = retryable && retryable.reply.ok === 1 ? BSON.serialize(retryable.reply) : undefined;
     if (!this.store) {
+      this.undo = [];
       if (retryable && reply) this.retryableWrites.record(retryable.write, reply);
+      this.committedSeq = this.changes.head;
       return;
     }
     if (this.pending.length > 0) {
@@ -423,6 +439,30 @@ export class Engine {
   private rollBack(undo: (() => void)[]): void {
     for (let i = undo.length - 1; i >= 0; i--) (undo[i] as () => void)();
     this.changes.truncateAfter(this.committedSeq);
+  }
+
+  /**
+   * Takes back every effect of the command now running (it failed on a fault, or its reply cannot be
+   * sent), as a failed append does: nothing of it is logged, streamed or left in memory.
+   */
+  abort(): void {
+    const undo = this.undo;
+    this.pending = [];
+    this.undo = [];
+    this.rollBack(undo);
+  }
+
+  /** Marks where the running command's effects stand, to take a failed statement back to it. */
+  savepoint(): Savepoint {
+    return { undo: this.undo.length, pending: this.pending.length, seq: this.changes.head };
+  }
+
+  /** Takes back the running command's effects made after `sp` (newest first), with their change events. */
+  rollBackTo(sp: Savepoint): void {
+    const undone = this.undo.splice(sp.undo);
+    this.pending.length = Math.min(this.pending.length, sp.pending);
+    for (let i = undone.length - 1; i >= 0; i--) (undone[i] as () => void)();
+    this.changes.truncateAfter(sp.seq);
   }
 
   /**

@@ -9,6 +9,8 @@ export const ErrorCodes = {
   Unauthorized: 13,
   FailedToParse: 9,
   TypeMismatch: 14,
+  InvalidLength: 16,
+  InvalidBSON: 22,
   IllegalOperation: 20,
   NamespaceNotFound: 26,
   IndexNotFound: 27,
@@ -55,6 +57,9 @@ export const ErrorCodes = {
   Location6108304: 6108304,
   Location4886600: 4886600,
   Location4886601: 4886601,
+  BSONObjectTooLarge: 10334,
+  Location17419: 17419,
+  Location17420: 17420,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCodes;
@@ -98,8 +103,16 @@ export function typeMismatch(message: string): CommandError {
 export function toCommandError(err: unknown): CommandError {
   if (err instanceof CommandError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  // mingo reports unknown or malformed operators with its own error class.
-  if (err instanceof Error && err.constructor.name === 'MingoError')
-    return new CommandError('BadValue', message);
+  if (isMingoError(err)) return new CommandError('BadValue', message);
   return new CommandError('InternalError', message);
+}
+
+/** mingo reports unknown or malformed operators with its own error class: the user's error, not ours. */
+function isMingoError(err: unknown): boolean {
+  return err instanceof Error && err.constructor.name === 'MingoError';
+}
+
+/** An exception that is no refusal of the request but a fault while serving it (a bug, a RangeError). */
+export function isInternalFault(err: unknown): boolean {
+  return !(err instanceof CommandError) && !isMingoError(err);
 }

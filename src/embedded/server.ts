@@ -4,18 +4,12 @@
  */
 import net from 'node:net';
 import type { Document } from 'bson';
-import { runCommand } from './commands.js';
+import { executeCommand } from './commands.js';
 import type { CommandContext, ServerInfo } from './commandContext.js';
 import type { CursorManager } from './cursor.js';
 import type { Engine } from './engine.js';
-import {
-  MAX_MESSAGE_SIZE,
-  MSG_MORE_TO_COME,
-  ProtocolError,
-  encodeOpMsg,
-  encodeOpReply,
-  parseMessage,
-} from './wire.js';
+import { encodeBody, encodeOpMsg, encodeOpReply, parseMessage, MSG_MORE_TO_COME } from './wire.js';
+import { FrameReader } from './frames.js';
 
 export interface WireServerDeps {
   engine: Engine;
@@ -96,31 +90,33 @@ export class WireServer {
       cursors: this.deps.cursors,
       server: this.deps.info,
       connectionId: nextConnectionId++,
+      log: this.deps.log,
     };
-    let buffered: Buffer[] = [];
-    let size = 0;
+    const frames = new FrameReader();
     let chain: Promise<void> = Promise.resolve();
-    const connection: Connection = { socket, idle: () => chain.catch(() => {}) };
+    const connection: Connection = { socket, idle: () => chain };
     this.connections.add(connection);
     socket.on('data', (chunk: Buffer) => {
-      if (this.closing) return;
-      buffered.push(chunk);
-      size += chunk.length;
-      let all = buffered.length === 1 ? (buffered[0] as Buffer) : Buffer.concat(buffered, size);
-      while (all.length >= 4) {
-        const len = all.readInt32LE(0);
-        if (len < 16 || len > MAX_MESSAGE_SIZE) {
-          this.deps.log(`closing connection ${ctx.connectionId}: invalid message length ${len}`);
-          socket.destroy();
-          return;
-        }
-        if (all.length < len) break;
-        const msg = all.subarray(0, len);
-        all = all.subarray(len);
-        chain = chain.then(() => this.handle(socket, msg, ctx));
+      if (this.closing || socket.destroyed) return;
+      const { messages, invalidLength } = frames.push(chunk);
+      for (const msg of messages) {
+        // Never rejects: a fault while serving one message closes this connection, and only it.
+        chain = chain
+          .then(() => this.handle(socket, msg, ctx))
+          .catch((err: unknown) => {
+            this.deps.log(
+              `closing connection ${ctx.connectionId}: unexpected error while serving it: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+            );
+            socket.destroy();
+          });
       }
-      buffered = all.length > 0 ? [all] : [];
-      size = all.length;
+      if (invalidLength !== undefined) {
+        // As mongod: a length it cannot read ends the connection (after what came before is answered).
+        chain = chain.then(() => {
+          this.deps.log(`closing connection ${ctx.connectionId}: invalid message length ${invalidLength}`);
+          socket.destroy();
+        });
+      }
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => this.connections.delete(connection));
@@ -130,27 +126,34 @@ export class WireServer {
     if (socket.destroyed) return;
     let request;
     try {
-      request = parseMessage(Buffer.from(msg));
+      request = parseMessage(msg);
     } catch (err) {
+      // A frame that cannot be answered (ProtocolError), or a fault while reading one.
       this.deps.log(
-        `closing connection ${ctx.connectionId}: ${err instanceof ProtocolError ? err.message : String(err)}`,
+        `closing connection ${ctx.connectionId}: ${err instanceof Error ? err.message : String(err)}`,
       );
       socket.destroy();
       return;
     }
-    if (request.kind === 'query') {
-      const dbName = request.collection.split('.')[0] ?? 'admin';
-      const reply = await runCommand(legacyCommand(request.command), ctx, dbName);
-      if (!socket.destroyed) socket.write(encodeOpReply(request.header.requestId, reply));
+    const withSize = { ...ctx, requestSize: msg.length };
+    const responseTo = request.header.requestId;
+    if (request.kind === 'invalid') {
+      if (request.silent || socket.destroyed) return;
+      const reply: Document = request.error.toReply();
+      const body = encodeBody(reply);
+      socket.write(
+        request.replyAs === 'msg' ? encodeOpMsg(responseTo, body) : encodeOpReply(responseTo, body),
+      );
       return;
     }
-    const reply = await runCommand(request.command, ctx);
+    if (request.kind === 'query') {
+      const dbName = request.collection.split('.')[0] ?? 'admin';
+      const { body } = await executeCommand(request.command, withSize, dbName);
+      if (!socket.destroyed) socket.write(encodeOpReply(responseTo, body));
+      return;
+    }
+    const { body } = await executeCommand(request.command, withSize);
     if (request.flags & MSG_MORE_TO_COME) return;
-    if (!socket.destroyed) socket.write(encodeOpMsg(request.header.requestId, reply));
+    if (!socket.destroyed) socket.write(encodeOpMsg(responseTo, body));
   }
-}
-
-/** OP_QUERY handshakes may spell the command in lower case. */
-function legacyCommand(cmd: Document): Document {
-  return cmd;
 }

@@ -59,6 +59,8 @@ export class TtlMonitor {
       }
       this.engine.commit();
     } catch (err) {
+      // Nothing of a failed sweep stays behind to be committed with the next command.
+      this.engine.abort();
       this.log(`jobd-embedded: TTL sweep failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     return removed;

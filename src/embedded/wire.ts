@@ -1,8 +1,15 @@
 /**
  * The MongoDB wire protocol: message framing, OP_MSG (with document sequences, checksums and
  * moreToCome), and the legacy OP_QUERY handshake answered with OP_REPLY.
+ *
+ * A malformed message gets what mongod gives it: a frame it cannot make sense of (a bad length, an
+ * unknown opcode, a section running past the end, a bad checksum, a flag it must understand but does
+ * not) closes the connection; a well-framed message whose BSON is invalid, or whose command is over
+ * the size limit, gets an error reply.
  */
 import { BSON, type Document } from 'bson';
+import { CommandError } from './errors.js';
+import { MAX_INTERNAL_BSON_SIZE, MAX_MESSAGE_SIZE_BYTES, bsonSize, objectTooLarge } from './limits.js';
 import { deserializeKeepingTypes } from './numbers.js';
 
 export const OP_REPLY = 1;
@@ -14,7 +21,7 @@ export const MSG_CHECKSUM_PRESENT = 1 << 0;
 export const MSG_MORE_TO_COME = 1 << 1;
 export const MSG_EXHAUST_ALLOWED = 1 << 16;
 
-export const MAX_MESSAGE_SIZE = 48_000_000;
+export const HEADER_BYTES = 16;
 
 export interface Header {
   length: number;
@@ -25,8 +32,11 @@ export interface Header {
 
 export type Request =
   | { kind: 'msg'; header: Header; flags: number; command: Document }
-  | { kind: 'query'; header: Header; collection: string; command: Document };
+  | { kind: 'query'; header: Header; collection: string; command: Document }
+  /** A well-framed message that is answered with an error instead of being run. */
+  | { kind: 'invalid'; header: Header; replyAs: 'msg' | 'query'; silent: boolean; error: CommandError };
 
+/** A message that cannot be answered: the connection is closed. */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
 }
@@ -47,8 +57,16 @@ export function readHeader(buf: Buffer): Header {
   };
 }
 
+/** Whether a length announced by a message header can be read at all (mongod closes otherwise). */
+export function validMessageLength(length: number): boolean {
+  return length >= HEADER_BYTES && length <= MAX_MESSAGE_SIZE_BYTES;
+}
+
 export function parseMessage(msg: Buffer): Request {
+  if (msg.length < HEADER_BYTES) throw new ProtocolError(`message of ${msg.length} bytes has no header`);
   const header = readHeader(msg);
+  if (header.length !== msg.length)
+    throw new ProtocolError(`message length ${header.length} does not match the ${msg.length} bytes read`);
   if (header.opCode === OP_MSG) return parseOpMsg(header, msg);
   if (header.opCode === OP_QUERY) return parseOpQuery(header, msg);
   if (header.opCode === OP_COMPRESSED)
@@ -56,11 +74,36 @@ export function parseMessage(msg: Buffer): Request {
   throw new ProtocolError(`Unsupported opCode ${header.opCode}`);
 }
 
+/** The extent of the BSON document at `pos`, checked to lie within `end`. */
+function documentAt(msg: Buffer, pos: number, end: number, what: string): Buffer {
+  if (pos + 5 > end) throw new ProtocolError(`${what} is truncated`);
+  const size = msg.readInt32LE(pos);
+  if (size < 5 || pos + size > end)
+    throw new ProtocolError(`${what} declares ${size} bytes but ${end - pos} remain in the message`);
+  return msg.subarray(pos, pos + size);
+}
+
+function decode(bytes: Buffer, what: string): Document {
+  let doc: Document;
+  try {
+    doc = deserializeKeepingTypes(bytes);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CommandError('InvalidBSON', `${what} is not valid BSON: ${reason}`);
+  }
+  // A command may exceed a document by the allowance for its own fields, and no more.
+  if (bytes.length > MAX_INTERNAL_BSON_SIZE) throw objectTooLarge(bytes.length, doc);
+  return doc;
+}
+
 function parseOpMsg(header: Header, msg: Buffer): Request {
+  if (msg.length < HEADER_BYTES + 5)
+    throw new ProtocolError('OP_MSG is too short for its flags and a section');
   const flags = msg.readUInt32LE(16);
   let end = msg.length;
   if (flags & MSG_CHECKSUM_PRESENT) {
     end -= 4;
+    if (end < HEADER_BYTES + 5) throw new ProtocolError('OP_MSG is too short for its checksum');
     const expected = msg.readUInt32LE(end);
     const actual = crc32c(msg.subarray(0, end));
     if (expected !== actual) throw new ProtocolError('OP_MSG checksum mismatch');
@@ -69,29 +112,31 @@ function parseOpMsg(header: Header, msg: Buffer): Request {
   const unknownRequired = flags & 0xffff & ~(MSG_CHECKSUM_PRESENT | MSG_MORE_TO_COME);
   if (unknownRequired) throw new ProtocolError(`Unsupported OP_MSG flag bits ${unknownRequired}`);
   let pos = 20;
-  let body: Document | undefined;
-  const sequences: Array<[string, Document[]]> = [];
+  let bodyBytes: Buffer | undefined;
+  const sequences: Array<[string, Buffer[]]> = [];
   while (pos < end) {
     const kind = msg.readUInt8(pos);
     pos += 1;
     if (kind === 0) {
-      const size = msg.readInt32LE(pos);
-      if (body) throw new ProtocolError('OP_MSG has more than one body section');
-      body = deserializeKeepingTypes(msg.subarray(pos, pos + size));
-      pos += size;
+      if (bodyBytes) throw new ProtocolError('OP_MSG has more than one body section');
+      bodyBytes = documentAt(msg, pos, end, 'OP_MSG body section');
+      pos += bodyBytes.length;
     } else if (kind === 1) {
+      if (pos + 4 > end) throw new ProtocolError('OP_MSG document sequence is truncated');
       const size = msg.readInt32LE(pos);
       const sectionEnd = pos + size;
+      if (size < 5 || sectionEnd > end)
+        throw new ProtocolError(`OP_MSG document sequence declares ${size} bytes but ${end - pos} remain`);
       let p = pos + 4;
       const nul = msg.indexOf(0, p);
       if (nul < 0 || nul >= sectionEnd) throw new ProtocolError('Malformed document sequence identifier');
       const id = msg.toString('utf8', p, nul);
       p = nul + 1;
-      const docs: Document[] = [];
+      const docs: Buffer[] = [];
       while (p < sectionEnd) {
-        const dsize = msg.readInt32LE(p);
-        docs.push(deserializeKeepingTypes(msg.subarray(p, p + dsize)));
-        p += dsize;
+        const bytes = documentAt(msg, p, sectionEnd, `document ${docs.length} of sequence '${id}'`);
+        docs.push(bytes);
+        p += bytes.length;
       }
       sequences.push([id, docs]);
       pos = sectionEnd;
@@ -99,24 +144,41 @@ function parseOpMsg(header: Header, msg: Buffer): Request {
       throw new ProtocolError(`Unknown OP_MSG section kind ${kind}`);
     }
   }
-  if (!body) throw new ProtocolError('OP_MSG has no body section');
-  for (const [id, docs] of sequences) {
-    const existing = body[id] as unknown;
-    if (Array.isArray(existing)) existing.push(...docs);
-    else body[id] = docs;
+  if (!bodyBytes) throw new ProtocolError('OP_MSG has no body section');
+  const silent = (flags & MSG_MORE_TO_COME) !== 0;
+  try {
+    const body = decode(bodyBytes, 'OP_MSG body');
+    for (const [id, parts] of sequences) {
+      const docs = parts.map((bytes, i) => decode(bytes, `document ${i} of sequence '${id}'`));
+      const existing = body[id] as unknown;
+      if (Array.isArray(existing)) existing.push(...docs);
+      else body[id] = docs;
+    }
+    return { kind: 'msg', header, flags, command: body };
+  } catch (err) {
+    return { kind: 'invalid', header, replyAs: 'msg', silent, error: contentError(err) };
   }
-  return { kind: 'msg', header, flags, command: body };
 }
 
 function parseOpQuery(header: Header, msg: Buffer): Request {
   let pos = 20;
   const nul = msg.indexOf(0, pos);
+  if (msg.length < pos || nul < 0) throw new ProtocolError('OP_QUERY has no collection name');
   const collection = msg.toString('utf8', pos, nul);
   pos = nul + 1 + 8; // numberToSkip, numberToReturn
-  const size = msg.readInt32LE(pos);
-  let command = deserializeKeepingTypes(msg.subarray(pos, pos + size));
-  if (command.$query && typeof command.$query === 'object') command = command.$query as Document;
-  return { kind: 'query', header, collection, command };
+  const bytes = documentAt(msg, pos, msg.length, 'OP_QUERY query');
+  try {
+    let command = decode(bytes, 'OP_QUERY query');
+    if (command.$query && typeof command.$query === 'object') command = command.$query as Document;
+    return { kind: 'query', header, collection, command };
+  } catch (err) {
+    return { kind: 'invalid', header, replyAs: 'query', silent: false, error: contentError(err) };
+  }
+}
+
+function contentError(err: unknown): CommandError {
+  if (err instanceof CommandError) return err;
+  return new CommandError('InvalidBSON', err instanceof Error ? err.message : String(err));
 }
 
 let nextRequestId = 1;
@@ -130,15 +192,34 @@ function header(length: number, responseTo: number, opCode: number): Buffer {
   return h;
 }
 
-export function encodeOpMsg(responseTo: number, reply: Document): Buffer {
-  const body = BSON.serialize(reply, { ignoreUndefined: true });
+const SERIALIZE_OPTIONS = { ignoreUndefined: true };
+
+/**
+ * A reply's BSON. The serializer writes into a fixed 17 MiB buffer and cuts short, silently, what does
+ * not fit; any reply within the limit fits, and one that comes out over the limit is measured and
+ * refused with BSONObjectTooLarge instead of being sent cut.
+ */
+export function encodeBody(reply: Document): Buffer {
+  let out: Uint8Array | undefined;
+  try {
+    out = BSON.serialize(reply, SERIALIZE_OPTIONS);
+  } catch (err) {
+    // A value past the end of the buffer throws rather than being cut.
+    if (!(err instanceof RangeError)) throw err;
+  }
+  if (out && out.length <= MAX_INTERNAL_BSON_SIZE) return Buffer.from(out.buffer, out.byteOffset, out.length);
+  const size = bsonSize(reply);
+  if (size > MAX_INTERNAL_BSON_SIZE) throw objectTooLarge(size, reply);
+  throw new Error(`a reply of ${size} bytes could not be encoded`);
+}
+
+export function encodeOpMsg(responseTo: number, body: Buffer): Buffer {
   const length = 16 + 4 + 1 + body.length;
   const flags = Buffer.alloc(5);
   return Buffer.concat([header(length, responseTo, OP_MSG), flags, body], length);
 }
 
-export function encodeOpReply(responseTo: number, reply: Document): Buffer {
-  const body = BSON.serialize(reply, { ignoreUndefined: true });
+export function encodeOpReply(responseTo: number, body: Buffer): Buffer {
   const fixed = Buffer.alloc(20);
   fixed.writeInt32LE(0, 0); // responseFlags
   fixed.writeBigInt64LE(0n, 4); // cursorID
