@@ -57,11 +57,17 @@ function refuseStatementFields(list: Document[], path: string, known: string[]):
  * The write error for statement `index`. A statement that failed on a fault (not a refusal) is taken
  * back whole, so no half of it stays; the statements before it stay, as after any write error.
  */
-function writeError(ctx: CommandContext, sp: Savepoint, index: number, err: unknown): Document {
+function writeError(
+  ctx: CommandContext,
+  command: string,
+  sp: Savepoint,
+  index: number,
+  err: unknown,
+): Document {
   if (isInternalFault(err)) {
     ctx.engine.rollBackTo(sp);
     ctx.log?.(
-      `jobd-embedded: statement ${index} of a write command failed with an internal error and was undone: ${describeFault(err)}`,
+      `jobd-embedded: statement ${index} of command '${command}' on connection ${ctx.connectionId} failed with an internal error and was undone: ${describeFault(err)}`,
     );
   }
   const e = toCommandError(err);
@@ -111,7 +117,7 @@ const insert: CommandHandler = (cmd, ctx) => {
       ctx.engine.insert(coll, withId(doc), wopts);
       n++;
     } catch (err) {
-      writeErrors.push(writeError(ctx, sp, i, err));
+      writeErrors.push(writeError(ctx, 'insert', sp, i, err));
       if (ordered) break;
     }
   }
@@ -209,7 +215,7 @@ const update: CommandHandler = (cmd, ctx) => {
       nModified += r.nModified;
       if (r.upsertedId !== undefined) upserted.push({ index: i, _id: r.upsertedId });
     } catch (err) {
-      writeErrors.push(writeError(ctx, sp, i, err));
+      writeErrors.push(writeError(ctx, 'update', sp, i, err));
       if (ordered) break;
     }
   }
@@ -254,7 +260,7 @@ const del: CommandHandler = (cmd, ctx) => {
       for (const doc of docs) ctx.engine.delete(coll, doc);
       n += docs.length;
     } catch (err) {
-      writeErrors.push(writeError(ctx, sp, i, err));
+      writeErrors.push(writeError(ctx, 'delete', sp, i, err));
       if (ordered) break;
     }
   }
