@@ -43,6 +43,10 @@ export class WireServer {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {
         this.server.off('error', reject);
+        // Once listening, an error accepting a connection (e.g. EMFILE) costs that connection only.
+        this.server.on('error', (err) =>
+          this.deps.log(`jobd-embedded: error accepting a connection: ${err.message}`),
+        );
         resolve((this.server.address() as net.AddressInfo).port);
       });
     });
