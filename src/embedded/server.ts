@@ -130,7 +130,8 @@ export class WireServer {
     if (socket.destroyed) return;
     let request;
     try {
-      request = parseMessage(msg);
+      // A copy: values decoded from it (Binary) keep its memory, which must not be a whole socket read.
+      request = parseMessage(Buffer.from(msg));
     } catch (err) {
       // A frame that cannot be answered (ProtocolError), or a fault while reading one.
       this.deps.log(
