@@ -130,8 +130,8 @@ export class WireServer {
     if (socket.destroyed) return;
     let request;
     try {
-      // A copy: values decoded from it (Binary) keep its memory, which must not be a whole socket read.
-      request = parseMessage(Buffer.from(msg));
+      // The frame reader gives each message memory of its own, so decoded values pin only their message.
+      request = parseMessage(msg);
     } catch (err) {
       // A frame that cannot be answered (ProtocolError), or a fault while reading one.
       this.deps.log(
