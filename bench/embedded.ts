@@ -3,8 +3,9 @@
  * insertOne, find by _id, and findOneAndUpdate claims on an indexed queue of 1,000 and 100,000 jobs;
  * and the daemon's batch write path in documents per second: batch claims (find ids, updateMany by
  * ids, read back by lease token), heartbeats, bulkWrite of guarded updateOnes, insertMany of 1,000
- * documents per call and of 20,000 in one call.
- * Prints JSON (ops/s and docs/s). Not part of `npm test`.
+ * documents per call and of 20,000 in one call; and the time to insert and read back one 15 MiB
+ * document (a message that reaches the server in hundreds of socket chunks).
+ * Prints JSON (ops/s and docs/s; milliseconds for the 15 MiB document). Not part of `npm test`.
  */
 import { MongoClient, type Collection, type Document, type ObjectId } from 'mongodb';
 import { startEmbeddedServer } from '../src/embedded/index.js';
@@ -158,6 +159,26 @@ async function writePath(db: ReturnType<MongoClient['db']>, now: Date): Promise<
   return out;
 }
 
+/** Milliseconds per insertOne and per findOne of a 15 MiB document (the median of a few). */
+async function largeDocuments(db: ReturnType<MongoClient['db']>): Promise<Record<string, number>> {
+  const coll = db.collection('large');
+  const payload = 'x'.repeat(15 * 1024 * 1024);
+  const insertMs: number[] = [];
+  const findMs: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    let started = process.hrtime.bigint();
+    await coll.insertOne({ _id: i, payload } as Document);
+    insertMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+    started = process.hrtime.bigint();
+    await coll.findOne({ _id: i } as Document);
+    findMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  await coll.drop();
+  const median = (xs: number[]): number =>
+    Math.round([...xs].sort((a, b) => a - b)[xs.length >> 1] as number);
+  return { insertOne_15MiB_ms: median(insertMs), findOne_15MiB_ms: median(findMs) };
+}
+
 async function main(): Promise<void> {
   const server = await startEmbeddedServer({ port: 0 });
   const client = new MongoClient(server.uri);
@@ -179,7 +200,8 @@ async function main(): Promise<void> {
     results[`batchClaim_50_from_${size}_docsPerSec`] = await docsRate(() => batchClaims(coll, 10, 50, now));
   }
   Object.assign(results, await writePath(db, now));
-  console.log(JSON.stringify({ opsPerSecond: results }, null, 2));
+  const milliseconds = await largeDocuments(db);
+  console.log(JSON.stringify({ opsPerSecond: results, milliseconds }, null, 2));
   await client.close();
   await server.close();
 }
