@@ -3,7 +3,12 @@
  */
 import { Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
-import { MAX_BSON_OBJECT_SIZE, MAX_MESSAGE_SIZE_BYTES, MAX_WRITE_BATCH_SIZE } from './limits.js';
+import {
+  MAX_BSON_DEPTH,
+  MAX_BSON_OBJECT_SIZE,
+  MAX_MESSAGE_SIZE_BYTES,
+  MAX_WRITE_BATCH_SIZE,
+} from './limits.js';
 import {
   optionalDoc,
   rejectUnknownFields,
@@ -66,7 +71,7 @@ const buildInfo: CommandHandler = () => ({
 const PARAMETERS: Document = {
   featureCompatibilityVersion: { version: '7.0' },
   authenticationMechanisms: [],
-  maxBSONDepth: 100,
+  maxBSONDepth: MAX_BSON_DEPTH,
   transactionLifetimeLimitSeconds: 60,
 };
 

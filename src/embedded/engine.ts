@@ -39,7 +39,7 @@ import { normalizeNumbers } from './numbers.js';
 import { SessionRegistry } from './sessions.js';
 import { assertWritable, checkValidator } from './views.js';
 import { CompactionScheduler } from './compaction.js';
-import { checkStoredSize, type WriteOrigin } from './limits.js';
+import { checkStorable, type WriteOrigin } from './limits.js';
 import {
   RetryableWriteTable,
   retryableWriteDoc,
@@ -237,7 +237,7 @@ export class Engine {
   insert(coll: Collection, doc: Document, opts: WriteOptions = {}): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
-    checkStoredSize(doc, opts.origin ?? 'insert', opts.sizeBound);
+    checkStorable(doc, opts.origin ?? 'insert', opts.sizeBound);
     if (!opts.bypassValidation) checkValidator(coll, doc);
     coll.insert(doc);
     this.record({ op: 'insert', db: coll.db, coll: coll.name, doc }, () => coll.remove(doc));
@@ -261,7 +261,7 @@ export class Engine {
   ): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
-    checkStoredSize(after, opts.origin ?? 'update', opts.sizeBound);
+    checkStorable(after, opts.origin ?? 'update', opts.sizeBound);
     if (!opts.bypassValidation) checkValidator(coll, after, before);
     coll.replace(before, after);
     this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () =>

@@ -6,6 +6,7 @@ import type { Document } from 'bson';
 export const ErrorCodes = {
   InternalError: 1,
   BadValue: 2,
+  Overflow: 45,
   Unauthorized: 13,
   FailedToParse: 9,
   TypeMismatch: 14,

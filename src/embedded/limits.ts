@@ -4,6 +4,8 @@
  *   - a stored document is at most maxBsonObjectSize (16 MiB) of BSON; an insert over it is refused with
  *     BadValue "object to insert too large", an update whose result is over it with 17419, an upsert
  *     with 17420;
+ *   - a stored document nests at most 180 levels (maxBSONDepth, 200, less the 20 MongoDB keeps for its
+ *     own wrappers); past it an insert or an update is refused with Overflow;
  *   - any other BSON object the server reads or builds (a command, an aggregation result, a reply) may
  *     be 16 KiB larger, the allowance for a command's own fields around a full-size document; past that
  *     it is refused with BSONObjectTooLarge (10334);
@@ -12,6 +14,7 @@
  *   - a cursor batch holds at most 16 MiB of documents, but always at least one.
  */
 import { BSON, type Document } from 'bson';
+import { isPlainObject } from './bsonOrder.js';
 import { CommandError } from './errors.js';
 
 export const MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024;
@@ -24,7 +27,18 @@ export const MAX_BATCH_BYTES = MAX_BSON_OBJECT_SIZE;
 /** What an _id generated for an inserted document adds: type, "_id\0" and an ObjectId. */
 export const GENERATED_ID_BYTES = 1 + 4 + 12;
 
-/** Where a stored document came from, which decides MongoDB's error when it is too large. */
+/** BSONDepth's default maxBSONDepth: the nesting MongoDB accepts at all. */
+export const MAX_BSON_DEPTH = 200;
+/** The nesting of a stored document: top-level fields are at level 1; an empty object or array adds none. */
+export const MAX_STORED_DEPTH = MAX_BSON_DEPTH - 20;
+/**
+ * The smallest BSON with a field at level MAX_STORED_DEPTH + 1: the top document (5 bytes), 7 bytes a
+ * level (type, an empty name, an embedded document's length and end) and a 2-byte null. A document
+ * smaller than this cannot be too deep, so it is not walked.
+ */
+const SMALLEST_TOO_DEEP = 5 + 7 * MAX_STORED_DEPTH + 2;
+
+/** Where a stored document came from, which decides MongoDB's error when it is too large or deep. */
 export type WriteOrigin = 'insert' | 'update' | 'upsert';
 
 export function bsonSize(doc: Document): number {
@@ -32,28 +46,67 @@ export function bsonSize(doc: Document): number {
 }
 
 /**
- * Refuses a document to be stored that is over maxBsonObjectSize. `bound`, when given, is an upper bound
- * on its size the caller already knows (the request it came in): the exact size is only computed when
- * that bound does not prove the document small.
+ * Refuses a document to be stored that is over maxBsonObjectSize or nested deeper than MAX_STORED_DEPTH
+ * (size first, as MongoDB). `bound`, when given, is an upper bound on its size the caller already knows
+ * (the request it came in): the exact size is only computed when that bound does not prove the document
+ * small, and a document too small to be too deep is not walked.
  */
-export function checkStoredSize(doc: Document, origin: WriteOrigin, bound?: number): void {
-  if (bound !== undefined && bound <= MAX_BSON_OBJECT_SIZE) return;
-  const size = bsonSize(doc);
-  if (size <= MAX_BSON_OBJECT_SIZE) return;
+export function checkStorable(doc: Document, origin: WriteOrigin, bound?: number): void {
+  let size = bound ?? MAX_BSON_OBJECT_SIZE + 1;
+  if (size > MAX_BSON_OBJECT_SIZE) {
+    size = bsonSize(doc);
+    if (size > MAX_BSON_OBJECT_SIZE) throw tooLarge(size, origin);
+  }
+  if (size >= SMALLEST_TOO_DEEP && tooDeep(doc))
+    throw new CommandError(
+      'Overflow',
+      origin === 'insert'
+        ? `cannot insert document because it exceeds ${MAX_STORED_DEPTH} levels of nesting`
+        : `Document exceeds maximum nesting depth of ${MAX_STORED_DEPTH}`,
+    );
+}
+
+function tooLarge(size: number, origin: WriteOrigin): CommandError {
   switch (origin) {
     case 'insert':
-      throw new CommandError(
+      return new CommandError(
         'BadValue',
         `object to insert too large. size in bytes: ${size}, max size: ${MAX_BSON_OBJECT_SIZE}`,
       );
     case 'update':
-      throw new CommandError(
+      return new CommandError(
         'Location17419',
         `Resulting document after update is larger than ${MAX_BSON_OBJECT_SIZE}`,
       );
     case 'upsert':
-      throw new CommandError('Location17420', `Document to upsert is larger than ${MAX_BSON_OBJECT_SIZE}`);
+      return new CommandError('Location17420', `Document to upsert is larger than ${MAX_BSON_OBJECT_SIZE}`);
   }
+}
+
+/**
+ * Whether a field of `doc` lies deeper than MAX_STORED_DEPTH. Walked without recursion, so a document
+ * nested far too deep is measured rather than overflowing the stack. (MongoDB's update path counts an
+ * `_id` object's fields one level higher; here every path counts as an insert does, refusing, never
+ * accepting, what MongoDB would not store.)
+ */
+function tooDeep(doc: Document): boolean {
+  const stack: Array<[unknown, number]> = Object.values(doc).map((v) => [v, 1]);
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [value, level] = next;
+    if (level > MAX_STORED_DEPTH) return true;
+    for (const child of childrenOf(value)) stack.push([child, level + 1]);
+  }
+  return false;
+}
+
+/** The values an object or array holds in BSON (a DBRef is an object); none for any other value. */
+function childrenOf(v: unknown): unknown[] {
+  if (Array.isArray(v)) return v;
+  if (isPlainObject(v)) return Object.values(v);
+  if (v instanceof Map) return [...(v as Map<unknown, unknown>).values()];
+  const ref = v as { _bsontype?: string; collection?: string; oid?: unknown; fields?: Document };
+  if (ref?._bsontype === 'DBRef') return [ref.collection, ref.oid, ...Object.values(ref.fields ?? {})];
+  return [];
 }
 
 /** MongoDB's BSONObjectTooLarge for an object over the internal limit, naming its first element. */
