@@ -504,6 +504,8 @@ const HEAVY: Array<(rng: Rng) => Buffer> = [
     }),
   () => opMsg({ insert: 'deep', $db: FUZZ_DB }, { sequences: [['documents', [deeplyNested(200_000)]]] }),
   () => opMsg({ insert: 'deep', $db: FUZZ_DB }, { sequences: [['documents', [deeplyNested(3_000)]]] }),
+  // Decodable, but one level past what a stored document may nest.
+  () => opMsg({ insert: 'deep', $db: FUZZ_DB }, { sequences: [['documents', [deeplyNested(181)]]] }),
   () => header(MAX_MESSAGE + 1, OP_MSG),
   (rng) => Buffer.concat([header(16 + 1_000_000, OP_MSG), rng.bytes(1_000_000)]),
   () =>
