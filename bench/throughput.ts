@@ -9,20 +9,22 @@
  * Sizes (before BENCH_SCALE): BENCH_POOLED_JOBS 20000, BENCH_ISOLATED_JOBS 400, BENCH_LATENCY_SAMPLES 200,
  * BENCH_CLAIM_SMALL 1000, BENCH_CLAIM_LARGE 100000, BENCH_CLAIM_SAMPLES 300, BENCH_RSS_JOBS 50000;
  * BENCH_PHASE_MAX_S 240 caps any one phase (its figures then cover the jobs that finished; "capped": true).
- * BENCH_ONLY=pooled,isolated,latency,claim,rss runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
+ * BENCH_WORKFLOW_JOBS 10000, BENCH_RELEASE_SAMPLES 200;
+ * BENCH_ONLY=pooled,isolated,latency,claim,rss,workflow runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { loadJobd, startEmbeddedProcess } from './lib/jobd.js';
 import { claimScaling, latency, rssRun, throughput, type Ctx } from './lib/phases.js';
 import { spawnRate } from './lib/spawnRate.js';
+import { fanOutFanIn, releaseLatency } from './lib/workflowPhases.js';
 import { log, round } from './lib/stats.js';
 
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const size = (name: string, dflt: number, min = 1): number =>
   Math.max(min, Math.round(Number(process.env[name] ?? dflt) * scale));
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'pooled,isolated,latency,claim,rss').split(',').map((s) => s.trim()),
+  (process.env.BENCH_ONLY ?? 'pooled,isolated,latency,claim,rss,workflow').split(',').map((s) => s.trim()),
 );
 
 const POOLED_JOBS = size('BENCH_POOLED_JOBS', 20_000, 100);
@@ -32,6 +34,8 @@ const CLAIM_SMALL = size('BENCH_CLAIM_SMALL', 1_000, 200);
 const CLAIM_LARGE = size('BENCH_CLAIM_LARGE', 100_000, 1_000);
 const CLAIM_SAMPLES = size('BENCH_CLAIM_SAMPLES', 300, 30);
 const RSS_JOBS = size('BENCH_RSS_JOBS', 50_000, 500);
+const WORKFLOW_JOBS = size('BENCH_WORKFLOW_JOBS', 10_000, 100);
+const RELEASE_SAMPLES = size('BENCH_RELEASE_SAMPLES', 200, 20);
 const POOLED_CONCURRENCY = (process.env.BENCH_POOLED_CONCURRENCY ?? '1,8,32').split(',').map(Number);
 const PHASE_MAX_MS = Number(process.env.BENCH_PHASE_MAX_S ?? 240) * 1000;
 
@@ -133,6 +137,15 @@ async function main(): Promise<void> {
       log(`rss: ${JSON.stringify(out.rss)}`);
     }
 
+    if (only.has('workflow')) {
+      log(`workflow: ${WORKFLOW_JOBS} independent no-op jobs, then a fan-out/fan-in workflow of as many`);
+      out.workflow = await fanOutFanIn(ctx, { jobs: WORKFLOW_JOBS, concurrency: 32 });
+      log(`workflow: ${JSON.stringify(out.workflow)}`);
+      log(`release latency: ${RELEASE_SAMPLES} dependency → dependent pairs, change streams on`);
+      out.releaseLatency = await releaseLatency(ctx, { samples: RELEASE_SAMPLES });
+      log(`release latency: ${JSON.stringify(out.releaseLatency)}`);
+    }
+
     out.targets = targets(out);
   } finally {
     await closeServer();
@@ -192,6 +205,26 @@ function targets(out: Fig): Record<string, { target: string; value: unknown; met
       target: 'RSS flat: growth over the last three quarters of the run <= 5%',
       value: { lastThreeQuartersGrowthPct: rss.lastThreeQuartersGrowthPct, growthPct: rss.growthPct },
       met: rss.lastThreeQuartersGrowthPct <= 5,
+    };
+  }
+  const wf = out.workflow as Fig | undefined;
+  if (wf) {
+    t.workflowVsIndependent = {
+      target: '>= 0.8 of the independent no-op rate (fan-out/fan-in workflow, same job count)',
+      value: {
+        ratio: wf.ratio,
+        workflowJobsPerSec: wf.workflow.jobsPerSec,
+        independentJobsPerSec: wf.independent.jobsPerSec,
+      },
+      met: wf.ratio >= 0.8,
+    };
+  }
+  const rl = out.releaseLatency as Fig | undefined;
+  if (rl) {
+    t.releaseLatencyP50 = {
+      target: '<= 10 ms with change streams (last dependency completed -> dependent started)',
+      value: { eventP50: rl.eventMs.p50, docP50: rl.docMs.p50 },
+      met: rl.eventMs.p50 <= 10,
     };
   }
   return t;

@@ -17,6 +17,12 @@ import {
   resolveMongoUri,
   resolveNewJob,
   retry as storeRetry,
+  cancelWorkflow as storeCancelWorkflow,
+  getWorkflow as storeGetWorkflow,
+  listWorkflows as storeListWorkflows,
+  workflowJobs as storeWorkflowJobs,
+  jobTree as storeJobTree,
+  type SubmitResult,
   watchJob,
   type EnqueueResult,
   type JobDefaults,
@@ -35,7 +41,10 @@ import {
   type JobState,
   type JobTypeDefinition,
   type ScheduleDoc,
+  type WorkflowDoc,
+  type WorkflowState,
 } from './types.js';
+import { submitWorkflow, type WorkflowSpec } from './workflows/submit.js';
 
 export interface ClientOptions {
   /** A mongodb:// URI, or 'embedded' to reach a jobd daemon's embedded server at `embedded`. */
@@ -168,6 +177,38 @@ export class JobdClient {
       by: 'client',
       defaultsFor: (t) => this.defaultsFor(t),
     });
+  }
+
+  /**
+   * Submit a whole DAG in one call: `{ name, jobs: [{ key, type, params, dependsOn: [keys] }] }`.
+   * Checked as a whole first (a cycle or unknown key is a ValidationError and nothing is written);
+   * crash-safe (see docs/state-machine.md); with an `id`, submitting again returns the same workflow.
+   */
+  submitWorkflow(spec: WorkflowSpec): Promise<SubmitResult> {
+    return submitWorkflow(this.store, spec, (t) => this.defaultsFor(t), this.clock.now());
+  }
+
+  getWorkflow(id: string): Promise<WorkflowDoc | null> {
+    return storeGetWorkflow(this.store, id);
+  }
+
+  /** A workflow's jobs (without params and results). */
+  workflowJobs(id: string): Promise<JobDoc[]> {
+    return storeWorkflowJobs(this.store, id);
+  }
+
+  listWorkflows(opts: { state?: WorkflowState; limit?: number } = {}): Promise<WorkflowDoc[]> {
+    return storeListWorkflows(this.store, opts);
+  }
+
+  /** Cancel every unfinished job of a workflow (running ones are killed by their workers). */
+  cancelWorkflow(id: string): Promise<{ workflow: WorkflowDoc; cancelled: JobId[] }> {
+    return storeCancelWorkflow(this.store, id, { now: this.clock.now(), by: 'client' });
+  }
+
+  /** A job and all its descendants (sub-jobs), each with its parentId. */
+  tree(id: JobId): Promise<JobDoc[]> {
+    return storeJobTree(this.store, id);
   }
 
   /**

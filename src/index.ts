@@ -9,5 +9,8 @@ export { startDaemon, type Daemon, type DaemonStats, type StartDaemonOptions } f
 export type { DaemonEvents, DaemonEventName } from './worker/events.js';
 export { backoffMs, decideRetry, type RetryDecision } from './retryPolicy.js';
 export { builtinJobTypes, BUILTIN_JOB_TYPES } from './jobs/registry.js';
-export type { EnqueueResult, ListOptions } from './store/index.js';
 export type { ScheduleInput } from './schedules/spec.js';
+export type { EnqueueResult, ListOptions, SubmitResult } from './store/index.js';
+export { WorkflowAbandonedError } from './store/index.js';
+export type { WorkflowSpec, WorkflowJobSpec } from './workflows/submit.js';
+export { validateDag, findCycle, layers } from './workflows/dag.js';

@@ -95,6 +95,33 @@ export interface JobDoc {
   fireKey?: string;
   /** Lifecycle hooks that threw or timed out (newest last, bounded); they never change the outcome. */
   hookErrors?: HookError[];
+  /** Jobs that must finish before this one runs (a parent waiting for its children lists them here). */
+  dependsOn?: JobId[];
+  /** What this job does when a dependency fails for good or is cancelled (default 'fail'). */
+  onDependencyFailure?: DependencyFailurePolicy;
+  /**
+   * A hint: dependencies not yet satisfied. Decremented as they finish; the release itself is decided
+   * by an exact check of the dependencies' states, so a hint that is too low costs a check, never an
+   * early release.
+   */
+  depsLeft?: number;
+  /** Why a waiting job waits. */
+  waitingFor?: WaitingFor | null;
+  /** Finished (or suspended) and its dependents, workflow and parent not yet told (see releaseAfter). */
+  releasePending?: boolean;
+  /** The dependency whose failure failed or skipped this job (cleared when an operator retry re-arms it). */
+  blockedBy?: JobId | null;
+  workflowId?: string | null;
+  /** The job's key within its workflow. */
+  workflowKey?: string | null;
+  /** The job that spawned this one. */
+  parentId?: JobId | null;
+  /** `<parentId>/<resumes>/<key>`: the same parent run spawns the same children again, not copies. */
+  spawnKey?: string;
+  /** On a parent: what a child that fails for good does to it. */
+  childPolicy?: ChildFailurePolicy;
+  /** How many times a parent suspended to wait for children. */
+  resumes?: number;
 }
 
 export type HookName = 'onStart' | 'onSuccess' | 'onFailure' | 'onRetry';
@@ -131,6 +158,51 @@ export interface ScheduleDoc extends ScheduleDefinition {
   source: 'settings' | 'runtime';
   createdAt: Date;
   updatedAt: Date;
+}
+
+export type DependencyFailurePolicy = 'fail' | 'skip' | 'ignore';
+export type ChildFailurePolicy = 'fail' | 'ignore' | 'continue';
+export type WaitingFor = 'dependencies' | 'children' | 'submit';
+
+export const WORKFLOW_STATES = ['submitting', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type WorkflowState = (typeof WORKFLOW_STATES)[number];
+
+export interface WorkflowDoc {
+  _id: string;
+  name: string;
+  state: WorkflowState;
+  jobCount: number;
+  /** Each job's key within the workflow → its job id (ids are chosen before anything is written). */
+  keys: Record<string, JobId>;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt?: Date | null;
+  /** Why a workflow was cancelled or failed. */
+  reason?: string | null;
+}
+
+/** A child as its parent sees it when it resumes (ctx.children). */
+export interface ChildInfo {
+  id: JobId;
+  key: string;
+  type: string;
+  state: JobState;
+  result?: unknown;
+  error?: SerializedError | null;
+}
+
+/** What a handler passes to ctx.spawn for each child. */
+export interface SpawnSpec {
+  /** Names the child among its siblings (default: its position among this run's spawns). */
+  key?: string;
+  type: string;
+  params?: unknown;
+  options?: Pick<EnqueueOptions, 'priority' | 'maxAttempts' | 'timeoutMs' | 'tags'>;
+}
+
+/** The value a handler returns to wait for its children (from ctx.waitForChildren). */
+export interface WaitForChildren {
+  __jobdWaitForChildren: { onChildFailure: ChildFailurePolicy };
 }
 
 export interface JobEventDoc {
@@ -205,6 +277,9 @@ export interface EnqueueOptions {
   dedupeKey?: string;
   datasetUuid?: string;
   tags?: string[];
+  /** Ids of jobs that must complete first; the job waits until then (see docs/state-machine.md). */
+  dependsOn?: JobId[];
+  onDependencyFailure?: DependencyFailurePolicy;
 }
 
 /** What a handler receives besides its params. */
@@ -222,6 +297,19 @@ export interface JobContext {
     error(msg: string, extra?: Record<string, unknown>): void;
   };
   paths: { log: string; work?: string };
+  /** Results of the job's dependencies, by workflow key (or job id outside a workflow). */
+  dependencies?: Record<string, unknown>;
+  /** True when a parent runs again after waiting for its children. */
+  resumed?: boolean;
+  /** A resumed parent's children, in spawn order. */
+  children?: ChildInfo[];
+  /**
+   * Spawn child jobs; they are written when the handler returns (and only once per parent run, even
+   * if the parent's attempt is repeated after a crash). Resolves to their ids.
+   */
+  spawn(children: SpawnSpec[]): Promise<JobId[]>;
+  /** Return this to wait for the spawned children without holding a slot; the job runs again after. */
+  waitForChildren(opts?: { onChildFailure?: ChildFailurePolicy }): WaitForChildren;
 }
 
 /**

@@ -16,7 +16,9 @@ import { registerShow } from './commands/show.js';
 import { registerStats } from './commands/stats.js';
 import { registerStatus } from './commands/status.js';
 import { registerVersion } from './commands/version.js';
+import { registerTree } from './commands/tree.js';
 import { registerWorkers } from './commands/workers.js';
+import { registerWorkflow } from './commands/workflow.js';
 import {
   commanderExitCode,
   ENVIRONMENT_HELP,
@@ -52,6 +54,8 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     registerStats,
     registerWorkers,
     registerSchedule,
+    registerWorkflow,
+    registerTree,
   ]) {
     register(program, env, result);
   }

@@ -533,6 +533,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     maintenance: {
       rescueIntervalMs,
       schedulePollMs: s.maintenance?.schedulePollMs ?? DEFAULTS.maintenance.schedulePollMs,
+      releaseIntervalMs: s.maintenance?.releaseIntervalMs ?? 5_000,
     },
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,

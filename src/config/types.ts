@@ -61,6 +61,8 @@ export interface ResolvedConfig {
     rescueIntervalMs: number;
     /** Longest sleep of the scheduler (it wakes at the next fire time anyway): how soon it sees new schedules. */
     schedulePollMs: number;
+    /** How often the releaser sweeps for missed releases (default 5 s). */
+    releaseIntervalMs?: number;
   };
 
   pool: {

@@ -126,6 +126,7 @@ export const settingsSchema = z.strictObject({
     .strictObject({
       rescueIntervalMs: int(100, DAY_MS, ' (ms)').optional(),
       schedulePollMs: int(10, 600_000, ' (ms)').optional(),
+      releaseIntervalMs: int(100, DAY_MS, ' (ms)').optional(),
     })
     .optional(),
   pool: z

@@ -6,8 +6,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { retrySettingsFor } from '../retryPolicy.js';
-import type { FiredJob, RescueResult, Store } from '../store/index.js';
+import type { FiredJob, ReleaseResult, RescueResult, Store } from '../store/index.js';
 import type { ScheduleDoc } from '../types.js';
+import { Releaser } from './releaser.js';
 import { Rescuer } from './rescuer.js';
 import { Scheduler } from './scheduler.js';
 
@@ -29,10 +30,15 @@ export interface MaintenanceOptions {
   random: () => number;
   onRescued(r: RescueResult): void;
   onFired?(schedule: ScheduleDoc, jobs: FiredJob[]): void;
+  onReleased?(r: ReleaseResult): void;
+  onWorkflows?(w: { started: string[]; abandoned: string[] }): void;
   /** A run of `service` failed (a database error, usually) / succeeded. */
   onError(service: string, err: unknown): void;
   onOk(service: string): void;
 }
+
+/** How often the releaser sweeps for missed releases unless maintenance.releaseIntervalMs says otherwise. */
+export const DEFAULT_RELEASE_INTERVAL_MS = 5_000;
 
 export class Maintenance {
   private readonly services: MaintenanceService[];
@@ -66,6 +72,15 @@ export class Maintenance {
         ...(o.onFired ? { onFired: o.onFired } : {}),
         onError: (err) => o.onError('scheduler', err),
         onOk: () => o.onOk('scheduler'),
+      }),
+      new Releaser(o.store, {
+        intervalMs: o.config.maintenance.releaseIntervalMs ?? DEFAULT_RELEASE_INTERVAL_MS,
+        clock: o.clock,
+        logger: o.logger,
+        ...(o.onReleased ? { onReleased: o.onReleased } : {}),
+        ...(o.onWorkflows ? { onWorkflows: o.onWorkflows } : {}),
+        onError: (err) => o.onError('release-sweep', err),
+        onOk: () => o.onOk('release-sweep'),
       }),
     ];
   }

@@ -27,8 +27,21 @@ import { readFileSync, writeSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deserialize, serialize as v8Serialize } from 'node:v8';
-import type { JobContext, SerializedError } from '../types.js';
-import type { ChildMessage, DoneMessage, JobMessage, ParentMessage, SelfUsage } from './protocol.js';
+import type {
+  ChildFailurePolicy,
+  JobContext,
+  SerializedError,
+  SpawnSpec,
+  WaitForChildren,
+} from '../types.js';
+import type {
+  ChildMessage,
+  DoneMessage,
+  JobMessage,
+  ParentMessage,
+  SelfUsage,
+  SpawnedChild,
+} from './protocol.js';
 import { installRequireFallback, isJobdImportFailure, registerImportHook } from './jobdResolve.cjs';
 import { encodeOutput } from './outputEncoding.cjs';
 import { hookRunner, pickHooks, type Hooks } from './childHooks.cjs';
@@ -238,6 +251,72 @@ function loadHandler(spec: string): Promise<HandlerFn> {
   return p;
 }
 
+const CHILD_POLICIES: readonly ChildFailurePolicy[] = ['fail', 'ignore', 'continue'];
+
+/** The policy when the handler returned ctx.waitForChildren(); undefined for any other output. */
+function waitPolicy(output: unknown): ChildFailurePolicy | undefined {
+  if (!output || typeof output !== 'object' || !('__jobdWaitForChildren' in output)) return undefined;
+  const p = (output as WaitForChildren).__jobdWaitForChildren?.onChildFailure;
+  if (!CHILD_POLICIES.includes(p)) {
+    throw namedError(
+      'ValidationError',
+      'JOBD_VALIDATION',
+      `waitForChildren onChildFailure must be one of ${CHILD_POLICIES.join(', ')}; got ${JSON.stringify(p)}`,
+    );
+  }
+  return p;
+}
+
+/** Loaded on first use: most jobs never spawn, and child start-up stays lean. */
+function sha256Hex(text: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy on purpose
+  const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * A child's id follows from its spawn key (parent id, the parent's resume count, the child's key), so
+ * a parent run repeated after a crash names the same children and they are written once. The first
+ * 8 hex digits are the parent's (an ObjectId's creation time), keeping ids roughly in creation order.
+ */
+function spawnChildren(
+  parentId: string,
+  resumes: number,
+  specs: SpawnSpec[],
+  into: SpawnedChild[],
+): string[] {
+  if (!Array.isArray(specs)) {
+    throw namedError(
+      'ValidationError',
+      'JOBD_VALIDATION',
+      `ctx.spawn takes an array of children; got ${typeof specs}`,
+    );
+  }
+  const ids: string[] = [];
+  specs.forEach((spec, i) => {
+    if (!spec || typeof spec.type !== 'string' || spec.type === '') {
+      throw namedError(
+        'ValidationError',
+        'JOBD_VALIDATION',
+        `ctx.spawn children[${i}].type must be a non-empty string; got ${JSON.stringify(spec?.type)}`,
+      );
+    }
+    const key = spec.key === undefined ? String(into.length) : String(spec.key);
+    if (into.some((c) => c.key === key)) {
+      throw namedError(
+        'ValidationError',
+        'JOBD_VALIDATION',
+        `ctx.spawn child key ${JSON.stringify(key)} is used twice`,
+      );
+    }
+    const spawnKey = `${parentId}/${resumes}/${key}`;
+    const id = parentId.slice(0, 8) + sha256Hex(spawnKey).slice(0, 16);
+    into.push({ ...spec, key, spawnKey, id });
+    ids.push(id);
+  });
+  return ids;
+}
+
 function makeLogger(): JobContext['logger'] {
   const line = (level: string, msg: string, extra?: Record<string, unknown>): string => {
     let rest = '';
@@ -309,6 +388,8 @@ async function runJob(msg: JobMessage): Promise<void> {
     }
   };
 
+  const spawned: SpawnedChild[] = [];
+  const family = msg.family;
   const ctx: JobContext = {
     jobId: msg.jobId,
     type: msg.type,
@@ -317,6 +398,18 @@ async function runJob(msg: JobMessage): Promise<void> {
     signal: controller.signal,
     logger: makeLogger(),
     paths: { log: msg.logFile },
+    ...(family?.dependencies ? { dependencies: family.dependencies } : {}),
+    ...(family?.children ? { children: family.children, resumed: true } : {}),
+    spawn: (specs) => {
+      try {
+        return Promise.resolve(spawnChildren(msg.jobId, family?.resumes ?? 0, specs, spawned));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    },
+    waitForChildren: (opts) => ({
+      __jobdWaitForChildren: { onChildFailure: opts?.onChildFailure ?? 'fail' },
+    }),
   };
 
   let result: DoneMessage;
@@ -353,15 +446,20 @@ async function runJob(msg: JobMessage): Promise<void> {
       await runner?.run('onStart', []);
       value = await Promise.race([fn(msg.params, ctx), stalled]);
     }
-    const encoded = encodeOutput(value, msg.maxOutputBytes);
+    // A parent that waits for its children returns a sentinel, not its output.
+    const wait = waitPolicy(value);
+    const encoded = encodeOutput(wait ? null : value, msg.maxOutputBytes);
     if (!encoded.ok) {
       const e = await errors();
       throw encoded.tooLarge
         ? new e.OutputTooLargeError(encoded.reason)
         : new e.UnserializableOutputError(encoded.reason);
     }
-    if (!hooks?.only) await runner?.after({ ok: true, output: value });
+    // A parent that waits has not finished: onSuccess runs when it returns for good.
+    if (!hooks?.only && !wait) await runner?.after({ ok: true, output: value });
     result = { t: 'done', ok: true, output: encoded.bytes, usage: usage() };
+    if (spawned.length > 0) result.spawned = spawned;
+    if (wait) result.wait = wait;
   } catch (err) {
     // An import('jobd') in the handler's body: its code ran, so only later attempts can use the hook.
     if (!jobdUnresolved && !jobdHook && isJobdImportFailure(err)) jobdUnresolved = 'run';

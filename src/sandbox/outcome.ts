@@ -78,8 +78,18 @@ export function buildOutcome(
     const hooks = ex.done.hookErrors?.length ? { hookErrors: ex.done.hookErrors } : {};
     if (ex.done.ok) {
       const decoded = decodeOutput(ex.done.output);
-      if ('output' in decoded)
-        return { status: 'completed', output: decoded.output, resources, logTail, ...hooks };
+      if ('output' in decoded) {
+        const { spawned, wait } = ex.done;
+        return {
+          status: 'completed',
+          output: decoded.output,
+          resources,
+          logTail,
+          ...(spawned?.length ? { spawned } : {}),
+          ...(wait ? { wait } : {}),
+          ...hooks,
+        };
+      }
       return { status: 'failed', reason: 'error', error: decoded.error, resources, logTail, ...hooks };
     }
     return {

@@ -2,7 +2,29 @@
  * Messages between the daemon and a sandbox child over the IPC channel ('advanced' serialization).
  * Type-only: the child entry imports nothing at runtime from here, which keeps its startup lean.
  */
-import type { HookName, RetryPolicy, SerializedError } from '../types.js';
+import type {
+  ChildFailurePolicy,
+  ChildInfo,
+  HookName,
+  RetryPolicy,
+  SerializedError,
+  SpawnSpec,
+} from '../types.js';
+
+/** What a job knows of its family: its dependencies' results, and (a resumed parent) its children. */
+export interface JobFamily {
+  /** How many times the job waited for children before (part of its children's spawn keys). */
+  resumes: number;
+  dependencies?: Record<string, unknown>;
+  children?: ChildInfo[];
+}
+
+/** A child a handler spawned: its id and spawn key are fixed by the parent's id, resumes and key. */
+export interface SpawnedChild extends SpawnSpec {
+  id: string;
+  key: string;
+  spawnKey: string;
+}
 
 export interface JobMessage {
   t: 'job';
@@ -16,6 +38,7 @@ export interface JobMessage {
   maxOutputBytes: number;
   env?: Record<string, string>;
   cwd?: string;
+  family?: JobFamily;
   /** Present when lifecycle hooks may run (childHooks.cts). */
   hooks?: HooksRequest;
 }
@@ -87,6 +110,10 @@ export interface DoneMessage {
   usage: SelfUsage;
   /** An unhandled rejection happened during the job: the child must not be reused. */
   taint?: SerializedError;
+  /** Children spawned by the handler (ok only). */
+  spawned?: SpawnedChild[];
+  /** The handler returned ctx.waitForChildren(): the job waits for its children. */
+  wait?: ChildFailurePolicy;
   /** Hooks that threw or timed out (the outcome above is the handler's regardless). */
   hookErrors?: HookFailure[];
   /** A hook was abandoned at its deadline and may still run: the child must not be reused. */

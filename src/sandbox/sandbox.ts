@@ -55,6 +55,7 @@ function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
     params: req.params,
     logFile: req.logFile,
     maxOutputBytes,
+    ...(req.family ? { family: req.family } : {}),
     ...(req.hooks ? { hooks: req.hooks } : {}),
   };
 }

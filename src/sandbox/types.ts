@@ -29,8 +29,10 @@
  *
  * Entry point: `createSandbox(options: SandboxOptions): Sandbox` from src/sandbox/index.ts.
  */
-import type { JobResources, SerializedError } from '../types.js';
-import type { HookFailure, HooksRequest } from './protocol.js';
+import type { ChildFailurePolicy, JobResources, SerializedError } from '../types.js';
+import type { HookFailure, HooksRequest, JobFamily, SpawnedChild } from './protocol.js';
+
+export type { JobFamily, SpawnedChild } from './protocol.js';
 
 export interface RunRequest {
   jobId: string;
@@ -65,6 +67,8 @@ export interface RunRequest {
    * the daemon will. Once the handler settled, the timeout gives way to the hook's bound.
    */
   hooks?: HooksRequest;
+  /** Dependencies' results, a resumed parent's children (ctx.dependencies, ctx.children). */
+  family?: JobFamily;
 }
 
 export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted';
@@ -76,7 +80,16 @@ export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted'
  * child could not report are left out.
  */
 export type RunOutcome = (
-  | { status: 'completed'; output: unknown; resources: JobResources; logTail: string }
+  | {
+      status: 'completed';
+      output: unknown;
+      resources: JobResources;
+      logTail: string;
+      /** Children the handler spawned, to be written before the outcome. */
+      spawned?: SpawnedChild[];
+      /** The handler waits for its children (ctx.waitForChildren) under this policy. */
+      wait?: ChildFailurePolicy;
+    }
   | {
       status: 'failed';
       error: SerializedError;

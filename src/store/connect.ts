@@ -2,7 +2,7 @@ import { redactUri } from '../logging.js';
 import { MongoClient } from 'mongodb';
 import { ConfigError } from '../errors.js';
 import { fatalConnectProblem } from './dbErrors.js';
-import type { JobEventDoc, ScheduleDoc, WorkerDoc } from '../types.js';
+import type { JobEventDoc, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
 import { ensureIndexes } from './indexes.js';
 import type { Store, StoredJob } from './types.js';
 
@@ -80,6 +80,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     events: db.collection<JobEventDoc>('job_events'),
     workers: db.collection<WorkerDoc>('workers'),
     schedules: db.collection<ScheduleDoc>('schedules'),
+    workflows: db.collection<WorkflowDoc>('workflows'),
     close: () => client.close(),
   };
   if (opts.ensureIndexes !== false) {

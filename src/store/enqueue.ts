@@ -1,7 +1,9 @@
 import { MongoBulkWriteError, MongoServerError, ObjectId } from 'mongodb';
+import { ValidationError } from '../errors.js';
 import type { JobDoc } from '../types.js';
 import { appendEvents, event } from './events.js';
 import { initialState, type NewJob } from './newJob.js';
+import { releaseAfter } from './release.js';
 import type { Store, StoredJob } from './types.js';
 
 export interface EnqueueResult {
@@ -19,9 +21,10 @@ export function newJobId(): string {
   return new ObjectId().toHexString();
 }
 
-export function toDoc(j: NewJob, now: Date): StoredJob {
+/** The document a new job is stored as. */
+export function newJobDoc(j: NewJob, now: Date): StoredJob {
   const doc: StoredJob = {
-    _id: newJobId(),
+    _id: j.id ?? newJobId(),
     type: j.type,
     params: j.params,
     state: initialState(j),
@@ -48,6 +51,18 @@ export function toDoc(j: NewJob, now: Date): StoredJob {
   if (j.dedupeKey !== undefined) doc.dedupeActive = j.dedupeKey;
   if (j.scheduleId !== undefined) doc.scheduleId = j.scheduleId;
   if (j.fireKey !== undefined) doc.fireKey = j.fireKey;
+  if (j.dependsOn?.length) {
+    doc.dependsOn = j.dependsOn;
+    doc.depsLeft = j.dependsOn.length;
+    doc.onDependencyFailure = j.onDependencyFailure ?? 'fail';
+    // Until the first release check ran: a client that dies right after the insert is covered by the sweep.
+    doc.releasePending = true;
+  }
+  if (j.waiting) doc.waitingFor = j.waitingFor ?? 'dependencies';
+  if (j.workflowId !== undefined) doc.workflowId = j.workflowId;
+  if (j.workflowKey !== undefined) doc.workflowKey = j.workflowKey;
+  if (j.parentId !== undefined) doc.parentId = j.parentId;
+  if (j.spawnKey !== undefined) doc.spawnKey = j.spawnKey;
   return doc;
 }
 
@@ -70,13 +85,41 @@ function isDedupeClash(err: {
 
 const MAX_DEDUPE_ROUNDS = 5;
 
+/**
+ * Every dependency must exist before a job naming it is written (a new job cannot close a cycle: no
+ * existing job can depend on an id that did not exist yet). Unknown ids are a ValidationError.
+ */
+async function checkDependenciesExist(store: Store, jobs: NewJob[]): Promise<void> {
+  const want = [...new Set(jobs.flatMap((j) => j.dependsOn ?? []))];
+  if (want.length === 0) return;
+  const found = new Set<string>();
+  for (let i = 0; i < want.length; i += 10_000) {
+    const chunk = want.slice(i, i + 10_000);
+    const docs = await store.jobs.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray();
+    for (const d of docs) found.add(d._id);
+  }
+  const missing = want.filter((id) => !found.has(id));
+  if (missing.length > 0) {
+    const shown =
+      missing.slice(0, 5).join(', ') + (missing.length > 5 ? `, ... (${missing.length} in all)` : '');
+    throw new ValidationError(`dependsOn names jobs that do not exist: ${shown}; nothing was enqueued`);
+  }
+}
+
 /** Insert one job; with a dedupeKey held by an unfinished job, return that job instead. */
 export async function enqueue(store: Store, job: NewJob, now: Date): Promise<EnqueueResult> {
+  if (job.dependsOn?.length) await checkDependenciesExist(store, [job]);
   for (let round = 0; round < MAX_DEDUPE_ROUNDS; round++) {
-    const doc = toDoc(job, now);
+    const doc = newJobDoc(job, now);
     try {
       await store.jobs.insertOne(doc);
       await appendEvents(store, [event(doc._id, null, doc.state, now, 0, null, 'enqueued', 1)]);
+      if (doc.dependsOn) {
+        // Dependencies that finished before the insert released nobody: check them now.
+        await releaseAfter(store, [doc._id], now);
+        const after = await store.jobs.findOne({ _id: doc._id });
+        if (after) return { job: stripInternal(after), created: true };
+      }
       return { job: stripInternal(doc), created: true };
     } catch (err) {
       if (!(err instanceof MongoServerError) || !isDedupeClash(err) || job.dedupeKey === undefined) throw err;
@@ -91,7 +134,8 @@ export async function enqueue(store: Store, job: NewJob, now: Date): Promise<Enq
 /** Insert many jobs with one unordered insertMany (plus one for their events). Results follow input order. */
 export async function enqueueMany(store: Store, jobs: NewJob[], now: Date): Promise<EnqueueResult[]> {
   if (jobs.length === 0) return [];
-  const docs = jobs.map((j) => toDoc(j, now));
+  await checkDependenciesExist(store, jobs);
+  const docs = jobs.map((j) => newJobDoc(j, now));
   const clashed = new Set<number>();
   try {
     await store.jobs.insertMany(docs, { ordered: false });
@@ -118,6 +162,13 @@ export async function enqueueMany(store: Store, jobs: NewJob[], now: Date): Prom
       .filter((_, i) => !clashed.has(i))
       .map((d) => event(d._id, null, d.state, now, 0, null, 'enqueued', 1)),
   );
+  const withDeps = docs.filter((d, i) => !clashed.has(i) && d.dependsOn);
+  if (withDeps.length > 0)
+    await releaseAfter(
+      store,
+      withDeps.map((d) => d._id),
+      now,
+    );
   for (const i of clashed) {
     // Rare path: resolve each clash the single-job way (it also handles a holder that just finished).
     results[i] = await enqueue(store, jobs[i]!, now);

@@ -27,7 +27,7 @@ export {
   type Edge,
 } from './stateMachine.js';
 export { resolveNewJob, type NewJob, type JobDefaults } from './newJob.js';
-export { enqueue, enqueueMany, newJobId, type EnqueueResult } from './enqueue.js';
+export { enqueue, enqueueMany, newJobId, newJobDoc, type EnqueueResult } from './enqueue.js';
 export {
   claimNext,
   claimBatch,
@@ -53,6 +53,19 @@ export {
   type HeldLease,
   type HeartbeatResult,
 } from './running.js';
+export { releaseAfter, rearmDependents, decide, type ReleaseResult } from './release.js';
+export { familiesOf, insertChildren, type Family } from './family.js';
+export { finishWorkflowIfDone, UNFINISHED_STATES } from './workflows.js';
+export { getWorkflow, listWorkflows, workflowJobs, jobTree } from './workflowQueries.js';
+export {
+  submitWorkflowJobs,
+  startWorkflow,
+  sweepSubmitting,
+  cancelWorkflow,
+  WorkflowAbandonedError,
+  type WorkflowJobInput,
+  type SubmitResult,
+} from './workflowOps.js';
 export { rescueExpired, type RescueOptions, type RescueResult } from './rescue.js';
 export { cancel, retry, releaseWaiting, deleteFinishedBefore } from './operator.js';
 export { get, list, countByState, jobStats, type ListOptions, type JobStatsRow } from './queries.js';

@@ -8,6 +8,42 @@ const INDEX_CONFLICT_CODES: ReadonlySet<number> = new Set([
 ]);
 
 /**
+ * Dependencies, workflows and sub-jobs (see release.ts):
+ * depends_on:      the dependents of a job (multikey), only jobs that have dependencies.
+ * release_pending: the releaser sweep's finished jobs whose release may have been missed.
+ * workflow_state / parent_state: a workflow's or a parent's unfinished jobs.
+ * spawn_key:       a child is stored once per spawn key.
+ */
+const DEPENDENCY_INDEXES: IndexDescription[] = [
+  {
+    key: { dependsOn: 1, state: 1 },
+    name: 'depends_on',
+    partialFilterExpression: { dependsOn: { $exists: true } },
+  },
+  {
+    key: { releasePending: 1, updatedAt: 1 },
+    name: 'release_pending',
+    partialFilterExpression: { releasePending: { $exists: true } },
+  },
+  {
+    key: { workflowId: 1, state: 1 },
+    name: 'workflow_state',
+    partialFilterExpression: { workflowId: { $exists: true } },
+  },
+  {
+    key: { parentId: 1, state: 1 },
+    name: 'parent_state',
+    partialFilterExpression: { parentId: { $exists: true } },
+  },
+  {
+    key: { spawnKey: 1 },
+    name: 'spawn_key',
+    unique: true,
+    partialFilterExpression: { spawnKey: { $exists: true } },
+  },
+];
+
+/**
  * jobd's indexes on jobs. createIndexes with identical specs is a no-op, so this runs at every start.
  * claim:   serves the claim filter {state ∈ claimable, type ∈ the worker's types, runAt ≤ now} sorted
  *          {priority, runAt, _id}: one range per (state, type), merged in sort order.
@@ -37,6 +73,7 @@ export const JOB_INDEXES: IndexDescription[] = [
     unique: true,
     partialFilterExpression: { fireKey: { $exists: true } },
   },
+  ...DEPENDENCY_INDEXES,
 ];
 
 function sameKey(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
@@ -81,4 +118,8 @@ export async function ensureIndexes(store: Store): Promise<void> {
   await store.events.createIndexes([{ key: { jobId: 1, at: 1 }, name: 'job_at' }]);
   await store.workers.createIndexes([{ key: { heartbeatAt: 1 }, name: 'heartbeat' }]);
   await store.schedules.createIndexes([{ key: { paused: 1, nextFireAt: 1 }, name: 'due' }]);
+  await store.workflows.createIndexes([
+    { key: { state: 1, updatedAt: 1 }, name: 'state_updated' },
+    { key: { createdAt: 1, _id: 1 }, name: 'created' },
+  ]);
 }

@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.js';
-import type { EnqueueOptions, JobState } from '../types.js';
+import type { DependencyFailurePolicy, EnqueueOptions, JobId, JobState, WaitingFor } from '../types.js';
 import { bsonSize, formatBytes, MAX_PARAMS_BYTES, whyUnstorable } from './encoding.js';
 
 /** What the store needs to insert a job; every field resolved. */
@@ -19,6 +19,44 @@ export interface NewJob {
   /** Created by a schedule: its name, and the fire time's unique key. */
   scheduleId?: string;
   fireKey?: string;
+  /** The job's id, when chosen before it is written (workflows, spawned children). */
+  id?: JobId;
+  dependsOn?: JobId[];
+  onDependencyFailure?: DependencyFailurePolicy;
+  waitingFor?: WaitingFor;
+  workflowId?: string;
+  workflowKey?: string;
+  parentId?: JobId;
+  spawnKey?: string;
+}
+
+export const DEPENDENCY_POLICIES: readonly DependencyFailurePolicy[] = ['fail', 'skip', 'ignore'];
+/** Most dependencies one job may list (a fan-in beyond this belongs in stages). */
+export const MAX_DEPENDENCIES = 100_000;
+
+function checkDependencies(opts: EnqueueOptions, job: NewJob): void {
+  if (opts.onDependencyFailure !== undefined) {
+    if (!DEPENDENCY_POLICIES.includes(opts.onDependencyFailure)) {
+      throw new ValidationError(
+        `onDependencyFailure must be one of ${DEPENDENCY_POLICIES.join(', ')}; got ${JSON.stringify(opts.onDependencyFailure)}`,
+      );
+    }
+    job.onDependencyFailure = opts.onDependencyFailure;
+  }
+  if (opts.dependsOn === undefined) return;
+  const deps = opts.dependsOn;
+  if (!Array.isArray(deps) || deps.some((d) => typeof d !== 'string' || d === '')) {
+    throw new ValidationError(`dependsOn must be an array of job ids; got ${JSON.stringify(deps)}`);
+  }
+  if (deps.length > MAX_DEPENDENCIES) {
+    throw new ValidationError(`dependsOn lists ${deps.length} jobs; at most ${MAX_DEPENDENCIES} are allowed`);
+  }
+  const unique = [...new Set(deps)];
+  if (unique.length > 0) {
+    job.dependsOn = unique;
+    job.waiting = true;
+    job.waitingFor = 'dependencies';
+  }
 }
 
 /** Defaults for what the enqueue options leave out. Without maxAttempts/timeoutMs the job stores null. */
@@ -99,6 +137,7 @@ export function resolveNewJob(
     }
     job.tags = [...opts.tags];
   }
+  checkDependencies(opts, job);
   return job;
 }
 

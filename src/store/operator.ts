@@ -4,6 +4,7 @@ import { IllegalTransitionError, NotFoundError } from '../errors.js';
 import { FINISHED_STATES, type JobDoc, type JobId } from '../types.js';
 import { appendEvents, event, nextSeq } from './events.js';
 import { stripInternal } from './enqueue.js';
+import { rearmDependents, releaseAfter } from './release.js';
 import { allowedFrom, illegalTransition, isAllowed } from './stateMachine.js';
 import type { Store } from './types.js';
 
@@ -29,8 +30,10 @@ export async function cancel(
         state: 'cancelled',
         lease: null,
         settledToken: null,
+        waitingFor: null,
         finishedAt: opts.now,
         updatedAt: opts.now,
+        releasePending: true,
       },
       $unset: { dedupeActive: '' },
       $inc: { seq: 1 },
@@ -50,6 +53,8 @@ export async function cancel(
       nextSeq(before),
     ),
   ]);
+  // Dependents follow their policy, children are cancelled with it, its workflow may close.
+  await releaseAfter(store, [id], opts.now);
   const after = await store.jobs.findOne({ _id: id });
   return stripInternal(after ?? { ...before, state: 'cancelled' });
 }
@@ -73,7 +78,15 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
       finishedAt: null,
       startedAt: null,
       updatedAt: opts.now,
+      blockedBy: null,
     };
+    // A job that failed because of a dependency waits for it again instead of running at once (a
+    // parent failed by a child runs again, resumed, and sees its children).
+    if (doc.blockedBy && doc.lastError?.code !== 'JOBD_CHILD_FAILED') {
+      set.state = 'waiting';
+      set.waitingFor = 'dependencies';
+      set.depsLeft = 0;
+    }
     if (doc.dedupeKey) set.dedupeActive = doc.dedupeKey;
     let after;
     try {
@@ -96,9 +109,18 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
     }
     if (!after) continue; // its state changed under us: read again
     await appendEvents(store, [
-      event(id, doc.state, 'queued', opts.now, 0, opts.by ?? null, 'retried by operator', after.seq),
+      event(id, doc.state, after.state, opts.now, 0, opts.by ?? null, 'retried by operator', after.seq),
     ]);
-    return stripInternal(after);
+    if (after.workflowId) {
+      await store.workflows.updateOne(
+        { _id: after.workflowId, state: 'failed' },
+        { $set: { state: 'running', finishedAt: null, updatedAt: opts.now } },
+      );
+    }
+    if (after.state === 'waiting') await releaseAfter(store, [id], opts.now);
+    // The jobs that failed or were skipped because of this one wait for it again.
+    await rearmDependents(store, [id], opts.now);
+    return stripInternal((await store.jobs.findOne({ _id: id })) ?? after);
   }
 }
 

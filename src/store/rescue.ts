@@ -52,7 +52,11 @@ export async function rescueExpired(store: Store, opts: RescueOptions): Promise<
       updatedAt: opts.now,
     };
     if (retryAt) set.runAt = retryAt;
-    else set.finishedAt = opts.now;
+    else {
+      set.finishedAt = opts.now;
+      // Its dependents are told by the releaser sweep (see releaseAfter).
+      set.releasePending = true;
+    }
     const op: AnyBulkWriteOperation<StoredJob> = {
       updateOne: {
         filter: {

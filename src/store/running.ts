@@ -5,7 +5,15 @@
  * network error) reports it as landed, via the settledToken it left; it never writes twice.
  */
 import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
-import type { HookError, JobEventDoc, JobId, JobResources, JobState, SerializedError } from '../types.js';
+import type {
+  ChildFailurePolicy,
+  HookError,
+  JobEventDoc,
+  JobId,
+  JobResources,
+  JobState,
+  SerializedError,
+} from '../types.js';
 import { appendEvents, event, nextSeq } from './events.js';
 import type { Store, StoredJob } from './types.js';
 
@@ -23,6 +31,8 @@ export interface SettleBase extends HeldLease {
   logTail?: string | null;
   /** Lifecycle hooks that threw or timed out during this attempt (kept on the job, bounded). */
   hookErrors?: HookError[];
+  /** The job's workflow, for its release after the settle (not written). */
+  workflowId?: string | null;
 }
 
 /** Hook failures kept on a job, newest last. */
@@ -42,7 +52,9 @@ export type Settlement =
       failedAt?: Date;
     })
   /** Shutdown past grace: back to queued, the attempt given back. */
-  | (SettleBase & { kind: 'requeue'; message?: string });
+  | (SettleBase & { kind: 'requeue'; message?: string })
+  /** A parent waits for its children: back to waiting, the attempt given back, slot and child freed. */
+  | (SettleBase & { kind: 'suspend'; children: JobId[]; childPolicy: ChildFailurePolicy });
 
 export interface SettleContext {
   owner: string;
@@ -69,6 +81,7 @@ export function leaseGuard(l: HeldLease): Filter<StoredJob> {
 export function settlementTarget(s: Settlement): JobState {
   if (s.kind === 'complete') return 'completed';
   if (s.kind === 'requeue') return 'queued';
+  if (s.kind === 'suspend') return 'waiting';
   return s.retryAt ? 'retrying' : 'failed';
 }
 
@@ -85,6 +98,8 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
   const update: UpdateFilter<StoredJob> = { $set: set, $inc: { seq: 1 } };
   if (to === 'completed' || to === 'failed') {
     set.finishedAt = ctx.now;
+    // Its dependents (workflow, parent) are told right after; if this process dies first, the sweep does.
+    set.releasePending = true;
     update.$unset = { dedupeActive: '' };
   }
   if (s.kind === 'complete') {
@@ -94,6 +109,13 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
     set.lastError = err;
     if (s.retryAt) set.runAt = s.retryAt;
     update.$push = { errors: { $each: [err], $slice: -Math.max(1, ctx.errorHistory) } };
+  } else if (s.kind === 'suspend') {
+    set.waitingFor = 'children';
+    set.dependsOn = s.children;
+    set.depsLeft = s.children.length;
+    set.childPolicy = s.childPolicy;
+    set.releasePending = true;
+    update.$inc = { seq: 1, attempts: -1, resumes: 1 };
   } else {
     set.runAt = ctx.now;
     update.$inc = { seq: 1, attempts: -1 };
@@ -117,6 +139,7 @@ function settleMessage(s: Settlement): string {
 function settleText(s: Settlement): string {
   if (s.kind === 'complete') return 'completed';
   if (s.kind === 'requeue') return s.message ?? 'requeued at shutdown; attempt given back';
+  if (s.kind === 'suspend') return `waiting for ${s.children.length} children; attempt given back`;
   const head = `${s.error.name}${s.error.code ? ` (${s.error.code})` : ''}: ${s.error.message}`;
   return s.retryAt ? `${head}; retry at ${s.retryAt.toISOString()}` : head;
 }
@@ -149,7 +172,7 @@ export async function settleManyIfRunning(
   const events: JobEventDoc[] = [];
   for (const s of settlements) {
     if (!landedSet.has(s.jobId)) continue;
-    const attempt = s.kind === 'requeue' ? s.attempt - 1 : s.attempt;
+    const attempt = s.kind === 'requeue' || s.kind === 'suspend' ? s.attempt - 1 : s.attempt;
     events.push(
       event(
         s.jobId,

@@ -12,7 +12,7 @@ import { firstFireAfter, timingKey } from '../schedules/spec.js';
 import type { UpSpan } from '../schedules/plan.js';
 import type { JobId, ScheduleDefinition, ScheduleDoc } from '../types.js';
 import { appendEvents, event } from './events.js';
-import { toDoc } from './enqueue.js';
+import { newJobDoc } from './enqueue.js';
 import type { NewJob } from './newJob.js';
 import type { Store } from './types.js';
 
@@ -227,7 +227,7 @@ export async function fireSchedule(
   },
 ): Promise<{ created: FiredJob[]; advanced: boolean }> {
   const docs = o.fires.map((f) =>
-    toDoc({ ...o.job(f), scheduleId: o.name, fireKey: fireKeyOf(o.name, f.at) }, o.now),
+    newJobDoc({ ...o.job(f), scheduleId: o.name, fireKey: fireKeyOf(o.name, f.at) }, o.now),
   );
   const clashed = new Set<number>();
   if (docs.length) {
@@ -279,7 +279,7 @@ export async function triggerSchedule(
 ): Promise<JobId> {
   const sched = await store.schedules.findOne({ _id: name });
   if (!sched) throw notFound(name);
-  const doc = toDoc({ ...job(sched), scheduleId: name }, now);
+  const doc = newJobDoc({ ...job(sched), scheduleId: name }, now);
   await store.jobs.insertOne(doc);
   await appendEvents(store, [
     event(doc._id, null, doc.state, now, 0, by, `triggered from schedule ${name}`, 1),

@@ -17,13 +17,17 @@ export interface Edge {
 export const EDGES = {
   enqueue: { by: 'client enqueue', from: [], to: ['queued', 'waiting'] },
   release: { by: 'dependency release', from: ['waiting'], to: ['queued'] },
+  depfail: { by: 'dependency failed (policy fail)', from: ['waiting'], to: ['failed'] },
+  depskip: { by: 'dependency failed (policy skip)', from: ['waiting'], to: ['cancelled'] },
+  rearm: { by: 'operator retry of the dependency', from: ['failed', 'cancelled'], to: ['waiting'] },
+  suspend: { by: 'worker, parent waits for its children', from: ['running'], to: ['waiting'] },
   claim: { by: 'worker claim', from: ['queued', 'retrying'], to: ['running'] },
   complete: { by: 'worker, handler returned', from: ['running'], to: ['completed'] },
   fail: { by: 'worker, handler failed', from: ['running'], to: ['retrying', 'failed'] },
   rescue: { by: 'rescuer, lease expired', from: ['running'], to: ['retrying', 'failed'] },
   requeue: { by: 'worker shutdown past grace', from: ['running'], to: ['queued'] },
   cancel: { by: 'operator cancel', from: ['waiting', 'queued', 'retrying', 'running'], to: ['cancelled'] },
-  retry: { by: 'operator retry', from: ['failed', 'cancelled'], to: ['queued'] },
+  retry: { by: 'operator retry', from: ['failed', 'cancelled'], to: ['queued', 'waiting'] },
 } as const satisfies Record<string, Edge>;
 
 export type EdgeName = keyof typeof EDGES;

@@ -1,5 +1,5 @@
 import type { Collection, Db, MongoClient } from 'mongodb';
-import type { JobDoc, JobEventDoc, ScheduleDoc, WorkerDoc } from '../types.js';
+import type { JobDoc, JobEventDoc, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
 
 /**
  * A job as stored. Besides JobDoc it carries:
@@ -21,5 +21,6 @@ export interface Store {
   events: Collection<JobEventDoc>;
   workers: Collection<WorkerDoc>;
   schedules: Collection<ScheduleDoc>;
+  workflows: Collection<WorkflowDoc>;
   close(): Promise<void>;
 }

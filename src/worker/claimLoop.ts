@@ -10,6 +10,8 @@ import {
   claimBatch,
   claimNext,
   recoverClaim,
+  familiesOf,
+  type Family,
   type PendingClaim,
   type Store,
 } from '../store/index.js';
@@ -113,6 +115,7 @@ export class ClaimLoop {
       await d.wakeup.wait(this.backoff.next());
       return;
     }
+    await this.attachFamilies(jobs);
     for (const job of jobs) slots.accept(job);
     if (jobs.length === limit) {
       this.idleDelay = d.pollMinMs;
@@ -124,6 +127,27 @@ export class ClaimLoop {
     const delay = d.watch.healthy ? d.pollMaxMs : this.idleDelay;
     if (jobs.length === 0) this.idleDelay = Math.min(d.pollMaxMs, this.idleDelay * 2);
     await d.wakeup.wait(delay);
+  }
+
+  /**
+   * Dependencies' results and a resumed parent's children, for the whole batch in (at most) two
+   * queries. The jobs are claimed already: if the database fails here they run without (a handler
+   * that needs them fails its attempt, which is retried), after a second try.
+   */
+  private async attachFamilies(jobs: JobDoc[]): Promise<void> {
+    if (!jobs.some((j) => (j.dependsOn?.length ?? 0) > 0 || (j.resumes ?? 0) > 0)) return;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const families = await familiesOf(this.d.store, jobs);
+        for (const j of jobs) {
+          const f = families.get(j._id);
+          if (f) (j as JobDoc & { family?: Family }).family = f;
+        }
+        return;
+      } catch (err) {
+        this.d.health.error('claim', err);
+      }
+    }
   }
 
   /**
@@ -146,6 +170,7 @@ export class ClaimLoop {
       }
       this.pendingClaims.shift();
       d.health.ok('claim');
+      await this.attachFamilies(jobs);
       for (const job of jobs) d.slots.accept(job);
     }
     return true;

@@ -26,6 +26,7 @@ import { Executions } from './executions.js';
 import { LeaseKeeper } from './leaseKeeper.js';
 import { LostLeases } from './lostLeases.js';
 import { OutcomeReporter } from './outcomes.js';
+import { Releases, emitReleaseEvents } from './releases.js';
 import { Settler } from './settler.js';
 import { Grace, shutdown } from './shutdown.js';
 import { Slots } from './slots.js';
@@ -54,6 +55,7 @@ export interface DaemonStats {
   retried: number;
   lost: number;
   requeued: number;
+  suspended: number;
 }
 
 export interface Daemon {
@@ -120,6 +122,7 @@ class DaemonImpl implements Daemon {
   private readonly outcomes: OutcomeReporter;
   private readonly lostLeases: LostLeases;
   private readonly settler: Settler;
+  private readonly releases: Releases;
   private readonly leaseKeeper: LeaseKeeper;
   private readonly maintenance: Maintenance;
   private readonly claimLoop: ClaimLoop;
@@ -153,7 +156,16 @@ class DaemonImpl implements Daemon {
         maxChildren: w.concurrency,
         logger,
       });
+    const releases = (this.releases = new Releases({
+      store,
+      clock,
+      events,
+      wakeup: this.wakeup,
+      health,
+      logger,
+    }));
     this.settler = new Settler(store, {
+      afterLanded: (landed) => releases.afterLanded(landed),
       owner: workerId,
       clock,
       errorHistory: w.errorHistory,
@@ -223,6 +235,16 @@ class DaemonImpl implements Daemon {
             jobId: j.jobId,
             catchUp: j.catchUp,
           });
+        }
+      },
+      onReleased: (r) => {
+        if (r.released.length > 0) this.wakeup.wake();
+        emitReleaseEvents(events, r);
+      },
+      onWorkflows: (w) => {
+        for (const id of w.started) events.emit('workflow:submitted', { workflowId: id });
+        for (const id of w.abandoned) {
+          events.emit('workflow:cancelled', { workflowId: id, reason: 'abandoned: its submit stopped' });
         }
       },
       onError: (service, err) => health.error(service, err),
@@ -319,6 +341,7 @@ class DaemonImpl implements Daemon {
         slots: this.slots,
         executions: this.executions,
         settler: this.settler,
+        releases: this.releases,
         leaseKeeper: this.leaseKeeper,
         outcomes: this.outcomes,
         ownSandbox: this.ownsSandbox ? this.sandbox : null,

@@ -20,6 +20,18 @@ export interface DaemonEvents {
   'job:lost': JobRef & { stage: 'running' | 'settling' };
   /** Shutdown past grace: the job went back to queued, its attempt given back. */
   'job:requeued': JobRef;
+  /** A parent waits for its children: back to waiting, its slot and child process freed. */
+  'job:suspended': JobRef & { children: JobId[] };
+  /** Its dependencies (or children) finished: waiting → queued. */
+  'job:released': { jobId: JobId };
+  /** A dependency (or child) failed for good: the job failed (policy fail) or was cancelled (skip). */
+  'job:dependency-failed': { jobId: JobId; dependency: JobId; state: 'failed' | 'cancelled'; code: string };
+  /** Cancelled because its parent was cancelled or failed by a child. */
+  'job:cascade-cancelled': { jobId: JobId };
+  'workflow:completed': { workflowId: string };
+  'workflow:failed': { workflowId: string };
+  'workflow:submitted': { workflowId: string };
+  'workflow:cancelled': { workflowId: string; reason: string };
   'db:error': { op: string; error: unknown };
   'db:recovered': { op: string };
   rescue: { retrying: JobId[]; failed: JobId[] };

@@ -6,8 +6,17 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
-import type { Sandbox } from '../sandbox/types.js';
-import { progressIfRunning, type HeldLease, type Settlement, type Store } from '../store/index.js';
+import type { JobFamily, Sandbox } from '../sandbox/types.js';
+import { serializeError } from '../errors.js';
+import { failedAttempt, retrySettingsFor } from '../retryPolicy.js';
+import {
+  insertChildren,
+  progressIfRunning,
+  resolveNewJob,
+  type HeldLease,
+  type Settlement,
+  type Store,
+} from '../store/index.js';
 import type { JobDoc, JobId } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { executeJob, type AbortCause, type Execution } from './executor.js';
@@ -58,12 +67,13 @@ export class Executions {
     }));
   }
 
-  start(job: JobDoc): void {
+  start(job: JobDoc & { family?: JobFamily }): void {
     const ex: Execution = {
       job,
       token: job.lease!.token,
       controller: new AbortController(),
       abortCause: null,
+      ...(job.family ? { family: job.family } : {}),
     };
     this.running.set(job._id, ex);
     const t0 = performance.now();
@@ -124,6 +134,46 @@ export class Executions {
       );
   }
 
+  /**
+   * Write the children a handler spawned before its outcome (a parent never waits for children that
+   * are not stored). A child that cannot be written fails the attempt instead.
+   */
+  private async withChildren(ex: Execution, s: Settlement): Promise<Settlement> {
+    if (!ex.spawned && s.kind !== 'suspend') return s;
+    const { job } = ex;
+    const now = this.o.clock.now();
+    try {
+      const children = (ex.spawned ?? []).map((c) => {
+        const def = this.o.config.jobTypes[c.type];
+        const defaults = def ?? { priority: this.o.config.defaults.priority };
+        return {
+          ...resolveNewJob(c.type, c.params, c.options ?? {}, defaults, now),
+          id: c.id,
+          spawnKey: c.spawnKey,
+        };
+      });
+      const waitFor = await insertChildren(this.o.store, job._id, children, now);
+      return s.kind === 'suspend' ? { ...s, children: waitFor } : s;
+    } catch (err) {
+      const error = serializeError(err);
+      delete error.stack;
+      error.message = `spawning children failed: ${error.message}`;
+      const d = failedAttempt(job, error, retrySettingsFor(this.o.config, job.type), this.o.random());
+      return {
+        kind: 'fail',
+        jobId: s.jobId,
+        token: s.token,
+        attempt: s.attempt,
+        seq: s.seq,
+        error,
+        retryAt: d.retry ? new Date(now.getTime() + d.delayMs) : null,
+        failedAt: now,
+        ...(d.retry ? { delayMs: d.delayMs } : {}),
+        ...(s.workflowId ? { workflowId: s.workflowId } : {}),
+      };
+    }
+  }
+
   /** settlement null: the lease was lost while the job ran; nothing may be written. */
   private finish(ex: Execution, settlement: Settlement | null, runMs: number): void {
     const { job } = ex;
@@ -133,6 +183,16 @@ export class Executions {
       this.o.outcomes.lost(job, 'running');
     } else {
       this.settling.set(job._id, ex);
+      void this.withChildren(ex, settlement)
+        .then((s) => this.settle(ex, s))
+        .catch((err: unknown) => this.o.logger.error({ jobId: job._id, err }, 'settling a job failed'));
+    }
+    this.checkIdle();
+  }
+
+  private settle(ex: Execution, settlement: Settlement): void {
+    const { job } = ex;
+    {
       this.o.settler.add(settlement, (status, written) => {
         this.settling.delete(job._id);
         if (status === 'landed') this.o.outcomes.settled(job, written);
@@ -140,7 +200,6 @@ export class Executions {
         else this.o.outcomes.lost(job, 'settling', 'outcome refused by the database; nothing written');
       });
     }
-    this.checkIdle();
   }
 
   private checkIdle(): void {

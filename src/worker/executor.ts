@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
 import { whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
-import type { RunOutcome, RunRequest, Sandbox } from '../sandbox/types.js';
+import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { failedAttempt, retrySettingsFor, type RetrySettings } from '../retryPolicy.js';
 import type { HookError, JobDoc, JobTypeDefinition, SerializedError } from '../types.js';
@@ -19,6 +19,10 @@ export interface Execution {
   token: string;
   controller: AbortController;
   abortCause: AbortCause | null;
+  /** Children the handler spawned: written before its outcome. */
+  spawned?: SpawnedChild[];
+  /** What the job is told of its family (fetched at claim time). */
+  family?: JobFamily;
 }
 
 function runRequestFor(
@@ -26,8 +30,10 @@ function runRequestFor(
   def: JobTypeDefinition,
   config: ResolvedConfig,
   random: number,
+  family: JobFamily | undefined,
 ): RunRequest {
   return {
+    family: family ?? { resumes: job.resumes ?? 0 },
     jobId: job._id,
     type: job.type,
     attempt: job.attempts,
@@ -109,6 +115,7 @@ function failSettlement(
     retryAt: d.retry ? new Date(now.getTime() + d.delayMs) : null,
     failedAt: now,
     ...(d.retry ? { delayMs: d.delayMs } : {}),
+    ...(ex.job.workflowId ? { workflowId: ex.job.workflowId } : {}),
     ...extra,
   };
 }
@@ -123,7 +130,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   }
   // Drawn before the run: the child's hooks and the settlement below decide with the same value.
   const random = deps.random();
-  const req = runRequestFor(job, def, deps.config, random);
+  const req = runRequestFor(job, def, deps.config, random, ex.family);
   let outcome: RunOutcome;
   try {
     outcome = await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
@@ -149,6 +156,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     resources: outcome.resources,
     logTail: outcome.logTail,
     ...(hookErrors.length ? { hookErrors } : {}),
+    ...(job.workflowId ? { workflowId: job.workflowId } : {}),
   };
   const extra = {
     resources: outcome.resources,
@@ -163,7 +171,12 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
       outcome.output,
       outcome.logTail,
     );
-    if (!why) return { kind: 'complete', ...base, result: outcome.output };
+    if (!why) {
+      if (outcome.spawned) ex.spawned = outcome.spawned;
+      // The children (and which of them it waits for) are filled in once they are written.
+      if (outcome.wait) return { kind: 'suspend', ...base, children: [], childPolicy: outcome.wait };
+      return { kind: 'complete', ...base, result: outcome.output };
+    }
     const err = serializeError(new UnencodableResultError(why));
     delete err.stack;
     // The child ran onSuccess; the attempt failed after all, so the hook that follows runs too.

@@ -16,6 +16,7 @@ export interface OutcomeCounters {
   retried: number;
   lost: number;
   requeued: number;
+  suspended: number;
 }
 
 export type LostStage = DaemonEvents['job:lost']['stage'];
@@ -28,6 +29,7 @@ export class OutcomeReporter {
     retried: 0,
     lost: 0,
     requeued: 0,
+    suspended: 0,
   };
 
   constructor(
@@ -60,6 +62,10 @@ export class OutcomeReporter {
       this.counters.completed++;
       logger.info({ ...ref, wallMs: s.resources?.wallMs }, 'job completed');
       events.emit('job:completed', { ...ref, result: s.result });
+    } else if (s.kind === 'suspend') {
+      this.counters.suspended++;
+      logger.info({ ...ref, children: s.children.length }, 'job waits for its children');
+      events.emit('job:suspended', { ...ref, children: s.children });
     } else if (s.kind === 'requeue') {
       this.counters.requeued++;
       logger.info(ref, 'job requeued');

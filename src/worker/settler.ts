@@ -44,6 +44,11 @@ export interface SettlerOptions {
   errorHistory: number;
   maxBatch: number;
   health: DbHealth;
+  /**
+   * Runs after a batch landed, before the next one is written: tells the dependents of the jobs that
+   * finished or suspended (its failures are left to the releaser sweep).
+   */
+  afterLanded?(landed: Settlement[]): Promise<void>;
   /** Something went wrong that is not an outage: `message` says what jobd does about it (logged). */
   onRefused(message: string, err: unknown, s?: Settlement): void;
 }
@@ -125,6 +130,9 @@ export class Settler {
     this.unwrittenEvents.push(...res.unwrittenEvents);
     const landed = new Set(res.landed);
     for (const p of batch) this.report(p, landed.has(p.s.jobId) ? 'landed' : 'lost');
+    if (this.opts.afterLanded && landed.size > 0) {
+      await this.opts.afterLanded(batch.filter((p) => landed.has(p.s.jobId)).map((p) => p.s));
+    }
   }
 
   /** Up to maxBatch outcomes from the head of the queue, stopping at one that must go alone. */
@@ -186,6 +194,7 @@ export class Settler {
       error,
       retryAt: null,
       ...(p.s.resources !== undefined ? { resources: p.s.resources } : {}),
+      ...(p.s.workflowId ? { workflowId: p.s.workflowId } : {}),
     };
     this.queue.unshift({ s, done: p.done, alone: true, replacement: true });
   }

@@ -62,6 +62,8 @@ export interface ShutdownParts {
   slots: Slots;
   executions: Executions;
   settler: Settler;
+  /** Release passes still running finish before the store closes (what they miss, the sweep does). */
+  releases?: { idle(): Promise<void> };
   leaseKeeper: LeaseKeeper;
   outcomes: OutcomeReporter;
   /** Closed at the end when the daemon created it. */
@@ -86,6 +88,7 @@ export async function shutdown(p: ShutdownParts, graceMs: number, grace: Grace):
   const unwritten = await p.settler.drain(p.drainMs);
   if (unwritten > 0)
     p.logger.error({ unwritten }, 'outcomes not written before exit; the rescuer will recover those jobs');
+  await p.releases?.idle();
   await p.leaseKeeper.stop();
   try {
     await markWorkerStopped(p.store, p.workerId, p.clock.now());

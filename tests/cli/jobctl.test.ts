@@ -465,7 +465,8 @@ describe('jobctl help and global options', { timeout: 180_000 }, () => {
     expect(program.commands.map((c) => c.name())).toEqual(
       expect.arrayContaining(['ping', 'version', 'status', 'list', 'show', 'enqueue', 'workers']),
     );
-    for (const cmd of program.commands) {
+    // A command group (workflow) has no options of its own: its subcommands take them.
+    for (const cmd of program.commands.flatMap((c) => (c.commands.length > 0 ? c.commands : [c]))) {
       expect(
         cmd.options.map((o) => o.long),
         cmd.name(),

@@ -54,6 +54,8 @@ interface EnqueueFlags extends CommonOptions {
   dataset?: string;
   tag?: string[];
   wait?: boolean;
+  dependsOn?: string[];
+  onDependencyFailure?: 'fail' | 'skip' | 'ignore';
 }
 
 /** Until the job finishes: change-stream wake-ups where offered, plus a slow re-read as a safety net. */
@@ -122,6 +124,8 @@ const PER_JOB_FLAGS: [keyof EnqueueFlags, string][] = [
   ['dataset', '--dataset'],
   ['tag', '--tag'],
   ['wait', '--wait'],
+  ['dependsOn', '--depends-on'],
+  ['onDependencyFailure', '--on-dependency-failure'],
 ];
 
 const HELP_AFTER = `
@@ -290,6 +294,17 @@ export const registerEnqueue: RegisterCommand = (program, env, result) => {
         ]),
       )
       .addOption(
+        new Option('--depends-on <id>', 'wait until this job completed (repeatable)').argParser(
+          (v: string, prev: string[] | undefined) => [...(prev ?? []), textOption(v)],
+        ),
+      )
+      .addOption(
+        new Option(
+          '--on-dependency-failure <policy>',
+          'when a dependency fails: fail (default), skip, ignore',
+        ).choices(['fail', 'skip', 'ignore']),
+      )
+      .addOption(
         new Option(
           '--wait',
           'wait until the job finishes; exit 0 if it completed, 1 if it failed or was cancelled',
@@ -322,6 +337,10 @@ export const registerEnqueue: RegisterCommand = (program, env, result) => {
           ...(opts.dedupeKey !== undefined ? { dedupeKey: opts.dedupeKey } : {}),
           ...(opts.dataset !== undefined ? { datasetUuid: opts.dataset } : {}),
           ...(opts.tag !== undefined ? { tags: opts.tag } : {}),
+          ...(opts.dependsOn !== undefined ? { dependsOn: opts.dependsOn } : {}),
+          ...(opts.onDependencyFailure !== undefined
+            ? { onDependencyFailure: opts.onDependencyFailure }
+            : {}),
         };
         await withConnection(
           ctx,
