@@ -37,6 +37,24 @@ export default tseslint.config(
     },
   },
   {
+    // STYLE.md: a job type never imports the store or the worker; it gets a context and returns output.
+    files: ['src/jobs/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: 'mongodb', message: 'Only src/store may import mongodb (STYLE.md habit 1).' }],
+          patterns: [
+            {
+              regex: '^(\\.\\./)+(store|worker|sandbox|maintenance|cli|client)([/.]|$)',
+              message: 'A job type never imports the store, the worker or the CLI (STYLE.md).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // The embedded server is a separate product: it imports nothing from jobd.
     files: ['src/embedded/**/*.ts'],
     rules: {

@@ -3,6 +3,7 @@
  * as the daemons; it does not run jobs (startDaemon does).
  */
 import { JobdError } from './errors.js';
+import { checkInputs } from './jobs/checkInputs.js';
 import { systemClock, type Clock } from './clock.js';
 import { protectUri } from './redact.js';
 import {
@@ -51,8 +52,17 @@ export interface ClientOptions {
   mongoUri: string;
   database: string;
   embedded?: { host: string; port: number };
-  /** Per-type defaults for priority, maxAttempts, timeoutMs (e.g. config.jobTypes). */
-  jobTypes?: Record<string, Pick<JobTypeDefinition, 'priority' | 'maxAttempts' | 'timeoutMs'>>;
+  /**
+   * Per-type defaults for priority, maxAttempts, timeoutMs (e.g. config.jobTypes). Types given with
+   * their handler module (config.jobTypes does) have their params validated against the module's
+   * input schema before anything is written.
+   */
+  jobTypes?: Record<
+    string,
+    Pick<JobTypeDefinition, 'priority' | 'maxAttempts' | 'timeoutMs'> & Partial<JobTypeDefinition>
+  >;
+  /** The data dirs (config.dataDirs) that path fields of job inputs must stay inside. */
+  dataDirs?: Record<string, string>;
   /** Defaults for types not in jobTypes. */
   defaults?: JobDefaults;
   clock?: Clock;
@@ -98,13 +108,24 @@ export class JobdClient {
 
   /** Enqueue one job. With a dedupeKey held by an unfinished job, that job is returned (created: false). */
   async enqueue(type: string, params: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+    await this.checkInputs([{ type, params }]);
     const now = this.clock.now();
     return storeEnqueue(this.store, resolveNewJob(type, params, opts, this.defaultsFor(type), now), now);
+  }
+
+  /** Params of types given with their handler module are checked against its input schema. */
+  private checkInputs(jobs: { type: string; params: unknown; where?: string }[]): Promise<void> {
+    const withModules: Record<string, JobTypeDefinition> = {};
+    for (const [name, t] of Object.entries(this.opts.jobTypes ?? {})) {
+      if (typeof t.handler === 'string') withModules[name] = { ...(t as JobTypeDefinition), name };
+    }
+    return checkInputs(jobs, withModules, this.opts.dataDirs ?? {});
   }
 
   async enqueueMany(
     jobs: { type: string; params?: unknown; options?: EnqueueOptions }[],
   ): Promise<EnqueueResult[]> {
+    await this.checkInputs(jobs.map((j, i) => ({ type: j.type, params: j.params, where: `jobs[${i}]: ` })));
     const now = this.clock.now();
     const resolved = jobs.map((j) =>
       resolveNewJob(j.type, j.params, j.options ?? {}, this.defaultsFor(j.type), now),

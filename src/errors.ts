@@ -184,6 +184,25 @@ export class DoNotRetryError extends JobdError {
 }
 export const DO_NOT_RETRY_CODE = 'JOBD_DO_NOT_RETRY';
 
+/**
+ * A job's input does not match its type's input schema when the job runs (the schema changed, or a
+ * data-dir path now resolves outside). Deterministic, so the job fails without further attempts.
+ */
+export class InvalidInputError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_INVALID_INPUT');
+    this.name = 'InvalidInputError';
+  }
+}
+
+/** A handler returned an output its type's output schema refuses: the attempt fails. */
+export class InvalidOutputError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_INVALID_OUTPUT');
+    this.name = 'InvalidOutputError';
+  }
+}
+
 /** Documented process exit codes of jobd and jobctl. */
 export const EXIT_CODES = {
   ok: 0,
@@ -233,6 +252,8 @@ const SAME_AGAIN_CODES: ReadonlySet<string> = new Set([
   HANDLER_LOAD_CODE,
   'JOBD_UNSERIALIZABLE_OUTPUT',
   'JOBD_OUTPUT_TOO_LARGE',
+  // A job's input its type refuses when the job starts (defineJobType): the same input again.
+  'JOBD_INVALID_INPUT',
 ]);
 
 /** Errors whose next attempt would fail the same way: a DoNotRetryError, and the sandbox's above. */

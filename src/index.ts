@@ -14,3 +14,25 @@ export type { EnqueueResult, ListOptions, SubmitResult } from './store/index.js'
 export { WorkflowAbandonedError } from './store/index.js';
 export type { WorkflowSpec, WorkflowJobSpec } from './workflows/submit.js';
 export { validateDag, findCycle, layers } from './workflows/dag.js';
+export {
+  defineJobType,
+  legacyNames,
+  isDefinedJobType,
+  type DefinedJobType,
+  type JobTypeSpec,
+  type JobTypeDefaults,
+  type TypedJobContext,
+} from './jobs/defineJobType.js';
+export { dataPath, type DataPathOptions, type DataDirs, type DeclaredPath } from './jobs/dataPath.js';
+export { loadCatalog, jsonSchemas, type CatalogEntry } from './jobs/catalog.js';
+export { checkInputs, type InputToCheck } from './jobs/checkInputs.js';
+export {
+  queueSummaries,
+  pauseQueue,
+  resumeQueue,
+  cleanQueueJobs,
+  queueMembership,
+  type QueueSummary,
+  type CleanQueueOptions,
+  type CleanQueueResult,
+} from './queueAdmin.js';

@@ -265,6 +265,8 @@ export interface JobTypeDefinition {
   /** Kill the child when its RSS exceeds this many bytes. */
   memoryLimitBytes?: number;
   retry: RetryPolicy;
+  /** The queue its jobs belong to (absent: the module's queue, else the type's name). */
+  queue?: string;
 }
 
 export interface EnqueueOptions {

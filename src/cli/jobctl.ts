@@ -19,6 +19,8 @@ import { registerVersion } from './commands/version.js';
 import { registerTree } from './commands/tree.js';
 import { registerWorkers } from './commands/workers.js';
 import { registerWorkflow } from './commands/workflow.js';
+import { registerQueues } from './commands/queues.js';
+import { registerTypes } from './commands/types.js';
 import {
   commanderExitCode,
   ENVIRONMENT_HELP,
@@ -56,6 +58,8 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     registerSchedule,
     registerWorkflow,
     registerTree,
+    registerTypes,
+    registerQueues,
   ]) {
     register(program, env, result);
   }

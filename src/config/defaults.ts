@@ -27,7 +27,7 @@ export const DEFAULTS = {
   // settings file, else ./var in the working directory.
   // logDir: derived, <dataDir>/logs; pidFile: derived, <dataDir>/jobd.pid
   logLevel: 'info' as LogLevel,
-  dataDirs: [] as string[],
+  dataDirs: {} as Record<string, string>,
   worker: {
     // concurrency: derived, the CPU count
     claimBatchSize: 50,

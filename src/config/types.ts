@@ -29,8 +29,11 @@ export interface ResolvedConfig {
   logDir: string;
   pidFile: string;
   logLevel: LogLevel;
-  /** Folders job paths must stay inside (used by built-in handlers). */
-  dataDirs: string[];
+  /**
+   * Folders job paths must stay inside, by name (absolute). A list in the settings names each folder
+   * after its last segment, or `name=path`.
+   */
+  dataDirs: Record<string, string>;
 
   worker: {
     /** Jobs running at once on this daemon. */
@@ -55,7 +58,12 @@ export interface ResolvedConfig {
     changeStreams: boolean;
     /** Longest run of one lifecycle hook (onStart, onSuccess, onFailure, onRetry). */
     hookTimeoutMs: number;
+    /** The queues this daemon claims from; null: every queue. */
+    queues?: string[] | null;
   };
+
+  /** Per-queue settings by queue name (queues not listed have no limit of their own). */
+  queues?: Record<string, { concurrency?: number }>;
 
   maintenance: {
     rescueIntervalMs: number;

@@ -75,6 +75,7 @@ const retrySchema = z.strictObject({
 const modeSchema = oneOf(['pooled', 'isolated']);
 
 export const JOB_TYPE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,99}$/;
+const QUEUE_NAME_RULE = 'queue names start with a letter and use letters, digits, _ . : - (at most 100)';
 
 const jobTypeSchema = z.strictObject({
   handler: text(
@@ -87,7 +88,15 @@ const jobTypeSchema = z.strictObject({
   concurrency: int(1, 1024).optional(),
   memoryLimitMb: int(1, 1024 * 1024, ' (MiB)').optional(),
   retry: retrySchema.optional(),
+  queue: z.string({ error: QUEUE_NAME_RULE }).regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }).optional(),
 });
+
+const queueSchema = z.strictObject({
+  concurrency: int(1, 1024).optional(),
+});
+
+/** Data dir names: what job inputs name (`dataPath({ dirs: ['upload'] })`). */
+const DATA_DIR_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
 export const settingsSchema = z.strictObject({
   mongoUri: mongoUri.optional(),
@@ -104,7 +113,23 @@ export const settingsSchema = z.strictObject({
   logDir: text('a folder path').optional(),
   pidFile: text('a file path').optional(),
   logLevel: oneOf(LOG_LEVELS as unknown as readonly [string, ...string[]]).optional(),
-  dataDirs: z.array(text('a folder path'), { error: 'must be a list of folder paths' }).optional(),
+  dataDirs: z
+    .union(
+      [
+        z.record(
+          z.string().regex(DATA_DIR_NAME, {
+            error: 'data dir names start with a letter and use letters, digits, _ - (at most 64)',
+          }),
+          text('a folder path'),
+        ),
+        z.array(text('a folder path')),
+      ],
+      {
+        error:
+          'must be an object of folder paths by name ({ "upload": "./var/data/upload" }), or a list of folder paths',
+      },
+    )
+    .optional(),
   worker: z
     .strictObject({
       concurrency: int(1, 1024).optional(),
@@ -120,6 +145,17 @@ export const settingsSchema = z.strictObject({
       errorHistory: int(0, 1000).optional(),
       changeStreams: bool().optional(),
       hookTimeoutMs: int(1, DAY_MS, ' (ms)').optional(),
+      queues: z
+        .array(z.string({ error: QUEUE_NAME_RULE }).regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }), {
+          error: 'must be a list of queue names',
+        })
+        .min(1, { error: 'must name at least one queue (leave it out to run every queue)' })
+        .optional(),
+    })
+    .optional(),
+  queues: z
+    .record(z.string().regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }), queueSchema, {
+      error: 'must be an object of queues by name',
     })
     .optional(),
   maintenance: z

@@ -21,7 +21,7 @@ const ext = extname(here) || '.js';
 
 /** Absolute path of a built-in handler module. */
 export function builtinHandlerPath(name: (typeof BUILTIN_JOB_TYPES)[number]): string {
-  return fileURLToPath(new URL(`./${name}${ext}`, import.meta.url));
+  return fileURLToPath(new URL(`./builtin/${name}${ext}`, import.meta.url));
 }
 
 export function builtinJobTypes(defaults: JobTypeDefaults): Record<string, JobTypeDefinition> {

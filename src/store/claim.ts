@@ -58,6 +58,8 @@ export interface ClaimBatchOptions extends ClaimOptions {
   limit: number;
   /** Free slots left per limited type; candidates beyond them are skipped this round. */
   typeSlots?: Record<string, number>;
+  /** Free slots left per limited queue (a group of types); candidates beyond them are skipped. */
+  queueSlots?: { queueOf: Readonly<Record<string, string>>; free: Readonly<Record<string, number>> };
 }
 
 /**
@@ -140,13 +142,16 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   const filter = claimableFilter(opts.now, opts.types);
   const candidates = await store.jobs.find(filter, { sort: CLAIM_SORT, limit: opts.limit }).toArray();
   let chosen = candidates;
-  if (opts.typeSlots) {
+  if (opts.typeSlots || opts.queueSlots) {
     const left = { ...opts.typeSlots };
+    const queueLeft = { ...opts.queueSlots?.free };
     chosen = candidates.filter((c) => {
       const slots = left[c.type];
-      if (slots === undefined) return true;
-      if (slots <= 0) return false;
-      left[c.type] = slots - 1;
+      const queue = opts.queueSlots?.queueOf[c.type] ?? c.type;
+      const qSlots = queueLeft[queue];
+      if ((slots !== undefined && slots <= 0) || (qSlots !== undefined && qSlots <= 0)) return false;
+      if (slots !== undefined) left[c.type] = slots - 1;
+      if (qSlots !== undefined) queueLeft[queue] = qSlots - 1;
       return true;
     });
   }

@@ -104,3 +104,16 @@ export {
   type Fire,
   type FiredJob,
 } from './schedules.js';
+export {
+  setQueuePaused,
+  listQueueDocs,
+  pausedQueues,
+  watchQueues,
+  countByTypeAndState,
+  countCleanable,
+  cleanQueue,
+  QUEUES_COLLECTION,
+  type QueueDoc,
+  type TypeStateCount,
+  type CleanOptions,
+} from './queues.js';

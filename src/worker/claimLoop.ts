@@ -105,7 +105,12 @@ export class ClaimLoop {
         const one = await claimNext(d.store, base);
         jobs = one ? [one] : [];
       } else {
-        jobs = await claimBatch(d.store, { ...base, limit, typeSlots: claimable.slots });
+        jobs = await claimBatch(d.store, {
+          ...base,
+          limit,
+          typeSlots: claimable.slots,
+          ...(claimable.queueSlots ? { queueSlots: claimable.queueSlots } : {}),
+        });
       }
       d.health.ok('claim');
       this.backoff.reset();

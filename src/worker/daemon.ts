@@ -31,6 +31,8 @@ import { Settler } from './settler.js';
 import { Grace, shutdown } from './shutdown.js';
 import { Slots } from './slots.js';
 import { Wakeup } from './wakeup.js';
+import { QueueGate } from './queueGate.js';
+import { queueMembership } from '../queueAdmin.js';
 
 export interface StartDaemonOptions {
   config: ResolvedConfig;
@@ -95,7 +97,17 @@ export async function startDaemon(opts: StartDaemonOptions): Promise<Daemon> {
     await embedded?.close().catch(() => {});
     throw err;
   }
+  let queueOf: Record<string, string>;
+  try {
+    // The queue a type's module declares (settings win): imports the modules, never runs a handler.
+    queueOf = await queueMembership(config.jobTypes);
+  } catch (err) {
+    await store.close().catch(() => {});
+    await embedded?.close().catch(() => {});
+    throw err;
+  }
   const d = new DaemonImpl(
+    queueOf,
     config,
     logger.child({ worker: workerId }),
     clock,
@@ -126,11 +138,15 @@ class DaemonImpl implements Daemon {
   private readonly leaseKeeper: LeaseKeeper;
   private readonly maintenance: Maintenance;
   private readonly claimLoop: ClaimLoop;
+  private readonly queues: QueueGate;
+  /** The job types in the queues worker.queues allows (all types when it is unset). */
+  private readonly claimTypes: string[];
   private readonly grace = new Grace();
   private stopping = false;
   private stopPromise: Promise<void> | null = null;
 
   constructor(
+    queueOf: Record<string, string>,
     private readonly config: ResolvedConfig,
     private readonly logger: Logger,
     private readonly clock: Clock,
@@ -181,12 +197,33 @@ class DaemonImpl implements Daemon {
         ),
     });
     this.outcomes = new OutcomeReporter({ logger, events, clock, wakeup: this.wakeup });
+    const allowed = w.queues ?? null;
+    this.claimTypes = Object.keys(config.jobTypes)
+      .filter((t) => allowed === null || allowed.includes(queueOf[t] ?? t))
+      .sort();
+    const limits: Record<string, number> = {};
+    for (const [queue, q] of Object.entries(config.queues ?? {})) {
+      if (q.concurrency !== undefined) limits[queue] = q.concurrency;
+    }
+    this.queues = new QueueGate({
+      store,
+      allowed,
+      queueOf,
+      limits,
+      refreshMs: w.pollMaxMs,
+      changeStreams: w.changeStreams,
+      wakeup: this.wakeup,
+      health,
+      events,
+      logger,
+    });
     this.slots = new Slots({
       concurrency: w.concurrency,
       claimBatchSize: w.claimBatchSize,
-      jobTypes: config.jobTypes,
+      jobTypes: Object.fromEntries(this.claimTypes.map((t) => [t, config.jobTypes[t]!])),
       wakeup: this.wakeup,
       start: (job) => this.executions.start(job),
+      queues: this.queues,
     });
     this.executions = new Executions({
       config,
@@ -290,7 +327,7 @@ class DaemonImpl implements Daemon {
         version: jobdVersion(),
         startedAt: this.clock.now(),
         concurrency: w.concurrency,
-        types: Object.keys(this.config.jobTypes).sort(),
+        types: this.claimTypes,
       },
       this.clock.now(),
     );
@@ -298,6 +335,7 @@ class DaemonImpl implements Daemon {
       const r = await syncSettingsSchedules(this.store, this.config.schedules, this.clock.now());
       if (r.added.length || r.updated.length) this.logger.info(r, 'schedules from the settings stored');
     }
+    await this.queues.start();
     if (w.changeStreams) this.watch.open();
     this.leaseKeeper.start();
     this.maintenance.start();
@@ -308,6 +346,7 @@ class DaemonImpl implements Daemon {
         claimBatchSize: w.claimBatchSize,
         leaseMs: w.leaseMs,
         jobTypes: Object.keys(this.config.jobTypes),
+        ...(w.queues ? { queues: w.queues } : {}),
       },
       'daemon started',
     );
@@ -328,6 +367,8 @@ class DaemonImpl implements Daemon {
     this.stopping = true;
     this.logger.info({ running: this.executions.runningCount, graceMs }, 'daemon stopping');
     this.events.emit('daemon:stopping', { workerId: this.workerId, graceMs });
+    // Claiming stops with the claim loop; the paused set it last read stands until then.
+    await this.queues.close();
     const requeued = await shutdown(
       {
         workerId: this.workerId,

@@ -42,6 +42,8 @@ export interface DaemonEvents {
   'schedule:fired': { schedule: string; fireAt: Date; fireKey: string; jobId: JobId; catchUp: boolean };
   /** A lifecycle hook threw or timed out; the job's outcome is unchanged. */
   'hook:failed': JobRef & { hook: HookName; error: SerializedError };
+  /** The daemon read the paused queues (at start, on a change, on its periodic re-read) and they changed. */
+  'queues:paused': { paused: string[] };
 }
 
 export type DaemonEventName = keyof DaemonEvents;

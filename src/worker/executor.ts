@@ -53,6 +53,8 @@ function runRequestFor(
       retry: def.retry,
       random,
     },
+    // Typed job types re-check their input's paths against these when the job starts (defineJobType).
+    env: { JOBD_DATA_DIRS: JSON.stringify(config.dataDirs) },
   };
 }
 

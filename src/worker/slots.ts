@@ -24,6 +24,18 @@ export interface ClaimableTypes {
   slots: Record<string, number>;
   /** Some type has a limit of its own: a freed slot of it may make more claimable. */
   limited: boolean;
+  /** Free slots of the queues that have a limit of their own. */
+  queueSlots?: { queueOf: Readonly<Record<string, string>>; free: Record<string, number> };
+}
+
+/** The daemon's queues: which type is in which, which are open now, and their own limits. */
+export interface QueueRules {
+  /** type → queue (a type not listed is in the queue of its name). */
+  queueOf: Readonly<Record<string, string>>;
+  /** Allowed on this daemon (worker.queues) and not paused. */
+  open(queue: string): boolean;
+  /** Per-daemon concurrency of the queues that have one. */
+  limits: Readonly<Record<string, number>>;
 }
 
 /** What the claim loop needs from the slots. */
@@ -47,6 +59,8 @@ export interface SlotsOptions {
   wakeup: Wakeup;
   /** Start a job in a free slot. */
   start(job: JobDoc): void;
+  /** Queue membership, pauses and per-queue limits; without it every type is claimable. */
+  queues?: QueueRules;
 }
 
 export class Slots implements ClaimSlots {
@@ -72,7 +86,25 @@ export class Slots implements ClaimSlots {
 
   claimable(): ClaimableTypes {
     const c: ClaimableTypes = { types: [], slots: {}, limited: false };
+    const q = this.o.queues;
+    const queueFree: Record<string, number> = {};
+    if (q) {
+      for (const [queue, limit] of Object.entries(q.limits)) queueFree[queue] = limit;
+      for (const [type, n] of this.perType) {
+        const queue = q.queueOf[type] ?? type;
+        if (queueFree[queue] !== undefined) queueFree[queue] -= n;
+      }
+      if (Object.keys(q.limits).length > 0) {
+        c.limited = true;
+        c.queueSlots = { queueOf: q.queueOf, free: queueFree };
+      }
+    }
     for (const [name, def] of Object.entries(this.o.jobTypes)) {
+      if (q) {
+        const queue = q.queueOf[name] ?? name;
+        if (!q.open(queue)) continue;
+        if (queueFree[queue] !== undefined && queueFree[queue] <= 0) continue;
+      }
       if (def.concurrency === undefined) {
         c.types.push(name);
         continue;

@@ -18,6 +18,8 @@ type Overrides = {
   worker?: Partial<ResolvedConfig['worker']>;
   jobTypes?: Record<string, Partial<JobTypeDefinition> & { handler: string }>;
   maintenance?: Partial<ResolvedConfig['maintenance']>;
+  queues?: ResolvedConfig['queues'];
+  dataDirs?: ResolvedConfig['dataDirs'];
 };
 
 export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
@@ -41,7 +43,8 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
     logDir: join(dataDir, 'logs'),
     pidFile: join(dataDir, 'jobd.pid'),
     logLevel: 'warn',
-    dataDirs: [],
+    dataDirs: o.dataDirs ?? {},
+    ...(o.queues ? { queues: o.queues } : {}),
     worker: {
       concurrency: 4,
       claimBatchSize: 10,

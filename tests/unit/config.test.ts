@@ -134,7 +134,7 @@ describe('layers: flag > env > file > defaults', () => {
     expect(c.defaults.retry.baseMs).toBe(250);
     expect(c.worker.changeStreams).toBe(false);
     expect(c.embedded.dataDir).toBeNull();
-    expect(c.dataDirs).toEqual(['/a', '/b']);
+    expect(c.dataDirs).toEqual({ a: '/a', b: '/b' });
   });
 
   it('leaves JOBD_ variables that are not settings alone', () => {

@@ -19,6 +19,7 @@ import {
 } from '../context.js';
 import type { Connection } from '../connect.js';
 import { checkTypes, knownTypes } from '../knownTypes.js';
+import { checkInputs } from '../../jobs/checkInputs.js';
 import {
   JOB_LINE_FIELDS,
   paramsFromStdin,
@@ -136,6 +137,8 @@ With --file, each non-blank line of the file (- for stdin) is one job, a JSON ob
 ("type" is required; "params" defaults to {}; runAt is ISO 8601; delayMs, timeoutMs in ms), e.g.
   {"type":"echo","params":{"n":1},"priority":2,"tags":["batch-7"]}
 Every line is checked before any job is written; a bad line is reported with its number and field.
+Params of a type whose module declares an input schema (defineJobType) are validated against it, and
+path fields must lie inside the data dirs (see jobctl types).
 Jobs are written in batches of ${BATCH_SIZE}; the ids are printed in line order (--json: an array).
 
 A job type must be defined by these settings or registered by a live daemon (see jobctl workers);
@@ -194,6 +197,11 @@ async function enqueueFile(ctx: CommandContext, opts: EnqueueFlags, type: string
     }
   }
   const jobs = parseJobLines(content, label);
+  await checkInputs(
+    jobs.map((j) => ({ type: j.type, params: j.params, where: `${label} line ${j.line}: ` })),
+    ctx.config.jobTypes,
+    ctx.config.dataDirs,
+  );
   await withConnection(
     ctx,
     async (conn) => {
@@ -342,6 +350,7 @@ export const registerEnqueue: RegisterCommand = (program, env, result) => {
             ? { onDependencyFailure: opts.onDependencyFailure }
             : {}),
         };
+        await checkInputs([{ type, params }], ctx.config.jobTypes, ctx.config.dataDirs);
         await withConnection(
           ctx,
           async (conn) => {

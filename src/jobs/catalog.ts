@@ -1,0 +1,119 @@
+/**
+ * The job-type catalog: each registered type with its queue, description, defaults and schemas, read
+ * from its handler module. A module declares schemas with a default export made by defineJobType, or
+ * with named exports `input` and `output` (zod schemas, optional `description` and `queue`); a module
+ * with neither has no schema and its params are not checked.
+ *
+ * Loading a module imports it (its top level runs); its handler never runs outside the sandbox.
+ */
+import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import type { JobTypeDefinition } from '../types.js';
+import { isDefinedJobType, type DefinedJobType, type JobTypeDefaults } from './defineJobType.js';
+
+export interface CatalogEntry {
+  name: string;
+  definition: JobTypeDefinition;
+  queue: string;
+  description?: string;
+  /** Settings the module suggests (shown by `jobctl types`; the type's settings win). */
+  defaults: JobTypeDefaults;
+  /** Absent when the module declares no input schema. */
+  input?: z.ZodType;
+  output?: z.ZodType;
+  legacyNames: Readonly<Record<string, string>>;
+}
+
+/** The queue of a type whose module is not loaded: its setting, else its name. */
+export function queueOf(def: Pick<JobTypeDefinition, 'name' | 'queue'>): string {
+  return def.queue ?? def.name;
+}
+
+function isZod(v: unknown): v is z.ZodType {
+  return v instanceof z.ZodType;
+}
+
+async function importModule(spec: string): Promise<Record<string, unknown>> {
+  const url = isAbsolute(spec) ? pathToFileURL(spec).href : spec;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    // A TypeScript handler outside a TypeScript runtime: load it through tsx, as the sandbox does.
+    if ((err as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    const api = (await import('tsx/esm/api' as string)) as {
+      tsImport(spec: string, parent: string): Promise<Record<string, unknown>>;
+    };
+    return api.tsImport(url, import.meta.url);
+  }
+}
+
+const moduleCache = new Map<string, Promise<Record<string, unknown>>>();
+
+function loadModule(spec: string): Promise<Record<string, unknown>> {
+  let p = moduleCache.get(spec);
+  if (!p) {
+    p = importModule(spec);
+    p.catch(() => moduleCache.delete(spec));
+    moduleCache.set(spec, p);
+  }
+  return p;
+}
+
+/** What a module declares about its type; undefined fields when it declares nothing. */
+function declared(mod: Record<string, unknown>): Partial<DefinedJobType> & { found: boolean } {
+  const dflt = mod.default;
+  if (isDefinedJobType(dflt)) return { ...dflt, found: true };
+  if (isZod(mod.input)) {
+    return {
+      found: true,
+      input: mod.input,
+      ...(isZod(mod.output) ? { output: mod.output } : {}),
+      ...(typeof mod.description === 'string' ? { description: mod.description } : {}),
+      ...(typeof mod.queue === 'string' ? { queue: mod.queue } : {}),
+      legacyNames: {},
+    };
+  }
+  return { found: false };
+}
+
+/** One type's entry; throws ConfigError (exit 2) when its module cannot be imported. */
+export async function loadCatalogEntry(def: JobTypeDefinition): Promise<CatalogEntry> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await loadModule(def.handler);
+  } catch (err) {
+    throw new ConfigError(
+      `job type "${def.name}": cannot load its schemas from ${def.handler}: ${(err as Error)?.message ?? String(err)}`,
+      { cause: err },
+    );
+  }
+  const d = declared(mod);
+  return {
+    name: def.name,
+    definition: def,
+    // The settings' queue wins, then the module's, then the type's name.
+    queue: def.queue ?? d.queue ?? def.name,
+    ...(d.description !== undefined ? { description: d.description } : {}),
+    defaults: d.defaults ?? {},
+    ...(d.input ? { input: d.input } : {}),
+    ...(d.output ? { output: d.output } : {}),
+    legacyNames: d.legacyNames ?? {},
+  };
+}
+
+/** Every type's entry, by name. */
+export async function loadCatalog(
+  jobTypes: Readonly<Record<string, JobTypeDefinition>>,
+): Promise<Record<string, CatalogEntry>> {
+  const entries = await Promise.all(Object.values(jobTypes).map(loadCatalogEntry));
+  return Object.fromEntries(entries.map((e) => [e.name, e]));
+}
+
+/** A type's input and output as JSON Schema (what a client may send, what the job returns). */
+export function jsonSchemas(entry: CatalogEntry): { input: unknown; output: unknown } {
+  const conv = (schema: z.ZodType | undefined, io: 'input' | 'output'): unknown =>
+    schema ? z.toJSONSchema(schema, { io, unrepresentable: 'any' }) : null;
+  return { input: conv(entry.input, 'input'), output: conv(entry.output, 'output') };
+}

@@ -1,0 +1,114 @@
+/**
+ * Path fields of job inputs. `dataPath()` is a zod string that, when an input is parsed inside a
+ * data-dir scope (`withDataDirs`), resolves the path with realpath (an output through its nearest
+ * existing ancestor, lib/paths.ts) and refuses one outside the data dirs. The scope also records every
+ * path the input declared, so the run-time context can refuse writes anywhere else.
+ *
+ * Outside a scope (the JSON Schema export, a plain `safeParse`) only the string shape is checked.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { z } from 'zod';
+import { confine, type ConfinedPath, type DataRoots } from './lib/paths.js';
+
+/** Data dirs by name, absolute paths (the resolved `dataDirs` setting). */
+export type DataDirs = Readonly<Record<string, string>>;
+
+export interface DataPathOptions {
+  /** The named data dirs the path may be in; all of them when absent. */
+  dirs?: readonly string[];
+  /** 'write': the job may write there (and nowhere else). */
+  mode: 'read' | 'write';
+  /** What an existing path must be. */
+  kind?: 'file' | 'dir';
+  /** Refuse a path that does not exist (checked when the job runs, not at enqueue). */
+  mustExist?: boolean;
+  description?: string;
+}
+
+/** A path an input declared, resolved. */
+export interface DeclaredPath extends ConfinedPath {
+  mode: 'read' | 'write';
+}
+
+interface Scope {
+  dataDirs: DataDirs;
+  /** 'run': mustExist applies (at enqueue the file may come from an earlier job). */
+  when: 'enqueue' | 'run';
+  found: DeclaredPath[];
+}
+
+// Shared through a global symbol: a handler module may bring its own copy of this file (another
+// install of jobd), and its dataPath fields must still see the scope that jobctl or the daemon opened.
+const SCOPE_KEY = Symbol.for('jobd.dataPathScope');
+const holder = globalThis as { [SCOPE_KEY]?: AsyncLocalStorage<Scope> };
+const scope = (holder[SCOPE_KEY] ??= new AsyncLocalStorage<Scope>());
+
+/** The JSON Schema keyword that marks a path field (`jobctl types --json` shows it). */
+export const DATA_PATH_KEYWORD = 'x-jobd-data-path';
+
+function rootsFor(dataDirs: DataDirs, dirs: readonly string[] | undefined): DataRoots | string {
+  if (!dirs) return dataDirs;
+  const missing = dirs.filter((d) => dataDirs[d] === undefined);
+  if (missing.length) {
+    const configured = Object.keys(dataDirs);
+    return `the data dir${missing.length > 1 ? 's' : ''} ${missing.map((m) => `"${m}"`).join(', ')} ${
+      missing.length > 1 ? 'are' : 'is'
+    } not configured (setting dataDirs; configured: ${configured.length ? configured.join(', ') : 'none'})`;
+  }
+  return Object.fromEntries(dirs.map((d) => [d, dataDirs[d]!]));
+}
+
+/** A path field of a job input: an absolute path that must stay inside the (named) data dirs. */
+export function dataPath(opts: DataPathOptions): z.ZodType<string, string> {
+  const where = opts.dirs
+    ? `the data dir${opts.dirs.length > 1 ? 's' : ''} ${opts.dirs.join(', ')}`
+    : 'a data dir';
+  return z
+    .string({ error: `must be an absolute path inside ${where}` })
+    .min(1, { error: `must be an absolute path inside ${where}` })
+    .superRefine(async (value, ctx) => {
+      const s = scope.getStore();
+      if (!s) return;
+      const roots = rootsFor(s.dataDirs, opts.dirs);
+      if (typeof roots === 'string') {
+        ctx.addIssue({ code: 'custom', message: roots });
+        return;
+      }
+      try {
+        const c = await confine(value, roots, {
+          field: 'path',
+          ...(opts.kind ? { kind: opts.kind } : {}),
+          mustExist: s.when === 'run' && opts.mustExist === true,
+          forWrite: opts.mode === 'write',
+        });
+        s.found.push({ ...c, mode: opts.mode });
+      } catch (err) {
+        const e = err as Error & { details?: { resolved?: string } };
+        // confine names its field first ("path: ..."); the issue's own path names the field here.
+        const why = e.message.replace(/^path: /, '');
+        ctx.addIssue({ code: 'custom', message: why });
+      }
+    })
+    .meta({
+      ...(opts.description ? { description: opts.description } : {}),
+      [DATA_PATH_KEYWORD]: {
+        mode: opts.mode,
+        ...(opts.dirs ? { dirs: [...opts.dirs] } : {}),
+        ...(opts.kind ? { kind: opts.kind } : {}),
+      },
+    });
+}
+
+/**
+ * Run `parse` with the data dirs in scope: every dataPath field it meets is confined to them. Returns
+ * the parse result and the paths the input declared.
+ */
+export async function withDataDirs<T>(
+  dataDirs: DataDirs,
+  when: Scope['when'],
+  parse: () => Promise<T>,
+): Promise<{ result: T; paths: DeclaredPath[] }> {
+  const s: Scope = { dataDirs, when, found: [] };
+  const result = await scope.run(s, parse);
+  return { result, paths: s.found };
+}

@@ -1,0 +1,189 @@
+/**
+ * Typed job types. A module's default export made with defineJobType carries the type's zod input and
+ * output schemas next to its handler:
+ *
+ *   export default defineJobType({
+ *     name: 'resize', description: 'Resize an image', queue: 'images',
+ *     input: z.strictObject({ source: dataPath({ mode: 'read' }), width: z.number().int().min(1) }),
+ *     output: z.object({ bytes: z.number() }),
+ *     handler: async (input, ctx) => ({ bytes: 1 }),
+ *   });
+ *
+ * jobctl and the library import the module to validate inputs before anything is written (importing
+ * runs the module's top level, never its handler). In the daemon's sandbox child the exported
+ * `handler` is a wrapper: it parses the input again (data-dir paths resolved anew, so a symlink swapped
+ * in after enqueue is refused), runs the handler, and validates its output (JOBD_INVALID_OUTPUT).
+ */
+import { z } from 'zod';
+import { InvalidInputError, InvalidOutputError } from '../errors.js';
+import type { ExecutionMode, JobContext } from '../types.js';
+import { withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
+import { issueLines } from './inputIssues.js';
+import { PathNotAllowedError } from './lib/errors.js';
+import { confine, isInside } from './lib/paths.js';
+import { dataDirsFromText } from './dataDirsText.js';
+
+/** Settings a type suggests; the settings file's jobTypes.<name> keys win over them. */
+export interface JobTypeDefaults {
+  mode?: ExecutionMode;
+  timeoutMs?: number;
+  maxAttempts?: number;
+  priority?: number;
+  concurrency?: number;
+}
+
+/** The context a typed handler gets: the usual one plus the data dirs and the paths its input declared. */
+export interface TypedJobContext extends JobContext {
+  dataDirs: DataDirs;
+  /** Every dataPath field of the input, resolved (realpath) when the job started. */
+  declaredPaths: readonly DeclaredPath[];
+  /**
+   * Resolves `path` now (realpath, through its nearest existing ancestor) and returns it when it lies
+   * inside a path the input declared for writing; throws PathNotAllowedError otherwise. Call it right
+   * before writing: a symlink swapped in meanwhile is caught.
+   */
+  checkWrite(path: string): Promise<string>;
+}
+
+export interface JobTypeSpec<I extends z.ZodType, O extends z.ZodType> {
+  name: string;
+  description: string;
+  /** The queue its jobs go to (default: the type's name). */
+  queue?: string;
+  input: I;
+  output: O;
+  defaults?: JobTypeDefaults;
+  handler: (input: z.output<I>, ctx: TypedJobContext) => Promise<z.input<O>> | z.input<O>;
+}
+
+const MARK = 'jobd.jobType/1';
+
+export interface DefinedJobType<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType> {
+  readonly kind: typeof MARK;
+  readonly name: string;
+  readonly description: string;
+  readonly queue: string | undefined;
+  readonly input: I;
+  readonly output: O;
+  readonly defaults: JobTypeDefaults;
+  /** Legacy field name → field name, accepted by the input (see legacyNames). */
+  readonly legacyNames: Readonly<Record<string, string>>;
+  /** What the sandbox runs: validate the input, run the handler, validate the output. */
+  readonly handler: (params: unknown, ctx: JobContext) => Promise<unknown>;
+  /** The handler as written. */
+  readonly implementation: JobTypeSpec<I, O>['handler'];
+}
+
+export function isDefinedJobType(value: unknown): value is DefinedJobType {
+  return value !== null && typeof value === 'object' && (value as { kind?: unknown }).kind === MARK;
+}
+
+const aliasMaps = new WeakMap<z.ZodType, Readonly<Record<string, string>>>();
+
+/**
+ * An object input that also accepts older field names (legacy name → name), so jobs written by old
+ * clients or migrated from the legacy service validate unchanged. A value under the legacy name is
+ * moved to the new name before parsing; giving both is refused.
+ */
+export function legacyNames<T extends z.ZodType>(schema: T, names: Readonly<Record<string, string>>) {
+  const mapped = z.preprocess((value, ctx) => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+    for (const [legacy, name] of Object.entries(names)) {
+      if (!(legacy in out)) continue;
+      if (name in out) {
+        ctx.issues.push({
+          code: 'custom',
+          message: `give ${name} or its legacy name ${legacy}, not both`,
+          path: [legacy],
+          input: out[legacy],
+        });
+        continue;
+      }
+      out[name] = out[legacy];
+      delete out[legacy];
+    }
+    return out;
+  }, schema);
+  aliasMaps.set(mapped, { ...names });
+  return mapped;
+}
+
+/** The data dirs the daemon hands a job (the resolved dataDirs setting, in JOBD_DATA_DIRS). */
+function jobDataDirs(): DataDirs {
+  const text = process.env.JOBD_DATA_DIRS;
+  return text ? dataDirsFromText(text) : {};
+}
+
+/**
+ * Parse `params` against a type's input inside the data dirs: the parsed input and its paths, or a
+ * list of problems (one line each, naming field, value and what is allowed).
+ */
+export async function parseInput(
+  def: Pick<DefinedJobType, 'input' | 'legacyNames'>,
+  params: unknown,
+  dataDirs: DataDirs,
+  when: 'enqueue' | 'run',
+  prefix = 'params',
+): Promise<{ ok: true; input: unknown; paths: DeclaredPath[] } | { ok: false; problems: string[] }> {
+  const { result, paths } = await withDataDirs(dataDirs, when, () => def.input.safeParseAsync(params));
+  if (result.success) return { ok: true, input: result.data, paths };
+  return { ok: false, problems: issueLines(result.error.issues, params, prefix, def.legacyNames) };
+}
+
+export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
+  spec: JobTypeSpec<I, O>,
+): DefinedJobType<I, O> {
+  const legacy = aliasMaps.get(spec.input) ?? {};
+  const def: DefinedJobType<I, O> = {
+    kind: MARK,
+    name: spec.name,
+    description: spec.description,
+    queue: spec.queue,
+    input: spec.input,
+    output: spec.output,
+    defaults: { ...(spec.defaults ?? {}) },
+    legacyNames: legacy,
+    implementation: spec.handler,
+    handler: async (params: unknown, ctx: JobContext): Promise<unknown> => {
+      const dataDirs = jobDataDirs();
+      const parsed = await parseInput(def, params, dataDirs, 'run');
+      if (!parsed.ok) {
+        throw new InvalidInputError(
+          `${spec.name}: the job's input is not valid now:\n${parsed.problems.join('\n')}`,
+        );
+      }
+      const writable = parsed.paths.filter((p) => p.mode === 'write');
+      const typed: TypedJobContext = {
+        ...ctx,
+        dataDirs,
+        declaredPaths: parsed.paths,
+        checkWrite: async (path: string) => {
+          const c = await confine(path, dataDirs, { field: 'write', forWrite: true });
+          if (!writable.some((w) => isInside(c.real, w.real))) {
+            throw new PathNotAllowedError(
+              `${spec.name}: writing "${path}" is not allowed: the job writes only to the paths its input declares for writing (${
+                writable.map((w) => w.input).join(', ') || 'none'
+              })`,
+              { path, resolved: c.real },
+            );
+          }
+          return c.real;
+        },
+      };
+      const output = await spec.handler(parsed.input as z.output<I>, typed);
+      const checked = await spec.output.safeParseAsync(output);
+      if (!checked.success) {
+        throw new InvalidOutputError(
+          `${spec.name}: the handler's output does not match the type's output schema:\n${issueLines(
+            checked.error.issues,
+            output,
+            'output',
+          ).join('\n')}`,
+        );
+      }
+      return checked.data;
+    },
+  };
+  return Object.freeze(def);
+}

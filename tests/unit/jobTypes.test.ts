@@ -1,0 +1,236 @@
+/** defineJobType, legacyNames, dataPath and the catalog, in process (no database). */
+import { mkdirSync, mkdtempSync, realpathSync, symlinkSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { dataPath } from '../../src/jobs/dataPath.js';
+import { defineJobType, legacyNames, parseInput } from '../../src/jobs/defineJobType.js';
+import { checkInputs } from '../../src/jobs/checkInputs.js';
+import { jsonSchemas, loadCatalog } from '../../src/jobs/catalog.js';
+import { builtinJobTypes } from '../../src/jobs/registry.js';
+import { ValidationError } from '../../src/errors.js';
+import type { JobContext } from '../../src/types.js';
+
+const DEFAULTS = {
+  mode: 'pooled' as const,
+  timeoutMs: 1000,
+  maxAttempts: 1,
+  priority: 5,
+  retry: { baseMs: 1, factor: 2, capMs: 10, jitter: 0 },
+};
+
+function ctx(): JobContext {
+  return {
+    jobId: 'j1',
+    type: 't',
+    attempt: 1,
+    progress: () => {},
+    signal: new AbortController().signal,
+    logger: { info: () => {}, warn: () => {}, error: () => {} },
+    paths: { log: '/dev/null' },
+    spawn: () => {
+      throw new Error('not spawned in these tests');
+    },
+    waitForChildren: () => {
+      throw new Error('not waited for in these tests');
+    },
+  };
+}
+
+function dataRoot(): { raw: string; processed: string; outside: string } {
+  const base = realpathSync(mkdtempSync(join(tmpdir(), 'jobd-types-')));
+  const dirs = { raw: join(base, 'raw'), processed: join(base, 'processed'), outside: join(base, 'outside') };
+  for (const d of Object.values(dirs)) mkdirSync(d);
+  return dirs;
+}
+
+const copy = defineJobType({
+  name: 'copy',
+  description: 'copies',
+  queue: 'files',
+  input: legacyNames(
+    z.strictObject({
+      source: dataPath({ dirs: ['raw'], mode: 'read' }),
+      target: dataPath({ dirs: ['processed'], mode: 'write' }),
+      level: z.number().int().min(1).max(9).default(3),
+    }),
+    { input_path: 'source' },
+  ),
+  output: z.strictObject({ wrote: z.string() }),
+  handler: async (input, c) => ({ wrote: await c.checkWrite(input.target) }),
+});
+
+const savedEnv = process.env.JOBD_DATA_DIRS;
+afterEach(() => {
+  if (savedEnv === undefined) delete process.env.JOBD_DATA_DIRS;
+  else process.env.JOBD_DATA_DIRS = savedEnv;
+});
+
+describe('defineJobType', () => {
+  it('refuses a field of the wrong type naming its path, value and what is allowed', async () => {
+    const d = dataRoot();
+    const r = await parseInput(
+      copy,
+      { source: join(d.raw, 'a'), target: join(d.processed, 'b'), level: 'high' },
+      { raw: d.raw, processed: d.processed },
+      'enqueue',
+    );
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.problems).toEqual([
+      'params.level = "high" is not allowed: expected number, received string',
+    ]);
+  });
+
+  it('accepts a legacy field name, and refuses it given together with the new name', async () => {
+    const d = dataRoot();
+    const dirs = { raw: d.raw, processed: d.processed };
+    const ok = await parseInput(
+      copy,
+      { input_path: join(d.raw, 'a'), target: join(d.processed, 'b') },
+      dirs,
+      'enqueue',
+    );
+    expect(ok).toMatchObject({ ok: true, input: { source: join(d.raw, 'a'), level: 3 } });
+    const both = await parseInput(
+      copy,
+      { input_path: join(d.raw, 'a'), source: join(d.raw, 'a'), target: join(d.processed, 'b') },
+      dirs,
+      'enqueue',
+    );
+    expect(!both.ok && both.problems.join('\n')).toContain(
+      'give source or its legacy name input_path, not both',
+    );
+    const badLegacy = await parseInput(
+      copy,
+      { input_path: 7, target: join(d.processed, 'b') },
+      dirs,
+      'enqueue',
+    );
+    expect(!badLegacy.ok && badLegacy.problems[0]).toMatch(
+      /^params\.input_path \(legacy name of source\) = 7 is not allowed/,
+    );
+  });
+
+  it('refuses a path outside its data dirs, also through a symlink, and an unconfigured dir', async () => {
+    const d = dataRoot();
+    symlinkSync(d.outside, join(d.raw, 'escape'));
+    const dirs = { raw: d.raw, processed: d.processed };
+    const out = await parseInput(
+      copy,
+      { source: join(d.raw, 'escape', 'x'), target: join(d.raw, 'y') },
+      dirs,
+      'enqueue',
+    );
+    expect(out.ok).toBe(false);
+    const problems = !out.ok ? out.problems : [];
+    expect(problems[0]).toContain(`params.source = "${join(d.raw, 'escape', 'x')}" is not allowed`);
+    expect(problems[0]).toContain('outside the data dirs');
+    // target is in raw, but the field allows processed only
+    expect(problems[1]).toContain('params.target');
+    const none = await parseInput(
+      copy,
+      { source: join(d.raw, 'a'), target: join(d.processed, 'b') },
+      { raw: d.raw },
+      'enqueue',
+    );
+    expect(!none.ok && none.problems.join('\n')).toContain('the data dir "processed" is not configured');
+  });
+
+  it('checks the input again when the job runs: a symlink swapped in after enqueue is refused', async () => {
+    const d = dataRoot();
+    const dirs = { raw: d.raw, processed: d.processed };
+    mkdirSync(join(d.processed, 'real'));
+    symlinkSync(join(d.processed, 'real'), join(d.processed, 'out'));
+    const params = { source: join(d.raw, 'a'), target: join(d.processed, 'out', 'file') };
+    expect((await parseInput(copy, params, dirs, 'enqueue')).ok).toBe(true);
+    process.env.JOBD_DATA_DIRS = JSON.stringify(dirs);
+    await expect(copy.handler(params, ctx())).resolves.toEqual({ wrote: join(d.processed, 'real', 'file') });
+    unlinkSync(join(d.processed, 'out'));
+    symlinkSync(d.outside, join(d.processed, 'out'));
+    await expect(copy.handler(params, ctx())).rejects.toMatchObject({
+      name: 'InvalidInputError',
+      code: 'JOBD_INVALID_INPUT',
+      message: expect.stringContaining('outside the data dirs'),
+    });
+  });
+
+  it('lets a job write only below the paths its input declares for writing', async () => {
+    const d = dataRoot();
+    const dirs = { raw: d.raw, processed: d.processed };
+    process.env.JOBD_DATA_DIRS = JSON.stringify(dirs);
+    const sneaky = defineJobType({
+      ...copy,
+      input: z.strictObject({ target: dataPath({ mode: 'write' }), other: dataPath({ mode: 'read' }) }),
+      handler: async (input, c) => ({ wrote: await c.checkWrite(input.other) }),
+    });
+    await expect(
+      sneaky.handler({ target: join(d.processed, 'a'), other: join(d.processed, 'b') }, ctx()),
+    ).rejects.toMatchObject({
+      name: 'PathNotAllowedError',
+      message: expect.stringContaining('writes only to the paths its input declares for writing'),
+    });
+  });
+
+  it('fails an attempt whose output does not match the output schema with JOBD_INVALID_OUTPUT', async () => {
+    const bad = defineJobType({
+      name: 'bad',
+      description: 'returns the wrong shape',
+      input: z.unknown(),
+      output: z.strictObject({ count: z.number() }),
+      handler: () => ({ count: 'three' }) as unknown as { count: number },
+    });
+    await expect(bad.handler({}, ctx())).rejects.toMatchObject({
+      name: 'InvalidOutputError',
+      code: 'JOBD_INVALID_OUTPUT',
+      message: expect.stringContaining(
+        'output.count = "three" is not allowed: expected number, received string',
+      ),
+    });
+  });
+});
+
+describe('the catalog', () => {
+  it('lists the built-ins with their queues and JSON Schemas', async () => {
+    const catalog = await loadCatalog(builtinJobTypes(DEFAULTS));
+    expect(Object.keys(catalog).sort()).toEqual(['echo', 'fail', 'noop', 'sleep']);
+    expect(catalog.sleep!.queue).toBe('sleep');
+    const schemas = jsonSchemas(catalog.sleep!) as { input: { anyOf?: unknown[] }; output: unknown };
+    expect(JSON.stringify(schemas.input)).toContain('"ms"');
+    expect(schemas.output).toMatchObject({ type: 'object', properties: { sleptMs: { type: 'number' } } });
+    expect(jsonSchemas(copy as never).input).toBeDefined();
+  });
+
+  it('checkInputs refuses a bad job before anything is written and names each problem', async () => {
+    const types = builtinJobTypes(DEFAULTS);
+    await expect(
+      checkInputs(
+        [
+          { type: 'sleep', params: { ms: 5 }, where: 'line 1: ' },
+          { type: 'sleep', params: { ms: -1 }, where: 'line 2: ' },
+          { type: 'fail', params: { mesage: 'typo' }, where: 'line 3: ' },
+          { type: 'unknown-type', params: 42 },
+        ],
+        types,
+        {},
+      ),
+    ).rejects.toThrow(ValidationError);
+    const err = await checkInputs([{ type: 'sleep', params: { ms: 'x' } }], types, {}).catch((e: Error) => e);
+    expect((err as Error).message).toContain(
+      'job type "sleep": params.ms = "x" is not allowed: must be a number of milliseconds',
+    );
+    const lines = await checkInputs(
+      [
+        { type: 'sleep', params: { ms: -1 }, where: 'line 2: ' },
+        { type: 'fail', params: { mesage: 'typo' }, where: 'line 3: ' },
+      ],
+      types,
+      {},
+    ).catch((e: Error) => e.message.split('\n'));
+    expect(lines).toEqual([
+      'nothing was enqueued:',
+      'line 2: job type "sleep": params.ms = -1 is not allowed: must be a number of milliseconds >= 0',
+      'line 3: job type "fail": params.mesage = "typo" is not allowed: unknown field',
+    ]);
+  });
+});
