@@ -6,6 +6,7 @@
  *
  * Loading a module imports it (its top level runs); its handler never runs outside the sandbox.
  */
+import { register } from 'node:module';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
@@ -35,11 +36,37 @@ function isZod(v: unknown): v is z.ZodType {
   return v instanceof z.ZodType;
 }
 
+let jobdHook = false;
+
+/** Let modules outside jobd `import 'jobd'` here too, as the sandbox lets their handlers (jobdResolveHook). */
+function registerJobdHook(): void {
+  if (jobdHook) return;
+  jobdHook = true;
+  const hook = import.meta.url.endsWith('.ts') ? '../jobdResolveHook.mts' : '../jobdResolveHook.mjs';
+  register(hook, { parentURL: import.meta.url, data: { parentURL: import.meta.url } });
+}
+
+function isJobdMissing(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return (
+    !!e &&
+    e.code === 'ERR_MODULE_NOT_FOUND' &&
+    typeof e.message === 'string' &&
+    e.message.startsWith("Cannot find package 'jobd' ")
+  );
+}
+
 async function importModule(spec: string): Promise<Record<string, unknown>> {
   const url = isAbsolute(spec) ? pathToFileURL(spec).href : spec;
   try {
     return (await import(url)) as Record<string, unknown>;
   } catch (err) {
+    if (isJobdMissing(err) && !jobdHook) {
+      // The module imports jobd, which is not installed beside it. The failed load is cached under
+      // its URL, so it is read again under another (the query names why).
+      registerJobdHook();
+      return (await import(`${url}${url.includes('?') ? '&' : '?'}jobd-resolved`)) as Record<string, unknown>;
+    }
     // A TypeScript handler outside a TypeScript runtime: load it through tsx, as the sandbox does.
     if ((err as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
     const api = (await import('tsx/esm/api' as string)) as {

@@ -44,7 +44,7 @@ export function installRequireFallback(): void {
 export function registerImportHook(): void {
   const self = pathToFileURL(__filename);
   // From sources (tsx) this file is .cts and the hook .mts; compiled, .cjs and .mjs.
-  const hook = __filename.endsWith('.cts') ? './jobdResolveHook.mts' : './jobdResolveHook.mjs';
+  const hook = __filename.endsWith('.cts') ? '../jobdResolveHook.mts' : '../jobdResolveHook.mjs';
   Module.register(hook, { parentURL: self, data: { parentURL: self.href } });
 }
 

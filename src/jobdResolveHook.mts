@@ -1,7 +1,8 @@
 /**
  * Module resolve hook (node:module register()) that lets a handler `import 'jobd'` wherever it lives.
- * Registered by childEntry.cts only in children whose handler needs it (see there); it runs on
- * Node's module-hooks thread.
+ * Registered by the sandbox only in children whose handler needs it (src/sandbox/jobdResolve.cts),
+ * and by the job-type catalog when a module it reads for its schemas imports jobd; it runs on Node's
+ * module-hooks thread.
  *
  * Normal resolution goes first, so a handler's own node_modules/jobd wins. Only when that fails is
  * the specifier resolved again as if imported from inside jobd's own package: Node's package
