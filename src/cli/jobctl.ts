@@ -21,6 +21,15 @@ import { registerWorkers } from './commands/workers.js';
 import { registerWorkflow } from './commands/workflow.js';
 import { registerQueues } from './commands/queues.js';
 import { registerTypes } from './commands/types.js';
+import { registerOverview } from './commands/overview.js';
+import { registerPerf } from './commands/perf.js';
+import { registerStale } from './commands/stale.js';
+import { registerFailed } from './commands/failed.js';
+import { registerWhy } from './commands/why.js';
+import { registerDoctor } from './commands/doctor.js';
+import { registerWatch } from './commands/watch.js';
+import { registerCleanup } from './commands/cleanup.js';
+import { registerMigrate } from './commands/migrate.js';
 import {
   commanderExitCode,
   ENVIRONMENT_HELP,
@@ -60,6 +69,15 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     registerTree,
     registerTypes,
     registerQueues,
+    registerOverview,
+    registerPerf,
+    registerStale,
+    registerFailed,
+    registerWhy,
+    registerDoctor,
+    registerWatch,
+    registerCleanup,
+    registerMigrate,
   ]) {
     register(program, env, result);
   }

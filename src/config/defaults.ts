@@ -47,6 +47,21 @@ export const DEFAULTS = {
     // rescueIntervalMs: derived, leaseMs / 2
     schedulePollMs: 1_000,
   },
+  monitor: {
+    oldestQueuedWarnMs: 10 * 60_000,
+    oldestQueuedCriticalMs: 60 * 60_000,
+    failureRateWarn: 0.1,
+    failureRateCritical: 0.5,
+    failureRateMinJobs: 10,
+    staleProgressMs: 30 * 60_000,
+  },
+  // Nothing is deleted unless the settings say so.
+  retention: {
+    completed: null as string | null,
+    failed: null as string | null,
+    cancelled: null as string | null,
+    intervalMs: 60 * 60_000,
+  },
   pool: {
     maxJobsPerChild: 1_000,
     maxRssBytes: 512 * MIB,

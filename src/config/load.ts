@@ -30,6 +30,7 @@ import {
 } from './defaults.js';
 import { envLayer, flagLayer, type FlagValues } from './env.js';
 import { resolveJobTypes, toRecord } from './jobTypes.js';
+import { parseDuration } from './duration.js';
 import {
   deepFreeze,
   getPath,
@@ -228,6 +229,13 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       schedulePollMs: s.maintenance?.schedulePollMs ?? DEFAULTS.maintenance.schedulePollMs,
       releaseIntervalMs: s.maintenance?.releaseIntervalMs ?? 5_000,
     },
+    monitor: { ...DEFAULTS.monitor, ...stripUndefined(s.monitor ?? {}) },
+    retention: {
+      completed: retentionMs(s.retention?.completed, DEFAULTS.retention.completed),
+      failed: retentionMs(s.retention?.failed, DEFAULTS.retention.failed),
+      cancelled: retentionMs(s.retention?.cancelled, DEFAULTS.retention.cancelled),
+      intervalMs: s.retention?.intervalMs ?? DEFAULTS.retention.intervalMs,
+    },
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,
@@ -265,6 +273,11 @@ function resolveDataDirs(
       pathFor(Array.isArray(given) ? 'dataDirs' : `dataDirs.${name}`, path),
     ]),
   );
+}
+
+function retentionMs(given: string | null | undefined, fallback: string | null): number | null {
+  const v = given === undefined ? fallback : given;
+  return v === null ? null : parseDuration(v);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

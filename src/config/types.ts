@@ -73,6 +73,31 @@ export interface ResolvedConfig {
     releaseIntervalMs?: number;
   };
 
+  /** Thresholds of `jobctl overview`'s health verdict. */
+  monitor: {
+    /** The oldest due job waited longer than this: warning. */
+    oldestQueuedWarnMs: number;
+    /** ... longer than this: critical. */
+    oldestQueuedCriticalMs: number;
+    /** Share of the jobs finished in the last hour that failed: warning at or above this. */
+    failureRateWarn: number;
+    /** ... critical at or above this. */
+    failureRateCritical: number;
+    /** The failure rate is judged only over at least this many finished jobs. */
+    failureRateMinJobs: number;
+    /** A running job whose progress (or start) is older than this is stale. */
+    staleProgressMs: number;
+  };
+
+  /** How long finished jobs are kept, per final state (ms; null: for ever), applied by the daemons. */
+  retention: {
+    completed: number | null;
+    failed: number | null;
+    cancelled: number | null;
+    /** How often a daemon applies it. */
+    intervalMs: number;
+  };
+
   pool: {
     /** Recycle a pooled child after this many jobs. */
     maxJobsPerChild: number;

@@ -11,6 +11,7 @@ import { ConfigError } from '../errors.js';
 import { redact } from '../redact.js';
 import { SCHEDULE_NAME } from '../schedules/spec.js';
 import { LOG_LEVELS } from './defaults.js';
+import { DURATION_ALLOWED, parseDuration } from './duration.js';
 
 const DAY_MS = 24 * 60 * 60_000;
 
@@ -71,6 +72,12 @@ const retrySchema = z.strictObject({
   capMs: int(1, 7 * DAY_MS, ' (ms)').optional(),
   jitter: num(0, 1).optional(),
 });
+
+/** A retention age ("30d"), or null to keep jobs of that state for ever. */
+const retentionAge = z
+  .string({ error: `${DURATION_ALLOWED}, or null to keep them` })
+  .refine((v) => parseDuration(v) !== null, { error: `${DURATION_ALLOWED}, or null to keep them` })
+  .nullable();
 
 const modeSchema = oneOf(['pooled', 'isolated']);
 
@@ -163,6 +170,24 @@ export const settingsSchema = z.strictObject({
       rescueIntervalMs: int(100, DAY_MS, ' (ms)').optional(),
       schedulePollMs: int(10, 600_000, ' (ms)').optional(),
       releaseIntervalMs: int(100, DAY_MS, ' (ms)').optional(),
+    })
+    .optional(),
+  monitor: z
+    .strictObject({
+      oldestQueuedWarnMs: int(1_000, 30 * DAY_MS, ' (ms)').optional(),
+      oldestQueuedCriticalMs: int(1_000, 30 * DAY_MS, ' (ms)').optional(),
+      failureRateWarn: num(0, 1, 'a share').optional(),
+      failureRateCritical: num(0, 1, 'a share').optional(),
+      failureRateMinJobs: int(1, 1_000_000).optional(),
+      staleProgressMs: int(1_000, 30 * DAY_MS, ' (ms)').optional(),
+    })
+    .optional(),
+  retention: z
+    .strictObject({
+      completed: retentionAge.optional(),
+      failed: retentionAge.optional(),
+      cancelled: retentionAge.optional(),
+      intervalMs: int(1_000, DAY_MS, ' (ms)').optional(),
     })
     .optional(),
   pool: z

@@ -3,8 +3,10 @@
  * aggregation pipelines. mingo's errors become MongoDB-shaped errors here.
  */
 import type { Document } from 'bson';
-import { Aggregator, Query, update as mingoUpdate } from 'mingo';
+import { Query, update as mingoUpdate } from 'mingo';
 import type { CollationSpec } from 'mingo/types';
+import { Aggregator as BaseAggregator } from 'mingo/aggregator';
+import { AGGREGATION_CONTEXT } from './percentile.js';
 import { CommandError } from './errors.js';
 import { deepClone, isPlainObject } from './bsonOrder.js';
 import type { Collation } from './collation.js';
@@ -131,7 +133,8 @@ export function runPipeline(
 ): Document[] {
   return wrap('PlanExecutor error during aggregation', () => {
     // mingo computes with JS numbers: stage arguments and variables too.
-    const agg = new Aggregator(toPlainNumbers(pipeline), {
+    const agg = new BaseAggregator(toPlainNumbers(pipeline), {
+      context: AGGREGATION_CONTEXT,
       ...(options.collectionResolver ? { collectionResolver: options.collectionResolver } : {}),
       ...(options.variables ? { variables: toPlainNumbers(options.variables) } : {}),
       // mingo applies a collation to $sort; its spec type covers the fields Intl understands.

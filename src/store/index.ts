@@ -83,6 +83,7 @@ export {
 export {
   watchClaimable,
   watchJob,
+  watchJobs,
   isChangeStreamUnsupported,
   type Watcher,
   type WatchHandlers,
@@ -117,3 +118,27 @@ export {
   type TypeStateCount,
   type CleanOptions,
 } from './queues.js';
+export {
+  depthByTypeState,
+  runningJobs,
+  oldestDue,
+  finishedSince,
+  staleJobs,
+  failureGroups,
+  perfByType,
+  statesOf,
+  runningPerOwner,
+  aheadOf,
+  queuePaused,
+  serverInfo,
+  missingJobIndexes,
+  changeStreamsSupported,
+  type DepthRow,
+  type RunningJob,
+  type StaleJob,
+  type FailureGroup,
+  type PerfRow,
+} from './monitor.js';
+export { deleteFinishedJobs, type CleanupSelection, type CleanupTotals } from './cleanup.js';
+export * as migrationStore from './migration.js';
+export { newJobDoc as jobDocFor } from './enqueue.js';

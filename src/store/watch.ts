@@ -114,3 +114,8 @@ export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: stri
     h,
   );
 }
+
+/** Watch every change to jobs (the caller re-reads what it shows: `jobctl watch`). */
+export function watchJobs(store: Store, h: WatchHandlers<null>): Watcher {
+  return open(store, [{ $project: { operationType: 1 } }], () => null, h);
+}

@@ -29,6 +29,8 @@ import {
   type JobLine,
   type ParamsOption,
 } from '../jobInput.js';
+import { RateTracker } from '../progressBar.js';
+import { progressLine } from './watch.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function uuidOption(value: string): string {
@@ -60,7 +62,7 @@ interface EnqueueFlags extends CommonOptions {
 }
 
 /** Until the job finishes: change-stream wake-ups where offered, plus a slow re-read as a safety net. */
-async function waitForFinish(store: Store, id: string): Promise<JobDoc> {
+async function waitForFinish(store: Store, id: string, onJob?: (job: JobDoc) => void): Promise<JobDoc> {
   const SAFETY_POLL_MS = 1_000;
   return new Promise<JobDoc>((resolve, reject) => {
     let settled = false;
@@ -84,6 +86,7 @@ async function waitForFinish(store: Store, id: string): Promise<JobDoc> {
           again = false;
           const job = await get(store, id);
           if (!job) return finish(new Error(`job ${id} disappeared while waiting for it`));
+          onJob?.(job);
           if (FINISHED_STATES.includes(job.state)) return finish(null, job);
         } while (again && !settled);
       } catch (err) {
@@ -370,7 +373,15 @@ export const registerEnqueue: RegisterCommand = (program, env, result) => {
               );
             }
             if (!ctx.printer.json) process.stdout.write(`${job._id}\n`);
-            const done = await waitForFinish(conn.store, job._id);
+            // On a terminal, the same progress line as `jobctl watch`, redrawn in place.
+            const live = !!process.stdout.isTTY && !ctx.printer.json;
+            const tracker = new RateTracker();
+            const done = await waitForFinish(conn.store, job._id, (j) => {
+              if (!live) return;
+              if (j.progress) tracker.add(Date.now(), j.progress.percent);
+              process.stdout.write(`\r${progressLine(j, tracker)}\x1b[K`);
+            });
+            if (live) process.stdout.write('\n');
             ctx.printer.emit(
               {
                 id: done._id,

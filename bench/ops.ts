@@ -1,0 +1,159 @@
+/**
+ * Operations at scale, through jobctl as a subprocess against the embedded server (in memory):
+ * migrate --dry-run, migrate and rollback of legacy datasets; perf --days 7 and cleanup over finished
+ * jobs (seconds, rates, and jobctl's peak RSS from /proc/<pid>/status VmHWM). Prints JSON.
+ *
+ *   npm run bench:ops                       # 100,000 datasets, 1,000,000 jobs (the targets' sizes)
+ *   npm run bench:ops -- --datasets 20000 --jobs 200000
+ *
+ * Targets: migrate >= 5,000 datasets/s; cleanup >= 20,000 jobs/s with jobctl under 200 MB RSS;
+ * perf --days 7 <= 2 s. Not part of `npm test`.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { MongoClient, ObjectId, type Document } from 'mongodb';
+import { startEmbeddedServer } from '../src/embedded/index.js';
+import { insertLegacyDatasets } from '../tests/fixtures/legacy/generate.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const JOBCTL = join(ROOT, 'bin/jobctl');
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function peakRss(pid: number): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Runs jobctl; resolves with seconds, parsed JSON stdout and the peak RSS seen. */
+function jobctl(args: string[]): Promise<{ secs: number; out: Document; peakRssMb: number | null }> {
+  return new Promise((res, rej) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(process.execPath, [JOBCTL, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let peak = 0;
+    const timer = setInterval(() => (peak = Math.max(peak, peakRss(child.pid!) ?? 0)), 50);
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      clearInterval(timer);
+      const secs = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0) return rej(new Error(`jobctl ${args.join(' ')} exited ${code}: ${stderr}`));
+      res({
+        secs,
+        out: JSON.parse(stdout) as Document,
+        peakRssMb: peak ? Math.round(peak / 1024 / 1024) : null,
+      });
+    });
+  });
+}
+
+async function seedJobs(db: ReturnType<MongoClient['db']>, n: number): Promise<void> {
+  const now = Date.now();
+  const types = ['google_sync', 'dataset_conversion', 'file_upload', 'rsync_transfer', 'data_validation'];
+  for (let start = 0; start < n; start += 10_000) {
+    const docs: Document[] = [];
+    for (let i = start; i < Math.min(n, start + 10_000); i++) {
+      const finished = now - 3_600_000 - (i % 6) * 86_400_000 - (i % 3600) * 1000;
+      const started = finished - 1000 - (i % 600) * 1000;
+      docs.push({
+        _id: new ObjectId().toHexString(),
+        type: types[i % types.length],
+        params: { i },
+        state: i % 20 === 0 ? 'failed' : i % 50 === 1 ? 'cancelled' : 'completed',
+        priority: 5,
+        runAt: new Date(started - 5000),
+        attempts: 1 + (i % 7 === 0 ? 1 : 0),
+        maxAttempts: 3,
+        timeoutMs: null,
+        createdAt: new Date(started - 5000 - (i % 60) * 1000),
+        updatedAt: new Date(finished),
+        startedAt: new Date(started),
+        finishedAt: new Date(finished),
+        errors: [],
+        tags: [],
+        seq: 3,
+      });
+    }
+    await db.collection('jobs').insertMany(docs);
+  }
+}
+
+async function main(): Promise<void> {
+  const datasets = flag('datasets', 100_000);
+  const jobs = flag('jobs', 1_000_000);
+  const server = await startEmbeddedServer({ port: 0 });
+  const client = await MongoClient.connect(server.uri);
+  const common = ['--mongo-uri', server.uri];
+  const result: Document = { datasets, jobs };
+  try {
+    const mdb = 'bench_migrate';
+    await insertLegacyDatasets(client.db(mdb).collection('visstoredatas'), datasets, { batch: 10_000 });
+    const dry = await jobctl(['migrate', '--dry-run', '--database', mdb, ...common]);
+    result.migrateDryRun = {
+      seconds: dry.secs,
+      datasetsPerSec: Math.round(datasets / dry.secs),
+      peakRssMb: dry.peakRssMb,
+    };
+    const mig = await jobctl(['migrate', '--database', mdb, ...common]);
+    result.migrate = {
+      seconds: mig.secs,
+      datasetsPerSec: Math.round(datasets / mig.secs),
+      migrated: mig.out.datasets,
+      jobsCreated: mig.out.jobs,
+      peakRssMb: mig.peakRssMb,
+    };
+    const rb = await jobctl(['migrate', 'rollback', '--database', mdb, ...common]);
+    result.rollback = {
+      seconds: rb.secs,
+      datasetsPerSec: Math.round(Number(rb.out.datasets) / rb.secs),
+      restored: rb.out.datasets,
+      peakRssMb: rb.peakRssMb,
+    };
+    await client.db(mdb).dropDatabase();
+
+    const jdb = 'bench_jobs';
+    await client
+      .db(jdb)
+      .collection('jobs')
+      .createIndexes([
+        { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
+        { key: { type: 1, state: 1 }, name: 'type_state' },
+      ]);
+    await seedJobs(client.db(jdb), jobs);
+    const perf = await jobctl(['perf', '--days', '7', '--database', jdb, ...common]);
+    result.perf7d = {
+      seconds: perf.secs,
+      types: (perf.out.types as unknown[]).length,
+      peakRssMb: perf.peakRssMb,
+    };
+    const clean = await jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common]);
+    result.cleanup = {
+      seconds: clean.secs,
+      jobsPerSec: Math.round(Number(clean.out.jobs) / clean.secs),
+      deleted: clean.out.jobs,
+      peakRssMb: clean.peakRssMb,
+    };
+    result.targets = {
+      migrateDatasetsPerSec: 5000,
+      cleanupJobsPerSec: 20_000,
+      cleanupPeakRssMb: 200,
+      perfSeconds: 2,
+    };
+  } finally {
+    await client.close();
+    await server.close();
+  }
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
+
+await main();

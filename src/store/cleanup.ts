@@ -1,0 +1,115 @@
+/**
+ * Deleting finished jobs (jobctl cleanup, retention). Batches of ids walk the cleanup index
+ * {state, finishedAt} in (finishedAt, _id) order, so memory stays bounded by the batch size. A batch's
+ * events (and the caller's log files) go before its jobs: a crash in between leaves jobs that the next
+ * run deletes, never events without their job. A re-run picks up where a killed one stopped.
+ *
+ * Never deleted: an unfinished job; any job of a workflow that still has unfinished jobs; a finished
+ * job that an unfinished job depends on or is the parent of (its state and result are still read).
+ */
+import { FINISHED_STATES, type JobId, type JobState } from '../types.js';
+import type { Store } from './types.js';
+
+export interface CleanupSelection {
+  /** Per finished state, delete jobs that finished before this time; states absent are kept. */
+  before: Partial<Record<JobState, Date>>;
+  type?: string;
+  batchSize?: number;
+  dryRun?: boolean;
+  /** Called after each batch with the running totals. */
+  onBatch?(totals: CleanupTotals): void;
+  /** Called with the ids of each batch before its jobs are deleted (log files go here). */
+  beforeDelete?(ids: JobId[]): Promise<void>;
+}
+
+export interface CleanupTotals {
+  /** Jobs deleted (or, in a dry run, that would be). */
+  jobs: number;
+  events: number;
+  byState: Partial<Record<JobState, number>>;
+  /** Finished jobs kept because their workflow, parent or a dependent is unfinished. */
+  kept: number;
+}
+
+type Candidate = {
+  _id: JobId;
+  state: JobState;
+  finishedAt: Date;
+  workflowId?: string | null;
+};
+
+/** Of the candidates, the ids that must stay (see the module comment). */
+async function protectedIds(store: Store, batch: Candidate[]): Promise<Set<JobId>> {
+  const keep = new Set<JobId>();
+  const unfinished = { $nin: [...FINISHED_STATES] };
+  const workflows = [...new Set(batch.map((c) => c.workflowId).filter((w): w is string => !!w))];
+  if (workflows.length > 0) {
+    const open = new Set(
+      (await store.jobs.distinct('workflowId', {
+        workflowId: { $in: workflows },
+        state: unfinished,
+      })) as string[],
+    );
+    for (const c of batch) if (c.workflowId && open.has(c.workflowId)) keep.add(c._id);
+  }
+  const ids = batch.map((c) => c._id);
+  const [deps, parents] = await Promise.all([
+    store.jobs.distinct('dependsOn', { dependsOn: { $in: ids }, state: unfinished } as never),
+    store.jobs.distinct('parentId', { parentId: { $in: ids }, state: unfinished } as never),
+  ]);
+  const idSet = new Set(ids);
+  for (const d of [...(deps as string[]), ...(parents as string[])]) if (idSet.has(d)) keep.add(d);
+  return keep;
+}
+
+export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): Promise<CleanupTotals> {
+  const totals: CleanupTotals = { jobs: 0, events: 0, byState: {}, kept: 0 };
+  const batchSize = sel.batchSize ?? 1000;
+  for (const state of FINISHED_STATES) {
+    const before = sel.before[state];
+    if (!before) continue;
+    // Resume point within this state: kept (and, in a dry run, counted) jobs are stepped over.
+    let after: { finishedAt: Date; _id: JobId } | null = null;
+    for (;;) {
+      const filter: Record<string, unknown> = {
+        state,
+        finishedAt: { $lt: before },
+        ...(sel.type !== undefined ? { type: sel.type } : {}),
+      };
+      if (after) {
+        filter.$or = [
+          { finishedAt: { $gt: after.finishedAt, $lt: before } },
+          { finishedAt: after.finishedAt, _id: { $gt: after._id } },
+        ];
+      }
+      const batch = (await store.jobs
+        .find(filter, {
+          projection: { _id: 1, state: 1, finishedAt: 1, workflowId: 1 },
+          sort: { finishedAt: 1, _id: 1 },
+          limit: batchSize,
+        })
+        .toArray()) as Candidate[];
+      if (batch.length === 0) break;
+      const keep = await protectedIds(store, batch);
+      const ids = batch.filter((c) => !keep.has(c._id)).map((c) => c._id);
+      totals.kept += keep.size;
+      if (sel.dryRun || keep.size > 0) {
+        const last = batch[batch.length - 1]!;
+        after = { finishedAt: last.finishedAt, _id: last._id };
+      }
+      if (sel.dryRun) {
+        totals.events += ids.length ? await store.events.countDocuments({ jobId: { $in: ids } }) : 0;
+        totals.jobs += ids.length;
+      } else if (ids.length > 0) {
+        totals.events += (await store.events.deleteMany({ jobId: { $in: ids } })).deletedCount;
+        await sel.beforeDelete?.(ids);
+        // Guarded on the state again: an operator's retry in between keeps the job.
+        const res = await store.jobs.deleteMany({ _id: { $in: ids }, state, finishedAt: { $lt: before } });
+        totals.jobs += res.deletedCount;
+      }
+      totals.byState[state] = (totals.byState[state] ?? 0) + ids.length;
+      sel.onBatch?.(totals);
+    }
+  }
+  return totals;
+}
