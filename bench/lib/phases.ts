@@ -68,7 +68,7 @@ export async function enqueueNoops(
 }
 
 /** Resolves when `n` jobs completed (counted from now), or after maxMs; returns how many did. */
-function completions(d: Daemon, n: number, maxMs: number): Promise<{ done: number; at: number }> {
+export function completions(d: Daemon, n: number, maxMs: number): Promise<{ done: number; at: number }> {
   return new Promise((resolve) => {
     let done = 0;
     const finish = (): void => {

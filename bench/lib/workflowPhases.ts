@@ -4,27 +4,11 @@
  * started) with change streams.
  */
 import pino from 'pino';
-import type { Daemon } from '../../src/worker/daemon.js';
-import { configFor, enqueueNoops, openProducer, type Ctx } from './phases.js';
+import { completions, configFor, enqueueNoops, openProducer, type Ctx } from './phases.js';
 import { round, sleep, summary } from './stats.js';
 
 const silent = pino({ level: 'silent' });
 const JOB_DEFAULTS = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
-
-function completions(d: Daemon, n: number, maxMs: number): Promise<{ done: number; at: number }> {
-  return new Promise((resolve) => {
-    let done = 0;
-    const finish = (): void => {
-      off();
-      clearTimeout(timer);
-      resolve({ done, at: performance.now() });
-    };
-    const off = d.on('job:completed', () => {
-      if (++done === n) finish();
-    });
-    const timer = setTimeout(finish, maxMs);
-  });
-}
 
 export interface FanFigures {
   jobs: number;
