@@ -3,10 +3,10 @@
  * ({ _id: name, paused, updatedAt }); a queue with no document is running. Which job types belong to
  * which queue is settings (a type's `queue`, else its name), so the queries here take job types.
  */
-import type { ChangeStream, Collection, Document, Filter } from 'mongodb';
+import type { Collection, Document, Filter } from 'mongodb';
 import type { JobState } from '../types.js';
 import type { Store, StoredJob } from './types.js';
-import { isChangeStreamUnsupported, type Watcher, type WatchHandlers } from './watch.js';
+import { watchCollection, type Watcher, type WatchHandlers } from './watch.js';
 
 export interface QueueDoc {
   _id: string;
@@ -67,25 +67,7 @@ export async function pausedQueues(store: Store): Promise<string[]> {
 
 /** Any change to the queues collection (the caller re-reads the paused set). */
 export function watchQueues(store: Store, h: WatchHandlers<null>): Watcher {
-  let stream: ChangeStream | null = queues(store).watch([], { maxAwaitTimeMS: 1000 });
-  stream.once('resumeTokenChanged', () => h.onReady?.());
-  stream.on('change', () => h.onChange(null));
-  const ended = (err: unknown) => {
-    const s = stream;
-    if (s === null) return;
-    stream = null;
-    void s.close().catch(() => {});
-    h.onError(err, isChangeStreamUnsupported(err));
-  };
-  stream.on('error', ended);
-  stream.on('close', () => ended(new Error('change stream ended by the server')));
-  return {
-    async close() {
-      const s = stream;
-      stream = null;
-      await s?.close().catch(() => {});
-    },
-  };
+  return watchCollection(queues(store) as unknown as Collection<Document>, [], () => null, h);
 }
 
 export interface TypeStateCount {

@@ -1,4 +1,4 @@
-import type { ChangeStream, Document } from 'mongodb';
+import type { ChangeStream, Collection, Document } from 'mongodb';
 import type { JobId } from '../types.js';
 import type { Store } from './types.js';
 
@@ -28,13 +28,14 @@ export function isChangeStreamUnsupported(err: unknown): boolean {
   );
 }
 
-function open<T>(
-  store: Store,
+/** A change stream on one collection, its end reported once; the jobs watchers and the queues one share it. */
+export function watchCollection<T>(
+  coll: Collection<Document>,
   pipeline: Document[],
   map: (change: Document) => T | null,
   h: WatchHandlers<T>,
 ): Watcher {
-  let stream: ChangeStream | null = store.jobs.watch(pipeline, { maxAwaitTimeMS: 1000 });
+  let stream: ChangeStream | null = coll.watch(pipeline, { maxAwaitTimeMS: 1000 });
   // The first resume token arrives with the reply to the stream's opening aggregate.
   stream.once('resumeTokenChanged', () => h.onReady?.());
   stream.on('change', (change: Document) => {
@@ -88,8 +89,8 @@ export function watchClaimable(store: Store, h: WatchHandlers<{ runAt: Date | nu
       },
     },
   ];
-  return open(
-    store,
+  return watchCollection(
+    store.jobs as unknown as Collection<Document>,
     pipeline,
     (c) => {
       const runAt = (c.fullDocument?.runAt ?? c.updateDescription?.updatedFields?.runAt) as unknown;
@@ -105,8 +106,8 @@ export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: stri
     { $match: { 'documentKey._id': id } },
     { $project: { operationType: 1, 'updateDescription.updatedFields.state': 1, 'fullDocument.state': 1 } },
   ];
-  return open(
-    store,
+  return watchCollection(
+    store.jobs as unknown as Collection<Document>,
     pipeline,
     (c) => ({
       state: (c.updateDescription?.updatedFields?.state ?? c.fullDocument?.state ?? null) as string | null,
@@ -117,5 +118,10 @@ export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: stri
 
 /** Watch every change to jobs (the caller re-reads what it shows: `jobctl watch`). */
 export function watchJobs(store: Store, h: WatchHandlers<null>): Watcher {
-  return open(store, [{ $project: { operationType: 1 } }], () => null, h);
+  return watchCollection(
+    store.jobs as unknown as Collection<Document>,
+    [{ $project: { operationType: 1 } }],
+    () => null,
+    h,
+  );
 }
