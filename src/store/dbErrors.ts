@@ -71,8 +71,14 @@ export function isTransientDbError(err: unknown): boolean {
   if (err instanceof MongoBulkWriteError) {
     // Write errors name the operations the server refused; a write concern error is about waiting.
     if (err.writeConcernError) return true;
-    const errors = Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors];
-    return errors.length > 0 && errors.every((e) => TRANSIENT_CODES.has(e.code));
+    const errors = (Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors]).filter(
+      (e) => e !== undefined,
+    );
+    if (errors.length > 0) return errors.every((e) => TRANSIENT_CODES.has(e.code));
+    // No write errors: the batch never got a reply. The driver wraps the failure it met on the way (a
+    // refused connection, a dropped socket) in the bulk error; that failure decides.
+    const wrapped = err.errorResponse;
+    return wrapped instanceof Error && wrapped !== err && isTransientDbError(wrapped);
   }
   const code = codeOf(err);
   return code !== undefined && err instanceof MongoServerError && TRANSIENT_CODES.has(code);

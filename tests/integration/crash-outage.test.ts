@@ -85,6 +85,16 @@ describe('crash: database outage', () => {
       await waitForCount(jobs, { state: 'completed' }, JOBS, {
         timeoutMs: 60_000,
         what: 'every job completed after the outage',
+      }).catch(async (err: Error) => {
+        // Say which jobs did not finish, and why, instead of only how many.
+        const left = await jobs
+          .find(
+            { state: { $ne: 'completed' } },
+            { projection: { state: 1, attempts: 1, runAt: 1, lease: 1, errors: 1 } },
+          )
+          .limit(5)
+          .toArray();
+        throw new Error(`${err.message}\nunfinished: ${JSON.stringify(left)}`);
       });
       expect(await jobs.countDocuments({})).toBe(JOBS);
       expect((await jobs.distinct('_id')).sort()).toEqual([...ids].sort());
