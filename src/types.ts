@@ -122,6 +122,11 @@ export interface JobDoc {
   childPolicy?: ChildFailurePolicy;
   /** How many times a parent suspended to wait for children. */
   resumes?: number;
+  /**
+   * A parent's own dependencies, kept while it waits for its children (dependsOn then lists the
+   * children), so it is told their results again when it resumes.
+   */
+  upstream?: JobId[];
 }
 
 export type HookName = 'onStart' | 'onSuccess' | 'onFailure' | 'onRetry';

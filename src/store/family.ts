@@ -32,26 +32,36 @@ function spawnOrder(a: StoredJob, b: StoredJob): number {
 }
 
 /**
+ * A job's own dependencies: dependsOn, except on a parent that suspended, whose dependsOn lists its
+ * children and whose own dependencies wait in `upstream`.
+ */
+export function ownDependencies(j: Pick<JobDoc, 'dependsOn' | 'upstream' | 'resumes'>): JobId[] | undefined {
+  if ((j.resumes ?? 0) > 0) return j.upstream;
+  return j.dependsOn;
+}
+
+/**
  * The families of a batch of claimed jobs, with one query for all dependencies' results and one for
  * all resumed parents' children. Jobs with neither are left out of the map.
  */
 export async function familiesOf(store: Store, jobs: JobDoc[]): Promise<Map<JobId, Family>> {
   const out = new Map<JobId, Family>();
   const parents = jobs.filter((j) => (j.resumes ?? 0) > 0);
-  const dependents = jobs.filter((j) => (j.resumes ?? 0) === 0 && (j.dependsOn?.length ?? 0) > 0);
+  // A resumed parent that had dependencies is told both: its dependencies' results and its children.
+  const dependents = jobs.filter((j) => (ownDependencies(j)?.length ?? 0) > 0);
   if (dependents.length > 0) {
-    const ids = [...new Set(dependents.flatMap((j) => j.dependsOn!))];
+    const ids = [...new Set(dependents.flatMap((j) => ownDependencies(j)!))];
     const docs = await store.jobs
       .find({ _id: { $in: ids } }, { projection: { result: 1, workflowKey: 1, state: 1 } })
       .toArray();
     const byId = new Map(docs.map((d) => [d._id, d]));
     for (const j of dependents) {
       const dependencies: Record<string, unknown> = {};
-      for (const id of j.dependsOn!) {
+      for (const id of ownDependencies(j)!) {
         const d = byId.get(id);
         dependencies[d?.workflowKey ?? id] = d?.state === 'completed' ? d.result : undefined;
       }
-      out.set(j._id, { resumes: 0, dependencies });
+      out.set(j._id, { resumes: j.resumes ?? 0, dependencies });
     }
   }
   if (parents.length > 0) {
@@ -75,7 +85,7 @@ export async function familiesOf(store: Store, jobs: JobDoc[]): Promise<Map<JobI
             ? { error: { name: k.lastError.name, code: k.lastError.code, message: k.lastError.message } }
             : {}),
         }));
-      out.set(p._id, { resumes: p.resumes ?? 0, children });
+      out.set(p._id, { ...out.get(p._id), resumes: p.resumes ?? 0, children });
     }
   }
   return out;

@@ -54,7 +54,7 @@ export {
   type HeartbeatResult,
 } from './running.js';
 export { releaseAfter, rearmDependents, decide, type ReleaseResult } from './release.js';
-export { familiesOf, insertChildren, type Family } from './family.js';
+export { familiesOf, insertChildren, ownDependencies, type Family } from './family.js';
 export { finishWorkflowIfDone, UNFINISHED_STATES } from './workflows.js';
 export { getWorkflow, listWorkflows, workflowJobs, jobTree } from './workflowQueries.js';
 export {

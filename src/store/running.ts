@@ -54,7 +54,13 @@ export type Settlement =
   /** Shutdown past grace: back to queued, the attempt given back. */
   | (SettleBase & { kind: 'requeue'; message?: string })
   /** A parent waits for its children: back to waiting, the attempt given back, slot and child freed. */
-  | (SettleBase & { kind: 'suspend'; children: JobId[]; childPolicy: ChildFailurePolicy });
+  | (SettleBase & {
+      kind: 'suspend';
+      children: JobId[];
+      childPolicy: ChildFailurePolicy;
+      /** The parent's own dependencies (kept in `upstream`: dependsOn is about to list the children). */
+      upstream?: JobId[];
+    });
 
 export interface SettleContext {
   owner: string;
@@ -114,6 +120,7 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
     set.dependsOn = s.children;
     set.depsLeft = s.children.length;
     set.childPolicy = s.childPolicy;
+    if (s.upstream?.length) set.upstream = s.upstream;
     set.releasePending = true;
     update.$inc = { seq: 1, attempts: -1, resumes: 1 };
   } else {

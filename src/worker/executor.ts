@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
-import { whyResultUnstorable, type Settlement } from '../store/index.js';
+import { ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
@@ -176,7 +176,16 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     if (!why) {
       if (outcome.spawned) ex.spawned = outcome.spawned;
       // The children (and which of them it waits for) are filled in once they are written.
-      if (outcome.wait) return { kind: 'suspend', ...base, children: [], childPolicy: outcome.wait };
+      if (outcome.wait) {
+        const upstream = ownDependencies(job);
+        return {
+          kind: 'suspend',
+          ...base,
+          children: [],
+          childPolicy: outcome.wait,
+          ...(upstream?.length ? { upstream } : {}),
+        };
+      }
       return { kind: 'complete', ...base, result: outcome.output };
     }
     const err = serializeError(new UnencodableResultError(why));

@@ -67,6 +67,22 @@ describe('sub-jobs', () => {
     ]);
   });
 
+  it('a parent with dependencies sees their results again when it resumes with its children', async () => {
+    d = await startTestDaemon(f, { jobTypes, worker: { concurrency: 2 } });
+    const { job: dep } = await enqueue(f.store, newJob('combine', { name: 'input' }, {}, now()), now());
+    const { job } = await enqueue(
+      f.store,
+      newJob('parent', { children: 2 }, { dependsOn: [dep._id] }, now()),
+      now(),
+    );
+    const done = await finished(job._id);
+    expect(done.state).toBe('completed');
+    expect(done.resumes).toBe(1);
+    const r = done.result as { children: { key: string }[]; dependencies: Record<string, unknown> | null };
+    expect(r.children.map((c) => c.key)).toEqual(['c0', 'c1']);
+    expect(r.dependencies).toEqual({ [dep._id]: (await get(f.store, dep._id))!.result });
+  });
+
   it('policy fail: a child that fails for good fails the parent with JOBD_CHILD_FAILED', async () => {
     d = await startTestDaemon(f, { jobTypes, worker: { concurrency: 2 } });
     const { job } = await enqueue(f.store, newJob('parent', { children: 5, failIndex: 2 }, {}, now()), now());
