@@ -1,15 +1,20 @@
 /** Parent jobs and sub-jobs: spawn, wait without a slot, resume with the children, policies, cascade. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cancel, enqueue, eventsOf, get, jobTree } from '../../src/store/index.js';
 import type { JobDoc } from '../../src/types.js';
 import type { Daemon } from '../../src/worker/daemon.js';
 import { fixtureHandler, startTestDaemon } from './daemon-helpers.js';
 import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
+import { waitUntil } from '../helpers/waitFor.js';
 
 const jobTypes = {
   combine: { handler: fixtureHandler('combine.mjs'), maxAttempts: 1 },
   parent: { handler: fixtureHandler('parent.mjs'), maxAttempts: 1 },
   gate: { handler: fixtureHandler('gate.mjs'), maxAttempts: 1 },
+  parentContinue: { handler: fixtureHandler('parentContinue.mjs'), maxAttempts: 1 },
 };
 
 describe('sub-jobs', () => {
@@ -104,6 +109,35 @@ describe('sub-jobs', () => {
     expect(done.state).toBe('completed');
     const states = (done.result as { children: { state: string }[] }).children.map((c) => c.state);
     expect(states).toEqual(['completed', 'failed', 'completed', 'completed']);
+  });
+
+  it('policy continue: a failed child resumes the parent at once; the others keep running, and it may wait again', async () => {
+    d = await startTestDaemon(f, { jobTypes, worker: { concurrency: 3 } });
+    const file = join(mkdtempSync(join(tmpdir(), 'jobd-continue-')), 'open');
+    const { job } = await enqueue(f.store, newJob('parentContinue', { file }, {}, now()), now());
+    // c0 fails for good while c1 still waits on its gate: the parent resumes, sees that, and waits
+    // again for c1 alone (a second suspension).
+    const again = await waitUntil(
+      async () => {
+        const j = await get(f.store, job._id);
+        return j?.state === 'waiting' && j.resumes === 2 ? j : undefined;
+      },
+      { what: 'the parent waiting a second time' },
+    );
+    const kids = await jobTree(f.store, job._id);
+    const c1 = kids.find((k) => k.spawnKey?.endsWith('/c1'))!;
+    expect(kids.find((k) => k.spawnKey?.endsWith('/c0'))!.state).toBe('failed');
+    expect(c1.state).toBe('running');
+    expect(again.dependsOn).toEqual([c1._id]);
+    writeFileSync(file, '');
+    const done = await finished(job._id);
+    expect(done.state).toBe('completed');
+    expect(done.result).toEqual({
+      children: [
+        { key: 'c0', state: 'failed' },
+        { key: 'c1', state: 'completed' },
+      ],
+    });
   });
 
   it('cancelling a waiting parent cancels its unfinished children', async () => {
