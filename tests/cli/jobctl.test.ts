@@ -51,7 +51,7 @@ function remoteWorker(id: string, types: string[], heartbeatAt: Date) {
   };
 }
 
-describe('jobctl against the harness database', () => {
+describe('jobctl against the harness database', { timeout: 180_000 }, () => {
   it('enqueue, show, list, cancel, retry, status', async () => {
     const c = ctl('ctl_flow');
     const enq = await c.call([
