@@ -47,10 +47,16 @@ export async function loadJobd(): Promise<Jobd> {
   };
 }
 
-/** bin/jobd-embedded in its own process (in memory, a free port); resolves once it listens. */
-export function startEmbeddedProcess(): Promise<{ uri: string; close(): Promise<void> }> {
+/**
+ * bin/jobd-embedded in its own process (in memory, a free port); resolves once it listens.
+ * `nodeArgs` go to node before the script (e.g. --cpu-prof).
+ */
+export function startEmbeddedProcess(
+  opts: { nodeArgs?: string[] } = {},
+): Promise<{ uri: string; pid: number; close(): Promise<void> }> {
   return new Promise((resolveStart, rejectStart) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/jobd-embedded'), '--port', '0'], {
+    const args = [...(opts.nodeArgs ?? []), join(ROOT, 'bin/jobd-embedded'), '--port', '0'];
+    const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -60,6 +66,7 @@ export function startEmbeddedProcess(): Promise<{ uri: string; close(): Promise<
       if (!m) return;
       resolveStart({
         uri: m[1]!,
+        pid: child.pid!,
         close: async () => {
           child.kill('SIGTERM');
           await exited;
