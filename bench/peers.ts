@@ -28,12 +28,12 @@ import { log, round, sleep } from './lib/stats.js';
 
 class UsageError extends Error {}
 
-function intSetting(name: string, dflt: number): number {
+function intSetting(name: string, dflt: number, min = 1): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return dflt;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1)
-    throw new UsageError(`${name} = '${raw}' is not allowed: must be an integer >= 1`);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`${name} = '${raw}' is not allowed: must be an integer >= ${min}`);
   return n;
 }
 
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
   const rounds = intSetting('PEERS_ROUNDS', 3);
   const chunk = intSetting('PEERS_CHUNK', 1_000);
   const maxSeconds = intSetting('PEERS_RUN_MAX_S', 600);
-  const pauseMs = Number(process.env.PEERS_PAUSE_MS ?? 1_000);
+  const pauseMs = intSetting('PEERS_PAUSE_MS', 1_000, 0);
   const shape = { jobs, concurrency };
   const wanted = selectedSystems().map((system) => {
     try {

@@ -6,6 +6,7 @@
  * A folder of profiles is summed as one group (e.g. all pooled children); a folder of folders gives
  * one group per folder (what `npm run bench:profile` writes: daemon/, embedded/, children/).
  */
+import { existsSync } from 'node:fs';
 import { formatGroup, groupsFrom, summarise } from './lib/cpuProfile.js';
 
 function main(argv: string[]): number {
@@ -26,6 +27,11 @@ function main(argv: string[]): number {
   if (!paths.length) {
     process.stderr.write('usage: profileTop <profile-or-folder>... [--top N] [--json]\n');
     return 2;
+  }
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length) {
+    process.stderr.write(`not found: ${missing.join(', ')}\n`);
+    return 3;
   }
   const groups = groupsFrom(paths).map((g) => summarise(g.name, g.files, top));
   if (!groups.length) {
