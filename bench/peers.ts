@@ -23,7 +23,7 @@ import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
 import { killCurrentRunner, runOnce, type RunRecord } from './lib/peerRun.js';
 import { SYSTEMS, type PeerSystem, type ServerKind } from './lib/peerSystems.js';
 import { ensurePeersInstalled, nodeVersion, peersNode } from './lib/peersInstall.js';
-import { startPostgres, startRedis } from './lib/servers.js';
+import { startPostgres, startRedis, stopAllServers } from './lib/servers.js';
 import { log, round, sleep } from './lib/stats.js';
 
 class UsageError extends Error {}
@@ -112,7 +112,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     interrupted = true;
     log(`${signal}: stopping the runner and the servers`);
     killCurrentRunner();
-    void stopServers().finally(() => process.exit(130));
+    void Promise.all([stopServers(), stopAllServers()]).finally(() => process.exit(130));
   });
 }
 

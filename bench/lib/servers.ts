@@ -22,6 +22,24 @@ export interface BackingServer {
 
 const START_TIMEOUT_MS = 60_000;
 
+/** Servers started and not yet stopped, including ones still starting: what an interrupt must stop. */
+const live = new Set<() => Promise<void>>();
+
+export async function stopAllServers(): Promise<void> {
+  await Promise.all([...live].map((stop) => stop().catch(() => {})));
+}
+
+/** `stop` runs once however often it is called, and leaves the live set. */
+function tracked(stop: () => Promise<void>): () => Promise<void> {
+  let once: Promise<void> | null = null;
+  const wrapped = (): Promise<void> => {
+    once ??= stop().finally(() => live.delete(wrapped));
+    return once;
+  };
+  live.add(wrapped);
+  return wrapped;
+}
+
 function onPath(bin: string): string | null {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     const file = join(dir, bin);
@@ -126,10 +144,10 @@ export async function startRedis(): Promise<BackingServer | null> {
     detached: true,
     stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')],
   });
-  const stop = async (): Promise<void> => {
+  const stop = tracked(async () => {
     if (proc.pid) await stopProcess(proc, proc.pid, 'SIGTERM');
     rmSync(dir, { recursive: true, force: true });
-  };
+  });
   try {
     await waitReady('redis-server', proc, logFile, () => redisPing(port));
   } catch (err) {
@@ -193,7 +211,12 @@ export async function startPostgres(): Promise<BackingServer | null> {
     'UTF8',
     '--no-sync', // only initdb's own files; the server keeps its default durability
   ]);
-  execFileSync(initCmd, initArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    execFileSync(initCmd, initArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const port = await freePort();
   const [cmd, args] = asUser(join(bin, 'postgres'), [
     '-D',
@@ -217,12 +240,12 @@ export async function startPostgres(): Promise<BackingServer | null> {
       return null;
     }
   };
-  const stop = async (): Promise<void> => {
+  const stop = tracked(async () => {
     // SIGINT is PostgreSQL's fast shutdown: sessions are ended, a checkpoint is written, it exits.
     const pid = postmaster()?.pid ?? proc.pid;
     if (pid) await stopProcess(proc, pid, 'SIGINT');
     rmSync(dir, { recursive: true, force: true });
-  };
+  });
   try {
     await waitReady('postgres', proc, logFile, async () => postmaster()?.ready === true);
   } catch (err) {
