@@ -272,6 +272,8 @@ export interface JobTypeDefinition {
   retry: RetryPolicy;
   /** The queue its jobs belong to (absent: the module's queue, else the type's name). */
   queue?: string;
+  /** One of jobd's own jobs (src/config/systemJobs.ts): the daemon runs it itself, not in a child. */
+  system?: 'retention';
 }
 
 export interface EnqueueOptions {

@@ -30,6 +30,13 @@ import {
 } from './defaults.js';
 import { envLayer, flagLayer, type FlagValues } from './env.js';
 import { resolveJobTypes, toRecord } from './jobTypes.js';
+import {
+  RETENTION,
+  retentionEnabled,
+  retentionJobType,
+  retentionSchedule,
+  SYSTEM_PREFIX,
+} from './systemJobs.js';
 import { parseDuration } from './duration.js';
 import {
   deepFreeze,
@@ -183,6 +190,29 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     }
   }
   const dataDirs = resolveDataDirs(s.dataDirs, pathFor, problems, originOf);
+  for (const section of ['jobTypes', 'schedules'] as const) {
+    for (const name of Object.keys(s[section] ?? {})) {
+      if (!name.startsWith(SYSTEM_PREFIX)) continue;
+      problems.push(
+        settingsLine(
+          `${section}.${name}`,
+          name,
+          `names starting with "${SYSTEM_PREFIX}" are jobd's own (its maintenance jobs); choose another name`,
+          originOf([section, name]),
+        ),
+      );
+    }
+  }
+  const retention: ResolvedConfig['retention'] = {
+    completed: retentionMs(s.retention?.completed, DEFAULTS.retention.completed),
+    failed: retentionMs(s.retention?.failed, DEFAULTS.retention.failed),
+    cancelled: retentionMs(s.retention?.cancelled, DEFAULTS.retention.cancelled),
+    intervalMs: s.retention?.intervalMs ?? DEFAULTS.retention.intervalMs,
+  };
+  // Every daemon can run a retention job (its ages ride in its params); the schedule exists while
+  // the settings set an age.
+  jobTypes[RETENTION] = retentionJobType(defaults);
+  if (retentionEnabled(retention)) schedules[RETENTION] = retentionSchedule(retention);
 
   if (problems.length) throw new ConfigError(problems.join('\n'));
 
@@ -230,12 +260,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       releaseIntervalMs: s.maintenance?.releaseIntervalMs ?? 5_000,
     },
     monitor: { ...DEFAULTS.monitor, ...stripUndefined(s.monitor ?? {}) },
-    retention: {
-      completed: retentionMs(s.retention?.completed, DEFAULTS.retention.completed),
-      failed: retentionMs(s.retention?.failed, DEFAULTS.retention.failed),
-      cancelled: retentionMs(s.retention?.cancelled, DEFAULTS.retention.cancelled),
-      intervalMs: s.retention?.intervalMs ?? DEFAULTS.retention.intervalMs,
-    },
+    retention,
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,

@@ -107,6 +107,17 @@ function declared(mod: Record<string, unknown>): Partial<DefinedJobType> & { fou
 
 /** One type's entry; throws ConfigError (exit 2) when its module cannot be imported. */
 export async function loadCatalogEntry(def: JobTypeDefinition): Promise<CatalogEntry> {
+  if (def.system) {
+    // jobd's own jobs have no module: the daemon runs them itself.
+    return {
+      name: def.name,
+      definition: def,
+      queue: def.queue ?? def.name,
+      description: `jobd's own ${def.system} job, fired by the schedule of the same name; run by the daemon, not in a child`,
+      defaults: {},
+      legacyNames: {},
+    };
+  }
   let mod: Record<string, unknown>;
   try {
     mod = await loadModule(def.handler);

@@ -11,7 +11,6 @@ import type { ScheduleDoc } from '../types.js';
 import { Releaser } from './releaser.js';
 import { Rescuer } from './rescuer.js';
 import { Scheduler } from './scheduler.js';
-import { Retention } from './retention.js';
 
 export interface MaintenanceService {
   /** Names the service in health reports and logs. */
@@ -82,13 +81,6 @@ export class Maintenance {
         ...(o.onWorkflows ? { onWorkflows: o.onWorkflows } : {}),
         onError: (err) => o.onError('release-sweep', err),
         onOk: () => o.onOk('release-sweep'),
-      }),
-      new Retention(o.store, {
-        config: o.config,
-        clock: o.clock,
-        logger: o.logger,
-        onError: (err) => o.onError('retention', err),
-        onOk: () => o.onOk('retention'),
       }),
     ];
   }

@@ -1,69 +1,39 @@
 /**
- * Applies the `retention` settings: every `retention.intervalMs`, deletes finished jobs older than
- * their state's age, with their events and log files (the same code as `jobctl cleanup`). It runs on
- * every daemon; deleting is idempotent and guarded, so concurrent runs only share the work.
+ * One retention pass: deletes finished jobs older than their state's age, with their events and log
+ * files (the same code as `jobctl cleanup`). It runs as the job `jobd.retention`, fired by the
+ * schedule of the same name with the ages in its params (src/config/systemJobs.ts), so one daemon
+ * runs each pass.
  */
-import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
-import type { ResolvedConfig } from '../config/types.js';
+import type { RetentionParams } from '../config/systemJobs.js';
+import { ValidationError } from '../errors.js';
 import { cleanupJobs } from '../ops/cleanup.js';
-import { Periodic } from '../periodic.js';
-import type { Store } from '../store/index.js';
+import type { CleanupTotals, Store } from '../store/index.js';
 import type { JobState } from '../types.js';
 
-export interface RetentionOptions {
-  config: ResolvedConfig;
-  clock: Clock;
-  logger?: Logger;
-  onError?(err: unknown): void;
-  onOk?(): void;
-}
+const STATES = ['completed', 'failed', 'cancelled'] as const;
 
-/** The ages of the retention settings that are set (null: kept for ever). */
-export function retentionAges(config: ResolvedConfig): Partial<Record<JobState, number>> {
-  const r = config.retention;
+/** The ages a retention job's params give, checked (a job written by hand may carry anything). */
+export function retentionAges(params: unknown): Partial<Record<JobState, number>> {
+  const p = (params ?? {}) as Record<string, unknown>;
+  if (typeof p !== 'object' || Array.isArray(p))
+    throw new ValidationError(
+      `a retention job's params must be an object of ages in ms; got ${JSON.stringify(params)}`,
+    );
   const out: Partial<Record<JobState, number>> = {};
-  if (r.completed !== null) out.completed = r.completed;
-  if (r.failed !== null) out.failed = r.failed;
-  if (r.cancelled !== null) out.cancelled = r.cancelled;
+  for (const [k, v] of Object.entries(p as RetentionParams)) {
+    if (!(STATES as readonly string[]).includes(k) || typeof v !== 'number' || !(v >= 0))
+      throw new ValidationError(
+        `retention params.${k} = ${JSON.stringify(v)} is not allowed: completed, failed or cancelled, each an age in ms >= 0`,
+      );
+    out[k as JobState] = v;
+  }
   return out;
 }
 
-export class Retention {
-  readonly name = 'retention';
-  private readonly loop: Periodic;
-
-  constructor(
-    private readonly store: Store,
-    private readonly o: RetentionOptions,
-  ) {
-    this.loop = new Periodic(
-      o.config.retention.intervalMs,
-      () => this.runOnce(),
-      (err) => this.o.onError?.(err),
-    );
-  }
-
-  start(): void {
-    if (Object.keys(retentionAges(this.o.config)).length > 0) this.loop.start();
-  }
-
-  async runOnce(): Promise<number> {
-    const totals = await cleanupJobs(this.store, {
-      olderThanMs: retentionAges(this.o.config),
-      logDir: this.o.config.logDir,
-      now: this.o.clock.now(),
-    });
-    this.o.onOk?.();
-    if (totals.jobs > 0)
-      this.o.logger?.info(
-        { deleted: totals.jobs, events: totals.events },
-        'retention: deleted finished jobs',
-      );
-    return totals.jobs;
-  }
-
-  async stop(): Promise<void> {
-    await this.loop.stop();
-  }
+export function retentionPass(
+  store: Store,
+  params: unknown,
+  o: { logDir: string; now: Date },
+): Promise<CleanupTotals> {
+  return cleanupJobs(store, { olderThanMs: retentionAges(params), logDir: o.logDir, now: o.now });
 }

@@ -14,7 +14,17 @@ import type { EmbeddedServer } from '../embeddedLoader.js';
 import { Maintenance } from '../maintenance/maintenance.js';
 import { createSandbox } from '../sandbox/index.js';
 import type { Sandbox } from '../sandbox/types.js';
-import { registerWorker, resolveMongoUri, syncSettingsSchedules, type Store } from '../store/index.js';
+import {
+  getSchedule,
+  registerWorker,
+  removeSchedule,
+  resolveMongoUri,
+  syncSettingsSchedules,
+  type Store,
+} from '../store/index.js';
+import { RETENTION } from '../config/systemJobs.js';
+import type { JobDoc, JobTypeDefinition } from '../types.js';
+import { retentionPass } from '../maintenance/retention.js';
 import { jobdVersion } from '../version.js';
 import { ClaimLoop } from './claimLoop.js';
 import { ClaimWatch } from './claimWatch.js';
@@ -237,6 +247,7 @@ class DaemonImpl implements Daemon {
       outcomes: this.outcomes,
       onFinished: (job, runMs) => this.slots.release(job, runMs),
       onLeaseLost: (ids) => this.lostLeases.handle(ids),
+      runSystem: (def, job) => this.runSystemJob(def, job),
     });
     this.lostLeases = new LostLeases(this.slots, this.executions, this.outcomes);
     this.leaseKeeper = new LeaseKeeper(store, {
@@ -335,6 +346,12 @@ class DaemonImpl implements Daemon {
       const r = await syncSettingsSchedules(this.store, this.config.schedules, this.clock.now());
       if (r.added.length || r.updated.length) this.logger.info(r, 'schedules from the settings stored');
     }
+    // Retention turned off in the settings: its schedule goes (a user schedule left out of the
+    // settings stays, but this one is jobd's own).
+    if (!this.config.schedules[RETENTION] && (await getSchedule(this.store, RETENTION))) {
+      await removeSchedule(this.store, RETENTION);
+      this.logger.info({ schedule: RETENTION }, 'retention is off in the settings: its schedule is removed');
+    }
     await this.queues.start();
     if (w.changeStreams) this.watch.open();
     this.leaseKeeper.start();
@@ -361,6 +378,26 @@ class DaemonImpl implements Daemon {
     }
     this.stopPromise = this.doStop(opts.graceMs ?? this.config.worker.shutdownGraceMs);
     return this.stopPromise;
+  }
+
+  /** jobd's own jobs (src/config/systemJobs.ts), run here rather than in a child. */
+  private async runSystemJob(def: JobTypeDefinition, job: JobDoc): Promise<unknown> {
+    switch (def.system) {
+      case 'retention': {
+        const totals = await retentionPass(this.store, job.params, {
+          logDir: this.config.logDir,
+          now: this.clock.now(),
+        });
+        if (totals.jobs > 0)
+          this.logger.info(
+            { deleted: totals.jobs, events: totals.events },
+            'retention: deleted finished jobs',
+          );
+        return totals;
+      }
+      default:
+        throw new Error(`jobd cannot run its own job type ${def.name} (${String(def.system)})`);
+    }
   }
 
   private async doStop(graceMs: number): Promise<void> {

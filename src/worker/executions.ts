@@ -17,7 +17,7 @@ import {
   type Settlement,
   type Store,
 } from '../store/index.js';
-import type { JobDoc, JobId } from '../types.js';
+import type { JobDoc, JobId, JobTypeDefinition } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { executeJob, type AbortCause, type Execution } from './executor.js';
 import type { OutcomeReporter } from './outcomes.js';
@@ -33,6 +33,8 @@ export interface ExecutionsOptions {
   health: DbHealth;
   settler: Settler;
   outcomes: OutcomeReporter;
+  /** Runs jobd's own jobs (retention) in the daemon. */
+  runSystem?(def: JobTypeDefinition, job: JobDoc, signal: AbortSignal): Promise<unknown>;
   /** A job finished running (its slot is free again), whatever its outcome. */
   onFinished(job: JobDoc, runMs: number): void;
   /** A write found the lease gone. */
@@ -84,6 +86,7 @@ export class Executions {
       now: () => this.o.clock.now(),
       random: this.o.random,
       onProgress: (percent, message) => this.progress(ex, percent, message),
+      ...(this.o.runSystem ? { runSystem: this.o.runSystem } : {}),
     })
       .catch((err: unknown) => {
         this.o.logger.error({ jobId: job._id, err }, 'executor failed');

@@ -64,6 +64,8 @@ export interface ExecuteDeps {
   now(): Date;
   random(): number;
   onProgress(percent: number, message?: string): void;
+  /** Runs one of jobd's own jobs (def.system) in this process: its result. */
+  runSystem?(def: JobTypeDefinition, job: JobDoc, signal: AbortSignal): Promise<unknown>;
 }
 
 /** Longest error message and stack kept per attempt: a job's history must fit in its document. */
@@ -122,6 +124,25 @@ function failSettlement(
   };
 }
 
+/** One of jobd's own jobs (def.system), run by the daemon itself; its result or error as a child's would be. */
+async function systemOutcome(def: JobTypeDefinition, ex: Execution, deps: ExecuteDeps): Promise<RunOutcome> {
+  const t0 = performance.now();
+  try {
+    if (!deps.runSystem) throw new Error(`this process cannot run jobd's own job type ${def.name}`);
+    const output = await deps.runSystem(def, ex.job, ex.controller.signal);
+    return { status: 'completed', output, resources: { wallMs: performance.now() - t0 }, logTail: '' };
+  } catch (err) {
+    const error = serializeError(err);
+    return {
+      status: 'failed',
+      error,
+      resources: { wallMs: performance.now() - t0 },
+      logTail: '',
+      reason: ex.controller.signal.aborted ? 'aborted' : 'error',
+    };
+  }
+}
+
 export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Settlement | null> {
   const { job } = ex;
   const def = deps.config.jobTypes[job.type];
@@ -135,7 +156,9 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   const req = runRequestFor(job, def, deps.config, random, ex.family);
   let outcome: RunOutcome;
   try {
-    outcome = await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
+    outcome = def.system
+      ? await systemOutcome(def, ex, deps)
+      : await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
   } catch (err) {
     // The sandbox rejects only when it is closed (shutdown): treat like an abort.
     if (ex.abortCause === null) ex.abortCause = 'shutdown';

@@ -254,6 +254,38 @@ describe('messages name the key, the value and what is allowed', () => {
     expect(unknown.message).toContain('JOBD_MONGO__URI = "mongodb://***@db.example.net/" is not allowed');
   });
 
+  it("retention is a schedule of jobd's own job type; names starting with jobd. are refused", () => {
+    const off = load({ cwd: dir() });
+    expect(off.jobTypes['jobd.retention']).toMatchObject({
+      system: 'retention',
+      maxAttempts: 1,
+      concurrency: 1,
+    });
+    expect(off.schedules['jobd.retention']).toBeUndefined();
+    const on = load({
+      settingsPath: settingsFile({ retention: { completed: '30d', failed: null, intervalMs: 60_000 } }),
+    });
+    expect(on.schedules['jobd.retention']).toEqual({
+      everyMs: 60_000,
+      type: 'jobd.retention',
+      params: { completed: 30 * 24 * 3_600_000 },
+      catchUp: 'skip',
+      catchUpMax: 1,
+    });
+    const err = errorOf(() =>
+      load({
+        settingsPath: settingsFile({
+          jobTypes: { 'jobd.mine': { handler: '/x.mjs' } },
+          schedules: { 'jobd.retention': { everyMs: 1000, type: 'noop' } },
+        }),
+      }),
+    );
+    expect(err.message).toContain(
+      'settings: jobTypes.jobd.mine = "jobd.mine" is not allowed: names starting with "jobd."',
+    );
+    expect(err.message).toContain('settings: schedules.jobd.retention = "jobd.retention" is not allowed');
+  });
+
   it('settings file problems', () => {
     expect(errorOf(() => load({ settingsPath: '/nonexistent/jobd.json' })).message).toContain(
       'cannot read settings file /nonexistent/jobd.json: no such file',
