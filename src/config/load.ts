@@ -46,7 +46,7 @@ import {
   readSettingsFile,
   type Layers,
 } from './layers.js';
-import type { LogLevel, ResolvedConfig } from './types.js';
+import type { DataSettings, LogLevel, ResolvedConfig } from './types.js';
 import { dataDirsFromList } from '../jobs/dataDirsText.js';
 import { settingsLine, validateSettings, type OriginOf, type SettingsInput } from './validate.js';
 
@@ -213,6 +213,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   // the settings set an age.
   jobTypes[RETENTION] = retentionJobType(defaults);
   if (retentionEnabled(retention)) schedules[RETENTION] = retentionSchedule(retention);
+  const data = resolveData(s.data, pathFor);
 
   if (problems.length) throw new ConfigError(problems.join('\n'));
 
@@ -237,6 +238,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     pidFile: s.pidFile ? pathFor('pidFile', s.pidFile) : resolve(dataDir, PID_FILE_NAME),
     logLevel: (s.logLevel as LogLevel | undefined) ?? DEFAULTS.logLevel,
     dataDirs,
+    data,
     worker: {
       concurrency: s.worker?.concurrency ?? defaultConcurrency(),
       claimBatchSize: s.worker?.claimBatchSize ?? DEFAULTS.worker.claimBatchSize,
@@ -298,6 +300,39 @@ function resolveDataDirs(
       pathFor(Array.isArray(given) ? 'dataDirs' : `dataDirs.${name}`, path),
     ]),
   );
+}
+
+/**
+ * The data section: paths resolved like the others; a program given as a bare name (no slash) stays a
+ * name, found on PATH when it runs.
+ */
+function resolveData(
+  given: SettingsInput['data'],
+  pathFor: (key: string, value: string) => string,
+): DataSettings {
+  const program = (key: string, value: string): string => (value.includes('/') ? pathFor(key, value) : value);
+  const ex = given?.extract;
+  const rc = given?.rclone;
+  const cv = given?.converter;
+  return {
+    extract: {
+      ...(ex?.maxBytes !== undefined ? { maxBytes: ex.maxBytes } : {}),
+      ...(ex?.maxEntries !== undefined ? { maxEntries: ex.maxEntries } : {}),
+    },
+    rclone: {
+      ...(rc?.config !== undefined ? { config: pathFor('data.rclone.config', rc.config) } : {}),
+      ...(rc?.program !== undefined ? { program: program('data.rclone.program', rc.program) } : {}),
+    },
+    ...(cv
+      ? {
+          converter: {
+            program: program('data.converter.program', cv.program),
+            args: [...(cv.args ?? [])],
+            ...(cv.progressRegex !== undefined ? { progressRegex: cv.progressRegex } : {}),
+          },
+        }
+      : {}),
+  };
 }
 
 function retentionMs(given: string | null | undefined, fallback: string | null): number | null {

@@ -35,6 +35,12 @@ export interface ResolvedConfig {
    */
   dataDirs: Record<string, string>;
 
+  /**
+   * What the dataset job types take from the settings (beside dataDirs). Absent in configs built by
+   * hand: the types then use their own defaults.
+   */
+  data?: DataSettings;
+
   worker: {
     /** Jobs running at once on this daemon. */
     concurrency: number;
@@ -120,4 +126,14 @@ export interface ResolvedConfig {
 
   /** Schedules from the settings, upserted into the database when the daemon starts. */
   schedules: Record<string, ScheduleDefinition>;
+}
+
+/** The `data` section: file_extraction's limits, rclone, and dataset_conversion's converter. */
+export interface DataSettings {
+  /** file_extraction's limits when a job gives none. */
+  extract: { maxBytes?: number; maxEntries?: number };
+  /** The rclone config used when a job names none (an absolute path), and the program to run. */
+  rclone: { config?: string; program?: string };
+  /** dataset_conversion's command mode: `<program> [args...] <input> <output> <sensor> <k=v,...>`. */
+  converter?: { program: string; args: string[]; progressRegex?: string };
 }

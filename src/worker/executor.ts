@@ -54,7 +54,11 @@ function runRequestFor(
       random,
     },
     // Typed job types re-check their input's paths against these when the job starts (defineJobType).
-    env: { JOBD_DATA_DIRS: JSON.stringify(config.dataDirs) },
+    // The dataset types also get the data settings (paths and limits, never credentials).
+    env: {
+      JOBD_DATA_DIRS: JSON.stringify(config.dataDirs),
+      JOBD_DATA_SETTINGS: JSON.stringify({ ...config.data, killGraceMs: config.worker.killGraceMs }),
+    },
   };
 }
 

@@ -18,6 +18,7 @@ import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { waitUntil } from '../helpers/waitFor.js';
 import { Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
+import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
 const FIXTURES = resolve(import.meta.dirname, '../fixtures/jobs');
 
@@ -146,7 +147,7 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
       }[]
     >(['types']);
     const byName = Object.fromEntries(types.map((t) => [t.name, t]));
-    expect(Object.keys(byName).sort()).toEqual(['add', 'copy_file', 'echo', 'fail', 'noop', 'sleep']);
+    expect(Object.keys(byName).sort()).toEqual(['add', 'copy_file', ...BUILTIN_JOB_TYPES].sort());
     expect(byName.copy_file).toMatchObject({
       queue: 'files',
       description: 'Copies one file inside the data dirs.',

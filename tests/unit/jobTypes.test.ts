@@ -8,7 +8,7 @@ import { dataPath } from '../../src/jobs/dataPath.js';
 import { defineJobType, legacyNames, parseInput } from '../../src/jobs/defineJobType.js';
 import { checkInputs } from '../../src/jobs/checkInputs.js';
 import { jsonSchemas, loadCatalog } from '../../src/jobs/catalog.js';
-import { builtinJobTypes } from '../../src/jobs/registry.js';
+import { BUILTIN_JOB_TYPES, builtinJobTypes } from '../../src/jobs/registry.js';
 import { ValidationError } from '../../src/errors.js';
 import type { JobContext } from '../../src/types.js';
 
@@ -193,7 +193,7 @@ describe('defineJobType', () => {
 describe('the catalog', () => {
   it('lists the built-ins with their queues and JSON Schemas', async () => {
     const catalog = await loadCatalog(builtinJobTypes(DEFAULTS));
-    expect(Object.keys(catalog).sort()).toEqual(['echo', 'fail', 'noop', 'sleep']);
+    expect(Object.keys(catalog).sort()).toEqual([...BUILTIN_JOB_TYPES].sort());
     expect(catalog.sleep!.queue).toBe('sleep');
     const schemas = jsonSchemas(catalog.sleep!) as { input: { anyOf?: unknown[] }; output: unknown };
     expect(JSON.stringify(schemas.input)).toContain('"ms"');

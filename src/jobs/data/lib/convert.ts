@@ -76,7 +76,7 @@ export async function convertDataset(
   const conv = env.converter;
   if (!conv?.program) {
     throw new DataInputError(
-      'dataset_conversion: no converter is configured (setting converter.program); the command mode runs that program',
+      'dataset_conversion: no converter is configured (setting data.converter.program); the command mode runs that program',
     );
   }
   let progressRe = DEFAULT_PROGRESS;

@@ -64,7 +64,7 @@ export async function resolveRcloneConfig(
     from = 'settings';
   } else {
     throw new DataInputError(
-      'no rclone config: give config (a file in the data dirs) or user_email (credentials in the auth data dir), or set rclone.config in the settings',
+      'no rclone config: give config (a file in the data dirs) or user_email (credentials in the auth data dir), or set data.rclone.config in the settings',
     );
   }
   let text: string;

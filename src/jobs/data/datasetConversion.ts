@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { defineJobType } from '../defineJobType.js';
+import { dataPath } from '../dataPath.js';
+import { conversionInput, convertDataset } from './lib/convert.js';
+import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
+import { legacyJobFields, runCore } from './typeKit.js';
+
+/** Built-in job type `dataset_conversion`, command mode: the converter of the settings, as the legacy service ran it. */
+export default defineJobType({
+  name: 'dataset_conversion',
+  description:
+    'Runs the configured converter (data.converter): <program> [args...] <input> <output> <sensor> <k=v,...>, into a temporary sibling renamed into place when it succeeds.',
+  input: z.strictObject({
+    input_path: dataPath({ mode: 'read', description: 'the dataset file or folder to convert' }),
+    output_path: dataPath({
+      mode: 'write',
+      description: 'where the converted dataset goes (replaced when the conversion succeeds)',
+    }),
+    sensor_type: conversionInput.shape.sensor_type,
+    conversion_params: conversionInput.shape.conversion_params,
+    mode: conversionInput.shape.mode,
+    output_kind: conversionInput.shape.output_kind,
+    ...legacyJobFields,
+  }),
+  output: z.strictObject({
+    output_path: z.string(),
+    sensor_type: z.string(),
+    output_files: z.number().int().min(0),
+    output_bytes: z.number().min(0),
+    duration_ms: z.number().min(0),
+  }),
+  defaults: DATA_TYPE_DEFAULTS.dataset_conversion,
+  handler: (input, ctx) => runCore(convertDataset, input, ctx),
+});

@@ -1,0 +1,16 @@
+import { defineJobType } from '../defineJobType.js';
+import { googleSync } from './lib/remoteSync.js';
+import { syncInput, syncOutput } from './syncTypes.js';
+import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
+import { runCore } from './typeKit.js';
+
+/** Built-in job type `google_sync`: the legacy sync (user_email, input_dir, data_url) over rclone. */
+export default defineJobType({
+  name: 'google_sync',
+  description:
+    "Copies a remote (a Google Drive folder link, an rclone remote, file:///) into a data dir with rclone, with the user's credentials from the auth dir.",
+  input: syncInput,
+  output: syncOutput,
+  defaults: DATA_TYPE_DEFAULTS.google_sync,
+  handler: (input, ctx) => runCore(googleSync, input, ctx),
+});

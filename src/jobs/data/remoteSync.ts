@@ -1,0 +1,15 @@
+import { defineJobType } from '../defineJobType.js';
+import { remoteSync } from './lib/remoteSync.js';
+import { syncInput, syncOutput } from './syncTypes.js';
+import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
+import { runCore } from './typeKit.js';
+
+/** Built-in job type `remote_sync`: rclone copy or sync from a configured remote into a data dir. */
+export default defineJobType({
+  name: 'remote_sync',
+  description: 'Copies or syncs a remote of the rclone config into a data dir with rclone.',
+  input: syncInput,
+  output: syncOutput,
+  defaults: DATA_TYPE_DEFAULTS.remote_sync,
+  handler: (input, ctx) => runCore(remoteSync, input, ctx),
+});

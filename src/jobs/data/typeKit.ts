@@ -1,0 +1,69 @@
+/**
+ * What the dataset job types share: running a core with the job's context and the data settings, the
+ * legacy bookkeeping fields the legacy service put on its jobs, and path fields.
+ */
+import { z } from 'zod';
+import type { TypedJobContext } from '../defineJobType.js';
+import { dataPath, type DataPathOptions } from '../dataPath.js';
+import type { CoreContext } from '../lib/context.js';
+import { dataEnvFor } from './dataEnv.js';
+import type { DataEnv } from './lib/env.js';
+
+/** Runs a core with the job's signal, progress and log, and the DataEnv the daemon handed the child. */
+export function runCore<I, R>(
+  core: (input: I, ctx: CoreContext, env: DataEnv) => Promise<R>,
+  input: I,
+  ctx: TypedJobContext,
+): Promise<R> {
+  const coreCtx: CoreContext = {
+    signal: ctx.signal,
+    progress: (percent, message) => ctx.progress(percent, message),
+    log: (msg, extra) => ctx.logger.info(msg, extra),
+  };
+  return core(input, coreCtx, dataEnvFor(ctx.dataDirs));
+}
+
+/**
+ * Fields the legacy service (and `jobctl migrate`) put on every job: accepted so migrated jobs
+ * validate, and not used by the job itself.
+ */
+export const legacyJobFields = {
+  dataset_uuid: z.string().optional().describe('legacy: the dataset the job belongs to'),
+  monitor_existing: z.boolean().optional().describe('legacy: ignored (jobd re-runs the step)'),
+};
+
+const DAEMON_URL = /^rsync:\/\/[A-Za-z0-9.\-[\]:]+\/[A-Za-z0-9._-]+(\/.*)?$/;
+const DAEMON_PAIR = /^[A-Za-z0-9.\-[\]]+::[A-Za-z0-9._-]+(\/.*)?$/;
+
+/** True for `rsync://host[:port]/module/path` and `host::module/path`. */
+export function isRsyncDaemon(value: string): boolean {
+  return DAEMON_URL.test(value) || DAEMON_PAIR.test(value);
+}
+
+/**
+ * A path in the data dirs, or a remote the tool reaches itself. `localPart` returns the local path a
+ * value names (confined like a dataPath field, at enqueue and again when the job runs), or null for a
+ * remote, which the tool checks when the job runs.
+ */
+export function pathOrRemote(
+  localPart: (value: string) => string | null,
+  opts: DataPathOptions & { remotes: string },
+): z.ZodType<string, string> {
+  const local = dataPath(opts);
+  const allowed = `must be ${opts.remotes}, or an absolute path inside a data dir`;
+  return z
+    .string({ error: allowed })
+    .min(1, { error: allowed })
+    .superRefine(async (value, ctx) => {
+      const path = localPart(value);
+      if (path === null) return;
+      const r = await local.safeParseAsync(path);
+      if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+    })
+    .describe(opts.description ?? `${opts.remotes}, or an absolute path inside a data dir`);
+}
+
+/** rclone's `remote:path` (the remote named in a config), never an absolute local path. */
+export function isRcloneRemote(value: string): boolean {
+  return /^(rclone:)?[A-Za-z0-9_. -]+:/.test(value) && !value.startsWith('/');
+}
