@@ -217,6 +217,18 @@ export const EXIT_CODES = {
 } as const;
 
 /** Turn anything thrown into a plain, serialisable error. Handlers may throw non-Errors. */
+/** An error's structured `details` (a problem list), kept as JSON; dropped when it is not JSON. */
+function detailsOf(err: object): { details?: unknown } {
+  const d = (err as { details?: unknown }).details;
+  if (d === undefined) return {};
+  try {
+    const text = JSON.stringify(d);
+    return text === undefined ? {} : { details: JSON.parse(text) as unknown };
+  } catch {
+    return {};
+  }
+}
+
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
@@ -225,6 +237,7 @@ export function serializeError(err: unknown): SerializedError {
       ...(code !== undefined ? { code: String(code) } : {}),
       message: err.message,
       ...(err.stack ? { stack: err.stack } : {}),
+      ...detailsOf(err),
     };
   }
   if (err && typeof err === 'object') {
@@ -235,6 +248,7 @@ export function serializeError(err: unknown): SerializedError {
         message: o.message,
         ...(o.code !== undefined ? { code: String(o.code) } : {}),
         ...(typeof o.stack === 'string' ? { stack: o.stack } : {}),
+        ...detailsOf(o),
       };
     }
   }

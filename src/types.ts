@@ -27,6 +27,8 @@ export interface SerializedError {
   code?: string;
   message: string;
   stack?: string;
+  /** Structured facts an error carries (data_validation's problem list), as JSON. */
+  details?: unknown;
 }
 
 export interface JobError extends SerializedError {

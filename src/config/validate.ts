@@ -152,28 +152,37 @@ export const settingsSchema = z.strictObject({
         })
         .optional(),
       converter: z
-        .strictObject({
-          program: text('the converter program: a path, or a name found on PATH'),
-          args: z
-            .array(z.string({ error: 'must be a string' }), { error: 'must be a list of arguments' })
-            .optional(),
-          progressRegex: z
-            .string({ error: 'must be a regular expression (text)' })
-            .superRefine((v, ctx) => {
-              let re: RegExp;
-              try {
-                re = new RegExp(v);
-              } catch (err) {
-                ctx.addIssue({ code: 'custom', message: `must be a regular expression: ${(err as Error).message}` });
-                return;
-              }
-              // A group count: match an empty alternative beside the pattern.
-              const groups = new RegExp(`${re.source}|`).exec('')!.length - 1;
-              if (groups < 1)
-                ctx.addIssue({ code: 'custom', message: 'must be a regular expression whose first group is a percentage, e.g. "(\\d+)%"' });
-            })
-            .optional(),
-        }, { error: 'must be an object: { "program": "...", "args": [...], "progressRegex": "..." }' })
+        .strictObject(
+          {
+            program: text('the converter program: a path, or a name found on PATH'),
+            args: z
+              .array(z.string({ error: 'must be a string' }), { error: 'must be a list of arguments' })
+              .optional(),
+            progressRegex: z
+              .string({ error: 'must be a regular expression (text)' })
+              .superRefine((v, ctx) => {
+                let re: RegExp;
+                try {
+                  re = new RegExp(v);
+                } catch (err) {
+                  ctx.addIssue({
+                    code: 'custom',
+                    message: `must be a regular expression: ${(err as Error).message}`,
+                  });
+                  return;
+                }
+                // A group count: match an empty alternative beside the pattern.
+                const groups = new RegExp(`${re.source}|`).exec('')!.length - 1;
+                if (groups < 1)
+                  ctx.addIssue({
+                    code: 'custom',
+                    message: 'must be a regular expression whose first group is a percentage, e.g. "(\\d+)%"',
+                  });
+              })
+              .optional(),
+          },
+          { error: 'must be an object: { "program": "...", "args": [...], "progressRegex": "..." }' },
+        )
         .optional(),
     })
     .optional(),

@@ -54,10 +54,15 @@ function runRequestFor(
       random,
     },
     // Typed job types re-check their input's paths against these when the job starts (defineJobType).
-    // The dataset types also get the data settings (paths and limits, never credentials).
+    // The dataset types also get the data settings (paths and limits, never credentials). Their
+    // programs get half the kill grace: the other half lets the handler remove its temporaries
+    // before the sandbox kills the child.
     env: {
       JOBD_DATA_DIRS: JSON.stringify(config.dataDirs),
-      JOBD_DATA_SETTINGS: JSON.stringify({ ...config.data, killGraceMs: config.worker.killGraceMs }),
+      JOBD_DATA_SETTINGS: JSON.stringify({
+        ...config.data,
+        killGraceMs: Math.floor(config.worker.killGraceMs / 2),
+      }),
     },
   };
 }
@@ -84,6 +89,14 @@ function boundError(e: SerializedError): SerializedError {
   const out: SerializedError = { name: bounded(String(e.name)), message: bounded(String(e.message)) };
   if (e.code !== undefined) out.code = bounded(String(e.code));
   if (e.stack !== undefined) out.stack = bounded(String(e.stack));
+  if (e.details !== undefined) {
+    // Details are kept whole or not at all: a cut JSON document would mislead.
+    const size = JSON.stringify(e.details)?.length ?? 0;
+    out.details =
+      size <= MAX_ERROR_TEXT
+        ? e.details
+        : { cut: `the details (${size} characters of JSON) were too long to keep` };
+  }
   return out;
 }
 

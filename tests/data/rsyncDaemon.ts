@@ -11,9 +11,16 @@ export interface RsyncDaemon {
   stop(): Promise<void>;
 }
 
-export async function startRsyncDaemon(moduleDir: string, confDir: string): Promise<RsyncDaemon> {
+/** With `auth`, the module admits only that user and password (a secrets file, mode 600). */
+export async function startRsyncDaemon(
+  moduleDir: string,
+  confDir: string,
+  auth?: { user: string; password: string },
+): Promise<RsyncDaemon> {
   const port = await freePort();
   const conf = join(confDir, 'rsyncd.conf');
+  const secrets = join(confDir, 'rsyncd.secrets');
+  if (auth) await writeFile(secrets, `${auth.user}:${auth.password}\n`, { mode: 0o600 });
   await writeFile(
     conf,
     [
@@ -24,6 +31,7 @@ export async function startRsyncDaemon(moduleDir: string, confDir: string): Prom
       '[data]',
       `  path = ${moduleDir}`,
       '  read only = no',
+      ...(auth ? [`  auth users = ${auth.user}`, `  secrets file = ${secrets}`] : []),
       '',
     ].join('\n'),
   );
@@ -45,7 +53,7 @@ export async function startRsyncDaemon(moduleDir: string, confDir: string): Prom
   );
   return {
     port,
-    url: (path = '') => `rsync://127.0.0.1:${port}/data/${path}`,
+    url: (path = '') => `rsync://${auth ? `${auth.user}@` : ''}127.0.0.1:${port}/data/${path}`,
     stop: () =>
       new Promise<void>((resolve) => {
         if (proc.exitCode !== null) return resolve();

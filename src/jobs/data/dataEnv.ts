@@ -20,7 +20,7 @@ export function dataEnvFor(dataDirs: DataDirs, text = process.env.JOBD_DATA_SETT
       s = JSON.parse(text) as HandedSettings;
     } catch (err) {
       // Written by the daemon from validated settings: unreadable text is a bug, not a user's mistake.
-      throw new Error(`JOBD_DATA_SETTINGS is not JSON: ${(err as Error).message}`);
+      throw new Error(`JOBD_DATA_SETTINGS is not JSON: ${(err as Error).message}`, { cause: err });
     }
   }
   return {

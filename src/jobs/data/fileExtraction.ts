@@ -13,7 +13,10 @@ export default defineJobType({
   input: legacyNames(
     z.strictObject({
       archive: dataPath({ mode: 'read', kind: 'file', description: 'the archive to unpack' }),
-      extract_dir: dataPath({ mode: 'write', description: 'the directory to create with the archive contents' }),
+      extract_dir: dataPath({
+        mode: 'write',
+        description: 'the directory to create with the archive contents',
+      }),
       format: z.enum(['auto', 'zip', 'tar', 'tar.gz', 'tar.zst']).default('auto'),
       max_bytes: z.number().int().positive().optional().describe('stop past this many bytes written'),
       max_entries: z.number().int().positive().optional().describe('stop past this many entries'),

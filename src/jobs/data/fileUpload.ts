@@ -22,7 +22,11 @@ export default defineJobType({
     destination: z
       .string({ error: 'must be remote:path (a remote of the rclone config)' })
       .regex(/^(?!\/)[A-Za-z0-9_. -]+:/, { error: 'must be remote:path (a remote of the rclone config)' }),
-    config: dataPath({ mode: 'read', kind: 'file', description: 'an rclone config file in the data dirs' }).optional(),
+    config: dataPath({
+      mode: 'read',
+      kind: 'file',
+      description: 'an rclone config file in the data dirs',
+    }).optional(),
     user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
     verify: z
       .enum(['auto', 'hash', 'download', 'none'])

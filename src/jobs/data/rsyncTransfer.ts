@@ -1,15 +1,15 @@
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { rsyncTransfer } from './lib/rsync.js';
+import { isRsyncDaemon, rsyncTransfer } from './lib/rsync.js';
 import { parseLegacyRsyncOptions, rsyncOptions } from './lib/rsyncOptions.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
-import { isRsyncDaemon, legacyJobFields, pathOrRemote, runCore } from './typeKit.js';
+import { legacyJobFields, pathOrRemote, runCore } from './typeKit.js';
 
 /** rsync keeps "the contents of" in a trailing slash; the folder itself is what must be in a data dir. */
 const localOf = (value: string): string | null =>
   isRsyncDaemon(value) ? null : value.length > 1 ? value.replace(/\/+$/, '') : value;
-const REMOTES = 'rsync://host[:port]/module/path or host::module/path';
+const REMOTES = 'rsync://[user@]host[:port]/module/path or [user@]host::module/path';
 
 /** Built-in job type `rsync_transfer`: real rsync between data-dir paths and rsync daemons. */
 export default defineJobType({

@@ -21,7 +21,11 @@ export const syncInput = legacyNames(
       .enum(['copy', 'sync'])
       .default('copy')
       .describe('sync also deletes what the source no longer has'),
-    config: dataPath({ mode: 'read', kind: 'file', description: 'an rclone config file in the data dirs' }).optional(),
+    config: dataPath({
+      mode: 'read',
+      kind: 'file',
+      description: 'an rclone config file in the data dirs',
+    }).optional(),
     user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
     remote: z
       .string()

@@ -32,14 +32,6 @@ export const legacyJobFields = {
   monitor_existing: z.boolean().optional().describe('legacy: ignored (jobd re-runs the step)'),
 };
 
-const DAEMON_URL = /^rsync:\/\/[A-Za-z0-9.\-[\]:]+\/[A-Za-z0-9._-]+(\/.*)?$/;
-const DAEMON_PAIR = /^[A-Za-z0-9.\-[\]]+::[A-Za-z0-9._-]+(\/.*)?$/;
-
-/** True for `rsync://host[:port]/module/path` and `host::module/path`. */
-export function isRsyncDaemon(value: string): boolean {
-  return DAEMON_URL.test(value) || DAEMON_PAIR.test(value);
-}
-
 /**
  * A path in the data dirs, or a remote the tool reaches itself. `localPart` returns the local path a
  * value names (confined like a dataPath field, at enqueue and again when the job runs), or null for a
@@ -58,12 +50,8 @@ export function pathOrRemote(
       const path = localPart(value);
       if (path === null) return;
       const r = await local.safeParseAsync(path);
-      if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+      if (!r.success)
+        for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
     })
     .describe(opts.description ?? `${opts.remotes}, or an absolute path inside a data dir`);
-}
-
-/** rclone's `remote:path` (the remote named in a config), never an absolute local path. */
-export function isRcloneRemote(value: string): boolean {
-  return /^(rclone:)?[A-Za-z0-9_. -]+:/.test(value) && !value.startsWith('/');
 }

@@ -41,13 +41,19 @@ export interface RsyncResult {
   duration_ms: number;
 }
 
-const DAEMON_URL = /^rsync:\/\/[A-Za-z0-9.\-[\]:]+\/[A-Za-z0-9._-]+(\/.*)?$/;
-const DAEMON_PAIR = /^[A-Za-z0-9.\-[\]]+::[A-Za-z0-9._-]+(\/.*)?$/;
+// An optional `user@` names the daemon's user (its password comes from password_file).
+const DAEMON_URL = /^rsync:\/\/([A-Za-z0-9._-]+@)?[A-Za-z0-9.\-[\]:]+\/[A-Za-z0-9._-]+(\/.*)?$/;
+const DAEMON_PAIR = /^([A-Za-z0-9._-]+@)?[A-Za-z0-9.\-[\]]+::[A-Za-z0-9._-]+(\/.*)?$/;
+
+/** `rsync://[user@]host[:port]/module/path` or `[user@]host::module/path`. */
+export function isRsyncDaemon(value: string): boolean {
+  return DAEMON_URL.test(value) || DAEMON_PAIR.test(value);
+}
 
 type Endpoint = { kind: 'daemon'; arg: string } | { kind: 'local'; arg: string; confined: ConfinedPath };
 
 async function endpoint(value: string, field: 'source' | 'destination', env: DataEnv): Promise<Endpoint> {
-  if (DAEMON_URL.test(value) || DAEMON_PAIR.test(value)) return { kind: 'daemon', arg: value };
+  if (isRsyncDaemon(value)) return { kind: 'daemon', arg: value };
   if (/^[^/]*:/.test(value)) {
     throw new DataInputError(
       `${field}: "${value}" is a remote-shell (ssh) or unknown remote; rsync_transfer reaches local paths in the data dirs and rsync daemons (rsync://host/module/path or host::module/path)`,

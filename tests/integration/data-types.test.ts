@@ -1,0 +1,532 @@
+/**
+ * The dataset job types through real daemon processes: settings → child → core → result or error on
+ * the job document, cancel and rescue. Real rsync, rclone, tar and zstd; an rclone webdav remote and a
+ * password-protected rsync daemon on loopback; a converter script that holds until a gate file goes.
+ * The cores' own behaviour (hostile archives, option allow-lists, ...) is tested in tests/data.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobdClient } from '../../src/client.js';
+import { loadSettings } from '../../src/config/settings.js';
+import { ValidationError } from '../../src/errors.js';
+import type { JobDoc, JobId } from '../../src/types.js';
+import { openTestDb, type TestDb } from '../helpers/db.js';
+import {
+  JOBCTL_BIN,
+  killAllDaemons,
+  runCli,
+  startDaemonProcess,
+  writeDaemonSettings,
+  type DaemonProcess,
+  type DaemonSettings,
+} from '../helpers/daemonProcess.js';
+import { waitUntil } from '../helpers/waitFor.js';
+import { allGone, freePort, pidsWithArg } from '../data/helpers.js';
+import { PASSWORD, startRcloneServer, unreachableConfig, type RcloneServer } from '../data/rcloneServe.js';
+import { startRsyncDaemon, type RsyncDaemon } from '../data/rsyncDaemon.js';
+
+const RSYNC_PASSWORD = 'Rs9-daemon-Secret-4t';
+const USER_EMAIL = 'alice@example.org';
+
+/** Holds while the `gate` parameter's file exists, then copies its input into its output. */
+const CONVERTER = `import { cpSync, existsSync, writeFileSync } from 'node:fs';
+const [input, output, sensor, params] = process.argv.slice(2);
+const p = Object.fromEntries(params.split(',').filter(Boolean).map((kv) => kv.split('=')));
+console.log('converting 10%');
+const finish = () => {
+  cpSync(input, output, { recursive: true });
+  writeFileSync(output + '/args.json', JSON.stringify({ sensor, params }));
+  console.log('converting 100%');
+};
+if (p.gate) {
+  const t = setInterval(() => {
+    if (!existsSync(p.gate)) { clearInterval(t); finish(); }
+  }, 50);
+} else finish();
+`;
+
+const TERMINAL: JobDoc['state'][] = ['completed', 'failed', 'cancelled'];
+
+describe('dataset job types through a real daemon', () => {
+  let t: TestDb;
+  let client: JobdClient;
+  let base: string;
+  let dirs: Record<'upload' | 'converted' | 'sync' | 'auth' | 'backup', string>;
+  let remoteDir: string;
+  let webdav: RcloneServer;
+  let rsyncd: RsyncDaemon;
+  let settings: DaemonSettings;
+  let daemon: DaemonProcess;
+  let obscured: string;
+  /** Every daemon this file started, and every jobctl output, for the credentials check. */
+  const daemons: DaemonProcess[] = [];
+  const cliOutput: string[] = [];
+
+  const write = (path: string, data: string | Buffer, mode?: number): void => {
+    mkdirSync(join(path, '..'), { recursive: true });
+    writeFileSync(path, data, mode !== undefined ? { mode } : {});
+  };
+  const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
+  const tmpLeftovers = (root: string): string[] =>
+    (readdirSync(root, { recursive: true }) as string[]).filter((p) => p.includes('.jobd-tmp-'));
+
+  async function start(): Promise<DaemonProcess> {
+    const d = await startDaemonProcess(settings);
+    daemons.push(d);
+    return d;
+  }
+
+  async function settled(ids: JobId[], what: string): Promise<Record<string, JobDoc>> {
+    const docs = await waitUntil(
+      async () => {
+        const found = await client.store.jobs.find({ _id: { $in: ids }, state: { $in: TERMINAL } }).toArray();
+        return found.length === ids.length ? found : undefined;
+      },
+      { what, timeoutMs: 90_000, intervalMs: 100 },
+    );
+    return Object.fromEntries(docs.map((d) => [String(d._id), d as JobDoc]));
+  }
+
+  async function enqueue(
+    type: string,
+    params: Record<string, unknown>,
+    maxAttempts?: number,
+  ): Promise<JobId> {
+    const { job } = await client.enqueue(type, params, maxAttempts !== undefined ? { maxAttempts } : {});
+    return job._id;
+  }
+
+  beforeAll(async () => {
+    t = await openTestDb('data_types');
+    base = realpathSync(mkdtempSync(join(tmpdir(), 'jobd-data-types-')));
+    dirs = {
+      upload: join(base, 'data/upload'),
+      converted: join(base, 'data/converted'),
+      sync: join(base, 'data/sync'),
+      auth: join(base, 'data/auth'),
+      backup: join(base, 'data/backup'),
+    };
+    for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+
+    // A small dataset, and larger files that bandwidth limits make slow.
+    write(join(dirs.upload, 'ds1/a.txt'), 'alpha\n'.repeat(300));
+    write(join(dirs.upload, 'ds1/sub/b.bin'), randomBytes(4096));
+    write(join(dirs.upload, 'ds1/sub/c.txt'), 'gamma\n');
+    write(join(dirs.upload, 'slow/big.bin'), randomBytes(256 * 1024));
+    write(join(dirs.upload, 'slow2/big.bin'), randomBytes(96 * 1024));
+    remoteDir = join(base, 'remote');
+    write(join(remoteDir, 'ds1/r1.txt'), 'remote one\n');
+    write(join(remoteDir, 'ds1/deep/r2.bin'), randomBytes(2048));
+    write(join(remoteDir, 'slow/big.bin'), randomBytes(256 * 1024));
+    write(join(remoteDir, 'slow2/big.bin'), randomBytes(96 * 1024));
+    // Archives made by the real tools.
+    execFileSync('tar', ['-czf', join(dirs.upload, 'ds1.tar.gz'), '-C', join(dirs.upload, 'ds1'), '.']);
+    const many = join(base, 'many');
+    for (let i = 0; i < 300; i++) write(join(many, `d${i % 10}/f${i}.txt`), `file ${i}\n`);
+    execFileSync('tar', ['-czf', join(dirs.upload, 'many.tar.gz'), '-C', many, '.']);
+    // A dataset whose archive is corrupt, for data_validation.
+    write(
+      join(dirs.upload, 'bad/broken.tar.gz'),
+      Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0]), randomBytes(200)]),
+    );
+
+    webdav = await startRcloneServer('webdav', remoteDir);
+    obscured = webdav.obscured;
+    // The legacy per-user credentials, and a config named by the job.
+    await webdav.writeConfig(join(dirs.auth, `${USER_EMAIL}.conf`));
+    await webdav.writeConfig(join(dirs.sync, 'lab.conf'));
+    await unreachableConfig(dirs.sync, await freePort());
+    const rsyncModule = join(base, 'rsyncmod');
+    mkdirSync(rsyncModule);
+    mkdirSync(join(base, 'rsyncconf'));
+    rsyncd = await startRsyncDaemon(rsyncModule, join(base, 'rsyncconf'), {
+      user: 'bob',
+      password: RSYNC_PASSWORD,
+    });
+    write(join(dirs.auth, 'rsync.pw'), `${RSYNC_PASSWORD}\n`, 0o600);
+    const script = join(base, 'converter.mjs');
+    writeFileSync(script, CONVERTER);
+
+    settings = writeDaemonSettings({
+      mongoUri: t.uri,
+      database: t.dbName,
+      dir: join(base, 'daemon'),
+      // A kill grace that a loaded machine honours: the cores clean up within it.
+      worker: { concurrency: 8, killGraceMs: 2_000 },
+      extra: {
+        dataDirs: dirs,
+        data: { converter: { program: process.execPath, args: [script] }, extract: { maxEntries: 5000 } },
+      },
+    });
+    const config = loadSettings({ file: settings.file, env: {} });
+    client = await JobdClient.connect({
+      mongoUri: t.uri,
+      database: t.dbName,
+      jobTypes: config.jobTypes,
+      dataDirs: config.dataDirs,
+    });
+    daemon = await start();
+  }, 120_000);
+
+  afterAll(async () => {
+    await killAllDaemons();
+    await webdav?.stop();
+    await rsyncd?.stop();
+    await client?.close();
+    await t?.close();
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('each type runs to the result its doc promises, with the data settings handed to the child', async () => {
+    const ids = {
+      rsync: await enqueue('rsync_transfer', {
+        source: `${join(dirs.upload, 'ds1')}/`,
+        destination: rsyncd.url('ds1/'),
+        password_file: join(dirs.auth, 'rsync.pw'),
+        rsync_options: '-a', // legacy flags on the allow-list
+      }),
+      google: await enqueue('google_sync', {
+        // the legacy parameters, as jobctl migrate writes them
+        dataset_uuid: '7d4f0c1e-0000-4000-8000-000000000001',
+        user_email: USER_EMAIL,
+        input_dir: join(dirs.sync, 'g1'),
+        data_url: 'rclone:lab:ds1',
+      }),
+      remote: await enqueue('remote_sync', {
+        source: 'lab:ds1',
+        destination: join(dirs.sync, 'r1'),
+        config: join(dirs.sync, 'lab.conf'),
+      }),
+      upload: await enqueue('file_upload', {
+        files: join(dirs.upload, 'ds1'),
+        destination: 'lab:up1',
+        config: join(dirs.sync, 'lab.conf'),
+      }),
+      extract: await enqueue('file_extraction', {
+        zip_file: join(dirs.upload, 'ds1.tar.gz'),
+        extract_dir: join(dirs.converted, 'x1'),
+      }),
+      compress: await enqueue('data_compression', {
+        source_dir: join(dirs.upload, 'ds1'),
+        output_path: join(dirs.converted, 'ds1.tar.zst'),
+      }),
+      backup: await enqueue('backup_creation', { source_dir: join(dirs.upload, 'ds1') }),
+      convert: await enqueue('dataset_conversion', {
+        input_path: join(dirs.upload, 'ds1'),
+        output_path: join(dirs.converted, 'c1'),
+        sensor_type: 'TIFF',
+        conversion_params: { scale: 2, label: 'x' },
+      }),
+    };
+    const docs = await settled(Object.values(ids), 'the happy-path jobs to finish');
+    const get = (id: JobId) => docs[String(id)]!;
+    for (const [name, id] of Object.entries(ids)) {
+      expect({ name, state: get(id).state, errors: get(id).errors }).toMatchObject({
+        name,
+        state: 'completed',
+      });
+    }
+
+    expect(get(ids.rsync).result).toMatchObject({ files_transferred: 3, dry_run: false });
+    expect(readFileSync(join(base, 'rsyncmod/ds1/sub/c.txt'), 'utf8')).toBe('gamma\n');
+
+    expect(get(ids.google).result).toMatchObject({ config_from: 'auth', files_transferred: 2, mode: 'copy' });
+    expect(readFileSync(join(dirs.sync, 'g1/r1.txt'), 'utf8')).toBe('remote one\n');
+    expect(get(ids.remote).result).toMatchObject({ config_from: 'input', files_transferred: 2 });
+    expect(sha256(join(dirs.sync, 'r1/deep/r2.bin'))).toBe(sha256(join(remoteDir, 'ds1/deep/r2.bin')));
+
+    expect(get(ids.upload).result).toMatchObject({ files: 3, transferred_files: 3, verified: true });
+    expect(sha256(join(remoteDir, 'up1/sub/b.bin'))).toBe(sha256(join(dirs.upload, 'ds1/sub/b.bin')));
+
+    expect(get(ids.extract).result).toMatchObject({
+      format: 'tar.gz',
+      extract_dir: join(dirs.converted, 'x1'),
+    });
+    expect(sha256(join(dirs.converted, 'x1/sub/b.bin'))).toBe(sha256(join(dirs.upload, 'ds1/sub/b.bin')));
+
+    const packed = get(ids.compress).result as { sha256: string; files: number; format: string };
+    expect(packed).toMatchObject({ format: 'tar.zst', files: 3 });
+    expect(packed.sha256).toBe(sha256(join(dirs.converted, 'ds1.tar.zst')));
+    const listed = execFileSync('tar', ['--zstd', '-tf', join(dirs.converted, 'ds1.tar.zst')], {
+      encoding: 'utf8',
+    });
+    expect(listed).toContain('sub/b.bin');
+
+    const snap = get(ids.backup).result as { snapshot_path: string; manifest_path: string; files: number };
+    expect(snap.files).toBe(3);
+    expect(snap.snapshot_path.startsWith(join(dirs.backup, 'ds1'))).toBe(true);
+    expect(JSON.parse(readFileSync(snap.manifest_path, 'utf8'))).toBeTruthy();
+
+    // The converter came from the settings (data.converter), with the legacy arguments.
+    expect(get(ids.convert).result).toMatchObject({ sensor_type: 'TIFF', output_files: 4 });
+    expect(JSON.parse(readFileSync(join(dirs.converted, 'c1/args.json'), 'utf8'))).toEqual({
+      sensor: 'TIFF',
+      params: 'label=x,scale=2',
+    });
+
+    // data_validation against the manifest just written; a corrupt archive fails, not retried, with
+    // every problem on the job.
+    const good = await enqueue('data_validation', { dataset_dir: join(dirs.upload, 'ds1') });
+    const bad = await enqueue('data_validation', { dataset_dir: join(dirs.upload, 'bad') });
+    const checked = await settled([good, bad], 'the validation jobs to finish');
+    expect(checked[String(good)]).toMatchObject({
+      state: 'completed',
+      result: { valid: true, files: 3, manifest: snap.manifest_path, problems: [] },
+    });
+    const invalid = checked[String(bad)]!;
+    expect(invalid).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(invalid.errors[0]).toMatchObject({ name: 'DatasetInvalidError', code: 'JOBD_DO_NOT_RETRY' });
+    expect(invalid.errors[0]!.details).toMatchObject({
+      valid: false,
+      problems: [
+        expect.objectContaining({ kind: 'archive', path: expect.stringContaining('broken.tar.gz') }),
+      ],
+    });
+  }, 120_000);
+
+  it('an unreachable remote is retried; a missing file is not', async () => {
+    const down = await enqueue(
+      'remote_sync',
+      {
+        source: 'lab:ds1',
+        destination: join(dirs.sync, 'down'),
+        config: join(dirs.sync, 'unreachable.conf'),
+        options: { retries: 1 },
+      },
+      2,
+    );
+    const missing = await enqueue('file_extraction', {
+      archive: join(dirs.upload, 'no-such.tar.gz'),
+      extract_dir: join(dirs.converted, 'm1'),
+    });
+    const docs = await settled([down, missing], 'the failing jobs to fail');
+    const d = docs[String(down)]!;
+    expect(d).toMatchObject({ state: 'failed', attempts: 2 });
+    for (const e of d.errors) expect(e).toMatchObject({ name: 'ToolFailedError', code: 'JOBD_TOOL_FAILED' });
+    expect(d.errors[0]!.message).toContain('connection refused');
+    // file_extraction allows 3 attempts: a missing archive uses one.
+    const m = docs[String(missing)]!;
+    expect(m).toMatchObject({ state: 'failed', attempts: 1, maxAttempts: 3 });
+    expect(m.errors[0]).toMatchObject({ name: 'DataInputError', code: 'JOBD_DO_NOT_RETRY' });
+  }, 120_000);
+
+  it('a cancel mid-run kills the tool (rsync, rclone copy, rclone upload, the converter)', async () => {
+    const gate = join(base, 'gate-cancel');
+    writeFileSync(gate, '');
+    const jobs = [
+      {
+        needle: 'rs-cancel',
+        id: await enqueue('rsync_transfer', {
+          source: join(dirs.upload, 'slow'),
+          destination: join(dirs.sync, 'rs-cancel'),
+          options: { bwlimit: 4 },
+        }),
+      },
+      {
+        needle: 'rc-cancel',
+        id: await enqueue('remote_sync', {
+          source: 'lab:slow',
+          destination: join(dirs.sync, 'rc-cancel'),
+          config: join(dirs.sync, 'lab.conf'),
+          options: { bandwidth_limit: '4K' },
+        }),
+      },
+      {
+        needle: 'up-cancel',
+        id: await enqueue('file_upload', {
+          files: join(dirs.upload, 'slow'),
+          destination: 'lab:up-cancel',
+          config: join(dirs.sync, 'lab.conf'),
+          options: { bandwidth_limit: '4K' },
+        }),
+      },
+      {
+        needle: 'cv-cancel',
+        id: await enqueue('dataset_conversion', {
+          input_path: join(dirs.upload, 'ds1'),
+          output_path: join(dirs.converted, 'cv-cancel'),
+          sensor_type: 'TIFF',
+          conversion_params: { gate },
+        }),
+      },
+    ];
+    const pids = await Promise.all(
+      jobs.map((j) =>
+        waitUntil(async () => ((await pidsWithArg(j.needle)).length ? pidsWithArg(j.needle) : undefined), {
+          what: `the tool of ${j.needle} to run`,
+          timeoutMs: 60_000,
+          intervalMs: 100,
+        }),
+      ),
+    );
+    for (const j of jobs) await client.cancel(j.id);
+    const docs = await settled(
+      jobs.map((j) => j.id),
+      'the cancelled jobs to settle',
+    );
+    for (const j of jobs)
+      expect({ job: j.needle, state: docs[String(j.id)]!.state }).toEqual({
+        job: j.needle,
+        state: 'cancelled',
+      });
+    await allGone(pids.flat(), 'the cancelled jobs’ tools');
+    // The converter's output is whole or absent: the stopped job removes what it had written.
+    await waitUntil(() => tmpLeftovers(dirs.converted).length === 0, {
+      what: `the cancelled conversion's temporary output to be removed (${tmpLeftovers(dirs.converted).join(', ')})`,
+      timeoutMs: 20_000,
+    });
+    rmSync(gate);
+  }, 120_000);
+
+  it('a SIGKILLed daemon, then a restarted one rescues every job and re-runs it whole', async () => {
+    await daemon.stop('SIGTERM');
+    const gate = join(base, 'gate-crash');
+    writeFileSync(gate, '');
+    const first = await start();
+    const held = {
+      rsync: await enqueue('rsync_transfer', {
+        source: join(dirs.upload, 'slow2'),
+        destination: join(dirs.sync, 'rs-crash'),
+        options: { bwlimit: 32 },
+      }),
+      remote: await enqueue('remote_sync', {
+        source: 'lab:slow2',
+        destination: join(dirs.sync, 'rc-crash'),
+        config: join(dirs.sync, 'lab.conf'),
+        options: { bandwidth_limit: '32K' },
+      }),
+      convert: await enqueue('dataset_conversion', {
+        input_path: join(dirs.upload, 'ds1'),
+        output_path: join(dirs.converted, 'cv-crash'),
+        sensor_type: 'MRC',
+        conversion_params: { gate },
+      }),
+    };
+    // Beside them, jobs that may be anywhere in their run when the daemon dies.
+    const others = {
+      extract: await enqueue('file_extraction', {
+        archive: join(dirs.upload, 'many.tar.gz'),
+        extract_dir: join(dirs.converted, 'x-crash'),
+      }),
+      compress: await enqueue('data_compression', {
+        source_dir: join(dirs.upload, 'ds1'),
+        output_path: join(dirs.converted, 'crash.tar.zst'),
+      }),
+      backup: await enqueue('backup_creation', {
+        source_dir: join(dirs.upload, 'ds1'),
+        backup_dir: join(dirs.backup, 'crash'),
+      }),
+    };
+    const pids = await Promise.all(
+      ['rs-crash', 'rc-crash', 'cv-crash'].map((needle) =>
+        waitUntil(async () => ((await pidsWithArg(needle)).length ? pidsWithArg(needle) : undefined), {
+          what: `the tool of ${needle} to run`,
+          timeoutMs: 60_000,
+          intervalMs: 100,
+        }),
+      ),
+    );
+    first.signal('SIGKILL');
+    await first.exited;
+    // The tools die with the process that ran them.
+    await allGone(pids.flat(), 'the tools of the killed daemon');
+    rmSync(gate);
+
+    await start();
+    const ids = [...Object.values(held), ...Object.values(others)];
+    const docs = await settled(ids, 'the rescued jobs to finish');
+    for (const id of ids) {
+      const d = docs[String(id)]!;
+      expect({ type: d.type, state: d.state, errors: d.errors.map((e) => e.message) }).toMatchObject({
+        type: d.type,
+        state: 'completed',
+      });
+    }
+    // The jobs that were mid-run went through a rescue (their first attempt was lost with the daemon).
+    for (const id of Object.values(held)) expect(docs[String(id)]!.attempts).toBeGreaterThanOrEqual(2);
+
+    expect(sha256(join(dirs.sync, 'rs-crash/slow2/big.bin'))).toBe(
+      sha256(join(dirs.upload, 'slow2/big.bin')),
+    );
+    expect(sha256(join(dirs.sync, 'rc-crash/big.bin'))).toBe(sha256(join(remoteDir, 'slow2/big.bin')));
+    expect(readdirSync(join(dirs.converted, 'cv-crash')).sort()).toEqual(['a.txt', 'args.json', 'sub']);
+    expect(
+      readdirSync(join(dirs.converted, 'x-crash'), { recursive: true }).filter((p) =>
+        String(p).endsWith('.txt'),
+      ),
+    ).toHaveLength(300);
+    const packed = docs[String(others.compress)]!.result as { sha256: string };
+    expect(packed.sha256).toBe(sha256(join(dirs.converted, 'crash.tar.zst')));
+    execFileSync('tar', ['--zstd', '-tf', join(dirs.converted, 'crash.tar.zst')]);
+    // Nothing partial is left anywhere in the data dirs.
+    for (const d of Object.values(dirs)) expect(tmpLeftovers(d)).toEqual([]);
+  }, 180_000);
+
+  it('a field of the wrong type, or a path outside the data dirs, is refused at enqueue (library and jobctl, exit 2)', async () => {
+    const lib = await client
+      .enqueue('file_extraction', { zip_file: 42, extract_dir: join(dirs.converted, 'z') })
+      .catch((e: unknown) => e);
+    expect(lib).toBeInstanceOf(ValidationError);
+    expect((lib as Error).message).toContain('params.zip_file (legacy name of archive) = 42 is not allowed');
+
+    const jobctl = (type: string, params: unknown) =>
+      runCli(JOBCTL_BIN, [
+        'enqueue',
+        type,
+        '--params',
+        JSON.stringify(params),
+        '--settings',
+        settings.file,
+      ]).then((r) => {
+        cliOutput.push(r.stdout, r.stderr);
+        return r;
+      });
+    const wrong = await jobctl('data_compression', { source_dir: join(dirs.upload, 'ds1'), level: 'max' });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('params.level = "max" is not allowed');
+    const outside = await jobctl('rsync_transfer', { source: '/etc', destination: join(dirs.sync, 'etc') });
+    expect(outside.code).toBe(2);
+    expect(outside.stderr).toContain('params.source = "/etc" is not allowed');
+    const flag = await jobctl('rsync_transfer', {
+      source: join(dirs.upload, 'ds1'),
+      destination: join(dirs.sync, 'x'),
+      rsync_options: '-a -e ssh',
+    });
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain('params.rsync_options');
+    expect(
+      await client.store.jobs.countDocuments({
+        $or: [
+          { 'params.zip_file': 42 },
+          { 'params.level': 'max' },
+          { 'params.source': '/etc' },
+          { 'params.rsync_options': '-a -e ssh' },
+        ],
+      }),
+    ).toBe(0);
+  }, 60_000);
+
+  it('no credential appears in any output: daemons, job logs, job documents, jobctl', async () => {
+    const texts: string[] = [...cliOutput];
+    for (const d of daemons) texts.push(JSON.stringify(d.lines()), d.text());
+    for (const f of readdirSync(settings.logDir)) texts.push(readFileSync(join(settings.logDir, f), 'utf8'));
+    texts.push(JSON.stringify(await client.store.jobs.find({}).toArray()));
+    const all = texts.join('\n');
+    // Something was captured: the jobs' logs and documents are there.
+    expect(readdirSync(settings.logDir).length).toBeGreaterThan(10);
+    expect(all).toContain('rsync_transfer');
+    for (const secret of [PASSWORD, obscured, RSYNC_PASSWORD]) expect(all).not.toContain(secret);
+  });
+});
