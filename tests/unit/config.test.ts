@@ -380,3 +380,54 @@ describe('job types', () => {
     );
   });
 });
+
+describe('the data section', () => {
+  it('resolves paths against the settings file, keeps bare program names, and reaches the env', () => {
+    const folder = dir();
+    const c = load({
+      settingsPath: settingsFile(
+        {
+          data: {
+            extract: { maxBytes: 1024, maxEntries: 10 },
+            rclone: { config: 'rclone.conf', program: 'rclone' },
+            converter: { program: './bin/convert', args: ['--fast'], progressRegex: '(\\d+)%' },
+          },
+        },
+        folder,
+      ),
+      env: { JOBD_DATA__EXTRACT__MAX_ENTRIES: '20' },
+    });
+    expect(c.data).toEqual({
+      extract: { maxBytes: 1024, maxEntries: 20 },
+      rclone: { config: join(folder, 'rclone.conf'), program: 'rclone' },
+      converter: { program: join(folder, 'bin/convert'), args: ['--fast'], progressRegex: '(\\d+)%' },
+    });
+    expect(load({ cwd: dir() }).data).toEqual({ extract: {}, rclone: {} });
+  });
+
+  it('names the key, the value and what is allowed', () => {
+    const e = errorOf(() =>
+      load({
+        settingsPath: settingsFile({
+          data: {
+            extract: { maxEntries: -1 },
+            converter: { progressRegex: '(' },
+            rclone: { configFile: '/x' },
+          },
+        }),
+      }),
+    );
+    expect(e.message).toContain('data.extract.maxEntries = -1 is not allowed: must be an integer from 1 to');
+    expect(e.message).toContain('data.converter.program = (missing) is not allowed');
+    expect(e.message).toContain(
+      'data.converter.progressRegex = "(" is not allowed: must be a regular expression',
+    );
+    expect(e.message).toContain(
+      'data.rclone.configFile = "/x" is not allowed: unknown key Known keys of data.rclone: config, program',
+    );
+    const noGroup = errorOf(() =>
+      load({ settingsPath: settingsFile({ data: { converter: { program: 'c', progressRegex: '\\d+%' } } }) }),
+    );
+    expect(noGroup.message).toContain('whose first group is a percentage');
+  });
+});
