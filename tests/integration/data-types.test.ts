@@ -15,6 +15,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,7 +34,7 @@ import {
   type DaemonSettings,
 } from '../helpers/daemonProcess.js';
 import { waitUntil } from '../helpers/waitFor.js';
-import { allGone, freePort, pidsWithArg } from '../data/helpers.js';
+import { allGone, freePort } from '../data/helpers.js';
 import { PASSWORD, startRcloneServer, unreachableConfig, type RcloneServer } from '../data/rcloneServe.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../data/rsyncDaemon.js';
 
@@ -56,6 +57,55 @@ if (p.gate) {
   }, 50);
 } else finish();
 `;
+
+/**
+ * Live processes below `root` (a daemon) whose command line `match`es: the tools its jobs started,
+ * told apart from anything else on the machine.
+ */
+async function toolPids(root: number, match: (argv: string[]) => boolean): Promise<number[]> {
+  const procs = new Map<number, { ppid: number; state: string; argv: string[] }>();
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      // The command name is in parentheses and may hold spaces: the fields start after the last ')'.
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0');
+      procs.set(Number(name), { ppid: Number(ppid), state: state!, argv });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const below = (pid: number): boolean => {
+    for (let p = procs.get(pid)?.ppid; p !== undefined && p > 1; p = procs.get(p)?.ppid)
+      if (p === root) return true;
+    return false;
+  };
+  return [...procs].filter(([pid, p]) => p.state !== 'Z' && below(pid) && match(p.argv)).map(([pid]) => pid);
+}
+
+const argMatch = (needle: string) => {
+  const exact = needle.startsWith('=') ? needle.slice(1) : null;
+  return (argv: string[]) => argv.some((a) => (exact !== null ? a === exact : a.includes(needle)));
+};
+
+/**
+ * Waits until `root` runs, all at the same moment, a tool for each needle: one with an argument holding
+ * it (`=needle`: an argument equal to it). Returns every such pid.
+ */
+function toolsRunning(root: number, needles: string[]): Promise<number[]> {
+  return waitUntil(
+    async () => {
+      const found = await Promise.all(needles.map((n) => toolPids(root, argMatch(n))));
+      return found.every((p) => p.length > 0) ? found.flat() : undefined;
+    },
+    {
+      what: `tools with ${needles.join(', ')} in their arguments to run at once`,
+      timeoutMs: 60_000,
+      intervalMs: 50,
+    },
+  );
+}
 
 const TERMINAL: JobDoc['state'][] = ['completed', 'failed', 'cancelled'];
 
@@ -126,11 +176,14 @@ describe('dataset job types through a real daemon', () => {
     write(join(dirs.upload, 'ds1/sub/c.txt'), 'gamma\n');
     write(join(dirs.upload, 'slow/big.bin'), randomBytes(256 * 1024));
     write(join(dirs.upload, 'slow2/big.bin'), randomBytes(96 * 1024));
+    // zstd -19 takes seconds over a few MiB of random bytes: long enough to stop it mid-run.
+    write(join(dirs.upload, 'zbig/big.bin'), randomBytes(4 * 1024 * 1024));
+    write(join(dirs.upload, 'zmid/big.bin'), randomBytes(2 * 1024 * 1024));
     remoteDir = join(base, 'remote');
     write(join(remoteDir, 'ds1/r1.txt'), 'remote one\n');
     write(join(remoteDir, 'ds1/deep/r2.bin'), randomBytes(2048));
     write(join(remoteDir, 'slow/big.bin'), randomBytes(256 * 1024));
-    write(join(remoteDir, 'slow2/big.bin'), randomBytes(96 * 1024));
+    write(join(remoteDir, 'slow2/big.bin'), randomBytes(40 * 1024));
     // Archives made by the real tools.
     execFileSync('tar', ['-czf', join(dirs.upload, 'ds1.tar.gz'), '-C', join(dirs.upload, 'ds1'), '.']);
     const many = join(base, 'many');
@@ -233,10 +286,7 @@ describe('dataset job types through a real daemon', () => {
     const docs = await settled(Object.values(ids), 'the happy-path jobs to finish');
     const get = (id: JobId) => docs[String(id)]!;
     for (const [name, id] of Object.entries(ids)) {
-      expect({ name, state: get(id).state, errors: get(id).errors }).toMatchObject({
-        name,
-        state: 'completed',
-      });
+      expect(get(id).state, `${name}: ${JSON.stringify(get(id).errors)}`).toBe('completed');
     }
 
     expect(get(ids.rsync).result).toMatchObject({ files_transferred: 3, dry_run: false });
@@ -322,7 +372,7 @@ describe('dataset job types through a real daemon', () => {
     expect(m.errors[0]).toMatchObject({ name: 'DataInputError', code: 'JOBD_DO_NOT_RETRY' });
   }, 120_000);
 
-  it('a cancel mid-run kills the tool (rsync, rclone copy, rclone upload, the converter)', async () => {
+  it('a cancel mid-run kills the tool (rsync, rclone copy, rclone upload, zstd, the converter) and leaves no partial output', async () => {
     const gate = join(base, 'gate-cancel');
     writeFileSync(gate, '');
     const jobs = [
@@ -353,6 +403,16 @@ describe('dataset job types through a real daemon', () => {
         }),
       },
       {
+        // zstd writes to a pipe: its level tells it apart (nothing else here runs at -19).
+        needle: '=-19',
+        id: await enqueue('data_compression', {
+          source_dir: join(dirs.upload, 'zbig'),
+          output_path: join(dirs.converted, 'z-cancel.tar.zst'),
+          level: 19,
+          threads: 1,
+        }),
+      },
+      {
         needle: 'cv-cancel',
         id: await enqueue('dataset_conversion', {
           input_path: join(dirs.upload, 'ds1'),
@@ -362,14 +422,9 @@ describe('dataset job types through a real daemon', () => {
         }),
       },
     ];
-    const pids = await Promise.all(
-      jobs.map((j) =>
-        waitUntil(async () => ((await pidsWithArg(j.needle)).length ? pidsWithArg(j.needle) : undefined), {
-          what: `the tool of ${j.needle} to run`,
-          timeoutMs: 60_000,
-          intervalMs: 100,
-        }),
-      ),
+    const pids = await toolsRunning(
+      daemon.pid,
+      jobs.map((j) => j.needle),
     );
     for (const j of jobs) await client.cancel(j.id);
     const docs = await settled(
@@ -381,10 +436,11 @@ describe('dataset job types through a real daemon', () => {
         job: j.needle,
         state: 'cancelled',
       });
-    await allGone(pids.flat(), 'the cancelled jobs’ tools');
+    await allGone(pids, 'the cancelled jobs’ tools');
     // The converter's output is whole or absent: the stopped job removes what it had written.
+    expect(readdirSync(dirs.converted)).not.toContain('z-cancel.tar.zst');
     await waitUntil(() => tmpLeftovers(dirs.converted).length === 0, {
-      what: `the cancelled conversion's temporary output to be removed (${tmpLeftovers(dirs.converted).join(', ')})`,
+      what: `the cancelled jobs' temporary outputs to be removed (${tmpLeftovers(dirs.converted).join(', ')})`,
       timeoutMs: 20_000,
     });
     rmSync(gate);
@@ -399,13 +455,13 @@ describe('dataset job types through a real daemon', () => {
       rsync: await enqueue('rsync_transfer', {
         source: join(dirs.upload, 'slow2'),
         destination: join(dirs.sync, 'rs-crash'),
-        options: { bwlimit: 32 },
+        options: { bwlimit: 24 },
       }),
       remote: await enqueue('remote_sync', {
         source: 'lab:slow2',
         destination: join(dirs.sync, 'rc-crash'),
         config: join(dirs.sync, 'lab.conf'),
-        options: { bandwidth_limit: '32K' },
+        options: { bandwidth_limit: '8K' },
       }),
       convert: await enqueue('dataset_conversion', {
         input_path: join(dirs.upload, 'ds1'),
@@ -429,33 +485,39 @@ describe('dataset job types through a real daemon', () => {
         backup_dir: join(dirs.backup, 'crash'),
       }),
     };
-    const pids = await Promise.all(
-      ['rs-crash', 'rc-crash', 'cv-crash'].map((needle) =>
-        waitUntil(async () => ((await pidsWithArg(needle)).length ? pidsWithArg(needle) : undefined), {
-          what: `the tool of ${needle} to run`,
-          timeoutMs: 60_000,
-          intervalMs: 100,
-        }),
-      ),
-    );
+    // A compression with zstd mid-write when the daemon dies.
+    const zmid = await enqueue('data_compression', {
+      source_dir: join(dirs.upload, 'zmid'),
+      output_path: join(dirs.converted, 'z-crash.tar.zst'),
+      level: 19,
+      threads: 1,
+    });
+    // The daemon dies while rsync, rclone, the converter and zstd all run.
+    const pids = await toolsRunning(first.pid, ['rs-crash', 'rc-crash', 'cv-crash', '=-19']);
     first.signal('SIGKILL');
     await first.exited;
+    // The crash left half-written outputs under their temporary names, never in place.
+    const halfDone = tmpLeftovers(dirs.converted);
+    expect(halfDone.some((p) => p.startsWith('.z-crash.tar.zst.jobd-tmp-'))).toBe(true);
+    expect(halfDone.some((p) => p.startsWith('.cv-crash.jobd-tmp-'))).toBe(true);
+    expect(readdirSync(dirs.converted)).not.toContain('z-crash.tar.zst');
     // The tools die with the process that ran them.
-    await allGone(pids.flat(), 'the tools of the killed daemon');
+    await allGone(pids, 'the tools of the killed daemon');
     rmSync(gate);
 
     await start();
-    const ids = [...Object.values(held), ...Object.values(others)];
+    const ids = [...Object.values(held), zmid, ...Object.values(others)];
     const docs = await settled(ids, 'the rescued jobs to finish');
     for (const id of ids) {
       const d = docs[String(id)]!;
-      expect({ type: d.type, state: d.state, errors: d.errors.map((e) => e.message) }).toMatchObject({
-        type: d.type,
-        state: 'completed',
-      });
+      expect(d.state, `${d.type}: ${JSON.stringify(d.errors)}`).toBe('completed');
     }
     // The jobs that were mid-run went through a rescue (their first attempt was lost with the daemon).
-    for (const id of Object.values(held)) expect(docs[String(id)]!.attempts).toBeGreaterThanOrEqual(2);
+    for (const id of [...Object.values(held), zmid])
+      expect(docs[String(id)]!.attempts, JSON.stringify(docs[String(id)])).toBeGreaterThanOrEqual(2);
+    const zipped = docs[String(zmid)]!.result as { sha256: string; input_bytes: number };
+    expect(zipped).toMatchObject({ input_bytes: 2 * 1024 * 1024 });
+    expect(zipped.sha256).toBe(sha256(join(dirs.converted, 'z-crash.tar.zst')));
 
     expect(sha256(join(dirs.sync, 'rs-crash/slow2/big.bin'))).toBe(
       sha256(join(dirs.upload, 'slow2/big.bin')),
