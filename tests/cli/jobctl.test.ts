@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { buildProgram } from '../../src/cli/jobctl.js';
 import { BIN, Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
+import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
 /** jobctl against the harness database: URI by flag, a fresh database by JOBD_DATABASE. */
 function ctl(label: string) {
@@ -421,7 +422,7 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
       'job type "ecoh" is not known: no settings define it and no live daemon runs it',
     );
     expect(r.stderr).toContain('did you mean "echo"?');
-    expect(r.stderr).toContain('known types: echo, fail, noop, sleep');
+    expect(r.stderr).toContain(`known types: ${[...BUILTIN_JOB_TYPES].sort().join(', ')}`);
     expect(r.stderr).toContain('--allow-unknown-type');
     expect(await c.json<unknown[]>(['list'])).toEqual([]);
 
@@ -455,7 +456,9 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
     const dead = await c.call(['enqueue', 'archive']);
     expect(dead.code).toBe(2);
     expect(dead.stderr).toContain('job type "archive" is not known');
-    expect(dead.stderr).toContain('known types: echo, fail, noop, sleep, and from live daemons: imaging.fft');
+    expect(dead.stderr).toContain(
+      `known types: ${[...BUILTIN_JOB_TYPES].sort().join(', ')}, and from live daemons: imaging.fft`,
+    );
   });
 });
 

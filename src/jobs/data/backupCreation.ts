@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { createBackup } from './lib/backup.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -29,5 +28,6 @@ export default defineJobType({
     hashed_files: z.number().int().min(0),
   }),
   defaults: DATA_TYPE_DEFAULTS.backup_creation,
-  handler: (input, ctx) => runCore(createBackup, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/backup.js')).createBackup, input, ctx),
 });

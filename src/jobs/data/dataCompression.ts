@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { compressDirectory } from './lib/compress.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -34,5 +33,6 @@ export default defineJobType({
     sha256: z.string().regex(/^[0-9a-f]{64}$/),
   }),
   defaults: DATA_TYPE_DEFAULTS.data_compression,
-  handler: (input, ctx) => runCore(compressDirectory, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/compress.js')).compressDirectory, input, ctx),
 });

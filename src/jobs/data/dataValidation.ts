@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { validateDataset } from './lib/validate.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -37,5 +36,6 @@ export default defineJobType({
     valid: z.boolean(),
   }),
   defaults: DATA_TYPE_DEFAULTS.data_validation,
-  handler: (input, ctx) => runCore(validateDataset, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/validate.js')).validateDataset, input, ctx),
 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { conversionInput, convertDataset } from './lib/convert.js';
+import { conversionInput } from './lib/convert.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -30,5 +30,6 @@ export default defineJobType({
     duration_ms: z.number().min(0),
   }),
   defaults: DATA_TYPE_DEFAULTS.dataset_conversion,
-  handler: (input, ctx) => runCore(convertDataset, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/convert.js')).convertDataset, input, ctx),
 });

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { defineJobType, legacyNames } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { extractArchive } from './lib/extract.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -35,5 +34,6 @@ export default defineJobType({
     bytes: z.number().min(0),
   }),
   defaults: DATA_TYPE_DEFAULTS.file_extraction,
-  handler: (input, ctx) => runCore(extractArchive, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/extract.js')).extractArchive, input, ctx),
 });

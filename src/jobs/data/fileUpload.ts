@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
 import { rcloneOptions } from './lib/rcloneRun.js';
-import { fileUpload } from './lib/upload.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -47,5 +46,6 @@ export default defineJobType({
     duration_ms: z.number().min(0),
   }),
   defaults: DATA_TYPE_DEFAULTS.file_upload,
-  handler: (input, ctx) => runCore(fileUpload, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/upload.js')).fileUpload, input, ctx),
 });

@@ -1,5 +1,4 @@
 import { defineJobType } from '../defineJobType.js';
-import { googleSync } from './lib/remoteSync.js';
 import { syncInput, syncOutput } from './syncTypes.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { runCore } from './typeKit.js';
@@ -12,5 +11,6 @@ export default defineJobType({
   input: syncInput,
   output: syncOutput,
   defaults: DATA_TYPE_DEFAULTS.google_sync,
-  handler: (input, ctx) => runCore(googleSync, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/remoteSync.js')).googleSync, input, ctx),
 });

@@ -1,5 +1,4 @@
 import { defineJobType } from '../defineJobType.js';
-import { remoteSync } from './lib/remoteSync.js';
 import { syncInput, syncOutput } from './syncTypes.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { runCore } from './typeKit.js';
@@ -11,5 +10,6 @@ export default defineJobType({
   input: syncInput,
   output: syncOutput,
   defaults: DATA_TYPE_DEFAULTS.remote_sync,
-  handler: (input, ctx) => runCore(remoteSync, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/remoteSync.js')).remoteSync, input, ctx),
 });

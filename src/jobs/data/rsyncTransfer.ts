@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { isRsyncDaemon, rsyncTransfer } from './lib/rsync.js';
+import { isRsyncDaemon } from './lib/rsync.js';
 import { parseLegacyRsyncOptions, rsyncOptions } from './lib/rsyncOptions.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, pathOrRemote, runCore } from './typeKit.js';
@@ -51,5 +51,6 @@ export default defineJobType({
     duration_ms: z.number().min(0),
   }),
   defaults: DATA_TYPE_DEFAULTS.rsync_transfer,
-  handler: (input, ctx) => runCore(rsyncTransfer, input, ctx),
+  // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
+  handler: async (input, ctx) => runCore((await import('./lib/rsync.js')).rsyncTransfer, input, ctx),
 });
