@@ -147,7 +147,9 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
       }[]
     >(['types']);
     const byName = Object.fromEntries(types.map((t) => [t.name, t]));
-    expect(Object.keys(byName).sort()).toEqual(['add', 'copy_file', ...BUILTIN_JOB_TYPES].sort());
+    expect(Object.keys(byName).sort()).toEqual(
+      ['add', 'copy_file', 'jobd.retention', ...BUILTIN_JOB_TYPES].sort(),
+    );
     expect(byName.copy_file).toMatchObject({
       queue: 'files',
       description: 'Copies one file inside the data dirs.',
