@@ -44,6 +44,14 @@ export class IllegalTransitionError extends JobdError {
   }
 }
 
+/** A dataset pipeline was asked for while the dataset still has unfinished jobs (exit 1). */
+export class DatasetBusyError extends JobdError {
+  constructor(message: string) {
+    super(message, 'JOBD_DATASET_BUSY');
+    this.name = 'DatasetBusyError';
+  }
+}
+
 /** A guarded write matched nothing: the job is no longer running under this lease. */
 export class LeaseLostError extends JobdError {
   constructor(message: string) {

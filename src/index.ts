@@ -36,3 +36,26 @@ export {
   type CleanQueueOptions,
   type CleanQueueResult,
 } from './queueAdmin.js';
+export {
+  showDataset,
+  processDataset,
+  type DatasetReport,
+  type DatasetJobRow,
+  type ProcessResult,
+} from './datasets/admin.js';
+export {
+  BUILTIN_PIPELINES,
+  pipelinesOf,
+  pipelineWorkflow,
+  datasetFacts,
+  type DatasetFacts,
+} from './datasets/pipelines.js';
+export {
+  LEGACY_VOCABULARY,
+  statusesFor,
+  mayReplace,
+  type StatusVocabulary,
+  type StatusSetter,
+} from './datasets/legacyStatus.js';
+export type { DatasetSettings, PipelineSettings, PipelineStageSettings } from './config/datasets.js';
+export type { StatusHistoryEntry } from './store/datasets.js';

@@ -2,11 +2,13 @@
  * Runs an async task every intervalMs, never two at once: the next run is scheduled when the last
  * one has settled. stop() cancels the next run and waits for the one in flight. intervalMs may be a
  * function, asked after each run (a service that knows when it is next needed, like the scheduler).
+ * wake() runs the task now instead of at the next tick (or right after the run in flight).
  */
 export class Periodic {
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<unknown> | null = null;
   private stopped = false;
+  private again = false;
 
   constructor(
     private readonly intervalMs: number | (() => number),
@@ -18,7 +20,20 @@ export class Periodic {
     this.schedule();
   }
 
-  private schedule(): void {
+  /** Run now: at once when idle, or once more right after the run in flight. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.schedule(0);
+    }
+  }
+
+  private schedule(delayMs?: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(
       () => {
@@ -35,10 +50,12 @@ export class Periodic {
           })
           .finally(() => {
             this.inFlight = null;
-            this.schedule();
+            const again = this.again;
+            this.again = false;
+            this.schedule(again ? 0 : undefined);
           });
       },
-      typeof this.intervalMs === 'number' ? this.intervalMs : this.intervalMs(),
+      delayMs ?? (typeof this.intervalMs === 'number' ? this.intervalMs : this.intervalMs()),
     );
   }
 

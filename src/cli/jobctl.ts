@@ -30,6 +30,7 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerWatch } from './commands/watch.js';
 import { registerCleanup } from './commands/cleanup.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerDataset } from './commands/dataset.js';
 import {
   commanderExitCode,
   ENVIRONMENT_HELP,
@@ -78,6 +79,7 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
     registerWatch,
     registerCleanup,
     registerMigrate,
+    registerDataset,
   ]) {
     register(program, env, result);
   }

@@ -46,6 +46,7 @@ import {
   readSettingsFile,
   type Layers,
 } from './layers.js';
+import { resolveDatasets } from './datasets.js';
 import type { DataSettings, LogLevel, ResolvedConfig } from './types.js';
 import { dataDirsFromList } from '../jobs/dataDirsText.js';
 import { settingsLine, validateSettings, type OriginOf, type SettingsInput } from './validate.js';
@@ -263,6 +264,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     },
     monitor: { ...DEFAULTS.monitor, ...stripUndefined(s.monitor ?? {}) },
     retention,
+    datasets: resolveDatasets(s.datasets),
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,

@@ -1,3 +1,4 @@
+import type { DatasetSettings } from './datasets.js';
 import type { ExecutionMode, JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -103,6 +104,9 @@ export interface ResolvedConfig {
     /** How often a daemon applies it. */
     intervalMs: number;
   };
+
+  /** The legacy datasets collection, its status updates and the dataset pipelines (absent: the defaults). */
+  datasets?: DatasetSettings;
 
   pool: {
     /** Recycle a pooled child after this many jobs. */

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { redact } from '../redact.js';
 import { SCHEDULE_NAME } from '../schedules/spec.js';
+import { datasetsSchema } from './datasets.js';
 import { LOG_LEVELS } from './defaults.js';
 import { DURATION_ALLOWED, parseDuration } from './duration.js';
 
@@ -239,6 +240,7 @@ export const settingsSchema = z.strictObject({
       intervalMs: int(1_000, DAY_MS, ' (ms)').optional(),
     })
     .optional(),
+  datasets: datasetsSchema.optional(),
   pool: z
     .strictObject({
       maxJobsPerChild: int(1, 10_000_000).optional(),

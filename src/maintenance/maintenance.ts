@@ -11,6 +11,8 @@ import type { ScheduleDoc } from '../types.js';
 import { Releaser } from './releaser.js';
 import { Rescuer } from './rescuer.js';
 import { Scheduler } from './scheduler.js';
+import { DatasetStatusService } from './datasetStatus.js';
+import { resolveDatasets } from '../config/datasets.js';
 
 export interface MaintenanceService {
   /** Names the service in health reports and logs. */
@@ -81,6 +83,14 @@ export class Maintenance {
         ...(o.onWorkflows ? { onWorkflows: o.onWorkflows } : {}),
         onError: (err) => o.onError('release-sweep', err),
         onOk: () => o.onOk('release-sweep'),
+      }),
+      new DatasetStatusService(o.store, {
+        settings: o.config.datasets ?? resolveDatasets(undefined),
+        clock: o.clock,
+        changeStreams: o.config.worker.changeStreams,
+        logger: o.logger,
+        onError: (err) => o.onError('dataset-status', err),
+        onOk: () => o.onOk('dataset-status'),
       }),
     ];
   }

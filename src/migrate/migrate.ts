@@ -167,7 +167,7 @@ export async function applyMigration(
       let entry = x.entry;
       if (!entry) {
         const previous: Record<string, ms.PreviousValue> = {};
-        for (const f of ms.TOUCHED_FIELDS)
+        for (const f of ms.RESTORED_FIELDS)
           previous[f] = f in x.d ? { present: true, value: x.d[f] } : { present: false };
         entry = {
           _id: x.uuid!,

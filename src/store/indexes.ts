@@ -64,6 +64,12 @@ export const JOB_INDEXES: IndexDescription[] = [
   { key: { state: 1, 'lease.expiresAt': 1 }, name: 'rescue' },
   { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
   { key: { datasetUuid: 1 }, name: 'dataset' },
+  // Jobs whose dataset status is not yet applied: finished jobs already applied fall outside the scan.
+  {
+    key: { datasetStatusFinal: 1, _id: 1 },
+    name: 'dataset_status',
+    partialFilterExpression: { datasetUuid: { $type: 'string' } },
+  },
   { key: { type: 1, state: 1 }, name: 'type_state' },
   { key: { createdAt: 1, _id: 1 }, name: 'created' },
   // One job per schedule and fire time, for ever, however many daemons fire it.

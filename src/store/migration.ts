@@ -10,6 +10,11 @@ import type { Store, StoredJob } from './types.js';
 
 /** The dataset fields the migration sets (the ledger keeps their exact previous values). */
 export const TOUCHED_FIELDS = ['jobd_job_ids', 'jobd_workflow_id', 'jobd_migrated_at'] as const;
+/**
+ * The fields a rollback puts back: those the migration sets, and the status its jobs move (with its
+ * record, `jobd_status`), so a rollback restores the status as it was before the migration.
+ */
+export const RESTORED_FIELDS = [...TOUCHED_FIELDS, 'status', 'jobd_status'] as const;
 
 /** A field's value before the migration: absent, or present with this value. */
 export type PreviousValue = { present: false } | { present: true; value: unknown };

@@ -92,7 +92,8 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
     try {
       after = await store.jobs.findOneAndUpdate(
         { _id: id, state: doc.state },
-        { $set: set, $inc: { seq: 1 } },
+        // The dataset status service looks at it again (see datasets.ts).
+        { $set: set, $unset: { datasetStatusFinal: '' }, $inc: { seq: 1 } },
         { returnDocument: 'after' },
       );
     } catch (err) {

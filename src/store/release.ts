@@ -439,7 +439,10 @@ export async function rearmDependents(store: Store, ids: JobId[], now: Date): Pr
       };
       if (d.dedupeKey) set.dedupeActive = d.dedupeKey;
       const res = await store.jobs
-        .updateOne({ _id: d._id, state: d.state, seq: d.seq }, { $set: set, $inc: { seq: 1 } })
+        .updateOne(
+          { _id: d._id, state: d.state, seq: d.seq },
+          { $set: set, $unset: { datasetStatusFinal: '' }, $inc: { seq: 1 } },
+        )
         .catch(() => null); // a dedupeKey now held by another job: left as it is
       if (res?.matchedCount !== 1) continue;
       await appendEvents(store, [

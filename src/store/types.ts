@@ -1,5 +1,5 @@
 import type { Collection, Db, MongoClient } from 'mongodb';
-import type { JobDoc, JobEventDoc, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
+import type { JobDoc, JobEventDoc, JobState, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
 
 /**
  * A job as stored. Besides JobDoc it carries:
@@ -12,6 +12,10 @@ import type { JobDoc, JobEventDoc, ScheduleDoc, WorkerDoc, WorkflowDoc } from '.
 export type StoredJob = JobDoc & {
   dedupeActive?: string;
   settledToken?: string | null;
+  /** Dataset status marks (src/store/datasets.ts): the last transition applied to the job's dataset. */
+  datasetStatusSeq?: number;
+  datasetStatusState?: JobState | null;
+  datasetStatusFinal?: boolean;
 };
 
 export interface Store {

@@ -1,0 +1,256 @@
+/**
+ * Moves each dataset's `status` along the legacy transitions as its jobs change state
+ * (docs/datasets.md). Runs on every daemon, woken by a change stream on job transitions where the
+ * server offers one, and every `datasets.statusPollMs` anyway.
+ *
+ * A pass reads the jobs whose last transition is not yet applied (their `datasetStatusSeq` is behind
+ * their `seq`), replays each one's transitions from its numbered events (the last one from the job
+ * document, whose event may not be written yet), writes the dataset with one guarded update, then
+ * marks the job. A crash between the two writes repeats the replay, which the dataset's record of
+ * who set its status turns into a no-op; daemons racing on one dataset meet its compare-and-set.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { DatasetSettings } from '../config/datasets.js';
+import {
+  mayReplace,
+  statusesFor,
+  vocabularyOf,
+  type StatusSetter,
+  type Transition,
+} from '../datasets/legacyStatus.js';
+import { Periodic } from '../periodic.js';
+import {
+  datasetDependents,
+  datasetsByUuid,
+  datasetsCollection,
+  eventsBetween,
+  isMigratedJob,
+  jobsWithStatusPending,
+  markStatusApplied,
+  watchDatasetTransitions,
+  writeDatasetStatus,
+  type StatusHistoryEntry,
+  type StatusJob,
+} from '../store/datasets.js';
+import { isChangeStreamUnsupported, type Store, type Watcher } from '../store/index.js';
+
+export interface DatasetStatusOptions {
+  settings: DatasetSettings;
+  clock: Clock;
+  changeStreams: boolean;
+  logger?: Logger;
+  onError?(err: unknown): void;
+  onOk?(): void;
+}
+
+/** Jobs read per query of a pass. */
+const BATCH = 200;
+/** A missing event younger than this may still be being written: the job waits for it. */
+const EVENT_GRACE_MS = 10_000;
+/** Sleep while a job waits for such an event. */
+const EVENT_RECHECK_MS = 50;
+/** Compare-and-set attempts per job and pass before it is left to the next pass. */
+const CAS_TRIES = 5;
+const REOPEN_DELAY_MS = 1_000;
+
+/**
+ * deferred: an event may still be being written, or the write lost its compare-and-set five times
+ * (looked at again shortly); later: a migrated job whose dataset does not carry the migration's mark
+ * of it yet (the next regular pass).
+ */
+export type ApplyOutcome = 'applied' | 'unchanged' | 'missing' | 'duplicate' | 'deferred' | 'later';
+
+export class DatasetStatusService {
+  readonly name = 'dataset-status';
+  private readonly loop: Periodic;
+  private watcher: Watcher | null = null;
+  private reopen: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private deferred = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly o: DatasetStatusOptions,
+  ) {
+    this.loop = new Periodic(
+      () => (this.deferred ? EVENT_RECHECK_MS : o.settings.statusPollMs),
+      () => this.runOnce(),
+      (err) => o.onError?.(err),
+    );
+  }
+
+  start(): void {
+    if (!this.o.settings.statusUpdates) return;
+    this.loop.start();
+    if (this.o.changeStreams) this.openWatch();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reopen) clearTimeout(this.reopen);
+    await this.watcher?.close();
+    await this.loop.stop();
+  }
+
+  private openWatch(): void {
+    if (this.stopped) return;
+    try {
+      this.watcher = watchDatasetTransitions(this.store, {
+        onChange: () => this.loop.wake(),
+        onReady: () => this.loop.wake(),
+        onError: (err, unsupported) => this.watchFailed(err, unsupported),
+      });
+    } catch (err) {
+      this.watchFailed(err, isChangeStreamUnsupported(err));
+    }
+  }
+
+  private watchFailed(err: unknown, unsupported: boolean): void {
+    this.watcher = null;
+    if (unsupported || this.stopped || this.reopen) return;
+    this.o.logger?.debug({ err: (err as Error)?.message }, 'dataset status watch ended; reopening');
+    this.reopen = setTimeout(() => {
+      this.reopen = null;
+      this.openWatch();
+    }, REOPEN_DELAY_MS);
+  }
+
+  /** One pass over every job whose status is pending. Returns how many datasets were written. */
+  async runOnce(): Promise<number> {
+    let written = 0;
+    let deferred = false;
+    let after: string | undefined;
+    for (;;) {
+      const jobs = await jobsWithStatusPending(this.store, {
+        ...(after !== undefined ? { after } : {}),
+        limit: BATCH,
+      });
+      for (const job of jobs) {
+        const r = await this.applyJob(job);
+        if (r === 'applied') written++;
+        if (r === 'deferred') deferred = true;
+      }
+      if (jobs.length < BATCH) break;
+      after = jobs[jobs.length - 1]!._id;
+    }
+    this.deferred = deferred;
+    this.o.onOk?.();
+    return written;
+  }
+
+  /** The job's transitions not yet applied, or null when one in the middle may still be being written. */
+  private async pendingTransitions(job: StatusJob): Promise<Transition[] | null> {
+    const applied = job.datasetStatusSeq ?? 0;
+    const last = job.seq ?? 0;
+    if (last === 0) return [{ seq: 0, from: null, to: job.state, at: job.updatedAt }];
+    const events = new Map((await eventsBetween(this.store, job._id, applied, last)).map((e) => [e.seq!, e]));
+    const now = this.o.clock.now().getTime();
+    const out: Transition[] = [];
+    let prevTo = applied > 0 ? (job.datasetStatusState ?? null) : null;
+    for (let k = applied + 1; k <= last; k++) {
+      const e = events.get(k);
+      if (e) {
+        out.push({ seq: k, from: e.from, to: e.to, at: e.at });
+        prevTo = e.to;
+      } else if (k === last) {
+        out.push({ seq: k, from: prevTo, to: job.state, at: job.updatedAt });
+      } else {
+        const next = events.get(k + 1)?.at ?? job.updatedAt;
+        if (now - next.getTime() < EVENT_GRACE_MS) return null;
+        // Never recorded (its writer died): what it was is unknown, so it moves nothing.
+        prevTo = events.get(k + 1)?.from ?? null;
+      }
+    }
+    return out;
+  }
+
+  async applyJob(job: StatusJob): Promise<ApplyOutcome> {
+    const transitions = await this.pendingTransitions(job);
+    if (transitions === null) return 'deferred';
+    const uuid = job.datasetUuid!;
+    const lastSeq = job.seq ?? 0;
+    const lastState = transitions.length ? transitions[transitions.length - 1]!.to : job.state;
+    const vocab = vocabularyOf(job);
+    const coll = datasetsCollection(this.store, this.o.settings);
+    const steps: { t: Transition; statuses: string[] }[] = [];
+    if (vocab) {
+      for (const t of transitions) {
+        const next =
+          t.to === 'completed'
+            ? (await datasetDependents(this.store, job._id, uuid)).map((d) => vocabularyOf(d))
+            : [];
+        steps.push({ t, statuses: statusesFor(vocab, t, { next }) });
+      }
+    }
+    let outcome: ApplyOutcome = 'unchanged';
+    if (steps.some((s) => s.statuses.length > 0)) {
+      outcome = await this.writeDataset(coll, job, steps);
+      if (outcome === 'deferred' || outcome === 'later') return outcome;
+    }
+    await markStatusApplied(this.store, job._id, lastSeq, lastState);
+    return outcome;
+  }
+
+  private async writeDataset(
+    coll: ReturnType<typeof datasetsCollection>,
+    job: StatusJob,
+    steps: { t: Transition; statuses: string[] }[],
+  ): Promise<ApplyOutcome> {
+    const uuid = job.datasetUuid!;
+    for (let attempt = 0; attempt < CAS_TRIES; attempt++) {
+      const docs = await datasetsByUuid(coll, uuid);
+      if (docs.length !== 1) {
+        const what = docs.length === 0 ? 'missing' : 'duplicate';
+        this.o.logger?.warn(
+          { jobId: job._id, datasetUuid: uuid, collection: this.o.settings.collection },
+          docs.length === 0
+            ? 'dataset status not updated: no dataset document has this uuid'
+            : 'dataset status not updated: several dataset documents have this uuid',
+        );
+        return what;
+      }
+      const d = docs[0]!;
+      const migrated = isMigratedJob(job);
+      // Until the migration marks the dataset with its jobs (or after a rollback removed them).
+      if (migrated && !(Array.isArray(d.jobd_job_ids) && d.jobd_job_ids.includes(job._id))) return 'later';
+      const rec = d.jobd_status;
+      let current: StatusSetter | null = rec?.jobId
+        ? { jobId: rec.jobId, jobCreatedAt: rec.jobCreatedAt, seq: rec.seq, at: rec.at }
+        : null;
+      let status = typeof d.status === 'string' ? d.status : null;
+      const entries: StatusHistoryEntry[] = [];
+      let first: StatusSetter | null = null;
+      for (const { t, statuses } of steps) {
+        const setter: StatusSetter = { jobId: job._id, jobCreatedAt: job.createdAt, seq: t.seq, at: t.at };
+        if (!mayReplace(current, setter)) continue;
+        for (const s of statuses) {
+          if (s === status) continue;
+          entries.push({ from: status, to: s, jobId: job._id, type: job.type, jobState: t.to, at: t.at });
+          status = s;
+          first ??= setter;
+          current = setter;
+        }
+      }
+      if (entries.length === 0) return 'unchanged';
+      const landed = await writeDatasetStatus(coll, {
+        datasetId: d._id,
+        expect: { status: d.status, rev: typeof rec?.rev === 'number' ? rec.rev : null },
+        setter: current!,
+        first: { seq: first!.seq, at: first!.at },
+        status: status!,
+        entries,
+        historyLimit: this.o.settings.historyLimit,
+        migratedJob: migrated,
+      });
+      if (landed) {
+        this.o.logger?.debug(
+          { datasetUuid: uuid, jobId: job._id, statuses: entries.map((e) => e.to) },
+          'dataset status updated',
+        );
+        return 'applied';
+      }
+    }
+    return 'deferred';
+  }
+}
