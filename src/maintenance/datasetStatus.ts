@@ -144,7 +144,12 @@ export class DatasetStatusService {
     const applied = job.datasetStatusSeq ?? 0;
     const last = job.seq ?? 0;
     if (last === 0) return [{ seq: 0, from: null, to: job.state, at: job.updatedAt }];
-    const events = new Map((await eventsBetween(this.store, job._id, applied, last)).map((e) => [e.seq!, e]));
+    // Only the last transition pending: the job document tells it, no need to read events.
+    const events = new Map(
+      last - applied > 1
+        ? (await eventsBetween(this.store, job._id, applied, last)).map((e) => [e.seq!, e])
+        : [],
+    );
     const now = this.o.clock.now().getTime();
     const out: Transition[] = [];
     let prevTo = applied > 0 ? (job.datasetStatusState ?? null) : null;

@@ -248,7 +248,7 @@ export async function workflowIdsWithPrefix(store: Store, prefix: string): Promi
  * Wake on job writes that may need a status update: a job with a datasetUuid inserted, or any
  * transition (every transition bumps `seq`). The service re-reads what is pending.
  */
-export function watchDatasetTransitions(store: Store, h: WatchHandlers<null>): Watcher {
+export function watchDatasetTransitions(store: Store, h: WatchHandlers<true>): Watcher {
   return watchCollection(
     store.jobs as unknown as Collection<Document>,
     [
@@ -262,7 +262,8 @@ export function watchDatasetTransitions(store: Store, h: WatchHandlers<null>): W
       },
       { $project: { operationType: 1 } },
     ],
-    () => null,
+    // watchCollection drops changes mapped to null.
+    () => true,
     h,
   );
 }
