@@ -3,6 +3,7 @@
  * jobs (docs/datasets.md), and the named pipelines `jobctl dataset process` builds.
  */
 import { z } from 'zod';
+import { LEGACY_VOCABULARY } from '../datasets/legacyStatus.js';
 
 export interface PipelineStageSettings {
   /** The stage's key in its workflow (default: its type). */
@@ -68,7 +69,11 @@ const stageSchema = z.strictObject(
     key: z.string({ error: NAME_RULE }).regex(NAME, { error: NAME_RULE }).optional(),
     type: z.string({ error: `a job type name ${NAME_RULE}` }).regex(NAME, { error: NAME_RULE }),
     params: z.record(z.string(), z.unknown(), { error: 'must be an object of params' }).optional(),
-    statusAs: z.string({ error: NAME_RULE }).regex(NAME, { error: NAME_RULE }).optional(),
+    statusAs: z
+      .enum(Object.keys(LEGACY_VOCABULARY) as [string, ...string[]], {
+        error: `must be a legacy job type: ${Object.keys(LEGACY_VOCABULARY).join(', ')}`,
+      })
+      .optional(),
   },
   { error: 'must be an object { type, key?, params?, statusAs? }' },
 );

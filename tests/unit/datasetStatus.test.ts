@@ -11,6 +11,7 @@ import {
   type StatusVocabulary,
 } from '../../src/datasets/legacyStatus.js';
 import type { JobState } from '../../src/types.js';
+import { loadConfig } from '../../src/config/load.js';
 import { illegalEdges, LEGACY_PATHS } from '../fixtures/legacy/statusTable.js';
 
 type Step = [JobState | null, JobState];
@@ -110,5 +111,20 @@ describe('legacy dataset status mapping', () => {
     // stages of one pipeline (created together): by the time of the transition
     expect(mayReplace(set('a', t0, 5, t1), set('b', t0, 2, t0))).toBe(false);
     expect(mayReplace(set('a', t0, 5, t0), set('b', t0, 2, t1))).toBe(true);
+  });
+
+  it('reads the datasets settings with their defaults, and names a bad key, its value and what is allowed', () => {
+    const d = loadConfig({ env: {}, overrides: {} }).datasets!;
+    expect(d).toMatchObject({ collection: 'visstoredatas', inDataDir: 'upload', outDataDir: 'converted' });
+    expect(() =>
+      loadConfig({
+        env: {},
+        overrides: {
+          datasets: { pipelines: { x: { stages: [{ type: 'remote_sync', statusAs: 'rsync' }] } } },
+        },
+      }),
+    ).toThrow(
+      'datasets.pipelines.x.stages.0.statusAs = "rsync" is not allowed: must be a legacy job type: google_sync',
+    );
   });
 });
