@@ -103,12 +103,16 @@ function need(v: string | null, field: string, type: string): string {
 function builtinParams(type: string, f: DatasetFacts): Record<string, unknown> | null {
   const localZip = f.link?.startsWith('file://') && f.link.toLowerCase().endsWith('.zip');
   switch (type) {
-    case 'google_sync':
+    case 'google_sync': {
+      const link = need(f.link, 'google_drive_link', type);
+      // A local (file://) source needs no credentials; a remote one uses the user's (the auth data dir).
+      const local = link.startsWith('file://');
       return {
-        user_email: need(f.user, 'user', type),
+        ...(local ? {} : { user_email: need(f.user, 'user', type) }),
         input_dir: f.in,
-        data_url: need(f.link, 'google_drive_link', type),
+        data_url: link,
       };
+    }
     case 'file_extraction':
       return { zip_file: localZip ? f.link!.slice('file://'.length) : `${f.in}.zip`, extract_dir: f.in };
     case 'dataset_conversion':
