@@ -1,10 +1,20 @@
 /**
- * Dataset status in the legacy vocabulary, end to end: one daemon for the file, the dataset
- * pipelines started by the library and by jobctl (a subprocess), the status history checked against
- * the legacy table; a failure for good; a missing dataset; the guard; a repeated apply; and the
- * legacy migration's rollback restoring a status its jobs moved.
+ * Dataset status in the legacy vocabulary, end to end with the real job types: one daemon for the
+ * file; the sync → conversion pipeline started by the library and by jobctl (a subprocess), with
+ * google_sync copying a file:/// source with rclone and dataset_conversion running a converter script
+ * in command mode; the status history checked against the legacy table; a conversion failing for
+ * good; a missing dataset; the guard; a repeated apply; and the legacy migration's rollback restoring
+ * a status its jobs moved.
  */
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EJSON } from 'bson';
@@ -21,7 +31,7 @@ import { startDaemon, type Daemon } from '../../src/worker/daemon.js';
 import { run, writeSettings } from '../cli/proc.js';
 import { LEGACY_PATHS, illegalEdges } from '../fixtures/legacy/statusTable.js';
 import { waitUntil } from '../helpers/waitFor.js';
-import { fixtureHandler, testConfig } from './daemon-helpers.js';
+import { testConfig } from './daemon-helpers.js';
 import { openStoreFixture, type StoreFixture } from './store-helpers.js';
 
 let f: StoreFixture;
@@ -29,51 +39,69 @@ let daemon: Daemon;
 let config: ResolvedConfig;
 let datasets: Collection<DatasetDoc>;
 let settingsFile: string;
+let root: string;
 let upload: string;
+let sources: string;
+let gate: string;
 
-const stage = fixtureHandler('datasetStage.mjs');
+/**
+ * A converter with the legacy calling convention, <input> <output> <sensor> <k=v,...>: copies the
+ * input and records its arguments; exits 1 (retried) when told to fail; holds while its gate exists.
+ */
+const CONVERTER = `import { cpSync, existsSync, writeFileSync } from 'node:fs';
+const [input, output, sensor, params] = process.argv.slice(2);
+const p = Object.fromEntries(params.split(',').filter(Boolean).map((kv) => kv.split('=')));
+if (p.fail === 'always') { console.error('converter: cannot read this sensor'); process.exit(1); }
+const finish = () => {
+  cpSync(input, output, { recursive: true });
+  writeFileSync(output + '/args.json', JSON.stringify({ sensor, params }));
+  console.log('converting 100%');
+};
+if (p.gate) {
+  const t = setInterval(() => { if (!existsSync(p.gate)) { clearInterval(t); finish(); } }, 20);
+} else finish();
+`;
 
 beforeAll(async () => {
   f = await openStoreFixture('dataset_status');
-  const root = mkdtempSync(join(tmpdir(), 'jobd-dstatus-'));
+  root = realpathSync(mkdtempSync(join(tmpdir(), 'jobd-dstatus-')));
   upload = join(root, 'upload');
+  sources = join(root, 'sources');
   const converted = join(root, 'converted');
-  mkdirSync(upload);
-  mkdirSync(converted);
-  const retry = { baseMs: 20, factor: 1, capMs: 20, jitter: 0 };
+  for (const d of [upload, converted, sources]) mkdirSync(d);
+  // Each dataset's remote folder: a file:/// source in the data dirs, which google_sync copies with rclone.
+  for (const uuid of ['ok-1', 'fail-1', 'hold-1', 'mig-1']) {
+    mkdirSync(join(sources, uuid));
+    writeFileSync(join(sources, uuid, 'frame.tif'), `frames of ${uuid}\n`);
+  }
+  const script = join(root, 'converter.mjs');
+  writeFileSync(script, CONVERTER);
+  gate = join(root, 'hold-1.gate');
+  writeFileSync(gate, '');
+  const dataDirs = { upload, converted, sources };
+  const converter = { program: process.execPath, args: [script] };
+  // rclone wants a config even for local sources: an empty one.
+  const rclone = { config: join(sources, 'rclone.conf') };
+  writeFileSync(rclone.config, '');
   config = {
-    ...testConfig(f, {
-      dataDirs: { upload, converted },
-      jobTypes: {
-        google_sync: { handler: stage, maxAttempts: 3, retry },
-        dataset_conversion: { handler: stage, maxAttempts: 2, retry },
-      },
-    }),
+    ...testConfig(f, { dataDirs }),
+    data: { extract: {}, rclone, converter },
     datasets: resolveDatasets({}),
   };
   settingsFile = writeSettings({
     mongoUri: f.t.uri,
     database: f.t.dbName,
     dataDir: join(root, 'var'),
-    dataDirs: { upload, converted },
-    jobTypes: { google_sync: { handler: stage }, dataset_conversion: { handler: stage } },
+    dataDirs,
+    data: { converter, rclone },
   });
   datasets = f.store.db.collection<DatasetDoc>('visstoredatas');
   const base = { user: 'someone@example.org', sensor: 'TIFF', status: 'submitted' };
+  const link = (uuid: string) => `file://${join(sources, uuid)}`;
   await f.store.db.collection('visstoredatas').insertMany([
-    {
-      uuid: 'ok-1',
-      ...base,
-      google_drive_link: 'rclone:remote:ok-1',
-      conversion_parameters: { quality: 'high' },
-    },
-    {
-      uuid: 'fail-1',
-      ...base,
-      google_drive_link: 'rclone:remote:fail-1',
-      conversion_parameters: { fail: 'always' },
-    },
-    { uuid: 'hold-1', ...base, google_drive_link: 'rclone:remote:hold-1#hold' },
+    { uuid: 'ok-1', ...base, google_drive_link: link('ok-1'), conversion_parameters: { quality: 'high' } },
+    { uuid: 'fail-1', ...base, google_drive_link: link('fail-1'), conversion_parameters: { fail: 'always' } },
+    { uuid: 'hold-1', ...base, google_drive_link: link('hold-1'), conversion_parameters: { gate } },
     { uuid: 'no-sensor', status: 'submitted', user: 'someone@example.org', google_drive_link: 'x:y' },
   ]);
   daemon = await startDaemon({ config, logger: pino({ level: process.env.JOBD_TEST_LOG ?? 'silent' }) });
@@ -82,6 +110,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await daemon?.stop({ graceMs: 1_000 });
   await f?.close();
+  if (root) rmSync(root, { recursive: true, force: true });
 });
 
 const jobctl = (args: string[]) =>
@@ -127,6 +156,13 @@ describe('dataset status follows the legacy transitions', () => {
       waitUntil(() => settled('fail-1', 'conversion error'), { what: 'fail-1 conversion error' }),
     ]);
     expect(path(done)).toEqual(LEGACY_PATHS.syncConvert);
+    // The real tools ran: rclone copied the source, the converter got the legacy arguments.
+    const out = join(config.dataDirs.converted!, 'ok-1');
+    expect(readFileSync(join(out, 'frame.tif'), 'utf8')).toBe('frames of ok-1\n');
+    expect(JSON.parse(readFileSync(join(out, 'args.json'), 'utf8'))).toEqual({
+      sensor: 'TIFF',
+      params: 'quality=high',
+    });
     // Two attempts (maxAttempts 2): the first failure is retried, the second is for good.
     expect(path(failed)).toEqual([
       'submitted',
@@ -183,7 +219,7 @@ describe('dataset status follows the legacy transitions', () => {
     expect(JSON.parse(started!.stdout)).toMatchObject({ workflowId: 'dataset-hold-1-1' });
     expect(again!.code).toBe(1);
     expect(again!.stderr).toMatch(
-      /dataset hold-1 is already being processed: unfinished job\(s\) \w+ \(google_sync/,
+      /dataset hold-1 is already being processed: unfinished job\(s\) \w+ \((google_sync|dataset_conversion)/,
     );
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain(
@@ -195,14 +231,16 @@ describe('dataset status follows the legacy transitions', () => {
     );
     expect(await f.store.jobs.countDocuments({ datasetUuid: 'no-sensor' })).toBe(0);
 
-    await waitUntil(async () => (await dataset('hold-1')).status === 'syncing', { what: 'hold-1 syncing' });
-    writeFileSync(join(upload, 'hold-1.go'), '');
+    await waitUntil(async () => (await dataset('hold-1')).status === 'converting', {
+      what: 'hold-1 converting',
+    });
+    rmSync(gate);
     const held = await waitUntil(() => settled('hold-1', 'done'), { what: 'hold-1 done' });
     expect(path(held)).toEqual(LEGACY_PATHS.syncConvert);
     // Done: a second run of the pipeline is allowed, with the next workflow id.
     const second = await processDataset(f.store, config, 'hold-1', 'sync-convert', new Date());
     expect(second.workflow._id).toBe('dataset-hold-1-2');
-    expect(existsSync(join(upload, 'hold-1.go'))).toBe(true);
+    expect(existsSync(gate)).toBe(false);
     await waitUntil(() => settled('hold-1', 'done'), { what: 'hold-1 done again' });
   });
 
@@ -210,7 +248,13 @@ describe('dataset status follows the legacy transitions', () => {
     const now = new Date();
     const { job } = await enqueue(
       f.store,
-      resolveNewJob('google_sync', { data_url: 'x:y' }, { datasetUuid: 'absent-1' }, { priority: 5 }, now),
+      resolveNewJob(
+        'google_sync',
+        { data_url: `file://${join(sources, 'ok-1')}`, input_dir: join(upload, 'absent-1') },
+        { datasetUuid: 'absent-1' },
+        { priority: 5 },
+        now,
+      ),
       now,
     );
     await waitUntil(
@@ -255,10 +299,11 @@ describe('dataset status follows the legacy transitions', () => {
   it('a migration rollback restores the status its jobs moved, and a late write of a rolled-back job is refused', async () => {
     const doc: Document = {
       uuid: 'mig-1',
-      status: 'sync queued',
+      // Conversion only: a migrated sync uses the user's credentials (the auth data dir), none here.
+      status: 'conversion queued',
       user: 'someone@example.org',
       sensor: 'TIFF',
-      google_drive_link: 'rclone:remote:mig-1',
+      google_drive_link: `file://${join(sources, 'mig-1')}`,
     };
     await f.store.db.collection('visstoredatas').insertOne(doc);
     const original = EJSON.stringify(await dataset('mig-1'), { relaxed: false });
@@ -269,20 +314,23 @@ describe('dataset status follows the legacy transitions', () => {
       inDataDir: upload,
       outDataDir: config.dataDirs.converted!,
     };
+    // Its input, as the legacy service left it.
+    mkdirSync(join(upload, 'mig-1'));
+    writeFileSync(join(upload, 'mig-1', 'frame.tif'), 'frames of mig-1\n');
     const applied = await applyMigration(f.store, src, { now: () => new Date() });
-    expect(applied.jobs).toBe(2);
+    expect(applied.jobs).toBe(1);
     const moved = await waitUntil(() => settled('mig-1', 'done'), { what: 'mig-1 done' });
-    expect(path(moved)).toEqual(['sync queued', 'syncing', 'conversion queued', 'converting', 'done']);
+    expect(path(moved)).toEqual(['conversion queued', 'converting', 'done']);
     const jobId = (moved.jobd_job_ids as string[])[0]!;
     await rollbackMigration(f.store, src, { now: () => new Date() });
     expect(EJSON.stringify(await dataset('mig-1'), { relaxed: false })).toBe(original);
     // The status service of a daemon that read the job before the rollback writes nothing after it.
     const late = await writeDatasetStatus(datasets, {
       datasetId: (await dataset('mig-1'))._id,
-      expect: { status: 'sync queued', rev: null },
+      expect: { status: 'conversion queued', rev: null },
       setter: { jobId, jobCreatedAt: new Date(), seq: 3, at: new Date() },
       first: { seq: 3, at: new Date() },
-      status: 'syncing',
+      status: 'converting',
       entries: [],
       historyLimit: 50,
       migratedJob: true,
