@@ -14,7 +14,8 @@ import type * as StoreApi from '../../src/store/index.js';
 import type * as DaemonApi from '../../src/worker/daemon.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const DIST = join(ROOT, 'dist');
+/** BENCH_DIST: another build (inside the checkout, so it finds node_modules) to compare against. */
+export const DIST = resolve(ROOT, process.env.BENCH_DIST ?? 'dist');
 
 async function load<T>(rel: string): Promise<T> {
   const file = join(DIST, rel);

@@ -1,0 +1,139 @@
+/**
+ * CPU seconds per 1,000 no-op jobs, per process: the daemon, its pooled children, the embedded server.
+ * Prints ONE JSON document on stdout (progress goes to stderr).
+ *
+ *   npm run bench:cpu                      BENCH_CPU_JOBS (20000) jobs at BENCH_CPU_CONCURRENCY (32)
+ *   BENCH_CPU_MAX_JOBS_PER_CHILD=n         pool.maxJobsPerChild (default: jobd's)
+ *   BENCH_DIST=dist-old npm run bench:cpu  measure another build (see bench/lib/jobd.ts)
+ * (npm run bench:profile records where that CPU goes.)
+ *
+ * The jobs are queued before the daemon starts, so the daemon's figure is its own work (claims,
+ * hand-over to children, outcomes), not the producer's. The embedded server runs in its own process
+ * (bin/jobd-embedded) so its CPU can be read apart. Children's CPU is that of the children alive at
+ * the end plus what the process reaped from those that exited, minus what the children alive at the
+ * start had spent already: the daemon is warmed up first (children started, code compiled), so child
+ * start-ups count only when children are recycled during the run.
+ * Wall-clock jobs/s is reported too, but on a shared machine CPU per job is the steadier figure.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { loadJobd, startEmbeddedProcess } from './lib/jobd.js';
+import { configFor, enqueueNoops, openProducer } from './lib/phases.js';
+import { log, round } from './lib/stats.js';
+
+const JOBS = Number(process.env.BENCH_CPU_JOBS ?? 20_000);
+const CONCURRENCY = Number(process.env.BENCH_CPU_CONCURRENCY ?? 32);
+
+/** user+system CPU seconds of a live process, and of its reaped children, from /proc. */
+function procCpu(pid: number | 'self'): { own: number; children: number } {
+  if (pid !== 'self' && !existsSync(`/proc/${pid}/stat`)) return { own: 0, children: 0 };
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 100; // USER_HZ on Linux
+  // fields after the name: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+  return { own: (Number(f[11]) + Number(f[12])) / tick, children: (Number(f[13]) + Number(f[14])) / tick };
+}
+
+/** CPU seconds of this process's live children (not `except`) plus what it reaped from exited ones. */
+function childrenCpu(except: number): { reaped: number; live: Map<number, number> } {
+  const live = new Map<number, number>();
+  const tasks = readdirSync(`/proc/${process.pid}/task`);
+  for (const tid of tasks) {
+    const list = readFileSync(`/proc/${process.pid}/task/${tid}/children`, 'utf8').trim();
+    for (const pid of list ? list.split(' ').map(Number) : []) {
+      if (pid !== except) live.set(pid, procCpu(pid).own);
+    }
+  }
+  return { reaped: procCpu('self').children, live };
+}
+
+async function main(): Promise<void> {
+  const jobd = await loadJobd();
+  const server = await startEmbeddedProcess();
+  const serverPid = server.pid;
+  const ctx = {
+    jobd,
+    uri: server.uri,
+    newDb: (label: string) => `jobd_cpu_${randomBytes(3).toString('hex')}_${label}`,
+    phaseMaxMs: 600_000,
+  };
+  const load0 = loadavg();
+  try {
+    const db = ctx.newDb('noop');
+    const base = configFor(ctx, db, { concurrency: CONCURRENCY });
+    const perChild = process.env.BENCH_CPU_MAX_JOBS_PER_CHILD;
+    const config = perChild ? { ...base, pool: { ...base.pool, maxJobsPerChild: Number(perChild) } } : base;
+    const producer = await openProducer(ctx, db);
+    log(`cpu: queueing ${JOBS} no-op jobs`);
+    await enqueueNoops(ctx, producer, 'noop', JOBS);
+    await producer.close();
+
+    const d = await jobd.startDaemon({ config, logger: pino({ level: 'silent' }) });
+    // Warm-up: children started, code paths compiled.
+    // One listener counts every completion: outcomes land in bulk, so a listener added later
+    // could miss some of a batch.
+    let done = 0;
+    let onDone: (() => void) | null = null;
+    const off = d.on('job:completed', () => {
+      if (++done === JOBS) onDone?.();
+    });
+    const warm = CONCURRENCY * 4;
+    await new Promise<void>((r) => {
+      const tick = setInterval(() => done >= warm && (clearInterval(tick), r()), 10);
+    });
+    const startedWith = done;
+    const server0 = procCpu(serverPid).own;
+    const self0 = process.cpuUsage();
+    const children0 = childrenCpu(serverPid);
+    const t0 = performance.now();
+    await new Promise<void>((r) => {
+      onDone = r;
+      if (done >= JOBS) r();
+    });
+    off();
+    const r = { done: done - startedWith, at: performance.now() };
+    const server1 = procCpu(serverPid).own;
+    const self1 = process.cpuUsage(self0);
+    const children1 = childrenCpu(serverPid);
+    const seconds = (r.at - t0) / 1000;
+    let children = children1.reaped - children0.reaped;
+    for (const cpu of children1.live.values()) children += cpu;
+    for (const cpu of children0.live.values()) children -= cpu;
+    await d.stop();
+    const per1k = (s: number): number => round((s * 1000) / Math.max(1, r.done), 3);
+    const daemon = (self1.user + self1.system) / 1e6;
+    const serverCpu = server1 - server0;
+    const out: Record<string, unknown> = {
+      bench: 'jobd CPU per 1,000 no-op jobs',
+      node: process.version,
+      jobs: r.done,
+      warmupJobs: startedWith,
+      completed: r.done,
+      concurrency: CONCURRENCY,
+      claimBatchSize: config.worker.claimBatchSize,
+      maxJobsPerChild: config.pool.maxJobsPerChild,
+      seconds: round(seconds),
+      jobsPerSec: round(r.done / seconds, 1),
+      cpuSecondsPer1000Jobs: {
+        daemon: per1k(daemon),
+        children: per1k(children),
+        embeddedServer: per1k(serverCpu),
+        total: per1k(daemon + children + serverCpu),
+      },
+      loadAvg: { start: load0.map((v) => round(v)), end: loadavg().map((v) => round(v)) },
+    };
+    log(JSON.stringify(out.cpuSecondsPer1000Jobs));
+    await server.close();
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
