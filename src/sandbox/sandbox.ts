@@ -405,13 +405,16 @@ class SandboxImpl implements Sandbox {
   ): Promise<{ ex: Execution; sampled: Sampled; taint: SerializedError | null }> {
     const sampled: Sampled = {};
     let taint: SerializedError | null = null;
-    const progress = new ProgressCoalescer(req.progressIntervalMs, (percent, message) => {
-      try {
-        hooks.onProgress(percent, message);
-      } catch (err) {
-        this.log.warn({ jobId: req.jobId, err: (err as Error).message }, 'onProgress hook threw');
-      }
-    });
+    // Made on the first report: most jobs report no progress.
+    let progress: ProgressCoalescer | undefined;
+    const newProgress = (): ProgressCoalescer =>
+      new ProgressCoalescer(req.progressIntervalMs, (percent, message) => {
+        try {
+          hooks.onProgress(percent, message);
+        } catch (err) {
+          this.log.warn({ jobId: req.jobId, err: (err as Error).message }, 'onProgress hook threw');
+        }
+      });
 
     return new Promise((resolve) => {
       let ended = false;
@@ -424,12 +427,12 @@ class SandboxImpl implements Sandbox {
         offMessage();
         hooks.signal?.removeEventListener('abort', onAbort);
         this.stoppers.delete(stop);
-        progress.close();
+        progress?.close();
         resolve({ ex, sampled, taint });
       };
 
       const onMessage = (m: ChildMessage): void => {
-        if (m.t === 'progress') progress.push(m.percent, m.message);
+        if (m.t === 'progress') (progress ??= newProgress()).push(m.percent, m.message);
         else if (m.t === 'taint') taint = m.error;
         else if (m.t === 'done') finish({ kind: 'done', done: m });
         else if (m.t === 'hooks') {

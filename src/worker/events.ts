@@ -62,7 +62,12 @@ export class TypedEmitter<E extends { [K in keyof E]: unknown }> {
     this.ee.once(name, fn);
     return () => this.ee.off(name, fn);
   }
+  /** Whether anyone listens to `name`: callers skip building a payload nobody reads. */
+  has<K extends keyof E & string>(name: K): boolean {
+    return this.ee.listenerCount(name) > 0;
+  }
   emit<K extends keyof E & string>(name: K, payload: E[K]): void {
+    if (this.ee.listenerCount(name) === 0) return;
     // A throwing listener must not break the daemon's loops.
     for (const fn of this.ee.listeners(name)) {
       try {

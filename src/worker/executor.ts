@@ -25,6 +25,27 @@ export interface Execution {
   family?: JobFamily;
 }
 
+/**
+ * What every job of a configuration gets in its environment, built once: the data dirs, and the data
+ * settings the dataset types use (paths and limits, never credentials). Their programs get half the
+ * kill grace: the other half lets the handler remove its temporaries before the sandbox kills the child.
+ */
+const jobEnvs = new WeakMap<ResolvedConfig, Readonly<Record<string, string>>>();
+function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
+  let env = jobEnvs.get(config);
+  if (!env) {
+    env = Object.freeze({
+      JOBD_DATA_DIRS: JSON.stringify(config.dataDirs),
+      JOBD_DATA_SETTINGS: JSON.stringify({
+        ...config.data,
+        killGraceMs: Math.floor(config.worker.killGraceMs / 2),
+      }),
+    });
+    jobEnvs.set(config, env);
+  }
+  return env;
+}
+
 function runRequestFor(
   job: JobDoc,
   def: JobTypeDefinition,
@@ -54,16 +75,7 @@ function runRequestFor(
       random,
     },
     // Typed job types re-check their input's paths against these when the job starts (defineJobType).
-    // The dataset types also get the data settings (paths and limits, never credentials). Their
-    // programs get half the kill grace: the other half lets the handler remove its temporaries
-    // before the sandbox kills the child.
-    env: {
-      JOBD_DATA_DIRS: JSON.stringify(config.dataDirs),
-      JOBD_DATA_SETTINGS: JSON.stringify({
-        ...config.data,
-        killGraceMs: Math.floor(config.worker.killGraceMs / 2),
-      }),
-    },
+    env: envFor(config),
   };
 }
 

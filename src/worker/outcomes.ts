@@ -44,8 +44,14 @@ export class OutcomeReporter {
 
   started(job: JobDoc): void {
     this.counters.claimed++;
-    this.o.logger.debug({ jobId: job._id, type: job.type, attempt: job.attempts }, 'job claimed');
-    this.o.events.emit('job:claimed', { jobId: job._id, type: job.type, attempt: job.attempts, job });
+    // Per job on the hot path: build log lines and event payloads only when someone reads them.
+    const { logger, events } = this.o;
+    if (logger.isLevelEnabled('debug')) {
+      logger.debug({ jobId: job._id, type: job.type, attempt: job.attempts }, 'job claimed');
+    }
+    if (events.has('job:claimed')) {
+      events.emit('job:claimed', { jobId: job._id, type: job.type, attempt: job.attempts, job });
+    }
   }
 
   /** The settlement landed: the job is in its new state. */
@@ -60,8 +66,9 @@ export class OutcomeReporter {
     }
     if (s.kind === 'complete') {
       this.counters.completed++;
-      logger.info({ ...ref, wallMs: s.resources?.wallMs }, 'job completed');
-      events.emit('job:completed', { ...ref, result: s.result });
+      if (logger.isLevelEnabled('info'))
+        logger.info({ ...ref, wallMs: s.resources?.wallMs }, 'job completed');
+      if (events.has('job:completed')) events.emit('job:completed', { ...ref, result: s.result });
     } else if (s.kind === 'suspend') {
       this.counters.suspended++;
       logger.info({ ...ref, children: s.children.length }, 'job waits for its children');
