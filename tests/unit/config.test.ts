@@ -55,7 +55,7 @@ describe('defaults', () => {
     expect(c.worker.pollMinMs).toBe(50);
     expect(c.worker.pollMaxMs).toBe(2_000);
     expect(c.worker.concurrency).toBeGreaterThanOrEqual(1);
-    expect(c.pool).toEqual({ maxJobsPerChild: 1000, maxRssBytes: 512 * MIB, sampleIntervalMs: 1000 });
+    expect(c.pool).toEqual({ maxJobsPerChild: 10_000, maxRssBytes: 512 * MIB, sampleIntervalMs: 1000 });
     expect(c.defaults).toEqual({
       mode: 'pooled',
       timeoutMs: 3_600_000,
