@@ -28,11 +28,15 @@ export function isChangeStreamUnsupported(err: unknown): boolean {
   );
 }
 
-/** A change stream on one collection, its end reported once; the jobs watchers and the queues one share it. */
+/**
+ * A change stream on one collection, its end reported once; the jobs watchers and the queues one share
+ * it. `map` turns a change into what onChange gets; `undefined` skips the change (null is a value:
+ * watchers that only wake a reader pass null).
+ */
 export function watchCollection<T>(
   coll: Collection<Document>,
   pipeline: Document[],
-  map: (change: Document) => T | null,
+  map: (change: Document) => T | undefined,
   h: WatchHandlers<T>,
 ): Watcher {
   let stream: ChangeStream | null = coll.watch(pipeline, { maxAwaitTimeMS: 1000 });
@@ -40,7 +44,7 @@ export function watchCollection<T>(
   stream.once('resumeTokenChanged', () => h.onReady?.());
   stream.on('change', (change: Document) => {
     const info = map(change);
-    if (info !== null) h.onChange(info);
+    if (info !== undefined) h.onChange(info);
   });
   // Each stream's end is reported once, whether it comes as an error, as a close (an invalidate after
   // the collection was dropped, or the driver giving up on resuming), or as both.

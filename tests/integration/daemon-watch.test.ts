@@ -4,7 +4,14 @@
  * change stream can start the job enqueued afterwards.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { enqueue } from '../../src/store/index.js';
+import {
+  enqueue,
+  setQueuePaused,
+  watchJobs,
+  watchQueues,
+  type Watcher,
+  type WatchHandlers,
+} from '../../src/store/index.js';
 import type { Daemon } from '../../src/worker/daemon.js';
 import { collect, startTestDaemon } from './daemon-helpers.js';
 import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
@@ -36,5 +43,45 @@ describe('daemon: change-stream wake-ups', () => {
     const second = await enqueue(f.store, newJob('echo', { n: 2 }, {}, new Date()), new Date());
     const done = await collect(daemon, 'job:completed', [second.job._id]);
     expect(done.has(second.job._id)).toBe(true);
+  });
+});
+
+describe('store watchers that only wake a reader', () => {
+  let f: StoreFixture;
+  beforeEach(async () => {
+    f = await openStoreFixture('watch_wake');
+  });
+  afterEach(async () => {
+    await f.close();
+  });
+
+  /** Opens the watcher, waits for its stream to be ready, makes a change, and waits for the wake-up. */
+  async function wakes(open: (h: WatchHandlers<null>) => Watcher, change: () => Promise<unknown>) {
+    let ready!: () => void;
+    const isReady = new Promise<void>((r) => (ready = r));
+    let woke!: () => void;
+    const didWake = new Promise<void>((r) => (woke = r));
+    const w = open({ onReady: () => ready(), onChange: () => woke(), onError: () => {} });
+    try {
+      await isReady;
+      await change();
+      await Promise.race([
+        didWake,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no wake-up within 20 s')), 20_000)),
+      ]);
+    } finally {
+      await w.close();
+    }
+  }
+
+  it('watchJobs (jobctl watch) and watchQueues (pause/resume) fire on a change', async () => {
+    await wakes(
+      (h) => watchJobs(f.store, h),
+      () => enqueue(f.store, newJob('echo', {}, {}, new Date()), new Date()),
+    );
+    await wakes(
+      (h) => watchQueues(f.store, h),
+      () => setQueuePaused(f.store, 'echo', true, { now: new Date() }),
+    );
   });
 });
