@@ -5,6 +5,7 @@
  *
  *   npm run bench:ops                       # 100,000 datasets, 1,000,000 jobs (the targets' sizes)
  *   npm run bench:ops -- --datasets 20000 --jobs 200000
+ *   npm run bench:ops -- --datasets 0       # only the jobs' phases (--jobs 0: only the migration's)
  *
  * Targets: migrate >= 5,000 datasets/s; cleanup >= 20,000 jobs/s with jobctl under 200 MB RSS;
  * perf --days 7 <= 2 s. Not part of `npm test`.
@@ -13,7 +14,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { MongoClient, ObjectId, type Document } from 'mongodb';
-import { startEmbeddedServer } from '../src/embedded/index.js';
+// The compiled server, as jobd-embedded runs it (bench:ops builds first).
+import { startEmbeddedServer } from '../dist/embedded/index.js';
 import { insertLegacyDatasets } from '../tests/fixtures/legacy/generate.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -88,6 +90,70 @@ async function seedJobs(db: ReturnType<MongoClient['db']>, n: number): Promise<v
   }
 }
 
+async function migrationPhases(
+  client: MongoClient,
+  common: string[],
+  datasets: number,
+  result: Document,
+): Promise<void> {
+  const mdb = 'bench_migrate';
+  await insertLegacyDatasets(client.db(mdb).collection('visstoredatas'), datasets, { batch: 10_000 });
+  const dry = await jobctl(['migrate', '--dry-run', '--database', mdb, ...common]);
+  result.migrateDryRun = {
+    seconds: dry.secs,
+    datasetsPerSec: Math.round(datasets / dry.secs),
+    peakRssMb: dry.peakRssMb,
+  };
+  const mig = await jobctl(['migrate', '--database', mdb, ...common]);
+  result.migrate = {
+    seconds: mig.secs,
+    datasetsPerSec: Math.round(datasets / mig.secs),
+    migrated: mig.out.datasets,
+    jobsCreated: mig.out.jobs,
+    peakRssMb: mig.peakRssMb,
+  };
+  const rb = await jobctl(['migrate', 'rollback', '--database', mdb, ...common]);
+  result.rollback = {
+    seconds: rb.secs,
+    datasetsPerSec: Math.round(Number(rb.out.datasets) / rb.secs),
+    restored: rb.out.datasets,
+    peakRssMb: rb.peakRssMb,
+  };
+  await client.db(mdb).dropDatabase();
+}
+
+async function jobPhases(
+  client: MongoClient,
+  common: string[],
+  jobs: number,
+  result: Document,
+): Promise<void> {
+  const jdb = 'bench_jobs';
+  await client
+    .db(jdb)
+    .collection('jobs')
+    .createIndexes([
+      { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
+      { key: { type: 1, state: 1 }, name: 'type_state' },
+    ]);
+  const seedStarted = process.hrtime.bigint();
+  await seedJobs(client.db(jdb), jobs);
+  result.seedJobsSeconds = Number(process.hrtime.bigint() - seedStarted) / 1e9;
+  const perf = await jobctl(['perf', '--days', '7', '--database', jdb, ...common]);
+  result.perf7d = {
+    seconds: perf.secs,
+    types: (perf.out.types as unknown[]).length,
+    peakRssMb: perf.peakRssMb,
+  };
+  const clean = await jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common]);
+  result.cleanup = {
+    seconds: clean.secs,
+    jobsPerSec: Math.round(Number(clean.out.jobs) / clean.secs),
+    deleted: clean.out.jobs,
+    peakRssMb: clean.peakRssMb,
+  };
+}
+
 async function main(): Promise<void> {
   const datasets = flag('datasets', 100_000);
   const jobs = flag('jobs', 1_000_000);
@@ -96,53 +162,8 @@ async function main(): Promise<void> {
   const common = ['--mongo-uri', server.uri];
   const result: Document = { datasets, jobs };
   try {
-    const mdb = 'bench_migrate';
-    await insertLegacyDatasets(client.db(mdb).collection('visstoredatas'), datasets, { batch: 10_000 });
-    const dry = await jobctl(['migrate', '--dry-run', '--database', mdb, ...common]);
-    result.migrateDryRun = {
-      seconds: dry.secs,
-      datasetsPerSec: Math.round(datasets / dry.secs),
-      peakRssMb: dry.peakRssMb,
-    };
-    const mig = await jobctl(['migrate', '--database', mdb, ...common]);
-    result.migrate = {
-      seconds: mig.secs,
-      datasetsPerSec: Math.round(datasets / mig.secs),
-      migrated: mig.out.datasets,
-      jobsCreated: mig.out.jobs,
-      peakRssMb: mig.peakRssMb,
-    };
-    const rb = await jobctl(['migrate', 'rollback', '--database', mdb, ...common]);
-    result.rollback = {
-      seconds: rb.secs,
-      datasetsPerSec: Math.round(Number(rb.out.datasets) / rb.secs),
-      restored: rb.out.datasets,
-      peakRssMb: rb.peakRssMb,
-    };
-    await client.db(mdb).dropDatabase();
-
-    const jdb = 'bench_jobs';
-    await client
-      .db(jdb)
-      .collection('jobs')
-      .createIndexes([
-        { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
-        { key: { type: 1, state: 1 }, name: 'type_state' },
-      ]);
-    await seedJobs(client.db(jdb), jobs);
-    const perf = await jobctl(['perf', '--days', '7', '--database', jdb, ...common]);
-    result.perf7d = {
-      seconds: perf.secs,
-      types: (perf.out.types as unknown[]).length,
-      peakRssMb: perf.peakRssMb,
-    };
-    const clean = await jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common]);
-    result.cleanup = {
-      seconds: clean.secs,
-      jobsPerSec: Math.round(Number(clean.out.jobs) / clean.secs),
-      deleted: clean.out.jobs,
-      peakRssMb: clean.peakRssMb,
-    };
+    if (datasets > 0) await migrationPhases(client, common, datasets, result);
+    if (jobs > 0) await jobPhases(client, common, jobs, result);
     result.targets = {
       migrateDatasetsPerSec: 5000,
       cleanupJobsPerSec: 20_000,

@@ -98,6 +98,29 @@ function excludesMissing(pred: FieldPredicate | undefined): boolean {
   return bounds.length > 0 && bounds.every((b) => typeRank(b.v) > Rank.Null);
 }
 
+/**
+ * A partial index holds only the documents its filter expression matches, so it can serve a query
+ * only when the query matches nothing outside it. Recognised: an expression made of
+ * {field: {$exists: true}} conditions (the usual form), each implied by a query predicate on that
+ * field that excludes missing and null (an equality, an $in or a range on non-null values).
+ */
+function impliesPartial(expr: Document, preds: Map<string, FieldPredicate>): boolean {
+  const entries = Object.entries(expr);
+  if (entries.length === 0) return false;
+  for (const [field, cond] of entries) {
+    if (field === '$and' && Array.isArray(cond)) {
+      if (!cond.every((sub) => isPlainObject(sub) && impliesPartial(sub, preds))) return false;
+      continue;
+    }
+    if (field.startsWith('$') || !isPlainObject(cond)) return false;
+    const keys = Object.keys(cond);
+    const exists = cond.$exists as unknown;
+    if (keys.length !== 1 || !(exists === true || (typeof exists === 'number' && exists !== 0))) return false;
+    if (!excludesMissing(preds.get(field))) return false;
+  }
+  return true;
+}
+
 interface IndexChoice {
   index: Index;
   score: number;
@@ -139,6 +162,7 @@ function evaluateIndex(
     break;
   }
   // The order within one range: sort fields minus the fixed point prefix must follow the index.
+  const keyFields = fullKeyFields(index);
   const prefix = new Set(index.fields.slice(0, pointFields).map(([f]) => f));
   const effective = sort.filter(([f]) => !constant.has(f));
   const within = effective.filter(([f]) => !prefix.has(f));
@@ -149,9 +173,9 @@ function evaluateIndex(
     !providesSort &&
     !collated &&
     !index.multikey &&
-    effective.every(([f]) => index.fields.some(([g]) => g === f))
+    effective.every(([f]) => keyFields.some(([g]) => g === f))
   ) {
-    const suffix = index.fields.slice(pointFields);
+    const suffix = keyFields.slice(pointFields);
     let flip = 0;
     let ok = within.length <= suffix.length;
     within.forEach(([f, d], i) => {
@@ -163,7 +187,7 @@ function evaluateIndex(
     // Fields of the point prefix that the sort still orders by merge fine only in a uniform direction.
     for (const [f, d] of effective) {
       if (!prefix.has(f)) continue;
-      const gd = index.fields.find(([g]) => g === f)?.[1] ?? 1;
+      const gd = keyFields.find(([g]) => g === f)?.[1] ?? 1;
       const sign = d === gd ? 1 : -1;
       if (flip === 0) flip = sign;
       else if (flip !== sign) ok = false;
@@ -173,6 +197,14 @@ function evaluateIndex(
   }
   const score = pointFields * 10 + (range ? 5 : 0) + (providesSort && sort.length > 0 ? 8 : 0);
   return { index, score, pointFields, range, providesSort, reverse };
+}
+
+/**
+ * The fields a walk of the index is ordered by: its own, then the _id every entry ends with (entries
+ * are [values..., _id], ascending on _id), so {a: 1} also yields {a: 1, _id: 1} order.
+ */
+function fullKeyFields(index: Index): Array<[string, number]> {
+  return index.fields.some(([f]) => f === '_id') ? index.fields : [...index.fields, ['_id', 1]];
 }
 
 function findHinted(coll: Collection, hint: unknown): Index | 'natural' {
@@ -235,7 +267,9 @@ export function planQuery(
   if (hinted && hinted !== 'natural') best = evaluateIndex(hinted, preds, sort, collated);
   else if (!hinted) {
     for (const index of coll.indexes.values()) {
-      if (index.spec.partialFilterExpression || index.spec.hidden) continue;
+      if (index.spec.hidden) continue;
+      if (index.spec.partialFilterExpression && !impliesPartial(index.spec.partialFilterExpression, preds))
+        continue;
       if (index.spec.sparse && !excludesMissing(preds.get(index.fields[0]?.[0] ?? ''))) continue;
       const choice = evaluateIndex(index, preds, sort, collated);
       if (choice.score > 0 && (!best || choice.score > best.score)) best = choice;
@@ -282,8 +316,9 @@ function indexPlan(
   if (reverse) bounds.reverse();
 
   const multikey = index.multikey;
+  const keyFields = fullKeyFields(index);
   const sortPositions = sort.map(([f, d]) => {
-    const pos = index.fields.findIndex(([g]) => g === f);
+    const pos = keyFields.findIndex(([g]) => g === f);
     return [pos, d] as [number, number];
   });
   const needMerge = bounds.length > 1 && sort.length > 0 && choice.providesSort;

@@ -7,7 +7,7 @@
  */
 import { newJobId } from '../store/enqueue.js';
 import { cancel, jobDocFor, migrationStore as ms, type Store, type StoredJob } from '../store/index.js';
-import { FINISHED_STATES, type JobId, type JobState } from '../types.js';
+import type { JobId } from '../types.js';
 import {
   planDataset,
   typesDrivenBy,
@@ -274,34 +274,30 @@ export async function rollbackMigration(
     });
     if (entries.length === 0) break;
     const ids = entries.flatMap((e) => e.jobIds);
-    const states = await ms.jobStatesByIds(store, ids);
-    const unfinished = ids.filter((id) => {
-      const s = states.get(id);
-      return s !== undefined && !FINISHED_STATES.includes(s.state as JobState);
-    });
+    const workflowIds = entries.map((e) => e.workflowId).filter((w): w is string => !!w);
     if (opts.dryRun) {
+      const states = await ms.jobStatesByIds(store, ids);
       r.cancelled += ids.filter((id) => states.get(id)?.state === 'running').length;
       r.jobsDeleted += states.size;
     } else {
-      // Cancel first: a running job's lease goes with it, and its daemon kills the child.
-      for (const id of unfinished) {
+      // Every job that is not running goes at once (guarded on the state, so one claimed meanwhile
+      // stays); the running ones are cancelled first, so their daemons kill the children, then go too.
+      r.jobsDeleted += await ms.deleteMigratedJobs(store, ids, [], { notRunning: true });
+      const left = await ms.jobStatesByIds(store, ids);
+      for (const [id, s] of left) {
+        if (s.state !== 'running') continue;
         try {
-          const before = states.get(id)!.state;
           await cancel(store, id, {
             now: opts.now(),
             by: 'jobctl migrate rollback',
             reason: 'migration rolled back',
           });
-          if (before === 'running') r.cancelled++;
+          r.cancelled++;
         } catch {
           /* finished meanwhile: deleted below all the same */
         }
       }
-      r.jobsDeleted += await ms.deleteMigratedJobs(
-        store,
-        ids,
-        entries.map((e) => e.workflowId).filter((w): w is string => !!w),
-      );
+      r.jobsDeleted += await ms.deleteMigratedJobs(store, left.size ? [...left.keys()] : [], workflowIds);
       await ms.restoreDatasets(coll, entries);
       await ms.deleteLedgerEntries(
         store,

@@ -77,6 +77,8 @@ export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): P
         ...(sel.type !== undefined ? { type: sel.type } : {}),
       };
       if (after) {
+        // The top-level bound starts the index range at the resume point; the $or steps past ties.
+        filter.finishedAt = { $gte: after.finishedAt, $lt: before };
         filter.$or = [
           { finishedAt: { $gt: after.finishedAt, $lt: before } },
           { finishedAt: after.finishedAt, _id: { $gt: after._id } },

@@ -201,18 +201,29 @@ export async function restoreDatasets(coll: Collection<Document>, entries: Ledge
   );
 }
 
-/** Delete the given jobs, their events and the workflows; returns jobs deleted. */
+/**
+ * Delete the given migrated jobs (with `notRunning`, only those not running), their events first, then
+ * the workflows; returns jobs deleted.
+ */
 export async function deleteMigratedJobs(
   store: Store,
   jobIds: JobId[],
   workflowIds: string[],
+  opts: { notRunning?: boolean } = {},
 ): Promise<number> {
-  if (jobIds.length === 0) return 0;
-  await store.events.deleteMany({ jobId: { $in: jobIds } });
-  const res = await store.jobs.deleteMany({ _id: { $in: jobIds }, tags: MIGRATION_TAG });
+  let deleted = 0;
+  if (jobIds.length > 0) {
+    await store.events.deleteMany({ jobId: { $in: jobIds } });
+    const res = await store.jobs.deleteMany({
+      _id: { $in: jobIds },
+      tags: MIGRATION_TAG,
+      ...(opts.notRunning ? { state: { $ne: 'running' } } : {}),
+    });
+    deleted = res.deletedCount;
+  }
   if (workflowIds.length)
     await store.db.collection('workflows').deleteMany({ _id: { $in: workflowIds } } as Document);
-  return res.deletedCount;
+  return deleted;
 }
 
 export async function deleteLedgerEntries(store: Store, uuids: string[]): Promise<void> {

@@ -129,4 +129,61 @@ describe('query planning', () => {
     })) as Document;
     expect(plan.executionStats.totalDocsExamined).toBeLessThan(20);
   });
+
+  it('serves a query through a partial index only when the query implies its filter', async () => {
+    const deps = t.db.collection('deps');
+    const docs: Document[] = [];
+    for (let i = 0; i < 500; i++)
+      docs.push({ _id: i, ...(i % 50 === 0 ? { dependsOn: [`j${i}`, 'x'] } : {}) });
+    await deps.insertMany(docs);
+    await deps.createIndex(
+      { dependsOn: 1 },
+      { name: 'deps', partialFilterExpression: { dependsOn: { $exists: true } } },
+    );
+    const plan = await deps.find({ dependsOn: { $in: ['j100', 'j200', 'nope'] } }).explain('executionStats');
+    expect(plan.executionStats.nReturned).toBe(2);
+    expect(plan.executionStats.totalDocsExamined).toBe(2);
+    expect(await deps.distinct('_id', { dependsOn: 'x' })).toHaveLength(10);
+    // Documents outside the index must still be found by a query that does not imply its filter.
+    expect(await deps.countDocuments({ dependsOn: null })).toBe(490);
+    expect(await deps.countDocuments({ dependsOn: { $nin: ['x'] } })).toBe(490);
+  });
+
+  it('orders ties of an index key by _id, forward, backward and across $in ranges', async () => {
+    const ties = t.db.collection('ties');
+    const at = [
+      new Date(now.getTime() + 1000),
+      new Date(now.getTime() + 2000),
+      new Date(now.getTime() + 3000),
+    ];
+    const docs: Document[] = [];
+    for (let i = 0; i < 300; i++)
+      docs.push({ _id: (i * 7919) % 1000, state: ['a', 'b', 'c'][i % 3], at: at[(i * 13) % 3] });
+    await ties.insertMany(docs);
+    await ties.createIndex({ state: 1, at: 1 });
+    const reference = (filter: (d: Document) => boolean, dir: 1 | -1, idDir: 1 | -1) =>
+      docs
+        .filter(filter)
+        .sort(
+          (x, y) =>
+            dir * ((x.at as Date).getTime() - (y.at as Date).getTime()) ||
+            idDir * ((x._id as number) - (y._id as number)),
+        )
+        .map((d) => d._id as number);
+    const inAB = (d: Document) => d.state === 'a' || d.state === 'b';
+    const cases: [Document, (d: Document) => boolean, 1 | -1, 1 | -1][] = [
+      [{ state: 'a', at: { $gte: at[0] } }, (d) => d.state === 'a', 1, 1],
+      [{ state: 'b' }, (d) => d.state === 'b', -1, -1],
+      [{ state: { $in: ['a', 'b'] } }, inAB, 1, 1],
+      [{ state: { $in: ['a', 'b'] } }, inAB, -1, -1],
+      [{ state: { $in: ['a', 'b'] } }, inAB, 1, -1],
+    ];
+    for (const [filter, f, dir, idDir] of cases) {
+      const want = reference(f, dir, idDir);
+      for (const limit of [7, 0]) {
+        const got = await ties.find(filter).sort({ at: dir, _id: idDir }).limit(limit).toArray();
+        expect(got.map((d) => d._id)).toEqual(limit ? want.slice(0, limit) : want);
+      }
+    }
+  });
 });
