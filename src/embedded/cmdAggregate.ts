@@ -29,6 +29,7 @@ import { toPlainNumbers } from './numbers.js';
 import { checkPipeline, checkStageName, stageIgnoringCollation } from './mqlRefusals.js';
 import type { WriteOptions } from './engine.js';
 import { checkInternalSize } from './limits.js';
+import { runNativeGroup } from './nativeGroup.js';
 
 function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
   if (!Array.isArray(pipeline))
@@ -170,17 +171,26 @@ export function runAggregation(
         'its aggregation engine applies a collation only to $sort and to a leading $match, $sort, $skip and $limit',
       );
   }
-  // mingo runs on plain-number copies: the stages after the planned prefix see values, not BSON types.
+  // A leading [$project] $group in the native language runs straight over the documents.
   let out = docs;
-  if (rest.length > 0) {
-    out = runPipeline(toPlainNumbers(docs), expandCount(rest), {
+  let stages = rest;
+  if (rest.length > 0 && !collation) {
+    const native = runNativeGroup(docs, rest);
+    if (native) {
+      out = native.docs;
+      stages = rest.slice(native.consumed);
+    }
+  }
+  // mingo runs on plain-number copies: the stages after the planned prefix see values, not BSON types.
+  if (stages.length > 0) {
+    out = runPipeline(toPlainNumbers(out), expandCount(stages), {
       collectionResolver: resolver,
       ...(variables ? { variables } : {}),
       collation,
     });
-    // Stored documents are within the limit; documents the stages built are measured, as MongoDB does.
-    for (const doc of out) checkInternalSize(doc, 'PlanExecutor error during aggregation');
   }
+  // Stored documents are within the limit; documents the stages built are measured, as MongoDB does.
+  if (rest.length > 0) for (const doc of out) checkInternalSize(doc, 'PlanExecutor error during aggregation');
   if (writes) {
     if ('$out' in writes) outInto(ctx, writes.$out, out, extras.writes);
     else mergeInto(ctx, writes.$merge, out, extras.writes);

@@ -49,7 +49,8 @@ function ps(p: unknown): number[] {
   return p as number[];
 }
 
-function at(sorted: number[], p: number): number | null {
+/** The discrete p-th percentile of ascending numbers (null for none). */
+export function percentileAt(sorted: number[], p: number): number | null {
   if (sorted.length === 0) return null;
   return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
 }
@@ -72,11 +73,11 @@ export const AGGREGATION_CONTEXT = Context.init({
     $percentile: (collection: unknown[], expr: unknown, options: Options) => {
       const spec = checkSpec(expr, '$percentile');
       const sorted = numbers(inputs(collection, spec.input, options));
-      return ps(spec.p).map((p) => at(sorted, p));
+      return ps(spec.p).map((p) => percentileAt(sorted, p));
     },
     $median: (collection: unknown[], expr: unknown, options: Options) => {
       const spec = checkSpec(expr, '$median');
-      return at(numbers(inputs(collection, spec.input, options)), 0.5);
+      return percentileAt(numbers(inputs(collection, spec.input, options)), 0.5);
     },
   },
   expression: {
@@ -85,12 +86,12 @@ export const AGGREGATION_CONTEXT = Context.init({
       const spec = checkSpec(expr, '$percentile');
       const v = evalExpr(obj, spec.input, options) as unknown;
       const sorted = numbers(Array.isArray(v) ? v : [v]);
-      return ps(spec.p).map((p) => at(sorted, p));
+      return ps(spec.p).map((p) => percentileAt(sorted, p));
     },
     $median: (obj: unknown, expr: unknown, options: Options) => {
       const spec = checkSpec(expr, '$median');
       const v = evalExpr(obj, spec.input, options) as unknown;
-      return at(numbers(Array.isArray(v) ? v : [v]), 0.5);
+      return percentileAt(numbers(Array.isArray(v) ? v : [v]), 0.5);
     },
   },
 } as never);

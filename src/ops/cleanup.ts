@@ -2,7 +2,7 @@
  * Cleanup of finished jobs with their events and log files: `jobctl cleanup` and the daemons'
  * retention both call this.
  */
-import { rm } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deleteFinishedJobs, type CleanupTotals, type Store } from '../store/index.js';
 import type { JobId, JobState } from '../types.js';
@@ -21,10 +21,24 @@ export interface CleanupOptions {
 
 const PARALLEL_UNLINKS = 32;
 
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** One unlink per log file (a job that never ran has none: ENOENT is fine). */
 async function removeLogs(logDir: string, ids: JobId[]): Promise<void> {
   for (let i = 0; i < ids.length; i += PARALLEL_UNLINKS) {
     await Promise.all(
-      ids.slice(i, i + PARALLEL_UNLINKS).map((id) => rm(join(logDir, `${id}.log`), { force: true })),
+      ids.slice(i, i + PARALLEL_UNLINKS).map((id) =>
+        unlink(join(logDir, `${id}.log`)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
     );
   }
 }
@@ -40,6 +54,7 @@ export async function cleanupJobs(store: Store, o: CleanupOptions): Promise<Clea
     ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
     ...(o.dryRun ? { dryRun: true } : {}),
     ...(o.onBatch ? { onBatch: o.onBatch } : {}),
-    beforeDelete: (ids) => removeLogs(o.logDir, ids),
+    // No log folder, no log files: a million finished jobs need no million unlinks.
+    ...((await isDir(o.logDir)) ? { beforeDelete: (ids: JobId[]) => removeLogs(o.logDir, ids) } : {}),
   });
 }

@@ -1,0 +1,338 @@
+/**
+ * A native path for the shape reports use most: an optional $project of field paths and simple
+ * expressions, then a $group with common accumulators, run straight over the stored documents
+ * (mingo would first copy every document and interpret every expression per document).
+ *
+ * It covers a deliberately small language: field paths without arrays on the way, literals, $cond,
+ * $eq, $ne, $type and $subtract over null, strings, booleans, dates and plain (int32 or double)
+ * numbers; accumulators $sum, $avg, $min, $max, $count, $percentile and $median. A stage outside it
+ * is not compiled; a document whose values fall outside it (an array, a long, a decimal, a missing
+ * operand of $eq...) makes the whole prefix run through mingo instead, so the answer never depends
+ * on which path ran.
+ */
+import type { Document } from 'bson';
+import { compareValues, isPlainObject } from './bsonOrder.js';
+import { isInt32Number } from './numbers.js';
+import { percentileAt } from './percentile.js';
+
+/** Raised while evaluating: this input needs the general engine. */
+class Fallback extends Error {}
+
+type Expr = (doc: Document) => unknown;
+type Simple = undefined | null | string | number | boolean | Date;
+
+function simple(v: unknown): Simple {
+  if (v === undefined || v === null) return v;
+  const t = typeof v;
+  if (t === 'string' || t === 'boolean') return v as Simple;
+  if (t === 'number') {
+    if (Number.isNaN(v)) throw new Fallback();
+    return v as number;
+  }
+  if (v instanceof Date) return v;
+  throw new Fallback();
+}
+
+function fieldPath(path: string): Expr | undefined {
+  const parts = path.slice(1).split('.');
+  if (parts.some((p) => p === '' || p.startsWith('$'))) return undefined;
+  if (parts.length === 1) {
+    const [key] = parts as [string];
+    return (doc) => simple(doc[key]);
+  }
+  return (doc) => {
+    let v: unknown = doc;
+    for (const p of parts) {
+      if (Array.isArray(v)) throw new Fallback();
+      if (!isPlainObject(v)) return undefined;
+      v = v[p];
+    }
+    return simple(v);
+  };
+}
+
+function truthy(v: Simple): boolean {
+  return !(v === undefined || v === null || v === false || v === 0);
+}
+
+function typeName(v: Simple): string {
+  if (v === undefined) return 'missing';
+  if (v === null) return 'null';
+  if (typeof v === 'string') return 'string';
+  if (typeof v === 'boolean') return 'bool';
+  if (typeof v === 'number') return isInt32Number(v) ? 'int' : 'double';
+  return 'date';
+}
+
+function subtract(a: Simple, b: Simple): Simple {
+  if (a === undefined || a === null || b === undefined || b === null) return null;
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  if (a instanceof Date && b instanceof Date) return a.getTime() - b.getTime();
+  if (a instanceof Date && typeof b === 'number') return new Date(a.getTime() - b);
+  throw new Fallback(); // an error in MongoDB: mingo reports it
+}
+
+function args(v: unknown, n: number): Expr[] | undefined {
+  if (!Array.isArray(v) || v.length !== n) return undefined;
+  const out = v.map(compileExpr);
+  return out.every((e) => e !== undefined) ? (out as Expr[]) : undefined;
+}
+
+/** An expression in the native language, or undefined when it is outside it. */
+function compileExpr(e: unknown): Expr | undefined {
+  if (typeof e === 'string') {
+    if (e.startsWith('$')) return e.startsWith('$$') ? undefined : fieldPath(e);
+    return () => e;
+  }
+  if (e === null || typeof e === 'boolean' || (typeof e === 'number' && !Number.isNaN(e))) return () => e;
+  if (!isPlainObject(e)) return undefined;
+  const keys = Object.keys(e);
+  if (keys.length !== 1) return undefined;
+  const op = keys[0] as string;
+  const arg = e[op] as unknown;
+  switch (op) {
+    case '$cond': {
+      const parts = isPlainObject(arg)
+        ? Object.keys(arg).length === 3
+          ? [arg.if, arg.then, arg.else]
+          : undefined
+        : arg;
+      const c = args(parts, 3);
+      if (!c) return undefined;
+      const [test, then, otherwise] = c as [Expr, Expr, Expr];
+      return (doc) => (truthy(test(doc) as Simple) ? then(doc) : otherwise(doc));
+    }
+    case '$eq':
+    case '$ne': {
+      const c = args(arg, 2);
+      if (!c) return undefined;
+      const [x, y] = c as [Expr, Expr];
+      const want = op === '$eq';
+      return (doc) => {
+        const a = x(doc);
+        const b = y(doc);
+        // A missing operand compares unlike null in expressions: left to mingo.
+        if (a === undefined || b === undefined) throw new Fallback();
+        return (compareValues(a, b) === 0) === want;
+      };
+    }
+    case '$type': {
+      const c = Array.isArray(arg) ? args(arg, 1) : args([arg], 1);
+      if (!c) return undefined;
+      const [x] = c as [Expr];
+      return (doc) => typeName(x(doc) as Simple);
+    }
+    case '$subtract': {
+      const c = args(arg, 2);
+      if (!c) return undefined;
+      const [x, y] = c as [Expr, Expr];
+      return (doc) => subtract(x(doc) as Simple, y(doc) as Simple);
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A $project of inclusions and expressions (its output feeds the $group only). */
+function compileProject(spec: unknown): ((doc: Document) => Document) | undefined {
+  if (!isPlainObject(spec)) return undefined;
+  let keepId = true;
+  const fields: [string, Expr | 'include'][] = [];
+  for (const [k, v] of Object.entries(spec)) {
+    if (k.includes('.') || k.startsWith('$')) return undefined;
+    if (k === '_id' && (v === 0 || v === false)) {
+      keepId = false;
+      continue;
+    }
+    if (v === 1 || v === true) {
+      fields.push([k, 'include']);
+      continue;
+    }
+    if (typeof v !== 'string' && !isPlainObject(v)) return undefined;
+    if (typeof v === 'string' && !v.startsWith('$')) return undefined;
+    const e = compileExpr(v);
+    if (!e) return undefined;
+    fields.push([k, e]);
+  }
+  if (fields.length === 0) return undefined;
+  return (doc) => {
+    const out: Document = {};
+    if (keepId && doc._id !== undefined) out._id = doc._id;
+    for (const [k, f] of fields) {
+      const v = f === 'include' ? doc[k] : f(doc);
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  };
+}
+
+interface Acc {
+  add(v: Simple): void;
+  result(): unknown;
+}
+
+type AccFactory = { input: Expr; make: () => Acc };
+
+function compileAccumulator(spec: unknown): AccFactory | undefined {
+  if (!isPlainObject(spec) || Object.keys(spec).length !== 1) return undefined;
+  const op = Object.keys(spec)[0] as string;
+  const arg = spec[op] as unknown;
+  if (op === '$count') {
+    if (!isPlainObject(arg) || Object.keys(arg).length !== 0) return undefined;
+    return compileAccumulator({ $sum: 1 });
+  }
+  if (op === '$percentile' || op === '$median') {
+    if (!isPlainObject(arg) || arg.method !== 'approximate') return undefined;
+    const ps = op === '$median' ? [0.5] : arg.p;
+    if (!Array.isArray(ps) || ps.length === 0) return undefined;
+    if (!ps.every((p) => typeof p === 'number' && p >= 0 && p <= 1)) return undefined;
+    const input = compileExpr(arg.input);
+    if (!input) return undefined;
+    return {
+      input,
+      make: () => {
+        const values: number[] = [];
+        return {
+          add: (v) => {
+            if (typeof v === 'number') values.push(v);
+          },
+          result: () => {
+            values.sort((a, b) => a - b);
+            const r = (ps as number[]).map((p) => percentileAt(values, p));
+            return op === '$median' ? r[0] : r;
+          },
+        };
+      },
+    };
+  }
+  if (Array.isArray(arg)) return undefined; // the operator's array form: left to mingo
+  const input = compileExpr(arg);
+  if (!input) return undefined;
+  switch (op) {
+    case '$sum':
+      return {
+        input,
+        make: () => {
+          let sum = 0;
+          return {
+            add: (v) => {
+              if (typeof v === 'number') sum += v;
+            },
+            result: () => sum,
+          };
+        },
+      };
+    case '$avg':
+      return {
+        input,
+        make: () => {
+          let sum = 0;
+          let n = 0;
+          return {
+            add: (v) => {
+              if (typeof v === 'number') {
+                sum += v;
+                n++;
+              }
+            },
+            result: () => (n === 0 ? null : sum / n),
+          };
+        },
+      };
+    case '$min':
+    case '$max': {
+      const sign = op === '$max' ? 1 : -1;
+      return {
+        input,
+        make: () => {
+          let best: Simple = null;
+          return {
+            add: (v) => {
+              if (v === undefined || v === null) return;
+              if (best === null || sign * compareValues(v, best) > 0) best = v;
+            },
+            result: () => best,
+          };
+        },
+      };
+    }
+    default:
+      return undefined;
+  }
+}
+
+function groupKey(v: Simple): string {
+  if (v === undefined || v === null) return 'n';
+  if (typeof v === 'string') return `s${v}`;
+  if (typeof v === 'number') return `#${v === 0 ? 0 : v}`;
+  if (typeof v === 'boolean') return `b${v}`;
+  return `d${v.getTime()}`;
+}
+
+function compileGroup(spec: unknown): ((docs: Iterable<Document>) => Document[]) | undefined {
+  if (!isPlainObject(spec) || !('_id' in spec)) return undefined;
+  const idSpec = spec._id as unknown;
+  if (isPlainObject(idSpec) || Array.isArray(idSpec)) return undefined;
+  const id = compileExpr(idSpec);
+  if (!id) return undefined;
+  const accs: [string, AccFactory][] = [];
+  for (const [k, v] of Object.entries(spec)) {
+    if (k === '_id') continue;
+    if (k.includes('.') || k.startsWith('$')) return undefined;
+    const a = compileAccumulator(v);
+    if (!a) return undefined;
+    accs.push([k, a]);
+  }
+  return (docs) => {
+    const groups = new Map<string, { id: Simple; accs: Acc[] }>();
+    for (const doc of docs) {
+      const key = id(doc) as Simple;
+      const k = groupKey(key);
+      let g = groups.get(k);
+      if (!g) {
+        g = { id: key === undefined ? null : key, accs: accs.map(([, a]) => a.make()) };
+        groups.set(k, g);
+      }
+      for (let i = 0; i < accs.length; i++) g.accs[i]!.add(accs[i]![1].input(doc) as Simple);
+    }
+    return [...groups.values()].map((g) => {
+      const out: Document = { _id: g.id };
+      accs.forEach(([k], i) => (out[k] = g.accs[i]!.result()));
+      return out;
+    });
+  };
+}
+
+/**
+ * Runs a leading [$project] $group natively when both are in the native language and every document
+ * stays within it; returns the groups and how many stages it ran, or undefined (mingo runs them).
+ */
+export function runNativeGroup(
+  docs: Document[],
+  stages: Document[],
+): { docs: Document[]; consumed: number } | undefined {
+  let i = 0;
+  let projectFn: ((doc: Document) => Document) | undefined;
+  const first = stages[0];
+  if (first && '$project' in first) {
+    projectFn = compileProject(first.$project);
+    if (!projectFn) return undefined;
+    i++;
+  }
+  const groupStage = stages[i];
+  if (!groupStage || !('$group' in groupStage)) return undefined;
+  const group = compileGroup(groupStage.$group);
+  if (!group) return undefined;
+  try {
+    const project = projectFn;
+    const input: Iterable<Document> = project
+      ? (function* () {
+          for (const d of docs) yield project(d);
+        })()
+      : docs;
+    return { docs: group(input), consumed: i + 1 };
+  } catch (err) {
+    if (err instanceof Fallback) return undefined;
+    throw err;
+  }
+}
