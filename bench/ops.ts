@@ -12,6 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { MongoClient, ObjectId, type Document } from 'mongodb';
 // The compiled server, as jobd-embedded runs it (bench:ops builds first).
@@ -35,28 +36,64 @@ function peakRss(pid: number): number | null {
   }
 }
 
-/** Runs jobctl; resolves with seconds, parsed JSON stdout and the peak RSS seen. */
-function jobctl(args: string[]): Promise<{ secs: number; out: Document; peakRssMb: number | null }> {
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return null;
+  }
+}
+
+interface Run {
+  secs: number;
+  out: Document;
+  peakRssMb: number | null;
+  /** CPU seconds of jobctl and of the server (this process) over the run: the machine may be shared. */
+  cpu: { jobctl: number | null; server: number };
+  loadAvg1m: number;
+}
+
+/** Runs jobctl; resolves with seconds, parsed JSON stdout, the peak RSS seen and CPU times. */
+function jobctl(args: string[]): Promise<Run> {
   return new Promise((res, rej) => {
     const started = process.hrtime.bigint();
+    const serverCpu = process.cpuUsage();
+    const loadAvg1m = Math.round(loadavg()[0]! * 100) / 100;
     const child = spawn(process.execPath, [JOBCTL, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let peak = 0;
-    const timer = setInterval(() => (peak = Math.max(peak, peakRss(child.pid!) ?? 0)), 50);
+    let cpu: number | null = null;
+    const sample = () => {
+      peak = Math.max(peak, peakRss(child.pid!) ?? 0);
+      cpu = cpuSeconds(child.pid!) ?? cpu;
+    };
+    const timer = setInterval(sample, 50);
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', sample); // still readable until reaped
     child.on('close', (code) => {
       clearInterval(timer);
       const secs = Number(process.hrtime.bigint() - started) / 1e9;
       if (code !== 0) return rej(new Error(`jobctl ${args.join(' ')} exited ${code}: ${stderr}`));
+      const used = process.cpuUsage(serverCpu);
       res({
         secs,
         out: JSON.parse(stdout) as Document,
         peakRssMb: peak ? Math.round(peak / 1024 / 1024) : null,
+        cpu: { jobctl: cpu, server: Math.round((used.user + used.system) / 1e4) / 100 },
+        loadAvg1m,
       });
     });
   });
+}
+
+/** The figures every phase reports besides its own. */
+function runFigures(r: Run): Document {
+  return { peakRssMb: r.peakRssMb, cpuSeconds: r.cpu, loadAvg1m: r.loadAvg1m };
 }
 
 async function seedJobs(db: ReturnType<MongoClient['db']>, n: number): Promise<void> {
@@ -102,7 +139,7 @@ async function migrationPhases(
   result.migrateDryRun = {
     seconds: dry.secs,
     datasetsPerSec: Math.round(datasets / dry.secs),
-    peakRssMb: dry.peakRssMb,
+    ...runFigures(dry),
   };
   const mig = await jobctl(['migrate', '--database', mdb, ...common]);
   result.migrate = {
@@ -110,14 +147,14 @@ async function migrationPhases(
     datasetsPerSec: Math.round(datasets / mig.secs),
     migrated: mig.out.datasets,
     jobsCreated: mig.out.jobs,
-    peakRssMb: mig.peakRssMb,
+    ...runFigures(mig),
   };
   const rb = await jobctl(['migrate', 'rollback', '--database', mdb, ...common]);
   result.rollback = {
     seconds: rb.secs,
     datasetsPerSec: Math.round(Number(rb.out.datasets) / rb.secs),
     restored: rb.out.datasets,
-    peakRssMb: rb.peakRssMb,
+    ...runFigures(rb),
   };
   await client.db(mdb).dropDatabase();
 }
@@ -143,14 +180,14 @@ async function jobPhases(
   result.perf7d = {
     seconds: perf.secs,
     types: (perf.out.types as unknown[]).length,
-    peakRssMb: perf.peakRssMb,
+    ...runFigures(perf),
   };
   const clean = await jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common]);
   result.cleanup = {
     seconds: clean.secs,
     jobsPerSec: Math.round(Number(clean.out.jobs) / clean.secs),
     deleted: clean.out.jobs,
-    peakRssMb: clean.peakRssMb,
+    ...runFigures(clean),
   };
 }
 
