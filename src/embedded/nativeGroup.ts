@@ -18,7 +18,10 @@ import { percentileAt } from './percentile.js';
 /** Raised while evaluating: this input needs the general engine. */
 class Fallback extends Error {}
 
-type Expr = (doc: Document) => unknown;
+/** Evaluated against the input document and the values a fused $project computed for it. */
+type Expr = (doc: Document, computed: unknown[]) => unknown;
+/** How a field path resolves: on the document, or (after a $project) through the projection. */
+type Scope = (path: string) => Expr | undefined;
 type Simple = undefined | null | string | number | boolean | Date;
 
 function simple(v: unknown): Simple {
@@ -34,7 +37,7 @@ function simple(v: unknown): Simple {
 }
 
 function fieldPath(path: string): Expr | undefined {
-  const parts = path.slice(1).split('.');
+  const parts = path.split('.');
   if (parts.some((p) => p === '' || p.startsWith('$'))) return undefined;
   if (parts.length === 1) {
     const [key] = parts as [string];
@@ -72,16 +75,16 @@ function subtract(a: Simple, b: Simple): Simple {
   throw new Fallback(); // an error in MongoDB: mingo reports it
 }
 
-function args(v: unknown, n: number): Expr[] | undefined {
+function args(v: unknown, n: number, scope: Scope): Expr[] | undefined {
   if (!Array.isArray(v) || v.length !== n) return undefined;
-  const out = v.map(compileExpr);
+  const out = v.map((x) => compileExpr(x, scope));
   return out.every((e) => e !== undefined) ? (out as Expr[]) : undefined;
 }
 
 /** An expression in the native language, or undefined when it is outside it. */
-function compileExpr(e: unknown): Expr | undefined {
+function compileExpr(e: unknown, scope: Scope = fieldPath): Expr | undefined {
   if (typeof e === 'string') {
-    if (e.startsWith('$')) return e.startsWith('$$') ? undefined : fieldPath(e);
+    if (e.startsWith('$')) return e.startsWith('$$') ? undefined : scope(e.slice(1));
     return () => e;
   }
   if (e === null || typeof e === 'boolean' || (typeof e === 'number' && !Number.isNaN(e))) return () => e;
@@ -97,47 +100,58 @@ function compileExpr(e: unknown): Expr | undefined {
           ? [arg.if, arg.then, arg.else]
           : undefined
         : arg;
-      const c = args(parts, 3);
+      const c = args(parts, 3, scope);
       if (!c) return undefined;
       const [test, then, otherwise] = c as [Expr, Expr, Expr];
-      return (doc) => (truthy(test(doc) as Simple) ? then(doc) : otherwise(doc));
+      return (doc, c) => (truthy(test(doc, c) as Simple) ? then(doc, c) : otherwise(doc, c));
     }
     case '$eq':
     case '$ne': {
-      const c = args(arg, 2);
+      const c = args(arg, 2, scope);
       if (!c) return undefined;
       const [x, y] = c as [Expr, Expr];
       const want = op === '$eq';
-      return (doc) => {
-        const a = x(doc);
-        const b = y(doc);
+      return (doc, c) => {
+        const a = x(doc, c);
+        const b = y(doc, c);
         // A missing operand compares unlike null in expressions: left to mingo.
         if (a === undefined || b === undefined) throw new Fallback();
         return (compareValues(a, b) === 0) === want;
       };
     }
     case '$type': {
-      const c = Array.isArray(arg) ? args(arg, 1) : args([arg], 1);
+      const c = Array.isArray(arg) ? args(arg, 1, scope) : args([arg], 1, scope);
       if (!c) return undefined;
       const [x] = c as [Expr];
-      return (doc) => typeName(x(doc) as Simple);
+      return (doc, c) => typeName(x(doc, c) as Simple);
     }
     case '$subtract': {
-      const c = args(arg, 2);
+      const c = args(arg, 2, scope);
       if (!c) return undefined;
       const [x, y] = c as [Expr, Expr];
-      return (doc) => subtract(x(doc) as Simple, y(doc) as Simple);
+      return (doc, c) => subtract(x(doc, c) as Simple, y(doc, c) as Simple);
     }
     default:
       return undefined;
   }
 }
 
-/** A $project of inclusions and expressions (its output feeds the $group only). */
-function compileProject(spec: unknown): ((doc: Document) => Document) | undefined {
+/**
+ * A $project of inclusions and expressions, fused into the $group after it: the projected document is
+ * never built. Every expression is still evaluated for every document (as the stage would), into
+ * `computed`; the group's field paths resolve through the projection (scope).
+ */
+interface FusedProject {
+  exprs: Expr[];
+  scope: Scope;
+}
+
+function compileProject(spec: unknown): FusedProject | undefined {
   if (!isPlainObject(spec)) return undefined;
   let keepId = true;
-  const fields: [string, Expr | 'include'][] = [];
+  const included = new Set<string>();
+  const computed = new Map<string, number>();
+  const exprs: Expr[] = [];
   for (const [k, v] of Object.entries(spec)) {
     if (k.includes('.') || k.startsWith('$')) return undefined;
     if (k === '_id' && (v === 0 || v === false)) {
@@ -145,25 +159,28 @@ function compileProject(spec: unknown): ((doc: Document) => Document) | undefine
       continue;
     }
     if (v === 1 || v === true) {
-      fields.push([k, 'include']);
+      included.add(k);
       continue;
     }
     if (typeof v !== 'string' && !isPlainObject(v)) return undefined;
     if (typeof v === 'string' && !v.startsWith('$')) return undefined;
     const e = compileExpr(v);
     if (!e) return undefined;
-    fields.push([k, e]);
+    computed.set(k, exprs.length);
+    exprs.push(e);
   }
-  if (fields.length === 0) return undefined;
-  return (doc) => {
-    const out: Document = {};
-    if (keepId && doc._id !== undefined) out._id = doc._id;
-    for (const [k, f] of fields) {
-      const v = f === 'include' ? doc[k] : f(doc);
-      if (v !== undefined) out[k] = v;
-    }
-    return out;
+  if (included.size + exprs.length === 0) return undefined;
+  const missing: Expr = () => undefined;
+  const scope: Scope = (path) => {
+    const dot = path.indexOf('.');
+    const top = dot < 0 ? path : path.slice(0, dot);
+    const i = computed.get(top);
+    // Computed values are never documents: a path into one is missing.
+    if (i !== undefined) return dot < 0 ? (_doc, c) => c[i] : missing;
+    if (included.has(top) || (top === '_id' && keepId)) return fieldPath(path);
+    return missing;
   };
+  return { exprs, scope };
 }
 
 interface Acc {
@@ -173,20 +190,20 @@ interface Acc {
 
 type AccFactory = { input: Expr; make: () => Acc };
 
-function compileAccumulator(spec: unknown): AccFactory | undefined {
+function compileAccumulator(spec: unknown, scope: Scope): AccFactory | undefined {
   if (!isPlainObject(spec) || Object.keys(spec).length !== 1) return undefined;
   const op = Object.keys(spec)[0] as string;
   const arg = spec[op] as unknown;
   if (op === '$count') {
     if (!isPlainObject(arg) || Object.keys(arg).length !== 0) return undefined;
-    return compileAccumulator({ $sum: 1 });
+    return compileAccumulator({ $sum: 1 }, scope);
   }
   if (op === '$percentile' || op === '$median') {
     if (!isPlainObject(arg) || arg.method !== 'approximate') return undefined;
     const ps = op === '$median' ? [0.5] : arg.p;
     if (!Array.isArray(ps) || ps.length === 0) return undefined;
     if (!ps.every((p) => typeof p === 'number' && p >= 0 && p <= 1)) return undefined;
-    const input = compileExpr(arg.input);
+    const input = compileExpr(arg.input, scope);
     if (!input) return undefined;
     return {
       input,
@@ -206,7 +223,7 @@ function compileAccumulator(spec: unknown): AccFactory | undefined {
     };
   }
   if (Array.isArray(arg)) return undefined; // the operator's array form: left to mingo
-  const input = compileExpr(arg);
+  const input = compileExpr(arg, scope);
   if (!input) return undefined;
   switch (op) {
     case '$sum':
@@ -269,31 +286,38 @@ function groupKey(v: Simple): string {
   return `d${v.getTime()}`;
 }
 
-function compileGroup(spec: unknown): ((docs: Iterable<Document>) => Document[]) | undefined {
+function compileGroup(
+  spec: unknown,
+  project: FusedProject | undefined,
+): ((docs: Document[]) => Document[]) | undefined {
   if (!isPlainObject(spec) || !('_id' in spec)) return undefined;
+  const scope = project?.scope ?? fieldPath;
+  const exprs = project?.exprs ?? [];
   const idSpec = spec._id as unknown;
   if (isPlainObject(idSpec) || Array.isArray(idSpec)) return undefined;
-  const id = compileExpr(idSpec);
+  const id = compileExpr(idSpec, scope);
   if (!id) return undefined;
   const accs: [string, AccFactory][] = [];
   for (const [k, v] of Object.entries(spec)) {
     if (k === '_id') continue;
     if (k.includes('.') || k.startsWith('$')) return undefined;
-    const a = compileAccumulator(v);
+    const a = compileAccumulator(v, scope);
     if (!a) return undefined;
     accs.push([k, a]);
   }
   return (docs) => {
     const groups = new Map<string, { id: Simple; accs: Acc[] }>();
+    const computed: unknown[] = new Array(exprs.length);
     for (const doc of docs) {
-      const key = id(doc) as Simple;
+      for (let i = 0; i < exprs.length; i++) computed[i] = exprs[i]!(doc, computed);
+      const key = id(doc, computed) as Simple;
       const k = groupKey(key);
       let g = groups.get(k);
       if (!g) {
         g = { id: key === undefined ? null : key, accs: accs.map(([, a]) => a.make()) };
         groups.set(k, g);
       }
-      for (let i = 0; i < accs.length; i++) g.accs[i]!.add(accs[i]![1].input(doc) as Simple);
+      for (let i = 0; i < accs.length; i++) g.accs[i]!.add(accs[i]![1].input(doc, computed) as Simple);
     }
     return [...groups.values()].map((g) => {
       const out: Document = { _id: g.id };
@@ -312,25 +336,19 @@ export function runNativeGroup(
   stages: Document[],
 ): { docs: Document[]; consumed: number } | undefined {
   let i = 0;
-  let projectFn: ((doc: Document) => Document) | undefined;
+  let project: FusedProject | undefined;
   const first = stages[0];
   if (first && '$project' in first) {
-    projectFn = compileProject(first.$project);
-    if (!projectFn) return undefined;
+    project = compileProject(first.$project);
+    if (!project) return undefined;
     i++;
   }
   const groupStage = stages[i];
   if (!groupStage || !('$group' in groupStage)) return undefined;
-  const group = compileGroup(groupStage.$group);
+  const group = compileGroup(groupStage.$group, project);
   if (!group) return undefined;
   try {
-    const project = projectFn;
-    const input: Iterable<Document> = project
-      ? (function* () {
-          for (const d of docs) yield project(d);
-        })()
-      : docs;
-    return { docs: group(input), consumed: i + 1 };
+    return { docs: group(docs), consumed: i + 1 };
   } catch (err) {
     if (err instanceof Fallback) return undefined;
     throw err;

@@ -31,6 +31,8 @@ export interface Plan {
   /** True when candidates arrive already in the requested sort order. */
   sorted: boolean;
   candidates: Iterable<Document>;
+  /** The same candidates, in the same order, by callback: a whole walk without generator steps. */
+  each?(fn: (doc: Document) => void): void;
   stats: { keysExamined: number; docsExamined: number };
 }
 
@@ -286,6 +288,12 @@ export function planQuery(
           yield doc;
         }
       })(),
+      each: (fn) => {
+        for (const doc of coll.docs.values()) {
+          stats.docsExamined++;
+          fn(doc);
+        }
+      },
     };
   }
   return indexPlan(coll, best, preds, sort, stats);
@@ -354,11 +362,30 @@ function indexPlan(
     }
   }
 
+  const each =
+    needMerge || reverse
+      ? undefined
+      : (fn: (doc: Document) => void): void => {
+          const seen = multikey ? new Set<string>() : undefined;
+          const visit = (_key: IndexKey, id: string): void => {
+            stats.keysExamined++;
+            if (seen) {
+              if (seen.has(id)) return;
+              seen.add(id);
+            }
+            const doc = coll.docs.get(id);
+            if (!doc) return;
+            stats.docsExamined++;
+            fn(doc);
+          };
+          for (const [lo, hi] of bounds) index.tree.forRange(lo, hi, true, visit);
+        };
   return {
     stage: 'IXSCAN',
     indexName: index.name,
     sorted: choice.providesSort,
     stats,
+    ...(each ? { each } : {}),
     candidates: (function* () {
       const seen = multikey ? new Set<string>() : undefined;
       for (const [, id] of entries()) {

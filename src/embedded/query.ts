@@ -49,6 +49,15 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
   }
   const plan = planQuery(coll, filter, sort, opts.hint, opts.collation !== undefined);
   const out: Document[] = [];
+  if (plan.each && (!plan.sorted || (limit === 0 && skip === 0))) {
+    // Every candidate is needed: walk them by callback.
+    plan.each((doc) => {
+      if (matcher.test(doc)) out.push(doc);
+    });
+    if (!plan.sorted && sort.length > 0) out.sort(compareBySort(sort, opts.collation?.compare));
+    const end = limit > 0 ? skip + limit : out.length;
+    return { docs: out.slice(skip, end), plan };
+  }
   if (plan.sorted) {
     const want = limit > 0 ? skip + limit : Infinity;
     for (const doc of plan.candidates) {
