@@ -9,6 +9,7 @@ import { newJobId } from '../store/enqueue.js';
 import { cancel, jobDocFor, migrationStore as ms, type Store, type StoredJob } from '../store/index.js';
 import type { JobId } from '../types.js';
 import {
+  PLAN_FIELDS,
   planDataset,
   typesDrivenBy,
   type LegacyDataset,
@@ -66,11 +67,11 @@ async function decide(
     return { d, plan, uuid };
   });
   const uuids = out.filter((x) => x.plan.action === 'migrate').map((x) => x.uuid!);
-  const entries = await ms.ledgerEntries(store, uuids);
-  const own = await ms.uuidsWithOwnJobs(
-    store,
-    uuids.filter((u) => !entries.has(u)),
-  );
+  // Both lookups at once (own jobs only matter for a uuid without a ledger entry).
+  const [entries, own] = await Promise.all([
+    ms.ledgerEntries(store, uuids),
+    ms.uuidsWithOwnJobs(store, uuids),
+  ]);
   for (const x of out) {
     if (x.plan.action !== 'migrate') continue;
     const e = entries.get(x.uuid!);
@@ -81,18 +82,26 @@ async function decide(
   return out;
 }
 
+/** The dataset fields the migration reads: what the plan needs and what the ledger keeps. */
+const READ_FIELDS = [...PLAN_FIELDS, ...ms.TOUCHED_FIELDS];
+
 async function* walk(store: Store, src: MigrateSource): AsyncGenerator<LegacyDataset[]> {
   const coll = ms.legacyCollection(store, src.legacyDatabase, src.collection);
-  let after: unknown;
-  for (;;) {
-    const batch = (await ms.legacyBatch(coll, {
+  const fetch = (after: unknown) =>
+    ms.legacyBatch(coll, {
       after,
       limit: src.batchSize,
+      fields: READ_FIELDS,
       ...(src.uuid !== undefined ? { uuid: src.uuid } : {}),
-    })) as LegacyDataset[];
+    }) as Promise<LegacyDataset[]>;
+  let next = fetch(undefined);
+  for (;;) {
+    const batch = await next;
     if (batch.length === 0) return;
+    // The next batch is read while this one is worked on (a walker stopped early leaves it unread).
+    next = fetch(batch[batch.length - 1]!._id);
+    next.catch(() => {});
     yield batch;
-    after = batch[batch.length - 1]!._id;
   }
 }
 
@@ -341,13 +350,26 @@ export async function validateMigration(store: Store, src: MigrateSource): Promi
     if (list.length < LIST_MAX) list.push(v);
   };
   for await (const batch of walk(store, src)) {
-    for (const x of await decide(store, batch, src, dups)) {
+    const decisions = await decide(store, batch, src, dups);
+    // One query for the batch's jobs, not one per dataset.
+    const allStates = await ms.jobStatesByIds(
+      store,
+      decisions.flatMap((x) =>
+        x.plan.action === 'migrate' && x.entry?.state === 'applied' ? x.entry.jobIds : [],
+      ),
+    );
+    for (const x of decisions) {
       if (x.plan.action !== 'migrate') continue;
       if (x.entry?.state !== 'applied') {
         push(rep.missingJobs, { uuid: x.uuid!, status: x.plan.status });
         continue;
       }
-      const states = await ms.jobStatesByIds(store, x.entry.jobIds);
+      const states = new Map(
+        x.entry.jobIds.flatMap((id) => {
+          const st = allStates.get(id);
+          return st ? [[id, st] as const] : [];
+        }),
+      );
       const missing = x.entry.jobIds.filter((id) => !states.has(id));
       if (missing.length) push(rep.ledgerWithoutJobs, { uuid: x.uuid!, missing });
       const status = typeof x.d.status === 'string' ? x.d.status : null;

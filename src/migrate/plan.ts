@@ -96,6 +96,16 @@ export interface LegacyDataset {
   [k: string]: unknown;
 }
 
+/** The dataset fields planDataset reads. */
+export const PLAN_FIELDS = [
+  'uuid',
+  'status',
+  'user',
+  'sensor',
+  'google_drive_link',
+  'conversion_parameters',
+] as const;
+
 function str(v: unknown): string | null {
   return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
 }

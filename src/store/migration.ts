@@ -51,12 +51,15 @@ export function legacyCollection(
 /** Datasets in _id order after `after` (a resumable walk with bounded memory). */
 export async function legacyBatch(
   coll: Collection<Document>,
-  opts: { after: unknown; limit: number; uuid?: string },
+  opts: { after: unknown; limit: number; uuid?: string; fields?: readonly string[] },
 ): Promise<Document[]> {
   const filter: Document = {};
   if (opts.after !== undefined) filter._id = { $gt: opts.after };
   if (opts.uuid !== undefined) filter.uuid = opts.uuid;
-  return coll.find(filter, { sort: { _id: 1 }, limit: opts.limit }).toArray();
+  const projection = opts.fields ? Object.fromEntries(opts.fields.map((f) => [f, 1])) : undefined;
+  return coll
+    .find(filter, { sort: { _id: 1 }, limit: opts.limit, ...(projection ? { projection } : {}) })
+    .toArray();
 }
 
 /** uuids held by more than one dataset. */
@@ -131,12 +134,15 @@ export async function insertMigratedJobs(
   workflows: WorkflowSeed[],
   now: Date,
 ): Promise<void> {
-  await insertIdempotent(store.db.collection<WorkflowSeed>('workflows'), workflows);
-  await insertIdempotent(store.jobs, jobs);
-  await appendEvents(
-    store,
-    jobs.map((j) => event(j._id, null, j.state, now, 0, null, 'created by the legacy migration', 1)),
-  );
+  // Independent and each idempotent (ids chosen in advance, the event numbered): written together.
+  await Promise.all([
+    insertIdempotent(store.db.collection<WorkflowSeed>('workflows'), workflows),
+    insertIdempotent(store.jobs, jobs),
+    appendEvents(
+      store,
+      jobs.map((j) => event(j._id, null, j.state, now, 0, null, 'created by the legacy migration', 1)),
+    ),
+  ]);
 }
 
 export async function markDatasets(
