@@ -1,7 +1,10 @@
 /**
  * Operations at scale, through jobctl as a subprocess against the embedded server (in memory):
  * migrate --dry-run, migrate and rollback of legacy datasets; perf --days 7 and cleanup over finished
- * jobs (seconds, rates, and jobctl's peak RSS from /proc/<pid>/status VmHWM). Prints JSON.
+ * jobs (seconds, rates, and jobctl's peak RSS from /proc/<pid>/status VmHWM). Each phase also gives
+ * the CPU seconds jobctl and the server used and the load average, since on a shared machine the wall
+ * time depends on the neighbours. The jobs carry jobd's own indexes, as a daemon start creates them.
+ * Prints JSON. The server holds a million jobs in memory: bench:ops gives Node a 6 GB heap.
  *
  *   npm run bench:ops                       # 100,000 datasets, 1,000,000 jobs (the targets' sizes)
  *   npm run bench:ops -- --datasets 20000 --jobs 200000
