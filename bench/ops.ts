@@ -95,6 +95,11 @@ function jobctl(args: string[]): Promise<Run> {
   });
 }
 
+/** Each phase's figures on stderr as it ends: a long run shows its progress (stdout stays the JSON). */
+function report(result: Document, name: string): void {
+  process.stderr.write(`${name}: ${JSON.stringify(result[name])}\n`);
+}
+
 /** The figures every phase reports besides its own. */
 function runFigures(r: Run): Document {
   return { peakRssMb: r.peakRssMb, cpuSeconds: r.cpu, loadAvg1m: r.loadAvg1m };
@@ -145,6 +150,7 @@ async function migrationPhases(
     datasetsPerSec: Math.round(datasets / dry.secs),
     ...runFigures(dry),
   };
+  report(result, 'migrateDryRun');
   const mig = await jobctl(['migrate', '--database', mdb, ...common]);
   result.migrate = {
     seconds: mig.secs,
@@ -153,6 +159,7 @@ async function migrationPhases(
     jobsCreated: mig.out.jobs,
     ...runFigures(mig),
   };
+  report(result, 'migrate');
   const rb = await jobctl(['migrate', 'rollback', '--database', mdb, ...common]);
   result.rollback = {
     seconds: rb.secs,
@@ -160,6 +167,7 @@ async function migrationPhases(
     restored: rb.out.datasets,
     ...runFigures(rb),
   };
+  report(result, 'rollback');
   await client.db(mdb).dropDatabase();
 }
 
@@ -179,12 +187,14 @@ async function jobPhases(
   const seedStarted = process.hrtime.bigint();
   await seedJobs(client.db(jdb), jobs);
   result.seedJobsSeconds = Number(process.hrtime.bigint() - seedStarted) / 1e9;
+  report(result, 'seedJobsSeconds');
   const perf = await jobctl(['perf', '--days', '7', '--database', jdb, ...common]);
   result.perf7d = {
     seconds: perf.secs,
     types: (perf.out.types as unknown[]).length,
     ...runFigures(perf),
   };
+  report(result, 'perf7d');
   const clean = await jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common]);
   result.cleanup = {
     seconds: clean.secs,
@@ -192,6 +202,7 @@ async function jobPhases(
     deleted: clean.out.jobs,
     ...runFigures(clean),
   };
+  report(result, 'cleanup');
 }
 
 async function main(): Promise<void> {
