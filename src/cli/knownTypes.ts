@@ -3,6 +3,7 @@
  * the types that live daemons registered (their worker documents list them). In a mixed fleet a type
  * may be known only to a daemon on another host; a type nobody knows yet (a rolling deploy) needs the flag.
  */
+import { SYSTEM_PREFIX } from '../config/systemJobs.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { didYouMean } from '../config/validate.js';
 import { ValidationError } from '../errors.js';
@@ -36,16 +37,19 @@ export function checkTypes(
   const all = new Set([...known.fromSettings, ...known.fromDaemons]);
   const unknown = [...new Set(types)].filter((t) => !all.has(t));
   if (unknown.length === 0) return;
-  const list = [...all].sort();
+  const list = [...all].filter((t) => !t.startsWith(SYSTEM_PREFIX)).sort();
   const lines = unknown.map((t) => {
     const hint = didYouMean(t, list);
     return `job type "${t}"${where(t)} is not known: no settings define it and no live daemon runs it${
       hint ? `; did you mean "${hint}"?` : ''
     }`;
   });
-  const daemons = known.fromDaemons.filter((t) => !known.fromSettings.includes(t));
+  // jobd's own types (jobd.retention) are known, but not offered: their schedules enqueue them.
+  const shown = (t: string) => !t.startsWith(SYSTEM_PREFIX);
+  const settings = known.fromSettings.filter(shown);
+  const daemons = known.fromDaemons.filter((t) => !known.fromSettings.includes(t) && shown(t));
   lines.push(
-    `known types: ${known.fromSettings.join(', ') || '(none)'}${
+    `known types: ${settings.join(', ') || '(none)'}${
       daemons.length ? `, and from live daemons: ${daemons.join(', ')}` : ''
     }`,
     'to enqueue it anyway (a daemon that knows the type will run it once it starts), add --allow-unknown-type',
