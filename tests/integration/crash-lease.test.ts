@@ -138,11 +138,13 @@ describe('crash: leases between daemon processes', () => {
     let b: DaemonProcess | undefined;
     try {
       b = await startDaemonProcess(settings('b', { worker: { concurrency: 1 } }));
+      // Completed and released (releasePending is cleared right after the completion lands): from
+      // then on nothing legitimate writes the job again.
       const done = await waitForDoc(
         client.store.jobs,
-        { _id: job._id, state: 'completed' },
+        { _id: job._id, state: 'completed', releasePending: { $exists: false } },
         {
-          what: 'the job completed by daemon B',
+          what: 'the job completed by daemon B and released',
         },
       );
       expect(done).toMatchObject({ attempts: 2, result: { ppid: b.pid, attempt: 2 } });
