@@ -37,15 +37,15 @@ export function checkTypes(
   const all = new Set([...known.fromSettings, ...known.fromDaemons]);
   const unknown = [...new Set(types)].filter((t) => !all.has(t));
   if (unknown.length === 0) return;
-  const list = [...all].filter((t) => !t.startsWith(SYSTEM_PREFIX)).sort();
+  // jobd's own types (jobd.retention) are known, but not offered: their schedules enqueue them.
+  const shown = (t: string) => !t.startsWith(SYSTEM_PREFIX);
+  const list = [...all].filter(shown).sort();
   const lines = unknown.map((t) => {
     const hint = didYouMean(t, list);
     return `job type "${t}"${where(t)} is not known: no settings define it and no live daemon runs it${
       hint ? `; did you mean "${hint}"?` : ''
     }`;
   });
-  // jobd's own types (jobd.retention) are known, but not offered: their schedules enqueue them.
-  const shown = (t: string) => !t.startsWith(SYSTEM_PREFIX);
   const settings = known.fromSettings.filter(shown);
   const daemons = known.fromDaemons.filter((t) => !known.fromSettings.includes(t) && shown(t));
   lines.push(
