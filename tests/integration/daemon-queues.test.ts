@@ -2,7 +2,7 @@
  * Queues on a running daemon: pause and resume (seen through the change stream, and through the
  * periodic re-read without one), worker.queues, per-queue concurrency, and cleaning a queue.
  */
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -80,26 +80,22 @@ describe('daemon: queues', () => {
   });
 
   it('a queue with its own concurrency never runs more of its jobs at once, across its types', async () => {
-    const gate = join(mkdtempSync(join(tmpdir(), 'jobd-queue-gate-')), 'open');
+    const dir = mkdtempSync(join(tmpdir(), 'jobd-queue-gate-'));
+    const gate = join(dir, 'open');
+    // The handlers append "start"/"end" as they execute: what ran at once, not when events were seen
+    // (a freed slot may be claimed again before the finished job's completion event is emitted).
+    const trace = join(dir, 'trace');
     const gated = { handler: fixtureHandler('gate.mjs'), queue: 'slow' };
     d = await startTestDaemon(f, {
       jobTypes: { g1: gated, g2: gated },
       queues: { slow: { concurrency: 2 } },
       worker: { concurrency: 8, claimBatchSize: 10 },
     });
-    let running = 0;
-    let most = 0;
-    d.on('job:claimed', (p) => {
-      if (p.type === 'g1' || p.type === 'g2') most = Math.max(most, ++running);
-    });
-    d.on('job:completed', (p) => {
-      if (p.type === 'g1' || p.type === 'g2') running--;
-    });
     const seen = recorder(d, 'job:completed');
     const ids = (
       await enqueueMany(
         f.store,
-        Array.from({ length: 6 }, (_, i) => newJob(i % 2 ? 'g1' : 'g2', { file: gate }, {}, now())),
+        Array.from({ length: 6 }, (_, i) => newJob(i % 2 ? 'g1' : 'g2', { file: gate, trace }, {}, now())),
         now(),
       )
     ).map((r) => r.job._id);
@@ -113,6 +109,14 @@ describe('daemon: queues', () => {
     expect(existsSync(gate)).toBe(false);
     writeFileSync(gate, '');
     await seen.waitAll(ids);
+    const lines = readFileSync(trace, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(12);
+    let running = 0;
+    let most = 0;
+    for (const line of lines) {
+      running += line.startsWith('start ') ? 1 : -1;
+      most = Math.max(most, running);
+    }
     expect(most).toBe(2);
   });
 
