@@ -8,6 +8,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
+/**
+ * How long one jobd/jobctl run or awaited line may take before the test calls it hung. Generous: a
+ * process start costs about 1 s of CPU, and a loaded 2-core machine stretches that many times over.
+ */
+const RUN_TIMEOUT_MS = 90_000;
 export const BIN = { jobd: join(ROOT, 'bin/jobd'), jobctl: join(ROOT, 'bin/jobctl') };
 
 export interface RunResult {
@@ -55,10 +60,10 @@ export function run(bin: keyof typeof BIN, args: string[], opts: RunOptions = {}
       child.kill('SIGKILL');
       reject(
         new Error(
-          `${bin} ${args.join(' ')} did not finish in ${opts.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
+          `${bin} ${args.join(' ')} did not finish in ${opts.timeoutMs ?? RUN_TIMEOUT_MS} ms\nstdout: ${stdout}\nstderr: ${stderr}`,
         ),
       );
-    }, opts.timeoutMs ?? 30_000);
+    }, opts.timeoutMs ?? RUN_TIMEOUT_MS);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -109,7 +114,7 @@ export class Proc {
   }
 
   /** Resolves with the first stdout line (seen or future) matching; rejects if the process exits first. */
-  waitForLine(match: string | RegExp, timeoutMs = 30_000): Promise<string> {
+  waitForLine(match: string | RegExp, timeoutMs = RUN_TIMEOUT_MS): Promise<string> {
     const test = (line: string): boolean =>
       typeof match === 'string' ? line.includes(match) : match.test(line);
     const seen = this.lines.find(test);
