@@ -78,7 +78,15 @@ describe('crash: a daemon claims only the types it runs', () => {
     });
     for (const id of beta) {
       const doc = (await client.get(id))!;
-      expect(doc).toMatchObject({ state: 'completed', attempts: 1, result: { ppid: both.pid }, errors: [] });
+      // Picked fields, so a failure shows the values that differ.
+      const { state, attempts, result, errors } = doc as typeof doc & { result?: { ppid?: number } };
+      expect({ id, state, attempts, ppid: result?.ppid, errors }).toEqual({
+        id,
+        state: 'completed',
+        attempts: 1,
+        ppid: both.pid,
+        errors: [],
+      });
     }
     expect(await client.store.jobs.countDocuments({ state: 'failed' })).toBe(0);
     expect(onlyAlpha.lines().filter((l) => l.msg === 'job failed')).toEqual([]);
