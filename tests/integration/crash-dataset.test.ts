@@ -81,21 +81,20 @@ describe('crash: dataset status across a SIGKILLed daemon', () => {
     );
     const h = done.jobd_status!.history;
     const path = [String(h[0]!.from), ...h.map((e) => e.to)];
-    expect(path).toEqual([
-      'submitted',
-      'sync queued',
-      'syncing',
-      'sync error',
-      'sync queued',
-      'syncing',
-      'conversion queued',
-      'converting',
-      'done',
-    ]);
+    // The kill costs the sync one attempt. On a starved machine a rescued attempt may lose its short
+    // lease again; every extra round must then be the same legal sync error → sync queued → syncing.
+    expect(path.slice(0, 4)).toEqual(['submitted', 'sync queued', 'syncing', 'sync error']);
+    expect(path.slice(-5)).toEqual(['sync queued', 'syncing', 'conversion queued', 'converting', 'done']);
+    const rounds = path.slice(4, -5);
+    expect(rounds.length % 3).toBe(0);
+    for (let i = 0; i < rounds.length; i += 3) {
+      expect(rounds.slice(i, i + 3)).toEqual(['sync queued', 'syncing', 'sync error']);
+    }
     expect(illegalEdges(path)).toEqual([]);
     const sync = (await store.jobs.findOne({ datasetUuid: 'crash-1', type: 'google_sync' }))!;
-    expect(sync).toMatchObject({ state: 'completed', attempts: 2 });
-    expect(sync.errors[0]).toMatchObject({ code: 'JOBD_LEASE_EXPIRED' });
+    expect(sync).toMatchObject({ state: 'completed', attempts: 2 + rounds.length / 3 });
+    expect(sync.errors.map((e) => e.code)).toEqual(sync.errors.map(() => 'JOBD_LEASE_EXPIRED'));
+    expect(sync.errors.length).toBe(sync.attempts - 1);
     await b.stop();
   });
 });

@@ -78,14 +78,14 @@ describe('crash: a daemon claims only the types it runs', () => {
     });
     for (const id of beta) {
       const doc = (await client.get(id))!;
-      // Picked fields, so a failure shows the values that differ.
+      // Picked fields, so a failure shows the values that differ. On a starved machine an attempt may
+      // lose its 2 s lease and run again; then only on this daemon, and only for that reason.
       const { state, attempts, result, errors } = doc as typeof doc & { result?: { ppid?: number } };
-      expect({ id, state, attempts, ppid: result?.ppid, errors }).toEqual({
+      expect({ id, state, ppid: result?.ppid, errors: errors.map((e) => e.code) }).toEqual({
         id,
         state: 'completed',
-        attempts: 1,
         ppid: both.pid,
-        errors: [],
+        errors: Array.from({ length: attempts - 1 }, () => 'JOBD_LEASE_EXPIRED'),
       });
     }
     expect(await client.store.jobs.countDocuments({ state: 'failed' })).toBe(0);
