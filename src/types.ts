@@ -205,6 +205,12 @@ export interface SpawnSpec {
   type: string;
   params?: unknown;
   options?: Pick<EnqueueOptions, 'priority' | 'maxAttempts' | 'timeoutMs' | 'tags'>;
+  /**
+   * Keys of siblings spawned before it in the same run that must complete first (a chain or a DAG of
+   * children); the child waits until then, as a job with dependsOn does.
+   */
+  dependsOn?: string[];
+  onDependencyFailure?: DependencyFailurePolicy;
 }
 
 /** The value a handler returns to wait for its children (from ctx.waitForChildren). */

@@ -16,7 +16,7 @@
  */
 import { z } from 'zod';
 import { InvalidInputError, InvalidOutputError } from '../errors.js';
-import type { ExecutionMode, JobContext } from '../types.js';
+import type { ExecutionMode, JobContext, WaitForChildren } from '../types.js';
 import { withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
 import { issueLines } from './inputIssues.js';
 import { PathNotAllowedError } from './lib/errors.js';
@@ -53,7 +53,11 @@ export interface JobTypeSpec<I extends z.ZodType, O extends z.ZodType> {
   input: I;
   output: O;
   defaults?: JobTypeDefaults;
-  handler: (input: z.output<I>, ctx: TypedJobContext) => Promise<z.input<O>> | z.input<O>;
+  /** Returns the output, or ctx.waitForChildren() to run again once its spawned children finished. */
+  handler: (
+    input: z.output<I>,
+    ctx: TypedJobContext,
+  ) => Promise<z.input<O> | WaitForChildren> | z.input<O> | WaitForChildren;
 }
 
 const MARK = 'jobd.jobType/1';
@@ -172,6 +176,8 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
         },
       };
       const output = await spec.handler(parsed.input as z.output<I>, typed);
+      // Suspending is not an output: the run that completes the job returns one.
+      if (output !== null && typeof output === 'object' && '__jobdWaitForChildren' in output) return output;
       const checked = await spec.output.safeParseAsync(output);
       if (!checked.success) {
         throw new InvalidOutputError(

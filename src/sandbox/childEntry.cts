@@ -309,9 +309,31 @@ function spawnChildren(
         `ctx.spawn child key ${JSON.stringify(key)} is used twice`,
       );
     }
+    let dependsOnIds: string[] | undefined;
+    if (spec.dependsOn !== undefined) {
+      // Only siblings spawned earlier in this run: their ids are known, and no cycle can form.
+      if (!Array.isArray(spec.dependsOn)) {
+        throw namedError(
+          'ValidationError',
+          'JOBD_VALIDATION',
+          `ctx.spawn child ${JSON.stringify(key)} dependsOn must be an array of sibling keys; got ${JSON.stringify(spec.dependsOn)}`,
+        );
+      }
+      dependsOnIds = spec.dependsOn.map((dep) => {
+        const sibling = into.find((c) => c.key === String(dep));
+        if (!sibling) {
+          throw namedError(
+            'ValidationError',
+            'JOBD_VALIDATION',
+            `ctx.spawn child ${JSON.stringify(key)} depends on ${JSON.stringify(dep)}, which is not a child spawned before it in this run`,
+          );
+        }
+        return sibling.id;
+      });
+    }
     const spawnKey = `${parentId}/${resumes}/${key}`;
     const id = parentId.slice(0, 8) + sha256Hex(spawnKey).slice(0, 16);
-    into.push({ ...spec, key, spawnKey, id });
+    into.push({ ...spec, key, spawnKey, id, ...(dependsOnIds?.length ? { dependsOnIds } : {}) });
     ids.push(id);
   });
   return ids;

@@ -24,6 +24,8 @@ export interface SpawnedChild extends SpawnSpec {
   id: string;
   key: string;
   spawnKey: string;
+  /** The ids of the siblings its dependsOn keys name. */
+  dependsOnIds?: string[];
 }
 
 export interface JobMessage {

@@ -6,6 +6,7 @@ import { MongoBulkWriteError } from 'mongodb';
 import type { ChildInfo, JobDoc, JobId } from '../types.js';
 import { newJobDoc } from './enqueue.js';
 import { appendEvents, event } from './events.js';
+import { releaseAfter } from './release.js';
 import type { NewJob } from './newJob.js';
 import type { Store, StoredJob } from './types.js';
 import { UNFINISHED_STATES } from './workflows.js';
@@ -117,6 +118,14 @@ export async function insertChildren(
       store,
       written.map((d) => event(d._id, null, d.state, now, 0, null, `spawned by ${parentId}`, 1)),
     );
+    // Children that wait on siblings: a sibling may have finished already (a repeated run).
+    const withDeps = written.filter((d) => d.dependsOn);
+    if (withDeps.length > 0)
+      await releaseAfter(
+        store,
+        withDeps.map((d) => d._id),
+        now,
+      );
   }
   const open = await store.jobs
     .find({ parentId, state: { $in: [...UNFINISHED_STATES] } }, { projection: { _id: 1 } })

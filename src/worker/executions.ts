@@ -150,7 +150,17 @@ export class Executions {
         const def = this.o.config.jobTypes[c.type];
         const defaults = def ?? { priority: this.o.config.defaults.priority };
         return {
-          ...resolveNewJob(c.type, c.params, c.options ?? {}, defaults, now),
+          ...resolveNewJob(
+            c.type,
+            c.params,
+            {
+              ...(c.options ?? {}),
+              ...(c.dependsOnIds ? { dependsOn: c.dependsOnIds } : {}),
+              ...(c.onDependencyFailure ? { onDependencyFailure: c.onDependencyFailure } : {}),
+            },
+            defaults,
+            now,
+          ),
           id: c.id,
           spawnKey: c.spawnKey,
         };

@@ -15,6 +15,7 @@ const jobTypes = {
   parent: { handler: fixtureHandler('parent.mjs'), maxAttempts: 1 },
   gate: { handler: fixtureHandler('gate.mjs'), maxAttempts: 1 },
   parentContinue: { handler: fixtureHandler('parentContinue.mjs'), maxAttempts: 1 },
+  parentChain: { handler: fixtureHandler('parentChain.mjs'), maxAttempts: 1 },
 };
 
 describe('sub-jobs', () => {
@@ -138,6 +139,43 @@ describe('sub-jobs', () => {
         { key: 'c1', state: 'completed' },
       ],
     });
+  });
+
+  it('children may depend on siblings spawned before them: a chain runs in order', async () => {
+    d = await startTestDaemon(f, { jobTypes, worker: { concurrency: 3 } });
+    const { job } = await enqueue(f.store, newJob('parentChain', {}, {}, now()), now());
+    const bad = await enqueue(f.store, newJob('parentChain', { badDep: 'c9' }, {}, now()), now());
+    const done = await finished(job._id);
+    expect(done.state).toBe('completed');
+    const kids = (await jobTree(f.store, job._id)).filter((k) => k.parentId === job._id);
+    const byKey = new Map(kids.map((k) => [k.spawnKey!.split('/')[2]!, k]));
+    expect(byKey.get('c1')!.dependsOn).toEqual([byKey.get('c0')!._id]);
+    expect(byKey.get('c2')!.dependsOn).toEqual([byKey.get('c1')!._id]);
+    expect(byKey.get('c1')!.startedAt!.getTime()).toBeGreaterThanOrEqual(
+      byKey.get('c0')!.finishedAt!.getTime(),
+    );
+    expect(byKey.get('c2')!.startedAt!.getTime()).toBeGreaterThanOrEqual(
+      byKey.get('c1')!.finishedAt!.getTime(),
+    );
+    expect((done.result as { children: { key: string; deps: unknown }[] }).children).toEqual([
+      { key: 'c0', state: 'completed', deps: null },
+      {
+        key: 'c1',
+        state: 'completed',
+        deps: { [byKey.get('c0')!._id]: expect.objectContaining({ name: 'c0' }) },
+      },
+      {
+        key: 'c2',
+        state: 'completed',
+        deps: { [byKey.get('c1')!._id]: expect.objectContaining({ name: 'c1' }) },
+      },
+    ]);
+    const refused = await finished(bad.job._id);
+    expect(refused.state).toBe('failed');
+    expect(refused.lastError?.message).toMatch(
+      /ctx\.spawn child "c1" depends on "c9", which is not a child spawned before it in this run/,
+    );
+    expect(await jobTree(f.store, bad.job._id)).toHaveLength(1);
   });
 
   it('cancelling a waiting parent cancels its unfinished children', async () => {
