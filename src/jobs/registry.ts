@@ -1,7 +1,8 @@
 /**
  * Built-in job types. Handler paths resolve next to this module and take its extension, so they
  * work from the sources (.ts, run through tsx) and from dist (.js). The dataset types carry the legacy
- * service's per-type defaults (data/typeDefaults.ts); the others take the settings' defaults.
+ * service's per-type defaults (data/typeDefaults.ts), session_import its own; the others take the
+ * settings' defaults.
  */
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,25 +21,47 @@ const DEMO_TYPES = ['noop', 'sleep', 'echo', 'fail'] as const;
 
 export const DATA_JOB_TYPES = Object.keys(DATA_TYPE_MODULES) as DataTypeName[];
 
-export const BUILTIN_JOB_TYPES = [...DEMO_TYPES, ...DATA_JOB_TYPES] as const;
+/**
+ * session_import: light (it reads metadata and spawns), so pooled; a watching run may poll for hours,
+ * so its timeout is a day (watch.stop_after_idle_ms stays below it).
+ */
+const SESSION_TYPES = {
+  session_import: { module: 'sessionImport', timeoutMs: 24 * 60 * 60_000, maxAttempts: 5 },
+} as const;
+type SessionTypeName = keyof typeof SESSION_TYPES;
 
-export type BuiltinJobType = (typeof DEMO_TYPES)[number] | DataTypeName;
+export const BUILTIN_JOB_TYPES = [
+  ...DEMO_TYPES,
+  ...DATA_JOB_TYPES,
+  ...(Object.keys(SESSION_TYPES) as SessionTypeName[]),
+] as const;
+
+export type BuiltinJobType = (typeof DEMO_TYPES)[number] | DataTypeName | SessionTypeName;
 
 const here = fileURLToPath(import.meta.url);
 const ext = extname(here) || '.js';
 
 const isDataType = (name: string): name is DataTypeName => name in DATA_TYPE_MODULES;
+const isSessionType = (name: string): name is SessionTypeName => name in SESSION_TYPES;
 
 /** Absolute path of a built-in handler module. */
 export function builtinHandlerPath(name: BuiltinJobType): string {
-  const rel = isDataType(name) ? `./data/${DATA_TYPE_MODULES[name]}` : `./builtin/${name}`;
+  const rel = isDataType(name)
+    ? `./data/${DATA_TYPE_MODULES[name]}`
+    : isSessionType(name)
+      ? `./imaging/${SESSION_TYPES[name].module}`
+      : `./builtin/${name}`;
   return fileURLToPath(new URL(`${rel}${ext}`, import.meta.url));
 }
 
 export function builtinJobTypes(defaults: JobTypeDefaults): Record<string, JobTypeDefinition> {
   const out: Record<string, JobTypeDefinition> = {};
   for (const name of BUILTIN_JOB_TYPES) {
-    const own = isDataType(name) ? DATA_TYPE_DEFAULTS[name] : defaults;
+    const own = isDataType(name)
+      ? DATA_TYPE_DEFAULTS[name]
+      : isSessionType(name)
+        ? { ...SESSION_TYPES[name], priority: defaults.priority }
+        : defaults;
     out[name] = {
       name,
       handler: builtinHandlerPath(name),

@@ -196,7 +196,6 @@ describe('session_import in a daemon', () => {
       worker: { concurrency: 6, leaseMs: 3_000 },
       maintenance: { rescueIntervalMs: 300, releaseIntervalMs: 300 },
       jobTypes: {
-        session_import: { handler: join(ROOT, 'dist/jobs/imaging/sessionImport.js'), mode: 'pooled' },
         motion_correction: { handler: STAND_IN, mode: 'pooled' },
         ctf_estimation: { handler: STAND_IN, mode: 'pooled' },
         fft_power_spectrum: { handler: STAND_IN, mode: 'pooled' },

@@ -60,9 +60,11 @@ export const sessionImportInput = z
           .number()
           .int()
           .min(0)
-          .max(7 * DAY_MS)
+          .max(DAY_MS / 2)
           .default(30 * 60_000)
-          .describe('stop watching after this long without a new exposure'),
+          .describe(
+            'stop watching after this long without a new exposure (at most 12 h: a run times out after a day)',
+          ),
       })
       .optional()
       .describe('keep importing exposures as the microscope writes them'),
