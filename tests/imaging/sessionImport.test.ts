@@ -275,7 +275,7 @@ describe('session_import in a daemon', () => {
     await expectChains(jb, sem, join(data, 'out-sem'));
   }, 120_000);
 
-  it('watch: an exposure written after the import started is picked up; a SIGKILL mid-import creates nothing twice', async () => {
+  it('watch: an exposure written after the import started is picked up; SIGKILLs mid-import create nothing twice', async () => {
     const dir = join(data, 'watch');
     const out = join(data, 'out-watch');
     const [first, second, third] = fixtureExposures('w', 3);
@@ -286,8 +286,13 @@ describe('session_import in a daemon', () => {
       output_dir: out,
       format: 'serialem',
       settle_ms: 200,
-      watch: { interval_ms: 200, stop_after_idle_ms: 2_000 },
+      watch: { interval_ms: 200, stop_after_idle_ms: 4_000 },
     });
+    const kill = async () => {
+      daemon.signal('SIGKILL');
+      await daemon.exited;
+      daemon = await startDaemonProcess(settings, { env });
+    };
     await waitUntil(
       async () =>
         (await client.store.jobs.countDocuments({ parentId: job._id, state: 'running' })) > 0
@@ -295,16 +300,18 @@ describe('session_import in a daemon', () => {
           : undefined,
       { timeoutMs: 60_000, intervalMs: 100, what: 'a step of the first exposures running' },
     );
-    daemon.signal('SIGKILL');
-    await daemon.exited;
-    daemon = await startDaemonProcess(settings, { env });
+    await kill();
     rmSync(gate);
+    // Killed again while the resumed import polls: its rerun is told its children, and skips them.
+    await waitUntil(
+      async () => {
+        const j = await client.get(job._id);
+        return (j?.resumes ?? 0) >= 1 && j?.state === 'running' ? true : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 50, what: 'the import polling again after its first exposures' },
+    );
+    await kill();
     // Written while the import runs: picked up by a later pass.
-    await waitUntil(async () => (((await client.get(job._id))?.resumes ?? 0) >= 1 ? true : undefined), {
-      timeoutMs: 60_000,
-      intervalMs: 100,
-      what: 'the import resumed after its first exposures',
-    });
     await writeSerialemExposure(dir, third!);
     const done = await finished(job._id, 90_000);
     expect(done.state, JSON.stringify(done.lastError)).toBe('completed');
