@@ -132,7 +132,23 @@ export async function parseInput(
 ): Promise<{ ok: true; input: unknown; paths: DeclaredPath[] } | { ok: false; problems: string[] }> {
   const { result, paths } = await withDataDirs(dataDirs, when, () => def.input.safeParseAsync(params));
   if (result.success) return { ok: true, input: result.data, paths };
-  return { ok: false, problems: issueLines(result.error.issues, params, prefix, def.legacyNames) };
+  return {
+    ok: false,
+    problems: issueLines(inFieldOrder(result.error.issues, params), params, prefix, def.legacyNames),
+  };
+}
+
+/**
+ * Async checks (paths resolved on disk) finish in any order: list the problems in the order of the
+ * fields in `params`, so the same input always gets the same message.
+ */
+function inFieldOrder(issues: z.core.$ZodIssue[], params: unknown): z.core.$ZodIssue[] {
+  const order = params !== null && typeof params === 'object' ? Object.keys(params) : [];
+  const rank = (issue: z.core.$ZodIssue): number => {
+    const i = order.indexOf(String(issue.path[0] ?? ''));
+    return i < 0 ? order.length : i;
+  };
+  return [...issues].sort((a, b) => rank(a) - rank(b));
 }
 
 export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
