@@ -47,6 +47,7 @@ import {
   type Layers,
 } from './layers.js';
 import { resolveDatasets } from './datasets.js';
+import { resolvePrograms } from './programs.js';
 import type { DataSettings, LogLevel, ResolvedConfig } from './types.js';
 import { dataDirsFromList } from '../jobs/dataDirsText.js';
 import { settingsLine, validateSettings, type OriginOf, type SettingsInput } from './validate.js';
@@ -265,6 +266,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     monitor: { ...DEFAULTS.monitor, ...stripUndefined(s.monitor ?? {}) },
     retention,
     datasets: resolveDatasets(s.datasets),
+    programs: resolvePrograms(s.programs, pathFor),
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,

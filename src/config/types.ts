@@ -1,4 +1,5 @@
 import type { DatasetSettings } from './datasets.js';
+import type { ProgramSettings } from './programs.js';
 import type { ExecutionMode, JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -107,6 +108,9 @@ export interface ResolvedConfig {
 
   /** The legacy datasets collection, its status updates and the dataset pipelines (absent: the defaults). */
   datasets?: DatasetSettings;
+
+  /** A site's programs that external_program jobs run, by name (absent: none). */
+  programs?: Record<string, ProgramSettings>;
 
   pool: {
     /** Recycle a pooled child after this many jobs. */

@@ -11,6 +11,7 @@ import { ConfigError } from '../errors.js';
 import { redact } from '../redact.js';
 import { SCHEDULE_NAME } from '../schedules/spec.js';
 import { datasetsSchema } from './datasets.js';
+import { programsSchema } from './programs.js';
 import { LOG_LEVELS } from './defaults.js';
 import { DURATION_ALLOWED, parseDuration } from './duration.js';
 
@@ -241,6 +242,7 @@ export const settingsSchema = z.strictObject({
     })
     .optional(),
   datasets: datasetsSchema.optional(),
+  programs: programsSchema.optional(),
   pool: z
     .strictObject({
       maxJobsPerChild: int(1, 10_000_000).optional(),

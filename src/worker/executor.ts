@@ -26,9 +26,10 @@ export interface Execution {
 }
 
 /**
- * What every job of a configuration gets in its environment, built once: the data dirs, and the data
- * settings the dataset types use (paths and limits, never credentials). Their programs get half the
- * kill grace: the other half lets the handler remove its temporaries before the sandbox kills the child.
+ * What every job of a configuration gets in its environment, built once: the data dirs, the data
+ * settings the dataset types use (paths and limits, never credentials), and the site programs that
+ * external_program runs. Their programs get half the kill grace: the other half lets the handler
+ * remove its temporaries before the sandbox kills the child.
  */
 const jobEnvs = new WeakMap<ResolvedConfig, Readonly<Record<string, string>>>();
 function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
@@ -40,6 +41,7 @@ function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
         ...config.data,
         killGraceMs: Math.floor(config.worker.killGraceMs / 2),
       }),
+      JOBD_PROGRAMS: JSON.stringify(config.programs ?? {}),
     });
     jobEnvs.set(config, env);
   }
