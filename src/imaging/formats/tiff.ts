@@ -100,6 +100,7 @@ export class TiffStack implements ImageStack {
 
   static async open(path: string): Promise<TiffStack> {
     const fileBytes = (await stat(path)).size;
+    await checkFirstDirectory(path, fileBytes);
     let tiff: GeoTIFF;
     try {
       tiff = await fromFile(path);
@@ -250,5 +251,35 @@ export class TiffStack implements ImageStack {
   async close(): Promise<void> {
     await this.fh.close();
     await this.tiff.close();
+  }
+}
+
+/**
+ * A truncated TIFF usually loses its image directory (writers put it last), and geotiff then reads
+ * zeros past the end: say so plainly instead of reporting the zeros' meaningless fields.
+ */
+async function checkFirstDirectory(path: string, fileBytes: number): Promise<void> {
+  const fh = await open(path, 'r');
+  const head = Buffer.alloc(16);
+  try {
+    await fh.read(head, 0, 16, 0);
+  } finally {
+    await fh.close();
+  }
+  const order = head.toString('latin1', 0, 2);
+  if (order !== 'II' && order !== 'MM') return; // geotiff names what it is not
+  const le = order === 'II';
+  const magic = le ? head.readUInt16LE(2) : head.readUInt16BE(2);
+  const offset =
+    magic === 43
+      ? Number(le ? head.readBigUInt64LE(8) : head.readBigUInt64BE(8))
+      : le
+        ? head.readUInt32LE(4)
+        : head.readUInt32BE(4);
+  if (offset + 2 > fileBytes) {
+    throw new ImageFormatError(
+      path,
+      `the first image directory is at byte ${offset}, past the end of the ${fileBytes}-byte file: truncated`,
+    );
   }
 }
