@@ -33,7 +33,9 @@ export default defineJobType({
     voltage_kv: z.number().positive().default(300).describe('acceleration voltage, kV'),
     cs_mm: z.number().positive().default(2.7).describe('spherical aberration, mm'),
     amplitude_contrast: z.number().min(0).lt(1).default(0.07).describe('amplitude contrast fraction'),
-    tile_size: tileSize.default(512),
+    tile_size: tileSize.describe(
+      'side of the averaged tiles (2^a·3^b·5^c, a multiple of 32); default 512, or the largest that fits a smaller image',
+    ),
     tiles: z.number().int().min(1).optional().describe('average at most this many tiles (default: all)'),
     min_resolution: angstrom('low-resolution end of the fit band (default 30)'),
     max_resolution: angstrom('high-resolution end of the fit band (default 5, at most Nyquist)'),
@@ -63,6 +65,7 @@ export default defineJobType({
   handler: async (input, ctx) => {
     const started = Date.now();
     const { estimateCtf, writeCtfDiagnostic } = await import('../../imaging/kernels/ctf.js');
+    const { prevFftSize } = await import('../../imaging/kernels/fft.js');
     const img = await kernelStep('ctf_estimation', () => readPlane(input.input, input.plane));
     const pixelSize = input.pixel_size ?? img.pixelSize;
     if (pixelSize === undefined) {
@@ -86,7 +89,7 @@ export default defineJobType({
         img.height,
         {
           ...scope,
-          tileSize: input.tile_size,
+          tileSize: input.tile_size ?? Math.min(512, prevFftSize(Math.min(img.width, img.height))),
           ...opt('tiles', input.tiles),
           ...opt('minResolution', input.min_resolution),
           ...opt('maxResolution', input.max_resolution),
