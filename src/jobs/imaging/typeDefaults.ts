@@ -5,15 +5,17 @@
  * Kernels hold whole frames, spectra and FFT plans, and a site program may use any amount of memory:
  * each job runs in a child of its own (`isolated`), whose peak RSS is the job's.
  */
+import type { ExecutionMode } from '../../types.js';
+
 const MIN = 60_000;
 
 export interface ImagingTypeDefaults {
-  mode: 'isolated';
+  mode: ExecutionMode;
   timeoutMs: number;
   maxAttempts: number;
 }
 
-const KERNEL: ImagingTypeDefaults = { mode: 'isolated', timeoutMs: 60 * MIN, maxAttempts: 2 };
+const KERNEL = { mode: 'isolated', timeoutMs: 60 * MIN, maxAttempts: 2 } as const;
 
 export const IMAGING_TYPE_DEFAULTS = {
   fft_power_spectrum: KERNEL,
