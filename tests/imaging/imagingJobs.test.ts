@@ -275,6 +275,16 @@ describe.concurrent('imaging job types through a real daemon', () => {
       expect(d.lastError?.message).toContain(join(inDir, file));
       expect(d.lastError?.message).toMatch(problem);
     }
+    // A parameter the kernel refuses for this image fails the same way, named as the job's param.
+    const big = await enqueue('fft_power_spectrum', {
+      input: join(inDir, 'micrograph.mrc'),
+      output_mrc: join(outDir, 'bad/big.mrc'),
+      output_png: join(outDir, 'bad/big.png'),
+      tile_size: 1024,
+    });
+    const b = await settled(big, 'the oversized tile job to fail');
+    expect([b.state, b.attempts, b.lastError?.name]).toEqual(['failed', 1, 'DataInputError']);
+    expect(b.lastError?.message).toContain('params.tile_size = 1024 is larger than the 512×512 image');
     expect(existsSync(join(outDir, 'bad'))).toBe(false);
   }, 60_000);
 

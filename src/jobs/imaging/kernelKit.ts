@@ -71,9 +71,19 @@ export async function kernelStep<T>(type: string, step: () => Promise<T>): Promi
   try {
     return await step();
   } catch (err) {
-    if (err instanceof RangeError) throw new DataInputError(`${type}: ${err.message}`);
+    if (err instanceof RangeError) throw new DataInputError(`${type}: ${paramNames(err.message)}`);
     throw err;
   }
+}
+
+/** The kernels name their options in camelCase (`tileSize = 1024 is ...`); the job's params are snake_case. */
+function paramNames(message: string): string {
+  return message
+    .replace(/doseWeighting\./g, '')
+    .replace(
+      /(?<![.\w])([a-z]+(?:[A-Z][a-z]*)+|tiles|iterations|tolerance)(?= = )/g,
+      (name) => `params.${name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`,
+    );
 }
 
 export interface Plane {
@@ -92,7 +102,9 @@ export async function readPlane(path: string, index: number): Promise<Plane> {
   const stack = await openStack(path);
   try {
     if (index >= stack.depth)
-      throw new RangeError(`plane = ${index} is out of range: ${path} has planes 0..${stack.depth - 1}`);
+      throw new RangeError(
+        `params.plane = ${index} is out of range: ${path} has planes 0..${stack.depth - 1}`,
+      );
     const image = toFloat32(await stack.readPlane(index));
     const ps = stack.pixelSize;
     return {
