@@ -10,6 +10,8 @@
  *   npm run bench:ops -- --datasets 20000 --jobs 200000
  *   npm run bench:ops -- --datasets 0       # only the jobs' phases (--jobs 0: only the migration's)
  *
+ *   BENCH_DIST=other-dist npm run bench:ops  # the server of another build
+ *
  * Targets: migrate >= 5,000 datasets/s; cleanup >= 20,000 jobs/s with jobctl under 200 MB RSS;
  * perf --days 7 <= 2 s. Not part of `npm test`.
  */
@@ -17,13 +19,17 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { MongoClient, ObjectId, type Document } from 'mongodb';
-// The compiled server, as jobd-embedded runs it (bench:ops builds first).
-import { startEmbeddedServer } from '../dist/embedded/index.js';
 import { JOB_INDEXES } from '../src/store/indexes.js';
 import { insertLegacyDatasets } from '../tests/fixtures/legacy/generate.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
+// The compiled server, as jobd-embedded runs it (bench:ops builds first); BENCH_DIST measures the
+// server of another build (jobctl always comes from this checkout's dist).
+const { startEmbeddedServer } = (await import(
+  pathToFileURL(join(resolve(ROOT, process.env.BENCH_DIST ?? 'dist'), 'embedded/index.js')).href
+)) as typeof import('../dist/embedded/index.js');
 const JOBCTL = join(ROOT, 'bin/jobctl');
 
 function flag(name: string, fallback: number): number {

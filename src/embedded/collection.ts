@@ -96,7 +96,7 @@ export class Collection {
 
   clear(): void {
     this.docs.clear();
-    for (const index of this.indexes.values()) index.tree.clear();
+    for (const index of this.indexes.values()) index.clear();
   }
 
   duplicate(index: Index, key: IndexKey): CommandError {

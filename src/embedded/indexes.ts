@@ -1,11 +1,13 @@
 /**
  * One secondary (or the _id) index: a B+tree of [field values..., _id] → canonical _id key.
- * Multikey fields get one entry per array element, as in MongoDB.
+ * Multikey fields get one entry per array element, as in MongoDB. The tree holds each key as an
+ * order-preserving string where its values allow (keyString.ts), else as the array itself.
  */
 import BTreeModule from 'sorted-btree';
 import type { Document } from 'bson';
 import { compileFilter, type Matcher } from './mql.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
+import { decodeKey, encodeKey, type KeySentinels } from './keyString.js';
 import type { IndexSpecRecord } from './persistenceTypes.js';
 
 // sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
@@ -13,7 +15,7 @@ import type { IndexSpecRecord } from './persistenceTypes.js';
 type BTreeClass = typeof BTreeModule.default;
 const BTree: BTreeClass =
   (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
-type Tree = InstanceType<typeof BTree<IndexKey, string>>;
+type Tree = InstanceType<typeof BTree<TreeKey, string>>;
 
 /** An index as the engine holds it: what the log persists, plus the fields listIndexes reports. */
 export interface IndexSpec extends IndexSpecRecord {
@@ -25,19 +27,37 @@ export interface IndexSpec extends IndexSpecRecord {
 export const KEY_MIN = Symbol('keyMin');
 export const KEY_MAX = Symbol('keyMax');
 export type IndexKey = unknown[];
+/** A key as the tree holds it: encoded, or the values themselves when a type has no encoding. */
+type TreeKey = string | IndexKey;
+const SENTINELS: KeySentinels = { min: KEY_MIN, max: KEY_MAX };
 
 export class Index {
   readonly fields: Array<[string, number]>;
   private readonly parts: string[][];
-  readonly tree: Tree;
+  private readonly tree: Tree;
   private readonly partial: Matcher | undefined;
+  /** Each position's direction, the trailing _id included. */
+  private readonly dirs: number[];
+  /** Compares keys in either form (see keyString.ts). */
+  readonly comparator: (a: IndexKey, b: IndexKey) => number;
   multikey = false;
 
   constructor(readonly spec: IndexSpec) {
     this.fields = Object.entries(spec.key).map(([k, v]) => [k, typeof v === 'number' && v < 0 ? -1 : 1]);
     this.parts = this.fields.map(([k]) => k.split('.'));
     const dirs = [...this.fields.map(([, d]) => d), 1];
-    this.tree = new BTree<IndexKey, string>(undefined, (a, b) => compareKeys(a, b, dirs));
+    this.dirs = dirs;
+    const decode = (k: TreeKey): IndexKey => (typeof k === 'string' ? decodeKey(k, dirs, SENTINELS) : k);
+    this.tree = new BTree<TreeKey, string>(undefined, (a, b) =>
+      typeof a === 'string' && typeof b === 'string'
+        ? a < b
+          ? -1
+          : a > b
+            ? 1
+            : 0
+        : compareKeys(decode(a), decode(b), dirs),
+    );
+    this.comparator = (a, b) => compareKeys(a, b, dirs);
     this.partial = spec.partialFilterExpression ? compileFilter(spec.partialFilterExpression) : undefined;
   }
 
@@ -110,11 +130,34 @@ export class Index {
   }
 
   add(doc: Document, keys: IndexKey[] = this.keysFor(doc), idKey: string = canonicalKey(doc._id)): void {
-    for (const k of keys) this.tree.set(withId(k, doc._id), idKey);
+    for (const k of keys) this.tree.set(this.treeKey(withId(k, doc._id)), idKey);
   }
 
   remove(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
-    for (const k of keys) this.tree.delete(withId(k, doc._id));
+    for (const k of keys) this.tree.delete(this.treeKey(withId(k, doc._id)));
+  }
+
+  /** A key (or bound) as the tree holds it: encoded when every value can be. */
+  private treeKey(key: IndexKey): TreeKey {
+    return encodeKey(key, this.dirs, SENTINELS) ?? key;
+  }
+
+  private keyOf(k: TreeKey): IndexKey {
+    return typeof k === 'string' ? decodeKey(k, this.dirs, SENTINELS) : k;
+  }
+
+  /** Visits every entry between two full keys (inclusive) in key order; the key is the tree's form. */
+  forRange(lower: IndexKey, upper: IndexKey, visit: (key: unknown, id: string) => void): void {
+    this.tree.forRange(this.treeKey(lower), this.treeKey(upper), true, visit);
+  }
+
+  /** How many entries the index holds. */
+  get size(): number {
+    return this.tree.size;
+  }
+
+  clear(): void {
+    this.tree.clear();
   }
 
   /** For a unique index: the first key of `doc` already held by another document. */
@@ -122,8 +165,14 @@ export class Index {
     if (!this.spec.unique) return undefined;
     const self = canonicalKey(doc._id);
     for (const k of keys) {
-      for (const [entry, id] of this.tree.entries([...k, KEY_MIN])) {
-        if (!sameKeyPrefix(entry, k)) break;
+      // Equal values encode identically, so an encoded entry shares the key's prefix exactly.
+      const prefix = encodeKey(k, this.dirs, SENTINELS);
+      for (const [entry, id] of this.tree.entries(this.treeKey([...k, KEY_MIN]))) {
+        const same =
+          prefix !== undefined && typeof entry === 'string'
+            ? entry.startsWith(prefix)
+            : sameKeyPrefix(this.keyOf(entry), k);
+        if (!same) break;
         if (id !== self) return k;
       }
     }
@@ -132,41 +181,29 @@ export class Index {
 
   /** Canonical _id keys in key order between two full keys (inclusive), forward or backward. */
   *scan(lower: IndexKey, upper: IndexKey, reverse: boolean): Generator<string> {
-    const cmp = this.tree._compare;
-    if (!reverse) {
-      for (const [k, id] of this.tree.entries(lower)) {
-        if (cmp(k, upper) > 0) return;
-        yield id;
-      }
-    } else {
-      for (const [k, id] of this.tree.entriesReversed(upper)) {
-        if (cmp(k, lower) < 0) return;
-        yield id;
-      }
-    }
+    for (const [, id] of this.treeEntries(lower, upper, reverse)) yield id;
   }
 
   /** Entries (key, _id key) in key order from `lower`, for merging several ranges. */
-  entriesFrom(lower: IndexKey, upper: IndexKey, reverse: boolean): Generator<[IndexKey, string]> {
-    const tree = this.tree;
-    const cmp = tree._compare;
-    return (function* () {
-      if (!reverse) {
-        for (const e of tree.entries(lower)) {
-          if (cmp(e[0], upper) > 0) return;
-          yield e;
-        }
-      } else {
-        for (const e of tree.entriesReversed(upper)) {
-          if (cmp(e[0], lower) < 0) return;
-          yield e;
-        }
-      }
-    })();
+  *entriesFrom(lower: IndexKey, upper: IndexKey, reverse: boolean): Generator<[IndexKey, string]> {
+    for (const [k, id] of this.treeEntries(lower, upper, reverse)) yield [this.keyOf(k), id];
   }
 
-  get comparator(): (a: IndexKey, b: IndexKey) => number {
-    return this.tree._compare;
+  private *treeEntries(lower: IndexKey, upper: IndexKey, reverse: boolean): Generator<[TreeKey, string]> {
+    const cmp = this.tree._compare;
+    const lo = this.treeKey(lower);
+    const hi = this.treeKey(upper);
+    if (!reverse) {
+      for (const e of this.tree.entries(lo)) {
+        if (cmp(e[0], hi) > 0) return;
+        yield e;
+      }
+    } else {
+      for (const e of this.tree.entriesReversed(hi)) {
+        if (cmp(e[0], lo) < 0) return;
+        yield e;
+      }
+    }
   }
 
   describe(): Document {

@@ -339,9 +339,9 @@ function indexPlan(
     return 0;
   };
 
-  function* entries(): Generator<[IndexKey, string]> {
+  function* ids(): Generator<string> {
     if (!needMerge) {
-      for (const [lo, hi] of bounds) yield* index.entriesFrom(lo, hi, reverse);
+      for (const [lo, hi] of bounds) yield* index.scan(lo, hi, reverse);
       return;
     }
     const heads = bounds.map(([lo, hi]) => {
@@ -356,7 +356,7 @@ function indexPlan(
         if (!bestHead || mergeCmp(h.cur[0], (bestHead.cur as [IndexKey, string])[0]) < 0) bestHead = h;
       }
       if (!bestHead || !bestHead.cur) return;
-      yield bestHead.cur;
+      yield bestHead.cur[1];
       const n = bestHead.it.next();
       bestHead.cur = n.done ? undefined : n.value;
     }
@@ -367,7 +367,7 @@ function indexPlan(
       ? undefined
       : (fn: (doc: Document) => void): void => {
           const seen = multikey ? new Set<string>() : undefined;
-          const visit = (_key: IndexKey, id: string): void => {
+          const visit = (_key: unknown, id: string): void => {
             stats.keysExamined++;
             if (seen) {
               if (seen.has(id)) return;
@@ -378,7 +378,7 @@ function indexPlan(
             stats.docsExamined++;
             fn(doc);
           };
-          for (const [lo, hi] of bounds) index.tree.forRange(lo, hi, true, visit);
+          for (const [lo, hi] of bounds) index.forRange(lo, hi, visit);
         };
   return {
     stage: 'IXSCAN',
@@ -388,7 +388,7 @@ function indexPlan(
     ...(each ? { each } : {}),
     candidates: (function* () {
       const seen = multikey ? new Set<string>() : undefined;
-      for (const [, id] of entries()) {
+      for (const id of ids()) {
         stats.keysExamined++;
         if (seen) {
           if (seen.has(id)) continue;

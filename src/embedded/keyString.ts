@@ -1,0 +1,208 @@
+/**
+ * Index keys as single strings whose plain string order is the index's key order (as MongoDB's
+ * KeyString): a B+tree comparison is then one native string compare instead of a walk over an array
+ * of values, which matters because each comparison of a large tree is a cache miss per object touched.
+ *
+ * Only the common types are encoded: null, booleans, JS numbers, strings, dates and ObjectIds. A key
+ * holding anything else stays an array, and the tree compares a string with an array by decoding the
+ * string, so both forms share one exact order (compareKeys). Equal values always encode identically
+ * (-0 becomes 0), so string equality is key equality.
+ *
+ * Layout, per element: a type tag (0x10 + the type's rank) then a payload whose characters all lie in
+ * [1, 0xFFFE]; a descending position stores 0xFFFF - c for every character. That leaves 0x0000 and
+ * 0xFFFF for the bounds: KEY_MIN and KEY_MAX as a whole element, and a type's lower and upper bound
+ * (TypeBound) as its tag followed by 0x0000 or 0xFFFF. Numbers and dates are their IEEE-754 bits made
+ * order-preserving, in five 13-bit characters; strings end with 0x0001 and are encoded only when every
+ * code unit lies in [2, 0xFFFD].
+ */
+import { ObjectId } from 'bson';
+import { Rank, TypeBound } from './bsonOrder.js';
+
+/** The bound sentinels, as in indexes.ts (there: below/above every value at one key position). */
+export interface KeySentinels {
+  min: symbol;
+  max: symbol;
+}
+
+const TAG = 0x10;
+const LOW = 0x0000;
+const HIGH = 0xffff;
+const STRING_END = 0x0001;
+// The range is the point: 0x0000, 0x0001, 0xFFFE and 0xFFFF are the encoding's own markers.
+// eslint-disable-next-line no-control-regex
+const PLAIN_STRING = /^[\u0002-\ufffd]*$/;
+
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+// Which word of the double holds the sign (little-endian hosts: the second).
+const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
+const LO = 1 - HI;
+
+/** A double's order-preserving encoding: five characters of 13 bits (plus one). */
+function double(n: number): string {
+  // NaN sorts below every number, -Infinity included, as MongoDB orders it.
+  if (Number.isNaN(n)) return '\u0001\u0001\u0001\u0001\u0001';
+  f64[0] = n === 0 ? 0 : n;
+  let hi = u32[HI] as number;
+  let lo = u32[LO] as number;
+  if (hi & 0x80000000) {
+    hi = ~hi >>> 0;
+    lo = ~lo >>> 0;
+  } else hi = (hi | 0x80000000) >>> 0;
+  return String.fromCharCode(
+    (hi >>> 19) + 1,
+    ((hi >>> 6) & 0x1fff) + 1,
+    (((hi & 0x3f) << 7) | (lo >>> 25)) + 1,
+    ((lo >>> 12) & 0x1fff) + 1,
+    (lo & 0xfff) + 1,
+  );
+}
+
+function readDouble(c: number[], i: number): number {
+  const [a, b, d, e, f] = [c[i]! - 1, c[i + 1]! - 1, c[i + 2]! - 1, c[i + 3]! - 1, c[i + 4]! - 1];
+  if (a === 0 && b === 0 && d === 0 && e === 0 && f === 0) return Number.NaN;
+  let hi = ((a << 19) | (b << 6) | (d >>> 7)) >>> 0;
+  let lo = (((d & 0x7f) << 25) | (e << 12) | f) >>> 0;
+  if (hi & 0x80000000) hi = (hi & 0x7fffffff) >>> 0;
+  else {
+    hi = ~hi >>> 0;
+    lo = ~lo >>> 0;
+  }
+  u32[HI] = hi;
+  u32[LO] = lo;
+  return f64[0] as number;
+}
+
+const tag = (rank: number): string => String.fromCharCode(TAG + rank);
+const T_STRING = tag(Rank.String);
+const T_NUMBER = tag(Rank.Number);
+const T_DATE = tag(Rank.Date);
+const NULL_VALUE = tag(Rank.Null) + '\u0002';
+const FALSE_VALUE = tag(Rank.Bool) + '\u0002';
+const TRUE_VALUE = tag(Rank.Bool) + '\u0003';
+const STRING_TAIL = String.fromCharCode(STRING_END);
+const MIN_ELEMENT = String.fromCharCode(LOW);
+const MAX_ELEMENT = String.fromCharCode(HIGH);
+
+/** One value's encoding (ascending); undefined when its type is not encoded. */
+function valueString(v: unknown): string | undefined {
+  switch (typeof v) {
+    case 'string':
+      return PLAIN_STRING.test(v) ? T_STRING + v + STRING_TAIL : undefined;
+    case 'number':
+      return T_NUMBER + double(v);
+    case 'boolean':
+      return v ? TRUE_VALUE : FALSE_VALUE;
+    case 'object':
+      break;
+    default:
+      return undefined;
+  }
+  if (v === null) return NULL_VALUE;
+  if (v instanceof Date) {
+    const t = v.getTime();
+    return Number.isNaN(t) ? undefined : T_DATE + double(t);
+  }
+  if (v instanceof TypeBound) return String.fromCharCode(TAG + v.rank, v.high ? HIGH : LOW);
+  if ((v as { _bsontype?: string })._bsontype === 'ObjectId') {
+    const id = (v as ObjectId).id;
+    const codes = [TAG + Rank.ObjectId];
+    for (let i = 0; i < 12; i += 3) {
+      const x = ((id[i] as number) << 16) | ((id[i + 1] as number) << 8) | (id[i + 2] as number);
+      codes.push((x >>> 12) + 1, (x & 0xfff) + 1);
+    }
+    return String.fromCharCode(...codes);
+  }
+  return undefined;
+}
+
+function inverted(s: string): string {
+  const codes = new Array<number>(s.length);
+  for (let i = 0; i < s.length; i++) codes[i] = HIGH - s.charCodeAt(i);
+  let out = '';
+  // fromCharCode takes its arguments on the stack: long values go in slices.
+  for (let i = 0; i < codes.length; i += 4096) out += String.fromCharCode(...codes.slice(i, i + 4096));
+  return out;
+}
+
+/**
+ * A key (values, sentinels or type bounds) as a string, `dirs` giving each position's direction;
+ * undefined when a value's type is not encoded.
+ */
+export function encodeKey(key: unknown[], dirs: number[], s: KeySentinels): string | undefined {
+  const parts = new Array<string>(key.length);
+  for (let i = 0; i < key.length; i++) {
+    const v = key[i];
+    if (v === s.min) parts[i] = MIN_ELEMENT;
+    else if (v === s.max) parts[i] = MAX_ELEMENT;
+    else {
+      const e = valueString(v);
+      if (e === undefined) return undefined;
+      parts[i] = (dirs[i] ?? 1) < 0 ? inverted(e) : e;
+    }
+  }
+  // join() builds one flat string: a concatenation would leave a rope to flatten at each compare.
+  return parts.join('');
+}
+
+/** The values (and sentinels, type bounds) of an encoded key. */
+export function decodeKey(str: string, dirs: number[], s: KeySentinels): unknown[] {
+  const key: unknown[] = [];
+  let i = 0;
+  for (let pos = 0; i < str.length; pos++) {
+    const first = str.charCodeAt(i);
+    if (first === LOW || first === HIGH) {
+      key.push(first === LOW ? s.min : s.max);
+      i++;
+      continue;
+    }
+    const desc = (dirs[pos] ?? 1) < 0;
+    const at = (k: number): number => (desc ? HIGH - str.charCodeAt(k) : str.charCodeAt(k));
+    const rank = at(i) - TAG;
+    const next = at(i + 1);
+    if (next === LOW || next === HIGH) {
+      key.push(new TypeBound(rank, next === HIGH));
+      i += 2;
+      continue;
+    }
+    i++;
+    switch (rank) {
+      case Rank.Null:
+        key.push(null);
+        i++;
+        break;
+      case Rank.Bool:
+        key.push(at(i) === 3);
+        i++;
+        break;
+      case Rank.Number:
+      case Rank.Date: {
+        const n = readDouble([at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4)], 0);
+        key.push(rank === Rank.Date ? new Date(n) : n);
+        i += 5;
+        break;
+      }
+      case Rank.String: {
+        let v = '';
+        for (; at(i) !== STRING_END; i++) v += String.fromCharCode(at(i));
+        key.push(v);
+        i++;
+        break;
+      }
+      case Rank.ObjectId: {
+        const bytes = new Uint8Array(12);
+        for (let b = 0; b < 12; b += 3, i += 2) {
+          const x = ((at(i) - 1) << 12) | (at(i + 1) - 1);
+          bytes[b] = x >>> 16;
+          bytes[b + 1] = (x >>> 8) & 0xff;
+          bytes[b + 2] = x & 0xff;
+        }
+        key.push(new ObjectId(bytes));
+        break;
+      }
+      default:
+        throw new Error(`index key string holds an unknown type tag ${rank}`);
+    }
+  }
+  return key;
+}
