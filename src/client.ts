@@ -13,11 +13,17 @@ import {
   eventsOf as storeEventsOf,
   get as storeGet,
   list as storeList,
+  countListed,
+  dependentsOf as storeDependentsOf,
   countByState as storeCountByState,
   openStore,
   resolveMongoUri,
   resolveNewJob,
   retry as storeRetry,
+  editIfNotRunning,
+  runNow as storeRunNow,
+  deleteIfFinished,
+  type JobEdit,
   cancelWorkflow as storeCancelWorkflow,
   getWorkflow as storeGetWorkflow,
   listWorkflows as storeListWorkflows,
@@ -100,6 +106,11 @@ export class JobdClient {
     return new JobdClient(store, opts, opts.clock ?? systemClock);
   }
 
+  /** A client over a store that is already open (the daemon's HTTP API shares the daemon's). */
+  static over(store: Store, opts: ClientOptions): JobdClient {
+    return new JobdClient(store, opts, opts.clock ?? systemClock);
+  }
+
   private defaultsFor(type: string): JobDefaults {
     const t = this.opts.jobTypes?.[type];
     const d = this.opts.defaults ?? CLIENT_DEFAULTS;
@@ -141,6 +152,16 @@ export class JobdClient {
     return storeList(this.store, opts);
   }
 
+  /** How many jobs list(opts) would return without limit and skip. */
+  count(opts: ListOptions = {}): Promise<number> {
+    return countListed(this.store, opts);
+  }
+
+  /** Jobs that depend on this one. */
+  dependentsOf(id: JobId): Promise<JobDoc[]> {
+    return storeDependentsOf(this.store, id);
+  }
+
   countByState(opts: { type?: string } = {}): Promise<Record<JobState, number>> {
     return storeCountByState(this.store, opts);
   }
@@ -155,6 +176,21 @@ export class JobdClient {
 
   retry(id: JobId): Promise<JobDoc> {
     return storeRetry(this.store, id, { now: this.clock.now(), by: 'client' });
+  }
+
+  /** Change priority, runAt or tags of a job that is waiting, queued or retrying (not a transition). */
+  edit(id: JobId, edit: JobEdit): Promise<JobDoc> {
+    return editIfNotRunning(this.store, id, edit, this.clock.now());
+  }
+
+  /** Make a queued or retrying job due now. */
+  runNow(id: JobId): Promise<JobDoc> {
+    return storeRunNow(this.store, id, this.clock.now());
+  }
+
+  /** Delete a finished job and its history. */
+  remove(id: JobId): Promise<void> {
+    return deleteIfFinished(this.store, id);
   }
 
   /**

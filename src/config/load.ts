@@ -48,6 +48,7 @@ import {
 } from './layers.js';
 import { resolveDatasets } from './datasets.js';
 import { resolvePrograms } from './programs.js';
+import { resolveHttp } from './http.js';
 import type { DataSettings, LogLevel, ResolvedConfig } from './types.js';
 import { dataDirsFromList } from '../jobs/dataDirsText.js';
 import { settingsLine, validateSettings, type OriginOf, type SettingsInput } from './validate.js';
@@ -216,6 +217,9 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   jobTypes[RETENTION] = retentionJobType(defaults);
   if (retentionEnabled(retention)) schedules[RETENTION] = retentionSchedule(retention);
   const data = resolveData(s.data, pathFor);
+  const http = resolveHttp(s.http, (path, value, allowed) =>
+    problems.push(settingsLine(path, value, allowed, originOf(path.split('.')))),
+  );
 
   if (problems.length) throw new ConfigError(problems.join('\n'));
 
@@ -267,6 +271,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     retention,
     datasets: resolveDatasets(s.datasets),
     programs: resolvePrograms(s.programs, pathFor),
+    http,
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,

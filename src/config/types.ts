@@ -1,5 +1,6 @@
 import type { DatasetSettings } from './datasets.js';
 import type { ProgramSettings } from './programs.js';
+import type { HttpSettings } from './http.js';
 import type { ExecutionMode, JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -111,6 +112,8 @@ export interface ResolvedConfig {
 
   /** A site's programs that external_program jobs run, by name (absent: none). */
   programs?: Record<string, ProgramSettings>;
+  /** jobd's HTTP API (src/http); absent or null: no server. */
+  http?: HttpSettings | null;
 
   pool: {
     /** Recycle a pooled child after this many jobs. */

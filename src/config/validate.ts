@@ -12,6 +12,7 @@ import { redact } from '../redact.js';
 import { SCHEDULE_NAME } from '../schedules/spec.js';
 import { datasetsSchema } from './datasets.js';
 import { programsSchema } from './programs.js';
+import { httpSchema } from './http.js';
 import { LOG_LEVELS } from './defaults.js';
 import { DURATION_ALLOWED, parseDuration } from './duration.js';
 
@@ -243,6 +244,7 @@ export const settingsSchema = z.strictObject({
     .optional(),
   datasets: datasetsSchema.optional(),
   programs: programsSchema.optional(),
+  http: httpSchema.optional(),
   pool: z
     .strictObject({
       maxJobsPerChild: int(1, 10_000_000).optional(),
@@ -302,7 +304,11 @@ export function dotted(path: readonly PropertyKey[]): string {
   return path.map((p) => String(p)).join('.');
 }
 
+/** Values never shown in a message: the HTTP API's bearer tokens. */
+const HIDDEN = '(hidden)';
+
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  if (path[0] === 'http' && path[1] === 'tokens') return HIDDEN;
   let cur: unknown = root;
   for (const p of path) {
     if (cur === null || typeof cur !== 'object') return undefined;

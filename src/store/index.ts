@@ -68,7 +68,25 @@ export {
 } from './workflowOps.js';
 export { rescueExpired, type RescueOptions, type RescueResult } from './rescue.js';
 export { cancel, retry, releaseWaiting, deleteFinishedBefore } from './operator.js';
-export { get, list, countByState, jobStats, type ListOptions, type JobStatsRow } from './queries.js';
+export {
+  editIfNotRunning,
+  runNow,
+  deleteIfFinished,
+  EDITABLE_STATES,
+  RUNNABLE_STATES,
+  type JobEdit,
+} from './jobEdits.js';
+export {
+  get,
+  list,
+  countListed,
+  countByPriority,
+  dependentsOf,
+  countByState,
+  jobStats,
+  type ListOptions,
+  type JobStatsRow,
+} from './queries.js';
 export { eventsOf, appendEvents } from './events.js';
 export {
   registerWorker,

@@ -10,8 +10,11 @@ export async function get(store: Store, id: JobId): Promise<JobDoc | null> {
 
 export interface ListOptions {
   state?: JobState | JobState[];
-  type?: string;
+  type?: string | string[];
   tag?: string;
+  priority?: number;
+  /** Keyset paging: only jobs after this one in the chosen order (a cursor from the previous page). */
+  after?: { createdAt: Date; id: JobId };
   datasetUuid?: string;
   /**
    * Newest first (default) or oldest first, by creation time (then id). Ids alone do not order jobs
@@ -22,12 +25,23 @@ export interface ListOptions {
   skip?: number;
 }
 
-export async function list(store: Store, opts: ListOptions = {}): Promise<JobDoc[]> {
+function listFilter(opts: ListOptions): Filter<StoredJob> {
   const f: Filter<StoredJob> = {};
   if (opts.state !== undefined) f.state = Array.isArray(opts.state) ? { $in: opts.state } : opts.state;
-  if (opts.type !== undefined) f.type = opts.type;
+  if (opts.type !== undefined) f.type = Array.isArray(opts.type) ? { $in: opts.type } : opts.type;
   if (opts.tag !== undefined) f.tags = opts.tag;
+  if (opts.priority !== undefined) f.priority = opts.priority;
   if (opts.datasetUuid !== undefined) f.datasetUuid = opts.datasetUuid;
+  return f;
+}
+
+export async function list(store: Store, opts: ListOptions = {}): Promise<JobDoc[]> {
+  const f = listFilter(opts);
+  if (opts.after) {
+    const op = opts.order === 'oldest' ? '$gt' : '$lt';
+    const { createdAt, id } = opts.after;
+    f.$or = [{ createdAt: { [op]: createdAt } }, { createdAt, _id: { [op]: id } }];
+  }
   const docs = await store.jobs
     .find(f, {
       sort: opts.order === 'oldest' ? { createdAt: 1, _id: 1 } : { createdAt: -1, _id: -1 },
@@ -36,6 +50,11 @@ export async function list(store: Store, opts: ListOptions = {}): Promise<JobDoc
     })
     .toArray();
   return docs.map(stripInternal);
+}
+
+/** How many jobs list() would return without limit and skip. */
+export async function countListed(store: Store, opts: ListOptions = {}): Promise<number> {
+  return store.jobs.countDocuments(listFilter(opts));
 }
 
 /** Jobs per state (every state present, zero when none). */
@@ -89,4 +108,36 @@ export async function jobStats(store: Store, opts: { since: Date }): Promise<Job
     finishedSince: r.recent,
     avgWallMsSince: r.wall ?? null,
   }));
+}
+
+/** Jobs that list `id` among their dependencies, oldest first (at most `limit`). */
+export async function dependentsOf(store: Store, id: JobId, limit = 10_000): Promise<JobDoc[]> {
+  const docs = await store.jobs.find({ dependsOn: id }, { sort: { createdAt: 1, _id: 1 }, limit }).toArray();
+  return docs.map(stripInternal);
+}
+
+/** Jobs per priority and state, highest priority (1) first. */
+export async function countByPriority(
+  store: Store,
+): Promise<{ priority: number; states: Record<JobState, number>; total: number }[]> {
+  const rows = await store.jobs
+    .aggregate<{ _id: { p: number; s: JobState }; n: number }>([
+      { $group: { _id: { p: '$priority', s: '$state' }, n: { $sum: 1 } } },
+    ])
+    .toArray();
+  const out = new Map<number, { priority: number; states: Record<JobState, number>; total: number }>();
+  for (const r of rows) {
+    let e = out.get(r._id.p);
+    if (!e) {
+      e = {
+        priority: r._id.p,
+        states: Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>,
+        total: 0,
+      };
+      out.set(r._id.p, e);
+    }
+    e.states[r._id.s] = (e.states[r._id.s] ?? 0) + r.n;
+    e.total += r.n;
+  }
+  return [...out.values()].sort((a, b) => a.priority - b.priority);
 }

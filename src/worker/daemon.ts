@@ -80,6 +80,8 @@ export interface Daemon {
   /** Stop claiming, let running jobs finish within graceMs, then abort and requeue the rest. */
   stop(opts?: { graceMs?: number }): Promise<void>;
   stats(): DaemonStats;
+  /** Where the HTTP API listens (settings `http`), or null without one. */
+  readonly httpUrl: string | null;
 }
 
 export async function startDaemon(opts: StartDaemonOptions): Promise<Daemon> {
@@ -153,6 +155,8 @@ class DaemonImpl implements Daemon {
   private readonly claimTypes: string[];
   private readonly grace = new Grace();
   private stopping = false;
+  /** The HTTP API (settings `http`), started last and closed first. */
+  private http: { url: string; close(): Promise<void> } | null = null;
   private stopPromise: Promise<void> | null = null;
 
   constructor(
@@ -319,6 +323,10 @@ class DaemonImpl implements Daemon {
     return this.events.on(name, fn);
   }
 
+  get httpUrl(): string | null {
+    return this.http?.url ?? null;
+  }
+
   stats(): DaemonStats {
     return {
       ...this.outcomes.counters,
@@ -357,6 +365,22 @@ class DaemonImpl implements Daemon {
     this.leaseKeeper.start();
     this.maintenance.start();
     this.claimLoop.start((err) => this.logger.fatal({ err }, 'claim loop crashed'));
+    if (this.config.http) {
+      // Loaded only when configured: a daemon without the API does not load fastify.
+      const { startHttpServer } = await import('../http/server.js');
+      try {
+        this.http = await startHttpServer({
+          config: this.config,
+          store: this.store,
+          logger: this.logger,
+          clock: this.clock,
+          daemon: this,
+        });
+      } catch (err) {
+        await this.stop({ graceMs: 0 });
+        throw err;
+      }
+    }
     this.logger.info(
       {
         concurrency: w.concurrency,
@@ -404,6 +428,9 @@ class DaemonImpl implements Daemon {
     this.stopping = true;
     this.logger.info({ running: this.executions.runningCount, graceMs }, 'daemon stopping');
     this.events.emit('daemon:stopping', { workerId: this.workerId, graceMs });
+    await this.http
+      ?.close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'http api did not close cleanly'));
     // Claiming stops with the claim loop; the paused set it last read stands until then.
     await this.queues.close();
     const requeued = await shutdown(

@@ -1,0 +1,52 @@
+/** What every route module gets, and the one way routes declare who may call them. */
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { JobdClient } from '../../client.js';
+import type { Clock } from '../../clock.js';
+import type { ResolvedConfig } from '../../config/types.js';
+import { queueMembership, typesOfQueue } from '../../queueAdmin.js';
+import type { Store } from '../../store/index.js';
+import type { TokenCheck } from '../auth.js';
+import { problemSchema } from '../schemas.js';
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+export interface ApiContext {
+  config: ResolvedConfig;
+  store: Store;
+  client: JobdClient;
+  clock: Clock;
+  auth: TokenCheck;
+  /** @fastify/rate-limit's per-route setting for changing routes (null: no limit). */
+  rateLimit: { max: number; timeWindow: number } | null;
+}
+
+/** Every route answers errors as problem+json. */
+export const PROBLEMS = { '4xx': problemSchema, '5xx': problemSchema } as const;
+
+/** Route options by kind: reads (a token only with http.authReads) or changes (an admin token, rate-limited). */
+export function access(ctx: ApiContext, kind: 'read' | 'change' | 'open') {
+  const need = ctx.auth.needFor(kind);
+  return {
+    onRequest: ctx.auth.hook(need),
+    ...(kind === 'change' && ctx.rateLimit ? { config: { rateLimit: ctx.rateLimit } } : {}),
+    security: need === 'none' ? [] : [{ bearer: [] }],
+  };
+}
+
+/** The job types of a queue, by these settings (a queue not named by any type is a type's name). */
+export async function typesOfQueueName(ctx: ApiContext, queue: string): Promise<string[]> {
+  return typesOfQueue(queue, await queueMembership(ctx.config.jobTypes));
+}
