@@ -367,6 +367,11 @@ function knownKeysAt(path: readonly PropertyKey[]): string[] {
 function unwrap(schema: z.ZodType): z.ZodType {
   let s = schema;
   while (s instanceof z.ZodOptional || s instanceof z.ZodNullable) s = s.unwrap() as z.ZodType;
+  // A section that may also be `false` (http): its keys are those of its object form.
+  if (s instanceof z.ZodUnion) {
+    const obj = (s.options as z.ZodType[]).find((o) => o instanceof z.ZodObject);
+    if (obj) return obj;
+  }
   return s;
 }
 
