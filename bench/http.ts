@@ -1,0 +1,126 @@
+/**
+ * HTTP API benchmark: prints ONE JSON document on stdout (progress on stderr).
+ *
+ *   npm run bench:http
+ *   BENCH_HTTP_SECONDS=5 BENCH_HTTP_CONNECTIONS=32 npm run bench:http
+ *   MONGODB_URI=mongodb://... npm run bench:http     against a real MongoDB
+ *
+ * Requests/s of GET /api/jobs/{id} and POST /api/jobs/ (autocannon, keep-alive connections) beside the
+ * library call rate of the same operations (JobdClient.get / enqueue with as many calls in flight), in
+ * the same run against the same database (the embedded server in its own process unless MONGODB_URI).
+ * The API is served without a daemon, so the jobs it creates stay queued.
+ */
+import autocannon from 'autocannon';
+import { availableParallelism, loadavg } from 'node:os';
+import pino from 'pino';
+import { JobdClient } from '../src/client.js';
+import { loadConfig } from '../src/config/load.js';
+import { startHttpServer } from '../src/http/server.js';
+import { openStore, ensureIndexes } from '../src/store/index.js';
+import { startEmbeddedProcess } from './lib/jobd.js';
+
+const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 32);
+const TOKEN = 'bench-admin-token-0123456789';
+
+const log = (msg: string): void => void process.stderr.write(`[bench:http] ${msg}\n`);
+
+/** Calls per second of `op` with `inFlight` calls at a time for `seconds`. */
+async function libraryRate(op: () => Promise<unknown>, inFlight: number, seconds: number): Promise<number> {
+  const end = Date.now() + seconds * 1000;
+  let n = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (Date.now() < end) {
+        await op();
+        n++;
+      }
+    }),
+  );
+  return Math.round(n / ((performance.now() - t0) / 1000));
+}
+
+async function cannon(
+  opts: autocannon.Options,
+): Promise<{ rps: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }> {
+  const r = await autocannon({ ...opts, connections: CONNECTIONS, duration: SECONDS });
+  return {
+    rps: Math.round(r.requests.average),
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    errors: r.errors,
+    non2xx: r.non2xx,
+  };
+}
+
+async function main(): Promise<void> {
+  let uri = process.env.MONGODB_URI;
+  let close = async (): Promise<void> => {};
+  if (!uri) {
+    const server = await startEmbeddedProcess();
+    uri = server.uri;
+    close = server.close;
+  }
+  const database = `jobd_bench_http_${process.pid}`;
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      mongoUri: uri,
+      database,
+      http: { port: 0, tokens: [TOKEN], rateLimit: false },
+      logLevel: 'warn',
+    },
+  });
+  const store = await openStore({ mongoUri: uri, database, appName: 'jobd bench:http' });
+  await ensureIndexes(store);
+  const client = JobdClient.over(store, { mongoUri: uri, database, jobTypes: config.jobTypes });
+  const api = await startHttpServer({ config, store, logger: pino({ level: 'warn' }) });
+  try {
+    const { job } = await client.enqueue(
+      'echo',
+      { hello: 'bench' },
+      { runAt: new Date(Date.now() + 86_400_000) },
+    );
+    log(`library get x${SECONDS}s`);
+    const libGet = await libraryRate(() => client.get(job._id), CONNECTIONS, SECONDS);
+    log(`http GET x${SECONDS}s`);
+    const httpGet = await cannon({ url: `${api.url}/api/jobs/${job._id}` });
+    const later = new Date(Date.now() + 86_400_000);
+    log(`library enqueue x${SECONDS}s`);
+    const libPost = await libraryRate(
+      () => client.enqueue('echo', { n: 1 }, { runAt: later }),
+      CONNECTIONS,
+      SECONDS,
+    );
+    log(`http POST x${SECONDS}s`);
+    const httpPost = await cannon({
+      url: `${api.url}/api/jobs/`,
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'echo', params: { n: 1 }, runAt: later.toISOString() }),
+    });
+    process.stdout.write(
+      `${JSON.stringify(
+        {
+          cpus: availableParallelism(),
+          loadavg: loadavg().map((l) => Math.round(l * 100) / 100),
+          backend: process.env.MONGODB_URI ? 'mongodb (MONGODB_URI)' : 'embedded (own process, in memory)',
+          seconds: SECONDS,
+          connections: CONNECTIONS,
+          getJob: { http: httpGet, libraryPerSec: libGet, targetRps: 5000 },
+          postJob: { http: httpPost, libraryPerSec: libPost },
+        },
+        null,
+        2,
+      )}\n`,
+    );
+  } finally {
+    await api.close();
+    await store.db.dropDatabase().catch(() => {});
+    await store.close();
+    await close();
+  }
+}
+
+await main();
