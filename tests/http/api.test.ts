@@ -12,6 +12,7 @@ import { buildHttpApp, routesOf } from '../../src/http/server.js';
 import { countByState } from '../../src/store/index.js';
 import { startDaemon, type Daemon } from '../../src/worker/daemon.js';
 import { testConfig } from '../integration/daemon-helpers.js';
+import { waitUntil } from '../helpers/waitFor.js';
 import { openStoreFixture, type StoreFixture } from '../integration/store-helpers.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -318,11 +319,19 @@ describe('http api', () => {
       );
     }
     for (const id of ids) expect((await client.waitFor(id, { timeoutMs: 60_000 })).state).toBe('failed');
-    const r = await fetch(`${base}/metrics`);
-    expect(r.status).toBe(200);
-    expect(r.headers.get('content-type')).toContain('text/plain');
-    const text = await r.text();
-    const samples = parsePrometheus(text);
+    // A job is failed in the database a moment before the daemon's counters hear of it (they count the
+    // settlement once its write is acknowledged): read until the counters have caught up.
+    const samples = await waitUntil(
+      async () => {
+        const r = await fetch(`${base}/metrics`);
+        expect(r.status).toBe(200);
+        expect(r.headers.get('content-type')).toContain('text/plain');
+        const all = parsePrometheus(await r.text());
+        const seen = all.find((s) => s.name === 'jobd_job_failures_total' && s.labels.type === 'fail');
+        return (seen?.value ?? 0) >= 4 ? all : undefined;
+      },
+      { what: 'the failure counter reaching 4', timeoutMs: 30_000, intervalMs: 100 },
+    );
     const counts = await countByState(f.store);
     for (const [state, n] of Object.entries(counts)) {
       const sum = samples
