@@ -64,6 +64,15 @@ function int(min: number, max: number, unit = ''): z.ZodNumber {
 const text = (what: string) =>
   z.string({ error: `must be ${what}` }).min(1, { error: `must be ${what} (not empty)` });
 
+/** Why MongoDB would refuse a collection name (its documented restrictions), or null. */
+export function collectionNameProblem(name: string): string | null {
+  if (name === '') return 'must be a collection name (not empty)';
+  if (name.includes('$') || name.includes('\0'))
+    return 'must be a collection name without "$" or a null character';
+  if (name.startsWith('system.')) return 'must be a collection name not starting with "system."';
+  return null;
+}
+
 const stageSchema = z.strictObject(
   {
     key: z.string({ error: NAME_RULE }).regex(NAME, { error: NAME_RULE }).optional(),
@@ -79,7 +88,13 @@ const stageSchema = z.strictObject(
 );
 
 export const datasetsSchema = z.strictObject({
-  collection: text('a collection name').optional(),
+  collection: z
+    .string({ error: 'must be a collection name' })
+    .check((c) => {
+      const problem = collectionNameProblem(c.value);
+      if (problem) c.issues.push({ code: 'custom', message: problem, input: c.value });
+    })
+    .optional(),
   database: text('a database name').nullable().optional(),
   inDataDir: text('a data dir name (a key of dataDirs)').optional(),
   outDataDir: text('a data dir name (a key of dataDirs)').optional(),

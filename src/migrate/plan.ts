@@ -12,6 +12,7 @@
  *   into the dataset's own folders, so running it again is safe; legacy `monitor_existing` is not kept.
  * - `done` and `failed` are terminal: skipped. Unknown statuses are never guessed: skipped, untouched.
  */
+import { legacyPriority } from '../jobs/data/typeDefaults.js';
 
 export const LEGACY_JOB_TYPES = [
   'google_sync',
@@ -24,8 +25,11 @@ export const LEGACY_JOB_TYPES = [
   'data_validation',
 ] as const;
 
-/** The legacy service's priority per type (1 high, 2 normal, 3 low). */
-export const LEGACY_PRIORITY: Record<string, number> = {
+/**
+ * The legacy service's priority per type (1 high, 2 normal, 3 low). Migrated jobs get jobd's mapping
+ * of it (3, 5, 7), as new jobs of these types do.
+ */
+export const LEGACY_PRIORITY: Record<string, 1 | 2 | 3> = {
   google_sync: 2,
   dataset_conversion: 1,
   file_upload: 2,
@@ -195,7 +199,7 @@ export function planDataset(d: LegacyDataset, s: PlanSettings): Plan {
       key: type,
       type,
       params: { dataset_uuid: uuid, ...params },
-      priority: LEGACY_PRIORITY[type]!,
+      priority: legacyPriority(LEGACY_PRIORITY[type]!),
       dependsOn: jobs.length ? [jobs[jobs.length - 1]!.key] : [],
     });
   }

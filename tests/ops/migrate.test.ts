@@ -4,11 +4,15 @@
  * unknown statuses untouched.
  */
 import { EJSON } from 'bson';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 import { Proc, run } from '../cli/proc.js';
 import { waitUntil } from '../helpers/waitFor.js';
 import { insertLegacyDatasets, LEGACY_STATUSES } from '../fixtures/legacy/generate.js';
+import { DATA_TYPE_DEFAULTS, type DataTypeName } from '../../src/jobs/data/typeDefaults.js';
 
 let t: TestDb;
 beforeEach(async () => {
@@ -94,6 +98,17 @@ describe('jobctl migrate', () => {
     expect(m.code, m.stderr).toBe(0);
     expect(JSON.parse(m.stdout)).toMatchObject({ datasets: plan.toMigrate, jobs: plan.jobs });
     expect(await migratedJobs()).toBe(plan.jobs);
+    // Priorities: jobd's mapping of the legacy 1/2/3 (3/5/7), as a new job of the type gets.
+    const priorities = await t.db
+      .collection('jobs')
+      .aggregate<{ _id: { type: DataTypeName; priority: number } }>([
+        { $match: { tags: 'legacy-migration' } },
+        { $group: { _id: { type: '$type', priority: '$priority' } } },
+      ])
+      .toArray();
+    expect(priorities.length).toBeGreaterThanOrEqual(4);
+    for (const { _id } of priorities)
+      expect(_id.priority, _id.type).toBe(DATA_TYPE_DEFAULTS[_id.type].priority);
     expect(await t.db.collection('migration_ledger').countDocuments({ state: 'applied' })).toBe(
       plan.toMigrate,
     );
@@ -131,6 +146,37 @@ describe('jobctl migrate', () => {
     expect(await datasetsDump()).toBe(original);
     expect(await migratedJobs()).toBe(0);
     expect(await t.db.collection('migration_ledger').countDocuments()).toBe(0);
+  });
+
+  it("the legacy collection defaults to the settings' datasets.collection; --collection overrides; bad names exit 2", async () => {
+    await insertLegacyDatasets(t.db.collection('legacy_sets'), 30, { batch: 30 });
+    await insertLegacyDatasets(t.db.collection('visstoredatas'), 10, { batch: 10 });
+    const dir = mkdtempSync(join(tmpdir(), 'jobd-migrate-'));
+    const settings = (datasets: unknown) => {
+      const f = join(dir, `s${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(f, JSON.stringify({ datasets }));
+      return f;
+    };
+    const total = async (args: string[]) => {
+      const r = await jobctl(['migrate', '--dry-run', '--json', ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { total: number }).total;
+    };
+    const fromSettings = settings({ collection: 'legacy_sets' });
+    const badSettings = settings({ collection: 'system.x' });
+    // The runs are independent: at once.
+    const [fromFile, overridden, byDefault, badFlag, badSetting] = await Promise.all([
+      total(['--settings', fromSettings]),
+      total(['--settings', fromSettings, '--collection', 'visstoredatas']),
+      total([]),
+      jobctl(['migrate', '--dry-run', '--collection', 'a$b']),
+      jobctl(['migrate', '--dry-run', '--settings', badSettings]),
+    ]);
+    expect([fromFile, overridden, byDefault]).toEqual([30, 10, 10]);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toMatch(/--collection.*a\$b.*"\$"/);
+    expect(badSetting.code).toBe(2);
+    expect(badSetting.stderr).toContain('datasets.collection = "system.x"');
   });
 
   it('validate exits 1 when a migrated job is missing', async () => {

@@ -2,7 +2,9 @@
  * jobctl migrate: move the legacy service's datasets onto jobd (docs/operations.md, "Migrating from
  * the legacy service"). Stop the legacy service first.
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { collectionNameProblem, resolveDatasets } from '../../config/datasets.js';
+import type { ResolvedConfig } from '../../config/types.js';
 import {
   applyMigration,
   planMigration,
@@ -24,7 +26,7 @@ import { RunProgress } from '../progressBar.js';
 
 interface SourceOpts extends CommonOptions {
   legacyDatabase?: string;
-  collection: string;
+  collection?: string;
   datasetUuid?: string;
   batchSize: number;
   inDataDir: string;
@@ -34,18 +36,34 @@ interface SourceOpts extends CommonOptions {
 
 function withSourceOptions(cmd: Command): Command {
   return withCommonOptions(cmd)
-    .option('--legacy-database <name>', "database of the legacy collection (default: jobd's database)")
-    .option('--collection <name>', 'the legacy datasets collection', 'visstoredatas')
+    .option(
+      '--legacy-database <name>',
+      "database of the legacy collection (default: the settings' datasets.database, else jobd's database)",
+    )
+    .option(
+      '--collection <name>',
+      "the legacy datasets collection (default: the settings' datasets.collection, visstoredatas)",
+      collectionOption,
+    )
     .option('--dataset-uuid <uuid>', 'only this dataset')
     .option('--batch-size <n>', 'datasets per batch', intOption(1, 100_000), 1000)
     .option('--in-data-dir <dir>', 'the legacy in_data_dir (uploads)', '/mnt/visus_datasets/upload')
     .option('--out-data-dir <dir>', 'the legacy out_data_dir (converted)', '/mnt/visus_datasets/converted');
 }
 
-function source(o: SourceOpts): MigrateSource {
+function collectionOption(value: string): string {
+  const problem = collectionNameProblem(value);
+  if (problem) throw new InvalidArgumentError(`${problem}.`);
+  return value;
+}
+
+/** The flags, over the settings' datasets collection (the one the status updates use). */
+function source(o: SourceOpts, config: ResolvedConfig): MigrateSource {
+  const datasets = config.datasets ?? resolveDatasets(undefined);
+  const legacyDatabase = o.legacyDatabase ?? datasets.database ?? undefined;
   return {
-    ...(o.legacyDatabase !== undefined ? { legacyDatabase: o.legacyDatabase } : {}),
-    collection: o.collection,
+    ...(legacyDatabase !== undefined ? { legacyDatabase } : {}),
+    collection: o.collection ?? datasets.collection,
     ...(o.datasetUuid !== undefined ? { uuid: o.datasetUuid } : {}),
     batchSize: o.batchSize,
     inDataDir: o.inDataDir.replace(/\/+$/, ''),
@@ -72,7 +90,7 @@ export const registerMigrate: RegisterCommand = (program, env, result) => {
     .addHelpText('after', MIGRATE_HELP)
     .action(async (opts: SourceOpts) => {
       const ctx = commandContext(opts, env);
-      const src = source(opts);
+      const src = source(opts, ctx.config);
       await withConnection(
         ctx,
         async (conn) => {
@@ -154,7 +172,7 @@ export const registerMigrate: RegisterCommand = (program, env, result) => {
         const opts = cmd.optsWithGlobals<SourceOpts>();
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {
-          const rep = await validateMigration(conn.store, source(opts));
+          const rep = await validateMigration(conn.store, source(opts, ctx.config));
           ctx.printer.emit(rep, () =>
             rep.ok
               ? 'migration valid: every dataset that should have jobs has them, and every migrated job has its dataset'
@@ -197,7 +215,7 @@ export const registerMigrate: RegisterCommand = (program, env, result) => {
         const opts = cmd.optsWithGlobals<SourceOpts>();
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {
-          const src = source(opts);
+          const src = source(opts, ctx.config);
           const total = src.uuid !== undefined ? 1 : await migrationStore.ledger(conn.store).countDocuments();
           const bar = new RunProgress(
             'rollback',

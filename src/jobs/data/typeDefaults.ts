@@ -9,7 +9,8 @@
  */
 const MIN = 60_000;
 
-const legacyPriority = (p: 1 | 2 | 3): number => ({ 1: 3, 2: 5, 3: 7 })[p];
+/** jobd's priority for a legacy one (also what `jobctl migrate` gives the jobs it creates). */
+export const legacyPriority = (p: 1 | 2 | 3): number => ({ 1: 3, 2: 5, 3: 7 })[p];
 
 export interface DataTypeDefaults {
   timeoutMs: number;
