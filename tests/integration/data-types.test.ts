@@ -107,6 +107,103 @@ function toolsRunning(root: number, needles: string[]): Promise<number[]> {
   );
 }
 
+/** The processes below `root`, found through /proc's children lists: quick enough to poll tightly. */
+async function descendants(root: number): Promise<number[]> {
+  const out: number[] = [];
+  const visit = async (pid: number): Promise<void> => {
+    const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+    const lists = await Promise.all(
+      tasks.map((t) => readFile(`/proc/${pid}/task/${t}/children`, 'utf8').catch(() => '')),
+    );
+    const kids = lists.join(' ').split(/\s+/).filter(Boolean).map(Number);
+    out.push(...kids);
+    await Promise.all(kids.map(visit));
+  };
+  await visit(root);
+  return out;
+}
+
+/** A process's group and whether SIGTERM is pending on it (null: gone). */
+async function procSignals(pid: number): Promise<{ pgid: number; termPending: boolean } | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z') return null;
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const pending = [...status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)].map((m) =>
+      BigInt(`0x${m[1]}`),
+    );
+    const SIGTERM_BIT = 1n << 14n;
+    return { pgid: Number(fields[2]), termPending: pending.some((p) => (p & SIGTERM_BIT) !== 0n) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Freezes (SIGSTOP) the process group of each tool below `root` the moment it shows, until `enough`
+ * holds for the frozen ones: a frozen tool stays mid-run however fast the machine is.
+ */
+async function freezeTools(
+  root: number,
+  match: (argv: string[]) => boolean,
+  enough: (frozen: Map<number, string[]>) => boolean,
+  what: string,
+): Promise<Map<number, string[]>> {
+  const frozen = new Map<number, string[]>(); // pgid → the argv of the tool found in it
+  const own = (await procSignals(root))!.pgid;
+  await waitUntil(
+    async () => {
+      for (const pid of await descendants(root)) {
+        const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+        if (!match(argv)) continue;
+        const p = await procSignals(pid);
+        if (!p || p.pgid === own || p.pgid <= 1 || frozen.has(p.pgid)) continue;
+        try {
+          process.kill(-p.pgid, 'SIGSTOP');
+        } catch {
+          continue; // gone meanwhile
+        }
+        frozen.set(p.pgid, argv);
+      }
+      return enough(frozen) || undefined;
+    },
+    { what, timeoutMs: 60_000, intervalMs: 5 },
+  );
+  return frozen;
+}
+
+/** Live members of a process group below `root`. */
+async function groupPids(root: number, pgid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const pid of await toolPids(root, () => true))
+    if ((await procSignals(pid))?.pgid === pgid) out.push(pid);
+  return out;
+}
+
+/** A ustar archive of `n` empty files (built here: a packing library takes seconds for this many). */
+function tarOfEmptyFiles(n: number): Buffer {
+  const blocks: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const h = Buffer.alloc(512);
+    h.write(`d${i % 50}/e${i}`, 0);
+    h.write('0000644\0', 100);
+    h.write('0000000\0', 108);
+    h.write('0000000\0', 116);
+    h.write('00000000000\0', 124);
+    h.write('14000000000\0', 136);
+    h.write('        ', 148);
+    h.write('0', 156);
+    h.write('ustar\0', 257);
+    h.write('00', 263);
+    const sum = h.reduce((a, b) => a + b, 0);
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    blocks.push(h);
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
 const TERMINAL: JobDoc['state'][] = ['completed', 'failed', 'cancelled'];
 
 describe('dataset job types through a real daemon', () => {
@@ -189,6 +286,11 @@ describe('dataset job types through a real daemon', () => {
     const many = join(base, 'many');
     for (let i = 0; i < 300; i++) write(join(many, `d${i % 10}/f${i}.txt`), `file ${i}\n`);
     execFileSync('tar', ['-czf', join(dirs.upload, 'many.tar.gz'), '-C', many, '.']);
+    // Files whose backup takes a while, and an archive of many empty entries (small, slow to go through).
+    for (let i = 0; i < 2000; i++) write(join(dirs.upload, `files/d${i % 20}/f${i}.txt`), `small ${i}\n`);
+    const empties = execFileSync('zstd', ['-q', '-c'], { input: tarOfEmptyFiles(60_000) });
+    write(join(dirs.upload, 'empties.tar.zst'), empties);
+    write(join(dirs.upload, 'archives/empties.tar.zst'), empties);
     // A dataset whose archive is corrupt, for data_validation.
     write(
       join(dirs.upload, 'bad/broken.tar.gz'),
@@ -216,8 +318,8 @@ describe('dataset job types through a real daemon', () => {
       mongoUri: t.uri,
       database: t.dbName,
       dir: join(base, 'daemon'),
-      // A kill grace that a loaded machine honours: the cores clean up within it.
-      worker: { concurrency: 8, killGraceMs: 2_000 },
+      // jobd's default kill grace, which a loaded machine honours: the cores clean up within it.
+      worker: { concurrency: 8, killGraceMs: 5_000 },
       extra: {
         dataDirs: dirs,
         data: { converter: { program: process.execPath, args: [script] }, extract: { maxEntries: 5000 } },
@@ -446,6 +548,68 @@ describe('dataset job types through a real daemon', () => {
     rmSync(gate);
   }, 120_000);
 
+  it('a cancel mid-run stops file_extraction, data_validation and backup_creation: their tools gone, nothing partial left', async () => {
+    const extractDir = join(dirs.converted, 'x-stop');
+    const backupDir = join(dirs.backup, 'bk-stop');
+    const ids = [
+      await enqueue('file_extraction', {
+        archive: join(dirs.upload, 'empties.tar.zst'),
+        extract_dir: extractDir,
+        max_entries: 100_000,
+      }),
+      await enqueue('data_validation', { dataset_dir: join(dirs.upload, 'archives') }),
+      await enqueue('backup_creation', { source_dir: join(dirs.upload, 'files'), backup_dir: backupDir }),
+    ];
+    // Each job's tool is frozen mid-run: the zstd of the extraction and of the validation (two at once
+    // are one of each: each job runs one), and the backup's rsync.
+    const isZstd = (a: string[]) => (a[0] ?? '').endsWith('zstd') && a.includes('-d');
+    const isRsync = (a: string[]) => (a[0] ?? '').endsWith('rsync') && a.some((x) => x.includes('bk-stop'));
+    const frozen = await freezeTools(
+      daemon.pid,
+      (a) => isZstd(a) || isRsync(a),
+      (f) => [...f.values()].filter(isZstd).length >= 2 && [...f.values()].some(isRsync),
+      'the zstd of file_extraction and data_validation and the rsync of backup_creation to run',
+    );
+    const pids = (await Promise.all([...frozen.keys()].map((g) => groupPids(daemon.pid, g)))).flat();
+    for (const id of ids) await client.cancel(id);
+    // The cancel reaches each tool as a SIGTERM to its group (a frozen program takes it once thawed).
+    // Each group is thawed the moment the cancel's SIGTERM reached it, so its job cleans up in its grace.
+    await Promise.all(
+      [...frozen.keys()].map(async (pgid) => {
+        await waitUntil(
+          async () => {
+            const members = await Promise.all((await groupPids(daemon.pid, pgid)).map(procSignals));
+            return members.every((m) => m === null || m.termPending) || undefined;
+          },
+          {
+            what: `the cancel to signal the tool group ${pgid} (${frozen.get(pgid)!.join(' ')})`,
+            timeoutMs: 30_000,
+            intervalMs: 5,
+          },
+        );
+        try {
+          process.kill(-pgid, 'SIGCONT');
+        } catch {
+          // already gone
+        }
+      }),
+    );
+    const docs = await settled(ids, 'the cancelled jobs to settle');
+    expect(ids.map((id) => `${docs[String(id)]!.type}: ${docs[String(id)]!.state}`)).toEqual([
+      'file_extraction: cancelled',
+      'data_validation: cancelled',
+      'backup_creation: cancelled',
+    ]);
+    await allGone(pids, 'the cancelled jobs’ tools');
+    const left = () => [dirs.converted, dirs.backup].flatMap(tmpLeftovers);
+    await waitUntil(() => left().length === 0, {
+      what: `the cancelled jobs’ temporary outputs to be removed (${left().slice(0, 3).join(', ')})`,
+      timeoutMs: 20_000,
+    });
+    expect(readdirSync(dirs.converted)).not.toContain('x-stop');
+    expect(readdirSync(backupDir)).toEqual([]);
+  }, 120_000);
+
   it('a SIGKILLed daemon, then a restarted one rescues every job and re-runs it whole', async () => {
     await daemon.stop('SIGTERM');
     const gate = join(base, 'gate-crash');
@@ -493,9 +657,24 @@ describe('dataset job types through a real daemon', () => {
       threads: 1,
     });
     // The daemon dies while rsync, rclone, the converter and zstd all run.
-    const pids = await toolsRunning(first.pid, ['rs-crash', 'rc-crash', 'cv-crash', '=-19']);
+    // Each is frozen as it shows, so all four are mid-run however the load spreads their starts.
+    const needles = ['rs-crash', 'rc-crash', 'cv-crash', '=-19'].map(argMatch);
+    const frozen = await freezeTools(
+      first.pid,
+      (a) => needles.some((m) => m(a)),
+      (f) => needles.every((m) => [...f.values()].some(m)),
+      'rsync, rclone, the converter and zstd to run',
+    );
+    const pids = (await Promise.all([...frozen.keys()].map((g) => groupPids(first.pid, g)))).flat();
     first.signal('SIGKILL');
     await first.exited;
+    for (const pgid of frozen.keys()) {
+      try {
+        process.kill(-pgid, 'SIGCONT'); // thawed: they meet the daemon's death as running tools
+      } catch {
+        // already gone
+      }
+    }
     // The crash left half-written outputs under their temporary names, never in place.
     const halfDone = tmpLeftovers(dirs.converted);
     expect(halfDone.some((p) => p.startsWith('.z-crash.tar.zst.jobd-tmp-'))).toBe(true);

@@ -87,7 +87,7 @@ export async function extractArchive(
   if (stale.length) ctx.log("removed a crashed run's temporary extraction", { paths: stale });
   const tmp = tempSibling(target.real);
   await mkdir(tmp);
-  const tree = new SafeTree(tmp, limits);
+  const tree = new SafeTree(tmp, limits, ctx.signal);
   const archiveSize = (await stat(archive.real)).size;
   ctx.progress(0, `extracting ${format}`);
   try {

@@ -48,6 +48,8 @@ export class SafeTree {
   constructor(
     readonly root: string,
     private readonly limits: TreeLimits,
+    /** Stops a large entry mid-write (a cancel need not wait for a whole big file). */
+    private readonly signal?: AbortSignal,
   ) {}
 
   private count(name: string): void {
@@ -149,7 +151,12 @@ export class SafeTree {
       if (this.writeError) throw this.writeError;
       return;
     } else {
-      await pipeline(content, this.counter(rawName), createWriteStream(abs, { flags: 'wx', mode: fileMode }));
+      await pipeline(
+        content,
+        this.counter(rawName),
+        createWriteStream(abs, { flags: 'wx', mode: fileMode }),
+        ...(this.signal ? [{ signal: this.signal }] : []),
+      );
     }
     if (mtime && !Number.isNaN(mtime.getTime())) await utimes(abs, mtime, mtime);
   }
