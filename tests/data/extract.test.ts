@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { extractArchive } from '../../src/jobs/data/lib/extract.js';
 import {
@@ -263,6 +264,28 @@ describe('file_extraction: hostile archives are refused with nothing written out
     );
     expect(err).toMatchObject({ name: 'ArchiveRefusedError' });
     expect(await siblings()).toEqual(['lie.zip']);
+  });
+
+  it('a zip entry whose bytes do not match its CRC-32 is refused', async () => {
+    const content = Buffer.from('checked bytes\n'.repeat(40));
+    const zip = await zipOf([{ name: 'c.txt', content }]);
+    const good = Buffer.alloc(4);
+    good.writeUInt32LE(crc32(content));
+    const bad = Buffer.alloc(4);
+    bad.writeUInt32LE((crc32(content) ^ 1) >>> 0);
+    // The CRC-32 in the local header and in the central directory.
+    let at = zip.indexOf(good);
+    for (; at >= 0; at = zip.indexOf(good, at + 4)) bad.copy(zip, at);
+    await writeFile(join(upload, 'crc.zip'), zip);
+    const err = await failure(
+      extractArchive(
+        { archive: join(upload, 'crc.zip'), extract_dir: join(upload, 'x') },
+        recordingContext(),
+        env,
+      ),
+    );
+    expect(err).toMatchObject({ name: 'ArchiveRefusedError', message: expect.stringContaining('CRC-32') });
+    expect(await siblings()).toEqual(['crc.zip']);
   });
 
   it('a tar.gz bomb and too many entries are stopped at the limits', async () => {

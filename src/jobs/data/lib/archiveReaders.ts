@@ -8,7 +8,7 @@ import { open as openFile } from 'node:fs/promises';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as pipelineCb } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { crc32, createGunzip } from 'node:zlib';
+import { crc32, createGunzip, inflateRawSync } from 'node:zlib';
 import tarStream, { type Header as TarHeader } from 'tar-stream';
 import yauzl from 'yauzl';
 import type { CoreContext } from '../../lib/context.js';
@@ -39,6 +39,11 @@ export interface ArchiveEntry {
   /** zip only: the CRC-32 the archive records (yauzl checks sizes, not CRCs). */
   crc32?: number;
   content(): Promise<Readable>;
+  /**
+   * zip only, a small entry of an archive read into memory: its bytes, inflated at once and checked
+   * (size and CRC-32) as `content` does. A stream and an inflater per entry cost more than the entry.
+   */
+  data?(): Buffer;
 }
 
 /** Detects the format from the first bytes (the file name is not trusted). */
@@ -154,7 +159,10 @@ export function tarEntries(
 /** Zips up to this size are read into memory first: no file read per header and per entry. */
 const ZIP_IN_MEMORY = 128 << 20;
 
-async function openZip(path: string): Promise<yauzl.ZipFile> {
+/** Entries up to this size (declared, and inflating is bounded by it) are inflated in one call. */
+export const ZIP_SMALL_ENTRY = 1 << 20;
+
+async function openZip(path: string): Promise<{ zip: yauzl.ZipFile; buf: Buffer | null }> {
   const options = { lazyEntries: true, validateEntrySizes: true, decodeStrings: true };
   const fh = await openFile(path, 'r');
   let buf: Buffer | null = null;
@@ -166,11 +174,48 @@ async function openZip(path: string): Promise<yauzl.ZipFile> {
   } finally {
     await fh.close();
   }
-  return new Promise((resolve, reject) => {
+  return new Promise<yauzl.ZipFile>((resolve, reject) => {
     const done = (err: Error | null, zip?: yauzl.ZipFile): void => (err ? reject(err) : resolve(zip!));
     if (buf) yauzl.fromBuffer(buf, options, done);
     else yauzl.open(path, { ...options, autoClose: true }, done);
-  });
+  }).then((zip) => ({ zip, buf }));
+}
+
+/**
+ * A small stored or deflated entry's bytes, from the archive in memory, with the checks yauzl makes
+ * when it streams one (local header, bounds, encryption, size) and the CRC-32. Inflating stops past the
+ * declared size, so a lying header cannot make it allocate more.
+ */
+function smallEntryData(buf: Buffer, e: yauzl.Entry): Buffer {
+  const at = e.relativeOffsetOfLocalHeader;
+  if (at + 30 > buf.length || buf.readUInt32LE(at) !== 0x04034b50)
+    throw new ArchiveRefusedError(`zip entry "${e.fileName}": invalid local file header`);
+  const start = at + 30 + buf.readUInt16LE(at + 26) + buf.readUInt16LE(at + 28);
+  const end = start + e.compressedSize;
+  if (end > buf.length)
+    throw new ArchiveRefusedError(`zip entry "${e.fileName}": data past the end of the file`);
+  const raw = buf.subarray(start, end);
+  let data: Buffer;
+  if (e.compressionMethod === 0) data = raw;
+  else {
+    try {
+      data = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.uncompressedSize) });
+    } catch (err) {
+      throw new ArchiveRefusedError(
+        `zip entry "${e.fileName}": ${(err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? 'inflates past its declared size' : `cannot be inflated (${(err as Error).message})`}`,
+      );
+    }
+  }
+  if (data.length !== e.uncompressedSize)
+    throw new ArchiveRefusedError(
+      `zip entry "${e.fileName}": ${data.length} bytes, the archive says ${e.uncompressedSize}`,
+    );
+  const crc = crc32(data);
+  if (crc !== e.crc32)
+    throw new ArchiveRefusedError(
+      `zip entry "${e.fileName}": CRC-32 ${crc.toString(16)}, the archive says ${e.crc32.toString(16)}`,
+    );
+  return data;
 }
 
 const S_IFMT = 0o170000;
@@ -188,8 +233,9 @@ export async function zipEntries(
   path: string,
 ): Promise<{ count: number; entries: AsyncIterable<ArchiveEntry> }> {
   let zip: yauzl.ZipFile;
+  let buf: Buffer | null;
   try {
-    zip = await openZip(path);
+    ({ zip, buf } = await openZip(path));
   } catch (err) {
     throw refusedZip(err);
   }
@@ -230,6 +276,14 @@ export async function zipEntries(
             otherType = t;
           }
         }
+        const inMemory =
+          buf !== null &&
+          type === 'file' &&
+          (entry.compressionMethod === 0 || entry.compressionMethod === 8) &&
+          (entry.generalPurposeBitFlag & 1) === 0 && // encrypted: yauzl's stream refuses it
+          entry.uncompressedSize <= ZIP_SMALL_ENTRY &&
+          entry.compressedSize <= ZIP_SMALL_ENTRY;
+        const whole = buf;
         yield {
           name: entry.fileName,
           type,
@@ -238,6 +292,7 @@ export async function zipEntries(
           mtime: entry.getLastModDate(),
           declaredSize: entry.uncompressedSize,
           crc32: entry.crc32,
+          ...(inMemory ? { data: () => smallEntryData(whole!, entry) } : {}),
           content: () =>
             new Promise<Readable>((resolve, reject) =>
               zip.openReadStream(entry, (err, stream) => (err ? reject(refusedZip(err)) : resolve(stream))),

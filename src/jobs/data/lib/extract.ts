@@ -135,7 +135,13 @@ async function writeEntry(tree: SafeTree, e: ArchiveEntry, zip: boolean): Promis
       return tree.directory(e.name);
     case 'file':
       try {
-        return await tree.file(e.name, await e.content(), e.mode, e.mtime, e.declaredSize);
+        return await tree.file(
+          e.name,
+          e.data ? e.data() : await e.content(),
+          e.mode,
+          e.mtime,
+          e.declaredSize,
+        );
       } catch (err) {
         throw zip ? refusedZip(err) : err;
       }

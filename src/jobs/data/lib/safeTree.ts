@@ -118,13 +118,13 @@ export class SafeTree {
   }
 
   /**
-   * Writes a file entry. `sizeHint` (the header's size) only picks the way: small entries are read into
-   * memory and written in one call (a stream per file costs more than the file); the limits always
-   * count the bytes actually read.
+   * Writes a file entry, from a stream or (small, already in memory) a buffer. `sizeHint` (the header's
+   * size) only picks the way: small entries are read into memory and written in one call (a stream per
+   * file costs more than the file); the limits always count the bytes actually read.
    */
   async file(
     rawName: string,
-    content: Readable,
+    content: Readable | Buffer,
     mode?: number,
     mtime?: Date,
     sizeHint?: number,
@@ -134,22 +134,23 @@ export class SafeTree {
     const abs = await this.clear(rel, rawName);
     const fileMode = mode !== undefined ? (mode & 0o777) | 0o600 : 0o644;
     // O_EXCL ('wx'): never follows a symlink at the last component, and fails if something appeared there.
+    if (Buffer.isBuffer(content)) {
+      this.addBytes(content.length, rawName);
+      return this.writeSmall(rel, abs, content, fileMode, mtime);
+    }
     if (sizeHint !== undefined && sizeHint <= SMALL_FILE) {
       const chunks: Buffer[] = [];
       for await (const chunk of content as AsyncIterable<Buffer>) {
         this.addBytes(chunk.length, rawName);
         chunks.push(chunk);
       }
-      const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      // Written in the background, a few at a time: per-file latency, not bandwidth, bounds small files.
-      const w = writeFile(abs, data, { flag: 'wx', mode: fileMode })
-        .then(() => (mtime && !Number.isNaN(mtime.getTime()) ? utimes(abs, mtime, mtime) : undefined))
-        .catch((err: unknown) => void (this.writeError ??= err))
-        .finally(() => this.writing.delete(rel));
-      this.writing.set(rel, w);
-      if (this.writing.size >= PARALLEL_WRITES) await Promise.race(this.writing.values());
-      if (this.writeError) throw this.writeError;
-      return;
+      return this.writeSmall(
+        rel,
+        abs,
+        chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+        fileMode,
+        mtime,
+      );
     } else {
       await pipeline(
         content,
@@ -159,6 +160,23 @@ export class SafeTree {
       );
     }
     if (mtime && !Number.isNaN(mtime.getTime())) await utimes(abs, mtime, mtime);
+  }
+
+  /** Written in the background, a few at a time: per-file latency, not bandwidth, bounds small files. */
+  private async writeSmall(
+    rel: string,
+    abs: string,
+    data: Buffer,
+    mode: number,
+    mtime?: Date,
+  ): Promise<void> {
+    const w = writeFile(abs, data, { flag: 'wx', mode })
+      .then(() => (mtime && !Number.isNaN(mtime.getTime()) ? utimes(abs, mtime, mtime) : undefined))
+      .catch((err: unknown) => void (this.writeError ??= err))
+      .finally(() => this.writing.delete(rel));
+    this.writing.set(rel, w);
+    if (this.writing.size >= PARALLEL_WRITES) await Promise.race(this.writing.values());
+    if (this.writeError) throw this.writeError;
   }
 
   private addBytes(n: number, rawName: string): void {
