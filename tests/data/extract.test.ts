@@ -313,6 +313,31 @@ describe('file_extraction: hostile archives are refused with nothing written out
         env,
       ),
     ).rejects.toThrow(/max_entries/);
+    // The settings' limits are a ceiling a job cannot raise.
+    const ceiling = { ...env, extract: { maxBytes: 1 << 20, maxEntries: 20 } };
+    for (const [field, value, key] of [
+      ['max_entries', 21, 'maxEntries'],
+      ['max_bytes', 2 << 20, 'maxBytes'],
+    ] as const) {
+      await expect(
+        extractArchive(
+          { archive: join(upload, 'm.tar'), extract_dir: join(upload, 'x'), [field]: value },
+          recordingContext(),
+          ceiling,
+        ),
+      ).rejects.toThrow(
+        new RegExp(
+          `^${field} = ${value} is not allowed: must be at most \\d+ \\(the settings' data\\.extract\\.${key}\\)`,
+        ),
+      );
+    }
+    await expect(
+      extractArchive(
+        { archive: join(upload, 'm.tar'), extract_dir: join(upload, 'x'), max_entries: 30 },
+        recordingContext(),
+        { ...env, extract: { maxEntries: 40 } },
+      ),
+    ).rejects.toThrow(/more than 30 entries \(max_entries\)/);
     expect(await siblings()).toEqual(['b.tar.gz', 'm.tar']);
   });
 });

@@ -322,7 +322,7 @@ describe('dataset job types through a real daemon', () => {
       worker: { concurrency: 8, killGraceMs: 5_000 },
       extra: {
         dataDirs: dirs,
-        data: { converter: { program: process.execPath, args: [script] }, extract: { maxEntries: 5000 } },
+        data: { converter: { program: process.execPath, args: [script] }, extract: { maxEntries: 100_000 } },
       },
     });
     const config = loadSettings({ file: settings.file, env: {} });
@@ -555,7 +555,6 @@ describe('dataset job types through a real daemon', () => {
       await enqueue('file_extraction', {
         archive: join(dirs.upload, 'empties.tar.zst'),
         extract_dir: extractDir,
-        max_entries: 100_000,
       }),
       await enqueue('data_validation', { dataset_dir: join(dirs.upload, 'archives') }),
       await enqueue('backup_creation', { source_dir: join(dirs.upload, 'files'), backup_dir: backupDir }),

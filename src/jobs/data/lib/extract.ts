@@ -52,6 +52,17 @@ export interface ExtractResult {
   bytes: number;
 }
 
+/** The settings' limit is the operator's ceiling: a job may ask for less, never for more. */
+function jobLimit(field: string, asked: number | undefined, key: string, ceiling: number): number {
+  if (asked === undefined) return ceiling;
+  if (asked > ceiling) {
+    throw new DataInputError(
+      `${field} = ${asked} is not allowed: must be at most ${ceiling} (the settings' data.extract.${key})`,
+    );
+  }
+  return asked;
+}
+
 export async function extractArchive(
   input: ExtractInput,
   ctx: CoreContext,
@@ -67,8 +78,13 @@ export async function extractArchive(
   const target = await confine(opts.extract_dir, env.dataDirs, { field: 'extract_dir', forWrite: true });
   const format = opts.format === 'auto' ? await detectFormat(archive.real) : opts.format;
   const limits = {
-    maxBytes: opts.max_bytes ?? env.extract?.maxBytes ?? DEFAULT_MAX_BYTES,
-    maxEntries: opts.max_entries ?? env.extract?.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    maxBytes: jobLimit('max_bytes', opts.max_bytes, 'maxBytes', env.extract?.maxBytes ?? DEFAULT_MAX_BYTES),
+    maxEntries: jobLimit(
+      'max_entries',
+      opts.max_entries,
+      'maxEntries',
+      env.extract?.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    ),
   };
   const existing = await nonEmptyDir(target.real);
   if (existing && opts.on_existing === 'fail') {
