@@ -5,11 +5,14 @@ import { conversionInput } from './lib/convert.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
-/** Built-in job type `dataset_conversion`, command mode: the converter of the settings, as the legacy service ran it. */
+/**
+ * Built-in job type `dataset_conversion`: ome-zarr mode (jobd's converter, TIFF/MRC/HDF5 → OME-Zarr 0.4)
+ * or command mode (the converter of the settings, as the legacy service ran it).
+ */
 export default defineJobType({
   name: 'dataset_conversion',
   description:
-    'Runs the configured converter (data.converter): <program> [args...] <input> <output> <sensor> <k=v,...>, into a temporary sibling renamed into place when it succeeds.',
+    'Converts a dataset into a temporary sibling renamed into place when it succeeds. mode ome-zarr: a TIFF, MRC or HDF5 stack to an OME-Zarr 0.4 pyramid (resumable); mode command: the configured converter (data.converter), <program> [args...] <input> <output> <sensor> <k=v,...>. Default: command when data.converter.program is set, else ome-zarr.',
   input: z.strictObject({
     input_path: dataPath({ mode: 'read', description: 'the dataset file or folder to convert' }),
     output_path: dataPath({
@@ -20,11 +23,18 @@ export default defineJobType({
     conversion_params: conversionInput.shape.conversion_params,
     mode: conversionInput.shape.mode,
     output_kind: conversionInput.shape.output_kind,
+    chunks: conversionInput.shape.chunks,
+    compression: conversionInput.shape.compression,
     ...legacyJobFields,
   }),
   output: z.strictObject({
+    mode: z.enum(['ome-zarr', 'command']),
     output_path: z.string(),
-    sensor_type: z.string(),
+    sensor_type: z.string().optional(),
+    format: z.enum(['tiff', 'mrc', 'hdf5']).optional(),
+    levels: z.array(z.array(z.number().int())).optional(),
+    planes: z.number().int().min(0).optional(),
+    blocks_skipped: z.number().int().min(0).optional(),
     output_files: z.number().int().min(0),
     output_bytes: z.number().min(0),
     duration_ms: z.number().min(0),

@@ -1,5 +1,6 @@
 /**
- * dataset_conversion, command mode: runs the converter configured in the settings the way the legacy
+ * dataset_conversion. Two modes: `ome-zarr` (jobd's own converter, convertOmeZarr.ts) and `command`,
+ * which runs the converter configured in the settings the way the legacy
  * service did, `<program> [args...] <input> <output> <sensor> <k=v,...>`, as an argument array. The
  * converter writes into a temporary sibling of the output, renamed into place when it exits 0, so a
  * crash or a cancel never leaves half a conversion where the output belongs. Progress comes from its
@@ -11,13 +12,18 @@ import { z } from 'zod';
 import { cleanStaleTemps, renameIntoPlace, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError, throwIfAborted } from '../../lib/errors.js';
+import { COMPRESSIONS, type Compression } from '../../../imaging/formats/zarrChunks.js';
 import { confine, recheck } from '../../lib/paths.js';
 import { runTool } from '../../lib/tool.js';
 import { converterTool } from '../../lib/toolTable.js';
+import { convertOmeZarrDataset, type OmeZarrResult } from './convertOmeZarr.js';
 import type { DataEnv } from './env.js';
 import { listTree } from './tarPack.js';
 
 const WORD = /^[A-Za-z0-9_.+-]+$/;
+
+const CHUNK_SIDE_RULE = 'a chunk side is an integer from 1 to 65536 (chunks is [z, y, x])';
+const CHUNK_SIDE = z.number().int(CHUNK_SIDE_RULE).min(1, CHUNK_SIDE_RULE).max(65536, CHUNK_SIDE_RULE);
 
 export const conversionInput = z.object({
   input_path: z.string().describe('the dataset file or folder to convert'),
@@ -27,7 +33,10 @@ export const conversionInput = z.object({
   sensor_type: z
     .string()
     .regex(WORD, 'letters, digits and _ . + - (e.g. 4D_Probe, TIFF, HDF5)')
-    .describe('what produced the data, passed to the converter'),
+    .optional()
+    .describe(
+      'what produced the data: passed to the converter (command mode, required), recorded (ome-zarr)',
+    ),
   conversion_params: z
     .record(
       z.string().regex(WORD, 'a key of letters, digits and _ . + -'),
@@ -41,7 +50,20 @@ export const conversionInput = z.object({
     )
     .default({})
     .describe('passed to the converter as k=v,k=v'),
-  mode: z.enum(['command']).default('command').describe('command: the converter configured in the settings'),
+  mode: z
+    .enum(['ome-zarr', 'command'])
+    .optional()
+    .describe(
+      "ome-zarr: jobd's converter (TIFF, MRC, HDF5 → OME-Zarr 0.4); command: the converter of the settings. Default: command when data.converter.program is set, else ome-zarr",
+    ),
+  chunks: z
+    .tuple([CHUNK_SIDE, CHUNK_SIDE, CHUNK_SIDE])
+    .optional()
+    .describe('ome-zarr: the chunk shape [z, y, x], positive integers up to 65536 (default [1, 256, 256])'),
+  compression: z
+    .enum(COMPRESSIONS as [Compression, ...Compression[]])
+    .optional()
+    .describe(`ome-zarr: the chunks' compressor, one of ${COMPRESSIONS.join(', ')} (default blosc-lz4)`),
   output_kind: z
     .enum(['dir', 'file'])
     .default('dir')
@@ -49,13 +71,16 @@ export const conversionInput = z.object({
 });
 export type ConversionInput = z.input<typeof conversionInput>;
 
-export interface ConversionResult {
+export interface CommandResult {
+  mode: 'command';
   output_path: string;
   sensor_type: string;
   output_files: number;
   output_bytes: number;
   duration_ms: number;
 }
+
+export type ConversionResult = CommandResult | OmeZarrResult;
 
 const DEFAULT_PROGRESS = /(\d+(?:\.\d+)?)\s*%/;
 
@@ -73,6 +98,36 @@ export async function convertDataset(
   env: DataEnv,
 ): Promise<ConversionResult> {
   const opts = conversionInput.parse(input);
+  const mode = opts.mode ?? (env.converter?.program ? 'command' : 'ome-zarr');
+  if (mode === 'ome-zarr') {
+    if (Object.keys(opts.conversion_params).length) {
+      ctx.log('conversion_params are for the command mode; the ome-zarr mode ignores them', {
+        keys: Object.keys(opts.conversion_params),
+      });
+    }
+    return convertOmeZarrDataset(
+      {
+        input_path: opts.input_path,
+        output_path: opts.output_path,
+        sensor_type: opts.sensor_type,
+        chunks: opts.chunks,
+        compression: opts.compression,
+      },
+      ctx,
+      env,
+    );
+  }
+  if (opts.chunks || opts.compression) {
+    throw new DataInputError(
+      `${opts.chunks ? 'chunks' : 'compression'}: set for mode "command"; chunks and compression are options of mode "ome-zarr" (the command mode's converter takes conversion_params)`,
+    );
+  }
+  const sensor = opts.sensor_type;
+  if (!sensor) {
+    throw new DataInputError(
+      'sensor_type: missing; the command mode passes it to the converter (letters, digits and _ . + -, e.g. 4D_Probe, TIFF, HDF5)',
+    );
+  }
   const conv = env.converter;
   if (!conv?.program) {
     throw new DataInputError(
@@ -103,11 +158,11 @@ export async function convertDataset(
     await recheck(out, env.dataDirs);
     if (opts.output_kind === 'dir') await mkdir(tmp);
     else await mkdir(dirname(tmp), { recursive: true });
-    ctx.progress(0, `converter starting (${opts.sensor_type})`);
+    ctx.progress(0, `converter starting (${sensor})`);
     await runTool(
       {
         tool: converterTool(conv.program),
-        args: [...(conv.args ?? []), src.real, tmp, opts.sensor_type, paramsArg(opts.conversion_params)],
+        args: [...(conv.args ?? []), src.real, tmp, sensor, paramsArg(opts.conversion_params)],
         progress: (line) => {
           const m = progressRe.exec(line);
           const pct = m ? Number(m[1]) : NaN;
@@ -138,8 +193,9 @@ export async function convertDataset(
     await renameIntoPlace(tmp, out.real);
     ctx.progress(100, `converted: ${summary.n} files, ${summary.b} bytes`);
     return {
+      mode: 'command',
       output_path: opts.output_path,
-      sensor_type: opts.sensor_type,
+      sensor_type: sensor,
       output_files: summary.n,
       output_bytes: summary.b,
       duration_ms: Date.now() - started,
