@@ -168,8 +168,11 @@ async function freezeTools(
       }
       return enough(frozen) || undefined;
     },
-    { what, timeoutMs: 60_000, intervalMs: 5 },
-  );
+    // Generous: on a starved machine the daemon's children and their tools start slowly.
+    { what, timeoutMs: 150_000, intervalMs: 5 },
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; frozen so far: ${JSON.stringify([...frozen.values()])}`);
+  });
   return frozen;
 }
 
@@ -206,7 +209,7 @@ function tarOfEmptyFiles(n: number): Buffer {
 
 const TERMINAL: JobDoc['state'][] = ['completed', 'failed', 'cancelled'];
 
-describe('dataset job types through a real daemon', () => {
+describe('dataset job types through a real daemon', { timeout: 300_000 }, () => {
   let t: TestDb;
   let client: JobdClient;
   let base: string;
