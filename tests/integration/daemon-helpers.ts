@@ -48,7 +48,9 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
     worker: {
       concurrency: 4,
       claimBatchSize: 10,
-      leaseMs: 5_000,
+      // Long enough that a heartbeat starved for seconds (two test files and other work on 2 cores)
+      // never loses a lease by accident; tests of lease loss set their own.
+      leaseMs: 30_000,
       heartbeatMs: 200,
       pollMinMs: 20,
       pollMaxMs: 500,
