@@ -171,6 +171,14 @@ async function freezeTools(
     // Generous: on a starved machine the daemon's children and their tools start slowly.
     { what, timeoutMs: 150_000, intervalMs: 5 },
   ).catch((err: Error) => {
+    // Leave no stopped tool behind: nothing would ever thaw it.
+    for (const pgid of frozen.keys()) {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     throw new Error(`${err.message}; frozen so far: ${JSON.stringify([...frozen.values()])}`);
   });
   return frozen;
@@ -322,7 +330,9 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
       database: t.dbName,
       dir: join(base, 'daemon'),
       // jobd's default kill grace, which a loaded machine honours: the cores clean up within it.
-      worker: { concurrency: 8, killGraceMs: 5_000 },
+      // A lease a starved heartbeat does not lose while tools are frozen (a lost lease would re-run a
+      // job beside its frozen tool); the crash case waits it out once, for the rescue.
+      worker: { concurrency: 8, killGraceMs: 5_000, leaseMs: 10_000 },
       extra: {
         dataDirs: dirs,
         data: { converter: { program: process.execPath, args: [script] }, extract: { maxEntries: 100_000 } },
