@@ -89,24 +89,6 @@ const argMatch = (needle: string) => {
   return (argv: string[]) => argv.some((a) => (exact !== null ? a === exact : a.includes(needle)));
 };
 
-/**
- * Waits until `root` runs, all at the same moment, a tool for each needle: one with an argument holding
- * it (`=needle`: an argument equal to it). Returns every such pid.
- */
-function toolsRunning(root: number, needles: string[]): Promise<number[]> {
-  return waitUntil(
-    async () => {
-      const found = await Promise.all(needles.map((n) => toolPids(root, argMatch(n))));
-      return found.every((p) => p.length > 0) ? found.flat() : undefined;
-    },
-    {
-      what: `tools with ${needles.join(', ')} in their arguments to run at once`,
-      timeoutMs: 60_000,
-      intervalMs: 50,
-    },
-  );
-}
-
 /** The processes below `root`, found through /proc's children lists: quick enough to poll tightly. */
 async function descendants(root: number): Promise<number[]> {
   const out: number[] = [];
@@ -182,6 +164,33 @@ async function freezeTools(
     throw new Error(`${err.message}; frozen so far: ${JSON.stringify([...frozen.values()])}`);
   });
   return frozen;
+}
+
+/**
+ * After a cancel: thaw each frozen tool group the moment the cancel's SIGTERM reached it (a frozen
+ * program takes it once thawed), so its job cleans up within its grace.
+ */
+async function thawWhenSignalled(root: number, frozen: Map<number, string[]>): Promise<void> {
+  await Promise.all(
+    [...frozen.keys()].map(async (pgid) => {
+      await waitUntil(
+        async () => {
+          const members = await Promise.all((await groupPids(root, pgid)).map(procSignals));
+          return members.every((m) => m === null || m.termPending) || undefined;
+        },
+        {
+          what: `the cancel to signal the tool group ${pgid} (${frozen.get(pgid)!.join(' ')})`,
+          timeoutMs: 30_000,
+          intervalMs: 5,
+        },
+      );
+      try {
+        process.kill(-pgid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+    }),
+  );
 }
 
 /** Live members of a process group below `root`. */
@@ -537,11 +546,18 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
         }),
       },
     ];
-    const pids = await toolsRunning(
+    // Each tool is frozen as it shows, so all five are mid-run when the cancels land, however the
+    // load spreads their starts (a fast one could otherwise finish first).
+    const needles = jobs.map((j) => argMatch(j.needle));
+    const frozen = await freezeTools(
       daemon.pid,
-      jobs.map((j) => j.needle),
+      (a) => needles.some((m) => m(a)),
+      (f) => needles.every((m) => [...f.values()].some(m)),
+      'rsync, rclone copy, rclone upload, zstd and the converter to run',
     );
+    const pids = (await Promise.all([...frozen.keys()].map((g) => groupPids(daemon.pid, g)))).flat();
     for (const j of jobs) await client.cancel(j.id);
+    await thawWhenSignalled(daemon.pid, frozen);
     const docs = await settled(
       jobs.map((j) => j.id),
       'the cancelled jobs to settle',
@@ -584,28 +600,7 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
     );
     const pids = (await Promise.all([...frozen.keys()].map((g) => groupPids(daemon.pid, g)))).flat();
     for (const id of ids) await client.cancel(id);
-    // The cancel reaches each tool as a SIGTERM to its group (a frozen program takes it once thawed).
-    // Each group is thawed the moment the cancel's SIGTERM reached it, so its job cleans up in its grace.
-    await Promise.all(
-      [...frozen.keys()].map(async (pgid) => {
-        await waitUntil(
-          async () => {
-            const members = await Promise.all((await groupPids(daemon.pid, pgid)).map(procSignals));
-            return members.every((m) => m === null || m.termPending) || undefined;
-          },
-          {
-            what: `the cancel to signal the tool group ${pgid} (${frozen.get(pgid)!.join(' ')})`,
-            timeoutMs: 30_000,
-            intervalMs: 5,
-          },
-        );
-        try {
-          process.kill(-pgid, 'SIGCONT');
-        } catch {
-          // already gone
-        }
-      }),
-    );
+    await thawWhenSignalled(daemon.pid, frozen);
     const docs = await settled(ids, 'the cancelled jobs to settle');
     expect(ids.map((id) => `${docs[String(id)]!.type}: ${docs[String(id)]!.state}`)).toEqual([
       'file_extraction: cancelled',
