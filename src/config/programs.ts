@@ -11,6 +11,7 @@
  * A job's values fill the `{slot}`s; each template argument stays one argument whatever the value holds.
  */
 import { z } from 'zod';
+import { regexSetting } from './regexSetting.js';
 
 /** One program as the child receives it (path resolved against the settings file). */
 export interface ProgramSettings {
@@ -42,11 +43,6 @@ export function slotsOf(template: string): string[] | undefined {
   return /[{}]/.test(rest) ? undefined : names;
 }
 
-/** Number of capture groups of a regex source (an empty alternative beside it always matches). */
-function groupCount(re: RegExp): number {
-  return new RegExp(`${re.source}|`).exec('')!.length - 1;
-}
-
 const template = z.string({ error: 'must be a string' }).superRefine((v, ctx) => {
   if (!slotsOf(v)) ctx.addIssue({ code: 'custom', message: `has a stray brace: ${SLOT_RULE}` });
 });
@@ -66,27 +62,11 @@ export const programsSchema = z.record(
           error: 'must be a list of file path templates, e.g. ["{output}/sum.mrc"]',
         })
         .optional(),
-      progress: z
-        .string({ error: 'must be a regular expression (text)' })
-        .superRefine((v, ctx) => {
-          let re: RegExp;
-          try {
-            re = new RegExp(v);
-          } catch (err) {
-            ctx.addIssue({
-              code: 'custom',
-              message: `must be a regular expression: ${(err as Error).message}`,
-            });
-            return;
-          }
-          const groups = groupCount(re);
-          if (groups < 1 || groups > 2)
-            ctx.addIssue({
-              code: 'custom',
-              message: `must be a regular expression with 1 group (a percent, e.g. "(\\d+)%") or 2 groups (done and total, e.g. "frame (\\d+)/(\\d+)"); it has ${groups}`,
-            });
-        })
-        .optional(),
+      progress: regexSetting((groups) =>
+        groups < 1 || groups > 2
+          ? `must be a regular expression with 1 group (a percent, e.g. "(\\d+)%") or 2 groups (done and total, e.g. "frame (\\d+)/(\\d+)"); it has ${groups}`
+          : undefined,
+      ).optional(),
       gpuEnv: z
         .string({ error: 'must be an environment variable name' })
         .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {

@@ -12,6 +12,7 @@ import { redact } from '../redact.js';
 import { SCHEDULE_NAME } from '../schedules/spec.js';
 import { datasetsSchema } from './datasets.js';
 import { programsSchema } from './programs.js';
+import { regexSetting } from './regexSetting.js';
 import { httpSchema } from './http.js';
 import { LOG_LEVELS } from './defaults.js';
 import { DURATION_ALLOWED, parseDuration } from './duration.js';
@@ -161,28 +162,11 @@ export const settingsSchema = z.strictObject({
             args: z
               .array(z.string({ error: 'must be a string' }), { error: 'must be a list of arguments' })
               .optional(),
-            progressRegex: z
-              .string({ error: 'must be a regular expression (text)' })
-              .superRefine((v, ctx) => {
-                let re: RegExp;
-                try {
-                  re = new RegExp(v);
-                } catch (err) {
-                  ctx.addIssue({
-                    code: 'custom',
-                    message: `must be a regular expression: ${(err as Error).message}`,
-                  });
-                  return;
-                }
-                // A group count: match an empty alternative beside the pattern.
-                const groups = new RegExp(`${re.source}|`).exec('')!.length - 1;
-                if (groups < 1)
-                  ctx.addIssue({
-                    code: 'custom',
-                    message: 'must be a regular expression whose first group is a percentage, e.g. "(\\d+)%"',
-                  });
-              })
-              .optional(),
+            progressRegex: regexSetting((groups) =>
+              groups < 1
+                ? 'must be a regular expression whose first group is a percentage, e.g. "(\\d+)%"'
+                : undefined,
+            ).optional(),
           },
           { error: 'must be an object: { "program": "...", "args": [...], "progressRegex": "..." }' },
         )
