@@ -1,0 +1,155 @@
+/**
+ * Records flow between tabular jobs as NDJSON files in a data directory: one JSON object per line,
+ * UTF-8, `\n`-terminated. NDJSON streams (bounded memory at any size), keeps JSON's types (numbers,
+ * booleans, null, nested values) which CSV loses, is appendable (a resumed ingestion continues a
+ * file), and every tool reads it (`jq`, pandas, DuckDB, `mongoimport`). Job params and results keep
+ * to a summary: counts, paths, statistics.
+ */
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { renameIntoPlace, tempSibling } from '../lib/atomic.js';
+
+export type DataRecord = Record<string, unknown>;
+
+export interface ReadOptions {
+  signal?: AbortSignal;
+  /** Called with the bytes read so far, for progress by bytes. */
+  onBytes?: (bytesRead: number) => void;
+  /** Byte offset to start at (a line boundary): used to resume. */
+  start?: number;
+}
+
+export interface RecordAt {
+  record: DataRecord;
+  /** 1-based line number in the file (counting from `start`). */
+  line: number;
+  /** Byte offset just after this record's line: a resume point. */
+  end: number;
+}
+
+/** A line of an NDJSON file that is not a JSON object. */
+export class RecordLineError extends Error {
+  constructor(
+    readonly path: string,
+    readonly line: number,
+    detail: string,
+  ) {
+    super(`${path}, line ${line}: ${detail}`);
+    this.name = 'RecordLineError';
+  }
+}
+
+/** Streams the records of an NDJSON file; blank lines are skipped, any other non-object line throws. */
+export async function* readRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<RecordAt> {
+  const start = opts.start ?? 0;
+  const stream = createReadStream(path, { start, highWaterMark: 1 << 20, signal: opts.signal });
+  let carry: Buffer | null = null;
+  let offset = start;
+  let line = 0;
+  let read = start;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    read += chunk.length;
+    const buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+    let from = 0;
+    for (let nl = buf.indexOf(10, from); nl !== -1; nl = buf.indexOf(10, from)) {
+      line += 1;
+      const text = buf.toString('utf8', from, nl);
+      offset += nl - from + 1;
+      from = nl + 1;
+      const record = parseLine(path, line, text);
+      if (record) yield { record, line, end: offset };
+    }
+    carry = from < buf.length ? buf.subarray(from) : null;
+    opts.onBytes?.(read);
+  }
+  if (carry && carry.length > 0) {
+    line += 1;
+    offset += carry.length;
+    const record = parseLine(path, line, carry.toString('utf8'));
+    if (record) yield { record, line, end: offset };
+  }
+}
+
+function parseLine(path: string, line: number, text: string): DataRecord | null {
+  if (text.trim() === '') return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new RecordLineError(path, line, `not JSON (${(err as Error).message})`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new RecordLineError(path, line, 'not a JSON object (each line must be one record: {...})');
+  }
+  return value as DataRecord;
+}
+
+/**
+ * Writes records to `target` whole or not at all: into a temporary sibling, renamed into place by
+ * `commit()`; `abort()` (or a failed write) removes the temporary.
+ */
+export class RecordWriter {
+  readonly tmp: string;
+  private readonly out: WriteStream;
+  private pending = '';
+  count = 0;
+  bytes = 0;
+
+  constructor(readonly target: string) {
+    this.tmp = tempSibling(target);
+    this.out = createWriteStream(this.tmp, { flags: 'wx' });
+  }
+
+  async write(record: DataRecord): Promise<void> {
+    const line = JSON.stringify(record) + '\n';
+    this.pending += line;
+    this.count += 1;
+    this.bytes += Buffer.byteLength(line);
+    if (this.pending.length >= 1 << 16) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending === '') return;
+    const data = this.pending;
+    this.pending = '';
+    if (!this.out.write(data)) await once(this.out, 'drain');
+  }
+
+  /** Flushes, fsyncs and renames the file into place. */
+  async commit(): Promise<void> {
+    await this.flush();
+    await new Promise<void>((resolve, reject) => {
+      this.out.once('error', reject);
+      this.out.end(() => resolve());
+    });
+    const fh = await open(this.tmp, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await renameIntoPlace(this.tmp, this.target);
+  }
+
+  async abort(): Promise<void> {
+    this.out.destroy();
+    await rm(this.tmp, { force: true });
+  }
+}
+
+/** Writes every record of `source` to `target` atomically; returns how many were written. */
+export async function writeRecords(
+  target: string,
+  source: AsyncIterable<DataRecord> | Iterable<DataRecord>,
+): Promise<number> {
+  const w = new RecordWriter(target);
+  try {
+    for await (const r of source) await w.write(r);
+    await w.commit();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+  return w.count;
+}
