@@ -1,0 +1,26 @@
+/**
+ * The tabular job types' modules and defaults. The registry applies them when the settings load
+ * (without importing the type modules); the settings' jobTypes.<name> keys win over them.
+ */
+import type { ExecutionMode } from '../../types.js';
+
+/** Timeouts below are written in minutes. */
+export const MIN = 60_000;
+
+export interface TabularTypeDefaults {
+  /** Each type's module, beside this file (without extension). */
+  module: string;
+  mode: ExecutionMode;
+  timeoutMs: number;
+  maxAttempts: number;
+}
+
+export const TABULAR_TYPES = {
+  // Ingestion: file_ingestion, api_ingestion, database_ingestion.
+
+  // Processing: data_transform, data_aggregation, record_validation.
+
+  // Analysis: statistical_analysis, report_generation.
+} as const satisfies Record<string, TabularTypeDefaults>;
+
+export type TabularTypeName = keyof typeof TABULAR_TYPES;
