@@ -209,7 +209,16 @@ export class Executions {
       this.o.settler.add(settlement, (status, written) => {
         this.settling.delete(job._id);
         if (status === 'landed') this.o.outcomes.settled(job, written);
-        else if (status === 'lost') this.o.outcomes.lost(job, 'settling');
+        // A cancel (or rescue) that lands after the handler finished wins: the result is not recorded,
+        // and what the handler wrote (an output renamed into place) stays. Say so, not just "lost".
+        else if (status === 'lost')
+          this.o.outcomes.lost(
+            job,
+            'settling',
+            written.kind === 'complete'
+              ? 'job finished, but its lease was lost (cancelled or rescued) before its completion was written; result not recorded, anything the handler wrote stays'
+              : undefined,
+          );
         else this.o.outcomes.lost(job, 'settling', 'outcome refused by the database; nothing written');
       });
     }
