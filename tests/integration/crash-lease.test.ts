@@ -156,7 +156,13 @@ describe('crash: leases between daemon processes', () => {
     const eventsBefore = await client.events(job._id);
 
     // A notices, kills nothing that matters, and writes nothing.
-    await a.waitForLog((l) => l.msg === 'job lease lost; nothing written' && l.jobId === job._id);
+    // (At its heartbeat, or when its completion is refused: the child had finished.)
+    await a.waitForLog(
+      (l) =>
+        l.jobId === job._id &&
+        (l.msg === 'job lease lost; nothing written' ||
+          (l.stage === 'settling' && String(l.msg).startsWith('job finished, but its lease was lost'))),
+    );
     // Let A's next heartbeat and settle rounds pass: its worker heartbeat is a later write than the
     // lost-lease line, so once it lands every write A had queued for the job was tried.
     const seenAt = new Date();
