@@ -294,7 +294,9 @@ export async function startDaemonProcess(
 ): Promise<DaemonProcess> {
   const d = spawnDaemon({ settings, ...opts });
   try {
-    const started = await d.waitForLog('jobd started', { timeoutMs: opts.timeoutMs ?? 30_000 });
+    // A start is a Node process booting and connecting: on a starved machine that alone has taken
+    // more than 30 s, so the wait is long (a daemon that fails to start exits, which ends it sooner).
+    const started = await d.waitForLog('jobd started', { timeoutMs: opts.timeoutMs ?? 90_000 });
     d.workerId = String(started.workerId);
   } catch (err) {
     d.signal('SIGKILL');
