@@ -63,7 +63,12 @@ describe('daemon: leases and shutdown', () => {
   });
 
   it('a worker that lost its lease stops the child and cannot overwrite the job (rescued and re-claimed)', async () => {
-    d = await startTestDaemon(f, { worker: { leaseMs: 60_000, heartbeatMs: 100 } });
+    // The test is the rescuer: the daemon's own rescue service stays out (between the test's expiry and
+    // its rescue, it could rescue the job first, due at once, and the daemon re-claim it).
+    d = await startTestDaemon(f, {
+      worker: { leaseMs: 60_000, heartbeatMs: 100 },
+      maintenance: { rescueIntervalMs: 3_600_000 },
+    });
     const claimed = d.events.waitFor('job:claimed');
     const { job } = await enqueue(f.store, newJob('sleep', { ms: 600_000 }, {}, now()), now());
     const c = await claimed;
