@@ -21,6 +21,12 @@ export const TABULAR_TYPES = {
   // Processing: data_transform, data_aggregation, record_validation.
 
   // Analysis: statistical_analysis, report_generation.
+  statistical_analysis: {
+    module: 'statisticalAnalysis',
+    mode: 'isolated',
+    timeoutMs: 60 * MIN,
+    maxAttempts: 2,
+  },
 } as const satisfies Record<string, TabularTypeDefaults>;
 
 export type TabularTypeName = keyof typeof TABULAR_TYPES;
