@@ -27,6 +27,7 @@ export const TABULAR_TYPES = {
     timeoutMs: 60 * MIN,
     maxAttempts: 2,
   },
+  report_generation: { module: 'reportGeneration', mode: 'isolated', timeoutMs: 15 * MIN, maxAttempts: 2 },
 } as const satisfies Record<string, TabularTypeDefaults>;
 
 export type TabularTypeName = keyof typeof TABULAR_TYPES;
