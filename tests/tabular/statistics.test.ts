@@ -1,10 +1,14 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseInput } from '../../src/jobs/defineJobType.js';
 import { writeRecords } from '../../src/jobs/tabular/records.js';
 import statisticalAnalysis from '../../src/jobs/tabular/statisticalAnalysis.js';
 import { computeStatistics, type FieldStatistics } from '../../src/jobs/tabular/lib/statistics.js';
+import { waitUntil } from '../helpers/waitFor.js';
 import { dataDir, jobContext, numpyFigures, syntheticRecords, type NumpyFigures } from './analysisHelpers.js';
 
 const QUANTILES = [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1];
@@ -144,5 +148,48 @@ describe('statistical_analysis', () => {
     await expect(
       computeStatistics({ source: broken, quantiles: [], bins: 1, memoryValues: 8192, maxFields: 10 }, ctx()),
     ).rejects.toThrow(/broken\.ndjson, line 3: not JSON/);
+  });
+
+  it('a run killed while its values are spilled leaves temporaries that the next run removes', async () => {
+    const out = join(dir, 'crash');
+    await mkdir(out);
+    const output = join(out, 'stats.json');
+    const params = { source, quantiles: QUANTILES, bins: BINS, output, memory_values: 8192 };
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('../fixtures/tabular/statsChild.ts', import.meta.url)),
+        JSON.stringify(params),
+      ],
+      {
+        env: { ...process.env, JOBD_DATA_DIRS: JSON.stringify({ tables: dir }) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let said = '';
+    child.stdout!.on('data', (b: Buffer) => (said += b.toString()));
+    const exited = once(child, 'exit');
+    await waitUntil(() => said.includes('"holding"') || child.exitCode !== null, {
+      what: 'the child to hold mid-run',
+      timeoutMs: 60_000,
+    });
+    expect(said).toContain('"holding"');
+    // The spill files are on disk, in a temporary beside the output named after the child's pid.
+    const [temp] = (await readdir(out)).filter((n) => n.startsWith(`.stats.json.jobd-tmp-${child.pid}-`));
+    expect(temp).toBeDefined();
+    const [spill] = await readdir(join(out, temp!));
+    expect((await readdir(join(out, temp!, spill!))).length).toBeGreaterThan(0);
+    child.kill('SIGKILL');
+    await exited;
+    expect(await readdir(out)).toEqual([temp]);
+
+    process.env.JOBD_DATA_DIRS = JSON.stringify({ tables: dir });
+    const result = (await statisticalAnalysis.handler(params, jobContext())) as {
+      fields: Record<string, FieldStatistics>;
+    };
+    agreesWithNumpy(result.fields);
+    expect(await readdir(out)).toEqual(['stats.json']);
   });
 });

@@ -1,8 +1,8 @@
-import { dirname } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
-import { writeFileAtomic } from '../lib/atomic.js';
+import { cleanStaleTemps, tempSibling, writeFileAtomic } from '../lib/atomic.js';
 import { TABULAR_TYPES } from './typeDefaults.js';
 
 const histogram = z.strictObject({ edges: z.array(z.number()), counts: z.array(z.number().int()) });
@@ -73,6 +73,11 @@ export default defineJobType({
   handler: async (input, ctx) => {
     const { computeStatistics } = await import('./lib/statistics.js');
     const out = input.output ? await ctx.checkWrite(input.output) : null;
+    // Spill files live in a temporary sibling of the output: a run that died leaves them under a
+    // name the next run recognises (a dead pid) and removes.
+    if (out) await cleanStaleTemps(out);
+    const spill = out ? tempSibling(out) : null;
+    if (spill) await mkdir(spill);
     const result = await computeStatistics(
       {
         source: input.source,
@@ -81,10 +86,10 @@ export default defineJobType({
         bins: input.bins,
         memoryValues: input.memory_values,
         maxFields: input.max_fields,
-        ...(out ? { spillDir: dirname(out) } : {}),
+        ...(spill ? { spillDir: spill } : {}),
       },
       { signal: ctx.signal, progress: ctx.progress, log: (m, e) => ctx.logger.info(m, e) },
-    );
+    ).finally(() => (spill ? rm(spill, { recursive: true, force: true }) : undefined));
     const summary = { source: input.source, ...result, output: out };
     if (out) await writeFileAtomic(await ctx.checkWrite(out), JSON.stringify(summary, null, 2) + '\n');
     ctx.progress(100, `described ${Object.keys(result.fields).length} fields of ${result.records} records`);
