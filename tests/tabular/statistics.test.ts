@@ -115,6 +115,21 @@ describe('statistical_analysis', () => {
     expect(await readdir(spillDir)).toEqual([]);
   });
 
+  it('gives the same figures spilled as in memory when a field ends with whole chunks not yet spilled', async () => {
+    // One field: chunks of 8192 values spill when more than 16384 are held, so the 4th chunk and the
+    // tail are still in memory at the end.
+    const path = join(dir, 'one.ndjson');
+    await writeRecords(
+      path,
+      syntheticRecords(4 * 8192 + 100, 11).map((r) => ({ x: r.normal })),
+    );
+    const opts = { source: path, quantiles: QUANTILES, bins: BINS, maxFields: 10 };
+    const held = await computeStatistics({ ...opts, memoryValues: 1 << 20 }, ctx());
+    const spilled = await computeStatistics({ ...opts, memoryValues: 2 * 8192 }, ctx());
+    expect(spilled.spilled).toEqual(['x']);
+    expect(spilled.fields.x).toEqual(held.fields.x);
+  });
+
   it('runs as a job type: listed fields, a JSON file written, a bad parameter refused by name', async () => {
     process.env.JOBD_DATA_DIRS = JSON.stringify({ tables: dir });
     const output = join(dir, 'stats.json');

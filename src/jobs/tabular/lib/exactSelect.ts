@@ -26,15 +26,21 @@ export function fileSource(path: string, count: number, signal?: AbortSignal): V
         const buf = new Float64Array(CHUNK);
         const bytes = new Uint8Array(buf.buffer);
         let carry = 0; // bytes of a value split across reads (reads are not promised to be whole)
+        let seen = 0;
         for (;;) {
           signal?.throwIfAborted();
           const { bytesRead } = await fh.read(bytes, carry, bytes.length - carry, null);
           const have = carry + bytesRead;
           const whole = Math.floor(have / 8);
           for (let i = 0; i < whole; i++) visit(buf[i]!);
+          seen += whole;
           carry = have - whole * 8;
           if (carry > 0) bytes.copyWithin(0, whole * 8, have);
           if (bytesRead === 0) break;
+        }
+        // A short or long file would give wrong ranks: refuse it rather than answer.
+        if (seen !== count || carry !== 0) {
+          throw new Error(`${path}: holds ${seen} values and ${carry} stray bytes, expected ${count} values`);
         }
       } finally {
         await fh.close();

@@ -168,12 +168,14 @@ export async function computeStatistics(
         }
       }
     }
-    // The partial chunks join the rest: in memory, or the spill file when the field spilled.
+    // The chunks still in memory and the partial ones join the rest: in memory, or the spill file
+    // when the field spilled.
     for (const s of states.values()) {
-      const tail = s.current.slice(0, s.fill);
+      s.chunks.push(s.current.slice(0, s.fill));
       s.current = new Float64Array(0);
-      if (s.spill) await s.spill.fh.write(new Uint8Array(tail.buffer));
-      else s.chunks.push(tail);
+      if (!s.spill) continue;
+      for (const c of s.chunks) await s.spill.fh.write(new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
+      s.chunks = [];
     }
     for (const s of states.values()) await s.spill?.fh.close();
 
