@@ -26,8 +26,10 @@ import { jobdVersion } from '../version.js';
 import type { DaemonEvents } from '../worker/events.js';
 import type { TypedEmitter } from '../worker/events.js';
 import { TokenCheck } from './auth.js';
+import { registerDashboard } from './dashboard.js';
 import { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
+import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerLegacyRoutes } from './routes/legacy.js';
 import { registerReadRoutes } from './routes/reads.js';
@@ -151,6 +153,8 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
   registerTrackingRoutes(app, ctx);
   registerLegacyRoutes(app, ctx);
   registerReadRoutes(app, ctx);
+  registerDashboardRoutes(app, ctx);
+  await registerDashboard(app);
 
   const readHook = auth.hook(auth.needFor('read'));
   app.get('/metrics', { onRequest: readHook, schema: { hide: true } }, async (_req, reply) => {

@@ -157,6 +157,8 @@ export {
   type FailureGroup,
   type PerfRow,
 } from './monitor.js';
+export { finishedTimeline, type TimelineBucket } from './timeline.js';
+export { childrenWithResults, type ChildResult } from './children.js';
 export { deleteFinishedJobs, type CleanupSelection, type CleanupTotals } from './cleanup.js';
 export * as migrationStore from './migration.js';
 export { newJobDoc as jobDocFor } from './enqueue.js';
