@@ -203,6 +203,22 @@ describe('dashboard', () => {
     );
     const sum = (cls: string) => counted.filter(([c]) => c === `bar ${cls}`).reduce((a, [, n]) => a + n, 0);
     expect([sum('s-completed'), sum('s-failed')]).toEqual([1, 1]);
+
+    // A workflow's DAG: a → b, a → c, (b, c) → d.
+    const wf = await client.submitWorkflow({
+      name: 'diamond',
+      jobs: [
+        { key: 'a', type: 'noop' },
+        { key: 'b', type: 'noop', dependsOn: ['a'] },
+        { key: 'c', type: 'noop', dependsOn: ['a'] },
+        { key: 'd', type: 'noop', dependsOn: ['b', 'c'] },
+      ],
+    });
+    await open(`#/workflow/${wf.workflow._id}`);
+    await page.locator(`main[data-loaded="workflow:${wf.workflow._id}"] svg.graph`).waitFor(WAIT);
+    const labels = await page.locator('svg.graph g.node text.node-label').allTextContents();
+    expect(labels.sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(await page.locator('svg.graph path.edge').count()).toBe(4);
   }, 120_000);
 
   it('a session page plots each exposure and shows its power spectrum and CTF thumbnails', async () => {
@@ -252,6 +268,13 @@ describe('dashboard', () => {
       what: 'six thumbnails loaded',
     });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-session.png'), fullPage: true });
+
+    // The import job's page draws its tree: the job and its nine children, each chain linked.
+    await open(`#/job/${id}`);
+    await page.locator(`main[data-loaded="job:${id}"] svg.graph`).waitFor(WAIT);
+    expect(await page.locator('svg.graph g.node').count()).toBe(1 + 3 * 3);
+    // Parent to each child (9), motion → ctf and ctf → fft per exposure (6).
+    expect(await page.locator('svg.graph path.edge').count()).toBe(9 + 6);
     expect(problems).toEqual([]);
   }, 180_000);
 

@@ -7,11 +7,13 @@ import { fmtMs, fmtTime, h, jobLink, progressBar, section, stateBadge, table } f
 const FINISHED = new Set(['completed', 'failed', 'cancelled']);
 
 export function jobGraph(title, jobs, hrefOf) {
-  const ids = new Set(jobs.map((j) => j._id));
+  const byId = new Map(jobs.map((j) => [j._id, j]));
   const edges = [];
   for (const j of jobs) {
-    if (j.parentId && ids.has(j.parentId)) edges.push([j.parentId, j._id]);
-    for (const d of j.dependsOn ?? []) if (ids.has(d)) edges.push([d, j._id]);
+    if (j.parentId && byId.has(j.parentId)) edges.push([j.parentId, j._id]);
+    // A parent waiting for its children depends on them too; its edges to them are drawn once, down.
+    for (const d of j.dependsOn ?? [])
+      if (byId.has(d) && byId.get(d).parentId !== j._id) edges.push([d, j._id]);
   }
   return graph({
     title,
