@@ -58,6 +58,16 @@ export async function api(path, opts = {}) {
   return r.json();
 }
 
+/** A text answer, or null when the server does not have it (an older server, or no such thing). */
+export async function apiText(path) {
+  const r = await fetch(path, { headers: authHeaders() });
+  if (!r.ok || !(r.headers.get('content-type') ?? '').startsWith('text/plain')) {
+    void r.body?.cancel();
+    return null;
+  }
+  return r.text();
+}
+
 /** An image from the data dirs, fetched with the token, as a blob: URL (cached by path). */
 const images = new Map();
 export async function imageUrl(path) {

@@ -1,10 +1,11 @@
 // A job's page: its state and progress, what it was given and returned, its errors, its event
 // history, its log tail, and its tree (spawned children and jobs that depend on it), drawn.
-import { api, ApiError } from './api.js';
+import { api, ApiError, apiText } from './api.js';
 import { graph } from './charts.js';
 import { fmtMs, fmtTime, h, jobLink, progressBar, section, stateBadge, table } from './dom.js';
 
 const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+const LOG_TAIL_CHARS = 16_384;
 
 export function jobGraph(title, jobs, hrefOf) {
   const byId = new Map(jobs.map((j) => [j._id, j]));
@@ -37,10 +38,15 @@ export async function jobView(id) {
       return { nodes: [h('p', { class: 'error' }, `job ${id} not found`)] };
     throw e;
   }
-  const [events, family] = await Promise.all([
+  const [events, family, log] = await Promise.all([
     api(`/api/jobs/${encodeURIComponent(id)}/events`),
     api(`/api/jobs/${encodeURIComponent(id)}/with-subjobs`),
+    // The whole log from whichever host ran the job, where the server stores logs; else the tail
+    // kept on the job.
+    apiText(`/api/jobs/${encodeURIComponent(id)}/logs`),
   ]);
+  const tail =
+    log === null ? job.logTail : log.length > LOG_TAIL_CHARS ? `…${log.slice(-LOG_TAIL_CHARS)}` : log;
   const facts = [
     ['state', stateBadge(job.state)],
     ['type', job.type],
@@ -99,7 +105,7 @@ export async function jobView(id) {
         { class: 'history' },
       ),
     ),
-    section('Log tail', h('pre', { class: 'log' }, job.logTail || '(no output)')),
+    section('Log tail', h('pre', { class: 'log' }, tail || '(no output)')),
     family.subjobs.length > 0 || job.parentId
       ? section(
           'Job tree',

@@ -45,7 +45,9 @@ export class Live {
         await this.read();
         delay = 1000; // the stream ended cleanly: reconnect soon, resuming after the last event
       } catch {
-        /* no stream: poll */
+        // No stream: poll. The next connection starts afresh (each one re-reads the view anyway), so a
+        // resume point the server has since lost is not offered again and again.
+        this.lastEventId = null;
       }
       this.streaming = false;
       this.status(`polling every ${POLL_MS / 1000} s`);
