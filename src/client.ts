@@ -47,11 +47,14 @@ import {
   type JobId,
   type JobState,
   type JobTypeDefinition,
+  type RetryPolicy,
   type ScheduleDoc,
   type WorkflowDoc,
   type WorkflowState,
 } from './types.js';
 import { submitWorkflow, type WorkflowSpec } from './workflows/submit.js';
+import { DEFAULTS } from './config/defaults.js';
+import { Pull, type ReceivedJob, type ReceiveOptions } from './pull/receive.js';
 
 export interface ClientOptions {
   /** A mongodb:// URI, or 'embedded' to reach a jobd daemon's embedded server at `embedded`. */
@@ -73,6 +76,11 @@ export interface ClientOptions {
   defaults?: JobDefaults;
   clock?: Clock;
   appName?: string;
+  /**
+   * For receive(): the lease when none is asked for, failed attempts kept in job.errors, and the retry
+   * policy of types not in jobTypes (defaults: jobd's worker.leaseMs, worker.errorHistory, defaults.retry).
+   */
+  pull?: { leaseMs?: number; errorHistory?: number; retry?: RetryPolicy };
 }
 
 /** Used when neither the job type nor the options give a value (matches jobd's settings defaults). */
@@ -104,6 +112,33 @@ export class JobdClient {
       appName: opts.appName ?? 'jobd-client',
     });
     return new JobdClient(store, opts, opts.clock ?? systemClock);
+  }
+
+  private pullApi: Pull | null = null;
+
+  /** Pulling jobs as an external worker (receive(), and the HTTP API's worker routes). */
+  get pull(): Pull {
+    this.pullApi ??= new Pull({
+      store: this.store,
+      clock: this.clock,
+      jobTypes: this.opts.jobTypes ?? {},
+      retryDefaults: {
+        retry: this.opts.pull?.retry ?? DEFAULTS.defaults.retry,
+        maxAttempts: this.opts.defaults?.maxAttempts ?? DEFAULTS.defaults.maxAttempts,
+      },
+      leaseMs: this.opts.pull?.leaseMs ?? DEFAULTS.worker.leaseMs,
+      errorHistory: this.opts.pull?.errorHistory ?? DEFAULTS.worker.errorHistory,
+    });
+    return this.pullApi;
+  }
+
+  /**
+   * Claim the next due job of `queue` as an external worker, with a lease (the job runs here, not in a
+   * daemon): `{ job, heartbeat(), progress(), complete(result), fail(err) }`, each write fenced by the
+   * lease token. Waits up to `waitMs` for a job; null when none came. See docs/http.md (External workers).
+   */
+  receive(queue: string, opts: ReceiveOptions = {}): Promise<ReceivedJob | null> {
+    return this.pull.receive(queue, opts);
   }
 
   /** A client over a store that is already open (the daemon's HTTP API shares the daemon's). */

@@ -5,6 +5,13 @@ export { systemClock, ManualClock, type Clock } from './clock.js';
 export type { ResolvedConfig } from './config/types.js';
 export { loadSettings, type LoadSettingsOptions, type JobdSettings } from './config/settings.js';
 export { JobdClient, WaitTimeoutError, CLIENT_DEFAULTS, type ClientOptions } from './client.js';
+export {
+  receive,
+  ReceivedJob,
+  ResultRefusedError,
+  type ReceiveOptions,
+  type FailOptions,
+} from './pull/receive.js';
 export { startDaemon, type Daemon, type DaemonStats, type StartDaemonOptions } from './worker/daemon.js';
 export type { DaemonEvents, DaemonEventName } from './worker/events.js';
 export { backoffMs, decideRetry, type RetryDecision } from './retryPolicy.js';

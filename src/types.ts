@@ -249,6 +249,8 @@ export interface WorkerDoc {
   types?: string[];
   running: JobId[];
   state: 'running' | 'draining' | 'stopped';
+  /** A program that pulls jobs over the HTTP API or receive() (id `ext:<name>`), not a daemon. */
+  external?: boolean;
 }
 
 export type ExecutionMode = 'pooled' | 'isolated';

@@ -5,12 +5,15 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 
-export type TokenRole = 'read' | 'admin';
+export type TokenRole = 'read' | 'worker' | 'admin';
 
 export interface HttpSettings {
   host: string;
   port: number;
-  /** Bearer tokens; `read` ones may only read, `admin` ones may change things too. */
+  /**
+   * Bearer tokens; `read` ones may only read, `worker` ones may also pull and settle jobs (the external
+   * worker routes), `admin` ones may change anything.
+   */
   tokens: { token: string; role: TokenRole }[];
   /** Reads need a token too (changing routes always do). */
   authReads: boolean;
@@ -62,10 +65,14 @@ export const httpSchema = z.union(
               token,
               z.strictObject({
                 token,
-                role: z.enum(['read', 'admin'], { error: 'must be one of read, admin' }).optional(),
+                role: z
+                  .enum(['read', 'worker', 'admin'], { error: 'must be one of read, worker, admin' })
+                  .optional(),
               }),
             ],
-            { error: `must be a token (admin) or { "token": "...", "role": "read" | "admin" }` },
+            {
+              error: `must be a token (admin) or { "token": "...", "role": "read" | "worker" | "admin" }`,
+            },
           ),
           { error: 'must be a list of tokens' },
         )

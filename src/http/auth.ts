@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TokenRole } from '../config/http.js';
 import { HttpProblem } from './problem.js';
 
-export type Need = 'none' | 'read' | 'admin';
+export type Need = 'none' | 'read' | 'worker' | 'admin';
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
 
@@ -32,10 +32,14 @@ export class TokenCheck {
     return role;
   }
 
-  /** What a route needs: changing routes an admin token; reads a token only with authReads. */
-  needFor(kind: 'read' | 'change' | 'open'): Need {
+  /**
+   * What a route needs: changing routes an admin token; the external worker routes a worker or admin
+   * token; reads a token only with authReads.
+   */
+  needFor(kind: 'read' | 'change' | 'work' | 'open'): Need {
     if (kind === 'open') return 'none';
     if (kind === 'change') return 'admin';
+    if (kind === 'work') return 'worker';
     return this.authReads ? 'read' : 'none';
   }
 
@@ -60,7 +64,13 @@ export class TokenCheck {
         throw new HttpProblem(
           403,
           'Forbidden',
-          'this route changes jobs: it needs an admin token, not a read token',
+          `this route changes jobs: it needs an admin token, not a ${role} token`,
+        );
+      if (need === 'worker' && role === 'read')
+        throw new HttpProblem(
+          403,
+          'Forbidden',
+          'this route pulls or settles jobs: it needs a worker or admin token, not a read token',
         );
     };
   }

@@ -45,6 +45,8 @@ const STATUS_OF_CODE: Record<string, number> = {
   JOBD_CONFIG: 400,
   JOBD_NOT_FOUND: 404,
   JOBD_ILLEGAL_TRANSITION: 409,
+  // A worker's write with a lease that is gone (expired and rescued, cancelled, settled).
+  JOBD_LEASE_LOST: 409,
   JOBD_DATASET_BUSY: 409,
   JOBD_DATASET_DUPLICATE: 409,
   JOBD_UNKNOWN_JOB_TYPE: 400,

@@ -211,6 +211,7 @@ export const workerSchema = z.object({
   types: z.array(z.string()).optional(),
   running: z.array(z.string()),
   state: z.enum(['running', 'draining', 'stopped']),
+  external: z.boolean().optional().describe('a program pulling jobs over HTTP or receive(), not a daemon'),
   dead: z.boolean(),
 });
 

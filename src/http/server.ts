@@ -34,6 +34,7 @@ import { registerJobRoutes } from './routes/jobs.js';
 import { registerLegacyRoutes } from './routes/legacy.js';
 import { registerReadRoutes } from './routes/reads.js';
 import { registerTrackingRoutes } from './routes/tracking.js';
+import { registerWorkerRoutes } from './routes/workers.js';
 import type { ApiContext, App } from './routes/route.js';
 
 export interface HttpServerOptions {
@@ -140,6 +141,11 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
     dataDirs: opts.config.dataDirs,
     defaults: opts.config.defaults,
     clock,
+    pull: {
+      leaseMs: opts.config.worker.leaseMs,
+      errorHistory: opts.config.worker.errorHistory,
+      retry: opts.config.defaults.retry,
+    },
   });
   const ctx: ApiContext = {
     config: opts.config,
@@ -155,6 +161,7 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
   registerReadRoutes(app, ctx);
   registerDashboardRoutes(app, ctx);
   await registerDashboard(app);
+  registerWorkerRoutes(app, ctx);
 
   const readHook = auth.hook(auth.needFor('read'));
   app.get('/metrics', { onRequest: readHook, schema: { hide: true } }, async (_req, reply) => {

@@ -162,3 +162,12 @@ export { childrenWithResults, type ChildResult } from './children.js';
 export { deleteFinishedJobs, type CleanupSelection, type CleanupTotals } from './cleanup.js';
 export * as migrationStore from './migration.js';
 export { newJobDoc as jobDocFor } from './enqueue.js';
+export {
+  touchExternalWorker,
+  noteExternalRunning,
+  renewLease,
+  leaseStanding,
+  EXTERNAL_WORKER_PREFIX,
+  type ExternalWorkerInfo,
+  type LeaseStanding,
+} from './external.js';

@@ -28,6 +28,7 @@ export const registerWorkers: RegisterCommand = (program, env) => {
             host: w.host,
             pid: w.pid,
             version: w.version,
+            external: w.external === true,
             state: w.state,
             status: w.state === 'stopped' ? 'stopped' : w.dead ? 'dead' : 'alive',
             concurrency: w.concurrency,

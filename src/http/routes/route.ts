@@ -36,12 +36,17 @@ export interface ApiContext {
 /** Every route answers errors as problem+json. */
 export const PROBLEMS = { '4xx': problemSchema, '5xx': problemSchema } as const;
 
-/** Route options by kind: reads (a token only with http.authReads) or changes (an admin token, rate-limited). */
-export function access(ctx: ApiContext, kind: 'read' | 'change' | 'open') {
+/**
+ * Route options by kind: reads (a token only with http.authReads), changes (an admin token,
+ * rate-limited) or the external worker routes (a worker or admin token, rate-limited).
+ */
+export function access(ctx: ApiContext, kind: 'read' | 'change' | 'work' | 'open') {
   const need = ctx.auth.needFor(kind);
   return {
     onRequest: ctx.auth.hook(need),
-    ...(kind === 'change' && ctx.rateLimit ? { config: { rateLimit: ctx.rateLimit } } : {}),
+    ...((kind === 'change' || kind === 'work') && ctx.rateLimit
+      ? { config: { rateLimit: ctx.rateLimit } }
+      : {}),
     security: need === 'none' ? [] : [{ bearer: [] }],
   };
 }
