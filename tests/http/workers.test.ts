@@ -8,6 +8,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobdClient } from '../../src/client.js';
 import type { ResolvedConfig } from '../../src/config/types.js';
+import { loadConfig } from '../../src/config/load.js';
 import { LeaseLostError } from '../../src/errors.js';
 import { startHttpServer, type HttpServer } from '../../src/http/server.js';
 import { rescueExpired } from '../../src/store/index.js';
@@ -253,6 +254,18 @@ describe('external worker routes', () => {
   });
 });
 
+describe('worker tokens in the settings', () => {
+  it('take the role worker; an unknown role is refused without showing the token', () => {
+    const http = (tokens: unknown) =>
+      loadConfig({ env: {}, builtins: () => ({}), overrides: { http: { tokens } } });
+    expect(http([{ token: WORKER, role: 'worker' }]).http!.tokens).toEqual([
+      { token: WORKER, role: 'worker' },
+    ]);
+    expect(() => http([{ token: WORKER, role: 'root' }])).toThrow(/http = .*"role":"root".* is not allowed/);
+    expect(() => http([{ token: WORKER, role: 'root' }])).not.toThrow(WORKER);
+  });
+});
+
 describe('receive() in-process', () => {
   it('pulls, heartbeats, reports progress and completes through the library', async () => {
     const q = freshQueue();
@@ -283,5 +296,13 @@ describe('receive() in-process', () => {
       state: 'retrying',
       lastError: { message: 'flaky' },
     });
+    // A job claimed for a worker that hung up goes back at once, its attempt returned.
+    const q3 = freshQueue();
+    const id3 = await enqueue(q3);
+    const h3 = (await lib.receive(q3, { worker: 'node-3' }))!;
+    expect(h3.id).toBe(id3);
+    await lib.pull.giveBack(h3.id, h3.token, 'claimed for a worker that hung up; attempt given back');
+    expect(await lib.get(id3)).toMatchObject({ state: 'queued', attempts: 0, lease: null });
+    expect((await f.store.workers.findOne({ _id: 'ext:node-3' }))!.running).toEqual([]);
   });
 });
