@@ -12,7 +12,9 @@ import { loadCatalogEntry } from '../jobs/catalog.js';
 import { queueMembership, typesOfQueue } from '../queueAdmin.js';
 import { failedAttempt, type RetrySettings } from '../retryPolicy.js';
 import {
+  AmbiguousClaimError,
   claimNext,
+  recoverClaim,
   pausedQueues,
   releaseAfter,
   settleManyIfRunning,
@@ -190,7 +192,7 @@ export class Pull {
         // Paused queues are read again each round: a resumed queue is served within the wait.
         const due = round === 0 ? types : await this.claimTypes(queue, opts.types);
         const now = this.s.clock.now();
-        const job = await claimNext(this.s.store, { owner, leaseMs, now, types: due });
+        const job = await this.claimOne({ owner, leaseMs, now, types: due });
         if (job) {
           await noteExternalRunning(this.s.store, owner, { add: job._id }, now);
           return new ReceivedJob(this, job, job.lease!.token, owner, leaseMs);
@@ -219,6 +221,27 @@ export class Pull {
       }
     } finally {
       await watcher?.close();
+    }
+  }
+
+  /**
+   * One claim. A claim whose reply was lost may have landed: the job carrying its token is this
+   * worker's (as the daemon's claim loop recovers it), so it is not left to run out its lease.
+   */
+  private async claimOne(o: {
+    owner: string;
+    leaseMs: number;
+    now: Date;
+    types: string[];
+  }): Promise<JobDoc | null> {
+    try {
+      return await claimNext(this.s.store, o);
+    } catch (err) {
+      if (!(err instanceof AmbiguousClaimError)) throw err;
+      const found = await recoverClaim(this.s.store, err.pending).catch(() => {
+        throw err;
+      });
+      return found[0] ?? null;
     }
   }
 
