@@ -109,10 +109,10 @@ beforeAll(async () => {
       http: { host: '127.0.0.1', port: 0, tokens: [{ token: WORKER_TOKEN, role: 'worker' }] },
     },
   });
-  daemon = await startDaemonProcess(settings, { timeoutMs: 60_000 });
+  daemon = await startDaemonProcess(settings);
   url = String((await daemon.waitForLog('http api listening', { timeoutMs: 60_000 })).url);
   client = await JobdClient.connect({ mongoUri: testMongoUri(), database });
-}, 90_000);
+}, 150_000);
 
 afterAll(async () => {
   for (const w of workers) w.child.kill('SIGKILL');
