@@ -172,6 +172,23 @@ describe('external worker routes', () => {
     expect(Date.now() - t1).toBeGreaterThanOrEqual(250);
   });
 
+  it('ends a waiting claim with 204 when the server closes, so shutdown is not held up', async () => {
+    const other = await startHttpServer({ config, store: f.store, logger: pino({ level: 'silent' }) });
+    const q = freshQueue();
+    const pending = fetch(`${other.url}/api/queues/${q}/claim`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${WORKER}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ worker: 'closing', wait: 60 }),
+    });
+    while (!(await f.store.workers.findOne({ _id: 'ext:closing', types: q })))
+      await new Promise((r) => setImmediate(r));
+    const t0 = Date.now();
+    await other.close();
+    expect((await pending).status).toBe(204);
+    // Well under the wait, and under fastify's 72 s keep-alive timeout that an open socket would cost.
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+
   it('fails an attempt: retried while attempts are left, at once for good with retryable false', async () => {
     const q = freshQueue();
     const a = await enqueue(q);

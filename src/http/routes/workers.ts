@@ -89,6 +89,12 @@ const failBody = z.strictObject({
 export function registerWorkerRoutes(app: App, ctx: ApiContext): void {
   const work = access(ctx, 'work');
   const pull = ctx.client.pull;
+  // Long polls end when the server closes, so they never hold up a daemon's shutdown.
+  const closing = new AbortController();
+  app.addHook('preClose', (done) => {
+    closing.abort();
+    done();
+  });
 
   app.post(
     '/api/queues/:queue/claim',
@@ -119,8 +125,11 @@ export function registerWorkerRoutes(app: App, ctx: ApiContext): void {
           ...(b.leaseMs !== undefined ? { leaseMs: b.leaseMs } : {}),
           ...(b.version !== undefined ? { version: b.version } : {}),
           waitMs: Math.round((b.wait ?? 0) * 1000),
-          signal: gone.signal,
+          signal: AbortSignal.any([gone.signal, closing.signal]),
         });
+        // Answered because the server closes: the connection goes with it (an idle keep-alive
+        // socket would otherwise hold the close up for its whole keep-alive timeout).
+        if (closing.signal.aborted) void reply.header('connection', 'close');
         if (!h) return reply.code(204).send(null);
         if (gone.signal.aborted) {
           await pull.giveBack(h.id, h.token, 'claimed for a worker that hung up; attempt given back');
