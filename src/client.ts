@@ -2,6 +2,7 @@
  * jobd's library API for applications: enqueue jobs and follow them. It talks to the same database
  * as the daemons; it does not run jobs (startDaemon does).
  */
+import { followJobLog, readJobLog, type JobLog, type LogPiece } from './ops/jobLogs.js';
 import { JobdError } from './errors.js';
 import { checkInputs } from './jobs/checkInputs.js';
 import { systemClock, type Clock } from './clock.js';
@@ -203,6 +204,16 @@ export class JobdClient {
 
   events(id: JobId): Promise<JobEventDoc[]> {
     return storeEventsOf(this.store, id);
+  }
+
+  /** A job's whole output, from whichever host ran it (src/ops/jobLogs.ts). */
+  logs(id: JobId): Promise<JobLog> {
+    return readJobLog(this.store, id);
+  }
+
+  /** A job's output as it grows, until the job has finished. */
+  followLogs(id: JobId, opts: { pollMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogPiece> {
+    return followJobLog(this.store, id, opts);
   }
 
   cancel(id: JobId): Promise<JobDoc> {

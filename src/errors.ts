@@ -36,6 +36,32 @@ export class NotFoundError extends JobdError {
   }
 }
 
+/** A resume point that is no longer in the server's change history: resuming would leave a gap. */
+export class ResumePointLostError extends JobdError {
+  constructor(cause?: unknown) {
+    super(
+      'the resume point (Last-Event-ID) is no longer in the database change history: events after it may be lost; reconnect without Last-Event-ID and re-read the jobs',
+      'JOBD_RESUME_POINT_LOST',
+      { cause },
+    );
+    this.name = 'ResumePointLostError';
+  }
+}
+
+/** The server offers no change streams (a standalone MongoDB). */
+export class ChangeStreamsUnavailableError extends JobdError {
+  constructor(cause?: unknown) {
+    super(
+      'the database offers no change streams (MongoDB must run as a replica set)',
+      'JOBD_NO_CHANGE_STREAMS',
+      {
+        cause,
+      },
+    );
+    this.name = 'ChangeStreamsUnavailableError';
+  }
+}
+
 /** A state change the state machine does not allow (docs/state-machine.md). */
 export class IllegalTransitionError extends JobdError {
   constructor(message: string) {

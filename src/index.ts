@@ -66,3 +66,4 @@ export {
 } from './datasets/legacyStatus.js';
 export type { DatasetSettings, PipelineSettings, PipelineStageSettings } from './config/datasets.js';
 export type { StatusHistoryEntry } from './store/datasets.js';
+export { readJobLog, followJobLog, type JobLog as StoredJobLog, type LogPiece } from './ops/jobLogs.js';

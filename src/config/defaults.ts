@@ -39,6 +39,8 @@ export const DEFAULTS = {
     killGraceMs: 5_000,
     progressIntervalMs: 1_000,
     logTailBytes: 4 * KIB,
+    logStoreBytes: 16 * MIB,
+    logShipMs: 250,
     errorHistory: 10,
     changeStreams: true,
     hookTimeoutMs: 10_000,

@@ -25,6 +25,12 @@ export interface HttpSettings {
   corsOrigins: string[];
   /** How long the job counts behind /metrics are cached. */
   metricsCacheMs: number;
+  /** /api/events: a comment line this often keeps proxies from closing an idle stream. Absent: 15 s. */
+  eventHeartbeatMs?: number;
+  /** /api/events: output buffered for one client before the server stops reading changes for it. Absent: 1 MiB. */
+  eventBufferBytes?: number;
+  /** /api/events: how long a client may leave that buffer full before it is dropped. Absent: 30 s. */
+  eventSlowClientMs?: number;
 }
 
 export const HTTP_DEFAULTS = {
@@ -34,6 +40,9 @@ export const HTTP_DEFAULTS = {
   bodyLimitBytes: 1024 * 1024,
   rateLimit: { max: 600, windowMs: 60_000 },
   metricsCacheMs: 5_000,
+  eventHeartbeatMs: 15_000,
+  eventBufferBytes: 1024 * 1024,
+  eventSlowClientMs: 30_000,
 } as const;
 
 /** At least 16 characters: short tokens are guessable. */
@@ -97,6 +106,9 @@ export const httpSchema = z.union(
         })
         .optional(),
       metricsCacheMs: int(0, 600_000, ' (ms)').optional(),
+      eventHeartbeatMs: int(100, 600_000, ' (ms)').optional(),
+      eventBufferBytes: int(1024, 1024 * 1024 * 1024, ' (bytes)').optional(),
+      eventSlowClientMs: int(100, 3_600_000, ' (ms)').optional(),
     }),
   ],
   {
@@ -152,5 +164,8 @@ export function resolveHttp(
           },
     corsOrigins: [...(given.corsOrigins ?? [])],
     metricsCacheMs: given.metricsCacheMs ?? HTTP_DEFAULTS.metricsCacheMs,
+    eventHeartbeatMs: given.eventHeartbeatMs ?? HTTP_DEFAULTS.eventHeartbeatMs,
+    eventBufferBytes: given.eventBufferBytes ?? HTTP_DEFAULTS.eventBufferBytes,
+    eventSlowClientMs: given.eventSlowClientMs ?? HTTP_DEFAULTS.eventSlowClientMs,
   };
 }

@@ -256,6 +256,8 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       killGraceMs: s.worker?.killGraceMs ?? DEFAULTS.worker.killGraceMs,
       progressIntervalMs: s.worker?.progressIntervalMs ?? DEFAULTS.worker.progressIntervalMs,
       logTailBytes: s.worker?.logTailBytes ?? DEFAULTS.worker.logTailBytes,
+      logStoreBytes: s.worker?.logStoreBytes ?? DEFAULTS.worker.logStoreBytes,
+      logShipMs: s.worker?.logShipMs ?? DEFAULTS.worker.logShipMs,
       errorHistory: s.worker?.errorHistory ?? DEFAULTS.worker.errorHistory,
       changeStreams: s.worker?.changeStreams ?? DEFAULTS.worker.changeStreams,
       hookTimeoutMs: s.worker?.hookTimeoutMs ?? DEFAULTS.worker.hookTimeoutMs,

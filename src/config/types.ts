@@ -61,6 +61,13 @@ export interface ResolvedConfig {
     progressIntervalMs: number;
     /** Bytes of stdout/stderr kept on the job document. */
     logTailBytes: number;
+    /**
+     * Bytes of a job's output stored in the database (readable from any host), per job; past it the
+     * stored log ends with a truncated marker. 0: none stored. Absent: the default (16 MiB).
+     */
+    logStoreBytes?: number;
+    /** How often a running job's new output is shipped to the database. Absent: 250 ms. */
+    logShipMs?: number;
     /** Failed attempts kept in job.errors. */
     errorHistory: number;
     /** Use change streams to wake up on new jobs where the server offers them. */

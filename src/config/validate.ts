@@ -185,6 +185,8 @@ export const settingsSchema = z.strictObject({
       killGraceMs: int(0, 600_000, ' (ms)').optional(),
       progressIntervalMs: int(0, 600_000, ' (ms)').optional(),
       logTailBytes: int(0, 16 * 1024 * 1024, ' (bytes)').optional(),
+      logStoreBytes: int(0, 1024 * 1024 * 1024, ' (bytes)').optional(),
+      logShipMs: int(10, 60_000, ' (ms)').optional(),
       errorHistory: int(0, 1000).optional(),
       changeStreams: bool().optional(),
       hookTimeoutMs: int(1, DAY_MS, ' (ms)').optional(),

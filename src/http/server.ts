@@ -30,7 +30,9 @@ import { registerDashboard } from './dashboard.js';
 import { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
+import { registerEventRoutes } from './routes/events.js';
 import { registerJobRoutes } from './routes/jobs.js';
+import { registerLogRoutes } from './routes/logs.js';
 import { registerLegacyRoutes } from './routes/legacy.js';
 import { registerReadRoutes } from './routes/reads.js';
 import { registerTrackingRoutes } from './routes/tracking.js';
@@ -162,6 +164,8 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
   registerDashboardRoutes(app, ctx);
   await registerDashboard(app);
   registerWorkerRoutes(app, ctx);
+  registerEventRoutes(app, ctx);
+  registerLogRoutes(app, ctx);
 
   const readHook = auth.hook(auth.needFor('read'));
   app.get('/metrics', { onRequest: readHook, schema: { hide: true } }, async (_req, reply) => {

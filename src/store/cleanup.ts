@@ -104,6 +104,7 @@ export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): P
         totals.jobs += ids.length;
       } else if (ids.length > 0) {
         totals.events += (await store.events.deleteMany({ jobId: { $in: ids } })).deletedCount;
+        await store.logs.deleteMany({ jobId: { $in: ids } });
         await sel.beforeDelete?.(ids);
         // Guarded on the state again: an operator's retry in between keeps the job.
         const res = await store.jobs.deleteMany({ _id: { $in: ids }, state, finishedAt: { $lt: before } });

@@ -4,7 +4,7 @@ import { ConfigError } from '../errors.js';
 import { fatalConnectProblem } from './dbErrors.js';
 import type { JobEventDoc, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
 import { ensureIndexes } from './indexes.js';
-import type { Store, StoredJob } from './types.js';
+import type { LogChunkDoc, Store, StoredJob } from './types.js';
 
 export interface OpenStoreOptions {
   /** A mongodb:// or mongodb+srv:// URI ('embedded' must be resolved first, see resolveMongoUri). */
@@ -81,6 +81,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
     workers: db.collection<WorkerDoc>('workers'),
     schedules: db.collection<ScheduleDoc>('schedules'),
     workflows: db.collection<WorkflowDoc>('workflows'),
+    logs: db.collection<LogChunkDoc>('job_logs'),
     close: () => client.close(),
   };
   if (opts.ensureIndexes !== false) {

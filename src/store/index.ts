@@ -160,6 +160,21 @@ export {
 export { finishedTimeline, type TimelineBucket } from './timeline.js';
 export { childrenWithResults, type ChildResult } from './children.js';
 export { deleteFinishedJobs, type CleanupSelection, type CleanupTotals } from './cleanup.js';
+export {
+  appendLogChunk,
+  storedLogBytes,
+  logChunksAfter,
+  deleteLogsOf,
+  type LogChunkDoc,
+  type LogCursor,
+} from './jobLogs.js';
+export {
+  openTransitionStream,
+  encodeResumeToken,
+  decodeResumeToken,
+  type Transition,
+  type TransitionStream,
+} from './transitions.js';
 export * as migrationStore from './migration.js';
 export { newJobDoc as jobDocFor } from './enqueue.js';
 export {

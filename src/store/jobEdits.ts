@@ -69,4 +69,5 @@ export async function deleteIfFinished(store: Store, id: JobId): Promise<void> {
     return explain(store, id, 'delete', FINISHED_STATES);
   }
   await store.events.deleteMany({ jobId: id });
+  await store.logs.deleteMany({ jobId: id });
 }

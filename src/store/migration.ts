@@ -220,6 +220,7 @@ export async function deleteMigratedJobs(
   let deleted = 0;
   if (jobIds.length > 0) {
     await store.events.deleteMany({ jobId: { $in: jobIds } });
+    await store.logs.deleteMany({ jobId: { $in: jobIds } });
     const res = await store.jobs.deleteMany({
       _id: { $in: jobIds },
       tags: MIGRATION_TAG,

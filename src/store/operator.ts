@@ -154,6 +154,7 @@ export async function deleteFinishedBefore(
     if (ids.length === 0) return total;
     const res = await store.jobs.deleteMany({ ...filter, _id: { $in: ids } });
     await store.events.deleteMany({ jobId: { $in: ids } });
+    await store.logs.deleteMany({ jobId: { $in: ids } });
     total += res.deletedCount;
   }
 }

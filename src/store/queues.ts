@@ -141,6 +141,7 @@ export async function cleanQueue(
     if (ids.length === 0) return { jobs, events };
     const res = await store.jobs.deleteMany({ ...filter, _id: { $in: ids } });
     const ev = await store.events.deleteMany({ jobId: { $in: ids } });
+    await store.logs.deleteMany({ jobId: { $in: ids } });
     jobs += res.deletedCount;
     events += ev.deletedCount;
     await opts.onDeleted?.(ids);

@@ -1,5 +1,5 @@
 import type { Collection, Db, MongoClient } from 'mongodb';
-import type { JobDoc, JobEventDoc, JobState, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
+import type { JobDoc, JobEventDoc, JobId, JobState, ScheduleDoc, WorkerDoc, WorkflowDoc } from '../types.js';
 
 /**
  * A job as stored. Besides JobDoc it carries:
@@ -18,6 +18,22 @@ export type StoredJob = JobDoc & {
   datasetStatusFinal?: boolean;
 };
 
+/** One piece of a job's output (src/store/jobLogs.ts). */
+export interface LogChunkDoc {
+  _id: string;
+  jobId: JobId;
+  attempt: number;
+  /** Byte offset of this chunk in the attempt's output (orders the chunks of an attempt). */
+  off: number;
+  at: Date;
+  /** The output, credentials redacted. */
+  text: string;
+  /** Bytes of output it stands for (before redaction): what counts against the bound. */
+  bytes: number;
+  /** The marker that ends a log cut at the bound. */
+  truncated?: boolean;
+}
+
 export interface Store {
   client: MongoClient;
   db: Db;
@@ -26,5 +42,6 @@ export interface Store {
   workers: Collection<WorkerDoc>;
   schedules: Collection<ScheduleDoc>;
   workflows: Collection<WorkflowDoc>;
+  logs: Collection<LogChunkDoc>;
   close(): Promise<void>;
 }

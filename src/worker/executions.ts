@@ -3,6 +3,7 @@
  * sandbox run, its progress writes, and the hand-over of its outcome to the settler. Leases of all of
  * them are renewed by the lease keeper until the outcome lands.
  */
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
@@ -20,6 +21,7 @@ import {
 import type { JobDoc, JobId, JobTypeDefinition } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { executeJob, type AbortCause, type Execution } from './executor.js';
+import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
 import type { OutcomeReporter } from './outcomes.js';
 import type { Settler } from './settler.js';
 
@@ -80,6 +82,17 @@ export class Executions {
     this.running.set(job._id, ex);
     const t0 = performance.now();
     this.o.outcomes.started(job);
+    const w = this.o.config.worker;
+    const shipper = new LogShipper({
+      store: this.o.store,
+      logger: this.o.logger,
+      jobId: job._id,
+      attempt: job.attempts,
+      file: join(this.o.config.logDir, `${job._id}.log`),
+      maxBytes: w.logStoreBytes ?? LOG_STORE_DEFAULT_BYTES,
+      intervalMs: w.logShipMs ?? LOG_SHIP_DEFAULT_MS,
+      now: () => this.o.clock.now(),
+    });
     void executeJob(ex, {
       config: this.o.config,
       sandbox: this.o.sandbox,
@@ -91,6 +104,11 @@ export class Executions {
       .catch((err: unknown) => {
         this.o.logger.error({ jobId: job._id, err }, 'executor failed');
         return null;
+      })
+      // The whole log is stored before the outcome: whoever sees the job finished can read all of it.
+      .then(async (settlement) => {
+        await shipper.finish();
+        return settlement;
       })
       .then((settlement) => this.finish(ex, settlement, performance.now() - t0))
       .catch((err: unknown) => this.o.logger.error({ jobId: job._id, err }, 'bookkeeping of a job failed'));

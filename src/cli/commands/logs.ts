@@ -1,10 +1,8 @@
 import { Command, Option } from 'commander';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
-import { NotFoundError, ValidationError } from '../../errors.js';
-import { get } from '../../store/queries.js';
-import { FINISHED_STATES } from '../../types.js';
+import { ValidationError } from '../../errors.js';
+import { followJobLog, readJobLog } from '../../ops/jobLogs.js';
 import { JOB_LOOKUP_EXIT_CODES_HELP } from '../common.js';
 import {
   commandContext,
@@ -14,26 +12,21 @@ import {
   type RegisterCommand,
 } from '../context.js';
 
-/** Copy bytes [from, end) of a file to stdout; returns the new offset. */
-async function copyFrom(file: string, from: number): Promise<number> {
-  const size = statSync(file).size;
-  if (size < from) from = 0; // truncated or replaced
-  if (size === from) return from;
-  await new Promise<void>((resolve, reject) => {
-    const s = createReadStream(file, { start: from, end: size - 1 });
+function copyFile(file: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const s = createReadStream(file);
     s.on('error', reject);
     s.on('end', resolve);
     s.pipe(process.stdout, { end: false });
   });
-  return size;
 }
-
-const FOLLOW_POLL_MS = 500;
 
 export const registerLogs: RegisterCommand = (program, env) => {
   program.addCommand(
     withCommonOptions(new Command('logs'))
-      .description("a job's output: its log file under logDir, or the tail kept on the job")
+      .description(
+        "a job's output, from any host: the log its daemon stored in the database (else the log file under logDir on this host, else the tail kept on the job)",
+      )
       .argument('<id>', 'job id')
       .addHelpText('after', JOB_LOOKUP_EXIT_CODES_HELP)
       .addOption(new Option('-f, --follow', 'keep printing new output until the job finishes'))
@@ -44,48 +37,42 @@ export const registerLogs: RegisterCommand = (program, env) => {
           );
         }
         const ctx = commandContext(opts, env);
+        // Jobs that ran before logs were stored in the database (or with worker.logStoreBytes 0)
+        // have their whole log only in the file on the host that ran them.
         const file = join(ctx.config.logDir, `${id}.log`);
         await withConnection(ctx, async (conn) => {
-          const job = await get(conn.store, id);
-          const hasFile = existsSync(file);
-          if (!job && !hasFile)
-            throw new NotFoundError(`job ${id} not found in database ${ctx.config.database}`);
-          if (ctx.printer.json) {
-            ctx.printer.emit(
-              {
-                id,
-                file: hasFile ? file : null,
-                state: job?.state ?? null,
-                log: hasFile ? readFileSync(file, 'utf8') : (job?.logTail ?? ''),
-              },
-              () => '',
-            );
-            return;
-          }
-          if (!opts.follow) {
-            if (hasFile) await copyFrom(file, 0);
-            else {
-              ctx.printer.note(`(no log file at ${file}; showing the tail kept on the job)`);
-              process.stdout.write(job?.logTail ?? '');
-            }
-            return;
-          }
-          // A log file has no change notification that works everywhere (NFS, containers): poll its size.
-          // The file may not exist yet (job queued, or nothing printed so far).
-          let offset = 0;
-          let printed = false;
-          for (;;) {
-            const current = await get(conn.store, id);
-            if (existsSync(file)) {
-              offset = await copyFrom(file, offset);
-              printed ||= offset > 0;
-            }
-            if (!current || FINISHED_STATES.includes(current.state)) {
-              if (!printed && current?.logTail) process.stdout.write(current.logTail);
+          if (!opts.follow || ctx.printer.json) {
+            const log = await readJobLog(conn.store, id);
+            const useFile = log.source !== 'database' && existsSync(file);
+            if (ctx.printer.json) {
+              ctx.printer.emit(
+                {
+                  id,
+                  state: log.state,
+                  source: useFile ? 'file' : log.source,
+                  truncated: log.truncated,
+                  file: useFile ? file : null,
+                  log: useFile ? readFileSync(file, 'utf8') : log.text,
+                },
+                () => '',
+              );
               return;
             }
-            await delay(FOLLOW_POLL_MS);
+            if (useFile) await copyFile(file);
+            else {
+              if (log.source === 'tail')
+                ctx.printer.note('(no stored log; showing the tail kept on the job)');
+              process.stdout.write(log.text);
+            }
+            return;
           }
+          let fromDb = false;
+          for await (const piece of followJobLog(conn.store, id)) {
+            if (piece.source === 'tail' && existsSync(file)) break;
+            fromDb ||= piece.source === 'database';
+            process.stdout.write(piece.text);
+          }
+          if (!fromDb && existsSync(file)) await copyFile(file);
         });
       }),
   );
