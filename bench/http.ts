@@ -9,6 +9,10 @@
  * library call rate of the same operations (JobdClient.get / enqueue with as many calls in flight), in
  * the same run against the same database (the embedded server in its own process unless MONGODB_URI).
  * The API is served without a daemon, so the jobs it creates stay queued.
+ *
+ * Event-stream latency: one client on GET /api/events; BENCH_HTTP_EVENTS jobs (default 300) are enqueued
+ * one at a time, each after the previous one's event arrived, and the time from the start of the insert
+ * (the transition) to its `transition` event reaching the client is taken (p50, p99).
  */
 import autocannon from 'autocannon';
 import { availableParallelism, loadavg } from 'node:os';
@@ -52,6 +56,54 @@ async function cannon(
     errors: r.errors,
     non2xx: r.non2xx,
   };
+}
+
+const EVENTS = Number(process.env.BENCH_HTTP_EVENTS ?? 300);
+
+/** Transition → client latency of /api/events, from the start of each insert to its event's arrival. */
+async function eventLatency(
+  url: string,
+  enqueue: () => Promise<{ job: { _id: string } }>,
+  count: number,
+): Promise<{ p50Ms: number; p99Ms: number; events: number }> {
+  const ctl = new AbortController();
+  const r = await fetch(`${url}/api/events?status=queued`, { signal: ctl.signal });
+  if (r.status !== 200) throw new Error(`GET /api/events answered ${r.status}`);
+  const arrived = new Map<string, number>();
+  const waker: { wake: (() => void) | null } = { wake: null };
+  const reader = (async () => {
+    const dec = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
+        const at = performance.now();
+        buf += dec.decode(chunk, { stream: true });
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const data = /^data: (.*)$/m.exec(buf.slice(0, i))?.[1];
+          buf = buf.slice(i + 2);
+          if (data) arrived.set((JSON.parse(data) as { jobId: string }).jobId, at);
+        }
+        waker.wake?.();
+      }
+    } catch {
+      // aborted at the end
+    }
+  })();
+  const lat: number[] = [];
+  for (let n = 0; n < count; n++) {
+    const t0 = performance.now();
+    const { job } = await enqueue();
+    // The event may arrive before the insert's reply does.
+    while (!arrived.has(job._id)) await new Promise<void>((resolve) => (waker.wake = resolve));
+    lat.push(arrived.get(job._id)! - t0);
+  }
+  ctl.abort();
+  await reader;
+  lat.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! * 100) / 100;
+  return { p50Ms: pct(0.5), p99Ms: pct(0.99), events: lat.length };
 }
 
 async function main(): Promise<void> {
@@ -100,6 +152,12 @@ async function main(): Promise<void> {
       headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
       body: JSON.stringify({ type: 'echo', params: { n: 1 }, runAt: later.toISOString() }),
     });
+    log(`event stream latency x${EVENTS} transitions`);
+    const events = await eventLatency(
+      api.url,
+      () => client.enqueue('echo', { e: 1 }, { runAt: later }),
+      EVENTS,
+    );
     process.stdout.write(
       `${JSON.stringify(
         {
@@ -110,6 +168,7 @@ async function main(): Promise<void> {
           connections: CONNECTIONS,
           getJob: { http: httpGet, libraryPerSec: libGet, targetRps: 5000 },
           postJob: { http: httpPost, libraryPerSec: libPost },
+          eventStream: { ...events, targetP50Ms: 20 },
         },
         null,
         2,

@@ -112,6 +112,7 @@ export async function openTransitionStream(
     maxAwaitTimeMS: 1000,
     ...(resumeAfter ? { resumeAfter } : {}),
   });
+  const initial = stream.resumeToken;
   let first: Document | null;
   try {
     // Sends the opening aggregate: a lost resume point or a server without change streams fails now.
@@ -122,6 +123,8 @@ export async function openTransitionStream(
   }
   const jobs = new JobCache(50_000);
   let closed = false;
+  /** While a change is being turned into a transition: the position before it. */
+  let held: { v: unknown } | null = null;
 
   async function transitionOf(c: Document): Promise<Transition | null> {
     const id = c.documentKey?._id as JobId;
@@ -155,6 +158,7 @@ export async function openTransitionStream(
       for (;;) {
         if (closed) return null;
         let c: Document | null;
+        const before = first ? initial : stream.resumeToken;
         try {
           c = first ?? (await stream.next());
           first = null;
@@ -163,13 +167,16 @@ export async function openTransitionStream(
           throw translate(err);
         }
         if (c === null) return null;
-        const t = await transitionOf(c);
+        // The driver's resume token already points past this change: until the caller has it, the
+        // position stays before it.
+        held = { v: before };
+        const t = await transitionOf(c).finally(() => (held = null));
         // A job deleted right after its transition: nothing to show about it.
         if (t) return { id: encodeResumeToken(c._id), transition: t };
       }
     },
     position() {
-      const t = stream.resumeToken;
+      const t = held ? held.v : stream.resumeToken;
       return t ? encodeResumeToken(t) : null;
     },
     async close() {
