@@ -50,6 +50,8 @@ describe('defaults', () => {
     expect(c.worker.killGraceMs).toBe(5_000);
     expect(c.worker.progressIntervalMs).toBe(1_000);
     expect(c.worker.logTailBytes).toBe(4096);
+    expect(c.worker.logStoreBytes).toBe(16 * MIB);
+    expect(c.worker.logShipMs).toBe(250);
     expect(c.worker.errorHistory).toBe(10);
     expect(c.worker.claimBatchSize).toBe(50);
     expect(c.worker.pollMinMs).toBe(50);
@@ -151,6 +153,21 @@ describe('messages name the key, the value and what is allowed', () => {
       'settings: worker.concurrency = -3 is not allowed: must be an integer from 1 to 1024',
     );
     expect(err.message).toContain(file);
+  });
+
+  it('stored logs and the event stream', () => {
+    const logs = errorOf(() => load({ settingsPath: settingsFile({ worker: { logStoreBytes: -1 } }) }));
+    expect(logs.message).toContain('worker.logStoreBytes = -1 is not allowed: must be an integer from 0 to');
+    const beat = errorOf(() => load({ settingsPath: settingsFile({ http: { eventHeartbeatMs: 5 } }) }));
+    expect(beat.message).toContain(
+      'http.eventHeartbeatMs = 5 is not allowed: must be an integer from 100 to',
+    );
+    const c = load({ settingsPath: settingsFile({ http: { eventBufferBytes: 4096 } }) });
+    expect(c.http).toMatchObject({
+      eventBufferBytes: 4096,
+      eventHeartbeatMs: 15_000,
+      eventSlowClientMs: 30_000,
+    });
   });
 
   it('wrong type', () => {
