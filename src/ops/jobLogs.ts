@@ -36,7 +36,7 @@ async function* chunksFrom(store: Store, id: JobId, after: LogCursor | null): As
     for (const c of page) yield c;
     if (page.length < PAGE) return;
     const last = page[page.length - 1]!;
-    cursor = { attempt: last.attempt, off: last.off };
+    cursor = { run: last.run, off: last.off };
   }
 }
 
@@ -74,7 +74,7 @@ export async function* followJobLog(
     const job = await get(store, id);
     let got = 0;
     for await (const c of chunksFrom(store, id, cursor)) {
-      cursor = { attempt: c.attempt, off: c.off };
+      cursor = { run: c.run, off: c.off };
       stored = true;
       got++;
       yield { text: c.text, source: 'database' };

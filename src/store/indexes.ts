@@ -122,7 +122,7 @@ export async function ensureIndexes(store: Store): Promise<void> {
     await store.jobs.createIndexes(JOB_INDEXES);
   }
   await store.events.createIndexes([{ key: { jobId: 1, at: 1 }, name: 'job_at' }]);
-  await store.logs.createIndexes([{ key: { jobId: 1, attempt: 1, off: 1 }, name: 'job_order' }]);
+  await store.logs.createIndexes([{ key: { jobId: 1, run: 1, off: 1 }, name: 'job_order' }]);
   await store.workers.createIndexes([{ key: { heartbeatAt: 1 }, name: 'heartbeat' }]);
   await store.schedules.createIndexes([{ key: { paused: 1, nextFireAt: 1 }, name: 'due' }]);
   await store.workflows.createIndexes([

@@ -1,7 +1,7 @@
 /**
  * A job's output in the database (collection job_logs), so any host reads it: the daemon that runs
  * the job ships its log file in chunks while it runs (src/worker/logShipper.ts). A chunk's id is
- * `<jobId>:<attempt>:<byte offset in that attempt's file>`, so a retried insert after an ambiguous
+ * `<jobId>:<run>:<byte offset in that run's output>`, so a retried insert after an ambiguous
  * failure is stored once. Past the per-job bound one `truncated` marker ends the stored log.
  */
 import { MongoServerError } from 'mongodb';
@@ -12,19 +12,19 @@ export type { LogChunkDoc };
 
 /** Where a reader stopped: the last chunk it has. */
 export interface LogCursor {
-  attempt: number;
+  run: number;
   off: number;
 }
 
-/** Sorts after every chunk of every attempt. */
-const MARKER_ATTEMPT = 2 ** 31 - 1;
+/** Sorts after every chunk of every run. */
+const MARKER_RUN = 2 ** 31 - 1;
 
 /** Stores a chunk once (a duplicate id is the same chunk, already stored). */
 export async function appendLogChunk(store: Store, c: Omit<LogChunkDoc, '_id'>): Promise<void> {
   const doc: LogChunkDoc = {
-    _id: c.truncated ? `${c.jobId}:truncated` : `${c.jobId}:${c.attempt}:${c.off}`,
+    _id: c.truncated ? `${c.jobId}:truncated` : `${c.jobId}:${c.run}:${c.off}`,
     ...c,
-    ...(c.truncated ? { attempt: MARKER_ATTEMPT, off: 0 } : {}),
+    ...(c.truncated ? { run: MARKER_RUN, off: 0 } : {}),
   };
   try {
     await store.logs.insertOne(doc);
@@ -63,10 +63,10 @@ export async function logChunksAfter(
   const filter = after
     ? {
         jobId,
-        $or: [{ attempt: { $gt: after.attempt } }, { attempt: after.attempt, off: { $gt: after.off } }],
+        $or: [{ run: { $gt: after.run } }, { run: after.run, off: { $gt: after.off } }],
       }
     : { jobId };
-  return store.logs.find(filter, { sort: { attempt: 1, off: 1 }, limit }).toArray();
+  return store.logs.find(filter, { sort: { run: 1, off: 1 }, limit }).toArray();
 }
 
 /** Deletes the chunks of these jobs (cleanup, deleting a job). */

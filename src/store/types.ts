@@ -23,7 +23,12 @@ export interface LogChunkDoc {
   _id: string;
   jobId: JobId;
   attempt: number;
-  /** Byte offset of this chunk in the attempt's output (orders the chunks of an attempt). */
+  /**
+   * The run it belongs to: the job's seq when it was claimed, which grows with every claim (an attempt
+   * given back at shutdown runs again under the same attempt number, never the same run).
+   */
+  run: number;
+  /** Byte offset of this chunk in the run's output (orders the chunks of a run). */
   off: number;
   at: Date;
   /** The output, credentials redacted. */

@@ -88,6 +88,7 @@ export class Executions {
       logger: this.o.logger,
       jobId: job._id,
       attempt: job.attempts,
+      run: job.seq ?? job.attempts,
       file: join(this.o.config.logDir, `${job._id}.log`),
       maxBytes: w.logStoreBytes ?? LOG_STORE_DEFAULT_BYTES,
       intervalMs: w.logShipMs ?? LOG_SHIP_DEFAULT_MS,

@@ -24,6 +24,8 @@ export interface LogShipperOptions {
   logger: Logger;
   jobId: JobId;
   attempt: number;
+  /** The job's seq at this claim (see LogChunkDoc.run). */
+  run: number;
   file: string;
   maxBytes: number;
   intervalMs: number;
@@ -120,6 +122,7 @@ export class LogShipper {
       await appendLogChunk(o.store, {
         jobId: o.jobId,
         attempt: o.attempt,
+        run: o.run,
         off: this.shipped,
         at: o.now(),
         text: redact(part.subarray(0, n).toString('utf8')),
@@ -134,6 +137,7 @@ export class LogShipper {
     await appendLogChunk(this.o.store, {
       jobId: this.o.jobId,
       attempt: this.o.attempt,
+      run: this.o.run,
       off: 0,
       at: this.o.now(),
       text: `\n[jobd: log truncated: the database keeps the first ${this.o.maxBytes} bytes of a job's output (worker.logStoreBytes); the whole log is in ${this.o.file} on the host that ran it]\n`,
