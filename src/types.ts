@@ -247,6 +247,13 @@ export interface WorkerDoc {
   concurrency: number;
   /** The job types this daemon runs: it claims only these (absent on daemons of older versions). */
   types?: string[];
+  /**
+   * What this daemon can give jobs (settings `resources`) and what its jobs hold now (as of the last
+   * heartbeat). Absent on daemons of older versions.
+   */
+  resources?: ResourceCapacity & { used: ResourceAllocation };
+  /** Job types it knows but never claims: their needs exceed its capacity. */
+  unfitTypes?: { type: string; why: string }[];
   running: JobId[];
   state: 'running' | 'draining' | 'stopped';
   /** A program that pulls jobs over the HTTP API or receive() (id `ext:<name>`), not a daemon. */
@@ -254,6 +261,29 @@ export interface WorkerDoc {
 }
 
 export type ExecutionMode = 'pooled' | 'isolated';
+
+/** What one job of a type needs while it runs (absent or 0: nothing of that resource). */
+export interface ResourceNeeds {
+  cpus?: number;
+  memoryMb?: number;
+  /** How many GPUs; the daemon picks which. */
+  gpus?: number;
+}
+
+/** What a daemon can give its jobs (settings `resources`). */
+export interface ResourceCapacity {
+  cpus: number;
+  memoryMb: number;
+  /** GPU ids, as CUDA_VISIBLE_DEVICES names them. */
+  gpus: number[];
+}
+
+/** What one attempt holds while it runs: its type's needs, with the GPU ids chosen for it. */
+export interface ResourceAllocation {
+  cpus: number;
+  memoryMb: number;
+  gpus: number[];
+}
 
 export interface RetryPolicy {
   /** Delay before the first retry, ms. */
@@ -279,6 +309,8 @@ export interface JobTypeDefinition {
   concurrency?: number;
   /** Kill the child when its RSS exceeds this many bytes. */
   memoryLimitBytes?: number;
+  /** What each job needs while it runs: a daemon claims it only when its free capacity covers this. */
+  needs?: ResourceNeeds;
   retry: RetryPolicy;
   /** The queue its jobs belong to (absent: the module's queue, else the type's name). */
   queue?: string;
@@ -322,6 +354,11 @@ export interface JobContext {
   resumed?: boolean;
   /** A resumed parent's children, in spawn order. */
   children?: ChildInfo[];
+  /**
+   * What this attempt was given when its type declares needs: the GPU ids (also in
+   * CUDA_VISIBLE_DEVICES), the CPUs and the memory it may use.
+   */
+  allocation?: ResourceAllocation;
   /**
    * Spawn child jobs; they are written when the handler returns (and only once per parent run, even
    * if the parent's attempt is repeated after a crash). Resolves to their ids.

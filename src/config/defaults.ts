@@ -3,7 +3,8 @@
  * settings file sets. Values that depend on others (heartbeat, rescue interval, paths under dataDir)
  * are derived in load.ts after the layers are merged, so overriding `worker.leaseMs` alone moves them too.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
+import type { ResourceCapacity } from '../types.js';
 import type { LogLevel } from './types.js';
 
 export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -87,6 +88,11 @@ export const DEFAULTS = {
 
 export function defaultConcurrency(): number {
   return Math.max(1, Math.min(1024, availableParallelism()));
+}
+
+/** A daemon's resources where the settings give none: the machine's CPUs and memory, no GPUs. */
+export function machineResources(): ResourceCapacity {
+  return { cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / MIB), gpus: [] };
 }
 
 export const DEFAULT_DATA_DIR_NAME = 'var';

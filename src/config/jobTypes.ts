@@ -99,6 +99,8 @@ export function resolveJobTypes(
     const concurrency = t.concurrency ?? base?.concurrency;
     const queue = t.queue ?? base?.queue;
     const memoryLimitBytes = t.memoryLimitMb !== undefined ? t.memoryLimitMb * MIB : base?.memoryLimitBytes;
+    // Each key of needs replaces the built-in's; { "gpus": 0 } takes a need away.
+    const needs = t.needs !== undefined ? { ...base?.needs, ...t.needs } : base?.needs;
     jobTypes[name] = {
       name,
       handler,
@@ -108,6 +110,7 @@ export function resolveJobTypes(
       priority: t.priority ?? base?.priority ?? defaults.priority,
       ...(concurrency !== undefined ? { concurrency } : {}),
       ...(memoryLimitBytes !== undefined ? { memoryLimitBytes } : {}),
+      ...(needs !== undefined ? { needs } : {}),
       retry: retryOf(base?.retry ?? defaults.retry, t.retry, `${key}.retry`),
       ...(queue !== undefined ? { queue } : {}),
     };

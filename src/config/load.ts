@@ -18,7 +18,7 @@ import { isAbsolute, dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { protectUri } from '../redact.js';
 import { builtinJobTypes } from '../jobs/registry.js';
-import type { JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
+import type { JobTypeDefinition, ResourceCapacity, RetryPolicy, ScheduleDefinition } from '../types.js';
 import { scheduleProblems, type ScheduleInput } from '../schedules/spec.js';
 import {
   DEFAULT_DATA_DIR_NAME,
@@ -27,6 +27,7 @@ import {
   LOG_SUBDIR,
   PID_FILE_NAME,
   defaultConcurrency,
+  machineResources,
 } from './defaults.js';
 import { envLayer, flagLayer, type FlagValues } from './env.js';
 import { resolveJobTypes, toRecord } from './jobTypes.js';
@@ -263,6 +264,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       hookTimeoutMs: s.worker?.hookTimeoutMs ?? DEFAULTS.worker.hookTimeoutMs,
       queues: s.worker?.queues ? [...new Set(s.worker.queues)] : null,
     },
+    resources: resolveResources(s.resources),
     queues: { ...(s.queues ?? {}) },
     maintenance: {
       rescueIntervalMs,
@@ -284,6 +286,16 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     schedules,
   };
   return deepFreeze(config);
+}
+
+/** The settings' resources, the machine's CPUs and memory where they give none (no GPUs unless listed). */
+function resolveResources(given: SettingsInput['resources']): ResourceCapacity {
+  const machine = machineResources();
+  return {
+    cpus: given?.cpus ?? machine.cpus,
+    memoryMb: given?.memoryMb ?? machine.memoryMb,
+    gpus: [...(given?.gpus ?? [])],
+  };
 }
 
 /** dataDirs by name, absolute; a list names each folder after its last segment (or `name=path`). */

@@ -1,7 +1,13 @@
 import type { DatasetSettings } from './datasets.js';
 import type { ProgramSettings } from './programs.js';
 import type { HttpSettings } from './http.js';
-import type { ExecutionMode, JobTypeDefinition, RetryPolicy, ScheduleDefinition } from '../types.js';
+import type {
+  ExecutionMode,
+  JobTypeDefinition,
+  ResourceCapacity,
+  RetryPolicy,
+  ScheduleDefinition,
+} from '../types.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -77,6 +83,12 @@ export interface ResolvedConfig {
     /** The queues this daemon claims from; null: every queue. */
     queues?: string[] | null;
   };
+
+  /**
+   * What this daemon can give jobs whose types declare needs (settings `resources`; unset parts are
+   * the machine's CPUs and memory, and no GPUs). Absent in configs built by hand: the same defaults.
+   */
+  resources?: ResourceCapacity;
 
   /** Per-queue settings by queue name (queues not listed have no limit of their own). */
   queues?: Record<string, { concurrency?: number }>;

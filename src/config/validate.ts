@@ -88,6 +88,36 @@ const modeSchema = oneOf(['pooled', 'isolated']);
 export const JOB_TYPE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,99}$/;
 const QUEUE_NAME_RULE = 'queue names start with a letter and use letters, digits, _ . : - (at most 100)';
 
+/** Upper bounds of resource sizes: far above any machine, low enough to catch a unit mistake. */
+const MAX_CPUS = 4096;
+const MAX_MEMORY_MB = 1024 * 1024 * 1024;
+const MAX_GPU_ID = 1023;
+
+/** What one job of a type needs while it runs (jobTypes.<name>.needs). */
+const needsSchema = z.strictObject(
+  {
+    cpus: int(0, MAX_CPUS).optional(),
+    memoryMb: int(0, MAX_MEMORY_MB, ' (MiB)').optional(),
+    gpus: int(0, MAX_GPU_ID + 1).optional(),
+  },
+  { error: 'must be an object: { "cpus": 2, "memoryMb": 8000, "gpus": 1 }' },
+);
+
+const GPU_IDS = `must be a list of GPU ids (integers from 0 to ${MAX_GPU_ID}), each once, e.g. [0, 1]`;
+
+/** What this daemon can give its jobs (resources). */
+const resourcesSchema = z.strictObject(
+  {
+    cpus: int(1, MAX_CPUS).optional(),
+    memoryMb: int(1, MAX_MEMORY_MB, ' (MiB)').optional(),
+    gpus: z
+      .array(int(0, MAX_GPU_ID), { error: GPU_IDS })
+      .refine((ids) => new Set(ids).size === ids.length, { error: GPU_IDS })
+      .optional(),
+  },
+  { error: 'must be an object: { "cpus": 16, "memoryMb": 64000, "gpus": [0, 1] }' },
+);
+
 const jobTypeSchema = z.strictObject({
   handler: text(
     'a path to the handler module (relative to the settings file) or a package specifier',
@@ -100,6 +130,7 @@ const jobTypeSchema = z.strictObject({
   memoryLimitMb: int(1, 1024 * 1024, ' (MiB)').optional(),
   retry: retrySchema.optional(),
   queue: z.string({ error: QUEUE_NAME_RULE }).regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }).optional(),
+  needs: needsSchema.optional(),
 });
 
 const queueSchema = z.strictObject({
@@ -198,6 +229,7 @@ export const settingsSchema = z.strictObject({
         .optional(),
     })
     .optional(),
+  resources: resourcesSchema.optional(),
   queues: z
     .record(z.string().regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }), queueSchema, {
       error: 'must be an object of queues by name',

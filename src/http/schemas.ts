@@ -209,6 +209,19 @@ export const workerSchema = z.object({
   heartbeatAt: date,
   concurrency: z.number(),
   types: z.array(z.string()).optional(),
+  resources: z
+    .object({
+      cpus: z.number(),
+      memoryMb: z.number(),
+      gpus: z.array(z.number()),
+      used: z.object({ cpus: z.number(), memoryMb: z.number(), gpus: z.array(z.number()) }),
+    })
+    .optional()
+    .describe('capacity (settings resources) and what its jobs hold, as of the last heartbeat'),
+  unfitTypes: z
+    .array(z.object({ type: z.string(), why: z.string() }))
+    .optional()
+    .describe('job types it knows but never claims: their needs exceed its capacity'),
   running: z.array(z.string()),
   state: z.enum(['running', 'draining', 'stopped']),
   external: z.boolean().optional().describe('a program pulling jobs over HTTP or receive(), not a daemon'),

@@ -1,7 +1,8 @@
 /**
  * `jobctl why ID`: why a job is not running. Each reason names what holds the job and, where known,
  * until when: dependencies, a future runAt, a retry backoff, a paused queue, no live daemon for its
- * type, full concurrency limits, jobs ahead of it, or a lease held by a worker.
+ * type (or none with the resources it needs), full concurrency limits, resources in use, jobs ahead of
+ * it, or a lease held by a worker.
  */
 import type { ResolvedConfig } from '../config/types.js';
 import { NotFoundError } from '../errors.js';
@@ -16,6 +17,7 @@ import {
 } from '../store/index.js';
 import { FINISHED_STATES, type JobDoc, type JobState } from '../types.js';
 import { queueOf } from './overview.js';
+import { fitsAdvertised, resourcesText } from '../worker/resources.js';
 
 export type WhyCode =
   | 'finished'
@@ -27,6 +29,8 @@ export type WhyCode =
   | 'backoff'
   | 'queue-paused'
   | 'no-daemon'
+  | 'no-capacity'
+  | 'resources-busy'
   | 'type-concurrency'
   | 'slots-full'
   | 'jobs-ahead'
@@ -138,7 +142,15 @@ export async function why(store: Store, config: ResolvedConfig, id: string, now:
     (w) => w.state === 'running' && !w.dead,
   );
   const serving = workers.filter((w) => (w.types ?? []).includes(job.type));
-  if (serving.length === 0) {
+  const unfit = workers.flatMap((w) =>
+    (w.unfitTypes ?? []).filter((u) => u.type === job.type).map((u) => `${w._id}: ${u.why}`),
+  );
+  if (serving.length === 0 && unfit.length > 0) {
+    reasons.push({
+      code: 'no-capacity',
+      message: `no live daemon has the resources job type "${job.type}" needs (${unfit.join('; ')})`,
+    });
+  } else if (serving.length === 0) {
     reasons.push({
       code: 'no-daemon',
       message:
@@ -156,6 +168,17 @@ export async function why(store: Store, config: ResolvedConfig, id: string, now:
           message: `every live daemon running "${job.type}" already runs its limit of ${limit} such jobs (concurrency)`,
         });
       }
+    }
+    const needs = config.jobTypes[job.type]?.needs;
+    const busy = (w: (typeof serving)[number]): boolean =>
+      !!w.resources && !fitsAdvertised(needs, w.resources);
+    if (needs && serving.every(busy)) {
+      reasons.push({
+        code: 'resources-busy',
+        message: `every live daemon running "${job.type}" lacks the free resources it needs (${JSON.stringify(needs)}) as of its last heartbeat (${serving
+          .map((w) => `${w._id}: ${resourcesText(w.resources!)}`)
+          .join('; ')})`,
+      });
     }
     if (serving.every((w) => w.running.length >= w.concurrency)) {
       reasons.push({

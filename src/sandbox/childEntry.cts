@@ -422,6 +422,7 @@ async function runJob(msg: JobMessage): Promise<void> {
     paths: { log: msg.logFile },
     ...(family?.dependencies ? { dependencies: family.dependencies } : {}),
     ...(family?.children ? { children: family.children, resumed: true } : {}),
+    ...(msg.allocation ? { allocation: msg.allocation } : {}),
     spawn: (specs) => {
       try {
         return Promise.resolve(spawnChildren(msg.jobId, family?.resumes ?? 0, specs, spawned));

@@ -6,6 +6,7 @@ import type {
   ChildFailurePolicy,
   ChildInfo,
   HookName,
+  ResourceAllocation,
   RetryPolicy,
   SerializedError,
   SpawnSpec,
@@ -41,6 +42,8 @@ export interface JobMessage {
   env?: Record<string, string>;
   cwd?: string;
   family?: JobFamily;
+  /** ctx.allocation: the resources given to the job (its type declares needs). */
+  allocation?: ResourceAllocation;
   /** Present when lifecycle hooks may run (childHooks.cts). */
   hooks?: HooksRequest;
 }

@@ -57,6 +57,7 @@ function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
     maxOutputBytes,
     ...(req.family ? { family: req.family } : {}),
     ...(req.hooks ? { hooks: req.hooks } : {}),
+    ...(req.allocation ? { allocation: req.allocation } : {}),
   };
 }
 

@@ -29,7 +29,7 @@
  *
  * Entry point: `createSandbox(options: SandboxOptions): Sandbox` from src/sandbox/index.ts.
  */
-import type { ChildFailurePolicy, JobResources, SerializedError } from '../types.js';
+import type { ChildFailurePolicy, JobResources, ResourceAllocation, SerializedError } from '../types.js';
 import type { HookFailure, HooksRequest, JobFamily, SpawnedChild } from './protocol.js';
 
 export type { JobFamily, SpawnedChild } from './protocol.js';
@@ -62,6 +62,8 @@ export interface RunRequest {
   env?: Record<string, string>;
   /** Working directory (pooled: process.chdir for the job's duration, then restored). */
   cwd?: string;
+  /** What the job was given of the daemon's resources: ctx.allocation. */
+  allocation?: ResourceAllocation;
   /**
    * Lifecycle hooks (childHooks.cts): their bound and what the child needs to decide about a retry as
    * the daemon will. Once the handler settled, the timeout gives way to the hook's bound.

@@ -60,6 +60,11 @@ export interface ClaimBatchOptions extends ClaimOptions {
   typeSlots?: Record<string, number>;
   /** Free slots left per limited queue (a group of types); candidates beyond them are skipped. */
   queueSlots?: { queueOf: Readonly<Record<string, string>>; free: Readonly<Record<string, number>> };
+  /**
+   * Asked for each candidate left, in claim order, whether it may be claimed (the worker's free
+   * resources cover its type's needs after those admitted before it); a candidate refused is skipped.
+   */
+  admit?: (type: string) => boolean;
 }
 
 /**
@@ -155,6 +160,7 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
       return true;
     });
   }
+  if (opts.admit) chosen = chosen.filter((c) => opts.admit!(c.type));
   if (chosen.length === 0) return [];
   const ids = chosen.map((c) => c._id);
   const token = newLeaseToken();

@@ -1,4 +1,4 @@
-import type { JobId, WorkerDoc } from '../types.js';
+import type { JobId, ResourceAllocation, WorkerDoc } from '../types.js';
 import type { Store } from './types.js';
 
 export type WorkerInfo = Omit<WorkerDoc, 'heartbeatAt' | 'state' | 'running'>;
@@ -14,16 +14,40 @@ export async function registerWorker(store: Store, w: WorkerInfo, now: Date): Pr
 export async function heartbeatWorker(
   store: Store,
   id: string,
-  opts: { now: Date; running: JobId[]; state?: WorkerDoc['state'] },
+  opts: { now: Date; running: JobId[]; state?: WorkerDoc['state']; resourcesUsed?: ResourceAllocation },
 ): Promise<void> {
   await store.workers.updateOne(
     { _id: id },
-    { $set: { heartbeatAt: opts.now, running: opts.running, ...(opts.state ? { state: opts.state } : {}) } },
+    {
+      $set: {
+        heartbeatAt: opts.now,
+        running: opts.running,
+        ...(opts.state ? { state: opts.state } : {}),
+        ...(opts.resourcesUsed ? { 'resources.used': opts.resourcesUsed } : {}),
+      },
+    },
   );
 }
 
-export async function markWorkerStopped(store: Store, id: string, now: Date): Promise<void> {
-  await store.workers.updateOne({ _id: id }, { $set: { state: 'stopped', running: [], heartbeatAt: now } });
+/** `advertisesResources`: the worker registered its resources, whose use is zeroed with it. */
+export async function markWorkerStopped(
+  store: Store,
+  id: string,
+  now: Date,
+  advertisesResources = false,
+): Promise<void> {
+  const used: ResourceAllocation = { cpus: 0, memoryMb: 0, gpus: [] };
+  await store.workers.updateOne(
+    { _id: id },
+    {
+      $set: {
+        state: 'stopped',
+        running: [],
+        heartbeatAt: now,
+        ...(advertisesResources ? { 'resources.used': used } : {}),
+      },
+    },
+  );
 }
 
 export interface WorkerView extends WorkerDoc {
@@ -51,6 +75,8 @@ export interface UnservedType {
   type: string;
   queued: number;
   retrying: number;
+  /** Live daemons know the type but its needs exceed their capacity: each one's reason. */
+  unfit?: { worker: string; why: string }[];
 }
 
 /**
@@ -67,10 +93,16 @@ export async function unservedTypes(
         state: { $ne: 'stopped' },
         heartbeatAt: { $gte: new Date(opts.now.getTime() - deadAfterMs(opts.leaseMs)) },
       },
-      { projection: { types: 1 } },
+      { projection: { types: 1, unfitTypes: 1 } },
     )
     .toArray();
   const served = new Set(live.flatMap((w) => w.types ?? []));
+  const unfit = new Map<string, { worker: string; why: string }[]>();
+  for (const w of live) {
+    for (const u of w.unfitTypes ?? []) {
+      unfit.set(u.type, [...(unfit.get(u.type) ?? []), { worker: w._id, why: u.why }]);
+    }
+  }
   const rows = await store.jobs
     .aggregate<{ _id: { type: string; state: 'queued' | 'retrying' }; n: number }>([
       { $match: { state: { $in: ['queued', 'retrying'] } } },
@@ -80,7 +112,13 @@ export async function unservedTypes(
   const byType = new Map<string, UnservedType>();
   for (const r of rows) {
     if (served.has(r._id.type)) continue;
-    const u = byType.get(r._id.type) ?? { type: r._id.type, queued: 0, retrying: 0 };
+    const why = unfit.get(r._id.type);
+    const u = byType.get(r._id.type) ?? {
+      type: r._id.type,
+      queued: 0,
+      retrying: 0,
+      ...(why ? { unfit: why } : {}),
+    };
     u[r._id.state] += r.n;
     byType.set(r._id.type, u);
   }

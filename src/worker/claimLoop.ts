@@ -110,6 +110,7 @@ export class ClaimLoop {
           limit,
           typeSlots: claimable.slots,
           ...(claimable.queueSlots ? { queueSlots: claimable.queueSlots } : {}),
+          ...(claimable.resources ? { admit: claimable.resources.admit } : {}),
         });
       }
       d.health.ok('claim');
@@ -125,6 +126,14 @@ export class ClaimLoop {
     if (jobs.length === limit) {
       this.idleDelay = d.pollMinMs;
       return; // probably more waiting
+    }
+    // Jobs that took resources may have filled the batch's candidates with jobs that no longer fit;
+    // the next round leaves their types out and reaches the jobs behind them. Each such round takes
+    // resources, so this ends.
+    const needy = claimable.resources?.types;
+    if (needy && jobs.some((j) => needy.has(j.type))) {
+      this.idleDelay = d.pollMinMs;
+      return;
     }
     // Fewer than asked. If limited types held jobs back, a freed slot of theirs should wake us.
     slots.setBlocked(claimable.limited);

@@ -40,6 +40,8 @@ import { Releases, emitReleaseEvents } from './releases.js';
 import { Settler } from './settler.js';
 import { Grace, shutdown } from './shutdown.js';
 import { Slots } from './slots.js';
+import { ResourceLedger, whyNeverFits } from './resources.js';
+import { machineResources } from '../config/defaults.js';
 import { Wakeup } from './wakeup.js';
 import { QueueGate } from './queueGate.js';
 import { queueMembership } from '../queueAdmin.js';
@@ -151,8 +153,13 @@ class DaemonImpl implements Daemon {
   private readonly maintenance: Maintenance;
   private readonly claimLoop: ClaimLoop;
   private readonly queues: QueueGate;
-  /** The job types in the queues worker.queues allows (all types when it is unset). */
+  /**
+   * The job types in the queues worker.queues allows (all types when it is unset), minus those whose
+   * needs exceed this daemon's capacity (unfitTypes).
+   */
   private readonly claimTypes: string[];
+  private readonly unfitTypes: { type: string; why: string }[] = [];
+  private readonly resources: ResourceLedger;
   private readonly grace = new Grace();
   private stopping = false;
   /** The HTTP API (settings `http`), started last and closed first. */
@@ -212,9 +219,14 @@ class DaemonImpl implements Daemon {
     });
     this.outcomes = new OutcomeReporter({ logger, events, clock, wakeup: this.wakeup });
     const allowed = w.queues ?? null;
-    this.claimTypes = Object.keys(config.jobTypes)
-      .filter((t) => allowed === null || allowed.includes(queueOf[t] ?? t))
-      .sort();
+    this.resources = new ResourceLedger(config.resources ?? machineResources());
+    this.claimTypes = [];
+    for (const t of Object.keys(config.jobTypes).sort()) {
+      if (allowed !== null && !allowed.includes(queueOf[t] ?? t)) continue;
+      const why = whyNeverFits(config.jobTypes[t]!.needs, this.resources.capacity);
+      if (why) this.unfitTypes.push({ type: t, why });
+      else this.claimTypes.push(t);
+    }
     const limits: Record<string, number> = {};
     for (const [queue, q] of Object.entries(config.queues ?? {})) {
       if (q.concurrency !== undefined) limits[queue] = q.concurrency;
@@ -235,8 +247,9 @@ class DaemonImpl implements Daemon {
       concurrency: w.concurrency,
       claimBatchSize: w.claimBatchSize,
       jobTypes: Object.fromEntries(this.claimTypes.map((t) => [t, config.jobTypes[t]!])),
+      resources: this.resources,
       wakeup: this.wakeup,
-      start: (job) => this.executions.start(job),
+      start: (job, allocation) => this.executions.start(job, allocation),
       queues: this.queues,
     });
     this.executions = new Executions({
@@ -268,6 +281,7 @@ class DaemonImpl implements Daemon {
       workerState: () => ({
         running: this.executions.runningIds(),
         state: this.stopping ? 'draining' : 'running',
+        resourcesUsed: this.resources.used(),
       }),
     });
     this.maintenance = new Maintenance({
@@ -347,9 +361,17 @@ class DaemonImpl implements Daemon {
         startedAt: this.clock.now(),
         concurrency: w.concurrency,
         types: this.claimTypes,
+        resources: { ...this.resources.capacity, used: this.resources.used() },
+        unfitTypes: this.unfitTypes,
       },
       this.clock.now(),
     );
+    for (const u of this.unfitTypes) {
+      this.logger.warn(
+        { type: u.type, why: u.why },
+        `job type ${u.type} ${u.why}: this daemon never claims its jobs`,
+      );
+    }
     if (Object.keys(this.config.schedules).length) {
       const r = await syncSettingsSchedules(this.store, this.config.schedules, this.clock.now());
       if (r.added.length || r.updated.length) this.logger.info(r, 'schedules from the settings stored');

@@ -18,7 +18,7 @@ import {
   type Settlement,
   type Store,
 } from '../store/index.js';
-import type { JobDoc, JobId, JobTypeDefinition } from '../types.js';
+import type { JobDoc, JobId, JobTypeDefinition, ResourceAllocation } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import { executeJob, type AbortCause, type Execution } from './executor.js';
 import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
@@ -71,13 +71,15 @@ export class Executions {
     }));
   }
 
-  start(job: JobDoc & { family?: JobFamily }): void {
+  /** `allocation`: what the job took of the daemon's resources (its type declares needs). */
+  start(job: JobDoc & { family?: JobFamily }, allocation?: ResourceAllocation): void {
     const ex: Execution = {
       job,
       token: job.lease!.token,
       controller: new AbortController(),
       abortCause: null,
       ...(job.family ? { family: job.family } : {}),
+      ...(allocation ? { allocation } : {}),
     };
     this.running.set(job._id, ex);
     const t0 = performance.now();

@@ -9,7 +9,7 @@ import type { HookFailure } from '../sandbox/protocol.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { failedAttempt, retrySettingsFor, type RetrySettings } from '../retryPolicy.js';
-import type { HookError, JobDoc, JobTypeDefinition, SerializedError } from '../types.js';
+import type { HookError, JobDoc, JobTypeDefinition, ResourceAllocation, SerializedError } from '../types.js';
 
 /** Why the daemon aborted a running job. */
 export type AbortCause = 'lost' | 'shutdown';
@@ -23,6 +23,8 @@ export interface Execution {
   spawned?: SpawnedChild[];
   /** What the job is told of its family (fetched at claim time). */
   family?: JobFamily;
+  /** What it took of the daemon's resources (its type declares needs). */
+  allocation?: ResourceAllocation;
 }
 
 /**
@@ -48,12 +50,24 @@ function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
   return env;
 }
 
+/**
+ * The job's environment: the configuration's, plus CUDA_VISIBLE_DEVICES naming the GPUs given to it
+ * when its type needs GPUs (so CUDA programs it starts see those and no others). A type without GPU
+ * needs keeps the daemon's own CUDA_VISIBLE_DEVICES, if any.
+ */
+function jobEnv(config: ResolvedConfig, allocation: ResourceAllocation | undefined): Record<string, string> {
+  const env = envFor(config);
+  if (!allocation || allocation.gpus.length === 0) return env;
+  return { ...env, CUDA_VISIBLE_DEVICES: allocation.gpus.join(',') };
+}
+
 function runRequestFor(
   job: JobDoc,
   def: JobTypeDefinition,
   config: ResolvedConfig,
   random: number,
   family: JobFamily | undefined,
+  allocation: ResourceAllocation | undefined,
 ): RunRequest {
   return {
     family: family ?? { resumes: job.resumes ?? 0 },
@@ -77,7 +91,8 @@ function runRequestFor(
       random,
     },
     // Typed job types re-check their input's paths against these when the job starts (defineJobType).
-    env: envFor(config),
+    env: jobEnv(config, allocation),
+    ...(allocation ? { allocation } : {}),
   };
 }
 
@@ -184,7 +199,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   }
   // Drawn before the run: the child's hooks and the settlement below decide with the same value.
   const random = deps.random();
-  const req = runRequestFor(job, def, deps.config, random, ex.family);
+  const req = runRequestFor(job, def, deps.config, random, ex.family, ex.allocation);
   let outcome: RunOutcome;
   try {
     outcome = def.system

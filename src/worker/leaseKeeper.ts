@@ -5,7 +5,7 @@
 import { heartbeatLeases, heartbeatWorker, type HeldLease, type Store } from '../store/index.js';
 import type { Clock } from '../clock.js';
 import { Periodic } from '../periodic.js';
-import type { JobId, WorkerDoc } from '../types.js';
+import type { JobId, ResourceAllocation, WorkerDoc } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 
 export interface LeaseKeeperOptions {
@@ -18,7 +18,7 @@ export interface LeaseKeeperOptions {
   held(): HeldLease[];
   /** The database says these leases are gone. */
   onLost(ids: JobId[]): void;
-  workerState(): { running: JobId[]; state: WorkerDoc['state'] };
+  workerState(): { running: JobId[]; state: WorkerDoc['state']; resourcesUsed?: ResourceAllocation };
 }
 
 export class LeaseKeeper {

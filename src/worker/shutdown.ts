@@ -91,7 +91,7 @@ export async function shutdown(p: ShutdownParts, graceMs: number, grace: Grace):
   await p.releases?.idle();
   await p.leaseKeeper.stop();
   try {
-    await markWorkerStopped(p.store, p.workerId, p.clock.now());
+    await markWorkerStopped(p.store, p.workerId, p.clock.now(), true);
   } catch (err) {
     p.health.error('worker-stop', err);
   }

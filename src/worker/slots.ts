@@ -1,9 +1,11 @@
 /**
  * The daemon's slots: how many jobs it runs at once (worker.concurrency, and each job type's own
  * concurrency), and the jobs it claimed ahead of a free slot. The claim loop asks these how much to
- * claim and hands every claimed job back here; a job starts when a slot is free.
+ * claim and hands every claimed job back here; a job starts when a slot is free. Jobs of types that
+ * declare needs also take them from the resource ledger when accepted and give them back when released.
  */
-import type { JobTypeDefinition, JobDoc, JobId } from '../types.js';
+import type { JobTypeDefinition, JobDoc, JobId, ResourceAllocation } from '../types.js';
+import { needsOf, type ResourceLedger } from './resources.js';
 import type { Wakeup } from './wakeup.js';
 
 /**
@@ -26,6 +28,11 @@ export interface ClaimableTypes {
   limited: boolean;
   /** Free slots of the queues that have a limit of their own. */
   queueSlots?: { queueOf: Readonly<Record<string, string>>; free: Record<string, number> };
+  /**
+   * Present when a type that declares needs is claimable: `admit` tells, candidate by candidate in
+   * claim order, whether its needs still fit what the batch left free; `types` are those types.
+   */
+  resources?: { admit(type: string): boolean; types: ReadonlySet<string> };
 }
 
 /** The daemon's queues: which type is in which, which are open now, and their own limits. */
@@ -54,11 +61,13 @@ export interface ClaimSlots {
 export interface SlotsOptions {
   concurrency: number;
   claimBatchSize: number;
-  jobTypes: Record<string, Pick<JobTypeDefinition, 'concurrency'>>;
+  jobTypes: Record<string, Pick<JobTypeDefinition, 'concurrency' | 'needs'>>;
+  /** The daemon's capacity; without it, needs are not accounted (every type is claimable). */
+  resources?: ResourceLedger;
   /** Woken when a slot frees while the claim loop waits for one. */
   wakeup: Wakeup;
-  /** Start a job in a free slot. */
-  start(job: JobDoc): void;
+  /** Start a job in a free slot, with what it was given of the daemon's resources (if its type needs any). */
+  start(job: JobDoc, allocation?: ResourceAllocation): void;
   /** Queue membership, pauses and per-queue limits; without it every type is claimable. */
   queues?: QueueRules;
 }
@@ -73,6 +82,8 @@ export class Slots implements ClaimSlots {
   private avgRunMs: number | undefined;
   private blocked = false;
   private closed = false;
+  /** What each job held here took of the resources (only jobs of types with needs). */
+  private readonly allocations = new Map<JobId, ResourceAllocation>();
 
   constructor(private readonly o: SlotsOptions) {}
 
@@ -99,11 +110,19 @@ export class Slots implements ClaimSlots {
         c.queueSlots = { queueOf: q.queueOf, free: queueFree };
       }
     }
+    const ledger = this.o.resources;
+    const needy = new Set<string>();
     for (const [name, def] of Object.entries(this.o.jobTypes)) {
       if (q) {
         const queue = q.queueOf[name] ?? name;
         if (!q.open(queue)) continue;
         if (queueFree[queue] !== undefined && queueFree[queue] <= 0) continue;
+      }
+      if (ledger && needsOf(def.needs)) {
+        // A release of resources may make it claimable again.
+        c.limited = true;
+        if (!ledger.fits(def.needs)) continue;
+        needy.add(name);
       }
       if (def.concurrency === undefined) {
         c.types.push(name);
@@ -115,6 +134,11 @@ export class Slots implements ClaimSlots {
       c.types.push(name);
       c.slots[name] = free;
     }
+    if (ledger && needy.size > 0) {
+      const admit = ledger.trial();
+      const types = this.o.jobTypes;
+      c.resources = { admit: (type) => admit(types[type]?.needs), types: needy };
+    }
     return c;
   }
 
@@ -124,19 +148,30 @@ export class Slots implements ClaimSlots {
 
   accept(job: JobDoc): void {
     this.hold(job.type, 1);
-    if (this.running < this.o.concurrency) this.startNow(job);
+    // A claim takes only what fits, so this succeeds; a job that does not fit (a claim recovered
+    // after the database came back) waits claimed ahead until a release makes room.
+    const fits = this.allocate(job);
+    if (fits && this.running < this.o.concurrency) this.startNow(job);
     else this.ready.push(job);
   }
 
-  /** A job that ran here has finished (whatever its outcome): its slot goes to the next job claimed ahead. */
+  /**
+   * A job that ran here has finished (whatever its outcome: success, failure, timeout, crash, lost
+   * lease): its resources and its slot go to the next jobs claimed ahead.
+   */
   release(job: JobDoc, runMs: number): void {
     this.running--;
     this.hold(job.type, -1);
+    this.deallocate(job._id);
     this.avgRunMs =
       this.avgRunMs === undefined ? runMs : this.avgRunMs + (runMs - this.avgRunMs) * RUN_MS_WEIGHT;
-    const next = this.closed ? undefined : this.ready.shift();
-    if (next) this.startNow(next);
+    if (!this.closed) this.startReady();
     if (this.blocked) this.o.wakeup.wake();
+  }
+
+  /** What the jobs held here took of the daemon's resources; null without a ledger. */
+  resourcesUsed(): ResourceAllocation | null {
+    return this.o.resources?.used() ?? null;
   }
 
   /** Jobs claimed ahead and not started: their leases are renewed with the running ones. */
@@ -150,6 +185,7 @@ export class Slots implements ClaimSlots {
     if (i < 0) return undefined;
     const [job] = this.ready.splice(i, 1);
     this.hold(job!.type, -1);
+    this.deallocate(id);
     return job;
   }
 
@@ -162,7 +198,10 @@ export class Slots implements ClaimSlots {
   takeWaiting(): JobDoc[] {
     const jobs = this.ready;
     this.ready = [];
-    for (const job of jobs) this.hold(job.type, -1);
+    for (const job of jobs) {
+      this.hold(job.type, -1);
+      this.deallocate(job._id);
+    }
     return jobs;
   }
 
@@ -180,8 +219,39 @@ export class Slots implements ClaimSlots {
     this.perType.set(type, (this.perType.get(type) ?? 0) + n);
   }
 
+  /** Start jobs claimed ahead, in claim order, while slots are free and their resources fit. */
+  private startReady(): void {
+    for (let i = 0; i < this.ready.length && this.running < this.o.concurrency;) {
+      const job = this.ready[i]!;
+      if (this.allocations.has(job._id) || this.allocate(job)) {
+        this.ready.splice(i, 1);
+        this.startNow(job);
+      } else {
+        i++;
+      }
+    }
+  }
+
+  /** Take the job's needs from the ledger; false when they do not fit now. */
+  private allocate(job: JobDoc): boolean {
+    const ledger = this.o.resources;
+    const needs = this.o.jobTypes[job.type]?.needs;
+    if (!ledger || !needsOf(needs)) return true;
+    const a = ledger.take(needs);
+    if (!a) return false;
+    this.allocations.set(job._id, a);
+    return true;
+  }
+
+  private deallocate(id: JobId): void {
+    const a = this.allocations.get(id);
+    if (!a) return;
+    this.allocations.delete(id);
+    this.o.resources!.give(a);
+  }
+
   private startNow(job: JobDoc): void {
     this.running++;
-    this.o.start(job);
+    this.o.start(job, this.allocations.get(job._id));
   }
 }

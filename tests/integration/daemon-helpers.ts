@@ -20,6 +20,7 @@ type Overrides = {
   maintenance?: Partial<ResolvedConfig['maintenance']>;
   queues?: ResolvedConfig['queues'];
   dataDirs?: ResolvedConfig['dataDirs'];
+  resources?: ResolvedConfig['resources'];
 };
 
 export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
@@ -45,6 +46,7 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
     logLevel: 'warn',
     dataDirs: o.dataDirs ?? {},
     ...(o.queues ? { queues: o.queues } : {}),
+    ...(o.resources ? { resources: o.resources } : {}),
     worker: {
       concurrency: 4,
       claimBatchSize: 10,

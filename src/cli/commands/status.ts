@@ -58,7 +58,12 @@ export const registerStatus: RegisterCommand = (program, env) => {
               table([...JOB_STATES, 'total'], [[...JOB_STATES.map((s) => counts[s]), data.total]]),
               ...unserved.map((u) => {
                 const n = u.queued + u.retrying;
-                return `${n} job${n === 1 ? '' : 's'} of type ${u.type} wait: no live daemon runs this type`;
+                const jobs = `${n} job${n === 1 ? '' : 's'} of type ${u.type} wait`;
+                if (u.unfit) {
+                  const why = u.unfit.map((f) => `${f.worker}: ${f.why}`).join('; ');
+                  return `${jobs}: no live daemon has the resources this type needs (${why})`;
+                }
+                return `${jobs}: no live daemon runs this type`;
               }),
               `workers: ${alive} alive, ${data.workers.dead} dead`,
               ...data.workers.list.map((w) => `  ${w.id} ${w.status}, last seen ${ago(w.lastSeenMs)}`),

@@ -8,6 +8,7 @@ import {
   type RegisterCommand,
 } from '../context.js';
 import { formatDate, table } from '../output.js';
+import { resourcesText } from '../../worker/resources.js';
 
 export const registerWorkers: RegisterCommand = (program, env) => {
   program.addCommand(
@@ -32,6 +33,8 @@ export const registerWorkers: RegisterCommand = (program, env) => {
             state: w.state,
             status: w.state === 'stopped' ? 'stopped' : w.dead ? 'dead' : 'alive',
             concurrency: w.concurrency,
+            resources: w.resources ?? null,
+            unfitTypes: w.unfitTypes ?? [],
             running: w.running,
             startedAt: w.startedAt,
             heartbeatAt: w.heartbeatAt,
@@ -50,6 +53,7 @@ export const registerWorkers: RegisterCommand = (program, env) => {
                     'version',
                     'concurrency',
                     'running',
+                    'resources (used/capacity)',
                     'started',
                     'heartbeat',
                   ],
@@ -62,6 +66,7 @@ export const registerWorkers: RegisterCommand = (program, env) => {
                     r.version,
                     r.concurrency,
                     r.running.length,
+                    r.resources ? resourcesText(r.resources) : '-',
                     formatDate(r.startedAt),
                     `${formatDate(r.heartbeatAt)} (${Math.round(r.heartbeatAgeMs / 1000)} s ago)`,
                   ]),
