@@ -21,6 +21,7 @@ type Overrides = {
   queues?: ResolvedConfig['queues'];
   dataDirs?: ResolvedConfig['dataDirs'];
   resources?: ResolvedConfig['resources'];
+  programs?: ResolvedConfig['programs'];
 };
 
 export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
@@ -47,6 +48,7 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
     dataDirs: o.dataDirs ?? {},
     ...(o.queues ? { queues: o.queues } : {}),
     ...(o.resources ? { resources: o.resources } : {}),
+    ...(o.programs ? { programs: o.programs } : {}),
     worker: {
       concurrency: 4,
       claimBatchSize: 10,

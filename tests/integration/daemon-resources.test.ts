@@ -4,7 +4,7 @@
  * CUDA_VISIBLE_DEVICES and ctx.allocation, and gets them back however the attempt ends. Run times
  * are read from the jobs' records (what each handler reported, and the claim time), never from sleeps.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { enqueue, get, listWorkers, unservedTypes } from '../../src/store/index.
 import type { JobDoc, JobId, ResourceAllocation } from '../../src/types.js';
 import type { Daemon } from '../../src/worker/daemon.js';
 import { why as whyWaits } from '../../src/monitor/why.js';
+import { builtinHandlerPath } from '../../src/jobs/registry.js';
 import { waitForCount } from '../helpers/waitFor.js';
 import { fixtureHandler, recorder, startTestDaemon, testConfig } from './daemon-helpers.js';
 import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
@@ -195,5 +196,29 @@ describe('daemon: resource-aware claiming', () => {
       (x) => x._id === w!._id,
     );
     expect(stopped?.resources?.used).toEqual({ cpus: 0, memoryMb: 0, gpus: [] });
+  });
+
+  it("external_program hands its GPU to the program in the program's gpuEnv", async () => {
+    const program = join(dir, 'gpus.sh');
+    writeFileSync(program, '#!/bin/sh\nprintf "%s" "$MY_GPUS" > "$1"\n');
+    chmodSync(program, 0o755);
+    const d = await start({
+      resources: { cpus: 8, memoryMb: 8000, gpus: [2] },
+      dataDirs: { out: dir },
+      programs: {
+        gpus: {
+          path: program,
+          args: ['{out}/gpus.txt'],
+          outputs: ['{out}/gpus.txt'],
+          gpuEnv: 'MY_GPUS',
+          permanentExitCodes: [],
+        },
+      },
+      jobTypes: { external_program: { handler: builtinHandlerPath('external_program'), needs: { gpus: 1 } } },
+    });
+    const id = await add('external_program', { program: 'gpus', outputs: { out: dir } });
+    await completed(d, [id]);
+    expect(readFileSync(join(dir, 'gpus.txt'), 'utf8')).toBe('2');
+    expect((await job(id)).result).toMatchObject({ gpus: '2' });
   });
 });

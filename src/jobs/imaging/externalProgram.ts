@@ -94,12 +94,17 @@ export default defineJobType({
         { retryable: true, code: 'JOBD_TOOL_MISSING' },
       );
     }
+    // The job's own GPU list wins; else the GPUs the daemon gave this attempt (the type's needs),
+    // passed in the program's gpuEnv whatever its name; else what the daemon's environment has.
+    const given = ctx.allocation?.gpus ?? [];
     const gpus =
       input.gpus !== undefined
         ? Array.isArray(input.gpus)
           ? input.gpus.join(',')
           : input.gpus
-        : (process.env[program.gpuEnv] ?? null);
+        : given.length > 0
+          ? given.join(',')
+          : (process.env[program.gpuEnv] ?? null);
     const progress = progressParser(program.progress);
     const run = startTool(
       {
