@@ -166,3 +166,19 @@ export function protectUri(uri: unknown): void {
   // Longest first, so a secret that contains another is replaced whole.
   if (added) rememberedByLength = [...remembered].sort((a, b) => b.length - a.length);
 }
+
+/**
+ * Remember a secret value this process uses (an HTTP header or an API key from the settings), so that
+ * redact() hides it, raw and JSON-escaped, wherever it appears.
+ */
+export function protectSecret(value: unknown): void {
+  if (typeof value !== 'string' || value.length < MIN_SECRET_LENGTH) return;
+  let added = false;
+  for (const f of new Set([value, JSON.stringify(value).slice(1, -1)])) {
+    if (!remembered.has(f)) {
+      remembered.add(f);
+      added = true;
+    }
+  }
+  if (added) rememberedByLength = [...remembered].sort((a, b) => b.length - a.length);
+}

@@ -16,7 +16,7 @@
  */
 import { isAbsolute, dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { protectUri } from '../redact.js';
+import { protectSecret, protectUri } from '../redact.js';
 import { builtinJobTypes } from '../jobs/registry.js';
 import type { JobTypeDefinition, ResourceCapacity, RetryPolicy, ScheduleDefinition } from '../types.js';
 import { scheduleProblems, type ScheduleInput } from '../schedules/spec.js';
@@ -49,6 +49,7 @@ import {
 } from './layers.js';
 import { resolveDatasets } from './datasets.js';
 import { resolvePrograms } from './programs.js';
+import { protectSourceSecrets, resolveTabular } from './tabular.js';
 import { resolveHttp } from './http.js';
 import type { DataSettings, LogLevel, ResolvedConfig } from './types.js';
 import { dataDirsFromList } from '../jobs/dataDirsText.js';
@@ -84,6 +85,8 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
   protectUri(options.overrides?.mongoUri);
   const fileSettings = settingsFile ? readSettingsFile(settingsFile) : {};
   protectUri(fileSettings.mongoUri);
+  // Before validation, so that no message about a source can show its secrets.
+  protectSourceSecrets(fileSettings.tabular, protectSecret, protectUri);
   const layers: Layers = {
     merged: fileSettings,
     origins: new Map(),
@@ -275,6 +278,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     retention,
     datasets: resolveDatasets(s.datasets),
     programs: resolvePrograms(s.programs, pathFor),
+    ...(s.tabular ? { tabular: resolveTabular(s.tabular) } : {}),
     http,
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,

@@ -1,5 +1,6 @@
 import type { DatasetSettings } from './datasets.js';
 import type { ProgramSettings } from './programs.js';
+import type { TabularSettings } from './tabular.js';
 import type { HttpSettings } from './http.js';
 import type {
   ExecutionMode,
@@ -131,6 +132,8 @@ export interface ResolvedConfig {
 
   /** A site's programs that external_program jobs run, by name (absent: none). */
   programs?: Record<string, ProgramSettings>;
+  /** Named sources of api_ingestion and database_ingestion (absent: none). */
+  tabular?: TabularSettings;
   /** jobd's HTTP API (src/http); absent or null: no server. */
   http?: HttpSettings | null;
 

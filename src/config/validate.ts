@@ -12,6 +12,7 @@ import { redact } from '../redact.js';
 import { SCHEDULE_NAME } from '../schedules/spec.js';
 import { datasetsSchema } from './datasets.js';
 import { programsSchema } from './programs.js';
+import { tabularSchema } from './tabular.js';
 import { regexSetting } from './regexSetting.js';
 import { httpSchema } from './http.js';
 import { LOG_LEVELS } from './defaults.js';
@@ -262,6 +263,7 @@ export const settingsSchema = z.strictObject({
     .optional(),
   datasets: datasetsSchema.optional(),
   programs: programsSchema.optional(),
+  tabular: tabularSchema.optional(),
   http: httpSchema.optional(),
   pool: z
     .strictObject({

@@ -51,12 +51,34 @@ function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
 }
 
 /**
+ * The job types that read a named source of the settings' tabular.sources. Only their jobs get the
+ * sources (URLs, headers, URIs: credentials), so no other job, nor a program one starts, sees them.
+ */
+const SOURCE_READERS = new Set(['api_ingestion', 'database_ingestion']);
+const sourceEnvs = new WeakMap<ResolvedConfig, Readonly<Record<string, string>>>();
+function envWithSources(config: ResolvedConfig): Readonly<Record<string, string>> {
+  let env = sourceEnvs.get(config);
+  if (!env) {
+    env = Object.freeze({
+      ...envFor(config),
+      JOBD_TABULAR_SOURCES: JSON.stringify(config.tabular?.sources ?? {}),
+    });
+    sourceEnvs.set(config, env);
+  }
+  return env;
+}
+
+/**
  * The job's environment: the configuration's, plus CUDA_VISIBLE_DEVICES naming the GPUs given to it
  * when its type needs GPUs (so CUDA programs it starts see those and no others). A type without GPU
  * needs keeps the daemon's own CUDA_VISIBLE_DEVICES, if any.
  */
-function jobEnv(config: ResolvedConfig, allocation: ResourceAllocation | undefined): Record<string, string> {
-  const env = envFor(config);
+function jobEnv(
+  config: ResolvedConfig,
+  type: string,
+  allocation: ResourceAllocation | undefined,
+): Record<string, string> {
+  const env = SOURCE_READERS.has(type) ? envWithSources(config) : envFor(config);
   if (!allocation || allocation.gpus.length === 0) return env;
   return { ...env, CUDA_VISIBLE_DEVICES: allocation.gpus.join(',') };
 }
@@ -91,7 +113,7 @@ function runRequestFor(
       random,
     },
     // Typed job types re-check their input's paths against these when the job starts (defineJobType).
-    env: jobEnv(config, allocation),
+    env: jobEnv(config, job.type, allocation),
     ...(allocation ? { allocation } : {}),
   };
 }

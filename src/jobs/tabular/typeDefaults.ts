@@ -17,6 +17,9 @@ export interface TabularTypeDefaults {
 
 export const TABULAR_TYPES = {
   // Ingestion: file_ingestion, api_ingestion, database_ingestion.
+  file_ingestion: { module: 'fileIngestion', mode: 'pooled', timeoutMs: 120 * MIN, maxAttempts: 3 },
+  api_ingestion: { module: 'apiIngestion', mode: 'pooled', timeoutMs: 120 * MIN, maxAttempts: 5 },
+  database_ingestion: { module: 'databaseIngestion', mode: 'pooled', timeoutMs: 120 * MIN, maxAttempts: 3 },
 
   // Processing: data_transform, data_aggregation, record_validation.
 
