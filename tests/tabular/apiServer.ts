@@ -36,8 +36,12 @@ export interface ApiServer {
   requests: ServedRequest[];
   /** 429s answered because the client came too soon (not scheduled faults). */
   rateViolations(): number;
-  /** Hold every request for this page offset (records after `offset`) until release(); resolves when one arrives. */
+  /**
+   * Hold every request for this page offset (records after `offset`) until release(); resolves when one
+   * arrives. `gone` resolves when the client of a held request closed its connection (it died).
+   */
   hold(offset: number): Promise<void>;
+  gone(): Promise<void>;
   release(): void;
   close(): Promise<void>;
 }
@@ -59,6 +63,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   let last = 0;
   let violations = 0;
   let held: { offset: number; arrived: () => void; waiting: Array<() => void> } | null = null;
+  let onGone: () => void = () => undefined;
+  const goneOnce = new Promise<void>((resolve) => (onGone = resolve));
   const hanging = new Set<ServerResponse>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -118,6 +124,9 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     }
     if (held && held.offset === offset) {
       const h = held;
+      res.once('close', () => {
+        if (!res.writableEnded) onGone();
+      });
       await new Promise<void>((resolve) => {
         h.waiting.push(resolve);
         h.arrived();
@@ -147,6 +156,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       new Promise<void>((arrived) => {
         held = { offset, arrived, waiting: [] };
       }),
+    gone: () => goneOnce,
     release: () => {
       const h = held;
       held = null;
