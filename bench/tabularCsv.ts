@@ -39,6 +39,7 @@ export async function generateCsv(path: string, bytes: number): Promise<number> 
 interface ChildFigures {
   records: number;
   seconds: number;
+  cpu_seconds: number;
   peak_rss_mb: number;
 }
 
@@ -102,6 +103,7 @@ export const section: Section = {
       rows,
       file_ingestion: {
         mb_per_s: r(mb / ingest.seconds),
+        mb_per_cpu_s: r(mb / ingest.cpu_seconds),
         seconds: r(ingest.seconds),
         peak_rss_mb: ingest.peak_rss_mb,
         output_mb: r(outBytes / 1e6),
@@ -114,6 +116,8 @@ export const section: Section = {
       wc_l: { mb_per_s: r(mb / wc.seconds), seconds: r(wc.seconds) },
       /** file_ingestion's throughput as a share of the plain csv-parse pass (1.0: as fast). */
       ratio_to_csv_parse: Math.round((plain.seconds / ingest.seconds) * 100) / 100,
+      /** The same by CPU time. */
+      cpu_ratio_to_csv_parse: Math.round((plain.cpu_seconds / ingest.cpu_seconds) * 100) / 100,
     };
   },
 };

@@ -1,6 +1,7 @@
 // One measured pass over a CSV file, in a process of its own so that its peak RSS is its own:
 //   node bench/lib/tabularCsvChild.mjs ingest|csv-parse <file.csv> [<out.ndjson>]
-// Prints one JSON line: { mode, records, seconds, peak_rss_mb }. `ingest` runs file_ingestion's core
+// Prints one JSON line: { mode, records, seconds, cpu_seconds, peak_rss_mb } (CPU time tells more than
+// wall time on a loaded machine). `ingest` runs file_ingestion's core
 // from dist/ (npm run build first); `csv-parse` is a plain csv-parse pass with the same options.
 import { createReadStream } from 'node:fs';
 import { parse } from 'csv-parse';
@@ -32,7 +33,9 @@ if (mode === 'ingest') {
   process.exit(2);
 }
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-const peak = process.resourceUsage().maxRSS / 1024;
+const usage = process.resourceUsage();
+const peak = usage.maxRSS / 1024;
+const cpuSeconds = (usage.userCPUTime + usage.systemCPUTime) / 1e6;
 process.stdout.write(
-  `${JSON.stringify({ mode, records, seconds, peak_rss_mb: Math.round(peak * 10) / 10 })}\n`,
+  `${JSON.stringify({ mode, records, seconds, cpu_seconds: cpuSeconds, peak_rss_mb: Math.round(peak * 10) / 10 })}\n`,
 );
