@@ -110,6 +110,7 @@ export const section: Section = {
       },
       csv_parse: {
         mb_per_s: r(mb / plain.seconds),
+        mb_per_cpu_s: r(mb / plain.cpu_seconds),
         seconds: r(plain.seconds),
         peak_rss_mb: plain.peak_rss_mb,
       },
