@@ -22,6 +22,8 @@ export const TABULAR_TYPES = {
   database_ingestion: { module: 'databaseIngestion', mode: 'pooled', timeoutMs: 120 * MIN, maxAttempts: 3 },
 
   // Processing: data_transform, data_aggregation, record_validation.
+  data_transform: { module: 'dataTransform', mode: 'pooled', timeoutMs: 60 * MIN, maxAttempts: 2 },
+  data_aggregation: { module: 'dataAggregation', mode: 'isolated', timeoutMs: 120 * MIN, maxAttempts: 2 },
 
   // Analysis: statistical_analysis, report_generation.
   statistical_analysis: {

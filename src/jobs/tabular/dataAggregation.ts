@@ -1,0 +1,109 @@
+import { z } from 'zod';
+import { defineJobType } from '../defineJobType.js';
+import type { MetricOp } from './lib/metrics.js';
+import {
+  coreContext,
+  distinctPaths,
+  fieldName,
+  peakRssBytes,
+  prepareOutputs,
+  recordsIn,
+  recordsOut,
+} from './processKit.js';
+import { TABULAR_TYPES } from './typeDefaults.js';
+
+const OPS = ['count', 'sum', 'mean', 'min', 'max', 'distinct_count'] as const satisfies readonly MetricOp[];
+
+const metric = z
+  .partialRecord(z.enum(OPS), fieldName)
+  .refine((m) => Object.keys(m).length === 1, {
+    error: `must name one operation and its field, e.g. { "sum": "price" }, { "count": "*" } (operations: ${OPS.join(', ')})`,
+  })
+  .refine((m) => !Object.entries(m).some(([op, f]) => f === '*' && op !== 'count'), {
+    error: '"*" (every row) is for count only',
+  });
+
+/** Built-in job type `data_aggregation`: group the records of an NDJSON file, in bounded memory. */
+export default defineJobType({
+  name: 'data_aggregation',
+  description:
+    'Groups the records of an NDJSON file by one or more fields with count, sum, mean, min, max and distinct_count, exactly and in bounded memory (sorted runs spilled beside the output and merged); writes one record per group, sorted by key.',
+  input: z
+    .strictObject({
+      input: recordsIn('the NDJSON records to aggregate'),
+      output: recordsOut('where the groups go (NDJSON: the group fields, then the metrics)'),
+      group_by: z
+        .array(fieldName)
+        .default([])
+        .describe('fields whose values form a group (a dotted name reaches into objects); none: one group'),
+      metrics: z
+        .record(fieldName, metric)
+        .refine((m) => Object.keys(m).length > 0, { error: 'must name at least one metric' })
+        .describe(
+          'output field → { op: field }, op one of count ("*" for rows), sum, mean, min, max, distinct_count',
+        ),
+      spill_limit: z
+        .number()
+        .int()
+        .min(1)
+        .default(200_000)
+        .describe(
+          'groups plus distinct values held in memory before a sorted run is written to disk (about 200 bytes each plus the key)',
+        ),
+    })
+    .superRefine((v, ctx) => {
+      distinctPaths({ input: v.input, output: v.output }, ctx);
+      for (const name of Object.keys(v.metrics)) {
+        if (v.group_by.includes(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['metrics', name],
+            message: 'is also a group_by field: name the metric otherwise',
+          });
+        }
+      }
+      const dup = v.group_by.find((f, i) => v.group_by.indexOf(f) !== i);
+      if (dup) ctx.addIssue({ code: 'custom', path: ['group_by'], message: `names "${dup}" twice` });
+    }),
+  output: z.strictObject({
+    input: z.string(),
+    output: z.string(),
+    rows: z.number().int().min(0),
+    groups: z.number().int().min(0),
+    spilled_runs: z
+      .number()
+      .int()
+      .min(0)
+      .describe('sorted runs written to disk (0: all groups fit in memory)'),
+    merge_passes: z.number().int().min(0),
+    peak_rss_bytes: z.number().int().min(0),
+    duration_ms: z.number().min(0),
+  }),
+  defaults: TABULAR_TYPES.data_aggregation,
+  handler: async (input, ctx) => {
+    const started = Date.now();
+    const { aggregateRecords } = await import('./lib/aggregate.js');
+    const [output] = await prepareOutputs(ctx, [input.output]);
+    const r = await aggregateRecords(
+      {
+        input: input.input,
+        output: output!,
+        groupBy: input.group_by,
+        metrics: Object.entries(input.metrics).map(([name, m]) => {
+          const [op, field] = Object.entries(m)[0] as [MetricOp, string];
+          return { name, op, field };
+        }),
+        spillLimit: input.spill_limit,
+      },
+      coreContext(ctx),
+    );
+    ctx.progress(100, `${r.groups} groups from ${r.rows} rows`);
+    return {
+      input: input.input,
+      output: input.output,
+      ...r,
+      peak_rss_bytes: peakRssBytes(),
+      duration_ms: Date.now() - started,
+    };
+  },
+});

@@ -1,0 +1,47 @@
+/**
+ * What the record-processing cores share: progress by bytes of the input file, a bad input line as a
+ * job error that is not retried, and the job's abort as ToolAbortedError.
+ */
+import { stat } from 'node:fs/promises';
+import type { CoreContext } from '../../lib/context.js';
+import { asAbort, DataInputError } from '../../lib/errors.js';
+import { readRecords, RecordLineError, type ReadOptions, type RecordAt } from '../records.js';
+
+/** Streams an input file's records, reporting progress (by bytes) between `from` and `to` percent. */
+export async function* recordsWithProgress(
+  path: string,
+  ctx: CoreContext,
+  what: string,
+  from = 0,
+  to = 100,
+): AsyncGenerator<RecordAt> {
+  const size = (await stat(path)).size;
+  let shown = -1;
+  const opts: ReadOptions = {
+    signal: ctx.signal,
+    onBytes: (bytes) => {
+      const pct = Math.floor(from + ((to - from) * bytes) / Math.max(size, 1));
+      if (pct !== shown) {
+        shown = pct;
+        ctx.progress(pct, `${what}: ${bytes} of ${size} bytes read`);
+      }
+    },
+  };
+  try {
+    yield* readRecords(path, opts);
+  } catch (err) {
+    throw asJobError(err, ctx, what);
+  }
+}
+
+/** A bad line fails the job for good (the file will not change by retrying); an abort stays an abort. */
+export function asJobError(err: unknown, ctx: CoreContext, what: string): unknown {
+  if (err instanceof RecordLineError) return new DataInputError(`${what}: ${err.message}`);
+  return asAbort(err, ctx.signal, what);
+}
+
+/** A short text of a value for an error message. */
+export function shortValue(v: unknown): string {
+  const s = v === undefined ? '(missing)' : JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
