@@ -24,6 +24,7 @@ export const TABULAR_TYPES = {
   // Processing: data_transform, data_aggregation, record_validation.
   data_transform: { module: 'dataTransform', mode: 'pooled', timeoutMs: 60 * MIN, maxAttempts: 2 },
   data_aggregation: { module: 'dataAggregation', mode: 'isolated', timeoutMs: 120 * MIN, maxAttempts: 2 },
+  record_validation: { module: 'recordValidation', mode: 'pooled', timeoutMs: 60 * MIN, maxAttempts: 2 },
 
   // Analysis: statistical_analysis, report_generation.
   statistical_analysis: {
