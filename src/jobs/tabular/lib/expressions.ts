@@ -44,8 +44,8 @@ const OPTIONS = {
  */
 export function expressionProblem(expr: unknown, at = ''): string | null {
   if (expr === null || typeof expr === 'string' || typeof expr === 'boolean') return null;
-  if (typeof expr === 'number')
-    return Number.isFinite(expr) ? null : `${at || 'the expression'}: not a finite number`;
+  const where = at ? `at ${at}: ` : '';
+  if (typeof expr === 'number') return Number.isFinite(expr) ? null : `${where}not a finite number`;
   if (Array.isArray(expr)) {
     for (let i = 0; i < expr.length; i++) {
       const p = expressionProblem(expr[i], `${at}[${i}]`);
@@ -53,18 +53,17 @@ export function expressionProblem(expr: unknown, at = ''): string | null {
     }
     return null;
   }
-  if (typeof expr !== 'object') return `${at || 'the expression'}: not a JSON value`;
+  if (typeof expr !== 'object') return `${where}not a JSON value`;
   const keys = Object.keys(expr);
   const ops = keys.filter((k) => k.startsWith('$'));
-  const where = at || 'the expression';
   if (ops.length > 0) {
     if (keys.length > 1) {
-      return `${where}: an operator object holds exactly one $operator (got ${keys.join(', ')})`;
+      return `${where}an operator object holds exactly one $operator (got ${keys.join(', ')})`;
     }
     const op = ops[0]!;
-    if (REFUSED.has(op)) return `${where}: ${op} runs code and is not allowed`;
+    if (REFUSED.has(op)) return `${where}${op} runs code and is not allowed`;
     if (!OPERATORS.has(op)) {
-      return `${where}: unknown operator ${op} (MongoDB aggregation expression operators are allowed, e.g. $add, $multiply, $concat, $cond, $toInt, $dateToString)`;
+      return `${where}unknown operator ${op} (MongoDB aggregation expression operators are allowed, e.g. $add, $multiply, $concat, $cond, $toInt, $dateToString)`;
     }
     // A literal's argument is data, not an expression.
     if (op === '$literal') return null;
