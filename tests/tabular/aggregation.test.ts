@@ -5,13 +5,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aggregateRecords } from '../../src/jobs/tabular/lib/aggregate.js';
 import type { MetricSpec } from '../../src/jobs/tabular/lib/metrics.js';
-import { recordingContext, tempDir } from '../data/helpers.js';
+import { cleanStaleTemps } from '../../src/jobs/lib/atomic.js';
+import { recordingContext, runCoreChild, tempDir, waitUntil } from '../data/helpers.js';
 
 const ROWS = 250_000;
 const REGIONS = ['north', 'south', 'east', 'west', 'centre'];
@@ -154,4 +155,57 @@ describe('data_aggregation on files', () => {
     expect(m.spilled_runs).toBe(0);
     expect(await readFile(inMemory, 'utf8')).toBe(await readFile(output, 'utf8'));
   }, 180_000);
+
+  it('leaves no output when SIGKILLed mid-spill; the next run clears the dead runs and aggregates exactly', async () => {
+    // The child reads a FIFO the test writes: it is mid-run, with runs on disk, for as long as the test wants.
+    const fifo = join(dir, 'feed.ndjson');
+    execFileSync('mkfifo', [fifo]);
+    const output = join(dir, 'killed.ndjson');
+    const spec = { input: fifo, output, groupBy: ['region'], metrics: METRICS, spillLimit: 100 };
+    const child = runCoreChild('../../tabular/lib/aggregate', 'aggregateRecords', spec, {});
+    const rows = Array.from({ length: 3000 }, (_, i) => ({
+      region: REGIONS[i % 5],
+      qty: i,
+      price: i / 4,
+      user: `u${i % 700}`,
+    }));
+    const text = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+    const feed = createWriteStream(fifo);
+    // Writing on after the reader is killed is a broken pipe: expected here.
+    feed.on('error', () => {});
+    feed.write(text);
+    const temps = async () => (await readdir(dir)).filter((n) => n.startsWith('.killed.ndjson.jobd-tmp-'));
+    const spillDir = await waitUntil(
+      async () => {
+        for (const t of await temps()) {
+          const runs = await readdir(join(dir, t)).catch(() => [] as string[]);
+          if (runs.length >= 5) return t;
+        }
+        return undefined;
+      },
+      { what: 'the child to spill sorted runs', timeoutMs: 60_000 },
+    );
+    child.proc.kill('SIGKILL');
+    expect((await child.exited).signal).toBe('SIGKILL');
+    feed.destroy();
+    await expect(readFile(output)).rejects.toThrow(/ENOENT/);
+    expect(await temps()).toContain(spillDir);
+
+    // What the job type does before it writes: the dead run's temporaries go.
+    expect((await cleanStaleTemps(output)).length).toBeGreaterThanOrEqual(1);
+    expect(await temps()).toEqual([]);
+    const plain = join(dir, 'feed-file.ndjson');
+    await writeFile(plain, text);
+    await aggregateRecords({ ...spec, input: plain }, recordingContext());
+    const got = (await readFile(output, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(got.map((g) => [g.region, g.rows, g.qty, g.users])).toEqual(
+      [...REGIONS].sort().map((r) => {
+        const mine = rows.filter((x) => x.region === r);
+        return [r, mine.length, mine.reduce((a, x) => a + x.qty, 0), new Set(mine.map((x) => x.user)).size];
+      }),
+    );
+  }, 120_000);
 });

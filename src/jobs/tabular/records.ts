@@ -43,7 +43,12 @@ export class RecordLineError extends Error {
 /** Streams the records of an NDJSON file; blank lines are skipped, any other non-object line throws. */
 export async function* readRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<RecordAt> {
   const start = opts.start ?? 0;
-  const stream = createReadStream(path, { start, highWaterMark: 1 << 20, signal: opts.signal });
+  // No position from the start: a pipe (a FIFO another process writes) cannot seek.
+  const stream = createReadStream(path, {
+    ...(start > 0 ? { start } : {}),
+    highWaterMark: 1 << 20,
+    signal: opts.signal,
+  });
   let carry: Buffer | null = null;
   let offset = start;
   let line = 0;
