@@ -48,7 +48,7 @@ export default defineJobType({
         .min(1)
         .default(200_000)
         .describe(
-          'groups plus distinct values held in memory before a sorted run is written to disk (about 200 bytes each plus the key)',
+          'groups plus distinct values held in memory before a sorted run is written to disk (a few hundred bytes each, plus the text of the keys)',
         ),
     })
     .superRefine((v, ctx) => {
