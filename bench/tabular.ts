@@ -4,7 +4,8 @@
  *
  *   npm run bench:tabular                          every section, CSV of 1 GB
  *   npm run bench:tabular -- --size=200MB          a smaller file (KB, MB, GB; decimal units)
- *   npm run bench:tabular -- --sections=csv        some sections only
+ *   npm run bench:tabular -- --sections=csv        some sections only (csv, aggregation)
+ *   npm run bench:tabular -- --rows=1000000        rows of the aggregation section (default 10 million)
  *   BENCH_DIR=/somewhere npm run bench:tabular     where the files go (default: the temp dir)
  *
  * A section is a module of its own exporting `section: Section`; add it to SECTIONS below.
@@ -28,7 +29,24 @@ export interface Section {
 
 const SECTIONS: Record<string, () => Promise<Section>> = {
   csv: async () => (await import('./tabularCsv.js')).section,
+  // data_aggregation on a file of --rows synthetic rows (default 10 million), beside numpy.
+  aggregation: async () => {
+    const { benchTabularAggregation } = await import('./tabularAggregation.js');
+    return {
+      name: 'aggregation',
+      run: (b) => benchTabularAggregation({ rows: rowsArg(flag('rows') ?? '10000000'), dir: b.dir }),
+    };
+  },
 };
+
+function rowsArg(text: string): number {
+  const rows = Number(text);
+  if (!Number.isInteger(rows) || rows < 1) {
+    process.stderr.write(`--rows must be a positive integer; got "${text}"\n`);
+    process.exit(2);
+  }
+  return rows;
+}
 
 function sizeArg(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(KB|MB|GB)?$/i.exec(text.trim());
