@@ -54,7 +54,7 @@ function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
  * The job types that read a named source of the settings' tabular.sources. Only their jobs get the
  * sources (URLs, headers, URIs: credentials), so no other job, nor a program one starts, sees them.
  */
-const SOURCE_READERS = new Set(['api_ingestion', 'database_ingestion']);
+const SOURCE_READERS = new Set(['api_ingestion', 'database_ingestion', 'data_aggregation']);
 const sourceEnvs = new WeakMap<ResolvedConfig, Readonly<Record<string, string>>>();
 function envWithSources(config: ResolvedConfig): Readonly<Record<string, string>> {
   let env = sourceEnvs.get(config);

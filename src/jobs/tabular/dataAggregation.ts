@@ -27,10 +27,44 @@ const metric = z
 export default defineJobType({
   name: 'data_aggregation',
   description:
-    'Groups the records of an NDJSON file by one or more fields with count, sum, mean, min, max and distinct_count, exactly and in bounded memory (sorted runs spilled beside the output and merged); writes one record per group, sorted by key.',
+    'Groups the records of an NDJSON file by one or more fields with count, sum, mean, min, max and distinct_count, exactly and in bounded memory (sorted runs spilled beside the output and merged), or groups a MongoDB collection of a mongodb source in the database, as one aggregation pipeline; writes one record per group, sorted by key.',
   input: z
     .strictObject({
-      input: recordsIn('the NDJSON records to aggregate'),
+      input: recordsIn('the NDJSON records to aggregate (or give source and collection)').optional(),
+      source: z
+        .string({ error: "must be the name of a mongodb source of the settings' tabular.sources" })
+        .regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, {
+          error: "must be the name of a mongodb source of the settings' tabular.sources",
+        })
+        .optional()
+        .describe(
+          'a mongodb source of the settings: the grouping runs in MongoDB, as an aggregation pipeline',
+        ),
+      database: z
+        .string({ error: 'must be a database name' })
+        .regex(/^[^/\\. "$*<>:|?\0]{1,63}$/, {
+          error: 'must be a database name of 1 to 63 characters without / \\ . " $ * < > : | ? or spaces',
+        })
+        .optional()
+        .describe("with source: default the source's database, else its URI's"),
+      collection: z
+        .string({ error: 'must be a collection name' })
+        .regex(/^(?!system\.)[^$\0]{1,255}$/, {
+          error: 'must be a collection name (1 to 255 characters, no $, not system.*)',
+        })
+        .optional()
+        .describe('with source: the collection to group'),
+      filter: z
+        .record(z.string(), z.unknown(), { error: 'must be a query filter (an object)' })
+        .optional()
+        .describe('with source: a query filter ($match) applied first (Extended JSON)'),
+      batch_size: z
+        .number()
+        .int()
+        .min(1)
+        .max(100_000)
+        .default(1000)
+        .describe('with source: groups per cursor batch'),
       output: recordsOut('where the groups go (NDJSON: the group fields, then the metrics)'),
       group_by: z
         .array(fieldName)
@@ -53,6 +87,23 @@ export default defineJobType({
     })
     .superRefine((v, ctx) => {
       distinctPaths({ input: v.input, output: v.output }, ctx);
+      const fromDb = v.source !== undefined || v.collection !== undefined;
+      if (
+        fromDb === (v.input !== undefined) ||
+        (fromDb && (v.source === undefined || v.collection === undefined))
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: v.input !== undefined ? ['source'] : ['input'],
+          message: 'give input (an NDJSON file), or source and collection (a MongoDB collection), not both',
+        });
+      }
+      if (!fromDb) {
+        for (const k of ['database', 'filter'] as const) {
+          if (v[k] !== undefined)
+            ctx.addIssue({ code: 'custom', path: [k], message: 'goes with source and collection' });
+        }
+      }
       for (const name of Object.keys(v.metrics)) {
         if (v.group_by.includes(name)) {
           ctx.addIssue({
@@ -66,7 +117,9 @@ export default defineJobType({
       if (dup) ctx.addIssue({ code: 'custom', path: ['group_by'], message: `names "${dup}" twice` });
     }),
   output: z.strictObject({
-    input: z.string(),
+    input: z.string().optional(),
+    source: z.string().optional(),
+    collection: z.string().optional(),
     output: z.string(),
     rows: z.number().int().min(0),
     groups: z.number().int().min(0),
@@ -82,17 +135,50 @@ export default defineJobType({
   defaults: TABULAR_TYPES.data_aggregation,
   handler: async (input, ctx) => {
     const started = Date.now();
-    const { aggregateRecords } = await import('./lib/aggregate.js');
     const [output] = await prepareOutputs(ctx, [input.output]);
+    const metrics = Object.entries(input.metrics).map(([name, m]) => {
+      const [op, field] = Object.entries(m)[0] as [MetricOp, string];
+      return { name, op, field };
+    });
+    if (input.source !== undefined && input.collection !== undefined) {
+      const [{ aggregateInMongo }, { handedSources }] = await Promise.all([
+        import('./lib/aggregateMongo.js'),
+        import('./sources.js'),
+      ]);
+      const r = await aggregateInMongo(
+        {
+          source: input.source,
+          database: input.database,
+          collection: input.collection,
+          filter: input.filter,
+          groupBy: input.group_by,
+          metrics,
+          output: output!,
+          batchSize: input.batch_size,
+        },
+        coreContext(ctx),
+        { sources: handedSources() },
+      );
+      ctx.progress(100, `${r.groups} groups from ${r.rows} rows (in MongoDB)`);
+      return {
+        source: input.source,
+        collection: `${r.database}.${r.collection}`,
+        output: input.output,
+        rows: r.rows,
+        groups: r.groups,
+        spilled_runs: 0,
+        merge_passes: 0,
+        peak_rss_bytes: peakRssBytes(),
+        duration_ms: Date.now() - started,
+      };
+    }
+    const { aggregateRecords } = await import('./lib/aggregate.js');
     const r = await aggregateRecords(
       {
-        input: input.input,
+        input: input.input!,
         output: output!,
         groupBy: input.group_by,
-        metrics: Object.entries(input.metrics).map(([name, m]) => {
-          const [op, field] = Object.entries(m)[0] as [MetricOp, string];
-          return { name, op, field };
-        }),
+        metrics,
         spillLimit: input.spill_limit,
       },
       coreContext(ctx),

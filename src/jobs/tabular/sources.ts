@@ -1,7 +1,7 @@
 /**
- * The named sources the daemon handed an ingestion job (settings tabular.sources, as JSON in
- * JOBD_TABULAR_SOURCES: only api_ingestion and database_ingestion jobs get it, since it holds
- * credentials).
+ * The named sources the daemon handed a job that reads one (settings tabular.sources, as JSON in
+ * JOBD_TABULAR_SOURCES: only api_ingestion, database_ingestion and data_aggregation jobs get it, since
+ * it holds credentials).
  */
 import type { TabularSource } from '../../config/tabular.js';
 

@@ -36,7 +36,10 @@ export interface DbIngestResult {
   duration_ms: number;
 }
 
-function mongoSource(sources: Readonly<Record<string, TabularSource>>, name: string): MongoSourceSettings {
+export function mongoSource(
+  sources: Readonly<Record<string, TabularSource>>,
+  name: string,
+): MongoSourceSettings {
   const s = Object.hasOwn(sources, name) ? sources[name] : undefined;
   if (!s || s.kind !== 'mongodb') {
     const names = Object.entries(sources)
@@ -50,7 +53,7 @@ function mongoSource(sources: Readonly<Record<string, TabularSource>>, name: str
 }
 
 /** The database a URI names (its path), if any. */
-function uriDatabase(uri: string): string | undefined {
+export function uriDatabase(uri: string): string | undefined {
   const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(uri);
   return m?.[1] ? decodeURIComponent(m[1]) : undefined;
 }
