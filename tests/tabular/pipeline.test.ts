@@ -80,6 +80,7 @@ beforeAll(async () => {
             baseUrl: `http://127.0.0.1:${port}/v2/`,
             headers: { Authorization: `Bearer ${TOKEN}` },
           },
+          warehouse: { kind: 'mongodb', uri: t.uri, database: t.dbName },
         },
       },
       programs: { chromium: { path: CHROMIUM } },
@@ -155,5 +156,39 @@ describe('the tabular example workflow', () => {
     expect(html).toContain('Revenue by region');
     expect(html).not.toContain(TOKEN);
     expect(readFileSync(join(dir, 'report.pdf')).subarray(0, 5).toString('latin1')).toBe('%PDF-');
+
+    // The same grouping in MongoDB: the valid rows in a collection, grouped by a data_aggregation job
+    // through the daemon (the source handed to its process), give the file's groups.
+    await t.db.collection('valid_orders').insertMany(lines(join(dir, 'valid.ndjson')));
+    const shipped = JSON.parse(readFileSync(file, 'utf8')) as {
+      jobs: Array<{ key: string; params: Record<string, unknown> }>;
+    };
+    const agg = shipped.jobs.find((j) => j.key === 'aggregate')!.params;
+    const params = {
+      source: 'warehouse',
+      collection: 'valid_orders',
+      output: join(dir, 'by-region-db.ndjson'),
+      group_by: agg.group_by,
+      metrics: agg.metrics,
+    };
+    const run = await runCli(JOBCTL_BIN, [
+      'enqueue',
+      'data_aggregation',
+      '--params',
+      JSON.stringify(params),
+      '--wait',
+      '--settings',
+      settings.file,
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const inDb = lines(join(dir, 'by-region-db.ndjson'));
+    expect(inDb).toHaveLength(groups.length);
+    for (const g of inDb) {
+      const f = groups.find((x) => x.region === g.region)!;
+      expect({ ...g, revenue: 0, mean_amount: 0 }).toEqual({ ...f, revenue: 0, mean_amount: 0 });
+      expect(Math.abs((g.revenue as number) - (f.revenue as number))).toBeLessThan(
+        1e-9 * (f.revenue as number),
+      );
+    }
   });
 });
