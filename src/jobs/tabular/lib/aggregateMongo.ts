@@ -45,35 +45,21 @@ export function groupPipeline(
   // n: the group's rows, so the result counts the rows grouped as the file side does.
   const acc: Record<string, unknown> = { n: { $sum: 1 } };
   const shape: Record<string, unknown> = { _id: 1, n: 1 };
+  const ops: Record<MetricSpec['op'], (v: string) => unknown> = {
+    count: (v) => (v === '$*' ? { $sum: 1 } : { $sum: { $cond: [notNull(v), 1, 0] } }),
+    sum: (v) => ({ $sum: { $cond: [{ $isNumber: v }, v, null] } }),
+    mean: (v) => ({ $avg: { $cond: [{ $isNumber: v }, v, null] } }),
+    min: (v) => ({ $min: v }),
+    max: (v) => ({ $max: v }),
+    distinct_count: (v) => ({ $addToSet: v }),
+  };
   metrics.forEach((m, i) => {
-    const v = `$${m.field}`;
-    const numeric = { $cond: [{ $isNumber: v }, v, null] };
-    switch (m.op) {
-      case 'count':
-        acc[`m${i}`] = m.field === '*' ? { $sum: 1 } : { $sum: { $cond: [notNull(v), 1, 0] } };
-        shape[`m${i}`] = 1;
-        break;
-      case 'sum':
-        acc[`m${i}`] = { $sum: numeric };
-        shape[`m${i}`] = 1;
-        break;
-      case 'mean':
-        acc[`m${i}`] = { $avg: numeric };
-        shape[`m${i}`] = 1;
-        break;
-      case 'min':
-        acc[`m${i}`] = { $min: v };
-        shape[`m${i}`] = 1;
-        break;
-      case 'max':
-        acc[`m${i}`] = { $max: v };
-        shape[`m${i}`] = 1;
-        break;
-      case 'distinct_count':
-        acc[`m${i}`] = { $addToSet: v };
-        shape[`m${i}`] = { $size: { $filter: { input: `$m${i}`, cond: { $ne: ['$$this', null] } } } };
-        break;
-    }
+    acc[`m${i}`] = ops[m.op](`$${m.field}`);
+    // A distinct count's set becomes its size, null left out.
+    shape[`m${i}`] =
+      m.op === 'distinct_count'
+        ? { $size: { $filter: { input: `$m${i}`, cond: { $ne: ['$$this', null] } } } }
+        : 1;
   });
   return [
     ...(filter && Object.keys(filter).length ? [{ $match: filter }] : []),
