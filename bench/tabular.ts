@@ -4,8 +4,9 @@
  *
  *   npm run bench:tabular                          every section, CSV of 1 GB
  *   npm run bench:tabular -- --size=200MB          a smaller file (KB, MB, GB; decimal units)
- *   npm run bench:tabular -- --sections=csv        some sections only (csv, aggregation)
+ *   npm run bench:tabular -- --sections=csv        some sections only (csv, aggregation, mongo)
  *   npm run bench:tabular -- --rows=1000000        rows of the aggregation section (default 10 million)
+ *   npm run bench:tabular -- --mongo-rows=100000   rows of the mongo section (default 1 million)
  *   BENCH_DIR=/somewhere npm run bench:tabular     where the files go (default: the temp dir)
  *
  * A section is a module of its own exporting `section: Section`; add it to SECTIONS below.
@@ -37,6 +38,8 @@ const SECTIONS: Record<string, () => Promise<Section>> = {
       run: (b) => benchTabularAggregation({ rows: rowsArg(flag('rows') ?? '10000000'), dir: b.dir }),
     };
   },
+  // data_aggregation in MongoDB (embedded, or BENCH_MONGODB_URI) over --mongo-rows rows (default 1 million).
+  mongo: async () => (await import('./tabularMongo.js')).section,
 };
 
 function rowsArg(text: string): number {
