@@ -36,7 +36,8 @@ const METRICS: MetricSpec[] = [
 const log = (msg: string): void => void process.stderr.write(`[bench:tabularAggregation] ${msg}\n`);
 const round = (n: number, d = 3): number => Math.round(n * 10 ** d) / 10 ** d;
 
-async function writeRows(path: string, rows: number): Promise<void> {
+/** The bench's rows, the same every run (a seeded generator): region, shop, qty, price, user. */
+export function* syntheticRows(rows: number): Generator<Record<string, unknown>> {
   let seed = 7;
   const rnd = () => {
     seed = (seed + 0x6d2b79f5) | 0;
@@ -44,16 +45,22 @@ async function writeRows(path: string, rows: number): Promise<void> {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const out = createWriteStream(path);
-  let buf = '';
   for (let i = 0; i < rows; i++) {
-    buf += `${JSON.stringify({
+    yield {
       region: REGIONS[Math.floor(rnd() * 5)],
       shop: Math.floor(rnd() * 200),
       qty: Math.floor(rnd() * 50) - 5,
       price: rnd() < 0.03 ? null : Math.round(rnd() * 1e6) / 100 - 1000,
       user: Math.floor(rnd() * 100_000),
-    })}\n`;
+    };
+  }
+}
+
+async function writeRows(path: string, rows: number): Promise<void> {
+  const out = createWriteStream(path);
+  let buf = '';
+  for (const r of syntheticRows(rows)) {
+    buf += `${JSON.stringify(r)}\n`;
     if (buf.length > 1 << 20) {
       if (!out.write(buf)) await once(out, 'drain');
       buf = '';
@@ -100,7 +107,9 @@ t2 = time.perf_counter()
 names = {v: k for k, v in regions.items()}
 out = {}
 for i, k in enumerate(uniq):
-    out[f"{names[int(k // 1000)]}|{int(k % 1000)}"] = [int(rows[i]), int(qty_sum[i]), int(users[i]), float(lo[i]), float(hi[i])]
+    # A group whose prices are all null has no min or max: null, as jobd writes it.
+    fin = lambda v: float(v) if np.isfinite(v) else None
+    out[f"{names[int(k // 1000)]}|{int(k % 1000)}"] = [int(rows[i]), int(qty_sum[i]), int(users[i]), fin(lo[i]), fin(hi[i])]
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"parse_seconds": t1 - t0, "group_seconds": t2 - t1, "cpu_seconds": ru.ru_utime + ru.ru_stime,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "groups": out}))
@@ -178,7 +187,7 @@ export async function benchTabularAggregation(
       group_seconds: number;
       cpu_seconds: number;
       peak_rss_bytes: number;
-      groups: Record<string, [number, number, number, number, number]>;
+      groups: Record<string, [number, number, number, number | null, number | null]>;
     };
     const pySeconds = (performance.now() - t) / 1000;
     const groups = (await readFile(output, 'utf8'))

@@ -1,9 +1,9 @@
 /**
- * bench:tabular's `mongo` section: data_aggregation in MongoDB. Rows are inserted into a collection of
- * the embedded server (or of BENCH_MONGODB_URI), then grouped by data_aggregation's MongoDB core (one
- * $group pipeline), in a child process of its own: rows/s by wall and by CPU, and the child's peak RSS
- * (with the embedded server, the server's work is in that child too). The groups' row counts and qty
- * sums are checked against totals kept while the rows were generated.
+ * bench:tabular's `mongo` section: data_aggregation in MongoDB. The aggregation section's rows are
+ * inserted into a collection of the embedded server (or of BENCH_MONGODB_URI), then grouped by
+ * data_aggregation's MongoDB core (one $group pipeline), in a child process of its own: rows/s by wall
+ * and by CPU, and the child's peak RSS (with the embedded server, the server's work is in that child
+ * too). The groups' row counts and qty sums are checked against totals kept while the rows were made.
  *
  *   node --import tsx bench/tabularMongo.ts [--rows=N]      (default 1,000,000; needs `npm run build`)
  */
@@ -13,30 +13,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Section } from './tabular.js';
+import { syntheticRows } from './tabularAggregation.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const REGIONS = ['north', 'south', 'east', 'west', 'centre'];
-
-/** The same rows every run: region, shop, qty, price, user. */
-function* rowsOf(n: number): Generator<Record<string, unknown>> {
-  let seed = 11;
-  const rnd = () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = 0; i < n; i++) {
-    yield {
-      region: REGIONS[Math.floor(rnd() * 5)],
-      shop: Math.floor(rnd() * 200),
-      qty: Math.floor(rnd() * 50) - 5,
-      price: rnd() < 0.03 ? null : Math.round(rnd() * 1e6) / 100 - 1000,
-      user: Math.floor(rnd() * 100_000),
-    };
-  }
-}
-
 async function child(rows: number, output: string): Promise<void> {
   const { MongoClient } = await import('mongodb');
   const { aggregateInMongo } = await import('../src/jobs/tabular/lib/aggregateMongo.js');
@@ -56,7 +35,7 @@ async function child(rows: number, output: string): Promise<void> {
   const expected = new Map<string, [number, number]>();
   let batch: Record<string, unknown>[] = [];
   const t0 = performance.now();
-  for (const r of rowsOf(rows)) {
+  for (const r of syntheticRows(rows)) {
     const k = `${String(r.region)}|${String(r.shop)}`;
     const e = expected.get(k) ?? [0, 0];
     e[0] += 1;
