@@ -35,8 +35,10 @@ describe('file_ingestion memory', () => {
       let err = '';
       p.stdout.on('data', (c: Buffer) => (out += String(c)));
       p.stderr.on('data', (c: Buffer) => (err += String(c)));
-      p.once('close', (code) =>
-        code === 0 ? res(JSON.parse(out)) : rej(new Error(`exit ${code}: ${err.slice(-2000)}`)),
+      p.once('close', (code, signal) =>
+        code === 0
+          ? res(JSON.parse(out))
+          : rej(new Error(`exit ${code ?? `by ${signal}`}: ${err.slice(-2000)}`)),
       );
     });
     expect(figures.records).toBe(rows);
