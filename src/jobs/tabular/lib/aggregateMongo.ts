@@ -6,12 +6,12 @@
  * are not null, distinct_count of values other than null. Groups come in MongoDB's order of their keys.
  */
 import type { TabularSource } from '../../../config/tabular.js';
-import { protectUri, redact } from '../../../redact.js';
+import { protectUri } from '../../../redact.js';
 import type { CoreContext } from '../../lib/context.js';
-import { asAbort, DataInputError, DataJobError, throwIfAborted } from '../../lib/errors.js';
+import { DataInputError, throwIfAborted } from '../../lib/errors.js';
 import { RecordWriter } from '../records.js';
 import type { MetricSpec } from './metrics.js';
-import { mongoSource, uriDatabase } from './dbIngest.js';
+import { databaseReadError, mongoSource, uriDatabase } from './dbIngest.js';
 
 export interface MongoAggregateSpec {
   source: string;
@@ -114,15 +114,7 @@ export async function aggregateInMongo(
     await out.commit();
   } catch (err) {
     await out.abort();
-    const e = asAbort(err, ctx.signal, 'data_aggregation');
-    if (e instanceof DataJobError) throw e;
-    const m = e as Error & { codeName?: string; code?: unknown };
-    const refused = typeof m.code === 'number' && m.codeName !== undefined;
-    throw new DataJobError(
-      'DatabaseReadError',
-      `data_aggregation: ${database}.${spec.collection}: ${redact(m.message ?? String(err))}${m.codeName ? ` (${m.codeName})` : ''}`,
-      { retryable: !refused, code: 'JOBD_DATABASE_READ_FAILED' },
-    );
+    throw databaseReadError(err, ctx.signal, 'data_aggregation', `${database}.${spec.collection}`);
   }
   return { database, collection: spec.collection, groups: out.count, rows, pipeline };
 }

@@ -58,6 +58,23 @@ export function uriDatabase(uri: string): string | undefined {
   return m?.[1] ? decodeURIComponent(m[1]) : undefined;
 }
 
+/**
+ * A failed read of a user's database as a job error: an abort stays an abort; a server's refusal of the
+ * query (a bad operator, a missing permission) is not retried, as it will not pass on retry; anything
+ * else (the connection) is. The message is redacted: the driver may quote the URI.
+ */
+export function databaseReadError(err: unknown, signal: AbortSignal, type: string, ns: string): Error {
+  const e = asAbort(err, signal, type);
+  if (e instanceof DataJobError) return e;
+  const m = e as Error & { codeName?: string; code?: unknown };
+  const refused = typeof m.code === 'number' && m.codeName !== undefined;
+  return new DataJobError(
+    'DatabaseReadError',
+    `${type}: ${ns}: ${redactUriText(m.message ?? String(err))}${m.codeName ? ` (${m.codeName})` : ''}`,
+    { retryable: !refused, code: 'JOBD_DATABASE_READ_FAILED' },
+  );
+}
+
 export async function dbIngest(
   input: DbIngestInput,
   ctx: CoreContext,
@@ -112,16 +129,7 @@ export async function dbIngest(
   } catch (err) {
     out.destroy();
     await rm(tmp, { force: true });
-    const e = asAbort(err, ctx.signal, 'database_ingestion');
-    if (e instanceof DataJobError) throw e;
-    const m = e as Error & { codeName?: string; code?: unknown };
-    // A server's refusal of the query (a bad operator, a missing permission) will not pass on retry.
-    const refused = typeof m.code === 'number' && m.codeName !== undefined;
-    throw new DataJobError(
-      'DatabaseReadError',
-      `database_ingestion: ${database}.${input.collection}: ${redactUriText(m.message ?? String(err))}${m.codeName ? ` (${m.codeName})` : ''}`,
-      { retryable: !refused, code: 'JOBD_DATABASE_READ_FAILED' },
-    );
+    throw databaseReadError(err, ctx.signal, 'database_ingestion', `${database}.${input.collection}`);
   }
   ctx.progress(100, `${records} documents`);
   return {
