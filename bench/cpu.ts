@@ -5,6 +5,9 @@
  *   npm run bench:cpu                      BENCH_CPU_JOBS (20000) jobs at BENCH_CPU_CONCURRENCY (32)
  *   BENCH_CPU_MAX_JOBS_PER_CHILD=n         pool.maxJobsPerChild (default: jobd's)
  *   BENCH_DIST=dist-old npm run bench:cpu  measure another build (see bench/lib/jobd.ts)
+ *   BENCH_CPU_COMMANDS=1                   also count the daemon's database commands per job, by
+ *                                          command and collection (the driver's command monitoring
+ *                                          costs daemon CPU: leave it off for the CPU figures)
  * (npm run bench:profile records where that CPU goes.)
  *
  * The jobs are queued before the daemon starts, so the daemon's figure is its own work (claims,
@@ -70,7 +73,23 @@ async function main(): Promise<void> {
     await enqueueNoops(ctx, producer, 'noop', JOBS);
     await producer.close();
 
-    const d = await jobd.startDaemon({ config, logger: pino({ level: 'silent' }) });
+    const countCommands = process.env.BENCH_CPU_COMMANDS === '1';
+    const d = await jobd.startDaemon({
+      config,
+      logger: pino({ level: 'silent' }),
+      monitorCommands: countCommands,
+    });
+    let counting = false;
+    const commands: Record<string, number> = {};
+    if (countCommands) {
+      d.store.client.on('commandStarted', (e) => {
+        if (!counting) return;
+        const cmd = e.command as Record<string, unknown>;
+        const coll = cmd[e.commandName];
+        const key = `${e.commandName} ${typeof coll === 'string' ? coll : (cmd.collection ?? '')}`.trim();
+        commands[key] = (commands[key] ?? 0) + 1;
+      });
+    }
     // Warm-up: children started, code paths compiled.
     // One listener counts every completion: outcomes land in bulk, so a listener added later
     // could miss some of a batch.
@@ -88,11 +107,13 @@ async function main(): Promise<void> {
     const self0 = process.cpuUsage();
     const children0 = childrenCpu(serverPid);
     const t0 = performance.now();
+    counting = true;
     await new Promise<void>((r) => {
       onDone = r;
       if (done >= JOBS) r();
     });
     off();
+    counting = false;
     const r = { done: done - startedWith, at: performance.now() };
     const server1 = procCpu(serverPid).own;
     const self1 = process.cpuUsage(self0);
@@ -122,6 +143,15 @@ async function main(): Promise<void> {
         embeddedServer: per1k(serverCpu),
         total: per1k(daemon + children + serverCpu),
       },
+      ...(countCommands
+        ? {
+            commandsPerJob: Object.fromEntries(
+              Object.entries(commands)
+                .sort((a, b) => b[1] - a[1])
+                .map(([k, n]) => [k, round(n / Math.max(1, r.done), 3)]),
+            ),
+          }
+        : {}),
       loadAvg: { start: load0.map((v) => round(v)), end: loadavg().map((v) => round(v)) },
     };
     log(JSON.stringify(out.cpuSecondsPer1000Jobs));
