@@ -32,9 +32,13 @@ export interface LogShipperOptions {
   now(): Date;
 }
 
+/**
+ * Called at least twice per job, and most jobs write no output (no file): a missing file must not
+ * cost an exception with its stack trace, which made this the daemon's largest single item.
+ */
 function sizeOf(file: string): number {
   try {
-    return statSync(file).size;
+    return statSync(file, { throwIfNoEntry: false })?.size ?? 0;
   } catch {
     return 0;
   }
