@@ -116,8 +116,13 @@ export function legacyNames<T extends z.ZodType>(schema: T, names: Readonly<Reco
 /** The data dirs the daemon hands a job (the resolved dataDirs setting, in JOBD_DATA_DIRS). */
 function jobDataDirs(): DataDirs {
   const text = process.env.JOBD_DATA_DIRS;
-  return text ? dataDirsFromText(text) : {};
+  if (!text) return {};
+  // A pooled child runs thousands of jobs with the same text: parse it once. A copy per job, so a
+  // handler that changes its dataDirs changes nothing for the next job.
+  if (parsedDirs?.text !== text) parsedDirs = { text, dirs: dataDirsFromText(text) };
+  return { ...parsedDirs.dirs };
 }
+let parsedDirs: { text: string; dirs: DataDirs } | undefined;
 
 /**
  * Parse `params` against a type's input inside the data dirs: the parsed input and its paths, or a
