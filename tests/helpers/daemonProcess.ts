@@ -232,7 +232,8 @@ export function spawnDaemon(opts: {
     const nth = o.nth ?? 1;
     const seen = lines.filter(test);
     if (seen.length >= nth) return Promise.resolve(seen[nth - 1]!);
-    const timeoutMs = o.timeoutMs ?? 30_000;
+    // Generous by default: a loaded 2-core machine stretches a child's start and a job's run many times.
+    const timeoutMs = o.timeoutMs ?? 90_000;
     return new Promise<LogLine>((resolveLine, rejectLine) => {
       const timer = setTimeout(() => {
         waiters.delete(w);
