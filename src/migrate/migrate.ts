@@ -1,9 +1,9 @@
 /**
  * Migration from the legacy service: dry run (plan), apply, validate, rollback. Datasets are walked
  * in _id order in batches (bounded memory). Apply per batch: ledger entries first (each dataset's
- * exact previous field values and the job ids chosen for it), then the jobs, then the dataset marks,
- * then the entries are marked applied; every step is idempotent, so a re-run after a crash at any
- * point completes the pending entries with the same ids and creates nothing twice.
+ * exact previous field values and the job ids chosen for it), then the jobs and the dataset marks
+ * together, then the entries are marked applied; every step is idempotent, so a re-run after a crash at
+ * any point completes the pending entries with the same ids and creates nothing twice.
  */
 import { newJobId } from '../store/enqueue.js';
 import { cancel, jobDocFor, migrationStore as ms, type Store, type StoredJob } from '../store/index.js';
@@ -235,19 +235,22 @@ export async function applyMigration(
         });
       }
     }
-    await ms.insertMigratedJobs(store, jobs, workflows, now);
-    // 3. the datasets' marks; 4. the entries are applied
-    await ms.markDatasets(
-      coll,
-      todo.map(({ x, entry }) => ({
-        datasetId: x.d._id,
-        fields: {
-          jobd_job_ids: entry.jobIds,
-          jobd_workflow_id: entry.workflowId,
-          jobd_migrated_at: entry.createdAt,
-        },
-      })),
-    );
+    // 3. the datasets' marks, written with the jobs: both carry the ids the ledger already holds, so a
+    // crash between them leaves a pending entry that a re-run completes. 4. the entries are applied.
+    await Promise.all([
+      ms.insertMigratedJobs(store, jobs, workflows, now),
+      ms.markDatasets(
+        coll,
+        todo.map(({ x, entry }) => ({
+          datasetId: x.d._id,
+          fields: {
+            jobd_job_ids: entry.jobIds,
+            jobd_workflow_id: entry.workflowId,
+            jobd_migrated_at: entry.createdAt,
+          },
+        })),
+      ),
+    ]);
     await ms.markApplied(
       store,
       todo.map((t) => t.entry._id),
@@ -291,8 +294,10 @@ export async function rollbackMigration(
     } else {
       // Every job that is not running goes at once (guarded on the state, so one claimed meanwhile
       // stays); the running ones are cancelled first, so their daemons kill the children, then go too.
-      r.jobsDeleted += await ms.deleteMigratedJobs(store, ids, [], { notRunning: true });
-      const left = await ms.jobStatesByIds(store, ids);
+      const gone = await ms.deleteMigratedJobs(store, ids, [], { notRunning: true });
+      r.jobsDeleted += gone;
+      // Every id deleted: nothing is left to cancel (a re-run, or a running job, reads what is left).
+      const left = gone === ids.length ? new Map() : await ms.jobStatesByIds(store, ids);
       for (const [id, s] of left) {
         if (s.state !== 'running') continue;
         try {

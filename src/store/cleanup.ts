@@ -1,13 +1,14 @@
 /**
  * Deleting finished jobs (jobctl cleanup, retention). Batches of ids walk the cleanup index
- * {state, finishedAt} in (finishedAt, _id) order, so memory stays bounded by the batch size. A batch's
- * events (and the caller's log files) go before its jobs: a crash in between leaves jobs that the next
- * run deletes, never events without their job. A re-run picks up where a killed one stopped.
+ * {state, finishedAt, _id} in that order (the index gives the sort, so a batch reads only its own
+ * entries), and memory stays bounded by the batch size. A batch's events, log chunks (and the caller's
+ * log files) go before its jobs: a crash in between leaves jobs that the next run deletes, never events
+ * without their job. A re-run picks up where a killed one stopped.
  *
  * Never deleted: an unfinished job; any job of a workflow that still has unfinished jobs; a finished
  * job that an unfinished job depends on or is the parent of (its state and result are still read).
  */
-import { FINISHED_STATES, type JobId, type JobState } from '../types.js';
+import { FINISHED_STATES, JOB_STATES, type JobId, type JobState } from '../types.js';
 import type { Store } from './types.js';
 
 export interface CleanupSelection {
@@ -31,32 +32,36 @@ export interface CleanupTotals {
   kept: number;
 }
 
+/** What a batch reads of each candidate: the resume point and the workflow, nothing else. */
 type Candidate = {
   _id: JobId;
-  state: JobState;
   finishedAt: Date;
   workflowId?: string | null;
 };
 
-/** Of the candidates, the ids that must stay (see the module comment). */
+/** The default batch: few round trips per million jobs, a few hundred KB of ids in memory. */
+export const CLEANUP_BATCH = 5000;
+
+/**
+ * The unfinished states, listed: equality ranges on the {x, state} indexes, where $nin of the finished
+ * ones would make each id's range cover the whole key space between them.
+ */
+const UNFINISHED: { $in: JobState[] } = { $in: JOB_STATES.filter((s) => !FINISHED_STATES.includes(s)) };
+
+/** Of the candidates, the ids that must stay (see the module comment): the three checks at once. */
 async function protectedIds(store: Store, batch: Candidate[]): Promise<Set<JobId>> {
   const keep = new Set<JobId>();
-  const unfinished = { $nin: [...FINISHED_STATES] };
   const workflows = [...new Set(batch.map((c) => c.workflowId).filter((w): w is string => !!w))];
-  if (workflows.length > 0) {
-    const open = new Set(
-      (await store.jobs.distinct('workflowId', {
-        workflowId: { $in: workflows },
-        state: unfinished,
-      })) as string[],
-    );
-    for (const c of batch) if (c.workflowId && open.has(c.workflowId)) keep.add(c._id);
-  }
   const ids = batch.map((c) => c._id);
-  const [deps, parents] = await Promise.all([
-    store.jobs.distinct('dependsOn', { dependsOn: { $in: ids }, state: unfinished } as never),
-    store.jobs.distinct('parentId', { parentId: { $in: ids }, state: unfinished } as never),
+  const [open, deps, parents] = await Promise.all([
+    workflows.length > 0
+      ? store.jobs.distinct('workflowId', { workflowId: { $in: workflows }, state: UNFINISHED })
+      : Promise.resolve([]),
+    store.jobs.distinct('dependsOn', { dependsOn: { $in: ids }, state: UNFINISHED } as never),
+    store.jobs.distinct('parentId', { parentId: { $in: ids }, state: UNFINISHED } as never),
   ]);
+  const openSet = new Set(open as string[]);
+  for (const c of batch) if (c.workflowId && openSet.has(c.workflowId)) keep.add(c._id);
   const idSet = new Set(ids);
   for (const d of [...(deps as string[]), ...(parents as string[])]) if (idSet.has(d)) keep.add(d);
   return keep;
@@ -64,7 +69,7 @@ async function protectedIds(store: Store, batch: Candidate[]): Promise<Set<JobId
 
 export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): Promise<CleanupTotals> {
   const totals: CleanupTotals = { jobs: 0, events: 0, byState: {}, kept: 0 };
-  const batchSize = sel.batchSize ?? 1000;
+  const batchSize = sel.batchSize ?? CLEANUP_BATCH;
   for (const state of FINISHED_STATES) {
     const before = sel.before[state];
     if (!before) continue;
@@ -86,7 +91,7 @@ export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): P
       }
       const batch = (await store.jobs
         .find(filter, {
-          projection: { _id: 1, state: 1, finishedAt: 1, workflowId: 1 },
+          projection: { _id: 1, finishedAt: 1, workflowId: 1 },
           sort: { finishedAt: 1, _id: 1 },
           limit: batchSize,
         })
@@ -103,9 +108,13 @@ export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): P
         totals.events += ids.length ? await store.events.countDocuments({ jobId: { $in: ids } }) : 0;
         totals.jobs += ids.length;
       } else if (ids.length > 0) {
-        totals.events += (await store.events.deleteMany({ jobId: { $in: ids } })).deletedCount;
-        await store.logs.deleteMany({ jobId: { $in: ids } });
-        await sel.beforeDelete?.(ids);
+        // Each by one indexed $in, together: all three are idempotent and only need to precede the jobs.
+        const [events] = await Promise.all([
+          store.events.deleteMany({ jobId: { $in: ids } }),
+          store.logs.deleteMany({ jobId: { $in: ids } }),
+          sel.beforeDelete?.(ids),
+        ]);
+        totals.events += events.deletedCount;
         // Guarded on the state again: an operator's retry in between keeps the job.
         const res = await store.jobs.deleteMany({ _id: { $in: ids }, state, finishedAt: { $lt: before } });
         totals.jobs += res.deletedCount;

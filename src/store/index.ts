@@ -159,7 +159,7 @@ export {
 } from './monitor.js';
 export { finishedTimeline, type TimelineBucket } from './timeline.js';
 export { childrenWithResults, type ChildResult } from './children.js';
-export { deleteFinishedJobs, type CleanupSelection, type CleanupTotals } from './cleanup.js';
+export { CLEANUP_BATCH, deleteFinishedJobs, type CleanupSelection, type CleanupTotals } from './cleanup.js';
 export {
   appendLogChunk,
   storedLogBytes,

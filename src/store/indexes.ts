@@ -49,7 +49,8 @@ const DEPENDENCY_INDEXES: IndexDescription[] = [
  *          {priority, runAt, _id}: one range per (state, type), merged in sort order.
  * dedupe:  dedupeKey unique among unfinished jobs (see StoredJob.dedupeActive).
  * rescue:  running jobs by lease expiry.
- * cleanup: finished jobs by finishedAt (retention).
+ * cleanup: finished jobs by finishedAt (retention); _id last, so cleanup's batches in (finishedAt, _id)
+ *          order come from the index, not from sorting every candidate.
  * type_state: counts per type and state (status, unserved types).
  * created: listing newest or oldest first.
  */
@@ -62,7 +63,7 @@ export const JOB_INDEXES: IndexDescription[] = [
     partialFilterExpression: { dedupeActive: { $exists: true } },
   },
   { key: { state: 1, 'lease.expiresAt': 1 }, name: 'rescue' },
-  { key: { state: 1, finishedAt: 1 }, name: 'cleanup' },
+  { key: { state: 1, finishedAt: 1, _id: 1 }, name: 'cleanup' },
   { key: { datasetUuid: 1 }, name: 'dataset' },
   // Jobs whose dataset status is not yet applied: finished jobs already applied fall outside the scan.
   {

@@ -219,8 +219,10 @@ export async function deleteMigratedJobs(
 ): Promise<number> {
   let deleted = 0;
   if (jobIds.length > 0) {
-    await store.events.deleteMany({ jobId: { $in: jobIds } });
-    await store.logs.deleteMany({ jobId: { $in: jobIds } });
+    await Promise.all([
+      store.events.deleteMany({ jobId: { $in: jobIds } }),
+      store.logs.deleteMany({ jobId: { $in: jobIds } }),
+    ]);
     const res = await store.jobs.deleteMany({
       _id: { $in: jobIds },
       tags: MIGRATION_TAG,

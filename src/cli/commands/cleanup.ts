@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration, DURATION_ALLOWED } from '../../config/duration.js';
 import { cleanupJobs } from '../../ops/cleanup.js';
+import { CLEANUP_BATCH } from '../../store/index.js';
 import { FINISHED_STATES, type JobState } from '../../types.js';
 import { intOption } from '../common.js';
 import {
@@ -51,7 +52,7 @@ export const registerCleanup: RegisterCommand = (program, env) => {
       )
       .option('--type <type>', 'only jobs of this type')
       .option('--dry-run', 'count what would be deleted; delete nothing')
-      .option('--batch-size <n>', 'jobs per batch', intOption(1, 100_000), 1000)
+      .option('--batch-size <n>', 'jobs per batch', intOption(1, 100_000), CLEANUP_BATCH)
       .addHelpText(
         'after',
         '\nUnfinished jobs are never touched, nor any job of a workflow with unfinished jobs, nor a finished job an\nunfinished job depends on or is the parent of. A killed run can simply be started again.',
