@@ -40,8 +40,18 @@ export class RecordLineError extends Error {
   }
 }
 
-/** Streams the records of an NDJSON file; blank lines are skipped, any other non-object line throws. */
-export async function* readRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<RecordAt> {
+/** A run of whole lines of an NDJSON file (the file's last line may lack its '\n'). */
+export interface LineChunk {
+  buf: Buffer;
+  /** Byte offset of `buf[0]` in the file. */
+  offset: number;
+}
+
+/**
+ * Streams an NDJSON file as chunks cut at line ends, for readers that go through a chunk's lines
+ * synchronously (one await per chunk, not per line).
+ */
+export async function* readLineChunks(path: string, opts: ReadOptions = {}): AsyncGenerator<LineChunk> {
   const start = opts.start ?? 0;
   // No position from the start: a pipe (a FIFO another process writes) cannot seek.
   const stream = createReadStream(path, {
@@ -51,32 +61,40 @@ export async function* readRecords(path: string, opts: ReadOptions = {}): AsyncG
   });
   let carry: Buffer | null = null;
   let offset = start;
-  let line = 0;
   let read = start;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     read += chunk.length;
     const buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
-    let from = 0;
-    for (let nl = buf.indexOf(10, from); nl !== -1; nl = buf.indexOf(10, from)) {
-      line += 1;
-      const text = buf.toString('utf8', from, nl);
-      offset += nl - from + 1;
-      from = nl + 1;
-      const record = parseLine(path, line, text);
-      if (record) yield { record, line, end: offset };
+    const last = buf.lastIndexOf(10);
+    if (last === -1) carry = buf;
+    else {
+      carry = last + 1 < buf.length ? buf.subarray(last + 1) : null;
+      yield { buf: buf.subarray(0, last + 1), offset };
+      offset += last + 1;
     }
-    carry = from < buf.length ? buf.subarray(from) : null;
     opts.onBytes?.(read);
   }
-  if (carry && carry.length > 0) {
-    line += 1;
-    offset += carry.length;
-    const record = parseLine(path, line, carry.toString('utf8'));
-    if (record) yield { record, line, end: offset };
+  if (carry && carry.length > 0) yield { buf: carry, offset };
+}
+
+/** Streams the records of an NDJSON file; blank lines are skipped, any other non-object line throws. */
+export async function* readRecords(path: string, opts: ReadOptions = {}): AsyncGenerator<RecordAt> {
+  let line = 0;
+  for await (const { buf, offset } of readLineChunks(path, opts)) {
+    let from = 0;
+    while (from < buf.length) {
+      const nl = buf.indexOf(10, from);
+      const stop = nl === -1 ? buf.length : nl;
+      line += 1;
+      const record = parseLine(path, line, buf.toString('utf8', from, stop));
+      from = stop + 1;
+      if (record) yield { record, line, end: offset + Math.min(from, buf.length) };
+    }
   }
 }
 
-function parseLine(path: string, line: number, text: string): DataRecord | null {
+/** A line's record; null for a blank line; RecordLineError for anything but a JSON object. */
+export function parseLine(path: string, line: number, text: string): DataRecord | null {
   if (text.trim() === '') return null;
   let value: unknown;
   try {

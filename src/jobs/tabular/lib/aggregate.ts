@@ -16,9 +16,11 @@ import type { CoreContext } from '../../lib/context.js';
 import { tempSibling } from '../../lib/atomic.js';
 import { throwIfAborted } from '../../lib/errors.js';
 import { RecordWriter } from '../records.js';
-import { asJobError, recordsWithProgress } from './fileRun.js';
-import { getter, Metrics, type MetricSpec, type State } from './metrics.js';
-import { compareLines, RunCursor, RunWriter, type RunLine } from './runFiles.js';
+import { asJobError, lineChunksWithProgress } from './fileRun.js';
+import type { DistinctSet } from './distinctSet.js';
+import { GroupRows, type Group } from './groupRows.js';
+import { Metrics, type MetricSpec, type State } from './metrics.js';
+import { compareCursors, RunCursor, RunWriter, type RunValue } from './runFiles.js';
 
 export interface AggregateSpec {
   /** Resolved paths. */
@@ -39,42 +41,35 @@ export interface AggregateResult {
   merge_passes: number;
 }
 
-interface Group {
-  n: number;
-  st: State[];
-}
-
 export async function aggregateRecords(spec: AggregateSpec, ctx: CoreContext): Promise<AggregateResult> {
   const metrics = new Metrics(spec.metrics);
-  const keyOf = spec.groupBy.map(getter);
   const fanIn = spec.fanIn ?? 64;
   const spillDir = tempSibling(spec.output);
   const runs: string[] = [];
-  let groups = new Map<string, Group>();
-  let entries = 0;
+  const rowsIn = new GroupRows(spec.groupBy, metrics);
   let rows = 0;
   let passes = 0;
   const out = new RecordWriter(spec.output);
   try {
-    for await (const { record } of recordsWithProgress(spec.input, ctx, 'data_aggregation', 0, 80)) {
-      rows += 1;
-      const values = keyOf.map((g) => g(record) ?? null);
-      const key = JSON.stringify(values);
-      let g = groups.get(key);
-      if (g === undefined) {
-        g = { n: 0, st: metrics.fresh(true) };
-        groups.set(key, g);
-        entries += 1;
-      }
-      g.n += 1;
-      entries += metrics.add(g.st, record);
-      if (entries >= spec.spillLimit) {
-        if (runs.length === 0) await mkdir(spillDir);
-        runs.push(await spill(groups, metrics, join(spillDir, `run-${runs.length}`)));
-        groups = new Map();
-        entries = 0;
+    let line = 0;
+    for await (const { buf } of lineChunksWithProgress(spec.input, ctx, 'data_aggregation', 0, 80)) {
+      // A chunk's lines go through synchronously: one await per chunk, not per row.
+      for (let from = 0; from < buf.length;) {
+        const nl = buf.indexOf(10, from);
+        const stop = nl === -1 ? buf.length : nl;
+        line += 1;
+        const added = rowsIn.addLine(spec.input, line, buf, from, stop);
+        from = stop + 1;
+        if (!added) continue;
+        rows += 1;
+        if (rowsIn.entries >= spec.spillLimit) {
+          if (runs.length === 0) await mkdir(spillDir);
+          runs.push(await spill(rowsIn.groups, metrics, join(spillDir, `run-${runs.length}`)));
+          rowsIn.reset();
+        }
       }
     }
+    let groups = rowsIn.groups;
     let groupCount = 0;
     const emit = async (key: string, values: Record<string, unknown>): Promise<void> => {
       const rec: Record<string, unknown> = {};
@@ -135,9 +130,9 @@ async function spill(groups: Map<string, Group>, metrics: Metrics, path: string)
   try {
     for (const key of [...groups.keys()].sort()) {
       const g = groups.get(key)!;
-      await w.write([key, 0, g.n, ...metrics.serialize(g.st)]);
+      await w.state(key, g.n, metrics.serialize(g.st));
       for (const i of metrics.distinct) {
-        for (const v of [...(g.st[i] as Set<string>)].sort()) await w.write([key, 1 + i, v]);
+        for (const v of (g.st[i] as DistinctSet).sorted()) await w.value(key, 1 + i, v);
       }
     }
     await w.close();
@@ -165,11 +160,11 @@ async function merge(paths: string[], metrics: Metrics, ctx: CoreContext, sink: 
     let counts: number[] = [];
     let written = false;
     let lastTag = -1;
-    let lastValue: unknown = undefined;
+    let lastValue: RunValue | undefined = undefined;
     let seen = 0;
     const flushState = async (): Promise<void> => {
       if ('run' in sink) {
-        if (!written) await sink.run.write([key!, 0, n, ...metrics.serialize(st)]);
+        if (!written) await sink.run.state(key!, n, metrics.serialize(st));
       } else {
         await sink.emit(key!, metrics.finish(st, counts));
       }
@@ -177,10 +172,9 @@ async function merge(paths: string[], metrics: Metrics, ctx: CoreContext, sink: 
     };
     while (heap.size > 0) {
       const c = heap.peek();
-      const line = c.head as RunLine;
-      if (line[0] !== key) {
+      if (c.key !== key) {
         if (key !== null) await flushState();
-        key = line[0];
+        key = c.key;
         n = 0;
         st = metrics.fresh(false);
         counts = metrics.specs.map(() => 0);
@@ -188,17 +182,17 @@ async function merge(paths: string[], metrics: Metrics, ctx: CoreContext, sink: 
         lastTag = -1;
         lastValue = undefined;
       }
-      if (line[1] === 0) {
-        n += line[2] as number;
-        metrics.combine(st, line.slice(3));
-      } else if (line[1] !== lastTag || line[2] !== lastValue) {
-        lastTag = line[1];
-        lastValue = line[2];
-        counts[line[1] - 1]! += 1;
+      if (c.tag === 0) {
+        n += c.state[0] as number;
+        metrics.combine(st, c.state.slice(1));
+      } else if (c.tag !== lastTag || c.value !== lastValue) {
+        lastTag = c.tag;
+        lastValue = c.value;
+        counts[c.tag - 1]! += 1;
         if ('run' in sink) {
           // The group's state line goes before its distinct values, as in any run.
           if (!written) await flushState();
-          await sink.run.write(line);
+          await sink.run.value(key, c.tag, c.value);
         }
       }
       if (c.advance() || (await c.fill())) heap.siftDown();
@@ -261,6 +255,6 @@ class CursorHeap {
   }
 
   private less(i: number, j: number): boolean {
-    return compareLines(this.a[i]!.head!, this.a[j]!.head!) < 0;
+    return compareCursors(this.a[i]!, this.a[j]!) < 0;
   }
 }

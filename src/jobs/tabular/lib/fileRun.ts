@@ -5,7 +5,14 @@
 import { stat } from 'node:fs/promises';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError } from '../../lib/errors.js';
-import { readRecords, RecordLineError, type ReadOptions, type RecordAt } from '../records.js';
+import {
+  readLineChunks,
+  readRecords,
+  RecordLineError,
+  type LineChunk,
+  type ReadOptions,
+  type RecordAt,
+} from '../records.js';
 
 /** Streams an input file's records, reporting progress (by bytes) between `from` and `to` percent. */
 export async function* recordsWithProgress(
@@ -15,9 +22,40 @@ export async function* recordsWithProgress(
   from = 0,
   to = 100,
 ): AsyncGenerator<RecordAt> {
+  const opts = await progressOptions(path, ctx, what, from, to);
+  try {
+    yield* readRecords(path, opts);
+  } catch (err) {
+    throw asJobError(err, ctx, what);
+  }
+}
+
+/** Streams an input file as chunks of whole lines, reporting progress as `recordsWithProgress` does. */
+export async function* lineChunksWithProgress(
+  path: string,
+  ctx: CoreContext,
+  what: string,
+  from = 0,
+  to = 100,
+): AsyncGenerator<LineChunk> {
+  const opts = await progressOptions(path, ctx, what, from, to);
+  try {
+    yield* readLineChunks(path, opts);
+  } catch (err) {
+    throw asJobError(err, ctx, what);
+  }
+}
+
+async function progressOptions(
+  path: string,
+  ctx: CoreContext,
+  what: string,
+  from: number,
+  to: number,
+): Promise<ReadOptions> {
   const size = (await stat(path)).size;
   let shown = -1;
-  const opts: ReadOptions = {
+  return {
     signal: ctx.signal,
     onBytes: (bytes) => {
       const pct = Math.floor(from + ((to - from) * bytes) / Math.max(size, 1));
@@ -27,11 +65,6 @@ export async function* recordsWithProgress(
       }
     },
   };
-  try {
-    yield* readRecords(path, opts);
-  } catch (err) {
-    throw asJobError(err, ctx, what);
-  }
 }
 
 /** A bad line fails the job for good (the file will not change by retrying); an abort stays an abort. */

@@ -9,6 +9,7 @@
  * (Neumaier), so the order in which rows and runs are added changes the result by at most an ulp or so.
  */
 import { compare } from 'mingo/util';
+import { DistinctSet } from './distinctSet.js';
 
 export type MetricOp = 'count' | 'sum' | 'mean' | 'min' | 'max' | 'distinct_count';
 
@@ -50,7 +51,7 @@ function mergeSum(s: Sum, o: Sum): void {
 const lower = (a: unknown, b: unknown): boolean =>
   typeof a === 'number' && typeof b === 'number' ? a < b : compare(a, b) < 0;
 
-/** One metric's state: count → number; sum → Sum; mean → [sum, comp, n]; min/max → value; distinct → Set (memory) or count (merge). */
+/** One metric's state: count → number; sum → Sum; mean → [sum, comp, n]; min/max → value; distinct → DistinctSet (memory) or count (merge). */
 export type State = number | Sum | [number, number, number] | unknown;
 
 export class Metrics {
@@ -73,18 +74,29 @@ export class Metrics {
         case 'mean':
           return [0, 0, 0];
         case 'distinct_count':
-          return inMemory ? new Set<string>() : 0;
+          return inMemory ? new DistinctSet() : 0;
         default:
           return undefined;
       }
     });
   }
 
+  private readonly scratch: unknown[] = [];
+
   /** Adds a row; returns how many new distinct values it brought (memory accounting). */
   add(st: State[], rec: Record<string, unknown>): number {
+    const vals = this.scratch;
+    for (let i = 0; i < this.specs.length; i++) vals[i] = this.get[i]!(rec);
+    return this.addValues(st, vals);
+  }
+
+  /**
+   * Adds a row given as its metrics' field values (`vals[i]` for metric i; 1 for count "*").
+   */
+  addValues(st: State[], vals: readonly unknown[]): number {
     let added = 0;
     for (let i = 0; i < this.specs.length; i++) {
-      const v = this.get[i]!(rec);
+      const v = vals[i];
       switch (this.specs[i]!.op) {
         case 'count':
           if (v !== null && v !== undefined) (st[i] as number)++;
@@ -107,10 +119,7 @@ export class Metrics {
           break;
         case 'distinct_count':
           if (v !== null && v !== undefined) {
-            const set = st[i] as Set<string>;
-            const before = set.size;
-            set.add(JSON.stringify(v));
-            added += set.size - before;
+            if ((st[i] as DistinctSet).add(v)) added += 1;
           }
           break;
       }
@@ -172,7 +181,7 @@ export class Metrics {
           break;
         }
         case 'distinct_count':
-          out[m.name] = s instanceof Set ? s.size : (distinctCounts?.[i] ?? 0);
+          out[m.name] = s instanceof DistinctSet ? s.size : (distinctCounts?.[i] ?? 0);
           break;
         default:
           out[m.name] = s ?? null;
