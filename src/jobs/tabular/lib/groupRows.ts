@@ -25,7 +25,6 @@ export class GroupRows {
   private readonly metricField: number[] = [];
   private readonly raw = new RawKeys<Group>();
   private key = new Uint8Array(256);
-  private readonly vals: unknown[] = [];
 
   constructor(
     private readonly groupBy: readonly string[],
@@ -83,17 +82,15 @@ export class GroupRows {
       this.raw.set(this.key, len, h, g);
     }
     g.n += 1;
-    const vals = this.vals;
+    let added = 0;
     for (let i = 0; i < this.metricField.length; i++) {
       const f = this.metricField[i]!;
-      if (f < 0) vals[i] = 1;
-      else {
-        const kind = sc.kind[f];
-        vals[i] =
-          kind === NUMBER ? sc.num[f] : kind === MISSING ? undefined : kind === NULL ? null : sc.valueOf(f);
-      }
+      if (f < 0) added += this.metrics.addNumber(g.st, i, 1);
+      else if (sc.kind[f] === NUMBER) added += this.metrics.addNumber(g.st, i, sc.num[f]!);
+      else if (sc.kind[f] !== MISSING && sc.kind[f] !== NULL)
+        added += this.metrics.addValue(g.st, i, sc.valueOf(f));
     }
-    this.entries += this.metrics.addValues(g.st, vals);
+    this.entries += added;
     return true;
   }
 

@@ -54,7 +54,24 @@ const lower = (a: unknown, b: unknown): boolean =>
 /** One metric's state: count → number; sum → Sum; mean → [sum, comp, n]; min/max → value; distinct → DistinctSet (memory) or count (merge). */
 export type State = number | Sum | [number, number, number] | unknown;
 
+const COUNT = 0;
+const SUM = 1;
+const MEAN = 2;
+const MIN = 3;
+const MAX = 4;
+const DISTINCT = 5;
+const OP_CODES: Record<MetricOp, number> = {
+  count: COUNT,
+  sum: SUM,
+  mean: MEAN,
+  min: MIN,
+  max: MAX,
+  distinct_count: DISTINCT,
+};
+
 export class Metrics {
+  /** Each metric's operation as a small integer (a switch on them is a jump table). */
+  private readonly ops: Uint8Array;
   readonly get: ((rec: Record<string, unknown>) => unknown)[];
   /** Indexes of the distinct_count metrics (their values travel as lines of their own). */
   readonly distinct: number[];
@@ -62,6 +79,7 @@ export class Metrics {
   constructor(readonly specs: readonly MetricSpec[]) {
     this.get = specs.map((m) => (m.field === '*' ? () => 1 : getter(m.field)));
     this.distinct = specs.flatMap((m, i) => (m.op === 'distinct_count' ? [i] : []));
+    this.ops = Uint8Array.from(specs, (m) => OP_CODES[m.op]);
   }
 
   fresh(inMemory: boolean): State[] {
@@ -90,41 +108,62 @@ export class Metrics {
     return this.addValues(st, vals);
   }
 
-  /**
-   * Adds a row given as its metrics' field values (`vals[i]` for metric i; 1 for count "*").
-   */
+  /** Adds a row given as its metrics' field values (`vals[i]` for metric i; 1 for count "*"). */
   addValues(st: State[], vals: readonly unknown[]): number {
     let added = 0;
-    for (let i = 0; i < this.specs.length; i++) {
-      const v = vals[i];
-      switch (this.specs[i]!.op) {
-        case 'count':
-          if (v !== null && v !== undefined) (st[i] as number)++;
-          break;
-        case 'sum':
-          if (typeof v === 'number') addTo(st[i] as Sum, v);
-          break;
-        case 'mean':
-          if (typeof v === 'number') {
-            const m = st[i] as [number, number, number];
-            addTo(m as unknown as Sum, v);
-            m[2] += 1;
-          }
-          break;
-        case 'min':
-          if (v !== null && v !== undefined && (st[i] === undefined || lower(v, st[i]))) st[i] = v;
-          break;
-        case 'max':
-          if (v !== null && v !== undefined && (st[i] === undefined || lower(st[i], v))) st[i] = v;
-          break;
-        case 'distinct_count':
-          if (v !== null && v !== undefined) {
-            if ((st[i] as DistinctSet).add(v)) added += 1;
-          }
-          break;
-      }
-    }
+    for (let i = 0; i < this.specs.length; i++) added += this.addValue(st, i, vals[i]);
     return added;
+  }
+
+  /** Adds metric i's value of a row; returns 1 if it was a new distinct value, else 0. */
+  addValue(st: State[], i: number, v: unknown): number {
+    if (typeof v === 'number') return this.addNumber(st, i, v);
+    if (v === null || v === undefined) return 0;
+    switch (this.ops[i]) {
+      case COUNT:
+        (st[i] as number)++;
+        return 0;
+      case MIN:
+        if (st[i] === undefined || lower(v, st[i])) st[i] = v;
+        return 0;
+      case MAX:
+        if (st[i] === undefined || lower(st[i], v)) st[i] = v;
+        return 0;
+      case DISTINCT:
+        return (st[i] as DistinctSet).add(v) ? 1 : 0;
+      default:
+        return 0;
+    }
+  }
+
+  /** `addValue` for a number: the path a file's numeric fields take, with no boxing of the number. */
+  addNumber(st: State[], i: number, x: number): number {
+    switch (this.ops[i]) {
+      case COUNT:
+        (st[i] as number)++;
+        return 0;
+      case SUM:
+        addTo(st[i] as Sum, x);
+        return 0;
+      case MEAN: {
+        const m = st[i] as [number, number, number];
+        addTo(m as unknown as Sum, x);
+        m[2] += 1;
+        return 0;
+      }
+      case MIN: {
+        const cur = st[i];
+        if (cur === undefined || (typeof cur === 'number' ? x < cur : lower(x, cur))) st[i] = x;
+        return 0;
+      }
+      case MAX: {
+        const cur = st[i];
+        if (cur === undefined || (typeof cur === 'number' ? cur < x : lower(cur, x))) st[i] = x;
+        return 0;
+      }
+      default:
+        return (st[i] as DistinctSet).add(x) ? 1 : 0;
+    }
   }
 
   /** The state as it goes into a run (distinct values go as lines of their own: 0 here). */
