@@ -154,7 +154,7 @@ describe('data_aggregation on files', () => {
     );
     expect(m.spilled_runs).toBe(0);
     expect(await readFile(inMemory, 'utf8')).toBe(await readFile(output, 'utf8'));
-  }, 180_000);
+  }, 600_000);
 
   it('leaves no output when SIGKILLed mid-spill; the next run clears the dead runs and aggregates exactly', async () => {
     // The child reads a FIFO the test writes: it is mid-run, with runs on disk, for as long as the test wants.
