@@ -1,5 +1,18 @@
 /**
- * Embedded server throughput over loopback, through the official driver:
+ * Embedded server throughput over loopback, through the official driver.
+ *
+ *   npm run bench:embedded                       the per-operation figures (below) and the suite
+ *   node --import tsx bench/embedded.ts --ops    the per-operation figures only
+ *
+ * Per operation (--ops): the standalone server (bin/jobd-embedded, with a data directory, as jobd
+ * runs it) in its own process serves a jobs collection carrying jobd's indexes: (a) findOne by _id,
+ * (b) updateOne by _id with $set, (c) deleteMany by a filter on an indexed field (documents/s),
+ * (d) insertMany of small documents (documents/s), (e) claims (findOneAndUpdate sorted on the claim
+ * index). EMBEDDED_BENCH_SERVERS=name=path/to/bin/jobd-embedded,... compares builds: every round runs
+ * each server once, in turn (A B A B), EMBEDDED_BENCH_ROUNDS times (2); the medians are printed per
+ * server. EMBEDDED_BENCH_PROFILE_DIR=dir runs the servers under `node --cpu-prof` into dir/<name>.
+ *
+ * The suite:
  * insertOne, find by _id, and findOneAndUpdate claims on an indexed queue of 1,000 and 100,000 jobs;
  * and the daemon's batch write path in documents per second: batch claims (find ids, updateMany by
  * ids, read back by lease token), heartbeats, bulkWrite of guarded updateOnes, insertMany of 1,000
@@ -9,6 +22,7 @@
  */
 import { MongoClient, type Collection, type Document, type ObjectId } from 'mongodb';
 import { startEmbeddedServer } from '../src/embedded/index.js';
+import { opsMain } from './lib/embeddedOps.js';
 
 async function rate(ops: number, fn: (i: number) => Promise<unknown>): Promise<number> {
   const started = process.hrtime.bigint();
@@ -180,6 +194,8 @@ async function largeDocuments(db: ReturnType<MongoClient['db']>): Promise<Record
 }
 
 async function main(): Promise<void> {
+  await opsMain();
+  if (process.argv.includes('--ops')) return;
   const server = await startEmbeddedServer({ port: 0 });
   const client = new MongoClient(server.uri);
   await client.connect();
