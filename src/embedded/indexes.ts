@@ -9,6 +9,7 @@ import { compileFilter, type Matcher } from './mql.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
 import { decodeKey, encodeKey, type KeySentinels } from './keyString.js';
 import type { IndexSpecRecord } from './persistenceTypes.js';
+import { deleteKey } from './btreeDelete.js';
 
 // sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
 // bundlers (vitest) hand it over directly.
@@ -40,6 +41,11 @@ export class Index {
   private readonly dirs: number[];
   /** Compares keys in either form (see keyString.ts). */
   readonly comparator: (a: IndexKey, b: IndexKey) => number;
+  /**
+   * The top-level fields this index's keys depend on (its key paths' and its partial filter's first
+   * segments), or undefined when the partial filter names fields in a form not followed here.
+   */
+  private readonly topFields: string[] | undefined;
   multikey = false;
 
   constructor(readonly spec: IndexSpec) {
@@ -59,6 +65,22 @@ export class Index {
     );
     this.comparator = (a, b) => compareKeys(a, b, dirs);
     this.partial = spec.partialFilterExpression ? compileFilter(spec.partialFilterExpression) : undefined;
+    const partialFields = spec.partialFilterExpression ? filterTopFields(spec.partialFilterExpression) : [];
+    this.topFields = partialFields
+      ? [...new Set([...this.parts.map((p) => p[0] as string), ...partialFields])]
+      : undefined;
+  }
+
+  /**
+   * True when two versions of a document certainly have the same keys here: every field the keys
+   * depend on holds the very same value (an update copies only the fields it changes, so the others
+   * are shared). False means "compute them".
+   */
+  sameInputs(a: Document, b: Document): boolean {
+    const fields = this.topFields;
+    if (!fields) return false;
+    for (const f of fields) if (a[f] !== b[f]) return false;
+    return true;
   }
 
   get name(): string {
@@ -134,7 +156,7 @@ export class Index {
   }
 
   remove(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
-    for (const k of keys) this.tree.delete(this.treeKey(withId(k, doc._id)));
+    for (const k of keys) deleteKey(this.tree, this.treeKey(withId(k, doc._id)));
   }
 
   /** A key (or bound) as the tree holds it: encoded when every value can be. */
@@ -215,6 +237,24 @@ export class Index {
     if (this.spec.hidden) out.hidden = true;
     return out;
   }
+}
+
+/** Top-level fields a partial filter reads, or undefined for an operator not followed here. */
+function filterTopFields(filter: Document): string[] | undefined {
+  const out: string[] = [];
+  for (const [field, cond] of Object.entries(filter)) {
+    if (field === '$and' || field === '$or' || field === '$nor') {
+      if (!Array.isArray(cond)) return undefined;
+      for (const sub of cond) {
+        if (!isPlainObject(sub)) return undefined;
+        const inner = filterTopFields(sub);
+        if (!inner) return undefined;
+        out.push(...inner);
+      }
+    } else if (field.startsWith('$')) return undefined;
+    else out.push(field.split('.')[0] as string);
+  }
+  return out;
 }
 
 function withId(key: IndexKey, id: unknown): IndexKey {

@@ -1,0 +1,72 @@
+/**
+ * The index tree's direct single-key delete leaves exactly what BTree.delete leaves: the same entries
+ * in the same order, a valid tree (sizes and max keys on every path), for random workloads that empty
+ * leaves, shrink the tree to its root and grow it again; and it works on a cloned (shared) tree.
+ */
+import { describe, expect, it } from 'vitest';
+import BTreeModule from 'sorted-btree';
+import { deleteKey } from '../../src/embedded/btreeDelete.js';
+
+type BTreeClass = typeof BTreeModule.default;
+const BTree: BTreeClass =
+  (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
+
+/** A small deterministic generator, so a failure replays. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+describe('direct single-key delete in the index tree', () => {
+  for (const seed of [1, 2]) {
+    it(`matches BTree.delete over random inserts and deletes (seed ${seed})`, () => {
+      const rnd = random(seed);
+      const direct = new BTree<string, string>(undefined, cmp, 8);
+      const general = new BTree<string, string>(undefined, cmp, 8);
+      const key = (): string =>
+        `k${Math.floor(rnd() * 1500)
+          .toString()
+          .padStart(5, '0')}`;
+      for (let step = 0; step < 8000; step++) {
+        // Phases that grow the tree, then drain it almost empty, then grow it again.
+        const deleting = Math.floor(step / 2000) % 2 === 1 ? rnd() < 0.85 : rnd() < 0.3;
+        const k = key();
+        if (deleting) {
+          const a = deleteKey(direct, k);
+          expect(a).toBe(general.delete(k));
+        } else {
+          direct.set(k, `v${k}`);
+          general.set(k, `v${k}`);
+        }
+        if (step % 1999 === 0) {
+          direct.checkValid(true);
+          expect(direct.toArray()).toEqual(general.toArray());
+        }
+      }
+      direct.checkValid(true);
+      expect(direct.toArray()).toEqual(general.toArray());
+      expect(direct.size).toBe(general.size);
+      for (const k of general.keys()) expect(deleteKey(direct, k)).toBe(true);
+      expect(direct.size).toBe(0);
+      expect(deleteKey(direct, 'k00001')).toBe(false);
+    });
+  }
+
+  it('leaves a clone untouched (shared nodes go through BTree.delete)', () => {
+    const tree = new BTree<string, string>(undefined, cmp, 8);
+    for (let i = 0; i < 500; i++) tree.set(`k${String(i).padStart(4, '0')}`, 'v');
+    const copy = tree.clone();
+    for (let i = 0; i < 500; i += 2) expect(deleteKey(tree, `k${String(i).padStart(4, '0')}`)).toBe(true);
+    tree.checkValid(true);
+    copy.checkValid(true);
+    expect(tree.size).toBe(250);
+    expect(copy.size).toBe(500);
+    expect(deleteKey(tree, 'k0000')).toBe(false);
+    expect(deleteKey(tree, 'zzz')).toBe(false);
+  });
+});
