@@ -43,6 +43,8 @@ export class Collection {
     if (!replacing && this.docs.has(idk)) throw this.duplicate(this.indexes.get('_id_') as Index, [doc._id]);
     for (const index of this.indexes.values()) {
       if (!index.spec.unique || index.isIdIndex) continue;
+      // Keys a new version shares with the one it replaces belong to this document already.
+      if (replacing && index.sameInputs(replacing, doc)) continue;
       const conflict = index.findConflict(doc);
       if (conflict) throw this.duplicate(index, conflict);
     }
@@ -68,7 +70,7 @@ export class Collection {
     const idKey = canonicalKey(newDoc._id);
     for (const index of this.indexes.values()) {
       // The _id never changes, so neither does the _id index entry.
-      if (index.isIdIndex) continue;
+      if (index.isIdIndex || index.sameInputs(oldDoc, newDoc)) continue;
       const before = index.keysFor(oldDoc);
       const after = index.keysFor(newDoc);
       if (sameKeys(before, after)) continue;
