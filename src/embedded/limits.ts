@@ -84,18 +84,22 @@ function tooLarge(size: number, origin: WriteOrigin): CommandError {
 }
 
 /**
- * Whether a field of `doc` lies deeper than MAX_STORED_DEPTH. Walked without recursion, so a document
- * nested far too deep is measured rather than overflowing the stack. (MongoDB's update path counts an
- * `_id` object's fields one level higher; here every path counts as an insert does, refusing, never
- * accepting, what MongoDB would not store.)
+ * Whether a field of `doc` lies deeper than MAX_STORED_DEPTH. The walk recurses at most
+ * MAX_STORED_DEPTH + 1 levels whatever the document's nesting, so a document nested far too deep is
+ * measured rather than overflowing the stack. (MongoDB's update path counts an `_id` object's fields
+ * one level higher; here every path counts as an insert does, refusing, never accepting, what MongoDB
+ * would not store.)
  */
 function tooDeep(doc: Document): boolean {
-  const stack: Array<[unknown, number]> = Object.values(doc).map((v) => [v, 1]);
-  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
-    const [value, level] = next;
-    if (level > MAX_STORED_DEPTH) return true;
-    for (const child of childrenOf(value)) stack.push([child, level + 1]);
-  }
+  for (const v of Object.values(doc)) if (deeperThanAllowed(v, 1)) return true;
+  return false;
+}
+
+/** Whether `value`, at nesting `level`, is or holds a value past MAX_STORED_DEPTH. */
+function deeperThanAllowed(value: unknown, level: number): boolean {
+  if (level > MAX_STORED_DEPTH) return true;
+  if (value === null || typeof value !== 'object') return false;
+  for (const child of childrenOf(value)) if (deeperThanAllowed(child, level + 1)) return true;
   return false;
 }
 
