@@ -5,14 +5,20 @@
  *   npm run bench:data                    full size (1 GiB tree, 10,000-file zip, 2 GiB hash, ...)
  *   npm run bench:data -- --scale=0.25    every size times 0.25 (BENCH_SCALE works too)
  *   npm run bench:data -- --scale=0.25 --small-scale=1   big files quartered, the 10,000 small files kept
+ *   npm run bench:data -- --rounds=5      native and jobd alternately 5 times each (default 3; rsync
+ *                                         at least 5: a local copy's time swings with the disk)
  *   BENCH_DIR=/somewhere npm run bench:data   where the files go (default: the temp dir)
  *
- * Each figure: jobd's seconds, the native tool's seconds, and ratio = native / jobd (1.0 = as fast as
- * the native tool; the target is ≥ 0.9). The backup figure is a second backup of an unchanged
+ * Each figure: the median of jobd's seconds and of the native tool's over the rounds (every round is
+ * listed too), and ratio = native / jobd (1.0 = as fast as the native tool; the target is ≥ 0.9).
+ * cpu_ratio compares the CPU seconds (user + system, the process and the programs it ran) the same
+ * way: on a machine shared with other work, wall time swings with the load, CPU time much less.
+ * The backup figure is a second backup of an unchanged
  * 10,000-file dataset: its seconds and the bytes it added (target < 1 MiB).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +39,12 @@ const smallArg = process.argv.find((a) => a.startsWith('--small-scale='));
 const smallScale = smallArg ? Number(smallArg.slice('--small-scale='.length)) : scale;
 if (!(smallScale > 0 && smallScale <= 4)) {
   process.stderr.write(`--small-scale must be a number in (0, 4]; got ${smallArg}\n`);
+  process.exit(2);
+}
+const roundsArg = process.argv.find((a) => a.startsWith('--rounds='));
+const rounds = roundsArg ? Number(roundsArg.slice('--rounds='.length)) : 3;
+if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 50)) {
+  process.stderr.write(`--rounds must be an integer in [1, 50]; got ${roundsArg}\n`);
   process.exit(2);
 }
 const MiB = 1 << 20;
@@ -57,9 +69,31 @@ function run(cmd: string, args: string[], cwd?: string): Promise<void> {
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
+  return (await measured(fn)).s;
+}
+
+/** Clock ticks of the programs this process ran and reaped (cutime + cstime of /proc/self/stat). */
+function childTicks(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[13]) + Number(fields[14]); // fields 16 and 17 of proc(5), counted after the name
+}
+const TICK_S = 0.01; // USER_HZ is 100 on Linux
+
+/** Wall seconds and CPU seconds (this process's threads and every program it ran, reaped). */
+async function measured(fn: () => Promise<unknown>): Promise<{ s: number; cpu: number }> {
+  const c0 = process.cpuUsage();
+  const k0 = childTicks();
   const t = performance.now();
   await fn();
-  return (performance.now() - t) / 1000;
+  const s = (performance.now() - t) / 1000;
+  const c = process.cpuUsage(c0);
+  return { s, cpu: (c.user + c.system) / 1e6 + (childTicks() - k0) * TICK_S };
+}
+
+function median(xs: number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 }
 
 /** Semi-compressible content (half random, half text), like real detector data after headers. */
@@ -83,6 +117,10 @@ interface Pair {
   native: string;
   native_s: number;
   ratio: number;
+  jobd_cpu_s: number;
+  native_cpu_s: number;
+  cpu_ratio: number;
+  rounds: { jobd_s: number[]; native_s: number[] };
 }
 
 async function pair(
@@ -92,24 +130,31 @@ async function pair(
   theirs: () => Promise<unknown>,
   reset: () => Promise<void>,
   size: { bytes?: number; files?: number },
+  n = rounds,
 ): Promise<Pair> {
-  // Native first, then jobd, then each once more: the better of two runs each, caches warm for both.
-  const n1 = await timed(theirs);
-  await reset();
-  const j1 = await timed(ours);
-  await reset();
-  const n2 = await timed(theirs);
-  await reset();
-  const j2 = await timed(ours);
-  await reset();
-  const [jobd_s, native_s] = [Math.min(j1, j2), Math.min(n1, n2)];
-  const out = {
+  // Native first, then jobd, alternately: caches warm for both, and a load that comes and goes falls on
+  // both sides. Medians, so one disturbed round does not make the figure.
+  const j: Array<{ s: number; cpu: number }> = [];
+  const t: Array<{ s: number; cpu: number }> = [];
+  for (let i = 0; i < n; i++) {
+    t.push(await measured(theirs));
+    await reset();
+    j.push(await measured(ours));
+    await reset();
+  }
+  const [jobd_s, native_s] = [median(j.map((r) => r.s)), median(t.map((r) => r.s))];
+  const [jobdCpu, nativeCpu] = [median(j.map((r) => r.cpu)), median(t.map((r) => r.cpu))];
+  const out: Pair = {
     what,
     ...size,
     jobd_s: round(jobd_s),
     native,
     native_s: round(native_s),
     ratio: round(native_s / jobd_s, 2),
+    jobd_cpu_s: round(jobdCpu, 2),
+    native_cpu_s: round(nativeCpu, 2),
+    cpu_ratio: round(nativeCpu / jobdCpu, 2),
+    rounds: { jobd_s: j.map((r) => round(r.s)), native_s: t.map((r) => round(r.s)) },
   };
   log(JSON.stringify(out));
   return out;
@@ -126,6 +171,7 @@ async function main(): Promise<void> {
     loadAvgAtStart: loadavg().map((v) => round(v, 2)),
     scale,
     smallScale,
+    rounds,
   };
   const results: Record<string, unknown> = {};
   try {
@@ -207,6 +253,7 @@ async function main(): Promise<void> {
         await rm(r('native'), { recursive: true, force: true });
       },
       { bytes: treeBytes, files: TREE_FILES },
+      Math.max(5, rounds),
     );
     await rm(tree, { recursive: true, force: true });
 
