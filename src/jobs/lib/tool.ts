@@ -34,9 +34,10 @@ export interface ToolRunOptions {
   stdin?: 'ignore' | 'pipe';
   /**
    * 'pipe' gives `run.stdout` to the caller; a number is a file descriptor the program writes to
-   * directly (output that need not pass through this process); default: read as lines.
+   * directly (output that need not pass through this process), and so is a stream with one (another
+   * program's stdin: the two programs then talk over one pipe); default: read as lines.
    */
-  stdout?: 'lines' | 'pipe' | number;
+  stdout?: 'lines' | 'pipe' | number | Writable;
   /** Which stream carries progress lines. Default: both. */
   progressFrom?: 'stdout' | 'stderr' | 'both';
   progress?: ProgressParser;
@@ -147,7 +148,7 @@ export function startTool(opts: ToolRunOptions, ctx: CoreContext): ToolRun {
     env: opts.env ? { ...process.env, ...opts.env } : process.env,
     stdio: [
       opts.stdin === 'pipe' ? 'pipe' : 'ignore',
-      typeof opts.stdout === 'number' ? opts.stdout : 'pipe',
+      typeof opts.stdout === 'number' || typeof opts.stdout === 'object' ? opts.stdout : 'pipe',
       'pipe',
     ],
     detached: true, // its own process group (setsid), so a stop reaches every process it started

@@ -70,6 +70,17 @@ export const RCLONE: ToolDef = {
   },
 };
 
+/** GNU tar(1) "RETURN VALUE". */
+export const TAR: ToolDef = {
+  name: 'tar',
+  program: 'tar',
+  debianPackage: 'tar',
+  otherRetryable: true,
+  exitCodes: {
+    1: r('a file changed while it was read'),
+    2: r('fatal error (a file vanished or could not be read)'),
+  },
+};
 export const ZSTD: ToolDef = {
   name: 'zstd',
   program: 'zstd',
