@@ -59,6 +59,27 @@ describe('data_compression', () => {
     expect((await readdir(conv)).sort()).toEqual(['back', 'ds1', 'ds1.tar.zst']);
   });
 
+  it('tar.zst takes odd names verbatim (a leading dash, wildcards, a newline) and leaves a FIFO out', async () => {
+    const src = join(conv, 'odd');
+    await mkdir(src);
+    const names = ['-rf', '--files-from=x', 'a*b?[c]', 'new\nline', ' lead space'];
+    for (const n of names) await writeFile(join(src, n), n);
+    execFileSync('mkfifo', [join(src, 'pipe')]);
+    const ctx = recordingContext();
+    const res = await compressDirectory({ source_dir: src }, ctx, env);
+    expect(res.files).toBe(names.length);
+    expect(ctx.logs.some((l) => l.msg.includes('skipped') && JSON.stringify(l.extra).includes('pipe'))).toBe(
+      true,
+    );
+    await extractArchive(
+      { archive: res.output_path, extract_dir: join(conv, 'back') },
+      recordingContext(),
+      env,
+    );
+    expect((await readdir(join(conv, 'back', 'odd'))).sort()).toEqual([...names].sort());
+    for (const n of names) await expectSameFile(join(src, n), join(conv, 'back', 'odd', n));
+  });
+
   it('tar.gz with a level, and the legacy lz4 as a real lz4 frame', async () => {
     const src = join(conv, 'ds2');
     await makeDataset(src, 5, 1000);
