@@ -81,44 +81,62 @@ export class RealFft2d {
     return 2 * this.wc * this.height;
   }
 
-  /** A view of the spectrum in the module's memory; valid until the next transform or create(). */
-  private specView(): Float32Array {
+  /**
+   * The module-memory spectrum buffer. A caller may write a spectrum here and pass this very view
+   * to inverse(), which then skips its copy. Valid until the next transform or create().
+   */
+  spectrumBuffer(): Float32Array {
+    this.check();
     return this.m.HEAPF32.subarray(this.spec >> 2, (this.spec >> 2) + this.spectrumLength);
   }
 
   /**
    * Forward transform of a row-major width×height image (any numeric typed array). Returns the
    * unnormalised half-plane spectrum in the transposed layout, copied into `out` when given,
-   * otherwise a view that the next call overwrites.
+   * otherwise a view that the next call overwrites. `window` reads the image as the width×height
+   * block at (x0, y0) of a larger row-major image `stride` pixels wide, so no crop copy is needed.
    */
   forward(
     image: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> },
     out?: Float32Array,
+    window?: { stride: number; x0: number; y0: number },
   ): Float32Array {
     this.check();
     const { m, width: W, height: H } = this;
-    if (image.length !== W * H) throw new RangeError(`image has ${image.length} pixels, expected ${W}×${H}`);
+    const stride = window?.stride ?? W;
+    const first = window ? window.y0 * stride + window.x0 : 0;
+    if (!window && image.length !== W * H)
+      throw new RangeError(`image has ${image.length} pixels, expected ${W}×${H}`);
+    if (
+      window &&
+      (window.x0 < 0 ||
+        window.y0 < 0 ||
+        window.x0 + W > stride ||
+        first + (H - 1) * stride + W > image.length)
+    )
+      throw new RangeError(
+        `window ${W}×${H} at (${window.x0}, ${window.y0}) does not fit an image ${stride} pixels wide with ${image.length} pixels`,
+      );
     const heap = m.HEAPF32;
-    const u32 = m.HEAPU32;
+    const f64 = m.HEAPF64;
     const g0 = this.rows >> 2;
     const t0 = this.spec >> 2;
+    const g64 = this.rows >> 3;
+    const t64 = this.spec >> 3;
     const half = W / 2;
     for (let y0 = 0; y0 < H; y0 += ROWS_PER_GROUP) {
       const g = Math.min(ROWS_PER_GROUP, H - y0);
       for (let j = 0; j < g; j++) {
-        const y = y0 + j;
-        heap.set(image.subarray(y * W, y * W + W) as unknown as ArrayLike<number>, g0 + j * W);
+        const s = first + (y0 + j) * stride;
+        heap.set(image.subarray(s, s + W) as unknown as ArrayLike<number>, g0 + j * W);
         const row = this.rows + j * W * 4;
         m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_FORWARD);
       }
-      // Copy bits (not values) so nothing is rounded or canonicalised on the way.
+      // Complex values move as one float64 each: half the loads and stores of a float32 copy.
       for (let k = 1; k < half; k++) {
-        const dst = t0 + 2 * (k * H + y0);
-        const src = g0 + 2 * k;
-        for (let j = 0; j < g; j++) {
-          u32[dst + 2 * j] = u32[src + j * W]!;
-          u32[dst + 2 * j + 1] = u32[src + j * W + 1]!;
-        }
+        const dst = t64 + k * H + y0;
+        const src = g64 + k;
+        for (let j = 0; j < g; j++) f64[dst + j] = f64[src + j * half]!;
       }
       for (let j = 0; j < g; j++) {
         const y = y0 + j;
@@ -132,7 +150,7 @@ export class RealFft2d {
       const col = this.spec + k * H * 8;
       m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_FORWARD);
     }
-    const view = this.specView();
+    const view = heap.subarray(t0, t0 + this.spectrumLength);
     if (out) {
       out.set(view);
       return out;
@@ -142,14 +160,32 @@ export class RealFft2d {
 
   /**
    * Inverse transform of a transposed half-plane spectrum, normalised so that
-   * inverse(forward(x)) = x. The spectrum is copied in first, so the argument is left intact.
+   * inverse(forward(x)) = x. The spectrum is copied in first (unless it is spectrumBuffer()), so
+   * the argument is left intact.
    */
   inverse(spectrum: Float32Array, out = new Float32Array(this.width * this.height)): Float32Array {
+    return this.inverseRows(spectrum, 0, this.height, out);
+  }
+
+  /**
+   * Rows y0 … y0 + count − 1 (taken modulo height, so y0 may be negative) of the inverse
+   * transform, into `out` (count × width). Every column is still transformed, but only these rows
+   * are: a cross-correlation searched near the origin needs a thin band, not the whole image.
+   */
+  inverseRows(
+    spectrum: Float32Array,
+    y0: number,
+    count: number,
+    out = new Float32Array(this.width * count),
+  ): Float32Array {
     this.check();
     const { m, width: W, height: H } = this;
     if (spectrum.length !== this.spectrumLength) {
       throw new RangeError(`spectrum has ${spectrum.length} floats, expected ${this.spectrumLength}`);
     }
+    if (!(Number.isInteger(y0) && Number.isInteger(count) && count >= 1 && count <= H))
+      throw new RangeError(`rows ${y0} + ${count} are not allowed: count must be an integer in [1, ${H}]`);
+    if (out.length < W * count) throw new RangeError(`out has ${out.length} floats, needs ${W * count}`);
     const t0 = this.spec >> 2;
     if (spectrum.buffer !== m.HEAPF32.buffer || spectrum.byteOffset !== this.spec)
       m.HEAPF32.set(spectrum, t0);
@@ -158,28 +194,33 @@ export class RealFft2d {
       m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_BACKWARD);
     }
     const heap = m.HEAPF32;
-    const u32 = m.HEAPU32;
+    const f64 = m.HEAPF64;
     const g0 = this.rows >> 2;
+    const g64 = this.rows >> 3;
+    const t64 = this.spec >> 3;
     const half = W / 2;
     const scale = 1 / (W * H);
-    for (let y0 = 0; y0 < H; y0 += ROWS_PER_GROUP) {
-      const g = Math.min(ROWS_PER_GROUP, H - y0);
+    const start = ((y0 % H) + H) % H;
+    for (let r0 = 0; r0 < count; r0 += ROWS_PER_GROUP) {
+      const g = Math.min(ROWS_PER_GROUP, count - r0);
+      const contiguous = start + r0 + g <= H;
       for (let k = 1; k < half; k++) {
-        const src = t0 + 2 * (k * H + y0);
-        const dst = g0 + 2 * k;
-        for (let j = 0; j < g; j++) {
-          u32[dst + j * W] = u32[src + 2 * j]!;
-          u32[dst + j * W + 1] = u32[src + 2 * j + 1]!;
+        const dst = g64 + k;
+        if (contiguous) {
+          const src = t64 + k * H + start + r0;
+          for (let j = 0; j < g; j++) f64[dst + j * half] = f64[src + j]!;
+        } else {
+          for (let j = 0; j < g; j++) f64[dst + j * half] = f64[t64 + k * H + ((start + r0 + j) % H)]!;
         }
       }
       for (let j = 0; j < g; j++) {
-        const y = y0 + j;
+        const y = (start + r0 + j) % H;
         heap[g0 + j * W] = heap[t0 + 2 * y]!;
         heap[g0 + j * W + 1] = heap[t0 + 2 * (half * H + y)]!;
         const row = this.rows + j * W * 4;
         m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_BACKWARD);
         const r = g0 + j * W;
-        const o = y * W;
+        const o = (r0 + j) * W;
         for (let x = 0; x < W; x++) out[o + x] = heap[r + x]! * scale;
       }
     }

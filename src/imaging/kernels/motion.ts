@@ -5,8 +5,9 @@
  * Two passes over the file, one frame in memory at a time: the first keeps only each frame's
  * alignment spectrum (cropped to at most `alignSize` per side by Fourier binning); the second shifts
  * every full frame in Fourier space and accumulates the sum's spectrum. Memory is about
- * frames · wa · ha · 4 bytes for the alignment spectra (wa × ha ≤ alignSize²) plus four padded
- * full-frame buffers of W · H · 4 bytes — independent of the movie's length apart from the first term.
+ * frames · wa · ha · 4 bytes for the alignment spectra (wa × ha ≤ alignSize²) plus about four
+ * full-frame buffers of W · H · 4 bytes (FFT memory, the sum's spectrum, a padded frame when the
+ * size needs padding) — independent of the movie's length apart from the first term.
  */
 import { writeFile, rename } from 'node:fs/promises';
 import { openStack } from '../formats/openStack.js';
@@ -15,7 +16,7 @@ import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progres
 import type { ImageStack } from '../types.js';
 import { doseFilter, frameExposure, type DoseWeighting } from './doseWeight.js';
 import { nextFftSize, prevFftSize, RealFft2d } from './fft.js';
-import { alignSpectra, shiftSpectrum } from './motionAlign.js';
+import { addShifted, alignSpectra } from './motionAlign.js';
 
 export interface MotionOptions {
   /** Å per pixel: from the file when it says, else required for the B-factor and dose weighting. */
@@ -96,31 +97,30 @@ async function run(stack: ImageStack, opts: MotionOptions, ctl: KernelControl): 
   const fftFull = await RealFft2d.create(wFull, hFull);
   const fftAlign = bin === 1 ? fftFull : await RealFft2d.create(wa, ha);
   const spectra: Float32Array[] = [];
-  const box = new Float32Array(wFull * hFull);
   // B-factor in alignment-grid units: k² = (kx/(wa·p·bin))² + (ky/(ha·p·bin))².
   const pa = pixelSize * bin;
+  // The B-factor low-pass exp(−B k²/4) is separable: gx(kx)·gy(ky), with the FFT's 1/(w·h) folded in.
+  const wc = wa / 2 + 1;
+  const gx = Float64Array.from({ length: wc }, (_, kx) => Math.exp((-bFactor * (kx / (wa * pa)) ** 2) / 4));
+  const gy = Float64Array.from({ length: ha }, (_, ky) => {
+    const sy = ky < ha / 2 ? ky : ky - ha;
+    return Math.exp((-bFactor * (sy / (ha * pa)) ** 2) / 4) / (wFull * hFull);
+  });
   try {
     for (let f = 0; f < N; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const frame = await stack.readPlane(f);
-      for (let y = 0; y < hFull; y++) {
-        const s = (y0 + y) * W + x0;
-        for (let x = 0; x < wFull; x++) box[y * wFull + x] = frame[s + x]!;
-      }
-      const full = fftFull.forward(box);
+      const full = fftFull.forward(frame, undefined, { stride: W, x0, y0 });
       const spec = new Float32Array(fftAlign.spectrumLength);
-      const wc = wa / 2 + 1;
       for (let kx = 0; kx < wc; kx++) {
-        const fx = kx / (wa * pa);
+        const g = gx[kx]!;
         for (let ky = 0; ky < ha; ky++) {
-          const sy = ky < ha / 2 ? ky : ky - ha;
-          const fy = sy / (ha * pa);
-          const srcKy = sy < 0 ? sy + hFull : sy;
-          const g = Math.exp((-bFactor * (fx * fx + fy * fy)) / 4) / (wFull * hFull);
+          const srcKy = ky < ha / 2 ? ky : ky - ha + hFull;
           const si = 2 * (kx * hFull + srcKy);
           const di = 2 * (kx * ha + ky);
-          spec[di] = full[si]! * g;
-          spec[di + 1] = full[si + 1]! * g;
+          const gg = g * gy[ky]!;
+          spec[di] = full[si]! * gg;
+          spec[di + 1] = full[si + 1]! * gg;
         }
       }
       spec[0] = 0; // the mean carries no alignment information
@@ -169,8 +169,7 @@ async function alignedSum(
   const fft = await RealFft2d.create(wp, hp);
   const len = fft.spectrumLength;
   const acc = new Float32Array(len);
-  const shifted = new Float32Array(len);
-  const padded = new Float32Array(wp * hp);
+  const padded = wp === W && hp === H ? undefined : new Float32Array(wp * hp);
   const wc = wp / 2 + 1;
   // Dose weights depend on |k| only: one table per frame over radial bins of the finer spacing.
   let radial: Uint16Array | undefined;
@@ -194,13 +193,20 @@ async function alignedSum(
     for (let f = 0; f < N; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const frame = await stack.readPlane(f);
-      let mean = 0;
-      for (let i = 0; i < frame.length; i++) mean += frame[i]!;
-      mean /= frame.length;
-      padded.fill(mean);
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) padded[y * wp + x] = frame[y * W + x]!;
-      const spec = fft.forward(padded);
-      shiftSpectrum(spec, wp, hp, shifts[f]!.x, shifts[f]!.y, shifted);
+      let spec: Float32Array;
+      if (padded) {
+        // Pad with the frame's mean so the border adds no step to the spectrum.
+        let mean = 0;
+        for (let i = 0; i < frame.length; i++) mean += frame[i]!;
+        mean /= frame.length;
+        padded.fill(mean);
+        for (let y = 0; y < H; y++)
+          padded.set(frame.subarray(y * W, y * W + W) as unknown as ArrayLike<number>, y * wp);
+        spec = fft.forward(padded);
+      } else {
+        spec = fft.forward(frame);
+      }
+      const { x: sx, y: sy } = shifts[f]!;
       if (radial && weightSq && dose) {
         const q = new Float32Array(nBins);
         const exposure = frameExposure(f, dose);
@@ -208,13 +214,9 @@ async function alignedSum(
           q[b] = doseFilter(b * dk, exposure, dose.voltageKv);
           weightSq[b] = weightSq[b]! + q[b]! * q[b]!;
         }
-        for (let i = 0; i < len / 2; i++) {
-          const w = q[radial[i]!]!;
-          acc[2 * i] = acc[2 * i]! + shifted[2 * i]! * w;
-          acc[2 * i + 1] = acc[2 * i + 1]! + shifted[2 * i + 1]! * w;
-        }
+        addShifted(spec, wp, hp, sx, sy, acc, { weights: q, bins: radial });
       } else {
-        for (let i = 0; i < len; i++) acc[i] = acc[i]! + shifted[i]!;
+        addShifted(spec, wp, hp, sx, sy, acc);
       }
       progress((f + 1) / N, `summed frame ${f + 1}/${N}`);
       if (f % 2 === 1) await yieldToEventLoop();

@@ -3,6 +3,10 @@
  * frame is cross-correlated with the sum of all the others as currently aligned (leave-one-out),
  * the peak is located to sub-pixel precision by a parabola through its neighbours in x and y, and
  * the sum is updated; repeated until no shift changes by more than the tolerance.
+ *
+ * Only the band of cross-correlation rows that the search radius can reach is transformed back
+ * (RealFft2d.inverseRows), and each frame's phase shift, product and sum update are single fused
+ * passes over its spectrum.
  */
 import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progress.js';
 import type { RealFft2d } from './fft.js';
@@ -13,7 +17,74 @@ export interface AlignOptions {
   tolerance: number;
 }
 
-/** exp(−2πi (kx·sx/w + ky·sy/h)) applied to a transposed half-plane spectrum, into `out`. */
+/** Phase factors of a shift by (sx, sy): x[kx] for kx < w/2 + 1 and y[ky], as (cos, sin) pairs. */
+class PhaseRamp {
+  readonly x: Float64Array;
+  readonly y: Float64Array;
+  constructor(
+    private readonly w: number,
+    private readonly h: number,
+  ) {
+    this.x = new Float64Array(2 * (w / 2 + 1));
+    this.y = new Float64Array(2 * h);
+  }
+
+  /** exp(−2πi (kx·sx/w + ky·sy/h)) = x[kx] · y[ky]. */
+  set(sx: number, sy: number): this {
+    const { w, h } = this;
+    for (let kx = 0; kx < w / 2 + 1; kx++) {
+      const a = (-2 * Math.PI * kx * sx) / w;
+      this.x[2 * kx] = Math.cos(a);
+      this.x[2 * kx + 1] = Math.sin(a);
+    }
+    for (let ky = 0; ky < h; ky++) {
+      const a = (-2 * Math.PI * (ky < h / 2 ? ky : ky - h) * sy) / h;
+      this.y[2 * ky] = Math.cos(a);
+      this.y[2 * ky + 1] = Math.sin(a);
+    }
+    return this;
+  }
+}
+
+/**
+ * acc += spec · exp(−2πi (kx·sx/w + ky·sy/h)) on a transposed half-plane spectrum, each
+ * frequency weighted by weights[bins[i]] when both are given (dose weighting).
+ */
+export function addShifted(
+  spec: Float32Array,
+  w: number,
+  h: number,
+  sx: number,
+  sy: number,
+  acc: Float32Array,
+  opts: { weights?: Float32Array; bins?: Uint16Array } = {},
+): void {
+  const { x: px, y: py } = new PhaseRamp(w, h).set(sx, sy);
+  const { weights, bins } = opts;
+  for (let kx = 0; kx < w / 2 + 1; kx++) {
+    const cx = px[2 * kx]!;
+    const sxn = px[2 * kx + 1]!;
+    const base = kx * h;
+    for (let ky = 0; ky < h; ky++) {
+      const cy = py[2 * ky]!;
+      const sy1 = py[2 * ky + 1]!;
+      let pr = cx * cy - sxn * sy1;
+      let pi = cx * sy1 + sxn * cy;
+      if (weights && bins) {
+        const q = weights[bins[base + ky]!]!;
+        pr *= q;
+        pi *= q;
+      }
+      const i = 2 * (base + ky);
+      const re = spec[i]!;
+      const im = spec[i + 1]!;
+      acc[i] = acc[i]! + re * pr - im * pi;
+      acc[i + 1] = acc[i + 1]! + re * pi + im * pr;
+    }
+  }
+}
+
+/** spec shifted by (sx, sy), into `out`. */
 export function shiftSpectrum(
   spec: Float32Array,
   w: number,
@@ -22,50 +93,34 @@ export function shiftSpectrum(
   sy: number,
   out: Float32Array,
 ): void {
-  const wc = w / 2 + 1;
-  const py = new Float64Array(2 * h);
-  for (let ky = 0; ky < h; ky++) {
-    const f = ky < h / 2 ? ky : ky - h;
-    const a = (-2 * Math.PI * f * sy) / h;
-    py[2 * ky] = Math.cos(a);
-    py[2 * ky + 1] = Math.sin(a);
-  }
-  for (let kx = 0; kx < wc; kx++) {
-    const a = (-2 * Math.PI * kx * sx) / w;
-    const cx = Math.cos(a);
-    const sxn = Math.sin(a);
-    const base = 2 * kx * h;
-    for (let ky = 0; ky < h; ky++) {
-      const pr = cx * py[2 * ky]! - sxn * py[2 * ky + 1]!;
-      const pi = cx * py[2 * ky + 1]! + sxn * py[2 * ky]!;
-      const re = spec[base + 2 * ky]!;
-      const im = spec[base + 2 * ky + 1]!;
-      out[base + 2 * ky] = re * pr - im * pi;
-      out[base + 2 * ky + 1] = re * pi + im * pr;
-    }
-  }
+  out.fill(0, 0, spec.length);
+  addShifted(spec, w, h, sx, sy, out);
 }
 
-/** Integer peak within `radius` of the origin (wrapping), refined by 3-point parabolas. */
+/**
+ * Integer peak within `radius` of the origin, refined by 3-point parabolas, in a band of
+ * cross-correlation rows −(radius + 1) … radius + 1 (row j of `band` is dy = j − radius − 1),
+ * each `w` wide and wrapping in x.
+ */
 export function subPixelPeak(
-  cc: Float32Array,
+  band: Float32Array,
   w: number,
-  h: number,
   radius: number,
 ): { x: number; y: number; value: number } {
-  const r = Math.min(radius, Math.floor(w / 2) - 1, Math.floor(h / 2) - 1);
+  const r = radius;
+  const row0 = r + 1;
   let best = -Infinity;
   let bx = 0;
   let by = 0;
   for (let dy = -r; dy <= r; dy++) {
-    const row = ((dy + h) % h) * w;
+    const row = (dy + row0) * w;
     for (let dx = -r; dx <= r; dx++) {
       if (dx * dx + dy * dy > r * r) continue;
-      const v = cc[row + ((dx + w) % w)]!;
+      const v = band[row + ((dx + w) % w)]!;
       if (v > best) [best, bx, by] = [v, dx, dy];
     }
   }
-  const at = (x: number, y: number) => cc[((y + h) % h) * w + ((x + w) % w)]!;
+  const at = (x: number, y: number) => band[(y + row0) * w + ((x + w) % w)]!;
   const vertex = (m: number, c: number, p: number) => {
     const d = m - 2 * c + p;
     return d < 0 ? Math.max(-0.5, Math.min(0.5, (0.5 * (m - p)) / d)) : 0;
@@ -89,14 +144,20 @@ export async function alignSpectra(
 ): Promise<{ shifts: { x: number; y: number }[]; iterations: number; converged: boolean }> {
   const w = fft.width;
   const h = fft.height;
+  const wc = w / 2 + 1;
   const len = fft.spectrumLength;
   const n = spectra.length;
+  const radius = Math.max(
+    1,
+    Math.min(Math.floor(opts.maxShift), Math.floor(w / 2) - 1, Math.floor((h - 3) / 2)),
+  );
+  const bandRows = 2 * radius + 3;
   const shifts = spectra.map(() => ({ x: 0, y: 0 }));
   const sum = new Float32Array(len);
   for (const s of spectra) for (let i = 0; i < len; i++) sum[i] = sum[i]! + s[i]!;
   const mine = new Float32Array(len);
-  const prod = new Float32Array(len);
-  const cc = new Float32Array(w * h);
+  const band = new Float32Array(w * bandRows);
+  const ramp = new PhaseRamp(w, h);
   let iterations = 0;
   let converged = false;
   for (let it = 0; it < opts.iterations && !converged; it++) {
@@ -105,24 +166,55 @@ export async function alignSpectra(
     for (let f = 0; f < n; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const s = shifts[f]!;
-      shiftSpectrum(spectra[f]!, w, h, s.x, s.y, mine);
-      // Cross-correlation with the others: F · conj(S − F).
-      for (let i = 0; i < len; i += 2) {
-        const ar = mine[i]!;
-        const ai = mine[i + 1]!;
-        const br = sum[i]! - ar;
-        const bi = sum[i + 1]! - ai;
-        prod[i] = ar * br + ai * bi;
-        prod[i + 1] = ai * br - ar * bi;
+      const spec = spectra[f]!;
+      const { x: px, y: py } = ramp.set(s.x, s.y);
+      // One pass: mine = F·P(shift), and the cross-correlation with the others, mine · conj(S − mine),
+      // written straight into the FFT's buffer.
+      const prod = fft.spectrumBuffer();
+      for (let kx = 0; kx < wc; kx++) {
+        const cx = px[2 * kx]!;
+        const sxn = px[2 * kx + 1]!;
+        const base = 2 * kx * h;
+        for (let ky = 0; ky < h; ky++) {
+          const cy = py[2 * ky]!;
+          const sy = py[2 * ky + 1]!;
+          const pr = cx * cy - sxn * sy;
+          const pi = cx * sy + sxn * cy;
+          const i = base + 2 * ky;
+          const re = spec[i]!;
+          const im = spec[i + 1]!;
+          const ar = re * pr - im * pi;
+          const ai = re * pi + im * pr;
+          mine[i] = ar;
+          mine[i + 1] = ai;
+          const br = sum[i]! - ar;
+          const bi = sum[i + 1]! - ai;
+          prod[i] = ar * br + ai * bi;
+          prod[i + 1] = ai * br - ar * bi;
+        }
       }
-      fft.inverse(prod, cc);
-      const peak = subPixelPeak(cc, w, h, opts.maxShift);
+      fft.inverseRows(prod, -(radius + 1), bandRows, band);
+      const peak = subPixelPeak(band, w, radius);
       if (peak.x !== 0 || peak.y !== 0) {
-        const next = { x: s.x - peak.x, y: s.y - peak.y };
-        // Keep the sum consistent with the new shift: S += F·(P(new) − P(old)).
-        shiftSpectrum(spectra[f]!, w, h, next.x, next.y, prod);
-        for (let i = 0; i < len; i++) sum[i] = sum[i]! + prod[i]! - mine[i]!;
-        shifts[f] = next;
+        // Keep the sum consistent with the new shift: S += mine·P(−peak) − mine.
+        const { x: qx, y: qy } = ramp.set(-peak.x, -peak.y);
+        for (let kx = 0; kx < wc; kx++) {
+          const cx = qx[2 * kx]!;
+          const sxn = qx[2 * kx + 1]!;
+          const base = 2 * kx * h;
+          for (let ky = 0; ky < h; ky++) {
+            const cy = qy[2 * ky]!;
+            const sy = qy[2 * ky + 1]!;
+            const pr = cx * cy - sxn * sy - 1;
+            const pi = cx * sy + sxn * cy;
+            const i = base + 2 * ky;
+            const re = mine[i]!;
+            const im = mine[i + 1]!;
+            sum[i] = sum[i]! + re * pr - im * pi;
+            sum[i + 1] = sum[i + 1]! + re * pi + im * pr;
+          }
+        }
+        shifts[f] = { x: s.x - peak.x, y: s.y - peak.y };
         maxChange = Math.max(maxChange, Math.hypot(peak.x, peak.y));
       }
       if (f % 4 === 3) await yieldToEventLoop();

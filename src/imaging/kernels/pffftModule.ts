@@ -2,6 +2,7 @@
 export interface PffftModule {
   HEAPF32: Float32Array;
   HEAPU32: Uint32Array;
+  HEAPF64: Float64Array;
   _pffft_new_setup(n: number, kind: number): number;
   _pffft_destroy_setup(setup: number): void;
   _pffft_transform_ordered(
