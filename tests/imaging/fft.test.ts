@@ -67,6 +67,38 @@ describe('RealFft2d', () => {
     fft.dispose();
   });
 
+  it('inverseRows gives the same rows as inverse, wrapping past the top, and forward reads a window', async () => {
+    const w = 64;
+    const h = 48;
+    const big = randomImage(80, 60, 3);
+    const img = new Float32Array(w * h);
+    for (let y = 0; y < h; y++) img.set(big.subarray((y + 5) * 80 + 9, (y + 5) * 80 + 9 + w), y * w);
+    const fft = await RealFft2d.create(w, h);
+    const spec = fft.forward(img, new Float32Array(fft.spectrumLength));
+    const windowed = fft.forward(big, undefined, { stride: 80, x0: 9, y0: 5 });
+    expect(Array.from(windowed)).toEqual(Array.from(spec));
+    const full = fft.inverse(spec);
+    // 21 rows from y = −7 (odd count: the JS path; wrapping: row by row) and 16 from y = 4 (SIMD).
+    for (const [y0, count] of [
+      [-7, 21],
+      [4, 16],
+    ] as const) {
+      const band = fft.inverseRows(spec, y0, count);
+      for (let j = 0; j < count; j++) {
+        const y = (y0 + j + h) % h;
+        for (let x = 0; x < w; x++) expect(band[j * w + x]).toBeCloseTo(full[y * w + x]!, 6);
+      }
+    }
+    expect(() => fft.forward(big, undefined, { stride: 80, x0: 20, y0: 5 })).toThrow('does not fit');
+    fft.dispose();
+  });
+
+  it('ships the transpose kernel its .wat source assembles to', async () => {
+    const { assembleTranspose } = await import('../../scripts/buildTransposeWasm.mjs');
+    const { TRANSPOSE_WASM_BASE64 } = await import('../../src/imaging/kernels/transposeWasm.js');
+    expect(await assembleTranspose()).toBe(TRANSPOSE_WASM_BASE64);
+  });
+
   it('refuses sizes PFFFT cannot do', async () => {
     await expect(RealFft2d.create(100, 64)).rejects.toThrow('FFT size 100×64 is not allowed');
   });

@@ -118,11 +118,8 @@ export class RealFft2d {
         `window ${W}×${H} at (${window.x0}, ${window.y0}) does not fit an image ${stride} pixels wide with ${image.length} pixels`,
       );
     const heap = m.HEAPF32;
-    const f64 = m.HEAPF64;
     const g0 = this.rows >> 2;
     const t0 = this.spec >> 2;
-    const g64 = this.rows >> 3;
-    const t64 = this.spec >> 3;
     const half = W / 2;
     for (let y0 = 0; y0 < H; y0 += ROWS_PER_GROUP) {
       const g = Math.min(ROWS_PER_GROUP, H - y0);
@@ -132,18 +129,14 @@ export class RealFft2d {
         const row = this.rows + j * W * 4;
         m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_FORWARD);
       }
-      // Complex values move as one float64 each: half the loads and stores of a float32 copy.
-      for (let k = 1; k < half; k++) {
-        const dst = t64 + k * H + y0;
-        const src = g64 + k;
-        for (let j = 0; j < g; j++) f64[dst + j] = f64[src + j * half]!;
-      }
+      // Columns 0 … W/2 − 1 of the group into the spectrum; column 0 holds PFFFT's packed
+      // (DC, Nyquist) pair, unpacked below.
+      m.transpose64(this.rows, W * 4, this.spec + y0 * 8, H * 8, g, half);
       for (let j = 0; j < g; j++) {
         const y = y0 + j;
-        heap[t0 + 2 * y] = heap[g0 + j * W]!;
-        heap[t0 + 2 * y + 1] = 0;
-        heap[t0 + 2 * (half * H + y)] = heap[g0 + j * W + 1]!;
+        heap[t0 + 2 * (half * H + y)] = heap[t0 + 2 * y + 1]!;
         heap[t0 + 2 * (half * H + y) + 1] = 0;
+        heap[t0 + 2 * y + 1] = 0;
       }
     }
     for (let k = 0; k < this.wc; k++) {
@@ -194,28 +187,23 @@ export class RealFft2d {
       m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_BACKWARD);
     }
     const heap = m.HEAPF32;
-    const f64 = m.HEAPF64;
     const g0 = this.rows >> 2;
-    const g64 = this.rows >> 3;
-    const t64 = this.spec >> 3;
     const half = W / 2;
     const scale = 1 / (W * H);
     const start = ((y0 % H) + H) % H;
     for (let r0 = 0; r0 < count; r0 += ROWS_PER_GROUP) {
       const g = Math.min(ROWS_PER_GROUP, count - r0);
-      const contiguous = start + r0 + g <= H;
-      for (let k = 1; k < half; k++) {
-        const dst = g64 + k;
-        if (contiguous) {
-          const src = t64 + k * H + start + r0;
-          for (let j = 0; j < g; j++) f64[dst + j * half] = f64[src + j]!;
-        } else {
-          for (let j = 0; j < g; j++) f64[dst + j * half] = f64[t64 + k * H + ((start + r0 + j) % H)]!;
+      if (start + r0 + g <= H) {
+        m.transpose64(this.spec + (start + r0) * 8, H * 8, this.rows, W * 4, half, g);
+      } else {
+        for (let j = 0; j < g; j++) {
+          const y = (start + r0 + j) % H;
+          m.transpose64(this.spec + y * 8, H * 8, this.rows + j * W * 4, 0, half, 1);
         }
       }
       for (let j = 0; j < g; j++) {
         const y = (start + r0 + j) % H;
-        heap[g0 + j * W] = heap[t0 + 2 * y]!;
+        // Column 0 came over as (DC, 0): PFFFT packs the Nyquist term in its place.
         heap[g0 + j * W + 1] = heap[t0 + 2 * (half * H + y)]!;
         const row = this.rows + j * W * 4;
         m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_BACKWARD);

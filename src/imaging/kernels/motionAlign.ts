@@ -59,22 +59,52 @@ export function addShifted(
   acc: Float32Array,
   opts: { weights?: Float32Array; bins?: Uint16Array } = {},
 ): void {
-  const { x: px, y: py } = new PhaseRamp(w, h).set(sx, sy);
-  const { weights, bins } = opts;
-  for (let kx = 0; kx < w / 2 + 1; kx++) {
+  const ramp = new PhaseRamp(w, h).set(sx, sy);
+  if (opts.weights && opts.bins) addShiftedWeighted(spec, ramp, h, acc, opts.weights, opts.bins);
+  else addShiftedPlain(spec, ramp, h, acc);
+}
+
+function addShiftedPlain(spec: Float32Array, ramp: PhaseRamp, h: number, acc: Float32Array): void {
+  const { x: px, y: py } = ramp;
+  const wc = px.length / 2;
+  for (let kx = 0; kx < wc; kx++) {
+    const cx = px[2 * kx]!;
+    const sxn = px[2 * kx + 1]!;
+    const base = 2 * kx * h;
+    for (let ky = 0; ky < h; ky++) {
+      const cy = py[2 * ky]!;
+      const sy = py[2 * ky + 1]!;
+      const pr = cx * cy - sxn * sy;
+      const pi = cx * sy + sxn * cy;
+      const i = base + 2 * ky;
+      const re = spec[i]!;
+      const im = spec[i + 1]!;
+      acc[i] = acc[i]! + re * pr - im * pi;
+      acc[i + 1] = acc[i + 1]! + re * pi + im * pr;
+    }
+  }
+}
+
+function addShiftedWeighted(
+  spec: Float32Array,
+  ramp: PhaseRamp,
+  h: number,
+  acc: Float32Array,
+  weights: Float32Array,
+  bins: Uint16Array,
+): void {
+  const { x: px, y: py } = ramp;
+  const wc = px.length / 2;
+  for (let kx = 0; kx < wc; kx++) {
     const cx = px[2 * kx]!;
     const sxn = px[2 * kx + 1]!;
     const base = kx * h;
     for (let ky = 0; ky < h; ky++) {
       const cy = py[2 * ky]!;
-      const sy1 = py[2 * ky + 1]!;
-      let pr = cx * cy - sxn * sy1;
-      let pi = cx * sy1 + sxn * cy;
-      if (weights && bins) {
-        const q = weights[bins[base + ky]!]!;
-        pr *= q;
-        pi *= q;
-      }
+      const sy = py[2 * ky + 1]!;
+      const q = weights[bins[base + ky]!]!;
+      const pr = (cx * cy - sxn * sy) * q;
+      const pi = (cx * sy + sxn * cy) * q;
       const i = 2 * (base + ky);
       const re = spec[i]!;
       const im = spec[i + 1]!;
@@ -132,6 +162,63 @@ export function subPixelPeak(
   };
 }
 
+/** Kept out of the async loop so that each hot loop is a small function V8 optimises whole. */
+function correlateShifted(
+  spec: Float32Array,
+  sum: Float32Array,
+  ramp: PhaseRamp,
+  h: number,
+  mine: Float32Array,
+  prod: Float32Array,
+): void {
+  const { x: px, y: py } = ramp;
+  const wc = px.length / 2;
+  for (let kx = 0; kx < wc; kx++) {
+    const cx = px[2 * kx]!;
+    const sxn = px[2 * kx + 1]!;
+    const base = 2 * kx * h;
+    for (let ky = 0; ky < h; ky++) {
+      const cy = py[2 * ky]!;
+      const sy = py[2 * ky + 1]!;
+      const pr = cx * cy - sxn * sy;
+      const pi = cx * sy + sxn * cy;
+      const i = base + 2 * ky;
+      const re = spec[i]!;
+      const im = spec[i + 1]!;
+      const ar = re * pr - im * pi;
+      const ai = re * pi + im * pr;
+      mine[i] = ar;
+      mine[i + 1] = ai;
+      const br = sum[i]! - ar;
+      const bi = sum[i + 1]! - ai;
+      prod[i] = ar * br + ai * bi;
+      prod[i + 1] = ai * br - ar * bi;
+    }
+  }
+}
+
+/** sum += mine · (P − 1): moves mine's contribution to the sum by the ramp's shift. */
+function addShiftDelta(mine: Float32Array, ramp: PhaseRamp, h: number, sum: Float32Array): void {
+  const { x: px, y: py } = ramp;
+  const wc = px.length / 2;
+  for (let kx = 0; kx < wc; kx++) {
+    const cx = px[2 * kx]!;
+    const sxn = px[2 * kx + 1]!;
+    const base = 2 * kx * h;
+    for (let ky = 0; ky < h; ky++) {
+      const cy = py[2 * ky]!;
+      const sy = py[2 * ky + 1]!;
+      const pr = cx * cy - sxn * sy - 1;
+      const pi = cx * sy + sxn * cy;
+      const i = base + 2 * ky;
+      const re = mine[i]!;
+      const im = mine[i + 1]!;
+      sum[i] = sum[i]! + re * pr - im * pi;
+      sum[i + 1] = sum[i + 1]! + re * pi + im * pr;
+    }
+  }
+}
+
 /**
  * Aligns frames given their spectra (transposed half-plane, w×h). Returns per-frame shifts (pixels
  * of this grid) that align each frame to the sum, with frame 0 at (0, 0).
@@ -144,7 +231,6 @@ export async function alignSpectra(
 ): Promise<{ shifts: { x: number; y: number }[]; iterations: number; converged: boolean }> {
   const w = fft.width;
   const h = fft.height;
-  const wc = w / 2 + 1;
   const len = fft.spectrumLength;
   const n = spectra.length;
   const radius = Math.max(
@@ -166,54 +252,15 @@ export async function alignSpectra(
     for (let f = 0; f < n; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const s = shifts[f]!;
-      const spec = spectra[f]!;
-      const { x: px, y: py } = ramp.set(s.x, s.y);
-      // One pass: mine = F·P(shift), and the cross-correlation with the others, mine · conj(S − mine),
-      // written straight into the FFT's buffer.
+      // mine = F·P(shift) and the cross-correlation with the others, mine · conj(S − mine), written
+      // straight into the FFT's buffer.
       const prod = fft.spectrumBuffer();
-      for (let kx = 0; kx < wc; kx++) {
-        const cx = px[2 * kx]!;
-        const sxn = px[2 * kx + 1]!;
-        const base = 2 * kx * h;
-        for (let ky = 0; ky < h; ky++) {
-          const cy = py[2 * ky]!;
-          const sy = py[2 * ky + 1]!;
-          const pr = cx * cy - sxn * sy;
-          const pi = cx * sy + sxn * cy;
-          const i = base + 2 * ky;
-          const re = spec[i]!;
-          const im = spec[i + 1]!;
-          const ar = re * pr - im * pi;
-          const ai = re * pi + im * pr;
-          mine[i] = ar;
-          mine[i + 1] = ai;
-          const br = sum[i]! - ar;
-          const bi = sum[i + 1]! - ai;
-          prod[i] = ar * br + ai * bi;
-          prod[i + 1] = ai * br - ar * bi;
-        }
-      }
+      correlateShifted(spectra[f]!, sum, ramp.set(s.x, s.y), h, mine, prod);
       fft.inverseRows(prod, -(radius + 1), bandRows, band);
       const peak = subPixelPeak(band, w, radius);
       if (peak.x !== 0 || peak.y !== 0) {
         // Keep the sum consistent with the new shift: S += mine·P(−peak) − mine.
-        const { x: qx, y: qy } = ramp.set(-peak.x, -peak.y);
-        for (let kx = 0; kx < wc; kx++) {
-          const cx = qx[2 * kx]!;
-          const sxn = qx[2 * kx + 1]!;
-          const base = 2 * kx * h;
-          for (let ky = 0; ky < h; ky++) {
-            const cy = qy[2 * ky]!;
-            const sy = qy[2 * ky + 1]!;
-            const pr = cx * cy - sxn * sy - 1;
-            const pi = cx * sy + sxn * cy;
-            const i = base + 2 * ky;
-            const re = mine[i]!;
-            const im = mine[i + 1]!;
-            sum[i] = sum[i]! + re * pr - im * pi;
-            sum[i + 1] = sum[i + 1]! + re * pi + im * pr;
-          }
-        }
+        addShiftDelta(mine, ramp.set(-peak.x, -peak.y), h, sum);
         shifts[f] = { x: s.x - peak.x, y: s.y - peak.y };
         maxChange = Math.max(maxChange, Math.hypot(peak.x, peak.y));
       }

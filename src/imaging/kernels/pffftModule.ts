@@ -1,3 +1,8 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { TRANSPOSE_WASM_BASE64 } from './transposeWasm.js';
+
 /** The functions jobd calls in PFFFT's WebAssembly module (pointers are byte offsets into its heap). */
 export interface PffftModule {
   HEAPF32: Float32Array;
@@ -15,6 +20,11 @@ export interface PffftModule {
   _pffft_aligned_malloc(bytes: number): number;
   _pffft_aligned_free(ptr: number): void;
   _pffft_simd_size(): number;
+  /**
+   * dst[c·dstStride + 8r] = src[r·srcStride + 8c] for 8-byte elements, r < nr, c < nc (byte
+   * offsets and strides): WebAssembly SIMD on the module's own memory for even nr and nc, else JS.
+   */
+  transpose64(src: number, srcStride: number, dst: number, dstStride: number, nr: number, nc: number): void;
 }
 
 export const PFFFT_REAL = 0;
@@ -24,15 +34,87 @@ export const PFFFT_BACKWARD = 1;
 
 let loaded: Promise<PffftModule> | undefined;
 
+type Factory = (moduleArg?: Record<string, unknown>) => Promise<Omit<PffftModule, 'transpose64'>>;
+// The WebAssembly global as jobd uses it (the project's lib settings do not declare it).
+interface WasmInstance {
+  exports: Record<string, unknown>;
+}
+interface WasmApi {
+  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: WasmInstance }>;
+  Memory: abstract new (...args: never[]) => object;
+}
+const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+type Receive = (instance: WasmInstance) => void;
+
+/**
+ * Instantiates PFFFT through Emscripten's documented `instantiateWasm` hook, so that jobd holds its
+ * WebAssembly.Memory and can link its own small kernels (transpose.wat) to the same memory.
+ */
+async function instantiate(factory: Factory, specifier: string): Promise<PffftModule> {
+  const wasmPath = join(dirname(createRequire(import.meta.url).resolve(specifier)), 'pffft.wasm');
+  const bytes = await readFile(wasmPath);
+  let memory: object | undefined;
+  const m = (await factory({
+    instantiateWasm(imports: object, receive: Receive) {
+      Wasm.instantiate(bytes, imports).then(
+        ({ instance }) => {
+          const mem = Object.values(instance.exports).find((e) => e instanceof Wasm.Memory);
+          memory = mem as object | undefined;
+          receive(instance);
+        },
+        (err: unknown) => {
+          throw err;
+        },
+      );
+      return {};
+    },
+  })) as PffftModule;
+  m.transpose64 = await transposeKernel(m, memory);
+  return m;
+}
+
+async function transposeKernel(
+  m: Omit<PffftModule, 'transpose64'>,
+  memory: object | undefined,
+): Promise<PffftModule['transpose64']> {
+  const js: PffftModule['transpose64'] = (src, ss, dst, ds, nr, nc) => {
+    const f64 = m.HEAPF64;
+    for (let r = 0; r < nr; r++) {
+      const s = (src + r * ss) >> 3;
+      const d = (dst >> 3) + r;
+      for (let c = 0; c < nc; c++) f64[d + c * (ds >> 3)] = f64[s + c]!;
+    }
+  };
+  let simd: PffftModule['transpose64'] | undefined;
+  if (memory) {
+    try {
+      const { instance } = await Wasm.instantiate(Buffer.from(TRANSPOSE_WASM_BASE64, 'base64'), {
+        env: { memory },
+      });
+      const rowsOuter = instance.exports.rowsOuter as PffftModule['transpose64'];
+      const columnsOuter = instance.exports.columnsOuter as PffftModule['transpose64'];
+      simd = (src, ss, dst, ds, nr, nc) => (nr < nc ? columnsOuter : rowsOuter)(src, ss, dst, ds, nr, nc);
+    } catch {
+      simd = undefined; // no WebAssembly SIMD here: the JS copy does the same
+    }
+  }
+  if (!simd) return js;
+  const kernel = simd;
+  return (src, ss, dst, ds, nr, nc) => {
+    if ((nr | nc) & 1) js(src, ss, dst, ds, nr, nc);
+    else kernel(src, ss, dst, ds, nr, nc);
+  };
+}
+
 /** One module per process; the SIMD build when WebAssembly SIMD is there (Node 20 has it). */
 export function loadPffft(): Promise<PffftModule> {
   loaded ??= (async () => {
     try {
       const simd = await import('@echogarden/pffft-wasm/simd');
-      return await simd.default();
+      return await instantiate(simd.default as Factory, '@echogarden/pffft-wasm/simd');
     } catch {
       const plain = await import('@echogarden/pffft-wasm');
-      return await plain.default();
+      return await instantiate(plain.default as Factory, '@echogarden/pffft-wasm');
     }
   })();
   return loaded;
