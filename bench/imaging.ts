@@ -6,6 +6,8 @@
  *               script doing the same levels; jobd's peak RSS at two input sizes
  *   motion      the same synthetic Poisson movie: jobd vs relion_run_motioncorr --use_own, seconds and
  *               RMS error of the recovered shifts against the known drift
+ * Each comparison runs twice, A B A B, with the load average; wall and CPU time for both sides
+ * (jobd runs one thread; scipy's default workers=None is one thread too; RELION gets --j <cores>).
  * Options: --stack-gib N (default 2), --movie SIZExFRAMES (default 2048x24), --only fft,conversion,motion
  * Not part of `npm test`.
  */
@@ -49,49 +51,65 @@ async function fftBench(): Promise<Record<string, unknown>> {
   }
   const fft = await RealFft2d.create(N, N);
   const rowMajor = new Float32Array(fft.spectrumLength);
-  const times = { forward: [] as number[], forwardRowMajor: [] as number[], inverse: [] as number[] };
   const spec = new Float32Array(fft.spectrumLength);
   const back = new Float32Array(N * N);
   fft.forward(img);
-  for (let r = 0; r < 7; r++) {
-    let t = performance.now();
-    fft.forward(img);
-    times.forward.push(performance.now() - t);
-    t = performance.now();
-    toRowMajorSpectrum(fft.forward(img), N, N, rowMajor);
-    times.forwardRowMajor.push(performance.now() - t);
-    fft.forward(img, spec);
-    t = performance.now();
-    fft.inverse(spec, back);
-    times.inverse.push(performance.now() - t);
-  }
-  fft.dispose();
-  const result: Record<string, unknown> = {
-    size: `${N}x${N} float32`,
-    jobd: {
-      library: '@echogarden/pffft-wasm (SIMD)',
-      forwardTransposedMs: { min: round(Math.min(...times.forward)), median: round(median(times.forward)) },
-      forwardNumpyLayoutMs: {
-        min: round(Math.min(...times.forwardRowMajor)),
-        median: round(median(times.forwardRowMajor)),
-      },
-      inverseMs: { min: round(Math.min(...times.inverse)), median: round(median(times.inverse)) },
-    },
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e3;
   };
+  /** Wall and CPU ms of `f`, 7 runs: min and median of each. */
+  const timed = (f: () => void) => {
+    const wall: number[] = [];
+    const cpu: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      const t = performance.now();
+      const c = cpuMs();
+      f();
+      cpu.push(cpuMs() - c);
+      wall.push(performance.now() - t);
+    }
+    return {
+      wallMs: { min: round(Math.min(...wall)), median: round(median(wall)) },
+      cpuMs: { min: round(Math.min(...cpu)), median: round(median(cpu)) },
+    };
+  };
+  const jobdRound = () => ({
+    forwardTransposed: timed(() => fft.forward(img)),
+    forwardNumpyLayout: timed(() => toRowMajorSpectrum(fft.forward(img), N, N, rowMajor)),
+    inverse: timed(() => {
+      fft.forward(img, spec);
+      fft.inverse(spec, back);
+    }),
+  });
   // The python3 first on PATH (the machine's own numpy and scipy), else Debian's.
   const py = findPython(['numpy', 'scipy'], ['python3', '/usr/bin/python3']);
-  if (!py) return { ...result, references: 'skipped: no python3 with numpy and scipy' };
   const script = `import numpy as np, scipy, scipy.fft, time, json
 a = np.random.default_rng(0).standard_normal((${N}, ${N})).astype(np.float32)
-res = {'numpy': np.__version__, 'scipy': scipy.__version__}
+res = {'numpy': np.__version__, 'scipy': scipy.__version__, 'threads': 'one (scipy workers=None, numpy pocketfft)'}
 for name, f in [('scipy.fft.rfft2', lambda: scipy.fft.rfft2(a)), ('numpy.fft.rfft2', lambda: np.fft.rfft2(a))]:
-    f(); ts = []
+    f(); ts = []; cs = []
     for i in range(7):
-        t = time.perf_counter(); f(); ts.append((time.perf_counter() - t) * 1e3)
-    ts.sort(); res[name] = {'min': round(ts[0], 2), 'median': round(ts[3], 2)}
+        t = time.perf_counter(); c = time.process_time(); f(); cs.append((time.process_time() - c) * 1e3); ts.append((time.perf_counter() - t) * 1e3)
+    ts.sort(); cs.sort(); res[name] = {'wallMs': {'min': round(ts[0], 2), 'median': round(ts[3], 2)}, 'cpuMs': {'min': round(cs[0], 2), 'median': round(cs[3], 2)}}
 print(json.dumps(res))`;
-  result.references = JSON.parse(execFileSync(py, ['-c', script], { encoding: 'utf8' })) as unknown;
-  return result;
+  // A B A B: jobd and the references alternate, so both see the same load.
+  const rounds: Record<string, unknown>[] = [];
+  for (let r = 0; r < 2; r++) {
+    rounds.push({
+      loadavg: round(loadavg()[0]!),
+      jobd: jobdRound(),
+      references: py
+        ? (JSON.parse(execFileSync(py, ['-c', script], { encoding: 'utf8' })) as unknown)
+        : 'skipped: no python3 with numpy and scipy',
+    });
+  }
+  fft.dispose();
+  return {
+    size: `${N}x${N} float32`,
+    jobd: '@echogarden/pffft-wasm (SIMD), one thread, transposes in a WebAssembly SIMD kernel',
+    rounds,
+  };
 }
 
 /** A microscopy-like uint16 stack: a smooth field plus noise, shifted plane to plane. */
@@ -226,24 +244,32 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
   for (let i = 0; i < frames; i++) await w.writePlane(i, await movie.frame(i));
   await w.close();
   const bFactor = 150;
-  const jobd = runChild(['motion', path, join(dir, 'jobd'), '1', String(bFactor)]);
-  const result: Record<string, unknown> = {
-    movie: { size, frames, dosePerPixelPerFrame: 1.5, totalDriftPx: 15, bFactor },
-    jobd: {
+  const runJobd = () => {
+    const jobd = runChild(['motion', path, join(dir, 'jobd'), '1', String(bFactor)]);
+    return {
       seconds: round(jobd.seconds as number),
+      cpuSeconds: round(jobd.cpuSeconds as number),
       rmsErrorPx: round(rmsError(movie, jobd.shifts as { x: number; y: number }[]), 3),
       binning: jobd.binning,
       iterations: jobd.iterations,
       maxRssMb: round(jobd.maxRssMb as number),
-    },
+      threads: 1,
+    };
+  };
+  const result: Record<string, unknown> = {
+    movie: { size, frames, dosePerPixelPerFrame: 1.5, totalDriftPx: 15, bFactor },
   };
   const relion = spawnSync('relion_run_motioncorr', ['--version'], { encoding: 'utf8' });
-  if (relion.error) return { ...result, relion: 'skipped: relion_run_motioncorr not found (Debian: relion)' };
+  if (relion.error)
+    return {
+      ...result,
+      jobd: runJobd(),
+      relion: 'skipped: relion_run_motioncorr not found (Debian: relion)',
+    };
   await writeFile(
     join(dir, 'movies.star'),
     `\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n_rlnMicrographOriginalPixelSize #3\n_rlnVoltage #4\n_rlnSphericalAberration #5\n_rlnAmplitudeContrast #6\nopticsGroup1 1 1.0 300.0 2.7 0.1\n\n# version 30001\n\ndata_movies\n\nloop_\n_rlnMicrographMovieName #1\n_rlnOpticsGroup #2\nmovie.mrc 1\n`,
   );
-  const t = performance.now();
   const args2 = [
     '--i',
     'movies.star',
@@ -266,24 +292,46 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
     '1',
     '--skip_defect',
   ];
-  const r = spawnSync('relion_run_motioncorr', args2, { cwd: dir, encoding: 'utf8' });
-  const seconds = (performance.now() - t) / 1000;
-  if (r.status !== 0) return { ...result, relion: `failed: ${r.stderr.slice(-500)}` };
-  // data_global_shift: frame, shift x, shift y — the shift applied to each frame, frame 1 at 0 (as jobd's).
-  const star = execFileSync('cat', [join(dir, 'relion/movie.star')], { encoding: 'utf8' });
-  const table = star.slice(star.indexOf('data_global_shift'));
-  const shifts = [...table.matchAll(/^\s*(\d+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s*$/gm)].map((m) => ({
-    x: Number(m[2]),
-    y: Number(m[3]),
-  }));
-  result.relion = {
-    command: `relion_run_motioncorr ${args2.join(' ')}`,
-    seconds: round(seconds),
-    rmsErrorPx:
-      shifts.length === frames ? round(rmsError(movie, shifts), 3) : `parsed ${shifts.length} shifts`,
-    version: relion.stdout.trim().split('\n')[0],
+  // GNU time, when there, gives RELION's CPU seconds (user + system) beside its wall time.
+  const gnuTime = spawnSync('/usr/bin/time', ['-f', '%U %S', 'true'], { encoding: 'utf8' }).status === 0;
+  const runRelion = (): Record<string, unknown> | string => {
+    const t = performance.now();
+    const r = gnuTime
+      ? spawnSync('/usr/bin/time', ['-f', 'cpu %U %S', 'relion_run_motioncorr', ...args2], {
+          cwd: dir,
+          encoding: 'utf8',
+        })
+      : spawnSync('relion_run_motioncorr', args2, { cwd: dir, encoding: 'utf8' });
+    const seconds = (performance.now() - t) / 1000;
+    if (r.status !== 0) return `failed: ${r.stderr.slice(-500)}`;
+    const cpu = /^cpu ([\d.]+) ([\d.]+)$/m.exec(r.stderr);
+    // data_global_shift: frame, shift x, shift y — the shift applied to each frame, frame 1 at 0 (as jobd's).
+    const star = execFileSync('cat', [join(dir, 'relion/movie.star')], { encoding: 'utf8' });
+    const table = star.slice(star.indexOf('data_global_shift'));
+    const shifts = [...table.matchAll(/^\s*(\d+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s*$/gm)].map((m) => ({
+      x: Number(m[2]),
+      y: Number(m[3]),
+    }));
+    return {
+      seconds: round(seconds),
+      cpuSeconds: cpu ? round(Number(cpu[1]) + Number(cpu[2])) : 'unknown (no /usr/bin/time)',
+      rmsErrorPx:
+        shifts.length === frames ? round(rmsError(movie, shifts), 3) : `parsed ${shifts.length} shifts`,
+      threads: cpus().length,
+    };
   };
-  return result;
+  // A B A B: each side twice, alternating, so both see the same load.
+  const rounds: Record<string, unknown>[] = [];
+  for (let r = 0; r < 2; r++) {
+    rounds.push({ loadavg: round(loadavg()[0]!), jobd: runJobd(), relion: runRelion() });
+    await rm(join(dir, 'relion'), { recursive: true, force: true });
+  }
+  return {
+    ...result,
+    relionCommand: `relion_run_motioncorr ${args2.join(' ')}`,
+    relionVersion: relion.stdout.trim().split('\n')[0],
+    rounds,
+  };
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'jobd-bench-imaging-'));

@@ -7,6 +7,7 @@ import { correctMotion, writeMotionOutputs } from '../../src/imaging/kernels/mot
 
 const [task, a, b, ...rest] = process.argv.slice(2);
 const started = performance.now();
+const cpuStart = process.cpuUsage();
 let extra: Record<string, unknown>;
 if (task === 'convert') {
   const chunks = rest.map(Number) as [number, number, number];
@@ -25,6 +26,8 @@ if (task === 'convert') {
   throw new Error(`unknown task ${task}`);
 }
 const seconds = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpuStart);
+const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 process.stdout.write(
-  `${JSON.stringify({ seconds, maxRssMb: process.resourceUsage().maxRSS / 1024, ...extra })}\n`,
+  `${JSON.stringify({ seconds, cpuSeconds, maxRssMb: process.resourceUsage().maxRSS / 1024, ...extra })}\n`,
 );
