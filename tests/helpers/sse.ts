@@ -10,6 +10,8 @@ export interface SseEvent {
 
 export class SseClient {
   readonly events: SseEvent[] = [];
+  /** Date.now() when each of `events` arrived. */
+  readonly arrivedAt: number[] = [];
   comments = 0;
   /** The last event id, as a browser's EventSource would send it back (id-only blocks count). */
   lastId: string | null = null;
@@ -50,7 +52,10 @@ export class SseClient {
           buf = buf.slice(nl + 1);
           if (line === '') {
             if (id !== null) this.lastId = id;
-            if (data.length > 0) this.events.push({ id, event: event || 'message', data: data.join('\n') });
+            if (data.length > 0) {
+              this.events.push({ id, event: event || 'message', data: data.join('\n') });
+              this.arrivedAt.push(Date.now());
+            }
             id = null;
             event = '';
             data = [];

@@ -7,7 +7,8 @@
  * Backpressure: after each write the server looks at what the socket still holds; above
  * http.eventBufferBytes it stops reading changes for that client (the database keeps them) until the
  * socket drains, and a client that does not drain within http.eventSlowClientMs is dropped, with an
- * `error` event saying so queued last. Memory per client stays bounded either way.
+ * `error` event saying so queued last. So a connection's buffer never holds more than the bound plus
+ * one event and that closing event (the kernel's socket buffers come on top).
  */
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
@@ -58,8 +59,11 @@ function frame(event: string, data: unknown, id?: string): string {
 interface Client {
   res: ServerResponse;
   stream: TransitionStream;
-  end(reason: string, detail: string): void;
+  end(reason: string, detail: string, graceMs?: number): void;
 }
+
+/** How long a closing stream's last event may wait for the client to read it before the socket goes. */
+const CLOSE_GRACE_MS = 5_000;
 
 export function registerEventRoutes(app: App, ctx: ApiContext): void {
   const read = access(ctx, 'read');
@@ -144,10 +148,12 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
 
       reply.hijack();
       const res = reply.raw;
+      // The connection ends with the stream (`Connection: close`): a stream ended by the server, for a
+      // slow client above all, must not leave an idle keep-alive socket holding what it did not read.
+      res.shouldKeepAlive = false;
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
         // nginx and similar proxies would otherwise buffer the stream.
         'x-accel-buffering': 'no',
       });
@@ -160,7 +166,7 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
       const client: Client = {
         res,
         stream,
-        end(reason, detail) {
+        end(reason, detail, graceMs = CLOSE_GRACE_MS) {
           if (done) return;
           done = true;
           clients.delete(client);
@@ -168,8 +174,8 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
           void stream.close();
           if (res.destroyed) return;
           res.end(frame('error', { reason, detail }));
-          // A client that does not read even this is cut off.
-          dropTimer = setTimeout(() => res.destroy(), 5_000);
+          // A client that does not read even this is cut off: its unsent bytes go with the socket.
+          dropTimer = setTimeout(() => res.destroy(), graceMs);
           dropTimer.unref();
         },
       };
@@ -194,6 +200,12 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
       }, heartbeatMs);
       beat.unref();
 
+      // Each event's write calls back once it has left jobd's buffer for the kernel; that, not 'drain'
+      // (emitted only after a write returned false, i.e. above the socket's own high-water mark), is
+      // when the buffer may have gone back under bufferBytes.
+      let onFlushed: (() => void) | null = null;
+      const flushed = () => onFlushed?.();
+
       /** Resolves true once the socket holds at most bufferBytes again, false after slowClientMs. */
       const drained = (): Promise<boolean> =>
         new Promise((resolve) => {
@@ -202,13 +214,13 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
           };
           const finish = (ok: boolean) => {
             clearTimeout(timer);
-            res.off('drain', check);
+            onFlushed = null;
             res.off('close', onClose);
             resolve(ok);
           };
           const onClose = () => finish(true);
           const timer = setTimeout(() => finish(false), slowClientMs);
-          res.on('drain', check);
+          onFlushed = check;
           res.on('close', onClose);
           check();
         });
@@ -220,7 +232,10 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
           if (!wanted(next.transition)) continue;
           const t = next.transition;
           lastId = next.id;
-          res.write(frame('transition', { ...t, queue: queueOf(t.type), at: t.at.toISOString() }, next.id));
+          res.write(
+            frame('transition', { ...t, queue: queueOf(t.type), at: t.at.toISOString() }, next.id),
+            flushed,
+          );
           if (res.writableLength > bufferBytes && !(await drained())) {
             req.log.warn(
               { bufferedBytes: res.writableLength, slowClientMs },
@@ -229,6 +244,8 @@ export function registerEventRoutes(app: App, ctx: ApiContext): void {
             client.end(
               'slow-client',
               `the client left more than ${bufferBytes} bytes unread for ${slowClientMs} ms; reconnect with Last-Event-ID`,
+              // It has not read for slowClientMs already; waiting longer only keeps its buffer.
+              Math.min(CLOSE_GRACE_MS, slowClientMs),
             );
           }
         }
