@@ -5,7 +5,7 @@
  * a PNG, JPEG, GIF or WebP image (never SVG or anything a browser could run).
  */
 import { constants } from 'node:fs';
-import { open, realpath } from 'node:fs/promises';
+import { open, realpath, type FileHandle } from 'node:fs/promises';
 import { confine, isInside, type DataRoots } from '../jobs/lib/paths.js';
 import { HttpProblem } from './problem.js';
 
@@ -23,18 +23,22 @@ const KINDS: { type: string; test: (b: Buffer) => boolean }[] = [
   },
 ];
 
-export async function readDataImage(
+/**
+ * Opens a file inside the data dirs for reading, as the thumbnails need it: realpath-confined, opened
+ * without following a final symlink, checked again through the descriptor. Errors are problem+json
+ * naming `query.path`. The caller closes the handle.
+ */
+export async function openDataFile(
   path: string,
   roots: DataRoots,
-): Promise<{ type: string; body: Buffer; path: string }> {
-  const field = 'query.path';
+): Promise<{ fh: FileHandle; real: string; size: number; mtimeMs: number }> {
   const refuse = (status: number, title: string, message: string): never => {
-    throw new HttpProblem(status, title, `${field}: ${message}`, [{ path: field, message }]);
+    throw new HttpProblem(status, title, `${FIELD}: ${message}`, [{ path: FIELD, message }]);
   };
   let real: string;
   let root: string;
   try {
-    const c = await confine(path, roots, { field, mustExist: true, kind: 'file' });
+    const c = await confine(path, roots, { field: FIELD, mustExist: true, kind: 'file' });
     real = c.real;
     root = c.root;
   } catch (err) {
@@ -54,17 +58,37 @@ export async function readDataImage(
       refuse(403, 'Forbidden', `"${path}" changed while it was opened; refusing it`);
     const st = await fh.stat();
     if (!st.isFile()) refuse(400, 'Bad Request', `"${path}" is not a regular file`);
-    if (st.size > IMAGE_MAX_BYTES)
-      refuse(
+    return { fh, real, size: st.size, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+export async function readDataImage(
+  path: string,
+  roots: DataRoots,
+): Promise<{ type: string; body: Buffer; path: string }> {
+  const { fh, real, size } = await openDataFile(path, roots);
+  try {
+    if (size > IMAGE_MAX_BYTES)
+      problem(
         413,
         'Content Too Large',
-        `"${path}" is ${st.size} bytes; images up to ${IMAGE_MAX_BYTES} are served`,
+        `"${path}" is ${size} bytes; images up to ${IMAGE_MAX_BYTES} are served`,
       );
     const body = await fh.readFile();
     const kind = KINDS.find((k) => k.test(body));
-    if (!kind) refuse(415, 'Unsupported Media Type', `"${path}" is not a PNG, JPEG, GIF or WebP image`);
+    if (!kind) problem(415, 'Unsupported Media Type', `"${path}" is not a PNG, JPEG, GIF or WebP image`);
     return { type: kind!.type, body, path: real };
   } finally {
     await fh.close();
   }
+}
+
+const FIELD = 'query.path';
+
+/** A problem+json error about `query.path`. */
+export function problem(status: number, title: string, message: string): never {
+  throw new HttpProblem(status, title, `${FIELD}: ${message}`, [{ path: FIELD, message }]);
 }

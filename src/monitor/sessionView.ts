@@ -23,8 +23,8 @@ export interface SessionExposure {
   astigmatismAngle: number | null;
   fitResolution: number | null;
   totalDrift: number | null;
-  /** Images the steps wrote (absolute paths): the power spectrum and the CTF fit diagnostic. */
-  images: { powerSpectrum: string | null; ctfDiagnostic: string | null };
+  /** Images the steps wrote (absolute paths): the power spectrum, the CTF fit diagnostic, the aligned sum (MRC). */
+  images: { powerSpectrum: string | null; ctfDiagnostic: string | null; alignedSum: string | null };
   jobs: Partial<Record<SessionStep, { id: string; state: JobState; error: string | null }>>;
 }
 
@@ -87,7 +87,11 @@ export function sessionView(root: JobDoc, jobs: readonly ChildResult[]): Session
       astigmatismAngle: num(c.astigmatism_angle),
       fitResolution: num(c.fit_resolution),
       totalDrift: num(ok(motion).total_drift),
-      images: { powerSpectrum: str(ok(fft).output_png), ctfDiagnostic: str(c.diagnostic_png) },
+      images: {
+        powerSpectrum: str(ok(fft).output_png),
+        ctfDiagnostic: str(c.diagnostic_png),
+        alignedSum: str(ok(motion).output_sum),
+      },
       jobs: Object.fromEntries(
         STEPS.flatMap((s) => {
           const j = steps.get(s);

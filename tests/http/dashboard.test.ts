@@ -221,7 +221,7 @@ describe('dashboard', () => {
     expect(await page.locator('svg.graph path.edge').count()).toBe(4);
   }, 120_000);
 
-  it('a session page plots each exposure and shows its power spectrum and CTF thumbnails', async () => {
+  it('a session page plots each exposure and shows its aligned sum, power spectrum and CTF thumbnails', async () => {
     const sessionDir = join(data, 'session');
     const want = fixtureExposures('mov', 3);
     await writeSerialemSession(sessionDir, want);
@@ -253,19 +253,28 @@ describe('dashboard', () => {
       ['mov2', '17000.0'],
       ['mov3', '18000.0'],
     ]);
-    // Six thumbnails (a power spectrum and a CTF fit per exposure), each loaded as an image.
+    // Nine thumbnails: per exposure its aligned sum (an MRC the server turned into a PNG: 300×200
+    // halved to 150×100), its power spectrum and its CTF fit (32×32 PNGs), each loaded as an image.
     const loaded = () =>
-      page.locator('img.thumb').evaluateAll(
-        (imgs) =>
-          imgs.filter((i) => {
-            const img = i as unknown as { complete: boolean; naturalWidth: number };
-            return img.complete && img.naturalWidth === 32;
-          }).length,
+      page.locator('img.thumb').evaluateAll((imgs) =>
+        imgs
+          .filter((i) => (i as unknown as { complete: boolean }).complete)
+          .map((i) => {
+            const img = i as unknown as { naturalWidth: number; naturalHeight: number };
+            return `${i.getAttribute('data-kind')} ${img.naturalWidth}x${img.naturalHeight}`;
+          })
+          .filter((k) => !k.endsWith(' 0x0'))
+          .sort(),
       );
-    await waitUntil(async () => (await loaded()) === 6, {
+    const thumbs = [
+      ...Array(3).fill('aligned-sum 150x100'),
+      ...Array(3).fill('ctf-fit 32x32'),
+      ...Array(3).fill('power-spectrum 32x32'),
+    ];
+    await waitUntil(async () => JSON.stringify(await loaded()) === JSON.stringify(thumbs), {
       timeoutMs: 60_000,
       intervalMs: 50,
-      what: 'six thumbnails loaded',
+      what: 'nine thumbnails loaded',
     });
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-session.png'), fullPage: true });
 
@@ -309,6 +318,17 @@ describe('dashboard', () => {
       expect(problem.errors[0].path).toBe('query.path');
       expect(problem.detail).toContain(message);
     }
+    // Thumbnails are made of MRC images inside the data dirs only.
+    const sum = join(data, 'out', 'mov1', 'mov1_sum.mrc');
+    const thumb = (p: string) => call('GET', `/api/thumbnails?path=${encodeURIComponent(p)}`);
+    const t = await thumb(sum);
+    expect(t.status, Buffer.from(t.body).toString()).toBe(200);
+    expect(t.headers.get('content-type')).toBe('image/png');
+    const decoded = pngjs.PNG.sync.read(Buffer.from(t.body));
+    expect([decoded.width, decoded.height]).toEqual([150, 100]);
+    expect((await thumb(inside)).status).toBe(415);
+    expect((await thumb(outside)).status).toBe(403);
+
     // Only the dashboard's own files, and the page holds no data: it is served without a token.
     expect((await call('GET', '/dashboard/app.js', undefined, null)).status).toBe(200);
     expect((await call('GET', '/dashboard/..%2fserver.js', undefined, null)).status).toBe(404);

@@ -70,12 +70,15 @@ export async function apiText(path) {
 
 /** An image from the data dirs, fetched with the token, as a blob: URL (cached by path). */
 const images = new Map();
-export async function imageUrl(path) {
-  const hit = images.get(path);
+export async function imageUrl(path, { thumbnail = false } = {}) {
+  const key = `${thumbnail ? 'thumb' : 'image'}:${path}`;
+  const hit = images.get(key);
   if (hit) return hit;
-  const r = await fetch(`/api/images?path=${encodeURIComponent(path)}`, { headers: authHeaders() });
+  // MRC images (aligned sums) come as PNG thumbnails the server makes; images as they are.
+  const route = thumbnail ? '/api/thumbnails' : '/api/images';
+  const r = await fetch(`${route}?path=${encodeURIComponent(path)}`, { headers: authHeaders() });
   if (!r.ok) throw new ApiError(r.status, await problemOf(r));
   const url = URL.createObjectURL(await r.blob());
-  images.set(path, url);
+  images.set(key, url);
   return url;
 }

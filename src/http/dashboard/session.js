@@ -1,6 +1,6 @@
 // A microscope session's page, as streaming pre-processing tools show it: per exposure, defocus,
-// astigmatism, CTF fit resolution and total drift over time, and thumbnails of the power spectra and
-// CTF fits of the latest exposures. Kept current as exposures arrive and their jobs finish.
+// astigmatism, CTF fit resolution and total drift over time, and thumbnails of the aligned sums, power
+// spectra and CTF fits of the latest exposures. Kept current as exposures arrive and their jobs finish.
 import { api, imageUrl } from './api.js';
 import { lineChart } from './charts.js';
 import { fmtTime, h, jobLink, progressBar, section, stateBadge, table } from './dom.js';
@@ -9,10 +9,10 @@ const THUMBS = 12;
 const f1 = (v) => (v === null || v === undefined ? '' : v.toFixed(1));
 const f2 = (v) => (v === null || v === undefined ? '' : v.toFixed(2));
 
-function thumb(path, alt) {
+function thumb(path, alt, kind, thumbnail = false) {
   if (!path) return h('span', { class: 'no-image' }, '—');
-  const img = h('img', { alt, 'data-path': path, class: 'thumb', loading: 'lazy' });
-  imageUrl(path).then(
+  const img = h('img', { alt, 'data-path': path, 'data-kind': kind, class: 'thumb', loading: 'lazy' });
+  imageUrl(path, { thumbnail }).then(
     (url) => (img.src = url),
     (e) => img.replaceWith(h('span', { class: 'error', title: e.message }, 'image unavailable')),
   );
@@ -25,7 +25,7 @@ export async function sessionView(id) {
   const pt = (e, y) => ({ t: Date.parse(e.at), y, label: `${e.id} (${fmtTime(e.at)})` });
   const chart = (title, series, yFmt) => lineChart({ title, series, yFmt, zeroBased: false });
   const latest = v.exposures
-    .filter((e) => e.images.powerSpectrum || e.images.ctfDiagnostic)
+    .filter((e) => e.images.alignedSum || e.images.powerSpectrum || e.images.ctfDiagnostic)
     .slice(-THUMBS)
     .reverse();
   const running =
@@ -101,8 +101,9 @@ export async function sessionView(id) {
               h(
                 'div',
                 { class: 'thumb-pair' },
-                thumb(e.images.powerSpectrum, `power spectrum of ${e.id}`),
-                thumb(e.images.ctfDiagnostic, `CTF fit of ${e.id}`),
+                thumb(e.images.alignedSum, `aligned sum of ${e.id}`, 'aligned-sum', true),
+                thumb(e.images.powerSpectrum, `power spectrum of ${e.id}`, 'power-spectrum'),
+                thumb(e.images.ctfDiagnostic, `CTF fit of ${e.id}`, 'ctf-fit'),
               ),
               h(
                 'figcaption',

@@ -9,6 +9,7 @@ import { sessionView } from '../../monitor/sessionView.js';
 import { childrenWithResults, finishedTimeline } from '../../store/index.js';
 import { JOB_STATES } from '../../types.js';
 import { readDataImage } from '../imageFile.js';
+import { THUMB_EDGE, Thumbnails } from '../thumbnail.js';
 import { HttpProblem } from '../problem.js';
 import { jobIdParams, jobSchema } from '../schemas.js';
 import { access, PROBLEMS, type ApiContext, type App } from './route.js';
@@ -57,7 +58,11 @@ const sessionSchema = z.object({
       astigmatismAngle: z.number().nullable().describe('degrees'),
       fitResolution: z.number().nullable().describe('Å'),
       totalDrift: z.number().nullable().describe('pixels'),
-      images: z.object({ powerSpectrum: z.string().nullable(), ctfDiagnostic: z.string().nullable() }),
+      images: z.object({
+        powerSpectrum: z.string().nullable(),
+        ctfDiagnostic: z.string().nullable(),
+        alignedSum: z.string().nullable().describe("motion correction's aligned sum (MRC)"),
+      }),
       jobs: z.object({
         motion: stepSchema.optional(),
         ctf: stepSchema.optional(),
@@ -69,6 +74,7 @@ const sessionSchema = z.object({
 
 export function registerDashboardRoutes(app: App, ctx: ApiContext): void {
   const read = access(ctx, 'read');
+  const thumbnails = new Thumbnails(ctx.config.dataDirs);
   const getJob = async (id: string) => {
     const job = await ctx.client.get(id);
     if (!job) throw new HttpProblem(404, 'Not Found', `job ${id} not found`);
@@ -173,6 +179,31 @@ export function registerDashboardRoutes(app: App, ctx: ApiContext): void {
         .header('content-security-policy', "default-src 'none'")
         .header('cache-control', 'no-cache')
         .send(img.body);
+    },
+  );
+
+  app.get(
+    '/api/thumbnails',
+    {
+      ...read,
+      schema: {
+        tags: ['sessions'],
+        summary: `A PNG thumbnail (at most ${THUMB_EDGE} pixels a side) of an MRC image inside the data dirs: the aligned sums`,
+        description:
+          'The first plane, reduced by 2×2 means and scaled between its 0.5% and 99.5% quantiles. Made once per version of the file and cached.',
+        security: read.security,
+        querystring: z.strictObject({ path: z.string().min(1).max(4096).describe('an absolute path') }),
+        response: { 200: z.any().describe('the thumbnail (image/png)'), ...PROBLEMS },
+      },
+    },
+    async (req, reply) => {
+      const png = await thumbnails.of(req.query.path);
+      return reply
+        .type('image/png')
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', "default-src 'none'")
+        .header('cache-control', 'no-cache')
+        .send(png);
     },
   );
 }
