@@ -2,41 +2,20 @@
  * bench/embedded.ts --ops: per-operation rates of the standalone embedded server, one process per
  * build, alternated round by round (see bench/embedded.ts).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { MongoClient, ObjectId, type Collection, type Document } from 'mongodb';
 import { JOB_INDEXES } from '../../src/store/indexes.js';
-import { ROOT } from './jobd.js';
+import { ROOT, startEmbeddedProcess } from './jobd.js';
 
-interface ServerProcess {
-  uri: string;
-  pid: number;
-  close(): Promise<void>;
-}
+type ServerProcess = Awaited<ReturnType<typeof startEmbeddedProcess>>;
 
 function startServer(bin: string, dataDir: string, profileDir: string | undefined): Promise<ServerProcess> {
-  return new Promise((resolveStart, rejectStart) => {
-    const nodeArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-    const child = spawn(process.execPath, [...nodeArgs, bin, '--port', '0', '--data-dir', dataDir], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /listening on (mongodb:\/\/\S+)/.exec(line);
-      if (!m) return;
-      resolveStart({
-        uri: m[1]!,
-        pid: child.pid!,
-        close: async () => {
-          child.kill('SIGTERM');
-          await exited;
-        },
-      });
-    });
-    child.once('exit', (code) => rejectStart(new Error(`${bin} exited (${code}) before listening`)));
+  return startEmbeddedProcess({
+    bin,
+    args: ['--data-dir', dataDir],
+    nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
   });
 }
 

@@ -49,14 +49,16 @@ export async function loadJobd(): Promise<Jobd> {
 }
 
 /**
- * bin/jobd-embedded in its own process (in memory, a free port); resolves once it listens.
+ * An embedded server in its own process (this tree's bin/jobd-embedded unless `bin` names another
+ * build's, in memory unless `args` give a data dir, on a free port); resolves once it listens.
  * `nodeArgs` go to node before the script (e.g. --cpu-prof).
  */
 export function startEmbeddedProcess(
-  opts: { nodeArgs?: string[] } = {},
+  opts: { nodeArgs?: string[]; bin?: string; args?: string[] } = {},
 ): Promise<{ uri: string; pid: number; close(): Promise<void> }> {
+  const bin = opts.bin ?? join(ROOT, 'bin/jobd-embedded');
   return new Promise((resolveStart, rejectStart) => {
-    const args = [...(opts.nodeArgs ?? []), join(ROOT, 'bin/jobd-embedded'), '--port', '0'];
+    const args = [...(opts.nodeArgs ?? []), bin, '--port', '0', ...(opts.args ?? [])];
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -74,8 +76,6 @@ export function startEmbeddedProcess(
         },
       });
     });
-    child.once('exit', (code) =>
-      rejectStart(new Error(`bin/jobd-embedded exited (${code}) before listening`)),
-    );
+    child.once('exit', (code) => rejectStart(new Error(`${bin} exited (${code}) before listening`)));
   });
 }
