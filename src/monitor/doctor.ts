@@ -33,6 +33,8 @@ export const EXTERNAL_TOOLS: { name: string; args: string[]; usedBy: string }[] 
   { name: 'rsync', args: ['--version'], usedBy: 'rsync_transfer' },
   { name: 'rclone', args: ['version'], usedBy: 'google_sync (rclone remotes)' },
   { name: 'zstd', args: ['--version'], usedBy: 'data_compression, backup_creation' },
+  { name: 'lz4', args: ['--version'], usedBy: 'data_compression (lz4, tar.lz4)' },
+  { name: 'tar', args: ['--version'], usedBy: 'data_compression (tar.zst, tar.lz4)' },
 ];
 
 function toolVersion(
