@@ -7,7 +7,11 @@ import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { JobContext } from '../../src/types.js';
+import type { Db } from 'mongodb';
+import { expect } from 'vitest';
+import type { JobContext, JobDoc } from '../../src/types.js';
+import { JOBCTL_BIN, runCli } from '../helpers/daemonProcess.js';
+import { waitUntil } from '../helpers/waitFor.js';
 
 export function jobContext(progressed: number[] = []): JobContext {
   return {
@@ -114,4 +118,30 @@ export async function numpyFigures(path: string, quantiles: number[], bins: numb
     { maxBuffer: 1 << 26 },
   );
   return JSON.parse(stdout) as NumpyFigures;
+}
+
+/**
+ * Submits a workflow file with `jobctl workflow submit` (as an operator would) and waits until its
+ * `jobs` jobs have all settled; returns the submit output and the settled job documents.
+ */
+export async function submitWorkflowAndSettle(
+  db: Db,
+  file: string,
+  settingsFile: string,
+  jobs: number,
+  timeoutMs: number,
+): Promise<{ id: string; keys: Record<string, string>; docs: JobDoc[] }> {
+  const sub = await runCli(JOBCTL_BIN, ['workflow', 'submit', file, '--settings', settingsFile, '--json']);
+  expect(sub.code, sub.stderr).toBe(0);
+  const { id, jobs: keys } = JSON.parse(sub.stdout) as { id: string; jobs: Record<string, string> };
+  const coll = db.collection<JobDoc>('jobs');
+  const docs = await waitUntil(
+    async () => {
+      const found = await coll.find({ workflowId: id }).toArray();
+      const final = found.every((d) => ['completed', 'failed', 'cancelled'].includes(d.state));
+      return found.length === jobs && final ? found : undefined;
+    },
+    { what: `workflow ${id} to finish`, timeoutMs, intervalMs: 250 },
+  );
+  return { id, keys, docs };
 }

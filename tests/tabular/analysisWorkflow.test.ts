@@ -8,19 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeRecords } from '../../src/jobs/tabular/records.js';
-import type { JobDoc } from '../../src/types.js';
 import { CHROMIUM } from '../helpers/browser.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 import {
-  JOBCTL_BIN,
   killAllDaemons,
-  runCli,
   startDaemonProcess,
   writeDaemonSettings,
   type DaemonSettings,
 } from '../helpers/daemonProcess.js';
-import { waitUntil } from '../helpers/waitFor.js';
-import { syntheticRecords } from './analysisHelpers.js';
+import { submitWorkflowAndSettle, syntheticRecords } from './analysisHelpers.js';
 
 let t: TestDb;
 let base: string;
@@ -75,18 +71,7 @@ describe('analysis workflow', () => {
         ],
       }),
     );
-    const sub = await runCli(JOBCTL_BIN, ['workflow', 'submit', file, '--settings', settings.file, '--json']);
-    expect(sub.code, sub.stderr).toBe(0);
-    const { id, jobs } = JSON.parse(sub.stdout) as { id: string; jobs: Record<string, string> };
-    const coll = t.db.collection<JobDoc>('jobs');
-    const done = await waitUntil(
-      async () => {
-        const docs = await coll.find({ workflowId: id }).toArray();
-        const final = docs.every((d) => ['completed', 'failed', 'cancelled'].includes(d.state));
-        return docs.length === 2 && final ? docs : undefined;
-      },
-      { what: `workflow ${id} to finish`, timeoutMs: 150_000, intervalMs: 200 },
-    );
+    const { keys: jobs, docs: done } = await submitWorkflowAndSettle(t.db, file, settings.file, 2, 150_000);
     const byKey = Object.fromEntries(
       done.map((d) => [String(d._id) === jobs.describe ? 'describe' : 'report', d]),
     );

@@ -10,7 +10,6 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobDoc } from '../../src/types.js';
 import { CHROMIUM } from '../helpers/browser.js';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 import {
@@ -21,7 +20,7 @@ import {
   writeDaemonSettings,
   type DaemonSettings,
 } from '../helpers/daemonProcess.js';
-import { waitUntil } from '../helpers/waitFor.js';
+import { submitWorkflowAndSettle } from './analysisHelpers.js';
 
 const TOKEN = 'pipeline-secret-token-0123456789';
 const REGIONS = ['north', 'south', 'east', 'west'];
@@ -110,19 +109,7 @@ describe('the tabular example workflow', () => {
     );
     const file = join(base, 'pipeline.json');
     writeFileSync(file, example.replaceAll('/srv/jobd/tables', tables));
-    const sub = await runCli(JOBCTL_BIN, ['workflow', 'submit', file, '--settings', settings.file, '--json']);
-    expect(sub.code, sub.stderr).toBe(0);
-    const { id } = JSON.parse(sub.stdout) as { id: string };
-
-    const coll = t.db.collection<JobDoc>('jobs');
-    const done = await waitUntil(
-      async () => {
-        const docs = await coll.find({ workflowId: id }).toArray();
-        const final = docs.every((d) => ['completed', 'failed', 'cancelled'].includes(d.state));
-        return docs.length === 6 && final ? docs : undefined;
-      },
-      { what: `workflow ${id} to finish`, timeoutMs: 240_000, intervalMs: 250 },
-    );
+    const { docs: done } = await submitWorkflowAndSettle(t.db, file, settings.file, 6, 240_000);
     for (const d of done) expect(d.state, `${d.type}: ${JSON.stringify(d.errors)}`).toBe('completed');
     expect(unauthorized).toBe(0);
 
