@@ -20,6 +20,7 @@ import {
   openStore,
   resolveMongoUri,
   resolveNewJob,
+  type WorkflowSummary,
   retry as storeRetry,
   editIfNotRunning,
   runNow as storeRunNow,
@@ -300,7 +301,7 @@ export class JobdClient {
     return storeWorkflowJobs(this.store, id);
   }
 
-  listWorkflows(opts: { state?: WorkflowState; limit?: number } = {}): Promise<WorkflowDoc[]> {
+  listWorkflows(opts: { state?: WorkflowState; limit?: number } = {}): Promise<WorkflowSummary[]> {
     return storeListWorkflows(this.store, opts);
   }
 

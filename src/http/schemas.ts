@@ -182,6 +182,9 @@ export const workflowSchema = z.object({
   reason: z.string().nullable().optional(),
 });
 
+/** A workflow as lists show it: without `keys` (one entry per job), which its own read has. */
+export const workflowSummarySchema = workflowSchema.omit({ keys: true });
+
 export const scheduleSchema = z.object({
   _id: z.string(),
   cron: z.string().optional(),

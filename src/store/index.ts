@@ -56,7 +56,13 @@ export {
 export { releaseAfter, rearmDependents, decide, type ReleaseResult } from './release.js';
 export { familiesOf, insertChildren, ownDependencies, type Family } from './family.js';
 export { finishWorkflowIfDone, UNFINISHED_STATES } from './workflows.js';
-export { getWorkflow, listWorkflows, workflowJobs, jobTree } from './workflowQueries.js';
+export {
+  getWorkflow,
+  listWorkflows,
+  workflowJobs,
+  jobTree,
+  type WorkflowSummary,
+} from './workflowQueries.js';
 export {
   submitWorkflowJobs,
   startWorkflow,

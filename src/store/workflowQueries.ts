@@ -10,10 +10,13 @@ export async function getWorkflow(store: Store, id: string): Promise<WorkflowDoc
   return store.workflows.findOne({ _id: id });
 }
 
+/** A workflow without its key → job id map, as lists return it. */
+export type WorkflowSummary = Omit<WorkflowDoc, 'keys'>;
+
 export async function listWorkflows(
   store: Store,
   opts: { state?: WorkflowState; limit?: number } = {},
-): Promise<WorkflowDoc[]> {
+): Promise<WorkflowSummary[]> {
   const f: Filter<WorkflowDoc> = opts.state ? { state: opts.state } : {};
   return store.workflows
     .find(f, { sort: { createdAt: -1, _id: -1 }, limit: opts.limit ?? 100, projection: { keys: 0 } })

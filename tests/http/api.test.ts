@@ -225,6 +225,8 @@ describe('http api', () => {
   });
 
   it('serves the tracking, health and read endpoints', async () => {
+    // Lists leave a workflow's keys out; its own read has them.
+    const wf = await client.submitWorkflow({ name: 'listed', jobs: [{ key: 'only', type: 'noop' }] });
     for (const path of [
       '/api/tracking/stats',
       '/api/tracking/stats/by-status',
@@ -253,6 +255,12 @@ describe('http api', () => {
     expect(workers.body.map((w: { _id: string }) => w._id)).toContain(d.workerId);
     expect((await call('GET', '/api/health')).body.status).toBe('ok');
     expectProblem(await call('GET', '/api/tracking/performance?hours=x'), 400, 'query.hours');
+    const listed = (await call('GET', '/api/workflows')).body as Record<string, unknown>[];
+    const mine = listed.find((w) => w._id === wf.workflow._id);
+    expect(mine).toMatchObject({ name: 'listed', jobCount: 1 });
+    expect(mine).not.toHaveProperty('keys');
+    const one = await call('GET', `/api/workflows/${wf.workflow._id}`);
+    expect(one.body.workflow.keys).toEqual({ only: wf.workflow.keys.only });
     expectProblem(await call('GET', '/api/workflows/none'), 404);
     expectProblem(await call('GET', '/api/schedules/none'), 404);
     expectProblem(await call('GET', '/api/queues/none'), 404);

@@ -115,6 +115,10 @@ beforeAll(async () => {
     if (m.type() === 'error' && !/status of 40[14]/.test(m.text())) problems.push(m.text());
   });
   page.on('pageerror', (e) => problems.push(e.message));
+  // The console's "status of 500" line does not say which request: this does.
+  page.on('response', (r) => {
+    if (r.status() >= 500) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   mkdirSync(ARTIFACTS, { recursive: true });
 }, 120_000);
 

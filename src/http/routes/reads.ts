@@ -5,7 +5,13 @@ import { validateMigration } from '../../migrate/migrate.js';
 import { queueSummaries } from '../../queueAdmin.js';
 import { WORKFLOW_STATES } from '../../types.js';
 import { HttpProblem } from '../problem.js';
-import { jobSummarySchema, queueSchema, scheduleSchema, workflowSchema } from '../schemas.js';
+import {
+  jobSummarySchema,
+  queueSchema,
+  scheduleSchema,
+  workflowSchema,
+  workflowSummarySchema,
+} from '../schemas.js';
 import { access, PROBLEMS, type ApiContext, type App } from './route.js';
 
 const name = z.object({ name: z.string().min(1).max(200) });
@@ -28,7 +34,7 @@ export function registerReadRoutes(app: App, ctx: ApiContext): void {
           state: z.enum(WORKFLOW_STATES).optional(),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
         }),
-        response: { 200: z.array(workflowSchema), ...PROBLEMS },
+        response: { 200: z.array(workflowSummarySchema), ...PROBLEMS },
       }),
     },
     (req) =>
