@@ -4,8 +4,9 @@
  *   npm run bench:http
  *   BENCH_HTTP_SECONDS=5 BENCH_HTTP_CONNECTIONS=32 npm run bench:http
  *   MONGODB_URI=mongodb://... npm run bench:http     against a real MongoDB
+ *   BENCH_HTTP_PARTS=get,libget npm run bench:http   only these parts (get, libget, post, libpost, events)
  *
- * Requests/s of GET /api/jobs/{id} and POST /api/jobs/ (autocannon, keep-alive connections) beside the
+ * Requests/s of GET /api/jobs/{id} (round BENCH_HTTP_GET_JOBS jobs, default 1,000) and POST /api/jobs/ (autocannon, keep-alive connections) beside the
  * library call rate of the same operations (JobdClient.get / enqueue with as many calls in flight), in
  * the same run against the same database (the embedded server in its own process unless MONGODB_URI).
  * The API is served without a daemon, so the jobs it creates stay queued.
@@ -26,6 +27,10 @@ import { startEmbeddedProcess } from './lib/jobd.js';
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 32);
 const TOKEN = 'bench-admin-token-0123456789';
+const PARTS = new Set((process.env.BENCH_HTTP_PARTS ?? 'get,libget,post,libpost,events').split(','));
+/** Runs `fn` if its part was asked for; a part left out is null in the output. */
+const part = async <T>(name: string, fn: () => Promise<T>): Promise<T | null> =>
+  PARTS.has(name) ? fn() : null;
 
 const log = (msg: string): void => void process.stderr.write(`[bench:http] ${msg}\n`);
 
@@ -58,6 +63,8 @@ async function cannon(
   };
 }
 
+/** Jobs the GETs go round. */
+const GET_JOBS = Number(process.env.BENCH_HTTP_GET_JOBS ?? 1000);
 const EVENTS = Number(process.env.BENCH_HTTP_EVENTS ?? 300);
 
 /** Transition → client latency of /api/events, from the start of each insert to its event's arrival. */
@@ -138,34 +145,44 @@ async function main(): Promise<void> {
   const client = JobdClient.over(store, { mongoUri: uri, database, jobTypes: config.jobTypes });
   const api = await startHttpServer({ config, store, logger: pino({ level: 'warn' }) });
   try {
-    const { job } = await client.enqueue(
-      'echo',
-      { hello: 'bench' },
-      { runAt: new Date(Date.now() + 86_400_000) },
-    );
+    // GETs go round these jobs, as reads of a real installation spread over many.
+    const ids = (
+      await client.enqueueMany(
+        Array.from({ length: GET_JOBS }, (_, n) => ({
+          type: 'echo',
+          params: { hello: 'bench', n },
+          options: { runAt: new Date(Date.now() + 86_400_000) },
+        })),
+      )
+    ).map((r) => r.job._id);
+    let next = 0;
+    const nextId = (): string => ids[next++ % ids.length]!;
     log(`library get x${SECONDS}s`);
-    const libGet = await libraryRate(() => client.get(job._id), CONNECTIONS, SECONDS);
+    const libGet = await part('libget', () => libraryRate(() => client.get(nextId()), CONNECTIONS, SECONDS));
     log(`http GET x${SECONDS}s`);
-    const httpGet = await cannon({ url: `${api.url}/api/jobs/${job._id}` });
+    const httpGet = await part('get', () =>
+      cannon({
+        url: api.url,
+        requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `/api/jobs/${nextId()}` }) }],
+      }),
+    );
     const later = new Date(Date.now() + 86_400_000);
     log(`library enqueue x${SECONDS}s`);
-    const libPost = await libraryRate(
-      () => client.enqueue('echo', { n: 1 }, { runAt: later }),
-      CONNECTIONS,
-      SECONDS,
+    const libPost = await part('libpost', () =>
+      libraryRate(() => client.enqueue('echo', { n: 1 }, { runAt: later }), CONNECTIONS, SECONDS),
     );
     log(`http POST x${SECONDS}s`);
-    const httpPost = await cannon({
-      url: `${api.url}/api/jobs/`,
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ type: 'echo', params: { n: 1 }, runAt: later.toISOString() }),
-    });
+    const httpPost = await part('post', () =>
+      cannon({
+        url: `${api.url}/api/jobs/`,
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'echo', params: { n: 1 }, runAt: later.toISOString() }),
+      }),
+    );
     log(`event stream latency x${EVENTS} transitions`);
-    const events = await eventLatency(
-      api.url,
-      () => client.enqueue('echo', { e: 1 }, { runAt: later }),
-      EVENTS,
+    const events = await part('events', () =>
+      eventLatency(api.url, () => client.enqueue('echo', { e: 1 }, { runAt: later }), EVENTS),
     );
     process.stdout.write(
       `${JSON.stringify(
@@ -177,7 +194,7 @@ async function main(): Promise<void> {
           connections: CONNECTIONS,
           getJob: { http: httpGet, libraryPerSec: libGet, targetRps: 5000 },
           postJob: { http: httpPost, libraryPerSec: libPost },
-          eventStream: { ...events, targetP50Ms: 20 },
+          eventStream: events && { ...events, targetP50Ms: 20 },
         },
         null,
         2,

@@ -27,6 +27,7 @@ import type { DaemonEvents } from '../worker/events.js';
 import type { TypedEmitter } from '../worker/events.js';
 import { TokenCheck } from './auth.js';
 import { registerDashboard } from './dashboard.js';
+import { JobReads } from './jobReads.js';
 import { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
@@ -153,6 +154,7 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
     config: opts.config,
     store: opts.store,
     client,
+    jobs: new JobReads(opts.store),
     clock,
     auth,
     rateLimit: http.rateLimit ? { max: http.rateLimit.max, timeWindow: http.rateLimit.windowMs } : null,

@@ -84,6 +84,7 @@ export {
 } from './jobEdits.js';
 export {
   get,
+  getMany,
   list,
   countListed,
   countByPriority,

@@ -8,6 +8,12 @@ export async function get(store: Store, id: JobId): Promise<JobDoc | null> {
   return doc ? stripInternal(doc) : null;
 }
 
+/** The jobs of these ids that exist, in one query (by the _id index), in no particular order. */
+export async function getMany(store: Store, ids: readonly JobId[]): Promise<JobDoc[]> {
+  const docs = await store.jobs.find({ _id: { $in: [...ids] } }).toArray();
+  return docs.map(stripInternal);
+}
+
 export interface ListOptions {
   state?: JobState | JobState[];
   type?: string | string[];

@@ -132,6 +132,19 @@ describe('http api', () => {
     expectProblem(await call('POST', '/api/jobs/', { raw: '{"type":' }), 400);
     expectProblem(await call('GET', '/api/jobs/no-such-job'), 404);
     expectProblem(await call('GET', '/api/jobs/?page_size=0'), 400, 'query.page_size');
+
+    // Concurrent reads (answered by batched queries) each get their own job, or 404.
+    const { job: other } = await client.enqueue('noop', {}, { runAt: new Date(Date.now() + 3_600_000) });
+    const asked = Array.from({ length: 12 }, (_, i) => [id, other._id, 'no-such-job'][i % 3]!);
+    const answers = await Promise.all(asked.map((a) => call('GET', `/api/jobs/${a}`, { token: null })));
+    for (const [i, a] of answers.entries()) {
+      if (asked[i] === 'no-such-job') expectProblem(a, 404);
+      else expect([a.status, a.body._id]).toEqual([200, asked[i]]);
+    }
+    // A read after a write sees it.
+    const edited = await call('PUT', `/api/jobs/${other._id}`, { body: { priority: 2 } });
+    expect(edited.status, edited.text).toBe(200);
+    expect((await call('GET', `/api/jobs/${other._id}`, { token: null })).body.priority).toBe(2);
   });
 
   it('refuses a body over the limit with 413', async () => {

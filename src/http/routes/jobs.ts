@@ -44,7 +44,7 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
 }
 
 async function getJob(ctx: ApiContext, id: string): Promise<JobDoc> {
-  const job = await ctx.client.get(id);
+  const job = await ctx.jobs.get(id);
   if (!job) throw new HttpProblem(404, 'Not Found', `job ${id} not found`);
   return job;
 }

@@ -125,7 +125,7 @@ export function registerLegacyRoutes(app: App, ctx: ApiContext): void {
       },
     },
     async (req) => {
-      const job = await ctx.client.get(req.params.job_id);
+      const job = await ctx.jobs.get(req.params.job_id);
       if (!job) throw new HttpProblem(404, 'Not Found', `job ${req.params.job_id} not found`);
       return legacyOf(job);
     },

@@ -1,4 +1,5 @@
 /** What every route module gets, and the one way routes declare who may call them. */
+import type { JobReads } from '../jobReads.js';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -27,6 +28,8 @@ export interface ApiContext {
   config: ResolvedConfig;
   store: Store;
   client: JobdClient;
+  /** Single-job reads, batched (GET /api/jobs/{id} and its kin). */
+  jobs: JobReads;
   clock: Clock;
   auth: TokenCheck;
   /** @fastify/rate-limit's per-route setting for changing routes (null: no limit). */
