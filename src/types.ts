@@ -111,6 +111,13 @@ export interface JobDoc {
   waitingFor?: WaitingFor | null;
   /** Finished (or suspended) and its dependents, workflow and parent not yet told (see releaseAfter). */
   releasePending?: boolean;
+  /**
+   * Some job names this one in its dependsOn (set before that job is written, never cleared). A job
+   * without it, a workflow or a parent has no one to tell when it finishes: its settle skips the release.
+   */
+  hasDependents?: boolean;
+  /** On a job with dependsOn: its dependencies carry hasDependents (older versions did not set it). */
+  dependenciesMarked?: boolean;
   /** The dependency whose failure failed or skipped this job (cleared when an operator retry re-arms it). */
   blockedBy?: JobId | null;
   workflowId?: string | null;

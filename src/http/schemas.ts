@@ -78,6 +78,8 @@ export const jobSchema = z
     depsLeft: z.number().optional(),
     waitingFor: z.enum(['dependencies', 'children', 'submit']).nullable().optional(),
     releasePending: z.boolean().optional(),
+    hasDependents: z.boolean().optional().describe('some job names this one in its dependsOn'),
+    dependenciesMarked: z.boolean().optional(),
     blockedBy: z.string().nullable().optional(),
     workflowId: z.string().nullable().optional(),
     workflowKey: z.string().nullable().optional(),

@@ -8,7 +8,13 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { Periodic } from '../periodic.js';
-import { releaseAfter, sweepSubmitting, type ReleaseResult, type Store } from '../store/index.js';
+import {
+  markOlderDependents,
+  releaseAfter,
+  sweepSubmitting,
+  type ReleaseResult,
+  type Store,
+} from '../store/index.js';
 
 export interface ReleaserOptions {
   intervalMs: number;
@@ -73,6 +79,9 @@ export class Releaser {
       if (ids.length < CHUNK) break;
       after = ids[ids.length - 1]!;
     }
+    // Dependents written by older versions, whose dependencies do not know of them.
+    const older = await markOlderDependents(this.store, this.o.clock.now());
+    if (older) this.o.onReleased?.(older);
     const grace = Math.max(SUBMIT_GRACE_MIN_MS, 2 * this.o.intervalMs);
     const w = await sweepSubmitting(this.store, new Date(now.getTime() - grace), this.o.clock.now());
     if (w.started.length + w.abandoned.length > 0) {

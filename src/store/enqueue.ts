@@ -55,6 +55,7 @@ export function newJobDoc(j: NewJob, now: Date): StoredJob {
     doc.dependsOn = j.dependsOn;
     doc.depsLeft = j.dependsOn.length;
     doc.onDependencyFailure = j.onDependencyFailure ?? 'fail';
+    doc.dependenciesMarked = true;
     // Until the first release check ran: a client that dies right after the insert is covered by the sweep.
     doc.releasePending = true;
   }
@@ -88,10 +89,20 @@ const MAX_DEDUPE_ROUNDS = 5;
 /**
  * Every dependency must exist before a job naming it is written (a new job cannot close a cycle: no
  * existing job can depend on an id that did not exist yet). Unknown ids are a ValidationError.
+ * The same write marks them `hasDependents` before the dependent exists, so a dependency settled after
+ * the mark is released as usual, and one settled before it is finished when the new job's own release
+ * check reads it (see settleUpdate). A mark left by a refused enqueue only costs a release pass.
  */
-async function checkDependenciesExist(store: Store, jobs: NewJob[]): Promise<void> {
+async function markDependencies(store: Store, jobs: NewJob[]): Promise<void> {
   const want = [...new Set(jobs.flatMap((j) => j.dependsOn ?? []))];
   if (want.length === 0) return;
+  let matched = 0;
+  for (let i = 0; i < want.length; i += 10_000) {
+    const chunk = want.slice(i, i + 10_000);
+    const res = await store.jobs.updateMany({ _id: { $in: chunk } }, { $set: { hasDependents: true } });
+    matched += res.matchedCount;
+  }
+  if (matched === want.length) return;
   const found = new Set<string>();
   for (let i = 0; i < want.length; i += 10_000) {
     const chunk = want.slice(i, i + 10_000);
@@ -108,7 +119,7 @@ async function checkDependenciesExist(store: Store, jobs: NewJob[]): Promise<voi
 
 /** Insert one job; with a dedupeKey held by an unfinished job, return that job instead. */
 export async function enqueue(store: Store, job: NewJob, now: Date): Promise<EnqueueResult> {
-  if (job.dependsOn?.length) await checkDependenciesExist(store, [job]);
+  if (job.dependsOn?.length) await markDependencies(store, [job]);
   for (let round = 0; round < MAX_DEDUPE_ROUNDS; round++) {
     const doc = newJobDoc(job, now);
     try {
@@ -134,7 +145,7 @@ export async function enqueue(store: Store, job: NewJob, now: Date): Promise<Enq
 /** Insert many jobs with one unordered insertMany (plus one for their events). Results follow input order. */
 export async function enqueueMany(store: Store, jobs: NewJob[], now: Date): Promise<EnqueueResult[]> {
   if (jobs.length === 0) return [];
-  await checkDependenciesExist(store, jobs);
+  await markDependencies(store, jobs);
   const docs = jobs.map((j) => newJobDoc(j, now));
   const clashed = new Set<number>();
   try {

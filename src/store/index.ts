@@ -40,6 +40,8 @@ export {
 } from './claim.js';
 export {
   settleManyIfRunning,
+  noOneToTell,
+  needsNoRelease,
   completeIfRunning,
   completeManyIfRunning,
   failIfRunning,
@@ -54,6 +56,7 @@ export {
   type HeartbeatResult,
 } from './running.js';
 export { releaseAfter, rearmDependents, decide, type ReleaseResult } from './release.js';
+export { markOlderDependents } from './dependents.js';
 export { familiesOf, insertChildren, ownDependencies, type Family } from './family.js';
 export { finishWorkflowIfDone, UNFINISHED_STATES } from './workflows.js';
 export {

@@ -8,6 +8,7 @@ import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
 import type {
   ChildFailurePolicy,
   HookError,
+  JobDoc,
   JobEventDoc,
   JobId,
   JobResources,
@@ -33,6 +34,26 @@ export interface SettleBase extends HeldLease {
   hookErrors?: HookError[];
   /** The job's workflow, for its release after the settle (not written). */
   workflowId?: string | null;
+  /**
+   * The job had no dependents, workflow or parent when claimed (see noOneToTell): finishing it writes
+   * no releasePending and needs no release, as long as no dependent marked it since (the settle's
+   * filter checks; a job marked meanwhile is settled the full way and this is cleared).
+   */
+  noDependents?: boolean;
+}
+
+/** `{ noDependents: true }` for a job that has no one to tell when it finishes, else `{}`. */
+export function noOneToTell(job: Pick<JobDoc, 'hasDependents' | 'workflowId' | 'parentId'>): {
+  noDependents?: true;
+} {
+  return job.hasDependents || job.workflowId || job.parentId ? {} : { noDependents: true };
+}
+
+/** Whether settling `s` finishes its job with no release to follow (nothing to tell). */
+export function needsNoRelease(s: Settlement): boolean {
+  if (!s.noDependents) return false;
+  const to = settlementTarget(s);
+  return to === 'completed' || to === 'failed';
 }
 
 /** Hook failures kept on a job, newest last. */
@@ -105,7 +126,7 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
   if (to === 'completed' || to === 'failed') {
     set.finishedAt = ctx.now;
     // Its dependents (workflow, parent) are told right after; if this process dies first, the sweep does.
-    set.releasePending = true;
+    if (!needsNoRelease(s)) set.releasePending = true;
     update.$unset = { dedupeActive: '' };
   }
   if (s.kind === 'complete') {
@@ -119,6 +140,8 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
     set.waitingFor = 'children';
     set.dependsOn = s.children;
     set.depsLeft = s.children.length;
+    // Its children carry a parentId: each one's release tells it.
+    set.dependenciesMarked = true;
     set.childPolicy = s.childPolicy;
     if (s.upstream?.length) set.upstream = s.upstream;
     set.releasePending = true;
@@ -162,20 +185,7 @@ export async function settleManyIfRunning(
   ctx: SettleContext,
 ): Promise<SettleResult> {
   if (settlements.length === 0) return { landed: [], lost: [], unwrittenEvents: [] };
-  const ops: AnyBulkWriteOperation<StoredJob>[] = settlements.map((s) => ({
-    updateOne: { filter: leaseGuard(s), update: settleUpdate(s, ctx) },
-  }));
-  const res = await store.jobs.bulkWrite(ops, { ordered: false });
-  let landedSet: Set<JobId>;
-  if (res.matchedCount === settlements.length) {
-    landedSet = new Set(settlements.map((s) => s.jobId));
-  } else {
-    const docs = await store.jobs
-      .find({ _id: { $in: settlements.map((s) => s.jobId) } }, { projection: { _id: 1, settledToken: 1 } })
-      .toArray();
-    const tokenOf = new Map(docs.map((d) => [d._id, d.settledToken]));
-    landedSet = new Set(settlements.filter((s) => tokenOf.get(s.jobId) === s.token).map((s) => s.jobId));
-  }
+  const landedSet = await writeSettlements(store, settlements, ctx);
   const events: JobEventDoc[] = [];
   for (const s of settlements) {
     if (!landedSet.has(s.jobId)) continue;
@@ -204,6 +214,50 @@ export async function settleManyIfRunning(
     lost: settlements.filter((s) => !landedSet.has(s.jobId)).map((s) => s.jobId),
     unwrittenEvents,
   };
+}
+
+/** The guarded updates; the jobs whose settlement landed. */
+async function writeSettlements(
+  store: Store,
+  settlements: Settlement[],
+  ctx: SettleContext,
+): Promise<Set<JobId>> {
+  const ops: AnyBulkWriteOperation<StoredJob>[] = settlements.map((s) => ({
+    updateOne: {
+      // A dependent enqueued since the claim marked the job: then this matches nothing (see below).
+      filter: needsNoRelease(s) ? { ...leaseGuard(s), hasDependents: { $exists: false } } : leaseGuard(s),
+      update: settleUpdate(s, ctx),
+    },
+  }));
+  const res = await store.jobs.bulkWrite(ops, { ordered: false });
+  if (res.matchedCount === settlements.length) return new Set(settlements.map((s) => s.jobId));
+  const docs = await store.jobs
+    .find(
+      { _id: { $in: settlements.map((s) => s.jobId) } },
+      { projection: { _id: 1, settledToken: 1, state: 1, 'lease.token': 1, hasDependents: 1 } },
+    )
+    .toArray();
+  const byId = new Map(docs.map((d) => [d._id, d]));
+  const landed = new Set(
+    settlements.filter((s) => byId.get(s.jobId)?.settledToken === s.token).map((s) => s.jobId),
+  );
+  // Still ours, but a dependent marked it after the claim: settle it the full way, with its release.
+  const marked = settlements.filter((s) => {
+    const d = byId.get(s.jobId);
+    return (
+      !landed.has(s.jobId) &&
+      needsNoRelease(s) &&
+      d?.state === 'running' &&
+      d.lease?.token === s.token &&
+      d.hasDependents === true
+    );
+  });
+  if (marked.length > 0) {
+    // The caller's release pass reads this flag off the same objects: these now need one.
+    for (const s of marked) s.noDependents = false;
+    for (const id of await writeSettlements(store, marked, ctx)) landed.add(id);
+  }
+  return landed;
 }
 
 async function settleOne(store: Store, s: Settlement, ctx: SettleContext): Promise<boolean> {

@@ -187,7 +187,8 @@ export class Executions {
         };
       });
       const waitFor = await insertChildren(this.o.store, job._id, children, now);
-      return s.kind === 'suspend' ? { ...s, children: waitFor } : s;
+      // A job that spawned children settles the full way, release included.
+      return s.kind === 'suspend' ? { ...s, children: waitFor } : { ...s, noDependents: false };
     } catch (err) {
       const error = serializeError(err);
       delete error.stack;

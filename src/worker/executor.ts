@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
-import { ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
+import { noOneToTell, ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
@@ -188,6 +188,7 @@ function failSettlement(
     failedAt: now,
     ...(d.retry ? { delayMs: d.delayMs } : {}),
     ...(ex.job.workflowId ? { workflowId: ex.job.workflowId } : {}),
+    ...noOneToTell(ex.job),
     ...extra,
   };
 }
@@ -250,6 +251,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     logTail: outcome.logTail,
     ...(hookErrors.length ? { hookErrors } : {}),
     ...(job.workflowId ? { workflowId: job.workflowId } : {}),
+    ...noOneToTell(job),
   };
   const extra = {
     resources: outcome.resources,

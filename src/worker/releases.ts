@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import {
+  needsNoRelease,
   releaseAfter,
   settlementTarget,
   type ReleaseResult,
@@ -66,6 +67,7 @@ export class Releases {
    */
   afterLanded(landed: Settlement[]): Promise<void> {
     for (const s of landed) {
+      if (needsNoRelease(s)) continue;
       const to = settlementTarget(s);
       if (to === 'completed' || to === 'failed' || to === 'waiting') this.pending.push(s);
     }
