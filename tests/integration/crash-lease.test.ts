@@ -55,6 +55,14 @@ describe('crash: leases between daemon processes', () => {
       worker: { leaseMs: LEASE_MS, ...o.worker },
       jobTypes: { block: { handler: crashFixture('block.mjs'), mode: 'pooled' } },
     });
+  // The rescuing daemon: it rescues A's short leases every half lease period, but takes the jobs over
+  // under a long lease of its own, so a starved machine delaying its renewals cannot cost a third
+  // attempt (these tests count attempts).
+  const rescuer = (name: string, concurrency: number) =>
+    settings(name, {
+      worker: { concurrency, leaseMs: 15 * LEASE_MS },
+      maintenance: { rescueIntervalMs: LEASE_MS / 2 },
+    });
 
   it('SIGKILL a daemon mid-job: another daemon rescues its jobs within two lease periods and completes them', async () => {
     const startedFile = join(dir, 'started.txt');
@@ -79,7 +87,7 @@ describe('crash: leases between daemon processes', () => {
     expect(new Set(runsA.map((r) => r.ppid))).toEqual(new Set([a.pid]));
 
     // B is up before A dies, so the rescue is not delayed by B's start-up.
-    const b = await startDaemonProcess(settings('b', { worker: { concurrency: 4 } }));
+    const b = await startDaemonProcess(rescuer('b', 4));
 
     a.signal('SIGKILL');
     expect((await a.exited).signal).toBe('SIGKILL');
@@ -137,7 +145,7 @@ describe('crash: leases between daemon processes', () => {
     a.signal('SIGSTOP');
     let b: DaemonProcess | undefined;
     try {
-      b = await startDaemonProcess(settings('b', { worker: { concurrency: 1 } }));
+      b = await startDaemonProcess(rescuer('b', 1));
       // Completed and released (releasePending is cleared right after the completion lands): from
       // then on nothing legitimate writes the job again.
       const done = await waitForDoc(
