@@ -154,4 +154,31 @@ describe('file_ingestion: bad rows', () => {
     expect(r2).toMatchObject({ records: 1, quarantined: 2 });
     expect(((await lines(q)) as Array<{ line: number }>).map((b) => b.line)).toEqual([2, 3]);
   });
+
+  it('past one read chunk: quoted newlines across chunk ends, bad rows in order with their lines', async () => {
+    // About 300 KB: rows of two lines each (a quoted newline), so many rows straddle the 64 KB reads.
+    const n = 3000;
+    let text = 'id,name,price\n';
+    const badLines: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const bad = i % 499 === 7;
+      // Row i's last line: the header, then two lines a row.
+      if (bad) badLines.push(1 + 2 * (i + 1));
+      text += `${i},"row ${i}, ${'x'.repeat(i % 90)}\nsecond line",${bad ? 'n/a' : `${i}.5`}\n`;
+    }
+    const q = join(dir, 'chunks.quarantine.ndjson');
+    const i = await input('chunks.csv', text, {
+      types: { id: 'int', price: 'float' },
+      bad_rows: 'quarantine',
+      quarantine: q,
+    });
+    const r = await fileIngest(i, recordingContext());
+    expect(r).toMatchObject({ rows: n, records: n - badLines.length, quarantined: badLines.length });
+    const out = (await lines(i.output)) as Array<{ id: number; name: string; price: number }>;
+    expect(out.map((o) => o.id)).toEqual([...Array(n).keys()].filter((k) => k % 499 !== 7));
+    expect(out[1234]).toEqual({ id: 1237, name: `row 1237, ${'x'.repeat(67)}\nsecond line`, price: 1237.5 });
+    const bad = (await lines(q)) as Array<{ line: number; raw: string }>;
+    expect(bad.map((b) => b.line)).toEqual(badLines);
+    expect(bad[1]!.raw).toBe(`506,"row 506, ${'x'.repeat(56)}\nsecond line",n/a`);
+  });
 });

@@ -12,6 +12,9 @@ import { renameIntoPlace, tempSibling } from '../lib/atomic.js';
 
 export type DataRecord = Record<string, unknown>;
 
+/** Buffered text a RecordWriter writes out at once (in UTF-16 units). */
+const FLUSH_AT = 1 << 16;
+
 export interface ReadOptions {
   signal?: AbortSignal;
   /** Called with the bytes read so far, for progress by bytes. */
@@ -117,6 +120,7 @@ export class RecordWriter {
   private readonly out: WriteStream;
   private pending = '';
   count = 0;
+  /** Bytes written so far (complete after `commit()`). */
   bytes = 0;
 
   constructor(readonly target: string) {
@@ -125,17 +129,29 @@ export class RecordWriter {
   }
 
   async write(record: DataRecord): Promise<void> {
-    const line = JSON.stringify(record) + '\n';
-    this.pending += line;
+    this.add(record);
+    if (this.pending.length >= FLUSH_AT) await this.flush();
+  }
+
+  /**
+   * Buffers a record without waiting: for a writer that goes through a batch of records synchronously
+   * and then calls `flushFull()` once (one await per batch, not per record).
+   */
+  add(record: DataRecord): void {
+    this.pending += JSON.stringify(record) + '\n';
     this.count += 1;
-    this.bytes += Buffer.byteLength(line);
-    if (this.pending.length >= 1 << 16) await this.flush();
+  }
+
+  /** Writes the buffered records out once they reach the flush size. */
+  async flushFull(): Promise<void> {
+    if (this.pending.length >= FLUSH_AT) await this.flush();
   }
 
   private async flush(): Promise<void> {
     if (this.pending === '') return;
-    const data = this.pending;
+    const data = Buffer.from(this.pending);
     this.pending = '';
+    this.bytes += data.length;
     if (!this.out.write(data)) await once(this.out, 'drain');
   }
 

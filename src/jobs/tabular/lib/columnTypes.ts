@@ -39,17 +39,23 @@ export function convertField(field: string, value: unknown, type: ColumnType): u
       return typeof value === 'string' ? value : JSON.stringify(value);
     case 'int': {
       if (typeof value === 'number') return Number.isSafeInteger(value) ? value : fail();
-      if (typeof value !== 'string' || !INT.test(value.trim())) return fail();
-      const n = Number(value.trim());
+      if (typeof value !== 'string') return fail();
+      const t = value.trim();
+      if (!INT.test(t)) return fail();
+      const n = Number(t);
       return Number.isSafeInteger(n) ? n : fail();
     }
     case 'float': {
       if (typeof value === 'number') return value;
-      if (typeof value !== 'string' || !FLOAT.test(value.trim())) return fail();
-      return Number(value.trim());
+      if (typeof value !== 'string') return fail();
+      const t = value.trim();
+      return FLOAT.test(t) ? Number(t) : fail();
     }
     case 'bool': {
       if (typeof value === 'boolean') return value;
+      // The common spellings first, without trimming and lower-casing.
+      if (value === 'true') return true;
+      if (value === 'false') return false;
       const t = String(value).trim().toLowerCase();
       return TRUE.has(t) ? true : FALSE.has(t) ? false : fail();
     }
@@ -69,17 +75,27 @@ export function convertField(field: string, value: unknown, type: ColumnType): u
   }
 }
 
+const NONE: readonly FieldError[] = Object.freeze([]);
+const lists = new WeakMap<object, ReadonlyArray<readonly [string, ColumnType]>>();
+
+/** The fields and types of `types`, listed once per types object rather than once per record. */
+function typeList(types: Readonly<Record<string, ColumnType>>): ReadonlyArray<readonly [string, ColumnType]> {
+  let list = lists.get(types);
+  if (!list) lists.set(types, (list = Object.entries(types)));
+  return list;
+}
+
 /** Converts the typed fields of `record` in place; returns the field errors (none: converted). */
 export function convertRecord(
   record: Record<string, unknown>,
   types: Readonly<Record<string, ColumnType>> | undefined,
-): FieldError[] {
-  if (!types) return [];
-  const errors: FieldError[] = [];
-  for (const field in types) {
-    const v = convertField(field, record[field], types[field]!);
-    if (v instanceof FieldError) errors.push(v);
-    else if (field in record || v !== null) record[field] = v;
+): readonly FieldError[] {
+  if (!types) return NONE;
+  let errors: FieldError[] | null = null;
+  for (const [field, type] of typeList(types)) {
+    const v = convertField(field, record[field], type);
+    if (v instanceof FieldError) (errors ??= []).push(v);
+    else if (v !== null || field in record) record[field] = v;
   }
-  return errors;
+  return errors ?? NONE;
 }

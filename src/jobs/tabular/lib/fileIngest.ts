@@ -9,7 +9,7 @@ import { cleanStaleTemps } from '../../lib/atomic.js';
 import { asAbort, DataInputError, throwIfAborted } from '../../lib/errors.js';
 import { RecordWriter } from '../records.js';
 import { convertRecord, type ColumnType } from './columnTypes.js';
-import { readRows, type FileFormat, type Row } from './rowSources.js';
+import { readRowBatches, type FileFormat, type Row } from './rowSources.js';
 
 export type BadRowPolicy = 'fail' | 'skip' | 'quarantine';
 
@@ -99,7 +99,7 @@ export async function fileIngest(input: FileIngestInput, ctx: CoreContext): Prom
   let bad = 0;
   const samples: BadRowSample[] = [];
 
-  const onBad = async (row: Row, reason: string): Promise<void> => {
+  const onBad = (row: Row, reason: string): void => {
     bad += 1;
     if (samples.length < SAMPLES) samples.push({ line: row.line, reason });
     if (input.bad_rows === 'fail') {
@@ -109,7 +109,7 @@ export async function fileIngest(input: FileIngestInput, ctx: CoreContext): Prom
       );
     }
     if (quarantine) {
-      await quarantine.write({
+      quarantine.add({
         line: row.line,
         reason,
         ...(row.raw !== undefined ? { raw: row.raw } : {}),
@@ -118,7 +118,7 @@ export async function fileIngest(input: FileIngestInput, ctx: CoreContext): Prom
   };
 
   try {
-    const source = readRows(input.source, {
+    const source = readRowBatches(input.source, {
       format,
       delimiter: input.delimiter,
       quote: input.quote,
@@ -136,23 +136,28 @@ export async function fileIngest(input: FileIngestInput, ctx: CoreContext): Prom
         }
       },
     });
-    for await (const row of source) {
-      rows += 1;
-      if (!row.record) {
-        await onBad(row, row.error ?? 'unreadable row');
-        continue;
+    // A batch is converted and buffered synchronously; the writers are waited on once per batch.
+    for await (const batch of source) {
+      for (const row of batch) {
+        rows += 1;
+        if (!row.record) {
+          onBad(row, row.error ?? 'unreadable row');
+          continue;
+        }
+        const errors = convertRecord(row.record, input.types);
+        if (errors.length) {
+          onBad(
+            row,
+            errors
+              .map((e) => `${e.field}: ${JSON.stringify(e.value)} is not ${e.type}: ${e.reason}`)
+              .join('; '),
+          );
+          continue;
+        }
+        out.add(row.record);
       }
-      const errors = convertRecord(row.record, input.types);
-      if (errors.length) {
-        await onBad(
-          row,
-          errors
-            .map((e) => `${e.field}: ${JSON.stringify(e.value)} is not ${e.type}: ${e.reason}`)
-            .join('; '),
-        );
-        continue;
-      }
-      await out.write(row.record);
+      await out.flushFull();
+      await quarantine?.flushFull();
     }
     throwIfAborted(ctx.signal, 'file_ingestion');
     await out.commit();

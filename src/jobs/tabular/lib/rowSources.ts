@@ -4,7 +4,8 @@
  * one read chunk and the rows parsed from it, whatever the file's size.
  */
 import { createReadStream, type ReadStream } from 'node:fs';
-import { parse, type CsvError } from 'csv-parse';
+import { once } from 'node:events';
+import { Parser, type CsvError, type Options } from 'csv-parse';
 import { JSONParser } from '@streamparser/json';
 import type { DataRecord } from '../records.js';
 import { DataInputError } from '../../lib/errors.js';
@@ -49,7 +50,11 @@ function open(path: string, o: RowSourceOptions): ReadStream {
   return input;
 }
 
-export function readRows(path: string, o: RowSourceOptions): AsyncGenerator<Row> {
+/**
+ * The rows of a file in batches, one batch per read chunk (about 64 KB of input): a reader goes through a
+ * batch synchronously, one await per chunk rather than two per row.
+ */
+export function readRowBatches(path: string, o: RowSourceOptions): AsyncGenerator<Row[]> {
   switch (o.format) {
     case 'csv':
     case 'tsv':
@@ -61,44 +66,83 @@ export function readRows(path: string, o: RowSourceOptions): AsyncGenerator<Row>
   }
 }
 
-async function* csvRows(path: string, o: RowSourceOptions): AsyncGenerator<Row> {
-  const skipped: Row[] = [];
-  const named = o.columns ? [...o.columns] : undefined;
-  const parser = parse({
-    delimiter: o.delimiter ?? (o.format === 'tsv' ? '\t' : ','),
-    quote: o.quote === undefined ? (o.format === 'tsv' ? null : '"') : o.quote,
-    bom: true,
-    columns: named ?? o.header,
-    // With the names given, a header line is read past rather than taken as names.
-    ...(named && o.header ? { from_line: 2 } : {}),
-    skip_empty_lines: true,
-    info: true,
-    raw: o.keepRaw,
-    skip_records_with_error: true,
-    on_skip: (err: CsvError | undefined, raw: string | undefined) => {
-      skipped.push({
-        line: Number(err?.lines ?? 0),
-        error: err ? csvReason(err) : 'unreadable row',
-        ...(raw !== undefined ? { raw: raw.replace(/\r?\n$/, '') } : {}),
-      });
-      return undefined;
-    },
-  });
-  const input = open(path, o);
-  input.on('error', (err) => parser.destroy(err));
-  input.pipe(parser);
-  type Item = { record: DataRecord | string[]; info: { lines: number }; raw?: string };
-  for await (const item of parser as AsyncIterable<Item>) {
-    // The parser runs ahead of this loop, so a skipped row may be reported before the records above it.
-    while (skipped.length && skipped[0]!.line < item.info.lines) yield skipped.shift()!;
-    const record = Array.isArray(item.record) ? byPosition(item.record) : item.record;
-    yield {
-      line: item.info.lines,
-      record,
-      ...(item.raw !== undefined ? { raw: item.raw.replace(/\r?\n$/, '') } : {}),
-    };
+/**
+ * csv-parse's stream parser, its output taken as it is pushed: each record with the line the parser is
+ * at (what `info: true` would report, without the per-record info object that option builds), into a
+ * batch the reader takes after each write. Skipped rows join the same batch when the parser meets them,
+ * so rows stay in file order.
+ */
+class BatchParser extends Parser {
+  readonly rows: Row[] = [];
+
+  constructor(
+    options: Options,
+    private readonly byName: boolean,
+    private readonly withRaw: boolean,
+  ) {
+    super(options);
   }
-  while (skipped.length) yield skipped.shift()!;
+
+  override push(item: unknown): boolean {
+    if (item === null) return super.push(null);
+    const line = this.info.lines;
+    if (this.withRaw) {
+      const { record, raw } = item as { record: DataRecord | string[]; raw: string };
+      this.rows.push({
+        line,
+        record: this.byName ? (record as DataRecord) : byPosition(record as string[]),
+        raw: raw.replace(/\r?\n$/, ''),
+      });
+    } else {
+      this.rows.push({
+        line,
+        record: this.byName ? (item as DataRecord) : byPosition(item as string[]),
+      });
+    }
+    return true;
+  }
+}
+
+async function* csvRows(path: string, o: RowSourceOptions): AsyncGenerator<Row[]> {
+  const named = o.columns ? [...o.columns] : undefined;
+  const columns = named ?? o.header;
+  const parser: BatchParser = new BatchParser(
+    {
+      delimiter: o.delimiter ?? (o.format === 'tsv' ? '\t' : ','),
+      quote: o.quote === undefined ? (o.format === 'tsv' ? null : '"') : o.quote,
+      bom: true,
+      columns,
+      // With the names given, a header line is read past rather than taken as names.
+      ...(named && o.header ? { from_line: 2 } : {}),
+      skip_empty_lines: true,
+      raw: o.keepRaw,
+      skip_records_with_error: true,
+      on_skip: (err: CsvError | undefined, raw: string | undefined) => {
+        // Called while parsing, so after the parser exists.
+        parser.rows.push({
+          line: Number(err?.lines ?? 0),
+          error: err ? csvReason(err) : 'unreadable row',
+          ...(raw !== undefined ? { raw: raw.replace(/\r?\n$/, '') } : {}),
+        });
+        return undefined;
+      },
+    },
+    columns !== false,
+    o.keepRaw,
+  );
+  const take = (): Row[] => parser.rows.splice(0);
+  let failed: unknown;
+  parser.on('error', (err) => (failed ??= err));
+  for await (const chunk of open(path, o) as AsyncIterable<Buffer>) {
+    // The parser parses a written chunk at once; a write it had to buffer is waited for here.
+    if (!parser.write(chunk)) await once(parser, 'drain');
+    if (failed !== undefined) throw failed;
+    yield take();
+  }
+  parser.end();
+  await once(parser, 'finish');
+  if (failed !== undefined) throw failed;
+  yield take();
 }
 
 /** csv-parse's message without its "Invalid Record Length:" style prefix noise kept short. */
@@ -113,7 +157,7 @@ function byPosition(fields: string[]): DataRecord {
   return out;
 }
 
-async function* ndjsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Row> {
+async function* ndjsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Row[]> {
   let carry = '';
   let line = 0;
   const one = (text: string): Row | null => {
@@ -141,18 +185,20 @@ async function* ndjsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Ro
     }
     const lines = text.split('\n');
     carry = lines.pop()!;
+    const batch: Row[] = [];
     for (const l of lines) {
       const row = one(l.endsWith('\r') ? l.slice(0, -1) : l);
-      if (row) yield row;
+      if (row) batch.push(row);
     }
+    yield batch;
   }
   if (carry !== '') {
     const row = one(carry);
-    if (row) yield row;
+    if (row) yield [row];
   }
 }
 
-async function* jsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Row> {
+async function* jsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Row[]> {
   const at = (o.recordsPath ?? '').replace(/^\$\.?/, '');
   const parser = new JSONParser({ paths: [at ? `$.${at}.*` : '$.*'], keepStack: false });
   const found: Row[] = [];
@@ -183,7 +229,7 @@ async function* jsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Row>
       throw new DataInputError(`${path}: not valid JSON: ${(err as Error).message}`);
     }
     if (notArray) throw new DataInputError(`${path}: ${notArray}`);
-    yield* found.splice(0);
+    yield found.splice(0);
   }
   if (!any)
     throw new DataInputError(
@@ -196,5 +242,5 @@ async function* jsonRows(path: string, o: RowSourceOptions): AsyncGenerator<Row>
       throw new DataInputError(`${path}: the JSON ends early: ${(err as Error).message}`);
     }
   }
-  yield* found.splice(0);
+  yield found.splice(0);
 }
