@@ -131,17 +131,21 @@ async function* csvRows(path: string, o: RowSourceOptions): AsyncGenerator<Row[]
     o.keepRaw,
   );
   const take = (): Row[] => parser.rows.splice(0);
-  let failed: unknown;
-  parser.on('error', (err) => (failed ??= err));
+  // A parse error is the stream's error: seen at once through `errored`, never written past.
+  parser.on('error', () => {});
+  const check = (): void => {
+    if (parser.errored) throw parser.errored;
+  };
   for await (const chunk of open(path, o) as AsyncIterable<Buffer>) {
+    check();
     // The parser parses a written chunk at once; a write it had to buffer is waited for here.
     if (!parser.write(chunk)) await once(parser, 'drain');
-    if (failed !== undefined) throw failed;
+    check();
     yield take();
   }
   parser.end();
   await once(parser, 'finish');
-  if (failed !== undefined) throw failed;
+  check();
   yield take();
 }
 
