@@ -1,12 +1,14 @@
 /**
  * data_aggregation on 10 million rows: numpy draws the rows, writes them as NDJSON and computes the
  * totals itself (exact integer sums of cents, min/max, distinct users from a bitmap); jobd aggregates
- * the file, spilling past its limit, and every group's totals must match.
+ * them, spilling past its limit, and every group's totals must match.
  *
- * numpy writes each row at a fixed width (padding is JSON whitespace) so it can build the file with
- * array operations in seconds; 50 bytes a row, about 500 MB in the temp dir, removed after.
+ * numpy writes each row at a fixed width (padding is JSON whitespace), every field's text looked up
+ * from a table of its values, so it builds the rows with array operations in seconds; 50 bytes a row.
+ * It writes them into a named pipe that jobd reads as they come: drawing and aggregating overlap, and
+ * the 500 MB never touch the disk.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,14 +30,15 @@ assert W == 50
 region_text = np.array([list(f'"{r}"'.ljust(8).encode()) for r in regions], dtype=np.uint8)
 null_text = np.frombuffer(b"null   ", dtype=np.uint8)
 
-def digits(a, width):
-    # Right-aligned decimal text, leading zeros as spaces (the units digit always shown).
-    out = np.empty((len(a), width), dtype=np.uint8)
-    for k in range(width):
-        p = 10 ** (width - 1 - k)
-        d = (a // p) % 10
-        out[:, k] = np.where((a >= p) | (k == width - 1), 48 + d, 32)
-    return out
+def table(values, text):
+    # The fixed-width bytes of each value, looked up by index: one gather a column, no per-digit passes.
+    return np.array([list(text(v).encode()) for v in values], dtype=np.uint8)
+
+S_TEXT = table(range(200), lambda v: f"{v:3d}")
+Q_TEXT = table(range(-5, 45), lambda v: f"{v:2d}")
+U_TEXT = table(range(1000), lambda v: f"{v:3d}")
+EUROS = table(range(10000), lambda v: f"{v:4d}.")
+CENTS = table(range(100), lambda v: f"{v:02d}")
 
 rng = np.random.default_rng(20261130)
 G = 1000
@@ -51,16 +54,13 @@ with open(path, "wb") as f:
         c = rng.integers(0, 1_000_000, n); null = rng.random(n) < 0.03; u = rng.integers(0, 1000, n)
         b = np.tile(template, (n, 1))
         b[:, 5:13] = region_text[r]
-        b[:, 18:21] = digits(s, 3)
-        qt = digits(np.abs(q), 2); qt[q < 0, 0] = ord("-")
-        b[:, 26:28] = qt
-        pt = np.concatenate([digits(c // 100, 4), np.full((n, 1), ord("."), np.uint8), digits(c % 100, 2)], axis=1)
-        # The fraction's tens digit must show even when it is 0 (digits() would blank it).
-        pt[:, 5] = 48 + (c % 100) // 10
-        pt[null] = null_text
-        b[:, 33:40] = pt
-        b[:, 45:48] = digits(u, 3)
-        f.write(b.tobytes())
+        b[:, 18:21] = S_TEXT[s]
+        b[:, 26:28] = Q_TEXT[q + 5]
+        b[:, 33:38] = EUROS[c // 100]
+        b[:, 38:40] = CENTS[c % 100]
+        b[null, 33:40] = null_text
+        b[:, 45:48] = U_TEXT[u]
+        f.write(memoryview(b))
         g = r * 200 + s
         rows_n += np.bincount(g, minlength=G); qty += np.bincount(g, weights=q, minlength=G).astype(np.int64)
         has = ~null
@@ -102,25 +102,50 @@ interface Want {
 let dir: string;
 let cleanup: () => Promise<void>;
 let input: string;
-let want: Record<string, Want>;
 
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('aggregate-scale'));
   input = join(dir, 'rows.ndjson');
-  want = JSON.parse(
-    execFileSync('python3', ['-c', PYTHON, input, String(ROWS)], { encoding: 'utf8', maxBuffer: 1 << 26 }),
-  ) as Record<string, Want>;
-}, 600_000);
+  execFileSync('mkfifo', [input]);
+});
 afterAll(() => cleanup());
+
+/** numpy writing the rows into the pipe; its totals when it is done. */
+function numpyRows(): { totals: Promise<Record<string, Want>>; kill(): void } {
+  const p = spawn('python3', ['-c', PYTHON, input, String(ROWS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (c: Buffer) => (out += String(c)));
+  p.stderr.on('data', (c: Buffer) => (err += String(c)));
+  const totals = new Promise<Record<string, Want>>((res, rej) => {
+    p.once('error', rej);
+    p.once('close', (code, signal) =>
+      code === 0
+        ? res(JSON.parse(out) as Record<string, Want>)
+        : rej(new Error(`numpy exited ${code ?? `by ${signal}`}: ${err.slice(-2000)}`)),
+    );
+  });
+  return { totals, kill: () => void p.kill('SIGKILL') };
+}
 
 describe('data_aggregation at scale', () => {
   it("gives numpy's totals on 10 million rows, spilling past its limit", async () => {
     const output = join(dir, 'groups.ndjson');
+    const numpy = numpyRows();
+    // numpy failing before it opens the pipe would leave the read waiting: its error ends the wait.
+    const failed = numpy.totals.then(() => new Promise<never>(() => {}));
     // 1,000 groups × up to 1,000 users: over a million entries, so the groups spill once or twice.
-    const r = await aggregateRecords(
-      { input, output, groupBy: ['r', 's'], metrics: METRICS, spillLimit: 1_000_000 },
-      recordingContext(),
-    );
+    const r = await Promise.race([
+      aggregateRecords(
+        { input, output, groupBy: ['r', 's'], metrics: METRICS, spillLimit: 1_000_000 },
+        recordingContext(),
+      ),
+      failed,
+    ]).catch((err: unknown) => {
+      numpy.kill();
+      throw err;
+    });
+    const want = await numpy.totals;
     expect(r.rows).toBe(ROWS);
     expect(r.spilled_runs).toBeGreaterThanOrEqual(2);
     const groups = (await readFile(output, 'utf8'))

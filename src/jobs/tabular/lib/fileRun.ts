@@ -53,8 +53,22 @@ async function progressOptions(
   from: number,
   to: number,
 ): Promise<ReadOptions> {
-  const size = (await stat(path)).size;
+  const info = await stat(path);
   let shown = -1;
+  if (!info.isFile()) {
+    // A pipe has no size to measure against: the bytes read, at the step's first percent.
+    return {
+      signal: ctx.signal,
+      onBytes: (bytes) => {
+        const mb = Math.floor(bytes / 1e6);
+        if (mb !== shown) {
+          shown = mb;
+          ctx.progress(from, `${what}: ${bytes} bytes read`);
+        }
+      },
+    };
+  }
+  const size = info.size;
   return {
     signal: ctx.signal,
     onBytes: (bytes) => {
