@@ -208,4 +208,30 @@ describe('data_aggregation on files', () => {
       }),
     );
   }, 120_000);
+
+  it('reads a named pipe, its progress in bytes read (a pipe has no size to take a percentage of)', async () => {
+    const fifo = join(dir, 'pipe.ndjson');
+    execFileSync('mkfifo', [fifo]);
+    const text = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ region: REGIONS[i % 5], qty: i }))
+      .join('\n')
+      .concat('\n');
+    const feed = createWriteStream(fifo);
+    feed.end(text);
+    const ctx = recordingContext();
+    const r = await aggregateRecords(
+      {
+        input: fifo,
+        output: join(dir, 'pipe-groups.ndjson'),
+        groupBy: ['region'],
+        metrics: [{ name: 'qty', op: 'sum', field: 'qty' }],
+        spillLimit: 1000,
+      },
+      ctx,
+    );
+    expect(r).toMatchObject({ rows: 2000, groups: 5 });
+    const reading = ctx.progressed.filter((p) => /bytes read/.test(p.message ?? ''));
+    expect(reading.length).toBeGreaterThan(0);
+    expect(reading.every((p) => p.percent === 0)).toBe(true);
+    expect(reading.at(-1)!.message).toBe(`data_aggregation: ${Buffer.byteLength(text)} bytes read`);
+  });
 });
