@@ -10,7 +10,8 @@
  *   npm run bench:ops -- --datasets 20000 --jobs 200000
  *   npm run bench:ops -- --datasets 0       # only the jobs' phases (--jobs 0: only the migration's)
  *
- *   BENCH_DIST=other-dist npm run bench:ops  # the server of another build
+ *   BENCH_DIST=other-dist npm run bench:ops   # the server of another build
+ *   BENCH_BUILD=../other npm run bench:ops    # another checkout's build: server, jobctl, indexes
  *
  * Targets: migrate >= 5,000 datasets/s; cleanup >= 20,000 jobs/s with jobctl under 200 MB RSS;
  * perf --days 7 <= 2 s. Not part of `npm test`.
@@ -21,16 +22,21 @@ import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MongoClient, ObjectId, type Document } from 'mongodb';
-import { JOB_INDEXES } from '../src/store/indexes.js';
 import { insertLegacyDatasets } from '../tests/fixtures/legacy/generate.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-// The compiled server, as jobd-embedded runs it (bench:ops builds first); BENCH_DIST measures the
-// server of another build (jobctl always comes from this checkout's dist).
+// The compiled server, as jobd-embedded runs it (bench:ops builds first). BENCH_BUILD measures another
+// checkout's build as a whole (its server, jobctl and index definitions), for A/B runs side by side;
+// BENCH_DIST only the server of another build (jobctl then comes from this checkout's dist).
+const BUILD = resolve(ROOT, process.env.BENCH_BUILD ?? '.');
+const DIST = process.env.BENCH_BUILD ? join(BUILD, 'dist') : resolve(ROOT, process.env.BENCH_DIST ?? 'dist');
 const { startEmbeddedServer } = (await import(
-  pathToFileURL(join(resolve(ROOT, process.env.BENCH_DIST ?? 'dist'), 'embedded/index.js')).href
+  pathToFileURL(join(DIST, 'embedded/index.js')).href
 )) as typeof import('../dist/embedded/index.js');
-const JOBCTL = join(ROOT, 'bin/jobctl');
+const { JOB_INDEXES } = (await import(
+  pathToFileURL(join(BUILD, 'dist/store/indexes.js')).href
+)) as typeof import('../dist/store/indexes.js');
+const JOBCTL = join(BUILD, 'bin/jobctl');
 
 function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

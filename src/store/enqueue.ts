@@ -43,11 +43,12 @@ export function newJobDoc(j: NewJob, now: Date): StoredJob {
     updatedAt: now,
     startedAt: null,
     finishedAt: null,
-    datasetUuid: j.datasetUuid ?? null,
     dedupeKey: j.dedupeKey ?? null,
     tags: j.tags ?? [],
     seq: 1,
   };
+  // Left out rather than null: the partial dataset index then holds only jobs of a dataset.
+  if (j.datasetUuid != null) doc.datasetUuid = j.datasetUuid;
   if (j.dedupeKey !== undefined) doc.dedupeActive = j.dedupeKey;
   if (j.scheduleId !== undefined) doc.scheduleId = j.scheduleId;
   if (j.fireKey !== undefined) doc.fireKey = j.fireKey;

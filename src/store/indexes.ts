@@ -48,9 +48,13 @@ const DEPENDENCY_INDEXES: IndexDescription[] = [
  * claim:   serves the claim filter {state ∈ claimable, type ∈ the worker's types, runAt ≤ now} sorted
  *          {priority, runAt, _id}: one range per (state, type), merged in sort order.
  * dedupe:  dedupeKey unique among unfinished jobs (see StoredJob.dedupeActive).
- * rescue:  running jobs by lease expiry.
+ * rescue:  running jobs by lease expiry. Partial: only jobs holding a lease (running ones) are in it, so
+ *          the many finished and queued jobs cost it nothing to insert or delete. The rescue query's
+ *          range on lease.expiresAt implies {$exists: true}, MongoDB's rule for using a partial index.
  * cleanup: finished jobs by finishedAt (retention); _id last, so cleanup's batches in (finishedAt, _id)
  *          order come from the index, not from sorting every candidate.
+ * dataset: jobs of a dataset. Partial: only jobs with a datasetUuid (it is left out, not null, on
+ *          others); every query on it names a uuid, which implies {$exists: true}.
  * type_state: counts per type and state (status, unserved types).
  * created: listing newest or oldest first.
  */
@@ -62,9 +66,17 @@ export const JOB_INDEXES: IndexDescription[] = [
     unique: true,
     partialFilterExpression: { dedupeActive: { $exists: true } },
   },
-  { key: { state: 1, 'lease.expiresAt': 1 }, name: 'rescue' },
+  {
+    key: { state: 1, 'lease.expiresAt': 1 },
+    name: 'rescue',
+    partialFilterExpression: { 'lease.expiresAt': { $exists: true } },
+  },
   { key: { state: 1, finishedAt: 1, _id: 1 }, name: 'cleanup' },
-  { key: { datasetUuid: 1 }, name: 'dataset' },
+  {
+    key: { datasetUuid: 1 },
+    name: 'dataset',
+    partialFilterExpression: { datasetUuid: { $exists: true } },
+  },
   // Jobs whose dataset status is not yet applied: finished jobs already applied fall outside the scan.
   {
     key: { datasetStatusFinal: 1, _id: 1 },
@@ -83,16 +95,29 @@ export const JOB_INDEXES: IndexDescription[] = [
   ...DEPENDENCY_INDEXES,
 ];
 
-function sameKey(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
-  return JSON.stringify(Object.entries(a)) === JSON.stringify(Object.entries(b));
+/** Key order matters; a partial filter is compared as stored (MongoDB returns it as it was given). */
+function sameDefinition(have: ExistingIndex, want: IndexDescription): boolean {
+  const canon = (v: unknown) => JSON.stringify(v === undefined ? null : v);
+  return (
+    canon(Object.entries(have.key ?? {})) === canon(Object.entries(want.key as Record<string, unknown>)) &&
+    canon(have.partialFilterExpression) === canon(want.partialFilterExpression) &&
+    Boolean(have.unique) === Boolean(want.unique)
+  );
+}
+
+interface ExistingIndex {
+  name?: string;
+  key?: Record<string, unknown>;
+  partialFilterExpression?: Record<string, unknown>;
+  unique?: boolean;
 }
 
 /**
- * An index of jobd's name whose key changed between versions (the claim index gained `type`) is
- * dropped and built again with the new key.
+ * An index of jobd's name whose definition changed between versions (the claim index gained `type`,
+ * the rescue and dataset indexes became partial) is dropped and built again with the new one.
  */
 async function replaceChanged(store: Store): Promise<void> {
-  let existing: { name?: string; key?: Record<string, unknown> }[];
+  let existing: ExistingIndex[];
   try {
     existing = await store.jobs.listIndexes().toArray();
   } catch (err) {
@@ -101,7 +126,7 @@ async function replaceChanged(store: Store): Promise<void> {
   }
   for (const want of JOB_INDEXES) {
     const have = existing.find((i) => i.name === want.name);
-    if (have?.key && !sameKey(have.key, want.key as Record<string, unknown>)) {
+    if (have?.key && !sameDefinition(have, want)) {
       try {
         await store.jobs.dropIndex(want.name!);
       } catch (err) {
