@@ -11,7 +11,7 @@ import type { ResolvedConfig } from '../config/types.js';
 import {
   changeStreamsSupported,
   listWorkers,
-  missingJobIndexes,
+  jobIndexProblems,
   serverInfo,
   type Store,
 } from '../store/index.js';
@@ -179,15 +179,18 @@ export async function databaseChecks(
         );
       }
     }
-    const missing = await missingJobIndexes(store);
+    const { missing, changed } = await jobIndexProblems(store);
     checks.push(
-      missing.length === 0
+      missing.length + changed.length === 0
         ? { name: 'indexes', status: 'ok', detail: "all of jobd's indexes on jobs exist" }
         : {
             name: 'indexes',
             status: 'warn',
-            detail: `missing on jobs: ${missing.join(', ')}`,
-            hint: 'start jobd once (it creates them), or enqueue a job with jobctl',
+            detail: [
+              ...(missing.length ? [`missing on jobs: ${missing.join(', ')}`] : []),
+              ...(changed.length ? [`an older definition on jobs: ${changed.join(', ')}`] : []),
+            ].join('; '),
+            hint: 'start jobd once, or enqueue a job with jobctl: either creates them and rebuilds older ones',
           },
     );
     const cs = await changeStreamsSupported(store);

@@ -159,7 +159,7 @@ export {
   aheadOf,
   queuePaused,
   serverInfo,
-  missingJobIndexes,
+  jobIndexProblems,
   changeStreamsSupported,
   type DepthRow,
   type RunningJob,

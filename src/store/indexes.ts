@@ -96,7 +96,7 @@ export const JOB_INDEXES: IndexDescription[] = [
 ];
 
 /** Key order matters; a partial filter is compared as stored (MongoDB returns it as it was given). */
-function sameDefinition(have: ExistingIndex, want: IndexDescription): boolean {
+export function sameDefinition(have: ExistingIndex, want: IndexDescription): boolean {
   const canon = (v: unknown) => JSON.stringify(v === undefined ? null : v);
   return (
     canon(Object.entries(have.key ?? {})) === canon(Object.entries(want.key as Record<string, unknown>)) &&
@@ -105,7 +105,7 @@ function sameDefinition(have: ExistingIndex, want: IndexDescription): boolean {
   );
 }
 
-interface ExistingIndex {
+export interface ExistingIndex {
   name?: string;
   key?: Record<string, unknown>;
   partialFilterExpression?: Record<string, unknown>;

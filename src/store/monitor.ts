@@ -4,7 +4,7 @@
  */
 import { MongoServerError } from 'mongodb';
 import { CLAIMABLE_STATES, FINISHED_STATES, type JobDoc, type JobId, type JobState } from '../types.js';
-import { JOB_INDEXES } from './indexes.js';
+import { JOB_INDEXES, sameDefinition, type ExistingIndex } from './indexes.js';
 import type { Store } from './types.js';
 
 export interface DepthRow {
@@ -315,16 +315,24 @@ export async function serverInfo(
 }
 
 /** jobd's index names missing on the jobs collection. */
-export async function missingJobIndexes(store: Store): Promise<string[]> {
-  let names: string[];
+/** jobd's indexes on jobs that are absent, and those present under jobd's name with another definition. */
+export async function jobIndexProblems(store: Store): Promise<{ missing: string[]; changed: string[] }> {
+  let have: ExistingIndex[];
   try {
-    names = (await store.jobs.listIndexes().toArray()).map((i) => String(i.name));
+    have = await store.jobs.listIndexes().toArray();
   } catch (err) {
     if (err instanceof MongoServerError && err.code === 26)
-      names = []; // NamespaceNotFound
+      have = []; // NamespaceNotFound
     else throw err;
   }
-  return JOB_INDEXES.map((i) => i.name!).filter((n) => !names.includes(n));
+  const missing: string[] = [];
+  const changed: string[] = [];
+  for (const want of JOB_INDEXES) {
+    const found = have.find((i) => i.name === want.name);
+    if (!found) missing.push(want.name!);
+    else if (!sameDefinition(found, want)) changed.push(want.name!);
+  }
+  return { missing, changed };
 }
 
 /** Opens a change stream on jobs and reads once: true when the server offers change streams. */

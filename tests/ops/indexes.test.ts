@@ -1,16 +1,25 @@
 /**
  * The partial rescue and dataset indexes: jobs outside them (finished, queued, no dataset) are not in
  * them, the rescue and dataset queries still walk them (explain's executionStats, as MongoDB reports
- * it), and a daemon start replaces the older full definitions of the same name.
+ * it), and a daemon start replaces the older full definitions of the same name (which doctor's index
+ * check reports until then).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Document } from 'mongodb';
-import { ensureIndexes, enqueueMany, resolveNewJob, type Store } from '../../src/store/index.js';
+import {
+  ensureIndexes,
+  enqueueMany,
+  jobIndexProblems,
+  resolveNewJob,
+  type Store,
+} from '../../src/store/index.js';
 import { jobsOfDataset } from '../../src/store/datasets.js';
 import { openStoreFixture, type StoreFixture } from '../integration/store-helpers.js';
 
 let f: StoreFixture;
 let store: Store;
+/** What doctor's index check found before the start replaced the older definitions. */
+let before: { missing: string[]; changed: string[] };
 const now = new Date('2030-01-01T00:00:00Z');
 const DEFAULTS = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
 
@@ -22,6 +31,7 @@ beforeAll(async () => {
   await store.jobs.dropIndex('dataset');
   await store.jobs.createIndex({ state: 1, 'lease.expiresAt': 1 }, { name: 'rescue' });
   await store.jobs.createIndex({ datasetUuid: 1 }, { name: 'dataset' });
+  before = await jobIndexProblems(store);
   await ensureIndexes(store);
   const jobs = Array.from({ length: 60 }, (_, i) =>
     resolveNewJob('noop', { i }, i % 20 === 0 ? { datasetUuid: `ds-${i}` } : {}, DEFAULTS, now),
@@ -67,6 +77,8 @@ describe('partial job indexes', () => {
     expect(got.find((i) => i.name === 'dataset')?.partialFilterExpression).toEqual({
       datasetUuid: { $exists: true },
     });
+    expect(before).toEqual({ missing: [], changed: ['rescue', 'dataset'] });
+    expect(await jobIndexProblems(store)).toEqual({ missing: [], changed: [] });
     // A second start finds them as it wants them and leaves them be.
     await ensureIndexes(store);
     expect((await store.jobs.listIndexes().toArray()).length).toBe(got.length);
