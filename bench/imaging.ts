@@ -7,8 +7,10 @@
  *   motion      the same synthetic Poisson movie: jobd vs relion_run_motioncorr --use_own, seconds and
  *               RMS error of the recovered shifts against the known drift
  * Each comparison runs twice, A B A B, with the load average; wall and CPU time for both sides
- * (jobd runs one thread; scipy's default workers=None is one thread too; RELION gets --j <cores>).
- * Options: --stack-gib N (default 2), --movie SIZExFRAMES (default 2048x24), --only fft,conversion,motion
+ * (jobd's FFT runs one thread, as scipy's default workers=None does; RELION gets --j <threads> and jobd's
+ * motion correction the same number of worker threads, with a one-thread jobd run beside them).
+ * Options: --stack-gib N (default 2), --movie SIZExFRAMES (default 2048x24), --motion-threads N
+ * (default 2), --only fft,conversion,motion
  * Not part of `npm test`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -27,6 +29,7 @@ const { values: args } = parseArgs({
   options: {
     'stack-gib': { type: 'string', default: '2' },
     movie: { type: 'string', default: '2048x24' },
+    'motion-threads': { type: 'string', default: '2' },
     only: { type: 'string', default: 'fft,conversion,motion' },
   },
 });
@@ -244,8 +247,13 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
   for (let i = 0; i < frames; i++) await w.writePlane(i, await movie.frame(i));
   await w.close();
   const bFactor = 150;
-  const runJobd = () => {
-    const jobd = runChild(['motion', path, join(dir, 'jobd'), '1', String(bFactor)]);
+  const threads = Number(args['motion-threads']);
+  if (!(Number.isInteger(threads) && threads >= 1))
+    throw new RangeError(
+      `--motion-threads = ${args['motion-threads']} is not allowed: must be an integer ≥ 1`,
+    );
+  const runJobd = (t: number) => {
+    const jobd = runChild(['motion', path, join(dir, 'jobd'), '1', String(bFactor), String(t)]);
     return {
       seconds: round(jobd.seconds as number),
       cpuSeconds: round(jobd.cpuSeconds as number),
@@ -253,7 +261,7 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
       binning: jobd.binning,
       iterations: jobd.iterations,
       maxRssMb: round(jobd.maxRssMb as number),
-      threads: 1,
+      threads: jobd.threads,
     };
   };
   const result: Record<string, unknown> = {
@@ -263,7 +271,7 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
   if (relion.error)
     return {
       ...result,
-      jobd: runJobd(),
+      jobd: runJobd(threads),
       relion: 'skipped: relion_run_motioncorr not found (Debian: relion)',
     };
   await writeFile(
@@ -277,7 +285,7 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
     'relion/',
     '--use_own',
     '--j',
-    String(cpus().length),
+    String(threads),
     '--bfactor',
     String(bFactor),
     '--angpix',
@@ -317,13 +325,18 @@ async function motionBench(dir: string): Promise<Record<string, unknown>> {
       cpuSeconds: cpu ? round(Number(cpu[1]) + Number(cpu[2])) : 'unknown (no /usr/bin/time)',
       rmsErrorPx:
         shifts.length === frames ? round(rmsError(movie, shifts), 3) : `parsed ${shifts.length} shifts`,
-      threads: cpus().length,
+      threads,
     };
   };
-  // A B A B: each side twice, alternating, so both see the same load.
+  // A B C A B C: each side twice, alternating, so all see the same load.
   const rounds: Record<string, unknown>[] = [];
   for (let r = 0; r < 2; r++) {
-    rounds.push({ loadavg: round(loadavg()[0]!), jobd: runJobd(), relion: runRelion() });
+    rounds.push({
+      loadavg: round(loadavg()[0]!),
+      jobd: runJobd(threads),
+      relion: runRelion(),
+      ...(threads > 1 ? { jobdOneThread: runJobd(1) } : {}),
+    });
     await rm(join(dir, 'relion'), { recursive: true, force: true });
   }
   return {

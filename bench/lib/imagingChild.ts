@@ -1,9 +1,14 @@
 /**
  * One imaging kernel in a fresh process, so the benchmark can report its own wall time and peak RSS.
- *   convert INPUT OUTPUT CZ CY CX      motion MOVIE OUT_PREFIX PIXEL_SIZE BFACTOR
+ *   convert INPUT OUTPUT CZ CY CX      motion MOVIE OUT_PREFIX PIXEL_SIZE BFACTOR THREADS
+ * Motion correction runs from the build (dist/), as the daemon does: its worker threads then load
+ * compiled JavaScript, not the TypeScript sources through tsx.
  */
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { convertToOmeZarr } from '../../src/imaging/convert/convertToOmeZarr.js';
-import { correctMotion, writeMotionOutputs } from '../../src/imaging/kernels/motion.js';
+
+type MotionModule = typeof import('../../src/imaging/kernels/motion.js');
 
 const [task, a, b, ...rest] = process.argv.slice(2);
 const started = performance.now();
@@ -19,9 +24,16 @@ if (task === 'convert') {
     chunks: r.chunksWritten,
   };
 } else if (task === 'motion') {
-  const r = await correctMotion(a!, { pixelSize: Number(rest[0]), bFactor: Number(rest[1]) });
+  const { correctMotion, writeMotionOutputs } = (await import(
+    pathToFileURL(join(import.meta.dirname, '../../dist/imaging/kernels/motion.js')).href
+  )) as MotionModule;
+  const r = await correctMotion(a!, {
+    pixelSize: Number(rest[0]),
+    bFactor: Number(rest[1]),
+    threads: Number(rest[2] ?? 1),
+  });
   await writeMotionOutputs(r, { sumMrc: `${b}_sum.mrc`, trajectoryJson: `${b}_shifts.json` });
-  extra = { shifts: r.shifts, binning: r.binning, iterations: r.iterations };
+  extra = { shifts: r.shifts, binning: r.binning, iterations: r.iterations, threads: r.threads };
 } else {
   throw new Error(`unknown task ${task}`);
 }

@@ -14,7 +14,7 @@ import {
   existsSync,
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -220,8 +220,15 @@ describe.concurrent('imaging job types through a real daemon', () => {
     expect(c.fit_resolution).toBeLessThan(8);
     expect(PNG.sync.read(await readFile(join(outDir, 'ctf/diag.png'))).width).toBe(256);
 
-    const m = motion.result as { frames: number; shifts: { x: number; y: number }[]; output_sum: string };
+    const m = motion.result as {
+      frames: number;
+      shifts: { x: number; y: number }[];
+      output_sum: string;
+      threads: number;
+    };
     expect(m.frames).toBe(10);
+    // Two worker threads by default, capped at the machine's CPUs (the type declares no needs).
+    expect(m.threads).toBe(Math.min(2, availableParallelism()));
     expect(rmsError(movie, m.shifts)).toBeLessThan(0.25);
     const traj = JSON.parse(await readFile(join(outDir, 'motion/shifts.json'), 'utf8')) as { frames: number };
     expect(traj.frames).toBe(10);

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +105,71 @@ describe('motion correction', () => {
       'maxShift = -1 is not allowed: must be a positive number',
     );
   });
+
+  it('on two worker threads: the same shifts bit for bit, the same sum to float32 rounding, dose-weighted too', async () => {
+    const movie = await syntheticMovie(256, 8, { seed: 3, dose: 2, contrast: 0.25, totalDrift: 10 });
+    const path = join(dir, 'threads.mrc');
+    await writeMovieMrc(path, movie);
+    // 256 px with alignSize 128: a binned grid, so the spectra are Fourier-cropped in the workers too.
+    const opts = { bFactor: 100, alignSize: 128, doseWeighting: { dosePerFrame: 2, voltageKv: 300 } };
+    const one = await correctMotion(path, opts);
+    const progress: number[] = [];
+    const two = await correctMotion(path, { ...opts, threads: 2 }, { onProgress: (f) => progress.push(f) });
+    expect([one.threads, two.threads]).toEqual([1, 2]);
+    expect(two.shifts).toEqual(one.shifts);
+    expect(two.iterations).toBe(one.iterations);
+    expect(rmsError(movie, two.shifts)).toBeLessThan(0.35);
+    let peak = 0;
+    let diff = 0;
+    for (let i = 0; i < one.sum.length; i++) {
+      peak = Math.max(peak, Math.abs(one.sum[i]!));
+      diff = Math.max(diff, Math.abs(one.sum[i]! - two.sum[i]!));
+    }
+    expect(diff / peak, `largest difference ${diff} against ${peak}`).toBeLessThan(1e-5);
+    expect(progress.at(-1)).toBe(1);
+    expect(progress.every((p, i) => i === 0 || p >= progress[i - 1]!)).toBe(true);
+  }, 60_000);
+
+  it('refuses threads it cannot use', async () => {
+    const path = join(dir, 'movie.mrc');
+    await expect(correctMotion(path, { threads: 0 })).rejects.toThrow(
+      'threads = 0 is not allowed: must be an integer from 1 to 64',
+    );
+    const stack = await MrcStack.open(path);
+    await expect(correctMotion(stack, { threads: 2 })).rejects.toThrow(
+      'threads = 2 needs the movie as a file path (each thread opens it)',
+    );
+    await stack.close();
+  });
+
+  it('a cancel mid-alignment ends its worker threads before it returns', async () => {
+    // Linux tells a process's thread count; elsewhere the cancel is still checked.
+    const threadCount = () =>
+      existsSync('/proc/self/status')
+        ? Number(/^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1])
+        : 0;
+    const before = threadCount();
+    const ac = new AbortController();
+    let during = 0;
+    const err = await correctMotion(
+      join(dir, 'movie.mrc'),
+      { threads: 2, iterations: 100, tolerance: 1e-9 },
+      {
+        signal: ac.signal,
+        onProgress: (f, m) => {
+          if (m.startsWith('iteration') && !ac.signal.aborted) {
+            during = threadCount();
+            ac.abort();
+          }
+        },
+      },
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toBe('motion correction aborted');
+    if (before > 0) {
+      expect(during, 'the workers were running').toBeGreaterThanOrEqual(before + 2);
+      expect(threadCount()).toBe(before);
+    }
+  }, 60_000);
 
   it('stops between frames when its signal fires', async () => {
     const ac = new AbortController();

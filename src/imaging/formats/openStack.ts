@@ -1,6 +1,6 @@
 import { extname } from 'node:path';
 import type { ImageStack } from '../types.js';
-import { Hdf5Stack, type Hdf5OpenOptions } from './hdf5.js';
+import type { Hdf5OpenOptions } from './hdf5.js';
 import { MrcStack } from './mrc.js';
 import { TiffStack } from './tiff.js';
 
@@ -37,8 +37,11 @@ export async function openStack(
       return MrcStack.open(path);
     case 'tiff':
       return TiffStack.open(path);
-    case 'hdf5':
+    case 'hdf5': {
+      // h5wasm compiles its WebAssembly when imported: only HDF5 inputs pay for it.
+      const { Hdf5Stack } = await import('./hdf5.js');
       return Hdf5Stack.open(path, opts.dataset ? { dataset: opts.dataset } : {});
+    }
     default:
       throw new RangeError(
         `input ${path}: cannot tell its format from the extension "${extname(path)}"; allowed: ${Object.keys(BY_EXTENSION).join(', ')} (or pass format: mrc | tiff | hdf5)`,

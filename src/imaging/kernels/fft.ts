@@ -156,7 +156,10 @@ export class RealFft2d {
    * inverse(forward(x)) = x. The spectrum is copied in first (unless it is spectrumBuffer()), so
    * the argument is left intact.
    */
-  inverse(spectrum: Float32Array, out = new Float32Array(this.width * this.height)): Float32Array {
+  inverse(
+    spectrum: Float32Array,
+    out: Float32Array = new Float32Array(this.width * this.height),
+  ): Float32Array {
     return this.inverseRows(spectrum, 0, this.height, out);
   }
 
@@ -169,7 +172,7 @@ export class RealFft2d {
     spectrum: Float32Array,
     y0: number,
     count: number,
-    out = new Float32Array(this.width * count),
+    out: Float32Array = new Float32Array(this.width * count),
   ): Float32Array {
     this.check();
     const { m, width: W, height: H } = this;
@@ -179,32 +182,86 @@ export class RealFft2d {
     if (!(Number.isInteger(y0) && Number.isInteger(count) && count >= 1 && count <= H))
       throw new RangeError(`rows ${y0} + ${count} are not allowed: count must be an integer in [1, ${H}]`);
     if (out.length < W * count) throw new RangeError(`out has ${out.length} floats, needs ${W * count}`);
-    const t0 = this.spec >> 2;
     if (spectrum.buffer !== m.HEAPF32.buffer || spectrum.byteOffset !== this.spec)
-      m.HEAPF32.set(spectrum, t0);
-    for (let k = 0; k < this.wc; k++) {
+      m.HEAPF32.set(spectrum, this.spec >> 2);
+    this.inverseColumns(0, this.wc);
+    return this.rowsBackward(H, ((y0 % H) + H) % H, count, out);
+  }
+
+  /**
+   * Backward column transforms, in place in spectrumBuffer(), of half-plane columns k0 … k1 − 1
+   * only: one thread's share of an inverse whose rows another thread finishes (inverseBand).
+   */
+  inverseColumns(k0: number, k1: number): void {
+    this.check();
+    const { m, height: H } = this;
+    for (let k = k0; k < k1; k++) {
       const col = this.spec + k * H * 8;
       m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_BACKWARD);
     }
+  }
+
+  /**
+   * Copies rows y0 … y0 + count − 1 (modulo height) of columns k0 … k1 − 1 of spectrumBuffer(),
+   * after inverseColumns, into `band` laid out as inverseBand takes it: column k is `count`
+   * complex values from float 2·k·count.
+   */
+  columnBand(k0: number, k1: number, y0: number, count: number, band: Float32Array): void {
+    this.check();
+    const H = this.height;
+    const heap = this.m.HEAPF32;
+    const t0 = this.spec >> 2;
+    const start = ((y0 % H) + H) % H;
+    for (let k = k0; k < k1; k++) {
+      for (let j = 0; j < count; j++) {
+        const s = t0 + 2 * (k * H + ((start + j) % H));
+        const d = 2 * (k * count + j);
+        band[d] = heap[s]!;
+        band[d + 1] = heap[s + 1]!;
+      }
+    }
+  }
+
+  /**
+   * Finishes an inverse from a band of column-transformed rows (columnBand's layout, wc × count
+   * complex): the same row pass as inverseRows, so the rows are bit-identical to its.
+   */
+  inverseBand(
+    band: Float32Array,
+    count: number,
+    out: Float32Array = new Float32Array(this.width * count),
+  ): Float32Array {
+    this.check();
+    if (!(Number.isInteger(count) && count >= 1 && count <= this.height) || band.length < 2 * this.wc * count)
+      throw new RangeError(`band of ${band.length} floats does not hold ${this.wc} columns of ${count} rows`);
+    if (out.length < this.width * count)
+      throw new RangeError(`out has ${out.length} floats, needs ${this.width * count}`);
+    this.m.HEAPF32.set(band.subarray(0, 2 * this.wc * count), this.spec >> 2);
+    return this.rowsBackward(count, 0, count, out);
+  }
+
+  /** Row pass of an inverse: spectrumBuffer() holds wc column-transformed columns of `colLen` values. */
+  private rowsBackward(colLen: number, start: number, count: number, out: Float32Array): Float32Array {
+    const { m, width: W } = this;
     const heap = m.HEAPF32;
+    const t0 = this.spec >> 2;
     const g0 = this.rows >> 2;
     const half = W / 2;
-    const scale = 1 / (W * H);
-    const start = ((y0 % H) + H) % H;
+    const scale = 1 / (W * this.height);
     for (let r0 = 0; r0 < count; r0 += ROWS_PER_GROUP) {
       const g = Math.min(ROWS_PER_GROUP, count - r0);
-      if (start + r0 + g <= H) {
-        m.transpose64(this.spec + (start + r0) * 8, H * 8, this.rows, W * 4, half, g);
+      if (start + r0 + g <= colLen) {
+        m.transpose64(this.spec + (start + r0) * 8, colLen * 8, this.rows, W * 4, half, g);
       } else {
         for (let j = 0; j < g; j++) {
-          const y = (start + r0 + j) % H;
-          m.transpose64(this.spec + y * 8, H * 8, this.rows + j * W * 4, 0, half, 1);
+          const y = (start + r0 + j) % colLen;
+          m.transpose64(this.spec + y * 8, colLen * 8, this.rows + j * W * 4, 0, half, 1);
         }
       }
       for (let j = 0; j < g; j++) {
-        const y = (start + r0 + j) % H;
+        const y = (start + r0 + j) % colLen;
         // Column 0 came over as (DC, 0): PFFFT packs the Nyquist term in its place.
-        heap[g0 + j * W + 1] = heap[t0 + 2 * (half * H + y)]!;
+        heap[g0 + j * W + 1] = heap[t0 + 2 * (half * colLen + y)]!;
         const row = this.rows + j * W * 4;
         m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_BACKWARD);
         const r = g0 + j * W;

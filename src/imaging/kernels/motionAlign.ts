@@ -18,7 +18,7 @@ export interface AlignOptions {
 }
 
 /** Phase factors of a shift by (sx, sy): x[kx] for kx < w/2 + 1 and y[ky], as (cos, sin) pairs. */
-class PhaseRamp {
+export class PhaseRamp {
   readonly x: Float64Array;
   readonly y: Float64Array;
   constructor(
@@ -162,18 +162,22 @@ export function subPixelPeak(
   };
 }
 
-/** Kept out of the async loop so that each hot loop is a small function V8 optimises whole. */
-function correlateShifted(
+/**
+ * mine = spec·P and prod = mine · conj(sum − mine) over half-plane columns k0 … k1 − 1. Kept out of
+ * the async loop so that each hot loop is a small function V8 optimises whole.
+ */
+export function correlateShifted(
   spec: Float32Array,
   sum: Float32Array,
   ramp: PhaseRamp,
   h: number,
   mine: Float32Array,
   prod: Float32Array,
+  k0: number,
+  k1: number,
 ): void {
   const { x: px, y: py } = ramp;
-  const wc = px.length / 2;
-  for (let kx = 0; kx < wc; kx++) {
+  for (let kx = k0; kx < k1; kx++) {
     const cx = px[2 * kx]!;
     const sxn = px[2 * kx + 1]!;
     const base = 2 * kx * h;
@@ -197,11 +201,17 @@ function correlateShifted(
   }
 }
 
-/** sum += mine · (P − 1): moves mine's contribution to the sum by the ramp's shift. */
-function addShiftDelta(mine: Float32Array, ramp: PhaseRamp, h: number, sum: Float32Array): void {
+/** sum += mine · (P − 1) over columns k0 … k1 − 1: moves mine's contribution to the sum by the ramp's shift. */
+export function addShiftDelta(
+  mine: Float32Array,
+  ramp: PhaseRamp,
+  h: number,
+  sum: Float32Array,
+  k0: number,
+  k1: number,
+): void {
   const { x: px, y: py } = ramp;
-  const wc = px.length / 2;
-  for (let kx = 0; kx < wc; kx++) {
+  for (let kx = k0; kx < k1; kx++) {
     const cx = px[2 * kx]!;
     const sxn = px[2 * kx + 1]!;
     const base = 2 * kx * h;
@@ -219,6 +229,58 @@ function addShiftDelta(mine: Float32Array, ramp: PhaseRamp, h: number, sum: Floa
   }
 }
 
+/** Search radius (alignment-grid pixels) and the rows of the band that holds it with its neighbours. */
+export function searchBand(w: number, h: number, maxShift: number): { radius: number; rows: number } {
+  const radius = Math.max(1, Math.min(Math.floor(maxShift), Math.floor(w / 2) - 1, Math.floor((h - 3) / 2)));
+  return { radius, rows: 2 * radius + 3 };
+}
+
+/**
+ * Computes the cross-correlation band of one frame against the sum of the others: rows
+ * −(radius + 1) … radius + 1, `w` wide. `move` first moves the previous frame's contribution to the
+ * sum by −move (its peak), so a correlator in another thread needs one round trip per frame.
+ */
+export interface BandCorrelator {
+  band(
+    f: number,
+    shift: { x: number; y: number },
+    move: { x: number; y: number } | undefined,
+  ): Promise<Float32Array> | Float32Array;
+}
+
+/** The correlator of an in-process run: every frame's spectrum and the sum in this thread. */
+export class LocalCorrelator implements BandCorrelator {
+  private readonly sum: Float32Array;
+  private readonly mine: Float32Array;
+  private readonly out: Float32Array;
+  private readonly ramp: PhaseRamp;
+
+  constructor(
+    private readonly spectra: Float32Array[],
+    private readonly fft: RealFft2d,
+    private readonly radius: number,
+  ) {
+    const len = fft.spectrumLength;
+    this.sum = new Float32Array(len);
+    for (const s of spectra) for (let i = 0; i < len; i++) this.sum[i] = this.sum[i]! + s[i]!;
+    this.mine = new Float32Array(len);
+    this.out = new Float32Array(fft.width * (2 * radius + 3));
+    this.ramp = new PhaseRamp(fft.width, fft.height);
+  }
+
+  band(f: number, s: { x: number; y: number }, move: { x: number; y: number } | undefined): Float32Array {
+    const { fft, ramp, sum, mine } = this;
+    const h = fft.height;
+    // Keep the sum consistent with the previous frame's new shift: S += mine·P(−peak) − mine.
+    if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, 0, fft.wc);
+    // mine = F·P(shift) and the cross-correlation with the others, mine · conj(S − mine), written
+    // straight into the FFT's buffer.
+    const prod = fft.spectrumBuffer();
+    correlateShifted(this.spectra[f]!, sum, ramp.set(s.x, s.y), h, mine, prod, 0, fft.wc);
+    return fft.inverseRows(prod, -(this.radius + 1), 2 * this.radius + 3, this.out);
+  }
+}
+
 /**
  * Aligns frames given their spectra (transposed half-plane, w×h). Returns per-frame shifts (pixels
  * of this grid) that align each frame to the sum, with frame 0 at (0, 0).
@@ -228,22 +290,28 @@ export async function alignSpectra(
   fft: RealFft2d,
   opts: AlignOptions,
   ctl: KernelControl = {},
-): Promise<{ shifts: { x: number; y: number }[]; iterations: number; converged: boolean }> {
-  const w = fft.width;
-  const h = fft.height;
-  const len = fft.spectrumLength;
-  const n = spectra.length;
-  const radius = Math.max(
-    1,
-    Math.min(Math.floor(opts.maxShift), Math.floor(w / 2) - 1, Math.floor((h - 3) / 2)),
-  );
-  const bandRows = 2 * radius + 3;
-  const shifts = spectra.map(() => ({ x: 0, y: 0 }));
-  const sum = new Float32Array(len);
-  for (const s of spectra) for (let i = 0; i < len; i++) sum[i] = sum[i]! + s[i]!;
-  const mine = new Float32Array(len);
-  const band = new Float32Array(w * bandRows);
-  const ramp = new PhaseRamp(w, h);
+): Promise<AlignResult> {
+  const { radius } = searchBand(fft.width, fft.height, opts.maxShift);
+  return alignFrames(spectra.length, fft.width, radius, new LocalCorrelator(spectra, fft, radius), opts, ctl);
+}
+
+export interface AlignResult {
+  shifts: { x: number; y: number }[];
+  iterations: number;
+  converged: boolean;
+}
+
+/** The iterative leave-one-out alignment of n frames, whatever computes their correlation bands. */
+export async function alignFrames(
+  n: number,
+  w: number,
+  radius: number,
+  correlator: BandCorrelator,
+  opts: AlignOptions,
+  ctl: KernelControl = {},
+): Promise<AlignResult> {
+  const shifts = Array.from({ length: n }, () => ({ x: 0, y: 0 }));
+  let move: { x: number; y: number } | undefined;
   let iterations = 0;
   let converged = false;
   for (let it = 0; it < opts.iterations && !converged; it++) {
@@ -252,15 +320,10 @@ export async function alignSpectra(
     for (let f = 0; f < n; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const s = shifts[f]!;
-      // mine = F·P(shift) and the cross-correlation with the others, mine · conj(S − mine), written
-      // straight into the FFT's buffer.
-      const prod = fft.spectrumBuffer();
-      correlateShifted(spectra[f]!, sum, ramp.set(s.x, s.y), h, mine, prod);
-      fft.inverseRows(prod, -(radius + 1), bandRows, band);
-      const peak = subPixelPeak(band, w, radius);
+      const peak = subPixelPeak(await correlator.band(f, s, move), w, radius);
+      move = undefined;
       if (peak.x !== 0 || peak.y !== 0) {
-        // Keep the sum consistent with the new shift: S += mine·P(−peak) − mine.
-        addShiftDelta(mine, ramp.set(-peak.x, -peak.y), h, sum);
+        move = { x: peak.x, y: peak.y };
         shifts[f] = { x: s.x - peak.x, y: s.y - peak.y };
         maxChange = Math.max(maxChange, Math.hypot(peak.x, peak.y));
       }

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import {
@@ -47,6 +48,15 @@ export default defineJobType({
       .describe('e⁻/Å² per frame: dose-weights the sum (Grant & Grigorieff 2015) when given'),
     pre_exposure: z.number().min(0).default(0).describe('e⁻/Å² before the first frame'),
     voltage_kv: z.number().positive().default(300).describe('acceleration voltage, kV (dose weighting)'),
+    threads: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(2)
+      .describe(
+        "worker threads for the frames' FFTs and cross-correlations; capped at the CPUs the job was given (its type's needs.cpus), else at the machine's",
+      ),
   }),
   output: z.strictObject({
     input: z.string(),
@@ -60,6 +70,7 @@ export default defineJobType({
     iterations: z.number().int(),
     converged: z.boolean(),
     dose_weighted: z.boolean(),
+    threads: z.number().int().describe('worker threads used'),
     /** Shift applied to each frame, pixels, frame 0 at (0, 0). */
     shifts: z.array(z.object({ x: z.number(), y: z.number() })),
     total_drift: z.number().describe('pixels along the trajectory'),
@@ -70,6 +81,8 @@ export default defineJobType({
   handler: async (input, ctx) => {
     const started = Date.now();
     const { correctMotion, writeMotionOutputs } = await import('../../imaging/kernels/motion.js');
+    const allowance = ctx.allocation?.cpus ? ctx.allocation.cpus : availableParallelism();
+    const threads = Math.max(1, Math.min(input.threads, allowance));
     const r = await kernelStep('motion_correction', () =>
       correctMotion(
         input.input,
@@ -80,6 +93,7 @@ export default defineJobType({
           iterations: input.iterations,
           tolerance: input.tolerance,
           alignSize: input.align_size,
+          threads,
           ...(input.dose_per_frame !== undefined
             ? {
                 doseWeighting: {
@@ -113,6 +127,7 @@ export default defineJobType({
       iterations: r.iterations,
       converged: r.converged,
       dose_weighted: input.dose_per_frame !== undefined,
+      threads: r.threads,
       shifts: r.shifts.map((s) => ({ x: round4(s.x), y: round4(s.y) })),
       total_drift: round4(drift),
       duration_ms: Date.now() - started,

@@ -1,0 +1,240 @@
+/**
+ * Per-frame steps of motion correction, shared by the in-process run and its worker threads so that
+ * both compute the very same numbers: a frame's alignment spectrum (cropped, binned, B-factor
+ * filtered) and the shifted, optionally dose-weighted, addition of a full frame to the sum's spectrum.
+ */
+import type { PlaneArray } from '../types.js';
+import { doseFilter, frameExposure, type DoseWeighting } from './doseWeight.js';
+import { nextFftSize, prevFftSize, RealFft2d } from './fft.js';
+import { addShifted } from './motionAlign.js';
+
+/** The alignment grid: frames binned by 2^k so the larger side fits alignSize, a centred crop of FFT sizes. */
+export interface AlignGrid {
+  width: number;
+  height: number;
+  bin: number;
+  /** Alignment grid (FFT sizes). */
+  wa: number;
+  ha: number;
+  /** The full-resolution crop that bins to it, and its corner in the frame. */
+  wFull: number;
+  hFull: number;
+  x0: number;
+  y0: number;
+}
+
+export function alignGrid(width: number, height: number, alignSize: number): AlignGrid {
+  let bin = 1;
+  while (Math.max(width, height) / bin > alignSize) bin *= 2;
+  const wa = prevFftSize(Math.floor(width / bin));
+  const ha = prevFftSize(Math.floor(height / bin));
+  const wFull = wa * bin;
+  const hFull = ha * bin;
+  return {
+    width,
+    height,
+    bin,
+    wa,
+    ha,
+    wFull,
+    hFull,
+    x0: Math.floor((width - wFull) / 2),
+    y0: Math.floor((height - hFull) / 2),
+  };
+}
+
+/** Floats in one frame's alignment spectrum. */
+export function alignSpectrumLength(g: AlignGrid): number {
+  return 2 * (g.wa / 2 + 1) * g.ha;
+}
+
+/** Makes frames' alignment spectra: a full-crop FFT, Fourier-binned and B-factor filtered. */
+export class AlignSpectrumMaker {
+  private readonly gx: Float64Array;
+  private readonly gy: Float64Array;
+
+  private constructor(
+    private readonly g: AlignGrid,
+    private readonly fftFull: RealFft2d,
+    pixelSize: number,
+    bFactor: number,
+  ) {
+    const { wa, ha, bin, wFull, hFull } = g;
+    // B-factor in alignment-grid units: k² = (kx/(wa·p·bin))² + (ky/(ha·p·bin))². The low-pass
+    // exp(−B k²/4) is separable, gx(kx)·gy(ky), with the FFT's 1/(w·h) folded in.
+    const pa = pixelSize * bin;
+    this.gx = Float64Array.from({ length: wa / 2 + 1 }, (_, kx) =>
+      Math.exp((-bFactor * (kx / (wa * pa)) ** 2) / 4),
+    );
+    this.gy = Float64Array.from({ length: ha }, (_, ky) => {
+      const sy = ky < ha / 2 ? ky : ky - ha;
+      return Math.exp((-bFactor * (sy / (ha * pa)) ** 2) / 4) / (wFull * hFull);
+    });
+  }
+
+  static async create(g: AlignGrid, pixelSize: number, bFactor: number): Promise<AlignSpectrumMaker> {
+    return new AlignSpectrumMaker(g, await RealFft2d.create(g.wFull, g.hFull), pixelSize, bFactor);
+  }
+
+  /** The frame's alignment spectrum (transposed half-plane, wa × ha) into `spec`. */
+  make(frame: PlaneArray, spec: Float32Array): void {
+    const { width, wa, ha, hFull, x0, y0 } = this.g;
+    const { gx, gy } = this;
+    const full = this.fftFull.forward(frame, undefined, { stride: width, x0, y0 });
+    const wc = wa / 2 + 1;
+    for (let kx = 0; kx < wc; kx++) {
+      const g = gx[kx]!;
+      for (let ky = 0; ky < ha; ky++) {
+        const srcKy = ky < ha / 2 ? ky : ky - ha + hFull;
+        const si = 2 * (kx * hFull + srcKy);
+        const di = 2 * (kx * ha + ky);
+        const gg = g * gy[ky]!;
+        spec[di] = full[si]! * gg;
+        spec[di + 1] = full[si + 1]! * gg;
+      }
+    }
+    spec[0] = 0; // the mean carries no alignment information
+    spec[1] = 0;
+  }
+
+  dispose(): void {
+    this.fftFull.dispose();
+  }
+}
+
+/** Dose weights depend on |k| only: the radial bin of each half-plane frequency, over the finer spacing. */
+export interface DoseBins {
+  bins: Uint16Array;
+  count: number;
+  /** Å⁻¹ per bin. */
+  dk: number;
+}
+
+export function doseBins(wp: number, hp: number, pixelSize: number): DoseBins {
+  const wc = wp / 2 + 1;
+  const bins = new Uint16Array(wc * hp);
+  const dk = 1 / (Math.max(wp, hp) * pixelSize);
+  let count = 0;
+  for (let kx = 0; kx < wc; kx++) {
+    for (let ky = 0; ky < hp; ky++) {
+      const fy = (ky < hp / 2 ? ky : ky - hp) / (hp * pixelSize);
+      const fx = kx / (wp * pixelSize);
+      const b = Math.round(Math.hypot(fx, fy) / dk);
+      bins[kx * hp + ky] = b;
+      count = Math.max(count, b + 1);
+    }
+  }
+  return { bins, count, dk };
+}
+
+/** Frame f's dose filter per radial bin. */
+export function frameDoseWeights(f: number, d: DoseBins, dose: DoseWeighting): Float32Array {
+  const q = new Float32Array(d.count);
+  const exposure = frameExposure(f, dose);
+  for (let b = 0; b < d.count; b++) q[b] = doseFilter(b * d.dk, exposure, dose.voltageKv);
+  return q;
+}
+
+/** FFT size the aligned sum is computed at: each side rounded up, the frame padded with its mean. */
+export function sumSize(width: number, height: number): { wp: number; hp: number } {
+  return { wp: nextFftSize(width), hp: nextFftSize(height) };
+}
+
+/** Accumulates shifted (and dose-weighted) frames into the sum's spectrum. */
+export class FrameSummer {
+  readonly acc: Float32Array;
+  private readonly padded: Float32Array | undefined;
+
+  private constructor(
+    private readonly width: number,
+    private readonly height: number,
+    private readonly fft: RealFft2d,
+    private readonly dose: { weighting: DoseWeighting; bins: DoseBins } | undefined,
+  ) {
+    const { width: wp, height: hp } = fft;
+    this.acc = new Float32Array(fft.spectrumLength);
+    this.padded = wp === width && hp === height ? undefined : new Float32Array(wp * hp);
+  }
+
+  static async create(
+    width: number,
+    height: number,
+    pixelSize: number,
+    dose: DoseWeighting | undefined,
+  ): Promise<FrameSummer> {
+    const { wp, hp } = sumSize(width, height);
+    const fft = await RealFft2d.create(wp, hp);
+    return new FrameSummer(
+      width,
+      height,
+      fft,
+      dose ? { weighting: dose, bins: doseBins(wp, hp, pixelSize) } : undefined,
+    );
+  }
+
+  add(frame: PlaneArray, f: number, shift: { x: number; y: number }): void {
+    const { width: W, height: H, padded, fft } = this;
+    const { width: wp, height: hp } = fft;
+    let spec: Float32Array;
+    if (padded) {
+      // Pad with the frame's mean so the border adds no step to the spectrum.
+      let mean = 0;
+      for (let i = 0; i < frame.length; i++) mean += frame[i]!;
+      mean /= frame.length;
+      padded.fill(mean);
+      for (let y = 0; y < H; y++)
+        padded.set(frame.subarray(y * W, y * W + W) as unknown as ArrayLike<number>, y * wp);
+      spec = fft.forward(padded);
+    } else {
+      spec = fft.forward(frame);
+    }
+    if (this.dose) {
+      const weights = frameDoseWeights(f, this.dose.bins, this.dose.weighting);
+      addShifted(spec, wp, hp, shift.x, shift.y, this.acc, { weights, bins: this.dose.bins.bins });
+    } else {
+      addShifted(spec, wp, hp, shift.x, shift.y, this.acc);
+    }
+  }
+
+  dispose(): void {
+    this.fft.dispose();
+  }
+}
+
+/**
+ * The sum from its spectrum (`acc`, modified): dose-weighted sums are rescaled by √(N / Σ q²) per
+ * frequency to restore the plain sum's noise power (1 at k = 0), then transformed back and cropped.
+ */
+export async function finishSum(
+  acc: Float32Array,
+  width: number,
+  height: number,
+  frames: number,
+  pixelSize: number,
+  dose: DoseWeighting | undefined,
+): Promise<Float32Array> {
+  const { wp, hp } = sumSize(width, height);
+  if (dose) {
+    const d = doseBins(wp, hp, pixelSize);
+    const weightSq = new Float32Array(d.count);
+    for (let f = 0; f < frames; f++) {
+      const q = frameDoseWeights(f, d, dose);
+      for (let b = 0; b < d.count; b++) weightSq[b] = weightSq[b]! + q[b]! * q[b]!;
+    }
+    const scale = Float32Array.from(weightSq, (s) => (s > 0 ? Math.sqrt(frames / s) : 0));
+    for (let i = 0; i < acc.length / 2; i++) {
+      const s = scale[d.bins[i]!]!;
+      acc[2 * i] = acc[2 * i]! * s;
+      acc[2 * i + 1] = acc[2 * i + 1]! * s;
+    }
+  }
+  const fft = await RealFft2d.create(wp, hp);
+  try {
+    const full = fft.inverse(acc);
+    const out = new Float32Array(width * height);
+    for (let y = 0; y < height; y++) out.set(full.subarray(y * wp, y * wp + width), y * width);
+    return out;
+  } finally {
+    fft.dispose();
+  }
+}

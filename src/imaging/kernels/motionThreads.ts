@@ -1,0 +1,246 @@
+/**
+ * Motion correction on worker threads. Each worker opens the movie itself; the frames' alignment
+ * spectra go into one SharedArrayBuffer. The per-frame phases split by frame: the workers make the
+ * alignment spectra of every T-th frame, and later each sums every T-th shifted full frame into a
+ * spectrum of its own, which this thread adds up. The alignment, a chain of dependent steps, splits by
+ * half-plane column: for each step every worker computes the product and the column transforms of its
+ * columns and copies out the band of rows the search reaches, and this thread finishes the rows and
+ * finds the peak. That is the same arithmetic as the in-process run, so the shifts are bit-identical to
+ * it; the sum differs from it only by float32 rounding (its frames are added in another order).
+ *
+ * A cancel (the kernel's signal) terminates the workers at once, whatever they are doing.
+ */
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ImageFormatError, KernelAbortedError } from '../errors.js';
+import type { KernelControl } from '../progress.js';
+import type { DoseWeighting } from './doseWeight.js';
+import { RealFft2d } from './fft.js';
+import { alignFrames, searchBand, type AlignResult } from './motionAlign.js';
+import { alignSpectrumLength, finishSum, type AlignGrid } from './motionFrames.js';
+
+type Shift = { x: number; y: number };
+
+export type ToMotionWorker =
+  | {
+      op: 'spectra';
+      path: string;
+      grid: AlignGrid;
+      pixelSize: number;
+      bFactor: number;
+      frames: number[];
+      out: SharedArrayBuffer;
+    }
+  | {
+      op: 'alignStart';
+      grid: AlignGrid;
+      frames: number;
+      spectra: SharedArrayBuffer;
+      k0: number;
+      k1: number;
+      radius: number;
+      band: SharedArrayBuffer;
+    }
+  | { op: 'step'; f: number; x: number; y: number; move: Shift | undefined }
+  | { op: 'alignEnd' }
+  | {
+      op: 'sum';
+      path: string;
+      pixelSize: number;
+      dose: DoseWeighting | undefined;
+      frames: number[];
+      shifts: Shift[];
+    }
+  | { op: 'close' };
+
+export type FromMotionWorker =
+  | { op: 'frame'; f: number }
+  | { op: 'done'; acc?: Float32Array }
+  | {
+      op: 'error';
+      error: { name: string; message: string; code?: string; file?: string; problem?: string };
+    };
+
+const fromSources = import.meta.url.endsWith('.ts');
+
+function startWorker(): Worker {
+  // geotiff's 'web-worker' dependency destructures workerData when it loads in any worker thread.
+  const options = { workerData: {} };
+  if (!fromSources) return new Worker(new URL('./motionWorker.js', import.meta.url), options);
+  // Running from the TypeScript sources (tests): load the entry through tsx's API in the thread.
+  const api = createRequire(import.meta.url)
+    .resolve('tsx/esm/api')
+    .replace(/\.cjs$/, '.mjs');
+  const entry = new URL('./motionWorker.ts', import.meta.url).href;
+  const code = `import(${JSON.stringify(pathToFileURL(api).href)}).then((a) => a.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(entry)}))`;
+  return new Worker(code, { ...options, eval: true });
+}
+
+/** An error from a worker, as the in-process run would have thrown it (matched by name). */
+function rebuild(e: Extract<FromMotionWorker, { op: 'error' }>['error']): Error {
+  if (e.name === 'ImageFormatError' && e.file !== undefined && e.problem !== undefined)
+    return new ImageFormatError(e.file, e.problem);
+  if (e.name === 'RangeError') return new RangeError(e.message);
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+/** One worker with at most one request in flight. */
+class MotionThread {
+  private pending:
+    | { resolve: (m: FromMotionWorker) => void; reject: (e: unknown) => void; onFrame?: (f: number) => void }
+    | undefined;
+  private failure: unknown;
+
+  constructor(private readonly worker: Worker) {
+    worker.on('message', (m: FromMotionWorker) => {
+      const p = this.pending;
+      if (!p) return;
+      if (m.op === 'frame') p.onFrame?.(m.f);
+      else if (m.op === 'error') this.fail(rebuild(m.error));
+      else {
+        this.pending = undefined;
+        p.resolve(m);
+      }
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => this.fail(new Error(`motion correction worker exited (code ${code})`)));
+  }
+
+  fail(err: unknown): void {
+    this.failure ??= err;
+    const p = this.pending;
+    this.pending = undefined;
+    p?.reject(this.failure);
+  }
+
+  request(m: ToMotionWorker, onFrame?: (f: number) => void): Promise<FromMotionWorker> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject, ...(onFrame ? { onFrame } : {}) };
+      this.worker.postMessage(m);
+    });
+  }
+
+  terminate(): Promise<number> {
+    return this.worker.terminate();
+  }
+}
+
+export interface ThreadedMotionParams {
+  path: string;
+  frames: number;
+  grid: AlignGrid;
+  pixelSize: number;
+  bFactor: number;
+  maxShift: number;
+  iterations: number;
+  tolerance: number;
+  dose: DoseWeighting | undefined;
+  threads: number;
+}
+
+/** Shifts (input pixels), the alignment's iterations, and the aligned sum, computed on `threads` workers. */
+export async function correctMotionThreaded(
+  p: ThreadedMotionParams,
+  ctl: KernelControl,
+  report: (phase: 'read' | 'align' | 'sum') => (fraction: number, message: string) => void,
+): Promise<AlignResult & { sum: Float32Array }> {
+  const { grid: g, frames: N, threads: T, path } = p;
+  const threads = Array.from({ length: T }, () => new MotionThread(startWorker()));
+  const aborted = () => {
+    for (const t of threads)
+      t.fail(new KernelAbortedError('motion correction', { cause: ctl.signal?.reason }));
+    void Promise.all(threads.map((t) => t.terminate()));
+  };
+  if (ctl.signal?.aborted) aborted();
+  ctl.signal?.addEventListener('abort', aborted, { once: true });
+  const fftAlign = await RealFft2d.create(g.wa, g.ha);
+  try {
+    const share = (k: number) => Array.from({ length: N }, (_, f) => f).filter((f) => f % T === k);
+    let done = 0;
+    const counter = (phase: 'read' | 'sum', verb: string) => {
+      done = 0;
+      const r = report(phase);
+      return () => {
+        done++;
+        r(done / N, `${verb} frame ${done}/${N}`);
+      };
+    };
+    const len = alignSpectrumLength(g);
+    const spectra = new SharedArrayBuffer(N * len * 4);
+    const onRead = counter('read', 'read');
+    await Promise.all(
+      threads.map((t, k) =>
+        t.request(
+          {
+            op: 'spectra',
+            path,
+            grid: g,
+            pixelSize: p.pixelSize,
+            bFactor: p.bFactor,
+            frames: share(k),
+            out: spectra,
+          },
+          onRead,
+        ),
+      ),
+    );
+
+    const { radius, rows } = searchBand(g.wa, g.ha, Math.max(1, p.maxShift / g.bin));
+    const wc = g.wa / 2 + 1;
+    const bandBuffer = new SharedArrayBuffer(2 * wc * rows * 4);
+    const band = new Float32Array(bandBuffer);
+    const out = new Float32Array(g.wa * rows);
+    await Promise.all(
+      threads.map((t, k) =>
+        t.request({
+          op: 'alignStart',
+          grid: g,
+          frames: N,
+          spectra,
+          k0: Math.floor((k * wc) / T),
+          k1: Math.floor(((k + 1) * wc) / T),
+          radius,
+          band: bandBuffer,
+        }),
+      ),
+    );
+    const aligned = await alignFrames(
+      N,
+      g.wa,
+      radius,
+      {
+        band: async (f, s, move) => {
+          await Promise.all(threads.map((t) => t.request({ op: 'step', f, x: s.x, y: s.y, move })));
+          return fftAlign.inverseBand(band, rows, out);
+        },
+      },
+      { maxShift: Math.max(1, p.maxShift / g.bin), iterations: p.iterations, tolerance: p.tolerance / g.bin },
+      { ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress: report('align') },
+    );
+    await Promise.all(threads.map((t) => t.request({ op: 'alignEnd' })));
+    const shifts = aligned.shifts.map((s) => ({ x: s.x * g.bin, y: s.y * g.bin }));
+
+    const onSum = counter('sum', 'summed');
+    const parts = await Promise.all(
+      threads.map((t, k) =>
+        t.request({ op: 'sum', path, pixelSize: p.pixelSize, dose: p.dose, frames: share(k), shifts }, onSum),
+      ),
+    );
+    const acc = (parts[0] as { acc: Float32Array }).acc;
+    for (const part of parts.slice(1)) {
+      const a = (part as { acc: Float32Array }).acc;
+      for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + a[i]!;
+    }
+    await Promise.all(threads.map((t) => t.request({ op: 'close' })));
+    const sum = await finishSum(acc, g.width, g.height, N, p.pixelSize, p.dose);
+    return { ...aligned, shifts, sum };
+  } finally {
+    ctl.signal?.removeEventListener('abort', aborted);
+    fftAlign.dispose();
+    await Promise.all(threads.map((t) => t.terminate()));
+  }
+}
