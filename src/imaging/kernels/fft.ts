@@ -49,6 +49,8 @@ export class RealFft2d {
   private readonly work: number;
   private readonly rows: number;
   private readonly spec: number;
+  /** numpy-layout output of forwardRowMajor, allocated on first use. */
+  private rowMajor = 0;
   private disposed = false;
 
   private constructor(
@@ -144,6 +146,34 @@ export class RealFft2d {
       m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_FORWARD);
     }
     const view = heap.subarray(t0, t0 + this.spectrumLength);
+    if (out) {
+      out.set(view);
+      return out;
+    }
+    return view;
+  }
+
+  /**
+   * Forward transform in numpy's rfft2 layout: `height` rows of width / 2 + 1 complex values. The
+   * transposed spectrum is turned over by the WebAssembly SIMD transpose inside PFFFT's memory (the
+   * even block of columns 0 … width/2 − 1, then the Nyquist column alone). Returns a copy in `out`
+   * when given, else a view that the next forwardRowMajor overwrites.
+   */
+  forwardRowMajor(
+    image: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> },
+    out?: Float32Array,
+    window?: { stride: number; x0: number; y0: number },
+  ): Float32Array {
+    this.forward(image, undefined, window);
+    const { m, height: H, wc } = this;
+    if (!this.rowMajor) {
+      this.rowMajor = m._pffft_aligned_malloc(wc * H * 8);
+      if (!this.rowMajor) throw new RangeError(`cannot allocate a ${this.width}×${H} spectrum`);
+    }
+    const half = this.width / 2;
+    m.transpose64(this.spec, H * 8, this.rowMajor, wc * 8, half, H);
+    m.transpose64(this.spec + half * H * 8, H * 8, this.rowMajor + half * 8, wc * 8, 1, H);
+    const view = m.HEAPF32.subarray(this.rowMajor >> 2, (this.rowMajor >> 2) + this.spectrumLength);
     if (out) {
       out.set(view);
       return out;
@@ -281,6 +311,7 @@ export class RealFft2d {
     m._pffft_aligned_free(this.work);
     m._pffft_aligned_free(this.rows);
     m._pffft_aligned_free(this.spec);
+    if (this.rowMajor) m._pffft_aligned_free(this.rowMajor);
   }
 
   private check(): void {
@@ -288,7 +319,10 @@ export class RealFft2d {
   }
 }
 
-/** Converts a transposed half-plane spectrum to numpy's rfft2 layout: [height][wc] complex. */
+/**
+ * Converts a transposed half-plane spectrum to numpy's rfft2 layout: [height][wc] complex, in plain JS
+ * (RealFft2d.forwardRowMajor does it in WebAssembly SIMD as part of the transform).
+ */
 export function toRowMajorSpectrum(
   spec: Float32Array,
   width: number,
