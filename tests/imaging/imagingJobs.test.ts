@@ -35,6 +35,7 @@ import {
 import { waitUntil } from '../helpers/waitFor.js';
 import { syntheticMicrograph, syntheticMovie, type SyntheticMovie } from '../fixtures/imaging/synthetic.js';
 import { writeTiffStack } from '../fixtures/imaging/tiffWriter.js';
+import { fixtureExposures, writeEpuExposure } from '../fixtures/sessions/makeSessions.js';
 
 const FIXTURE_PROGRAM = resolve(import.meta.dirname, '../fixtures/programs/argvReport.py');
 const RELION = findProgram('relion_image_handler');
@@ -101,6 +102,17 @@ describe.concurrent('imaging job types through a real daemon', () => {
     });
     for (let i = 0; i < 10; i++) await w.writePlane(i, await movie.frame(i));
     await w.close();
+    // For the cancel: 100 alignment iterations of it take seconds even on two threads, so a cancel
+    // that takes a while to arrive on a loaded machine still finds the kernel running.
+    const long = await syntheticMovie(512, 12, { seed: 12, dose: 2, contrast: 0.25, totalDrift: 8 });
+    const wl = await MrcWriter.create(join(inDir, 'long.mrc'), {
+      width: 512,
+      height: 512,
+      depth: 12,
+      mode: 6,
+    });
+    for (let i = 0; i < 12; i++) await wl.writePlane(i, await long.frame(i));
+    await wl.close();
     // Corrupt inputs: an MRC and a TIFF cut short (the MRC's header promises more; the TIFF loses
     // its image directory, written last).
     const whole = readFileSync(join(inDir, 'micrograph.mrc'));
@@ -237,12 +249,66 @@ describe.concurrent('imaging job types through a real daemon', () => {
     await sum.close();
   }, 180_000);
 
+  it('session_import runs an EPU exposure through the real kernels: motion, CTF, power spectrum, summary', async ({
+    expect,
+  }) => {
+    // One exposure whose movie drifts over a specimen of known CTF; the XML gives its pixel size and dose.
+    const truth = { ...scope, defocusU: 15000, defocusV: 14000, angleDeg: 40, bFactor: 60 };
+    const specimen = await syntheticMicrograph(256, truth, 8, 0);
+    const drifting = await syntheticMovie(256, 6, {
+      seed: 4,
+      dose: 20,
+      contrast: 0.3,
+      totalDrift: 6,
+      specimen,
+    });
+    const exposure = {
+      ...fixtureExposures('k', 1)[0]!,
+      pixelSize: 1.5,
+      frames: 6,
+      dose: (6 * 20) / 1.5 ** 2,
+      voltage: 300,
+    };
+    const session = join(inDir, 'session-epu');
+    const moviePath = await writeEpuExposure(session, exposure, 0, async (path, frames) => {
+      const w = await MrcWriter.create(path, { width: 256, height: 256, depth: frames, mode: 6 });
+      for (let i = 0; i < frames; i++) await w.writePlane(i, await drifting.frame(i));
+      await w.close();
+    });
+    const out = join(outDir, 'session-epu');
+    const id = await enqueue('session_import', { session_dir: session, output_dir: out, settle_ms: 0 });
+    const done = await settled(id, 'the session import');
+    expect(done.state, JSON.stringify(done.lastError)).toBe('completed');
+    const kids = (await client.store.jobs.find({ parentId: id }).toArray()) as JobDoc[];
+    expect(kids.map((k) => k.type).sort()).toEqual([
+      'ctf_estimation',
+      'fft_power_spectrum',
+      'motion_correction',
+    ]);
+    for (const k of kids) expect(k.state, `${k.type}: ${JSON.stringify(k.errors)}`).toBe('completed');
+    const result = (type: string) => kids.find((k) => k.type === type)!.result as Record<string, unknown>;
+    const motion = result('motion_correction') as { input: string; shifts: { x: number; y: number }[] };
+    expect(motion.input).toBe(moviePath);
+    expect(rmsError(drifting, motion.shifts)).toBeLessThan(0.5);
+    expect(result('motion_correction').dose_weighted).toBe(true);
+    const ctf = result('ctf_estimation') as { defocus_u: number; defocus_v: number; pixel_size: number };
+    expect(ctf.pixel_size).toBeCloseTo(1.5, 5);
+    expect(Math.abs(ctf.defocus_u - 15000), `defocus U ${ctf.defocus_u}`).toBeLessThan(1000);
+    expect(Math.abs(ctf.defocus_v - 14000), `defocus V ${ctf.defocus_v}`).toBeLessThan(1000);
+    const ps = await MrcStack.open(result('fft_power_spectrum').output_mrc as string);
+    expect([ps.width, ps.height]).toEqual([256, 256]);
+    await ps.close();
+    const summary = (done.result as { completed: number; summary: Record<string, unknown>[] }).summary;
+    expect((done.result as { completed: number }).completed).toBe(1);
+    expect(summary[0]).toMatchObject({ state: 'completed', defocus_u: ctf.defocus_u });
+  }, 180_000);
+
   it('stops a kernel at a cancel mid-run: the child exits by itself, long before its kill grace', async ({
     expect,
   }) => {
     // 100 iterations that never converge: tens of seconds of alignment unless it stops.
     const id = await enqueue('motion_correction', {
-      input: join(inDir, 'movie.mrc'),
+      input: join(inDir, 'long.mrc'),
       output_sum: join(outDir, 'cancelled/sum.mrc'),
       output_shifts: join(outDir, 'cancelled/shifts.json'),
       iterations: 100,

@@ -121,8 +121,7 @@ async function run(
   if (threads > 1) {
     const r = await correctMotionThreaded(
       {
-        path: stack.path,
-        frames: N,
+        stack,
         grid,
         pixelSize,
         bFactor,

@@ -282,6 +282,44 @@ export class LocalCorrelator implements BandCorrelator {
 }
 
 /**
+ * One thread's share of a threaded alignment: half-plane columns k0 … k1 − 1 of every frame's
+ * spectrum and of the sum. A step computes their product and column transforms and copies the band
+ * of rows the search reaches into `band` (RealFft2d.columnBand's layout).
+ */
+export class ColumnShare {
+  private readonly sum: Float32Array;
+  private readonly mine: Float32Array;
+  private readonly ramp: PhaseRamp;
+
+  constructor(
+    private readonly spectra: Float32Array[],
+    private readonly fft: RealFft2d,
+    private readonly k0: number,
+    private readonly k1: number,
+    private readonly radius: number,
+    private readonly band: Float32Array,
+  ) {
+    const len = fft.spectrumLength;
+    this.sum = new Float32Array(len);
+    // Column k is floats 2·k·h … 2·(k + 1)·h: only this share's columns are summed and used.
+    const [a, b] = [2 * k0 * fft.height, 2 * k1 * fft.height];
+    for (const sp of spectra) for (let i = a; i < b; i++) this.sum[i] = this.sum[i]! + sp[i]!;
+    this.mine = new Float32Array(len);
+    this.ramp = new PhaseRamp(fft.width, fft.height);
+  }
+
+  step(f: number, x: number, y: number, move: { x: number; y: number } | undefined): void {
+    const { fft, ramp, sum, mine, k0, k1, radius } = this;
+    const h = fft.height;
+    if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, k0, k1);
+    const prod = fft.spectrumBuffer();
+    correlateShifted(this.spectra[f]!, sum, ramp.set(x, y), h, mine, prod, k0, k1);
+    fft.inverseColumns(k0, k1);
+    fft.columnBand(k0, k1, -(radius + 1), 2 * radius + 3, this.band);
+  }
+}
+
+/**
  * Aligns frames given their spectra (transposed half-plane, w×h). Returns per-frame shifts (pixels
  * of this grid) that align each frame to the sum, with frame 0 at (0, 0).
  */

@@ -1,11 +1,11 @@
 /**
- * Motion correction on worker threads. Each worker opens the movie itself; the frames' alignment
- * spectra go into one SharedArrayBuffer. The per-frame phases split by frame: the workers make the
- * alignment spectra of every T-th frame, and later each sums every T-th shifted full frame into a
- * spectrum of its own, which this thread adds up. The alignment, a chain of dependent steps, splits by
- * half-plane column: for each step every worker computes the product and the column transforms of its
- * columns and copies out the band of rows the search reaches, and this thread finishes the rows and
- * finds the peak. That is the same arithmetic as the in-process run, so the shifts are bit-identical to
+ * Motion correction on T threads: this one and T − 1 workers, each worker opening the movie itself;
+ * the frames' alignment spectra go into one SharedArrayBuffer. The per-frame phases split by frame:
+ * each thread makes the alignment spectra of every T-th frame, and later sums every T-th shifted full
+ * frame into a spectrum of its own; this thread adds them up. The alignment, a chain of dependent
+ * steps, splits by half-plane column: for each step every thread computes the product and the column
+ * transforms of its columns and copies out the band of rows the search reaches, and this thread
+ * finishes the rows and finds the peak. That is the same arithmetic as the in-process run, so the shifts are bit-identical to
  * it; the sum differs from it only by float32 rounding (its frames are added in another order).
  *
  * A cancel (the kernel's signal) terminates the workers at once, whatever they are doing.
@@ -14,11 +14,18 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ImageFormatError, KernelAbortedError } from '../errors.js';
-import type { KernelControl } from '../progress.js';
+import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progress.js';
+import type { ImageStack } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
 import { RealFft2d } from './fft.js';
-import { alignFrames, searchBand, type AlignResult } from './motionAlign.js';
-import { alignSpectrumLength, finishSum, type AlignGrid } from './motionFrames.js';
+import { alignFrames, ColumnShare, searchBand, type AlignResult } from './motionAlign.js';
+import {
+  AlignSpectrumMaker,
+  alignSpectrumLength,
+  finishSum,
+  FrameSummer,
+  type AlignGrid,
+} from './motionFrames.js';
 
 type Shift = { x: number; y: number };
 
@@ -130,8 +137,8 @@ class MotionThread {
 }
 
 export interface ThreadedMotionParams {
-  path: string;
-  frames: number;
+  /** The movie, open in this thread; the workers open its path. */
+  stack: ImageStack;
   grid: AlignGrid;
   pixelSize: number;
   bFactor: number;
@@ -139,21 +146,26 @@ export interface ThreadedMotionParams {
   iterations: number;
   tolerance: number;
   dose: DoseWeighting | undefined;
+  /** This thread and threads − 1 workers. */
   threads: number;
 }
 
-/** Shifts (input pixels), the alignment's iterations, and the aligned sum, computed on `threads` workers. */
+/**
+ * Shifts (input pixels), the alignment's iterations, and the aligned sum, computed by this thread and
+ * threads − 1 workers, this thread taking share 0 of every phase.
+ */
 export async function correctMotionThreaded(
   p: ThreadedMotionParams,
   ctl: KernelControl,
   report: (phase: 'read' | 'align' | 'sum') => (fraction: number, message: string) => void,
 ): Promise<AlignResult & { sum: Float32Array }> {
-  const { grid: g, frames: N, threads: T, path } = p;
-  const threads = Array.from({ length: T }, () => new MotionThread(startWorker()));
+  const { grid: g, threads: T, stack } = p;
+  const { path, depth: N } = stack;
+  const workers = Array.from({ length: T - 1 }, () => new MotionThread(startWorker()));
   const aborted = () => {
-    for (const t of threads)
+    for (const t of workers)
       t.fail(new KernelAbortedError('motion correction', { cause: ctl.signal?.reason }));
-    void Promise.all(threads.map((t) => t.terminate()));
+    void Promise.all(workers.map((t) => t.terminate()));
   };
   if (ctl.signal?.aborted) aborted();
   ctl.signal?.addEventListener('abort', aborted, { once: true });
@@ -169,78 +181,112 @@ export async function correctMotionThreaded(
         r(done / N, `${verb} frame ${done}/${N}`);
       };
     };
+    /** This thread's frames, one at a time, letting the workers' messages and a cancel through. */
+    const ownFrames = async (each: (f: number) => Promise<void>, tick: () => void) => {
+      for (const f of share(0)) {
+        throwIfAborted(ctl.signal, 'motion correction');
+        await each(f);
+        tick();
+        await yieldToEventLoop();
+      }
+    };
     const len = alignSpectrumLength(g);
-    const spectra = new SharedArrayBuffer(N * len * 4);
+    const spectraBuffer = new SharedArrayBuffer(N * len * 4);
     const onRead = counter('read', 'read');
-    await Promise.all(
-      threads.map((t, k) =>
-        t.request(
-          {
-            op: 'spectra',
-            path,
-            grid: g,
-            pixelSize: p.pixelSize,
-            bFactor: p.bFactor,
-            frames: share(k),
-            out: spectra,
-          },
-          onRead,
+    const maker = await AlignSpectrumMaker.create(g, p.pixelSize, p.bFactor);
+    try {
+      await Promise.all([
+        ...workers.map((t, i) =>
+          t.request(
+            {
+              op: 'spectra',
+              path,
+              grid: g,
+              pixelSize: p.pixelSize,
+              bFactor: p.bFactor,
+              frames: share(i + 1),
+              out: spectraBuffer,
+            },
+            onRead,
+          ),
         ),
-      ),
-    );
+        ownFrames(async (f) => {
+          maker.make(await stack.readPlane(f), new Float32Array(spectraBuffer, f * len * 4, len));
+        }, onRead),
+      ]);
+    } finally {
+      maker.dispose();
+    }
 
     const { radius, rows } = searchBand(g.wa, g.ha, Math.max(1, p.maxShift / g.bin));
     const wc = g.wa / 2 + 1;
     const bandBuffer = new SharedArrayBuffer(2 * wc * rows * 4);
     const band = new Float32Array(bandBuffer);
     const out = new Float32Array(g.wa * rows);
+    const cut = (k: number) => Math.floor((k * wc) / T);
     await Promise.all(
-      threads.map((t, k) =>
+      workers.map((t, i) =>
         t.request({
           op: 'alignStart',
           grid: g,
           frames: N,
-          spectra,
-          k0: Math.floor((k * wc) / T),
-          k1: Math.floor(((k + 1) * wc) / T),
+          spectra: spectraBuffer,
+          k0: cut(i + 1),
+          k1: cut(i + 2),
           radius,
           band: bandBuffer,
         }),
       ),
     );
+    const spectra = Array.from({ length: N }, (_, f) => new Float32Array(spectraBuffer, f * len * 4, len));
+    const own = new ColumnShare(spectra, fftAlign, cut(0), cut(1), radius, band);
     const aligned = await alignFrames(
       N,
       g.wa,
       radius,
       {
         band: async (f, s, move) => {
-          await Promise.all(threads.map((t) => t.request({ op: 'step', f, x: s.x, y: s.y, move })));
+          const others = Promise.all(workers.map((t) => t.request({ op: 'step', f, x: s.x, y: s.y, move })));
+          own.step(f, s.x, s.y, move);
+          await others;
           return fftAlign.inverseBand(band, rows, out);
         },
       },
       { maxShift: Math.max(1, p.maxShift / g.bin), iterations: p.iterations, tolerance: p.tolerance / g.bin },
       { ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress: report('align') },
     );
-    await Promise.all(threads.map((t) => t.request({ op: 'alignEnd' })));
+    await Promise.all(workers.map((t) => t.request({ op: 'alignEnd' })));
     const shifts = aligned.shifts.map((s) => ({ x: s.x * g.bin, y: s.y * g.bin }));
 
     const onSum = counter('sum', 'summed');
-    const parts = await Promise.all(
-      threads.map((t, k) =>
-        t.request({ op: 'sum', path, pixelSize: p.pixelSize, dose: p.dose, frames: share(k), shifts }, onSum),
-      ),
-    );
-    const acc = (parts[0] as { acc: Float32Array }).acc;
-    for (const part of parts.slice(1)) {
+    const summer = await FrameSummer.create(g.width, g.height, p.pixelSize, p.dose);
+    let parts: FromMotionWorker[];
+    try {
+      [parts] = await Promise.all([
+        Promise.all(
+          workers.map((t, i) =>
+            t.request(
+              { op: 'sum', path, pixelSize: p.pixelSize, dose: p.dose, frames: share(i + 1), shifts },
+              onSum,
+            ),
+          ),
+        ),
+        ownFrames(async (f) => summer.add(await stack.readPlane(f), f, shifts[f]!), onSum),
+      ]);
+    } finally {
+      summer.dispose();
+    }
+    const acc = summer.acc;
+    for (const part of parts) {
       const a = (part as { acc: Float32Array }).acc;
       for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + a[i]!;
     }
-    await Promise.all(threads.map((t) => t.request({ op: 'close' })));
+    await Promise.all(workers.map((t) => t.request({ op: 'close' })));
     const sum = await finishSum(acc, g.width, g.height, N, p.pixelSize, p.dose);
     return { ...aligned, shifts, sum };
   } finally {
     ctl.signal?.removeEventListener('abort', aborted);
     fftAlign.dispose();
-    await Promise.all(threads.map((t) => t.terminate()));
+    await Promise.all(workers.map((t) => t.terminate()));
   }
 }

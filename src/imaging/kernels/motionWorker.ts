@@ -7,7 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { openStack } from '../formats/openStack.js';
 import type { ImageStack } from '../types.js';
 import { RealFft2d } from './fft.js';
-import { addShiftDelta, correlateShifted, PhaseRamp } from './motionAlign.js';
+import { ColumnShare } from './motionAlign.js';
 import { AlignSpectrumMaker, alignSpectrumLength, FrameSummer } from './motionFrames.js';
 import type { ToMotionWorker, FromMotionWorker } from './motionThreads.js';
 
@@ -15,20 +15,8 @@ const port = parentPort;
 if (!port) throw new Error('motionWorker runs as a worker thread');
 
 let stack: ImageStack | undefined;
-/** This thread's share of the alignment: columns k0 … k1 − 1 of every frame's spectrum and the sum. */
-let align:
-  | {
-      spectra: Float32Array[];
-      sum: Float32Array;
-      mine: Float32Array;
-      fft: RealFft2d;
-      ramp: PhaseRamp;
-      band: Float32Array;
-      k0: number;
-      k1: number;
-      radius: number;
-    }
-  | undefined;
+/** This thread's share of the alignment, between alignStart and alignEnd. */
+let align: { share: ColumnShare; fft: RealFft2d } | undefined;
 
 function post(m: FromMotionWorker, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(m, transfer);
@@ -57,40 +45,19 @@ async function handle(m: ToMotionWorker): Promise<void> {
       return;
     }
     case 'alignStart': {
-      const { wa, ha } = m.grid;
       const len = alignSpectrumLength(m.grid);
       const spectra = Array.from(
         { length: m.frames },
         (_, f) => new Float32Array(m.spectra, f * len * 4, len),
       );
-      const sum = new Float32Array(len);
-      // Column k is floats 2·k·ha … 2·(k + 1)·ha: only this thread's columns are summed and used.
-      const a = 2 * m.k0 * ha;
-      const b = 2 * m.k1 * ha;
-      for (const sp of spectra) for (let i = a; i < b; i++) sum[i] = sum[i]! + sp[i]!;
-      align = {
-        spectra,
-        sum,
-        mine: new Float32Array(len),
-        fft: await RealFft2d.create(wa, ha),
-        ramp: new PhaseRamp(wa, ha),
-        band: new Float32Array(m.band),
-        k0: m.k0,
-        k1: m.k1,
-        radius: m.radius,
-      };
+      const fft = await RealFft2d.create(m.grid.wa, m.grid.ha);
+      align = { fft, share: new ColumnShare(spectra, fft, m.k0, m.k1, m.radius, new Float32Array(m.band)) };
       post({ op: 'done' });
       return;
     }
     case 'step': {
       if (!align) throw new Error('step before alignStart');
-      const { fft, ramp, sum, mine, k0, k1, radius } = align;
-      const h = fft.height;
-      if (m.move) addShiftDelta(mine, ramp.set(-m.move.x, -m.move.y), h, sum, k0, k1);
-      const prod = fft.spectrumBuffer();
-      correlateShifted(align.spectra[m.f]!, sum, ramp.set(m.x, m.y), h, mine, prod, k0, k1);
-      fft.inverseColumns(k0, k1);
-      fft.columnBand(k0, k1, -(radius + 1), 2 * radius + 3, align.band);
+      align.share.step(m.f, m.x, m.y, m.move);
       post({ op: 'done' });
       return;
     }
