@@ -15,10 +15,11 @@ import { z } from 'zod';
 import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError } from '../../lib/errors.js';
-import { HashingStream, sha256File, throttle } from '../../lib/hash.js';
+import { HashingStream, throttle } from '../../lib/hash.js';
 import { confine, recheck } from '../../lib/paths.js';
 import { LZ4, ZSTD } from '../../lib/toolTable.js';
 import type { DataEnv } from './env.js';
+import { hashAndSyncWhileWritten } from './followFile.js';
 import { listTree, packTree } from './tarPack.js';
 import { tarIntoCompressor } from './tarProgram.js';
 
@@ -128,11 +129,12 @@ export async function compressDirectory(
     } else {
       // GNU tar packs and the compressor writes the file itself (opened here, O_EXCL): the data passes
       // from tar to the compressor over one pipe and never through this process, as with
-      // `tar -I zstd`. The sha256 is read back from the page cache.
-      const fh = await open(tmp, 'wx');
+      // `tar -I zstd`. The sha256 is read from the page cache as the file grows, and the file is
+      // flushed as it goes.
+      const fh = await open(tmp, 'wx+');
       try {
         const threads = opts.threads ?? 0;
-        await tarIntoCompressor(
+        const packing = tarIntoCompressor(
           source.real,
           entries,
           format === 'tar.zst'
@@ -143,11 +145,10 @@ export async function compressDirectory(
           ctx,
           env.killGraceMs,
         );
-        await fh.sync();
+        ({ sha256 } = await hashAndSyncWhileWritten(fh, packing));
       } finally {
         await fh.close();
       }
-      sha256 = await sha256File(tmp, ctx.signal);
     }
     await recheck(output, env.dataDirs);
     await rename(tmp, output.real);
