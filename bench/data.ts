@@ -5,8 +5,9 @@
  *   npm run bench:data                    full size (1 GiB tree, 10,000-file zip, 2 GiB hash, ...)
  *   npm run bench:data -- --scale=0.25    every size times 0.25 (BENCH_SCALE works too)
  *   npm run bench:data -- --scale=0.25 --small-scale=1   big files quartered, the 10,000 small files kept
- *   npm run bench:data -- --rounds=5      native and jobd alternately 5 times each (default 3; rsync
- *                                         at least 5: a local copy's time swings with the disk)
+ *   npm run bench:data -- --rounds=5      native and jobd alternately 5 times each, the order swapped
+ *                                         every round (default 3; rsync at least 5: a local copy's time
+ *                                         swings with the disk)
  *   BENCH_DIR=/somewhere npm run bench:data   where the files go (default: the temp dir)
  *
  * Each figure: the median of jobd's seconds and of the native tool's over the rounds (every round is
@@ -132,15 +133,17 @@ async function pair(
   size: { bytes?: number; files?: number },
   n = rounds,
 ): Promise<Pair> {
-  // Native first, then jobd, alternately: caches warm for both, and a load that comes and goes falls on
-  // both sides. Medians, so one disturbed round does not make the figure.
+  // Native and jobd alternately, the order swapped every round (native first in even rounds, jobd first
+  // in odd ones): caches warm for both, a load that comes and goes falls on both sides, and neither side
+  // always meets the other's disk write-out. Medians, so one disturbed round does not make the figure.
   const j: Array<{ s: number; cpu: number }> = [];
   const t: Array<{ s: number; cpu: number }> = [];
   for (let i = 0; i < n; i++) {
-    t.push(await measured(theirs));
-    await reset();
-    j.push(await measured(ours));
-    await reset();
+    for (const side of i % 2 ? (['jobd', 'native'] as const) : (['native', 'jobd'] as const)) {
+      if (side === 'jobd') j.push(await measured(ours));
+      else t.push(await measured(theirs));
+      await reset();
+    }
   }
   const [jobd_s, native_s] = [median(j.map((r) => r.s)), median(t.map((r) => r.s))];
   const [jobdCpu, nativeCpu] = [median(j.map((r) => r.cpu)), median(t.map((r) => r.cpu))];
