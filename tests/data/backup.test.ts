@@ -88,10 +88,13 @@ describe('backup_creation', () => {
     expect(await readdir(backupDir)).toEqual([]);
 
     const child = runCoreChild('backup', 'createBackup', { source_dir: ds }, env);
-    await child.waitEvent((e) => e.log === 'rsync: started', 'rsync started');
-    const pids = await pidsWithArg(backupDir);
+    const started = await child.waitEvent((e) => e.log === 'rsync: started', 'rsync started');
+    // Killed at once: a /proc scan first gave a loaded machine time to finish the whole copy.
     child.proc.kill('SIGKILL');
+    const rsyncPid = (started.extra as { pid: number }).pid;
+    const pids = [rsyncPid, ...(await pidsWithArg(backupDir)).filter((p) => p !== rsyncPid)];
     await child.exited;
+    expect(child.events.some((e) => 'result' in e)).toBe(false);
     await allGone(pids, 'the killed run');
     const left = await readdir(backupDir);
     expect(left.every((n) => n.includes('jobd-tmp'))).toBe(true);
