@@ -62,6 +62,26 @@ export interface ChangeEvent {
   stateBeforeChange?: Document;
   /** The event is about a view: MongoDB reports those through system.views, which only database and cluster streams see. */
   view?: boolean;
+  /**
+   * What streams derive from the event, computed by the first one that reads it and shared by the
+   * others (every stream on a collection reads each of its changes): read-only once set.
+   */
+  derived?: { token?: Document; update?: Document; updateExpanded?: Document };
+}
+
+/** The event's resume token (the same object for every stream: never changed). */
+export function eventToken(e: ChangeEvent): Document {
+  const derived = (e.derived ??= {});
+  return (derived.token ??= encodeToken(e.seq));
+}
+
+/** An update event's updateDescription (shared by the streams that read it: never changed). */
+export function eventUpdateDescription(e: ChangeEvent, expanded: boolean): Document {
+  const derived = (e.derived ??= {});
+  const before = e.before as Document;
+  const after = e.fullDocument as Document;
+  if (expanded) return (derived.updateExpanded ??= describeUpdate(before, after, true));
+  return (derived.update ??= describeUpdate(before, after, false));
 }
 
 const TOKEN_PREFIX = '82';

@@ -5,12 +5,19 @@
  */
 import { Long, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
-import { deepClone, isPlainObject } from './bsonOrder.js';
-import { EXPANDED_EVENTS, decodeToken, describeUpdate, encodeToken, type ChangeEvent } from './changeLog.js';
+import { isPlainObject } from './bsonOrder.js';
+import {
+  EXPANDED_EVENTS,
+  decodeToken,
+  encodeToken,
+  eventToken,
+  eventUpdateDescription,
+  type ChangeEvent,
+} from './changeLog.js';
 import { isView } from './views.js';
 import type { Batch, Cursor } from './cursor.js';
 import type { Engine } from './engine.js';
-import { runPipeline } from './mql.js';
+import { compileEventPipeline, type EventPipeline } from './changeStreamPipeline.js';
 import type { CommandContext } from './commandContext.js';
 import { MAX_BATCH_BYTES, bsonSize } from './limits.js';
 
@@ -44,7 +51,7 @@ interface StreamOptions {
   fullDocument: string;
   fullDocumentBeforeChange: string;
   showExpandedEvents: boolean;
-  pipeline: Document[];
+  pipeline: EventPipeline;
 }
 
 interface Scope {
@@ -90,7 +97,7 @@ class ChangeStreamCursor implements Cursor {
   private render(e: ChangeEvent): Document {
     const expanded = this.options.showExpandedEvents;
     const out: Document = {
-      _id: encodeToken(e.seq),
+      _id: eventToken(e),
       operationType: e.operationType,
       clusterTime: e.clusterTime,
     };
@@ -106,7 +113,7 @@ class ChangeStreamCursor implements Cursor {
     if (e.documentKey) out.documentKey = e.documentKey;
     if (expanded && e.description) out.operationDescription = e.description;
     if (e.operationType === 'update' && e.before && e.fullDocument)
-      out.updateDescription = describeUpdate(e.before, e.fullDocument, expanded);
+      out.updateDescription = eventUpdateDescription(e, expanded);
     if (expanded && e.stateBeforeChange) out.stateBeforeChange = e.stateBeforeChange;
     if (
       this.options.fullDocumentBeforeChange !== 'off' &&
@@ -152,9 +159,9 @@ class ChangeStreamCursor implements Cursor {
    * result whose _id is no longer the event's resume token: the stream could not be resumed after it.
    */
   private transform(event: Document): Document[] {
-    if (this.options.pipeline.length === 0) return [event];
     const token = event._id as Document;
-    const docs = runPipeline(deepClone([event]), this.options.pipeline);
+    const docs = this.options.pipeline(event);
+    if (docs.length === 1 && docs[0] === event) return docs;
     for (const doc of docs) {
       const id = doc._id as unknown;
       const intact = isPlainObject(id) && Object.keys(id).length === 1 && id._data === token._data;
@@ -184,7 +191,7 @@ class ChangeStreamCursor implements Cursor {
           // The invalidate event goes through the pipeline like any other; the stream ends either way.
           out.push(
             ...this.transform({
-              _id: encodeToken(e.seq),
+              _id: eventToken(e),
               operationType: 'invalidate',
               clusterTime: e.clusterTime,
               wallTime: e.wallTime,
@@ -310,7 +317,7 @@ export function openChangeStream(
     fullDocument,
     fullDocumentBeforeChange,
     showExpandedEvents: spec.showExpandedEvents === true,
-    pipeline: rest,
+    pipeline: compileEventPipeline(rest),
   });
   const firstBatch = cursor.collect(batchSize ?? 0);
   const closed = cursor.exhausted;

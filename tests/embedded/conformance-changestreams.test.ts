@@ -12,6 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  Double,
+  Int32,
+  Long,
   MongoClient,
   MongoServerError,
   Timestamp,
@@ -360,6 +363,45 @@ describe('a pipeline that changes the resume token (_id)', () => {
     const getMore = () => t.db.command({ getMore: id, collection: 'events', maxTimeMS: 5000 });
     await expect(getMore()).rejects.toMatchObject({ code: 280 });
     await expect(getMore()).rejects.toMatchObject({ code: 43 });
+  });
+});
+
+describe('a pipeline over the events', () => {
+  it('each stream gets its own pipeline view of the same change, the others untouched', async () => {
+    const picked = await watch([
+      { $match: { operationType: 'update', 'updateDescription.updatedFields.n': { $gt: new Long(5) } } },
+      { $project: { operationType: 1, 'updateDescription.updatedFields.n': 1 } },
+    ]);
+    const rewritten = await watch([{ $addFields: { 'updateDescription.updatedFields.n': 'rewritten' } }]);
+    const plain = await watch();
+    await coll.insertOne({ _id: 1, n: 1, s: 'x' });
+    await coll.updateOne({ _id: 1 }, { $set: { n: new Double(6.5), s: 'y' } });
+    await coll.updateOne({ _id: 1 }, { $set: { n: new Int32(3) } });
+    expect(await nextEvent(picked)).toEqual({
+      _id: expect.anything(),
+      operationType: 'update',
+      updateDescription: { updatedFields: { n: 6.5 } },
+    });
+    expect((await nextEvent(rewritten)).operationType).toBe('insert');
+    expect((await nextEvent(rewritten)).updateDescription.updatedFields).toEqual({ n: 'rewritten', s: 'y' });
+    expect((await nextEvent(plain)).operationType).toBe('insert');
+    expect((await nextEvent(plain)).updateDescription.updatedFields).toEqual({ n: 6.5, s: 'y' });
+    expect((await nextEvent(plain)).updateDescription.updatedFields).toEqual({ n: 3 });
+    expect((await nextEvent(rewritten)).updateDescription.updatedFields).toEqual({ n: 'rewritten' });
+    // n: 3 is not above 5: the first stream has nothing more.
+    expect(await picked.tryNext()).toBeNull();
+  });
+
+  it('refuses a $match with an unknown operator when the stream is opened', async () => {
+    const err = await t.db
+      .command({
+        aggregate: 'events',
+        pipeline: [{ $changeStream: {} }, { $match: { a: { $nope: 1 } } }],
+        cursor: {},
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MongoServerError);
+    expect((err as MongoServerError).code).toBe(2);
   });
 });
 
