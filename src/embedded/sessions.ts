@@ -13,19 +13,24 @@ const SESSION_TIMEOUT_MS = 30 * 60_000;
 
 interface Session {
   id: unknown;
-  lastUse: Date;
+  /** Milliseconds since the epoch: a Date is made only when sessions are listed. */
+  lastUse: number;
 }
 
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
 
+  /** The session id's bytes as a string (latin1 maps each byte to one character: no two ids collide). */
   private static key(id: unknown): string | undefined {
-    if (id instanceof Binary) return Buffer.from(id.buffer.subarray(0, id.position)).toString('hex');
+    if (id instanceof Binary) {
+      const bytes = id.buffer;
+      return Buffer.from(bytes.buffer, bytes.byteOffset, id.position).toString('latin1');
+    }
     return undefined;
   }
 
   /** Records the use of the command's session, if it names one. */
-  touch(lsid: unknown, now = new Date()): void {
+  touch(lsid: unknown, now = Date.now()): void {
     if (!isPlainObject(lsid)) return;
     const key = SessionRegistry.key(lsid.id);
     if (!key) return;
@@ -42,17 +47,16 @@ export class SessionRegistry {
     }
   }
 
-  private expire(now: Date): void {
-    for (const [k, s] of this.sessions)
-      if (now.getTime() - s.lastUse.getTime() > SESSION_TIMEOUT_MS) this.sessions.delete(k);
+  private expire(now: number): void {
+    for (const [k, s] of this.sessions) if (now - s.lastUse > SESSION_TIMEOUT_MS) this.sessions.delete(k);
   }
 
   /** The documents of $listLocalSessions. */
-  list(now = new Date()): Document[] {
+  list(now = Date.now()): Document[] {
     this.expire(now);
     return [...this.sessions.values()].map((s) => ({
       _id: { id: s.id, uid: NO_USER_UID },
-      lastUse: s.lastUse,
+      lastUse: new Date(s.lastUse),
     }));
   }
 }

@@ -146,7 +146,8 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
     }
     if (opts.inserting) return idFirst(next);
   }
-  if (!('_id' in next) || canonicalKey(next._id) !== canonicalKey(doc._id)) {
+  // The same value object (the common case: the update left _id alone) needs no comparison.
+  if (!('_id' in next) || (next._id !== doc._id && canonicalKey(next._id) !== canonicalKey(doc._id))) {
     if ('_id' in doc && doc._id !== undefined) throw immutableId(doc);
   }
   return idFirst(next);

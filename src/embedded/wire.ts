@@ -183,13 +183,17 @@ function contentError(err: unknown): CommandError {
 
 let nextRequestId = 1;
 
-function header(length: number, responseTo: number, opCode: number): Buffer {
-  const h = Buffer.alloc(16);
-  h.writeInt32LE(length, 0);
-  h.writeInt32LE(nextRequestId++ & 0x7fffffff, 4);
-  h.writeInt32LE(responseTo, 8);
-  h.writeInt32LE(opCode, 12);
-  return h;
+/** A message of `fixed` bytes after the header, then `body`: one buffer, written once. */
+function frame(responseTo: number, opCode: number, fixed: number, body: Buffer): Buffer {
+  const length = HEADER_BYTES + fixed + body.length;
+  const out = Buffer.allocUnsafe(length);
+  out.writeInt32LE(length, 0);
+  out.writeInt32LE(nextRequestId++ & 0x7fffffff, 4);
+  out.writeInt32LE(responseTo, 8);
+  out.writeInt32LE(opCode, 12);
+  out.fill(0, HEADER_BYTES, HEADER_BYTES + fixed);
+  body.copy(out, HEADER_BYTES + fixed);
+  return out;
 }
 
 const SERIALIZE_OPTIONS = { ignoreUndefined: true };
@@ -213,20 +217,16 @@ export function encodeBody(reply: Document): Buffer {
   throw new Error(`a reply of ${size} bytes could not be encoded`);
 }
 
+/** OP_MSG with flags 0 and the body as its one section (kind 0). */
 export function encodeOpMsg(responseTo: number, body: Buffer): Buffer {
-  const length = 16 + 4 + 1 + body.length;
-  const flags = Buffer.alloc(5);
-  return Buffer.concat([header(length, responseTo, OP_MSG), flags, body], length);
+  return frame(responseTo, OP_MSG, 5, body);
 }
 
+/** OP_REPLY of one document: responseFlags, cursorID and startingFrom 0, numberReturned 1. */
 export function encodeOpReply(responseTo: number, body: Buffer): Buffer {
-  const fixed = Buffer.alloc(20);
-  fixed.writeInt32LE(0, 0); // responseFlags
-  fixed.writeBigInt64LE(0n, 4); // cursorID
-  fixed.writeInt32LE(0, 12); // startingFrom
-  fixed.writeInt32LE(1, 16); // numberReturned
-  const length = 16 + 20 + body.length;
-  return Buffer.concat([header(length, responseTo, OP_REPLY), fixed, body], length);
+  const out = frame(responseTo, OP_REPLY, 20, body);
+  out.writeInt32LE(1, HEADER_BYTES + 16);
+  return out;
 }
 
 const CRC32C_TABLE = (() => {
