@@ -4,7 +4,7 @@
  */
 import type { Document } from 'bson';
 import { CommandError, isInternalFault, toCommandError } from './errors.js';
-import { GENERATED_ID_BYTES, MAX_WRITE_BATCH_SIZE } from './limits.js';
+import { GENERATED_ID_BYTES, MAX_WRITE_BATCH_SIZE, storedSizeBound } from './limits.js';
 import { isPlainObject, sameBson } from './bsonOrder.js';
 import type { Collection } from './collection.js';
 import type { Savepoint, WriteOptions } from './engine.js';
@@ -13,7 +13,8 @@ import { runQuery } from './query.js';
 import { parseCollation } from './collation.js';
 import { assertWritable } from './views.js';
 import {
-  applyUpdate,
+  GROWTH_PER_REQUEST_BYTE,
+  applyUpdateReporting,
   buildUpsert,
   isReplacement,
   validateUpdate,
@@ -90,6 +91,21 @@ function statements(cmd: Document, field: string): Document[] {
   return list as Document[];
 }
 
+/**
+ * The write options of an update's new version: after a direct update, a bound on its size from the
+ * old version's and the request's (see applyUpdateReporting), which spares measuring it.
+ */
+function updateOptions(
+  ctx: CommandContext,
+  before: Document,
+  direct: boolean,
+  wopts: WriteOptions,
+): WriteOptions {
+  const prior = direct && ctx.requestSize !== undefined ? storedSizeBound(before) : undefined;
+  if (prior === undefined) return wopts;
+  return { ...wopts, sizeBound: prior + GROWTH_PER_REQUEST_BYTE * (ctx.requestSize as number) + 64 };
+}
+
 function unchanged(a: Document, b: Document): boolean {
   return sameBson(a, b);
 }
@@ -162,9 +178,9 @@ function runUpdate(
   const opts = { arrayFilters, filter: q, variables };
   let nModified = 0;
   for (const doc of docs) {
-    const next = applyUpdate(doc, u, opts);
+    const { doc: next, direct } = applyUpdateReporting(doc, u, opts);
     if (unchanged(doc, next)) continue;
-    ctx.engine.replace(coll, doc, next, isReplacement(u), wopts);
+    ctx.engine.replace(coll, doc, next, isReplacement(u), updateOptions(ctx, doc, direct, wopts));
     nModified++;
   }
   if (docs.length === 0 && st.upsert) {
@@ -330,8 +346,9 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   const spec = u as UpdateSpec;
   const opts = { arrayFilters, filter: query, ...(variables ? { variables } : {}) };
   if (doc && existing) {
-    const next = applyUpdate(doc, spec, opts);
-    if (!unchanged(doc, next)) ctx.engine.replace(existing, doc, next, isReplacement(spec), wopts);
+    const { doc: next, direct } = applyUpdateReporting(doc, spec, opts);
+    if (!unchanged(doc, next))
+      ctx.engine.replace(existing, doc, next, isReplacement(spec), updateOptions(ctx, doc, direct, wopts));
     return { lastErrorObject: { n: 1, updatedExisting: true }, value: shape(returnNew ? next : doc), ok: 1 };
   }
   if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };

@@ -64,6 +64,19 @@ export function checkStorable(doc: Document, origin: WriteOrigin, bound?: number
         ? `cannot insert document because it exceeds ${MAX_STORED_DEPTH} levels of nesting`
         : `Document exceeds maximum nesting depth of ${MAX_STORED_DEPTH}`,
     );
+  sizeBounds.set(doc, size);
+}
+
+/**
+ * An upper bound on the BSON size of each document checked for storage, so that an update whose
+ * growth is bounded (see applyUpdateReporting) proves its result small without measuring it. Stored
+ * documents are never changed in place (an update stores a new object), so a bound stays true.
+ */
+const sizeBounds = new WeakMap<Document, number>();
+
+/** The size bound recorded when `doc` was checked for storage, if it was. */
+export function storedSizeBound(doc: Document): number | undefined {
+  return sizeBounds.get(doc);
 }
 
 function tooLarge(size: number, origin: WriteOrigin): CommandError {

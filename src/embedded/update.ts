@@ -113,7 +113,23 @@ export function validateUpdate(u: unknown): asserts u is UpdateSpec {
 
 /** The new version of `doc` (never mutated) after applying `u`. Keeps _id first and unchanged. */
 export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = {}): Document {
+  return applyUpdateReporting(doc, u, opts).doc;
+}
+
+/**
+ * applyUpdate, telling whether the update took the direct path: then every byte it added to the
+ * document came from the update itself (values, field names) or is a computed number or date of at
+ * most 16 bytes, one per path, so the new version is at most GROWTH_PER_REQUEST_BYTE times the
+ * update's size larger than the old one (an empty document per new path level: 7 bytes and the
+ * level's name, against the name and its dot in the path).
+ */
+export function applyUpdateReporting(
+  doc: Document,
+  u: UpdateSpec,
+  opts: UpdateOptions = {},
+): { doc: Document; direct: boolean } {
   let next: Document;
+  let direct = false;
   if (Array.isArray(u)) {
     const out = runPipeline([toPlainNumbers(doc)], u, opts.variables ? { variables: opts.variables } : {});
     next = out[0] ?? {};
@@ -140,18 +156,23 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
       if (Object.keys(modifier[op] as Document).length === 0) delete modifier[op];
     // Stored documents are never mutated: the direct path copies only what it changes.
     next = { ...base };
+    direct = true;
     if (Object.keys(modifier).length > 0 && !applySimple(next, modifier)) {
+      direct = false;
       next = deepClone(base);
       applyOperators(next, modifier, opts.arrayFilters, opts.inserting ? undefined : opts.filter);
     }
-    if (opts.inserting) return idFirst(next);
+    if (opts.inserting) return { doc: idFirst(next), direct };
   }
   // The same value object (the common case: the update left _id alone) needs no comparison.
   if (!('_id' in next) || (next._id !== doc._id && canonicalKey(next._id) !== canonicalKey(doc._id))) {
     if ('_id' in doc && doc._id !== undefined) throw immutableId(doc);
   }
-  return idFirst(next);
+  return { doc: idFirst(next), direct };
 }
+
+/** See applyUpdateReporting: a bound, with room to spare, on the growth per byte of a direct update. */
+export const GROWTH_PER_REQUEST_BYTE = 8;
 
 const SIMPLE_OPS = new Set(['$set', '$unset', '$inc', '$mul', '$min', '$max']);
 const ARITHMETIC = new Set(['$inc', '$mul']);

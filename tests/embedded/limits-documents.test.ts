@@ -158,6 +158,45 @@ describe('documents stored', () => {
     await expectServing();
   });
 
+  it('small updates creep a document up to 16 MiB: each is refused exactly when its result would pass it', async () => {
+    const coll = t.db.collection('creep');
+    const start = LIMIT - 40_000;
+    let model: Document = docOfSize(1, start);
+    await coll.insertOne(model);
+    // Nested paths, new and existing fields, numbers, dates: every step of $set, $inc and $currentDate.
+    let refused = 0;
+    for (let i = 0; refused === 0; i++) {
+      const update = {
+        $set: { [`f${i % 40}.g${i}`]: 'y'.repeat(1000 + (i % 7)), n: i },
+        $inc: { total: 1 },
+        $currentDate: { at: true as const },
+      };
+      const next: Document = {
+        ...model,
+        n: i,
+        total: ((model.total as number | undefined) ?? 0) + 1,
+        at: new Date(),
+      };
+      next[`f${i % 40}`] = {
+        ...((model[`f${i % 40}`] as Document | undefined) ?? {}),
+        [`g${i}`]: 'y'.repeat(1000 + (i % 7)),
+      };
+      const fits = BSON.calculateObjectSize(next) <= LIMIT;
+      const outcome = await coll.updateOne({ _id: 1 } as Document, update).catch((e: unknown) => e);
+      if (fits) {
+        expect(outcome).toMatchObject({ modifiedCount: 1 });
+        model = next;
+      } else {
+        expectUpdateTooLarge(outcome as MongoServerError);
+        refused++;
+      }
+    }
+    const stored = (await coll.findOne({ _id: 1 } as Document)) as Document;
+    expect(BSON.calculateObjectSize(stored)).toBe(BSON.calculateObjectSize(model));
+    expect(BSON.calculateObjectSize(stored)).toBeGreaterThan(LIMIT - 1100);
+    await expectServing();
+  });
+
   it('refuses an upsert that would insert a document over 16 MiB with 17420, inserting nothing', async () => {
     const coll = t.db.collection('upsert');
     const err = await serverError(
