@@ -3,7 +3,9 @@
  * isolated children load plain .js handlers exactly as in production. Types come from src/.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -49,14 +51,27 @@ export async function loadJobd(): Promise<Jobd> {
 }
 
 /**
- * An embedded server in its own process (this tree's bin/jobd-embedded unless `bin` names another
- * build's, in memory unless `args` give a data dir, on a free port); resolves once it listens.
+ * The embedded server of the build being measured: bin/jobd-embedded for dist/, and for another build
+ * (BENCH_DIST) a launcher of that build's server, so an A/B run compares the servers too.
+ */
+function embeddedBin(): string {
+  if (DIST === resolve(ROOT, 'dist')) return join(ROOT, 'bin/jobd-embedded');
+  const tag = createHash('sha256').update(DIST).digest('hex').slice(0, 12);
+  const launcher = join(tmpdir(), `jobd-bench-embedded-${tag}.mjs`);
+  const cli = pathToFileURL(join(DIST, 'embedded', 'cli.js')).href;
+  writeFileSync(launcher, `import { main } from ${JSON.stringify(cli)};\nmain(process.argv);\n`);
+  return launcher;
+}
+
+/**
+ * An embedded server in its own process (the measured build's, see embeddedBin, unless `bin` names
+ * another, in memory unless `args` give a data dir, on a free port); resolves once it listens.
  * `nodeArgs` go to node before the script (e.g. --cpu-prof).
  */
 export function startEmbeddedProcess(
   opts: { nodeArgs?: string[]; bin?: string; args?: string[] } = {},
 ): Promise<{ uri: string; pid: number; close(): Promise<void> }> {
-  const bin = opts.bin ?? join(ROOT, 'bin/jobd-embedded');
+  const bin = opts.bin ?? embeddedBin();
   return new Promise((resolveStart, rejectStart) => {
     const args = [...(opts.nodeArgs ?? []), bin, '--port', '0', ...(opts.args ?? [])];
     const child = spawn(process.execPath, args, {
