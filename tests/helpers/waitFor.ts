@@ -9,7 +9,7 @@
 import type { Collection, Document, Filter } from 'mongodb';
 
 export interface WaitOptions {
-  /** Give up after this long. Default 30 s. */
+  /** Give up after this long. Default 90 s: a starved machine (CI on 2 cores, other work beside it) is normal. */
   timeoutMs?: number;
   /** Between checks. Default 50 ms. */
   intervalMs?: number;
@@ -41,7 +41,7 @@ export async function waitUntil<T>(
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   opts: WaitOptions = {},
 ): Promise<T> {
-  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const timeoutMs = opts.timeoutMs ?? 90_000;
   const intervalMs = opts.intervalMs ?? 50;
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
