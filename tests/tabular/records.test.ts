@@ -63,4 +63,17 @@ describe('NDJSON records', () => {
     await expect(writeRecords(path, failing())).rejects.toThrow('source broke');
     expect((await readdir(dir)).filter((n) => n.includes('d.ndjson'))).toEqual([]);
   });
+
+  it('leaves no temporary when many writers are aborted while their files are still being opened', async () => {
+    // A write stream opens its file on the thread pool: abort must wait for that open before removing.
+    const sub = await mkdtemp(join(dir, 'aborts-'));
+    await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const w = new RecordWriter(join(sub, `f${i}.ndjson`));
+        await w.write({ i });
+        await w.abort();
+      }),
+    );
+    expect(await readdir(sub)).toEqual([]);
+  });
 });

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import type { WriteStream } from 'node:fs';
 import { isAlive } from './processGroup.js';
 
 const MARK = '.jobd-tmp-';
@@ -37,6 +38,20 @@ export async function cleanStaleTemps(target: string): Promise<string[]> {
     removed.push(join(dir, name));
   }
   return removed;
+}
+
+/**
+ * Drops a write stream's temporary: destroys the stream, waits until its file is closed, then removes
+ * it. A stream opens its file asynchronously, so removing the path right after `destroy()` can run
+ * before the open and leave a file behind.
+ */
+export async function discardTemp(out: WriteStream, tmp: string): Promise<void> {
+  if (!out.closed) {
+    const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+    out.destroy();
+    await closed;
+  }
+  await rm(tmp, { recursive: true, force: true });
 }
 
 /** fsync a directory, so a rename in it survives a power loss. */

@@ -6,9 +6,9 @@
  * to a summary: counts, paths, statistics.
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { once } from 'node:events';
-import { renameIntoPlace, tempSibling } from '../lib/atomic.js';
+import { discardTemp, renameIntoPlace, tempSibling } from '../lib/atomic.js';
 
 export type DataRecord = Record<string, unknown>;
 
@@ -172,8 +172,7 @@ export class RecordWriter {
   }
 
   async abort(): Promise<void> {
-    this.out.destroy();
-    await rm(this.tmp, { force: true });
+    await discardTemp(this.out, this.tmp);
   }
 }
 

@@ -6,10 +6,10 @@
 import type { MongoSourceSettings, TabularSource } from '../../../config/tabular.js';
 import { redact as redactUriText, protectUri } from '../../../redact.js';
 import type { CoreContext } from '../../lib/context.js';
-import { cleanStaleTemps, renameIntoPlace, tempSibling } from '../../lib/atomic.js';
+import { cleanStaleTemps, discardTemp, renameIntoPlace, tempSibling } from '../../lib/atomic.js';
 import { asAbort, DataInputError, DataJobError, throwIfAborted } from '../../lib/errors.js';
 import { createWriteStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { once } from 'node:events';
 
 export interface DbIngestInput {
@@ -127,8 +127,7 @@ export async function dbIngest(
     await fh.sync().finally(() => fh.close());
     await renameIntoPlace(tmp, input.output);
   } catch (err) {
-    out.destroy();
-    await rm(tmp, { force: true });
+    await discardTemp(out, tmp);
     throw databaseReadError(err, ctx.signal, 'database_ingestion', `${database}.${input.collection}`);
   }
   ctx.progress(100, `${records} documents`);
