@@ -22,7 +22,12 @@ import { waitForCount, waitForDoc, waitUntil } from '../helpers/waitFor.js';
 
 /** A history is a chain numbered 1..job.seq, from nothing to the job's state. */
 function expectChain(job: JobDoc, events: JobEventDoc[]): void {
-  expect(events.map((e) => e.seq)).toEqual(Array.from({ length: job.seq! }, (_, i) => i + 1));
+  // On a failure the message carries the job and its history, so a rare gap can be explained.
+  const story = JSON.stringify({ job, events });
+  expect(
+    events.map((e) => e.seq),
+    story,
+  ).toEqual(Array.from({ length: job.seq! }, (_, i) => i + 1));
   events.forEach((e, i) => expect(e.from).toBe(i === 0 ? null : events[i - 1]!.to));
   expect(events[events.length - 1]!.to).toBe(job.state);
 }
