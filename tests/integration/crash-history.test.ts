@@ -80,6 +80,11 @@ describe('crash: event history', () => {
       { _id: job._id, state: 'completed' },
       { what: 'the job completed by B' },
     );
+    // B writes the completion's event just after the transition: wait for it, or a slow machine reads
+    // the history in between and (rightly) shows that event as not recorded.
+    await waitForDoc(client.store.events, { _id: `${job._id}:${done.seq}` } as never, {
+      what: "the completion's event",
+    });
     const history = await eventsOf(client.store, job._id, { graceMs: 0 });
     expect(history.map((e) => e.to)).toEqual(['queued', 'running', 'retrying', 'running', 'completed']);
     expectChain(done, history);
