@@ -12,23 +12,38 @@ import {
 } from './processKit.js';
 import { TABULAR_TYPES } from './typeDefaults.js';
 
-const target = z.enum(['int', 'float', 'bool', 'date', 'string']);
+const TARGETS = ['int', 'float', 'bool', 'date', 'string'] as const;
+const target = z.enum(TARGETS, { error: `must be one of ${TARGETS.join(', ')}` });
 
-const conversion = z.union([
-  target,
-  z.strictObject({
-    to: target,
-    on_error: errorPolicy.optional().describe('this field\'s policy (default: the job\'s "on_error")'),
-    format: z
-      .enum(['iso', 'epoch_ms', 'epoch_s'])
-      .optional()
-      .describe('date: an ISO-8601 UTC string (default), or epoch milliseconds or seconds'),
-    epoch_unit: z
-      .enum(['ms', 's'])
-      .optional()
-      .describe("date: the unit of a number read as a date (default ms, as MongoDB's $toDate)"),
-  }),
-]);
+const conversion = z.union(
+  [
+    target,
+    z.strictObject({
+      to: target,
+      on_error: errorPolicy.optional().describe('this field\'s policy (default: the job\'s "on_error")'),
+      format: z
+        .enum(['iso', 'epoch_ms', 'epoch_s'])
+        .optional()
+        .describe('date: an ISO-8601 UTC string (default), or epoch milliseconds or seconds'),
+      epoch_unit: z
+        .enum(['ms', 's'])
+        .optional()
+        .describe("date: the unit of a number read as a date (default ms, as MongoDB's $toDate)"),
+    }),
+  ],
+  {
+    // An object names what in it is wrong; anything else is told the two shapes allowed.
+    error: (iss) => {
+      const inObject = iss.input !== null && typeof iss.input === 'object' && !Array.isArray(iss.input);
+      const sub = inObject ? iss.errors?.[1]?.[0] : undefined;
+      if (sub) {
+        const at = sub.path.length ? `${sub.path.join('.')}: ` : '';
+        return `${at}${sub.message}`;
+      }
+      return `must be one of ${TARGETS.join(', ')}, or { "to": one of those, "on_error", "format", "epoch_unit" }`;
+    },
+  },
+);
 
 const expression = z.unknown().superRefine((expr, ctx) => {
   const problem = expressionProblem(expr);

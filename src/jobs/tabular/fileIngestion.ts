@@ -4,6 +4,7 @@ import { dataPath } from '../dataPath.js';
 import { COLUMN_TYPES } from './lib/columnTypes.js';
 import { TABULAR_TYPES } from './typeDefaults.js';
 import { runIngestCore } from './ingestKit.js';
+import { distinctPaths } from './processKit.js';
 
 const FORMATS = ['csv', 'tsv', 'json', 'ndjson'] as const;
 const POLICIES = ['fail', 'skip', 'quarantine'] as const;
@@ -69,6 +70,7 @@ export default defineJobType({
       }).optional(),
     })
     .superRefine((v, ctx) => {
+      distinctPaths({ source: v.source, output: v.output, quarantine: v.quarantine }, ctx);
       if (v.bad_rows === 'quarantine' && v.quarantine === undefined) {
         ctx.addIssue({
           code: 'custom',

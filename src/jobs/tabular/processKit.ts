@@ -24,7 +24,7 @@ export const fieldName = z
   .refine((s) => !s.startsWith('$'), { error: 'must not start with $ (MongoDB reserves such names)' });
 
 export const errorPolicy = z
-  .enum(['fail', 'null', 'skip', 'quarantine'])
+  .enum(['fail', 'null', 'skip', 'quarantine'], { error: 'must be one of fail, null, skip, quarantine' })
   .describe('fail the job, set the field to null, skip the row, or write the row to the quarantine file');
 
 export function coreContext(ctx: TypedJobContext): CoreContext {
