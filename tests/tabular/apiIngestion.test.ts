@@ -4,12 +4,12 @@
  * hung request, secrets never in messages or files, and resumption from the checkpoint without
  * duplicates after an attempt stopped mid-way.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TabularSource } from '../../src/config/tabular.js';
-import { apiIngest, type ApiIngestInput } from '../../src/jobs/tabular/lib/apiIngest.js';
+import { apiIngest, partialPath, type ApiIngestInput } from '../../src/jobs/tabular/lib/apiIngest.js';
 import { retryAfterMs } from '../../src/jobs/tabular/lib/httpClient.js';
 import { linkNext } from '../../src/jobs/tabular/lib/apiIngest.js';
 import { failure, recordingContext } from '../data/helpers.js';
@@ -259,5 +259,34 @@ describe('api_ingestion: resumption', () => {
     // The second attempt asked for page 4 first.
     const pagesAsked = s.requests.map((q) => new URL(q.url, 'http://x').searchParams.get('page'));
     expect(pagesAsked).toEqual(['1', '2', '3', '4', '4', '5', '6']);
+  });
+
+  it('a page written but not checkpointed (a crash between the two) is cut off, not written twice', async () => {
+    const s = await server({ total: 50, token: TOKEN });
+    const input = job('torn', {
+      path: 'page',
+      records_path: 'data.items',
+      pagination: {
+        style: 'page',
+        page_param: 'page',
+        size_param: 'per_page',
+        size: 10,
+        first_page: 1,
+        in: 'query',
+      },
+    });
+    const ctx = recordingContext();
+    const arrived = s.hold(30);
+    const first = failure(apiIngest(input, ctx, { sources: sources(s) }));
+    await arrived;
+    ctx.controller.abort(new Error('test stops the attempt'));
+    s.release();
+    await first;
+    // As if page 4 and part of page 5 reached the file and the process died before the checkpoint.
+    const page4 = range(10).map((i) => JSON.stringify({ id: 30 + i, name: `r${30 + i}` }) + '\n');
+    await appendFile(partialPath(input.output), page4.join('') + '{"id":41,"na');
+    const r = await apiIngest(input, recordingContext(), { sources: sources(s) });
+    expect(r).toMatchObject({ resumed_at_page: 3, pages: 6, records: 50 });
+    expect(await ids(r.output)).toEqual(range(50));
   });
 });
