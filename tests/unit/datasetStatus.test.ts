@@ -56,6 +56,13 @@ describe('legacy dataset status mapping', () => {
     );
     expect(unzipBoth).toEqual(LEGACY_PATHS.unzipConvert);
     expect(walk(LEGACY_VOCABULARY.file_upload!, RUN_OK)).toEqual(LEGACY_PATHS.upload);
+    // The issue's own words for a google_sync job: queued, running, failed for good.
+    const failedForGood: Step[] = [
+      [null, 'queued'],
+      ['queued', 'running'],
+      ['running', 'failed'],
+    ];
+    expect(walk(sync, failedForGood, [conv])).toEqual(['submitted', 'sync queued', 'syncing', 'sync error']);
   });
 
   it('keeps every legacy type on legal edges through retries, failures, operator retries and requeues', () => {
