@@ -15,8 +15,13 @@ import { DataJobError } from '../../lib/errors.js';
 const CHUNK = 1 << 20;
 /** How long to wait for new bytes once the reader has caught up with the writer. */
 const POLL_MS = 20;
-/** fdatasync after this many new bytes, in the background: the final one then has little left to do. */
-const SYNC_EVERY = 8 << 20;
+/**
+ * fdatasync after this many new bytes, in the background: the final one then has little left to do.
+ * Each fdatasync of a growing file also commits the journal and flushes the disk's cache, so fewer,
+ * larger steps cost less: against 8 MiB, 64 MiB packed 1 GiB in 8.0 s instead of 9.7 s (median of 6
+ * alternating rounds, loaded machine), with less CPU time; 32 and 128 MiB did no better.
+ */
+const SYNC_EVERY = 64 << 20;
 
 export interface Followed {
   sha256: string;
