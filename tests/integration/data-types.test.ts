@@ -666,6 +666,18 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
         source_dir: join(dirs.upload, 'ds1'),
         backup_dir: join(dirs.backup, 'crash'),
       }),
+      upload: await enqueue('file_upload', {
+        files: join(dirs.upload, 'ds1'),
+        destination: 'lab:up-crash',
+        config: join(dirs.sync, 'lab.conf'),
+      }),
+      google: await enqueue('google_sync', {
+        dataset_uuid: '7d4f0c1e-0000-4000-8000-000000000002',
+        user_email: USER_EMAIL,
+        input_dir: join(dirs.sync, 'g-crash'),
+        data_url: 'rclone:lab:ds1',
+      }),
+      validate: await enqueue('data_validation', { dataset_dir: join(dirs.upload, 'ds1') }),
     };
     // A compression with zstd mid-write when the daemon dies.
     const zmid = await enqueue('data_compression', {
@@ -729,6 +741,10 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
     const packed = docs[String(others.compress)]!.result as { sha256: string };
     expect(packed.sha256).toBe(sha256(join(dirs.converted, 'crash.tar.zst')));
     execFileSync('tar', ['--zstd', '-tf', join(dirs.converted, 'crash.tar.zst')]);
+    expect(docs[String(others.upload)]!.result).toMatchObject({ files: 3, verified: true });
+    expect(sha256(join(remoteDir, 'up-crash/sub/b.bin'))).toBe(sha256(join(dirs.upload, 'ds1/sub/b.bin')));
+    expect(readFileSync(join(dirs.sync, 'g-crash/r1.txt'), 'utf8')).toBe('remote one\n');
+    expect(docs[String(others.validate)]!.result).toMatchObject({ valid: true, problems: [] });
     // Nothing partial is left anywhere in the data dirs.
     for (const d of Object.values(dirs)) expect(tmpLeftovers(d)).toEqual([]);
   }, 180_000);
