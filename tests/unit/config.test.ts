@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { envName, loadConfig, type LoadOptions } from '../../src/config/load.js';
 import { MIB } from '../../src/config/defaults.js';
@@ -399,6 +400,15 @@ describe('job types', () => {
 });
 
 describe('the data section', () => {
+  it('settings.example.json loads, with the legacy data dirs under ./var/data', () => {
+    const example = fileURLToPath(new URL('../../settings.example.json', import.meta.url));
+    const c = loadConfig({ env: {}, settingsPath: example });
+    const root = join(dirname(example), 'var/data');
+    expect(c.dataDirs).toEqual(
+      Object.fromEntries(['upload', 'converted', 'sync', 'auth', 'backup'].map((d) => [d, join(root, d)])),
+    );
+  });
+
   it('resolves paths against the settings file, keeps bare program names, and reaches the env', () => {
     const folder = dir();
     const c = load({
