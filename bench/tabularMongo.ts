@@ -24,7 +24,7 @@ async function child(rows: number, output: string): Promise<void> {
   if (!uri) {
     const { startEmbeddedServer } = (await import(
       pathToFileURL(join(ROOT, 'dist/embedded/index.js')).href
-    )) as typeof import('../dist/embedded/index.js');
+    )) as typeof import('../src/embedded/index.js');
     const server = await startEmbeddedServer({ port: 0 });
     uri = server.uri;
     stop = () => server.close();
