@@ -165,12 +165,15 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   const ids = chosen.map((c) => c._id);
   const token = newLeaseToken();
   const set = claimSet(opts.owner, token, opts.leaseMs, opts.now);
-  // A candidate we win was still in the state we read (claimable states only leave by being claimed or cancelled).
+  // Each candidate is claimed only in the version read (its transition count): between the find and
+  // this update another worker may have claimed it and a rescue made it claimable again, and then the
+  // candidate as read (its seq, attempts, state) is no longer the job. Such a job is left to the next round.
   const from: Record<JobId, JobState> = Object.fromEntries(chosen.map((c) => [c._id, c.state]));
+  const asRead = chosen.map((c) => ({ _id: c._id, seq: c.seq ?? { $exists: false } }));
   let res;
   try {
     res = await store.jobs.updateMany(
-      { ...filter, _id: { $in: ids } },
+      { ...filter, _id: { $in: ids }, $or: asRead } as Filter<StoredJob>,
       { $set: set, $inc: { attempts: 1, seq: 1 } },
     );
   } catch (err) {

@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import {
@@ -83,6 +84,54 @@ describe('store: claims', () => {
       [null, 'queued'],
       ['queued', 'running'],
     ]);
+  });
+
+  it('a candidate that others claimed and made claimable again after the find is not claimed as it was read', async () => {
+    const now = clock.now();
+    const job = (await enqueueMany(f.store, [newJob('noop', {}, {}, now)], now))[0]!.job;
+    // Between claimBatch's find and its update, another thread (its own connection) moves the job
+    // through a claim and a rescue: it is claimable again, two transitions later. `admit` runs in
+    // that gap; it blocks this thread until the other one is done.
+    const done = new Int32Array(new SharedArrayBuffer(4));
+    const other = `
+      const { workerData } = require('node:worker_threads');
+      const { MongoClient } = require('mongodb');
+      (async () => {
+        const c = await MongoClient.connect(workerData.uri);
+        const jobs = c.db(workerData.db).collection('jobs');
+        const lease = { owner: 'other', token: 'other-token', expiresAt: new Date(0) };
+        await jobs.updateOne({ _id: workerData.id }, { $set: { state: 'running', lease }, $inc: { attempts: 1, seq: 1 } });
+        await jobs.updateOne({ _id: workerData.id }, { $set: { state: 'retrying', lease: null }, $inc: { seq: 1 } });
+        await c.close();
+      })().finally(() => { Atomics.store(workerData.done, 0, 1); Atomics.notify(workerData.done, 0); });
+    `;
+    let worker: Worker | undefined;
+    const admit = () => {
+      if (!worker) {
+        worker = new Worker(other, {
+          eval: true,
+          workerData: { uri: f.t.uri, db: f.t.dbName, id: job._id, done },
+        });
+        Atomics.wait(done, 0, 0, 60_000);
+      }
+      return true;
+    };
+    const opts = { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now, limit: 5 };
+    const first = await claimBatch(f.store, { ...opts, admit });
+    await worker!.terminate();
+    expect(Atomics.load(done, 0)).toBe(1);
+    // Claimed as read, it would carry seq 2 and attempt 1 while the job is at its 4th transition.
+    expect(first).toEqual([]);
+    const [again] = await claimBatch(f.store, opts);
+    const stored = await get(f.store, job._id);
+    expect(again).toMatchObject({ seq: 4, attempts: 2 });
+    expect(stored).toMatchObject({ state: 'running', seq: 4, attempts: 2 });
+    expect((await eventsOf(f.store, job._id, { graceMs: 60_000 })).at(-1)).toMatchObject({
+      seq: 4,
+      from: 'retrying',
+      to: 'running',
+      attempt: 2,
+    });
   });
 
   it('claims only the types given, within per-type slots', async () => {
