@@ -4,6 +4,9 @@
  *
  *   npm run bench:cpu                      BENCH_CPU_JOBS (20000) jobs at BENCH_CPU_CONCURRENCY (32)
  *   BENCH_CPU_MAX_JOBS_PER_CHILD=n         pool.maxJobsPerChild (default: jobd's)
+ *   BENCH_CPU_WARMUP=n                     jobs run before the measurement starts (default 4 per
+ *                                          concurrent job); 0 counts the children's start-up too,
+ *                                          as bench:peers does
  *   BENCH_DIST=dist-old npm run bench:cpu  measure another build (see bench/lib/jobd.ts)
  *   BENCH_CPU_COMMANDS=1                   also count the daemon's database commands per job, by
  *                                          command and collection (the driver's command monitoring
@@ -28,6 +31,11 @@ import { log, round } from './lib/stats.js';
 
 const JOBS = Number(process.env.BENCH_CPU_JOBS ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CPU_CONCURRENCY ?? 32);
+const WARMUP = process.env.BENCH_CPU_WARMUP ?? String(CONCURRENCY * 4);
+if (!/^\d+$/.test(WARMUP)) {
+  process.stderr.write(`BENCH_CPU_WARMUP = '${WARMUP}' is not allowed: must be an integer >= 0\n`);
+  process.exit(2);
+}
 
 /** user+system CPU seconds of a live process, and of its reaped children, from /proc. */
 function procCpu(pid: number | 'self'): { own: number; children: number } {
@@ -98,7 +106,7 @@ async function main(): Promise<void> {
     const off = d.on('job:completed', () => {
       if (++done === JOBS) onDone?.();
     });
-    const warm = CONCURRENCY * 4;
+    const warm = Number(WARMUP);
     await new Promise<void>((r) => {
       const tick = setInterval(() => done >= warm && (clearInterval(tick), r()), 10);
     });
@@ -119,6 +127,7 @@ async function main(): Promise<void> {
     const self1 = process.cpuUsage(self0);
     const children1 = childrenCpu(serverPid);
     const seconds = (r.at - t0) / 1000;
+    const childrenAlive = children1.live.size;
     let children = children1.reaped - children0.reaped;
     for (const cpu of children1.live.values()) children += cpu;
     for (const cpu of children0.live.values()) children -= cpu;
@@ -135,6 +144,7 @@ async function main(): Promise<void> {
       concurrency: CONCURRENCY,
       claimBatchSize: config.worker.claimBatchSize,
       maxJobsPerChild: config.pool.maxJobsPerChild,
+      childrenAlive,
       seconds: round(seconds),
       jobsPerSec: round(r.done / seconds, 1),
       cpuSecondsPer1000Jobs: {
