@@ -10,6 +10,7 @@
  */
 import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progress.js';
 import type { RealFft2d } from './fft.js';
+import { correlateLocal, LOCAL_SUMS, localBand, unitTwiddles } from './motionLocal.js';
 
 export interface AlignOptions {
   maxShift: number;
@@ -133,7 +134,7 @@ export function shiftSpectrum(
  * each `w` wide and wrapping in x.
  */
 export function subPixelPeak(
-  band: Float32Array,
+  band: ArrayLike<number>,
   w: number,
   radius: number,
 ): { x: number; y: number; value: number } {
@@ -237,15 +238,30 @@ export function searchBand(w: number, h: number, maxShift: number): { radius: nu
 
 /**
  * Computes the cross-correlation band of one frame against the sum of the others: rows
- * −(radius + 1) … radius + 1, `w` wide. `move` first moves the previous frame's contribution to the
- * sum by −move (its peak), so a correlator in another thread needs one round trip per frame.
+ * −(radius + 1) … radius + 1, `w` wide, by an inverse FFT; or, when `local`, only the 5 × 5 values
+ * around the origin that a search of radius 1 reads (motionLocal.ts). `move` first moves the
+ * previous frame's contribution to the sum by −move (its peak), so a correlator in another thread
+ * needs one round trip per frame.
  */
 export interface BandCorrelator {
   band(
     f: number,
     shift: { x: number; y: number },
     move: { x: number; y: number } | undefined,
-  ): Promise<Float32Array> | Float32Array;
+    local: boolean,
+  ): Promise<ArrayLike<number>> | ArrayLike<number>;
+}
+
+/** The per-thread tables and buffers of local steps. */
+export class LocalTables {
+  readonly ex: { one: Float64Array; two: Float64Array };
+  readonly ey: { one: Float64Array; two: Float64Array };
+  readonly band: Float64Array;
+  constructor(w: number, h: number) {
+    this.ex = unitTwiddles(w, w / 2 + 1);
+    this.ey = unitTwiddles(h, h);
+    this.band = new Float64Array(5 * w);
+  }
 }
 
 /** The correlator of an in-process run: every frame's spectrum and the sum in this thread. */
@@ -254,6 +270,8 @@ export class LocalCorrelator implements BandCorrelator {
   private readonly mine: Float32Array;
   private readonly out: Float32Array;
   private readonly ramp: PhaseRamp;
+  private readonly tables: LocalTables;
+  private readonly sums: Float64Array;
 
   constructor(
     private readonly spectra: Float32Array[],
@@ -266,13 +284,24 @@ export class LocalCorrelator implements BandCorrelator {
     this.mine = new Float32Array(len);
     this.out = new Float32Array(fft.width * (2 * radius + 3));
     this.ramp = new PhaseRamp(fft.width, fft.height);
+    this.tables = new LocalTables(fft.width, fft.height);
+    this.sums = new Float64Array(LOCAL_SUMS * fft.wc);
   }
 
-  band(f: number, s: { x: number; y: number }, move: { x: number; y: number } | undefined): Float32Array {
-    const { fft, ramp, sum, mine } = this;
+  band(
+    f: number,
+    s: { x: number; y: number },
+    move: { x: number; y: number } | undefined,
+    local: boolean,
+  ): ArrayLike<number> {
+    const { fft, ramp, sum, mine, tables } = this;
     const h = fft.height;
     // Keep the sum consistent with the previous frame's new shift: S += mine·P(−peak) − mine.
     if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, 0, fft.wc);
+    if (local) {
+      correlateLocal(this.spectra[f]!, sum, ramp.set(s.x, s.y), h, tables.ey, mine, this.sums, 0, fft.wc);
+      return localBand(this.sums, fft.width, tables.ex, tables.band);
+    }
     // mine = F·P(shift) and the cross-correlation with the others, mine · conj(S − mine), written
     // straight into the FFT's buffer.
     const prod = fft.spectrumBuffer();
@@ -298,6 +327,8 @@ export class ColumnShare {
     private readonly k1: number,
     private readonly radius: number,
     private readonly band: Float32Array,
+    /** LOCAL_SUMS doubles per column, all columns: this share writes its own. */
+    private readonly sums: Float64Array,
   ) {
     const len = fft.spectrumLength;
     this.sum = new Float32Array(len);
@@ -306,12 +337,19 @@ export class ColumnShare {
     for (const sp of spectra) for (let i = a; i < b; i++) this.sum[i] = this.sum[i]! + sp[i]!;
     this.mine = new Float32Array(len);
     this.ramp = new PhaseRamp(fft.width, fft.height);
+    this.ey = unitTwiddles(fft.height, fft.height);
   }
 
-  step(f: number, x: number, y: number, move: { x: number; y: number } | undefined): void {
+  private readonly ey: { one: Float64Array; two: Float64Array };
+
+  step(f: number, x: number, y: number, move: { x: number; y: number } | undefined, local: boolean): void {
     const { fft, ramp, sum, mine, k0, k1, radius } = this;
     const h = fft.height;
     if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, k0, k1);
+    if (local) {
+      correlateLocal(this.spectra[f]!, sum, ramp.set(x, y), h, this.ey, mine, this.sums, k0, k1);
+      return;
+    }
     const prod = fft.spectrumBuffer();
     correlateShifted(this.spectra[f]!, sum, ramp.set(x, y), h, mine, prod, k0, k1);
     fft.inverseColumns(k0, k1);
@@ -339,6 +377,9 @@ export interface AlignResult {
   converged: boolean;
 }
 
+/** Largest change (alignment-grid pixels) of an iteration after which the next one is local. */
+const LOCAL_BELOW = 1;
+
 /** The iterative leave-one-out alignment of n frames, whatever computes their correlation bands. */
 export async function alignFrames(
   n: number,
@@ -352,13 +393,16 @@ export async function alignFrames(
   let move: { x: number; y: number } | undefined;
   let iterations = 0;
   let converged = false;
+  // The first iteration searches the whole radius; once an iteration moved no frame by a pixel or
+  // more, each frame's peak is within a pixel of the origin and the next ones look only there.
+  let local = false;
   for (let it = 0; it < opts.iterations && !converged; it++) {
     iterations = it + 1;
     let maxChange = 0;
     for (let f = 0; f < n; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const s = shifts[f]!;
-      const peak = subPixelPeak(await correlator.band(f, s, move), w, radius);
+      const peak = subPixelPeak(await correlator.band(f, s, move, local), w, local ? 1 : radius);
       move = undefined;
       if (peak.x !== 0 || peak.y !== 0) {
         move = { x: peak.x, y: peak.y };
@@ -372,6 +416,7 @@ export async function alignFrames(
       `iteration ${it + 1}: largest change ${maxChange.toFixed(3)} px`,
     );
     converged = maxChange < opts.tolerance;
+    local = maxChange < LOCAL_BELOW;
   }
   const s0 = { ...shifts[0]! };
   return { shifts: shifts.map((s) => ({ x: s.x - s0.x, y: s.y - s0.y })), iterations, converged };

@@ -18,7 +18,8 @@ import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progres
 import type { ImageStack } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
 import { RealFft2d } from './fft.js';
-import { alignFrames, ColumnShare, searchBand, type AlignResult } from './motionAlign.js';
+import { alignFrames, ColumnShare, LocalTables, searchBand, type AlignResult } from './motionAlign.js';
+import { LOCAL_SUMS, localBand } from './motionLocal.js';
 import {
   AlignSpectrumMaker,
   alignSpectrumLength,
@@ -48,8 +49,9 @@ export type ToMotionWorker =
       k1: number;
       radius: number;
       band: SharedArrayBuffer;
+      sums: SharedArrayBuffer;
     }
-  | { op: 'step'; f: number; x: number; y: number; move: Shift | undefined }
+  | { op: 'step'; f: number; x: number; y: number; move: Shift | undefined; local: boolean }
   | { op: 'alignEnd' }
   | {
       op: 'sum';
@@ -222,6 +224,9 @@ export async function correctMotionThreaded(
     const wc = g.wa / 2 + 1;
     const bandBuffer = new SharedArrayBuffer(2 * wc * rows * 4);
     const band = new Float32Array(bandBuffer);
+    const sumsBuffer = new SharedArrayBuffer(LOCAL_SUMS * wc * 8);
+    const sums = new Float64Array(sumsBuffer);
+    const tables = new LocalTables(g.wa, g.ha);
     const out = new Float32Array(g.wa * rows);
     const cut = (k: number) => Math.floor((k * wc) / T);
     await Promise.all(
@@ -235,21 +240,26 @@ export async function correctMotionThreaded(
           k1: cut(i + 2),
           radius,
           band: bandBuffer,
+          sums: sumsBuffer,
         }),
       ),
     );
     const spectra = Array.from({ length: N }, (_, f) => new Float32Array(spectraBuffer, f * len * 4, len));
-    const own = new ColumnShare(spectra, fftAlign, cut(0), cut(1), radius, band);
+    const own = new ColumnShare(spectra, fftAlign, cut(0), cut(1), radius, band, sums);
     const aligned = await alignFrames(
       N,
       g.wa,
       radius,
       {
-        band: async (f, s, move) => {
-          const others = Promise.all(workers.map((t) => t.request({ op: 'step', f, x: s.x, y: s.y, move })));
-          own.step(f, s.x, s.y, move);
+        band: async (f, s, move, local) => {
+          const others = Promise.all(
+            workers.map((t) => t.request({ op: 'step', f, x: s.x, y: s.y, move, local })),
+          );
+          own.step(f, s.x, s.y, move, local);
           await others;
-          return fftAlign.inverseBand(band, rows, out);
+          return local
+            ? localBand(sums, g.wa, tables.ex, tables.band)
+            : fftAlign.inverseBand(band, rows, out);
         },
       },
       { maxShift: Math.max(1, p.maxShift / g.bin), iterations: p.iterations, tolerance: p.tolerance / g.bin },

@@ -51,13 +51,24 @@ async function handle(m: ToMotionWorker): Promise<void> {
         (_, f) => new Float32Array(m.spectra, f * len * 4, len),
       );
       const fft = await RealFft2d.create(m.grid.wa, m.grid.ha);
-      align = { fft, share: new ColumnShare(spectra, fft, m.k0, m.k1, m.radius, new Float32Array(m.band)) };
+      align = {
+        fft,
+        share: new ColumnShare(
+          spectra,
+          fft,
+          m.k0,
+          m.k1,
+          m.radius,
+          new Float32Array(m.band),
+          new Float64Array(m.sums),
+        ),
+      };
       post({ op: 'done' });
       return;
     }
     case 'step': {
       if (!align) throw new Error('step before alignStart');
-      align.share.step(m.f, m.x, m.y, m.move);
+      align.share.step(m.f, m.x, m.y, m.move, m.local);
       post({ op: 'done' });
       return;
     }
