@@ -257,10 +257,13 @@ export class LocalTables {
   readonly ex: { one: Float64Array; two: Float64Array };
   readonly ey: { one: Float64Array; two: Float64Array };
   readonly band: Float64Array;
+  /** The previous frame's move, folded into the local pass. */
+  readonly move: PhaseRamp;
   constructor(w: number, h: number) {
     this.ex = unitTwiddles(w, w / 2 + 1);
     this.ey = unitTwiddles(h, h);
     this.band = new Float64Array(5 * w);
+    this.move = new PhaseRamp(w, h);
   }
 }
 
@@ -296,12 +299,13 @@ export class LocalCorrelator implements BandCorrelator {
   ): ArrayLike<number> {
     const { fft, ramp, sum, mine, tables } = this;
     const h = fft.height;
-    // Keep the sum consistent with the previous frame's new shift: S += mine·P(−peak) − mine.
-    if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, 0, fft.wc);
     if (local) {
-      correlateLocal(this.spectra[f]!, sum, ramp.set(s.x, s.y), h, tables.ey, mine, this.sums, 0, fft.wc);
+      const m = tables.move.set(-(move?.x ?? 0), -(move?.y ?? 0));
+      correlateLocal(this.spectra[f]!, sum, ramp.set(s.x, s.y), m, h, tables.ey, mine, this.sums, 0, fft.wc);
       return localBand(this.sums, fft.width, tables.ex, tables.band);
     }
+    // Keep the sum consistent with the previous frame's new shift: S += mine·P(−peak) − mine.
+    if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, 0, fft.wc);
     // mine = F·P(shift) and the cross-correlation with the others, mine · conj(S − mine), written
     // straight into the FFT's buffer.
     const prod = fft.spectrumBuffer();
@@ -337,19 +341,20 @@ export class ColumnShare {
     for (const sp of spectra) for (let i = a; i < b; i++) this.sum[i] = this.sum[i]! + sp[i]!;
     this.mine = new Float32Array(len);
     this.ramp = new PhaseRamp(fft.width, fft.height);
-    this.ey = unitTwiddles(fft.height, fft.height);
+    this.tables = new LocalTables(fft.width, fft.height);
   }
 
-  private readonly ey: { one: Float64Array; two: Float64Array };
+  private readonly tables: LocalTables;
 
   step(f: number, x: number, y: number, move: { x: number; y: number } | undefined, local: boolean): void {
     const { fft, ramp, sum, mine, k0, k1, radius } = this;
     const h = fft.height;
-    if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, k0, k1);
     if (local) {
-      correlateLocal(this.spectra[f]!, sum, ramp.set(x, y), h, this.ey, mine, this.sums, k0, k1);
+      const m = this.tables.move.set(-(move?.x ?? 0), -(move?.y ?? 0));
+      correlateLocal(this.spectra[f]!, sum, ramp.set(x, y), m, h, this.tables.ey, mine, this.sums, k0, k1);
       return;
     }
+    if (move) addShiftDelta(mine, ramp.set(-move.x, -move.y), h, sum, k0, k1);
     const prod = fft.spectrumBuffer();
     correlateShifted(this.spectra[f]!, sum, ramp.set(x, y), h, mine, prod, k0, k1);
     fft.inverseColumns(k0, k1);

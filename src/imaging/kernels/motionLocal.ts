@@ -28,7 +28,8 @@ export function unitTwiddles(n: number, count: number): { one: Float64Array; two
 }
 
 /**
- * mine = spec·P and, for columns k0 … k1 − 1, the five sums of prod = mine·conj(sum − mine) into
+ * First sum += mine·(M − 1) (the previous frame's move, as addShiftDelta, in the same pass; M = 1
+ * for none), then mine = spec·P and, for columns k0 … k1 − 1, the five sums of prod = mine·conj(sum − mine) into
  * `sums` (LOCAL_SUMS doubles per column, from float LOCAL_SUMS·kx). Each column's sums depend only
  * on that column, so a split of the columns among threads gives the same numbers.
  */
@@ -36,6 +37,7 @@ export function correlateLocal(
   spec: Float32Array,
   sum: Float32Array,
   ramp: PhaseRamp,
+  move: PhaseRamp,
   h: number,
   ey: { one: Float64Array; two: Float64Array },
   mine: Float32Array,
@@ -44,10 +46,13 @@ export function correlateLocal(
   k1: number,
 ): void {
   const { x: px, y: py } = ramp;
+  const { x: mx, y: my } = move;
   const { one, two } = ey;
   for (let kx = k0; kx < k1; kx++) {
     const cx = px[2 * kx]!;
     const sxn = px[2 * kx + 1]!;
+    const mcx = mx[2 * kx]!;
+    const msx = mx[2 * kx + 1]!;
     const base = 2 * kx * h;
     let a0r = 0;
     let a0i = 0;
@@ -65,14 +70,25 @@ export function correlateLocal(
       const pr = cx * cy - sxn * sy;
       const pi = cx * sy + sxn * cy;
       const i = base + 2 * ky;
+      const mcy = my[2 * ky]!;
+      const msy = my[2 * ky + 1]!;
+      const mr = mcx * mcy - msx * msy - 1;
+      const mi = mcx * msy + msx * mcy;
+      const or = mine[i]!;
+      const oi = mine[i + 1]!;
+      // Rounded as the float32 sum stores them, as a separate pass would read them back.
+      const sr = Math.fround(sum[i]! + or * mr - oi * mi);
+      const si = Math.fround(sum[i + 1]! + or * mi + oi * mr);
+      sum[i] = sr;
+      sum[i + 1] = si;
       const re = spec[i]!;
       const im = spec[i + 1]!;
       const ar = re * pr - im * pi;
       const ai = re * pi + im * pr;
       mine[i] = ar;
       mine[i + 1] = ai;
-      const br = sum[i]! - ar;
-      const bi = sum[i + 1]! - ai;
+      const br = sr - ar;
+      const bi = si - ai;
       const qr = ar * br + ai * bi;
       const qi = ai * br - ar * bi;
       a0r += qr;
