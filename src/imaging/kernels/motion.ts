@@ -3,8 +3,9 @@
  * leave-one-out cross-correlation (motionAlign.ts), then the aligned sum, optionally dose-weighted.
  *
  * Two passes over the file, one frame in memory at a time: the first keeps only each frame's
- * alignment spectrum (cropped to at most `alignSize` per side by Fourier binning); the second shifts
- * every full frame in Fourier space and accumulates the sum's spectrum. Memory is about
+ * alignment spectrum (binned to at most `alignSize` per side by summing blocks of pixels, then
+ * transformed); the second shifts every full frame in Fourier space and accumulates the sum's
+ * spectrum. Memory is about
  * frames · wa · ha · 4 bytes for the alignment spectra (wa × ha ≤ alignSize²) plus about four
  * full-frame buffers of W · H · 4 bytes (FFT memory, the sum's spectrum, a padded frame when the
  * size needs padding) — independent of the movie's length apart from the first term.

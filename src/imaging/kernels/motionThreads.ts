@@ -5,7 +5,8 @@
  * frame into a spectrum of its own; this thread adds them up. The alignment, a chain of dependent
  * steps, splits by half-plane column: for each step every thread computes the product and the column
  * transforms of its columns and copies out the band of rows the search reaches, and this thread
- * finishes the rows and finds the peak. That is the same arithmetic as the in-process run, so the shifts are bit-identical to
+ * finishes the rows and finds the peak (a local step: each thread writes its columns' sums, and this
+ * thread combines them, motionLocal.ts). That is the same arithmetic as the in-process run, so the shifts are bit-identical to
  * it; the sum differs from it only by float32 rounding (its frames are added in another order).
  *
  * A cancel (the kernel's signal) terminates the workers at once, whatever they are doing.
