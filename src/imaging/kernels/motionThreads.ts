@@ -1,8 +1,9 @@
 /**
  * Motion correction on T threads: this one and T − 1 workers, each worker opening the movie itself;
- * the frames' alignment spectra go into one SharedArrayBuffer. The per-frame phases split by frame:
- * each thread makes the alignment spectra of every T-th frame, and later sums every T-th shifted full
- * frame into a spectrum of its own; this thread adds them up. The alignment, a chain of dependent
+ * the frames' alignment spectra go into one SharedArrayBuffer. The per-frame phases split by frame,
+ * each thread claiming the next frame from a shared counter when it is free: it makes the frame's
+ * alignment spectrum, and later adds the shifted full frame to a sum spectrum of its own; this thread
+ * adds those up. The alignment, a chain of dependent
  * steps, splits by half-plane column: for each step every thread computes the product and the column
  * transforms of its columns and copies out the band of rows the search reaches, and this thread
  * finishes the rows and finds the peak (a local step: each thread writes its columns' sums, and this
@@ -38,7 +39,9 @@ export type ToMotionWorker =
       grid: AlignGrid;
       pixelSize: number;
       bFactor: number;
-      frames: number[];
+      /** Frames 0 … frames − 1, each claimed from `next` by whichever thread is free. */
+      frames: number;
+      next: SharedArrayBuffer;
       out: SharedArrayBuffer;
     }
   | {
@@ -59,7 +62,8 @@ export type ToMotionWorker =
       path: string;
       pixelSize: number;
       dose: DoseWeighting | undefined;
-      frames: number[];
+      frames: number;
+      next: SharedArrayBuffer;
       shifts: Shift[];
     }
   | { op: 'close' };
@@ -174,7 +178,6 @@ export async function correctMotionThreaded(
   ctl.signal?.addEventListener('abort', aborted, { once: true });
   const fftAlign = await RealFft2d.create(g.wa, g.ha);
   try {
-    const share = (k: number) => Array.from({ length: N }, (_, f) => f).filter((f) => f % T === k);
     let done = 0;
     const counter = (phase: 'read' | 'sum', verb: string) => {
       done = 0;
@@ -184,9 +187,13 @@ export async function correctMotionThreaded(
         r(done / N, `${verb} frame ${done}/${N}`);
       };
     };
-    /** This thread's frames, one at a time, letting the workers' messages and a cancel through. */
-    const ownFrames = async (each: (f: number) => Promise<void>, tick: () => void) => {
-      for (const f of share(0)) {
+    /**
+     * The frames this thread claims from `next` (the workers claim theirs from it too, so a thread
+     * that starts late or is scheduled less does fewer), one at a time, letting the workers'
+     * messages and a cancel through.
+     */
+    const ownFrames = async (next: Int32Array, each: (f: number) => Promise<void>, tick: () => void) => {
+      for (let f = Atomics.add(next, 0, 1); f < N; f = Atomics.add(next, 0, 1)) {
         throwIfAborted(ctl.signal, 'motion correction');
         await each(f);
         tick();
@@ -196,10 +203,11 @@ export async function correctMotionThreaded(
     const len = alignSpectrumLength(g);
     const spectraBuffer = new SharedArrayBuffer(N * len * 4);
     const onRead = counter('read', 'read');
+    const nextRead = new SharedArrayBuffer(4);
     const maker = await AlignSpectrumMaker.create(g, p.pixelSize, p.bFactor);
     try {
       await Promise.all([
-        ...workers.map((t, i) =>
+        ...workers.map((t) =>
           t.request(
             {
               op: 'spectra',
@@ -207,15 +215,20 @@ export async function correctMotionThreaded(
               grid: g,
               pixelSize: p.pixelSize,
               bFactor: p.bFactor,
-              frames: share(i + 1),
+              frames: N,
+              next: nextRead,
               out: spectraBuffer,
             },
             onRead,
           ),
         ),
-        ownFrames(async (f) => {
-          maker.make(await stack.readPlane(f), new Float32Array(spectraBuffer, f * len * 4, len));
-        }, onRead),
+        ownFrames(
+          new Int32Array(nextRead),
+          async (f) => {
+            maker.make(await stack.readPlane(f), new Float32Array(spectraBuffer, f * len * 4, len));
+          },
+          onRead,
+        ),
       ]);
     } finally {
       maker.dispose();
@@ -270,19 +283,24 @@ export async function correctMotionThreaded(
     const shifts = aligned.shifts.map((s) => ({ x: s.x * g.bin, y: s.y * g.bin }));
 
     const onSum = counter('sum', 'summed');
+    const nextSum = new SharedArrayBuffer(4);
     const summer = await FrameSummer.create(g.width, g.height, p.pixelSize, p.dose);
     let parts: FromMotionWorker[];
     try {
       [parts] = await Promise.all([
         Promise.all(
-          workers.map((t, i) =>
+          workers.map((t) =>
             t.request(
-              { op: 'sum', path, pixelSize: p.pixelSize, dose: p.dose, frames: share(i + 1), shifts },
+              { op: 'sum', path, pixelSize: p.pixelSize, dose: p.dose, frames: N, next: nextSum, shifts },
               onSum,
             ),
           ),
         ),
-        ownFrames(async (f) => summer.add(await stack.readPlane(f), f, shifts[f]!), onSum),
+        ownFrames(
+          new Int32Array(nextSum),
+          async (f) => summer.add(await stack.readPlane(f), f, shifts[f]!),
+          onSum,
+        ),
       ]);
     } finally {
       summer.dispose();

@@ -1,7 +1,8 @@
 /**
  * A motion-correction worker thread (motionThreads.ts starts it). It opens the movie itself and
- * takes one request at a time: the alignment spectra of some frames (written into shared memory),
- * its share of the half-plane columns of each alignment step, or the shifted sum of some frames.
+ * takes one request at a time: the alignment spectra of the frames it claims (written into shared
+ * memory), its share of the half-plane columns of each alignment step, or the shifted sum of the
+ * frames it claims.
  */
 import { parentPort } from 'node:worker_threads';
 import { openStack } from '../formats/openStack.js';
@@ -34,7 +35,8 @@ async function handle(m: ToMotionWorker): Promise<void> {
       const len = alignSpectrumLength(m.grid);
       const maker = await AlignSpectrumMaker.create(m.grid, m.pixelSize, m.bFactor);
       try {
-        for (const f of m.frames) {
+        const next = new Int32Array(m.next);
+        for (let f = Atomics.add(next, 0, 1); f < m.frames; f = Atomics.add(next, 0, 1)) {
           maker.make(await s.readPlane(f), new Float32Array(m.out, f * len * 4, len));
           post({ op: 'frame', f });
         }
@@ -82,7 +84,8 @@ async function handle(m: ToMotionWorker): Promise<void> {
       const s = await movie(m.path);
       const summer = await FrameSummer.create(s.width, s.height, m.pixelSize, m.dose);
       try {
-        for (const f of m.frames) {
+        const next = new Int32Array(m.next);
+        for (let f = Atomics.add(next, 0, 1); f < m.frames; f = Atomics.add(next, 0, 1)) {
           summer.add(await s.readPlane(f), f, m.shifts[f]!);
           post({ op: 'frame', f });
         }
