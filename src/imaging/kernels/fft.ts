@@ -40,6 +40,8 @@ export function spectrumIndex(kx: number, ky: number, height: number): number {
 }
 
 const ROWS_PER_GROUP = 16;
+/** Columns forwardRowMajor transforms per block: COLUMN_GROUP · height · 8 bytes, in cache. */
+const COLUMN_GROUP = 8;
 
 export class RealFft2d {
   /** Number of half-plane columns: width / 2 + 1. */
@@ -49,8 +51,9 @@ export class RealFft2d {
   private readonly work: number;
   private readonly rows: number;
   private readonly spec: number;
-  /** numpy-layout output of forwardRowMajor, allocated on first use. */
+  /** numpy-layout output of forwardRowMajor and its column block, allocated on first use. */
   private rowMajor = 0;
+  private columns = 0;
   private disposed = false;
 
   private constructor(
@@ -106,19 +109,7 @@ export class RealFft2d {
     this.check();
     const { m, width: W, height: H } = this;
     const stride = window?.stride ?? W;
-    const first = window ? window.y0 * stride + window.x0 : 0;
-    if (!window && image.length !== W * H)
-      throw new RangeError(`image has ${image.length} pixels, expected ${W}×${H}`);
-    if (
-      window &&
-      (window.x0 < 0 ||
-        window.y0 < 0 ||
-        window.x0 + W > stride ||
-        first + (H - 1) * stride + W > image.length)
-    )
-      throw new RangeError(
-        `window ${W}×${H} at (${window.x0}, ${window.y0}) does not fit an image ${stride} pixels wide with ${image.length} pixels`,
-      );
+    const first = this.checkWindow(image, window);
     const heap = m.HEAPF32;
     const g0 = this.rows >> 2;
     const t0 = this.spec >> 2;
@@ -155,25 +146,55 @@ export class RealFft2d {
 
   /**
    * Forward transform in numpy's rfft2 layout: `height` rows of width / 2 + 1 complex values. The
-   * transposed spectrum is turned over by the WebAssembly SIMD transpose inside PFFFT's memory (the
-   * even block of columns 0 … width/2 − 1, then the Nyquist column alone). Returns a copy in `out`
-   * when given, else a view that the next forwardRowMajor overwrites.
+   * rows are transformed straight into that layout; then the columns, COLUMN_GROUP at a time, are
+   * turned into a small contiguous block (the WebAssembly SIMD transpose), transformed there while
+   * it is in cache, and turned back. Returns a copy in `out` when given, else a view that the next
+   * forwardRowMajor overwrites.
    */
   forwardRowMajor(
     image: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> },
     out?: Float32Array,
     window?: { stride: number; x0: number; y0: number },
   ): Float32Array {
-    this.forward(image, undefined, window);
-    const { m, height: H, wc } = this;
+    this.check();
+    const { m, width: W, height: H, wc } = this;
+    const first = this.checkWindow(image, window);
+    const stride = window?.stride ?? W;
     if (!this.rowMajor) {
       this.rowMajor = m._pffft_aligned_malloc(wc * H * 8);
-      if (!this.rowMajor) throw new RangeError(`cannot allocate a ${this.width}×${H} spectrum`);
+      this.columns = m._pffft_aligned_malloc(COLUMN_GROUP * H * 8);
+      if (!this.rowMajor || !this.columns)
+        throw new RangeError(`cannot allocate a ${this.width}×${H} spectrum`);
     }
-    const half = this.width / 2;
-    m.transpose64(this.spec, H * 8, this.rowMajor, wc * 8, half, H);
-    m.transpose64(this.spec + half * H * 8, H * 8, this.rowMajor + half * 8, wc * 8, 1, H);
-    const view = m.HEAPF32.subarray(this.rowMajor >> 2, (this.rowMajor >> 2) + this.spectrumLength);
+    const heap = m.HEAPF32;
+    const half = W / 2;
+    const r0 = this.rowMajor >> 2;
+    const g0 = this.rows >> 2;
+    for (let y0 = 0; y0 < H; y0 += ROWS_PER_GROUP) {
+      const g = Math.min(ROWS_PER_GROUP, H - y0);
+      for (let j = 0; j < g; j++) {
+        const s = first + (y0 + j) * stride;
+        heap.set(image.subarray(s, s + W) as unknown as ArrayLike<number>, g0 + j * W);
+        const row = this.rows + j * W * 4;
+        m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_FORWARD);
+        // PFFFT packs (DC, Nyquist) into the first pair: unpack into columns 0 and width / 2.
+        const d = r0 + 2 * (y0 + j) * wc;
+        heap.copyWithin(d, g0 + j * W, g0 + j * W + W);
+        heap[d + 2 * half] = heap[d + 1]!;
+        heap[d + 2 * half + 1] = 0;
+        heap[d + 1] = 0;
+      }
+    }
+    for (let k0 = 0; k0 < wc; k0 += COLUMN_GROUP) {
+      const n = Math.min(COLUMN_GROUP, wc - k0);
+      m.transpose64(this.rowMajor + k0 * 8, wc * 8, this.columns, H * 8, H, n);
+      for (let c = 0; c < n; c++) {
+        const col = this.columns + c * H * 8;
+        m._pffft_transform_ordered(this.colSetup, col, col, this.work, PFFFT_FORWARD);
+      }
+      m.transpose64(this.columns, H * 8, this.rowMajor + k0 * 8, wc * 8, n, H);
+    }
+    const view = heap.subarray(r0, r0 + this.spectrumLength);
     if (out) {
       out.set(view);
       return out;
@@ -302,6 +323,29 @@ export class RealFft2d {
     return out;
   }
 
+  /** Float offset of the image's first pixel, after checking that the window fits. */
+  private checkWindow(
+    image: ArrayLike<number>,
+    window: { stride: number; x0: number; y0: number } | undefined,
+  ): number {
+    const { width: W, height: H } = this;
+    const stride = window?.stride ?? W;
+    const first = window ? window.y0 * stride + window.x0 : 0;
+    if (!window && image.length !== W * H)
+      throw new RangeError(`image has ${image.length} pixels, expected ${W}×${H}`);
+    if (
+      window &&
+      (window.x0 < 0 ||
+        window.y0 < 0 ||
+        window.x0 + W > stride ||
+        first + (H - 1) * stride + W > image.length)
+    )
+      throw new RangeError(
+        `window ${W}×${H} at (${window.x0}, ${window.y0}) does not fit an image ${stride} pixels wide with ${image.length} pixels`,
+      );
+    return first;
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -312,6 +356,7 @@ export class RealFft2d {
     m._pffft_aligned_free(this.rows);
     m._pffft_aligned_free(this.spec);
     if (this.rowMajor) m._pffft_aligned_free(this.rowMajor);
+    if (this.columns) m._pffft_aligned_free(this.columns);
   }
 
   private check(): void {
