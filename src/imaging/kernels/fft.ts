@@ -41,7 +41,7 @@ export function spectrumIndex(kx: number, ky: number, height: number): number {
 
 const ROWS_PER_GROUP = 16;
 /** Columns forwardRowMajor transforms per block: COLUMN_GROUP · height · 8 bytes, in cache. */
-const COLUMN_GROUP = 8;
+const COLUMN_GROUP = 16;
 
 export class RealFft2d {
   /** Number of half-plane columns: width / 2 + 1. */
