@@ -33,6 +33,11 @@ export interface Plan {
   candidates: Iterable<Document>;
   /** The same candidates, in the same order, by callback: a whole walk without generator steps. */
   each?(fn: (doc: Document) => void): void;
+  /**
+   * True when the index bounds alone select exactly the documents the filter matches (see
+   * boundsImplyFilter): the caller may skip re-checking each candidate.
+   */
+  exact?: boolean;
   stats: { keysExamined: number; docsExamined: number };
 }
 
@@ -160,7 +165,9 @@ function evaluateIndex(
       if (p.points.length === 1) constant.add(path);
       continue;
     }
-    if (p && (p.lower || p.upper)) range = p;
+    // On a multikey index a document's elements may meet the two bounds separately ({$gte: 5, $lt: 3}
+    // matches [1, 9]): as MongoDB, only one bound can narrow the walk.
+    if (p && (p.lower || p.upper)) range = index.multikey && p.lower && p.upper ? { lower: p.lower } : p;
     break;
   }
   // The order within one range: sort fields minus the fixed point prefix must follow the index.
@@ -296,7 +303,67 @@ export function planQuery(
       },
     };
   }
-  return indexPlan(coll, best, preds, sort, stats);
+  const plan = indexPlan(coll, best, preds, sort, stats);
+  if (!collated && boundsImplyFilter(filter, best)) plan.exact = true;
+  return plan;
+}
+
+/** Values whose index order and query equality agree with no type bracketing subtleties. */
+function exactPoint(v: unknown): boolean {
+  if (typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return !Number.isNaN(v);
+  return v instanceof Date && !Number.isNaN(v.getTime());
+}
+
+/**
+ * Whether a walk of the chosen index's bounds yields exactly the filter's matches, so re-checking each
+ * candidate cannot reject one. Deliberately narrow: the index is not multikey (every key holds the
+ * field's one value); the filter names only top-level fields, each of them a key field the bounds
+ * cover whole: the point prefix by equality or $in of strings, booleans, numbers or dates (none null,
+ * none NaN), then at most the next field by a range whose bounds are dates. MongoDB's comparison
+ * operators match only values of the bound's type (type bracketing), as the range's type bounds do.
+ */
+function boundsImplyFilter(filter: Document, choice: IndexChoice): boolean {
+  const { index, pointFields, range } = choice;
+  if (index.multikey) return false;
+  const entries = Object.entries(filter);
+  const rangeField = range ? index.fields[pointFields]?.[0] : undefined;
+  if (entries.length !== pointFields + (rangeField !== undefined ? 1 : 0)) return false;
+  for (const [field, cond] of entries) {
+    if (field.startsWith('$') || field.includes('.')) return false;
+    const pos = index.fields.findIndex(([f]) => f === field);
+    if (pos < 0) return false;
+    const ops = isPlainObject(cond) ? Object.keys(cond) : [];
+    const operators = ops.length > 0 && ops.every((k) => k.startsWith('$'));
+    if (!operators && ops.length > 0) return false; // an embedded document: left to the matcher
+    if (pos < pointFields) {
+      if (!operators) {
+        if (!exactPoint(cond)) return false;
+      } else {
+        if (ops.length !== 1) return false;
+        const c = cond as Document;
+        if ('$eq' in c) {
+          if (!exactPoint(c.$eq)) return false;
+        } else if ('$in' in c) {
+          if (!Array.isArray(c.$in) || c.$in.length === 0 || !c.$in.every(exactPoint)) return false;
+        } else return false;
+      }
+    } else if (field === rangeField) {
+      if (!operators) return false;
+      const c = cond as Document;
+      let lower = 0;
+      let upper = 0;
+      for (const op of ops) {
+        if (op === '$gt' || op === '$gte') lower++;
+        else if (op === '$lt' || op === '$lte') upper++;
+        else return false;
+        const v = c[op] as unknown;
+        if (!(v instanceof Date) || Number.isNaN(v.getTime())) return false;
+      }
+      if (lower > 1 || upper > 1) return false;
+    } else return false;
+  }
+  return true;
 }
 
 function indexPlan(

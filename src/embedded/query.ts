@@ -50,10 +50,12 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
   const plan = planQuery(coll, filter, sort, opts.hint, opts.collation !== undefined);
   const out: Document[] = [];
   if (plan.each && (!plan.sorted || (limit === 0 && skip === 0))) {
-    // Every candidate is needed: walk them by callback.
-    plan.each((doc) => {
-      if (matcher.test(doc)) out.push(doc);
-    });
+    // Every candidate is needed: walk them by callback (without re-checking when the bounds are exact).
+    if (plan.exact) plan.each((doc) => out.push(doc));
+    else
+      plan.each((doc) => {
+        if (matcher.test(doc)) out.push(doc);
+      });
     if (!plan.sorted && sort.length > 0) out.sort(compareBySort(sort, opts.collation?.compare));
     const end = limit > 0 ? skip + limit : out.length;
     return { docs: out.slice(skip, end), plan };
@@ -61,7 +63,7 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
   if (plan.sorted) {
     const want = limit > 0 ? skip + limit : Infinity;
     for (const doc of plan.candidates) {
-      if (!matcher.test(doc)) continue;
+      if (!plan.exact && !matcher.test(doc)) continue;
       out.push(doc);
       if (out.length >= want) break;
     }
