@@ -111,6 +111,16 @@ function compileExpr(e: unknown, scope: Scope = fieldPath): Expr | undefined {
       if (!c) return undefined;
       const [x, y] = c as [Expr, Expr];
       const want = op === '$eq';
+      // Against a string literal (the usual {$eq: ['$state', 'done']}), two strings are equal exactly
+      // when identical (no collation reaches this path); anything else takes the general comparison.
+      const lit = (arg as unknown[])[1];
+      if (typeof lit === 'string' && !lit.startsWith('$'))
+        return (doc, c) => {
+          const a = x(doc, c);
+          if (typeof a === 'string') return (a === lit) === want;
+          if (a === undefined) throw new Fallback();
+          return (compareValues(a, lit) === 0) === want;
+        };
       return (doc, c) => {
         const a = x(doc, c);
         const b = y(doc, c);
@@ -208,14 +218,22 @@ function compileAccumulator(spec: unknown, scope: Scope): AccFactory | undefined
     return {
       input,
       make: () => {
-        const values: number[] = [];
+        // A growing Float64Array: its sort is numeric and native, far cheaper than a comparator's.
+        let values = new Float64Array(64);
+        let n = 0;
         return {
           add: (v) => {
-            if (typeof v === 'number') values.push(v);
+            if (typeof v !== 'number') return;
+            if (n === values.length) {
+              const grown = new Float64Array(n * 2);
+              grown.set(values);
+              values = grown;
+            }
+            values[n++] = v;
           },
           result: () => {
-            values.sort((a, b) => a - b);
-            const r = (ps as number[]).map((p) => percentileAt(values, p));
+            const sorted = values.subarray(0, n).sort();
+            const r = (ps as number[]).map((p) => percentileAt(sorted, p));
             return op === '$median' ? r[0] : r;
           },
         };
@@ -305,17 +323,24 @@ function compileGroup(
     if (!a) return undefined;
     accs.push([k, a]);
   }
+  type Group = { id: Simple; accs: Acc[] };
   return (docs) => {
-    const groups = new Map<string, { id: Simple; accs: Acc[] }>();
+    const groups = new Map<string, Group>();
+    // String keys (the usual group by type) are looked up as themselves, without building a key.
+    const byString = new Map<string, Group>();
     const computed: unknown[] = new Array(exprs.length);
     for (const doc of docs) {
       for (let i = 0; i < exprs.length; i++) computed[i] = exprs[i]!(doc, computed);
       const key = id(doc, computed) as Simple;
-      const k = groupKey(key);
-      let g = groups.get(k);
+      let g = typeof key === 'string' ? byString.get(key) : undefined;
       if (!g) {
-        g = { id: key === undefined ? null : key, accs: accs.map(([, a]) => a.make()) };
-        groups.set(k, g);
+        const k = groupKey(key);
+        g = groups.get(k);
+        if (!g) {
+          g = { id: key === undefined ? null : key, accs: accs.map(([, a]) => a.make()) };
+          groups.set(k, g);
+        }
+        if (typeof key === 'string') byString.set(key, g);
       }
       for (let i = 0; i < accs.length; i++) g.accs[i]!.add(accs[i]![1].input(doc, computed) as Simple);
     }

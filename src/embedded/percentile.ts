@@ -50,7 +50,7 @@ function ps(p: unknown): number[] {
 }
 
 /** The discrete p-th percentile of ascending numbers (null for none). */
-export function percentileAt(sorted: number[], p: number): number | null {
+export function percentileAt(sorted: ArrayLike<number>, p: number): number | null {
   if (sorted.length === 0) return null;
   return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
 }
