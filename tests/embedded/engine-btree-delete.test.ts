@@ -1,7 +1,9 @@
 /**
  * The index tree's direct single-key delete leaves exactly what BTree.delete leaves: the same entries
  * in the same order, a valid tree (sizes and max keys on every path), for random workloads that empty
- * leaves, shrink the tree to its root and grow it again; and it works on a cloned (shared) tree.
+ * leaves, shrink the tree to its root and grow it again; node for node the same tree when deleting
+ * present keys (in random and in key order, which drains leaves to half and merges them); and it works
+ * on a cloned (shared) tree.
  */
 import { describe, expect, it } from 'vitest';
 import BTreeModule from 'sorted-btree';
@@ -21,6 +23,18 @@ function random(seed: number): () => number {
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+type Tree = InstanceType<typeof BTree<string, string>>;
+interface RawNode {
+  keys: string[];
+  children?: RawNode[];
+}
+
+/** The tree's shape: every node's keys, depth first. */
+function shape(tree: Tree): unknown {
+  const walk = (n: RawNode): unknown => (n.children ? [n.keys, n.children.map(walk)] : n.keys);
+  return walk((tree as unknown as { _root: RawNode })._root);
+}
 
 describe('direct single-key delete in the index tree', () => {
   for (const seed of [1, 2]) {
@@ -54,6 +68,30 @@ describe('direct single-key delete in the index tree', () => {
       for (const k of general.keys()) expect(deleteKey(direct, k)).toBe(true);
       expect(direct.size).toBe(0);
       expect(deleteKey(direct, 'k00001')).toBe(false);
+    });
+  }
+
+  for (const order of ['random', 'key'] as const) {
+    it(`leaves the very tree BTree.delete leaves, deleting present keys in ${order} order`, () => {
+      const rnd = random(order === 'key' ? 3 : 4);
+      const direct = new BTree<string, string>(undefined, cmp, 8);
+      const general = new BTree<string, string>(undefined, cmp, 8);
+      const keys: string[] = [];
+      for (let i = 0; i < 2000; i++) keys.push(`k${String(Math.floor(rnd() * 1e6)).padStart(7, '0')}`);
+      for (const k of keys) {
+        direct.set(k, 'v');
+        general.set(k, 'v');
+      }
+      const present = [...general.keys()];
+      if (order === 'random') present.sort(() => rnd() - 0.5);
+      for (const [n, k] of present.entries()) {
+        expect(deleteKey(direct, k)).toBe(true);
+        expect(general.delete(k)).toBe(true);
+        if (n % 7 === 0 || n > present.length - 40)
+          expect(JSON.stringify(shape(direct))).toBe(JSON.stringify(shape(general)));
+      }
+      direct.checkValid(true);
+      expect(direct.size).toBe(0);
     });
   }
 
