@@ -77,7 +77,7 @@ describe('direct single-key delete in the index tree', () => {
       const direct = new BTree<string, string>(undefined, cmp, 8);
       const general = new BTree<string, string>(undefined, cmp, 8);
       const keys: string[] = [];
-      for (let i = 0; i < 2000; i++) keys.push(`k${String(Math.floor(rnd() * 1e6)).padStart(7, '0')}`);
+      for (let i = 0; i < 1000; i++) keys.push(`k${String(Math.floor(rnd() * 1e6)).padStart(7, '0')}`);
       for (const k of keys) {
         direct.set(k, 'v');
         general.set(k, 'v');
