@@ -36,14 +36,18 @@ import {
 const WRITE_INTERNAL = ['collectionUUID', 'isTimeseriesNamespace', 'encryptionInformation'];
 
 /** The fields every write command takes (MongoDB's WriteCommandRequestBase), plus the command's own. */
-function refuseWriteFields(cmd: Document, command: string, own: string[]): void {
-  rejectUnknownFields(
-    cmd,
-    command,
-    [own, 'ordered', 'bypassDocumentValidation', 'stmtIds', ...WRITE_INTERNAL].flat(),
-  );
+function refuseWriteFields(cmd: Document, command: string, own: readonly string[]): void {
+  let known = WRITE_FIELDS.get(command);
+  if (!known) {
+    known = [...own, 'ordered', 'bypassDocumentValidation', 'stmtIds', ...WRITE_INTERNAL];
+    WRITE_FIELDS.set(command, known);
+  }
+  rejectUnknownFields(cmd, command, known);
   for (const f of WRITE_INTERNAL) if (cmd[f] !== undefined) throw notImplemented(`${command}.${f}`);
 }
+
+/** Each write command's known fields, built on its first use (a command always passes the same own). */
+const WRITE_FIELDS = new Map<string, readonly string[]>();
 
 /** Each statement's fields are parsed before any statement runs, as MongoDB parses the whole command. */
 function refuseStatementFields(list: Document[], path: string, known: string[]): void {
@@ -285,23 +289,29 @@ const del: CommandHandler = (cmd, ctx) => {
   return reply;
 };
 
+const FIND_AND_MODIFY_FIELDS = [
+  'query',
+  'sort',
+  'remove',
+  'update',
+  'new',
+  'fields',
+  'upsert',
+  'arrayFilters',
+  'hint',
+  'collation',
+  'let',
+  'bypassDocumentValidation',
+  ...WRITE_INTERNAL,
+];
+
 const findAndModify: CommandHandler = (cmd, ctx) => {
   const name = collectionArg(cmd, 'findAndModify' in cmd ? 'findAndModify' : 'findandmodify');
-  rejectUnknownFields(cmd, 'findAndModify' in cmd ? 'findAndModify' : 'findandmodify', [
-    'query',
-    'sort',
-    'remove',
-    'update',
-    'new',
-    'fields',
-    'upsert',
-    'arrayFilters',
-    'hint',
-    'collation',
-    'let',
-    'bypassDocumentValidation',
-    ...WRITE_INTERNAL,
-  ]);
+  rejectUnknownFields(
+    cmd,
+    'findAndModify' in cmd ? 'findAndModify' : 'findandmodify',
+    FIND_AND_MODIFY_FIELDS,
+  );
   for (const f of WRITE_INTERNAL) if (cmd[f] !== undefined) throw notImplemented(`findAndModify.${f}`);
   const query = optionalDoc(cmd, 'query') ?? {};
   const remove = optionalBool(cmd, 'remove') ?? false;

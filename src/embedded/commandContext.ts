@@ -126,11 +126,19 @@ export const GENERIC_FIELDS = new Set([
  * `known` lists the command's own fields; generic arguments are always accepted.
  */
 export function rejectUnknownFields(cmd: Document, command: string, known: readonly string[]): void {
+  let set: ReadonlySet<string> | undefined;
+  if (known.length > 8) {
+    set = KNOWN_SETS.get(known);
+    if (!set) KNOWN_SETS.set(known, (set = new Set(known)));
+  }
   for (const k in cmd) {
-    if (k === command || GENERIC_FIELDS.has(k) || known.includes(k)) continue;
+    if (k === command || GENERIC_FIELDS.has(k) || (set ? set.has(k) : known.includes(k))) continue;
     throw unknownField(`${command}.${k}`);
   }
 }
+
+/** Long lists of known fields as sets, kept for as long as their list is (long lists are constants). */
+const KNOWN_SETS = new WeakMap<readonly string[], ReadonlySet<string>>();
 
 /** Refuses a field of a sub-document (an update statement, an index spec) that MongoDB does not know. */
 export function rejectUnknownSubfields(doc: Document, path: string, known: readonly string[]): void {

@@ -4,7 +4,7 @@
  */
 import { Binary, Long, type Document } from 'bson';
 import { CommandError, isInternalFault, toCommandError } from './errors.js';
-import { encodeBody } from './wire.js';
+import { encodeBody, withClusterTime } from './wire.js';
 import { validateDbName } from './engine.js';
 import { adminCommands } from './cmdAdmin.js';
 import { aggregateCommands } from './cmdAggregate.js';
@@ -34,6 +34,8 @@ const ZERO_SIGNATURE = { hash: new Binary(Buffer.alloc(20), 0), keyId: Long.from
 export interface CommandOutcome {
   reply: Document;
   body: Buffer;
+  /** The reply's BSON without the cluster time fields, when encoded apart. */
+  bare?: Buffer;
 }
 
 /** Runs a command and returns its reply (see executeCommand). */
@@ -86,7 +88,7 @@ export async function executeCommand(
     stage = 'encode';
     let outcome = finish(reply, ctx);
     stage = 'commit';
-    ctx.engine.commit(write ? { write, reply } : undefined);
+    ctx.engine.commit(write ? { write, reply, bytes: outcome.bare } : undefined);
     stage = 'committed';
     checkTimeLimit(generic, started, reply, (id) => ctx.cursors.kill(id));
     applyWriteConcern(generic, reply, ctx.engine);
@@ -143,14 +145,32 @@ function failed(
   }
 }
 
-/** Adds the cluster time fields every reply carries, and encodes the reply. */
+/**
+ * Adds the cluster time fields every reply carries, and encodes the reply: the reply's own BSON
+ * (`bare`, which a retryable write remembers) with the two fields appended to it.
+ */
 function finish(reply: Document, ctx: Omit<CommandContext, 'db'>): CommandOutcome {
   const opTime = ctx.engine.lastOpTime();
   // A copy: the reply a retryable write remembers stays without them (they are fresh on every answer).
-  const sent = {
+  const sent = (): Document => ({
     ...reply,
     operationTime: opTime,
     $clusterTime: { clusterTime: opTime, signature: ZERO_SIGNATURE },
+  });
+  if (reply.operationTime !== undefined || reply.$clusterTime !== undefined) {
+    const whole = sent();
+    return { reply: whole, body: encodeBody(whole) };
+  }
+  const bare = encodeBody(reply);
+  // Over the limit with the two fields: encoding the whole refuses it as before.
+  const body = withClusterTime(bare, opTime) ?? encodeBody(sent());
+  // The reply as a document is wanted by in-process callers only: the wire sends `body`.
+  let whole: Document | undefined;
+  return {
+    get reply() {
+      return (whole ??= sent());
+    },
+    body,
+    bare,
   };
-  return { reply: sent, body: encodeBody(sent) };
 }

@@ -57,6 +57,8 @@ const isNs = (ns: { db: string; coll: string }, db: string, coll: string): boole
 export interface RetryableResult {
   write: RetryableWrite;
   reply: Document;
+  /** The reply's BSON as sent without the cluster time fields, when the caller has it. */
+  bytes?: Uint8Array | undefined;
 }
 
 export interface WriteOptions {
@@ -392,7 +394,10 @@ export class Engine {
    * Throws (and has taken the effects back out of memory) when they could not be logged.
    */
   commit(retryable?: RetryableResult): void {
-    const reply = retryable && retryable.reply.ok === 1 ? BSON.serialize(retryable.reply) : undefined;
+    const reply =
+      retryable && retryable.reply.ok === 1
+        ? (retryable.bytes ?? BSON.serialize(retryable.reply, { ignoreUndefined: true }))
+        : undefined;
     if (!this.store) {
       this.undo = [];
       if (retryable && reply) this.retryableWrites.record(retryable.write, reply);

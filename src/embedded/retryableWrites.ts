@@ -18,6 +18,7 @@ import { BSON, Binary, Long, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { isPlainObject } from './bsonOrder.js';
 import { RAW_NUMBER_OPTIONS } from './numbers.js';
+import { sessionIdKey } from './sessions.js';
 
 /** MongoDB's default logicalSessionTimeoutMinutes, also advertised by hello. */
 export const SESSION_TIMEOUT_MS = 30 * 60_000;
@@ -48,9 +49,14 @@ export interface RetryableWriteDoc {
   at: Date;
 }
 
+/** The table's key for a session id (see sessionIdKey). */
 export function sessionKey(id: unknown): string | undefined {
-  if (id instanceof Binary) return Buffer.from(id.buffer.subarray(0, id.position)).toString('hex');
-  return undefined;
+  return sessionIdKey(id);
+}
+
+/** A session key as MongoDB names a session in its messages: the id's bytes in hex. */
+function sessionHex(key: string): string {
+  return Buffer.from(key, 'latin1').toString('hex');
 }
 
 /** The retryable write a command is, if it carries a txnNumber. */
@@ -63,7 +69,9 @@ export function retryableWriteOf(name: string, cmd: Document): RetryableWrite | 
     throw new CommandError('InvalidOptions', 'Transaction number requires a session ID to also be specified');
   }
   let txnNumber: bigint;
-  if (txn instanceof Long) txnNumber = txn.toBigInt();
+  // From its two halves: Long.toBigInt goes through a decimal string, on every retryable write.
+  if (txn instanceof Long)
+    txnNumber = txn.unsigned ? txn.toBigInt() : (BigInt(txn.high) << 32n) + BigInt(txn.low >>> 0);
   else if (typeof txn === 'number' && Number.isInteger(txn)) txnNumber = BigInt(txn);
   else if (typeof txn === 'object' && typeof (txn as { valueOf(): unknown }).valueOf() === 'number') {
     txnNumber = BigInt(Math.trunc((txn as { valueOf(): number }).valueOf()));
@@ -95,7 +103,7 @@ export class RetryableWriteTable {
       if (w.txnNumber < e.txnNumber) {
         throw new CommandError(
           'TransactionTooOld',
-          `Retryable write with txnNumber ${w.txnNumber} is prohibited on session ${w.key} because a newer ` +
+          `Retryable write with txnNumber ${w.txnNumber} is prohibited on session ${sessionHex(w.key)} because a newer ` +
             `retryable write with txnNumber ${e.txnNumber} has already started on this session.`,
         );
       }

@@ -140,7 +140,9 @@ export class WireServer {
       socket.destroy();
       return;
     }
-    const withSize = { ...ctx, requestSize: msg.length };
+    // Commands of one connection run one after another, so its context can carry the current size.
+    const withSize = ctx;
+    withSize.requestSize = msg.length;
     const responseTo = request.header.requestId;
     if (request.kind === 'invalid') {
       if (request.silent || socket.destroyed) return;

@@ -11,6 +11,23 @@ const NO_USER_UID = new Binary(createHash('sha256').update('').digest(), 0);
 /** MongoDB's default logicalSessionTimeoutMinutes. */
 const SESSION_TIMEOUT_MS = 30 * 60_000;
 
+/**
+ * A session id's bytes as a string, one character per byte (as latin1 decodes them: no two ids
+ * collide). Built in JavaScript for the usual 16-byte UUID: this runs for every command.
+ */
+export function sessionIdKey(id: unknown): string | undefined {
+  if (!(id instanceof Binary)) return undefined;
+  const b = id.buffer;
+  const n = id.position;
+  if (n === 16)
+    // prettier-ignore
+    return String.fromCharCode(
+      b[0]!, b[1]!, b[2]!, b[3]!, b[4]!, b[5]!, b[6]!, b[7]!,
+      b[8]!, b[9]!, b[10]!, b[11]!, b[12]!, b[13]!, b[14]!, b[15]!,
+    );
+  return Buffer.from(b.buffer, b.byteOffset, n).toString('latin1');
+}
+
 interface Session {
   id: unknown;
   /** Milliseconds since the epoch: a Date is made only when sessions are listed. */
@@ -20,19 +37,10 @@ interface Session {
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
 
-  /** The session id's bytes as a string (latin1 maps each byte to one character: no two ids collide). */
-  private static key(id: unknown): string | undefined {
-    if (id instanceof Binary) {
-      const bytes = id.buffer;
-      return Buffer.from(bytes.buffer, bytes.byteOffset, id.position).toString('latin1');
-    }
-    return undefined;
-  }
-
   /** Records the use of the command's session, if it names one. */
   touch(lsid: unknown, now = Date.now()): void {
     if (!isPlainObject(lsid)) return;
-    const key = SessionRegistry.key(lsid.id);
+    const key = sessionIdKey(lsid.id);
     if (!key) return;
     const s = this.sessions.get(key);
     if (s) s.lastUse = now;
@@ -42,7 +50,7 @@ export class SessionRegistry {
 
   end(ids: unknown[]): void {
     for (const lsid of ids) {
-      const key = isPlainObject(lsid) ? SessionRegistry.key(lsid.id) : undefined;
+      const key = isPlainObject(lsid) ? sessionIdKey(lsid.id) : undefined;
       if (key) this.sessions.delete(key);
     }
   }

@@ -7,7 +7,7 @@
  * not) closes the connection; a well-framed message whose BSON is invalid, or whose command is over
  * the size limit, gets an error reply.
  */
-import { BSON, type Document } from 'bson';
+import { BSON, Binary, Long, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { MAX_INTERNAL_BSON_SIZE, MAX_MESSAGE_SIZE_BYTES, bsonSize, objectTooLarge } from './limits.js';
 import { deserializeKeepingTypes } from './numbers.js';
@@ -215,6 +215,54 @@ export function encodeBody(reply: Document): Buffer {
   const size = bsonSize(reply);
   if (size > MAX_INTERNAL_BSON_SIZE) throw objectTooLarge(size, reply);
   throw new Error(`a reply of ${size} bytes could not be encoded`);
+}
+
+/**
+ * The fields every reply ends with, operationTime and $clusterTime, as BSON elements (no document
+ * frame, no terminator), with the offsets of the two timestamps: a reply appends a copy with its
+ * time patched in instead of serializing the same small documents afresh for every command.
+ */
+const CLUSTER_TIME_SENTINEL = new Timestamp({ t: 0x7eadbeef, i: 0x7acecafe });
+const CLUSTER_TIME_FIELDS = (() => {
+  const doc = BSON.serialize({
+    operationTime: CLUSTER_TIME_SENTINEL,
+    $clusterTime: {
+      clusterTime: CLUSTER_TIME_SENTINEL,
+      signature: { hash: new Binary(Buffer.alloc(20), 0), keyId: Long.fromNumber(0) },
+    },
+  });
+  const elements = Buffer.from(doc.subarray(4, doc.length - 1));
+  const mark = Buffer.alloc(8);
+  mark.writeUInt32LE(CLUSTER_TIME_SENTINEL.i, 0);
+  mark.writeUInt32LE(CLUSTER_TIME_SENTINEL.t, 4);
+  const first = elements.indexOf(mark);
+  const second = elements.indexOf(mark, first + 8);
+  if (first < 0 || second < 0) throw new Error('cluster time template has no timestamp slots');
+  return { elements, slots: [first, second] as const };
+})();
+
+/**
+ * A reply's BSON with operationTime and $clusterTime (both `opTime`) appended, from `bare`, the reply
+ * encoded without them (encodeBody), which must not have either field. The same bytes as encoding the
+ * reply with the two fields added last; undefined when the result would be over the limit.
+ */
+export function withClusterTime(bare: Buffer, opTime: Timestamp): Buffer | undefined {
+  const { elements, slots } = CLUSTER_TIME_FIELDS;
+  const length = bare.length + elements.length;
+  if (length > MAX_INTERNAL_BSON_SIZE) return undefined;
+  const out = Buffer.allocUnsafe(length);
+  bare.copy(out, 0, 0, bare.length - 1);
+  const at = bare.length - 1;
+  elements.copy(out, at);
+  out[length - 1] = 0;
+  out.writeInt32LE(length, 0);
+  const low = opTime.low >>> 0;
+  const high = opTime.high >>> 0;
+  for (const slot of slots) {
+    out.writeUInt32LE(low, at + slot);
+    out.writeUInt32LE(high, at + slot + 4);
+  }
+  return out;
 }
 
 /** OP_MSG with flags 0 and the body as its one section (kind 0). */
