@@ -5,18 +5,24 @@
  *   BENCH_HTTP_SECONDS=5 BENCH_HTTP_CONNECTIONS=32 npm run bench:http
  *   MONGODB_URI=mongodb://... npm run bench:http     against a real MongoDB
  *   BENCH_HTTP_PARTS=get,libget npm run bench:http   only these parts (get, libget, post, libpost, events)
+ *   BENCH_HTTP_WORKERS=0 npm run bench:http          autocannon in the server's own thread (default 1)
  *
  * Requests/s of GET /api/jobs/{id} (round BENCH_HTTP_GET_JOBS jobs, default 1,000) and POST /api/jobs/ (autocannon, keep-alive connections) beside the
  * library call rate of the same operations (JobdClient.get / enqueue with as many calls in flight), in
  * the same run against the same database (the embedded server in its own process unless MONGODB_URI).
- * The API is served without a daemon, so the jobs it creates stay queued.
+ * The API is served without a daemon, so the jobs it creates stay queued. autocannon runs in its own
+ * worker thread (BENCH_HTTP_WORKERS), as a client does in its own process: in the server's thread, its
+ * request building and response parsing took about a third of that thread's time, and the figure was
+ * the server's and the load generator's cost together.
  *
  * Event-stream latency: one client on GET /api/events; BENCH_HTTP_EVENTS jobs (default 300) are enqueued
  * one at a time, each after the previous one's event arrived, and the time from the start of the insert
  * (the transition) to its `transition` event reaching the client is taken (p50, p99).
  */
 import autocannon from 'autocannon';
+import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { JobdClient } from '../src/client.js';
 import { loadConfig } from '../src/config/load.js';
@@ -27,10 +33,13 @@ import { startEmbeddedProcess } from './lib/jobd.js';
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 32);
 const TOKEN = 'bench-admin-token-0123456789';
+const WORKERS = Number(process.env.BENCH_HTTP_WORKERS ?? 1);
 const PARTS = new Set((process.env.BENCH_HTTP_PARTS ?? 'get,libget,post,libpost,events').split(','));
 /** Runs `fn` if its part was asked for; a part left out is null in the output. */
 const part = async <T>(name: string, fn: () => Promise<T>): Promise<T | null> =>
   PARTS.has(name) ? fn() : null;
+
+const GET_REQUEST = fileURLToPath(new URL('./lib/httpGetRequest.cjs', import.meta.url));
 
 const log = (msg: string): void => void process.stderr.write(`[bench:http] ${msg}\n`);
 
@@ -50,16 +59,58 @@ async function libraryRate(op: () => Promise<unknown>, inFlight: number, seconds
   return Math.round(n / ((performance.now() - t0) / 1000));
 }
 
-async function cannon(
-  opts: autocannon.Options,
-): Promise<{ rps: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number }> {
-  const r = await autocannon({ ...opts, connections: CONNECTIONS, duration: SECONDS });
+/** CPU time (ms) of the server's main thread and of the database process (when it is ours), Linux only. */
+let dbPid: number | null = null;
+function cpuMs(): { server: number; database: number | null } | null {
+  const stat = (path: string): number => {
+    // utime and stime are fields 14 and 15; fields start after the command name's last ')'.
+    const text = readFileSync(path, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  };
+  try {
+    return {
+      server: stat(`/proc/self/task/${process.pid}/stat`),
+      database: dbPid === null ? null : stat(`/proc/${dbPid}/stat`),
+    };
+  } catch {
+    return null;
+  }
+}
+/** USER_HZ: 100 on Linux (the kernel's ABI for /proc's tick fields). */
+const CLK_TCK = 100;
+
+async function cannon(opts: autocannon.Options): Promise<{
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  non2xx: number;
+  /** CPU per request: the server's main thread, and the database process; a figure load does not cut. */
+  cpuUsPerRequest: { server: number; database: number | null } | null;
+}> {
+  const c0 = cpuMs();
+  const r = await autocannon({
+    ...opts,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    ...(WORKERS > 0 ? { workers: WORKERS } : {}),
+  });
+  const c1 = cpuMs();
+  const per = (a: number, b: number): number => Math.round(((b - a) * 1000) / Math.max(1, r.requests.total));
   return {
     rps: Math.round(r.requests.average),
     p50Ms: r.latency.p50,
     p99Ms: r.latency.p99,
     errors: r.errors,
     non2xx: r.non2xx,
+    cpuUsPerRequest:
+      c0 && c1
+        ? {
+            server: per(c0.server, c1.server),
+            database: c0.database === null || c1.database === null ? null : per(c0.database, c1.database),
+          }
+        : null,
   };
 }
 
@@ -129,6 +180,7 @@ async function main(): Promise<void> {
     const server = await startEmbeddedProcess();
     uri = server.uri;
     close = server.close;
+    dbPid = server.pid;
   }
   const database = `jobd_bench_http_${process.pid}`;
   const config = loadConfig({
@@ -155,6 +207,7 @@ async function main(): Promise<void> {
         })),
       )
     ).map((r) => r.job._id);
+    process.env.BENCH_HTTP_GET_IDS = ids.join(',');
     let next = 0;
     const nextId = (): string => ids[next++ % ids.length]!;
     log(`library get x${SECONDS}s`);
@@ -163,7 +216,16 @@ async function main(): Promise<void> {
     const httpGet = await part('get', () =>
       cannon({
         url: api.url,
-        requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: `/api/jobs/${nextId()}` }) }],
+        requests: [
+          {
+            method: 'GET',
+            // In worker threads autocannon takes the function as a file; it goes round the same ids.
+            setupRequest:
+              WORKERS > 0
+                ? (GET_REQUEST as unknown as autocannon.Request['setupRequest'])
+                : (req) => ({ ...req, path: `/api/jobs/${nextId()}` }),
+          },
+        ],
       }),
     );
     const later = new Date(Date.now() + 86_400_000);
@@ -192,6 +254,7 @@ async function main(): Promise<void> {
           backend: process.env.MONGODB_URI ? 'mongodb (MONGODB_URI)' : 'embedded (own process, in memory)',
           seconds: SECONDS,
           connections: CONNECTIONS,
+          autocannonWorkers: WORKERS,
           getJob: { http: httpGet, libraryPerSec: libGet, targetRps: 5000 },
           postJob: { http: httpPost, libraryPerSec: libPost },
           eventStream: events && { ...events, targetP50Ms: 20 },
