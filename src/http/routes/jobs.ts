@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import type { ListOptions } from '../../store/index.js';
 import type { EnqueueOptions, JobDoc } from '../../types.js';
+import { fastSerializerCompiler } from '../fastSerializer.js';
 import { HttpProblem } from '../problem.js';
 import {
   enqueueResultSchema,
@@ -57,6 +58,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/',
     {
       ...change,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'Enqueue a job (its params are checked against its type input schema)',
@@ -76,6 +78,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/with-subjobs',
     {
       ...change,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'Enqueue a job and sub-jobs that each depend on it',
@@ -102,6 +105,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/',
     {
       ...read,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'List jobs, newest first, by page/page_size or cursor',
@@ -152,6 +156,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/:id',
     {
       ...read,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'One job',
@@ -167,6 +172,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/:id/with-subjobs',
     {
       ...read,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'A job and all its descendants (spawned children and with-subjobs sub-jobs)',
@@ -191,6 +197,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/:id',
     {
       ...change,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'Change priority, runAt or tags of a job that is not running or finished',
@@ -214,6 +221,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
     '/api/jobs/:id',
     {
       ...change,
+      serializerCompiler: fastSerializerCompiler,
       schema: {
         tags,
         summary: 'Delete a finished job and its history',
@@ -237,6 +245,7 @@ export function registerJobRoutes(app: App, ctx: ApiContext): void {
       `/api/jobs/:id/${name}`,
       {
         ...change,
+        serializerCompiler: fastSerializerCompiler,
         schema: {
           tags,
           summary,

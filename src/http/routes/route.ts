@@ -46,7 +46,8 @@ export const PROBLEMS = { '4xx': problemSchema, '5xx': problemSchema } as const;
 export function access(ctx: ApiContext, kind: 'read' | 'change' | 'work' | 'open') {
   const need = ctx.auth.needFor(kind);
   return {
-    onRequest: ctx.auth.hook(need),
+    // A route open to all has no hook at all: even an empty one costs a promise on every request.
+    ...(need === 'none' ? {} : { onRequest: ctx.auth.hook(need) }),
     ...((kind === 'change' || kind === 'work') && ctx.rateLimit
       ? { config: { rateLimit: ctx.rateLimit } }
       : {}),
