@@ -72,6 +72,26 @@ export function routesOf(app: App): readonly ApiRoute[] {
   return ROUTES.get(app) ?? [];
 }
 
+type OpenApiDoc = ReturnType<typeof jsonSchemaTransformObject>;
+
+/**
+ * Errors are sent as application/problem+json (problem.ts): the document says so, where the generator
+ * lists every response as application/json.
+ */
+function errorsAsProblems(doc: OpenApiDoc): OpenApiDoc {
+  type Responses = Record<string, { content?: Record<string, unknown> }>;
+  const paths = (doc as { paths?: Record<string, Record<string, { responses?: Responses }>> }).paths;
+  for (const ops of Object.values(paths ?? {}))
+    for (const op of Object.values(ops))
+      for (const [status, res] of Object.entries(op.responses ?? {})) {
+        const json = res.content?.['application/json'];
+        if (!/^[45]/.test(status) || !json) continue;
+        delete res.content!['application/json'];
+        res.content!['application/problem+json'] = json;
+      }
+  return doc;
+}
+
 export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
   const http = opts.http ?? opts.config.http;
   if (!http) throw new Error('startHttpServer: the settings have no http section');
@@ -127,7 +147,7 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
       },
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (input) => errorsAsProblems(jsonSchemaTransformObject(input)),
   });
 
   const metrics = new Metrics({

@@ -1,9 +1,12 @@
 /**
  * The HTTP API over real HTTP, served by one daemon for the whole file: status codes, schemas,
  * paging, problem+json, tokens (401/403), the body limit (413), the OpenAPI document (validated
- * against the OpenAPI 3.1 schema, every route in it) and /metrics against the database.
+ * against the OpenAPI 3.1 schema, every route in it) and /metrics against the database. Every JSON
+ * response the file receives is checked against that document's schema for its route and status.
  */
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ResolvedConfig } from '../../src/config/types.js';
@@ -52,7 +55,37 @@ async function call(
   });
   const text = await r.text();
   const type = r.headers.get('content-type') ?? '';
-  return { status: r.status, type, text, body: type.includes('json') && text ? JSON.parse(text) : null };
+  const res = { status: r.status, type, text, body: type.includes('json') && text ? JSON.parse(text) : null };
+  if (res.body !== null && path !== '/openapi.json') await expectDocumented(method, path, res);
+  return res;
+}
+
+let documented: { ajv: Ajv2020; paths: [RegExp, string][] } | null = null;
+
+/** The response's body matches the OpenAPI document's schema for its route, status and media type. */
+async function expectDocumented(method: string, path: string, res: Res): Promise<void> {
+  if (!documented) {
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats.default(ajv);
+    ajv.addSchema(doc, 'openapi');
+    // Literal paths before templated ones (/api/v1/jobs/queue/stats before /api/v1/jobs/{job_id}).
+    const paths = Object.keys(doc.paths)
+      .sort((a, b) => (a.match(/{/g)?.length ?? 0) - (b.match(/{/g)?.length ?? 0))
+      .map((t): [RegExp, string] => [new RegExp(`^${t.replace(/{[^}]+}/g, '[^/]+')}$`), t]);
+    documented = { ajv, paths };
+  }
+  const url = path.split('?')[0]!;
+  const template = documented.paths.find(([re]) => re.test(url))?.[1];
+  expect(template, `${method} ${url} is in the OpenAPI document`).toBeDefined();
+  const media = res.type.split(';')[0]!.trim();
+  const ptr = (...parts: string[]) => parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
+  const ref = `openapi#/${ptr('paths', template!, method.toLowerCase(), 'responses')}`;
+  const byStatus = documented.ajv.getSchema(ref)?.schema as Record<string, unknown> | undefined;
+  const key = byStatus?.[String(res.status)] ? String(res.status) : `${String(res.status)[0]}XX`;
+  const validate = documented.ajv.getSchema(`${ref}/${ptr(key, 'content', media, 'schema')}`);
+  expect(validate, `${method} ${template} documents ${res.status} ${media}`).toBeDefined();
+  expect(validate!(res.body) ? [] : validate!.errors, `${method} ${url} ${res.status}`).toEqual([]);
 }
 
 function expectProblem(r: Res, status: number, path?: string): void {
@@ -278,6 +311,21 @@ describe('http api', () => {
     expectProblem(await call('GET', '/api/schedules/none'), 404);
     expectProblem(await call('GET', '/api/queues/none'), 404);
     expectProblem(await call('GET', '/api/datasets/none'), 404);
+    // The dashboard's reads: a job's transitions, the finished-jobs timeline, a session (of an import only).
+    const ran = (await call('POST', '/api/jobs/', { body: { type: 'echo', params: { t: 1 } } })).body.job._id;
+    expect((await client.waitFor(ran, { timeoutMs: 60_000 })).state).toBe('completed');
+    const events = await call('GET', `/api/jobs/${ran}/events`);
+    expect(events.status).toBe(200);
+    expect(events.body.at(-1)).toMatchObject({ to: 'completed' });
+    expectProblem(await call('GET', '/api/jobs/none/events'), 404);
+    const timeline = await call('GET', '/api/tracking/timeline?hours=1&buckets=4');
+    expect(timeline.status).toBe(200);
+    expect(timeline.body.buckets).toHaveLength(4);
+    expect(
+      timeline.body.buckets.reduce((n: number, b: { completed: number }) => n + b.completed, 0),
+    ).toBeGreaterThan(0);
+    expectProblem(await call('GET', '/api/tracking/timeline?buckets=0'), 400, 'query.buckets');
+    expectProblem(await call('GET', `/api/sessions/${ran}`), 404);
   });
 
   it('keeps the legacy v1 paths and field names', async () => {
