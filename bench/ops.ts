@@ -32,10 +32,10 @@ const BUILD = resolve(ROOT, process.env.BENCH_BUILD ?? '.');
 const DIST = process.env.BENCH_BUILD ? join(BUILD, 'dist') : resolve(ROOT, process.env.BENCH_DIST ?? 'dist');
 const { startEmbeddedServer } = (await import(
   pathToFileURL(join(DIST, 'embedded/index.js')).href
-)) as typeof import('../dist/embedded/index.js');
+)) as typeof import('../src/embedded/index.js');
 const { JOB_INDEXES } = (await import(
   pathToFileURL(join(BUILD, 'dist/store/indexes.js')).href
-)) as typeof import('../dist/store/indexes.js');
+)) as typeof import('../src/store/indexes.js');
 const JOBCTL = join(BUILD, 'bin/jobctl');
 
 function flag(name: string, fallback: number): number {
