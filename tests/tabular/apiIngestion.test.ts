@@ -228,9 +228,10 @@ describe('api_ingestion: rate limit, retries and timeouts', () => {
 });
 
 describe('api_ingestion: resumption', () => {
-  it('an attempt stopped mid-way leaves a checkpoint; the next one resumes after it, no record twice', async () => {
+  /** Ingests 50 records in pages of 10 and stops the attempt while page 4 is being served. */
+  async function stoppedMidway(name: string) {
     const s = await server({ total: 50, token: TOKEN });
-    const input = job('resume', {
+    const input = job(name, {
       path: 'page',
       records_path: 'data.items',
       pagination: {
@@ -248,7 +249,12 @@ describe('api_ingestion: resumption', () => {
     await arrived;
     ctx.controller.abort(new Error('test stops the attempt'));
     s.release();
-    expect((await first).name).toBe('ToolAbortedError');
+    return { s, input, stopped: await first };
+  }
+
+  it('an attempt stopped mid-way leaves a checkpoint; the next one resumes after it, no record twice', async () => {
+    const { s, input, stopped } = await stoppedMidway('resume');
+    expect(stopped.name).toBe('ToolAbortedError');
     const left = await readdir(dir);
     expect(left).toContain('.resume.ndjson.jobd-checkpoint.json');
     const cp = await readFile(join(dir, '.resume.ndjson.jobd-checkpoint.json'), 'utf8');
@@ -262,26 +268,7 @@ describe('api_ingestion: resumption', () => {
   });
 
   it('a page written but not checkpointed (a crash between the two) is cut off, not written twice', async () => {
-    const s = await server({ total: 50, token: TOKEN });
-    const input = job('torn', {
-      path: 'page',
-      records_path: 'data.items',
-      pagination: {
-        style: 'page',
-        page_param: 'page',
-        size_param: 'per_page',
-        size: 10,
-        first_page: 1,
-        in: 'query',
-      },
-    });
-    const ctx = recordingContext();
-    const arrived = s.hold(30);
-    const first = failure(apiIngest(input, ctx, { sources: sources(s) }));
-    await arrived;
-    ctx.controller.abort(new Error('test stops the attempt'));
-    s.release();
-    await first;
+    const { s, input } = await stoppedMidway('torn');
     // As if page 4 and part of page 5 reached the file and the process died before the checkpoint.
     const page4 = range(10).map((i) => JSON.stringify({ id: 30 + i, name: `r${30 + i}` }) + '\n');
     await appendFile(partialPath(input.output), page4.join('') + '{"id":41,"na');
