@@ -111,16 +111,12 @@ export class RealFft2d {
     const stride = window?.stride ?? W;
     const first = this.checkWindow(image, window);
     const heap = m.HEAPF32;
-    const g0 = this.rows >> 2;
     const t0 = this.spec >> 2;
     const half = W / 2;
     for (let y0 = 0; y0 < H; y0 += ROWS_PER_GROUP) {
       const g = Math.min(ROWS_PER_GROUP, H - y0);
       for (let j = 0; j < g; j++) {
-        const s = first + (y0 + j) * stride;
-        heap.set(image.subarray(s, s + W) as unknown as ArrayLike<number>, g0 + j * W);
-        const row = this.rows + j * W * 4;
-        m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_FORWARD);
+        this.transformRow(image, first + (y0 + j) * stride, j);
       }
       // Columns 0 … W/2 − 1 of the group into the spectrum; column 0 holds PFFFT's packed
       // (DC, Nyquist) pair, unpacked below.
@@ -173,10 +169,7 @@ export class RealFft2d {
     for (let y0 = 0; y0 < H; y0 += ROWS_PER_GROUP) {
       const g = Math.min(ROWS_PER_GROUP, H - y0);
       for (let j = 0; j < g; j++) {
-        const s = first + (y0 + j) * stride;
-        heap.set(image.subarray(s, s + W) as unknown as ArrayLike<number>, g0 + j * W);
-        const row = this.rows + j * W * 4;
-        m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_FORWARD);
+        this.transformRow(image, first + (y0 + j) * stride, j);
         // PFFFT packs (DC, Nyquist) into the first pair: unpack into columns 0 and width / 2.
         const d = r0 + 2 * (y0 + j) * wc;
         heap.copyWithin(d, g0 + j * W, g0 + j * W + W);
@@ -324,6 +317,21 @@ export class RealFft2d {
   }
 
   /** Float offset of the image's first pixel, after checking that the window fits. */
+  /** Copies the row of `image` at `start` into slot `j` of the row buffer and transforms it in place. */
+  private transformRow(
+    image: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> },
+    start: number,
+    j: number,
+  ): void {
+    const W = this.width;
+    this.m.HEAPF32.set(
+      image.subarray(start, start + W) as unknown as ArrayLike<number>,
+      (this.rows >> 2) + j * W,
+    );
+    const row = this.rows + j * W * 4;
+    this.m._pffft_transform_ordered(this.rowSetup, row, row, this.work, PFFFT_FORWARD);
+  }
+
   private checkWindow(
     image: ArrayLike<number>,
     window: { stride: number; x0: number; y0: number } | undefined,
