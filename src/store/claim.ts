@@ -172,10 +172,10 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   const asRead = chosen.map((c) => ({ _id: c._id, seq: c.seq ?? { $exists: false } }));
   let res;
   try {
-    res = await store.jobs.updateMany(
-      { ...filter, _id: { $in: ids }, $or: asRead } as Filter<StoredJob>,
-      { $set: set, $inc: { attempts: 1, seq: 1 } },
-    );
+    res = await store.jobs.updateMany({ ...filter, _id: { $in: ids }, $or: asRead } as Filter<StoredJob>, {
+      $set: set,
+      $inc: { attempts: 1, seq: 1 },
+    });
   } catch (err) {
     // Multi-document updates are not retryable writes: a lost reply leaves the outcome unknown.
     throw new AmbiguousClaimError({ token, owner: opts.owner, ids, from, at: opts.now }, err);
