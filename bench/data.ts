@@ -8,6 +8,8 @@
  *   npm run bench:data -- --rounds=5      native and jobd alternately 5 times each, the order swapped
  *                                         every round (default 3; rsync at least 5: a local copy's time
  *                                         swings with the disk)
+ *   npm run bench:data -- --only=compress   only some parts, comma-separated: extract, zip, compress,
+ *                                         rsync, sha256, backup (default: all)
  *   BENCH_DIR=/somewhere npm run bench:data   where the files go (default: the temp dir)
  *
  * Each figure: the median of jobd's seconds and of the native tool's over the rounds (every round is
@@ -50,6 +52,15 @@ if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 50)) {
   process.stderr.write(`--rounds must be an integer in [1, 50]; got ${roundsArg}\n`);
   process.exit(2);
 }
+const PARTS = ['extract', 'zip', 'compress', 'rsync', 'sha256', 'backup'] as const;
+const onlyArg = process.argv.find((a) => a.startsWith('--only='));
+const only = new Set(onlyArg ? onlyArg.slice('--only='.length).split(',') : PARTS);
+const unknownPart = [...only].find((p) => !(PARTS as readonly string[]).includes(p));
+if (unknownPart !== undefined || only.size === 0) {
+  process.stderr.write(`--only takes a comma-separated list of ${PARTS.join(', ')}; got ${onlyArg}\n`);
+  process.exit(2);
+}
+const part = (p: (typeof PARTS)[number]): boolean => only.has(p);
 const MiB = 1 << 20;
 const TREE_FILES = Math.max(4, Math.round(64 * scale)); // 16 MiB each: 1 GiB at scale 1
 const SMALL_FILES = Math.max(500, Math.round(10_000 * smallScale));
@@ -184,40 +195,45 @@ async function main(): Promise<void> {
     scale,
     smallScale,
     rounds,
+    only: [...only],
   };
   const results: Record<string, unknown> = {};
   try {
     const tree = join(root, 'tree');
-    log(`making a tree of ${TREE_FILES} files of 16 MiB`);
-    await mkdir(tree);
-    for (let i = 0; i < TREE_FILES; i++)
-      await writeFile(join(tree, `frame_${String(i).padStart(4, '0')}.bin`), fileContent(16 * MiB));
+    if (part('extract') || part('compress') || part('rsync')) {
+      log(`making a tree of ${TREE_FILES} files of 16 MiB`);
+      await mkdir(tree);
+      for (let i = 0; i < TREE_FILES; i++)
+        await writeFile(join(tree, `frame_${String(i).padStart(4, '0')}.bin`), fileContent(16 * MiB));
+    }
     const treeBytes = TREE_FILES * 16 * MiB;
+    const x = (n: string): string => join(root, `x-${n}`);
 
     // Extraction of a tar.gz.
     const tgz = join(root, 'tree.tar.gz');
-    await run('tar', ['-czf', tgz, '-C', root, 'tree']);
-    const x = (n: string): string => join(root, `x-${n}`);
-    results.extract_tar_gz = await pair(
-      'extract tar.gz',
-      'tar -xzf',
-      () => extractArchive({ archive: tgz, extract_dir: x('jobd') }, ctx, env),
-      async () => {
-        await mkdir(x('native'));
-        await run('tar', ['-xzf', tgz, '-C', x('native')]);
-      },
-      async () => {
-        await rm(x('jobd'), { recursive: true, force: true });
-        await rm(x('native'), { recursive: true, force: true });
-      },
-      { bytes: treeBytes, files: TREE_FILES },
-    );
-    await rm(tgz);
+    if (part('extract')) await run('tar', ['-czf', tgz, '-C', root, 'tree']);
+    if (part('extract'))
+      results.extract_tar_gz = await pair(
+        'extract tar.gz',
+        'tar -xzf',
+        () => extractArchive({ archive: tgz, extract_dir: x('jobd') }, ctx, env),
+        async () => {
+          await mkdir(x('native'));
+          await run('tar', ['-xzf', tgz, '-C', x('native')]);
+        },
+        async () => {
+          await rm(x('jobd'), { recursive: true, force: true });
+          await rm(x('native'), { recursive: true, force: true });
+        },
+        { bytes: treeBytes, files: TREE_FILES },
+      );
+    await rm(tgz, { force: true });
 
     // Extraction of a zip of many small files.
     const small = join(root, 'small');
-    log(`making ${SMALL_FILES} small files`);
-    for (let i = 0; i < SMALL_FILES; i++) {
+    const smallFiles = part('zip') || part('backup') ? SMALL_FILES : 0;
+    if (smallFiles) log(`making ${smallFiles} small files`);
+    for (let i = 0; i < smallFiles; i++) {
       if (i % 500 === 0) await mkdir(join(small, `d${i / 500}`), { recursive: true });
       await writeFile(
         join(small, `d${Math.floor(i / 500)}`, `f${i}.txt`),
@@ -225,103 +241,111 @@ async function main(): Promise<void> {
       );
     }
     const zip = join(root, 'small.zip');
-    await run('zip', ['-q', '-r', zip, 'small'], root);
-    results.extract_zip_small_files = await pair(
-      'extract zip of small files',
-      'unzip -q',
-      () => extractArchive({ archive: zip, extract_dir: x('jobd') }, ctx, env),
-      () => run('unzip', ['-q', zip, '-d', x('native')]),
-      async () => {
-        await rm(x('jobd'), { recursive: true, force: true });
-        await rm(x('native'), { recursive: true, force: true });
-      },
-      { files: SMALL_FILES },
-    );
-    await rm(zip);
+    if (part('zip')) await run('zip', ['-q', '-r', zip, 'small'], root);
+    if (part('zip'))
+      results.extract_zip_small_files = await pair(
+        'extract zip of small files',
+        'unzip -q',
+        () => extractArchive({ archive: zip, extract_dir: x('jobd') }, ctx, env),
+        () => run('unzip', ['-q', zip, '-d', x('native')]),
+        async () => {
+          await rm(x('jobd'), { recursive: true, force: true });
+          await rm(x('native'), { recursive: true, force: true });
+        },
+        { files: SMALL_FILES },
+      );
+    await rm(zip, { force: true });
 
     // Compression to tar.zst (level 3, every core, both sides).
     const zOut = (n: string): string => join(root, `tree-${n}.tar.zst`);
-    results.compress_tar_zst = await pair(
-      'compress to tar.zst',
-      'tar -I "zstd -T0 -3" -cf',
-      () => compressDirectory({ source_dir: tree, output_path: zOut('jobd') }, ctx, env),
-      () => run('tar', ['-I', 'zstd -T0 -3', '-cf', zOut('native'), '-C', root, 'tree']),
-      async () => {
-        await rm(zOut('jobd'), { force: true });
-        await rm(zOut('native'), { force: true });
-      },
-      { bytes: treeBytes },
-    );
+    if (part('compress'))
+      results.compress_tar_zst = await pair(
+        'compress to tar.zst',
+        'tar -I "zstd -T0 -3" -cf',
+        () => compressDirectory({ source_dir: tree, output_path: zOut('jobd') }, ctx, env),
+        () => run('tar', ['-I', 'zstd -T0 -3', '-cf', zOut('native'), '-C', root, 'tree']),
+        async () => {
+          await rm(zOut('jobd'), { force: true });
+          await rm(zOut('native'), { force: true });
+        },
+        { bytes: treeBytes },
+      );
     // For context, not the target: the native command leaves its archive dirty in the page cache (this
     // bench deletes it before it is ever written out), while jobd's is on disk before it is renamed
     // into place. Here the native archive is flushed too (`sync -d`, fdatasync), so the figure shows
     // what that promise costs.
-    results.compress_tar_zst_durable = await pair(
-      'compress to tar.zst, the native archive flushed to disk too',
-      'tar -I "zstd -T0 -3" -cf, then sync -d',
-      () => compressDirectory({ source_dir: tree, output_path: zOut('jobd') }, ctx, env),
-      async () => {
-        await run('tar', ['-I', 'zstd -T0 -3', '-cf', zOut('native'), '-C', root, 'tree']);
-        await run('sync', ['-d', zOut('native')]);
-      },
-      async () => {
-        await rm(zOut('jobd'), { force: true });
-        await rm(zOut('native'), { force: true });
-      },
-      { bytes: treeBytes },
-    );
+    if (part('compress'))
+      results.compress_tar_zst_durable = await pair(
+        'compress to tar.zst, the native archive flushed to disk too',
+        'tar -I "zstd -T0 -3" -cf, then sync -d',
+        () => compressDirectory({ source_dir: tree, output_path: zOut('jobd') }, ctx, env),
+        async () => {
+          await run('tar', ['-I', 'zstd -T0 -3', '-cf', zOut('native'), '-C', root, 'tree']);
+          await run('sync', ['-d', zOut('native')]);
+        },
+        async () => {
+          await rm(zOut('jobd'), { force: true });
+          await rm(zOut('native'), { force: true });
+        },
+        { bytes: treeBytes },
+      );
 
     // rsync_transfer against bare rsync, local to local, same options (archive, partial).
     const r = (n: string): string => join(root, `rsync-${n}`);
-    results.rsync = await pair(
-      'rsync_transfer',
-      'rsync -a --partial',
-      () => rsyncTransfer({ source: `${tree}/`, destination: r('jobd') }, ctx, env),
-      () => run('rsync', ['-a', '--partial', `${tree}/`, r('native')]),
-      async () => {
-        await rm(r('jobd'), { recursive: true, force: true });
-        await rm(r('native'), { recursive: true, force: true });
-      },
-      { bytes: treeBytes, files: TREE_FILES },
-      Math.max(5, rounds),
-    );
+    if (part('rsync'))
+      results.rsync = await pair(
+        'rsync_transfer',
+        'rsync -a --partial',
+        () => rsyncTransfer({ source: `${tree}/`, destination: r('jobd') }, ctx, env),
+        () => run('rsync', ['-a', '--partial', `${tree}/`, r('native')]),
+        async () => {
+          await rm(r('jobd'), { recursive: true, force: true });
+          await rm(r('native'), { recursive: true, force: true });
+        },
+        { bytes: treeBytes, files: TREE_FILES },
+        Math.max(5, rounds),
+      );
     await rm(tree, { recursive: true, force: true });
 
     // sha256 of one big file.
-    const big = join(root, 'big.bin');
-    log(`making a ${HASH_BYTES / MiB} MiB file`);
-    const chunk = fileContent(64 * MiB);
-    await writeFile(big, '');
-    for (let done = 0; done < HASH_BYTES; done += chunk.length) {
-      await appendFile(big, chunk.subarray(0, Math.min(chunk.length, HASH_BYTES - done)));
+    if (part('sha256')) {
+      const big = join(root, 'big.bin');
+      log(`making a ${HASH_BYTES / MiB} MiB file`);
+      const chunk = fileContent(64 * MiB);
+      await writeFile(big, '');
+      for (let done = 0; done < HASH_BYTES; done += chunk.length) {
+        await appendFile(big, chunk.subarray(0, Math.min(chunk.length, HASH_BYTES - done)));
+      }
+      results.sha256 = await pair(
+        'sha256',
+        'sha256sum',
+        () => sha256File(big),
+        () => run('sha256sum', [big]),
+        async () => {},
+        { bytes: (await stat(big)).size },
+      );
+      await rm(big);
     }
-    results.sha256 = await pair(
-      'sha256',
-      'sha256sum',
-      () => sha256File(big),
-      () => run('sha256sum', [big]),
-      async () => {},
-      { bytes: (await stat(big)).size },
-    );
-    await rm(big);
 
     // A backup of an unchanged many-file dataset.
-    const backups = join(root, 'backups');
-    const first = await timed(() => createBackup({ source_dir: small, backup_dir: backups }, ctx, env));
     let second: Awaited<ReturnType<typeof createBackup>> | undefined;
-    const secondS = await timed(async () => {
-      second = await createBackup({ source_dir: small, backup_dir: backups }, ctx, env);
-    });
-    results.backup_unchanged = {
-      what: 'second backup of an unchanged dataset',
-      files: second!.files,
-      first_backup_s: round(first),
-      seconds: round(secondS),
-      new_bytes: second!.new_bytes,
-      new_files: second!.new_files,
-      hashed_files: second!.hashed_files,
-    };
-    log(JSON.stringify(results.backup_unchanged));
+    if (part('backup')) {
+      const backups = join(root, 'backups');
+      const first = await timed(() => createBackup({ source_dir: small, backup_dir: backups }, ctx, env));
+      const secondS = await timed(async () => {
+        second = await createBackup({ source_dir: small, backup_dir: backups }, ctx, env);
+      });
+      results.backup_unchanged = {
+        what: 'second backup of an unchanged dataset',
+        files: second!.files,
+        first_backup_s: round(first),
+        seconds: round(secondS),
+        new_bytes: second!.new_bytes,
+        new_files: second!.new_files,
+        hashed_files: second!.hashed_files,
+      };
+      log(JSON.stringify(results.backup_unchanged));
+    }
 
     const ratios = Object.values(results)
       .filter((v): v is Pair => typeof (v as Pair).ratio === 'number')
@@ -331,7 +355,7 @@ async function main(): Promise<void> {
       ratio_min: 0.9,
       below_target: ratios.filter((v) => v.ratio < 0.9).map((v) => v.what),
       backup_new_bytes_max: MiB,
-      backup_met: second!.new_bytes < MiB,
+      backup_met: second ? second.new_bytes < MiB : null,
     };
   } finally {
     out.loadAvgAtEnd = loadavg().map((v) => round(v, 2));
