@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compressDirectory } from '../../src/jobs/data/lib/compress.js';
 import { extractArchive } from '../../src/jobs/data/lib/extract.js';
 import { makeDataset } from '../fixtures/data/archives.js';
+import { waitUntil } from '../helpers/waitFor.js';
 import {
   allGone,
   expectSameFile,
@@ -124,12 +125,68 @@ describe('data_compression', () => {
     });
   });
 
-  async function bigTree(name: string, files = 40): Promise<string> {
+  it('a tree of big files goes to zstd as frames it reads itself: the same tar stream as GNU tar writes', async () => {
+    const src = join(conv, 'frames');
+    const deep = join(src, 'sub', 'd'.repeat(120));
+    await mkdir(deep, { recursive: true });
+    await writeFile(join(src, 'big.bin'), randomBytes(3 << 19));
+    await writeFile(join(src, 'odd.bin'), Buffer.alloc((1 << 20) + 3, 7)); // not a whole block
+    await writeFile(join(deep, `${'n'.repeat(110)}.bin`), randomBytes(1 << 20)); // a GNU long name
+    await writeFile(join(src, 'small.txt'), 'small');
+    await writeFile(join(src, 'empty'), '');
+    await writeFile(join(src, '-rf\nx'), 'odd name');
+    await symlink('small.txt', join(src, 'lnk'));
+    await symlink('t'.repeat(150), join(src, 'long-target')); // a GNU long link name
+    await link(join(src, 'big.bin'), join(src, 'big.hard'));
+    const ctx = recordingContext();
+    const res = await compressDirectory({ source_dir: src }, ctx, env);
+    expect(ctx.logs.some((l) => l.msg === 'tar: started')).toBe(false);
+    expect(res.files).toBe(7);
+    expect(res.sha256).toBe(sha256sum(res.output_path));
+    expect(ctx.progressed.at(-1)!.percent).toBe(100);
+    execFileSync('zstd', ['-t', '-q', res.output_path]);
+    const gnu = execFileSync(
+      'tar',
+      [
+        ...[
+          '--create',
+          '--file=-',
+          '--sort=name',
+          '--format=gnu',
+          '--numeric-owner',
+          '--owner=0',
+          '--group=0',
+        ],
+        ...['--directory', conv, 'frames'],
+      ],
+      { maxBuffer: 64 << 20 },
+    );
+    const ours = execFileSync('zstd', ['-d', '-q', '-c', res.output_path], { maxBuffer: 64 << 20 });
+    expect(ours.equals(gnu)).toBe(true);
+    // GNU tar reads it back and finds the tree unchanged (contents, modes, times, links).
+    execFileSync('tar', ['--zstd', '--compare', `--file=${res.output_path}`, '--directory', conv]);
+    expect((await readdir(conv)).sort()).toEqual(['frames', 'frames.tar.zst']);
+  });
+
+  async function bigTree(name: string, files = 40, size = 3 << 19): Promise<string> {
     const src = join(conv, name);
     await mkdir(src);
-    for (let i = 0; i < files; i++) await writeFile(join(src, `f${i}.bin`), randomBytes(3 << 19));
+    for (let i = 0; i < files; i++) await writeFile(join(src, `f${i}.bin`), randomBytes(size));
     return src;
   }
+
+  it('a big file written while zstd reads it fails the run (retryable), with nothing left behind', async () => {
+    // Level 19 on one thread takes a second or more for 1 MiB: the write lands while zstd runs.
+    const src = await bigTree('big', 1, 1 << 20);
+    const ctx = recordingContext();
+    const run = compressDirectory({ source_dir: src, level: 19, threads: 1 }, ctx, env);
+    await waitUntil(() => ctx.logs.some((l) => l.msg === 'zstd: started'), { what: 'zstd to start' });
+    const fh = await open(join(src, 'f0.bin'), 'r+');
+    await fh.write(Buffer.from('rewritten, same size'), 0, undefined, 0);
+    await fh.close();
+    await expect(run).rejects.toMatchObject({ name: 'FileChangedError', retryable: true });
+    expect(await readdir(conv)).toEqual(['big']);
+  });
 
   it('a cancel mid-run stops zstd (pid gone) and leaves neither the archive nor a temporary', async () => {
     const src = await bigTree('big');
@@ -148,24 +205,30 @@ describe('data_compression', () => {
     expect(await readdir(conv)).toEqual(['big']);
   });
 
-  it('a SIGKILL mid-run leaves no archive in place; the re-run removes the temporary and writes a valid archive', async () => {
-    // zstd at level 19 on one thread takes seconds for these 1.5 MiB: killed once tar has started
-    // feeding it, the run is mid-way however fast the machine is.
-    const src = await bigTree('big', 2);
-    const input = { source_dir: src, level: 19, threads: 1 };
-    const child = runCoreChild('compress', 'compressDirectory', input, env);
-    await child.waitEvent((e) => e.log === 'tar: started', 'tar to start');
-    const zstdPid = (child.events.find((e) => e.log === 'zstd: started')!.extra as { pid: number }).pid;
-    child.proc.kill('SIGKILL');
-    await child.exited;
-    expect(child.events.some((e) => 'result' in e)).toBe(false);
-    await allGone([zstdPid], 'zstd of the killed run');
-    const names = await readdir(conv);
-    expect(names).not.toContain('big.tar.zst');
-    expect(names.filter((n) => n.includes('jobd-tmp'))).toHaveLength(1);
-    const res = await compressDirectory(input, recordingContext(), env);
-    expect((await readdir(conv)).sort()).toEqual(['big', 'big.tar.zst']);
-    execFileSync('zstd', ['-t', '-q', res.output_path]);
-    expect(res.sha256).toBe(sha256sum(res.output_path));
-  });
+  it.each([
+    ['GNU tar feeding zstd', 900 << 10, 'tar: started', 1],
+    ['zstd reading the files itself', 3 << 19, 'zstd: started', 2], // the archive and the segments
+  ])(
+    'a SIGKILL mid-run (%s) leaves no archive in place; the re-run removes the temporaries and writes a valid archive',
+    async (_how, size, started, temps) => {
+      // zstd at level 19 on one thread takes seconds for these 1.8-3 MiB: killed once it has started,
+      // the run is mid-way however fast the machine is.
+      const src = await bigTree('big', 2, size);
+      const input = { source_dir: src, level: 19, threads: 1 };
+      const child = runCoreChild('compress', 'compressDirectory', input, env);
+      await child.waitEvent((e) => e.log === started, started);
+      const zstdPid = (child.events.find((e) => e.log === 'zstd: started')!.extra as { pid: number }).pid;
+      child.proc.kill('SIGKILL');
+      await child.exited;
+      expect(child.events.some((e) => 'result' in e)).toBe(false);
+      await allGone([zstdPid], 'zstd of the killed run');
+      const names = await readdir(conv);
+      expect(names).not.toContain('big.tar.zst');
+      expect(names.filter((n) => n.includes('jobd-tmp'))).toHaveLength(temps);
+      const res = await compressDirectory(input, recordingContext(), env);
+      expect((await readdir(conv)).sort()).toEqual(['big', 'big.tar.zst']);
+      execFileSync('zstd', ['-t', '-q', res.output_path]);
+      expect(res.sha256).toBe(sha256sum(res.output_path));
+    },
+  );
 });

@@ -22,6 +22,7 @@ import type { DataEnv } from './env.js';
 import { hashAndSyncWhileWritten } from './followFile.js';
 import { listTree, packTree } from './tarPack.js';
 import { tarIntoCompressor } from './tarProgram.js';
+import { framesPay, packFramesIntoZstd } from './zstdFrames.js';
 
 const TYPES = {
   zstd: 'tar.zst',
@@ -127,24 +128,37 @@ export async function compressDirectory(
       ]);
       sha256 = hasher.digest();
     } else {
-      // GNU tar packs and the compressor writes the file itself (opened here, O_EXCL): the data passes
-      // from tar to the compressor over one pipe and never through this process, as with
-      // `tar -I zstd`. The sha256 is read from the page cache as the file grows, and the file is
-      // flushed as it goes.
+      // The compressor writes the file itself (opened here, O_EXCL); the sha256 is read from the page
+      // cache as the file grows, and the file is flushed as it goes. A tree of big files goes to zstd
+      // as frames it reads itself (zstdFrames); otherwise GNU tar packs and feeds the compressor over
+      // one pipe, as `tar -I zstd` does, the data never passing through this process.
       const fh = await open(tmp, 'wx+');
       try {
-        const threads = opts.threads ?? 0;
-        const packing = tarIntoCompressor(
-          source.real,
-          entries,
-          format === 'tar.zst'
-            ? { tool: ZSTD, args: [`-T${threads || availableParallelism()}`, `-${level}`, '-q', '-c'] }
-            : { tool: LZ4, args: [`-${level}`, '-q', '-c'] },
-          fh.fd,
-          (n) => ((packed = Math.min(total, n)), report()),
-          ctx,
-          env.killGraceMs,
-        );
+        const zstdArgs = [`-T${opts.threads || availableParallelism()}`, `-${level}`, '-q', '-c'];
+        const onBytes = (n: number): void => ((packed = Math.min(total, n)), report());
+        const packing =
+          format === 'tar.zst' && framesPay(entries)
+            ? packFramesIntoZstd(
+                source.real,
+                entries,
+                zstdArgs,
+                fh.fd,
+                `${tmp}.segments`,
+                onBytes,
+                ctx,
+                env.killGraceMs,
+              )
+            : tarIntoCompressor(
+                source.real,
+                entries,
+                format === 'tar.zst'
+                  ? { tool: ZSTD, args: zstdArgs }
+                  : { tool: LZ4, args: [`-${level}`, '-q', '-c'] },
+                fh.fd,
+                onBytes,
+                ctx,
+                env.killGraceMs,
+              );
         ({ sha256 } = await hashAndSyncWhileWritten(fh, packing));
       } finally {
         await fh.close();

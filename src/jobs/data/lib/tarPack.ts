@@ -18,6 +18,8 @@ export interface TreeEntry {
   size: number;
   mode: number;
   mtime: Date;
+  /** Status change time (ms): a file rewritten in place changes it, whatever its size and mtime. */
+  ctimeMs: number;
   devIno?: string;
   nlink: number;
 }
@@ -31,7 +33,15 @@ export async function listTree(root: string, ctx: CoreContext): Promise<TreeEntr
       const abs = join(dir, name);
       const r = rel ? `${rel}/${name}` : name;
       const st = await lstat(abs);
-      const common = { rel: r, abs, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, nlink: st.nlink };
+      const common = {
+        rel: r,
+        abs,
+        size: st.size,
+        mode: st.mode & 0o7777,
+        mtime: st.mtime,
+        ctimeMs: st.ctimeMs,
+        nlink: st.nlink,
+      };
       if (st.isDirectory()) {
         out.push({ ...common, type: 'directory', size: 0 });
         await walk(abs, r);

@@ -1,0 +1,205 @@
+/**
+ * A tar.zst whose big files zstd reads itself, straight from the page cache. `tar | zstd` copies every
+ * byte four times (tar reads the file, writes the pipe; zstd reads the pipe, then buffers it): measured
+ * on a 1 GiB tree of 16 MiB files, the pipe was a quarter of all the CPU time, about 0.9 of 3.3 CPU-s,
+ * on cores zstd's threads needed.
+ *
+ * Here jobd writes the tar stream's own bytes (headers, padding, small files, the end blocks) into small
+ * segment files, and zstd gets the list: segment, big file, segment, big file, ..., segment. zstd
+ * compresses each input into a frame of its own and writes them one after another; a zstd stream of
+ * several frames decompresses to their concatenation (RFC 8878, section 3.1), which is the tar stream
+ * GNU tar would write. Every zstd decoder (zstd -d, tar --zstd, libzstd) reads it.
+ *
+ * A big file that changes while zstd reads it: zstd records the size it saw when it opened the file and
+ * fails if it reads another; a change of the same size is caught after the run by the file's ctime and
+ * mtime, as GNU tar does. Either way the run fails (retryable) and nothing is renamed into place.
+ */
+import { lstat, mkdir, open, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { CoreContext } from '../../lib/context.js';
+import { DataJobError } from '../../lib/errors.js';
+import { startTool } from '../../lib/tool.js';
+import { ZSTD } from '../../lib/toolTable.js';
+import { BLOCK, gnuHeader, padding, RECORD, storableMtime, type HeaderEntry } from './tarHeader.js';
+import type { TreeEntry } from './tarPack.js';
+
+/** A file this big is read by zstd itself; smaller ones are copied into the segments. */
+const DIRECT_MIN = 1 << 20;
+/** At most this many small files and bytes in them (the segments are written before zstd starts). */
+const SMALL_MAX_FILES = 1000;
+const SMALL_MAX_BYTES = 64 << 20;
+/** A segment is written out once it holds this much (small files in a row). */
+const SEGMENT_MAX = 8 << 20;
+/** How often progress is read from zstd's I/O counters. */
+const PROGRESS_MS = 250;
+
+const isDirect = (e: TreeEntry): boolean =>
+  e.type === 'file' && e.size >= DIRECT_MIN && !e.abs.includes('\n');
+
+/**
+ * Whether a tree is worth packing this way: at least 90% of its bytes in big files (the small ones pass
+ * through this process), not many small files, and times tar can store. Otherwise GNU tar packs it.
+ */
+export function framesPay(entries: TreeEntry[]): boolean {
+  let direct = 0;
+  let total = 0;
+  let small = 0;
+  for (const e of entries) {
+    if (!storableMtime(Math.floor(e.mtime.getTime() / 1000))) return false;
+    if (e.type !== 'file') continue;
+    total += e.size;
+    if (isDirect(e)) direct += e.size;
+    else small++;
+  }
+  const rest = total - direct;
+  return direct > 0 && rest <= total * 0.1 && rest <= SMALL_MAX_BYTES && small <= SMALL_MAX_FILES;
+}
+
+/**
+ * Packs `entries` (from listTree) under `basename(root)/` into zstd with `zstdArgs`, writing `outFd`.
+ * `segDir` must not exist; it holds the segments and is removed at the end.
+ */
+export async function packFramesIntoZstd(
+  root: string,
+  entries: TreeEntry[],
+  zstdArgs: string[],
+  outFd: number,
+  segDir: string,
+  onBytes: (n: number) => void,
+  ctx: CoreContext,
+  killGraceMs?: number,
+): Promise<void> {
+  await mkdir(segDir);
+  try {
+    const { inputs, tarBytes } = await writeSegments(root, entries, segDir, ctx.signal);
+    const list = join(segDir, 'inputs');
+    await writeFile(list, `${inputs.join('\n')}\n`);
+    const zstd = startTool(
+      {
+        tool: ZSTD,
+        args: [...zstdArgs, '--filelist', list],
+        stdin: 'ignore',
+        stdout: outFd,
+        ...(killGraceMs !== undefined ? { killGraceMs } : {}),
+      },
+      ctx,
+    );
+    const timer = setInterval(
+      () => void readChars(zstd.pid).then((n) => n && onBytes(Math.min(n, tarBytes))),
+      PROGRESS_MS,
+    );
+    try {
+      await zstd.done;
+    } finally {
+      clearInterval(timer);
+    }
+    onBytes(tarBytes);
+    for (const e of entries) if (isDirect(e)) await unchanged(e);
+  } finally {
+    await rm(segDir, { recursive: true, force: true });
+  }
+}
+
+/** Writes the segments; returns zstd's inputs in order and the tar stream's length. */
+async function writeSegments(
+  root: string,
+  entries: TreeEntry[],
+  segDir: string,
+  signal: AbortSignal,
+): Promise<{ inputs: string[]; tarBytes: number }> {
+  const prefix = basename(root);
+  const inputs: string[] = [];
+  let parts: Buffer[] = [];
+  let held = 0;
+  let tarBytes = 0;
+  const push = (b: Buffer): void => void (parts.push(b), (held += b.length), (tarBytes += b.length));
+  const flush = async (): Promise<void> => {
+    const path = join(segDir, String(inputs.length).padStart(7, '0'));
+    await writeFile(path, Buffer.concat(parts));
+    inputs.push(path);
+    parts = [];
+    held = 0;
+  };
+  const rootSt = await lstat(root);
+  push(
+    gnuHeader({
+      name: `${prefix}/`,
+      type: 'directory',
+      mode: rootSt.mode,
+      size: 0,
+      mtime: secs(rootSt.mtime),
+    }),
+  );
+  const seen = new Map<string, string>();
+  for (const e of entries) {
+    signal.throwIfAborted();
+    const name = `${prefix}/${e.rel}`;
+    const base = { mode: e.mode, size: 0, mtime: secs(e.mtime) } satisfies Partial<HeaderEntry>;
+    if (e.type === 'directory') push(gnuHeader({ ...base, name: `${name}/`, type: 'directory' }));
+    else if (e.type === 'symlink')
+      push(gnuHeader({ ...base, name, type: 'symlink', linkname: await readlink(e.abs) }));
+    else if (e.nlink > 1 && seen.has(e.devIno!)) {
+      push(gnuHeader({ ...base, name, type: 'link', linkname: seen.get(e.devIno!)! }));
+    } else {
+      if (e.nlink > 1) seen.set(e.devIno!, name);
+      push(gnuHeader({ ...base, name, type: 'file', size: e.size }));
+      if (isDirect(e)) {
+        await flush();
+        inputs.push(e.abs);
+        tarBytes += e.size;
+      } else {
+        push(await readExactly(e));
+      }
+      push(Buffer.alloc(padding(e.size)));
+    }
+    if (held >= SEGMENT_MAX) await flush();
+  }
+  const end = 2 * BLOCK;
+  push(Buffer.alloc(end + ((RECORD - ((tarBytes + end) % RECORD)) % RECORD)));
+  await flush();
+  return { inputs, tarBytes };
+}
+
+const secs = (d: Date): number => Math.floor(d.getTime() / 1000);
+
+function changed(e: TreeEntry): DataJobError {
+  return new DataJobError('FileChangedError', `"${e.rel}" changed while it was packed; run again`, {
+    retryable: true,
+  });
+}
+
+/** A small file's bytes, exactly the size listed (a file that changed since fails the run). */
+async function readExactly(e: TreeEntry): Promise<Buffer> {
+  const fh = await open(e.abs, 'r');
+  try {
+    const buf = await readFile(fh);
+    if (buf.length !== e.size) throw changed(e);
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Fails if a big file is not the one listed, or was written since (its ctime moves on any write). */
+async function unchanged(e: TreeEntry): Promise<void> {
+  const st = await lstat(e.abs);
+  if (
+    !st.isFile() ||
+    `${st.dev}:${st.ino}` !== e.devIno ||
+    st.size !== e.size ||
+    st.mtime.getTime() !== e.mtime.getTime() ||
+    st.ctimeMs !== e.ctimeMs
+  ) {
+    throw changed(e);
+  }
+}
+
+/** Bytes a process has read (Linux's /proc/<pid>/io), or 0 when that is not readable. */
+async function readChars(pid: number): Promise<number> {
+  try {
+    const m = /^rchar: (\d+)$/m.exec(await readFile(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
