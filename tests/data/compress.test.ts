@@ -166,6 +166,12 @@ describe('data_compression', () => {
     // GNU tar reads it back and finds the tree unchanged (contents, modes, times, links).
     execFileSync('tar', ['--zstd', '--compare', `--file=${res.output_path}`, '--directory', conv]);
     expect((await readdir(conv)).sort()).toEqual(['frames', 'frames.tar.zst']);
+    await extractArchive(
+      { archive: res.output_path, extract_dir: join(conv, 'back') },
+      recordingContext(),
+      env,
+    );
+    await expectSameFile(join(src, 'odd.bin'), join(conv, 'back', 'frames', 'odd.bin'));
   });
 
   async function bigTree(name: string, files = 40, size = 3 << 19): Promise<string> {
@@ -184,7 +190,11 @@ describe('data_compression', () => {
     const fh = await open(join(src, 'f0.bin'), 'r+');
     await fh.write(Buffer.from('rewritten, same size'), 0, undefined, 0);
     await fh.close();
-    await expect(run).rejects.toMatchObject({ name: 'FileChangedError', retryable: true });
+    await expect(run).rejects.toMatchObject({
+      name: 'SourceChangedError',
+      code: 'JOBD_SOURCE_CHANGED',
+      retryable: true,
+    });
     expect(await readdir(conv)).toEqual(['big']);
   });
 

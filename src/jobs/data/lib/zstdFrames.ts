@@ -10,9 +10,9 @@
  * several frames decompresses to their concatenation (RFC 8878, section 3.1), which is the tar stream
  * GNU tar would write. Every zstd decoder (zstd -d, tar --zstd, libzstd) reads it.
  *
- * A big file that changes while zstd reads it: zstd records the size it saw when it opened the file and
- * fails if it reads another; a change of the same size is caught after the run by the file's ctime and
- * mtime, as GNU tar does. Either way the run fails (retryable) and nothing is renamed into place.
+ * A big file that changes while zstd reads it (GNU tar's "file changed as we read it"): after zstd exits,
+ * or fails, each big file's size, inode, mtime and ctime are compared with the listing; any change fails
+ * the run with JOBD_SOURCE_CHANGED (retryable), and nothing is renamed into place.
  */
 import { lstat, mkdir, open, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -90,6 +90,10 @@ export async function packFramesIntoZstd(
     );
     try {
       await zstd.done;
+    } catch (err) {
+      // zstd fails on a file whose size moved while it read it: say so, and retry.
+      if (!ctx.signal.aborted) for (const e of entries) if (isDirect(e)) await unchanged(e);
+      throw err;
     } finally {
       clearInterval(timer);
     }
@@ -163,8 +167,9 @@ async function writeSegments(
 const secs = (d: Date): number => Math.floor(d.getTime() / 1000);
 
 function changed(e: TreeEntry): DataJobError {
-  return new DataJobError('FileChangedError', `"${e.rel}" changed while it was packed; run again`, {
+  return new DataJobError('SourceChangedError', `"${e.rel}" changed while it was packed`, {
     retryable: true,
+    code: 'JOBD_SOURCE_CHANGED',
   });
 }
 
@@ -182,7 +187,8 @@ async function readExactly(e: TreeEntry): Promise<Buffer> {
 
 /** Fails if a big file is not the one listed, or was written since (its ctime moves on any write). */
 async function unchanged(e: TreeEntry): Promise<void> {
-  const st = await lstat(e.abs);
+  const st = await lstat(e.abs).catch(() => null);
+  if (!st) throw changed(e);
   if (
     !st.isFile() ||
     `${st.dev}:${st.ino}` !== e.devIno ||
