@@ -8,6 +8,8 @@ if (!Number.isInteger(workers) || workers < 1) {
 }
 
 export default defineConfig({
+  // The daemon imports a few CommonJS parts of the sandbox (.cts) for inline jobs: transform them too.
+  esbuild: { include: /\.([cm]?ts|[jt]sx)$/ },
   test: {
     include: ['tests/**/*.test.ts'],
     globalSetup: ['tests/helpers/globalSetup.ts'],

@@ -267,7 +267,11 @@ export interface WorkerDoc {
   external?: boolean;
 }
 
-export type ExecutionMode = 'pooled' | 'isolated';
+/**
+ * Where a job's handler runs: a pooled child, a fresh isolated child, or (a type asks for it) inline in
+ * the daemon's own process. See docs/configuration.md.
+ */
+export type ExecutionMode = 'pooled' | 'isolated' | 'inline';
 
 /** What one job of a type needs while it runs (absent or 0: nothing of that resource). */
 export interface ResourceNeeds {

@@ -43,6 +43,48 @@ export function resolveHandler(
   }
 }
 
+/**
+ * The job types that read a named source of the settings' tabular.sources. Only their jobs get the
+ * sources (URLs, headers, URIs: credentials) in their environment, so no other job, nor a program one
+ * starts, sees them.
+ */
+export const SOURCE_READERS: ReadonlySet<string> = new Set([
+  'api_ingestion',
+  'database_ingestion',
+  'data_aggregation',
+]);
+
+/**
+ * Why a type cannot run inline (in the daemon's process), as [settings key, value, what is allowed], or
+ * null. Inline jobs share the daemon's memory and environment: no memory limit can be enforced, no
+ * per-job CUDA_VISIBLE_DEVICES can be set, and the tabular sources' credentials must not enter the
+ * daemon's environment (every child would inherit them).
+ */
+function whyNotInline(def: JobTypeDefinition, key: string): [string, unknown, string] | null {
+  if (def.memoryLimitBytes !== undefined) {
+    return [
+      `${key}.memoryLimitMb`,
+      def.memoryLimitBytes / MIB,
+      'a job type in mode "inline" runs in the daemon\'s own process, where no memory limit can apply; remove memoryLimitMb, or use mode "pooled" or "isolated"',
+    ];
+  }
+  if ((def.needs?.gpus ?? 0) > 0) {
+    return [
+      `${key}.needs.gpus`,
+      def.needs!.gpus,
+      'a job type in mode "inline" shares the daemon\'s environment, so CUDA_VISIBLE_DEVICES cannot name its GPUs; use mode "pooled" or "isolated", or set needs.gpus to 0',
+    ];
+  }
+  if (SOURCE_READERS.has(def.name)) {
+    return [
+      `${key}.mode`,
+      'inline',
+      `${def.name} reads tabular.sources, whose credentials must not enter the daemon's environment; must be "pooled" or "isolated"`,
+    ];
+  }
+  return null;
+}
+
 export function toRecord(
   list: Record<string, JobTypeDefinition> | JobTypeDefinition[],
 ): Record<string, JobTypeDefinition> {
@@ -114,6 +156,8 @@ export function resolveJobTypes(
       retry: retryOf(base?.retry ?? defaults.retry, t.retry, `${key}.retry`),
       ...(queue !== undefined ? { queue } : {}),
     };
+    const why = jobTypes[name]!.mode === 'inline' ? whyNotInline(jobTypes[name]!, key) : null;
+    if (why) problems.push(settingsLine(why[0], why[1], why[2], originOf(why[0].split('.'))));
   }
 
   return jobTypes;

@@ -84,7 +84,9 @@ const retentionAge = z
   .refine((v) => parseDuration(v) !== null, { error: `${DURATION_ALLOWED}, or null to keep them` })
   .nullable();
 
-const modeSchema = oneOf(['pooled', 'isolated']);
+/** A child process for every type unless the type itself asks for inline (jobTypes.<name>.mode). */
+const defaultModeSchema = oneOf(['pooled', 'isolated']);
+const modeSchema = oneOf(['pooled', 'isolated', 'inline']);
 
 export const JOB_TYPE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,99}$/;
 const QUEUE_NAME_RULE = 'queue names start with a letter and use letters, digits, _ . : - (at most 100)';
@@ -274,7 +276,7 @@ export const settingsSchema = z.strictObject({
     .optional(),
   defaults: z
     .strictObject({
-      mode: modeSchema.optional(),
+      mode: defaultModeSchema.optional(),
       timeoutMs: int(1, 7 * DAY_MS, ' (ms)').optional(),
       maxAttempts: int(1, 1000).optional(),
       priority: int(1, 100).optional(),

@@ -4,7 +4,8 @@
  * with named exports `input` and `output` (zod schemas, optional `description` and `queue`); a module
  * with neither has no schema and its params are not checked.
  *
- * Loading a module imports it (its top level runs); its handler never runs outside the sandbox.
+ * Loading a module imports it (its top level runs); its handler runs only in the sandbox, or in the
+ * daemon for a type in mode inline.
  */
 import { register } from 'node:module';
 import { isAbsolute } from 'node:path';
@@ -78,7 +79,11 @@ async function importModule(spec: string): Promise<Record<string, unknown>> {
 
 const moduleCache = new Map<string, Promise<Record<string, unknown>>>();
 
-function loadModule(spec: string): Promise<Record<string, unknown>> {
+/**
+ * A handler module, imported once per process (jobd's resolve hook and tsx as needed): the catalog
+ * reads its schemas, and the daemon runs the handlers of inline types from it.
+ */
+export function loadHandlerModule(spec: string): Promise<Record<string, unknown>> {
   let p = moduleCache.get(spec);
   if (!p) {
     p = importModule(spec);
@@ -120,7 +125,7 @@ export async function loadCatalogEntry(def: JobTypeDefinition): Promise<CatalogE
   }
   let mod: Record<string, unknown>;
   try {
-    mod = await loadModule(def.handler);
+    mod = await loadHandlerModule(def.handler);
   } catch (err) {
     throw new ConfigError(
       `job type "${def.name}": cannot load its schemas from ${def.handler}: ${(err as Error)?.message ?? String(err)}`,

@@ -33,6 +33,7 @@ import { DbHealth } from './dbHealth.js';
 import { prepareWorkDirs } from './dirs.js';
 import { TypedEmitter, type DaemonEvents } from './events.js';
 import { Executions } from './executions.js';
+import { InlineRunner } from './inlineRunner.js';
 import { LeaseKeeper } from './leaseKeeper.js';
 import { LostLeases } from './lostLeases.js';
 import { OutcomeReporter } from './outcomes.js';
@@ -257,6 +258,7 @@ class DaemonImpl implements Daemon {
       logger,
       store,
       sandbox: this.sandbox,
+      inline: new InlineRunner(logger),
       clock,
       random,
       health,

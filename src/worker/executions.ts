@@ -20,6 +20,7 @@ import {
 } from '../store/index.js';
 import type { JobDoc, JobId, JobTypeDefinition, ResourceAllocation } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
+import type { InlineRunner } from './inlineRunner.js';
 import { executeJob, type AbortCause, type Execution } from './executor.js';
 import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
 import type { OutcomeReporter } from './outcomes.js';
@@ -30,6 +31,8 @@ export interface ExecutionsOptions {
   logger: Logger;
   store: Store;
   sandbox: Sandbox;
+  /** Runs the jobs of inline types in the daemon's process. */
+  inline: InlineRunner;
   clock: Clock;
   random: () => number;
   health: DbHealth;
@@ -99,6 +102,7 @@ export class Executions {
     void executeJob(ex, {
       config: this.o.config,
       sandbox: this.o.sandbox,
+      inline: this.o.inline,
       now: () => this.o.clock.now(),
       random: this.o.random,
       onProgress: (percent, message) => this.progress(ex, percent, message),

@@ -1,13 +1,15 @@
 /**
- * Runs one claimed job through the sandbox and turns its outcome into a Settlement (what the store
+ * Runs one claimed job through the sandbox (or inline, in this process, when its type asks) and turns its outcome into a Settlement (what the store
  * should write), or null when nothing may be written (the lease is lost).
  */
 import { join } from 'node:path';
 import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
 import { noOneToTell, ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
+import type { InlineRunner } from './inlineRunner.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
+import { SOURCE_READERS } from '../config/jobTypes.js';
 import { failedAttempt, retrySettingsFor, type RetrySettings } from '../retryPolicy.js';
 import type { HookError, JobDoc, JobTypeDefinition, ResourceAllocation, SerializedError } from '../types.js';
 
@@ -50,11 +52,7 @@ function envFor(config: ResolvedConfig): Readonly<Record<string, string>> {
   return env;
 }
 
-/**
- * The job types that read a named source of the settings' tabular.sources. Only their jobs get the
- * sources (URLs, headers, URIs: credentials), so no other job, nor a program one starts, sees them.
- */
-const SOURCE_READERS = new Set(['api_ingestion', 'database_ingestion', 'data_aggregation']);
+/** Only the source readers' jobs get the tabular sources (credentials): see SOURCE_READERS. */
 const sourceEnvs = new WeakMap<ResolvedConfig, Readonly<Record<string, string>>>();
 function envWithSources(config: ResolvedConfig): Readonly<Record<string, string>> {
   let env = sourceEnvs.get(config);
@@ -97,7 +95,8 @@ function runRequestFor(
     type: job.type,
     attempt: job.attempts,
     handler: def.handler,
-    mode: def.mode,
+    // An inline job never reaches the sandbox; the hook that may follow its timeout runs isolated.
+    mode: def.mode === 'isolated' ? 'isolated' : 'pooled',
     params: job.params,
     timeoutMs: job.timeoutMs ?? def.timeoutMs,
     killGraceMs: config.worker.killGraceMs,
@@ -121,6 +120,8 @@ function runRequestFor(
 export interface ExecuteDeps {
   config: ResolvedConfig;
   sandbox: Sandbox;
+  /** Runs the jobs of inline types in this process. */
+  inline: Pick<InlineRunner, 'run'>;
   now(): Date;
   random(): number;
   onProgress(percent: number, message?: string): void;
@@ -225,9 +226,12 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   const req = runRequestFor(job, def, deps.config, random, ex.family, ex.allocation);
   let outcome: RunOutcome;
   try {
+    const hooks = { onProgress: deps.onProgress, signal: ex.controller.signal };
     outcome = def.system
       ? await systemOutcome(def, ex, deps)
-      : await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
+      : def.mode === 'inline'
+        ? await deps.inline.run(req, hooks)
+        : await deps.sandbox.run(req, hooks);
   } catch (err) {
     // The sandbox rejects only when it is closed (shutdown): treat like an abort.
     if (ex.abortCause === null) ex.abortCause = 'shutdown';

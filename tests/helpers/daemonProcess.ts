@@ -37,7 +37,7 @@ export type LogMatch = string | RegExp | ((line: LogLine) => boolean);
 
 export interface JobTypeSettings {
   handler?: string;
-  mode?: 'pooled' | 'isolated';
+  mode?: 'pooled' | 'isolated' | 'inline';
   timeoutMs?: number;
   maxAttempts?: number;
   priority?: number;

@@ -391,10 +391,43 @@ describe('job types', () => {
       }),
     );
     expect(err.message).toContain(
-      'jobTypes.echo.mode = "threaded" is not allowed: must be one of pooled, isolated',
+      'jobTypes.echo.mode = "threaded" is not allowed: must be one of pooled, isolated, inline',
     );
     expect(err.message).toContain(
       'jobTypes.echo.retry.jitter = 2 is not allowed: must be a number from 0 to 1',
+    );
+  });
+
+  it('inline is per type, and refuses what the daemon process cannot give a job', () => {
+    const c = loadConfig({
+      settingsPath: settingsFile({ jobTypes: { echo: { mode: 'inline' } } }),
+      env: {},
+      builtins,
+    });
+    expect(c.jobTypes.echo?.mode).toBe('inline');
+    const asDefault = errorOf(() =>
+      loadConfig({ settingsPath: settingsFile({ defaults: { mode: 'inline' } }), env: {}, builtins }),
+    );
+    expect(asDefault.message).toContain(
+      'defaults.mode = "inline" is not allowed: must be one of pooled, isolated',
+    );
+    const err = errorOf(() =>
+      loadConfig({
+        settingsPath: settingsFile({
+          jobTypes: {
+            echo: { mode: 'inline', memoryLimitMb: 512 },
+            gpu: { handler: '/bin/sh', mode: 'inline', needs: { gpus: 1 } },
+          },
+        }),
+        env: {},
+        builtins,
+      }),
+    );
+    expect(err.message).toContain(
+      `jobTypes.echo.memoryLimitMb = 512 is not allowed: a job type in mode "inline" runs in the daemon's own process, where no memory limit can apply`,
+    );
+    expect(err.message).toContain(
+      'jobTypes.gpu.needs.gpus = 1 is not allowed: a job type in mode "inline" shares the daemon\'s environment',
     );
   });
 });
