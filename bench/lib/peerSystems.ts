@@ -1,7 +1,6 @@
 /**
  * The systems the peers benchmark can run. Each is one runner in bench/peers/runners/ with its
- * options, the backing server it needs and the Node it runs on. Adding a system is one entry here
- * (jobd's inline mode, once it exists, is the commented entry below).
+ * options, the backing server it needs and the Node it runs on. Adding a system is one entry here.
  */
 export type ServerKind = 'embedded' | 'redis' | 'postgresql';
 
@@ -45,15 +44,16 @@ export const SYSTEMS: readonly PeerSystem[] = [
     jobd: true,
     options: () => ({ mode: 'pooled' }),
   },
-  // {
-  //   name: 'jobd-inline',
-  //   label: 'jobd, inline handlers in the daemon, embedded server (bin/jobd-embedded, in memory)',
-  //   runner: 'jobd.mjs',
-  //   server: 'embedded',
-  //   node: 'project',
-  //   jobd: true,
-  //   options: () => ({ mode: 'inline' }),
-  // },
+  {
+    // Against the in-process peers (pg-boss, graphile-worker, BullMQ in-process): no child processes.
+    name: 'jobd-inline',
+    label: 'jobd, inline handlers in the daemon, embedded server (bin/jobd-embedded, in memory)',
+    runner: 'jobd.mjs',
+    server: 'embedded',
+    node: 'project',
+    jobd: true,
+    options: () => ({ mode: 'inline' }),
+  },
   {
     name: 'bullmq-sandboxed',
     label: 'BullMQ, sandboxed processors (child processes), Redis',
