@@ -8,6 +8,7 @@
  *                                          concurrent job); 0 counts the children's start-up too,
  *                                          as bench:peers does
  *   BENCH_DIST=dist-old npm run bench:cpu  measure another build (see bench/lib/jobd.ts)
+ *   BENCH_CPU_MODE=inline                  the noop type in mode inline (no children; default pooled)
  *   BENCH_CPU_COMMANDS=1                   also count the daemon's database commands per job, by
  *                                          command and collection (the driver's command monitoring
  *                                          costs daemon CPU: leave it off for the CPU figures)
@@ -75,7 +76,20 @@ async function main(): Promise<void> {
     const db = ctx.newDb('noop');
     const base = configFor(ctx, db, { concurrency: CONCURRENCY });
     const perChild = process.env.BENCH_CPU_MAX_JOBS_PER_CHILD;
-    const config = perChild ? { ...base, pool: { ...base.pool, maxJobsPerChild: Number(perChild) } } : base;
+    const withPool = perChild ? { ...base, pool: { ...base.pool, maxJobsPerChild: Number(perChild) } } : base;
+    // BENCH_CPU_MODE=inline: the noop type runs in the daemon (no children).
+    const mode = process.env.BENCH_CPU_MODE || 'pooled';
+    if (mode !== 'pooled' && mode !== 'inline') {
+      process.stderr.write(`BENCH_CPU_MODE = '${mode}' is not allowed: must be pooled or inline\n`);
+      process.exit(2);
+    }
+    const config = {
+      ...withPool,
+      jobTypes: {
+        ...withPool.jobTypes,
+        noop: { ...withPool.jobTypes.noop!, mode: mode as 'pooled' | 'inline' },
+      },
+    };
     const producer = await openProducer(ctx, db);
     log(`cpu: queueing ${JOBS} no-op jobs`);
     await enqueueNoops(ctx, producer, 'noop', JOBS);

@@ -3,8 +3,9 @@
  *
  *   npm run bench:profile                                  20,000 no-op jobs at concurrency 32
  *   PROFILE_JOBS=2000 npm run bench:profile                a quick one
+ *   PROFILE_MODE=inline npm run bench:profile              noop in the daemon: daemon and server only
  *
- * Settings: PROFILE_JOBS (20000), PROFILE_CONCURRENCY (32), PROFILE_TOP (25),
+ * Settings: PROFILE_JOBS (20000), PROFILE_CONCURRENCY (32), PROFILE_TOP (25), PROFILE_MODE (pooled),
  * PROFILE_INTERVAL_US (1000, the sampling interval), PROFILE_DIR (.tmp/profiles/<time>).
  *
  * The embedded server (bin/jobd-embedded, in memory) and the daemon (bin/jobd) run with
@@ -39,6 +40,11 @@ async function main(): Promise<void> {
   const concurrency = intSetting('PROFILE_CONCURRENCY', 32);
   const top = intSetting('PROFILE_TOP', 25);
   const intervalUs = intSetting('PROFILE_INTERVAL_US', 1000);
+  const mode = process.env.PROFILE_MODE || 'pooled';
+  if (mode !== 'pooled' && mode !== 'inline') {
+    process.stderr.write(`PROFILE_MODE = '${mode}' is not allowed: must be pooled or inline\n`);
+    process.exit(2);
+  }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const dir = resolve(process.env.PROFILE_DIR ?? join(ROOT, '.tmp', 'profiles', stamp));
   const sub = (name: string): string => {
@@ -71,6 +77,7 @@ async function main(): Promise<void> {
         dataDir: work,
         logLevel: 'warn',
         worker: { concurrency },
+        jobTypes: { noop: { mode } },
       }),
     );
     const preload = pathToFileURL(join(ROOT, 'bench', 'lib', 'cpuProfilePreload.mjs')).href;
