@@ -99,6 +99,28 @@ export function dataPath(opts: DataPathOptions): z.ZodType<string, string> {
     });
 }
 
+const pathFields = new WeakMap<z.ZodType, boolean>();
+
+/**
+ * Whether a schema has a dataPath field anywhere (read once per schema from its JSON Schema). Parsing
+ * one that has none needs no scope: entering an AsyncLocalStorage turns on promise hooks for the whole
+ * process under Node 20, a cost every promise of the daemon would pay from the first inline job on.
+ */
+export function hasDataPaths(schema: z.ZodType): boolean {
+  let has = pathFields.get(schema);
+  if (has === undefined) {
+    try {
+      has = JSON.stringify(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' })).includes(
+        JSON.stringify(DATA_PATH_KEYWORD),
+      );
+    } catch {
+      has = true; // cannot tell: keep the scope
+    }
+    pathFields.set(schema, has);
+  }
+  return has;
+}
+
 /**
  * Run `parse` with the data dirs in scope: every dataPath field it meets is confined to them. Returns
  * the parse result and the paths the input declared.

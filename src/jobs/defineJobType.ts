@@ -17,7 +17,7 @@
 import { z } from 'zod';
 import { InvalidInputError, InvalidOutputError } from '../errors.js';
 import type { ExecutionMode, JobContext, WaitForChildren } from '../types.js';
-import { withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
+import { hasDataPaths, withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
 import { issueLines } from './inputIssues.js';
 import { PathNotAllowedError } from './lib/errors.js';
 import { confine, isInside } from './lib/paths.js';
@@ -135,7 +135,9 @@ export async function parseInput(
   when: 'enqueue' | 'run',
   prefix = 'params',
 ): Promise<{ ok: true; input: unknown; paths: DeclaredPath[] } | { ok: false; problems: string[] }> {
-  const { result, paths } = await withDataDirs(dataDirs, when, () => def.input.safeParseAsync(params));
+  const { result, paths } = hasDataPaths(def.input)
+    ? await withDataDirs(dataDirs, when, () => def.input.safeParseAsync(params))
+    : { result: await def.input.safeParseAsync(params), paths: [] };
   if (result.success) return { ok: true, input: result.data, paths };
   return {
     ok: false,
