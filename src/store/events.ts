@@ -18,8 +18,11 @@ export function event(
   /** The job's transition count after this transition; undefined for jobs of older versions. */
   seq?: number,
 ): JobEventDoc {
-  const numbered = seq === undefined ? {} : { _id: eventId(jobId, seq), seq };
-  return { ...numbered, jobId, from, to, at, attempt, worker: worker ?? null, message: message ?? null };
+  // Two per job on the hot path: built as literals, not spread (same fields, same order).
+  const w = worker ?? null;
+  const m = message ?? null;
+  if (seq === undefined) return { jobId, from, to, at, attempt, worker: w, message: m };
+  return { _id: eventId(jobId, seq), seq, jobId, from, to, at, attempt, worker: w, message: m };
 }
 
 /** The next transition's number for a job as read (old jobs carry none: they start at 1). */
