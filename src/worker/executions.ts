@@ -114,7 +114,10 @@ export class Executions {
       })
       // The whole log is stored before the outcome: whoever sees the job finished can read all of it.
       .then(async (settlement) => {
-        await shipper.finish();
+        // A completed attempt whose output tail is empty printed nothing (the tail holds its last
+        // bytes, hooks' output included): no file to read.
+        const silent = w.logTailBytes > 0 && settlement?.kind === 'complete' && settlement.logTail === '';
+        await shipper.finish(silent);
         return settlement;
       })
       .then((settlement) => this.finish(ex, settlement, performance.now() - t0))

@@ -76,11 +76,14 @@ export class LogShipper {
     this.timer?.unref();
   }
 
-  /** Ships whatever is left, to the end of the file. Never rejects. */
-  async finish(): Promise<void> {
+  /**
+   * Ships whatever is left, to the end of the file. Never rejects. `silent`: the attempt is known to
+   * have written nothing (most jobs), so there is nothing left to read.
+   */
+  async finish(silent = false): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.o.maxBytes <= 0) return;
+    if (this.o.maxBytes <= 0 || silent) return;
     this.tick(true);
     await this.running;
   }

@@ -25,6 +25,14 @@ describe('bad settings exit 2 naming the key and the value', () => {
       { jobTypes: { resize: { handler: './handlers/resize.js' } } },
       ['jobTypes.resize.handler = "./handlers/resize.js"', 'handlers/resize.js does not exist'],
     ],
+    [
+      'inline with a memory limit',
+      { jobTypes: { echo: { mode: 'inline', memoryLimitMb: 256 } } },
+      [
+        'jobTypes.echo.memoryLimitMb = 256 is not allowed',
+        'a job type in mode "inline" runs in the daemon\'s own process, where no memory limit can apply',
+      ],
+    ],
   ];
 
   for (const [name, settings, expected] of cases) {
