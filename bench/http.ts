@@ -6,6 +6,10 @@
  *   MONGODB_URI=mongodb://... npm run bench:http     against a real MongoDB
  *   BENCH_HTTP_PARTS=get,libget npm run bench:http   only these parts (get, libget, post, libpost, events)
  *   BENCH_HTTP_WORKERS=0 npm run bench:http          autocannon in the server's own thread (default 1)
+ *   BENCH_BUILD=../other npm run bench:http          the HTTP server, store and client of another checkout's
+ *                                                    build (its dist/), for an A/B in one sitting
+ *   BENCH_HTTP_PROFILE=get.cpuprofile npm run bench:http   a CPU profile of the server thread during the
+ *                                                    GET part (summarise with bench/profileTop.ts)
  *
  * Requests/s of GET /api/jobs/{id} (round BENCH_HTTP_GET_JOBS jobs, default 1,000) and POST /api/jobs/ (autocannon, keep-alive connections) beside the
  * library call rate of the same operations (JobdClient.get / enqueue with as many calls in flight), in
@@ -20,15 +24,35 @@
  * (the transition) to its `transition` event reaching the client is taken (p50, p99).
  */
 import autocannon from 'autocannon';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { availableParallelism, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
-import { JobdClient } from '../src/client.js';
-import { loadConfig } from '../src/config/load.js';
-import { startHttpServer } from '../src/http/server.js';
-import { openStore, ensureIndexes } from '../src/store/index.js';
-import { startEmbeddedProcess } from './lib/jobd.js';
+import type * as ClientApi from '../src/client.js';
+import type * as ConfigLoad from '../src/config/load.js';
+import type * as HttpApi from '../src/http/server.js';
+import type * as StoreApi from '../src/store/index.js';
+import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
+
+/**
+ * BENCH_BUILD: the checkout whose compiled HTTP server, store and client are measured (default this
+ * one's source, through tsx). The database is this checkout's embedded server either way.
+ */
+const BUILD = process.env.BENCH_BUILD;
+async function load<T>(src: string, dist: string): Promise<T> {
+  const file = BUILD ? pathToFileURL(join(resolve(ROOT, BUILD), 'dist', dist)).href : src;
+  return (await import(file)) as T;
+}
+const [{ JobdClient }, { loadConfig }, { startHttpServer }, { openStore, ensureIndexes }] = await Promise.all(
+  [
+    load<typeof ClientApi>('../src/client.js', 'client.js'),
+    load<typeof ConfigLoad>('../src/config/load.js', 'config/load.js'),
+    load<typeof HttpApi>('../src/http/server.js', 'http/server.js'),
+    load<typeof StoreApi>('../src/store/index.js', 'store/index.js'),
+  ],
+);
 
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 32);
@@ -42,6 +66,25 @@ const part = async <T>(name: string, fn: () => Promise<T>): Promise<T | null> =>
 const GET_REQUEST = fileURLToPath(new URL('./lib/httpGetRequest.cjs', import.meta.url));
 
 const log = (msg: string): void => void process.stderr.write(`[bench:http] ${msg}\n`);
+
+/** A CPU profile of this (the server's) thread while `fn` runs, written to BENCH_HTTP_PROFILE. */
+async function profiled<T>(fn: () => Promise<T>): Promise<T> {
+  const file = process.env.BENCH_HTTP_PROFILE;
+  if (!file) return fn();
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((res, rej) => session.post(method, params, (e, r) => (e ? rej(e) : res(r))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  }
+}
 
 /** Calls per second of `op` with `inFlight` calls at a time for `seconds`. */
 async function libraryRate(op: () => Promise<unknown>, inFlight: number, seconds: number): Promise<number> {
@@ -214,19 +257,21 @@ async function main(): Promise<void> {
     const libGet = await part('libget', () => libraryRate(() => client.get(nextId()), CONNECTIONS, SECONDS));
     log(`http GET x${SECONDS}s`);
     const httpGet = await part('get', () =>
-      cannon({
-        url: api.url,
-        requests: [
-          {
-            method: 'GET',
-            // In worker threads autocannon takes the function as a file; it goes round the same ids.
-            setupRequest:
-              WORKERS > 0
-                ? (GET_REQUEST as unknown as autocannon.Request['setupRequest'])
-                : (req) => ({ ...req, path: `/api/jobs/${nextId()}` }),
-          },
-        ],
-      }),
+      profiled(() =>
+        cannon({
+          url: api.url,
+          requests: [
+            {
+              method: 'GET',
+              // In worker threads autocannon takes the function as a file; it goes round the same ids.
+              setupRequest:
+                WORKERS > 0
+                  ? (GET_REQUEST as unknown as autocannon.Request['setupRequest'])
+                  : (req) => ({ ...req, path: `/api/jobs/${nextId()}` }),
+            },
+          ],
+        }),
+      ),
     );
     const later = new Date(Date.now() + 86_400_000);
     log(`library enqueue x${SECONDS}s`);
@@ -255,6 +300,7 @@ async function main(): Promise<void> {
           seconds: SECONDS,
           connections: CONNECTIONS,
           autocannonWorkers: WORKERS,
+          build: BUILD ? resolve(ROOT, BUILD) : 'this checkout (src/)',
           getJob: { http: httpGet, libraryPerSec: libGet, targetRps: 5000 },
           postJob: { http: httpPost, libraryPerSec: libPost },
           eventStream: events && { ...events, targetP50Ms: 20 },
