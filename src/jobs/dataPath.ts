@@ -99,26 +99,51 @@ export function dataPath(opts: DataPathOptions): z.ZodType<string, string> {
     });
 }
 
-const pathFields = new WeakMap<z.ZodType, boolean>();
+type Node = { _zod: { def: Record<string, unknown> & { type: string }; innerType?: unknown } };
+
+/** Node types whose code can do anything, a parse of a path field included. */
+const OPAQUE = new Set(['transform', 'custom', 'promise', 'function']);
+const isSchema = (v: unknown): v is Node =>
+  v !== null && typeof v === 'object' && typeof (v as Node)._zod?.def?.type === 'string';
+
+/** Parts of zod's own making that run no user code (legacyNames' renaming step). */
+const knownPure = new WeakSet<object>();
+export function markPure(schema: object): void {
+  knownPure.add(schema);
+}
+
+function opaque(schema: Node, seen: Set<unknown>): boolean {
+  if (seen.has(schema) || knownPure.has(schema)) return false;
+  seen.add(schema);
+  const def = schema._zod.def;
+  if (OPAQUE.has(def.type) || typeof def.transform === 'function') return true;
+  // A refinement (dataPath's own check is one) may read the scope.
+  if ((def.checks as Node[] | undefined)?.some((c) => c._zod.def.check === 'custom')) return true;
+  const parts: unknown[] = def.type === 'lazy' ? [schema._zod.innerType] : [];
+  for (const v of Object.values(def)) {
+    if (Array.isArray(v)) parts.push(...v);
+    else if (isSchema(v)) parts.push(v);
+    else if (v && typeof v === 'object' && !('_zod' in v)) parts.push(...Object.values(v)); // an object's shape
+  }
+  return parts.some((p) => isSchema(p) && opaque(p, seen));
+}
+
+const needsScope = new WeakMap<object, boolean>();
 
 /**
- * Whether a schema has a dataPath field anywhere (read once per schema from its JSON Schema). Parsing
- * one that has none needs no scope: entering an AsyncLocalStorage turns on promise hooks for the whole
- * process under Node 20, a cost every promise of the daemon would pay from the first inline job on.
+ * Whether parsing `schema` may meet a dataPath field, of this copy of jobd or another: any
+ * refinement, transform or custom part counts. A schema of plain zod types and built-in checks
+ * (`z.unknown()`, objects of numbers and strings) is parsed without the scope: entering an
+ * AsyncLocalStorage turns on promise hooks for the whole process (Node 20), which then cost every
+ * request of the HTTP server a few per cent.
  */
-export function hasDataPaths(schema: z.ZodType): boolean {
-  let has = pathFields.get(schema);
-  if (has === undefined) {
-    try {
-      has = JSON.stringify(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' })).includes(
-        JSON.stringify(DATA_PATH_KEYWORD),
-      );
-    } catch {
-      has = true; // cannot tell: keep the scope
-    }
-    pathFields.set(schema, has);
+export function mayDeclarePaths(schema: object): boolean {
+  let need = needsScope.get(schema);
+  if (need === undefined) {
+    need = !isSchema(schema) || opaque(schema, new Set());
+    needsScope.set(schema, need);
   }
-  return has;
+  return need;
 }
 
 /**

@@ -17,7 +17,7 @@
 import { z } from 'zod';
 import { InvalidInputError, InvalidOutputError } from '../errors.js';
 import type { ExecutionMode, JobContext, WaitForChildren } from '../types.js';
-import { hasDataPaths, withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
+import { markPure, mayDeclarePaths, withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
 import { issueLines } from './inputIssues.js';
 import { PathNotAllowedError } from './lib/errors.js';
 import { confine, isInside } from './lib/paths.js';
@@ -109,6 +109,7 @@ export function legacyNames<T extends z.ZodType>(schema: T, names: Readonly<Reco
     }
     return out;
   }, schema);
+  markPure((mapped as unknown as { _zod: { def: { in: object } } })._zod.def.in);
   aliasMaps.set(mapped, { ...names });
   return mapped;
 }
@@ -135,7 +136,7 @@ export async function parseInput(
   when: 'enqueue' | 'run',
   prefix = 'params',
 ): Promise<{ ok: true; input: unknown; paths: DeclaredPath[] } | { ok: false; problems: string[] }> {
-  const { result, paths } = hasDataPaths(def.input)
+  const { result, paths } = mayDeclarePaths(def.input)
     ? await withDataDirs(dataDirs, when, () => def.input.safeParseAsync(params))
     : { result: await def.input.safeParseAsync(params), paths: [] };
   if (result.success) return { ok: true, input: result.data, paths };

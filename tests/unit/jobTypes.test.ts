@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { dataPath } from '../../src/jobs/dataPath.js';
+import { dataPath, mayDeclarePaths } from '../../src/jobs/dataPath.js';
 import { defineJobType, legacyNames, parseInput } from '../../src/jobs/defineJobType.js';
 import { checkInputs } from '../../src/jobs/checkInputs.js';
 import { jsonSchemas, loadCatalog } from '../../src/jobs/catalog.js';
@@ -135,6 +135,43 @@ describe('defineJobType', () => {
       'enqueue',
     );
     expect(!none.ok && none.problems.join('\n')).toContain('the data dir "processed" is not configured');
+  });
+
+  it('confines a path field wherever the input holds it, and parses plain inputs without the scope', async () => {
+    const d = dataRoot();
+    const p = () => dataPath({ dirs: ['raw'], mode: 'read' });
+    const outside = join(d.outside, 'x');
+    const shapes: [string, z.ZodType, unknown][] = [
+      ['optional', z.object({ a: p().optional() }), { a: outside }],
+      ['described', z.object({ a: p().describe('a file') }), { a: outside }],
+      ['with a default', z.object({ a: p().default(join(d.raw, 'x')) }), { a: outside }],
+      ['in an array', z.object({ a: z.array(p()) }), { a: [outside] }],
+      ['in a record', z.record(z.string(), p()), { a: outside }],
+      ['in a union', z.union([z.number(), z.object({ q: p() })]), { q: outside }],
+      ['behind z.lazy', z.lazy(() => z.object({ q: p() })), { q: outside }],
+      ['as catchall', z.object({}).catchall(p()), { q: outside }],
+      ['under a legacy name', legacyNames(z.object({ a: p() }), { old: 'a' }), { old: outside }],
+    ];
+    for (const [what, input, params] of shapes) {
+      expect(mayDeclarePaths(input), what).toBe(true);
+      const out = await parseInput({ input, legacyNames: {} }, params, { raw: d.raw }, 'enqueue');
+      expect(!out.ok && out.problems.join('\n'), what).toContain('outside the data dirs');
+    }
+    // Only schemas of plain types and built-in checks skip the scope; any refinement or transform
+    // might read it.
+    const plain = z.object({ n: z.number().int().min(1), s: z.string().max(9), e: z.array(z.enum(['x'])) });
+    expect(mayDeclarePaths(z.unknown())).toBe(false);
+    expect(mayDeclarePaths(plain)).toBe(false);
+    expect(mayDeclarePaths(legacyNames(plain, { old: 'n' }))).toBe(false);
+    expect(mayDeclarePaths(z.string().refine((s) => s.length > 1))).toBe(true);
+    expect(mayDeclarePaths(z.string().transform((s) => s.trim()))).toBe(true);
+    const parsed = await parseInput(
+      { input: plain, legacyNames: {} },
+      { n: 0, s: 'a', e: [] },
+      {},
+      'enqueue',
+    );
+    expect(!parsed.ok && parsed.problems[0]).toMatch(/^params\.n = 0 /);
   });
 
   it('checks the input again when the job runs: a symlink swapped in after enqueue is refused', async () => {
