@@ -238,7 +238,8 @@ async function main(): Promise<void> {
   const store = await openStore({ mongoUri: uri, database, appName: 'jobd bench:http' });
   await ensureIndexes(store);
   const client = JobdClient.over(store, { mongoUri: uri, database, jobTypes: config.jobTypes });
-  const api = await startHttpServer({ config, store, logger: pino({ level: 'warn' }) });
+  // Logs go to stderr: stdout is the JSON document.
+  const api = await startHttpServer({ config, store, logger: pino({ level: 'warn' }, pino.destination(2)) });
   try {
     // GETs go round these jobs, as reads of a real installation spread over many.
     const ids = (

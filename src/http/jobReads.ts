@@ -48,6 +48,11 @@ export class JobReads {
     });
   }
 
+  /** Resolves once no read is waiting or out (the server's close waits for it). */
+  async idle(): Promise<void> {
+    while (this.pending.size || this.inFlight) await new Promise((resolve) => setImmediate(resolve));
+  }
+
   private flush(): void {
     this.scheduled = false;
     if (this.pending.size === 0) return;

@@ -204,6 +204,8 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
     transformSpecificationClone: true,
   });
   app.addHook('onClose', () => metrics.close());
+  // A request whose client left still has its read batched: let it finish before the store closes.
+  app.addHook('onClose', () => ctx.jobs.idle());
   return app;
 }
 

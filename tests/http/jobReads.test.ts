@@ -30,6 +30,11 @@ describe('JobReads', () => {
     expect(got.at(-1)).toBeNull();
     // 211 distinct ids asked in one round: two queries of 100 go at once, the last 11 when one returns.
     expect(reads.stats).toEqual({ queries: 3, ids: 211 });
+    // idle() waits for a read still batched or out (the server's close awaits it before the store closes).
+    let answered = false;
+    void reads.get(ids[0]!).then(() => (answered = true));
+    await reads.idle();
+    expect(answered).toBe(true);
   });
 
   it('reads asked while queries are out go together, and each sees the write acknowledged before it', async () => {
