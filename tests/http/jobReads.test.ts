@@ -37,6 +37,21 @@ describe('JobReads', () => {
     expect(answered).toBe(true);
   });
 
+  it('reads jobs past one 16 MiB reply batch (the server leaves a cursor open for the rest)', async () => {
+    const now = new Date();
+    const blob = 'x'.repeat(9 * 1024 * 1024);
+    const made = await enqueueMany(
+      fx.store,
+      [0, 1].map((n) => newJob('echo', { n, blob }, {}, now)),
+      now,
+    );
+    const reads = new JobReads(fx.store);
+    const got = await Promise.all(made.map(({ job }) => reads.get(job._id)));
+    expect(got.map((j) => (j?.params as { n: number }).n)).toEqual([0, 1]);
+    expect(reads.stats).toEqual({ queries: 1, ids: 2 });
+    await fx.store.jobs.deleteMany({ _id: { $in: made.map(({ job }) => job._id) } });
+  });
+
   it('reads asked while queries are out go together, and each sees the write acknowledged before it', async () => {
     const now = new Date();
     const made = await enqueueMany(
