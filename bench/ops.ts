@@ -9,15 +9,19 @@
  *   npm run bench:ops                       # 100,000 datasets, 1,000,000 jobs (the targets' sizes)
  *   npm run bench:ops -- --datasets 20000 --jobs 200000
  *   npm run bench:ops -- --datasets 0       # only the jobs' phases (--jobs 0: only the migration's)
+ *   npm run bench:ops -- --datasets 0 --jobs 300000 --only cleanup   # one jobs' phase: perf or cleanup
  *
  *   BENCH_DIST=other-dist npm run bench:ops   # the server of another build
  *   BENCH_BUILD=../other npm run bench:ops    # another checkout's build: server, jobctl, indexes
+ *   BENCH_PROFILE=prof npm run bench:ops      # CPU profiles of the jobs' phases into prof/: the
+ *                                             # server's (this process) and jobctl's (--cpu-prof)
  *
  * Targets: migrate >= 5,000 datasets/s; cleanup >= 20,000 jobs/s with jobctl under 200 MB RSS;
  * perf --days 7 <= 2 s. Not part of `npm test`.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -37,6 +41,8 @@ const { JOB_INDEXES } = (await import(
   pathToFileURL(join(BUILD, 'dist/store/indexes.js')).href
 )) as typeof import('../src/store/indexes.js');
 const JOBCTL = join(BUILD, 'bin/jobctl');
+
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
 
 function flag(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -73,12 +79,18 @@ interface Run {
 }
 
 /** Runs jobctl; resolves with seconds, parsed JSON stdout, the peak RSS seen and CPU times. */
-function jobctl(args: string[]): Promise<Run> {
+function jobctl(args: string[], profile?: string): Promise<Run> {
   return new Promise((res, rej) => {
+    const prof =
+      profile && PROFILE_DIR
+        ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `jobctl-${profile}.cpuprofile`]
+        : [];
     const started = process.hrtime.bigint();
     const serverCpu = process.cpuUsage();
     const loadAvg1m = Math.round(loadavg()[0]! * 100) / 100;
-    const child = spawn(process.execPath, [JOBCTL, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...prof, JOBCTL, ...args, '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let peak = 0;
@@ -183,11 +195,29 @@ async function migrationPhases(
   await client.db(mdb).dropDatabase();
 }
 
+/** Runs a phase with this process (the server) under the CPU profiler when BENCH_PROFILE is set. */
+async function profiled<T>(name: string, run: () => Promise<T>): Promise<T> {
+  if (!PROFILE_DIR) return run();
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await run();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(join(PROFILE_DIR, `server-${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+
 async function jobPhases(
   client: MongoClient,
   common: string[],
   jobs: number,
   result: Document,
+  only: string | undefined,
 ): Promise<void> {
   const jdb = 'bench_jobs';
   // jobd's own indexes, as every daemon start ensures them (cleanup's checks rely on them).
@@ -200,33 +230,45 @@ async function jobPhases(
   await seedJobs(client.db(jdb), jobs);
   result.seedJobsSeconds = Number(process.hrtime.bigint() - seedStarted) / 1e9;
   report(result, 'seedJobsSeconds');
-  const perf = await jobctl(['perf', '--days', '7', '--database', jdb, ...common]);
-  result.perf7d = {
-    seconds: perf.secs,
-    types: (perf.out.types as unknown[]).length,
-    ...runFigures(perf),
-  };
-  report(result, 'perf7d');
-  const clean = await jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common]);
-  result.cleanup = {
-    seconds: clean.secs,
-    jobsPerSec: Math.round(Number(clean.out.jobs) / clean.secs),
-    deleted: clean.out.jobs,
-    ...runFigures(clean),
-  };
-  report(result, 'cleanup');
+  if (only === undefined || only === 'perf') {
+    const perf = await profiled('perf', () =>
+      jobctl(['perf', '--days', '7', '--database', jdb, ...common], 'perf'),
+    );
+    result.perf7d = {
+      seconds: perf.secs,
+      types: (perf.out.types as unknown[]).length,
+      ...runFigures(perf),
+    };
+    report(result, 'perf7d');
+  }
+  if (only === undefined || only === 'cleanup') {
+    const clean = await profiled('cleanup', () =>
+      jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common], 'cleanup'),
+    );
+    result.cleanup = {
+      seconds: clean.secs,
+      jobsPerSec: Math.round(Number(clean.out.jobs) / clean.secs),
+      deleted: clean.out.jobs,
+      ...runFigures(clean),
+    };
+    report(result, 'cleanup');
+  }
 }
 
 async function main(): Promise<void> {
   const datasets = flag('datasets', 100_000);
   const jobs = flag('jobs', 1_000_000);
+  const onlyAt = process.argv.indexOf('--only');
+  const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
+  if (only !== undefined && only !== 'perf' && only !== 'cleanup')
+    throw new Error(`--only must be perf or cleanup, got ${String(only)}`);
   const server = await startEmbeddedServer({ port: 0 });
   const client = await MongoClient.connect(server.uri);
   const common = ['--mongo-uri', server.uri];
   const result: Document = { datasets, jobs };
   try {
     if (datasets > 0) await migrationPhases(client, common, datasets, result);
-    if (jobs > 0) await jobPhases(client, common, jobs, result);
+    if (jobs > 0) await jobPhases(client, common, jobs, result, only);
     result.targets = {
       migrateDatasetsPerSec: 5000,
       cleanupJobsPerSec: 20_000,

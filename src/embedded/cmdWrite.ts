@@ -277,7 +277,7 @@ const del: CommandHandler = (cmd, ctx) => {
         collation: parseCollation(st.collation),
       });
       if (!coll) continue;
-      for (const doc of docs) ctx.engine.delete(coll, doc);
+      ctx.engine.deleteMany(coll, docs);
       n += docs.length;
     } catch (err) {
       writeErrors.push(writeError(ctx, 'delete', sp, i, err));

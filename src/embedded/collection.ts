@@ -85,6 +85,13 @@ export class Collection {
     this.docs.delete(canonicalKey(doc._id));
   }
 
+  /** Removes many documents: each index drops their entries in its own key order (Index.removeMany). */
+  removeMany(docs: Document[]): void {
+    if (docs.length === 1) return this.remove(docs[0] as Document);
+    for (const index of this.indexes.values()) index.removeMany(docs);
+    for (const doc of docs) this.docs.delete(canonicalKey(doc._id));
+  }
+
   addIndex(spec: IndexSpec): void {
     const index = new Index(spec);
     for (const doc of this.docs.values()) {

@@ -297,9 +297,19 @@ export class Engine {
   }
 
   delete(coll: Collection, doc: Document): void {
+    this.deleteMany(coll, [doc]);
+  }
+
+  /** Deletes documents of one collection: the same records and events as one delete each. */
+  deleteMany(coll: Collection, docs: Document[]): void {
+    if (docs.length === 0) return;
     assertWritable(coll);
     this.assertAcceptingWrites();
-    coll.remove(doc);
+    coll.removeMany(docs);
+    for (const doc of docs) this.recordDelete(coll, doc);
+  }
+
+  private recordDelete(coll: Collection, doc: Document): void {
     // Undone, the document comes back at the end of the collection's natural order.
     this.record({ op: 'delete', db: coll.db, coll: coll.name, id: doc._id }, () => coll.insert(doc));
     const event: NewChangeEvent = {
