@@ -45,9 +45,12 @@ export function deleteKey<K, V>(tree: InstanceType<typeof BTreeModule.default<K,
  * Keys that fall in the same leaf go in one visit: one walk down, one pass of the leaf, one fix-up on
  * the way up. Deleting a batch in key order so touches each node once instead of once per key.
  */
-export function deleteSortedKeys<K, V>(tree: InstanceType<typeof BTreeModule.default<K, V>>, keys: K[]): number {
+export function deleteSortedKeys<K, V>(
+  tree: InstanceType<typeof BTreeModule.default<K, V>>,
+  keys: K[],
+): number {
   let removed = 0;
-  for (let i = 0; i < keys.length; ) {
+  for (let i = 0; i < keys.length;) {
     const before = i;
     removed += deleteRun(tree, keys, i, (next) => (i = next));
     if (i === before) i++;

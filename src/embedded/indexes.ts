@@ -164,6 +164,8 @@ export class Index {
    * nodes, which are then in cache: in arrival order, each walk touches a cold path of a large tree.
    */
   removeMany(docs: Document[]): void {
+    // An empty index (a partial one no document has entered, say) has nothing to remove.
+    if (this.tree.size === 0) return;
     const keys: TreeKey[] = [];
     for (const doc of docs) for (const k of this.keysFor(doc)) keys.push(this.treeKey(withId(k, doc._id)));
     keys.sort(this.tree._compare);

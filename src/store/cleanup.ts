@@ -3,7 +3,8 @@
  * {state, finishedAt, _id} in that order (the index gives the sort, so a batch reads only its own
  * entries), and memory stays bounded by the batch size. A batch's events, log chunks (and the caller's
  * log files) go before its jobs: a crash in between leaves jobs that the next run deletes, never events
- * without their job. A re-run picks up where a killed one stopped.
+ * without their job. A re-run picks up where a killed one stopped. Each batch is read from past the
+ * previous one (its last (finishedAt, _id)), while that one is being deleted.
  *
  * Never deleted: an unfinished job; any job of a workflow that still has unfinished jobs; a finished
  * job that an unfinished job depends on or is the parent of (its state and result are still read).
@@ -67,43 +68,56 @@ async function protectedIds(store: Store, batch: Candidate[]): Promise<Set<JobId
   return keep;
 }
 
+/** The next batch of candidates of one state, from past `after` (the batch before it) when given. */
+function readBatch(
+  store: Store,
+  sel: CleanupSelection,
+  state: JobState,
+  before: Date,
+  batchSize: number,
+  after: Candidate | null,
+): Promise<Candidate[]> {
+  const filter: Record<string, unknown> = {
+    state,
+    finishedAt: { $lt: before },
+    ...(sel.type !== undefined ? { type: sel.type } : {}),
+  };
+  if (after) {
+    // The top-level bound starts the index range at the resume point; the $or steps past ties.
+    filter.finishedAt = { $gte: after.finishedAt, $lt: before };
+    filter.$or = [
+      { finishedAt: { $gt: after.finishedAt, $lt: before } },
+      { finishedAt: after.finishedAt, _id: { $gt: after._id } },
+    ];
+  }
+  return store.jobs
+    .find(filter, {
+      projection: { _id: 1, finishedAt: 1, workflowId: 1 },
+      sort: { finishedAt: 1, _id: 1 },
+      limit: batchSize,
+      // The whole batch in the first reply: no getMore round trip.
+      batchSize,
+    })
+    .toArray() as Promise<Candidate[]>;
+}
+
 export async function deleteFinishedJobs(store: Store, sel: CleanupSelection): Promise<CleanupTotals> {
   const totals: CleanupTotals = { jobs: 0, events: 0, byState: {}, kept: 0 };
   const batchSize = sel.batchSize ?? CLEANUP_BATCH;
   for (const state of FINISHED_STATES) {
     const before = sel.before[state];
     if (!before) continue;
-    // Resume point within this state: kept (and, in a dry run, counted) jobs are stepped over.
-    let after: { finishedAt: Date; _id: JobId } | null = null;
+    let next = readBatch(store, sel, state, before, batchSize, null);
     for (;;) {
-      const filter: Record<string, unknown> = {
-        state,
-        finishedAt: { $lt: before },
-        ...(sel.type !== undefined ? { type: sel.type } : {}),
-      };
-      if (after) {
-        // The top-level bound starts the index range at the resume point; the $or steps past ties.
-        filter.finishedAt = { $gte: after.finishedAt, $lt: before };
-        filter.$or = [
-          { finishedAt: { $gt: after.finishedAt, $lt: before } },
-          { finishedAt: after.finishedAt, _id: { $gt: after._id } },
-        ];
-      }
-      const batch = (await store.jobs
-        .find(filter, {
-          projection: { _id: 1, finishedAt: 1, workflowId: 1 },
-          sort: { finishedAt: 1, _id: 1 },
-          limit: batchSize,
-        })
-        .toArray()) as Candidate[];
+      const batch = await next;
       if (batch.length === 0) break;
+      // The next batch is read from past this one while this one is checked and deleted, so the
+      // database and this process work at the same time. Its rejection is seen when it is awaited.
+      next = readBatch(store, sel, state, before, batchSize, batch[batch.length - 1]!);
+      next.catch(() => undefined);
       const keep = await protectedIds(store, batch);
       const ids = batch.filter((c) => !keep.has(c._id)).map((c) => c._id);
       totals.kept += keep.size;
-      if (sel.dryRun || keep.size > 0) {
-        const last = batch[batch.length - 1]!;
-        after = { finishedAt: last.finishedAt, _id: last._id };
-      }
       if (sel.dryRun) {
         totals.events += ids.length ? await store.events.countDocuments({ jobId: { $in: ids } }) : 0;
         totals.jobs += ids.length;
