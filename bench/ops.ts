@@ -10,6 +10,7 @@
  *   npm run bench:ops -- --datasets 20000 --jobs 200000
  *   npm run bench:ops -- --datasets 0       # only the jobs' phases (--jobs 0: only the migration's)
  *   npm run bench:ops -- --datasets 0 --jobs 300000 --only cleanup   # one jobs' phase: perf or cleanup
+ *   npm run bench:ops -- --cleanup-batch 10000   # cleanup's --batch-size (default: jobctl's)
  *
  *   BENCH_DIST=other-dist npm run bench:ops   # the server of another build
  *   BENCH_BUILD=../other npm run bench:ops    # another checkout's build: server, jobctl, indexes
@@ -242,8 +243,10 @@ async function jobPhases(
     report(result, 'perf7d');
   }
   if (only === undefined || only === 'cleanup') {
+    const batch = flag('cleanup-batch', 0);
+    const batchArgs = batch > 0 ? ['--batch-size', String(batch)] : [];
     const clean = await profiled('cleanup', () =>
-      jobctl(['cleanup', '--older-than', '1m', '--database', jdb, ...common], 'cleanup'),
+      jobctl(['cleanup', '--older-than', '1m', ...batchArgs, '--database', jdb, ...common], 'cleanup'),
     );
     result.cleanup = {
       seconds: clean.secs,
