@@ -11,6 +11,10 @@
  * node. A cleanup deletes in key order, which keeps leaves at half capacity: that case, the common one
  * there, used to go through BTree.delete. Anything else (a shared node of a cloned tree on the path, a
  * leaf without its own values array, the last key of the tree) goes to BTree.delete.
+ *
+ * deleteSortedKeys does the same for a sorted batch, removing all the batch's keys that fall in one
+ * leaf in one visit; the tree keeps the same entries as after BTree.delete of each key, not
+ * necessarily the same node boundaries.
  */
 import type BTreeModule from 'sorted-btree';
 
