@@ -30,6 +30,7 @@ import { checkPipeline, checkStageName, stageIgnoringCollation } from './mqlRefu
 import type { WriteOptions } from './engine.js';
 import { checkInternalSize } from './limits.js';
 import { runNativeGroup } from './nativeGroup.js';
+import { runCoveredGroup } from './coveredGroup.js';
 
 function validatePipeline(pipeline: unknown): asserts pipeline is Document[] {
   if (!Array.isArray(pipeline))
@@ -131,6 +132,7 @@ export function runAggregation(
   const body = writes ? pipeline.slice(0, -1) : pipeline;
   let docs: Document[];
   let rest: Document[];
+  let grouped: { docs: Document[]; consumed: number } | undefined;
   if (collName === null) {
     docs = [];
     rest = body;
@@ -155,12 +157,23 @@ export function runAggregation(
     }
     const pushed = pushDown(body);
     const coll = ctx.engine.getCollection(ctx.db, collName);
-    docs = runQuery(coll, {
-      ...pushed.query,
-      ...(variables ? { variables } : {}),
-      collation,
-      hint: extras.hint,
-    }).docs;
+    const { filter, ...ordering } = pushed.query;
+    // A $match alone before the $group may be answered from the index (a covered read).
+    const covered =
+      coll && filter && !collation && Object.keys(ordering).length === 0
+        ? runCoveredGroup(coll, filter, pushed.rest, variables, extras.hint)
+        : undefined;
+    if (covered) {
+      docs = [];
+      grouped = covered;
+    } else {
+      docs = runQuery(coll, {
+        ...pushed.query,
+        ...(variables ? { variables } : {}),
+        collation,
+        hint: extras.hint,
+      }).docs;
+    }
     rest = pushed.rest;
   }
   if (collation && rest.length > 0) {
@@ -175,7 +188,7 @@ export function runAggregation(
   let out = docs;
   let stages = rest;
   if (rest.length > 0 && !collation) {
-    const native = runNativeGroup(docs, rest);
+    const native = grouped ?? runNativeGroup(docs, rest);
     if (native) {
       out = native.docs;
       stages = rest.slice(native.consumed);

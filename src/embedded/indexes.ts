@@ -7,7 +7,7 @@ import BTreeModule from 'sorted-btree';
 import type { Document } from 'bson';
 import { compileFilter, type Matcher } from './mql.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
-import { decodeKey, encodeKey, type KeySentinels } from './keyString.js';
+import { decodeKey, encodeKey, keyValueReader, type KeySentinels } from './keyString.js';
 import type { IndexSpecRecord } from './persistenceTypes.js';
 import { deleteKey, deleteSortedKeys } from './btreeDelete.js';
 
@@ -184,6 +184,26 @@ export class Index {
   /** Visits every entry between two full keys (inclusive) in key order; the key is the tree's form. */
   forRange(lower: IndexKey, upper: IndexKey, visit: (key: unknown, id: string) => void): void {
     this.tree.forRange(this.treeKey(lower), this.treeKey(upper), true, visit);
+  }
+
+  /**
+   * For a covered read: reads the values of top-level `paths` (key fields, or the trailing _id) from a
+   * key as the tree holds it into `out`, in the order of `paths`. undefined when a path is not in the
+   * key or the index is multikey (a key then holds one element, not the field's value). The reader
+   * returns false when the key cannot stand for the document's values (see keyValueReader).
+   */
+  coveredReader(paths: string[]): ((key: unknown, out: unknown[]) => boolean) | undefined {
+    if (this.multikey || this.spec.sparse) return undefined;
+    const positions: number[] = [];
+    for (const path of paths) {
+      const pos = this.fields.findIndex(([f]) => f === path);
+      if (pos >= 0) positions.push(pos);
+      else if (path === '_id') positions.push(this.fields.length);
+      else return undefined;
+    }
+    if (positions.length === 0) return () => true;
+    const read = keyValueReader(this.dirs, positions);
+    return (key, out) => typeof key === 'string' && read(key, out);
   }
 
   /** How many entries the index holds. */

@@ -73,6 +73,27 @@ function readDouble(c: number[], i: number): number {
   return f64[0] as number;
 }
 
+/** readDouble straight from a key string (descending: inverted characters). */
+function readDoubleAt(str: string, i: number, desc: boolean): number {
+  const at = (k: number): number => (desc ? HIGH - str.charCodeAt(k) : str.charCodeAt(k)) - 1;
+  const a = at(i);
+  const b = at(i + 1);
+  const d = at(i + 2);
+  const e = at(i + 3);
+  const f = at(i + 4);
+  if (a === 0 && b === 0 && d === 0 && e === 0 && f === 0) return Number.NaN;
+  let hi = ((a << 19) | (b << 6) | (d >>> 7)) >>> 0;
+  let lo = (((d & 0x7f) << 25) | (e << 12) | f) >>> 0;
+  if (hi & 0x80000000) hi = (hi & 0x7fffffff) >>> 0;
+  else {
+    hi = ~hi >>> 0;
+    lo = ~lo >>> 0;
+  }
+  u32[HI] = hi;
+  u32[LO] = lo;
+  return f64[0] as number;
+}
+
 const tag = (rank: number): string => String.fromCharCode(TAG + rank);
 const T_STRING = tag(Rank.String);
 const T_NUMBER = tag(Rank.Number);
@@ -205,4 +226,65 @@ export function decodeKey(str: string, dirs: number[], s: KeySentinels): unknown
     }
   }
   return key;
+}
+
+/**
+ * Reads chosen positions of an encoded key into `out` (out[j] the value at positions[j]), for a
+ * covered read. Returns false, leaving `out` unspecified, when a wanted value is not certainly the
+ * document's own: null (the index holds null for a missing field too), 0 (-0 is stored as 0), a
+ * type other than number, string, boolean and date, or a descending wanted position. The caller then
+ * reads the document.
+ */
+export function keyValueReader(
+  dirs: number[],
+  positions: number[],
+): (str: string, out: unknown[]) => boolean {
+  const last = Math.max(...positions);
+  const slotOf = new Array<number>(last + 1).fill(-1);
+  positions.forEach((p, j) => (slotOf[p] = j));
+  if (positions.some((p) => (dirs[p] ?? 1) < 0)) return () => false;
+  return (str, out) => {
+    let i = 0;
+    for (let pos = 0; pos <= last; pos++) {
+      const desc = (dirs[pos] ?? 1) < 0;
+      const first = str.charCodeAt(i);
+      if (first === LOW || first === HIGH) return false; // a bound, never a stored key
+      const rank = (desc ? HIGH - first : first) - TAG;
+      const slot = slotOf[pos] as number;
+      i++;
+      switch (rank) {
+        case Rank.Null:
+          if (slot >= 0) return false;
+          i++;
+          break;
+        case Rank.Bool:
+          if (slot >= 0) out[slot] = str.charCodeAt(i) === 3;
+          i++;
+          break;
+        case Rank.Number:
+        case Rank.Date:
+          if (slot >= 0) {
+            const n = readDoubleAt(str, i, desc);
+            if (rank === Rank.Number && n === 0) return false;
+            out[slot] = rank === Rank.Date ? new Date(n) : n;
+          }
+          i += 5;
+          break;
+        case Rank.String: {
+          const end = str.indexOf(desc ? String.fromCharCode(HIGH - STRING_END) : STRING_TAIL, i);
+          if (end < 0) return false;
+          if (slot >= 0) out[slot] = str.slice(i, end);
+          i = end + 1;
+          break;
+        }
+        case Rank.ObjectId:
+          if (slot >= 0) return false;
+          i += 8;
+          break;
+        default:
+          return false;
+      }
+    }
+    return true;
+  };
 }

@@ -18,8 +18,11 @@ import { percentileAt } from './percentile.js';
 /** Raised while evaluating: this input needs the general engine. */
 class Fallback extends Error {}
 
-/** Evaluated against the input document and the values a fused $project computed for it. */
-type Expr = (doc: Document, computed: unknown[]) => unknown;
+/**
+ * Evaluated against the input document, the values a fused $project computed for it, and its
+ * top-level fields the stages read (each read once per document, however many expressions use it).
+ */
+type Expr = (doc: Document, computed: unknown[], fields: unknown[]) => unknown;
 /** How a field path resolves: on the document, or (after a $project) through the projection. */
 type Scope = (path: string) => Expr | undefined;
 type Simple = undefined | null | string | number | boolean | Date;
@@ -36,13 +39,30 @@ function simple(v: unknown): Simple {
   throw new Fallback();
 }
 
-function fieldPath(path: string): Expr | undefined {
+/**
+ * The top-level fields a compiled stage pair reads, each given a slot: a document's fields are read
+ * into their slots once, before its expressions run (reading a field has no effect of its own).
+ */
+class Reads {
+  readonly keys: string[] = [];
+  /** A path into an embedded document was compiled: it reads the document itself. */
+  nested = false;
+  slot(key: string): number {
+    const i = this.keys.indexOf(key);
+    if (i >= 0) return i;
+    this.keys.push(key);
+    return this.keys.length - 1;
+  }
+}
+
+function fieldPath(path: string, reads: Reads): Expr | undefined {
   const parts = path.split('.');
   if (parts.some((p) => p === '' || p.startsWith('$'))) return undefined;
   if (parts.length === 1) {
-    const [key] = parts as [string];
-    return (doc) => simple(doc[key]);
+    const i = reads.slot(parts[0] as string);
+    return (_doc, _c, f) => simple(f[i]);
   }
+  reads.nested = true;
   return (doc) => {
     let v: unknown = doc;
     for (const p of parts) {
@@ -82,7 +102,7 @@ function args(v: unknown, n: number, scope: Scope): Expr[] | undefined {
 }
 
 /** An expression in the native language, or undefined when it is outside it. */
-function compileExpr(e: unknown, scope: Scope = fieldPath): Expr | undefined {
+function compileExpr(e: unknown, scope: Scope): Expr | undefined {
   if (typeof e === 'string') {
     if (e.startsWith('$')) return e.startsWith('$$') ? undefined : scope(e.slice(1));
     return () => e;
@@ -103,7 +123,7 @@ function compileExpr(e: unknown, scope: Scope = fieldPath): Expr | undefined {
       const c = args(parts, 3, scope);
       if (!c) return undefined;
       const [test, then, otherwise] = c as [Expr, Expr, Expr];
-      return (doc, c) => (truthy(test(doc, c) as Simple) ? then(doc, c) : otherwise(doc, c));
+      return (doc, c, f) => (truthy(test(doc, c, f) as Simple) ? then(doc, c, f) : otherwise(doc, c, f));
     }
     case '$eq':
     case '$ne': {
@@ -115,15 +135,15 @@ function compileExpr(e: unknown, scope: Scope = fieldPath): Expr | undefined {
       // when identical (no collation reaches this path); anything else takes the general comparison.
       const lit = (arg as unknown[])[1];
       if (typeof lit === 'string' && !lit.startsWith('$'))
-        return (doc, c) => {
-          const a = x(doc, c);
+        return (doc, c, f) => {
+          const a = x(doc, c, f);
           if (typeof a === 'string') return (a === lit) === want;
           if (a === undefined) throw new Fallback();
           return (compareValues(a, lit) === 0) === want;
         };
-      return (doc, c) => {
-        const a = x(doc, c);
-        const b = y(doc, c);
+      return (doc, c, f) => {
+        const a = x(doc, c, f);
+        const b = y(doc, c, f);
         // A missing operand compares unlike null in expressions: left to mingo.
         if (a === undefined || b === undefined) throw new Fallback();
         return (compareValues(a, b) === 0) === want;
@@ -133,13 +153,13 @@ function compileExpr(e: unknown, scope: Scope = fieldPath): Expr | undefined {
       const c = Array.isArray(arg) ? args(arg, 1, scope) : args([arg], 1, scope);
       if (!c) return undefined;
       const [x] = c as [Expr];
-      return (doc, c) => typeName(x(doc, c) as Simple);
+      return (doc, c, f) => typeName(x(doc, c, f) as Simple);
     }
     case '$subtract': {
       const c = args(arg, 2, scope);
       if (!c) return undefined;
       const [x, y] = c as [Expr, Expr];
-      return (doc, c) => subtract(x(doc, c) as Simple, y(doc, c) as Simple);
+      return (doc, c, f) => subtract(x(doc, c, f) as Simple, y(doc, c, f) as Simple);
     }
     default:
       return undefined;
@@ -156,7 +176,7 @@ interface FusedProject {
   scope: Scope;
 }
 
-function compileProject(spec: unknown): FusedProject | undefined {
+function compileProject(spec: unknown, reads: Reads): FusedProject | undefined {
   if (!isPlainObject(spec)) return undefined;
   let keepId = true;
   const included = new Set<string>();
@@ -174,7 +194,7 @@ function compileProject(spec: unknown): FusedProject | undefined {
     }
     if (typeof v !== 'string' && !isPlainObject(v)) return undefined;
     if (typeof v === 'string' && !v.startsWith('$')) return undefined;
-    const e = compileExpr(v);
+    const e = compileExpr(v, (path) => fieldPath(path, reads));
     if (!e) return undefined;
     computed.set(k, exprs.length);
     exprs.push(e);
@@ -187,7 +207,7 @@ function compileProject(spec: unknown): FusedProject | undefined {
     const i = computed.get(top);
     // Computed values are never documents: a path into one is missing.
     if (i !== undefined) return dot < 0 ? (_doc, c) => c[i] : missing;
-    if (included.has(top) || (top === '_id' && keepId)) return fieldPath(path);
+    if (included.has(top) || (top === '_id' && keepId)) return fieldPath(path, reads);
     return missing;
   };
   return { exprs, scope };
@@ -304,12 +324,20 @@ function groupKey(v: Simple): string {
   return `d${v.getTime()}`;
 }
 
+/**
+ * Hands each input row to `row`: its document, and the values of the fields the stages read (the
+ * Reads' keys, in order) in `fields`. A covered read passes an empty document: its stages read no
+ * embedded path.
+ */
+export type Feed = (row: (doc: Document, fields: unknown[]) => void) => void;
+
 function compileGroup(
   spec: unknown,
   project: FusedProject | undefined,
-): ((docs: Document[]) => Document[]) | undefined {
+  reads: Reads,
+): ((feed: Feed) => Document[]) | undefined {
   if (!isPlainObject(spec) || !('_id' in spec)) return undefined;
-  const scope = project?.scope ?? fieldPath;
+  const scope = project?.scope ?? ((path: string) => fieldPath(path, reads));
   const exprs = project?.exprs ?? [];
   const idSpec = spec._id as unknown;
   if (isPlainObject(idSpec) || Array.isArray(idSpec)) return undefined;
@@ -324,14 +352,14 @@ function compileGroup(
     accs.push([k, a]);
   }
   type Group = { id: Simple; accs: Acc[] };
-  return (docs) => {
+  return (feed) => {
     const groups = new Map<string, Group>();
     // String keys (the usual group by type) are looked up as themselves, without building a key.
     const byString = new Map<string, Group>();
     const computed: unknown[] = new Array(exprs.length);
-    for (const doc of docs) {
-      for (let i = 0; i < exprs.length; i++) computed[i] = exprs[i]!(doc, computed);
-      const key = id(doc, computed) as Simple;
+    feed((doc, fields) => {
+      for (let i = 0; i < exprs.length; i++) computed[i] = exprs[i]!(doc, computed, fields);
+      const key = id(doc, computed, fields) as Simple;
       let g = typeof key === 'string' ? byString.get(key) : undefined;
       if (!g) {
         const k = groupKey(key);
@@ -342,13 +370,55 @@ function compileGroup(
         }
         if (typeof key === 'string') byString.set(key, g);
       }
-      for (let i = 0; i < accs.length; i++) g.accs[i]!.add(accs[i]![1].input(doc, computed) as Simple);
-    }
+      for (let i = 0; i < accs.length; i++)
+        g.accs[i]!.add(accs[i]![1].input(doc, computed, fields) as Simple);
+    });
     return [...groups.values()].map((g) => {
       const out: Document = { _id: g.id };
       accs.forEach(([k], i) => (out[k] = g.accs[i]!.result()));
       return out;
     });
+  };
+}
+
+/** A leading [$project] $group compiled to the native language. */
+export interface NativeGroup {
+  /** How many stages it runs. */
+  consumed: number;
+  /** The top-level fields it reads, in the order a Feed passes their values. */
+  fields: string[];
+  /** It also reads paths into embedded documents, from the document itself. */
+  nested: boolean;
+  /** The groups; undefined when an input row falls outside the native language (mingo runs them). */
+  run(feed: Feed): Document[] | undefined;
+}
+
+export function compileNativeGroup(stages: Document[]): NativeGroup | undefined {
+  let i = 0;
+  let project: FusedProject | undefined;
+  const reads = new Reads();
+  const first = stages[0];
+  if (first && '$project' in first) {
+    project = compileProject(first.$project, reads);
+    if (!project) return undefined;
+    i++;
+  }
+  const groupStage = stages[i];
+  if (!groupStage || !('$group' in groupStage)) return undefined;
+  const group = compileGroup(groupStage.$group, project, reads);
+  if (!group) return undefined;
+  return {
+    consumed: i + 1,
+    fields: reads.keys,
+    nested: reads.nested,
+    run: (feed) => {
+      try {
+        return group(feed);
+      } catch (err) {
+        if (err instanceof Fallback) return undefined;
+        throw err;
+      }
+    },
   };
 }
 
@@ -360,22 +430,15 @@ export function runNativeGroup(
   docs: Document[],
   stages: Document[],
 ): { docs: Document[]; consumed: number } | undefined {
-  let i = 0;
-  let project: FusedProject | undefined;
-  const first = stages[0];
-  if (first && '$project' in first) {
-    project = compileProject(first.$project);
-    if (!project) return undefined;
-    i++;
-  }
-  const groupStage = stages[i];
-  if (!groupStage || !('$group' in groupStage)) return undefined;
-  const group = compileGroup(groupStage.$group, project);
-  if (!group) return undefined;
-  try {
-    return { docs: group(docs), consumed: i + 1 };
-  } catch (err) {
-    if (err instanceof Fallback) return undefined;
-    throw err;
-  }
+  const native = compileNativeGroup(stages);
+  if (!native) return undefined;
+  const keys = native.fields;
+  const out = native.run((row) => {
+    const fields: unknown[] = new Array(keys.length);
+    for (const doc of docs) {
+      for (let i = 0; i < keys.length; i++) fields[i] = doc[keys[i]!];
+      row(doc, fields);
+    }
+  });
+  return out ? { docs: out, consumed: native.consumed } : undefined;
 }

@@ -38,6 +38,13 @@ export interface Plan {
    * boundsImplyFilter): the caller may skip re-checking each candidate.
    */
   exact?: boolean;
+  /** The index walked (IXSCAN). */
+  index?: Index;
+  /**
+   * The index entries of the same candidates, in the same order, without fetching documents: the key
+   * as the tree holds it and the canonical _id key (a covered read). Not for a multikey index.
+   */
+  eachEntry?(fn: (key: unknown, id: string) => void): void;
   stats: { keysExamined: number; docsExamined: number };
 }
 
@@ -447,12 +454,24 @@ function indexPlan(
           };
           for (const [lo, hi] of bounds) index.forRange(lo, hi, visit);
         };
+  const eachEntry =
+    needMerge || reverse || multikey
+      ? undefined
+      : (fn: (key: unknown, id: string) => void): void => {
+          const visit = (key: unknown, id: string): void => {
+            stats.keysExamined++;
+            fn(key, id);
+          };
+          for (const [lo, hi] of bounds) index.forRange(lo, hi, visit);
+        };
   return {
     stage: 'IXSCAN',
     indexName: index.name,
+    index,
     sorted: choice.providesSort,
     stats,
     ...(each ? { each } : {}),
+    ...(eachEntry ? { eachEntry } : {}),
     candidates: (function* () {
       const seen = multikey ? new Set<string>() : undefined;
       for (const id of ids()) {
