@@ -107,11 +107,12 @@ describe('motion correction', () => {
   });
 
   it('on two threads: the same shifts bit for bit, the same sum to float32 rounding, dose-weighted too', async () => {
-    const movie = await syntheticMovie(256, 8, { seed: 3, dose: 2, contrast: 0.25, totalDrift: 10 });
+    const movie = await syntheticMovie(512, 8, { seed: 3, dose: 2, contrast: 0.25, totalDrift: 10 });
     const path = join(dir, 'threads.mrc');
     await writeMovieMrc(path, movie);
-    // 256 px with alignSize 128: a binned grid, so the spectra are Fourier-cropped in the workers too.
-    const opts = { bFactor: 100, alignSize: 128, doseWeighting: { dosePerFrame: 2, voltageKv: 300 } };
+    // 512 px with alignSize 256: a binned grid, so the spectra are binned in the workers too, and a
+    // 128 px coarse grid that this thread crops for both.
+    const opts = { bFactor: 100, alignSize: 256, doseWeighting: { dosePerFrame: 2, voltageKv: 300 } };
     const one = await correctMotion(path, opts);
     const progress: number[] = [];
     const two = await correctMotion(path, { ...opts, threads: 2 }, { onProgress: (f) => progress.push(f) });

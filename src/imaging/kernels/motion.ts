@@ -1,12 +1,14 @@
 /**
  * Motion correction of a movie (MRC or TIFF stack of frames): whole-frame shifts by iterative
- * leave-one-out cross-correlation (motionAlign.ts), then the aligned sum, optionally dose-weighted.
+ * leave-one-out cross-correlation (motionAlign.ts), coarse to fine (motionCoarse.ts), then the
+ * aligned sum, optionally dose-weighted.
  *
  * Two passes over the file, one frame in memory at a time: the first keeps only each frame's
  * alignment spectrum (binned to at most `alignSize` per side by summing blocks of pixels, then
  * transformed); the second shifts every full frame in Fourier space and accumulates the sum's
  * spectrum. Memory is about
- * frames · wa · ha · 4 bytes for the alignment spectra (wa × ha ≤ alignSize²) plus about four
+ * 1.25 · frames · wa · ha · 4 bytes for the alignment spectra (wa × ha ≤ alignSize², and their
+ * coarse crop) plus about four
  * full-frame buffers of W · H · 4 bytes (FFT memory, the sum's spectrum, a padded frame when the
  * size needs padding) — independent of the movie's length apart from the first term.
  */
@@ -16,8 +18,6 @@ import { MrcWriter } from '../formats/mrc.js';
 import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progress.js';
 import type { ImageStack } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
-import { RealFft2d } from './fft.js';
-import { alignSpectra } from './motionAlign.js';
 import {
   AlignSpectrumMaker,
   alignGrid,
@@ -25,6 +25,7 @@ import {
   finishSum,
   FrameSummer,
 } from './motionFrames.js';
+import { alignSpectra } from './motionCoarse.js';
 import { correctMotionThreaded } from './motionThreads.js';
 
 export interface MotionOptions {
@@ -152,18 +153,13 @@ async function run(
   } finally {
     maker.dispose();
   }
-  const fftAlign = await RealFft2d.create(grid.wa, grid.ha);
-  let aligned;
-  try {
-    aligned = await alignSpectra(
-      spectra,
-      fftAlign,
-      { maxShift: Math.max(1, maxShift / grid.bin), iterations, tolerance: tolerance / grid.bin },
-      { ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress: report('align') },
-    );
-  } finally {
-    fftAlign.dispose();
-  }
+  const aligned = await alignSpectra(
+    spectra,
+    grid.wa,
+    grid.ha,
+    { maxShift: Math.max(1, maxShift / grid.bin), iterations, tolerance: tolerance / grid.bin },
+    { ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress: report('align') },
+  );
   spectra.length = 0;
   const shifts = aligned.shifts.map((s) => ({ x: s.x * grid.bin, y: s.y * grid.bin }));
   const summer = await FrameSummer.create(W, H, pixelSize, opts.doseWeighting);

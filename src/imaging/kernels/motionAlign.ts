@@ -267,6 +267,31 @@ export class LocalTables {
   }
 }
 
+/**
+ * Columns k0 … k1 − 1 of the sum of the frames' spectra, each shifted by its initial shift (none:
+ * the plain sum). Column by column the same arithmetic whatever the split, so threads agree bit for bit.
+ */
+function sumAt(
+  spectra: Float32Array[],
+  initial: readonly { x: number; y: number }[] | undefined,
+  ramp: PhaseRamp,
+  h: number,
+  k0: number,
+  k1: number,
+): Float32Array {
+  const sum = new Float32Array(spectra[0]!.length);
+  // Column k is floats 2·k·h … 2·(k + 1)·h.
+  const [a, b] = [2 * k0 * h, 2 * k1 * h];
+  for (const sp of spectra) for (let i = a; i < b; i++) sum[i] = sum[i]! + sp[i]!;
+  // sum += spec·(P(shift) − 1) moves each frame from the origin to its shift.
+  if (initial)
+    spectra.forEach((sp, f) => {
+      const s = initial[f]!;
+      if (s.x !== 0 || s.y !== 0) addShiftDelta(sp, ramp.set(s.x, s.y), h, sum, k0, k1);
+    });
+  return sum;
+}
+
 /** The correlator of an in-process run: every frame's spectrum and the sum in this thread. */
 export class LocalCorrelator implements BandCorrelator {
   private readonly sum: Float32Array;
@@ -280,13 +305,14 @@ export class LocalCorrelator implements BandCorrelator {
     private readonly spectra: Float32Array[],
     private readonly fft: RealFft2d,
     private readonly radius: number,
+    /** Shifts the frames start at (alignFrames' `initial`); none: all at the origin. */
+    initial?: readonly { x: number; y: number }[],
   ) {
     const len = fft.spectrumLength;
-    this.sum = new Float32Array(len);
-    for (const s of spectra) for (let i = 0; i < len; i++) this.sum[i] = this.sum[i]! + s[i]!;
+    this.ramp = new PhaseRamp(fft.width, fft.height);
+    this.sum = sumAt(spectra, initial, this.ramp, fft.height, 0, fft.wc);
     this.mine = new Float32Array(len);
     this.out = new Float32Array(fft.width * (2 * radius + 3));
-    this.ramp = new PhaseRamp(fft.width, fft.height);
     this.tables = new LocalTables(fft.width, fft.height);
     this.sums = new Float64Array(LOCAL_SUMS * fft.wc);
   }
@@ -333,14 +359,12 @@ export class ColumnShare {
     private readonly band: Float32Array,
     /** LOCAL_SUMS doubles per column, all columns: this share writes its own. */
     private readonly sums: Float64Array,
+    initial?: readonly { x: number; y: number }[],
   ) {
-    const len = fft.spectrumLength;
-    this.sum = new Float32Array(len);
-    // Column k is floats 2·k·h … 2·(k + 1)·h: only this share's columns are summed and used.
-    const [a, b] = [2 * k0 * fft.height, 2 * k1 * fft.height];
-    for (const sp of spectra) for (let i = a; i < b; i++) this.sum[i] = this.sum[i]! + sp[i]!;
-    this.mine = new Float32Array(len);
     this.ramp = new PhaseRamp(fft.width, fft.height);
+    // Only this share's columns of the sum are formed and used.
+    this.sum = sumAt(spectra, initial, this.ramp, fft.height, k0, k1);
+    this.mine = new Float32Array(fft.spectrumLength);
     this.tables = new LocalTables(fft.width, fft.height);
   }
 
@@ -362,20 +386,6 @@ export class ColumnShare {
   }
 }
 
-/**
- * Aligns frames given their spectra (transposed half-plane, w×h). Returns per-frame shifts (pixels
- * of this grid) that align each frame to the sum, with frame 0 at (0, 0).
- */
-export async function alignSpectra(
-  spectra: Float32Array[],
-  fft: RealFft2d,
-  opts: AlignOptions,
-  ctl: KernelControl = {},
-): Promise<AlignResult> {
-  const { radius } = searchBand(fft.width, fft.height, opts.maxShift);
-  return alignFrames(spectra.length, fft.width, radius, new LocalCorrelator(spectra, fft, radius), opts, ctl);
-}
-
 export interface AlignResult {
   shifts: { x: number; y: number }[];
   iterations: number;
@@ -385,7 +395,27 @@ export interface AlignResult {
 /** Largest change (alignment-grid pixels) of an iteration after which the next one is local. */
 const LOCAL_BELOW = 1;
 
-/** The iterative leave-one-out alignment of n frames, whatever computes their correlation bands. */
+/**
+ * Whether a local step's 5 × 5 values (localBand's layout) peak at the origin or one of its four
+ * neighbours, where a search of radius 1 and its parabolas are right; else the peak may lie further.
+ */
+function peaksNearOrigin(band: ArrayLike<number>, w: number): boolean {
+  let best = -Infinity;
+  let near = false;
+  for (let dy = -2; dy <= 2; dy++) {
+    for (let dx = -2; dx <= 2; dx++) {
+      const v = band[(dy + 2) * w + ((dx + w) % w)]!;
+      if (v > best) [best, near] = [v, dx * dx + dy * dy <= 1];
+    }
+  }
+  return near;
+}
+
+/**
+ * The iterative leave-one-out alignment of n frames, whatever computes their correlation bands.
+ * `initial` starts the frames at known shifts (a coarser grid's result, in this grid's pixels): the
+ * iterations are then local from the first, the correlator's sum formed at those shifts.
+ */
 export async function alignFrames(
   n: number,
   w: number,
@@ -393,21 +423,28 @@ export async function alignFrames(
   correlator: BandCorrelator,
   opts: AlignOptions,
   ctl: KernelControl = {},
+  initial?: readonly { x: number; y: number }[],
 ): Promise<AlignResult> {
-  const shifts = Array.from({ length: n }, () => ({ x: 0, y: 0 }));
+  const shifts = Array.from({ length: n }, (_, f) => ({ x: initial?.[f]?.x ?? 0, y: initial?.[f]?.y ?? 0 }));
   let move: { x: number; y: number } | undefined;
   let iterations = 0;
   let converged = false;
   // The first iteration searches the whole radius; once an iteration moved no frame by a pixel or
-  // more, each frame's peak is within a pixel of the origin and the next ones look only there.
-  let local = false;
+  // more, each frame's peak is within a pixel of the origin and the next ones look only there. A
+  // local step whose values peak further out searches the whole radius for that frame.
+  let local = initial !== undefined;
   for (let it = 0; it < opts.iterations && !converged; it++) {
     iterations = it + 1;
     let maxChange = 0;
     for (let f = 0; f < n; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const s = shifts[f]!;
-      const peak = subPixelPeak(await correlator.band(f, s, move, local), w, local ? 1 : radius);
+      let band = await correlator.band(f, s, move, local);
+      let near = local;
+      // The move is in the sum already: the search step adds none.
+      if (local && !peaksNearOrigin(band, w))
+        [band, near] = [await correlator.band(f, s, undefined, false), false];
+      const peak = subPixelPeak(band, w, near ? 1 : radius);
       move = undefined;
       if (peak.x !== 0 || peak.y !== 0) {
         move = { x: peak.x, y: peak.y };

@@ -3,7 +3,7 @@
  * the frames' alignment spectra go into one SharedArrayBuffer. The per-frame phases split by frame,
  * each thread claiming the next frame from a shared counter when it is free: it makes the frame's
  * alignment spectrum, and later adds the shifted full frame to a sum spectrum of its own; this thread
- * adds those up. The alignment, a chain of dependent
+ * adds those up. The alignment (coarse grid, then full grid: motionCoarse.ts), a chain of dependent
  * steps, splits by half-plane column: for each step every thread computes the product and the column
  * transforms of its columns and copies out the band of rows the search reaches, and this thread
  * finishes the rows and finds the peak (a local step: each thread writes its columns' sums, and this
@@ -20,7 +20,8 @@ import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progres
 import type { ImageStack } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
 import { RealFft2d } from './fft.js';
-import { alignFrames, ColumnShare, LocalTables, searchBand, type AlignResult } from './motionAlign.js';
+import { ColumnShare, LocalTables, type AlignResult } from './motionAlign.js';
+import { alignCoarseToFine, cropSpectrum } from './motionCoarse.js';
 import { LOCAL_SUMS, localBand } from './motionLocal.js';
 import {
   AlignSpectrumMaker,
@@ -46,9 +47,12 @@ export type ToMotionWorker =
     }
   | {
       op: 'alignStart';
-      grid: AlignGrid;
+      /** The grid of this level (the alignment grid or its coarse crop). */
+      w: number;
+      h: number;
       frames: number;
       spectra: SharedArrayBuffer;
+      initial: Shift[] | undefined;
       k0: number;
       k1: number;
       radius: number;
@@ -176,7 +180,6 @@ export async function correctMotionThreaded(
   };
   if (ctl.signal?.aborted) aborted();
   ctl.signal?.addEventListener('abort', aborted, { once: true });
-  const fftAlign = await RealFft2d.create(g.wa, g.ha);
   try {
     let done = 0;
     const counter = (phase: 'read' | 'sum', verb: string) => {
@@ -234,52 +237,76 @@ export async function correctMotionThreaded(
       maker.dispose();
     }
 
-    const { radius, rows } = searchBand(g.wa, g.ha, Math.max(1, p.maxShift / g.bin));
-    const wc = g.wa / 2 + 1;
-    const bandBuffer = new SharedArrayBuffer(2 * wc * rows * 4);
-    const band = new Float32Array(bandBuffer);
-    const sumsBuffer = new SharedArrayBuffer(LOCAL_SUMS * wc * 8);
-    const sums = new Float64Array(sumsBuffer);
-    const tables = new LocalTables(g.wa, g.ha);
-    const out = new Float32Array(g.wa * rows);
-    const cut = (k: number) => Math.floor((k * wc) / T);
-    await Promise.all(
-      workers.map((t, i) =>
-        t.request({
-          op: 'alignStart',
-          grid: g,
-          frames: N,
-          spectra: spectraBuffer,
-          k0: cut(i + 1),
-          k1: cut(i + 2),
-          radius,
-          band: bandBuffer,
-          sums: sumsBuffer,
-        }),
-      ),
-    );
-    const spectra = Array.from({ length: N }, (_, f) => new Float32Array(spectraBuffer, f * len * 4, len));
-    const own = new ColumnShare(spectra, fftAlign, cut(0), cut(1), radius, band, sums);
-    const aligned = await alignFrames(
+    const aligned = await alignCoarseToFine(
       N,
       g.wa,
-      radius,
-      {
-        band: async (f, s, move, local) => {
-          const others = Promise.all(
-            workers.map((t) => t.request({ op: 'step', f, x: s.x, y: s.y, move, local })),
-          );
-          own.step(f, s.x, s.y, move, local);
-          await others;
-          return local
-            ? localBand(sums, g.wa, tables.ex, tables.band)
-            : fftAlign.inverseBand(band, rows, out);
-        },
-      },
+      g.ha,
       { maxShift: Math.max(1, p.maxShift / g.bin), iterations: p.iterations, tolerance: p.tolerance / g.bin },
       { ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress: report('align') },
+      async (w, h, radius, initial) => {
+        // This grid's spectra: the alignment grid's own, or their coarse crop (made here, once).
+        const lenL = 2 * (w / 2 + 1) * h;
+        const levelBuffer = w === g.wa ? spectraBuffer : new SharedArrayBuffer(N * lenL * 4);
+        const spectra = Array.from(
+          { length: N },
+          (_, f) => new Float32Array(levelBuffer, f * lenL * 4, lenL),
+        );
+        if (w !== g.wa)
+          spectra.forEach((s, f) =>
+            cropSpectrum(new Float32Array(spectraBuffer, f * len * 4, len), g.ha, w, h, s),
+          );
+        const rows = 2 * radius + 3;
+        const wc = w / 2 + 1;
+        const bandBuffer = new SharedArrayBuffer(2 * wc * rows * 4);
+        const band = new Float32Array(bandBuffer);
+        const sumsBuffer = new SharedArrayBuffer(LOCAL_SUMS * wc * 8);
+        const sums = new Float64Array(sumsBuffer);
+        const t = new LocalTables(w, h);
+        const out = new Float32Array(w * rows);
+        const cut = (k: number) => Math.floor((k * wc) / T);
+        const fft = await RealFft2d.create(w, h);
+        try {
+          await Promise.all(
+            workers.map((worker, i) =>
+              worker.request({
+                op: 'alignStart',
+                w,
+                h,
+                frames: N,
+                spectra: levelBuffer,
+                initial,
+                k0: cut(i + 1),
+                k1: cut(i + 2),
+                radius,
+                band: bandBuffer,
+                sums: sumsBuffer,
+              }),
+            ),
+          );
+        } catch (err) {
+          fft.dispose();
+          throw err;
+        }
+        const own = new ColumnShare(spectra, fft, cut(0), cut(1), radius, band, sums, initial);
+        return {
+          band: async (f, s, move, local) => {
+            const others = Promise.all(
+              workers.map((worker) => worker.request({ op: 'step', f, x: s.x, y: s.y, move, local })),
+            );
+            own.step(f, s.x, s.y, move, local);
+            await others;
+            return local ? localBand(sums, w, t.ex, t.band) : fft.inverseBand(band, rows, out);
+          },
+          close: async () => {
+            try {
+              await Promise.all(workers.map((worker) => worker.request({ op: 'alignEnd' })));
+            } finally {
+              fft.dispose();
+            }
+          },
+        };
+      },
     );
-    await Promise.all(workers.map((t) => t.request({ op: 'alignEnd' })));
     const shifts = aligned.shifts.map((s) => ({ x: s.x * g.bin, y: s.y * g.bin }));
 
     const onSum = counter('sum', 'summed');
@@ -315,7 +342,6 @@ export async function correctMotionThreaded(
     return { ...aligned, shifts, sum };
   } finally {
     ctl.signal?.removeEventListener('abort', aborted);
-    fftAlign.dispose();
     await Promise.all(workers.map((t) => t.terminate()));
   }
 }

@@ -47,12 +47,12 @@ async function handle(m: ToMotionWorker): Promise<void> {
       return;
     }
     case 'alignStart': {
-      const len = alignSpectrumLength(m.grid);
+      const len = 2 * (m.w / 2 + 1) * m.h;
       const spectra = Array.from(
         { length: m.frames },
         (_, f) => new Float32Array(m.spectra, f * len * 4, len),
       );
-      const fft = await RealFft2d.create(m.grid.wa, m.grid.ha);
+      const fft = await RealFft2d.create(m.w, m.h);
       align = {
         fft,
         share: new ColumnShare(
@@ -63,6 +63,7 @@ async function handle(m: ToMotionWorker): Promise<void> {
           m.radius,
           new Float32Array(m.band),
           new Float64Array(m.sums),
+          m.initial,
         ),
       };
       post({ op: 'done' });
