@@ -202,7 +202,10 @@ export function correlateShifted(
   }
 }
 
-/** sum += mine · (P − 1) over columns k0 … k1 − 1: moves mine's contribution to the sum by the ramp's shift. */
+/**
+ * sum += mine · (P − minus) over columns k0 … k1 − 1: with minus = 1 it moves mine's contribution to
+ * the sum by the ramp's shift; with 0 it adds mine shifted.
+ */
 export function addShiftDelta(
   mine: Float32Array,
   ramp: PhaseRamp,
@@ -210,6 +213,7 @@ export function addShiftDelta(
   sum: Float32Array,
   k0: number,
   k1: number,
+  minus = 1,
 ): void {
   const { x: px, y: py } = ramp;
   for (let kx = k0; kx < k1; kx++) {
@@ -219,7 +223,7 @@ export function addShiftDelta(
     for (let ky = 0; ky < h; ky++) {
       const cy = py[2 * ky]!;
       const sy = py[2 * ky + 1]!;
-      const pr = cx * cy - sxn * sy - 1;
+      const pr = cx * cy - sxn * sy - minus;
       const pi = cx * sy + sxn * cy;
       const i = base + 2 * ky;
       const re = mine[i]!;
@@ -280,15 +284,13 @@ function sumAt(
   k1: number,
 ): Float32Array {
   const sum = new Float32Array(spectra[0]!.length);
+  if (initial) {
+    spectra.forEach((sp, f) => addShiftDelta(sp, ramp.set(initial[f]!.x, initial[f]!.y), h, sum, k0, k1, 0));
+    return sum;
+  }
   // Column k is floats 2·k·h … 2·(k + 1)·h.
   const [a, b] = [2 * k0 * h, 2 * k1 * h];
   for (const sp of spectra) for (let i = a; i < b; i++) sum[i] = sum[i]! + sp[i]!;
-  // sum += spec·(P(shift) − 1) moves each frame from the origin to its shift.
-  if (initial)
-    spectra.forEach((sp, f) => {
-      const s = initial[f]!;
-      if (s.x !== 0 || s.y !== 0) addShiftDelta(sp, ramp.set(s.x, s.y), h, sum, k0, k1);
-    });
   return sum;
 }
 
