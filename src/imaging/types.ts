@@ -28,7 +28,11 @@ export interface ImageStack {
   readonly pixelSize: PixelSize | undefined;
   /** For 4D datasets: the scan grid [ny, nx] that the planes were flattened from (y-major). */
   readonly scanShape?: [number, number];
-  readPlane(index: number): Promise<PlaneArray>;
+  /**
+   * Plane `index`. `reuse`, a plane this stack returned before that the caller no longer needs, may
+   * be overwritten and returned (no fresh allocation per plane); a stack may ignore it.
+   */
+  readPlane(index: number, reuse?: PlaneArray): Promise<PlaneArray>;
   close(): Promise<void>;
 }
 

@@ -38,6 +38,14 @@ describe('MRC', () => {
         expect([s.width, s.height, s.depth]).toEqual([W, H, D]);
         expect(s.pixelSize).toEqual({ x: 1.25, y: 1.25, z: 2, unit: 'angstrom' });
         for (const z of [2, 0, 1]) expect(Array.from(await s.readPlane(z))).toEqual(planes[z]);
+        // A plane handed back is overwritten with the next one (mode 12 decodes into a new array).
+        const first = await s.readPlane(0);
+        const next = await s.readPlane(2, first);
+        expect(Array.from(next)).toEqual(planes[2]);
+        expect(next.buffer === first.buffer).toBe(mode !== 12);
+        const other = new Float32Array(7);
+        expect(Array.from(await s.readPlane(1, other))).toEqual(planes[1]);
+        expect(Array.from(other)).toEqual([0, 0, 0, 0, 0, 0, 0]);
         const all = planes.flat();
         expect(s.header.dmin).toBe(Math.min(...all));
         expect(s.header.dmax).toBe(Math.max(...all));

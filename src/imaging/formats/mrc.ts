@@ -79,13 +79,20 @@ export class MrcStack implements ImageStack {
     return this.width * this.height * MRC_MODES[this.header.mode].bytes;
   }
 
-  async readPlane(z: number): Promise<PlaneArray> {
+  async readPlane(z: number, reuse?: PlaneArray): Promise<PlaneArray> {
     if (!Number.isInteger(z) || z < 0 || z >= this.depth) {
       throw new RangeError(`${this.path}: plane ${z} is out of range 0..${this.depth - 1}`);
     }
     const n = this.width * this.height;
     const bytes = MRC_MODES[this.header.mode].bytes;
-    const buf = new Uint8Array(n * bytes);
+    // A plane's whole buffer, of this size, as this stack returns them (mode 12 returns decoded floats).
+    const own =
+      reuse &&
+      this.header.mode !== 12 &&
+      reuse.byteOffset === 0 &&
+      reuse.buffer instanceof ArrayBuffer &&
+      reuse.buffer.byteLength === n * bytes;
+    const buf = own ? new Uint8Array(reuse.buffer) : new Uint8Array(n * bytes);
     const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.header.dataOffset + z * buf.length);
     if (bytesRead !== buf.length) {
       throw new ImageFormatError(

@@ -16,7 +16,7 @@ import { writeFile, rename } from 'node:fs/promises';
 import { openStack } from '../formats/openStack.js';
 import { MrcWriter } from '../formats/mrc.js';
 import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progress.js';
-import type { ImageStack } from '../types.js';
+import type { ImageStack, PlaneArray } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
 import {
   AlignSpectrumMaker,
@@ -142,11 +142,13 @@ async function run(
   const len = alignSpectrumLength(grid);
   const spectra: Float32Array[] = [];
   const maker = await AlignSpectrumMaker.create(grid, pixelSize, bFactor);
+  let plane: PlaneArray | undefined;
   try {
     for (let f = 0; f < N; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
       const spec = new Float32Array(len);
-      maker.make(await stack.readPlane(f), spec);
+      plane = await stack.readPlane(f, plane);
+      maker.make(plane, spec);
       spectra.push(spec);
       report('read')((f + 1) / N, `read frame ${f + 1}/${N}`);
     }
@@ -166,7 +168,8 @@ async function run(
   try {
     for (let f = 0; f < N; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
-      summer.add(await stack.readPlane(f), f, shifts[f]!);
+      plane = await stack.readPlane(f, plane);
+      summer.add(plane, f, shifts[f]!);
       report('sum')((f + 1) / N, `summed frame ${f + 1}/${N}`);
       if (f % 2 === 1) await yieldToEventLoop();
     }

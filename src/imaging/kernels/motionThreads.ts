@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ImageFormatError, KernelAbortedError } from '../errors.js';
 import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progress.js';
-import type { ImageStack } from '../types.js';
+import type { ImageStack, PlaneArray } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
 import { RealFft2d } from './fft.js';
 import { ColumnShare, LocalTables, type AlignResult } from './motionAlign.js';
@@ -203,6 +203,8 @@ export async function correctMotionThreaded(
         await yieldToEventLoop();
       }
     };
+    /** The last plane this thread read, whose memory its next read reuses. */
+    let plane: PlaneArray | undefined;
     const len = alignSpectrumLength(g);
     const spectraBuffer = new SharedArrayBuffer(N * len * 4);
     const onRead = counter('read', 'read');
@@ -228,7 +230,8 @@ export async function correctMotionThreaded(
         ownFrames(
           new Int32Array(nextRead),
           async (f) => {
-            maker.make(await stack.readPlane(f), new Float32Array(spectraBuffer, f * len * 4, len));
+            plane = await stack.readPlane(f, plane);
+            maker.make(plane, new Float32Array(spectraBuffer, f * len * 4, len));
           },
           onRead,
         ),
@@ -325,7 +328,10 @@ export async function correctMotionThreaded(
         ),
         ownFrames(
           new Int32Array(nextSum),
-          async (f) => summer.add(await stack.readPlane(f), f, shifts[f]!),
+          async (f) => {
+            plane = await stack.readPlane(f, plane);
+            summer.add(plane, f, shifts[f]!);
+          },
           onSum,
         ),
       ]);

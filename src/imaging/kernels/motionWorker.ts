@@ -6,7 +6,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { openStack } from '../formats/openStack.js';
-import type { ImageStack } from '../types.js';
+import type { ImageStack, PlaneArray } from '../types.js';
 import { RealFft2d } from './fft.js';
 import { ColumnShare } from './motionAlign.js';
 import { AlignSpectrumMaker, alignSpectrumLength, FrameSummer } from './motionFrames.js';
@@ -16,6 +16,8 @@ const port = parentPort;
 if (!port) throw new Error('motionWorker runs as a worker thread');
 
 let stack: ImageStack | undefined;
+/** The last plane read, whose memory the next read reuses. */
+let plane: PlaneArray | undefined;
 /** This thread's share of the alignment, between alignStart and alignEnd. */
 let align: { share: ColumnShare; fft: RealFft2d } | undefined;
 
@@ -37,7 +39,8 @@ async function handle(m: ToMotionWorker): Promise<void> {
       try {
         const next = new Int32Array(m.next);
         for (let f = Atomics.add(next, 0, 1); f < m.frames; f = Atomics.add(next, 0, 1)) {
-          maker.make(await s.readPlane(f), new Float32Array(m.out, f * len * 4, len));
+          plane = await s.readPlane(f, plane);
+          maker.make(plane, new Float32Array(m.out, f * len * 4, len));
           post({ op: 'frame', f });
         }
       } finally {
@@ -87,7 +90,8 @@ async function handle(m: ToMotionWorker): Promise<void> {
       try {
         const next = new Int32Array(m.next);
         for (let f = Atomics.add(next, 0, 1); f < m.frames; f = Atomics.add(next, 0, 1)) {
-          summer.add(await s.readPlane(f), f, m.shifts[f]!);
+          plane = await s.readPlane(f, plane);
+          summer.add(plane, f, m.shifts[f]!);
           post({ op: 'frame', f });
         }
       } finally {
