@@ -81,6 +81,8 @@ async function fftBench(): Promise<Record<string, unknown>> {
     forwardTransposed: timed(() => fft.forward(img)),
     // numpy's [height][width/2 + 1] layout, copied out of WebAssembly memory as numpy returns a new array.
     forwardNumpyLayout: timed(() => fft.forwardRowMajor(img, rowMajor)),
+    // The same left in jobd's buffer (a view, as forwardTransposed is timed): the copy's share.
+    forwardNumpyLayoutInBuffer: timed(() => fft.forwardRowMajor(img)),
     forwardThenInverse: timed(() => {
       fft.forward(img, spec);
       fft.inverse(spec, back);
