@@ -69,6 +69,8 @@ export const DEFAULTS = {
     // A pooled child's start-up costs about as much CPU as 500-1,000 no-op jobs in it: recycled every
     // 10,000 jobs that is ~5% of its cost per job (at 1,000 it was ~50%). maxRssBytes catches leaks.
     maxJobsPerChild: 10_000,
+    // Children per kind that short jobs share, several queued on each: one per core (see pool.ts).
+    sharedChildren: Math.max(1, Math.min(1024, availableParallelism())),
     maxRssBytes: 512 * MIB,
     sampleIntervalMs: 1_000,
   },

@@ -282,6 +282,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
     http,
     pool: {
       maxJobsPerChild: s.pool?.maxJobsPerChild ?? DEFAULTS.pool.maxJobsPerChild,
+      sharedChildren: s.pool?.sharedChildren ?? DEFAULTS.pool.sharedChildren,
       maxRssBytes: s.pool?.maxRssBytes ?? DEFAULTS.pool.maxRssBytes,
       sampleIntervalMs: s.pool?.sampleIntervalMs ?? DEFAULTS.pool.sampleIntervalMs,
     },

@@ -140,6 +140,8 @@ export interface ResolvedConfig {
   pool: {
     /** Recycle a pooled child after this many jobs. */
     maxJobsPerChild: number;
+    /** Pooled children per kind that short jobs are queued on, several at a time (0: a child per job). */
+    sharedChildren: number;
     /** Recycle a pooled child whose RSS passed this (bytes) after a job. */
     maxRssBytes: number;
     /** How often children are sampled with pidusage. */

@@ -270,6 +270,7 @@ export const settingsSchema = z.strictObject({
   pool: z
     .strictObject({
       maxJobsPerChild: int(1, 10_000_000).optional(),
+      sharedChildren: int(0, 1024).optional(),
       maxRssBytes: int(16 * 1024 * 1024, 1024 ** 4, ' (bytes)').optional(),
       sampleIntervalMs: int(50, 600_000, ' (ms)').optional(),
     })

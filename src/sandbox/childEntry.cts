@@ -10,13 +10,14 @@
  * ESM loader, which is a large share of a short-lived child's start-up CPU. Handlers with
  * top-level await, package specifiers and TypeScript handlers (tsx) go through import().
  *
- * pooled:   runs jobs one at a time for as long as the parent keeps it; handler modules are cached.
- *           After each job it writes an end-of-job marker to stdout and stderr (see protocol.ts),
- *           then sends 'done'.
+ * pooled:   holds a queue of jobs and runs them one at a time, in the order they came, for as long
+ *           as the parent keeps it; handler modules are cached. After each job it writes an end-of-job
+ *           marker to stdout and stderr (see protocol.ts); results go back in batches ('results').
  * isolated: runs exactly one job, sends 'done', exits.
  *
  * On SIGTERM the current job's ctx.signal is aborted; the process exits once the handler settles
- * (the parent sends SIGKILL if that takes longer than the grace period).
+ * (the parent sends SIGKILL if that takes longer than the grace period). Jobs still queued do not
+ * run: the parent gives them back.
  *
  * A handler whose promise never settles while nothing is left to run would let the process end
  * (isolated) or sit until the timeout (pooled). 'beforeExit' during a job is that moment: the job
@@ -51,9 +52,17 @@ if (jobdHook) registerImportHook();
 // Only pooled children mark the end of each job's output (protocol.ts); isolated ones skip the import.
 const nonce = process.env.JOBD_SANDBOX_NONCE;
 delete process.env.JOBD_SANDBOX_NONCE;
+let marker: string | undefined;
 const markerReady: Promise<string | undefined> = nonce
-  ? import('./protocol.js').then((p) => p.endOfJobMarker(nonce))
+  ? import('./protocol.js').then((p) => (marker = p.endOfJobMarker(nonce)))
   : Promise.resolve(undefined);
+
+/** Pooled: end the current job's output on both streams (synchronous pipe writes). */
+function writeMarkers(): void {
+  if (!marker) return;
+  process.stdout.write(marker);
+  process.stderr.write(marker);
+}
 
 const handlers = new Map<string, Promise<HandlerFn>>();
 /** Lifecycle hooks of each loaded module (childHooks.cts), found when its handler is. */
@@ -66,6 +75,15 @@ let current: {
   stalled: boolean;
 } | null = null;
 let stopping = false;
+/** Pooled: jobs handed over and not started, in order. */
+const queue: JobMessage[] = [];
+/** Pooled: results not yet reported. */
+let unreported: DoneMessage[] = [];
+let reportScheduled = false;
+/** Pooled: queued jobs the parent took back; skipped when their turn comes. */
+const skipped = new Set<string>();
+/** Results held back at most this many at a time (and never past the next turn of the event loop). */
+const RESULTS_BATCH = 16;
 /** First unhandled rejection since the current job started; reported with the job's 'done'. */
 let taintDuringJob: { reason: unknown } | null = null;
 
@@ -296,7 +314,12 @@ async function runJob(msg: JobMessage): Promise<void> {
     if (!pending) return;
     const p = pending;
     pending = null;
-    send({ t: 'progress', percent: p.percent, ...(p.message !== undefined ? { message: p.message } : {}) });
+    send({
+      t: 'progress',
+      ...(mode === 'pooled' ? { jobId: msg.jobId } : {}),
+      percent: p.percent,
+      ...(p.message !== undefined ? { message: p.message } : {}),
+    });
   };
   const progress = (percent: number, message?: string): void => {
     if (!active || typeof percent !== 'number' || !Number.isFinite(percent)) return;
@@ -358,7 +381,7 @@ async function runJob(msg: JobMessage): Promise<void> {
     runner =
       hooks &&
       hookRunner(hooksOf.get(msg.handler) ?? {}, hooks, ctx, serialize, () =>
-        send({ t: 'hooks', budgetMs: hooks.timeoutMs }),
+        send({ t: 'hooks', ...(mode === 'pooled' ? { jobId: msg.jobId } : {}), budgetMs: hooks.timeoutMs }),
       );
     let value: unknown = null;
     if (hooks?.only) {
@@ -405,15 +428,24 @@ async function runJob(msg: JobMessage): Promise<void> {
   // (set by the 'unhandledRejection' listener while the handler ran; TS cannot see that)
   const taint = taintDuringJob as { reason: unknown } | null;
   if (taint) result.taint = await serialize(taint.reason);
-  const marker = await markerReady;
-  if (marker) {
-    process.stdout.write(marker);
-    process.stderr.write(marker);
+  await markerReady;
+  writeMarkers();
+  if (mode === 'pooled') {
+    result.jobId = msg.jobId;
+    unreported.push(result);
+    current = null;
+    done();
+    if (queue.length === 0 || unreported.length >= RESULTS_BATCH) report();
+    else if (!reportScheduled) {
+      reportScheduled = true;
+      setImmediate(report);
+    }
+    return;
   }
   const finish = (): void => {
     current = null;
     done();
-    if (mode === 'isolated') process.exit(0);
+    process.exit(0);
   };
   try {
     send(result, finish);
@@ -427,26 +459,88 @@ async function runJob(msg: JobMessage): Promise<void> {
   }
 }
 
+/** Pooled: send the results not yet reported, in one message; `then` runs once it is written. */
+function report(then?: () => void): void {
+  reportScheduled = false;
+  if (unreported.length === 0) {
+    then?.();
+    return;
+  }
+  const done = unreported;
+  unreported = [];
+  try {
+    send({ t: 'results', done }, then && (() => then()));
+  } catch {
+    // Outputs are encoded already and errors are plain text: only something pathological gets here.
+    // Each result alone then, and one that still cannot travel is replaced by an error saying so.
+    void Promise.all(done.map(reportAlone)).then(() => then?.());
+  }
+}
+
+async function reportAlone(d: DoneMessage): Promise<void> {
+  try {
+    send({ t: 'results', done: [d] });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    const error = await serialize(
+      new (await errors()).UnserializableOutputError(`the attempt's result could not be sent (${reason})`),
+    );
+    send({ t: 'results', done: [{ t: 'done', jobId: d.jobId, ok: false, error, usage: d.usage }] });
+  }
+}
+
+/** Pooled: start the next queued job unless one runs. */
+function next(): void {
+  if (current || stopping) return;
+  let m = queue.shift();
+  while (m && skipped.delete(m.jobId)) {
+    writeMarkers();
+    m = queue.shift();
+  }
+  if (!m) return;
+  // Taken at once (before the marker promise resolves) so a second call cannot start another.
+  current = {
+    controller: new AbortController(),
+    settled: Promise.resolve(),
+    stall: () => {},
+    stalled: false,
+  };
+  // The end-of-job marker is known before the handler starts, so the marker follows the handler's
+  // return at once: output from anything the handler left scheduled comes after it (stray output).
+  void markerReady
+    .then(() => runJob(m))
+    .then(next)
+    .catch((err: unknown) => die('the sandbox child could not run the job', err));
+}
+
 function onParentMessage(m: ParentMessage): void {
-  if (m.t === 'job') {
-    if (current || stopping) return; // one job at a time; the parent never does this
-    // The end-of-job marker is known before the handler starts, so the marker follows the handler's
-    // return at once: output from anything the handler left scheduled comes after it (stray output).
-    void markerReady
-      .then(() => runJob(m))
-      .catch((err: unknown) => die('the sandbox child could not run the job', err));
+  if (m.t === 'jobs') {
+    if (stopping) return; // the parent gives back what it handed over to a child that stops
+    queue.push(...m.jobs);
+    next();
+  } else if (m.t === 'job') {
+    if (current || stopping) return; // isolated: one job; the parent never sends a second
+    void runJob(m).catch((err: unknown) => die('the sandbox child could not run the job', err));
+  } else if (m.t === 'drop') {
+    // It stays in the queue, skipped: its markers keep the parent's count of ended jobs in step.
+    const queued = queue.some((j) => j.jobId === m.jobId);
+    if (queued) skipped.add(m.jobId);
+    send({ t: 'dropped', jobId: m.jobId, ok: queued });
   } else if (m.t === 'retire') {
     stopping = true;
-    if (!current) process.exit(0);
+    if (!current) report(() => process.exit(0));
   }
 }
 
 process.on('SIGTERM', () => {
   stopping = true;
-  if (!current) process.exit(143);
+  queue.length = 0;
+  // Results of finished jobs still go out: only the jobs that did not finish are lost to the stop.
+  const exit = (): void => report(() => process.exit(143));
+  if (!current) return exit();
   const abortReason = namedError('AbortError', 'ABORT_ERR', 'job stopped by jobd (SIGTERM)');
   current.controller.abort(abortReason);
-  void current.settled.then(() => process.exit(143));
+  void current.settled.then(exit);
 });
 
 process.on('beforeExit', () => {

@@ -15,7 +15,11 @@ export type Execution =
   | { kind: 'done'; done: DoneMessage }
   | { kind: 'exit'; exit: ExitInfo }
   | { kind: 'kill'; reason: KillReason; error: SerializedError }
-  | { kind: 'unsendable'; error: SerializedError };
+  | { kind: 'unsendable'; error: SerializedError }
+  /** A pooled child's queued job taken out before it started (an abort): nothing of it ran. */
+  | { kind: 'dropped'; error: SerializedError }
+  /** A pooled child held the job, not running it, when it exited (another job's kill, a crash). */
+  | { kind: 'released'; exit: ExitInfo };
 
 export interface Sampled {
   peakRssBytes?: number;
@@ -112,7 +116,21 @@ export function buildOutcome(
       logTail,
     };
   }
-  const reason: FailureReason = ex.kind === 'kill' ? ex.reason : 'error';
+  if (ex.kind === 'released') {
+    const how = ex.exit.signal ? `signal ${ex.exit.signal}` : `exit code ${ex.exit.code}`;
+    return {
+      status: 'failed',
+      reason: 'released',
+      error: plain(
+        new ChildCrashError(
+          `the pooled child that held this job ended (${how}) while another of its jobs ran; the job had not started, or its result was not sent, and runs again`,
+        ),
+      ),
+      resources,
+      logTail,
+    };
+  }
+  const reason: FailureReason = ex.kind === 'kill' ? ex.reason : ex.kind === 'dropped' ? 'aborted' : 'error';
   return {
     status: 'failed',
     reason,

@@ -7,12 +7,26 @@
  * when that child's exit has been seen. A run that finds no free slot waits in line; an idle pooled
  * child of the wrong kind is retired to make room, and a released child goes first to a waiting run
  * that can use it.
+ *
+ * Short jobs share children (PoolOptions.shared): once a handler's jobs are known to take little time,
+ * a run that finds no idle child is queued on the least loaded child of its kind, as long as the
+ * jobs queued there add up to no more than QUEUE_WAIT_MS. So a few children serve many short jobs
+ * (their start-ups, not the jobs, were most of the children's CPU), while long jobs still get a child
+ * each. A handler not measured yet waits for its first job (the probe) to end or to run PROBE_MS.
  */
 import { killChild, type Child, type Loader } from './processes.js';
 import { PoolChild } from './poolChild.js';
 import type { SandboxLogger } from './types.js';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Queue a run on a busy child only while what the child holds should take about this long at most. */
+const QUEUE_WAIT_MS = 50;
+/** A handler's first job that runs this long shows its jobs are not short. */
+const PROBE_MS = 50;
+/** At most this many jobs held by one child. */
+const MAX_HELD = 64;
+/** Weight of the newest run time in a handler's moving average. */
+const RUN_MS_WEIGHT = 0.1;
 
 /** A place under the bound, held from the moment it is granted until the child bound to it exits. */
 export interface Slot {
@@ -23,7 +37,7 @@ export interface Slot {
 }
 
 /** What a run needs: a pooled child of a kind, or a slot for an isolated child it starts itself. */
-export type Want = { pooled: true; loader: Loader; jobdHook: boolean } | { pooled: false };
+export type Want = { pooled: true; loader: Loader; jobdHook: boolean; handler: string } | { pooled: false };
 
 export type Grant = { kind: 'child'; pc: PoolChild } | { kind: 'slot'; slot: Slot };
 
@@ -36,6 +50,10 @@ export interface PoolOptions {
   max: number;
   killGraceMs: number;
   log: SandboxLogger;
+  /** Children per kind that short jobs are queued on (0: one job per child at a time). */
+  shared?: number;
+  /** A child is handed no more than this many jobs over its life. */
+  maxJobsPerChild?: number;
 }
 
 export class ChildPool {
@@ -44,6 +62,9 @@ export class ChildPool {
   private readonly pooled = new Set<PoolChild>();
   private idle: PoolChild[] = [];
   private readonly waiters: Waiter[] = [];
+  /** Moving average of each handler's run time in pooled children, ms. */
+  private readonly runMs = new Map<string, number>();
+  private probeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: PoolOptions) {
     if (!(opts.max >= 1)) throw new RangeError(`sandbox maxChildren must be at least 1, got ${opts.max}`);
@@ -106,6 +127,7 @@ export class ChildPool {
       throw err;
     }
     slot.bind(pc.child);
+    pc.runs = 1;
     this.pooled.add(pc);
     void pc.child.exited.then((exit) => {
       this.pooled.delete(pc);
@@ -118,16 +140,29 @@ export class ChildPool {
     return pc;
   }
 
-  /** A job ended on `pc`: keep it for the next job, or retire it (`why`). */
+  /** A job ended on `pc`: keep it for the next job, or retire it (`why`) once it holds no other. */
   release(pc: PoolChild, why: string | null): void {
+    pc.runs = Math.max(0, pc.runs - 1);
     if (pc.child.hasExited() || pc.state === 'retiring') return;
-    if (why) {
-      this.retire(pc, why);
+    if (why) pc.retireAfterJob(why);
+    if (pc.runs > 0) {
+      this.pump();
+      return;
+    }
+    if (pc.unfit) {
+      this.retire(pc, pc.unfit);
       return;
     }
     pc.state = 'idle';
     this.idle.push(pc);
     this.pump();
+  }
+
+  /** A job of `handler` took `ms` in a pooled child. */
+  noteRun(handler: string, ms: number): void {
+    const avg = this.runMs.get(handler);
+    this.runMs.set(handler, avg === undefined ? ms : avg + (ms - avg) * RUN_MS_WEIGHT);
+    if (avg === undefined && this.waiters.length > 0) this.pump();
   }
 
   /** Ask a child to leave; SIGTERM/SIGKILL if it does not within the grace period. Its slot frees on exit. */
@@ -189,32 +224,105 @@ export class ChildPool {
       if (pc.loader === loader && (pc.jobdHook || !jobdHook) && !pc.unfit && !pc.child.hasExited()) {
         this.idle.splice(i, 1);
         pc.state = 'busy';
+        pc.runs++;
         return pc;
       }
     }
     return undefined;
   }
 
+  private fits(pc: PoolChild, loader: Loader, jobdHook: boolean): boolean {
+    return (
+      pc.loader === loader &&
+      (pc.jobdHook || !jobdHook) &&
+      pc.state !== 'retiring' &&
+      !pc.unfit &&
+      !pc.child.hasExited() &&
+      pc.jobsAssigned < (this.opts.maxJobsPerChild ?? Infinity)
+    );
+  }
+
+  /** Live children of a kind that can take jobs. */
+  private kindCount(loader: Loader, jobdHook: boolean): number {
+    let n = 0;
+    for (const pc of this.pooled) if (this.fits(pc, loader, jobdHook)) n++;
+    return n;
+  }
+
+  /** The least loaded busy child of the kind with room for a job that takes about `avgMs`. */
+  private takeQueue(loader: Loader, jobdHook: boolean, avgMs: number): PoolChild | undefined {
+    let best: PoolChild | undefined;
+    for (const pc of this.pooled) {
+      if (pc.state !== 'busy' || !this.fits(pc, loader, jobdHook)) continue;
+      if (pc.runs >= MAX_HELD || pc.runs * avgMs > QUEUE_WAIT_MS) continue;
+      if (!best || pc.runs < best.runs) best = pc;
+    }
+    if (best) best.runs++;
+    return best;
+  }
+
+  /** A first job of `handler` is on its way and has not yet run PROBE_MS (re-pumps when it will have). */
+  private probing(handler: string): boolean {
+    const now = performance.now();
+    let soonest = Infinity;
+    for (const pc of this.pooled) {
+      const r = pc.running();
+      if (!r || r.msg.handler !== handler || pc.child.hasExited()) continue;
+      if (pc.readyAt === undefined || r.startedAt === undefined) return true;
+      const left = Math.max(r.startedAt, pc.readyAt) + PROBE_MS - now;
+      if (left > 0) soonest = Math.min(soonest, left);
+    }
+    if (soonest === Infinity) return false;
+    if (!this.probeTimer) {
+      this.probeTimer = setTimeout(() => {
+        this.probeTimer = undefined;
+        this.pump();
+      }, soonest + 1);
+    }
+    return true;
+  }
+
+  /** For a pooled run with no idle child: a busy child to queue on, 'slot' to start one, or null to wait. */
+  private place(want: Extract<Want, { pooled: true }>): PoolChild | 'slot' | null {
+    const room = this.used < this.opts.max;
+    const shared = this.opts.shared ?? 0;
+    if (shared === 0) return room ? 'slot' : null;
+    if (room && this.kindCount(want.loader, want.jobdHook) < shared) return 'slot';
+    const avg = this.runMs.get(want.handler);
+    if (avg === undefined) {
+      // Not measured: long jobs must not queue, short ones need not start children.
+      if (this.probing(want.handler)) {
+        // Still counts as needing a slot when there is no room for one.
+        return null;
+      }
+      return room ? 'slot' : null;
+    }
+    return this.takeQueue(want.loader, want.jobdHook, avg) ?? (room ? 'slot' : null);
+  }
+
   /** Serve waiting runs in order; make room for those that need a new process. */
   private pump(): void {
+    let needSlot = 0;
     for (let i = 0; i < this.waiters.length;) {
       const w = this.waiters[i]!;
       const pc = w.want.pooled ? this.takeIdle(w.want.loader, w.want.jobdHook) : undefined;
-      if (pc) {
-        this.waiters.splice(i, 1);
-        w.resolve({ kind: 'child', pc });
-      } else if (this.used < this.opts.max) {
+      const placed = pc ?? (w.want.pooled ? this.place(w.want) : this.used < this.opts.max ? 'slot' : null);
+      if (placed === 'slot') {
         this.waiters.splice(i, 1);
         w.resolve({ kind: 'slot', slot: this.newSlot() });
+      } else if (placed) {
+        this.waiters.splice(i, 1);
+        w.resolve({ kind: 'child', pc: placed });
       } else {
+        if (this.used >= this.opts.max) needSlot++;
         i++;
       }
     }
-    // Each run still waiting needs a slot. Children already leaving will free some; idle children
-    // nobody waiting can use are retired for the rest (oldest first).
+    // Each run still waiting for want of room needs a slot. Children already leaving will free some;
+    // idle children nobody waiting can use are retired for the rest (oldest first).
     let leaving = 0;
     for (const pc of this.pooled) if (pc.state === 'retiring') leaving++;
-    let short = this.waiters.length - leaving;
+    let short = needSlot - leaving;
     while (short > 0 && this.idle.length > 0) {
       this.retire(this.idle[0]!, 'making room for a job that needs another kind of child');
       short--;
@@ -223,6 +331,7 @@ export class ChildPool {
 
   /** Kill every child; resolves when all are gone. */
   async close(extra: Child[]): Promise<void> {
+    clearTimeout(this.probeTimer);
     const all = [...[...this.pooled].map((pc) => pc.child), ...extra];
     this.idle = [];
     await Promise.all(all.map((c) => killChild(c, this.opts.killGraceMs)));

@@ -74,7 +74,22 @@ export interface RetireMessage {
   t: 'retire';
 }
 
-export type ParentMessage = JobMessage | RetireMessage;
+/**
+ * Jobs for a pooled child, run one after another in this order after those it holds already. Jobs
+ * handed over in the same turn of the daemon's event loop travel in one message.
+ */
+export interface JobsMessage {
+  t: 'jobs';
+  jobs: JobMessage[];
+}
+
+/** Take a job the pooled child holds out of its queue, if it has not started; answered by 'dropped'. */
+export interface DropMessage {
+  t: 'drop';
+  jobId: string;
+}
+
+export type ParentMessage = JobMessage | JobsMessage | DropMessage | RetireMessage;
 
 /** CPU time and memory the child measured about itself. */
 export interface SelfUsage {
@@ -93,12 +108,16 @@ export interface ReadyMessage {
 
 export interface ProgressMessage {
   t: 'progress';
+  /** The job reporting (pooled children hold several). */
+  jobId?: string;
   percent: number;
   message?: string;
 }
 
 export interface DoneMessage {
   t: 'done';
+  /** The job it ends (pooled children hold several). */
+  jobId?: string;
   ok: boolean;
   /**
    * What the handler returned, already encoded by the child with v8.serialize (structured clone):
@@ -128,7 +147,24 @@ export interface DoneMessage {
 /** The handler settled and a hook follows: the daemon's job timeout gives way to the hook's bound. */
 export interface HooksMessage {
   t: 'hooks';
+  jobId?: string;
   budgetMs: number;
+}
+
+/**
+ * The outcomes of the jobs a pooled child finished since its last report, in the order they ran:
+ * sent when its queue runs empty, at a small bound (childEntry.cts), or on the next turn of its event loop.
+ */
+export interface ResultsMessage {
+  t: 'results';
+  done: DoneMessage[];
+}
+
+/** The answer to 'drop': true when the job was taken out before it started (it will not run). */
+export interface DroppedMessage {
+  t: 'dropped';
+  jobId: string;
+  ok: boolean;
 }
 
 /** Something went wrong outside the job's promise (an unhandled rejection): the child must not be reused. */
@@ -137,11 +173,20 @@ export interface TaintMessage {
   error: SerializedError;
 }
 
-export type ChildMessage = ReadyMessage | ProgressMessage | DoneMessage | TaintMessage | HooksMessage;
+export type ChildMessage =
+  | ReadyMessage
+  | ProgressMessage
+  | DoneMessage
+  | TaintMessage
+  | HooksMessage
+  | ResultsMessage
+  | DroppedMessage;
 
 /**
- * Written to stdout and stderr by a pooled child after each job, before its 'done' message, so the
- * parent knows where one job's output ends even though pipes and IPC are separate channels.
+ * Written to stdout and stderr by a pooled child after each job, before its result is reported, so the
+ * parent knows where one job's output ends even though pipes and IPC are separate channels. Pipe
+ * writes are synchronous, so the parent also learns from them which job the child runs: the first
+ * whose markers have not both arrived (a job that blocks the child's event loop included).
  * The nonce (per child, passed in the MARKER_NONCE_ENV variable) keeps handlers from faking it by accident.
  */
 export function endOfJobMarker(nonce: string): string {

@@ -20,6 +20,7 @@ import { JobLog, ensureDir, readFileTail } from './jobLog.js';
 import { buildOutcome, plain, type Execution, type Sampled } from './outcome.js';
 import { ChildPool, type Grant, type Want } from './pool.js';
 import type { PoolChild } from './poolChild.js';
+import { runHeld } from './heldRun.js';
 import {
   loaderFor,
   startChild,
@@ -118,7 +119,13 @@ class SandboxImpl implements Sandbox {
     this.log = opts.logger ?? noopLogger;
     this.sampleMaxAge = Math.max(1000, opts.sampleIntervalMs * 3);
     this.maxOutputBytes = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
-    this.pool = new ChildPool({ max: opts.maxChildren, killGraceMs: opts.killGraceMs, log: this.log });
+    this.pool = new ChildPool({
+      max: opts.maxChildren,
+      killGraceMs: opts.killGraceMs,
+      log: this.log,
+      shared: opts.sharedChildren ?? 0,
+      maxJobsPerChild: opts.maxJobsPerChild,
+    });
   }
 
   stats(): SandboxStats {
@@ -224,7 +231,7 @@ class SandboxImpl implements Sandbox {
     return plain(new JobTimeoutError(req.timeoutMs));
   }
 
-  private abortEx(reason: unknown): Execution {
+  private abortEx(reason: unknown): Extract<Execution, { kind: 'kill' }> {
     return {
       kind: 'kill',
       reason: 'aborted',
@@ -242,7 +249,8 @@ class SandboxImpl implements Sandbox {
     hook: boolean,
   ): Promise<Try> {
     const loader = loaderFor(req.handler);
-    const waited = await this.waitForChild({ pooled: true, loader, jobdHook: hook }, req, hooks, deadline);
+    const want: Want = { pooled: true, loader, jobdHook: hook, handler: req.handler };
+    const waited = await this.waitForChild(want, req, hooks, deadline);
     if ('ex' in waited) {
       return {
         outcome: buildOutcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
@@ -254,21 +262,24 @@ class SandboxImpl implements Sandbox {
     const jobLog = new JobLog(req.logFile, req.logTailBytes, (err) =>
       this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
     );
-    const markers = pc.beginJob(jobLog);
     // A pooled child is shared, so the job's env and cwd travel with the job.
     const msg: JobMessage = {
       ...jobMessage(req, this.maxOutputBytes),
       ...(req.env ? { env: req.env } : {}),
       ...(req.cwd ? { cwd: req.cwd } : {}),
     };
-    const cpuBase = pc.cpuBaseMs;
+    const { ex, held, sampled, taint, cpuBaseMs } = await runHeld(pc, msg, jobLog, req, hooks, {
+      log: this.log,
+      sampleIntervalMs: this.opts.sampleIntervalMs,
+      sampleMaxAge: this.sampleMaxAge,
+      stoppers: this.stoppers,
+      timeoutError: (r) => this.timeoutError(r),
+      abortEx: (reason) => this.abortEx(reason),
+      hookBlocked,
+    });
     let killed: ExitInfo | undefined;
-    const { ex, sampled, taint } = await this.execute(pc.child, req, hooks, deadline, () =>
-      pc.child.send(msg),
-    );
-
     if (ex.kind === 'done') {
-      await untilOrExit(pc.child, markers);
+      await untilOrExit(pc.child, held.untilEnded());
     } else if (ex.kind === 'kill') {
       pc.markUnfit(ex.reason);
       killed = await this.pool.kill(pc, req.killGraceMs);
@@ -276,30 +287,44 @@ class SandboxImpl implements Sandbox {
       pc.markUnfit('exited during a job');
     }
     if (pc.child.hasExited()) await pc.drained(DRAIN_AFTER_EXIT_MS);
-    pc.endJob();
+    pc.leave(held);
     await jobLog.close();
 
-    if (ex.kind !== 'unsendable') pc.jobsRun++;
     if (ex.kind === 'done') {
       const d = ex.done;
+      if (held.startedAt !== undefined) this.pool.noteRun(req.handler, performance.now() - held.startedAt);
       if (d.taint) pc.markUnfit('unhandled rejection', { error: d.taint });
       if (d.hookAbandoned) pc.markUnfit('a lifecycle hook outlived its bound');
       // Its module cache now holds the failed module graph: a fresh child loads it anew.
       if (d.jobdUnresolved === 'load') pc.retireAfterJob('the handler needs the jobd resolve hook');
       else if (d.error?.code === 'JOBD_HANDLER_LOAD') pc.markUnfit('a handler module failed to load');
-      pc.lastRssBytes = d.usage.rssBytes;
-      // 'ready' may not have arrived before the job was sent; it always arrives before 'done'.
-      const base = cpuBase ?? pc.cpuBaseMs ?? 0;
-      pc.cpuBaseMs = d.usage.cpuMs;
       this.pool.release(pc, this.recycleReason(pc));
       return {
-        outcome: buildOutcome(ex, undefined, t0, sampled, taint, base, d.usage.rssBytes, jobLog.tail()),
+        outcome: buildOutcome(
+          ex,
+          undefined,
+          t0,
+          sampled,
+          taint,
+          cpuBaseMs ?? 0,
+          d.usage.rssBytes,
+          jobLog.tail(),
+        ),
         jobdUnresolved: d.jobdUnresolved,
       };
     }
     this.pool.release(pc, this.recycleReason(pc));
     return {
-      outcome: buildOutcome(ex, killed, t0, sampled, taint, cpuBase ?? 0, undefined, jobLog.tail()),
+      outcome: buildOutcome(
+        ex,
+        killed,
+        t0,
+        sampled,
+        taint,
+        cpuBaseMs ?? pc.cpuBaseMs ?? 0,
+        undefined,
+        jobLog.tail(),
+      ),
       jobdUnresolved: undefined,
     };
   }
@@ -309,7 +334,7 @@ class SandboxImpl implements Sandbox {
     const o = this.opts;
     if (pc.unfit) return pc.unfit;
     if (this.closing) return 'sandbox closing';
-    if (pc.jobsRun >= o.maxJobsPerChild) return `ran ${pc.jobsRun} jobs`;
+    if (pc.jobsAssigned >= o.maxJobsPerChild) return `was handed ${pc.jobsAssigned} jobs`;
     if (pc.lastRssBytes > o.maxRssBytes) return `RSS ${mib(pc.lastRssBytes)} above ${mib(o.maxRssBytes)}`;
     return null;
   }

@@ -42,7 +42,11 @@ export interface RunRequest {
   handler: string;
   mode: 'pooled' | 'isolated';
   params: unknown;
-  /** Counted from run(): includes child start-up (isolated) and module loading. Infinity: no timeout. */
+  /**
+   * Isolated: counted from run(), child start-up and module loading included. Pooled: the wait for a
+   * child counts from run(); then the job has the whole timeout from when its child starts it (a
+   * job queued in a child behind others waits without its clock running). Infinity: no timeout.
+   */
   timeoutMs: number;
   /** Between SIGTERM and SIGKILL when this job's child must die. */
   killGraceMs: number;
@@ -73,7 +77,12 @@ export interface RunRequest {
   family?: JobFamily;
 }
 
-export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted';
+/**
+ * released: a pooled child held the job but was not running it when the child ended (another job's
+ * timeout, crash or memory kill): nothing of it ran, or its result was lost with the child. The
+ * daemon gives the attempt back (requeue), as at a graceful shutdown.
+ */
+export type FailureReason = 'error' | 'timeout' | 'crash' | 'memory' | 'aborted' | 'released';
 
 /**
  * resources: wallMs from run() to the end; peakRssBytes the highest RSS seen (pidusage samples and
@@ -146,6 +155,11 @@ export interface SandboxLogger {
 export interface SandboxOptions {
   /** Recycle a pooled child after this many jobs. */
   maxJobsPerChild: number;
+  /**
+   * Pooled children per kind that short jobs are queued on, several at a time (see pool.ts); 0 or
+   * absent: every pooled job gets a child of its own.
+   */
+  sharedChildren?: number;
   /** Recycle a pooled child whose RSS is above this after a job. */
   maxRssBytes: number;
   /** How often children are sampled with pidusage. */

@@ -187,10 +187,11 @@ class DaemonImpl implements Daemon {
       opts.sandbox ??
       createSandbox({
         maxJobsPerChild: config.pool.maxJobsPerChild,
+        sharedChildren: config.pool.sharedChildren,
         maxRssBytes: config.pool.maxRssBytes,
         sampleIntervalMs: config.pool.sampleIntervalMs,
         killGraceMs: w.killGraceMs,
-        // One child per running job: the pool never holds more processes than the daemon runs jobs.
+        // At most one child per running job: short jobs share a few children (pool.sharedChildren).
         maxChildren: w.concurrency,
         logger,
       });

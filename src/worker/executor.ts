@@ -290,6 +290,15 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     // The child ran onSuccess; the attempt failed after all, so the hook that follows runs too.
     return withAfterHooks(failSettlement(ex, err, def, deps.now(), random, extra), req, deps);
   }
+  // Its pooled child ended for another job's sake before it ran this one (or before it reported it):
+  // back to the queue with the attempt given back, as at a graceful shutdown.
+  if (outcome.reason === 'released') {
+    return {
+      kind: 'requeue',
+      ...base,
+      message: 'its pooled child ended while the job waited in it; requeued with the attempt given back',
+    };
+  }
   if (ex.abortCause === 'shutdown' && outcome.reason === 'aborted') {
     return {
       kind: 'requeue',

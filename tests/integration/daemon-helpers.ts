@@ -15,6 +15,7 @@ export const fixtureHandler = (name: string): string =>
   fileURLToPath(new URL(`../fixtures/jobs/${name}`, import.meta.url));
 
 type Overrides = {
+  pool?: Partial<ResolvedConfig['pool']>;
   worker?: Partial<ResolvedConfig['worker']>;
   jobTypes?: Record<string, Partial<JobTypeDefinition> & { handler: string }>;
   maintenance?: Partial<ResolvedConfig['maintenance']>;
@@ -77,7 +78,13 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
       staleProgressMs: 1_800_000,
     },
     retention: { completed: null, failed: null, cancelled: null, intervalMs: 3_600_000 },
-    pool: { maxJobsPerChild: 1000, maxRssBytes: 512 * 1024 * 1024, sampleIntervalMs: 500 },
+    pool: {
+      maxJobsPerChild: 1000,
+      sharedChildren: 2,
+      maxRssBytes: 512 * 1024 * 1024,
+      sampleIntervalMs: 500,
+      ...o.pool,
+    },
     defaults,
     jobTypes,
     schedules: {},
