@@ -294,6 +294,7 @@ function applyEnv(env: Record<string, string> | undefined, cwd: string | undefin
 }
 
 async function runJob(msg: JobMessage): Promise<void> {
+  const t0 = performance.now();
   const controller = new AbortController();
   let done!: () => void;
   const settled = new Promise<void>((r) => (done = r));
@@ -432,6 +433,7 @@ async function runJob(msg: JobMessage): Promise<void> {
   writeMarkers();
   if (mode === 'pooled') {
     result.jobId = msg.jobId;
+    result.runMs = performance.now() - t0;
     unreported.push(result);
     current = null;
     done();

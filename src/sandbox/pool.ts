@@ -23,6 +23,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const QUEUE_WAIT_MS = 50;
 /** A handler's first job that runs this long shows its jobs are not short. */
 const PROBE_MS = 50;
+/** ... plus this when the job is the first of its handler in its child, which loads its modules. */
+const LOAD_ALLOWANCE_MS = 1_000;
 /** At most this many jobs held by one child. */
 const MAX_HELD = 64;
 /** Weight of the newest run time in a handler's moving average. */
@@ -62,8 +64,11 @@ export class ChildPool {
   private readonly pooled = new Set<PoolChild>();
   private idle: PoolChild[] = [];
   private readonly waiters: Waiter[] = [];
-  /** Moving average of each handler's run time in pooled children, ms. */
-  private readonly runMs = new Map<string, number>();
+  /**
+   * Moving average of each handler's run time in pooled children, ms; provisional while measured only
+   * on jobs that loaded the handler's modules (the first in their child).
+   */
+  private readonly runMs = new Map<string, { avg: number; provisional: boolean }>();
   private probeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: PoolOptions) {
@@ -158,11 +163,12 @@ export class ChildPool {
     this.pump();
   }
 
-  /** A job of `handler` took `ms` in a pooled child. */
-  noteRun(handler: string, ms: number): void {
-    const avg = this.runMs.get(handler);
-    this.runMs.set(handler, avg === undefined ? ms : avg + (ms - avg) * RUN_MS_WEIGHT);
-    if (avg === undefined && this.waiters.length > 0) this.pump();
+  /** A job of `handler` took `ms` in a pooled child; `first`: the first of its handler in the child. */
+  noteRun(handler: string, ms: number, first: boolean): void {
+    const was = this.runMs.get(handler);
+    if (!was || (was.provisional && !first)) this.runMs.set(handler, { avg: ms, provisional: first });
+    else if (!first) was.avg += (ms - was.avg) * RUN_MS_WEIGHT;
+    if (this.waiters.length > 0) this.pump();
   }
 
   /** Ask a child to leave; SIGTERM/SIGKILL if it does not within the grace period. Its slot frees on exit. */
@@ -269,7 +275,8 @@ export class ChildPool {
       const r = pc.running();
       if (!r || r.msg.handler !== handler || pc.child.hasExited()) continue;
       if (pc.readyAt === undefined || r.startedAt === undefined) return true;
-      const left = Math.max(r.startedAt, pc.readyAt) + PROBE_MS - now;
+      const limit = PROBE_MS + (r.first ? LOAD_ALLOWANCE_MS : 0);
+      const left = Math.max(r.startedAt, pc.readyAt) + limit - now;
       if (left > 0) soonest = Math.min(soonest, left);
     }
     if (soonest === Infinity) return false;
@@ -288,8 +295,8 @@ export class ChildPool {
     const shared = this.opts.shared ?? 0;
     if (shared === 0) return room ? 'slot' : null;
     if (room && this.kindCount(want.loader, want.jobdHook) < shared) return 'slot';
-    const avg = this.runMs.get(want.handler);
-    if (avg === undefined) {
+    const known = this.runMs.get(want.handler);
+    if (!known || known.provisional) {
       // Not measured: long jobs must not queue, short ones need not start children.
       if (this.probing(want.handler)) {
         // Still counts as needing a slot when there is no room for one.
@@ -297,7 +304,7 @@ export class ChildPool {
       }
       return room ? 'slot' : null;
     }
-    return this.takeQueue(want.loader, want.jobdHook, avg) ?? (room ? 'slot' : null);
+    return this.takeQueue(want.loader, want.jobdHook, known.avg) ?? (room ? 'slot' : null);
   }
 
   /** Serve waiting runs in order; make room for those that need a new process. */

@@ -53,6 +53,8 @@ export class Held {
     readonly msg: JobMessage,
     public log: JobLog | null,
     readonly listener: HeldListener,
+    /** The first job of its handler in this child: its run time includes loading the handler's modules. */
+    readonly first: boolean,
   ) {}
 
   /** Resolves once both markers arrived. */
@@ -87,6 +89,7 @@ export class PoolChild {
   lastRssBytes = 0;
 
   private held: Held[] = [];
+  private readonly handlers = new Set<string>();
   private outbox: JobMessage[] = [];
   private outboxHeld: Held[] = [];
   private flushScheduled = false;
@@ -124,7 +127,8 @@ export class PoolChild {
 
   /** Hand a job over (sent with the others of this turn); it runs after those held already. */
   assign(msg: JobMessage, log: JobLog, listener: HeldListener): Held {
-    const h = new Held(msg, log, listener);
+    const h = new Held(msg, log, listener, !this.handlers.has(msg.handler));
+    this.handlers.add(msg.handler);
     const first = !this.running();
     this.held.push(h);
     this.jobsAssigned++;

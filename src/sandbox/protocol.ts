@@ -119,6 +119,8 @@ export interface DoneMessage {
   /** The job it ends (pooled children hold several). */
   jobId?: string;
   ok: boolean;
+  /** Pooled: how long the job took in the child, from its start to its result, ms. */
+  runMs?: number;
   /**
    * What the handler returned, already encoded by the child with v8.serialize (structured clone):
    * the child checks and measures it before anything is sent, so a value that cannot travel, or

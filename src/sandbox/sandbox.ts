@@ -292,7 +292,7 @@ class SandboxImpl implements Sandbox {
 
     if (ex.kind === 'done') {
       const d = ex.done;
-      if (held.startedAt !== undefined) this.pool.noteRun(req.handler, performance.now() - held.startedAt);
+      if (d.runMs !== undefined) this.pool.noteRun(req.handler, d.runMs, held.first);
       if (d.taint) pc.markUnfit('unhandled rejection', { error: d.taint });
       if (d.hookAbandoned) pc.markUnfit('a lifecycle hook outlived its bound');
       // Its module cache now holds the failed module graph: a fresh child loads it anew.
