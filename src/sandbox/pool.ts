@@ -163,12 +163,14 @@ export class ChildPool {
     this.pump();
   }
 
-  /** A job of `handler` took `ms` in a pooled child; `first`: the first of its handler in the child. */
+  /**
+   * A job of `handler` took `ms` in a pooled child; `first`: the first of its handler in the child.
+   * (Waiting runs are served by the release that follows.)
+   */
   noteRun(handler: string, ms: number, first: boolean): void {
     const was = this.runMs.get(handler);
     if (!was || (was.provisional && !first)) this.runMs.set(handler, { avg: ms, provisional: first });
     else if (!first) was.avg += (ms - was.avg) * RUN_MS_WEIGHT;
-    if (this.waiters.length > 0) this.pump();
   }
 
   /** Ask a child to leave; SIGTERM/SIGKILL if it does not within the grace period. Its slot frees on exit. */

@@ -25,7 +25,11 @@ export const EDGES = {
   complete: { by: 'worker, handler returned', from: ['running'], to: ['completed'] },
   fail: { by: 'worker, handler failed', from: ['running'], to: ['retrying', 'failed'] },
   rescue: { by: 'rescuer, lease expired', from: ['running'], to: ['retrying', 'failed'] },
-  requeue: { by: 'worker shutdown past grace', from: ['running'], to: ['queued'] },
+  requeue: {
+    by: 'worker shutdown past grace, or its pooled child ended before running it',
+    from: ['running'],
+    to: ['queued'],
+  },
   cancel: { by: 'operator cancel', from: ['waiting', 'queued', 'retrying', 'running'], to: ['cancelled'] },
   retry: { by: 'operator retry', from: ['failed', 'cancelled'], to: ['queued', 'waiting'] },
 } as const satisfies Record<string, Edge>;
