@@ -21,10 +21,14 @@ import type { SandboxLogger } from './types.js';
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Queue a run on a busy child only while what the child holds should take about this long at most. */
 const QUEUE_WAIT_MS = 50;
-/** A handler's first job that runs this long shows its jobs are not short. */
-const PROBE_MS = 50;
+/**
+ * A handler's first job that runs this long shows its jobs are not short. Generous: on a loaded
+ * machine a short job's result can take this long to arrive, and a run that gives up waiting starts a
+ * child. Long jobs pay it once per handler, at their first jobs.
+ */
+const PROBE_MS = 1_000;
 /** ... plus this when the job is the first of its handler in its child, which loads its modules. */
-const LOAD_ALLOWANCE_MS = 1_000;
+const LOAD_ALLOWANCE_MS = 2_000;
 /** At most this many jobs held by one child. */
 const MAX_HELD = 64;
 /** Weight of the newest run time in a handler's moving average. */
