@@ -62,6 +62,10 @@ export interface PoolOptions {
   maxJobsPerChild?: number;
 }
 
+function kindKey(loader: Loader, jobdHook: boolean): string {
+  return `${loader}:${jobdHook}`;
+}
+
 export class ChildPool {
   /** Slots granted and not yet freed: an upper bound on live children at every instant. */
   private used = 0;
@@ -74,6 +78,8 @@ export class ChildPool {
    */
   private readonly runMs = new Map<string, { avg: number; provisional: boolean }>();
   private probeTimer: NodeJS.Timeout | undefined;
+  /** Pooled children granted a slot and not started yet, per kind (they count as children of it). */
+  private readonly starting = new Map<string, number>();
 
   constructor(private readonly opts: PoolOptions) {
     if (!(opts.max >= 1)) throw new RangeError(`sandbox maxChildren must be at least 1, got ${opts.max}`);
@@ -201,11 +207,17 @@ export class ChildPool {
     return killChild(pc.child, graceMs);
   }
 
-  /** A slot the caller binds to a child it starts. */
-  private newSlot(): Slot {
+  /** A slot the caller binds to a child it starts; `kind`: a pooled child of that kind, counted as starting. */
+  private newSlot(kind: string | null): Slot {
     this.used++;
     let freed = false;
     let bound = false;
+    if (kind) this.starting.set(kind, (this.starting.get(kind) ?? 0) + 1);
+    const started = (): void => {
+      if (!kind) return;
+      this.starting.set(kind, (this.starting.get(kind) ?? 1) - 1);
+      kind = null;
+    };
     const release = (): void => {
       if (freed) return;
       freed = true;
@@ -215,9 +227,11 @@ export class ChildPool {
     return {
       bind: (child) => {
         bound = true;
+        started();
         void child.exited.then(release);
       },
       free: () => {
+        started();
         if (!bound) release();
       },
     };
@@ -254,9 +268,9 @@ export class ChildPool {
     );
   }
 
-  /** Live children of a kind that can take jobs. */
+  /** Live children of a kind that can take jobs, and those about to start. */
   private kindCount(loader: Loader, jobdHook: boolean): number {
-    let n = 0;
+    let n = this.starting.get(kindKey(loader, jobdHook)) ?? 0;
     for (const pc of this.pooled) if (this.fits(pc, loader, jobdHook)) n++;
     return n;
   }
@@ -303,8 +317,9 @@ export class ChildPool {
     if (room && this.kindCount(want.loader, want.jobdHook) < shared) return 'slot';
     const known = this.runMs.get(want.handler);
     if (!known || known.provisional) {
-      // Not measured: long jobs must not queue, short ones need not start children.
-      if (this.probing(want.handler)) {
+      // Not measured: long jobs must not queue, short ones need not start children. A child of the
+      // kind that is starting will take one of them.
+      if ((this.starting.get(kindKey(want.loader, want.jobdHook)) ?? 0) > 0 || this.probing(want.handler)) {
         // Still counts as needing a slot when there is no room for one.
         return null;
       }
@@ -322,7 +337,10 @@ export class ChildPool {
       const placed = pc ?? (w.want.pooled ? this.place(w.want) : this.used < this.opts.max ? 'slot' : null);
       if (placed === 'slot') {
         this.waiters.splice(i, 1);
-        w.resolve({ kind: 'slot', slot: this.newSlot() });
+        w.resolve({
+          kind: 'slot',
+          slot: this.newSlot(w.want.pooled ? kindKey(w.want.loader, w.want.jobdHook) : null),
+        });
       } else if (placed) {
         this.waiters.splice(i, 1);
         w.resolve({ kind: 'child', pc: placed });
