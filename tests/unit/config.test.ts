@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -58,7 +58,12 @@ describe('defaults', () => {
     expect(c.worker.pollMinMs).toBe(50);
     expect(c.worker.pollMaxMs).toBe(2_000);
     expect(c.worker.concurrency).toBeGreaterThanOrEqual(1);
-    expect(c.pool).toEqual({ maxJobsPerChild: 10_000, maxRssBytes: 512 * MIB, sampleIntervalMs: 1000 });
+    expect(c.pool).toEqual({
+      maxJobsPerChild: 10_000,
+      sharedChildren: availableParallelism(),
+      maxRssBytes: 512 * MIB,
+      sampleIntervalMs: 1000,
+    });
     expect(c.defaults).toEqual({
       mode: 'pooled',
       timeoutMs: 3_600_000,
