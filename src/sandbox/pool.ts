@@ -29,6 +29,8 @@ const QUEUE_WAIT_MS = 50;
 const PROBE_MS = 1_000;
 /** ... plus this when the job is the first of its handler in its child, which loads its modules. */
 const LOAD_ALLOWANCE_MS = 2_000;
+/** How often a run waiting on a probe rechecks while the probe's child has not started it yet. */
+const UNSTARTED_RECHECK_MS = 100;
 /** At most this many jobs held by one child. */
 const MAX_HELD = 64;
 /** Weight of the newest run time in a handler's moving average. */
@@ -227,8 +229,11 @@ export class ChildPool {
     return {
       bind: (child) => {
         bound = true;
+        const wasStarting = kind !== null;
         started();
         void child.exited.then(release);
+        // Runs waiting because a child of this kind was starting look again, once its first job is on it.
+        if (wasStarting) setImmediate(() => this.pump());
       },
       free: () => {
         started();
@@ -294,7 +299,11 @@ export class ChildPool {
     for (const pc of this.pooled) {
       const r = pc.running();
       if (!r || r.msg.handler !== handler || pc.child.hasExited()) continue;
-      if (pc.readyAt === undefined || r.startedAt === undefined) return true;
+      if (pc.readyAt === undefined || r.startedAt === undefined) {
+        // Its clock has not started (the child is still starting): nothing else pumps when it does.
+        soonest = Math.min(soonest, UNSTARTED_RECHECK_MS);
+        continue;
+      }
       const limit = PROBE_MS + (r.first ? LOAD_ALLOWANCE_MS : 0);
       const left = Math.max(r.startedAt, pc.readyAt) + limit - now;
       if (left > 0) soonest = Math.min(soonest, left);
