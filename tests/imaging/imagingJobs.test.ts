@@ -102,9 +102,11 @@ describe.concurrent('imaging job types through a real daemon', () => {
     });
     for (let i = 0; i < 10; i++) await w.writePlane(i, await movie.frame(i));
     await w.close();
-    // For the cancel: 100 alignment iterations of it take seconds even on two threads, so a cancel
-    // that takes a while to arrive on a loaded machine still finds the kernel running.
-    const long = await syntheticMovie(512, 12, { seed: 12, dose: 2, contrast: 0.25, totalDrift: 8 });
+    // For the cancel: frames of pure noise, whose alignment never converges (a specimen's does, to a
+    // change of exactly 0, within a dozen iterations per grid), so 100 iterations on each grid take
+    // seconds even on two threads, and a cancel that is slow to arrive on a loaded machine still finds
+    // the kernel running.
+    const long = await syntheticMovie(512, 12, { seed: 12, dose: 2, contrast: 0, totalDrift: 8 });
     const wl = await MrcWriter.create(join(inDir, 'long.mrc'), {
       width: 512,
       height: 512,
@@ -306,7 +308,7 @@ describe.concurrent('imaging job types through a real daemon', () => {
   it('stops a kernel at a cancel mid-run: the child exits by itself, long before its kill grace', async ({
     expect,
   }) => {
-    // 100 iterations that never converge: tens of seconds of alignment unless it stops.
+    // 100 iterations per grid that never converge: seconds of alignment unless it stops.
     const id = await enqueue('motion_correction', {
       input: join(inDir, 'long.mrc'),
       output_sum: join(outDir, 'cancelled/sum.mrc'),
