@@ -40,7 +40,7 @@ import type {
 import { installRequireFallback, isJobdImportFailure, registerImportHook } from './jobdResolve.cjs';
 import { encodeOutput } from './outputEncoding.cjs';
 import { hookRunner, pickHooks, type Hooks } from './childHooks.cjs';
-import { namedError, spawnChildren, waitPolicy } from './spawnChildren.cjs';
+import { familyContext, namedError, waitPolicy } from './spawnChildren.cjs';
 
 type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
 
@@ -344,19 +344,7 @@ async function runJob(msg: JobMessage): Promise<void> {
     signal: controller.signal,
     logger: makeLogger(),
     paths: { log: msg.logFile },
-    ...(family?.dependencies ? { dependencies: family.dependencies } : {}),
-    ...(family?.children ? { children: family.children, resumed: true } : {}),
-    ...(msg.allocation ? { allocation: msg.allocation } : {}),
-    spawn: (specs) => {
-      try {
-        return Promise.resolve(spawnChildren(msg.jobId, family?.resumes ?? 0, specs, spawned));
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
-    },
-    waitForChildren: (opts) => ({
-      __jobdWaitForChildren: { onChildFailure: opts?.onChildFailure ?? 'fail' },
-    }),
+    ...familyContext(msg.jobId, family, msg.allocation, spawned),
   };
 
   let result: DoneMessage;

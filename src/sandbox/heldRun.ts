@@ -7,10 +7,10 @@
  * again, its attempt not spent). So is a job the child finished but whose result it could not send
  * before it died: its handler ran, and runs again.
  */
-import pidusage from 'pidusage';
-import { MemoryLimitError, UnserializableParamsError, serializeError } from '../errors.js';
+import { UnserializableParamsError, serializeError } from '../errors.js';
 import type { SerializedError } from '../types.js';
 import type { JobLog } from './jobLog.js';
+import { sampleChild } from './memorySampler.js';
 import { plain, type Execution, type Sampled } from './outcome.js';
 import type { Held, PoolChild } from './poolChild.js';
 import { ProgressCoalescer } from './progress.js';
@@ -85,33 +85,15 @@ export function runHeld(
     };
 
     const startSampling = (): void => {
-      let sampling = false;
-      sampler = setInterval(
-        () => {
-          const pid = pc.child.pid;
-          if (sampling || pid === undefined || ended || !running()) return;
-          sampling = true;
-          pidusage(pid, { maxage: deps.sampleMaxAge })
-            .then((s) => {
-              if (ended || !running()) return;
-              sampled.peakRssBytes = Math.max(sampled.peakRssBytes ?? 0, s.memory);
-              sampled.lastCpuMs = s.ctime;
-              const limit = req.memoryLimitBytes;
-              if (limit !== undefined && s.memory > limit) {
-                finish({
-                  kind: 'kill',
-                  reason: 'memory',
-                  error: plain(new MemoryLimitError(limit, s.memory)),
-                });
-              }
-            })
-            .catch(() => {
-              // the child exited between samples; its exit is handled elsewhere
-            })
-            .finally(() => (sampling = false));
-        },
-        Math.max(10, deps.sampleIntervalMs),
-      );
+      sampler = sampleChild({
+        pid: () => pc.child.pid,
+        live: () => !ended && running(),
+        intervalMs: deps.sampleIntervalMs,
+        maxAgeMs: deps.sampleMaxAge,
+        limitBytes: req.memoryLimitBytes,
+        sampled,
+        over: (err) => finish({ kind: 'kill', reason: 'memory', error: plain(err) }),
+      });
     };
 
     const onAbort = (): void => abort(deps.abortEx(hooks.signal?.reason));

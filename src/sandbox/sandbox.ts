@@ -7,20 +7,14 @@
  * against SandboxOptions.maxChildren by the pool (pool.ts) from start to exit.
  */
 import { open } from 'node:fs/promises';
-import pidusage from 'pidusage';
-import {
-  JobAbortedError,
-  JobTimeoutError,
-  MemoryLimitError,
-  UnserializableParamsError,
-  serializeError,
-} from '../errors.js';
+import { JobAbortedError, JobTimeoutError, UnserializableParamsError, serializeError } from '../errors.js';
 import type { SerializedError } from '../types.js';
 import { JobLog, ensureDir, readFileTail } from './jobLog.js';
 import { buildOutcome, plain, type Execution, type Sampled } from './outcome.js';
 import { ChildPool, type Grant, type Want } from './pool.js';
 import type { PoolChild } from './poolChild.js';
 import { runHeld } from './heldRun.js';
+import { sampleChild } from './memorySampler.js';
 import {
   loaderFor,
   startChild,
@@ -491,32 +485,15 @@ class SandboxImpl implements Sandbox {
       const stop = (): void => finish(this.abortEx('the sandbox is closing'));
       this.stoppers.add(stop);
 
-      let sampling = false;
-      const sampler = setInterval(
-        () => {
-          const pid = child.pid;
-          if (sampling || pid === undefined || ended) return;
-          sampling = true;
-          pidusage(pid, { maxage: this.sampleMaxAge })
-            .then((s) => {
-              sampled.peakRssBytes = Math.max(sampled.peakRssBytes ?? 0, s.memory);
-              sampled.lastCpuMs = s.ctime;
-              const limit = req.memoryLimitBytes;
-              if (limit !== undefined && s.memory > limit) {
-                finish({
-                  kind: 'kill',
-                  reason: 'memory',
-                  error: plain(new MemoryLimitError(limit, s.memory)),
-                });
-              }
-            })
-            .catch(() => {
-              // the child exited between samples; its exit is handled elsewhere
-            })
-            .finally(() => (sampling = false));
-        },
-        Math.max(10, this.opts.sampleIntervalMs),
-      );
+      const sampler = sampleChild({
+        pid: () => child.pid,
+        live: () => !ended,
+        intervalMs: this.opts.sampleIntervalMs,
+        maxAgeMs: this.sampleMaxAge,
+        limitBytes: req.memoryLimitBytes,
+        sampled,
+        over: (err) => finish({ kind: 'kill', reason: 'memory', error: plain(err) }),
+      });
 
       if (ended) return;
       try {

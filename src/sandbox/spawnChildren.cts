@@ -3,8 +3,14 @@
  * the daemon for an inline job): name the spawned children and check the value that asks to wait.
  * CommonJS with builtins only, loaded by childEntry.cts with require() like its other parts.
  */
-import type { ChildFailurePolicy, SpawnSpec, WaitForChildren } from '../types.js';
-import type { SpawnedChild } from './protocol.js';
+import type {
+  ChildFailurePolicy,
+  JobContext,
+  ResourceAllocation,
+  SpawnSpec,
+  WaitForChildren,
+} from '../types.js';
+import type { JobFamily, SpawnedChild } from './protocol.js';
 
 export function namedError(name: string, code: string, message: string): Error {
   const e = new Error(message) as Error & { code: string };
@@ -99,4 +105,32 @@ export function spawnChildren(
     ids.push(id);
   });
   return ids;
+}
+
+/**
+ * The part of a handler's ctx that comes from its family and allocation: its dependencies' results,
+ * its children (a resumed parent), the resources given to it, and spawn / waitForChildren, which
+ * collect spawned children into `spawned`.
+ */
+export function familyContext(
+  jobId: string,
+  family: JobFamily | undefined,
+  allocation: ResourceAllocation | undefined,
+  spawned: SpawnedChild[],
+): Pick<JobContext, 'dependencies' | 'children' | 'resumed' | 'allocation' | 'spawn' | 'waitForChildren'> {
+  return {
+    ...(family?.dependencies ? { dependencies: family.dependencies } : {}),
+    ...(family?.children ? { children: family.children, resumed: true } : {}),
+    ...(allocation ? { allocation } : {}),
+    spawn: (specs) => {
+      try {
+        return Promise.resolve(spawnChildren(jobId, family?.resumes ?? 0, specs, spawned));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    },
+    waitForChildren: (opts) => ({
+      __jobdWaitForChildren: { onChildFailure: opts?.onChildFailure ?? 'fail' },
+    }),
+  };
 }

@@ -35,7 +35,7 @@ import { JobLog } from '../sandbox/jobLog.js';
 import { encodeOutput } from '../sandbox/outputEncoding.cjs';
 import { ProgressCoalescer } from '../sandbox/progress.js';
 import type { SpawnedChild } from '../sandbox/protocol.js';
-import { spawnChildren, waitPolicy } from '../sandbox/spawnChildren.cjs';
+import { familyContext, waitPolicy } from '../sandbox/spawnChildren.cjs';
 import type { RunHooks, RunOutcome, RunRequest } from '../sandbox/types.js';
 import type { ChildFailurePolicy, JobContext, SerializedError } from '../types.js';
 
@@ -155,19 +155,7 @@ export class InlineRunner {
         error: (msg, extra) => write(logLine('ERROR', msg, extra)),
       },
       paths: { log: req.logFile },
-      ...(family?.dependencies ? { dependencies: family.dependencies } : {}),
-      ...(family?.children ? { children: family.children, resumed: true } : {}),
-      ...(req.allocation ? { allocation: req.allocation } : {}),
-      spawn: (specs) => {
-        try {
-          return Promise.resolve(spawnChildren(req.jobId, family?.resumes ?? 0, specs, spawned));
-        } catch (err) {
-          return Promise.reject(err as Error);
-        }
-      },
-      waitForChildren: (opts) => ({
-        __jobdWaitForChildren: { onChildFailure: opts?.onChildFailure ?? 'fail' },
-      }),
+      ...familyContext(req.jobId, family, req.allocation, spawned),
     };
 
     return new Promise<RunOutcome>((resolve) => {
