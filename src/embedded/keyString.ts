@@ -59,7 +59,11 @@ function double(n: number): string {
 }
 
 function readDouble(c: number[], i: number): number {
-  const [a, b, d, e, f] = [c[i]! - 1, c[i + 1]! - 1, c[i + 2]! - 1, c[i + 3]! - 1, c[i + 4]! - 1];
+  return doubleFrom(c[i]! - 1, c[i + 1]! - 1, c[i + 2]! - 1, c[i + 3]! - 1, c[i + 4]! - 1);
+}
+
+/** The double whose five key characters (less one) are a, b, d, e, f. */
+function doubleFrom(a: number, b: number, d: number, e: number, f: number): number {
   if (a === 0 && b === 0 && d === 0 && e === 0 && f === 0) return Number.NaN;
   let hi = ((a << 19) | (b << 6) | (d >>> 7)) >>> 0;
   let lo = (((d & 0x7f) << 25) | (e << 12) | f) >>> 0;
@@ -76,22 +80,7 @@ function readDouble(c: number[], i: number): number {
 /** readDouble straight from a key string (descending: inverted characters). */
 function readDoubleAt(str: string, i: number, desc: boolean): number {
   const at = (k: number): number => (desc ? HIGH - str.charCodeAt(k) : str.charCodeAt(k)) - 1;
-  const a = at(i);
-  const b = at(i + 1);
-  const d = at(i + 2);
-  const e = at(i + 3);
-  const f = at(i + 4);
-  if (a === 0 && b === 0 && d === 0 && e === 0 && f === 0) return Number.NaN;
-  let hi = ((a << 19) | (b << 6) | (d >>> 7)) >>> 0;
-  let lo = (((d & 0x7f) << 25) | (e << 12) | f) >>> 0;
-  if (hi & 0x80000000) hi = (hi & 0x7fffffff) >>> 0;
-  else {
-    hi = ~hi >>> 0;
-    lo = ~lo >>> 0;
-  }
-  u32[HI] = hi;
-  u32[LO] = lo;
-  return f64[0] as number;
+  return doubleFrom(at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4));
 }
 
 const tag = (rank: number): string => String.fromCharCode(TAG + rank);
