@@ -13,7 +13,7 @@ import type { JobLog } from './jobLog.js';
 import { sampleChild } from './memorySampler.js';
 import { plain, type Execution, type Sampled } from './outcome.js';
 import type { Held, PoolChild } from './poolChild.js';
-import { ProgressCoalescer } from './progress.js';
+import { hookedProgress, type ProgressCoalescer } from './progress.js';
 import type { JobMessage } from './protocol.js';
 import type { RunHooks, RunRequest, SandboxLogger } from './types.js';
 
@@ -51,13 +51,11 @@ export function runHeld(
   let progress: ProgressCoalescer | undefined;
   let cpuBaseMs: number | undefined;
   const newProgress = (): ProgressCoalescer =>
-    new ProgressCoalescer(req.progressIntervalMs, (percent, message) => {
-      try {
-        hooks.onProgress(percent, message);
-      } catch (err) {
-        deps.log.warn({ jobId: req.jobId, err: (err as Error).message }, 'onProgress hook threw');
-      }
-    });
+    hookedProgress(
+      req.progressIntervalMs,
+      (p, m) => hooks.onProgress(p, m),
+      (w) => deps.log.warn({ jobId: req.jobId, ...w }, 'onProgress hook threw'),
+    );
 
   return new Promise((resolve) => {
     let ended = false;

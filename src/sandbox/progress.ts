@@ -40,3 +40,18 @@ export class ProgressCoalescer {
     this.emit(p.percent, p.message);
   }
 }
+
+/** A coalescer that hands each report to the run's onProgress hook; a hook that throws is logged, not fatal. */
+export function hookedProgress(
+  intervalMs: number,
+  onProgress: (percent: number, message?: string) => void,
+  warn: (why: { err: string }) => void,
+): ProgressCoalescer {
+  return new ProgressCoalescer(intervalMs, (percent, message) => {
+    try {
+      onProgress(percent, message);
+    } catch (err) {
+      warn({ err: (err as Error).message });
+    }
+  });
+}

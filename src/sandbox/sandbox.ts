@@ -24,7 +24,7 @@ import {
   type Child,
   type ExitInfo,
 } from './processes.js';
-import { ProgressCoalescer } from './progress.js';
+import { hookedProgress, type ProgressCoalescer } from './progress.js';
 import type { ChildMessage, DoneMessage, JobMessage } from './protocol.js';
 import type {
   RunHooks,
@@ -428,13 +428,11 @@ class SandboxImpl implements Sandbox {
     // Made on the first report: most jobs report no progress.
     let progress: ProgressCoalescer | undefined;
     const newProgress = (): ProgressCoalescer =>
-      new ProgressCoalescer(req.progressIntervalMs, (percent, message) => {
-        try {
-          hooks.onProgress(percent, message);
-        } catch (err) {
-          this.log.warn({ jobId: req.jobId, err: (err as Error).message }, 'onProgress hook threw');
-        }
-      });
+      hookedProgress(
+        req.progressIntervalMs,
+        (p, m) => hooks.onProgress(p, m),
+        (w) => this.log.warn({ jobId: req.jobId, ...w }, 'onProgress hook threw'),
+      );
 
     return new Promise((resolve) => {
       let ended = false;

@@ -33,7 +33,7 @@ import { loadHandlerModule } from '../jobs/catalog.js';
 import { hookRunner, pickHooks, type HookRunner, type Hooks } from '../sandbox/childHooks.cjs';
 import { JobLog } from '../sandbox/jobLog.js';
 import { encodeOutput } from '../sandbox/outputEncoding.cjs';
-import { ProgressCoalescer } from '../sandbox/progress.js';
+import { hookedProgress, type ProgressCoalescer } from '../sandbox/progress.js';
 import type { SpawnedChild } from '../sandbox/protocol.js';
 import { familyContext, waitPolicy } from '../sandbox/spawnChildren.cjs';
 import type { RunHooks, RunOutcome, RunRequest } from '../sandbox/types.js';
@@ -136,13 +136,11 @@ export class InlineRunner {
       attempt: req.attempt,
       progress: (percent, message) => {
         if (!active || typeof percent !== 'number' || !Number.isFinite(percent)) return;
-        progress ??= new ProgressCoalescer(req.progressIntervalMs, (p, m) => {
-          try {
-            hooks.onProgress(p, m);
-          } catch (err) {
-            this.log.warn({ jobId: req.jobId, err: (err as Error).message }, 'onProgress hook threw');
-          }
-        });
+        progress ??= hookedProgress(
+          req.progressIntervalMs,
+          (p, m) => hooks.onProgress(p, m),
+          (w) => this.log.warn({ jobId: req.jobId, ...w }, 'onProgress hook threw'),
+        );
         progress.push(
           Math.min(100, Math.max(0, percent)),
           message !== undefined ? String(message) : undefined,
