@@ -11,6 +11,9 @@
  *   npm run bench:data -- --only=compress   only some parts, comma-separated: extract, zip, compress,
  *                                         rsync, sha256, backup (default: all)
  *   BENCH_DIR=/somewhere npm run bench:data   where the files go (default: the temp dir)
+ *   BENCH_BUILD=../other npm run bench:data   measure another checkout's cores (its src/, through tsx
+ *                                         like this one's): run it alternately with this checkout's to
+ *                                         compare a before and an after
  *
  * Each figure: the median of jobd's seconds and of the native tool's over the rounds (every round is
  * listed too), and ratio = native / jobd (1.0 = as fast as the native tool; the target is ≥ 0.9).
@@ -26,13 +29,23 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createBackup } from '../src/jobs/data/lib/backup.js';
-import { compressDirectory } from '../src/jobs/data/lib/compress.js';
-import { extractArchive } from '../src/jobs/data/lib/extract.js';
-import { rsyncTransfer } from '../src/jobs/data/lib/rsync.js';
-import { sha256File } from '../src/jobs/lib/hash.js';
+import { join, resolve } from 'node:path';
+import type * as BackupCore from '../src/jobs/data/lib/backup.js';
+import type * as CompressCore from '../src/jobs/data/lib/compress.js';
+import type * as ExtractCore from '../src/jobs/data/lib/extract.js';
+import type * as RsyncCore from '../src/jobs/data/lib/rsync.js';
+import type * as HashLib from '../src/jobs/lib/hash.js';
 import type { CoreContext } from '../src/jobs/lib/context.js';
+
+// BENCH_BUILD: the checkout whose cores are measured (its src/, run the same way as this one's), so a
+// before and an after can be compared on the same machine in the same sitting.
+const BUILD = resolve(import.meta.dirname, '..', process.env.BENCH_BUILD ?? '.');
+const core = <T>(rel: string): Promise<T> => import(join(BUILD, 'src', rel)) as Promise<T>;
+const { createBackup } = await core<typeof BackupCore>('jobs/data/lib/backup.ts');
+const { compressDirectory } = await core<typeof CompressCore>('jobs/data/lib/compress.ts');
+const { extractArchive } = await core<typeof ExtractCore>('jobs/data/lib/extract.ts');
+const { rsyncTransfer } = await core<typeof RsyncCore>('jobs/data/lib/rsync.ts');
+const { sha256File } = await core<typeof HashLib>('jobs/lib/hash.ts');
 
 const arg = process.argv.find((a) => a.startsWith('--scale='));
 const scale = Number(arg ? arg.slice('--scale='.length) : (process.env.BENCH_SCALE ?? 1));
@@ -191,6 +204,7 @@ async function main(): Promise<void> {
     node: process.version,
     cpus: availableParallelism(),
     cpuModel: cpus()[0]?.model ?? null,
+    build: BUILD,
     loadAvgAtStart: loadavg().map((v) => round(v, 2)),
     scale,
     smallScale,
