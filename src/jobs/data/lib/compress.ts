@@ -136,6 +136,10 @@ export async function compressDirectory(
       try {
         const zstdArgs = [`-T${opts.threads || availableParallelism()}`, `-${level}`, '-q', '-c'];
         const onBytes = (n: number): void => ((packed = Math.min(total, n)), report());
+        // The hash's last reads and the last flush start when the compressor exits (or the packing
+        // fails), beside the checks that follow its exit; the rename waits for all of them.
+        let exited = (): void => {};
+        const exit = new Promise<void>((resolve) => (exited = resolve));
         const packing =
           format === 'tar.zst' && framesPay(entries)
             ? packFramesIntoZstd(
@@ -147,6 +151,7 @@ export async function compressDirectory(
                 onBytes,
                 ctx,
                 env.killGraceMs,
+                exited,
               )
             : tarIntoCompressor(
                 source.real,
@@ -159,7 +164,15 @@ export async function compressDirectory(
                 ctx,
                 env.killGraceMs,
               );
-        ({ sha256 } = await hashAndSyncWhileWritten(fh, packing));
+        const [followed, packedRes] = await Promise.allSettled([
+          hashAndSyncWhileWritten(fh, Promise.race([exit, packing])),
+          packing,
+        ]);
+        // The packing's error first: it says why (a changed source, a failed tool); the follower's
+        // is then only that its writer failed.
+        if (packedRes.status === 'rejected') throw packedRes.reason;
+        if (followed.status === 'rejected') throw followed.reason;
+        ({ sha256 } = followed.value);
       } finally {
         await fh.close();
       }

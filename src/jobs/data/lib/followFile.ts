@@ -30,7 +30,9 @@ export interface Followed {
 
 /**
  * Hashes `fh` from offset 0 while `writer` runs, then to the end; rejects with the writer's error if it
- * fails (nothing more is read then). Resolves once the whole file is hashed and on disk (fdatasync).
+ * fails (nothing more is read then). `writer` must settle when the program writing the file has exited
+ * (later work of the caller's, such as checks, belongs outside it, so the last flush and reads overlap
+ * with it). Resolves once the whole file is hashed and on disk (fdatasync).
  */
 export async function hashAndSyncWhileWritten(
   fh: FileHandle,
@@ -38,10 +40,23 @@ export async function hashAndSyncWhileWritten(
   syncEvery = SYNC_EVERY,
 ): Promise<Followed> {
   // An object, so the compiler does not narrow what the callbacks below change.
-  const w: { state: 'running' | 'done' | 'failed' } = { state: 'running' };
+  const w: { state: 'running' | 'done' | 'failed'; lastSync: Promise<unknown> | null } = {
+    state: 'running',
+    lastSync: null,
+  };
   let wake: (() => void) | null = null;
+  // The last flush starts the moment the writer exits, beside the hash's last reads (from the page
+  // cache, which write-back does not slow), not after them: once the writer is gone every byte it wrote
+  // is in the page cache, and fdatasync writes out every dirty page of the file, whenever it started.
   void writer.then(
-    () => void ((w.state = 'done'), wake?.()),
+    () => {
+      w.state = 'done';
+      w.lastSync = fh.datasync().then(
+        () => null,
+        (err: unknown) => err,
+      );
+      wake?.();
+    },
     () => void ((w.state = 'failed'), wake?.()),
   );
   const hash = createHash('sha256');
@@ -58,7 +73,7 @@ export async function hashAndSyncWhileWritten(
     if (bytesRead > 0) {
       hash.update(buf.subarray(0, bytesRead));
       pos += bytesRead;
-      if (!syncing && pos - syncedTo >= syncEvery) {
+      if (!syncing && !w.lastSync && pos - syncedTo >= syncEvery) {
         const at = pos;
         syncing = fh.datasync().then(
           () => void ((syncedTo = at), (syncing = null)),
@@ -82,6 +97,7 @@ export async function hashAndSyncWhileWritten(
       retryable: true,
     });
   }
-  await fh.datasync();
+  const lastError = await w.lastSync; // started when the writer was seen done, which the loop waited for
+  if (lastError) throw lastError;
   return { sha256: hash.digest('hex'), bytes: pos };
 }
