@@ -14,6 +14,9 @@
  *   BENCH_BUILD=../other npm run bench:data   measure another checkout's cores (its src/, through tsx
  *                                         like this one's): run it alternately with this checkout's to
  *                                         compare a before and an after
+ *   BENCH_BASE=../other npm run bench:data    the compression also with another checkout's core, as a
+ *                                         third side in the same rounds (base_s, base_ratio): a
+ *                                         before and an after under the same load
  *
  * Each figure: the median of jobd's seconds and of the native tool's over the rounds (every round is
  * listed too), and ratio = native / jobd (1.0 = as fast as the native tool; the target is ≥ 0.9).
@@ -46,6 +49,10 @@ const { compressDirectory } = await core<typeof CompressCore>('jobs/data/lib/com
 const { extractArchive } = await core<typeof ExtractCore>('jobs/data/lib/extract.ts');
 const { rsyncTransfer } = await core<typeof RsyncCore>('jobs/data/lib/rsync.ts');
 const { sha256File } = await core<typeof HashLib>('jobs/lib/hash.ts');
+const BASE = process.env.BENCH_BASE ? resolve(import.meta.dirname, '..', process.env.BENCH_BASE) : null;
+const baseCompress = BASE
+  ? ((await import(join(BASE, 'src/jobs/data/lib/compress.ts'))) as typeof CompressCore).compressDirectory
+  : null;
 
 const arg = process.argv.find((a) => a.startsWith('--scale='));
 const scale = Number(arg ? arg.slice('--scale='.length) : (process.env.BENCH_SCALE ?? 1));
@@ -154,7 +161,11 @@ interface Pair {
   jobd_cpu_s: number;
   native_cpu_s: number;
   cpu_ratio: number;
-  rounds: { jobd_s: number[]; native_s: number[] };
+  /** With BENCH_BASE: the base checkout's core, the third side of the same rounds. */
+  base_s?: number;
+  base_ratio?: number;
+  base_cpu_s?: number;
+  rounds: { jobd_s: number[]; native_s: number[]; base_s?: number[] };
 }
 
 async function pair(
@@ -165,15 +176,22 @@ async function pair(
   reset: () => Promise<void>,
   size: { bytes?: number; files?: number },
   n = rounds,
+  base?: () => Promise<unknown>,
 ): Promise<Pair> {
   // Native and jobd alternately, the order swapped every round (native first in even rounds, jobd first
   // in odd ones): caches warm for both, a load that comes and goes falls on both sides, and neither side
   // always meets the other's disk write-out. Medians, so one disturbed round does not make the figure.
+  // With a base, the three sides take turns at going first.
   const j: Array<{ s: number; cpu: number }> = [];
   const t: Array<{ s: number; cpu: number }> = [];
+  const b: Array<{ s: number; cpu: number }> = [];
+  const order = base
+    ? (i: number) => (['native', 'jobd', 'base'] as const).map((_, k, a) => a[(i + k) % 3]!)
+    : (i: number) => (i % 2 ? (['jobd', 'native'] as const) : (['native', 'jobd'] as const));
   for (let i = 0; i < n; i++) {
-    for (const side of i % 2 ? (['jobd', 'native'] as const) : (['native', 'jobd'] as const)) {
+    for (const side of order(i)) {
       if (side === 'jobd') j.push(await measured(ours));
+      else if (side === 'base') b.push(await measured(base!));
       else t.push(await measured(theirs));
       await reset();
     }
@@ -192,6 +210,15 @@ async function pair(
     cpu_ratio: round(nativeCpu / jobdCpu, 2),
     rounds: { jobd_s: j.map((r) => round(r.s)), native_s: t.map((r) => round(r.s)) },
   };
+  if (b.length) {
+    const base_s = median(b.map((r) => r.s));
+    Object.assign(out, {
+      base_s: round(base_s),
+      base_ratio: round(native_s / base_s, 2),
+      base_cpu_s: round(median(b.map((r) => r.cpu)), 2),
+    });
+    out.rounds.base_s = b.map((r) => round(r.s));
+  }
   log(JSON.stringify(out));
   return out;
 }
@@ -205,6 +232,7 @@ async function main(): Promise<void> {
     cpus: availableParallelism(),
     cpuModel: cpus()[0]?.model ?? null,
     build: BUILD,
+    ...(BASE ? { base: BASE } : {}),
     loadAvgAtStart: loadavg().map((v) => round(v, 2)),
     scale,
     smallScale,
@@ -283,6 +311,10 @@ async function main(): Promise<void> {
           await rm(zOut('native'), { force: true });
         },
         { bytes: treeBytes },
+        rounds,
+        baseCompress
+          ? () => baseCompress({ source_dir: tree, output_path: zOut('jobd') }, ctx, env)
+          : undefined,
       );
     // For context, not the target: the native command leaves its archive dirty in the page cache (this
     // bench deletes it before it is ever written out), while jobd's is on disk before it is renamed
