@@ -217,12 +217,28 @@ export class ChangeLog {
   }
 }
 
-/** One step of a path: a field name or an array index, and whether the path is ambiguous from here on. */
-interface Step {
-  key: string;
-  index: boolean;
+/**
+ * A position in a document being diffed: its dotted path, the step that led there (a field name, or an
+ * array index as a number) and whether the path is ambiguous from here on. Made only for the fields
+ * that changed, and chained to its parent rather than copying the steps before it.
+ */
+interface Pos {
+  path: string;
+  step: string | number;
   ambiguous: boolean;
+  parent: Pos | null;
 }
+
+/** What a diff found, in MongoDB's updateDescription shape. */
+interface Diff {
+  updatedFields: Document;
+  removedFields: string[];
+  truncatedArrays: Document[];
+  /** Present only with showExpandedEvents: paths a reader could not split back into their steps. */
+  disambiguatedPaths: Document | null;
+}
+
+const INDEX_LIKE = /^(0|[1-9][0-9]*)$/;
 
 /**
  * What changed between two versions of a document, in MongoDB's updateDescription shape. With
@@ -231,51 +247,60 @@ interface Step {
  * level, or that contains a dot), the path's steps with array indexes as numbers.
  */
 export function describeUpdate(before: Document, after: Document, disambiguate = false): Document {
-  const out = {
-    updatedFields: {} as Document,
-    removedFields: [] as string[],
-    truncatedArrays: [] as Document[],
-    disambiguatedPaths: {} as Document,
+  const out: Diff = {
+    updatedFields: {},
+    removedFields: [],
+    truncatedArrays: [],
+    disambiguatedPaths: disambiguate ? {} : null,
   };
-  const note = (steps: Step[]): string => {
-    const path = steps.map((s) => s.key).join('.');
-    if ((steps[steps.length - 1] as Step).ambiguous)
-      out.disambiguatedPaths[path] = steps.map((s) => (s.index ? Number(s.key) : s.key));
-    return path;
-  };
-  const field = (steps: Step[], key: string): Step[] => {
-    const last = steps[steps.length - 1];
-    const ambiguous =
-      (last?.ambiguous ?? false) || (steps.length > 0 && /^(0|[1-9][0-9]*)$/.test(key)) || key.includes('.');
-    return [...steps, { key, index: false, ambiguous }];
-  };
-  const element = (steps: Step[], i: number): Step[] => [
-    ...steps,
-    { key: String(i), index: true, ambiguous: (steps[steps.length - 1] as Step).ambiguous },
-  ];
-  const changed = (steps: Step[], a: unknown, b: unknown): void => {
-    if (isDoc(a) && isDoc(b)) diffDocs(steps, a, b);
-    else if (Array.isArray(a) && Array.isArray(b)) diffArrays(steps, a, b);
-    else out.updatedFields[note(steps)] = b;
-  };
-  const diffDocs = (steps: Step[], a: Document, b: Document): void => {
-    for (const k of Object.keys(a)) if (!(k in b)) out.removedFields.push(note(field(steps, k)));
-    for (const k of Object.keys(b)) {
-      if (!(k in a)) out.updatedFields[note(field(steps, k))] = b[k];
-      else if (!sameValue(a[k], b[k])) changed(field(steps, k), a[k], b[k]);
-    }
-  };
-  // Element by element, as MongoDB diffs arrays: changed elements, appended ones, and a new size when
-  // the array got shorter.
-  const diffArrays = (steps: Step[], a: unknown[], b: unknown[]): void => {
-    const n = Math.min(a.length, b.length);
-    for (let i = 0; i < n; i++) if (!sameValue(a[i], b[i])) changed(element(steps, i), a[i], b[i]);
-    for (let i = n; i < b.length; i++) out.updatedFields[note(element(steps, i))] = b[i];
-    if (b.length < a.length) out.truncatedArrays.push({ field: note(steps), newSize: b.length });
-  };
-  diffDocs([], before, after);
-  const { disambiguatedPaths, ...rest } = out;
-  return disambiguate ? { ...rest, disambiguatedPaths } : rest;
+  diffDocs(out, null, before, after);
+  const { updatedFields, removedFields, truncatedArrays, disambiguatedPaths } = out;
+  return disambiguatedPaths
+    ? { updatedFields, removedFields, truncatedArrays, disambiguatedPaths }
+    : { updatedFields, removedFields, truncatedArrays };
+}
+
+function fieldPos(at: Pos | null, key: string): Pos {
+  const ambiguous =
+    (at !== null && (at.ambiguous || INDEX_LIKE.test(key))) || key.includes('.');
+  return { path: at === null ? key : `${at.path}.${key}`, step: key, ambiguous, parent: at };
+}
+
+function elementPos(at: Pos, i: number): Pos {
+  return { path: `${at.path}.${i}`, step: i, ambiguous: at.ambiguous, parent: at };
+}
+
+/** The path of `at`, recording its steps when a reader could not split it back. */
+function note(out: Diff, at: Pos): string {
+  if (at.ambiguous && out.disambiguatedPaths) {
+    const steps: Array<string | number> = [];
+    for (let p: Pos | null = at; p !== null; p = p.parent) steps.push(p.step);
+    out.disambiguatedPaths[at.path] = steps.reverse();
+  }
+  return at.path;
+}
+
+function changed(out: Diff, at: Pos, a: unknown, b: unknown): void {
+  if (isDoc(a) && isDoc(b)) diffDocs(out, at, a, b);
+  else if (Array.isArray(a) && Array.isArray(b)) diffArrays(out, at, a, b);
+  else out.updatedFields[note(out, at)] = b;
+}
+
+function diffDocs(out: Diff, at: Pos | null, a: Document, b: Document): void {
+  for (const k of Object.keys(a)) if (!(k in b)) out.removedFields.push(note(out, fieldPos(at, k)));
+  for (const k of Object.keys(b)) {
+    if (!(k in a)) out.updatedFields[note(out, fieldPos(at, k))] = b[k];
+    else if (!sameValue(a[k], b[k])) changed(out, fieldPos(at, k), a[k], b[k]);
+  }
+}
+
+// Element by element, as MongoDB diffs arrays: changed elements, appended ones, and a new size when
+// the array got shorter.
+function diffArrays(out: Diff, at: Pos, a: unknown[], b: unknown[]): void {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (!sameValue(a[i], b[i])) changed(out, elementPos(at, i), a[i], b[i]);
+  for (let i = n; i < b.length; i++) out.updatedFields[note(out, elementPos(at, i))] = b[i];
+  if (b.length < a.length) out.truncatedArrays.push({ field: note(out, at), newSize: b.length });
 }
 
 function isDoc(v: unknown): v is Document {
