@@ -261,8 +261,7 @@ export function describeUpdate(before: Document, after: Document, disambiguate =
 }
 
 function fieldPos(at: Pos | null, key: string): Pos {
-  const ambiguous =
-    (at !== null && (at.ambiguous || INDEX_LIKE.test(key))) || key.includes('.');
+  const ambiguous = (at !== null && (at.ambiguous || INDEX_LIKE.test(key))) || key.includes('.');
   return { path: at === null ? key : `${at.path}.${key}`, step: key, ambiguous, parent: at };
 }
 
