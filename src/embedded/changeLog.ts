@@ -105,9 +105,13 @@ export function timestampOf(seq: number): Timestamp {
 
 /** The token carries the cluster time's seconds and increment, 8 hex digits each. */
 export function encodeToken(seq: number): Document {
-  const ts = timestampOf(seq);
-  const hex = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0');
-  return { _data: TOKEN_PREFIX + hex(ts.high) + hex(ts.low) };
+  // timestampOf's seconds and increment, without building the Timestamp (one token per event).
+  const t = Math.floor(seq / INCREMENTS_PER_SECOND);
+  return { _data: TOKEN_PREFIX + hex8(t) + hex8(seq - t * INCREMENTS_PER_SECOND) };
+}
+
+function hex8(n: number): string {
+  return n.toString(16).toUpperCase().padStart(8, '0');
 }
 
 export function decodeToken(token: unknown): number {
