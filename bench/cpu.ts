@@ -9,6 +9,7 @@
  *                                          as bench:peers does
  *   BENCH_DIST=dist-old npm run bench:cpu  measure another build (see bench/lib/jobd.ts)
  *   BENCH_CPU_MODE=inline                  the noop type in mode inline (no children; default pooled)
+ *   BENCH_CPU_SERVER_NODE_ARGS='--x=1'     node options for the embedded server's process only
  *   BENCH_CPU_COMMANDS=1                   also count the daemon's database commands per job, by
  *                                          command and collection (the driver's command monitoring
  *                                          costs daemon CPU: leave it off for the CPU figures)
@@ -63,7 +64,17 @@ function childrenCpu(except: number): { reaped: number; live: Map<number, number
 
 async function main(): Promise<void> {
   const jobd = await loadJobd();
-  const server = await startEmbeddedProcess();
+  // BENCH_CPU_SERVER_NODE_ARGS: node options for the embedded server's process alone (GC settings, say).
+  const serverNodeArgs = (process.env.BENCH_CPU_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  for (const a of serverNodeArgs) {
+    if (!/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/.test(a)) {
+      process.stderr.write(
+        `BENCH_CPU_SERVER_NODE_ARGS: '${a}' is not allowed: must be node options like --name=value\n`,
+      );
+      process.exit(2);
+    }
+  }
+  const server = await startEmbeddedProcess({ nodeArgs: serverNodeArgs });
   const serverPid = server.pid;
   const ctx = {
     jobd,
@@ -177,6 +188,7 @@ async function main(): Promise<void> {
           }
         : {}),
       loadAvg: { start: load0.map((v) => round(v)), end: loadavg().map((v) => round(v)) },
+      ...(serverNodeArgs.length > 0 ? { serverNodeArgs } : {}),
     };
     log(JSON.stringify(out.cpuSecondsPer1000Jobs));
     await server.close();
