@@ -176,6 +176,8 @@ export const GROWTH_PER_REQUEST_BYTE = 8;
 
 const SIMPLE_OPS = new Set(['$set', '$unset', '$inc', '$mul', '$min', '$max']);
 const ARITHMETIC = new Set(['$inc', '$mul']);
+/** A path part that names an array element: applySimple leaves such paths to the general engine. */
+const DIGITS = /^\d+$/;
 
 /**
  * $set, $unset, $inc, $mul, $min and $max on plain dotted paths through embedded documents, applied directly
@@ -189,10 +191,10 @@ function applySimple(doc: Document, modifier: Document): boolean {
     if (!SIMPLE_OPS.has(op)) return false;
     for (const path of Object.keys(args as Document).sort()) {
       const parts = path.split('.');
-      if (parts.some((p) => p === '' || p.startsWith('$') || /^\d+$/.test(p))) return false;
+      for (const p of parts) if (p === '' || p.startsWith('$') || DIGITS.test(p)) return false;
       let cur: unknown = doc;
-      for (const p of parts.slice(0, -1)) {
-        cur = (cur as Document)[p];
+      for (let i = 0; i < parts.length - 1; i++) {
+        cur = (cur as Document)[parts[i] as string];
         if (cur === undefined) break;
         if (!isPlainObject(cur)) return false;
       }
@@ -212,7 +214,8 @@ function applySimple(doc: Document, modifier: Document): boolean {
     let holder = doc;
     const last = parts[parts.length - 1] as string;
     let missing = false;
-    for (const p of parts.slice(0, -1)) {
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i] as string;
       if (holder[p] === undefined) {
         if (op === '$unset') {
           missing = true;
@@ -383,8 +386,14 @@ function immutableId(doc: Document): CommandError {
 }
 
 export function idFirst(doc: Document): Document {
+  // The common case, _id already first, is told from the first own key without listing them all.
+  for (const k in doc) {
+    if (k === '_id' && Object.hasOwn(doc, '_id')) return doc;
+    break;
+  }
+  if (!('_id' in doc)) return doc;
   const keys = Object.keys(doc);
-  if (keys[0] === '_id' || !('_id' in doc)) return doc;
+  if (keys[0] === '_id') return doc;
   const out: Document = { _id: doc._id };
   for (const k of keys) if (k !== '_id') out[k] = doc[k];
   return out;
