@@ -11,15 +11,18 @@
  * motion correction the same number of worker threads, with a one-thread jobd run beside them).
  * Options: --stack-gib N (default 2), --movie SIZExFRAMES (default 2048x24), --motion-threads N
  * (default 2), --only fft,conversion,motion
+ * BENCH_BUILD=<checkout> runs another checkout's build (its dist/, after `npm run build` there) for
+ * jobd's FFT and motion correction, for a before/after comparison in the same sitting.
  * Not part of `npm test`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MrcWriter } from '../src/imaging/formats/mrc.js';
-import { RealFft2d } from '../src/imaging/kernels/fft.js';
+import type { RealFft2d as RealFft2dType } from '../src/imaging/kernels/fft.js';
 import { findPython } from '../tests/fixtures/imaging/python.js';
 import { syntheticMovie, type SyntheticMovie } from '../tests/fixtures/imaging/synthetic.js';
 import { writeTiffStack } from '../tests/fixtures/imaging/tiffWriter.js';
@@ -35,8 +38,16 @@ const { values: args } = parseArgs({
 });
 const only = new Set(args.only!.split(','));
 const ROOT = join(import.meta.dirname, '..');
+/** The checkout whose jobd build is measured (FFT and motion correction). */
+const BUILD = process.env.BENCH_BUILD;
+const { RealFft2d } = (
+  BUILD
+    ? await import(pathToFileURL(join(BUILD, 'dist/imaging/kernels/fft.js')).href)
+    : await import('../src/imaging/kernels/fft.js')
+) as { RealFft2d: typeof RealFft2dType };
 const out: Record<string, unknown> = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgAtStart: loadavg().map((l) => round(l)) },
+  build: BUILD ?? ROOT,
 };
 
 function median(xs: number[]): number {
@@ -61,8 +72,12 @@ async function fftBench(): Promise<Record<string, unknown>> {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1e3;
   };
-  /** Wall and CPU ms of `f`, 7 runs: min and median of each. */
+  /**
+   * Wall and CPU ms of `f`, 7 runs after one untimed call (as the python script warms each of its
+   * functions): min and median of each.
+   */
   const timed = (f: () => void) => {
+    f();
     const wall: number[] = [];
     const cpu: number[] = [];
     for (let r = 0; r < 7; r++) {

@@ -2,7 +2,8 @@
  * One imaging kernel in a fresh process, so the benchmark can report its own wall time and peak RSS.
  *   convert INPUT OUTPUT CZ CY CX      motion MOVIE OUT_PREFIX PIXEL_SIZE BFACTOR THREADS
  * Motion correction runs from the build (dist/), as the daemon does: its worker threads then load
- * compiled JavaScript, not the TypeScript sources through tsx.
+ * compiled JavaScript, not the TypeScript sources through tsx. BENCH_BUILD=<checkout> runs another
+ * checkout's build (its dist/) instead of this one's.
  */
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -25,7 +26,8 @@ if (task === 'convert') {
   };
 } else if (task === 'motion') {
   const { correctMotion, writeMotionOutputs } = (await import(
-    pathToFileURL(join(import.meta.dirname, '../../dist/imaging/kernels/motion.js')).href
+    pathToFileURL(join(process.env.BENCH_BUILD ?? join(import.meta.dirname, '../..'), 'dist/imaging/kernels/motion.js'))
+      .href
   )) as MotionModule;
   const r = await correctMotion(a!, {
     pixelSize: Number(rest[0]),

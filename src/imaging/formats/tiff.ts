@@ -4,7 +4,7 @@
  * or tiles are read. Pixel size from ImageJ metadata or the resolution tags.
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { fromFile, type GeoTIFF, type GeoTIFFImage } from 'geotiff';
+import type { GeoTIFF, GeoTIFFImage } from 'geotiff';
 import { ImageFormatError } from '../errors.js';
 import {
   allocPlane,
@@ -103,6 +103,9 @@ export class TiffStack implements ImageStack {
     await checkFirstDirectory(path, fileBytes);
     let tiff: GeoTIFF;
     try {
+      // Loaded on first use: geotiff takes ~0.1 s to import, which an MRC-only process (and each
+      // motion-correction worker thread) would otherwise pay.
+      const { fromFile } = await import('geotiff');
       tiff = await fromFile(path);
     } catch (err) {
       throw new ImageFormatError(path, `not a readable TIFF file (${(err as Error).message})`, {
