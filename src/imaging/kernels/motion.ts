@@ -165,6 +165,7 @@ async function run(
   spectra.length = 0;
   const shifts = aligned.shifts.map((s) => ({ x: s.x * grid.bin, y: s.y * grid.bin }));
   const summer = await FrameSummer.create(W, H, pixelSize, opts.doseWeighting);
+  let acc: Float32Array;
   try {
     for (let f = 0; f < N; f++) {
       throwIfAborted(ctl.signal, 'motion correction');
@@ -173,10 +174,11 @@ async function run(
       report('sum')((f + 1) / N, `summed frame ${f + 1}/${N}`);
       if (f % 2 === 1) await yieldToEventLoop();
     }
+    acc = summer.sum();
   } finally {
     summer.dispose();
   }
-  const sum = await finishSum(summer.acc, W, H, N, pixelSize, opts.doseWeighting);
+  const sum = await finishSum(acc, W, H, N, pixelSize, opts.doseWeighting);
   return { ...common, iterations: aligned.iterations, converged: aligned.converged, shifts, sum };
 }
 

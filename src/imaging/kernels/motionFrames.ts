@@ -6,7 +6,8 @@
 import type { PlaneArray } from '../types.js';
 import { doseFilter, frameExposure, type DoseWeighting } from './doseWeight.js';
 import { nextFftSize, prevFftSize, RealFft2d } from './fft.js';
-import { addShifted } from './motionAlign.js';
+import { addShifted, PhaseRamp } from './motionAlign.js';
+import { loadPffft, type PffftModule, type ShiftKernels } from './pffftModule.js';
 
 /** The alignment grid: frames binned by 2^k so the larger side fits alignSize, a centred crop of FFT sizes. */
 export interface AlignGrid {
@@ -185,20 +186,49 @@ export function sumSize(width: number, height: number): { wp: number; hp: number
   return { wp: nextFftSize(width), hp: nextFftSize(height) };
 }
 
-/** Accumulates shifted (and dose-weighted) frames into the sum's spectrum. */
+/**
+ * Accumulates shifted (and dose-weighted) frames into the sum's spectrum. With WebAssembly SIMD the
+ * sum, the phase factors and the dose tables live in the FFT module's memory and transpose.wat's
+ * addShifted does the accumulation beside the transform's output (float32 factors); else the JS
+ * loops of motionAlign.ts do it (float64 factors).
+ */
 export class FrameSummer {
-  readonly acc: Float32Array;
+  private readonly acc: Float32Array | undefined;
+  private readonly simd:
+    | { k: ShiftKernels; m: PffftModule; acc: number; x: number; y: number; bins: number; weights: number }
+    | undefined;
   private readonly padded: Float32Array | undefined;
+  private readonly ramp: PhaseRamp;
+  private disposed = false;
 
   private constructor(
     private readonly width: number,
     private readonly height: number,
     private readonly fft: RealFft2d,
     private readonly dose: { weighting: DoseWeighting; bins: DoseBins } | undefined,
+    m: PffftModule,
   ) {
     const { width: wp, height: hp } = fft;
-    this.acc = new Float32Array(fft.spectrumLength);
+    this.ramp = new PhaseRamp(wp, hp);
     this.padded = wp === width && hp === height ? undefined : new Float32Array(wp * hp);
+    if (m.shiftKernels) {
+      const len = fft.spectrumLength;
+      const malloc = (bytes: number) => {
+        const p = m._pffft_aligned_malloc(bytes);
+        if (!p) throw new RangeError(`cannot allocate the ${wp}×${hp} sum's buffers`);
+        return p;
+      };
+      const acc = malloc(len * 4);
+      const x = malloc(fft.wc * 8);
+      const y = malloc(hp * 8);
+      const bins = dose ? malloc(dose.bins.bins.length * 2) : 0;
+      const weights = dose ? malloc(dose.bins.count * 4) : 0;
+      m.HEAPF32.fill(0, acc >> 2, (acc >> 2) + len);
+      if (dose) new Uint16Array(m.HEAPF32.buffer, bins, dose.bins.bins.length).set(dose.bins.bins);
+      this.simd = { k: m.shiftKernels, m, acc, x, y, bins, weights };
+    } else {
+      this.acc = new Float32Array(fft.spectrumLength);
+    }
   }
 
   static async create(
@@ -214,11 +244,13 @@ export class FrameSummer {
       height,
       fft,
       dose ? { weighting: dose, bins: doseBins(wp, hp, pixelSize) } : undefined,
+      await loadPffft(),
     );
   }
 
   add(frame: PlaneArray, f: number, shift: { x: number; y: number }): void {
-    const { width: W, height: H, padded, fft } = this;
+    if (this.disposed) throw new Error('FrameSummer used after dispose()');
+    const { width: W, height: H, padded, fft, simd } = this;
     const { width: wp, height: hp } = fft;
     let spec: Float32Array;
     if (padded) {
@@ -233,16 +265,42 @@ export class FrameSummer {
     } else {
       spec = fft.forward(frame);
     }
-    if (this.dose) {
-      const weights = frameDoseWeights(f, this.dose.bins, this.dose.weighting);
-      addShifted(spec, wp, hp, shift.x, shift.y, this.acc, { weights, bins: this.dose.bins.bins });
+    const weights = this.dose ? frameDoseWeights(f, this.dose.bins, this.dose.weighting) : undefined;
+    if (simd) {
+      const { m, k } = simd;
+      const ramp = this.ramp.set(shift.x, shift.y);
+      m.HEAPF32.set(ramp.x, simd.x >> 2);
+      m.HEAPF32.set(ramp.y, simd.y >> 2);
+      if (weights) {
+        m.HEAPF32.set(weights, simd.weights >> 2);
+        k.addShiftedWeighted(spec.byteOffset, simd.acc, simd.x, simd.y, fft.wc, hp, simd.bins, simd.weights);
+      } else {
+        k.addShifted(spec.byteOffset, simd.acc, simd.x, simd.y, fft.wc, hp);
+      }
+    } else if (weights) {
+      addShifted(spec, wp, hp, shift.x, shift.y, this.acc!, { weights, bins: this.dose!.bins.bins });
     } else {
-      addShifted(spec, wp, hp, shift.x, shift.y, this.acc);
+      addShifted(spec, wp, hp, shift.x, shift.y, this.acc!);
     }
   }
 
+  /** The sum's spectrum so far (a copy when it lives in the module's memory). */
+  sum(): Float32Array {
+    if (this.disposed) throw new Error('FrameSummer used after dispose()');
+    const { simd } = this;
+    if (!simd) return this.acc!;
+    const a = simd.acc >> 2;
+    return simd.m.HEAPF32.slice(a, a + this.fft.spectrumLength);
+  }
+
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     this.fft.dispose();
+    const { simd } = this;
+    if (simd)
+      for (const p of [simd.acc, simd.x, simd.y, simd.bins, simd.weights])
+        if (p) simd.m._pffft_aligned_free(p);
   }
 }
 

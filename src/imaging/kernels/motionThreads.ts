@@ -316,6 +316,7 @@ export async function correctMotionThreaded(
     const nextSum = new SharedArrayBuffer(4);
     const summer = await FrameSummer.create(g.width, g.height, p.pixelSize, p.dose);
     let parts: FromMotionWorker[];
+    let acc: Float32Array;
     try {
       [parts] = await Promise.all([
         Promise.all(
@@ -335,10 +336,10 @@ export async function correctMotionThreaded(
           onSum,
         ),
       ]);
+      acc = summer.sum();
     } finally {
       summer.dispose();
     }
-    const acc = summer.acc;
     for (const part of parts) {
       const a = (part as { acc: Float32Array }).acc;
       for (let i = 0; i < acc.length; i++) acc[i] = acc[i]! + a[i]!;

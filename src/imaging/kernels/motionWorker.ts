@@ -87,6 +87,7 @@ async function handle(m: ToMotionWorker): Promise<void> {
     case 'sum': {
       const s = await movie(m.path);
       const summer = await FrameSummer.create(s.width, s.height, m.pixelSize, m.dose);
+      let acc: Float32Array;
       try {
         const next = new Int32Array(m.next);
         for (let f = Atomics.add(next, 0, 1); f < m.frames; f = Atomics.add(next, 0, 1)) {
@@ -94,10 +95,11 @@ async function handle(m: ToMotionWorker): Promise<void> {
           summer.add(plane, f, m.shifts[f]!);
           post({ op: 'frame', f });
         }
+        acc = summer.sum();
       } finally {
         summer.dispose();
       }
-      post({ op: 'done', acc: summer.acc }, [summer.acc.buffer as ArrayBuffer]);
+      post({ op: 'done', acc }, [acc.buffer as ArrayBuffer]);
       return;
     }
     case 'close': {

@@ -25,6 +25,25 @@ export interface PffftModule {
    * offsets and strides): WebAssembly SIMD on the module's own memory for even nr and nc, else JS.
    */
   transpose64(src: number, srcStride: number, dst: number, dstStride: number, nr: number, nc: number): void;
+  /**
+   * transpose.wat's shifted accumulation (acc += spec · x[kx] · y[ky], weighted by
+   * weights[bins[i]]), WebAssembly SIMD on the module's memory; undefined without SIMD.
+   */
+  shiftKernels?: ShiftKernels;
+}
+
+export interface ShiftKernels {
+  addShifted(spec: number, acc: number, x: number, y: number, wc: number, h: number): void;
+  addShiftedWeighted(
+    spec: number,
+    acc: number,
+    x: number,
+    y: number,
+    wc: number,
+    h: number,
+    bins: number,
+    weights: number,
+  ): void;
 }
 
 export const PFFFT_REAL = 0;
@@ -34,7 +53,9 @@ export const PFFFT_BACKWARD = 1;
 
 let loaded: Promise<PffftModule> | undefined;
 
-type Factory = (moduleArg?: Record<string, unknown>) => Promise<Omit<PffftModule, 'transpose64'>>;
+type Factory = (
+  moduleArg?: Record<string, unknown>,
+) => Promise<Omit<PffftModule, 'transpose64' | 'shiftKernels'>>;
 // The WebAssembly global as jobd uses it (the project's lib settings do not declare it).
 interface WasmInstance {
   exports: Record<string, unknown>;
@@ -69,14 +90,33 @@ async function instantiate(factory: Factory, specifier: string): Promise<PffftMo
       return {};
     },
   })) as PffftModule;
-  m.transpose64 = await transposeKernel(m, memory);
+  const kernels = await simdKernels(memory);
+  m.transpose64 = transposeKernel(m, kernels);
+  if (kernels)
+    m.shiftKernels = {
+      addShifted: kernels.exports.addShifted as ShiftKernels['addShifted'],
+      addShiftedWeighted: kernels.exports.addShiftedWeighted as ShiftKernels['addShiftedWeighted'],
+    };
   return m;
 }
 
-async function transposeKernel(
+/** transpose.wat linked to PFFFT's memory, or undefined where WebAssembly SIMD is missing. */
+async function simdKernels(memory: object | undefined): Promise<WasmInstance | undefined> {
+  if (!memory) return undefined;
+  try {
+    const { instance } = await Wasm.instantiate(Buffer.from(TRANSPOSE_WASM_BASE64, 'base64'), {
+      env: { memory },
+    });
+    return instance;
+  } catch {
+    return undefined; // no WebAssembly SIMD here: the JS paths do the same
+  }
+}
+
+function transposeKernel(
   m: Omit<PffftModule, 'transpose64'>,
-  memory: object | undefined,
-): Promise<PffftModule['transpose64']> {
+  instance: WasmInstance | undefined,
+): PffftModule['transpose64'] {
   const js: PffftModule['transpose64'] = (src, ss, dst, ds, nr, nc) => {
     const f64 = m.HEAPF64;
     for (let r = 0; r < nr; r++) {
@@ -85,21 +125,11 @@ async function transposeKernel(
       for (let c = 0; c < nc; c++) f64[d + c * (ds >> 3)] = f64[s + c]!;
     }
   };
-  let simd: PffftModule['transpose64'] | undefined;
-  if (memory) {
-    try {
-      const { instance } = await Wasm.instantiate(Buffer.from(TRANSPOSE_WASM_BASE64, 'base64'), {
-        env: { memory },
-      });
-      const rowsOuter = instance.exports.rowsOuter as PffftModule['transpose64'];
-      const columnsOuter = instance.exports.columnsOuter as PffftModule['transpose64'];
-      simd = (src, ss, dst, ds, nr, nc) => (nr < nc ? columnsOuter : rowsOuter)(src, ss, dst, ds, nr, nc);
-    } catch {
-      simd = undefined; // no WebAssembly SIMD here: the JS copy does the same
-    }
-  }
-  if (!simd) return js;
-  const kernel = simd;
+  if (!instance) return js;
+  const rowsOuter = instance.exports.rowsOuter as PffftModule['transpose64'];
+  const columnsOuter = instance.exports.columnsOuter as PffftModule['transpose64'];
+  const kernel: PffftModule['transpose64'] = (src, ss, dst, ds, nr, nc) =>
+    (nr < nc ? columnsOuter : rowsOuter)(src, ss, dst, ds, nr, nc);
   return (src, ss, dst, ds, nr, nc) => {
     if ((nr | nc) & 1) js(src, ss, dst, ds, nr, nc);
     else kernel(src, ss, dst, ds, nr, nc);
