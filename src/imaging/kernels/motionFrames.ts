@@ -305,7 +305,7 @@ export class FrameSummer {
 }
 
 /**
- * The sum from its spectrum (`acc`, modified): dose-weighted sums are rescaled by √(N / Σ q²) per
+ * The sum from its spectrum (`acc`, overwritten: the result is a view of its memory): dose-weighted sums are rescaled by √(N / Σ q²) per
  * frequency to restore the plain sum's noise power (1 at k = 0), then transformed back and cropped.
  */
 export async function finishSum(
@@ -333,10 +333,12 @@ export async function finishSum(
   }
   const fft = await RealFft2d.create(wp, hp);
   try {
-    const full = fft.inverse(acc);
-    const out = new Float32Array(width * height);
-    for (let y = 0; y < height; y++) out.set(full.subarray(y * wp, y * wp + width), y * width);
-    return out;
+    // The image goes into acc's own memory (inverse copies the spectrum in first, and wp·hp is
+    // less than acc's 2·(wp/2 + 1)·hp floats), then is cropped in place row by row (a row never
+    // moves up past its source): no fresh 4·wp·hp bytes, which cost page faults as well as copies.
+    const full = fft.inverse(acc, acc.subarray(0, wp * hp));
+    if (width !== wp) for (let y = 1; y < height; y++) full.copyWithin(y * width, y * wp, y * wp + width);
+    return acc.subarray(0, width * height);
   } finally {
     fft.dispose();
   }

@@ -20,7 +20,7 @@ import { throwIfAborted, yieldToEventLoop, type KernelControl } from '../progres
 import type { ImageStack, PlaneArray } from '../types.js';
 import type { DoseWeighting } from './doseWeight.js';
 import { RealFft2d } from './fft.js';
-import { ColumnShare, LocalTables, type AlignResult } from './motionAlign.js';
+import { ColumnShare, LocalCorrelator, LocalTables, type AlignResult } from './motionAlign.js';
 import { alignCoarseToFine, cropSpectrum } from './motionCoarse.js';
 import { LOCAL_SUMS, localBand } from './motionLocal.js';
 import {
@@ -247,6 +247,24 @@ export async function correctMotionThreaded(
       { maxShift: Math.max(1, p.maxShift / g.bin), iterations: p.iterations, tolerance: p.tolerance / g.bin },
       { ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress: report('align') },
       async (w, h, radius, initial) => {
+        if (w !== g.wa) {
+          // The coarse grid runs in this thread alone: its steps are short (a quarter of the full
+          // grid's work), so splitting them costs a round trip to the workers per step for little
+          // gain, and much when the machine is busy and a worker waits for a core. Same arithmetic
+          // as the split (LocalCorrelator), so the shifts do not change.
+          const fft = await RealFft2d.create(w, h);
+          const crop = Array.from({ length: N }, (_, f) =>
+            cropSpectrum(
+              new Float32Array(spectraBuffer, f * len * 4, len),
+              g.ha,
+              w,
+              h,
+              new Float32Array(fft.spectrumLength),
+            ),
+          );
+          const c = new LocalCorrelator(crop, fft, radius, initial);
+          return { band: (f, s, move, local) => c.band(f, s, move, local), close: () => fft.dispose() };
+        }
         // This grid's spectra: the alignment grid's own, or their coarse crop (made here, once).
         const lenL = 2 * (w / 2 + 1) * h;
         const levelBuffer = w === g.wa ? spectraBuffer : new SharedArrayBuffer(N * lenL * 4);
