@@ -3,8 +3,9 @@
  * the frames' alignment spectra go into one SharedArrayBuffer. The per-frame phases split by frame,
  * each thread claiming the next frame from a shared counter when it is free: it makes the frame's
  * alignment spectrum, and later adds the shifted full frame to a sum spectrum of its own; this thread
- * adds those up. The alignment (coarse grid, then full grid: motionCoarse.ts), a chain of dependent
- * steps, splits by half-plane column: for each step every thread computes the product and the column
+ * adds those up. The alignment (coarse grid, then full grid: motionCoarse.ts) is a chain of dependent
+ * steps. The coarse grid's short steps run in this thread alone; the full grid's split by half-plane
+ * column: for each step every thread computes the product and the column
  * transforms of its columns and copies out the band of rows the search reaches, and this thread
  * finishes the rows and finds the peak (a local step: each thread writes its columns' sums, and this
  * thread combines them, motionLocal.ts). That is the same arithmetic as the in-process run, so the shifts are bit-identical to
