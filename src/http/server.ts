@@ -30,6 +30,7 @@ import { registerDashboard } from './dashboard.js';
 import { JobReads } from './jobReads.js';
 import { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
+import { lazyRequestLogger } from './requestLogger.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerJobRoutes } from './routes/jobs.js';
@@ -101,6 +102,7 @@ export async function buildHttpApp(opts: HttpServerOptions): Promise<App> {
     loggerInstance: logger as FastifyBaseLogger,
     // Request lines are not logged: they cost time on every call, and errors are logged on their own.
     disableRequestLogging: true,
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: http.bodyLimitBytes,
     routerOptions: { ignoreTrailingSlash: false },
   }).withTypeProvider<ZodTypeProvider>();
