@@ -6,6 +6,8 @@
  *   MONGODB_URI=mongodb://... npm run bench:http     against a real MongoDB
  *   BENCH_HTTP_PARTS=get,libget npm run bench:http   only these parts (get, libget, post, libpost, events)
  *   BENCH_HTTP_WORKERS=0 npm run bench:http          autocannon in the server's own thread (default 1)
+ *   BENCH_HTTP_WARMUP=0 npm run bench:http           no unmeasured warm-up round before each autocannon
+ *                                                    round (default 2 seconds)
  *   BENCH_BUILD=../other npm run bench:http          the HTTP server, store and client of another checkout's
  *                                                    build (its dist/), for an A/B in one sitting
  *   BENCH_HTTP_PROFILE=get.cpuprofile npm run bench:http   a CPU profile of the server thread during the
@@ -102,9 +104,13 @@ async function libraryRate(op: () => Promise<unknown>, inFlight: number, seconds
   return Math.round(n / ((performance.now() - t0) / 1000));
 }
 
-/** CPU time (ms) of the server's main thread and of the database process (when it is ours), Linux only. */
+/**
+ * CPU time (ms) of the server's main thread, of this whole process (the server thread, autocannon's
+ * worker thread, and V8's and libuv's helper threads), and of the database process (when it is ours),
+ * Linux only.
+ */
 let dbPid: number | null = null;
-function cpuMs(): { server: number; database: number | null } | null {
+function cpuMs(): { server: number; process: number; database: number | null } | null {
   const stat = (path: string): number => {
     // utime and stime are fields 14 and 15; fields start after the command name's last ')'.
     const text = readFileSync(path, 'utf8');
@@ -114,8 +120,20 @@ function cpuMs(): { server: number; database: number | null } | null {
   try {
     return {
       server: stat(`/proc/self/task/${process.pid}/stat`),
+      process: stat('/proc/self/stat'),
       database: dbPid === null ? null : stat(`/proc/${dbPid}/stat`),
     };
+  } catch {
+    return null;
+  }
+}
+/** Busy and total jiffies of all CPUs of the machine (/proc/stat), Linux only. */
+function machineJiffies(): { busy: number; total: number } | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    // idle and iowait are fields 4 and 5 of the cpu line.
+    return { busy: total - f[3]! - f[4]!, total };
   } catch {
     return null;
   }
@@ -129,9 +147,16 @@ async function cannon(opts: autocannon.Options): Promise<{
   p99Ms: number;
   errors: number;
   non2xx: number;
-  /** CPU per request: the server's main thread, and the database process; a figure load does not cut. */
-  cpuUsPerRequest: { server: number; database: number | null } | null;
+  /**
+   * CPU per request, a figure load does not cut: the server's main thread; the other threads of this
+   * process (autocannon's worker thread, the load generator, with V8's GC and compiler threads of both);
+   * and the database process.
+   */
+  cpuUsPerRequest: { server: number; otherThreads: number; database: number | null } | null;
+  /** Share of the machine's CPUs busy during the run, everything on it included (other programs too). */
+  machineBusyPct: number | null;
 }> {
+  const m0 = machineJiffies();
   const c0 = cpuMs();
   const r = await autocannon({
     ...opts,
@@ -140,6 +165,7 @@ async function cannon(opts: autocannon.Options): Promise<{
     ...(WORKERS > 0 ? { workers: WORKERS } : {}),
   });
   const c1 = cpuMs();
+  const m1 = machineJiffies();
   const per = (a: number, b: number): number => Math.round(((b - a) * 1000) / Math.max(1, r.requests.total));
   return {
     rps: Math.round(r.requests.average),
@@ -151,10 +177,32 @@ async function cannon(opts: autocannon.Options): Promise<{
       c0 && c1
         ? {
             server: per(c0.server, c1.server),
+            otherThreads: per(c0.process - c0.server, c1.process - c1.server),
             database: c0.database === null || c1.database === null ? null : per(c0.database, c1.database),
           }
         : null,
+    machineBusyPct:
+      m0 && m1 ? Math.round(((m1.busy - m0.busy) * 100) / Math.max(1, m1.total - m0.total)) : null,
   };
+}
+
+/**
+ * Seconds of the same load, unmeasured, before each autocannon round: the figure is the server's steady
+ * state, as a daemon serves it, not V8 compiling the request path meanwhile (in an 8-second round on 2
+ * busy cores the optimizing compiler's threads took a third of the bench process's CPU, and the
+ * server thread still ran much of its code unoptimized). 0 turns it off.
+ */
+const WARMUP_SECONDS = Number(process.env.BENCH_HTTP_WARMUP ?? 2);
+
+async function warmUp(opts: autocannon.Options): Promise<void> {
+  if (WARMUP_SECONDS <= 0) return;
+  log(`  warm-up x${WARMUP_SECONDS}s`);
+  await autocannon({
+    ...opts,
+    connections: CONNECTIONS,
+    duration: WARMUP_SECONDS,
+    ...(WORKERS > 0 ? { workers: WORKERS } : {}),
+  });
 }
 
 /** Jobs the GETs go round. */
@@ -257,37 +305,39 @@ async function main(): Promise<void> {
     log(`library get x${SECONDS}s`);
     const libGet = await part('libget', () => libraryRate(() => client.get(nextId()), CONNECTIONS, SECONDS));
     log(`http GET x${SECONDS}s`);
-    const httpGet = await part('get', () =>
-      profiled(() =>
-        cannon({
-          url: api.url,
-          requests: [
-            {
-              method: 'GET',
-              // In worker threads autocannon takes the function as a file; it goes round the same ids.
-              setupRequest:
-                WORKERS > 0
-                  ? (GET_REQUEST as unknown as autocannon.Request['setupRequest'])
-                  : (req) => ({ ...req, path: `/api/jobs/${nextId()}` }),
-            },
-          ],
-        }),
-      ),
-    );
+    const getOpts: autocannon.Options = {
+      url: api.url,
+      requests: [
+        {
+          method: 'GET',
+          // In worker threads autocannon takes the function as a file; it goes round the same ids.
+          setupRequest:
+            WORKERS > 0
+              ? (GET_REQUEST as unknown as autocannon.Request['setupRequest'])
+              : (req) => ({ ...req, path: `/api/jobs/${nextId()}` }),
+        },
+      ],
+    };
+    const httpGet = await part('get', async () => {
+      await warmUp(getOpts);
+      return profiled(() => cannon(getOpts));
+    });
     const later = new Date(Date.now() + 86_400_000);
     log(`library enqueue x${SECONDS}s`);
     const libPost = await part('libpost', () =>
       libraryRate(() => client.enqueue('echo', { n: 1 }, { runAt: later }), CONNECTIONS, SECONDS),
     );
     log(`http POST x${SECONDS}s`);
-    const httpPost = await part('post', () =>
-      cannon({
-        url: `${api.url}/api/jobs/`,
-        method: 'POST',
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ type: 'echo', params: { n: 1 }, runAt: later.toISOString() }),
-      }),
-    );
+    const postOpts: autocannon.Options = {
+      url: `${api.url}/api/jobs/`,
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'echo', params: { n: 1 }, runAt: later.toISOString() }),
+    };
+    const httpPost = await part('post', async () => {
+      await warmUp(postOpts);
+      return cannon(postOpts);
+    });
     log(`event stream latency x${EVENTS} transitions`);
     const events = await part('events', () =>
       eventLatency(api.url, () => client.enqueue('echo', { e: 1 }, { runAt: later }), EVENTS),
@@ -299,6 +349,7 @@ async function main(): Promise<void> {
           loadavg: loadavg().map((l) => Math.round(l * 100) / 100),
           backend: process.env.MONGODB_URI ? 'mongodb (MONGODB_URI)' : 'embedded (own process, in memory)',
           seconds: SECONDS,
+          warmupSeconds: WARMUP_SECONDS,
           connections: CONNECTIONS,
           autocannonWorkers: WORKERS,
           build: BUILD ? resolve(ROOT, BUILD) : 'this checkout (src/)',
