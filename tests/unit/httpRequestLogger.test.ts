@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -34,7 +34,7 @@ describe('lazyRequestLogger', () => {
       });
     const app = Fastify({
       loggerInstance: logger.child({ component: 'http' }),
-      disableRequestLogging: true,
+      logController: new LogController({ disableRequestLogging: true }),
       childLoggerFactory: (parent, bindings, opts) => lazyRequestLogger(counting(parent), bindings, opts),
     });
     app.get('/quiet', async () => ({ ok: true }));
