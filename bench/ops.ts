@@ -14,7 +14,7 @@
  *
  *   BENCH_DIST=other-dist npm run bench:ops   # the server of another build
  *   BENCH_BUILD=../other npm run bench:ops    # another checkout's build: server, jobctl, indexes
- *   BENCH_PROFILE=prof npm run bench:ops      # CPU profiles of the jobs' phases into prof/: the
+ *   BENCH_PROFILE=prof npm run bench:ops      # CPU profiles of every phase into prof/: the
  *                                             # server's (this process) and jobctl's (--cpu-prof)
  *
  * Targets: migrate >= 5,000 datasets/s; cleanup >= 20,000 jobs/s with jobctl under 200 MB RSS;
@@ -169,14 +169,18 @@ async function migrationPhases(
 ): Promise<void> {
   const mdb = 'bench_migrate';
   await insertLegacyDatasets(client.db(mdb).collection('visstoredatas'), datasets, { batch: 10_000 });
-  const dry = await jobctl(['migrate', '--dry-run', '--database', mdb, ...common]);
+  const dry = await profiled('migrate-dry-run', () =>
+    jobctl(['migrate', '--dry-run', '--database', mdb, ...common], 'migrate-dry-run'),
+  );
   result.migrateDryRun = {
     seconds: dry.secs,
     datasetsPerSec: Math.round(datasets / dry.secs),
     ...runFigures(dry),
   };
   report(result, 'migrateDryRun');
-  const mig = await jobctl(['migrate', '--database', mdb, ...common]);
+  const mig = await profiled('migrate', () =>
+    jobctl(['migrate', '--database', mdb, ...common], 'migrate'),
+  );
   result.migrate = {
     seconds: mig.secs,
     datasetsPerSec: Math.round(datasets / mig.secs),
@@ -185,7 +189,9 @@ async function migrationPhases(
     ...runFigures(mig),
   };
   report(result, 'migrate');
-  const rb = await jobctl(['migrate', 'rollback', '--database', mdb, ...common]);
+  const rb = await profiled('rollback', () =>
+    jobctl(['migrate', 'rollback', '--database', mdb, ...common], 'rollback'),
+  );
   result.rollback = {
     seconds: rb.secs,
     datasetsPerSec: Math.round(Number(rb.out.datasets) / rb.secs),

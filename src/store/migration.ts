@@ -58,7 +58,13 @@ export async function legacyBatch(
   if (opts.uuid !== undefined) filter.uuid = opts.uuid;
   const projection = opts.fields ? Object.fromEntries(opts.fields.map((f) => [f, 1])) : undefined;
   return coll
-    .find(filter, { sort: { _id: 1 }, limit: opts.limit, ...(projection ? { projection } : {}) })
+    .find(filter, {
+      sort: { _id: 1 },
+      limit: opts.limit,
+      // The whole batch in the first reply (the driver's default first batch is 101 documents).
+      batchSize: opts.limit,
+      ...(projection ? { projection } : {}),
+    })
     .toArray();
 }
 
@@ -178,7 +184,7 @@ export async function ledgerBatch(
   if (opts.after !== undefined) filter._id = { $gt: opts.after };
   if (opts.uuid !== undefined) filter._id = opts.uuid;
   return ledger(store)
-    .find(filter, { sort: { _id: 1 }, limit: opts.limit })
+    .find(filter, { sort: { _id: 1 }, limit: opts.limit, batchSize: opts.limit })
     .toArray();
 }
 

@@ -134,11 +134,15 @@ export const registerMigrate: RegisterCommand = (program, env, result) => {
             );
             return;
           }
-          const total = await migrationStore.countLegacy(
-            migrationStore.legacyCollection(conn.store, src.legacyDatabase, src.collection),
-            src.uuid,
-          );
-          const bar = new RunProgress('migrate', total, !!process.stderr.isTTY && !ctx.printer.json);
+          // The total only draws the bar: without one (not a terminal, or --json) it is not counted.
+          const drawn = !!process.stderr.isTTY && !ctx.printer.json;
+          const total = drawn
+            ? await migrationStore.countLegacy(
+                migrationStore.legacyCollection(conn.store, src.legacyDatabase, src.collection),
+                src.uuid,
+              )
+            : 0;
+          const bar = new RunProgress('migrate', total, drawn);
           const r = await applyMigration(conn.store, src, {
             now: () => ctx.clock.now(),
             onProgress: (n) => bar.update(n),
@@ -216,12 +220,10 @@ export const registerMigrate: RegisterCommand = (program, env, result) => {
         const ctx = commandContext(opts, env);
         await withConnection(ctx, async (conn) => {
           const src = source(opts, ctx.config);
-          const total = src.uuid !== undefined ? 1 : await migrationStore.ledger(conn.store).countDocuments();
-          const bar = new RunProgress(
-            'rollback',
-            total,
-            !!process.stderr.isTTY && !ctx.printer.json && !opts.dryRun,
-          );
+          const drawn = !!process.stderr.isTTY && !ctx.printer.json && !opts.dryRun;
+          const total =
+            !drawn || src.uuid !== undefined ? 1 : await migrationStore.ledger(conn.store).countDocuments();
+          const bar = new RunProgress('rollback', total, drawn);
           const r = await rollbackMigration(conn.store, src, {
             now: () => ctx.clock.now(),
             dryRun: !!opts.dryRun,
