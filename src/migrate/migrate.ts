@@ -163,146 +163,105 @@ export async function applyMigration(
   const dups = await ms.duplicateUuids(coll, src.uuid);
   const r: ApplyResult = { datasets: 0, jobs: 0, completedPending: 0, skipped: 0 };
   let seen = 0;
-  // Batches overlap: a batch's jobs, marks and applied flags are written while the next batch is read,
-  // planned and its ledger entries written. Each batch keeps its own order (ledger, then jobs and marks,
-  // then applied), which is all a re-run relies on; the next batch is planned only once this one's
-  // ledger entries are in, so it sees them as a sequential run would. At most two batches are in flight.
-  let inFlight: Promise<void> | undefined;
-  let failure: { err: unknown } | undefined;
-  try {
-    for await (const batch of walk(store, src)) {
-      const now = opts.now();
-      const decisions = await decide(store, batch, src, dups);
-      const { newEntries, todo, jobs, workflows, skipped, completedPending } = build(decisions, now);
-      r.skipped += skipped;
-      r.completedPending += completedPending;
-      // 1. the ledger (a re-run keeps an existing entry: its ids and previous values stand)
-      await ms.insertLedgerEntries(store, newEntries);
-      const previous = inFlight;
-      inFlight = writeBatch(store, coll, todo, jobs, workflows, now).then(() => {
-        r.datasets += todo.length;
-        r.jobs += jobs.length;
-        seen += batch.length;
-        opts.onProgress?.(seen);
-      });
-      inFlight.catch(() => {}); // awaited in turn, or in finally
-      if (previous) await previous;
+  for await (const batch of walk(store, src)) {
+    const now = opts.now();
+    const decisions = await decide(store, batch, src, dups);
+    const newEntries: ms.LedgerEntry[] = [];
+    const todo: { x: Decision; entry: ms.LedgerEntry; plan: Extract<Plan, { action: 'migrate' }> }[] = [];
+    for (const x of decisions) {
+      if (x.plan.action !== 'migrate' || x.entry?.state === 'applied') {
+        r.skipped++;
+        continue;
+      }
+      let entry = x.entry;
+      if (!entry) {
+        const previous: Record<string, ms.PreviousValue> = {};
+        for (const f of ms.RESTORED_FIELDS)
+          previous[f] = f in x.d ? { present: true, value: x.d[f] } : { present: false };
+        entry = {
+          _id: x.uuid!,
+          datasetId: x.d._id,
+          legacyStatus: x.plan.status,
+          state: 'pending',
+          jobIds: x.plan.jobs.map(() => newJobId()),
+          workflowId: x.plan.jobs.length > 1 ? `legacy-${x.uuid}` : null,
+          previous,
+          createdAt: now,
+          appliedAt: null,
+        };
+        newEntries.push(entry);
+      } else r.completedPending++;
+      todo.push({ x, entry, plan: x.plan });
     }
-  } finally {
-    // Whatever ends the loop, the batch already under way is finished (or fails) before returning.
-    if (inFlight) await inFlight.catch((err: unknown) => void (failure = { err }));
+    // 1. the ledger (a re-run keeps an existing entry: its ids and previous values stand)
+    await ms.insertLedgerEntries(store, newEntries);
+    // 2. the jobs, with the ids the ledger holds
+    const jobs: StoredJob[] = [];
+    const workflows: ms.WorkflowSeed[] = [];
+    for (const { x, entry, plan } of todo) {
+      const ids = new Map(plan.jobs.map((j, i) => [j.key, entry.jobIds[i]!]));
+      plan.jobs.forEach((j, i) => {
+        const doc = jobDocFor(
+          {
+            type: j.type,
+            params: j.params,
+            priority: j.priority,
+            runAt: now,
+            maxAttempts: null,
+            timeoutMs: null,
+            datasetUuid: x.uuid!,
+            tags: [ms.MIGRATION_TAG],
+            waiting: j.dependsOn.length > 0,
+          },
+          now,
+        );
+        const deps = j.dependsOn.map((k) => ids.get(k)!);
+        jobs.push({
+          ...doc,
+          _id: entry.jobIds[i]!,
+          ...(entry.workflowId ? { workflowId: entry.workflowId, workflowKey: j.key } : {}),
+          ...(deps.length ? { dependsOn: deps, depsLeft: deps.length, waitingFor: 'dependencies' } : {}),
+        });
+      });
+      if (entry.workflowId) {
+        workflows.push({
+          _id: entry.workflowId,
+          name: `legacy dataset ${x.uuid}`,
+          state: 'running',
+          jobCount: plan.jobs.length,
+          keys: Object.fromEntries(ids),
+          createdAt: now,
+          finishedAt: null,
+        });
+      }
+    }
+    // 3. the datasets' marks, written with the jobs: both carry the ids the ledger already holds, so a
+    // crash between them leaves a pending entry that a re-run completes. 4. the entries are applied.
+    await Promise.all([
+      ms.insertMigratedJobs(store, jobs, workflows, now),
+      ms.markDatasets(
+        coll,
+        todo.map(({ x, entry }) => ({
+          datasetId: x.d._id,
+          fields: {
+            jobd_job_ids: entry.jobIds,
+            jobd_workflow_id: entry.workflowId,
+            jobd_migrated_at: entry.createdAt,
+          },
+        })),
+      ),
+    ]);
+    await ms.markApplied(
+      store,
+      todo.map((t) => t.entry._id),
+      now,
+    );
+    r.datasets += todo.length;
+    r.jobs += jobs.length;
+    seen += batch.length;
+    opts.onProgress?.(seen);
   }
-  if (failure) throw failure.err;
   return r;
-}
-
-type Todo = { x: Decision; entry: ms.LedgerEntry; plan: Extract<Plan, { action: 'migrate' }> };
-
-/** A batch's new ledger entries, jobs and workflows, from its decisions (pure). */
-function build(decisions: Decision[], now: Date) {
-  let skipped = 0;
-  let completedPending = 0;
-  const newEntries: ms.LedgerEntry[] = [];
-  const todo: Todo[] = [];
-  for (const x of decisions) {
-    if (x.plan.action !== 'migrate' || x.entry?.state === 'applied') {
-      skipped++;
-      continue;
-    }
-    let entry = x.entry;
-    if (!entry) {
-      const previous: Record<string, ms.PreviousValue> = {};
-      for (const f of ms.RESTORED_FIELDS)
-        previous[f] = f in x.d ? { present: true, value: x.d[f] } : { present: false };
-      entry = {
-        _id: x.uuid!,
-        datasetId: x.d._id,
-        legacyStatus: x.plan.status,
-        state: 'pending',
-        jobIds: x.plan.jobs.map(() => newJobId()),
-        workflowId: x.plan.jobs.length > 1 ? `legacy-${x.uuid}` : null,
-        previous,
-        createdAt: now,
-        appliedAt: null,
-      };
-      newEntries.push(entry);
-    } else completedPending++;
-    todo.push({ x, entry, plan: x.plan });
-  }
-  // The jobs, with the ids the ledger holds.
-  const jobs: StoredJob[] = [];
-  const workflows: ms.WorkflowSeed[] = [];
-  for (const { x, entry, plan } of todo) {
-    const ids = new Map(plan.jobs.map((j, i) => [j.key, entry.jobIds[i]!]));
-    plan.jobs.forEach((j, i) => {
-      const doc = jobDocFor(
-        {
-          type: j.type,
-          params: j.params,
-          priority: j.priority,
-          runAt: now,
-          maxAttempts: null,
-          timeoutMs: null,
-          datasetUuid: x.uuid!,
-          tags: [ms.MIGRATION_TAG],
-          waiting: j.dependsOn.length > 0,
-        },
-        now,
-      );
-      const deps = j.dependsOn.map((k) => ids.get(k)!);
-      jobs.push({
-        ...doc,
-        _id: entry.jobIds[i]!,
-        ...(entry.workflowId ? { workflowId: entry.workflowId, workflowKey: j.key } : {}),
-        ...(deps.length ? { dependsOn: deps, depsLeft: deps.length, waitingFor: 'dependencies' } : {}),
-      });
-    });
-    if (entry.workflowId) {
-      workflows.push({
-        _id: entry.workflowId,
-        name: `legacy dataset ${x.uuid}`,
-        state: 'running',
-        jobCount: plan.jobs.length,
-        keys: Object.fromEntries(ids),
-        createdAt: now,
-        finishedAt: null,
-      });
-    }
-  }
-  return { newEntries, todo, jobs, workflows, skipped, completedPending };
-}
-
-/**
- * 2. the jobs and the datasets' marks, together: both carry the ids the ledger already holds, so a crash
- * between them leaves a pending entry that a re-run completes. 3. the entries are applied.
- */
-async function writeBatch(
-  store: Store,
-  coll: ReturnType<typeof ms.legacyCollection>,
-  todo: Todo[],
-  jobs: StoredJob[],
-  workflows: ms.WorkflowSeed[],
-  now: Date,
-): Promise<void> {
-  await Promise.all([
-    ms.insertMigratedJobs(store, jobs, workflows, now),
-    ms.markDatasets(
-      coll,
-      todo.map(({ x, entry }) => ({
-        datasetId: x.d._id,
-        fields: {
-          jobd_job_ids: entry.jobIds,
-          jobd_workflow_id: entry.workflowId,
-          jobd_migrated_at: entry.createdAt,
-        },
-      })),
-    ),
-  ]);
-  await ms.markApplied(
-    store,
-    todo.map((t) => t.entry._id),
-    now,
-  );
 }
 
 export interface RollbackResult {
@@ -318,34 +277,21 @@ export async function rollbackMigration(
 ): Promise<RollbackResult> {
   const coll = ms.legacyCollection(store, src.legacyDatabase, src.collection);
   const r: RollbackResult = { datasets: 0, jobsDeleted: 0, cancelled: 0 };
-  const read = (after: string | undefined): Promise<ms.LedgerEntry[]> =>
-    ms.ledgerBatch(store, {
+  let after: string | undefined;
+  for (;;) {
+    const entries = await ms.ledgerBatch(store, {
       ...(after !== undefined ? { after } : {}),
       limit: src.batchSize,
       ...(src.uuid !== undefined ? { uuid: src.uuid } : {}),
     });
-  // Batches overlap: the next batch is read while this one is worked on, and a batch's datasets are
-  // restored and its entries deleted while the next batch's jobs go. Each batch keeps its own order
-  // (jobs, then datasets, then the ledger entries), which is all a re-run relies on.
-  let next: Promise<ms.LedgerEntry[]> | undefined = read(undefined);
-  let inFlight: Promise<void> | undefined;
-  let failure: { err: unknown } | undefined;
-  try {
-    while (next) {
-      const entries: ms.LedgerEntry[] = await next;
-      if (entries.length === 0) break;
-      next = src.uuid !== undefined ? undefined : read(entries[entries.length - 1]!._id);
-      next?.catch(() => {}); // a loop stopped by an error leaves it unread
-      const ids = entries.flatMap((e) => e.jobIds);
-      const workflowIds = entries.map((e) => e.workflowId).filter((w): w is string => !!w);
-      if (opts.dryRun) {
-        const states = await ms.jobStatesByIds(store, ids);
-        r.cancelled += ids.filter((id) => states.get(id)?.state === 'running').length;
-        r.jobsDeleted += states.size;
-        r.datasets += entries.length;
-        opts.onProgress?.(r.datasets);
-        continue;
-      }
+    if (entries.length === 0) break;
+    const ids = entries.flatMap((e) => e.jobIds);
+    const workflowIds = entries.map((e) => e.workflowId).filter((w): w is string => !!w);
+    if (opts.dryRun) {
+      const states = await ms.jobStatesByIds(store, ids);
+      r.cancelled += ids.filter((id) => states.get(id)?.state === 'running').length;
+      r.jobsDeleted += states.size;
+    } else {
       // Every job that is not running goes at once (guarded on the state, so one claimed meanwhile
       // stays); the running ones are cancelled first, so their daemons kill the children, then go too.
       const gone = await ms.deleteMigratedJobs(store, ids, [], { notRunning: true });
@@ -366,23 +312,17 @@ export async function rollbackMigration(
         }
       }
       r.jobsDeleted += await ms.deleteMigratedJobs(store, left.size ? [...left.keys()] : [], workflowIds);
-      const previous = inFlight;
-      inFlight = (async () => {
-        await ms.restoreDatasets(coll, entries);
-        await ms.deleteLedgerEntries(
-          store,
-          entries.map((e) => e._id),
-        );
-        r.datasets += entries.length;
-        opts.onProgress?.(r.datasets);
-      })();
-      inFlight.catch(() => {}); // awaited in turn, or in finally
-      if (previous) await previous;
+      await ms.restoreDatasets(coll, entries);
+      await ms.deleteLedgerEntries(
+        store,
+        entries.map((e) => e._id),
+      );
     }
-  } finally {
-    if (inFlight) await inFlight.catch((err: unknown) => void (failure = { err }));
+    r.datasets += entries.length;
+    opts.onProgress?.(r.datasets);
+    after = entries[entries.length - 1]!._id;
+    if (src.uuid !== undefined) break;
   }
-  if (failure) throw failure.err;
   return r;
 }
 
