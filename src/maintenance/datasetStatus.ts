@@ -1,7 +1,9 @@
 /**
  * Moves each dataset's `status` along the legacy transitions as its jobs change state
  * (docs/datasets.md). Runs on every daemon, woken by a change stream on job transitions where the
- * server offers one, and every `datasets.statusPollMs` anyway.
+ * server offers one, and every `datasets.statusPollMs` anyway. While no dataset job is unfinished the
+ * stream watches only what can make one unfinished (an insert with a datasetUuid, a revived finished
+ * job), so a daemon running jobs without datasets is not woken, nor queried, by each of their writes.
  *
  * A pass reads the jobs whose last transition is not yet applied (their `datasetStatusSeq` is behind
  * their `seq`), replays each one's transitions from its numbered events (the last one from the job
@@ -25,6 +27,7 @@ import {
   datasetsByUuid,
   datasetsCollection,
   eventsBetween,
+  hasUnfinishedDatasetJobs,
   isMigratedJob,
   jobsWithStatusPending,
   markStatusApplied,
@@ -65,6 +68,10 @@ export class DatasetStatusService {
   readonly name = 'dataset-status';
   private readonly loop: Periodic;
   private watcher: Watcher | null = null;
+  /** What the open (or reopening) stream watches: every transition, or only new dataset work. */
+  private watchTransitions = true;
+  /** Whether a pass has asked yet if any dataset job is unfinished. */
+  private checked = false;
   private reopen: NodeJS.Timeout | null = null;
   private stopped = false;
   private deferred = false;
@@ -96,17 +103,40 @@ export class DatasetStatusService {
   private openWatch(): void {
     if (this.stopped) return;
     try {
-      this.watcher = watchDatasetTransitions(this.store, {
-        onChange: () => this.loop.wake(),
-        onReady: () => this.loop.wake(),
-        onError: (err, unsupported) => this.watchFailed(err, unsupported),
-      });
+      const w = watchDatasetTransitions(
+        this.store,
+        {
+          onChange: () => this.loop.wake(),
+          // Changes before the stream was ready raised nothing: a pass reads them.
+          onReady: () => this.loop.wake(),
+          onError: (err, unsupported) => this.watchFailed(w, err, unsupported),
+        },
+        { transitions: this.watchTransitions },
+      );
+      this.watcher = w;
     } catch (err) {
-      this.watchFailed(err, isChangeStreamUnsupported(err));
+      this.watchFailed(null, err, isChangeStreamUnsupported(err));
     }
   }
 
-  private watchFailed(err: unknown, unsupported: boolean): void {
+  /**
+   * Watch every transition while some dataset job is unfinished, else only what starts dataset work.
+   * Switching reopens the stream; the new stream's first pass reads what happened in between.
+   */
+  private async setWatchTransitions(transitions: boolean): Promise<void> {
+    if (transitions === this.watchTransitions) return;
+    this.watchTransitions = transitions;
+    // A stream that ended is reopening (or was unsupported): it opens in the mode set here.
+    const old = this.watcher;
+    if (!old || this.stopped) return;
+    this.watcher = null;
+    await old.close();
+    this.openWatch();
+  }
+
+  private watchFailed(w: Watcher | null, err: unknown, unsupported: boolean): void {
+    // A stream closed by a mode switch has a successor already.
+    if (w !== null && this.watcher !== w) return;
     this.watcher = null;
     if (unsupported || this.stopped || this.reopen) return;
     this.o.logger?.debug({ err: (err as Error)?.message }, 'dataset status watch ended; reopening');
@@ -120,6 +150,7 @@ export class DatasetStatusService {
   async runOnce(): Promise<number> {
     let written = 0;
     let deferred = false;
+    let pending = false;
     let after: string | undefined;
     for (;;) {
       const jobs = await jobsWithStatusPending(this.store, {
@@ -131,10 +162,17 @@ export class DatasetStatusService {
         if (r === 'applied') written++;
         if (r === 'deferred') deferred = true;
       }
+      if (jobs.length > 0) pending = true;
       if (jobs.length < BATCH) break;
       after = jobs[jobs.length - 1]!._id;
     }
     this.deferred = deferred;
+    // Whether a dataset job is unfinished changes only through a pending job (a job inserted with a
+    // datasetUuid, a transition, a revived finished job): ask after a pass that found one, and once.
+    if (this.o.changeStreams && (pending || !this.checked)) {
+      this.checked = true;
+      await this.setWatchTransitions(await hasUnfinishedDatasetJobs(this.store));
+    }
     this.o.onOk?.();
     return written;
   }

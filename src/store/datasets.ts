@@ -245,19 +245,38 @@ export async function workflowIdsWithPrefix(store: Store, prefix: string): Promi
 }
 
 /**
- * Wake on job writes that may need a status update: a job with a datasetUuid inserted, or any
- * transition (every transition bumps `seq`). The service re-reads what is pending.
+ * Whether any job with a datasetUuid is not finished-and-applied (`datasetStatusFinal`): while none
+ * is, no transition of an existing job can need a status update. Served by the `dataset_status` index.
  */
-export function watchDatasetTransitions(store: Store, h: WatchHandlers<true>): Watcher {
+export async function hasUnfinishedDatasetJobs(store: Store): Promise<boolean> {
+  const doc = await store.jobs.findOne(
+    { datasetUuid: { $type: 'string' }, datasetStatusFinal: { $ne: true } } as Filter<StoredJob>,
+    { projection: { _id: 1 }, hint: 'dataset_status' },
+  );
+  return doc !== null;
+}
+
+/**
+ * Wake on job writes that may need a status update. `transitions`: any transition (every transition
+ * bumps `seq`), for while some dataset job is unfinished. Without it, only what can make a dataset job
+ * unfinished: one inserted with a datasetUuid, or a finished one revived (an operator retry or re-arm
+ * removes its `datasetStatusFinal`; no other job carries that field). The service re-reads what is
+ * pending, so a wake-up names nothing.
+ */
+export function watchDatasetTransitions(
+  store: Store,
+  h: WatchHandlers<true>,
+  opts: { transitions: boolean } = { transitions: true },
+): Watcher {
+  const update = opts.transitions
+    ? { operationType: 'update', 'updateDescription.updatedFields.seq': { $exists: true } }
+    : { operationType: 'update', 'updateDescription.removedFields': 'datasetStatusFinal' };
   return watchCollection(
     store.jobs as unknown as Collection<Document>,
     [
       {
         $match: {
-          $or: [
-            { operationType: 'insert', 'fullDocument.datasetUuid': { $type: 'string' } },
-            { operationType: 'update', 'updateDescription.updatedFields.seq': { $exists: true } },
-          ],
+          $or: [{ operationType: 'insert', 'fullDocument.datasetUuid': { $type: 'string' } }, update],
         },
       },
       { $project: { operationType: 1 } },
