@@ -177,16 +177,19 @@ function settleText(s: Settlement): string {
 /**
  * Settle many running jobs with one unordered bulkWrite of guarded updates, then one insertMany of
  * their events. Only when fewer matched than were sent is the outcome of each read back (by the
- * settledToken the guarded update leaves behind).
+ * settledToken the guarded update leaves behind). `withEvents`, asked once the settlements landed
+ * (never if their write threw), gives events of other jobs' earlier transitions to write in the same
+ * insert (a worker's claims); if that insert fails they are among `unwrittenEvents`.
  */
 export async function settleManyIfRunning(
   store: Store,
   settlements: Settlement[],
   ctx: SettleContext,
+  withEvents?: () => JobEventDoc[],
 ): Promise<SettleResult> {
   if (settlements.length === 0) return { landed: [], lost: [], unwrittenEvents: [] };
   const landedSet = await writeSettlements(store, settlements, ctx);
-  const events: JobEventDoc[] = [];
+  const events: JobEventDoc[] = withEvents ? withEvents() : [];
   for (const s of settlements) {
     if (!landedSet.has(s.jobId)) continue;
     const attempt = s.kind === 'requeue' || s.kind === 'suspend' ? s.attempt - 1 : s.attempt;

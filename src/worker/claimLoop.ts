@@ -34,8 +34,8 @@ export interface ClaimLoopDeps {
   slots: ClaimSlots;
   /** healthy: a change stream is delivering wake-ups. */
   watch: { readonly healthy: boolean };
-  /** Claim events the store could not write; written later with the other writes. */
-  unwrittenEvents: { addEvents(events: JobEventDoc[]): void };
+  /** Writes the claim events with its next write of events (the settler). */
+  history: { addEvents(events: JobEventDoc[]): void };
 }
 
 export class ClaimLoop {
@@ -99,7 +99,7 @@ export class ClaimLoop {
         leaseMs: d.leaseMs,
         now: d.clock.now(),
         types: claimable.types,
-        onUnwrittenEvents: (events: JobEventDoc[]) => d.unwrittenEvents.addEvents(events),
+        eventSink: (events: JobEventDoc[]) => d.history.addEvents(events),
       };
       if (limit === 1) {
         const one = await claimNext(d.store, base);
@@ -175,7 +175,7 @@ export class ClaimLoop {
       let jobs: JobDoc[];
       try {
         jobs = await recoverClaim(d.store, pending, {
-          onUnwrittenEvents: (events) => d.unwrittenEvents.addEvents(events),
+          eventSink: (events) => d.history.addEvents(events),
         });
       } catch (err) {
         d.health.error('claim', err);

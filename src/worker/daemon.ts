@@ -332,7 +332,7 @@ class DaemonImpl implements Daemon {
       health,
       slots: this.slots,
       watch: this.watch,
-      unwrittenEvents: this.settler,
+      history: this.settler,
     });
   }
 

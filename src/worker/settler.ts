@@ -55,7 +55,8 @@ export interface SettlerOptions {
 
 export class Settler {
   private queue: Pending[] = [];
-  private unwrittenEvents: JobEventDoc[] = [];
+  /** History events waiting for the next write: claims', and those whose write failed. */
+  private events: JobEventDoc[] = [];
   private inFlight: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly backoff = new Backoff(100, 5_000);
@@ -71,15 +72,18 @@ export class Settler {
     this.kick();
   }
 
-  /** History events written elsewhere that failed; they go out before the next settlement. */
+  /**
+   * History events to write (a claim's, or ones whose write failed elsewhere): with the next
+   * settlement's events while a write is in flight, else at once on their own.
+   */
   addEvents(events: JobEventDoc[]): void {
-    this.unwrittenEvents.push(...events);
+    for (const e of events) this.events.push(e);
     this.kick();
   }
 
   private kick(): void {
     if (this.inFlight || this.retryTimer) return;
-    if (this.queue.length === 0 && this.unwrittenEvents.length === 0) {
+    if (this.queue.length === 0 && this.events.length === 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
       w.forEach((f) => f());
@@ -101,15 +105,28 @@ export class Settler {
   }
 
   private async flush(): Promise<void> {
-    if (this.unwrittenEvents.length > 0 && !(await this.flushEvents())) return;
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0) {
+      if (this.events.length > 0) await this.flushEvents();
+      return;
+    }
     const batch = this.queue[0]!.alone ? this.queue.splice(0, 1) : this.takeBatch();
+    // A job's transitions are recorded in order, so that a writer dying in between leaves at most one
+    // event missing (docs/state-machine.md, History): waiting events of a job about to be settled (its
+    // claim, when it ran quicker than a write) are written first, on their own. Others wait for the
+    // settlements' insert of events, with those that arrive while the settlements are being written.
+    if (this.events.length > 0 && (batch[0]!.alone || this.eventsOf(batch))) {
+      if (!(await this.flushEvents())) {
+        this.queue.unshift(...batch);
+        return;
+      }
+    }
     let res: SettleResult;
     try {
       res = await settleManyIfRunning(
         this.store,
         batch.map((p) => p.s),
         { owner: this.opts.owner, now: this.opts.clock.now(), errorHistory: this.opts.errorHistory },
+        () => this.takeEvents(),
       );
     } catch (err) {
       if (isTransientDbError(err)) {
@@ -127,12 +144,24 @@ export class Settler {
     }
     this.backoff.reset();
     this.opts.health.ok('settle');
-    this.unwrittenEvents.push(...res.unwrittenEvents);
+    for (const e of res.unwrittenEvents) this.events.push(e);
     const landed = new Set(res.landed);
     for (const p of batch) this.report(p, landed.has(p.s.jobId) ? 'landed' : 'lost');
     if (this.opts.afterLanded && landed.size > 0) {
       await this.opts.afterLanded(batch.filter((p) => landed.has(p.s.jobId)).map((p) => p.s));
     }
+  }
+
+  /** Whether a waiting event belongs to a job of `batch`. */
+  private eventsOf(batch: Pending[]): boolean {
+    const ids = new Set(batch.map((p) => p.s.jobId));
+    return this.events.some((e) => ids.has(e.jobId));
+  }
+
+  private takeEvents(): JobEventDoc[] {
+    const events = this.events;
+    this.events = [];
+    return events;
   }
 
   /** Up to maxBatch outcomes from the head of the queue, stopping at one that must go alone. */
@@ -142,16 +171,16 @@ export class Settler {
     return this.queue.splice(0, n);
   }
 
-  /** Events first (they describe earlier transitions). False while the database is away. */
+  /** The waiting events on their own. False while the database is away. */
   private async flushEvents(): Promise<boolean> {
-    const events = this.unwrittenEvents;
-    this.unwrittenEvents = [];
+    const events = this.events;
+    this.events = [];
     try {
       await appendEvents(this.store, events);
       return true;
     } catch (err) {
       if (isTransientDbError(err)) {
-        this.unwrittenEvents.unshift(...events);
+        this.events = events.concat(this.events);
         this.opts.health.error('settle', err);
         this.retryLater();
         return false;
@@ -209,7 +238,7 @@ export class Settler {
 
   /** Resolves when everything is written, or after timeoutMs (outcomes still unwritten are dropped). */
   async drain(timeoutMs: number): Promise<number> {
-    if (this.queue.length > 0 || this.inFlight || this.unwrittenEvents.length > 0) {
+    if (this.queue.length > 0 || this.inFlight || this.events.length > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         new Promise<void>((r) => this.idleWaiters.push(r)),
