@@ -20,6 +20,8 @@ export interface Ctx {
 }
 
 const silent = pino({ level: 'silent' });
+/** A handler that imports nothing (bench/fixtures/plainNoop.js): isolated mode's own cost. */
+export const PLAIN_NOOP = join(ROOT, 'bench/fixtures/plainNoop.js');
 const JOB_DEFAULTS = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
 
 export function configFor(
@@ -41,7 +43,11 @@ export function configFor(
       claimBatchSize: o.claimBatchSize ?? base.worker.claimBatchSize,
       changeStreams: o.changeStreams ?? true,
     },
-    jobTypes: { ...base.jobTypes, 'noop-isolated': { ...noop, name: 'noop-isolated', mode: 'isolated' } },
+    jobTypes: {
+      ...base.jobTypes,
+      'noop-isolated': { ...noop, name: 'noop-isolated', mode: 'isolated' },
+      'plain-isolated': { ...noop, name: 'plain-isolated', mode: 'isolated', handler: PLAIN_NOOP },
+    },
   };
 }
 
@@ -312,6 +318,14 @@ export interface RssFigures {
   openFdsAfter: number;
   growthPct: number;
   lastThreeQuartersGrowthPct: number;
+  /** RSS over the run: seconds since the start, jobs completed since the warm-up, RSS. */
+  samples: RssSample[];
+}
+
+export interface RssSample {
+  s: number;
+  completed: number;
+  rssMB: number;
 }
 
 function openFds(pid: number): number {
@@ -358,6 +372,18 @@ export async function rssRun(
       if (Date.now() > deadline) throw new Error('rss: jobd did not register within 30 s');
       await sleep(100);
     }
+    // Completed jobs are deleted as the run goes (counted first), and jobs are enqueued in waves a
+    // little ahead of the daemon: the database stays small however long the run, so a soak of
+    // hundreds of thousands of jobs measures the daemon, not a server (in this process) that grows.
+    let deleted = 0;
+    const completedSoFar = async (): Promise<number> => {
+      const n = await store.jobs.countDocuments({ state: 'completed' });
+      if (n < 20_000) return deleted + n;
+      deleted += (await store.jobs.deleteMany({ state: 'completed' })).deletedCount;
+      return deleted + (await store.jobs.countDocuments({ state: 'completed' }));
+    };
+    let enqueued = 0;
+    const AHEAD = 10_000;
     const runUntil = async (
       target: number,
       maxMs: number,
@@ -365,25 +391,32 @@ export async function rssRun(
     ): Promise<number> => {
       const end = Date.now() + maxMs;
       for (;;) {
-        const n = await store.jobs.countDocuments({ state: 'completed' });
+        const n = await completedSoFar();
         sample?.(rssMB(pid), n);
         if (n >= target || Date.now() > end) return n;
+        if (enqueued < target && enqueued - n < AHEAD) {
+          const wave = Math.min(target - enqueued, AHEAD);
+          await enqueueNoops(ctx, store, 'noop', wave);
+          enqueued += wave;
+        }
         await sleep(500);
       }
     };
-    await enqueueNoops(ctx, store, 'noop', o.warmup);
     await runUntil(o.warmup, ctx.phaseMaxMs);
     const before = rssMB(pid);
     const fdsBefore = openFds(pid);
     let peak = before;
     let quarter = NaN;
     const t0 = performance.now();
-    const producing = enqueueNoops(ctx, store, 'noop', o.jobs);
+    // The RSS curve: about 40 points over the run, each at the first sample past its share of jobs.
+    const samples: RssSample[] = [{ s: 0, completed: 0, rssMB: before }];
+    const step = Math.max(1, Math.floor(o.jobs / 40));
     const done = await runUntil(o.warmup + o.jobs, ctx.phaseMaxMs, (mb, n) => {
       peak = Math.max(peak, mb);
       if (Number.isNaN(quarter) && n >= o.warmup + o.jobs / 4) quarter = mb;
+      if (n - o.warmup >= samples[samples.length - 1]!.completed + step)
+        samples.push({ s: round((performance.now() - t0) / 1000, 1), completed: n - o.warmup, rssMB: mb });
     });
-    await producing;
     const seconds = (performance.now() - t0) / 1000;
     const after = rssMB(pid);
     await sleep(3_000);
@@ -401,6 +434,7 @@ export async function rssRun(
       openFdsAfter: openFds(pid),
       growthPct: round(((after - before) / before) * 100, 1),
       lastThreeQuartersGrowthPct: round(((after - quarter) / quarter) * 100, 1),
+      samples,
     };
   } finally {
     child.kill('SIGTERM');
