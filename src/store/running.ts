@@ -307,6 +307,12 @@ export function requeueIfRunning(
 export interface HeartbeatResult {
   renewed: JobId[];
   lost: JobId[];
+  /**
+   * The leases lost, with their tokens: a job may be held twice at once (an attempt still settling
+   * while the job, already requeued, runs again here under a new lease), and only the holder of the
+   * lost token may be stopped.
+   */
+  lostLeases: HeldLease[];
 }
 
 /**
@@ -318,7 +324,7 @@ export async function heartbeatLeases(
   store: Store,
   opts: { leases: HeldLease[]; leaseMs: number; now: Date },
 ): Promise<HeartbeatResult> {
-  if (opts.leases.length === 0) return { renewed: [], lost: [] };
+  if (opts.leases.length === 0) return { renewed: [], lost: [], lostLeases: [] };
   const byToken = new Map<string, JobId[]>();
   for (const l of opts.leases) {
     const ids = byToken.get(l.token);
@@ -330,7 +336,8 @@ export async function heartbeatLeases(
   const res = await store.jobs.updateMany(filter, {
     $set: { 'lease.expiresAt': new Date(opts.now.getTime() + opts.leaseMs) },
   });
-  if (res.matchedCount === opts.leases.length) return { renewed: opts.leases.map((l) => l.jobId), lost: [] };
+  if (res.matchedCount === opts.leases.length)
+    return { renewed: opts.leases.map((l) => l.jobId), lost: [], lostLeases: [] };
   const held = await store.jobs
     .find(
       { _id: { $in: opts.leases.map((l) => l.jobId) }, state: 'running' },
@@ -339,9 +346,12 @@ export async function heartbeatLeases(
     .toArray();
   const tokenOf = new Map(held.map((d) => [d._id, d.lease?.token]));
   const renewed: JobId[] = [];
-  const lost: JobId[] = [];
-  for (const l of opts.leases) (tokenOf.get(l.jobId) === l.token ? renewed : lost).push(l.jobId);
-  return { renewed, lost };
+  const lostLeases: HeldLease[] = [];
+  for (const l of opts.leases) {
+    if (tokenOf.get(l.jobId) === l.token) renewed.push(l.jobId);
+    else lostLeases.push(l);
+  }
+  return { renewed, lost: lostLeases.map((l) => l.jobId), lostLeases };
 }
 
 /** Record progress of a running job; false when the lease is gone. */

@@ -266,7 +266,7 @@ class DaemonImpl implements Daemon {
       settler: this.settler,
       outcomes: this.outcomes,
       onFinished: (job, runMs) => this.slots.release(job, runMs),
-      onLeaseLost: (ids) => this.lostLeases.handle(ids),
+      onLeaseLost: (leases) => this.lostLeases.handle(leases),
       runSystem: (def, job) => this.runSystemJob(def, job),
     });
     this.lostLeases = new LostLeases(this.slots, this.executions, this.outcomes);
@@ -280,7 +280,7 @@ class DaemonImpl implements Daemon {
         ...this.executions.held(),
         ...this.slots.waiting().map((j) => ({ jobId: j._id, token: j.lease!.token })),
       ],
-      onLost: (ids) => this.lostLeases.handle(ids),
+      onLost: (leases) => this.lostLeases.handle(leases),
       workerState: () => ({
         running: this.executions.runningIds(),
         state: this.stopping ? 'draining' : 'running',

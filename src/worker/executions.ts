@@ -43,7 +43,7 @@ export interface ExecutionsOptions {
   /** A job finished running (its slot is free again), whatever its outcome. */
   onFinished(job: JobDoc, runMs: number): void;
   /** A write found the lease gone. */
-  onLeaseLost(ids: JobId[]): void;
+  onLeaseLost(leases: HeldLease[]): void;
 }
 
 export class Executions {
@@ -126,11 +126,12 @@ export class Executions {
 
   /**
    * Stop a running job's child. A lost lease wins over a shutdown (nothing may be written then).
-   * False when the job is not running here or was already stopped for that cause.
+   * False when the job is not running here (under `token`, when given) or was already stopped for
+   * that cause.
    */
-  abort(id: JobId, cause: AbortCause, reason: string): boolean {
+  abort(id: JobId, cause: AbortCause, reason: string, token?: string): boolean {
     const ex = this.running.get(id);
-    if (!ex || ex.abortCause === cause) return false;
+    if (!ex || ex.abortCause === cause || (token !== undefined && ex.token !== token)) return false;
     if (ex.abortCause === null || cause === 'lost') ex.abortCause = cause;
     ex.controller.abort(new Error(reason));
     return true;
@@ -156,7 +157,7 @@ export class Executions {
     })
       .then(
         (held) => {
-          if (!held) this.o.onLeaseLost([ex.job._id]);
+          if (!held) this.o.onLeaseLost([{ jobId: ex.job._id, token: ex.token }]);
         },
         (err: unknown) => this.o.health.error('progress', err),
       )

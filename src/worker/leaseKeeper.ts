@@ -16,8 +16,8 @@ export interface LeaseKeeperOptions {
   health: DbHealth;
   /** Leases this daemon holds right now (running and not yet settled). */
   held(): HeldLease[];
-  /** The database says these leases are gone. */
-  onLost(ids: JobId[]): void;
+  /** The database says these leases are gone (each with its token). */
+  onLost(leases: HeldLease[]): void;
   workerState(): { running: JobId[]; state: WorkerDoc['state']; resourcesUsed?: ResourceAllocation };
 }
 
@@ -50,7 +50,7 @@ export class LeaseKeeper {
           now: this.o.clock.now(),
         });
         this.o.health.ok('heartbeat');
-        if (res.lost.length > 0) this.o.onLost(res.lost);
+        if (res.lostLeases.length > 0) this.o.onLost(res.lostLeases);
       } catch (err) {
         this.o.health.error('heartbeat', err);
       }

@@ -3,7 +3,7 @@
  * or cancelled): a job claimed ahead is dropped, a running job's child is stopped. Either way its
  * outcome will not be written (fencing).
  */
-import type { JobId } from '../types.js';
+import type { HeldLease } from '../store/index.js';
 import type { Executions } from './executions.js';
 import type { OutcomeReporter } from './outcomes.js';
 import type { Slots } from './slots.js';
@@ -15,14 +15,18 @@ export class LostLeases {
     private readonly outcomes: OutcomeReporter,
   ) {}
 
-  handle(ids: JobId[]): void {
-    for (const id of ids) {
-      const waiting = this.slots.drop(id);
+  /**
+   * Only the holder of a lost token is stopped: the same job may be held here under a newer lease (its
+   * earlier attempt settled as a requeue, and it was claimed again before that settlement was done).
+   */
+  handle(leases: HeldLease[]): void {
+    for (const { jobId, token } of leases) {
+      const waiting = this.slots.drop(jobId, token);
       if (waiting) {
         this.outcomes.lost(waiting, 'running', 'job lease lost before it started; nothing written');
         continue;
       }
-      this.executions.abort(id, 'lost', 'lease lost');
+      this.executions.abort(jobId, 'lost', 'lease lost', token);
     }
   }
 }

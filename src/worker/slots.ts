@@ -179,9 +179,12 @@ export class Slots implements ClaimSlots {
     return this.ready;
   }
 
-  /** Take back a job claimed ahead (its lease was lost); undefined when it is not waiting here. */
-  drop(id: JobId): JobDoc | undefined {
-    const i = this.ready.findIndex((j) => j._id === id);
+  /**
+   * Take back a job claimed ahead (its lease was lost); undefined when it is not waiting here
+   * (under `token`, when given).
+   */
+  drop(id: JobId, token?: string): JobDoc | undefined {
+    const i = this.ready.findIndex((j) => j._id === id && (token === undefined || j.lease?.token === token));
     if (i < 0) return undefined;
     const [job] = this.ready.splice(i, 1);
     this.hold(job!.type, -1);

@@ -112,7 +112,23 @@ describe('store: guarded transitions', () => {
       leaseMs: 30_000,
       now,
     });
-    expect(hb).toEqual({ renewed: [], lost: [old.job._id] });
+    expect(hb).toEqual({
+      renewed: [],
+      lost: [old.job._id],
+      lostLeases: [{ jobId: old.job._id, token: old.token }],
+    });
+    // The same job held twice by one daemon (an attempt still settling, and the job claimed again):
+    // only the old token is reported lost, so only its holder is stopped.
+    const both = await heartbeatLeases(f.store, {
+      leases: [
+        { jobId: old.job._id, token: old.token },
+        { jobId: fresh.job._id, token: fresh.token },
+      ],
+      leaseMs: 30_000,
+      now,
+    });
+    expect(both.renewed).toEqual([fresh.job._id]);
+    expect(both.lostLeases).toEqual([{ jobId: old.job._id, token: old.token }]);
 
     const doc = await get(f.store, old.job._id);
     expect(doc).toMatchObject({ state: 'running', lease: { owner: 'w-new', token: fresh.token } });
