@@ -68,13 +68,16 @@ export async function legacyBatch(
     .toArray();
 }
 
-/** uuids held by more than one dataset. */
+/**
+ * uuids held by more than one dataset, compared as the migration reads them (trimmed): `abc` and
+ * ` abc ` name the same dataset, and neither may be migrated over the other. `uuid`: only that one.
+ */
 export async function duplicateUuids(coll: Collection<Document>, uuid?: string): Promise<Set<string>> {
   const rows = await coll
     .aggregate<{ _id: string }>([
-      { $match: uuid !== undefined ? { uuid } : { uuid: { $type: 'string' } } },
-      { $group: { _id: '$uuid', n: { $sum: 1 } } },
-      { $match: { n: { $gt: 1 } } },
+      { $match: { uuid: { $type: 'string' } } },
+      { $group: { _id: { $trim: { input: '$uuid' } }, n: { $sum: 1 } } },
+      { $match: { n: { $gt: 1 }, _id: uuid !== undefined ? uuid.trim() : { $ne: '' } } },
       { $project: { _id: 1 } },
     ])
     .toArray();

@@ -222,6 +222,33 @@ describe('jobctl migrate', () => {
     expect(await datasetsDump()).toBe(original);
   });
 
+  it('uuids that differ only by surrounding spaces are duplicates: neither dataset is migrated', async () => {
+    const coll = t.db.collection('visstoredatas');
+    await insertLegacyDatasets(coll, 200, { batch: 200 });
+    const all = await coll
+      .find({
+        status: 'sync queued',
+        uuid: { $type: 'string' },
+        user: { $type: 'string' },
+        sensor: { $type: 'string' },
+        google_drive_link: { $regex: '^https' },
+      })
+      .toArray();
+    const target = all.find((c) => all.filter((d) => d.uuid === c.uuid).length === 1)!;
+    const { _id: _drop, ...copy } = target;
+    await coll.insertOne({ ...copy, uuid: `  ${target.uuid as string} ` });
+    const uuid = target.uuid as string;
+    const one = await jobctl(['migrate', '--dataset-uuid', uuid, '--json']);
+    expect(one.code, one.stderr).toBe(0);
+    expect(JSON.parse(one.stdout)).toMatchObject({ datasets: 0, jobs: 0 });
+    const m = await jobctl(['migrate', '--json']);
+    expect(m.code, m.stderr).toBe(0);
+    expect(await t.db.collection('jobs').countDocuments({ datasetUuid: uuid })).toBe(0);
+    expect(await t.db.collection('migration_ledger').countDocuments({ _id: uuid as never })).toBe(0);
+    // The other datasets did migrate.
+    expect(await migratedJobs()).toBeGreaterThan(0);
+  });
+
   it('rollback cancels an unfinished job before removing it, and --dry-run changes nothing', async () => {
     const coll = t.db.collection('visstoredatas');
     await insertLegacyDatasets(coll, 40, { batch: 40 });
