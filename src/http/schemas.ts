@@ -43,7 +43,13 @@ export const jobSchema = z
     attempts: z.number(),
     maxAttempts: z.number().nullable(),
     timeoutMs: z.number().nullable(),
-    lease: z.object({ owner: z.string(), token: z.string(), expiresAt: date }).nullable().optional(),
+    // The lease's token is left out: it is the holder's proof in a worker's writes, and no reader
+    // needs it (a worker's claim answers with its token beside the job).
+    lease: z
+      .object({ owner: z.string(), expiresAt: date })
+      .nullable()
+      .optional()
+      .describe('who holds the running job, and until when (its token is never shown)'),
     progress: z
       .object({ percent: z.number(), message: z.string().optional(), updatedAt: date })
       .nullable()

@@ -117,6 +117,12 @@ describe('external worker routes', () => {
     expect(c.body.job).toMatchObject({ _id: id, state: 'running', attempts: 1, params: { n: 3 } });
     expect(c.body.job.lease.owner).toBe('ext:gpu-1');
     const token = c.body.token as string;
+    // The token goes to the claimant beside the job, never inside a job a reader can fetch.
+    expect(c.body.job.lease).not.toHaveProperty('token');
+    const read = await fetch(`${server.url}/api/jobs/${id}`);
+    const seen = (await read.json()) as { lease: Record<string, unknown> };
+    expect(seen.lease).toEqual({ owner: 'ext:gpu-1', expiresAt: c.body.expiresAt });
+    expect(JSON.stringify(seen)).not.toContain(token);
     const reg = await f.store.workers.findOne({ _id: 'ext:gpu-1' });
     expect(reg).toMatchObject({
       external: true,
