@@ -137,7 +137,6 @@ export async function extractArchive(
     await recheck(target, env.dataDirs);
     await place(tmp, target.real, existing ? opts.on_existing : 'replace');
   } catch (err) {
-    await tree.settle().catch(() => {}); // no write may land after the removal
     await rm(tmp, { recursive: true, force: true });
     throw asAbort(err, ctx.signal, 'file_extraction');
   }
