@@ -14,9 +14,9 @@
  *   BENCH_BUILD=../other npm run bench:data   measure another checkout's cores (its src/, through tsx
  *                                         like this one's): run it alternately with this checkout's to
  *                                         compare a before and an after
- *   BENCH_BASE=../other npm run bench:data    the compression also with another checkout's core, as a
- *                                         third side in the same rounds (base_s, base_ratio): a
- *                                         before and an after under the same load
+ *   BENCH_BASE=../other npm run bench:data    the compression and the extractions also with another
+ *                                         checkout's core, as a third side in the same rounds (base_s,
+ *                                         base_ratio): a before and an after under the same load
  *
  * Each figure: the median of jobd's seconds and of the native tool's over the rounds (every round is
  * listed too), and ratio = native / jobd (1.0 = as fast as the native tool; the target is ≥ 0.9).
@@ -52,6 +52,9 @@ const { sha256File } = await core<typeof HashLib>('jobs/lib/hash.ts');
 const BASE = process.env.BENCH_BASE ? resolve(import.meta.dirname, '..', process.env.BENCH_BASE) : null;
 const baseCompress = BASE
   ? ((await import(join(BASE, 'src/jobs/data/lib/compress.ts'))) as typeof CompressCore).compressDirectory
+  : null;
+const baseExtract = BASE
+  ? ((await import(join(BASE, 'src/jobs/data/lib/extract.ts'))) as typeof ExtractCore).extractArchive
   : null;
 
 const arg = process.argv.find((a) => a.startsWith('--scale='));
@@ -268,6 +271,8 @@ async function main(): Promise<void> {
           await rm(x('native'), { recursive: true, force: true });
         },
         { bytes: treeBytes, files: TREE_FILES },
+        rounds,
+        baseExtract ? () => baseExtract({ archive: tgz, extract_dir: x('jobd') }, ctx, env) : undefined,
       );
     await rm(tgz, { force: true });
 
@@ -310,6 +315,8 @@ async function main(): Promise<void> {
           await moveAside(x('native'));
         },
         { files: SMALL_FILES },
+        rounds,
+        baseExtract ? () => baseExtract({ archive: zip, extract_dir: x('jobd') }, ctx, env) : undefined,
       );
     await rm(zip, { force: true });
     await rm(aside, { recursive: true, force: true });
