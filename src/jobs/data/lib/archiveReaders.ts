@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as pipelineCb } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32, createGunzip, inflateRawSync } from 'node:zlib';
@@ -176,9 +176,43 @@ async function openZip(path: string): Promise<{ zip: yauzl.ZipFile; buf: Buffer 
   }
   return new Promise<yauzl.ZipFile>((resolve, reject) => {
     const done = (err: Error | null, zip?: yauzl.ZipFile): void => (err ? reject(err) : resolve(zip!));
-    if (buf) yauzl.fromBuffer(buf, options, done);
+    if (buf)
+      yauzl.fromRandomAccessReader(new MemoryReader(buf), buf.length, { ...options, autoClose: false }, done);
     else yauzl.open(path, { ...options, autoClose: true }, done);
   }).then((zip) => ({ zip, buf }));
+}
+
+/**
+ * A zip in memory, read by yauzl through its documented reader interface. yauzl's own buffer reader
+ * answers every read on the next turn of the event loop (setImmediate), two reads per central-directory
+ * record: 20,000 loop turns for 10,000 entries took more wall time than writing the files on a loaded
+ * machine. This one copies at once and answers in a microtask.
+ */
+class MemoryReader extends yauzl.RandomAccessReader {
+  constructor(private readonly buf: Buffer) {
+    super();
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    const buf = this.buf;
+    // In 64 KiB slices, as they are inflated (one slice of a large entry would be inflated at once).
+    function* slices(): Generator<Buffer> {
+      for (let at = start; at < end; at += 1 << 16) yield buf.subarray(at, Math.min(end, at + (1 << 16)));
+    }
+    return Readable.from(slices(), { objectMode: false });
+  }
+
+  override read(
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    position: number,
+    callback: (err: Error | null, bytesRead?: number) => void,
+  ): void {
+    const end = Math.min(position + length, this.buf.length);
+    const n = position >= 0 && position < end ? this.buf.copy(buffer, offset, position, end) : 0;
+    queueMicrotask(() => callback(null, n));
+  }
 }
 
 /**
