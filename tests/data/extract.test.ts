@@ -371,6 +371,33 @@ describe('file_extraction: cancel and crash', () => {
     expect(await siblings()).toEqual(['big.tar.zst']);
   });
 
+  it('a cancel from a timer stops a zip of many small files mid-run (the loop gets turns between writes)', async () => {
+    // One directory: creating directories awaits, so only the file writes would give the loop a turn.
+    const entries = Array.from({ length: 3000 }, (_, i) => ({
+      name: `f${i}.txt`,
+      content: `file ${i}\n`,
+      stored: true, // deflating 3,000 entries one by one in the thread pool takes seconds
+    }));
+    await writeFile(join(upload, 'many.zip'), await zipOf(entries));
+    const ctx = recordingContext();
+    let armed = false;
+    // The abort comes from a timer armed at the first entry's progress: it fires only if the extraction
+    // gives the event loop a turn while it writes.
+    const progress = ctx.progress;
+    ctx.progress = (percent, message) => {
+      progress(percent, message);
+      if (!armed && message && /^[1-9]\d*\/\d+ entries$/.test(message)) {
+        armed = true;
+        setTimeout(() => ctx.controller.abort(new Error('cancelled')), 0);
+      }
+    };
+    await expect(
+      extractArchive({ archive: join(upload, 'many.zip'), extract_dir: join(upload, 'x') }, ctx, env),
+    ).rejects.toMatchObject({ code: 'JOBD_ABORTED' });
+    expect(armed).toBe(true);
+    expect(await siblings()).toEqual(['many.zip']);
+  });
+
   it('a SIGKILL of the extracting process leaves no partial output in place; the re-run cleans up and completes', async () => {
     const arc = await bigTarZst();
     const target = join(upload, 'x');
