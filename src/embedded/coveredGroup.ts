@@ -5,7 +5,9 @@
  * MongoDB covers a query ("Covered Query" in its manual: all the fields the query needs are in the
  * index, and none of them multikey). A key stands for the document's values only where it certainly
  * holds them: an entry with a null (the index also holds null for a missing field), a 0 (-0 is
- * indexed as 0) or a type outside the encoded ones is read from its document instead.
+ * indexed as 0) or a type outside the encoded ones is read from its document instead. Dates come
+ * from the key as milliseconds (no Date built per entry); the native group makes a Date of one only
+ * where an expression needs more than its time (see nativeGroup's Feed).
  */
 import type { Document } from 'bson';
 import type { Collection } from './collection.js';
@@ -34,7 +36,8 @@ export function runCoveredGroup(
   const out = native.run((row) => {
     const fields: unknown[] = new Array(keys.length);
     plan.eachEntry!((key, id) => {
-      if (read(key, fields)) return row(noDoc, fields);
+      const dates = read(key, fields);
+      if (dates >= 0) return row(noDoc, fields, dates);
       const doc = coll.docs.get(id);
       if (!doc) return;
       for (let i = 0; i < keys.length; i++) fields[i] = doc[keys[i]!];

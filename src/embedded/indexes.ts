@@ -188,12 +188,13 @@ export class Index {
 
   /**
    * For a covered read: reads the values of top-level `paths` (key fields, or the trailing _id) from a
-   * key as the tree holds it into `out`, in the order of `paths`. undefined when a path is not in the
-   * key or the index is multikey (a key then holds one element, not the field's value). The reader
-   * returns false when the key cannot stand for the document's values (see keyValueReader).
+   * key as the tree holds it into `out`, in the order of `paths`, dates as their milliseconds.
+   * undefined when a path is not in the key, more than 31 are read, or the index is multikey (a key
+   * then holds one element, not the field's value). The reader returns the mask of the `out` slots
+   * holding dates, or -1 when the key cannot stand for the document's values (see keyValueReader).
    */
-  coveredReader(paths: string[]): ((key: unknown, out: unknown[]) => boolean) | undefined {
-    if (this.multikey || this.spec.sparse) return undefined;
+  coveredReader(paths: string[]): ((key: unknown, out: unknown[]) => number) | undefined {
+    if (this.multikey || this.spec.sparse || paths.length > 31) return undefined;
     const positions: number[] = [];
     for (const path of paths) {
       const pos = this.fields.findIndex(([f]) => f === path);
@@ -201,9 +202,9 @@ export class Index {
       else if (path === '_id') positions.push(this.fields.length);
       else return undefined;
     }
-    if (positions.length === 0) return () => true;
+    if (positions.length === 0) return () => 0;
     const read = keyValueReader(this.dirs, positions);
-    return (key, out) => typeof key === 'string' && read(key, out);
+    return (key, out) => (typeof key === 'string' ? read(key, out) : -1);
   }
 
   /** How many entries the index holds. */

@@ -217,33 +217,37 @@ export function decodeKey(str: string, dirs: number[], s: KeySentinels): unknown
   return key;
 }
 
+/** The largest time a Date holds (ECMAScript TimeClip); beyond it a Date is invalid. */
+const MAX_TIME = 8.64e15;
+
 /**
  * Reads chosen positions of an encoded key into `out` (out[j] the value at positions[j]), for a
- * covered read. Returns false, leaving `out` unspecified, when a wanted value is not certainly the
- * document's own: null (the index holds null for a missing field too), 0 (-0 is stored as 0), a
- * type other than number, string, boolean and date, or a descending wanted position. The caller then
- * reads the document.
+ * covered read. A date is written as its milliseconds, not as a Date (a covered $group reads
+ * millions of them, mostly only to subtract them): the result is a mask with bit j set when out[j]
+ * holds a date's milliseconds. Returns -1, leaving `out` unspecified, when a wanted value is not
+ * certainly the document's own: null (the index holds null for a missing field too), 0 (-0 is stored
+ * as 0), a date that is not a valid time, a type other than number, string, boolean and date, or a
+ * descending wanted position. The caller then reads the document. At most 31 positions are read.
  */
-export function keyValueReader(
-  dirs: number[],
-  positions: number[],
-): (str: string, out: unknown[]) => boolean {
+export function keyValueReader(dirs: number[], positions: number[]): (str: string, out: unknown[]) => number {
+  if (positions.length > 31) throw new RangeError('keyValueReader reads at most 31 positions');
   const last = Math.max(...positions);
   const slotOf = new Array<number>(last + 1).fill(-1);
   positions.forEach((p, j) => (slotOf[p] = j));
-  if (positions.some((p) => (dirs[p] ?? 1) < 0)) return () => false;
+  if (positions.some((p) => (dirs[p] ?? 1) < 0)) return () => -1;
   return (str, out) => {
     let i = 0;
+    let dates = 0;
     for (let pos = 0; pos <= last; pos++) {
       const desc = (dirs[pos] ?? 1) < 0;
       const first = str.charCodeAt(i);
-      if (first === LOW || first === HIGH) return false; // a bound, never a stored key
+      if (first === LOW || first === HIGH) return -1; // a bound, never a stored key
       const rank = (desc ? HIGH - first : first) - TAG;
       const slot = slotOf[pos] as number;
       i++;
       switch (rank) {
         case Rank.Null:
-          if (slot >= 0) return false;
+          if (slot >= 0) return -1;
           i++;
           break;
         case Rank.Bool:
@@ -251,29 +255,38 @@ export function keyValueReader(
           i++;
           break;
         case Rank.Number:
+          if (slot >= 0) {
+            const n = readDoubleAt(str, i, desc);
+            if (n === 0) return -1;
+            out[slot] = n;
+          }
+          i += 5;
+          break;
         case Rank.Date:
           if (slot >= 0) {
             const n = readDoubleAt(str, i, desc);
-            if (rank === Rank.Number && n === 0) return false;
-            out[slot] = rank === Rank.Date ? new Date(n) : n;
+            // What getTime() of the stored Date gives: an integer within TimeClip's range, never -0.
+            if (!(Math.abs(n) <= MAX_TIME) || !Number.isInteger(n)) return -1;
+            out[slot] = n + 0;
+            dates |= 1 << slot;
           }
           i += 5;
           break;
         case Rank.String: {
           const end = str.indexOf(desc ? String.fromCharCode(HIGH - STRING_END) : STRING_TAIL, i);
-          if (end < 0) return false;
+          if (end < 0) return -1;
           if (slot >= 0) out[slot] = str.slice(i, end);
           i = end + 1;
           break;
         }
         case Rank.ObjectId:
-          if (slot >= 0) return false;
+          if (slot >= 0) return -1;
           i += 8;
           break;
         default:
-          return false;
+          return -1;
       }
     }
-    return true;
+    return dates;
   };
 }

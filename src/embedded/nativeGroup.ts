@@ -19,10 +19,12 @@ import { percentileAt } from './percentile.js';
 class Fallback extends Error {}
 
 /**
- * Evaluated against the input document, the values a fused $project computed for it, and its
- * top-level fields the stages read (each read once per document, however many expressions use it).
+ * Evaluated against the input document, the values a fused $project computed for it, its top-level
+ * fields the stages read (each read once per document, however many expressions use it), and the mask
+ * of the fields slots that hold a date as its milliseconds rather than as a Date (a covered read's;
+ * bit i for slot i).
  */
-type Expr = (doc: Document, computed: unknown[], fields: unknown[]) => unknown;
+type Expr = (doc: Document, computed: unknown[], fields: unknown[], dates: number) => unknown;
 /** How a field path resolves: on the document, or (after a $project) through the projection. */
 type Scope = (path: string) => Expr | undefined;
 type Simple = undefined | null | string | number | boolean | Date;
@@ -55,12 +57,18 @@ class Reads {
   }
 }
 
+/** The fields slot an expression reads as it is (a top-level field path), for the raw-date paths. */
+const slotOfExpr = new WeakMap<Expr, number>();
+
 function fieldPath(path: string, reads: Reads): Expr | undefined {
   const parts = path.split('.');
   if (parts.some((p) => p === '' || p.startsWith('$'))) return undefined;
   if (parts.length === 1) {
     const i = reads.slot(parts[0] as string);
-    return (_doc, _c, f) => simple(f[i]);
+    const bit = i < 31 ? 1 << i : 0;
+    const e: Expr = (_doc, _c, f, dates) => ((dates & bit) !== 0 ? new Date(f[i] as number) : simple(f[i]));
+    slotOfExpr.set(e, i);
+    return e;
   }
   reads.nested = true;
   return (doc) => {
@@ -123,7 +131,8 @@ function compileExpr(e: unknown, scope: Scope): Expr | undefined {
       const c = args(parts, 3, scope);
       if (!c) return undefined;
       const [test, then, otherwise] = c as [Expr, Expr, Expr];
-      return (doc, c, f) => (truthy(test(doc, c, f) as Simple) ? then(doc, c, f) : otherwise(doc, c, f));
+      return (doc, c, f, d) =>
+        truthy(test(doc, c, f, d) as Simple) ? then(doc, c, f, d) : otherwise(doc, c, f, d);
     }
     case '$eq':
     case '$ne': {
@@ -135,15 +144,15 @@ function compileExpr(e: unknown, scope: Scope): Expr | undefined {
       // when identical (no collation reaches this path); anything else takes the general comparison.
       const lit = (arg as unknown[])[1];
       if (typeof lit === 'string' && !lit.startsWith('$'))
-        return (doc, c, f) => {
-          const a = x(doc, c, f);
+        return (doc, c, f, d) => {
+          const a = x(doc, c, f, d);
           if (typeof a === 'string') return (a === lit) === want;
           if (a === undefined) throw new Fallback();
           return (compareValues(a, lit) === 0) === want;
         };
-      return (doc, c, f) => {
-        const a = x(doc, c, f);
-        const b = y(doc, c, f);
+      return (doc, c, f, d) => {
+        const a = x(doc, c, f, d);
+        const b = y(doc, c, f, d);
         // A missing operand compares unlike null in expressions: left to mingo.
         if (a === undefined || b === undefined) throw new Fallback();
         return (compareValues(a, b) === 0) === want;
@@ -153,13 +162,28 @@ function compileExpr(e: unknown, scope: Scope): Expr | undefined {
       const c = Array.isArray(arg) ? args(arg, 1, scope) : args([arg], 1, scope);
       if (!c) return undefined;
       const [x] = c as [Expr];
-      return (doc, c, f) => typeName(x(doc, c, f) as Simple);
+      const slot = slotOfExpr.get(x);
+      if (slot !== undefined && slot < 31) {
+        const bit = 1 << slot;
+        return (doc, c, f, d) => ((d & bit) !== 0 ? 'date' : typeName(x(doc, c, f, d) as Simple));
+      }
+      return (doc, c, f, d) => typeName(x(doc, c, f, d) as Simple);
     }
     case '$subtract': {
       const c = args(arg, 2, scope);
       if (!c) return undefined;
       const [x, y] = c as [Expr, Expr];
-      return (doc, c, f) => subtract(x(doc, c, f) as Simple, y(doc, c, f) as Simple);
+      const sx = slotOfExpr.get(x);
+      const sy = slotOfExpr.get(y);
+      if (sx !== undefined && sy !== undefined && sx < 31 && sy < 31) {
+        // Two dates read as milliseconds: their difference is the difference of their getTime().
+        const both = (1 << sx) | (1 << sy);
+        return (doc, c, f, d) =>
+          (d & both) === both
+            ? (f[sx] as number) - (f[sy] as number)
+            : subtract(x(doc, c, f, d) as Simple, y(doc, c, f, d) as Simple);
+      }
+      return (doc, c, f, d) => subtract(x(doc, c, f, d) as Simple, y(doc, c, f, d) as Simple);
     }
     default:
       return undefined;
@@ -327,9 +351,11 @@ function groupKey(v: Simple): string {
 /**
  * Hands each input row to `row`: its document, and the values of the fields the stages read (the
  * Reads' keys, in order) in `fields`. A covered read passes an empty document: its stages read no
- * embedded path.
+ * embedded path. It may pass a date as its milliseconds, with bit i of `dates` set for slot i: a
+ * field path then makes a Date of it, except where $type or a $subtract of two such fields reads it
+ * (their result is the same as from the Date, without building one per row).
  */
-export type Feed = (row: (doc: Document, fields: unknown[]) => void) => void;
+export type Feed = (row: (doc: Document, fields: unknown[], dates?: number) => void) => void;
 
 function compileGroup(
   spec: unknown,
@@ -357,9 +383,9 @@ function compileGroup(
     // String keys (the usual group by type) are looked up as themselves, without building a key.
     const byString = new Map<string, Group>();
     const computed: unknown[] = new Array(exprs.length);
-    feed((doc, fields) => {
-      for (let i = 0; i < exprs.length; i++) computed[i] = exprs[i]!(doc, computed, fields);
-      const key = id(doc, computed, fields) as Simple;
+    feed((doc, fields, dates = 0) => {
+      for (let i = 0; i < exprs.length; i++) computed[i] = exprs[i]!(doc, computed, fields, dates);
+      const key = id(doc, computed, fields, dates) as Simple;
       let g = typeof key === 'string' ? byString.get(key) : undefined;
       if (!g) {
         const k = groupKey(key);
@@ -371,7 +397,7 @@ function compileGroup(
         if (typeof key === 'string') byString.set(key, g);
       }
       for (let i = 0; i < accs.length; i++)
-        g.accs[i]!.add(accs[i]![1].input(doc, computed, fields) as Simple);
+        g.accs[i]!.add(accs[i]![1].input(doc, computed, fields, dates) as Simple);
     });
     return [...groups.values()].map((g) => {
       const out: Document = { _id: g.id };

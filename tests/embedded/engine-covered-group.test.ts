@@ -2,7 +2,8 @@
  * A $match then [$project] $group answered from the index keys alone (a covered read) gives what
  * reading every document gives: each pipeline is compared with the same one run with hint $natural.
  * The data holds what an index key cannot stand for: missing and null values (both indexed as null),
- * -0 (indexed as 0), longs, embedded documents, and arrays (a multikey index is never covered).
+ * -0 (indexed as 0), longs, embedded documents, and arrays (a multikey index is never covered); and a
+ * number where the other documents hold a date (a date less a number is a date).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Long, type Collection, type Document } from 'mongodb';
@@ -30,7 +31,11 @@ beforeAll(async () => {
       state: states[i % 4],
       finishedAt: at(i * 60),
       ...(odd === 1 ? {} : { type: odd === 2 ? null : `t${i % 3}` }),
-      ...(odd === 3 ? {} : { startedAt: odd === 4 ? null : odd === 5 ? 'later' : at(i * 60 - (i % 7) * 5) }),
+      ...(odd === 3
+        ? {}
+        : {
+            startedAt: odd === 4 ? null : odd === 5 ? 'later' : odd === 10 ? 5000 : at(i * 60 - (i % 7) * 5),
+          }),
       createdAt: at(i * 60 - 100 - i),
       attempts:
         odd === 6 ? -0 : odd === 7 ? 0 : odd === 8 ? Long.fromNumber(2) : odd === 9 ? 2.5 : 1 + (i % 3),
@@ -137,21 +142,25 @@ describe('Index.coveredReader', () => {
     return key;
   };
 
-  it('reads key fields and the _id from the key', () => {
+  it('reads key fields and the _id from the key, a date as its milliseconds (marked in the mask)', () => {
     const read = index.coveredReader(['type', 'attempts', 'startedAt', '_id'])!;
     const out: unknown[] = [];
-    expect(read(keyOf(doc), out)).toBe(true);
-    expect(out).toEqual(['sync', 2, at(5), 'j1']);
+    expect(read(keyOf(doc), out)).toBe(0b0100);
+    expect(out).toEqual(['sync', 2, at(5).getTime(), 'j1']);
+    expect(read(keyOf({ ...doc, startedAt: 7 }), out)).toBe(0);
+    expect(out[2]).toBe(7);
   });
 
-  it('declines null (maybe missing), 0 (maybe -0), and values the key does not encode', () => {
+  it('declines null (maybe missing), 0 (maybe -0), invalid dates, and values the key does not encode', () => {
     const read = index.coveredReader(['type', 'attempts'])!;
-    expect(read(keyOf({ ...doc, type: null }), [])).toBe(false);
-    expect(read(keyOf({ ...doc, type: undefined }), [])).toBe(false);
-    expect(read(keyOf({ ...doc, attempts: 0 }), [])).toBe(false);
-    expect(read(keyOf({ ...doc, attempts: Long.fromNumber(2) }), [])).toBe(false);
+    expect(read(keyOf({ ...doc, type: null }), [])).toBe(-1);
+    expect(read(keyOf({ ...doc, type: undefined }), [])).toBe(-1);
+    expect(read(keyOf({ ...doc, attempts: 0 }), [])).toBe(-1);
+    expect(read(keyOf({ ...doc, attempts: Long.fromNumber(2) }), [])).toBe(-1);
     // A null outside the fields read does not matter.
-    expect(read(keyOf({ ...doc, startedAt: null }), [])).toBe(true);
+    expect(read(keyOf({ ...doc, startedAt: null }), [])).toBe(0);
+    const readStarted = index.coveredReader(['startedAt'])!;
+    expect(readStarted(keyOf({ ...doc, startedAt: new Date(Number.NaN) }), [])).toBe(-1);
   });
 
   it('is not offered for a field outside the key', () => {
