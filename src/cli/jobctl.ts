@@ -5,32 +5,6 @@
 import { Command } from 'commander';
 import { EXIT_CODES } from '../errors.js';
 import { redact } from '../redact.js';
-import { registerCancel } from './commands/cancel.js';
-import { registerEnqueue } from './commands/enqueue.js';
-import { registerList } from './commands/list.js';
-import { registerLogs } from './commands/logs.js';
-import { registerPing } from './commands/ping.js';
-import { registerRetry } from './commands/retry.js';
-import { registerSchedule } from './commands/schedule.js';
-import { registerShow } from './commands/show.js';
-import { registerStats } from './commands/stats.js';
-import { registerStatus } from './commands/status.js';
-import { registerVersion } from './commands/version.js';
-import { registerTree } from './commands/tree.js';
-import { registerWorkers } from './commands/workers.js';
-import { registerWorkflow } from './commands/workflow.js';
-import { registerQueues } from './commands/queues.js';
-import { registerTypes } from './commands/types.js';
-import { registerOverview } from './commands/overview.js';
-import { registerPerf } from './commands/perf.js';
-import { registerStale } from './commands/stale.js';
-import { registerFailed } from './commands/failed.js';
-import { registerWhy } from './commands/why.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerWatch } from './commands/watch.js';
-import { registerCleanup } from './commands/cleanup.js';
-import { registerMigrate } from './commands/migrate.js';
-import { registerDataset } from './commands/dataset.js';
 import {
   commanderExitCode,
   ENVIRONMENT_HELP,
@@ -41,9 +15,60 @@ import {
   jobdVersion,
   throwOnUsageErrors,
 } from './common.js';
-import type { CliEnv } from './context.js';
+import type { CliEnv, RegisterCommand } from './context.js';
 
-export function buildProgram(env: CliEnv, result: { code: number }): Command {
+/**
+ * Each top-level command and the module that registers it, in the order --help lists them. A command's
+ * module (and what it imports: the store, the driver, zod schemas...) is loaded only when it runs.
+ */
+const COMMANDS: [name: string, load: () => Promise<RegisterCommand>][] = [
+  ['ping', async () => (await import('./commands/ping.js')).registerPing],
+  ['version', async () => (await import('./commands/version.js')).registerVersion],
+  ['status', async () => (await import('./commands/status.js')).registerStatus],
+  ['list', async () => (await import('./commands/list.js')).registerList],
+  ['show', async () => (await import('./commands/show.js')).registerShow],
+  ['logs', async () => (await import('./commands/logs.js')).registerLogs],
+  ['enqueue', async () => (await import('./commands/enqueue.js')).registerEnqueue],
+  ['retry', async () => (await import('./commands/retry.js')).registerRetry],
+  ['cancel', async () => (await import('./commands/cancel.js')).registerCancel],
+  ['stats', async () => (await import('./commands/stats.js')).registerStats],
+  ['workers', async () => (await import('./commands/workers.js')).registerWorkers],
+  ['schedule', async () => (await import('./commands/schedule.js')).registerSchedule],
+  ['workflow', async () => (await import('./commands/workflow.js')).registerWorkflow],
+  ['tree', async () => (await import('./commands/tree.js')).registerTree],
+  ['types', async () => (await import('./commands/types.js')).registerTypes],
+  // One module registers both: `queues` (the list) and `queue` (pause, resume, clean).
+  ['queues', async () => (await import('./commands/queues.js')).registerQueues],
+  ['overview', async () => (await import('./commands/overview.js')).registerOverview],
+  ['perf', async () => (await import('./commands/perf.js')).registerPerf],
+  ['stale', async () => (await import('./commands/stale.js')).registerStale],
+  ['failed', async () => (await import('./commands/failed.js')).registerFailed],
+  ['why', async () => (await import('./commands/why.js')).registerWhy],
+  ['doctor', async () => (await import('./commands/doctor.js')).registerDoctor],
+  ['watch', async () => (await import('./commands/watch.js')).registerWatch],
+  ['cleanup', async () => (await import('./commands/cleanup.js')).registerCleanup],
+  ['migrate', async () => (await import('./commands/migrate.js')).registerMigrate],
+  ['dataset', async () => (await import('./commands/dataset.js')).registerDataset],
+];
+
+/** Commands registered by another command's module (see COMMANDS). */
+const REGISTERED_BY: Record<string, string> = { queue: 'queues' };
+
+/** The names of jobctl's top-level commands. */
+export const COMMAND_NAMES: readonly string[] = [
+  ...COMMANDS.map(([name]) => name),
+  ...Object.keys(REGISTERED_BY),
+];
+
+/**
+ * The program, with every command, or with only `command`'s when it names one (the command about to
+ * run: its help and errors are its own, so nothing else needs to be loaded).
+ */
+export async function buildProgram(
+  env: CliEnv,
+  result: { code: number },
+  command?: string,
+): Promise<Command> {
   const program = new Command('jobctl')
     .description('inspect and manage jobd jobs')
     .version(jobdVersion(), '-V, --version', "print jobctl's version")
@@ -53,36 +78,10 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
       'after',
       `\nEvery command takes --settings, --mongo-uri, --database and --json.\n\n${ENVIRONMENT_HELP}\n\n${JOBCTL_EXIT_CODES_HELP}`,
     );
-  for (const register of [
-    registerPing,
-    registerVersion,
-    registerStatus,
-    registerList,
-    registerShow,
-    registerLogs,
-    registerEnqueue,
-    registerRetry,
-    registerCancel,
-    registerStats,
-    registerWorkers,
-    registerSchedule,
-    registerWorkflow,
-    registerTree,
-    registerTypes,
-    registerQueues,
-    registerOverview,
-    registerPerf,
-    registerStale,
-    registerFailed,
-    registerWhy,
-    registerDoctor,
-    registerWatch,
-    registerCleanup,
-    registerMigrate,
-    registerDataset,
-  ]) {
-    register(program, env, result);
-  }
+  const owner = command === undefined ? undefined : (REGISTERED_BY[command] ?? command);
+  const only = COMMANDS.filter(([name]) => name === owner);
+  const registers = await Promise.all((only.length > 0 ? only : COMMANDS).map(([, load]) => load()));
+  for (const register of registers) register(program, env, result);
   throwOnUsageErrors(program);
   return program;
 }
@@ -91,7 +90,8 @@ export function buildProgram(env: CliEnv, result: { code: number }): Command {
 export async function run(argv: string[], env: CliEnv = {}): Promise<number> {
   const result = { code: EXIT_CODES.ok as number };
   try {
-    const program = buildProgram(env, result);
+    // Only the command named first is loaded; anything else (--help, a typo) needs them all.
+    const program = await buildProgram(env, result, argv[2]);
     if (argv.length <= 2) {
       program.outputHelp({ error: true });
       return EXIT_CODES.config;

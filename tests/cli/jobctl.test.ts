@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
-import { buildProgram } from '../../src/cli/jobctl.js';
+import { buildProgram, COMMAND_NAMES } from '../../src/cli/jobctl.js';
 import { BIN, Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
 import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
@@ -464,10 +464,17 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
 
 describe('jobctl help and global options', { timeout: 180_000 }, () => {
   it('every command takes the global options; version with --settings works', async () => {
-    const program = buildProgram({}, { code: 0 });
+    const program = await buildProgram({}, { code: 0 });
     expect(program.commands.map((c) => c.name())).toEqual(
       expect.arrayContaining(['ping', 'version', 'status', 'list', 'show', 'enqueue', 'workers']),
     );
+    // Each command loads only its own module: the names jobctl knows are exactly the commands there are.
+    expect(program.commands.map((c) => c.name()).sort()).toEqual([...COMMAND_NAMES].sort());
+    for (const name of COMMAND_NAMES) {
+      const alone = await buildProgram({}, { code: 0 }, name);
+      expect(alone.commands.map((c) => c.name())).toContain(name);
+      expect(alone.commands.length, name).toBeLessThanOrEqual(2);
+    }
     // Groups (jobctl queue pause|resume|clean) carry the options on each subcommand.
     const leaves = program.commands.flatMap((c) => (c.commands.length ? c.commands : [c]));
     for (const cmd of leaves) {
@@ -501,6 +508,11 @@ describe('jobctl help and global options', { timeout: 180_000 }, () => {
     ]) {
       expect(top.stdout).toContain(text);
     }
+    // The full list, though a named command loads only its own module; a typo is still matched.
+    for (const name of ['ping', 'perf', 'cleanup', 'queue', 'dataset']) expect(top.stdout).toContain(name);
+    const typo = await run('jobctl', ['perff']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('(Did you mean perf?)');
     const enqueue = await run('jobctl', ['enqueue', '--help']);
     expect(enqueue.stdout).toContain('1 failure (with --wait: the job failed or was');
     expect((await run('jobctl', ['show', '--help'])).stdout).toContain('3 no job with that id');
