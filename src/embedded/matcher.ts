@@ -253,19 +253,22 @@ class Compiler {
     const prims = new Set<unknown>();
     const others: ValuePredicate[] = [];
     let matchesNull = false;
+    let hasNumbers = false;
+    const plainStrings = !this.collated;
     for (const x of arg) {
+      // The usual operand (thousands of ids from jobd's batches): a string goes straight to the set.
+      if (typeof x === 'string' && plainStrings) {
+        prims.add(x);
+        continue;
+      }
       if (isOperatorObject(x)) throw new CommandError('BadValue', 'cannot nest $ under $in');
       if (x === null) matchesNull = true;
       else if (x instanceof RegExp || typeRank(x) === Rank.Regex) others.push(regexTest(x, undefined));
-      else if (
-        (typeof x === 'string' && !this.collated) ||
-        (typeof x === 'number' && !Number.isNaN(x)) ||
-        typeof x === 'boolean'
-      )
+      else if ((typeof x === 'number' && !Number.isNaN(x)) || typeof x === 'boolean') {
         prims.add(x);
-      else others.push(this.scalarEq(x));
+        if (typeof x === 'number') hasNumbers = true;
+      } else others.push(this.scalarEq(x));
     }
-    const hasNumbers = [...prims].some((x) => typeof x === 'number');
     const scalar: ValuePredicate = (x) => {
       if (x === null || x === undefined) return matchesNull;
       if (typeof x !== 'object') {
