@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, isPlainObject, typeRank, Rank } from './bsonOrder.js';
 import { Index, type IndexKey, type IndexSpec } from './indexes.js';
+import { encodeValue } from './keyString.js';
 
 export class Collection {
   readonly docs = new Map<string, Document>();
@@ -60,7 +61,8 @@ export class Collection {
       if (conflict) throw this.duplicate(index, conflict);
     }
     this.docs.set(idKey, doc);
-    for (const index of this.indexes.values()) index.add(doc, undefined, idKey);
+    const idCode = this.indexes.size > 1 ? (encodeValue(doc._id) ?? null) : undefined;
+    for (const index of this.indexes.values()) index.add(doc, undefined, idKey, idCode);
   }
 
   /** Replaces a document with a new version carrying the same _id. */

@@ -151,8 +151,20 @@ export class Index {
     return [key];
   }
 
-  add(doc: Document, keys: IndexKey[] = this.keysFor(doc), idKey: string = canonicalKey(doc._id)): void {
-    for (const k of keys) this.tree.set(this.treeKey(withId(k, doc._id)), idKey);
+  /**
+   * `idCode`: the document's _id as encodeValue gives it, when the caller adds the document to several
+   * indexes (each entry ends with the _id, always ascending); null when the _id has no encoding.
+   */
+  add(
+    doc: Document,
+    keys: IndexKey[] = this.keysFor(doc),
+    idKey: string = canonicalKey(doc._id),
+    idCode?: string | null,
+  ): void {
+    for (const k of keys) {
+      const encoded = idCode ? encodeKey(k, this.dirs, SENTINELS, idCode) : undefined;
+      this.tree.set(encoded ?? this.treeKey(withId(k, doc._id)), idKey);
+    }
   }
 
   remove(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {

@@ -126,6 +126,14 @@ function valueString(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * One value encoded as an ascending key element, undefined when its type is not encoded: a document's
+ * _id, encoded once for the trailing position of every index entry it gets.
+ */
+export function encodeValue(v: unknown): string | undefined {
+  return valueString(v);
+}
+
 function inverted(s: string): string {
   const codes = new Array<number>(s.length);
   for (let i = 0; i < s.length; i++) codes[i] = HIGH - s.charCodeAt(i);
@@ -137,10 +145,17 @@ function inverted(s: string): string {
 
 /**
  * A key (values, sentinels or type bounds) as a string, `dirs` giving each position's direction;
- * undefined when a value's type is not encoded.
+ * undefined when a value's type is not encoded. `tail`, an ascending element already encoded (see
+ * encodeValue), is appended as the key's last position.
  */
-export function encodeKey(key: unknown[], dirs: number[], s: KeySentinels): string | undefined {
-  const parts = new Array<string>(key.length);
+export function encodeKey(
+  key: unknown[],
+  dirs: number[],
+  s: KeySentinels,
+  tail?: string,
+): string | undefined {
+  const parts = new Array<string>(key.length + (tail === undefined ? 0 : 1));
+  if (tail !== undefined) parts[key.length] = tail;
   for (let i = 0; i < key.length; i++) {
     const v = key[i];
     if (v === s.min) parts[i] = MIN_ELEMENT;

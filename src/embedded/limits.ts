@@ -104,15 +104,26 @@ function tooLarge(size: number, origin: WriteOrigin): CommandError {
  * would not store.)
  */
 function tooDeep(doc: Document): boolean {
-  for (const v of Object.values(doc)) if (deeperThanAllowed(v, 1)) return true;
+  for (const k in doc) if (childTooDeep(doc[k], 1)) return true;
   return false;
 }
 
-/** Whether `value`, at nesting `level`, is or holds a value past MAX_STORED_DEPTH. */
-function deeperThanAllowed(value: unknown, level: number): boolean {
+/**
+ * Whether a value at nesting `level` is past MAX_STORED_DEPTH or holds one that is. Plain objects and
+ * arrays (nearly every container) are walked in place, without copying out their values.
+ */
+function childTooDeep(value: unknown, level: number): boolean {
   if (level > MAX_STORED_DEPTH) return true;
   if (value === null || typeof value !== 'object') return false;
-  for (const child of childrenOf(value)) if (deeperThanAllowed(child, level + 1)) return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (childTooDeep(value[i], level + 1)) return true;
+    return false;
+  }
+  if (isPlainObject(value)) {
+    for (const k in value) if (childTooDeep(value[k], level + 1)) return true;
+    return false;
+  }
+  for (const child of childrenOf(value)) if (childTooDeep(child, level + 1)) return true;
   return false;
 }
 

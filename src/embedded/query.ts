@@ -36,6 +36,10 @@ export function toSortSpec(sort: unknown): SortSpec {
 
 export function runQuery(coll: Collection | undefined, opts: QueryOptions): QueryResult {
   const filter = opts.filter ?? {};
+  if (coll && opts.sort === undefined && opts.hint === undefined && opts.collation === undefined && !opts.skip) {
+    const direct = idEqualityLookup(coll, filter);
+    if (direct) return direct;
+  }
   const sort = toSortSpec(opts.sort);
   const matcher = compileFilter(filter, opts.variables, opts.collation);
   const skip = opts.skip ?? 0;
@@ -73,4 +77,39 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
   if (sort.length > 0) out.sort(compareBySort(sort, opts.collation?.compare));
   const end = limit > 0 ? skip + limit : out.length;
   return { docs: out.slice(skip, end), plan };
+}
+
+/**
+ * A filter that is exactly `{_id: v}`, v a string, a number or an ObjectId, names at most one document,
+ * found by its canonical _id key: the planner's IDHACK plan for one point, without compiling the
+ * filter or extracting predicates (a single-document update or delete by _id spends most of its time
+ * there otherwise). Equal canonical keys are equal values for these types, so the match needs no
+ * re-check. Anything else (another type, more fields, an operator) goes through the planner.
+ */
+function idEqualityLookup(coll: Collection, filter: Document): QueryResult | undefined {
+  let id: unknown;
+  let fields = 0;
+  for (const k in filter) {
+    if (k !== '_id' || ++fields > 1) return undefined;
+    id = filter[k];
+  }
+  if (fields !== 1) return undefined;
+  if (
+    typeof id !== 'string' &&
+    typeof id !== 'number' &&
+    (id === null || typeof id !== 'object' || (id as { _bsontype?: unknown })._bsontype !== 'ObjectId')
+  )
+    return undefined;
+  const doc = coll.get(id);
+  const docs = doc ? [doc] : [];
+  return {
+    docs,
+    plan: {
+      stage: 'IDHACK',
+      indexName: '_id_',
+      sorted: true,
+      candidates: docs,
+      stats: { keysExamined: 1, docsExamined: docs.length },
+    },
+  };
 }
