@@ -83,14 +83,16 @@ export class Collection {
   }
 
   remove(doc: Document): void {
-    for (const index of this.indexes.values()) index.remove(doc);
+    const idCode = this.indexes.size > 1 ? (encodeValue(doc._id) ?? null) : undefined;
+    for (const index of this.indexes.values()) index.remove(doc, undefined, idCode);
     this.docs.delete(canonicalKey(doc._id));
   }
 
   /** Removes many documents: each index drops their entries in its own key order (Index.removeMany). */
   removeMany(docs: Document[]): void {
     if (docs.length === 1) return this.remove(docs[0] as Document);
-    for (const index of this.indexes.values()) index.removeMany(docs);
+    const idCodes = this.indexes.size > 1 ? docs.map((d) => encodeValue(d._id) ?? null) : undefined;
+    for (const index of this.indexes.values()) index.removeMany(docs, idCodes);
     for (const doc of docs) this.docs.delete(canonicalKey(doc._id));
   }
 

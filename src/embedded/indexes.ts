@@ -152,8 +152,9 @@ export class Index {
   }
 
   /**
-   * `idCode`: the document's _id as encodeValue gives it, when the caller adds the document to several
-   * indexes (each entry ends with the _id, always ascending); null when the _id has no encoding.
+   * `idCode` (here, in remove and removeMany): the document's _id as encodeValue gives it, when the
+   * caller visits several indexes (each entry ends with the _id, always ascending); null when the _id
+   * has no encoding.
    */
   add(
     doc: Document,
@@ -161,25 +162,30 @@ export class Index {
     idKey: string = canonicalKey(doc._id),
     idCode?: string | null,
   ): void {
-    for (const k of keys) {
-      const encoded = idCode ? encodeKey(k, this.dirs, SENTINELS, idCode) : undefined;
-      this.tree.set(encoded ?? this.treeKey(withId(k, doc._id)), idKey);
-    }
+    for (const k of keys) this.tree.set(this.entryKey(k, doc._id, idCode), idKey);
   }
 
-  remove(doc: Document, keys: IndexKey[] = this.keysFor(doc)): void {
-    for (const k of keys) deleteKey(this.tree, this.treeKey(withId(k, doc._id)));
+  /** The tree's key of one entry: the key's values then the _id (given encoded, when it can be). */
+  private entryKey(k: IndexKey, id: unknown, idCode: string | null | undefined): TreeKey {
+    return (idCode ? encodeKey(k, this.dirs, SENTINELS, idCode) : undefined) ?? this.treeKey(withId(k, id));
+  }
+
+  remove(doc: Document, keys: IndexKey[] = this.keysFor(doc), idCode?: string | null): void {
+    for (const k of keys) deleteKey(this.tree, this.entryKey(k, doc._id, idCode));
   }
 
   /**
    * Removes the entries of many documents. In key order, consecutive removals walk down the same
    * nodes, which are then in cache: in arrival order, each walk touches a cold path of a large tree.
    */
-  removeMany(docs: Document[]): void {
+  removeMany(docs: Document[], idCodes?: (string | null)[]): void {
     // An empty index (a partial one no document has entered, say) has nothing to remove.
     if (this.tree.size === 0) return;
     const keys: TreeKey[] = [];
-    for (const doc of docs) for (const k of this.keysFor(doc)) keys.push(this.treeKey(withId(k, doc._id)));
+    for (let i = 0; i < docs.length; i++) {
+      const doc = docs[i] as Document;
+      for (const k of this.keysFor(doc)) keys.push(this.entryKey(k, doc._id, idCodes?.[i]));
+    }
     keys.sort(this.tree._compare);
     deleteSortedKeys(this.tree, keys);
   }
