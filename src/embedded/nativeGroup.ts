@@ -4,8 +4,8 @@
  * (mingo would first copy every document and interpret every expression per document).
  *
  * It covers a deliberately small language: field paths without arrays on the way, literals, $cond,
- * $eq, $ne, $type and $subtract over null, strings, booleans, dates and plain (int32 or double)
- * numbers; accumulators $sum, $avg, $min, $max, $count, $percentile and $median. A stage outside it
+ * $eq, $ne, $type, $subtract and $trim (default characters) over null, strings, booleans, dates and
+ * plain (int32 or double) numbers; accumulators $sum, $avg, $min, $max, $count, $percentile and $median. A stage outside it
  * is not compiled; a document whose values fall outside it (an array, a long, a decimal, a missing
  * operand of $eq...) makes the whole prefix run through mingo instead, so the answer never depends
  * on which path ran.
@@ -103,6 +103,21 @@ function subtract(a: Simple, b: Simple): Simple {
   throw new Fallback(); // an error in MongoDB: mingo reports it
 }
 
+/**
+ * What $trim removes by default, as MongoDB documents it: the null character and whitespace (space,
+ * \t, \n, \v, \f, \r, no-break space, Ogham space mark, and U+2000 to U+200A).
+ */
+const TRIMMED = new Set([0x00, 0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0xa0, 0x1680]);
+for (let c = 0x2000; c <= 0x200a; c++) TRIMMED.add(c);
+
+function trimDefault(s: string): string {
+  let i = 0;
+  let j = s.length;
+  while (i < j && TRIMMED.has(s.charCodeAt(i))) i++;
+  while (j > i && TRIMMED.has(s.charCodeAt(j - 1))) j--;
+  return i === 0 && j === s.length ? s : s.slice(i, j);
+}
+
 function args(v: unknown, n: number, scope: Scope): Expr[] | undefined {
   if (!Array.isArray(v) || v.length !== n) return undefined;
   const out = v.map((x) => compileExpr(x, scope));
@@ -168,6 +183,18 @@ function compileExpr(e: unknown, scope: Scope): Expr | undefined {
         return (doc, c, f, d) => ((d & bit) !== 0 ? 'date' : typeName(x(doc, c, f, d) as Simple));
       }
       return (doc, c, f, d) => typeName(x(doc, c, f, d) as Simple);
+    }
+    case '$trim': {
+      // Only the default characters: {input} alone (chars, or an input that is not a string, go to mingo).
+      if (!isPlainObject(arg) || Object.keys(arg).length !== 1 || !('input' in arg)) return undefined;
+      const x = compileExpr(arg.input, scope);
+      if (!x) return undefined;
+      return (doc, c, f) => {
+        const v = x(doc, c, f);
+        if (v === undefined || v === null) return null;
+        if (typeof v !== 'string') throw new Fallback();
+        return trimDefault(v);
+      };
     }
     case '$subtract': {
       const c = args(arg, 2, scope);
@@ -366,7 +393,9 @@ function compileGroup(
   const scope = project?.scope ?? ((path: string) => fieldPath(path, reads));
   const exprs = project?.exprs ?? [];
   const idSpec = spec._id as unknown;
-  if (isPlainObject(idSpec) || Array.isArray(idSpec)) return undefined;
+  // A document key ({a: '$a', ...}) is not compiled; an operator expression ({$trim: ...}) may be.
+  if (Array.isArray(idSpec) || (isPlainObject(idSpec) && !Object.keys(idSpec)[0]?.startsWith('$')))
+    return undefined;
   const id = compileExpr(idSpec, scope);
   if (!id) return undefined;
   const accs: [string, AccFactory][] = [];

@@ -93,4 +93,37 @@ describe('$project then $group', () => {
       await c.aggregate([{ $match: { $expr: { $eq: [1, 1] } } }, ...onMissing]).toArray(),
     );
   });
+
+  it('groups on $trim of a string as documented, whichever engine runs it', async () => {
+    const c = t.db.collection('trimmed');
+    // Every default character on one side or the other; U+200B, U+3000 and U+2028 are not among them.
+    const ws = '\u0000 \t\n\v\f\r\u00a0\u1680\u2000\u2005\u200a';
+    await c.insertMany([
+      { u: 'abc' },
+      { u: `${ws}abc` },
+      { u: `abc${ws}` },
+      { u: '\u200babc' },
+      { u: 'abc\u3000' },
+      { u: '\u2028abc' },
+      { u: ws },
+      { u: null },
+      {},
+    ]);
+    const pipeline = [
+      { $group: { _id: { $trim: { input: '$u' } }, n: { $sum: 1 } } },
+      { $sort: { _id: 1, n: 1 } },
+    ];
+    const direct = await c.aggregate(pipeline).toArray();
+    expect(direct).toEqual(
+      await c.aggregate([{ $match: { $expr: { $eq: [1, 1] } } }, ...pipeline]).toArray(),
+    );
+    expect(direct).toEqual([
+      { _id: null, n: 2 },
+      { _id: '', n: 1 },
+      { _id: 'abc', n: 3 },
+      { _id: 'abc\u3000', n: 1 },
+      { _id: '\u200babc', n: 1 },
+      { _id: '\u2028abc', n: 1 },
+    ]);
+  });
 });
