@@ -3,7 +3,10 @@
  * Prints ONE JSON document on stdout (progress goes to stderr).
  *
  *   npm run bench:cpu                      BENCH_CPU_JOBS (20000) jobs at BENCH_CPU_CONCURRENCY (32)
- *   BENCH_CPU_MAX_JOBS_PER_CHILD=n         pool.maxJobsPerChild (default: jobd's)
+ *   BENCH_CPU_MAX_JOBS_PER_CHILD=n         pool.maxJobsPerChild (default: jobd's); the children's
+ *                                          RSS is sampled every second (childrenRssMb: the largest
+ *                                          seen, and each live child's at the end, in MB;
+ *                                          childrenSeen counts the children seen alive)
  *   BENCH_CPU_WARMUP=n                     jobs run before the measurement starts (default 4 per
  *                                          concurrent job); 0 counts the children's start-up too,
  *                                          as bench:peers does
@@ -47,6 +50,16 @@ function procCpu(pid: number | 'self'): { own: number; children: number } {
   const tick = 100; // USER_HZ on Linux
   // fields after the name: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
   return { own: (Number(f[11]) + Number(f[12])) / tick, children: (Number(f[13]) + Number(f[14])) / tick };
+}
+
+/** Resident set size of a live process in MB (0 once it is gone). */
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** CPU seconds of this process's live children (not `except`) plus what it reaped from exited ones. */
@@ -141,10 +154,20 @@ async function main(): Promise<void> {
     const children0 = childrenCpu(serverPid);
     const t0 = performance.now();
     counting = true;
+    // The children's RSS while they run (a child recycled mid-run is seen until it exits).
+    let rssMax = 0;
+    const seen = new Set<number>(children0.live.keys());
+    const rssTick = setInterval(() => {
+      for (const pid of childrenCpu(serverPid).live.keys()) {
+        seen.add(pid);
+        rssMax = Math.max(rssMax, rssMb(pid));
+      }
+    }, 1000);
     await new Promise<void>((r) => {
       onDone = r;
       if (done >= JOBS) r();
     });
+    clearInterval(rssTick);
     off();
     counting = false;
     const r = { done: done - startedWith, at: performance.now() };
@@ -153,6 +176,9 @@ async function main(): Promise<void> {
     const children1 = childrenCpu(serverPid);
     const seconds = (r.at - t0) / 1000;
     const childrenAlive = children1.live.size;
+    const rssEnd = [...children1.live.keys()].map((pid) => round(rssMb(pid), 1));
+    for (const pid of children1.live.keys()) seen.add(pid);
+    for (const mb of rssEnd) rssMax = Math.max(rssMax, mb);
     let children = children1.reaped - children0.reaped;
     for (const cpu of children1.live.values()) children += cpu;
     for (const cpu of children0.live.values()) children -= cpu;
@@ -170,6 +196,9 @@ async function main(): Promise<void> {
       claimBatchSize: config.worker.claimBatchSize,
       maxJobsPerChild: config.pool.maxJobsPerChild,
       childrenAlive,
+      // Children alive at the start, at the end, or at one of the samples: a lower bound on those run.
+      childrenSeen: seen.size,
+      childrenRssMb: { max: round(rssMax, 1), atEnd: rssEnd },
       seconds: round(seconds),
       jobsPerSec: round(r.done / seconds, 1),
       cpuSecondsPer1000Jobs: {
