@@ -86,6 +86,11 @@ function abortMessage(reason: unknown): string {
   return 'aborted by jobd';
 }
 
+/** A value its structured clone equals exactly (and that needs no size check). */
+function isCloneIdentical(v: unknown): v is null | boolean | number {
+  return v === null || typeof v === 'boolean' || typeof v === 'number';
+}
+
 function logLine(level: string, msg: string, extra?: Record<string, unknown>): string {
   let rest = '';
   if (extra) {
@@ -272,6 +277,12 @@ export class InlineRunner {
       }
       // A parent that waits for its children returns a sentinel, not its output.
       const wait = waitPolicy(value);
+      // null, a boolean or a number arrives from a structured clone as it left (-0 and NaN included):
+      // most trivial handlers return one, and the round trip below was a good part of their cost.
+      if (!wait && isCloneIdentical(value)) {
+        if (!hooksReq?.only && !stopped()) await runner?.after({ ok: true, output: value });
+        return { ok: true, output: value, ...(spawned.length > 0 ? { spawned: [...spawned] } : {}) };
+      }
       const encoded = encodeOutput(wait ? null : value, MAX_OUTPUT_BYTES);
       if (!encoded.ok) {
         throw encoded.tooLarge
