@@ -276,19 +276,30 @@ function makeLogger(): JobContext['logger'] {
   };
 }
 
+/**
+ * What the variables a job's env set held before jobd first set them in this child. A pooled child
+ * runs thousands of jobs with the same env: the variables stay set between jobs, and a job sets only
+ * those that differ and puts back those it does not carry (a GPU list, a source reader's sources).
+ */
+const envBefore = new Map<string, string | undefined>();
+
 function applyEnv(env: Record<string, string> | undefined, cwd: string | undefined): () => void {
-  const saved = new Map<string, string | undefined>();
-  for (const [k, v] of Object.entries(env ?? {})) {
-    saved.set(k, process.env[k]);
-    process.env[k] = v;
+  const want = env ?? {};
+  for (const [k, was] of envBefore) {
+    if (Object.prototype.hasOwnProperty.call(want, k)) continue;
+    if (was === undefined) delete process.env[k];
+    else process.env[k] = was;
+    envBefore.delete(k);
+  }
+  for (const k of Object.keys(want)) {
+    const v = want[k]!;
+    const now = process.env[k];
+    if (!envBefore.has(k)) envBefore.set(k, now);
+    if (now !== v) process.env[k] = v;
   }
   const prevCwd = cwd ? process.cwd() : undefined;
   if (cwd) process.chdir(cwd);
   return () => {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
     if (prevCwd) process.chdir(prevCwd);
   };
 }

@@ -308,6 +308,29 @@ describe('pooled mode', () => {
     expect((after.output as { cwd: string }).cwd).not.toBe(tempDir());
   });
 
+  it("a job's env replaces the child's own value while it runs, whichever job ran before", async () => {
+    // The child starts with the daemon's value (children inherit it when they start); jobs with and
+    // without the variable follow in it.
+    process.env.JOBD_FIXTURE_ENV = 'daemon';
+    const seen: unknown[] = [];
+    const pids = new Set<unknown>();
+    try {
+      const s = sandbox({ maxChildren: 1 });
+      for (const env of ['a', 'a', undefined, 'b', undefined]) {
+        const o = completed(
+          await s.run(request('ok.ts', env ? { env: { JOBD_FIXTURE_ENV: env } } : {}), noHooks),
+        );
+        const out = o.output as { env: unknown; pid: unknown };
+        seen.push(out.env);
+        pids.add(out.pid);
+      }
+    } finally {
+      delete process.env.JOBD_FIXTURE_ENV;
+    }
+    expect(seen).toEqual(['a', 'a', 'daemon', 'b', 'daemon']);
+    expect(pids.size).toBe(1);
+  });
+
   it('close() kills running and idle children and the running job ends as aborted', async () => {
     const s = sandbox();
     const { pid, outcome } = runReportingPid(s, request('hangs.ts'));
