@@ -66,9 +66,11 @@ export const DEFAULTS = {
     intervalMs: 60 * 60_000,
   },
   pool: {
-    // A pooled child's start-up costs about as much CPU as 500-1,000 no-op jobs in it: recycled every
-    // 10,000 jobs that is ~5% of its cost per job (at 1,000 it was ~50%). maxRssBytes catches leaks.
-    maxJobsPerChild: 10_000,
+    // Measured (bench/cpu.ts, loaded machine): a pooled child's start-up costs ~0.7 s of CPU, as much
+    // as ~3,700 no-op jobs in it, so recycling every 10,000 jobs was ~27% of a job's child CPU, and
+    // every 50,000 it is ~7%. A child's RSS went from ~55 MB to 80-93 MB over its first 10,000 jobs and
+    // stayed there to 15,000; maxRssBytes still recycles a child that keeps growing.
+    maxJobsPerChild: 50_000,
     // Children per kind that short jobs share, several queued on each: one per core (see pool.ts).
     sharedChildren: Math.max(1, Math.min(1024, availableParallelism())),
     maxRssBytes: 512 * MIB,

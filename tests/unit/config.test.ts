@@ -59,7 +59,7 @@ describe('defaults', () => {
     expect(c.worker.pollMaxMs).toBe(2_000);
     expect(c.worker.concurrency).toBeGreaterThanOrEqual(1);
     expect(c.pool).toEqual({
-      maxJobsPerChild: 10_000,
+      maxJobsPerChild: 50_000,
       sharedChildren: availableParallelism(),
       maxRssBytes: 512 * MIB,
       sampleIntervalMs: 1000,
