@@ -11,7 +11,8 @@
  * BENCH_PHASE_MAX_S 240 caps any one phase (its figures then cover the jobs that finished; "capped": true).
  * BENCH_WORKFLOW_JOBS 10000, BENCH_RELEASE_SAMPLES 200;
  * isolated: bare `node -e 0` spawns, then isolated jobs of bench/fixtures/plainNoop.js (judged) and of the typed
- * built-in noop (it loads zod in every child), then bare spawns again.
+ * built-in noop (it loads zod in every child), then bare spawns again; CPU-ms per job (daemon process and
+ * children) beside CPU-ms per bare spawn. BENCH_DIST=<dir> runs another build (e.g. /work/wt/base/dist).
  * BENCH_ONLY=pooled,isolated,latency,claim,rss,workflow runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -98,22 +99,31 @@ async function main(): Promise<void> {
         const plain = await throughput(ctx, { type: 'plain-isolated', jobs: ISOLATED_JOBS, concurrency });
         const typed = await throughput(ctx, { type: 'noop-isolated', jobs: ISOLATED_JOBS, concurrency });
         const spawnsAfter = await spawnRate(ISOLATED_JOBS, concurrency);
-        const spawnsPerSec = (spawnsBefore + spawnsAfter) / 2;
+        const spawnsPerSec = (spawnsBefore.perSec + spawnsAfter.perSec) / 2;
+        const spawnCpu = (k: 'self' | 'children'): number | null =>
+          spawnsBefore.cpuMs && spawnsAfter.cpuMs
+            ? round((spawnsBefore.cpuMs[k] + spawnsAfter.cpuMs[k]) / 2, 2)
+            : null;
         isolated.push({
           concurrency,
           jobs: plain.jobs,
           completed: plain.completed,
           capped: plain.capped || typed.capped,
           bareSpawnPerSec: round(spawnsPerSec, 1),
-          bareSpawnPerSecBeforeAfter: [round(spawnsBefore, 1), round(spawnsAfter, 1)],
+          bareSpawnPerSecBeforeAfter: [round(spawnsBefore.perSec, 1), round(spawnsAfter.perSec, 1)],
+          // CPU per bare spawn: the spawning process (self) and `node -e 0` itself (children).
+          bareSpawnCpuMs: { self: spawnCpu('self'), children: spawnCpu('children') },
           jobsPerSec: plain.jobsPerSec,
           ratio: round(plain.jobsPerSec / spawnsPerSec, 3),
           commandsPerJob: plain.commandsPerJob,
+          // CPU per isolated job: this process (daemon and in-process server) and the child.
+          cpuMsPerJob: plain.cpuMsPerJob,
           typedNoop: {
             completed: typed.completed,
             jobsPerSec: typed.jobsPerSec,
             ratio: round(typed.jobsPerSec / spawnsPerSec, 3),
             commandsPerJob: typed.commandsPerJob,
+            cpuMsPerJob: typed.cpuMsPerJob,
           },
         });
         log(`isolated c=${concurrency}: ${JSON.stringify(isolated[isolated.length - 1])}`);

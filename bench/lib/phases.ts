@@ -9,6 +9,7 @@ import type { Store } from '../../src/store/index.js';
 import type { Daemon } from '../../src/worker/daemon.js';
 import type { JobDoc } from '../../src/types.js';
 import { ROOT, type Jobd } from './jobd.js';
+import { cpuDelta, cpuSnapshot } from './procCpu.js';
 import { log, round, sleep, summary } from './stats.js';
 
 export interface Ctx {
@@ -101,6 +102,11 @@ export interface ThroughputFigures {
   /** Commands the daemon's driver sent while these jobs ran, per completed job. */
   commandsPerJob: number;
   commands: Record<string, number>;
+  /**
+   * CPU milliseconds per completed job (Linux /proc): this process (daemon, and the in-process
+   * embedded server unless BENCH_DB/MONGODB_URI put it elsewhere) and its child processes.
+   */
+  cpuMsPerJob: { self: number; children: number } | null;
 }
 
 /** Enqueue `jobs` no-op jobs into an idle, warmed-up daemon and time until all completed. */
@@ -125,12 +131,14 @@ export async function throughput(
     d.store.client.on('commandStarted', (e) => {
       commands[e.commandName] = (commands[e.commandName] ?? 0) + 1;
     });
+    const cpu0 = cpuSnapshot({}, process.pid);
     const t0 = performance.now();
     const done = completions(d, o.jobs, ctx.phaseMaxMs);
     await enqueueNoops(ctx, producer, o.type, o.jobs);
     const enqueued = performance.now();
     const r = await done;
     const seconds = (r.at - t0) / 1000;
+    const cpu = cpuDelta(cpu0, cpuSnapshot({}, process.pid)).split;
     const total = Object.values(commands).reduce((a, b) => a + b, 0);
     return {
       concurrency: o.concurrency,
@@ -143,6 +151,12 @@ export async function throughput(
       enqueueSeconds: round((enqueued - t0) / 1000),
       commandsPerJob: round(total / Math.max(1, r.done), 3),
       commands,
+      cpuMsPerJob: cpu
+        ? {
+            self: round((cpu.self * 1000) / Math.max(1, r.done), 2),
+            children: round((cpu.children * 1000) / Math.max(1, r.done), 2),
+          }
+        : null,
     };
   } finally {
     await d.stop({ graceMs: 0 });

@@ -1,5 +1,6 @@
 /** The bare cost of a Node process: `node -e 0`, spawned sequentially or `concurrency` at a time. */
 import { spawn } from 'node:child_process';
+import { cpuDelta, cpuSnapshot } from './procCpu.js';
 
 function spawnOnce(): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -9,9 +10,16 @@ function spawnOnce(): Promise<void> {
   });
 }
 
+export interface SpawnFigures {
+  perSec: number;
+  /** CPU milliseconds per spawn: of this process (the spawning) and of the children themselves. */
+  cpuMs: { self: number; children: number } | null;
+}
+
 /** Processes per second for `n` spawns, at most `concurrency` alive at once. */
-export async function spawnRate(n: number, concurrency: number): Promise<number> {
+export async function spawnRate(n: number, concurrency: number): Promise<SpawnFigures> {
   let next = 0;
+  const cpu0 = cpuSnapshot({}, process.pid);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: Math.min(concurrency, n) }, async () => {
@@ -21,5 +29,7 @@ export async function spawnRate(n: number, concurrency: number): Promise<number>
       }
     }),
   );
-  return n / ((performance.now() - t0) / 1000);
+  const perSec = n / ((performance.now() - t0) / 1000);
+  const cpu = cpuDelta(cpu0, cpuSnapshot({}, process.pid)).split;
+  return { perSec, cpuMs: cpu ? { self: (cpu.self * 1000) / n, children: (cpu.children * 1000) / n } : null };
 }
