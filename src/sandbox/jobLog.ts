@@ -2,7 +2,7 @@
  * Where a job's stdout/stderr go: appended to its log file, with only a bounded tail kept in memory.
  */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 const knownDirs = new Set<string>();
@@ -25,6 +25,8 @@ export function decodeTail(buf: Buffer): string {
 /** Last `maxBytes` of a file, not reaching before byte `from` (earlier attempts' output). */
 export async function readFileTail(file: string, from: number, maxBytes: number): Promise<string> {
   if (maxBytes <= 0) return '';
+  // Most attempts write nothing: one stat then, rather than open, stat and close.
+  if ((await stat(file)).size <= from) return '';
   const fh = await open(file, 'r');
   try {
     const { size } = await fh.stat();
