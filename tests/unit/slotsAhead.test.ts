@@ -1,0 +1,67 @@
+/**
+ * How many jobs the slots let the claim loop take ahead of a free slot, from the recent run time:
+ * short jobs by the 50 ms wait rule, jobs of up to a second (isolated jobs: mostly process start-up)
+ * one ahead, so the next claim is not on the path between one job's end and the next one's start;
+ * long jobs none.
+ */
+import { describe, expect, it } from 'vitest';
+import { Slots } from '../../src/worker/slots.js';
+import { Wakeup } from '../../src/worker/wakeup.js';
+import type { JobDoc } from '../../src/types.js';
+
+const job = (id: string): JobDoc =>
+  ({ _id: id, type: 't', lease: { owner: 'w', token: 't', expiresAt: new Date() } }) as unknown as JobDoc;
+
+/** Slots whose jobs have run `runMs` each, with nothing running now. */
+function slotsAfterRuns(runMs: number, concurrency = 1): { slots: Slots; started: string[] } {
+  const started: string[] = [];
+  const slots = new Slots({
+    concurrency,
+    claimBatchSize: 10,
+    jobTypes: { t: {} },
+    wakeup: new Wakeup(),
+    start: (j) => started.push(j._id),
+  });
+  slots.accept(job('warm'));
+  slots.release(job('warm'), runMs);
+  started.length = 0;
+  return { slots, started };
+}
+
+describe('claiming ahead', () => {
+  it('claims nothing ahead before any job finished', () => {
+    const started: string[] = [];
+    const slots = new Slots({
+      concurrency: 1,
+      claimBatchSize: 10,
+      jobTypes: { t: {} },
+      wakeup: new Wakeup(),
+      start: (j) => started.push(j._id),
+    });
+    expect(slots.capacity()).toBe(1);
+  });
+
+  it('short jobs: as many ahead as wait about 50 ms, at most a batch', () => {
+    expect(slotsAfterRuns(10).slots.capacity()).toBe(1 + 5);
+    expect(slotsAfterRuns(1).slots.capacity()).toBe(1 + 10);
+  });
+
+  it('jobs of up to a second (an isolated job): one ahead, which starts when the running one ends', () => {
+    const { slots, started } = slotsAfterRuns(200);
+    expect(slots.capacity()).toBe(2);
+    slots.accept(job('a'));
+    expect(slots.free()).toBe(1);
+    slots.accept(job('b'));
+    expect(started).toEqual(['a']);
+    expect(slots.waiting().map((j) => j._id)).toEqual(['b']);
+    expect(slots.free()).toBe(0);
+    slots.release(job('a'), 200);
+    expect(started).toEqual(['a', 'b']);
+    expect(slotsAfterRuns(1_000).slots.capacity()).toBe(2);
+  });
+
+  it('longer jobs are never claimed ahead', () => {
+    expect(slotsAfterRuns(1_001).slots.capacity()).toBe(1);
+    expect(slotsAfterRuns(60_000, 4).slots.capacity()).toBe(4);
+  });
+});
