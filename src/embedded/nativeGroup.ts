@@ -189,8 +189,8 @@ function compileExpr(e: unknown, scope: Scope): Expr | undefined {
       if (!isPlainObject(arg) || Object.keys(arg).length !== 1 || !('input' in arg)) return undefined;
       const x = compileExpr(arg.input, scope);
       if (!x) return undefined;
-      return (doc, c, f) => {
-        const v = x(doc, c, f);
+      return (doc, c, f, d) => {
+        const v = x(doc, c, f, d);
         if (v === undefined || v === null) return null;
         if (typeof v !== 'string') throw new Fallback();
         return trimDefault(v);
