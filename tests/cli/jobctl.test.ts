@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { buildProgram, COMMAND_NAMES } from '../../src/cli/jobctl.js';
 import { BIN, Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
+import { runInProcess } from './inProcess.js';
 import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
 /** jobctl against the harness database: URI by flag, a fresh database by JOBD_DATABASE. */
@@ -22,7 +23,18 @@ function ctl(label: string) {
     if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
-  return { database, settings, call, json };
+  // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
+  // code, output through a pipe) a real call above already checks.
+  const here = (args: string[]) =>
+    runInProcess([...args, '--settings', settings, '--mongo-uri', testMongoUri()], {
+      env: { JOBD_DATABASE: database },
+    });
+  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
+    const r = await here([...args, '--json']);
+    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  return { database, settings, call, json, here, hereJson };
 }
 
 /** The test's database, directly (to look at what jobctl wrote, or to register a remote daemon). */
@@ -87,7 +99,8 @@ describe('jobctl against the harness database', { timeout: 180_000 }, () => {
     expect(human.stdout).toContain(id);
     expect(human.stdout).toContain('events');
 
-    const second = await c.json<{ id: string }>([
+    // Real processes above and for the exit code 1 below; the rest of this state is read in-process.
+    const second = await c.hereJson<{ id: string }>([
       'enqueue',
       'sleep',
       '--params',
@@ -95,32 +108,32 @@ describe('jobctl against the harness database', { timeout: 180_000 }, () => {
       '--delay',
       '3600000',
     ]);
-    const listed = await c.json<{ _id: string }[]>(['list']);
+    const listed = await c.hereJson<{ _id: string }[]>(['list']);
     expect(listed.map((j) => j._id)).toEqual([second.id, id]); // newest first
-    expect((await c.json<{ _id: string }[]>(['list', '--type', 'echo'])).map((j) => j._id)).toEqual([id]);
-    expect(await c.json<unknown[]>(['list', '--state', 'completed'])).toEqual([]);
-    expect((await c.json<unknown[]>(['list', '--limit', '1'])).length).toBe(1);
+    expect((await c.hereJson<{ _id: string }[]>(['list', '--type', 'echo'])).map((j) => j._id)).toEqual([id]);
+    expect(await c.hereJson<unknown[]>(['list', '--state', 'completed'])).toEqual([]);
+    expect((await c.hereJson<unknown[]>(['list', '--limit', '1'])).length).toBe(1);
 
-    const cancelled = await c.json(['cancel', id]);
+    const cancelled = await c.hereJson(['cancel', id]);
     expect(cancelled).toMatchObject({ id, state: 'cancelled' });
     const again = await c.call(['cancel', id]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(id);
 
-    expect(await c.json(['retry', id])).toMatchObject({ id, state: 'queued' });
+    expect(await c.hereJson(['retry', id])).toMatchObject({ id, state: 'queued' });
 
-    const status = await c.json<{ jobs: Record<string, number>; total: number }>(['status']);
+    const status = await c.hereJson<{ jobs: Record<string, number>; total: number }>(['status']);
     expect(status.jobs.queued).toBe(2);
     expect(status.total).toBe(2);
 
-    const stats = await c.json<{ types: { type: string; total: number }[] }>(['stats']);
+    const stats = await c.hereJson<{ types: { type: string; total: number }[] }>(['stats']);
     expect(stats.types.map((t) => [t.type, t.total])).toEqual([
       ['echo', 1],
       ['sleep', 1],
     ]);
-    expect(await c.json<unknown[]>(['workers'])).toEqual([]);
+    expect(await c.hereJson<unknown[]>(['workers'])).toEqual([]);
 
-    const history = await c.json<{ events: { to: string }[] }>(['show', id]);
+    const history = await c.hereJson<{ events: { to: string }[] }>(['show', id]);
     expect(history.events.map((e) => e.to)).toEqual(['queued', 'cancelled', 'queued']);
   });
 
@@ -134,7 +147,7 @@ describe('jobctl against the harness database', { timeout: 180_000 }, () => {
       '--delay',
       '60000',
     ]);
-    const b = await c.json<{ id: string; created: boolean }>([
+    const b = await c.hereJson<{ id: string; created: boolean }>([
       'enqueue',
       'echo',
       '--dedupe-key',
@@ -148,8 +161,9 @@ describe('jobctl against the harness database', { timeout: 180_000 }, () => {
 
   it('a missing job: show, cancel, retry and logs exit 3', async () => {
     const c = ctl('ctl_missing');
+    // show as a real process (the exit code as the process reports it); the others in-process.
     for (const cmd of ['show', 'cancel', 'retry', 'logs']) {
-      const r = await c.call([cmd, '0123456789abcdef01234567']);
+      const r = await (cmd === 'show' ? c.call : c.here)([cmd, '0123456789abcdef01234567']);
       expect(r.code, `${cmd}: ${r.stderr}`).toBe(3);
       expect(r.stderr).toContain('job 0123456789abcdef01234567 not found');
     }
@@ -162,19 +176,20 @@ describe('jobctl against the harness database', { timeout: 180_000 }, () => {
     expect(params.stderr).toContain("option '--params <json>' argument '{not json' is invalid");
     expect(params.stderr).toContain('not valid JSON');
 
-    const prio = await c.call(['enqueue', 'echo', '--priority', 'high']);
+    // The parse errors of one command's options: the first real, the others in-process.
+    const prio = await c.here(['enqueue', 'echo', '--priority', 'high']);
     expect(prio.code).toBe(2);
     expect(prio.stderr).toContain("'--priority <n>' argument 'high' is invalid");
 
-    const runAt = await c.call(['enqueue', 'echo', '--run-at', 'tomorrow']);
+    const runAt = await c.here(['enqueue', 'echo', '--run-at', 'tomorrow']);
     expect(runAt.code).toBe(2);
     expect(runAt.stderr).toContain("'--run-at <iso>' argument 'tomorrow' is invalid");
 
-    const both = await c.call(['enqueue', 'echo', '--delay', '5', '--run-at', '2030-01-01T00:00:00Z']);
+    const both = await c.here(['enqueue', 'echo', '--delay', '5', '--run-at', '2030-01-01T00:00:00Z']);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('--delay and --run-at cannot be used together');
 
-    const state = await c.call(['list', '--state', 'done']);
+    const state = await c.here(['list', '--state', 'done']);
     expect(state.code).toBe(2);
     expect(state.stderr).toContain('"done" is not a job state');
 
@@ -182,14 +197,14 @@ describe('jobctl against the harness database', { timeout: 180_000 }, () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command 'frobnicate'");
 
-    const missingArg = await c.call(['show']);
+    const missingArg = await c.here(['show']);
     expect(missingArg.code).toBe(2);
     expect(missingArg.stderr).toContain("missing required argument 'id'");
   });
 
   it('ping and version', async () => {
     const c = ctl('ctl_ping');
-    const ping = await c.json<{ ok: boolean; backend: string; roundTripMs: number; database: string }>([
+    const ping = await c.hereJson<{ ok: boolean; backend: string; roundTripMs: number; database: string }>([
       'ping',
     ]);
     expect(ping).toMatchObject({ ok: true, backend: 'mongodb', database: c.database });
@@ -206,20 +221,28 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
     const folder = tempDir('params');
     const file = join(folder, 'params.json');
     writeFileSync(file, '{"from":"file","n":[1,2]}\n');
-    const a = await c.json<{ id: string }>(['enqueue', 'echo', '--params', `@${file}`, '--delay', '60000']);
+    const a = await c.hereJson<{ id: string }>([
+      'enqueue',
+      'echo',
+      '--params',
+      `@${file}`,
+      '--delay',
+      '60000',
+    ]);
     const b = await c.json<{ id: string }>(['enqueue', 'echo', '--params', '@-', '--delay', '60000'], {
       input: '{"from":"stdin"}',
     });
-    const shown = async (id: string) => (await c.json<{ job: { params: unknown } }>(['show', id])).job.params;
+    const shown = async (id: string) =>
+      (await c.hereJson<{ job: { params: unknown } }>(['show', id])).job.params;
     expect(await shown(a.id)).toEqual({ from: 'file', n: [1, 2] });
     expect(await shown(b.id)).toEqual({ from: 'stdin' });
 
-    const missing = await c.call(['enqueue', 'echo', '--params', '@/nonexistent/params.json']);
+    const missing = await c.here(['enqueue', 'echo', '--params', '@/nonexistent/params.json']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("'--params <json>' argument '@/nonexistent/params.json' is invalid");
     expect(missing.stderr).toContain('no such file');
     writeFileSync(file, '[1,2]');
-    const notObject = await c.call(['enqueue', 'echo', '--params', `@${file}`]);
+    const notObject = await c.here(['enqueue', 'echo', '--params', `@${file}`]);
     expect(notObject.code).toBe(2);
     expect(notObject.stderr).toContain(
       `the params file ${file} must be a JSON object ({ ... }); got an array`,
@@ -229,7 +252,7 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
     expect(badStdin.stderr).toContain(
       "'--params <json>' argument '@-' is invalid. stdin must be a JSON object",
     );
-    expect(await c.json<unknown[]>(['list'])).toHaveLength(2);
+    expect(await c.hereJson<unknown[]>(['list'])).toHaveLength(2);
   });
 
   it('non-object params are refused, naming --params and the value', async () => {
@@ -241,15 +264,16 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
       ['null', 'null'],
       ['true', 'a boolean'],
     ]) {
-      const r = await c.call(['enqueue', 'echo', '--params', value!]);
+      // The first as a real process, the other kinds in-process.
+      const r = await (value === '[1,2]' ? c.call : c.here)(['enqueue', 'echo', '--params', value!]);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toContain(`option '--params <json>' argument '${value}' is invalid`);
       expect(r.stderr).toContain(`must be a JSON object ({ ... }); got ${kind}`);
     }
-    expect(await c.json<unknown[]>(['list'])).toEqual([]);
+    expect(await c.hereJson<unknown[]>(['list'])).toEqual([]);
     // Without --params a job gets an empty object, not null.
-    const { id } = await c.json<{ id: string }>(['enqueue', 'noop', '--delay', '60000']);
-    expect((await c.json<{ job: { params: unknown } }>(['show', id])).job.params).toEqual({});
+    const { id } = await c.hereJson<{ id: string }>(['enqueue', 'noop', '--delay', '60000']);
+    expect((await c.hereJson<{ job: { params: unknown } }>(['show', id])).job.params).toEqual({});
   });
 
   it('--file jobs.ndjson: every line checked first, written in batches, ids in line order', async () => {
@@ -264,10 +288,12 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
     // 2,500 more: more than two batches of 1,000.
     const many = Array.from({ length: 2_500 }, (_, i) => ({ type: 'echo', params: { i }, delayMs: 60_000 }));
     writeFileSync(file, [...lines, ...many].map((l) => JSON.stringify(l)).join('\n') + '\n\n');
-    const out = await c.json<{ line: number; id: string; created: boolean; state: string }[]>(
-      ['enqueue', '--file', file],
-      { timeoutMs: 120_000 },
-    );
+    // In-process (a big --json output through a real pipe: the next test; stdin: below).
+    const out = await c.hereJson<{ line: number; id: string; created: boolean; state: string }[]>([
+      'enqueue',
+      '--file',
+      file,
+    ]);
     expect(out).toHaveLength(2_503);
     expect(out.map((r) => r.line)).toEqual(Array.from({ length: 2_503 }, (_, i) => i + 1));
     expect(out.every((r) => r.created && r.state === 'queued')).toBe(true);
@@ -397,19 +423,20 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
       expect(r.stderr).toContain(text);
     }
     expect(r.stderr).not.toContain('line 1:');
-    expect(await c.json<unknown[]>(['list'])).toEqual([]);
+    // The other refusals of --file in-process.
+    expect(await c.hereJson<unknown[]>(['list'])).toEqual([]);
 
     const unknownType = join(tempDir('bulkbad'), 'jobs.ndjson');
     writeFileSync(unknownType, '{"type":"echo"}\n{"type":"resize"}\n{"type":"resize"}\n');
-    const u = await c.call(['enqueue', '--file', unknownType]);
+    const u = await c.here(['enqueue', '--file', unknownType]);
     expect(u.code).toBe(2);
     expect(u.stderr).toContain(`job type "resize" (${unknownType} lines 2, 3) is not known`);
-    expect(await c.json<unknown[]>(['list'])).toEqual([]);
+    expect(await c.hereJson<unknown[]>(['list'])).toEqual([]);
 
-    const mixed = await c.call(['enqueue', 'echo', '--file', file, '--priority', '3', '--wait']);
+    const mixed = await c.here(['enqueue', 'echo', '--file', file, '--priority', '3', '--wait']);
     expect(mixed.code).toBe(2);
     expect(mixed.stderr).toContain('--file cannot be combined with <type>, --priority, --wait');
-    const none = await c.call(['enqueue']);
+    const none = await c.here(['enqueue']);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('give a job type');
   });
@@ -424,15 +451,15 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
     expect(r.stderr).toContain('did you mean "echo"?');
     expect(r.stderr).toContain(`known types: ${[...BUILTIN_JOB_TYPES].sort().join(', ')}`);
     expect(r.stderr).toContain('--allow-unknown-type');
-    expect(await c.json<unknown[]>(['list'])).toEqual([]);
+    expect(await c.hereJson<unknown[]>(['list'])).toEqual([]);
 
-    // A rolling deploy: no daemon knows the type yet.
-    const allowed = await c.call(['enqueue', 'resize', '--allow-unknown-type', '--params', '{"w":2}']);
+    // A rolling deploy: no daemon knows the type yet. (In-process: the refusal above was the real one.)
+    const allowed = await c.here(['enqueue', 'resize', '--allow-unknown-type', '--params', '{"w":2}']);
     expect(allowed.code, allowed.stderr).toBe(0);
     expect(allowed.stderr).toContain('job type "resize" is not known to these settings or any live daemon');
     const id = allowed.stdout.trim();
     // The daemon that runs it applies its own type settings: nothing guessed here.
-    const { job } = await c.json<{ job: Record<string, unknown> }>(['show', id]);
+    const { job } = await c.hereJson<{ job: Record<string, unknown> }>(['show', id]);
     expect(job).toMatchObject({
       type: 'resize',
       state: 'queued',
@@ -450,10 +477,18 @@ describe('jobctl enqueue: params from files, bulk files, checked types', { timeo
       // Its heartbeat is far older than two lease periods: dead.
       await workers.insertOne(remoteWorker('gone-host:1:b2', ['archive'], new Date(Date.now() - 3_600_000)));
     });
-    const ok = await c.json<{ id: string }>(['enqueue', 'imaging.fft', '--params', '{}', '--delay', '60000']);
-    const { job } = await c.json<{ job: Record<string, unknown> }>(['show', ok.id]);
+    // In-process: the same refusal as a real process is in the test above.
+    const ok = await c.hereJson<{ id: string }>([
+      'enqueue',
+      'imaging.fft',
+      '--params',
+      '{}',
+      '--delay',
+      '60000',
+    ]);
+    const { job } = await c.hereJson<{ job: Record<string, unknown> }>(['show', ok.id]);
     expect(job).toMatchObject({ type: 'imaging.fft', maxAttempts: null, timeoutMs: null });
-    const dead = await c.call(['enqueue', 'archive']);
+    const dead = await c.here(['enqueue', 'archive']);
     expect(dead.code).toBe(2);
     expect(dead.stderr).toContain('job type "archive" is not known');
     expect(dead.stderr).toContain(
@@ -513,10 +548,12 @@ describe('jobctl help and global options', { timeout: 180_000 }, () => {
     const typo = await run('jobctl', ['perff']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain('(Did you mean perf?)');
-    const enqueue = await run('jobctl', ['enqueue', '--help']);
+    // A command's own help: the same path for each, in-process.
+    const enqueue = await runInProcess(['enqueue', '--help']);
+    expect(enqueue.code).toBe(0);
     expect(enqueue.stdout).toContain('1 failure (with --wait: the job failed or was');
-    expect((await run('jobctl', ['show', '--help'])).stdout).toContain('3 no job with that id');
-    expect((await run('jobctl', ['cancel', '--help'])).stdout).toContain(
+    expect((await runInProcess(['show', '--help'])).stdout).toContain('3 no job with that id');
+    expect((await runInProcess(['cancel', '--help'])).stdout).toContain(
       '1 failure, or the job had already finished',
     );
   });
@@ -575,12 +612,13 @@ describe('jobctl with a running jobd', { timeout: 180_000 }, () => {
       expect(bad.stdout).toContain('nope');
 
       // A job that failed once, then completed: show puts the outcome first, the old error under its attempt.
-      const flaky = await run('jobctl', ['enqueue', 'flaky', '--wait', '--json', '--settings', settings], {
+      // --wait's exit codes as a real process above; what follows reads the jobs in-process.
+      const flaky = await runInProcess(['enqueue', 'flaky', '--wait', '--json', '--settings', settings], {
         env,
       });
       expect(flaky.code, flaky.stderr).toBe(0);
       const flakyId = (JSON.parse(flaky.stdout) as { id: string }).id;
-      const shown = await run('jobctl', ['show', flakyId, '--settings', settings], { env });
+      const shown = await runInProcess(['show', flakyId, '--settings', settings], { env });
       expect(shown.code).toBe(0);
       const lines = shown.stdout.split('\n');
       expect(lines[0]).toMatch(/^completed on attempt 2 of 3 at /);
@@ -589,7 +627,7 @@ describe('jobctl with a running jobd', { timeout: 180_000 }, () => {
       const earlier = shown.stdout.slice(shown.stdout.indexOf('errors of earlier attempts'));
       expect(earlier).toMatch(/│ 1 +│.*Error: first attempt fails/);
       expect(shown.stdout.indexOf('errors of earlier attempts')).toBeGreaterThan(0);
-      const asJson = await run('jobctl', ['show', flakyId, '--json', '--settings', settings], { env });
+      const asJson = await runInProcess(['show', flakyId, '--json', '--settings', settings], { env });
       const parsed = JSON.parse(asJson.stdout) as { job: Record<string, unknown>; events: unknown[] };
       expect(Object.keys(parsed)).toEqual(['job', 'events']);
       expect(parsed.job).toMatchObject({
@@ -600,7 +638,7 @@ describe('jobctl with a running jobd', { timeout: 180_000 }, () => {
       });
 
       const badId = bad.stdout.split('\n')[0]!.trim();
-      const failedShown = await run('jobctl', ['show', badId, '--settings', settings], { env });
+      const failedShown = await runInProcess(['show', badId, '--settings', settings], { env });
       expect(failedShown.stdout.split('\n')[0]).toMatch(/^failed on attempt 1 of /);
       expect(failedShown.stdout.split('\n')[1]).toBe('error: DoNotRetryError (JOBD_DO_NOT_RETRY): nope');
       expect(failedShown.stdout).not.toContain('errors of earlier attempts');
@@ -608,7 +646,7 @@ describe('jobctl with a running jobd', { timeout: 180_000 }, () => {
       const logs = await run('jobctl', ['logs', done.id, '--settings', settings], { env });
       expect(logs.code).toBe(0);
 
-      const workers = await run('jobctl', ['workers', '--json', '--settings', settings], { env });
+      const workers = await runInProcess(['workers', '--json', '--settings', settings], { env });
       expect(workers.code).toBe(0);
       const list = JSON.parse(workers.stdout) as { pid: number; status: string }[];
       expect(list).toMatchObject([{ pid: daemon.pid, status: 'alive' }]);
