@@ -5,7 +5,9 @@
 import { MongoClient, type Db } from 'mongodb';
 import { describe, expect, it } from 'vitest';
 import { JobdClient } from '../../src/client.js';
+import { loadConfig } from '../../src/config/load.js';
 import { testDbName, testMongoUri } from '../helpers/db.js';
+import { runInProcess } from './inProcess.js';
 import { run, writeSettings, type RunOptions } from './proc.js';
 
 function ctl(label: string) {
@@ -21,7 +23,18 @@ function ctl(label: string) {
     if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
-  return { database, call, json };
+  // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
+  // code, output through a pipe) a real call in this file already checks.
+  const here = (args: string[]) =>
+    runInProcess([...args, '--settings', settings, '--mongo-uri', testMongoUri()], {
+      env: { JOBD_DATABASE: database },
+    });
+  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
+    const r = await here([...args, '--json']);
+    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  return { database, call, json, here, hereJson };
 }
 
 async function withDb<T>(database: string, fn: (db: Db) => Promise<T>): Promise<T> {
@@ -62,17 +75,25 @@ describe('jobctl schedule', () => {
     expect(every.code).toBe(0);
     expect(every.stdout).toMatch(/schedule often added; next fire /);
 
-    const list = await c.json<{ _id: string; nextFireAt: string; paused: boolean }[]>(['schedule', 'list']);
+    // Real processes for add (JSON and human), show and the exit code 3; the rest in-process.
+    const list = await c.hereJson<{ _id: string; nextFireAt: string; paused: boolean }[]>([
+      'schedule',
+      'list',
+    ]);
     expect(list.map((s) => s._id)).toEqual(['nightly', 'often']);
     expect(list.every((s) => !Number.isNaN(Date.parse(s.nextFireAt)))).toBe(true);
 
-    expect((await c.json<{ paused: boolean }>(['schedule', 'pause', 'often'])).paused).toBe(true);
-    const resumed = await c.json<{ paused: boolean; nextFireAt: string }>(['schedule', 'resume', 'often']);
+    expect((await c.hereJson<{ paused: boolean }>(['schedule', 'pause', 'often'])).paused).toBe(true);
+    const resumed = await c.hereJson<{ paused: boolean; nextFireAt: string }>([
+      'schedule',
+      'resume',
+      'often',
+    ]);
     expect(resumed.paused).toBe(false);
     expect(Date.parse(resumed.nextFireAt)).toBeGreaterThan(Date.now());
 
-    const trig = await c.json<{ jobId: string }>(['schedule', 'trigger', 'nightly']);
-    const job = await c.json<{ job: { type: string; params: unknown; scheduleId: string } }>([
+    const trig = await c.hereJson<{ jobId: string }>(['schedule', 'trigger', 'nightly']);
+    const job = await c.hereJson<{ job: { type: string; params: unknown; scheduleId: string } }>([
       'show',
       trig.jobId,
     ]);
@@ -80,11 +101,11 @@ describe('jobctl schedule', () => {
 
     const shown = await c.call(['schedule', 'show', 'nightly']);
     expect(shown.stdout).toMatch(/next fire/);
-    expect((await c.call(['schedule', 'add', 'nightly', '--cron', '* * * * *', '--type', 'echo'])).code).toBe(
+    expect((await c.here(['schedule', 'add', 'nightly', '--cron', '* * * * *', '--type', 'echo'])).code).toBe(
       2,
     );
 
-    expect((await c.call(['schedule', 'remove', 'often'])).code).toBe(0);
+    expect((await c.here(['schedule', 'remove', 'often'])).code).toBe(0);
     const gone = await c.call(['schedule', 'show', 'often']);
     expect(gone.code).toBe(3);
     expect(gone.stderr).toContain('schedule "often" not found');
@@ -101,7 +122,15 @@ describe('jobctl schedule', () => {
     [[], 'give exactly one of cron'],
   ])('refuses %j with exit 2, naming field and value, writing nothing', async (flags, message) => {
     const c = ctl('sched_bad');
-    const r = await c.call(['schedule', 'add', 'bad', ...flags, '--type', 'echo']);
+    // The first case as a real process, the others (the same path) in-process.
+    const r = await (flags[1] === '61 * * * *' ? c.call : c.here)([
+      'schedule',
+      'add',
+      'bad',
+      ...flags,
+      '--type',
+      'echo',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
     expect(await count(c.database, 'schedules')).toBe(0);
@@ -113,7 +142,7 @@ describe('jobctl schedule', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('job type "nosuch"');
     expect(await count(c.database, 'schedules')).toBe(0);
-    const ok = await c.call([
+    const ok = await c.here([
       'schedule',
       'add',
       'x',
@@ -128,11 +157,25 @@ describe('jobctl schedule', () => {
 });
 
 describe('schedules in jobd settings', () => {
+  it('jobd refuses to start (exit 2), nothing written', async () => {
+    const database = testDbName('sched_jobd');
+    const settings = writeSettings({
+      mongoUri: testMongoUri(),
+      database,
+      dataDir: './var',
+      schedules: { nightly: { cron: '0 25 * * *', type: 'echo' } },
+    });
+    const r = await run('jobd', ['--settings', settings], { timeoutMs: 30_000 });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('settings: schedules.nightly.cron = "0 25 * * *" is not allowed');
+    expect(r.stderr).toContain(settings);
+    expect(await count(database, 'schedules')).toBe(0);
+    expect(await count(database, 'workers')).toBe(0);
+  });
+
+  // The same refusal as above (jobd prints the settings loader's message and exits 2 before it touches
+  // the database), for other fields: the loader's message, without starting a jobd for each.
   it.each([
-    [
-      { nightly: { cron: '0 25 * * *', type: 'echo' } },
-      'settings: schedules.nightly.cron = "0 25 * * *" is not allowed',
-    ],
     [
       { nightly: { cron: '0 2 * * *', timezone: 'Europe/Nowhere', type: 'echo' } },
       'settings: schedules.nightly.timezone = "Europe/Nowhere" is not allowed: must be an IANA timezone name',
@@ -141,15 +184,19 @@ describe('schedules in jobd settings', () => {
       { nightly: { everyMs: 5000, type: 'nosuch' } },
       'settings: schedules.nightly.type = "nosuch" is not allowed',
     ],
-  ])('jobd refuses to start (exit 2), nothing written: %j', async (schedules, message) => {
-    const database = testDbName('sched_jobd');
-    const settings = writeSettings({ mongoUri: testMongoUri(), database, dataDir: './var', schedules });
-    const r = await run('jobd', ['--settings', settings], { timeoutMs: 30_000 });
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(message);
-    expect(r.stderr).toContain(settings);
-    expect(await count(database, 'schedules')).toBe(0);
-    expect(await count(database, 'workers')).toBe(0);
+  ])('the settings loader refuses %j, naming the file', (schedules, message) => {
+    const settings = writeSettings({ mongoUri: testMongoUri(), dataDir: './var', schedules });
+    const err = (() => {
+      try {
+        loadConfig({ settingsPath: settings, env: {} });
+      } catch (e) {
+        return e as Error & { code?: string };
+      }
+      throw new Error('expected the settings to be refused');
+    })();
+    expect(err.name).toBe('ConfigError');
+    expect(err.message).toContain(message);
+    expect(err.message).toContain(settings);
   });
 });
 
