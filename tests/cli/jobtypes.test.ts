@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { waitUntil } from '../helpers/waitFor.js';
+import { runInProcess } from './inProcess.js';
 import { Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
 import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
@@ -57,7 +58,15 @@ function setup(label: string) {
     if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
-  return { folder, dirs, settings, env, call, json };
+  // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
+  // code, output through a pipe) a real call in this file already checks.
+  const here = (args: string[]) => runInProcess([...args, '--settings', settings], { env });
+  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
+    const r = await here([...args, '--json']);
+    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  return { folder, dirs, settings, env, call, json, here, hereJson };
 }
 
 describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
@@ -71,7 +80,8 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
 
     const paramsFile = join(c.folder, 'params.json');
     writeFileSync(paramsFile, JSON.stringify({ a: 1, b: 'two' }));
-    const fromFile = await c.call(['enqueue', 'add', '--params', `@${paramsFile}`]);
+    // The first refusal as a real process; the same path for a file, --file and the rest in-process.
+    const fromFile = await c.here(['enqueue', 'add', '--params', `@${paramsFile}`]);
     expect(fromFile.code).toBe(2);
     expect(fromFile.stderr).toContain(
       'job type "add": params.b = "two" is not allowed: expected number, received string',
@@ -89,7 +99,7 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
         }),
       ].join('\n'),
     );
-    const file = await c.call(['enqueue', '--file', jobs]);
+    const file = await c.here(['enqueue', '--file', jobs]);
     expect(file.code).toBe(2);
     expect(file.stderr).toContain(
       `${jobs} line 2: job type "sleep": params.extra = true is not allowed: unknown field`,
@@ -98,9 +108,9 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
       `${jobs} line 3: job type "copy_file": params.source = "${join(c.dirs.outside, 'x')}" is not allowed`,
     );
     expect(file.stderr).toContain('outside the data dirs');
-    expect(await c.json<unknown[]>(['list'])).toEqual([]);
+    expect(await c.hereJson<unknown[]>(['list'])).toEqual([]);
 
-    const ok = await c.json<{ id: string }>([
+    const ok = await c.hereJson<{ id: string }>([
       'enqueue',
       'add',
       '--params',
@@ -120,7 +130,8 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
       join(c.dirs.raw, 'escape', 'secret.txt'),
       '/etc/passwd',
     ]) {
-      const r = await c.call([
+      // The first as a real process, the others in-process.
+      const r = await (source === '/etc/passwd' || source.includes('escape') ? c.here : c.call)([
         'enqueue',
         'copy_file',
         '--params',
@@ -130,7 +141,7 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
       expect(r.stderr).toContain(`params.source = "${source}" is not allowed`);
       expect(r.stderr).toContain('outside the data dirs');
     }
-    expect(await c.json<unknown[]>(['list'])).toEqual([]);
+    expect(await c.hereJson<unknown[]>(['list'])).toEqual([]);
   });
 
   it('types --json lists every type with its queue, description, settings and JSON Schemas', async () => {
@@ -170,7 +181,7 @@ describe('jobctl: typed inputs', { timeout: 120_000 }, () => {
       input: { required: ['a', 'b'] },
     });
     expect(byName.sleep!.output).toMatchObject({ properties: { sleptMs: { type: 'number' } } });
-    const human = await c.call(['types']);
+    const human = await c.here(['types']);
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('copy_file');
   });
@@ -227,7 +238,8 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
       expect(failed.lastError.message).toContain(
         'output.bytes = "5" is not allowed: expected number, received string',
       );
-      const shown = await c.json<{ job: { attempts: number; errors: { code: string }[] } }>([
+      // Real processes for --wait's exit codes 0 and 1 above; the rest of the flow in-process.
+      const shown = await c.hereJson<{ job: { attempts: number; errors: { code: string }[] } }>([
         'show',
         failed.id,
       ]);
@@ -235,22 +247,22 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
       expect(shown.job.errors.map((e) => e.code)).toEqual(['JOBD_INVALID_OUTPUT', 'JOBD_INVALID_OUTPUT']);
 
       // Paused: the daemon claims nothing from the queue, and queues shows it.
-      expect(await c.json(['queue', 'pause', 'files'])).toMatchObject({ queue: 'files', paused: true });
+      expect(await c.hereJson(['queue', 'pause', 'files'])).toMatchObject({ queue: 'files', paused: true });
       await waitUntil(() => daemon.stdout.includes('"paused":["files"]'), {
         what: 'the daemon to see the pause',
       });
       symlinkSync(join(c.dirs.raw, 'a.txt'), join(c.dirs.raw, 'link.txt'));
       writeFileSync(join(c.dirs.outside, 'secret.txt'), 'secret');
-      const held = await c.json<{ id: string }>([
+      const held = await c.hereJson<{ id: string }>([
         'enqueue',
         'copy_file',
         '--params',
         JSON.stringify({ source: join(c.dirs.raw, 'link.txt'), target: join(c.dirs.processed, 'c.txt') }),
       ]);
-      const other = await c.call(['enqueue', 'add', '--params', '{"a":2,"b":3}', '--wait', '--json']);
+      const other = await c.here(['enqueue', 'add', '--params', '{"a":2,"b":3}', '--wait', '--json']);
       expect(JSON.parse(other.stdout)).toMatchObject({ state: 'completed', result: { sum: 5 } });
-      expect((await c.json<{ job: { state: string } }>(['show', held.id])).job.state).toBe('queued');
-      const queues = await c.json<
+      expect((await c.hereJson<{ job: { state: string } }>(['show', held.id])).job.state).toBe('queued');
+      const queues = await c.hereJson<
         { name: string; paused: boolean; counts: Record<string, number>; oldestQueuedAgeMs: number | null }[]
       >(['queues']);
       expect(queues.find((q) => q.name === 'files')).toMatchObject({
@@ -263,10 +275,10 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
       // The symlink now leads outside the data dirs: refused when the job runs, never retried.
       unlinkSync(join(c.dirs.raw, 'link.txt'));
       symlinkSync(join(c.dirs.outside, 'secret.txt'), join(c.dirs.raw, 'link.txt'));
-      expect(await c.json(['queue', 'resume', 'files'])).toMatchObject({ queue: 'files', paused: false });
+      expect(await c.hereJson(['queue', 'resume', 'files'])).toMatchObject({ queue: 'files', paused: false });
       const refused = await waitUntil(
         async () => {
-          const s = await c.json<{
+          const s = await c.hereJson<{
             job: { state: string; attempts: number; lastError: { name: string; message: string } };
           }>(['show', held.id]);
           return s.job.state === 'failed' ? s.job : undefined;
@@ -279,7 +291,7 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
       expect(existsSync(join(c.dirs.processed, 'c.txt'))).toBe(false);
 
       // Clean: a dry run counts, then the jobs, their history and their log files go.
-      const dry = await c.json<{ jobs: number; dryRun: boolean }>([
+      const dry = await c.hereJson<{ jobs: number; dryRun: boolean }>([
         'queue',
         'clean',
         'files',
@@ -288,8 +300,8 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
         '--dry-run',
       ]);
       expect(dry).toMatchObject({ jobs: 2, dryRun: true });
-      expect(await c.json<unknown[]>(['list', '--state', 'failed'])).toHaveLength(2);
-      const young = await c.json<{ jobs: number }>([
+      expect(await c.hereJson<unknown[]>(['list', '--state', 'failed'])).toHaveLength(2);
+      const young = await c.hereJson<{ jobs: number }>([
         'queue',
         'clean',
         'files',
@@ -301,7 +313,7 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
       expect(young.jobs).toBe(0);
       const logFile = join(c.folder, 'var/logs', `${failed.id}.log`);
       writeFileSync(logFile, 'log of a failed job\n');
-      const cleaned = await c.json<{ jobs: number; events: number; logFiles: number }>([
+      const cleaned = await c.hereJson<{ jobs: number; events: number; logFiles: number }>([
         'queue',
         'clean',
         'files',
@@ -312,9 +324,9 @@ describe('jobd with typed types and queues', { timeout: 180_000 }, () => {
       expect(cleaned.events).toBeGreaterThanOrEqual(6);
       expect(cleaned.logFiles).toBeGreaterThanOrEqual(1);
       expect(existsSync(logFile)).toBe(false);
-      expect(await c.json<unknown[]>(['list', '--state', 'failed'])).toEqual([]);
-      expect(await c.json<unknown[]>(['list', '--state', 'completed'])).toHaveLength(2);
-      const badAge = await c.call(['queue', 'clean', 'files', '--state', 'failed', '--older-than', 'soon']);
+      expect(await c.hereJson<unknown[]>(['list', '--state', 'failed'])).toEqual([]);
+      expect(await c.hereJson<unknown[]>(['list', '--state', 'completed'])).toHaveLength(2);
+      const badAge = await c.here(['queue', 'clean', 'files', '--state', 'failed', '--older-than', 'soon']);
       expect(badAge.code).toBe(2);
     } finally {
       await daemon.stop();
