@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 import { Proc, run } from '../cli/proc.js';
+import { runInProcess } from '../cli/inProcess.js';
 import { waitUntil } from '../helpers/waitFor.js';
 import { insertLegacyDatasets, LEGACY_STATUSES } from '../fixtures/legacy/generate.js';
 import { DATA_TYPE_DEFAULTS, type DataTypeName } from '../../src/jobs/data/typeDefaults.js';
@@ -24,6 +25,14 @@ afterEach(async () => {
 
 function jobctl(args: string[], timeoutMs = 120_000) {
   return run('jobctl', [...args, '--mongo-uri', t.uri, '--database', t.dbName], { timeoutMs });
+}
+
+/**
+ * The same command in this process (../cli/inProcess.ts): for the runs whose process-level behaviour
+ * (each exit code, output through a pipe) a real jobctl() in this file already checks.
+ */
+function jobctlHere(args: string[]) {
+  return runInProcess([...args, '--mongo-uri', t.uri, '--database', t.dbName]);
 }
 
 /** Every collection of the test database, sorted by _id, in canonical extended JSON (field order kept). */
@@ -70,7 +79,7 @@ describe('jobctl migrate', () => {
     }
     for (const s of LEGACY_STATUSES) expect(plan.byStatus[s], s).toBeDefined();
     // The human form carries the same facts.
-    const human = await jobctl(['migrate', '--dry-run']);
+    const human = await jobctlHere(['migrate', '--dry-run']);
     expect(human.stdout).toContain('nothing was written');
     expect(await dump()).toEqual(before);
   });
@@ -90,7 +99,8 @@ describe('jobctl migrate', () => {
       { relaxed: false },
     );
 
-    const plan = JSON.parse((await jobctl(['migrate', '--dry-run', '--json'])).stdout) as {
+    // Real processes for migrate and rollback; the dry run, validate and the second migrate in-process.
+    const plan = JSON.parse((await jobctlHere(['migrate', '--dry-run', '--json'])).stdout) as {
       toMigrate: number;
       jobs: number;
     };
@@ -133,10 +143,10 @@ describe('jobctl migrate', () => {
         .countDocuments({ _id: chained.dependsOn[0], type: { $in: ['google_sync', 'file_extraction'] } }),
     ).toBe(1);
 
-    const v = await jobctl(['migrate', 'validate', '--json']);
+    const v = await jobctlHere(['migrate', 'validate', '--json']);
     expect(v.code, v.stdout + v.stderr).toBe(0);
 
-    const again = await jobctl(['migrate', '--json']);
+    const again = await jobctlHere(['migrate', '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ datasets: 0, jobs: 0 });
     expect(await migratedJobs()).toBe(plan.jobs);
 
@@ -157,8 +167,9 @@ describe('jobctl migrate', () => {
       writeFileSync(f, JSON.stringify({ datasets }));
       return f;
     };
+    // In-process but the bad flag (a real exit 2).
     const total = async (args: string[]) => {
-      const r = await jobctl(['migrate', '--dry-run', '--json', ...args]);
+      const r = await jobctlHere(['migrate', '--dry-run', '--json', ...args]);
       expect(r.code, r.stderr).toBe(0);
       return (JSON.parse(r.stdout) as { total: number }).total;
     };
@@ -170,7 +181,7 @@ describe('jobctl migrate', () => {
       total(['--settings', fromSettings, '--collection', 'visstoredatas']),
       total([]),
       jobctl(['migrate', '--dry-run', '--collection', 'a$b']),
-      jobctl(['migrate', '--dry-run', '--settings', badSettings]),
+      jobctlHere(['migrate', '--dry-run', '--settings', badSettings]),
     ]);
     expect([fromFile, overridden, byDefault]).toEqual([30, 10, 10]);
     expect(badFlag.code).toBe(2);
@@ -181,7 +192,7 @@ describe('jobctl migrate', () => {
 
   it('validate exits 1 when a migrated job is missing', async () => {
     await insertLegacyDatasets(t.db.collection('visstoredatas'), 60, { batch: 60 });
-    expect((await jobctl(['migrate'])).code).toBe(0);
+    expect((await jobctlHere(['migrate'])).code).toBe(0);
     const victim = (await t.db.collection('jobs').findOne({ tags: 'legacy-migration' }))!;
     await t.db.collection('jobs').deleteOne({ _id: victim._id });
     const v = await jobctl(['migrate', 'validate', '--json']);
@@ -194,7 +205,8 @@ describe('jobctl migrate', () => {
     const coll = t.db.collection('visstoredatas');
     await insertLegacyDatasets(coll, 300, { batch: 300 });
     const original = await datasetsDump();
-    const plan = JSON.parse((await jobctl(['migrate', '--dry-run', '--json'])).stdout) as {
+    // In-process: the same commands as real processes are in the round trip above.
+    const plan = JSON.parse((await jobctlHere(['migrate', '--dry-run', '--json'])).stdout) as {
       skipped: Record<string, { samples: { uuid: string }[] }>;
     };
     const skipped = new Set(Object.values(plan.skipped).flatMap((g) => g.samples.map((x) => x.uuid)));
@@ -209,7 +221,7 @@ describe('jobctl migrate', () => {
     const target = candidates.find(
       (c) => !skipped.has(c.uuid as string) && candidates.filter((d) => d.uuid === c.uuid).length === 1,
     )!;
-    const m = await jobctl(['migrate', '--dataset-uuid', target.uuid as string, '--json']);
+    const m = await jobctlHere(['migrate', '--dataset-uuid', target.uuid as string, '--json']);
     expect(m.code, m.stderr).toBe(0);
     expect(JSON.parse(m.stdout)).toMatchObject({ datasets: 1, jobs: 2 });
     const jobs = await t.db.collection('jobs').find({ tags: 'legacy-migration' }).toArray();
@@ -217,7 +229,7 @@ describe('jobctl migrate', () => {
     expect(jobs.map((j) => j.type as string).sort()).toEqual(['dataset_conversion', 'google_sync']);
     const after = (await coll.findOne({ _id: target._id }))!;
     expect(after.jobd_job_ids).toEqual(expect.arrayContaining(jobs.map((j) => j._id)));
-    const rb = await jobctl(['migrate', 'rollback', '--dataset-uuid', target.uuid as string, '--json']);
+    const rb = await jobctlHere(['migrate', 'rollback', '--dataset-uuid', target.uuid as string, '--json']);
     expect(JSON.parse(rb.stdout)).toMatchObject({ datasets: 1, jobsDeleted: 2 });
     expect(await datasetsDump()).toBe(original);
   });
@@ -238,10 +250,10 @@ describe('jobctl migrate', () => {
     const { _id: _drop, ...copy } = target;
     await coll.insertOne({ ...copy, uuid: `  ${target.uuid as string} ` });
     const uuid = target.uuid as string;
-    const one = await jobctl(['migrate', '--dataset-uuid', uuid, '--json']);
+    const one = await jobctlHere(['migrate', '--dataset-uuid', uuid, '--json']);
     expect(one.code, one.stderr).toBe(0);
     expect(JSON.parse(one.stdout)).toMatchObject({ datasets: 0, jobs: 0 });
-    const m = await jobctl(['migrate', '--json']);
+    const m = await jobctlHere(['migrate', '--json']);
     expect(m.code, m.stderr).toBe(0);
     expect(await t.db.collection('jobs').countDocuments({ datasetUuid: uuid })).toBe(0);
     expect(await t.db.collection('migration_ledger').countDocuments({ _id: uuid as never })).toBe(0);
@@ -253,7 +265,7 @@ describe('jobctl migrate', () => {
     const coll = t.db.collection('visstoredatas');
     await insertLegacyDatasets(coll, 40, { batch: 40 });
     const original = await datasetsDump();
-    await jobctl(['migrate']);
+    await jobctlHere(['migrate']);
     const job = (await t.db.collection('jobs').findOne({ tags: 'legacy-migration', state: 'queued' }))!;
     await t.db.collection('jobs').updateOne(
       { _id: job._id },
@@ -267,10 +279,10 @@ describe('jobctl migrate', () => {
       },
     );
     const before = await dump();
-    const dry = await jobctl(['migrate', 'rollback', '--dry-run', '--json']);
+    const dry = await jobctlHere(['migrate', 'rollback', '--dry-run', '--json']);
     expect(JSON.parse(dry.stdout)).toMatchObject({ dryRun: true, cancelled: 1 });
     expect(await dump()).toEqual(before);
-    const rb = await jobctl(['migrate', 'rollback', '--json']);
+    const rb = await jobctlHere(['migrate', 'rollback', '--json']);
     expect(JSON.parse(rb.stdout)).toMatchObject({ cancelled: 1 });
     expect(await datasetsDump()).toBe(original);
     expect(await t.db.collection('jobs').countDocuments({ _id: job._id })).toBe(0);
@@ -278,7 +290,7 @@ describe('jobctl migrate', () => {
 
   it('SIGKILL mid-migrate, then a re-run: no duplicates, and validate passes', async () => {
     await insertLegacyDatasets(t.db.collection('visstoredatas'), 3000, { batch: 1000 });
-    const plan = JSON.parse((await jobctl(['migrate', '--dry-run', '--json'])).stdout) as {
+    const plan = JSON.parse((await jobctlHere(['migrate', '--dry-run', '--json'])).stdout) as {
       toMigrate: number;
       jobs: number;
     };
@@ -303,7 +315,8 @@ describe('jobctl migrate', () => {
     const partial = await ledger.countDocuments();
     expect(partial).toBeLessThan(plan.toMigrate);
 
-    const m = await jobctl(['migrate', '--json']);
+    // The re-run in-process; the killed run and validate's exit code as real processes.
+    const m = await jobctlHere(['migrate', '--json']);
     expect(m.code, m.stderr).toBe(0);
     expect(await migratedJobs()).toBe(plan.jobs);
     expect(await ledger.countDocuments({ state: 'applied' })).toBe(plan.toMigrate);
