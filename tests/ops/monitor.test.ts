@@ -5,7 +5,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 import { run } from '../cli/proc.js';
-import { waitUntil } from '../helpers/waitFor.js';
+import { runInProcess } from '../cli/inProcess.js';
+import { waitForCount, waitUntil } from '../helpers/waitFor.js';
 import { killAllDaemons, startDaemonProcess, writeDaemonSettings } from '../helpers/daemonProcess.js';
 import { insertJobs, jobDoc } from './jobDocs.js';
 
@@ -38,10 +39,12 @@ describe('jobctl overview', () => {
     d.signal('SIGKILL');
     await d.exited;
     await insertJobs(t.db, [jobDoc({ type: 'noop' }), jobDoc({ type: 'noop' })]);
-    // The worker is taken for dead two lease periods after its last heartbeat.
+    // The worker is taken for dead two lease periods after its last heartbeat. Polled in-process (each
+    // real jobctl costs about 1 CPU-s); overview's exit codes as a process: the healthy run above, and
+    // the tests below (5 and 6).
     const critical = await waitUntil(
       async () => {
-        const r = await run('jobctl', ['overview', '--json', ...opts]);
+        const r = await runInProcess(['overview', '--json', ...opts]);
         return r.code === 6 ? r : undefined;
       },
       { what: 'overview to turn critical', timeoutMs: 60_000, intervalMs: 500 },
@@ -54,15 +57,19 @@ describe('jobctl overview', () => {
     expect(o.verdict).toBe('critical');
     expect(o.reasons.map((r) => r.code)).toContain('no-live-worker');
     expect(o.workers.dead).toBe(1);
-    expect((await run('jobctl', ['overview', ...opts])).stdout).toContain('CRITICAL');
+    expect((await runInProcess(['overview', ...opts])).stdout).toContain('CRITICAL');
 
     d = await startDaemonProcess(s);
-    await waitUntil(async () => (await run('jobctl', ['overview', ...opts])).code === 0, {
+    await waitUntil(async () => (await runInProcess(['overview', ...opts])).code === 0, {
       what: 'overview to be healthy again',
       timeoutMs: 60_000,
       intervalMs: 500,
     });
-    expect(await t.db.collection('jobs').countDocuments({ state: 'completed' })).toBe(2);
+    // Healthy says a daemon is alive, not that it has run the queue yet: wait for both jobs.
+    await waitForCount(t.db.collection('jobs'), { state: 'completed' }, 2, {
+      what: 'the restarted daemon to run the two queued jobs',
+      timeoutMs: 60_000,
+    });
     await d.stop();
   });
 
@@ -275,8 +282,12 @@ describe('jobctl why', () => {
     await t.db
       .collection('jobs')
       .updateOne({ _id: waiting } as never, { $set: { dependsOn: [dep], waitingFor: 'dependencies' } });
+    // The first as a real process, the others in-process.
+    let real = true;
     const why = async (id: string) => {
-      const r = await jobctl(['why', id, '--json']);
+      const args = ['why', id, '--json', '--mongo-uri', t.uri, '--database', t.dbName];
+      const r = real ? await jobctl(['why', id, '--json']) : await runInProcess(args);
+      real = false;
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout) as {
         reasons: { code: string; message: string; jobs?: { id: string }[] }[];
@@ -299,6 +310,6 @@ describe('jobctl why', () => {
     } as never);
     const p = await why(paused!);
     expect(p.reasons.map((r) => r.code)).toContain('queue-paused');
-    expect((await jobctl(['why', 'nope'])).code).toBe(3);
+    expect((await runInProcess(['why', 'nope', '--mongo-uri', t.uri, '--database', t.dbName])).code).toBe(3);
   });
 });
