@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
+import { runInProcess } from './inProcess.js';
 import { run, tempDir, writeSettings, type RunOptions } from './proc.js';
 
 function ctl(label: string) {
@@ -19,7 +20,18 @@ function ctl(label: string) {
     if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
-  return { database, call, json };
+  // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
+  // code, output through a pipe) a real call in this file already checks.
+  const here = (args: string[]) =>
+    runInProcess([...args, '--settings', settings, '--mongo-uri', testMongoUri()], {
+      env: { JOBD_DATABASE: database },
+    });
+  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
+    const r = await here([...args, '--json']);
+    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  return { database, call, json, here, hereJson };
 }
 
 async function countJobs(database: string): Promise<number> {
@@ -70,12 +82,17 @@ describe('jobctl workflow', () => {
     expect(drawn.code).toBe(0);
     expect(drawn.stdout).toContain('nightly');
     expect(drawn.stdout).toMatch(/2 .*validate/);
-    const list = await c.json<{ _id: string; name: string }[]>(['workflow', 'list']);
+    // Real processes for submit, show (JSON and drawn) and the exit code 3; the rest in-process.
+    const list = await c.hereJson<{ _id: string; name: string }[]>(['workflow', 'list']);
     expect(list.map((w) => w._id)).toContain(sub.id);
-    const cancelled = await c.json<{ state: string; cancelled: string[] }>(['workflow', 'cancel', sub.id]);
+    const cancelled = await c.hereJson<{ state: string; cancelled: string[] }>([
+      'workflow',
+      'cancel',
+      sub.id,
+    ]);
     expect(cancelled.state).toBe('cancelled');
     expect(cancelled.cancelled).toHaveLength(4);
-    const tree = await c.json<{ id: string; state: string }[]>(['tree', sub.jobs.sync!]);
+    const tree = await c.hereJson<{ id: string; state: string }[]>(['tree', sub.jobs.sync!]);
     expect(tree).toEqual([expect.objectContaining({ id: sub.jobs.sync, state: 'cancelled' })]);
     expect((await c.call(['workflow', 'show', 'nope'])).code).toBe(3);
   });
@@ -102,10 +119,11 @@ describe('jobctl workflow', () => {
       unk,
       JSON.stringify({ name: 'u', jobs: [{ key: 'a', type: 'echo', dependsOn: ['ghost'] }] }),
     );
-    const r2 = await c.call(['workflow', 'submit', unk]);
+    // The first refusal as a real process (exit 2), the others in-process.
+    const r2 = await c.here(['workflow', 'submit', unk]);
     expect(r2.code).toBe(2);
     expect(r2.stderr).toContain('"ghost", which is not a key');
-    const r3 = await c.call(['enqueue', 'echo', '--depends-on', '0123456789abcdef01234567']);
+    const r3 = await c.here(['enqueue', 'echo', '--depends-on', '0123456789abcdef01234567']);
     expect(r3.code).toBe(2);
     expect(r3.stderr).toContain('do not exist: 0123456789abcdef01234567');
     expect(await countJobs(c.database)).toBe(0);
