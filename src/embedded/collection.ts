@@ -70,14 +70,17 @@ export class Collection {
     validateStoredDoc(newDoc);
     this.checkUnique(newDoc, oldDoc);
     const idKey = canonicalKey(newDoc._id);
+    // The _id encoded once for every index whose entry moves (a job's claim moves four or five).
+    let idCode: string | null | undefined;
     for (const index of this.indexes.values()) {
       // The _id never changes, so neither does the _id index entry.
       if (index.isIdIndex || index.sameInputs(oldDoc, newDoc)) continue;
       const before = index.keysFor(oldDoc);
       const after = index.keysFor(newDoc);
       if (sameKeys(before, after)) continue;
-      index.remove(oldDoc, before);
-      index.add(newDoc, after, idKey);
+      idCode ??= encodeValue(newDoc._id) ?? null;
+      index.remove(oldDoc, before, idCode);
+      index.add(newDoc, after, idKey, idCode);
     }
     this.docs.set(idKey, newDoc);
   }
