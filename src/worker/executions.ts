@@ -88,17 +88,24 @@ export class Executions {
     const t0 = performance.now();
     this.o.outcomes.started(job);
     const w = this.o.config.worker;
-    const shipper = new LogShipper({
-      store: this.o.store,
-      logger: this.o.logger,
-      jobId: job._id,
-      attempt: job.attempts,
-      run: job.seq ?? job.attempts,
-      file: join(this.o.config.logDir, `${job._id}.log`),
-      maxBytes: w.logStoreBytes ?? LOG_STORE_DEFAULT_BYTES,
-      intervalMs: w.logShipMs ?? LOG_SHIP_DEFAULT_MS,
-      now: () => this.o.clock.now(),
-    });
+    let shipper: LogShipper | undefined;
+    const ship = (): LogShipper =>
+      (shipper ??= new LogShipper({
+        store: this.o.store,
+        logger: this.o.logger,
+        jobId: job._id,
+        attempt: job.attempts,
+        run: job.seq ?? job.attempts,
+        file: join(this.o.config.logDir, `${job._id}.log`),
+        maxBytes: w.logStoreBytes ?? LOG_STORE_DEFAULT_BYTES,
+        intervalMs: w.logShipMs ?? LOG_SHIP_DEFAULT_MS,
+        now: () => this.o.clock.now(),
+      }));
+    // A child (pooled or isolated) may write to the log at any time: its shipper reads where the file
+    // starts now. An inline job's file is written only by the daemon, which says when (onOutput): most
+    // write nothing, and then no shipper is made (no stat of the file, no timer).
+    const def = this.o.config.jobTypes[job.type];
+    if (def?.mode !== 'inline' || def.system) ship();
     void executeJob(ex, {
       config: this.o.config,
       sandbox: this.o.sandbox,
@@ -106,6 +113,7 @@ export class Executions {
       now: () => this.o.clock.now(),
       random: this.o.random,
       onProgress: (percent, message) => this.progress(ex, percent, message),
+      onOutput: () => void ship(),
       ...(this.o.runSystem ? { runSystem: this.o.runSystem } : {}),
     })
       .catch((err: unknown) => {
@@ -117,7 +125,8 @@ export class Executions {
         // A completed attempt whose output tail is empty printed nothing (the tail holds its last
         // bytes, hooks' output included): no file to read.
         const silent = w.logTailBytes > 0 && settlement?.kind === 'complete' && settlement.logTail === '';
-        await shipper.finish(silent);
+        // An inline job that never said it would write has nothing in its file from this attempt.
+        await shipper?.finish(silent);
         return settlement;
       })
       .then((settlement) => this.finish(ex, settlement, performance.now() - t0))

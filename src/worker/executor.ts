@@ -125,6 +125,12 @@ export interface ExecuteDeps {
   now(): Date;
   random(): number;
   onProgress(percent: number, message?: string): void;
+  /**
+   * Called before anything of an inline job first writes to its log file: the inline run's first line,
+   * or the isolated child that runs a hook after it (the log shipper waits for this to read where the
+   * file starts; a pooled or isolated job's child may write at any time, so for those it is not asked).
+   */
+  onOutput?(): void;
   /** Runs one of jobd's own jobs (def.system) in this process: its result. */
   runSystem?(def: JobTypeDefinition, job: JobDoc, signal: AbortSignal): Promise<unknown>;
 }
@@ -226,12 +232,16 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   const req = runRequestFor(job, def, deps.config, random, ex.family, ex.allocation);
   let outcome: RunOutcome;
   try {
-    const hooks = { onProgress: deps.onProgress, signal: ex.controller.signal };
     outcome = def.system
       ? await systemOutcome(def, ex, deps)
       : def.mode === 'inline'
-        ? await deps.inline.run(req, hooks)
-        : await deps.sandbox.run(req, hooks);
+        ? await deps.inline.run(req, {
+            onProgress: deps.onProgress,
+            // One controller for the execution and the handler (see InlineHooks).
+            controller: ex.controller,
+            ...(deps.onOutput ? { onOutput: deps.onOutput } : {}),
+          })
+        : await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
   } catch (err) {
     // The sandbox rejects only when it is closed (shutdown): treat like an abort.
     if (ex.abortCause === null) ex.abortCause = 'shutdown';
@@ -339,6 +349,7 @@ async function withAfterHooks(
       : { hook: 'onFailure' as const, error: s.error },
   };
   let outcome: RunOutcome;
+  deps.onOutput?.();
   try {
     outcome = await deps.sandbox.run(
       {

@@ -57,6 +57,17 @@ type Ran =
   | { ok: true; output: unknown; spawned?: SpawnedChild[]; wait?: ChildFailurePolicy }
   | { ok: false; error: SerializedError };
 
+/**
+ * What the daemon hands an inline run besides the sandbox's hooks. `controller`: the execution's own
+ * controller; the run aborts it on timeout and gives its signal to the handler as ctx.signal, instead
+ * of a second controller that follows the first (an AbortSignal costs microseconds to make, per job).
+ * `onOutput`: called once, before the attempt first writes to its log file (most jobs never do).
+ */
+export interface InlineHooks extends RunHooks {
+  controller?: AbortController;
+  onOutput?(): void;
+}
+
 export interface InlineLogger {
   warn(obj: Record<string, unknown>, msg?: string): void;
 }
@@ -111,24 +122,29 @@ export class InlineRunner {
   constructor(private readonly log: InlineLogger) {}
 
   /** Same contract as Sandbox.run: never rejects for job-level problems. */
-  run(req: RunRequest, hooks: RunHooks): Promise<RunOutcome> {
+  run(req: RunRequest, hooks: InlineHooks): Promise<RunOutcome> {
     const t0 = performance.now();
     const wall = (): { wallMs: number } => ({ wallMs: Math.round(performance.now() - t0) });
-    if (hooks.signal?.aborted) {
+    // With the execution's controller, the aborts that reach the run come on that same signal.
+    const controller = hooks.controller ?? new AbortController();
+    const outer = hooks.controller ? controller.signal : hooks.signal;
+    if (outer?.aborted) {
       const error = plain(
-        new JobAbortedError(`job aborted before it started: ${abortMessage(hooks.signal.reason)}`),
+        new JobAbortedError(`job aborted before it started: ${abortMessage(outer.reason)}`),
       );
       return Promise.resolve({ status: 'failed', reason: 'aborted', error, resources: wall(), logTail: '' });
     }
-    const controller = new AbortController();
     let active = true;
     // The log file is opened on the first line, as a pooled child's is on its first byte of output.
     let jobLog: JobLog | undefined;
     const write = (text: string): void => {
       if (!active) return;
-      jobLog ??= new JobLog(req.logFile, req.logTailBytes, (err) =>
-        this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
-      );
+      if (!jobLog) {
+        hooks.onOutput?.();
+        jobLog = new JobLog(req.logFile, req.logTailBytes, (err) =>
+          this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
+        );
+      }
       jobLog.write(Buffer.from(text), () => {});
     };
     // Made on the first report: most jobs report no progress.
@@ -172,7 +188,7 @@ export class InlineRunner {
         active = false;
         clearTimeout(timer);
         clearTimeout(graceTimer);
-        hooks.signal?.removeEventListener('abort', onAbort);
+        outer?.removeEventListener('abort', onAbort);
         progress?.close();
         const hookErrors = runner?.failures.length ? { hookErrors: [...runner.failures] } : {};
         const tail = jobLog?.tail() ?? '';
@@ -181,25 +197,28 @@ export class InlineRunner {
         );
       };
       /** The attempt ends by jobd's decision: abort the handler, and settle when it stops or the grace ends. */
+      let stopping = false;
       const stop = (reason: 'timeout' | 'aborted', error: SerializedError, abortWith: Error): void => {
-        if (ended || controller.signal.aborted) return;
+        if (ended || stopping) return;
+        stopping = true;
         clearTimeout(timer);
         const failed: RunOutcome = { status: 'failed', reason, error, resources: {}, logTail: '' };
         const settle = (): void => finish({ ...failed, resources: wall() });
         graceTimer = setTimeout(settle, Math.min(Math.max(0, req.killGraceMs), MAX_TIMER_MS));
         stopped = settle;
-        controller.abort(abortWith);
+        // A shared controller may be aborted already: that abort is what brought the run here.
+        if (!controller.signal.aborted) controller.abort(abortWith);
       };
       let stopped: (() => void) | undefined;
       const onAbort = (): void => {
-        const reason = hooks.signal?.reason;
+        const reason = outer?.reason;
         stop(
           'aborted',
           plain(new JobAbortedError(`job aborted: ${abortMessage(reason)}`)),
           new Error(abortMessage(reason)),
         );
       };
-      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      outer?.addEventListener('abort', onAbort, { once: true });
       if (Number.isFinite(req.timeoutMs)) {
         timer = setTimeout(
           () => {
@@ -214,7 +233,7 @@ export class InlineRunner {
         req,
         ctx,
         spawned,
-        () => ended || controller.signal.aborted,
+        () => ended || stopping,
         (r) => (runner = r),
         () => {
           // The handler settled and a hook follows: the job's timeout gives way to the hook's own bound.

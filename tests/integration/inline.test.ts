@@ -80,6 +80,16 @@ describe('inline mode: handlers in the daemon process', () => {
     });
   });
 
+  it('stores the log lines of each attempt once: a retry starts reading where the file ended', async () => {
+    const { job } = await client.enqueue('inline_probe', { act: 'logThenFail' }, { maxAttempts: 2 });
+    // The retry follows after the default delay (about a second).
+    const done = await client.waitFor(job._id, { timeoutMs: 90_000 });
+    expect(done).toMatchObject({ state: 'completed', attempts: 2 });
+    const { text, source } = await client.logs(job._id);
+    expect(source).toBe('database');
+    expect(text.match(/INFO attempt \d logged/g)).toEqual(['INFO attempt 1 logged', 'INFO attempt 2 logged']);
+  });
+
   it('spawns children and resumes when they are done, with their results', async () => {
     const { job } = await client.enqueue('inline_parent', { children: 2, childType: 'combine' });
     const done = await client.waitFor(job._id, { timeoutMs: 90_000 });
