@@ -181,23 +181,38 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
     throw new AmbiguousClaimError({ token, owner: opts.owner, ids, from, at: opts.now }, err);
   }
   if (res.modifiedCount === 0) return [];
-  let docs: StoredJob[];
+  let docs: JobDoc[];
   if (res.modifiedCount === chosen.length) {
-    docs = chosen.map((c) => ({
-      ...c,
-      ...set,
-      lease: { ...set.lease },
-      attempts: c.attempts + 1,
-      seq: nextSeq(c),
-    }));
+    docs = chosen.map((c) => claimedAsRead(c, set));
   } else {
     // Contended: read back by _id (served by the _id index) and token (only what this claim won).
-    docs = await store.jobs
-      .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
-      .toArray();
+    docs = (
+      await store.jobs
+        .find({ _id: { $in: ids }, state: 'running', 'lease.token': token }, { sort: CLAIM_SORT })
+        .toArray()
+    ).map(stripInternal);
   }
   await writeClaimEvents(store, docs, from, opts.owner, opts.now, opts);
-  return docs.map(stripInternal);
+  return docs;
+}
+
+/**
+ * The job as the claim's update made it, from the candidate as read, without the internal fields
+ * (what stripInternal of the updated document gives, fields in the same order): built in one copy,
+ * where a spread and then stripInternal's rest copy cost several times as much per job.
+ */
+function claimedAsRead(c: StoredJob, set: ReturnType<typeof claimSet>): JobDoc {
+  const out: Record<string, unknown> = {};
+  for (const k in c) {
+    if (k !== 'dedupeActive' && k !== 'settledToken') out[k] = c[k as keyof StoredJob];
+  }
+  for (const k in set) {
+    if (k !== 'dedupeActive' && k !== 'settledToken') out[k] = set[k as keyof typeof set];
+  }
+  out.lease = { ...set.lease };
+  out.attempts = c.attempts + 1;
+  out.seq = nextSeq(c);
+  return out as unknown as JobDoc;
 }
 
 /**
@@ -218,7 +233,7 @@ export async function recoverClaim(
 
 async function writeClaimEvents(
   store: Store,
-  docs: StoredJob[],
+  docs: JobDoc[],
   from: Record<JobId, JobState>,
   owner: string,
   now: Date,
