@@ -95,6 +95,15 @@ export function bsonSize(doc: Record<string, unknown>): number {
   return BSON.calculateObjectSize(doc, { ignoreUndefined: false });
 }
 
+/** A document's length and its end byte: what {} takes, and what each element adds to. */
+const EMPTY_DOC_BYTES = 5;
+
+/** Bytes the element `key` of `doc` takes in its BSON (0 when doc has no such own field). */
+function ownElementBytes(doc: Record<string, unknown>, key: string): number {
+  if (!Object.prototype.hasOwnProperty.call(doc, key)) return 0;
+  return bsonSize({ [key]: doc[key] }) - EMPTY_DOC_BYTES;
+}
+
 /** Room kept for what a settlement adds besides the result (state, lease, resources, stamps). */
 const SETTLE_SLACK_BYTES = 16 * 1024;
 
@@ -110,7 +119,16 @@ export function whyResultUnstorable(
   const why = whyUnstorable(result, 'result');
   if (why) return why;
   const resultBytes = bsonSize({ result });
-  const docBytes = bsonSize({ ...job, result, logTail: logTail ?? null }) + SETTLE_SLACK_BYTES;
+  // The size of {...job, result, logTail}, without copying the job: its size with those two fields'
+  // elements exchanged for the new ones (an element's size does not depend on its place).
+  const tail = logTail ?? null;
+  const docBytes =
+    bsonSize(job) -
+    ownElementBytes(job, 'result') -
+    ownElementBytes(job, 'logTail') +
+    (resultBytes - EMPTY_DOC_BYTES) +
+    (bsonSize({ logTail: tail }) - EMPTY_DOC_BYTES) +
+    SETTLE_SLACK_BYTES;
   if (docBytes <= MAX_DOCUMENT_BYTES) return null;
   return (
     `result takes ${formatBytes(resultBytes)} as BSON; with the job's params and history the job document ` +

@@ -2,6 +2,7 @@
  * What MongoDB can store, checked before a write: the reason names the place and what is wrong,
  * and params past jobd's share of the 16 MiB document are refused at enqueue with the limit named.
  */
+import { BSON } from 'bson';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
 import { resolveNewJob, whyResultUnstorable, whyUnstorable } from '../../src/store/index.js';
@@ -51,6 +52,25 @@ describe('storable values', () => {
     expect(whyResultUnstorable(job, { big: 'y'.repeat(8 * 1024 * 1024) }, '')).toBe(
       "result takes 8.0 MiB as BSON; with the job's params and history the job document would take 17.0 MiB, over MongoDB's 16.0 MiB document limit",
     );
+  });
+
+  it('a result is refused exactly when the job with it (replacing an old result and log tail) passes the limit', () => {
+    const slack = 16 * 1024;
+    const limit = 16 * 1024 * 1024;
+    const withParams = (n: number) => ({
+      _id: 'j',
+      params: { big: 'x'.repeat(n) },
+      result: { old: 'z'.repeat(2 * 1024 * 1024) },
+      logTail: 'q'.repeat(1024 * 1024),
+    });
+    const result = { small: 1 };
+    const size = (job: Record<string, unknown>) =>
+      BSON.calculateObjectSize({ ...job, result, logTail: 'tail' }, { ignoreUndefined: false });
+    // ASCII params: one more character, one more byte. The largest job that still fits with the slack:
+    const n = 10_000_000 + (limit - slack - size(withParams(10_000_000)));
+    expect(size(withParams(n)) + slack).toBe(limit);
+    expect(whyResultUnstorable(withParams(n), result, 'tail')).toBeNull();
+    expect(whyResultUnstorable(withParams(n + 1), result, 'tail')).toMatch(/over MongoDB's 16\.0 MiB/);
   });
 
   it('enqueue refuses params that cannot be stored, or are past the limit, with a ValidationError', () => {
