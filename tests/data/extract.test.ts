@@ -106,6 +106,28 @@ describe('file_extraction: well-formed archives', () => {
     for (const n of names) await expectSameFile(join(src, n), join(upload, 'ds', n));
   });
 
+  it('a zip read in windows: entries across window edges, large entries streamed between small ones, stored and deflated, byte for byte', async () => {
+    // 1 MiB windows: 300 entries of up to 9 KiB and two of 1.5 and 3 MiB cross several window edges.
+    const entries = Array.from({ length: 300 }, (_, i) => ({
+      name: `d${i % 3}/f${i}.bin`,
+      content: i % 2 ? randomBytes(1000 + (i % 9) * 1000) : Buffer.from(`line ${i}\n`.repeat(200 + i)),
+      stored: i % 5 === 0,
+    }));
+    entries.splice(100, 0, { name: 'big/a.bin', content: randomBytes(3 << 19), stored: false });
+    entries.splice(200, 0, { name: 'big/b.bin', content: randomBytes(3 << 20), stored: true });
+    await writeFile(join(upload, 'w.zip'), await zipOf(entries));
+    const res = await extractArchive(
+      { archive: join(upload, 'w.zip'), extract_dir: join(upload, 'w') },
+      recordingContext(),
+      env,
+    );
+    expect(res).toMatchObject({
+      entries: 302,
+      bytes: entries.reduce((n, e) => n + e.content.length, 0),
+    });
+    for (const e of entries) expect((await readFile(join(upload, 'w', e.name))).equals(e.content)).toBe(true);
+  });
+
   it('on_existing: replace swaps the whole tree, merge keeps other files, fail refuses, and replace refuses to delete its own archive', async () => {
     const arc = join(upload, 'a.tar');
     await writeFile(arc, await tarOf([{ name: 'new.txt', type: 'file', content: 'new' }]));

@@ -3,7 +3,7 @@
  * tar-stream for tar, zlib for gzip, and Debian's `zstd -d` behind the toolkit for zstd: it streams,
  * where the WebAssembly decoders in npm decode a whole buffer in memory (see docs/jobs.md).
  */
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, open as fsOpen, read as fsRead } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as pipelineCb } from 'node:stream';
@@ -40,8 +40,9 @@ export interface ArchiveEntry {
   crc32?: number;
   content(): Promise<Readable>;
   /**
-   * zip only, a small entry of an archive read into memory: its bytes, inflated at once and checked
-   * (size and CRC-32) as `content` does. A stream and an inflater per entry cost more than the entry.
+   * zip only, a small entry (up to 1 MiB): its bytes, inflated at once and checked (size and CRC-32)
+   * as `content` does. A stream and an inflater per entry cost more than the entry. Call it before
+   * asking for the next entry: a stored entry's bytes are a view of the reader's window.
    */
   data?(): Buffer;
 }
@@ -156,50 +157,90 @@ export function tarEntries(
   return { entries: entries(), done };
 }
 
-/** Zips up to this size are read into memory first: no file read per header and per entry. */
-const ZIP_IN_MEMORY = 128 << 20;
-
 /** Entries up to this size (declared, and inflating is bounded by it) are inflated in one call. */
 export const ZIP_SMALL_ENTRY = 1 << 20;
 
-async function openZip(path: string): Promise<{ zip: yauzl.ZipFile; buf: Buffer | null }> {
-  const options = { lazyEntries: true, validateEntrySizes: true, decodeStrings: true };
-  const fh = await openFile(path, 'r');
-  let buf: Buffer | null = null;
+/** Bytes of the zip read at once into a window (its central directory, or its entries' data). */
+const ZIP_WINDOW = 1 << 20;
+
+async function openZip(path: string): Promise<{ zip: yauzl.ZipFile; reader: WindowReader }> {
+  const options = { lazyEntries: true, validateEntrySizes: true, decodeStrings: true, autoClose: false };
+  const fd = await new Promise<number>((resolve, reject) =>
+    fsOpen(path, 'r', (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
+  let reader: WindowReader;
   try {
-    const { size } = await fh.stat();
-    // Many small entries cost a file read each for the central record, the local header and the data;
-    // from memory they cost none, which is most of the time a small entry takes.
-    if (size <= ZIP_IN_MEMORY) buf = await fh.readFile();
-  } finally {
-    await fh.close();
+    const { size } = fstatSync(fd);
+    reader = new WindowReader(fd, size);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
   }
   return new Promise<yauzl.ZipFile>((resolve, reject) => {
-    const done = (err: Error | null, zip?: yauzl.ZipFile): void => (err ? reject(err) : resolve(zip!));
-    if (buf)
-      yauzl.fromRandomAccessReader(new MemoryReader(buf), buf.length, { ...options, autoClose: false }, done);
-    else yauzl.open(path, { ...options, autoClose: true }, done);
-  }).then((zip) => ({ zip, buf }));
+    yauzl.fromRandomAccessReader(reader, reader.size, options, (err, zip) =>
+      err ? reject(err) : resolve(zip),
+    );
+  }).then(
+    (zip) => ({ zip, reader }),
+    (err: unknown) => {
+      reader.closeFd();
+      throw err;
+    },
+  );
 }
 
 /**
- * A zip in memory, read by yauzl through its documented reader interface. yauzl's own buffer reader
- * answers every read on the next turn of the event loop (setImmediate), two reads per central-directory
- * record: 20,000 loop turns for 10,000 entries took more wall time than writing the files on a loaded
- * machine. This one copies at once and answers in a microtask.
+ * The zip file read by yauzl through its documented reader interface, a window of about 1 MiB at a
+ * time into buffers kept for the whole run: one for the central directory, one for the entries'
+ * data, each read in order. A small entry costs no read of its own (a read per central record, local
+ * header and entry's data was most of the time a small entry took), and the whole file is never held
+ * in memory: reading a 40 MiB zip into a new buffer cost ~200 ms of system time here, the kernel
+ * faulting in its fresh pages, about as much as creating its 10,000 files.
  */
-class MemoryReader extends yauzl.RandomAccessReader {
-  constructor(private readonly buf: Buffer) {
+class WindowReader extends yauzl.RandomAccessReader {
+  /** Most recently used first. */
+  private readonly windows: Array<{ start: number; end: number; buf: Buffer }> = [
+    { start: 0, end: 0, buf: Buffer.alloc(0) },
+    { start: 0, end: 0, buf: Buffer.alloc(0) },
+  ];
+  private closed = false;
+
+  constructor(
+    private readonly fd: number,
+    readonly size: number,
+  ) {
     super();
   }
 
-  override _readStreamForRange(start: number, end: number): Readable {
-    const buf = this.buf;
-    // In 64 KiB slices, as they are inflated (one slice of a large entry would be inflated at once).
-    function* slices(): Generator<Buffer> {
-      for (let at = start; at < end; at += 1 << 16) yield buf.subarray(at, Math.min(end, at + (1 << 16)));
+  /** The bytes [start, end) if a window holds them (valid until the next `load`), else null. */
+  slice(start: number, end: number): Buffer | null {
+    for (let i = 0; i < this.windows.length; i++) {
+      const w = this.windows[i]!;
+      if (start >= w.start && end <= w.end) {
+        if (i) this.windows.unshift(this.windows.splice(i, 1)[0]!);
+        return w.buf.subarray(start - w.start, end - w.start);
+      }
     }
-    return Readable.from(slices(), { objectMode: false });
+    return null;
+  }
+
+  /** Reads a window that starts at `start` and holds at least [start, end) (less at the end of the file). */
+  async load(start: number, end: number): Promise<void> {
+    const w = this.windows.pop()!; // the least recently used
+    w.start = w.end = 0;
+    const want = Math.min(this.size, Math.max(end, start + ZIP_WINDOW)) - start;
+    if (w.buf.length < want) w.buf = Buffer.allocUnsafe(Math.max(want, ZIP_WINDOW));
+    let got = 0;
+    while (got < want) {
+      const n = await new Promise<number>((resolve, reject) =>
+        fsRead(this.fd, w.buf, got, want - got, start + got, (err, n) => (err ? reject(err) : resolve(n))),
+      );
+      if (n === 0) break;
+      got += n;
+    }
+    w.start = start;
+    w.end = start + got;
+    this.windows.unshift(w);
   }
 
   override read(
@@ -209,26 +250,86 @@ class MemoryReader extends yauzl.RandomAccessReader {
     position: number,
     callback: (err: Error | null, bytesRead?: number) => void,
   ): void {
-    const end = Math.min(position + length, this.buf.length);
-    const n = position >= 0 && position < end ? this.buf.copy(buffer, offset, position, end) : 0;
-    queueMicrotask(() => callback(null, n));
+    const end = Math.min(position + length, this.size);
+    const copy = (): number => {
+      const src = position < end ? this.slice(position, end) : null;
+      return src ? src.copy(buffer, offset) : 0;
+    };
+    if (position >= end || this.slice(position, end)) {
+      const n = copy();
+      queueMicrotask(() => callback(null, n));
+      return;
+    }
+    this.load(position, end).then(
+      () => callback(null, copy()),
+      (err: Error) => callback(err),
+    );
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    // A large entry streams from the file in 64 KiB reads at its own positions (pread). Not an
+    // fs.ReadStream: destroying one (yauzl does, when an entry is abandoned) closes its fd, the zip's.
+    const fd = this.fd;
+    let at = start;
+    return new Readable({
+      read() {
+        const n = Math.min(1 << 16, end - at);
+        if (n <= 0) return void this.push(null);
+        const buf = Buffer.allocUnsafe(n);
+        fsRead(fd, buf, 0, n, at, (err, got) => {
+          if (err) return void this.destroy(err);
+          if (got === 0) return void this.destroy(new Error('unexpected end of the zip file'));
+          at += got;
+          this.push(got === n ? buf : buf.subarray(0, got));
+        });
+      },
+    });
+  }
+
+  /** yauzl closes its reader once the zip is closed and no entry stream is left open. */
+  override close(callback: (err: Error | null) => void): void {
+    this.closeFd();
+    queueMicrotask(() => callback(null));
+  }
+
+  closeFd(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
   }
 }
 
 /**
- * A small stored or deflated entry's bytes, from the archive in memory, with the checks yauzl makes
- * when it streams one (local header, bounds, encryption, size) and the CRC-32. Inflating stops past the
- * declared size, so a lying header cannot make it allocate more.
+ * A small stored or deflated entry's raw bytes, read through the reader's windows, with the checks
+ * yauzl makes when it streams one (local header, bounds). The bytes stay valid until the reader loads
+ * another window: they are used before the next entry is read.
  */
-function smallEntryData(buf: Buffer, e: yauzl.Entry): Buffer {
+async function smallEntryRaw(reader: WindowReader, e: yauzl.Entry): Promise<Buffer> {
   const at = e.relativeOffsetOfLocalHeader;
-  if (at + 30 > buf.length || buf.readUInt32LE(at) !== 0x04034b50)
+  if (at + 30 > reader.size)
     throw new ArchiveRefusedError(`zip entry "${e.fileName}": invalid local file header`);
-  const start = at + 30 + buf.readUInt16LE(at + 26) + buf.readUInt16LE(at + 28);
+  let head = reader.slice(at, at + 30);
+  if (!head) {
+    await reader.load(at, at + 30 + e.compressedSize);
+    head = reader.slice(at, at + 30)!;
+  }
+  if (head.readUInt32LE(0) !== 0x04034b50)
+    throw new ArchiveRefusedError(`zip entry "${e.fileName}": invalid local file header`);
+  const start = at + 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
   const end = start + e.compressedSize;
-  if (end > buf.length)
+  if (end > reader.size)
     throw new ArchiveRefusedError(`zip entry "${e.fileName}": data past the end of the file`);
-  const raw = buf.subarray(start, end);
+  const raw = reader.slice(start, end);
+  if (raw) return raw;
+  await reader.load(start, end);
+  return reader.slice(start, end)!;
+}
+
+/**
+ * A small entry's bytes from its raw bytes, inflated at once and checked (size and CRC-32). Inflating
+ * stops past the declared size, so a lying header cannot make it allocate more.
+ */
+function smallEntryData(raw: Buffer, e: yauzl.Entry): Buffer {
   let data: Buffer;
   if (e.compressionMethod === 0) data = raw;
   else {
@@ -267,37 +368,25 @@ export async function zipEntries(
   path: string,
 ): Promise<{ count: number; entries: AsyncIterable<ArchiveEntry> }> {
   let zip: yauzl.ZipFile;
-  let buf: Buffer | null;
+  let reader: WindowReader;
   try {
-    ({ zip, buf } = await openZip(path));
+    ({ zip, reader } = await openZip(path));
   } catch (err) {
     throw refusedZip(err);
   }
   async function* entries(): AsyncGenerator<ArchiveEntry> {
+    // yauzl's own iterator: one promise per entry, its listeners set once for the whole run.
+    const each = zip.eachEntry() as AsyncIterableIterator<yauzl.Entry>;
     try {
       for (;;) {
-        const entry = await new Promise<yauzl.Entry | null>((resolve, reject) => {
-          const onEntry = (e: yauzl.Entry): void => {
-            zip.off('end', onEnd);
-            zip.off('error', onError);
-            resolve(e);
-          };
-          const onEnd = (): void => {
-            zip.off('entry', onEntry);
-            zip.off('error', onError);
-            resolve(null);
-          };
-          const onError = (err: Error): void => {
-            zip.off('entry', onEntry);
-            zip.off('end', onEnd);
-            reject(refusedZip(err));
-          };
-          zip.once('entry', onEntry);
-          zip.once('end', onEnd);
-          zip.once('error', onError);
-          zip.readEntry();
-        });
-        if (!entry) return;
+        let next: IteratorResult<yauzl.Entry>;
+        try {
+          next = await each.next();
+        } catch (err) {
+          throw refusedZip(err);
+        }
+        if (next.done) return;
+        const entry = next.value;
         const unixMode = entry.versionMadeBy >> 8 === 3 ? entry.externalFileAttributes >>> 16 : 0;
         const fmt = unixMode & S_IFMT;
         let type: ArchiveEntry['type'] = entry.fileName.endsWith('/') ? 'directory' : 'file';
@@ -310,14 +399,13 @@ export async function zipEntries(
             otherType = t;
           }
         }
-        const inMemory =
-          buf !== null &&
+        const small =
           type === 'file' &&
           (entry.compressionMethod === 0 || entry.compressionMethod === 8) &&
           (entry.generalPurposeBitFlag & 1) === 0 && // encrypted: yauzl's stream refuses it
           entry.uncompressedSize <= ZIP_SMALL_ENTRY &&
           entry.compressedSize <= ZIP_SMALL_ENTRY;
-        const whole = buf;
+        const raw = small ? await smallEntryRaw(reader, entry) : null;
         yield {
           name: entry.fileName,
           type,
@@ -326,7 +414,7 @@ export async function zipEntries(
           mtime: entry.getLastModDate(),
           declaredSize: entry.uncompressedSize,
           crc32: entry.crc32,
-          ...(inMemory ? { data: () => smallEntryData(whole!, entry) } : {}),
+          ...(raw ? { data: () => smallEntryData(raw, entry) } : {}),
           content: () =>
             new Promise<Readable>((resolve, reject) =>
               zip.openReadStream(entry, (err, stream) => (err ? reject(refusedZip(err)) : resolve(stream))),
@@ -339,6 +427,7 @@ export async function zipEntries(
         };
       }
     } finally {
+      await each.return?.();
       zip.close();
     }
   }
