@@ -4,7 +4,7 @@ import { lstat, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { extractArchive } from '../../src/jobs/data/lib/extract.js';
+import { extractArchive, THREAD_MIN_ENTRIES } from '../../src/jobs/data/lib/extract.js';
 import {
   gzipOf,
   lyingZip,
@@ -126,6 +126,47 @@ describe('file_extraction: well-formed archives', () => {
       bytes: entries.reduce((n, e) => n + e.content.length, 0),
     });
     for (const e of entries) expect((await readFile(join(upload, 'w', e.name))).equals(e.content)).toBe(true);
+  });
+
+  it('a zip of many entries (small files created on a thread of their own): names written twice, a link to one of them, and a file used as a directory', async () => {
+    const entries: Array<{ name: string; content: Buffer; stored?: boolean }> = Array.from(
+      { length: THREAD_MIN_ENTRIES + 100 },
+      (_, i) => ({ name: `d${i % 4}/f${i}.txt`, content: Buffer.from(`file ${i}\n`.repeat(1 + (i % 50))) }),
+    );
+    entries.push({ name: 'd1/f1.txt', content: Buffer.from('written again\n'), stored: true });
+    entries.push({ name: 'big.bin', content: randomBytes(3 << 20) });
+    await writeFile(
+      join(upload, 'many.zip'),
+      await zipOf([...entries, { name: 'd2/link', symlink: 'f2.txt' }]),
+    );
+    const res = await extractArchive(
+      { archive: join(upload, 'many.zip'), extract_dir: join(upload, 'm') },
+      recordingContext(),
+      env,
+    );
+    expect(res.entries).toBe(entries.length + 1);
+    const last = new Map(entries.map((e) => [e.name, e.content]));
+    for (const [name, content] of last)
+      expect((await readFile(join(upload, 'm', name))).equals(content)).toBe(true);
+    expect(await readFile(join(upload, 'm/d2/link'), 'utf8')).toBe('file 2\n'.repeat(3));
+    expect(await siblings()).toEqual(['m', 'many.zip']);
+
+    // A file the thread created, then used as a directory: refused, nothing left in place.
+    await writeFile(
+      join(upload, 'bad.zip'),
+      await zipOf([...entries.slice(0, THREAD_MIN_ENTRIES), { name: 'd3/f3.txt/x', content: 'x' }]),
+    );
+    await expect(
+      extractArchive(
+        { archive: join(upload, 'bad.zip'), extract_dir: join(upload, 'b') },
+        recordingContext(),
+        env,
+      ),
+    ).rejects.toMatchObject({
+      name: 'ArchiveRefusedError',
+      message: expect.stringContaining('is a file, not a directory'),
+    });
+    expect(await siblings()).toEqual(['bad.zip', 'm', 'many.zip']);
   });
 
   it('on_existing: replace swaps the whole tree, merge keeps other files, fail refuses, and replace refuses to delete its own archive', async () => {

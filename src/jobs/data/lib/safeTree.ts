@@ -12,6 +12,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ArchiveRefusedError } from '../../lib/errors.js';
 import { isInside } from '../../lib/paths.js';
+import { BATCH_BYTES, type FileWriterThread } from './fileWriterThread.js';
 
 export interface TreeLimits {
   maxBytes: number;
@@ -48,6 +49,11 @@ export class SafeTree {
   private lastYield = performance.now();
   /** Names of files and links written (directories are in `dirs`). */
   private readonly written = new Set<string>();
+  /**
+   * Where small files are created, if not here: a thread of their own. Whatever looks at what is on
+   * disk (a name written twice, a link, the final check) first waits until it has created them all.
+   */
+  private thread: FileWriterThread | null = null;
 
   constructor(
     readonly root: string,
@@ -55,6 +61,16 @@ export class SafeTree {
     /** Stops a large entry mid-write (a cancel need not wait for a whole big file). */
     private readonly signal?: AbortSignal,
   ) {}
+
+  /** Small files from now on are created by `thread`, in order. */
+  useThread(thread: FileWriterThread): void {
+    this.thread = thread;
+  }
+
+  /** Every file given so far exists (the thread has created them, or failed). */
+  async flush(): Promise<void> {
+    await this.thread?.flush();
+  }
 
   private count(name: string): void {
     this.entries += 1;
@@ -74,6 +90,7 @@ export class SafeTree {
     for (const part of parts) {
       cur = cur ? `${cur}/${part}` : part;
       if (this.dirs.has(cur)) continue;
+      if (this.written.has(cur)) await this.flush(); // a file or link of ours: see it on disk
       const abs = join(this.root, cur);
       const st = await lstat(abs).catch(() => null);
       if (!st) await mkdir(abs);
@@ -106,6 +123,7 @@ export class SafeTree {
       this.written.add(rel);
       return abs;
     }
+    await this.flush();
     const st = await lstat(abs).catch(() => null);
     if (st?.isDirectory())
       throw new ArchiveRefusedError(`entry "${rawName}": a directory of that name exists`);
@@ -154,12 +172,16 @@ export class SafeTree {
 
   /** Written at once, with synchronous calls (see YIELD_MS); the loop gets a turn now and then. */
   private async writeSmall(abs: string, data: Buffer, mode: number, mtime?: Date): Promise<void> {
-    const fd = openSync(abs, 'wx', mode);
-    try {
-      for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
-      if (mtime && !Number.isNaN(mtime.getTime())) futimesSync(fd, mtime, mtime);
-    } finally {
-      closeSync(fd);
+    if (this.thread && data.length <= BATCH_BYTES)
+      await this.thread.add(abs, data, mode, mtime ? mtime.getTime() / 1000 : NaN);
+    else {
+      const fd = openSync(abs, 'wx', mode);
+      try {
+        for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+        if (mtime && !Number.isNaN(mtime.getTime())) futimesSync(fd, mtime, mtime);
+      } finally {
+        closeSync(fd);
+      }
     }
     if (performance.now() - this.lastYield >= YIELD_MS) {
       await new Promise((resolve) => setImmediate(resolve));
@@ -198,6 +220,7 @@ export class SafeTree {
       throw new ArchiveRefusedError(`entry "${rawName}": symlink to "${target}" points outside the target`);
     }
     const abs = await this.clear(rel, rawName);
+    await this.flush(); // the link is resolved against what is on disk
     await this.assertLinkInside(rawName, dirname(abs), target);
     await symlink(target, abs);
     this.symlinks.push(rel);
@@ -217,6 +240,7 @@ export class SafeTree {
     const parent = posix.dirname(targetRel);
     if (parent !== '.') await this.mkdirs(parent, rawName);
     const targetAbs = join(this.root, targetRel);
+    await this.flush();
     const st = await lstat(targetAbs).catch(() => null);
     if (!st?.isFile()) {
       throw new ArchiveRefusedError(
@@ -244,6 +268,7 @@ export class SafeTree {
 
   /** After every entry: each symlink must still resolve inside (later entries may change a chain). */
   async finalCheck(): Promise<void> {
+    await this.flush();
     for (const rel of this.symlinks) {
       const abs = join(this.root, rel);
       const target = await readlink(abs);
