@@ -11,7 +11,8 @@
 import { Worker } from 'node:worker_threads';
 
 const THREAD_CODE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
+const written = new Int32Array(workerData.written);
 const { closeSync, futimesSync, openSync, writeSync } = require('node:fs');
 parentPort.on('message', (m) => {
   const data = Buffer.from(m.buf);
@@ -27,6 +28,7 @@ parentPort.on('message', (m) => {
       } finally {
         closeSync(fd);
       }
+      Atomics.add(written, 0, 1);
     }
     parentPort.postMessage({ buf: m.buf }, [m.buf]);
   } catch (err) {
@@ -63,9 +65,12 @@ export class FileWriterThread {
   private waiter: (() => void) | null = null;
   private exited = false;
   private closing: Promise<unknown> | null = null;
+  /** Files sent to the thread, and (shared, counted there as each is closed) files it has written. */
+  private sent = 0;
+  private readonly written = new Int32Array(new SharedArrayBuffer(4));
 
   constructor() {
-    this.worker = new Worker(THREAD_CODE, { eval: true });
+    this.worker = new Worker(THREAD_CODE, { eval: true, workerData: { written: this.written.buffer } });
     this.worker.on('message', (m: { buf: ArrayBuffer; error?: Record<string, unknown> }) => {
       this.inFlight -= 1;
       this.free.push(m.buf);
@@ -129,13 +134,27 @@ export class FileWriterThread {
     if (b.paths.length >= BATCH_FILES) await this.send();
   }
 
-  /** Sends the batch being filled; waits while more than IN_FLIGHT are with the thread. */
-  private async send(): Promise<void> {
+  /**
+   * Has it files queued or being written? Read from its shared count, not from its messages: those
+   * wait for this thread's next turn of the event loop.
+   */
+  get busy(): boolean {
+    return (this.batch !== null && this.batch.paths.length > 0) || Atomics.load(this.written, 0) < this.sent;
+  }
+
+  /** Sends the batch being filled now, without waiting. */
+  kick(): void {
     const b = this.batch;
-    if (!b) return;
+    if (!b || b.paths.length === 0 || this.failed) return;
     this.batch = null;
     this.inFlight += 1;
+    this.sent += b.paths.length;
     this.worker.postMessage({ buf: b.buf, paths: b.paths, nums: b.nums }, [b.buf]);
+  }
+
+  /** Sends the batch being filled; waits while more than IN_FLIGHT are with the thread. */
+  private async send(): Promise<void> {
+    this.kick();
     while (this.inFlight > IN_FLIGHT && !this.failed) await this.wait();
     this.throwIfFailed();
   }

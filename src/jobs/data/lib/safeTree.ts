@@ -54,6 +54,8 @@ export class SafeTree {
    * disk (a name written twice, a link, the final check) first waits until it has created them all.
    */
   private thread: FileWriterThread | null = null;
+  /** Per directory (relative): are its small files created by the thread? */
+  private readonly byThread = new Map<string, boolean>();
 
   constructor(
     readonly root: string,
@@ -150,7 +152,7 @@ export class SafeTree {
     // O_EXCL ('wx'): never follows a symlink at the last component, and fails if something appeared there.
     if (Buffer.isBuffer(content)) {
       this.addBytes(content.length, rawName);
-      return this.writeSmall(abs, content, fileMode, mtime);
+      return this.writeSmall(rel, abs, content, fileMode, mtime);
     }
     if (sizeHint !== undefined && sizeHint <= SMALL_FILE) {
       const chunks: Buffer[] = [];
@@ -158,7 +160,13 @@ export class SafeTree {
         this.addBytes(chunk.length, rawName);
         chunks.push(chunk);
       }
-      return this.writeSmall(abs, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), fileMode, mtime);
+      return this.writeSmall(
+        rel,
+        abs,
+        chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+        fileMode,
+        mtime,
+      );
     } else {
       await pipeline(
         content,
@@ -170,11 +178,31 @@ export class SafeTree {
     if (mtime && !Number.isNaN(mtime.getTime())) await utimes(abs, mtime, mtime);
   }
 
-  /** Written at once, with synchronous calls (see YIELD_MS); the loop gets a turn now and then. */
-  private async writeSmall(abs: string, data: Buffer, mode: number, mtime?: Date): Promise<void> {
-    if (this.thread && data.length <= BATCH_BYTES)
-      await this.thread.add(abs, data, mode, mtime ? mtime.getTime() / 1000 : NaN);
+  /**
+   * Written at once, with synchronous calls (see YIELD_MS), here or by the thread. With a thread, each
+   * directory's files are created by one of the two, chosen at its first file: the thread if it has
+   * nothing queued, else this one; so both create files, never two at once in one directory.
+   */
+  private async writeSmall(
+    rel: string,
+    abs: string,
+    data: Buffer,
+    mode: number,
+    mtime?: Date,
+  ): Promise<void> {
+    const thread = this.thread;
+    let byThread = false;
+    if (thread) {
+      const dir = posix.dirname(rel);
+      byThread = this.byThread.get(dir) ?? this.byThread.set(dir, !thread.busy).get(dir)!;
+      if (byThread && data.length > BATCH_BYTES) {
+        await thread.flush();
+        byThread = false;
+      }
+    }
+    if (byThread) await thread!.add(abs, data, mode, mtime ? mtime.getTime() / 1000 : NaN);
     else {
+      thread?.kick(); // what it has queued goes to it now, not after these files
       const fd = openSync(abs, 'wx', mode);
       try {
         for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
