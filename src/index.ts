@@ -27,9 +27,11 @@ export {
   isDefinedJobType,
   type DefinedJobType,
   type JobTypeSpec,
+  type LazyJobTypeSpec,
   type JobTypeDefaults,
   type TypedJobContext,
 } from './jobs/defineJobType.js';
+export type { Zod } from './jobs/lazyZod.js';
 export { dataPath, type DataPathOptions, type DataDirs, type DeclaredPath } from './jobs/dataPath.js';
 export { loadCatalog, jsonSchemas, type CatalogEntry } from './jobs/catalog.js';
 export { checkInputs, type InputToCheck } from './jobs/checkInputs.js';

@@ -14,6 +14,10 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import type { JobTypeDefinition } from '../types.js';
 import { isDefinedJobType, type DefinedJobType, type JobTypeDefaults } from './defineJobType.js';
+import { provideZod } from './lazyZod.js';
+
+// Job types defined with `schemas: (z) => …` build them with this process's zod.
+provideZod(z);
 
 export interface CatalogEntry {
   name: string;
@@ -96,7 +100,19 @@ export function loadHandlerModule(spec: string): Promise<Record<string, unknown>
 /** What a module declares about its type; undefined fields when it declares nothing. */
 function declared(mod: Record<string, unknown>): Partial<DefinedJobType> & { found: boolean } {
   const dflt = mod.default;
-  if (isDefinedJobType(dflt)) return { ...dflt, found: true };
+  if (isDefinedJobType(dflt)) {
+    // Read one by one: input, output and legacyNames are getters (schemas built on first use).
+    return {
+      found: true,
+      name: dflt.name,
+      description: dflt.description,
+      queue: dflt.queue,
+      defaults: dflt.defaults,
+      input: dflt.input,
+      output: dflt.output,
+      legacyNames: dflt.legacyNames,
+    };
+  }
   if (isZod(mod.input)) {
     return {
       found: true,

@@ -7,7 +7,8 @@
  * Outside a scope (the JSON Schema export, a plain `safeParse`) only the string shape is checked.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { zodNow } from './lazyZod.js';
 import { confine, type ConfinedPath, type DataRoots } from './lib/paths.js';
 
 /** Data dirs by name, absolute paths (the resolved `dataDirs` setting). */
@@ -63,7 +64,7 @@ export function dataPath(opts: DataPathOptions): z.ZodType<string, string> {
   const where = opts.dirs
     ? `the data dir${opts.dirs.length > 1 ? 's' : ''} ${opts.dirs.join(', ')}`
     : 'a data dir';
-  return z
+  return zodNow()
     .string({ error: `must be an absolute path inside ${where}` })
     .min(1, { error: `must be an absolute path inside ${where}` })
     .superRefine(async (value, ctx) => {

@@ -1,20 +1,28 @@
 /**
  * Typed job types. A module's default export made with defineJobType carries the type's zod input and
- * output schemas next to its handler:
+ * output schemas next to its handler. The schemas are built on first use by a function that gets zod,
+ * so the module itself imports only zod's types:
  *
+ *   import type { Zod } from 'jobd/jobs';
  *   export default defineJobType({
  *     name: 'resize', description: 'Resize an image', queue: 'images',
- *     input: z.strictObject({ source: dataPath({ mode: 'read' }), width: z.number().int().min(1) }),
- *     output: z.object({ bytes: z.number() }),
+ *     schemas: (z: Zod) => ({
+ *       input: z.strictObject({ source: dataPath({ mode: 'read' }), width: z.number().int().min(1) }),
+ *       output: z.object({ bytes: z.number() }),
+ *     }),
  *     handler: async (input, ctx) => ({ bytes: 1 }),
  *   });
  *
+ * The older shape, `input` and `output` given as schemas, still works; its module imports zod itself.
+ *
  * jobctl and the library import the module to validate inputs before anything is written (importing
- * runs the module's top level, never its handler). In the daemon's sandbox child the exported
- * `handler` is a wrapper: it parses the input again (data-dir paths resolved anew, so a symlink swapped
- * in after enqueue is refused), runs the handler, and validates its output (JOBD_INVALID_OUTPUT).
+ * runs the module's top level, never its handler). When a job starts, its input is parsed again (data-dir
+ * paths resolved anew, so a symlink swapped in after enqueue is refused) and the handler's output is
+ * validated (JOBD_INVALID_OUTPUT). For an isolated job of the lazy shape the daemon does both, around the
+ * child (worker/typedChecks.ts), so the child never loads zod; otherwise the exported `handler` is a
+ * wrapper that does them where the handler runs.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { InvalidInputError, InvalidOutputError } from '../errors.js';
 import type { ExecutionMode, JobContext, WaitForChildren } from '../types.js';
 import { markPure, mayDeclarePaths, withDataDirs, type DataDirs, type DeclaredPath } from './dataPath.js';
@@ -22,6 +30,7 @@ import { issueLines } from './inputIssues.js';
 import { PathNotAllowedError } from './lib/errors.js';
 import { confine, isInside } from './lib/paths.js';
 import { dataDirsFromText } from './dataDirsText.js';
+import { loadZod, zodNow, type Zod } from './lazyZod.js';
 
 /** Settings a type suggests; the settings file's jobTypes.<name> keys win over them. */
 export interface JobTypeDefaults {
@@ -45,19 +54,29 @@ export interface TypedJobContext extends JobContext {
   checkWrite(path: string): Promise<string>;
 }
 
-export interface JobTypeSpec<I extends z.ZodType, O extends z.ZodType> {
+interface JobTypeSpecBase<I extends z.ZodType, O extends z.ZodType> {
   name: string;
   description: string;
   /** The queue its jobs go to (default: the type's name). */
   queue?: string;
-  input: I;
-  output: O;
   defaults?: JobTypeDefaults;
   /** Returns the output, or ctx.waitForChildren() to run again once its spawned children finished. */
   handler: (
     input: z.output<I>,
     ctx: TypedJobContext,
   ) => Promise<z.input<O> | WaitForChildren> | z.input<O> | WaitForChildren;
+}
+
+/** A job type whose schemas are built on first use, from the zod it is given (the module imports none). */
+export interface LazyJobTypeSpec<I extends z.ZodType, O extends z.ZodType> extends JobTypeSpecBase<I, O> {
+  /** Called at most once per process, with zod: the type's input and output schemas. */
+  schemas: (z: Zod) => { input: I; output: O };
+}
+
+/** The older shape: the schemas themselves (the module imports zod when it loads). */
+export interface JobTypeSpec<I extends z.ZodType, O extends z.ZodType> extends JobTypeSpecBase<I, O> {
+  input: I;
+  output: O;
 }
 
 const MARK = 'jobd.jobType/1';
@@ -67,15 +86,28 @@ export interface DefinedJobType<I extends z.ZodType = z.ZodType, O extends z.Zod
   readonly name: string;
   readonly description: string;
   readonly queue: string | undefined;
+  /** Built on first read for a type defined with `schemas`. */
   readonly input: I;
   readonly output: O;
+  /** The schemas are built on first use (`schemas`), so running the handler needs no zod. */
+  readonly lazy: boolean;
   readonly defaults: JobTypeDefaults;
   /** Legacy field name → field name, accepted by the input (see legacyNames). */
   readonly legacyNames: Readonly<Record<string, string>>;
   /** What the sandbox runs: validate the input, run the handler, validate the output. */
   readonly handler: (params: unknown, ctx: JobContext) => Promise<unknown>;
   /** The handler as written. */
-  readonly implementation: JobTypeSpec<I, O>['handler'];
+  readonly implementation: JobTypeSpecBase<I, O>['handler'];
+}
+
+/**
+ * Set on a sandbox child's ctx when the daemon parsed the job's input (`params` is the parsed input)
+ * and will validate the output itself: the declared paths it resolved. A symbol, so no job's params can
+ * claim it.
+ */
+export const DAEMON_CHECKS = Symbol.for('jobd.typedChecks');
+export interface DaemonChecks {
+  paths: DeclaredPath[];
 }
 
 export function isDefinedJobType(value: unknown): value is DefinedJobType {
@@ -90,7 +122,7 @@ const aliasMaps = new WeakMap<z.ZodType, Readonly<Record<string, string>>>();
  * moved to the new name before parsing; giving both is refused.
  */
 export function legacyNames<T extends z.ZodType>(schema: T, names: Readonly<Record<string, string>>) {
-  const mapped = z.preprocess((value, ctx) => {
+  const mapped = zodNow().preprocess((value, ctx) => {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
     const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
     for (const [legacy, name] of Object.entries(names)) {
@@ -159,33 +191,105 @@ function inFieldOrder(issues: z.core.$ZodIssue[], params: unknown): z.core.$ZodI
   return [...issues].sort((a, b) => rank(a) - rank(b));
 }
 
+/** The error of an input that is not valid when the job starts (also the daemon's, typedChecks.ts). */
+export function inputNotValid(name: string, problems: readonly string[]): InvalidInputError {
+  return new InvalidInputError(`${name}: the job's input is not valid now:\n${problems.join('\n')}`);
+}
+
+/** Validate a handler's output against its type's output schema: the parsed output, or the error. */
+export async function checkOutput(
+  def: Pick<DefinedJobType, 'name' | 'output'>,
+  output: unknown,
+): Promise<{ ok: true; output: unknown } | { ok: false; error: InvalidOutputError }> {
+  const checked = await def.output.safeParseAsync(output);
+  if (checked.success) return { ok: true, output: checked.data };
+  return {
+    ok: false,
+    error: new InvalidOutputError(
+      `${def.name}: the handler's output does not match the type's output schema:\n${issueLines(
+        checked.error.issues,
+        output,
+        'output',
+      ).join('\n')}`,
+    ),
+  };
+}
+
+function isSchema(v: unknown): v is z.ZodType {
+  return v !== null && typeof v === 'object' && typeof (v as { safeParseAsync?: unknown }).safeParseAsync === 'function';
+}
+
+export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
+  spec: LazyJobTypeSpec<I, O>,
+): DefinedJobType<I, O>;
 export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
   spec: JobTypeSpec<I, O>,
+): DefinedJobType<I, O>;
+export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
+  spec: LazyJobTypeSpec<I, O> | JobTypeSpec<I, O>,
 ): DefinedJobType<I, O> {
-  const legacy = aliasMaps.get(spec.input) ?? {};
-  const def: DefinedJobType<I, O> = {
+  const lazy = 'schemas' in spec;
+  if (lazy && typeof spec.schemas !== 'function') {
+    throw new TypeError(
+      `defineJobType "${spec.name}": schemas must be a function (z) => ({ input, output }), got ${typeof spec.schemas}`,
+    );
+  }
+  let built: { input: I; output: O; legacy: Readonly<Record<string, string>> } | undefined;
+  const schemas = (): NonNullable<typeof built> => {
+    if (built) return built;
+    if (!lazy) {
+      built = { input: spec.input, output: spec.output, legacy: aliasMaps.get(spec.input) ?? {} };
+      return built;
+    }
+    const s = spec.schemas(zodNow());
+    for (const key of ['input', 'output'] as const) {
+      if (!isSchema(s?.[key])) {
+        throw new TypeError(
+          `defineJobType "${spec.name}": schemas(z) returned no zod schema as ${key}`,
+        );
+      }
+    }
+    built = { input: s.input, output: s.output, legacy: aliasMaps.get(s.input) ?? {} };
+    return built;
+  };
+  const def = {
     kind: MARK,
     name: spec.name,
     description: spec.description,
     queue: spec.queue,
-    input: spec.input,
-    output: spec.output,
+    get input() {
+      return schemas().input;
+    },
+    get output() {
+      return schemas().output;
+    },
+    get legacyNames() {
+      return schemas().legacy;
+    },
+    lazy,
     defaults: { ...(spec.defaults ?? {}) },
-    legacyNames: legacy,
     implementation: spec.handler,
     handler: async (params: unknown, ctx: JobContext): Promise<unknown> => {
       const dataDirs = jobDataDirs();
-      const parsed = await parseInput(def, params, dataDirs, 'run');
-      if (!parsed.ok) {
-        throw new InvalidInputError(
-          `${spec.name}: the job's input is not valid now:\n${parsed.problems.join('\n')}`,
-        );
+      const checks = (ctx as { [DAEMON_CHECKS]?: DaemonChecks })[DAEMON_CHECKS];
+      let input: unknown;
+      let paths: DeclaredPath[];
+      if (checks) {
+        input = params;
+        paths = checks.paths;
+      } else {
+        // Its schemas come from the ES build of zod, imported now, where nothing provided one.
+        if (lazy && !built) await loadZod();
+        const parsed = await parseInput(def, params, dataDirs, 'run');
+        if (!parsed.ok) throw inputNotValid(spec.name, parsed.problems);
+        input = parsed.input;
+        paths = parsed.paths;
       }
-      const writable = parsed.paths.filter((p) => p.mode === 'write');
+      const writable = paths.filter((p) => p.mode === 'write');
       const typed: TypedJobContext = {
         ...ctx,
         dataDirs,
-        declaredPaths: parsed.paths,
+        declaredPaths: paths,
         checkWrite: async (path: string) => {
           const c = await confine(path, dataDirs, { field: 'write', forWrite: true });
           if (!writable.some((w) => isInside(c.real, w.real))) {
@@ -199,21 +303,16 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
           return c.real;
         },
       };
-      const output = await spec.handler(parsed.input as z.output<I>, typed);
-      // Suspending is not an output: the run that completes the job returns one.
-      if (output !== null && typeof output === 'object' && '__jobdWaitForChildren' in output) return output;
-      const checked = await spec.output.safeParseAsync(output);
-      if (!checked.success) {
-        throw new InvalidOutputError(
-          `${spec.name}: the handler's output does not match the type's output schema:\n${issueLines(
-            checked.error.issues,
-            output,
-            'output',
-          ).join('\n')}`,
-        );
+      const output = await spec.handler(input as z.output<I>, typed);
+      // Suspending is not an output: the run that completes the job returns one. The daemon checks
+      // the output of a job whose input it parsed.
+      if (checks || (output !== null && typeof output === 'object' && '__jobdWaitForChildren' in output)) {
+        return output;
       }
-      return checked.data;
+      const checked = await checkOutput(def, output);
+      if (!checked.ok) throw checked.error;
+      return checked.output;
     },
-  };
+  } as DefinedJobType<I, O>;
   return Object.freeze(def);
 }

@@ -8,6 +8,7 @@ export {
   isDefinedJobType,
   type DefinedJobType,
   type JobTypeSpec,
+  type LazyJobTypeSpec,
   type JobTypeDefaults,
   type TypedJobContext,
 } from './defineJobType.js';
@@ -15,3 +16,4 @@ export { dataPath, type DataPathOptions, type DataDirs, type DeclaredPath } from
 export { DoNotRetryError, InvalidInputError, InvalidOutputError } from '../errors.js';
 export { PathNotAllowedError } from './lib/errors.js';
 export type { JobContext } from '../types.js';
+export type { Zod } from './lazyZod.js';

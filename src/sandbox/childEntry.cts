@@ -357,6 +357,9 @@ async function runJob(msg: JobMessage): Promise<void> {
     paths: { log: msg.logFile },
     ...familyContext(msg.jobId, family, msg.allocation, spawned),
   };
+  // The daemon parsed this typed job's input and checks its output: defineJobType's wrapper skips both,
+  // so this child never loads zod.
+  if (msg.checks) (ctx as unknown as Record<symbol, unknown>)[Symbol.for('jobd.typedChecks')] = msg.checks;
 
   let result: DoneMessage;
   let restore: (() => void) | undefined;

@@ -46,6 +46,11 @@ export interface JobMessage {
   allocation?: ResourceAllocation;
   /** Present when lifecycle hooks may run (childHooks.cts). */
   hooks?: HooksRequest;
+  /**
+   * Present when the daemon parsed a typed job's input (`params` is the parsed input) and validates its
+   * output: the paths the input declared, resolved (defineJobType's DAEMON_CHECKS).
+   */
+  checks?: { paths: unknown[] };
 }
 
 /** What the child needs to run a job's lifecycle hooks and to decide, as the daemon does, about a retry. */

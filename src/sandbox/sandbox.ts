@@ -53,6 +53,7 @@ function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
     ...(req.family ? { family: req.family } : {}),
     ...(req.hooks ? { hooks: req.hooks } : {}),
     ...(req.allocation ? { allocation: req.allocation } : {}),
+    ...(req.checks ? { checks: req.checks } : {}),
   };
 }
 

@@ -42,6 +42,8 @@ export interface RunRequest {
   handler: string;
   mode: 'pooled' | 'isolated';
   params: unknown;
+  /** The daemon parsed a typed job's input (params is the parsed input) and checks its output. */
+  checks?: { paths: unknown[] };
   /**
    * Isolated: counted from run(), child start-up and module loading included. Pooled: the wait for a
    * child counts from run(); then the job has the whole timeout from when its child starts it (a

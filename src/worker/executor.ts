@@ -7,6 +7,8 @@ import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serialize
 import { noOneToTell, ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
 import type { InlineRunner } from './inlineRunner.js';
+import { checkOutput, daemonCheckedType, parseForRun } from './typedChecks.js';
+import type { DefinedJobType } from '../jobs/defineJobType.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { SOURCE_READERS } from '../config/jobTypes.js';
@@ -219,6 +221,27 @@ async function systemOutcome(def: JobTypeDefinition, ex: Execution, deps: Execut
   }
 }
 
+function asFailure(error: unknown): { ok: false; error: unknown } {
+  return { ok: false, error };
+}
+
+/** A completed outcome whose output the type's schema refuses fails with JOBD_INVALID_OUTPUT. */
+async function checkedOutcome(
+  def: DefinedJobType,
+  outcome: Extract<RunOutcome, { status: 'completed' }>,
+): Promise<RunOutcome> {
+  const c = await checkOutput(def, outcome.output).catch(asFailure);
+  if (c.ok) return { ...outcome, output: c.output };
+  return {
+    status: 'failed',
+    error: serializeError(c.error),
+    resources: outcome.resources,
+    logTail: outcome.logTail,
+    reason: 'error',
+    ...(outcome.hookErrors ? { hookErrors: outcome.hookErrors } : {}),
+  };
+}
+
 export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Settlement | null> {
   const { job } = ex;
   const def = deps.config.jobTypes[job.type];
@@ -229,19 +252,33 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   }
   // Drawn before the run: the child's hooks and the settlement below decide with the same value.
   const random = deps.random();
-  const req = runRequestFor(job, def, deps.config, random, ex.family, ex.allocation);
+  let req = runRequestFor(job, def, deps.config, random, ex.family, ex.allocation);
   let outcome: RunOutcome;
+  // A typed built-in type in an isolated child: its input and output are checked here (typedChecks.ts).
+  let typed: DefinedJobType | null = null;
   try {
-    outcome = def.system
-      ? await systemOutcome(def, ex, deps)
-      : def.mode === 'inline'
-        ? await deps.inline.run(req, {
-            onProgress: deps.onProgress,
-            // One controller for the execution and the handler (see InlineHooks).
-            controller: ex.controller,
-            ...(deps.onOutput ? { onOutput: deps.onOutput } : {}),
-          })
-        : await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
+    const hooks = { onProgress: deps.onProgress, signal: ex.controller.signal };
+    if (def.mode === 'isolated' && !def.system) {
+      const t = daemonCheckedType(def.handler);
+      typed = t instanceof Promise ? await t : t;
+    }
+    const parsed = typed ? await parseForRun(typed, req.params, req.env).catch(asFailure) : null;
+    if (parsed && !parsed.ok) {
+      outcome = { status: 'failed', error: serializeError(parsed.error), resources: {}, logTail: '', reason: 'error' };
+    } else {
+      if (parsed) req = { ...req, params: parsed.input, checks: { paths: parsed.paths } };
+      outcome = def.system
+        ? await systemOutcome(def, ex, deps)
+        : def.mode === 'inline'
+          ? await deps.inline.run(req, {
+              onProgress: deps.onProgress,
+              // One controller for the execution and the handler (see InlineHooks).
+              controller: ex.controller,
+              ...(deps.onOutput ? { onOutput: deps.onOutput } : {}),
+            })
+          : await deps.sandbox.run(req, hooks);
+      if (typed && outcome.status === 'completed' && !outcome.wait) outcome = await checkedOutcome(typed, outcome);
+    }
   } catch (err) {
     // The sandbox rejects only when it is closed (shutdown): treat like an abort.
     if (ex.abortCause === null) ex.abortCause = 'shutdown';

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { DoNotRetryError } from '../../errors.js';
 import { defineJobType } from '../defineJobType.js';
 
@@ -6,13 +5,16 @@ import { defineJobType } from '../defineJobType.js';
 export default defineJobType({
   name: 'fail',
   description: 'Throws, to show retries; with doNotRetry: true the job fails at once.',
-  input: z
-    .strictObject({
-      message: z.string().optional().describe('the error message (default "failed on purpose")'),
-      doNotRetry: z.boolean().optional().describe('fail without further attempts'),
-    })
-    .nullable(),
-  output: z.never(),
+  // Built on first use, with the zod it is given: an isolated child running this type never loads zod.
+  schemas: (z) => ({
+    input: z
+      .strictObject({
+        message: z.string().optional().describe('the error message (default "failed on purpose")'),
+        doNotRetry: z.boolean().optional().describe('fail without further attempts'),
+      })
+      .nullable(),
+    output: z.never(),
+  }),
   handler: (input): never => {
     const message = input?.message ?? 'failed on purpose';
     if (input?.doNotRetry === true) throw new DoNotRetryError(message);
