@@ -216,7 +216,11 @@ export async function checkOutput(
 }
 
 function isSchema(v: unknown): v is z.ZodType {
-  return v !== null && typeof v === 'object' && typeof (v as { safeParseAsync?: unknown }).safeParseAsync === 'function';
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    typeof (v as { safeParseAsync?: unknown }).safeParseAsync === 'function'
+  );
 }
 
 export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
@@ -244,9 +248,7 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
     const s = spec.schemas(zodNow());
     for (const key of ['input', 'output'] as const) {
       if (!isSchema(s?.[key])) {
-        throw new TypeError(
-          `defineJobType "${spec.name}": schemas(z) returned no zod schema as ${key}`,
-        );
+        throw new TypeError(`defineJobType "${spec.name}": schemas(z) returned no zod schema as ${key}`);
       }
     }
     built = { input: s.input, output: s.output, legacy: aliasMaps.get(s.input) ?? {} };

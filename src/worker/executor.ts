@@ -264,7 +264,13 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     }
     const parsed = typed ? await parseForRun(typed, req.params, req.env).catch(asFailure) : null;
     if (parsed && !parsed.ok) {
-      outcome = { status: 'failed', error: serializeError(parsed.error), resources: {}, logTail: '', reason: 'error' };
+      outcome = {
+        status: 'failed',
+        error: serializeError(parsed.error),
+        resources: {},
+        logTail: '',
+        reason: 'error',
+      };
     } else {
       if (parsed) req = { ...req, params: parsed.input, checks: { paths: parsed.paths } };
       outcome = def.system
@@ -277,7 +283,8 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
               ...(deps.onOutput ? { onOutput: deps.onOutput } : {}),
             })
           : await deps.sandbox.run(req, hooks);
-      if (typed && outcome.status === 'completed' && !outcome.wait) outcome = await checkedOutcome(typed, outcome);
+      if (typed && outcome.status === 'completed' && !outcome.wait)
+        outcome = await checkedOutcome(typed, outcome);
     }
   } catch (err) {
     // The sandbox rejects only when it is closed (shutdown): treat like an abort.

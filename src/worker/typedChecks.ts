@@ -33,7 +33,8 @@ async function load(handler: string): Promise<DefinedJobType | null> {
     const d = mod.default;
     if (!isDefinedJobType(d) || !d.lazy) return null;
     const hooked = HOOK_NAMES.some(
-      (h) => typeof mod[h] === 'function' || typeof (d as unknown as Record<string, unknown>)[h] === 'function',
+      (h) =>
+        typeof mod[h] === 'function' || typeof (d as unknown as Record<string, unknown>)[h] === 'function',
     );
     return hooked ? null : d;
   } catch {
