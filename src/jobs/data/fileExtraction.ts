@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { defineJobType, legacyNames } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
@@ -9,29 +8,31 @@ export default defineJobType({
   name: 'file_extraction',
   description:
     'Unpacks a zip, tar, tar.gz or tar.zst into a directory, whole or not at all; refuses traversal, links out, devices, and stops at the size and entry limits.',
-  input: legacyNames(
-    z.strictObject({
-      archive: dataPath({ mode: 'read', kind: 'file', description: 'the archive to unpack' }),
-      extract_dir: dataPath({
-        mode: 'write',
-        description: 'the directory to create with the archive contents',
+  schemas: (z) => ({
+    input: legacyNames(
+      z.strictObject({
+        archive: dataPath({ mode: 'read', kind: 'file', description: 'the archive to unpack' }),
+        extract_dir: dataPath({
+          mode: 'write',
+          description: 'the directory to create with the archive contents',
+        }),
+        format: z.enum(['auto', 'zip', 'tar', 'tar.gz', 'tar.zst']).default('auto'),
+        max_bytes: z.number().int().positive().optional().describe('stop past this many bytes written'),
+        max_entries: z.number().int().positive().optional().describe('stop past this many entries'),
+        on_existing: z
+          .enum(['replace', 'merge', 'fail'])
+          .default('replace')
+          .describe('a non-empty extract_dir: replace it whole, merge top-level entries into it, or fail'),
+        ...legacyJobFields,
       }),
-      format: z.enum(['auto', 'zip', 'tar', 'tar.gz', 'tar.zst']).default('auto'),
-      max_bytes: z.number().int().positive().optional().describe('stop past this many bytes written'),
-      max_entries: z.number().int().positive().optional().describe('stop past this many entries'),
-      on_existing: z
-        .enum(['replace', 'merge', 'fail'])
-        .default('replace')
-        .describe('a non-empty extract_dir: replace it whole, merge top-level entries into it, or fail'),
-      ...legacyJobFields,
+      { zip_file: 'archive' },
+    ),
+    output: z.strictObject({
+      extract_dir: z.string(),
+      format: z.enum(['zip', 'tar', 'tar.gz', 'tar.zst']),
+      entries: z.number().int().min(0),
+      bytes: z.number().min(0),
     }),
-    { zip_file: 'archive' },
-  ),
-  output: z.strictObject({
-    extract_dir: z.string(),
-    format: z.enum(['zip', 'tar', 'tar.gz', 'tar.zst']),
-    entries: z.number().int().min(0),
-    bytes: z.number().min(0),
   }),
   defaults: DATA_TYPE_DEFAULTS.file_extraction,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.

@@ -1,70 +1,75 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
 import { DataInputError, DataJobError } from '../lib/errors.js';
 import { IMAGING_TYPE_DEFAULTS } from './typeDefaults.js';
 
 const SLOT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const slotKey = z.string().regex(SLOT_NAME, { error: 'slot names use letters, digits and _' });
 
 /** Built-in job type `external_program`: a site program from the settings, its slots filled by the job. */
 export default defineJobType({
   name: 'external_program',
   description:
     "Runs a site program named in the settings (programs.<name>: path, args template, outputs, progress regex). The job's inputs, outputs and values fill the template's {slots}, one argument each, never through a shell; the GPUs go in CUDA_VISIBLE_DEVICES (or the program's gpuEnv); declared outputs are checked after it exits; a cancel stops its whole process group.",
-  input: z
-    .strictObject({
-      program: z.string().min(1).describe('the program: a name under the settings programs'),
-      inputs: z
-        .record(slotKey, dataPath({ mode: 'read', description: 'a file or folder the program reads' }))
-        .default({})
-        .describe('slot → path the program reads (inside a data dir)'),
-      outputs: z
-        .record(slotKey, dataPath({ mode: 'write', description: 'a file or folder the program writes' }))
-        .default({})
-        .describe('slot → path the program writes (inside a data dir)'),
-      values: z
-        .record(slotKey, z.union([z.string(), z.number(), z.boolean()]))
-        .default({})
-        .describe('slot → any other value (text, number, flag)'),
-      gpus: z
-        .union([
-          z.string().regex(/^\d+(,\d+)*$/, { error: 'must be GPU ids like "0" or "0,1"' }),
-          z.array(z.number().int().min(0)).min(1),
-        ])
-        .optional()
-        .describe('GPU ids for the program, passed in its gpuEnv variable (default CUDA_VISIBLE_DEVICES)'),
-    })
-    .superRefine((v, ctx) => {
-      const seen = new Map<string, string>();
-      for (const group of ['inputs', 'outputs', 'values'] as const) {
-        for (const k of Object.keys(v[group])) {
-          const first = seen.get(k);
-          if (first)
-            ctx.addIssue({
-              code: 'custom',
-              path: [group, k],
-              message: `the slot {${k}} is already given in ${first}: each slot takes one value`,
-            });
-          else seen.set(k, group);
-        }
-      }
-    }),
-  output: z.strictObject({
-    program: z.string(),
-    args: z.array(z.string()).describe('the arguments the program got'),
-    exit_code: z.number().int(),
-    outputs: z.array(z.object({ path: z.string(), bytes: z.number().int().min(0) })),
-    gpus: z.string().nullable(),
-    duration_ms: z.number().min(0),
-    peak_rss_bytes: z
-      .number()
-      .int()
-      .min(0)
-      .describe("the program's peak resident memory (its VmHWM, sampled every 250 ms)"),
-  }),
+  schemas: (z) => {
+    const slotKey = z.string().regex(SLOT_NAME, { error: 'slot names use letters, digits and _' });
+    return {
+      input: z
+        .strictObject({
+          program: z.string().min(1).describe('the program: a name under the settings programs'),
+          inputs: z
+            .record(slotKey, dataPath({ mode: 'read', description: 'a file or folder the program reads' }))
+            .default({})
+            .describe('slot → path the program reads (inside a data dir)'),
+          outputs: z
+            .record(slotKey, dataPath({ mode: 'write', description: 'a file or folder the program writes' }))
+            .default({})
+            .describe('slot → path the program writes (inside a data dir)'),
+          values: z
+            .record(slotKey, z.union([z.string(), z.number(), z.boolean()]))
+            .default({})
+            .describe('slot → any other value (text, number, flag)'),
+          gpus: z
+            .union([
+              z.string().regex(/^\d+(,\d+)*$/, { error: 'must be GPU ids like "0" or "0,1"' }),
+              z.array(z.number().int().min(0)).min(1),
+            ])
+            .optional()
+            .describe(
+              'GPU ids for the program, passed in its gpuEnv variable (default CUDA_VISIBLE_DEVICES)',
+            ),
+        })
+        .superRefine((v, ctx) => {
+          const seen = new Map<string, string>();
+          for (const group of ['inputs', 'outputs', 'values'] as const) {
+            for (const k of Object.keys(v[group])) {
+              const first = seen.get(k);
+              if (first)
+                ctx.addIssue({
+                  code: 'custom',
+                  path: [group, k],
+                  message: `the slot {${k}} is already given in ${first}: each slot takes one value`,
+                });
+              else seen.set(k, group);
+            }
+          }
+        }),
+      output: z.strictObject({
+        program: z.string(),
+        args: z.array(z.string()).describe('the arguments the program got'),
+        exit_code: z.number().int(),
+        outputs: z.array(z.object({ path: z.string(), bytes: z.number().int().min(0) })),
+        gpus: z.string().nullable(),
+        duration_ms: z.number().min(0),
+        peak_rss_bytes: z
+          .number()
+          .int()
+          .min(0)
+          .describe("the program's peak resident memory (its VmHWM, sampled every 250 ms)"),
+      }),
+    };
+  },
   defaults: IMAGING_TYPE_DEFAULTS.external_program,
   handler: async (input, ctx) => {
     const { handedPrograms, fillArgs, progressParser, programTool } = await import('./programTemplate.js');

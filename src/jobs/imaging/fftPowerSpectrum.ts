@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import {
   imageInput,
@@ -18,30 +17,32 @@ export default defineJobType({
   name: 'fft_power_spectrum',
   description:
     'Computes the 2D power spectrum of a micrograph (MRC or TIFF), optionally averaged over tiles (periodogram averaging), and writes it log-scaled, zero frequency at the centre, as an MRC image and a PNG.',
-  input: z.strictObject({
-    input: imageInput('the micrograph: an MRC or TIFF file'),
-    output_mrc: outputFile('.mrc', 'where the log power spectrum goes, as a float32 MRC image'),
-    output_png: outputFile('.png', 'where the log power spectrum goes, as an 8-bit PNG'),
-    plane,
-    tile_size: tileSize,
-    tiles: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .describe('average at most this many tiles, spread over the image (default: all, half-overlapping)'),
-    window: z.enum(['hann', 'none']).default('hann').describe('taper applied to each tile'),
-  }),
-  output: z.strictObject({
-    input: z.string(),
-    output_mrc: z.string(),
-    output_png: z.string(),
-    width: z.number().int().describe('of the micrograph'),
-    height: z.number().int(),
-    size: z.number().int().describe('side of the square spectrum'),
-    tiles_used: z.number().int(),
-    duration_ms: z.number().min(0),
-    peak_rss_bytes: z.number().int().min(0),
+  schemas: (z) => ({
+    input: z.strictObject({
+      input: imageInput('the micrograph: an MRC or TIFF file'),
+      output_mrc: outputFile('.mrc', 'where the log power spectrum goes, as a float32 MRC image'),
+      output_png: outputFile('.png', 'where the log power spectrum goes, as an 8-bit PNG'),
+      plane,
+      tile_size: tileSize,
+      tiles: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .describe('average at most this many tiles, spread over the image (default: all, half-overlapping)'),
+      window: z.enum(['hann', 'none']).default('hann').describe('taper applied to each tile'),
+    }),
+    output: z.strictObject({
+      input: z.string(),
+      output_mrc: z.string(),
+      output_png: z.string(),
+      width: z.number().int().describe('of the micrograph'),
+      height: z.number().int(),
+      size: z.number().int().describe('side of the square spectrum'),
+      tiles_used: z.number().int(),
+      duration_ms: z.number().min(0),
+      peak_rss_bytes: z.number().int().min(0),
+    }),
   }),
   defaults: IMAGING_TYPE_DEFAULTS.fft_power_spectrum,
   handler: async (input, ctx) => {

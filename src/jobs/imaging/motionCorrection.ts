@@ -1,5 +1,4 @@
 import { availableParallelism } from 'node:os';
-import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import {
   imageInput,
@@ -16,66 +15,68 @@ export default defineJobType({
   name: 'motion_correction',
   description:
     'Corrects whole-frame motion in a movie (an MRC or TIFF stack of frames): frame shifts by FFT cross-correlation with a sub-pixel peak fit, aligned iteratively to the running sum, then the aligned sum, optionally dose-weighted. Writes the sum (MRC) and the shift trajectory (JSON).',
-  input: z.strictObject({
-    input: imageInput('the movie: an MRC or TIFF stack of frames'),
-    output_sum: outputFile('.mrc', 'where the aligned sum goes (float32 MRC)'),
-    output_shifts: outputFile('.json', 'where the shift trajectory goes (JSON)'),
-    pixel_size: z
-      .number()
-      .positive()
-      .optional()
-      .describe(
-        "Å per pixel; default: the file's header, else 1 (needed for the B-factor and dose weighting)",
-      ),
-    b_factor: z.number().min(0).default(150).describe('Å², low-pass of the alignment, exp(−B k²/4)'),
-    max_shift: z.number().positive().default(40).describe('largest shift searched per step, pixels'),
-    iterations: z.number().int().min(1).max(100).default(10),
-    tolerance: z
-      .number()
-      .positive()
-      .default(0.01)
-      .describe('stop when no shift changes by more than this, pixels'),
-    align_size: z
-      .number()
-      .int()
-      .min(64)
-      .default(1024)
-      .describe('largest side of the alignment grid; frames are binned by powers of two to fit'),
-    dose_per_frame: z
-      .number()
-      .positive()
-      .optional()
-      .describe('e⁻/Å² per frame: dose-weights the sum (Grant & Grigorieff 2015) when given'),
-    pre_exposure: z.number().min(0).default(0).describe('e⁻/Å² before the first frame'),
-    voltage_kv: z.number().positive().default(300).describe('acceleration voltage, kV (dose weighting)'),
-    threads: z
-      .number()
-      .int()
-      .min(1)
-      .max(64)
-      .default(2)
-      .describe(
-        "worker threads for the frames' FFTs and cross-correlations; capped at the CPUs the job was given (its type's needs.cpus), else at the machine's",
-      ),
-  }),
-  output: z.strictObject({
-    input: z.string(),
-    output_sum: z.string(),
-    output_shifts: z.string(),
-    width: z.number().int(),
-    height: z.number().int(),
-    frames: z.number().int(),
-    pixel_size: z.number(),
-    binning: z.number().int(),
-    iterations: z.number().int(),
-    converged: z.boolean(),
-    dose_weighted: z.boolean(),
-    threads: z.number().int().describe('worker threads used'),
-    /** Shift applied to each frame, pixels, frame 0 at (0, 0). */
-    shifts: z.array(z.object({ x: z.number(), y: z.number() })),
-    total_drift: z.number().describe('pixels along the trajectory'),
-    duration_ms: z.number().min(0),
-    peak_rss_bytes: z.number().int().min(0),
+  schemas: (z) => ({
+    input: z.strictObject({
+      input: imageInput('the movie: an MRC or TIFF stack of frames'),
+      output_sum: outputFile('.mrc', 'where the aligned sum goes (float32 MRC)'),
+      output_shifts: outputFile('.json', 'where the shift trajectory goes (JSON)'),
+      pixel_size: z
+        .number()
+        .positive()
+        .optional()
+        .describe(
+          "Å per pixel; default: the file's header, else 1 (needed for the B-factor and dose weighting)",
+        ),
+      b_factor: z.number().min(0).default(150).describe('Å², low-pass of the alignment, exp(−B k²/4)'),
+      max_shift: z.number().positive().default(40).describe('largest shift searched per step, pixels'),
+      iterations: z.number().int().min(1).max(100).default(10),
+      tolerance: z
+        .number()
+        .positive()
+        .default(0.01)
+        .describe('stop when no shift changes by more than this, pixels'),
+      align_size: z
+        .number()
+        .int()
+        .min(64)
+        .default(1024)
+        .describe('largest side of the alignment grid; frames are binned by powers of two to fit'),
+      dose_per_frame: z
+        .number()
+        .positive()
+        .optional()
+        .describe('e⁻/Å² per frame: dose-weights the sum (Grant & Grigorieff 2015) when given'),
+      pre_exposure: z.number().min(0).default(0).describe('e⁻/Å² before the first frame'),
+      voltage_kv: z.number().positive().default(300).describe('acceleration voltage, kV (dose weighting)'),
+      threads: z
+        .number()
+        .int()
+        .min(1)
+        .max(64)
+        .default(2)
+        .describe(
+          "worker threads for the frames' FFTs and cross-correlations; capped at the CPUs the job was given (its type's needs.cpus), else at the machine's",
+        ),
+    }),
+    output: z.strictObject({
+      input: z.string(),
+      output_sum: z.string(),
+      output_shifts: z.string(),
+      width: z.number().int(),
+      height: z.number().int(),
+      frames: z.number().int(),
+      pixel_size: z.number(),
+      binning: z.number().int(),
+      iterations: z.number().int(),
+      converged: z.boolean(),
+      dose_weighted: z.boolean(),
+      threads: z.number().int().describe('worker threads used'),
+      /** Shift applied to each frame, pixels, frame 0 at (0, 0). */
+      shifts: z.array(z.object({ x: z.number(), y: z.number() })),
+      total_drift: z.number().describe('pixels along the trajectory'),
+      duration_ms: z.number().min(0),
+      peak_rss_bytes: z.number().int().min(0),
+    }),
   }),
   defaults: IMAGING_TYPE_DEFAULTS.motion_correction,
   handler: async (input, ctx) => {

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { defineJobType } from '../defineJobType.js';
 import { DataJobError } from '../lib/errors.js';
 import { schemaProblem } from './lib/jsonSchema.js';
@@ -10,40 +9,42 @@ export default defineJobType({
   name: 'record_validation',
   description:
     'Checks each record of an NDJSON file against a JSON Schema (required, type, minimum, maximum, pattern, enum, formats, ...): valid rows to the output, invalid rows with their errors to another file; counts invalid rows per rule (keyword and field path).',
-  input: z
-    .strictObject({
-      input: recordsIn('the NDJSON records to check'),
-      output: recordsOut('where the valid records go (NDJSON)'),
-      invalid_output: recordsOut('where the invalid records go, each as { line, record, errors } (NDJSON)'),
-      schema: z
-        .json()
-        .superRefine((s, ctx) => {
-          const problem = schemaProblem(s);
-          if (problem) ctx.addIssue({ code: 'custom', message: `not a valid JSON Schema: ${problem}` });
-        })
-        .describe('a JSON Schema (draft-07 keywords) each record must match'),
-      fail_on_invalid: z
-        .boolean()
-        .default(false)
-        .describe('fail the job (not retried) when any row is invalid; both files are written first'),
-    })
-    .superRefine((v, ctx) =>
-      distinctPaths({ input: v.input, output: v.output, invalid_output: v.invalid_output }, ctx),
-    ),
-  output: z.strictObject({
-    input: z.string(),
-    output: z.string(),
-    invalid_output: z.string(),
-    rows: z.number().int().min(0),
-    valid: z.number().int().min(0),
-    invalid: z.number().int().min(0),
-    rules: z
-      .array(z.strictObject({ keyword: z.string(), path: z.string(), rows: z.number().int().min(0) }))
-      .describe(
-        'invalid rows per rule (JSON Schema keyword, JSON Pointer of the field), most frequent first',
+  schemas: (z) => ({
+    input: z
+      .strictObject({
+        input: recordsIn('the NDJSON records to check'),
+        output: recordsOut('where the valid records go (NDJSON)'),
+        invalid_output: recordsOut('where the invalid records go, each as { line, record, errors } (NDJSON)'),
+        schema: z
+          .json()
+          .superRefine((s, ctx) => {
+            const problem = schemaProblem(s);
+            if (problem) ctx.addIssue({ code: 'custom', message: `not a valid JSON Schema: ${problem}` });
+          })
+          .describe('a JSON Schema (draft-07 keywords) each record must match'),
+        fail_on_invalid: z
+          .boolean()
+          .default(false)
+          .describe('fail the job (not retried) when any row is invalid; both files are written first'),
+      })
+      .superRefine((v, ctx) =>
+        distinctPaths({ input: v.input, output: v.output, invalid_output: v.invalid_output }, ctx),
       ),
-    other_rules_rows: z.number().int().min(0).describe('rows breaking rules beyond the first 100 listed'),
-    duration_ms: z.number().min(0),
+    output: z.strictObject({
+      input: z.string(),
+      output: z.string(),
+      invalid_output: z.string(),
+      rows: z.number().int().min(0),
+      valid: z.number().int().min(0),
+      invalid: z.number().int().min(0),
+      rules: z
+        .array(z.strictObject({ keyword: z.string(), path: z.string(), rows: z.number().int().min(0) }))
+        .describe(
+          'invalid rows per rule (JSON Schema keyword, JSON Pointer of the field), most frequent first',
+        ),
+      other_rules_rows: z.number().int().min(0).describe('rows breaking rules beyond the first 100 listed'),
+      duration_ms: z.number().min(0),
+    }),
   }),
   defaults: TABULAR_TYPES.record_validation,
   handler: async (input, ctx) => {
