@@ -28,20 +28,26 @@ export function runCoveredGroup(
   // The same checks (and errors) for the filter as the planned query it replaces.
   compileFilter(filter, variables);
   const plan = planQuery(coll, filter, [], hint, false);
-  if (!plan.exact || !plan.eachEntry || !plan.index) return undefined;
+  const eachSpan = plan.eachSpan;
+  if (!plan.exact || !eachSpan || !plan.index) return undefined;
   const read = plan.index.coveredReader(native.fields);
   if (!read) return undefined;
-  const keys = native.fields;
+  const names = native.fields;
   const noDoc: Document = {};
   const out = native.run((row) => {
-    const fields: unknown[] = new Array(keys.length);
-    plan.eachEntry!((key, id) => {
-      const dates = read(key, fields);
-      if (dates >= 0) return row(noDoc, fields, dates);
-      const doc = coll.docs.get(id);
-      if (!doc) return;
-      for (let i = 0; i < keys.length; i++) fields[i] = doc[keys[i]!];
-      row(doc, fields);
+    const fields: unknown[] = new Array(names.length);
+    eachSpan((keys, ids, from, to) => {
+      for (let e = from; e < to; e++) {
+        const dates = read(keys[e], fields);
+        if (dates >= 0) {
+          row(noDoc, fields, dates);
+          continue;
+        }
+        const doc = coll.docs.get(ids[e]!);
+        if (!doc) continue;
+        for (let i = 0; i < names.length; i++) fields[i] = doc[names[i]!];
+        row(doc, fields);
+      }
     });
   });
   return out ? { docs: out, consumed: native.consumed } : undefined;

@@ -10,6 +10,7 @@ import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOr
 import { decodeKey, encodeKey, keyValueReader, type KeySentinels } from './keyString.js';
 import type { IndexSpecRecord } from './persistenceTypes.js';
 import { deleteKey, deleteSortedKeys } from './btreeDelete.js';
+import { forRangeSpans, type Span } from './btreeScan.js';
 
 // sorted-btree is CommonJS with an ES-style default export: Node puts the class on .default,
 // bundlers (vitest) hand it over directly.
@@ -201,7 +202,17 @@ export class Index {
 
   /** Visits every entry between two full keys (inclusive) in key order; the key is the tree's form. */
   forRange(lower: IndexKey, upper: IndexKey, visit: (key: unknown, id: string) => void): void {
-    this.tree.forRange(this.treeKey(lower), this.treeKey(upper), true, visit);
+    forRangeSpans(this.tree, this.treeKey(lower), this.treeKey(upper), (keys, ids, from, to) => {
+      for (let i = from; i < to; i++) visit(keys[i], ids[i]!);
+    });
+  }
+
+  /**
+   * The entries between two full keys (inclusive) in key order, a leaf's run at a time: keys (the
+   * tree's form) and canonical _id keys [from, to). For a scan that reads every entry (a covered read).
+   */
+  forRangeSpans(lower: IndexKey, upper: IndexKey, span: Span<unknown, string>): void {
+    forRangeSpans(this.tree, this.treeKey(lower), this.treeKey(upper), span);
   }
 
   /**

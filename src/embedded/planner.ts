@@ -15,6 +15,7 @@ import {
   TypeBound,
   type SortSpec,
 } from './bsonOrder.js';
+import type { Span } from './btreeScan.js';
 import type { Collection } from './collection.js';
 import { KEY_MAX, KEY_MIN, type Index, type IndexKey } from './indexes.js';
 
@@ -41,10 +42,11 @@ export interface Plan {
   /** The index walked (IXSCAN). */
   index?: Index;
   /**
-   * The index entries of the same candidates, in the same order, without fetching documents: the key
-   * as the tree holds it and the canonical _id key (a covered read). Not for a multikey index.
+   * The index entries of the same candidates, in the same order, without fetching documents: runs of
+   * keys as the tree holds them with their canonical _id keys, [from, to) of each (a covered read).
+   * Not for a multikey index.
    */
-  eachEntry?(fn: (key: unknown, id: string) => void): void;
+  eachSpan?(fn: Span<unknown, string>): void;
   stats: { keysExamined: number; docsExamined: number };
 }
 
@@ -454,15 +456,15 @@ function indexPlan(
           };
           for (const [lo, hi] of bounds) index.forRange(lo, hi, visit);
         };
-  const eachEntry =
+  const eachSpan =
     needMerge || reverse || multikey
       ? undefined
-      : (fn: (key: unknown, id: string) => void): void => {
-          const visit = (key: unknown, id: string): void => {
-            stats.keysExamined++;
-            fn(key, id);
+      : (fn: Span<unknown, string>): void => {
+          const span: Span<unknown, string> = (keys, ids, from, to) => {
+            stats.keysExamined += to - from;
+            fn(keys, ids, from, to);
           };
-          for (const [lo, hi] of bounds) index.forRange(lo, hi, visit);
+          for (const [lo, hi] of bounds) index.forRangeSpans(lo, hi, span);
         };
   return {
     stage: 'IXSCAN',
@@ -471,7 +473,7 @@ function indexPlan(
     sorted: choice.providesSort,
     stats,
     ...(each ? { each } : {}),
-    ...(eachEntry ? { eachEntry } : {}),
+    ...(eachSpan ? { eachSpan } : {}),
     candidates: (function* () {
       const seen = multikey ? new Set<string>() : undefined;
       for (const id of ids()) {
