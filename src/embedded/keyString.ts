@@ -79,8 +79,21 @@ function doubleFrom(a: number, b: number, d: number, e: number, f: number): numb
 
 /** readDouble straight from a key string (descending: inverted characters). */
 function readDoubleAt(str: string, i: number, desc: boolean): number {
-  const at = (k: number): number => (desc ? HIGH - str.charCodeAt(k) : str.charCodeAt(k)) - 1;
-  return doubleFrom(at(i), at(i + 1), at(i + 2), at(i + 3), at(i + 4));
+  if (desc)
+    return doubleFrom(
+      HIGH - 1 - str.charCodeAt(i),
+      HIGH - 1 - str.charCodeAt(i + 1),
+      HIGH - 1 - str.charCodeAt(i + 2),
+      HIGH - 1 - str.charCodeAt(i + 3),
+      HIGH - 1 - str.charCodeAt(i + 4),
+    );
+  return doubleFrom(
+    str.charCodeAt(i) - 1,
+    str.charCodeAt(i + 1) - 1,
+    str.charCodeAt(i + 2) - 1,
+    str.charCodeAt(i + 3) - 1,
+    str.charCodeAt(i + 4) - 1,
+  );
 }
 
 const tag = (rank: number): string => String.fromCharCode(TAG + rank);
@@ -235,6 +248,38 @@ export function decodeKey(str: string, dirs: number[], s: KeySentinels): unknown
 /** The largest time a Date holds (ECMAScript TimeClip); beyond it a Date is invalid. */
 const MAX_TIME = 8.64e15;
 
+/** How many distinct strings a covered read remembers per field, and how many misses it tries after. */
+const KNOWN_STRINGS = 16;
+const KNOWN_MISSES = 256;
+
+/**
+ * The strings one field of a covered read has given so far. A field read from millions of keys (a
+ * type, a state) holds few distinct values: a value already seen is handed back as the same string,
+ * compared in place, instead of a new slice per key (an allocation, and a hash computed again by the
+ * Map that groups on it). A field of many distinct values stops looking after KNOWN_MISSES misses.
+ */
+class KnownStrings {
+  private readonly seen: string[] = [];
+  private misses = 0;
+
+  at(str: string, from: number, end: number): string {
+    if (this.misses >= KNOWN_MISSES) return str.slice(from, end);
+    const len = end - from;
+    const seen = this.seen;
+    for (let k = 0; k < seen.length; k++) {
+      const s = seen[k] as string;
+      if (s.length !== len) continue;
+      let c = 0;
+      while (c < len && s.charCodeAt(c) === str.charCodeAt(from + c)) c++;
+      if (c === len) return s;
+    }
+    const s = str.slice(from, end);
+    if (seen.length < KNOWN_STRINGS) seen.push(s);
+    else this.misses++;
+    return s;
+  }
+}
+
 /**
  * Reads chosen positions of an encoded key into `out` (out[j] the value at positions[j]), for a
  * covered read. A date is written as its milliseconds, not as a Date (a covered $group reads
@@ -250,6 +295,7 @@ export function keyValueReader(dirs: number[], positions: number[]): (str: strin
   const slotOf = new Array<number>(last + 1).fill(-1);
   positions.forEach((p, j) => (slotOf[p] = j));
   if (positions.some((p) => (dirs[p] ?? 1) < 0)) return () => -1;
+  const known = positions.map(() => new KnownStrings());
   return (str, out) => {
     let i = 0;
     let dates = 0;
@@ -290,7 +336,7 @@ export function keyValueReader(dirs: number[], positions: number[]): (str: strin
         case Rank.String: {
           const end = str.indexOf(desc ? String.fromCharCode(HIGH - STRING_END) : STRING_TAIL, i);
           if (end < 0) return -1;
-          if (slot >= 0) out[slot] = str.slice(i, end);
+          if (slot >= 0) out[slot] = (known[slot] as KnownStrings).at(str, i, end);
           i = end + 1;
           break;
         }
