@@ -13,7 +13,7 @@
 import type { Document } from 'bson';
 import { compareValues, isPlainObject } from './bsonOrder.js';
 import { isInt32Number } from './numbers.js';
-import { percentileAt } from './percentile.js';
+import { selectPercentiles } from './percentile.js';
 
 /** Raised while evaluating: this input needs the general engine. */
 class Fallback extends Error {}
@@ -289,7 +289,7 @@ function compileAccumulator(spec: unknown, scope: Scope): AccFactory | undefined
     return {
       input,
       make: () => {
-        // A growing Float64Array: its sort is numeric and native, far cheaper than a comparator's.
+        // A growing Float64Array: numbers unboxed, and selection (not a sort) finds the ranks.
         let values = new Float64Array(64);
         let n = 0;
         return {
@@ -303,8 +303,7 @@ function compileAccumulator(spec: unknown, scope: Scope): AccFactory | undefined
             values[n++] = v;
           },
           result: () => {
-            const sorted = values.subarray(0, n).sort();
-            const r = (ps as number[]).map((p) => percentileAt(sorted, p));
+            const r = selectPercentiles(values.subarray(0, n), ps as number[]);
             return op === '$median' ? r[0] : r;
           },
         };
