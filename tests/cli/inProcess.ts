@@ -65,3 +65,17 @@ async function runNow(args: string[], opts: InProcessOptions): Promise<RunResult
     }
   }
 }
+
+/**
+ * A file's in-process jobctl calls: `here(args)` runs jobctl with `args` then `extra` (its settings,
+ * its database), `hereJson(args)` adds `--json`, requires exit 0 and parses the output.
+ */
+export function inProcessCalls(extra: string[], opts: InProcessOptions = {}) {
+  const here = (args: string[]): Promise<RunResult> => runInProcess([...args, ...extra], opts);
+  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
+    const r = await here([...args, '--json']);
+    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  return { here, hereJson };
+}

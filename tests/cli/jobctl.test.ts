@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { buildProgram, COMMAND_NAMES } from '../../src/cli/jobctl.js';
 import { BIN, Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
-import { runInProcess } from './inProcess.js';
+import { inProcessCalls, runInProcess } from './inProcess.js';
 import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
 /** jobctl against the harness database: URI by flag, a fresh database by JOBD_DATABASE. */
@@ -25,15 +25,9 @@ function ctl(label: string) {
   };
   // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
   // code, output through a pipe) a real call above already checks.
-  const here = (args: string[]) =>
-    runInProcess([...args, '--settings', settings, '--mongo-uri', testMongoUri()], {
-      env: { JOBD_DATABASE: database },
-    });
-  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
-    const r = await here([...args, '--json']);
-    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const { here, hereJson } = inProcessCalls(['--settings', settings, '--mongo-uri', testMongoUri()], {
+    env: { JOBD_DATABASE: database },
+  });
   return { database, settings, call, json, here, hereJson };
 }
 

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
 import { waitUntil } from '../helpers/waitFor.js';
-import { runInProcess } from './inProcess.js';
+import { inProcessCalls } from './inProcess.js';
 import { Proc, run, tempDir, writeSettings, type RunOptions } from './proc.js';
 import { BUILTIN_JOB_TYPES } from '../../src/jobs/registry.js';
 
@@ -60,12 +60,7 @@ function setup(label: string) {
   };
   // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
   // code, output through a pipe) a real call in this file already checks.
-  const here = (args: string[]) => runInProcess([...args, '--settings', settings], { env });
-  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
-    const r = await here([...args, '--json']);
-    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const { here, hereJson } = inProcessCalls(['--settings', settings], { env });
   return { folder, dirs, settings, env, call, json, here, hereJson };
 }
 

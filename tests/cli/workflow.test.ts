@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { testDbName, testMongoUri } from '../helpers/db.js';
-import { runInProcess } from './inProcess.js';
+import { inProcessCalls } from './inProcess.js';
 import { run, tempDir, writeSettings, type RunOptions } from './proc.js';
 
 function ctl(label: string) {
@@ -22,15 +22,9 @@ function ctl(label: string) {
   };
   // The same calls in this process (inProcess.ts): for variants whose process-level behaviour (exit
   // code, output through a pipe) a real call in this file already checks.
-  const here = (args: string[]) =>
-    runInProcess([...args, '--settings', settings, '--mongo-uri', testMongoUri()], {
-      env: { JOBD_DATABASE: database },
-    });
-  const hereJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
-    const r = await here([...args, '--json']);
-    if (r.code !== 0) throw new Error(`jobctl ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const { here, hereJson } = inProcessCalls(['--settings', settings, '--mongo-uri', testMongoUri()], {
+    env: { JOBD_DATABASE: database },
+  });
   return { database, call, json, here, hereJson };
 }
 
