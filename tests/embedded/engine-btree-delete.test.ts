@@ -7,23 +7,8 @@
  * same entries as BTree.delete of each, and a valid tree.
  */
 import { describe, expect, it } from 'vitest';
-import BTreeModule from 'sorted-btree';
+import { BTree, cmp, random } from './btreeKit.js';
 import { deleteKey, deleteSortedKeys } from '../../src/embedded/btreeDelete.js';
-
-type BTreeClass = typeof BTreeModule.default;
-const BTree: BTreeClass =
-  (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
-
-/** A small deterministic generator, so a failure replays. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 type Tree = InstanceType<typeof BTree<string, string>>;
 interface RawNode {

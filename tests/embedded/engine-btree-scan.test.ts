@@ -5,24 +5,10 @@
  * selection of percentiles gives what a sorted Float64Array gives, -0, NaN and duplicates included.
  */
 import { describe, expect, it } from 'vitest';
-import BTreeModule from 'sorted-btree';
+import { BTree, cmp, random } from './btreeKit.js';
 import { forRangeSpans } from '../../src/embedded/btreeScan.js';
 import { percentileAt, selectPercentiles } from '../../src/embedded/percentile.js';
 
-type BTreeClass = typeof BTreeModule.default;
-const BTree: BTreeClass =
-  (BTreeModule as unknown as { default?: BTreeClass }).default ?? (BTreeModule as unknown as BTreeClass);
-
-/** A small deterministic generator, so a failure replays. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const key = (n: number): string => String(n).padStart(6, '0');
 
 function spans(tree: InstanceType<typeof BTree<string, string>>, lo: string, hi: string): string[][] {
