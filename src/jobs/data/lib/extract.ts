@@ -121,7 +121,8 @@ export async function extractArchive(
       );
       for await (const entry of zip.entries) {
         throwIfAborted(ctx.signal, 'file_extraction');
-        await writeEntry(tree, entry, true);
+        const pending = entry.data ? writeSmallZipFile(tree, entry) : writeEntry(tree, entry, true);
+        if (pending) await pending;
         report();
       }
     } else {
@@ -151,6 +152,21 @@ export async function extractArchive(
   }
   ctx.progress(100, `${tree.entries} entries, ${tree.bytes} bytes`);
   return { extract_dir: opts.extract_dir, format, entries: tree.entries, bytes: tree.bytes };
+}
+
+/**
+ * A small zip file entry (bytes in memory): what `writeEntry` does for it, with a promise only when
+ * the tree needs one (most entries need none: a promise chain per entry was a good part of their cost).
+ */
+function writeSmallZipFile(tree: SafeTree, e: ArchiveEntry): Promise<void> | undefined {
+  try {
+    const pending = tree.fileData(e.name, e.data!(), e.mode, e.mtime);
+    return pending?.catch((err: unknown) => {
+      throw refusedZip(err);
+    });
+  } catch (err) {
+    throw refusedZip(err);
+  }
 }
 
 async function writeEntry(tree: SafeTree, e: ArchiveEntry, zip: boolean): Promise<void> {

@@ -116,12 +116,14 @@ export class FileWriterThread {
   }
 
   /**
-   * Queues a file (`data.length` at most BATCH_BYTES); its bytes are copied at once. Resolves when
-   * the queue has room again; rejects with the thread's error if a file before it failed.
+   * Queues a file (`data.length` at most BATCH_BYTES); its bytes are copied before the returned
+   * promise settles (at once when there is none). Returns a promise only when it must wait for room
+   * in the queue; throws (or rejects) with the thread's error if a file before it failed.
    */
-  async add(path: string, data: Buffer, mode: number, mtimeSeconds: number): Promise<void> {
+  add(path: string, data: Buffer, mode: number, mtimeSeconds: number): Promise<void> | undefined {
     this.throwIfFailed();
-    if (this.batch && this.batch.used + data.length > BATCH_BYTES) await this.send();
+    if (this.batch && this.batch.used + data.length > BATCH_BYTES)
+      return this.send().then(() => this.add(path, data, mode, mtimeSeconds));
     if (!this.batch) {
       const buf = this.free.pop() ?? new ArrayBuffer(BATCH_BYTES);
       this.batch = { buf, bytes: Buffer.from(buf), used: 0, paths: [], nums: [] };
@@ -131,7 +133,7 @@ export class FileWriterThread {
     b.paths.push(path);
     b.nums.push(b.used, data.length, mode, mtimeSeconds);
     b.used += data.length;
-    if (b.paths.length >= BATCH_FILES) await this.send();
+    return b.paths.length >= BATCH_FILES ? this.send() : undefined;
   }
 
   /**

@@ -134,6 +134,48 @@ export class SafeTree {
   }
 
   /**
+   * A name that needs no look at the disk (its directory known, the name new): checked and reserved
+   * at once, as `clear` would; null when `clear` must do the work (nothing reserved then).
+   */
+  private clearNow(rel: string, rawName: string): string | null {
+    if (!rel) throw new ArchiveRefusedError(`entry "${rawName}": a file cannot replace the target directory`);
+    const parent = posix.dirname(rel);
+    if (parent !== '.' && !this.dirs.has(parent)) return null;
+    if (this.dirs.has(rel))
+      throw new ArchiveRefusedError(`entry "${rawName}": a directory of that name exists`);
+    if (this.written.has(rel)) return null;
+    this.written.add(rel);
+    return join(this.root, rel);
+  }
+
+  /**
+   * `file` for bytes already in memory, without a promise when none is needed: its directory exists,
+   * the name is new, and the file is created here or queued for the thread at once (most small
+   * entries of a zip). The checks, limits and writes are `file`'s.
+   */
+  fileData(rawName: string, data: Buffer, mode?: number, mtime?: Date): Promise<void> | undefined {
+    const rel = safeEntryName(rawName);
+    this.count(rawName);
+    const abs = this.clearNow(rel, rawName);
+    if (abs === null)
+      return this.clear(rel, rawName).then((a) => this.fileDataAt(rawName, rel, a, data, mode, mtime));
+    return this.fileDataAt(rawName, rel, abs, data, mode, mtime);
+  }
+
+  private fileDataAt(
+    rawName: string,
+    rel: string,
+    abs: string,
+    data: Buffer,
+    mode?: number,
+    mtime?: Date,
+  ): Promise<void> | undefined {
+    const fileMode = mode !== undefined ? (mode & 0o777) | 0o600 : 0o644;
+    this.addBytes(data.length, rawName);
+    return this.writeSmall(rel, abs, data, fileMode, mtime);
+  }
+
+  /**
    * Writes a file entry, from a stream or (small, already in memory) a buffer. `sizeHint` (the header's
    * size) only picks the way: small entries are read into memory and written in one call (a stream per
    * file costs more than the file); the limits always count the bytes actually read.
@@ -183,38 +225,50 @@ export class SafeTree {
    * directory's files are created by one of the two, chosen at its first file: the thread if it has
    * nothing queued, else this one; so both create files, never two at once in one directory.
    */
-  private async writeSmall(
+  private writeSmall(
     rel: string,
     abs: string,
     data: Buffer,
     mode: number,
     mtime?: Date,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const thread = this.thread;
     let byThread = false;
     if (thread) {
       const dir = posix.dirname(rel);
       byThread = this.byThread.get(dir) ?? this.byThread.set(dir, !thread.busy).get(dir)!;
       if (byThread && data.length > BATCH_BYTES) {
-        await thread.flush();
-        byThread = false;
+        return thread.flush().then(() => {
+          this.createHere(abs, data, mode, mtime);
+          return this.yieldIfDue();
+        });
       }
     }
-    if (byThread) await thread!.add(abs, data, mode, mtime ? mtime.getTime() / 1000 : NaN);
-    else {
-      thread?.kick(); // what it has queued goes to it now, not after these files
-      const fd = openSync(abs, 'wx', mode);
-      try {
-        for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
-        if (mtime && !Number.isNaN(mtime.getTime())) futimesSync(fd, mtime, mtime);
-      } finally {
-        closeSync(fd);
-      }
+    if (byThread) {
+      const queued = thread!.add(abs, data, mode, mtime ? mtime.getTime() / 1000 : NaN);
+      if (queued) return queued.then(() => this.yieldIfDue());
+    } else this.createHere(abs, data, mode, mtime);
+    return this.yieldIfDue();
+  }
+
+  /** Creates a small file on this thread, with synchronous calls. */
+  private createHere(abs: string, data: Buffer, mode: number, mtime?: Date): void {
+    this.thread?.kick(); // what it has queued goes to it now, not after these files
+    const fd = openSync(abs, 'wx', mode);
+    try {
+      for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+      if (mtime && !Number.isNaN(mtime.getTime())) futimesSync(fd, mtime, mtime);
+    } finally {
+      closeSync(fd);
     }
-    if (performance.now() - this.lastYield >= YIELD_MS) {
-      await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** Gives the event loop a turn if YIELD_MS have passed since the last. */
+  private yieldIfDue(): Promise<void> | undefined {
+    if (performance.now() - this.lastYield < YIELD_MS) return undefined;
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       this.lastYield = performance.now();
-    }
+    });
   }
 
   private addBytes(n: number, rawName: string): void {
