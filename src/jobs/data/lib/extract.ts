@@ -114,8 +114,8 @@ export async function extractArchive(
     if (format === 'zip') {
       const zip = await zipEntries(archive.real);
       // Creating a small file is mostly the kernel's work: on a second thread it overlaps with reading
-      // and checking the next entries here. The thread costs a few milliseconds to start.
-      if (zip.count >= THREAD_MIN_ENTRIES) tree.useThread((thread = new FileWriterThread()));
+      // and checking the next entries here. A thread left idle by an earlier extraction is reused.
+      if (zip.count >= THREAD_MIN_ENTRIES) tree.useThread((thread = FileWriterThread.take()));
       const report = throttle(250, () =>
         ctx.progress((tree.entries / Math.max(1, zip.count)) * 99, `${tree.entries}/${zip.count} entries`),
       );
@@ -140,8 +140,10 @@ export async function extractArchive(
       }
       await tar.done;
     }
-    await tree.finalCheck();
-    await thread?.close();
+    await tree.finalCheck(); // every file given to the thread is written
+    const done = thread;
+    thread = null;
+    await done?.release();
     throwIfAborted(ctx.signal, 'file_extraction');
     await recheck(target, env.dataDirs);
     await place(tmp, target.real, existing ? opts.on_existing : 'replace');

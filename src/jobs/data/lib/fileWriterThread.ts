@@ -47,6 +47,14 @@ const BATCH_FILES = 256;
 /** Batches with the thread at once: one it writes, one queued, while the next is filled here. */
 const IN_FLIGHT = 2;
 
+/**
+ * A thread left idle by the last extraction that finished, for the next one in this process: a new
+ * thread costs 50-150 ms of CPU to start (Node's own modules compiled for it). Unreferenced, it never
+ * keeps the process alive, and it stops after IDLE_MS without work.
+ */
+const pool: { idle: FileWriterThread | null } = { idle: null };
+const IDLE_MS = 30_000;
+
 interface Batch {
   buf: ArrayBuffer;
   bytes: Buffer;
@@ -68,6 +76,17 @@ export class FileWriterThread {
   /** Files sent to the thread, and (shared, counted there as each is closed) files it has written. */
   private sent = 0;
   private readonly written = new Int32Array(new SharedArrayBuffer(4));
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  /** The idle thread if there is one, else a new one. */
+  static take(): FileWriterThread {
+    const t = pool.idle;
+    if (!t) return new FileWriterThread();
+    pool.idle = null;
+    clearTimeout(t.idleTimer);
+    t.worker.ref();
+    return t;
+  }
 
   constructor() {
     this.worker = new Worker(THREAD_CODE, { eval: true, workerData: { written: this.written.buffer } });
@@ -94,6 +113,7 @@ export class FileWriterThread {
     });
     this.worker.on('exit', () => {
       this.exited = true;
+      if (pool.idle === this) pool.idle = null;
       this.failed ??= Object.assign(new Error('the file writer thread exited'), {
         code: 'ERR_WORKER_EXITED',
       });
@@ -166,6 +186,22 @@ export class FileWriterThread {
     await this.send();
     while (this.inFlight > 0 && !this.failed) await this.wait();
     this.throwIfFailed();
+  }
+
+  /**
+   * Done with it once every file given was written (after `flush`): kept idle for the next
+   * extraction if it is sound and no other is, else stopped. Not to be used again by the caller.
+   */
+  release(): Promise<void> {
+    const queued = this.batch !== null && this.batch.paths.length > 0;
+    if (this.failed || this.exited || this.inFlight > 0 || queued || pool.idle) return this.close();
+    this.worker.unref();
+    this.idleTimer = setTimeout(() => {
+      if (pool.idle === this) pool.idle = null;
+      void this.close();
+    }, IDLE_MS).unref();
+    pool.idle = this;
+    return Promise.resolve();
   }
 
   /** Stops the thread; resolves once it has exited, so no file is created after this. */
