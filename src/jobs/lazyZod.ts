@@ -38,3 +38,13 @@ export async function loadZod(): Promise<Zod> {
 export function zodLoaded(): boolean {
   return zod !== undefined;
 }
+
+/**
+ * A schema (or set of schema fields) built with zod on its first call, then the same instance on
+ * every call: for the pieces job types share and for the inputs of the data cores, whose modules a
+ * sandbox child loads without needing zod (the daemon checked the job's input).
+ */
+export function lazySchema<T>(build: (z: Zod) => T): () => T {
+  let built: { value: T } | undefined;
+  return () => (built ??= { value: build(zodNow()) }).value;
+}

@@ -3,12 +3,14 @@
  * around the child (worker/typedChecks.ts), so the child never loads zod; an input that is not valid
  * when the job starts and an output the type refuses still fail the attempt with their codes.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { JobdClient } from '../../src/client.js';
+import { writeMrc } from '../../src/imaging/formats/mrc.js';
 import { builtinHandlerPath } from '../../src/jobs/registry.js';
 import type { RunOutcome, RunRequest, Sandbox } from '../../src/sandbox/types.js';
 import { get } from '../../src/store/index.js';
@@ -80,6 +82,55 @@ describe('isolated typed built-ins: the daemon checks, the child loads no zod', 
       .map((l) => JSON.parse(l) as { zod: boolean });
     // One child per job that passed its input check, none for the refused one; zod in none of them.
     expect(children).toHaveLength(2);
+    expect(children.map((c) => c.zod)).toEqual([false, false]);
+  });
+
+  it('runs a data type (file_extraction) and a kernel type (fft_power_spectrum) in children without zod', async () => {
+    const root = realpathSync(mkdtempSync(join(tmpdir(), 'jobd-typed-data-')));
+    const dataDirs = { upload: join(root, 'upload'), converted: join(root, 'converted') };
+    for (const d of Object.values(dataDirs)) mkdirSync(d);
+    mkdirSync(join(root, 'tree'));
+    writeFileSync(join(root, 'tree', 'a.txt'), 'alpha\n');
+    execFileSync('tar', ['-cf', join(dataDirs.upload, 'a.tar'), '-C', join(root, 'tree'), 'a.txt']);
+    await writeMrc(join(dataDirs.upload, 'm.mrc'), [new Float32Array(64 * 64).map((_, i) => i % 7)], {
+      width: 64,
+      height: 64,
+      mode: 2,
+    });
+    // The legacy name zip_file: the type's schema maps it, and the core gets the parsed input.
+    const x = (
+      await client.enqueue('file_extraction', {
+        zip_file: join(dataDirs.upload, 'a.tar'),
+        extract_dir: join(dataDirs.converted, 'a'),
+      })
+    ).job;
+    const fft = (
+      await client.enqueue('fft_power_spectrum', {
+        input: join(dataDirs.upload, 'm.mrc'),
+        output_mrc: join(dataDirs.converted, 'ps.mrc'),
+        output_png: join(dataDirs.converted, 'ps.png'),
+        tile_size: 32,
+      })
+    ).job;
+    const d = await startTestDaemon(f, {
+      dataDirs,
+      jobTypes: {
+        file_extraction: { handler: builtinHandlerPath('file_extraction'), mode: 'isolated' },
+        fft_power_spectrum: { handler: builtinHandlerPath('fft_power_spectrum'), mode: 'isolated' },
+      },
+    });
+    try {
+      await collect(d, 'job:completed', [x._id, fft._id]);
+    } finally {
+      await d.stop({ graceMs: 2_000 });
+    }
+    expect((await get(f.store, x._id))?.result).toMatchObject({ format: 'tar', entries: 1, bytes: 6 });
+    expect(readFileSync(join(dataDirs.converted, 'a', 'a.txt'), 'utf8')).toBe('alpha\n');
+    expect((await get(f.store, fft._id))?.result).toMatchObject({ width: 64, height: 64, size: 32 });
+    const children = readFileSync(probeFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { zod: boolean });
     expect(children.map((c) => c.zod)).toEqual([false, false]);
   });
 

@@ -15,7 +15,7 @@ export default defineJobType({
         mode: 'write',
         description: 'where its snapshots live (default: <backup data dir>/<name of source_dir>)',
       }).optional(),
-      ...legacyJobFields,
+      ...legacyJobFields(),
     }),
     output: z.strictObject({
       snapshot_path: z.string(),
@@ -30,5 +30,5 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.backup_creation,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/backup.js')).createBackup, input, ctx),
+  handler: async (input, ctx) => runCore((await import('./lib/backup.js')).createBackupParsed, input, ctx),
 });

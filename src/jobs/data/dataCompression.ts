@@ -21,7 +21,7 @@ export default defineJobType({
         .describe('tar.zst (default), tar.gz, or tar.lz4 (the legacy default "lz4")'),
       level: z.number().int().min(1).max(19).optional().describe('zstd 1-19 (3), gzip 1-9 (6), lz4 1-12 (1)'),
       threads: z.number().int().min(0).max(256).optional().describe('zstd worker threads; 0 = one per core'),
-      ...legacyJobFields,
+      ...legacyJobFields(),
     }),
     output: z.strictObject({
       output_path: z.string(),
@@ -35,5 +35,6 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.data_compression,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/compress.js')).compressDirectory, input, ctx),
+  handler: async (input, ctx) =>
+    runCore((await import('./lib/compress.js')).compressDirectoryParsed, input, ctx),
 });

@@ -21,7 +21,7 @@ export default defineJobType({
         .describe('hash every file, not only those whose size or mtime changed'),
       check_archives: z.boolean().default(true),
       check_formats: z.boolean().default(true),
-      ...legacyJobFields,
+      ...legacyJobFields(),
     }),
     output: z.strictObject({
       dataset_dir: z.string(),
@@ -41,5 +41,6 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.data_validation,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/validate.js')).validateDataset, input, ctx),
+  handler: async (input, ctx) =>
+    runCore((await import('./lib/validate.js')).validateDatasetParsed, input, ctx),
 });

@@ -19,13 +19,13 @@ export default defineJobType({
         mode: 'write',
         description: 'where the converted dataset goes (replaced when the conversion succeeds)',
       }),
-      sensor_type: conversionInput.shape.sensor_type,
-      conversion_params: conversionInput.shape.conversion_params,
-      mode: conversionInput.shape.mode,
-      output_kind: conversionInput.shape.output_kind,
-      chunks: conversionInput.shape.chunks,
-      compression: conversionInput.shape.compression,
-      ...legacyJobFields,
+      sensor_type: conversionInput().shape.sensor_type,
+      conversion_params: conversionInput().shape.conversion_params,
+      mode: conversionInput().shape.mode,
+      output_kind: conversionInput().shape.output_kind,
+      chunks: conversionInput().shape.chunks,
+      compression: conversionInput().shape.compression,
+      ...legacyJobFields(),
     }),
     output: z.strictObject({
       mode: z.enum(['ome-zarr', 'command']),
@@ -42,5 +42,5 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.dataset_conversion,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/convert.js')).convertDataset, input, ctx),
+  handler: async (input, ctx) => runCore((await import('./lib/convert.js')).convertDatasetParsed, input, ctx),
 });

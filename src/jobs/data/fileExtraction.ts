@@ -1,5 +1,6 @@
 import { defineJobType, legacyNames } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
+import { extractOptionFields } from './lib/extractInput.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { legacyJobFields, runCore } from './typeKit.js';
 
@@ -16,14 +17,8 @@ export default defineJobType({
           mode: 'write',
           description: 'the directory to create with the archive contents',
         }),
-        format: z.enum(['auto', 'zip', 'tar', 'tar.gz', 'tar.zst']).default('auto'),
-        max_bytes: z.number().int().positive().optional().describe('stop past this many bytes written'),
-        max_entries: z.number().int().positive().optional().describe('stop past this many entries'),
-        on_existing: z
-          .enum(['replace', 'merge', 'fail'])
-          .default('replace')
-          .describe('a non-empty extract_dir: replace it whole, merge top-level entries into it, or fail'),
-        ...legacyJobFields,
+        ...extractOptionFields(),
+        ...legacyJobFields(),
       }),
       { zip_file: 'archive' },
     ),
@@ -36,5 +31,5 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.file_extraction,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/extract.js')).extractArchive, input, ctx),
+  handler: async (input, ctx) => runCore((await import('./lib/extract.js')).extractArchiveParsed, input, ctx),
 });

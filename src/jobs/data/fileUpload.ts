@@ -31,8 +31,8 @@ export default defineJobType({
         .enum(['auto', 'hash', 'download', 'none'])
         .default('auto')
         .describe('auto: by hash when the remote has one, else by download'),
-      options: rcloneOptions.optional(),
-      ...legacyJobFields,
+      options: rcloneOptions().optional(),
+      ...legacyJobFields(),
     }),
     output: z.strictObject({
       destination: z.string(),
@@ -48,5 +48,5 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.file_upload,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/upload.js')).fileUpload, input, ctx),
+  handler: async (input, ctx) => runCore((await import('./lib/upload.js')).fileUploadParsed, input, ctx),
 });

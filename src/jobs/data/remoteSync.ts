@@ -1,5 +1,5 @@
 import { defineJobType } from '../defineJobType.js';
-import { syncInput, syncOutput } from './syncTypes.js';
+import { syncSchemas } from './syncTypes.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
 import { runCore } from './typeKit.js';
 
@@ -7,9 +7,8 @@ import { runCore } from './typeKit.js';
 export default defineJobType({
   name: 'remote_sync',
   description: 'Copies or syncs a remote of the rclone config into a data dir with rclone.',
-  input: syncInput,
-  output: syncOutput,
+  schemas: syncSchemas,
   defaults: DATA_TYPE_DEFAULTS.remote_sync,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/remoteSync.js')).remoteSync, input, ctx),
+  handler: async (input, ctx) => runCore((await import('./lib/remoteSync.js')).remoteSyncParsed, input, ctx),
 });

@@ -19,7 +19,7 @@ export default defineJobType({
     input: z.strictObject({
       source: pathOrRemote(localOf, { mode: 'read', remotes: REMOTES }),
       destination: pathOrRemote(localOf, { mode: 'write', remotes: REMOTES }),
-      options: rsyncOptions.optional(),
+      options: rsyncOptions().optional(),
       rsync_options: z
         .union([z.string(), z.array(z.string())], { error: 'must be a string of flags or a list of flags' })
         .superRefine((flags, ctx) => {
@@ -36,7 +36,7 @@ export default defineJobType({
         kind: 'file',
         description: 'rsync daemon password file (in the data dirs, mode 600)',
       }).optional(),
-      ...legacyJobFields,
+      ...legacyJobFields(),
     }),
     output: z.strictObject({
       files_transferred: z.number().int().min(0),
@@ -53,5 +53,5 @@ export default defineJobType({
   }),
   defaults: DATA_TYPE_DEFAULTS.rsync_transfer,
   // The core (and what it imports) loads when a job runs, not when jobctl reads the schemas.
-  handler: async (input, ctx) => runCore((await import('./lib/rsync.js')).rsyncTransfer, input, ctx),
+  handler: async (input, ctx) => runCore((await import('./lib/rsync.js')).rsyncTransferParsed, input, ctx),
 });

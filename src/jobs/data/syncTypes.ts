@@ -1,7 +1,7 @@
 /** The input and output google_sync and remote_sync share (both run the remote-sync core). */
-import { z } from 'zod';
 import { legacyNames } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
+import { lazySchema } from '../lazyZod.js';
 import { rcloneOptions } from './lib/rcloneRun.js';
 import { legacyJobFields, pathOrRemote } from './typeKit.js';
 
@@ -9,44 +9,46 @@ import { legacyJobFields, pathOrRemote } from './typeKit.js';
 const localOf = (value: string): string | null =>
   value.startsWith('file://') ? decodeURIComponent(value.slice('file://'.length)) : null;
 
-export const syncInput = legacyNames(
-  z.strictObject({
-    source: pathOrRemote(localOf, {
-      mode: 'read',
-      remotes:
-        'remote:path of the rclone config, rclone:remote:path, a Google Drive folder link, or file:///path',
+/** Built on first use (both types share the instances), so neither module loads zod. */
+export const syncSchemas = lazySchema((z) => ({
+  input: legacyNames(
+    z.strictObject({
+      source: pathOrRemote(localOf, {
+        mode: 'read',
+        remotes:
+          'remote:path of the rclone config, rclone:remote:path, a Google Drive folder link, or file:///path',
+      }),
+      destination: dataPath({ mode: 'write', kind: 'dir', description: 'the data dir folder to copy into' }),
+      mode: z
+        .enum(['copy', 'sync'])
+        .default('copy')
+        .describe('sync also deletes what the source no longer has'),
+      config: dataPath({
+        mode: 'read',
+        kind: 'file',
+        description: 'an rclone config file in the data dirs',
+      }).optional(),
+      user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
+      remote: z
+        .string()
+        .optional()
+        .describe('for Google Drive links: the drive remote of the config (default: its only drive remote)'),
+      options: rcloneOptions().optional(),
+      ...legacyJobFields(),
     }),
-    destination: dataPath({ mode: 'write', kind: 'dir', description: 'the data dir folder to copy into' }),
-    mode: z
-      .enum(['copy', 'sync'])
-      .default('copy')
-      .describe('sync also deletes what the source no longer has'),
-    config: dataPath({
-      mode: 'read',
-      kind: 'file',
-      description: 'an rclone config file in the data dirs',
-    }).optional(),
-    user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
-    remote: z
-      .string()
-      .optional()
-      .describe('for Google Drive links: the drive remote of the config (default: its only drive remote)'),
-    options: rcloneOptions.optional(),
-    ...legacyJobFields,
+    { data_url: 'source', input_dir: 'destination' },
+  ),
+  output: z.strictObject({
+    source: z.string(),
+    destination: z.string(),
+    mode: z.enum(['copy', 'sync']),
+    config_from: z.string(),
+    files_transferred: z.number().int().min(0),
+    bytes_transferred: z.number().min(0),
+    checks: z.number().int().min(0),
+    deletes: z.number().int().min(0),
+    speed_bytes_per_sec: z.number().min(0),
+    dry_run: z.boolean(),
+    duration_ms: z.number().min(0),
   }),
-  { data_url: 'source', input_dir: 'destination' },
-);
-
-export const syncOutput = z.strictObject({
-  source: z.string(),
-  destination: z.string(),
-  mode: z.enum(['copy', 'sync']),
-  config_from: z.string(),
-  files_transferred: z.number().int().min(0),
-  bytes_transferred: z.number().min(0),
-  checks: z.number().int().min(0),
-  deletes: z.number().int().min(0),
-  speed_bytes_per_sec: z.number().min(0),
-  dry_run: z.boolean(),
-  duration_ms: z.number().min(0),
-});
+}));

@@ -2,9 +2,10 @@
  * What the dataset job types share: running a core with the job's context and the data settings, the
  * legacy bookkeeping fields the legacy service put on its jobs, and path fields.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { TypedJobContext } from '../defineJobType.js';
 import { dataPath, type DataPathOptions } from '../dataPath.js';
+import { lazySchema, zodNow } from '../lazyZod.js';
 import type { CoreContext } from '../lib/context.js';
 import { dataEnvFor } from './dataEnv.js';
 import type { DataEnv } from './lib/env.js';
@@ -27,10 +28,10 @@ export function runCore<I, R>(
  * Fields the legacy service (and `jobctl migrate`) put on every job: accepted so migrated jobs
  * validate, and not used by the job itself.
  */
-export const legacyJobFields = {
+export const legacyJobFields = lazySchema((z) => ({
   dataset_uuid: z.string().optional().describe('legacy: the dataset the job belongs to'),
   monitor_existing: z.boolean().optional().describe('legacy: ignored (jobd re-runs the step)'),
-};
+}));
 
 /**
  * A path in the data dirs, or a remote the tool reaches itself. `localPart` returns the local path a
@@ -43,7 +44,7 @@ export function pathOrRemote(
 ): z.ZodType<string, string> {
   const local = dataPath(opts);
   const allowed = `must be ${opts.remotes}, or an absolute path inside a data dir`;
-  return z
+  return zodNow()
     .string({ error: allowed })
     .min(1, { error: allowed })
     .superRefine(async (value, ctx) => {

@@ -25,7 +25,7 @@ export default defineJobType({
     input: z.strictObject({
       input: imageInput('the micrograph: an MRC or TIFF file'),
       diagnostic_png: outputFile('.png', 'where the diagnostic image goes').optional(),
-      plane,
+      plane: plane(),
       pixel_size: z
         .number()
         .positive()
@@ -34,7 +34,7 @@ export default defineJobType({
       voltage_kv: z.number().positive().default(300).describe('acceleration voltage, kV'),
       cs_mm: z.number().positive().default(2.7).describe('spherical aberration, mm'),
       amplitude_contrast: z.number().min(0).lt(1).default(0.07).describe('amplitude contrast fraction'),
-      tile_size: tileSize.describe(
+      tile_size: tileSize().describe(
         'side of the averaged tiles (2^a·3^b·5^c, a multiple of 32); default 512, or the largest that fits a smaller image',
       ),
       tiles: z.number().int().min(1).optional().describe('average at most this many tiles (default: all)'),

@@ -22,8 +22,8 @@ export default defineJobType({
       input: imageInput('the micrograph: an MRC or TIFF file'),
       output_mrc: outputFile('.mrc', 'where the log power spectrum goes, as a float32 MRC image'),
       output_png: outputFile('.png', 'where the log power spectrum goes, as an 8-bit PNG'),
-      plane,
-      tile_size: tileSize,
+      plane: plane(),
+      tile_size: tileSize(),
       tiles: z
         .number()
         .int()

@@ -5,9 +5,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { TypedJobContext } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
+import { lazySchema } from '../lazyZod.js';
 import { DataInputError } from '../lib/errors.js';
 
 export { IMAGING_TYPE_DEFAULTS } from './typeDefaults.js';
@@ -29,22 +30,26 @@ export function outputFile(ext: string, description: string): z.ZodType<string, 
   });
 }
 
-export const plane = z
-  .number()
-  .int()
-  .min(0)
-  .default(0)
-  .describe('which plane (section, page, frame) of the file to use; 0 for a single image');
+export const plane = lazySchema((z) =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe('which plane (section, page, frame) of the file to use; 0 for a single image'),
+);
 
-export const tileSize = z
-  .number()
-  .int()
-  .min(32)
-  .max(8192)
-  .optional()
-  .describe(
-    'side of the square tiles whose spectra are averaged (2^a·3^b·5^c, a multiple of 32: 256, 512, ...)',
-  );
+export const tileSize = lazySchema((z) =>
+  z
+    .number()
+    .int()
+    .min(32)
+    .max(8192)
+    .optional()
+    .describe(
+      'side of the square tiles whose spectra are averaged (2^a·3^b·5^c, a multiple of 32: 256, 512, ...)',
+    ),
+);
 
 /** Peak resident memory of this process so far: in an isolated child, the job's own peak. */
 export function peakRssBytes(): number {

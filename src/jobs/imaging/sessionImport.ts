@@ -13,99 +13,111 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { ChildInfo } from '../../types.js';
 import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
+import { lazySchema } from '../lazyZod.js';
 import { DataInputError } from '../lib/errors.js';
 
 const DAY_MS = 24 * 60 * 60_000;
 
-export const sessionImportInput = z
-  .strictObject({
-    session_dir: dataPath({
-      mode: 'read',
-      kind: 'dir',
-      mustExist: true,
-      description: 'the session directory the microscope writes (EPU, SerialEM; for Leginon, the movies)',
-    }),
-    format: z
-      .enum(['auto', 'epu', 'serialem', 'leginon'])
-      .default('auto')
-      .describe('auto: SerialEM when .mdoc files are present, else EPU (FoilHole_*_Data_*.xml)'),
-    leginon_export: dataPath({
-      mode: 'read',
-      kind: 'file',
-      mustExist: true,
-      description: "Leginon's image table exported as JSON or CSV (format leginon)",
-    }).optional(),
-    output_dir: dataPath({
-      mode: 'write',
-      description: 'where session.json and each exposure folder (<output_dir>/<exposure>/) go',
-    }),
-    voltage_kv: z.number().positive().default(300).describe("kV, when an exposure's metadata has none"),
-    cs_mm: z.number().positive().default(2.7).describe('spherical aberration, mm'),
-    amplitude_contrast: z.number().min(0).lt(1).default(0.07),
-    settle_ms: z
-      .number()
-      .int()
-      .min(0)
-      .default(5_000)
-      .describe('a file changed less than this long ago may still be being written: it waits'),
-    max_per_pass: z.number().int().min(1).max(10_000).default(200).describe('new exposures per pass at most'),
-    watch: z
-      .strictObject({
-        interval_ms: z.number().int().min(100).max(DAY_MS).default(10_000).describe('between passes'),
-        stop_after_idle_ms: z
-          .number()
-          .int()
-          .min(0)
-          .max(DAY_MS / 2)
-          .default(30 * 60_000)
-          .describe(
-            'stop watching after this long without a new exposure (at most 12 h: a run times out after a day)',
-          ),
-      })
-      .optional()
-      .describe('keep importing exposures as the microscope writes them'),
-  })
-  .superRefine((v, ctx) => {
-    if (v.format === 'leginon' && !v.leginon_export)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['leginon_export'],
-        message:
-          'format leginon needs leginon_export (Leginon keeps its metadata in MySQL: export its image table)',
-      });
-    if (v.leginon_export && v.format !== 'leginon' && v.format !== 'auto')
-      ctx.addIssue({
-        code: 'custom',
-        path: ['leginon_export'],
-        message: `is for format leginon, not ${v.format}`,
-      });
+/** The schemas, built on first use (the module loads no zod). */
+const sessionSchemas = lazySchema((z) => {
+  const input = z
+    .strictObject({
+      session_dir: dataPath({
+        mode: 'read',
+        kind: 'dir',
+        mustExist: true,
+        description: 'the session directory the microscope writes (EPU, SerialEM; for Leginon, the movies)',
+      }),
+      format: z
+        .enum(['auto', 'epu', 'serialem', 'leginon'])
+        .default('auto')
+        .describe('auto: SerialEM when .mdoc files are present, else EPU (FoilHole_*_Data_*.xml)'),
+      leginon_export: dataPath({
+        mode: 'read',
+        kind: 'file',
+        mustExist: true,
+        description: "Leginon's image table exported as JSON or CSV (format leginon)",
+      }).optional(),
+      output_dir: dataPath({
+        mode: 'write',
+        description: 'where session.json and each exposure folder (<output_dir>/<exposure>/) go',
+      }),
+      voltage_kv: z.number().positive().default(300).describe("kV, when an exposure's metadata has none"),
+      cs_mm: z.number().positive().default(2.7).describe('spherical aberration, mm'),
+      amplitude_contrast: z.number().min(0).lt(1).default(0.07),
+      settle_ms: z
+        .number()
+        .int()
+        .min(0)
+        .default(5_000)
+        .describe('a file changed less than this long ago may still be being written: it waits'),
+      max_per_pass: z
+        .number()
+        .int()
+        .min(1)
+        .max(10_000)
+        .default(200)
+        .describe('new exposures per pass at most'),
+      watch: z
+        .strictObject({
+          interval_ms: z.number().int().min(100).max(DAY_MS).default(10_000).describe('between passes'),
+          stop_after_idle_ms: z
+            .number()
+            .int()
+            .min(0)
+            .max(DAY_MS / 2)
+            .default(30 * 60_000)
+            .describe(
+              'stop watching after this long without a new exposure (at most 12 h: a run times out after a day)',
+            ),
+        })
+        .optional()
+        .describe('keep importing exposures as the microscope writes them'),
+    })
+    .superRefine((v, ctx) => {
+      if (v.format === 'leginon' && !v.leginon_export)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['leginon_export'],
+          message:
+            'format leginon needs leginon_export (Leginon keeps its metadata in MySQL: export its image table)',
+        });
+      if (v.leginon_export && v.format !== 'leginon' && v.format !== 'auto')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['leginon_export'],
+          message: `is for format leginon, not ${v.format}`,
+        });
+    });
+
+  const exposureSummary = z.object({
+    id: z.string(),
+    state: z.string().describe('completed when its three jobs did, else the first unfinished or failed one'),
+    defocus_u: z.number().optional(),
+    defocus_v: z.number().optional(),
+    astigmatism_angle: z.number().optional(),
+    fit_resolution: z.number().optional(),
+    total_drift: z.number().optional(),
   });
 
-const exposureSummary = z.object({
-  id: z.string(),
-  state: z.string().describe('completed when its three jobs did, else the first unfinished or failed one'),
-  defocus_u: z.number().optional(),
-  defocus_v: z.number().optional(),
-  astigmatism_angle: z.number().optional(),
-  fit_resolution: z.number().optional(),
-  total_drift: z.number().optional(),
+  const output = z.object({
+    session_dir: z.string(),
+    format: z.string().nullable(),
+    session_file: z.string().describe('the session document: every exposure, its metadata and its jobs'),
+    exposures: z.number().int(),
+    completed: z.number().int(),
+    failed: z.number().int(),
+    summary: z.array(exposureSummary),
+  });
+  return { input, output };
 });
 
-export const sessionImportOutput = z.object({
-  session_dir: z.string(),
-  format: z.string().nullable(),
-  session_file: z.string().describe('the session document: every exposure, its metadata and its jobs'),
-  exposures: z.number().int(),
-  completed: z.number().int(),
-  failed: z.number().int(),
-  summary: z.array(exposureSummary),
-});
-
-type Input = z.output<typeof sessionImportInput>;
+type Input = z.output<ReturnType<typeof sessionSchemas>['input']>;
+type ExposureSummary = z.input<ReturnType<typeof sessionSchemas>['output']>['summary'][number];
 
 /** The imaging library loads when the job runs, not when jobctl reads the schema. */
 const sessions = () => import('../../imaging/sessions/index.js');
@@ -142,7 +154,7 @@ function summarise(doc: SessionDocument, children: ChildInfo[], exposureOfKey: (
     steps.set(c.key.slice(id.length + 1), c);
     byExposure.set(id, steps);
   }
-  const summary: z.input<typeof exposureSummary>[] = [];
+  const summary: ExposureSummary[] = [];
   let completed = 0;
   let failed = 0;
   for (const id of Object.keys(doc.exposures).sort()) {
@@ -179,8 +191,7 @@ export default defineJobType({
   name: 'session_import',
   description:
     'Imports a microscope session (EPU XML, SerialEM .mdoc, or a Leginon image-table export): records each exposure (pixel size, dose, target defocus, stage position, exposure time, frames) and runs motion_correction → ctf_estimation → fft_power_spectrum on it, then writes a summary. With watch, keeps importing new exposures as they are written.',
-  input: sessionImportInput,
-  output: sessionImportOutput,
+  schemas: sessionSchemas,
   defaults: { mode: 'pooled', timeoutMs: DAY_MS, maxAttempts: 5 },
   handler: async (input: Input, ctx) => {
     const lib = await sessions();

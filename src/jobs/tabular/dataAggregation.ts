@@ -20,7 +20,7 @@ export default defineJobType({
     'Groups the records of an NDJSON file by one or more fields with count, sum, mean, min, max and distinct_count, exactly and in bounded memory (sorted runs spilled beside the output and merged), or groups a MongoDB collection of a mongodb source in the database, as one aggregation pipeline; writes one record per group, sorted by key.',
   schemas: (z) => {
     const metric = z
-      .partialRecord(z.enum(OPS), fieldName)
+      .partialRecord(z.enum(OPS), fieldName())
       .refine((m) => Object.keys(m).length === 1, {
         error: `must name one operation and its field, e.g. { "sum": "price" }, { "count": "*" } (operations: ${OPS.join(', ')})`,
       })
@@ -67,13 +67,13 @@ export default defineJobType({
             .describe('with source: groups per cursor batch'),
           output: recordsOut('where the groups go (NDJSON: the group fields, then the metrics)'),
           group_by: z
-            .array(fieldName)
+            .array(fieldName())
             .default([])
             .describe(
               'fields whose values form a group (a dotted name reaches into objects); none: one group',
             ),
           metrics: z
-            .record(fieldName, metric)
+            .record(fieldName(), metric)
             .refine((m) => Object.keys(m).length > 0, { error: 'must name at least one metric' })
             .describe(
               'output field → { op: field }, op one of count ("*" for rows), sum, mean, min, max, distinct_count',

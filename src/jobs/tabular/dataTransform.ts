@@ -25,7 +25,9 @@ export default defineJobType({
         target,
         z.strictObject({
           to: target,
-          on_error: errorPolicy.optional().describe('this field\'s policy (default: the job\'s "on_error")'),
+          on_error: errorPolicy()
+            .optional()
+            .describe('this field\'s policy (default: the job\'s "on_error")'),
           format: z
             .enum(['iso', 'epoch_ms', 'epoch_s'])
             .optional()
@@ -60,26 +62,32 @@ export default defineJobType({
           input: recordsIn('the NDJSON records to transform'),
           output: recordsOut('where the transformed records go (NDJSON, written whole or not at all)'),
           quarantine: recordsOut('where quarantined rows go, each with its errors (NDJSON)').optional(),
-          rename: z.record(fieldName, fieldName).default({}).describe('old name → new name, applied first'),
+          rename: z
+            .record(fieldName(), fieldName())
+            .default({})
+            .describe('old name → new name, applied first'),
           defaults: z
-            .record(fieldName, z.json())
+            .record(fieldName(), z.json())
             .default({})
             .describe('field → value given to records where the field is missing or null'),
           convert: z
-            .record(fieldName, conversion)
+            .record(fieldName(), conversion)
             .default({})
             .describe(
               'field → "int" | "float" | "bool" | "date" | "string", or { to, on_error, format, epoch_unit }',
             ),
-          on_error: errorPolicy.default('fail').describe("the conversions' policy when a field gives none"),
+          on_error: errorPolicy().default('fail').describe("the conversions' policy when a field gives none"),
           compute: z
-            .record(fieldName, expression)
+            .record(fieldName(), expression)
             .default({})
             .describe('field → MongoDB aggregation expression, e.g. { "$multiply": ["$price", "$qty"] }'),
-          compute_on_error: errorPolicy
+          compute_on_error: errorPolicy()
             .default('fail')
             .describe('what an expression that fails on a row does'),
-          drop: z.array(fieldName).default([]).describe('fields removed last (computed fields may use them)'),
+          drop: z
+            .array(fieldName())
+            .default([])
+            .describe('fields removed last (computed fields may use them)'),
         })
         .superRefine((v, ctx) => {
           distinctPaths({ input: v.input, output: v.output, quarantine: v.quarantine }, ctx);

@@ -3,9 +3,10 @@
  * record-file path fields, field names, the error policy, and running a core with the job's context on
  * the paths as they resolve now (each output checked right before it is written).
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { TypedJobContext } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
+import { lazySchema } from '../lazyZod.js';
 import { cleanStaleTemps } from '../lib/atomic.js';
 import type { CoreContext } from '../lib/context.js';
 
@@ -18,14 +19,18 @@ export function recordsOut(description: string): z.ZodType<string, string> {
 }
 
 /** A record's field name (top level). */
-export const fieldName = z
-  .string()
-  .min(1, { error: 'must be a field name (not empty)' })
-  .refine((s) => !s.startsWith('$'), { error: 'must not start with $ (MongoDB reserves such names)' });
+export const fieldName = lazySchema((z) =>
+  z
+    .string()
+    .min(1, { error: 'must be a field name (not empty)' })
+    .refine((s) => !s.startsWith('$'), { error: 'must not start with $ (MongoDB reserves such names)' }),
+);
 
-export const errorPolicy = z
-  .enum(['fail', 'null', 'skip', 'quarantine'], { error: 'must be one of fail, null, skip, quarantine' })
-  .describe('fail the job, set the field to null, skip the row, or write the row to the quarantine file');
+export const errorPolicy = lazySchema((z) =>
+  z
+    .enum(['fail', 'null', 'skip', 'quarantine'], { error: 'must be one of fail, null, skip, quarantine' })
+    .describe('fail the job, set the field to null, skip the row, or write the row to the quarantine file'),
+);
 
 export function coreContext(ctx: TypedJobContext): CoreContext {
   return {

@@ -8,7 +8,8 @@
  */
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, throwIfAborted } from '../../lib/errors.js';
@@ -28,14 +29,18 @@ import {
 import { parseProgress2 } from './rsync.js';
 import { listTree } from './tarPack.js';
 
-export const backupInput = z.object({
-  source_dir: z.string().describe('the dataset directory to back up'),
-  backup_dir: z
-    .string()
-    .optional()
-    .describe('where its snapshots live (default: <backup data dir>/<name of source_dir>)'),
-});
-export type BackupInput = z.input<typeof backupInput>;
+export const backupInput = lazySchema((z) =>
+  z.object({
+    source_dir: z.string().describe('the dataset directory to back up'),
+    backup_dir: z
+      .string()
+      .optional()
+      .describe('where its snapshots live (default: <backup data dir>/<name of source_dir>)'),
+  }),
+);
+export type BackupInput = z.input<ReturnType<typeof backupInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type BackupOptions = z.output<ReturnType<typeof backupInput>>;
 
 export interface BackupResult {
   snapshot_path: string;
@@ -50,12 +55,17 @@ export interface BackupResult {
   hashed_files: number;
 }
 
-export async function createBackup(
-  input: BackupInput,
+/** Validates its input itself (a call outside a job); a job type calls createBackupParsed. */
+export function createBackup(input: BackupInput, ctx: CoreContext, env: DataEnv): Promise<BackupResult> {
+  return createBackupParsed(backupInput().parse(input), ctx, env);
+}
+
+/** createBackup for an input its job type's schema parsed (the daemon or the handler did). */
+export async function createBackupParsed(
+  opts: BackupOptions,
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<BackupResult> {
-  const opts = backupInput.parse(input);
   const source = await confine(opts.source_dir, env.dataDirs, {
     field: 'source_dir',
     mustExist: true,

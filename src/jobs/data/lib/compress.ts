@@ -11,7 +11,8 @@ import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError } from '../../lib/errors.js';
@@ -39,26 +40,30 @@ const LEVELS: Record<Container, { min: number; max: number; dflt: number }> = {
   'tar.lz4': { min: 1, max: 12, dflt: 1 },
 };
 
-export const compressInput = z.object({
-  source_dir: z.string().describe('the directory to pack'),
-  output_path: z
-    .string()
-    .optional()
-    .describe('the archive to write (default: <source_dir>.tar.zst beside it)'),
-  compression_type: z
-    .enum(['zstd', 'tar.zst', 'gzip', 'tar.gz', 'lz4', 'tar.lz4'])
-    .default('zstd')
-    .describe('tar.zst (default), tar.gz, or tar.lz4 (the legacy default "lz4")'),
-  level: z.number().int().min(1).max(19).optional().describe('zstd 1-19 (3), gzip 1-9 (6), lz4 1-12 (1)'),
-  threads: z
-    .number()
-    .int()
-    .min(0)
-    .max(256)
-    .optional()
-    .describe('zstd worker threads; 0 = one per core (default)'),
-});
-export type CompressInput = z.input<typeof compressInput>;
+export const compressInput = lazySchema((z) =>
+  z.object({
+    source_dir: z.string().describe('the directory to pack'),
+    output_path: z
+      .string()
+      .optional()
+      .describe('the archive to write (default: <source_dir>.tar.zst beside it)'),
+    compression_type: z
+      .enum(['zstd', 'tar.zst', 'gzip', 'tar.gz', 'lz4', 'tar.lz4'])
+      .default('zstd')
+      .describe('tar.zst (default), tar.gz, or tar.lz4 (the legacy default "lz4")'),
+    level: z.number().int().min(1).max(19).optional().describe('zstd 1-19 (3), gzip 1-9 (6), lz4 1-12 (1)'),
+    threads: z
+      .number()
+      .int()
+      .min(0)
+      .max(256)
+      .optional()
+      .describe('zstd worker threads; 0 = one per core (default)'),
+  }),
+);
+export type CompressInput = z.input<ReturnType<typeof compressInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type CompressOptions = z.output<ReturnType<typeof compressInput>>;
 
 export interface CompressResult {
   output_path: string;
@@ -71,12 +76,21 @@ export interface CompressResult {
   sha256: string;
 }
 
-export async function compressDirectory(
+/** Validates its input itself (a call outside a job); a job type calls compressDirectoryParsed. */
+export function compressDirectory(
   input: CompressInput,
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<CompressResult> {
-  const opts = compressInput.parse(input);
+  return compressDirectoryParsed(compressInput().parse(input), ctx, env);
+}
+
+/** compressDirectory for an input its job type's schema parsed (the daemon or the handler did). */
+export async function compressDirectoryParsed(
+  opts: CompressOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<CompressResult> {
   const format = TYPES[opts.compression_type];
   const lv = LEVELS[format];
   const level = opts.level ?? lv.dflt;

@@ -8,7 +8,8 @@
  */
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import { cleanStaleTemps, renameIntoPlace, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError, throwIfAborted } from '../../lib/errors.js';
@@ -23,53 +24,56 @@ import { listTree } from './tarPack.js';
 const WORD = /^[A-Za-z0-9_.+-]+$/;
 
 const CHUNK_SIDE_RULE = 'a chunk side is an integer from 1 to 65536 (chunks is [z, y, x])';
-const CHUNK_SIDE = z.number().int(CHUNK_SIDE_RULE).min(1, CHUNK_SIDE_RULE).max(65536, CHUNK_SIDE_RULE);
-
-export const conversionInput = z.object({
-  input_path: z.string().describe('the dataset file or folder to convert'),
-  output_path: z
-    .string()
-    .describe('where the converted dataset goes (replaced when the conversion succeeds)'),
-  sensor_type: z
-    .string()
-    .regex(WORD, 'letters, digits and _ . + - (e.g. 4D_Probe, TIFF, HDF5)')
-    .optional()
-    .describe(
-      'what produced the data: passed to the converter (command mode, required), recorded (ome-zarr)',
-    ),
-  conversion_params: z
-    .record(
-      z.string().regex(WORD, 'a key of letters, digits and _ . + -'),
-      z.union([
-        z
-          .string()
-          .regex(/^[^,=\n\0]*$/, 'a value without commas, "=" or newlines (the converter reads k=v,k=v)'),
-        z.number(),
-        z.boolean(),
-      ]),
-    )
-    .default({})
-    .describe('passed to the converter as k=v,k=v'),
-  mode: z
-    .enum(['ome-zarr', 'command'])
-    .optional()
-    .describe(
-      "ome-zarr: jobd's converter (TIFF, MRC, HDF5 → OME-Zarr 0.4); command: the converter of the settings. Default: command when data.converter.program is set, else ome-zarr",
-    ),
-  chunks: z
-    .tuple([CHUNK_SIDE, CHUNK_SIDE, CHUNK_SIDE])
-    .optional()
-    .describe('ome-zarr: the chunk shape [z, y, x], positive integers up to 65536 (default [1, 256, 256])'),
-  compression: z
-    .enum(COMPRESSIONS as [Compression, ...Compression[]])
-    .optional()
-    .describe(`ome-zarr: the chunks' compressor, one of ${COMPRESSIONS.join(', ')} (default blosc-lz4)`),
-  output_kind: z
-    .enum(['dir', 'file'])
-    .default('dir')
-    .describe('dir: the converter is given an empty folder; file: a path to create'),
+export const conversionInput = lazySchema((z) => {
+  const CHUNK_SIDE = z.number().int(CHUNK_SIDE_RULE).min(1, CHUNK_SIDE_RULE).max(65536, CHUNK_SIDE_RULE);
+  return z.object({
+    input_path: z.string().describe('the dataset file or folder to convert'),
+    output_path: z
+      .string()
+      .describe('where the converted dataset goes (replaced when the conversion succeeds)'),
+    sensor_type: z
+      .string()
+      .regex(WORD, 'letters, digits and _ . + - (e.g. 4D_Probe, TIFF, HDF5)')
+      .optional()
+      .describe(
+        'what produced the data: passed to the converter (command mode, required), recorded (ome-zarr)',
+      ),
+    conversion_params: z
+      .record(
+        z.string().regex(WORD, 'a key of letters, digits and _ . + -'),
+        z.union([
+          z
+            .string()
+            .regex(/^[^,=\n\0]*$/, 'a value without commas, "=" or newlines (the converter reads k=v,k=v)'),
+          z.number(),
+          z.boolean(),
+        ]),
+      )
+      .default({})
+      .describe('passed to the converter as k=v,k=v'),
+    mode: z
+      .enum(['ome-zarr', 'command'])
+      .optional()
+      .describe(
+        "ome-zarr: jobd's converter (TIFF, MRC, HDF5 → OME-Zarr 0.4); command: the converter of the settings. Default: command when data.converter.program is set, else ome-zarr",
+      ),
+    chunks: z
+      .tuple([CHUNK_SIDE, CHUNK_SIDE, CHUNK_SIDE])
+      .optional()
+      .describe('ome-zarr: the chunk shape [z, y, x], positive integers up to 65536 (default [1, 256, 256])'),
+    compression: z
+      .enum(COMPRESSIONS as [Compression, ...Compression[]])
+      .optional()
+      .describe(`ome-zarr: the chunks' compressor, one of ${COMPRESSIONS.join(', ')} (default blosc-lz4)`),
+    output_kind: z
+      .enum(['dir', 'file'])
+      .default('dir')
+      .describe('dir: the converter is given an empty folder; file: a path to create'),
+  });
 });
-export type ConversionInput = z.input<typeof conversionInput>;
+export type ConversionInput = z.input<ReturnType<typeof conversionInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type ConversionOptions = z.output<ReturnType<typeof conversionInput>>;
 
 export interface CommandResult {
   mode: 'command';
@@ -92,12 +96,21 @@ export function paramsArg(params: Record<string, string | number | boolean>): st
     .join(',');
 }
 
-export async function convertDataset(
+/** Validates its input itself (a call outside a job); a job type calls convertDatasetParsed. */
+export function convertDataset(
   input: ConversionInput,
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<ConversionResult> {
-  const opts = conversionInput.parse(input);
+  return convertDatasetParsed(conversionInput().parse(input), ctx, env);
+}
+
+/** convertDataset for an input its job type's schema parsed (the daemon or the handler did). */
+export async function convertDatasetParsed(
+  opts: ConversionOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<ConversionResult> {
   const mode = opts.mode ?? (env.converter?.program ? 'command' : 'ome-zarr');
   if (mode === 'ome-zarr') {
     if (Object.keys(opts.conversion_params).length) {

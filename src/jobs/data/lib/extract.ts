@@ -5,7 +5,6 @@
  */
 import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { z } from 'zod';
 import { cleanStaleTemps, fsyncDir, tempSibling } from '../../lib/atomic.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError, throwIfAborted } from '../../lib/errors.js';
@@ -21,6 +20,7 @@ import {
   type ArchiveFormat,
 } from './archiveReaders.js';
 import type { DataEnv } from './env.js';
+import { extractInput, type ExtractInput, type ExtractOptions } from './extractInput.js';
 import { FileWriterThread } from './fileWriterThread.js';
 import { SafeTree } from './safeTree.js';
 
@@ -29,24 +29,7 @@ export const DEFAULT_MAX_ENTRIES = 1_000_000;
 /** A zip of at least this many entries has its small files created on a thread of their own. */
 export const THREAD_MIN_ENTRIES = 1000;
 
-export const extractInput = z
-  .object({
-    archive: z.string().optional().describe('the archive to unpack (legacy name: zip_file)'),
-    zip_file: z.string().optional().describe('legacy name of archive'),
-    extract_dir: z.string().describe('the directory to create with the archive contents'),
-    format: z.enum(['auto', 'zip', 'tar', 'tar.gz', 'tar.zst']).default('auto'),
-    max_bytes: z.number().int().positive().optional().describe('stop past this many bytes written'),
-    max_entries: z.number().int().positive().optional().describe('stop past this many entries'),
-    on_existing: z
-      .enum(['replace', 'merge', 'fail'])
-      .default('replace')
-      .describe('a non-empty extract_dir: replace it whole, merge top-level entries into it, or fail'),
-  })
-  .refine((v) => v.archive !== undefined || v.zip_file !== undefined, {
-    message: 'archive (or its legacy name zip_file) is required',
-    path: ['archive'],
-  });
-export type ExtractInput = z.input<typeof extractInput>;
+export { extractInput, type ExtractInput, type ExtractOptions } from './extractInput.js';
 
 export interface ExtractResult {
   extract_dir: string;
@@ -66,12 +49,17 @@ function jobLimit(field: string, asked: number | undefined, key: string, ceiling
   return asked;
 }
 
-export async function extractArchive(
-  input: ExtractInput,
+/** Validates its input itself (a call outside a job); a job type calls extractArchiveParsed. */
+export function extractArchive(input: ExtractInput, ctx: CoreContext, env: DataEnv): Promise<ExtractResult> {
+  return extractArchiveParsed(extractInput().parse(input), ctx, env);
+}
+
+/** extractArchive for an input its job type's schema parsed (the daemon or the handler did). */
+export async function extractArchiveParsed(
+  opts: ExtractOptions,
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<ExtractResult> {
-  const opts = extractInput.parse(input);
   const archiveField = opts.archive !== undefined ? 'archive' : 'zip_file';
   const archive = await confine((opts.archive ?? opts.zip_file)!, env.dataDirs, {
     field: archiveField,

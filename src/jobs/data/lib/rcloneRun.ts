@@ -4,7 +4,8 @@
  * failures told apart by what rclone said: a network failure is retryable whatever the exit code (rclone
  * exits 1 for a refused connection, as for a usage error).
  */
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError, ToolFailedError } from '../../lib/errors.js';
 import { startTool, type ToolRun } from '../../lib/tool.js';
@@ -13,25 +14,27 @@ import type { DataEnv } from './env.js';
 import type { RcloneConfig } from './rcloneConfig.js';
 
 /** Options shared by the rclone cores: a typed list, never raw flags. */
-export const rcloneOptions = z
-  .object({
-    bandwidth_limit: z
-      .string()
-      .regex(/^\d+(\.\d+)?[BKMGTP]?$/i, 'a rate such as 500K, 10M or 1G (bytes per second)')
-      .optional(),
-    transfers: z.number().int().min(1).max(64).optional(),
-    checkers: z.number().int().min(1).max(64).optional(),
-    checksum: z.boolean().optional().describe('compare by hash instead of size and modification time'),
-    exclude: z
-      .array(z.string().regex(/^[^\0\n]+$/))
-      .optional()
-      .describe('rclone filter patterns'),
-    retries: z.number().int().min(1).max(10).optional().describe("rclone's own retries (default 3)"),
-    timeout_seconds: z.number().int().min(1).max(3600).optional().describe('I/O idle timeout'),
-    dry_run: z.boolean().optional(),
-  })
-  .strict();
-export type RcloneOptions = z.infer<typeof rcloneOptions>;
+export const rcloneOptions = lazySchema((z) =>
+  z
+    .object({
+      bandwidth_limit: z
+        .string()
+        .regex(/^\d+(\.\d+)?[BKMGTP]?$/i, 'a rate such as 500K, 10M or 1G (bytes per second)')
+        .optional(),
+      transfers: z.number().int().min(1).max(64).optional(),
+      checkers: z.number().int().min(1).max(64).optional(),
+      checksum: z.boolean().optional().describe('compare by hash instead of size and modification time'),
+      exclude: z
+        .array(z.string().regex(/^[^\0\n]+$/))
+        .optional()
+        .describe('rclone filter patterns'),
+      retries: z.number().int().min(1).max(10).optional().describe("rclone's own retries (default 3)"),
+      timeout_seconds: z.number().int().min(1).max(3600).optional().describe('I/O idle timeout'),
+      dry_run: z.boolean().optional(),
+    })
+    .strict(),
+);
+export type RcloneOptions = z.infer<ReturnType<typeof rcloneOptions>>;
 
 export function rcloneOptionArgs(o: RcloneOptions | undefined): string[] {
   if (!o) return [];

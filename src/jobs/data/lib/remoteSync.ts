@@ -6,7 +6,8 @@
  * sizes and modification times and copies only what is missing or different.
  */
 import { mkdir } from 'node:fs/promises';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import type { CoreContext } from '../../lib/context.js';
 import { DataInputError } from '../../lib/errors.js';
 import { confine, recheck } from '../../lib/paths.js';
@@ -14,38 +15,42 @@ import type { DataEnv } from './env.js';
 import { listRemotes, resolveRcloneConfig, type RcloneConfig } from './rcloneConfig.js';
 import { parseRemote, rcloneOptionArgs, rcloneOptions, runRclone } from './rcloneRun.js';
 
-export const remoteSyncInput = z
-  .object({
-    source: z
-      .string()
-      .optional()
-      .describe(
-        'remote:path of the rclone config, rclone:remote:path, a Google Drive folder link or file:///path',
-      ),
-    data_url: z.string().optional().describe('legacy name of source'),
-    destination: z.string().optional().describe('the data dir folder to copy into'),
-    input_dir: z.string().optional().describe('legacy name of destination'),
-    mode: z
-      .enum(['copy', 'sync'])
-      .default('copy')
-      .describe('sync also deletes what the source no longer has'),
-    config: z.string().optional().describe('an rclone config file in the data dirs'),
-    user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
-    remote: z
-      .string()
-      .optional()
-      .describe('for Google Drive links: the drive remote of the config (default: its only drive remote)'),
-    options: rcloneOptions.optional(),
-  })
-  .refine((v) => v.source !== undefined || v.data_url !== undefined, {
-    message: 'source (or the legacy data_url) is required',
-    path: ['source'],
-  })
-  .refine((v) => v.destination !== undefined || v.input_dir !== undefined, {
-    message: 'destination (or the legacy input_dir) is required',
-    path: ['destination'],
-  });
-export type RemoteSyncInput = z.input<typeof remoteSyncInput>;
+export const remoteSyncInput = lazySchema((z) =>
+  z
+    .object({
+      source: z
+        .string()
+        .optional()
+        .describe(
+          'remote:path of the rclone config, rclone:remote:path, a Google Drive folder link or file:///path',
+        ),
+      data_url: z.string().optional().describe('legacy name of source'),
+      destination: z.string().optional().describe('the data dir folder to copy into'),
+      input_dir: z.string().optional().describe('legacy name of destination'),
+      mode: z
+        .enum(['copy', 'sync'])
+        .default('copy')
+        .describe('sync also deletes what the source no longer has'),
+      config: z.string().optional().describe('an rclone config file in the data dirs'),
+      user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
+      remote: z
+        .string()
+        .optional()
+        .describe('for Google Drive links: the drive remote of the config (default: its only drive remote)'),
+      options: rcloneOptions().optional(),
+    })
+    .refine((v) => v.source !== undefined || v.data_url !== undefined, {
+      message: 'source (or the legacy data_url) is required',
+      path: ['source'],
+    })
+    .refine((v) => v.destination !== undefined || v.input_dir !== undefined, {
+      message: 'destination (or the legacy input_dir) is required',
+      path: ['destination'],
+    }),
+);
+export type RemoteSyncInput = z.input<ReturnType<typeof remoteSyncInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type RemoteSyncOptions = z.output<ReturnType<typeof remoteSyncInput>>;
 
 export interface RemoteSyncResult {
   source: string;
@@ -89,12 +94,13 @@ export function parseSource(value: string, field: string): SourceSpec {
   );
 }
 
+/** Validates its input itself (a call outside a job); the job types call the Parsed variants. */
 export function remoteSync(
   input: RemoteSyncInput,
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<RemoteSyncResult> {
-  return syncCore(input, ctx, env, 'remote_sync');
+  return syncCore(remoteSyncInput().parse(input), ctx, env, 'remote_sync');
 }
 
 /** google_sync: remote_sync with the legacy parameters (user_email, input_dir, data_url). */
@@ -103,16 +109,33 @@ export function googleSync(
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<RemoteSyncResult> {
-  return syncCore(input, ctx, env, 'google_sync');
+  return syncCore(remoteSyncInput().parse(input), ctx, env, 'google_sync');
+}
+
+/** remoteSync for an input its job type's schema parsed (the daemon or the handler did). */
+export function remoteSyncParsed(
+  opts: RemoteSyncOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<RemoteSyncResult> {
+  return syncCore(opts, ctx, env, 'remote_sync');
+}
+
+/** googleSync for an input its job type's schema parsed. */
+export function googleSyncParsed(
+  opts: RemoteSyncOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<RemoteSyncResult> {
+  return syncCore(opts, ctx, env, 'google_sync');
 }
 
 async function syncCore(
-  input: RemoteSyncInput,
+  opts: RemoteSyncOptions,
   ctx: CoreContext,
   env: DataEnv,
   label: string,
 ): Promise<RemoteSyncResult> {
-  const opts = remoteSyncInput.parse(input);
   const sourceText = (opts.source ?? opts.data_url)!;
   const sourceField = opts.source !== undefined ? 'source' : 'data_url';
   const destText = (opts.destination ?? opts.input_dir)!;

@@ -5,7 +5,8 @@
  * only what is missing or different.
  */
 import { mkdir } from 'node:fs/promises';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DataInputError } from '../../lib/errors.js';
 import { confine, recheck, type ConfinedPath } from '../../lib/paths.js';
@@ -14,19 +15,23 @@ import { RSYNC } from '../../lib/toolTable.js';
 import type { DataEnv } from './env.js';
 import { parseLegacyRsyncOptions, rsyncArgs, rsyncOptions, type RsyncOptions } from './rsyncOptions.js';
 
-export const rsyncInput = z.object({
-  source: z
-    .string()
-    .describe('a local path in the data dirs, or rsync://host[:port]/module/path, or host::module/path'),
-  destination: z.string().describe('the same forms as source'),
-  options: rsyncOptions.optional(),
-  rsync_options: z
-    .union([z.string(), z.array(z.string())])
-    .optional()
-    .describe('legacy flags; accepted only when each is on the allow-list'),
-  password_file: z.string().optional().describe('rsync daemon password file (in the data dirs, mode 600)'),
-});
-export type RsyncInput = z.input<typeof rsyncInput>;
+export const rsyncInput = lazySchema((z) =>
+  z.object({
+    source: z
+      .string()
+      .describe('a local path in the data dirs, or rsync://host[:port]/module/path, or host::module/path'),
+    destination: z.string().describe('the same forms as source'),
+    options: rsyncOptions().optional(),
+    rsync_options: z
+      .union([z.string(), z.array(z.string())])
+      .optional()
+      .describe('legacy flags; accepted only when each is on the allow-list'),
+    password_file: z.string().optional().describe('rsync daemon password file (in the data dirs, mode 600)'),
+  }),
+);
+export type RsyncInput = z.input<ReturnType<typeof rsyncInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type RsyncTransferOptions = z.output<ReturnType<typeof rsyncInput>>;
 
 export interface RsyncResult {
   files_transferred: number;
@@ -94,8 +99,17 @@ export function parseStats(lines: string[]): Omit<RsyncResult, 'dry_run' | 'dura
   };
 }
 
-export async function rsyncTransfer(input: RsyncInput, ctx: CoreContext, env: DataEnv): Promise<RsyncResult> {
-  const opts = rsyncInput.parse(input);
+/** Validates its input itself (a call outside a job); a job type calls rsyncTransferParsed. */
+export function rsyncTransfer(input: RsyncInput, ctx: CoreContext, env: DataEnv): Promise<RsyncResult> {
+  return rsyncTransferParsed(rsyncInput().parse(input), ctx, env);
+}
+
+/** rsyncTransfer for an input its job type's schema parsed (the daemon or the handler did). */
+export async function rsyncTransferParsed(
+  opts: RsyncTransferOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<RsyncResult> {
   let options: RsyncOptions = opts.options ?? {};
   if (opts.rsync_options !== undefined)
     options = { ...parseLegacyRsyncOptions(opts.rsync_options), ...options };

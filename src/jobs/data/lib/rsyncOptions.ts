@@ -3,40 +3,43 @@
  * accepted only when every flag maps onto that list. Anything else (`-e`, `--rsync-path`,
  * `--remove-source-files`, `--files-from`, ...) is refused, naming the flag.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import { DataInputError } from '../../lib/errors.js';
 
-export const rsyncOptions = z
-  .object({
-    archive: z.boolean().optional().describe('-a (default true)'),
-    recursive: z.boolean().optional(),
-    delete: z.boolean().optional().describe('delete destination files absent from the source'),
-    checksum: z.boolean().optional().describe('compare by checksum, not size and time'),
-    compress: z.boolean().optional(),
-    partial: z
-      .boolean()
-      .optional()
-      .describe('keep partly transferred files, so a re-run resumes them (default true)'),
-    dry_run: z.boolean().optional(),
-    bwlimit: z
-      .union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?[KMGkmg]?$/)])
-      .optional()
-      .describe('KiB/s, or with a K/M/G suffix'),
-    excludes: z.array(z.string().min(1)).optional(),
-    includes: z.array(z.string().min(1)).optional(),
-    times: z.boolean().optional(),
-    perms: z.boolean().optional(),
-    links: z.boolean().optional(),
-    hard_links: z.boolean().optional(),
-    update: z.boolean().optional(),
-    size_only: z.boolean().optional(),
-    ignore_existing: z.boolean().optional(),
-    max_delete: z.number().int().min(0).optional(),
-    timeout: z.number().int().min(0).optional().describe('I/O timeout in seconds'),
-    contimeout: z.number().int().min(0).optional().describe('daemon connection timeout in seconds'),
-  })
-  .strict();
-export type RsyncOptions = z.infer<typeof rsyncOptions>;
+export const rsyncOptions = lazySchema((z) =>
+  z
+    .object({
+      archive: z.boolean().optional().describe('-a (default true)'),
+      recursive: z.boolean().optional(),
+      delete: z.boolean().optional().describe('delete destination files absent from the source'),
+      checksum: z.boolean().optional().describe('compare by checksum, not size and time'),
+      compress: z.boolean().optional(),
+      partial: z
+        .boolean()
+        .optional()
+        .describe('keep partly transferred files, so a re-run resumes them (default true)'),
+      dry_run: z.boolean().optional(),
+      bwlimit: z
+        .union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?[KMGkmg]?$/)])
+        .optional()
+        .describe('KiB/s, or with a K/M/G suffix'),
+      excludes: z.array(z.string().min(1)).optional(),
+      includes: z.array(z.string().min(1)).optional(),
+      times: z.boolean().optional(),
+      perms: z.boolean().optional(),
+      links: z.boolean().optional(),
+      hard_links: z.boolean().optional(),
+      update: z.boolean().optional(),
+      size_only: z.boolean().optional(),
+      ignore_existing: z.boolean().optional(),
+      max_delete: z.number().int().min(0).optional(),
+      timeout: z.number().int().min(0).optional().describe('I/O timeout in seconds'),
+      contimeout: z.number().int().min(0).optional().describe('daemon connection timeout in seconds'),
+    })
+    .strict(),
+);
+export type RsyncOptions = z.infer<ReturnType<typeof rsyncOptions>>;
 
 type BoolKey = {
   [K in keyof RsyncOptions]-?: RsyncOptions[K] extends boolean | undefined ? K : never;

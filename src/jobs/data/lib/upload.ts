@@ -6,7 +6,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { dirname, relative } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import type { CoreContext } from '../../lib/context.js';
 import { DataInputError, DataJobError, ToolFailedError } from '../../lib/errors.js';
 import { confine } from '../../lib/paths.js';
@@ -21,20 +22,24 @@ import {
 } from './rcloneRun.js';
 import { listTree } from './tarPack.js';
 
-export const uploadInput = z.object({
-  files: z
-    .union([z.string(), z.array(z.string()).min(1)])
-    .describe('files or directories in the data dirs (a directory is uploaded with its contents)'),
-  destination: z.string().describe('remote:path of the rclone config'),
-  config: z.string().optional().describe('an rclone config file in the data dirs'),
-  user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
-  verify: z
-    .enum(['auto', 'hash', 'download', 'none'])
-    .default('auto')
-    .describe('auto: by hash when the remote has one, else by download'),
-  options: rcloneOptions.optional(),
-});
-export type UploadInput = z.input<typeof uploadInput>;
+export const uploadInput = lazySchema((z) =>
+  z.object({
+    files: z
+      .union([z.string(), z.array(z.string()).min(1)])
+      .describe('files or directories in the data dirs (a directory is uploaded with its contents)'),
+    destination: z.string().describe('remote:path of the rclone config'),
+    config: z.string().optional().describe('an rclone config file in the data dirs'),
+    user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
+    verify: z
+      .enum(['auto', 'hash', 'download', 'none'])
+      .default('auto')
+      .describe('auto: by hash when the remote has one, else by download'),
+    options: rcloneOptions().optional(),
+  }),
+);
+export type UploadInput = z.input<ReturnType<typeof uploadInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type UploadOptions = z.output<ReturnType<typeof uploadInput>>;
 
 export interface UploadResult {
   destination: string;
@@ -105,8 +110,17 @@ export class UploadNotVerifiedError extends DataJobError {
   }
 }
 
-export async function fileUpload(input: UploadInput, ctx: CoreContext, env: DataEnv): Promise<UploadResult> {
-  const opts = uploadInput.parse(input);
+/** Validates its input itself (a call outside a job); a job type calls fileUploadParsed. */
+export function fileUpload(input: UploadInput, ctx: CoreContext, env: DataEnv): Promise<UploadResult> {
+  return fileUploadParsed(uploadInput().parse(input), ctx, env);
+}
+
+/** fileUpload for an input its job type's schema parsed (the daemon or the handler did). */
+export async function fileUploadParsed(
+  opts: UploadOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<UploadResult> {
   const dest = parseRemote(opts.destination, 'destination');
   if (!dest) {
     throw new DataInputError(

@@ -5,7 +5,8 @@
  * non-retryable DatasetInvalidError whose `details` list every problem.
  */
 import { basename, join } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { lazySchema } from '../../lazyZod.js';
 import type { CoreContext } from '../../lib/context.js';
 import { asAbort, DatasetInvalidError, throwIfAborted } from '../../lib/errors.js';
 import { sha256File } from '../../lib/hash.js';
@@ -16,17 +17,21 @@ import { checkFormat, formatOf } from './formatChecks.js';
 import { newestSnapshot } from './manifest.js';
 import { listTree } from './tarPack.js';
 
-export const validateInput = z.object({
-  dataset_dir: z.string().describe('the dataset directory to check'),
-  backup_dir: z
-    .string()
-    .optional()
-    .describe('its snapshots (default: <backup data dir>/<name of dataset_dir>)'),
-  deep: z.boolean().default(false).describe('hash every file, not only those whose size or mtime changed'),
-  check_archives: z.boolean().default(true),
-  check_formats: z.boolean().default(true),
-});
-export type ValidateInput = z.input<typeof validateInput>;
+export const validateInput = lazySchema((z) =>
+  z.object({
+    dataset_dir: z.string().describe('the dataset directory to check'),
+    backup_dir: z
+      .string()
+      .optional()
+      .describe('its snapshots (default: <backup data dir>/<name of dataset_dir>)'),
+    deep: z.boolean().default(false).describe('hash every file, not only those whose size or mtime changed'),
+    check_archives: z.boolean().default(true),
+    check_formats: z.boolean().default(true),
+  }),
+);
+export type ValidateInput = z.input<ReturnType<typeof validateInput>>;
+/** The input as its schema parsed it (defaults applied): what the job type hands the core. */
+export type ValidateOptions = z.output<ReturnType<typeof validateInput>>;
 
 export interface Problem {
   kind: 'missing' | 'extra' | 'changed' | 'archive' | 'format';
@@ -46,12 +51,21 @@ export interface ValidateResult {
 
 const ARCHIVE = /\.(zip|tar|tar\.gz|tgz|tar\.zst|tzst)$/i;
 
-export async function validateDataset(
+/** Validates its input itself (a call outside a job); a job type calls validateDatasetParsed. */
+export function validateDataset(
   input: ValidateInput,
   ctx: CoreContext,
   env: DataEnv,
 ): Promise<ValidateResult> {
-  const opts = validateInput.parse(input);
+  return validateDatasetParsed(validateInput().parse(input), ctx, env);
+}
+
+/** validateDataset for an input its job type's schema parsed (the daemon or the handler did). */
+export async function validateDatasetParsed(
+  opts: ValidateOptions,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<ValidateResult> {
   const ds = await confine(opts.dataset_dir, env.dataDirs, {
     field: 'dataset_dir',
     mustExist: true,
