@@ -13,6 +13,10 @@
  * jobs queued there add up to no more than QUEUE_WAIT_MS. So a few children serve many short jobs
  * (their start-ups, not the jobs, were most of the children's CPU), while long jobs still get a child
  * each. A handler not measured yet waits for its first job (the probe) to end or to run PROBE_MS.
+ * A handler's run time is the median of its last RUN_SAMPLES runs, so a stall now and then does not
+ * make its jobs look long (a running mean did, and the pool started children for them). Children of a
+ * kind above the shared count are extras: short jobs go to the others first, and an extra idle for
+ * IDLE_RETIRE_MS is retired, so the pool returns to its shared size once long jobs or stalls are over.
  */
 import { killChild, type Child, type Loader } from './processes.js';
 import { PoolChild } from './poolChild.js';
@@ -33,8 +37,26 @@ const LOAD_ALLOWANCE_MS = 2_000;
 const UNSTARTED_RECHECK_MS = 100;
 /** At most this many jobs held by one child. */
 const MAX_HELD = 64;
-/** Weight of the newest run time in a handler's moving average. */
-const RUN_MS_WEIGHT = 0.1;
+/** A handler's run time is the median of this many of its latest runs. */
+const RUN_SAMPLES = 16;
+/** An extra child (above the shared count of its kind) idle this long is retired. */
+const IDLE_RETIRE_MS = 1_000;
+
+/** A handler's latest run times in pooled children, ms, and their median. */
+interface RunTimes {
+  samples: number[];
+  /** Where the next sample goes once RUN_SAMPLES are kept. */
+  next: number;
+  median: number;
+  /** Measured only on jobs that loaded the handler's modules (the first in their child). */
+  provisional: boolean;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
 
 /** A place under the bound, held from the moment it is granted until the child bound to it exits. */
 export interface Slot {
@@ -74,12 +96,12 @@ export class ChildPool {
   private readonly pooled = new Set<PoolChild>();
   private idle: PoolChild[] = [];
   private readonly waiters: Waiter[] = [];
-  /**
-   * Moving average of each handler's run time in pooled children, ms; provisional while measured only
-   * on jobs that loaded the handler's modules (the first in their child).
-   */
-  private readonly runMs = new Map<string, { avg: number; provisional: boolean }>();
+  /** Each handler's recent run times in pooled children. */
+  private readonly runMs = new Map<string, RunTimes>();
   private probeTimer: NodeJS.Timeout | undefined;
+  /** When each idle child became idle (performance.now()). */
+  private readonly idleSince = new Map<PoolChild, number>();
+  private idleTimer: NodeJS.Timeout | undefined;
   /** Pooled children granted a slot and not started yet, per kind (they count as children of it). */
   private readonly starting = new Map<string, number>();
 
@@ -149,6 +171,7 @@ export class ChildPool {
     void pc.child.exited.then((exit) => {
       this.pooled.delete(pc);
       this.idle = this.idle.filter((x) => x !== pc);
+      this.idleSince.delete(pc);
       this.opts.log.debug?.(
         { pid: pc.pid, code: exit.code, signal: exit.signal, jobs: pc.jobsRun },
         'pooled child exited',
@@ -172,7 +195,9 @@ export class ChildPool {
     }
     pc.state = 'idle';
     this.idle.push(pc);
+    this.idleSince.set(pc, performance.now());
     this.pump();
+    if (pc.state === 'idle') this.watchIdle();
   }
 
   /**
@@ -181,8 +206,23 @@ export class ChildPool {
    */
   noteRun(handler: string, ms: number, first: boolean): void {
     const was = this.runMs.get(handler);
-    if (!was || (was.provisional && !first)) this.runMs.set(handler, { avg: ms, provisional: first });
-    else if (!first) was.avg += (ms - was.avg) * RUN_MS_WEIGHT;
+    if (!was || (was.provisional && !first)) {
+      this.runMs.set(handler, { samples: [ms], next: 0, median: ms, provisional: first });
+      return;
+    }
+    if (first) return;
+    if (was.samples.length < RUN_SAMPLES) was.samples.push(ms);
+    else {
+      was.samples[was.next] = ms;
+      was.next = (was.next + 1) % RUN_SAMPLES;
+    }
+    was.median = median(was.samples);
+  }
+
+  /** A handler's typical run time (the median of its recent runs), or undefined while not measured. */
+  runEstimate(handler: string): number | undefined {
+    const r = this.runMs.get(handler);
+    return r && !r.provisional ? r.median : undefined;
   }
 
   /** Ask a child to leave; SIGTERM/SIGKILL if it does not within the grace period. Its slot frees on exit. */
@@ -190,6 +230,7 @@ export class ChildPool {
     if (pc.state === 'retiring') return;
     pc.state = 'retiring';
     this.idle = this.idle.filter((x) => x !== pc);
+    this.idleSince.delete(pc);
     this.opts.log.debug?.({ pid: pc.pid, why }, 'recycling pooled child');
     try {
       pc.child.send({ t: 'retire' });
@@ -247,13 +288,15 @@ export class ChildPool {
     else this.release(g.pc, null);
   }
 
-  private takeIdle(loader: Loader, jobdHook: boolean): PoolChild | undefined {
+  private takeIdle(loader: Loader, jobdHook: boolean, only?: ReadonlySet<PoolChild>): PoolChild | undefined {
     // Most recently used first: its caches are warm, and the others can age out.
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const pc = this.idle[i]!;
+      if (only && !only.has(pc)) continue;
       // A child with the jobd resolve hook can run any handler; one without it only those that need none.
       if (pc.loader === loader && (pc.jobdHook || !jobdHook) && !pc.unfit && !pc.child.hasExited()) {
         this.idle.splice(i, 1);
+        this.idleSince.delete(pc);
         pc.state = 'busy';
         pc.runs++;
         return pc;
@@ -280,12 +323,55 @@ export class ChildPool {
     return n;
   }
 
-  /** The least loaded busy child of the kind with room for a job that takes about `avgMs`. */
-  private takeQueue(loader: Loader, jobdHook: boolean, avgMs: number): PoolChild | undefined {
+  /**
+   * The children of a kind that are not extras: the `shared` oldest that can take jobs. Null when
+   * there are no more than that (or jobs are not shared).
+   */
+  private kept(loader: Loader, jobdHook: boolean): Set<PoolChild> | null {
+    const shared = this.opts.shared ?? 0;
+    if (shared === 0) return null;
+    const kept = new Set<PoolChild>();
+    let extra = false;
+    for (const pc of this.pooled) {
+      if (!this.fits(pc, loader, jobdHook)) continue;
+      if (kept.size < shared) kept.add(pc);
+      else extra = true;
+    }
+    return extra ? kept : null;
+  }
+
+  /** Retire extra children once idle for IDLE_RETIRE_MS; checks again while any idle child may be one. */
+  private watchIdle(): void {
+    if (this.idleTimer || (this.opts.shared ?? 0) === 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      const now = performance.now();
+      let waiting = false;
+      // Oldest idle first: the most recently used keep their warm caches.
+      for (const pc of [...this.idle]) {
+        const kept = this.kept(pc.loader, pc.jobdHook);
+        if (!kept || kept.has(pc)) continue;
+        if (now - (this.idleSince.get(pc) ?? now) >= IDLE_RETIRE_MS)
+          this.retire(pc, 'idle above the shared count');
+        else waiting = true;
+      }
+      if (waiting) this.watchIdle();
+    }, IDLE_RETIRE_MS);
+    this.idleTimer.unref();
+  }
+
+  /** The least loaded busy child of the kind with room for a job that takes about `runMs`. */
+  private takeQueue(
+    loader: Loader,
+    jobdHook: boolean,
+    runMs: number,
+    only?: ReadonlySet<PoolChild>,
+  ): PoolChild | undefined {
     let best: PoolChild | undefined;
     for (const pc of this.pooled) {
+      if (only && !only.has(pc)) continue;
       if (pc.state !== 'busy' || !this.fits(pc, loader, jobdHook)) continue;
-      if (pc.runs >= MAX_HELD || pc.runs * avgMs > QUEUE_WAIT_MS) continue;
+      if (pc.runs >= MAX_HELD || pc.runs * runMs > QUEUE_WAIT_MS) continue;
       if (!best || pc.runs < best.runs) best = pc;
     }
     if (best) best.runs++;
@@ -334,7 +420,22 @@ export class ChildPool {
       }
       return room ? 'slot' : null;
     }
-    return this.takeQueue(want.loader, want.jobdHook, known.avg) ?? (room ? 'slot' : null);
+    return this.takeQueue(want.loader, want.jobdHook, known.median) ?? (room ? 'slot' : null);
+  }
+
+  /**
+   * An idle child for a pooled run, or for a short job a busy child to queue on when the kind has
+   * extras: the kept children first (idle, then with room in their queue), so the extras go idle.
+   */
+  private takeChild(want: Extract<Want, { pooled: true }>): PoolChild | undefined {
+    const runMs = this.runEstimate(want.handler);
+    const kept = runMs !== undefined ? this.kept(want.loader, want.jobdHook) : null;
+    if (!kept) return this.takeIdle(want.loader, want.jobdHook);
+    return (
+      this.takeIdle(want.loader, want.jobdHook, kept) ??
+      this.takeQueue(want.loader, want.jobdHook, runMs!, kept) ??
+      this.takeIdle(want.loader, want.jobdHook)
+    );
   }
 
   /** Serve waiting runs in order; make room for those that need a new process. */
@@ -342,7 +443,7 @@ export class ChildPool {
     let needSlot = 0;
     for (let i = 0; i < this.waiters.length;) {
       const w = this.waiters[i]!;
-      const pc = w.want.pooled ? this.takeIdle(w.want.loader, w.want.jobdHook) : undefined;
+      const pc = w.want.pooled ? this.takeChild(w.want) : undefined;
       const placed = pc ?? (w.want.pooled ? this.place(w.want) : this.used < this.opts.max ? 'slot' : null);
       if (placed === 'slot') {
         this.waiters.splice(i, 1);
@@ -372,6 +473,7 @@ export class ChildPool {
   /** Kill every child; resolves when all are gone. */
   async close(extra: Child[]): Promise<void> {
     clearTimeout(this.probeTimer);
+    clearTimeout(this.idleTimer);
     const all = [...[...this.pooled].map((pc) => pc.child), ...extra];
     this.idle = [];
     await Promise.all(all.map((c) => killChild(c, this.opts.killGraceMs)));
