@@ -56,7 +56,11 @@ export interface BackupResult {
 }
 
 /** Validates its input itself (a call outside a job); a job type calls createBackupParsed. */
-export function createBackup(input: BackupInput, ctx: CoreContext, env: DataEnv): Promise<BackupResult> {
+export async function createBackup(
+  input: BackupInput,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<BackupResult> {
   return createBackupParsed(backupInput().parse(input), ctx, env);
 }
 

@@ -77,7 +77,7 @@ export interface CompressResult {
 }
 
 /** Validates its input itself (a call outside a job); a job type calls compressDirectoryParsed. */
-export function compressDirectory(
+export async function compressDirectory(
   input: CompressInput,
   ctx: CoreContext,
   env: DataEnv,

@@ -97,7 +97,7 @@ export function paramsArg(params: Record<string, string | number | boolean>): st
 }
 
 /** Validates its input itself (a call outside a job); a job type calls convertDatasetParsed. */
-export function convertDataset(
+export async function convertDataset(
   input: ConversionInput,
   ctx: CoreContext,
   env: DataEnv,

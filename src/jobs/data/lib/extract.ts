@@ -50,7 +50,11 @@ function jobLimit(field: string, asked: number | undefined, key: string, ceiling
 }
 
 /** Validates its input itself (a call outside a job); a job type calls extractArchiveParsed. */
-export function extractArchive(input: ExtractInput, ctx: CoreContext, env: DataEnv): Promise<ExtractResult> {
+export async function extractArchive(
+  input: ExtractInput,
+  ctx: CoreContext,
+  env: DataEnv,
+): Promise<ExtractResult> {
   return extractArchiveParsed(extractInput().parse(input), ctx, env);
 }
 

@@ -95,7 +95,7 @@ export function parseSource(value: string, field: string): SourceSpec {
 }
 
 /** Validates its input itself (a call outside a job); the job types call the Parsed variants. */
-export function remoteSync(
+export async function remoteSync(
   input: RemoteSyncInput,
   ctx: CoreContext,
   env: DataEnv,
@@ -104,7 +104,7 @@ export function remoteSync(
 }
 
 /** google_sync: remote_sync with the legacy parameters (user_email, input_dir, data_url). */
-export function googleSync(
+export async function googleSync(
   input: RemoteSyncInput,
   ctx: CoreContext,
   env: DataEnv,

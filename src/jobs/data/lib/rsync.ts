@@ -100,7 +100,7 @@ export function parseStats(lines: string[]): Omit<RsyncResult, 'dry_run' | 'dura
 }
 
 /** Validates its input itself (a call outside a job); a job type calls rsyncTransferParsed. */
-export function rsyncTransfer(input: RsyncInput, ctx: CoreContext, env: DataEnv): Promise<RsyncResult> {
+export async function rsyncTransfer(input: RsyncInput, ctx: CoreContext, env: DataEnv): Promise<RsyncResult> {
   return rsyncTransferParsed(rsyncInput().parse(input), ctx, env);
 }
 

@@ -111,7 +111,7 @@ export class UploadNotVerifiedError extends DataJobError {
 }
 
 /** Validates its input itself (a call outside a job); a job type calls fileUploadParsed. */
-export function fileUpload(input: UploadInput, ctx: CoreContext, env: DataEnv): Promise<UploadResult> {
+export async function fileUpload(input: UploadInput, ctx: CoreContext, env: DataEnv): Promise<UploadResult> {
   return fileUploadParsed(uploadInput().parse(input), ctx, env);
 }
 

@@ -52,7 +52,7 @@ export interface ValidateResult {
 const ARCHIVE = /\.(zip|tar|tar\.gz|tgz|tar\.zst|tzst)$/i;
 
 /** Validates its input itself (a call outside a job); a job type calls validateDatasetParsed. */
-export function validateDataset(
+export async function validateDataset(
   input: ValidateInput,
   ctx: CoreContext,
   env: DataEnv,
