@@ -6,6 +6,7 @@
  * the type's name. A type these settings do not define belongs to the queue of its own name.
  */
 import { loadCatalogEntry, queueOf } from './jobs/catalog.js';
+import { isOwnBuiltin } from './jobs/registry.js';
 import {
   cleanQueue,
   countByTypeAndState,
@@ -24,8 +25,10 @@ export async function queueMembership(jobTypes: JobTypes): Promise<Record<string
   const out: Record<string, string> = {};
   await Promise.all(
     Object.values(jobTypes).map(async (def) => {
-      if (def.queue !== undefined) {
-        out[def.name] = def.queue;
+      // A built-in declares no queue: importing its module (a daemon start imported all thirty, with
+      // everything they import) would only say what its name says.
+      if (def.queue !== undefined || isOwnBuiltin(def)) {
+        out[def.name] = queueOf(def);
         return;
       }
       try {

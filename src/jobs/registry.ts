@@ -73,6 +73,18 @@ export function builtinHandlerPath(name: BuiltinJobType): string {
   return fileURLToPath(new URL(`${rel}${ext}`, import.meta.url));
 }
 
+/**
+ * Whether `def` runs a built-in type from its own module (not a user's handler under a built-in's name).
+ * No built-in module declares a queue (tests/unit/registry-queues.test.ts holds that), so such a
+ * type's queue is its setting or its name, known without importing the module and all it imports.
+ */
+export function isOwnBuiltin(def: Pick<JobTypeDefinition, 'name' | 'handler'>): boolean {
+  return (
+    (BUILTIN_JOB_TYPES as readonly string[]).includes(def.name) &&
+    def.handler === builtinHandlerPath(def.name as BuiltinJobType)
+  );
+}
+
 export function builtinJobTypes(defaults: JobTypeDefaults): Record<string, JobTypeDefinition> {
   const out: Record<string, JobTypeDefinition> = {};
   for (const name of BUILTIN_JOB_TYPES) {

@@ -2,13 +2,15 @@
 import { mkdirSync, mkdtempSync, realpathSync, symlinkSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { dataPath, mayDeclarePaths } from '../../src/jobs/dataPath.js';
 import { defineJobType, legacyNames, parseInput } from '../../src/jobs/defineJobType.js';
 import { checkInputs } from '../../src/jobs/checkInputs.js';
 import { jsonSchemas, loadCatalog } from '../../src/jobs/catalog.js';
-import { BUILTIN_JOB_TYPES, builtinJobTypes } from '../../src/jobs/registry.js';
+import { BUILTIN_JOB_TYPES, builtinJobTypes, isOwnBuiltin } from '../../src/jobs/registry.js';
+import { queueMembership } from '../../src/queueAdmin.js';
 import { ValidationError } from '../../src/errors.js';
 import type { JobContext } from '../../src/types.js';
 
@@ -236,6 +238,27 @@ describe('the catalog', () => {
     expect(JSON.stringify(schemas.input)).toContain('"ms"');
     expect(schemas.output).toMatchObject({ type: 'object', properties: { sleptMs: { type: 'number' } } });
     expect(jsonSchemas(copy as never).input).toBeDefined();
+  });
+
+  it('no built-in module declares a queue, so queueMembership may skip importing them', async () => {
+    const types = builtinJobTypes(DEFAULTS);
+    const catalog = await loadCatalog(types);
+    const membership = await queueMembership(types);
+    for (const name of BUILTIN_JOB_TYPES) {
+      expect(isOwnBuiltin(types[name]!), name).toBe(true);
+      // The catalog imports the module and reads what it declares.
+      expect(catalog[name]!.queue, name).toBe(name);
+      expect(membership[name], name).toBe(name);
+    }
+  });
+
+  it("queueMembership reads the queue from a user's module, also under a built-in's name", async () => {
+    const typed = fileURLToPath(new URL('../fixtures/jobs/typed.mjs', import.meta.url));
+    const types = builtinJobTypes(DEFAULTS);
+    const mine = { ...types.noop!, handler: typed };
+    expect(isOwnBuiltin(mine)).toBe(false);
+    const membership = await queueMembership({ noop: mine, sleep: { ...types.sleep!, queue: 'slow' } });
+    expect(membership).toEqual({ noop: 'files', sleep: 'slow' });
   });
 
   it('checkInputs refuses a bad job before anything is written and names each problem', async () => {
