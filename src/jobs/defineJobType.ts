@@ -215,6 +215,23 @@ export async function checkOutput(
   };
 }
 
+/**
+ * ctx's own enumerable fields, as a spread copies them, but with `signal` carried as ctx has it: a
+ * daemon running the job inline makes ctx.signal on first read (an AbortSignal per job costs
+ * microseconds, and most handlers never read it), so the copy must not read it.
+ */
+function copyContext<T extends object>(ctx: JobContext, extra: T): JobContext & T {
+  const out: Record<PropertyKey, unknown> = {};
+  for (const k of Object.keys(ctx)) if (k !== 'signal') out[k] = ctx[k as keyof JobContext];
+  for (const k of Object.getOwnPropertySymbols(ctx)) {
+    if (Object.prototype.propertyIsEnumerable.call(ctx, k)) out[k] = (ctx as never)[k];
+  }
+  const d = Object.getOwnPropertyDescriptor(ctx, 'signal');
+  if (d?.get) Object.defineProperty(out, 'signal', { get: d.get, enumerable: true, configurable: true });
+  else if (d) out.signal = d.value;
+  return Object.assign(out, extra) as JobContext & T;
+}
+
 function isSchema(v: unknown): v is z.ZodType {
   return (
     v !== null &&
@@ -288,8 +305,7 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
         paths = parsed.paths;
       }
       const writable = paths.filter((p) => p.mode === 'write');
-      const typed: TypedJobContext = {
-        ...ctx,
+      const typed: TypedJobContext = copyContext(ctx, {
         dataDirs,
         declaredPaths: paths,
         checkWrite: async (path: string) => {
@@ -304,7 +320,7 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
           }
           return c.real;
         },
-      };
+      });
       const output = await spec.handler(input as z.output<I>, typed);
       // Suspending is not an output: the run that completes the job returns one. The daemon checks
       // the output of a job whose input it parsed.

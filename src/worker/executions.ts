@@ -21,6 +21,7 @@ import {
 import type { JobDoc, JobId, JobTypeDefinition, ResourceAllocation } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import type { InlineRunner } from './inlineRunner.js';
+import { LazyAbort } from './lazyAbort.js';
 import { executeJob, type AbortCause, type Execution } from './executor.js';
 import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
 import type { OutcomeReporter } from './outcomes.js';
@@ -79,7 +80,7 @@ export class Executions {
     const ex: Execution = {
       job,
       token: job.lease!.token,
-      controller: new AbortController(),
+      controller: new LazyAbort(),
       abortCause: null,
       ...(job.family ? { family: job.family } : {}),
       ...(allocation ? { allocation } : {}),

@@ -7,6 +7,7 @@ import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serialize
 import { noOneToTell, ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
 import type { InlineRunner } from './inlineRunner.js';
+import type { LazyAbort } from './lazyAbort.js';
 import { checkOutput, daemonCheckedType, parseForRun } from './typedChecks.js';
 import type { DefinedJobType } from '../jobs/defineJobType.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
@@ -21,7 +22,8 @@ export type AbortCause = 'lost' | 'shutdown';
 export interface Execution {
   job: JobDoc;
   token: string;
-  controller: AbortController;
+  /** The execution's abort; its AbortSignal is made only when something asks for it. */
+  controller: LazyAbort;
   abortCause: AbortCause | null;
   /** Children the handler spawned: written before its outcome. */
   spawned?: SpawnedChild[];
@@ -216,7 +218,7 @@ async function systemOutcome(def: JobTypeDefinition, ex: Execution, deps: Execut
       error,
       resources: { wallMs: performance.now() - t0 },
       logTail: '',
-      reason: ex.controller.signal.aborted ? 'aborted' : 'error',
+      reason: ex.controller.aborted ? 'aborted' : 'error',
     };
   }
 }
@@ -257,7 +259,6 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   // A typed built-in type in an isolated child: its input and output are checked here (typedChecks.ts).
   let typed: DefinedJobType | null = null;
   try {
-    const hooks = { onProgress: deps.onProgress, signal: ex.controller.signal };
     if (def.mode === 'isolated' && !def.system) {
       const t = daemonCheckedType(def.handler);
       typed = t instanceof Promise ? await t : t;
@@ -282,7 +283,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
               controller: ex.controller,
               ...(deps.onOutput ? { onOutput: deps.onOutput } : {}),
             })
-          : await deps.sandbox.run(req, hooks);
+          : await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
       if (typed && outcome.status === 'completed' && !outcome.wait)
         outcome = await checkedOutcome(typed, outcome);
     }

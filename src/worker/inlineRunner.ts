@@ -38,6 +38,7 @@ import type { SpawnedChild } from '../sandbox/protocol.js';
 import { familyContext, waitPolicy } from '../sandbox/spawnChildren.cjs';
 import type { RunHooks, RunOutcome, RunRequest } from '../sandbox/types.js';
 import type { ChildFailurePolicy, JobContext, SerializedError } from '../types.js';
+import { LazyAbort } from './lazyAbort.js';
 
 type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
 
@@ -59,12 +60,13 @@ type Ran =
 
 /**
  * What the daemon hands an inline run besides the sandbox's hooks. `controller`: the execution's own
- * controller; the run aborts it on timeout and gives its signal to the handler as ctx.signal, instead
- * of a second controller that follows the first (an AbortSignal costs microseconds to make, per job).
+ * abort; the run aborts it on timeout and gives its signal to the handler as ctx.signal, instead of a
+ * second controller that follows the first. The signal is made only if the handler reads ctx.signal
+ * (an AbortSignal costs microseconds to make, per job; see LazyAbort).
  * `onOutput`: called once, before the attempt first writes to its log file (most jobs never do).
  */
 export interface InlineHooks extends RunHooks {
-  controller?: AbortController;
+  controller?: LazyAbort;
   onOutput?(): void;
 }
 
@@ -125,9 +127,9 @@ export class InlineRunner {
   run(req: RunRequest, hooks: InlineHooks): Promise<RunOutcome> {
     const t0 = performance.now();
     const wall = (): { wallMs: number } => ({ wallMs: Math.round(performance.now() - t0) });
-    // With the execution's controller, the aborts that reach the run come on that same signal.
-    const controller = hooks.controller ?? new AbortController();
-    const outer = hooks.controller ? controller.signal : hooks.signal;
+    // With the execution's abort, the aborts that reach the run come on that same one.
+    const controller = hooks.controller ?? new LazyAbort();
+    const outer = hooks.controller ?? hooks.signal;
     if (outer?.aborted) {
       const error = plain(
         new JobAbortedError(`job aborted before it started: ${abortMessage(outer.reason)}`),
@@ -167,7 +169,10 @@ export class InlineRunner {
           message !== undefined ? String(message) : undefined,
         );
       },
-      signal: controller.signal,
+      // A getter: the signal is made when the handler (or a hook) first reads it.
+      get signal() {
+        return controller.signal;
+      },
       logger: {
         info: (msg, extra) => write(logLine('INFO', msg, extra)),
         warn: (msg, extra) => write(logLine('WARN', msg, extra)),
@@ -188,7 +193,7 @@ export class InlineRunner {
         active = false;
         clearTimeout(timer);
         clearTimeout(graceTimer);
-        outer?.removeEventListener('abort', onAbort);
+        offAbort?.();
         progress?.close();
         const hookErrors = runner?.failures.length ? { hookErrors: [...runner.failures] } : {};
         const tail = jobLog?.tail() ?? '';
@@ -206,8 +211,9 @@ export class InlineRunner {
         const settle = (): void => finish({ ...failed, resources: wall() });
         graceTimer = setTimeout(settle, Math.min(Math.max(0, req.killGraceMs), MAX_TIMER_MS));
         stopped = settle;
-        // A shared controller may be aborted already: that abort is what brought the run here.
-        if (!controller.signal.aborted) controller.abort(abortWith);
+        // A shared abort may have happened already: that abort is what brought the run here (and
+        // then this changes nothing).
+        controller.abort(abortWith);
       };
       let stopped: (() => void) | undefined;
       const onAbort = (): void => {
@@ -218,7 +224,12 @@ export class InlineRunner {
           new Error(abortMessage(reason)),
         );
       };
-      outer?.addEventListener('abort', onAbort, { once: true });
+      let offAbort: (() => void) | undefined;
+      if (outer instanceof LazyAbort) offAbort = outer.onAbort(onAbort);
+      else if (outer) {
+        outer.addEventListener('abort', onAbort, { once: true });
+        offAbort = () => outer.removeEventListener('abort', onAbort);
+      }
       if (Number.isFinite(req.timeoutMs)) {
         timer = setTimeout(
           () => {

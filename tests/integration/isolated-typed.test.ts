@@ -16,6 +16,7 @@ import type { RunOutcome, RunRequest, Sandbox } from '../../src/sandbox/types.js
 import { get } from '../../src/store/index.js';
 import type { JobDoc } from '../../src/types.js';
 import { executeJob } from '../../src/worker/executor.js';
+import { LazyAbort } from '../../src/worker/lazyAbort.js';
 import { collect, startTestDaemon, testConfig } from './daemon-helpers.js';
 import { openStoreFixture, type StoreFixture } from './store-helpers.js';
 
@@ -156,7 +157,7 @@ describe('isolated typed built-ins: the daemon checks, the child loads no zod', 
     } as unknown as JobDoc;
     const run = (sandbox: Sandbox) =>
       executeJob(
-        { job, token: 't', controller: new AbortController(), abortCause: null },
+        { job, token: 't', controller: new LazyAbort(), abortCause: null },
         {
           config,
           sandbox,

@@ -229,6 +229,38 @@ describe('defineJobType', () => {
   });
 });
 
+describe("a typed handler's context", () => {
+  it('carries ctx.signal unread: a getter is read only when the handler reads the signal', async () => {
+    let reads = 0;
+    const controller = new AbortController();
+    const lazyCtx = (): JobContext => {
+      const c = ctx();
+      Object.defineProperty(c, 'signal', {
+        get: () => (reads++, controller.signal),
+        enumerable: true,
+        configurable: true,
+      });
+      return c;
+    };
+    const quiet = defineJobType({
+      name: 'quiet',
+      description: 'returns null',
+      schemas: (z) => ({ input: z.unknown(), output: z.null() }),
+      handler: () => null,
+    });
+    await expect(quiet.handler({}, lazyCtx())).resolves.toBeNull();
+    expect(reads).toBe(0);
+    const reader = defineJobType({
+      name: 'reader',
+      description: 'reads its signal',
+      schemas: (z) => ({ input: z.unknown(), output: z.boolean() }),
+      handler: (_p, c) => c.signal === controller.signal && c.jobId === 'j1' && 'dataDirs' in c,
+    });
+    await expect(reader.handler({}, lazyCtx())).resolves.toBe(true);
+    expect(reads).toBe(1);
+  });
+});
+
 describe('the catalog', () => {
   it('lists the built-ins with their queues and JSON Schemas', async () => {
     const catalog = await loadCatalog(builtinJobTypes(DEFAULTS));
