@@ -386,10 +386,13 @@ class DaemonImpl implements Daemon {
       this.logger.info({ schedule: RETENTION }, 'retention is off in the settings: its schedule is removed');
     }
     await this.queues.start();
+    // The first claim goes out ahead of the change stream's opening and the maintenance services'
+    // first sweeps, so a daemon that starts with a queue waiting has its first jobs running sooner.
+    // Until the stream is open the loop polls (pollMinMs), so no wake-up is missed in between.
+    this.claimLoop.start((err) => this.logger.fatal({ err }, 'claim loop crashed'));
     if (w.changeStreams) this.watch.open();
     this.leaseKeeper.start();
     this.maintenance.start();
-    this.claimLoop.start((err) => this.logger.fatal({ err }, 'claim loop crashed'));
     if (this.config.http) {
       // Loaded only when configured: a daemon without the API does not load fastify.
       const { startHttpServer } = await import('../http/server.js');
