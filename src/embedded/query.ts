@@ -36,7 +36,13 @@ export function toSortSpec(sort: unknown): SortSpec {
 
 export function runQuery(coll: Collection | undefined, opts: QueryOptions): QueryResult {
   const filter = opts.filter ?? {};
-  if (coll && opts.sort === undefined && opts.hint === undefined && opts.collation === undefined && !opts.skip) {
+  const plain =
+    coll !== undefined &&
+    opts.sort === undefined &&
+    opts.hint === undefined &&
+    opts.collation === undefined &&
+    !opts.skip;
+  if (plain) {
     const direct = idEqualityLookup(coll, filter);
     if (direct) return direct;
   }
@@ -50,6 +56,10 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
       docs: [],
       plan: { stage: 'EOF', sorted: true, candidates: [], stats: { keysExamined: 0, docsExamined: 0 } },
     };
+  }
+  if (plain) {
+    const byId = idPointLookup(coll, filter, matcher);
+    if (byId) return byId;
   }
   const plan = planQuery(coll, filter, sort, opts.hint, opts.collation !== undefined);
   const out: Document[] = [];
@@ -80,6 +90,43 @@ export function runQuery(coll: Collection | undefined, opts: QueryOptions): Quer
 }
 
 /**
+ * A filter whose top level holds `_id: v` (v a string, a number or an ObjectId) beside other conditions,
+ * as a guarded write's `{_id, state, 'lease.token'}`: the planner's IDHACK plan for that one point (it
+ * picks IDHACK whenever _id has points), without extracting every field's predicates or walking a
+ * generator. The one candidate is checked against the whole compiled filter, as the planner's caller does.
+ */
+function idPointLookup(
+  coll: Collection,
+  filter: Document,
+  matcher: { test(doc: Document): boolean },
+): QueryResult | undefined {
+  if (!Object.prototype.hasOwnProperty.call(filter, '_id')) return undefined;
+  const id = filter._id as unknown;
+  if (!simpleId(id)) return undefined;
+  const doc = coll.get(id);
+  const docs = doc && matcher.test(doc) ? [doc] : [];
+  return {
+    docs,
+    plan: {
+      stage: 'IDHACK',
+      indexName: '_id_',
+      sorted: true,
+      candidates: docs,
+      stats: { keysExamined: 1, docsExamined: doc ? 1 : 0 },
+    },
+  };
+}
+
+/** An _id whose canonical key is a point lookup equal to query equality: a string, a number, an ObjectId. */
+function simpleId(id: unknown): boolean {
+  return (
+    typeof id === 'string' ||
+    typeof id === 'number' ||
+    (id !== null && typeof id === 'object' && (id as { _bsontype?: unknown })._bsontype === 'ObjectId')
+  );
+}
+
+/**
  * A filter that is exactly `{_id: v}`, v a string, a number or an ObjectId, names at most one document,
  * found by its canonical _id key: the planner's IDHACK plan for one point, without compiling the
  * filter or extracting predicates (a single-document update or delete by _id spends most of its time
@@ -94,12 +141,7 @@ function idEqualityLookup(coll: Collection, filter: Document): QueryResult | und
     id = filter[k];
   }
   if (fields !== 1) return undefined;
-  if (
-    typeof id !== 'string' &&
-    typeof id !== 'number' &&
-    (id === null || typeof id !== 'object' || (id as { _bsontype?: unknown })._bsontype !== 'ObjectId')
-  )
-    return undefined;
+  if (!simpleId(id)) return undefined;
   const doc = coll.get(id);
   const docs = doc ? [doc] : [];
   return {

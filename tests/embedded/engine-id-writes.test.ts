@@ -90,3 +90,65 @@ describe('writes by exact _id', () => {
     expect((await c.deleteOne({ _id: oid } as Document)).deletedCount).toBe(0);
   });
 });
+
+/**
+ * Writes whose filter names an _id beside other conditions (jobd's guarded writes: `{_id, state,
+ * 'lease.token'}`): the _id finds the one candidate, and the whole filter still decides whether it matches.
+ */
+describe('writes by _id with more conditions', () => {
+  interface Guarded {
+    _id: string | number;
+    state: string;
+    lease: { token: string } | null;
+    tags?: string[];
+    n: number;
+  }
+  let g: Collection<Guarded>;
+
+  beforeAll(async () => {
+    g = t.db.collection('guarded');
+    await g.insertMany([
+      { _id: 'j1', state: 'running', lease: { token: 't1' }, tags: ['a', 'b'], n: 0 },
+      { _id: 7, state: 'queued', lease: null, n: 0 },
+    ]);
+  });
+
+  it('changes the document only when every other condition holds', async () => {
+    const stale = await g.updateOne({ _id: 'j1', state: 'running', 'lease.token': 't0' }, { $inc: { n: 1 } });
+    expect([stale.matchedCount, stale.modifiedCount]).toEqual([0, 0]);
+    const held = await g.updateOne({ _id: 'j1', state: 'running', 'lease.token': 't1' }, { $inc: { n: 1 } });
+    expect([held.matchedCount, held.modifiedCount]).toEqual([1, 1]);
+    // Array elements, $or and $expr are the matcher's, as on any other plan.
+    expect(
+      (await g.updateOne({ _id: 'j1', tags: 'b', $or: [{ n: 1 }, { n: 5 }] }, { $inc: { n: 1 } }))
+        .matchedCount,
+    ).toBe(1);
+    expect(
+      (await g.updateOne({ _id: 'j1', $expr: { $gt: ['$n', 10] } }, { $inc: { n: 1 } })).matchedCount,
+    ).toBe(0);
+    expect((await g.updateOne({ _id: 7.0, state: 'queued' }, { $set: { n: 3 } })).matchedCount).toBe(1);
+    expect((await g.deleteOne({ _id: 7, state: 'running' })).deletedCount).toBe(0);
+    expect(await g.find({}, { sort: { n: 1 } }).toArray()).toEqual([
+      { _id: 'j1', state: 'running', lease: { token: 't1' }, tags: ['a', 'b'], n: 2 },
+      { _id: 7, state: 'queued', lease: null, n: 3 },
+    ]);
+  });
+
+  it('an upsert whose conditions fail on an existing _id is a duplicate key, and changes nothing', async () => {
+    const err = await g.updateOne({ _id: 'j1', state: 'queued' }, { $set: { n: 99 } }, { upsert: true }).then(
+      () => undefined,
+      (e: unknown) => e as { code?: number },
+    );
+    expect(err?.code).toBe(11000);
+    expect((await g.findOne({ _id: 'j1' }))?.n).toBe(2);
+    const found = await g.findOneAndUpdate({ _id: 'j1', 'lease.token': 't9' }, { $set: { n: 99 } });
+    expect(found).toBeNull();
+  });
+
+  it('explains the point lookup as IDHACK, counting the document examined even when it does not match', async () => {
+    const plan = (await g.find({ _id: 'j1', state: 'queued' }).explain('executionStats')) as Document;
+    expect(JSON.stringify(plan.queryPlanner)).toContain('IDHACK');
+    expect((plan.executionStats as Document).nReturned).toBe(0);
+    expect((plan.executionStats as Document).totalDocsExamined).toBe(1);
+  });
+});
