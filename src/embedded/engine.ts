@@ -263,7 +263,7 @@ export class Engine {
   ): void {
     assertWritable(coll);
     this.assertAcceptingWrites();
-    checkStorable(after, opts.origin ?? 'update', opts.sizeBound);
+    checkStorable(after, opts.origin ?? 'update', opts.sizeBound, before);
     if (!opts.bypassValidation) checkValidator(coll, after, before);
     coll.replace(before, after);
     this.record({ op: 'replace', db: coll.db, coll: coll.name, doc: after }, () =>

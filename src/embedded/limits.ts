@@ -49,15 +49,20 @@ export function bsonSize(doc: Document): number {
  * Refuses a document to be stored that is over maxBsonObjectSize or nested deeper than MAX_STORED_DEPTH
  * (size first, as MongoDB). `bound`, when given, is an upper bound on its size the caller already knows
  * (the request it came in): the exact size is only computed when that bound does not prove the document
- * small, and a document too small to be too deep is not walked.
+ * small, and a document too small to be too deep is not walked. `prior`, when given, is the version
+ * `doc` replaces: if it passed this check, the depth walk skips every top-level value the two share
+ * (the very same object or primitive: an update copies only what it changes, and stored documents are
+ * never changed in place), so a job's claim walks its few changed fields, not the whole job.
  */
-export function checkStorable(doc: Document, origin: WriteOrigin, bound?: number): void {
+export function checkStorable(doc: Document, origin: WriteOrigin, bound?: number, prior?: Document): void {
   let size = bound ?? MAX_BSON_OBJECT_SIZE + 1;
   if (size > MAX_BSON_OBJECT_SIZE) {
     size = bsonSize(doc);
     if (size > MAX_BSON_OBJECT_SIZE) throw tooLarge(size, origin);
   }
-  if (size >= SMALLEST_TOO_DEEP && tooDeep(doc))
+  // A prior version that passed this check vouches for the top-level values the new one shares with it.
+  const checked = prior !== undefined && sizeBounds.has(prior) ? prior : undefined;
+  if (size >= SMALLEST_TOO_DEEP && tooDeep(doc, checked))
     throw new CommandError(
       'Overflow',
       origin === 'insert'
@@ -103,7 +108,15 @@ function tooLarge(size: number, origin: WriteOrigin): CommandError {
  * one level higher; here every path counts as an insert does, refusing, never accepting, what MongoDB
  * would not store.)
  */
-function tooDeep(doc: Document): boolean {
+function tooDeep(doc: Document, checked?: Document): boolean {
+  if (checked) {
+    for (const k in doc) {
+      const v = doc[k] as unknown;
+      // Shared with a version already checked: at the same level there, so within the limit here.
+      if (v !== checked[k] && childTooDeep(v, 1)) return true;
+    }
+    return false;
+  }
   for (const k in doc) if (childTooDeep(doc[k], 1)) return true;
   return false;
 }

@@ -9,7 +9,7 @@
  * Every refusal changes nothing, and the server answers a ping after each.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MongoServerError } from 'mongodb';
+import { MongoServerError, type Document } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
 
 const MAX_DEPTH = 180;
@@ -136,6 +136,31 @@ describe('documents updated', () => {
     expect(await coll.findOne({ _id: 1 })).toEqual({ _id: 1, v: 0 });
     await coll.updateOne({ _id: 1 }, { $set: { a: nest(MAX_DEPTH) } });
     expect(await coll.findOne({ _id: 1 })).toEqual({ _id: 1, v: 0, a: nest(MAX_DEPTH) });
+    await expectServing();
+  });
+
+  it('re-checks what an update changes in a large document: deeper inside a field it keeps, or a new field', async () => {
+    // Over the size at which the nesting is walked at all, with a field already at level 180.
+    const coll = collection('update_large');
+    const start = { _id: 1, a: nest(MAX_DEPTH), pad: 'x'.repeat(4000), v: 0 };
+    await coll.insertOne(start);
+    await coll.updateOne({ _id: 1 }, { $inc: { v: 1 } } as Document);
+    expectUpdateTooDeep(await serverError(coll.updateOne({ _id: 1 }, { $set: { b: nest(MAX_DEPTH + 1) } })));
+    // The path to the deepest 'a', which the update turns into a document with a field one level further.
+    const deepest = Array.from({ length: MAX_DEPTH }, () => 'a').join('.');
+    expectUpdateTooDeep(await serverError(coll.updateOne({ _id: 1 }, { $set: { [deepest]: { b: 1 } } })));
+    expectUpdateTooDeep(
+      await serverError(coll.updateOne({ _id: 1 }, { $set: { v: 2, pad: nest(MAX_DEPTH + 1, 'x') } })),
+    );
+    expect(await coll.findOne({ _id: 1 })).toEqual({ ...start, v: 1 });
+    const fits: Document = { $set: { [deepest]: 2, b: nest(MAX_DEPTH) } };
+    await coll.updateOne({ _id: 1 }, fits);
+    expect(await coll.findOne({ _id: 1 })).toEqual({
+      ...start,
+      a: nest(MAX_DEPTH, 2),
+      b: nest(MAX_DEPTH),
+      v: 1,
+    });
     await expectServing();
   });
 
