@@ -1,0 +1,144 @@
+/**
+ * The embedded server's CPU per 1,000 jobs on the daemon's exact write path, without the daemon's
+ * scheduling: two builds' servers side by side, interleaved, so a loaded machine shows the difference.
+ *
+ *   SERVER_COST_BASE=/path/to/other/dist node --import tsx bench/serverCost.ts
+ *
+ * Each round and build: a fresh server (that build's dist/embedded, in memory, in its own process),
+ * jobd's indexes, SERVER_COST_JOBS (5000) queued no-op jobs, the claim watcher's change stream open,
+ * then claimBatch of SERVER_COST_BATCH (50) and one bulk completion of those jobs, until none is left.
+ * The store code (this checkout's) is the same for both, so the client sends the same commands in the
+ * same batches; the figure is the server's user+system CPU over that phase, from /proc.
+ * Settings: SERVER_COST_ROUNDS (3). Prints one JSON document (progress on stderr).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as store from '../src/store/index.js';
+import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
+import { log, round } from './lib/stats.js';
+
+function intSetting(name: string, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`${name} = '${raw}' is not allowed: must be an integer >= 1\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const JOBS = intSetting('SERVER_COST_JOBS', 5000);
+const ROUNDS = intSetting('SERVER_COST_ROUNDS', 3);
+const BATCH = intSetting('SERVER_COST_BATCH', 50);
+
+/** A launcher of one build's embedded server (its dist/embedded/cli.js). */
+function launcher(dist: string): string {
+  const tag = createHash('sha256').update(dist).digest('hex').slice(0, 12);
+  const file = join(tmpdir(), `jobd-server-cost-${tag}.mjs`);
+  const cli = pathToFileURL(join(dist, 'embedded', 'cli.js')).href;
+  writeFileSync(file, `import { main } from ${JSON.stringify(cli)};\nmain(process.argv);\n`);
+  return file;
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
+}
+
+async function oneRun(dist: string): Promise<{ serverCpuPer1000: number; jobs: number }> {
+  const server = await startEmbeddedProcess({ bin: launcher(dist) });
+  const s = await store.openStore({
+    mongoUri: server.uri,
+    database: `jobd_server_cost_${randomBytes(3).toString('hex')}`,
+    appName: 'jobd-bench server-cost',
+  });
+  try {
+    await store.ensureIndexes(s);
+    const defaults = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
+    for (let i = 0; i < JOBS; i += 1000) {
+      const now = new Date();
+      const batch = Array.from({ length: Math.min(1000, JOBS - i) }, () =>
+        store.resolveNewJob('noop', null, {}, defaults, now),
+      );
+      await store.enqueueMany(s, batch, now);
+    }
+    const watcher = store.watchClaimable(s, { onChange: () => {}, onError: () => {} });
+    // Lets the stream open before the measured phase.
+    await new Promise((r) => setTimeout(r, 500));
+    const cpu0 = cpuSeconds(server.pid);
+    let done = 0;
+    for (;;) {
+      const now = new Date();
+      const claimed = await store.claimBatch(s, {
+        owner: 'bench',
+        leaseMs: 60_000,
+        now,
+        types: ['noop'],
+        limit: BATCH,
+      });
+      if (claimed.length === 0) break;
+      const res = await store.completeManyIfRunning(
+        s,
+        claimed.map((j) => ({
+          jobId: j._id,
+          token: j.lease!.token,
+          attempt: j.attempts,
+          seq: (j as { seq?: number }).seq,
+          result: null,
+        })),
+        { owner: 'bench', now: new Date(), errorHistory: 5 },
+      );
+      done += res.landed.length;
+    }
+    const cpu = cpuSeconds(server.pid) - cpu0;
+    await watcher.close();
+    return { serverCpuPer1000: round((cpu * 1000) / Math.max(1, done), 3), jobs: done };
+  } finally {
+    await s.client.close();
+    await server.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const base = process.env.SERVER_COST_BASE;
+  if (!base) {
+    process.stderr.write('SERVER_COST_BASE is not set: give the other build (a dist directory) to compare\n');
+    process.exit(2);
+  }
+  const builds = [
+    { name: 'base', dist: resolve(base) },
+    { name: 'this', dist: join(ROOT, 'dist') },
+  ];
+  const load0 = loadavg();
+  const runs: Record<string, number[]> = { base: [], this: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate which build goes first.
+    for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
+      const { serverCpuPer1000, jobs } = await oneRun(b.dist);
+      log(`round ${r + 1} ${b.name}: server ${serverCpuPer1000} CPU-s per 1,000 jobs (${jobs} jobs)`);
+      runs[b.name]!.push(serverCpuPer1000);
+    }
+  }
+  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  const out = {
+    bench: 'embedded server CPU-s per 1,000 jobs on the daemon write path (claimBatch + bulk completion)',
+    jobs: JOBS,
+    batch: BATCH,
+    builds: Object.fromEntries(builds.map((b) => [b.name, b.dist])),
+    runs,
+    median: { base: median(runs.base!), this: median(runs.this!) },
+    ratio: round(median(runs.this!) / median(runs.base!), 3),
+    loadAvg: { start: load0.map((v) => round(v)), end: loadavg().map((v) => round(v)) },
+  };
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
