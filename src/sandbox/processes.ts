@@ -128,12 +128,14 @@ export function startChild(opts: {
       proc.stdin?.end(Buffer.concat([head, body]));
     };
     channelDrained = (cb) => {
-      if (ended || !fromChild) return void setImmediate(cb);
+      // Once fd 3 has ended every message was delivered: the exit is final at once (process.nextTick,
+      // not setImmediate, so the next job's spawn does not wait behind a turn of the event loop).
+      if (ended || !fromChild) return void process.nextTick(cb);
       // A program the handler started may hold fd 3 open; everything the child wrote is readable by now.
       const t = setTimeout(() => ended$(), DRAIN_MS);
       endWaiters.push(() => {
         clearTimeout(t);
-        setImmediate(cb);
+        process.nextTick(cb);
       });
     };
   } else {

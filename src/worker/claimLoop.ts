@@ -82,8 +82,8 @@ export class ClaimLoop {
     const free = slots.free();
     const capacity = slots.capacity();
     // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
-    // its round trips (half the capacity, at most a batch); claim at once when idle.
-    const worthIt = Math.max(1, Math.min(d.claimBatchSize, Math.ceil(capacity / 2)));
+    // its round trips (Slots.claimAtLeast); claim at once when idle.
+    const worthIt = slots.claimAtLeast();
     const claimable = slots.claimable();
     if (free <= 0 || (free < worthIt && free < capacity) || claimable.types.length === 0) {
       slots.setBlocked(true);

@@ -57,6 +57,8 @@ export interface ClaimSlots {
   free(): number;
   /** Execution slots plus the claim-ahead allowance. */
   capacity(): number;
+  /** How many free places make a claim worth its round trip while jobs run (see Slots.claimAtLeast). */
+  claimAtLeast(): number;
   claimable(): ClaimableTypes;
   /** A claimed job: it starts now if a slot is free, else waits claimed ahead. */
   accept(job: JobDoc): void;
@@ -99,6 +101,18 @@ export class Slots implements ClaimSlots {
 
   capacity(): number {
     return this.o.concurrency + this.prefetch();
+  }
+
+  /**
+   * With jobs running, the claim loop waits until this many places are free, so claims go out in
+   * batches: half the capacity, at most a batch. When fewer may be claimed ahead than that (jobs of
+   * 50 ms to a second: isolated jobs), the ahead queue is refilled as soon as it has room, else a slot
+   * that frees while the loop waits for a second one starts its next job only after a claim round trip.
+   */
+  claimAtLeast(): number {
+    const half = Math.max(1, Math.min(this.o.claimBatchSize, Math.ceil(this.capacity() / 2)));
+    const ahead = this.prefetch();
+    return ahead > 0 ? Math.min(half, ahead) : half;
   }
 
   claimable(): ClaimableTypes {

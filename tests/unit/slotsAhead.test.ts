@@ -60,6 +60,24 @@ describe('claiming ahead', () => {
     expect(slotsAfterRuns(1_000).slots.capacity()).toBe(2);
   });
 
+  it('a claim waits for half the capacity, except that a short ahead queue is refilled as soon as it has room', () => {
+    // Short jobs: claims in batches, as before (10 ahead of 1 slot: wait for 6 places).
+    expect(slotsAfterRuns(1).slots.claimAtLeast()).toBe(6);
+    expect(slotsAfterRuns(1, 8).slots.claimAtLeast()).toBe(9);
+    // Isolated-like jobs at concurrency 2 (one ahead): one place is enough, so when a job ends and the
+    // one ahead takes its slot, the next is claimed while both run, not after the second one ends too.
+    const { slots, started } = slotsAfterRuns(200, 2);
+    expect(slots.capacity()).toBe(3);
+    expect(slots.claimAtLeast()).toBe(1);
+    for (const id of ['a', 'b', 'c']) slots.accept(job(id));
+    slots.release(job('a'), 200);
+    expect(started).toEqual(['a', 'b', 'c']);
+    expect(slots.free()).toBe(1);
+    expect(slots.free()).toBeGreaterThanOrEqual(slots.claimAtLeast());
+    // Long jobs, none ahead: wait for half the slots, as before.
+    expect(slotsAfterRuns(60_000, 4).slots.claimAtLeast()).toBe(2);
+  });
+
   it('longer jobs are never claimed ahead', () => {
     expect(slotsAfterRuns(1_001).slots.capacity()).toBe(1);
     expect(slotsAfterRuns(60_000, 4).slots.capacity()).toBe(4);
