@@ -104,7 +104,11 @@ function idPointLookup(
   const id = filter._id as unknown;
   if (!simpleId(id)) return undefined;
   const doc = coll.get(id);
-  const docs = doc && matcher.test(doc) ? [doc] : [];
+  return idHack(doc && matcher.test(doc) ? [doc] : [], doc ? 1 : 0);
+}
+
+/** The IDHACK plan's result: at most one document, one key examined. */
+function idHack(docs: Document[], docsExamined: number): QueryResult {
   return {
     docs,
     plan: {
@@ -112,7 +116,7 @@ function idPointLookup(
       indexName: '_id_',
       sorted: true,
       candidates: docs,
-      stats: { keysExamined: 1, docsExamined: doc ? 1 : 0 },
+      stats: { keysExamined: 1, docsExamined },
     },
   };
 }
@@ -144,14 +148,5 @@ function idEqualityLookup(coll: Collection, filter: Document): QueryResult | und
   if (!simpleId(id)) return undefined;
   const doc = coll.get(id);
   const docs = doc ? [doc] : [];
-  return {
-    docs,
-    plan: {
-      stage: 'IDHACK',
-      indexName: '_id_',
-      sorted: true,
-      candidates: docs,
-      stats: { keysExamined: 1, docsExamined: docs.length },
-    },
-  };
+  return idHack(docs, docs.length);
 }
