@@ -22,18 +22,7 @@ import { pathToFileURL } from 'node:url';
 import type * as Api from '../src/index.js';
 import { formatGroup, groupsFrom, summarise } from './lib/cpuProfile.js';
 import { DIST, ROOT, startEmbeddedProcess } from './lib/jobd.js';
-import { log, round, sleep } from './lib/stats.js';
-
-function intSetting(name: string, dflt: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) {
-    process.stderr.write(`${name} = '${raw}' is not allowed: must be an integer >= 1\n`);
-    process.exit(2);
-  }
-  return n;
-}
+import { intSetting, log, round, sleep } from './lib/stats.js';
 
 async function main(): Promise<void> {
   const jobs = intSetting('PROFILE_JOBS', 20_000);

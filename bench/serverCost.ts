@@ -18,18 +18,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as store from '../src/store/index.js';
 import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
-import { log, round } from './lib/stats.js';
-
-function intSetting(name: string, dflt: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) {
-    process.stderr.write(`${name} = '${raw}' is not allowed: must be an integer >= 1\n`);
-    process.exit(2);
-  }
-  return n;
-}
+import { intSetting, log, round } from './lib/stats.js';
 
 const JOBS = intSetting('SERVER_COST_JOBS', 5000);
 const ROUNDS = intSetting('SERVER_COST_ROUNDS', 3);

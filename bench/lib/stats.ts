@@ -33,3 +33,15 @@ export function log(msg: string): void {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A positive integer from the environment variable `name` (default `dflt`); anything else exits 2, naming it. */
+export function intSetting(name: string, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`${name} = '${raw}' is not allowed: must be an integer >= 1\n`);
+    process.exit(2);
+  }
+  return n;
+}
