@@ -2,7 +2,7 @@ import { defineJobType } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
 import { rcloneOptions } from './lib/rcloneRun.js';
 import { DATA_TYPE_DEFAULTS } from './typeDefaults.js';
-import { legacyJobFields, runCore } from './typeKit.js';
+import { legacyJobFields, rcloneAccessFields, runCore } from './typeKit.js';
 
 const file = dataPath({ mode: 'read', description: 'a file or directory in the data dirs' });
 
@@ -21,12 +21,7 @@ export default defineJobType({
       destination: z
         .string({ error: 'must be remote:path (a remote of the rclone config)' })
         .regex(/^(?!\/)[A-Za-z0-9_. -]+:/, { error: 'must be remote:path (a remote of the rclone config)' }),
-      config: dataPath({
-        mode: 'read',
-        kind: 'file',
-        description: 'an rclone config file in the data dirs',
-      }).optional(),
-      user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
+      ...rcloneAccessFields(),
       verify: z
         .enum(['auto', 'hash', 'download', 'none'])
         .default('auto')

@@ -3,7 +3,7 @@ import { legacyNames } from '../defineJobType.js';
 import { dataPath } from '../dataPath.js';
 import { lazySchema } from '../lazyZod.js';
 import { rcloneOptions } from './lib/rcloneRun.js';
-import { legacyJobFields, pathOrRemote } from './typeKit.js';
+import { legacyJobFields, rcloneAccessFields, pathOrRemote } from './typeKit.js';
 
 /** A file:/// source is a path in the data dirs; any other is a remote rclone checks when the job runs. */
 const localOf = (value: string): string | null =>
@@ -23,12 +23,7 @@ export const syncSchemas = lazySchema((z) => ({
         .enum(['copy', 'sync'])
         .default('copy')
         .describe('sync also deletes what the source no longer has'),
-      config: dataPath({
-        mode: 'read',
-        kind: 'file',
-        description: 'an rclone config file in the data dirs',
-      }).optional(),
-      user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
+      ...rcloneAccessFields(),
       remote: z
         .string()
         .optional()

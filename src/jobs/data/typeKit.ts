@@ -34,6 +34,19 @@ export const legacyJobFields = lazySchema((z) => ({
 }));
 
 /**
+ * Whose rclone access a transfer uses: a config file in the data dirs, or (legacy) a user's credentials
+ * in the auth data dir. file_upload, remote_sync and google_sync take the same two fields.
+ */
+export const rcloneAccessFields = lazySchema((z) => ({
+  config: dataPath({
+    mode: 'read',
+    kind: 'file',
+    description: 'an rclone config file in the data dirs',
+  }).optional(),
+  user_email: z.string().optional().describe("legacy: use this user's credentials in the auth data dir"),
+}));
+
+/**
  * A path in the data dirs, or a remote the tool reaches itself. `localPart` returns the local path a
  * value names (confined like a dataPath field, at enqueue and again when the job runs), or null for a
  * remote, which the tool checks when the job runs.
