@@ -329,33 +329,23 @@ async function main(): Promise<void> {
         if (err.code !== 'ENOENT') throw err;
       });
     };
-    if (part('zip'))
-      results.extract_zip_small_files = await pair(
-        'extract zip of small files',
+    const zipCases = [
+      ['extract_zip_small_files', 'extract zip of small files', zip],
+      ['extract_zip_one_directory', 'extract zip of small files, all in one directory', flatZip],
+    ] as const;
+    for (const [key, what, archive] of part('zip') ? zipCases : [])
+      results[key] = await pair(
+        what,
         'unzip -q',
-        () => extractArchive({ archive: zip, extract_dir: x('jobd') }, ctx, env),
-        () => run('unzip', ['-q', zip, '-d', x('native')]),
+        () => extractArchive({ archive, extract_dir: x('jobd') }, ctx, env),
+        () => run('unzip', ['-q', archive, '-d', x('native')]),
         async () => {
           await moveAside(x('jobd'));
           await moveAside(x('native'));
         },
         { files: SMALL_FILES },
         rounds,
-        baseExtract ? () => baseExtract({ archive: zip, extract_dir: x('jobd') }, ctx, env) : undefined,
-      );
-    if (part('zip'))
-      results.extract_zip_one_directory = await pair(
-        'extract zip of small files, all in one directory',
-        'unzip -q',
-        () => extractArchive({ archive: flatZip, extract_dir: x('jobd') }, ctx, env),
-        () => run('unzip', ['-q', flatZip, '-d', x('native')]),
-        async () => {
-          await moveAside(x('jobd'));
-          await moveAside(x('native'));
-        },
-        { files: SMALL_FILES },
-        rounds,
-        baseExtract ? () => baseExtract({ archive: flatZip, extract_dir: x('jobd') }, ctx, env) : undefined,
+        baseExtract ? () => baseExtract({ archive, extract_dir: x('jobd') }, ctx, env) : undefined,
       );
     await rm(zip, { force: true });
     await rm(flatZip, { force: true });
