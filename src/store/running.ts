@@ -219,20 +219,86 @@ export async function settleManyIfRunning(
   };
 }
 
-/** The guarded updates; the jobs whose settlement landed. */
+/** A number that BSON and a string key both keep exactly (not NaN, not an infinity, not -0). */
+function plainNumber(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && !Object.is(v, -0);
+}
+
+/**
+ * For a completion whose update is the same document as another's given the same key: its lease token,
+ * whether it needs a release, and its scalar result, log tail and resources. Null for any other
+ * settlement (it is written alone). Cheap on purpose: it is asked once per job.
+ */
+function completionKey(s: Settlement): string | null {
+  if (s.kind !== 'complete' || s.hookErrors?.length) return null;
+  const r = s.result;
+  let result: string;
+  if (r === null || r === undefined) result = 'n';
+  else if (typeof r === 'boolean') result = r ? 't' : 'f';
+  else if (plainNumber(r)) result = `#${r}`;
+  else return null;
+  if (!(s.logTail === undefined || s.logTail === null || s.logTail === '')) return null;
+  let res = s.resources === undefined ? 'u' : s.resources === null ? 'n' : '';
+  if (s.resources) {
+    for (const k in s.resources) {
+      const v = s.resources[k as keyof JobResources];
+      if (v === undefined) return null;
+      if (!plainNumber(v)) return null;
+      res += `${k}=${v},`;
+    }
+  }
+  return `${s.token}|${needsNoRelease(s) ? 1 : 0}|${result}|${s.logTail === undefined ? 'u' : String(s.logTail)}|${res}`;
+}
+
+/**
+ * The guarded updates as bulk-write operations: completions with the same update (most of a batch:
+ * the jobs of one claim share its lease token, and no-op results, log tails and timings repeat) go as
+ * one updateMany over their ids, each job still matched only by {_id, state: 'running', lease.token};
+ * every other settlement is an updateOne of its own.
+ */
+function settleOps(settlements: Settlement[], ctx: SettleContext): AnyBulkWriteOperation<StoredJob>[] {
+  const ops: AnyBulkWriteOperation<StoredJob>[] = [];
+  const groups = new Map<string, Settlement[]>();
+  for (const s of settlements) {
+    const key = completionKey(s);
+    if (key === null) {
+      ops.push({ updateOne: { filter: settleFilter(s, s.jobId), update: settleUpdate(s, ctx) } });
+      continue;
+    }
+    const g = groups.get(key);
+    if (g) g.push(s);
+    else groups.set(key, [s]);
+  }
+  for (const g of groups.values()) {
+    const s = g[0]!;
+    if (g.length === 1) {
+      ops.push({ updateOne: { filter: settleFilter(s, s.jobId), update: settleUpdate(s, ctx) } });
+    } else {
+      const ids = g.map((x) => x.jobId);
+      ops.push({ updateMany: { filter: settleFilter(s, { $in: ids }), update: settleUpdate(s, ctx) } });
+    }
+  }
+  return ops;
+}
+
+/** The lease guard of `s` for the job(s) `id` names. */
+function settleFilter(s: Settlement, id: JobId | { $in: JobId[] }): Filter<StoredJob> {
+  const guard = { _id: id, state: 'running', 'lease.token': s.token } as Filter<StoredJob>;
+  // A dependent enqueued since the claim marked the job: then this matches nothing (see below).
+  return needsNoRelease(s) ? { ...guard, hasDependents: { $exists: false } } : guard;
+}
+
+/**
+ * The guarded updates; the jobs whose settlement landed. An updateMany is not a retryable write: a
+ * reply lost in transit throws, and the caller writes the same settlements again (the ones that landed
+ * read back as landed through their settledToken).
+ */
 async function writeSettlements(
   store: Store,
   settlements: Settlement[],
   ctx: SettleContext,
 ): Promise<Set<JobId>> {
-  const ops: AnyBulkWriteOperation<StoredJob>[] = settlements.map((s) => ({
-    updateOne: {
-      // A dependent enqueued since the claim marked the job: then this matches nothing (see below).
-      filter: needsNoRelease(s) ? { ...leaseGuard(s), hasDependents: { $exists: false } } : leaseGuard(s),
-      update: settleUpdate(s, ctx),
-    },
-  }));
-  const res = await store.jobs.bulkWrite(ops, { ordered: false });
+  const res = await store.jobs.bulkWrite(settleOps(settlements, ctx), { ordered: false });
   if (res.matchedCount === settlements.length) return new Set(settlements.map((s) => s.jobId));
   const docs = await store.jobs
     .find(

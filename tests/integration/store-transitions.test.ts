@@ -293,6 +293,82 @@ describe('store: guarded transitions', () => {
     expect((await get(f.store, batch[1]!._id))?.state).toBe('cancelled');
   });
 
+  it('completions that share one update are still fenced job by job', async () => {
+    await enqueueMany(
+      f.store,
+      Array.from({ length: 5 }, () => newJob('noop', {}, {}, clock.now())),
+      clock.now(),
+    );
+    const batch = await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w1',
+      leaseMs: 1_000,
+      now: clock.now(),
+      limit: 5,
+    });
+    expect(batch).toHaveLength(5);
+    const token = batch[0]!.lease!.token;
+    // batch[2]'s lease expires and another worker claims it again; batch[1] is cancelled.
+    clock.advance(5_000);
+    const kept = [0, 1, 3, 4].map((i) => ({ jobId: batch[i]!._id, token }));
+    await heartbeatLeases(f.store, { leases: kept, leaseMs: 30_000, now: clock.now() });
+    await rescueExpired(f.store, { now: clock.now(), errorHistory: 3, retryAt: () => clock.now() });
+    const again = await claimOne('w2');
+    expect(again.job._id).toBe(batch[2]!._id);
+    await cancel(f.store, batch[1]!._id, { now: clock.now() });
+
+    const now = clock.now();
+    // The same result, log tail and timings under one lease token: the update is the same for all five.
+    const res = await completeManyIfRunning(
+      f.store,
+      batch.map((j) => ({
+        jobId: j._id,
+        token,
+        attempt: 1,
+        seq: j.seq,
+        result: null,
+        resources: { wallMs: 0 },
+        logTail: '',
+      })),
+      ctx(now),
+    );
+    expect(res.lost.sort()).toEqual([batch[1]!._id, batch[2]!._id].sort());
+    expect(res.landed.sort()).toEqual([0, 3, 4].map((i) => batch[i]!._id).sort());
+    for (const i of [0, 3, 4]) {
+      expect(await get(f.store, batch[i]!._id)).toMatchObject({
+        state: 'completed',
+        result: null,
+        resources: { wallMs: 0 },
+        logTail: '',
+        finishedAt: now,
+        lease: null,
+      });
+      const ev = await eventsOf(f.store, batch[i]!._id);
+      expect(ev.map((e) => `${e.from}->${e.to}`)).toEqual(['null->queued', 'queued->running', 'running->completed']);
+    }
+    expect((await get(f.store, batch[1]!._id))?.state).toBe('cancelled');
+    const stolen = await get(f.store, batch[2]!._id);
+    expect(stolen).toMatchObject({ state: 'running', lease: { owner: 'w2', token: again.token } });
+    expect(stolen?.result).toBeUndefined();
+
+    // Written again (a reply lost in transit): the ones that landed read back as landed, none twice.
+    const twice = await completeManyIfRunning(
+      f.store,
+      [0, 3, 4].map((i) => ({
+        jobId: batch[i]!._id,
+        token,
+        attempt: 1,
+        seq: batch[i]!.seq,
+        result: null,
+        resources: { wallMs: 0 },
+        logTail: '',
+      })),
+      ctx(clock.now()),
+    );
+    expect(twice.landed.sort()).toEqual(res.landed);
+    for (const i of [0, 3, 4]) expect((await get(f.store, batch[i]!._id))?.finishedAt).toEqual(now);
+  });
+
   it('illegal transitions raise IllegalTransitionError naming the job, its state and what is allowed', async () => {
     const { job } = await enqueue(f.store, newJob('noop', {}, {}, clock.now()), clock.now());
     await expect(retry(f.store, job._id, { now: clock.now() })).rejects.toThrow(IllegalTransitionError);
