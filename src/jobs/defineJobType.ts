@@ -168,6 +168,7 @@ export async function parseInput(
   when: 'enqueue' | 'run',
   prefix = 'params',
 ): Promise<{ ok: true; input: unknown; paths: DeclaredPath[] } | { ok: false; problems: string[] }> {
+  if (parsesAsItself(def.input, params)) return { ok: true, input: params, paths: [] };
   const { result, paths } = mayDeclarePaths(def.input)
     ? await withDataDirs(dataDirs, when, () => def.input.safeParseAsync(params))
     : { result: await def.input.safeParseAsync(params), paths: [] };
@@ -196,11 +197,24 @@ export function inputNotValid(name: string, problems: readonly string[]): Invali
   return new InvalidInputError(`${name}: the job's input is not valid now:\n${problems.join('\n')}`);
 }
 
+/**
+ * Whether `schema` parses `value` as the value itself, known without parsing: z.unknown() and z.any()
+ * take every value as it is, z.null() takes null as it is (zod returns the input unchanged for these;
+ * a refinement, a transform, a default or any other wrapper makes another schema, parsed in full).
+ * The no-op type has these schemas, and a parse per job was a good part of an inline job's CPU.
+ */
+function parsesAsItself(schema: z.ZodType, value: unknown): boolean {
+  const def = (schema as unknown as { _zod?: { def?: { type?: unknown; checks?: unknown[] } } })._zod?.def;
+  if (!def || (def.checks !== undefined && def.checks.length > 0)) return false;
+  return def.type === 'unknown' || def.type === 'any' || (def.type === 'null' && value === null);
+}
+
 /** Validate a handler's output against its type's output schema: the parsed output, or the error. */
 export async function checkOutput(
   def: Pick<DefinedJobType, 'name' | 'output'>,
   output: unknown,
 ): Promise<{ ok: true; output: unknown } | { ok: false; error: InvalidOutputError }> {
+  if (parsesAsItself(def.output, output)) return { ok: true, output };
   const checked = await def.output.safeParseAsync(output);
   if (checked.success) return { ok: true, output: checked.data };
   return {

@@ -84,6 +84,20 @@ describe('defineJobType', () => {
     ]);
   });
 
+  it('takes any input as it is for z.unknown(), and still applies what a schema adds to it', async () => {
+    const params = { a: [1, 2] };
+    const any = await parseInput({ input: z.unknown(), legacyNames: {} }, params, {}, 'run');
+    expect(any.ok && any.input).toBe(params);
+    const refined = { input: z.unknown().refine((v) => v !== 1, 'not one'), legacyNames: {} };
+    expect((await parseInput(refined, 1, {}, 'run')).ok).toBe(false);
+    const defaulted = await parseInput({ input: z.any().default(7), legacyNames: {} }, undefined, {}, 'run');
+    expect(defaulted.ok && defaulted.input).toBe(7);
+    const nothing = defineJobType({ name: 'nothing', input: z.unknown(), output: z.null(), handler: () => 'x' as never });
+    await expect(nothing.handler({}, {} as JobContext)).rejects.toThrow(/output does not match/);
+    const none = defineJobType({ name: 'none', input: z.unknown(), output: z.null(), handler: () => null });
+    await expect(none.handler({}, {} as JobContext)).resolves.toBeNull();
+  });
+
   it('accepts a legacy field name, and refuses it given together with the new name', async () => {
     const d = dataRoot();
     const dirs = { raw: d.raw, processed: d.processed };
