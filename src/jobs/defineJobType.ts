@@ -313,10 +313,16 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
       } else {
         // Its schemas come from the ES build of zod, imported now, where nothing provided one.
         if (lazy && !built) await loadZod();
-        const parsed = await parseInput(def, params, dataDirs, 'run');
-        if (!parsed.ok) throw inputNotValid(spec.name, parsed.problems);
-        input = parsed.input;
-        paths = parsed.paths;
+        if (parsesAsItself(def.input, params)) {
+          // As parseInput answers for it, without its promise.
+          input = params;
+          paths = [];
+        } else {
+          const parsed = await parseInput(def, params, dataDirs, 'run');
+          if (!parsed.ok) throw inputNotValid(spec.name, parsed.problems);
+          input = parsed.input;
+          paths = parsed.paths;
+        }
       }
       const writable = paths.filter((p) => p.mode === 'write');
       const typed: TypedJobContext = copyContext(ctx, {
@@ -341,6 +347,7 @@ export function defineJobType<I extends z.ZodType, O extends z.ZodType>(
       if (checks || (output !== null && typeof output === 'object' && '__jobdWaitForChildren' in output)) {
         return output;
       }
+      if (parsesAsItself(def.output, output)) return output;
       const checked = await checkOutput(def, output);
       if (!checked.ok) throw checked.error;
       return checked.output;

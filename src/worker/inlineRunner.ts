@@ -51,6 +51,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 interface Loaded {
   fn: HandlerFn;
   hooks: Hooks;
+  /** Whether the module exports any hook: most export none, and then no hook runner is made per job. */
+  anyHook: boolean;
 }
 
 /** How the handler's own run ended (it may end after the attempt was settled without it). */
@@ -196,10 +198,13 @@ export class InlineRunner {
         offAbort?.();
         progress?.close();
         const hookErrors = runner?.failures.length ? { hookErrors: [...runner.failures] } : {};
-        const tail = jobLog?.tail() ?? '';
-        void (jobLog?.close() ?? Promise.resolve()).then(() =>
-          resolve({ ...o, logTail: tail, ...hookErrors }),
-        );
+        if (!jobLog) {
+          // Nothing was written (most jobs): no file to close first.
+          resolve(runner?.failures.length ? { ...o, ...hookErrors } : o);
+          return;
+        }
+        const tail = jobLog.tail();
+        void jobLog.close().then(() => resolve({ ...o, logTail: tail, ...hookErrors }));
       };
       /** The attempt ends by jobd's decision: abort the handler, and settle when it stops or the grace ends. */
       let stopping = false;
@@ -289,11 +294,11 @@ export class InlineRunner {
   ): Promise<Ran> {
     let runner: HookRunner | undefined;
     try {
-      const { fn, hooks } = await this.load(req.handler);
+      const { fn, hooks, anyHook } = await this.load(req.handler);
       if (stopped()) throw ctx.signal.reason;
       this.applyEnv(req.env);
       const hooksReq = req.hooks;
-      if (hooksReq) {
+      if (hooksReq && anyHook) {
         runner = hookRunner(hooks, hooksReq, ctx, (err) => Promise.resolve(serialize(err)), onAfter);
         onRunner(runner);
       }
@@ -358,7 +363,8 @@ export class InlineRunner {
               `handler module ${spec} has no default export function and no "handler" export function`,
             );
           }
-          return { fn, hooks: pickHooks(mod) };
+          const hooks = pickHooks(mod);
+          return { fn, hooks, anyHook: Object.keys(hooks).length > 0 };
         },
         (err: unknown) => {
           const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);

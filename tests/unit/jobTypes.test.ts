@@ -92,9 +92,9 @@ describe('defineJobType', () => {
     expect((await parseInput(refined, 1, {}, 'run')).ok).toBe(false);
     const defaulted = await parseInput({ input: z.any().default(7), legacyNames: {} }, undefined, {}, 'run');
     expect(defaulted.ok && defaulted.input).toBe(7);
-    const nothing = defineJobType({ name: 'nothing', input: z.unknown(), output: z.null(), handler: () => 'x' as never });
+    const nothing = defineJobType({ name: 'nothing', description: 'x', input: z.unknown(), output: z.null(), handler: () => 'x' as never });
     await expect(nothing.handler({}, {} as JobContext)).rejects.toThrow(/output does not match/);
-    const none = defineJobType({ name: 'none', input: z.unknown(), output: z.null(), handler: () => null });
+    const none = defineJobType({ name: 'none', description: 'x', input: z.unknown(), output: z.null(), handler: () => null });
     await expect(none.handler({}, {} as JobContext)).resolves.toBeNull();
   });
 
