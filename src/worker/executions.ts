@@ -3,7 +3,6 @@
  * sandbox run, its progress writes, and the hand-over of its outcome to the settler. Leases of all of
  * them are renewed by the lease keeper until the outcome lands.
  */
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
@@ -22,7 +21,7 @@ import type { JobDoc, JobId, JobTypeDefinition, ResourceAllocation } from '../ty
 import type { DbHealth } from './dbHealth.js';
 import type { InlineRunner } from './inlineRunner.js';
 import { LazyAbort } from './lazyAbort.js';
-import { executeJob, type AbortCause, type Execution } from './executor.js';
+import { executeJob, jobLogFile, type AbortCause, type Execution } from './executor.js';
 import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
 import type { OutcomeReporter } from './outcomes.js';
 import type { Settler } from './settler.js';
@@ -97,7 +96,7 @@ export class Executions {
         jobId: job._id,
         attempt: job.attempts,
         run: job.seq ?? job.attempts,
-        file: join(this.o.config.logDir, `${job._id}.log`),
+        file: jobLogFile(this.o.config, job._id),
         maxBytes: w.logStoreBytes ?? LOG_STORE_DEFAULT_BYTES,
         intervalMs: w.logShipMs ?? LOG_SHIP_DEFAULT_MS,
         now: () => this.o.clock.now(),

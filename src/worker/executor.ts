@@ -85,6 +85,24 @@ function jobEnv(
   return { ...env, CUDA_VISIBLE_DEVICES: allocation.gpus.join(',') };
 }
 
+/** The log directory as join() normalises it, with its separator (per configuration, made once). */
+const logDirs = new WeakMap<ResolvedConfig, string>();
+const PLAIN_ID = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * join(config.logDir, `${id}.log`), without normalising the directory again per job: for an id of
+ * plain characters (no separator, no dot) the join is the normalised directory and the name.
+ */
+export function jobLogFile(config: ResolvedConfig, id: string): string {
+  if (!PLAIN_ID.test(id)) return join(config.logDir, `${id}.log`);
+  let dir = logDirs.get(config);
+  if (dir === undefined) {
+    dir = join(config.logDir, 'x').slice(0, -1);
+    logDirs.set(config, dir);
+  }
+  return `${dir}${id}.log`;
+}
+
 function runRequestFor(
   job: JobDoc,
   def: JobTypeDefinition,
@@ -105,7 +123,7 @@ function runRequestFor(
     timeoutMs: job.timeoutMs ?? def.timeoutMs,
     killGraceMs: config.worker.killGraceMs,
     ...(def.memoryLimitBytes !== undefined ? { memoryLimitBytes: def.memoryLimitBytes } : {}),
-    logFile: join(config.logDir, `${job._id}.log`),
+    logFile: jobLogFile(config, job._id),
     logTailBytes: config.worker.logTailBytes,
     progressIntervalMs: config.worker.progressIntervalMs,
     // The child decides about onRetry/onFailure as failSettlement will: same inputs, same random draw.
