@@ -122,17 +122,32 @@ function usage(): SelfUsage {
 type Errors = typeof import('../errors.js');
 let errorsLoaded: Promise<Errors> | undefined;
 /**
- * jobd's error classes. Loaded before the first handler module (see runJob), the way handlers
- * are: require(esm) where they are required (no asynchronous loader to start), import() otherwise
- * (tsx's require() cannot load an ES module).
+ * jobd's error classes, loaded the way handlers are: require(esm) where they are required (no
+ * asynchronous loader to start), import() otherwise (tsx's require() cannot load an ES module).
+ *
+ * A handler's module graph may contain jobd's own files (its node_modules/jobd a link to this
+ * package). When such a graph fails to link under require(), Node leaves the files it had linked in
+ * a state no later require() or import() of them can use (ERR_INTERNAL_ASSERTION), and the error
+ * classes are needed just then. Children that load errors.js first (see errorsFirst) never meet that;
+ * the others then load a second, separate instance of the module (another URL: `?again`) through
+ * import(). Errors leave the child as plain objects, so which instance made them does not matter.
  */
 function errors(): Promise<Errors> {
   errorsLoaded ??= preferRequire
-    ? // eslint-disable-next-line @typescript-eslint/no-require-imports -- synchronous loading is the point
-      new Promise<Errors>((resolve) => resolve(require('../errors.js') as Errors))
+    ? new Promise<Errors>((resolve) =>
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- synchronous loading is the point
+        resolve(require('../errors.js') as Errors),
+      ).catch(() => import(`${pathToFileURL(require.resolve('../errors.js')).href}?again`) as Promise<Errors>)
     : import('../errors.js');
   return errorsLoaded;
 }
+/**
+ * Load errors.js before the handler module. An isolated child that requires its handler skips it:
+ * the module costs ~1 CPU-ms at every start and most jobs never need it, and errors() copes with a
+ * handler graph that left it unusable. Pooled children load it once for many jobs and keep that
+ * order, and so do children that import() handlers (the fallback is known to hold under require()).
+ */
+const errorsFirst = mode === 'pooled' || !preferRequire;
 
 /** Error text is stored on the job document: keep a runaway message or stack bounded. */
 const MAX_ERROR_TEXT = 64 * 1024;
@@ -371,11 +386,9 @@ async function runJob(msg: JobMessage): Promise<void> {
     restore = applyEnv(msg.env, msg.cwd);
     let fn: HandlerFn;
     try {
-      // errors.js first: a handler's module graph may contain jobd's own files (its node_modules/jobd
-      // a link to this package). When such a graph fails to link under require(), Node leaves the
-      // files it had linked in a state no later require() or import() of them can use
-      // (ERR_INTERNAL_ASSERTION), and the error classes are needed just then.
-      fn = await Promise.race([errors().then(() => loadHandler(msg.handler)), stalled]);
+      // (errorsFirst: see errors())
+      const loading = errorsFirst ? errors().then(() => loadHandler(msg.handler)) : loadHandler(msg.handler);
+      fn = await Promise.race([loading, stalled]);
     } catch (err) {
       if (!jobdHook && isJobdImportFailure(err)) jobdUnresolved = 'load';
       throw await loadFailure(msg.handler, err);

@@ -1,0 +1,112 @@
+/**
+ * Isolated children of the compiled sandbox (dist/), as jobd runs them for JavaScript handlers: they
+ * require() the handler, and load jobd's error classes only when a failure needs them (childEntry.cts
+ * errors()). The other sandbox tests run from sources, where children import() handlers through tsx
+ * and load the error classes first. Needs `npm run build`.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Sandbox, SandboxOptions } from '../../src/sandbox/index.js';
+import { isDoNotRetry } from '../../src/errors.js';
+import { completed, failed, noHooks, request, useSandboxes } from './sandboxHelpers.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+useSandboxes();
+
+let mods: string;
+let compiled: (o: SandboxOptions) => Sandbox;
+const open: Sandbox[] = [];
+
+beforeAll(async () => {
+  mods = mkdtempSync(join(tmpdir(), 'jobd-compiled-isolated-'));
+  const mod = (await import(pathToFileURL(join(ROOT, 'dist/sandbox/index.js')).href)) as {
+    createSandbox: typeof compiled;
+  };
+  compiled = mod.createSandbox;
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+afterAll(() => rmSync(mods, { recursive: true, force: true }));
+
+function sandbox(): Sandbox {
+  const s = compiled({
+    maxJobsPerChild: 100,
+    maxRssBytes: 4 * 1024 ** 3,
+    sampleIntervalMs: 50,
+    killGraceMs: 300,
+    maxChildren: 2,
+  });
+  open.push(s);
+  return s;
+}
+
+function write(name: string, text: string): string {
+  const file = join(mods, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+const run = (s: Sandbox, file: string, params: unknown = {}) =>
+  s.run(request(file, { mode: 'isolated', params }), noHooks);
+
+describe.each(['mjs', 'cjs'] as const)('an isolated child of the compiled sandbox (%s handler)', (ext) => {
+  const module = (body: string): string =>
+    ext === 'mjs' ? `export default ${body}\n` : `module.exports = ${body}\n`;
+
+  it('completes a job', async () => {
+    const file = write(`ok.${ext}`, module('(params) => ({ echo: params, pid: process.pid })'));
+    const o = completed(await run(sandbox(), file, { n: 1 }));
+    expect(o.output).toMatchObject({ echo: { n: 1 } });
+  });
+
+  it('reports a thrown error with its name, code and details', async () => {
+    const file = write(
+      `throws.${ext}`,
+      module(
+        `() => { const e = new Error('no luck'); e.name = 'DoNotRetryError'; e.code = 'JOBD_DO_NOT_RETRY'; e.details = [{ at: 'x' }]; throw e; }`,
+      ),
+    );
+    const o = failed(await run(sandbox(), file));
+    expect(o.error).toMatchObject({
+      name: 'DoNotRetryError',
+      code: 'JOBD_DO_NOT_RETRY',
+      message: 'no luck',
+      details: [{ at: 'x' }],
+    });
+    expect(isDoNotRetry(o.error)).toBe(true);
+  });
+
+  it('fails a module that cannot load with HandlerLoadError, not retried', async () => {
+    const file = write(`broken.${ext}`, module('() => { return ;;; )'));
+    const o = failed(await run(sandbox(), file));
+    expect(o.error).toMatchObject({ name: 'HandlerLoadError', code: 'JOBD_HANDLER_LOAD' });
+    expect(o.error.message).toContain(file);
+    expect(isDoNotRetry(o.error)).toBe(true);
+  });
+
+  it('fails a module without a handler export with HandlerLoadError', async () => {
+    const file = write(`noExport.${ext}`, module('42'));
+    const o = failed(await run(sandbox(), file));
+    expect(o.error).toMatchObject({ name: 'HandlerLoadError', code: 'JOBD_HANDLER_LOAD' });
+    expect(o.error.message).toContain('has no default export function');
+  });
+
+  it('fails a handler whose promise never settles with HandlerNeverSettledError', async () => {
+    const file = write(`never.${ext}`, module('() => new Promise(() => {})'));
+    const o = failed(await run(sandbox(), file));
+    expect(o.reason).toBe('error');
+    expect(o.error).toMatchObject({ name: 'HandlerNeverSettledError', code: 'JOBD_HANDLER_NEVER_SETTLED' });
+  });
+
+  it('refuses an output that cannot travel with UnserializableOutputError', async () => {
+    const file = write(`fn.${ext}`, module('() => ({ f: () => 1 })'));
+    const o = failed(await run(sandbox(), file));
+    expect(o.error).toMatchObject({ name: 'UnserializableOutputError', code: 'JOBD_UNSERIALIZABLE_OUTPUT' });
+    expect(o.error.message).toContain('output.f is a function');
+  });
+});
