@@ -4,7 +4,7 @@
  * errors()). The other sandbox tests run from sources, where children import() handlers through tsx
  * and load the error classes first. Needs `npm run build`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -53,6 +53,14 @@ function write(name: string, text: string): string {
 
 const run = (s: Sandbox, file: string, params: unknown = {}) =>
   s.run(request(file, { mode: 'isolated', params }), noHooks);
+
+it('the compiled child entry is one file: it requires none of its CommonJS parts at start-up', () => {
+  // scripts/bundleChild.mjs: every file an isolated child loads costs CPU at each job's start.
+  const entry = readFileSync(join(ROOT, 'dist/sandbox/childEntry.cjs'), 'utf8');
+  expect(entry).toContain('function installRequireFallback');
+  expect(entry).toContain('function encodeOutput');
+  expect(entry).not.toMatch(/require\(["']\.\/[\w.]+\.cjs["']\)/);
+});
 
 describe.each(['mjs', 'cjs'] as const)('an isolated child of the compiled sandbox (%s handler)', (ext) => {
   const module = (body: string): string =>
