@@ -12,7 +12,8 @@
  * BENCH_WORKFLOW_JOBS 10000, BENCH_RELEASE_SAMPLES 200;
  * isolated: bare `node -e 0` spawns, then isolated jobs of bench/fixtures/plainNoop.js (judged) and of the typed
  * built-in noop (it loads zod in every child), then bare spawns again; CPU-ms per job (daemon process and
- * children) beside CPU-ms per bare spawn. BENCH_DIST=<dir> runs another build (e.g. /work/wt/base/dist).
+ * children; with BENCH_DB=process the server's share on its own) beside CPU-ms per bare spawn.
+ * BENCH_DIST=<dir> runs another build (e.g. /work/wt/base/dist).
  * BENCH_ONLY=pooled,isolated,latency,claim,rss,workflow runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
  */
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -48,9 +49,11 @@ async function main(): Promise<void> {
   let uri = process.env.MONGODB_URI;
   let backend = 'mongodb (MONGODB_URI)';
   let closeServer = async (): Promise<void> => {};
+  let serverPid: number | undefined;
   if (!uri && process.env.BENCH_DB === 'process') {
     const server = await startEmbeddedProcess();
     uri = server.uri;
+    serverPid = server.pid;
     backend = 'embedded (bin/jobd-embedded process, in memory)';
     closeServer = server.close;
   } else if (!uri) {
@@ -66,6 +69,7 @@ async function main(): Promise<void> {
     uri,
     newDb: (label) => `jobd_bench_${run}_${++n}_${label}`.slice(0, 60),
     phaseMaxMs: PHASE_MAX_MS,
+    ...(serverPid !== undefined ? { serverPid } : {}),
   };
   const out: Record<string, unknown> = {
     bench: 'jobd throughput',
@@ -116,7 +120,8 @@ async function main(): Promise<void> {
           jobsPerSec: plain.jobsPerSec,
           ratio: round(plain.jobsPerSec / spawnsPerSec, 3),
           commandsPerJob: plain.commandsPerJob,
-          // CPU per isolated job: this process (daemon and in-process server) and the child.
+          // CPU per isolated job: this process (daemon, and the server unless BENCH_DB=process puts it in
+          // a process of its own: then `server`) and the child.
           cpuMsPerJob: plain.cpuMsPerJob,
           typedNoop: {
             completed: typed.completed,

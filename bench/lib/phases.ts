@@ -18,6 +18,11 @@ export interface Ctx {
   newDb(label: string): string;
   /** Stop a phase that runs longer than this (figures then cover what finished). */
   phaseMaxMs: number;
+  /**
+   * The embedded server's pid when it runs as this process's child (BENCH_DB=process): its CPU is then
+   * reported on its own (cpuMsPerJob.server), not inside the jobs' children.
+   */
+  serverPid?: number;
 }
 
 const silent = pino({ level: 'silent' });
@@ -104,9 +109,10 @@ export interface ThroughputFigures {
   commands: Record<string, number>;
   /**
    * CPU milliseconds per completed job (Linux /proc): this process (daemon, and the in-process
-   * embedded server unless BENCH_DB/MONGODB_URI put it elsewhere) and its child processes.
+   * embedded server unless BENCH_DB/MONGODB_URI put it elsewhere) and its child processes; with the
+   * server in a child process (ctx.serverPid), `server` is that process and `children` the rest.
    */
-  cpuMsPerJob: { self: number; children: number } | null;
+  cpuMsPerJob: { self: number; children: number; server?: number } | null;
 }
 
 /** Enqueue `jobs` no-op jobs into an idle, warmed-up daemon and time until all completed. */
@@ -131,14 +137,18 @@ export async function throughput(
     d.store.client.on('commandStarted', (e) => {
       commands[e.commandName] = (commands[e.commandName] ?? 0) + 1;
     });
-    const cpu0 = cpuSnapshot({}, process.pid);
+    const server = { server: ctx.serverPid };
+    const cpu0 = cpuSnapshot(server, process.pid);
     const t0 = performance.now();
     const done = completions(d, o.jobs, ctx.phaseMaxMs);
     await enqueueNoops(ctx, producer, o.type, o.jobs);
     const enqueued = performance.now();
     const r = await done;
     const seconds = (r.at - t0) / 1000;
-    const cpu = cpuDelta(cpu0, cpuSnapshot({}, process.pid)).split;
+    const delta = cpuDelta(cpu0, cpuSnapshot(server, process.pid));
+    const cpu = delta.split;
+    const serverCpu = delta.trees.server;
+    const perJob = (seconds: number): number => round((seconds * 1000) / Math.max(1, r.done), 2);
     const total = Object.values(commands).reduce((a, b) => a + b, 0);
     return {
       concurrency: o.concurrency,
@@ -153,8 +163,9 @@ export async function throughput(
       commands,
       cpuMsPerJob: cpu
         ? {
-            self: round((cpu.self * 1000) / Math.max(1, r.done), 2),
-            children: round((cpu.children * 1000) / Math.max(1, r.done), 2),
+            self: perJob(cpu.self),
+            children: perJob(cpu.children - (serverCpu ?? 0)),
+            ...(serverCpu !== undefined ? { server: perJob(serverCpu) } : {}),
           }
         : null,
     };
