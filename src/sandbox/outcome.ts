@@ -46,12 +46,15 @@ function crashError(exit: ExitInfo, taint: SerializedError | null, beforeDone: b
 }
 
 /** The child's encoded output back to the value the handler returned. */
-function decodeOutput(encoded: Uint8Array | undefined): { output: unknown } | { error: SerializedError } {
-  if (encoded === undefined) return { output: undefined };
+function decodeOutput(
+  encoded: Uint8Array | undefined,
+  json: string | undefined,
+): { output: unknown } | { error: SerializedError } {
+  if (encoded === undefined && json === undefined) return { output: undefined };
   try {
-    return { output: deserialize(encoded) };
+    return { output: json !== undefined ? (JSON.parse(json) as unknown) : deserialize(encoded!) };
   } catch (err) {
-    // The child encoded it with the same v8 format; only a broken frame gets here.
+    // The child encoded it with the same v8 format (or JSON); only a broken frame gets here.
     return {
       error: plain(
         new UnserializableOutputError(`its encoding could not be decoded (${serializeError(err).message})`),
@@ -81,7 +84,7 @@ export function buildOutcome(
     // Lifecycle hooks that threw or timed out travel with the outcome, which they never change.
     const hooks = ex.done.hookErrors?.length ? { hookErrors: ex.done.hookErrors } : {};
     if (ex.done.ok) {
-      const decoded = decodeOutput(ex.done.output);
+      const decoded = decodeOutput(ex.done.output, ex.done.outputJson);
       if ('output' in decoded) {
         const { spawned, wait } = ex.done;
         return {

@@ -9,9 +9,15 @@
  * spends memory encoding it. CommonJS, loaded with require() by childEntry.cts: no ESM loader.
  */
 import { types } from 'node:util';
-import { serialize } from 'node:v8';
+import { jsonExact } from './frames.cjs';
 
-export type Encoded = { ok: true; bytes: Uint8Array } | { ok: false; tooLarge: boolean; reason: string };
+/**
+ * ok: `bytes` (v8) or `json` (JSON text, only when asked for); neither when the value is undefined
+ * and JSON was asked for (it then arrives as undefined, as v8 would carry it).
+ */
+export type Encoded =
+  | { ok: true; bytes?: Uint8Array; json?: string }
+  | { ok: false; tooLarge: boolean; reason: string };
 
 interface Frame {
   parent: Frame | null;
@@ -124,8 +130,21 @@ function inspect(root: unknown, maxBytes: number): { problem: string | null; byt
   return { problem: null, bytes };
 }
 
-/** Encode `value` for the daemon, refusing what would not arrive unchanged or exceeds `maxBytes`. */
-export function encodeOutput(value: unknown, maxBytes: number): Encoded {
+/**
+ * Encode `value` for the daemon, refusing what would not arrive unchanged or exceeds `maxBytes`.
+ * `json`: plain data JSON carries exactly (frames.cts) goes as JSON text, without loading `node:v8`,
+ * when even an upper bound of its v8 size is within `maxBytes` (so what is accepted does not change).
+ */
+export function encodeOutput(value: unknown, maxBytes: number, json = false): Encoded {
+  if (json) {
+    if (value === undefined) return { ok: true };
+    try {
+      const bound = jsonExact(value);
+      if (bound >= 0 && bound <= maxBytes) return { ok: true, json: JSON.stringify(value) };
+    } catch {
+      // a throwing trap or getter: the walk below says what it was
+    }
+  }
   let seen: { problem: string | null; bytes: number };
   try {
     seen = inspect(value, maxBytes);
@@ -137,7 +156,8 @@ export function encodeOutput(value: unknown, maxBytes: number): Encoded {
   if (seen.bytes > maxBytes) return tooLarge(seen.bytes, maxBytes, true);
   let bytes: Buffer;
   try {
-    bytes = serialize(value);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when needed (frames.cts)
+    bytes = (require('node:v8') as typeof import('node:v8')).serialize(value);
   } catch (err) {
     return { ok: false, tooLarge: false, reason: `structured clone failed: ${errText(err)}` };
   }

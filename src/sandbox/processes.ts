@@ -7,8 +7,11 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import { deserialize, serialize } from 'node:v8';
+import { decodeBody, encodeFrame } from './frames.cjs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ChildMessage, ParentMessage } from './protocol.js';
+
+const v8 = (): { serialize: typeof serialize; deserialize: typeof deserialize } => ({ serialize, deserialize });
 
 const fromSources = import.meta.url.endsWith('.ts');
 const entryFile = fileURLToPath(
@@ -61,7 +64,8 @@ export interface Child {
  * pooled children talk over Node's IPC channel (fork, 'advanced' serialization).
  * isolated children skip the IPC channel, whose set-up is a noticeable part of a short-lived
  * child's start-up: the job goes in on stdin, messages come back on fd 3, both as
- * length-prefixed v8-serialised frames (the same structured-clone format).
+ * length-prefixed frames (frames.cts): JSON when JSON carries the message exactly, else v8
+ * (the same structured-clone format), so a plain job's child never loads `node:v8`.
  * `output` is where the child's stdout/stderr go: 'pipe', or a file descriptor.
  */
 export function startChild(opts: {
@@ -116,16 +120,14 @@ export function startChild(opts: {
     fromChild?.on('error', () => {});
     proc.stdin?.on('error', () => {}); // EPIPE when the child died first
     send = (m) => {
-      let body: Buffer;
+      let frame: Buffer;
       try {
-        body = serialize(m);
+        frame = encodeFrame(m, v8);
       } catch (err) {
         proc.stdin?.end(); // the child reads EOF and exits instead of waiting for a job
         throw err;
       }
-      const head = Buffer.alloc(4);
-      head.writeUInt32BE(body.length);
-      proc.stdin?.end(Buffer.concat([head, body]));
+      proc.stdin?.end(frame);
     };
     channelDrained = (cb) => {
       // Once fd 3 has ended every message was delivered: the exit is final at once (process.nextTick,
@@ -192,7 +194,7 @@ export function startChild(opts: {
 }
 
 /**
- * Length-prefixed (UInt32BE) v8-serialised frames. A frame of many megabytes arrives in thousands of
+ * Length-prefixed (UInt32BE) frames, tagged JSON or v8 (frames.cts). A frame of many megabytes arrives in thousands of
  * pipe reads: they are kept as a list and joined once the frame is complete, not re-joined per read.
  */
 export class FrameReader {
@@ -215,7 +217,7 @@ export class FrameReader {
       this.want = null;
       let m: ChildMessage;
       try {
-        m = deserialize(body) as ChildMessage;
+        m = decodeBody(body, v8) as ChildMessage;
       } catch {
         continue; // a handler wrote garbage to fd 3; the job then ends without 'done' (crash)
       }

@@ -132,6 +132,11 @@ export interface DoneMessage {
    * one too large, becomes an error of the attempt instead of a failure of the channel.
    */
   output?: Uint8Array;
+  /**
+   * Isolated children: the output as JSON text instead, when JSON carries it exactly (frames.cts).
+   * Neither this nor `output`: the handler returned undefined.
+   */
+  outputJson?: string;
   error?: SerializedError;
   /**
    * `jobd` could not be imported without the resolve hook: while loading the handler's modules

@@ -329,7 +329,7 @@ export class InlineRunner {
       // The value as a child's would arrive: a structured-clone copy, nothing shared with the handler.
       return {
         ok: true,
-        output: deserialize(encoded.bytes),
+        output: deserialize(encoded.bytes!),
         ...(spawned.length > 0 ? { spawned: [...spawned] } : {}),
         ...(wait ? { wait } : {}),
       };
