@@ -21,6 +21,8 @@
  * (JOBD_UNSERIALIZABLE_OUTPUT), naming where in the output it sits; an output whose encoding passes
  * SandboxOptions.maxOutputBytes fails it with OutputTooLargeError (JOBD_OUTPUT_TOO_LARGE). Neither
  * harms the child or the channel. Whether the output can be stored (BSON) is the daemon's business.
+ * (An isolated child sends plain data that JSON carries exactly as JSON text instead, when an upper
+ * bound of its v8 encoding is within the limit: the value that arrives and the limit are the same.)
  *
  * A handler may `import { DoNotRetryError } from 'jobd'` (or require it) wherever it lives: see
  * childEntry.cts. A module that cannot be loaded fails the attempt with HandlerLoadError

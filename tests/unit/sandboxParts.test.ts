@@ -1,5 +1,5 @@
 /** The sandbox's pure parts: marker splitting, the bounded tail, progress coalescing, frames, its errors. */
-import { serialize } from 'node:v8';
+import { deserialize, serialize } from 'node:v8';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ChildCrashError,
@@ -16,6 +16,7 @@ import {
   serializeError,
 } from '../../src/errors.js';
 import { MarkerSplitter, TailRing, decodeTail } from '../../src/sandbox/jobLog.js';
+import { FRAME_JSON, FRAME_V8, encodeFrame } from '../../src/sandbox/frames.cjs';
 import { FrameReader } from '../../src/sandbox/processes.js';
 import { ProgressCoalescer } from '../../src/sandbox/progress.js';
 import { endOfJobMarker, type ChildMessage } from '../../src/sandbox/protocol.js';
@@ -127,34 +128,36 @@ describe('ProgressCoalescer', () => {
 });
 
 describe('FrameReader', () => {
-  const frame = (m: ChildMessage): Buffer => {
-    const body = serialize(m);
-    const head = Buffer.alloc(4);
-    head.writeUInt32BE(body.length);
-    return Buffer.concat([head, body]);
-  };
+  const frame = (m: ChildMessage): Buffer => encodeFrame(m, () => ({ serialize, deserialize }));
   const a: ChildMessage = { t: 'progress', percent: 5, message: 'a' };
   const b: ChildMessage = { t: 'progress', percent: 6 };
+  // (a v8 frame: JSON would lose the -0)
+  const c: ChildMessage = { t: 'progress', percent: -0 };
 
   it('reads frames however the bytes are cut', () => {
-    const whole = Buffer.concat([frame(a), frame(b)]);
+    const whole = Buffer.concat([frame(a), frame(c), frame(b)]);
     for (let cut = 0; cut <= whole.length; cut++) {
       const got: ChildMessage[] = [];
       const r = new FrameReader((m) => got.push(m));
       r.push(whole.subarray(0, cut));
       r.push(whole.subarray(cut));
-      expect(got).toEqual([a, b]);
+      expect(got).toStrictEqual([a, c, b]);
     }
   });
 
-  it('assembles a frame of many megabytes from small reads', () => {
-    const big: ChildMessage = { t: 'progress', percent: 1, message: 'y'.repeat(8 * 1024 * 1024) };
-    const bytes = frame(big);
+  it.each([
+    ['JSON', 'y'],
+    ['v8', '\u{1F600}'], // a two-byte string in v8; the Date below makes it a v8 frame
+  ])('assembles a %s frame of many megabytes from small reads', (form, ch) => {
+    const message = ch.repeat(8 * 1024 * 1024);
+    const big = { t: 'progress', percent: 1, message, ...(form === 'v8' ? { at: new Date(1) } : {}) };
+    const bytes = frame(big as ChildMessage);
+    expect(bytes[4]).toBe(form === 'v8' ? FRAME_V8 : FRAME_JSON);
     const got: ChildMessage[] = [];
     const r = new FrameReader((m) => got.push(m));
     for (let i = 0; i < bytes.length; i += 65536) r.push(bytes.subarray(i, i + 65536));
     expect(got).toHaveLength(1);
-    expect((got[0] as { message: string }).message).toHaveLength(8 * 1024 * 1024);
+    expect((got[0] as { message: string }).message).toBe(message);
   });
 });
 
