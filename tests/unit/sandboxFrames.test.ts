@@ -38,13 +38,16 @@ function describeValue(root: unknown): string {
     const tag = `${Object.prototype.toString.call(v)}<${proto === null ? 'null' : (proto.constructor?.name ?? '?')}>`;
     if (v instanceof Map) return `${tag}{${[...v].map(([k, x]) => `${d(k)}=>${d(x)}`).join(',')}}`;
     if (v instanceof Set) return `${tag}{${[...v].map(d).join(',')}}`;
-    if (ArrayBuffer.isView(v)) return `${tag}[${[...new Uint8Array(v.buffer, v.byteOffset, v.byteLength)].join(',')}]`;
+    if (ArrayBuffer.isView(v))
+      return `${tag}[${[...new Uint8Array(v.buffer, v.byteOffset, v.byteLength)].join(',')}]`;
     if (v instanceof Date) return `${tag}${v.getTime()}`;
     if (v instanceof RegExp) return `${tag}${String(v)}`;
     if (v instanceof Error) return `${tag}${v.name}:${v.message}`;
     const rec = v as Record<string, unknown>;
     const len = Array.isArray(v) ? `len${v.length}` : '';
-    return `${tag}${len}{${Object.keys(v).map((k) => `${JSON.stringify(k)}:${d(rec[k])}`).join(',')}}`;
+    return `${tag}${len}{${Object.keys(v)
+      .map((k) => `${JSON.stringify(k)}:${d(rec[k])}`)
+      .join(',')}}`;
   };
   return d(root);
 }
@@ -53,7 +56,16 @@ describe('frames', () => {
   const body = (frame: Buffer): Buffer => frame.subarray(4, 4 + frame.readUInt32BE(0));
 
   it('frames plain data as JSON and everything else as v8', () => {
-    const plain = [null, true, 'x\u{1F600}\ud800', 0, 1.5e300, [1, [2]], { a: { b: [] } }, Object.create(null)];
+    const plain = [
+      null,
+      true,
+      'x\u{1F600}\ud800',
+      0,
+      1.5e300,
+      [1, [2]],
+      { a: { b: [] } },
+      Object.create(null),
+    ];
     for (const v of plain) expect([v, body(encodeFrame(v, v8))[0]]).toEqual([v, FRAME_JSON]);
     const shared = {};
     const holes = [1, , 3]; // eslint-disable-line no-sparse-arrays
@@ -97,7 +109,10 @@ describe('frames', () => {
   });
 
   it('decodes each frame to what v8 would deliver', () => {
-    const values = [{ a: [1, 'b', null, { c: false }] }, { d: new Date(5), z: -0, u: undefined, m: new Map([[1, 2]]) }];
+    const values = [
+      { a: [1, 'b', null, { c: false }] },
+      { d: new Date(5), z: -0, u: undefined, m: new Map([[1, 2]]) },
+    ];
     for (const v of values) expect(decodeBody(body(encodeFrame(v, v8)), v8)).toStrictEqual(clone(v));
   });
 
@@ -150,7 +165,13 @@ describe('through an isolated child of the compiled sandbox', () => {
   afterAll(() => rmSync(mods, { recursive: true, force: true }));
 
   function sandbox(): Sandbox {
-    const s = compiled({ maxJobsPerChild: 100, maxRssBytes: 4 * 1024 ** 3, sampleIntervalMs: 50, killGraceMs: 300, maxChildren: 2 });
+    const s = compiled({
+      maxJobsPerChild: 100,
+      maxRssBytes: 4 * 1024 ** 3,
+      sampleIntervalMs: 50,
+      killGraceMs: 300,
+      maxChildren: 2,
+    });
     open.push(s);
     return s;
   }
@@ -167,9 +188,32 @@ describe('through an isolated child of the compiled sandbox', () => {
     const plain = { name: 'run-7', n: [1, 2.5, -3], nested: { ok: true, none: null } };
     const o = completed(await s.run(request(file, { mode: 'isolated', params: plain }), noHooks));
     expect(o.output).toStrictEqual({ v8: false, p: plain });
+    // as the daemon asks (worker/executor.ts runRequestFor): hooks, family, env; progress on the way
+    const daemonLike = completed(
+      await s.run(
+        request(file, {
+          mode: 'isolated',
+          params: plain,
+          hooks: {
+            timeoutMs: 5000,
+            maxAttempts: 3,
+            retry: { baseMs: 1000, factor: 2, capMs: 60_000, jitter: 1 },
+            random: 0.25,
+          },
+          family: { resumes: 0, dependencies: { a: { rows: 3 } } },
+          env: { JOBD_TEST_FRAMES: '1' },
+        }),
+        noHooks,
+      ),
+    );
+    expect(daemonLike.output).toStrictEqual({ v8: false, p: plain });
     const nulls = write('null.cjs', `() => (${loadedV8} ? 'loaded' : null)`);
-    expect(completed(await s.run(request(nulls, { mode: 'isolated', params: {} }), noHooks)).output).toBeNull();
-    const dated = completed(await s.run(request(file, { mode: 'isolated', params: { at: new Date(7) } }), noHooks));
+    expect(
+      completed(await s.run(request(nulls, { mode: 'isolated', params: {} }), noHooks)).output,
+    ).toBeNull();
+    const dated = completed(
+      await s.run(request(file, { mode: 'isolated', params: { at: new Date(7) } }), noHooks),
+    );
     expect(dated.output).toStrictEqual({ v8: true, p: { at: new Date(7) } });
   });
 
@@ -177,7 +221,10 @@ describe('through an isolated child of the compiled sandbox', () => {
   const cyclic: Record<string, unknown> = { name: 'loop' };
   cyclic.self = cyclic;
   const both: Array<[string, unknown]> = [
-    ['plain data', { s: 'caf\u00e9 \u{1F600} \ud800', n: [0, -1, 2 ** 53, 1e-300], o: { t: true, f: false, z: null } }],
+    [
+      'plain data',
+      { s: 'caf\u00e9 \u{1F600} \ud800', n: [0, -1, 2 ** 53, 1e-300], o: { t: true, f: false, z: null } },
+    ],
     ['a null-prototype object', Object.assign(Object.create(null) as object, { a: 1 })],
     ['a __proto__ key', JSON.parse('{"__proto__": {"x": 1}, "k": 2}') as unknown],
     ['a Date', { at: new Date(1_700_000_000_123) }],
@@ -185,8 +232,17 @@ describe('through an isolated child of the compiled sandbox', () => {
     ['NaN and Infinity', [Number.NaN, Infinity, -Infinity]],
     ['undefined values', { u: undefined, list: [undefined, 1] }],
     ['a hole', [1, , 3]], // eslint-disable-line no-sparse-arrays
-    ['Buffers and typed arrays', { b: Buffer.from('bytes'), f: new Float64Array([1.5, -0]), u: new Uint8Array([1, 2]) }],
-    ['nested Maps and a Set', new Map<unknown, unknown>([['m', new Map([[1, new Set(['x', 2])]])], [3, { k: 'v' }]])],
+    [
+      'Buffers and typed arrays',
+      { b: Buffer.from('bytes'), f: new Float64Array([1.5, -0]), u: new Uint8Array([1, 2]) },
+    ],
+    [
+      'nested Maps and a Set',
+      new Map<unknown, unknown>([
+        ['m', new Map([[1, new Set(['x', 2])]])],
+        [3, { k: 'v' }],
+      ]),
+    ],
     ['a BigInt', { big: 12345678901234567890n }],
     ['a RegExp', { re: /a+b/gi }],
     ['a shared object', { a: shared, b: shared }],
