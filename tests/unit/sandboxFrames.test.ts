@@ -97,6 +97,8 @@ describe('frames', () => {
       extra,
       accessor,
       deep,
+      new Array(1001).fill(0), // more parts than the walk takes on
+      Array.from({ length: 200 }, () => ({ a: 1, b: 2, c: 3, d: 4 })),
     ];
     for (const v of others) {
       expect(jsonExact(v)).toBe(-1);
