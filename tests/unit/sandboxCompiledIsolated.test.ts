@@ -7,43 +7,22 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Sandbox, SandboxOptions } from '../../src/sandbox/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Sandbox } from '../../src/sandbox/index.js';
 import { isDoNotRetry } from '../../src/errors.js';
-import { completed, failed, noHooks, request, useSandboxes } from './sandboxHelpers.js';
+import { completed, failed, noHooks, request, useCompiledSandboxes, useSandboxes } from './sandboxHelpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
 useSandboxes();
 
 let mods: string;
-let compiled: (o: SandboxOptions) => Sandbox;
-const open: Sandbox[] = [];
+const sandbox = useCompiledSandboxes();
 
-beforeAll(async () => {
+beforeAll(() => {
   mods = mkdtempSync(join(tmpdir(), 'jobd-compiled-isolated-'));
-  const mod = (await import(pathToFileURL(join(ROOT, 'dist/sandbox/index.js')).href)) as {
-    createSandbox: typeof compiled;
-  };
-  compiled = mod.createSandbox;
-});
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((s) => s.close()));
 });
 afterAll(() => rmSync(mods, { recursive: true, force: true }));
-
-function sandbox(): Sandbox {
-  const s = compiled({
-    maxJobsPerChild: 100,
-    maxRssBytes: 4 * 1024 ** 3,
-    sampleIntervalMs: 50,
-    killGraceMs: 300,
-    maxChildren: 2,
-  });
-  open.push(s);
-  return s;
-}
 
 function write(name: string, text: string): string {
   const file = join(mods, name);

@@ -6,17 +6,14 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Sandbox, SandboxOptions } from '../../src/sandbox/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FRAME_JSON, FRAME_V8, decodeBody, encodeFrame, jsonExact } from '../../src/sandbox/frames.cjs';
 import { FrameReader } from '../../src/sandbox/processes.js';
 import type { ChildMessage } from '../../src/sandbox/protocol.js';
-import { completed, noHooks, request, useSandboxes } from './sandboxHelpers.js';
+import { completed, noHooks, request, useCompiledSandboxes, useSandboxes } from './sandboxHelpers.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const v8 = () => ({ serialize, deserialize });
 const clone = <T>(v: T): T => deserialize(serialize(v)) as T;
 
@@ -151,32 +148,13 @@ describe('frames', () => {
 describe('through an isolated child of the compiled sandbox', () => {
   useSandboxes();
   let mods: string;
-  let compiled: (o: SandboxOptions) => Sandbox;
-  const open: Sandbox[] = [];
+  const sandbox = useCompiledSandboxes();
 
-  beforeAll(async () => {
+  beforeAll(() => {
     mods = mkdtempSync(join(tmpdir(), 'jobd-frames-'));
-    const mod = (await import(pathToFileURL(join(ROOT, 'dist/sandbox/index.js')).href)) as {
-      createSandbox: typeof compiled;
-    };
-    compiled = mod.createSandbox;
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((s) => s.close()));
   });
   afterAll(() => rmSync(mods, { recursive: true, force: true }));
 
-  function sandbox(): Sandbox {
-    const s = compiled({
-      maxJobsPerChild: 100,
-      maxRssBytes: 4 * 1024 ** 3,
-      sampleIntervalMs: 50,
-      killGraceMs: 300,
-      maxChildren: 2,
-    });
-    open.push(s);
-    return s;
-  }
   function write(name: string, body: string): string {
     const file = join(mods, name);
     writeFileSync(file, `const describeValue = ${describeValue.toString()};\nmodule.exports = ${body};\n`);

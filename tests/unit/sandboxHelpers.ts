@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import {
   createSandbox,
@@ -44,6 +45,36 @@ export function sandbox(opts: Partial<SandboxOptions> = {}): Sandbox {
   });
   sandboxes.push(s);
   return s;
+}
+
+/**
+ * Call once per file (or describe block) whose children must be the compiled sandbox's (dist/), as jobd
+ * runs them for JavaScript handlers: the returned factory makes sandboxes of dist/sandbox, each closed
+ * after its test. Needs `npm run build`.
+ */
+export function useCompiledSandboxes(): (opts?: Partial<SandboxOptions>) => Sandbox {
+  let create: typeof createSandbox;
+  const open: Sandbox[] = [];
+  beforeAll(async () => {
+    const dist = join(resolve(import.meta.dirname, '../..'), 'dist/sandbox/index.js');
+    create = ((await import(pathToFileURL(dist).href)) as { createSandbox: typeof createSandbox })
+      .createSandbox;
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((s) => s.close()));
+  });
+  return (opts = {}) => {
+    const s = create({
+      maxJobsPerChild: 100,
+      maxRssBytes: 4 * 1024 ** 3,
+      sampleIntervalMs: 50,
+      killGraceMs: 300,
+      maxChildren: 2,
+      ...opts,
+    });
+    open.push(s);
+    return s;
+  };
 }
 
 /** A request for fixture `name` (or an absolute handler path). */

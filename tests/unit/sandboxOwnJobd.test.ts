@@ -10,18 +10,15 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Sandbox, SandboxOptions } from '../../src/sandbox/index.js';
-import { completed, failed, noHooks, request, useSandboxes } from './sandboxHelpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { completed, failed, noHooks, request, useCompiledSandboxes, useSandboxes } from './sandboxHelpers.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
 useSandboxes();
 
 let home: string;
-let compiled: (o: SandboxOptions) => Sandbox;
-const open: Sandbox[] = [];
+const sandbox = useCompiledSandboxes();
 
 function write(file: string, text: string): void {
   mkdirSync(dirname(file), { recursive: true });
@@ -67,27 +64,8 @@ beforeAll(async () => {
     cpSync(join(ROOT, 'dist'), join(jobdDir, 'dist'), { recursive: true });
     symlinkSync(join(ROOT, 'node_modules'), join(jobdDir, 'node_modules'), 'dir');
   });
-  const mod = (await import(pathToFileURL(join(ROOT, 'dist/sandbox/index.js')).href)) as {
-    createSandbox: typeof compiled;
-  };
-  compiled = mod.createSandbox;
-});
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((s) => s.close()));
 });
 afterAll(() => rmSync(home, { recursive: true, force: true }));
-
-function sandbox(): Sandbox {
-  const s = compiled({
-    maxJobsPerChild: 100,
-    maxRssBytes: 4 * 1024 ** 3,
-    sampleIntervalMs: 50,
-    killGraceMs: 300,
-    maxChildren: 2,
-  });
-  open.push(s);
-  return s;
-}
 
 describe.each([
   ['link', 'pooled'],
