@@ -269,19 +269,18 @@ describe('store: guarded transitions', () => {
     });
   });
 
-  it('completeManyIfRunning reports which jobs landed and which leases were lost', async () => {
+  /** `n` noop jobs enqueued and claimed by w1 in one batch. */
+  async function enqueueAndClaim(n: number, leaseMs: number) {
     await enqueueMany(
       f.store,
-      Array.from({ length: 4 }, () => newJob('noop', {}, {}, clock.now())),
+      Array.from({ length: n }, () => newJob('noop', {}, {}, clock.now())),
       clock.now(),
     );
-    const batch = await claimBatch(f.store, {
-      types: TEST_TYPES,
-      owner: 'w1',
-      leaseMs: 30_000,
-      now: clock.now(),
-      limit: 4,
-    });
+    return claimBatch(f.store, { types: TEST_TYPES, owner: 'w1', leaseMs, now: clock.now(), limit: n });
+  }
+
+  it('completeManyIfRunning reports which jobs landed and which leases were lost', async () => {
+    const batch = await enqueueAndClaim(4, 30_000);
     await cancel(f.store, batch[1]!._id, { now: clock.now() });
     const res = await completeManyIfRunning(
       f.store,
@@ -294,18 +293,7 @@ describe('store: guarded transitions', () => {
   });
 
   it('completions that share one update are still fenced job by job', async () => {
-    await enqueueMany(
-      f.store,
-      Array.from({ length: 5 }, () => newJob('noop', {}, {}, clock.now())),
-      clock.now(),
-    );
-    const batch = await claimBatch(f.store, {
-      types: TEST_TYPES,
-      owner: 'w1',
-      leaseMs: 1_000,
-      now: clock.now(),
-      limit: 5,
-    });
+    const batch = await enqueueAndClaim(5, 1_000);
     expect(batch).toHaveLength(5);
     const token = batch[0]!.lease!.token;
     // batch[2]'s lease expires and another worker claims it again; batch[1] is cancelled.
@@ -344,7 +332,11 @@ describe('store: guarded transitions', () => {
         lease: null,
       });
       const ev = await eventsOf(f.store, batch[i]!._id);
-      expect(ev.map((e) => `${e.from}->${e.to}`)).toEqual(['null->queued', 'queued->running', 'running->completed']);
+      expect(ev.map((e) => `${e.from}->${e.to}`)).toEqual([
+        'null->queued',
+        'queued->running',
+        'running->completed',
+      ]);
     }
     expect((await get(f.store, batch[1]!._id))?.state).toBe('cancelled');
     const stolen = await get(f.store, batch[2]!._id);
