@@ -84,8 +84,11 @@ export class ClaimLoop {
     // Claim in batches: with jobs running, wait until enough slots are free to make a claim worth
     // its round trips (Slots.claimAtLeast); claim at once when idle.
     const worthIt = slots.claimAtLeast();
-    const claimable = slots.claimable();
-    if (free <= 0 || (free < worthIt && free < capacity) || claimable.types.length === 0) {
+    // What may be claimed is worked out only when there is room to claim (about half the wake-ups
+    // of a busy daemon find none).
+    const room = free > 0 && (free >= worthIt || free >= capacity);
+    const claimable = room ? slots.claimable() : null;
+    if (!claimable || claimable.types.length === 0) {
       slots.setBlocked(true);
       await d.wakeup.wait(d.pollMaxMs);
       return;
