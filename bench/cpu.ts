@@ -15,7 +15,9 @@
  *   BENCH_CPU_SERVER_NODE_ARGS='--x=1'     node options for the embedded server's process only
  *   BENCH_CPU_COMMANDS=1                   also count the daemon's database commands per job, by
  *                                          command and collection (the driver's command monitoring
- *                                          costs daemon CPU: leave it off for the CPU figures)
+ *                                          costs daemon CPU: leave it off for the CPU figures),
+ *                                          and the BSON bytes of those commands per job (what the
+ *                                          server decodes and evaluates: commandBytesPerJob)
  * (npm run bench:profile records where that CPU goes.)
  *
  * The jobs are queued before the daemon starts, so the daemon's figure is its own work (claims,
@@ -29,6 +31,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { calculateObjectSize } from 'bson';
 import pino from 'pino';
 import { loadJobd, startEmbeddedProcess } from './lib/jobd.js';
 import { configFor, enqueueNoops, openProducer } from './lib/phases.js';
@@ -127,6 +130,7 @@ async function main(): Promise<void> {
     });
     let counting = false;
     const commands: Record<string, number> = {};
+    const commandBytes: Record<string, number> = {};
     if (countCommands) {
       d.store.client.on('commandStarted', (e) => {
         if (!counting) return;
@@ -134,6 +138,7 @@ async function main(): Promise<void> {
         const coll = cmd[e.commandName];
         const key = `${e.commandName} ${typeof coll === 'string' ? coll : (cmd.collection ?? '')}`.trim();
         commands[key] = (commands[key] ?? 0) + 1;
+        commandBytes[key] = (commandBytes[key] ?? 0) + calculateObjectSize(cmd);
       });
     }
     // Warm-up: children started, code paths compiled.
@@ -213,6 +218,11 @@ async function main(): Promise<void> {
               Object.entries(commands)
                 .sort((a, b) => b[1] - a[1])
                 .map(([k, n]) => [k, round(n / Math.max(1, r.done), 3)]),
+            ),
+            commandBytesPerJob: Object.fromEntries(
+              Object.entries(commandBytes)
+                .sort((a, b) => b[1] - a[1])
+                .map(([k, n]) => [k, round(n / Math.max(1, r.done), 1)]),
             ),
           }
         : {}),

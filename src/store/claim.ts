@@ -169,10 +169,9 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   // this update another worker may have claimed it and a rescue made it claimable again, and then the
   // candidate as read (its seq, attempts, state) is no longer the job. Such a job is left to the next round.
   const from: Record<JobId, JobState> = Object.fromEntries(chosen.map((c) => [c._id, c.state]));
-  const asRead = chosen.map((c) => ({ _id: c._id, seq: c.seq ?? { $exists: false } }));
   let res;
   try {
-    res = await store.jobs.updateMany({ ...filter, _id: { $in: ids }, $or: asRead } as Filter<StoredJob>, {
+    res = await store.jobs.updateMany({ ...filter, ...asReadGuard(chosen, ids) } as Filter<StoredJob>, {
       $set: set,
       $inc: { attempts: 1, seq: 1 },
     });
@@ -194,6 +193,29 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   }
   await writeClaimEvents(store, docs, from, opts.owner, opts.now, opts);
   return docs;
+}
+
+/**
+ * Matches each candidate only in the version read: {_id, seq} as read, for every candidate. Candidates
+ * read with the same seq (fresh jobs all carry 1) share one branch, {_id: {$in: those}, seq}, the same
+ * predicate as one {_id, seq} pair per candidate, with one branch for the server to decode and evaluate
+ * instead of one per job; when all share it, no $or at all.
+ */
+function asReadGuard(chosen: StoredJob[], ids: JobId[]): Filter<StoredJob> {
+  const bySeq = new Map<number | undefined, JobId[]>();
+  for (const c of chosen) {
+    const g = bySeq.get(c.seq);
+    if (g) g.push(c._id);
+    else bySeq.set(c.seq, [c._id]);
+  }
+  // A job of an older version carries no seq: it is matched only while it still has none.
+  const seqOf = (seq: number | undefined) => seq ?? { $exists: false };
+  if (bySeq.size === 1) {
+    const [seq] = bySeq.keys();
+    return { _id: { $in: ids }, seq: seqOf(seq) } as Filter<StoredJob>;
+  }
+  const or = [...bySeq].map(([seq, g]) => ({ _id: { $in: g }, seq: seqOf(seq) }));
+  return { _id: { $in: ids }, $or: or } as Filter<StoredJob>;
 }
 
 /**

@@ -134,6 +134,71 @@ describe('store: claims', () => {
     });
   });
 
+  it('candidates read at different transition counts are each claimed only as read, the ones moved in between skipped', async () => {
+    const now = clock.now();
+    const ids = (await enqueueMany(f.store, [0, 1, 2, 3, 4].map((i) => newJob('noop', { i }, {}, now)), now)).map(
+      (r) => r.job._id,
+    );
+    const [a, b, c, d, e] = ids as [string, string, string, string, string];
+    // a, b fresh (seq 1); c and d further along (seq 5); e from an older version (no seq).
+    await f.store.jobs.updateMany({ _id: { $in: [c, d] } }, { $set: { seq: 5 } });
+    await f.store.jobs.updateOne({ _id: e }, { $unset: { seq: '' } });
+    // Between the find and the update another connection claims and rescues b, d and e: claimable
+    // again, two transitions later (e now numbered from 1).
+    const done = new Int32Array(new SharedArrayBuffer(4));
+    const other = `
+      const { workerData } = require('node:worker_threads');
+      const { MongoClient } = require('mongodb');
+      (async () => {
+        const c = await MongoClient.connect(workerData.uri);
+        const jobs = c.db(workerData.db).collection('jobs');
+        const lease = { owner: 'other', token: 'other-token', expiresAt: new Date(0) };
+        const moved = { _id: { $in: workerData.ids } };
+        await jobs.updateMany(moved, { $set: { state: 'running', lease }, $inc: { attempts: 1, seq: 1 } });
+        await jobs.updateMany(moved, { $set: { state: 'retrying', lease: null }, $inc: { seq: 1 } });
+        await c.close();
+      })().finally(() => { Atomics.store(workerData.done, 0, 1); Atomics.notify(workerData.done, 0); });
+    `;
+    let worker: Worker | undefined;
+    const admit = () => {
+      if (!worker) {
+        worker = new Worker(other, {
+          eval: true,
+          workerData: { uri: f.t.uri, db: f.t.dbName, ids: [b, d, e], done },
+        });
+        Atomics.wait(done, 0, 0, 60_000);
+      }
+      return true;
+    };
+    const opts = { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now, limit: 10 };
+    const first = await claimBatch(f.store, { ...opts, admit });
+    await worker!.terminate();
+    expect(Atomics.load(done, 0)).toBe(1);
+    // Only a and c are still as read: claimed, one transition on.
+    expect(first.map((j) => [j._id, j.seq, j.attempts]).sort()).toEqual(
+      [
+        [a, 2, 1],
+        [c, 6, 1],
+      ].sort(),
+    );
+    for (const [id, seq] of [
+      [a, 2],
+      [c, 6],
+    ] as const) {
+      expect(await get(f.store, id)).toMatchObject({ state: 'running', seq, attempts: 1 });
+    }
+    // The moved ones are left to the next round, claimed at their own transition count.
+    const again = await claimBatch(f.store, opts);
+    expect(again.map((j) => [j._id, j.seq, j.attempts]).sort()).toEqual(
+      [
+        [b, 4, 2],
+        [d, 8, 2],
+        [e, 3, 2],
+      ].sort(),
+    );
+    for (const j of again) expect(await get(f.store, j._id)).toMatchObject({ seq: j.seq, attempts: 2 });
+  });
+
   it('claims only the types given, within per-type slots', async () => {
     const now = clock.now();
     await enqueueMany(
