@@ -18,7 +18,8 @@
  *                                          costs daemon CPU: leave it off for the CPU figures),
  *                                          and the BSON bytes of those commands per job (what the
  *                                          server decodes and evaluates: commandBytesPerJob)
- * (npm run bench:profile records where that CPU goes.)
+ * daemonGcPer1000Jobs: the daemon's garbage collections in the measured window (minor ones follow what it
+ * allocates per job). (npm run bench:profile records where that CPU goes.)
  *
  * The jobs are queued before the daemon starts, so the daemon's figure is its own work (claims,
  * hand-over to children, outcomes), not the producer's. The embedded server runs in its own process
@@ -30,6 +31,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { calculateObjectSize } from 'bson';
 import pino from 'pino';
@@ -153,6 +155,19 @@ async function main(): Promise<void> {
     await new Promise<void>((r) => {
       const tick = setInterval(() => done >= warm && (clearInterval(tick), r()), 10);
     });
+    // The daemon's garbage collections in the measured window (minor ones scale with what it allocates
+    // per job, and are steadier than CPU seconds on a loaded machine).
+    const gc = { minor: 0, major: 0, ms: 0 };
+    const gcObserver = new PerformanceObserver((list) => {
+      if (!counting) return;
+      for (const e of list.getEntries()) {
+        const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+        if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gc.minor++;
+        else gc.major++;
+        gc.ms += e.duration;
+      }
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
     const startedWith = done;
     const server0 = procCpu(serverPid).own;
     const self0 = process.cpuUsage();
@@ -175,6 +190,7 @@ async function main(): Promise<void> {
     clearInterval(rssTick);
     off();
     counting = false;
+    gcObserver.disconnect();
     const r = { done: done - startedWith, at: performance.now() };
     const server1 = procCpu(serverPid).own;
     const self1 = process.cpuUsage(self0);
@@ -211,6 +227,11 @@ async function main(): Promise<void> {
         children: per1k(children),
         embeddedServer: per1k(serverCpu),
         total: per1k(daemon + children + serverCpu),
+      },
+      daemonGcPer1000Jobs: {
+        minor: round((gc.minor * 1000) / Math.max(1, r.done), 2),
+        other: round((gc.major * 1000) / Math.max(1, r.done), 2),
+        ms: round((gc.ms * 1000) / Math.max(1, r.done), 1),
       },
       ...(countCommands
         ? {

@@ -50,6 +50,7 @@ export {
   progressIfRunning,
   settlementTarget,
   type Settlement,
+  type SettleBase,
   type SettleContext,
   type SettleResult,
   type HeldLease,

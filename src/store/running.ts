@@ -160,7 +160,8 @@ function settleUpdate(s: Settlement, ctx: SettleContext): UpdateFilter<StoredJob
 }
 
 function settleMessage(s: Settlement): string {
-  const hooks = (s.hookErrors ?? [])
+  if (!s.hookErrors?.length) return settleText(s);
+  const hooks = s.hookErrors
     .map((h) => `; hook ${h.hook} failed: ${h.name}${h.code ? ` (${h.code})` : ''}: ${h.message}`)
     .join('');
   return settleText(s) + hooks;

@@ -121,15 +121,15 @@ export class Executions {
         return null;
       })
       // The whole log is stored before the outcome: whoever sees the job finished can read all of it.
-      .then(async (settlement) => {
+      .then((settlement) => {
+        // An inline job that never said it would write has nothing in its file from this attempt (no
+        // shipper): finished at once, without a promise more per job.
+        if (!shipper) return this.finish(ex, settlement, performance.now() - t0);
         // A completed attempt whose output tail is empty printed nothing (the tail holds its last
         // bytes, hooks' output included): no file to read.
         const silent = w.logTailBytes > 0 && settlement?.kind === 'complete' && settlement.logTail === '';
-        // An inline job that never said it would write has nothing in its file from this attempt.
-        await shipper?.finish(silent);
-        return settlement;
+        return shipper.finish(silent).then(() => this.finish(ex, settlement, performance.now() - t0));
       })
-      .then((settlement) => this.finish(ex, settlement, performance.now() - t0))
       .catch((err: unknown) => this.o.logger.error({ jobId: job._id, err }, 'bookkeeping of a job failed'));
   }
 

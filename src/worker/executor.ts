@@ -4,7 +4,13 @@
  */
 import { join } from 'node:path';
 import { JobTimeoutError, UnencodableResultError, UnknownJobTypeError, serializeError } from '../errors.js';
-import { noOneToTell, ownDependencies, whyResultUnstorable, type Settlement } from '../store/index.js';
+import {
+  noOneToTell,
+  ownDependencies,
+  whyResultUnstorable,
+  type SettleBase,
+  type Settlement,
+} from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
 import type { InlineRunner } from './inlineRunner.js';
 import type { LazyAbort } from './lazyAbort.js';
@@ -318,23 +324,27 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
   }
   if (ex.abortCause === 'lost') return null;
   const at = deps.now();
-  const hookErrors = (outcome.hookErrors ?? []).map((h) => hookError(h, job.attempts, at));
-  const base = {
+  // Most attempts have no hook errors: no array, no spreads of empty objects per job.
+  const hookErrors = outcome.hookErrors?.length
+    ? outcome.hookErrors.map((h) => hookError(h, job.attempts, at))
+    : undefined;
+  const base: SettleBase = {
     jobId: job._id,
     token: ex.token,
     attempt: job.attempts,
     seq: job.seq,
     resources: outcome.resources,
     logTail: outcome.logTail,
-    ...(hookErrors.length ? { hookErrors } : {}),
-    ...(job.workflowId ? { workflowId: job.workflowId } : {}),
-    ...noOneToTell(job),
   };
-  const extra = {
+  if (hookErrors) base.hookErrors = hookErrors;
+  if (job.workflowId) base.workflowId = job.workflowId;
+  if (noOneToTell(job).noDependents) base.noDependents = true;
+  // What a failure settlement carries besides the error (made only when the attempt failed).
+  const extra = () => ({
     resources: outcome.resources,
     logTail: outcome.logTail,
-    ...(hookErrors.length ? { hookErrors } : {}),
-  };
+    ...(hookErrors ? { hookErrors } : {}),
+  });
   if (outcome.status === 'completed') {
     // Checked here, before the outcome joins a batch: a result MongoDB cannot store fails this
     // attempt alone, with a message naming what is wrong and where.
@@ -361,7 +371,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
     const err = serializeError(new UnencodableResultError(why));
     delete err.stack;
     // The child ran onSuccess; the attempt failed after all, so the hook that follows runs too.
-    return withAfterHooks(failSettlement(ex, err, def, deps.now(), random, extra), req, deps);
+    return withAfterHooks(failSettlement(ex, err, def, deps.now(), random, extra()), req, deps);
   }
   // Its pooled child ended for another job's sake before it ran this one (or before it reported it):
   // back to the queue with the attempt given back, as at a graceful shutdown.
@@ -379,7 +389,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
       message: 'shutdown grace passed; requeued with the attempt given back',
     };
   }
-  const settlement = failSettlement(ex, attemptError(outcome, req.timeoutMs), def, deps.now(), random, extra);
+  const settlement = failSettlement(ex, attemptError(outcome, req.timeoutMs), def, deps.now(), random, extra());
   // A killed child ran no hook after its handler: a fresh short-lived child runs it.
   if (outcome.reason === 'timeout' || outcome.reason === 'crash' || outcome.reason === 'memory') {
     return withAfterHooks(settlement, req, deps);

@@ -305,9 +305,11 @@ export class InlineRunner {
       let value: unknown = null;
       if (hooksReq?.only) {
         const o = hooksReq.only;
-        await runner?.run(o.hook, o.hook === 'onRetry' ? [o.error, req.attempt, o.delayMs ?? 0] : [o.error]);
+        if (runner)
+          await runner.run(o.hook, o.hook === 'onRetry' ? [o.error, req.attempt, o.delayMs ?? 0] : [o.error]);
       } else {
-        await runner?.run('onStart', []);
+        // Without hooks (most modules) no await of nothing: each costs the job a promise and a tick.
+        if (runner) await runner.run('onStart', []);
         value = await fn(req.params, ctx);
       }
       // A parent that waits for its children returns a sentinel, not its output.
@@ -315,7 +317,7 @@ export class InlineRunner {
       // null, a boolean or a number arrives from a structured clone as it left (-0 and NaN included):
       // most trivial handlers return one, and the round trip below was a good part of their cost.
       if (!wait && isCloneIdentical(value)) {
-        if (!hooksReq?.only && !stopped()) await runner?.after({ ok: true, output: value });
+        if (runner && !hooksReq?.only && !stopped()) await runner.after({ ok: true, output: value });
         return { ok: true, output: value, ...(spawned.length > 0 ? { spawned: [...spawned] } : {}) };
       }
       const encoded = encodeOutput(wait ? null : value, MAX_OUTPUT_BYTES);
@@ -325,7 +327,7 @@ export class InlineRunner {
           : new UnserializableOutputError(encoded.reason);
       }
       // A parent that waits has not finished: onSuccess runs when it returns for good.
-      if (!hooksReq?.only && !wait && !stopped()) await runner?.after({ ok: true, output: value });
+      if (runner && !hooksReq?.only && !wait && !stopped()) await runner.after({ ok: true, output: value });
       // The value as a child's would arrive: a structured-clone copy, nothing shared with the handler.
       return {
         ok: true,
