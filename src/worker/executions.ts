@@ -235,9 +235,18 @@ export class Executions {
       this.o.outcomes.lost(job, 'running');
     } else {
       this.settling.set(job._id, ex);
-      void this.withChildren(ex, settlement)
-        .then((s) => this.settle(ex, s))
-        .catch((err: unknown) => this.o.logger.error({ jobId: job._id, err }, 'settling a job failed'));
+      if (!ex.spawned && settlement.kind !== 'suspend') {
+        // No children to write first (most jobs): handed to the settler now, without three promises.
+        try {
+          this.settle(ex, settlement);
+        } catch (err) {
+          this.o.logger.error({ jobId: job._id, err }, 'settling a job failed');
+        }
+      } else {
+        void this.withChildren(ex, settlement)
+          .then((s) => this.settle(ex, s))
+          .catch((err: unknown) => this.o.logger.error({ jobId: job._id, err }, 'settling a job failed'));
+      }
     }
     this.checkIdle();
   }
