@@ -6,19 +6,27 @@
  *
  * Each round and build: a fresh server (that build's dist/embedded, in memory, in its own process),
  * jobd's indexes, SERVER_COST_JOBS (5000) queued no-op jobs, the claim watcher's change stream open,
- * then claimBatch of SERVER_COST_BATCH (50) and one bulk completion of those jobs, until none is left.
+ * then claimBatch of SERVER_COST_BATCH (50) and one bulk completion of those jobs, until none is left;
+ * as the daemon's settler does, the claim events go out with the completion events in one insert.
  * The store code (this checkout's) is the same for both, so the client sends the same commands in the
  * same batches; the figure is the server's user+system CPU over that phase, from /proc.
  * Settings: SERVER_COST_ROUNDS (3). Prints one JSON document (progress on stderr).
+ *
+ *   SERVER_COST_PROFILE=1 node --import tsx bench/serverCost.ts
+ *
+ * profiles this checkout's server instead (one run, `node --cpu-prof`) and prints its top frames
+ * (SERVER_COST_TOP, 30); the profile covers the whole process life, the enqueue included.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as store from '../src/store/index.js';
 import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
+import { formatGroup, groupsFrom, summarise } from './lib/cpuProfile.js';
 import { intSetting, log, round } from './lib/stats.js';
+import type { JobEventDoc } from '../src/types.js';
 
 const JOBS = intSetting('SERVER_COST_JOBS', 5000);
 const ROUNDS = intSetting('SERVER_COST_ROUNDS', 3);
@@ -39,8 +47,11 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
 }
 
-async function oneRun(dist: string): Promise<{ serverCpuPer1000: number; jobs: number }> {
-  const server = await startEmbeddedProcess({ bin: launcher(dist) });
+async function oneRun(
+  dist: string,
+  nodeArgs: string[] = [],
+): Promise<{ serverCpuPer1000: number; jobs: number }> {
+  const server = await startEmbeddedProcess({ bin: launcher(dist), nodeArgs });
   const s = await store.openStore({
     mongoUri: server.uri,
     database: `jobd_server_cost_${randomBytes(3).toString('hex')}`,
@@ -63,17 +74,20 @@ async function oneRun(dist: string): Promise<{ serverCpuPer1000: number; jobs: n
     let done = 0;
     for (;;) {
       const now = new Date();
+      let claimEvents: JobEventDoc[] = [];
       const claimed = await store.claimBatch(s, {
         owner: 'bench',
         leaseMs: 60_000,
         now,
         types: ['noop'],
         limit: BATCH,
+        eventSink: (events) => (claimEvents = events),
       });
       if (claimed.length === 0) break;
-      const res = await store.completeManyIfRunning(
+      const res = await store.settleManyIfRunning(
         s,
         claimed.map((j) => ({
+          kind: 'complete' as const,
           jobId: j._id,
           token: j.lease!.token,
           attempt: j.attempts,
@@ -81,6 +95,7 @@ async function oneRun(dist: string): Promise<{ serverCpuPer1000: number; jobs: n
           result: null,
         })),
         { owner: 'bench', now: new Date(), errorHistory: 5 },
+        () => claimEvents,
       );
       done += res.landed.length;
     }
@@ -93,7 +108,23 @@ async function oneRun(dist: string): Promise<{ serverCpuPer1000: number; jobs: n
   }
 }
 
+async function profile(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'jobd-server-cost-prof-'));
+  const { serverCpuPer1000, jobs } = await oneRun(join(ROOT, 'dist'), [
+    '--cpu-prof',
+    `--cpu-prof-dir=${dir}`,
+  ]);
+  log(
+    `profiled: server ${serverCpuPer1000} CPU-s per 1,000 jobs (${jobs} jobs); load ${loadavg()
+      .map((v) => round(v))
+      .join(' ')}`,
+  );
+  const groups = groupsFrom([dir]).map((g) => summarise(g.name, g.files, intSetting('SERVER_COST_TOP', 30)));
+  process.stdout.write(`${groups.map(formatGroup).join('\n\n')}\n\nprofiles: ${dir}\n`);
+}
+
 async function main(): Promise<void> {
+  if (process.env.SERVER_COST_PROFILE) return profile();
   const base = process.env.SERVER_COST_BASE;
   if (!base) {
     process.stderr.write('SERVER_COST_BASE is not set: give the other build (a dist directory) to compare\n');
