@@ -97,17 +97,23 @@ function statements(cmd: Document, field: string): Document[] {
 
 /**
  * The write options of an update's new version: after a direct update, a bound on its size from the
- * old version's and the request's (see applyUpdateReporting), which spares measuring it.
+ * old version's and the request's (see applyUpdateReporting), which spares measuring it. `scratch` is
+ * the command's one object for that (Engine.replace reads its options and keeps nothing), so an
+ * updateMany does not make one per document.
  */
 function updateOptions(
   ctx: CommandContext,
   before: Document,
   direct: boolean,
   wopts: WriteOptions,
+  scratch: WriteOptions,
 ): WriteOptions {
   const prior = direct && ctx.requestSize !== undefined ? storedSizeBound(before) : undefined;
   if (prior === undefined) return wopts;
-  return { ...wopts, sizeBound: prior + GROWTH_PER_REQUEST_BYTE * (ctx.requestSize as number) + 64 };
+  scratch.bypassValidation = wopts.bypassValidation;
+  scratch.origin = wopts.origin;
+  scratch.sizeBound = prior + GROWTH_PER_REQUEST_BYTE * (ctx.requestSize as number) + 64;
+  return scratch;
 }
 
 function unchanged(a: Document, b: Document): boolean {
@@ -180,11 +186,13 @@ function runUpdate(
     collation,
   });
   const opts = { arrayFilters, filter: q, variables };
+  const replacement = isReplacement(u);
+  const scratch: WriteOptions = {};
   let nModified = 0;
   for (const doc of docs) {
     const { doc: next, direct } = applyUpdateReporting(doc, u, opts);
     if (unchanged(doc, next)) continue;
-    ctx.engine.replace(coll, doc, next, isReplacement(u), updateOptions(ctx, doc, direct, wopts));
+    ctx.engine.replace(coll, doc, next, replacement, updateOptions(ctx, doc, direct, wopts, scratch));
     nModified++;
   }
   if (docs.length === 0 && st.upsert) {
@@ -358,7 +366,13 @@ const findAndModify: CommandHandler = (cmd, ctx) => {
   if (doc && existing) {
     const { doc: next, direct } = applyUpdateReporting(doc, spec, opts);
     if (!unchanged(doc, next))
-      ctx.engine.replace(existing, doc, next, isReplacement(spec), updateOptions(ctx, doc, direct, wopts));
+      ctx.engine.replace(
+        existing,
+        doc,
+        next,
+        isReplacement(spec),
+        updateOptions(ctx, doc, direct, wopts, {}),
+      );
     return { lastErrorObject: { n: 1, updatedExisting: true }, value: shape(returnNew ? next : doc), ok: 1 };
   }
   if (!upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };

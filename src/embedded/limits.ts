@@ -140,18 +140,22 @@ function childTooDeep(value: unknown, level: number): boolean {
     for (const k in value) if (childTooDeep(value[k], level + 1)) return true;
     return false;
   }
+  // A date, an ObjectId or another BSON value (the common case here) holds nothing to walk.
+  if (value instanceof Date) return false;
   for (const child of childrenOf(value)) if (childTooDeep(child, level + 1)) return true;
   return false;
 }
 
+const NO_CHILDREN: readonly unknown[] = [];
+
 /** The values an object or array holds in BSON (a DBRef is an object); none for any other value. */
-function childrenOf(v: unknown): unknown[] {
+function childrenOf(v: unknown): readonly unknown[] {
   if (Array.isArray(v)) return v;
   if (isPlainObject(v)) return Object.values(v);
   if (v instanceof Map) return [...(v as Map<unknown, unknown>).values()];
   const ref = v as { _bsontype?: string; collection?: string; oid?: unknown; fields?: Document };
   if (ref?._bsontype === 'DBRef') return [ref.collection, ref.oid, ...Object.values(ref.fields ?? {})];
-  return [];
+  return NO_CHILDREN;
 }
 
 /** MongoDB's BSONObjectTooLarge for an object over the internal limit, naming its first element. */

@@ -231,12 +231,14 @@ function applySimple(doc: Document, modifier: Document): boolean {
       holder = holder[p] as Document;
     }
     if (missing) continue;
-    if (op === '$set') holder[last] = deepClone(value);
+    // The update's own value, not a copy: stored documents are never changed in place (a later update
+    // copies what it changes), so the documents of one updateMany can share it as versions share theirs.
+    if (op === '$set') holder[last] = value;
     else if (op === '$unset') delete holder[last];
     else if (op === '$min' || op === '$max') {
       const current = holder[last] as unknown;
       const c = current === undefined ? 0 : compareValues(value, current);
-      if (current === undefined || (op === '$min' ? c < 0 : c > 0)) holder[last] = deepClone(value);
+      if (current === undefined || (op === '$min' ? c < 0 : c > 0)) holder[last] = value;
     } else {
       const current = holder[last] as unknown;
       if (
