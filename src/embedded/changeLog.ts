@@ -38,10 +38,11 @@ export const EXPANDED_EVENTS: ReadonlySet<OperationType> = new Set([
  * place (an update stores a new object), so keeping them costs no copy on the write path.
  */
 export interface ChangeEvent {
+  /** The event's cluster time as a number (see seqOf); eventClusterTime gives it as a Timestamp. */
   seq: number;
   operationType: OperationType;
-  clusterTime: Timestamp;
-  wallTime: Date;
+  /** The wall clock when the event happened, in milliseconds; eventWallTime gives it as a Date. */
+  wallMs: number;
   db: string;
   coll?: string;
   /** The collection's UUID; absent for views and dropDatabase, as in MongoDB. */
@@ -67,6 +68,20 @@ export interface ChangeEvent {
    * others (every stream on a collection reads each of its changes): read-only once set.
    */
   derived?: { token?: Document; update?: Document; updateExpanded?: Document };
+}
+
+/**
+ * The event's cluster time, built when a stream renders the event: the log keeps only its sequence
+ * number, one object fewer for each of the 100,000 events it holds, and most of them (changes of a
+ * collection no stream watches) are never rendered.
+ */
+export function eventClusterTime(e: ChangeEvent): Timestamp {
+  return timestampOf(e.seq);
+}
+
+/** The event's wallTime, built when a stream renders the event (as eventClusterTime). */
+export function eventWallTime(e: ChangeEvent): Date {
+  return new Date(e.wallMs);
 }
 
 /** The event's resume token (the same object for every stream: never changed). */
@@ -152,9 +167,7 @@ export class ChangeLog {
   }
 
   /** Appends an event, numbered by its cluster time (the object is kept, not copied). */
-  append(event: Omit<ChangeEvent, 'seq'>): ChangeEvent {
-    const full = event as ChangeEvent;
-    full.seq = seqOf(full.clusterTime);
+  append(full: ChangeEvent): ChangeEvent {
     if (full.seq <= this.head) throw new Error(`change event out of order: ${full.seq} after ${this.head}`);
     this.events.push(full);
     // Trim in chunks: dropping one event per append would copy the whole array every time.

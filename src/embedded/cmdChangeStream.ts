@@ -10,14 +10,17 @@ import {
   EXPANDED_EVENTS,
   decodeToken,
   encodeToken,
+  eventClusterTime,
   eventToken,
   eventUpdateDescription,
+  eventWallTime,
   type ChangeEvent,
 } from './changeLog.js';
 import { isView } from './views.js';
 import type { Batch, Cursor } from './cursor.js';
 import type { Engine } from './engine.js';
 import { compileEventPipeline, type EventPipeline } from './changeStreamPipeline.js';
+import { compilePrefilter, type Prefilter } from './changeStreamPrefilter.js';
 import type { CommandContext } from './commandContext.js';
 import { MAX_BATCH_BYTES, bsonSize } from './limits.js';
 
@@ -52,6 +55,8 @@ interface StreamOptions {
   fullDocumentBeforeChange: string;
   showExpandedEvents: boolean;
   pipeline: EventPipeline;
+  /** Changes the pipeline's leading $match certainly drops: those are not rendered at all. */
+  prefilter?: Prefilter | undefined;
 }
 
 interface Scope {
@@ -99,10 +104,10 @@ class ChangeStreamCursor implements Cursor {
     const out: Document = {
       _id: eventToken(e),
       operationType: e.operationType,
-      clusterTime: e.clusterTime,
+      clusterTime: eventClusterTime(e),
     };
     if (expanded && e.uuid) out.collectionUUID = e.uuid;
-    out.wallTime = e.wallTime;
+    out.wallTime = eventWallTime(e);
     if (e.operationType === 'insert' || e.operationType === 'replace') out.fullDocument = e.fullDocument;
     if (e.operationType === 'update') {
       const post = this.postImage(e);
@@ -182,19 +187,21 @@ class ChangeStreamCursor implements Cursor {
     let bytes = 0;
     for (const e of this.engine.changes.after(this.pos)) {
       if (this.inScope(e)) {
-        const docs = this.transform(this.render(e));
-        for (const d of docs) bytes += bsonSize(d);
-        // The event stays for the next batch: the position only moves past events that were sent.
-        if (out.length > 0 && bytes > MAX_BATCH_BYTES) break;
-        out.push(...docs);
+        if (!this.options.prefilter?.(e)) {
+          const docs = this.transform(this.render(e));
+          for (const d of docs) bytes += bsonSize(d);
+          // The event stays for the next batch: the position only moves past events that were sent.
+          if (out.length > 0 && bytes > MAX_BATCH_BYTES) break;
+          out.push(...docs);
+        }
         if (this.invalidates(e)) {
           // The invalidate event goes through the pipeline like any other; the stream ends either way.
           out.push(
             ...this.transform({
               _id: eventToken(e),
               operationType: 'invalidate',
-              clusterTime: e.clusterTime,
-              wallTime: e.wallTime,
+              clusterTime: eventClusterTime(e),
+              wallTime: eventWallTime(e),
             }),
           );
           this.pos = e.seq;
@@ -313,11 +320,20 @@ export function openChangeStream(
   }
   const ns = collName === null ? `${ctx.db}.$cmd.aggregate` : `${ctx.db}.${collName}`;
   const id = ctx.cursors.allocateId();
+  const pipeline = compileEventPipeline(rest);
+  const first = rest[0];
+  // Rendering an event may fail (a required image that is missing) before the $match would drop it:
+  // such a stream renders every event, so that it fails just as before.
+  const prefilter =
+    first && '$match' in first && fullDocument !== 'required' && fullDocumentBeforeChange !== 'required'
+      ? compilePrefilter(first.$match)
+      : undefined;
   const cursor = new ChangeStreamCursor(id, ns, ctx.engine, scope, pos, {
     fullDocument,
     fullDocumentBeforeChange,
     showExpandedEvents: spec.showExpandedEvents === true,
-    pipeline: compileEventPipeline(rest),
+    pipeline,
+    prefilter,
   });
   const firstBatch = cursor.collect(batchSize ?? 0);
   const closed = cursor.exhausted;

@@ -11,7 +11,7 @@ import { Index, type IndexSpec } from './indexes.js';
 import { isView } from './views.js';
 
 /** An event before the engine stamps it with its cluster time. */
-export type NewChangeEvent = Omit<ChangeEvent, 'seq' | 'clusterTime' | 'wallTime'>;
+export type NewChangeEvent = Omit<ChangeEvent, 'seq' | 'wallMs'>;
 
 const ID_INDEX = { v: 2, key: { _id: 1 }, name: '_id_' };
 

@@ -136,6 +136,11 @@ export class Engine {
    * carries into the next second rather than outgrow a sequence number.
    */
   nextOpTime(): Timestamp {
+    return timestampOf(this.nextSeq());
+  }
+
+  /** nextOpTime as its sequence number (seqOf), without building the Timestamp: one per change event. */
+  private nextSeq(): number {
     const secs = Math.floor(Date.now() / 1000);
     if (secs > this.lastSecs) {
       this.lastSecs = secs;
@@ -144,7 +149,7 @@ export class Engine {
       this.lastSecs++;
       this.inc = 1;
     } else this.inc++;
-    return new Timestamp({ t: this.lastSecs, i: this.inc });
+    return this.lastSecs * INCREMENTS_PER_SECOND + this.inc;
   }
 
   lastOpTime(): Timestamp {
@@ -367,8 +372,8 @@ export class Engine {
   private emit(event: NewChangeEvent): void {
     if (this.replaying) return;
     const e = event as ChangeEvent;
-    e.clusterTime = this.nextOpTime();
-    e.wallTime = new Date();
+    e.seq = this.nextSeq();
+    e.wallMs = Date.now();
     this.changes.append(e);
   }
 

@@ -52,7 +52,7 @@ describe('values an updateMany stores in many documents', () => {
   it('array operators, positional paths and pipelines on one document leave the others as they were', async () => {
     const coll = await fresh();
     await coll.updateMany({}, { $set: { tags: ['a', { x: 1 }], o: { p: { q: null } } } });
-    await coll.updateOne({ _id: 1 as never }, { $push: { tags: 'b' } });
+    await coll.updateOne({ _id: 1 as never }, { $push: { tags: 'b' as never } });
     await coll.updateOne({ _id: 2 as never }, { $set: { 'tags.1.x': 2, 'o.p.q': 'set' } });
     await coll.updateOne({ _id: 3 as never }, [{ $set: { 'o.p.r': 1 } }]);
     expect(await all(coll)).toEqual([
@@ -86,7 +86,7 @@ describe('values an updateMany stores in many documents', () => {
       const seen: Document[] = [];
       const deadline = Date.now() + 10_000;
       while (seen.length < 2 && Date.now() < deadline) {
-        const c = await stream.tryNext();
+        const c = (await stream.tryNext()) as Document | null;
         if (c) seen.push({ id: c.documentKey?._id, u: c.updateDescription });
       }
       expect(seen).toEqual([
