@@ -8,7 +8,9 @@
  * string field of the update's updatedFields, of an insert's or replace's fullDocument, or of the
  * documentKey, compared for equality with strings ({f: 's'}, {f: {$eq: 's'}}, {f: {$in: ['s', ...]}}).
  * A rendered field compared so is missing or holds the change's own value, so "missing, or a string
- * none of them equals" certainly fails the condition. Anything else (other operators, other fields, a
+ * none of them equals" certainly fails the condition. Also an update's removedFields holding a
+ * top-level name (the field was in the old version and is not in the new), and {$type: 'string'} on
+ * a field of an insert's or replace's fullDocument (dataset-status's watcher asks both). Anything else (other operators, other fields, a
  * value of another type) is left to the $match itself: the prefilter answers "maybe", and the change is
  * rendered and matched as before.
  */
@@ -79,11 +81,42 @@ function acceptedStrings(arg: unknown): Set<string> | undefined {
 
 const UPDATED = 'updateDescription.updatedFields.';
 const FULL = 'fullDocument.';
+const REMOVED = 'updateDescription.removedFields';
+
+/** {$type: 'string'}: a string, or an array holding one, passes. */
+function isStringType(arg: unknown): boolean {
+  return isPlainObject(arg) && Object.keys(arg).length === 1 && arg.$type === 'string';
+}
 
 /** A condition on one path of the rendered event, when it is one this module can decide. */
 function condition(path: string, arg: unknown): Prefilter | undefined {
+  if (path.startsWith(FULL) && isStringType(arg)) {
+    const field = path.slice(FULL.length);
+    if (!plainField(field)) return undefined;
+    return (e) => {
+      if (e.operationType === 'update') return false;
+      if (e.operationType !== 'insert' && e.operationType !== 'replace') return true;
+      const doc = e.fullDocument;
+      if (!doc || !Object.hasOwn(doc, field)) return true;
+      const v = doc[field] as unknown;
+      return typeof v !== 'string' && !Array.isArray(v);
+    };
+  }
   const accepted = acceptedStrings(arg);
   if (!accepted) return undefined;
+  if (path === REMOVED) {
+    // removedFields lists a removed top-level field by its name; a name with a dot (or a '$') could
+    // also be the path of a nested removal, so only plain names are decided.
+    const names = [...accepted];
+    if (!names.every(plainField)) return undefined;
+    return (e) => {
+      if (e.operationType !== 'update') return true;
+      const before = e.before;
+      const after = e.fullDocument;
+      if (!before || !after) return true;
+      return !names.some((f) => Object.hasOwn(before, f) && !Object.hasOwn(after, f));
+    };
+  }
   // Where the rendered event's value is certainly missing or not accepted: true; else false (maybe).
   const fails = (v: unknown, present: boolean): boolean =>
     !present || (typeof v === 'string' && !accepted.has(v));

@@ -3,8 +3,8 @@
  * $match certainly drops (see changeStreamPrefilter). Each stream here is paired with one whose
  * pipeline starts with an empty $match (no prefilter: every change is rendered and matched) and both
  * must report the same changes, over inserts, updates, replaces and deletes whose watched fields are
- * missing, null, arrays, numbers, embedded documents, unchanged, set to the value they had, unset,
- * or changed through a dotted path; and a drop still invalidates a stream whose $match drops it.
+ * missing, null, arrays, numbers, embedded documents, unchanged, set to the value they had, unset
+ * (at the top level or below), or changed through a dotted path; and a drop still invalidates a stream whose $match drops it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeStream, Collection, Document } from 'mongodb';
@@ -42,6 +42,14 @@ const FILTERS: Document[] = [
   { $and: [{ operationType: 'update' }, { 'updateDescription.updatedFields.n': 'x' }], other: { $ne: 1 } },
   { $or: [{ operationType: 'delete' }, { 'fullDocument.state': 'queued' }] },
   { 'updateDescription.updatedFields.state': { $in: ['queued', 'retrying'] }, $comment: 'kept' },
+  // dataset-status's watcher (src/store/datasets.ts) between dataset jobs.
+  {
+    $or: [
+      { operationType: 'insert', 'fullDocument.state': { $type: 'string' } },
+      { operationType: 'update', 'updateDescription.removedFields': 'state' },
+    ],
+  },
+  { 'updateDescription.removedFields': { $in: ['other', 'n'] } },
 ];
 
 /** The writes: every kind of change to a watched field the prefilter reads. */
@@ -66,6 +74,9 @@ async function writes(coll: Collection<Document>): Promise<void> {
   await coll.updateOne({ _id: 'g' as never }, { $set: { 'state.s': 'retrying' } }); // dotted path
   await coll.updateOne({ _id: 'g' as never }, { $set: { state: 'queued' } }); // document to string
   await coll.updateOne({ _id: 'c' as never }, { $unset: { state: '' } });
+  await coll.updateOne({ _id: 'b' as never }, { $unset: { other: '', missing: '' } });
+  await coll.updateOne({ _id: 'g' as never }, { $set: { n: { state: 1 } } });
+  await coll.updateOne({ _id: 'g' as never }, { $unset: { 'n.state': '' } }); // a nested removal
   await coll.updateMany({ _id: { $in: ['a', 'b'] } as never }, { $set: { state: 'retrying', n: 'x' } });
   await coll.updateOne({ _id: 'a' as never }, [{ $set: { state: 'queued' } }]); // pipeline update
   await coll.replaceOne({ _id: 'b' as never }, { state: 'queued' });
@@ -161,6 +172,20 @@ describe('compilePrefilter', () => {
     expect(p!(requeued)).toBe(false);
     expect(p!({ ...base, operationType: 'insert', fullDocument: { _id: 'j', state: 'queued' } })).toBe(false);
     expect(p!({ ...base, operationType: 'delete' })).toBe(true);
+  });
+
+  it("drops a claim's update unrendered under dataset-status's $match between dataset jobs", () => {
+    const p = compilePrefilter({
+      $or: [
+        { operationType: 'insert', 'fullDocument.datasetUuid': { $type: 'string' } },
+        { operationType: 'update', 'updateDescription.removedFields': 'datasetStatusFinal' },
+      ],
+    })!;
+    expect(p(claimed)).toBe(true);
+    expect(p({ ...base, operationType: 'insert', fullDocument: { _id: 'j' } })).toBe(true);
+    expect(p({ ...base, operationType: 'insert', fullDocument: { _id: 'j', datasetUuid: 'u' } })).toBe(false);
+    const final = { ...claimed.before, datasetStatusFinal: true };
+    expect(p({ ...claimed, before: final })).toBe(false);
   });
 
   it('answers "maybe" for anything it cannot decide', () => {
