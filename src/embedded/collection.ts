@@ -75,6 +75,8 @@ export class Collection {
     for (const index of this.indexes.values()) {
       // The _id never changes, so neither does the _id index entry.
       if (index.isIdIndex || index.sameInputs(oldDoc, newDoc)) continue;
+      idCode ??= encodeValue(newDoc._id) ?? null;
+      if (idCode !== null && index.move(oldDoc, newDoc, idKey, idCode)) continue;
       const before = index.keysFor(oldDoc);
       const after = index.keysFor(newDoc);
       if (sameKeys(before, after)) continue;

@@ -7,7 +7,7 @@ import BTreeModule from 'sorted-btree';
 import type { Document } from 'bson';
 import { compileFilter, type Matcher } from './mql.js';
 import { canonicalKey, compareValues, isPlainObject, pathValues } from './bsonOrder.js';
-import { decodeKey, encodeKey, keyValueReader, type KeySentinels } from './keyString.js';
+import { decodeKey, encodeElement, encodeKey, keyValueReader, type KeySentinels } from './keyString.js';
 import type { IndexSpecRecord } from './persistenceTypes.js';
 import { deleteKey, deleteSortedKeys } from './btreeDelete.js';
 import { forRangeSpans, type Span } from './btreeScan.js';
@@ -153,17 +153,74 @@ export class Index {
   }
 
   /**
+   * The tree key of a document's one entry, encoded straight from the document (as entryKey of its
+   * simpleKey, without the key's arrays): null when the document has no entry here (a partial filter
+   * it fails, a sparse index it is missing from); undefined when the general path must decide (an
+   * array on a key path, a value whose type has no encoding).
+   */
+  encodedEntry(doc: Document, idCode: string): string | null | undefined {
+    if (this.partial && !this.partial.test(doc)) return null;
+    const n = this.parts.length;
+    const out = new Array<string>(n + 1);
+    let present = false;
+    for (let i = 0; i < n; i++) {
+      const parts = this.parts[i] as string[];
+      let v: unknown = doc;
+      for (let j = 0; j < parts.length; j++) {
+        if (v === null || typeof v !== 'object') {
+          v = undefined;
+          break;
+        }
+        if (Array.isArray(v)) return undefined;
+        if (!isPlainObject(v)) {
+          v = undefined;
+          break;
+        }
+        v = v[parts[j] as string];
+      }
+      if (Array.isArray(v)) return undefined;
+      if (v === undefined) v = null;
+      else present = true;
+      const e = encodeElement(v, (this.dirs[i] as number) < 0);
+      if (e === undefined) return undefined;
+      out[i] = e;
+    }
+    if (this.spec.sparse && !present) return null;
+    out[n] = idCode;
+    // join() builds one flat string (see encodeKey).
+    return out.join('');
+  }
+
+  /**
+   * Moves a document's entry from its old version's key to its new one's, when both have at most one
+   * entry that encodes (encodedEntry); false, having changed nothing, when the general path must do it.
+   * Equal encodings are equal keys, so an entry whose key did not change is left alone.
+   */
+  move(oldDoc: Document, newDoc: Document, idKey: string, idCode: string): boolean {
+    const before = this.encodedEntry(oldDoc, idCode);
+    if (before === undefined) return false;
+    const after = this.encodedEntry(newDoc, idCode);
+    if (after === undefined) return false;
+    if (before === after) return true;
+    if (before !== null) deleteKey(this.tree, before);
+    if (after !== null) this.tree.set(after, idKey);
+    return true;
+  }
+
+  /**
    * `idCode` (here, in remove and removeMany): the document's _id as encodeValue gives it, when the
    * caller visits several indexes (each entry ends with the _id, always ascending); null when the _id
    * has no encoding.
    */
-  add(
-    doc: Document,
-    keys: IndexKey[] = this.keysFor(doc),
-    idKey: string = canonicalKey(doc._id),
-    idCode?: string | null,
-  ): void {
-    for (const k of keys) this.tree.set(this.entryKey(k, doc._id, idCode), idKey);
+  add(doc: Document, keys?: IndexKey[], idKey: string = canonicalKey(doc._id), idCode?: string | null): void {
+    if (keys === undefined && idCode) {
+      const entry = this.encodedEntry(doc, idCode);
+      if (entry !== undefined) {
+        if (entry !== null) this.tree.set(entry, idKey);
+        return;
+      }
+    }
+    for (const k of keys ?? this.keysFor(doc)) this.tree.set(this.entryKey(k, doc._id, idCode), idKey);
   }
 
   /** The tree's key of one entry: the key's values then the _id (given encoded, when it can be). */
@@ -171,8 +228,15 @@ export class Index {
     return (idCode ? encodeKey(k, this.dirs, SENTINELS, idCode) : undefined) ?? this.treeKey(withId(k, id));
   }
 
-  remove(doc: Document, keys: IndexKey[] = this.keysFor(doc), idCode?: string | null): void {
-    for (const k of keys) deleteKey(this.tree, this.entryKey(k, doc._id, idCode));
+  remove(doc: Document, keys?: IndexKey[], idCode?: string | null): void {
+    if (keys === undefined && idCode) {
+      const entry = this.encodedEntry(doc, idCode);
+      if (entry !== undefined) {
+        if (entry !== null) deleteKey(this.tree, entry);
+        return;
+      }
+    }
+    for (const k of keys ?? this.keysFor(doc)) deleteKey(this.tree, this.entryKey(k, doc._id, idCode));
   }
 
   /**
@@ -185,7 +249,15 @@ export class Index {
     const keys: TreeKey[] = [];
     for (let i = 0; i < docs.length; i++) {
       const doc = docs[i] as Document;
-      for (const k of this.keysFor(doc)) keys.push(this.entryKey(k, doc._id, idCodes?.[i]));
+      const idCode = idCodes?.[i];
+      if (idCode) {
+        const entry = this.encodedEntry(doc, idCode);
+        if (entry !== undefined) {
+          if (entry !== null) keys.push(entry);
+          continue;
+        }
+      }
+      for (const k of this.keysFor(doc)) keys.push(this.entryKey(k, doc._id, idCode));
     }
     keys.sort(this.tree._compare);
     deleteSortedKeys(this.tree, keys);

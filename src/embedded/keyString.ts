@@ -147,6 +147,15 @@ export function encodeValue(v: unknown): string | undefined {
   return valueString(v);
 }
 
+/**
+ * One value encoded as a key element in the given direction, undefined when its type is not encoded:
+ * what encodeKey gives for that position, for a caller that builds a key straight from a document.
+ */
+export function encodeElement(v: unknown, desc: boolean): string | undefined {
+  const e = valueString(v);
+  return e === undefined || !desc ? e : inverted(e);
+}
+
 function inverted(s: string): string {
   const codes = new Array<number>(s.length);
   for (let i = 0; i < s.length; i++) codes[i] = HIGH - s.charCodeAt(i);
