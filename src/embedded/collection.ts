@@ -6,7 +6,7 @@ import { UUID, type Binary, type Document } from 'bson';
 import { createHash } from 'node:crypto';
 import { CommandError } from './errors.js';
 import { canonicalKey, compareValues, isPlainObject, typeRank, Rank } from './bsonOrder.js';
-import { Index, type IndexKey, type IndexSpec } from './indexes.js';
+import { Index, changedTopFields, type IndexKey, type IndexSpec } from './indexes.js';
 import { encodeValue } from './keyString.js';
 
 export class Collection {
@@ -39,13 +39,13 @@ export class Collection {
   }
 
   /** Throws DuplicateKey if `doc` would violate a unique index (ignoring the document's own entries). */
-  checkUnique(doc: Document, replacing?: Document): void {
+  checkUnique(doc: Document, replacing?: Document, changed?: ReadonlySet<string>): void {
     const idk = canonicalKey(doc._id);
     if (!replacing && this.docs.has(idk)) throw this.duplicate(this.indexes.get('_id_') as Index, [doc._id]);
     for (const index of this.indexes.values()) {
       if (!index.spec.unique || index.isIdIndex) continue;
       // Keys a new version shares with the one it replaces belong to this document already.
-      if (replacing && index.sameInputs(replacing, doc)) continue;
+      if (replacing && (changed ? !index.readsAny(changed) : index.sameInputs(replacing, doc))) continue;
       const conflict = index.findConflict(doc);
       if (conflict) throw this.duplicate(index, conflict);
     }
@@ -68,13 +68,15 @@ export class Collection {
   /** Replaces a document with a new version carrying the same _id. */
   replace(oldDoc: Document, newDoc: Document): void {
     validateStoredDoc(newDoc);
-    this.checkUnique(newDoc, oldDoc);
+    // The fields that changed, found once for every index (see changedTopFields).
+    const changed = changedTopFields(oldDoc, newDoc);
+    this.checkUnique(newDoc, oldDoc, changed);
     const idKey = canonicalKey(newDoc._id);
     // The _id encoded once for every index whose entry moves (a job's claim moves four or five).
     let idCode: string | null | undefined;
     for (const index of this.indexes.values()) {
       // The _id never changes, so neither does the _id index entry.
-      if (index.isIdIndex || index.sameInputs(oldDoc, newDoc)) continue;
+      if (index.isIdIndex || !index.readsAny(changed)) continue;
       idCode ??= encodeValue(newDoc._id) ?? null;
       if (idCode !== null && index.move(oldDoc, newDoc, idKey, idCode)) continue;
       const before = index.keysFor(oldDoc);

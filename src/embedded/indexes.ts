@@ -84,6 +84,18 @@ export class Index {
     return true;
   }
 
+  /**
+   * False when no field this index's keys depend on is among `changed` (changedTopFields of two
+   * versions of a document): its keys are then certainly the same. What sameInputs tells, for a
+   * caller that visits every index of a collection with one set.
+   */
+  readsAny(changed: ReadonlySet<string>): boolean {
+    const fields = this.topFields;
+    if (!fields) return true;
+    for (let i = 0; i < fields.length; i++) if (changed.has(fields[i] as string)) return true;
+    return false;
+  }
+
   get name(): string {
     return this.spec.name;
   }
@@ -372,6 +384,19 @@ export class Index {
     if (this.spec.hidden) out.hidden = true;
     return out;
   }
+}
+
+/**
+ * The top-level fields whose values differ between two versions of a document (or that only one of
+ * them has), each value compared by identity as sameInputs does. One pass over each version's own
+ * keys: far cheaper than looking up each index's fields by name in both (property loads by a computed
+ * name miss V8's caches; a for...in loop reads through the object's enumeration cache).
+ */
+export function changedTopFields(a: Document, b: Document): Set<string> {
+  const changed = new Set<string>();
+  for (const k in b) if (a[k] !== b[k]) changed.add(k);
+  for (const k in a) if (!(k in b)) changed.add(k);
+  return changed;
 }
 
 /** Top-level fields a partial filter reads, or undefined for an operator not followed here. */
