@@ -4,8 +4,11 @@
  * completed (Collection.replace, as an update does) in batches of 50, plus 100 event documents
  * inserted per batch into a job_events collection. Prints CPU microseconds per job (process.cpuUsage).
  *
- *   node --import tsx bench/indexMaintenance.ts          (SERVER_INDEX_DIST=<dist> measures a build)
+ *   SERVER_INDEX_BASE=<dist> node --import tsx bench/indexMaintenance.ts
  *
+ * Both builds (SERVER_INDEX_BASE and SERVER_INDEX_THIS, default this checkout's dist) run in one
+ * process, alternating; the build loaded first tends to run faster (its heap is laid out first), and on
+ * a loaded machine rounds vary by 20%: bench/indexReplace.ts, one build per process, is steadier.
  * Settings: SERVER_INDEX_JOBS (20000), SERVER_INDEX_ROUNDS (5).
  */
 import { randomBytes } from 'node:crypto';
