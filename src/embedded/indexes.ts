@@ -56,12 +56,13 @@ export class Index {
     this.dirs = dirs;
     const decode = (k: TreeKey): IndexKey => (typeof k === 'string' ? decodeKey(k, dirs, SENTINELS) : k);
     this.tree = new BTree<TreeKey, string>(undefined, (a, b) =>
+      // a > b would walk the common prefix again; unequal strings mostly differ in length or early.
       typeof a === 'string' && typeof b === 'string'
         ? a < b
           ? -1
-          : a > b
-            ? 1
-            : 0
+          : a === b
+            ? 0
+            : 1
         : compareKeys(decode(a), decode(b), dirs),
     );
     this.comparator = (a, b) => compareKeys(a, b, dirs);
