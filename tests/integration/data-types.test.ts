@@ -150,7 +150,8 @@ async function freezeTools(
       }
       return enough(frozen) || undefined;
     },
-    // Generous: on a starved machine the daemon's children and their tools start slowly.
+    // Generous: on a starved machine the daemon's children and their tools start slowly. Below the
+    // cancel tests' own timeout (240 s), so a tool that never shows is named in the failure.
     { what, timeoutMs: 150_000, intervalMs: 5 },
   ).catch((err: Error) => {
     // Leave no stopped tool behind: nothing would ever thaw it.
@@ -582,7 +583,7 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
       timeoutMs: 20_000,
     });
     rmSync(gate);
-  }, 120_000);
+  }, 240_000);
 
   it('a cancel mid-run stops file_extraction, data_validation and backup_creation: their tools gone, nothing partial left', async () => {
     const extractDir = join(dirs.converted, 'x-stop');
@@ -626,7 +627,7 @@ describe('dataset job types through a real daemon', { timeout: 300_000 }, () => 
     expect(stillLeft).toEqual([]);
     expect(readdirSync(dirs.converted)).not.toContain('x-stop');
     expect(readdirSync(backupDir)).toEqual([]);
-  }, 120_000);
+  }, 240_000);
 
   it('a SIGKILLed daemon, then a restarted one rescues every job and re-runs it whole', async () => {
     await daemon.stop('SIGTERM');
