@@ -4,8 +4,9 @@
  * replacements, _id immutability, deletes, distinct and counts.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MongoServerError, ObjectId, Timestamp, type Collection, type Document } from 'mongodb';
+import { ObjectId, Timestamp, type Collection, type Document } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
+import { serverError } from '../helpers/serverError.js';
 
 /** Free-form test documents: _id of any BSON type, any update shape (the driver's schema types assume ObjectId ids). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -30,16 +31,6 @@ async function all(filter: Document = {}): Promise<Document[]> {
 /** Update operators the driver's schema types do not model on free-form documents. */
 function updateFirst(update: Document) {
   return coll.updateOne({ _id: 1 }, update as never);
-}
-
-async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MongoServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a server error, the operation succeeded');
 }
 
 describe('inserts', () => {

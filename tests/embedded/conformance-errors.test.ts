@@ -3,8 +3,8 @@
  * document their wording.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MongoServerError } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
+import { serverError } from '../helpers/serverError.js';
 
 let t: TestDb;
 
@@ -15,16 +15,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await t.close();
 });
-
-async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MongoServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a server error, the operation succeeded');
-}
 
 describe('error codes', () => {
   it('renameCollection of a missing collection fails with NamespaceNotFound 26', async () => {

@@ -3,8 +3,9 @@
  * unique indexes, listIndexes/dropIndexes, and TTL expiry.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MongoServerError, type Collection, type Document } from 'mongodb';
+import { type Collection, type Document } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
+import { serverError } from '../helpers/serverError.js';
 
 /** Free-form test documents: _id of any BSON type, any update shape (the driver's schema types assume ObjectId ids). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -21,16 +22,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await t.close();
 });
-
-async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MongoServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a server error, the operation succeeded');
-}
 
 describe('unique indexes', () => {
   it('rejects a duplicate with 11000, naming keyPattern and keyValue', async () => {

@@ -10,8 +10,9 @@
  * to the next still honours bypassDocumentValidation and measures each document's size on its own.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MongoServerError, type Collection, type Document } from 'mongodb';
+import { type Collection, type Document } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
+import { serverError } from '../helpers/serverError.js';
 
 let t: TestDb;
 let n = 0;
@@ -112,16 +113,6 @@ function nest(levels: number, leaf: unknown): unknown {
   let v = leaf;
   for (let i = 1; i < levels; i++) v = { a: v };
   return v;
-}
-
-async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MongoServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a server error, the operation succeeded');
 }
 
 describe('limits on the direct update path', () => {

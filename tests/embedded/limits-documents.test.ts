@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BSON, EJSON } from 'bson';
 import { MongoClient, MongoServerError, type Collection, type Document } from 'mongodb';
 import { openTestDb, testBackend, type TestDb } from '../helpers/db.js';
+import { serverError } from '../helpers/serverError.js';
 
 const LIMIT = 16 * 1024 * 1024;
 const MB = 1024 * 1024;
@@ -33,16 +34,6 @@ async function digest(coll: Collection): Promise<string> {
   return createHash('sha256')
     .update(EJSON.stringify(docs, { relaxed: false }))
     .digest('hex');
-}
-
-async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MongoServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a server error, the operation succeeded');
 }
 
 /** 17419 on mongod up to 7.0 (which this server reports being), BSONObjectTooLarge from 8.0. */

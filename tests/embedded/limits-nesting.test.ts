@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MongoServerError, type Document } from 'mongodb';
 import { openTestDb, type TestDb } from '../helpers/db.js';
+import { serverError } from '../helpers/serverError.js';
 
 const MAX_DEPTH = 180;
 const OVERFLOW = 45;
@@ -34,16 +35,6 @@ function nest(levels: number, leaf: unknown = 1, wrap: (v: unknown) => unknown =
 /** A document whose deepest field is at `levels`. */
 function docAt(id: number, levels: number, leaf?: unknown): Doc {
   return { _id: id, a: nest(levels, leaf) };
-}
-
-async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MongoServerError) return err;
-    throw err;
-  }
-  throw new Error('expected a server error, the operation succeeded');
 }
 
 function expectInsertTooDeep(err: MongoServerError): void {
