@@ -14,6 +14,43 @@ import { claimableFilter } from '../../src/store/claim.js';
 import { ensureIndexes } from '../../src/store/indexes.js';
 import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
+/**
+ * An `admit` for claimBatch that, the first time it runs (between the claim's find and its update),
+ * has another thread, on its own connection, claim and rescue the jobs `ids`: claimable again, two
+ * transitions later. It blocks the claiming thread until that is done. `finish()` stops the thread
+ * and gives 1 once the moves were made.
+ */
+function moveBetweenFindAndUpdate(uri: string, db: string, ids: string[]) {
+  const done = new Int32Array(new SharedArrayBuffer(4));
+  const other = `
+    const { workerData } = require('node:worker_threads');
+    const { MongoClient } = require('mongodb');
+    (async () => {
+      const c = await MongoClient.connect(workerData.uri);
+      const jobs = c.db(workerData.db).collection('jobs');
+      const lease = { owner: 'other', token: 'other-token', expiresAt: new Date(0) };
+      const moved = { _id: { $in: workerData.ids } };
+      await jobs.updateMany(moved, { $set: { state: 'running', lease }, $inc: { attempts: 1, seq: 1 } });
+      await jobs.updateMany(moved, { $set: { state: 'retrying', lease: null }, $inc: { seq: 1 } });
+      await c.close();
+    })().finally(() => { Atomics.store(workerData.done, 0, 1); Atomics.notify(workerData.done, 0); });
+  `;
+  let worker: Worker | undefined;
+  return {
+    admit: (): boolean => {
+      if (!worker) {
+        worker = new Worker(other, { eval: true, workerData: { uri, db, ids, done } });
+        Atomics.wait(done, 0, 0, 60_000);
+      }
+      return true;
+    },
+    finish: async (): Promise<number> => {
+      await worker?.terminate();
+      return Atomics.load(done, 0);
+    },
+  };
+}
+
 describe('store: claims', () => {
   let f: StoreFixture;
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
@@ -90,36 +127,11 @@ describe('store: claims', () => {
     const now = clock.now();
     const job = (await enqueueMany(f.store, [newJob('noop', {}, {}, now)], now))[0]!.job;
     // Between claimBatch's find and its update, another thread (its own connection) moves the job
-    // through a claim and a rescue: it is claimable again, two transitions later. `admit` runs in
-    // that gap; it blocks this thread until the other one is done.
-    const done = new Int32Array(new SharedArrayBuffer(4));
-    const other = `
-      const { workerData } = require('node:worker_threads');
-      const { MongoClient } = require('mongodb');
-      (async () => {
-        const c = await MongoClient.connect(workerData.uri);
-        const jobs = c.db(workerData.db).collection('jobs');
-        const lease = { owner: 'other', token: 'other-token', expiresAt: new Date(0) };
-        await jobs.updateOne({ _id: workerData.id }, { $set: { state: 'running', lease }, $inc: { attempts: 1, seq: 1 } });
-        await jobs.updateOne({ _id: workerData.id }, { $set: { state: 'retrying', lease: null }, $inc: { seq: 1 } });
-        await c.close();
-      })().finally(() => { Atomics.store(workerData.done, 0, 1); Atomics.notify(workerData.done, 0); });
-    `;
-    let worker: Worker | undefined;
-    const admit = () => {
-      if (!worker) {
-        worker = new Worker(other, {
-          eval: true,
-          workerData: { uri: f.t.uri, db: f.t.dbName, id: job._id, done },
-        });
-        Atomics.wait(done, 0, 0, 60_000);
-      }
-      return true;
-    };
+    // through a claim and a rescue: it is claimable again, two transitions later.
+    const mover = moveBetweenFindAndUpdate(f.t.uri, f.t.dbName, [job._id]);
     const opts = { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now, limit: 5 };
-    const first = await claimBatch(f.store, { ...opts, admit });
-    await worker!.terminate();
-    expect(Atomics.load(done, 0)).toBe(1);
+    const first = await claimBatch(f.store, { ...opts, admit: mover.admit });
+    expect(await mover.finish()).toBe(1);
     // Claimed as read, it would carry seq 2 and attempt 1 while the job is at its 4th transition.
     expect(first).toEqual([]);
     const [again] = await claimBatch(f.store, opts);
@@ -136,44 +148,23 @@ describe('store: claims', () => {
 
   it('candidates read at different transition counts are each claimed only as read, the ones moved in between skipped', async () => {
     const now = clock.now();
-    const ids = (await enqueueMany(f.store, [0, 1, 2, 3, 4].map((i) => newJob('noop', { i }, {}, now)), now)).map(
-      (r) => r.job._id,
-    );
+    const ids = (
+      await enqueueMany(
+        f.store,
+        [0, 1, 2, 3, 4].map((i) => newJob('noop', { i }, {}, now)),
+        now,
+      )
+    ).map((r) => r.job._id);
     const [a, b, c, d, e] = ids as [string, string, string, string, string];
     // a, b fresh (seq 1); c and d further along (seq 5); e from an older version (no seq).
     await f.store.jobs.updateMany({ _id: { $in: [c, d] } }, { $set: { seq: 5 } });
     await f.store.jobs.updateOne({ _id: e }, { $unset: { seq: '' } });
     // Between the find and the update another connection claims and rescues b, d and e: claimable
     // again, two transitions later (e now numbered from 1).
-    const done = new Int32Array(new SharedArrayBuffer(4));
-    const other = `
-      const { workerData } = require('node:worker_threads');
-      const { MongoClient } = require('mongodb');
-      (async () => {
-        const c = await MongoClient.connect(workerData.uri);
-        const jobs = c.db(workerData.db).collection('jobs');
-        const lease = { owner: 'other', token: 'other-token', expiresAt: new Date(0) };
-        const moved = { _id: { $in: workerData.ids } };
-        await jobs.updateMany(moved, { $set: { state: 'running', lease }, $inc: { attempts: 1, seq: 1 } });
-        await jobs.updateMany(moved, { $set: { state: 'retrying', lease: null }, $inc: { seq: 1 } });
-        await c.close();
-      })().finally(() => { Atomics.store(workerData.done, 0, 1); Atomics.notify(workerData.done, 0); });
-    `;
-    let worker: Worker | undefined;
-    const admit = () => {
-      if (!worker) {
-        worker = new Worker(other, {
-          eval: true,
-          workerData: { uri: f.t.uri, db: f.t.dbName, ids: [b, d, e], done },
-        });
-        Atomics.wait(done, 0, 0, 60_000);
-      }
-      return true;
-    };
+    const mover = moveBetweenFindAndUpdate(f.t.uri, f.t.dbName, [b, d, e]);
     const opts = { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now, limit: 10 };
-    const first = await claimBatch(f.store, { ...opts, admit });
-    await worker!.terminate();
-    expect(Atomics.load(done, 0)).toBe(1);
+    const first = await claimBatch(f.store, { ...opts, admit: mover.admit });
+    expect(await mover.finish()).toBe(1);
     // Only a and c are still as read: claimed, one transition on.
     expect(first.map((j) => [j._id, j.seq, j.attempts]).sort()).toEqual(
       [
