@@ -15,6 +15,7 @@ import { assertWritable } from './views.js';
 import {
   GROWTH_PER_REQUEST_BYTE,
   applyUpdateReporting,
+  planSimpleUpdate,
   buildUpsert,
   isReplacement,
   validateUpdate,
@@ -188,9 +189,11 @@ function runUpdate(
   const opts = { arrayFilters, filter: q, variables };
   const replacement = isReplacement(u);
   const scratch: WriteOptions = {};
+  // An updateMany works out the update's direct path once, not once per document.
+  const plan = docs.length > 1 ? planSimpleUpdate(u) : undefined;
   let nModified = 0;
   for (const doc of docs) {
-    const { doc: next, direct } = applyUpdateReporting(doc, u, opts);
+    const { doc: next, direct } = applyUpdateReporting(doc, u, opts, plan);
     if (unchanged(doc, next)) continue;
     ctx.engine.replace(coll, doc, next, replacement, updateOptions(ctx, doc, direct, wopts, scratch));
     nModified++;

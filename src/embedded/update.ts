@@ -121,13 +121,22 @@ export function applyUpdate(doc: Document, u: UpdateSpec, opts: UpdateOptions = 
  * document came from the update itself (values, field names) or is a computed number or date of at
  * most 16 bytes, one per path, so the new version is at most GROWTH_PER_REQUEST_BYTE times the
  * update's size larger than the old one (an empty document per new path level: 7 bytes and the
- * level's name, against the name and its dot in the path).
+ * level's name, against the name and its dot in the path). `plan`, when given, is planSimpleUpdate(u):
+ * the same result, the update's part of the direct path worked out once for many documents.
  */
 export function applyUpdateReporting(
   doc: Document,
   u: UpdateSpec,
   opts: UpdateOptions = {},
+  plan?: SimplePlan,
 ): { doc: Document; direct: boolean } {
+  if (plan !== undefined && !opts.inserting) {
+    // Stored documents are never mutated: the direct path copies only what it changes.
+    const next = { ...doc };
+    // An array or a non-document on a path, or a non-number where $inc or $mul applies: the general
+    // path decides, from scratch (and refuses the non-number as MongoDB does).
+    if (applySteps(next, plan.steps)) return { doc: idFirst(next), direct: true };
+  }
   let next: Document;
   let direct = false;
   if (Array.isArray(u)) {
@@ -186,30 +195,54 @@ const DIGITS = /^\d+$/;
  * update needs the general engine (other operators, positional paths, arrays on the way).
  */
 function applySimple(doc: Document, modifier: Document): boolean {
-  const steps: Array<[string, string[], unknown]> = [];
+  const steps = simpleSteps(modifier);
+  return steps !== undefined && applySteps(doc, steps);
+}
+
+/** One change of applySimple: the operator, the path's parts, the update's value, whether it is $inc or $mul. */
+type Step = [string, string[], unknown, boolean];
+
+/**
+ * applySimple's changes in the order it makes them, from the update alone; undefined when the update
+ * needs the general engine whatever the document (another operator, a positional or empty path part,
+ * a non-numeric $inc or $mul argument).
+ */
+function simpleSteps(modifier: Document): Step[] | undefined {
+  const steps: Step[] = [];
   for (const [op, args] of Object.entries(modifier)) {
-    if (!SIMPLE_OPS.has(op)) return false;
+    if (!SIMPLE_OPS.has(op)) return undefined;
+    const arithmetic = ARITHMETIC.has(op);
     for (const path of Object.keys(args as Document).sort()) {
       const parts = path.split('.');
-      for (const p of parts) if (p === '' || p.startsWith('$') || DIGITS.test(p)) return false;
-      let cur: unknown = doc;
-      for (let i = 0; i < parts.length - 1; i++) {
-        cur = (cur as Document)[parts[i] as string];
-        if (cur === undefined) break;
-        if (!isPlainObject(cur)) return false;
-      }
-      if (ARITHMETIC.has(op)) {
-        const target = isPlainObject(cur) ? cur[parts[parts.length - 1] as string] : undefined;
-        if (
-          typeRank((args as Document)[path]) !== Rank.Number ||
-          (target !== undefined && target !== null && typeRank(target) !== Rank.Number)
-        )
-          return false;
-      }
-      steps.push([op, parts, (args as Document)[path]]);
+      for (const p of parts) if (p === '' || p.startsWith('$') || DIGITS.test(p)) return undefined;
+      const value = (args as Document)[path] as unknown;
+      if (arithmetic && typeRank(value) !== Rank.Number) return undefined;
+      steps.push([op, parts, value, arithmetic]);
     }
   }
-  const copied = new Set<Document>();
+  return steps;
+}
+
+/**
+ * Makes `steps` on `doc` (a copy of the stored version, whose embedded documents are copied on write);
+ * false, having changed nothing, when the document needs the general engine (a non-document on a
+ * path, a non-number where $inc or $mul applies).
+ */
+function applySteps(doc: Document, steps: Step[]): boolean {
+  for (let s = 0; s < steps.length; s++) {
+    const [, parts, , arithmetic] = steps[s] as Step;
+    let cur: unknown = doc;
+    for (let i = 0; i < parts.length - 1; i++) {
+      cur = (cur as Document)[parts[i] as string];
+      if (cur === undefined) break;
+      if (!isPlainObject(cur)) return false;
+    }
+    if (arithmetic) {
+      const target = isPlainObject(cur) ? cur[parts[parts.length - 1] as string] : undefined;
+      if (target !== undefined && target !== null && typeRank(target) !== Rank.Number) return false;
+    }
+  }
+  let copied: Set<Document> | undefined;
   for (const [op, parts, value] of steps) {
     let holder = doc;
     const last = parts[parts.length - 1] as string;
@@ -222,11 +255,11 @@ function applySimple(doc: Document, modifier: Document): boolean {
           break;
         }
         holder[p] = {};
-        copied.add(holder[p] as Document);
-      } else if (!copied.has(holder[p] as Document)) {
+        (copied ??= new Set()).add(holder[p] as Document);
+      } else if (!copied?.has(holder[p] as Document)) {
         // Copy on write: the embedded document may be shared with the stored version.
         holder[p] = { ...(holder[p] as Document) };
-        copied.add(holder[p] as Document);
+        (copied ??= new Set()).add(holder[p] as Document);
       }
       holder = holder[p] as Document;
     }
@@ -359,6 +392,33 @@ function checkNumericTargets(doc: Document, modifier: Document): void {
       }
     }
   }
+}
+
+/**
+ * The direct path of an operator update worked out from the update alone (its changes, in order), for
+ * an update applied to many documents: applyUpdateReporting then does per document only what depends
+ * on the document. Undefined when the update takes the general path whatever the document: a pipeline
+ * or a replacement, an operator other than $set, $unset, $inc, $mul, $min, $max (and $setOnInsert,
+ * which only an upsert's insert applies, and a plan is never used for), a path through _id, or a path
+ * or value the direct path leaves to the general engine.
+ */
+export interface SimplePlan {
+  readonly steps: Step[];
+}
+
+export function planSimpleUpdate(u: UpdateSpec): SimplePlan | undefined {
+  if (Array.isArray(u) || isReplacement(u)) return undefined;
+  const modifier: Document = {};
+  for (const op of Object.keys(u)) {
+    if (op === '$setOnInsert') continue;
+    const args = u[op] as Document;
+    const paths = Object.keys(args);
+    for (const path of paths) if (path === '_id' || path.startsWith('_id.')) return undefined;
+    // An operator with no fields is dropped, as applyUpdateReporting drops it.
+    if (paths.length > 0) modifier[op] = args;
+  }
+  const steps = simpleSteps(modifier);
+  return steps && { steps };
 }
 
 function typeName(v: unknown): string {
