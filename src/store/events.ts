@@ -1,4 +1,12 @@
-import { MongoBulkWriteError, type OptionalUnlessRequiredId } from 'mongodb';
+import {
+  MongoBulkWriteError,
+  MongoNotConnectedError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+  ObjectId,
+  type Document,
+  type OptionalUnlessRequiredId,
+} from 'mongodb';
 import type { JobDoc, JobEventDoc, JobId, JobState } from '../types.js';
 import type { Store } from './types.js';
 
@@ -31,18 +39,79 @@ export function nextSeq(job: { seq?: number }): number {
 }
 
 /**
- * Append transition events in one unordered insertMany. The job document is the truth; events are
- * its history, written right after the transition. If the history write fails the transition stands.
+ * Append transition events in one unordered insert. The job document is the truth; events are its
+ * history, written right after the transition. If the history write fails the transition stands.
  */
 export async function appendEvents(store: Store, events: JobEventDoc[]): Promise<void> {
   if (events.length === 0) return;
-  // Numbered events carry their id; others get ObjectIds from the driver on the first try, so a retry
-  // of the same array after an ambiguous failure meets the copies that did land as duplicate keys.
+  // Every event carries its id before the first try (numbered ones by their number, others an
+  // ObjectId), so a repeat of the same array meets the copies that did land as duplicate keys.
+  for (const e of events) if (e._id === undefined) e._id = new ObjectId();
+  const rest = fitsOneCommand(events) ? await insertCommand(store, events) : events;
+  if (rest.length === 0) return;
   try {
-    await store.events.insertMany(events as OptionalUnlessRequiredId<JobEventDoc>[], { ordered: false });
+    await store.events.insertMany(rest as OptionalUnlessRequiredId<JobEventDoc>[], { ordered: false });
   } catch (err) {
     if (!onlyDuplicateKeys(err)) throw err;
   }
+}
+
+/** Far below the 16 MB a command document may hold: the strings are the only fields of any size. */
+const FAST_INSERT_BYTES = 4 * 1024 * 1024;
+
+function fitsOneCommand(events: JobEventDoc[]): boolean {
+  if (events.length > 1000) return false;
+  let chars = 0;
+  for (const e of events) {
+    chars += 2 * e.jobId.length + (e.message?.length ?? 0) + (e.worker?.length ?? 0) + 64;
+  }
+  // A UTF-16 unit is at most 3 bytes of UTF-8.
+  return chars * 3 + events.length * 256 < FAST_INSERT_BYTES;
+}
+
+/**
+ * The documented insert command on its own, without the bulk API (which measures every document
+ * again to split batches and builds a result object per id: a few % of the daemon's CPU per job).
+ * Returns the events still to write through insertMany, whose retry and errors then decide as they
+ * always did: none when all are stored (a duplicate key means it already was); those the server
+ * refused for another reason; all of them after an error or a write concern error (their ids make
+ * the repeat harmless). Errors no repeat can cure now (no server to send to) are thrown, as
+ * insertMany would throw them.
+ */
+async function insertCommand(store: Store, events: JobEventDoc[]): Promise<JobEventDoc[]> {
+  const cmd: Document = { insert: store.events.collectionName, documents: events, ordered: false };
+  const wc = store.events.writeConcern;
+  if (wc) {
+    const w: Document = {};
+    if (wc.w !== undefined) w.w = wc.w;
+    if (wc.journal !== undefined) w.j = wc.journal;
+    if (wc.wtimeoutMS !== undefined) w.wtimeout = wc.wtimeoutMS;
+    cmd.writeConcern = w;
+  }
+  let reply: Document;
+  try {
+    reply = await store.db.command(cmd);
+  } catch (err) {
+    if (
+      err instanceof MongoServerSelectionError ||
+      err instanceof MongoNotConnectedError ||
+      err instanceof MongoTopologyClosedError
+    ) {
+      throw err;
+    }
+    return events;
+  }
+  if (reply.writeConcernError) return events;
+  const errors = reply.writeErrors as { index?: number; code?: number }[] | undefined;
+  if (!errors?.length) return reply.n === events.length ? [] : events;
+  const refused: JobEventDoc[] = [];
+  for (const e of errors) {
+    if (e.code === 11000) continue;
+    const ev = typeof e.index === 'number' ? events[e.index] : undefined;
+    if (!ev) return events;
+    refused.push(ev);
+  }
+  return refused;
 }
 
 /** True when every write error of a bulk insert is a duplicate key: those documents are already stored. */

@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ObjectId } from 'mongodb';
+import { MongoBulkWriteError, ObjectId, type Document } from 'mongodb';
 import { ManualClock } from '../../src/clock.js';
 import { IllegalTransitionError, NotFoundError } from '../../src/errors.js';
 import {
+  appendEvents,
   cancel,
   claimNext,
   completeIfRunning,
@@ -19,7 +20,10 @@ import {
   rescueExpired,
   retry,
   claimBatch,
+  isTransientDbError,
+  openStore,
 } from '../../src/store/index.js';
+import { event } from '../../src/store/events.js';
 import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from './store-helpers.js';
 
 const ctx = (now: Date, owner = 'w1') => ({ owner, now, errorHistory: 3 });
@@ -438,6 +442,64 @@ describe('store: guarded transitions', () => {
     expect(c.job._id).not.toBe(a.job._id);
     // Retrying the cancelled one would make two unfinished jobs share the key.
     await expect(retry(f.store, a.job._id, { now })).rejects.toThrow(/holds its dedupeKey "k1"/);
+  });
+});
+
+describe('store: appending events', () => {
+  let f: StoreFixture;
+  const now = new Date(Date.UTC(2026, 0, 1));
+  afterEach(async () => {
+    await f?.close();
+  });
+
+  it('stores each event once, gives unnumbered ones an id first, and takes repeats as stored', async () => {
+    f = await openStoreFixture('append_events');
+    const events = [
+      event('ev-a', 'queued', 'running', now, 1, 'w1', null, 2),
+      event('ev-b', 'queued', 'running', now, 1, 'w1'),
+    ];
+    await appendEvents(f.store, events);
+    expect(events[1]!._id).toBeInstanceOf(ObjectId);
+    // The same array again (a caller's retry after an ambiguous failure) and a mix with a new one.
+    await appendEvents(f.store, events);
+    await appendEvents(f.store, [...events, event('ev-c', null, 'queued', now, 0, null, 'enqueued', 1)]);
+    const stored = await f.store.events.find({ jobId: { $in: ['ev-a', 'ev-b', 'ev-c'] } }).toArray();
+    expect(stored.map((e) => e.jobId).sort()).toEqual(['ev-a', 'ev-b', 'ev-c']);
+    expect(stored.find((e) => e.jobId === 'ev-a')?._id).toBe('ev-a:2');
+  });
+
+  it('a write error other than a duplicate key rejects as a bulk write error; the other events are stored', async () => {
+    f = await openStoreFixture('append_events_refused');
+    const bad = { ...event('ev-bad', 'queued', 'running', now, 1, 'w1'), _id: ['not', 'an', 'id'] };
+    const good = event('ev-good', 'queued', 'running', now, 1, 'w1', null, 2);
+    const err = await appendEvents(f.store, [bad, good]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MongoBulkWriteError);
+    const codes = [(err as MongoBulkWriteError).writeErrors].flat().map((e) => e.code);
+    expect(codes).toEqual([53]);
+    expect(isTransientDbError(err)).toBe(false);
+    expect(await f.store.events.countDocuments({ jobId: 'ev-good' })).toBe(1);
+  });
+
+  it("sends the insert with the store's write concern", async () => {
+    f = await openStoreFixture('append_events_wc');
+    const monitored = await openStore({
+      mongoUri: f.t.uri,
+      database: f.t.dbName,
+      appName: 'jobd-test wc',
+      monitorCommands: true,
+      ensureIndexes: false,
+    });
+    const sent: Document[] = [];
+    monitored.client.on('commandStarted', (e) => {
+      if (e.commandName === 'insert') sent.push(e.command);
+    });
+    try {
+      await appendEvents(monitored, [event('ev-wc', 'queued', 'running', now, 1, 'w1', null, 2)]);
+    } finally {
+      await monitored.close();
+    }
+    expect(sent.length).toBeGreaterThan(0);
+    for (const c of sent) expect(c.writeConcern).toMatchObject({ w: 'majority' });
   });
 });
 
