@@ -1,12 +1,5 @@
-import {
-  MongoBulkWriteError,
-  MongoNotConnectedError,
-  MongoServerSelectionError,
-  MongoTopologyClosedError,
-  ObjectId,
-  type Document,
-  type OptionalUnlessRequiredId,
-} from 'mongodb';
+import { MongoBulkWriteError, ObjectId, type Document, type OptionalUnlessRequiredId } from 'mongodb';
+import { noServer, writeConcernOf } from './command.js';
 import type { JobDoc, JobEventDoc, JobId, JobState } from '../types.js';
 import type { Store } from './types.js';
 
@@ -80,25 +73,13 @@ function fitsOneCommand(events: JobEventDoc[]): boolean {
  */
 async function insertCommand(store: Store, events: JobEventDoc[]): Promise<JobEventDoc[]> {
   const cmd: Document = { insert: store.events.collectionName, documents: events, ordered: false };
-  const wc = store.events.writeConcern;
-  if (wc) {
-    const w: Document = {};
-    if (wc.w !== undefined) w.w = wc.w;
-    if (wc.journal !== undefined) w.j = wc.journal;
-    if (wc.wtimeoutMS !== undefined) w.wtimeout = wc.wtimeoutMS;
-    cmd.writeConcern = w;
-  }
+  const wc = writeConcernOf(store.events.writeConcern);
+  if (wc) cmd.writeConcern = wc;
   let reply: Document;
   try {
     reply = await store.db.command(cmd);
   } catch (err) {
-    if (
-      err instanceof MongoServerSelectionError ||
-      err instanceof MongoNotConnectedError ||
-      err instanceof MongoTopologyClosedError
-    ) {
-      throw err;
-    }
+    if (noServer(err)) throw err;
     return events;
   }
   if (reply.writeConcernError) return events;

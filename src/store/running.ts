@@ -4,7 +4,7 @@
  * Settling is idempotent per claim: repeating a settlement that already landed (a retry after a
  * network error) reports it as landed, via the settledToken it left; it never writes twice.
  */
-import type { AnyBulkWriteOperation, Filter, UpdateFilter } from 'mongodb';
+import type { AnyBulkWriteOperation, Document, Filter, UpdateFilter } from 'mongodb';
 import type {
   ChildFailurePolicy,
   HookError,
@@ -16,6 +16,7 @@ import type {
   SerializedError,
 } from '../types.js';
 import { appendEvents, event, nextSeq } from './events.js';
+import { noServer, writeConcernOf } from './command.js';
 import type { Store, StoredJob } from './types.js';
 
 export interface HeldLease {
@@ -257,12 +258,18 @@ function completionKey(s: Settlement): string | null {
  * one updateMany over their ids, each job still matched only by {_id, state: 'running', lease.token};
  * every other settlement is an updateOne of its own.
  */
-function settleOps(settlements: Settlement[], ctx: SettleContext): AnyBulkWriteOperation<StoredJob>[] {
+function settleOps(
+  settlements: Settlement[],
+  ctx: SettleContext,
+): { ops: AnyBulkWriteOperation<StoredJob>[]; small: boolean } {
   const ops: AnyBulkWriteOperation<StoredJob>[] = [];
   const groups = new Map<string, Settlement[]>();
+  // Grouped completions carry scalars only: their updates are a few hundred bytes plus their ids.
+  let small = true;
   for (const s of settlements) {
     const key = completionKey(s);
     if (key === null) {
+      small = false;
       ops.push({ updateOne: { filter: settleFilter(s, s.jobId), update: settleUpdate(s, ctx) } });
       continue;
     }
@@ -279,7 +286,7 @@ function settleOps(settlements: Settlement[], ctx: SettleContext): AnyBulkWriteO
       ops.push({ updateMany: { filter: settleFilter(s, { $in: ids }), update: settleUpdate(s, ctx) } });
     }
   }
-  return ops;
+  return { ops, small };
 }
 
 /** The lease guard of `s` for the job(s) `id` names. */
@@ -299,8 +306,11 @@ async function writeSettlements(
   settlements: Settlement[],
   ctx: SettleContext,
 ): Promise<Set<JobId>> {
-  const res = await store.jobs.bulkWrite(settleOps(settlements, ctx), { ordered: false });
-  if (res.matchedCount === settlements.length) return new Set(settlements.map((s) => s.jobId));
+  const { ops, small } = settleOps(settlements, ctx);
+  const matched =
+    (small && settlements.length <= 1000 ? await updateCommand(store, ops) : null) ??
+    (await store.jobs.bulkWrite(ops, { ordered: false })).matchedCount;
+  if (matched === settlements.length) return new Set(settlements.map((s) => s.jobId));
   const docs = await store.jobs
     .find(
       { _id: { $in: settlements.map((s) => s.jobId) } },
@@ -328,6 +338,35 @@ async function writeSettlements(
     for (const id of await writeSettlements(store, marked, ctx)) landed.add(id);
   }
   return landed;
+}
+
+/**
+ * The guarded updates as one documented update command, without the bulk API's per-call machinery
+ * (option resolution, sizing, batching, a result object): the documents matched. Null for anything
+ * but a clean reply (an error, a write error, a write concern error): the caller then sends the same
+ * updates through bulkWrite, whose errors decide as before; an update that landed meanwhile matches
+ * nothing the second time and reads back as landed by its settledToken. No server to send to is
+ * thrown, as bulkWrite would throw it.
+ */
+async function updateCommand(store: Store, ops: AnyBulkWriteOperation<StoredJob>[]): Promise<number | null> {
+  const updates: Document[] = [];
+  for (const op of ops) {
+    if ('updateMany' in op) updates.push({ q: op.updateMany.filter, u: op.updateMany.update, multi: true });
+    else if ('updateOne' in op) updates.push({ q: op.updateOne.filter, u: op.updateOne.update });
+    else return null;
+  }
+  const cmd: Document = { update: store.jobs.collectionName, updates, ordered: false };
+  const wc = writeConcernOf(store.jobs.writeConcern);
+  if (wc) cmd.writeConcern = wc;
+  let reply: Document;
+  try {
+    reply = await store.db.command(cmd);
+  } catch (err) {
+    if (noServer(err)) throw err;
+    return null;
+  }
+  if (reply.writeConcernError || (reply.writeErrors as unknown[] | undefined)?.length) return null;
+  return typeof reply.n === 'number' ? reply.n : null;
 }
 
 async function settleOne(store: Store, s: Settlement, ctx: SettleContext): Promise<boolean> {

@@ -480,8 +480,11 @@ describe('store: appending events', () => {
     expect(await f.store.events.countDocuments({ jobId: 'ev-good' })).toBe(1);
   });
 
-  it("sends the insert with the store's write concern", async () => {
+  it("sends the settlement's update and the events' insert with the store's write concern", async () => {
     f = await openStoreFixture('append_events_wc');
+    await enqueueMany(f.store, [newJob('noop', {}, {}, now), newJob('noop', {}, {}, now)], now);
+    const claimed = await claimBatch(f.store, { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now, limit: 2 });
+    expect(claimed).toHaveLength(2);
     const monitored = await openStore({
       mongoUri: f.t.uri,
       database: f.t.dbName,
@@ -491,15 +494,22 @@ describe('store: appending events', () => {
     });
     const sent: Document[] = [];
     monitored.client.on('commandStarted', (e) => {
-      if (e.commandName === 'insert') sent.push(e.command);
+      if (e.commandName === 'insert' || e.commandName === 'update') sent.push(e.command);
     });
     try {
-      await appendEvents(monitored, [event('ev-wc', 'queued', 'running', now, 1, 'w1', null, 2)]);
+      const res = await completeManyIfRunning(
+        monitored,
+        claimed.map((j) => ({ jobId: j._id, token: j.lease!.token, attempt: 1, seq: j.seq, result: null })),
+        ctx(now),
+      );
+      expect(res.landed).toHaveLength(2);
     } finally {
       await monitored.close();
     }
-    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.map((c) => Object.keys(c)[0])).toEqual(['update', 'insert']);
     for (const c of sent) expect(c.writeConcern).toMatchObject({ w: 'majority' });
+    for (const j of claimed) expect((await get(f.store, j._id))?.state).toBe('completed');
+    expect(await f.store.events.countDocuments({ jobId: { $in: claimed.map((j) => j._id) } })).toBe(6);
   });
 });
 
