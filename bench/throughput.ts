@@ -12,7 +12,8 @@
  * BENCH_WORKFLOW_JOBS 10000, BENCH_RELEASE_SAMPLES 200;
  * isolated: bare `node -e 0` spawns, then isolated jobs of bench/fixtures/plainNoop.js (judged) and of the typed
  * built-in noop (it loads zod in every child), then bare spawns again; CPU-ms per job (daemon process and
- * children; with BENCH_DB=process the server's share on its own) beside CPU-ms per bare spawn.
+ * children; with BENCH_DB=process the server's share on its own; selfMain: the daemon's main thread alone, the
+ * rest of self being V8's background compiles and GC and libuv's threads) beside CPU-ms per bare spawn.
  * BENCH_DIST=<dir> runs another build (e.g. /work/wt/base/dist).
  * BENCH_ONLY=pooled,isolated,latency,claim,rss,workflow runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
  */
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
         const typed = await throughput(ctx, { type: 'noop-isolated', jobs: ISOLATED_JOBS, concurrency });
         const spawnsAfter = await spawnRate(ISOLATED_JOBS, concurrency);
         const spawnsPerSec = (spawnsBefore.perSec + spawnsAfter.perSec) / 2;
-        const spawnCpu = (k: 'self' | 'children'): number | null =>
+        const spawnCpu = (k: 'self' | 'selfMain' | 'children'): number | null =>
           spawnsBefore.cpuMs && spawnsAfter.cpuMs
             ? round((spawnsBefore.cpuMs[k] + spawnsAfter.cpuMs[k]) / 2, 2)
             : null;
@@ -116,7 +117,11 @@ async function main(): Promise<void> {
           bareSpawnPerSec: round(spawnsPerSec, 1),
           bareSpawnPerSecBeforeAfter: [round(spawnsBefore.perSec, 1), round(spawnsAfter.perSec, 1)],
           // CPU per bare spawn: the spawning process (self) and `node -e 0` itself (children).
-          bareSpawnCpuMs: { self: spawnCpu('self'), children: spawnCpu('children') },
+          bareSpawnCpuMs: {
+            self: spawnCpu('self'),
+            selfMain: spawnCpu('selfMain'),
+            children: spawnCpu('children'),
+          },
           jobsPerSec: plain.jobsPerSec,
           ratio: round(plain.jobsPerSec / spawnsPerSec, 3),
           commandsPerJob: plain.commandsPerJob,

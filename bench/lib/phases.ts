@@ -111,8 +111,10 @@ export interface ThroughputFigures {
    * CPU milliseconds per completed job (Linux /proc): this process (daemon, and the in-process
    * embedded server unless BENCH_DB/MONGODB_URI put it elsewhere) and its child processes; with the
    * server in a child process (ctx.serverPid), `server` is that process and `children` the rest.
+   * `selfMain` is the part of `self` spent on this process's main (JavaScript) thread; the rest is
+   * V8's background threads (optimising compiles of code still warming up, GC helpers) and libuv's.
    */
-  cpuMsPerJob: { self: number; children: number; server?: number } | null;
+  cpuMsPerJob: { self: number; selfMain: number; children: number; server?: number } | null;
 }
 
 /** Enqueue `jobs` no-op jobs into an idle, warmed-up daemon and time until all completed. */
@@ -164,6 +166,7 @@ export async function throughput(
       cpuMsPerJob: cpu
         ? {
             self: perJob(cpu.self),
+            selfMain: perJob(cpu.selfMain),
             children: perJob(cpu.children - (serverCpu ?? 0)),
             ...(serverCpu !== undefined ? { server: perJob(serverCpu) } : {}),
           }

@@ -70,10 +70,23 @@ function tree(all: Map<number, ProcStat>, kids: Map<number, number[]>, pid: numb
   return total;
 }
 
-/** CPU seconds so far: of each `trees` root with all its descendants, and of `split` (itself, its descendants). */
+/**
+ * CPU seconds so far: of each `trees` root with all its descendants, and of `split` (itself, its
+ * descendants, and of `self` its main thread alone: the JavaScript thread, without V8's background
+ * threads (optimising compiler, GC helpers), libuv's pool and worker threads).
+ */
 export interface CpuSnapshot {
   trees: Record<string, number>;
-  split: { self: number; children: number } | null;
+  split: { self: number; selfMain: number; children: number } | null;
+}
+
+/** utime + stime of the process's main thread (its thread id is its pid), in clock ticks. */
+function mainThreadTicks(pid: number): number {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8'))?.own ?? 0;
+  } catch {
+    return 0;
+  }
 }
 
 export function cpuSnapshot(trees: Record<string, number | undefined>, split?: number): CpuSnapshot {
@@ -87,7 +100,9 @@ export function cpuSnapshot(trees: Record<string, number | undefined>, split?: n
   if (split !== undefined) {
     const s = all.get(split);
     const whole = tree(all, kids, split);
-    out.split = s ? { self: s.own / hz, children: (whole - s.own) / hz } : { self: 0, children: 0 };
+    out.split = s
+      ? { self: s.own / hz, selfMain: mainThreadTicks(split) / hz, children: (whole - s.own) / hz }
+      : { self: 0, selfMain: 0, children: 0 };
   }
   return out;
 }
@@ -100,6 +115,7 @@ export function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): CpuSnapshot {
     after.split && before.split
       ? {
           self: after.split.self - before.split.self,
+          selfMain: after.split.selfMain - before.split.selfMain,
           children: after.split.children - before.split.children,
         }
       : null;

@@ -13,7 +13,8 @@ function spawnOnce(): Promise<void> {
 export interface SpawnFigures {
   perSec: number;
   /** CPU milliseconds per spawn: of this process (the spawning) and of the children themselves. */
-  cpuMs: { self: number; children: number } | null;
+  /** selfMain: the spawning process's main thread alone (see procCpu.ts). */
+  cpuMs: { self: number; selfMain: number; children: number } | null;
 }
 
 /** Processes per second for `n` spawns, at most `concurrency` alive at once. */
@@ -31,5 +32,10 @@ export async function spawnRate(n: number, concurrency: number): Promise<SpawnFi
   );
   const perSec = n / ((performance.now() - t0) / 1000);
   const cpu = cpuDelta(cpu0, cpuSnapshot({}, process.pid)).split;
-  return { perSec, cpuMs: cpu ? { self: (cpu.self * 1000) / n, children: (cpu.children * 1000) / n } : null };
+  return {
+    perSec,
+    cpuMs: cpu
+      ? { self: (cpu.self * 1000) / n, selfMain: (cpu.selfMain * 1000) / n, children: (cpu.children * 1000) / n }
+      : null,
+  };
 }
