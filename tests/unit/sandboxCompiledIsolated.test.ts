@@ -41,6 +41,23 @@ it('the compiled child entry is one file: it requires none of its CommonJS parts
   expect(entry).not.toMatch(/require\(["']\.\/[\w.]+\.cjs["']\)/);
 });
 
+it("a child whose handler never reads ctx.signal makes no AbortController; one that reads it gets a live signal", async () => {
+  // childEntry.cts JobAbort: the first AbortController loads Node's abort_controller module.
+  const loaded = "process.moduleLoadList.includes('NativeModule internal/abort_controller')";
+  const blind = write('blind.cjs', `module.exports = () => ({ loaded: ${loaded} })\n`);
+  expect(completed(await run(sandbox(), blind)).output).toStrictEqual({ loaded: false });
+  const reads = write(
+    'reads.cjs',
+    `module.exports = (p, ctx) => ({ signal: ctx.signal instanceof AbortSignal, same: ctx.signal === ctx.signal, aborted: ctx.signal.aborted, loaded: ${loaded} })\n`,
+  );
+  expect(completed(await run(sandbox(), reads)).output).toStrictEqual({
+    signal: true,
+    same: true,
+    aborted: false,
+    loaded: true,
+  });
+});
+
 describe.each(['mjs', 'cjs'] as const)('an isolated child of the compiled sandbox (%s handler)', (ext) => {
   const module = (body: string): string =>
     ext === 'mjs' ? `export default ${body}\n` : `module.exports = ${body}\n`;
