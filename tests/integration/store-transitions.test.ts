@@ -483,7 +483,13 @@ describe('store: appending events', () => {
   it("sends the settlement's update and the events' insert with the store's write concern", async () => {
     f = await openStoreFixture('append_events_wc');
     await enqueueMany(f.store, [newJob('noop', {}, {}, now), newJob('noop', {}, {}, now)], now);
-    const claimed = await claimBatch(f.store, { types: TEST_TYPES, owner: 'w1', leaseMs: 30_000, now, limit: 2 });
+    const claimed = await claimBatch(f.store, {
+      types: TEST_TYPES,
+      owner: 'w1',
+      leaseMs: 30_000,
+      now,
+      limit: 2,
+    });
     expect(claimed).toHaveLength(2);
     const monitored = await openStore({
       mongoUri: f.t.uri,
@@ -510,6 +516,41 @@ describe('store: appending events', () => {
     for (const c of sent) expect(c.writeConcern).toMatchObject({ w: 'majority' });
     for (const j of claimed) expect((await get(f.store, j._id))?.state).toBe('completed');
     expect(await f.store.events.countDocuments({ jobId: { $in: claimed.map((j) => j._id) } })).toBe(6);
+  });
+
+  it("sends a batch claim's update with the store's write concern, and counts what it modified", async () => {
+    f = await openStoreFixture('claim_wc');
+    await enqueueMany(f.store, [newJob('noop', {}, {}, now), newJob('noop', {}, {}, now)], now);
+    const monitored = await openStore({
+      mongoUri: f.t.uri,
+      database: f.t.dbName,
+      appName: 'jobd-test claim wc',
+      monitorCommands: true,
+      ensureIndexes: false,
+    });
+    const sent: Document[] = [];
+    monitored.client.on('commandStarted', (e) => {
+      if (e.commandName === 'update') sent.push(e.command);
+    });
+    try {
+      const claimed = await claimBatch(monitored, {
+        types: TEST_TYPES,
+        owner: 'w1',
+        leaseMs: 30_000,
+        now,
+        limit: 5,
+      });
+      expect(claimed).toHaveLength(2);
+      // Nothing left: the second claim finds no candidate and sends no update.
+      expect(
+        await claimBatch(monitored, { types: TEST_TYPES, owner: 'w2', leaseMs: 30_000, now, limit: 5 }),
+      ).toEqual([]);
+    } finally {
+      await monitored.close();
+    }
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.writeConcern).toMatchObject({ w: 'majority' });
+    expect(await f.store.jobs.countDocuments({ state: 'running', 'lease.owner': 'w1' })).toBe(2);
   });
 });
 
