@@ -39,6 +39,7 @@ import type {
 import { installRequireFallback, isJobdImportFailure, registerImportHook } from './jobdResolve.cjs';
 import { encodeOutput } from './outputEncoding.cjs';
 import { decodeBody, encodeFrame } from './frames.cjs';
+import { LazyAbort } from './lazyAbort.cjs';
 import { hookRunner, pickHooks, type Hooks } from './childHooks.cjs';
 import { familyContext, namedError, waitPolicy } from './spawnChildren.cjs';
 
@@ -67,41 +68,8 @@ function writeMarkers(): void {
 const handlers = new Map<string, Promise<HandlerFn>>();
 /** Lifecycle hooks of each loaded module (childHooks.cts), found when its handler is. */
 const hooksOf = new Map<string, Hooks>();
-/**
- * A job's abort. Its AbortController is made when the handler first reads ctx.signal (a signal read
- * after the abort is born aborted, with the same reason): making the first one loads Node's
- * abort_controller module, ~0.45 CPU-ms of an isolated child's start, and many handlers never look.
- */
-class JobAbort {
-  private controller: AbortController | undefined;
-  private abortedWith: { reason: unknown } | undefined;
-
-  get aborted(): boolean {
-    return this.abortedWith !== undefined;
-  }
-
-  get reason(): unknown {
-    return this.abortedWith?.reason;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.abortedWith) this.controller.abort(this.abortedWith.reason);
-    }
-    return this.controller.signal;
-  }
-
-  /** The first abort wins; later calls change nothing. */
-  abort(reason: unknown): void {
-    if (this.abortedWith) return;
-    this.abortedWith = { reason };
-    this.controller?.abort(reason);
-  }
-}
-
 let current: {
-  abort: JobAbort;
+  abort: LazyAbort;
   settled: Promise<void>;
   /** Fail the job: its handler can no longer settle (the event loop emptied). */
   stall(err: Error): void;
@@ -360,7 +328,7 @@ function applyEnv(env: Record<string, string> | undefined, cwd: string | undefin
 async function runJob(msg: JobMessage): Promise<void> {
   // Only pooled results carry runMs; the first performance.now() loads perf_hooks (~1.6 CPU-ms).
   const t0 = mode === 'pooled' ? performance.now() : 0;
-  const abort = new JobAbort();
+  const abort = new LazyAbort();
   let done!: () => void;
   const settled = new Promise<void>((r) => (done = r));
   let stall!: (err: Error) => void;
@@ -561,7 +529,7 @@ function next(): void {
   if (!m) return;
   // Taken at once (before the marker promise resolves) so a second call cannot start another.
   current = {
-    abort: new JobAbort(),
+    abort: new LazyAbort(),
     settled: Promise.resolve(),
     stall: () => {},
     stalled: false,

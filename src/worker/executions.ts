@@ -20,7 +20,7 @@ import {
 import type { JobDoc, JobId, JobTypeDefinition, ResourceAllocation } from '../types.js';
 import type { DbHealth } from './dbHealth.js';
 import type { InlineRunner } from './inlineRunner.js';
-import { LazyAbort } from './lazyAbort.js';
+import { LazyAbort } from '../sandbox/lazyAbort.cjs';
 import { executeJob, jobLogFile, type AbortCause, type Execution } from './executor.js';
 import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
 import type { OutcomeReporter } from './outcomes.js';

@@ -13,7 +13,7 @@ import {
 } from '../store/index.js';
 import type { HookFailure } from '../sandbox/protocol.js';
 import type { InlineRunner } from './inlineRunner.js';
-import type { LazyAbort } from './lazyAbort.js';
+import type { LazyAbort } from '../sandbox/lazyAbort.cjs';
 import { checkOutput, daemonCheckedType, parseForRun } from './typedChecks.js';
 import type { DefinedJobType } from '../jobs/defineJobType.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';

@@ -38,7 +38,7 @@ import type { SpawnedChild } from '../sandbox/protocol.js';
 import { familyContext, waitPolicy } from '../sandbox/spawnChildren.cjs';
 import type { RunHooks, RunOutcome, RunRequest } from '../sandbox/types.js';
 import type { ChildFailurePolicy, JobContext, SerializedError } from '../types.js';
-import { LazyAbort } from './lazyAbort.js';
+import { LazyAbort } from '../sandbox/lazyAbort.cjs';
 
 type HandlerFn = (params: unknown, ctx: JobContext) => unknown;
 

@@ -16,7 +16,7 @@ import type { RunOutcome, RunRequest, Sandbox } from '../../src/sandbox/types.js
 import { get } from '../../src/store/index.js';
 import type { JobDoc } from '../../src/types.js';
 import { executeJob } from '../../src/worker/executor.js';
-import { LazyAbort } from '../../src/worker/lazyAbort.js';
+import { LazyAbort } from '../../src/sandbox/lazyAbort.cjs';
 import { collect, startTestDaemon, testConfig } from './daemon-helpers.js';
 import { openStoreFixture, type StoreFixture } from './store-helpers.js';
 

@@ -1,6 +1,6 @@
 /** LazyAbort: an execution's abort whose AbortSignal is made only when asked for. */
 import { describe, expect, it } from 'vitest';
-import { LazyAbort } from '../../src/worker/lazyAbort.js';
+import { LazyAbort } from '../../src/sandbox/lazyAbort.cjs';
 
 describe('LazyAbort', () => {
   it('a signal asked for after the abort is born aborted, with the same reason', () => {

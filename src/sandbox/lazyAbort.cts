@@ -1,8 +1,10 @@
 /**
- * An execution's abort, with its AbortSignal made only when someone asks for it. Making an
- * AbortController costs microseconds, and a trivial inline handler never reads ctx.signal: per job
- * that was a measurable part of the daemon's CPU. jobd's own code listens with onAbort(), which needs
- * no signal; a signal asked for after the abort is born aborted, with the same reason.
+ * An execution's abort, with its AbortSignal made only when someone asks for it. Many handlers never
+ * read ctx.signal: in the daemon (inline jobs) an AbortController per job was a measurable part of its
+ * CPU, and in an isolated child the first one loads Node's abort_controller module (~0.45 CPU-ms of its
+ * start). jobd's own code listens with onAbort(), which needs no signal; a signal asked for after the
+ * abort is born aborted, with the same reason. CommonJS, so the child entry bundles it
+ * (scripts/bundleChild.mjs) and the daemon imports the same class.
  */
 export class LazyAbort {
   private controller: AbortController | undefined;
