@@ -9,9 +9,10 @@ import {
   type Document,
   type WriteConcern,
 } from 'mongodb';
+import type { Store } from './types.js';
 
 /** A collection's write concern as a command's writeConcern field (undefined: the server's default). */
-export function writeConcernOf(wc: WriteConcern | undefined): Document | undefined {
+function writeConcernOf(wc: WriteConcern | undefined): Document | undefined {
   if (!wc) return undefined;
   const w: Document = {};
   if (wc.w !== undefined) w.w = wc.w;
@@ -21,10 +22,30 @@ export function writeConcernOf(wc: WriteConcern | undefined): Document | undefin
 }
 
 /** Nothing was sent: no server to send to. The bulk API would throw the same, sooner or later. */
-export function noServer(err: unknown): boolean {
+function noServer(err: unknown): boolean {
   return (
     err instanceof MongoServerSelectionError ||
     err instanceof MongoNotConnectedError ||
     err instanceof MongoTopologyClosedError
   );
+}
+
+/**
+ * Sends `cmd` (an insert or update of `coll`) with the collection's write concern. Null when it got no
+ * reply (the caller then writes through the bulk API, whose errors and retry decide as before); no
+ * server to send to is thrown, as the bulk API would throw it.
+ */
+export async function sendWrite(
+  store: Store,
+  coll: { readonly writeConcern?: WriteConcern | undefined },
+  cmd: Document,
+): Promise<Document | null> {
+  const wc = writeConcernOf(coll.writeConcern);
+  if (wc) cmd.writeConcern = wc;
+  try {
+    return await store.db.command(cmd);
+  } catch (err) {
+    if (noServer(err)) throw err;
+    return null;
+  }
 }

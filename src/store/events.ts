@@ -1,5 +1,5 @@
 import { MongoBulkWriteError, ObjectId, type Document, type OptionalUnlessRequiredId } from 'mongodb';
-import { noServer, writeConcernOf } from './command.js';
+import { sendWrite } from './command.js';
 import type { JobDoc, JobEventDoc, JobId, JobState } from '../types.js';
 import type { Store } from './types.js';
 
@@ -73,16 +73,8 @@ function fitsOneCommand(events: JobEventDoc[]): boolean {
  */
 async function insertCommand(store: Store, events: JobEventDoc[]): Promise<JobEventDoc[]> {
   const cmd: Document = { insert: store.events.collectionName, documents: events, ordered: false };
-  const wc = writeConcernOf(store.events.writeConcern);
-  if (wc) cmd.writeConcern = wc;
-  let reply: Document;
-  try {
-    reply = await store.db.command(cmd);
-  } catch (err) {
-    if (noServer(err)) throw err;
-    return events;
-  }
-  if (reply.writeConcernError) return events;
+  const reply = await sendWrite(store, store.events, cmd);
+  if (!reply || reply.writeConcernError) return events;
   const errors = reply.writeErrors as { index?: number; code?: number }[] | undefined;
   if (!errors?.length) return reply.n === events.length ? [] : events;
   const refused: JobEventDoc[] = [];

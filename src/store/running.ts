@@ -16,7 +16,7 @@ import type {
   SerializedError,
 } from '../types.js';
 import { appendEvents, event, nextSeq } from './events.js';
-import { noServer, writeConcernOf } from './command.js';
+import { sendWrite } from './command.js';
 import type { Store, StoredJob } from './types.js';
 
 export interface HeldLease {
@@ -356,16 +356,8 @@ async function updateCommand(store: Store, ops: AnyBulkWriteOperation<StoredJob>
     else return null;
   }
   const cmd: Document = { update: store.jobs.collectionName, updates, ordered: false };
-  const wc = writeConcernOf(store.jobs.writeConcern);
-  if (wc) cmd.writeConcern = wc;
-  let reply: Document;
-  try {
-    reply = await store.db.command(cmd);
-  } catch (err) {
-    if (noServer(err)) throw err;
-    return null;
-  }
-  if (reply.writeConcernError || (reply.writeErrors as unknown[] | undefined)?.length) return null;
+  const reply = await sendWrite(store, store.jobs, cmd);
+  if (!reply || reply.writeConcernError || (reply.writeErrors as unknown[] | undefined)?.length) return null;
   return typeof reply.n === 'number' ? reply.n : null;
 }
 
