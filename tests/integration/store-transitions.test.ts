@@ -445,6 +445,25 @@ describe('store: guarded transitions', () => {
   });
 });
 
+/** A second store on the fixture's database that records the commands named in `names` it sends. */
+async function recordingStore(
+  f: StoreFixture,
+  appName: string,
+  names: string[],
+): Promise<{ monitored: StoreFixture['store']; sent: Document[] }> {
+  const monitored = await openStore({
+    mongoUri: f.t.uri,
+    database: f.t.dbName,
+    appName,
+    monitorCommands: true,
+    ensureIndexes: false,
+  });
+  const sent: Document[] = [];
+  monitored.client.on('commandStarted', (e) => {
+    if (names.includes(e.commandName)) sent.push(e.command);
+  });
+  return { monitored, sent };
+}
 describe('store: appending events', () => {
   let f: StoreFixture;
   const now = new Date(Date.UTC(2026, 0, 1));
@@ -491,17 +510,7 @@ describe('store: appending events', () => {
       limit: 2,
     });
     expect(claimed).toHaveLength(2);
-    const monitored = await openStore({
-      mongoUri: f.t.uri,
-      database: f.t.dbName,
-      appName: 'jobd-test wc',
-      monitorCommands: true,
-      ensureIndexes: false,
-    });
-    const sent: Document[] = [];
-    monitored.client.on('commandStarted', (e) => {
-      if (e.commandName === 'insert' || e.commandName === 'update') sent.push(e.command);
-    });
+    const { monitored, sent } = await recordingStore(f, 'jobd-test wc', ['insert', 'update']);
     try {
       const res = await completeManyIfRunning(
         monitored,
@@ -521,17 +530,7 @@ describe('store: appending events', () => {
   it("sends a batch claim's update with the store's write concern, and counts what it modified", async () => {
     f = await openStoreFixture('claim_wc');
     await enqueueMany(f.store, [newJob('noop', {}, {}, now), newJob('noop', {}, {}, now)], now);
-    const monitored = await openStore({
-      mongoUri: f.t.uri,
-      database: f.t.dbName,
-      appName: 'jobd-test claim wc',
-      monitorCommands: true,
-      ensureIndexes: false,
-    });
-    const sent: Document[] = [];
-    monitored.client.on('commandStarted', (e) => {
-      if (e.commandName === 'update') sent.push(e.command);
-    });
+    const { monitored, sent } = await recordingStore(f, 'jobd-test claim wc', ['update']);
     try {
       const claimed = await claimBatch(monitored, {
         types: TEST_TYPES,
