@@ -8,7 +8,13 @@
  *
  * Settings: PEERS_JOBS (20000), PEERS_CONCURRENCY (32), PEERS_ROUNDS (3), PEERS_SYSTEMS (all),
  * PEERS_CHUNK (1000, jobs per enqueue call), PEERS_RUN_MAX_S (600, caps one run),
- * PEERS_PAUSE_MS (1000, between runs), PEERS_PGBOSS_BATCH (50), PEERS_PGBOSS_LOCAL_CONCURRENCY.
+ * PEERS_PAUSE_MS (1000, between runs), PEERS_PGBOSS_BATCH (50), PEERS_PGBOSS_LOCAL_CONCURRENCY,
+ * PEERS_WARMUP_JOBS (5000; 0 for none).
+ *
+ * Before the measured rounds, each system runs once on PEERS_WARMUP_JOBS jobs against the same database
+ * server (printed under `warmup`, left out of the medians): the servers stay up for the whole bench, and
+ * a server's first jobs are not its steady state (the embedded server's code is compiled as it runs;
+ * PostgreSQL and Redis fill their caches), so without it the first round measures that start-up.
  *
  * Each run: the runner enqueues every job into an empty database with no worker running; the clock
  * starts when it starts the worker and stops when the store holds every job as completed. Runs are
@@ -124,6 +130,7 @@ async function main(): Promise<void> {
   const chunk = intSetting('PEERS_CHUNK', 1_000);
   const maxSeconds = intSetting('PEERS_RUN_MAX_S', 600);
   const pauseMs = intSetting('PEERS_PAUSE_MS', 1_000, 0);
+  const warmupJobs = intSetting('PEERS_WARMUP_JOBS', 5_000, 0);
   const shape = { jobs, concurrency };
   const wanted = selectedSystems().map((system) => {
     try {
@@ -170,6 +177,7 @@ async function main(): Promise<void> {
     jobs,
     concurrency,
     rounds,
+    warmupJobs,
     chunk,
     cpus: availableParallelism(),
     cpuModel: cpus()[0]?.model ?? null,
@@ -191,8 +199,29 @@ async function main(): Promise<void> {
   };
 
   const runs: RunRecord[] = [];
+  const warmup: RunRecord[] = [];
   const runId = randomBytes(3).toString('hex');
   let n = 0;
+  for (let i = 0; i < runnable.length && warmupJobs > 0 && !interrupted; i++) {
+    const { system, options } = runnable[i]!;
+    log(`warm-up: ${system.name}, ${warmupJobs} jobs at concurrency ${concurrency} (not measured)`);
+    const record = await runOnce({
+      system,
+      round: 0,
+      node: system.node === 'project' ? project : peers!,
+      server: servers.get(system.server)!,
+      database: `peers_${runId}_${++n}`,
+      jobs: warmupJobs,
+      concurrency,
+      chunk,
+      maxSeconds,
+      options,
+      root: ROOT,
+    });
+    warmup.push(record);
+    log(`${system.name} warm-up: ${JSON.stringify(record)}`);
+    if (pauseMs > 0) await sleep(pauseMs);
+  }
   for (let r = 0; r < rounds && !interrupted; r++) {
     for (let i = 0; i < runnable.length && !interrupted; i++) {
       const { system, options } = runnable[(i + r) % runnable.length]!;
@@ -230,6 +259,7 @@ async function main(): Promise<void> {
       );
     }
   }
+  out.warmup = warmup;
   out.runs = runs;
   out.medians = bySystem;
   out.ratios = ratios;
