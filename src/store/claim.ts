@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Filter } from 'mongodb';
 import { JobdError } from '../errors.js';
 import { CLAIMABLE_STATES, type JobDoc, type JobEventDoc, type JobId, type JobState } from '../types.js';
+import { sendFind } from './command.js';
 import { appendEvents, event, nextSeq } from './events.js';
 import { stripInternal } from './enqueue.js';
 import type { Store, StoredJob } from './types.js';
@@ -145,7 +146,7 @@ export async function claimNext(store: Store, opts: ClaimOptions): Promise<JobDo
 export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise<JobDoc[]> {
   if (opts.limit <= 0 || opts.types.length === 0) return [];
   const filter = claimableFilter(opts.now, opts.types);
-  const candidates = await store.jobs.find(filter, { sort: CLAIM_SORT, limit: opts.limit }).toArray();
+  const candidates = await claimCandidates(store, filter, opts.limit);
   let chosen = candidates;
   if (opts.typeSlots || opts.queueSlots) {
     const left = { ...opts.typeSlots };
@@ -194,6 +195,18 @@ export async function claimBatch(store: Store, opts: ClaimBatchOptions): Promise
   }
   await writeClaimEvents(store, docs, from, opts.owner, opts.now, opts);
   return docs;
+}
+
+/**
+ * The first `limit` claimable jobs in claim order, read as one `find` command that closes its cursor
+ * with its one batch (see sendFind); through a cursor when that command got no clean answer.
+ */
+async function claimCandidates(store: Store, filter: Filter<StoredJob>, limit: number): Promise<StoredJob[]> {
+  const cmd = { find: store.jobs.collectionName, filter, sort: CLAIM_SORT, limit, singleBatch: true };
+  return (
+    (await sendFind(store, store.jobs, cmd)) ??
+    (await store.jobs.find(filter, { sort: CLAIM_SORT, limit }).toArray())
+  );
 }
 
 /**

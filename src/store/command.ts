@@ -3,9 +3,11 @@
  * bulk API, on the hot path where a batch is known to be small.
  */
 import {
+  Long,
   MongoNotConnectedError,
   MongoServerSelectionError,
   MongoTopologyClosedError,
+  type Collection,
   type Document,
   type WriteConcern,
 } from 'mongodb';
@@ -48,4 +50,35 @@ export async function sendWrite(
     if (noServer(err)) throw err;
     return null;
   }
+}
+
+/**
+ * Sends `cmd`, a `find` of `coll` whose whole result fits its first batch (it asks for singleBatch),
+ * with the collection's read concern and read preference, as a cursor would send them; the batch's
+ * documents, decoded once with the reply, without the cursor API's per-call machinery (a cursor
+ * object, its session and close wiring, a decode call per document). Null when the caller should read
+ * through a cursor instead, whose retry and errors then decide as they always did: the command failed,
+ * or the server left a cursor open (it is killed first). No server to send to is thrown, as a cursor
+ * would throw it.
+ */
+export async function sendFind<T extends Document>(
+  store: Store,
+  coll: Collection<T>,
+  cmd: Document,
+): Promise<T[] | null> {
+  const readConcern = coll.readConcern;
+  if (readConcern?.level) cmd.readConcern = { level: readConcern.level };
+  let reply: Document;
+  try {
+    reply = await store.db.command(cmd, { readPreference: coll.readPreference ?? 'primary' });
+  } catch (err) {
+    if (noServer(err)) throw err;
+    return null;
+  }
+  const cursor = reply.cursor as { id?: number | Long; firstBatch?: T[] } | undefined;
+  if (!cursor || !Array.isArray(cursor.firstBatch)) return null;
+  const id = cursor.id;
+  if (id === 0 || (id instanceof Long && id.isZero())) return cursor.firstBatch;
+  await store.db.command({ killCursors: coll.collectionName, cursors: [id] }).catch(() => {});
+  return null;
 }

@@ -551,6 +551,54 @@ describe('store: appending events', () => {
     expect(sent[0]!.writeConcern).toMatchObject({ w: 'majority' });
     expect(await f.store.jobs.countDocuments({ state: 'running', 'lease.owner': 'w1' })).toBe(2);
   });
+
+  it("reads a batch claim's candidates as one find command, in claim order, that leaves no cursor open", async () => {
+    f = await openStoreFixture('claim_find');
+    const jobs = [1, 2, 3, 4, 5].map((i) => newJob('noop', { i }, { priority: 6 - i }, now));
+    await enqueueMany(f.store, jobs, now);
+    // The collection's read concern goes with the command, as a cursor would send it.
+    const uri = new URL(f.t.uri);
+    uri.searchParams.set('readConcernLevel', 'majority');
+    const monitored = await openStore({
+      mongoUri: uri.toString(),
+      database: f.t.dbName,
+      appName: 'jobd-test claim find',
+      monitorCommands: true,
+      ensureIndexes: false,
+    });
+    const sent: Document[] = [];
+    monitored.client.on('commandStarted', (e) => {
+      if (['find', 'getMore', 'killCursors'].includes(e.commandName)) sent.push(e.command);
+    });
+    const replies: Document[] = [];
+    monitored.client.on('commandSucceeded', (e) => {
+      if (e.commandName === 'find') replies.push(e.reply as Document);
+    });
+    let claimed;
+    try {
+      claimed = await claimBatch(monitored, {
+        types: TEST_TYPES,
+        owner: 'w1',
+        leaseMs: 30_000,
+        now,
+        limit: 3,
+      });
+    } finally {
+      await monitored.close();
+    }
+    // Highest priority (1) first: the last three enqueued.
+    expect(claimed.map((j) => (j.params as { i: number }).i)).toEqual([5, 4, 3]);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({
+      find: 'jobs',
+      sort: { priority: 1, runAt: 1, _id: 1 },
+      limit: 3,
+      singleBatch: true,
+      readConcern: { level: 'majority' },
+    });
+    expect(Number((replies[0]!.cursor as Document).id)).toBe(0);
+    expect(await f.store.jobs.countDocuments({ state: 'running', 'lease.owner': 'w1' })).toBe(3);
+  });
 });
 
 describe('store: event history order', () => {
