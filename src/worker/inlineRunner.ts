@@ -106,6 +106,24 @@ function isCloneIdentical(v: unknown): v is null | boolean | number {
   return v === null || typeof v === 'boolean' || typeof v === 'number';
 }
 
+/** Where an inline ctx keeps its execution's abort, for SIGNAL's getter. */
+const CONTROLLER = Symbol('jobd.inline.controller');
+
+/**
+ * ctx.signal of every inline ctx: one getter, shared, that makes the signal on first read from the
+ * ctx's own CONTROLLER. A getter made per ctx would put each ctx (and each copy a typed job type makes
+ * of it) in V8's slow dictionary mode, several hundred bytes per job more. CONTROLLER is enumerable,
+ * so a copy of ctx that copies its fields, symbols included (a spread, defineJobType's copyContext),
+ * carries it along with the getter.
+ */
+const SIGNAL: PropertyDescriptor = {
+  get(this: { [CONTROLLER]: LazyAbort }): AbortSignal {
+    return this[CONTROLLER].signal;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
 function logLine(level: string, msg: string, extra?: Record<string, unknown>): string {
   let rest = '';
   if (extra) {
@@ -146,7 +164,10 @@ export class InlineRunner {
       if (!jobLog) {
         hooks.onOutput?.();
         jobLog = new JobLog(req.logFile, req.logTailBytes, (err) =>
-          this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
+          this.log.warn(
+            { jobId: req.jobId, file: req.logFile, err: err.message },
+            'cannot write job log file',
+          ),
         );
       }
       jobLog.write(Buffer.from(text), () => {});
@@ -155,11 +176,11 @@ export class InlineRunner {
     let progress: ProgressCoalescer | undefined;
     const spawned: SpawnedChild[] = [];
     const family = req.family;
-    const ctx: JobContext = {
+    const ctx = {
       jobId: req.jobId,
       type: req.type,
       attempt: req.attempt,
-      progress: (percent, message) => {
+      progress: (percent: number, message?: string) => {
         if (!active || typeof percent !== 'number' || !Number.isFinite(percent)) return;
         progress ??= hookedProgress(
           req.progressIntervalMs,
@@ -171,18 +192,18 @@ export class InlineRunner {
           message !== undefined ? String(message) : undefined,
         );
       },
-      // A getter: the signal is made when the handler (or a hook) first reads it.
-      get signal() {
-        return controller.signal;
-      },
-      logger: {
-        info: (msg, extra) => write(logLine('INFO', msg, extra)),
-        warn: (msg, extra) => write(logLine('WARN', msg, extra)),
-        error: (msg, extra) => write(logLine('ERROR', msg, extra)),
-      },
-      paths: { log: req.logFile },
-      ...familyContext(req.jobId, family, req.allocation, spawned),
+    } as unknown as JobContext & { [CONTROLLER]: LazyAbort };
+    // The signal is made when the handler (or a hook) first reads it (see SIGNAL).
+    Object.defineProperty(ctx, 'signal', SIGNAL);
+    ctx.logger = {
+      info: (msg, extra) => write(logLine('INFO', msg, extra)),
+      warn: (msg, extra) => write(logLine('WARN', msg, extra)),
+      error: (msg, extra) => write(logLine('ERROR', msg, extra)),
     };
+    ctx.paths = { log: req.logFile };
+    const fam = familyContext(req.jobId, family, req.allocation, spawned);
+    for (const k in fam) (ctx as unknown as Record<string, unknown>)[k] = fam[k as keyof typeof fam];
+    ctx[CONTROLLER] = controller;
 
     return new Promise<RunOutcome>((resolve) => {
       let ended = false;
