@@ -179,9 +179,9 @@ export async function databaseChecks(
         );
       }
     }
-    const { missing, changed } = await jobIndexProblems(store);
+    const { missing, changed, retired } = await jobIndexProblems(store);
     checks.push(
-      missing.length + changed.length === 0
+      missing.length + changed.length + retired.length === 0
         ? { name: 'indexes', status: 'ok', detail: "all of jobd's indexes on jobs exist" }
         : {
             name: 'indexes',
@@ -189,8 +189,9 @@ export async function databaseChecks(
             detail: [
               ...(missing.length ? [`missing on jobs: ${missing.join(', ')}`] : []),
               ...(changed.length ? [`an older definition on jobs: ${changed.join(', ')}`] : []),
+              ...(retired.length ? [`no longer used on jobs: ${retired.join(', ')}`] : []),
             ].join('; '),
-            hint: 'start jobd once, or enqueue a job with jobctl: either creates them and rebuilds older ones',
+            hint: 'start jobd once, or enqueue a job with jobctl: either creates them, rebuilds older ones and drops unused ones',
           },
     );
     const cs = await changeStreamsSupported(store);

@@ -42,12 +42,12 @@ export function newJobDoc(j: NewJob, now: Date): StoredJob {
     createdAt: now,
     updatedAt: now,
     startedAt: null,
-    finishedAt: null,
     dedupeKey: j.dedupeKey ?? null,
     tags: j.tags ?? [],
     seq: 1,
   };
-  // Left out rather than null: the partial dataset index then holds only jobs of a dataset.
+  // Left out rather than null: the partial dataset index then holds only jobs of a dataset, and the
+  // partial cleanup index only finished jobs (finishedAt is set when a job finishes).
   if (j.datasetUuid != null) doc.datasetUuid = j.datasetUuid;
   if (j.dedupeKey !== undefined) doc.dedupeActive = j.dedupeKey;
   if (j.scheduleId !== undefined) doc.scheduleId = j.scheduleId;

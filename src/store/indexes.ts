@@ -54,12 +54,15 @@ const DEPENDENCY_INDEXES: IndexDescription[] = [
  * cleanup: finished jobs by finishedAt (retention); _id next, so cleanup's batches in (finishedAt, _id)
  *          order come from the index, not from sorting every candidate. The fields after _id never
  *          change the order (_id is unique): they let `perf` (type, run and wait times, attempts) be
- *          a covered query, answered from the index without reading the jobs. They change only when
- *          the state does (claim, settle), so they add no index write of their own.
+ *          a covered query, answered from the index without reading the jobs. Partial: only jobs with
+ *          a finishedAt (it is left out, not null, until a job finishes), so a claim does not touch
+ *          it and a completion adds one entry instead of moving one. Every query on it bounds
+ *          finishedAt by a date, which implies {$exists: true}.
  * dataset: jobs of a dataset. Partial: only jobs with a datasetUuid (it is left out, not null, on
  *          others); every query on it names a uuid, which implies {$exists: true}.
- * type_state: counts per type and state (status, unserved types).
  * created: listing newest or oldest first.
+ * Counts by type and state are served by `claim` {state, type}: a query by type alone names every
+ * state ($in), one range per (state, type) (see ALL_STATES in queries.ts).
  */
 export const JOB_INDEXES: IndexDescription[] = [
   { key: { state: 1, type: 1, priority: 1, runAt: 1, _id: 1 }, name: 'claim' },
@@ -77,6 +80,7 @@ export const JOB_INDEXES: IndexDescription[] = [
   {
     key: { state: 1, finishedAt: 1, _id: 1, type: 1, startedAt: 1, createdAt: 1, attempts: 1 },
     name: 'cleanup',
+    partialFilterExpression: { finishedAt: { $exists: true } },
   },
   {
     key: { datasetUuid: 1 },
@@ -89,7 +93,6 @@ export const JOB_INDEXES: IndexDescription[] = [
     name: 'dataset_status',
     partialFilterExpression: { datasetUuid: { $type: 'string' } },
   },
-  { key: { type: 1, state: 1 }, name: 'type_state' },
   { key: { createdAt: 1, _id: 1 }, name: 'created' },
   // One job per schedule and fire time, for ever, however many daemons fire it.
   {
@@ -100,6 +103,13 @@ export const JOB_INDEXES: IndexDescription[] = [
   },
   ...DEPENDENCY_INDEXES,
 ];
+
+/**
+ * Indexes on jobs that older versions made and jobd no longer wants, dropped by name at start (a later
+ * start finds them gone and does nothing). type_state {type, state}: what it served, `claim` serves
+ * (see above), and it moved an entry at every claim and every completion.
+ */
+export const RETIRED_JOB_INDEXES: readonly string[] = ['type_state'];
 
 /** Key order matters; a partial filter is compared as stored (MongoDB returns it as it was given). */
 export function sameDefinition(have: ExistingIndex, want: IndexDescription): boolean {
@@ -118,9 +128,19 @@ export interface ExistingIndex {
   unique?: boolean;
 }
 
+/** Drops an index by name; another daemon starting at the same time may have dropped it first. */
+async function dropIfThere(store: Store, name: string): Promise<void> {
+  try {
+    await store.jobs.dropIndex(name);
+  } catch (err) {
+    if (!(err instanceof MongoServerError && err.code === 27)) throw err; // IndexNotFound
+  }
+}
+
 /**
  * An index of jobd's name whose definition changed between versions (the claim index gained `type`,
- * the rescue and dataset indexes became partial) is dropped and built again with the new one.
+ * the rescue, dataset and cleanup indexes became partial) is dropped and built again with the new one;
+ * a retired one is dropped.
  */
 async function replaceChanged(store: Store): Promise<void> {
   let existing: ExistingIndex[];
@@ -132,14 +152,10 @@ async function replaceChanged(store: Store): Promise<void> {
   }
   for (const want of JOB_INDEXES) {
     const have = existing.find((i) => i.name === want.name);
-    if (have?.key && !sameDefinition(have, want)) {
-      try {
-        await store.jobs.dropIndex(want.name!);
-      } catch (err) {
-        // Another daemon starting at the same time dropped it first.
-        if (!(err instanceof MongoServerError && err.code === 27)) throw err;
-      }
-    }
+    if (have?.key && !sameDefinition(have, want)) await dropIfThere(store, want.name!);
+  }
+  for (const name of RETIRED_JOB_INDEXES) {
+    if (existing.some((i) => i.name === name)) await dropIfThere(store, name);
   }
 }
 

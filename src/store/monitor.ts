@@ -4,7 +4,7 @@
  */
 import { MongoServerError } from 'mongodb';
 import { CLAIMABLE_STATES, FINISHED_STATES, type JobDoc, type JobId, type JobState } from '../types.js';
-import { JOB_INDEXES, sameDefinition, type ExistingIndex } from './indexes.js';
+import { JOB_INDEXES, RETIRED_JOB_INDEXES, sameDefinition, type ExistingIndex } from './indexes.js';
 import type { Store } from './types.js';
 
 export interface DepthRow {
@@ -314,9 +314,13 @@ export async function serverInfo(
   };
 }
 
-/** jobd's index names missing on the jobs collection. */
-/** jobd's indexes on jobs that are absent, and those present under jobd's name with another definition. */
-export async function jobIndexProblems(store: Store): Promise<{ missing: string[]; changed: string[] }> {
+/**
+ * jobd's indexes on jobs that are absent, those present under jobd's name with another definition, and
+ * retired ones still there (a start drops them).
+ */
+export async function jobIndexProblems(
+  store: Store,
+): Promise<{ missing: string[]; changed: string[]; retired: string[] }> {
   let have: ExistingIndex[];
   try {
     have = await store.jobs.listIndexes().toArray();
@@ -332,7 +336,8 @@ export async function jobIndexProblems(store: Store): Promise<{ missing: string[
     if (!found) missing.push(want.name!);
     else if (!sameDefinition(found, want)) changed.push(want.name!);
   }
-  return { missing, changed };
+  const retired = RETIRED_JOB_INDEXES.filter((name) => have.some((i) => i.name === name));
+  return { missing, changed, retired };
 }
 
 /** Opens a change stream on jobs and reads once: true when the server offers change streams. */

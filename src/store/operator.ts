@@ -75,7 +75,6 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
       lease: null,
       settledToken: null,
       progress: null,
-      finishedAt: null,
       startedAt: null,
       updatedAt: opts.now,
       blockedBy: null,
@@ -92,8 +91,9 @@ export async function retry(store: Store, id: JobId, opts: { now: Date; by?: str
     try {
       after = await store.jobs.findOneAndUpdate(
         { _id: id, state: doc.state },
-        // The dataset status service looks at it again (see datasets.ts).
-        { $set: set, $unset: { datasetStatusFinal: '' }, $inc: { seq: 1 } },
+        // The dataset status service looks at it again (see datasets.ts). An unfinished job has no
+        // finishedAt: it leaves the partial cleanup index.
+        { $set: set, $unset: { datasetStatusFinal: '', finishedAt: '' }, $inc: { seq: 1 } },
         { returnDocument: 'after' },
       );
     } catch (err) {

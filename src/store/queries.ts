@@ -54,9 +54,17 @@ export interface ListOptions {
   skip?: number;
 }
 
+/**
+ * Every state, for a query by type that names no state: with it the `claim` index {state, type, ...}
+ * serves the query, one range per (state, type) pair, where by type alone no index starts with type.
+ * Every job is in one of these states, so it selects the same jobs.
+ */
+const ALL_STATES = { $in: [...JOB_STATES] };
+
 function listFilter(opts: ListOptions): Filter<StoredJob> {
   const f: Filter<StoredJob> = {};
   if (opts.state !== undefined) f.state = Array.isArray(opts.state) ? { $in: opts.state } : opts.state;
+  else if (opts.type !== undefined) f.state = ALL_STATES;
   if (opts.type !== undefined) f.type = Array.isArray(opts.type) ? { $in: opts.type } : opts.type;
   if (opts.tag !== undefined) f.tags = opts.tag;
   if (opts.priority !== undefined) f.priority = opts.priority;
@@ -91,7 +99,7 @@ export async function countByState(
   store: Store,
   opts: { type?: string } = {},
 ): Promise<Record<JobState, number>> {
-  const match = opts.type !== undefined ? [{ $match: { type: opts.type } }] : [];
+  const match = opts.type !== undefined ? [{ $match: { state: ALL_STATES, type: opts.type } }] : [];
   const rows = await store.jobs
     .aggregate<{ _id: JobState; n: number }>([...match, { $group: { _id: '$state', n: { $sum: 1 } } }])
     .toArray();

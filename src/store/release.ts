@@ -434,14 +434,14 @@ export async function rearmDependents(store: Store, ids: JobId[], now: Date): Pr
         // The hint is recomputed by the exact check below; 0 can only make it look sooner.
         depsLeft: 0,
         attempts: 0,
-        finishedAt: null,
         updatedAt: now,
       };
       if (d.dedupeKey) set.dedupeActive = d.dedupeKey;
       const res = await store.jobs
         .updateOne(
           { _id: d._id, state: d.state, seq: d.seq },
-          { $set: set, $unset: { datasetStatusFinal: '' }, $inc: { seq: 1 } },
+          // Unfinished again: no finishedAt, out of the partial cleanup index.
+          { $set: set, $unset: { datasetStatusFinal: '', finishedAt: '' }, $inc: { seq: 1 } },
         )
         .catch(() => null); // a dedupeKey now held by another job: left as it is
       if (res?.matchedCount !== 1) continue;
