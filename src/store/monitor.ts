@@ -13,7 +13,7 @@ export interface DepthRow {
   count: number;
 }
 
-/** Jobs by type and state (the type_state index covers it). */
+/** Jobs by type and state: a scan of every job (no filter for an index to serve). */
 export async function depthByTypeState(store: Store): Promise<DepthRow[]> {
   const rows = await store.jobs
     .aggregate<{
