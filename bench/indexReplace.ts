@@ -5,6 +5,10 @@
  * so min and p10 are printed beside the median. Run two builds one after the other, several times:
  *
  *   node --import tsx bench/indexReplace.ts [dist]        (default: this checkout's dist)
+ *
+ * SERVER_REPLACE_STEP=complete: the jobs are running, and each is completed and put back instead (the
+ * completion's $set: state, lease, finishedAt, updatedAt, result, settledToken, seq). The indexes are
+ * this checkout's (src/store/indexes.ts): run it from two checkouts with one dist to compare index sets.
  */
 import { join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
@@ -18,6 +22,11 @@ import { intSetting, round } from './lib/stats.js';
 const JOBS = intSetting('SERVER_REPLACE_JOBS', 20_000);
 const CHUNK = 200;
 const CHUNKS = 300;
+const STEP = process.env.SERVER_REPLACE_STEP ?? 'claim';
+if (STEP !== 'claim' && STEP !== 'complete') {
+  process.stderr.write(`SERVER_REPLACE_STEP = '${STEP}' is not allowed: must be claim or complete\n`);
+  process.exit(2);
+}
 
 interface CollectionLike {
   insert(doc: Document): void;
@@ -65,13 +74,29 @@ async function main(): Promise<void> {
     attempts: (d.attempts as number) + 1,
     seq: (d.seq as number) + 1,
   }));
-  const current = queued.slice();
+  // complete: running jobs, each completed and put back (the pair replaces what `queued` and `running` were).
+  const from = STEP === 'claim' ? queued : running;
+  const to =
+    STEP === 'claim'
+      ? running
+      : running.map((d) => ({
+          ...d,
+          state: 'completed',
+          lease: null,
+          settledToken: 'tok',
+          finishedAt: new Date(now.getTime() + 1000),
+          updatedAt: new Date(now.getTime() + 1000),
+          result: null,
+          seq: (d.seq as number) + 1,
+        }));
+  if (STEP === 'complete') for (let i = 0; i < JOBS; i++) jobs.replace(queued[i]!, running[i]!);
+  const current = from.slice();
   const perReplace: number[] = [];
   for (let c = 0; c < CHUNKS; c++) {
     const start = (c * CHUNK) % JOBS;
     const t = performance.now();
     for (let i = start; i < start + CHUNK; i++) {
-      const next = current[i] === queued[i] ? running[i]! : queued[i]!;
+      const next = current[i] === from[i] ? to[i]! : from[i]!;
       jobs.replace(current[i]!, next);
       current[i] = next;
     }
@@ -81,7 +106,7 @@ async function main(): Promise<void> {
   const at = (q: number): number => round(perReplace[Math.floor(q * (perReplace.length - 1))]!, 3);
   process.stdout.write(
     `${JSON.stringify({
-      bench: 'embedded Collection.replace of a job (claim and back), microseconds per replace',
+      bench: `embedded Collection.replace of a job (${STEP} and back), microseconds per replace`,
       dist,
       jobs: JOBS,
       min: at(0),
