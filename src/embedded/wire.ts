@@ -11,6 +11,7 @@ import { BSON, Binary, Long, Timestamp, type Document } from 'bson';
 import { CommandError } from './errors.js';
 import { MAX_INTERNAL_BSON_SIZE, MAX_MESSAGE_SIZE_BYTES, bsonSize, objectTooLarge } from './limits.js';
 import { deserializeKeepingTypes } from './numbers.js';
+import { decodeRequestDocument } from './wireDecode.js';
 
 export const OP_REPLY = 1;
 export const OP_QUERY = 2004;
@@ -86,7 +87,7 @@ function documentAt(msg: Buffer, pos: number, end: number, what: string): Buffer
 function decode(bytes: Buffer, what: string): Document {
   let doc: Document;
   try {
-    doc = deserializeKeepingTypes(bytes);
+    doc = decodeRequestDocument(bytes) ?? deserializeKeepingTypes(bytes);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     throw new CommandError('InvalidBSON', `${what} is not valid BSON: ${reason}`);
