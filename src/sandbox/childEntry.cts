@@ -1,6 +1,6 @@
 /**
  * Entry of a sandbox child process: `node childEntry.cjs pooled|isolated require|import [jobd-hook]`.
- * pooled: Node IPC channel. isolated: job on stdin, messages to fd 3 (see processes.ts).
+ * pooled: Node IPC channel. isolated: fd 3, a socket: the job comes in, messages go out (see processes.ts).
  * jobd-hook: register the resolve hook for `import 'jobd'` (see jobdResolve.cts).
  *
  * Kept deliberately small: isolated children start once per job, so this file imports only
@@ -98,7 +98,7 @@ const v8 = (): typeof import('node:v8') => require('node:v8') as typeof import('
 /** Throws (synchronously) when the message cannot be serialised. */
 function send(msg: ChildMessage, cb?: (err: Error | null) => void): void {
   if (mode === 'isolated') {
-    // fd 3 is a blocking pipe to the parent: one synchronous frame per message (frames.cts).
+    // fd 3 is a blocking socket to the parent: one synchronous frame per message (frames.cts).
     const frame = encodeFrame(msg, v8);
     try {
       writeSync(3, frame);
@@ -615,7 +615,7 @@ if (mode === 'pooled') {
   setInterval(() => {
     if (process.ppid !== parent) process.exit(0);
   }, 1000).unref();
-  // The one job arrives on stdin (the parent closes it after writing); reading blocks until then.
-  const input = readFileSync(0);
+  // The one job arrives on fd 3 (the parent shuts its side for writing after it); reading blocks until then.
+  const input = readFileSync(3);
   onParentMessage(decodeBody(input.subarray(4, 4 + input.readUInt32BE(0)), v8) as ParentMessage);
 }

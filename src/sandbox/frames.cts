@@ -1,5 +1,5 @@
 /**
- * Frames between the daemon and an isolated child (stdin and fd 3, see processes.ts): a UInt32BE
+ * Frames between the daemon and an isolated child (fd 3 both ways, see processes.ts): a UInt32BE
  * length, then the body: one tag byte and the message. FRAME_JSON: UTF-8 JSON text; FRAME_V8:
  * v8.serialize (structured clone). JSON is used only for a value JSON carries exactly as structured
  * clone would (jsonExact), so which form a message took never changes what arrives; the child then

@@ -5,7 +5,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
-import type { Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { deserialize, serialize } from 'node:v8';
 import { decodeBody, encodeFrame } from './frames.cjs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -63,9 +63,12 @@ export interface Child {
 /**
  * pooled children talk over Node's IPC channel (fork, 'advanced' serialization).
  * isolated children skip the IPC channel, whose set-up is a noticeable part of a short-lived
- * child's start-up: the job goes in on stdin, messages come back on fd 3, both as
- * length-prefixed frames (frames.cts): JSON when JSON carries the message exactly, else v8
- * (the same structured-clone format), so a plain job's child never loads `node:v8`.
+ * child's start-up: they get one stdio pipe, fd 3, which Node makes a Unix socketpair, so it carries
+ * both ways: the job goes in (the daemon then shuts its side for writing, the child reads to EOF)
+ * and the child's messages come back, both as length-prefixed frames (frames.cts): JSON when JSON
+ * carries the message exactly, else v8 (the same structured-clone format), so a plain job's child
+ * never loads `node:v8`. One socket rather than a stdin pipe and a message pipe: a socketpair, an
+ * fd and a stream fewer per spawn. stdin is /dev/null.
  * `output` is where the child's stdout/stderr go: 'pipe', or a file descriptor.
  */
 export function startChild(opts: {
@@ -88,7 +91,7 @@ export function startChild(opts: {
   const proc = isolated
     ? spawn(process.execPath, [...execArgvFor(opts.loader), entryFile, ...args], {
         ...common,
-        stdio: ['pipe', opts.output, opts.output, 'pipe'],
+        stdio: ['ignore', opts.output, opts.output, 'pipe'],
       })
     : fork(entryFile, args, {
         ...common,
@@ -104,7 +107,7 @@ export function startChild(opts: {
   let send: (m: ParentMessage) => void;
   let channelDrained: (cb: () => void) => void;
   if (isolated) {
-    const fromChild = proc.stdio[3] as Readable | null | undefined;
+    const channel = proc.stdio[3] as Duplex | null | undefined;
     const reader = new FrameReader(deliver);
     let ended = false;
     const endWaiters: Array<() => void> = [];
@@ -114,25 +117,26 @@ export function startChild(opts: {
       reader.end();
       for (const w of endWaiters.splice(0)) w();
     };
-    fromChild?.on('data', (chunk: Buffer) => reader.push(chunk));
-    fromChild?.on('end', ended$);
-    fromChild?.on('close', ended$);
-    fromChild?.on('error', () => {});
-    proc.stdin?.on('error', () => {}); // EPIPE when the child died first
+    channel?.on('data', (chunk: Buffer) => reader.push(chunk));
+    channel?.on('end', ended$);
+    channel?.on('close', ended$);
+    // EPIPE or ECONNRESET writing the job to a child that died first: its exit tells the rest.
+    channel?.on('error', () => {});
     send = (m) => {
       let frame: Buffer;
       try {
         frame = encodeFrame(m, v8);
       } catch (err) {
-        proc.stdin?.end(); // the child reads EOF and exits instead of waiting for a job
+        channel?.end(); // the child reads EOF and exits instead of waiting for a job
         throw err;
       }
-      proc.stdin?.end(frame);
+      // end(): our side is shut for writing only; the child's messages are still read.
+      channel?.end(frame);
     };
     channelDrained = (cb) => {
       // Once fd 3 has ended every message was delivered: the exit is final at once (process.nextTick,
       // not setImmediate, so the next job's spawn does not wait behind a turn of the event loop).
-      if (ended || !fromChild) return void process.nextTick(cb);
+      if (ended || !channel) return void process.nextTick(cb);
       // A program the handler started may hold fd 3 open; everything the child wrote is readable by now.
       const t = setTimeout(() => ended$(), DRAIN_MS);
       endWaiters.push(() => {
