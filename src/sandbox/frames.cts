@@ -94,19 +94,29 @@ export function jsonExact(root: unknown): number {
 
 /** The frame (length, tag, body) carrying `msg`; throws when v8 cannot serialise it. */
 export function encodeFrame(msg: unknown, v8: () => V8): Buffer {
-  let body: Buffer;
-  let tag: number;
   if (jsonExact(msg) >= 0) {
-    body = Buffer.from(JSON.stringify(msg), 'utf8');
-    tag = FRAME_JSON;
-  } else {
-    body = v8().serialize(msg);
-    tag = FRAME_V8;
+    // One buffer, the text written in place: no copy of the body into a joined frame.
+    const text = JSON.stringify(msg);
+    const frame = Buffer.allocUnsafe(5 + Buffer.byteLength(text, 'utf8'));
+    frame.write(text, 5, 'utf8');
+    return head(frame, FRAME_JSON);
   }
-  const head = Buffer.allocUnsafe(5);
-  head.writeUInt32BE(body.length + 1, 0);
-  head[4] = tag;
-  return Buffer.concat([head, body]);
+  const body = v8().serialize(msg);
+  const frame = Buffer.allocUnsafe(5 + body.length);
+  body.copy(frame, 5);
+  return head(frame, FRAME_V8);
+}
+
+/** Fills in a frame's length (UInt32BE of the body with its tag) and tag. */
+function head(frame: Buffer, tag: number): Buffer {
+  const n = frame.length - 4;
+  if (n > 0xffffffff) throw new RangeError(`a frame of ${n} bytes does not fit its 4-byte length`);
+  frame[0] = n >>> 24;
+  frame[1] = (n >>> 16) & 0xff;
+  frame[2] = (n >>> 8) & 0xff;
+  frame[3] = n & 0xff;
+  frame[4] = tag;
+  return frame;
 }
 
 /** The message a frame's body (tag and message) carries; throws when it is malformed. */

@@ -2,8 +2,10 @@
  * The sandbox with real child processes and real signals. Tests wait on outcomes, progress
  * callbacks and logger calls; none of them sleeps or asserts on wall-clock durations.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { join, resolve } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
 import { isDoNotRetry } from '../../src/errors.js';
 import {
   completed,
@@ -17,6 +19,7 @@ import {
 } from './sandboxHelpers.js';
 
 const { dir: tempDir } = useSandboxes();
+const fixturesDir = resolve(import.meta.dirname, '../fixtures');
 
 describe('pooled mode', () => {
   it('runs a handler, returns its output, writes its output to the log file and the tail', async () => {
@@ -357,6 +360,45 @@ describe('isolated mode', () => {
     expectGone(pa);
     expectGone(pb);
     expect(s.stats()).toEqual({ children: 0, idle: 0, busy: 0 });
+  });
+
+  it('takes megabytes of params in and brings every message out while a program it started holds its channel', async () => {
+    const s = sandbox();
+    const progress: Array<string | undefined> = [];
+    // Far more than a socket buffer: the job is still being written while the child starts reading.
+    const text = 'x'.repeat(6 * 1024 * 1024);
+    const out = completed(
+      await s.run(request('leavesProgram.ts', { mode: 'isolated', params: { text } }), {
+        onProgress: (_p, m) => progress.push(m),
+      }),
+    );
+    const { program, textLength } = out.output as { program: number; textLength: number };
+    expect(textLength).toBe(text.length);
+    expect(progress).toEqual(['started a program']);
+    // The program kept the channel open past the child's exit; it was killed with the child's group.
+    await vi.waitFor(() => expectGone(program), { timeout: 10_000 });
+    expect(s.stats()).toEqual({ children: 0, idle: 0, busy: 0 });
+  });
+
+  it('a child whose daemon died (SIGKILL) stops its job and exits by itself', async () => {
+    const parent = spawn(process.execPath, ['--import', 'tsx', join(fixturesDir, 'sandboxParent.ts'), tempDir()], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const pid = await vi.waitFor(
+      () => {
+        const m = /pid:(\d+)/.exec(out);
+        if (!m) throw new Error(`no pid yet from the parent: ${JSON.stringify(out)}`);
+        return Number(m[1]);
+      },
+      { timeout: 30_000, interval: 50 },
+    );
+    const exited = new Promise((r) => parent.once('exit', r));
+    parent.kill('SIGKILL');
+    await exited;
+    // Its handler ignores SIGTERM and never settles: only the child's own watch ends it.
+    await vi.waitFor(() => expectGone(pid), { timeout: 15_000, interval: 100 });
   });
 
   it('writes output to the log file, appending after earlier attempts, tail only from this attempt', async () => {
