@@ -11,6 +11,7 @@ import { Decimal128, Double, Long, MaxKey, MinKey, ObjectId, type Document } fro
 import { Collection } from '../../src/embedded/collection.js';
 import { KEY_MAX, KEY_MIN, type Index, type IndexSpec } from '../../src/embedded/indexes.js';
 import { canonicalKey } from '../../src/embedded/bsonOrder.js';
+import { mulberry32 as random } from '../helpers/random.js';
 
 const SPECS: IndexSpec[] = [
   { key: { a: 1 }, name: 'a' },
@@ -55,18 +56,6 @@ const VALUES: unknown[] = [
   new MinKey(),
   new MaxKey(),
 ];
-
-/** A small deterministic generator (mulberry32), so a failure repeats. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Every entry of an index, in order, as comparable strings. */
 function entries(index: Index): string[] {

@@ -27,6 +27,7 @@ import {
 } from 'bson';
 import { decodeRequestDocument } from '../../src/embedded/wireDecode.js';
 import { deserializeKeepingTypes } from '../../src/embedded/numbers.js';
+import { mulberry32 } from '../helpers/random.js';
 
 const at = new Date('2026-12-01T12:00:00.123Z');
 const oid = new ObjectId('6b0ed53442ac0f9a8bb71a8e');
@@ -232,16 +233,4 @@ function mutate(base: Buffer, random: () => number): Buffer {
       return cut;
     }
   }
-}
-
-/** A small deterministic generator (mulberry32), so a failure repeats. */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

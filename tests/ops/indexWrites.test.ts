@@ -35,20 +35,9 @@ import {
 } from '../../src/store/index.js';
 import { FINISHED_STATES } from '../../src/types.js';
 import { newJob, openStoreFixture, TEST_TYPES, type StoreFixture } from '../integration/store-helpers.js';
+import { indexNames } from '../helpers/plans.js';
 
 const ctx = (now: Date) => ({ owner: 'w1', now, errorHistory: 3 });
-
-function indexNames(plan: Document): string[] {
-  const names: string[] = [];
-  const walk = (node: unknown): void => {
-    if (!node || typeof node !== 'object') return;
-    const n = node as Document;
-    if (typeof n.indexName === 'string') names.push(n.indexName);
-    for (const v of Object.values(n)) walk(v);
-  };
-  walk(plan.queryPlanner?.winningPlan ?? plan);
-  return names;
-}
 
 describe('job indexes: what a transition writes, what the reads walk', () => {
   let f: StoreFixture;

@@ -5,7 +5,6 @@
  * check reports until then).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Document } from 'mongodb';
 import {
   ensureIndexes,
   enqueueMany,
@@ -15,6 +14,7 @@ import {
 } from '../../src/store/index.js';
 import { jobsOfDataset } from '../../src/store/datasets.js';
 import { openStoreFixture, type StoreFixture } from '../integration/store-helpers.js';
+import { indexNames } from '../helpers/plans.js';
 
 let f: StoreFixture;
 let store: Store;
@@ -55,18 +55,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await f.close();
 });
-
-function indexNames(plan: Document): string[] {
-  const names: string[] = [];
-  const walk = (node: unknown): void => {
-    if (!node || typeof node !== 'object') return;
-    const n = node as Document;
-    if (typeof n.indexName === 'string') names.push(n.indexName);
-    for (const v of Object.values(n)) walk(v);
-  };
-  walk(plan.queryPlanner?.winningPlan ?? plan);
-  return names;
-}
 
 describe('partial job indexes', () => {
   it('a start replaces the full rescue and dataset indexes with the partial ones', async () => {
