@@ -12,6 +12,7 @@ import { expect } from 'vitest';
 import type { JobContext, JobDoc } from '../../src/types.js';
 import { JOBCTL_BIN, runCli } from '../helpers/daemonProcess.js';
 import { waitUntil } from '../helpers/waitFor.js';
+import { mulberry32 } from '../helpers/random.js';
 
 export function jobContext(progressed: number[] = []): JobContext {
   return {
@@ -38,16 +39,7 @@ export async function dataDir(label: string): Promise<{ dir: string; cleanup(): 
 }
 
 /** mulberry32: the same records on every run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seeded = mulberry32;
 
 /**
  * Records with: `normal` (mean 5, sd 2), `gappy` (absent, null or "n/a" in some records), `offset`
