@@ -29,6 +29,11 @@ beforeEach(async () => {
 });
 afterEach(() => base.cleanup());
 
+/** Sets mtimes to 2025-12-31 23:59:59.9998 UTC with touch (not following a symlink). */
+function lastHalfMillisecond(...paths: string[]): void {
+  execFileSync('touch', ['-h', '-m', '-d', '@1767225599.9998', '--', ...paths]);
+}
+
 const sha256sum = (p: string): string => execFileSync('sha256sum', [p]).toString().split(' ')[0]!;
 
 describe('data_compression', () => {
@@ -79,6 +84,25 @@ describe('data_compression', () => {
     );
     expect((await readdir(join(conv, 'back', 'odd'))).sort()).toEqual([...names].sort());
     for (const n of names) await expectSameFile(join(src, n), join(conv, 'back', 'odd', n));
+  });
+
+  it("tar.gz stores each entry's own second, also for a time in a second's last half-millisecond", async () => {
+    const src = join(conv, 'late');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'sub', 'a.txt'), 'a');
+    await writeFile(join(src, 'b.txt'), 'b');
+    await symlink('b.txt', join(src, 'lnk'));
+    lastHalfMillisecond(join(src, 'sub', 'a.txt'), join(src, 'lnk'), join(src, 'sub'), src);
+    const res = await compressDirectory(
+      { source_dir: src, compression_type: 'gzip' },
+      recordingContext(),
+      env,
+    );
+    const listing = execFileSync('tar', ['-tvzf', res.output_path, '--full-time']).toString();
+    for (const name of ['late/sub/a.txt', 'late/lnk -> b.txt', 'late/sub', 'late'])
+      expect(listing).toMatch(new RegExp(`2025-12-31 23:59:59 ${name.replace(/[.*?]/g, '\\$&')}/?\n`));
+    // GNU tar compares every file's mtime (in seconds) and mode with the tree.
+    execFileSync('tar', ['-z', '--compare', `--file=${res.output_path}`, '--directory', conv]);
   });
 
   it('tar.gz with a level, and the legacy lz4 as a real lz4 frame', async () => {
@@ -138,6 +162,9 @@ describe('data_compression', () => {
     await symlink('small.txt', join(src, 'lnk'));
     await symlink('t'.repeat(150), join(src, 'long-target')); // a GNU long link name
     await link(join(src, 'big.bin'), join(src, 'big.hard'));
+    // Times in a second's last half-millisecond: fs.Stats' Date rounds them into the next second, tar
+    // stores the second they are in.
+    lastHalfMillisecond(join(src, 'odd.bin'), join(src, 'lnk'), deep, join(src, 'sub'), src);
     const ctx = recordingContext();
     const res = await compressDirectory({ source_dir: src }, ctx, env);
     expect(ctx.logs.some((l) => l.msg === 'tar: started')).toBe(false);

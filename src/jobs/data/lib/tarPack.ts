@@ -17,11 +17,31 @@ export interface TreeEntry {
   type: 'directory' | 'file' | 'symlink';
   size: number;
   mode: number;
+  /** As fs.Stats gives it: rounded to the nearest millisecond (manifests store this). */
   mtime: Date;
-  /** Status change time (ms): a file rewritten in place changes it, whatever its size and mtime. */
-  ctimeMs: number;
+  /**
+   * Whole seconds, exactly (the floor of the nanosecond time), as tar stores it. Not derived from
+   * `mtime`: its rounding puts a time in a second's last half-millisecond into the next second.
+   */
+  mtimeSec: number;
+  /** Status change time (ns): a file rewritten in place changes it, whatever its size and mtime. */
+  ctimeNs: bigint;
   devIno?: string;
   nlink: number;
+}
+
+const NS_PER_S = 1_000_000_000n;
+
+/** The whole seconds of a nanosecond time: its floor, also before 1970. */
+export function wholeSeconds(ns: bigint): number {
+  const s = ns / NS_PER_S;
+  return Number(ns < 0n && s * NS_PER_S !== ns ? s - 1n : s);
+}
+
+/** The Date fs.Stats makes of a nanosecond time (milliseconds, rounded to the nearest). */
+function statsDate(ns: bigint): Date {
+  const s = wholeSeconds(ns);
+  return new Date(Math.round(s * 1e3 + Number(ns - BigInt(s) * NS_PER_S) / 1e6));
 }
 
 /** Lists a tree (lstat, no following of symlinks), sorted, the root excluded. */
@@ -32,15 +52,16 @@ export async function listTree(root: string, ctx: CoreContext): Promise<TreeEntr
     for (const name of names) {
       const abs = join(dir, name);
       const r = rel ? `${rel}/${name}` : name;
-      const st = await lstat(abs);
+      const st = await lstat(abs, { bigint: true });
       const common = {
         rel: r,
         abs,
-        size: st.size,
-        mode: st.mode & 0o7777,
-        mtime: st.mtime,
-        ctimeMs: st.ctimeMs,
-        nlink: st.nlink,
+        size: Number(st.size),
+        mode: Number(st.mode) & 0o7777,
+        mtime: statsDate(st.mtimeNs),
+        mtimeSec: wholeSeconds(st.mtimeNs),
+        ctimeNs: st.ctimeNs,
+        nlink: Number(st.nlink),
       };
       if (st.isDirectory()) {
         out.push({ ...common, type: 'directory', size: 0 });
@@ -68,13 +89,19 @@ export function packTree(
   const pack = tarStream.pack();
   const prefix = basename(root);
   const done = (async () => {
-    await add(pack, { name: prefix, type: 'directory', mode: 0o755 });
+    const rootSt = await lstat(root, { bigint: true });
+    await add(pack, {
+      name: prefix,
+      type: 'directory',
+      mode: Number(rootSt.mode) & 0o7777,
+      mtime: new Date(wholeSeconds(rootSt.mtimeNs) * 1000),
+    });
     const seen = new Map<string, string>();
     let bytes = 0;
     for (const e of entries) {
       signal.throwIfAborted();
       const name = `${prefix}/${e.rel}`;
-      const base = { name, mode: e.mode, mtime: e.mtime };
+      const base = { name, mode: e.mode, mtime: new Date(e.mtimeSec * 1000) };
       if (e.type === 'directory') await add(pack, { ...base, type: 'directory' });
       else if (e.type === 'symlink')
         await add(pack, { ...base, type: 'symlink', linkname: await readlink(e.abs) });

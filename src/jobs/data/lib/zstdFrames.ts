@@ -38,7 +38,7 @@ import { DataJobError } from '../../lib/errors.js';
 import { startTool } from '../../lib/tool.js';
 import { ZSTD } from '../../lib/toolTable.js';
 import { BLOCK, gnuHeader, padding, RECORD, storableMtime, type HeaderEntry } from './tarHeader.js';
-import type { TreeEntry } from './tarPack.js';
+import { wholeSeconds, type TreeEntry } from './tarPack.js';
 
 /** A file this big is read by zstd itself; smaller ones are copied into the segments. */
 const DIRECT_MIN = 1 << 20;
@@ -62,7 +62,7 @@ export function framesPay(entries: TreeEntry[]): boolean {
   let total = 0;
   let small = 0;
   for (const e of entries) {
-    if (!storableMtime(Math.floor(e.mtime.getTime() / 1000))) return false;
+    if (!storableMtime(e.mtimeSec)) return false;
     if (e.type !== 'file') continue;
     total += e.size;
     if (isDirect(e)) direct += e.size;
@@ -153,21 +153,21 @@ async function writeSegments(
       signal.throwIfAborted();
     }
   };
-  const rootSt = lstatSync(root);
+  const rootSt = lstatSync(root, { bigint: true });
   push(
     gnuHeader({
       name: `${prefix}/`,
       type: 'directory',
-      mode: rootSt.mode,
+      mode: Number(rootSt.mode),
       size: 0,
-      mtime: secs(rootSt.mtime),
+      mtime: wholeSeconds(rootSt.mtimeNs),
     }),
   );
   const seen = new Map<string, string>();
   for (const e of entries) {
     signal.throwIfAborted();
     const name = `${prefix}/${e.rel}`;
-    const base = { mode: e.mode, size: 0, mtime: secs(e.mtime) } satisfies Partial<HeaderEntry>;
+    const base = { mode: e.mode, size: 0, mtime: e.mtimeSec } satisfies Partial<HeaderEntry>;
     if (e.type === 'directory') push(gnuHeader({ ...base, name: `${name}/`, type: 'directory' }));
     else if (e.type === 'symlink')
       push(gnuHeader({ ...base, name, type: 'symlink', linkname: readlinkSync(e.abs) }));
@@ -192,8 +192,6 @@ async function writeSegments(
   await flush();
   return { inputs, tarBytes };
 }
-
-const secs = (d: Date): number => Math.floor(d.getTime() / 1000);
 
 function changed(e: TreeEntry): DataJobError {
   return new DataJobError('SourceChangedError', `"${e.rel}" changed while it was packed`, {
@@ -226,16 +224,16 @@ function readExactly(e: TreeEntry): Buffer {
 function unchanged(e: TreeEntry): void {
   let st;
   try {
-    st = lstatSync(e.abs);
+    st = lstatSync(e.abs, { bigint: true });
   } catch {
     throw changed(e);
   }
   if (
     !st.isFile() ||
     `${st.dev}:${st.ino}` !== e.devIno ||
-    st.size !== e.size ||
-    st.mtime.getTime() !== e.mtime.getTime() ||
-    st.ctimeMs !== e.ctimeMs
+    Number(st.size) !== e.size ||
+    wholeSeconds(st.mtimeNs) !== e.mtimeSec ||
+    st.ctimeNs !== e.ctimeNs
   ) {
     throw changed(e);
   }
