@@ -17,13 +17,13 @@
  * profiles this checkout's server instead (one run, `node --cpu-prof`) and prints its top frames
  * (SERVER_COST_TOP, 30); the profile covers the whole process life, the enqueue included.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import * as store from '../src/store/index.js';
 import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
+import { cpuSeconds, serverLauncher } from './lib/serverProcess.js';
 import { formatGroup, groupsFrom, summarise } from './lib/cpuProfile.js';
 import { intSetting, log, round } from './lib/stats.js';
 import type { JobEventDoc } from '../src/types.js';
@@ -32,26 +32,11 @@ const JOBS = intSetting('SERVER_COST_JOBS', 5000);
 const ROUNDS = intSetting('SERVER_COST_ROUNDS', 3);
 const BATCH = intSetting('SERVER_COST_BATCH', 50);
 
-/** A launcher of one build's embedded server (its dist/embedded/cli.js). */
-function launcher(dist: string): string {
-  const tag = createHash('sha256').update(dist).digest('hex').slice(0, 12);
-  const file = join(tmpdir(), `jobd-server-cost-${tag}.mjs`);
-  const cli = pathToFileURL(join(dist, 'embedded', 'cli.js')).href;
-  writeFileSync(file, `import { main } from ${JSON.stringify(cli)};\nmain(process.argv);\n`);
-  return file;
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
-}
-
 async function oneRun(
   dist: string,
   nodeArgs: string[] = [],
 ): Promise<{ serverCpuPer1000: number; jobs: number }> {
-  const server = await startEmbeddedProcess({ bin: launcher(dist), nodeArgs });
+  const server = await startEmbeddedProcess({ bin: serverLauncher(dist), nodeArgs });
   const s = await store.openStore({
     mongoUri: server.uri,
     database: `jobd_server_cost_${randomBytes(3).toString('hex')}`,
