@@ -148,7 +148,8 @@ export class ChangeLog {
   private events: ChangeEvent[] = [];
   /** Events at or before this sequence number may be missing; every later one is here. */
   private floor: number;
-  private waiters = new Set<() => void>();
+  /** Streams waiting for an event; `wants` (when given) tells which events are worth waking it for. */
+  private waiters = new Set<{ wake: () => void; wants: ((e: ChangeEvent) => boolean) | undefined }>();
 
   constructor(floor = 0) {
     this.floor = floor;
@@ -176,9 +177,11 @@ export class ChangeLog {
       this.floor = (dropped[dropped.length - 1] as ChangeEvent).seq;
     }
     if (this.waiters.size > 0) {
-      const waiters = [...this.waiters];
-      this.waiters.clear();
-      for (const w of waiters) w();
+      for (const w of [...this.waiters]) {
+        if (w.wants && !w.wants(full)) continue;
+        this.waiters.delete(w);
+        w.wake();
+      }
     }
     return full;
   }
@@ -217,19 +220,26 @@ export class ChangeLog {
   wakeAll(): void {
     const waiters = [...this.waiters];
     this.waiters.clear();
-    for (const w of waiters) w();
+    for (const w of waiters) w.wake();
   }
 
-  /** Resolves on the next append or after `ms`, whichever comes first. */
-  waitForAppend(ms: number): Promise<void> {
+  /**
+   * Resolves on the next append of an event `wants` accepts (any event without it), on wakeAll(), or
+   * after `ms`, whichever comes first. `wants` runs inside append, in the writing command: it must be
+   * pure and cheap, and may only pass over events the waiter would do nothing with.
+   */
+  waitForAppend(ms: number, wants?: (e: ChangeEvent) => boolean): Promise<void> {
     return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
+      const waiter = {
+        wake: (): void => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
+        wants,
       };
-      const timer = setTimeout(done, Math.max(0, ms));
-      this.waiters.add(done);
+      const timer = setTimeout(waiter.wake, Math.max(0, ms));
+      this.waiters.add(waiter);
     });
   }
 }

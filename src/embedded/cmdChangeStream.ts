@@ -180,6 +180,15 @@ class ChangeStreamCursor implements Cursor {
     return docs;
   }
 
+  /**
+   * Whether an appended event can give this stream something to answer: one out of its scope, or one
+   * its $match certainly drops (and that does not end it), is passed over until the next batch is
+   * collected, so a waiting getMore is not woken for it (a daemon's claim watcher sat through every
+   * claim, completion and events insert). Either way collect() moves the position past it.
+   */
+  private readonly wants = (e: ChangeEvent): boolean =>
+    this.closed || (this.inScope(e) && (!this.options.prefilter?.(e) || this.invalidates(e)));
+
   /** Events available now, up to `max` (0 = no limit) and 16 MiB (but at least one event). */
   collect(max: number): Document[] {
     const out: Document[] = [];
@@ -230,7 +239,7 @@ class ChangeStreamCursor implements Cursor {
     while (docs.length === 0 && !this.closed) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      await this.engine.changes.waitForAppend(left);
+      await this.engine.changes.waitForAppend(left, this.wants);
       docs = this.collect(batchSize);
     }
     // As mongod does (with the label drivers check on 4.4+): the driver takes this error as resumable and resumes from its last token once
