@@ -272,6 +272,7 @@ export function watchDatasetTransitions(
     ? { operationType: 'update', 'updateDescription.updatedFields.seq': { $exists: true } }
     : { operationType: 'update', 'updateDescription.removedFields': 'datasetStatusFinal' };
   return watchCollection(
+    store,
     store.jobs as unknown as Collection<Document>,
     [
       {

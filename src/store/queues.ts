@@ -67,7 +67,7 @@ export async function pausedQueues(store: Store): Promise<string[]> {
 
 /** Any change to the queues collection (the caller re-reads the paused set). */
 export function watchQueues(store: Store, h: WatchHandlers<null>): Watcher {
-  return watchCollection(queues(store) as unknown as Collection<Document>, [], () => null, h);
+  return watchCollection(store, queues(store) as unknown as Collection<Document>, [], () => null, h);
 }
 
 export interface TypeStateCount {

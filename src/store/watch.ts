@@ -29,17 +29,36 @@ export function isChangeStreamUnsupported(err: unknown): boolean {
 }
 
 /**
- * A change stream on one collection, its end reported once; the jobs watchers and the queues one share
- * it. `map` turns a change into what onChange gets; `undefined` skips the change (null is a value:
- * watchers that only wake a reader pass null).
+ * How long a stream's getMore waits on the server for a change before it answers an empty batch. A
+ * change ends the wait at once (the server answers as soon as one arrives), so this bounds only the
+ * quiet round trips: at the server's default of 1 s a daemon's three streams (claimable jobs, dataset
+ * work, queues) sent three getMores a second between changes, ~7 CPU-ms a second in an idle daemon.
+ */
+export const WATCH_AWAIT_MS = 10_000;
+
+/**
+ * WATCH_AWAIT_MS, or less under a socketTimeoutMS set in the connection string: a getMore still
+ * waiting when the socket times out would be cut as a network error (and the stream resumed).
+ */
+export function watchAwaitMs(store: Store): number {
+  const socketTimeout = store.client.options.socketTimeoutMS ?? 0;
+  if (!(socketTimeout > 0)) return WATCH_AWAIT_MS;
+  return Math.min(WATCH_AWAIT_MS, Math.max(1_000, Math.floor(socketTimeout / 2)));
+}
+
+/**
+ * A change stream on one collection of `store`, its end reported once; the jobs watchers and the
+ * queues one share it. `map` turns a change into what onChange gets; `undefined` skips the change
+ * (null is a value: watchers that only wake a reader pass null).
  */
 export function watchCollection<T>(
+  store: Store,
   coll: Collection<Document>,
   pipeline: Document[],
   map: (change: Document) => T | undefined,
   h: WatchHandlers<T>,
 ): Watcher {
-  let stream: ChangeStream | null = coll.watch(pipeline, { maxAwaitTimeMS: 1000 });
+  let stream: ChangeStream | null = coll.watch(pipeline, { maxAwaitTimeMS: watchAwaitMs(store) });
   // The first resume token arrives with the reply to the stream's opening aggregate.
   stream.once('resumeTokenChanged', () => h.onReady?.());
   stream.on('change', (change: Document) => {
@@ -94,6 +113,7 @@ export function watchClaimable(store: Store, h: WatchHandlers<{ runAt: Date | nu
     },
   ];
   return watchCollection(
+    store,
     store.jobs as unknown as Collection<Document>,
     pipeline,
     (c) => {
@@ -111,6 +131,7 @@ export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: stri
     { $project: { operationType: 1, 'updateDescription.updatedFields.state': 1, 'fullDocument.state': 1 } },
   ];
   return watchCollection(
+    store,
     store.jobs as unknown as Collection<Document>,
     pipeline,
     (c) => ({
@@ -123,6 +144,7 @@ export function watchJob(store: Store, id: JobId, h: WatchHandlers<{ state: stri
 /** Watch every change to jobs (the caller re-reads what it shows: `jobctl watch`). */
 export function watchJobs(store: Store, h: WatchHandlers<null>): Watcher {
   return watchCollection(
+    store,
     store.jobs as unknown as Collection<Document>,
     [{ $project: { operationType: 1 } }],
     () => null,

@@ -1,9 +1,13 @@
 /**
  * The daemon's change stream ends when the server invalidates it (the jobs collection was dropped).
  * The daemon must open a new one: with polling set far beyond the test's timeout, only a working
- * change stream can start the job enqueued afterwards.
+ * change stream can start the job enqueued afterwards. Between changes its streams wait on the
+ * server (WATCH_AWAIT_MS) instead of asking again every second, and a change still wakes it at once.
  */
+import type { CommandStartedEvent } from 'mongodb';
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startDaemon } from '../../src/worker/daemon.js';
 import {
   enqueue,
   setQueuePaused,
@@ -13,7 +17,7 @@ import {
   type WatchHandlers,
 } from '../../src/store/index.js';
 import type { Daemon } from '../../src/worker/daemon.js';
-import { collect, startTestDaemon } from './daemon-helpers.js';
+import { collect, startTestDaemon, testConfig } from './daemon-helpers.js';
 import { newJob, openStoreFixture, type StoreFixture } from './store-helpers.js';
 
 describe('daemon: change-stream wake-ups', () => {
@@ -43,6 +47,37 @@ describe('daemon: change-stream wake-ups', () => {
     const second = await enqueue(f.store, newJob('echo', { n: 2 }, {}, new Date()), new Date());
     const done = await collect(daemon, 'job:completed', [second.job._id]);
     expect(done.has(second.job._id)).toBe(true);
+  });
+
+  it("an idle daemon's streams wait on the server between changes, and a change still wakes it at once", async () => {
+    const tenMinutes = 600_000;
+    d = await startDaemon({
+      config: testConfig(f, { worker: { pollMinMs: tenMinutes, pollMaxMs: tenMinutes } }),
+      logger: pino({ level: 'silent' }),
+      monitorCommands: true,
+    });
+    const daemon = d;
+    const getMores: { cursor: string; at: number }[] = [];
+    daemon.store.client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'getMore')
+        getMores.push({ cursor: String(e.command.getMore), at: performance.now() });
+    });
+    // Only the claim stream can start this job (polling is ten minutes away): the streams are open.
+    const first = await enqueue(f.store, newJob('echo', { n: 1 }, {}, new Date()), new Date());
+    await collect(daemon, 'job:completed', [first.job._id]);
+
+    // A quiet window of 2.5 s: with the server's default wait (1 s) each stream asked twice or more.
+    const from = performance.now();
+    await new Promise((r) => setTimeout(r, 2_500));
+    const perCursor = new Map<string, number>();
+    for (const g of getMores) if (g.at >= from) perCursor.set(g.cursor, (perCursor.get(g.cursor) ?? 0) + 1);
+    for (const [cursor, n] of perCursor) expect(n, `getMores of cursor ${cursor}`).toBeLessThanOrEqual(1);
+
+    // The stream's getMore is waiting on the server: the change answers it, well before its wait ends.
+    const t0 = performance.now();
+    const second = await enqueue(f.store, newJob('echo', { n: 2 }, {}, new Date()), new Date());
+    await collect(daemon, 'job:completed', [second.job._id]);
+    expect(performance.now() - t0).toBeLessThan(5_000);
   });
 });
 
