@@ -20,10 +20,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as store from '../src/store/index.js';
 import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
-import { cpuSeconds, serverLauncher } from './lib/serverProcess.js';
+import { buildsFromEnv, cpuSeconds, interleaved, median, serverLauncher } from './lib/serverProcess.js';
 import { formatGroup, groupsFrom, summarise } from './lib/cpuProfile.js';
 import { intSetting, log, round } from './lib/stats.js';
 import type { JobEventDoc } from '../src/types.js';
@@ -110,34 +110,21 @@ async function profile(): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.env.SERVER_COST_PROFILE) return profile();
-  const base = process.env.SERVER_COST_BASE;
-  if (!base) {
-    process.stderr.write('SERVER_COST_BASE is not set: give the other build (a dist directory) to compare\n');
-    process.exit(2);
-  }
-  const builds = [
-    { name: 'base', dist: resolve(base) },
-    { name: 'this', dist: join(ROOT, 'dist') },
-  ];
+  const builds = buildsFromEnv(ROOT);
   const load0 = loadavg();
-  const runs: Record<string, number[]> = { base: [], this: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    // Alternate which build goes first.
-    for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
-      const { serverCpuPer1000, jobs } = await oneRun(b.dist);
-      log(`round ${r + 1} ${b.name}: server ${serverCpuPer1000} CPU-s per 1,000 jobs (${jobs} jobs)`);
-      runs[b.name]!.push(serverCpuPer1000);
-    }
-  }
-  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  const runs = await interleaved(builds, ROUNDS, async (b, r) => {
+    const { serverCpuPer1000, jobs } = await oneRun(b.dist);
+    log(`round ${r + 1} ${b.name}: server ${serverCpuPer1000} CPU-s per 1,000 jobs (${jobs} jobs)`);
+    return serverCpuPer1000;
+  });
   const out = {
     bench: 'embedded server CPU-s per 1,000 jobs on the daemon write path (claimBatch + bulk completion)',
     jobs: JOBS,
     batch: BATCH,
     builds: Object.fromEntries(builds.map((b) => [b.name, b.dist])),
     runs,
-    median: { base: median(runs.base!), this: median(runs.this!) },
-    ratio: round(median(runs.this!) / median(runs.base!), 3),
+    median: { base: median(runs.base), this: median(runs.this) },
+    ratio: round(median(runs.this) / median(runs.base), 3),
     loadAvg: { start: load0.map((v) => round(v)), end: loadavg().map((v) => round(v)) },
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -25,10 +25,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as store from '../src/store/index.js';
 import { ROOT, startEmbeddedProcess } from './lib/jobd.js';
-import { cpuSeconds, serverLauncher } from './lib/serverProcess.js';
+import { buildsFromEnv, cpuSeconds, interleaved, median, serverLauncher } from './lib/serverProcess.js';
 import { intSetting, log, round, sleep } from './lib/stats.js';
 import type { JobEventDoc } from '../src/types.js';
 
@@ -84,7 +84,16 @@ async function oneRun(dist: string, perfFile?: string): Promise<Run> {
       await sleep(gap);
       await store.settleManyIfRunning(
         s,
-        [{ kind: 'complete', jobId: job._id, token: job.lease!.token, attempt: job.attempts, seq: job.seq, result: null }],
+        [
+          {
+            kind: 'complete',
+            jobId: job._id,
+            token: job.lease!.token,
+            attempt: job.attempts,
+            seq: job.seq,
+            result: null,
+          },
+        ],
         { owner: 'bench', now: new Date(), errorHistory: 5 },
         () => claimEvents,
       );
@@ -97,9 +106,13 @@ async function oneRun(dist: string, perfFile?: string): Promise<Run> {
     // Unmeasured: the stream opens, the first use of each command is paid.
     for (let i = 0; i < WARMUP; i++) await oneJob(i);
     const perf = perfFile
-      ? spawn('perf', ['record', '-e', 'cpu-clock', '-F', '2000', '-g', '-o', perfFile, '-p', String(server.pid)], {
-          stdio: 'ignore',
-        })
+      ? spawn(
+          'perf',
+          ['record', '-e', 'cpu-clock', '-F', '2000', '-g', '-o', perfFile, '-p', String(server.pid)],
+          {
+            stdio: 'ignore',
+          },
+        )
       : null;
     if (perf) await sleep(1000);
     const cpu0 = cpuSeconds(server.pid);
@@ -131,31 +144,20 @@ async function main(): Promise<void> {
   const perfFile = process.env.SERVER_LOW_PERF;
   if (perfFile) {
     const run = await oneRun(join(ROOT, 'dist'), perfFile);
-    process.stdout.write(`${JSON.stringify({ ...run, perf: perfFile, load: loadavg().map((v) => round(v)) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ...run, perf: perfFile, load: loadavg().map((v) => round(v)) })}\n`,
+    );
     return;
   }
-  const base = process.env.SERVER_COST_BASE;
-  if (!base) {
-    process.stderr.write('SERVER_COST_BASE is not set: give the other build (a dist directory) to compare\n');
-    process.exit(2);
-  }
-  const builds = [
-    { name: 'base', dist: resolve(base) },
-    { name: 'this', dist: join(ROOT, 'dist') },
-  ];
+  const builds = buildsFromEnv(ROOT);
   const load0 = loadavg();
-  const runs: Record<string, Run[]> = { base: [], this: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    // Alternate which build goes first.
-    for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
-      const run = await oneRun(b.dist);
-      log(`round ${r + 1} ${b.name}: ${JSON.stringify(run)} load ${round(loadavg()[0]!)}`);
-      runs[b.name]!.push(run);
-    }
-  }
-  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-  const medians = (name: string) => {
-    const rs = runs[name]!;
+  const runs = await interleaved(builds, ROUNDS, async (b, r) => {
+    const run = await oneRun(b.dist);
+    log(`round ${r + 1} ${b.name}: ${JSON.stringify(run)} load ${round(loadavg()[0]!)}`);
+    return run;
+  });
+  const medians = (name: 'base' | 'this') => {
+    const rs = runs[name];
     return {
       cpuMsPerJob: median(rs.map((x) => x.cpuMsPerJob)),
       cpuMsPerCommand: median(rs.map((x) => x.cpuMsPerCommand)),
