@@ -10,10 +10,12 @@
  * BENCH_CLAIM_SMALL 1000, BENCH_CLAIM_LARGE 100000, BENCH_CLAIM_SAMPLES 300, BENCH_RSS_JOBS 50000;
  * BENCH_PHASE_MAX_S 240 caps any one phase (its figures then cover the jobs that finished; "capped": true).
  * BENCH_WORKFLOW_JOBS 10000, BENCH_RELEASE_SAMPLES 200;
- * isolated: bare `node -e 0` spawns, then isolated jobs of bench/fixtures/plainNoop.js (judged) and of the typed
- * built-in noop (it loads zod in every child), then bare spawns again; CPU-ms per job (daemon process and
- * children; with BENCH_DB=process the server's share on its own; selfMain: the daemon's main thread alone, the
- * rest of self being V8's background compiles and GC and libuv's threads) beside CPU-ms per bare spawn.
+ * isolated: bare `node -e 0` spawns, isolated jobs of bench/fixtures/plainNoop.js (judged) and of the typed
+ * built-in noop (it loads zod in every child), in BENCH_ISOLATED_ROUNDS (4) interleaved rounds of
+ * BENCH_ISOLATED_JOBS / rounds each, every round in another order (bench/lib/isolatedPhase.ts); CPU-ms per
+ * job (daemon process and children; with BENCH_DB=process the server's share on its own; selfMain: the
+ * daemon's main thread alone, the rest of self being V8's background compiles and GC and libuv's threads)
+ * beside CPU-ms per bare spawn.
  * BENCH_DIST=<dir> runs another build (e.g. /work/wt/base/dist).
  * BENCH_ONLY=pooled,isolated,latency,claim,rss,workflow runs a subset; BENCH_POOLED_CONCURRENCY=1,8,32 the pooled levels.
  */
@@ -21,7 +23,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { loadJobd, startEmbeddedProcess } from './lib/jobd.js';
 import { claimScaling, latency, rssRun, throughput, type Ctx } from './lib/phases.js';
-import { spawnRate } from './lib/spawnRate.js';
+import { isolatedInterleaved } from './lib/isolatedPhase.js';
 import { fanOutFanIn, releaseLatency } from './lib/workflowPhases.js';
 import { log, round } from './lib/stats.js';
 
@@ -34,6 +36,7 @@ const only = new Set(
 
 const POOLED_JOBS = size('BENCH_POOLED_JOBS', 20_000, 100);
 const ISOLATED_JOBS = size('BENCH_ISOLATED_JOBS', 400, 20);
+const ISOLATED_ROUNDS = Math.max(1, Number(process.env.BENCH_ISOLATED_ROUNDS ?? 4));
 const LATENCY_SAMPLES = size('BENCH_LATENCY_SAMPLES', 200, 20);
 const CLAIM_SMALL = size('BENCH_CLAIM_SMALL', 1_000, 200);
 const CLAIM_LARGE = size('BENCH_CLAIM_LARGE', 100_000, 1_000);
@@ -94,48 +97,17 @@ async function main(): Promise<void> {
     }
 
     if (only.has('isolated')) {
-      // Interleaved so a change of load during the phase hits all three alike: bare spawns before and
-      // after (their mean is the reference), isolated jobs of a handler that imports nothing (isolated
-      // mode's own cost, judged against the target) and of the typed built-in noop (plus zod's loading).
+      // Bare spawns, isolated plain no-op jobs (judged) and typed ones, interleaved in rounds
+      // (bench/lib/isolatedPhase.ts), at concurrency 1 and at the machine's cores.
       const isolated = [];
       for (const concurrency of [1, availableParallelism()]) {
-        log(`isolated: ${ISOLATED_JOBS} no-op jobs at concurrency ${concurrency}, plain and typed, and bare spawns`);
-        const spawnsBefore = await spawnRate(ISOLATED_JOBS, concurrency);
-        const plain = await throughput(ctx, { type: 'plain-isolated', jobs: ISOLATED_JOBS, concurrency });
-        const typed = await throughput(ctx, { type: 'noop-isolated', jobs: ISOLATED_JOBS, concurrency });
-        const spawnsAfter = await spawnRate(ISOLATED_JOBS, concurrency);
-        const spawnsPerSec = (spawnsBefore.perSec + spawnsAfter.perSec) / 2;
-        const spawnCpu = (k: 'self' | 'selfMain' | 'children'): number | null =>
-          spawnsBefore.cpuMs && spawnsAfter.cpuMs
-            ? round((spawnsBefore.cpuMs[k] + spawnsAfter.cpuMs[k]) / 2, 2)
-            : null;
-        isolated.push({
-          concurrency,
-          jobs: plain.jobs,
-          completed: plain.completed,
-          capped: plain.capped || typed.capped,
-          bareSpawnPerSec: round(spawnsPerSec, 1),
-          bareSpawnPerSecBeforeAfter: [round(spawnsBefore.perSec, 1), round(spawnsAfter.perSec, 1)],
-          // CPU per bare spawn: the spawning process (self) and `node -e 0` itself (children).
-          bareSpawnCpuMs: {
-            self: spawnCpu('self'),
-            selfMain: spawnCpu('selfMain'),
-            children: spawnCpu('children'),
-          },
-          jobsPerSec: plain.jobsPerSec,
-          ratio: round(plain.jobsPerSec / spawnsPerSec, 3),
-          commandsPerJob: plain.commandsPerJob,
-          // CPU per isolated job: this process (daemon, and the server unless BENCH_DB=process puts it in
-          // a process of its own: then `server`) and the child.
-          cpuMsPerJob: plain.cpuMsPerJob,
-          typedNoop: {
-            completed: typed.completed,
-            jobsPerSec: typed.jobsPerSec,
-            ratio: round(typed.jobsPerSec / spawnsPerSec, 3),
-            commandsPerJob: typed.commandsPerJob,
-            cpuMsPerJob: typed.cpuMsPerJob,
-          },
-        });
+        log(
+          `isolated: ${ISOLATED_JOBS} no-op jobs at concurrency ${concurrency}, plain and typed, and bare spawns, ` +
+            `in ${ISOLATED_ROUNDS} interleaved rounds`,
+        );
+        isolated.push(
+          await isolatedInterleaved(ctx, { jobs: ISOLATED_JOBS, concurrency, rounds: ISOLATED_ROUNDS }),
+        );
         log(`isolated c=${concurrency}: ${JSON.stringify(isolated[isolated.length - 1])}`);
       }
       out.isolated = isolated;
