@@ -66,3 +66,15 @@ export class Periodic {
     await this.inFlight;
   }
 }
+
+/**
+ * How often a service re-reads what its change stream watches while that stream is open and ready:
+ * a safety net only (every relevant change wakes the service, and so does the stream's (re)opening).
+ * At the poll settings' defaults (0.5-2 s) an idle daemon sent ~4.5 finds a second for nothing.
+ */
+export const STREAM_SAFETY_MS = 30_000;
+
+/** The wait between passes: `pollMs` without a ready change stream, the safety interval with one. */
+export function pollInterval(pollMs: number, streamReady: boolean): number {
+  return streamReady ? Math.max(pollMs, STREAM_SAFETY_MS) : pollMs;
+}

@@ -1,7 +1,8 @@
 /**
  * Moves each dataset's `status` along the legacy transitions as its jobs change state
  * (docs/datasets.md). Runs on every daemon, woken by a change stream on job transitions where the
- * server offers one, and every `datasets.statusPollMs` anyway. While no dataset job is unfinished the
+ * server offers one (and then every STREAM_SAFETY_MS as a safety net), else every
+ * `datasets.statusPollMs`. While no dataset job is unfinished the
  * stream watches only what can make one unfinished (an insert with a datasetUuid, a revived finished
  * job), so a daemon running jobs without datasets is not woken, nor queried, by each of their writes.
  *
@@ -21,7 +22,7 @@ import {
   type StatusSetter,
   type Transition,
 } from '../datasets/legacyStatus.js';
-import { Periodic } from '../periodic.js';
+import { Periodic, pollInterval } from '../periodic.js';
 import {
   datasetDependents,
   datasetsByUuid,
@@ -75,13 +76,20 @@ export class DatasetStatusService {
   private reopen: NodeJS.Timeout | null = null;
   private stopped = false;
   private deferred = false;
+  /** A migrated job waits for its dataset's mark, a write no stream of ours sees: poll for it. */
+  private later = false;
+  /** The stream is open and ready: every relevant change wakes a pass, the timer is a safety net. */
+  private streamReady = false;
 
   constructor(
     private readonly store: Store,
     private readonly o: DatasetStatusOptions,
   ) {
     this.loop = new Periodic(
-      () => (this.deferred ? EVENT_RECHECK_MS : o.settings.statusPollMs),
+      () =>
+        this.deferred
+          ? EVENT_RECHECK_MS
+          : pollInterval(o.settings.statusPollMs, this.streamReady && !this.later),
       () => this.runOnce(),
       (err) => o.onError?.(err),
     );
@@ -108,7 +116,11 @@ export class DatasetStatusService {
         {
           onChange: () => this.loop.wake(),
           // Changes before the stream was ready raised nothing: a pass reads them.
-          onReady: () => this.loop.wake(),
+          onReady: () => {
+            if (this.watcher !== w) return;
+            this.streamReady = true;
+            this.loop.wake();
+          },
           onError: (err, unsupported) => this.watchFailed(w, err, unsupported),
         },
         { transitions: this.watchTransitions },
@@ -130,6 +142,8 @@ export class DatasetStatusService {
     const old = this.watcher;
     if (!old || this.stopped) return;
     this.watcher = null;
+    // Polling until the new stream is ready (its onReady wakes a pass for what happened meanwhile).
+    this.streamReady = false;
     await old.close();
     this.openWatch();
   }
@@ -138,6 +152,12 @@ export class DatasetStatusService {
     // A stream closed by a mode switch has a successor already.
     if (w !== null && this.watcher !== w) return;
     this.watcher = null;
+    // Back to polling at once: a pass now reads what the stream may have missed, and the next ones
+    // come every statusPollMs until a stream is ready again.
+    if (this.streamReady) {
+      this.streamReady = false;
+      this.loop.wake();
+    }
     if (unsupported || this.stopped || this.reopen) return;
     this.o.logger?.debug({ err: (err as Error)?.message }, 'dataset status watch ended; reopening');
     this.reopen = setTimeout(() => {
@@ -150,6 +170,7 @@ export class DatasetStatusService {
   async runOnce(): Promise<number> {
     let written = 0;
     let deferred = false;
+    let later = false;
     let pending = false;
     let after: string | undefined;
     for (;;) {
@@ -161,12 +182,14 @@ export class DatasetStatusService {
         const r = await this.applyJob(job);
         if (r === 'applied') written++;
         if (r === 'deferred') deferred = true;
+        if (r === 'later') later = true;
       }
       if (jobs.length > 0) pending = true;
       if (jobs.length < BATCH) break;
       after = jobs[jobs.length - 1]!._id;
     }
     this.deferred = deferred;
+    this.later = later;
     // Whether a dataset job is unfinished changes only through a pending job (a job inserted with a
     // datasetUuid, a transition, a revived finished job): ask after a pass that found one, and once.
     if (this.o.changeStreams && (pending || !this.checked)) {

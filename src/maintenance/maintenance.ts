@@ -62,6 +62,7 @@ export class Maintenance {
       new Scheduler(o.store, {
         clock: o.clock,
         pollMs: o.config.maintenance.schedulePollMs,
+        changeStreams: o.config.worker.changeStreams,
         aliveWithinMs: 2 * o.config.worker.leaseMs,
         workerId: o.workerId,
         defaultsFor: (type) => {

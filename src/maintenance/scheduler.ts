@@ -1,30 +1,37 @@
 /**
  * The scheduler: turns due schedule fires into jobs. Runs on every daemon; wakes at the earliest
- * nextFireAt of any schedule (and at least every pollMs, to see schedules other processes added).
+ * nextFireAt of any schedule, on every schedule write its change stream reports (a schedule another
+ * process added, resumed or edited), and at least every pollMs where no change stream is ready
+ * (STREAM_SAFETY_MS where one is). An idle pass is one query: the earliest active fire time.
  * Safe on many daemons at once: a fire's job is unique by fireKey and nextFireAt moves by
  * compare-and-set (src/store/schedules.ts), so each fire time makes exactly one job.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { Periodic } from '../periodic.js';
+import { Periodic, pollInterval } from '../periodic.js';
 import { planFires } from '../schedules/plan.js';
 import { fireSeries } from '../schedules/spec.js';
 import {
   dueSchedules,
   earliestFireAt,
   fireSchedule,
+  isChangeStreamUnsupported,
   resolveNewJob,
   upSpans,
+  watchSchedules,
   type FiredJob,
   type JobDefaults,
   type Store,
+  type Watcher,
 } from '../store/index.js';
 import type { ScheduleDoc } from '../types.js';
 
 export interface SchedulerOptions {
   clock: Clock;
-  /** Longest sleep between passes. */
+  /** Longest sleep between passes where no change stream on the schedules is ready. */
   pollMs: number;
+  /** worker.changeStreams: watch the schedules collection where the server offers change streams. */
+  changeStreams: boolean;
   /** A daemon whose heartbeat is older than this is taken for dead (its up span ends at that heartbeat). */
   aliveWithinMs: number;
   /** Recorded on the job events. */
@@ -42,21 +49,28 @@ const DUE_BATCH = 50;
 const FIRES_PER_PASS = 500;
 /** Shortest sleep: a fire time is met within this. */
 const MIN_SLEEP_MS = 10;
+const REOPEN_DELAY_MS = 1_000;
 
 export class Scheduler {
   readonly name = 'scheduler';
   private readonly loop: Periodic;
-  private sleepMs = 0;
+  /** What the last pass left: run again at once, the next fire time (null: none), or a failed pass. */
+  private next: 'now' | 'failed' | Date | null = 'now';
+  private watcher: Watcher | null = null;
+  /** The stream is open and ready: every schedule write wakes a pass, so the timer is a safety net. */
+  private streamReady = false;
+  private reopen: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   constructor(
     private readonly store: Store,
     private readonly o: SchedulerOptions,
   ) {
     this.loop = new Periodic(
-      () => this.sleepMs,
+      () => this.sleepMs(),
       () => this.runOnce(),
       (err) => {
-        this.sleepMs = Math.min(1_000, o.pollMs);
+        this.next = 'failed';
         o.onError?.(err);
       },
     );
@@ -64,17 +78,75 @@ export class Scheduler {
 
   start(): void {
     this.loop.start();
+    if (this.o.changeStreams) this.openWatch();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reopen) clearTimeout(this.reopen);
+    await this.watcher?.close();
     await this.loop.stop();
   }
 
-  /** One pass: fire every due schedule, then sleep until the next fire time. Returns the jobs created. */
+  /** Asked after each pass, so a stream that became ready or failed since counts. */
+  private sleepMs(): number {
+    const next = this.next;
+    if (next === 'now') return 0;
+    if (next === 'failed') return Math.min(1_000, this.o.pollMs);
+    const bound = pollInterval(this.o.pollMs, this.streamReady);
+    const wait = next ? next.getTime() - this.o.clock.now().getTime() : bound;
+    return Math.max(MIN_SLEEP_MS, Math.min(bound, wait));
+  }
+
+  private openWatch(): void {
+    if (this.stopped) return;
+    try {
+      const w = watchSchedules(this.store, {
+        onChange: () => this.loop.wake(),
+        // A schedule written before the stream was ready raised nothing: a pass reads it.
+        onReady: () => {
+          if (this.watcher !== w) return;
+          this.streamReady = true;
+          this.loop.wake();
+        },
+        onError: (err, unsupported) => this.watchFailed(w, err, unsupported),
+      });
+      this.watcher = w;
+    } catch (err) {
+      this.watchFailed(null, err, isChangeStreamUnsupported(err));
+    }
+  }
+
+  private watchFailed(w: Watcher | null, err: unknown, unsupported: boolean): void {
+    if (w !== null && this.watcher !== w) return;
+    this.watcher = null;
+    // Back to polling at once: a pass now, then every pollMs until a stream is ready again.
+    if (this.streamReady) {
+      this.streamReady = false;
+      this.loop.wake();
+    }
+    if (unsupported || this.stopped || this.reopen) return;
+    this.o.logger?.debug({ err: (err as Error)?.message }, 'schedules watch ended; reopening');
+    this.reopen = setTimeout(() => {
+      this.reopen = null;
+      this.openWatch();
+    }, REOPEN_DELAY_MS);
+  }
+
+  /**
+   * One pass: the earliest active fire time (the only query while none is due); when it has come,
+   * fire every due schedule and read the next one. Returns the jobs created.
+   */
   async runOnce(): Promise<FiredJob[]> {
     const now = this.o.clock.now();
-    const due = await dueSchedules(this.store, now, DUE_BATCH);
+    const earliest = await earliestFireAt(this.store);
     const all: FiredJob[] = [];
+    if (earliest === null || earliest.getTime() > now.getTime()) {
+      this.next = earliest;
+      this.o.onOk?.();
+      return all;
+    }
+    const due = await dueSchedules(this.store, now, DUE_BATCH);
     let more = due.length === DUE_BATCH;
     if (due.length) {
       const from = new Date(Math.min(...due.map((s) => s.nextFireAt.getTime())));
@@ -86,13 +158,7 @@ export class Scheduler {
       }
     }
     this.o.onOk?.();
-    if (more) {
-      this.sleepMs = 0;
-    } else {
-      const next = await earliestFireAt(this.store);
-      const wait = next ? next.getTime() - this.o.clock.now().getTime() : this.o.pollMs;
-      this.sleepMs = Math.max(MIN_SLEEP_MS, Math.min(this.o.pollMs, wait));
-    }
+    this.next = more ? 'now' : await earliestFireAt(this.store);
     return all;
   }
 

@@ -131,6 +131,7 @@ export {
   fireSchedule,
   fireKeyOf,
   triggerSchedule,
+  watchSchedules,
   type Fire,
   type FiredJob,
 } from './schedules.js';

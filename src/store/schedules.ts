@@ -6,7 +6,7 @@
  * (a daemon that dies in between leaves the fire due: the next one re-creates the missing jobs, and
  * the index refuses the ones that exist).
  */
-import { MongoBulkWriteError, MongoServerError } from 'mongodb';
+import { MongoBulkWriteError, MongoServerError, type Collection, type Document } from 'mongodb';
 import { NotFoundError, ValidationError } from '../errors.js';
 import { firstFireAfter, timingKey } from '../schedules/spec.js';
 import type { UpSpan } from '../schedules/plan.js';
@@ -15,6 +15,7 @@ import { appendEvents, event } from './events.js';
 import { newJobDoc } from './enqueue.js';
 import type { NewJob } from './newJob.js';
 import type { Store } from './types.js';
+import { watchCollection, type Watcher, type WatchHandlers } from './watch.js';
 
 export function fireKeyOf(name: string, at: Date): string {
   return `${name}@${at.toISOString()}`;
@@ -178,6 +179,24 @@ export async function earliestFireAt(store: Store): Promise<Date | null> {
     { sort: { nextFireAt: 1 }, projection: { nextFireAt: 1 } },
   );
   return doc?.nextFireAt ?? null;
+}
+
+/**
+ * Wake on schedule writes that may move the earliest fire time: an insert (jobctl schedule add, a
+ * settings schedule), an update (pause, resume, a settings edit, a fire) or a replace. A delete only
+ * makes a fire time go away, which the scheduler's next pass finds anyway. The caller re-reads.
+ */
+export function watchSchedules(store: Store, h: WatchHandlers<null>): Watcher {
+  return watchCollection(
+    store,
+    store.schedules as unknown as Collection<Document>,
+    [
+      { $match: { operationType: { $in: ['insert', 'update', 'replace'] } } },
+      { $project: { operationType: 1 } },
+    ],
+    () => null,
+    h,
+  );
 }
 
 /**

@@ -1,10 +1,13 @@
 /**
  * Which queues this daemon claims from now: those worker.queues allows (all when unset) that no
  * operator paused. The paused set lives in the `queues` collection; the daemon reads it at start,
- * again on every change the change stream reports, and every `refreshMs` in any case (the bound on how
- * late a pause or resume is seen where change streams are unavailable). A resume wakes the claim loop.
+ * again on every change the change stream reports and when the stream (re)opens, and every
+ * `refreshMs` (worker.pollMaxMs) while no stream is ready: the bound on how late a pause or resume is
+ * seen where change streams are unavailable. While one is ready the timer is only a safety net
+ * (STREAM_SAFETY_MS). A resume wakes the claim loop.
  */
 import type { Logger } from 'pino';
+import { pollInterval } from '../periodic.js';
 import { pausedQueues, watchQueues, type Store, type Watcher } from '../store/index.js';
 import type { DbHealth } from './dbHealth.js';
 import type { DaemonEvents, TypedEmitter } from './events.js';
@@ -35,6 +38,8 @@ export class QueueGate implements QueueRules {
   private closed = false;
   private reading: Promise<void> | null = null;
   private again = false;
+  /** The stream is open and ready: it reports every change, so the timer is a safety net. */
+  private streamReady = false;
 
   constructor(private readonly o: QueueGateOptions) {}
 
@@ -54,15 +59,20 @@ export class QueueGate implements QueueRules {
   async start(): Promise<void> {
     await this.refresh();
     if (this.o.changeStreams) this.watch();
-    const tick = (): void => {
-      this.timer = setTimeout(() => {
-        void this.refresh().finally(() => {
-          if (!this.closed) tick();
-        });
-      }, this.o.refreshMs);
-      this.timer.unref?.();
-    };
-    tick();
+    this.tick();
+  }
+
+  /** The next timed re-read, at the interval that holds now (asked again after each read). */
+  private tick(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.closed) return;
+    const timer = setTimeout(() => {
+      void this.refresh().finally(() => {
+        if (this.timer === timer) this.tick();
+      });
+    }, pollInterval(this.o.refreshMs, this.streamReady));
+    timer.unref?.();
+    this.timer = timer;
   }
 
   /** Re-read the paused queues; concurrent calls share one read and ask for one more after it. */
@@ -101,12 +111,24 @@ export class QueueGate implements QueueRules {
   private watch(): void {
     if (this.closed) return;
     try {
-      this.watcher = watchQueues(this.o.store, {
+      const w = watchQueues(this.o.store, {
         onChange: () => void this.refresh(),
         // A change between the first read and the stream's start raised no event.
-        onReady: () => void this.refresh(),
+        onReady: () => {
+          if (this.watcher !== w) return;
+          this.streamReady = true;
+          void this.refresh();
+          this.tick();
+        },
         onError: (err, unsupported) => {
+          if (this.watcher !== w) return;
           this.watcher = null;
+          // Back to re-reading every refreshMs at once, starting with a read now.
+          if (this.streamReady) {
+            this.streamReady = false;
+            void this.refresh();
+            this.tick();
+          }
           if (unsupported || this.closed) return; // the periodic re-read carries on alone
           this.o.health.error('queues-watch', err);
           this.reopen ??= setTimeout(() => {
@@ -115,6 +137,7 @@ export class QueueGate implements QueueRules {
           }, REOPEN_DELAY_MS);
         },
       });
+      this.watcher = w;
     } catch (err) {
       this.o.health.error('queues-watch', err);
     }

@@ -154,3 +154,40 @@ describe('dataset status service: its change stream', () => {
     ]);
   });
 });
+
+describe('dataset status service: without change streams', () => {
+  it('moves the status at statusPollMs', async () => {
+    // The streamed service above would move it too: only the polling one runs here.
+    await service?.stop();
+    await f.store.db.collection('visstoredatas').insertOne({ uuid: 'p-1', status: 'submitted' });
+    let polled = 0;
+    const poller = new DatasetStatusService(serviceStore, {
+      settings: resolveDatasets({ statusPollMs: 200 }),
+      clock: systemClock,
+      changeStreams: false,
+      onOk: () => polled++,
+    });
+    poller.start();
+    try {
+      const job = await runOne('noop', { datasetUuid: 'p-1', tags: TAGS });
+      const path = await waitUntil(
+        async () => {
+          const j = await f.store.jobs.findOne({ _id: job._id, datasetStatusFinal: true });
+          const d = await f.store.db.collection<DatasetDoc>('visstoredatas').findOne({ uuid: 'p-1' });
+          if (!j || d?.status !== 'done') return undefined;
+          return [
+            String(d.jobd_status?.history?.[0]?.from),
+            ...(d.jobd_status?.history ?? []).map((e) => e.to),
+          ];
+        },
+        { what: 'p-1 moved by polling' },
+      );
+      expect(path).toEqual(['submitted', 'upload queued', 'uploading', 'done']);
+      // Passes keep coming at the poll interval, with nothing to do.
+      const before = polled;
+      await waitUntil(() => polled >= before + 3, { what: 'three more passes', timeoutMs: 30_000 });
+    } finally {
+      await poller.stop();
+    }
+  });
+});
