@@ -2,9 +2,9 @@
  * Moves each dataset's `status` along the legacy transitions as its jobs change state
  * (docs/datasets.md). Runs on every daemon, woken by a change stream on job transitions where the
  * server offers one (and then every STREAM_SAFETY_MS as a safety net), else every
- * `datasets.statusPollMs`. While no dataset job is unfinished the
- * stream watches only what can make one unfinished (an insert with a datasetUuid, a revived finished
- * job), so a daemon running jobs without datasets is not woken, nor queried, by each of their writes.
+ * `datasets.statusPollMs`. While no dataset job is unfinished the stream watches only what can make
+ * one unfinished (an insert with a datasetUuid, a revived finished job), so a daemon running jobs
+ * without datasets is not woken, nor queried, by each of their writes.
  *
  * A pass reads the jobs whose last transition is not yet applied (their `datasetStatusSeq` is behind
  * their `seq`), replays each one's transitions from its numbered events (the last one from the job
