@@ -37,7 +37,8 @@ import {
   type StatusHistoryEntry,
   type StatusJob,
 } from '../store/datasets.js';
-import { isChangeStreamUnsupported, type Store, type Watcher } from '../store/index.js';
+import type { Store } from '../store/index.js';
+import { StreamWatch } from './streamWatch.js';
 
 export interface DatasetStatusOptions {
   settings: DatasetSettings;
@@ -56,7 +57,6 @@ const EVENT_GRACE_MS = 10_000;
 const EVENT_RECHECK_MS = 50;
 /** Compare-and-set attempts per job and pass before it is left to the next pass. */
 const CAS_TRIES = 5;
-const REOPEN_DELAY_MS = 1_000;
 
 /**
  * deferred: an event may still be being written, or the write lost its compare-and-set five times
@@ -68,18 +68,15 @@ export type ApplyOutcome = 'applied' | 'unchanged' | 'missing' | 'duplicate' | '
 export class DatasetStatusService {
   readonly name = 'dataset-status';
   private readonly loop: Periodic;
-  private watcher: Watcher | null = null;
+  /** Relevant changes wake a pass; while it is ready the timer is a safety net. */
+  private readonly watch: StreamWatch<true>;
   /** What the open (or reopening) stream watches: every transition, or only new dataset work. */
   private watchTransitions = true;
   /** Whether a pass has asked yet if any dataset job is unfinished. */
   private checked = false;
-  private reopen: NodeJS.Timeout | null = null;
-  private stopped = false;
   private deferred = false;
   /** A migrated job waits for its dataset's mark, a write no stream of ours sees: poll for it. */
   private later = false;
-  /** The stream is open and ready: every relevant change wakes a pass, the timer is a safety net. */
-  private streamReady = false;
 
   constructor(
     private readonly store: Store,
@@ -89,46 +86,27 @@ export class DatasetStatusService {
       () =>
         this.deferred
           ? EVENT_RECHECK_MS
-          : pollInterval(o.settings.statusPollMs, this.streamReady && !this.later),
+          : pollInterval(o.settings.statusPollMs, this.watch.ready && !this.later),
       () => this.runOnce(),
       (err) => o.onError?.(err),
     );
+    this.watch = new StreamWatch({
+      name: 'dataset status watch',
+      open: (h) => watchDatasetTransitions(store, h, { transitions: this.watchTransitions }),
+      wake: () => this.loop.wake(),
+      ...(o.logger ? { logger: o.logger } : {}),
+    });
   }
 
   start(): void {
     if (!this.o.settings.statusUpdates) return;
     this.loop.start();
-    if (this.o.changeStreams) this.openWatch();
+    if (this.o.changeStreams) this.watch.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.reopen) clearTimeout(this.reopen);
-    await this.watcher?.close();
+    await this.watch.stop();
     await this.loop.stop();
-  }
-
-  private openWatch(): void {
-    if (this.stopped) return;
-    try {
-      const w = watchDatasetTransitions(
-        this.store,
-        {
-          onChange: () => this.loop.wake(),
-          // Changes before the stream was ready raised nothing: a pass reads them.
-          onReady: () => {
-            if (this.watcher !== w) return;
-            this.streamReady = true;
-            this.loop.wake();
-          },
-          onError: (err, unsupported) => this.watchFailed(w, err, unsupported),
-        },
-        { transitions: this.watchTransitions },
-      );
-      this.watcher = w;
-    } catch (err) {
-      this.watchFailed(null, err, isChangeStreamUnsupported(err));
-    }
   }
 
   /**
@@ -138,32 +116,7 @@ export class DatasetStatusService {
   private async setWatchTransitions(transitions: boolean): Promise<void> {
     if (transitions === this.watchTransitions) return;
     this.watchTransitions = transitions;
-    // A stream that ended is reopening (or was unsupported): it opens in the mode set here.
-    const old = this.watcher;
-    if (!old || this.stopped) return;
-    this.watcher = null;
-    // Polling until the new stream is ready (its onReady wakes a pass for what happened meanwhile).
-    this.streamReady = false;
-    await old.close();
-    this.openWatch();
-  }
-
-  private watchFailed(w: Watcher | null, err: unknown, unsupported: boolean): void {
-    // A stream closed by a mode switch has a successor already.
-    if (w !== null && this.watcher !== w) return;
-    this.watcher = null;
-    // Back to polling at once: a pass now reads what the stream may have missed, and the next ones
-    // come every statusPollMs until a stream is ready again.
-    if (this.streamReady) {
-      this.streamReady = false;
-      this.loop.wake();
-    }
-    if (unsupported || this.stopped || this.reopen) return;
-    this.o.logger?.debug({ err: (err as Error)?.message }, 'dataset status watch ended; reopening');
-    this.reopen = setTimeout(() => {
-      this.reopen = null;
-      this.openWatch();
-    }, REOPEN_DELAY_MS);
+    await this.watch.restart();
   }
 
   /** One pass over every job whose status is pending. Returns how many datasets were written. */

@@ -15,16 +15,15 @@ import {
   dueSchedules,
   earliestFireAt,
   fireSchedule,
-  isChangeStreamUnsupported,
   resolveNewJob,
   upSpans,
   watchSchedules,
   type FiredJob,
   type JobDefaults,
   type Store,
-  type Watcher,
 } from '../store/index.js';
 import type { ScheduleDoc } from '../types.js';
+import { StreamWatch } from './streamWatch.js';
 
 export interface SchedulerOptions {
   clock: Clock;
@@ -49,18 +48,14 @@ const DUE_BATCH = 50;
 const FIRES_PER_PASS = 500;
 /** Shortest sleep: a fire time is met within this. */
 const MIN_SLEEP_MS = 10;
-const REOPEN_DELAY_MS = 1_000;
 
 export class Scheduler {
   readonly name = 'scheduler';
   private readonly loop: Periodic;
   /** What the last pass left: run again at once, the next fire time (null: none), or a failed pass. */
   private next: 'now' | 'failed' | Date | null = 'now';
-  private watcher: Watcher | null = null;
-  /** The stream is open and ready: every schedule write wakes a pass, so the timer is a safety net. */
-  private streamReady = false;
-  private reopen: NodeJS.Timeout | null = null;
-  private stopped = false;
+  /** Every schedule write wakes a pass; while it is ready the timer is a safety net. */
+  private readonly watch: StreamWatch<null>;
 
   constructor(
     private readonly store: Store,
@@ -74,17 +69,21 @@ export class Scheduler {
         o.onError?.(err);
       },
     );
+    this.watch = new StreamWatch({
+      name: 'schedules watch',
+      open: (h) => watchSchedules(store, h),
+      wake: () => this.loop.wake(),
+      ...(o.logger ? { logger: o.logger } : {}),
+    });
   }
 
   start(): void {
     this.loop.start();
-    if (this.o.changeStreams) this.openWatch();
+    if (this.o.changeStreams) this.watch.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.reopen) clearTimeout(this.reopen);
-    await this.watcher?.close();
+    await this.watch.stop();
     await this.loop.stop();
   }
 
@@ -93,44 +92,9 @@ export class Scheduler {
     const next = this.next;
     if (next === 'now') return 0;
     if (next === 'failed') return Math.min(1_000, this.o.pollMs);
-    const bound = pollInterval(this.o.pollMs, this.streamReady);
+    const bound = pollInterval(this.o.pollMs, this.watch.ready);
     const wait = next ? next.getTime() - this.o.clock.now().getTime() : bound;
     return Math.max(MIN_SLEEP_MS, Math.min(bound, wait));
-  }
-
-  private openWatch(): void {
-    if (this.stopped) return;
-    try {
-      const w = watchSchedules(this.store, {
-        onChange: () => this.loop.wake(),
-        // A schedule written before the stream was ready raised nothing: a pass reads it.
-        onReady: () => {
-          if (this.watcher !== w) return;
-          this.streamReady = true;
-          this.loop.wake();
-        },
-        onError: (err, unsupported) => this.watchFailed(w, err, unsupported),
-      });
-      this.watcher = w;
-    } catch (err) {
-      this.watchFailed(null, err, isChangeStreamUnsupported(err));
-    }
-  }
-
-  private watchFailed(w: Watcher | null, err: unknown, unsupported: boolean): void {
-    if (w !== null && this.watcher !== w) return;
-    this.watcher = null;
-    // Back to polling at once: a pass now, then every pollMs until a stream is ready again.
-    if (this.streamReady) {
-      this.streamReady = false;
-      this.loop.wake();
-    }
-    if (unsupported || this.stopped || this.reopen) return;
-    this.o.logger?.debug({ err: (err as Error)?.message }, 'schedules watch ended; reopening');
-    this.reopen = setTimeout(() => {
-      this.reopen = null;
-      this.openWatch();
-    }, REOPEN_DELAY_MS);
   }
 
   /**
