@@ -48,16 +48,26 @@ describe('daemon: claim events ride with the next outcome', () => {
     const claimedB = d.events.waitFor('job:claimed');
     const b = await enqueue(f.store, newJob('gate', { file: join(dir, 'b') }, {}, now()), now());
     expect((await claimedB).jobId).toBe(b.job._id);
+    // b's claim event waits up to a second (the settler's hold) for an outcome to ride with.
+    const claimedAt = performance.now();
     const completedA = d.events.waitFor('job:completed');
     writeFileSync(join(dir, 'a'), '');
     expect((await completedA).jobId).toBe(a.job._id);
+    // Measured from after the claim to after a's outcome landed: longer than the real wait.
+    const waited = performance.now() - claimedAt;
     await waitUntil(
       async () => (await f.store.events.countDocuments({ jobId: b.job._id, to: 'running' })) === 1,
       {
         what: "b's claim event",
       },
     );
-    expect(inserts).toContainEqual([`${b.job._id} running`, `${a.job._id} completed`]);
+    if (waited < 1_000) {
+      expect(inserts).toContainEqual([`${b.job._id} running`, `${a.job._id} completed`]);
+    } else {
+      // A machine so loaded that a's outcome came after the hold: b's claim event went on its own or
+      // with a's, once either way.
+      expect(inserts.flat().filter((e) => e === `${b.job._id} running`)).toHaveLength(1);
+    }
     expect((await get(f.store, b.job._id))?.state).toBe('running');
   });
 
