@@ -620,6 +620,9 @@ if (mode === 'pooled') {
     }, 1000).unref();
   });
   // The one job arrives on fd 3 (the parent shuts its side for writing after it); reading blocks until then.
+  // A child started ahead of its job waits here: nothing of the handler is loaded yet.
   const input = readFileSync(3);
+  // EOF without a job: the daemon discarded this child, or died, before sending one. Nothing ran.
+  if (input.length < 4) process.exit(0);
   onParentMessage(decodeBody(input.subarray(4, 4 + input.readUInt32BE(0)), v8) as ParentMessage);
 }

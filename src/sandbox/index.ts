@@ -1,4 +1,5 @@
 export { createSandbox } from './sandbox.js';
+export type { PrestartSpec } from './prestart.js';
 export type {
   FailureReason,
   RunHooks,

@@ -6,18 +6,18 @@
  * had to be killed is dead (exit event received) before run() resolves. Children are counted
  * against SandboxOptions.maxChildren by the pool (pool.ts) from start to exit.
  */
-import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { JobAbortedError, JobTimeoutError, UnserializableParamsError, serializeError } from '../errors.js';
 import type { SerializedError } from '../types.js';
-import { JobLog, ensureDir, readFileTail } from './jobLog.js';
+import { JobLog, readFileTail } from './jobLog.js';
 import { buildOutcome, plain, type Execution, type Sampled } from './outcome.js';
 import { ChildPool, type Grant, type Want } from './pool.js';
 import type { PoolChild } from './poolChild.js';
 import { runHeld } from './heldRun.js';
 import { sampleChild } from './memorySampler.js';
+import { Prestarts, startIsolated, type PrestartSpec, type StartedChild } from './prestart.js';
 import {
   loaderFor,
-  startChild,
   sweepGroup,
   untilOrExit,
   killChild,
@@ -106,6 +106,7 @@ function msUntil(deadline: number): number {
 class SandboxImpl implements Sandbox {
   private readonly pool: ChildPool;
   private readonly isolated = new Set<Child>();
+  private readonly prestarts: Prestarts;
   private readonly stoppers = new Set<() => void>();
   /** Handlers that import `jobd` and need children with the resolve hook (learnt on first failure). */
   private readonly needsJobdHook = new Set<string>();
@@ -126,6 +127,19 @@ class SandboxImpl implements Sandbox {
       shared: opts.sharedChildren ?? 0,
       maxJobsPerChild: opts.maxJobsPerChild,
     });
+    this.prestarts = new Prestarts({
+      max: opts.prestart ?? 0,
+      log: this.log,
+      hookFor: (handler) => this.needsJobdHook.has(handler),
+    });
+  }
+
+  prestart(spec: PrestartSpec): void {
+    if (!this.closing) this.prestarts.add(spec);
+  }
+
+  discard(jobId: string): void {
+    this.prestarts.discard(jobId);
   }
 
   stats(): SandboxStats {
@@ -142,6 +156,8 @@ class SandboxImpl implements Sandbox {
       children++;
       busy++;
     }
+    // Children started ahead of their jobs are alive and run nothing yet.
+    children += this.prestarts.alive;
     return { children, idle: this.pool.idleCount, busy };
   }
 
@@ -174,7 +190,7 @@ class SandboxImpl implements Sandbox {
   async close(): Promise<void> {
     this.closing = true;
     for (const stop of [...this.stoppers]) stop();
-    await this.pool.close([...this.isolated]);
+    await Promise.all([this.prestarts.close(), this.pool.close([...this.isolated])]);
   }
 
   private runOnce(
@@ -350,6 +366,7 @@ class SandboxImpl implements Sandbox {
   ): Promise<Try> {
     const waited = await this.waitForChild({ pooled: false }, req, hooks, deadline);
     if ('ex' in waited) {
+      this.prestarts.discard(req.jobId);
       return {
         outcome: buildOutcome(waited.ex, undefined, t0, {}, null, 0, undefined, ''),
         jobdUnresolved: undefined,
@@ -357,36 +374,22 @@ class SandboxImpl implements Sandbox {
     }
     if (waited.grant.kind !== 'slot') throw new Error('isolated run was granted a pooled child');
     const slot = waited.grant.slot;
-    let startSize: number;
-    let child: Child | undefined;
+    let started: StartedChild | null = null;
     try {
-      ensureDir(req.logFile);
-      // The child writes straight into the log file: its output never passes through the daemon.
-      // Synchronous on purpose (a local file, microseconds): from a freed slot to the spawn nothing
-      // yields to the event loop, so the daemon's other work (the last job's settlement, the next
-      // claim, an in-process server's replies) waits until the child is on its way, not the reverse.
-      const fd = openSync(req.logFile, 'a');
-      try {
-        startSize = fstatSync(fd).size;
-        child = startChild({
-          mode: 'isolated',
-          loader: loaderFor(req.handler),
-          jobdHook: hook,
-          output: fd,
-          env: req.env ? { ...process.env, ...req.env } : process.env,
-          ...(req.cwd ? { cwd: req.cwd } : {}),
-        });
-        // Bound at once: from here its slot is freed by its exit, whatever happens next.
-        slot.bind(child);
-      } finally {
-        closeSync(fd);
-      }
+      // Started ahead (its job was claimed ahead of a free slot): only the job is left to send.
+      // Otherwise synchronous on purpose: from a freed slot to the spawn nothing yields to the event
+      // loop, so the daemon's other work (the last job's settlement, the next claim, an in-process
+      // server's replies) waits until the child is on its way, not the reverse.
+      started = this.prestarts.take(req.jobId, req, hook) ?? startIsolated(req, hook);
+      // Bound at once: from here its slot is freed by its exit, whatever happens next.
+      slot.bind(started.child);
     } catch (err) {
       // Not started: the slot is free again (free() does nothing once bound). Started: it is killed.
       slot.free();
-      if (child) await killChild(child, req.killGraceMs);
+      if (started) await killChild(started.child, req.killGraceMs);
       throw err;
     }
+    const { child, startSize } = started;
     this.isolated.add(child);
     // An isolated child got the job's env and cwd at spawn.
     const msg = jobMessage(req, this.maxOutputBytes);

@@ -33,6 +33,7 @@
  */
 import type { ChildFailurePolicy, JobResources, ResourceAllocation, SerializedError } from '../types.js';
 import type { HookFailure, HooksRequest, JobFamily, SpawnedChild } from './protocol.js';
+import type { PrestartSpec } from './prestart.js';
 
 export type { JobFamily, SpawnedChild } from './protocol.js';
 
@@ -47,7 +48,8 @@ export interface RunRequest {
   /** The daemon parsed a typed job's input (params is the parsed input) and checks its output. */
   checks?: { paths: unknown[] };
   /**
-   * Isolated: counted from run(), child start-up and module loading included. Pooled: the wait for a
+   * Isolated: counted from run(), child start-up (unless the child was started ahead: prestart) and
+   * module loading included. Pooled: the wait for a
    * child counts from run(); then the job has the whole timeout from when its child starts it (a
    * job queued in a child behind others waits without its clock running). Infinity: no timeout.
    */
@@ -134,13 +136,21 @@ export interface Sandbox {
    * Rejects only when the sandbox is closed.
    */
   run(req: RunRequest, hooks: RunHooks): Promise<RunOutcome>;
+  /**
+   * A job that will run isolated once a slot frees (claimed ahead): its child may be started now,
+   * within SandboxOptions.prestart, and waits for the job (prestart.ts). The run uses it when it
+   * still fits (same handler, environment, cwd and log file).
+   */
+  prestart?(spec: PrestartSpec): void;
+  /** The job will not run (any more): a child started ahead for it is killed. Safe to call always. */
+  discard?(jobId: string): void;
   /** Kill every child (SIGTERM, then SIGKILL after killGraceMs); resolves when all are gone. */
   close(): Promise<void>;
   stats(): SandboxStats;
 }
 
 export interface SandboxStats {
-  /** Live child processes (pooled and isolated). */
+  /** Live child processes (pooled and isolated, started ahead of their jobs included). */
   children: number;
   /** Pooled children waiting for a job. */
   idle: number;
@@ -175,6 +185,11 @@ export interface SandboxOptions {
    * starting and those on their way out): the daemon's concurrency. A run that would exceed it waits.
    */
   maxChildren: number;
+  /**
+   * At most this many isolated children started ahead of their jobs (Sandbox.prestart), alive on top
+   * of maxChildren; 0 or absent: none.
+   */
+  prestart?: number;
   /** Largest encoded output (v8 structured clone bytes) a handler may return; default 64 MiB. */
   maxOutputBytes?: number;
   logger?: SandboxLogger;
