@@ -44,6 +44,7 @@ export const DEFAULTS = {
     logShipMs: 250,
     errorHistory: 10,
     changeStreams: true,
+    prestartIsolated: true,
     hookTimeoutMs: 10_000,
   },
   maintenance: {

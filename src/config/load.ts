@@ -264,6 +264,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       logShipMs: s.worker?.logShipMs ?? DEFAULTS.worker.logShipMs,
       errorHistory: s.worker?.errorHistory ?? DEFAULTS.worker.errorHistory,
       changeStreams: s.worker?.changeStreams ?? DEFAULTS.worker.changeStreams,
+      prestartIsolated: s.worker?.prestartIsolated ?? DEFAULTS.worker.prestartIsolated,
       hookTimeoutMs: s.worker?.hookTimeoutMs ?? DEFAULTS.worker.hookTimeoutMs,
       queues: s.worker?.queues ? [...new Set(s.worker.queues)] : null,
     },

@@ -79,6 +79,11 @@ export interface ResolvedConfig {
     errorHistory: number;
     /** Use change streams to wake up on new jobs where the server offers them. */
     changeStreams: boolean;
+    /**
+     * Start the child of an isolated job claimed ahead of a free slot while the running jobs finish
+     * (at most `concurrency` such children, on top of the running ones).
+     */
+    prestartIsolated: boolean;
     /** Longest run of one lifecycle hook (onStart, onSuccess, onFailure, onRetry). */
     hookTimeoutMs: number;
     /** The queues this daemon claims from; null: every queue. */

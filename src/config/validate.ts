@@ -223,6 +223,7 @@ export const settingsSchema = z.strictObject({
       logShipMs: int(10, 60_000, ' (ms)').optional(),
       errorHistory: int(0, 1000).optional(),
       changeStreams: bool().optional(),
+      prestartIsolated: bool().optional(),
       hookTimeoutMs: int(1, DAY_MS, ' (ms)').optional(),
       queues: z
         .array(z.string({ error: QUEUE_NAME_RULE }).regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }), {

@@ -193,6 +193,8 @@ class DaemonImpl implements Daemon {
         killGraceMs: w.killGraceMs,
         // At most one child per running job: short jobs share a few children (pool.sharedChildren).
         maxChildren: w.concurrency,
+        // Children of isolated jobs claimed ahead, started while the running jobs finish.
+        prestart: w.prestartIsolated ? w.concurrency : 0,
         logger,
       });
     const releases = (this.releases = new Releases({
@@ -252,6 +254,8 @@ class DaemonImpl implements Daemon {
       resources: this.resources,
       wakeup: this.wakeup,
       start: (job, allocation) => this.executions.start(job, allocation),
+      ahead: (job, allocation) => this.executions.ahead(job, allocation),
+      dropped: (job) => this.executions.dropped(job),
       queues: this.queues,
     });
     this.executions = new Executions({

@@ -21,7 +21,7 @@ import type { JobDoc, JobId, JobTypeDefinition, ResourceAllocation } from '../ty
 import type { DbHealth } from './dbHealth.js';
 import type { InlineRunner } from './inlineRunner.js';
 import { LazyAbort } from '../sandbox/lazyAbort.cjs';
-import { executeJob, jobLogFile, type AbortCause, type Execution } from './executor.js';
+import { executeJob, isolatedSpawnOf, jobLogFile, type AbortCause, type Execution } from './executor.js';
 import { LOG_SHIP_DEFAULT_MS, LOG_STORE_DEFAULT_BYTES, LogShipper } from './logShipper.js';
 import type { OutcomeReporter } from './outcomes.js';
 import type { Settler } from './settler.js';
@@ -74,6 +74,21 @@ export class Executions {
     }));
   }
 
+  /**
+   * A job claimed ahead of a free slot: an isolated job's child may start now (sandbox/prestart.ts),
+   * when worker.prestartIsolated allows.
+   */
+  ahead(job: JobDoc, allocation?: ResourceAllocation): void {
+    if (!this.o.config.worker.prestartIsolated || !this.o.sandbox.prestart) return;
+    const spec = isolatedSpawnOf(job, this.o.config, allocation);
+    if (spec) this.o.sandbox.prestart(spec);
+  }
+
+  /** A job claimed ahead that will not start here: a child started ahead for it is killed. */
+  dropped(job: JobDoc): void {
+    this.o.sandbox.discard?.(job._id);
+  }
+
   /** `allocation`: what the job took of the daemon's resources (its type declares needs). */
   start(job: JobDoc & { family?: JobFamily }, allocation?: ResourceAllocation): void {
     const ex: Execution = {
@@ -122,6 +137,9 @@ export class Executions {
       })
       // The whole log is stored before the outcome: whoever sees the job finished can read all of it.
       .then((settlement) => {
+        // A child started ahead for a job that ended without running in it (a typed job's refused
+        // input, an abort before the start) is not left waiting.
+        this.o.sandbox.discard?.(job._id);
         // An inline job that never said it would write has nothing in its file from this attempt (no
         // shipper): finished at once, without a promise more per job.
         if (!shipper) return this.finish(ex, settlement, performance.now() - t0);

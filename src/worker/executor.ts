@@ -16,6 +16,7 @@ import type { InlineRunner } from './inlineRunner.js';
 import type { LazyAbort } from '../sandbox/lazyAbort.cjs';
 import { checkOutput, daemonCheckedType, parseForRun } from './typedChecks.js';
 import type { DefinedJobType } from '../jobs/defineJobType.js';
+import type { PrestartSpec } from '../sandbox/prestart.js';
 import type { JobFamily, RunOutcome, RunRequest, Sandbox, SpawnedChild } from '../sandbox/types.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { SOURCE_READERS } from '../config/jobTypes.js';
@@ -142,6 +143,26 @@ function runRequestFor(
     // Typed job types re-check their input's paths against these when the job starts (defineJobType).
     env: jobEnv(config, job.type, allocation),
     ...(allocation ? { allocation } : {}),
+  };
+}
+
+/**
+ * What the job's isolated child is started with, as its run will ask for it (runRequestFor): for a
+ * child started ahead of the job (sandbox/prestart.ts). Null when the job does not run in an isolated
+ * child.
+ */
+export function isolatedSpawnOf(
+  job: JobDoc,
+  config: ResolvedConfig,
+  allocation: ResourceAllocation | undefined,
+): PrestartSpec | null {
+  const def = config.jobTypes[job.type];
+  if (!def || def.mode !== 'isolated' || def.system) return null;
+  return {
+    jobId: job._id,
+    handler: def.handler,
+    logFile: jobLogFile(config, job._id),
+    env: jobEnv(config, job.type, allocation),
   };
 }
 

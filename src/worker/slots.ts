@@ -76,6 +76,13 @@ export interface SlotsOptions {
   wakeup: Wakeup;
   /** Start a job in a free slot, with what it was given of the daemon's resources (if its type needs any). */
   start(job: JobDoc, allocation?: ResourceAllocation): void;
+  /**
+   * A job now waits claimed ahead, its resources taken: what it runs with is known, so its child may
+   * be started ahead of it (an isolated job's: sandbox/prestart.ts).
+   */
+  ahead?(job: JobDoc, allocation?: ResourceAllocation): void;
+  /** A job claimed ahead leaves without starting here (lost lease, shutdown). */
+  dropped?(job: JobDoc): void;
   /** Queue membership, pauses and per-queue limits; without it every type is claimable. */
   queues?: QueueRules;
 }
@@ -171,8 +178,9 @@ export class Slots implements ClaimSlots {
     // A claim takes only what fits, so this succeeds; a job that does not fit (a claim recovered
     // after the database came back) waits claimed ahead until a release makes room.
     const fits = this.allocate(job);
-    if (fits && this.running < this.o.concurrency) this.startNow(job);
-    else this.ready.push(job);
+    if (fits && this.running < this.o.concurrency) return this.startNow(job);
+    this.ready.push(job);
+    if (fits) this.o.ahead?.(job, this.allocations.get(job._id));
   }
 
   /**
@@ -209,6 +217,7 @@ export class Slots implements ClaimSlots {
     const [job] = this.ready.splice(i, 1);
     this.hold(job!.type, -1);
     this.deallocate(id);
+    this.o.dropped?.(job!);
     return job;
   }
 
@@ -224,6 +233,7 @@ export class Slots implements ClaimSlots {
     for (const job of jobs) {
       this.hold(job.type, -1);
       this.deallocate(job._id);
+      this.o.dropped?.(job);
     }
     return jobs;
   }

@@ -65,6 +65,7 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
       logTailBytes: 1024,
       errorHistory: 10,
       changeStreams: true,
+      prestartIsolated: true,
       hookTimeoutMs: 2_000,
       ...o.worker,
     },

@@ -82,4 +82,40 @@ describe('claiming ahead', () => {
     expect(slotsAfterRuns(1_001).slots.capacity()).toBe(1);
     expect(slotsAfterRuns(60_000, 4).slots.capacity()).toBe(4);
   });
+
+  it('a job that waits claimed ahead is announced (its child may start), and its leaving without a start too', () => {
+    const ahead: string[] = [];
+    const dropped: string[] = [];
+    const started: string[] = [];
+    const slots = new Slots({
+      concurrency: 1,
+      claimBatchSize: 10,
+      jobTypes: { t: {} },
+      wakeup: new Wakeup(),
+      start: (j) => started.push(j._id),
+      ahead: (j) => ahead.push(j._id),
+      dropped: (j) => dropped.push(j._id),
+    });
+    slots.accept(job('warm'));
+    slots.release(job('warm'), 200);
+    // Started at once: not announced.
+    slots.accept(job('a'));
+    expect(ahead).toEqual([]);
+    slots.accept(job('b'));
+    slots.accept(job('c'));
+    expect(ahead).toEqual(['b', 'c']);
+    // b starts when a ends: nothing dropped.
+    slots.release(job('a'), 200);
+    expect(started).toEqual(['warm', 'a', 'b']);
+    expect(dropped).toEqual([]);
+    // c's lease is lost while it waits; d is handed back at shutdown.
+    expect(slots.drop('c')?._id).toBe('c');
+    slots.accept(job('d'));
+    slots.close();
+    expect(slots.takeWaiting().map((j) => j._id)).toEqual(['d']);
+    expect(dropped).toEqual(['c', 'd']);
+    // Not waiting here: nothing to drop.
+    expect(slots.drop('zz')).toBeUndefined();
+    expect(dropped).toEqual(['c', 'd']);
+  });
 });
