@@ -9,7 +9,7 @@
  * beside a daemon. Rates are total jobs over total seconds of each kind's blocks; CPU is per job over
  * all of a kind's blocks.
  */
-import { throughput, type Ctx, type ThroughputFigures } from './phases.js';
+import { PRESTART, throughput, type Ctx, type ThroughputFigures } from './phases.js';
 import { spawnRate, type SpawnFigures } from './spawnRate.js';
 import { round } from './stats.js';
 
@@ -108,6 +108,8 @@ export async function isolatedInterleaved(
     capped: tally.plain.capped || tally.typed.capped,
     rounds,
     jobsPerBlock: per,
+    // worker.prestartIsolated as set for this run (JOBD_WORKER__PRESTART_ISOLATED), else the build's default.
+    prestartIsolated: PRESTART ?? 'default',
     bareSpawnPerSec: round(bare, 1),
     // CPU per bare spawn: the spawning process (self) and `node -e 0` itself (children).
     bareSpawnCpuMs: bareCpu,

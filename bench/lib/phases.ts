@@ -30,6 +30,9 @@ const silent = pino({ level: 'silent' });
 export const PLAIN_NOOP = join(ROOT, 'bench/fixtures/plainNoop.js');
 const JOB_DEFAULTS = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
 
+/** worker.prestartIsolated for the daemons the benchmark starts, when set (else the build's default). */
+export const PRESTART = process.env.JOBD_WORKER__PRESTART_ISOLATED;
+
 export function configFor(
   ctx: Ctx,
   database: string,
@@ -37,7 +40,14 @@ export function configFor(
 ): ResolvedConfig {
   const dir = mkdtempSync(join(tmpdir(), 'jobd-bench-'));
   const base = ctx.jobd.loadConfig({
-    env: { JOBD_MONGO_URI: ctx.uri, JOBD_DATABASE: database, JOBD_DATA_DIR: dir, JOBD_LOG_LEVEL: 'silent' },
+    env: {
+      JOBD_MONGO_URI: ctx.uri,
+      JOBD_DATABASE: database,
+      JOBD_DATA_DIR: dir,
+      JOBD_LOG_LEVEL: 'silent',
+      // Isolated jobs with and without children started ahead (a build without the setting refuses it).
+      ...(PRESTART !== undefined ? { JOBD_WORKER__PRESTART_ISOLATED: PRESTART } : {}),
+    },
     cwd: dir,
   });
   const noop = base.jobTypes.noop!;
