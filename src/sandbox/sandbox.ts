@@ -16,14 +16,7 @@ import type { PoolChild } from './poolChild.js';
 import { runHeld } from './heldRun.js';
 import { sampleChild } from './memorySampler.js';
 import { Prestarts, startIsolated, type PrestartSpec, type StartedChild } from './prestart.js';
-import {
-  loaderFor,
-  sweepGroup,
-  untilOrExit,
-  killChild,
-  type Child,
-  type ExitInfo,
-} from './processes.js';
+import { loaderFor, sweepGroup, untilOrExit, killChild, type Child, type ExitInfo } from './processes.js';
 import { hookedProgress, type ProgressCoalescer } from './progress.js';
 import type { ChildMessage, DoneMessage, JobMessage } from './protocol.js';
 import type {

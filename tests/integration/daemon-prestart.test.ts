@@ -4,7 +4,9 @@
  * that child at once (it ran nothing of the job), and the job is cancelled, or requeued with its attempt
  * given back. Real daemon, real children (found through /proc), the embedded server over the wire.
  */
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -63,12 +65,15 @@ describe('isolated children started ahead of their jobs', () => {
     });
   };
 
-  /** After a short job, a long one (A) is running and a short one (B) is claimed ahead. */
-  async function longThenShort(msA: number): Promise<{ a: string; b: string }> {
+  /**
+   * After a short job, a long one (A) is running and a short one (B) is claimed ahead; A's handler
+   * writes its pid to `pidFile`.
+   */
+  async function longThenShort(msA: number, pidFile?: string): Promise<{ a: string; b: string }> {
     // One short job first: from its run time the daemon claims one ahead.
     const warm = (await client.enqueue('sib', { ms: 0 })).job._id;
     await collect(d!, 'job:completed', [warm]);
-    const a = (await client.enqueue('sib', { ms: msA })).job._id;
+    const a = (await client.enqueue('sib', { ms: msA, ...(pidFile ? { pidFile } : {}) })).job._id;
     const b = (await client.enqueue('sib', { ms: 0 })).job._id;
     await vi.waitFor(async () => expect((await get(f.store, b))?.state).toBe('running'), {
       timeout: 20_000,
@@ -77,19 +82,23 @@ describe('isolated children started ahead of their jobs', () => {
     return { a, b };
   }
 
-  /** The same, and the two children: A's and the one started ahead for B. */
+  /**
+   * The same, and the two children: A's (from its pid file: A and B may be claimed together, and then
+   * B's child, started as B is claimed, can be older than A's) and the one started ahead for B.
+   */
   async function aheadOfALongJob(msA: number): Promise<{ a: string; b: string; aPid: number; bPid: number }> {
-    const { a, b } = await longThenShort(msA);
-    const [aChild, bChild] = await vi.waitFor(
+    const pidFile = join(mkdtempSync(join(tmpdir(), 'jobd-prestart-')), 'a.pid');
+    const { a, b } = await longThenShort(msA, pidFile);
+    return vi.waitFor(
       () => {
-        const c = sandboxChildren(process.pid);
-        if (c.length !== 2) throw new Error(`${c.length} children`);
-        return c;
+        const aPid = Number((existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '').trim());
+        if (!aPid) throw new Error("A's handler has not started yet");
+        const others = sandboxChildren(process.pid).filter((c) => c.pid !== aPid);
+        if (others.length !== 1) throw new Error(`${others.length} children besides A's`);
+        return { a, b, aPid, bPid: others[0]!.pid };
       },
       { timeout: 20_000, interval: 20 },
     );
-    expect((await get(f.store, a))?.state).toBe('running');
-    return { a, b, aPid: aChild!.pid, bPid: bChild!.pid };
   }
 
   const report = async (id: string): Promise<Report> => (await get(f.store, id))!.result as Report;
@@ -128,8 +137,14 @@ describe('isolated children started ahead of their jobs', () => {
     await vi.waitFor(() => expect(alive(bPid)).toBe(false), { timeout: 15_000, interval: 20 });
     // The running job is still within its grace.
     expect(alive(aPid)).toBe(true);
-    const requeued = await get(f.store, b);
-    expect(requeued).toMatchObject({ state: 'queued', attempts: 0 });
+    // The child is killed as the job is taken back; the requeue is written after.
+    await vi.waitFor(
+      async () => expect(await get(f.store, b)).toMatchObject({ state: 'queued', attempts: 0 }),
+      {
+        timeout: 15_000,
+        interval: 20,
+      },
+    );
     await client.cancel(a);
     await stopping;
     expect(sandboxChildren(process.pid)).toEqual([]);

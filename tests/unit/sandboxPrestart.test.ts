@@ -33,8 +33,18 @@ async function waitForChildren(n: number, ppid = process.pid): Promise<number[]>
   );
 }
 
-function spec(req: RunRequest): { jobId: string; handler: string; logFile: string; env?: Record<string, string> } {
-  return { jobId: req.jobId, handler: req.handler, logFile: req.logFile, ...(req.env ? { env: req.env } : {}) };
+function spec(req: RunRequest): {
+  jobId: string;
+  handler: string;
+  logFile: string;
+  env?: Record<string, string>;
+} {
+  return {
+    jobId: req.jobId,
+    handler: req.handler,
+    logFile: req.logFile,
+    ...(req.env ? { env: req.env } : {}),
+  };
 }
 
 const isolated = (over: Partial<RunRequest> = {}): RunRequest =>
