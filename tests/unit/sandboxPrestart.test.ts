@@ -5,7 +5,7 @@
  * SIGKILLed are gone, having written nothing. Real child processes, found through /proc.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import type { RunRequest } from '../../src/sandbox/index.js';
@@ -152,10 +152,11 @@ describe('isolated children started ahead of their jobs', () => {
   });
 
   it('a child started ahead whose parent is SIGKILLed exits by itself and writes nothing', async () => {
-    const logFile = join(dir(), 'orphan-ahead.log');
+    const logDir = mkdtempSync(join(dir(), 'parent-'));
+    const logFile = join(logDir, 'ahead.log');
     const parent = spawn(
       process.execPath,
-      ['--import', 'tsx', resolve(import.meta.dirname, '../fixtures/sandboxPrestartParent.ts'), logFile],
+      ['--import', 'tsx', resolve(import.meta.dirname, '../fixtures/sandboxParent.ts'), logDir, 'ahead'],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const exited = new Promise((r) => parent.once('exit', r));

@@ -5,15 +5,18 @@
  * long jobs none.
  */
 import { describe, expect, it } from 'vitest';
-import { Slots } from '../../src/worker/slots.js';
+import { Slots, type SlotsOptions } from '../../src/worker/slots.js';
 import { Wakeup } from '../../src/worker/wakeup.js';
 import type { JobDoc } from '../../src/types.js';
 
 const job = (id: string): JobDoc =>
   ({ _id: id, type: 't', lease: { owner: 'w', token: 't', expiresAt: new Date() } }) as unknown as JobDoc;
 
-/** Slots whose jobs have run `runMs` each, with nothing running now. */
-function slotsAfterRuns(runMs: number, concurrency = 1): { slots: Slots; started: string[] } {
+/** Slots of one type `t`, recording the jobs they start (and announce, with `extra`). */
+function newSlots(
+  concurrency: number,
+  extra: Partial<SlotsOptions> = {},
+): { slots: Slots; started: string[] } {
   const started: string[] = [];
   const slots = new Slots({
     concurrency,
@@ -21,7 +24,14 @@ function slotsAfterRuns(runMs: number, concurrency = 1): { slots: Slots; started
     jobTypes: { t: {} },
     wakeup: new Wakeup(),
     start: (j) => started.push(j._id),
+    ...extra,
   });
+  return { slots, started };
+}
+
+/** Slots whose jobs have run `runMs` each, with nothing running now. */
+function slotsAfterRuns(runMs: number, concurrency = 1): { slots: Slots; started: string[] } {
+  const { slots, started } = newSlots(concurrency);
   slots.accept(job('warm'));
   slots.release(job('warm'), runMs);
   started.length = 0;
@@ -30,14 +40,7 @@ function slotsAfterRuns(runMs: number, concurrency = 1): { slots: Slots; started
 
 describe('claiming ahead', () => {
   it('claims nothing ahead before any job finished', () => {
-    const started: string[] = [];
-    const slots = new Slots({
-      concurrency: 1,
-      claimBatchSize: 10,
-      jobTypes: { t: {} },
-      wakeup: new Wakeup(),
-      start: (j) => started.push(j._id),
-    });
+    const { slots } = newSlots(1);
     expect(slots.capacity()).toBe(1);
   });
 
@@ -86,13 +89,7 @@ describe('claiming ahead', () => {
   it('a job that waits claimed ahead is announced (its child may start), and its leaving without a start too', () => {
     const ahead: string[] = [];
     const dropped: string[] = [];
-    const started: string[] = [];
-    const slots = new Slots({
-      concurrency: 1,
-      claimBatchSize: 10,
-      jobTypes: { t: {} },
-      wakeup: new Wakeup(),
-      start: (j) => started.push(j._id),
+    const { slots, started } = newSlots(1, {
       ahead: (j) => ahead.push(j._id),
       dropped: (j) => dropped.push(j._id),
     });
