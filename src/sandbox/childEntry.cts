@@ -604,6 +604,18 @@ process.on('unhandledRejection', (reason) => {
   }
 });
 
+/** Whether `pid:starttime` (starttime as in /proc/<pid>/stat) is a live process. */
+function processIs(idAndStart: string): boolean {
+  const [pid, start] = idAndStart.split(':');
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return f[0] !== 'Z' && f[19] === start;
+  } catch {
+    return false;
+  }
+}
+
 if (mode === 'pooled') {
   process.on('message', onParentMessage);
   // The parent went away (daemon crash or SIGKILL): nothing can report our outcome any more.
@@ -613,10 +625,15 @@ if (mode === 'pooled') {
   // No IPC channel to notice a dead parent by: being re-parented is the sign. The watch starts at the
   // event loop's first turn: a job that never yields to it (a no-op) has exited by then, without the
   // timer's cost (~0.7 CPU-ms of a fresh child's start); any other job is watched from then on.
+  // Started by the daemon's spawn helper (spawnHelper.ts), the parent is the helper: re-parented, the
+  // child goes on while the daemon (pid and start time in JOBD_SANDBOX_DAEMON) is still alive, as the
+  // daemon still holds its socket and sees its exit.
   const parent = process.ppid;
+  const daemon = process.env.JOBD_SANDBOX_DAEMON;
+  delete process.env.JOBD_SANDBOX_DAEMON;
   setImmediate(() => {
     setInterval(() => {
-      if (process.ppid !== parent) process.exit(0);
+      if (process.ppid !== parent && !(daemon && processIs(daemon))) process.exit(0);
     }, 1000).unref();
   });
   // The one job arrives on fd 3 (the parent shuts its side for writing after it); reading blocks until then.

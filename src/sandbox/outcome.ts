@@ -36,6 +36,7 @@ export function plain(err: JobdError): SerializedError {
 function crashError(exit: ExitInfo, taint: SerializedError | null, beforeDone: boolean): SerializedError {
   let message: string;
   if (exit.spawnError) message = `could not start the child process: ${exit.spawnError.message}`;
+  else if (exit.lost) message = 'child process ended unseen (the spawn helper that started it exited first)';
   else if (exit.signal) message = `child process was killed by signal ${exit.signal}`;
   else message = `child process exited with code ${exit.code}`;
   if (beforeDone && !exit.spawnError) message += ' before the job finished';

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MarkerSplitter, type JobLog } from './jobLog.js';
+import type { ChildProcess } from 'node:child_process';
 import { startChild, type Child, type Loader } from './processes.js';
 import {
   MARKER_NONCE_ENV,
@@ -73,7 +74,7 @@ export class Held {
 }
 
 export class PoolChild {
-  readonly child: Child;
+  readonly child: Child<ChildProcess>;
   state: 'idle' | 'busy' | 'retiring' = 'busy';
   jobsRun = 0;
   /** Jobs handed to it over its life (recycling counts these). */

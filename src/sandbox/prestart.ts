@@ -15,6 +15,7 @@
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { ensureDir } from './jobLog.js';
 import { killChild, loaderFor, startChild, type Child } from './processes.js';
+import type { SpawnHelper } from './spawnHelper.js';
 import type { SandboxLogger } from './types.js';
 
 /** What an isolated child is started with; a run uses a child started ahead only if all of it matches. */
@@ -39,9 +40,10 @@ export interface StartedChild {
  * Start an isolated child writing into its job's log file. Synchronous: from a freed slot to the spawn
  * nothing yields to the event loop (see Sandbox.runIsolated).
  */
-export function startIsolated(s: IsolatedSpawn, jobdHook: boolean): StartedChild {
+export function startIsolated(s: IsolatedSpawn, jobdHook: boolean, spawner?: SpawnHelper): StartedChild {
   ensureDir(s.logFile);
-  // The child writes straight into the log file: its output never passes through the daemon.
+  // The child writes straight into the log file: its output never passes through the daemon. Opened
+  // here with the spawn helper too: a log file that cannot be written fails the start at once.
   const fd = openSync(s.logFile, 'a');
   try {
     const startSize = fstatSync(fd).size;
@@ -52,6 +54,7 @@ export function startIsolated(s: IsolatedSpawn, jobdHook: boolean): StartedChild
       output: fd,
       env: s.env ? { ...process.env, ...s.env } : process.env,
       ...(s.cwd ? { cwd: s.cwd } : {}),
+      ...(spawner ? { helper: { spawner, logFile: s.logFile } } : {}),
     });
     return { child, startSize };
   } finally {
@@ -92,6 +95,8 @@ export interface PrestartOptions {
   log: SandboxLogger;
   /** Whether the handler's children need the jobd resolve hook (learnt by the sandbox). */
   hookFor(handler: string): boolean;
+  /** Starts the children, when the sandbox has one (spawnHelper.ts). */
+  spawner?: SpawnHelper;
 }
 
 export class Prestarts {
@@ -166,7 +171,7 @@ export class Prestarts {
       if (e.started || e.failed) continue;
       let s: StartedChild;
       try {
-        s = startIsolated(e.spec, e.hook);
+        s = startIsolated(e.spec, e.hook, this.o.spawner);
       } catch (err) {
         e.failed = true;
         this.o.log.warn(

@@ -10,8 +10,12 @@ import { deserialize, serialize } from 'node:v8';
 import { decodeBody, encodeFrame } from './frames.cjs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ChildMessage, ParentMessage } from './protocol.js';
+import { HelperChild, daemonId, type SpawnHelper } from './spawnHelper.js';
 
-const v8 = (): { serialize: typeof serialize; deserialize: typeof deserialize } => ({ serialize, deserialize });
+const v8 = (): { serialize: typeof serialize; deserialize: typeof deserialize } => ({
+  serialize,
+  deserialize,
+});
 
 const fromSources = import.meta.url.endsWith('.ts');
 const entryFile = fileURLToPath(
@@ -42,11 +46,29 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
   /** The process could not be started at all. */
   spawnError?: Error;
+  /** The exit was not seen (the spawn helper that started the process died first): no code or signal. */
+  lost?: boolean;
 }
 
-export interface Child {
-  proc: ChildProcess;
-  pid: number | undefined;
+/** What of a process the sandbox uses: a ChildProcess, or the stand-in for one the spawn helper starts. */
+export interface ProcessLike {
+  readonly pid?: number | undefined;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
+/** The daemon's end of an isolated child's fd-3 socket (a Duplex, or the helper's LateChannel). */
+interface Channel {
+  on(event: 'data', cb: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'close' | 'error', cb: () => void): unknown;
+  end(data?: Buffer): unknown;
+}
+
+export interface Child<P extends ProcessLike = ProcessLike> {
+  proc: P;
+  /** Known once the process has started (with the spawn helper, a moment after startChild returns). */
+  readonly pid: number | undefined;
   /** Resolves once the process has exited and its IPC channel is drained (all its messages delivered). */
   exited: Promise<ExitInfo>;
   /**
@@ -71,7 +93,7 @@ export interface Child {
  * fd and a stream fewer per spawn. stdin is /dev/null.
  * `output` is where the child's stdout/stderr go: 'pipe', or a file descriptor.
  */
-export function startChild(opts: {
+interface StartOptions {
   mode: 'pooled' | 'isolated';
   loader: Loader;
   /** Register the resolve hook that lets handlers `import 'jobd'` (childEntry.cts). */
@@ -79,7 +101,13 @@ export function startChild(opts: {
   output: 'pipe' | number;
   env: NodeJS.ProcessEnv;
   cwd?: string;
-}): Child {
+  /** Isolated only: the spawn helper starts the child, its output appended to this file (not `output`). */
+  helper?: { spawner: SpawnHelper; logFile: string };
+}
+
+export function startChild(opts: StartOptions & { mode: 'pooled' }): Child<ChildProcess>;
+export function startChild(opts: StartOptions & { mode: 'isolated' }): Child;
+export function startChild(opts: StartOptions): Child {
   // A child with the hook loads handlers through import(): the hook does not apply to require(esm).
   const args = [
     opts.mode,
@@ -88,17 +116,29 @@ export function startChild(opts: {
   ];
   const common = { env: opts.env, ...(opts.cwd ? { cwd: opts.cwd } : {}), detached: true };
   const isolated = opts.mode === 'isolated';
-  const proc = isolated
-    ? spawn(process.execPath, [...execArgvFor(opts.loader), entryFile, ...args], {
-        ...common,
-        stdio: ['ignore', opts.output, opts.output, 'pipe'],
+  const childArgs = [...execArgvFor(opts.loader), entryFile, ...args];
+  const viaHelper = isolated ? opts.helper : undefined;
+  const proc: ChildProcess | HelperChild = viaHelper
+    ? viaHelper.spawner.spawn({
+        file: process.execPath,
+        args: childArgs,
+        // Its parent is the helper; this tells it which process it works for (childEntry.cts).
+        env: { ...opts.env, JOBD_SANDBOX_DAEMON: daemonId() },
+        ...(opts.cwd ? { cwd: opts.cwd } : {}),
+        logFile: viaHelper.logFile,
+        helperExecArgv: execArgvFor(fromSources ? 'tsx' : 'node'),
       })
-    : fork(entryFile, args, {
-        ...common,
-        execArgv: execArgvFor(opts.loader),
-        stdio: ['ignore', opts.output, opts.output, 'ipc'],
-        serialization: 'advanced',
-      });
+    : isolated
+      ? spawn(process.execPath, childArgs, {
+          ...common,
+          stdio: ['ignore', opts.output, opts.output, 'pipe'],
+        })
+      : fork(entryFile, args, {
+          ...common,
+          execArgv: execArgvFor(opts.loader),
+          stdio: ['ignore', opts.output, opts.output, 'ipc'],
+          serialization: 'advanced',
+        });
 
   const messageListeners = new Set<(m: ChildMessage) => void>();
   const deliver = (m: ChildMessage): void => {
@@ -107,7 +147,8 @@ export function startChild(opts: {
   let send: (m: ParentMessage) => void;
   let channelDrained: (cb: () => void) => void;
   if (isolated) {
-    const channel = proc.stdio[3] as Duplex | null | undefined;
+    const channel: Channel | null | undefined =
+      proc instanceof HelperChild ? proc.channel : (proc.stdio[3] as Duplex | null | undefined);
     const reader = new FrameReader(deliver);
     let ended = false;
     const endWaiters: Array<() => void> = [];
@@ -145,12 +186,13 @@ export function startChild(opts: {
       });
     };
   } else {
-    proc.on('message', deliver);
+    const p = proc as ChildProcess;
+    p.on('message', deliver);
     send = (m) => {
-      proc.send(m);
+      p.send(m);
     };
     channelDrained = (cb) => {
-      if (proc.connected) proc.once('disconnect', () => setImmediate(cb));
+      if (p.connected) p.once('disconnect', () => setImmediate(cb));
       else setImmediate(cb);
     };
   }
@@ -169,9 +211,10 @@ export function startChild(opts: {
       // 'error' also reports failed kill()/send(); only a process that never started ends here.
       if (proc.pid === undefined) finish({ code: null, signal: null, spawnError: err });
     });
-    proc.once('exit', (code, signal) => {
+    proc.once('exit', (code: number | null, signal: NodeJS.Signals | null) => {
+      const lost = proc instanceof HelperChild && proc.lost;
       // A message sent just before exiting may still be in the channel: wait for it to drain.
-      channelDrained(() => finish({ code, signal }));
+      channelDrained(() => finish({ code, signal, ...(lost ? { lost } : {}) }));
     });
   });
   const onExit = (cb: (info: ExitInfo) => void): (() => void) => {
@@ -188,7 +231,9 @@ export function startChild(opts: {
   };
   return {
     proc,
-    pid: proc.pid,
+    get pid() {
+      return proc.pid;
+    },
     exited,
     onExit,
     onMessage,
@@ -248,7 +293,11 @@ export class FrameReader {
 
 function signalGroup(child: Child, signal: NodeJS.Signals): void {
   const pid = child.pid;
-  if (pid === undefined) return;
+  // Not started yet (the spawn helper has not answered): it gets the signal as it starts.
+  if (pid === undefined) {
+    if (child.proc instanceof HelperChild) child.proc.kill(signal);
+    return;
+  }
   try {
     process.kill(-pid, signal);
   } catch {

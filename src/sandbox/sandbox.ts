@@ -16,6 +16,7 @@ import type { PoolChild } from './poolChild.js';
 import { runHeld } from './heldRun.js';
 import { sampleChild } from './memorySampler.js';
 import { Prestarts, startIsolated, type PrestartSpec, type StartedChild } from './prestart.js';
+import { SpawnHelper } from './spawnHelper.js';
 import { loaderFor, sweepGroup, untilOrExit, killChild, type Child, type ExitInfo } from './processes.js';
 import { hookedProgress, type ProgressCoalescer } from './progress.js';
 import type { ChildMessage, DoneMessage, JobMessage } from './protocol.js';
@@ -100,6 +101,8 @@ class SandboxImpl implements Sandbox {
   private readonly pool: ChildPool;
   private readonly isolated = new Set<Child>();
   private readonly prestarts: Prestarts;
+  /** Starts isolated children when SandboxOptions.spawnHelper asks for it (spawnHelper.ts). */
+  private readonly spawner: SpawnHelper | undefined;
   private readonly stoppers = new Set<() => void>();
   /** Handlers that import `jobd` and need children with the resolve hook (learnt on first failure). */
   private readonly needsJobdHook = new Set<string>();
@@ -120,10 +123,12 @@ class SandboxImpl implements Sandbox {
       shared: opts.sharedChildren ?? 0,
       maxJobsPerChild: opts.maxJobsPerChild,
     });
+    this.spawner = opts.spawnHelper ? new SpawnHelper(this.log) : undefined;
     this.prestarts = new Prestarts({
       max: opts.prestart ?? 0,
       log: this.log,
       hookFor: (handler) => this.needsJobdHook.has(handler),
+      ...(this.spawner ? { spawner: this.spawner } : {}),
     });
   }
 
@@ -184,6 +189,12 @@ class SandboxImpl implements Sandbox {
     this.closing = true;
     for (const stop of [...this.stoppers]) stop();
     await Promise.all([this.prestarts.close(), this.pool.close([...this.isolated])]);
+    this.spawner?.close();
+  }
+
+  /** The spawn helper's pid while it runs (tests). */
+  get spawnHelperPid(): number | undefined {
+    return this.spawner?.pid;
   }
 
   private runOnce(
@@ -373,7 +384,7 @@ class SandboxImpl implements Sandbox {
       // Otherwise synchronous on purpose: from a freed slot to the spawn nothing yields to the event
       // loop, so the daemon's other work (the last job's settlement, the next claim, an in-process
       // server's replies) waits until the child is on its way, not the reverse.
-      started = this.prestarts.take(req.jobId, req, hook) ?? startIsolated(req, hook);
+      started = this.prestarts.take(req.jobId, req, hook) ?? startIsolated(req, hook, this.spawner);
       // Bound at once: from here its slot is freed by its exit, whatever happens next.
       slot.bind(started.child);
     } catch (err) {

@@ -190,6 +190,11 @@ export interface SandboxOptions {
    * of maxChildren; 0 or absent: none.
    */
   prestart?: number;
+  /**
+   * Isolated children are started by a small helper process rather than by this one (spawnHelper.ts):
+   * a fork of a large process costs it far more CPU. Default false.
+   */
+  spawnHelper?: boolean;
   /** Largest encoded output (v8 structured clone bytes) a handler may return; default 64 MiB. */
   maxOutputBytes?: number;
   logger?: SandboxLogger;
