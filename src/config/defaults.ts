@@ -45,6 +45,7 @@ export const DEFAULTS = {
     errorHistory: 10,
     changeStreams: true,
     prestartIsolated: true,
+    spawnHelper: true,
     hookTimeoutMs: 10_000,
   },
   maintenance: {

@@ -265,6 +265,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       errorHistory: s.worker?.errorHistory ?? DEFAULTS.worker.errorHistory,
       changeStreams: s.worker?.changeStreams ?? DEFAULTS.worker.changeStreams,
       prestartIsolated: s.worker?.prestartIsolated ?? DEFAULTS.worker.prestartIsolated,
+      spawnHelper: s.worker?.spawnHelper ?? DEFAULTS.worker.spawnHelper,
       hookTimeoutMs: s.worker?.hookTimeoutMs ?? DEFAULTS.worker.hookTimeoutMs,
       queues: s.worker?.queues ? [...new Set(s.worker.queues)] : null,
     },

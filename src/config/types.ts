@@ -84,6 +84,11 @@ export interface ResolvedConfig {
      * (at most `concurrency` such children, on top of the running ones).
      */
     prestartIsolated: boolean;
+    /**
+     * Isolated children are started by a small helper process of the daemon's instead of the daemon
+     * itself, whose forks cost far more CPU (sandbox/spawnHelper.ts).
+     */
+    spawnHelper: boolean;
     /** Longest run of one lifecycle hook (onStart, onSuccess, onFailure, onRetry). */
     hookTimeoutMs: number;
     /** The queues this daemon claims from; null: every queue. */

@@ -224,6 +224,7 @@ export const settingsSchema = z.strictObject({
       errorHistory: int(0, 1000).optional(),
       changeStreams: bool().optional(),
       prestartIsolated: bool().optional(),
+      spawnHelper: bool().optional(),
       hookTimeoutMs: int(1, DAY_MS, ' (ms)').optional(),
       queues: z
         .array(z.string({ error: QUEUE_NAME_RULE }).regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }), {

@@ -195,6 +195,8 @@ class DaemonImpl implements Daemon {
         maxChildren: w.concurrency,
         // Children of isolated jobs claimed ahead, started while the running jobs finish.
         prestart: w.prestartIsolated ? w.concurrency : 0,
+        // Isolated children started by a small process of the daemon's: its forks are cheap.
+        spawnHelper: w.spawnHelper,
         logger,
       });
     const releases = (this.releases = new Releases({

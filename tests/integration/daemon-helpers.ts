@@ -66,6 +66,7 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
       errorHistory: 10,
       changeStreams: true,
       prestartIsolated: true,
+      spawnHelper: true,
       hookTimeoutMs: 2_000,
       ...o.worker,
     },
