@@ -9,7 +9,7 @@
  * beside a daemon. Rates are total jobs over total seconds of each kind's blocks; CPU is per job over
  * all of a kind's blocks.
  */
-import { PRESTART, throughput, type Ctx, type ThroughputFigures } from './phases.js';
+import { PRESTART, SPAWN_HELPER, throughput, type Ctx, type ThroughputFigures } from './phases.js';
 import { spawnRate, type SpawnFigures } from './spawnRate.js';
 import { round } from './stats.js';
 
@@ -93,7 +93,10 @@ export async function isolatedInterleaved(
       if (kind === 'bare') rates.bare = addBare(tally.bare, per, await spawnRate(per, o.concurrency));
       else {
         const type = kind === 'plain' ? 'plain-isolated' : 'noop-isolated';
-        rates[kind] = addJobs(tally[kind], await throughput(ctx, { type, jobs: per, concurrency: o.concurrency }));
+        rates[kind] = addJobs(
+          tally[kind],
+          await throughput(ctx, { type, jobs: per, concurrency: o.concurrency }),
+        );
       }
     }
     byRound.push(rates);
@@ -110,6 +113,8 @@ export async function isolatedInterleaved(
     jobsPerBlock: per,
     // worker.prestartIsolated as set for this run (JOBD_WORKER__PRESTART_ISOLATED), else the build's default.
     prestartIsolated: PRESTART ?? 'default',
+    // worker.spawnHelper likewise (JOBD_WORKER__SPAWN_HELPER).
+    spawnHelper: SPAWN_HELPER ?? 'default',
     bareSpawnPerSec: round(bare, 1),
     // CPU per bare spawn: the spawning process (self) and `node -e 0` itself (children).
     bareSpawnCpuMs: bareCpu,

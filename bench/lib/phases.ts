@@ -32,6 +32,8 @@ const JOB_DEFAULTS = { priority: 5, maxAttempts: 3, timeoutMs: 60_000 };
 
 /** worker.prestartIsolated for the daemons the benchmark starts, when set (else the build's default). */
 export const PRESTART = process.env.JOBD_WORKER__PRESTART_ISOLATED;
+/** worker.spawnHelper for the daemons the benchmark starts, when set (else the build's default). */
+export const SPAWN_HELPER = process.env.JOBD_WORKER__SPAWN_HELPER;
 
 export function configFor(
   ctx: Ctx,
@@ -47,6 +49,8 @@ export function configFor(
       JOBD_LOG_LEVEL: 'silent',
       // Isolated jobs with and without children started ahead (a build without the setting refuses it).
       ...(PRESTART !== undefined ? { JOBD_WORKER__PRESTART_ISOLATED: PRESTART } : {}),
+      // Isolated children started by the spawn helper or by the daemon (likewise).
+      ...(SPAWN_HELPER !== undefined ? { JOBD_WORKER__SPAWN_HELPER: SPAWN_HELPER } : {}),
     },
     cwd: dir,
   });
