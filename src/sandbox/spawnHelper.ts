@@ -23,12 +23,13 @@
  * - The daemon dies: the helper's channel closes and it exits; children go on as the daemon's own
  *   children would (see spawnHelperEntry.cts).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { spawnLogged, type LoggedSpawn } from './spawnLogged.cjs';
 import type { SandboxLogger } from './types.js';
 
 const fromSources = import.meta.url.endsWith('.ts');
@@ -39,13 +40,7 @@ const helperFile = fileURLToPath(
 /** How often the pid of a child whose helper died is checked. */
 const LOST_POLL_MS = 100;
 
-export interface HelperSpawn {
-  file: string;
-  args: string[];
-  env: NodeJS.ProcessEnv;
-  cwd?: string;
-  /** The child's stdout and stderr are appended to it (the helper opens it). */
-  logFile: string;
+export interface HelperSpawn extends LoggedSpawn {
   /** Arguments for Node itself when the helper must run from TypeScript sources (tsx). */
   helperExecArgv: string[];
 }
@@ -288,17 +283,7 @@ type HelperMessage =
 function directSpawn(child: HelperChild, s: HelperSpawn): void {
   let proc: ChildProcess;
   try {
-    const fd = openSync(s.logFile, 'a');
-    try {
-      proc = spawn(s.file, s.args, {
-        env: s.env,
-        ...(s.cwd ? { cwd: s.cwd } : {}),
-        detached: true,
-        stdio: ['ignore', fd, fd, 'pipe'],
-      });
-    } finally {
-      closeSync(fd);
-    }
+    proc = spawnLogged(s);
   } catch (err) {
     child.failed(err as Error);
     return;

@@ -13,19 +13,15 @@
  * goes. The helper ignores the signals a terminal or a service manager sends its group: the daemon
  * decides when it stops, by closing the channel. When the channel closes (the daemon stopped or
  * died) the helper exits at once; children still running go on as the daemon's own would.
- * Only Node's builtins: it starts once per sandbox and stays small, so that its forks stay cheap.
+ * Only Node's builtins and spawnLogged.cts: it starts once per sandbox and stays small, so that its
+ * forks stay cheap.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { spawnLogged, type LoggedSpawn } from './spawnLogged.cjs';
 
-interface SpawnRequest {
+interface SpawnRequest extends LoggedSpawn {
   t: 'spawn';
   id: number;
-  file: string;
-  args: string[];
-  env: NodeJS.ProcessEnv;
-  cwd?: string;
-  logFile: string;
 }
 
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, () => {});
@@ -46,24 +42,11 @@ function failed(id: number, err: unknown): void {
 }
 
 function start(m: SpawnRequest): void {
-  let fd: number;
-  try {
-    fd = openSync(m.logFile, 'a');
-  } catch (err) {
-    return failed(m.id, err);
-  }
   let child: ChildProcess;
   try {
-    child = spawn(m.file, m.args, {
-      env: m.env,
-      ...(m.cwd ? { cwd: m.cwd } : {}),
-      detached: true,
-      stdio: ['ignore', fd, fd, 'pipe'],
-    });
+    child = spawnLogged(m);
   } catch (err) {
     return failed(m.id, err);
-  } finally {
-    closeSync(fd);
   }
   if (child.pid === undefined) {
     // Not started (ENOENT, EACCES, EAGAIN...): Node reports it as 'error' on the next tick.
