@@ -6,8 +6,8 @@
  * flush on every core the process's threads run on). The daemon's process is large and busy (the
  * driver, the claim loop, often the embedded server with its data), so each isolated job cost it
  * several times what the start of the child costs a small process: measured on a 2-core machine,
- * 33 CPU-ms of the daemon's per isolated no-op job with the daemon forking, 14.5 with this helper
- * (bench/throughput.ts's isolated phase). The helper stays small, so its forks stay cheap.
+ * 24–33 CPU-ms of the daemon's process per isolated no-op job with the daemon forking, 9–15 with
+ * this helper (bench/throughput.ts's isolated phase). The helper stays small, so its forks stay cheap.
  *
  * What stays the same for the job: the child is started detached with the same arguments,
  * environment, cwd and log file; the daemon talks to it over the same fd-3 socket (the helper
