@@ -2,9 +2,7 @@
  * The sandbox with real child processes and real signals. Tests wait on outcomes, progress
  * callbacks and logger calls; none of them sleeps or asserts on wall-clock durations.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { isDoNotRetry } from '../../src/errors.js';
 import {
@@ -15,11 +13,11 @@ import {
   request,
   runReportingPid,
   sandbox,
+  sandboxParent,
   useSandboxes,
 } from './sandboxHelpers.js';
 
 const { dir: tempDir } = useSandboxes();
-const fixturesDir = resolve(import.meta.dirname, '../fixtures');
 
 describe('pooled mode', () => {
   it('runs a handler, returns its output, writes its output to the log file and the tail', async () => {
@@ -381,20 +379,7 @@ describe('isolated mode', () => {
   });
 
   it('a child whose daemon died (SIGKILL) stops its job and exits by itself', async () => {
-    const parent = spawn(process.execPath, ['--import', 'tsx', join(fixturesDir, 'sandboxParent.ts'), tempDir()], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const pid = await vi.waitFor(
-      () => {
-        const m = /pid:(\d+)/.exec(out);
-        if (!m) throw new Error(`no pid yet from the parent: ${JSON.stringify(out)}`);
-        return Number(m[1]);
-      },
-      { timeout: 30_000, interval: 50 },
-    );
-    const exited = new Promise((r) => parent.once('exit', r));
+    const { parent, pid, exited } = await sandboxParent(tempDir());
     parent.kill('SIGKILL');
     await exited;
     // Its handler ignores SIGTERM and never settles: only the child's own watch ends it.

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, expect, vi } from 'vitest';
 import {
   createSandbox,
   type RunOutcome,
@@ -112,6 +113,33 @@ export function runReportingPid(
     ...(signal ? { signal } : {}),
   });
   return { pid, outcome };
+}
+
+/**
+ * tests/fixtures/sandboxParent.ts in a process of its own (a sandbox owner to SIGKILL), running its
+ * never-ending isolated job; `mode` 'helper' starts that job's child through the spawn helper.
+ * Resolves the process and the job child's pid (printed as `pid:<n>`), once known.
+ */
+export async function sandboxParent(
+  logDir: string,
+  mode?: 'helper',
+): Promise<{ parent: ChildProcessWithoutNullStreams; pid: number; exited: Promise<unknown> }> {
+  const file = resolve(import.meta.dirname, '../fixtures/sandboxParent.ts');
+  const parent = spawn(process.execPath, ['--import', 'tsx', file, logDir, ...(mode ? [mode] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }) as unknown as ChildProcessWithoutNullStreams;
+  const exited = new Promise((r) => parent.once('exit', r));
+  let out = '';
+  parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const pid = await vi.waitFor(
+    () => {
+      const m = /pid:(\d+)/.exec(out);
+      if (!m) throw new Error(`no pid yet from the parent: ${JSON.stringify(out)}`);
+      return Number(m[1]);
+    },
+    { timeout: 30_000, interval: 50 },
+  );
+  return { parent, pid, exited };
 }
 
 export function expectGone(pid: number): void {

@@ -3,9 +3,8 @@
  * (sandbox/spawnHelper.ts). Real processes and real signals: the helper stopped (SIGSTOP), killed
  * (SIGKILL) with requests unanswered and with children running, and the sandbox's own process killed.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { sandboxChildren, spawnHelpers } from '../helpers/sandboxChildren.js';
 import {
@@ -16,11 +15,11 @@ import {
   request,
   runReportingPid,
   sandbox,
+  sandboxParent,
   useSandboxes,
 } from './sandboxHelpers.js';
 
 const { dir: tempDir } = useSandboxes();
-const fixturesDir = resolve(import.meta.dirname, '../fixtures');
 
 /** Field `i` (0-based, after "pid (comm) ") of /proc/<pid>/stat: 0 state, 1 ppid, 2 process group. */
 function statField(pid: number, i: number): string {
@@ -137,24 +136,9 @@ describe('isolated children started by the spawn helper', () => {
   });
 
   it("the helper exits when the sandbox's process is SIGKILLed; the job's child follows by itself", async () => {
-    const parent = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(fixturesDir, 'sandboxParent.ts'), tempDir(), 'helper'],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    parent.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const pid = await vi.waitFor(
-      () => {
-        const m = /pid:(\d+)/.exec(out);
-        if (!m) throw new Error(`no pid yet from the parent: ${JSON.stringify(out)}`);
-        return Number(m[1]);
-      },
-      { timeout: 30_000, interval: 50 },
-    );
+    const { parent, pid, exited } = await sandboxParent(tempDir(), 'helper');
     const helper = Number(statField(pid, 1));
     expect(spawnHelpers(parent.pid!)).toEqual([helper]);
-    const exited = new Promise((r) => parent.once('exit', r));
     parent.kill('SIGKILL');
     await exited;
     await vi.waitFor(() => expectGone(helper), { timeout: 10_000, interval: 50 });
