@@ -13,6 +13,7 @@ export {
   type FailOptions,
 } from './pull/receive.js';
 export { startDaemon, type Daemon, type DaemonStats, type StartDaemonOptions } from './worker/daemon.js';
+export { applyHeapGrowth } from './worker/heapGrowth.js';
 export type { DaemonEvents, DaemonEventName } from './worker/events.js';
 export { backoffMs, decideRetry, type RetryDecision } from './retryPolicy.js';
 export { builtinJobTypes, BUILTIN_JOB_TYPES } from './jobs/registry.js';

@@ -10,6 +10,7 @@ import type { ResolvedConfig } from '../config/types.js';
 import { EXIT_CODES } from '../errors.js';
 import { createLogger, redactUri, type Logger } from '../logging.js';
 import { embeddedUri } from '../store/connect.js';
+import { applyHeapGrowth } from '../worker/heapGrowth.js';
 import { startDaemon, type Daemon } from '../worker/daemon.js';
 import { prepareDaemonDirs } from '../worker/dirs.js';
 import { acquirePidfile, type Pidfile } from '../worker/pidfile.js';
@@ -82,6 +83,8 @@ export async function main(argv: string[]): Promise<void> {
     fail(exitCodeFor(err) === EXIT_CODES.config ? EXIT_CODES.config : EXIT_CODES.failure, errorMessage(err));
   }
 
+  // Before anything of size is allocated: the daemon's heap stays near its live size (heapGrowth.ts).
+  applyHeapGrowth(config.worker.heapGrowthPercent);
   const logger = createLogger({ level: config.logLevel, name: 'jobd' });
 
   try {

@@ -46,6 +46,7 @@ export const DEFAULTS = {
     changeStreams: true,
     prestartIsolated: true,
     spawnHelper: true,
+    heapGrowthPercent: 50,
     hookTimeoutMs: 10_000,
   },
   maintenance: {

@@ -266,6 +266,7 @@ export function loadConfig(options: LoadOptions = {}): ResolvedConfig {
       changeStreams: s.worker?.changeStreams ?? DEFAULTS.worker.changeStreams,
       prestartIsolated: s.worker?.prestartIsolated ?? DEFAULTS.worker.prestartIsolated,
       spawnHelper: s.worker?.spawnHelper ?? DEFAULTS.worker.spawnHelper,
+      heapGrowthPercent: s.worker?.heapGrowthPercent ?? DEFAULTS.worker.heapGrowthPercent,
       hookTimeoutMs: s.worker?.hookTimeoutMs ?? DEFAULTS.worker.hookTimeoutMs,
       queues: s.worker?.queues ? [...new Set(s.worker.queues)] : null,
     },

@@ -89,6 +89,11 @@ export interface ResolvedConfig {
      * itself, whose forks cost far more CPU (sandbox/spawnHelper.ts).
      */
     spawnHelper: boolean;
+    /**
+     * bin/jobd's V8 heap may grow to (1 + heapGrowthPercent/100) × what its last full collection found
+     * live before it collects again; 0 leaves V8's own choice, up to 4× (worker/heapGrowth.ts).
+     */
+    heapGrowthPercent: number;
     /** Longest run of one lifecycle hook (onStart, onSuccess, onFailure, onRetry). */
     hookTimeoutMs: number;
     /** The queues this daemon claims from; null: every queue. */

@@ -225,6 +225,7 @@ export const settingsSchema = z.strictObject({
       changeStreams: bool().optional(),
       prestartIsolated: bool().optional(),
       spawnHelper: bool().optional(),
+      heapGrowthPercent: int(0, 300, ' (percent; 0: V8 decides)').optional(),
       hookTimeoutMs: int(1, DAY_MS, ' (ms)').optional(),
       queues: z
         .array(z.string({ error: QUEUE_NAME_RULE }).regex(JOB_TYPE_NAME, { error: QUEUE_NAME_RULE }), {

@@ -67,6 +67,7 @@ export function testConfig(f: StoreFixture, o: Overrides = {}): ResolvedConfig {
       changeStreams: true,
       prestartIsolated: true,
       spawnHelper: true,
+      heapGrowthPercent: 50,
       hookTimeoutMs: 2_000,
       ...o.worker,
     },

@@ -216,6 +216,17 @@ describe('messages name the key, the value and what is allowed', () => {
     );
   });
 
+  it('worker.heapGrowthPercent: 50 by default, 0..300, from settings or JOBD_WORKER__HEAP_GROWTH_PERCENT', () => {
+    expect(load({ cwd: dir() }).worker.heapGrowthPercent).toBe(50);
+    expect(
+      load({ cwd: dir(), env: { JOBD_WORKER__HEAP_GROWTH_PERCENT: '0' } }).worker.heapGrowthPercent,
+    ).toBe(0);
+    const err = errorOf(() => load({ settingsPath: settingsFile({ worker: { heapGrowthPercent: 400 } }) }));
+    expect(err.message).toContain(
+      'worker.heapGrowthPercent = 400 is not allowed: must be an integer from 0 to 300 (percent; 0: V8 decides)',
+    );
+  });
+
   it('a misspelt nested env variable is an error with a suggestion', () => {
     const err = errorOf(() => load({ cwd: dir(), env: { JOBD_WORKER__LEASEMS: '1000' } }));
     expect(err.message).toContain('JOBD_WORKER__LEASEMS');
