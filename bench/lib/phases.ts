@@ -360,6 +360,13 @@ export interface RssFigures {
   openFdsAfter: number;
   growthPct: number;
   lastThreeQuartersGrowthPct: number;
+  /**
+   * CPU of the daemon over the measured jobs, per job: its own process (all its threads, V8's GC
+   * helpers among them) and its children (pooled and isolated), in ms.
+   */
+  cpuMsPerJob: { daemon: number; daemonMainThread: number; children: number };
+  /** JOBD_WORKER__HEAP_GROWTH_PERCENT as given to the daemon; null: the build's default. */
+  heapGrowthPercent: string | null;
   /** RSS over the run: seconds since the start, jobs completed since the warm-up, RSS. */
   samples: RssSample[];
 }
@@ -447,6 +454,7 @@ export async function rssRun(
     await runUntil(o.warmup, ctx.phaseMaxMs);
     const before = rssMB(pid);
     const fdsBefore = openFds(pid);
+    const cpuBefore = cpuSnapshot({}, pid);
     let peak = before;
     let quarter = NaN;
     const t0 = performance.now();
@@ -460,6 +468,8 @@ export async function rssRun(
         samples.push({ s: round((performance.now() - t0) / 1000, 1), completed: n - o.warmup, rssMB: mb });
     });
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuDelta(cpuBefore, cpuSnapshot({}, pid)).split!;
+    const perJob = (s: number): number => round((s * 1000) / Math.max(1, done - o.warmup), 3);
     const after = rssMB(pid);
     await sleep(3_000);
     const idle = rssMB(pid);
@@ -476,6 +486,12 @@ export async function rssRun(
       openFdsAfter: openFds(pid),
       growthPct: round(((after - before) / before) * 100, 1),
       lastThreeQuartersGrowthPct: round(((after - quarter) / quarter) * 100, 1),
+      heapGrowthPercent: process.env.JOBD_WORKER__HEAP_GROWTH_PERCENT ?? null,
+      cpuMsPerJob: {
+        daemon: perJob(cpu.self),
+        daemonMainThread: perJob(cpu.selfMain),
+        children: perJob(cpu.children),
+      },
       samples,
     };
   } finally {

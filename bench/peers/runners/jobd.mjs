@@ -11,7 +11,7 @@ import { serve, runParams } from './protocol.mjs';
 
 const p = runParams();
 const dist = (file) => import(pathToFileURL(join(p.root, 'dist', file)).href);
-const { startDaemon, JobdClient } = await dist('index.js');
+const { startDaemon, JobdClient, applyHeapGrowth } = await dist('index.js');
 // Settings resolution is not part of the public API; the daemon is, and takes its result.
 const { loadConfig } = await dist('config/load.js');
 
@@ -36,6 +36,8 @@ await serve({
       }),
     );
     config = loadConfig({ settingsPath: settings, env: {}, cwd: dir });
+    // The heap policy bin/jobd applies (worker.heapGrowthPercent); a build without it has none.
+    applyHeapGrowth?.(config.worker.heapGrowthPercent);
     client = await JobdClient.connect({
       mongoUri: p.url,
       database: p.database,
