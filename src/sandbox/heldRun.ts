@@ -61,6 +61,8 @@ export function runHeld(
     let ended = false;
     let timeout: NodeJS.Timeout | undefined;
     let sampler: NodeJS.Timeout | undefined;
+    // onAbort is defined below; an abort can only come later, from outside.
+    const offAbort = hooks.abort?.onAbort(() => onAbort());
     /** An abort waits for the child's answer to 'drop'. */
     let dropping: Extract<Execution, { kind: 'kill' }> | null = null;
     const running = (): boolean => held.startedAt !== undefined && !held.ended;
@@ -71,7 +73,7 @@ export function runHeld(
       clearTimeout(timeout);
       clearInterval(sampler);
       offExit();
-      hooks.signal?.removeEventListener('abort', onAbort);
+      offAbort?.();
       deps.stoppers.delete(stop);
       progress?.close();
       resolve({ ex, held, sampled, taint: null, cpuBaseMs });
@@ -94,7 +96,7 @@ export function runHeld(
       });
     };
 
-    const onAbort = (): void => abort(deps.abortEx(hooks.signal?.reason));
+    const onAbort = (): void => abort(deps.abortEx(hooks.abort?.reason));
     const stop = (): void => abort(deps.abortEx('the sandbox is closing'));
     const abort = (ex: Extract<Execution, { kind: 'kill' }>): void => {
       if (ended || dropping) return;
@@ -160,8 +162,7 @@ export function runHeld(
       if (running()) return finish({ kind: 'exit', exit });
       finish({ kind: 'released', exit });
     });
-    hooks.signal?.addEventListener('abort', onAbort, { once: true });
     deps.stoppers.add(stop);
-    if (hooks.signal?.aborted) onAbort();
+    if (hooks.abort?.aborted) onAbort();
   });
 }

@@ -2,6 +2,7 @@ export { createSandbox } from './sandbox.js';
 export type { PrestartSpec } from './prestart.js';
 export type {
   FailureReason,
+  AbortSource,
   RunHooks,
   RunOutcome,
   RunRequest,

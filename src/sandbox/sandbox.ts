@@ -9,6 +9,7 @@
 import { statSync } from 'node:fs';
 import { JobAbortedError, JobTimeoutError, UnserializableParamsError, serializeError } from '../errors.js';
 import type { SerializedError } from '../types.js';
+import { abortOf } from './abortSource.js';
 import { JobLog, readFileTail } from './jobLog.js';
 import { buildOutcome, plain, type Execution, type Sampled } from './outcome.js';
 import { ChildPool, type Grant, type Want } from './pool.js';
@@ -34,7 +35,12 @@ import type {
 const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
 
 /** What every child is told about the job it runs. */
-function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
+/**
+ * `shared`: for a pooled child, which serves many jobs, so the job's env and cwd travel with it (an
+ * isolated child is started with them). One object literal: a spread of a built message followed by
+ * more properties gives every message a hidden class of its own (V8 11).
+ */
+function jobMessage(req: RunRequest, maxOutputBytes: number, shared = false): JobMessage {
   return {
     t: 'job',
     jobId: req.jobId,
@@ -44,6 +50,8 @@ function jobMessage(req: RunRequest, maxOutputBytes: number): JobMessage {
     params: req.params,
     logFile: req.logFile,
     maxOutputBytes,
+    ...(shared && req.env ? { env: req.env } : {}),
+    ...(shared && req.cwd ? { cwd: req.cwd } : {}),
     ...(req.family ? { family: req.family } : {}),
     ...(req.hooks ? { hooks: req.hooks } : {}),
     ...(req.allocation ? { allocation: req.allocation } : {}),
@@ -159,11 +167,16 @@ class SandboxImpl implements Sandbox {
     return { children, idle: this.pool.idleCount, busy };
   }
 
-  async run(req: RunRequest, hooks: RunHooks): Promise<RunOutcome> {
+  async run(req: RunRequest, given: RunHooks): Promise<RunOutcome> {
     if (this.closing) throw new Error('sandbox is closed');
-    if (hooks.signal?.aborted) {
+    // From here on, the abort is listened to through `hooks.abort` only.
+    const abort = abortOf(given);
+    const hooks: RunHooks = abort
+      ? { onProgress: given.onProgress, abort }
+      : { onProgress: given.onProgress };
+    if (abort?.aborted) {
       const error = plain(
-        new JobAbortedError(`job aborted before it started: ${abortMessage(hooks.signal.reason)}`),
+        new JobAbortedError(`job aborted before it started: ${abortMessage(abort.reason)}`),
       );
       return { status: 'failed', reason: 'aborted', error, resources: { wallMs: 0 }, logTail: '' };
     }
@@ -223,7 +236,7 @@ class SandboxImpl implements Sandbox {
         if (ended) return;
         ended = true;
         clearTimeout(timer);
-        hooks.signal?.removeEventListener('abort', onAbort);
+        offAbort?.();
         this.stoppers.delete(stop);
         if ('ex' in r) cancel();
         resolve(r);
@@ -235,11 +248,11 @@ class SandboxImpl implements Sandbox {
               () => end({ ex: { kind: 'kill', reason: 'timeout', error: this.timeoutError(req) } }),
               msUntil(deadline),
             );
-      const onAbort = (): void => end({ ex: this.abortEx(hooks.signal?.reason) });
-      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      const onAbort = (): void => end({ ex: this.abortEx(hooks.abort?.reason) });
+      const offAbort = hooks.abort?.onAbort(onAbort);
       const stop = (): void => end({ ex: this.abortEx('the sandbox is closing') });
       this.stoppers.add(stop);
-      if (hooks.signal?.aborted) onAbort();
+      if (hooks.abort?.aborted) onAbort();
       // A grant racing with close(): the child would outlive the sandbox.
       void granted.then((grant) =>
         end(this.closing ? { ex: this.abortEx('the sandbox is closing') } : { grant }),
@@ -282,12 +295,7 @@ class SandboxImpl implements Sandbox {
     const jobLog = new JobLog(req.logFile, req.logTailBytes, (err) =>
       this.log.warn({ jobId: req.jobId, file: req.logFile, err: err.message }, 'cannot write job log file'),
     );
-    // A pooled child is shared, so the job's env and cwd travel with the job.
-    const msg: JobMessage = {
-      ...jobMessage(req, this.maxOutputBytes),
-      ...(req.env ? { env: req.env } : {}),
-      ...(req.cwd ? { cwd: req.cwd } : {}),
-    };
+    const msg = jobMessage(req, this.maxOutputBytes, true);
     const { ex, held, sampled, taint, cpuBaseMs } = await runHeld(pc, msg, jobLog, req, hooks, {
       log: this.log,
       sampleIntervalMs: this.opts.sampleIntervalMs,
@@ -462,7 +470,7 @@ class SandboxImpl implements Sandbox {
         clearInterval(sampler);
         offExit();
         offMessage();
-        hooks.signal?.removeEventListener('abort', onAbort);
+        offAbort?.();
         this.stoppers.delete(stop);
         progress?.close();
         resolve({ ex, sampled, taint });
@@ -494,10 +502,10 @@ class SandboxImpl implements Sandbox {
               msUntil(deadline),
             );
 
-      const onAbort = (): void => finish(this.abortEx(hooks.signal?.reason));
-      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+      const onAbort = (): void => finish(this.abortEx(hooks.abort?.reason));
+      const offAbort = hooks.abort?.onAbort(onAbort);
       // Aborted while the child was being started: the listener above will never fire.
-      if (hooks.signal?.aborted) onAbort();
+      if (hooks.abort?.aborted) onAbort();
 
       const stop = (): void => finish(this.abortEx('the sandbox is closing'));
       this.stoppers.add(stop);

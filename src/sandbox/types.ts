@@ -126,6 +126,19 @@ export interface RunHooks {
   onProgress(percent: number, message?: string): void;
   /** Abort (lost lease, cancel, shutdown): the child is killed; the outcome's reason is 'aborted'. */
   signal?: AbortSignal;
+  /**
+   * The same as `signal`, without an AbortSignal (sandbox/lazyAbort.cts is one): the daemon's, since an
+   * AbortSignal per job is a measurable cost there (sandbox/abortSource.ts). Used instead of `signal`.
+   */
+  abort?: AbortSource;
+}
+
+/** An abort to listen to. */
+export interface AbortSource {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  /** Calls `fn` once, at the abort (not when already aborted); returns the function that removes it. */
+  onAbort(fn: () => void): () => void;
 }
 
 export interface Sandbox {

@@ -328,7 +328,7 @@ export async function executeJob(ex: Execution, deps: ExecuteDeps): Promise<Sett
               controller: ex.controller,
               ...(deps.onOutput ? { onOutput: deps.onOutput } : {}),
             })
-          : await deps.sandbox.run(req, { onProgress: deps.onProgress, signal: ex.controller.signal });
+          : await deps.sandbox.run(req, { onProgress: deps.onProgress, abort: ex.controller });
       if (typed && outcome.status === 'completed' && !outcome.wait)
         outcome = await checkedOutcome(typed, outcome);
     }

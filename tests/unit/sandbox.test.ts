@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { isDoNotRetry } from '../../src/errors.js';
+import { LazyAbort } from '../../src/sandbox/lazyAbort.cjs';
 import {
   completed,
   expectGone,
@@ -176,6 +177,56 @@ describe('pooled mode', () => {
     );
     expect(o.reason).toBe('aborted');
     expect(s.stats().children).toBe(0);
+  });
+
+  // The daemon passes its LazyAbort (hooks.abort): the sandbox listens without an AbortSignal.
+  const noSignal = (): LazyAbort => {
+    const abort = new LazyAbort();
+    Object.defineProperty(abort, 'signal', {
+      get: () => {
+        throw new Error('the sandbox asked for an AbortSignal');
+      },
+    });
+    return abort;
+  };
+
+  it.each(['pooled', 'isolated'] as const)(
+    'aborts a running %s job through hooks.abort, without an AbortSignal',
+    async (mode) => {
+      const s = sandbox();
+      const abort = noSignal();
+      const { pid, outcome } = runReportingPid(s, request('hangs.ts', { mode }), abort);
+      const p = await pid;
+      abort.abort(new Error('lease lost'));
+      const o = failed(await outcome);
+      expect(o.reason).toBe('aborted');
+      expect(o.error).toMatchObject({ name: 'JobAbortedError', code: 'JOBD_ABORTED' });
+      expect(o.error.message).toContain('lease lost');
+      expectGone(p);
+    },
+  );
+
+  it('through hooks.abort: a run waiting for a child ends at the abort; an abort already made starts nothing', async () => {
+    const s = sandbox({ maxChildren: 1 });
+    const holder = noSignal();
+    const first = runReportingPid(s, request('sleepsUntilAborted.ts'), holder);
+    await first.pid;
+    const waiting = noSignal();
+    const second = s.run(request('ok.ts'), { onProgress() {}, abort: waiting });
+    waiting.abort(new Error('cancelled while waiting'));
+    const o = failed(await second);
+    expect(o).toMatchObject({ reason: 'aborted', error: { code: 'JOBD_ABORTED' } });
+    expect(o.error.message).toContain('cancelled while waiting');
+    expect(s.stats()).toEqual({ children: 1, idle: 0, busy: 1 });
+
+    const before = noSignal();
+    before.abort('shutdown');
+    const never = failed(await s.run(request('ok.ts'), { onProgress() {}, abort: before }));
+    expect(never.reason).toBe('aborted');
+    expect(never.error.message).toContain('before it started');
+
+    holder.abort(new Error('done'));
+    expect(failed(await first.outcome).reason).toBe('aborted');
   });
 
   it('reports process.exit inside a handler as a crash naming the exit code', async () => {

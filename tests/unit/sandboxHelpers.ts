@@ -10,6 +10,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, expect, vi } from 'vitest';
 import {
   createSandbox,
+  type AbortSource,
   type RunOutcome,
   type RunRequest,
   type Sandbox,
@@ -101,7 +102,8 @@ export function request(name: string, over: Partial<RunRequest> = {}): RunReques
 export function runReportingPid(
   s: Sandbox,
   req: RunRequest,
-  signal?: AbortSignal,
+  /** An AbortSignal (hooks.signal) or another abort source (hooks.abort, as the daemon passes). */
+  abort?: AbortSignal | AbortSource,
 ): { pid: Promise<number>; outcome: Promise<RunOutcome> } {
   let gotPid!: (pid: number) => void;
   const pid = new Promise<number>((r) => (gotPid = r));
@@ -110,7 +112,7 @@ export function runReportingPid(
       const m = /^pid:(\d+)$/.exec(message ?? '');
       if (m) gotPid(Number(m[1]));
     },
-    ...(signal ? { signal } : {}),
+    ...(abort instanceof AbortSignal ? { signal: abort } : abort ? { abort } : {}),
   });
   return { pid, outcome };
 }
