@@ -291,9 +291,13 @@ function settleOps(
 
 /** The lease guard of `s` for the job(s) `id` names. */
 function settleFilter(s: Settlement, id: JobId | { $in: JobId[] }): Filter<StoredJob> {
-  const guard = { _id: id, state: 'running', 'lease.token': s.token } as Filter<StoredJob>;
-  // A dependent enqueued since the claim marked the job: then this matches nothing (see below).
-  return needsNoRelease(s) ? { ...guard, hasDependents: { $exists: false } } : guard;
+  // A dependent enqueued since the claim marked the job: then this matches nothing (see below). Two
+  // literals, not a spread of one into the other, which gives every filter a hidden class of its own.
+  return (
+    needsNoRelease(s)
+      ? { _id: id, state: 'running', 'lease.token': s.token, hasDependents: { $exists: false } }
+      : { _id: id, state: 'running', 'lease.token': s.token }
+  ) as Filter<StoredJob>;
 }
 
 /**
