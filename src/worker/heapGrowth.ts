@@ -6,9 +6,10 @@
  * generation. V8 lets the old generation fill with that garbage up to a limit it sets after each full
  * collection: live × a factor it derives from its GC and allocation speeds, up to 4 for a process with
  * a heap limit of gigabytes. For the daemon that meant an old generation of about 100 MB for 25 MB
- * live, reached only after some 20,000–30,000 jobs: RSS climbed from about 120 to 195 MB, then stayed
- * there. With a fixed factor of 1.5 it stays near 135 MB from the start, for a few more full
- * collections (each a few ms of pause, most of the marking on V8's helper threads).
+ * live, reached only after some 20,000–30,000 jobs: RSS climbed from about 120 to 180–190 MB, then
+ * stayed there. With a fixed factor of 1.5 it stays near 130 MB from the start, for more full
+ * collections (each a few ms of pause, most of the marking on V8's helper threads) and no measurable
+ * change in CPU per job.
  *
  * Only bin/jobd applies it: a program that embeds startDaemon() keeps its own V8 settings, unless it
  * calls applyHeapGrowth() itself (bench/peers/runners/jobd.mjs does, to measure what bin/jobd runs).
