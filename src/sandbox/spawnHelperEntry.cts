@@ -12,7 +12,8 @@
  * copy of fd 3 (the handle is closed here once sent), so the child sees end-of-file when the daemon
  * goes. The helper ignores the signals a terminal or a service manager sends its group: the daemon
  * decides when it stops, by closing the channel. When the channel closes (the daemon stopped or
- * died) the helper exits at once; children still running go on as the daemon's own would.
+ * died) the helper exits at once, or within half a second of its re-parenting when Node holds the
+ * close back (below); children still running go on as the daemon's own would.
  * Only Node's builtins and spawnLogged.cts: it starts once per sandbox and stays small, so that its
  * forks stay cheap.
  */
@@ -26,6 +27,13 @@ interface SpawnRequest extends LoggedSpawn {
 
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, () => {});
 process.on('disconnect', () => process.exit(0));
+// 'disconnect' alone is not enough: Node holds it back while a handle this process sent (a child's
+// socket) waits for the other side's acknowledgement, which a daemon that died just then never sends.
+// The helper would stay, and with it the child's socket. A dead daemon leaves the helper re-parented.
+const daemonPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== daemonPid) process.exit(0);
+}, 500).unref();
 
 function reply(m: Record<string, unknown>, handle?: unknown): void {
   if (!process.connected) return;

@@ -3,7 +3,8 @@
  * (sandbox/spawnHelper.ts). Real processes and real signals: the helper stopped (SIGSTOP), killed
  * (SIGKILL) with requests unanswered and with children running, and the sandbox's own process killed.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { sandboxChildren, spawnHelpers } from '../helpers/sandboxChildren.js';
@@ -145,4 +146,56 @@ describe('isolated children started by the spawn helper', () => {
     // Its handler ignores SIGTERM and never settles: only the child's own watch ends it.
     await vi.waitFor(() => expectGone(pid), { timeout: 15_000, interval: 100 });
   });
+
+  it("the helper exits when its daemon dies while a child's socket is on its way to it", async () => {
+    // Node holds back the helper's 'disconnect' until the daemon acknowledges the socket it was sent,
+    // which a dead daemon never does.
+    const marker = `jobd-orphan-check-${process.pid}-${Date.now()}`;
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, '../fixtures/helperDaemonDies.ts'),
+        marker,
+        until('orphan.log'),
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(run.signal).toBe('SIGKILL');
+    const helper = Number(/helper:(\d+)/.exec(run.stdout)?.[1]);
+    expect(helper).toBeGreaterThan(0);
+    // The child it started for the dead daemon (its command line carries the marker).
+    const child = await vi.waitFor(
+      () => {
+        const found = pidsWith(marker);
+        if (found.length !== 1) throw new Error(`children with the marker: ${found.join(', ')}`);
+        return found[0]!;
+      },
+      { timeout: 15_000, interval: 50 },
+    );
+    try {
+      await vi.waitFor(() => expectGone(helper), { timeout: 5_000, interval: 50 });
+    } finally {
+      try {
+        process.kill(-child, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
 });
+
+/** Processes whose command line contains `marker`. */
+function pidsWith(marker: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(marker);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
