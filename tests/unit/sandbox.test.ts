@@ -157,19 +157,6 @@ describe('pooled mode', () => {
     expectGone(await pid);
   });
 
-  it('aborts through hooks.signal and reports reason "aborted"', async () => {
-    const s = sandbox();
-    const ac = new AbortController();
-    const { pid, outcome } = runReportingPid(s, request('hangs.ts'), ac.signal);
-    const p = await pid;
-    ac.abort(new Error('lease lost'));
-    const o = failed(await outcome);
-    expect(o.reason).toBe('aborted');
-    expect(o.error).toMatchObject({ name: 'JobAbortedError', code: 'JOBD_ABORTED' });
-    expect(o.error.message).toContain('lease lost');
-    expectGone(p);
-  });
-
   it('does not start a job whose signal is already aborted', async () => {
     const s = sandbox();
     const o = failed(
@@ -190,21 +177,26 @@ describe('pooled mode', () => {
     return abort;
   };
 
-  it.each(['pooled', 'isolated'] as const)(
-    'aborts a running %s job through hooks.abort, without an AbortSignal',
-    async (mode) => {
-      const s = sandbox();
-      const abort = noSignal();
-      const { pid, outcome } = runReportingPid(s, request('hangs.ts', { mode }), abort);
-      const p = await pid;
-      abort.abort(new Error('lease lost'));
-      const o = failed(await outcome);
-      expect(o.reason).toBe('aborted');
-      expect(o.error).toMatchObject({ name: 'JobAbortedError', code: 'JOBD_ABORTED' });
-      expect(o.error.message).toContain('lease lost');
-      expectGone(p);
-    },
-  );
+  it.each([
+    ['hooks.signal', 'pooled'],
+    ['hooks.abort, without an AbortSignal', 'pooled'],
+    ['hooks.abort, without an AbortSignal', 'isolated'],
+  ] as const)('aborts a running job through %s (%s) and reports reason "aborted"', async (via, mode) => {
+    const s = sandbox();
+    const ac = new AbortController();
+    const lazy = noSignal();
+    const source = via === 'hooks.signal' ? ac.signal : lazy;
+    const { pid, outcome } = runReportingPid(s, request('hangs.ts', { mode }), source);
+    const p = await pid;
+    const reason = new Error('lease lost');
+    if (via === 'hooks.signal') ac.abort(reason);
+    else lazy.abort(reason);
+    const o = failed(await outcome);
+    expect(o.reason).toBe('aborted');
+    expect(o.error).toMatchObject({ name: 'JobAbortedError', code: 'JOBD_ABORTED' });
+    expect(o.error.message).toContain('lease lost');
+    expectGone(p);
+  });
 
   it('through hooks.abort: a run waiting for a child ends at the abort; an abort already made starts nothing', async () => {
     const s = sandbox({ maxChildren: 1 });
